@@ -1,0 +1,210 @@
+//! Conversions between domain types and the gRPC wire types, in one place.
+
+use portcullis_proto::v1 as pb;
+
+use crate::model::{
+    DataPlaneRecord, ExternalService, MatchKind, Proxy, ProxyInput, ProxyPatch, Route, RouteInput,
+    ServiceInput, TargetKind, TokenInfo, TokenInput, TokenScope,
+};
+
+impl From<Proxy> for pb::ProxyTarget {
+    fn from(p: Proxy) -> Self {
+        Self {
+            hostname: p.hostname,
+            target_url: p.target_url,
+            enabled: p.enabled,
+            enable_http: p.enable_http,
+            enable_https: p.enable_https,
+            preserve_host_header: p.preserve_host_header,
+            custom_request_headers: p.custom_request_headers.into_iter().collect(),
+            custom_response_headers: p.custom_response_headers.into_iter().collect(),
+            connect_timeout_ms: p.connect_timeout_ms,
+            read_timeout_ms: p.read_timeout_ms,
+            owner_token_id: p.owner_token_id,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+            auth: None,
+            certificate_name: String::new(),
+        }
+    }
+}
+
+impl From<pb::ProxyInput> for ProxyInput {
+    fn from(p: pb::ProxyInput) -> Self {
+        Self {
+            hostname: p.hostname,
+            target_url: p.target_url,
+            enabled: p.enabled,
+            enable_http: p.enable_http,
+            enable_https: p.enable_https,
+            preserve_host_header: p.preserve_host_header,
+            custom_request_headers: Some(p.custom_request_headers.into_iter().collect()),
+            custom_response_headers: Some(p.custom_response_headers.into_iter().collect()),
+            connect_timeout_ms: p.connect_timeout_ms,
+            read_timeout_ms: p.read_timeout_ms,
+        }
+    }
+}
+
+impl From<pb::ProxyPatch> for ProxyPatch {
+    fn from(p: pb::ProxyPatch) -> Self {
+        Self {
+            target_url: p.target_url,
+            enabled: p.enabled,
+            enable_http: p.enable_http,
+            enable_https: p.enable_https,
+            preserve_host_header: p.preserve_host_header,
+            custom_request_headers: p
+                .custom_request_headers
+                .map(|h| h.entries.into_iter().collect()),
+            custom_response_headers: p
+                .custom_response_headers
+                .map(|h| h.entries.into_iter().collect()),
+            connect_timeout_ms: p.connect_timeout_ms,
+            read_timeout_ms: p.read_timeout_ms,
+        }
+    }
+}
+
+fn match_kind_to_pb(k: MatchKind) -> pb::PathMatchKind {
+    match k {
+        MatchKind::Prefix => pb::PathMatchKind::Prefix,
+        MatchKind::Exact => pb::PathMatchKind::Exact,
+        MatchKind::Regex => pb::PathMatchKind::Regex,
+    }
+}
+
+fn target_kind_to_pb(k: TargetKind) -> pb::RouteTargetKind {
+    match k {
+        TargetKind::Url => pb::RouteTargetKind::Url,
+        TargetKind::Service => pb::RouteTargetKind::Service,
+        TargetKind::Proxy => pb::RouteTargetKind::Proxy,
+    }
+}
+
+impl From<Route> for pb::Route {
+    fn from(r: Route) -> Self {
+        Self {
+            id: r.id,
+            priority: r.priority,
+            match_kind: match_kind_to_pb(r.match_kind) as i32,
+            path_pattern: r.path_pattern,
+            methods: r.methods,
+            target_kind: target_kind_to_pb(r.target_kind) as i32,
+            target_value: r.target_value,
+            proxy_hostnames: r.proxy_hostnames,
+            enabled: r.enabled,
+            description: r.description,
+            owner_token_id: r.owner_token_id,
+            created_at: r.created_at,
+            public: r.public,
+        }
+    }
+}
+
+impl From<pb::RouteInput> for RouteInput {
+    fn from(r: pb::RouteInput) -> Self {
+        let match_kind = match pb::PathMatchKind::try_from(r.match_kind) {
+            Ok(pb::PathMatchKind::Exact) => Some(MatchKind::Exact),
+            Ok(pb::PathMatchKind::Regex) => Some(MatchKind::Regex),
+            Ok(pb::PathMatchKind::Prefix) => Some(MatchKind::Prefix),
+            _ => None,
+        };
+        let target_kind = match pb::RouteTargetKind::try_from(r.target_kind) {
+            Ok(pb::RouteTargetKind::Url) => Some(TargetKind::Url),
+            Ok(pb::RouteTargetKind::Service) => Some(TargetKind::Service),
+            Ok(pb::RouteTargetKind::Proxy) => Some(TargetKind::Proxy),
+            _ => None,
+        };
+        Self {
+            id: Some(r.id).filter(|s| !s.is_empty()),
+            priority: r.priority,
+            match_kind,
+            path_pattern: r.path_pattern,
+            methods: Some(r.methods),
+            target_kind,
+            target_value: r.target_value,
+            proxy_hostnames: Some(r.proxy_hostnames),
+            enabled: r.enabled,
+            description: Some(r.description),
+            public: Some(r.public),
+        }
+    }
+}
+
+impl From<ExternalService> for pb::ExternalService {
+    fn from(s: ExternalService) -> Self {
+        Self {
+            name: s.name,
+            target_url: s.target_url,
+            description: s.description,
+            owner_token_id: s.owner_token_id,
+            created_at: s.created_at,
+        }
+    }
+}
+
+impl From<pb::ServiceInput> for ServiceInput {
+    fn from(s: pb::ServiceInput) -> Self {
+        Self {
+            name: s.name,
+            target_url: s.target_url,
+            description: Some(s.description),
+        }
+    }
+}
+
+/// Wire scope to domain scope; `None` for unspecified.
+pub fn scope_from_pb(v: i32) -> Option<TokenScope> {
+    match pb::TokenScope::try_from(v) {
+        Ok(pb::TokenScope::Admin) => Some(TokenScope::Admin),
+        Ok(pb::TokenScope::User) => Some(TokenScope::User),
+        Ok(pb::TokenScope::Dataplane) => Some(TokenScope::Dataplane),
+        _ => None,
+    }
+}
+
+fn scope_to_pb(s: TokenScope) -> pb::TokenScope {
+    match s {
+        TokenScope::Admin => pb::TokenScope::Admin,
+        TokenScope::User => pb::TokenScope::User,
+        TokenScope::Dataplane => pb::TokenScope::Dataplane,
+    }
+}
+
+impl From<pb::TokenInput> for TokenInput {
+    fn from(t: pb::TokenInput) -> Self {
+        Self {
+            name: t.name,
+            scope: scope_from_pb(t.scope),
+        }
+    }
+}
+
+impl From<TokenInfo> for pb::ApiToken {
+    fn from(t: TokenInfo) -> Self {
+        Self {
+            id: t.id,
+            name: t.name,
+            scope: scope_to_pb(t.scope) as i32,
+            created_at: t.created_at,
+            last_used_at: t.last_used_at,
+            created_by: t.created_by,
+        }
+    }
+}
+
+impl From<DataPlaneRecord> for pb::DataPlaneStatus {
+    fn from(d: DataPlaneRecord) -> Self {
+        Self {
+            node_id: d.node_id,
+            address: d.address,
+            applied_version: d.applied_version,
+            last_nack_error: d.last_nack_error,
+            last_nack_version: d.last_nack_version,
+            last_seen: d.last_seen,
+            connected: d.connected,
+            software_version: d.software_version,
+        }
+    }
+}

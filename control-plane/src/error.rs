@@ -1,0 +1,74 @@
+//! The one error type the service layer returns; both adapters map it to their status codes.
+
+use crate::store::StoreError;
+
+/// Why an operation failed, in terms a caller can act on.
+///
+/// REST maps these to 400/401/403/404/409/422/500 and gRPC to the matching codes in one
+/// place each, so the mapping stays auditable.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// A field failed validation; `field` names it so users can fix their request.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The offending field, e.g. `target_url`.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The request is well formed but refers to something that does not exist or conflicts
+    /// with its own other fields.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// No valid bearer token.
+    #[error("authentication required: {0}")]
+    Unauthenticated(&'static str),
+    /// The token is valid but may not do this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The named resource does not exist.
+    #[error("{kind} {name:?} not found")]
+    NotFound {
+        /// Resource kind, e.g. `proxy`.
+        kind: &'static str,
+        /// The name that was looked up.
+        name: String,
+    },
+    /// The resource exists already, or is still referenced by another.
+    #[error("{0}")]
+    Conflict(String),
+    /// The store failed; details are logged, not returned.
+    #[error("storage unavailable")]
+    Store(#[from] StoreError),
+}
+
+impl ServiceError {
+    /// Shorthand for a validation failure on `field`.
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for a missing resource.
+    pub fn not_found(kind: &'static str, name: impl Into<String>) -> Self {
+        Self::NotFound {
+            kind,
+            name: name.into(),
+        }
+    }
+
+    /// Short machine-readable kind, used as the `error` field of REST responses.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid { .. } => "invalid_request",
+            Self::Unprocessable(_) => "unprocessable",
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound { .. } => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::Store(_) => "unavailable",
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! The gRPC adapter: authenticates, converts wire types, calls the service layer.
+
+use portcullis_proto::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use crate::auth::{self, Caller};
+use crate::error::ServiceError;
+use crate::service::ControlPlane;
+
+mod admin;
+mod config_stream;
+
+pub use admin::AdminApi;
+pub use config_stream::ConfigStreamApi;
+
+/// Maps a service error to a gRPC status; store details are logged, never sent.
+impl From<ServiceError> for Status {
+    fn from(e: ServiceError) -> Self {
+        let msg = e.to_string();
+        match e {
+            ServiceError::Invalid { .. } => Status::invalid_argument(msg),
+            ServiceError::Unprocessable(_) => Status::failed_precondition(msg),
+            ServiceError::Unauthenticated(_) => Status::unauthenticated(msg),
+            ServiceError::Forbidden(_) => Status::permission_denied(msg),
+            ServiceError::NotFound { .. } => Status::not_found(msg),
+            ServiceError::Conflict(_) => Status::already_exists(msg),
+            ServiceError::Store(inner) => {
+                tracing::error!(error = %inner, "store error");
+                Status::unavailable(msg)
+            }
+        }
+    }
+}
+
+/// The bearer secret from `authorization` metadata.
+fn bearer<T>(req: &Request<T>) -> Result<&str, Status> {
+    req.metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(auth::bearer)
+        .ok_or_else(|| Status::unauthenticated("missing `authorization: Bearer <token>` metadata"))
+}
+
+async fn api_caller<T>(cp: &ControlPlane, req: &Request<T>) -> Result<Caller, Status> {
+    Ok(cp.authenticate_api(bearer(req)?).await?)
+}
+
+fn ok<T>(v: T) -> Result<Response<T>, Status> {
+    Ok(Response::new(v))
+}
+
+/// Both gRPC services, ready to mount on a tonic server.
+pub fn services(
+    cp: ControlPlane,
+    snapshots: crate::snapshot::SnapshotRx,
+) -> (
+    pb::admin_service_server::AdminServiceServer<AdminApi>,
+    pb::config_service_server::ConfigServiceServer<ConfigStreamApi>,
+) {
+    (
+        pb::admin_service_server::AdminServiceServer::new(AdminApi::new(cp.clone())),
+        pb::config_service_server::ConfigServiceServer::new(ConfigStreamApi::new(cp, snapshots)),
+    )
+}

@@ -1,0 +1,119 @@
+//! `ConfigService.StreamConfig`: one bidirectional stream per data plane.
+//!
+//! The data plane proves itself with a `dataplane` token, says Hello, and from then on gets
+//! the newest snapshot whenever it changes, answering each with ACK or NACK.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt as _};
+use portcullis_proto::v1 as pb;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::bearer;
+use crate::model::{TokenScope, validate};
+use crate::service::ControlPlane;
+use crate::snapshot::SnapshotRx;
+
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves config streams to data planes.
+pub struct ConfigStreamApi {
+    cp: ControlPlane,
+    snapshots: SnapshotRx,
+}
+
+impl ConfigStreamApi {
+    pub(super) fn new(cp: ControlPlane, snapshots: SnapshotRx) -> Self {
+        Self { cp, snapshots }
+    }
+}
+
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<pb::ConfigSnapshot, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::config_service_server::ConfigService for ConfigStreamApi {
+    type StreamConfigStream = SnapshotStream;
+
+    async fn stream_config(
+        &self,
+        req: Request<Streaming<pb::DataPlaneMessage>>,
+    ) -> Result<Response<SnapshotStream>, Status> {
+        let caller = self.cp.authenticate(bearer(&req)?).await?;
+        if caller.scope != TokenScope::Dataplane {
+            return Err(Status::permission_denied(
+                "the config stream needs a data-plane enrolment token",
+            ));
+        }
+        let mut inbound = req.into_inner();
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.next()).await {
+            Ok(Some(Ok(pb::DataPlaneMessage {
+                kind: Some(pb::data_plane_message::Kind::Hello(h)),
+            }))) => h,
+            Ok(Some(Err(e))) => return Err(e),
+            Err(_) => return Err(Status::deadline_exceeded("no Hello within 10 s")),
+            _ => return Err(Status::invalid_argument("the first message must be Hello")),
+        };
+        let node_id = validate::ident("node_id", &hello.node_id).map_err(Status::from)?;
+        let address: String = hello.address.chars().take(256).collect();
+        let software: String = hello.software_version.chars().take(64).collect();
+        let stream_id = self
+            .cp
+            .dataplanes()
+            .connected(&node_id, &address, &software)
+            .await?;
+        tracing::info!(node = %node_id, %address, serving = hello.serving_version, "data plane connected");
+
+        let (tx, rx) = mpsc::channel(4);
+        let cp = self.cp.clone();
+        let mut snapshots = self.snapshots.clone();
+        tokio::spawn(async move {
+            snapshots.mark_changed();
+            loop {
+                tokio::select! {
+                    changed = snapshots.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        let snap = snapshots.borrow_and_update().clone();
+                        if let Some(snap) = snap
+                            && tx.send(Ok((*snap).clone())).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                    msg = inbound.next() => match msg {
+                        Some(Ok(m)) => record(&cp, &node_id, m).await,
+                        Some(Err(e)) => {
+                            tracing::info!(node = %node_id, error = %e, "data plane stream broke");
+                            break;
+                        }
+                        None => break,
+                    },
+                }
+            }
+            if let Err(e) = cp.dataplanes().disconnected(&node_id, stream_id).await {
+                tracing::warn!(node = %node_id, error = %e, "cannot record disconnect");
+            }
+            tracing::info!(node = %node_id, "data plane disconnected");
+        });
+        let out = tokio_stream::wrappers::ReceiverStream::new(rx);
+        Ok(Response::new(Box::pin(out)))
+    }
+}
+
+async fn record(cp: &ControlPlane, node_id: &str, msg: pb::DataPlaneMessage) {
+    use pb::data_plane_message::Kind;
+    let result = match msg.kind {
+        Some(Kind::Ack(a)) => cp.dataplanes().acked(node_id, a.version).await,
+        Some(Kind::Nack(n)) => {
+            tracing::warn!(node = %node_id, version = n.version, error = %n.error, "data plane rejected snapshot");
+            cp.dataplanes().nacked(node_id, n.version, &n.error).await
+        }
+        Some(Kind::Hello(_)) | None => Ok(()),
+    };
+    if let Err(e) = result {
+        tracing::warn!(node = %node_id, error = %e, "cannot record data plane status");
+    }
+}

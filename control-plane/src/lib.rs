@@ -1,0 +1,18 @@
+//! The Portcullis control plane: owns all state, exposes one service layer through gRPC
+//! (CLI, data planes) and REST (web UI, scripts), and streams versioned config snapshots to
+//! data planes.
+//!
+//! Request flow for a write: adapter (`grpc`, `rest`) → [`service::ControlPlane`] (auth,
+//! validation, ownership) → [`store::Store`] (one atomic batch) → [`snapshot`] publisher →
+//! every data plane stream.
+
+pub mod auth;
+pub mod convert;
+pub mod error;
+pub mod grpc;
+pub mod model;
+pub mod rest;
+pub mod server;
+pub mod service;
+pub mod snapshot;
+pub mod store;

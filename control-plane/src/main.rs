@@ -1,0 +1,130 @@
+//! `portcullis-control-plane`: parses flags and hands over to the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use portcullis_control_plane::server::{self, ServeConfig};
+use portcullis_control_plane::service::ControlPlane;
+
+/// Portcullis control plane: owns all state and streams config to data planes.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct StoreArgs {
+    /// Directory of the embedded store (one redb file).
+    #[arg(
+        long,
+        env = "PORTCULLIS_DATA_DIR",
+        default_value = ".portcullis/control-plane"
+    )]
+    data_dir: PathBuf,
+    /// Use a shared Redis instead: redis://[:password@]host:port/db or rediss://…
+    #[arg(long, env = "PORTCULLIS_REDIS_URL")]
+    redis_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane.
+    Serve {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Address for REST (/api/v1), /health, /openapi.json and /docs.
+        #[arg(long, env = "PORTCULLIS_HTTP_LISTEN", default_value = "127.0.0.1:9000")]
+        http_listen: SocketAddr,
+        /// Address for gRPC (CLI and data planes).
+        #[arg(long, env = "PORTCULLIS_GRPC_LISTEN", default_value = "127.0.0.1:9090")]
+        grpc_listen: SocketAddr,
+        /// PEM certificate chain for the gRPC listener (required off loopback).
+        #[arg(long, env = "PORTCULLIS_GRPC_TLS_CERT")]
+        grpc_tls_cert: Option<PathBuf>,
+        /// PEM private key for the gRPC listener.
+        #[arg(long, env = "PORTCULLIS_GRPC_TLS_KEY")]
+        grpc_tls_key: Option<PathBuf>,
+        /// Allow plaintext gRPC on a non-loopback address (tokens travel in clear text).
+        #[arg(long, env = "PORTCULLIS_INSECURE_GRPC")]
+        insecure_grpc: bool,
+        /// How often to check the store for writes by other control planes, in ms.
+        #[arg(long, env = "PORTCULLIS_POLL_INTERVAL_MS", default_value_t = 250)]
+        poll_interval_ms: u64,
+    },
+    /// Manage API tokens directly in the store.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an admin token and print only the secret. Works while the server is stopped
+    /// (embedded store) or at any time with Redis.
+    CreateAdmin {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Token name.
+        #[arg(long, default_value = "admin")]
+        name: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve {
+            store,
+            http_listen,
+            grpc_listen,
+            grpc_tls_cert,
+            grpc_tls_key,
+            insecure_grpc,
+            poll_interval_ms,
+        } => {
+            server::serve(ServeConfig {
+                data_dir: store.data_dir,
+                http_listen,
+                grpc_listen,
+                redis_url: store.redis_url,
+                grpc_tls_cert,
+                grpc_tls_key,
+                insecure_grpc,
+                poll_interval: Duration::from_millis(poll_interval_ms.max(10)),
+            })
+            .await
+        }
+        Command::Token {
+            command: TokenCommand::CreateAdmin { store, name },
+        } => {
+            let s = server::open_store(&store.data_dir, store.redis_url.as_deref()).await?;
+            let cp = ControlPlane::new(s).await?;
+            let created = cp.create_admin_token(&name).await?;
+            println!("{}", created.secret);
+            Ok(())
+        }
+    }
+}

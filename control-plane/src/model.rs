@@ -1,0 +1,344 @@
+//! Domain types the control plane stores and serves, and the inputs that create them.
+//!
+//! These are the JSON shapes of the REST API and of the stored records. Inputs reject
+//! unknown fields, and every input is checked by [`validate`] before anything is written.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub mod validate;
+
+/// Default for [`Route::priority`] when a caller gives none.
+pub const DEFAULT_ROUTE_PRIORITY: u32 = 50;
+/// Highest allowed route priority.
+pub const MAX_ROUTE_PRIORITY: u32 = 999;
+
+/// A virtual host: traffic for `hostname` goes to `target_url` unless a route matches first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Proxy {
+    /// Exact host name or a `*.` wildcard, lowercase.
+    pub hostname: String,
+    /// Absolute http(s) URL of the upstream.
+    pub target_url: String,
+    /// A disabled proxy is not served by any data plane.
+    pub enabled: bool,
+    /// Serve this proxy on the plain HTTP listener.
+    pub enable_http: bool,
+    /// Serve this proxy on the HTTPS listener (certificates come with the TLS capability).
+    pub enable_https: bool,
+    /// Forward the client's Host header instead of the target's authority.
+    pub preserve_host_header: bool,
+    /// Headers set on every request to the upstream (overwriting client values).
+    pub custom_request_headers: BTreeMap<String, String>,
+    /// Headers set on every response to the client.
+    pub custom_response_headers: BTreeMap<String, String>,
+    /// Upstream connect timeout; 0 means the data plane default (10 s).
+    pub connect_timeout_ms: u32,
+    /// Time allowed for the upstream's response headers; 0 means the default (60 s).
+    pub read_timeout_ms: u32,
+    /// Id of the token that created this proxy; only it or an admin may change it.
+    pub owner_token_id: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+/// Body of `POST /api/v1/proxy/targets`.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyInput {
+    /// Host name the proxy answers for.
+    pub hostname: String,
+    /// Upstream URL.
+    pub target_url: String,
+    /// Default true.
+    pub enabled: Option<bool>,
+    /// Default true.
+    pub enable_http: Option<bool>,
+    /// Default false until the TLS capability lands.
+    pub enable_https: Option<bool>,
+    /// Default false.
+    pub preserve_host_header: Option<bool>,
+    /// Default none.
+    pub custom_request_headers: Option<BTreeMap<String, String>>,
+    /// Default none.
+    pub custom_response_headers: Option<BTreeMap<String, String>>,
+    /// Default 0 (data plane default).
+    pub connect_timeout_ms: Option<u32>,
+    /// Default 0 (data plane default).
+    pub read_timeout_ms: Option<u32>,
+}
+
+/// Body of `PUT /api/v1/proxy/targets/{hostname}`: absent fields keep their value.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyPatch {
+    /// New upstream URL.
+    pub target_url: Option<String>,
+    /// Enable or disable.
+    pub enabled: Option<bool>,
+    /// Serve on HTTP.
+    pub enable_http: Option<bool>,
+    /// Serve on HTTPS.
+    pub enable_https: Option<bool>,
+    /// Forward the client's Host.
+    pub preserve_host_header: Option<bool>,
+    /// Replaces the whole map.
+    pub custom_request_headers: Option<BTreeMap<String, String>>,
+    /// Replaces the whole map.
+    pub custom_response_headers: Option<BTreeMap<String, String>>,
+    /// New connect timeout.
+    pub connect_timeout_ms: Option<u32>,
+    /// New read timeout.
+    pub read_timeout_ms: Option<u32>,
+}
+
+/// How a route compares its pattern with the request path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MatchKind {
+    /// The path starts with the pattern.
+    #[default]
+    Prefix,
+    /// The path equals the pattern.
+    Exact,
+    /// The path matches the regular expression.
+    Regex,
+}
+
+/// What a route forwards to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    /// An absolute URL.
+    Url,
+    /// A named external service.
+    Service,
+    /// Another proxy's target and settings, by hostname.
+    Proxy,
+}
+
+/// A path rule. Global when `proxy_hostnames` is empty, else scoped to those proxies.
+/// Routes never carry their own protection: they inherit the proxy's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Route {
+    /// Stable identifier.
+    pub id: String,
+    /// 0–999, higher is tried first.
+    pub priority: u32,
+    /// Prefix, exact or regex.
+    pub match_kind: MatchKind,
+    /// The path pattern.
+    pub path_pattern: String,
+    /// Upper-case methods; empty matches any.
+    pub methods: Vec<String>,
+    /// Kind of `target_value`.
+    pub target_kind: TargetKind,
+    /// URL, service name or proxy hostname.
+    pub target_value: String,
+    /// Empty for a global route.
+    pub proxy_hostnames: Vec<String>,
+    /// Disabled routes are not sent to data planes.
+    pub enabled: bool,
+    /// Free text.
+    pub description: String,
+    /// Exempt from the proxy's protection; only an admin may set it.
+    pub public: bool,
+    /// Id of the creating token.
+    pub owner_token_id: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// Body of `POST /api/v1/routes`.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteInput {
+    /// Generated when absent.
+    pub id: Option<String>,
+    /// Default 50.
+    pub priority: Option<u32>,
+    /// Default prefix.
+    pub match_kind: Option<MatchKind>,
+    /// Path pattern.
+    pub path_pattern: String,
+    /// Default any.
+    pub methods: Option<Vec<String>>,
+    /// What the route forwards to.
+    pub target_kind: Option<TargetKind>,
+    /// URL, service name or proxy hostname.
+    pub target_value: String,
+    /// Default global.
+    pub proxy_hostnames: Option<Vec<String>>,
+    /// Default true.
+    pub enabled: Option<bool>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Default false; admin only.
+    pub public: Option<bool>,
+}
+
+/// A named upstream that routes can target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ExternalService {
+    /// Name routes refer to.
+    pub name: String,
+    /// Absolute http(s) URL.
+    pub target_url: String,
+    /// Free text.
+    pub description: String,
+    /// Id of the creating token.
+    pub owner_token_id: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// Body of `POST /api/v1/services/external`.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceInput {
+    /// Service name.
+    pub name: String,
+    /// Upstream URL.
+    pub target_url: String,
+    /// Free text.
+    pub description: Option<String>,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenScope {
+    /// Everything, including other owners' resources and tokens.
+    Admin,
+    /// Create resources and change the ones it owns.
+    User,
+    /// Only open the config stream as a data plane.
+    Dataplane,
+}
+
+/// A stored API token. The secret is never stored: only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Public identifier derived from the hash.
+    pub id: String,
+    /// Human name.
+    pub name: String,
+    /// Permissions.
+    pub scope: TokenScope,
+    /// Hex SHA-256 of the secret.
+    pub secret_sha256: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds, updated at most once a minute.
+    pub last_used_at: i64,
+    /// Id of the token that created it; empty for bootstrap tokens.
+    pub created_by: String,
+}
+
+/// What the API shows of a token.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct TokenInfo {
+    /// Identifier.
+    pub id: String,
+    /// Human name.
+    pub name: String,
+    /// Permissions.
+    pub scope: TokenScope,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub last_used_at: i64,
+    /// Creator's token id.
+    pub created_by: String,
+}
+
+impl From<&TokenRecord> for TokenInfo {
+    fn from(t: &TokenRecord) -> Self {
+        Self {
+            id: t.id.clone(),
+            name: t.name.clone(),
+            scope: t.scope,
+            created_at: t.created_at,
+            last_used_at: t.last_used_at,
+            created_by: t.created_by.clone(),
+        }
+    }
+}
+
+/// Body of `POST /api/v1/tokens`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenInput {
+    /// Human name.
+    pub name: String,
+    /// Default user.
+    pub scope: Option<TokenScope>,
+}
+
+/// A newly created token; the only time its secret is shown.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CreatedToken {
+    /// Metadata.
+    pub token: TokenInfo,
+    /// The bearer secret.
+    pub secret: String,
+}
+
+/// What the control planes know of one data plane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DataPlaneRecord {
+    /// Node id the data plane announced.
+    pub node_id: String,
+    /// Address it serves on, as it announced it.
+    pub address: String,
+    /// Last version it ACKed.
+    pub applied_version: u64,
+    /// Error of its last NACK, empty if none since the last ACK.
+    pub last_nack_error: String,
+    /// Version it last NACKed.
+    pub last_nack_version: u64,
+    /// Unix seconds.
+    pub last_seen: i64,
+    /// Whether its stream is open.
+    pub connected: bool,
+    /// Its software version.
+    pub software_version: String,
+}
+
+/// `GET /api/v1/dataplanes`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DataPlaneList {
+    /// Newest config version.
+    pub current_version: u64,
+    /// All data planes ever seen.
+    pub items: Vec<DataPlaneRecord>,
+}
+
+/// `GET /health` and `Status`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Health {
+    /// "ok" or "degraded".
+    pub status: &'static str,
+    /// Software version.
+    pub version: &'static str,
+    /// Whether the store answered.
+    pub store_ok: bool,
+    /// "embedded" or "redis".
+    pub store_backend: &'static str,
+    /// Newest config version.
+    pub config_version: u64,
+    /// Data planes with an open stream to this control plane.
+    pub connected_data_planes: u32,
+}
+
+/// Current time in unix seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}

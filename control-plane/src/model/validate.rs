@@ -1,0 +1,219 @@
+//! Field validation shared by every write. Each check names the field and the reason.
+
+use std::collections::BTreeMap;
+
+use crate::error::ServiceError;
+
+use super::MatchKind;
+
+type Result<T> = std::result::Result<T, ServiceError>;
+
+/// Largest compiled regex a route may carry; keeps snapshot compilation bounded.
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+const MAX_PATTERN_LEN: usize = 1024;
+const MAX_HEADERS: usize = 64;
+const MAX_TIMEOUT_MS: u32 = 3_600_000;
+const MAX_DESCRIPTION: usize = 1024;
+
+/// Headers the proxy owns; users may not set them as custom headers.
+const RESERVED_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+];
+
+/// Normalises and checks an RFC 1123 host name, optionally a `*.` wildcard.
+pub fn hostname(field: &'static str, raw: &str) -> Result<String> {
+    let name = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+    if name.is_empty() {
+        return Err(ServiceError::invalid(field, "must not be empty"));
+    }
+    if name.len() > 253 {
+        return Err(ServiceError::invalid(field, "longer than 253 characters"));
+    }
+    let rest = match name.strip_prefix("*.") {
+        Some(rest) if rest.contains('.') => rest,
+        Some(_) => {
+            return Err(ServiceError::invalid(
+                field,
+                "a wildcard needs at least two labels after `*.` (e.g. *.example.com)",
+            ));
+        }
+        None => &name,
+    };
+    for label in rest.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(ServiceError::invalid(
+                field,
+                format!("{raw:?}: each label must be 1 to 63 characters"),
+            ));
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(ServiceError::invalid(
+                field,
+                format!("{raw:?}: only letters, digits, '-' and a leading '*.' are allowed"),
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(ServiceError::invalid(
+                field,
+                format!("{raw:?}: a label may not start or end with '-'"),
+            ));
+        }
+    }
+    Ok(name)
+}
+
+/// Checks an absolute http(s) upstream URL with a host and no credentials, query or fragment.
+pub fn target_url(field: &'static str, raw: &str) -> Result<String> {
+    let url = url::Url::parse(raw.trim()).map_err(|e| {
+        ServiceError::invalid(field, format!("{raw:?} is not an absolute URL: {e}"))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ServiceError::invalid(field, "scheme must be http or https"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ServiceError::invalid(field, "URL needs a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ServiceError::invalid(
+            field,
+            "credentials in the URL are not allowed; use custom_request_headers",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ServiceError::invalid(
+            field,
+            "query and fragment are not allowed",
+        ));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// Checks custom header names and values.
+pub fn headers(field: &'static str, map: &BTreeMap<String, String>) -> Result<()> {
+    if map.len() > MAX_HEADERS {
+        return Err(ServiceError::invalid(
+            field,
+            format!("at most {MAX_HEADERS} headers"),
+        ));
+    }
+    for (name, value) in map {
+        let parsed = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            ServiceError::invalid(field, format!("{name:?} is not a valid header name"))
+        })?;
+        if RESERVED_HEADERS.contains(&parsed.as_str()) {
+            return Err(ServiceError::invalid(
+                field,
+                format!("{name:?} is managed by the proxy and cannot be set"),
+            ));
+        }
+        http::HeaderValue::from_str(value).map_err(|_| {
+            ServiceError::invalid(field, format!("value of {name:?} has forbidden characters"))
+        })?;
+    }
+    Ok(())
+}
+
+/// Checks a timeout in milliseconds (0 = data-plane default).
+pub fn timeout_ms(field: &'static str, value: u32) -> Result<u32> {
+    if value > MAX_TIMEOUT_MS {
+        return Err(ServiceError::invalid(field, "at most 3600000 (one hour)"));
+    }
+    Ok(value)
+}
+
+/// Checks an identifier: route ids, service and token names.
+pub fn ident(field: &'static str, raw: &str) -> Result<String> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 64
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && raw.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err(ServiceError::invalid(
+            field,
+            format!(
+                "{raw:?}: 1 to 64 of letters, digits, '-', '_', '.', starting with a letter or digit"
+            ),
+        ))
+    }
+}
+
+/// Checks a route path pattern for its match kind; regexes are compiled with a size limit.
+pub fn path_pattern(kind: MatchKind, raw: &str) -> Result<String> {
+    const FIELD: &str = "path_pattern";
+    if raw.is_empty() || raw.len() > MAX_PATTERN_LEN {
+        return Err(ServiceError::invalid(FIELD, "must be 1 to 1024 characters"));
+    }
+    match kind {
+        MatchKind::Prefix | MatchKind::Exact => {
+            if !raw.starts_with('/') {
+                return Err(ServiceError::invalid(FIELD, "must start with '/'"));
+            }
+            if raw
+                .bytes()
+                .any(|b| b.is_ascii_control() || b == b' ' || b == b'?' || b == b'#')
+            {
+                return Err(ServiceError::invalid(
+                    FIELD,
+                    "must not contain spaces, control characters, '?' or '#'",
+                ));
+            }
+        }
+        MatchKind::Regex => {
+            regex::RegexBuilder::new(raw)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .build()
+                .map_err(|e| ServiceError::invalid(FIELD, format!("invalid regex: {e}")))?;
+        }
+    }
+    Ok(raw.to_owned())
+}
+
+/// Upper-cases and checks HTTP method tokens, dropping duplicates.
+pub fn methods(raw: &[String]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::with_capacity(raw.len());
+    for m in raw {
+        let upper = m.trim().to_ascii_uppercase();
+        if http::Method::from_bytes(upper.as_bytes()).is_err()
+            || upper.is_empty()
+            || upper.len() > 32
+        {
+            return Err(ServiceError::invalid(
+                "methods",
+                format!("{m:?} is not an HTTP method"),
+            ));
+        }
+        if !out.contains(&upper) {
+            out.push(upper);
+        }
+    }
+    Ok(out)
+}
+
+/// Checks free text.
+pub fn description(raw: &str) -> Result<String> {
+    if raw.len() > MAX_DESCRIPTION || raw.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(ServiceError::invalid(
+            "description",
+            "at most 1024 characters, no control characters",
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
+#[cfg(test)]
+mod tests;

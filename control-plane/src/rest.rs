@@ -1,0 +1,125 @@
+//! The REST gateway under `/api/v1/`: the same operations as gRPC, for the web UI, the
+//! justfile and curl. Handlers only extract, call the service layer and serialise.
+
+use axum::Router;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::OpenApi as _;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::auth::{self, Caller};
+use crate::error::ServiceError;
+use crate::service::ControlPlane;
+
+mod handlers;
+mod openapi;
+
+pub use openapi::ApiDoc;
+
+/// Builds the HTTP app: `/health`, `/api/v1/…`, `/openapi.json` and Swagger UI at `/docs`.
+pub fn router(cp: ControlPlane) -> Router {
+    Router::new()
+        .merge(handlers::routes())
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .with_state(cp)
+}
+
+/// Error body: `{"error": "<kind>", "detail": "<what and why>"}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Machine-readable kind.
+    pub error: &'static str,
+    /// Human-readable detail naming the field and the reason.
+    pub detail: String,
+}
+
+/// A service error on its way to becoming an HTTP response.
+#[derive(Debug)]
+pub struct ApiError(ServiceError);
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self.0 {
+            ServiceError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            ServiceError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ServiceError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ServiceError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ServiceError::Conflict(_) => StatusCode::CONFLICT,
+            ServiceError::Store(e) => {
+                tracing::error!(error = %e, "store error");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        };
+        let body = ErrorBody {
+            error: self.0.code(),
+            detail: self.0.to_string(),
+        };
+        let mut resp = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
+    }
+}
+
+/// Extracts the authenticated API caller from `Authorization: Bearer …`.
+impl FromRequestParts<ControlPlane> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        cp: &ControlPlane,
+    ) -> Result<Self, Self::Rejection> {
+        let secret = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(auth::bearer)
+            .ok_or(ServiceError::Unauthenticated(
+                "send `Authorization: Bearer <token>`",
+            ))?;
+        Ok(cp.authenticate_api(secret).await?)
+    }
+}
+
+/// JSON body whose rejections use our error shape and name the offending field.
+pub struct ApiJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(rej) => {
+                let status = match rej {
+                    axum::extract::rejection::JsonRejection::MissingJsonContentType(_) => {
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE
+                    }
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                let body = ErrorBody {
+                    error: "invalid_request",
+                    detail: rej.body_text(),
+                };
+                Err((status, axum::Json(body)).into_response())
+            }
+        }
+    }
+}
+
+/// `State` re-exported for handlers.
+pub(crate) type Cp = State<ControlPlane>;

@@ -1,0 +1,222 @@
+//! REST handlers, one per operation, each annotated for the OpenAPI document.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+
+use super::{ApiError, ApiJson, Cp, ErrorBody};
+use crate::auth::Caller;
+use crate::model::*;
+use crate::service::ControlPlane;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+pub(super) fn routes() -> axum::Router<ControlPlane> {
+    axum::Router::new()
+        .route("/health", get(health))
+        .route(
+            "/api/v1/proxy/targets",
+            get(list_proxies).post(create_proxy),
+        )
+        .route(
+            "/api/v1/proxy/targets/{hostname}",
+            get(get_proxy).put(update_proxy).delete(delete_proxy),
+        )
+        .route("/api/v1/routes", get(list_routes).post(create_route))
+        .route("/api/v1/routes/{id}", get(get_route).delete(delete_route))
+        .route(
+            "/api/v1/services/external",
+            get(list_services).post(register_service),
+        )
+        .route(
+            "/api/v1/services/external/{name}",
+            get(get_service).delete(delete_service),
+        )
+        .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/tokens/{id}", axum::routing::delete(delete_token))
+        .route("/api/v1/dataplanes", get(list_dataplanes))
+}
+
+/// Store reachability, version and connected data planes; no token needed.
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub(super) async fn health(State(cp): Cp) -> (StatusCode, Json<Health>) {
+    let h = cp.health().await;
+    let status = if h.store_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(h))
+}
+
+#[utoipa::path(get, path = "/api/v1/proxy/targets", tag = "proxies", security(("bearer" = [])),
+    responses((status = 200, body = [Proxy]), (status = 401, body = ErrorBody)))]
+pub(super) async fn list_proxies(State(cp): Cp, c: Caller) -> ApiResult<Json<Vec<Proxy>>> {
+    Ok(Json(cp.list_proxies(&c).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/proxy/targets", tag = "proxies", security(("bearer" = [])),
+    request_body = ProxyInput,
+    responses((status = 201, body = Proxy), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn create_proxy(
+    State(cp): Cp,
+    c: Caller,
+    ApiJson(input): ApiJson<ProxyInput>,
+) -> ApiResult<(StatusCode, Json<Proxy>)> {
+    Ok((StatusCode::CREATED, Json(cp.create_proxy(&c, input).await?)))
+}
+
+#[utoipa::path(get, path = "/api/v1/proxy/targets/{hostname}", tag = "proxies", security(("bearer" = [])),
+    params(("hostname" = String, Path)),
+    responses((status = 200, body = Proxy), (status = 404, body = ErrorBody)))]
+pub(super) async fn get_proxy(
+    State(cp): Cp,
+    c: Caller,
+    Path(hostname): Path<String>,
+) -> ApiResult<Json<Proxy>> {
+    Ok(Json(cp.get_proxy(&c, &hostname).await?))
+}
+
+#[utoipa::path(put, path = "/api/v1/proxy/targets/{hostname}", tag = "proxies", security(("bearer" = [])),
+    params(("hostname" = String, Path)), request_body = ProxyPatch,
+    responses((status = 200, body = Proxy), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn update_proxy(
+    State(cp): Cp,
+    c: Caller,
+    Path(hostname): Path<String>,
+    ApiJson(patch): ApiJson<ProxyPatch>,
+) -> ApiResult<Json<Proxy>> {
+    Ok(Json(cp.update_proxy(&c, &hostname, patch).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/proxy/targets/{hostname}", tag = "proxies", security(("bearer" = [])),
+    params(("hostname" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn delete_proxy(
+    State(cp): Cp,
+    c: Caller,
+    Path(hostname): Path<String>,
+) -> ApiResult<StatusCode> {
+    cp.delete_proxy(&c, &hostname).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/routes", tag = "routes", security(("bearer" = [])),
+    responses((status = 200, body = [Route])))]
+pub(super) async fn list_routes(State(cp): Cp, c: Caller) -> ApiResult<Json<Vec<Route>>> {
+    Ok(Json(cp.list_routes(&c).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/routes", tag = "routes", security(("bearer" = [])),
+    request_body = RouteInput,
+    responses((status = 201, body = Route), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn create_route(
+    State(cp): Cp,
+    c: Caller,
+    ApiJson(input): ApiJson<RouteInput>,
+) -> ApiResult<(StatusCode, Json<Route>)> {
+    Ok((StatusCode::CREATED, Json(cp.create_route(&c, input).await?)))
+}
+
+#[utoipa::path(get, path = "/api/v1/routes/{id}", tag = "routes", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = Route), (status = 404, body = ErrorBody)))]
+pub(super) async fn get_route(
+    State(cp): Cp,
+    c: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Route>> {
+    Ok(Json(cp.get_route(&c, &id).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/routes/{id}", tag = "routes", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn delete_route(
+    State(cp): Cp,
+    c: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    cp.delete_route(&c, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/services/external", tag = "services", security(("bearer" = [])),
+    responses((status = 200, body = [ExternalService])))]
+pub(super) async fn list_services(
+    State(cp): Cp,
+    c: Caller,
+) -> ApiResult<Json<Vec<ExternalService>>> {
+    Ok(Json(cp.list_services(&c).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/services/external", tag = "services", security(("bearer" = [])),
+    request_body = ServiceInput,
+    responses((status = 201, body = ExternalService), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn register_service(
+    State(cp): Cp,
+    c: Caller,
+    ApiJson(input): ApiJson<ServiceInput>,
+) -> ApiResult<(StatusCode, Json<ExternalService>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(cp.register_service(&c, input).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/services/external/{name}", tag = "services", security(("bearer" = [])),
+    params(("name" = String, Path)), responses((status = 200, body = ExternalService), (status = 404, body = ErrorBody)))]
+pub(super) async fn get_service(
+    State(cp): Cp,
+    c: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ExternalService>> {
+    Ok(Json(cp.get_service(&c, &name).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/services/external/{name}", tag = "services", security(("bearer" = [])),
+    params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn delete_service(
+    State(cp): Cp,
+    c: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    cp.delete_service(&c, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", security(("bearer" = [])),
+    responses((status = 200, body = [TokenInfo])))]
+pub(super) async fn list_tokens(State(cp): Cp, c: Caller) -> ApiResult<Json<Vec<TokenInfo>>> {
+    Ok(Json(cp.list_tokens(&c).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", security(("bearer" = [])),
+    request_body = TokenInput,
+    responses((status = 201, body = CreatedToken), (status = 403, body = ErrorBody)))]
+pub(super) async fn create_token(
+    State(cp): Cp,
+    c: Caller,
+    ApiJson(input): ApiJson<TokenInput>,
+) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+    Ok((StatusCode::CREATED, Json(cp.create_token(&c, input).await?)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn delete_token(
+    State(cp): Cp,
+    c: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    cp.delete_token(&c, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/dataplanes", tag = "dataplanes", security(("bearer" = [])),
+    responses((status = 200, body = DataPlaneList)))]
+pub(super) async fn list_dataplanes(State(cp): Cp, c: Caller) -> ApiResult<Json<DataPlaneList>> {
+    Ok(Json(cp.list_dataplanes(&c).await?))
+}

@@ -1,0 +1,146 @@
+//! Wires the store, service layer, publisher and both listeners into a running server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use tokio::net::TcpListener;
+
+use crate::service::ControlPlane;
+use crate::store::Store;
+
+/// Everything `serve` needs; built from flags by the binary.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Directory of the embedded store.
+    pub data_dir: PathBuf,
+    /// REST, `/health`, `/docs`.
+    pub http_listen: SocketAddr,
+    /// gRPC for the CLI and data planes.
+    pub grpc_listen: SocketAddr,
+    /// Use Redis instead of the embedded store.
+    pub redis_url: Option<String>,
+    /// PEM certificate chain for the gRPC listener.
+    pub grpc_tls_cert: Option<PathBuf>,
+    /// PEM private key for the gRPC listener.
+    pub grpc_tls_key: Option<PathBuf>,
+    /// Allow plaintext gRPC on a non-loopback address.
+    pub insecure_grpc: bool,
+    /// How often to look for writes by other control planes sharing the store.
+    pub poll_interval: Duration,
+}
+
+/// Opens the configured store.
+pub async fn open_store(
+    data_dir: &std::path::Path,
+    redis_url: Option<&str>,
+) -> anyhow::Result<Store> {
+    match redis_url {
+        Some(url) => Store::connect_redis(url)
+            .await
+            .with_context(|| format!("cannot connect to Redis at {}", redact(url))),
+        None => Store::open_embedded(data_dir).context("cannot open the embedded store"),
+    }
+}
+
+/// Hides the password in a Redis URL for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Runs until SIGINT/SIGTERM.
+pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
+    let tls = match (&cfg.grpc_tls_cert, &cfg.grpc_tls_key) {
+        (Some(cert), Some(key)) => {
+            let cert =
+                std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+            let key = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+            Some(
+                tonic::transport::ServerTlsConfig::new()
+                    .identity(tonic::transport::Identity::from_pem(cert, key)),
+            )
+        }
+        (None, None) => None,
+        _ => bail!("--grpc-tls-cert and --grpc-tls-key go together"),
+    };
+    if tls.is_none() && !cfg.grpc_listen.ip().is_loopback() {
+        if !cfg.insecure_grpc {
+            bail!(
+                "refusing plaintext gRPC on non-loopback {}: the config stream will carry private keys. \
+                 Give --grpc-tls-cert/--grpc-tls-key, or --insecure-grpc if you really mean it",
+                cfg.grpc_listen
+            );
+        }
+        tracing::warn!(
+            "!!! gRPC on {} WITHOUT TLS (--insecure-grpc): tokens and config travel in clear text !!!",
+            cfg.grpc_listen
+        );
+    }
+
+    let store = open_store(&cfg.data_dir, cfg.redis_url.as_deref()).await?;
+    let cp = ControlPlane::new(store).await?;
+    if let Some(created) = cp.bootstrap_admin_token().await? {
+        // Printed once, to stdout only; it is never logged.
+        println!("admin token (shown once, keep it safe): {}", created.secret);
+    }
+    let snapshots = crate::snapshot::spawn_publisher(cp.clone(), cfg.poll_interval);
+
+    let http = TcpListener::bind(cfg.http_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.http_listen))?;
+    let grpc = TcpListener::bind(cfg.grpc_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.grpc_listen))?;
+    tracing::info!(http = %http.local_addr()?, grpc = %grpc.local_addr()?, store = cp.store().backend_name(), "control plane listening");
+
+    let (admin, config) = crate::grpc::services(cp.clone(), snapshots);
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let grpc_server = builder
+        .accept_http1(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(tonic_web::GrpcWebLayer::new())
+        .add_service(admin)
+        .add_service(config)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc),
+            shutdown(),
+        );
+    let http_server = axum::serve(http, crate::rest::router(cp)).with_graceful_shutdown(shutdown());
+
+    tokio::select! {
+        r = grpc_server => r.context("gRPC server failed")?,
+        r = http_server => r.context("HTTP server failed")?,
+    }
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,233 @@
+//! The service layer: every API operation, implemented once. gRPC and REST are thin
+//! adapters over [`ControlPlane`].
+//!
+//! Each write validates its whole input first, then commits one atomic store batch whose
+//! checks guard against concurrent writers, so an error never leaves a half-written state.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use crate::auth::{self, Caller};
+use crate::error::ServiceError;
+use crate::model::{Health, TokenRecord, TokenScope, now};
+use crate::store::{Batch, Collection, Store, StoreError};
+
+mod dataplanes;
+mod proxies;
+mod routes;
+mod services;
+mod tokens;
+
+pub use dataplanes::DataPlaneRegistry;
+
+type Result<T> = std::result::Result<T, ServiceError>;
+
+/// How often an optimistic update is retried when another writer got there first.
+const CAS_RETRIES: usize = 8;
+/// `last_used_at` is refreshed at most this often, so reads do not turn into writes.
+const LAST_USED_GRANULARITY_SECS: i64 = 60;
+
+/// The control plane's state and operations. Cheap to clone.
+#[derive(Clone)]
+pub struct ControlPlane {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    revision: watch::Sender<u64>,
+    dataplanes: DataPlaneRegistry,
+}
+
+impl ControlPlane {
+    /// Wraps a store; `revision` starts at the store's current revision.
+    pub async fn new(store: Store) -> Result<Self> {
+        let rev = store.revision().await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                dataplanes: DataPlaneRegistry::new(store.clone()),
+                store,
+                revision: watch::Sender::new(rev),
+            }),
+        })
+    }
+
+    /// The store, for the snapshot publisher.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Data plane bookkeeping, for the config stream.
+    pub fn dataplanes(&self) -> &DataPlaneRegistry {
+        &self.inner.dataplanes
+    }
+
+    /// Fires whenever a config write commits (or the poller sees another control plane's).
+    pub fn subscribe_revision(&self) -> watch::Receiver<u64> {
+        self.inner.revision.subscribe()
+    }
+
+    /// Records that the store reached `rev`; wakes the snapshot publisher if it is newer.
+    pub fn observe_revision(&self, rev: u64) {
+        self.inner.revision.send_if_modified(|cur| {
+            let newer = rev > *cur;
+            if newer {
+                *cur = rev;
+            }
+            newer
+        });
+    }
+
+    /// Checks a bearer secret and returns the caller it belongs to.
+    pub async fn authenticate(&self, secret: &str) -> Result<Caller> {
+        const BAD: ServiceError = ServiceError::Unauthenticated("invalid or revoked token");
+        let hash = auth::hash_secret(secret);
+        let id = auth::token_id(&hash);
+        let Some((record, raw)) = self.get::<TokenRecord>(Collection::Tokens, &id).await? else {
+            return Err(BAD);
+        };
+        if !auth::hashes_equal(&record.secret_sha256, &hash) {
+            return Err(BAD);
+        }
+        let now = now();
+        if now - record.last_used_at >= LAST_USED_GRANULARITY_SECS {
+            let mut updated = record.clone();
+            updated.last_used_at = now;
+            // Best effort: a concurrent update or revocation wins.
+            let _ = self
+                .inner
+                .store
+                .apply(Batch {
+                    checks: vec![crate::store::Check::Equals(
+                        Collection::Tokens,
+                        id.clone(),
+                        raw,
+                    )],
+                    writes: vec![put(Collection::Tokens, &id, &updated)],
+                })
+                .await;
+        }
+        Ok(Caller {
+            token_id: record.id,
+            scope: record.scope,
+        })
+    }
+
+    /// Authenticates an API caller: any scope but `dataplane`.
+    pub async fn authenticate_api(&self, secret: &str) -> Result<Caller> {
+        let caller = self.authenticate(secret).await?;
+        if caller.scope == TokenScope::Dataplane {
+            return Err(ServiceError::Forbidden(
+                "a data-plane enrolment token cannot use the admin API".into(),
+            ));
+        }
+        Ok(caller)
+    }
+
+    /// Store reachability, version and connected data planes.
+    pub async fn health(&self) -> Health {
+        let revision = self.inner.store.revision().await;
+        Health {
+            status: if revision.is_ok() { "ok" } else { "degraded" },
+            version: env!("CARGO_PKG_VERSION"),
+            store_ok: revision.is_ok(),
+            store_backend: self.inner.store.backend_name(),
+            config_version: revision.unwrap_or(0),
+            connected_data_planes: self.inner.dataplanes.connected_count(),
+        }
+    }
+
+    // === store helpers ===
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        c: Collection,
+        key: &str,
+    ) -> Result<Option<(T, Vec<u8>)>> {
+        match self.inner.store.get(c, key).await? {
+            Some(raw) => Ok(Some((decode(c, key, &raw)?, raw))),
+            None => Ok(None),
+        }
+    }
+
+    async fn list<T: DeserializeOwned>(&self, c: Collection) -> Result<Vec<T>> {
+        self.inner
+            .store
+            .list(c)
+            .await?
+            .iter()
+            .map(|(k, v)| decode(c, k, v))
+            .collect()
+    }
+
+    /// Applies a batch; a failed check becomes `on_conflict`, and a config write wakes the
+    /// publisher.
+    async fn commit(
+        &self,
+        batch: Batch,
+        on_conflict: impl FnOnce(usize) -> ServiceError,
+    ) -> Result<u64> {
+        match self.inner.store.apply(batch).await {
+            Ok(rev) => {
+                self.observe_revision(rev);
+                Ok(rev)
+            }
+            Err(StoreError::CheckFailed(i)) => Err(on_conflict(i)),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(c: Collection, key: &str, raw: &[u8]) -> Result<T> {
+    serde_json::from_slice(raw).map_err(|e| {
+        ServiceError::Store(StoreError::Corrupt {
+            collection: c.name(),
+            key: key.to_owned(),
+            reason: e.to_string(),
+        })
+    })
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising our own plain structs to JSON cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn put<T: Serialize>(c: Collection, key: &str, value: &T) -> crate::store::Write {
+    crate::store::Write::Put(c, key.to_owned(), encode(value))
+}
+
+fn require_writer(caller: &Caller) -> Result<()> {
+    match caller.scope {
+        TokenScope::Admin | TokenScope::User => Ok(()),
+        TokenScope::Dataplane => Err(ServiceError::Forbidden(
+            "data-plane tokens cannot write".into(),
+        )),
+    }
+}
+
+fn require_admin(caller: &Caller, what: &str) -> Result<()> {
+    if caller.is_admin() {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden(format!(
+            "{what} needs an admin token"
+        )))
+    }
+}
+
+fn require_owner(caller: &Caller, kind: &str, name: &str, owner: &str) -> Result<()> {
+    if caller.may_modify(owner) {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden(format!(
+            "{kind} {name:?} belongs to another token; only its owner or an admin may change it"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,144 @@
+//! What the control plane knows of its data planes: live streams in memory, and the last
+//! status of every data plane in the store so any control plane can report all of them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::*;
+use crate::model::{DataPlaneList, DataPlaneRecord};
+
+/// Tracks data-plane streams. The mutex guards a small map touched only on stream events.
+#[derive(Clone)]
+pub struct DataPlaneRegistry {
+    store: Store,
+    live: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+impl DataPlaneRegistry {
+    pub(super) fn new(store: Store) -> Self {
+        Self {
+            store,
+            live: Arc::default(),
+        }
+    }
+
+    /// Data planes with an open stream to this control plane.
+    pub fn connected_count(&self) -> u32 {
+        self.live.lock().map(|m| m.len() as u32).unwrap_or(0)
+    }
+
+    /// Registers a new stream. Returns a stream id so a stale stream's end does not mark a
+    /// reconnected data plane as gone.
+    pub async fn connected(
+        &self,
+        node_id: &str,
+        address: &str,
+        software_version: &str,
+    ) -> Result<u64> {
+        let stream_id = rand::random::<u64>();
+        if let Ok(mut m) = self.live.lock() {
+            m.insert(node_id.to_owned(), stream_id);
+        }
+        let mut rec = self.load(node_id).await?;
+        rec.address = address.to_owned();
+        rec.software_version = software_version.to_owned();
+        rec.connected = true;
+        rec.last_seen = now();
+        self.save(&rec).await?;
+        Ok(stream_id)
+    }
+
+    /// Records an ACK.
+    pub async fn acked(&self, node_id: &str, version: u64) -> Result<()> {
+        let mut rec = self.load(node_id).await?;
+        rec.applied_version = version;
+        rec.last_nack_error.clear();
+        rec.last_seen = now();
+        self.save(&rec).await
+    }
+
+    /// Records a NACK and its error.
+    pub async fn nacked(&self, node_id: &str, version: u64, error: &str) -> Result<()> {
+        let mut rec = self.load(node_id).await?;
+        rec.last_nack_version = version;
+        rec.last_nack_error = error.chars().take(1024).collect();
+        rec.last_seen = now();
+        self.save(&rec).await
+    }
+
+    /// Marks the stream closed, unless the node has reconnected since.
+    pub async fn disconnected(&self, node_id: &str, stream_id: u64) -> Result<()> {
+        let current = self
+            .live
+            .lock()
+            .map(|mut m| {
+                if m.get(node_id) == Some(&stream_id) {
+                    m.remove(node_id);
+                    true
+                } else {
+                    false
+                }
+            })
+            .unwrap_or(false);
+        if current {
+            let mut rec = self.load(node_id).await?;
+            rec.connected = false;
+            rec.last_seen = now();
+            self.save(&rec).await?;
+        }
+        Ok(())
+    }
+
+    /// All known data planes and the newest config version.
+    pub async fn list(&self) -> Result<DataPlaneList> {
+        let view = self
+            .store
+            .read_consistent(&[Collection::DataPlanes])
+            .await?;
+        let mut items = Vec::new();
+        for list in &view.collections {
+            for (k, v) in list {
+                items.push(decode(Collection::DataPlanes, k, v)?);
+            }
+        }
+        Ok(DataPlaneList {
+            current_version: view.revision,
+            items,
+        })
+    }
+
+    async fn load(&self, node_id: &str) -> Result<DataPlaneRecord> {
+        Ok(
+            match self.store.get(Collection::DataPlanes, node_id).await? {
+                Some(raw) => decode(Collection::DataPlanes, node_id, &raw)?,
+                None => DataPlaneRecord {
+                    node_id: node_id.to_owned(),
+                    address: String::new(),
+                    applied_version: 0,
+                    last_nack_error: String::new(),
+                    last_nack_version: 0,
+                    last_seen: 0,
+                    connected: false,
+                    software_version: String::new(),
+                },
+            },
+        )
+    }
+
+    async fn save(&self, rec: &DataPlaneRecord) -> Result<()> {
+        self.store
+            .apply(Batch {
+                checks: vec![],
+                writes: vec![put(Collection::DataPlanes, &rec.node_id, rec)],
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+impl ControlPlane {
+    /// Lists data planes; any API token may read it.
+    pub async fn list_dataplanes(&self, _caller: &Caller) -> Result<DataPlaneList> {
+        self.inner.dataplanes.list().await
+    }
+}

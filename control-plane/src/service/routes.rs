@@ -1,0 +1,167 @@
+//! Route operations.
+
+use rand::RngCore as _;
+
+use super::*;
+use crate::model::validate;
+use crate::model::{
+    DEFAULT_ROUTE_PRIORITY, ExternalService, MAX_ROUTE_PRIORITY, Proxy, Route, RouteInput,
+    TargetKind,
+};
+use crate::store::Check;
+
+impl ControlPlane {
+    /// Creates a route. Global routes and public routes need an admin; scoped routes need
+    /// ownership of every proxy in scope, and targets must exist and be the caller's.
+    pub async fn create_route(&self, caller: &Caller, input: RouteInput) -> Result<Route> {
+        require_writer(caller)?;
+        let id = match input.id.as_deref() {
+            Some(id) => validate::ident("id", id)?,
+            None => {
+                let mut b = [0u8; 5];
+                rand::rng().fill_bytes(&mut b);
+                format!("r-{}", auth::hex(&b))
+            }
+        };
+        let priority = input.priority.unwrap_or(DEFAULT_ROUTE_PRIORITY);
+        if priority > MAX_ROUTE_PRIORITY {
+            return Err(ServiceError::invalid("priority", "must be 0 to 999"));
+        }
+        let match_kind = input.match_kind.unwrap_or_default();
+        let path_pattern = validate::path_pattern(match_kind, &input.path_pattern)?;
+        let methods = validate::methods(input.methods.as_deref().unwrap_or_default())?;
+        let target_kind = input.target_kind.ok_or_else(|| {
+            ServiceError::invalid("target_kind", "required: url, service or proxy")
+        })?;
+        let public = input.public.unwrap_or(false);
+        if public {
+            require_admin(
+                caller,
+                "a public route (exempt from its proxy's protection)",
+            )?;
+        }
+        let mut proxy_hostnames = Vec::new();
+        for h in input.proxy_hostnames.unwrap_or_default() {
+            let h = validate::hostname("proxy_hostnames", &h)?;
+            if !proxy_hostnames.contains(&h) {
+                proxy_hostnames.push(h);
+            }
+        }
+        if proxy_hostnames.is_empty() {
+            require_admin(caller, "a global route (it applies to every proxy)")?;
+        }
+        let mut checks = vec![Check::Absent(Collection::Routes, id.clone())];
+        let mut missing: Vec<String> = Vec::new();
+        for h in &proxy_hostnames {
+            match self.get::<Proxy>(Collection::Proxies, h).await? {
+                Some((p, raw)) => {
+                    require_owner(caller, "proxy", h, &p.owner_token_id)?;
+                    checks.push(Check::Equals(Collection::Proxies, h.clone(), raw));
+                }
+                None => missing.push(format!("proxy {h:?}")),
+            }
+        }
+        let target_value = match target_kind {
+            TargetKind::Url => validate::target_url("target_value", &input.target_value)?,
+            TargetKind::Service => {
+                let name = validate::ident("target_value", &input.target_value)?;
+                match self
+                    .get::<ExternalService>(Collection::Services, &name)
+                    .await?
+                {
+                    Some((s, raw)) => {
+                        require_owner(caller, "service", &name, &s.owner_token_id)?;
+                        checks.push(Check::Equals(Collection::Services, name.clone(), raw));
+                    }
+                    None => missing.push(format!("service {name:?}")),
+                }
+                name
+            }
+            TargetKind::Proxy => {
+                let host = validate::hostname("target_value", &input.target_value)?;
+                match self.get::<Proxy>(Collection::Proxies, &host).await? {
+                    Some((p, raw)) => {
+                        require_owner(caller, "proxy", &host, &p.owner_token_id)?;
+                        checks.push(Check::Equals(Collection::Proxies, host.clone(), raw));
+                    }
+                    None => missing.push(format!("proxy {host:?}")),
+                }
+                host
+            }
+        };
+        if !missing.is_empty() {
+            return Err(ServiceError::Unprocessable(format!(
+                "route refers to {} which does not exist",
+                missing.join(" and ")
+            )));
+        }
+        let route = Route {
+            id: id.clone(),
+            priority,
+            match_kind,
+            path_pattern,
+            methods,
+            target_kind,
+            target_value,
+            proxy_hostnames,
+            enabled: input.enabled.unwrap_or(true),
+            description: validate::description(input.description.as_deref().unwrap_or_default())?,
+            public,
+            owner_token_id: caller.token_id.clone(),
+            created_at: now(),
+        };
+        self.commit(
+            Batch {
+                checks,
+                writes: vec![put(Collection::Routes, &id, &route)],
+            },
+            |i| {
+                if i == 0 {
+                    ServiceError::Conflict(format!("route {id:?} already exists"))
+                } else {
+                    ServiceError::Conflict(
+                        "a proxy or service the route refers to changed; retry".into(),
+                    )
+                }
+            },
+        )
+        .await?;
+        Ok(route)
+    }
+
+    /// Reads one route.
+    pub async fn get_route(&self, _caller: &Caller, id: &str) -> Result<Route> {
+        self.get(Collection::Routes, id)
+            .await?
+            .map(|(r, _)| r)
+            .ok_or_else(|| ServiceError::not_found("route", id))
+    }
+
+    /// Lists routes, highest priority first.
+    pub async fn list_routes(&self, _caller: &Caller) -> Result<Vec<Route>> {
+        let mut routes: Vec<Route> = self.list(Collection::Routes).await?;
+        routes.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id)));
+        Ok(routes)
+    }
+
+    /// Deletes a route the caller owns.
+    pub async fn delete_route(&self, caller: &Caller, id: &str) -> Result<()> {
+        require_writer(caller)?;
+        let Some((route, raw)) = self.get::<Route>(Collection::Routes, id).await? else {
+            return Err(ServiceError::not_found("route", id));
+        };
+        require_owner(caller, "route", id, &route.owner_token_id)?;
+        self.commit(
+            Batch {
+                checks: vec![Check::Equals(Collection::Routes, id.to_owned(), raw)],
+                writes: vec![crate::store::Write::Delete(
+                    Collection::Routes,
+                    id.to_owned(),
+                )],
+            },
+            |_| ServiceError::Conflict(format!("route {id:?} changed while deleting; retry")),
+        )
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,248 @@
+//! Service-layer behaviour on a real embedded store: validation, ownership, references.
+
+use super::*;
+use crate::model::*;
+
+async fn setup() -> (ControlPlane, Caller, Caller, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::new(Store::open_embedded(dir.path()).unwrap())
+        .await
+        .unwrap();
+    let admin = cp
+        .bootstrap_admin_token()
+        .await
+        .unwrap()
+        .expect("first start creates a token");
+    assert!(
+        cp.bootstrap_admin_token().await.unwrap().is_none(),
+        "only once"
+    );
+    let admin = cp.authenticate_api(&admin.secret).await.unwrap();
+    let user = cp
+        .create_token(
+            &admin,
+            TokenInput {
+                name: "alice".into(),
+                scope: Some(TokenScope::User),
+            },
+        )
+        .await
+        .unwrap();
+    let user = cp.authenticate_api(&user.secret).await.unwrap();
+    (cp, admin, user, dir)
+}
+
+fn proxy(host: &str) -> ProxyInput {
+    ProxyInput {
+        hostname: host.into(),
+        target_url: "http://127.0.0.1:1".into(),
+        ..Default::default()
+    }
+}
+
+fn route(path: &str, host: Option<&str>) -> RouteInput {
+    RouteInput {
+        path_pattern: path.into(),
+        target_kind: Some(TargetKind::Url),
+        target_value: "http://127.0.0.1:2".into(),
+        proxy_hostnames: host.map(|h| vec![h.to_owned()]),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn ownership_is_enforced() {
+    let (cp, admin, user, _d) = setup().await;
+    cp.create_proxy(&admin, proxy("admin.example.com"))
+        .await
+        .unwrap();
+    let mine = cp
+        .create_proxy(&user, proxy("Alice.Example.com"))
+        .await
+        .unwrap();
+    assert_eq!(mine.hostname, "alice.example.com");
+    assert_eq!(mine.owner_token_id, user.token_id);
+
+    let patch = ProxyPatch {
+        enabled: Some(false),
+        ..Default::default()
+    };
+    assert!(matches!(
+        cp.update_proxy(&user, "admin.example.com", patch.clone())
+            .await,
+        Err(ServiceError::Forbidden(_))
+    ));
+    assert!(matches!(
+        cp.delete_proxy(&user, "admin.example.com").await,
+        Err(ServiceError::Forbidden(_))
+    ));
+    assert!(
+        !cp.update_proxy(&admin, "alice.example.com", patch)
+            .await
+            .unwrap()
+            .enabled
+    );
+
+    // Users cannot make global or public routes, nor scope a route to someone else's proxy.
+    assert!(matches!(
+        cp.create_route(&user, route("/x", None)).await,
+        Err(ServiceError::Forbidden(_))
+    ));
+    assert!(matches!(
+        cp.create_route(&user, route("/x", Some("admin.example.com")))
+            .await,
+        Err(ServiceError::Forbidden(_))
+    ));
+    let mut public = route("/p", Some("alice.example.com"));
+    public.public = Some(true);
+    assert!(matches!(
+        cp.create_route(&user, public).await,
+        Err(ServiceError::Forbidden(_))
+    ));
+    cp.create_route(&user, route("/x", Some("alice.example.com")))
+        .await
+        .unwrap();
+
+    // Tokens: only admins create them, and users see only themselves.
+    assert!(matches!(
+        cp.create_token(
+            &user,
+            TokenInput {
+                name: "x".into(),
+                scope: None
+            }
+        )
+        .await,
+        Err(ServiceError::Forbidden(_))
+    ));
+    let seen = cp.list_tokens(&user).await.unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].id, user.token_id);
+}
+
+#[tokio::test]
+async fn bad_input_changes_nothing() {
+    let (cp, admin, _user, _d) = setup().await;
+    let before = cp.store().revision().await.unwrap();
+    let mut bad = proxy("ok.example.com");
+    bad.target_url = "not a url".into();
+    let err = cp.create_proxy(&admin, bad).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ServiceError::Invalid {
+                field: "target_url",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let mut bad = route("(", Some("nope.example.com"));
+    bad.match_kind = Some(MatchKind::Regex);
+    assert!(matches!(
+        cp.create_route(&admin, bad).await,
+        Err(ServiceError::Invalid {
+            field: "path_pattern",
+            ..
+        })
+    ));
+    assert!(matches!(
+        cp.create_route(&admin, route("/a", Some("nope.example.com")))
+            .await,
+        Err(ServiceError::Unprocessable(_))
+    ));
+    assert_eq!(cp.store().revision().await.unwrap(), before);
+    assert!(cp.list_proxies(&admin).await.unwrap().is_empty());
+
+    cp.create_proxy(&admin, proxy("dup.example.com"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        cp.create_proxy(&admin, proxy("DUP.example.com")).await,
+        Err(ServiceError::Conflict(_))
+    ));
+}
+
+#[tokio::test]
+async fn references_block_deletes() {
+    let (cp, admin, _user, _d) = setup().await;
+    cp.create_proxy(&admin, proxy("a.example.com"))
+        .await
+        .unwrap();
+    cp.register_service(
+        &admin,
+        ServiceInput {
+            name: "api".into(),
+            target_url: "http://10.0.0.1:80".into(),
+            description: None,
+        },
+    )
+    .await
+    .unwrap();
+    let mut r = route("/api", Some("a.example.com"));
+    r.id = Some("api-route".into());
+    r.target_kind = Some(TargetKind::Service);
+    r.target_value = "api".into();
+    cp.create_route(&admin, r).await.unwrap();
+    assert!(matches!(
+        cp.delete_service(&admin, "api").await,
+        Err(ServiceError::Conflict(_))
+    ));
+    assert!(matches!(
+        cp.delete_proxy(&admin, "a.example.com").await,
+        Err(ServiceError::Conflict(_))
+    ));
+    cp.delete_route(&admin, "api-route").await.unwrap();
+    cp.delete_service(&admin, "api").await.unwrap();
+    cp.delete_proxy(&admin, "a.example.com").await.unwrap();
+    assert!(matches!(
+        cp.get_proxy(&admin, "a.example.com").await,
+        Err(ServiceError::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn tokens_authenticate_until_revoked() {
+    let (cp, admin, _user, _d) = setup().await;
+    let dp = cp
+        .create_token(
+            &admin,
+            TokenInput {
+                name: "dp".into(),
+                scope: Some(TokenScope::Dataplane),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        cp.authenticate_api(&dp.secret).await,
+        Err(ServiceError::Forbidden(_))
+    ));
+    assert_eq!(
+        cp.authenticate(&dp.secret).await.unwrap().scope,
+        TokenScope::Dataplane
+    );
+    cp.delete_token(&admin, &dp.token.id).await.unwrap();
+    assert!(matches!(
+        cp.authenticate(&dp.secret).await,
+        Err(ServiceError::Unauthenticated(_))
+    ));
+    assert!(matches!(
+        cp.authenticate("pcs_forged").await,
+        Err(ServiceError::Unauthenticated(_))
+    ));
+}
+
+#[tokio::test]
+async fn snapshot_has_every_resource_at_the_store_revision() {
+    let (cp, admin, _user, _d) = setup().await;
+    cp.create_proxy(&admin, proxy("a.example.com"))
+        .await
+        .unwrap();
+    cp.create_route(&admin, route("/g", None)).await.unwrap();
+    let snap = crate::snapshot::build(cp.store()).await.unwrap();
+    assert_eq!(snap.version, cp.store().revision().await.unwrap());
+    assert_eq!(snap.proxies.len(), 1);
+    assert_eq!(snap.routes.len(), 1);
+    assert!(snap.routes[0].proxy_hostnames.is_empty());
+}

@@ -1,0 +1,132 @@
+//! Builds versioned config snapshots from the store and publishes the newest one to every
+//! data-plane stream.
+//!
+//! One task owns publishing: it wakes when a local write commits, and polls the store's
+//! revision so writes by other control planes sharing Redis are picked up too.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_proto::v1 as pb;
+use tokio::sync::watch;
+
+use crate::model::{ExternalService, Proxy, Route, TargetKind};
+use crate::service::ControlPlane;
+use crate::store::{Collection, Store, StoreError};
+
+/// The newest snapshot; `None` until the first one is built.
+pub type SnapshotRx = watch::Receiver<Option<Arc<pb::ConfigSnapshot>>>;
+
+/// Reads proxies, routes and services at one revision and turns them into a snapshot.
+///
+/// Routes whose references vanished (a race between deleting a proxy and creating a route
+/// that points at it) are left out rather than sent, so one dangling route cannot make
+/// every data plane reject the whole snapshot.
+pub async fn build(store: &Store) -> Result<pb::ConfigSnapshot, StoreError> {
+    let view = store
+        .read_consistent(&[
+            Collection::Proxies,
+            Collection::Routes,
+            Collection::Services,
+        ])
+        .await?;
+    let [proxies, routes, services]: [Vec<(String, Vec<u8>)>; 3] =
+        view.collections.try_into().unwrap_or_default();
+    let proxies: Vec<Proxy> = decode_all(Collection::Proxies, &proxies)?;
+    let services: Vec<ExternalService> = decode_all(Collection::Services, &services)?;
+    let routes: Vec<Route> = decode_all(Collection::Routes, &routes)?;
+
+    let hosts: HashSet<&str> = proxies.iter().map(|p| p.hostname.as_str()).collect();
+    let names: HashSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    let routes: Vec<pb::Route> = routes
+        .into_iter()
+        .filter_map(|mut r| {
+            let target_ok = match r.target_kind {
+                TargetKind::Url => true,
+                TargetKind::Service => names.contains(r.target_value.as_str()),
+                TargetKind::Proxy => hosts.contains(r.target_value.as_str()),
+            };
+            let was_scoped = !r.proxy_hostnames.is_empty();
+            r.proxy_hostnames.retain(|h| hosts.contains(h.as_str()));
+            let scope_ok = !was_scoped || !r.proxy_hostnames.is_empty();
+            if target_ok && scope_ok {
+                Some(r.into())
+            } else {
+                tracing::warn!(route = %r.id, "route refers to a deleted proxy or service; left out of the snapshot");
+                None
+            }
+        })
+        .collect();
+
+    Ok(pb::ConfigSnapshot {
+        version: view.revision,
+        proxies: proxies.into_iter().map(Into::into).collect(),
+        routes,
+        services: services.into_iter().map(Into::into).collect(),
+        ..Default::default()
+    })
+}
+
+fn decode_all<T: serde::de::DeserializeOwned>(
+    c: Collection,
+    raw: &[(String, Vec<u8>)],
+) -> Result<Vec<T>, StoreError> {
+    raw.iter()
+        .map(|(k, v)| {
+            serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
+                collection: c.name(),
+                key: k.clone(),
+                reason: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Starts the publisher task and returns the receiver every stream clones.
+pub fn spawn_publisher(cp: ControlPlane, poll: Duration) -> SnapshotRx {
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(async move {
+        let mut revisions = cp.subscribe_revision();
+        let mut ticker = tokio::time::interval(poll);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut published: Option<u64> = None;
+        let mut stale = true;
+        loop {
+            if stale {
+                stale = false;
+                match build(cp.store()).await {
+                    Ok(snap) if published.is_none_or(|v| snap.version > v) => {
+                        published = Some(snap.version);
+                        tracing::info!(
+                            version = snap.version,
+                            proxies = snap.proxies.len(),
+                            routes = snap.routes.len(),
+                            "publishing config snapshot"
+                        );
+                        tx.send_replace(Some(Arc::new(snap)));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        stale = true;
+                        tracing::error!(error = %e, "cannot build config snapshot; data planes keep the previous one")
+                    }
+                }
+            }
+            tokio::select! {
+                changed = revisions.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    stale = true;
+                }
+                _ = ticker.tick() => match cp.store().revision().await {
+                    // Wakes `revisions` when another control plane wrote.
+                    Ok(rev) => cp.observe_revision(rev),
+                    Err(e) => tracing::warn!(error = %e, "store revision poll failed"),
+                },
+            }
+        }
+    });
+    rx
+}
