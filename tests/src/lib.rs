@@ -1,1 +1,50 @@
-//! Test support.
+//! Support for end-to-end tests: start the real binaries, a private `redis-server`, and
+//! real backends (HTTP, WebSocket, SSE) on loopback ports, and drive the CLI and REST API.
+//!
+//! The binaries come from the workspace's `target/debug` (or `$CARGO_TARGET_DIR`); the test
+//! command builds them first (`tests/run.sh`).
+
+pub mod backend;
+pub mod procs;
+
+pub use backend::Backend;
+pub use procs::{ControlPlane, DataPlane, RedisServer, cli};
+
+use std::time::{Duration, Instant};
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, panicking with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An HTTP client that never follows redirects and never uses a system proxy.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("reqwest client")
+}
+pub use backend::WsEcho;

@@ -1,0 +1,361 @@
+//! The real processes under test, each killed when its handle drops.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::{eventually, free_port, http_client};
+
+/// Path of a workspace binary built by `cargo build`.
+pub fn bin(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join("debug").join(name);
+    assert!(
+        path.exists(),
+        "{} missing: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
+}
+
+/// A child process killed (SIGKILL) on drop.
+pub struct Proc(Option<Child>);
+
+impl Proc {
+    fn spawn(cmd: &mut Command) -> Self {
+        Self(Some(cmd.spawn().expect("spawn")))
+    }
+
+    /// Kills the process now.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A private `redis-server` on a free port.
+pub struct RedisServer {
+    _proc: Proc,
+    /// `redis://127.0.0.1:PORT/0`
+    pub url: String,
+    /// Its port.
+    pub port: u16,
+}
+
+impl RedisServer {
+    /// Starts it and waits until it accepts connections.
+    pub async fn start() -> Self {
+        let port = free_port();
+        let proc = Proc::spawn(
+            Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .stdout(Stdio::null()),
+        );
+        eventually(
+            Duration::from_secs(10),
+            "redis-server to listen",
+            || async move {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .ok()
+                    .map(|_| ())
+            },
+        )
+        .await;
+        Self {
+            _proc: proc,
+            url: format!("redis://127.0.0.1:{port}/0"),
+            port,
+        }
+    }
+
+    /// Runs `redis-cli` against it.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+/// A running `portcullis-control-plane serve`.
+pub struct ControlPlane {
+    proc: Proc,
+    /// Keeps the embedded store alive.
+    pub data_dir: tempfile::TempDir,
+    /// REST base, e.g. `http://127.0.0.1:PORT`.
+    pub http: String,
+    /// gRPC URL for the CLI and data planes.
+    pub grpc: String,
+    /// An admin token created before start.
+    pub admin_token: String,
+    redis_url: Option<String>,
+    http_port: u16,
+    grpc_port: u16,
+}
+
+impl ControlPlane {
+    /// Starts one on the embedded store.
+    pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Starts one, on Redis when `redis_url` is given.
+    pub async fn start_with(redis_url: Option<&str>) -> Self {
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        let mut create = Command::new(bin("portcullis-control-plane"));
+        create
+            .args(["token", "create-admin", "--data-dir"])
+            .arg(data_dir.path());
+        if let Some(url) = redis_url {
+            create.args(["--redis-url", url]);
+        }
+        let out = create.output().expect("token create-admin");
+        assert!(
+            out.status.success(),
+            "create-admin failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let admin_token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert!(
+            admin_token.starts_with("pcs_"),
+            "unexpected token output {admin_token:?}"
+        );
+        let mut cp = Self {
+            proc: Proc(None),
+            data_dir,
+            http: String::new(),
+            grpc: String::new(),
+            admin_token,
+            redis_url: redis_url.map(str::to_owned),
+            http_port: free_port(),
+            grpc_port: free_port(),
+        };
+        cp.restart().await;
+        cp
+    }
+
+    /// Starts (again) on the same ports and store.
+    pub async fn restart(&mut self) {
+        self.proc.kill();
+        let mut cmd = Command::new(bin("portcullis-control-plane"));
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .args(["--http-listen", &format!("127.0.0.1:{}", self.http_port)])
+            .args(["--grpc-listen", &format!("127.0.0.1:{}", self.grpc_port)])
+            .env("PORTCULLIS_LOG", "warn")
+            .stdout(Stdio::null());
+        if let Some(url) = &self.redis_url {
+            cmd.args(["--redis-url", url]);
+        }
+        self.proc = Proc::spawn(&mut cmd);
+        self.http = format!("http://127.0.0.1:{}", self.http_port);
+        self.grpc = format!("http://127.0.0.1:{}", self.grpc_port);
+        let health = format!("{}/health", self.http);
+        let client = http_client();
+        eventually(Duration::from_secs(20), "control plane /health", || {
+            let (client, health) = (client.clone(), health.clone());
+            async move {
+                let r = client.get(&health).send().await.ok()?;
+                r.status().is_success().then_some(())
+            }
+        })
+        .await;
+    }
+
+    /// Stops it (SIGKILL).
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+
+    /// Runs the CLI as admin; panics unless it succeeds, returning stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(&self.admin_token, args);
+        assert!(
+            out.status.success(),
+            "portcullis {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs the CLI with `token`.
+    pub fn cli(&self, token: &str, args: &[&str]) -> Output {
+        cli(&self.grpc, token, args)
+    }
+
+    /// Creates a data-plane enrolment token.
+    pub fn enrolment_token(&self, name: &str) -> String {
+        self.cli_ok(&["dataplane-token", "create", name])
+            .trim()
+            .to_owned()
+    }
+
+    /// Newest config version.
+    pub async fn version(&self) -> u64 {
+        self.dataplanes().await["current_version"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// `GET /api/v1/dataplanes` as admin.
+    pub async fn dataplanes(&self) -> serde_json::Value {
+        http_client()
+            .get(format!("{}/api/v1/dataplanes", self.http))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .expect("dataplanes")
+            .json()
+            .await
+            .expect("dataplanes json")
+    }
+
+    /// Waits until data plane `node` reports `version` applied.
+    pub async fn wait_applied(&self, node: &str, version: u64) {
+        eventually(
+            Duration::from_secs(20),
+            &format!("{node} to apply version {version}"),
+            || async move {
+                let list = self.dataplanes().await;
+                let items = list["items"].as_array()?;
+                items
+                    .iter()
+                    .any(|d| d["node_id"] == node && d["applied_version"].as_u64() >= Some(version))
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+/// Runs `portcullis --url URL --token T ARGS…`.
+pub fn cli(url: &str, token: &str, args: &[&str]) -> Output {
+    Command::new(bin("portcullis"))
+        .args(["--url", url, "--token", token])
+        .args(args)
+        .env_remove("PORTCULLIS_CONFIG")
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .output()
+        .expect("run portcullis")
+}
+
+/// A running `portcullis-data-plane`.
+pub struct DataPlane {
+    proc: Proc,
+    /// Node id it announces.
+    pub node_id: String,
+    /// Proxy base, e.g. `http://127.0.0.1:PORT`.
+    pub http: String,
+    /// Admin base with `/healthz` and `/readyz`.
+    pub admin: String,
+    /// Its snapshot cache.
+    pub cache_dir: tempfile::TempDir,
+    cp_grpc: String,
+    token: String,
+    http_port: u16,
+    admin_port: u16,
+}
+
+impl DataPlane {
+    /// Enrols and starts one, waiting until it is ready.
+    pub async fn start(cp: &ControlPlane, node_id: &str) -> Self {
+        let token = cp.enrolment_token(node_id);
+        let mut dp = Self {
+            proc: Proc(None),
+            node_id: node_id.to_owned(),
+            http: String::new(),
+            admin: String::new(),
+            cache_dir: tempfile::tempdir().expect("tempdir"),
+            cp_grpc: cp.grpc.clone(),
+            token,
+            http_port: free_port(),
+            admin_port: free_port(),
+        };
+        dp.restart().await;
+        dp
+    }
+
+    /// Starts (again) on the same ports and cache; waits for `/readyz`.
+    pub async fn restart(&mut self) {
+        self.spawn();
+        self.wait_ready().await;
+    }
+
+    /// Starts the process without waiting.
+    pub fn spawn(&mut self) {
+        self.proc.kill();
+        self.proc = Proc::spawn(
+            Command::new(bin("portcullis-data-plane"))
+                .args(["--control-plane", &self.cp_grpc])
+                .args(["--enrolment-token", &self.token])
+                .args(["--node-id", &self.node_id])
+                .args(["--http-listen", &format!("127.0.0.1:{}", self.http_port)])
+                .args(["--admin-listen", &format!("127.0.0.1:{}", self.admin_port)])
+                .arg("--cache-dir")
+                .arg(self.cache_dir.path())
+                .env("PORTCULLIS_LOG", "warn")
+                .stdout(Stdio::null()),
+        );
+        self.http = format!("http://127.0.0.1:{}", self.http_port);
+        self.admin = format!("http://127.0.0.1:{}", self.admin_port);
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&self) {
+        let url = format!("{}/readyz", self.admin);
+        let client = http_client();
+        eventually(Duration::from_secs(20), "data plane /readyz", || {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                client
+                    .get(&url)
+                    .send()
+                    .await
+                    .ok()?
+                    .status()
+                    .is_success()
+                    .then_some(())
+            }
+        })
+        .await;
+    }
+
+    /// Stops it (SIGKILL).
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+
+    /// GET `path` with `Host: host` through this data plane.
+    pub async fn get(&self, host: &str, path: &str) -> reqwest::Response {
+        http_client()
+            .get(format!("{}{path}", self.http))
+            .header("host", host)
+            .send()
+            .await
+            .expect("request through data plane")
+    }
+}
