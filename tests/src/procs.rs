@@ -28,6 +28,11 @@ impl Proc {
         Self(Some(cmd.spawn().expect("spawn")))
     }
 
+    /// OS process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.0.as_ref().map(Child::id)
+    }
+
     /// Kills the process now.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.0.take() {
@@ -347,6 +352,17 @@ impl DataPlane {
     /// Stops it (SIGKILL).
     pub fn kill(&mut self) {
         self.proc.kill();
+    }
+
+    /// Peak resident memory so far, in KiB (`VmHWM`).
+    pub fn peak_rss_kib(&self) -> u64 {
+        let pid = self.proc.pid().expect("data plane running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
     }
 
     /// GET `path` with `Host: host` through this data plane.

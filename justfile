@@ -1,0 +1,106 @@
+# Portcullis recipes: thin wrappers over the `portcullis` CLI (gRPC) and the deploy scripts.
+# The CLI reads PORTCULLIS_URL and PORTCULLIS_TOKEN; by default they point at the quick-start
+# control plane and its saved admin token.
+
+set positional-arguments
+
+state := env_var_or_default("PORTCULLIS_STATE", ".portcullis")
+bin := env_var_or_default("PORTCULLIS_BIN", "target/release")
+export PORTCULLIS_URL := env_var_or_default("PORTCULLIS_URL", "http://127.0.0.1:9090")
+export PORTCULLIS_TOKEN := env_var_or_default("PORTCULLIS_TOKEN", `cat ${PORTCULLIS_STATE:-.portcullis}/admin-token 2>/dev/null || true`)
+
+cli := bin / "portcullis"
+
+# List recipes.
+default:
+    @just --list
+
+# Build and start a control plane (embedded store) and one data plane.
+up:
+    deploy/up.sh
+
+# Stop what `up` started.
+down:
+    deploy/down.sh
+
+# Run every test (installs what it needs).
+test *args:
+    tests/run.sh "$@"
+
+# Print a new admin token (store access while stopped; otherwise via the running server).
+token-admin name="admin":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if out=$("{{bin}}/portcullis-control-plane" token create-admin --data-dir "{{state}}/control-plane" --name "{{name}}" 2>/dev/null); then
+      echo "$out"
+    else
+      "{{cli}}" token create "{{name}}" --scope admin
+    fi
+
+# Create a token: just token-create NAME [admin|user]
+token-create name scope="user":
+    {{cli}} token create "{{name}}" --scope "{{scope}}"
+
+# List tokens.
+token-list:
+    {{cli}} token list
+
+# Create a data-plane enrolment token.
+dataplane-token-create name:
+    {{cli}} dataplane-token create "{{name}}"
+
+# Control plane status.
+status:
+    {{cli}} status
+
+# Create a proxy: just proxy-create HOST TARGET_URL [CLI flags, e.g. --preserve-host]
+proxy-create hostname target_url *flags:
+    {{cli}} proxy create "$@"
+
+# List proxies.
+proxy-list:
+    {{cli}} proxy list
+
+# Show a proxy.
+proxy-show hostname:
+    {{cli}} proxy show "{{hostname}}"
+
+# Update a proxy: just proxy-update HOST [--target URL] [--enabled false] ...
+proxy-update hostname *flags:
+    {{cli}} proxy update "$@"
+
+# Delete a proxy.
+proxy-delete hostname:
+    {{cli}} proxy delete "{{hostname}}"
+
+# Create a route: just route-create PATH url|service|proxy VALUE [--priority N --match regex --proxy HOST ...]
+route-create path target_type target_value *flags:
+    {{cli}} route create "$@"
+
+# List routes.
+route-list:
+    {{cli}} route list
+
+# Show a route.
+route-show id:
+    {{cli}} route show "{{id}}"
+
+# Delete a route.
+route-delete id:
+    {{cli}} route delete "{{id}}"
+
+# Register a named external service.
+service-register name url description="":
+    {{cli}} service external register "{{name}}" "{{url}}" --description "{{description}}"
+
+# List external services.
+service-list:
+    {{cli}} service external list
+
+# Delete an external service.
+service-delete name:
+    {{cli}} service external delete "{{name}}"
+
+# Data planes and the versions they applied.
+dataplanes-list:
+    {{cli}} dataplanes list

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs the real services the tests need,
+# builds every binary, checks formatting and lints, then runs unit and end-to-end tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Real peers from Debian (no mocks): Redis for the shared store.
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-cli >/dev/null || missing+=(redis-tools)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# The justfile recipes are tested too.
+if ! command -v just >/dev/null; then
+  echo "installing just (cargo install)"
+  cargo install just --locked --quiet
+fi
+
+cargo fmt --all -- --check
+cargo build --workspace --bins
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo test --workspace --no-fail-fast "$@"
