@@ -1,0 +1,194 @@
+//! `portcullis proxy ...` arguments.
+
+use clap::{ArgGroup, Args, Subcommand};
+
+use super::HeaderPair;
+
+/// Proxy (virtual host) management.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProxyCommand {
+    /// Create a proxy that forwards requests for HOSTNAME to TARGET_URL
+    Create(ProxyCreateArgs),
+    /// List all proxies
+    List,
+    /// Show one proxy
+    Show {
+        /// Hostname of the proxy
+        hostname: String,
+    },
+    /// Change some fields of a proxy; fields not given stay as they are
+    Update(ProxyUpdateArgs),
+    /// Delete a proxy
+    Delete {
+        /// Hostname of the proxy
+        hostname: String,
+    },
+}
+
+/// `proxy create`: flags only override server defaults when given, so the
+/// control plane stays the single source of defaults.
+#[derive(Debug, Args)]
+pub(crate) struct ProxyCreateArgs {
+    /// Host header value this proxy answers for
+    pub(crate) hostname: String,
+    /// Upstream URL requests are forwarded to
+    pub(crate) target_url: String,
+    /// Create the proxy disabled
+    #[arg(long)]
+    pub(crate) disabled: bool,
+    /// Do not serve this host on the plain HTTP listener
+    #[arg(long)]
+    pub(crate) no_http: bool,
+    /// Serve this host on the HTTPS listener
+    #[arg(long)]
+    pub(crate) https: bool,
+    /// Forward the client's Host header instead of the target's
+    #[arg(long)]
+    pub(crate) preserve_host: bool,
+    /// Header added to upstream requests (repeatable)
+    #[arg(long = "request-header", value_name = "K=V")]
+    pub(crate) request_headers: Vec<HeaderPair>,
+    /// Header added to responses (repeatable)
+    #[arg(long = "response-header", value_name = "K=V")]
+    pub(crate) response_headers: Vec<HeaderPair>,
+    /// Upstream connect timeout in milliseconds
+    #[arg(long, value_name = "MS")]
+    pub(crate) connect_timeout_ms: Option<u32>,
+    /// Upstream read timeout in milliseconds
+    #[arg(long, value_name = "MS")]
+    pub(crate) read_timeout_ms: Option<u32>,
+}
+
+/// `proxy update`: every flag is optional, but at least one must be given, since an
+/// empty patch is almost certainly a mistake.
+#[derive(Debug, Args)]
+#[command(
+    override_usage = "portcullis proxy update [OPTIONS] <HOSTNAME>  (at least one change option)"
+)]
+#[command(group(
+    ArgGroup::new("changes")
+        .required(true)
+        .multiple(true)
+        .args([
+            "target", "enabled", "http", "https", "preserve_host",
+            "request_headers", "clear_request_headers",
+            "response_headers", "clear_response_headers",
+            "connect_timeout_ms", "read_timeout_ms",
+        ])
+))]
+pub(crate) struct ProxyUpdateArgs {
+    /// Hostname of the proxy to change
+    pub(crate) hostname: String,
+    /// New upstream URL
+    #[arg(long, value_name = "URL")]
+    pub(crate) target: Option<String>,
+    /// Enable or disable the proxy
+    #[arg(long, value_name = "true|false")]
+    pub(crate) enabled: Option<bool>,
+    /// Serve on the plain HTTP listener
+    #[arg(long, value_name = "true|false")]
+    pub(crate) http: Option<bool>,
+    /// Serve on the HTTPS listener
+    #[arg(long, value_name = "true|false")]
+    pub(crate) https: Option<bool>,
+    /// Forward the client's Host header
+    #[arg(long, value_name = "true|false")]
+    pub(crate) preserve_host: Option<bool>,
+    /// Replace all request headers with these (repeatable)
+    #[arg(long = "request-header", value_name = "K=V")]
+    pub(crate) request_headers: Vec<HeaderPair>,
+    /// Remove all request headers
+    #[arg(long, conflicts_with = "request_headers")]
+    pub(crate) clear_request_headers: bool,
+    /// Replace all response headers with these (repeatable)
+    #[arg(long = "response-header", value_name = "K=V")]
+    pub(crate) response_headers: Vec<HeaderPair>,
+    /// Remove all response headers
+    #[arg(long, conflicts_with = "response_headers")]
+    pub(crate) clear_response_headers: bool,
+    /// Upstream connect timeout in milliseconds
+    #[arg(long, value_name = "MS")]
+    pub(crate) connect_timeout_ms: Option<u32>,
+    /// Upstream read timeout in milliseconds
+    #[arg(long, value_name = "MS")]
+    pub(crate) read_timeout_ms: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::args::{Cli, Command};
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<ProxyCommand, clap::Error> {
+        let cli = Cli::try_parse_from(["portcullis", "proxy"].iter().chain(args))?;
+        match cli.command {
+            Command::Proxy(cmd) => Ok(cmd),
+            other => panic!("parsed into {other:?}"),
+        }
+    }
+
+    #[test]
+    fn create_collects_repeated_headers() -> Result<(), clap::Error> {
+        let cmd = parse(&[
+            "create",
+            "a.example",
+            "http://up:8080",
+            "--request-header",
+            "X-A=1",
+            "--request-header",
+            "X-B=2",
+            "--https",
+            "--connect-timeout-ms",
+            "500",
+        ])?;
+        let ProxyCommand::Create(args) = cmd else {
+            panic!("not create: {cmd:?}")
+        };
+        assert_eq!(args.request_headers.len(), 2);
+        assert!(args.https && !args.disabled);
+        assert_eq!(args.connect_timeout_ms, Some(500));
+        Ok(())
+    }
+
+    #[test]
+    fn bad_header_is_a_usage_error() {
+        let err = parse(&["create", "a", "http://u", "--request-header", "nope"]).err();
+        assert_eq!(
+            err.map(|e| e.kind()),
+            Some(clap::error::ErrorKind::ValueValidation)
+        );
+    }
+
+    #[test]
+    fn update_takes_explicit_booleans() -> Result<(), clap::Error> {
+        let cmd = parse(&["update", "a", "--enabled", "false", "--http", "true"])?;
+        let ProxyCommand::Update(args) = cmd else {
+            panic!("not update: {cmd:?}")
+        };
+        assert_eq!(
+            (args.enabled, args.http, args.https),
+            (Some(false), Some(true), None)
+        );
+        assert!(parse(&["update", "a", "--enabled", "maybe"]).is_err());
+        assert!(parse(&["update", "a", "--enabled"]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn update_needs_a_change_and_clear_conflicts_with_replace() {
+        assert!(parse(&["update", "a"]).is_err());
+        assert!(parse(&["update", "a", "--clear-request-headers"]).is_ok());
+        assert!(
+            parse(&[
+                "update",
+                "a",
+                "--clear-request-headers",
+                "--request-header",
+                "X=1"
+            ])
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,136 @@
+//! Arguments for the smaller resources: services, tokens and data planes.
+
+use clap::{Subcommand, ValueEnum};
+
+/// `portcullis service ...`: grouped by kind so other service kinds can be added later.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ServiceCommand {
+    /// Named upstream services outside the proxy
+    #[command(subcommand)]
+    External(ExternalCommand),
+}
+
+/// `portcullis service external ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ExternalCommand {
+    /// Register a named upstream service
+    Register {
+        /// Service name, used as TARGET_VALUE of `route create PATH service NAME`
+        name: String,
+        /// Upstream URL
+        url: String,
+        /// Free-text description
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List registered services
+    List,
+    /// Show one service
+    Show {
+        /// Service name
+        name: String,
+    },
+    /// Delete a service
+    Delete {
+        /// Service name
+        name: String,
+    },
+}
+
+/// Scopes a person can hold; data plane tokens are made by `dataplane-token create`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ScopeArg {
+    /// Full control, including tokens
+    Admin,
+    /// Manage own proxies, routes and services
+    User,
+}
+
+/// `portcullis token ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Create an API token; prints the secret, which is shown only once
+    Create {
+        /// Human-readable token name
+        name: String,
+        /// What the token may do (least privilege by default)
+        #[arg(long, value_enum, default_value_t = ScopeArg::User)]
+        scope: ScopeArg,
+    },
+    /// List tokens (metadata only; secrets are never returned)
+    List,
+    /// Delete (revoke) a token
+    Delete {
+        /// Token id
+        id: String,
+    },
+}
+
+/// `portcullis dataplane-token ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum DataplaneTokenCommand {
+    /// Create a data plane enrolment token; prints only the secret
+    Create {
+        /// Human-readable token name, e.g. the node it is for
+        name: String,
+    },
+}
+
+/// `portcullis dataplanes ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum DataplanesCommand {
+    /// List data planes known to the control plane
+    List,
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::args::{Cli, Command};
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        Ok(Cli::try_parse_from(std::iter::once(&"portcullis").chain(args))?.command)
+    }
+
+    #[test]
+    fn token_scope_defaults_to_user() -> Result<(), clap::Error> {
+        let cmd = parse(&["token", "create", "ci"])?;
+        assert!(matches!(
+            cmd,
+            Command::Token(TokenCommand::Create {
+                scope: ScopeArg::User,
+                ..
+            })
+        ));
+        let cmd = parse(&["token", "create", "root", "--scope", "admin"])?;
+        assert!(matches!(
+            cmd,
+            Command::Token(TokenCommand::Create {
+                scope: ScopeArg::Admin,
+                ..
+            })
+        ));
+        assert!(parse(&["token", "create", "x", "--scope", "dataplane"]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn nested_service_commands_parse() -> Result<(), clap::Error> {
+        let cmd = parse(&["service", "external", "register", "billing", "http://b:1"])?;
+        assert!(matches!(
+            cmd,
+            Command::Service(ServiceCommand::External(ExternalCommand::Register { .. }))
+        ));
+        assert!(matches!(
+            parse(&["dataplane-token", "create", "edge-1"])?,
+            Command::DataplaneToken(DataplaneTokenCommand::Create { .. })
+        ));
+        assert!(matches!(
+            parse(&["dataplanes", "list"])?,
+            Command::Dataplanes(DataplanesCommand::List)
+        ));
+        Ok(())
+    }
+}

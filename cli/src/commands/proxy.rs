@@ -1,0 +1,233 @@
+//! `proxy ...`: builds `ProxyInput` / `ProxyPatch` from flags and prints the result.
+
+use portcullis_proto::v1::{ByName, Empty, HeaderMap, ProxyInput, ProxyPatch};
+
+use super::{Ctx, ReplyExt};
+use crate::args::{HeaderPair, ProxyCommand, ProxyCreateArgs, ProxyUpdateArgs, headers_to_map};
+use crate::error::CliError;
+use crate::output::json::{EmptyJson, Items, ProxyJson};
+use crate::output::views;
+
+/// Runs one `proxy` subcommand.
+pub(crate) async fn run(ctx: &mut Ctx, cmd: ProxyCommand) -> Result<(), CliError> {
+    let proxy = match cmd {
+        ProxyCommand::Create(args) => {
+            let input = create_input(args)?;
+            ctx.client.create_proxy(input).await.reply(&ctx.call)?
+        }
+        ProxyCommand::Update(args) => {
+            let patch = update_patch(args)?;
+            ctx.client.update_proxy(patch).await.reply(&ctx.call)?
+        }
+        ProxyCommand::Show { hostname } => {
+            let req = ByName { name: hostname };
+            ctx.client.get_proxy(req).await.reply(&ctx.call)?
+        }
+        ProxyCommand::List => {
+            let list = ctx.client.list_proxies(Empty {}).await.reply(&ctx.call)?;
+            return ctx
+                .out
+                .emit(&Items::<ProxyJson>::from_wire(&list.items), || {
+                    views::proxies(&list.items)
+                });
+        }
+        ProxyCommand::Delete { hostname } => {
+            let req = ByName {
+                name: hostname.clone(),
+            };
+            ctx.client.delete_proxy(req).await.reply(&ctx.call)?;
+            return ctx
+                .out
+                .emit(&EmptyJson {}, || format!("deleted proxy {hostname}"));
+        }
+    };
+    ctx.out
+        .emit(&ProxyJson::from(&proxy), || views::proxy(&proxy))
+}
+
+/// `proxy create` flags → `ProxyInput`. Boolean flags are sent only when given so
+/// that the control plane's defaults apply otherwise.
+pub(crate) fn create_input(args: ProxyCreateArgs) -> Result<ProxyInput, CliError> {
+    Ok(ProxyInput {
+        custom_request_headers: headers_to_map("--request-header", &args.request_headers)?,
+        custom_response_headers: headers_to_map("--response-header", &args.response_headers)?,
+        hostname: args.hostname,
+        target_url: args.target_url,
+        enabled: args.disabled.then_some(false),
+        enable_http: args.no_http.then_some(false),
+        enable_https: args.https.then_some(true),
+        preserve_host_header: args.preserve_host.then_some(true),
+        connect_timeout_ms: args.connect_timeout_ms,
+        read_timeout_ms: args.read_timeout_ms,
+    })
+}
+
+/// `proxy update` flags → `ProxyPatch`. Header maps are replaced wholesale when any
+/// header flag is given, emptied by `--clear-*`, and left alone otherwise.
+pub(crate) fn update_patch(args: ProxyUpdateArgs) -> Result<ProxyPatch, CliError> {
+    Ok(ProxyPatch {
+        custom_request_headers: header_patch(
+            "--request-header",
+            &args.request_headers,
+            args.clear_request_headers,
+        )?,
+        custom_response_headers: header_patch(
+            "--response-header",
+            &args.response_headers,
+            args.clear_response_headers,
+        )?,
+        hostname: args.hostname,
+        target_url: args.target,
+        enabled: args.enabled,
+        enable_http: args.http,
+        enable_https: args.https,
+        preserve_host_header: args.preserve_host,
+        connect_timeout_ms: args.connect_timeout_ms,
+        read_timeout_ms: args.read_timeout_ms,
+    })
+}
+
+fn header_patch(
+    flag: &str,
+    pairs: &[HeaderPair],
+    clear: bool,
+) -> Result<Option<HeaderMap>, CliError> {
+    if pairs.is_empty() && !clear {
+        return Ok(None);
+    }
+    Ok(Some(HeaderMap {
+        entries: headers_to_map(flag, pairs)?,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::args::{Cli, Command};
+
+    fn parse(args: &[&str]) -> ProxyCommand {
+        let argv = ["portcullis", "proxy"].iter().chain(args);
+        match Cli::try_parse_from(argv).map(|c| c.command) {
+            Ok(Command::Proxy(cmd)) => cmd,
+            other => panic!("unexpected parse: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn create_sends_only_given_booleans() -> Result<(), CliError> {
+        let ProxyCommand::Create(args) = parse(&["create", "a.example", "http://up"]) else {
+            panic!("not create")
+        };
+        let input = create_input(args)?;
+        assert_eq!(input.hostname, "a.example");
+        assert_eq!(input.target_url, "http://up");
+        assert_eq!(
+            (
+                input.enabled,
+                input.enable_http,
+                input.enable_https,
+                input.preserve_host_header
+            ),
+            (None, None, None, None)
+        );
+        assert!(input.custom_request_headers.is_empty());
+        assert_eq!(input.connect_timeout_ms, None);
+        Ok(())
+    }
+
+    #[test]
+    fn create_flags_map_to_fields() -> Result<(), CliError> {
+        let ProxyCommand::Create(args) = parse(&[
+            "create",
+            "a",
+            "http://up",
+            "--disabled",
+            "--no-http",
+            "--https",
+            "--preserve-host",
+            "--response-header",
+            "X-Frame-Options=DENY",
+            "--read-timeout-ms",
+            "2500",
+        ]) else {
+            panic!("not create")
+        };
+        let input = create_input(args)?;
+        assert_eq!(
+            (
+                input.enabled,
+                input.enable_http,
+                input.enable_https,
+                input.preserve_host_header
+            ),
+            (Some(false), Some(false), Some(true), Some(true))
+        );
+        assert_eq!(
+            input
+                .custom_response_headers
+                .get("X-Frame-Options")
+                .map(String::as_str),
+            Some("DENY")
+        );
+        assert_eq!(input.read_timeout_ms, Some(2500));
+        Ok(())
+    }
+
+    #[test]
+    fn create_rejects_duplicate_headers() {
+        let ProxyCommand::Create(args) = parse(&[
+            "create",
+            "a",
+            "http://up",
+            "--request-header",
+            "X=1",
+            "--request-header",
+            "x=2",
+        ]) else {
+            panic!("not create")
+        };
+        assert!(matches!(create_input(args), Err(CliError::Usage(_))));
+    }
+
+    #[test]
+    fn update_leaves_unset_fields_unset() -> Result<(), CliError> {
+        let ProxyCommand::Update(args) = parse(&["update", "a", "--target", "http://new"]) else {
+            panic!("not update")
+        };
+        let patch = update_patch(args)?;
+        assert_eq!(patch.target_url.as_deref(), Some("http://new"));
+        assert_eq!((patch.enabled, patch.enable_http), (None, None));
+        assert!(patch.custom_request_headers.is_none());
+        assert!(patch.custom_response_headers.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn update_replaces_or_clears_header_maps() -> Result<(), CliError> {
+        let ProxyCommand::Update(args) = parse(&[
+            "update",
+            "a",
+            "--request-header",
+            "X-A=1",
+            "--clear-response-headers",
+            "--enabled",
+            "false",
+        ]) else {
+            panic!("not update")
+        };
+        let patch = update_patch(args)?;
+        let req = patch
+            .custom_request_headers
+            .map(|m| m.entries)
+            .unwrap_or_default();
+        assert_eq!(req.get("X-A").map(String::as_str), Some("1"));
+        assert_eq!(
+            patch.custom_response_headers.map(|m| m.entries.len()),
+            Some(0)
+        );
+        assert_eq!(patch.enabled, Some(false));
+        Ok(())
+    }
+}

@@ -1,0 +1,8 @@
+//! Table-mode layouts for each resource: lists as columns, single resources as
+//! key/value lines.
+
+mod admin;
+mod routing;
+
+pub(crate) use admin::{dataplanes, status, tokens};
+pub(crate) use routing::{proxies, proxy, route, routes, service, services};

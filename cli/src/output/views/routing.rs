@@ -1,0 +1,213 @@
+//! Tables for proxies, routes and external services.
+
+use std::collections::HashMap;
+
+use portcullis_proto::v1 as pb;
+
+use crate::output::json::{match_kind_name, target_kind_name};
+use crate::output::table::{Table, key_values, or_dash, yes_no};
+use crate::output::time::rfc3339;
+
+/// `proxy list`.
+pub(crate) fn proxies(items: &[pb::ProxyTarget]) -> String {
+    let mut t = Table::new(&["HOSTNAME", "TARGET", "ENABLED", "HTTP", "HTTPS", "UPDATED"]);
+    for p in items {
+        t.row(vec![
+            p.hostname.clone(),
+            p.target_url.clone(),
+            yes_no(p.enabled),
+            yes_no(p.enable_http),
+            yes_no(p.enable_https),
+            rfc3339(p.updated_at),
+        ]);
+    }
+    t.render()
+}
+
+/// `proxy show|create|update`.
+pub(crate) fn proxy(p: &pb::ProxyTarget) -> String {
+    let mut rows = vec![
+        ("hostname", p.hostname.clone()),
+        ("target", p.target_url.clone()),
+        ("enabled", yes_no(p.enabled)),
+        ("http", yes_no(p.enable_http)),
+        ("https", yes_no(p.enable_https)),
+        ("preserve host", yes_no(p.preserve_host_header)),
+        ("request headers", headers(&p.custom_request_headers)),
+        ("response headers", headers(&p.custom_response_headers)),
+        ("connect timeout", millis(p.connect_timeout_ms)),
+        ("read timeout", millis(p.read_timeout_ms)),
+        ("certificate", or_dash(&p.certificate_name)),
+    ];
+    if let Some(auth) = &p.auth {
+        let mode = if auth.enabled {
+            or_dash(&auth.mode)
+        } else {
+            "disabled".to_owned()
+        };
+        rows.push(("edge auth", mode));
+    }
+    rows.extend([
+        ("owner token", or_dash(&p.owner_token_id)),
+        ("created", rfc3339(p.created_at)),
+        ("updated", rfc3339(p.updated_at)),
+    ]);
+    key_values(&rows)
+}
+
+/// `route list`.
+pub(crate) fn routes(items: &[pb::Route]) -> String {
+    let mut t = Table::new(&[
+        "ID", "PRIORITY", "MATCH", "PATH", "METHODS", "TARGET", "SCOPE", "ENABLED", "PUBLIC",
+    ]);
+    for r in items {
+        t.row(vec![
+            r.id.clone(),
+            r.priority.to_string(),
+            match_kind_name(r.match_kind).to_owned(),
+            r.path_pattern.clone(),
+            methods(&r.methods),
+            target(r),
+            scope(&r.proxy_hostnames),
+            yes_no(r.enabled),
+            yes_no(r.public),
+        ]);
+    }
+    t.render()
+}
+
+/// `route show|create`.
+pub(crate) fn route(r: &pb::Route) -> String {
+    key_values(&[
+        ("id", r.id.clone()),
+        ("priority", r.priority.to_string()),
+        ("match", match_kind_name(r.match_kind).to_owned()),
+        ("path", r.path_pattern.clone()),
+        ("methods", methods(&r.methods)),
+        ("target", target(r)),
+        ("scope", scope(&r.proxy_hostnames)),
+        ("enabled", yes_no(r.enabled)),
+        ("public", yes_no(r.public)),
+        ("description", or_dash(&r.description)),
+        ("owner token", or_dash(&r.owner_token_id)),
+        ("created", rfc3339(r.created_at)),
+    ])
+}
+
+/// `service external list`.
+pub(crate) fn services(items: &[pb::ExternalService]) -> String {
+    let mut t = Table::new(&["NAME", "URL", "DESCRIPTION", "CREATED"]);
+    for s in items {
+        t.row(vec![
+            s.name.clone(),
+            s.target_url.clone(),
+            or_dash(&s.description),
+            rfc3339(s.created_at),
+        ]);
+    }
+    t.render()
+}
+
+/// `service external show|register`.
+pub(crate) fn service(s: &pb::ExternalService) -> String {
+    key_values(&[
+        ("name", s.name.clone()),
+        ("url", s.target_url.clone()),
+        ("description", or_dash(&s.description)),
+        ("owner token", or_dash(&s.owner_token_id)),
+        ("created", rfc3339(s.created_at)),
+    ])
+}
+
+fn headers(map: &HashMap<String, String>) -> String {
+    let mut pairs: Vec<_> = map.iter().collect();
+    pairs.sort();
+    let joined: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if joined.is_empty() {
+        "-".to_owned()
+    } else {
+        joined.join(", ")
+    }
+}
+
+fn millis(ms: u32) -> String {
+    format!("{ms} ms")
+}
+
+fn methods(m: &[String]) -> String {
+    if m.is_empty() {
+        "*".to_owned()
+    } else {
+        m.join(",")
+    }
+}
+
+fn scope(hosts: &[String]) -> String {
+    if hosts.is_empty() {
+        "global".to_owned()
+    } else {
+        hosts.join(",")
+    }
+}
+
+fn target(r: &pb::Route) -> String {
+    format!("{}:{}", target_kind_name(r.target_kind), r.target_value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_list_has_one_row_per_proxy() {
+        let p = pb::ProxyTarget {
+            hostname: "a.example".into(),
+            target_url: "http://up:8080".into(),
+            enabled: true,
+            enable_http: true,
+            ..Default::default()
+        };
+        let text = proxies(&[p]);
+        assert_eq!(
+            text,
+            "HOSTNAME   TARGET          ENABLED  HTTP  HTTPS  UPDATED\n\
+             a.example  http://up:8080  yes      yes   no     -\n"
+        );
+    }
+
+    #[test]
+    fn route_views_describe_scope_methods_and_target() {
+        let r = pb::Route {
+            id: "r1".into(),
+            priority: 10,
+            match_kind: pb::PathMatchKind::Prefix as i32,
+            path_pattern: "/api".into(),
+            target_kind: pb::RouteTargetKind::Url as i32,
+            target_value: "http://api".into(),
+            enabled: true,
+            ..Default::default()
+        };
+        let row = routes(std::slice::from_ref(&r));
+        assert!(row.contains("url:http://api") && row.contains("global") && row.contains('*'));
+        let scoped = pb::Route {
+            proxy_hostnames: vec!["a".into(), "b".into()],
+            methods: vec!["GET".into(), "POST".into()],
+            ..r
+        };
+        let detail = route(&scoped);
+        assert!(detail.contains("scope:       a,b"), "{detail}");
+        assert!(detail.contains("methods:     GET,POST"), "{detail}");
+    }
+
+    #[test]
+    fn proxy_detail_lists_sorted_headers() {
+        let p = pb::ProxyTarget {
+            hostname: "a".into(),
+            custom_request_headers: [("X-B".into(), "2".into()), ("X-A".into(), "1".into())].into(),
+            ..Default::default()
+        };
+        let text = proxy(&p);
+        assert!(text.contains("request headers:  X-A=1, X-B=2"), "{text}");
+        assert!(text.contains("response headers: -"), "{text}");
+    }
+}
