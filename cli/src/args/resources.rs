@@ -17,7 +17,9 @@ pub(crate) enum ExternalCommand {
     Register {
         /// Service name, used as TARGET_VALUE of `route create PATH service NAME`
         name: String,
-        /// Upstream URL
+        /// Upstream URL (its own arg id: a positional named `url` would collide with the
+        /// global `--url` and silently replace the control plane address)
+        #[arg(id = "target_url", value_name = "URL")]
         url: String,
         /// Free-text description
         #[arg(long)]
@@ -113,6 +115,19 @@ mod tests {
             })
         ));
         assert!(parse(&["token", "create", "x", "--scope", "dataplane"]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn service_url_does_not_replace_the_control_plane_url() -> Result<(), clap::Error> {
+        let cli = Cli::try_parse_from([
+            "portcullis", "--url", "http://cp:9090", "service", "external", "register", "b", "http://b:1",
+        ])?;
+        assert_eq!(cli.global.url.as_deref(), Some("http://cp:9090"));
+        assert!(matches!(
+            cli.command,
+            Command::Service(ServiceCommand::External(ExternalCommand::Register { ref url, .. })) if url == "http://b:1"
+        ));
         Ok(())
     }
 
