@@ -1,1 +1,31 @@
-//! lib
+//! Portcullis data plane: routes HTTP traffic using configuration snapshots pushed by
+//! the control plane.
+//!
+//! Layout, following the request path:
+//! - [`stream`] receives snapshots, [`apply`] compiles ([`config`]) and publishes them
+//!   into the [`store`], and [`cache`] persists the last good one.
+//! - [`server`] accepts connections; [`proxy`] runs each request through host lookup
+//!   ([`router`]), the proxy [`policy`], route selection and forwarding via pooled
+//!   clients ([`upstream`]).
+//! - [`admin`] answers health and readiness probes.
+//!
+//! For benchmarks: [`config::Snapshot::compile`] builds a snapshot from wire types,
+//! [`router::HostTable::lookup`] resolves a host, [`policy::admit`] +
+//! [`policy::Admitted::select`] pick the upstream.
+
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod apply;
+pub mod body;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod policy;
+pub mod proxy;
+mod report;
+pub mod router;
+pub mod server;
+pub mod store;
+pub mod stream;
+pub mod upstream;

@@ -1,1 +1,101 @@
-fn main() {}
+//! `portcullis-data-plane`: parses flags and wires the library together.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use portcullis_data_plane::apply::Applier;
+use portcullis_data_plane::cache::SnapshotCache;
+use portcullis_data_plane::cli::Args;
+use portcullis_data_plane::store::ConfigStore;
+use portcullis_data_plane::stream::ControlPlane;
+use portcullis_data_plane::upstream::ClientCache;
+use portcullis_data_plane::{admin, server};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            EnvFilter::try_from_env("PORTCULLIS_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    // Another component may have installed it first; either way aws-lc-rs is in use.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let ca_pem = args
+        .ca_cert
+        .as_ref()
+        .map(|path| std::fs::read(path).with_context(|| format!("reading {}", path.display())))
+        .transpose()?;
+    let http = TcpListener::bind(args.http_listen)
+        .await
+        .with_context(|| format!("binding HTTP listener {}", args.http_listen))?;
+    let admin = TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("binding admin listener {}", args.admin_listen))?;
+    let http_addr = http.local_addr()?;
+    let admin_addr = admin.local_addr()?;
+    let control_plane = ControlPlane::new(
+        &args.control_plane,
+        ca_pem.as_deref(),
+        args.enrolment_token.expose(),
+        args.node_id.clone(),
+        http_addr.to_string(),
+    )?;
+
+    let store = Arc::new(ConfigStore::default());
+    let applier = Arc::new(Applier::new(
+        store.clone(),
+        Arc::new(ClientCache::new()),
+        SnapshotCache::new(&args.cache_dir),
+    ));
+    applier.restore().await;
+
+    tokio::spawn(admin::serve_admin(admin, store.clone()));
+    tokio::spawn(server::serve_http(http, store));
+    tokio::spawn(control_plane.run(applier));
+    tracing::info!(%http_addr, %admin_addr, node_id = %args.node_id, "data plane listening");
+    println!("portcullis-data-plane listening http={http_addr} admin={admin_addr}");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

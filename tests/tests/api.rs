@@ -321,7 +321,7 @@ async fn five_hundred_concurrent_writes_all_land() {
 }
 
 /// 500 concurrent creates through the REST API; every one must be stored.
-pub async fn concurrent_writes(cp: &ControlPlane) {
+async fn concurrent_writes(cp: &ControlPlane) {
     let client = http_client();
     let mut tasks = Vec::new();
     for i in 0..500 {
@@ -334,7 +334,10 @@ pub async fn concurrent_writes(cp: &ControlPlane) {
         ));
     }
     for t in tasks {
-        assert_eq!(t.await.unwrap().unwrap(), StatusCode::CREATED);
+        assert_eq!(
+            t.await.expect("task").expect("request"),
+            StatusCode::CREATED
+        );
     }
     let (s, list) = call(
         cp,

@@ -25,10 +25,14 @@ async fn three_data_planes_converge_and_survive_the_control_plane() {
     let v = cp.version().await;
     for dp in &dps {
         cp.wait_applied(&dp.node_id, v).await;
-        assert_eq!(backend_of(dp, "app.example.com").await.as_deref(), Some("a"));
+        assert_eq!(
+            backend_of(dp, "app.example.com").await.as_deref(),
+            Some("a")
+        );
     }
     // The CLI shows all three at the current version.
-    let list: Value = serde_json::from_str(&cp.cli_ok(&["dataplanes", "list", "--output", "json"])).unwrap();
+    let list: Value =
+        serde_json::from_str(&cp.cli_ok(&["dataplanes", "list", "--output", "json"])).unwrap();
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 3, "{list}");
     for d in items {
@@ -40,24 +44,35 @@ async fn three_data_planes_converge_and_survive_the_control_plane() {
     cp.kill();
     tokio::time::sleep(Duration::from_millis(300)).await;
     for dp in &dps {
-        assert_eq!(backend_of(dp, "app.example.com").await.as_deref(), Some("a"));
+        assert_eq!(
+            backend_of(dp, "app.example.com").await.as_deref(),
+            Some("a")
+        );
     }
     // A data plane restarted while the control plane is down serves from its cache.
     dps[0].kill();
     dps[0].spawn();
     dps[0].wait_ready().await;
-    assert_eq!(backend_of(&dps[0], "app.example.com").await.as_deref(), Some("a"));
+    assert_eq!(
+        backend_of(&dps[0], "app.example.com").await.as_deref(),
+        Some("a")
+    );
     let cache = dps[0].cache_dir.path().join("snapshot.pb");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&cache).unwrap().permissions());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&cache).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600, "cache must be private");
 
     // Control plane back: data planes reconnect and pick up new changes.
     cp.restart().await;
     cp.cli_ok(&["proxy", "update", "app.example.com", "--target", &b.url]);
     for dp in &dps {
-        eventually(Duration::from_secs(30), "data plane to reconnect and switch to b", || async {
-            (backend_of(dp, "app.example.com").await.as_deref() == Some("b")).then_some(())
-        })
+        eventually(
+            Duration::from_secs(30),
+            "data plane to reconnect and switch to b",
+            || async {
+                (backend_of(dp, "app.example.com").await.as_deref() == Some("b")).then_some(())
+            },
+        )
         .await;
     }
 }
@@ -84,13 +99,26 @@ async fn a_snapshot_the_data_plane_rejects_is_nacked_and_the_old_one_keeps_servi
     let bad_version = good + 1;
     let rec = eventually(Duration::from_secs(20), "NACK recorded", || async {
         let list = cp.dataplanes().await;
-        let d = list["items"].as_array()?.iter().find(|d| d["node_id"] == "dp-nack")?.clone();
+        let d = list["items"]
+            .as_array()?
+            .iter()
+            .find(|d| d["node_id"] == "dp-nack")?
+            .clone();
         (d["last_nack_version"].as_u64() == Some(bad_version)).then_some(d)
     })
     .await;
-    assert!(rec["last_nack_error"].as_str().unwrap_or("").contains("bad"), "{rec}");
+    assert!(
+        rec["last_nack_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("bad"),
+        "{rec}"
+    );
     assert_eq!(rec["applied_version"].as_u64(), Some(good));
-    assert_eq!(backend_of(&dp, "app.example.com").await.as_deref(), Some("a"));
+    assert_eq!(
+        backend_of(&dp, "app.example.com").await.as_deref(),
+        Some("a")
+    );
 }
 
 #[tokio::test]
@@ -99,8 +127,20 @@ async fn unauthenticated_streams_are_refused() {
     // An admin token is not an enrolment token, and a made-up one is nothing.
     for token in [cp.admin_token.as_str(), "pcs_made_up"] {
         let out = std::process::Command::new(portcullis_tests::procs::bin("portcullis-data-plane"))
-            .args(["--control-plane", &cp.grpc, "--enrolment-token", token, "--node-id", "intruder"])
-            .args(["--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args([
+                "--control-plane",
+                &cp.grpc,
+                "--enrolment-token",
+                token,
+                "--node-id",
+                "intruder",
+            ])
+            .args([
+                "--http-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
             .arg("--cache-dir")
             .arg(cp.data_dir.path().join("intruder"))
             .stdout(std::process::Stdio::null())

@@ -11,7 +11,10 @@ async fn which(dp: &DataPlane, host: &str, path: &str) -> (StatusCode, Value) {
     let r = dp.get(host, path).await;
     let s = r.status();
     let text = r.text().await.unwrap_or_default();
-    (s, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        s,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 async fn sync(cp: &ControlPlane, dp: &DataPlane) {
@@ -23,37 +26,125 @@ async fn sync(cp: &ControlPlane, dp: &DataPlane) {
 async fn routing_precedence_hosts_and_methods() {
     let cp = ControlPlane::start().await;
     let dp = DataPlane::start(&cp, "dp-routing").await;
-    let (a, b, c, d) = (Backend::start("a").await, Backend::start("b").await, Backend::start("c").await, Backend::start("d").await);
+    let (a, b, c, d) = (
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+        Backend::start("d").await,
+    );
 
     cp.cli_ok(&["proxy", "create", "app.example.com", &a.url]);
     cp.cli_ok(&["proxy", "create", "*.example.com", &b.url]);
     cp.cli_ok(&["proxy", "create", "*.deep.example.com", &c.url]);
     cp.cli_ok(&["service", "external", "register", "svc-d", &d.url]);
     // Scoped to app.example.com.
-    cp.cli_ok(&["route", "create", "/api", "url", &b.url, "--id", "api-prefix", "--priority", "10", "--proxy", "app.example.com"]);
-    cp.cli_ok(&["route", "create", "/api/exact", "service", "svc-d", "--id", "api-exact", "--match", "exact", "--priority", "10", "--proxy", "app.example.com"]);
-    cp.cli_ok(&["route", "create", "^/api/v[0-9]+/", "url", &c.url, "--id", "api-regex", "--match", "regex", "--priority", "20", "--proxy", "app.example.com"]);
-    cp.cli_ok(&["route", "create", "/write", "url", &d.url, "--id", "post-only", "--method", "POST", "--proxy", "app.example.com"]);
+    cp.cli_ok(&[
+        "route",
+        "create",
+        "/api",
+        "url",
+        &b.url,
+        "--id",
+        "api-prefix",
+        "--priority",
+        "10",
+        "--proxy",
+        "app.example.com",
+    ]);
+    cp.cli_ok(&[
+        "route",
+        "create",
+        "/api/exact",
+        "service",
+        "svc-d",
+        "--id",
+        "api-exact",
+        "--match",
+        "exact",
+        "--priority",
+        "10",
+        "--proxy",
+        "app.example.com",
+    ]);
+    cp.cli_ok(&[
+        "route",
+        "create",
+        "^/api/v[0-9]+/",
+        "url",
+        &c.url,
+        "--id",
+        "api-regex",
+        "--match",
+        "regex",
+        "--priority",
+        "20",
+        "--proxy",
+        "app.example.com",
+    ]);
+    cp.cli_ok(&[
+        "route",
+        "create",
+        "/write",
+        "url",
+        &d.url,
+        "--id",
+        "post-only",
+        "--method",
+        "POST",
+        "--proxy",
+        "app.example.com",
+    ]);
     // Global, low priority, targets another proxy's upstream.
-    cp.cli_ok(&["route", "create", "/global", "proxy", "*.deep.example.com", "--id", "global", "--priority", "1"]);
+    cp.cli_ok(&[
+        "route",
+        "create",
+        "/global",
+        "proxy",
+        "*.deep.example.com",
+        "--id",
+        "global",
+        "--priority",
+        "1",
+    ]);
     sync(&cp, &dp).await;
 
     // Host resolution: exact, most specific wildcard, port stripped, case folded.
     assert_eq!(which(&dp, "app.example.com", "/").await.1["backend"], "a");
-    assert_eq!(which(&dp, "APP.example.com:8080", "/").await.1["backend"], "a");
+    assert_eq!(
+        which(&dp, "APP.example.com:8080", "/").await.1["backend"],
+        "a"
+    );
     assert_eq!(which(&dp, "x.example.com", "/").await.1["backend"], "b");
-    assert_eq!(which(&dp, "y.deep.example.com", "/").await.1["backend"], "c");
+    assert_eq!(
+        which(&dp, "y.deep.example.com", "/").await.1["backend"],
+        "c"
+    );
     let (s, body) = which(&dp, "nope.test", "/").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert!(body.as_str().unwrap_or("").contains("nope.test"), "{body}");
 
     // Routes: higher priority first; exact beats prefix at equal priority; regex by priority.
-    assert_eq!(which(&dp, "app.example.com", "/api/x").await.1["backend"], "b");
-    assert_eq!(which(&dp, "app.example.com", "/api/exact").await.1["backend"], "d");
-    assert_eq!(which(&dp, "app.example.com", "/api/exact/more").await.1["backend"], "b");
-    assert_eq!(which(&dp, "app.example.com", "/api/v2/users").await.1["backend"], "c");
+    assert_eq!(
+        which(&dp, "app.example.com", "/api/x").await.1["backend"],
+        "b"
+    );
+    assert_eq!(
+        which(&dp, "app.example.com", "/api/exact").await.1["backend"],
+        "d"
+    );
+    assert_eq!(
+        which(&dp, "app.example.com", "/api/exact/more").await.1["backend"],
+        "b"
+    );
+    assert_eq!(
+        which(&dp, "app.example.com", "/api/v2/users").await.1["backend"],
+        "c"
+    );
     // Methods.
-    assert_eq!(which(&dp, "app.example.com", "/write").await.1["backend"], "a");
+    assert_eq!(
+        which(&dp, "app.example.com", "/write").await.1["backend"],
+        "a"
+    );
     let posted: Value = http_client()
         .post(format!("{}/write", dp.http))
         .header("host", "app.example.com")
@@ -65,20 +156,39 @@ async fn routing_precedence_hosts_and_methods() {
         .unwrap();
     assert_eq!(posted["backend"], "d");
     // Global routes apply to every proxy; scoped ones only to theirs.
-    assert_eq!(which(&dp, "app.example.com", "/global/1").await.1["backend"], "c");
-    assert_eq!(which(&dp, "x.example.com", "/global/1").await.1["backend"], "c");
-    assert_eq!(which(&dp, "x.example.com", "/api/x").await.1["backend"], "b");
+    assert_eq!(
+        which(&dp, "app.example.com", "/global/1").await.1["backend"],
+        "c"
+    );
+    assert_eq!(
+        which(&dp, "x.example.com", "/global/1").await.1["backend"],
+        "c"
+    );
+    assert_eq!(
+        which(&dp, "x.example.com", "/api/x").await.1["backend"],
+        "b"
+    );
     // The path and query reach the backend unchanged.
-    assert_eq!(which(&dp, "app.example.com", "/p/q?x=1&y=2").await.1["path"], "/p/q?x=1&y=2");
+    assert_eq!(
+        which(&dp, "app.example.com", "/p/q?x=1&y=2").await.1["path"],
+        "/p/q?x=1&y=2"
+    );
 
     // Deleting a route takes effect.
     cp.cli_ok(&["route", "delete", "api-regex"]);
     sync(&cp, &dp).await;
-    assert_eq!(which(&dp, "app.example.com", "/api/v2/users").await.1["backend"], "b");
+    assert_eq!(
+        which(&dp, "app.example.com", "/api/v2/users").await.1["backend"],
+        "b"
+    );
     // A disabled proxy is not served.
     cp.cli_ok(&["proxy", "update", "app.example.com", "--enabled", "false"]);
     sync(&cp, &dp).await;
-    assert_eq!(which(&dp, "app.example.com", "/").await.1["backend"], "b", "falls to the wildcard");
+    assert_eq!(
+        which(&dp, "app.example.com", "/").await.1["backend"],
+        "b",
+        "falls to the wildcard"
+    );
 }
 
 #[tokio::test]
@@ -86,8 +196,23 @@ async fn forwarding_headers_are_set_and_client_copies_ignored() {
     let cp = ControlPlane::start().await;
     let dp = DataPlane::start(&cp, "dp-headers").await;
     let a = Backend::start("a").await;
-    cp.cli_ok(&["proxy", "create", "h.example.com", &format!("{}/base", a.url), "--request-header", "X-Custom=yes", "--response-header", "X-Served-By=portcullis"]);
-    cp.cli_ok(&["proxy", "create", "keep.example.com", &a.url, "--preserve-host"]);
+    cp.cli_ok(&[
+        "proxy",
+        "create",
+        "h.example.com",
+        &format!("{}/base", a.url),
+        "--request-header",
+        "X-Custom=yes",
+        "--response-header",
+        "X-Served-By=portcullis",
+    ]);
+    cp.cli_ok(&[
+        "proxy",
+        "create",
+        "keep.example.com",
+        &a.url,
+        "--preserve-host",
+    ]);
     sync(&cp, &dp).await;
 
     let r = http_client()
@@ -114,7 +239,10 @@ async fn forwarding_headers_are_set_and_client_copies_ignored() {
     assert_eq!(h["x-forwarded-host"], "h.example.com");
     assert_eq!(h["x-custom"], "yes");
     assert!(h.get("forwarded").is_none(), "{h}");
-    assert!(h.get("x-drop-me").is_none(), "header named in Connection must be dropped: {h}");
+    assert!(
+        h.get("x-drop-me").is_none(),
+        "header named in Connection must be dropped: {h}"
+    );
     assert_eq!(h["host"], a.addr.to_string());
 
     let body: Value = dp.get("keep.example.com", "/").await.json().await.unwrap();
@@ -122,11 +250,17 @@ async fn forwarding_headers_are_set_and_client_copies_ignored() {
 
     // HTTP/1.1 without Host: 400 (raw socket, since clients always send one).
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut s = tokio::net::TcpStream::connect(dp.http.trim_start_matches("http://")).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(dp.http.trim_start_matches("http://"))
+        .await
+        .unwrap();
     s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
     let mut buf = vec![0u8; 64];
     let n = s.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 400"), "{}", String::from_utf8_lossy(&buf[..n]));
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
 }
 
 #[tokio::test]
@@ -136,7 +270,14 @@ async fn upstream_failures_map_to_502_and_504() {
     let slow = Backend::start("slow").await;
     let dead = format!("http://127.0.0.1:{}", portcullis_tests::free_port());
     cp.cli_ok(&["proxy", "create", "dead.example.com", &dead]);
-    cp.cli_ok(&["proxy", "create", "slow.example.com", &slow.url, "--read-timeout-ms", "300"]);
+    cp.cli_ok(&[
+        "proxy",
+        "create",
+        "slow.example.com",
+        &slow.url,
+        "--read-timeout-ms",
+        "300",
+    ]);
     sync(&cp, &dp).await;
 
     let r = dp.get("dead.example.com", "/").await;
@@ -146,7 +287,10 @@ async fn upstream_failures_map_to_502_and_504() {
     let r = dp.get("slow.example.com", "/sleep/3000").await;
     assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
     assert!(started.elapsed() < Duration::from_millis(2500));
-    assert_eq!(dp.get("slow.example.com", "/sleep/10").await.status(), StatusCode::OK);
+    assert_eq!(
+        dp.get("slow.example.com", "/sleep/10").await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -159,11 +303,18 @@ async fn http2_clients_are_served() {
     // Resolve the proxy hostname to the data plane so :authority carries it.
     let client = reqwest::Client::builder()
         .http2_prior_knowledge()
-        .resolve("h2.example.com", dp.http.trim_start_matches("http://").parse().unwrap())
+        .resolve(
+            "h2.example.com",
+            dp.http.trim_start_matches("http://").parse().unwrap(),
+        )
         .build()
         .unwrap();
     let port = dp.http.rsplit(':').next().unwrap();
-    let r = client.get(format!("http://h2.example.com:{port}/x")).send().await.unwrap();
+    let r = client
+        .get(format!("http://h2.example.com:{port}/x"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.unwrap();

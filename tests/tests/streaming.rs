@@ -20,16 +20,27 @@ async fn websocket_is_relayed_both_ways() {
     sync(&cp, &dp).await;
 
     use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-    let mut req = format!("{}/socket", dp.http.replace("http://", "ws://")).into_client_request().unwrap();
-    req.headers_mut().insert("host", "ws.example.com".parse().unwrap());
-    let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.expect("upgrade through proxy");
+    let mut req = format!("{}/socket", dp.http.replace("http://", "ws://"))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("host", "ws.example.com".parse().unwrap());
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("upgrade through proxy");
     assert_eq!(resp.status(), 101);
     for i in 0..20 {
         ws.send(Message::text(format!("hello {i}"))).await.unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(got.into_text().unwrap().as_str(), format!("hello {i}"));
     }
-    ws.send(Message::binary(vec![0u8, 1, 2, 255])).await.unwrap();
+    ws.send(Message::binary(vec![0u8, 1, 2, 255]))
+        .await
+        .unwrap();
     let got = ws.next().await.unwrap().unwrap();
     assert_eq!(got.into_data().as_ref(), &[0u8, 1, 2, 255]);
 }
@@ -67,8 +78,14 @@ async fn sse_events_arrive_one_by_one_as_produced() {
         assert!(event.contains(&format!("data: {{\"i\":{i}}}")), "{event}");
         // Each event arrives close to when it was produced, not all at the end.
         let produced = Duration::from_millis(400 * i as u64);
-        assert!(*at + Duration::from_millis(50) >= produced, "event {i} early? {at:?}");
-        assert!(*at < produced + Duration::from_millis(300), "event {i} buffered: {at:?}");
+        assert!(
+            *at + Duration::from_millis(50) >= produced,
+            "event {i} early? {at:?}"
+        );
+        assert!(
+            *at < produced + Duration::from_millis(300),
+            "event {i} buffered: {at:?}"
+        );
     }
 }
 
@@ -95,7 +112,8 @@ async fn large_bodies_stream_with_flat_memory() {
     // Upload, generated on the fly.
     let chunk = bytes::Bytes::from(vec![b'u'; 256 * 1024]);
     let n = SIZE / chunk.len() as u64;
-    let body = futures_util::stream::iter((0..n).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    let body =
+        futures_util::stream::iter((0..n).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
     let r = http_client()
         .post(format!("{}/upload", dp.http))
         .header("host", "big.example.com")
@@ -108,5 +126,8 @@ async fn large_bodies_stream_with_flat_memory() {
     assert_eq!(v["received"], SIZE);
 
     let after = dp.peak_rss_kib();
-    assert!(after < before + 64 * 1024, "data plane memory grew from {before} KiB to {after} KiB");
+    assert!(
+        after < before + 64 * 1024,
+        "data plane memory grew from {before} KiB to {after} KiB"
+    );
 }

@@ -121,7 +121,14 @@ mod tests {
     #[test]
     fn service_url_does_not_replace_the_control_plane_url() -> Result<(), clap::Error> {
         let cli = Cli::try_parse_from([
-            "portcullis", "--url", "http://cp:9090", "service", "external", "register", "b", "http://b:1",
+            "portcullis",
+            "--url",
+            "http://cp:9090",
+            "service",
+            "external",
+            "register",
+            "b",
+            "http://b:1",
         ])?;
         assert_eq!(cli.global.url.as_deref(), Some("http://cp:9090"));
         assert!(matches!(

@@ -6,6 +6,9 @@ use redis::aio::ConnectionManager;
 
 use super::{Batch, Check, Collection, Consistent, StoreError, Write};
 
+/// One collection's `(key, value)` pairs.
+type Records = Vec<(String, Vec<u8>)>;
+
 const REVISION_KEY: &str = "{portcullis}:revision";
 
 /// Runs checks then writes in one script invocation; Redis runs scripts atomically.
@@ -93,7 +96,7 @@ impl RedisStore {
         for c in cs {
             pipe.hgetall(hash_key(*c));
         }
-        let (revision, collections): (Option<u64>, Vec<Vec<(String, Vec<u8>)>>) = if cs.is_empty() {
+        let (revision, collections): (Option<u64>, Vec<Records>) = if cs.is_empty() {
             let (rev,): (Option<u64>,) = pipe.query_async(&mut conn).await?;
             (rev, Vec::new())
         } else {

@@ -31,10 +31,14 @@ impl RedisServer {
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (tests/run.sh installs it)");
-        let url = format!("redis://127.0.0.1:{port}/0");
+        // Owned by `Self` at once, so Drop reaps it on every path.
+        let server = Self {
+            child,
+            url: format!("redis://127.0.0.1:{port}/0"),
+        };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Self { child, url };
+                return server;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }

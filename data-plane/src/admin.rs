@@ -1,0 +1,63 @@
+//! Admin listener for orchestrators: `/healthz` (process alive) and `/readyz` (a
+//! snapshot is being served, so traffic can be routed).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+use crate::body::{self, ProxyBody};
+use crate::store::ConfigStore;
+
+/// Serves the admin endpoints forever.
+pub async fn serve_admin(listener: TcpListener, store: Arc<ConfigStore>) {
+    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "admin accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let store = store.clone();
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let response = respond(&store, &req);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            if let Err(error) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, %error, "admin connection closed with error");
+            }
+        });
+    }
+}
+
+/// Answers one admin request.
+pub fn respond<B>(store: &ConfigStore, req: &Request<B>) -> Response<ProxyBody> {
+    let (status, text) = match req.uri().path() {
+        "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
+        "/readyz" => match store.version() {
+            Some(version) => (StatusCode::OK, format!("ready version={version}\n")),
+            None => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_owned()),
+        },
+        _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
+    };
+    let mut response = Response::new(body::full(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,118 @@
+//! Command-line flags. Every flag can also come from a `PORTCULLIS_*` environment
+//! variable, which is the better place for the token (flags show up in `ps`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::Parser;
+
+/// Portcullis data plane: serves HTTP traffic for the proxies and routes pushed by the
+/// control plane, and keeps serving the last good configuration when it is away.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis-data-plane", version, about, long_about = None)]
+pub struct Args {
+    /// gRPC URL of the control plane, e.g. `http://cp:50051` or `https://cp.internal:50051`.
+    #[arg(long, env = "PORTCULLIS_CONTROL_PLANE", value_name = "GRPC_URL")]
+    pub control_plane: String,
+
+    /// Data-plane enrolment token, sent as `authorization: Bearer <token>`. Prefer the
+    /// environment variable: command lines are visible to other users.
+    #[arg(
+        long,
+        env = "PORTCULLIS_ENROLMENT_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub enrolment_token: Secret,
+
+    /// Name of this data plane as shown by the control plane.
+    #[arg(long, env = "PORTCULLIS_NODE_ID", value_name = "ID")]
+    pub node_id: String,
+
+    /// Address for proxied HTTP traffic (HTTP/1.1 and h2c), e.g. 0.0.0.0:8080.
+    #[arg(long, env = "PORTCULLIS_HTTP_LISTEN", value_name = "ADDR")]
+    pub http_listen: SocketAddr,
+
+    /// Address for /healthz and /readyz, e.g. 127.0.0.1:9901.
+    #[arg(long, env = "PORTCULLIS_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: SocketAddr,
+
+    /// Directory for the last applied snapshot (created 0700; the file is 0600), so a
+    /// restart serves traffic before the control plane answers.
+    #[arg(long, env = "PORTCULLIS_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: PathBuf,
+
+    /// PEM file with the CA that signed an `https://` control plane's certificate. Without
+    /// it the system trust store is used.
+    #[arg(long, env = "PORTCULLIS_CA_CERT", value_name = "PEM_FILE")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// A credential that never appears in `Debug` output or logs.
+#[derive(Clone)]
+pub struct Secret(String);
+
+// === impl Secret ===
+
+impl Secret {
+    /// The secret itself; call only where it is sent.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Secret {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("must not be empty");
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_flags_and_redacts_token() {
+        let args = Args::try_parse_from([
+            "portcullis-data-plane",
+            "--control-plane",
+            "http://127.0.0.1:50051",
+            "--enrolment-token",
+            "s3cret",
+            "--node-id",
+            "dp-1",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--cache-dir",
+            "/tmp/x",
+        ]);
+        let args = match args {
+            Ok(args) => args,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(args.enrolment_token.expose(), "s3cret");
+        assert!(!format!("{args:?}").contains("s3cret"));
+        assert!(args.ca_cert.is_none());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+    }
+}

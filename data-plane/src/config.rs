@@ -1,0 +1,185 @@
+//! Snapshot compilation: wire `ConfigSnapshot` → validated, linked, immutable
+//! [`Snapshot`] that requests read without locks.
+//!
+//! Validation happens once here (`TryFrom` per wire message, then linking of SERVICE and
+//! PROXY references). Any error rejects the whole snapshot: the data plane NACKs and
+//! keeps serving the previous one, so a request never sees partly valid config.
+//!
+//! Choices where the wire contract is silent:
+//! - Disabled routes are skipped without validation; disabled proxies are validated and
+//!   may still be PROXY route targets, they are just not served by hostname.
+//! - URL and SERVICE route targets use the settings (timeouts, headers, Host handling) of
+//!   the proxy the request matched; PROXY targets use the target proxy's settings.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use portcullis_proto::v1 as pb;
+
+use self::proxy::ProxySpec;
+use self::route::{RouteSpec, RouteTarget};
+use crate::router::{HostTable, RouteMatcher, RouteTable};
+use crate::upstream::{ClientCache, Upstream};
+
+mod error;
+mod headers;
+mod hostname;
+mod proxy;
+mod route;
+mod target;
+
+pub use self::error::{CompileError, InvalidField, Reason};
+pub use self::headers::HeaderList;
+pub use self::hostname::HostPattern;
+pub use self::proxy::Proxy;
+pub use self::route::REGEX_SIZE_LIMIT;
+pub use self::target::Target;
+
+/// One compiled, immutable configuration version.
+#[derive(Debug)]
+pub struct Snapshot {
+    version: u64,
+    http_hosts: HostTable<Arc<Proxy>>,
+}
+
+/// A route with its target resolved to either a URL or a proxy's default upstream.
+enum Linked {
+    Target(Target),
+    Proxy(usize),
+}
+
+// === impl Snapshot ===
+
+impl Snapshot {
+    /// Validates and links `snapshot`. HTTP clients come from `clients` so connection
+    /// pools outlive this snapshot.
+    pub fn compile(
+        snapshot: &pb::ConfigSnapshot,
+        clients: &ClientCache,
+    ) -> Result<Self, CompileError> {
+        let services = services(&snapshot.services)?;
+        let specs = snapshot
+            .proxies
+            .iter()
+            .map(ProxySpec::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut index = HashMap::with_capacity(specs.len());
+        for (i, spec) in specs.iter().enumerate() {
+            let name = spec.pattern.to_string();
+            if index.insert(name.clone(), i).is_some() {
+                return Err(CompileError::DuplicateHostname(name));
+            }
+        }
+        let settings: Vec<_> = specs.iter().map(|s| s.settings(clients)).collect();
+        let defaults: Vec<Upstream> = specs
+            .iter()
+            .zip(&settings)
+            .map(|(spec, s)| Upstream::new(spec.target.clone(), s.clone()))
+            .collect();
+
+        let routes = snapshot
+            .routes
+            .iter()
+            .filter(|r| r.enabled)
+            .map(|r| link(r, &services, &index))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut global = Vec::new();
+        let mut scoped: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, (spec, _)) in routes.iter().enumerate() {
+            if spec.scope.is_empty() {
+                global.push(i);
+            }
+            for host in &spec.scope {
+                scoped.entry(host.as_str()).or_default().push(i);
+            }
+        }
+
+        let mut http_hosts = HostTable::default();
+        for (i, spec) in specs.iter().enumerate() {
+            if !spec.served_on_http() {
+                continue;
+            }
+            let name = spec.pattern.to_string();
+            let mine = scoped.get(name.as_str()).map_or(&[][..], Vec::as_slice);
+            let entries: Vec<(Arc<RouteMatcher>, Upstream)> = global
+                .iter()
+                .chain(mine)
+                .filter_map(|&r| routes.get(r))
+                .filter_map(|(spec, linked)| {
+                    let upstream = match linked {
+                        Linked::Target(t) => Upstream::new(t.clone(), settings.get(i)?.clone()),
+                        Linked::Proxy(p) => defaults.get(*p)?.clone(),
+                    };
+                    Some((spec.matcher.clone(), upstream))
+                })
+                .collect();
+            let Some(fallback) = defaults.get(i).cloned() else {
+                continue;
+            };
+            let proxy = Proxy::new(
+                name,
+                spec.policy.clone(),
+                RouteTable::new(entries, fallback),
+            );
+            http_hosts.insert(&spec.pattern, Arc::new(proxy));
+        }
+
+        let timeouts: Vec<_> = specs.iter().map(|s| s.connect_timeout).collect();
+        clients.retain(&timeouts);
+        Ok(Self {
+            version: snapshot.version,
+            http_hosts,
+        })
+    }
+
+    /// The control plane's version number for this snapshot.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Proxies served on the plain-HTTP listener (enabled and `enable_http`).
+    pub fn http_hosts(&self) -> &HostTable<Arc<Proxy>> {
+        &self.http_hosts
+    }
+}
+
+fn services(list: &[pb::ExternalService]) -> Result<HashMap<&str, Target>, CompileError> {
+    let mut out = HashMap::with_capacity(list.len());
+    for s in list {
+        let target = Target::parse(&s.target_url).map_err(|reason| CompileError::Service {
+            name: s.name.clone(),
+            source: InvalidField::new("target_url", reason),
+        })?;
+        if out.insert(s.name.as_str(), target).is_some() {
+            return Err(CompileError::DuplicateService(s.name.clone()));
+        }
+    }
+    Ok(out)
+}
+
+fn link(
+    route: &pb::Route,
+    services: &HashMap<&str, Target>,
+    proxies: &HashMap<String, usize>,
+) -> Result<(RouteSpec, Linked), CompileError> {
+    let spec = RouteSpec::try_from(route)?;
+    let missing = |reason| CompileError::Route {
+        id: route.id.clone(),
+        source: InvalidField::new("target_value", reason),
+    };
+    let linked = match &spec.target {
+        RouteTarget::Url(target) => Linked::Target(target.clone()),
+        RouteTarget::Service(name) => match services.get(name.as_str()) {
+            Some(target) => Linked::Target(target.clone()),
+            None => return Err(missing(Reason::UnknownService(name.clone()))),
+        },
+        RouteTarget::Proxy(host) => match proxies.get(host) {
+            Some(&i) => Linked::Proxy(i),
+            None => return Err(missing(Reason::UnknownProxy(host.clone()))),
+        },
+    };
+    Ok((spec, linked))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,112 @@
+//! Typed compile errors. Each one names the offending object, the field and the reason so
+//! that the NACK the control plane records is actionable without data-plane logs.
+
+/// Why a snapshot was rejected. The data plane NACKs with its `Display` text and keeps
+/// serving the previous snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// A proxy (virtual host) failed validation.
+    #[error("proxy {hostname:?}: {source}")]
+    Proxy {
+        /// Hostname as sent by the control plane.
+        hostname: String,
+        /// Field and reason.
+        #[source]
+        source: InvalidField,
+    },
+    /// A route failed validation or refers to something missing.
+    #[error("route {id:?}: {source}")]
+    Route {
+        /// Route id as sent by the control plane.
+        id: String,
+        /// Field and reason.
+        #[source]
+        source: InvalidField,
+    },
+    /// An external service failed validation.
+    #[error("service {name:?}: {source}")]
+    Service {
+        /// Service name as sent by the control plane.
+        name: String,
+        /// Field and reason.
+        #[source]
+        source: InvalidField,
+    },
+    /// Two proxies normalise to the same hostname, so host lookup would be ambiguous.
+    #[error("proxy hostname {0:?} appears more than once")]
+    DuplicateHostname(String),
+    /// Two services share a name, so SERVICE route targets would be ambiguous.
+    #[error("service name {0:?} appears more than once")]
+    DuplicateService(String),
+    /// Compilation did not finish (the worker task panicked or was cancelled).
+    #[error("snapshot compilation aborted")]
+    Aborted,
+}
+
+/// One invalid field and why. Fields are private: only the compiler creates these.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct InvalidField {
+    field: &'static str,
+    reason: Reason,
+}
+
+/// The reason a field is invalid.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Reason {
+    /// The field is required.
+    #[error("must not be empty")]
+    Empty,
+    /// Hostname syntax.
+    #[error("invalid hostname {0:?}: {1}")]
+    Hostname(String, &'static str),
+    /// Target URL syntax or an unsupported URL feature.
+    #[error("invalid URL {0:?}: {1}")]
+    Url(String, String),
+    /// Regex syntax or size.
+    #[error("invalid regex: {0}")]
+    Regex(#[from] regex::Error),
+    /// Path patterns other than regexes are literal paths.
+    #[error("{0:?} must start with '/' and contain no spaces, control characters, '?' or '#'")]
+    Path(String),
+    /// Enum value the data plane does not know (or UNSPECIFIED).
+    #[error("unsupported value {0}")]
+    Unsupported(i32),
+    /// A SERVICE target naming no service in the snapshot.
+    #[error("unknown service {0:?}")]
+    UnknownService(String),
+    /// A PROXY target naming no proxy in the snapshot.
+    #[error("unknown proxy {0:?}")]
+    UnknownProxy(String),
+    /// Not a token per RFC 9110.
+    #[error("{0:?} is not an HTTP method")]
+    Method(String),
+    /// Not a valid header field name.
+    #[error("{0:?} is not a valid header name")]
+    HeaderName(String),
+    /// Header value with forbidden bytes.
+    #[error("value of {0:?} has forbidden characters")]
+    HeaderValue(String),
+    /// Headers the proxy owns (framing, hop-by-hop, Host).
+    #[error("{0:?} is managed by the proxy and cannot be set")]
+    ReservedHeader(String),
+}
+
+// === impl InvalidField ===
+
+impl InvalidField {
+    pub(crate) fn new(field: &'static str, reason: Reason) -> Self {
+        Self { field, reason }
+    }
+
+    /// The wire field that failed, e.g. `path_pattern`.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// Why it failed.
+    pub fn reason(&self) -> &Reason {
+        &self.reason
+    }
+}

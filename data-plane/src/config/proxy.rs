@@ -1,0 +1,132 @@
+//! Proxies (virtual hosts): validation of the wire message and the compiled form.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_proto::v1 as pb;
+
+use super::error::{CompileError, InvalidField};
+use super::headers::HeaderList;
+use super::hostname::HostPattern;
+use super::target::Target;
+use crate::policy::{Admitted, Policy};
+use crate::router::RouteTable;
+use crate::upstream::{
+    ClientCache, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, Upstream, UpstreamSettings,
+};
+
+/// A validated proxy, before linking with routes.
+#[derive(Debug)]
+pub(crate) struct ProxySpec {
+    pub(crate) pattern: HostPattern,
+    pub(crate) target: Target,
+    pub(crate) enabled: bool,
+    pub(crate) enable_http: bool,
+    pub(crate) preserve_host: bool,
+    pub(crate) request_headers: HeaderList,
+    pub(crate) response_headers: HeaderList,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) read_timeout: Duration,
+    pub(crate) policy: Policy,
+}
+
+/// A compiled proxy as served: its protection policy and its route table.
+///
+/// The route table is private and only handed out against an
+/// [`Admitted`] proof, which only [`policy::admit`](crate::policy::admit) creates, so a
+/// route can never bypass the proxy's protection.
+#[derive(Debug)]
+pub struct Proxy {
+    hostname: Box<str>,
+    policy: Policy,
+    routes: RouteTable<Upstream>,
+}
+
+// === impl ProxySpec ===
+
+impl TryFrom<&pb::ProxyTarget> for ProxySpec {
+    type Error = CompileError;
+
+    fn try_from(p: &pb::ProxyTarget) -> Result<Self, Self::Error> {
+        let err = |field, reason| CompileError::Proxy {
+            hostname: p.hostname.clone(),
+            source: InvalidField::new(field, reason),
+        };
+        let pattern = HostPattern::parse(&p.hostname).map_err(|r| err("hostname", r))?;
+        let target = Target::parse(&p.target_url).map_err(|r| err("target_url", r))?;
+        let request_headers = HeaderList::parse(&p.custom_request_headers)
+            .map_err(|r| err("custom_request_headers", r))?;
+        let response_headers = HeaderList::parse(&p.custom_response_headers)
+            .map_err(|r| err("custom_response_headers", r))?;
+        Ok(Self {
+            pattern,
+            target,
+            enabled: p.enabled,
+            enable_http: p.enable_http,
+            preserve_host: p.preserve_host_header,
+            request_headers,
+            response_headers,
+            connect_timeout: millis_or(p.connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT),
+            read_timeout: millis_or(p.read_timeout_ms, DEFAULT_READ_TIMEOUT),
+            policy: Policy::from_proto(p.auth.as_ref()),
+        })
+    }
+}
+
+impl ProxySpec {
+    /// Whether the plain-HTTP listener serves this proxy.
+    pub(crate) fn served_on_http(&self) -> bool {
+        self.enabled && self.enable_http
+    }
+
+    /// Settings shared by every upstream this proxy's requests use.
+    pub(crate) fn settings(&self, clients: &ClientCache) -> Arc<UpstreamSettings> {
+        Arc::new(UpstreamSettings {
+            preserve_host: self.preserve_host,
+            request_headers: self.request_headers.clone(),
+            response_headers: self.response_headers.clone(),
+            read_timeout: self.read_timeout,
+            client: clients.get(self.connect_timeout),
+        })
+    }
+}
+
+fn millis_or(ms: u32, default: Duration) -> Duration {
+    if ms == 0 {
+        default
+    } else {
+        Duration::from_millis(u64::from(ms))
+    }
+}
+
+// === impl Proxy ===
+
+impl Proxy {
+    pub(crate) fn new(hostname: String, policy: Policy, routes: RouteTable<Upstream>) -> Self {
+        Self {
+            hostname: hostname.into(),
+            policy,
+            routes,
+        }
+    }
+
+    /// The configured hostname (`*.example.com` for wildcards), for logs.
+    pub fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
+    /// The proxy-level policy (phase 2).
+    pub(crate) fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The route table, only for a request the policy admitted (phase 3).
+    pub(crate) fn routes(&self, _admitted: &Admitted<'_>) -> &RouteTable<Upstream> {
+        &self.routes
+    }
+
+    /// Route ids in match order (diagnostics and tests).
+    pub fn route_order(&self) -> impl Iterator<Item = &str> {
+        self.routes.order()
+    }
+}

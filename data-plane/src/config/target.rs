@@ -1,0 +1,106 @@
+//! Upstream target URLs, parsed once at compile time so a request only joins paths.
+
+use http::HeaderValue;
+use http::uri::{Authority, PathAndQuery, Scheme, Uri};
+
+use super::error::Reason;
+
+/// An absolute `http`/`https` upstream: scheme, authority and an optional base path that
+/// is prefixed to every forwarded request path.
+#[derive(Clone, Debug)]
+pub struct Target {
+    scheme: Scheme,
+    authority: Authority,
+    /// Base path without a trailing slash; empty when the URL has no path.
+    base_path: Box<str>,
+    /// `Host` value sent upstream unless the proxy preserves the client's Host.
+    host_header: HeaderValue,
+}
+
+// === impl Target ===
+
+impl Target {
+    /// Parses a target URL. Rejects anything but absolute http(s) with a host and no
+    /// credentials, query or fragment (the control plane applies the same rules).
+    pub fn parse(raw: &str) -> Result<Self, Reason> {
+        let bad = |why: &str| Reason::Url(raw.to_owned(), why.to_owned());
+        let url = url::Url::parse(raw.trim()).map_err(|e| bad(&e.to_string()))?;
+        let scheme = match url.scheme() {
+            "http" => Scheme::HTTP,
+            "https" => Scheme::HTTPS,
+            _ => return Err(bad("scheme must be http or https")),
+        };
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| bad("no host"))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(bad("credentials are not allowed"));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(bad("query and fragment are not allowed"));
+        }
+        let authority = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        let authority = Authority::try_from(authority).map_err(|e| bad(&e.to_string()))?;
+        let host_header =
+            HeaderValue::from_str(authority.as_str()).map_err(|e| bad(&e.to_string()))?;
+        Ok(Self {
+            scheme,
+            authority,
+            base_path: url.path().trim_end_matches('/').into(),
+            host_header,
+        })
+    }
+
+    /// The authority requests are sent to, e.g. `backend:8080`.
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// The `Host` value for this target.
+    pub(crate) fn host_header(&self) -> &HeaderValue {
+        &self.host_header
+    }
+
+    /// Builds the upstream URI: target scheme and authority, base path joined with the
+    /// request path, request query kept. `http://b:8080/base` + `/x?y` → `/base/x?y`;
+    /// without a base path the request path is used unchanged.
+    pub fn uri_for(&self, request: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
+        let path_and_query = match request {
+            None if self.base_path.is_empty() => PathAndQuery::from_static("/"),
+            None => PathAndQuery::try_from(&*self.base_path)?,
+            Some(pq) if self.base_path.is_empty() || pq.path() == "*" => pq.clone(),
+            Some(pq) => PathAndQuery::try_from(self.join(pq))?,
+        };
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+    }
+
+    fn join(&self, pq: &PathAndQuery) -> String {
+        let path = pq.path();
+        let query_len = pq.query().map_or(0, |q| q.len() + 1);
+        let mut out = String::with_capacity(self.base_path.len() + path.len() + query_len + 1);
+        out.push_str(&self.base_path);
+        if !path.starts_with('/') {
+            out.push('/');
+        }
+        out.push_str(path);
+        if let Some(query) = pq.query() {
+            out.push('?');
+            out.push_str(query);
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}{}", self.scheme, self.authority, self.base_path)
+    }
+}

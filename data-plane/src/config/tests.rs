@@ -1,0 +1,372 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::PathAndQuery;
+use http::{Method, Request};
+use portcullis_proto::v1 as pb;
+
+use super::*;
+use crate::policy;
+
+fn clients() -> ClientCache {
+    ClientCache::with_roots(rustls::RootCertStore::empty())
+}
+
+fn proxy(host: &str, target: &str) -> pb::ProxyTarget {
+    pb::ProxyTarget {
+        hostname: host.into(),
+        target_url: target.into(),
+        enabled: true,
+        enable_http: true,
+        ..Default::default()
+    }
+}
+
+fn route(id: &str, prio: u32, kind: pb::PathMatchKind, pattern: &str) -> pb::Route {
+    pb::Route {
+        id: id.into(),
+        priority: prio,
+        match_kind: kind as i32,
+        path_pattern: pattern.into(),
+        target_kind: pb::RouteTargetKind::Url as i32,
+        target_value: format!("http://{id}:80"),
+        enabled: true,
+        ..Default::default()
+    }
+}
+
+fn snapshot(
+    proxies: Vec<pb::ProxyTarget>,
+    routes: Vec<pb::Route>,
+    services: Vec<pb::ExternalService>,
+) -> pb::ConfigSnapshot {
+    pb::ConfigSnapshot {
+        version: 7,
+        proxies,
+        routes,
+        services,
+        ..Default::default()
+    }
+}
+
+fn compile(s: &pb::ConfigSnapshot) -> Snapshot {
+    Snapshot::compile(s, &clients()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn compile_err(s: &pb::ConfigSnapshot) -> CompileError {
+    match Snapshot::compile(s, &clients()) {
+        Ok(_) => panic!("snapshot should not compile"),
+        Err(e) => e,
+    }
+}
+
+fn found<'a>(snap: &'a Snapshot, host: &str) -> &'a Arc<Proxy> {
+    match snap.http_hosts().lookup(host) {
+        Ok(Some(p)) => p,
+        other => panic!("{host}: {other:?}"),
+    }
+}
+
+/// (route id or "-", upstream target) for a request.
+fn resolve(snap: &Snapshot, host: &str, method: Method, path: &str) -> (String, String) {
+    let proxy = found(snap, host);
+    let req = Request::new(());
+    let admitted = policy::admit(proxy, &req).unwrap_or_else(|r| panic!("{r:?}"));
+    let selected = admitted.select(&method, path);
+    (
+        selected.route.map_or("-".into(), |r| r.id().to_owned()),
+        selected.target.target().to_string(),
+    )
+}
+
+#[test]
+fn global_and_scoped_routes() {
+    let mut scoped = route("scoped", 5, pb::PathMatchKind::Prefix, "/s");
+    scoped.proxy_hostnames = vec!["A.example.com".into()];
+    let global = route("global", 1, pb::PathMatchKind::Prefix, "/");
+    let mut disabled = route("disabled", 99, pb::PathMatchKind::Prefix, "/");
+    disabled.enabled = false;
+    disabled.path_pattern = "(".into(); // never validated
+    let snap = compile(&snapshot(
+        vec![
+            proxy("a.example.com", "http://a:1"),
+            proxy("b.example.com", "http://b:2/base/"),
+        ],
+        vec![scoped, global, disabled],
+        vec![],
+    ));
+    assert_eq!(snap.version(), 7);
+    assert_eq!(
+        resolve(&snap, "a.example.com", Method::GET, "/s/x"),
+        ("scoped".into(), "http://scoped".into())
+    );
+    assert_eq!(
+        resolve(&snap, "b.example.com", Method::GET, "/s/x"),
+        ("global".into(), "http://global".into())
+    );
+    let order: Vec<_> = found(&snap, "a.example.com").route_order().collect();
+    assert_eq!(order, ["scoped", "global"]);
+    let order: Vec<_> = found(&snap, "b.example.com").route_order().collect();
+    assert_eq!(order, ["global"]);
+}
+
+#[test]
+fn no_route_uses_the_proxy_target() {
+    let snap = compile(&snapshot(
+        vec![proxy("a.example.com", "http://a:1/base/")],
+        vec![],
+        vec![],
+    ));
+    assert_eq!(
+        resolve(&snap, "a.example.com", Method::GET, "/x"),
+        ("-".into(), "http://a:1/base".into())
+    );
+}
+
+#[test]
+fn disabled_and_http_off_proxies_are_not_served() {
+    let mut off = proxy("off.example.com", "http://off:1");
+    off.enabled = false;
+    let mut https_only = proxy("tls.example.com", "http://tls:1");
+    https_only.enable_http = false;
+    let snap = compile(&snapshot(
+        vec![off, https_only, proxy("on.example.com", "http://on:1")],
+        vec![],
+        vec![],
+    ));
+    assert!(matches!(
+        snap.http_hosts().lookup("off.example.com"),
+        Ok(None)
+    ));
+    assert!(matches!(
+        snap.http_hosts().lookup("tls.example.com"),
+        Ok(None)
+    ));
+    assert_eq!(snap.http_hosts().len(), 1);
+}
+
+#[test]
+fn service_and_proxy_targets_link() {
+    let mut to_service = route("svc", 2, pb::PathMatchKind::Exact, "/svc");
+    to_service.target_kind = pb::RouteTargetKind::Service as i32;
+    to_service.target_value = "billing".into();
+    let mut to_proxy = route("prx", 1, pb::PathMatchKind::Regex, "^/p");
+    to_proxy.target_kind = pb::RouteTargetKind::Proxy as i32;
+    to_proxy.target_value = "Other.example.com".into();
+    let mut other = proxy("other.example.com", "http://other:9/o");
+    other.enabled = false; // still a valid PROXY target
+    other.read_timeout_ms = 1234;
+    let mut front = proxy("front.example.com", "http://front:1");
+    front.read_timeout_ms = 50;
+    let snap = compile(&snapshot(
+        vec![front, other],
+        vec![to_service, to_proxy],
+        vec![pb::ExternalService {
+            name: "billing".into(),
+            target_url: "https://billing.internal:8443/v1".into(),
+            ..Default::default()
+        }],
+    ));
+    assert_eq!(
+        resolve(&snap, "front.example.com", Method::GET, "/svc"),
+        ("svc".into(), "https://billing.internal:8443/v1".into())
+    );
+    assert_eq!(
+        resolve(&snap, "front.example.com", Method::GET, "/p/x"),
+        ("prx".into(), "http://other:9/o".into())
+    );
+    // SERVICE uses the matched proxy's settings, PROXY the target proxy's.
+    let proxy = found(&snap, "front.example.com");
+    let req = Request::new(());
+    let admitted = policy::admit(proxy, &req).unwrap_or_else(|r| panic!("{r:?}"));
+    let svc = admitted.select(&Method::GET, "/svc").target;
+    assert_eq!(svc.settings().read_timeout, Duration::from_millis(50));
+    let prx = admitted.select(&Method::GET, "/p").target;
+    assert_eq!(prx.settings().read_timeout, Duration::from_millis(1234));
+    let default = admitted.select(&Method::GET, "/").target;
+    assert_eq!(default.settings().read_timeout, Duration::from_millis(50));
+}
+
+#[test]
+fn missing_service_names_the_route() {
+    let mut r = route("r-42", 1, pb::PathMatchKind::Prefix, "/");
+    r.target_kind = pb::RouteTargetKind::Service as i32;
+    r.target_value = "ghost".into();
+    let err = compile_err(&snapshot(vec![], vec![r], vec![]));
+    let text = err.to_string();
+    assert!(text.contains("r-42") && text.contains("ghost"), "{text}");
+    match err {
+        CompileError::Route { id, source } => {
+            assert_eq!(id, "r-42");
+            assert_eq!(source.field(), "target_value");
+            assert!(matches!(source.reason(), Reason::UnknownService(s) if s == "ghost"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn missing_proxy_target_is_an_error() {
+    let mut r = route("to-nowhere", 1, pb::PathMatchKind::Prefix, "/");
+    r.target_kind = pb::RouteTargetKind::Proxy as i32;
+    r.target_value = "nowhere.example.com".into();
+    let err = compile_err(&snapshot(vec![], vec![r], vec![]));
+    assert!(matches!(err, CompileError::Route { ref id, .. } if id == "to-nowhere"));
+}
+
+#[test]
+fn bad_regex_names_the_route() {
+    let r = route("bad-re", 1, pb::PathMatchKind::Regex, "([a-z");
+    let err = compile_err(&snapshot(vec![], vec![r], vec![]));
+    let text = err.to_string();
+    assert!(
+        text.contains("bad-re") && text.contains("path_pattern"),
+        "{text}"
+    );
+    assert!(matches!(
+        err,
+        CompileError::Route { ref source, .. } if matches!(source.reason(), Reason::Regex(_))
+    ));
+}
+
+#[test]
+fn oversized_regex_is_rejected() {
+    let r = route(
+        "huge",
+        1,
+        pb::PathMatchKind::Regex,
+        r"\w{1000}\w{1000}\w{1000}",
+    );
+    let err = compile_err(&snapshot(vec![], vec![r], vec![]));
+    assert!(matches!(err, CompileError::Route { ref id, .. } if id == "huge"));
+}
+
+#[test]
+fn other_route_errors() {
+    let cases = [
+        (
+            route("p", 1, pb::PathMatchKind::Prefix, "api"),
+            "path_pattern",
+        ),
+        (
+            route("e", 1, pb::PathMatchKind::Exact, "/a b"),
+            "path_pattern",
+        ),
+        (
+            route("u", 1, pb::PathMatchKind::Unspecified, "/"),
+            "match_kind",
+        ),
+        (
+            pb::Route {
+                methods: vec!["G E T".into()],
+                ..route("m", 1, pb::PathMatchKind::Prefix, "/")
+            },
+            "methods",
+        ),
+        (
+            pb::Route {
+                target_value: "ftp://x".into(),
+                ..route("t", 1, pb::PathMatchKind::Prefix, "/")
+            },
+            "target_value",
+        ),
+    ];
+    for (r, field) in cases {
+        let id = r.id.clone();
+        match compile_err(&snapshot(vec![], vec![r], vec![])) {
+            CompileError::Route { id: got, source } => {
+                assert_eq!((got.as_str(), source.field()), (id.as_str(), field));
+            }
+            other => panic!("{id}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn proxy_errors() {
+    let bad_header = pb::ProxyTarget {
+        custom_request_headers: HashMap::from([("bad header".into(), "x".into())]),
+        ..proxy("a.example.com", "http://a:1")
+    };
+    let reserved = pb::ProxyTarget {
+        custom_response_headers: HashMap::from([("Transfer-Encoding".into(), "x".into())]),
+        ..proxy("a.example.com", "http://a:1")
+    };
+    let bad_value = pb::ProxyTarget {
+        custom_request_headers: HashMap::from([("x-a".into(), "line\nbreak".into())]),
+        ..proxy("a.example.com", "http://a:1")
+    };
+    let cases = [
+        (bad_header, "custom_request_headers"),
+        (reserved, "custom_response_headers"),
+        (bad_value, "custom_request_headers"),
+        (proxy("a.example.com", "http://u:p@a:1"), "target_url"),
+        (proxy("a.example.com", "http://a:1/?q=1"), "target_url"),
+        (proxy("a.example.com", "/relative"), "target_url"),
+        (proxy("bad_host", "http://a:1"), "hostname"),
+    ];
+    for (p, field) in cases {
+        match compile_err(&snapshot(vec![p], vec![], vec![])) {
+            CompileError::Proxy { source, .. } => assert_eq!(source.field(), field),
+            other => panic!("{other:?}"),
+        }
+    }
+    let dup = compile_err(&snapshot(
+        vec![
+            proxy("a.example.com", "http://a:1"),
+            proxy("A.example.com.", "http://a:2"),
+        ],
+        vec![],
+        vec![],
+    ));
+    assert!(matches!(dup, CompileError::DuplicateHostname(ref h) if h == "a.example.com"));
+}
+
+#[test]
+fn target_uri_joining() {
+    let join = |target: &str, pq: Option<&str>| {
+        let t = Target::parse(target).unwrap_or_else(|e| panic!("{e}"));
+        let pq = pq.map(|p| PathAndQuery::try_from(p).unwrap_or_else(|e| panic!("{e}")));
+        t.uri_for(pq.as_ref())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .to_string()
+    };
+    assert_eq!(
+        join("http://b:8080/base", Some("/x?y")),
+        "http://b:8080/base/x?y"
+    );
+    assert_eq!(
+        join("http://b:8080/base/", Some("/x?y")),
+        "http://b:8080/base/x?y"
+    );
+    assert_eq!(
+        join("http://b:8080", Some("/x?y=1&z")),
+        "http://b:8080/x?y=1&z"
+    );
+    assert_eq!(join("http://b:8080/", Some("/")), "http://b:8080/");
+    assert_eq!(join("http://b/base", Some("/")), "http://b/base/");
+    assert_eq!(join("http://b/base", None), "http://b/base");
+    assert_eq!(join("https://b:443/a", Some("/x")), "https://b/a/x");
+    assert_eq!(join("http://[::1]:9/", Some("/x")), "http://[::1]:9/x");
+    let t = Target::parse("http://B.Example:8080/p").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(t.host_header(), "b.example:8080");
+}
+
+#[test]
+fn protected_proxies_fail_closed() {
+    let p = pb::ProxyTarget {
+        auth: Some(pb::ProxyAuthPolicy {
+            enabled: true,
+            ..Default::default()
+        }),
+        ..proxy("a.example.com", "http://a:1")
+    };
+    let snap = compile(&snapshot(vec![p], vec![], vec![]));
+    let proxy = found(&snap, "a.example.com");
+    let rejection = policy::admit(proxy, &Request::new(())).err();
+    assert_eq!(
+        rejection.map(|r| r.status()),
+        Some(http::StatusCode::SERVICE_UNAVAILABLE)
+    );
+}

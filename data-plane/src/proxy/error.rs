@@ -1,0 +1,142 @@
+//! The one rescue point of the request path: every failure becomes a status and a short
+//! generic body here. Details go to the log, never to the client.
+
+use std::error::Error as _;
+use std::io;
+
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Response, StatusCode};
+use hyper_util::client::legacy;
+
+use crate::body::{self, ProxyBody};
+use crate::policy::Rejection;
+
+/// Longest host echoed back in a 404 body.
+const MAX_ECHOED_HOST: usize = 64;
+
+/// Why a request could not be proxied.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// No snapshot applied yet (no cache, control plane not reached).
+    #[error("no configuration loaded yet")]
+    NotReady,
+    /// `CONNECT` tunnels are not offered by a reverse proxy.
+    #[error("CONNECT is not supported")]
+    ConnectMethod,
+    /// Neither a Host header nor a URI authority.
+    #[error("request has no Host")]
+    MissingHost,
+    /// More than one Host header (RFC 9112 §3.2).
+    #[error("request has more than one Host header")]
+    DuplicateHost,
+    /// Host is not a usable hostname.
+    #[error("malformed Host")]
+    InvalidHost,
+    /// Host header and URI authority disagree.
+    #[error("Host does not match the request target")]
+    HostMismatch,
+    /// No served proxy for this host (carries the host, already capped).
+    #[error("no proxy for host {0:?}")]
+    UnknownHost(String),
+    /// The proxy's policy refused the request.
+    #[error("refused by proxy policy: {}", .0.status())]
+    Rejected(Rejection),
+    /// Target path could not be built from the request path.
+    #[error("cannot build upstream URI")]
+    UpstreamUri(#[source] http::Error),
+    /// TCP/TLS connection to the upstream failed.
+    #[error("upstream connection failed")]
+    Connect(#[source] legacy::Error),
+    /// The upstream did not accept a connection within the connect timeout.
+    #[error("upstream connect timed out")]
+    ConnectTimeout,
+    /// The upstream did not send response headers within the read timeout.
+    #[error("upstream did not respond in time")]
+    ResponseTimeout,
+    /// The exchange with the upstream failed after connecting.
+    #[error("upstream request failed")]
+    Upstream(#[source] legacy::Error),
+    /// The upstream answered 101 to a request that did not ask to upgrade.
+    #[error("upstream switched protocols unexpectedly")]
+    UnexpectedUpgrade,
+}
+
+// === impl ProxyError ===
+
+impl ProxyError {
+    pub(crate) fn unknown_host(name: &str) -> Self {
+        let capped = name.get(..MAX_ECHOED_HOST).unwrap_or(name);
+        Self::UnknownHost(capped.to_owned())
+    }
+
+    /// Sorts a client error into connect failure, connect timeout or other.
+    pub(crate) fn from_client(error: legacy::Error) -> Self {
+        if !error.is_connect() {
+            return Self::Upstream(error);
+        }
+        let mut source = error.source();
+        while let Some(cause) = source {
+            if cause
+                .downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::TimedOut)
+            {
+                return Self::ConnectTimeout;
+            }
+            source = cause.source();
+        }
+        Self::Connect(error)
+    }
+
+    /// The status sent to the client.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ConnectMethod => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MissingHost | Self::DuplicateHost | Self::InvalidHost | Self::HostMismatch => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::UpstreamUri(_) => StatusCode::BAD_REQUEST,
+            Self::UnknownHost(_) => StatusCode::NOT_FOUND,
+            Self::Rejected(rejection) => rejection.status(),
+            Self::Connect(_) | Self::Upstream(_) | Self::UnexpectedUpgrade => {
+                StatusCode::BAD_GATEWAY
+            }
+            Self::ConnectTimeout | Self::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    fn public_message(&self) -> String {
+        let text = match self {
+            Self::NotReady => "503 Service Unavailable: no configuration loaded yet",
+            Self::ConnectMethod => "405 Method Not Allowed: CONNECT is not supported",
+            Self::MissingHost => "400 Bad Request: missing Host header",
+            Self::DuplicateHost => "400 Bad Request: more than one Host header",
+            Self::InvalidHost => "400 Bad Request: malformed Host header",
+            Self::HostMismatch => "400 Bad Request: Host does not match the request target",
+            Self::UpstreamUri(_) => "400 Bad Request: invalid request target",
+            Self::UnknownHost(host) => return format!("404 Not Found: no proxy for host {host}\n"),
+            Self::Rejected(rejection) => return rejection.message().to_owned(),
+            Self::Connect(_) => "502 Bad Gateway: upstream connection failed",
+            Self::Upstream(_) => "502 Bad Gateway: upstream request failed",
+            Self::UnexpectedUpgrade => "502 Bad Gateway: invalid upstream response",
+            Self::ConnectTimeout => "504 Gateway Timeout: upstream connection timed out",
+            Self::ResponseTimeout => "504 Gateway Timeout: upstream did not respond in time",
+        };
+        format!("{text}\n")
+    }
+
+    /// Short `text/plain` response for this error.
+    pub fn into_response(self) -> Response<ProxyBody> {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::debug!(error = %self, "request failed");
+        }
+        let mut response = Response::new(body::full(self.public_message()));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        response
+    }
+}

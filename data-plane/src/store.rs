@@ -1,0 +1,35 @@
+//! The one place the current snapshot lives.
+//!
+//! Requests load it with one atomic operation and keep that `Arc` for their whole life,
+//! so a swap never changes config under a running request and never blocks it.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+
+use crate::config::Snapshot;
+
+/// Holds the snapshot being served; empty until the first one is applied.
+#[derive(Debug, Default)]
+pub struct ConfigStore {
+    current: ArcSwapOption<Snapshot>,
+}
+
+// === impl ConfigStore ===
+
+impl ConfigStore {
+    /// The snapshot to serve this request with, if any.
+    pub fn load(&self) -> Option<Arc<Snapshot>> {
+        self.current.load_full()
+    }
+
+    /// Atomically replaces the served snapshot.
+    pub fn publish(&self, snapshot: Arc<Snapshot>) {
+        self.current.store(Some(snapshot));
+    }
+
+    /// Version being served, `None` before the first apply.
+    pub fn version(&self) -> Option<u64> {
+        self.current.load().as_ref().map(|s| s.version())
+    }
+}

@@ -1,0 +1,110 @@
+//! The control-plane client: one long-lived `ConfigService.StreamConfig` stream.
+//!
+//! The data plane says `Hello`, then ACKs or NACKs each snapshot it receives. When the
+//! stream ends for any reason it reconnects forever with capped, jittered exponential
+//! backoff, serving the last good snapshot meanwhile. Authentication failures are logged
+//! as errors and retried at the cap: a token fixed on the control plane should heal the
+//! data plane without a restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::Code;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::Endpoint;
+
+use self::session::SessionEnd;
+use crate::apply::Applier;
+
+mod backoff;
+mod endpoint;
+mod session;
+
+pub use self::backoff::Backoff;
+pub use self::endpoint::EndpointError;
+
+const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Everything needed to (re)open the config stream.
+pub struct ControlPlane {
+    endpoint: Endpoint,
+    authorization: MetadataValue<Ascii>,
+    node_id: String,
+    address: String,
+    backoff: Backoff,
+}
+
+// === impl ControlPlane ===
+
+impl ControlPlane {
+    /// Validates the URL, TLS settings and token up front so mistakes fail at start-up,
+    /// not on every reconnect. `ca_pem` is a private CA for an `https://` control plane.
+    pub fn new(
+        url: &str,
+        ca_pem: Option<&[u8]>,
+        token: &str,
+        node_id: String,
+        address: String,
+    ) -> Result<Self, EndpointError> {
+        let endpoint = endpoint::build(url, ca_pem)?;
+        let mut authorization =
+            MetadataValue::try_from(format!("Bearer {token}")).map_err(|_| EndpointError::Token)?;
+        authorization.set_sensitive(true);
+        Ok(Self {
+            endpoint,
+            authorization,
+            node_id,
+            address,
+            backoff: Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF),
+        })
+    }
+
+    /// Overrides the reconnect backoff (default 100 ms doubling to a 10 s cap); tests
+    /// use short ones.
+    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.backoff = Backoff::new(initial, max);
+        self
+    }
+
+    /// Runs the stream forever, applying snapshots through `applier`.
+    pub async fn run(self, applier: Arc<Applier>) {
+        let mut backoff = self.backoff.clone();
+        loop {
+            let mut progressed = false;
+            let end = session::run(&self, &applier, &mut progressed).await;
+            if progressed {
+                backoff.reset();
+            }
+            let delay = match &end {
+                SessionEnd::Status(status)
+                    if matches!(
+                        status.code(),
+                        Code::Unauthenticated | Code::PermissionDenied
+                    ) =>
+                {
+                    tracing::error!(
+                        code = ?status.code(),
+                        detail = status.message(),
+                        "control plane rejected the enrolment token; check PORTCULLIS_ENROLMENT_TOKEN"
+                    );
+                    backoff.at_cap()
+                }
+                other => {
+                    tracing::warn!(reason = %other, "config stream ended; reconnecting");
+                    backoff.next_delay()
+                }
+            };
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("uri", self.endpoint.uri())
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
