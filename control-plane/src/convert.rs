@@ -25,6 +25,8 @@ impl From<Proxy> for pb::ProxyTarget {
             updated_at: p.updated_at,
             auth: None,
             certificate_name: String::new(),
+            redirect_http_to_https: false,
+            hsts: None,
         }
     }
 }

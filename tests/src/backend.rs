@@ -7,6 +7,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,6 +27,7 @@ pub struct Backend {
     pub url: String,
     /// Its address.
     pub addr: SocketAddr,
+    aborted: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -35,6 +38,11 @@ impl Drop for Backend {
 }
 
 impl Backend {
+    /// Event streams dropped before their last event: the proxy cancelled them.
+    pub fn aborted_streams(&self) -> u64 {
+        self.aborted.load(Ordering::SeqCst)
+    }
+
     /// Starts a backend that names itself `name` in every answer.
     pub async fn start(name: &str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -42,13 +50,17 @@ impl Backend {
             .expect("bind backend");
         let addr = listener.local_addr().expect("addr");
         let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        let aborted = Arc::new(AtomicU64::new(0));
+        let counter = aborted.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
+                let counter = counter.clone();
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| handle(name, req));
+                    let svc =
+                        hyper::service::service_fn(move |req| handle(name, counter.clone(), req));
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(tcp), svc)
                         .await;
@@ -58,7 +70,22 @@ impl Backend {
         Self {
             url: format!("http://{addr}"),
             addr,
+            aborted,
             task,
+        }
+    }
+}
+
+/// Counts a stream as aborted if it is dropped before it finished.
+struct AbortGuard {
+    done: std::sync::atomic::AtomicBool,
+    counter: Arc<AtomicU64>,
+}
+
+impl Drop for AbortGuard {
+    fn drop(&mut self) {
+        if !self.done.load(Ordering::SeqCst) {
+            self.counter.fetch_add(1, Ordering::SeqCst);
         }
     }
 }
@@ -82,7 +109,11 @@ fn query(req: &Request<Incoming>, key: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-async fn handle(name: &'static str, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    name: &'static str,
+    aborted: Arc<AtomicU64>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     if let Some(ms) = path.strip_prefix("/sleep/").and_then(|s| s.parse().ok()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -129,15 +160,23 @@ async fn handle(name: &'static str, req: Request<Incoming>) -> Result<Response<B
     if path == "/sse" {
         let n = query(&req, "n", 3);
         let interval = Duration::from_millis(query(&req, "interval_ms", 300));
-        let stream = futures_util::stream::unfold(0u64, move |i| async move {
+        let guard = AbortGuard {
+            done: false.into(),
+            counter: aborted,
+        };
+        let stream = futures_util::stream::unfold((0u64, guard), move |(i, guard)| async move {
             if i >= n {
+                guard.done.store(true, Ordering::SeqCst);
                 return None;
             }
             if i > 0 {
                 tokio::time::sleep(interval).await;
             }
             let ev = format!("id: {i}\nevent: tick\ndata: {{\"i\":{i}}}\n\n");
-            Some((Ok::<_, Infallible>(Frame::data(Bytes::from(ev))), i + 1))
+            Some((
+                Ok::<_, Infallible>(Frame::data(Bytes::from(ev))),
+                (i + 1, guard),
+            ))
         });
         let resp = Response::builder()
             .header("content-type", "text/event-stream")

@@ -116,6 +116,8 @@ pub struct ControlPlane {
     /// An admin token created before start.
     pub admin_token: String,
     redis_url: Option<String>,
+    /// `(cert, key)` PEM files for a TLS gRPC listener; the cert is also the CA to trust.
+    grpc_tls: Option<(PathBuf, PathBuf)>,
     http_port: u16,
     grpc_port: u16,
 }
@@ -128,6 +130,15 @@ impl ControlPlane {
 
     /// Starts one, on Redis when `redis_url` is given.
     pub async fn start_with(redis_url: Option<&str>) -> Self {
+        Self::start_full(redis_url, None).await
+    }
+
+    /// Starts one whose gRPC listener uses TLS with these PEM files.
+    pub async fn start_tls(cert: PathBuf, key: PathBuf) -> Self {
+        Self::start_full(None, Some((cert, key))).await
+    }
+
+    async fn start_full(redis_url: Option<&str>, grpc_tls: Option<(PathBuf, PathBuf)>) -> Self {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let mut create = Command::new(bin("portcullis-control-plane"));
         create
@@ -154,6 +165,7 @@ impl ControlPlane {
             grpc: String::new(),
             admin_token,
             redis_url: redis_url.map(str::to_owned),
+            grpc_tls,
             http_port: free_port(),
             grpc_port: free_port(),
         };
@@ -175,9 +187,18 @@ impl ControlPlane {
         if let Some(url) = &self.redis_url {
             cmd.args(["--redis-url", url]);
         }
+        if let Some((cert, key)) = &self.grpc_tls {
+            cmd.arg("--grpc-tls-cert")
+                .arg(cert)
+                .arg("--grpc-tls-key")
+                .arg(key);
+        }
         self.proc = Proc::spawn(&mut cmd);
         self.http = format!("http://127.0.0.1:{}", self.http_port);
-        self.grpc = format!("http://127.0.0.1:{}", self.grpc_port);
+        self.grpc = match self.grpc_tls {
+            Some(_) => format!("https://localhost:{}", self.grpc_port),
+            None => format!("http://127.0.0.1:{}", self.grpc_port),
+        };
         let health = format!("{}/health", self.http);
         let client = http_client();
         eventually(Duration::from_secs(20), "control plane /health", || {
@@ -207,9 +228,21 @@ impl ControlPlane {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Runs the CLI with `token`.
+    /// Runs the CLI with `token` (trusting the gRPC certificate when TLS is on).
     pub fn cli(&self, token: &str, args: &[&str]) -> Output {
-        cli(&self.grpc, token, args)
+        match self.ca_cert() {
+            Some(ca) => {
+                let mut full = vec!["--ca-cert", ca];
+                full.extend_from_slice(args);
+                cli(&self.grpc, token, &full)
+            }
+            None => cli(&self.grpc, token, args),
+        }
+    }
+
+    /// The CA file clients must trust, when gRPC uses TLS.
+    pub fn ca_cert(&self) -> Option<&str> {
+        self.grpc_tls.as_ref().and_then(|(cert, _)| cert.to_str())
     }
 
     /// Creates a data-plane enrolment token.
@@ -280,6 +313,7 @@ pub struct DataPlane {
     /// Its snapshot cache.
     pub cache_dir: tempfile::TempDir,
     cp_grpc: String,
+    ca_cert: Option<String>,
     token: String,
     http_port: u16,
     admin_port: u16,
@@ -296,6 +330,7 @@ impl DataPlane {
             admin: String::new(),
             cache_dir: tempfile::tempdir().expect("tempdir"),
             cp_grpc: cp.grpc.clone(),
+            ca_cert: cp.ca_cert().map(str::to_owned),
             token,
             http_port: free_port(),
             admin_port: free_port(),
@@ -313,9 +348,12 @@ impl DataPlane {
     /// Starts the process without waiting.
     pub fn spawn(&mut self) {
         self.proc.kill();
+        let mut cmd = Command::new(bin("portcullis-data-plane"));
+        if let Some(ca) = &self.ca_cert {
+            cmd.args(["--ca-cert", ca]);
+        }
         self.proc = Proc::spawn(
-            Command::new(bin("portcullis-data-plane"))
-                .args(["--control-plane", &self.cp_grpc])
+            cmd.args(["--control-plane", &self.cp_grpc])
                 .args(["--enrolment-token", &self.token])
                 .args(["--node-id", &self.node_id])
                 .args(["--http-listen", &format!("127.0.0.1:{}", self.http_port)])

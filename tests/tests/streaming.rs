@@ -131,3 +131,27 @@ async fn large_bodies_stream_with_flat_memory() {
         "data plane memory grew from {before} KiB to {after} KiB"
     );
 }
+
+#[tokio::test]
+async fn a_client_that_disconnects_cancels_the_upstream_request() {
+    let cp = ControlPlane::start().await;
+    let dp = DataPlane::start(&cp, "dp-cancel").await;
+    let a = Backend::start("a").await;
+    cp.cli_ok(&["proxy", "create", "cancel.example.com", &a.url]);
+    sync(&cp, &dp).await;
+
+    let r = dp
+        .get("cancel.example.com", "/sse?n=1000&interval_ms=50")
+        .await;
+    let mut stream = r.bytes_stream();
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("data:"));
+    assert_eq!(a.aborted_streams(), 0);
+    drop(stream);
+    portcullis_tests::eventually(
+        Duration::from_secs(5),
+        "upstream stream cancelled",
+        || async { (a.aborted_streams() == 1).then_some(()) },
+    )
+    .await;
+}
