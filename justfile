@@ -104,3 +104,36 @@ service-delete name:
 # Data planes and the versions they applied.
 dataplanes-list:
     {{cli}} dataplanes list
+
+
+# Order a certificate: just cert-create NAME DOMAIN [--email E --challenge tls-alpn-01 --staging --self-signed]
+cert-create name domain *flags:
+    {{cli}} cert create "$@"
+
+# Order one certificate for several domains: just cert-create-multi NAME "a.example.com,b.example.com" [flags]
+cert-create-multi name domains *flags:
+    {{cli}} cert create-multi "$@"
+
+# List certificates.
+cert-list:
+    {{cli}} cert list
+
+# Show a certificate (never its key).
+cert-show name:
+    {{cli}} cert show "{{name}}"
+
+# Certificate status and last error.
+cert-status name:
+    {{cli}} cert status "{{name}}"
+
+# Order a fresh certificate now.
+cert-renew name:
+    {{cli}} cert renew "{{name}}"
+
+# Delete a certificate.
+cert-delete name:
+    {{cli}} cert delete "{{name}}"
+
+# Serve certificate CERT for proxy HOST.
+proxy-cert-attach hostname cert:
+    {{cli}} proxy cert-attach "{{hostname}}" "{{cert}}"

@@ -3,6 +3,7 @@
 //! Only parsing lives here; turning arguments into API requests is the job of
 //! `commands`, so the surface can be unit-tested without a control plane.
 
+mod cert;
 mod kv;
 mod proxy;
 mod resources;
@@ -16,6 +17,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::output::OutputFormat;
 
+pub(crate) use cert::{CertCommand, CertCreateArgs};
 pub(crate) use kv::{HeaderPair, headers_to_map};
 pub(crate) use proxy::{ProxyCommand, ProxyCreateArgs, ProxyUpdateArgs};
 pub(crate) use resources::{
@@ -99,6 +101,9 @@ pub(crate) enum Command {
     /// Manage named upstream services that routes can target
     #[command(subcommand)]
     Service(ServiceCommand),
+    /// Manage TLS certificates (ACME or self-signed)
+    #[command(subcommand)]
+    Cert(CertCommand),
     /// Manage API tokens
     #[command(subcommand)]
     Token(TokenCommand),

@@ -1,5 +1,6 @@
 //! Runs a parsed command: resolves settings, connects, calls the API, prints the result.
 
+mod cert;
 mod proxy;
 mod route;
 mod service;
@@ -67,6 +68,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Proxy(cmd) => proxy::run(&mut ctx, cmd).await,
         Command::Route(cmd) => route::run(&mut ctx, cmd).await,
         Command::Service(cmd) => service::run(&mut ctx, cmd).await,
+        Command::Cert(cmd) => cert::run(&mut ctx, cmd).await,
         Command::Token(cmd) => token::run(&mut ctx, cmd).await,
         Command::DataplaneToken(cmd) => token::run_dataplane(&mut ctx, cmd).await,
         Command::Dataplanes(cmd) => status::dataplanes(&mut ctx, cmd).await,

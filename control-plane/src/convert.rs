@@ -3,8 +3,9 @@
 use portcullis_proto::v1 as pb;
 
 use crate::model::{
-    DataPlaneRecord, ExternalService, MatchKind, Proxy, ProxyInput, ProxyPatch, Route, RouteInput,
-    ServiceInput, TargetKind, TokenInfo, TokenInput, TokenScope,
+    CertificateInfo, CertificateInput, ChallengeKind, DataPlaneRecord, ExternalService, MatchKind,
+    Proxy, ProxyInput, ProxyPatch, Route, RouteInput, ServiceInput, TargetKind, TokenInfo,
+    TokenInput, TokenScope,
 };
 
 impl From<Proxy> for pb::ProxyTarget {
@@ -24,9 +25,13 @@ impl From<Proxy> for pb::ProxyTarget {
             created_at: p.created_at,
             updated_at: p.updated_at,
             auth: None,
-            certificate_name: String::new(),
-            redirect_http_to_https: false,
-            hsts: None,
+            certificate_name: p.certificate_name,
+            redirect_http_to_https: p.redirect_http_to_https,
+            hsts: (p.hsts_max_age_secs > 0).then_some(pb::HstsPolicy {
+                max_age_secs: p.hsts_max_age_secs,
+                include_subdomains: false,
+                preload: false,
+            }),
         }
     }
 }
@@ -44,6 +49,9 @@ impl From<pb::ProxyInput> for ProxyInput {
             custom_response_headers: Some(p.custom_response_headers.into_iter().collect()),
             connect_timeout_ms: p.connect_timeout_ms,
             read_timeout_ms: p.read_timeout_ms,
+            redirect_http_to_https: p.redirect_http_to_https,
+            hsts_max_age_secs: p.hsts_max_age_secs,
+            certificate_name: p.certificate_name,
         }
     }
 }
@@ -64,6 +72,9 @@ impl From<pb::ProxyPatch> for ProxyPatch {
                 .map(|h| h.entries.into_iter().collect()),
             connect_timeout_ms: p.connect_timeout_ms,
             read_timeout_ms: p.read_timeout_ms,
+            redirect_http_to_https: p.redirect_http_to_https,
+            hsts_max_age_secs: p.hsts_max_age_secs,
+            certificate_name: p.certificate_name,
         }
     }
 }
@@ -208,5 +219,60 @@ impl From<DataPlaneRecord> for pb::DataPlaneStatus {
             connected: d.connected,
             software_version: d.software_version,
         }
+    }
+}
+
+fn text<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+impl From<CertificateInfo> for pb::Certificate {
+    fn from(c: CertificateInfo) -> Self {
+        Self {
+            source: text(&c.source),
+            challenge: text(&c.challenge),
+            status: text(&c.status),
+            name: c.name,
+            domains: c.domains,
+            owner_token_id: c.owner_token_id,
+            acme_directory: c.acme_directory,
+            email: c.email,
+            error: c.error,
+            issuer: c.issuer,
+            not_before: c.not_before,
+            not_after: c.not_after,
+            last_attempt_at: c.last_attempt_at,
+            created_at: c.created_at,
+            cert_chain_pem: c.cert_chain_pem,
+        }
+    }
+}
+
+impl TryFrom<pb::CertificateInput> for CertificateInput {
+    type Error = crate::error::ServiceError;
+
+    fn try_from(c: pb::CertificateInput) -> Result<Self, Self::Error> {
+        let challenge = match c.challenge.as_str() {
+            "" => None,
+            "http-01" => Some(ChallengeKind::Http01),
+            "tls-alpn-01" => Some(ChallengeKind::TlsAlpn01),
+            other => {
+                return Err(crate::error::ServiceError::invalid(
+                    "challenge",
+                    format!("{other:?}: use http-01 or tls-alpn-01"),
+                ));
+            }
+        };
+        Ok(Self {
+            name: c.name,
+            domains: c.domains,
+            email: c.email,
+            challenge,
+            staging: Some(c.staging),
+            self_signed: Some(c.self_signed),
+        })
     }
 }

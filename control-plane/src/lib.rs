@@ -6,12 +6,14 @@
 //! validation, ownership) → [`store::Store`] (one atomic batch) → [`snapshot`] publisher →
 //! every data plane stream.
 
+pub mod acme;
 pub mod auth;
 pub mod convert;
 pub mod error;
 pub mod grpc;
 pub mod model;
 pub mod rest;
+pub mod secrets;
 pub mod server;
 pub mod service;
 pub mod snapshot;

@@ -30,6 +30,8 @@ struct StoreArgs {
     redis_url: Option<String>,
 }
 
+// Parsed once at start-up; boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the control plane.
@@ -54,6 +56,22 @@ enum Command {
         /// How often to check the store for writes by other control planes, in ms.
         #[arg(long, env = "PORTCULLIS_POLL_INTERVAL_MS", default_value_t = 250)]
         poll_interval_ms: u64,
+        /// Base64 32-byte key sealing private keys at rest [default: <data-dir>/master.key,
+        /// created on first start]. Control planes sharing Redis need the same key.
+        #[arg(long, env = "PORTCULLIS_MASTER_KEY", hide_env_values = true)]
+        master_key: Option<String>,
+        /// ACME directory for certificates.
+        #[arg(long, env = "PORTCULLIS_ACME_DIRECTORY", default_value = portcullis_control_plane::acme::LETS_ENCRYPT)]
+        acme_directory: String,
+        /// ACME directory used when a certificate asks for staging.
+        #[arg(long, env = "PORTCULLIS_ACME_STAGING_DIRECTORY", default_value = portcullis_control_plane::acme::LETS_ENCRYPT_STAGING)]
+        acme_staging_directory: String,
+        /// PEM CA bundle trusted for the ACME directory's own TLS (e.g. Pebble's).
+        #[arg(long, env = "PORTCULLIS_ACME_CA_CERT")]
+        acme_ca_cert: Option<PathBuf>,
+        /// Default ACME account contact e-mail.
+        #[arg(long, env = "PORTCULLIS_ACME_EMAIL", default_value = "")]
+        acme_email: String,
     },
     /// Manage API tokens directly in the store.
     Token {
@@ -104,6 +122,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             grpc_tls_key,
             insecure_grpc,
             poll_interval_ms,
+            master_key,
+            acme_directory,
+            acme_staging_directory,
+            acme_ca_cert,
+            acme_email,
         } => {
             server::serve(ServeConfig {
                 data_dir: store.data_dir,
@@ -114,6 +137,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 grpc_tls_key,
                 insecure_grpc,
                 poll_interval: Duration::from_millis(poll_interval_ms.max(10)),
+                master_key,
+                acme: portcullis_control_plane::acme::AcmeSettings {
+                    directory_url: acme_directory,
+                    staging_directory_url: acme_staging_directory,
+                    ca_bundle: acme_ca_cert,
+                    default_email: acme_email,
+                    ..Default::default()
+                },
             })
             .await
         }

@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub mod certs;
 pub mod validate;
+
+pub use certs::*;
 
 /// Default for [`Route::priority`] when a caller gives none.
 pub const DEFAULT_ROUTE_PRIORITY: u32 = 50;
@@ -38,6 +41,15 @@ pub struct Proxy {
     pub connect_timeout_ms: u32,
     /// Time allowed for the upstream's response headers; 0 means the default (60 s).
     pub read_timeout_ms: u32,
+    /// Answer plain HTTP with a 308 to https:// (ACME challenges excepted).
+    #[serde(default)]
+    pub redirect_http_to_https: bool,
+    /// `Strict-Transport-Security: max-age=N` on HTTPS responses; 0 = none.
+    #[serde(default)]
+    pub hsts_max_age_secs: u32,
+    /// Certificate to serve for this host; empty = any valid one covering the name.
+    #[serde(default)]
+    pub certificate_name: String,
     /// Id of the token that created this proxy; only it or an admin may change it.
     pub owner_token_id: String,
     /// Unix seconds.
@@ -70,6 +82,12 @@ pub struct ProxyInput {
     pub connect_timeout_ms: Option<u32>,
     /// Default 0 (data plane default).
     pub read_timeout_ms: Option<u32>,
+    /// Default false.
+    pub redirect_http_to_https: Option<bool>,
+    /// Default 0 (no HSTS).
+    pub hsts_max_age_secs: Option<u32>,
+    /// Default none.
+    pub certificate_name: Option<String>,
 }
 
 /// Body of `PUT /api/v1/proxy/targets/{hostname}`: absent fields keep their value.
@@ -94,6 +112,12 @@ pub struct ProxyPatch {
     pub connect_timeout_ms: Option<u32>,
     /// New read timeout.
     pub read_timeout_ms: Option<u32>,
+    /// Redirect HTTP to HTTPS.
+    pub redirect_http_to_https: Option<bool>,
+    /// HSTS max-age; 0 turns it off.
+    pub hsts_max_age_secs: Option<u32>,
+    /// Attach a certificate by name; empty detaches.
+    pub certificate_name: Option<String>,
 }
 
 /// How a route compares its pattern with the request path.

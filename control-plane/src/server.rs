@@ -29,6 +29,10 @@ pub struct ServeConfig {
     pub insecure_grpc: bool,
     /// How often to look for writes by other control planes sharing the store.
     pub poll_interval: Duration,
+    /// Base64 master key; `None` uses (or creates) `<data_dir>/master.key`.
+    pub master_key: Option<String>,
+    /// Certificate ordering.
+    pub acme: crate::acme::AcmeSettings,
 }
 
 /// Opens the configured store.
@@ -84,8 +88,20 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         );
     }
 
+    let master_key =
+        crate::secrets::MasterKey::load_or_create(cfg.master_key.as_deref(), &cfg.data_dir)?;
+    if cfg.redis_url.is_some() && cfg.master_key.is_none() {
+        tracing::warn!(
+            "no --master-key given: using {}/master.key; every control plane sharing this Redis needs the same key",
+            cfg.data_dir.display()
+        );
+    }
     let store = open_store(&cfg.data_dir, cfg.redis_url.as_deref()).await?;
-    let cp = ControlPlane::new(store).await?;
+    let options = crate::service::Options {
+        master_key,
+        acme: cfg.acme.clone(),
+    };
+    let cp = ControlPlane::with_options(store, options).await?;
     if let Some(created) = cp.bootstrap_admin_token().await? {
         // Printed once, to stdout only; it is never logged.
         println!("admin token (shown once, keep it safe): {}", created.secret);

@@ -10,11 +10,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
+use crate::acme::AcmeSettings;
 use crate::auth::{self, Caller};
 use crate::error::ServiceError;
 use crate::model::{Health, TokenRecord, TokenScope, now};
+use crate::secrets::MasterKey;
 use crate::store::{Batch, Collection, Store, StoreError};
 
+mod certs;
 mod dataplanes;
 mod proxies;
 mod routes;
@@ -40,19 +43,60 @@ struct Inner {
     store: Store,
     revision: watch::Sender<u64>,
     dataplanes: DataPlaneRegistry,
+    master_key: MasterKey,
+    acme: AcmeSettings,
+}
+
+/// Settings that are not state: secrets and external services.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Seals private keys at rest.
+    pub master_key: MasterKey,
+    /// Where and how to order certificates.
+    pub acme: AcmeSettings,
+}
+
+impl Default for Options {
+    /// A throwaway random master key and Let's Encrypt: for tools and tests that never read
+    /// stored secrets.
+    fn default() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+        Self {
+            master_key: MasterKey::from_bytes(&bytes).unwrap_or_else(|_| unreachable!("32 bytes")),
+            acme: AcmeSettings::default(),
+        }
+    }
 }
 
 impl ControlPlane {
-    /// Wraps a store; `revision` starts at the store's current revision.
+    /// Wraps a store with default options; `revision` starts at the store's revision.
     pub async fn new(store: Store) -> Result<Self> {
+        Self::with_options(store, Options::default()).await
+    }
+
+    /// Wraps a store; `revision` starts at the store's current revision.
+    pub async fn with_options(store: Store, options: Options) -> Result<Self> {
         let rev = store.revision().await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 dataplanes: DataPlaneRegistry::new(store.clone()),
                 store,
                 revision: watch::Sender::new(rev),
+                master_key: options.master_key,
+                acme: options.acme,
             }),
         })
+    }
+
+    /// The key that seals private keys at rest.
+    pub fn master_key(&self) -> &MasterKey {
+        &self.inner.master_key
+    }
+
+    /// ACME settings.
+    pub fn acme(&self) -> &AcmeSettings {
+        &self.inner.acme
     }
 
     /// The store, for the snapshot publisher.
@@ -198,6 +242,11 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 fn put<T: Serialize>(c: Collection, key: &str, value: &T) -> crate::store::Write {
     crate::store::Write::Put(c, key.to_owned(), encode(value))
+}
+
+/// A JSON put, for modules outside the service layer that write records (ACME).
+pub(crate) fn put_record<T: Serialize>(c: Collection, key: &str, value: &T) -> crate::store::Write {
+    put(c, key, value)
 }
 
 fn require_writer(caller: &Caller) -> Result<()> {

@@ -11,7 +11,11 @@ use std::time::Duration;
 use portcullis_proto::v1 as pb;
 use tokio::sync::watch;
 
-use crate::model::{ExternalService, Proxy, Route, TargetKind};
+use crate::model::{
+    CertStatus, CertificateRecord, ChallengeKind, ChallengeRecord, ExternalService, Proxy, Route,
+    TargetKind,
+};
+use crate::secrets::MasterKey;
 use crate::service::ControlPlane;
 use crate::store::{Collection, Store, StoreError};
 
@@ -23,18 +27,22 @@ pub type SnapshotRx = watch::Receiver<Option<Arc<pb::ConfigSnapshot>>>;
 /// Routes whose references vanished (a race between deleting a proxy and creating a route
 /// that points at it) are left out rather than sent, so one dangling route cannot make
 /// every data plane reject the whole snapshot.
-pub async fn build(store: &Store) -> Result<pb::ConfigSnapshot, StoreError> {
+pub async fn build(store: &Store, key: &MasterKey) -> Result<pb::ConfigSnapshot, StoreError> {
     let view = store
         .read_consistent(&[
             Collection::Proxies,
             Collection::Routes,
             Collection::Services,
+            Collection::Certificates,
+            Collection::AcmeChallenges,
         ])
         .await?;
-    let [proxies, routes, services]: [Vec<(String, Vec<u8>)>; 3] =
+    let [proxies, routes, services, certs, challenges]: [Vec<(String, Vec<u8>)>; 5] =
         view.collections.try_into().unwrap_or_default();
     let proxies: Vec<Proxy> = decode_all(Collection::Proxies, &proxies)?;
     let services: Vec<ExternalService> = decode_all(Collection::Services, &services)?;
+    let certs: Vec<CertificateRecord> = decode_all(Collection::Certificates, &certs)?;
+    let challenges: Vec<ChallengeRecord> = decode_all(Collection::AcmeChallenges, &challenges)?;
     let routes: Vec<Route> = decode_all(Collection::Routes, &routes)?;
 
     let hosts: HashSet<&str> = proxies.iter().map(|p| p.hostname.as_str()).collect();
@@ -59,11 +67,52 @@ pub async fn build(store: &Store) -> Result<pb::ConfigSnapshot, StoreError> {
         })
         .collect();
 
+    let now = crate::model::now();
+    let certificates = certs
+        .into_iter()
+        .filter(|c| c.status == CertStatus::Valid && (c.not_after == 0 || c.not_after > now))
+        .filter_map(|c| match key.open(&c.private_key_sealed) {
+            Ok(pem) => Some(pb::TlsCertificate {
+                name: c.name,
+                domains: c.domains,
+                cert_chain_pem: c.cert_chain_pem,
+                private_key_pem: String::from_utf8_lossy(&pem).into_owned(),
+            }),
+            Err(e) => {
+                tracing::error!(certificate = %c.name, error = %e, "cannot unseal key; certificate left out");
+                None
+            }
+        })
+        .collect();
+    let mut acme_http01 = Vec::new();
+    let mut acme_tls_alpn01 = Vec::new();
+    for ch in challenges {
+        match ch.kind {
+            ChallengeKind::Http01 => acme_http01.push(pb::AcmeHttp01Challenge {
+                token: ch.token,
+                key_authorization: ch.key_authorization,
+            }),
+            ChallengeKind::TlsAlpn01 => match key.open(&ch.private_key_sealed) {
+                Ok(pem) => acme_tls_alpn01.push(pb::AcmeTlsAlpnChallenge {
+                    domain: ch.domain,
+                    cert_pem: ch.cert_pem,
+                    private_key_pem: String::from_utf8_lossy(&pem).into_owned(),
+                }),
+                Err(e) => {
+                    tracing::error!(domain = %ch.domain, error = %e, "cannot unseal challenge key")
+                }
+            },
+        }
+    }
+
     Ok(pb::ConfigSnapshot {
         version: view.revision,
         proxies: proxies.into_iter().map(Into::into).collect(),
         routes,
         services: services.into_iter().map(Into::into).collect(),
+        certificates,
+        acme_http01,
+        acme_tls_alpn01,
         ..Default::default()
     })
 }
@@ -95,7 +144,7 @@ pub fn spawn_publisher(cp: ControlPlane, poll: Duration) -> SnapshotRx {
         loop {
             if stale {
                 stale = false;
-                match build(cp.store()).await {
+                match build(cp.store(), cp.master_key()).await {
                     Ok(snap) if published.is_none_or(|v| snap.version > v) => {
                         published = Some(snap.version);
                         tracing::info!(

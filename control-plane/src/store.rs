@@ -29,6 +29,12 @@ pub enum Collection {
     DataPlanes,
     /// Control-plane bookkeeping (bootstrap marker).
     Meta,
+    /// Certificates by name (keys sealed).
+    Certificates,
+    /// Pending ACME challenge answers, served by data planes.
+    AcmeChallenges,
+    /// ACME account credentials (sealed) by directory and contact.
+    AcmeAccounts,
 }
 
 impl Collection {
@@ -41,12 +47,22 @@ impl Collection {
             Self::Tokens => "tokens",
             Self::DataPlanes => "dataplanes",
             Self::Meta => "meta",
+            Self::Certificates => "certificates",
+            Self::AcmeChallenges => "acmechallenges",
+            Self::AcmeAccounts => "acmeaccounts",
         }
     }
 
     /// Whether writes to this collection change what data planes serve.
     pub fn is_config(self) -> bool {
-        matches!(self, Self::Proxies | Self::Routes | Self::Services)
+        matches!(
+            self,
+            Self::Proxies
+                | Self::Routes
+                | Self::Services
+                | Self::Certificates
+                | Self::AcmeChallenges
+        )
     }
 }
 

@@ -34,6 +34,18 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_HTTP_LISTEN", value_name = "ADDR")]
     pub http_listen: SocketAddr,
 
+    /// Address for proxied HTTPS traffic (TLS 1.2/1.3, ALPN h2 and http/1.1, plus
+    /// acme-tls/1 for ACME TLS-ALPN-01), e.g. 0.0.0.0:443. Certificates come from the
+    /// control plane's snapshots. Without it there is no HTTPS listener.
+    #[arg(long, env = "PORTCULLIS_HTTPS_LISTEN", value_name = "ADDR")]
+    pub https_listen: Option<SocketAddr>,
+
+    /// Port clients use for HTTPS, written into HTTP→HTTPS redirects when it is not 443.
+    /// Set it when the listener's port is published under another one (e.g. a container
+    /// listening on 8443 published as 443). Default: the `--https-listen` port, or 443.
+    #[arg(long, env = "PORTCULLIS_HTTPS_PUBLIC_PORT", value_name = "PORT")]
+    pub https_public_port: Option<u16>,
+
     /// Address for /healthz and /readyz, e.g. 127.0.0.1:9901.
     #[arg(long, env = "PORTCULLIS_ADMIN_LISTEN", value_name = "ADDR")]
     pub admin_listen: SocketAddr,
@@ -108,6 +120,7 @@ mod tests {
         assert_eq!(args.enrolment_token.expose(), "s3cret");
         assert!(!format!("{args:?}").contains("s3cret"));
         assert!(args.ca_cert.is_none());
+        assert!(args.https_listen.is_none() && args.https_public_port.is_none());
     }
 
     #[test]

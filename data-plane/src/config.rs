@@ -10,6 +10,12 @@
 //!   may still be PROXY route targets, they are just not served by hostname.
 //! - URL and SERVICE route targets use the settings (timeouts, headers, Host handling) of
 //!   the proxy the request matched; PROXY targets use the target proxy's settings.
+//! - Each listener has its own host table. A proxy is on the HTTP table when
+//!   `enable_http` is set or it redirects to HTTPS, and on the HTTPS table when
+//!   `enable_https` is set; a host missing from a listener's table is unknown (404) there,
+//!   unless a wildcard proxy on that table matches it.
+//! - Certificates and ACME challenge certificates are parsed and checked here (see
+//!   [`crate::tls`]), so a handshake never parses PEM and a bad certificate is a NACK.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,11 +25,13 @@ use portcullis_proto::v1 as pb;
 use self::proxy::ProxySpec;
 use self::route::{RouteSpec, RouteTarget};
 use crate::router::{HostTable, RouteMatcher, RouteTable};
+use crate::tls::{self, AcmeChallenges, Certificates};
 use crate::upstream::{ClientCache, Upstream};
 
 mod error;
 mod headers;
 mod hostname;
+mod https;
 mod proxy;
 mod route;
 mod target;
@@ -31,6 +39,7 @@ mod target;
 pub use self::error::{CompileError, InvalidField, Reason};
 pub use self::headers::HeaderList;
 pub use self::hostname::HostPattern;
+pub use self::https::{HttpsSettings, hsts_header};
 pub use self::proxy::Proxy;
 pub use self::route::REGEX_SIZE_LIMIT;
 pub use self::target::Target;
@@ -40,6 +49,9 @@ pub use self::target::Target;
 pub struct Snapshot {
     version: u64,
     http_hosts: HostTable<Arc<Proxy>>,
+    https_hosts: HostTable<Arc<Proxy>>,
+    certificates: Certificates,
+    acme: AcmeChallenges,
 }
 
 /// A route with its target resolved to either a URL or a proxy's default upstream.
@@ -57,6 +69,13 @@ impl Snapshot {
         snapshot: &pb::ConfigSnapshot,
         clients: &ClientCache,
     ) -> Result<Self, CompileError> {
+        let keys = tls::provider().key_provider;
+        let certificates = Certificates::compile(
+            &snapshot.certificates,
+            snapshot.default_certificate_name.trim(),
+            keys,
+        )?;
+        let acme = AcmeChallenges::compile(&snapshot.acme_http01, &snapshot.acme_tls_alpn01, keys)?;
         let services = services(&snapshot.services)?;
         let specs = snapshot
             .proxies
@@ -70,6 +89,10 @@ impl Snapshot {
                 return Err(CompileError::DuplicateHostname(name));
             }
         }
+        let https: Vec<_> = specs
+            .iter()
+            .map(|s| s.https.link(&s.pattern, &certificates))
+            .collect();
         let settings: Vec<_> = specs.iter().map(|s| s.settings(clients)).collect();
         let defaults: Vec<Upstream> = specs
             .iter()
@@ -95,8 +118,10 @@ impl Snapshot {
         }
 
         let mut http_hosts = HostTable::default();
+        let mut https_hosts = HostTable::default();
         for (i, spec) in specs.iter().enumerate() {
-            if !spec.served_on_http() {
+            let (on_http, on_https) = (spec.served_on_http(), spec.served_on_https());
+            if !on_http && !on_https {
                 continue;
             }
             let name = spec.pattern.to_string();
@@ -116,12 +141,18 @@ impl Snapshot {
             let Some(fallback) = defaults.get(i).cloned() else {
                 continue;
             };
-            let proxy = Proxy::new(
+            let proxy = Arc::new(Proxy::new(
                 name,
                 spec.policy.clone(),
                 RouteTable::new(entries, fallback),
-            );
-            http_hosts.insert(&spec.pattern, Arc::new(proxy));
+                https.get(i).cloned().unwrap_or_default(),
+            ));
+            if on_http {
+                http_hosts.insert(&spec.pattern, proxy.clone());
+            }
+            if on_https {
+                https_hosts.insert(&spec.pattern, proxy);
+            }
         }
 
         let timeouts: Vec<_> = specs.iter().map(|s| s.connect_timeout).collect();
@@ -129,6 +160,9 @@ impl Snapshot {
         Ok(Self {
             version: snapshot.version,
             http_hosts,
+            https_hosts,
+            certificates,
+            acme,
         })
     }
 
@@ -137,9 +171,25 @@ impl Snapshot {
         self.version
     }
 
-    /// Proxies served on the plain-HTTP listener (enabled and `enable_http`).
+    /// Proxies known on the plain-HTTP listener (enabled, and `enable_http` or
+    /// redirecting to HTTPS).
     pub fn http_hosts(&self) -> &HostTable<Arc<Proxy>> {
         &self.http_hosts
+    }
+
+    /// Proxies served on the HTTPS listener (enabled and `enable_https`).
+    pub fn https_hosts(&self) -> &HostTable<Arc<Proxy>> {
+        &self.https_hosts
+    }
+
+    /// The snapshot's certificates, for SNI selection.
+    pub fn certificates(&self) -> &Certificates {
+        &self.certificates
+    }
+
+    /// Pending ACME challenges.
+    pub fn acme(&self) -> &AcmeChallenges {
+        &self.acme
     }
 }
 

@@ -4,7 +4,8 @@
 //! Layout, following the request path:
 //! - [`stream`] receives snapshots, [`apply`] compiles ([`config`]) and publishes them
 //!   into the [`store`], and [`cache`] persists the last good one.
-//! - [`server`] accepts connections; [`proxy`] runs each request through host lookup
+//! - [`server`] accepts connections (plain HTTP, and HTTPS with certificates chosen per
+//!   handshake by [`tls`]); [`proxy`] runs each request through host lookup
 //!   ([`router`]), the proxy [`policy`], route selection and forwarding via pooled
 //!   clients ([`upstream`]).
 //! - [`admin`] answers health and readiness probes.
@@ -28,4 +29,5 @@ pub mod router;
 pub mod server;
 pub mod store;
 pub mod stream;
+pub mod tls;
 pub mod upstream;

@@ -12,7 +12,7 @@ use portcullis_data_plane::cli::Args;
 use portcullis_data_plane::store::ConfigStore;
 use portcullis_data_plane::stream::ControlPlane;
 use portcullis_data_plane::upstream::ClientCache;
-use portcullis_data_plane::{admin, server};
+use portcullis_data_plane::{admin, server, tls};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -49,8 +49,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let admin = TcpListener::bind(args.admin_listen)
         .await
         .with_context(|| format!("binding admin listener {}", args.admin_listen))?;
+    let https = match args.https_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding HTTPS listener {addr}"))?,
+        ),
+        None => None,
+    };
     let http_addr = http.local_addr()?;
     let admin_addr = admin.local_addr()?;
+    let https_addr = https.as_ref().map(TcpListener::local_addr).transpose()?;
+    let https_port = args
+        .https_public_port
+        .or(https_addr.map(|a| a.port()))
+        .unwrap_or(443);
     let control_plane = ControlPlane::new(
         &args.control_plane,
         ca_pem.as_deref(),
@@ -68,10 +81,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     applier.restore().await;
 
     tokio::spawn(admin::serve_admin(admin, store.clone()));
-    tokio::spawn(server::serve_http(http, store));
+    if let Some(https) = https {
+        let config = tls::server_config(store.clone()).context("building TLS configuration")?;
+        tokio::spawn(server::serve_https(https, store.clone(), config));
+    }
+    tokio::spawn(server::serve_http(http, store, https_port));
     tokio::spawn(control_plane.run(applier));
-    tracing::info!(%http_addr, %admin_addr, node_id = %args.node_id, "data plane listening");
-    println!("portcullis-data-plane listening http={http_addr} admin={admin_addr}");
+    tracing::info!(%http_addr, ?https_addr, %admin_addr, node_id = %args.node_id, "data plane listening");
+    let https_text = https_addr
+        .map(|a| format!(" https={a}"))
+        .unwrap_or_default();
+    println!("portcullis-data-plane listening http={http_addr}{https_text} admin={admin_addr}");
 
     shutdown_signal().await;
     tracing::info!("shutting down");

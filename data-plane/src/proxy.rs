@@ -1,6 +1,9 @@
-//! The request path. Every request goes through four phases, in this order:
+//! The request path. Every request goes through these phases, in this order:
 //!
-//! 1. **Host → proxy**: Host (or `:authority`) is normalised and looked up.
+//! 0. **Listener**: on plain HTTP, ACME HTTP-01 answers and HTTPS redirects (see
+//!    [`handle`]); on HTTPS, HSTS is added to the answer.
+//! 1. **Host → proxy**: Host (or `:authority`) is normalised and looked up in the
+//!    listener's host table.
 //! 2. **Proxy policy**: [`policy::admit`] runs for every request to that proxy.
 //! 3. **Route → upstream**: only reachable through the admission from phase 2, so a
 //!    route cannot bypass the proxy's protection.
@@ -10,24 +13,42 @@
 //! ([`ProxyError::into_response`]).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use http::header::STRICT_TRANSPORT_SECURITY;
 use http::{HeaderValue, Method, Request, Response};
 use http_body::Body;
 
 use self::host::RequestHost;
 use crate::body::ProxyBody;
+use crate::config::Proxy;
 use crate::policy;
 use crate::report::Report;
+use crate::router::HostTable;
 use crate::store::ConfigStore;
 
 mod error;
 mod forward;
 mod headers;
 mod host;
+mod https;
 mod upgrade;
 
 pub use self::error::ProxyError;
+
+/// Which listener a connection arrived on; decides the host table, ACME HTTP-01,
+/// redirects, HSTS and `X-Forwarded-Proto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// Plain HTTP. Redirects to HTTPS put `https_port` in `Location` unless it is 443.
+    Http {
+        /// The port clients reach the HTTPS listener on.
+        https_port: u16,
+    },
+    /// HTTPS: TLS terminated by this data plane.
+    Https,
+}
 
 /// Facts about the client connection, computed once per connection.
 #[derive(Debug)]
@@ -35,48 +56,82 @@ pub struct ConnInfo {
     peer: SocketAddr,
     /// The peer IP as a header value for `X-Forwarded-For` / `X-Real-IP`.
     peer_ip: HeaderValue,
+    listener: Listener,
 }
 
 /// Handles one request end to end. Never fails: errors become short plain responses.
+///
+/// Plain HTTP: ACME HTTP-01 answers come first (any Host, before host lookup and
+/// redirects, so validation works for names not configured yet), then a proxy that
+/// redirects answers 308. HTTPS: the proxy's HSTS header is set on every response of a
+/// known host, errors included.
 pub async fn handle<B>(store: &ConfigStore, conn: &ConnInfo, req: Request<B>) -> Response<ProxyBody>
 where
     B: Body<Data = Bytes, Error = hyper::Error> + Send + Sync + 'static,
 {
-    match proxy_request(store, conn, req).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
+    let Some(snapshot) = store.load() else {
+        return ProxyError::NotReady.into_response();
+    };
+    let hosts = match conn.listener {
+        Listener::Http { .. } => {
+            if let Some(answer) = https::acme_http01(snapshot.acme(), &req) {
+                return answer;
+            }
+            snapshot.http_hosts()
+        }
+        Listener::Https => snapshot.https_hosts(),
+    };
+    // Phase 1: host → proxy.
+    let (proxy, host) = match find_proxy(hosts, &req) {
+        Ok(found) => found,
+        Err(error) => return error.into_response(),
+    };
+    let mut response = match conn.listener {
+        Listener::Http { https_port } if proxy.https().redirects_to_https() => {
+            return https::redirect(&host, req.uri(), https_port);
+        }
+        _ => proxy_request(proxy, conn, &host, req)
+            .await
+            .unwrap_or_else(ProxyError::into_response),
+    };
+    if let (Listener::Https, Some(hsts)) = (conn.listener, proxy.https().hsts()) {
+        response
+            .headers_mut()
+            .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
+    response
+}
+
+fn find_proxy<'s, B>(
+    hosts: &'s HostTable<Arc<Proxy>>,
+    req: &Request<B>,
+) -> Result<(&'s Arc<Proxy>, RequestHost), ProxyError> {
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::ConnectMethod);
+    }
+    let host = RequestHost::from_request(req)?;
+    let proxy = hosts
+        .lookup_normalized(host.name())
+        .ok_or_else(|| ProxyError::unknown_host(host.name()))?;
+    Ok((proxy, host))
 }
 
 async fn proxy_request<B>(
-    store: &ConfigStore,
+    proxy: &Proxy,
     conn: &ConnInfo,
+    host: &RequestHost,
     req: Request<B>,
 ) -> Result<Response<ProxyBody>, ProxyError>
 where
     B: Body<Data = Bytes, Error = hyper::Error> + Send + Sync + 'static,
 {
-    let snapshot = store.load().ok_or(ProxyError::NotReady)?;
-    if req.method() == Method::CONNECT {
-        return Err(ProxyError::ConnectMethod);
-    }
-
-    // Phase 1: host → proxy.
-    let host = RequestHost::from_request(&req)?;
-    let proxy = snapshot
-        .http_hosts()
-        .lookup_normalized(host.name())
-        .ok_or_else(|| ProxyError::unknown_host(host.name()))?;
-
     // Phase 2: proxy-level policy. Runs for every request to this proxy; routing is
     // only reachable through `admitted`.
     let admitted = policy::admit(proxy, &req).map_err(ProxyError::Rejected)?;
-
     // Phase 3: route → upstream.
     let selected = admitted.select(req.method(), req.uri().path());
-
     // Phase 4: forward.
-    forward::forward(selected.target, conn, &host, req)
+    forward::forward(selected.target, conn, host, req)
         .await
         .inspect_err(|error| {
             tracing::warn!(
@@ -92,16 +147,25 @@ where
 // === impl ConnInfo ===
 
 impl ConnInfo {
-    /// Describes a connection from `peer`.
-    pub fn new(peer: SocketAddr) -> Self {
+    /// Describes a connection from `peer` accepted on `listener`.
+    pub fn new(peer: SocketAddr, listener: Listener) -> Self {
         let ip = peer.ip().to_canonical().to_string();
         let peer_ip = HeaderValue::try_from(ip).unwrap_or(HeaderValue::from_static("unknown"));
-        Self { peer, peer_ip }
+        Self {
+            peer,
+            peer_ip,
+            listener,
+        }
     }
 
     /// The TCP peer.
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// The listener the connection arrived on.
+    pub fn listener(&self) -> Listener {
+        self.listener
     }
 }
 

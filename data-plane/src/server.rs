@@ -1,17 +1,24 @@
-//! The plain-HTTP listener: HTTP/1.1 (with upgrades) and HTTP/2 prior knowledge (h2c)
-//! on one port, each connection on its own task.
+//! Listeners: plain HTTP (HTTP/1.1 with upgrades, and h2c prior knowledge on one port)
+//! and HTTPS ([`serve_https`]). Each connection runs on its own task and every request
+//! goes through [`proxy::handle`] with the listener it arrived on.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::rt::{Read, Write};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
-use crate::proxy::{self, ConnInfo};
+use crate::proxy::{self, ConnInfo, Listener};
 use crate::store::ConfigStore;
+
+mod https;
+
+pub use self::https::{HANDSHAKE_TIMEOUT, serve_https};
 
 /// Slow-loris bound: time a client has to send a complete request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -24,39 +31,59 @@ struct Connection {
     info: ConnInfo,
 }
 
-/// Accepts connections forever and proxies their requests with the current snapshot.
-pub async fn serve_http(listener: TcpListener, store: Arc<ConfigStore>) {
+/// Accepts plain-HTTP connections forever and proxies their requests with the current
+/// snapshot. `https_port` is where redirects to HTTPS send clients.
+pub async fn serve_http(listener: TcpListener, store: Arc<ConfigStore>, https_port: u16) {
     let builder = Arc::new(builder());
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                continue;
-            }
-        };
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
-        }
-        let conn = Arc::new(Connection {
-            store: store.clone(),
-            info: ConnInfo::new(peer),
-        });
-        let builder = builder.clone();
+        let (stream, peer) = accept(&listener).await;
+        let info = ConnInfo::new(peer, Listener::Http { https_port });
+        let (builder, store) = (builder.clone(), store.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let conn = conn.clone();
-                async move { Ok::<_, Infallible>(proxy::handle(&conn.store, &conn.info, req).await) }
-            });
-            let served = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(error) = served.await {
-                tracing::debug!(%peer, %error, "connection closed with error");
-            }
+            serve_connection(&builder, TokioIo::new(stream), store, info).await;
         });
     }
 }
 
+/// Next accepted TCP connection, with `TCP_NODELAY` set; retries after a pause on errors.
+async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
+                }
+                return (stream, peer);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// Serves HTTP on one established connection (plain or TLS) until it closes.
+async fn serve_connection<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    store: Arc<ConfigStore>,
+    info: ConnInfo,
+) where
+    I: Read + Write + Unpin + Send + 'static,
+{
+    let peer = info.peer();
+    let conn = Arc::new(Connection { store, info });
+    let service = service_fn(move |req| {
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(proxy::handle(&conn.store, &conn.info, req).await) }
+    });
+    if let Err(error) = builder.serve_connection_with_upgrades(io, service).await {
+        tracing::debug!(%peer, %error, "connection closed with error");
+    }
+}
+
+/// HTTP/1.1 and HTTP/2, detected from the connection preface.
 fn builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

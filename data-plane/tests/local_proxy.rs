@@ -165,7 +165,7 @@ async fn start_proxy(backend: SocketAddr) -> Result<(SocketAddr, SocketAddr)> {
     store.publish(Arc::new(Snapshot::compile(&snapshot, &clients)?));
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(server::serve_http(listener, store.clone()));
+    tokio::spawn(server::serve_http(listener, store.clone(), 443));
     let admin_listener = TcpListener::bind("127.0.0.1:0").await?;
     let admin_addr = admin_listener.local_addr()?;
     tokio::spawn(admin::serve_admin(admin_listener, store));
@@ -346,7 +346,7 @@ async fn serves_h2c_with_authority() -> Result<()> {
 #[tokio::test]
 async fn connect_timeout_is_504() -> Result<()> {
     use http_body_util::Empty;
-    use portcullis_data_plane::proxy::{self, ConnInfo};
+    use portcullis_data_plane::proxy::{self, ConnInfo, Listener};
 
     let socket = tokio::net::TcpSocket::new_v4()?;
     socket.bind("127.0.0.1:0".parse()?)?;
@@ -370,7 +370,7 @@ async fn connect_timeout_is_504() -> Result<()> {
     let store = ConfigStore::default();
     let clients = ClientCache::with_roots(rustls::RootCertStore::empty());
     store.publish(Arc::new(Snapshot::compile(&snapshot, &clients)?));
-    let conn = ConnInfo::new("127.0.0.1:1".parse()?);
+    let conn = ConnInfo::new("127.0.0.1:1".parse()?, Listener::Http { https_port: 443 });
     let req = Request::get("/")
         .header("host", "ct.test")
         .body(Empty::<Bytes>::new().map_err(|never| match never {}))?;

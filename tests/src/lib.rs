@@ -5,6 +5,7 @@
 //! command builds them first (`tests/run.sh`).
 
 pub mod backend;
+pub mod pebble;
 pub mod procs;
 
 pub use backend::Backend;

@@ -24,7 +24,8 @@ pub fn bin(name: &str) -> PathBuf {
 pub struct Proc(Option<Child>);
 
 impl Proc {
-    fn spawn(cmd: &mut Command) -> Self {
+    /// Starts `cmd`.
+    pub fn spawn(cmd: &mut Command) -> Self {
         Self(Some(cmd.spawn().expect("spawn")))
     }
 
@@ -118,6 +119,7 @@ pub struct ControlPlane {
     redis_url: Option<String>,
     /// `(cert, key)` PEM files for a TLS gRPC listener; the cert is also the CA to trust.
     grpc_tls: Option<(PathBuf, PathBuf)>,
+    extra_args: Vec<String>,
     http_port: u16,
     grpc_port: u16,
 }
@@ -130,15 +132,24 @@ impl ControlPlane {
 
     /// Starts one, on Redis when `redis_url` is given.
     pub async fn start_with(redis_url: Option<&str>) -> Self {
-        Self::start_full(redis_url, None).await
+        Self::start_full(redis_url, None, vec![]).await
     }
 
     /// Starts one whose gRPC listener uses TLS with these PEM files.
     pub async fn start_tls(cert: PathBuf, key: PathBuf) -> Self {
-        Self::start_full(None, Some((cert, key))).await
+        Self::start_full(None, Some((cert, key)), vec![]).await
     }
 
-    async fn start_full(redis_url: Option<&str>, grpc_tls: Option<(PathBuf, PathBuf)>) -> Self {
+    /// Starts one on the embedded store with extra `serve` flags (e.g. ACME settings).
+    pub async fn start_args(extra_args: Vec<String>) -> Self {
+        Self::start_full(None, None, extra_args).await
+    }
+
+    async fn start_full(
+        redis_url: Option<&str>,
+        grpc_tls: Option<(PathBuf, PathBuf)>,
+        extra_args: Vec<String>,
+    ) -> Self {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let mut create = Command::new(bin("portcullis-control-plane"));
         create
@@ -166,6 +177,7 @@ impl ControlPlane {
             admin_token,
             redis_url: redis_url.map(str::to_owned),
             grpc_tls,
+            extra_args,
             http_port: free_port(),
             grpc_port: free_port(),
         };
@@ -187,6 +199,7 @@ impl ControlPlane {
         if let Some(url) = &self.redis_url {
             cmd.args(["--redis-url", url]);
         }
+        cmd.args(&self.extra_args);
         if let Some((cert, key)) = &self.grpc_tls {
             cmd.arg("--grpc-tls-cert")
                 .arg(cert)
@@ -317,13 +330,40 @@ pub struct DataPlane {
     token: String,
     http_port: u16,
     admin_port: u16,
+    https_port: Option<u16>,
 }
 
 impl DataPlane {
+    /// Enrols and starts one that also serves HTTPS, on the given ports.
+    pub async fn start_https(
+        cp: &ControlPlane,
+        node_id: &str,
+        http_port: u16,
+        https_port: u16,
+    ) -> Self {
+        let mut dp = Self::new(cp, node_id);
+        dp.http_port = http_port;
+        dp.https_port = Some(https_port);
+        dp.restart().await;
+        dp
+    }
+
+    /// `https://…` base of the HTTPS listener, if any.
+    pub fn https_addr(&self) -> Option<std::net::SocketAddr> {
+        self.https_port
+            .map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p)))
+    }
+
     /// Enrols and starts one, waiting until it is ready.
     pub async fn start(cp: &ControlPlane, node_id: &str) -> Self {
+        let mut dp = Self::new(cp, node_id);
+        dp.restart().await;
+        dp
+    }
+
+    fn new(cp: &ControlPlane, node_id: &str) -> Self {
         let token = cp.enrolment_token(node_id);
-        let mut dp = Self {
+        Self {
             proc: Proc(None),
             node_id: node_id.to_owned(),
             http: String::new(),
@@ -334,9 +374,8 @@ impl DataPlane {
             token,
             http_port: free_port(),
             admin_port: free_port(),
-        };
-        dp.restart().await;
-        dp
+            https_port: None,
+        }
     }
 
     /// Starts (again) on the same ports and cache; waits for `/readyz`.
@@ -351,6 +390,9 @@ impl DataPlane {
         let mut cmd = Command::new(bin("portcullis-data-plane"));
         if let Some(ca) = &self.ca_cert {
             cmd.args(["--ca-cert", ca]);
+        }
+        if let Some(port) = self.https_port {
+            cmd.args(["--https-listen", &format!("127.0.0.1:{port}")]);
         }
         self.proc = Proc::spawn(
             cmd.args(["--control-plane", &self.cp_grpc])

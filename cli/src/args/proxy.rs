@@ -23,6 +23,13 @@ pub(crate) enum ProxyCommand {
         /// Hostname of the proxy
         hostname: String,
     },
+    /// Serve certificate CERT for proxy HOSTNAME
+    CertAttach {
+        /// Hostname of the proxy
+        hostname: String,
+        /// Certificate name
+        cert: String,
+    },
 }
 
 /// `proxy create`: flags only override server defaults when given, so the
@@ -39,6 +46,15 @@ pub(crate) struct ProxyCreateArgs {
     /// Do not serve this host on the plain HTTP listener
     #[arg(long)]
     pub(crate) no_http: bool,
+    /// Answer plain HTTP with a 308 redirect to HTTPS
+    #[arg(long)]
+    pub(crate) redirect_https: bool,
+    /// Send Strict-Transport-Security with this max-age on HTTPS responses
+    #[arg(long, value_name = "SECS")]
+    pub(crate) hsts_max_age: Option<u32>,
+    /// Serve this certificate for the host (default: any valid one covering it)
+    #[arg(long, value_name = "NAME")]
+    pub(crate) cert: Option<String>,
     /// Serve this host on the HTTPS listener
     #[arg(long)]
     pub(crate) https: bool,
@@ -74,6 +90,7 @@ pub(crate) struct ProxyCreateArgs {
             "request_headers", "clear_request_headers",
             "response_headers", "clear_response_headers",
             "connect_timeout_ms", "read_timeout_ms",
+            "redirect_https", "hsts_max_age", "cert",
         ])
 ))]
 pub(crate) struct ProxyUpdateArgs {
@@ -112,6 +129,15 @@ pub(crate) struct ProxyUpdateArgs {
     /// Upstream read timeout in milliseconds
     #[arg(long, value_name = "MS")]
     pub(crate) read_timeout_ms: Option<u32>,
+    /// Redirect plain HTTP to HTTPS
+    #[arg(long, value_name = "true|false")]
+    pub(crate) redirect_https: Option<bool>,
+    /// HSTS max-age in seconds; 0 turns HSTS off
+    #[arg(long, value_name = "SECS")]
+    pub(crate) hsts_max_age: Option<u32>,
+    /// Certificate to serve for this host; "" detaches
+    #[arg(long, value_name = "NAME")]
+    pub(crate) cert: Option<String>,
 }
 
 #[cfg(test)]

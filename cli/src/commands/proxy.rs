@@ -19,6 +19,14 @@ pub(crate) async fn run(ctx: &mut Ctx, cmd: ProxyCommand) -> Result<(), CliError
             let patch = update_patch(args)?;
             ctx.client.update_proxy(patch).await.reply(&ctx.call)?
         }
+        ProxyCommand::CertAttach { hostname, cert } => {
+            let patch = ProxyPatch {
+                hostname,
+                certificate_name: Some(cert),
+                ..Default::default()
+            };
+            ctx.client.update_proxy(patch).await.reply(&ctx.call)?
+        }
         ProxyCommand::Show { hostname } => {
             let req = ByName { name: hostname };
             ctx.client.get_proxy(req).await.reply(&ctx.call)?
@@ -59,6 +67,9 @@ pub(crate) fn create_input(args: ProxyCreateArgs) -> Result<ProxyInput, CliError
         preserve_host_header: args.preserve_host.then_some(true),
         connect_timeout_ms: args.connect_timeout_ms,
         read_timeout_ms: args.read_timeout_ms,
+        redirect_http_to_https: args.redirect_https.then_some(true),
+        hsts_max_age_secs: args.hsts_max_age,
+        certificate_name: args.cert,
     })
 }
 
@@ -84,6 +95,9 @@ pub(crate) fn update_patch(args: ProxyUpdateArgs) -> Result<ProxyPatch, CliError
         preserve_host_header: args.preserve_host,
         connect_timeout_ms: args.connect_timeout_ms,
         read_timeout_ms: args.read_timeout_ms,
+        redirect_http_to_https: args.redirect_https,
+        hsts_max_age_secs: args.hsts_max_age,
+        certificate_name: args.cert,
     })
 }
 

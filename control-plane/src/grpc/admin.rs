@@ -171,4 +171,49 @@ impl pb::admin_service_server::AdminService for AdminApi {
             items: list.items.into_iter().map(Into::into).collect(),
         })
     }
+
+    async fn create_certificate(
+        &self,
+        req: Request<pb::CertificateInput>,
+    ) -> Reply<pb::Certificate> {
+        let c = api_caller(&self.cp, &req).await?;
+        let input = crate::model::CertificateInput::try_from(req.into_inner())?;
+        ok(self.cp.create_certificate(&c, input).await?.into())
+    }
+
+    async fn get_certificate(&self, req: Request<pb::ByName>) -> Reply<pb::Certificate> {
+        let c = api_caller(&self.cp, &req).await?;
+        ok(self
+            .cp
+            .get_certificate(&c, &req.get_ref().name)
+            .await?
+            .into())
+    }
+
+    async fn list_certificates(&self, req: Request<pb::Empty>) -> Reply<pb::CertificateList> {
+        let c = api_caller(&self.cp, &req).await?;
+        let items = self
+            .cp
+            .list_certificates(&c)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        ok(pb::CertificateList { items })
+    }
+
+    async fn renew_certificate(&self, req: Request<pb::ByName>) -> Reply<pb::Certificate> {
+        let c = api_caller(&self.cp, &req).await?;
+        ok(self
+            .cp
+            .renew_certificate(&c, &req.get_ref().name)
+            .await?
+            .into())
+    }
+
+    async fn delete_certificate(&self, req: Request<pb::ByName>) -> Reply<pb::Empty> {
+        let c = api_caller(&self.cp, &req).await?;
+        self.cp.delete_certificate(&c, &req.get_ref().name).await?;
+        ok(pb::Empty {})
+    }
 }

@@ -36,6 +36,26 @@ pub(super) fn routes() -> axum::Router<ControlPlane> {
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{id}", axum::routing::delete(delete_token))
         .route("/api/v1/dataplanes", get(list_dataplanes))
+        .route(
+            "/api/v1/certificates",
+            get(list_certificates).post(create_certificate),
+        )
+        .route(
+            "/api/v1/certificates/multi-domain",
+            axum::routing::post(create_certificate),
+        )
+        .route(
+            "/api/v1/certificates/{name}",
+            get(get_certificate).delete(delete_certificate),
+        )
+        .route(
+            "/api/v1/certificates/{name}/status",
+            get(certificate_status),
+        )
+        .route(
+            "/api/v1/certificates/{name}/renew",
+            axum::routing::post(renew_certificate),
+        )
 }
 
 /// Store reachability, version and connected data planes; no token needed.
@@ -219,4 +239,81 @@ pub(super) async fn delete_token(
     responses((status = 200, body = DataPlaneList)))]
 pub(super) async fn list_dataplanes(State(cp): Cp, c: Caller) -> ApiResult<Json<DataPlaneList>> {
     Ok(Json(cp.list_dataplanes(&c).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/certificates", tag = "certificates", security(("bearer" = [])),
+    responses((status = 200, body = [CertificateInfo])))]
+pub(super) async fn list_certificates(
+    State(cp): Cp,
+    c: Caller,
+) -> ApiResult<Json<Vec<CertificateInfo>>> {
+    Ok(Json(cp.list_certificates(&c).await?))
+}
+
+/// Orders in the background (202) or makes a self-signed certificate at once (201).
+#[utoipa::path(post, path = "/api/v1/certificates", tag = "certificates", security(("bearer" = [])),
+    request_body = CertificateInput,
+    responses((status = 202, body = CertificateInfo), (status = 201, body = CertificateInfo),
+        (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn create_certificate(
+    State(cp): Cp,
+    c: Caller,
+    ApiJson(input): ApiJson<CertificateInput>,
+) -> ApiResult<(StatusCode, Json<CertificateInfo>)> {
+    let info = cp.create_certificate(&c, input).await?;
+    let status = if info.status == CertStatus::Pending {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(info)))
+}
+
+#[utoipa::path(get, path = "/api/v1/certificates/{name}", tag = "certificates", security(("bearer" = [])),
+    params(("name" = String, Path)), responses((status = 200, body = CertificateInfo), (status = 404, body = ErrorBody)))]
+pub(super) async fn get_certificate(
+    State(cp): Cp,
+    c: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<CertificateInfo>> {
+    Ok(Json(cp.get_certificate(&c, &name).await?))
+}
+
+/// Status, validity and last error only.
+#[utoipa::path(get, path = "/api/v1/certificates/{name}/status", tag = "certificates", security(("bearer" = [])),
+    params(("name" = String, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+pub(super) async fn certificate_status(
+    State(cp): Cp,
+    c: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let i = cp.get_certificate(&c, &name).await?;
+    Ok(Json(serde_json::json!({
+        "name": i.name, "status": i.status, "error": i.error, "domains": i.domains,
+        "not_before": i.not_before, "not_after": i.not_after, "last_attempt_at": i.last_attempt_at,
+    })))
+}
+
+#[utoipa::path(post, path = "/api/v1/certificates/{name}/renew", tag = "certificates", security(("bearer" = [])),
+    params(("name" = String, Path)), responses((status = 202, body = CertificateInfo), (status = 404, body = ErrorBody)))]
+pub(super) async fn renew_certificate(
+    State(cp): Cp,
+    c: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<(StatusCode, Json<CertificateInfo>)> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(cp.renew_certificate(&c, &name).await?),
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/certificates/{name}", tag = "certificates", security(("bearer" = [])),
+    params(("name" = String, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn delete_certificate(
+    State(cp): Cp,
+    c: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    cp.delete_certificate(&c, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -16,6 +16,8 @@ use super::handlers;
         handlers::list_services, handlers::register_service, handlers::get_service, handlers::delete_service,
         handlers::list_tokens, handlers::create_token, handlers::delete_token,
         handlers::list_dataplanes,
+        handlers::list_certificates, handlers::create_certificate, handlers::get_certificate,
+        handlers::certificate_status, handlers::renew_certificate, handlers::delete_certificate,
     ),
     modifiers(&BearerAuth)
 )]

@@ -21,6 +21,9 @@ impl ControlPlane {
             custom_response_headers: Default::default(),
             connect_timeout_ms: 0,
             read_timeout_ms: 0,
+            redirect_http_to_https: false,
+            hsts_max_age_secs: 0,
+            certificate_name: String::new(),
             owner_token_id: caller.token_id.clone(),
             created_at: now,
             updated_at: now,
@@ -37,6 +40,9 @@ impl ControlPlane {
                 custom_response_headers: input.custom_response_headers,
                 connect_timeout_ms: input.connect_timeout_ms,
                 read_timeout_ms: input.read_timeout_ms,
+                redirect_http_to_https: input.redirect_http_to_https,
+                hsts_max_age_secs: input.hsts_max_age_secs,
+                certificate_name: input.certificate_name,
             },
         )?;
         let key = proxy.hostname.clone();
@@ -158,6 +164,25 @@ fn apply_patch(p: &mut Proxy, patch: ProxyPatch) -> Result<()> {
     if let Some(v) = patch.read_timeout_ms {
         p.read_timeout_ms = validate::timeout_ms("read_timeout_ms", v)?;
     }
+    if let Some(v) = patch.hsts_max_age_secs {
+        if v > 63_072_000 {
+            return Err(ServiceError::invalid(
+                "hsts_max_age_secs",
+                "at most 63072000 (two years)",
+            ));
+        }
+        p.hsts_max_age_secs = v;
+    }
+    if let Some(name) = patch.certificate_name {
+        p.certificate_name = if name.is_empty() {
+            name
+        } else {
+            validate::ident("certificate_name", &name)?
+        };
+    }
+    p.redirect_http_to_https = patch
+        .redirect_http_to_https
+        .unwrap_or(p.redirect_http_to_https);
     p.enabled = patch.enabled.unwrap_or(p.enabled);
     p.enable_http = patch.enable_http.unwrap_or(p.enable_http);
     p.enable_https = patch.enable_https.unwrap_or(p.enable_https);

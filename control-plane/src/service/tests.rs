@@ -240,7 +240,9 @@ async fn snapshot_has_every_resource_at_the_store_revision() {
         .await
         .unwrap();
     cp.create_route(&admin, route("/g", None)).await.unwrap();
-    let snap = crate::snapshot::build(cp.store()).await.unwrap();
+    let snap = crate::snapshot::build(cp.store(), cp.master_key())
+        .await
+        .unwrap();
     assert_eq!(snap.version, cp.store().revision().await.unwrap());
     assert_eq!(snap.proxies.len(), 1);
     assert_eq!(snap.routes.len(), 1);

@@ -1,6 +1,8 @@
 //! Typed compile errors. Each one names the offending object, the field and the reason so
 //! that the NACK the control plane records is actionable without data-plane logs.
 
+use crate::tls::CertError;
+
 /// Why a snapshot was rejected. The data plane NACKs with its `Display` text and keeps
 /// serving the previous snapshot.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +40,36 @@ pub enum CompileError {
     /// Two services share a name, so SERVICE route targets would be ambiguous.
     #[error("service name {0:?} appears more than once")]
     DuplicateService(String),
+    /// A certificate failed validation (PEM, key, key match or domain coverage).
+    #[error("certificate {name:?}: {source}")]
+    Certificate {
+        /// Certificate name as sent by the control plane.
+        name: String,
+        /// What is wrong with it.
+        #[source]
+        source: CertError,
+    },
+    /// Two certificates share a name, so `certificate_name` references would be ambiguous.
+    #[error("certificate name {0:?} appears more than once")]
+    DuplicateCertificate(String),
+    /// An ACME HTTP-01 challenge failed validation.
+    #[error("ACME HTTP-01 challenge {token:?}: {source}")]
+    AcmeHttp01 {
+        /// Token as sent by the control plane.
+        token: String,
+        /// Field and reason.
+        #[source]
+        source: InvalidField,
+    },
+    /// An ACME TLS-ALPN-01 challenge failed validation.
+    #[error("ACME TLS-ALPN-01 challenge for {domain:?}: {source}")]
+    AcmeTlsAlpn01 {
+        /// Domain as sent by the control plane.
+        domain: String,
+        /// What is wrong with the challenge certificate or domain.
+        #[source]
+        source: CertError,
+    },
     /// Compilation did not finish (the worker task panicked or was cancelled).
     #[error("snapshot compilation aborted")]
     Aborted,
@@ -91,6 +123,9 @@ pub enum Reason {
     /// Headers the proxy owns (framing, hop-by-hop, Host).
     #[error("{0:?} is managed by the proxy and cannot be set")]
     ReservedHeader(String),
+    /// An ACME token that is not base64url (it must be one path segment).
+    #[error("must be base64url (letters, digits, '-' and '_')")]
+    AcmeToken,
 }
 
 // === impl InvalidField ===

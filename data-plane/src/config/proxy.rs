@@ -8,6 +8,7 @@ use portcullis_proto::v1 as pb;
 use super::error::{CompileError, InvalidField};
 use super::headers::HeaderList;
 use super::hostname::HostPattern;
+use super::https::{HttpsSettings, HttpsSpec};
 use super::target::Target;
 use crate::policy::{Admitted, Policy};
 use crate::router::RouteTable;
@@ -28,9 +29,11 @@ pub(crate) struct ProxySpec {
     pub(crate) connect_timeout: Duration,
     pub(crate) read_timeout: Duration,
     pub(crate) policy: Policy,
+    pub(crate) https: HttpsSpec,
 }
 
-/// A compiled proxy as served: its protection policy and its route table.
+/// A compiled proxy as served: its protection policy, its route table and its HTTPS
+/// settings.
 ///
 /// The route table is private and only handed out against an
 /// [`Admitted`] proof, which only [`policy::admit`](crate::policy::admit) creates, so a
@@ -40,6 +43,7 @@ pub struct Proxy {
     hostname: Box<str>,
     policy: Policy,
     routes: RouteTable<Upstream>,
+    https: HttpsSettings,
 }
 
 // === impl ProxySpec ===
@@ -69,14 +73,22 @@ impl TryFrom<&pb::ProxyTarget> for ProxySpec {
             connect_timeout: millis_or(p.connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT),
             read_timeout: millis_or(p.read_timeout_ms, DEFAULT_READ_TIMEOUT),
             policy: Policy::from_proto(p.auth.as_ref()),
+            https: HttpsSpec::from_proto(p),
         })
     }
 }
 
 impl ProxySpec {
-    /// Whether the plain-HTTP listener serves this proxy.
+    /// Whether the plain-HTTP listener knows this proxy: it is served there
+    /// (`enable_http`), or it redirects to HTTPS. A redirect serves no content over plain
+    /// HTTP, so it is honoured even with `enable_http` off.
     pub(crate) fn served_on_http(&self) -> bool {
-        self.enabled && self.enable_http
+        self.enabled && (self.enable_http || self.https.redirects())
+    }
+
+    /// Whether the HTTPS listener serves this proxy.
+    pub(crate) fn served_on_https(&self) -> bool {
+        self.enabled && self.https.enable_https
     }
 
     /// Settings shared by every upstream this proxy's requests use.
@@ -102,17 +114,33 @@ fn millis_or(ms: u32, default: Duration) -> Duration {
 // === impl Proxy ===
 
 impl Proxy {
-    pub(crate) fn new(hostname: String, policy: Policy, routes: RouteTable<Upstream>) -> Self {
+    pub(crate) fn new(
+        hostname: String,
+        policy: Policy,
+        routes: RouteTable<Upstream>,
+        https: HttpsSettings,
+    ) -> Self {
         Self {
             hostname: hostname.into(),
             policy,
             routes,
+            https,
         }
     }
 
     /// The configured hostname (`*.example.com` for wildcards), for logs.
     pub fn hostname(&self) -> &str {
         &self.hostname
+    }
+
+    /// HTTPS behaviour: certificate, redirect, HSTS.
+    pub fn https(&self) -> &HttpsSettings {
+        &self.https
+    }
+
+    /// The certificate this proxy names, for SNI selection.
+    pub fn certificate(&self) -> Option<&Arc<rustls::sign::CertifiedKey>> {
+        self.https.certificate()
     }
 
     /// The proxy-level policy (phase 2).

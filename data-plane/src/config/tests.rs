@@ -370,3 +370,66 @@ fn protected_proxies_fail_closed() {
         Some(http::StatusCode::SERVICE_UNAVAILABLE)
     );
 }
+
+#[test]
+fn hsts_header_formatting() {
+    let hsts = |max_age_secs, include_subdomains, preload| {
+        hsts_header(Some(&pb::HstsPolicy {
+            max_age_secs,
+            include_subdomains,
+            preload,
+        }))
+        .map(|v| v.to_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(hsts(300, false, false).as_deref(), Some("max-age=300"));
+    assert_eq!(
+        hsts(31_536_000, true, true).as_deref(),
+        Some("max-age=31536000; includeSubDomains; preload")
+    );
+    assert_eq!(
+        hsts(60, false, true).as_deref(),
+        Some("max-age=60; preload")
+    );
+    assert_eq!(hsts(0, true, true), None);
+    assert_eq!(hsts_header(None), None);
+}
+
+#[test]
+fn https_flags_pick_host_tables() {
+    let mut both = proxy("both.test", "http://b:1");
+    both.enable_https = true;
+    both.hsts = Some(pb::HstsPolicy {
+        max_age_secs: 10,
+        ..Default::default()
+    });
+    let mut tls_only = proxy("tls.test", "http://t:1");
+    tls_only.enable_http = false;
+    tls_only.enable_https = true;
+    // Redirecting puts an HTTP-off proxy on the HTTP table, only to redirect.
+    let mut redirect = tls_only.clone();
+    redirect.hostname = "redirect.test".into();
+    redirect.redirect_http_to_https = true;
+    // A redirect to a listener that does not serve the host is ignored.
+    let mut no_https = proxy("plain.test", "http://p:1");
+    no_https.redirect_http_to_https = true;
+    let snap = compile(&snapshot(
+        vec![both, tls_only, redirect, no_https],
+        vec![],
+        vec![],
+    ));
+    let on = |table: &HostTable<Arc<Proxy>>, host: &str| -> Option<bool> {
+        match table.lookup(host) {
+            Ok(Some(p)) => Some(p.https().redirects_to_https()),
+            _ => None,
+        }
+    };
+    assert_eq!(on(snap.http_hosts(), "both.test"), Some(false));
+    assert_eq!(on(snap.https_hosts(), "both.test"), Some(false));
+    assert_eq!(on(snap.http_hosts(), "tls.test"), None);
+    assert_eq!(on(snap.https_hosts(), "tls.test"), Some(false));
+    assert_eq!(on(snap.http_hosts(), "redirect.test"), Some(true));
+    assert_eq!(on(snap.http_hosts(), "plain.test"), Some(false));
+    assert_eq!(on(snap.https_hosts(), "plain.test"), None);
+    let hsts = found(&snap, "both.test").https().hsts().cloned();
+    assert_eq!(hsts, Some(http::HeaderValue::from_static("max-age=10")));
+}

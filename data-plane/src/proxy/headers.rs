@@ -12,8 +12,8 @@
 use http::header::{CONNECTION, FORWARDED, HeaderName, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderValue};
 
-use super::ConnInfo;
 use super::host::RequestHost;
+use super::{ConnInfo, Listener};
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -67,7 +67,11 @@ pub(crate) fn set_forwarding(headers: &mut HeaderMap, conn: &ConnInfo, host: &Re
     headers.remove(FORWARDED);
     headers.insert(X_FORWARDED_FOR, conn.peer_ip.clone());
     headers.insert(X_REAL_IP, conn.peer_ip.clone());
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    let proto = match conn.listener {
+        Listener::Http { .. } => "http",
+        Listener::Https => "https",
+    };
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     headers.insert(X_FORWARDED_HOST, host.raw().clone());
 }
 

@@ -6,7 +6,7 @@ use http::{HeaderMap, HeaderValue, Request, Version};
 use super::headers::{remove_hop_by_hop, set_forwarding};
 use super::host::RequestHost;
 use super::upgrade::is_websocket_upgrade;
-use super::{ConnInfo, ProxyError};
+use super::{ConnInfo, Listener, ProxyError};
 
 fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
     let mut map = HeaderMap::new();
@@ -73,7 +73,7 @@ fn forwarding_headers_replace_client_values() {
     let peer: SocketAddr = "[::ffff:10.1.2.3]:5555"
         .parse()
         .unwrap_or_else(|e| panic!("{e}"));
-    let conn = ConnInfo::new(peer);
+    let conn = ConnInfo::new(peer, Listener::Http { https_port: 443 });
     let req = request("/", Some("App.Example.com:8080"), Version::HTTP_11);
     let host = RequestHost::from_request(&req).unwrap_or_else(|e| panic!("{e}"));
     let mut h = headers(&[
@@ -146,4 +146,27 @@ fn unknown_host_body_is_capped() {
         ProxyError::UnknownHost(h) => assert_eq!(h.len(), 64),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn redirect_location_building() {
+    let uri = |s: &str| s.parse::<http::Uri>().unwrap_or_else(|e| panic!("{e}"));
+    let loc = |host, port, u: &str| {
+        super::https::redirect_location(host, port, &uri(u))
+            .map(|v| v.to_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(
+        loc("app.test", 443, "/a/b?x=1&y").as_deref(),
+        Some("https://app.test/a/b?x=1&y")
+    );
+    assert_eq!(
+        loc("app.test", 8443, "/").as_deref(),
+        Some("https://app.test:8443/")
+    );
+    // Absolute-form request target: only path and query are kept.
+    assert_eq!(
+        loc("app.test", 443, "http://app.test:80/p?q").as_deref(),
+        Some("https://app.test/p?q")
+    );
+    assert_eq!(loc("[::1]", 443, "*").as_deref(), Some("https://[::1]/"));
 }

@@ -92,6 +92,17 @@ impl<T> HostTable<T> {
         None
     }
 
+    /// Looks up `name` (already normalised) with certificate wildcard semantics
+    /// (RFC 6125 §6.4.3): exact first, then `*.parent` where the wildcard stands for
+    /// exactly one label, because that is all a client accepts a wildcard certificate for.
+    pub fn lookup_single_label(&self, name: &str) -> Option<&T> {
+        if let Some(found) = self.exact.get(name) {
+            return Some(found);
+        }
+        let (_, parent) = name.split_once('.')?;
+        self.wildcard.get(parent)
+    }
+
     /// Number of entries (exact + wildcard).
     pub fn len(&self) -> usize {
         self.exact.len() + self.wildcard.len()

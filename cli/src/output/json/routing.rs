@@ -25,6 +25,8 @@ pub(crate) struct ProxyJson {
     updated_at: i64,
     auth: Option<ProxyAuthJson>,
     certificate_name: String,
+    redirect_http_to_https: bool,
+    hsts_max_age_secs: u32,
 }
 
 impl From<&pb::ProxyTarget> for ProxyJson {
@@ -45,6 +47,8 @@ impl From<&pb::ProxyTarget> for ProxyJson {
             updated_at: p.updated_at,
             auth: p.auth.as_ref().map(ProxyAuthJson::from),
             certificate_name: p.certificate_name.clone(),
+            redirect_http_to_https: p.redirect_http_to_https,
+            hsts_max_age_secs: p.hsts.as_ref().map_or(0, |h| h.max_age_secs),
         }
     }
 }

@@ -38,6 +38,13 @@ pub(crate) fn proxy(p: &pb::ProxyTarget) -> String {
         ("connect timeout", millis(p.connect_timeout_ms)),
         ("read timeout", millis(p.read_timeout_ms)),
         ("certificate", or_dash(&p.certificate_name)),
+        ("redirect to https", yes_no(p.redirect_http_to_https)),
+        (
+            "hsts max-age",
+            p.hsts
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |h| h.max_age_secs.to_string()),
+        ),
     ];
     if let Some(auth) = &p.auth {
         let mode = if auth.enabled {
@@ -207,7 +214,16 @@ mod tests {
             ..Default::default()
         };
         let text = proxy(&p);
-        assert!(text.contains("request headers:  X-A=1, X-B=2"), "{text}");
-        assert!(text.contains("response headers: -"), "{text}");
+        let line = |key: &str| {
+            text.lines()
+                .find(|l| l.starts_with(key))
+                .map(|l| l[key.len()..].trim().to_owned())
+        };
+        assert_eq!(
+            line("request headers:").as_deref(),
+            Some("X-A=1, X-B=2"),
+            "{text}"
+        );
+        assert_eq!(line("response headers:").as_deref(), Some("-"), "{text}");
     }
 }

@@ -1,0 +1,56 @@
+//! `portcullis cert ...` arguments.
+
+use clap::{Args, Subcommand};
+
+/// Certificate management.
+#[derive(Debug, Subcommand)]
+pub(crate) enum CertCommand {
+    /// Order (or self-sign) a certificate for one domain
+    Create(CertCreateArgs),
+    /// Order (or self-sign) one certificate for several domains
+    CreateMulti(CertCreateArgs),
+    /// List certificates
+    List,
+    /// Show one certificate
+    Show {
+        /// Certificate name
+        name: String,
+    },
+    /// Show a certificate's status, validity and last error
+    Status {
+        /// Certificate name
+        name: String,
+    },
+    /// Order a fresh certificate now; the current one keeps serving meanwhile
+    Renew {
+        /// Certificate name
+        name: String,
+    },
+    /// Delete a certificate
+    Delete {
+        /// Certificate name
+        name: String,
+    },
+}
+
+/// `cert create NAME DOMAIN` and `cert create-multi NAME D1,D2,…`.
+#[derive(Debug, Args)]
+pub(crate) struct CertCreateArgs {
+    /// Certificate name
+    pub(crate) name: String,
+    /// Domain(s); comma-separated for create-multi
+    #[arg(value_delimiter = ',')]
+    pub(crate) domains: Vec<String>,
+    /// ACME account contact
+    #[arg(long)]
+    pub(crate) email: Option<String>,
+    /// ACME challenge type: http-01 or tls-alpn-01
+    #[arg(long, value_parser = ["http-01", "tls-alpn-01"])]
+    pub(crate) challenge: Option<String>,
+    /// Use the control plane's staging ACME directory
+    #[arg(long)]
+    pub(crate) staging: bool,
+    /// Make a self-signed development certificate instead of ordering one
+    #[arg(long)]
+    pub(crate) self_signed: bool,
+}

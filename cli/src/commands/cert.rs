@@ -1,0 +1,116 @@
+//! `cert ...`: certificates as the API shows them (never a private key).
+
+use portcullis_proto::v1::{ByName, Certificate, CertificateInput, Empty};
+use serde_json::{Value, json};
+
+use super::{Ctx, ReplyExt};
+use crate::args::{CertCommand, CertCreateArgs};
+use crate::error::CliError;
+use crate::output::json::EmptyJson;
+use crate::output::table::{Table, key_values, or_dash};
+use crate::output::time::rfc3339;
+
+/// Runs one `cert` subcommand.
+pub(crate) async fn run(ctx: &mut Ctx, cmd: CertCommand) -> Result<(), CliError> {
+    let cert = match cmd {
+        CertCommand::Create(args) | CertCommand::CreateMulti(args) => ctx
+            .client
+            .create_certificate(input(args))
+            .await
+            .reply(&ctx.call)?,
+        CertCommand::Show { name } => ctx
+            .client
+            .get_certificate(ByName { name })
+            .await
+            .reply(&ctx.call)?,
+        CertCommand::Status { name } => {
+            let c = ctx
+                .client
+                .get_certificate(ByName { name })
+                .await
+                .reply(&ctx.call)?;
+            let v = json!({"name": c.name, "status": c.status, "error": c.error,
+                "not_before": c.not_before, "not_after": c.not_after, "last_attempt_at": c.last_attempt_at});
+            return ctx.out.emit(&v, || {
+                key_values(&[
+                    ("name", c.name.clone()),
+                    ("status", c.status.clone()),
+                    ("error", or_dash(&c.error)),
+                    ("not after", rfc3339(c.not_after)),
+                ])
+            });
+        }
+        CertCommand::Renew { name } => ctx
+            .client
+            .renew_certificate(ByName { name })
+            .await
+            .reply(&ctx.call)?,
+        CertCommand::List => {
+            let list = ctx
+                .client
+                .list_certificates(Empty {})
+                .await
+                .reply(&ctx.call)?;
+            let items: Vec<Value> = list.items.iter().map(to_json).collect();
+            return ctx.out.emit(&json!({ "items": items }), || {
+                let mut t = Table::new(&["NAME", "DOMAINS", "STATUS", "NOT AFTER", "SOURCE"]);
+                for c in &list.items {
+                    t.row(vec![
+                        c.name.clone(),
+                        c.domains.join(","),
+                        c.status.clone(),
+                        rfc3339(c.not_after),
+                        c.source.clone(),
+                    ]);
+                }
+                t.render()
+            });
+        }
+        CertCommand::Delete { name } => {
+            ctx.client
+                .delete_certificate(ByName { name: name.clone() })
+                .await
+                .reply(&ctx.call)?;
+            return ctx
+                .out
+                .emit(&EmptyJson {}, || format!("deleted certificate {name}"));
+        }
+    };
+    ctx.out.emit(&to_json(&cert), || view(&cert))
+}
+
+fn input(args: CertCreateArgs) -> CertificateInput {
+    CertificateInput {
+        name: args.name,
+        domains: args.domains,
+        email: args.email,
+        challenge: args.challenge.unwrap_or_default(),
+        staging: args.staging,
+        self_signed: args.self_signed,
+    }
+}
+
+fn to_json(c: &Certificate) -> Value {
+    json!({
+        "name": c.name, "domains": c.domains, "owner_token_id": c.owner_token_id, "source": c.source,
+        "acme_directory": c.acme_directory, "email": c.email, "challenge": c.challenge, "status": c.status,
+        "error": c.error, "issuer": c.issuer, "not_before": c.not_before, "not_after": c.not_after,
+        "last_attempt_at": c.last_attempt_at, "created_at": c.created_at, "cert_chain_pem": c.cert_chain_pem,
+    })
+}
+
+fn view(c: &Certificate) -> String {
+    key_values(&[
+        ("name", c.name.clone()),
+        ("domains", c.domains.join(", ")),
+        ("status", c.status.clone()),
+        ("error", or_dash(&c.error)),
+        ("source", c.source.clone()),
+        ("challenge", c.challenge.clone()),
+        ("directory", or_dash(&c.acme_directory)),
+        ("issuer", or_dash(&c.issuer)),
+        ("not before", rfc3339(c.not_before)),
+        ("not after", rfc3339(c.not_after)),
+        ("owner token", or_dash(&c.owner_token_id)),
+    ])
+}

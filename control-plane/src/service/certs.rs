@@ -1,0 +1,306 @@
+//! Certificate operations. Ordering runs in the background (`crate::acme`); the API returns
+//! at once and the status is visible.
+
+use std::time::Duration;
+
+use super::*;
+use crate::acme;
+use crate::model::validate;
+use crate::model::{
+    CertSource, CertStatus, CertificateInfo, CertificateInput, CertificateRecord, Proxy,
+};
+use crate::store::{Check, Write};
+
+const MAX_DOMAINS: usize = 100;
+
+/// A held lock; release with [`ControlPlane::unlock`].
+pub(crate) struct Lock {
+    key: String,
+    value: Vec<u8>,
+}
+
+impl ControlPlane {
+    /// Creates a certificate: self-signed at once, or ordered from ACME in the background.
+    pub async fn create_certificate(
+        &self,
+        caller: &Caller,
+        input: CertificateInput,
+    ) -> Result<CertificateInfo> {
+        require_writer(caller)?;
+        let name = validate::ident("name", &input.name)?;
+        if input.domains.is_empty() || input.domains.len() > MAX_DOMAINS {
+            return Err(ServiceError::invalid("domains", "give 1 to 100 names"));
+        }
+        let mut domains: Vec<String> = Vec::new();
+        for d in &input.domains {
+            let d = validate::hostname("domains", d)?;
+            if d.starts_with("*.") {
+                return Err(ServiceError::invalid(
+                    "domains",
+                    format!(
+                        "{d:?}: wildcard names need a DNS-01 solver, which is not configured; list the names instead"
+                    ),
+                ));
+            }
+            if !domains.contains(&d) {
+                domains.push(d);
+            }
+        }
+        let proxies: Vec<Proxy> = self.list(Collection::Proxies).await?;
+        for d in &domains {
+            let usable = proxies
+                .iter()
+                .any(|p| covers(&p.hostname, d) && caller.may_modify(&p.owner_token_id));
+            if !usable {
+                return Err(ServiceError::Unprocessable(format!(
+                    "{d:?} is not served by a proxy this token may use; create the proxy first"
+                )));
+            }
+        }
+        let email = match input.email.as_deref() {
+            Some(e) if e.len() > 254 || !e.contains('@') || e.contains(char::is_whitespace) => {
+                return Err(ServiceError::invalid("email", "not an e-mail address"));
+            }
+            Some(e) => e.to_owned(),
+            None => self.acme().default_email.clone(),
+        };
+        let self_signed = input.self_signed.unwrap_or(false);
+        let now = now();
+        let mut rec = CertificateRecord {
+            name: name.clone(),
+            domains,
+            owner_token_id: caller.token_id.clone(),
+            source: if self_signed {
+                CertSource::SelfSigned
+            } else {
+                CertSource::Acme
+            },
+            acme_directory: String::new(),
+            email,
+            challenge: input.challenge.unwrap_or_default(),
+            status: CertStatus::Pending,
+            error: String::new(),
+            issuer: String::new(),
+            not_before: 0,
+            not_after: 0,
+            last_attempt_at: now,
+            created_at: now,
+            cert_chain_pem: String::new(),
+            private_key_sealed: String::new(),
+        };
+        if self_signed {
+            let (chain, key) = acme::self_signed(&rec.domains).map_err(|e| {
+                ServiceError::Unprocessable(format!("cannot make a certificate: {e}"))
+            })?;
+            let (issuer, nb, na) = acme::parse_validity(&chain);
+            rec.private_key_sealed = self.master_key().seal(key.as_bytes());
+            rec.cert_chain_pem = chain;
+            rec.issuer = issuer;
+            rec.not_before = nb;
+            rec.not_after = na;
+            rec.status = CertStatus::Valid;
+        } else {
+            rec.acme_directory = if input.staging.unwrap_or(false) {
+                self.acme().staging_directory_url.clone()
+            } else {
+                self.acme().directory_url.clone()
+            };
+        }
+        self.commit(
+            Batch {
+                checks: vec![Check::Absent(Collection::Certificates, name.clone())],
+                writes: vec![put(Collection::Certificates, &name, &rec)],
+            },
+            |_| ServiceError::Conflict(format!("certificate {name:?} already exists")),
+        )
+        .await?;
+        if !self_signed {
+            acme::spawn_issue(self.clone(), name);
+        }
+        Ok(CertificateInfo::from(&rec))
+    }
+
+    /// Reads one certificate (never its key).
+    pub async fn get_certificate(&self, _caller: &Caller, name: &str) -> Result<CertificateInfo> {
+        Ok(CertificateInfo::from(&self.certificate_record(name).await?))
+    }
+
+    /// Lists certificates (never their keys).
+    pub async fn list_certificates(&self, _caller: &Caller) -> Result<Vec<CertificateInfo>> {
+        let all: Vec<CertificateRecord> = self.list(Collection::Certificates).await?;
+        Ok(all.iter().map(CertificateInfo::from).collect())
+    }
+
+    /// Orders a fresh certificate for the same names now; the current one keeps serving.
+    pub async fn renew_certificate(&self, caller: &Caller, name: &str) -> Result<CertificateInfo> {
+        require_writer(caller)?;
+        let rec = self.certificate_record(name).await?;
+        require_owner(caller, "certificate", name, &rec.owner_token_id)?;
+        if rec.source != CertSource::Acme {
+            return Err(ServiceError::Unprocessable(format!(
+                "certificate {name:?} was not issued by ACME"
+            )));
+        }
+        acme::spawn_issue(self.clone(), name.to_owned());
+        Ok(CertificateInfo::from(&rec))
+    }
+
+    /// Deletes a certificate the caller owns.
+    pub async fn delete_certificate(&self, caller: &Caller, name: &str) -> Result<()> {
+        require_writer(caller)?;
+        let Some((rec, raw)) = self
+            .get::<CertificateRecord>(Collection::Certificates, name)
+            .await?
+        else {
+            return Err(ServiceError::not_found("certificate", name));
+        };
+        require_owner(caller, "certificate", name, &rec.owner_token_id)?;
+        self.commit(
+            Batch {
+                checks: vec![Check::Equals(
+                    Collection::Certificates,
+                    name.to_owned(),
+                    raw,
+                )],
+                writes: vec![Write::Delete(Collection::Certificates, name.to_owned())],
+            },
+            |_| {
+                ServiceError::Conflict(format!(
+                    "certificate {name:?} changed while deleting; retry"
+                ))
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The full record, key sealed. For the ACME worker and the snapshot.
+    pub(crate) async fn certificate_record(&self, name: &str) -> Result<CertificateRecord> {
+        self.get(Collection::Certificates, name)
+            .await?
+            .map(|(c, _)| c)
+            .ok_or_else(|| ServiceError::not_found("certificate", name))
+    }
+
+    /// Read-modify-write of a certificate record with optimistic retries.
+    pub(crate) async fn update_certificate(
+        &self,
+        name: &str,
+        f: impl Fn(&mut CertificateRecord),
+    ) -> Result<()> {
+        for _ in 0..CAS_RETRIES {
+            let Some((mut rec, raw)) = self
+                .get::<CertificateRecord>(Collection::Certificates, name)
+                .await?
+            else {
+                return Err(ServiceError::not_found("certificate", name));
+            };
+            f(&mut rec);
+            let batch = Batch {
+                checks: vec![Check::Equals(
+                    Collection::Certificates,
+                    name.to_owned(),
+                    raw,
+                )],
+                writes: vec![put(Collection::Certificates, name, &rec)],
+            };
+            match self
+                .commit(batch, |_| ServiceError::Conflict(String::new()))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(ServiceError::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ServiceError::Conflict(format!(
+            "certificate {name:?} is changing concurrently"
+        )))
+    }
+
+    /// Waits until every connected data plane has applied `version`, or `timeout` passes.
+    pub(crate) async fn wait_for_data_planes(&self, version: u64, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let list = self.dataplanes().list().await?;
+            let behind: Vec<&str> = list
+                .items
+                .iter()
+                .filter(|d| d.connected && d.applied_version < version)
+                .map(|d| d.node_id.as_str())
+                .collect();
+            if behind.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    version,
+                    ?behind,
+                    "data planes did not ACK in time; asking the CA anyway"
+                );
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A lock with expiry shared by every control plane on the store.
+    pub(crate) async fn try_lock(&self, name: &str, ttl: Duration) -> Option<Lock> {
+        let key = format!("lock:{name}");
+        let expires = now() + ttl.as_secs() as i64;
+        let value = format!("{expires}:{}", rand::random::<u64>()).into_bytes();
+        let current = self.inner.store.get(Collection::Meta, &key).await.ok()?;
+        let check = match current {
+            None => Check::Absent(Collection::Meta, key.clone()),
+            Some(old) => {
+                let old_expiry: i64 = String::from_utf8_lossy(&old)
+                    .split(':')
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                if old_expiry > now() {
+                    return None;
+                }
+                Check::Equals(Collection::Meta, key.clone(), old)
+            }
+        };
+        let batch = Batch {
+            checks: vec![check],
+            writes: vec![Write::Put(Collection::Meta, key.clone(), value.clone())],
+        };
+        self.inner
+            .store
+            .apply(batch)
+            .await
+            .ok()
+            .map(|_| Lock { key, value })
+    }
+
+    /// Releases a lock if it is still ours.
+    pub(crate) async fn unlock(&self, lock: Lock) {
+        let _ = self
+            .inner
+            .store
+            .apply(Batch {
+                checks: vec![Check::Equals(
+                    Collection::Meta,
+                    lock.key.clone(),
+                    lock.value,
+                )],
+                writes: vec![Write::Delete(Collection::Meta, lock.key)],
+            })
+            .await;
+    }
+}
+
+/// Whether proxy hostname `pattern` (maybe `*.`) serves `name`.
+pub(crate) fn covers(pattern: &str, name: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => {
+            name.len() > suffix.len() + 1
+                && name.ends_with(suffix)
+                && name.as_bytes()[name.len() - suffix.len() - 1] == b'.'
+        }
+        None => pattern == name,
+    }
+}

@@ -1,0 +1,127 @@
+//! A real ACME CA for tests: Debian's Pebble with `pebble-challtestsrv` as its DNS, which
+//! answers 127.0.0.1 for every name so validation reaches the data plane under test.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::procs::Proc;
+use crate::{eventually, free_port};
+
+/// A running Pebble that validates HTTP-01 on `http_port` and TLS-ALPN-01 on `tls_port`.
+pub struct Pebble {
+    _pebble: Proc,
+    _dns: Proc,
+    _dir: tempfile::TempDir,
+    /// ACME directory URL.
+    pub directory: String,
+    /// PEM of Pebble's own TLS certificate (trust it for the directory).
+    pub tls_cert: PathBuf,
+    management: u16,
+    dns_management: u16,
+}
+
+impl Pebble {
+    /// Starts the DNS and the CA and waits until the directory answers.
+    pub async fn start(http_port: u16, tls_port: u16) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .expect("params")
+                .self_signed(&key)
+                .expect("cert");
+        let tls_cert = dir.path().join("pebble.pem");
+        let tls_key = dir.path().join("pebble.key");
+        std::fs::write(&tls_cert, cert.pem()).expect("write");
+        std::fs::write(&tls_key, key.serialize_pem()).expect("write");
+
+        let (dns, dns_management) = (free_port(), free_port());
+        let dns_proc = Proc::spawn(
+            Command::new("pebble-challtestsrv")
+                .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+                .args(["-dns01", &format!("127.0.0.1:{dns}")])
+                .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+                .args(["-management", &format!("127.0.0.1:{dns_management}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        let (listen, management) = (free_port(), free_port());
+        let config = serde_json::json!({"pebble": {
+            "listenAddress": format!("127.0.0.1:{listen}"),
+            "managementListenAddress": format!("127.0.0.1:{management}"),
+            "certificate": tls_cert, "privateKey": tls_key,
+            "httpPort": http_port, "tlsPort": tls_port,
+            "ocspResponderURL": "", "externalAccountBindingRequired": false,
+        }});
+        let config_path = dir.path().join("pebble.json");
+        std::fs::write(&config_path, config.to_string()).expect("write");
+        let pebble = Proc::spawn(
+            Command::new("pebble")
+                .arg("-config")
+                .arg(&config_path)
+                .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
+                .env("PEBBLE_VA_NOSLEEP", "1")
+                .env("PEBBLE_WFE_NONCEREJECT", "0")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        let me = Self {
+            _pebble: pebble,
+            _dns: dns_proc,
+            _dir: dir,
+            directory: format!("https://127.0.0.1:{listen}/dir"),
+            tls_cert,
+            management,
+            dns_management,
+        };
+        let client = me.client();
+        eventually(Duration::from_secs(20), "pebble directory", || {
+            let (client, url) = (client.clone(), me.directory.clone());
+            async move {
+                client
+                    .get(&url)
+                    .send()
+                    .await
+                    .ok()?
+                    .status()
+                    .is_success()
+                    .then_some(())
+            }
+        })
+        .await;
+        me
+    }
+
+    fn client(&self) -> reqwest::Client {
+        let pem = std::fs::read(&self.tls_cert).expect("read");
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"))
+            .no_proxy()
+            .build()
+            .expect("client")
+    }
+
+    /// The root that signs issued certificates (from the management API).
+    pub async fn root_pem(&self) -> String {
+        self.client()
+            .get(format!("https://127.0.0.1:{}/roots/0", self.management))
+            .send()
+            .await
+            .expect("roots")
+            .text()
+            .await
+            .expect("root pem")
+    }
+
+    /// Makes the DNS answer `ip` for `host`, e.g. an address nothing listens on.
+    pub async fn dns_a(&self, host: &str, ip: &str) {
+        let r = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}/add-a", self.dns_management))
+            .json(&serde_json::json!({"host": host, "addresses": [ip]}))
+            .send()
+            .await
+            .expect("challtestsrv add-a");
+        assert!(r.status().is_success());
+    }
+}
