@@ -105,6 +105,9 @@ service-delete name:
 dataplanes-list:
     {{cli}} dataplanes list
 
+# Benchmark vs nginx, HAProxy, Caddy + control plane -> bench/results/ (BENCH_QUICK=1: smoke test).
+bench:
+    bench/run.sh
 
 # Order a certificate: just cert-create NAME DOMAIN [--email E --challenge tls-alpn-01 --staging --self-signed]
 cert-create name domain *flags:

@@ -127,6 +127,7 @@ async fn issue(cp: &ControlPlane, name: &str) -> Result<(), AcmeError> {
         c.private_key_sealed = sealed.clone();
         c.status = CertStatus::Valid;
         c.error.clear();
+        c.renewal_failures = 0;
         c.issuer = issuer.clone();
         c.not_before = not_before;
         c.not_after = not_after;
@@ -336,6 +337,96 @@ async fn account(cp: &ControlPlane, directory: &str, email: &str) -> Result<Acco
     Ok(account)
 }
 
+/// Longest wait between retries of a failing order.
+const MAX_BACKOFF_SECS: i64 = 6 * 3600;
+
+/// When `rec` should be renewed: with one third of its lifetime left, minus a jitter derived
+/// from its name so a fleet of certificates does not renew at once.
+pub fn renewal_due(rec: &CertificateRecord) -> i64 {
+    let lifetime = (rec.not_after - rec.not_before).max(0);
+    let jitter_span = lifetime / 20 + 1;
+    let hash = auth::hash_secret(&rec.name);
+    let jitter = i64::from_str_radix(&hash[..8], 16).unwrap_or(0) % jitter_span;
+    rec.not_after - lifetime / 3 - jitter
+}
+
+/// Capped exponential backoff after `failures` failed attempts.
+pub fn retry_backoff(failures: u32) -> i64 {
+    (60i64 << failures.min(12)).min(MAX_BACKOFF_SECS)
+}
+
+/// What the renewer should do with one certificate now.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RenewAction {
+    /// Nothing yet.
+    Wait,
+    /// Past `not_after`: mark it expired (and order again).
+    Expire,
+    /// Order a new certificate.
+    Order,
+}
+
+/// Decides, for ACME certificates, whether to renew, retry or expire.
+pub fn renew_action(rec: &CertificateRecord, now: i64) -> RenewAction {
+    use crate::model::CertSource;
+    if rec.source != CertSource::Acme || rec.status == CertStatus::Pending {
+        return RenewAction::Wait;
+    }
+    if rec.status == CertStatus::Valid && rec.not_after > 0 && now >= rec.not_after {
+        return RenewAction::Expire;
+    }
+    let backoff_over = rec.renewal_failures == 0
+        || now - rec.last_attempt_at >= retry_backoff(rec.renewal_failures);
+    let due = match rec.status {
+        CertStatus::Valid => now >= renewal_due(rec),
+        CertStatus::Failed | CertStatus::Expired => true,
+        CertStatus::Pending => false,
+    };
+    if due && backoff_over {
+        RenewAction::Order
+    } else {
+        RenewAction::Wait
+    }
+}
+
+/// Checks every certificate each `interval` and renews, retries or expires as needed.
+pub fn spawn_renewer(cp: ControlPlane, interval: Duration) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        loop {
+            ticker.tick().await;
+            let records: Vec<CertificateRecord> =
+                match cp.store().list(Collection::Certificates).await {
+                    Ok(raw) => raw
+                        .iter()
+                        .filter_map(|(_, v)| serde_json::from_slice(v).ok())
+                        .collect(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "renewal check cannot read certificates");
+                        continue;
+                    }
+                };
+            let now = now();
+            for rec in records {
+                match renew_action(&rec, now) {
+                    RenewAction::Wait => {}
+                    RenewAction::Expire => {
+                        tracing::warn!(certificate = %rec.name, "certificate expired");
+                        let _ = cp
+                            .update_certificate(&rec.name, |c| c.status = CertStatus::Expired)
+                            .await;
+                        spawn_issue(cp.clone(), rec.name);
+                    }
+                    RenewAction::Order => {
+                        tracing::info!(certificate = %rec.name, failures = rec.renewal_failures, "renewing certificate");
+                        spawn_issue(cp.clone(), rec.name);
+                    }
+                }
+            }
+        }
+    });
+}
+
 /// A self-signed certificate and key for development names.
 pub fn self_signed(domains: &[String]) -> Result<(String, String), rcgen::Error> {
     let key = rcgen::KeyPair::generate()?;
@@ -359,5 +450,59 @@ pub fn parse_validity(chain_pem: &str) -> (String, i64, i64) {
             cert.validity().not_after.timestamp(),
         ),
         Err(_) => (String::new(), 0, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::CertSource;
+
+    fn rec(status: CertStatus, not_before: i64, not_after: i64) -> CertificateRecord {
+        CertificateRecord {
+            name: "c".into(),
+            domains: vec!["a.example.com".into()],
+            owner_token_id: String::new(),
+            source: CertSource::Acme,
+            acme_directory: String::new(),
+            email: String::new(),
+            challenge: ChallengeKind::Http01,
+            status,
+            error: String::new(),
+            issuer: String::new(),
+            not_before,
+            not_after,
+            last_attempt_at: 0,
+            created_at: 0,
+            renewal_failures: 0,
+            cert_chain_pem: String::new(),
+            private_key_sealed: String::new(),
+        }
+    }
+
+    #[test]
+    fn renews_with_a_third_of_the_lifetime_left() {
+        let day = 86_400;
+        let r = rec(CertStatus::Valid, 0, 90 * day);
+        let due = renewal_due(&r);
+        assert!(due <= 60 * day && due > 60 * day - 5 * day, "{due}");
+        assert_eq!(renew_action(&r, 30 * day), RenewAction::Wait);
+        assert_eq!(renew_action(&r, 61 * day), RenewAction::Order);
+        assert_eq!(renew_action(&r, 90 * day), RenewAction::Expire);
+    }
+
+    #[test]
+    fn failures_back_off_exponentially_up_to_a_cap() {
+        assert_eq!(retry_backoff(0), 60);
+        assert_eq!(retry_backoff(3), 480);
+        assert_eq!(retry_backoff(30), MAX_BACKOFF_SECS);
+        let mut r = rec(CertStatus::Failed, 0, 0);
+        r.renewal_failures = 2;
+        r.last_attempt_at = 1000;
+        assert_eq!(renew_action(&r, 1000 + 100), RenewAction::Wait);
+        assert_eq!(renew_action(&r, 1000 + 240), RenewAction::Order);
+        let mut s = rec(CertStatus::Valid, 0, 0);
+        s.source = CertSource::SelfSigned;
+        assert_eq!(renew_action(&s, i64::MAX), RenewAction::Wait);
     }
 }

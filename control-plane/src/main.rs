@@ -69,6 +69,9 @@ enum Command {
         /// PEM CA bundle trusted for the ACME directory's own TLS (e.g. Pebble's).
         #[arg(long, env = "PORTCULLIS_ACME_CA_CERT")]
         acme_ca_cert: Option<PathBuf>,
+        /// How often to check certificates for renewal, in seconds.
+        #[arg(long, env = "PORTCULLIS_RENEW_CHECK_SECS", default_value_t = 600)]
+        renew_check_secs: u64,
         /// Default ACME account contact e-mail.
         #[arg(long, env = "PORTCULLIS_ACME_EMAIL", default_value = "")]
         acme_email: String,
@@ -127,6 +130,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             acme_staging_directory,
             acme_ca_cert,
             acme_email,
+            renew_check_secs,
         } => {
             server::serve(ServeConfig {
                 data_dir: store.data_dir,
@@ -138,6 +142,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 insecure_grpc,
                 poll_interval: Duration::from_millis(poll_interval_ms.max(10)),
                 master_key,
+                renew_check_interval: Duration::from_secs(renew_check_secs.max(1)),
                 acme: portcullis_control_plane::acme::AcmeSettings {
                     directory_url: acme_directory,
                     staging_directory_url: acme_staging_directory,

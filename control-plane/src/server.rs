@@ -33,6 +33,8 @@ pub struct ServeConfig {
     pub master_key: Option<String>,
     /// Certificate ordering.
     pub acme: crate::acme::AcmeSettings,
+    /// How often certificates are checked for renewal.
+    pub renew_check_interval: Duration,
 }
 
 /// Opens the configured store.
@@ -107,6 +109,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         println!("admin token (shown once, keep it safe): {}", created.secret);
     }
     let snapshots = crate::snapshot::spawn_publisher(cp.clone(), cfg.poll_interval);
+    crate::acme::spawn_renewer(cp.clone(), cfg.renew_check_interval);
 
     let http = TcpListener::bind(cfg.http_listen)
         .await
@@ -128,7 +131,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .add_service(admin)
         .add_service(config)
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc),
+            // Nagle would hold a snapshot's last segment for the peer's delayed ACK (~40 ms).
+            tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
             shutdown(),
         );
     let http_server = axum::serve(http, crate::rest::router(cp)).with_graceful_shutdown(shutdown());

@@ -17,6 +17,7 @@ use crate::model::{Health, TokenRecord, TokenScope, now};
 use crate::secrets::MasterKey;
 use crate::store::{Batch, Collection, Store, StoreError};
 
+mod cert_upload;
 mod certs;
 mod dataplanes;
 mod proxies;

@@ -58,12 +58,16 @@ async fn http01_multi_domain_and_tls_alpn01_certificates_are_issued_and_served()
     for host in ["app.example.test", "www.example.test", "alpn.example.test"] {
         cp.cli_ok(&["proxy", "create", host, &a.url, "--https"]);
     }
+    // Creating a proxy with HTTPS ordered its certificate with no other step.
+    let auto = wait_status(&cp, "app.example.test").await;
+    assert_eq!(auto["status"], "valid", "{auto}");
     cp.cli_ok(&[
         "cert",
         "create-multi",
         "site",
         "app.example.test,www.example.test",
     ]);
+    cp.cli_ok(&["proxy", "cert-attach", "www.example.test", "site"]);
     cp.cli_ok(&[
         "cert",
         "create",
@@ -124,6 +128,72 @@ async fn http01_multi_domain_and_tls_alpn01_certificates_are_issued_and_served()
         .unwrap();
     assert_eq!(r.status(), 200);
 
+    // A forced renewal swaps the certificate for new connections while a long download
+    // keeps going on a connection opened before it.
+    let peer = |r: &reqwest::Response| {
+        r.extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|t| t.peer_certificate().map(<[u8]>::to_vec))
+            .expect("peer certificate")
+    };
+    let tls_client = |root: &str| {
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(root.as_bytes()).expect("root")])
+            .resolve("www.example.test", addr)
+            .tls_info(true)
+            .no_proxy()
+            .build()
+            .expect("client")
+    };
+    let show = || -> Value {
+        serde_json::from_str(&cp.cli_ok(&["cert", "show", "site", "--output", "json"])).unwrap()
+    };
+    let before = show();
+    const SIZE: u64 = 64 << 20;
+    let download = tls_client(&root)
+        .get(format!("https://www.example.test:{port}/bytes/{SIZE}"))
+        .send()
+        .await
+        .unwrap();
+    let old_cert = peer(&download);
+    let mut stream = download.bytes_stream();
+    let mut got = futures_util::StreamExt::next(&mut stream)
+        .await
+        .unwrap()
+        .unwrap()
+        .len() as u64;
+    cp.cli_ok(&["cert", "renew", "site"]);
+    eventually(Duration::from_secs(90), "renewed certificate", || async {
+        let v = show();
+        (v["cert_chain_pem"] != before["cert_chain_pem"] && v["status"] == "valid").then_some(())
+    })
+    .await;
+    let new_cert = eventually(
+        Duration::from_secs(20),
+        "new connections see the new certificate",
+        || async {
+            let r = tls_client(&root)
+                .get(format!("https://www.example.test:{port}/"))
+                .send()
+                .await
+                .ok()?;
+            let c = peer(&r);
+            (c != old_cert).then_some(c)
+        },
+    )
+    .await;
+    assert_ne!(new_cert, old_cert);
+    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+        got += chunk.expect("download survives the swap").len() as u64;
+    }
+    assert_eq!(got, SIZE);
+
+    // Delete is refused while a proxy names the certificate, unless forced.
+    let out = cp.cli(&cp.admin_token, &["cert", "delete", "site"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("attached"));
+    cp.cli_ok(&["cert", "delete", "site", "--force"]);
+
     // The private key is sealed at rest: the embedded store file never holds it in clear.
     let db = std::fs::read(cp.data_dir.path().join("portcullis.redb")).unwrap();
     let needle = b"BEGIN PRIVATE KEY";
@@ -137,7 +207,7 @@ async fn http01_multi_domain_and_tls_alpn01_certificates_are_issued_and_served()
 async fn an_order_the_ca_rejects_ends_failed_with_its_error() {
     let (pebble, cp, _dp) = setup().await;
     let a = Backend::start("a").await;
-    cp.cli_ok(&["proxy", "create", "bad.example.test", &a.url, "--https"]);
+    cp.cli_ok(&["proxy", "create", "bad.example.test", &a.url]);
     // Validation for this name goes to an address where nothing answers.
     pebble.dns_a("bad.example.test", "127.0.0.2").await;
     cp.cli_ok(&["cert", "create", "bad", "bad.example.test"]);
@@ -178,16 +248,10 @@ async fn self_signed_development_certificate_works_without_a_ca() {
         "--hsts-max-age",
         "600",
     ]);
-    let c: Value = serde_json::from_str(&cp.cli_ok(&[
-        "cert",
-        "create",
-        "dev",
-        "app.localhost",
-        "--self-signed",
-        "--output",
-        "json",
-    ]))
-    .unwrap();
+    // A localhost name gets a self-signed certificate at once, with no CA involved.
+    let c: Value =
+        serde_json::from_str(&cp.cli_ok(&["cert", "show", "app.localhost", "--output", "json"]))
+            .unwrap();
     assert_eq!(c["status"], "valid");
     assert_eq!(c["source"], "self-signed");
     let pem = c["cert_chain_pem"].as_str().unwrap().to_owned();

@@ -24,6 +24,7 @@ async fn up_then_just_recipes_then_down() {
     let state = tempfile::tempdir().unwrap();
     let (cp_http, cp_grpc, dp_http, dp_admin) =
         (free_port(), free_port(), free_port(), free_port());
+    let dp_https = free_port();
     let env = |c: &mut Command| {
         c.current_dir(root())
             .env("PORTCULLIS_STATE", state.path())
@@ -33,6 +34,7 @@ async fn up_then_just_recipes_then_down() {
             .env("CP_GRPC", cp_grpc.to_string())
             .env("DP_HTTP", dp_http.to_string())
             .env("DP_ADMIN", dp_admin.to_string())
+            .env("DP_HTTPS", dp_https.to_string())
             .env_remove("PORTCULLIS_URL")
             .env_remove("PORTCULLIS_TOKEN");
     };

@@ -26,10 +26,13 @@ pub(crate) enum CertCommand {
         /// Certificate name
         name: String,
     },
-    /// Delete a certificate
+    /// Delete a certificate (refused while a proxy names it, unless --force)
     Delete {
         /// Certificate name
         name: String,
+        /// Delete even while proxies name it
+        #[arg(long)]
+        force: bool,
     },
 }
 

@@ -20,13 +20,13 @@ pub(crate) async fn run(ctx: &mut Ctx, cmd: CertCommand) -> Result<(), CliError>
             .reply(&ctx.call)?,
         CertCommand::Show { name } => ctx
             .client
-            .get_certificate(ByName { name })
+            .get_certificate(ByName { name, force: false })
             .await
             .reply(&ctx.call)?,
         CertCommand::Status { name } => {
             let c = ctx
                 .client
-                .get_certificate(ByName { name })
+                .get_certificate(ByName { name, force: false })
                 .await
                 .reply(&ctx.call)?;
             let v = json!({"name": c.name, "status": c.status, "error": c.error,
@@ -42,7 +42,7 @@ pub(crate) async fn run(ctx: &mut Ctx, cmd: CertCommand) -> Result<(), CliError>
         }
         CertCommand::Renew { name } => ctx
             .client
-            .renew_certificate(ByName { name })
+            .renew_certificate(ByName { name, force: false })
             .await
             .reply(&ctx.call)?,
         CertCommand::List => {
@@ -66,9 +66,12 @@ pub(crate) async fn run(ctx: &mut Ctx, cmd: CertCommand) -> Result<(), CliError>
                 t.render()
             });
         }
-        CertCommand::Delete { name } => {
+        CertCommand::Delete { name, force } => {
             ctx.client
-                .delete_certificate(ByName { name: name.clone() })
+                .delete_certificate(ByName {
+                    name: name.clone(),
+                    force,
+                })
                 .await
                 .reply(&ctx.call)?;
             return ctx

@@ -28,7 +28,10 @@ pub(crate) async fn run(ctx: &mut Ctx, cmd: ProxyCommand) -> Result<(), CliError
             ctx.client.update_proxy(patch).await.reply(&ctx.call)?
         }
         ProxyCommand::Show { hostname } => {
-            let req = ByName { name: hostname };
+            let req = ByName {
+                name: hostname,
+                ..Default::default()
+            };
             ctx.client.get_proxy(req).await.reply(&ctx.call)?
         }
         ProxyCommand::List => {
@@ -42,6 +45,7 @@ pub(crate) async fn run(ctx: &mut Ctx, cmd: ProxyCommand) -> Result<(), CliError
         ProxyCommand::Delete { hostname } => {
             let req = ByName {
                 name: hostname.clone(),
+                ..Default::default()
             };
             ctx.client.delete_proxy(req).await.reply(&ctx.call)?;
             return ctx

@@ -16,7 +16,10 @@ pub(crate) async fn run(ctx: &mut Ctx, cmd: RouteCommand) -> Result<(), CliError
             ctx.client.create_route(input).await.reply(&ctx.call)?
         }
         RouteCommand::Show { id } => {
-            let req = ByName { name: id };
+            let req = ByName {
+                name: id,
+                ..Default::default()
+            };
             ctx.client.get_route(req).await.reply(&ctx.call)?
         }
         RouteCommand::List => {
@@ -28,7 +31,10 @@ pub(crate) async fn run(ctx: &mut Ctx, cmd: RouteCommand) -> Result<(), CliError
                 });
         }
         RouteCommand::Delete { id } => {
-            let req = ByName { name: id.clone() };
+            let req = ByName {
+                name: id.clone(),
+                ..Default::default()
+            };
             ctx.client.delete_route(req).await.reply(&ctx.call)?;
             return ctx
                 .out

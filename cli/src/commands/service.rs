@@ -25,7 +25,10 @@ pub(crate) async fn run(ctx: &mut Ctx, cmd: ServiceCommand) -> Result<(), CliErr
             ctx.client.register_service(input).await.reply(&ctx.call)?
         }
         ExternalCommand::Show { name } => {
-            let req = ByName { name };
+            let req = ByName {
+                name,
+                ..Default::default()
+            };
             ctx.client.get_service(req).await.reply(&ctx.call)?
         }
         ExternalCommand::List => {
@@ -37,7 +40,10 @@ pub(crate) async fn run(ctx: &mut Ctx, cmd: ServiceCommand) -> Result<(), CliErr
                 });
         }
         ExternalCommand::Delete { name } => {
-            let req = ByName { name: name.clone() };
+            let req = ByName {
+                name: name.clone(),
+                ..Default::default()
+            };
             ctx.client.delete_service(req).await.reply(&ctx.call)?;
             return ctx
                 .out

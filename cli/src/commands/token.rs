@@ -31,7 +31,10 @@ pub(crate) async fn run(ctx: &mut Ctx, cmd: TokenCommand) -> Result<(), CliError
                 })
         }
         TokenCommand::Delete { id } => {
-            let req = ByName { name: id.clone() };
+            let req = ByName {
+                name: id.clone(),
+                ..Default::default()
+            };
             ctx.client.delete_token(req).await.reply(&ctx.call)?;
             ctx.out
                 .emit(&EmptyJson {}, || format!("deleted token {id}"))

@@ -213,7 +213,9 @@ impl pb::admin_service_server::AdminService for AdminApi {
 
     async fn delete_certificate(&self, req: Request<pb::ByName>) -> Reply<pb::Empty> {
         let c = api_caller(&self.cp, &req).await?;
-        self.cp.delete_certificate(&c, &req.get_ref().name).await?;
+        self.cp
+            .delete_certificate(&c, &req.get_ref().name, req.get_ref().force)
+            .await?;
         ok(pb::Empty {})
     }
 }

@@ -47,6 +47,8 @@ pub enum CertSource {
     Acme,
     /// Made locally for development names; trusted by nobody.
     SelfSigned,
+    /// Brought by the user; never renewed here.
+    Uploaded,
 }
 
 /// A stored certificate. The private key is sealed with the master key.
@@ -80,6 +82,9 @@ pub struct CertificateRecord {
     pub last_attempt_at: i64,
     /// Unix seconds.
     pub created_at: i64,
+    /// Failed attempts since the last success; drives the retry backoff.
+    #[serde(default)]
+    pub renewal_failures: u32,
     /// PEM chain, leaf first; public.
     pub cert_chain_pem: String,
     /// Sealed PEM private key; never leaves the control plane but in the config stream.
@@ -178,4 +183,16 @@ pub struct ChallengeRecord {
     pub cert_pem: String,
     /// TLS-ALPN-01 sealed key PEM.
     pub private_key_sealed: String,
+}
+
+/// Body of `POST /api/v1/certificates/upload`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateUpload {
+    /// Certificate name.
+    pub name: String,
+    /// PEM chain, leaf first.
+    pub cert_chain_pem: String,
+    /// PEM private key of the leaf.
+    pub private_key_pem: String,
 }

@@ -56,6 +56,18 @@ pub(super) fn routes() -> axum::Router<ControlPlane> {
             "/api/v1/certificates/{name}/renew",
             axum::routing::post(renew_certificate),
         )
+        .route(
+            "/api/v1/certificates/upload",
+            axum::routing::post(upload_certificate),
+        )
+        .route(
+            "/api/v1/certificates/{name}/export",
+            get(export_certificate),
+        )
+        .route(
+            "/api/v1/certificates/{name}/convert-to-production",
+            axum::routing::post(convert_certificate),
+        )
 }
 
 /// Store reachability, version and connected data planes; no token needed.
@@ -307,13 +319,78 @@ pub(super) async fn renew_certificate(
     ))
 }
 
+/// `?force=true` deletes even while proxies name the certificate.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub(super) struct ForceQuery {
+    #[serde(default)]
+    force: bool,
+}
+
 #[utoipa::path(delete, path = "/api/v1/certificates/{name}", tag = "certificates", security(("bearer" = [])),
-    params(("name" = String, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("name" = String, Path), ForceQuery),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn delete_certificate(
     State(cp): Cp,
     c: Caller,
     Path(name): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<ForceQuery>,
 ) -> ApiResult<StatusCode> {
-    cp.delete_certificate(&c, &name).await?;
+    cp.delete_certificate(&c, &name, q.force).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Stores a certificate and key the user brings (PEM; validated).
+#[utoipa::path(post, path = "/api/v1/certificates/upload", tag = "certificates", security(("bearer" = [])),
+    request_body = CertificateUpload,
+    responses((status = 201, body = CertificateInfo), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn upload_certificate(
+    State(cp): Cp,
+    c: Caller,
+    ApiJson(input): ApiJson<CertificateUpload>,
+) -> ApiResult<(StatusCode, Json<CertificateInfo>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(cp.upload_certificate(&c, input).await?),
+    ))
+}
+
+/// `?include_private_key=true` is required: exporting a key is never implicit.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub(super) struct ExportQuery {
+    #[serde(default)]
+    include_private_key: bool,
+}
+
+/// Chain and private key; admin only, and only with `include_private_key=true`.
+#[utoipa::path(get, path = "/api/v1/certificates/{name}/export", tag = "certificates", security(("bearer" = [])),
+    params(("name" = String, Path), ExportQuery),
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(super) async fn export_certificate(
+    State(cp): Cp,
+    c: Caller,
+    Path(name): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<ExportQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let key = cp
+        .export_certificate_key(&c, &name, q.include_private_key)
+        .await?;
+    let info = cp.get_certificate(&c, &name).await?;
+    Ok(Json(serde_json::json!({
+        "name": info.name, "cert_chain_pem": info.cert_chain_pem, "private_key_pem": key,
+    })))
+}
+
+/// Re-orders a staging certificate from the production directory.
+#[utoipa::path(post, path = "/api/v1/certificates/{name}/convert-to-production", tag = "certificates",
+    security(("bearer" = [])), params(("name" = String, Path)),
+    responses((status = 202, body = CertificateInfo), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn convert_certificate(
+    State(cp): Cp,
+    c: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<(StatusCode, Json<CertificateInfo>)> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(cp.convert_to_production(&c, &name).await?),
+    ))
 }

@@ -18,6 +18,7 @@ use super::handlers;
         handlers::list_dataplanes,
         handlers::list_certificates, handlers::create_certificate, handlers::get_certificate,
         handlers::certificate_status, handlers::renew_certificate, handlers::delete_certificate,
+        handlers::upload_certificate, handlers::export_certificate, handlers::convert_certificate,
     ),
     modifiers(&BearerAuth)
 )]

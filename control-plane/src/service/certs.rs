@@ -85,6 +85,7 @@ impl ControlPlane {
             not_after: 0,
             last_attempt_at: now,
             created_at: now,
+            renewal_failures: 0,
             cert_chain_pem: String::new(),
             private_key_sealed: String::new(),
         };
@@ -120,6 +121,40 @@ impl ControlPlane {
         Ok(CertificateInfo::from(&rec))
     }
 
+    /// Makes sure a certificate covers `hostname`: reuses any valid or pending one, else
+    /// self-signs `localhost` names and orders the rest from ACME, named after the host.
+    /// Best effort: the proxy exists either way, and the outcome shows in `cert status`.
+    pub(crate) async fn ensure_certificate(&self, caller: &Caller, hostname: &str) {
+        if hostname.starts_with("*.") {
+            tracing::info!(%hostname, "wildcard proxy: no automatic certificate without a DNS-01 solver");
+            return;
+        }
+        let existing: Vec<CertificateRecord> = match self.list(Collection::Certificates).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(%hostname, error = %e, "cannot look for a certificate");
+                return;
+            }
+        };
+        let covered = existing.iter().any(|c| {
+            matches!(c.status, CertStatus::Valid | CertStatus::Pending)
+                && c.domains.iter().any(|d| covers(d, hostname))
+        });
+        if covered {
+            return;
+        }
+        let local = hostname == "localhost" || hostname.ends_with(".localhost");
+        let input = CertificateInput {
+            name: hostname.to_owned(),
+            domains: vec![hostname.to_owned()],
+            self_signed: Some(local),
+            ..Default::default()
+        };
+        if let Err(e) = self.create_certificate(caller, input).await {
+            tracing::warn!(%hostname, error = %e, "automatic certificate not created");
+        }
+    }
+
     /// Reads one certificate (never its key).
     pub async fn get_certificate(&self, _caller: &Caller, name: &str) -> Result<CertificateInfo> {
         Ok(CertificateInfo::from(&self.certificate_record(name).await?))
@@ -145,8 +180,8 @@ impl ControlPlane {
         Ok(CertificateInfo::from(&rec))
     }
 
-    /// Deletes a certificate the caller owns.
-    pub async fn delete_certificate(&self, caller: &Caller, name: &str) -> Result<()> {
+    /// Deletes a certificate the caller owns; refused while a proxy names it unless `force`.
+    pub async fn delete_certificate(&self, caller: &Caller, name: &str, force: bool) -> Result<()> {
         require_writer(caller)?;
         let Some((rec, raw)) = self
             .get::<CertificateRecord>(Collection::Certificates, name)
@@ -155,6 +190,21 @@ impl ControlPlane {
             return Err(ServiceError::not_found("certificate", name));
         };
         require_owner(caller, "certificate", name, &rec.owner_token_id)?;
+        if !force {
+            let users: Vec<String> = self
+                .list::<Proxy>(Collection::Proxies)
+                .await?
+                .into_iter()
+                .filter(|p| p.certificate_name == name)
+                .map(|p| p.hostname)
+                .collect();
+            if !users.is_empty() {
+                return Err(ServiceError::Conflict(format!(
+                    "certificate {name:?} is attached to proxies {}; detach it or delete with force",
+                    users.join(", ")
+                )));
+            }
+        }
         self.commit(
             Batch {
                 checks: vec![Check::Equals(

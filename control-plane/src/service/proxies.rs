@@ -54,6 +54,9 @@ impl ControlPlane {
             |_| ServiceError::Conflict(format!("proxy {key:?} already exists")),
         )
         .await?;
+        if proxy.enable_https {
+            self.ensure_certificate(caller, &proxy.hostname).await;
+        }
         Ok(proxy)
     }
 

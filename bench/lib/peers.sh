@@ -1,0 +1,222 @@
+# The backend and the four proxies under test: configuration and start-up. Sourced by
+# bench/run.sh, which sets WORK, BIN, BENCH_CPUS, BENCH_HOST and the *_PORT variables.
+#
+# Every proxy gets the same job: accept HTTP/1.1 (and h2c on H2_PORT) for Host
+# $BENCH_HOST, forward to the backend over pooled keep-alive HTTP/1.1 connections, set
+# X-Forwarded-For/-Proto/-Host and X-Real-IP (what Portcullis always does), log no access
+# lines, and use 2 worker threads/processes.
+
+# ----- backend: a separate nginx serving two static files -----
+
+start_backend() {
+  local dir=$WORK/backend
+  mkdir -p "$dir/www" "$dir/logs" "$dir/tmp"
+  head -c 100 /dev/zero | tr '\0' 'x' >"$dir/www/small"
+  head -c 65536 /dev/zero | tr '\0' 'y' >"$dir/www/64k"
+  cat >"$dir/nginx.conf" <<EOF
+# Backend: must be faster than every proxy, so it only serves two files from the page cache.
+worker_processes 2;
+worker_rlimit_nofile 20000;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  default_type application/octet-stream;
+  sendfile on;
+  tcp_nopush on;
+  open_file_cache max=16 inactive=1h;
+  open_file_cache_valid 1h;
+  keepalive_timeout 300s;
+  keepalive_requests 100000000;
+  client_body_temp_path $dir/tmp/body;
+  server {
+    listen 127.0.0.1:$BACKEND_PORT backlog=4096;
+    root $dir/www;
+  }
+}
+EOF
+  start_bg backend nginx -p "$dir" -c "$dir/nginx.conf"
+  wait_http "http://127.0.0.1:$BACKEND_PORT/small" backend
+}
+
+# ----- Portcullis: control plane + one data plane, proxy created with the CLI -----
+
+start_portcullis() {
+  local dir=$WORK/portcullis
+  if [ ! -s "$dir/admin-token" ]; then
+    rm -rf "$dir"; mkdir -p "$dir"
+    "$BIN/portcullis-control-plane" token create-admin --data-dir "$dir/cp" >"$dir/admin-token"
+  fi
+  NO_COLOR=1 start_bg cp "$BIN/portcullis-control-plane" serve --data-dir "$dir/cp" \
+    --http-listen "127.0.0.1:$CP_HTTP_PORT" --grpc-listen "127.0.0.1:$CP_GRPC_PORT"
+  wait_http "http://127.0.0.1:$CP_HTTP_PORT/health" "control plane"
+  local cli=("$BIN/portcullis" --url "http://127.0.0.1:$CP_GRPC_PORT" --token "$(cat "$dir/admin-token")")
+  if [ ! -s "$dir/dataplane-token" ]; then
+    "${cli[@]}" dataplane-token create bench-dp >"$dir/dataplane-token"
+    "${cli[@]}" proxy create "$BENCH_HOST" "http://127.0.0.1:$BACKEND_PORT" >/dev/null
+  fi
+  start_portcullis_dp
+}
+
+# The data plane alone (restarted between cases). It has no worker-thread flag; tokio's
+# multi-thread runtime reads TOKIO_WORKER_THREADS.
+start_portcullis_dp() {
+  local dir=$WORK/portcullis
+  PORTCULLIS_ENROLMENT_TOKEN=$(cat "$dir/dataplane-token") TOKIO_WORKER_THREADS=2 NO_COLOR=1 \
+    start_bg portcullis "$BIN/portcullis-data-plane" --control-plane "http://127.0.0.1:$CP_GRPC_PORT" \
+    --node-id bench-dp --http-listen "127.0.0.1:$PORTCULLIS_PORT" \
+    --admin-listen "127.0.0.1:$PORTCULLIS_ADMIN_PORT" --cache-dir "$dir/dp-cache"
+  wait_http "http://127.0.0.1:$PORTCULLIS_PORT/small" portcullis "$BENCH_HOST"
+}
+
+# ----- nginx as a reverse proxy -----
+
+start_nginx() {
+  local dir=$WORK/nginx
+  mkdir -p "$dir/logs" "$dir/tmp"
+  cat >"$dir/nginx.conf" <<EOF
+# nginx reverse proxy as its docs recommend for keep-alive upstreams
+# (ngx_http_upstream_module "keepalive": proxy_http_version 1.1 + empty Connection header).
+worker_processes 2;
+worker_rlimit_nofile 20000;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  # Default 1000: nginx then closes the client connection (GOAWAY on HTTP/2), and h2load does
+  # not reconnect. Portcullis, HAProxy and Caddy have no such limit.
+  keepalive_requests 100000000;
+  client_body_temp_path $dir/tmp/body;
+  proxy_temp_path $dir/tmp/proxy;
+  upstream backend {
+    server 127.0.0.1:$BACKEND_PORT;
+    keepalive 64;          # idle upstream connections kept per worker (>= client concurrency)
+  }
+  server {
+    listen 127.0.0.1:$NGINX_PORT backlog=4096;
+    listen 127.0.0.1:$NGINX_H2_PORT http2 backlog=4096;   # nginx 1.22: h2c needs its own listen
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For \$remote_addr;
+      proxy_set_header X-Real-IP \$remote_addr;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Host \$host;
+    }
+  }
+}
+EOF
+  start_bg nginx nginx -p "$dir" -c "$dir/nginx.conf"
+  wait_http "http://127.0.0.1:$NGINX_PORT/small" nginx "$BENCH_HOST"
+}
+
+# ----- HAProxy -----
+
+start_haproxy() {
+  local dir=$WORK/haproxy
+  mkdir -p "$dir"
+  cat >"$dir/haproxy.cfg" <<EOF
+# HAProxy in HTTP mode with connection reuse. http-reuse always: the backend is a known-good
+# keep-alive server, and it is the mode equivalent to nginx keepalive and Portcullis's pool
+# (any idle connection serves any request, also the first one of a client connection).
+global
+  nbthread 2
+  # haproxy reserves 2 descriptors per connection (client + server side), so maxconn is
+  # capped by the hard descriptor limit (run.sh computes it; 9850 with the usual 20000).
+  maxconn $HAPROXY_MAXCONN
+  pidfile $dir/haproxy.pid
+
+defaults
+  mode http
+  option http-keep-alive
+  http-reuse always
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  timeout http-request 30s
+  timeout http-keep-alive 60s
+
+frontend fe
+  bind 127.0.0.1:$HAPROXY_PORT
+  bind 127.0.0.1:$HAPROXY_H2_PORT proto h2
+  option forwardfor
+  http-request set-header X-Real-IP %[src]
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  default_backend be
+
+backend be
+  server s1 127.0.0.1:$BACKEND_PORT
+EOF
+  start_bg haproxy haproxy -db -f "$dir/haproxy.cfg"
+  wait_http "http://127.0.0.1:$HAPROXY_PORT/small" haproxy "$BENCH_HOST"
+}
+
+# ----- Caddy -----
+
+start_caddy() {
+  local dir=$WORK/caddy
+  mkdir -p "$dir/home"
+  cat >"$dir/Caddyfile" <<EOF
+# Caddy reverse_proxy from a Caddyfile; h2c (prior knowledge) enabled on the server.
+{
+  admin off
+  auto_https off
+  servers {
+    protocols h1 h2c
+  }
+}
+
+http://:$CADDY_PORT {
+  bind 127.0.0.1
+  reverse_proxy 127.0.0.1:$BACKEND_PORT {
+    header_up X-Real-IP {remote_host}
+    transport http {
+      keepalive_idle_conns_per_host 64
+    }
+  }
+}
+EOF
+  HOME=$dir/home XDG_CONFIG_HOME=$dir/home XDG_DATA_HOME=$dir/home GOMAXPROCS=2 \
+    start_bg caddy caddy run --config "$dir/Caddyfile" --adapter caddyfile
+  wait_http "http://127.0.0.1:$CADDY_PORT/small" caddy "$BENCH_HOST"
+}
+
+start_peer() { "start_$1"; }
+
+# restart_peer NAME — a fresh process (memory baselines); Portcullis restarts its data plane.
+restart_peer() {
+  stop "$1"
+  case $1 in
+    portcullis) start_portcullis_dp ;;
+    *) "start_$1" ;;
+  esac
+}
+
+# Ports each peer listens on: HTTP/1.1 and h2c.
+h1_port() {
+  case $1 in
+    portcullis) echo "$PORTCULLIS_PORT" ;; nginx) echo "$NGINX_PORT" ;;
+    haproxy) echo "$HAPROXY_PORT" ;; caddy) echo "$CADDY_PORT" ;; direct) echo "$BACKEND_PORT" ;;
+  esac
+}
+h2_port() {
+  case $1 in
+    portcullis) echo "$PORTCULLIS_PORT" ;; nginx) echo "$NGINX_H2_PORT" ;;
+    haproxy) echo "$HAPROXY_H2_PORT" ;; caddy) echo "$CADDY_PORT" ;;
+  esac
+}
+
+version_of() {
+  case $1 in
+    portcullis) "$BIN/portcullis-data-plane" --version 2>/dev/null | head -1 ;;
+    nginx) nginx -v 2>&1 | head -1 ;;
+    haproxy) haproxy -v | head -1 | cut -d' ' -f1-3 ;;
+    caddy) echo "caddy $(caddy version | head -1)" ;;
+  esac
+}

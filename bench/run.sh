@@ -1,0 +1,298 @@
+#!/usr/bin/env bash
+# Portcullis benchmark harness (`just bench`). See bench/README.md.
+#
+# Installs nginx, haproxy, caddy, wrk and h2load from Debian if missing, builds the release
+# binaries, starts one fast backend (nginx serving static files) and runs each proxy in
+# front of it in turn, then the control-plane and lookup benchmarks. Writes
+# bench/results/YYYY-MM-DD-HHMM.md; raw outputs and logs stay in bench/work/.
+#
+#   BENCH_QUICK=1          smoke test: 1 round x 3 s, fewer control-plane writes
+#   BENCH_DURATION=10      seconds per load run
+#   BENCH_ROUNDS=3         rounds; each round runs every proxy once, in turn (A B C D A B C D ...)
+#   BENCH_CONNECTIONS=64   wrk connections (2 threads); h2load uses 16 connections x 8 streams
+#   BENCH_PEERS="portcullis nginx haproxy caddy"
+#   BENCH_CASES="h1_small h1_64k h1_close h2c idle cp micro"
+#   BENCH_IDLE_CONNS=10000 connections for the idle-memory case
+#   BENCH_CP_WRITES=200    sequential writes per latency measurement
+#   BENCH_BULK_PROXIES=10000  proxies (with 2 routes each) for the large-snapshot case
+#   BENCH_CPUS=0,1         CPUs every process (load generator, proxies, backend) is confined to
+#   BENCH_PORT_BASE=18000  first of the loopback ports used
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+# ----- settings -----
+
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+  DURATION=${BENCH_DURATION:-3}; ROUNDS=${BENCH_ROUNDS:-1}; WARMUP=1
+  CP_WRITES=${BENCH_CP_WRITES:-50}; BULK_PROXIES=${BENCH_BULK_PROXIES:-1000}; MICRO_TIME=1
+  MODE="quick (BENCH_QUICK=1): smoke test, numbers are indicative only"
+else
+  DURATION=${BENCH_DURATION:-10}; ROUNDS=${BENCH_ROUNDS:-3}; WARMUP=2
+  CP_WRITES=${BENCH_CP_WRITES:-200}; BULK_PROXIES=${BENCH_BULK_PROXIES:-10000}; MICRO_TIME=3
+  MODE="default"
+fi
+CONNECTIONS=${BENCH_CONNECTIONS:-64}
+H2_CLIENTS=16; H2_STREAMS=8
+PEERS=${BENCH_PEERS:-portcullis nginx haproxy caddy}
+CASES=${BENCH_CASES:-h1_small h1_64k h1_close h2c idle cp micro}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
+BENCH_CPUS=${BENCH_CPUS:-0,1}
+BENCH_HOST=bench.local
+base=${BENCH_PORT_BASE:-18000}
+BACKEND_PORT=$((base + 1))
+CP_HTTP_PORT=$((base + 10)); CP_GRPC_PORT=$((base + 11))
+PORTCULLIS_PORT=$((base + 12)); PORTCULLIS_ADMIN_PORT=$((base + 13))
+NGINX_PORT=$((base + 30)); NGINX_H2_PORT=$((base + 31))
+HAPROXY_PORT=$((base + 40)); HAPROXY_H2_PORT=$((base + 41))
+CADDY_PORT=$((base + 50))
+CPB_HTTP_PORT=$((base + 60)); CPB_GRPC_PORT=$((base + 61))   # control-plane case, dp i: base+70+2i
+ALL_PORTS="$BACKEND_PORT $CP_HTTP_PORT $CP_GRPC_PORT $PORTCULLIS_PORT $PORTCULLIS_ADMIN_PORT $NGINX_PORT
+  $NGINX_H2_PORT $HAPROXY_PORT $HAPROXY_H2_PORT $CADDY_PORT $CPB_HTTP_PORT $CPB_GRPC_PORT
+  $((base + 72)) $((base + 73)) $((base + 74)) $((base + 75)) $((base + 76)) $((base + 77))"
+
+WORK=$ROOT/bench/work/run
+RAW=$WORK/raw
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+CP_BENCH=${CARGO_TARGET_DIR:-$ROOT/target}/cp-bench/release/cp-bench
+STAMP=$(date +%Y-%m-%d-%H%M)
+RESULT=$ROOT/bench/results/$STAMP.md
+
+source "$ROOT/bench/lib/common.sh"
+source "$ROOT/bench/lib/peers.sh"
+
+has_case() { [[ " $CASES " == *" $1 "* ]]; }
+
+# ----- setup -----
+
+ensure_tools() {
+  local missing=() updated=0 tool pkg
+  for tool in nginx:nginx haproxy:haproxy caddy:caddy wrk:wrk h2load:nghttp2-client taskset:util-linux curl:curl; do
+    command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt-get install -y -q "${missing[@]}" >/dev/null; then
+    apt-get update -q >/dev/null && updated=1
+    apt-get install -y -q "${missing[@]}" >/dev/null
+  fi
+  # Debian's packages start system-wide services; the benchmark runs its own instances.
+  for pkg in nginx haproxy caddy; do
+    systemctl stop "$pkg" >/dev/null 2>&1 || true
+  done
+  : "$updated"
+}
+
+build() {
+  log "building release binaries"
+  cargo build --release --bins -q
+  if has_case cp; then
+    log "building bench/cp-bench"
+    cargo build --release -q --manifest-path bench/cp-bench/Cargo.toml \
+      --target-dir "${CARGO_TARGET_DIR:-$ROOT/target}/cp-bench"
+  fi
+}
+
+prepare() {
+  rm -rf "$WORK"
+  mkdir -p "$WORK/logs" "$WORK/pids" "$RAW/rss" "$RAW/idle" "$RAW/cp" "$ROOT/bench/results"
+  local p
+  for p in $ALL_PORTS; do port_free "$p" || die "port $p is in use (set BENCH_PORT_BASE)"; done
+  # The idle case needs >10k descriptors in the client and in each proxy.
+  ulimit -n "$(ulimit -Hn)"
+  [ "$(ulimit -n)" -gt $((IDLE_CONNS + 500)) ] ||
+    log "warning: ulimit -n is $(ulimit -n); the idle case may not reach $IDLE_CONNS connections"
+  # haproxy refuses to start unless the limit covers 2 descriptors per connection.
+  HAPROXY_MAXCONN=$(( ($(ulimit -n) - 300) / 2 ))
+  [ "$HAPROXY_MAXCONN" -le $((IDLE_CONNS + 100)) ] || HAPROXY_MAXCONN=$((IDLE_CONNS + 100))
+}
+
+# idle_count PEER — connections for the idle case: IDLE_CONNS, or what haproxy's maxconn allows.
+idle_count() {
+  if [ "$1" = haproxy ] && [ $((HAPROXY_MAXCONN - 50)) -lt "$IDLE_CONNS" ]; then
+    echo $((HAPROXY_MAXCONN - 50))
+  else
+    echo "$IDLE_CONNS"
+  fi
+}
+
+write_meta() {
+  local versions=() peer
+  for peer in $PEERS; do versions+=("$(version_of "$peer")"); done
+  versions+=("$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)" "$(h2load --version | head -1)" "$(rustc --version | cut -d' ' -f1-2)")
+  {
+    printf 'date\t%s\n' "$(date '+%Y-%m-%d %H:%M %Z')"
+    printf 'nproc\t%s\n' "$(nproc)"
+    printf 'cpu\t%s\n' "$(lscpu | sed -n 's/^Model name: *//p' | head -1)"
+    printf 'memory\t%s\n' "$(free -h | awk '/^Mem:/ { print $2 }')"
+    printf 'kernel\t%s\n' "$(uname -r)"
+    printf 'versions\t%s\n' "$(IFS=';'; echo "${versions[*]}" | sed 's/;/, /g')"
+    printf 'load\t%s\n' "wrk -t2 -c$CONNECTIONS --latency, ${DURATION}s per run, $ROUNDS round(s), ${WARMUP}s warm-up per proxy; h2load -t2 -c$H2_CLIENTS -m$H2_STREAMS"
+    printf 'cpus\t%s\n' "every process (wrk/h2load, proxy, backend nginx) confined to CPUs $BENCH_CPUS with taskset; no further pinning: they share those cores"
+    printf 'mode\t%s\n' "$MODE"
+    printf 'source\t%s\n' "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
+    printf 'loadavg\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+    printf 'idle_conns\t%s\n' "$IDLE_CONNS"
+  } >"$RAW/meta.tsv"
+  echo "$PEERS" >"$RAW/peers.txt"
+}
+
+# ----- proxy cases -----
+
+# load NAME PEER PORT OUT — one wrk/h2load run for case NAME.
+load() {
+  local name=$1 peer=$2 port=$3 out=$4
+  local url="http://127.0.0.1:$port"
+  local wrk=(taskset -c "$BENCH_CPUS" wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Host: $BENCH_HOST")
+  case $name in
+    h1_small) "${wrk[@]}" "$url/small" >"$out.wrk" 2>&1 ;;
+    h1_64k) "${wrk[@]}" "$url/64k" >"$out.wrk" 2>&1 ;;
+    h1_close) "${wrk[@]}" -H "Connection: close" "$url/small" >"$out.wrk" 2>&1 ;;
+    h2c)
+      taskset -c "$BENCH_CPUS" h2load -t2 -c"$H2_CLIENTS" -m"$H2_STREAMS" -D "$DURATION" \
+        -H ":authority: $BENCH_HOST" --log-file="$out.h2log" "$url/small" >"$out.h2out" 2>&1 || true
+      ;;
+  esac
+}
+
+port_for() { if [ "$1" = h2c ]; then h2_port "$2"; else h1_port "$2"; fi; }
+
+run_load_case() {
+  local name=$1 peer round dir=$RAW/$1
+  mkdir -p "$dir"
+  log "case $name: warm-up"
+  for peer in $PEERS; do
+    reset_peak "$peer"
+    DURATION=$WARMUP load "$name" "$peer" "$(port_for "$name" "$peer")" "$WORK/warmup"
+  done
+  for peer in $PEERS; do reset_peak "$peer"; done
+  for round in $(seq 1 "$ROUNDS"); do
+    for peer in $PEERS; do
+      log "case $name: round $round/$ROUNDS, $peer"
+      local before after
+      before=$(cpu_ticks "$peer")
+      load "$name" "$peer" "$(port_for "$name" "$peer")" "$dir/$peer.$round"
+      after=$(cpu_ticks "$peer")
+      # user and system ticks the proxy used during the run, and ticks per second
+      echo "$before $after $(getconf CLK_TCK)" |
+        awk '{ print $3 - $1, $4 - $2, $5 }' >"$dir/$peer.$round.cpu"
+    done
+  done
+  if [ "$name" != h2c ]; then
+    log "case $name: backend direct (reference)"
+    load "$name" direct "$BACKEND_PORT" "$dir/direct.1"
+  fi
+  for peer in $PEERS; do printf '%s\t%s\n' "$peer" "$(mem_kib "$peer" VmHWM)"; done >"$RAW/rss/$name.tsv"
+}
+
+run_idle_case() {
+  local peer pids
+  for peer in $PEERS; do
+    restart_peer "$peer"
+    sleep 1
+    pids=$(tree_pids "$(pid_of "$peer")" | paste -sd,)
+    log "case idle: $(idle_count "$peer") idle keep-alive connections to $peer"
+    taskset -c "$BENCH_CPUS" python3 "$ROOT/bench/idle_conns.py" --port "$(h1_port "$peer")" \
+      --host "$BENCH_HOST" --path /small --count "$(idle_count "$peer")" --pids "$pids" >"$RAW/idle/$peer.json" ||
+      log "warning: idle case failed for $peer"
+  done
+}
+
+# ----- control plane -----
+
+cpb_dp() { # cpb_dp I — starts data plane I for the control-plane case
+  local i=$1 dir=$WORK/cpb
+  local token
+  token=$("$BIN/portcullis" --url "http://127.0.0.1:$CPB_GRPC_PORT" --token "$(cat "$dir/admin-token")" \
+    dataplane-token create "cpb-dp$i")
+  PORTCULLIS_ENROLMENT_TOKEN=$token TOKIO_WORKER_THREADS=2 NO_COLOR=1 \
+    start_bg "cpb-dp$i" "$BIN/portcullis-data-plane" --control-plane "http://127.0.0.1:$CPB_GRPC_PORT" \
+    --node-id "cpb-dp$i" --http-listen "127.0.0.1:$((base + 70 + 2 * i))" \
+    --admin-listen "127.0.0.1:$((base + 71 + 2 * i))" --cache-dir "$dir/dp$i"
+  wait_http "http://127.0.0.1:$((base + 71 + 2 * i))/readyz" "data plane $i"
+}
+
+run_cp_case() {
+  local dir=$WORK/cpb i
+  mkdir -p "$dir"
+  "$BIN/portcullis-control-plane" token create-admin --data-dir "$dir/cp" >"$dir/admin-token"
+  NO_COLOR=1 start_bg cpb "$BIN/portcullis-control-plane" serve --data-dir "$dir/cp" \
+    --http-listen "127.0.0.1:$CPB_HTTP_PORT" --grpc-listen "127.0.0.1:$CPB_GRPC_PORT"
+  wait_http "http://127.0.0.1:$CPB_HTTP_PORT/health" "control plane (cp case)"
+  local common=(--api "http://127.0.0.1:$CPB_HTTP_PORT" --token "$(cat "$dir/admin-token")"
+    --target "http://127.0.0.1:$BACKEND_PORT")
+  local dp1=(--dp "http://127.0.0.1:$((base + 72))")
+  local dps=("${dp1[@]}" --dp "http://127.0.0.1:$((base + 74))" --dp "http://127.0.0.1:$((base + 76))")
+  cpb_dp 1
+  for via in listener api; do
+    log "case cp: $CP_WRITES writes, 1 data plane, via $via"
+    "$CP_BENCH" latency "${common[@]}" "${dp1[@]}" --writes "$CP_WRITES" --via "$via" \
+      --label "one-$via" >"$RAW/cp/latency-1-$via.json"
+  done
+  cpb_dp 2; cpb_dp 3
+  for via in listener api; do
+    log "case cp: $CP_WRITES writes, 3 data planes, via $via"
+    "$CP_BENCH" latency "${common[@]}" "${dps[@]}" --writes "$CP_WRITES" --via "$via" \
+      --label "three-$via" >"$RAW/cp/latency-3-$via.json"
+  done
+  log "case cp: $BULK_PROXIES proxies + $((2 * BULK_PROXIES)) routes, 3 data planes"
+  "$CP_BENCH" bulk "${common[@]}" "${dps[@]}" --proxies "$BULK_PROXIES" --routes-per-proxy 2 \
+    --concurrency 32 --steady 10 --cp-log "$WORK/logs/cpb.log" \
+    --dp-log "$WORK/logs/cpb-dp1.log" --dp-log "$WORK/logs/cpb-dp2.log" --dp-log "$WORK/logs/cpb-dp3.log" \
+    >"$RAW/cp/bulk.json"
+  {
+    printf 'snapshot size on the wire (data plane cache file)\t%s KiB\n' \
+      "$(( $(find "$dir/dp1" -type f -printf '%s\n' | sort -n | tail -1) / 1024 ))"
+    printf 'control plane RSS after (peak)\t%s (%s)\n' "$(fmt_mib "$(mem_kib cpb VmRSS)")" "$(fmt_mib "$(mem_kib cpb VmHWM)")"
+    for i in 1 2 3; do
+      printf 'data plane %s RSS after (peak)\t%s (%s)\n' "$i" "$(fmt_mib "$(mem_kib "cpb-dp$i" VmRSS)")" "$(fmt_mib "$(mem_kib "cpb-dp$i" VmHWM)")"
+    done
+  } >"$RAW/cp/bulk-extra.tsv"
+  for i in 3 2 1; do stop "cpb-dp$i"; done
+  stop cpb
+}
+
+fmt_mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
+
+run_micro() {
+  log "case micro: cargo bench -p portcullis-data-plane --bench routing"
+  cargo bench -q -p portcullis-data-plane --bench routing -- \
+    --warm-up-time 1 --measurement-time "$MICRO_TIME" >"$RAW/micro.txt" 2>&1 ||
+    log "warning: micro-benchmark failed; see $RAW/micro.txt"
+}
+
+# ----- main -----
+
+main() {
+  ensure_tools
+  build
+  prepare
+  trap stop_all EXIT
+  trap 'exit 130' INT TERM
+  write_meta
+  log "mode: $MODE; peers: $PEERS; cases: $CASES"
+
+  start_backend
+  local peer
+  for peer in $PEERS; do start_peer "$peer"; done
+  sleep 1
+  for peer in $PEERS; do printf '%s\t%s\n' "$peer" "$(mem_kib "$peer" VmRSS)"; done >"$RAW/idle_rss.tsv"
+
+  for name in h1_small h1_64k h1_close h2c; do
+    if has_case "$name"; then run_load_case "$name"; fi
+  done
+  if has_case idle; then run_idle_case; fi
+  for peer in $PEERS; do stop "$peer"; done
+  stop cp
+
+  if has_case cp; then run_cp_case; fi
+  stop backend
+  if has_case micro; then run_micro; fi
+
+  python3 "$ROOT/bench/report.py" "$RAW" "$RESULT" >/dev/null
+  log "results: ${RESULT#"$ROOT"/}"
+  cat "$RESULT"
+}
+
+main "$@"
