@@ -12,6 +12,7 @@ pub mod convert;
 pub mod error;
 pub mod grpc;
 pub mod model;
+pub mod oauth;
 pub mod rest;
 pub mod secrets;
 pub mod server;

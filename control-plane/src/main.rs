@@ -75,6 +75,8 @@ enum Command {
         /// Default ACME account contact e-mail.
         #[arg(long, env = "PORTCULLIS_ACME_EMAIL", default_value = "")]
         acme_email: String,
+        #[command(flatten)]
+        oauth: OAuthArgs,
     },
     /// Manage API tokens directly in the store.
     Token {
@@ -94,6 +96,61 @@ enum TokenCommand {
         #[arg(long, default_value = "admin")]
         name: String,
     },
+}
+
+/// OAuth authorization server settings.
+#[derive(clap::Args, Clone)]
+struct OAuthArgs {
+    /// Public origin of the OAuth server, e.g. https://auth.example.com [default:
+    /// http://<http-listen>, loopback only].
+    #[arg(long, env = "PORTCULLIS_OAUTH_ISSUER", default_value = "")]
+    oauth_issuer: String,
+    /// Access token lifetime in seconds.
+    #[arg(long, env = "PORTCULLIS_OAUTH_ACCESS_TTL_SECS", default_value_t = 3600)]
+    oauth_access_ttl_secs: u64,
+    /// Refresh token lifetime in seconds (sliding).
+    #[arg(long, env = "PORTCULLIS_OAUTH_REFRESH_TTL_SECS", default_value_t = 30 * 86400)]
+    oauth_refresh_ttl_secs: u64,
+    /// Absolute cap of a refresh chain in seconds.
+    #[arg(long, env = "PORTCULLIS_OAUTH_REFRESH_MAX_SECS", default_value_t = 90 * 86400)]
+    oauth_refresh_max_secs: u64,
+    /// Signing algorithm for new keys: ES256 or RS256.
+    #[arg(long, env = "PORTCULLIS_OAUTH_SIGNING_ALG", default_value = "ES256")]
+    oauth_signing_alg: portcullis_control_plane::oauth::SigningAlg,
+    /// Rotate the signing key after this many days.
+    #[arg(long, env = "PORTCULLIS_OAUTH_KEY_ROTATION_DAYS", default_value_t = 30)]
+    oauth_key_rotation_days: u64,
+    /// Require this initial access token at /register (open registration otherwise).
+    #[arg(
+        long,
+        env = "PORTCULLIS_OAUTH_REGISTRATION_TOKEN",
+        hide_env_values = true
+    )]
+    oauth_registration_token: Option<String>,
+    /// Allow Client ID Metadata Document URLs on private or loopback addresses.
+    #[arg(long, env = "PORTCULLIS_OAUTH_CIMD_ALLOW_PRIVATE")]
+    oauth_cimd_allow_private: bool,
+    /// PEM roots trusted (besides the system's) when calling identity providers and
+    /// metadata documents.
+    #[arg(long, env = "PORTCULLIS_OAUTH_UPSTREAM_CA")]
+    oauth_upstream_ca: Option<PathBuf>,
+}
+
+impl OAuthArgs {
+    fn settings(self) -> portcullis_control_plane::oauth::OAuthSettings {
+        portcullis_control_plane::oauth::OAuthSettings {
+            issuer: self.oauth_issuer,
+            access_ttl: Duration::from_secs(self.oauth_access_ttl_secs.max(1)),
+            refresh_ttl: Duration::from_secs(self.oauth_refresh_ttl_secs.max(1)),
+            refresh_absolute_ttl: Duration::from_secs(self.oauth_refresh_max_secs.max(1)),
+            code_ttl: Duration::from_secs(60),
+            signing_alg: self.oauth_signing_alg,
+            key_rotation: Duration::from_secs(self.oauth_key_rotation_days.max(1) * 86400),
+            registration_token: self.oauth_registration_token,
+            cimd_allow_private: self.oauth_cimd_allow_private,
+            upstream_ca: self.oauth_upstream_ca,
+        }
+    }
 }
 
 #[tokio::main]
@@ -131,6 +188,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             acme_ca_cert,
             acme_email,
             renew_check_secs,
+            oauth,
         } => {
             server::serve(ServeConfig {
                 data_dir: store.data_dir,
@@ -150,6 +208,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     default_email: acme_email,
                     ..Default::default()
                 },
+                oauth: oauth.settings(),
             })
             .await
         }

@@ -35,6 +35,25 @@ pub struct ServeConfig {
     pub acme: crate::acme::AcmeSettings,
     /// How often certificates are checked for renewal.
     pub renew_check_interval: Duration,
+    /// The OAuth authorization server; `issuer` empty = `http://<http_listen>` (loopback only).
+    pub oauth: crate::oauth::OAuthSettings,
+}
+
+/// Checks the issuer: https, or http on a loopback host; no query, fragment or trailing slash.
+pub fn validate_issuer(issuer: &str) -> anyhow::Result<String> {
+    let u = url::Url::parse(issuer)
+        .with_context(|| format!("--oauth-issuer {issuer:?} is not a URL"))?;
+    let loopback = u
+        .host()
+        .as_ref()
+        .is_some_and(crate::oauth::clients::is_loopback_host);
+    if u.scheme() != "https" && !(u.scheme() == "http" && loopback) {
+        bail!("--oauth-issuer {issuer:?} must be https (http only for a loopback host)");
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        bail!("--oauth-issuer {issuer:?} must not have a query or fragment");
+    }
+    Ok(issuer.trim_end_matches('/').to_owned())
 }
 
 /// Opens the configured store.
@@ -99,9 +118,21 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         );
     }
     let store = open_store(&cfg.data_dir, cfg.redis_url.as_deref()).await?;
+    let mut oauth_settings = cfg.oauth.clone();
+    oauth_settings.issuer = if oauth_settings.issuer.is_empty() {
+        if !cfg.http_listen.ip().is_loopback() {
+            bail!(
+                "give --oauth-issuer (the public https origin of the OAuth server) when --http-listen is not loopback"
+            );
+        }
+        format!("http://{}", cfg.http_listen)
+    } else {
+        validate_issuer(&oauth_settings.issuer)?
+    };
     let options = crate::service::Options {
         master_key,
         acme: cfg.acme.clone(),
+        oauth_issuer: oauth_settings.issuer.clone(),
     };
     let cp = ControlPlane::with_options(store, options).await?;
     if let Some(created) = cp.bootstrap_admin_token().await? {
@@ -135,7 +166,11 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
             shutdown(),
         );
-    let http_server = axum::serve(http, crate::rest::router(cp)).with_graceful_shutdown(shutdown());
+    let oauth = crate::oauth::OAuthServer::new(cp.clone(), oauth_settings)?;
+    oauth.spawn_sweeper(Duration::from_secs(60));
+    tracing::info!(issuer = %oauth.issuer(), "OAuth authorization server enabled");
+    let app = crate::rest::router(cp).merge(crate::oauth::http::router(oauth));
+    let http_server = axum::serve(http, app).with_graceful_shutdown(shutdown());
 
     tokio::select! {
         r = grpc_server => r.context("gRPC server failed")?,

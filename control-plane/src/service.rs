@@ -46,6 +46,7 @@ struct Inner {
     dataplanes: DataPlaneRegistry,
     master_key: MasterKey,
     acme: AcmeSettings,
+    oauth_issuer: String,
 }
 
 /// Settings that are not state: secrets and external services.
@@ -55,6 +56,8 @@ pub struct Options {
     pub master_key: MasterKey,
     /// Where and how to order certificates.
     pub acme: AcmeSettings,
+    /// The OAuth issuer data planes trust (sent in every snapshot).
+    pub oauth_issuer: String,
 }
 
 impl Default for Options {
@@ -66,6 +69,7 @@ impl Default for Options {
         Self {
             master_key: MasterKey::from_bytes(&bytes).unwrap_or_else(|_| unreachable!("32 bytes")),
             acme: AcmeSettings::default(),
+            oauth_issuer: String::new(),
         }
     }
 }
@@ -86,6 +90,7 @@ impl ControlPlane {
                 revision: watch::Sender::new(rev),
                 master_key: options.master_key,
                 acme: options.acme,
+                oauth_issuer: options.oauth_issuer,
             }),
         })
     }
@@ -98,6 +103,11 @@ impl ControlPlane {
     /// ACME settings.
     pub fn acme(&self) -> &AcmeSettings {
         &self.inner.acme
+    }
+
+    /// The OAuth issuer, for snapshots.
+    pub fn oauth_issuer(&self) -> &str {
+        &self.inner.oauth_issuer
     }
 
     /// The store, for the snapshot publisher.

@@ -15,6 +15,7 @@ use crate::model::{
     CertStatus, CertificateRecord, ChallengeKind, ChallengeRecord, ExternalService, Proxy, Route,
     TargetKind,
 };
+use crate::oauth::{RevokedToken, SigningKeyRecord};
 use crate::secrets::MasterKey;
 use crate::service::ControlPlane;
 use crate::store::{Collection, Store, StoreError};
@@ -35,15 +36,26 @@ pub async fn build(store: &Store, key: &MasterKey) -> Result<pb::ConfigSnapshot,
             Collection::Services,
             Collection::Certificates,
             Collection::AcmeChallenges,
+            Collection::OAuthKeys,
+            Collection::OAuthRevocations,
         ])
         .await?;
-    let [proxies, routes, services, certs, challenges]: [Vec<(String, Vec<u8>)>; 5] =
-        view.collections.try_into().unwrap_or_default();
+    let [
+        proxies,
+        routes,
+        services,
+        certs,
+        challenges,
+        signing_keys,
+        revoked,
+    ]: [Vec<(String, Vec<u8>)>; 7] = view.collections.try_into().unwrap_or_default();
     let proxies: Vec<Proxy> = decode_all(Collection::Proxies, &proxies)?;
     let services: Vec<ExternalService> = decode_all(Collection::Services, &services)?;
     let certs: Vec<CertificateRecord> = decode_all(Collection::Certificates, &certs)?;
     let challenges: Vec<ChallengeRecord> = decode_all(Collection::AcmeChallenges, &challenges)?;
     let routes: Vec<Route> = decode_all(Collection::Routes, &routes)?;
+    let signing_keys: Vec<SigningKeyRecord> = decode_all(Collection::OAuthKeys, &signing_keys)?;
+    let revoked: Vec<RevokedToken> = decode_all(Collection::OAuthRevocations, &revoked)?;
 
     let hosts: HashSet<&str> = proxies.iter().map(|p| p.hostname.as_str()).collect();
     let names: HashSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
@@ -113,6 +125,21 @@ pub async fn build(store: &Store, key: &MasterKey) -> Result<pb::ConfigSnapshot,
         certificates,
         acme_http01,
         acme_tls_alpn01,
+        // Public halves only: data planes verify, they never sign.
+        jwks_json: if signing_keys.is_empty() {
+            String::new()
+        } else {
+            crate::oauth::keys::jwks_from_records(&signing_keys).to_string()
+        },
+        revocations: revoked
+            .into_iter()
+            .filter(|r| r.expires_at > now)
+            .map(|r| pb::Revocation {
+                kind: "jti".into(),
+                value: r.jti,
+                expires_at: r.expires_at,
+            })
+            .collect(),
         ..Default::default()
     })
 }
@@ -144,7 +171,10 @@ pub fn spawn_publisher(cp: ControlPlane, poll: Duration) -> SnapshotRx {
         loop {
             if stale {
                 stale = false;
-                match build(cp.store(), cp.master_key()).await {
+                match build(cp.store(), cp.master_key()).await.map(|mut snap| {
+                    snap.oauth_issuer = cp.oauth_issuer().to_owned();
+                    snap
+                }) {
                     Ok(snap) if published.is_none_or(|v| snap.version > v) => {
                         published = Some(snap.version);
                         tracing::info!(

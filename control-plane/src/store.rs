@@ -35,6 +35,24 @@ pub enum Collection {
     AcmeChallenges,
     /// ACME account credentials (sealed) by directory and contact.
     AcmeAccounts,
+    /// OAuth signing keys by kid (private halves sealed); public halves go to data planes.
+    OAuthKeys,
+    /// OAuth clients by client id.
+    OAuthClients,
+    /// Upstream identity providers by name (client secrets sealed).
+    OAuthIdps,
+    /// Login rules by id.
+    OAuthRules,
+    /// Logins in progress by transaction id.
+    OAuthTx,
+    /// Authorization codes by hash.
+    OAuthCodes,
+    /// Refresh token families by id.
+    OAuthFamilies,
+    /// Remembered consents by `sub` and client.
+    OAuthConsents,
+    /// Revoked access tokens by jti; data planes refuse them.
+    OAuthRevocations,
 }
 
 impl Collection {
@@ -50,6 +68,15 @@ impl Collection {
             Self::Certificates => "certificates",
             Self::AcmeChallenges => "acmechallenges",
             Self::AcmeAccounts => "acmeaccounts",
+            Self::OAuthKeys => "oauthkeys",
+            Self::OAuthClients => "oauthclients",
+            Self::OAuthIdps => "oauthidps",
+            Self::OAuthRules => "oauthrules",
+            Self::OAuthTx => "oauthtx",
+            Self::OAuthCodes => "oauthcodes",
+            Self::OAuthFamilies => "oauthfamilies",
+            Self::OAuthConsents => "oauthconsents",
+            Self::OAuthRevocations => "oauthrevocations",
         }
     }
 
@@ -62,6 +89,8 @@ impl Collection {
                 | Self::Services
                 | Self::Certificates
                 | Self::AcmeChallenges
+                | Self::OAuthKeys
+                | Self::OAuthRevocations
         )
     }
 }

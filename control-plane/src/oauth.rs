@@ -1,0 +1,351 @@
+//! The OAuth 2.1 authorization server: upstream login through GitHub or OpenID Connect,
+//! PKCE-bound codes, dynamic client registration and Client ID Metadata Documents,
+//! audience-bound JWT access tokens, refresh rotation and revocation.
+//!
+//! Endpoints live at the root of the control plane's HTTP listener (`http.rs`) and reach the
+//! internet through a proxy whose target is the control plane. The issuer is that public
+//! origin. Protocol logic is here and in the submodules; the HTTP adapter only parses and
+//! renders.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::model::now;
+use crate::service::ControlPlane;
+use crate::store::{Batch, Collection, StoreError, Write};
+
+pub mod admin;
+pub mod authorize;
+pub mod clients;
+pub mod http;
+pub mod idp;
+pub mod keys;
+pub mod metadata;
+pub mod model;
+pub mod token;
+
+pub use model::*;
+
+/// Scopes the server always understands, beyond those named in login rules.
+pub const BASE_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
+
+/// Settings fixed at start-up.
+#[derive(Debug, Clone)]
+pub struct OAuthSettings {
+    /// The public origin clients see (`https://auth.example.com`); `http` only on loopback.
+    pub issuer: String,
+    /// Access token lifetime.
+    pub access_ttl: Duration,
+    /// Refresh token lifetime (sliding: each refresh restarts it).
+    pub refresh_ttl: Duration,
+    /// Absolute cap on a refresh chain.
+    pub refresh_absolute_ttl: Duration,
+    /// Authorization code lifetime (at most 60 s).
+    pub code_ttl: Duration,
+    /// `ES256` (default) or `RS256` for new signing keys.
+    pub signing_alg: SigningAlg,
+    /// Rotate the signing key after this long.
+    pub key_rotation: Duration,
+    /// When set, `/register` needs `Authorization: Bearer <this>`.
+    pub registration_token: Option<String>,
+    /// Allow Client ID Metadata Document URLs that resolve to private/loopback addresses
+    /// (tests and private deployments only).
+    pub cimd_allow_private: bool,
+    /// Trust these PEM roots in addition to the system ones when calling providers.
+    pub upstream_ca: Option<std::path::PathBuf>,
+}
+
+impl Default for OAuthSettings {
+    fn default() -> Self {
+        Self {
+            issuer: "http://127.0.0.1:9000".into(),
+            access_ttl: Duration::from_secs(3600),
+            refresh_ttl: Duration::from_secs(30 * 86400),
+            refresh_absolute_ttl: Duration::from_secs(90 * 86400),
+            code_ttl: Duration::from_secs(60),
+            signing_alg: SigningAlg::Es256,
+            key_rotation: Duration::from_secs(30 * 86400),
+            registration_token: None,
+            cimd_allow_private: false,
+            upstream_ca: None,
+        }
+    }
+}
+
+/// Algorithm for new signing keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningAlg {
+    /// ECDSA P-256 with SHA-256: small tokens, fast verification; the default.
+    Es256,
+    /// RSA 2048 with SHA-256, for relying parties that only do RSA.
+    Rs256,
+}
+
+impl SigningAlg {
+    /// JOSE name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Es256 => "ES256",
+            Self::Rs256 => "RS256",
+        }
+    }
+}
+
+impl std::str::FromStr for SigningAlg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_uppercase().as_str() {
+            "ES256" => Ok(Self::Es256),
+            "RS256" => Ok(Self::Rs256),
+            other => Err(format!(
+                "unsupported signing algorithm {other:?}; use ES256 or RS256"
+            )),
+        }
+    }
+}
+
+/// Token counters since this control plane started.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Access tokens issued by a code exchange.
+    pub issued: AtomicU64,
+    /// Refresh grants served.
+    pub refreshed: AtomicU64,
+    /// Tokens or families revoked.
+    pub revoked: AtomicU64,
+}
+
+/// Snapshot of [`Counters`] for the admin API.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Metrics {
+    /// Access tokens issued by a code exchange.
+    pub issued: u64,
+    /// Refresh grants served.
+    pub refreshed: u64,
+    /// Tokens or families revoked.
+    pub revoked: u64,
+    /// Registered clients.
+    pub clients: usize,
+    /// Live refresh families (sessions).
+    pub sessions: usize,
+}
+
+/// An OAuth protocol error (RFC 6749 §5.2 / §4.1.2.1).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {description}")]
+pub struct OAuthError {
+    /// RFC 6749 error code, e.g. `invalid_grant`.
+    pub code: &'static str,
+    /// Human-readable reason (never contains secrets).
+    pub description: String,
+}
+
+impl OAuthError {
+    /// Builds an error.
+    pub fn new(code: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            code,
+            description: description.into(),
+        }
+    }
+
+    /// `invalid_request`.
+    pub fn invalid_request(d: impl Into<String>) -> Self {
+        Self::new("invalid_request", d)
+    }
+
+    /// `server_error`, logging the cause.
+    pub fn server(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "oauth server error");
+        Self::new("server_error", "internal error; try again")
+    }
+}
+
+impl From<StoreError> for OAuthError {
+    fn from(e: StoreError) -> Self {
+        Self::server(e)
+    }
+}
+
+/// The authorization server. Cheap to clone.
+#[derive(Clone)]
+pub struct OAuthServer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cp: ControlPlane,
+    settings: OAuthSettings,
+    http: reqwest::Client,
+    counters: Counters,
+}
+
+impl OAuthServer {
+    /// Builds the server over the control plane's store and master key.
+    pub fn new(cp: ControlPlane, settings: OAuthSettings) -> anyhow::Result<Self> {
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(15))
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &settings.upstream_ca {
+            let pem = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                cp,
+                settings,
+                http: builder.build()?,
+                counters: Counters::default(),
+            }),
+        })
+    }
+
+    /// Start-up settings.
+    pub fn settings(&self) -> &OAuthSettings {
+        &self.inner.settings
+    }
+
+    /// The issuer identifier, exactly as advertised.
+    pub fn issuer(&self) -> &str {
+        &self.inner.settings.issuer
+    }
+
+    /// The control plane (store, master key).
+    pub fn cp(&self) -> &ControlPlane {
+        &self.inner.cp
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.inner.counters
+    }
+
+    pub(crate) fn count(&self, c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    // === store helpers ===
+
+    pub(crate) async fn get<T: DeserializeOwned>(
+        &self,
+        c: Collection,
+        key: &str,
+    ) -> Result<Option<(T, Vec<u8>)>, StoreError> {
+        match self.inner.cp.store().get(c, key).await? {
+            Some(raw) => Ok(Some((decode(c, key, &raw)?, raw))),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) async fn list<T: DeserializeOwned>(
+        &self,
+        c: Collection,
+    ) -> Result<Vec<T>, StoreError> {
+        self.inner
+            .cp
+            .store()
+            .list(c)
+            .await?
+            .iter()
+            .map(|(k, v)| decode(c, k, v))
+            .collect()
+    }
+
+    /// Applies a batch and wakes the snapshot publisher when it changed config.
+    pub(crate) async fn apply(&self, batch: Batch) -> Result<u64, StoreError> {
+        let rev = self.inner.cp.store().apply(batch).await?;
+        self.inner.cp.observe_revision(rev);
+        Ok(rev)
+    }
+
+    /// Deletes expired short-lived records and rotates the signing key when due.
+    pub async fn sweep(&self) -> Result<(), OAuthError> {
+        let t = now();
+        let mut writes = Vec::new();
+        for (k, v) in self.cp().store().list(Collection::OAuthTx).await? {
+            if serde_json::from_slice::<LoginTx>(&v).map_or(true, |r| r.expires_at < t) {
+                writes.push(Write::Delete(Collection::OAuthTx, k));
+            }
+        }
+        for (k, v) in self.cp().store().list(Collection::OAuthCodes).await? {
+            // Used codes are kept a little longer than their life so replays are recognised.
+            if serde_json::from_slice::<CodeRecord>(&v).map_or(true, |r| r.expires_at + 600 < t) {
+                writes.push(Write::Delete(Collection::OAuthCodes, k));
+            }
+        }
+        for (k, v) in self.cp().store().list(Collection::OAuthFamilies).await? {
+            if serde_json::from_slice::<TokenFamily>(&v).map_or(true, |r| {
+                r.refresh_expires_at.min(r.absolute_expires_at) < t
+                    && r.access_tokens.iter().all(|(_, exp)| *exp < t)
+            }) {
+                writes.push(Write::Delete(Collection::OAuthFamilies, k));
+            }
+        }
+        for (k, v) in self.cp().store().list(Collection::OAuthRevocations).await? {
+            if serde_json::from_slice::<RevokedToken>(&v).map_or(true, |r| r.expires_at < t) {
+                writes.push(Write::Delete(Collection::OAuthRevocations, k));
+            }
+        }
+        if !writes.is_empty() {
+            self.apply(Batch {
+                checks: vec![],
+                writes,
+            })
+            .await?;
+        }
+        keys::rotate_if_due(self).await?;
+        Ok(())
+    }
+
+    /// Runs [`Self::sweep`] every `every` until the process ends.
+    pub fn spawn_sweeper(&self, every: Duration) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = this.sweep().await {
+                    tracing::warn!(error = %e, "oauth sweep failed");
+                }
+                tokio::time::sleep(every).await;
+            }
+        });
+    }
+}
+
+fn decode<T: DeserializeOwned>(c: Collection, key: &str, raw: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt {
+        collection: c.name(),
+        key: key.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// A JSON put.
+pub(crate) fn put<T: Serialize>(c: Collection, key: &str, value: &T) -> Write {
+    crate::service::put_record(c, key, value)
+}
+
+/// 256 random bits, URL-safe base64.
+pub(crate) fn random_token() -> String {
+    use base64::Engine as _;
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Hex SHA-256, how every bearer-ish secret is stored.
+pub(crate) fn sha256_hex(s: &str) -> String {
+    crate::auth::hash_secret(s)
+}

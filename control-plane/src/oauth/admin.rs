@@ -1,0 +1,384 @@
+//! Admin operations on the OAuth server: identity providers, login rules, clients, sessions,
+//! consents, key rotation and counters. Every one needs an admin API token.
+
+use super::{
+    ClientRecord, ConsentRecord, IdpInput, IdpKind, IdpRecord, IdpView, LoginRule, LoginRuleInput,
+    Metrics, OAuthServer, TokenFamily, idp, keys, put,
+};
+use crate::auth::Caller;
+use crate::error::ServiceError;
+use crate::model::{now, validate};
+use crate::store::{Batch, Check, Collection, StoreError, Write};
+
+type Result<T> = std::result::Result<T, ServiceError>;
+
+fn admin(caller: &Caller) -> Result<()> {
+    if caller.is_admin() {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden(
+            "OAuth administration needs an admin token".into(),
+        ))
+    }
+}
+
+fn http_url(field: &'static str, raw: &str) -> Result<String> {
+    let u = url::Url::parse(raw)
+        .map_err(|_| ServiceError::invalid(field, "must be an absolute URL"))?;
+    if u.scheme() != "https" && u.scheme() != "http" {
+        return Err(ServiceError::invalid(field, "must be http(s)"));
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err(ServiceError::invalid(
+            field,
+            "must not have a query or fragment",
+        ));
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}
+
+/// Adds an identity provider. The secret is sealed before it is stored.
+pub async fn create_idp(server: &OAuthServer, caller: &Caller, input: IdpInput) -> Result<IdpView> {
+    admin(caller)?;
+    let name = validate::ident("name", &input.name)?;
+    if input.client_id.trim().is_empty() || input.client_id.len() > 200 {
+        return Err(ServiceError::invalid(
+            "client_id",
+            "must be 1-200 characters",
+        ));
+    }
+    if input.client_secret.is_empty() || input.client_secret.len() > 500 {
+        return Err(ServiceError::invalid(
+            "client_secret",
+            "must be 1-500 characters",
+        ));
+    }
+    let (base_url, api_url, default_scopes) = match input.kind {
+        IdpKind::Github => {
+            let base = http_url(
+                "base_url",
+                input.base_url.as_deref().unwrap_or("https://github.com"),
+            )?;
+            let api = match input.api_url.as_deref() {
+                Some(a) => http_url("api_url", a)?,
+                None if base == "https://github.com" => "https://api.github.com".into(),
+                None => format!("{base}/api/v3"),
+            };
+            (base, api, idp::GITHUB_SCOPES)
+        }
+        IdpKind::Oidc => {
+            let issuer = input.base_url.as_deref().ok_or_else(|| {
+                ServiceError::invalid("base_url", "the OIDC issuer URL is required")
+            })?;
+            if input.api_url.is_some() {
+                return Err(ServiceError::invalid(
+                    "api_url",
+                    "only for GitHub providers",
+                ));
+            }
+            (
+                http_url("base_url", issuer)?,
+                String::new(),
+                idp::OIDC_SCOPES,
+            )
+        }
+    };
+    let scopes = input
+        .scopes
+        .unwrap_or_else(|| default_scopes.iter().map(|s| (*s).to_owned()).collect());
+    if let Some(bad) = scopes
+        .iter()
+        .find(|s| s.is_empty() || s.contains(char::is_whitespace))
+    {
+        return Err(ServiceError::invalid(
+            "scopes",
+            format!("{bad:?} is not a scope token"),
+        ));
+    }
+    let record = IdpRecord {
+        name: name.clone(),
+        kind: input.kind,
+        client_id: input.client_id.trim().to_owned(),
+        client_secret_sealed: server
+            .cp()
+            .master_key()
+            .seal(input.client_secret.as_bytes()),
+        base_url,
+        api_url,
+        scopes,
+        created_at: now(),
+    };
+    server
+        .apply(Batch {
+            checks: vec![Check::Absent(Collection::OAuthIdps, name.clone())],
+            writes: vec![put(Collection::OAuthIdps, &name, &record)],
+        })
+        .await
+        .map_err(|e| match e {
+            StoreError::CheckFailed(_) => {
+                ServiceError::Conflict(format!("identity provider {name:?} exists"))
+            }
+            e => e.into(),
+        })?;
+    Ok(IdpView::from(&record))
+}
+
+/// Lists identity providers (no secrets).
+pub async fn list_idps(server: &OAuthServer, caller: &Caller) -> Result<Vec<IdpView>> {
+    admin(caller)?;
+    let all: Vec<IdpRecord> = server.list(Collection::OAuthIdps).await?;
+    Ok(all.iter().map(IdpView::from).collect())
+}
+
+/// Removes an identity provider.
+pub async fn delete_idp(server: &OAuthServer, caller: &Caller, name: &str) -> Result<()> {
+    admin(caller)?;
+    delete_one(server, Collection::OAuthIdps, "identity provider", name).await
+}
+
+async fn delete_one(
+    server: &OAuthServer,
+    c: Collection,
+    kind: &'static str,
+    key: &str,
+) -> Result<()> {
+    server
+        .apply(Batch {
+            checks: vec![Check::Present(c, key.to_owned())],
+            writes: vec![Write::Delete(c, key.to_owned())],
+        })
+        .await
+        .map_err(|e| match e {
+            StoreError::CheckFailed(_) => ServiceError::not_found(kind, key),
+            e => e.into(),
+        })?;
+    Ok(())
+}
+
+/// Adds a login rule.
+pub async fn create_rule(
+    server: &OAuthServer,
+    caller: &Caller,
+    input: LoginRuleInput,
+) -> Result<LoginRule> {
+    admin(caller)?;
+    if input.users.is_empty() && input.groups.is_empty() && input.email_domains.is_empty() {
+        return Err(ServiceError::invalid(
+            "users",
+            "a rule needs at least one of users (or \"*\"), groups, email_domains",
+        ));
+    }
+    let proxy_hostname = match input.proxy_hostname.as_deref() {
+        Some(h) => Some(validate::hostname("proxy_hostname", h)?),
+        None => None,
+    };
+    for (field, list) in [
+        ("users", &input.users),
+        ("groups", &input.groups),
+        ("email_domains", &input.email_domains),
+        ("scopes", &input.scopes),
+    ] {
+        if let Some(bad) = list
+            .iter()
+            .find(|s| s.is_empty() || s.len() > 200 || s.contains(char::is_whitespace))
+        {
+            return Err(ServiceError::invalid(
+                field,
+                format!("{bad:?}: entries are non-empty, without spaces, at most 200 characters"),
+            ));
+        }
+    }
+    let id = format!("rule_{}", &super::random_token()[..12]);
+    let rule = LoginRule {
+        id: id.clone(),
+        proxy_hostname,
+        idp: input.idp,
+        users: input.users,
+        groups: input.groups,
+        email_domains: input
+            .email_domains
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect(),
+        scopes: input.scopes,
+        created_at: now(),
+    };
+    server
+        .apply(Batch {
+            checks: vec![Check::Absent(Collection::OAuthRules, id.clone())],
+            writes: vec![put(Collection::OAuthRules, &id, &rule)],
+        })
+        .await?;
+    Ok(rule)
+}
+
+/// Lists login rules.
+pub async fn list_rules(server: &OAuthServer, caller: &Caller) -> Result<Vec<LoginRule>> {
+    admin(caller)?;
+    Ok(server.list(Collection::OAuthRules).await?)
+}
+
+/// Removes a login rule.
+pub async fn delete_rule(server: &OAuthServer, caller: &Caller, id: &str) -> Result<()> {
+    admin(caller)?;
+    delete_one(server, Collection::OAuthRules, "login rule", id).await
+}
+
+/// Client as the admin API shows it (no secret hashes).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ClientView {
+    /// Id.
+    pub client_id: String,
+    /// Name.
+    pub client_name: Option<String>,
+    /// Redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Auth method.
+    pub token_endpoint_auth_method: String,
+    /// Grants.
+    pub grant_types: Vec<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// Lists registered clients.
+pub async fn list_clients(server: &OAuthServer, caller: &Caller) -> Result<Vec<ClientView>> {
+    admin(caller)?;
+    let all: Vec<ClientRecord> = server.list(Collection::OAuthClients).await?;
+    Ok(all
+        .into_iter()
+        .map(|c| ClientView {
+            client_id: c.client_id,
+            client_name: c.client_name,
+            redirect_uris: c.redirect_uris,
+            token_endpoint_auth_method: c.token_endpoint_auth_method.as_str().into(),
+            grant_types: c.grant_types,
+            created_at: c.created_at,
+        })
+        .collect())
+}
+
+/// Deletes a client and revokes its tokens.
+pub async fn delete_client(server: &OAuthServer, caller: &Caller, id: &str) -> Result<()> {
+    admin(caller)?;
+    if server
+        .get::<ClientRecord>(Collection::OAuthClients, id)
+        .await?
+        .is_none()
+    {
+        return Err(ServiceError::not_found("client", id));
+    }
+    super::clients::delete(server, id, None)
+        .await
+        .map_err(|e| ServiceError::Unprocessable(e.to_string()))
+}
+
+/// A login session (refresh family) as the admin API shows it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct SessionView {
+    /// Family id (revoke with it).
+    pub id: String,
+    /// Client.
+    pub client_id: String,
+    /// User.
+    pub sub: String,
+    /// Login.
+    pub login: String,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// Audiences.
+    pub resources: Vec<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub refresh_expires_at: i64,
+}
+
+/// Lists live sessions.
+pub async fn list_sessions(server: &OAuthServer, caller: &Caller) -> Result<Vec<SessionView>> {
+    admin(caller)?;
+    let all: Vec<TokenFamily> = server.list(Collection::OAuthFamilies).await?;
+    Ok(all
+        .into_iter()
+        .map(|f| SessionView {
+            id: f.id,
+            client_id: f.client_id,
+            sub: f.identity.sub,
+            login: f.identity.login,
+            scopes: f.scopes,
+            resources: f.resources,
+            created_at: f.created_at,
+            refresh_expires_at: f.refresh_expires_at,
+        })
+        .collect())
+}
+
+/// Revokes a session and the access tokens it issued.
+pub async fn revoke_session(server: &OAuthServer, caller: &Caller, id: &str) -> Result<()> {
+    admin(caller)?;
+    if server
+        .get::<TokenFamily>(Collection::OAuthFamilies, id)
+        .await?
+        .is_none()
+    {
+        return Err(ServiceError::not_found("session", id));
+    }
+    super::token::revoke_family(server, id)
+        .await
+        .map_err(|e| ServiceError::Unprocessable(e.to_string()))
+}
+
+/// Lists remembered consents.
+pub async fn list_consents(server: &OAuthServer, caller: &Caller) -> Result<Vec<ConsentRecord>> {
+    admin(caller)?;
+    Ok(server.list(Collection::OAuthConsents).await?)
+}
+
+/// Forgets a consent: the user is asked again next time.
+pub async fn revoke_consent(
+    server: &OAuthServer,
+    caller: &Caller,
+    sub: &str,
+    client_id: &str,
+) -> Result<()> {
+    admin(caller)?;
+    delete_one(
+        server,
+        Collection::OAuthConsents,
+        "consent",
+        &super::authorize::consent_key(sub, client_id),
+    )
+    .await
+}
+
+/// Rotates the signing key now.
+pub async fn rotate_keys(server: &OAuthServer, caller: &Caller) -> Result<String> {
+    admin(caller)?;
+    keys::rotate(server)
+        .await
+        .map_err(|e| ServiceError::Unprocessable(e.to_string()))
+}
+
+/// Token counters and live totals.
+pub async fn metrics(server: &OAuthServer, caller: &Caller) -> Result<Metrics> {
+    admin(caller)?;
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = server.counters();
+    Ok(Metrics {
+        issued: c.issued.load(Relaxed),
+        refreshed: c.refreshed.load(Relaxed),
+        revoked: c.revoked.load(Relaxed),
+        clients: server
+            .cp()
+            .store()
+            .list(Collection::OAuthClients)
+            .await?
+            .len(),
+        sessions: server
+            .cp()
+            .store()
+            .list(Collection::OAuthFamilies)
+            .await?
+            .len(),
+    })
+}

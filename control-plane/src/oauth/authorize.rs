@@ -1,0 +1,828 @@
+//! The authorization-code flow: `/authorize` validates the client's request and starts an
+//! upstream login; `/callback/{idp}` learns who the user is and applies login rules; the
+//! consent step records the user's approval; then a single-use, PKCE-bound code goes back to
+//! the client with `iss` (RFC 9207).
+//!
+//! Every step after `/authorize` must happen in the browser that started it: a random
+//! `__Host-` cookie is bound (by hash) to the login transaction.
+
+use base64::Engine as _;
+use sha2::Digest as _;
+
+use super::{
+    BASE_SCOPES, CodeRecord, ConsentRecord, Identity, IdpRecord, LoginRule, LoginTx, OAuthError,
+    OAuthServer, clients, idp, put, random_token, sha256_hex,
+};
+use crate::auth::hashes_equal;
+use crate::model::{Proxy, now};
+use crate::store::{Batch, Check, Collection, StoreError, Write};
+
+/// How long a login may take, from `/authorize` to consent.
+const LOGIN_TTL_SECS: i64 = 600;
+/// Name of the browser-binding cookie.
+pub const LOGIN_COOKIE: &str = "__Host-portcullis_login";
+
+/// Query of `GET /authorize` (RFC 6749 §4.1.1, RFC 7636, RFC 8707).
+#[derive(Debug, Default, Clone)]
+pub struct AuthorizeRequest {
+    /// Must be `code`.
+    pub response_type: Option<String>,
+    /// The client.
+    pub client_id: Option<String>,
+    /// Must exactly match a registered one.
+    pub redirect_uri: Option<String>,
+    /// Echoed back.
+    pub state: Option<String>,
+    /// PKCE challenge.
+    pub code_challenge: Option<String>,
+    /// Must be `S256`.
+    pub code_challenge_method: Option<String>,
+    /// Space-separated scopes.
+    pub scope: Option<String>,
+    /// Protected resources (audiences), repeatable.
+    pub resources: Vec<String>,
+    /// Our extension: preselect an identity provider by name.
+    pub idp: Option<String>,
+}
+
+/// Where a request that cannot be answered by redirect ends.
+#[derive(Debug)]
+pub enum Failure {
+    /// Show an HTML error page: the redirect URI is unknown or untrusted.
+    Page(OAuthError),
+    /// Send the browser back to the client with the error.
+    Redirect(String),
+}
+
+impl From<OAuthError> for Failure {
+    fn from(e: OAuthError) -> Self {
+        Self::Page(e)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Self::Page(e.into())
+    }
+}
+
+/// What `/authorize` and the later steps ask the browser to do next.
+#[derive(Debug)]
+pub enum Next {
+    /// Redirect to this URL; set the login cookie to `cookie` if given.
+    Redirect {
+        /// Target.
+        url: String,
+        /// Browser-binding cookie value to set.
+        cookie: Option<String>,
+    },
+    /// Ask the user which identity provider to use.
+    ChooseIdp {
+        /// Login transaction.
+        tx: String,
+        /// Names of the providers.
+        idps: Vec<String>,
+        /// Browser-binding cookie value to set.
+        cookie: String,
+    },
+    /// Ask the user to approve the client.
+    Consent(ConsentPage),
+}
+
+/// What the consent page shows; every field is escaped when rendered.
+#[derive(Debug)]
+pub struct ConsentPage {
+    /// Login transaction.
+    pub tx: String,
+    /// CSRF token for the form.
+    pub csrf: String,
+    /// Client name (or id).
+    pub client_name: String,
+    /// Client id.
+    pub client_id: String,
+    /// Host the code will be sent to.
+    pub redirect_host: String,
+    /// Scopes that will be granted.
+    pub scopes: Vec<String>,
+    /// Who is logged in.
+    pub login: String,
+}
+
+/// Builds a redirect back to the client carrying an error, `state` and `iss`.
+pub fn error_redirect(
+    issuer: &str,
+    redirect_uri: &str,
+    state: Option<&str>,
+    e: &OAuthError,
+) -> String {
+    let mut url = match url::Url::parse(redirect_uri) {
+        Ok(u) => u,
+        Err(_) => return redirect_uri.to_owned(),
+    };
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("error", e.code);
+        q.append_pair("error_description", &e.description);
+        if let Some(s) = state {
+            q.append_pair("state", s);
+        }
+        q.append_pair("iss", issuer);
+    }
+    url.into()
+}
+
+fn success_redirect(issuer: &str, redirect_uri: &str, state: Option<&str>, code: &str) -> String {
+    let mut url = match url::Url::parse(redirect_uri) {
+        Ok(u) => u,
+        Err(_) => return redirect_uri.to_owned(),
+    };
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("code", code);
+        if let Some(s) = state {
+            q.append_pair("state", s);
+        }
+        q.append_pair("iss", issuer);
+    }
+    url.into()
+}
+
+/// Canonical form of a resource indicator: lowercase scheme and host, no default port, no
+/// trailing slash (so `https://host` and `https://host/` are one audience).
+pub fn canonical_resource(raw: &str) -> Result<(String, String), OAuthError> {
+    let bad = |why: &str| OAuthError::new("invalid_target", format!("resource {raw:?}: {why}"));
+    let url = url::Url::parse(raw).map_err(|_| bad("is not an absolute URI"))?;
+    if url.scheme() != "https" && url.scheme() != "http" {
+        return Err(bad("must be an http(s) URI"));
+    }
+    if url.fragment().is_some() || url.query().is_some() {
+        return Err(bad("must not have a query or fragment"));
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| bad("has no host"))?
+        .to_ascii_lowercase();
+    let mut out = format!("{}://{}", url.scheme(), host);
+    if let Some(port) = url.port() {
+        out.push_str(&format!(":{port}"));
+    }
+    let path = url.path().trim_end_matches('/');
+    out.push_str(path);
+    Ok((out, host))
+}
+
+fn host_matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => host.strip_suffix(suffix).is_some_and(|rest| {
+            rest.ends_with('.') && rest.len() > 1 && !rest[..rest.len() - 1].contains('.')
+        }),
+        None => pattern == host,
+    }
+}
+
+/// Checks each requested resource against the proxies this server protects.
+pub async fn validate_resources(
+    server: &OAuthServer,
+    raw: &[String],
+) -> Result<Vec<String>, OAuthError> {
+    if raw.is_empty() {
+        return Ok(vec![]);
+    }
+    let proxies: Vec<Proxy> = server.list(Collection::Proxies).await?;
+    let mut out = Vec::new();
+    for r in raw {
+        let (canon, host) = canonical_resource(r)?;
+        if !proxies
+            .iter()
+            .any(|p| p.enabled && host_matches(&p.hostname, &host))
+        {
+            return Err(OAuthError::new(
+                "invalid_target",
+                format!("resource {r:?} is not a protected resource of this server"),
+            ));
+        }
+        if !out.contains(&canon) {
+            out.push(canon);
+        }
+    }
+    Ok(out)
+}
+
+fn valid_pkce_value(s: &str) -> bool {
+    (43..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+/// Every scope this server can grant: the base set plus those named in login rules.
+pub async fn known_scopes(server: &OAuthServer) -> Result<Vec<String>, OAuthError> {
+    let rules: Vec<LoginRule> = server.list(Collection::OAuthRules).await?;
+    let mut out: Vec<String> = BASE_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+    for s in rules.into_iter().flat_map(|r| r.scopes) {
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+/// `GET /authorize`.
+pub async fn start(server: &OAuthServer, req: AuthorizeRequest) -> Result<Next, Failure> {
+    let client_id = req
+        .client_id
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| Failure::Page(OAuthError::invalid_request("client_id is missing")))?;
+    let client = clients::resolve(server, client_id)
+        .await
+        .map_err(Failure::Page)?;
+    let redirect_uri = match req.redirect_uri.as_deref() {
+        Some(r) if client.redirect_uris.iter().any(|u| u == r) => r.to_owned(),
+        Some(_) => {
+            return Err(Failure::Page(OAuthError::invalid_request(
+                "redirect_uri does not exactly match any registered for this client",
+            )));
+        }
+        None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
+        None => {
+            return Err(Failure::Page(OAuthError::invalid_request(
+                "redirect_uri is required: the client has several",
+            )));
+        }
+    };
+    let state = req.state.clone();
+    let fail = |e: OAuthError| {
+        Failure::Redirect(error_redirect(
+            server.issuer(),
+            &redirect_uri,
+            state.as_deref(),
+            &e,
+        ))
+    };
+    if req.response_type.as_deref() != Some("code") {
+        return Err(fail(OAuthError::new(
+            "unsupported_response_type",
+            "response_type must be \"code\"",
+        )));
+    }
+    if !client.grant_types.iter().any(|g| g == "authorization_code") {
+        return Err(fail(OAuthError::new(
+            "unauthorized_client",
+            "this client did not register the authorization_code grant",
+        )));
+    }
+    let challenge = match req.code_challenge.as_deref() {
+        None | Some("") => {
+            return Err(fail(OAuthError::invalid_request(
+                "code_challenge is required (PKCE with S256)",
+            )));
+        }
+        Some(c) => c,
+    };
+    if req.code_challenge_method.as_deref() != Some("S256") {
+        return Err(fail(OAuthError::invalid_request(
+            "code_challenge_method must be S256 (plain is not allowed)",
+        )));
+    }
+    if !valid_pkce_value(challenge) {
+        return Err(fail(OAuthError::invalid_request(
+            "code_challenge must be 43-128 characters of [A-Za-z0-9-._~]",
+        )));
+    }
+    let known = known_scopes(server).await.map_err(fail)?;
+    let scopes: Vec<String> = req
+        .scope
+        .as_deref()
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if let Some(unknown) = scopes.iter().find(|s| !known.contains(s)) {
+        return Err(fail(OAuthError::new(
+            "invalid_scope",
+            format!("unknown scope {unknown:?}"),
+        )));
+    }
+    let resources = validate_resources(server, &req.resources)
+        .await
+        .map_err(fail)?;
+    let idps: Vec<IdpRecord> = server
+        .list(Collection::OAuthIdps)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    if idps.is_empty() {
+        return Err(fail(OAuthError::new(
+            "temporarily_unavailable",
+            "no identity provider is configured on this server",
+        )));
+    }
+    let chosen = match req.idp.as_deref() {
+        Some(name) => Some(idps.iter().find(|i| i.name == name).ok_or_else(|| {
+            fail(OAuthError::invalid_request(format!(
+                "unknown identity provider {name:?}"
+            )))
+        })?),
+        None if idps.len() == 1 => idps.first(),
+        None => None,
+    };
+    let browser = random_token();
+    let tx = LoginTx {
+        id: random_token(),
+        browser_sha256: sha256_hex(&browser),
+        client_id: client.client_id.clone(),
+        redirect_uri: redirect_uri.clone(),
+        state: req.state,
+        code_challenge: challenge.to_owned(),
+        scopes,
+        resources,
+        idp: chosen.map(|i| i.name.clone()),
+        upstream_verifier: random_token(),
+        upstream_nonce: random_token(),
+        identity: None,
+        granted_scopes: vec![],
+        csrf_sha256: String::new(),
+        auth_time: 0,
+        expires_at: now() + LOGIN_TTL_SECS,
+    };
+    server
+        .apply(Batch {
+            checks: vec![Check::Absent(Collection::OAuthTx, tx.id.clone())],
+            writes: vec![put(Collection::OAuthTx, &tx.id, &tx)],
+        })
+        .await?;
+    match chosen {
+        Some(idp_record) => {
+            let url = idp::authorization_url(server, idp_record, &tx)
+                .await
+                .map_err(fail)?;
+            Ok(Next::Redirect {
+                url,
+                cookie: Some(browser),
+            })
+        }
+        None => Ok(Next::ChooseIdp {
+            tx: tx.id,
+            idps: idps.into_iter().map(|i| i.name).collect(),
+            cookie: browser,
+        }),
+    }
+}
+
+async fn load_tx(
+    server: &OAuthServer,
+    id: &str,
+    browser: Option<&str>,
+) -> Result<(LoginTx, Vec<u8>), Failure> {
+    let gone = || {
+        Failure::Page(OAuthError::invalid_request(
+            "this login is unknown or has expired; start again from the application",
+        ))
+    };
+    let (tx, raw) = server
+        .get::<LoginTx>(Collection::OAuthTx, id)
+        .await?
+        .ok_or_else(gone)?;
+    if tx.expires_at < now() {
+        return Err(gone());
+    }
+    let bound = browser.is_some_and(|b| hashes_equal(&sha256_hex(b), &tx.browser_sha256));
+    if !bound {
+        return Err(Failure::Page(OAuthError::invalid_request(
+            "this login was started in another browser (or cookies are blocked); start again from the application",
+        )));
+    }
+    Ok((tx, raw))
+}
+
+fn tx_error(server: &OAuthServer, tx: &LoginTx, e: OAuthError) -> Failure {
+    Failure::Redirect(error_redirect(
+        server.issuer(),
+        &tx.redirect_uri,
+        tx.state.as_deref(),
+        &e,
+    ))
+}
+
+/// The chooser page's choice: start the upstream login at `idp`.
+pub async fn choose(
+    server: &OAuthServer,
+    tx_id: &str,
+    idp_name: &str,
+    browser: Option<&str>,
+) -> Result<Next, Failure> {
+    let (mut tx, raw) = load_tx(server, tx_id, browser).await?;
+    let idp_record = server
+        .get::<IdpRecord>(Collection::OAuthIdps, idp_name)
+        .await?
+        .map(|(r, _)| r)
+        .ok_or_else(|| {
+            Failure::Page(OAuthError::invalid_request(format!(
+                "unknown identity provider {idp_name:?}"
+            )))
+        })?;
+    tx.idp = Some(idp_record.name.clone());
+    replace_tx(server, &tx, raw).await?;
+    let url = idp::authorization_url(server, &idp_record, &tx)
+        .await
+        .map_err(|e| tx_error(server, &tx, e))?;
+    Ok(Next::Redirect { url, cookie: None })
+}
+
+async fn replace_tx(server: &OAuthServer, tx: &LoginTx, raw: Vec<u8>) -> Result<(), Failure> {
+    server
+        .apply(Batch {
+            checks: vec![Check::Equals(Collection::OAuthTx, tx.id.clone(), raw)],
+            writes: vec![put(Collection::OAuthTx, &tx.id, tx)],
+        })
+        .await
+        .map_err(|e| match e {
+            StoreError::CheckFailed(_) => Failure::Page(OAuthError::invalid_request(
+                "this login step was already completed; start again from the application",
+            )),
+            e => e.into(),
+        })?;
+    Ok(())
+}
+
+/// Query of `GET /callback/{idp}`.
+#[derive(Debug, Default)]
+pub struct Callback {
+    /// Provider's code.
+    pub code: Option<String>,
+    /// Our transaction id.
+    pub state: Option<String>,
+    /// Provider's error, e.g. `access_denied`.
+    pub error: Option<String>,
+}
+
+/// `GET /callback/{idp}`: finishes the upstream login, applies the rules, then either issues
+/// the code (consent remembered) or shows the consent page.
+pub async fn callback(
+    server: &OAuthServer,
+    idp_name: &str,
+    cb: Callback,
+    browser: Option<&str>,
+) -> Result<Next, Failure> {
+    let state = cb
+        .state
+        .as_deref()
+        .ok_or_else(|| Failure::Page(OAuthError::invalid_request("state is missing")))?;
+    let (mut tx, raw) = load_tx(server, state, browser).await?;
+    if tx.idp.as_deref() != Some(idp_name) || tx.identity.is_some() {
+        return Err(Failure::Page(OAuthError::invalid_request(
+            "unexpected callback for this login",
+        )));
+    }
+    if let Some(err) = cb.error {
+        let e = OAuthError::new(
+            "access_denied",
+            format!(
+                "the identity provider refused the login ({})",
+                truncate(&err, 64)
+            ),
+        );
+        delete_tx(server, &tx.id).await;
+        return Err(tx_error(server, &tx, e));
+    }
+    let code = cb.code.as_deref().ok_or_else(|| {
+        tx_error(
+            server,
+            &tx,
+            OAuthError::invalid_request("the identity provider sent no code"),
+        )
+    })?;
+    let idp_record = server
+        .get::<IdpRecord>(Collection::OAuthIdps, idp_name)
+        .await?
+        .map(|(r, _)| r)
+        .ok_or_else(|| {
+            tx_error(
+                server,
+                &tx,
+                OAuthError::server("identity provider removed during login"),
+            )
+        })?;
+    let identity = match idp::finish(server, &idp_record, &tx, code).await {
+        Ok(i) => i,
+        Err(e) => {
+            delete_tx(server, &tx.id).await;
+            return Err(tx_error(server, &tx, e));
+        }
+    };
+    let allowed = match allowed_scopes(server, &identity, &tx.resources).await? {
+        Some(s) => s,
+        None => {
+            tracing::info!(sub = %identity.sub, login = %identity.login, "login refused by rules");
+            delete_tx(server, &tx.id).await;
+            return Err(tx_error(
+                server,
+                &tx,
+                OAuthError::new("access_denied", "this user is not allowed to log in here"),
+            ));
+        }
+    };
+    tx.granted_scopes = if tx.scopes.is_empty() {
+        allowed
+            .into_iter()
+            .filter(|s| s != "offline_access")
+            .collect()
+    } else {
+        tx.scopes
+            .iter()
+            .filter(|s| allowed.contains(s))
+            .cloned()
+            .collect()
+    };
+    tx.auth_time = now();
+    tx.identity = Some(identity.clone());
+    let consent_key = consent_key(&identity.sub, &tx.client_id);
+    let remembered = server
+        .get::<ConsentRecord>(Collection::OAuthConsents, &consent_key)
+        .await?
+        .is_some_and(|(c, _)| tx.granted_scopes.iter().all(|s| c.scopes.contains(s)));
+    if remembered {
+        let url = issue_code(server, &tx).await?;
+        return Ok(Next::Redirect { url, cookie: None });
+    }
+    let csrf = random_token();
+    tx.csrf_sha256 = sha256_hex(&csrf);
+    replace_tx(server, &tx, raw).await?;
+    let client = clients::resolve(server, &tx.client_id)
+        .await
+        .map_err(Failure::Page)?;
+    Ok(Next::Consent(ConsentPage {
+        tx: tx.id.clone(),
+        csrf,
+        client_name: client
+            .client_name
+            .clone()
+            .unwrap_or_else(|| client.client_id.clone()),
+        client_id: client.client_id,
+        redirect_host: url::Url::parse(&tx.redirect_uri)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default(),
+        scopes: tx.granted_scopes.clone(),
+        login: identity.login,
+    }))
+}
+
+/// Key of a remembered consent.
+pub fn consent_key(sub: &str, client_id: &str) -> String {
+    format!("{sub}|{client_id}")
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+async fn delete_tx(server: &OAuthServer, id: &str) {
+    let _ = server
+        .apply(Batch {
+            checks: vec![],
+            writes: vec![Write::Delete(Collection::OAuthTx, id.to_owned())],
+        })
+        .await;
+}
+
+/// `POST /consent`: the user's answer.
+pub async fn consent(
+    server: &OAuthServer,
+    tx_id: &str,
+    csrf: &str,
+    approve: bool,
+    browser: Option<&str>,
+) -> Result<Next, Failure> {
+    let (tx, _) = load_tx(server, tx_id, browser).await?;
+    if tx.csrf_sha256.is_empty() || !hashes_equal(&tx.csrf_sha256, &sha256_hex(csrf)) {
+        return Err(Failure::Page(OAuthError::invalid_request(
+            "the consent form is stale or forged; start again",
+        )));
+    }
+    let Some(identity) = tx.identity.clone() else {
+        return Err(Failure::Page(OAuthError::invalid_request(
+            "no login to consent to",
+        )));
+    };
+    if !approve {
+        delete_tx(server, &tx.id).await;
+        return Err(tx_error(
+            server,
+            &tx,
+            OAuthError::new("access_denied", "the user declined"),
+        ));
+    }
+    let record = ConsentRecord {
+        sub: identity.sub.clone(),
+        client_id: tx.client_id.clone(),
+        scopes: tx.granted_scopes.clone(),
+        created_at: now(),
+    };
+    server
+        .apply(Batch {
+            checks: vec![],
+            writes: vec![put(
+                Collection::OAuthConsents,
+                &consent_key(&identity.sub, &tx.client_id),
+                &record,
+            )],
+        })
+        .await?;
+    let url = issue_code(server, &tx).await?;
+    Ok(Next::Redirect { url, cookie: None })
+}
+
+/// Issues the code and ends the login transaction (atomically: a transaction yields one code).
+async fn issue_code(server: &OAuthServer, tx: &LoginTx) -> Result<String, Failure> {
+    let Some(identity) = tx.identity.clone() else {
+        return Err(Failure::Page(OAuthError::server(
+            "issuing a code without a login",
+        )));
+    };
+    let code = random_token();
+    let record = CodeRecord {
+        client_id: tx.client_id.clone(),
+        redirect_uri: tx.redirect_uri.clone(),
+        code_challenge: tx.code_challenge.clone(),
+        scopes: tx.granted_scopes.clone(),
+        resources: tx.resources.clone(),
+        identity,
+        auth_time: tx.auth_time,
+        expires_at: now() + server.settings().code_ttl.as_secs().min(60) as i64,
+        used_by_family: None,
+    };
+    server
+        .apply(Batch {
+            checks: vec![Check::Present(Collection::OAuthTx, tx.id.clone())],
+            writes: vec![
+                Write::Delete(Collection::OAuthTx, tx.id.clone()),
+                put(Collection::OAuthCodes, &sha256_hex(&code), &record),
+            ],
+        })
+        .await
+        .map_err(|e| match e {
+            StoreError::CheckFailed(_) => {
+                Failure::Page(OAuthError::invalid_request("this login already finished"))
+            }
+            e => e.into(),
+        })?;
+    Ok(success_redirect(
+        server.issuer(),
+        &tx.redirect_uri,
+        tx.state.as_deref(),
+        &code,
+    ))
+}
+
+/// Which scopes the rules grant `who` (for these resources), or `None` if no rule admits them.
+pub async fn allowed_scopes(
+    server: &OAuthServer,
+    who: &Identity,
+    resources: &[String],
+) -> Result<Option<Vec<String>>, OAuthError> {
+    let rules: Vec<LoginRule> = server.list(Collection::OAuthRules).await?;
+    let hosts: Vec<String> = resources
+        .iter()
+        .filter_map(|r| canonical_resource(r).ok().map(|(_, h)| h))
+        .collect();
+    let mut matched = false;
+    let mut scopes: Vec<String> = BASE_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+    for rule in &rules {
+        if rule
+            .proxy_hostname
+            .as_deref()
+            .is_some_and(|p| !hosts.iter().any(|h| host_matches(p, h)))
+        {
+            continue;
+        }
+        if rule.idp.as_deref().is_some_and(|i| i != who.idp) {
+            continue;
+        }
+        if rule_matches(rule, who) {
+            matched = true;
+            for s in &rule.scopes {
+                if !scopes.contains(s) {
+                    scopes.push(s.clone());
+                }
+            }
+        }
+    }
+    Ok(matched.then_some(scopes))
+}
+
+/// Whether one rule admits a user: any of its users, groups or e-mail domains matches.
+pub fn rule_matches(rule: &LoginRule, who: &Identity) -> bool {
+    let users = rule
+        .users
+        .iter()
+        .any(|u| u == "*" || u.eq_ignore_ascii_case(&who.login));
+    let groups = rule
+        .groups
+        .iter()
+        .any(|g| who.groups.iter().any(|have| have.eq_ignore_ascii_case(g)));
+    let domains = who
+        .email
+        .as_deref()
+        .and_then(|e| e.rsplit_once('@'))
+        .is_some_and(|(_, d)| {
+            rule.email_domains
+                .iter()
+                .any(|want| want.eq_ignore_ascii_case(d))
+        });
+    users || groups || domains
+}
+
+/// RFC 7636 S256: `BASE64URL(SHA256(verifier)) == challenge`, compared in constant time.
+pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
+    if !valid_pkce_value(verifier) {
+        return false;
+    }
+    let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    hashes_equal(&computed, challenge)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_are_canonical() {
+        assert_eq!(
+            canonical_resource("https://MCP.example.com/").unwrap().0,
+            "https://mcp.example.com"
+        );
+        assert_eq!(
+            canonical_resource("https://mcp.example.com").unwrap().0,
+            "https://mcp.example.com"
+        );
+        assert_eq!(
+            canonical_resource("https://mcp.example.com:443/mcp/")
+                .unwrap()
+                .0,
+            "https://mcp.example.com/mcp"
+        );
+        assert_eq!(
+            canonical_resource("http://a.localhost:8080/x").unwrap().0,
+            "http://a.localhost:8080/x"
+        );
+        assert!(canonical_resource("https://a.example.com/?q=1").is_err());
+        assert!(canonical_resource("urn:x").is_err());
+    }
+
+    #[test]
+    fn wildcard_hosts() {
+        assert!(host_matches("*.example.com", "a.example.com"));
+        assert!(!host_matches("*.example.com", "a.b.example.com"));
+        assert!(!host_matches("*.example.com", "example.com"));
+        assert!(host_matches("a.example.com", "a.example.com"));
+    }
+
+    #[test]
+    fn pkce_s256() {
+        // RFC 7636 appendix B.
+        assert!(pkce_matches(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
+        assert!(!pkce_matches(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXx",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
+        assert!(!pkce_matches(
+            "short",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
+    }
+
+    #[test]
+    fn rules_match_users_groups_domains() {
+        let who = Identity {
+            idp: "gh".into(),
+            sub: "gh:1".into(),
+            login: "Alice".into(),
+            email: Some("alice@corp.example".into()),
+            name: None,
+            groups: vec!["acme".into(), "acme/ops".into()],
+        };
+        let rule = |users: &[&str], groups: &[&str], domains: &[&str]| LoginRule {
+            id: "r".into(),
+            proxy_hostname: None,
+            idp: None,
+            users: users.iter().map(|s| s.to_string()).collect(),
+            groups: groups.iter().map(|s| s.to_string()).collect(),
+            email_domains: domains.iter().map(|s| s.to_string()).collect(),
+            scopes: vec![],
+            created_at: 0,
+        };
+        assert!(rule_matches(&rule(&["alice"], &[], &[]), &who));
+        assert!(rule_matches(&rule(&["*"], &[], &[]), &who));
+        assert!(rule_matches(&rule(&[], &["acme/ops"], &[]), &who));
+        assert!(rule_matches(&rule(&[], &[], &["corp.example"]), &who));
+        assert!(!rule_matches(
+            &rule(&["bob"], &["other"], &["evil.example"]),
+            &who
+        ));
+    }
+}

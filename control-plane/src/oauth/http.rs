@@ -1,0 +1,752 @@
+//! HTTP adapter for the OAuth server: root-level protocol endpoints and the admin API under
+//! `/api/v1/oauth/`. Handlers parse, call the protocol modules and render; nothing else.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, Query, RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use base64::Engine as _;
+
+use super::authorize::{self, AuthorizeRequest, Callback, Failure, LOGIN_COOKIE, Next};
+use super::clients::{self, ClientMetadata, Presented};
+use super::token::{self, TokenRequest};
+use super::{IdpInput, LoginRuleInput, OAuthError, OAuthServer, admin, keys, metadata};
+use crate::auth::Caller;
+use crate::error::ServiceError;
+use crate::rest::{ApiError, ApiJson};
+
+type S = State<OAuthServer>;
+
+/// Routes for the protocol endpoints and the OAuth admin API.
+pub fn router(server: OAuthServer) -> Router {
+    Router::new()
+        .route("/.well-known/oauth-authorization-server", get(metadata_doc))
+        .route(
+            "/.well-known/oauth-authorization-server/{*rest}",
+            get(metadata_doc),
+        )
+        .route("/.well-known/openid-configuration", get(metadata_doc))
+        .route(
+            "/.well-known/openid-configuration/{*rest}",
+            get(metadata_doc),
+        )
+        .route("/jwks", get(jwks))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/authorize", get(authorize_start))
+        .route("/authorize/continue", get(authorize_continue))
+        .route("/callback/{idp}", get(callback))
+        .route("/consent", post(consent))
+        .route("/token", post(token_endpoint))
+        .route("/register", post(register))
+        .route(
+            "/register/{client_id}",
+            get(register_read)
+                .put(register_update)
+                .delete(register_delete),
+        )
+        .route("/revoke", post(revoke))
+        .route("/introspect", post(introspect))
+        .route("/userinfo", get(userinfo).post(userinfo))
+        .route("/api/v1/oauth/idps", get(list_idps).post(create_idp))
+        .route("/api/v1/oauth/idps/{name}", delete(delete_idp))
+        .route("/api/v1/oauth/rules", get(list_rules).post(create_rule))
+        .route("/api/v1/oauth/rules/{id}", delete(delete_rule))
+        .route("/api/v1/oauth/clients", get(list_clients))
+        .route("/api/v1/oauth/clients/{id}", delete(delete_client))
+        .route("/api/v1/oauth/sessions", get(list_sessions))
+        .route("/api/v1/oauth/sessions/{id}", delete(revoke_session))
+        .route(
+            "/api/v1/oauth/consents",
+            get(list_consents).delete(revoke_consent),
+        )
+        .route("/api/v1/oauth/keys/rotate", post(rotate_keys))
+        .route("/api/v1/oauth/metrics", get(oauth_metrics))
+        .with_state(server)
+}
+
+// === rendering ===
+
+fn status_of(e: &OAuthError) -> StatusCode {
+    match e.code {
+        "invalid_client" | "invalid_token" => StatusCode::UNAUTHORIZED,
+        "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
+        "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+fn no_store(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+/// RFC 6749 §5.2 JSON error.
+fn json_error(e: &OAuthError) -> Response {
+    let body = serde_json::json!({"error": e.code, "error_description": e.description});
+    let mut resp = no_store((status_of(e), axum::Json(body)).into_response());
+    if e.code == "invalid_token" {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        );
+    } else if e.code == "invalid_client" {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"oauth\""),
+        );
+    }
+    resp
+}
+
+fn json_ok<T: serde::Serialize>(status: StatusCode, v: &T) -> Response {
+    no_store((status, axum::Json(v)).into_response())
+}
+
+/// Escapes text for HTML element content and quoted attributes.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn html(status: StatusCode, title: &str, body: &str) -> Response {
+    let page = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+         <title>{t}</title><style>body{{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#222}}\
+         button{{font-size:1rem;padding:.5rem 1.2rem;margin-right:.5rem}}code{{background:#f3f3f3;padding:0 .2rem}}</style></head>\
+         <body><h1>{t}</h1>{body}</body></html>",
+        t = escape(title)
+    );
+    let mut resp = (status, page).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    no_store(resp)
+}
+
+fn error_page(e: &OAuthError) -> Response {
+    // A browser page, not a client API: 401 would invite a Basic-auth prompt.
+    let status = match status_of(e) {
+        StatusCode::UNAUTHORIZED => StatusCode::BAD_REQUEST,
+        s => s,
+    };
+    html(
+        status,
+        "Sign-in cannot continue",
+        &format!(
+            "<p>The request could not be completed and was not sent back to the application.</p>\
+             <p><code>{}</code>: {}</p>",
+            escape(e.code),
+            escape(&e.description)
+        ),
+    )
+}
+
+fn redirect(url: &str, cookie: Option<&str>) -> Response {
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(url) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    if let Some(c) = cookie {
+        let v = format!("{LOGIN_COOKIE}={c}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=600");
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            resp.headers_mut().insert(header::SET_COOKIE, v);
+        }
+    }
+    no_store(resp)
+}
+
+fn render_next(next: Result<Next, Failure>) -> Response {
+    match next {
+        Ok(Next::Redirect { url, cookie }) => redirect(&url, cookie.as_deref()),
+        Ok(Next::ChooseIdp { tx, idps, cookie }) => {
+            let links: String = idps
+                .iter()
+                .map(|i| {
+                    let href = format!(
+                        "/authorize/continue?{}",
+                        url::form_urlencoded::Serializer::new(String::new())
+                            .append_pair("tx", &tx)
+                            .append_pair("idp", i)
+                            .finish()
+                    );
+                    format!("<li><a href=\"{}\">{}</a></li>", escape(&href), escape(i))
+                })
+                .collect();
+            let mut resp = html(
+                StatusCode::OK,
+                "Choose how to sign in",
+                &format!("<ul>{links}</ul>"),
+            );
+            let v = format!(
+                "{LOGIN_COOKIE}={cookie}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=600"
+            );
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                resp.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            resp
+        }
+        Ok(Next::Consent(p)) => {
+            let scopes: String = if p.scopes.is_empty() {
+                "<li>basic sign-in only</li>".into()
+            } else {
+                p.scopes
+                    .iter()
+                    .map(|s| format!("<li><code>{}</code></li>", escape(s)))
+                    .collect()
+            };
+            html(
+                StatusCode::OK,
+                "Allow access?",
+                &format!(
+                    "<p>Signed in as <b>{login}</b>.</p>\
+                     <p>The application <b>{name}</b> (<code>{id}</code>) wants access on your behalf. \
+                     You will be sent back to <b>{host}</b>.</p><p>It asks for:</p><ul>{scopes}</ul>\
+                     <form method=\"post\" action=\"/consent\">\
+                     <input type=\"hidden\" name=\"tx\" value=\"{tx}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                     <button type=\"submit\" name=\"decision\" value=\"allow\">Allow</button>\
+                     <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
+                    login = escape(&p.login),
+                    name = escape(&p.client_name),
+                    id = escape(&p.client_id),
+                    host = escape(&p.redirect_host),
+                    tx = escape(&p.tx),
+                    csrf = escape(&p.csrf),
+                ),
+            )
+        }
+        Err(Failure::Redirect(url)) => redirect(&url, None),
+        Err(Failure::Page(e)) => error_page(&e),
+    }
+}
+
+fn login_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == LOGIN_COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// Parses `application/x-www-form-urlencoded` pairs, keeping repeats.
+fn pairs(raw: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(raw).into_owned().collect()
+}
+
+/// The single value of `key`; a repeated parameter is an error (RFC 6749 §3.1).
+fn single(p: &[(String, String)], key: &str) -> Result<Option<String>, OAuthError> {
+    let mut it = p.iter().filter(|(k, _)| k == key);
+    let first = it.next().map(|(_, v)| v.clone());
+    if it.next().is_some() {
+        return Err(OAuthError::invalid_request(format!(
+            "parameter {key} is repeated"
+        )));
+    }
+    Ok(first)
+}
+
+fn many(p: &[(String, String)], key: &str) -> Vec<String> {
+    p.iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+fn require_form(headers: &HeaderMap) -> Result<(), OAuthError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ct.split(';').next().map(str::trim) == Some("application/x-www-form-urlencoded") {
+        Ok(())
+    } else {
+        Err(OAuthError::invalid_request(
+            "send the parameters as application/x-www-form-urlencoded",
+        ))
+    }
+}
+
+/// Client credentials from HTTP Basic (RFC 6749 §2.3.1: form-urlencoded id and secret) or the
+/// form; using both is an error.
+fn presented(headers: &HeaderMap, form: &[(String, String)]) -> Result<Presented, OAuthError> {
+    let form_id = single(form, "client_id")?;
+    let form_secret = single(form, "client_secret")?;
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .map(|(_, b64)| b64.trim().to_owned());
+    match basic {
+        Some(b64) => {
+            if form_secret.is_some() {
+                return Err(OAuthError::invalid_request(
+                    "use one client authentication method, not two",
+                ));
+            }
+            let bad = || OAuthError::new("invalid_client", "malformed HTTP Basic credentials");
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|_| bad())?;
+            let text = String::from_utf8(raw).map_err(|_| bad())?;
+            let (id, secret) = text.split_once(':').ok_or_else(bad)?;
+            let decode = |s: &str| {
+                url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            };
+            let id = decode(id);
+            if form_id.as_deref().is_some_and(|f| f != id) {
+                return Err(OAuthError::invalid_request(
+                    "client_id in the form differs from HTTP Basic",
+                ));
+            }
+            Ok(Presented {
+                client_id: Some(id),
+                client_secret: Some(decode(secret)),
+                via_basic: true,
+            })
+        }
+        None => Ok(Presented {
+            client_id: form_id,
+            client_secret: form_secret,
+            via_basic: false,
+        }),
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::auth::bearer)
+        .map(str::to_owned)
+}
+
+// === protocol handlers ===
+
+async fn metadata_doc(State(s): S) -> Response {
+    match metadata::document(&s).await {
+        Ok(doc) => {
+            let mut resp = axum::Json(doc).into_response();
+            resp.headers_mut().insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
+            resp
+        }
+        Err(e) => json_error(&e),
+    }
+}
+
+async fn jwks(State(s): S) -> Response {
+    // Make sure a key exists so the first verifier does not see an empty set.
+    if let Err(e) = keys::active(&s).await {
+        return json_error(&e);
+    }
+    match keys::jwks(&s).await {
+        Ok(doc) => {
+            let mut resp = axum::Json(doc).into_response();
+            resp.headers_mut().insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
+            resp.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=300"),
+            );
+            resp
+        }
+        Err(e) => json_error(&e),
+    }
+}
+
+async fn authorize_start(State(s): S, RawQuery(q): RawQuery) -> Response {
+    let p = pairs(q.unwrap_or_default().as_bytes());
+    let req = (|| -> Result<AuthorizeRequest, OAuthError> {
+        Ok(AuthorizeRequest {
+            response_type: single(&p, "response_type")?,
+            client_id: single(&p, "client_id")?,
+            redirect_uri: single(&p, "redirect_uri")?,
+            state: single(&p, "state")?,
+            code_challenge: single(&p, "code_challenge")?,
+            code_challenge_method: single(&p, "code_challenge_method")?,
+            scope: single(&p, "scope")?,
+            resources: many(&p, "resource"),
+            idp: single(&p, "idp")?,
+        })
+    })();
+    match req {
+        Ok(req) => render_next(authorize::start(&s, req).await),
+        Err(e) => error_page(&e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ContinueQuery {
+    tx: String,
+    idp: String,
+}
+
+async fn authorize_continue(
+    State(s): S,
+    headers: HeaderMap,
+    Query(q): Query<ContinueQuery>,
+) -> Response {
+    render_next(authorize::choose(&s, &q.tx, &q.idp, login_cookie(&headers).as_deref()).await)
+}
+
+async fn callback(
+    State(s): S,
+    Path(idp): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let p = pairs(q.unwrap_or_default().as_bytes());
+    let first = |k: &str| p.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let cb = Callback {
+        code: first("code"),
+        state: first("state"),
+        error: first("error"),
+    };
+    render_next(authorize::callback(&s, &idp, cb, login_cookie(&headers).as_deref()).await)
+}
+
+async fn consent(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(e) = require_form(&headers) {
+        return error_page(&e);
+    }
+    let p = pairs(&body);
+    let get = |k: &str| {
+        p.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let approve = get("decision") == "allow";
+    render_next(
+        authorize::consent(
+            &s,
+            &get("tx"),
+            &get("csrf"),
+            approve,
+            login_cookie(&headers).as_deref(),
+        )
+        .await,
+    )
+}
+
+async fn token_endpoint(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        require_form(&headers)?;
+        let p = pairs(&body);
+        let who = presented(&headers, &p)?;
+        let req = TokenRequest {
+            grant_type: single(&p, "grant_type")?,
+            code: single(&p, "code")?,
+            redirect_uri: single(&p, "redirect_uri")?,
+            code_verifier: single(&p, "code_verifier")?,
+            refresh_token: single(&p, "refresh_token")?,
+            scope: single(&p, "scope")?,
+            resources: many(&p, "resource"),
+        };
+        token::token(&s, &who, req).await
+    }
+    .await;
+    match result {
+        Ok(t) => json_ok(StatusCode::OK, &t),
+        Err(e) => json_error(&e),
+    }
+}
+
+async fn register(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
+    let m: ClientMetadata = match serde_json::from_slice(&body) {
+        Ok(m) => m,
+        Err(e) => {
+            return json_error(&OAuthError::new(
+                "invalid_client_metadata",
+                format!("body is not client metadata JSON: {e}"),
+            ));
+        }
+    };
+    match clients::register(&s, bearer(&headers).as_deref(), m).await {
+        Ok(r) => json_ok(StatusCode::CREATED, &r),
+        Err(e) => json_error(&e),
+    }
+}
+
+async fn register_read(State(s): S, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    match clients::read(&s, &id, bearer(&headers).as_deref()).await {
+        Ok(r) => json_ok(StatusCode::OK, &r),
+        Err(e) => json_error(&e),
+    }
+}
+
+async fn register_update(
+    State(s): S,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let m: ClientMetadata = match serde_json::from_slice(&body) {
+        Ok(m) => m,
+        Err(e) => {
+            return json_error(&OAuthError::new(
+                "invalid_client_metadata",
+                format!("body is not client metadata JSON: {e}"),
+            ));
+        }
+    };
+    match clients::update(&s, &id, bearer(&headers).as_deref(), m).await {
+        Ok(r) => json_ok(StatusCode::OK, &r),
+        Err(e) => json_error(&e),
+    }
+}
+
+async fn register_delete(State(s): S, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let Some(token) = bearer(&headers) else {
+        return json_error(&OAuthError::new(
+            "invalid_token",
+            "send the registration access token",
+        ));
+    };
+    match clients::delete(&s, &id, Some(&token)).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => json_error(&e),
+    }
+}
+
+async fn revoke(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        require_form(&headers)?;
+        let p = pairs(&body);
+        let who = presented(&headers, &p)?;
+        let t =
+            single(&p, "token")?.ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+        token::revoke(&s, &who, &t).await
+    }
+    .await;
+    match result {
+        Ok(()) => no_store(StatusCode::OK.into_response()),
+        Err(e) => json_error(&e),
+    }
+}
+
+async fn introspect(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        require_form(&headers)?;
+        let p = pairs(&body);
+        let who = presented(&headers, &p)?;
+        let t =
+            single(&p, "token")?.ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+        token::introspect(&s, &who, &t).await
+    }
+    .await;
+    match result {
+        Ok(v) => json_ok(StatusCode::OK, &v),
+        Err(e) => json_error(&e),
+    }
+}
+
+async fn userinfo(State(s): S, headers: HeaderMap) -> Response {
+    let Some(t) = bearer(&headers) else {
+        return json_error(&OAuthError::new(
+            "invalid_token",
+            "send Authorization: Bearer <access token>",
+        ));
+    };
+    match token::userinfo(&s, &t).await {
+        Ok(v) => json_ok(StatusCode::OK, &v),
+        Err(e) => json_error(&e),
+    }
+}
+
+// === admin API ===
+
+/// The admin caller, authenticated with an API token like every `/api/v1` route.
+struct Admin(Caller);
+
+impl FromRequestParts<OAuthServer> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        s: &OAuthServer,
+    ) -> Result<Self, Self::Rejection> {
+        let secret = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::auth::bearer)
+            .ok_or(ServiceError::Unauthenticated(
+                "send `Authorization: Bearer <token>`",
+            ))?;
+        Ok(Self(s.cp().authenticate_api(secret).await?))
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+async fn list_idps(State(s): S, Admin(c): Admin) -> ApiResult<axum::Json<Vec<super::IdpView>>> {
+    Ok(axum::Json(admin::list_idps(&s, &c).await?))
+}
+
+async fn create_idp(
+    State(s): S,
+    Admin(c): Admin,
+    ApiJson(input): ApiJson<IdpInput>,
+) -> ApiResult<(StatusCode, axum::Json<super::IdpView>)> {
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(admin::create_idp(&s, &c, input).await?),
+    ))
+}
+
+async fn delete_idp(
+    State(s): S,
+    Admin(c): Admin,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    admin::delete_idp(&s, &c, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_rules(State(s): S, Admin(c): Admin) -> ApiResult<axum::Json<Vec<super::LoginRule>>> {
+    Ok(axum::Json(admin::list_rules(&s, &c).await?))
+}
+
+async fn create_rule(
+    State(s): S,
+    Admin(c): Admin,
+    ApiJson(input): ApiJson<LoginRuleInput>,
+) -> ApiResult<(StatusCode, axum::Json<super::LoginRule>)> {
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(admin::create_rule(&s, &c, input).await?),
+    ))
+}
+
+async fn delete_rule(
+    State(s): S,
+    Admin(c): Admin,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    admin::delete_rule(&s, &c, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_clients(
+    State(s): S,
+    Admin(c): Admin,
+) -> ApiResult<axum::Json<Vec<admin::ClientView>>> {
+    Ok(axum::Json(admin::list_clients(&s, &c).await?))
+}
+
+async fn delete_client(
+    State(s): S,
+    Admin(c): Admin,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    admin::delete_client(&s, &c, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_sessions(
+    State(s): S,
+    Admin(c): Admin,
+) -> ApiResult<axum::Json<Vec<admin::SessionView>>> {
+    Ok(axum::Json(admin::list_sessions(&s, &c).await?))
+}
+
+async fn revoke_session(
+    State(s): S,
+    Admin(c): Admin,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    admin::revoke_session(&s, &c, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_consents(
+    State(s): S,
+    Admin(c): Admin,
+) -> ApiResult<axum::Json<Vec<super::ConsentRecord>>> {
+    Ok(axum::Json(admin::list_consents(&s, &c).await?))
+}
+
+#[derive(serde::Deserialize)]
+struct ConsentQuery {
+    sub: String,
+    client_id: String,
+}
+
+async fn revoke_consent(
+    State(s): S,
+    Admin(c): Admin,
+    Query(q): Query<ConsentQuery>,
+) -> ApiResult<StatusCode> {
+    admin::revoke_consent(&s, &c, &q.sub, &q.client_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rotate_keys(State(s): S, Admin(c): Admin) -> ApiResult<axum::Json<serde_json::Value>> {
+    let kid = admin::rotate_keys(&s, &c).await?;
+    Ok(axum::Json(serde_json::json!({"kid": kid})))
+}
+
+async fn oauth_metrics(State(s): S, Admin(c): Admin) -> ApiResult<axum::Json<super::Metrics>> {
+    Ok(axum::Json(admin::metrics(&s, &c).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_defuses_markup() {
+        assert_eq!(
+            escape("<script>alert('x')</script>&\""),
+            "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;&amp;&quot;"
+        );
+    }
+
+    #[test]
+    fn repeated_single_parameters_are_refused() {
+        let p = pairs(b"a=1&a=2&resource=x&resource=y");
+        assert!(single(&p, "a").is_err());
+        assert_eq!(many(&p, "resource"), vec!["x", "y"]);
+    }
+}

@@ -1,0 +1,31 @@
+//! Authorization server metadata (RFC 8414) and its OpenID Connect discovery twin.
+
+use super::{OAuthError, OAuthServer, authorize::known_scopes};
+
+/// The metadata document; `issuer` is exactly the configured issuer.
+pub async fn document(server: &OAuthServer) -> Result<serde_json::Value, OAuthError> {
+    let iss = server.issuer();
+    Ok(serde_json::json!({
+        "issuer": iss,
+        "authorization_endpoint": format!("{iss}/authorize"),
+        "token_endpoint": format!("{iss}/token"),
+        "registration_endpoint": format!("{iss}/register"),
+        "revocation_endpoint": format!("{iss}/revoke"),
+        "introspection_endpoint": format!("{iss}/introspect"),
+        "userinfo_endpoint": format!("{iss}/userinfo"),
+        "jwks_uri": format!("{iss}/jwks"),
+        "scopes_supported": known_scopes(server).await?,
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "code_challenge_methods_supported": ["S256"],
+        "client_id_metadata_document_supported": true,
+        "authorization_response_iss_parameter_supported": true,
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [server.settings().signing_alg.as_str()],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "auth_time", "client_id", "scope", "preferred_username", "name", "email", "groups", "idp"],
+    }))
+}

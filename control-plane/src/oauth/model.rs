@@ -1,0 +1,334 @@
+//! Records the OAuth server keeps in the store, and the admin inputs that create them.
+//!
+//! Every short-lived record (login transactions, codes, refresh tokens) carries its own
+//! `expires_at`: the store has no TTLs, so expiry is checked on every read and a sweeper
+//! deletes what is past it.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Who a user is, as their identity provider told us. Becomes the token's identity claims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Identity {
+    /// Name of the identity provider that vouched for the user.
+    pub idp: String,
+    /// Stable subject: `{idp}:{provider's immutable user id}`.
+    pub sub: String,
+    /// Login or preferred user name.
+    pub login: String,
+    /// Verified primary e-mail, if the provider gave one.
+    pub email: Option<String>,
+    /// Display name.
+    pub name: Option<String>,
+    /// GitHub organisations (`org`), teams (`org/team`) or OIDC groups.
+    pub groups: Vec<String>,
+}
+
+/// Kind of upstream identity provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IdpKind {
+    /// github.com or GitHub Enterprise Server.
+    Github,
+    /// Any OpenID Connect provider, configured by discovery.
+    Oidc,
+}
+
+/// A configured upstream identity provider. The client secret is sealed at rest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdpRecord {
+    /// Short name, used in URLs (`/callback/{name}`) and in `sub`.
+    pub name: String,
+    /// Provider kind.
+    pub kind: IdpKind,
+    /// OAuth client id registered at the provider.
+    pub client_id: String,
+    /// Sealed client secret.
+    pub client_secret_sealed: String,
+    /// GitHub: web base URL (`https://github.com` or the GHES origin). OIDC: issuer URL.
+    pub base_url: String,
+    /// GitHub: API base URL (`https://api.github.com` or `https://HOST/api/v3`). Unused for OIDC.
+    pub api_url: String,
+    /// Scopes asked of the provider.
+    pub scopes: Vec<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// Public view of an identity provider (no secret).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IdpView {
+    /// Short name.
+    pub name: String,
+    /// Provider kind.
+    pub kind: IdpKind,
+    /// OAuth client id at the provider.
+    pub client_id: String,
+    /// Web base URL (GitHub) or issuer (OIDC).
+    pub base_url: String,
+    /// API base URL (GitHub).
+    pub api_url: String,
+    /// Scopes asked of the provider.
+    pub scopes: Vec<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+impl From<&IdpRecord> for IdpView {
+    fn from(r: &IdpRecord) -> Self {
+        Self {
+            name: r.name.clone(),
+            kind: r.kind,
+            client_id: r.client_id.clone(),
+            base_url: r.base_url.clone(),
+            api_url: r.api_url.clone(),
+            scopes: r.scopes.clone(),
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// Body of `POST /api/v1/oauth/idps`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdpInput {
+    /// Short name: letters, digits, `-`, `_`.
+    pub name: String,
+    /// Provider kind.
+    pub kind: IdpKind,
+    /// OAuth client id at the provider.
+    pub client_id: String,
+    /// OAuth client secret at the provider (stored sealed, never returned).
+    pub client_secret: String,
+    /// GitHub web base URL (default `https://github.com`); OIDC issuer URL (required).
+    pub base_url: Option<String>,
+    /// GitHub API base URL (default `https://api.github.com`, or `{base_url}/api/v3` for GHES).
+    pub api_url: Option<String>,
+    /// Scopes asked of the provider (GitHub default `read:user user:email read:org`; OIDC
+    /// default `openid email profile`).
+    pub scopes: Option<Vec<String>>,
+}
+
+/// Who may log in, and which scopes they get. A user matching no rule is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LoginRule {
+    /// Rule id.
+    pub id: String,
+    /// Restrict the rule to logins for this proxy's resource; `None` = every proxy.
+    pub proxy_hostname: Option<String>,
+    /// Restrict to one identity provider by name; `None` = any.
+    pub idp: Option<String>,
+    /// Logins (case-insensitive). `*` matches everyone the provider vouches for.
+    pub users: Vec<String>,
+    /// GitHub organisations / OIDC groups (any one suffices).
+    pub groups: Vec<String>,
+    /// E-mail domains of the verified address.
+    pub email_domains: Vec<String>,
+    /// Scopes granted to matching users.
+    pub scopes: Vec<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// Body of `POST /api/v1/oauth/rules`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRuleInput {
+    /// Only for this proxy hostname.
+    pub proxy_hostname: Option<String>,
+    /// Only for this identity provider.
+    pub idp: Option<String>,
+    /// Logins, or `*`.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Organisations, `org/team` pairs, or OIDC groups.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// E-mail domains.
+    #[serde(default)]
+    pub email_domains: Vec<String>,
+    /// Scopes granted.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// How a client proves who it is at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenEndpointAuth {
+    /// HTTP Basic with the client secret.
+    ClientSecretBasic,
+    /// Secret in the form body.
+    ClientSecretPost,
+    /// Public client (PKCE only).
+    None,
+}
+
+impl TokenEndpointAuth {
+    /// The RFC 7591 name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::None => "none",
+        }
+    }
+}
+
+/// A registered OAuth client (RFC 7591), or one resolved from a metadata document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRecord {
+    /// Opaque id, or the https URL of its metadata document.
+    pub client_id: String,
+    /// SHA-256 (hex) of the client secret; empty for public clients.
+    pub secret_sha256: String,
+    /// SHA-256 (hex) of the registration access token (RFC 7592).
+    pub registration_token_sha256: String,
+    /// Exact redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Token endpoint authentication.
+    pub token_endpoint_auth_method: TokenEndpointAuth,
+    /// Grant types.
+    pub grant_types: Vec<String>,
+    /// `web` or `native`.
+    pub application_type: String,
+    /// Shown on the consent page.
+    pub client_name: Option<String>,
+    /// Client home page.
+    pub client_uri: Option<String>,
+    /// Scopes the client may ask for (space separated); empty = any.
+    pub scope: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Whether this is a Client ID Metadata Document (fetched, not registered).
+    pub metadata_document: bool,
+}
+
+/// A login in progress: from `/authorize` until a code is issued (or refused).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginTx {
+    /// Random id, also the `state` sent upstream.
+    pub id: String,
+    /// SHA-256 of the browser-binding cookie value: only the browser that started the login
+    /// may finish it.
+    pub browser_sha256: String,
+    /// The client.
+    pub client_id: String,
+    /// Its redirect URI (already validated).
+    pub redirect_uri: String,
+    /// Client's `state`, echoed back.
+    pub state: Option<String>,
+    /// PKCE S256 challenge from the client.
+    pub code_challenge: String,
+    /// Requested scopes.
+    pub scopes: Vec<String>,
+    /// Canonical resource URIs (audiences).
+    pub resources: Vec<String>,
+    /// Chosen identity provider.
+    pub idp: Option<String>,
+    /// PKCE verifier we use towards the upstream provider.
+    pub upstream_verifier: String,
+    /// OIDC nonce towards the upstream provider.
+    pub upstream_nonce: String,
+    /// Set after upstream login succeeds.
+    pub identity: Option<Identity>,
+    /// Scopes the rules grant (set with `identity`).
+    pub granted_scopes: Vec<String>,
+    /// Consent form CSRF token (SHA-256 hex), set when the consent page is shown.
+    pub csrf_sha256: String,
+    /// Unix seconds of upstream authentication.
+    pub auth_time: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// An authorization code, keyed by its hash. Kept after use (marked) so a replay can
+/// revoke what the first use issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeRecord {
+    /// Client it was issued to.
+    pub client_id: String,
+    /// Redirect URI it was issued for.
+    pub redirect_uri: String,
+    /// PKCE challenge to check the verifier against.
+    pub code_challenge: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Audiences.
+    pub resources: Vec<String>,
+    /// The user.
+    pub identity: Identity,
+    /// Unix seconds.
+    pub auth_time: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// Token family created by the first exchange, once used.
+    pub used_by_family: Option<String>,
+}
+
+/// One login's chain of refresh tokens and the access tokens they produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenFamily {
+    /// Family id.
+    pub id: String,
+    /// Client.
+    pub client_id: String,
+    /// The user.
+    pub identity: Identity,
+    /// Scopes granted at login (refreshes may narrow, never widen).
+    pub scopes: Vec<String>,
+    /// Audiences granted at login.
+    pub resources: Vec<String>,
+    /// Unix seconds of the upstream login.
+    pub auth_time: i64,
+    /// Hash of the refresh token currently valid; older ones are reuse.
+    pub current_refresh_sha256: String,
+    /// Access tokens issued: `(jti, exp)`, to revoke them with the family.
+    pub access_tokens: Vec<(String, i64)>,
+    /// The refresh chain ends here, however often it is refreshed.
+    pub absolute_expires_at: i64,
+    /// The current refresh token expires here (sliding).
+    pub refresh_expires_at: i64,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// Remembered consent of a user for a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ConsentRecord {
+    /// The user's `sub`.
+    pub sub: String,
+    /// The client.
+    pub client_id: String,
+    /// Scopes consented to.
+    pub scopes: Vec<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A revoked access token (by `jti`) until it would have expired anyway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedToken {
+    /// Token id.
+    pub jti: String,
+    /// When the token expires; the entry can go then.
+    pub expires_at: i64,
+}
+
+/// A signing key; the private half sealed with the master key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningKeyRecord {
+    /// Key id (`kid`).
+    pub kid: String,
+    /// `ES256` or `RS256`.
+    pub alg: String,
+    /// Sealed PKCS#8 PEM.
+    pub private_sealed: String,
+    /// Public JWK (JSON object with `kid`, `alg`, `use`).
+    pub public_jwk: serde_json::Value,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// When it stopped signing (rotation); it stays published until no token it signed can
+    /// still be valid.
+    pub retired_at: Option<i64>,
+}

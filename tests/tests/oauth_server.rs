@@ -1,0 +1,584 @@
+//! OAuth authorization server, without an upstream login: discovery, JWKS, dynamic client
+//! registration (RFC 7591/7592), and every refusal `/authorize`, `/token`, `/revoke` and
+//! `/introspect` must make before anyone logs in. Real control plane over real sockets.
+
+use portcullis_tests::{ControlPlane, http_client};
+use serde_json::{Value, json};
+
+async fn register(cp: &ControlPlane, body: Value) -> reqwest::Response {
+    http_client()
+        .post(format!("{}/register", cp.http))
+        .json(&body)
+        .send()
+        .await
+        .expect("register")
+}
+
+async fn public_client(cp: &ControlPlane) -> (String, String) {
+    let redirect = "http://127.0.0.1:53999/callback".to_owned();
+    let resp = register(
+        cp,
+        json!({"redirect_uris": [redirect], "token_endpoint_auth_method": "none",
+               "grant_types": ["authorization_code", "refresh_token"], "client_name": "Test app"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    let v: Value = resp.json().await.expect("json");
+    (
+        v["client_id"].as_str().expect("client_id").to_owned(),
+        redirect,
+    )
+}
+
+fn location(resp: &reqwest::Response) -> url::Url {
+    let loc = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("Location header");
+    url::Url::parse(loc).expect("absolute Location")
+}
+
+fn query(u: &url::Url, key: &str) -> Option<String> {
+    u.query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+#[tokio::test]
+async fn metadata_advertises_what_mcp_clients_need() {
+    let cp = ControlPlane::start().await;
+    for path in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server/mcp",
+    ] {
+        let resp = http_client()
+            .get(format!("{}{path}", cp.http))
+            .send()
+            .await
+            .expect("metadata");
+        assert_eq!(resp.status(), 200, "{path}");
+        let m: Value = resp.json().await.expect("json");
+        assert_eq!(m["issuer"], cp.http.as_str(), "{path}");
+        assert_eq!(m["code_challenge_methods_supported"], json!(["S256"]));
+        assert_eq!(m["response_types_supported"], json!(["code"]));
+        assert_eq!(
+            m["token_endpoint_auth_methods_supported"],
+            json!(["client_secret_basic", "client_secret_post", "none"])
+        );
+        assert_eq!(m["client_id_metadata_document_supported"], true);
+        assert_eq!(m["authorization_response_iss_parameter_supported"], true);
+        for ep in [
+            "authorization_endpoint",
+            "token_endpoint",
+            "registration_endpoint",
+            "revocation_endpoint",
+            "introspection_endpoint",
+            "jwks_uri",
+        ] {
+            assert!(
+                m[ep].as_str().is_some_and(|u| u.starts_with(&cp.http)),
+                "{ep} missing in {m}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn jwks_publishes_an_es256_public_key_only() {
+    let cp = ControlPlane::start().await;
+    for path in ["/jwks", "/.well-known/jwks.json"] {
+        let v: Value = http_client()
+            .get(format!("{}{path}", cp.http))
+            .send()
+            .await
+            .expect("jwks")
+            .json()
+            .await
+            .expect("json");
+        let keys = v["keys"].as_array().expect("keys");
+        assert_eq!(keys.len(), 1, "{v}");
+        assert_eq!(keys[0]["kty"], "EC");
+        assert_eq!(keys[0]["crv"], "P-256");
+        assert_eq!(keys[0]["alg"], "ES256");
+        assert!(keys[0]["kid"].as_str().is_some());
+        assert!(keys[0].get("d").is_none(), "private part leaked: {v}");
+    }
+    // Rotation keeps the old key published next to the new one.
+    let rotated: Value = http_client()
+        .post(format!("{}/api/v1/oauth/keys/rotate", cp.http))
+        .bearer_auth(&cp.admin_token)
+        .send()
+        .await
+        .expect("rotate")
+        .json()
+        .await
+        .expect("json");
+    let v: Value = http_client()
+        .get(format!("{}/jwks", cp.http))
+        .send()
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
+    let kids: Vec<&str> = v["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["kid"].as_str())
+        .collect();
+    assert_eq!(kids.len(), 2, "{v}");
+    assert_eq!(
+        kids[0],
+        rotated["kid"].as_str().expect("kid"),
+        "newest first"
+    );
+}
+
+#[tokio::test]
+async fn dynamic_registration_validates_and_manages_clients() {
+    let cp = ControlPlane::start().await;
+    let resp = register(
+        &cp,
+        json!({"redirect_uris": ["https://app.example.com/cb", "http://127.0.0.1:8765/cb"],
+               "client_name": "Confidential", "grant_types": ["authorization_code", "refresh_token"]}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let reg: Value = resp.json().await.expect("json");
+    assert!(reg["client_secret"].as_str().is_some_and(|s| s.len() >= 40));
+    assert_eq!(reg["token_endpoint_auth_method"], "client_secret_basic");
+    assert_eq!(reg["client_name"], "Confidential");
+    assert_eq!(reg["client_secret_expires_at"], 0);
+    let reg_uri = reg["registration_client_uri"]
+        .as_str()
+        .expect("uri")
+        .to_owned();
+    let reg_token = reg["registration_access_token"]
+        .as_str()
+        .expect("rat")
+        .to_owned();
+
+    // RFC 7592: read needs the registration access token, and never shows the secret again.
+    let unauth = http_client().get(&reg_uri).send().await.expect("read");
+    assert_eq!(unauth.status(), 401);
+    let read: Value = http_client()
+        .get(&reg_uri)
+        .bearer_auth(&reg_token)
+        .send()
+        .await
+        .expect("read")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(read["client_id"], reg["client_id"]);
+    assert!(read.get("client_secret").is_none());
+    let updated = http_client()
+        .put(&reg_uri)
+        .bearer_auth(&reg_token)
+        .json(
+            &json!({"redirect_uris": ["https://app.example.com/other"], "client_name": "Renamed",
+                      "grant_types": ["authorization_code"]}),
+        )
+        .send()
+        .await
+        .expect("update");
+    assert_eq!(updated.status(), 200);
+    let updated: Value = updated.json().await.expect("json");
+    assert_eq!(
+        updated["redirect_uris"],
+        json!(["https://app.example.com/other"])
+    );
+
+    // Bad metadata: each refused with the RFC 7591 error code, nothing stored.
+    let before: Value = http_client()
+        .get(format!("{}/api/v1/oauth/clients", cp.http))
+        .bearer_auth(&cp.admin_token)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    for (body, code) in [
+        (
+            json!({"redirect_uris": ["http://evil.example.com/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"redirect_uris": ["https://a.example.com/cb#frag"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"redirect_uris": ["javascript:alert(1)"]}),
+            "invalid_redirect_uri",
+        ),
+        (json!({"redirect_uris": []}), "invalid_redirect_uri"),
+        (
+            json!({"redirect_uris": ["https://a.example.com/cb"], "token_endpoint_auth_method": "private_key_jwt"}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": ["https://a.example.com/cb"], "grant_types": ["password"]}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": ["https://a.example.com/cb"], "application_type": "desktop"}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": ["https://a.example.com/cb"], "response_types": ["token"]}),
+            "invalid_client_metadata",
+        ),
+    ] {
+        let resp = register(&cp, body.clone()).await;
+        assert_eq!(resp.status(), 400, "{body}");
+        let e: Value = resp.json().await.expect("json");
+        assert_eq!(e["error"], code, "{body}: {e}");
+        assert!(
+            e["error_description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty())
+        );
+    }
+    let after: Value = http_client()
+        .get(format!("{}/api/v1/oauth/clients", cp.http))
+        .bearer_auth(&cp.admin_token)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(before, after, "a refused registration stored something");
+
+    let deleted = http_client()
+        .delete(&reg_uri)
+        .bearer_auth(&reg_token)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status(), 204);
+    let gone = http_client()
+        .get(&reg_uri)
+        .bearer_auth(&reg_token)
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(gone.status(), 401);
+}
+
+#[tokio::test]
+async fn registration_can_require_an_initial_access_token() {
+    let cp = ControlPlane::start_args(vec![
+        "--oauth-registration-token".into(),
+        "initial-secret-token".into(),
+    ])
+    .await;
+    let body = json!({"redirect_uris": ["https://a.example.com/cb"]});
+    let resp = register(&cp, body.clone()).await;
+    assert_eq!(resp.status(), 401);
+    let ok = http_client()
+        .post(format!("{}/register", cp.http))
+        .bearer_auth("initial-secret-token")
+        .json(&body)
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(ok.status(), 201);
+}
+
+async fn authorize(cp: &ControlPlane, params: &[(&str, &str)]) -> reqwest::Response {
+    let mut url = url::Url::parse(&format!("{}/authorize", cp.http)).expect("url");
+    url.query_pairs_mut().extend_pairs(params);
+    http_client().get(url).send().await.expect("authorize")
+}
+
+#[tokio::test]
+async fn authorize_refuses_missing_or_plain_pkce_with_iss_and_state() {
+    let cp = ControlPlane::start().await;
+    let (client_id, redirect) = public_client(&cp).await;
+    let base = [
+        ("response_type", "code"),
+        ("client_id", client_id.as_str()),
+        ("redirect_uri", redirect.as_str()),
+        ("state", "st-123"),
+    ];
+    let cases: Vec<Vec<(&str, &str)>> = vec![
+        vec![],
+        vec![
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "plain"),
+        ],
+        vec![("code_challenge", CHALLENGE)],
+        vec![
+            ("code_challenge", "short"),
+            ("code_challenge_method", "S256"),
+        ],
+    ];
+    for extra in cases {
+        let mut params = base.to_vec();
+        params.extend(extra.iter().copied());
+        let resp = authorize(&cp, &params).await;
+        assert_eq!(resp.status(), 303, "{extra:?}");
+        let loc = location(&resp);
+        assert!(loc.as_str().starts_with(&redirect), "{loc}");
+        assert_eq!(
+            query(&loc, "error").as_deref(),
+            Some("invalid_request"),
+            "{extra:?}"
+        );
+        assert_eq!(query(&loc, "state").as_deref(), Some("st-123"));
+        assert_eq!(query(&loc, "iss").as_deref(), Some(cp.http.as_str()));
+        assert!(query(&loc, "code").is_none());
+    }
+    // Wrong response_type is its own error.
+    let mut params = base.to_vec();
+    params.extend([
+        ("code_challenge", CHALLENGE),
+        ("code_challenge_method", "S256"),
+    ]);
+    params[0] = ("response_type", "token");
+    let loc = location(&authorize(&cp, &params).await);
+    assert_eq!(
+        query(&loc, "error").as_deref(),
+        Some("unsupported_response_type")
+    );
+}
+
+#[tokio::test]
+async fn authorize_never_redirects_to_an_unregistered_uri_and_escapes_errors() {
+    let cp = ControlPlane::start().await;
+    let (client_id, _) = public_client(&cp).await;
+    let xss = "https://evil.example.com/<script>alert(1)</script>";
+    for (cid, redirect) in [
+        (client_id.as_str(), xss),
+        (
+            client_id.as_str(),
+            "http://127.0.0.1:53999/callback/../evil",
+        ),
+        (
+            "<img src=x onerror=alert(1)>",
+            "http://127.0.0.1:53999/callback",
+        ),
+    ] {
+        let resp = authorize(
+            &cp,
+            &[
+                ("response_type", "code"),
+                ("client_id", cid),
+                ("redirect_uri", redirect),
+                ("code_challenge", CHALLENGE),
+                ("code_challenge_method", "S256"),
+                ("state", "<b>x</b>"),
+            ],
+        )
+        .await;
+        assert_eq!(resp.status(), 400, "{cid} {redirect}");
+        assert!(
+            resp.headers().get("location").is_none(),
+            "open redirect to {redirect}"
+        );
+        assert_eq!(resp.headers()["x-frame-options"], "DENY");
+        assert!(
+            resp.headers()["content-security-policy"]
+                .to_str()
+                .expect("csp")
+                .contains("frame-ancestors 'none'")
+        );
+        let body = resp.text().await.expect("body");
+        assert!(!body.contains("<script>"), "unescaped: {body}");
+        assert!(!body.contains("<img"), "unescaped: {body}");
+        assert!(!body.contains("<b>x</b>"), "unescaped: {body}");
+    }
+}
+
+#[tokio::test]
+async fn authorize_refuses_unknown_resources_with_invalid_target() {
+    let cp = ControlPlane::start().await;
+    let (client_id, redirect) = public_client(&cp).await;
+    let resp = authorize(
+        &cp,
+        &[
+            ("response_type", "code"),
+            ("client_id", client_id.as_str()),
+            ("redirect_uri", redirect.as_str()),
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "S256"),
+            ("resource", "https://not-ours.example.com/mcp"),
+        ],
+    )
+    .await;
+    let loc = location(&resp);
+    assert_eq!(query(&loc, "error").as_deref(), Some("invalid_target"));
+    assert_eq!(query(&loc, "iss").as_deref(), Some(cp.http.as_str()));
+}
+
+#[tokio::test]
+async fn metadata_document_client_ids_on_private_addresses_are_refused() {
+    let cp = ControlPlane::start().await;
+    for cid in [
+        "https://127.0.0.1/client.json",
+        "https://localhost:8443/oauth/client",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/client",
+    ] {
+        let resp = authorize(
+            &cp,
+            &[
+                ("response_type", "code"),
+                ("client_id", cid),
+                ("redirect_uri", "http://127.0.0.1:5000/cb"),
+                ("code_challenge", CHALLENGE),
+                ("code_challenge_method", "S256"),
+            ],
+        )
+        .await;
+        assert_eq!(resp.status(), 400, "{cid}");
+        assert!(resp.headers().get("location").is_none());
+        let body = resp.text().await.expect("body");
+        assert!(
+            body.contains("private, loopback or link-local"),
+            "{cid}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn token_endpoint_errors_follow_rfc_6749() {
+    let cp = ControlPlane::start().await;
+    let (client_id, redirect) = public_client(&cp).await;
+    let form = |pairs: &[(&str, &str)]| {
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish()
+    };
+    let post = |body: String| {
+        http_client()
+            .post(format!("{}/token", cp.http))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    // Unknown code.
+    let resp = post(form(&[
+        ("grant_type", "authorization_code"),
+        ("client_id", &client_id),
+        ("code", "not-a-code"),
+        ("redirect_uri", &redirect),
+        (
+            "code_verifier",
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+        ),
+    ]))
+    .await
+    .expect("token");
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let e: Value = resp.json().await.expect("json");
+    assert_eq!(e["error"], "invalid_grant");
+    // Unknown client.
+    let resp = post(form(&[
+        ("grant_type", "authorization_code"),
+        ("client_id", "nope"),
+        ("code", "x"),
+    ]))
+    .await
+    .expect("token");
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        resp.json::<Value>().await.expect("json")["error"],
+        "invalid_client"
+    );
+    // Unsupported grant.
+    let resp = post(form(&[
+        ("grant_type", "password"),
+        ("client_id", &client_id),
+    ]))
+    .await
+    .expect("token");
+    assert_eq!(
+        resp.json::<Value>().await.expect("json")["error"],
+        "unsupported_grant_type"
+    );
+    // Bogus refresh token.
+    let resp = post(form(&[
+        ("grant_type", "refresh_token"),
+        ("client_id", &client_id),
+        ("refresh_token", "abc.def"),
+    ]))
+    .await
+    .expect("token");
+    assert_eq!(
+        resp.json::<Value>().await.expect("json")["error"],
+        "invalid_grant"
+    );
+    // JSON body is not accepted.
+    let resp = http_client()
+        .post(format!("{}/token", cp.http))
+        .json(&json!({"grant_type": "authorization_code"}))
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(
+        resp.json::<Value>().await.expect("json")["error"],
+        "invalid_request"
+    );
+}
+
+#[tokio::test]
+async fn forged_tokens_are_inactive_at_introspection() {
+    let cp = ControlPlane::start().await;
+    let reg: Value = register(&cp, json!({"redirect_uris": ["https://rs.example.com/cb"]}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let id = reg["client_id"].as_str().expect("id");
+    let secret = reg["client_secret"].as_str().expect("secret");
+    use base64::Engine as _;
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let claims = json!({"iss": cp.http, "sub": "gh:1", "aud": ["https://x"], "exp": 4102444800i64,
+                        "iat": 1, "nbf": 1, "jti": "j", "client_id": id, "scope": "", "auth_time": 1,
+                        "idp": "gh", "login": "x", "groups": []});
+    let none_token = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "at+jwt"})),
+        b64(&claims)
+    );
+    let hs_token = format!(
+        "{}.{}.c2lnbmF0dXJl",
+        b64(&json!({"alg": "HS256", "typ": "at+jwt", "kid": "k"})),
+        b64(&claims)
+    );
+    for token in [none_token.as_str(), hs_token.as_str(), "garbage"] {
+        let resp = http_client()
+            .post(format!("{}/introspect", cp.http))
+            .basic_auth(id, Some(secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={token}"))
+            .send()
+            .await
+            .expect("introspect");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            resp.json::<Value>().await.expect("json"),
+            json!({"active": false}),
+            "{token}"
+        );
+    }
+    // Introspection needs client authentication.
+    let resp = http_client()
+        .post(format!("{}/introspect", cp.http))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("token=x")
+        .send()
+        .await
+        .expect("introspect");
+    assert_eq!(resp.status(), 401);
+}
