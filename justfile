@@ -140,3 +140,49 @@ cert-delete name:
 # Serve certificate CERT for proxy HOST.
 proxy-cert-attach hostname cert:
     {{cli}} proxy cert-attach "{{hostname}}" "{{cert}}"
+
+# --- OAuth authorization server ---
+
+# Publish the OAuth endpoints at HOST (an HTTPS proxy to the control plane): just oauth-routes-setup auth.example.com
+oauth-routes-setup hostname *flags:
+    {{cli}} oauth setup "$@"
+
+# Add an identity provider: just oauth-idp-add github --kind github --client-id ID --client-secret S [--base-url URL --api-url URL]
+oauth-idp-add name *flags:
+    {{cli}} oauth idp add "$@"
+
+# List identity providers (secrets are never shown).
+oauth-idps-list:
+    {{cli}} oauth idp list
+
+# Allow logins: just oauth-rule-add --user alice --group acme/ops --email-domain example.com --scope mcp
+oauth-rule-add *flags:
+    {{cli}} oauth rule add "$@"
+
+# List login rules.
+oauth-rules-list:
+    {{cli}} oauth rule list
+
+# Register an OAuth client: just oauth-client-register --redirect-uri https://app/cb [--name N --public]
+oauth-client-register *flags:
+    {{cli}} oauth client register "$@"
+
+# List OAuth clients.
+oauth-clients-list:
+    {{cli}} oauth client list
+
+# List live login sessions.
+oauth-sessions-list:
+    {{cli}} oauth session list
+
+# Revoke a session and every token it issued.
+oauth-session-revoke id:
+    {{cli}} oauth session revoke "{{id}}"
+
+# Rotate the token signing key.
+oauth-rotate-keys:
+    {{cli}} oauth rotate-keys
+
+# Token counters.
+oauth-metrics:
+    {{cli}} oauth metrics

@@ -5,6 +5,7 @@
 
 mod cert;
 mod kv;
+pub(crate) mod oauth;
 mod proxy;
 mod resources;
 mod route;
@@ -19,6 +20,7 @@ use crate::output::OutputFormat;
 
 pub(crate) use cert::{CertCommand, CertCreateArgs};
 pub(crate) use kv::{HeaderPair, headers_to_map};
+pub(crate) use oauth::OAuthCommand;
 pub(crate) use proxy::{ProxyCommand, ProxyCreateArgs, ProxyUpdateArgs};
 pub(crate) use resources::{
     DataplaneTokenCommand, DataplanesCommand, ExternalCommand, ScopeArg, ServiceCommand,
@@ -113,6 +115,9 @@ pub(crate) enum Command {
     /// Inspect connected data planes
     #[command(subcommand)]
     Dataplanes(DataplanesCommand),
+    /// Administer the OAuth authorization server
+    #[command(subcommand)]
+    Oauth(OAuthCommand),
     /// Print a shell completion script to stdout
     Completions {
         /// Shell to generate completions for

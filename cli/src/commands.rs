@@ -1,6 +1,7 @@
 //! Runs a parsed command: resolves settings, connects, calls the API, prints the result.
 
 mod cert;
+mod oauth;
 mod proxy;
 mod route;
 mod service;
@@ -11,7 +12,7 @@ use clap::CommandFactory;
 use tonic::{Response, Status};
 
 use crate::args::{Cli, Command};
-use crate::client::{self, AdminClient};
+use crate::client::{self, AdminClient, OAuthClient};
 use crate::config;
 use crate::error::CliError;
 use crate::output::{Printer, write_stdout};
@@ -20,6 +21,8 @@ use crate::output::{Printer, write_stdout};
 pub(crate) struct Ctx {
     /// The connected AdminService client.
     pub(crate) client: AdminClient,
+    /// The OAuthAdminService client on the same connection.
+    pub(crate) oauth: OAuthClient,
     /// Output format chosen by `--output`.
     pub(crate) out: Printer,
     /// Used to turn a failed call into the right [`CliError`].
@@ -58,8 +61,10 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         url: settings.url.clone(),
         has_token: settings.token.is_some(),
     };
+    let (admin, oauth) = client::connect(&settings).await?;
     let mut ctx = Ctx {
-        client: client::connect(&settings).await?,
+        client: admin,
+        oauth,
         out: Printer::new(cli.global.output),
         call,
     };
@@ -72,6 +77,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Token(cmd) => token::run(&mut ctx, cmd).await,
         Command::DataplaneToken(cmd) => token::run_dataplane(&mut ctx, cmd).await,
         Command::Dataplanes(cmd) => status::dataplanes(&mut ctx, cmd).await,
+        Command::Oauth(cmd) => oauth::run(&mut ctx, cmd).await,
         Command::Completions { shell } => completions(shell),
     }
 }

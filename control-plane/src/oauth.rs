@@ -57,6 +57,8 @@ pub struct OAuthSettings {
     pub cimd_allow_private: bool,
     /// Trust these PEM roots in addition to the system ones when calling providers.
     pub upstream_ca: Option<std::path::PathBuf>,
+    /// Where data planes reach this control plane's HTTP listener (`oauth setup` default).
+    pub local_url: String,
 }
 
 impl Default for OAuthSettings {
@@ -72,6 +74,7 @@ impl Default for OAuthSettings {
             registration_token: None,
             cimd_allow_private: false,
             upstream_ca: None,
+            local_url: String::new(),
         }
     }
 }

@@ -582,3 +582,166 @@ async fn forged_tokens_are_inactive_at_introspection() {
         .expect("introspect");
     assert_eq!(resp.status(), 401);
 }
+
+#[tokio::test]
+async fn cli_administers_idps_rules_clients_and_setup() {
+    let cp = ControlPlane::start().await;
+    let out = cp.cli_ok(&[
+        "oauth",
+        "idp",
+        "add",
+        "corp",
+        "--kind",
+        "github",
+        "--client-id",
+        "Iv1.abc",
+        "--client-secret",
+        "very-secret-value",
+        "--base-url",
+        "https://ghe.example.com",
+    ]);
+    assert!(out.contains("corp"), "{out}");
+    let list = cp.cli_ok(&["-o", "json", "oauth", "idp", "list"]);
+    assert!(!list.contains("very-secret-value"), "secret leaked: {list}");
+    let v: Value = serde_json::from_str(&list).expect("json");
+    assert_eq!(
+        v["items"][0]["api_url"], "https://ghe.example.com/api/v3",
+        "GHES API default"
+    );
+    // The secret is sealed at rest too: the raw store never holds it in clear.
+    let rest: Value = http_client()
+        .get(format!("{}/api/v1/oauth/idps", cp.http))
+        .bearer_auth(&cp.admin_token)
+        .send()
+        .await
+        .expect("idps")
+        .json()
+        .await
+        .expect("json");
+    assert!(!rest.to_string().contains("very-secret-value"));
+
+    // Refusals name the field and store nothing.
+    let bad = cp.cli(
+        &cp.admin_token,
+        &[
+            "oauth",
+            "idp",
+            "add",
+            "x",
+            "--kind",
+            "oidc",
+            "--client-id",
+            "a",
+            "--client-secret",
+            "b",
+        ],
+    );
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("base_url"),
+        "{bad:?}"
+    );
+    let bad = cp.cli(&cp.admin_token, &["oauth", "rule", "add", "--scope", "mcp"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("users"),
+        "{bad:?}"
+    );
+    let rules = cp.cli_ok(&["-o", "json", "oauth", "rule", "list"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&rules).expect("json")["items"],
+        json!([])
+    );
+
+    let rule: Value = serde_json::from_str(&cp.cli_ok(&[
+        "-o", "json", "oauth", "rule", "add", "--group", "acme/ops", "--scope", "mcp",
+    ]))
+    .expect("json");
+    assert!(rule["id"].as_str().is_some_and(|i| i.starts_with("rule_")));
+    // Scopes named in rules are advertised.
+    let m: Value = http_client()
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            cp.http
+        ))
+        .send()
+        .await
+        .expect("metadata")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        m["scopes_supported"]
+            .as_array()
+            .expect("scopes")
+            .contains(&json!("mcp"))
+    );
+
+    let client: Value = serde_json::from_str(&cp.cli_ok(&[
+        "-o",
+        "json",
+        "oauth",
+        "client",
+        "register",
+        "--redirect-uri",
+        "https://app.example.com/cb",
+        "--name",
+        "App",
+    ]))
+    .expect("json");
+    assert!(
+        client["client_secret"]
+            .as_str()
+            .is_some_and(|s| s.len() > 30)
+    );
+    let clients = cp.cli_ok(&["-o", "json", "oauth", "client", "list"]);
+    assert!(clients.contains(client["client_id"].as_str().expect("id")));
+    assert!(!clients.contains(client["client_secret"].as_str().expect("secret")));
+
+    let setup: Value =
+        serde_json::from_str(&cp.cli_ok(&["-o", "json", "oauth", "setup", "auth.example.com"]))
+            .expect("json");
+    assert_eq!(setup["hostname"], "auth.example.com");
+    assert_eq!(setup["target_url"], cp.http.as_str());
+    assert!(
+        setup["warning"]
+            .as_str()
+            .is_some_and(|w| w.contains("--oauth-issuer https://auth.example.com"))
+    );
+    let proxy: Value = http_client()
+        .get(format!("{}/api/v1/proxy/targets/auth.example.com", cp.http))
+        .bearer_auth(&cp.admin_token)
+        .send()
+        .await
+        .expect("proxy")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(proxy["enable_https"], true);
+
+    let metrics: Value =
+        serde_json::from_str(&cp.cli_ok(&["-o", "json", "oauth", "metrics"])).expect("json");
+    assert_eq!(metrics["clients"], 1);
+    assert_eq!(metrics["issuer"], cp.http.as_str());
+    let kid = cp.cli_ok(&["oauth", "rotate-keys"]);
+    assert!(kid.starts_with("new signing key "), "{kid}");
+
+    // Non-admin tokens cannot administer OAuth.
+    let user: Value = http_client()
+        .post(format!("{}/api/v1/tokens", cp.http))
+        .bearer_auth(&cp.admin_token)
+        .json(&json!({"name": "u", "scope": "user"}))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let user_secret = user["secret"].as_str().expect("secret");
+    let denied = cp.cli(user_secret, &["oauth", "client", "list"]);
+    assert!(!denied.status.success());
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("admin"),
+        "{denied:?}"
+    );
+}

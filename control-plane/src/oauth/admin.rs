@@ -382,3 +382,72 @@ pub async fn metrics(server: &OAuthServer, caller: &Caller) -> Result<Metrics> {
             .len(),
     })
 }
+
+/// Registers a client on behalf of an admin (same validation as `/register`).
+pub async fn register_client(
+    server: &OAuthServer,
+    caller: &Caller,
+    m: super::clients::ClientMetadata,
+) -> Result<super::clients::RegistrationResponse> {
+    admin(caller)?;
+    // An admin registration bypasses the initial-access-token gate on purpose.
+    super::clients::register_unchecked(server, m)
+        .await
+        .map_err(|e| ServiceError::invalid("client metadata", e.to_string()))
+}
+
+/// What `oauth setup` did.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct SetupResult {
+    /// The proxy that now carries the OAuth endpoints.
+    pub proxy: crate::model::Proxy,
+    /// The running issuer.
+    pub issuer: String,
+    /// Set when the issuer is not `https://{hostname}`.
+    pub warning: Option<String>,
+}
+
+/// Creates the proxy that publishes the OAuth endpoints at `hostname` (HTTPS on), targeting
+/// this control plane's HTTP listener.
+pub async fn setup(
+    server: &OAuthServer,
+    caller: &Caller,
+    hostname: &str,
+    target_url: Option<&str>,
+) -> Result<SetupResult> {
+    admin(caller)?;
+    let target = match target_url.filter(|t| !t.is_empty()) {
+        Some(t) => t.to_owned(),
+        None => server.settings().local_url.clone(),
+    };
+    if target.is_empty() {
+        return Err(ServiceError::invalid(
+            "target_url",
+            "give the URL where data planes reach this control plane's HTTP listener",
+        ));
+    }
+    let proxy = server
+        .cp()
+        .create_proxy(
+            caller,
+            crate::model::ProxyInput {
+                hostname: hostname.to_owned(),
+                target_url: target,
+                enable_https: Some(true),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let expected = format!("https://{}", proxy.hostname);
+    let warning = (server.issuer() != expected).then(|| {
+        format!(
+            "the running issuer is {}; restart the control plane with --oauth-issuer {expected} so tokens name this host",
+            server.issuer()
+        )
+    });
+    Ok(SetupResult {
+        proxy,
+        issuer: server.issuer().to_owned(),
+        warning,
+    })
+}

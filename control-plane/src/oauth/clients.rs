@@ -281,6 +281,14 @@ pub async fn register(
             ));
         }
     }
+    register_unchecked(server, m).await
+}
+
+/// Registers without the initial-access-token gate (admin API, or after the gate passed).
+pub async fn register_unchecked(
+    server: &OAuthServer,
+    m: ClientMetadata,
+) -> Result<RegistrationResponse, OAuthError> {
     if m.client_id.is_some() {
         return Err(invalid_metadata(
             "client_id: assigned by the server, do not send one",
