@@ -186,3 +186,19 @@ oauth-rotate-keys:
 # Token counters.
 oauth-metrics:
     {{cli}} oauth metrics
+
+# Use a proxy's own GitHub OAuth app for its logins: just proxy-github-set HOST CLIENT_ID CLIENT_SECRET
+proxy-github-set hostname client_id client_secret:
+    {{cli}} oauth proxy set "{{hostname}}" --github-client-id "{{client_id}}" --github-client-secret "{{client_secret}}"
+
+# Override authorization server metadata served for HOST: just proxy-oauth-server-set HOST '{"scopes_supported":["mcp"]}'
+proxy-oauth-server-set hostname json:
+    {{cli}} oauth proxy set "{{hostname}}" --metadata-json '{{json}}'
+
+# Show a proxy's OAuth settings.
+proxy-oauth-server-show hostname:
+    {{cli}} oauth proxy show "{{hostname}}"
+
+# Remove a proxy's metadata overrides.
+proxy-oauth-server-clear hostname:
+    {{cli}} oauth proxy set "{{hostname}}" --clear-metadata

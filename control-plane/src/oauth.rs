@@ -21,6 +21,7 @@ use crate::store::{Batch, Collection, StoreError, Write};
 pub mod admin;
 pub mod authorize;
 pub mod clients;
+pub mod forward_auth;
 pub mod http;
 pub mod idp;
 pub mod keys;

@@ -53,6 +53,8 @@ pub enum Collection {
     OAuthConsents,
     /// Revoked access tokens by jti; data planes refuse them.
     OAuthRevocations,
+    /// Per-proxy OAuth settings by hostname.
+    OAuthProxySettings,
 }
 
 impl Collection {
@@ -77,6 +79,7 @@ impl Collection {
             Self::OAuthFamilies => "oauthfamilies",
             Self::OAuthConsents => "oauthconsents",
             Self::OAuthRevocations => "oauthrevocations",
+            Self::OAuthProxySettings => "oauthproxysettings",
         }
     }
 

@@ -745,3 +745,163 @@ async fn cli_administers_idps_rules_clients_and_setup() {
         "{denied:?}"
     );
 }
+
+#[tokio::test]
+async fn per_proxy_settings_choose_providers_github_app_and_metadata() {
+    let cp = ControlPlane::start().await;
+    for (name, kind, base) in [
+        ("gh", "github", "https://github.example.com"),
+        ("corp", "oidc", "https://sso.example.com"),
+    ] {
+        cp.cli_ok(&[
+            "oauth",
+            "idp",
+            "add",
+            name,
+            "--kind",
+            kind,
+            "--client-id",
+            &format!("{name}-id"),
+            "--client-secret",
+            "s",
+            "--base-url",
+            base,
+        ]);
+    }
+    cp.cli_ok(&["proxy", "create", "mcp.example.com", "http://127.0.0.1:9"]);
+    let (client_id, redirect) = public_client(&cp).await;
+    let start = |cp: &ControlPlane| {
+        let params = [
+            ("response_type", "code"),
+            ("client_id", client_id.as_str()),
+            ("redirect_uri", redirect.as_str()),
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "S256"),
+            ("resource", "https://mcp.example.com/mcp"),
+        ];
+        let mut url = url::Url::parse(&format!("{}/authorize", cp.http)).expect("url");
+        url.query_pairs_mut().extend_pairs(params);
+        http_client().get(url).send()
+    };
+    // Two providers and no settings: the user chooses.
+    let resp = start(&cp).await.expect("authorize");
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["set-cookie"]
+            .to_str()
+            .expect("cookie")
+            .starts_with("__Host-portcullis_login=")
+    );
+    let page = resp.text().await.expect("body");
+    assert!(page.contains("gh") && page.contains("corp"), "{page}");
+
+    // The proxy allows only GitHub, with its own app: straight to GitHub with that client id.
+    cp.cli_ok(&[
+        "oauth",
+        "proxy",
+        "set",
+        "mcp.example.com",
+        "--idp",
+        "gh",
+        "--github-client-id",
+        "proxy-app",
+        "--github-client-secret",
+        "proxy-secret",
+    ]);
+    let resp = start(&cp).await.expect("authorize");
+    assert_eq!(resp.status(), 303);
+    let loc = location(&resp);
+    assert!(
+        loc.as_str()
+            .starts_with("https://github.example.com/login/oauth/authorize?"),
+        "{loc}"
+    );
+    assert_eq!(query(&loc, "client_id").as_deref(), Some("proxy-app"));
+    assert_eq!(
+        query(&loc, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    assert_eq!(
+        query(&loc, "redirect_uri"),
+        Some(format!("{}/callback/gh", cp.http))
+    );
+    let shown = cp.cli_ok(&["-o", "json", "oauth", "proxy", "show", "mcp.example.com"]);
+    assert!(!shown.contains("proxy-secret"), "{shown}");
+
+    // Metadata overrides apply to requests that came through that proxy only.
+    cp.cli_ok(&[
+        "oauth",
+        "proxy",
+        "set",
+        "mcp.example.com",
+        "--metadata-json",
+        r#"{"scopes_supported":["mcp:tools"],"service_documentation":"https://docs.example.com"}"#,
+    ]);
+    let get_meta = |host: Option<&'static str>| {
+        let mut req = http_client().get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            cp.http
+        ));
+        if let Some(h) = host {
+            req = req.header("x-forwarded-host", h);
+        }
+        req.send()
+    };
+    let m: Value = get_meta(Some("mcp.example.com"))
+        .await
+        .expect("meta")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(m["scopes_supported"], json!(["mcp:tools"]));
+    assert_eq!(m["service_documentation"], "https://docs.example.com");
+    assert_eq!(m["issuer"], cp.http.as_str());
+    let plain: Value = get_meta(None)
+        .await
+        .expect("meta")
+        .json()
+        .await
+        .expect("json");
+    assert!(plain.get("service_documentation").is_none());
+
+    // Endpoint fields cannot be redirected elsewhere, and unknown providers are refused.
+    let bad = cp.cli(
+        &cp.admin_token,
+        &[
+            "oauth",
+            "proxy",
+            "set",
+            "mcp.example.com",
+            "--metadata-json",
+            r#"{"token_endpoint":"https://evil.example.com/t"}"#,
+        ],
+    );
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("token_endpoint"),
+        "{bad:?}"
+    );
+    let bad = cp.cli(
+        &cp.admin_token,
+        &["oauth", "proxy", "set", "mcp.example.com", "--idp", "nope"],
+    );
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("idps"),
+        "{bad:?}"
+    );
+    let m: Value = get_meta(Some("mcp.example.com"))
+        .await
+        .expect("meta")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        m["token_endpoint"],
+        format!("{}/token", cp.http),
+        "refused write changed nothing"
+    );
+
+    cp.cli_ok(&["oauth", "proxy", "clear", "mcp.example.com"]);
+    let resp = start(&cp).await.expect("authorize");
+    assert_eq!(resp.status(), 200, "back to the chooser");
+}

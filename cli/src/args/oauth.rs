@@ -31,6 +31,9 @@ pub(crate) enum OAuthCommand {
     /// Remembered consents
     #[command(subcommand)]
     Consent(ConsentCommand),
+    /// Per-proxy settings: allowed providers, own GitHub app, metadata overrides
+    #[command(subcommand)]
+    Proxy(ProxySettingsCommand),
     /// Rotate the token signing key now (the old key stays published until its tokens expire)
     RotateKeys,
     /// Token counters and totals
@@ -166,4 +169,49 @@ pub(crate) enum ConsentCommand {
         #[arg(long)]
         client_id: String,
     },
+}
+
+/// Per-proxy OAuth settings.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProxySettingsCommand {
+    /// Show a proxy's OAuth settings (never the GitHub secret)
+    Show {
+        /// Proxy hostname
+        hostname: String,
+    },
+    /// Change a proxy's OAuth settings; flags not given keep their value
+    Set(ProxySettingsArgs),
+    /// Remove all of a proxy's OAuth settings
+    Clear {
+        /// Proxy hostname
+        hostname: String,
+    },
+}
+
+/// `oauth proxy set`.
+#[derive(Debug, Args)]
+pub(crate) struct ProxySettingsArgs {
+    /// Proxy hostname
+    pub(crate) hostname: String,
+    /// Allowed identity provider (repeatable); replaces the list
+    #[arg(long = "idp", conflicts_with = "all_idps")]
+    pub(crate) idps: Vec<String>,
+    /// Allow every identity provider again
+    #[arg(long)]
+    pub(crate) all_idps: bool,
+    /// Client id of this proxy's own GitHub OAuth app
+    #[arg(long, requires = "github_client_secret", conflicts_with = "no_github")]
+    pub(crate) github_client_id: Option<String>,
+    /// Its client secret (or env PORTCULLIS_GITHUB_CLIENT_SECRET)
+    #[arg(long, env = "PORTCULLIS_GITHUB_CLIENT_SECRET", hide_env_values = true)]
+    pub(crate) github_client_secret: Option<Secret>,
+    /// Remove the GitHub app override
+    #[arg(long)]
+    pub(crate) no_github: bool,
+    /// JSON object merged into the authorization server metadata served for this host
+    #[arg(long, conflicts_with = "clear_metadata")]
+    pub(crate) metadata_json: Option<String>,
+    /// Remove the metadata overrides
+    #[arg(long)]
+    pub(crate) clear_metadata: bool,
 }

@@ -5,7 +5,9 @@ use serde_json::{Value, json};
 
 use super::{Ctx, ReplyExt};
 use crate::args::OAuthCommand;
-use crate::args::oauth::{ClientCommand, ConsentCommand, IdpCommand, RuleCommand, SessionCommand};
+use crate::args::oauth::{
+    ClientCommand, ConsentCommand, IdpCommand, ProxySettingsCommand, RuleCommand, SessionCommand,
+};
 use crate::error::CliError;
 
 fn idp_json(i: &pb::OAuthIdp) -> Value {
@@ -272,6 +274,58 @@ pub(crate) async fn run(ctx: &mut Ctx, cmd: OAuthCommand) -> Result<(), CliError
             out.emit(&json!({}), || {
                 format!("revoked consent of {sub} for {client_id}")
             })
+        }
+        OAuthCommand::Proxy(cmd) => {
+            let r = match cmd {
+                ProxySettingsCommand::Show { hostname } => c
+                    .get_proxy_settings(pb::ByName {
+                        name: hostname,
+                        force: false,
+                    })
+                    .await
+                    .reply(call)?,
+                ProxySettingsCommand::Set(a) => {
+                    let secret = a.github_client_secret.map(|s| s.expose().to_owned());
+                    c.set_proxy_settings(pb::OAuthProxySettings {
+                        hostname: a.hostname,
+                        set_idps: !a.idps.is_empty() || a.all_idps,
+                        idps: a.idps,
+                        set_github: a.github_client_id.is_some() || a.no_github,
+                        github_client_id: a.github_client_id.unwrap_or_default(),
+                        github_client_secret: secret.unwrap_or_default(),
+                        set_metadata: a.metadata_json.is_some() || a.clear_metadata,
+                        metadata_json: a.metadata_json.unwrap_or_else(|| "{}".into()),
+                        updated_at: 0,
+                    })
+                    .await
+                    .reply(call)?
+                }
+                ProxySettingsCommand::Clear { hostname } => {
+                    c.clear_proxy_settings(pb::ByName {
+                        name: hostname.clone(),
+                        force: false,
+                    })
+                    .await
+                    .reply(call)?;
+                    return out.emit(&json!({}), || {
+                        format!("cleared OAuth settings of {hostname}")
+                    });
+                }
+            };
+            let metadata: Value = serde_json::from_str(&r.metadata_json).unwrap_or(json!({}));
+            out.emit(
+                &json!({"hostname": r.hostname, "idps": r.idps, "github_client_id": r.github_client_id,
+                        "metadata": metadata, "updated_at": r.updated_at}),
+                || {
+                    format!(
+                        "hostname: {}\nidps: {}\ngithub app: {}\nmetadata overrides: {}",
+                        r.hostname,
+                        if r.idps.is_empty() { "(all)".into() } else { r.idps.join(", ") },
+                        if r.github_client_id.is_empty() { "(provider default)" } else { &r.github_client_id },
+                        metadata
+                    )
+                },
+            )
         }
         OAuthCommand::RotateKeys => {
             let r = c.rotate_keys(pb::Empty {}).await.reply(call)?;

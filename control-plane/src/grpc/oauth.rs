@@ -54,6 +54,17 @@ fn rule(r: oauth::LoginRule) -> pb::OAuthRule {
     }
 }
 
+fn proxy_settings(v: oauth::ProxyOAuthView) -> pb::OAuthProxySettings {
+    pb::OAuthProxySettings {
+        hostname: v.hostname,
+        idps: v.idps,
+        github_client_id: v.github_client_id.unwrap_or_default(),
+        metadata_json: serde_json::Value::Object(v.metadata).to_string(),
+        updated_at: v.updated_at,
+        ..Default::default()
+    }
+}
+
 #[tonic::async_trait]
 impl pb::o_auth_admin_service_server::OAuthAdminService for OAuthAdminApi {
     async fn create_idp(&self, req: Request<pb::OAuthIdp>) -> Reply<pb::OAuthIdp> {
@@ -250,5 +261,46 @@ impl pb::o_auth_admin_service_server::OAuthAdminService for OAuthAdminApi {
             issuer: r.issuer,
             warning: r.warning.unwrap_or_default(),
         })
+    }
+
+    async fn get_proxy_settings(&self, req: Request<pb::ByName>) -> Reply<pb::OAuthProxySettings> {
+        let c = api_caller(self.server.cp(), &req).await?;
+        ok(proxy_settings(
+            admin::get_proxy_settings(&self.server, &c, &req.get_ref().name).await?,
+        ))
+    }
+
+    async fn set_proxy_settings(
+        &self,
+        req: Request<pb::OAuthProxySettings>,
+    ) -> Reply<pb::OAuthProxySettings> {
+        let c = api_caller(self.server.cp(), &req).await?;
+        let i = req.into_inner();
+        let metadata = if i.set_metadata {
+            match serde_json::from_str::<serde_json::Value>(&i.metadata_json) {
+                Ok(serde_json::Value::Object(m)) => Some(m),
+                _ => {
+                    return Err(ServiceError::invalid("metadata", "must be a JSON object").into());
+                }
+            }
+        } else {
+            None
+        };
+        let input = oauth::ProxyOAuthInput {
+            idps: i.set_idps.then_some(i.idps),
+            github_client_id: i.set_github.then_some(i.github_client_id),
+            github_client_secret: (i.set_github && !i.github_client_secret.is_empty())
+                .then_some(i.github_client_secret),
+            metadata,
+        };
+        ok(proxy_settings(
+            admin::set_proxy_settings(&self.server, &c, &i.hostname, input).await?,
+        ))
+    }
+
+    async fn clear_proxy_settings(&self, req: Request<pb::ByName>) -> Reply<pb::Empty> {
+        let c = api_caller(self.server.cp(), &req).await?;
+        admin::clear_proxy_settings(&self.server, &c, &req.get_ref().name).await?;
+        ok(pb::Empty {})
     }
 }

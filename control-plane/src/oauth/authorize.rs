@@ -11,7 +11,7 @@ use sha2::Digest as _;
 
 use super::{
     BASE_SCOPES, CodeRecord, ConsentRecord, Identity, IdpRecord, LoginRule, LoginTx, OAuthError,
-    OAuthServer, clients, idp, put, random_token, sha256_hex,
+    OAuthServer, ProxyOAuthSettings, clients, idp, put, random_token, sha256_hex,
 };
 use crate::auth::hashes_equal;
 use crate::model::{Proxy, now};
@@ -307,10 +307,18 @@ pub async fn start(server: &OAuthServer, req: AuthorizeRequest) -> Result<Next, 
     let resources = validate_resources(server, &req.resources)
         .await
         .map_err(fail)?;
+    let settings = settings_for(server, &resources).await.map_err(fail)?;
     let idps: Vec<IdpRecord> = server
-        .list(Collection::OAuthIdps)
+        .list::<IdpRecord>(Collection::OAuthIdps)
         .await
-        .map_err(|e| fail(e.into()))?;
+        .map_err(|e| fail(e.into()))?
+        .into_iter()
+        .filter(|i| {
+            settings
+                .as_ref()
+                .is_none_or(|s| s.idps.is_empty() || s.idps.contains(&i.name))
+        })
+        .collect();
     if idps.is_empty() {
         return Err(fail(OAuthError::new(
             "temporarily_unavailable",
@@ -337,6 +345,7 @@ pub async fn start(server: &OAuthServer, req: AuthorizeRequest) -> Result<Next, 
         scopes,
         resources,
         idp: chosen.map(|i| i.name.clone()),
+        settings_host: settings.as_ref().map(|s| s.hostname.clone()),
         upstream_verifier: random_token(),
         upstream_nonce: random_token(),
         identity: None,
@@ -353,7 +362,8 @@ pub async fn start(server: &OAuthServer, req: AuthorizeRequest) -> Result<Next, 
         .await?;
     match chosen {
         Some(idp_record) => {
-            let url = idp::authorization_url(server, idp_record, &tx)
+            let effective = effective_idp(server, idp_record, &tx).await.map_err(fail)?;
+            let url = idp::authorization_url(server, &effective, &tx)
                 .await
                 .map_err(fail)?;
             Ok(Next::Redirect {
@@ -421,8 +431,20 @@ pub async fn choose(
                 "unknown identity provider {idp_name:?}"
             )))
         })?;
+    if let Some(host) = &tx.settings_host
+        && let Some((settings, _)) = server
+            .get::<ProxyOAuthSettings>(Collection::OAuthProxySettings, host)
+            .await?
+        && !settings.idps.is_empty()
+        && !settings.idps.contains(&idp_record.name)
+    {
+        return Err(Failure::Page(OAuthError::invalid_request(format!(
+            "identity provider {idp_name:?} is not allowed for this application"
+        ))));
+    }
     tx.idp = Some(idp_record.name.clone());
     replace_tx(server, &tx, raw).await?;
+    let idp_record = effective_idp(server, &idp_record, &tx).await?;
     let url = idp::authorization_url(server, &idp_record, &tx)
         .await
         .map_err(|e| tx_error(server, &tx, e))?;
@@ -503,6 +525,7 @@ pub async fn callback(
                 OAuthError::server("identity provider removed during login"),
             )
         })?;
+    let idp_record = effective_idp(server, &idp_record, &tx).await?;
     let identity = match idp::finish(server, &idp_record, &tx, code).await {
         Ok(i) => i,
         Err(e) => {
@@ -566,6 +589,47 @@ pub async fn callback(
         scopes: tx.granted_scopes.clone(),
         login: identity.login,
     }))
+}
+
+/// The per-proxy settings that apply to a login for these resources: those of the first
+/// resource whose proxy has any.
+async fn settings_for(
+    server: &OAuthServer,
+    resources: &[String],
+) -> Result<Option<ProxyOAuthSettings>, OAuthError> {
+    for r in resources {
+        let (_, host) = canonical_resource(r)?;
+        if let Some((s, _)) = server
+            .get::<ProxyOAuthSettings>(Collection::OAuthProxySettings, &host)
+            .await?
+        {
+            return Ok(Some(s));
+        }
+    }
+    Ok(None)
+}
+
+/// The provider as this login must use it: a proxy's own GitHub app replaces the
+/// provider's client credentials.
+async fn effective_idp(
+    server: &OAuthServer,
+    idp_record: &IdpRecord,
+    tx: &LoginTx,
+) -> Result<IdpRecord, OAuthError> {
+    let mut out = idp_record.clone();
+    if idp_record.kind != super::IdpKind::Github {
+        return Ok(out);
+    }
+    if let Some(host) = &tx.settings_host
+        && let Some((s, _)) = server
+            .get::<ProxyOAuthSettings>(Collection::OAuthProxySettings, host)
+            .await?
+        && let (Some(id), Some(secret)) = (s.github_client_id, s.github_client_secret_sealed)
+    {
+        out.client_id = id;
+        out.client_secret_sealed = secret;
+    }
+    Ok(out)
 }
 
 /// Key of a remembered consent.

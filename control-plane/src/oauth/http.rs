@@ -50,6 +50,7 @@ pub fn router(server: OAuthServer) -> Router {
         .route("/revoke", post(revoke))
         .route("/introspect", post(introspect))
         .route("/userinfo", get(userinfo).post(userinfo))
+        .route("/verify", axum::routing::any(verify))
         .route("/api/v1/oauth/idps", get(list_idps).post(create_idp))
         .route("/api/v1/oauth/idps/{name}", delete(delete_idp))
         .route("/api/v1/oauth/rules", get(list_rules).post(create_rule))
@@ -64,6 +65,12 @@ pub fn router(server: OAuthServer) -> Router {
         )
         .route("/api/v1/oauth/keys/rotate", post(rotate_keys))
         .route("/api/v1/oauth/metrics", get(oauth_metrics))
+        .route(
+            "/api/v1/oauth/proxies/{hostname}",
+            get(get_proxy_settings)
+                .put(set_proxy_settings)
+                .delete(clear_proxy_settings),
+        )
         .with_state(server)
 }
 
@@ -358,8 +365,13 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 
 // === protocol handlers ===
 
-async fn metadata_doc(State(s): S) -> Response {
-    match metadata::document(&s).await {
+async fn metadata_doc(State(s): S, headers: HeaderMap) -> Response {
+    // Data planes set X-Forwarded-Host to the proxy the client used; its overrides apply.
+    let host = headers
+        .get("x-forwarded-host")
+        .or_else(|| headers.get(header::HOST))
+        .and_then(|v| v.to_str().ok());
+    match metadata::document(&s, host).await {
         Ok(doc) => {
             let mut resp = axum::Json(doc).into_response();
             resp.headers_mut().insert(
@@ -594,12 +606,98 @@ async fn userinfo(State(s): S, headers: HeaderMap) -> Response {
     }
 }
 
+#[derive(serde::Deserialize)]
+struct VerifyQuery {
+    /// Space-separated scopes the site requires.
+    scope: Option<String>,
+}
+
+/// ForwardAuth: 200 with identity headers, 401 with a `WWW-Authenticate` challenge naming
+/// the site's protected resource metadata, or 403 for missing scopes.
+async fn verify(State(s): S, headers: HeaderMap, Query(q): Query<VerifyQuery>) -> Response {
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let site = match super::forward_auth::forwarded(
+        h("x-forwarded-proto"),
+        h("x-forwarded-host"),
+        h("x-forwarded-uri"),
+        h("x-original-url"),
+    ) {
+        Ok(site) => site,
+        Err(e) => return json_error(&e),
+    };
+    let required: Vec<String> = q
+        .scope
+        .as_deref()
+        .unwrap_or("")
+        .split(' ')
+        // Scope tokens are NQCHAR (RFC 6749 §3.3); anything else cannot be quoted safely.
+        .filter(|x| {
+            !x.is_empty()
+                && x.bytes()
+                    .all(|b| (0x21..0x7f).contains(&b) && b != b'"' && b != b'\\')
+        })
+        .map(str::to_owned)
+        .collect();
+    let challenge = |extra: &str| {
+        let v = format!(
+            "Bearer resource_metadata=\"{}\"{extra}",
+            site.resource_metadata_url()
+        );
+        HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("Bearer"))
+    };
+    use super::forward_auth::Refusal;
+    match super::forward_auth::verify(&s, bearer(&headers).as_deref(), &site, &required).await {
+        Ok(c) => {
+            let mut resp = no_store(StatusCode::OK.into_response());
+            let out = resp.headers_mut();
+            let mut set = |name: &'static str, value: &str| {
+                if let Ok(v) = HeaderValue::from_str(value) {
+                    out.insert(name, v);
+                }
+            };
+            set("x-auth-request-user", &c.login);
+            set("x-auth-request-sub", &c.sub);
+            set("x-auth-request-email", c.email.as_deref().unwrap_or(""));
+            set("x-auth-request-groups", &c.groups.join(","));
+            set("x-auth-request-scope", &c.scope);
+            set("x-forwarded-user", &c.login);
+            set("x-forwarded-email", c.email.as_deref().unwrap_or(""));
+            resp
+        }
+        Err(Refusal::Unauthorized(e)) => {
+            let extra = e
+                .map(|e| {
+                    format!(
+                        ", error=\"invalid_token\", error_description=\"{}\"",
+                        e.description.replace(['"', '\\'], "'")
+                    )
+                })
+                .unwrap_or_default();
+            let mut resp = no_store(StatusCode::UNAUTHORIZED.into_response());
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge(&extra));
+            resp
+        }
+        Err(Refusal::InsufficientScope(scope)) => {
+            let mut resp = no_store(StatusCode::FORBIDDEN.into_response());
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                challenge(&format!(
+                    ", error=\"insufficient_scope\", scope=\"{scope}\""
+                )),
+            );
+            resp
+        }
+    }
+}
+
 // === admin API ===
 
-/// The admin caller, authenticated with an API token like every `/api/v1` route.
-struct Admin(Caller);
+/// The API caller, authenticated with an API token like every `/api/v1` route; each
+/// operation checks what that token may do.
+struct ApiCaller(Caller);
 
-impl FromRequestParts<OAuthServer> for Admin {
+impl FromRequestParts<OAuthServer> for ApiCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -620,13 +718,16 @@ impl FromRequestParts<OAuthServer> for Admin {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-async fn list_idps(State(s): S, Admin(c): Admin) -> ApiResult<axum::Json<Vec<super::IdpView>>> {
+async fn list_idps(
+    State(s): S,
+    ApiCaller(c): ApiCaller,
+) -> ApiResult<axum::Json<Vec<super::IdpView>>> {
     Ok(axum::Json(admin::list_idps(&s, &c).await?))
 }
 
 async fn create_idp(
     State(s): S,
-    Admin(c): Admin,
+    ApiCaller(c): ApiCaller,
     ApiJson(input): ApiJson<IdpInput>,
 ) -> ApiResult<(StatusCode, axum::Json<super::IdpView>)> {
     Ok((
@@ -637,20 +738,23 @@ async fn create_idp(
 
 async fn delete_idp(
     State(s): S,
-    Admin(c): Admin,
+    ApiCaller(c): ApiCaller,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     admin::delete_idp(&s, &c, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_rules(State(s): S, Admin(c): Admin) -> ApiResult<axum::Json<Vec<super::LoginRule>>> {
+async fn list_rules(
+    State(s): S,
+    ApiCaller(c): ApiCaller,
+) -> ApiResult<axum::Json<Vec<super::LoginRule>>> {
     Ok(axum::Json(admin::list_rules(&s, &c).await?))
 }
 
 async fn create_rule(
     State(s): S,
-    Admin(c): Admin,
+    ApiCaller(c): ApiCaller,
     ApiJson(input): ApiJson<LoginRuleInput>,
 ) -> ApiResult<(StatusCode, axum::Json<super::LoginRule>)> {
     Ok((
@@ -661,7 +765,7 @@ async fn create_rule(
 
 async fn delete_rule(
     State(s): S,
-    Admin(c): Admin,
+    ApiCaller(c): ApiCaller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     admin::delete_rule(&s, &c, &id).await?;
@@ -670,14 +774,14 @@ async fn delete_rule(
 
 async fn list_clients(
     State(s): S,
-    Admin(c): Admin,
+    ApiCaller(c): ApiCaller,
 ) -> ApiResult<axum::Json<Vec<admin::ClientView>>> {
     Ok(axum::Json(admin::list_clients(&s, &c).await?))
 }
 
 async fn delete_client(
     State(s): S,
-    Admin(c): Admin,
+    ApiCaller(c): ApiCaller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     admin::delete_client(&s, &c, &id).await?;
@@ -686,14 +790,14 @@ async fn delete_client(
 
 async fn list_sessions(
     State(s): S,
-    Admin(c): Admin,
+    ApiCaller(c): ApiCaller,
 ) -> ApiResult<axum::Json<Vec<admin::SessionView>>> {
     Ok(axum::Json(admin::list_sessions(&s, &c).await?))
 }
 
 async fn revoke_session(
     State(s): S,
-    Admin(c): Admin,
+    ApiCaller(c): ApiCaller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     admin::revoke_session(&s, &c, &id).await?;
@@ -702,7 +806,7 @@ async fn revoke_session(
 
 async fn list_consents(
     State(s): S,
-    Admin(c): Admin,
+    ApiCaller(c): ApiCaller,
 ) -> ApiResult<axum::Json<Vec<super::ConsentRecord>>> {
     Ok(axum::Json(admin::list_consents(&s, &c).await?))
 }
@@ -715,20 +819,54 @@ struct ConsentQuery {
 
 async fn revoke_consent(
     State(s): S,
-    Admin(c): Admin,
+    ApiCaller(c): ApiCaller,
     Query(q): Query<ConsentQuery>,
 ) -> ApiResult<StatusCode> {
     admin::revoke_consent(&s, &c, &q.sub, &q.client_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn rotate_keys(State(s): S, Admin(c): Admin) -> ApiResult<axum::Json<serde_json::Value>> {
+async fn rotate_keys(
+    State(s): S,
+    ApiCaller(c): ApiCaller,
+) -> ApiResult<axum::Json<serde_json::Value>> {
     let kid = admin::rotate_keys(&s, &c).await?;
     Ok(axum::Json(serde_json::json!({"kid": kid})))
 }
 
-async fn oauth_metrics(State(s): S, Admin(c): Admin) -> ApiResult<axum::Json<super::Metrics>> {
+async fn oauth_metrics(
+    State(s): S,
+    ApiCaller(c): ApiCaller,
+) -> ApiResult<axum::Json<super::Metrics>> {
     Ok(axum::Json(admin::metrics(&s, &c).await?))
+}
+
+async fn get_proxy_settings(
+    State(s): S,
+    ApiCaller(c): ApiCaller,
+    Path(h): Path<String>,
+) -> ApiResult<axum::Json<super::ProxyOAuthView>> {
+    Ok(axum::Json(admin::get_proxy_settings(&s, &c, &h).await?))
+}
+
+async fn set_proxy_settings(
+    State(s): S,
+    ApiCaller(c): ApiCaller,
+    Path(h): Path<String>,
+    ApiJson(input): ApiJson<super::ProxyOAuthInput>,
+) -> ApiResult<axum::Json<super::ProxyOAuthView>> {
+    Ok(axum::Json(
+        admin::set_proxy_settings(&s, &c, &h, input).await?,
+    ))
+}
+
+async fn clear_proxy_settings(
+    State(s): S,
+    ApiCaller(c): ApiCaller,
+    Path(h): Path<String>,
+) -> ApiResult<StatusCode> {
+    admin::clear_proxy_settings(&s, &c, &h).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]
