@@ -115,6 +115,22 @@ pub(crate) enum Command {
     /// Inspect connected data planes
     #[command(subcommand)]
     Dataplanes(DataplanesCommand),
+    /// Sign in through the OAuth authorization server (device flow) and print or save the token
+    Login {
+        /// The authorization server's issuer URL
+        #[arg(
+            long,
+            env = "PORTCULLIS_ISSUER",
+            default_value = "http://127.0.0.1:9000"
+        )]
+        issuer: String,
+        /// Scope to ask for: `admin` or `user`
+        #[arg(long, default_value = "admin")]
+        scope: String,
+        /// Save the token into the config file instead of printing it
+        #[arg(long)]
+        save: bool,
+    },
     /// Administer the OAuth authorization server
     #[command(subcommand)]
     Oauth(OAuthCommand),

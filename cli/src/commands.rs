@@ -1,6 +1,7 @@
 //! Runs a parsed command: resolves settings, connects, calls the API, prints the result.
 
 mod cert;
+mod login;
 mod oauth;
 mod proxy;
 mod route;
@@ -56,6 +57,22 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
     if let Command::Completions { shell } = cli.command {
         return completions(shell);
     }
+    if let Command::Login {
+        issuer,
+        scope,
+        save,
+    } = &cli.command
+    {
+        let path = match (save, &cli.global.config) {
+            (false, _) => None,
+            (true, Some(p)) => Some(p.clone()),
+            (true, None) => config::default_path(
+                std::env::var_os("XDG_CONFIG_HOME"),
+                std::env::var_os("HOME"),
+            ),
+        };
+        return login::login(issuer, scope, path.as_deref()).await;
+    }
     let settings = config::load(&cli.global)?;
     let call = CallInfo {
         url: settings.url.clone(),
@@ -79,6 +96,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Dataplanes(cmd) => status::dataplanes(&mut ctx, cmd).await,
         Command::Oauth(cmd) => oauth::run(&mut ctx, cmd).await,
         Command::Completions { shell } => completions(shell),
+        Command::Login { .. } => Ok(()),
     }
 }
 

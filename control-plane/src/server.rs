@@ -157,6 +157,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
 
     let oauth = crate::oauth::OAuthServer::new(cp.clone(), oauth_settings)?;
     oauth.spawn_sweeper(Duration::from_secs(60));
+    oauth.install_api_verifier();
     tracing::info!(issuer = %oauth.issuer(), "OAuth authorization server enabled");
     let (admin, config) = crate::grpc::services(cp.clone(), snapshots);
     let oauth_admin =

@@ -55,6 +55,10 @@ pub enum Collection {
     OAuthRevocations,
     /// Per-proxy OAuth settings by hostname.
     OAuthProxySettings,
+    /// Device authorizations by device-code hash.
+    OAuthDevices,
+    /// Device user codes → device-code hash.
+    OAuthUserCodes,
 }
 
 impl Collection {
@@ -80,6 +84,8 @@ impl Collection {
             Self::OAuthConsents => "oauthconsents",
             Self::OAuthRevocations => "oauthrevocations",
             Self::OAuthProxySettings => "oauthproxysettings",
+            Self::OAuthDevices => "oauthdevices",
+            Self::OAuthUserCodes => "oauthusercodes",
         }
     }
 

@@ -48,6 +48,8 @@ pub fn router(server: OAuthServer) -> Router {
                 .delete(register_delete),
         )
         .route("/revoke", post(revoke))
+        .route("/device_authorization", post(device_authorization))
+        .route("/device", get(device_page).post(device_submit))
         .route("/introspect", post(introspect))
         .route("/userinfo", get(userinfo).post(userinfo))
         .route("/verify", axum::routing::any(verify))
@@ -250,6 +252,9 @@ fn render_next(next: Result<Next, Failure>) -> Response {
                     csrf = escape(&p.csrf),
                 ),
             )
+        }
+        Ok(Next::Message { title, text }) => {
+            html(StatusCode::OK, &title, &format!("<p>{}</p>", escape(&text)))
         }
         Err(Failure::Redirect(url)) => redirect(&url, None),
         Err(Failure::Page(e)) => error_page(&e),
@@ -492,6 +497,7 @@ async fn token_endpoint(State(s): S, headers: HeaderMap, body: Bytes) -> Respons
             redirect_uri: single(&p, "redirect_uri")?,
             code_verifier: single(&p, "code_verifier")?,
             refresh_token: single(&p, "refresh_token")?,
+            device_code: single(&p, "device_code")?,
             scope: single(&p, "scope")?,
             resources: many(&p, "resource"),
         };
@@ -604,6 +610,51 @@ async fn userinfo(State(s): S, headers: HeaderMap) -> Response {
         Ok(v) => json_ok(StatusCode::OK, &v),
         Err(e) => json_error(&e),
     }
+}
+
+async fn device_authorization(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        require_form(&headers)?;
+        let p = pairs(&body);
+        let who = presented(&headers, &p)?;
+        let scope = single(&p, "scope")?;
+        super::device::authorize_device(&s, &who, scope.as_deref(), &many(&p, "resource")).await
+    }
+    .await;
+    match result {
+        Ok(d) => json_ok(StatusCode::OK, &d),
+        Err(e) => json_error(&e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct DeviceQuery {
+    user_code: Option<String>,
+}
+
+/// The page where a user types (or confirms) the code shown by their device.
+async fn device_page(Query(q): Query<DeviceQuery>) -> Response {
+    let code = q.user_code.unwrap_or_default();
+    html(
+        StatusCode::OK,
+        "Connect a device",
+        &format!(
+            "<p>Enter the code your device shows. Only continue if you started this yourself.</p>\
+             <form method=\"post\" action=\"/device\"><input name=\"user_code\" value=\"{}\" \
+             autocomplete=\"off\" autofocus> <button type=\"submit\">Continue</button></form>",
+            escape(&code)
+        ),
+    )
+}
+
+async fn device_submit(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(e) = require_form(&headers) {
+        return error_page(&e);
+    }
+    let p = pairs(&body);
+    let get = |k: &str| p.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let code = get("user_code").unwrap_or_default();
+    render_next(super::device::start_login(&s, &code, get("idp").as_deref()).await)
 }
 
 #[derive(serde::Deserialize)]

@@ -229,6 +229,9 @@ pub struct LoginTx {
     /// Proxy whose OAuth settings (allowed providers, GitHub app) apply to this login.
     #[serde(default)]
     pub settings_host: Option<String>,
+    /// Set when this login approves a device authorization instead of issuing a code.
+    #[serde(default)]
+    pub device_key: Option<String>,
     /// PKCE verifier we use towards the upstream provider.
     pub upstream_verifier: String,
     /// OIDC nonce towards the upstream provider.
@@ -395,4 +398,41 @@ pub struct ProxyOAuthInput {
     /// Metadata overrides (replaces them all); `{}` clears.
     #[schema(value_type = Object)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// State of a device authorization (RFC 8628).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStatus {
+    /// Waiting for the user.
+    Pending,
+    /// The user logged in and approved.
+    Approved,
+    /// The user (or the rules) refused.
+    Denied,
+}
+
+/// A device authorization, keyed by the hash of its device code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    /// Client polling for it.
+    pub client_id: String,
+    /// What the user types, `XXXX-XXXX`.
+    pub user_code: String,
+    /// Requested scopes.
+    pub scopes: Vec<String>,
+    /// Audiences.
+    pub resources: Vec<String>,
+    /// Where it stands.
+    pub status: DeviceStatus,
+    /// Set on approval.
+    pub identity: Option<Identity>,
+    /// Set on approval.
+    pub granted_scopes: Vec<String>,
+    /// Unix seconds of the login.
+    pub auth_time: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// Unix seconds of the last poll (for `slow_down`).
+    pub last_poll: i64,
 }
