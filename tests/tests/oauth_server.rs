@@ -905,3 +905,26 @@ async fn per_proxy_settings_choose_providers_github_app_and_metadata() {
     let resp = start(&cp).await.expect("authorize");
     assert_eq!(resp.status(), 200, "back to the chooser");
 }
+
+#[tokio::test]
+async fn openapi_documents_the_oauth_admin_api() {
+    let cp = ControlPlane::start().await;
+    let doc: Value = http_client()
+        .get(format!("{}/openapi.json", cp.http))
+        .send()
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("json");
+    for path in [
+        "/api/v1/oauth/idps",
+        "/api/v1/oauth/rules",
+        "/api/v1/oauth/clients",
+        "/api/v1/oauth/sessions",
+        "/api/v1/oauth/proxies/{hostname}",
+        "/api/v1/proxy/targets",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing");
+    }
+}

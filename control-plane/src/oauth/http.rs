@@ -16,7 +16,7 @@ use super::token::{self, TokenRequest};
 use super::{IdpInput, LoginRuleInput, OAuthError, OAuthServer, admin, keys, metadata};
 use crate::auth::Caller;
 use crate::error::ServiceError;
-use crate::rest::{ApiError, ApiJson};
+use crate::rest::{ApiError, ApiJson, ErrorBody};
 
 type S = State<OAuthServer>;
 
@@ -744,6 +744,29 @@ async fn verify(State(s): S, headers: HeaderMap, Query(q): Query<VerifyQuery>) -
 
 // === admin API ===
 
+/// The OAuth admin operations for the OpenAPI document (merged into the REST API's).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list_idps,
+    create_idp,
+    delete_idp,
+    list_rules,
+    create_rule,
+    delete_rule,
+    list_clients,
+    delete_client,
+    list_sessions,
+    revoke_session,
+    list_consents,
+    revoke_consent,
+    rotate_keys,
+    oauth_metrics,
+    get_proxy_settings,
+    set_proxy_settings,
+    clear_proxy_settings,
+))]
+pub struct OAuthApiDoc;
+
 /// The API caller, authenticated with an API token like every `/api/v1` route; each
 /// operation checks what that token may do.
 struct ApiCaller(Caller);
@@ -769,6 +792,8 @@ impl FromRequestParts<OAuthServer> for ApiCaller {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+#[utoipa::path(get, path = "/api/v1/oauth/idps", tag = "oauth", security(("bearer" = [])),
+    responses((status = 200, body = [super::IdpView]), (status = 403, body = ErrorBody)))]
 async fn list_idps(
     State(s): S,
     ApiCaller(c): ApiCaller,
@@ -776,6 +801,9 @@ async fn list_idps(
     Ok(axum::Json(admin::list_idps(&s, &c).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/oauth/idps", tag = "oauth", security(("bearer" = [])),
+    request_body = super::IdpInput,
+    responses((status = 201, body = super::IdpView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn create_idp(
     State(s): S,
     ApiCaller(c): ApiCaller,
@@ -787,6 +815,8 @@ async fn create_idp(
     ))
 }
 
+#[utoipa::path(delete, path = "/api/v1/oauth/idps/{name}", tag = "oauth", security(("bearer" = [])), params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete_idp(
     State(s): S,
     ApiCaller(c): ApiCaller,
@@ -796,6 +826,8 @@ async fn delete_idp(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/api/v1/oauth/rules", tag = "oauth", security(("bearer" = [])),
+    responses((status = 200, body = [super::LoginRule])))]
 async fn list_rules(
     State(s): S,
     ApiCaller(c): ApiCaller,
@@ -803,6 +835,9 @@ async fn list_rules(
     Ok(axum::Json(admin::list_rules(&s, &c).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/oauth/rules", tag = "oauth", security(("bearer" = [])),
+    request_body = super::LoginRuleInput,
+    responses((status = 201, body = super::LoginRule), (status = 400, body = ErrorBody)))]
 async fn create_rule(
     State(s): S,
     ApiCaller(c): ApiCaller,
@@ -814,6 +849,8 @@ async fn create_rule(
     ))
 }
 
+#[utoipa::path(delete, path = "/api/v1/oauth/rules/{id}", tag = "oauth", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete_rule(
     State(s): S,
     ApiCaller(c): ApiCaller,
@@ -823,6 +860,8 @@ async fn delete_rule(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/api/v1/oauth/clients", tag = "oauth", security(("bearer" = [])),
+    responses((status = 200, body = [admin::ClientView])))]
 async fn list_clients(
     State(s): S,
     ApiCaller(c): ApiCaller,
@@ -830,6 +869,8 @@ async fn list_clients(
     Ok(axum::Json(admin::list_clients(&s, &c).await?))
 }
 
+#[utoipa::path(delete, path = "/api/v1/oauth/clients/{id}", tag = "oauth", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete_client(
     State(s): S,
     ApiCaller(c): ApiCaller,
@@ -839,6 +880,8 @@ async fn delete_client(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/api/v1/oauth/sessions", tag = "oauth", security(("bearer" = [])),
+    responses((status = 200, body = [admin::SessionView])))]
 async fn list_sessions(
     State(s): S,
     ApiCaller(c): ApiCaller,
@@ -846,6 +889,8 @@ async fn list_sessions(
     Ok(axum::Json(admin::list_sessions(&s, &c).await?))
 }
 
+#[utoipa::path(delete, path = "/api/v1/oauth/sessions/{id}", tag = "oauth", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn revoke_session(
     State(s): S,
     ApiCaller(c): ApiCaller,
@@ -855,6 +900,8 @@ async fn revoke_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/api/v1/oauth/consents", tag = "oauth", security(("bearer" = [])),
+    responses((status = 200, body = [super::ConsentRecord])))]
 async fn list_consents(
     State(s): S,
     ApiCaller(c): ApiCaller,
@@ -868,6 +915,8 @@ struct ConsentQuery {
     client_id: String,
 }
 
+#[utoipa::path(delete, path = "/api/v1/oauth/consents", tag = "oauth", security(("bearer" = [])), params(("sub" = String, Query), ("client_id" = String, Query)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn revoke_consent(
     State(s): S,
     ApiCaller(c): ApiCaller,
@@ -877,6 +926,8 @@ async fn revoke_consent(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/api/v1/oauth/keys/rotate", tag = "oauth", security(("bearer" = [])),
+    responses((status = 200, description = "The new key id")))]
 async fn rotate_keys(
     State(s): S,
     ApiCaller(c): ApiCaller,
@@ -885,6 +936,8 @@ async fn rotate_keys(
     Ok(axum::Json(serde_json::json!({"kid": kid})))
 }
 
+#[utoipa::path(get, path = "/api/v1/oauth/metrics", tag = "oauth", security(("bearer" = [])),
+    responses((status = 200, body = super::Metrics)))]
 async fn oauth_metrics(
     State(s): S,
     ApiCaller(c): ApiCaller,
@@ -892,6 +945,8 @@ async fn oauth_metrics(
     Ok(axum::Json(admin::metrics(&s, &c).await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/oauth/proxies/{hostname}", tag = "oauth", security(("bearer" = [])), params(("hostname" = String, Path)),
+    responses((status = 200, body = super::ProxyOAuthView), (status = 404, body = ErrorBody)))]
 async fn get_proxy_settings(
     State(s): S,
     ApiCaller(c): ApiCaller,
@@ -900,6 +955,9 @@ async fn get_proxy_settings(
     Ok(axum::Json(admin::get_proxy_settings(&s, &c, &h).await?))
 }
 
+#[utoipa::path(put, path = "/api/v1/oauth/proxies/{hostname}", tag = "oauth", security(("bearer" = [])), params(("hostname" = String, Path)),
+    request_body = super::ProxyOAuthInput,
+    responses((status = 200, body = super::ProxyOAuthView), (status = 400, body = ErrorBody)))]
 async fn set_proxy_settings(
     State(s): S,
     ApiCaller(c): ApiCaller,
@@ -911,6 +969,8 @@ async fn set_proxy_settings(
     ))
 }
 
+#[utoipa::path(delete, path = "/api/v1/oauth/proxies/{hostname}", tag = "oauth", security(("bearer" = [])), params(("hostname" = String, Path)),
+    responses((status = 204)))]
 async fn clear_proxy_settings(
     State(s): S,
     ApiCaller(c): ApiCaller,

@@ -501,7 +501,7 @@ pub async fn verify_access_token(
     validation.set_issuer(&[server.issuer()]);
     validation.validate_aud = false;
     validation.validate_nbf = true;
-    validation.leeway = 30;
+    validation.leeway = 5;
     validation.set_required_spec_claims(&["exp", "iss", "sub", "nbf", "iat"]);
     let data = jsonwebtoken::decode::<AccessClaims>(jwt, &dkey, &validation)
         .map_err(|e| bad(&format!("token rejected: {e}")))?;
