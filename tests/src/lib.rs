@@ -1,10 +1,14 @@
 //! Support for end-to-end tests: start the real binaries, a private `redis-server`, and
 //! real backends (HTTP, WebSocket, SSE) on loopback ports, and drive the CLI and REST API.
 //!
+//! An upstream identity provider for login tests: [`github::GithubServer`] (GitHub's OAuth and
+//! REST wire protocol, in-process).
+//!
 //! The binaries come from the workspace's `target/debug` (or `$CARGO_TARGET_DIR`); the test
 //! command builds them first (`tests/run.sh`).
 
 pub mod backend;
+pub mod github;
 pub mod pebble;
 pub mod procs;
 
