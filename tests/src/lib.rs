@@ -10,6 +10,7 @@
 
 pub mod backend;
 pub mod github;
+pub mod https_docs;
 pub mod oidc;
 pub mod pebble;
 pub mod procs;

@@ -971,3 +971,91 @@ async fn portcullis_login_uses_the_device_grant_and_the_token_drives_the_api() {
     );
     assert!(!denied.status.success());
 }
+
+#[tokio::test]
+async fn client_id_metadata_documents_are_fetched_validated_and_cached() {
+    use portcullis_tests::https_docs::{Doc, HttpsDocs};
+    let docs = HttpsDocs::start().await;
+    let cp = ControlPlane::start_args(vec![
+        "--oauth-cimd-allow-private".into(),
+        "--oauth-upstream-ca".into(),
+        docs.ca_pem.to_string_lossy().into_owned(),
+    ])
+    .await;
+    let fx = fixture_on(cp).await;
+    let good = format!("{}/oauth/client.json", docs.origin);
+    docs.put(
+        "/oauth/client.json",
+        Doc {
+            body: json!({"client_id": good, "client_name": "Metadata App", "redirect_uris": [REDIRECT],
+                         "token_endpoint_auth_method": "none", "grant_types": ["authorization_code"]})
+            .to_string(),
+            cache_control: Some("max-age=300".into()),
+        },
+    );
+    let liar = format!("{}/oauth/liar.json", docs.origin);
+    docs.put(
+        "/oauth/liar.json",
+        Doc {
+            body: json!({"client_id": "https://trusted.example.com/client.json", "client_name": "Liar",
+                         "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"})
+            .to_string(),
+            cache_control: None,
+        },
+    );
+
+    // The document's own client_id must equal its URL.
+    let resp = http_client()
+        .get(authorize_url(&fx.cp, &liar, &[]))
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(resp.status(), 400);
+    assert!(resp.headers().get("location").is_none());
+    let body = resp.text().await.expect("body");
+    assert!(body.contains("differs from the document URL"), "{body}");
+
+    // A redirect URI the document does not list is refused without redirecting.
+    let mut u = authorize_url(&fx.cp, &good, &[]);
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .map(|(k, v)| {
+            let evil = k == "redirect_uri";
+            (
+                k.into_owned(),
+                if evil {
+                    "http://127.0.0.1:1/evil".into()
+                } else {
+                    v.into_owned()
+                },
+            )
+        })
+        .collect();
+    u.query_pairs_mut().clear().extend_pairs(pairs);
+    let resp = http_client().get(u).send().await.expect("authorize");
+    assert_eq!(resp.status(), 400);
+    assert!(resp.headers().get("location").is_none());
+
+    // The real thing: consent names the document's client, the token names the URL.
+    let (Outcome::Redirected(back), consented) =
+        browse(&fx.cp, authorize_url(&fx.cp, &good, &[]), true).await;
+    assert!(consented);
+    let code = param(&back, "code").expect("code");
+    let (status, t) = token(
+        &fx.cp,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", &good),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{t}");
+    let (_, claims) = verify_jwt(&fx.cp, t["access_token"].as_str().expect("at")).await;
+    assert_eq!(claims["client_id"], good.as_str());
+    // Fetched once, then served from cache per its max-age (the bad redirect attempt included).
+    assert_eq!(docs.hits("/oauth/client.json"), 1);
+}
