@@ -16,6 +16,8 @@ command -v pebble >/dev/null || missing+=(pebble)
 # Node + npm run oidc-provider, the certified OpenID Provider for upstream-login tests.
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+# nginx proves /verify works behind a real auth_request proxy.
+command -v nginx >/dev/null || missing+=(nginx)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq

@@ -1059,3 +1059,128 @@ async fn client_id_metadata_documents_are_fetched_validated_and_cached() {
     // Fetched once, then served from cache per its max-age (the bad redirect attempt included).
     assert_eq!(docs.hits("/oauth/client.json"), 1);
 }
+
+/// nginx in front of a backend, delegating every request to `/verify` with `auth_request`.
+struct Nginx {
+    proc: portcullis_tests::procs::Proc,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.proc.kill();
+    }
+}
+
+async fn nginx_forward_auth(cp: &ControlPlane, backend: &str) -> Nginx {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = portcullis_tests::free_port();
+    let cp_addr = cp.http.trim_start_matches("http://");
+    let backend_addr = backend.trim_start_matches("http://");
+    let d = dir.path().display();
+    let conf = format!(
+        r#"daemon off;
+master_process off;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{}}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;
+  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      auth_request /_portcullis_verify;
+      auth_request_set $auth_user $upstream_http_x_auth_request_user;
+      auth_request_set $auth_email $upstream_http_x_auth_request_email;
+      proxy_set_header X-User $auth_user;
+      proxy_set_header X-Email $auth_email;
+      proxy_set_header Authorization "";
+      proxy_pass http://{backend_addr};
+    }}
+    location = /_portcullis_verify {{
+      internal;
+      proxy_pass http://{cp_addr}/verify;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Forwarded-Proto https;
+      proxy_set_header X-Forwarded-Host $host;
+      proxy_set_header X-Forwarded-Uri $request_uri;
+    }}
+  }}
+}}
+"#
+    );
+    let path = dir.path().join("nginx.conf");
+    std::fs::write(&path, conf).expect("write nginx.conf");
+    let proc = portcullis_tests::procs::Proc::spawn(
+        std::process::Command::new("nginx")
+            .arg("-c")
+            .arg(&path)
+            .arg("-p")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    portcullis_tests::eventually(Duration::from_secs(10), "nginx to listen", || {
+        let url = url.clone();
+        async move { http_client().get(&url).send().await.ok().map(|_| ()) }
+    })
+    .await;
+    Nginx {
+        proc,
+        url,
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn nginx_auth_request_delegates_to_verify() {
+    let fx = fixture().await;
+    let backend = portcullis_tests::Backend::start("app").await;
+    let nginx = nginx_forward_auth(&fx.cp, &backend.url).await;
+    let t = exchange(&fx, &code_for(&fx, &fx.public_id).await).await;
+    let at = t["access_token"].as_str().expect("at");
+    let get = |host: &'static str, token: Option<&str>| {
+        let mut req = http_client()
+            .get(format!("{}/mcp", nginx.url))
+            .header("host", host)
+            .header("x-user", "forged-by-client");
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    let resp = get("mcp.example.com", Some(at))
+        .await
+        .expect("through nginx");
+    assert_eq!(resp.status(), 200);
+    let seen: Value = resp.json().await.expect("backend json");
+    assert_eq!(
+        seen["headers"]["x-user"], "alice",
+        "identity from /verify, not the client"
+    );
+    assert_eq!(seen["headers"]["x-email"], "alice@acme.example");
+    assert!(
+        seen["headers"].get("authorization").is_none(),
+        "token not passed upstream"
+    );
+    assert_eq!(
+        get("mcp.example.com", None)
+            .await
+            .expect("no token")
+            .status(),
+        401
+    );
+    assert_eq!(
+        get("other.example.com", Some(at))
+            .await
+            .expect("other host")
+            .status(),
+        401,
+        "a token for mcp.example.com does not open other.example.com"
+    );
+}
