@@ -928,3 +928,22 @@ async fn openapi_documents_the_oauth_admin_api() {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }
 }
+
+#[tokio::test]
+async fn rs256_is_selectable_for_new_keys() {
+    let cp = ControlPlane::start_args(vec!["--oauth-signing-alg".into(), "RS256".into()]).await;
+    let v: Value = http_client()
+        .get(format!("{}/jwks", cp.http))
+        .send()
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["keys"][0]["kty"], "RSA");
+    assert_eq!(v["keys"][0]["alg"], "RS256");
+    assert!(
+        v["keys"][0].get("d").is_none() && v["keys"][0].get("p").is_none(),
+        "private part leaked: {v}"
+    );
+}
