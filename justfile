@@ -133,6 +133,18 @@ cert-status name:
 cert-renew name:
     {{cli}} cert renew "{{name}}"
 
+# Store a certificate you bring: just cert-upload NAME CHAIN.pem KEY.pem
+cert-upload name cert key:
+    {{cli}} cert upload "{{name}}" --cert "{{cert}}" --key "{{key}}"
+
+# Print a certificate's chain and private key (admin token; the key is printed!).
+cert-export name:
+    {{cli}} cert export "{{name}}" --include-private-key
+
+# Order a staging certificate again from the production ACME directory.
+cert-convert-to-production name:
+    {{cli}} cert convert-to-production "{{name}}"
+
 # Delete a certificate.
 cert-delete name:
     {{cli}} cert delete "{{name}}"

@@ -5,18 +5,22 @@
 //! The CA is asked to validate only after every connected data plane has ACKed the snapshot
 //! version that carries the challenge answer.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use base64::Engine as _;
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
-    NewOrder, OrderStatus, RetryPolicy,
+    Account, AccountCredentials, AuthorizationStatus, CertificateIdentifier, ChallengeType,
+    ExternalAccountKey, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
 };
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
 use serde::{Deserialize, Serialize};
 
 use crate::auth;
 use crate::error::ServiceError;
-use crate::model::{CertStatus, CertificateRecord, ChallengeKind, ChallengeRecord, now};
+use crate::model::{AriState, CertStatus, CertificateRecord, ChallengeKind, ChallengeRecord, now};
 use crate::service::ControlPlane;
 use crate::store::{Batch, Check, Collection, Write};
 
@@ -40,6 +44,9 @@ pub struct AcmeSettings {
     pub ack_timeout: Duration,
     /// Longest wait for the CA to validate and issue.
     pub order_timeout: Duration,
+    /// External Account Binding for CAs that only accept accounts tied to one the operator
+    /// already holds; used when creating a new ACME account.
+    pub eab: Option<Eab>,
 }
 
 impl Default for AcmeSettings {
@@ -51,7 +58,85 @@ impl Default for AcmeSettings {
             default_email: String::new(),
             ack_timeout: Duration::from_secs(30),
             order_timeout: Duration::from_secs(120),
+            eab: None,
         }
+    }
+}
+
+/// External Account Binding (RFC 8555 §7.3.4): the key id and HMAC key a CA hands out so
+/// that new ACME accounts are tied to the operator's existing account with that CA (some
+/// CAs, e.g. ZeroSSL or commercial ones, refuse accounts without it).
+#[derive(Clone)]
+pub struct Eab {
+    /// Key id the CA gave.
+    pub kid: String,
+    /// The HMAC key, decoded. Secret: never printed (see the `Debug` impl).
+    hmac_key: Vec<u8>,
+}
+
+impl fmt::Debug for Eab {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Eab")
+            .field("kid", &self.kid)
+            .field("hmac_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Why the External Account Binding settings were refused at start-up.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EabError {
+    /// Only the HMAC key was given.
+    #[error("--acme-eab-hmac-key is set but --acme-eab-kid is not; give both or neither")]
+    MissingKid,
+    /// Only the key id was given.
+    #[error("--acme-eab-kid is set but --acme-eab-hmac-key is not; give both or neither")]
+    MissingKey,
+    /// The HMAC key is not base64url text (the form CAs hand it out in).
+    #[error("--acme-eab-hmac-key is not base64url: {0}")]
+    BadKey(String),
+    /// The HMAC key decodes to nothing.
+    #[error("--acme-eab-hmac-key is empty once decoded")]
+    EmptyKey,
+}
+
+impl Eab {
+    /// Builds the binding from `--acme-eab-kid` and `--acme-eab-hmac-key` (base64url, with
+    /// or without padding). Both or neither; blank values count as absent so an empty
+    /// environment variable does not switch EAB on.
+    pub fn from_flags(kid: Option<&str>, hmac_key: Option<&str>) -> Result<Option<Self>, EabError> {
+        let kid = kid.map(str::trim).filter(|k| !k.is_empty());
+        let key = hmac_key.map(str::trim).filter(|k| !k.is_empty());
+        match (kid, key) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(EabError::MissingKid),
+            (Some(_), None) => Err(EabError::MissingKey),
+            (Some(kid), Some(key)) => {
+                let text: String = key
+                    .trim_end_matches('=')
+                    .chars()
+                    .map(|c| match c {
+                        '+' => '-',
+                        '/' => '_',
+                        c => c,
+                    })
+                    .collect();
+                let hmac_key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(text.as_bytes())
+                    .map_err(|e| EabError::BadKey(e.to_string()))?;
+                if hmac_key.is_empty() {
+                    return Err(EabError::EmptyKey);
+                }
+                Ok(Some(Self {
+                    kid: kid.to_owned(),
+                    hmac_key,
+                }))
+            }
+        }
+    }
+
+    fn key(&self) -> ExternalAccountKey {
+        ExternalAccountKey::new(self.kid.clone(), &self.hmac_key)
     }
 }
 
@@ -64,6 +149,9 @@ pub enum AcmeError {
     /// The CA rejected a challenge or the order.
     #[error("{0}")]
     Rejected(String),
+    /// The ACME account could not be created or loaded; no order was placed.
+    #[error("{0}")]
+    Account(String),
     /// Key or CSR generation failed.
     #[error("key generation: {0}")]
     Keys(#[from] rcgen::Error),
@@ -79,11 +167,18 @@ struct AccountRecord {
     credentials_sealed: String,
 }
 
-/// Orders `name` in the background; its record ends `valid` or `failed`.
+/// Name of the lock held while certificate `name` is being ordered; shared through the
+/// store so that control planes sharing it never order the same certificate twice at once.
+pub fn order_lock(name: &str) -> String {
+    format!("acme:{name}")
+}
+
+/// Orders `name` in the background; its record ends `valid` or `failed`. If another task or
+/// control plane is ordering it already, does nothing.
 pub fn spawn_issue(cp: ControlPlane, name: String) {
     tokio::spawn(async move {
         let Some(lock) = cp
-            .try_lock(&format!("acme:{name}"), Duration::from_secs(600))
+            .try_lock(&order_lock(&name), Duration::from_secs(600))
             .await
         else {
             tracing::info!(certificate = %name, "another control plane is ordering this certificate");
@@ -99,6 +194,7 @@ pub fn spawn_issue(cp: ControlPlane, name: String) {
                         c.status
                     };
                     c.error = e.to_string();
+                    c.renewal_failures = c.renewal_failures.saturating_add(1);
                 })
                 .await;
         }
@@ -110,17 +206,29 @@ async fn issue(cp: &ControlPlane, name: &str) -> Result<(), AcmeError> {
     let rec = cp.certificate_record(name).await?;
     cp.update_certificate(name, |c| c.last_attempt_at = now())
         .await?;
+    // Account problems (e.g. a missing External Account Binding) are not a challenge
+    // problem: fail once, with the CA's reason, instead of trying the other challenge.
+    let account = account(cp, &rec.acme_directory, &rec.email).await?;
     let first = rec.challenge;
-    let (chain, key) = match attempt(cp, &rec, first).await {
+    let (chain, key) = match attempt(cp, &account, &rec, first).await {
         Ok(v) => v,
         Err(e1) => {
             tracing::info!(certificate = %name, error = %e1, "retrying with the other challenge type");
-            attempt(cp, &rec, first.other()).await.map_err(|e2| {
-                AcmeError::Rejected(format!("{first:?}: {e1}; {:?}: {e2}", first.other()))
-            })?
+            let v = attempt(cp, &account, &rec, first.other())
+                .await
+                .map_err(|e2| {
+                    AcmeError::Rejected(format!("{first:?}: {e1}; {:?}: {e2}", first.other()))
+                })?;
+            tracing::info!(certificate = %name, challenge = ?first.other(), "issued with the fallback challenge type");
+            v
         }
     };
     let (issuer, not_before, not_after) = parse_validity(&chain);
+    let ari = next_ari_state(
+        &AriState::default(),
+        fetch_renewal_info(&account, &chain).await,
+        now(),
+    );
     let sealed = cp.master_key().seal(key.as_bytes());
     cp.update_certificate(name, |c| {
         c.cert_chain_pem = chain.clone();
@@ -131,6 +239,7 @@ async fn issue(cp: &ControlPlane, name: &str) -> Result<(), AcmeError> {
         c.issuer = issuer.clone();
         c.not_before = not_before;
         c.not_after = not_after;
+        c.ari = ari.clone();
     })
     .await?;
     tracing::info!(certificate = %name, "certificate issued");
@@ -139,10 +248,10 @@ async fn issue(cp: &ControlPlane, name: &str) -> Result<(), AcmeError> {
 
 async fn attempt(
     cp: &ControlPlane,
+    account: &Account,
     rec: &CertificateRecord,
     kind: ChallengeKind,
 ) -> Result<(String, String), AcmeError> {
-    let account = account(cp, &rec.acme_directory, &rec.email).await?;
     let ids: Vec<Identifier> = rec
         .domains
         .iter()
@@ -272,6 +381,26 @@ async fn order_errors(order: &mut instant_acme::Order) -> String {
     }
 }
 
+/// The ACME problem type a CA answers when it wants an External Account Binding.
+const EXTERNAL_ACCOUNT_REQUIRED: &str = "urn:ietf:params:acme:error:externalAccountRequired";
+
+/// Says which step failed and, when the CA wants EAB and none is configured, how to fix it.
+fn account_error(directory: &str, e: instant_acme::Error, have_eab: bool) -> AcmeError {
+    let wants_eab = matches!(
+        &e,
+        instant_acme::Error::Api(p) if p.r#type.as_deref() == Some(EXTERNAL_ACCOUNT_REQUIRED)
+    );
+    let hint = if wants_eab && !have_eab {
+        "; this CA requires External Account Binding: set --acme-eab-kid and --acme-eab-hmac-key \
+         (PORTCULLIS_ACME_EAB_KID, PORTCULLIS_ACME_EAB_HMAC_KEY)"
+    } else {
+        ""
+    };
+    AcmeError::Account(format!(
+        "ACME account at {directory} could not be created: {e}{hint}"
+    ))
+}
+
 fn challenge_key(a: &ChallengeRecord) -> String {
     format!("{}:{}:{}", a.certificate, a.domain, a.token)
 }
@@ -297,7 +426,10 @@ async fn account(cp: &ControlPlane, directory: &str, email: &str) -> Result<Acco
             .map_err(|e| AcmeError::Rejected(e.to_string()))?;
         let creds: AccountCredentials = serde_json::from_slice(&plain)
             .map_err(|e| AcmeError::Rejected(format!("stored ACME account is corrupt: {e}")))?;
-        return Ok(builder()?.from_credentials(creds).await?);
+        return builder()?
+            .from_credentials(creds)
+            .await
+            .map_err(|e| account_error(directory, e, cp.acme().eab.is_some()));
     }
     let contact = format!("mailto:{email}");
     let contacts: Vec<&str> = if email.is_empty() {
@@ -305,6 +437,7 @@ async fn account(cp: &ControlPlane, directory: &str, email: &str) -> Result<Acco
     } else {
         vec![contact.as_str()]
     };
+    let eab = cp.acme().eab.as_ref().map(Eab::key);
     let (account, creds) = builder()?
         .create(
             &NewAccount {
@@ -313,9 +446,10 @@ async fn account(cp: &ControlPlane, directory: &str, email: &str) -> Result<Acco
                 only_return_existing: false,
             },
             directory.to_owned(),
-            None,
+            eab.as_ref(),
         )
-        .await?;
+        .await
+        .map_err(|e| account_error(directory, e, cp.acme().eab.is_some()))?;
     let creds_json = serde_json::to_vec(&creds).map_err(|e| AcmeError::Rejected(e.to_string()))?;
     let rec = AccountRecord {
         directory: directory.to_owned(),
@@ -340,14 +474,142 @@ async fn account(cp: &ControlPlane, directory: &str, email: &str) -> Result<Acco
 /// Longest wait between retries of a failing order.
 const MAX_BACKOFF_SECS: i64 = 6 * 3600;
 
-/// When `rec` should be renewed: with one third of its lifetime left, minus a jitter derived
-/// from its name so a fleet of certificates does not renew at once.
-pub fn renewal_due(rec: &CertificateRecord) -> i64 {
+/// Bounds on the CA's `Retry-After` for renewal info: often enough to react to a revocation
+/// campaign, rarely enough not to hammer the CA (RFC 9773 §4.3.2 asks clients to clamp it).
+const ARI_MIN_RECHECK_SECS: i64 = 60;
+/// See [`ARI_MIN_RECHECK_SECS`].
+const ARI_MAX_RECHECK_SECS: i64 = 24 * 3600;
+/// How soon to ask again after a failed renewal-info request.
+const ARI_ERROR_RECHECK_SECS: i64 = 3600;
+
+/// The window in which `rec` should be renewed, as `(start, end)` Unix seconds: the CA's
+/// suggestion (ACME Renewal Information) when it gave a usable one, else the span just
+/// before one third of the lifetime is left (one twentieth of the lifetime wide).
+pub fn renewal_window(rec: &CertificateRecord) -> (i64, i64) {
+    let ari = &rec.ari;
+    if ari.window_start > 0 && ari.window_end > ari.window_start {
+        return (ari.window_start, ari.window_end);
+    }
     let lifetime = (rec.not_after - rec.not_before).max(0);
-    let jitter_span = lifetime / 20 + 1;
+    let end = rec.not_after - lifetime / 3;
+    (end - lifetime / 20, end)
+}
+
+/// When `rec` should be renewed: a point inside [`renewal_window`] derived from its name, so
+/// a fleet of certificates does not renew at once (RFC 9773 asks for a random point in the
+/// window; a stable one keeps control planes sharing a store in agreement).
+pub fn renewal_due(rec: &CertificateRecord) -> i64 {
+    let (start, end) = renewal_window(rec);
+    let span = (end - start).max(0) + 1;
     let hash = auth::hash_secret(&rec.name);
-    let jitter = i64::from_str_radix(&hash[..8], 16).unwrap_or(0) % jitter_span;
-    rec.not_after - lifetime / 3 - jitter
+    let jitter = i64::from_str_radix(&hash[..8], 16).unwrap_or(0) % span;
+    end - jitter
+}
+
+/// The status the API shows: a stored `valid` becomes `expiring` once the renewal is due
+/// and no renewal has replaced the certificate yet (each success moves the window).
+pub fn shown_status(rec: &CertificateRecord, now: i64) -> CertStatus {
+    if rec.status == CertStatus::Valid && rec.not_after > 0 && now >= renewal_due(rec) {
+        CertStatus::Expiring
+    } else {
+        rec.status
+    }
+}
+
+/// What a renewal-info request to the CA came back with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AriAnswer {
+    /// The CA's suggested window (Unix seconds) and when to ask again (seconds from now).
+    Window {
+        /// Window start.
+        start: i64,
+        /// Window end.
+        end: i64,
+        /// The CA's `Retry-After`, in seconds.
+        retry_after: i64,
+    },
+    /// The directory advertises no `renewalInfo`: use one third of the lifetime.
+    Unsupported,
+    /// The request failed; keep what we knew and ask again later.
+    Failed,
+}
+
+/// The ARI state after `answer`: a usable window replaces the old one; a CA without ARI
+/// clears it (one third of the lifetime applies); a failure or a malformed window keeps the
+/// previous window. The next check honours `Retry-After` within sane bounds.
+pub fn next_ari_state(previous: &AriState, answer: AriAnswer, now: i64) -> AriState {
+    match answer {
+        AriAnswer::Window {
+            start,
+            end,
+            retry_after,
+        } if start > 0 && end > start => AriState {
+            window_start: start,
+            window_end: end,
+            next_check: now + retry_after.clamp(ARI_MIN_RECHECK_SECS, ARI_MAX_RECHECK_SECS),
+        },
+        AriAnswer::Unsupported => AriState {
+            window_start: 0,
+            window_end: 0,
+            next_check: now + ARI_MAX_RECHECK_SECS,
+        },
+        AriAnswer::Window { .. } | AriAnswer::Failed => AriState {
+            next_check: now + ARI_ERROR_RECHECK_SECS,
+            ..previous.clone()
+        },
+    }
+}
+
+/// Asks the CA when to renew the leaf of `chain_pem` (RFC 9773). Only a directory that
+/// advertises `renewalInfo` is asked; instant-acme reports the others as unsupported.
+async fn fetch_renewal_info(account: &Account, chain_pem: &str) -> AriAnswer {
+    let Some(Ok(leaf)) = CertificateDer::pem_slice_iter(chain_pem.as_bytes()).next() else {
+        return AriAnswer::Failed;
+    };
+    let id = match CertificateIdentifier::try_from(&leaf) {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::info!(error = %e, "no renewal info: the certificate has no usable identifier");
+            return AriAnswer::Unsupported;
+        }
+    };
+    match account.renewal_info(&id).await {
+        Ok((info, retry_after)) => AriAnswer::Window {
+            start: info.suggested_window.start.unix_timestamp(),
+            end: info.suggested_window.end.unix_timestamp(),
+            retry_after: i64::try_from(retry_after.as_secs()).unwrap_or(i64::MAX),
+        },
+        Err(instant_acme::Error::Unsupported(_)) => AriAnswer::Unsupported,
+        Err(e) => {
+            tracing::info!(error = %e, "renewal info request failed");
+            AriAnswer::Failed
+        }
+    }
+}
+
+/// Refreshes the CA's renewal window for `name` in the background.
+fn spawn_ari_refresh(cp: ControlPlane, name: String) {
+    tokio::spawn(async move {
+        let Ok(rec) = cp.certificate_record(&name).await else {
+            return;
+        };
+        let answer = match account(&cp, &rec.acme_directory, &rec.email).await {
+            Ok(account) => fetch_renewal_info(&account, &rec.cert_chain_pem).await,
+            Err(e) => {
+                tracing::info!(certificate = %name, error = %e, "renewal info: no ACME account");
+                AriAnswer::Failed
+            }
+        };
+        let next = next_ari_state(&rec.ari, answer, now());
+        // Only for the certificate we asked about; a renewal meanwhile brought its own.
+        let _ = cp
+            .update_certificate(&name, |c| {
+                if c.cert_chain_pem == rec.cert_chain_pem {
+                    c.ari = next.clone();
+                }
+            })
+            .await;
+    });
 }
 
 /// Capped exponential backoff after `failures` failed attempts.
@@ -378,7 +640,7 @@ pub fn renew_action(rec: &CertificateRecord, now: i64) -> RenewAction {
     let backoff_over = rec.renewal_failures == 0
         || now - rec.last_attempt_at >= retry_backoff(rec.renewal_failures);
     let due = match rec.status {
-        CertStatus::Valid => now >= renewal_due(rec),
+        CertStatus::Valid | CertStatus::Expiring => now >= renewal_due(rec),
         CertStatus::Failed | CertStatus::Expired => true,
         CertStatus::Pending => false,
     };
@@ -408,6 +670,22 @@ pub fn spawn_renewer(cp: ControlPlane, interval: Duration) {
                 };
             let now = now();
             for rec in records {
+                if shown_status(&rec, now) == CertStatus::Expiring {
+                    tracing::warn!(
+                        certificate = %rec.name,
+                        not_after = rec.not_after,
+                        failures = rec.renewal_failures,
+                        last_error = %rec.error,
+                        "certificate is expiring: inside its renewal window and not renewed yet"
+                    );
+                }
+                if rec.source == crate::model::CertSource::Acme
+                    && rec.status == CertStatus::Valid
+                    && rec.ari.next_check <= now
+                    && now < rec.not_after
+                {
+                    spawn_ari_refresh(cp.clone(), rec.name.clone());
+                }
                 match renew_action(&rec, now) {
                     RenewAction::Wait => {}
                     RenewAction::Expire => {
@@ -436,6 +714,28 @@ pub fn self_signed(domains: &[String]) -> Result<(String, String), rcgen::Error>
         "Portcullis development certificate",
     );
     Ok((params.self_signed(&key)?.pem(), key.serialize_pem()))
+}
+
+/// Serial number of the first certificate in a PEM chain, lowercase hex without leading
+/// zeros (the form `openssl x509 -serial` and CAs' logs use, lowercased); empty if none.
+pub fn leaf_serial(chain_pem: &str) -> String {
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(chain_pem.as_bytes()) else {
+        return String::new();
+    };
+    match pem.parse_x509() {
+        Ok(cert) => {
+            let hex: String = cert
+                .raw_serial()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            match hex.trim_start_matches('0') {
+                "" => "0".to_owned(),
+                t => t.to_owned(),
+            }
+        }
+        Err(_) => String::new(),
+    }
 }
 
 /// Issuer and validity of the first certificate in a PEM chain.
@@ -475,6 +775,7 @@ mod tests {
             last_attempt_at: 0,
             created_at: 0,
             renewal_failures: 0,
+            ari: AriState::default(),
             cert_chain_pem: String::new(),
             private_key_sealed: String::new(),
         }
@@ -504,5 +805,171 @@ mod tests {
         let mut s = rec(CertStatus::Valid, 0, 0);
         s.source = CertSource::SelfSigned;
         assert_eq!(renew_action(&s, i64::MAX), RenewAction::Wait);
+    }
+
+    #[test]
+    fn valid_certificates_show_expiring_once_renewal_is_due() {
+        let day = 86_400;
+        let r = rec(CertStatus::Valid, 0, 90 * day);
+        let due = renewal_due(&r);
+        assert_eq!(shown_status(&r, 10 * day), CertStatus::Valid);
+        assert_eq!(shown_status(&r, due - 1), CertStatus::Valid);
+        assert_eq!(shown_status(&r, due), CertStatus::Expiring);
+        // Still expiring after not_after until the renewer marks it expired.
+        assert_eq!(shown_status(&r, 91 * day), CertStatus::Expiring);
+        // A renewal that succeeded moves the window: valid again.
+        let renewed = rec(CertStatus::Valid, 61 * day, 151 * day);
+        assert_eq!(shown_status(&renewed, 61 * day), CertStatus::Valid);
+        // Other states are shown as stored; a record without validity is never expiring.
+        for s in [CertStatus::Pending, CertStatus::Failed, CertStatus::Expired] {
+            assert_eq!(shown_status(&rec(s, 0, 90 * day), 89 * day), s);
+        }
+        assert_eq!(
+            shown_status(&rec(CertStatus::Valid, 0, 0), 89 * day),
+            CertStatus::Valid
+        );
+        // The CA's window, when given, decides instead of the lifetime.
+        let mut ari = rec(CertStatus::Valid, 0, 90 * day);
+        ari.ari = AriState {
+            window_start: 20 * day,
+            window_end: 21 * day,
+            next_check: 0,
+        };
+        assert_eq!(shown_status(&ari, 19 * day), CertStatus::Valid);
+        assert_eq!(shown_status(&ari, 21 * day), CertStatus::Expiring);
+    }
+
+    #[test]
+    fn renewal_window_prefers_a_usable_ari_window() {
+        let day = 86_400;
+        let mut r = rec(CertStatus::Valid, 0, 90 * day);
+        // No ARI: the span before one third of the lifetime is left.
+        assert_eq!(renewal_window(&r), (60 * day - 90 * day / 20, 60 * day));
+        r.ari = AriState {
+            window_start: 10 * day,
+            window_end: 12 * day,
+            next_check: 0,
+        };
+        assert_eq!(renewal_window(&r), (10 * day, 12 * day));
+        let due = renewal_due(&r);
+        assert!((10 * day..=12 * day).contains(&due), "{due}");
+        assert_eq!(renew_action(&r, 9 * day), RenewAction::Wait);
+        assert_eq!(renew_action(&r, 12 * day), RenewAction::Order);
+        // An inverted or empty window is not usable.
+        for (start, end) in [(12 * day, 10 * day), (5, 5), (0, 12 * day)] {
+            r.ari.window_start = start;
+            r.ari.window_end = end;
+            assert_eq!(renewal_window(&r), (60 * day - 90 * day / 20, 60 * day));
+        }
+    }
+
+    #[test]
+    fn ari_answers_update_the_window_and_the_next_check() {
+        let now = 1_000_000;
+        let old = AriState {
+            window_start: 10,
+            window_end: 20,
+            next_check: 5,
+        };
+        let got = next_ari_state(
+            &old,
+            AriAnswer::Window {
+                start: 100,
+                end: 200,
+                retry_after: 6 * 3600,
+            },
+            now,
+        );
+        assert_eq!(
+            got,
+            AriState {
+                window_start: 100,
+                window_end: 200,
+                next_check: now + 6 * 3600
+            }
+        );
+        // Retry-After is clamped to [1 minute, 1 day].
+        let w = |retry_after| AriAnswer::Window {
+            start: 100,
+            end: 200,
+            retry_after,
+        };
+        assert_eq!(next_ari_state(&old, w(0), now).next_check, now + 60);
+        assert_eq!(
+            next_ari_state(&old, w(i64::MAX), now).next_check,
+            now + 24 * 3600
+        );
+        // No ARI at this CA: one third of the lifetime applies; ask again in a day.
+        assert_eq!(
+            next_ari_state(&old, AriAnswer::Unsupported, now),
+            AriState {
+                window_start: 0,
+                window_end: 0,
+                next_check: now + 24 * 3600
+            }
+        );
+        // A failure or a malformed window keeps what we knew; ask again in an hour.
+        let bad = AriAnswer::Window {
+            start: 200,
+            end: 100,
+            retry_after: 60,
+        };
+        for answer in [AriAnswer::Failed, bad] {
+            let got = next_ari_state(&old, answer, now);
+            assert_eq!((got.window_start, got.window_end), (10, 20));
+            assert_eq!(got.next_check, now + 3600);
+        }
+    }
+
+    #[test]
+    fn eab_flags_need_both_parts_and_a_base64url_key() {
+        assert!(Eab::from_flags(None, None).unwrap().is_none());
+        assert!(Eab::from_flags(Some(" "), Some("")).unwrap().is_none());
+        assert_eq!(
+            Eab::from_flags(None, Some("a2V5")).unwrap_err(),
+            EabError::MissingKid
+        );
+        assert_eq!(
+            Eab::from_flags(Some("kid-1"), None).unwrap_err(),
+            EabError::MissingKey
+        );
+        assert!(matches!(
+            Eab::from_flags(Some("kid-1"), Some("not base64!")).unwrap_err(),
+            EabError::BadKey(_)
+        ));
+        assert!(
+            EabError::BadKey(String::new())
+                .to_string()
+                .contains("--acme-eab-hmac-key")
+        );
+        // Pebble's example key (base64url, no padding) and padded standard base64 both work.
+        let eab = Eab::from_flags(
+            Some("kid-1"),
+            Some("zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(eab.kid, "kid-1");
+        assert_eq!(eab.hmac_key.len(), 48);
+        let padded = Eab::from_flags(Some("k"), Some("a2V5+/8="))
+            .unwrap()
+            .unwrap();
+        assert_eq!(padded.hmac_key, b"key\xfb\xff");
+        // The key never shows in debug output (settings are logged at start-up).
+        assert!(!format!("{eab:?}").contains("zWNDZM6"));
+        assert!(format!("{eab:?}").contains("redacted"));
+    }
+
+    #[test]
+    fn serial_is_lowercase_hex_of_the_leaf() {
+        let (chain, _) = self_signed(&["a.localhost".to_owned()]).unwrap();
+        let serial = leaf_serial(&chain);
+        assert!(!serial.is_empty() && !serial.starts_with('0'), "{serial}");
+        assert!(
+            serial
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert_eq!(leaf_serial("not pem"), "");
     }
 }

@@ -246,7 +246,28 @@ impl From<CertificateInfo> for pb::Certificate {
             not_after: c.not_after,
             last_attempt_at: c.last_attempt_at,
             created_at: c.created_at,
+            serial: c.serial,
             cert_chain_pem: c.cert_chain_pem,
+        }
+    }
+}
+
+impl From<pb::CertificateUpload> for crate::model::CertificateUpload {
+    fn from(c: pb::CertificateUpload) -> Self {
+        Self {
+            name: c.name,
+            cert_chain_pem: c.cert_chain_pem,
+            private_key_pem: c.private_key_pem,
+        }
+    }
+}
+
+impl From<crate::model::CertificateExport> for pb::CertificateExport {
+    fn from(c: crate::model::CertificateExport) -> Self {
+        Self {
+            name: c.name,
+            cert_chain_pem: c.cert_chain_pem,
+            private_key_pem: c.private_key_pem,
         }
     }
 }

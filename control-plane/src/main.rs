@@ -75,6 +75,16 @@ enum Command {
         /// Default ACME account contact e-mail.
         #[arg(long, env = "PORTCULLIS_ACME_EMAIL", default_value = "")]
         acme_email: String,
+        /// External Account Binding key id, for CAs that require one (with --acme-eab-hmac-key).
+        #[arg(long, env = "PORTCULLIS_ACME_EAB_KID")]
+        acme_eab_kid: Option<String>,
+        /// External Account Binding HMAC key, base64url as the CA gives it (with --acme-eab-kid).
+        #[arg(long, env = "PORTCULLIS_ACME_EAB_HMAC_KEY", hide_env_values = true)]
+        acme_eab_hmac_key: Option<String>,
+        /// Longest wait, in seconds, for data planes to apply a challenge answer before the CA
+        /// is asked to validate anyway.
+        #[arg(long, env = "PORTCULLIS_ACME_ACK_TIMEOUT_SECS", default_value_t = 30)]
+        acme_ack_timeout_secs: u64,
         #[command(flatten)]
         oauth: OAuthArgs,
     },
@@ -188,9 +198,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             acme_staging_directory,
             acme_ca_cert,
             acme_email,
+            acme_eab_kid,
+            acme_eab_hmac_key,
+            acme_ack_timeout_secs,
             renew_check_secs,
             oauth,
         } => {
+            let eab = portcullis_control_plane::acme::Eab::from_flags(
+                acme_eab_kid.as_deref(),
+                acme_eab_hmac_key.as_deref(),
+            )?;
             server::serve(ServeConfig {
                 data_dir: store.data_dir,
                 http_listen,
@@ -207,6 +224,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     staging_directory_url: acme_staging_directory,
                     ca_bundle: acme_ca_cert,
                     default_email: acme_email,
+                    ack_timeout: Duration::from_secs(acme_ack_timeout_secs),
+                    eab,
                     ..Default::default()
                 },
                 oauth: oauth.settings(),

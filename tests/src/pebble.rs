@@ -17,24 +17,52 @@ pub struct Pebble {
     pub directory: String,
     /// PEM of Pebble's own TLS certificate (trust it for the directory).
     pub tls_cert: PathBuf,
+    tls_key: PathBuf,
+    log: PathBuf,
     management: u16,
     dns_management: u16,
+}
+
+/// Pebble settings beyond its validation ports.
+#[derive(Debug, Default)]
+pub struct PebbleOptions {
+    /// `(kid, base64url HMAC key)` pairs; when non-empty, new accounts need External
+    /// Account Binding with one of them.
+    pub eab_keys: Vec<(String, String)>,
+    /// Serve the directory with another Pebble's TLS certificate and key, so one
+    /// `--acme-ca-cert` file trusts both (e.g. a staging and a production Pebble).
+    pub tls_from: Option<(PathBuf, PathBuf)>,
 }
 
 impl Pebble {
     /// Starts the DNS and the CA and waits until the directory answers.
     pub async fn start(http_port: u16, tls_port: u16) -> Self {
+        Self::start_with(http_port, tls_port, PebbleOptions::default()).await
+    }
+
+    /// Like [`Pebble::start`], with EAB or a shared TLS certificate.
+    pub async fn start_with(http_port: u16, tls_port: u16, options: PebbleOptions) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let key = rcgen::KeyPair::generate().expect("key");
-        let cert =
-            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        let tls_cert = dir.path().join("pebble.pem");
+        let tls_key = dir.path().join("pebble.key");
+        match &options.tls_from {
+            Some((cert, key)) => {
+                std::fs::copy(cert, &tls_cert).expect("copy tls cert");
+                std::fs::copy(key, &tls_key).expect("copy tls key");
+            }
+            None => {
+                let key = rcgen::KeyPair::generate().expect("key");
+                let cert = rcgen::CertificateParams::new(vec![
+                    "localhost".to_owned(),
+                    "127.0.0.1".to_owned(),
+                ])
                 .expect("params")
                 .self_signed(&key)
                 .expect("cert");
-        let tls_cert = dir.path().join("pebble.pem");
-        let tls_key = dir.path().join("pebble.key");
-        std::fs::write(&tls_cert, cert.pem()).expect("write");
-        std::fs::write(&tls_key, key.serialize_pem()).expect("write");
+                std::fs::write(&tls_cert, cert.pem()).expect("write");
+                std::fs::write(&tls_key, key.serialize_pem()).expect("write");
+            }
+        }
 
         let (dns, dns_management) = (free_port(), free_port());
         let dns_proc = Proc::spawn(
@@ -47,15 +75,25 @@ impl Pebble {
                 .stderr(Stdio::null()),
         );
         let (listen, management) = (free_port(), free_port());
+        let mac_keys: serde_json::Map<String, serde_json::Value> = options
+            .eab_keys
+            .iter()
+            .map(|(kid, key)| (kid.clone(), key.clone().into()))
+            .collect();
         let config = serde_json::json!({"pebble": {
             "listenAddress": format!("127.0.0.1:{listen}"),
             "managementListenAddress": format!("127.0.0.1:{management}"),
             "certificate": tls_cert, "privateKey": tls_key,
             "httpPort": http_port, "tlsPort": tls_port,
-            "ocspResponderURL": "", "externalAccountBindingRequired": false,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": !mac_keys.is_empty(),
+            "externalAccountMACKeys": mac_keys,
         }});
         let config_path = dir.path().join("pebble.json");
         std::fs::write(&config_path, config.to_string()).expect("write");
+        // Pebble's log is kept: it names every order and issued serial.
+        let log = dir.path().join("pebble.log");
+        let log_file = std::fs::File::create(&log).expect("pebble log");
         let pebble = Proc::spawn(
             Command::new("pebble")
                 .arg("-config")
@@ -63,8 +101,8 @@ impl Pebble {
                 .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
                 .env("PEBBLE_VA_NOSLEEP", "1")
                 .env("PEBBLE_WFE_NONCEREJECT", "0")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
+                .stdout(log_file.try_clone().expect("log fd"))
+                .stderr(log_file),
         );
         let me = Self {
             _pebble: pebble,
@@ -72,6 +110,8 @@ impl Pebble {
             _dir: dir,
             directory: format!("https://127.0.0.1:{listen}/dir"),
             tls_cert,
+            tls_key,
+            log,
             management,
             dns_management,
         };
@@ -91,6 +131,27 @@ impl Pebble {
         })
         .await;
         me
+    }
+
+    /// Pebble's TLS certificate and key, for [`PebbleOptions::tls_from`].
+    pub fn tls_files(&self) -> (PathBuf, PathBuf) {
+        (self.tls_cert.clone(), self.tls_key.clone())
+    }
+
+    /// Serial numbers of the certificates this CA issued so far, in order, as lowercase
+    /// hex without leading zeros (read from Pebble's own log).
+    pub fn issued_serials(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        log.lines()
+            .filter_map(|l| l.split("Issued certificate serial ").nth(1))
+            .filter_map(|rest| rest.split_whitespace().next())
+            .map(|hex| hex.to_ascii_lowercase().trim_start_matches('0').to_owned())
+            .collect()
+    }
+
+    /// Pebble's log so far, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     fn client(&self) -> reqwest::Client {

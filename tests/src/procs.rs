@@ -140,6 +140,11 @@ impl ControlPlane {
         Self::start_full(None, Some((cert, key)), vec![]).await
     }
 
+    /// Starts one on Redis when `redis_url` is given, with extra `serve` flags.
+    pub async fn start_redis_args(redis_url: Option<&str>, extra_args: Vec<String>) -> Self {
+        Self::start_full(redis_url, None, extra_args).await
+    }
+
     /// Starts one on the embedded store with extra `serve` flags (e.g. ACME settings).
     pub async fn start_args(extra_args: Vec<String>) -> Self {
         Self::start_full(None, None, extra_args).await
@@ -432,6 +437,11 @@ impl DataPlane {
     /// Stops it (SIGKILL).
     pub fn kill(&mut self) {
         self.proc.kill();
+    }
+
+    /// The OS process id, while running (e.g. to pause it with SIGSTOP).
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.pid()
     }
 
     /// Peak resident memory so far, in KiB (`VmHWM`).

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use portcullis_tests::pebble::Pebble;
-use portcullis_tests::{Backend, ControlPlane, DataPlane, eventually, free_port};
+use portcullis_tests::pebble::{Pebble, PebbleOptions};
+use portcullis_tests::procs::bin;
+use portcullis_tests::{Backend, ControlPlane, DataPlane, RedisServer, eventually, free_port};
 use serde_json::Value;
 
 async fn setup() -> (Pebble, ControlPlane, DataPlane) {
@@ -35,6 +36,28 @@ async fn wait_status(cp: &ControlPlane, name: &str) -> Value {
         },
     )
     .await
+}
+
+/// `cert show NAME` as JSON.
+fn show(cp: &ControlPlane, name: &str) -> Value {
+    serde_json::from_str(&cp.cli_ok(&["cert", "show", name, "--output", "json"]))
+        .expect("cert show json")
+}
+
+/// Serve flags that order from `production` (and `staging`, if given), trusting its TLS.
+fn acme_args(production: &Pebble, staging: Option<&Pebble>) -> Vec<String> {
+    let mut args = vec![
+        "--acme-directory".into(),
+        production.directory.clone(),
+        "--acme-ca-cert".into(),
+        production.tls_cert.display().to_string(),
+        "--acme-email".into(),
+        "ops@example.test".into(),
+    ];
+    if let Some(s) = staging {
+        args.extend(["--acme-staging-directory".into(), s.directory.clone()]);
+    }
+    args
 }
 
 /// An HTTPS client that trusts only Pebble's root and resolves `hosts` to `addr`.
@@ -274,4 +297,366 @@ async fn self_signed_development_certificate_works_without_a_ca() {
         r.headers()["location"],
         format!("https://app.localhost:{port}/p?q=1")
     );
+}
+
+#[tokio::test]
+async fn convert_to_production_orders_again_from_the_production_directory() {
+    // Two real CAs: "production" and "staging" (one TLS certificate, so one trust file).
+    let (http, https) = (free_port(), free_port());
+    let production = Pebble::start(http, https).await;
+    let staging = Pebble::start_with(
+        http,
+        https,
+        PebbleOptions {
+            tls_from: Some(production.tls_files()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let cp = ControlPlane::start_args(acme_args(&production, Some(&staging))).await;
+    let dp = DataPlane::start_https(&cp, "dp-convert", http, https).await;
+    let a = Backend::start("a").await;
+    cp.cli_ok(&["proxy", "create", "conv.example.test", &a.url, "--https"]);
+    cp.cli_ok(&["cert", "create", "conv", "conv.example.test", "--staging"]);
+    let status = wait_status(&cp, "conv").await;
+    assert_eq!(status["status"], "valid", "{status}");
+    let before = show(&cp, "conv");
+    assert_eq!(before["acme_directory"], staging.directory.as_str());
+    let serial_before = before["serial"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(staging.issued_serials(), vec![serial_before.clone()]);
+    cp.cli_ok(&["proxy", "cert-attach", "conv.example.test", "conv"]);
+
+    let (staging_root, production_root) = (staging.root_pem().await, production.root_pem().await);
+    let addr = dp.https_addr().unwrap();
+    let url = format!("https://conv.example.test:{}/", addr.port());
+    let get_with = |root: String| {
+        let url = url.clone();
+        async move {
+            client(&root, &["conv.example.test"], addr, false)
+                .get(&url)
+                .send()
+                .await
+        }
+    };
+    eventually(
+        Duration::from_secs(20),
+        "the staging certificate is served",
+        || async { get_with(staging_root.clone()).await.ok() },
+    )
+    .await;
+
+    // Convert: the record points at production at once, the staging certificate keeps
+    // serving, and a new one is ordered from the production CA.
+    let converted: Value = serde_json::from_str(&cp.cli_ok(&[
+        "cert",
+        "convert-to-production",
+        "conv",
+        "--output",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(converted["acme_directory"], production.directory.as_str());
+    let after = eventually(
+        Duration::from_secs(90),
+        "certificate re-issued by production",
+        || async {
+            let v = show(&cp, "conv");
+            (v["serial"] != serial_before.as_str() && v["status"] == "valid").then_some(v)
+        },
+    )
+    .await;
+    assert_eq!(after["acme_directory"], production.directory.as_str());
+    assert_eq!(after["error"], "");
+    assert_ne!(after["issuer"], before["issuer"], "{after}");
+    let serial_after = after["serial"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        production.issued_serials().contains(&serial_after),
+        "{serial_after} not issued by production: {:?}",
+        production.issued_serials()
+    );
+    assert_eq!(staging.issued_serials().len(), 1, "staging ordered again");
+
+    // Data planes now serve a chain that only the production root verifies.
+    eventually(
+        Duration::from_secs(20),
+        "the production certificate is served",
+        || async { get_with(production_root.clone()).await.ok() },
+    )
+    .await;
+    assert!(get_with(staging_root.clone()).await.is_err());
+
+    // Converting again, or a certificate that is not from ACME, is refused.
+    let out = cp.cli(&cp.admin_token, &["cert", "convert-to-production", "conv"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already from production"));
+    cp.cli_ok(&["proxy", "create", "dev.localhost", &a.url, "--https"]);
+    let out = cp.cli(
+        &cp.admin_token,
+        &["cert", "convert-to-production", "dev.localhost"],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not issued by ACME"));
+}
+
+/// Pebble's example External Account Binding key (base64url).
+const EAB_KEY: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+/// Another valid key that Pebble does not hold for `kid-1`.
+const WRONG_EAB_KEY: &str = "b10lLJs8l1GPIzsLP0s6pMt8O0XVGnfTaCeROxQM0BIt2XrJMDHJZBM5NuQmQJQH";
+
+#[tokio::test]
+async fn a_ca_requiring_external_account_binding_accepts_only_bound_accounts() {
+    let (http, https) = (free_port(), free_port());
+    let pebble = Pebble::start_with(
+        http,
+        https,
+        PebbleOptions {
+            eab_keys: vec![("kid-1".into(), EAB_KEY.into())],
+            ..Default::default()
+        },
+    )
+    .await;
+    let with_eab = |key: &str| {
+        let mut args = acme_args(&pebble, None);
+        args.extend([
+            "--acme-eab-kid".into(),
+            "kid-1".into(),
+            "--acme-eab-hmac-key".into(),
+            key.into(),
+        ]);
+        args
+    };
+    let a = Backend::start("a").await;
+
+    // The right key: the account is created and the order succeeds.
+    let good = ControlPlane::start_args(with_eab(EAB_KEY)).await;
+    let _dp = DataPlane::start_https(&good, "dp-eab", http, https).await;
+    good.cli_ok(&["proxy", "create", "eab.example.test", &a.url]);
+    good.cli_ok(&["cert", "create", "eab", "eab.example.test"]);
+    let status = wait_status(&good, "eab").await;
+    assert_eq!(status["status"], "valid", "{status}");
+
+    // No binding: the CA refuses the account; the certificate fails with that reason and
+    // the fix, and no order was placed (nor a challenge type retried).
+    let none = ControlPlane::start_args(acme_args(&pebble, None)).await;
+    none.cli_ok(&["proxy", "create", "eab.example.test", &a.url]);
+    none.cli_ok(&["cert", "create", "eab", "eab.example.test"]);
+    let status = wait_status(&none, "eab").await;
+    assert_eq!(status["status"], "failed", "{status}");
+    let error = status["error"].as_str().unwrap_or_default();
+    assert!(error.contains("ACME account"), "{status}");
+    assert!(error.contains("externalAccountRequired"), "{status}");
+    assert!(error.contains("--acme-eab-kid"), "{status}");
+    assert!(
+        !error.contains("TlsAlpn01"),
+        "account errors are not retried: {status}"
+    );
+
+    // A wrong key: refused too, and the key never appears in the error.
+    let wrong = ControlPlane::start_args(with_eab(WRONG_EAB_KEY)).await;
+    wrong.cli_ok(&["proxy", "create", "eab.example.test", &a.url]);
+    wrong.cli_ok(&["cert", "create", "eab", "eab.example.test"]);
+    let status = wait_status(&wrong, "eab").await;
+    assert_eq!(status["status"], "failed", "{status}");
+    let error = status["error"].as_str().unwrap_or_default();
+    assert!(error.contains("ACME account"), "{status}");
+    assert!(!error.contains(WRONG_EAB_KEY), "{status}");
+    assert_eq!(pebble.issued_serials().len(), 1, "{}", pebble.log());
+
+    // Half a binding, or a key that is not base64url, stops the control plane at start.
+    for (flags, named) in [
+        (vec!["--acme-eab-kid", "kid-1"], "--acme-eab-hmac-key"),
+        (vec!["--acme-eab-hmac-key", EAB_KEY], "--acme-eab-kid"),
+        (
+            vec![
+                "--acme-eab-kid",
+                "kid-1",
+                "--acme-eab-hmac-key",
+                "not base64!",
+            ],
+            "--acme-eab-hmac-key",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new(bin("portcullis-control-plane"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--http-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--grpc-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(&flags)
+            .env_remove("PORTCULLIS_ACME_EAB_KID")
+            .env_remove("PORTCULLIS_ACME_EAB_HMAC_KEY")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let exited = eventually(Duration::from_secs(10), "control plane refuses", || {
+            let s = child.try_wait().ok().flatten();
+            async move { s }
+        })
+        .await;
+        assert!(!exited.success(), "{flags:?}");
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(stderr.contains(named), "{flags:?}: {stderr}");
+        assert!(!stderr.contains(EAB_KEY), "{stderr}");
+        assert!(
+            !dir.path().join("portcullis.redb").exists(),
+            "a refused start touched the store"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failing_challenge_type_falls_back_to_the_other() {
+    // Nothing listens on `dead`: one CA validates HTTP-01 there, the other TLS-ALPN-01.
+    let (http, https, dead) = (free_port(), free_port(), free_port());
+    let no_http = Pebble::start(dead, https).await;
+    let no_tls = Pebble::start_with(
+        http,
+        dead,
+        PebbleOptions {
+            tls_from: Some(no_http.tls_files()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let cp = ControlPlane::start_args(acme_args(&no_http, Some(&no_tls))).await;
+    let _dp = DataPlane::start_https(&cp, "dp-fallback", http, https).await;
+    let a = Backend::start("a").await;
+    for host in ["fb-http.example.test", "fb-alpn.example.test"] {
+        cp.cli_ok(&["proxy", "create", host, &a.url]);
+    }
+    // HTTP-01 preferred but unreachable: TLS-ALPN-01 gets the certificate.
+    cp.cli_ok(&["cert", "create", "fb-http", "fb-http.example.test"]);
+    // TLS-ALPN-01 preferred but unreachable: HTTP-01 gets it.
+    cp.cli_ok(&[
+        "cert",
+        "create",
+        "fb-alpn",
+        "fb-alpn.example.test",
+        "--challenge",
+        "tls-alpn-01",
+        "--staging",
+    ]);
+    for (name, ca) in [("fb-http", &no_http), ("fb-alpn", &no_tls)] {
+        let status = wait_status(&cp, name).await;
+        assert_eq!(status["status"], "valid", "{name}: {status}");
+        let c = show(&cp, name);
+        assert_eq!(c["acme_directory"], ca.directory.as_str());
+        assert_eq!(c["error"], "");
+        let serial = c["serial"].as_str().unwrap_or_default().to_owned();
+        assert_eq!(ca.issued_serials(), vec![serial], "{name}");
+    }
+    // The preferred type is what was asked for; only the successful order was finalized.
+    assert_eq!(show(&cp, "fb-http")["challenge"], "http-01");
+    assert_eq!(show(&cp, "fb-alpn")["challenge"], "tls-alpn-01");
+}
+
+#[tokio::test]
+async fn two_control_planes_on_one_redis_order_a_certificate_once() {
+    let redis = RedisServer::start().await;
+    let (http, https) = (free_port(), free_port());
+    let pebble = Pebble::start(http, https).await;
+    let mut args = acme_args(&pebble, None);
+    // Control planes sharing a store share the key that seals private keys; a data plane
+    // that does not ACK makes each order wait this long, so the two requests overlap.
+    args.extend([
+        "--master-key".into(),
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into(),
+        "--acme-ack-timeout-secs".into(),
+        "3".into(),
+    ]);
+    let cp_a = ControlPlane::start_redis_args(Some(&redis.url), args.clone()).await;
+    let cp_b = ControlPlane::start_redis_args(Some(&redis.url), args).await;
+    let _dp = DataPlane::start_https(&cp_a, "dp-lock-a", http, https).await;
+    let mut stalled = DataPlane::start(&cp_b, "dp-lock-b").await;
+    let a = Backend::start("a").await;
+    cp_a.cli_ok(&["proxy", "create", "lock.example.test", &a.url]);
+    cp_a.cli_ok(&["cert", "create", "shared", "lock.example.test"]);
+    let status = wait_status(&cp_b, "shared").await;
+    assert_eq!(status["status"], "valid", "{status}");
+    let first = show(&cp_b, "shared");
+    assert_eq!(pebble.issued_serials().len(), 1);
+
+    // Pause one data plane: still connected, never ACKs, so an order takes >= 3 s.
+    let pid = stalled.pid().expect("running").to_string();
+    let stop = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
+    assert!(stop.success());
+
+    let renew = |cp: &ControlPlane| {
+        std::process::Command::new(bin("portcullis"))
+            .args(["--url", &cp.grpc, "--token", &cp.admin_token])
+            .args(["cert", "renew", "shared"])
+            .env("XDG_CONFIG_HOME", "/nonexistent")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let lock_value = || redis.cli(&["HGET", "{portcullis}:meta", "lock:acme:shared"]);
+    let mut serial = first["serial"].clone();
+    // Round 1: both control planes are asked at the same moment (both find no lock; the
+    // atomic check in Redis lets one take it). Round 2: B is asked while A holds the lock.
+    for staggered in [false, true] {
+        let ra = renew(&cp_a);
+        if staggered {
+            eventually(Duration::from_secs(10), "A takes the lock", || async {
+                (!lock_value().is_empty()).then_some(())
+            })
+            .await;
+        }
+        let rb = renew(&cp_b);
+        for r in [ra, rb] {
+            let out = r.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+
+        // While the order runs, the lock in Redis names one owner and an expiry.
+        let lock = eventually(Duration::from_secs(10), "the order lock", || async {
+            let v = lock_value();
+            (!v.is_empty()).then_some(v)
+        })
+        .await;
+        let (expiry, owner) = lock.split_once(':').expect("EXPIRY:OWNER");
+        let expiry: i64 = expiry.parse().expect("expiry");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!(expiry > now && expiry <= now + 601, "{lock}");
+        assert!(!owner.is_empty() && !owner.contains(':'), "{lock}");
+
+        let renewed = eventually(Duration::from_secs(60), "renewed certificate", || async {
+            let v = show(&cp_a, "shared");
+            (v["serial"] != serial && v["status"] == "valid").then_some(v)
+        })
+        .await;
+        eventually(Duration::from_secs(10), "the lock is released", || async {
+            lock_value().is_empty().then_some(())
+        })
+        .await;
+        // Long enough for a second, overlapping order to have finished too.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let serials = pebble.issued_serials();
+        let expected = if staggered { 3 } else { 2 };
+        assert_eq!(
+            serials.len(),
+            expected,
+            "staggered={staggered}: one renewal, not two: {serials:?}"
+        );
+        assert_eq!(
+            serials.last().map(String::as_str),
+            renewed["serial"].as_str()
+        );
+        assert_eq!(show(&cp_b, "shared")["serial"], renewed["serial"]);
+        serial = renewed["serial"].clone();
+    }
+    stalled.kill();
 }

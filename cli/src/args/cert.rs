@@ -1,5 +1,7 @@
 //! `portcullis cert ...` arguments.
 
+use std::path::PathBuf;
+
 use clap::{Args, Subcommand};
 
 /// Certificate management.
@@ -23,6 +25,30 @@ pub(crate) enum CertCommand {
     },
     /// Order a fresh certificate now; the current one keeps serving meanwhile
     Renew {
+        /// Certificate name
+        name: String,
+    },
+    /// Store a certificate chain and private key you bring (PEM files; validated first)
+    Upload {
+        /// Certificate name
+        name: String,
+        /// PEM file with the chain, leaf first
+        #[arg(long)]
+        cert: PathBuf,
+        /// PEM file with the leaf's private key
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Print a certificate's chain and private key (admin token; needs --include-private-key)
+    Export {
+        /// Certificate name
+        name: String,
+        /// Confirm that the private key should be printed
+        #[arg(long)]
+        include_private_key: bool,
+    },
+    /// Order a staging certificate again from the production ACME directory
+    ConvertToProduction {
         /// Certificate name
         name: String,
     },

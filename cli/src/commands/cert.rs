@@ -1,6 +1,11 @@
 //! `cert ...`: certificates as the API shows them (never a private key).
 
-use portcullis_proto::v1::{ByName, Certificate, CertificateInput, Empty};
+use std::io::Read as _;
+use std::path::Path;
+
+use portcullis_proto::v1::{
+    ByName, Certificate, CertificateInput, CertificateUpload, Empty, ExportCertificateRequest,
+};
 use serde_json::{Value, json};
 
 use super::{Ctx, ReplyExt};
@@ -66,6 +71,48 @@ pub(crate) async fn run(ctx: &mut Ctx, cmd: CertCommand) -> Result<(), CliError>
                 t.render()
             });
         }
+        CertCommand::Upload { name, cert, key } => {
+            let upload = CertificateUpload {
+                name,
+                cert_chain_pem: read_pem("--cert", &cert)?,
+                private_key_pem: read_pem("--key", &key)?,
+            };
+            ctx.client
+                .upload_certificate(upload)
+                .await
+                .reply(&ctx.call)?
+        }
+        CertCommand::Export {
+            name,
+            include_private_key,
+        } => {
+            // The server refuses without the flag (and for non-admin tokens), so nothing
+            // secret is ever printed by accident.
+            let e = ctx
+                .client
+                .export_certificate(ExportCertificateRequest {
+                    name,
+                    include_private_key,
+                })
+                .await
+                .reply(&ctx.call)?;
+            let v = json!({"name": e.name, "cert_chain_pem": e.cert_chain_pem,
+                "private_key_pem": e.private_key_pem});
+            return ctx.out.emit(&v, || {
+                // Chain then key: redirect to a file and it is a usable PEM bundle.
+                let mut text = e.cert_chain_pem.clone();
+                if !text.ends_with('\n') {
+                    text.push('\n');
+                }
+                text.push_str(&e.private_key_pem);
+                text
+            });
+        }
+        CertCommand::ConvertToProduction { name } => ctx
+            .client
+            .convert_certificate_to_production(ByName { name, force: false })
+            .await
+            .reply(&ctx.call)?,
         CertCommand::Delete { name, force } => {
             ctx.client
                 .delete_certificate(ByName {
@@ -80,6 +127,29 @@ pub(crate) async fn run(ctx: &mut Ctx, cmd: CertCommand) -> Result<(), CliError>
         }
     };
     ctx.out.emit(&to_json(&cert), || view(&cert))
+}
+
+/// Largest PEM file accepted; real chains and keys are a few KiB.
+const MAX_PEM_BYTES: u64 = 1 << 20;
+
+/// Reads a PEM file given to `flag`, naming the flag and file when it cannot be used.
+fn read_pem(flag: &str, path: &Path) -> Result<String, CliError> {
+    let bad = |why: String| CliError::Usage(format!("{flag} {}: {why}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PEM_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| bad(e.to_string()))?;
+    if bytes.len() as u64 > MAX_PEM_BYTES {
+        return Err(bad(format!(
+            "larger than {MAX_PEM_BYTES} bytes; not a PEM file"
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| bad("not text; expected PEM".into()))?;
+    if !text.contains("-----BEGIN ") {
+        return Err(bad("no PEM block (-----BEGIN ...)".into()));
+    }
+    Ok(text)
 }
 
 fn input(args: CertCreateArgs) -> CertificateInput {
@@ -98,7 +168,8 @@ fn to_json(c: &Certificate) -> Value {
         "name": c.name, "domains": c.domains, "owner_token_id": c.owner_token_id, "source": c.source,
         "acme_directory": c.acme_directory, "email": c.email, "challenge": c.challenge, "status": c.status,
         "error": c.error, "issuer": c.issuer, "not_before": c.not_before, "not_after": c.not_after,
-        "last_attempt_at": c.last_attempt_at, "created_at": c.created_at, "cert_chain_pem": c.cert_chain_pem,
+        "last_attempt_at": c.last_attempt_at, "created_at": c.created_at, "serial": c.serial,
+        "cert_chain_pem": c.cert_chain_pem,
     })
 }
 
@@ -112,6 +183,7 @@ fn view(c: &Certificate) -> String {
         ("challenge", c.challenge.clone()),
         ("directory", or_dash(&c.acme_directory)),
         ("issuer", or_dash(&c.issuer)),
+        ("serial", or_dash(&c.serial)),
         ("not before", rfc3339(c.not_before)),
         ("not after", rfc3339(c.not_after)),
         ("owner token", or_dash(&c.owner_token_id)),

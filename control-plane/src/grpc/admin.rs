@@ -218,4 +218,41 @@ impl pb::admin_service_server::AdminService for AdminApi {
             .await?;
         ok(pb::Empty {})
     }
+
+    async fn upload_certificate(
+        &self,
+        req: Request<pb::CertificateUpload>,
+    ) -> Reply<pb::Certificate> {
+        let c = api_caller(&self.cp, &req).await?;
+        ok(self
+            .cp
+            .upload_certificate(&c, req.into_inner().into())
+            .await?
+            .into())
+    }
+
+    async fn export_certificate(
+        &self,
+        req: Request<pb::ExportCertificateRequest>,
+    ) -> Reply<pb::CertificateExport> {
+        let c = api_caller(&self.cp, &req).await?;
+        let r = req.get_ref();
+        ok(self
+            .cp
+            .export_certificate(&c, &r.name, r.include_private_key)
+            .await?
+            .into())
+    }
+
+    async fn convert_certificate_to_production(
+        &self,
+        req: Request<pb::ByName>,
+    ) -> Reply<pb::Certificate> {
+        let c = api_caller(&self.cp, &req).await?;
+        ok(self
+            .cp
+            .convert_to_production(&c, &req.get_ref().name)
+            .await?
+            .into())
+    }
 }

@@ -15,6 +15,10 @@ pub enum CertStatus {
     Failed,
     /// Past `not_after`.
     Expired,
+    /// Issued and still served, but inside its renewal window and not renewed yet (shown by
+    /// the API so an operator sees a renewal that keeps failing before the certificate
+    /// expires). Computed when shown, never stored: the record stays `valid`.
+    Expiring,
 }
 
 /// ACME challenge type used to prove control of the names.
@@ -85,10 +89,25 @@ pub struct CertificateRecord {
     /// Failed attempts since the last success; drives the retry backoff.
     #[serde(default)]
     pub renewal_failures: u32,
+    /// The CA's suggested renewal window (ACME Renewal Information), when it offers one.
+    #[serde(default)]
+    pub ari: AriState,
     /// PEM chain, leaf first; public.
     pub cert_chain_pem: String,
     /// Sealed PEM private key; never leaves the control plane but in the config stream.
     pub private_key_sealed: String,
+}
+
+/// What the CA said about when to renew (RFC 9773), so renewal follows the CA's schedule
+/// (e.g. early after a mass revocation) instead of a fixed fraction of the lifetime.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AriState {
+    /// Start of the suggested window, Unix seconds; 0 when the CA gave none.
+    pub window_start: i64,
+    /// End of the suggested window, Unix seconds; 0 when the CA gave none.
+    pub window_end: i64,
+    /// When to ask the CA again, Unix seconds (its `Retry-After`, within bounds).
+    pub next_check: i64,
 }
 
 /// What the API shows of a certificate: everything but the key.
@@ -108,7 +127,7 @@ pub struct CertificateInfo {
     pub email: String,
     /// Preferred challenge.
     pub challenge: ChallengeKind,
-    /// State.
+    /// State; `expiring` once the renewal is due and has not succeeded yet.
     pub status: CertStatus,
     /// Last error.
     pub error: String,
@@ -122,6 +141,8 @@ pub struct CertificateInfo {
     pub last_attempt_at: i64,
     /// Unix seconds.
     pub created_at: i64,
+    /// Serial number of the leaf, lowercase hex; tells one issuance from the next.
+    pub serial: String,
     /// Public PEM chain.
     pub cert_chain_pem: String,
 }
@@ -136,13 +157,14 @@ impl From<&CertificateRecord> for CertificateInfo {
             acme_directory: c.acme_directory.clone(),
             email: c.email.clone(),
             challenge: c.challenge,
-            status: c.status,
+            status: crate::acme::shown_status(c, super::now()),
             error: c.error.clone(),
             issuer: c.issuer.clone(),
             not_before: c.not_before,
             not_after: c.not_after,
             last_attempt_at: c.last_attempt_at,
             created_at: c.created_at,
+            serial: crate::acme::leaf_serial(&c.cert_chain_pem),
             cert_chain_pem: c.cert_chain_pem.clone(),
         }
     }
@@ -183,6 +205,17 @@ pub struct ChallengeRecord {
     pub cert_pem: String,
     /// TLS-ALPN-01 sealed key PEM.
     pub private_key_sealed: String,
+}
+
+/// A certificate with its private key in clear: what an admin gets from an explicit export.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct CertificateExport {
+    /// Certificate name.
+    pub name: String,
+    /// PEM chain, leaf first.
+    pub cert_chain_pem: String,
+    /// PEM private key of the leaf.
+    pub private_key_pem: String,
 }
 
 /// Body of `POST /api/v1/certificates/upload`.

@@ -364,20 +364,17 @@ pub(super) struct ExportQuery {
 /// Chain and private key; admin only, and only with `include_private_key=true`.
 #[utoipa::path(get, path = "/api/v1/certificates/{name}/export", tag = "certificates", security(("bearer" = [])),
     params(("name" = String, Path), ExportQuery),
-    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = CertificateExport), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(super) async fn export_certificate(
     State(cp): Cp,
     c: Caller,
     Path(name): Path<String>,
     axum::extract::Query(q): axum::extract::Query<ExportQuery>,
-) -> ApiResult<Json<serde_json::Value>> {
-    let key = cp
-        .export_certificate_key(&c, &name, q.include_private_key)
-        .await?;
-    let info = cp.get_certificate(&c, &name).await?;
-    Ok(Json(serde_json::json!({
-        "name": info.name, "cert_chain_pem": info.cert_chain_pem, "private_key_pem": key,
-    })))
+) -> ApiResult<Json<CertificateExport>> {
+    Ok(Json(
+        cp.export_certificate(&c, &name, q.include_private_key)
+            .await?,
+    ))
 }
 
 /// Re-orders a staging certificate from the production directory.

@@ -7,7 +7,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use super::*;
 use crate::acme;
 use crate::model::validate;
-use crate::model::{CertSource, CertStatus, CertificateInfo, CertificateRecord, CertificateUpload};
+use crate::model::{
+    CertSource, CertStatus, CertificateExport, CertificateInfo, CertificateRecord,
+    CertificateUpload,
+};
 use crate::store::Check;
 
 impl ControlPlane {
@@ -39,6 +42,7 @@ impl ControlPlane {
             last_attempt_at: now,
             created_at: now,
             renewal_failures: 0,
+            ari: Default::default(),
             cert_chain_pem: input.cert_chain_pem,
             private_key_sealed: self.master_key().seal(input.private_key_pem.as_bytes()),
         };
@@ -53,27 +57,41 @@ impl ControlPlane {
         Ok(CertificateInfo::from(&rec))
     }
 
-    /// The private key in clear, for an admin who asked for it explicitly.
-    pub async fn export_certificate_key(
+    /// The chain and its private key in clear, for an admin who asked for the key
+    /// explicitly (`include_private_key`); anyone else, or an implicit request, gets nothing.
+    pub async fn export_certificate(
         &self,
         caller: &Caller,
         name: &str,
-        confirm: bool,
-    ) -> Result<String> {
+        include_private_key: bool,
+    ) -> Result<CertificateExport> {
         require_admin(caller, "exporting a private key")?;
-        if !confirm {
+        if !include_private_key {
             return Err(ServiceError::invalid(
                 "include_private_key",
                 "set it to true to export the private key",
             ));
         }
         let rec = self.certificate_record(name).await?;
+        if rec.private_key_sealed.is_empty() {
+            return Err(ServiceError::Unprocessable(format!(
+                "certificate {name:?} has no key yet (status {:?}); wait until it is issued",
+                rec.status
+            )));
+        }
         let pem = self
             .master_key()
             .open(&rec.private_key_sealed)
             .map_err(|e| ServiceError::Unprocessable(e.to_string()))?;
+        let private_key_pem = String::from_utf8(pem).map_err(|_| {
+            ServiceError::Unprocessable(format!("the stored key of {name:?} is not PEM text"))
+        })?;
         tracing::warn!(certificate = %name, token = %caller.token_id, "private key exported");
-        Ok(String::from_utf8_lossy(&pem).into_owned())
+        Ok(CertificateExport {
+            name: rec.name,
+            cert_chain_pem: rec.cert_chain_pem,
+            private_key_pem,
+        })
     }
 
     /// Re-orders a staging certificate from the production directory.
@@ -94,6 +112,12 @@ impl ControlPlane {
         if rec.acme_directory == production {
             return Err(ServiceError::Conflict(format!(
                 "certificate {name:?} is already from production"
+            )));
+        }
+        // An order in flight would land a staging certificate after the switch.
+        if self.lock_held(&acme::order_lock(name)).await? {
+            return Err(ServiceError::Conflict(format!(
+                "certificate {name:?} is being ordered right now; retry when it is valid or failed"
             )));
         }
         self.update_certificate(name, |c| {

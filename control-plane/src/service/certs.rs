@@ -86,6 +86,7 @@ impl ControlPlane {
             last_attempt_at: now,
             created_at: now,
             renewal_failures: 0,
+            ari: Default::default(),
             cert_chain_pem: String::new(),
             private_key_sealed: String::new(),
         };
@@ -303,12 +304,7 @@ impl ControlPlane {
         let check = match current {
             None => Check::Absent(Collection::Meta, key.clone()),
             Some(old) => {
-                let old_expiry: i64 = String::from_utf8_lossy(&old)
-                    .split(':')
-                    .next()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
-                if old_expiry > now() {
+                if lock_expiry(&old) > now() {
                     return None;
                 }
                 Check::Equals(Collection::Meta, key.clone(), old)
@@ -326,6 +322,15 @@ impl ControlPlane {
             .map(|_| Lock { key, value })
     }
 
+    /// Whether someone holds lock `name` now (an unexpired owner), e.g. an order in flight.
+    pub(crate) async fn lock_held(&self, name: &str) -> Result<bool> {
+        let key = format!("lock:{name}");
+        Ok(match self.inner.store.get(Collection::Meta, &key).await? {
+            None => false,
+            Some(v) => lock_expiry(&v) > now(),
+        })
+    }
+
     /// Releases a lock if it is still ours.
     pub(crate) async fn unlock(&self, lock: Lock) {
         let _ = self
@@ -341,6 +346,15 @@ impl ControlPlane {
             })
             .await;
     }
+}
+
+/// Expiry (Unix seconds) in a lock value `EXPIRY:OWNER`; 0 (expired) if unreadable.
+fn lock_expiry(value: &[u8]) -> i64 {
+    String::from_utf8_lossy(value)
+        .split(':')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Whether proxy hostname `pattern` (maybe `*.`) serves `name`.
