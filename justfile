@@ -140,3 +140,15 @@ cert-delete name:
 # Serve certificate CERT for proxy HOST.
 proxy-cert-attach hostname cert:
     {{cli}} proxy cert-attach "{{hostname}}" "{{cert}}"
+
+# Protect a proxy with edge OAuth: just proxy-auth-enable HOST --auth-host AUTH_HOST --mode forward|redirect|passthrough [--scope S --public-path P ...]
+proxy-auth-enable hostname *flags:
+    {{cli}} proxy auth enable "$@"
+
+# Remove a proxy's edge OAuth protection.
+proxy-auth-disable hostname:
+    {{cli}} proxy auth disable "{{hostname}}"
+
+# Show how a proxy is protected.
+proxy-auth-show hostname:
+    {{cli}} proxy auth show "{{hostname}}"
