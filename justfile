@@ -141,6 +141,68 @@ cert-delete name:
 proxy-cert-attach hostname cert:
     {{cli}} proxy cert-attach "{{hostname}}" "{{cert}}"
 
+# --- OAuth authorization server ---
+
+# Publish the OAuth endpoints at HOST (an HTTPS proxy to the control plane): just oauth-routes-setup auth.example.com
+oauth-routes-setup hostname *flags:
+    {{cli}} oauth setup "$@"
+
+# Add an identity provider: just oauth-idp-add github --kind github --client-id ID --client-secret S [--base-url URL --api-url URL]
+oauth-idp-add name *flags:
+    {{cli}} oauth idp add "$@"
+
+# List identity providers (secrets are never shown).
+oauth-idps-list:
+    {{cli}} oauth idp list
+
+# Allow logins: just oauth-rule-add --user alice --group acme/ops --email-domain example.com --scope mcp
+oauth-rule-add *flags:
+    {{cli}} oauth rule add "$@"
+
+# List login rules.
+oauth-rules-list:
+    {{cli}} oauth rule list
+
+# Register an OAuth client: just oauth-client-register --redirect-uri https://app/cb [--name N --public]
+oauth-client-register *flags:
+    {{cli}} oauth client register "$@"
+
+# List OAuth clients.
+oauth-clients-list:
+    {{cli}} oauth client list
+
+# List live login sessions.
+oauth-sessions-list:
+    {{cli}} oauth session list
+
+# Revoke a session and every token it issued.
+oauth-session-revoke id:
+    {{cli}} oauth session revoke "{{id}}"
+
+# Rotate the token signing key.
+oauth-rotate-keys:
+    {{cli}} oauth rotate-keys
+
+# Token counters.
+oauth-metrics:
+    {{cli}} oauth metrics
+
+# Use a proxy's own GitHub OAuth app for its logins: just proxy-github-set HOST CLIENT_ID CLIENT_SECRET
+proxy-github-set hostname client_id client_secret:
+    {{cli}} oauth proxy set "{{hostname}}" --github-client-id "{{client_id}}" --github-client-secret "{{client_secret}}"
+
+# Override authorization server metadata served for HOST: just proxy-oauth-server-set HOST '{"scopes_supported":["mcp"]}'
+proxy-oauth-server-set hostname json:
+    {{cli}} oauth proxy set "{{hostname}}" --metadata-json '{{json}}'
+
+# Show a proxy's OAuth settings.
+proxy-oauth-server-show hostname:
+    {{cli}} oauth proxy show "{{hostname}}"
+
+# Remove a proxy's metadata overrides.
+proxy-oauth-server-clear hostname:
+    {{cli}} oauth proxy set "{{hostname}}" --clear-metadata
+
 # Protect a proxy with edge OAuth: just proxy-auth-enable HOST --auth-host AUTH_HOST --mode forward|redirect|passthrough [--scope S --public-path P ...]
 proxy-auth-enable hostname *flags:
     {{cli}} proxy auth enable "$@"

@@ -1,7 +1,10 @@
 //! Compiles `proto/*.proto` with protox, so no system `protoc` is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/portcullis/v1/portcullis.proto"];
+    let files = [
+        "proto/portcullis/v1/portcullis.proto",
+        "proto/portcullis/v1/oauth.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

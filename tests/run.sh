@@ -6,17 +6,25 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Real peers from Debian (no mocks): Redis for the shared store, Pebble for ACME.
+# Real peers from Debian (no mocks): Redis for the shared store, Pebble for ACME, Node for
+# the OpenID Provider.
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
 # Pebble: a real ACME CA, with its DNS test server.
 command -v pebble >/dev/null || missing+=(pebble)
+# Node + npm run oidc-provider, the certified OpenID Provider for upstream-login tests.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+# nginx proves /verify works behind a real auth_request proxy.
+command -v nginx >/dev/null || missing+=(nginx)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# oidc-provider at the version pinned in tests/oidc/package-lock.json (npm registry).
+npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
 # The justfile recipes are tested too.
 if ! command -v just >/dev/null; then
   echo "installing just (cargo install)"

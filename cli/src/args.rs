@@ -5,6 +5,7 @@
 
 mod cert;
 mod kv;
+pub(crate) mod oauth;
 mod proxy;
 mod resources;
 mod route;
@@ -19,6 +20,7 @@ use crate::output::OutputFormat;
 
 pub(crate) use cert::{CertCommand, CertCreateArgs};
 pub(crate) use kv::{HeaderPair, headers_to_map};
+pub(crate) use oauth::OAuthCommand;
 pub(crate) use proxy::{
     ProxyAuthCommand, ProxyAuthEnableArgs, ProxyCommand, ProxyCreateArgs, ProxyUpdateArgs,
 };
@@ -115,6 +117,25 @@ pub(crate) enum Command {
     /// Inspect connected data planes
     #[command(subcommand)]
     Dataplanes(DataplanesCommand),
+    /// Sign in through the OAuth authorization server (device flow) and print or save the token
+    Login {
+        /// The authorization server's issuer URL
+        #[arg(
+            long,
+            env = "PORTCULLIS_ISSUER",
+            default_value = "http://127.0.0.1:9000"
+        )]
+        issuer: String,
+        /// Scope to ask for: `admin` or `user`
+        #[arg(long, default_value = "admin")]
+        scope: String,
+        /// Save the token into the config file instead of printing it
+        #[arg(long)]
+        save: bool,
+    },
+    /// Administer the OAuth authorization server
+    #[command(subcommand)]
+    Oauth(OAuthCommand),
     /// Print a shell completion script to stdout
     Completions {
         /// Shell to generate completions for

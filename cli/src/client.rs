@@ -19,6 +19,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The AdminService client every command uses.
 pub(crate) type AdminClient = AdminServiceClient<InterceptedService<Channel, BearerAuth>>;
+/// The OAuthAdminService client, on the same connection.
+pub(crate) type OAuthClient =
+    portcullis_proto::v1::o_auth_admin_service_client::OAuthAdminServiceClient<
+        InterceptedService<Channel, BearerAuth>,
+    >;
 
 /// Adds `authorization: Bearer <token>` to every call when a token is configured.
 #[derive(Clone)]
@@ -55,7 +60,7 @@ impl Interceptor for BearerAuth {
 
 /// Connects eagerly, so an unreachable control plane is reported as such (exit 3)
 /// rather than as a failed call.
-pub(crate) async fn connect(settings: &Settings) -> Result<AdminClient, CliError> {
+pub(crate) async fn connect(settings: &Settings) -> Result<(AdminClient, OAuthClient), CliError> {
     let auth = BearerAuth::new(settings.token.as_ref().map(|t| t.expose()))?;
     let endpoint = endpoint(settings)?;
     let channel = endpoint
@@ -65,7 +70,12 @@ pub(crate) async fn connect(settings: &Settings) -> Result<AdminClient, CliError
             url: settings.url.clone(),
             detail: error_chain(&e),
         })?;
-    Ok(AdminServiceClient::with_interceptor(channel, auth))
+    Ok((
+        AdminServiceClient::with_interceptor(channel.clone(), auth.clone()),
+        portcullis_proto::v1::o_auth_admin_service_client::OAuthAdminServiceClient::with_interceptor(
+            channel, auth,
+        ),
+    ))
 }
 
 /// Validates the URL and configures TLS for `https`: the `--ca-cert` bundle when

@@ -1,6 +1,8 @@
 //! Runs a parsed command: resolves settings, connects, calls the API, prints the result.
 
 mod cert;
+mod login;
+mod oauth;
 mod proxy;
 mod route;
 mod service;
@@ -11,7 +13,7 @@ use clap::CommandFactory;
 use tonic::{Response, Status};
 
 use crate::args::{Cli, Command};
-use crate::client::{self, AdminClient};
+use crate::client::{self, AdminClient, OAuthClient};
 use crate::config;
 use crate::error::CliError;
 use crate::output::{Printer, write_stdout};
@@ -20,6 +22,8 @@ use crate::output::{Printer, write_stdout};
 pub(crate) struct Ctx {
     /// The connected AdminService client.
     pub(crate) client: AdminClient,
+    /// The OAuthAdminService client on the same connection.
+    pub(crate) oauth: OAuthClient,
     /// Output format chosen by `--output`.
     pub(crate) out: Printer,
     /// Used to turn a failed call into the right [`CliError`].
@@ -53,13 +57,31 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
     if let Command::Completions { shell } = cli.command {
         return completions(shell);
     }
+    if let Command::Login {
+        issuer,
+        scope,
+        save,
+    } = &cli.command
+    {
+        let path = match (save, &cli.global.config) {
+            (false, _) => None,
+            (true, Some(p)) => Some(p.clone()),
+            (true, None) => config::default_path(
+                std::env::var_os("XDG_CONFIG_HOME"),
+                std::env::var_os("HOME"),
+            ),
+        };
+        return login::login(issuer, scope, path.as_deref()).await;
+    }
     let settings = config::load(&cli.global)?;
     let call = CallInfo {
         url: settings.url.clone(),
         has_token: settings.token.is_some(),
     };
+    let (admin, oauth) = client::connect(&settings).await?;
     let mut ctx = Ctx {
-        client: client::connect(&settings).await?,
+        client: admin,
+        oauth,
         out: Printer::new(cli.global.output),
         call,
     };
@@ -72,7 +94,9 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Token(cmd) => token::run(&mut ctx, cmd).await,
         Command::DataplaneToken(cmd) => token::run_dataplane(&mut ctx, cmd).await,
         Command::Dataplanes(cmd) => status::dataplanes(&mut ctx, cmd).await,
+        Command::Oauth(cmd) => oauth::run(&mut ctx, cmd).await,
         Command::Completions { shell } => completions(shell),
+        Command::Login { .. } => Ok(()),
     }
 }
 

@@ -9,9 +9,11 @@ use crate::service::ControlPlane;
 
 mod admin;
 mod config_stream;
+mod oauth;
 
 pub use admin::AdminApi;
 pub use config_stream::ConfigStreamApi;
+pub use oauth::OAuthAdminApi;
 
 /// Maps a service error to a gRPC status; store details are logged, never sent.
 impl From<ServiceError> for Status {

@@ -149,6 +149,7 @@ impl OAuthArgs {
             registration_token: self.oauth_registration_token,
             cimd_allow_private: self.oauth_cimd_allow_private,
             upstream_ca: self.oauth_upstream_ca,
+            local_url: String::new(),
         }
     }
 }

@@ -21,6 +21,8 @@ use crate::store::{Batch, Collection, StoreError, Write};
 pub mod admin;
 pub mod authorize;
 pub mod clients;
+pub mod device;
+pub mod forward_auth;
 pub mod http;
 pub mod idp;
 pub mod keys;
@@ -57,6 +59,8 @@ pub struct OAuthSettings {
     pub cimd_allow_private: bool,
     /// Trust these PEM roots in addition to the system ones when calling providers.
     pub upstream_ca: Option<std::path::PathBuf>,
+    /// Where data planes reach this control plane's HTTP listener (`oauth setup` default).
+    pub local_url: String,
 }
 
 impl Default for OAuthSettings {
@@ -72,6 +76,7 @@ impl Default for OAuthSettings {
             registration_token: None,
             cimd_allow_private: false,
             upstream_ca: None,
+            local_url: String::new(),
         }
     }
 }
@@ -207,6 +212,39 @@ impl OAuthServer {
                 counters: Counters::default(),
             }),
         })
+    }
+
+    /// Lets the admin API accept this server's access tokens: audience = the issuer (the
+    /// control plane's own resource), scope `admin` or `user`. Holds only a weak reference,
+    /// so the two never keep each other alive.
+    pub fn install_api_verifier(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        self.inner
+            .cp
+            .set_token_verifier(Box::new(move |token: String| {
+                let weak = weak.clone();
+                Box::pin(async move {
+                    let server = OAuthServer {
+                        inner: weak.upgrade()?,
+                    };
+                    let claims = token::verify_access_token(&server, &token).await.ok()?;
+                    if !claims.aud.iter().any(|a| a == server.issuer()) {
+                        return None;
+                    }
+                    let scopes: Vec<&str> = claims.scope.split(' ').collect();
+                    let scope = if scopes.contains(&"admin") {
+                        crate::model::TokenScope::Admin
+                    } else if scopes.contains(&"user") {
+                        crate::model::TokenScope::User
+                    } else {
+                        return None;
+                    };
+                    Some(crate::auth::Caller {
+                        token_id: format!("oauth:{}", claims.sub),
+                        scope,
+                    })
+                })
+            }));
     }
 
     /// Start-up settings.

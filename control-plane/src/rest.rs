@@ -23,7 +23,11 @@ pub use openapi::ApiDoc;
 pub fn router(cp: ControlPlane) -> Router {
     Router::new()
         .merge(handlers::routes())
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", {
+            let mut doc = ApiDoc::openapi();
+            doc.merge(crate::oauth::http::OAuthApiDoc::openapi());
+            doc
+        }))
         .with_state(cp)
 }
 

@@ -119,6 +119,11 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     let store = open_store(&cfg.data_dir, cfg.redis_url.as_deref()).await?;
     let mut oauth_settings = cfg.oauth.clone();
+    oauth_settings.local_url = if cfg.http_listen.ip().is_unspecified() {
+        format!("http://127.0.0.1:{}", cfg.http_listen.port())
+    } else {
+        format!("http://{}", cfg.http_listen)
+    };
     oauth_settings.issuer = if oauth_settings.issuer.is_empty() {
         if !cfg.http_listen.ip().is_loopback() {
             bail!(
@@ -150,7 +155,15 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", cfg.grpc_listen))?;
     tracing::info!(http = %http.local_addr()?, grpc = %grpc.local_addr()?, store = cp.store().backend_name(), "control plane listening");
 
+    let oauth = crate::oauth::OAuthServer::new(cp.clone(), oauth_settings)?;
+    oauth.spawn_sweeper(Duration::from_secs(60));
+    oauth.install_api_verifier();
+    tracing::info!(issuer = %oauth.issuer(), "OAuth authorization server enabled");
     let (admin, config) = crate::grpc::services(cp.clone(), snapshots);
+    let oauth_admin =
+        portcullis_proto::v1::o_auth_admin_service_server::OAuthAdminServiceServer::new(
+            crate::grpc::OAuthAdminApi::new(oauth.clone()),
+        );
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
@@ -161,14 +174,12 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .layer(tonic_web::GrpcWebLayer::new())
         .add_service(admin)
         .add_service(config)
+        .add_service(oauth_admin)
         .serve_with_incoming_shutdown(
             // Nagle would hold a snapshot's last segment for the peer's delayed ACK (~40 ms).
             tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
             shutdown(),
         );
-    let oauth = crate::oauth::OAuthServer::new(cp.clone(), oauth_settings)?;
-    oauth.spawn_sweeper(Duration::from_secs(60));
-    tracing::info!(issuer = %oauth.issuer(), "OAuth authorization server enabled");
     let app = crate::rest::router(cp).merge(crate::oauth::http::router(oauth));
     let http_server = axum::serve(http, app).with_graceful_shutdown(shutdown());
 

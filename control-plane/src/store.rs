@@ -53,6 +53,12 @@ pub enum Collection {
     OAuthConsents,
     /// Revoked access tokens by jti; data planes refuse them.
     OAuthRevocations,
+    /// Per-proxy OAuth settings by hostname.
+    OAuthProxySettings,
+    /// Device authorizations by device-code hash.
+    OAuthDevices,
+    /// Device user codes → device-code hash.
+    OAuthUserCodes,
 }
 
 impl Collection {
@@ -77,6 +83,9 @@ impl Collection {
             Self::OAuthFamilies => "oauthfamilies",
             Self::OAuthConsents => "oauthconsents",
             Self::OAuthRevocations => "oauthrevocations",
+            Self::OAuthProxySettings => "oauthproxysettings",
+            Self::OAuthDevices => "oauthdevices",
+            Self::OAuthUserCodes => "oauthusercodes",
         }
     }
 

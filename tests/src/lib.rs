@@ -1,10 +1,17 @@
 //! Support for end-to-end tests: start the real binaries, a private `redis-server`, and
 //! real backends (HTTP, WebSocket, SSE) on loopback ports, and drive the CLI and REST API.
 //!
+//! Upstream identity providers for login tests: [`github::GithubServer`] (GitHub's OAuth and
+//! REST wire protocol, in-process) and [`oidc::OidcProvider`] (the certified `oidc-provider`
+//! npm package, run under Node).
+//!
 //! The binaries come from the workspace's `target/debug` (or `$CARGO_TARGET_DIR`); the test
 //! command builds them first (`tests/run.sh`).
 
 pub mod backend;
+pub mod github;
+pub mod https_docs;
+pub mod oidc;
 pub mod pebble;
 pub mod procs;
 

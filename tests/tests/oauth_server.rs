@@ -582,3 +582,368 @@ async fn forged_tokens_are_inactive_at_introspection() {
         .expect("introspect");
     assert_eq!(resp.status(), 401);
 }
+
+#[tokio::test]
+async fn cli_administers_idps_rules_clients_and_setup() {
+    let cp = ControlPlane::start().await;
+    let out = cp.cli_ok(&[
+        "oauth",
+        "idp",
+        "add",
+        "corp",
+        "--kind",
+        "github",
+        "--client-id",
+        "Iv1.abc",
+        "--client-secret",
+        "very-secret-value",
+        "--base-url",
+        "https://ghe.example.com",
+    ]);
+    assert!(out.contains("corp"), "{out}");
+    let list = cp.cli_ok(&["-o", "json", "oauth", "idp", "list"]);
+    assert!(!list.contains("very-secret-value"), "secret leaked: {list}");
+    let v: Value = serde_json::from_str(&list).expect("json");
+    assert_eq!(
+        v["items"][0]["api_url"], "https://ghe.example.com/api/v3",
+        "GHES API default"
+    );
+    // The secret is sealed at rest too: the raw store never holds it in clear.
+    let rest: Value = http_client()
+        .get(format!("{}/api/v1/oauth/idps", cp.http))
+        .bearer_auth(&cp.admin_token)
+        .send()
+        .await
+        .expect("idps")
+        .json()
+        .await
+        .expect("json");
+    assert!(!rest.to_string().contains("very-secret-value"));
+
+    // Refusals name the field and store nothing.
+    let bad = cp.cli(
+        &cp.admin_token,
+        &[
+            "oauth",
+            "idp",
+            "add",
+            "x",
+            "--kind",
+            "oidc",
+            "--client-id",
+            "a",
+            "--client-secret",
+            "b",
+        ],
+    );
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("base_url"),
+        "{bad:?}"
+    );
+    let bad = cp.cli(&cp.admin_token, &["oauth", "rule", "add", "--scope", "mcp"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("users"),
+        "{bad:?}"
+    );
+    let rules = cp.cli_ok(&["-o", "json", "oauth", "rule", "list"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&rules).expect("json")["items"],
+        json!([])
+    );
+
+    let rule: Value = serde_json::from_str(&cp.cli_ok(&[
+        "-o", "json", "oauth", "rule", "add", "--group", "acme/ops", "--scope", "mcp",
+    ]))
+    .expect("json");
+    assert!(rule["id"].as_str().is_some_and(|i| i.starts_with("rule_")));
+    // Scopes named in rules are advertised.
+    let m: Value = http_client()
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            cp.http
+        ))
+        .send()
+        .await
+        .expect("metadata")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        m["scopes_supported"]
+            .as_array()
+            .expect("scopes")
+            .contains(&json!("mcp"))
+    );
+
+    let client: Value = serde_json::from_str(&cp.cli_ok(&[
+        "-o",
+        "json",
+        "oauth",
+        "client",
+        "register",
+        "--redirect-uri",
+        "https://app.example.com/cb",
+        "--name",
+        "App",
+    ]))
+    .expect("json");
+    assert!(
+        client["client_secret"]
+            .as_str()
+            .is_some_and(|s| s.len() > 30)
+    );
+    let clients = cp.cli_ok(&["-o", "json", "oauth", "client", "list"]);
+    assert!(clients.contains(client["client_id"].as_str().expect("id")));
+    assert!(!clients.contains(client["client_secret"].as_str().expect("secret")));
+
+    let setup: Value =
+        serde_json::from_str(&cp.cli_ok(&["-o", "json", "oauth", "setup", "auth.example.com"]))
+            .expect("json");
+    assert_eq!(setup["hostname"], "auth.example.com");
+    assert_eq!(setup["target_url"], cp.http.as_str());
+    assert!(
+        setup["warning"]
+            .as_str()
+            .is_some_and(|w| w.contains("--oauth-issuer https://auth.example.com"))
+    );
+    let proxy: Value = http_client()
+        .get(format!("{}/api/v1/proxy/targets/auth.example.com", cp.http))
+        .bearer_auth(&cp.admin_token)
+        .send()
+        .await
+        .expect("proxy")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(proxy["enable_https"], true);
+
+    let metrics: Value =
+        serde_json::from_str(&cp.cli_ok(&["-o", "json", "oauth", "metrics"])).expect("json");
+    assert_eq!(metrics["clients"], 1);
+    assert_eq!(metrics["issuer"], cp.http.as_str());
+    let kid = cp.cli_ok(&["oauth", "rotate-keys"]);
+    assert!(kid.starts_with("new signing key "), "{kid}");
+
+    // Non-admin tokens cannot administer OAuth.
+    let user: Value = http_client()
+        .post(format!("{}/api/v1/tokens", cp.http))
+        .bearer_auth(&cp.admin_token)
+        .json(&json!({"name": "u", "scope": "user"}))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let user_secret = user["secret"].as_str().expect("secret");
+    let denied = cp.cli(user_secret, &["oauth", "client", "list"]);
+    assert!(!denied.status.success());
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("admin"),
+        "{denied:?}"
+    );
+}
+
+#[tokio::test]
+async fn per_proxy_settings_choose_providers_github_app_and_metadata() {
+    let cp = ControlPlane::start().await;
+    for (name, kind, base) in [
+        ("gh", "github", "https://github.example.com"),
+        ("corp", "oidc", "https://sso.example.com"),
+    ] {
+        cp.cli_ok(&[
+            "oauth",
+            "idp",
+            "add",
+            name,
+            "--kind",
+            kind,
+            "--client-id",
+            &format!("{name}-id"),
+            "--client-secret",
+            "s",
+            "--base-url",
+            base,
+        ]);
+    }
+    cp.cli_ok(&["proxy", "create", "mcp.example.com", "http://127.0.0.1:9"]);
+    let (client_id, redirect) = public_client(&cp).await;
+    let start = |cp: &ControlPlane| {
+        let params = [
+            ("response_type", "code"),
+            ("client_id", client_id.as_str()),
+            ("redirect_uri", redirect.as_str()),
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "S256"),
+            ("resource", "https://mcp.example.com/mcp"),
+        ];
+        let mut url = url::Url::parse(&format!("{}/authorize", cp.http)).expect("url");
+        url.query_pairs_mut().extend_pairs(params);
+        http_client().get(url).send()
+    };
+    // Two providers and no settings: the user chooses.
+    let resp = start(&cp).await.expect("authorize");
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["set-cookie"]
+            .to_str()
+            .expect("cookie")
+            .starts_with("__Host-portcullis_login=")
+    );
+    let page = resp.text().await.expect("body");
+    assert!(page.contains("gh") && page.contains("corp"), "{page}");
+
+    // The proxy allows only GitHub, with its own app: straight to GitHub with that client id.
+    cp.cli_ok(&[
+        "oauth",
+        "proxy",
+        "set",
+        "mcp.example.com",
+        "--idp",
+        "gh",
+        "--github-client-id",
+        "proxy-app",
+        "--github-client-secret",
+        "proxy-secret",
+    ]);
+    let resp = start(&cp).await.expect("authorize");
+    assert_eq!(resp.status(), 303);
+    let loc = location(&resp);
+    assert!(
+        loc.as_str()
+            .starts_with("https://github.example.com/login/oauth/authorize?"),
+        "{loc}"
+    );
+    assert_eq!(query(&loc, "client_id").as_deref(), Some("proxy-app"));
+    assert_eq!(
+        query(&loc, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    assert_eq!(
+        query(&loc, "redirect_uri"),
+        Some(format!("{}/callback/gh", cp.http))
+    );
+    let shown = cp.cli_ok(&["-o", "json", "oauth", "proxy", "show", "mcp.example.com"]);
+    assert!(!shown.contains("proxy-secret"), "{shown}");
+
+    // Metadata overrides apply to requests that came through that proxy only.
+    cp.cli_ok(&[
+        "oauth",
+        "proxy",
+        "set",
+        "mcp.example.com",
+        "--metadata-json",
+        r#"{"scopes_supported":["mcp:tools"],"service_documentation":"https://docs.example.com"}"#,
+    ]);
+    let get_meta = |host: Option<&'static str>| {
+        let mut req = http_client().get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            cp.http
+        ));
+        if let Some(h) = host {
+            req = req.header("x-forwarded-host", h);
+        }
+        req.send()
+    };
+    let m: Value = get_meta(Some("mcp.example.com"))
+        .await
+        .expect("meta")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(m["scopes_supported"], json!(["mcp:tools"]));
+    assert_eq!(m["service_documentation"], "https://docs.example.com");
+    assert_eq!(m["issuer"], cp.http.as_str());
+    let plain: Value = get_meta(None)
+        .await
+        .expect("meta")
+        .json()
+        .await
+        .expect("json");
+    assert!(plain.get("service_documentation").is_none());
+
+    // Endpoint fields cannot be redirected elsewhere, and unknown providers are refused.
+    let bad = cp.cli(
+        &cp.admin_token,
+        &[
+            "oauth",
+            "proxy",
+            "set",
+            "mcp.example.com",
+            "--metadata-json",
+            r#"{"token_endpoint":"https://evil.example.com/t"}"#,
+        ],
+    );
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("token_endpoint"),
+        "{bad:?}"
+    );
+    let bad = cp.cli(
+        &cp.admin_token,
+        &["oauth", "proxy", "set", "mcp.example.com", "--idp", "nope"],
+    );
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("idps"),
+        "{bad:?}"
+    );
+    let m: Value = get_meta(Some("mcp.example.com"))
+        .await
+        .expect("meta")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        m["token_endpoint"],
+        format!("{}/token", cp.http),
+        "refused write changed nothing"
+    );
+
+    cp.cli_ok(&["oauth", "proxy", "clear", "mcp.example.com"]);
+    let resp = start(&cp).await.expect("authorize");
+    assert_eq!(resp.status(), 200, "back to the chooser");
+}
+
+#[tokio::test]
+async fn openapi_documents_the_oauth_admin_api() {
+    let cp = ControlPlane::start().await;
+    let doc: Value = http_client()
+        .get(format!("{}/openapi.json", cp.http))
+        .send()
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("json");
+    for path in [
+        "/api/v1/oauth/idps",
+        "/api/v1/oauth/rules",
+        "/api/v1/oauth/clients",
+        "/api/v1/oauth/sessions",
+        "/api/v1/oauth/proxies/{hostname}",
+        "/api/v1/proxy/targets",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing");
+    }
+}
+
+#[tokio::test]
+async fn rs256_is_selectable_for_new_keys() {
+    let cp = ControlPlane::start_args(vec!["--oauth-signing-alg".into(), "RS256".into()]).await;
+    let v: Value = http_client()
+        .get(format!("{}/jwks", cp.http))
+        .send()
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["keys"][0]["kty"], "RSA");
+    assert_eq!(v["keys"][0]["alg"], "RS256");
+    assert!(
+        v["keys"][0].get("d").is_none() && v["keys"][0].get("p").is_none(),
+        "private part leaked: {v}"
+    );
+}

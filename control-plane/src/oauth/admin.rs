@@ -382,3 +382,273 @@ pub async fn metrics(server: &OAuthServer, caller: &Caller) -> Result<Metrics> {
             .len(),
     })
 }
+
+/// Registers a client on behalf of an admin (same validation as `/register`).
+pub async fn register_client(
+    server: &OAuthServer,
+    caller: &Caller,
+    m: super::clients::ClientMetadata,
+) -> Result<super::clients::RegistrationResponse> {
+    admin(caller)?;
+    // An admin registration bypasses the initial-access-token gate on purpose.
+    super::clients::register_unchecked(server, m)
+        .await
+        .map_err(|e| ServiceError::invalid("client metadata", e.to_string()))
+}
+
+/// What `oauth setup` did.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct SetupResult {
+    /// The proxy that now carries the OAuth endpoints.
+    pub proxy: crate::model::Proxy,
+    /// The running issuer.
+    pub issuer: String,
+    /// Set when the issuer is not `https://{hostname}`.
+    pub warning: Option<String>,
+}
+
+/// Creates the proxy that publishes the OAuth endpoints at `hostname` (HTTPS on), targeting
+/// this control plane's HTTP listener.
+pub async fn setup(
+    server: &OAuthServer,
+    caller: &Caller,
+    hostname: &str,
+    target_url: Option<&str>,
+) -> Result<SetupResult> {
+    admin(caller)?;
+    let target = match target_url.filter(|t| !t.is_empty()) {
+        Some(t) => t.to_owned(),
+        None => server.settings().local_url.clone(),
+    };
+    if target.is_empty() {
+        return Err(ServiceError::invalid(
+            "target_url",
+            "give the URL where data planes reach this control plane's HTTP listener",
+        ));
+    }
+    let proxy = server
+        .cp()
+        .create_proxy(
+            caller,
+            crate::model::ProxyInput {
+                hostname: hostname.to_owned(),
+                target_url: target,
+                enable_https: Some(true),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let expected = format!("https://{}", proxy.hostname);
+    let warning = (server.issuer() != expected).then(|| {
+        format!(
+            "the running issuer is {}; restart the control plane with --oauth-issuer {expected} so tokens name this host",
+            server.issuer()
+        )
+    });
+    Ok(SetupResult {
+        proxy,
+        issuer: server.issuer().to_owned(),
+        warning,
+    })
+}
+
+/// Metadata fields that point clients at endpoints; overriding them per proxy would let a
+/// proxy owner send clients (and their codes) elsewhere, so they are refused.
+const PROTECTED_METADATA: &[&str] = &[
+    "authorization_endpoint",
+    "token_endpoint",
+    "jwks_uri",
+    "registration_endpoint",
+    "revocation_endpoint",
+    "introspection_endpoint",
+    "userinfo_endpoint",
+];
+
+fn validate_metadata_overrides(m: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    if serde_json::to_vec(m).map(|v| v.len()).unwrap_or(usize::MAX) > 16 * 1024 {
+        return Err(ServiceError::invalid("metadata", "at most 16 KiB"));
+    }
+    for (k, v) in m {
+        if PROTECTED_METADATA.contains(&k.as_str()) {
+            return Err(ServiceError::invalid(
+                "metadata",
+                format!("{k} cannot be overridden per proxy"),
+            ));
+        }
+        let string_list = || {
+            v.as_array()
+                .is_some_and(|a| a.iter().all(serde_json::Value::is_string))
+        };
+        match k.as_str() {
+            "issuer" => {
+                let ok = v.as_str().is_some_and(|s| {
+                    url::Url::parse(s).is_ok_and(|u| u.scheme() == "https" || u.scheme() == "http")
+                });
+                if !ok {
+                    return Err(ServiceError::invalid(
+                        "metadata",
+                        "issuer must be an http(s) URL",
+                    ));
+                }
+            }
+            "code_challenge_methods_supported" if v != &serde_json::json!(["S256"]) => {
+                return Err(ServiceError::invalid(
+                    "metadata",
+                    "PKCE with S256 is always required; code_challenge_methods_supported can only be [\"S256\"]",
+                ));
+            }
+            "scopes_supported"
+            | "grant_types_supported"
+            | "response_types_supported"
+            | "token_endpoint_auth_methods_supported"
+            | "claims_supported"
+                if !string_list() =>
+            {
+                return Err(ServiceError::invalid(
+                    "metadata",
+                    format!("{k} must be a list of strings"),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Sets a proxy's OAuth settings (admin or the proxy's owner).
+pub async fn set_proxy_settings(
+    server: &OAuthServer,
+    caller: &Caller,
+    hostname: &str,
+    input: super::ProxyOAuthInput,
+) -> Result<super::ProxyOAuthView> {
+    let hostname = validate::hostname("hostname", hostname)?;
+    let proxy = server.cp().get_proxy(caller, &hostname).await?;
+    if !caller.may_modify(&proxy.owner_token_id) {
+        return Err(ServiceError::Forbidden(format!(
+            "proxy {hostname:?} belongs to another token"
+        )));
+    }
+    let existing = server
+        .get::<super::ProxyOAuthSettings>(Collection::OAuthProxySettings, &hostname)
+        .await?;
+    let (mut s, check) = match existing {
+        Some((s, raw)) => (
+            s,
+            Check::Equals(Collection::OAuthProxySettings, hostname.clone(), raw),
+        ),
+        None => (
+            super::ProxyOAuthSettings {
+                hostname: hostname.clone(),
+                idps: vec![],
+                github_client_id: None,
+                github_client_secret_sealed: None,
+                metadata: Default::default(),
+                updated_at: 0,
+            },
+            Check::Absent(Collection::OAuthProxySettings, hostname.clone()),
+        ),
+    };
+    if let Some(idps) = input.idps {
+        let known: Vec<IdpRecord> = server.list(Collection::OAuthIdps).await?;
+        if let Some(bad) = idps.iter().find(|i| !known.iter().any(|k| &k.name == *i)) {
+            return Err(ServiceError::invalid(
+                "idps",
+                format!("no identity provider named {bad:?}"),
+            ));
+        }
+        s.idps = idps;
+    }
+    match (input.github_client_id, input.github_client_secret) {
+        (Some(id), _) if id.is_empty() => {
+            s.github_client_id = None;
+            s.github_client_secret_sealed = None;
+        }
+        (Some(id), Some(secret)) if !secret.is_empty() => {
+            if id.len() > 200 || secret.len() > 500 {
+                return Err(ServiceError::invalid("github_client_id", "too long"));
+            }
+            s.github_client_id = Some(id);
+            s.github_client_secret_sealed = Some(server.cp().master_key().seal(secret.as_bytes()));
+        }
+        (Some(_), _) => {
+            return Err(ServiceError::invalid(
+                "github_client_secret",
+                "required together with github_client_id",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ServiceError::invalid(
+                "github_client_id",
+                "required together with github_client_secret",
+            ));
+        }
+        (None, None) => {}
+    }
+    if let Some(m) = input.metadata {
+        validate_metadata_overrides(&m)?;
+        s.metadata = m;
+    }
+    s.updated_at = now();
+    server
+        .apply(Batch {
+            checks: vec![check],
+            writes: vec![put(Collection::OAuthProxySettings, &hostname, &s)],
+        })
+        .await
+        .map_err(|e| match e {
+            StoreError::CheckFailed(_) => {
+                ServiceError::Conflict("changed concurrently; retry".into())
+            }
+            e => e.into(),
+        })?;
+    Ok((&s).into())
+}
+
+/// A proxy's OAuth settings (defaults when none were set).
+pub async fn get_proxy_settings(
+    server: &OAuthServer,
+    caller: &Caller,
+    hostname: &str,
+) -> Result<super::ProxyOAuthView> {
+    let proxy = server.cp().get_proxy(caller, hostname).await?;
+    Ok(
+        match server
+            .get::<super::ProxyOAuthSettings>(Collection::OAuthProxySettings, &proxy.hostname)
+            .await?
+        {
+            Some((s, _)) => (&s).into(),
+            None => super::ProxyOAuthView {
+                hostname: proxy.hostname,
+                idps: vec![],
+                github_client_id: None,
+                metadata: Default::default(),
+                updated_at: 0,
+            },
+        },
+    )
+}
+
+/// Removes a proxy's OAuth settings.
+pub async fn clear_proxy_settings(
+    server: &OAuthServer,
+    caller: &Caller,
+    hostname: &str,
+) -> Result<()> {
+    let proxy = server.cp().get_proxy(caller, hostname).await?;
+    if !caller.may_modify(&proxy.owner_token_id) {
+        return Err(ServiceError::Forbidden(format!(
+            "proxy {hostname:?} belongs to another token"
+        )));
+    }
+    server
+        .apply(Batch {
+            checks: vec![],
+            writes: vec![Write::Delete(
+                Collection::OAuthProxySettings,
+                proxy.hostname,
+            )],
+        })
+        .await?;
+    Ok(())
+}

@@ -11,7 +11,7 @@ use sha2::Digest as _;
 
 use super::{
     BASE_SCOPES, CodeRecord, ConsentRecord, Identity, IdpRecord, LoginRule, LoginTx, OAuthError,
-    OAuthServer, clients, idp, put, random_token, sha256_hex,
+    OAuthServer, ProxyOAuthSettings, clients, idp, put, random_token, sha256_hex,
 };
 use crate::auth::hashes_equal;
 use crate::model::{Proxy, now};
@@ -87,6 +87,13 @@ pub enum Next {
     },
     /// Ask the user to approve the client.
     Consent(ConsentPage),
+    /// Show a short message (device flow outcome).
+    Message {
+        /// Page title.
+        title: String,
+        /// Text (escaped when rendered).
+        text: String,
+    },
 }
 
 /// What the consent page shows; every field is escaped when rendered.
@@ -192,6 +199,13 @@ pub async fn validate_resources(
     let mut out = Vec::new();
     for r in raw {
         let (canon, host) = canonical_resource(r)?;
+        // The control plane's own API is a protected resource too (`portcullis login`).
+        if canon == server.issuer() {
+            if !out.contains(&canon) {
+                out.push(canon);
+            }
+            continue;
+        }
         if !proxies
             .iter()
             .any(|p| p.enabled && host_matches(&p.hostname, &host))
@@ -307,36 +321,18 @@ pub async fn start(server: &OAuthServer, req: AuthorizeRequest) -> Result<Next, 
     let resources = validate_resources(server, &req.resources)
         .await
         .map_err(fail)?;
-    let idps: Vec<IdpRecord> = server
-        .list(Collection::OAuthIdps)
-        .await
-        .map_err(|e| fail(e.into()))?;
-    if idps.is_empty() {
-        return Err(fail(OAuthError::new(
-            "temporarily_unavailable",
-            "no identity provider is configured on this server",
-        )));
-    }
-    let chosen = match req.idp.as_deref() {
-        Some(name) => Some(idps.iter().find(|i| i.name == name).ok_or_else(|| {
-            fail(OAuthError::invalid_request(format!(
-                "unknown identity provider {name:?}"
-            )))
-        })?),
-        None if idps.len() == 1 => idps.first(),
-        None => None,
-    };
-    let browser = random_token();
     let tx = LoginTx {
         id: random_token(),
-        browser_sha256: sha256_hex(&browser),
+        browser_sha256: String::new(),
         client_id: client.client_id.clone(),
         redirect_uri: redirect_uri.clone(),
         state: req.state,
         code_challenge: challenge.to_owned(),
         scopes,
         resources,
-        idp: chosen.map(|i| i.name.clone()),
+        idp: None,
+        settings_host: None,
+        device_key: None,
         upstream_verifier: random_token(),
         upstream_nonce: random_token(),
         identity: None,
@@ -345,6 +341,46 @@ pub async fn start(server: &OAuthServer, req: AuthorizeRequest) -> Result<Next, 
         auth_time: 0,
         expires_at: now() + LOGIN_TTL_SECS,
     };
+    begin_login(server, tx, req.idp.as_deref())
+        .await
+        .map_err(fail)
+}
+
+/// Stores a new login transaction and sends the browser to the identity provider (or to
+/// the chooser when several are allowed and none was named).
+pub(crate) async fn begin_login(
+    server: &OAuthServer,
+    mut tx: LoginTx,
+    requested_idp: Option<&str>,
+) -> Result<Next, OAuthError> {
+    let settings = settings_for(server, &tx.resources).await?;
+    let idps: Vec<IdpRecord> = server
+        .list::<IdpRecord>(Collection::OAuthIdps)
+        .await?
+        .into_iter()
+        .filter(|i| {
+            settings
+                .as_ref()
+                .is_none_or(|s| s.idps.is_empty() || s.idps.contains(&i.name))
+        })
+        .collect();
+    if idps.is_empty() {
+        return Err(OAuthError::new(
+            "temporarily_unavailable",
+            "no identity provider is configured on this server",
+        ));
+    }
+    let chosen = match requested_idp {
+        Some(name) => Some(idps.iter().find(|i| i.name == name).ok_or_else(|| {
+            OAuthError::invalid_request(format!("unknown identity provider {name:?}"))
+        })?),
+        None if idps.len() == 1 => idps.first(),
+        None => None,
+    };
+    let browser = random_token();
+    tx.browser_sha256 = sha256_hex(&browser);
+    tx.idp = chosen.map(|i| i.name.clone());
+    tx.settings_host = settings.as_ref().map(|s| s.hostname.clone());
     server
         .apply(Batch {
             checks: vec![Check::Absent(Collection::OAuthTx, tx.id.clone())],
@@ -353,9 +389,8 @@ pub async fn start(server: &OAuthServer, req: AuthorizeRequest) -> Result<Next, 
         .await?;
     match chosen {
         Some(idp_record) => {
-            let url = idp::authorization_url(server, idp_record, &tx)
-                .await
-                .map_err(fail)?;
+            let effective = effective_idp(server, idp_record, &tx).await?;
+            let url = idp::authorization_url(server, &effective, &tx).await?;
             Ok(Next::Redirect {
                 url,
                 cookie: Some(browser),
@@ -396,6 +431,10 @@ async fn load_tx(
 }
 
 fn tx_error(server: &OAuthServer, tx: &LoginTx, e: OAuthError) -> Failure {
+    if tx.device_key.is_some() {
+        // No client redirect in the device flow: the user reads the outcome here.
+        return Failure::Page(e);
+    }
     Failure::Redirect(error_redirect(
         server.issuer(),
         &tx.redirect_uri,
@@ -421,8 +460,20 @@ pub async fn choose(
                 "unknown identity provider {idp_name:?}"
             )))
         })?;
+    if let Some(host) = &tx.settings_host
+        && let Some((settings, _)) = server
+            .get::<ProxyOAuthSettings>(Collection::OAuthProxySettings, host)
+            .await?
+        && !settings.idps.is_empty()
+        && !settings.idps.contains(&idp_record.name)
+    {
+        return Err(Failure::Page(OAuthError::invalid_request(format!(
+            "identity provider {idp_name:?} is not allowed for this application"
+        ))));
+    }
     tx.idp = Some(idp_record.name.clone());
     replace_tx(server, &tx, raw).await?;
+    let idp_record = effective_idp(server, &idp_record, &tx).await?;
     let url = idp::authorization_url(server, &idp_record, &tx)
         .await
         .map_err(|e| tx_error(server, &tx, e))?;
@@ -503,6 +554,7 @@ pub async fn callback(
                 OAuthError::server("identity provider removed during login"),
             )
         })?;
+    let idp_record = effective_idp(server, &idp_record, &tx).await?;
     let identity = match idp::finish(server, &idp_record, &tx, code).await {
         Ok(i) => i,
         Err(e) => {
@@ -542,8 +594,7 @@ pub async fn callback(
         .await?
         .is_some_and(|(c, _)| tx.granted_scopes.iter().all(|s| c.scopes.contains(s)));
     if remembered {
-        let url = issue_code(server, &tx).await?;
-        return Ok(Next::Redirect { url, cookie: None });
+        return finish(server, &tx).await;
     }
     let csrf = random_token();
     tx.csrf_sha256 = sha256_hex(&csrf);
@@ -566,6 +617,47 @@ pub async fn callback(
         scopes: tx.granted_scopes.clone(),
         login: identity.login,
     }))
+}
+
+/// The per-proxy settings that apply to a login for these resources: those of the first
+/// resource whose proxy has any.
+async fn settings_for(
+    server: &OAuthServer,
+    resources: &[String],
+) -> Result<Option<ProxyOAuthSettings>, OAuthError> {
+    for r in resources {
+        let (_, host) = canonical_resource(r)?;
+        if let Some((s, _)) = server
+            .get::<ProxyOAuthSettings>(Collection::OAuthProxySettings, &host)
+            .await?
+        {
+            return Ok(Some(s));
+        }
+    }
+    Ok(None)
+}
+
+/// The provider as this login must use it: a proxy's own GitHub app replaces the
+/// provider's client credentials.
+async fn effective_idp(
+    server: &OAuthServer,
+    idp_record: &IdpRecord,
+    tx: &LoginTx,
+) -> Result<IdpRecord, OAuthError> {
+    let mut out = idp_record.clone();
+    if idp_record.kind != super::IdpKind::Github {
+        return Ok(out);
+    }
+    if let Some(host) = &tx.settings_host
+        && let Some((s, _)) = server
+            .get::<ProxyOAuthSettings>(Collection::OAuthProxySettings, host)
+            .await?
+        && let (Some(id), Some(secret)) = (s.github_client_id, s.github_client_secret_sealed)
+    {
+        out.client_id = id;
+        out.client_secret_sealed = secret;
+    }
+    Ok(out)
 }
 
 /// Key of a remembered consent.
@@ -607,6 +699,9 @@ pub async fn consent(
     };
     if !approve {
         delete_tx(server, &tx.id).await;
+        if let Some(key) = &tx.device_key {
+            super::device::deny(server, key).await?;
+        }
         return Err(tx_error(
             server,
             &tx,
@@ -629,7 +724,21 @@ pub async fn consent(
             )],
         })
         .await?;
-    let url = issue_code(server, &tx).await?;
+    finish(server, &tx).await
+}
+
+/// Ends an approved login: a code back to the client, or an approved device.
+async fn finish(server: &OAuthServer, tx: &LoginTx) -> Result<Next, Failure> {
+    if let Some(key) = &tx.device_key {
+        super::device::approve(server, key, tx).await?;
+        delete_tx(server, &tx.id).await;
+        return Ok(Next::Message {
+            title: "Device connected".into(),
+            text: "You are signed in. Return to your device or terminal; it continues on its own."
+                .into(),
+        });
+    }
+    let url = issue_code(server, tx).await?;
     Ok(Next::Redirect { url, cookie: None })
 }
 

@@ -22,6 +22,8 @@ pub const GRANT_TYPES: &[&str] = &[
     "refresh_token",
     "urn:ietf:params:oauth:grant-type:device_code",
 ];
+/// The built-in public client of `portcullis login` (device grant only, no redirects).
+pub const CLI_CLIENT_ID: &str = "portcullis-cli";
 /// Largest metadata document we read.
 const CIMD_MAX_BYTES: usize = 64 * 1024;
 /// Longest we cache a metadata document, whatever its headers say.
@@ -281,6 +283,14 @@ pub async fn register(
             ));
         }
     }
+    register_unchecked(server, m).await
+}
+
+/// Registers without the initial-access-token gate (admin API, or after the gate passed).
+pub async fn register_unchecked(
+    server: &OAuthServer,
+    m: ClientMetadata,
+) -> Result<RegistrationResponse, OAuthError> {
     if m.client_id.is_some() {
         return Err(invalid_metadata(
             "client_id: assigned by the server, do not send one",
@@ -418,6 +428,22 @@ pub async fn delete(
 
 /// Finds a client by id: registered, or (for an https URL) its metadata document.
 pub async fn resolve(server: &OAuthServer, client_id: &str) -> Result<ClientRecord, OAuthError> {
+    if client_id == CLI_CLIENT_ID {
+        return Ok(ClientRecord {
+            client_id: CLI_CLIENT_ID.into(),
+            secret_sha256: String::new(),
+            registration_token_sha256: String::new(),
+            redirect_uris: vec![],
+            token_endpoint_auth_method: TokenEndpointAuth::None,
+            grant_types: vec![super::device::DEVICE_GRANT.into(), "refresh_token".into()],
+            application_type: "native".into(),
+            client_name: Some("Portcullis CLI".into()),
+            client_uri: None,
+            scope: None,
+            created_at: 0,
+            metadata_document: false,
+        });
+    }
     if client_id.starts_with("https://") {
         return fetch_metadata_document(server, client_id).await;
     }

@@ -16,7 +16,7 @@ use super::token::{self, TokenRequest};
 use super::{IdpInput, LoginRuleInput, OAuthError, OAuthServer, admin, keys, metadata};
 use crate::auth::Caller;
 use crate::error::ServiceError;
-use crate::rest::{ApiError, ApiJson};
+use crate::rest::{ApiError, ApiJson, ErrorBody};
 
 type S = State<OAuthServer>;
 
@@ -48,8 +48,11 @@ pub fn router(server: OAuthServer) -> Router {
                 .delete(register_delete),
         )
         .route("/revoke", post(revoke))
+        .route("/device_authorization", post(device_authorization))
+        .route("/device", get(device_page).post(device_submit))
         .route("/introspect", post(introspect))
         .route("/userinfo", get(userinfo).post(userinfo))
+        .route("/verify", axum::routing::any(verify))
         .route("/api/v1/oauth/idps", get(list_idps).post(create_idp))
         .route("/api/v1/oauth/idps/{name}", delete(delete_idp))
         .route("/api/v1/oauth/rules", get(list_rules).post(create_rule))
@@ -64,6 +67,12 @@ pub fn router(server: OAuthServer) -> Router {
         )
         .route("/api/v1/oauth/keys/rotate", post(rotate_keys))
         .route("/api/v1/oauth/metrics", get(oauth_metrics))
+        .route(
+            "/api/v1/oauth/proxies/{hostname}",
+            get(get_proxy_settings)
+                .put(set_proxy_settings)
+                .delete(clear_proxy_settings),
+        )
         .with_state(server)
 }
 
@@ -244,6 +253,9 @@ fn render_next(next: Result<Next, Failure>) -> Response {
                 ),
             )
         }
+        Ok(Next::Message { title, text }) => {
+            html(StatusCode::OK, &title, &format!("<p>{}</p>", escape(&text)))
+        }
         Err(Failure::Redirect(url)) => redirect(&url, None),
         Err(Failure::Page(e)) => error_page(&e),
     }
@@ -358,8 +370,13 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 
 // === protocol handlers ===
 
-async fn metadata_doc(State(s): S) -> Response {
-    match metadata::document(&s).await {
+async fn metadata_doc(State(s): S, headers: HeaderMap) -> Response {
+    // Data planes set X-Forwarded-Host to the proxy the client used; its overrides apply.
+    let host = headers
+        .get("x-forwarded-host")
+        .or_else(|| headers.get(header::HOST))
+        .and_then(|v| v.to_str().ok());
+    match metadata::document(&s, host).await {
         Ok(doc) => {
             let mut resp = axum::Json(doc).into_response();
             resp.headers_mut().insert(
@@ -480,6 +497,7 @@ async fn token_endpoint(State(s): S, headers: HeaderMap, body: Bytes) -> Respons
             redirect_uri: single(&p, "redirect_uri")?,
             code_verifier: single(&p, "code_verifier")?,
             refresh_token: single(&p, "refresh_token")?,
+            device_code: single(&p, "device_code")?,
             scope: single(&p, "scope")?,
             resources: many(&p, "resource"),
         };
@@ -594,12 +612,166 @@ async fn userinfo(State(s): S, headers: HeaderMap) -> Response {
     }
 }
 
+async fn device_authorization(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        require_form(&headers)?;
+        let p = pairs(&body);
+        let who = presented(&headers, &p)?;
+        let scope = single(&p, "scope")?;
+        super::device::authorize_device(&s, &who, scope.as_deref(), &many(&p, "resource")).await
+    }
+    .await;
+    match result {
+        Ok(d) => json_ok(StatusCode::OK, &d),
+        Err(e) => json_error(&e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct DeviceQuery {
+    user_code: Option<String>,
+}
+
+/// The page where a user types (or confirms) the code shown by their device.
+async fn device_page(Query(q): Query<DeviceQuery>) -> Response {
+    let code = q.user_code.unwrap_or_default();
+    html(
+        StatusCode::OK,
+        "Connect a device",
+        &format!(
+            "<p>Enter the code your device shows. Only continue if you started this yourself.</p>\
+             <form method=\"post\" action=\"/device\"><input name=\"user_code\" value=\"{}\" \
+             autocomplete=\"off\" autofocus> <button type=\"submit\">Continue</button></form>",
+            escape(&code)
+        ),
+    )
+}
+
+async fn device_submit(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(e) = require_form(&headers) {
+        return error_page(&e);
+    }
+    let p = pairs(&body);
+    let get = |k: &str| p.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let code = get("user_code").unwrap_or_default();
+    render_next(super::device::start_login(&s, &code, get("idp").as_deref()).await)
+}
+
+#[derive(serde::Deserialize)]
+struct VerifyQuery {
+    /// Space-separated scopes the site requires.
+    scope: Option<String>,
+}
+
+/// ForwardAuth: 200 with identity headers, 401 with a `WWW-Authenticate` challenge naming
+/// the site's protected resource metadata, or 403 for missing scopes.
+async fn verify(State(s): S, headers: HeaderMap, Query(q): Query<VerifyQuery>) -> Response {
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let site = match super::forward_auth::forwarded(
+        h("x-forwarded-proto"),
+        h("x-forwarded-host"),
+        h("x-forwarded-uri"),
+        h("x-original-url"),
+    ) {
+        Ok(site) => site,
+        Err(e) => return json_error(&e),
+    };
+    let required: Vec<String> = q
+        .scope
+        .as_deref()
+        .unwrap_or("")
+        .split(' ')
+        // Scope tokens are NQCHAR (RFC 6749 §3.3); anything else cannot be quoted safely.
+        .filter(|x| {
+            !x.is_empty()
+                && x.bytes()
+                    .all(|b| (0x21..0x7f).contains(&b) && b != b'"' && b != b'\\')
+        })
+        .map(str::to_owned)
+        .collect();
+    let challenge = |extra: &str| {
+        let v = format!(
+            "Bearer resource_metadata=\"{}\"{extra}",
+            site.resource_metadata_url()
+        );
+        HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("Bearer"))
+    };
+    use super::forward_auth::Refusal;
+    match super::forward_auth::verify(&s, bearer(&headers).as_deref(), &site, &required).await {
+        Ok(c) => {
+            let mut resp = no_store(StatusCode::OK.into_response());
+            let out = resp.headers_mut();
+            let mut set = |name: &'static str, value: &str| {
+                if let Ok(v) = HeaderValue::from_str(value) {
+                    out.insert(name, v);
+                }
+            };
+            set("x-auth-request-user", &c.login);
+            set("x-auth-request-sub", &c.sub);
+            set("x-auth-request-email", c.email.as_deref().unwrap_or(""));
+            set("x-auth-request-groups", &c.groups.join(","));
+            set("x-auth-request-scope", &c.scope);
+            set("x-forwarded-user", &c.login);
+            set("x-forwarded-email", c.email.as_deref().unwrap_or(""));
+            resp
+        }
+        Err(Refusal::Unauthorized(e)) => {
+            let extra = e
+                .map(|e| {
+                    format!(
+                        ", error=\"invalid_token\", error_description=\"{}\"",
+                        e.description.replace(['"', '\\'], "'")
+                    )
+                })
+                .unwrap_or_default();
+            let mut resp = no_store(StatusCode::UNAUTHORIZED.into_response());
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge(&extra));
+            resp
+        }
+        Err(Refusal::InsufficientScope(scope)) => {
+            let mut resp = no_store(StatusCode::FORBIDDEN.into_response());
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                challenge(&format!(
+                    ", error=\"insufficient_scope\", scope=\"{scope}\""
+                )),
+            );
+            resp
+        }
+    }
+}
+
 // === admin API ===
 
-/// The admin caller, authenticated with an API token like every `/api/v1` route.
-struct Admin(Caller);
+/// The OAuth admin operations for the OpenAPI document (merged into the REST API's).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list_idps,
+    create_idp,
+    delete_idp,
+    list_rules,
+    create_rule,
+    delete_rule,
+    list_clients,
+    delete_client,
+    list_sessions,
+    revoke_session,
+    list_consents,
+    revoke_consent,
+    rotate_keys,
+    oauth_metrics,
+    get_proxy_settings,
+    set_proxy_settings,
+    clear_proxy_settings,
+))]
+pub struct OAuthApiDoc;
 
-impl FromRequestParts<OAuthServer> for Admin {
+/// The API caller, authenticated with an API token like every `/api/v1` route; each
+/// operation checks what that token may do.
+struct ApiCaller(Caller);
+
+impl FromRequestParts<OAuthServer> for ApiCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -620,13 +792,21 @@ impl FromRequestParts<OAuthServer> for Admin {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-async fn list_idps(State(s): S, Admin(c): Admin) -> ApiResult<axum::Json<Vec<super::IdpView>>> {
+#[utoipa::path(get, path = "/api/v1/oauth/idps", tag = "oauth", security(("bearer" = [])),
+    responses((status = 200, body = [super::IdpView]), (status = 403, body = ErrorBody)))]
+async fn list_idps(
+    State(s): S,
+    ApiCaller(c): ApiCaller,
+) -> ApiResult<axum::Json<Vec<super::IdpView>>> {
     Ok(axum::Json(admin::list_idps(&s, &c).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/oauth/idps", tag = "oauth", security(("bearer" = [])),
+    request_body = super::IdpInput,
+    responses((status = 201, body = super::IdpView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn create_idp(
     State(s): S,
-    Admin(c): Admin,
+    ApiCaller(c): ApiCaller,
     ApiJson(input): ApiJson<IdpInput>,
 ) -> ApiResult<(StatusCode, axum::Json<super::IdpView>)> {
     Ok((
@@ -635,22 +815,32 @@ async fn create_idp(
     ))
 }
 
+#[utoipa::path(delete, path = "/api/v1/oauth/idps/{name}", tag = "oauth", security(("bearer" = [])), params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete_idp(
     State(s): S,
-    Admin(c): Admin,
+    ApiCaller(c): ApiCaller,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     admin::delete_idp(&s, &c, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_rules(State(s): S, Admin(c): Admin) -> ApiResult<axum::Json<Vec<super::LoginRule>>> {
+#[utoipa::path(get, path = "/api/v1/oauth/rules", tag = "oauth", security(("bearer" = [])),
+    responses((status = 200, body = [super::LoginRule])))]
+async fn list_rules(
+    State(s): S,
+    ApiCaller(c): ApiCaller,
+) -> ApiResult<axum::Json<Vec<super::LoginRule>>> {
     Ok(axum::Json(admin::list_rules(&s, &c).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/oauth/rules", tag = "oauth", security(("bearer" = [])),
+    request_body = super::LoginRuleInput,
+    responses((status = 201, body = super::LoginRule), (status = 400, body = ErrorBody)))]
 async fn create_rule(
     State(s): S,
-    Admin(c): Admin,
+    ApiCaller(c): ApiCaller,
     ApiJson(input): ApiJson<LoginRuleInput>,
 ) -> ApiResult<(StatusCode, axum::Json<super::LoginRule>)> {
     Ok((
@@ -659,50 +849,62 @@ async fn create_rule(
     ))
 }
 
+#[utoipa::path(delete, path = "/api/v1/oauth/rules/{id}", tag = "oauth", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete_rule(
     State(s): S,
-    Admin(c): Admin,
+    ApiCaller(c): ApiCaller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     admin::delete_rule(&s, &c, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/api/v1/oauth/clients", tag = "oauth", security(("bearer" = [])),
+    responses((status = 200, body = [admin::ClientView])))]
 async fn list_clients(
     State(s): S,
-    Admin(c): Admin,
+    ApiCaller(c): ApiCaller,
 ) -> ApiResult<axum::Json<Vec<admin::ClientView>>> {
     Ok(axum::Json(admin::list_clients(&s, &c).await?))
 }
 
+#[utoipa::path(delete, path = "/api/v1/oauth/clients/{id}", tag = "oauth", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete_client(
     State(s): S,
-    Admin(c): Admin,
+    ApiCaller(c): ApiCaller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     admin::delete_client(&s, &c, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/api/v1/oauth/sessions", tag = "oauth", security(("bearer" = [])),
+    responses((status = 200, body = [admin::SessionView])))]
 async fn list_sessions(
     State(s): S,
-    Admin(c): Admin,
+    ApiCaller(c): ApiCaller,
 ) -> ApiResult<axum::Json<Vec<admin::SessionView>>> {
     Ok(axum::Json(admin::list_sessions(&s, &c).await?))
 }
 
+#[utoipa::path(delete, path = "/api/v1/oauth/sessions/{id}", tag = "oauth", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn revoke_session(
     State(s): S,
-    Admin(c): Admin,
+    ApiCaller(c): ApiCaller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     admin::revoke_session(&s, &c, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/api/v1/oauth/consents", tag = "oauth", security(("bearer" = [])),
+    responses((status = 200, body = [super::ConsentRecord])))]
 async fn list_consents(
     State(s): S,
-    Admin(c): Admin,
+    ApiCaller(c): ApiCaller,
 ) -> ApiResult<axum::Json<Vec<super::ConsentRecord>>> {
     Ok(axum::Json(admin::list_consents(&s, &c).await?))
 }
@@ -713,22 +915,69 @@ struct ConsentQuery {
     client_id: String,
 }
 
+#[utoipa::path(delete, path = "/api/v1/oauth/consents", tag = "oauth", security(("bearer" = [])), params(("sub" = String, Query), ("client_id" = String, Query)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn revoke_consent(
     State(s): S,
-    Admin(c): Admin,
+    ApiCaller(c): ApiCaller,
     Query(q): Query<ConsentQuery>,
 ) -> ApiResult<StatusCode> {
     admin::revoke_consent(&s, &c, &q.sub, &q.client_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn rotate_keys(State(s): S, Admin(c): Admin) -> ApiResult<axum::Json<serde_json::Value>> {
+#[utoipa::path(post, path = "/api/v1/oauth/keys/rotate", tag = "oauth", security(("bearer" = [])),
+    responses((status = 200, description = "The new key id")))]
+async fn rotate_keys(
+    State(s): S,
+    ApiCaller(c): ApiCaller,
+) -> ApiResult<axum::Json<serde_json::Value>> {
     let kid = admin::rotate_keys(&s, &c).await?;
     Ok(axum::Json(serde_json::json!({"kid": kid})))
 }
 
-async fn oauth_metrics(State(s): S, Admin(c): Admin) -> ApiResult<axum::Json<super::Metrics>> {
+#[utoipa::path(get, path = "/api/v1/oauth/metrics", tag = "oauth", security(("bearer" = [])),
+    responses((status = 200, body = super::Metrics)))]
+async fn oauth_metrics(
+    State(s): S,
+    ApiCaller(c): ApiCaller,
+) -> ApiResult<axum::Json<super::Metrics>> {
     Ok(axum::Json(admin::metrics(&s, &c).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/oauth/proxies/{hostname}", tag = "oauth", security(("bearer" = [])), params(("hostname" = String, Path)),
+    responses((status = 200, body = super::ProxyOAuthView), (status = 404, body = ErrorBody)))]
+async fn get_proxy_settings(
+    State(s): S,
+    ApiCaller(c): ApiCaller,
+    Path(h): Path<String>,
+) -> ApiResult<axum::Json<super::ProxyOAuthView>> {
+    Ok(axum::Json(admin::get_proxy_settings(&s, &c, &h).await?))
+}
+
+#[utoipa::path(put, path = "/api/v1/oauth/proxies/{hostname}", tag = "oauth", security(("bearer" = [])), params(("hostname" = String, Path)),
+    request_body = super::ProxyOAuthInput,
+    responses((status = 200, body = super::ProxyOAuthView), (status = 400, body = ErrorBody)))]
+async fn set_proxy_settings(
+    State(s): S,
+    ApiCaller(c): ApiCaller,
+    Path(h): Path<String>,
+    ApiJson(input): ApiJson<super::ProxyOAuthInput>,
+) -> ApiResult<axum::Json<super::ProxyOAuthView>> {
+    Ok(axum::Json(
+        admin::set_proxy_settings(&s, &c, &h, input).await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/oauth/proxies/{hostname}", tag = "oauth", security(("bearer" = [])), params(("hostname" = String, Path)),
+    responses((status = 204)))]
+async fn clear_proxy_settings(
+    State(s): S,
+    ApiCaller(c): ApiCaller,
+    Path(h): Path<String>,
+) -> ApiResult<StatusCode> {
+    admin::clear_proxy_settings(&s, &c, &h).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]

@@ -3,7 +3,32 @@
 use super::{OAuthError, OAuthServer, authorize::known_scopes};
 
 /// The metadata document; `issuer` is exactly the configured issuer.
-pub async fn document(server: &OAuthServer) -> Result<serde_json::Value, OAuthError> {
+pub async fn document(
+    server: &OAuthServer,
+    host: Option<&str>,
+) -> Result<serde_json::Value, OAuthError> {
+    let mut doc = base(server).await?;
+    let host = host.map(|h| {
+        match h.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => h,
+        }
+        .to_ascii_lowercase()
+    });
+    if let Some(host) = host
+        && let Some((s, _)) = server
+            .get::<super::ProxyOAuthSettings>(crate::store::Collection::OAuthProxySettings, &host)
+            .await?
+        && let Some(obj) = doc.as_object_mut()
+    {
+        for (k, v) in s.metadata {
+            obj.insert(k, v);
+        }
+    }
+    Ok(doc)
+}
+
+async fn base(server: &OAuthServer) -> Result<serde_json::Value, OAuthError> {
     let iss = server.issuer();
     Ok(serde_json::json!({
         "issuer": iss,
@@ -17,7 +42,8 @@ pub async fn document(server: &OAuthServer) -> Result<serde_json::Value, OAuthEr
         "scopes_supported": known_scopes(server).await?,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": ["authorization_code", "refresh_token", super::device::DEVICE_GRANT],
+        "device_authorization_endpoint": format!("{iss}/device_authorization"),
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],

@@ -226,6 +226,12 @@ pub struct LoginTx {
     pub resources: Vec<String>,
     /// Chosen identity provider.
     pub idp: Option<String>,
+    /// Proxy whose OAuth settings (allowed providers, GitHub app) apply to this login.
+    #[serde(default)]
+    pub settings_host: Option<String>,
+    /// Set when this login approves a device authorization instead of issuing a code.
+    #[serde(default)]
+    pub device_key: Option<String>,
     /// PKCE verifier we use towards the upstream provider.
     pub upstream_verifier: String,
     /// OIDC nonce towards the upstream provider.
@@ -331,4 +337,102 @@ pub struct SigningKeyRecord {
     /// When it stopped signing (rotation); it stays published until no token it signed can
     /// still be valid.
     pub retired_at: Option<i64>,
+}
+
+/// Per-proxy OAuth settings: which identity providers its users may use, a GitHub OAuth
+/// app of its own, and overrides of the authorization server metadata served for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProxyOAuthSettings {
+    /// The proxy.
+    pub hostname: String,
+    /// Allowed identity providers by name; empty = all.
+    pub idps: Vec<String>,
+    /// GitHub OAuth app client id used instead of the provider's for this proxy's logins.
+    pub github_client_id: Option<String>,
+    /// Its secret, sealed.
+    pub github_client_secret_sealed: Option<String>,
+    /// Fields merged into the metadata document served for this host.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+/// Public view of [`ProxyOAuthSettings`] (no secret).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProxyOAuthView {
+    /// The proxy.
+    pub hostname: String,
+    /// Allowed identity providers; empty = all.
+    pub idps: Vec<String>,
+    /// GitHub app override client id, if any.
+    pub github_client_id: Option<String>,
+    /// Metadata overrides.
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+impl From<&ProxyOAuthSettings> for ProxyOAuthView {
+    fn from(s: &ProxyOAuthSettings) -> Self {
+        Self {
+            hostname: s.hostname.clone(),
+            idps: s.idps.clone(),
+            github_client_id: s.github_client_id.clone(),
+            metadata: s.metadata.clone(),
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+/// Body of `PUT /api/v1/oauth/proxies/{hostname}`: absent fields keep their value.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyOAuthInput {
+    /// Allowed identity providers (replaces the list); `[]` = all.
+    pub idps: Option<Vec<String>>,
+    /// GitHub app override client id; `""` removes the override.
+    pub github_client_id: Option<String>,
+    /// GitHub app override secret (required with a client id).
+    pub github_client_secret: Option<String>,
+    /// Metadata overrides (replaces them all); `{}` clears.
+    #[schema(value_type = Object)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// State of a device authorization (RFC 8628).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStatus {
+    /// Waiting for the user.
+    Pending,
+    /// The user logged in and approved.
+    Approved,
+    /// The user (or the rules) refused.
+    Denied,
+}
+
+/// A device authorization, keyed by the hash of its device code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    /// Client polling for it.
+    pub client_id: String,
+    /// What the user types, `XXXX-XXXX`.
+    pub user_code: String,
+    /// Requested scopes.
+    pub scopes: Vec<String>,
+    /// Audiences.
+    pub resources: Vec<String>,
+    /// Where it stands.
+    pub status: DeviceStatus,
+    /// Set on approval.
+    pub identity: Option<Identity>,
+    /// Set on approval.
+    pub granted_scopes: Vec<String>,
+    /// Unix seconds of the login.
+    pub auth_time: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// Unix seconds of the last poll (for `slow_down`).
+    pub last_poll: i64,
 }

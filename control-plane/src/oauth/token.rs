@@ -32,6 +32,8 @@ pub struct TokenRequest {
     pub refresh_token: Option<String>,
     /// Narrower scope (refresh).
     pub scope: Option<String>,
+    /// Device grant (RFC 8628).
+    pub device_code: Option<String>,
     /// Narrower audience; repeatable (the HTTP adapter collects repeats).
     #[serde(skip)]
     pub resources: Vec<String>,
@@ -108,10 +110,12 @@ pub async fn token(
     let grant = req.grant_type.clone().unwrap_or_default();
     if !client.grant_types.contains(&grant) {
         return Err(match grant.as_str() {
-            "authorization_code" | "refresh_token" => OAuthError::new(
-                "unauthorized_client",
-                format!("this client may not use the {grant} grant"),
-            ),
+            "authorization_code" | "refresh_token" | super::device::DEVICE_GRANT => {
+                OAuthError::new(
+                    "unauthorized_client",
+                    format!("this client may not use the {grant} grant"),
+                )
+            }
             "" => OAuthError::invalid_request("grant_type is missing"),
             _ => OAuthError::new(
                 "unsupported_grant_type",
@@ -122,6 +126,7 @@ pub async fn token(
     match grant.as_str() {
         "authorization_code" => exchange_code(server, &client, req).await,
         "refresh_token" => refresh(server, &client, req).await,
+        super::device::DEVICE_GRANT => device_grant(server, &client, req).await,
         _ => Err(OAuthError::new(
             "unsupported_grant_type",
             format!("grant_type {grant:?} is not supported"),
@@ -171,6 +176,62 @@ async fn exchange_code(
     let resources = narrow_resources(&record.resources, &req.resources)?;
     let family_id = random_token()[..24].to_owned();
     record.used_by_family = Some(family_id.clone());
+    let grant = Grant {
+        identity: record.identity.clone(),
+        scopes: record.scopes.clone(),
+        resources: record.resources.clone(),
+        auth_time: record.auth_time,
+    };
+    let consume = (
+        Check::Equals(Collection::OAuthCodes, key.clone(), raw),
+        put(Collection::OAuthCodes, &key, &record),
+    );
+    issue_family(
+        server,
+        client,
+        &family_id,
+        &grant,
+        &resources,
+        Some(consume),
+    )
+    .await
+    .map_err(|e| match e {
+        IssueError::Consumed => bad("the code was already used"),
+        IssueError::OAuth(e) => e,
+    })
+}
+
+/// What a login granted: the basis of a token family.
+struct Grant {
+    identity: Identity,
+    scopes: Vec<String>,
+    resources: Vec<String>,
+    auth_time: i64,
+}
+
+enum IssueError {
+    /// The code (or device record) was consumed concurrently.
+    Consumed,
+    OAuth(OAuthError),
+}
+
+impl From<OAuthError> for IssueError {
+    fn from(e: OAuthError) -> Self {
+        Self::OAuth(e)
+    }
+}
+
+/// Mints the first access token of a new family (and its refresh token when the client may
+/// refresh), storing the family atomically with `consume` (the check-and-write that marks
+/// the code used).
+async fn issue_family(
+    server: &OAuthServer,
+    client: &ClientRecord,
+    family_id: &str,
+    grant: &Grant,
+    audiences: &[String],
+    consume: Option<(Check, Write)>,
+) -> Result<TokenResponse, IssueError> {
     let t = now();
     let settings = server.settings();
     let refresh_allowed = client.grant_types.iter().any(|g| g == "refresh_token");
@@ -178,19 +239,19 @@ async fn exchange_code(
     let access = mint(
         server,
         client,
-        &record.identity,
-        &record.scopes,
-        &resources,
-        record.auth_time,
+        &grant.identity,
+        &grant.scopes,
+        audiences,
+        grant.auth_time,
     )
     .await?;
     let family = TokenFamily {
-        id: family_id.clone(),
+        id: family_id.to_owned(),
         client_id: client.client_id.clone(),
-        identity: record.identity.clone(),
-        scopes: record.scopes.clone(),
-        resources: record.resources.clone(),
-        auth_time: record.auth_time,
+        identity: grant.identity.clone(),
+        scopes: grant.scopes.clone(),
+        resources: grant.resources.clone(),
+        auth_time: grant.auth_time,
         current_refresh_sha256: if refresh_allowed {
             sha256_hex(&refresh_secret)
         } else {
@@ -205,19 +266,21 @@ async fn exchange_code(
         },
         created_at: t,
     };
-    server
-        .apply(Batch {
-            checks: vec![Check::Equals(Collection::OAuthCodes, key.clone(), raw)],
-            writes: vec![
-                put(Collection::OAuthCodes, &key, &record),
-                put(Collection::OAuthFamilies, &family_id, &family),
-            ],
-        })
-        .await
-        .map_err(|e| match e {
-            StoreError::CheckFailed(_) => bad("the code was already used"),
-            e => e.into(),
-        })?;
+    let mut batch = Batch {
+        checks: vec![Check::Absent(
+            Collection::OAuthFamilies,
+            family_id.to_owned(),
+        )],
+        writes: vec![put(Collection::OAuthFamilies, family_id, &family)],
+    };
+    if let Some((check, write)) = consume {
+        batch.checks.push(check);
+        batch.writes.push(write);
+    }
+    server.apply(batch).await.map_err(|e| match e {
+        StoreError::CheckFailed(_) => IssueError::Consumed,
+        e => IssueError::OAuth(e.into()),
+    })?;
     server.count(&server.counters().issued);
     Ok(TokenResponse {
         access_token: access.0,
@@ -226,6 +289,36 @@ async fn exchange_code(
         refresh_token: refresh_allowed.then(|| format!("{family_id}.{refresh_secret}")),
         scope: access.1.scope,
     })
+}
+
+/// The device grant: once the user approved, the device gets its tokens (once).
+async fn device_grant(
+    server: &OAuthServer,
+    client: &ClientRecord,
+    req: TokenRequest,
+) -> Result<TokenResponse, OAuthError> {
+    let code = req
+        .device_code
+        .as_deref()
+        .ok_or_else(|| OAuthError::invalid_request("device_code is missing"))?;
+    let record = super::device::poll(server, client, code).await?;
+    let identity = record
+        .identity
+        .ok_or_else(|| OAuthError::server("approved device without identity"))?;
+    let resources = narrow_resources(&record.resources, &req.resources)?;
+    let grant = Grant {
+        identity,
+        scopes: record.granted_scopes,
+        resources: record.resources,
+        auth_time: record.auth_time,
+    };
+    let family_id = random_token()[..24].to_owned();
+    issue_family(server, client, &family_id, &grant, &resources, None)
+        .await
+        .map_err(|e| match e {
+            IssueError::Consumed => OAuthError::new("invalid_grant", "already used"),
+            IssueError::OAuth(e) => e,
+        })
 }
 
 fn narrow_resources(granted: &[String], asked: &[String]) -> Result<Vec<String>, OAuthError> {
@@ -408,7 +501,7 @@ pub async fn verify_access_token(
     validation.set_issuer(&[server.issuer()]);
     validation.validate_aud = false;
     validation.validate_nbf = true;
-    validation.leeway = 30;
+    validation.leeway = 5;
     validation.set_required_spec_claims(&["exp", "iss", "sub", "nbf", "iat"]);
     let data = jsonwebtoken::decode::<AccessClaims>(jwt, &dkey, &validation)
         .map_err(|e| bad(&format!("token rejected: {e}")))?;

@@ -365,3 +365,35 @@ async fn proxy_auth_is_stored_validated_and_owned() {
         Err(ServiceError::NotFound { .. })
     ));
 }
+
+#[tokio::test]
+async fn snapshots_carry_public_keys_and_revocations_only() {
+    let (cp, _admin, _user, _d) = setup().await;
+    let server =
+        crate::oauth::OAuthServer::new(cp.clone(), crate::oauth::OAuthSettings::default()).unwrap();
+    let key = crate::oauth::keys::active(&server).await.unwrap();
+    cp.store()
+        .apply(crate::store::Batch {
+            checks: vec![],
+            writes: vec![put(
+                Collection::OAuthRevocations,
+                "jti-1",
+                &crate::oauth::RevokedToken {
+                    jti: "jti-1".into(),
+                    expires_at: now() + 60,
+                },
+            )],
+        })
+        .await
+        .unwrap();
+    let snap = crate::snapshot::build(cp.store(), cp.master_key())
+        .await
+        .unwrap();
+    let jwks: serde_json::Value = serde_json::from_str(&snap.jwks_json).unwrap();
+    assert_eq!(jwks["keys"][0]["kid"], key.kid.as_str());
+    for private in ["d", "p", "q", "dp", "dq", "qi"] {
+        assert!(jwks["keys"][0].get(private).is_none(), "{private} leaked");
+    }
+    assert_eq!(snap.revocations.len(), 1);
+    assert_eq!(snap.revocations[0].value, "jti-1");
+}
