@@ -214,3 +214,15 @@ proxy-oauth-server-show hostname:
 # Remove a proxy's metadata overrides.
 proxy-oauth-server-clear hostname:
     {{cli}} oauth proxy set "{{hostname}}" --clear-metadata
+
+# Protect a proxy with edge OAuth: just proxy-auth-enable HOST --auth-host AUTH_HOST --mode forward|redirect|passthrough [--scope S --public-path P ...]
+proxy-auth-enable hostname *flags:
+    {{cli}} proxy auth enable "$@"
+
+# Remove a proxy's edge OAuth protection.
+proxy-auth-disable hostname:
+    {{cli}} proxy auth disable "{{hostname}}"
+
+# Show how a proxy is protected.
+proxy-auth-show hostname:
+    {{cli}} proxy auth show "{{hostname}}"

@@ -21,7 +21,9 @@ use crate::output::OutputFormat;
 pub(crate) use cert::{CertCommand, CertCreateArgs};
 pub(crate) use kv::{HeaderPair, headers_to_map};
 pub(crate) use oauth::OAuthCommand;
-pub(crate) use proxy::{ProxyCommand, ProxyCreateArgs, ProxyUpdateArgs};
+pub(crate) use proxy::{
+    ProxyAuthCommand, ProxyAuthEnableArgs, ProxyCommand, ProxyCreateArgs, ProxyUpdateArgs,
+};
 pub(crate) use resources::{
     DataplaneTokenCommand, DataplanesCommand, ExternalCommand, ScopeArg, ServiceCommand,
     TokenCommand,

@@ -2,10 +2,11 @@
 
 use portcullis_proto::v1 as pb;
 
+use crate::error::ServiceError;
 use crate::model::{
-    CertificateInfo, CertificateInput, ChallengeKind, DataPlaneRecord, ExternalService, MatchKind,
-    Proxy, ProxyInput, ProxyPatch, Route, RouteInput, ServiceInput, TargetKind, TokenInfo,
-    TokenInput, TokenScope,
+    AuthMode, CertificateInfo, CertificateInput, ChallengeKind, DataPlaneRecord, ExternalService,
+    MatchKind, Proxy, ProxyAuth, ProxyAuthInput, ProxyAuthView, ProxyInput, ProxyPatch, Route,
+    RouteInput, ServiceInput, TargetKind, TokenInfo, TokenInput, TokenScope,
 };
 
 impl From<Proxy> for pb::ProxyTarget {
@@ -24,7 +25,7 @@ impl From<Proxy> for pb::ProxyTarget {
             owner_token_id: p.owner_token_id,
             created_at: p.created_at,
             updated_at: p.updated_at,
-            auth: None,
+            auth: p.auth.map(Into::into),
             certificate_name: p.certificate_name,
             redirect_http_to_https: p.redirect_http_to_https,
             hsts: (p.hsts_max_age_secs > 0).then_some(pb::HstsPolicy {
@@ -33,6 +34,64 @@ impl From<Proxy> for pb::ProxyTarget {
                 preload: false,
             }),
         }
+    }
+}
+
+fn auth_mode_name(m: AuthMode) -> &'static str {
+    match m {
+        AuthMode::Forward => "forward",
+        AuthMode::Redirect => "redirect",
+        AuthMode::Passthrough => "passthrough",
+    }
+}
+
+/// The snapshot and admin form of a proxy's protection.
+impl From<ProxyAuth> for pb::ProxyAuthPolicy {
+    fn from(a: ProxyAuth) -> Self {
+        Self {
+            enabled: true,
+            mode: auth_mode_name(a.mode).into(),
+            auth_host: a.auth_host,
+            required_scopes: a.required_scopes,
+            public_paths: a.public_paths,
+            // Custom metadata fields belong to the resource-metadata capability.
+            resource_metadata_json: String::new(),
+            scopes_supported: a.scopes_supported,
+            resource_documentation: a.resource_documentation,
+        }
+    }
+}
+
+/// `enabled: false` and empty fields for an unprotected proxy.
+impl From<ProxyAuthView> for pb::ProxyAuthPolicy {
+    fn from(v: ProxyAuthView) -> Self {
+        v.auth.map(Into::into).unwrap_or_default()
+    }
+}
+
+impl TryFrom<pb::ProxyAuthInput> for ProxyAuthInput {
+    type Error = ServiceError;
+
+    fn try_from(a: pb::ProxyAuthInput) -> Result<Self, Self::Error> {
+        let mode = match a.mode.as_str() {
+            "forward" => AuthMode::Forward,
+            "redirect" => AuthMode::Redirect,
+            "passthrough" => AuthMode::Passthrough,
+            other => {
+                return Err(ServiceError::invalid(
+                    "mode",
+                    format!("{other:?}: use forward, redirect or passthrough"),
+                ));
+            }
+        };
+        Ok(Self {
+            mode,
+            auth_host: a.auth_host,
+            required_scopes: Some(a.required_scopes),
+            public_paths: Some(a.public_paths),
+            scopes_supported: Some(a.scopes_supported),
+            resource_documentation: Some(a.resource_documentation),
+        })
     }
 }
 
@@ -273,7 +332,7 @@ impl From<crate::model::CertificateExport> for pb::CertificateExport {
 }
 
 impl TryFrom<pb::CertificateInput> for CertificateInput {
-    type Error = crate::error::ServiceError;
+    type Error = ServiceError;
 
     fn try_from(c: pb::CertificateInput) -> Result<Self, Self::Error> {
         let challenge = match c.challenge.as_str() {
@@ -281,7 +340,7 @@ impl TryFrom<pb::CertificateInput> for CertificateInput {
             "http-01" => Some(ChallengeKind::Http01),
             "tls-alpn-01" => Some(ChallengeKind::TlsAlpn01),
             other => {
-                return Err(crate::error::ServiceError::invalid(
+                return Err(ServiceError::invalid(
                     "challenge",
                     format!("{other:?}: use http-01 or tls-alpn-01"),
                 ));

@@ -50,12 +50,79 @@ pub struct Proxy {
     /// Certificate to serve for this host; empty = any valid one covering the name.
     #[serde(default)]
     pub certificate_name: String,
+    /// Edge OAuth protection; `None` = unprotected. Set through `/auth`, never through
+    /// proxy create/update, so protection is always an explicit act.
+    #[serde(default)]
+    pub auth: Option<ProxyAuth>,
     /// Id of the token that created this proxy; only it or an admin may change it.
     pub owner_token_id: String,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds.
     pub updated_at: i64,
+}
+
+/// How a protected proxy treats requests without a valid token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// APIs and MCP servers: a missing or bad bearer token gets 401, missing scopes 403.
+    Forward,
+    /// Browser apps: login redirect and session cookie. Data planes that cannot do this
+    /// yet refuse every request (503) rather than serve the app unprotected.
+    Redirect,
+    /// Never refuses; identity headers are set only when a valid token came.
+    Passthrough,
+}
+
+/// Edge protection of one proxy, enforced by every data plane with the OAuth server's
+/// public keys from the snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProxyAuth {
+    /// What happens without a valid token.
+    pub mode: AuthMode,
+    /// Host that serves login for this proxy.
+    pub auth_host: String,
+    /// Scopes every token must carry.
+    pub required_scopes: Vec<String>,
+    /// Path prefixes served without a token (segment boundaries: `/health` covers
+    /// `/health/db`, not `/healthz`).
+    pub public_paths: Vec<String>,
+    /// `scopes_supported` in the protected-resource metadata; empty = the required scopes.
+    #[serde(default)]
+    pub scopes_supported: Vec<String>,
+    /// `resource_documentation` in the protected-resource metadata; empty = none.
+    #[serde(default)]
+    pub resource_documentation: String,
+}
+
+/// Body of `PUT /api/v1/proxy/targets/{hostname}/auth`: replaces the whole policy.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyAuthInput {
+    /// `forward`, `redirect` or `passthrough`.
+    pub mode: AuthMode,
+    /// Host that serves login for this proxy (not a wildcard).
+    pub auth_host: String,
+    /// Default none.
+    pub required_scopes: Option<Vec<String>>,
+    /// Default none.
+    pub public_paths: Option<Vec<String>>,
+    /// Default none (the required scopes are advertised).
+    pub scopes_supported: Option<Vec<String>>,
+    /// Default none.
+    pub resource_documentation: Option<String>,
+}
+
+/// Answer of the `/auth` endpoints: whether the proxy is protected and how.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ProxyAuthView {
+    /// The proxy.
+    pub hostname: String,
+    /// False when the proxy is unprotected (then every other field is empty).
+    pub enabled: bool,
+    /// The policy, when enabled.
+    pub auth: Option<ProxyAuth>,
 }
 
 /// Body of `POST /api/v1/proxy/targets`.

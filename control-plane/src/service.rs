@@ -21,6 +21,7 @@ mod cert_upload;
 mod certs;
 mod dataplanes;
 mod proxies;
+mod proxy_auth;
 mod routes;
 mod services;
 mod tokens;

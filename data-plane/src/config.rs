@@ -24,6 +24,8 @@ use portcullis_proto::v1 as pb;
 
 use self::proxy::ProxySpec;
 use self::route::{RouteSpec, RouteTarget};
+use crate::auth::Verifier;
+use crate::policy::Policy;
 use crate::router::{HostTable, RouteMatcher, RouteTable};
 use crate::tls::{self, AcmeChallenges, Certificates};
 use crate::upstream::{ClientCache, Upstream};
@@ -77,6 +79,8 @@ impl Snapshot {
         )?;
         let acme = AcmeChallenges::compile(&snapshot.acme_http01, &snapshot.acme_tls_alpn01, keys)?;
         let services = services(&snapshot.services)?;
+        // Keys, issuer and revocation sets: built once here, read by every request.
+        let verifier = Arc::new(Verifier::compile(snapshot)?);
         let specs = snapshot
             .proxies
             .iter()
@@ -141,9 +145,17 @@ impl Snapshot {
             let Some(fallback) = defaults.get(i).cloned() else {
                 continue;
             };
+            let policy =
+                Policy::link(&spec.policy, &verifier).map_err(|e| CompileError::Proxy {
+                    hostname: name.clone(),
+                    source: InvalidField::new(
+                        "auth.resource_metadata_json",
+                        Reason::Auth(e.to_string()),
+                    ),
+                })?;
             let proxy = Arc::new(Proxy::new(
                 name,
-                spec.policy.clone(),
+                policy,
                 RouteTable::new(entries, fallback),
                 https.get(i).cloned().unwrap_or_default(),
             ));

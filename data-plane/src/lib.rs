@@ -6,8 +6,8 @@
 //!   into the [`store`], and [`cache`] persists the last good one.
 //! - [`server`] accepts connections (plain HTTP, and HTTPS with certificates chosen per
 //!   handshake by [`tls`]); [`proxy`] runs each request through host lookup
-//!   ([`router`]), the proxy [`policy`], route selection and forwarding via pooled
-//!   clients ([`upstream`]).
+//!   ([`router`]), the proxy [`policy`] (edge OAuth in [`auth`]), route selection and
+//!   forwarding via pooled clients ([`upstream`]).
 //! - [`admin`] answers health and readiness probes.
 //!
 //! For benchmarks: [`config::Snapshot::compile`] builds a snapshot from wire types,
@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod apply;
+pub mod auth;
 pub mod body;
 pub mod cache;
 pub mod cli;

@@ -21,6 +21,7 @@ use http::{HeaderValue, Method, Request, Response};
 use http_body::Body;
 
 use self::host::RequestHost;
+use crate::auth::Origin;
 use crate::body::ProxyBody;
 use crate::config::Proxy;
 use crate::policy;
@@ -120,14 +121,16 @@ async fn proxy_request<B>(
     proxy: &Proxy,
     conn: &ConnInfo,
     host: &RequestHost,
-    req: Request<B>,
+    mut req: Request<B>,
 ) -> Result<Response<ProxyBody>, ProxyError>
 where
     B: Body<Data = Bytes, Error = hyper::Error> + Send + Sync + 'static,
 {
     // Phase 2: proxy-level policy. Runs for every request to this proxy; routing is
     // only reachable through `admitted`.
-    let admitted = policy::admit(proxy, &req).map_err(ProxyError::Rejected)?;
+    let secure = matches!(conn.listener, Listener::Https);
+    let origin = Origin::new(secure, host.raw().to_str().unwrap_or_default());
+    let admitted = policy::admit(proxy, &origin, &mut req).map_err(ProxyError::Rejected)?;
     // Phase 3: route → upstream.
     let selected = admitted.select(req.method(), req.uri().path());
     // Phase 4: forward.

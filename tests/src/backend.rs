@@ -1,7 +1,8 @@
 //! Real upstream servers for the tests, on loopback ports.
 //!
 //! `Backend` answers every request with JSON describing what it received, so tests assert on
-//! what actually reached the upstream. Special paths: `/sleep/{ms}`, `/bytes/{n}` (streams n
+//! what actually reached the upstream, and records the path of every request it was sent
+//! ([`Backend::received`]), so tests can also assert on what never reached it. Special paths: `/sleep/{ms}`, `/bytes/{n}` (streams n
 //! bytes), `/upload` (counts the body), `/sse?n=N&interval_ms=M` (event stream).
 //! `WsEcho` is a WebSocket echo server.
 
@@ -28,8 +29,12 @@ pub struct Backend {
     /// Its address.
     pub addr: SocketAddr,
     aborted: Arc<AtomicU64>,
+    received: Received,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// Paths (with query) of every request a [`Backend`] was sent, in arrival order.
+type Received = Arc<std::sync::Mutex<Vec<String>>>;
 
 impl Drop for Backend {
     fn drop(&mut self) {
@@ -43,6 +48,14 @@ impl Backend {
         self.aborted.load(Ordering::SeqCst)
     }
 
+    /// Path and query of every request received so far, in arrival order.
+    pub fn received(&self) -> Vec<String> {
+        self.received
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Starts a backend that names itself `name` in every answer.
     pub async fn start(name: &str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -52,15 +65,23 @@ impl Backend {
         let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
         let aborted = Arc::new(AtomicU64::new(0));
         let counter = aborted.clone();
+        let received = Received::default();
+        let log = received.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
                 let counter = counter.clone();
+                let log = log.clone();
                 tokio::spawn(async move {
-                    let svc =
-                        hyper::service::service_fn(move |req| handle(name, counter.clone(), req));
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                        log.lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(path.to_owned());
+                        handle(name, counter.clone(), req)
+                    });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(tcp), svc)
                         .await;
@@ -71,6 +92,7 @@ impl Backend {
             url: format!("http://{addr}"),
             addr,
             aborted,
+            received,
             task,
         }
     }

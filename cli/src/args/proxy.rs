@@ -1,6 +1,6 @@
 //! `portcullis proxy ...` arguments.
 
-use clap::{ArgGroup, Args, Subcommand};
+use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 
 use super::HeaderPair;
 
@@ -30,6 +30,73 @@ pub(crate) enum ProxyCommand {
         /// Certificate name
         cert: String,
     },
+    /// Protect a proxy with OAuth bearer tokens checked at the edge
+    #[command(subcommand)]
+    Auth(ProxyAuthCommand),
+}
+
+/// `proxy auth ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProxyAuthCommand {
+    /// Protect HOSTNAME (replaces any previous policy)
+    Enable(ProxyAuthEnableArgs),
+    /// Remove the protection of HOSTNAME
+    Disable {
+        /// Hostname of the proxy
+        hostname: String,
+    },
+    /// Show how HOSTNAME is protected
+    Show {
+        /// Hostname of the proxy
+        hostname: String,
+    },
+}
+
+/// What a protected proxy does without a valid token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum AuthModeArg {
+    /// Bearer token required: 401 without one, 403 without the scopes (APIs, MCP)
+    Forward,
+    /// Browser login with a session cookie (data planes answer 503 until supported)
+    Redirect,
+    /// Never refuse; identity headers only with a valid token
+    Passthrough,
+}
+
+/// `proxy auth enable`.
+#[derive(Debug, Args)]
+pub(crate) struct ProxyAuthEnableArgs {
+    /// Hostname of the proxy
+    pub(crate) hostname: String,
+    /// Host that serves login for this proxy
+    #[arg(long, value_name = "AUTH_HOST")]
+    pub(crate) auth_host: String,
+    /// What happens to requests without a valid token
+    #[arg(long, value_enum)]
+    pub(crate) mode: AuthModeArg,
+    /// Scope every token must carry (repeatable)
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub(crate) scopes: Vec<String>,
+    /// Path prefix served without a token, e.g. /health (repeatable)
+    #[arg(long = "public-path", value_name = "PATH")]
+    pub(crate) public_paths: Vec<String>,
+    /// Scope advertised in the protected-resource metadata (repeatable; default: --scope)
+    #[arg(long = "scope-supported", value_name = "SCOPE")]
+    pub(crate) scopes_supported: Vec<String>,
+    /// Documentation URL advertised in the protected-resource metadata
+    #[arg(long, value_name = "URL")]
+    pub(crate) resource_doc: Option<String>,
+}
+
+impl AuthModeArg {
+    /// The wire name.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Forward => "forward",
+            Self::Redirect => "redirect",
+            Self::Passthrough => "passthrough",
+        }
+    }
 }
 
 /// `proxy create`: flags only override server defaults when given, so the
@@ -199,6 +266,35 @@ mod tests {
         );
         assert!(parse(&["update", "a", "--enabled", "maybe"]).is_err());
         assert!(parse(&["update", "a", "--enabled"]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn auth_enable_requires_host_and_mode() -> Result<(), clap::Error> {
+        let cmd = parse(&[
+            "auth",
+            "enable",
+            "api.example",
+            "--auth-host",
+            "auth.example",
+            "--mode",
+            "forward",
+            "--scope",
+            "a",
+            "--scope",
+            "b",
+            "--public-path",
+            "/health",
+        ])?;
+        let ProxyCommand::Auth(ProxyAuthCommand::Enable(args)) = cmd else {
+            panic!("not auth enable: {cmd:?}")
+        };
+        assert_eq!(args.mode, AuthModeArg::Forward);
+        assert_eq!(args.scopes, ["a", "b"]);
+        assert_eq!(args.public_paths, ["/health"]);
+        assert!(parse(&["auth", "enable", "h", "--mode", "forward"]).is_err());
+        assert!(parse(&["auth", "enable", "h", "--auth-host", "a"]).is_err());
+        assert!(parse(&["auth", "enable", "h", "--auth-host", "a", "--mode", "open"]).is_err());
         Ok(())
     }
 

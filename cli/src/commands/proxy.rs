@@ -1,11 +1,16 @@
 //! `proxy ...`: builds `ProxyInput` / `ProxyPatch` from flags and prints the result.
 
-use portcullis_proto::v1::{ByName, Empty, HeaderMap, ProxyInput, ProxyPatch};
+use portcullis_proto::v1::{
+    ByName, Empty, HeaderMap, ProxyAuthInput, ProxyAuthPolicy, ProxyInput, ProxyPatch,
+};
 
 use super::{Ctx, ReplyExt};
-use crate::args::{HeaderPair, ProxyCommand, ProxyCreateArgs, ProxyUpdateArgs, headers_to_map};
+use crate::args::{
+    HeaderPair, ProxyAuthCommand, ProxyAuthEnableArgs, ProxyCommand, ProxyCreateArgs,
+    ProxyUpdateArgs, headers_to_map,
+};
 use crate::error::CliError;
-use crate::output::json::{EmptyJson, Items, ProxyJson};
+use crate::output::json::{EmptyJson, Items, ProxyAuthJson, ProxyJson};
 use crate::output::views;
 
 /// Runs one `proxy` subcommand.
@@ -42,6 +47,7 @@ pub(crate) async fn run(ctx: &mut Ctx, cmd: ProxyCommand) -> Result<(), CliError
                     views::proxies(&list.items)
                 });
         }
+        ProxyCommand::Auth(cmd) => return auth(ctx, cmd).await,
         ProxyCommand::Delete { hostname } => {
             let req = ByName {
                 name: hostname.clone(),
@@ -55,6 +61,56 @@ pub(crate) async fn run(ctx: &mut Ctx, cmd: ProxyCommand) -> Result<(), CliError
     };
     ctx.out
         .emit(&ProxyJson::from(&proxy), || views::proxy(&proxy))
+}
+
+/// Runs one `proxy auth` subcommand.
+async fn auth(ctx: &mut Ctx, cmd: ProxyAuthCommand) -> Result<(), CliError> {
+    let (hostname, policy) = match cmd {
+        ProxyAuthCommand::Enable(args) => {
+            let input = auth_input(args);
+            let hostname = input.hostname.clone();
+            let policy = ctx.client.set_proxy_auth(input).await.reply(&ctx.call)?;
+            (hostname, policy)
+        }
+        ProxyAuthCommand::Show { hostname } => {
+            let req = ByName {
+                name: hostname.clone(),
+                ..Default::default()
+            };
+            let policy = ctx.client.get_proxy_auth(req).await.reply(&ctx.call)?;
+            (hostname, policy)
+        }
+        ProxyAuthCommand::Disable { hostname } => {
+            let req = ByName {
+                name: hostname.clone(),
+                ..Default::default()
+            };
+            ctx.client.clear_proxy_auth(req).await.reply(&ctx.call)?;
+            return ctx.out.emit(&EmptyJson {}, || {
+                format!("proxy {hostname} is no longer protected by edge auth")
+            });
+        }
+    };
+    show_auth(ctx, &hostname, &policy)
+}
+
+fn show_auth(ctx: &Ctx, hostname: &str, policy: &ProxyAuthPolicy) -> Result<(), CliError> {
+    ctx.out.emit(&ProxyAuthJson::from(policy), || {
+        views::proxy_auth(hostname, policy)
+    })
+}
+
+/// `proxy auth enable` flags → `ProxyAuthInput`; validation is the control plane's.
+pub(crate) fn auth_input(args: ProxyAuthEnableArgs) -> ProxyAuthInput {
+    ProxyAuthInput {
+        hostname: args.hostname,
+        mode: args.mode.as_str().to_owned(),
+        auth_host: args.auth_host,
+        required_scopes: args.scopes,
+        public_paths: args.public_paths,
+        scopes_supported: args.scopes_supported,
+        resource_documentation: args.resource_doc.unwrap_or_default(),
+    }
 }
 
 /// `proxy create` flags → `ProxyInput`. Boolean flags are sent only when given so

@@ -11,7 +11,7 @@ use portcullis_proto::v1 as pb;
 use serde::Serialize;
 
 pub(crate) use admin::{CreatedTokenJson, DataPlaneListJson, StatusJson, TokenJson};
-pub(crate) use routing::{ProxyJson, RouteJson, ServiceJson};
+pub(crate) use routing::{ProxyAuthJson, ProxyJson, RouteJson, ServiceJson};
 
 /// Any `*List` message: `{"items": [...]}`.
 #[derive(Debug, Serialize)]

@@ -5,4 +5,4 @@ mod admin;
 mod routing;
 
 pub(crate) use admin::{dataplanes, status, tokens};
-pub(crate) use routing::{proxies, proxy, route, routes, service, services};
+pub(crate) use routing::{proxies, proxy, proxy_auth, route, routes, service, services};

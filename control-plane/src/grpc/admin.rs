@@ -72,6 +72,29 @@ impl pb::admin_service_server::AdminService for AdminApi {
         ok(pb::Empty {})
     }
 
+    async fn set_proxy_auth(&self, req: Request<pb::ProxyAuthInput>) -> Reply<pb::ProxyAuthPolicy> {
+        let c = api_caller(&self.cp, &req).await?;
+        let input = req.into_inner();
+        let host = input.hostname.clone();
+        let input = crate::model::ProxyAuthInput::try_from(input)?;
+        ok(self.cp.set_proxy_auth(&c, &host, input).await?.into())
+    }
+
+    async fn get_proxy_auth(&self, req: Request<pb::ByName>) -> Reply<pb::ProxyAuthPolicy> {
+        let c = api_caller(&self.cp, &req).await?;
+        ok(self
+            .cp
+            .get_proxy_auth(&c, &req.get_ref().name)
+            .await?
+            .into())
+    }
+
+    async fn clear_proxy_auth(&self, req: Request<pb::ByName>) -> Reply<pb::Empty> {
+        let c = api_caller(&self.cp, &req).await?;
+        self.cp.clear_proxy_auth(&c, &req.get_ref().name).await?;
+        ok(pb::Empty {})
+    }
+
     async fn create_route(&self, req: Request<pb::RouteInput>) -> Reply<pb::Route> {
         let c = api_caller(&self.cp, &req).await?;
         ok(self

@@ -204,6 +204,98 @@ pub fn methods(raw: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Most scopes or public paths one proxy may list.
+const MAX_AUTH_LIST: usize = 32;
+
+/// Checks OAuth scope tokens (RFC 6749 §3.3: printable ASCII except space, double quote
+/// and backslash), dropping duplicates. Scopes end up in `WWW-Authenticate` parameters,
+/// so anything else could break the header.
+pub fn scopes(field: &'static str, raw: &[String]) -> Result<Vec<String>> {
+    if raw.len() > MAX_AUTH_LIST {
+        return Err(ServiceError::invalid(field, "at most 32 scopes"));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(raw.len());
+    for s in raw {
+        let ok = !s.is_empty()
+            && s.len() <= 128
+            && s.bytes()
+                .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\');
+        if !ok {
+            return Err(ServiceError::invalid(
+                field,
+                format!(
+                    "{s:?} is not a scope (1 to 128 printable characters, no spaces, quotes or backslashes)"
+                ),
+            ));
+        }
+        if !out.contains(s) {
+            out.push(s.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Checks public path prefixes: absolute, clean (no dot segments, no percent-encoding,
+/// no backslash) so an upstream cannot normalise `/health/../admin` out of a public
+/// prefix, and never `/`, which would make the whole proxy public.
+pub fn public_paths(raw: &[String]) -> Result<Vec<String>> {
+    const FIELD: &str = "public_paths";
+    if raw.len() > MAX_AUTH_LIST {
+        return Err(ServiceError::invalid(FIELD, "at most 32 paths"));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(raw.len());
+    for p in raw {
+        if p == "/" {
+            return Err(ServiceError::invalid(
+                FIELD,
+                "\"/\" would make every path public; use mode passthrough or disable auth",
+            ));
+        }
+        let clean = p.starts_with('/')
+            && p.len() <= 256
+            && !p
+                .bytes()
+                .any(|b| b.is_ascii_control() || matches!(b, b' ' | b'?' | b'#' | b'%' | b'\\'))
+            && !p.split('/').any(|seg| seg == "." || seg == "..");
+        if !clean {
+            return Err(ServiceError::invalid(
+                FIELD,
+                format!(
+                    "{p:?} must start with '/', be at most 256 characters, and contain no '.' or '..' segments, '%', '\\', '?', '#', spaces or control characters"
+                ),
+            ));
+        }
+        if !out.contains(p) {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Checks an absolute http(s) URL for documentation links shown to clients.
+pub fn doc_url(field: &'static str, raw: &str) -> Result<String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(String::new());
+    }
+    let url = url::Url::parse(raw).map_err(|e| {
+        ServiceError::invalid(field, format!("{raw:?} is not an absolute URL: {e}"))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(ServiceError::invalid(
+            field,
+            "must be an http(s) URL with a host",
+        ));
+    }
+    if raw.len() > 2048 || raw.contains('"') {
+        return Err(ServiceError::invalid(
+            field,
+            "at most 2048 characters, no double quotes",
+        ));
+    }
+    Ok(url.to_string())
+}
+
 /// Checks free text.
 pub fn description(raw: &str) -> Result<String> {
     if raw.len() > MAX_DESCRIPTION || raw.chars().any(|c| c.is_control() && c != '\n') {

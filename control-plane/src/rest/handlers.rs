@@ -23,6 +23,12 @@ pub(super) fn routes() -> axum::Router<ControlPlane> {
             "/api/v1/proxy/targets/{hostname}",
             get(get_proxy).put(update_proxy).delete(delete_proxy),
         )
+        .route(
+            "/api/v1/proxy/targets/{hostname}/auth",
+            get(get_proxy_auth)
+                .put(set_proxy_auth)
+                .delete(clear_proxy_auth),
+        )
         .route("/api/v1/routes", get(list_routes).post(create_route))
         .route("/api/v1/routes/{id}", get(get_route).delete(delete_route))
         .route(
@@ -132,6 +138,45 @@ pub(super) async fn delete_proxy(
     Path(hostname): Path<String>,
 ) -> ApiResult<StatusCode> {
     cp.delete_proxy(&c, &hostname).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Protects the proxy with edge OAuth (replaces any previous policy).
+#[utoipa::path(put, path = "/api/v1/proxy/targets/{hostname}/auth", tag = "proxies", security(("bearer" = [])),
+    params(("hostname" = String, Path)), request_body = ProxyAuthInput,
+    responses((status = 200, body = ProxyAuthView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub(super) async fn set_proxy_auth(
+    State(cp): Cp,
+    c: Caller,
+    Path(hostname): Path<String>,
+    ApiJson(input): ApiJson<ProxyAuthInput>,
+) -> ApiResult<Json<ProxyAuthView>> {
+    Ok(Json(cp.set_proxy_auth(&c, &hostname, input).await?))
+}
+
+/// The proxy's edge OAuth policy; `enabled: false` when unprotected.
+#[utoipa::path(get, path = "/api/v1/proxy/targets/{hostname}/auth", tag = "proxies", security(("bearer" = [])),
+    params(("hostname" = String, Path)),
+    responses((status = 200, body = ProxyAuthView), (status = 404, body = ErrorBody)))]
+pub(super) async fn get_proxy_auth(
+    State(cp): Cp,
+    c: Caller,
+    Path(hostname): Path<String>,
+) -> ApiResult<Json<ProxyAuthView>> {
+    Ok(Json(cp.get_proxy_auth(&c, &hostname).await?))
+}
+
+/// Removes the proxy's edge OAuth protection.
+#[utoipa::path(delete, path = "/api/v1/proxy/targets/{hostname}/auth", tag = "proxies", security(("bearer" = [])),
+    params(("hostname" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn clear_proxy_auth(
+    State(cp): Cp,
+    c: Caller,
+    Path(hostname): Path<String>,
+) -> ApiResult<StatusCode> {
+    cp.clear_proxy_auth(&c, &hostname).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -24,6 +24,7 @@ impl ControlPlane {
             redirect_http_to_https: false,
             hsts_max_age_secs: 0,
             certificate_name: String::new(),
+            auth: None,
             owner_token_id: caller.token_id.clone(),
             created_at: now,
             updated_at: now,
@@ -81,6 +82,18 @@ impl ControlPlane {
         hostname: &str,
         patch: ProxyPatch,
     ) -> Result<Proxy> {
+        self.modify_proxy(caller, hostname, |proxy| apply_patch(proxy, patch.clone()))
+            .await
+    }
+
+    /// Applies `change` to a proxy the caller owns and commits it, retrying when another
+    /// writer got there first. Nothing is written when `change` fails.
+    pub(super) async fn modify_proxy(
+        &self,
+        caller: &Caller,
+        hostname: &str,
+        change: impl Fn(&mut Proxy) -> Result<()>,
+    ) -> Result<Proxy> {
         require_writer(caller)?;
         let key = hostname.to_ascii_lowercase();
         for _ in 0..CAS_RETRIES {
@@ -88,7 +101,7 @@ impl ControlPlane {
                 return Err(ServiceError::not_found("proxy", hostname));
             };
             require_owner(caller, "proxy", &key, &proxy.owner_token_id)?;
-            apply_patch(&mut proxy, patch.clone())?;
+            change(&mut proxy)?;
             proxy.updated_at = now();
             let batch = Batch {
                 checks: vec![Check::Equals(Collection::Proxies, key.clone(), raw)],

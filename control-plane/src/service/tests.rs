@@ -249,6 +249,123 @@ async fn snapshot_has_every_resource_at_the_store_revision() {
     assert!(snap.routes[0].proxy_hostnames.is_empty());
 }
 
+fn auth_input(mode: AuthMode) -> ProxyAuthInput {
+    ProxyAuthInput {
+        mode,
+        auth_host: "Auth.Example.com".into(),
+        required_scopes: Some(vec!["mcp:read".into(), "mcp:read".into()]),
+        public_paths: None,
+        scopes_supported: None,
+        resource_documentation: None,
+    }
+}
+
+#[tokio::test]
+async fn proxy_auth_is_stored_validated_and_owned() {
+    let (cp, admin, user, _d) = setup().await;
+    cp.create_proxy(&admin, proxy("api.example.com"))
+        .await
+        .unwrap();
+    let before = cp.store().revision().await.unwrap();
+
+    // Someone else's proxy: refused, nothing written.
+    let err = cp
+        .set_proxy_auth(&user, "api.example.com", auth_input(AuthMode::Forward))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Forbidden(_)), "{err}");
+    // Each bad field is named; nothing is written.
+    let bad = [
+        (
+            ProxyAuthInput {
+                auth_host: "*.example.com".into(),
+                ..auth_input(AuthMode::Forward)
+            },
+            "auth_host",
+        ),
+        (
+            ProxyAuthInput {
+                public_paths: Some(vec!["/health/../admin".into()]),
+                ..auth_input(AuthMode::Forward)
+            },
+            "public_paths",
+        ),
+        (
+            ProxyAuthInput {
+                public_paths: Some(vec!["/".into()]),
+                ..auth_input(AuthMode::Forward)
+            },
+            "public_paths",
+        ),
+        (
+            ProxyAuthInput {
+                required_scopes: Some(vec!["a\"b".into()]),
+                ..auth_input(AuthMode::Forward)
+            },
+            "required_scopes",
+        ),
+        (
+            ProxyAuthInput {
+                resource_documentation: Some("javascript:alert(1)".into()),
+                ..auth_input(AuthMode::Forward)
+            },
+            "resource_documentation",
+        ),
+    ];
+    for (input, field) in bad {
+        match cp.set_proxy_auth(&admin, "api.example.com", input).await {
+            Err(ServiceError::Invalid { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+    assert_eq!(cp.store().revision().await.unwrap(), before);
+    assert!(
+        !cp.get_proxy_auth(&admin, "api.example.com")
+            .await
+            .unwrap()
+            .enabled
+    );
+
+    let view = cp
+        .set_proxy_auth(
+            &admin,
+            "API.example.com",
+            ProxyAuthInput {
+                public_paths: Some(vec!["/health".into()]),
+                ..auth_input(AuthMode::Forward)
+            },
+        )
+        .await
+        .unwrap();
+    assert!(view.enabled);
+    let auth = view.auth.unwrap();
+    assert_eq!(auth.auth_host, "auth.example.com");
+    assert_eq!(auth.required_scopes, ["mcp:read"]);
+    assert_eq!(auth.public_paths, ["/health"]);
+
+    // The snapshot carries it to data planes.
+    let snap = crate::snapshot::build(cp.store(), cp.master_key())
+        .await
+        .unwrap();
+    let wire = snap.proxies[0].auth.clone().unwrap();
+    assert!(wire.enabled);
+    assert_eq!(wire.mode, "forward");
+    assert_eq!(wire.required_scopes, ["mcp:read"]);
+    assert_eq!(wire.public_paths, ["/health"]);
+
+    cp.clear_proxy_auth(&admin, "api.example.com")
+        .await
+        .unwrap();
+    let snap = crate::snapshot::build(cp.store(), cp.master_key())
+        .await
+        .unwrap();
+    assert!(snap.proxies[0].auth.is_none());
+    assert!(matches!(
+        cp.get_proxy_auth(&admin, "nope.example.com").await,
+        Err(ServiceError::NotFound { .. })
+    ));
+}
+
 #[tokio::test]
 async fn snapshots_carry_public_keys_and_revocations_only() {
     let (cp, _admin, _user, _d) = setup().await;

@@ -1,6 +1,7 @@
 //! Typed compile errors. Each one names the offending object, the field and the reason so
 //! that the NACK the control plane records is actionable without data-plane logs.
 
+use crate::auth::VerifierError;
 use crate::tls::CertError;
 
 /// Why a snapshot was rejected. The data plane NACKs with its `Display` text and keeps
@@ -70,6 +71,9 @@ pub enum CompileError {
         #[source]
         source: CertError,
     },
+    /// The OAuth keys or revocations are unusable, so no token could be checked.
+    #[error("edge auth: {0}")]
+    Auth(#[from] VerifierError),
     /// Compilation did not finish (the worker task panicked or was cancelled).
     #[error("snapshot compilation aborted")]
     Aborted,
@@ -123,6 +127,9 @@ pub enum Reason {
     /// Headers the proxy owns (framing, hop-by-hop, Host).
     #[error("{0:?} is managed by the proxy and cannot be set")]
     ReservedHeader(String),
+    /// An edge-auth setting: scope syntax, public path, documentation URL or metadata JSON.
+    #[error("{0}")]
+    Auth(String),
     /// An ACME token that is not base64url (it must be one path segment).
     #[error("must be base64url (letters, digits, '-' and '_')")]
     AcmeToken,

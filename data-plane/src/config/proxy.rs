@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use portcullis_proto::v1 as pb;
 
-use super::error::{CompileError, InvalidField};
+use super::error::{CompileError, InvalidField, Reason};
 use super::headers::HeaderList;
 use super::hostname::HostPattern;
 use super::https::{HttpsSettings, HttpsSpec};
 use super::target::Target;
-use crate::policy::{Admitted, Policy};
+use crate::policy::{Admitted, Policy, PolicySpec};
 use crate::router::RouteTable;
 use crate::upstream::{
     ClientCache, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, Upstream, UpstreamSettings,
@@ -28,7 +28,7 @@ pub(crate) struct ProxySpec {
     pub(crate) response_headers: HeaderList,
     pub(crate) connect_timeout: Duration,
     pub(crate) read_timeout: Duration,
-    pub(crate) policy: Policy,
+    pub(crate) policy: PolicySpec,
     pub(crate) https: HttpsSpec,
 }
 
@@ -62,6 +62,8 @@ impl TryFrom<&pb::ProxyTarget> for ProxySpec {
             .map_err(|r| err("custom_request_headers", r))?;
         let response_headers = HeaderList::parse(&p.custom_response_headers)
             .map_err(|r| err("custom_response_headers", r))?;
+        let policy = PolicySpec::from_proto(p.auth.as_ref())
+            .map_err(|(field, why)| err(field, Reason::Auth(why)))?;
         Ok(Self {
             pattern,
             target,
@@ -72,7 +74,7 @@ impl TryFrom<&pb::ProxyTarget> for ProxySpec {
             response_headers,
             connect_timeout: millis_or(p.connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT),
             read_timeout: millis_or(p.read_timeout_ms, DEFAULT_READ_TIMEOUT),
-            policy: Policy::from_proto(p.auth.as_ref()),
+            policy,
             https: HttpsSpec::from_proto(p),
         })
     }

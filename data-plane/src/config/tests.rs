@@ -61,6 +61,10 @@ fn compile_err(s: &pb::ConfigSnapshot) -> CompileError {
     }
 }
 
+fn origin(host: &str) -> crate::auth::Origin<'_> {
+    crate::auth::Origin::new(false, host)
+}
+
 fn found<'a>(snap: &'a Snapshot, host: &str) -> &'a Arc<Proxy> {
     match snap.http_hosts().lookup(host) {
         Ok(Some(p)) => p,
@@ -71,8 +75,9 @@ fn found<'a>(snap: &'a Snapshot, host: &str) -> &'a Arc<Proxy> {
 /// (route id or "-", upstream target) for a request.
 fn resolve(snap: &Snapshot, host: &str, method: Method, path: &str) -> (String, String) {
     let proxy = found(snap, host);
-    let req = Request::new(());
-    let admitted = policy::admit(proxy, &req).unwrap_or_else(|r| panic!("{r:?}"));
+    let mut req = Request::new(());
+    let admitted =
+        policy::admit(proxy, &origin(host), &mut req).unwrap_or_else(|r| panic!("{r:?}"));
     let selected = admitted.select(&method, path);
     (
         selected.route.map_or("-".into(), |r| r.id().to_owned()),
@@ -178,8 +183,9 @@ fn service_and_proxy_targets_link() {
     );
     // SERVICE uses the matched proxy's settings, PROXY the target proxy's.
     let proxy = found(&snap, "front.example.com");
-    let req = Request::new(());
-    let admitted = policy::admit(proxy, &req).unwrap_or_else(|r| panic!("{r:?}"));
+    let mut req = Request::new(());
+    let admitted = policy::admit(proxy, &origin("front.example.com"), &mut req)
+        .unwrap_or_else(|r| panic!("{r:?}"));
     let svc = admitted.select(&Method::GET, "/svc").target;
     assert_eq!(svc.settings().read_timeout, Duration::from_millis(50));
     let prx = admitted.select(&Method::GET, "/p").target;
@@ -354,21 +360,97 @@ fn target_uri_joining() {
 }
 
 #[test]
-fn protected_proxies_fail_closed() {
+fn unenforceable_auth_modes_fail_closed() {
+    for mode in ["redirect", "", "sso-of-the-future"] {
+        let p = pb::ProxyTarget {
+            auth: Some(pb::ProxyAuthPolicy {
+                enabled: true,
+                mode: mode.into(),
+                ..Default::default()
+            }),
+            ..proxy("a.example.com", "http://a:1")
+        };
+        let snap = compile(&snapshot(vec![p], vec![], vec![]));
+        let proxy = found(&snap, "a.example.com");
+        let mut req = Request::new(());
+        let rejection = policy::admit(proxy, &origin("a.example.com"), &mut req).err();
+        assert_eq!(
+            rejection.map(|r| r.status()),
+            Some(http::StatusCode::SERVICE_UNAVAILABLE),
+            "mode {mode:?}"
+        );
+    }
+}
+
+#[test]
+fn disabled_auth_policy_leaves_the_proxy_open() {
     let p = pb::ProxyTarget {
         auth: Some(pb::ProxyAuthPolicy {
-            enabled: true,
+            enabled: false,
+            mode: "forward".into(),
             ..Default::default()
         }),
         ..proxy("a.example.com", "http://a:1")
     };
     let snap = compile(&snapshot(vec![p], vec![], vec![]));
+    let mut req = Request::new(());
     let proxy = found(&snap, "a.example.com");
-    let rejection = policy::admit(proxy, &Request::new(())).err();
-    assert_eq!(
-        rejection.map(|r| r.status()),
-        Some(http::StatusCode::SERVICE_UNAVAILABLE)
-    );
+    assert!(policy::admit(proxy, &origin("a.example.com"), &mut req).is_ok());
+}
+
+#[test]
+fn malformed_auth_settings_are_rejected_with_the_field() {
+    let bad = |auth: pb::ProxyAuthPolicy| {
+        let p = pb::ProxyTarget {
+            auth: Some(pb::ProxyAuthPolicy {
+                enabled: true,
+                mode: "forward".into(),
+                ..auth
+            }),
+            ..proxy("a.example.com", "http://a:1")
+        };
+        compile_err(&snapshot(vec![p], vec![], vec![])).to_string()
+    };
+    let e = bad(pb::ProxyAuthPolicy {
+        public_paths: vec!["/health/../admin".into()],
+        ..Default::default()
+    });
+    assert!(e.contains("auth.public_paths"), "{e}");
+    let e = bad(pb::ProxyAuthPolicy {
+        public_paths: vec!["/".into()],
+        ..Default::default()
+    });
+    assert!(e.contains("every path public"), "{e}");
+    let e = bad(pb::ProxyAuthPolicy {
+        required_scopes: vec!["two words".into()],
+        ..Default::default()
+    });
+    assert!(e.contains("auth.required_scopes"), "{e}");
+    let e = bad(pb::ProxyAuthPolicy {
+        resource_metadata_json: "[1]".into(),
+        ..Default::default()
+    });
+    assert!(e.contains("auth.resource_metadata_json"), "{e}");
+    let e = bad(pb::ProxyAuthPolicy {
+        resource_documentation: "javascript:alert(1)".into(),
+        ..Default::default()
+    });
+    assert!(e.contains("auth.resource_documentation"), "{e}");
+}
+
+#[test]
+fn unusable_keys_or_revocations_reject_the_snapshot() {
+    let mut s = snapshot(vec![], vec![], vec![]);
+    s.jwks_json = "{\"nokeys\": 1}".into();
+    assert!(matches!(compile_err(&s), CompileError::Auth(_)));
+    let mut s = snapshot(vec![], vec![], vec![]);
+    s.revocations = vec![pb::Revocation {
+        kind: "family".into(),
+        value: "f".into(),
+        expires_at: 0,
+    }];
+    let e = compile_err(&s).to_string();
+    assert!(e.contains("unsupported kind \"family\""), "{e}");
 }
 
 #[test]

@@ -115,7 +115,7 @@ impl ProxyError {
             Self::HostMismatch => "400 Bad Request: Host does not match the request target",
             Self::UpstreamUri(_) => "400 Bad Request: invalid request target",
             Self::UnknownHost(host) => return format!("404 Not Found: no proxy for host {host}\n"),
-            Self::Rejected(rejection) => return rejection.message().to_owned(),
+            Self::Rejected(_) => "403 Forbidden",
             Self::Connect(_) => "502 Bad Gateway: upstream connection failed",
             Self::Upstream(_) => "502 Bad Gateway: upstream request failed",
             Self::UnexpectedUpgrade => "502 Bad Gateway: invalid upstream response",
@@ -125,8 +125,12 @@ impl ProxyError {
         format!("{text}\n")
     }
 
-    /// Short `text/plain` response for this error.
+    /// Short `text/plain` response for this error; policy answers keep their own
+    /// headers and body.
     pub fn into_response(self) -> Response<ProxyBody> {
+        if let Self::Rejected(rejection) = self {
+            return rejection.into_response();
+        }
         let status = self.status();
         if status.is_server_error() {
             tracing::debug!(error = %self, "request failed");

@@ -62,6 +62,8 @@ pub(crate) struct ProxyAuthJson {
     required_scopes: Vec<String>,
     public_paths: Vec<String>,
     resource_metadata_json: String,
+    scopes_supported: Vec<String>,
+    resource_documentation: String,
 }
 
 impl From<&pb::ProxyAuthPolicy> for ProxyAuthJson {
@@ -73,6 +75,8 @@ impl From<&pb::ProxyAuthPolicy> for ProxyAuthJson {
             required_scopes: a.required_scopes.clone(),
             public_paths: a.public_paths.clone(),
             resource_metadata_json: a.resource_metadata_json.clone(),
+            scopes_supported: a.scopes_supported.clone(),
+            resource_documentation: a.resource_documentation.clone(),
         }
     }
 }

@@ -62,6 +62,29 @@ pub(crate) fn proxy(p: &pb::ProxyTarget) -> String {
     key_values(&rows)
 }
 
+/// `proxy auth enable|show`.
+pub(crate) fn proxy_auth(hostname: &str, a: &pb::ProxyAuthPolicy) -> String {
+    if !a.enabled {
+        return format!("proxy {hostname} is not protected by edge auth");
+    }
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_owned()
+        } else {
+            v.join(" ")
+        }
+    };
+    key_values(&[
+        ("hostname", hostname.to_owned()),
+        ("mode", a.mode.clone()),
+        ("auth host", a.auth_host.clone()),
+        ("required scopes", list(&a.required_scopes)),
+        ("public paths", list(&a.public_paths)),
+        ("scopes supported", list(&a.scopes_supported)),
+        ("documentation", or_dash(&a.resource_documentation)),
+    ])
+}
+
 /// `route list`.
 pub(crate) fn routes(items: &[pb::Route]) -> String {
     let mut t = Table::new(&[

@@ -1,0 +1,415 @@
+//! Edge authentication: OAuth bearer tokens verified locally with the snapshot's keys.
+//!
+//! Built once per snapshot ([`Verifier`] for keys, issuer and revocations; one
+//! [`ProxyAuth`] per protected proxy for mode, scopes, public paths and metadata), so a
+//! request only parses its token and reads these structures: no I/O, no lock, nothing
+//! recompiled.
+//!
+//! Per request on a protected proxy ([`ProxyAuth::check`]):
+//! - `/.well-known/oauth-protected-resource[/…]` is answered here (RFC 9728).
+//! - Public paths pass without a token.
+//! - `forward`: a valid bearer token for this resource is required: 401 with a
+//!   `WWW-Authenticate` challenge naming the metadata URL otherwise, 403 when scopes are
+//!   missing.
+//! - `passthrough`: never refuses; identity is added only for a fully valid token.
+//!
+//! Whatever the outcome, an admitted request loses any `Authorization: Bearer` header
+//! (no token passthrough to the upstream) and any client-sent identity headers; identity
+//! headers are then set from verified claims only ([`identity`]).
+
+use std::sync::Arc;
+
+use http::{HeaderMap, Method, StatusCode};
+
+mod identity;
+mod jwks;
+mod metadata;
+mod paths;
+mod verify;
+
+pub use self::identity::{
+    X_FORWARDED_EMAIL, X_FORWARDED_GROUPS, X_FORWARDED_SUB, X_FORWARDED_USER,
+};
+pub use self::jwks::JwksError;
+pub use self::metadata::{MetadataError, WELL_KNOWN};
+pub use self::paths::PathError;
+pub use self::verify::{Claims, LEEWAY_SECS, TokenError, Verifier, VerifierError};
+
+use self::metadata::MetadataTemplate;
+use self::paths::PublicPaths;
+use crate::policy::Rejection;
+
+/// How a protected proxy treats requests without a valid token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// APIs and MCP servers: 401/403 without a valid token.
+    Forward,
+    /// Never refuse; identity headers only when a valid token came.
+    Passthrough,
+}
+
+/// What the request looks like from outside: the listener's scheme and the Host the
+/// client used. Resource URLs and audience checks are relative to it.
+#[derive(Clone, Copy, Debug)]
+pub struct Origin<'a> {
+    secure: bool,
+    authority: &'a str,
+}
+
+/// The validated auth settings of one proxy, before the snapshot's verifier is attached.
+#[derive(Clone, Debug)]
+pub(crate) struct AuthSpec {
+    pub(crate) mode: Mode,
+    pub(crate) required_scopes: Box<[Box<str>]>,
+    pub(crate) scopes_supported: Box<[Box<str>]>,
+    pub(crate) public_paths: PublicPaths,
+    pub(crate) resource_documentation: Box<str>,
+    pub(crate) resource_metadata_json: String,
+}
+
+/// A protected proxy's compiled policy.
+#[derive(Debug)]
+pub struct ProxyAuth {
+    mode: Mode,
+    verifier: Arc<Verifier>,
+    required_scopes: Box<[Box<str>]>,
+    /// `a b c`, ready for the `scope` challenge parameter; empty when none are required.
+    scope_param: Box<str>,
+    public_paths: PublicPaths,
+    metadata: MetadataTemplate,
+}
+
+/// What the policy decided for an admitted request.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// Forward without identity.
+    Anonymous,
+    /// Forward with the identity of these verified claims.
+    Authenticated(Box<Claims>),
+}
+
+// === impl Origin ===
+
+impl<'a> Origin<'a> {
+    /// `secure`: the request arrived on the HTTPS listener. `authority`: the Host the
+    /// client sent (name and optional port).
+    pub fn new(secure: bool, authority: &'a str) -> Self {
+        Self { secure, authority }
+    }
+
+    /// `https` or `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.secure { "https" } else { "http" }
+    }
+
+    fn default_port(&self) -> u16 {
+        if self.secure { 443 } else { 80 }
+    }
+
+    /// The Host as sent.
+    pub fn authority(&self) -> &'a str {
+        self.authority
+    }
+
+    /// Only characters a hostname, IP literal and port use, so the authority can be
+    /// embedded in URLs and quoted header parameters as is.
+    fn is_well_formed(&self) -> bool {
+        !self.authority.is_empty()
+            && self.authority.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']')
+            })
+    }
+}
+
+/// Splits `host[:port]` / `[v6][:port]`; the port is `None` when absent or unparsable.
+fn split_authority(authority: &str) -> (&str, Option<u16>) {
+    let split = if authority.starts_with('[') {
+        authority
+            .find(']')
+            .map(|end| authority.split_at(end + 1))
+            .map(|(h, rest)| (h, rest.strip_prefix(':')))
+    } else {
+        Some(match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        })
+    };
+    match split {
+        Some((host, port)) => (
+            host.strip_suffix('.').unwrap_or(host),
+            port.and_then(|p| p.parse().ok()),
+        ),
+        None => (authority, None),
+    }
+}
+
+// === impl AuthSpec ===
+
+impl AuthSpec {
+    /// Validates the wire settings of an enforced mode. Errors name the wire field.
+    pub(crate) fn from_proto(
+        mode: Mode,
+        p: &portcullis_proto::v1::ProxyAuthPolicy,
+    ) -> Result<Self, (&'static str, String)> {
+        let required_scopes =
+            scopes(&p.required_scopes).map_err(|e| ("auth.required_scopes", e))?;
+        let scopes_supported =
+            scopes(&p.scopes_supported).map_err(|e| ("auth.scopes_supported", e))?;
+        let public_paths = PublicPaths::parse(&p.public_paths)
+            .map_err(|e| ("auth.public_paths", e.to_string()))?;
+        let doc = p.resource_documentation.trim();
+        if !doc.is_empty() {
+            let ok = url::Url::parse(doc)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+                && !doc.contains('"');
+            if !ok {
+                return Err((
+                    "auth.resource_documentation",
+                    format!("{doc:?} is not an absolute http(s) URL"),
+                ));
+            }
+        }
+        Ok(Self {
+            mode,
+            required_scopes,
+            scopes_supported,
+            public_paths,
+            resource_documentation: doc.into(),
+            resource_metadata_json: p.resource_metadata_json.clone(),
+        })
+    }
+}
+
+/// Scope tokens (RFC 6749 §3.3: printable ASCII except space, double quote and backslash), deduplicated.
+fn scopes(raw: &[String]) -> Result<Box<[Box<str>]>, String> {
+    let mut out: Vec<Box<str>> = Vec::with_capacity(raw.len());
+    for s in raw {
+        let ok = !s.is_empty()
+            && s.bytes()
+                .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\');
+        if !ok {
+            return Err(format!("{s:?} is not a scope token"));
+        }
+        if !out.iter().any(|o| **o == **s) {
+            out.push(s.as_str().into());
+        }
+    }
+    Ok(out.into())
+}
+
+// === impl ProxyAuth ===
+
+impl ProxyAuth {
+    /// Links a proxy's settings with the snapshot's verifier and prepares the metadata
+    /// template and challenge parameters.
+    pub(crate) fn new(spec: AuthSpec, verifier: Arc<Verifier>) -> Result<Self, MetadataError> {
+        let advertised = if spec.scopes_supported.is_empty() {
+            &spec.required_scopes
+        } else {
+            &spec.scopes_supported
+        };
+        let metadata = MetadataTemplate::new(
+            verifier.issuer(),
+            advertised,
+            &spec.resource_documentation,
+            &spec.resource_metadata_json,
+        )?;
+        Ok(Self {
+            mode: spec.mode,
+            scope_param: spec.required_scopes.join(" ").into(),
+            required_scopes: spec.required_scopes,
+            public_paths: spec.public_paths,
+            verifier,
+            metadata,
+        })
+    }
+
+    /// The proxy's mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Decides one request. `Err` is the answer to send instead of routing: a refusal or
+    /// the metadata document.
+    pub(crate) fn check(
+        &self,
+        origin: &Origin<'_>,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<Verdict, Rejection> {
+        if !origin.is_well_formed() {
+            return Err(Rejection::bad_request("malformed Host header"));
+        }
+        if let Some(suffix) = metadata::metadata_suffix(path) {
+            return Err(self.metadata_answer(origin, method, suffix));
+        }
+        if self.public_paths.matches(path) {
+            return Ok(Verdict::Anonymous);
+        }
+        let token = match bearer_token(headers) {
+            Ok(token) => token,
+            Err(reason) if self.mode == Mode::Passthrough => {
+                tracing::debug!(reason, "passthrough: unusable Authorization header");
+                return Ok(Verdict::Anonymous);
+            }
+            Err(reason) => {
+                let challenge = self.challenge(origin, Some(("invalid_request", reason)));
+                return Err(Rejection::auth(
+                    StatusCode::BAD_REQUEST,
+                    challenge,
+                    "invalid_request",
+                    reason,
+                ));
+            }
+        };
+        let Some(token) = token else {
+            return match self.mode {
+                Mode::Passthrough => Ok(Verdict::Anonymous),
+                Mode::Forward => Err(Rejection::auth(
+                    StatusCode::UNAUTHORIZED,
+                    self.challenge(origin, None),
+                    "invalid_token",
+                    "a bearer token is required",
+                )),
+            };
+        };
+        let verified = self
+            .verifier
+            .verify(token)
+            .and_then(|claims| self.check_audience(origin, path, claims));
+        let claims = match verified {
+            Ok(claims) => claims,
+            Err(error) if self.mode == Mode::Passthrough => {
+                tracing::debug!(%error, "passthrough: token not accepted");
+                return Ok(Verdict::Anonymous);
+            }
+            Err(error) => {
+                tracing::debug!(%error, "bearer token refused");
+                let description = error_description(error);
+                return Err(Rejection::auth(
+                    StatusCode::UNAUTHORIZED,
+                    self.challenge(origin, Some(("invalid_token", description))),
+                    "invalid_token",
+                    description,
+                ));
+            }
+        };
+        if !self.has_scopes(&claims.scope) {
+            if self.mode == Mode::Passthrough {
+                return Ok(Verdict::Anonymous);
+            }
+            const WHY: &str = "the token lacks a required scope";
+            return Err(Rejection::auth(
+                StatusCode::FORBIDDEN,
+                self.challenge(origin, Some(("insufficient_scope", WHY))),
+                "insufficient_scope",
+                WHY,
+            ));
+        }
+        Ok(Verdict::Authenticated(Box::new(claims)))
+    }
+
+    fn check_audience(
+        &self,
+        origin: &Origin<'_>,
+        path: &str,
+        claims: Claims,
+    ) -> Result<Claims, TokenError> {
+        if claims
+            .aud
+            .iter()
+            .any(|aud| paths::audience_matches(aud, origin, path))
+        {
+            Ok(claims)
+        } else {
+            Err(TokenError::Audience)
+        }
+    }
+
+    fn has_scopes(&self, granted: &str) -> bool {
+        self.required_scopes
+            .iter()
+            .all(|need| granted.split(' ').any(|g| g == &**need))
+    }
+
+    fn challenge(&self, origin: &Origin<'_>, error: Option<(&str, &str)>) -> http::HeaderValue {
+        metadata::challenge(origin, &self.scope_param, error)
+    }
+
+    fn metadata_answer(&self, origin: &Origin<'_>, method: &Method, suffix: &str) -> Rejection {
+        if method != Method::GET && method != Method::HEAD {
+            return Rejection::method_not_allowed("GET, HEAD");
+        }
+        if !suffix.is_empty() && !paths::is_clean(suffix) {
+            return Rejection::not_found();
+        }
+        let mut resource = metadata::origin_url(origin);
+        resource.push_str(suffix);
+        Rejection::metadata(self.metadata.render(&resource))
+    }
+}
+
+/// `error_description` texts; static so they never carry token content.
+fn error_description(error: TokenError) -> &'static str {
+    match error {
+        TokenError::Malformed => "malformed token",
+        TokenError::NotAccessToken => "not an access token",
+        TokenError::Algorithm => "unsupported or mismatched algorithm",
+        TokenError::NoKid => "token has no key id",
+        TokenError::UnknownKey => "unknown signing key",
+        TokenError::Signature => "invalid signature",
+        TokenError::Expired => "token expired",
+        TokenError::NotYetValid => "token not yet valid",
+        TokenError::Issuer => "wrong issuer",
+        TokenError::Audience => "token is not for this resource",
+        TokenError::Revoked => "token revoked",
+    }
+}
+
+/// The bearer token of the request: `Ok(None)` when there is no Authorization header or
+/// it uses another scheme; `Err` for a header that cannot be a usable bearer credential.
+fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, &'static str> {
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err("more than one Authorization header");
+    }
+    let text = value
+        .to_str()
+        .map_err(|_| "malformed Authorization header")?;
+    let Some((scheme, rest)) = text.split_once(' ') else {
+        return if text.eq_ignore_ascii_case("bearer") {
+            Err("empty bearer token")
+        } else {
+            Ok(None)
+        };
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    let token = rest.trim_matches(' ');
+    if token.is_empty() {
+        return Err("empty bearer token");
+    }
+    if token.contains(' ') {
+        return Err("malformed bearer token");
+    }
+    Ok(Some(token))
+}
+
+/// Whether `headers` carries a bearer credential (which is never forwarded upstream).
+pub(crate) fn is_bearer(value: &http::HeaderValue) -> bool {
+    value
+        .as_bytes()
+        .get(..6)
+        .is_some_and(|s| s.eq_ignore_ascii_case(b"bearer"))
+        && value.as_bytes().get(6).is_none_or(|b| *b == b' ')
+}
+
+pub(crate) use self::identity::apply as apply_identity;
+
+#[cfg(test)]
+mod tests;

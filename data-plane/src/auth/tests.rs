@@ -1,0 +1,592 @@
+//! Edge-auth decisions through the real snapshot compiler and `policy::admit`, with keys
+//! generated here and tokens signed with jsonwebtoken (forged ones built by hand).
+
+use std::sync::Arc;
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use http::header::AUTHORIZATION;
+use http::{Method, Request, StatusCode};
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use portcullis_proto::v1 as pb;
+use serde_json::{Value, json};
+
+use super::Origin;
+use crate::config::{Proxy, Snapshot};
+use crate::policy::{self, Rejection};
+use crate::upstream::ClientCache;
+
+const ISSUER: &str = "https://auth.example.com";
+const API: &str = "api.example.com";
+const OTHER: &str = "other.example.com";
+
+struct SigningKey {
+    kid: String,
+    alg: Algorithm,
+    key: EncodingKey,
+    jwk: Value,
+}
+
+struct Fixture {
+    es: SigningKey,
+    snap: Snapshot,
+}
+
+fn es256_key(kid: &str) -> SigningKey {
+    let pkcs8 =
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+            .unwrap_or_else(|e| panic!("{e}"));
+    signing_key(
+        kid,
+        Algorithm::ES256,
+        EncodingKey::from_ec_der(pkcs8.as_ref()),
+    )
+}
+
+fn rs256_key(kid: &str) -> SigningKey {
+    use aws_lc_rs::encoding::AsDer as _;
+    let kp = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let der: aws_lc_rs::encoding::Pkcs8V1Der<'static> =
+        kp.as_der().unwrap_or_else(|e| panic!("{e}"));
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        base64::engine::general_purpose::STANDARD.encode(der.as_ref())
+    );
+    let key = EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    signing_key(kid, Algorithm::RS256, key)
+}
+
+fn signing_key(kid: &str, alg: Algorithm, key: EncodingKey) -> SigningKey {
+    let mut jwk = Jwk::from_encoding_key(&key, alg).unwrap_or_else(|e| panic!("{e}"));
+    jwk.common.key_id = Some(kid.into());
+    SigningKey {
+        kid: kid.into(),
+        alg,
+        key,
+        jwk: serde_json::to_value(&jwk).unwrap_or_else(|e| panic!("{e}")),
+    }
+}
+
+fn auth(mode: &str, scopes: &[&str]) -> pb::ProxyAuthPolicy {
+    pb::ProxyAuthPolicy {
+        enabled: true,
+        mode: mode.into(),
+        auth_host: "auth.example.com".into(),
+        required_scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        public_paths: vec!["/health".into()],
+        ..Default::default()
+    }
+}
+
+fn proxy(host: &str, auth: pb::ProxyAuthPolicy) -> pb::ProxyTarget {
+    pb::ProxyTarget {
+        hostname: host.into(),
+        target_url: "http://backend:8080".into(),
+        enabled: true,
+        enable_http: true,
+        auth: Some(auth),
+        ..Default::default()
+    }
+}
+
+fn compile(proxies: Vec<pb::ProxyTarget>, keys: &[&SigningKey], revoked: &[&str]) -> Snapshot {
+    let jwks = json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() });
+    let wire = pb::ConfigSnapshot {
+        version: 1,
+        proxies,
+        jwks_json: jwks.to_string(),
+        oauth_issuer: ISSUER.into(),
+        revocations: revoked
+            .iter()
+            .map(|jti| pb::Revocation {
+                kind: "jti".into(),
+                value: (*jti).into(),
+                expires_at: now() + 3600,
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let clients = ClientCache::with_roots(rustls::RootCertStore::empty());
+    Snapshot::compile(&wire, &clients).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn fixture(mode: &str, scopes: &[&str]) -> Fixture {
+    let es = es256_key("es-1");
+    let snap = compile(
+        vec![
+            proxy(API, auth(mode, scopes)),
+            proxy(OTHER, auth(mode, &[])),
+        ],
+        &[&es],
+        &["revoked-jti"],
+    );
+    Fixture { es, snap }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+fn claims(aud: &str) -> Value {
+    let t = now();
+    json!({
+        "iss": ISSUER, "sub": "user-42", "aud": [aud], "client_id": "client-1",
+        "scope": "mcp:read mcp:write", "exp": t + 300, "iat": t, "nbf": t, "jti": "jti-1",
+        "auth_time": t, "idp": "github", "login": "octocat", "email": "octo@example.com",
+        "name": "Octo Cat", "groups": ["devs", "ops"],
+    })
+}
+
+fn sign(key: &SigningKey, claims: &Value) -> String {
+    let mut header = Header::new(key.alg);
+    header.typ = Some("at+jwt".into());
+    header.kid = Some(key.kid.clone());
+    jsonwebtoken::encode(&header, claims, &key.key).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn proxy_for<'a>(snap: &'a Snapshot, host: &str) -> &'a Arc<Proxy> {
+    match snap.http_hosts().lookup(host) {
+        Ok(Some(p)) => p,
+        other => panic!("{host}: {other:?}"),
+    }
+}
+
+fn request(path: &str, token: Option<&str>, extra: &[(&str, &str)]) -> Request<()> {
+    let mut b = Request::builder().method(Method::GET).uri(path);
+    if let Some(t) = token {
+        b = b.header(AUTHORIZATION, format!("Bearer {t}"));
+    }
+    for (k, v) in extra {
+        b = b.header(*k, *v);
+    }
+    b.body(()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs the policy for `host` and returns the (possibly rewritten) request or the answer.
+fn run(snap: &Snapshot, host: &str, mut req: Request<()>) -> Result<Request<()>, Rejection> {
+    let proxy = proxy_for(snap, host);
+    policy::admit(proxy, &Origin::new(false, host), &mut req).map(|_| ())?;
+    Ok(req)
+}
+
+fn refused(snap: &Snapshot, host: &str, req: Request<()>) -> Rejection {
+    match run(snap, host, req) {
+        Ok(req) => panic!("admitted: {:?}", req.headers()),
+        Err(r) => r,
+    }
+}
+
+fn challenge(r: &Rejection) -> &str {
+    r.challenge()
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+fn body(r: &Rejection) -> Value {
+    serde_json::from_slice(r.body()).unwrap_or(Value::Null)
+}
+
+/// 401 `invalid_token` with `description` in the challenge and the body.
+fn assert_invalid(r: &Rejection, description: &str) {
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{:?}", r);
+    assert_eq!(
+        challenge(r),
+        format!(
+            "Bearer resource_metadata=\"http://{API}/.well-known/oauth-protected-resource\", \
+             error=\"invalid_token\", error_description=\"{description}\""
+        )
+    );
+    assert_eq!(
+        body(r),
+        json!({"error": "invalid_token", "error_description": description})
+    );
+}
+
+fn header<'a>(req: &'a Request<()>, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+#[test]
+fn missing_token_gets_the_metadata_challenge() {
+    let f = fixture("forward", &[]);
+    let r = refused(&f.snap, API, request("/api", None, &[]));
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        challenge(&r),
+        "Bearer resource_metadata=\"http://api.example.com/.well-known/oauth-protected-resource\""
+    );
+    // Another scheme is not a bearer token: same plain challenge.
+    let basic = request("/api", None, &[("authorization", "Basic dTpw")]);
+    let r = refused(&f.snap, API, basic);
+    assert!(!challenge(&r).contains("error="), "{}", challenge(&r));
+}
+
+#[test]
+fn challenge_names_required_scopes_and_the_port_the_client_used() {
+    let f = fixture("forward", &["mcp:read"]);
+    let proxy = proxy_for(&f.snap, API);
+    let mut req = request("/", None, &[]);
+    let r = policy::admit(proxy, &Origin::new(true, "API.example.com:8443"), &mut req)
+        .err()
+        .unwrap_or_else(|| panic!("admitted"));
+    assert_eq!(
+        challenge(&r),
+        "Bearer resource_metadata=\"https://api.example.com:8443/.well-known/oauth-protected-resource\", scope=\"mcp:read\""
+    );
+}
+
+#[test]
+fn valid_token_is_admitted_with_identity_and_without_the_token() {
+    let f = fixture("forward", &["mcp:read"]);
+    let token = sign(&f.es, &claims("https://api.example.com"));
+    let forged = [
+        ("x-forwarded-user", "admin"),
+        ("x-forwarded-email", "root@evil"),
+        ("x-forwarded-groups", "admins"),
+        ("x-forwarded-sub", "0"),
+        ("x-auth-request-user", "admin"),
+        ("x-auth-user", "admin"),
+        ("x-kept", "1"),
+    ];
+    let req = run(&f.snap, API, request("/api/x", Some(&token), &forged))
+        .unwrap_or_else(|r| panic!("{r:?}"));
+    assert_eq!(header(&req, "authorization"), None);
+    assert_eq!(header(&req, "x-forwarded-user"), Some("octocat"));
+    assert_eq!(header(&req, "x-forwarded-email"), Some("octo@example.com"));
+    assert_eq!(header(&req, "x-forwarded-groups"), Some("devs,ops"));
+    assert_eq!(header(&req, "x-forwarded-sub"), Some("user-42"));
+    assert_eq!(header(&req, "x-auth-request-user"), None);
+    assert_eq!(header(&req, "x-auth-user"), None);
+    assert_eq!(header(&req, "x-kept"), Some("1"));
+    assert_eq!(req.headers().get_all("x-forwarded-user").iter().count(), 1);
+}
+
+#[test]
+fn rs256_tokens_verify_and_algorithms_must_match_the_key() {
+    let es = es256_key("es-1");
+    let rs = rs256_key("rs-1");
+    let snap = compile(vec![proxy(API, auth("forward", &[]))], &[&es, &rs], &[]);
+    let token = sign(&rs, &claims("https://api.example.com/"));
+    assert!(run(&snap, API, request("/", Some(&token), &[])).is_ok());
+    // An ES256 signature presented under the RSA key's kid.
+    let liar = SigningKey {
+        kid: "rs-1".into(),
+        ..es256_key("x")
+    };
+    let token = sign(&liar, &claims("https://api.example.com"));
+    let r = refused(&snap, API, request("/", Some(&token), &[]));
+    assert_invalid(&r, "unsupported or mismatched algorithm");
+}
+
+#[test]
+fn wrong_issuer_is_refused() {
+    let f = fixture("forward", &[]);
+    let mut c = claims("https://api.example.com");
+    c["iss"] = json!("https://evil.example.com");
+    let r = refused(&f.snap, API, request("/", Some(&sign(&f.es, &c)), &[]));
+    assert_invalid(&r, "wrong issuer");
+}
+
+#[test]
+fn token_for_another_resource_is_refused() {
+    let f = fixture("forward", &[]);
+    let for_other = sign(&f.es, &claims("https://other.example.com"));
+    assert!(run(&f.snap, OTHER, request("/", Some(&for_other), &[])).is_ok());
+    let r = refused(&f.snap, API, request("/", Some(&for_other), &[]));
+    assert_invalid(&r, "token is not for this resource");
+    // Look-alike hosts and schemes are not this resource either.
+    for aud in [
+        "https://api.example.com.evil.com",
+        "https://evil.com/https://api.example.com",
+        "ftp://api.example.com",
+        "https://api.example.com:444",
+        "api.example.com",
+    ] {
+        let token = sign(&f.es, &claims(aud));
+        let r = refused(&f.snap, API, request("/", Some(&token), &[]));
+        assert_invalid(&r, "token is not for this resource");
+    }
+}
+
+#[test]
+fn path_scoped_audience_covers_only_that_path() {
+    let f = fixture("forward", &[]);
+    let token = sign(&f.es, &claims("https://api.example.com/mcp"));
+    for ok in ["/mcp", "/mcp/", "/mcp/tools"] {
+        assert!(
+            run(&f.snap, API, request(ok, Some(&token), &[])).is_ok(),
+            "{ok}"
+        );
+    }
+    for bad in ["/", "/mcpx", "/other", "/mcp/../admin", "/mcp/%2e%2e/admin"] {
+        let r = refused(&f.snap, API, request(bad, Some(&token), &[]));
+        assert_invalid(&r, "token is not for this resource");
+    }
+    // What the plain-HTTP listener's metadata advertises is accepted there too.
+    let token = sign(&f.es, &claims("http://api.example.com"));
+    assert!(run(&f.snap, API, request("/", Some(&token), &[])).is_ok());
+}
+
+#[test]
+fn expired_and_not_yet_valid_tokens_are_refused() {
+    let f = fixture("forward", &[]);
+    let mut c = claims("https://api.example.com");
+    c["exp"] = json!(now() - 120);
+    assert_invalid(
+        &refused(&f.snap, API, request("/", Some(&sign(&f.es, &c)), &[])),
+        "token expired",
+    );
+    let mut c = claims("https://api.example.com");
+    c["nbf"] = json!(now() + 300);
+    assert_invalid(
+        &refused(&f.snap, API, request("/", Some(&sign(&f.es, &c)), &[])),
+        "token not yet valid",
+    );
+    // Within the leeway: accepted.
+    let mut c = claims("https://api.example.com");
+    c["exp"] = json!(now() - 10);
+    assert!(run(&f.snap, API, request("/", Some(&sign(&f.es, &c)), &[])).is_ok());
+}
+
+#[test]
+fn alg_none_is_refused() {
+    let f = fixture("forward", &[]);
+    let header = B64.encode(json!({"alg": "none", "typ": "at+jwt", "kid": "es-1"}).to_string());
+    let payload = B64.encode(claims("https://api.example.com").to_string());
+    let token = format!("{header}.{payload}.");
+    assert_invalid(
+        &refused(&f.snap, API, request("/", Some(&token), &[])),
+        "malformed token",
+    );
+}
+
+#[test]
+fn hs256_signed_with_the_public_key_is_refused() {
+    let f = fixture("forward", &[]);
+    let c = claims("https://api.example.com");
+    let x = f.es.jwk["x"].as_str().unwrap_or_default();
+    let secrets = [
+        f.es.jwk.to_string().into_bytes(),
+        x.as_bytes().to_vec(),
+        B64.decode(x).unwrap_or_default(),
+    ];
+    for secret in secrets {
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = Some("at+jwt".into());
+        header.kid = Some("es-1".into());
+        let token = jsonwebtoken::encode(&header, &c, &EncodingKey::from_secret(&secret))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_invalid(
+            &refused(&f.snap, API, request("/", Some(&token), &[])),
+            "unsupported or mismatched algorithm",
+        );
+    }
+}
+
+#[test]
+fn tampered_tokens_are_refused() {
+    let f = fixture("forward", &[]);
+    let token = sign(&f.es, &claims("https://api.example.com"));
+    let parts: Vec<&str> = token.split('.').collect();
+    let [h, p, s] = parts[..] else {
+        panic!("not a JWS: {token}")
+    };
+    // A flipped signature byte.
+    let mut sig = B64.decode(s).unwrap_or_else(|e| panic!("{e}"));
+    sig[10] ^= 0x01;
+    let token = format!("{h}.{p}.{}", B64.encode(&sig));
+    assert_invalid(
+        &refused(&f.snap, API, request("/", Some(&token), &[])),
+        "invalid signature",
+    );
+    // Claims changed under the original signature.
+    let mut c = claims("https://api.example.com");
+    c["sub"] = json!("someone-else");
+    let token = format!("{h}.{}.{s}", B64.encode(c.to_string()));
+    assert_invalid(
+        &refused(&f.snap, API, request("/", Some(&token), &[])),
+        "invalid signature",
+    );
+}
+
+#[test]
+fn unknown_kid_missing_kid_and_wrong_typ_are_refused() {
+    let f = fixture("forward", &[]);
+    let stranger = es256_key("es-2");
+    let token = sign(&stranger, &claims("https://api.example.com"));
+    assert_invalid(
+        &refused(&f.snap, API, request("/", Some(&token), &[])),
+        "unknown signing key",
+    );
+    let c = claims("https://api.example.com");
+    let mut header = Header::new(Algorithm::ES256);
+    header.typ = Some("at+jwt".into());
+    let token = jsonwebtoken::encode(&header, &c, &f.es.key).unwrap_or_else(|e| panic!("{e}"));
+    assert_invalid(
+        &refused(&f.snap, API, request("/", Some(&token), &[])),
+        "token has no key id",
+    );
+    header.kid = Some("es-1".into());
+    header.typ = Some("JWT".into());
+    let token = jsonwebtoken::encode(&header, &c, &f.es.key).unwrap_or_else(|e| panic!("{e}"));
+    assert_invalid(
+        &refused(&f.snap, API, request("/", Some(&token), &[])),
+        "not an access token",
+    );
+    assert_invalid(
+        &refused(&f.snap, API, request("/", Some("not-a-jwt"), &[])),
+        "malformed token",
+    );
+}
+
+#[test]
+fn revoked_jti_is_refused() {
+    let f = fixture("forward", &[]);
+    let mut c = claims("https://api.example.com");
+    c["jti"] = json!("revoked-jti");
+    assert_invalid(
+        &refused(&f.snap, API, request("/", Some(&sign(&f.es, &c)), &[])),
+        "token revoked",
+    );
+}
+
+#[test]
+fn insufficient_scope_is_403_naming_the_scopes() {
+    let f = fixture("forward", &["mcp:read", "admin"]);
+    let token = sign(&f.es, &claims("https://api.example.com"));
+    let r = refused(&f.snap, API, request("/", Some(&token), &[]));
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        challenge(&r),
+        "Bearer resource_metadata=\"http://api.example.com/.well-known/oauth-protected-resource\", \
+         scope=\"mcp:read admin\", error=\"insufficient_scope\", \
+         error_description=\"the token lacks a required scope\""
+    );
+    assert_eq!(body(&r)["error"], "insufficient_scope");
+}
+
+#[test]
+fn malformed_authorization_is_400() {
+    let f = fixture("forward", &[]);
+    for value in ["Bearer", "Bearer a b"] {
+        let r = refused(
+            &f.snap,
+            API,
+            request("/", None, &[("authorization", value)]),
+        );
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{value}");
+        assert!(challenge(&r).contains("error=\"invalid_request\""));
+    }
+    let mut req = request("/", Some("a.b.c"), &[]);
+    req.headers_mut().append(
+        AUTHORIZATION,
+        http::HeaderValue::from_static("Bearer x.y.z"),
+    );
+    assert_eq!(refused(&f.snap, API, req).status(), StatusCode::BAD_REQUEST);
+}
+
+#[test]
+fn public_paths_pass_without_a_token_but_are_still_sanitised() {
+    let f = fixture("forward", &[]);
+    let req = run(
+        &f.snap,
+        API,
+        request("/health/db", Some("junk"), &[("x-forwarded-user", "admin")]),
+    )
+    .unwrap_or_else(|r| panic!("{r:?}"));
+    assert_eq!(header(&req, "authorization"), None);
+    assert_eq!(header(&req, "x-forwarded-user"), None);
+    for private in [
+        "/healthz",
+        "/health/../admin",
+        "/health/%2E%2E/admin",
+        "/x/health",
+    ] {
+        let r = refused(&f.snap, API, request(private, None, &[]));
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{private}");
+    }
+}
+
+#[test]
+fn passthrough_never_refuses_and_sets_identity_only_for_valid_tokens() {
+    let f = fixture("passthrough", &[]);
+    let forged = [
+        ("x-forwarded-user", "admin"),
+        ("x-auth-request-email", "a@b"),
+    ];
+    let req = run(&f.snap, API, request("/", None, &forged)).unwrap_or_else(|r| panic!("{r:?}"));
+    assert_eq!(header(&req, "x-forwarded-user"), None);
+    assert_eq!(header(&req, "x-auth-request-email"), None);
+    let wrong = sign(&f.es, &claims("https://other.example.com"));
+    let req =
+        run(&f.snap, API, request("/", Some(&wrong), &forged)).unwrap_or_else(|r| panic!("{r:?}"));
+    assert_eq!(header(&req, "x-forwarded-user"), None);
+    assert_eq!(header(&req, "authorization"), None);
+    let good = sign(&f.es, &claims("https://api.example.com"));
+    let req = run(&f.snap, API, request("/", Some(&good), &[])).unwrap_or_else(|r| panic!("{r:?}"));
+    assert_eq!(header(&req, "x-forwarded-user"), Some("octocat"));
+    // Other schemes belong to the application and pass untouched.
+    let req = run(
+        &f.snap,
+        API,
+        request("/", None, &[("authorization", "Basic dTpw")]),
+    )
+    .unwrap_or_else(|r| panic!("{r:?}"));
+    assert_eq!(header(&req, "authorization"), Some("Basic dTpw"));
+}
+
+#[test]
+fn metadata_documents_describe_the_resource() {
+    let mut a = auth("forward", &["mcp:read"]);
+    a.resource_documentation = "https://docs.example.com/api".into();
+    a.resource_metadata_json =
+        json!({"resource_name": "Example API", "resource": "https://evil", "authorization_servers": ["https://evil"]})
+            .to_string();
+    let es = es256_key("es-1");
+    let snap = compile(vec![proxy(API, a)], &[&es], &[]);
+    let doc = |path: &str| {
+        let r = refused(&snap, API, request(path, None, &[]));
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        serde_json::from_slice::<Value>(r.body()).unwrap_or(Value::Null)
+    };
+    assert_eq!(
+        doc("/.well-known/oauth-protected-resource"),
+        json!({
+            "resource": "http://api.example.com",
+            "authorization_servers": [ISSUER],
+            "scopes_supported": ["mcp:read"],
+            "bearer_methods_supported": ["header"],
+            "resource_documentation": "https://docs.example.com/api",
+            "resource_name": "Example API",
+        })
+    );
+    assert_eq!(
+        doc("/.well-known/oauth-protected-resource/mcp")["resource"],
+        "http://api.example.com/mcp"
+    );
+    let mut post = request("/.well-known/oauth-protected-resource", None, &[]);
+    *post.method_mut() = Method::POST;
+    assert_eq!(
+        refused(&snap, API, post).status(),
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+}
+
+#[test]
+fn hostile_host_values_are_not_echoed_into_challenges() {
+    let f = fixture("forward", &[]);
+    let proxy = proxy_for(&f.snap, API);
+    let mut req = request("/", None, &[]);
+    let r = policy::admit(proxy, &Origin::new(false, "api.example.com\"x"), &mut req)
+        .err()
+        .unwrap_or_else(|| panic!("admitted"));
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.challenge().is_none());
+}

@@ -1,0 +1,514 @@
+//! Edge OAuth end to end: the CLI protects a proxy, the control plane ships the policy,
+//! keys and revocations in snapshots, and a real data plane refuses, answers metadata and
+//! forwards verified identity to a real backend. Tokens come from the control plane's own
+//! authorization server after a login through the GitHub-compatible server.
+
+use std::time::Duration;
+
+use portcullis_tests::github::{GithubConfig, GithubServer, GithubUser, OAuthApp};
+use portcullis_tests::{Backend, ControlPlane, DataPlane, eventually, http_client};
+use serde_json::{Value, json};
+
+const REDIRECT: &str = "http://127.0.0.1:53998/callback";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+/// Waits until `dp` serves the control plane's newest config.
+async fn synced(cp: &ControlPlane, dp: &DataPlane) {
+    let version = cp.version().await;
+    cp.wait_applied(&dp.node_id, version).await;
+}
+
+/// GET through the data plane with extra headers.
+async fn get(
+    dp: &DataPlane,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut req = http_client()
+        .get(format!("{}{path}", dp.http))
+        .header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.expect("request through data plane")
+}
+
+fn challenge(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn forward_mode_refuses_without_a_token_and_serves_metadata() {
+    let cp = ControlPlane::start().await;
+    let backend = Backend::start("api").await;
+    let dp = DataPlane::start(&cp, "dp-edge-1").await;
+    cp.cli_ok(&["proxy", "create", "api.test", &backend.url]);
+    let shown = cp.cli_ok(&[
+        "-o",
+        "json",
+        "proxy",
+        "auth",
+        "enable",
+        "api.test",
+        "--auth-host",
+        "auth.test",
+        "--mode",
+        "forward",
+        "--scope",
+        "mcp",
+        "--public-path",
+        "/health",
+    ]);
+    let shown: Value = serde_json::from_str(&shown).expect("json");
+    assert_eq!(shown["mode"], "forward");
+    assert_eq!(shown["required_scopes"], json!(["mcp"]));
+    let shown: Value =
+        serde_json::from_str(&cp.cli_ok(&["-o", "json", "proxy", "auth", "show", "api.test"]))
+            .expect("json");
+    assert_eq!(shown["enabled"], true);
+    assert_eq!(shown["auth_host"], "auth.test");
+    assert_eq!(shown["public_paths"], json!(["/health"]));
+    // Bad input names the field and changes nothing.
+    let out = cp.cli(
+        &cp.admin_token,
+        &[
+            "proxy",
+            "auth",
+            "enable",
+            "api.test",
+            "--auth-host",
+            "auth.test",
+            "--mode",
+            "forward",
+            "--public-path",
+            "/",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("public_paths"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A route attached to the protected proxy is protected the same way.
+    cp.cli_ok(&[
+        "route",
+        "create",
+        "/routed",
+        "url",
+        &backend.url,
+        "--proxy",
+        "api.test",
+    ]);
+    synced(&cp, &dp).await;
+
+    let expected = "Bearer resource_metadata=\"http://api.test/.well-known/oauth-protected-resource\", scope=\"mcp\"";
+    for path in ["/", "/secret?x=1", "/routed/x", "/healthz"] {
+        let resp = get(&dp, "api.test", path, &[("x-forwarded-user", "admin")]).await;
+        assert_eq!(resp.status(), 401, "{path}");
+        assert_eq!(challenge(&resp), expected, "{path}");
+        let body: Value = resp.json().await.expect("json body");
+        assert_eq!(body["error"], "invalid_token");
+    }
+    let resp = get(
+        &dp,
+        "api.test",
+        "/",
+        &[("authorization", "Bearer not.a.jwt")],
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        challenge(&resp),
+        format!("{expected}, error=\"invalid_token\", error_description=\"malformed token\"")
+    );
+
+    let resp = get(
+        &dp,
+        "api.test",
+        "/.well-known/oauth-protected-resource",
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let doc: Value = resp.json().await.expect("metadata");
+    assert_eq!(
+        doc,
+        json!({
+            "resource": "http://api.test",
+            "authorization_servers": [cp.http],
+            "scopes_supported": ["mcp"],
+            "bearer_methods_supported": ["header"],
+        })
+    );
+    let doc: Value = get(
+        &dp,
+        "api.test",
+        "/.well-known/oauth-protected-resource/mcp",
+        &[],
+    )
+    .await
+    .json()
+    .await
+    .expect("metadata");
+    assert_eq!(doc["resource"], "http://api.test/mcp");
+
+    // Public paths reach the backend, without forged identity or the client's token.
+    let resp = get(
+        &dp,
+        "api.test",
+        "/health",
+        &[
+            ("x-forwarded-user", "admin"),
+            ("authorization", "Bearer junk"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let seen: Value = resp.json().await.expect("echo");
+    assert!(seen["headers"].get("x-forwarded-user").is_none(), "{seen}");
+    assert!(seen["headers"].get("authorization").is_none(), "{seen}");
+    // Nothing else ever reached the backend.
+    assert_eq!(backend.received(), ["/health"]);
+
+    cp.cli_ok(&["proxy", "auth", "disable", "api.test"]);
+    synced(&cp, &dp).await;
+    assert_eq!(get(&dp, "api.test", "/secret", &[]).await.status(), 200);
+    let shown = cp.cli_ok(&["proxy", "auth", "show", "api.test"]);
+    assert!(shown.contains("not protected"), "{shown}");
+}
+
+#[tokio::test]
+async fn passthrough_forwards_without_identity_and_strips_forged_headers() {
+    let cp = ControlPlane::start().await;
+    let backend = Backend::start("app").await;
+    let dp = DataPlane::start(&cp, "dp-edge-2").await;
+    cp.cli_ok(&["proxy", "create", "app.test", &backend.url]);
+    cp.cli_ok(&[
+        "proxy",
+        "auth",
+        "enable",
+        "app.test",
+        "--auth-host",
+        "auth.test",
+        "--mode",
+        "passthrough",
+    ]);
+    synced(&cp, &dp).await;
+    let resp = get(
+        &dp,
+        "app.test",
+        "/page",
+        &[
+            ("x-forwarded-user", "admin"),
+            ("x-forwarded-email", "root@evil.example"),
+            ("x-forwarded-groups", "admins"),
+            ("x-auth-request-user", "admin"),
+            ("authorization", "Bearer forged.token.value"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let seen: Value = resp.json().await.expect("echo");
+    for h in [
+        "x-forwarded-user",
+        "x-forwarded-email",
+        "x-forwarded-groups",
+        "x-forwarded-sub",
+        "x-auth-request-user",
+        "authorization",
+    ] {
+        assert!(
+            seen["headers"].get(h).is_none(),
+            "{h} reached the backend: {seen}"
+        );
+    }
+    assert_eq!(backend.received(), ["/page"]);
+}
+
+// === Real tokens from the control plane ===
+
+struct Login {
+    cp: ControlPlane,
+    _github: GithubServer,
+    client_id: String,
+}
+
+async fn login_fixture() -> Login {
+    let cp = ControlPlane::start().await;
+    let github = GithubServer::start(GithubConfig {
+        users: vec![
+            GithubUser::new("alice", 1001)
+                .name("Alice")
+                .primary_email("alice@acme.example")
+                .org("acme", 501),
+        ],
+        apps: vec![OAuthApp::new(
+            "gh-app",
+            "gh-secret",
+            &format!("{}/callback/github", cp.http),
+        )],
+        current_user: Some("alice".into()),
+        ..Default::default()
+    })
+    .await;
+    cp.cli_ok(&[
+        "oauth",
+        "idp",
+        "add",
+        "github",
+        "--kind",
+        "github",
+        "--client-id",
+        "gh-app",
+        "--client-secret",
+        "gh-secret",
+        "--base-url",
+        &github.web_url,
+        "--api-url",
+        &github.api_url,
+    ]);
+    cp.cli_ok(&["oauth", "rule", "add", "--group", "acme", "--scope", "mcp"]);
+    let resp = http_client()
+        .post(format!("{}/register", cp.http))
+        .json(
+            &json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none",
+                      "grant_types": ["authorization_code"], "client_name": "Edge test"}),
+        )
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(resp.status(), 201);
+    let client: Value = resp.json().await.expect("json");
+    Login {
+        cp,
+        _github: github,
+        client_id: client["client_id"].as_str().expect("client_id").to_owned(),
+    }
+}
+
+fn location(resp: &reqwest::Response) -> url::Url {
+    let loc = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("no Location on {}", resp.status()));
+    url::Url::parse(loc).expect("absolute Location")
+}
+
+fn param(u: &url::Url, key: &str) -> Option<String> {
+    u.query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page
+        .find(&marker)
+        .map(|i| i + marker.len())
+        .expect("hidden field");
+    page[start..].split('"').next().expect("value").to_owned()
+}
+
+/// `/authorize` → GitHub → `/callback` → consent → `/token`: an access token for
+/// `resource`, exactly as an MCP client gets one.
+async fn access_token(l: &Login, resource: &str) -> String {
+    let http = http_client();
+    let mut authorize = url::Url::parse(&format!("{}/authorize", l.cp.http)).expect("url");
+    authorize
+        .query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &l.client_id)
+        .append_pair("redirect_uri", REDIRECT)
+        .append_pair("code_challenge", CHALLENGE)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("state", "st")
+        .append_pair("scope", "mcp")
+        .append_pair("resource", resource);
+    let resp = http.get(authorize).send().await.expect("authorize");
+    assert_eq!(resp.status(), 303);
+    let cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("__Host-portcullis_login="))
+        .map(|c| c.split(';').next().unwrap_or("").to_owned())
+        .expect("login cookie");
+    let resp = http.get(location(&resp)).send().await.expect("github");
+    assert!(resp.status().is_redirection());
+    let resp = http
+        .get(location(&resp))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("callback");
+    let back = if resp.status() == 303 {
+        location(&resp)
+    } else {
+        assert_eq!(resp.status(), 200, "callback should show consent");
+        let page = resp.text().await.expect("consent page");
+        let form = format!(
+            "tx={}&csrf={}&decision=allow",
+            hidden(&page, "tx"),
+            hidden(&page, "csrf")
+        );
+        let resp = http
+            .post(format!("{}/consent", l.cp.http))
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .expect("consent");
+        assert_eq!(resp.status(), 303);
+        location(&resp)
+    };
+    let code = param(&back, "code").unwrap_or_else(|| panic!("no code in {back}"));
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("grant_type", "authorization_code"),
+            ("client_id", l.client_id.as_str()),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
+        .finish();
+    let resp = http
+        .post(format!("{}/token", l.cp.http))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.expect("json");
+    body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn control_plane_tokens_are_accepted_bound_to_their_resource_and_revocable() {
+    let l = login_fixture().await;
+    let cp = &l.cp;
+    let backend = Backend::start("mcp").await;
+    let dp = DataPlane::start(cp, "dp-edge-3").await;
+    for host in ["mcp.example.com", "other.example.com"] {
+        cp.cli_ok(&["proxy", "create", host, &backend.url]);
+        cp.cli_ok(&[
+            "proxy",
+            "auth",
+            "enable",
+            host,
+            "--auth-host",
+            "auth.example.com",
+            "--mode",
+            "forward",
+            "--scope",
+            "mcp",
+        ]);
+    }
+    let token = access_token(&l, "https://mcp.example.com").await;
+    let bearer = format!("Bearer {token}");
+    // The signing key was created for this token; wait for the snapshot that carries it.
+    let resp = eventually(
+        Duration::from_secs(20),
+        "data plane accepts the token",
+        || {
+            let (dp, bearer) = (&dp, bearer.clone());
+            async move {
+                let resp = get(
+                    dp,
+                    "mcp.example.com",
+                    "/tools",
+                    &[("authorization", &bearer), ("x-forwarded-user", "mallory")],
+                )
+                .await;
+                (resp.status() == 200).then_some(resp)
+            }
+        },
+    )
+    .await;
+    let seen: Value = resp.json().await.expect("echo");
+    let headers = &seen["headers"];
+    assert!(
+        headers.get("authorization").is_none(),
+        "token passed through: {seen}"
+    );
+    assert_eq!(headers["x-forwarded-user"], "alice");
+    assert_eq!(headers["x-forwarded-email"], "alice@acme.example");
+    assert!(
+        headers["x-forwarded-sub"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{seen}"
+    );
+    assert!(
+        headers["x-forwarded-groups"]
+            .as_str()
+            .is_some_and(|g| g.split(',').any(|g| g == "acme")),
+        "{seen}"
+    );
+
+    // The same token at another protected resource: wrong audience.
+    let resp = get(
+        &dp,
+        "other.example.com",
+        "/tools",
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
+    assert!(
+        challenge(&resp).ends_with(
+            "error=\"invalid_token\", error_description=\"token is not for this resource\""
+        ),
+        "{}",
+        challenge(&resp)
+    );
+    assert_eq!(backend.received(), ["/tools"]);
+
+    // Revoked at the authorization server: refused once the next snapshot arrives.
+    let resp = http_client()
+        .post(format!("{}/revoke", cp.http))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("client_id={}&token={token}", l.client_id))
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(resp.status(), 200);
+    let resp = eventually(
+        Duration::from_secs(20),
+        "data plane refuses the revoked token",
+        || {
+            let (dp, bearer) = (&dp, bearer.clone());
+            async move {
+                let resp = get(
+                    dp,
+                    "mcp.example.com",
+                    "/tools",
+                    &[("authorization", &bearer)],
+                )
+                .await;
+                (resp.status() == 401).then_some(resp)
+            }
+        },
+    )
+    .await;
+    assert!(
+        challenge(&resp).ends_with("error_description=\"token revoked\""),
+        "{}",
+        challenge(&resp)
+    );
+    assert_eq!(backend.received(), ["/tools"]);
+}
