@@ -431,7 +431,11 @@ async fn control_plane_tokens_are_accepted_bound_to_their_resource_and_revocable
                     dp,
                     "mcp.example.com",
                     "/tools",
-                    &[("authorization", &bearer), ("x-forwarded-user", "mallory")],
+                    &[
+                        ("authorization", &bearer),
+                        ("x-forwarded-user", "mallory"),
+                        ("x-auth-user", "mallory"),
+                    ],
                 )
                 .await;
                 (resp.status() == 200).then_some(resp)
@@ -446,6 +450,18 @@ async fn control_plane_tokens_are_accepted_bound_to_their_resource_and_revocable
         "token passed through: {seen}"
     );
     assert_eq!(headers["x-forwarded-user"], "alice");
+    assert_eq!(headers["x-auth-user"], "alice");
+    assert!(
+        headers["x-auth-subject"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("github:"))
+    );
+    assert!(
+        headers["x-auth-client-id"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
+    );
+    assert!(headers.get("x-auth-scopes").is_some());
     assert_eq!(headers["x-forwarded-email"], "alice@acme.example");
     assert!(
         headers["x-forwarded-sub"]

@@ -19,6 +19,19 @@ pub const X_FORWARDED_EMAIL: HeaderName = HeaderName::from_static("x-forwarded-e
 pub const X_FORWARDED_GROUPS: HeaderName = HeaderName::from_static("x-forwarded-groups");
 /// Stable subject id.
 pub const X_FORWARDED_SUB: HeaderName = HeaderName::from_static("x-forwarded-sub");
+/// Login name (Portcullis' own header family; `X-Forwarded-*` is kept for oauth2-proxy
+/// compatible upstreams).
+pub(crate) const X_AUTH_USER: HeaderName = HeaderName::from_static("x-auth-user");
+/// Email address.
+pub(crate) const X_AUTH_EMAIL: HeaderName = HeaderName::from_static("x-auth-email");
+/// Stable subject id.
+pub(crate) const X_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
+/// Granted scopes, space separated.
+pub(crate) const X_AUTH_SCOPES: HeaderName = HeaderName::from_static("x-auth-scopes");
+/// The OAuth client the token was issued to.
+pub(crate) const X_AUTH_CLIENT_ID: HeaderName = HeaderName::from_static("x-auth-client-id");
+/// Groups, comma separated.
+pub(crate) const X_AUTH_GROUPS: HeaderName = HeaderName::from_static("x-auth-groups");
 
 const IDENTITY: [HeaderName; 4] = [
     X_FORWARDED_USER,
@@ -54,6 +67,11 @@ pub(crate) fn apply(headers: &mut HeaderMap, verdict: &Verdict) {
     set(headers, X_FORWARDED_SUB, &claims.sub);
     set(headers, X_FORWARDED_USER, &claims.login);
     set(headers, X_FORWARDED_EMAIL, &claims.email);
+    set(headers, X_AUTH_SUBJECT, &claims.sub);
+    set(headers, X_AUTH_USER, &claims.login);
+    set(headers, X_AUTH_EMAIL, &claims.email);
+    set(headers, X_AUTH_SCOPES, &claims.scope);
+    set(headers, X_AUTH_CLIENT_ID, &claims.client_id);
     if !claims.groups.is_empty() {
         // A group containing a comma would be ambiguous in the list; leave it out.
         let groups: Vec<&str> = claims
@@ -62,7 +80,9 @@ pub(crate) fn apply(headers: &mut HeaderMap, verdict: &Verdict) {
             .map(String::as_str)
             .filter(|g| !g.is_empty() && !g.contains(','))
             .collect();
-        set(headers, X_FORWARDED_GROUPS, &groups.join(","));
+        let joined = groups.join(",");
+        set(headers, X_FORWARDED_GROUPS, &joined);
+        set(headers, X_AUTH_GROUPS, &joined);
     }
 }
 
