@@ -1184,3 +1184,91 @@ async fn nginx_auth_request_delegates_to_verify() {
         "a token for mcp.example.com does not open other.example.com"
     );
 }
+
+#[tokio::test]
+async fn confidential_clients_authenticate_with_basic_or_post_and_wrong_secrets_fail() {
+    let fx = fixture().await;
+    let post_client = register(
+        &fx.cp,
+        json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "client_secret_post",
+               "grant_types": ["authorization_code"]}),
+    )
+    .await;
+    let id = post_client["client_id"].as_str().expect("id").to_owned();
+    let secret = post_client["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let code = code_for(&fx, &id).await;
+    let form = |secret: &str| {
+        vec![
+            ("grant_type", "authorization_code".to_owned()),
+            ("client_id", id.clone()),
+            ("client_secret", secret.to_owned()),
+            ("code", code.clone()),
+            ("redirect_uri", REDIRECT.to_owned()),
+            ("code_verifier", VERIFIER.to_owned()),
+        ]
+    };
+    let wrong = form("not-the-secret");
+    let wrong: Vec<(&str, &str)> = wrong.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, body) = token(&fx.cp, &wrong, None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    // A public-style request without any secret is refused for a confidential client.
+    let (status, body) = token(
+        &fx.cp,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", &id),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    let right = form(&secret);
+    let right: Vec<(&str, &str)> = right.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, body) = token(&fx.cp, &right, None).await;
+    assert_eq!(status, 200, "client_secret_post: {body}");
+    // The confidential fixture client uses HTTP Basic; sending both methods at once is refused.
+    let code = code_for(&fx, &fx.confidential_id).await;
+    let (status, body) = token(
+        &fx.cp,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_secret", &fx.confidential_secret),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ],
+        Some((&fx.confidential_id, &fx.confidential_secret)),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    let (status, body) = token(
+        &fx.cp,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ],
+        Some((&fx.confidential_id, &fx.confidential_secret)),
+    )
+    .await;
+    assert_eq!(status, 200, "client_secret_basic: {body}");
+}

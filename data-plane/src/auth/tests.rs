@@ -263,7 +263,11 @@ fn valid_token_is_admitted_with_identity_and_without_the_token() {
     assert_eq!(header(&req, "x-forwarded-groups"), Some("devs,ops"));
     assert_eq!(header(&req, "x-forwarded-sub"), Some("user-42"));
     assert_eq!(header(&req, "x-auth-request-user"), None);
-    assert_eq!(header(&req, "x-auth-user"), Some("octocat"), "ours, not the forged one");
+    assert_eq!(
+        header(&req, "x-auth-user"),
+        Some("octocat"),
+        "ours, not the forged one"
+    );
     assert_eq!(req.headers().get_all("x-auth-user").iter().count(), 1);
     assert_eq!(header(&req, "x-auth-subject"), Some("user-42"));
     assert_eq!(header(&req, "x-kept"), Some("1"));
