@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
 use crate::procs::Proc;
 use crate::{eventually, free_port};
 
@@ -163,5 +165,93 @@ pub async fn run_client(
         success: out.status.success(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The SDK client doing MCP authorization itself, paused where a browser would take over.
+pub struct AuthorizingClient {
+    child: tokio::process::Child,
+    stdout: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    /// The authorization request the SDK built (discovered endpoint, registered
+    /// `client_id`, PKCE challenge, `resource`, `scope`, `redirect_uri`).
+    pub authorize: url::Url,
+}
+
+impl AuthorizingClient {
+    /// Starts the SDK client against Streamable HTTP `url` with an OAuth provider that
+    /// redirects to `redirect_uri`; returns once it has answered the 401 with discovery
+    /// and registration and asks the user to visit its authorization URL. Panics (with the
+    /// client's stderr) if it never gets there.
+    pub async fn start(url: &str, message: &str, redirect_uri: &str) -> Self {
+        let dir = mcp_dir();
+        installed(&dir);
+        let mut child = tokio::process::Command::new("node")
+            .arg("--dns-result-order=ipv4first")
+            .arg(dir.join("client.mjs"))
+            .args(["streamable-oauth", url, message, redirect_uri])
+            .current_dir(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run node client.mjs");
+        let mut stdout =
+            tokio::io::BufReader::new(child.stdout.take().expect("client stdout")).lines();
+        let line = tokio::time::timeout(Duration::from_secs(60), stdout.next_line())
+            .await
+            .expect("MCP client never asked for authorization")
+            .expect("read client stdout");
+        let Some(line) = line else {
+            let out = child.wait_with_output().await.expect("client exit");
+            panic!(
+                "MCP client exited before authorization: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let doc: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|_| panic!("client printed {line:?}, not JSON"));
+        let authorize = doc["authorize"]
+            .as_str()
+            .and_then(|u| url::Url::parse(u).ok())
+            .unwrap_or_else(|| panic!("no authorization URL in {doc}"));
+        Self {
+            child,
+            stdout,
+            authorize,
+        }
+    }
+
+    /// Hands the client the URL the browser was redirected to (carrying `code`); it
+    /// exchanges the code, connects with the token, lists tools and calls `echo`.
+    pub async fn finish(mut self, redirected_to: &str) -> ClientRun {
+        let mut stdin = self.child.stdin.take().expect("client stdin");
+        stdin
+            .write_all(format!("{redirected_to}\n").as_bytes())
+            .await
+            .expect("write to client");
+        drop(stdin);
+        let mut stderr = self.child.stderr.take().expect("client stderr");
+        let work = async {
+            let mut stdout = String::new();
+            while let Some(line) = self.stdout.next_line().await.expect("read client stdout") {
+                stdout.push_str(&line);
+                stdout.push('\n');
+            }
+            let mut err = String::new();
+            stderr
+                .read_to_string(&mut err)
+                .await
+                .expect("read client stderr");
+            let status = self.child.wait().await.expect("client exit");
+            ClientRun {
+                success: status.success(),
+                stdout,
+                stderr: err,
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), work)
+            .await
+            .expect("MCP client timed out after 60 s")
     }
 }

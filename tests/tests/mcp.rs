@@ -1,11 +1,13 @@
 //! MCP end to end: the official MCP TypeScript SDK client talks to the reference MCP server
 //! (`server-everything`) through a Portcullis proxy protected in `forward` mode.
 //!
-//! The client discovers nothing by itself here; the test plays the MCP client's OAuth part
-//! exactly as the spec describes: the 401's `WWW-Authenticate` names the RFC 9728
-//! metadata, whose `authorization_servers` lead to the control plane's RFC 8414 metadata,
-//! and the token comes from a real login (GitHub-compatible server, consent, `/token`) for
-//! the advertised `resource`. The SDK client then sends that token on every request.
+//! Two ways to the token. The Streamable HTTP and SSE tests play the MCP client's OAuth
+//! part in Rust, exactly as the spec describes: the 401's `WWW-Authenticate` names the
+//! RFC 9728 metadata, whose `authorization_servers` lead to the control plane's RFC 8414
+//! metadata, and the token comes from a real login (GitHub-compatible server, consent,
+//! `/token`) for the advertised `resource`; the SDK client then sends it on every request.
+//! The third test lets the SDK do all of that itself (discovery, dynamic registration,
+//! PKCE, resource indicator, token exchange); only the browser's part is done here.
 //!
 //! The proxy's hostname is `localhost` so the Node client reaches the data plane by name
 //! (`http://localhost:PORT`), with the Host header a browser or SDK would send.
@@ -13,11 +15,13 @@
 use std::time::Duration;
 
 use portcullis_tests::github::{GithubConfig, GithubServer, GithubUser, OAuthApp};
-use portcullis_tests::mcp::{EverythingServer, Transport, run_client};
+use portcullis_tests::mcp::{AuthorizingClient, EverythingServer, Transport, run_client};
 use portcullis_tests::{ControlPlane, DataPlane, eventually, http_client};
 use serde_json::{Value, json};
 
 const REDIRECT: &str = "http://127.0.0.1:53997/callback";
+/// Where the SDK client's own OAuth provider says the browser returns (never listened on).
+const SDK_REDIRECT: &str = "http://127.0.0.1:53996/oauth/callback";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
@@ -190,22 +194,11 @@ async fn discover(f: &Fixture, path: &str) -> (String, Value) {
     (resource, asm)
 }
 
-/// `authorization_endpoint` → GitHub → `/callback` → consent → `token_endpoint`: an access
-/// token for `resource`, as an MCP client gets one.
-async fn access_token(f: &Fixture, asm: &Value, resource: &str) -> String {
+/// The user's part of an authorization request, as a browser does it: `authorize` →
+/// GitHub login → `/callback` → consent (allow). Returns where the browser is sent back to
+/// (the client's redirect URI with `code` and `state`).
+async fn browse(cp: &ControlPlane, authorize: url::Url) -> url::Url {
     let http = http_client();
-    let mut authorize =
-        url::Url::parse(asm["authorization_endpoint"].as_str().expect("authorize")).expect("url");
-    authorize
-        .query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", &f.client_id)
-        .append_pair("redirect_uri", REDIRECT)
-        .append_pair("code_challenge", CHALLENGE)
-        .append_pair("code_challenge_method", "S256")
-        .append_pair("state", "st")
-        .append_pair("scope", "mcp")
-        .append_pair("resource", resource);
     let resp = http.get(authorize).send().await.expect("authorize");
     assert_eq!(resp.status(), 303);
     let cookie = resp
@@ -224,7 +217,7 @@ async fn access_token(f: &Fixture, asm: &Value, resource: &str) -> String {
         .send()
         .await
         .expect("callback");
-    let back = if resp.status() == 303 {
+    if resp.status() == 303 {
         location(&resp)
     } else {
         assert_eq!(resp.status(), 200, "callback should show consent");
@@ -235,7 +228,7 @@ async fn access_token(f: &Fixture, asm: &Value, resource: &str) -> String {
             hidden(&page, "csrf")
         );
         let resp = http
-            .post(format!("{}/consent", f.cp.http))
+            .post(format!("{}/consent", cp.http))
             .header("cookie", &cookie)
             .header("content-type", "application/x-www-form-urlencoded")
             .body(form)
@@ -244,7 +237,26 @@ async fn access_token(f: &Fixture, asm: &Value, resource: &str) -> String {
             .expect("consent");
         assert_eq!(resp.status(), 303);
         location(&resp)
-    };
+    }
+}
+
+/// `authorization_endpoint` → GitHub → `/callback` → consent → `token_endpoint`: an access
+/// token for `resource`, as an MCP client gets one.
+async fn access_token(f: &Fixture, asm: &Value, resource: &str) -> String {
+    let http = http_client();
+    let mut authorize =
+        url::Url::parse(asm["authorization_endpoint"].as_str().expect("authorize")).expect("url");
+    authorize
+        .query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &f.client_id)
+        .append_pair("redirect_uri", REDIRECT)
+        .append_pair("code_challenge", CHALLENGE)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("state", "st")
+        .append_pair("scope", "mcp")
+        .append_pair("resource", resource);
+    let back = browse(&f.cp, authorize).await;
     let code = back
         .query_pairs()
         .find(|(k, _)| k == "code")
@@ -457,4 +469,67 @@ async fn legacy_sse_client_needs_a_token_and_works_through_the_proxy() {
         .await
         .expect("post");
     assert_eq!(resp.status(), 401);
+}
+
+#[tokio::test]
+async fn sdk_client_authorizes_itself_from_the_401_and_uses_the_proxy() {
+    let f = fixture(Transport::StreamableHttp, "dp-mcp-3").await;
+    let url = format!("{}/mcp", f.base);
+    // A first login makes the signing key and waits until the data plane has it, so the
+    // SDK's token is not refused for a key still on its way.
+    token_for(&f, "/mcp").await;
+
+    // The SDK answers the 401 on its own: RFC 9728 and RFC 8414 discovery, dynamic client
+    // registration, PKCE, the resource indicator and the scope from the challenge.
+    let client = AuthorizingClient::start(&url, "authorized by the sdk", SDK_REDIRECT).await;
+    let a = &client.authorize;
+    assert_eq!(
+        format!("{}://{}{}", a.scheme(), a.authority(), a.path()),
+        format!("{}/authorize", f.cp.http),
+        "{a}"
+    );
+    let params: std::collections::HashMap<String, String> = a.query_pairs().into_owned().collect();
+    assert_eq!(
+        params.get("response_type").map(String::as_str),
+        Some("code"),
+        "{a}"
+    );
+    assert_eq!(
+        params.get("resource").map(String::as_str),
+        Some(f.base.as_str()),
+        "{a}"
+    );
+    assert_eq!(params.get("scope").map(String::as_str), Some("mcp"), "{a}");
+    assert_eq!(
+        params.get("code_challenge_method").map(String::as_str),
+        Some("S256"),
+        "{a}"
+    );
+    assert_eq!(
+        params.get("redirect_uri").map(String::as_str),
+        Some(SDK_REDIRECT),
+        "{a}"
+    );
+    let registered = params.get("client_id").expect("client_id");
+    assert!(!registered.is_empty() && *registered != f.client_id, "{a}");
+
+    let back = browse(&f.cp, client.authorize.clone()).await;
+    assert!(back.as_str().starts_with(SDK_REDIRECT), "{back}");
+    let run = client.finish(back.as_str()).await;
+    let result = run.json();
+    assert_everything_tools(&result);
+    assert_eq!(echoed(&result), "Echo: authorized by the sdk", "{result}");
+    assert!(
+        result["sessionId"].as_str().is_some_and(|s| s.len() == 36),
+        "{result}"
+    );
+    // The token the SDK obtained is bound to this proxy and accepted by it.
+    let token = result["token"].as_str().expect("token in client output");
+    let resp = http_client()
+        .get(format!("{}/not-an-mcp-path", f.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("probe");
+    assert_eq!(resp.status(), 404);
 }
