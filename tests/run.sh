@@ -13,7 +13,8 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
 # Pebble: a real ACME CA, with its DNS test server.
 command -v pebble >/dev/null || missing+=(pebble)
-# Node + npm run oidc-provider, the certified OpenID Provider for upstream-login tests.
+# Node + npm run oidc-provider, the certified OpenID Provider for upstream-login tests,
+# and the MCP SDK client and reference server for the MCP tests.
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 # nginx proves /verify works behind a real auth_request proxy.
@@ -25,6 +26,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # oidc-provider at the version pinned in tests/oidc/package-lock.json (npm registry).
 npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
+# The MCP SDK client and the reference MCP server, pinned in tests/mcp/package-lock.json.
+npm ci --prefix tests/mcp --no-audit --no-fund --loglevel=error
 # The justfile recipes are tested too.
 if ! command -v just >/dev/null; then
   echo "installing just (cargo install)"

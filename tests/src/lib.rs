@@ -5,12 +5,16 @@
 //! REST wire protocol, in-process) and [`oidc::OidcProvider`] (the certified `oidc-provider`
 //! npm package, run under Node).
 //!
+//! MCP peers: [`mcp::EverythingServer`] (the reference MCP server) and [`mcp::run_client`]
+//! (the official MCP SDK client), from the npm packages pinned in `tests/mcp`.
+//!
 //! The binaries come from the workspace's `target/debug` (or `$CARGO_TARGET_DIR`); the test
 //! command builds them first (`tests/run.sh`).
 
 pub mod backend;
 pub mod github;
 pub mod https_docs;
+pub mod mcp;
 pub mod oidc;
 pub mod pebble;
 pub mod procs;
