@@ -2,7 +2,7 @@
 //! justfile and curl. Handlers only extract, call the service layer and serialise.
 
 use axum::Router;
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::{FromRef as _, FromRequest, FromRequestParts, Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -79,14 +79,17 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Extracts the authenticated API caller from `Authorization: Bearer …`.
-impl FromRequestParts<ControlPlane> for Caller {
+/// Extracts the authenticated API caller from `Authorization: Bearer …`, for any router
+/// whose state can hand out the control plane (REST and the OAuth admin API).
+impl<S> FromRequestParts<S> for Caller
+where
+    ControlPlane: axum::extract::FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        cp: &ControlPlane,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let cp = ControlPlane::from_ref(state);
         let secret = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)

@@ -3,8 +3,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, Query, RawQuery, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -15,7 +14,6 @@ use super::clients::{self, ClientMetadata, Presented};
 use super::token::{self, TokenRequest};
 use super::{IdpInput, LoginRuleInput, OAuthError, OAuthServer, admin, keys, metadata};
 use crate::auth::Caller;
-use crate::error::ServiceError;
 use crate::rest::{ApiError, ApiJson, ErrorBody};
 
 type S = State<OAuthServer>;
@@ -767,26 +765,9 @@ async fn verify(State(s): S, headers: HeaderMap, Query(q): Query<VerifyQuery>) -
 ))]
 pub struct OAuthApiDoc;
 
-/// The API caller, authenticated with an API token like every `/api/v1` route; each
-/// operation checks what that token may do.
-struct ApiCaller(Caller);
-
-impl FromRequestParts<OAuthServer> for ApiCaller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        s: &OAuthServer,
-    ) -> Result<Self, Self::Rejection> {
-        let secret = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(crate::auth::bearer)
-            .ok_or(ServiceError::Unauthenticated(
-                "send `Authorization: Bearer <token>`",
-            ))?;
-        Ok(Self(s.cp().authenticate_api(secret).await?))
+impl axum::extract::FromRef<OAuthServer> for crate::service::ControlPlane {
+    fn from_ref(s: &OAuthServer) -> Self {
+        s.cp().clone()
     }
 }
 
@@ -794,10 +775,7 @@ type ApiResult<T> = Result<T, ApiError>;
 
 #[utoipa::path(get, path = "/api/v1/oauth/idps", tag = "oauth", security(("bearer" = [])),
     responses((status = 200, body = [super::IdpView]), (status = 403, body = ErrorBody)))]
-async fn list_idps(
-    State(s): S,
-    ApiCaller(c): ApiCaller,
-) -> ApiResult<axum::Json<Vec<super::IdpView>>> {
+async fn list_idps(State(s): S, c: Caller) -> ApiResult<axum::Json<Vec<super::IdpView>>> {
     Ok(axum::Json(admin::list_idps(&s, &c).await?))
 }
 
@@ -806,7 +784,7 @@ async fn list_idps(
     responses((status = 201, body = super::IdpView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn create_idp(
     State(s): S,
-    ApiCaller(c): ApiCaller,
+    c: Caller,
     ApiJson(input): ApiJson<IdpInput>,
 ) -> ApiResult<(StatusCode, axum::Json<super::IdpView>)> {
     Ok((
@@ -817,21 +795,14 @@ async fn create_idp(
 
 #[utoipa::path(delete, path = "/api/v1/oauth/idps/{name}", tag = "oauth", security(("bearer" = [])), params(("name" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-async fn delete_idp(
-    State(s): S,
-    ApiCaller(c): ApiCaller,
-    Path(name): Path<String>,
-) -> ApiResult<StatusCode> {
+async fn delete_idp(State(s): S, c: Caller, Path(name): Path<String>) -> ApiResult<StatusCode> {
     admin::delete_idp(&s, &c, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/v1/oauth/rules", tag = "oauth", security(("bearer" = [])),
     responses((status = 200, body = [super::LoginRule])))]
-async fn list_rules(
-    State(s): S,
-    ApiCaller(c): ApiCaller,
-) -> ApiResult<axum::Json<Vec<super::LoginRule>>> {
+async fn list_rules(State(s): S, c: Caller) -> ApiResult<axum::Json<Vec<super::LoginRule>>> {
     Ok(axum::Json(admin::list_rules(&s, &c).await?))
 }
 
@@ -840,7 +811,7 @@ async fn list_rules(
     responses((status = 201, body = super::LoginRule), (status = 400, body = ErrorBody)))]
 async fn create_rule(
     State(s): S,
-    ApiCaller(c): ApiCaller,
+    c: Caller,
     ApiJson(input): ApiJson<LoginRuleInput>,
 ) -> ApiResult<(StatusCode, axum::Json<super::LoginRule>)> {
     Ok((
@@ -851,61 +822,40 @@ async fn create_rule(
 
 #[utoipa::path(delete, path = "/api/v1/oauth/rules/{id}", tag = "oauth", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-async fn delete_rule(
-    State(s): S,
-    ApiCaller(c): ApiCaller,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
+async fn delete_rule(State(s): S, c: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     admin::delete_rule(&s, &c, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/v1/oauth/clients", tag = "oauth", security(("bearer" = [])),
     responses((status = 200, body = [admin::ClientView])))]
-async fn list_clients(
-    State(s): S,
-    ApiCaller(c): ApiCaller,
-) -> ApiResult<axum::Json<Vec<admin::ClientView>>> {
+async fn list_clients(State(s): S, c: Caller) -> ApiResult<axum::Json<Vec<admin::ClientView>>> {
     Ok(axum::Json(admin::list_clients(&s, &c).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/oauth/clients/{id}", tag = "oauth", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-async fn delete_client(
-    State(s): S,
-    ApiCaller(c): ApiCaller,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
+async fn delete_client(State(s): S, c: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     admin::delete_client(&s, &c, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/v1/oauth/sessions", tag = "oauth", security(("bearer" = [])),
     responses((status = 200, body = [admin::SessionView])))]
-async fn list_sessions(
-    State(s): S,
-    ApiCaller(c): ApiCaller,
-) -> ApiResult<axum::Json<Vec<admin::SessionView>>> {
+async fn list_sessions(State(s): S, c: Caller) -> ApiResult<axum::Json<Vec<admin::SessionView>>> {
     Ok(axum::Json(admin::list_sessions(&s, &c).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/oauth/sessions/{id}", tag = "oauth", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-async fn revoke_session(
-    State(s): S,
-    ApiCaller(c): ApiCaller,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
+async fn revoke_session(State(s): S, c: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     admin::revoke_session(&s, &c, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/v1/oauth/consents", tag = "oauth", security(("bearer" = [])),
     responses((status = 200, body = [super::ConsentRecord])))]
-async fn list_consents(
-    State(s): S,
-    ApiCaller(c): ApiCaller,
-) -> ApiResult<axum::Json<Vec<super::ConsentRecord>>> {
+async fn list_consents(State(s): S, c: Caller) -> ApiResult<axum::Json<Vec<super::ConsentRecord>>> {
     Ok(axum::Json(admin::list_consents(&s, &c).await?))
 }
 
@@ -919,7 +869,7 @@ struct ConsentQuery {
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn revoke_consent(
     State(s): S,
-    ApiCaller(c): ApiCaller,
+    c: Caller,
     Query(q): Query<ConsentQuery>,
 ) -> ApiResult<StatusCode> {
     admin::revoke_consent(&s, &c, &q.sub, &q.client_id).await?;
@@ -928,20 +878,14 @@ async fn revoke_consent(
 
 #[utoipa::path(post, path = "/api/v1/oauth/keys/rotate", tag = "oauth", security(("bearer" = [])),
     responses((status = 200, description = "The new key id")))]
-async fn rotate_keys(
-    State(s): S,
-    ApiCaller(c): ApiCaller,
-) -> ApiResult<axum::Json<serde_json::Value>> {
+async fn rotate_keys(State(s): S, c: Caller) -> ApiResult<axum::Json<serde_json::Value>> {
     let kid = admin::rotate_keys(&s, &c).await?;
     Ok(axum::Json(serde_json::json!({"kid": kid})))
 }
 
 #[utoipa::path(get, path = "/api/v1/oauth/metrics", tag = "oauth", security(("bearer" = [])),
     responses((status = 200, body = super::Metrics)))]
-async fn oauth_metrics(
-    State(s): S,
-    ApiCaller(c): ApiCaller,
-) -> ApiResult<axum::Json<super::Metrics>> {
+async fn oauth_metrics(State(s): S, c: Caller) -> ApiResult<axum::Json<super::Metrics>> {
     Ok(axum::Json(admin::metrics(&s, &c).await?))
 }
 
@@ -949,7 +893,7 @@ async fn oauth_metrics(
     responses((status = 200, body = super::ProxyOAuthView), (status = 404, body = ErrorBody)))]
 async fn get_proxy_settings(
     State(s): S,
-    ApiCaller(c): ApiCaller,
+    c: Caller,
     Path(h): Path<String>,
 ) -> ApiResult<axum::Json<super::ProxyOAuthView>> {
     Ok(axum::Json(admin::get_proxy_settings(&s, &c, &h).await?))
@@ -960,7 +904,7 @@ async fn get_proxy_settings(
     responses((status = 200, body = super::ProxyOAuthView), (status = 400, body = ErrorBody)))]
 async fn set_proxy_settings(
     State(s): S,
-    ApiCaller(c): ApiCaller,
+    c: Caller,
     Path(h): Path<String>,
     ApiJson(input): ApiJson<super::ProxyOAuthInput>,
 ) -> ApiResult<axum::Json<super::ProxyOAuthView>> {
@@ -973,7 +917,7 @@ async fn set_proxy_settings(
     responses((status = 204)))]
 async fn clear_proxy_settings(
     State(s): S,
-    ApiCaller(c): ApiCaller,
+    c: Caller,
     Path(h): Path<String>,
 ) -> ApiResult<StatusCode> {
     admin::clear_proxy_settings(&s, &c, &h).await?;
