@@ -186,29 +186,48 @@ struct Inner {
     cp: ControlPlane,
     settings: OAuthSettings,
     http: reqwest::Client,
+    /// Extra roots for calls to providers and metadata documents (read once at start).
+    upstream_roots: Vec<reqwest::Certificate>,
     counters: Counters,
+}
+
+/// An outbound HTTP client that never follows redirects and trusts `roots` too.
+fn client_builder(
+    roots: &[reqwest::Certificate],
+    timeout: Duration,
+    connect: Duration,
+) -> reqwest::ClientBuilder {
+    roots.iter().fold(
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(connect)
+            .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION"))),
+        |b, cert| b.add_root_certificate(cert.clone()),
+    )
 }
 
 impl OAuthServer {
     /// Builds the server over the control plane's store and master key.
     pub fn new(cp: ControlPlane, settings: OAuthSettings) -> anyhow::Result<Self> {
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(15))
-            .connect_timeout(Duration::from_secs(5))
-            .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")));
+        let mut upstream_roots = Vec::new();
         if let Some(path) = &settings.upstream_ca {
             let pem = std::fs::read(path)
                 .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)? {
-                builder = builder.add_root_certificate(cert);
-            }
+            upstream_roots = reqwest::Certificate::from_pem_bundle(&pem)?;
         }
+        let http = client_builder(
+            &upstream_roots,
+            Duration::from_secs(15),
+            Duration::from_secs(5),
+        )
+        .build()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 cp,
                 settings,
-                http: builder.build()?,
+                http,
+                upstream_roots,
                 counters: Counters::default(),
             }),
         })
@@ -264,6 +283,15 @@ impl OAuthServer {
 
     pub(crate) fn http(&self) -> &reqwest::Client {
         &self.inner.http
+    }
+
+    /// A client builder with this server's trust roots, for one-off clients (pinned DNS).
+    pub(crate) fn client_builder(
+        &self,
+        timeout: Duration,
+        connect: Duration,
+    ) -> reqwest::ClientBuilder {
+        client_builder(&self.inner.upstream_roots, timeout, connect)
     }
 
     pub(crate) fn counters(&self) -> &Counters {

@@ -608,19 +608,9 @@ pub async fn fetch_metadata_document(
         )));
     }
     // Pin the connection to the address we checked, so DNS cannot change between check and use.
-    let mut builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(5))
-        .connect_timeout(Duration::from_secs(3))
-        .resolve(&lookup_host, addr)
-        .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")));
-    if let Some(path) = &server.settings().upstream_ca
-        && let Ok(pem) = std::fs::read(path)
-    {
-        for cert in reqwest::Certificate::from_pem_bundle(&pem).unwrap_or_default() {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
+    let builder = server
+        .client_builder(Duration::from_secs(5), Duration::from_secs(3))
+        .resolve(&lookup_host, addr);
     let client = builder.build().map_err(OAuthError::server)?;
     let mut resp = client
         .get(url.clone())
