@@ -340,29 +340,46 @@ impl OAuthServer {
     pub async fn sweep(&self) -> Result<(), OAuthError> {
         let t = now();
         let mut writes = Vec::new();
-        for (k, v) in self.cp().store().list(Collection::OAuthTx).await? {
-            if serde_json::from_slice::<LoginTx>(&v).map_or(true, |r| r.expires_at < t) {
-                writes.push(Write::Delete(Collection::OAuthTx, k));
+        self.expired(Collection::OAuthTx, &mut writes, |r: &LoginTx| {
+            r.expires_at < t
+        })
+        .await?;
+        // Used codes are kept a little longer than their life so replays are recognised.
+        self.expired(Collection::OAuthCodes, &mut writes, |r: &CodeRecord| {
+            r.expires_at + 600 < t
+        })
+        .await?;
+        self.expired(Collection::OAuthFamilies, &mut writes, |r: &TokenFamily| {
+            r.refresh_expires_at.min(r.absolute_expires_at) < t
+                && r.access_tokens.iter().all(|(_, exp)| *exp < t)
+        })
+        .await?;
+        self.expired(
+            Collection::OAuthRevocations,
+            &mut writes,
+            |r: &RevokedToken| r.expires_at < t,
+        )
+        .await?;
+        let mut devices = Vec::new();
+        self.expired(
+            Collection::OAuthDevices,
+            &mut devices,
+            |r: &DeviceRecord| r.expires_at < t,
+        )
+        .await?;
+        if !devices.is_empty() {
+            // Their user codes go with them.
+            for (code, key) in self.cp().store().list(Collection::OAuthUserCodes).await? {
+                let points_at_dead = serde_json::from_slice::<String>(&key).map_or(true, |k| {
+                    devices
+                        .iter()
+                        .any(|w| matches!(w, Write::Delete(_, d) if *d == k))
+                });
+                if points_at_dead {
+                    writes.push(Write::Delete(Collection::OAuthUserCodes, code));
+                }
             }
-        }
-        for (k, v) in self.cp().store().list(Collection::OAuthCodes).await? {
-            // Used codes are kept a little longer than their life so replays are recognised.
-            if serde_json::from_slice::<CodeRecord>(&v).map_or(true, |r| r.expires_at + 600 < t) {
-                writes.push(Write::Delete(Collection::OAuthCodes, k));
-            }
-        }
-        for (k, v) in self.cp().store().list(Collection::OAuthFamilies).await? {
-            if serde_json::from_slice::<TokenFamily>(&v).map_or(true, |r| {
-                r.refresh_expires_at.min(r.absolute_expires_at) < t
-                    && r.access_tokens.iter().all(|(_, exp)| *exp < t)
-            }) {
-                writes.push(Write::Delete(Collection::OAuthFamilies, k));
-            }
-        }
-        for (k, v) in self.cp().store().list(Collection::OAuthRevocations).await? {
-            if serde_json::from_slice::<RevokedToken>(&v).map_or(true, |r| r.expires_at < t) {
-                writes.push(Write::Delete(Collection::OAuthRevocations, k));
-            }
+            writes.extend(devices);
         }
         if !writes.is_empty() {
             self.apply(Batch {
@@ -372,6 +389,21 @@ impl OAuthServer {
             .await?;
         }
         keys::rotate_if_due(self).await?;
+        Ok(())
+    }
+
+    /// Queues deletes for records of `c` that are `dead` (or no longer decode).
+    async fn expired<T: DeserializeOwned>(
+        &self,
+        c: Collection,
+        out: &mut Vec<Write>,
+        dead: impl Fn(&T) -> bool,
+    ) -> Result<(), StoreError> {
+        for (k, v) in self.cp().store().list(c).await? {
+            if serde_json::from_slice::<T>(&v).map_or(true, |r| dead(&r)) {
+                out.push(Write::Delete(c, k));
+            }
+        }
         Ok(())
     }
 

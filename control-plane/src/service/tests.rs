@@ -397,3 +397,58 @@ async fn snapshots_carry_public_keys_and_revocations_only() {
     assert_eq!(snap.revocations.len(), 1);
     assert_eq!(snap.revocations[0].value, "jti-1");
 }
+
+#[tokio::test]
+async fn sweep_drops_expired_device_authorizations_and_their_user_codes() {
+    use crate::oauth::{DeviceRecord, DeviceStatus};
+    let (cp, _admin, _user, _d) = setup().await;
+    let server =
+        crate::oauth::OAuthServer::new(cp.clone(), crate::oauth::OAuthSettings::default()).unwrap();
+    let device = |code: &str, expires_at: i64| DeviceRecord {
+        client_id: "c".into(),
+        user_code: code.into(),
+        scopes: vec![],
+        resources: vec![],
+        status: DeviceStatus::Pending,
+        identity: None,
+        granted_scopes: vec![],
+        auth_time: 0,
+        expires_at,
+        last_poll: 0,
+    };
+    cp.store()
+        .apply(crate::store::Batch {
+            checks: vec![],
+            writes: vec![
+                put(
+                    Collection::OAuthDevices,
+                    "old",
+                    &device("BBBB-BBBB", now() - 1),
+                ),
+                put(Collection::OAuthUserCodes, "BBBB-BBBB", &"old"),
+                put(
+                    Collection::OAuthDevices,
+                    "live",
+                    &device("CCCC-CCCC", now() + 600),
+                ),
+                put(Collection::OAuthUserCodes, "CCCC-CCCC", &"live"),
+            ],
+        })
+        .await
+        .unwrap();
+    server.sweep().await.unwrap();
+    let keys = |c| {
+        let store = cp.store().clone();
+        async move {
+            store
+                .list(c)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(keys(Collection::OAuthDevices).await, vec!["live"]);
+    assert_eq!(keys(Collection::OAuthUserCodes).await, vec!["CCCC-CCCC"]);
+}
