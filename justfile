@@ -191,6 +191,10 @@ oauth-sessions-list:
 oauth-session-revoke id:
     {{cli}} oauth session revoke "{{id}}"
 
+# Sign a user out everywhere (every session and token issued so far): just oauth-user-revoke SUB
+oauth-user-revoke sub:
+    {{cli}} oauth session revoke-user "{{sub}}"
+
 # Rotate the token signing key.
 oauth-rotate-keys:
     {{cli}} oauth rotate-keys

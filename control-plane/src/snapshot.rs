@@ -135,7 +135,8 @@ pub async fn build(store: &Store, key: &MasterKey) -> Result<pb::ConfigSnapshot,
             .into_iter()
             .filter(|r| r.expires_at > now)
             .map(|r| pb::Revocation {
-                kind: "jti".into(),
+                kind: r.wire_kind().to_owned(),
+                issued_before: r.issued_before,
                 value: r.jti,
                 expires_at: r.expires_at,
             })

@@ -528,3 +528,131 @@ async fn control_plane_tokens_are_accepted_bound_to_their_resource_and_revocable
     );
     assert_eq!(backend.received(), ["/tools"]);
 }
+
+/// Polls `host` with `bearer` until the data plane refuses it as revoked; returns how long
+/// that took from `since`.
+async fn refused_as_revoked(dp: &DataPlane, bearer: &str, since: std::time::Instant) -> Duration {
+    let deadline = since + Duration::from_secs(10);
+    loop {
+        let resp = get(
+            dp,
+            "mcp.example.com",
+            "/tools",
+            &[("authorization", bearer)],
+        )
+        .await;
+        if resp.status() == 401 {
+            assert!(
+                challenge(&resp).ends_with("error_description=\"token revoked\""),
+                "{}",
+                challenge(&resp)
+            );
+            return since.elapsed();
+        }
+        assert_eq!(resp.status(), 200, "token neither accepted nor revoked");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "revocation never reached the data plane"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn revoking_a_user_or_a_client_reaches_data_planes_within_a_second() {
+    let l = login_fixture().await;
+    let cp = &l.cp;
+    let backend = Backend::start("mcp").await;
+    let dp = DataPlane::start(cp, "dp-edge-revoke").await;
+    cp.cli_ok(&["proxy", "create", "mcp.example.com", &backend.url]);
+    cp.cli_ok(&[
+        "proxy",
+        "auth",
+        "enable",
+        "mcp.example.com",
+        "--auth-host",
+        "auth.example.com",
+        "--mode",
+        "forward",
+    ]);
+    let bearer = format!(
+        "Bearer {}",
+        access_token(&l, "https://mcp.example.com").await
+    );
+    let resp = eventually(Duration::from_secs(20), "token accepted", || {
+        let (dp, bearer) = (&dp, bearer.clone());
+        async move {
+            let resp = get(
+                dp,
+                "mcp.example.com",
+                "/tools",
+                &[("authorization", &bearer)],
+            )
+            .await;
+            (resp.status() == 200).then_some(resp)
+        }
+    })
+    .await;
+    let seen: Value = resp.json().await.expect("echo");
+    let sub = seen["headers"]["x-auth-subject"]
+        .as_str()
+        .expect("subject")
+        .to_owned();
+
+    // A user: every token issued so far, one snapshot entry, within a second.
+    let start = std::time::Instant::now();
+    cp.cli_ok(&["oauth", "session", "revoke-user", &sub]);
+    let took = refused_as_revoked(&dp, &bearer, start).await;
+    assert!(
+        took < Duration::from_secs(1),
+        "user revocation took {took:?}"
+    );
+    let sessions: Value =
+        serde_json::from_str(&cp.cli_ok(&["oauth", "session", "list", "--output", "json"]))
+            .expect("json");
+    assert_eq!(sessions["items"], json!([]), "the user's sessions are gone");
+    // The authorization server applies the same rule (userinfo, introspection, admin API).
+    let userinfo_url = format!("{}/userinfo", cp.http);
+    let userinfo = |bearer: String| {
+        let url = userinfo_url.clone();
+        async move {
+            http_client()
+                .get(url)
+                .header("authorization", bearer)
+                .send()
+                .await
+                .expect("userinfo")
+                .status()
+        }
+    };
+    assert_eq!(userinfo(bearer.clone()).await, 401);
+
+    // Logging in again afterwards works (issued in a later second than the cutoff).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let fresh = format!(
+        "Bearer {}",
+        access_token(&l, "https://mcp.example.com").await
+    );
+    let resp = get(
+        &dp,
+        "mcp.example.com",
+        "/tools",
+        &[("authorization", &fresh)],
+    )
+    .await;
+    assert_eq!(
+        resp.status(),
+        200,
+        "a login after the revocation is refused"
+    );
+    assert_eq!(userinfo(fresh.clone()).await, 200);
+
+    // A client: deleting it revokes every token it was issued.
+    let start = std::time::Instant::now();
+    cp.cli_ok(&["oauth", "client", "delete", &l.client_id]);
+    let took = refused_as_revoked(&dp, &fresh, start).await;
+    assert!(
+        took < Duration::from_secs(1),
+        "client revocation took {took:?}"
+    );
+}

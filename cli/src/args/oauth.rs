@@ -153,6 +153,11 @@ pub(crate) enum SessionCommand {
         /// Session id
         id: String,
     },
+    /// Sign a user out everywhere: every session and every token issued to them so far
+    RevokeUser {
+        /// The user's subject (`sub`, as `session list` shows it)
+        sub: String,
+    },
 }
 
 /// Consent commands.

@@ -250,6 +250,15 @@ pub(crate) async fn run(ctx: &mut Ctx, cmd: OAuthCommand) -> Result<(), CliError
             .reply(call)?;
             out.emit(&json!({}), || format!("revoked session {id}"))
         }
+        OAuthCommand::Session(SessionCommand::RevokeUser { sub }) => {
+            c.revoke_user(pb::ByName {
+                name: sub.clone(),
+                force: false,
+            })
+            .await
+            .reply(call)?;
+            out.emit(&json!({}), || format!("revoked every session of {sub}"))
+        }
         OAuthCommand::Consent(ConsentCommand::List) => {
             let l = c.list_consents(pb::Empty {}).await.reply(call)?;
             let items: Vec<Value> = l

@@ -209,6 +209,12 @@ impl pb::o_auth_admin_service_server::OAuthAdminService for OAuthAdminApi {
         ok(pb::Empty {})
     }
 
+    async fn revoke_user(&self, req: Request<pb::ByName>) -> Reply<pb::Empty> {
+        let c = api_caller(self.server.cp(), &req).await?;
+        admin::revoke_user(&self.server, &c, &req.get_ref().name).await?;
+        ok(pb::Empty {})
+    }
+
     async fn list_consents(&self, req: Request<pb::Empty>) -> Reply<pb::OAuthConsentList> {
         let c = api_caller(self.server.cp(), &req).await?;
         let items = admin::list_consents(&self.server, &c).await?;

@@ -328,6 +328,23 @@ pub async fn revoke_session(server: &OAuthServer, caller: &Caller, id: &str) -> 
         .map_err(|e| ServiceError::Unprocessable(e.to_string()))
 }
 
+/// Signs user `sub` out everywhere: every session ends and every access token issued to
+/// them so far stops working at every data plane (one revocation entry in the snapshot).
+/// Logging in again afterwards works; to keep someone out, change the login rules.
+pub async fn revoke_user(server: &OAuthServer, caller: &Caller, sub: &str) -> Result<()> {
+    admin(caller)?;
+    let sub = sub.trim();
+    if sub.is_empty() || sub.len() > 512 || sub.chars().any(char::is_control) {
+        return Err(ServiceError::invalid(
+            "sub",
+            "must be a user's subject (1-512 characters, no control characters)",
+        ));
+    }
+    super::token::revoke_all_of(server, super::RevokedKind::Subject, sub)
+        .await
+        .map_err(|e| ServiceError::Unprocessable(e.to_string()))
+}
+
 /// Lists remembered consents.
 pub async fn list_consents(server: &OAuthServer, caller: &Caller) -> Result<Vec<ConsentRecord>> {
     admin(caller)?;

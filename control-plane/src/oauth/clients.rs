@@ -416,7 +416,7 @@ pub async fn delete(
     if token.is_some() {
         managed(server, client_id, token).await?;
     }
-    super::token::revoke_client(server, client_id).await?;
+    super::token::revoke_all_of(server, super::RevokedKind::Client, client_id).await?;
     server
         .apply(Batch {
             checks: vec![],

@@ -59,6 +59,7 @@ pub fn router(server: OAuthServer) -> Router {
         .route("/api/v1/oauth/clients/{id}", delete(delete_client))
         .route("/api/v1/oauth/sessions", get(list_sessions))
         .route("/api/v1/oauth/sessions/{id}", delete(revoke_session))
+        .route("/api/v1/oauth/users/{sub}/sessions", delete(revoke_user))
         .route(
             "/api/v1/oauth/consents",
             get(list_consents).delete(revoke_consent),
@@ -755,6 +756,7 @@ async fn verify(State(s): S, headers: HeaderMap, Query(q): Query<VerifyQuery>) -
     delete_client,
     list_sessions,
     revoke_session,
+    revoke_user,
     list_consents,
     revoke_consent,
     rotate_keys,
@@ -850,6 +852,13 @@ async fn list_sessions(State(s): S, c: Caller) -> ApiResult<axum::Json<Vec<admin
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn revoke_session(State(s): S, c: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     admin::revoke_session(&s, &c, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(delete, path = "/api/v1/oauth/users/{sub}/sessions", tag = "oauth", security(("bearer" = [])), params(("sub" = String, Path, description = "The user's subject")),
+    responses((status = 204, description = "Every session and token of the user revoked"), (status = 400, body = ErrorBody)))]
+async fn revoke_user(State(s): S, c: Caller, Path(sub): Path<String>) -> ApiResult<StatusCode> {
+    admin::revoke_user(&s, &c, &sub).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -312,13 +312,82 @@ pub struct ConsentRecord {
     pub created_at: i64,
 }
 
-/// A revoked access token (by `jti`) until it would have expired anyway.
+/// A revocation, kept until every token it covers would have expired anyway.
+///
+/// One access token (`kind` empty or `jti`), or every access token issued to a user
+/// (`sub`) or a client (`client_id`) up to and including `issued_before`: one entry per
+/// user or client instead of one per token, and later logins are not affected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevokedToken {
-    /// Token id.
+    /// Token id, subject or client id, as `kind` says.
     pub jti: String,
-    /// When the token expires; the entry can go then.
+    /// When the last token covered expires; the entry can go then.
     pub expires_at: i64,
+    /// `""` (token id), `sub` or `client_id`.
+    #[serde(default)]
+    pub kind: String,
+    /// For `sub`/`client_id`: tokens with `iat` up to this (Unix seconds) are revoked.
+    #[serde(default)]
+    pub issued_before: i64,
+}
+
+impl RevokedToken {
+    /// A revoked access token.
+    pub fn token(jti: &str, expires_at: i64) -> Self {
+        Self {
+            jti: jti.to_owned(),
+            expires_at,
+            kind: String::new(),
+            issued_before: 0,
+        }
+    }
+
+    /// Every token of subject or client `value` issued at or before `now`.
+    pub fn all_of(kind: RevokedKind, value: &str, now: i64, access_ttl_secs: i64) -> Self {
+        Self {
+            jti: value.to_owned(),
+            expires_at: now + access_ttl_secs,
+            kind: kind.as_str().to_owned(),
+            issued_before: now,
+        }
+    }
+
+    /// Store key: the `jti` itself, or `kind:value` so the kinds cannot collide.
+    pub fn key(&self) -> String {
+        if self.kind.is_empty() {
+            self.jti.clone()
+        } else {
+            format!("{}:{}", self.kind, self.jti)
+        }
+    }
+
+    /// The kind as data planes name it on the wire.
+    pub fn wire_kind(&self) -> &str {
+        if self.kind.is_empty() {
+            "jti"
+        } else {
+            &self.kind
+        }
+    }
+}
+
+/// Whose tokens a bulk revocation covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokedKind {
+    /// Every token issued to a user.
+    Subject,
+    /// Every token issued to a client.
+    Client,
+}
+
+impl RevokedKind {
+    /// Wire and store name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Subject => "sub",
+            Self::Client => "client_id",
+        }
+    }
 }
 
 /// A signing key; the private half sealed with the master key.

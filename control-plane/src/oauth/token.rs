@@ -10,12 +10,15 @@ use serde::{Deserialize, Serialize};
 use super::authorize::pkce_matches;
 use super::clients::{self, Presented};
 use super::{
-    ClientRecord, CodeRecord, Identity, OAuthError, OAuthServer, RevokedToken, SigningKeyRecord,
-    TokenFamily, keys, put, random_token, sha256_hex,
+    ClientRecord, CodeRecord, Identity, OAuthError, OAuthServer, RevokedKind, RevokedToken,
+    SigningKeyRecord, TokenFamily, keys, put, random_token, sha256_hex,
 };
 use crate::auth::hashes_equal;
 use crate::model::now;
 use crate::store::{Batch, Check, Collection, StoreError, Write};
+
+/// Clock skew tolerated on `exp`/`nbf`, here and (the same value) in data planes.
+const LEEWAY_SECS: i64 = 5;
 
 /// Form of `POST /token`.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -501,18 +504,69 @@ pub async fn verify_access_token(
     validation.set_issuer(&[server.issuer()]);
     validation.validate_aud = false;
     validation.validate_nbf = true;
-    validation.leeway = 5;
+    validation.leeway = LEEWAY_SECS as u64;
     validation.set_required_spec_claims(&["exp", "iss", "sub", "nbf", "iat"]);
     let data = jsonwebtoken::decode::<AccessClaims>(jwt, &dkey, &validation)
         .map_err(|e| bad(&format!("token rejected: {e}")))?;
-    if server
-        .get::<RevokedToken>(Collection::OAuthRevocations, &data.claims.jti)
-        .await?
-        .is_some()
-    {
+    if is_revoked(server, &data.claims).await? {
         return Err(bad("token revoked"));
     }
     Ok(data.claims)
+}
+
+/// Whether the token itself, or every token of its user or client up to its issue time,
+/// is revoked: the same rule data planes apply to the snapshot's revocations.
+async fn is_revoked(server: &OAuthServer, claims: &AccessClaims) -> Result<bool, OAuthError> {
+    let c = Collection::OAuthRevocations;
+    if server.get::<RevokedToken>(c, &claims.jti).await?.is_some() {
+        return Ok(true);
+    }
+    for (kind, value) in [
+        (RevokedKind::Subject, &claims.sub),
+        (RevokedKind::Client, &claims.client_id),
+    ] {
+        let key = format!("{}:{value}", kind.as_str());
+        if let Some((r, _)) = server.get::<RevokedToken>(c, &key).await?
+            && claims.iat <= r.issued_before
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Revokes every token issued so far to a user (`RevokedKind::Subject`) or a client, and
+/// their refresh families: one revocation entry reaches the data planes, and logins after
+/// this second are unaffected.
+pub async fn revoke_all_of(
+    server: &OAuthServer,
+    kind: RevokedKind,
+    value: &str,
+) -> Result<(), OAuthError> {
+    let families: Vec<TokenFamily> = server.list(Collection::OAuthFamilies).await?;
+    let mut writes: Vec<Write> = families
+        .iter()
+        .filter(|f| match kind {
+            RevokedKind::Subject => f.identity.sub == value,
+            RevokedKind::Client => f.client_id == value,
+        })
+        .map(|f| Write::Delete(Collection::OAuthFamilies, f.id.clone()))
+        .collect();
+    let entry = RevokedToken::all_of(
+        kind,
+        value,
+        now(),
+        server.settings().access_ttl.as_secs() as i64 + LEEWAY_SECS,
+    );
+    writes.push(put(Collection::OAuthRevocations, &entry.key(), &entry));
+    server
+        .apply(Batch {
+            checks: vec![],
+            writes,
+        })
+        .await?;
+    server.count(&server.counters().revoked);
+    Ok(())
 }
 
 /// Revokes a refresh family and every access token it issued.
@@ -532,10 +586,7 @@ pub async fn revoke_family(server: &OAuthServer, family_id: &str) -> Result<(), 
         writes.push(put(
             Collection::OAuthRevocations,
             jti,
-            &RevokedToken {
-                jti: jti.clone(),
-                expires_at: *exp,
-            },
+            &RevokedToken::token(jti, *exp),
         ));
     }
     server
@@ -545,15 +596,6 @@ pub async fn revoke_family(server: &OAuthServer, family_id: &str) -> Result<(), 
         })
         .await?;
     server.count(&server.counters().revoked);
-    Ok(())
-}
-
-/// Revokes every family a client holds (client deleted).
-pub async fn revoke_client(server: &OAuthServer, client_id: &str) -> Result<(), OAuthError> {
-    let families: Vec<TokenFamily> = server.list(Collection::OAuthFamilies).await?;
-    for f in families.iter().filter(|f| f.client_id == client_id) {
-        revoke_family(server, &f.id).await?;
-    }
     Ok(())
 }
 
@@ -584,10 +626,7 @@ pub async fn revoke(
                 writes: vec![put(
                     Collection::OAuthRevocations,
                     &claims.jti,
-                    &RevokedToken {
-                        jti: claims.jti.clone(),
-                        expires_at: claims.exp,
-                    },
+                    &RevokedToken::token(&claims.jti, claims.exp),
                 )],
             })
             .await?;

@@ -378,10 +378,7 @@ async fn snapshots_carry_public_keys_and_revocations_only() {
             writes: vec![put(
                 Collection::OAuthRevocations,
                 "jti-1",
-                &crate::oauth::RevokedToken {
-                    jti: "jti-1".into(),
-                    expires_at: now() + 60,
-                },
+                &crate::oauth::RevokedToken::token("jti-1", now() + 60),
             )],
         })
         .await
@@ -396,6 +393,21 @@ async fn snapshots_carry_public_keys_and_revocations_only() {
     }
     assert_eq!(snap.revocations.len(), 1);
     assert_eq!(snap.revocations[0].value, "jti-1");
+    // A user revocation is one entry with its cutoff, not one per token.
+    crate::oauth::token::revoke_all_of(&server, crate::oauth::RevokedKind::Subject, "github:7")
+        .await
+        .unwrap();
+    let snap = crate::snapshot::build(cp.store(), cp.master_key())
+        .await
+        .unwrap();
+    let user = snap
+        .revocations
+        .iter()
+        .find(|r| r.kind == "sub")
+        .unwrap_or_else(|| panic!("{:?}", snap.revocations));
+    assert_eq!(user.value, "github:7");
+    assert!((now() - user.issued_before).abs() <= 1, "{user:?}");
+    assert!(user.expires_at > user.issued_before, "{user:?}");
 }
 
 #[tokio::test]

@@ -106,6 +106,7 @@ fn compile(proxies: Vec<pb::ProxyTarget>, keys: &[&SigningKey], revoked: &[&str]
                 kind: "jti".into(),
                 value: (*jti).into(),
                 expires_at: now() + 3600,
+                issued_before: 0,
             })
             .collect(),
         ..Default::default()
@@ -461,6 +462,62 @@ fn revoked_jti_is_refused() {
         &refused(&f.snap, API, request("/", Some(&sign(&f.es, &c)), &[])),
         "token revoked",
     );
+}
+
+#[test]
+fn user_and_client_revocations_cover_tokens_issued_up_to_their_cutoff() {
+    let es = es256_key("es-1");
+    let t = now();
+    let revoke = |kind: &str, value: &str, issued_before: i64| pb::Revocation {
+        kind: kind.into(),
+        value: value.into(),
+        expires_at: t + 3600,
+        issued_before,
+    };
+    let snapshot_with = |r: pb::Revocation| {
+        let clients = ClientCache::with_roots(rustls::RootCertStore::empty());
+        let wire = pb::ConfigSnapshot {
+            version: 1,
+            proxies: vec![proxy(API, auth("forward", &[]))],
+            jwks_json: json!({ "keys": [es.jwk.clone()] }).to_string(),
+            oauth_issuer: ISSUER.into(),
+            revocations: vec![r],
+            ..Default::default()
+        };
+        Snapshot::compile(&wire, &clients).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let issued_at = |iat: i64| {
+        let mut c = claims("https://api.example.com");
+        c["iat"] = json!(iat);
+        c["nbf"] = json!(t - 120);
+        sign(&es, &c)
+    };
+    for kind in ["sub", "client_id"] {
+        let value = if kind == "sub" { "user-42" } else { "client-1" };
+        let snap = snapshot_with(revoke(kind, value, t - 10));
+        // Issued before and at the cutoff: revoked.
+        for iat in [t - 60, t - 10] {
+            let req = request("/", Some(&issued_at(iat)), &[]);
+            assert_invalid(&refused(&snap, API, req), "token revoked");
+        }
+        // A login after the revocation is unaffected.
+        let req = request("/", Some(&issued_at(t - 9)), &[]);
+        assert!(run(&snap, API, req).is_ok(), "{kind}: later token refused");
+        // Another user or client is unaffected.
+        let mut other = claims("https://api.example.com");
+        other["sub"] = json!("user-7");
+        other["client_id"] = json!("client-2");
+        other["iat"] = json!(t - 60);
+        let req = request("/", Some(&sign(&es, &other)), &[]);
+        assert!(
+            run(&snap, API, req).is_ok(),
+            "{kind}: other principal refused"
+        );
+        // No cutoff: every token of theirs.
+        let snap = snapshot_with(revoke(kind, value, 0));
+        let req = request("/", Some(&issued_at(t)), &[]);
+        assert_invalid(&refused(&snap, API, req), "token revoked");
+    }
 }
 
 #[test]

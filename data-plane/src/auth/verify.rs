@@ -5,7 +5,7 @@
 //! depend on the proxy and the request, so [`super::ProxyAuth`] checks them on the
 //! returned [`Claims`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
@@ -81,6 +81,10 @@ pub struct Claims {
     pub scope: String,
     /// Token id, for revocation.
     pub jti: String,
+    /// Issue time: user and client revocations cover tokens issued up to a cutoff. A
+    /// token without one counts as issued at the epoch, so such revocations cover it.
+    #[serde(default)]
+    pub iat: i64,
     /// The OAuth client the token was issued to.
     #[serde(default)]
     pub client_id: String,
@@ -102,8 +106,10 @@ pub struct Verifier {
     es256: Validation,
     rs256: Validation,
     revoked_jti: HashSet<Box<str>>,
-    revoked_sub: HashSet<Box<str>>,
-    revoked_client: HashSet<Box<str>>,
+    /// Subject → tokens issued at or before this instant are revoked.
+    revoked_sub: HashMap<Box<str>, i64>,
+    /// Client id → tokens issued at or before this instant are revoked.
+    revoked_client: HashMap<Box<str>, i64>,
 }
 
 // === impl Verifier ===
@@ -114,16 +120,25 @@ impl Verifier {
         let keys = KeySet::compile(&snapshot.jwks_json)?;
         let issuer = snapshot.oauth_issuer.trim();
         let mut revoked_jti = HashSet::new();
-        let mut revoked_sub = HashSet::new();
-        let mut revoked_client = HashSet::new();
+        let mut revoked_sub = HashMap::new();
+        let mut revoked_client = HashMap::new();
         for r in &snapshot.revocations {
-            let set = match r.kind.as_str() {
-                "jti" => &mut revoked_jti,
+            let cutoffs = match r.kind.as_str() {
+                "jti" => {
+                    revoked_jti.insert(Box::<str>::from(r.value.as_str()));
+                    continue;
+                }
                 "sub" => &mut revoked_sub,
                 "client_id" => &mut revoked_client,
                 other => return Err(VerifierError::RevocationKind(other.to_owned())),
             };
-            set.insert(Box::<str>::from(r.value.as_str()));
+            // 0 (unset) revokes every token of theirs.
+            let cutoff = if r.issued_before == 0 {
+                i64::MAX
+            } else {
+                r.issued_before
+            };
+            cutoffs.insert(Box::<str>::from(r.value.as_str()), cutoff);
         }
         Ok(Self {
             issuer: issuer.into(),
@@ -170,9 +185,12 @@ impl Verifier {
         let claims = jsonwebtoken::decode::<Claims>(token, &key.key, validation)
             .map_err(|e| token_error(e.kind()))?
             .claims;
+        let issued_by = |cutoffs: &HashMap<Box<str>, i64>, key: &str| {
+            cutoffs.get(key).is_some_and(|&cutoff| claims.iat <= cutoff)
+        };
         if self.revoked_jti.contains(claims.jti.as_str())
-            || self.revoked_sub.contains(claims.sub.as_str())
-            || self.revoked_client.contains(claims.client_id.as_str())
+            || issued_by(&self.revoked_sub, &claims.sub)
+            || issued_by(&self.revoked_client, &claims.client_id)
         {
             return Err(TokenError::Revoked);
         }

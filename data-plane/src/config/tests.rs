@@ -447,7 +447,7 @@ fn unusable_keys_or_revocations_reject_the_snapshot() {
     s.revocations = vec![pb::Revocation {
         kind: "family".into(),
         value: "f".into(),
-        expires_at: 0,
+        ..Default::default()
     }];
     let e = compile_err(&s).to_string();
     assert!(e.contains("unsupported kind \"family\""), "{e}");
