@@ -189,6 +189,7 @@ struct Inner {
     /// Extra roots for calls to providers and metadata documents (read once at start).
     upstream_roots: Vec<reqwest::Certificate>,
     counters: Counters,
+    discovery: idp::DiscoveryCache,
 }
 
 /// An outbound HTTP client that never follows redirects and trusts `roots` too.
@@ -229,6 +230,7 @@ impl OAuthServer {
                 http,
                 upstream_roots,
                 counters: Counters::default(),
+                discovery: idp::DiscoveryCache::default(),
             }),
         })
     }
@@ -283,6 +285,11 @@ impl OAuthServer {
 
     pub(crate) fn http(&self) -> &reqwest::Client {
         &self.inner.http
+    }
+
+    /// OpenID provider metadata discovered recently.
+    pub(crate) fn discovery(&self) -> &idp::DiscoveryCache {
+        &self.inner.discovery
     }
 
     /// A client builder with this server's trust roots, for one-off clients (pinned DNS).

@@ -11,8 +11,40 @@ use openidconnect::{
     TokenResponse as _,
 };
 use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::{Identity, IdpKind, IdpRecord, LoginTx, OAuthError, OAuthServer};
+
+/// How long discovered OpenID provider metadata (with its JWKS) is reused.
+const DISCOVERY_TTL: Duration = Duration::from_secs(300);
+
+/// Discovered provider metadata by issuer URL, so a login (authorize, then callback) costs
+/// one discovery instead of two, and busy login periods none at all.
+#[derive(Default)]
+pub(crate) struct DiscoveryCache(Mutex<HashMap<String, (Instant, CoreProviderMetadata)>>);
+
+impl DiscoveryCache {
+    fn get(&self, issuer: &str) -> Option<CoreProviderMetadata> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(issuer)
+            .filter(|(at, _)| at.elapsed() < DISCOVERY_TTL)
+            .map(|(_, meta)| meta.clone())
+    }
+
+    fn put(&self, issuer: &str, meta: &CoreProviderMetadata) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, (at, _)| at.elapsed() < DISCOVERY_TTL);
+        map.insert(issuer.to_owned(), (Instant::now(), meta.clone()));
+    }
+
+    /// Forgets `issuer`: an id_token that failed verification may mean rotated keys.
+    fn forget(&self, issuer: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(issuer);
+    }
+}
 
 /// Default GitHub scopes: profile, e-mail addresses, org and team membership.
 pub const GITHUB_SCOPES: &[&str] = &["read:user", "user:email", "read:org"];
@@ -275,11 +307,19 @@ type Oidc = openidconnect::Client<
 >;
 
 async fn oidc_client(server: &OAuthServer, idp: &IdpRecord) -> Result<Oidc, OAuthError> {
-    let issuer = IssuerUrl::new(idp.base_url.clone()).map_err(|e| upstream_error(&idp.name, e))?;
-    let http = |req| oidc_http(server.http().clone(), req);
-    let meta = CoreProviderMetadata::discover_async(issuer, &http)
-        .await
-        .map_err(|e| upstream_error(&idp.name, format!("discovery: {e}")))?;
+    let meta = match server.discovery().get(&idp.base_url) {
+        Some(meta) => meta,
+        None => {
+            let issuer =
+                IssuerUrl::new(idp.base_url.clone()).map_err(|e| upstream_error(&idp.name, e))?;
+            let http = |req| oidc_http(server.http().clone(), req);
+            let meta = CoreProviderMetadata::discover_async(issuer, &http)
+                .await
+                .map_err(|e| upstream_error(&idp.name, format!("discovery: {e}")))?;
+            server.discovery().put(&idp.base_url, &meta);
+            meta
+        }
+    };
     let redirect = RedirectUrl::new(redirect_uri(server, idp)).map_err(OAuthError::server)?;
     Ok(CoreClient::from_provider_metadata(
         meta,
@@ -310,7 +350,10 @@ async fn oidc_finish(
     let verifier = client.id_token_verifier();
     let claims = id_token
         .claims(&verifier, &Nonce::new(tx.upstream_nonce.clone()))
-        .map_err(|e| upstream_error(&idp.name, format!("id_token rejected: {e}")))?;
+        .map_err(|e| {
+            server.discovery().forget(&idp.base_url);
+            upstream_error(&idp.name, format!("id_token rejected: {e}"))
+        })?;
     // The token verified above; read claims the standard set does not model (groups).
     let mut extra = id_token
         .to_string()
