@@ -230,3 +230,38 @@ proxy-auth-disable hostname:
 # Show how a proxy is protected.
 proxy-auth-show hostname:
     {{cli}} proxy auth show "{{hostname}}"
+
+# Protected-resource metadata of a protected proxy: just proxy-resource-set HOST --endpoint /mcp --scopes a,b [--documentation URL --field KEY=JSON --allow-origin ORIGIN ...]
+proxy-resource-set hostname *flags:
+    {{cli}} proxy resource set "$@"
+
+# Show a protected proxy's resource settings (endpoint, scopes, fields, origins).
+proxy-resource-show hostname:
+    {{cli}} proxy resource show "{{hostname}}"
+
+# Reset a protected proxy's resource settings to none.
+proxy-resource-clear hostname:
+    {{cli}} proxy resource clear "{{hostname}}"
+
+# An example protected MCP endpoint on this machine (idempotent): proxy HOST to the MCP server at URL
+# (default: server-everything's Streamable HTTP port), forward-mode edge auth, endpoint /mcp,
+# the OAuth endpoints at AUTH_HOST and a login rule granting scope mcp to USER (`*` = everyone
+# the identity provider vouches for) for this proxy only. Starts nothing.
+mcp-echo-setup host="mcp.localhost" url="http://127.0.0.1:3001" auth_host="auth.localhost" user="*":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cli="{{cli}}"
+    "$cli" proxy show "{{host}}" >/dev/null 2>&1 || "$cli" proxy create "{{host}}" "{{url}}" >/dev/null
+    "$cli" proxy update "{{host}}" --target "{{url}}" >/dev/null
+    "$cli" proxy show "{{auth_host}}" >/dev/null 2>&1 || "$cli" oauth setup "{{auth_host}}" >/dev/null
+    "$cli" proxy auth enable "{{host}}" --auth-host "{{auth_host}}" --mode forward --scope mcp >/dev/null
+    "$cli" proxy resource set "{{host}}" --endpoint /mcp --scopes mcp >/dev/null
+    if ! "$cli" -o json oauth rule list | grep -q '"{{host}}"'; then
+      "$cli" oauth rule add --proxy "{{host}}" --user "{{user}}" --scope mcp >/dev/null
+    fi
+    port="${DP_HTTP:-8080}"
+    echo "MCP endpoint:      http://{{host}}:${port}/mcp (bearer tokens required, scope mcp)"
+    echo "Resource metadata: http://{{host}}:${port}/.well-known/oauth-protected-resource/mcp"
+    echo "Point an MCP client (e.g. npx @modelcontextprotocol/inspector) at the MCP endpoint;"
+    echo "it discovers the authorization server from the 401 and logs in through it."
+    echo "Start the server first if it is not running, e.g.: npx @modelcontextprotocol/server-everything streamableHttp"

@@ -7,6 +7,7 @@ mod cert;
 mod kv;
 pub(crate) mod oauth;
 mod proxy;
+mod proxy_resource;
 mod resources;
 mod route;
 
@@ -24,6 +25,7 @@ pub(crate) use oauth::OAuthCommand;
 pub(crate) use proxy::{
     ProxyAuthCommand, ProxyAuthEnableArgs, ProxyCommand, ProxyCreateArgs, ProxyUpdateArgs,
 };
+pub(crate) use proxy_resource::{ProxyResourceCommand, ProxyResourceSetArgs};
 pub(crate) use resources::{
     DataplaneTokenCommand, DataplanesCommand, ExternalCommand, ScopeArg, ServiceCommand,
     TokenCommand,

@@ -4,6 +4,7 @@ mod cert;
 mod login;
 mod oauth;
 mod proxy;
+mod proxy_resource;
 mod route;
 mod service;
 mod status;

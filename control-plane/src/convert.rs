@@ -5,8 +5,9 @@ use portcullis_proto::v1 as pb;
 use crate::error::ServiceError;
 use crate::model::{
     AuthMode, CertificateInfo, CertificateInput, ChallengeKind, DataPlaneRecord, ExternalService,
-    MatchKind, Proxy, ProxyAuth, ProxyAuthInput, ProxyAuthView, ProxyInput, ProxyPatch, Route,
-    RouteInput, ServiceInput, TargetKind, TokenInfo, TokenInput, TokenScope,
+    MatchKind, Proxy, ProxyAuth, ProxyAuthInput, ProxyAuthView, ProxyInput, ProxyPatch,
+    ProxyResourceInput, ProxyResourceView, Route, RouteInput, ServiceInput, TargetKind, TokenInfo,
+    TokenInput, TokenScope,
 };
 
 impl From<Proxy> for pb::ProxyTarget {
@@ -54,10 +55,15 @@ impl From<ProxyAuth> for pb::ProxyAuthPolicy {
             auth_host: a.auth_host,
             required_scopes: a.required_scopes,
             public_paths: a.public_paths,
-            // Custom metadata fields belong to the resource-metadata capability.
-            resource_metadata_json: String::new(),
+            resource_metadata_json: if a.resource_fields.is_empty() {
+                String::new()
+            } else {
+                serde_json::Value::Object(a.resource_fields).to_string()
+            },
             scopes_supported: a.scopes_supported,
             resource_documentation: a.resource_documentation,
+            resource_endpoint: a.resource_endpoint,
+            allowed_origins: a.allowed_origins,
         }
     }
 }
@@ -353,6 +359,47 @@ impl TryFrom<pb::CertificateInput> for CertificateInput {
             challenge,
             staging: Some(c.staging),
             self_signed: Some(c.self_signed),
+        })
+    }
+}
+
+impl From<ProxyResourceView> for pb::ProxyResource {
+    fn from(v: ProxyResourceView) -> Self {
+        Self {
+            hostname: v.hostname,
+            protected: v.protected,
+            endpoint: v.endpoint,
+            scopes_supported: v.scopes_supported,
+            resource_documentation: v.resource_documentation,
+            fields_json: serde_json::Value::Object(v.fields).to_string(),
+            allowed_origins: v.allowed_origins,
+        }
+    }
+}
+
+impl TryFrom<pb::ProxyResourceInput> for ProxyResourceInput {
+    type Error = ServiceError;
+
+    fn try_from(r: pb::ProxyResourceInput) -> Result<Self, Self::Error> {
+        let fields = if r.fields_json.trim().is_empty() {
+            None
+        } else {
+            match serde_json::from_str(&r.fields_json) {
+                Ok(serde_json::Value::Object(map)) => Some(map),
+                _ => {
+                    return Err(ServiceError::invalid(
+                        "fields_json",
+                        "must be one JSON object",
+                    ));
+                }
+            }
+        };
+        Ok(Self {
+            endpoint: Some(r.endpoint),
+            scopes_supported: Some(r.scopes_supported),
+            resource_documentation: Some(r.resource_documentation),
+            fields,
+            allowed_origins: Some(r.allowed_origins),
         })
     }
 }

@@ -94,6 +94,17 @@ pub struct ProxyAuth {
     /// `resource_documentation` in the protected-resource metadata; empty = none.
     #[serde(default)]
     pub resource_documentation: String,
+    /// The MCP endpoint path (`/mcp`); empty = none. Set through `/resource`.
+    #[serde(default)]
+    pub resource_endpoint: String,
+    /// Extra protected-resource metadata fields. Set through `/resource`.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub resource_fields: serde_json::Map<String, serde_json::Value>,
+    /// Browser origins allowed to call the proxy; empty = no Origin check, no CORS. Set
+    /// through `/resource`.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 /// Body of `PUT /api/v1/proxy/targets/{hostname}/auth`: replaces the whole policy.
@@ -112,6 +123,48 @@ pub struct ProxyAuthInput {
     pub scopes_supported: Option<Vec<String>>,
     /// Default none.
     pub resource_documentation: Option<String>,
+}
+
+/// Body of `PUT /api/v1/proxy/targets/{hostname}/resource`: replaces the proxy's
+/// protected-resource settings (the proxy must be protected already).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyResourceInput {
+    /// MCP endpoint path such as `/mcp`: its canonical resource is `https://host/mcp`,
+    /// served at `/.well-known/oauth-protected-resource/mcp`. Default none.
+    pub endpoint: Option<String>,
+    /// `scopes_supported` of the metadata. Default: the required scopes.
+    pub scopes_supported: Option<Vec<String>>,
+    /// `resource_documentation` of the metadata (absolute http(s) URL). Default none.
+    pub resource_documentation: Option<String>,
+    /// Extra metadata fields. `resource`, `authorization_servers`,
+    /// `bearer_methods_supported`, `scopes_supported` and `resource_documentation` are
+    /// refused here. Default none.
+    #[schema(value_type = Option<Object>)]
+    pub fields: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Browser origins (`scheme://host[:port]`) allowed to call the proxy: requests with
+    /// another `Origin` get 403, listed ones get CORS headers. Default none (no check).
+    pub allowed_origins: Option<Vec<String>>,
+}
+
+/// Answer of the `/resource` endpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ProxyResourceView {
+    /// The proxy.
+    pub hostname: String,
+    /// False when the proxy is unprotected (then every other field is empty).
+    pub protected: bool,
+    /// MCP endpoint path; empty = none.
+    pub endpoint: String,
+    /// `scopes_supported` of the metadata; empty = the required scopes.
+    pub scopes_supported: Vec<String>,
+    /// `resource_documentation` of the metadata; empty = none.
+    pub resource_documentation: String,
+    /// Extra metadata fields.
+    #[schema(value_type = Object)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    /// Browser origins allowed; empty = no Origin check, no CORS.
+    pub allowed_origins: Vec<String>,
 }
 
 /// Answer of the `/auth` endpoints: whether the proxy is protected and how.

@@ -22,6 +22,7 @@ mod certs;
 mod dataplanes;
 mod proxies;
 mod proxy_auth;
+mod proxy_resource;
 mod routes;
 mod services;
 mod tokens;

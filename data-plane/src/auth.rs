@@ -21,12 +21,14 @@ use std::sync::Arc;
 
 use http::{HeaderMap, Method, StatusCode};
 
+mod cors;
 mod identity;
 mod jwks;
 mod metadata;
 mod paths;
 mod verify;
 
+pub use self::cors::OriginError;
 pub use self::identity::{
     X_FORWARDED_EMAIL, X_FORWARDED_GROUPS, X_FORWARDED_SUB, X_FORWARDED_USER,
 };
@@ -35,6 +37,8 @@ pub use self::metadata::{MetadataError, WELL_KNOWN};
 pub use self::paths::PathError;
 pub use self::verify::{Claims, LEEWAY_SECS, TokenError, Verifier, VerifierError};
 
+use self::cors::AllowedOrigins;
+pub(crate) use self::cors::{Decision as OriginDecision, Grant as CorsGrant};
 use self::metadata::MetadataTemplate;
 use self::paths::PublicPaths;
 use crate::policy::Rejection;
@@ -65,6 +69,9 @@ pub(crate) struct AuthSpec {
     pub(crate) public_paths: PublicPaths,
     pub(crate) resource_documentation: Box<str>,
     pub(crate) resource_metadata_json: String,
+    /// The MCP endpoint path; empty = none.
+    pub(crate) endpoint: Box<str>,
+    pub(crate) allowed_origins: AllowedOrigins,
 }
 
 /// A protected proxy's compiled policy.
@@ -77,6 +84,9 @@ pub struct ProxyAuth {
     scope_param: Box<str>,
     public_paths: PublicPaths,
     metadata: MetadataTemplate,
+    /// The MCP endpoint path (`/mcp`); empty = none.
+    endpoint: Box<str>,
+    allowed_origins: AllowedOrigins,
 }
 
 /// What the policy decided for an admitted request.
@@ -169,6 +179,15 @@ impl AuthSpec {
                 ));
             }
         }
+        let endpoint = p.resource_endpoint.as_str();
+        if !endpoint.is_empty() && !paths::is_endpoint(endpoint) {
+            return Err((
+                "auth.resource_endpoint",
+                format!("{endpoint:?} is not a clean absolute path other than \"/\""),
+            ));
+        }
+        let allowed_origins = AllowedOrigins::parse(&p.allowed_origins)
+            .map_err(|e| ("auth.allowed_origins", e.to_string()))?;
         Ok(Self {
             mode,
             required_scopes,
@@ -176,6 +195,8 @@ impl AuthSpec {
             public_paths,
             resource_documentation: doc.into(),
             resource_metadata_json: p.resource_metadata_json.clone(),
+            endpoint: endpoint.into(),
+            allowed_origins,
         })
     }
 }
@@ -221,12 +242,29 @@ impl ProxyAuth {
             public_paths: spec.public_paths,
             verifier,
             metadata,
+            endpoint: spec.endpoint,
+            allowed_origins: spec.allowed_origins,
         })
     }
 
     /// The proxy's mode.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// The browser-origin decision for one request, taken before [`Self::check`] so
+    /// preflights (which never carry a token) are answered. The public metadata
+    /// documents are exempt.
+    pub(crate) fn origin_decision(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> OriginDecision {
+        if metadata::metadata_suffix(path).is_some() {
+            return OriginDecision::None;
+        }
+        self.allowed_origins.decide(method, headers)
     }
 
     /// Decides one request. `Err` is the answer to send instead of routing: a refusal or
@@ -254,7 +292,7 @@ impl ProxyAuth {
                 return Ok(Verdict::Anonymous);
             }
             Err(reason) => {
-                let challenge = self.challenge(origin, Some(("invalid_request", reason)));
+                let challenge = self.challenge(origin, path, Some(("invalid_request", reason)));
                 return Err(Rejection::auth(
                     StatusCode::BAD_REQUEST,
                     challenge,
@@ -268,7 +306,7 @@ impl ProxyAuth {
                 Mode::Passthrough => Ok(Verdict::Anonymous),
                 Mode::Forward => Err(Rejection::auth(
                     StatusCode::UNAUTHORIZED,
-                    self.challenge(origin, None),
+                    self.challenge(origin, path, None),
                     "invalid_token",
                     "a bearer token is required",
                 )),
@@ -289,7 +327,7 @@ impl ProxyAuth {
                 let description = error_description(error);
                 return Err(Rejection::auth(
                     StatusCode::UNAUTHORIZED,
-                    self.challenge(origin, Some(("invalid_token", description))),
+                    self.challenge(origin, path, Some(("invalid_token", description))),
                     "invalid_token",
                     description,
                 ));
@@ -302,7 +340,7 @@ impl ProxyAuth {
             const WHY: &str = "the token lacks a required scope";
             return Err(Rejection::auth(
                 StatusCode::FORBIDDEN,
-                self.challenge(origin, Some(("insufficient_scope", WHY))),
+                self.challenge(origin, path, Some(("insufficient_scope", WHY))),
                 "insufficient_scope",
                 WHY,
             ));
@@ -333,8 +371,20 @@ impl ProxyAuth {
             .all(|need| granted.split(' ').any(|g| g == &**need))
     }
 
-    fn challenge(&self, origin: &Origin<'_>, error: Option<(&str, &str)>) -> http::HeaderValue {
-        metadata::challenge(origin, &self.scope_param, error)
+    /// The challenge names the metadata of the resource the request is for: the
+    /// endpoint's path-suffixed document under the endpoint, the origin's elsewhere.
+    fn challenge(
+        &self,
+        origin: &Origin<'_>,
+        path: &str,
+        error: Option<(&str, &str)>,
+    ) -> http::HeaderValue {
+        let resource_path = if !self.endpoint.is_empty() && paths::within(path, &self.endpoint) {
+            &*self.endpoint
+        } else {
+            ""
+        };
+        metadata::challenge(origin, resource_path, &self.scope_param, error)
     }
 
     fn metadata_answer(&self, origin: &Origin<'_>, method: &Method, suffix: &str) -> Rejection {

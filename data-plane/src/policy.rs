@@ -18,7 +18,9 @@ use http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, ALLOW, CACHE_CONTROL, CONTENT_TY
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use portcullis_proto::v1 as pb;
 
-use crate::auth::{self, AuthSpec, MetadataError, Origin, ProxyAuth, Verifier};
+use crate::auth::{
+    self, AuthSpec, CorsGrant, MetadataError, Origin, OriginDecision, ProxyAuth, Verifier,
+};
 use crate::body::{self, ProxyBody};
 use crate::config::Proxy;
 use crate::router::Selected;
@@ -48,6 +50,8 @@ pub(crate) enum PolicySpec {
 #[derive(Debug)]
 pub struct Admitted<'p> {
     proxy: &'p Proxy,
+    /// CORS headers owed to an allowed browser origin.
+    cors: Option<CorsGrant>,
 }
 
 /// A request the policy answers itself instead of routing it: a refusal (400, 401, 403,
@@ -60,6 +64,8 @@ pub struct Rejection {
     allow: Option<&'static str>,
     public_document: bool,
     body: Bytes,
+    /// Boxed: rare, and keeps `Result<_, Rejection>` small.
+    cors: Option<Box<CorsGrant>>,
 }
 
 /// Checks `req` against `proxy`'s policy. Runs for every request to the proxy, whatever
@@ -71,12 +77,25 @@ pub fn admit<'p, B>(
     req: &mut Request<B>,
 ) -> Result<Admitted<'p>, Rejection> {
     match proxy.policy() {
-        Policy::Open => Ok(Admitted { proxy }),
+        Policy::Open => Ok(Admitted { proxy, cors: None }),
         Policy::Unenforceable => Err(Rejection::unavailable()),
         Policy::Protected(auth) => {
-            let verdict = auth.check(origin, req.method(), req.uri().path(), req.headers())?;
+            let (method, path) = (req.method(), req.uri().path());
+            let cors = match auth.origin_decision(method, path, req.headers()) {
+                OriginDecision::None => None,
+                OriginDecision::Allowed(grant) => Some(grant),
+                OriginDecision::Preflight(grant) => return Err(Rejection::preflight(grant)),
+                OriginDecision::Refused => return Err(Rejection::origin_refused()),
+            };
+            let verdict = match auth.check(origin, method, path, req.headers()) {
+                Ok(verdict) => verdict,
+                Err(mut rejection) => {
+                    rejection.cors = cors.map(Box::new);
+                    return Err(rejection);
+                }
+            };
             auth::apply_identity(req.headers_mut(), &verdict);
-            Ok(Admitted { proxy })
+            Ok(Admitted { proxy, cors })
         }
     }
 }
@@ -129,6 +148,13 @@ impl<'p> Admitted<'p> {
     pub fn proxy(&self) -> &'p Proxy {
         self.proxy
     }
+
+    /// Adds the CORS headers owed to an allowed browser origin to the upstream's answer.
+    pub fn expose(&self, response: &mut Response<ProxyBody>) {
+        if let Some(cors) = &self.cors {
+            cors.apply(response.headers_mut());
+        }
+    }
 }
 
 // === impl Rejection ===
@@ -143,6 +169,29 @@ impl Rejection {
 
     pub(crate) fn bad_request(why: &'static str) -> Self {
         Self::json_error(StatusCode::BAD_REQUEST, None, "invalid_request", why)
+    }
+
+    /// A browser origin outside the proxy's allowlist (DNS-rebinding protection).
+    pub(crate) fn origin_refused() -> Self {
+        Self::json_error(
+            StatusCode::FORBIDDEN,
+            None,
+            "forbidden",
+            "origin not allowed",
+        )
+    }
+
+    /// The answer to an allowed origin's CORS preflight (204, no body).
+    pub(crate) fn preflight(grant: CorsGrant) -> Self {
+        Self {
+            status: StatusCode::NO_CONTENT,
+            content_type: "",
+            challenge: None,
+            allow: None,
+            public_document: false,
+            body: Bytes::new(),
+            cors: Some(Box::new(grant)),
+        }
     }
 
     pub(crate) fn not_found() -> Self {
@@ -174,6 +223,7 @@ impl Rejection {
             allow: None,
             public_document: true,
             body: Bytes::from(json),
+            cors: None,
         }
     }
 
@@ -185,6 +235,7 @@ impl Rejection {
             allow: None,
             public_document: false,
             body: Bytes::from_static(body.as_bytes()),
+            cors: None,
         }
     }
 
@@ -202,6 +253,7 @@ impl Rejection {
             allow: None,
             public_document: false,
             body: Bytes::from(body.to_string()),
+            cors: None,
         }
     }
 
@@ -226,7 +278,9 @@ impl Rejection {
         let mut response = Response::new(body::full(self.body));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+        if !self.content_type.is_empty() {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+        }
         if let Some(challenge) = self.challenge {
             headers.insert(WWW_AUTHENTICATE, challenge);
         }
@@ -238,6 +292,9 @@ impl Rejection {
             headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
         } else if has_challenge {
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        if let Some(cors) = &self.cors {
+            cors.apply(headers);
         }
         response
     }

@@ -134,7 +134,7 @@ where
     // Phase 3: route → upstream.
     let selected = admitted.select(req.method(), req.uri().path());
     // Phase 4: forward.
-    forward::forward(selected.target, conn, host, req)
+    let mut response = forward::forward(selected.target, conn, host, req)
         .await
         .inspect_err(|error| {
             tracing::warn!(
@@ -144,7 +144,9 @@ where
                 error = %Report(error),
                 "proxying failed"
             );
-        })
+        })?;
+    admitted.expose(&mut response);
+    Ok(response)
 }
 
 // === impl ConnInfo ===

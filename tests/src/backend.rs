@@ -3,7 +3,8 @@
 //! `Backend` answers every request with JSON describing what it received, so tests assert on
 //! what actually reached the upstream, and records the path of every request it was sent
 //! ([`Backend::received`]), so tests can also assert on what never reached it. Special paths: `/sleep/{ms}`, `/bytes/{n}` (streams n
-//! bytes), `/upload` (counts the body), `/sse?n=N&interval_ms=M` (event stream).
+//! bytes), `/upload` (counts the body), `/sse?n=N&interval_ms=M` (event stream),
+//! `/status/{code}` (that status, with a body and an `x-backend-marker` header).
 //! `WsEcho` is a WebSocket echo server.
 
 use std::convert::Infallible;
@@ -161,6 +162,21 @@ async fn handle(
             .header("content-type", "application/octet-stream")
             .header("content-length", n)
             .body(BodyExt::boxed(StreamBody::new(stream)))
+            .unwrap_or_default();
+        return Ok(resp);
+    }
+    if let Some(code) = path
+        .strip_prefix("/status/")
+        .and_then(|s| s.parse::<u16>().ok())
+    {
+        // An answer with this status, its own header and body, and `Allow` for 405:
+        // what a proxy must pass back unchanged.
+        let resp = Response::builder()
+            .status(code)
+            .header("content-type", "application/json")
+            .header("x-backend-marker", name)
+            .header("allow", "GET, POST")
+            .body(Full::new(Bytes::from(format!("{{\"status\":{code}}}"))).boxed())
             .unwrap_or_default();
         return Ok(resp);
     }

@@ -30,7 +30,7 @@ const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 /// registered public client.
 struct Fixture {
     cp: ControlPlane,
-    _dp: DataPlane,
+    dp: DataPlane,
     _github: GithubServer,
     _server: EverythingServer,
     client_id: String,
@@ -107,7 +107,7 @@ async fn fixture(transport: Transport, node: &str) -> Fixture {
         .expect("data plane port");
     Fixture {
         cp,
-        _dp: dp,
+        dp,
         _github: github,
         _server: server,
         client_id: client["client_id"].as_str().expect("client_id").to_owned(),
@@ -532,4 +532,58 @@ async fn sdk_client_authorizes_itself_from_the_401_and_uses_the_proxy() {
         .await
         .expect("probe");
     assert_eq!(resp.status(), 404);
+}
+
+#[tokio::test]
+async fn sdk_client_gets_a_token_for_the_endpoint_resource_when_one_is_configured() {
+    let f = fixture(Transport::StreamableHttp, "dp-mcp-4").await;
+    let url = format!("{}/mcp", f.base);
+    token_for(&f, "/mcp").await;
+    f.cp.cli_ok(&[
+        "proxy",
+        "resource",
+        "set",
+        "localhost",
+        "--endpoint",
+        "/mcp",
+        "--scopes",
+        "mcp",
+    ]);
+    let version = f.cp.version().await;
+    f.cp.wait_applied(&f.dp.node_id, version).await;
+
+    // The challenge now leads to the endpoint's metadata, whose resource is the endpoint.
+    let client = AuthorizingClient::start(&url, "endpoint resource", SDK_REDIRECT).await;
+    let params: std::collections::HashMap<String, String> =
+        client.authorize.query_pairs().into_owned().collect();
+    let endpoint_resource = format!("{}/mcp", f.base);
+    assert_eq!(
+        params.get("resource"),
+        Some(&endpoint_resource),
+        "{}",
+        client.authorize
+    );
+    let back = browse(&f.cp, client.authorize.clone()).await;
+    let run = client.finish(back.as_str()).await;
+    let result = run.json();
+    assert_eq!(echoed(&result), "Echo: endpoint resource", "{result}");
+    // The token (aud = the endpoint) is good for the endpoint only.
+    let token = result["token"].as_str().expect("token in client output");
+    let resp = http_client()
+        .get(format!("{}/not-an-mcp-path", f.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("probe");
+    assert_eq!(resp.status(), 401);
+    let challenge = resp
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        challenge.contains("token is not for this resource"),
+        "{challenge}"
+    );
 }

@@ -33,6 +33,9 @@ pub(crate) enum ProxyCommand {
     /// Protect a proxy with OAuth bearer tokens checked at the edge
     #[command(subcommand)]
     Auth(ProxyAuthCommand),
+    /// Protected-resource metadata, MCP endpoint and allowed browser origins
+    #[command(subcommand)]
+    Resource(super::ProxyResourceCommand),
 }
 
 /// `proxy auth ...`.

@@ -48,6 +48,7 @@ pub(crate) async fn run(ctx: &mut Ctx, cmd: ProxyCommand) -> Result<(), CliError
                 });
         }
         ProxyCommand::Auth(cmd) => return auth(ctx, cmd).await,
+        ProxyCommand::Resource(cmd) => return super::proxy_resource::run(ctx, cmd).await,
         ProxyCommand::Delete { hostname } => {
             let req = ByName {
                 name: hostname.clone(),

@@ -95,6 +95,34 @@ impl pb::admin_service_server::AdminService for AdminApi {
         ok(pb::Empty {})
     }
 
+    async fn set_proxy_resource(
+        &self,
+        req: Request<pb::ProxyResourceInput>,
+    ) -> Reply<pb::ProxyResource> {
+        let c = api_caller(&self.cp, &req).await?;
+        let input = req.into_inner();
+        let host = input.hostname.clone();
+        let input = crate::model::ProxyResourceInput::try_from(input)?;
+        ok(self.cp.set_proxy_resource(&c, &host, input).await?.into())
+    }
+
+    async fn get_proxy_resource(&self, req: Request<pb::ByName>) -> Reply<pb::ProxyResource> {
+        let c = api_caller(&self.cp, &req).await?;
+        ok(self
+            .cp
+            .get_proxy_resource(&c, &req.get_ref().name)
+            .await?
+            .into())
+    }
+
+    async fn clear_proxy_resource(&self, req: Request<pb::ByName>) -> Reply<pb::Empty> {
+        let c = api_caller(&self.cp, &req).await?;
+        self.cp
+            .clear_proxy_resource(&c, &req.get_ref().name)
+            .await?;
+        ok(pb::Empty {})
+    }
+
     async fn create_route(&self, req: Request<pb::RouteInput>) -> Reply<pb::Route> {
         let c = api_caller(&self.cp, &req).await?;
         ok(self

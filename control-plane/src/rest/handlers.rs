@@ -29,6 +29,12 @@ pub(super) fn routes() -> axum::Router<ControlPlane> {
                 .put(set_proxy_auth)
                 .delete(clear_proxy_auth),
         )
+        .route(
+            "/api/v1/proxy/targets/{hostname}/resource",
+            get(get_proxy_resource)
+                .put(set_proxy_resource)
+                .delete(clear_proxy_resource),
+        )
         .route("/api/v1/routes", get(list_routes).post(create_route))
         .route("/api/v1/routes/{id}", get(get_route).delete(delete_route))
         .route(
@@ -177,6 +183,46 @@ pub(super) async fn clear_proxy_auth(
     Path(hostname): Path<String>,
 ) -> ApiResult<StatusCode> {
     cp.clear_proxy_auth(&c, &hostname).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sets the protected proxy's resource settings: MCP endpoint, advertised scopes,
+/// documentation, custom metadata fields and allowed browser origins (replaces them all).
+#[utoipa::path(put, path = "/api/v1/proxy/targets/{hostname}/resource", tag = "proxies", security(("bearer" = [])),
+    params(("hostname" = String, Path)), request_body = ProxyResourceInput,
+    responses((status = 200, body = ProxyResourceView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn set_proxy_resource(
+    State(cp): Cp,
+    c: Caller,
+    Path(hostname): Path<String>,
+    ApiJson(input): ApiJson<ProxyResourceInput>,
+) -> ApiResult<Json<ProxyResourceView>> {
+    Ok(Json(cp.set_proxy_resource(&c, &hostname, input).await?))
+}
+
+/// The proxy's resource settings; `protected: false` when unprotected.
+#[utoipa::path(get, path = "/api/v1/proxy/targets/{hostname}/resource", tag = "proxies", security(("bearer" = [])),
+    params(("hostname" = String, Path)),
+    responses((status = 200, body = ProxyResourceView), (status = 404, body = ErrorBody)))]
+pub(super) async fn get_proxy_resource(
+    State(cp): Cp,
+    c: Caller,
+    Path(hostname): Path<String>,
+) -> ApiResult<Json<ProxyResourceView>> {
+    Ok(Json(cp.get_proxy_resource(&c, &hostname).await?))
+}
+
+/// Resets the proxy's resource settings to none (the protection stays).
+#[utoipa::path(delete, path = "/api/v1/proxy/targets/{hostname}/resource", tag = "proxies", security(("bearer" = [])),
+    params(("hostname" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn clear_proxy_resource(
+    State(cp): Cp,
+    c: Caller,
+    Path(hostname): Path<String>,
+) -> ApiResult<StatusCode> {
+    cp.clear_proxy_resource(&c, &hostname).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -13,6 +13,7 @@ use super::handlers;
         handlers::health,
         handlers::list_proxies, handlers::create_proxy, handlers::get_proxy, handlers::update_proxy, handlers::delete_proxy,
         handlers::set_proxy_auth, handlers::get_proxy_auth, handlers::clear_proxy_auth,
+        handlers::set_proxy_resource, handlers::get_proxy_resource, handlers::clear_proxy_resource,
         handlers::list_routes, handlers::create_route, handlers::get_route, handlers::delete_route,
         handlers::list_services, handlers::register_service, handlers::get_service, handlers::delete_service,
         handlers::list_tokens, handlers::create_token, handlers::delete_token,

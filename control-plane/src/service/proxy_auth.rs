@@ -6,8 +6,9 @@ use crate::model::validate;
 use crate::model::{AuthMode, ProxyAuth, ProxyAuthInput, ProxyAuthView};
 
 impl ControlPlane {
-    /// Protects a proxy the caller owns, replacing any previous policy. Every field is
-    /// validated before anything is written.
+    /// Protects a proxy the caller owns, replacing any previous policy (its resource
+    /// settings are kept, see `proxy_resource`). Every field is validated before anything
+    /// is written.
     pub async fn set_proxy_auth(
         &self,
         caller: &Caller,
@@ -17,7 +18,9 @@ impl ControlPlane {
         let auth = validate_auth(input)?;
         let proxy = self
             .modify_proxy(caller, hostname, |p| {
-                p.auth = Some(auth.clone());
+                let mut next = auth.clone();
+                super::proxy_resource::keep_resource(p.auth.take(), &mut next);
+                p.auth = Some(next);
                 Ok(())
             })
             .await?;
@@ -80,5 +83,8 @@ fn validate_auth(input: ProxyAuthInput) -> Result<ProxyAuth> {
             "resource_documentation",
             input.resource_documentation.as_deref().unwrap_or_default(),
         )?,
+        resource_endpoint: String::new(),
+        resource_fields: serde_json::Map::new(),
+        allowed_origins: vec![],
     })
 }

@@ -118,15 +118,17 @@ pub(crate) fn origin_url(origin: &Origin<'_>) -> String {
     out
 }
 
-/// A `WWW-Authenticate: Bearer` challenge: `resource_metadata`, then `scope` when the
-/// proxy requires scopes, then the error when a token was sent.
+/// A `WWW-Authenticate: Bearer` challenge: `resource_metadata` (of the resource at
+/// `resource_path`, `""` for the origin), then `scope` when the proxy requires scopes,
+/// then the error when a token was sent.
 pub(crate) fn challenge(
     origin: &Origin<'_>,
+    resource_path: &str,
     scope_param: &str,
     error: Option<(&str, &str)>,
 ) -> HeaderValue {
     let mut value = format!(
-        "Bearer resource_metadata=\"{}{WELL_KNOWN}\"",
+        "Bearer resource_metadata=\"{}{WELL_KNOWN}{resource_path}\"",
         origin_url(origin)
     );
     if !scope_param.is_empty() {

@@ -117,3 +117,19 @@ pub(crate) fn audience_matches(aud: &str, origin: &Origin<'_>, path: &str) -> bo
     }
     aud_path.is_empty() || (is_clean(path) && under(path, aud_path))
 }
+
+/// Whether `path` is a valid endpoint path: absolute, clean, not `/`, no trailing `/`,
+/// no `%` or `"` (it is embedded in a quoted challenge parameter).
+pub(crate) fn is_endpoint(path: &str) -> bool {
+    path.len() > 1
+        && path.len() <= MAX_PATH_LEN
+        && path.starts_with('/')
+        && !path.ends_with('/')
+        && is_clean(path)
+        && !path.contains(['%', '"'])
+}
+
+/// Whether the request `path` is the endpoint or lies below it (segment boundary).
+pub(crate) fn within(path: &str, endpoint: &str) -> bool {
+    is_clean(path) && under(path, endpoint)
+}

@@ -436,6 +436,18 @@ fn malformed_auth_settings_are_rejected_with_the_field() {
         ..Default::default()
     });
     assert!(e.contains("auth.resource_documentation"), "{e}");
+    for endpoint in ["/", "mcp", "/a/../b", "/mcp/", "/a%2fb", "/a\"b"] {
+        let e = bad(pb::ProxyAuthPolicy {
+            resource_endpoint: endpoint.into(),
+            ..Default::default()
+        });
+        assert!(e.contains("auth.resource_endpoint"), "{endpoint}: {e}");
+    }
+    let e = bad(pb::ProxyAuthPolicy {
+        allowed_origins: vec!["*".into()],
+        ..Default::default()
+    });
+    assert!(e.contains("auth.allowed_origins"), "{e}");
 }
 
 #[test]
