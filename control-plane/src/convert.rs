@@ -58,6 +58,8 @@ impl From<ProxyAuth> for pb::ProxyAuthPolicy {
             resource_metadata_json: String::new(),
             scopes_supported: a.scopes_supported,
             resource_documentation: a.resource_documentation,
+            // Filled for snapshots only (`oauth::edge_session::with_session_key`).
+            session_key: Vec::new(),
         }
     }
 }

@@ -25,6 +25,7 @@ mod identity;
 mod jwks;
 mod metadata;
 mod paths;
+mod session;
 mod verify;
 
 pub use self::identity::{
@@ -33,6 +34,11 @@ pub use self::identity::{
 pub use self::jwks::JwksError;
 pub use self::metadata::{MetadataError, WELL_KNOWN};
 pub use self::paths::PathError;
+pub use self::session::{
+    CALLBACK, CLIENT_PREFIX, LOGIN, LOGIN_COOKIE, LOGOUT, RESERVED_PREFIX, SESSION_COOKIE,
+    SessionAuth,
+};
+pub(crate) use self::session::{SessionSpec, strip_cookies as strip_session_cookies};
 pub use self::verify::{Claims, LEEWAY_SECS, TokenError, Verifier, VerifierError};
 
 use self::metadata::MetadataTemplate;
