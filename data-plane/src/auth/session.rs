@@ -318,6 +318,7 @@ impl SessionAuth {
             .iter()
             .all(|need| claims.scope.split(' ').any(|g| g == &**need));
         if !has_scopes {
+            // Only logged (debug); the browser is sent to log in again either way.
             return Err(super::TokenError::Audience);
         }
         Ok(claims)
