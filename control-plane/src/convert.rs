@@ -64,6 +64,8 @@ impl From<ProxyAuth> for pb::ProxyAuthPolicy {
             resource_documentation: a.resource_documentation,
             resource_endpoint: a.resource_endpoint,
             allowed_origins: a.allowed_origins,
+            // Filled for snapshots only (`oauth::edge_session::with_session_key`).
+            session_key: Vec::new(),
         }
     }
 }

@@ -68,8 +68,9 @@ pub struct Proxy {
 pub enum AuthMode {
     /// APIs and MCP servers: a missing or bad bearer token gets 401, missing scopes 403.
     Forward,
-    /// Browser apps: login redirect and session cookie. Data planes that cannot do this
-    /// yet refuse every request (503) rather than serve the app unprotected.
+    /// Browser apps: login redirect and a sealed session cookie (see
+    /// `oauth::edge_session`). Data planes that cannot do this refuse every request (503)
+    /// rather than serve the app unprotected.
     Redirect,
     /// Never refuses; identity headers are set only when a valid token came.
     Passthrough,

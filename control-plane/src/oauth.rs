@@ -22,6 +22,7 @@ pub mod admin;
 pub mod authorize;
 pub mod clients;
 pub mod device;
+pub mod edge_session;
 pub mod forward_auth;
 pub mod http;
 pub mod idp;

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::hkdf::{HKDF_SHA256, Prk, Salt};
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -38,7 +39,7 @@ pub enum SecretsError {
 
 /// The master key. Cheap to clone; never printed.
 #[derive(Clone)]
-pub struct MasterKey(Arc<LessSafeKey>);
+pub struct MasterKey(Arc<LessSafeKey>, Arc<Prk>);
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -51,7 +52,26 @@ impl MasterKey {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SecretsError> {
         let key = UnboundKey::new(&AES_256_GCM, bytes)
             .map_err(|_| SecretsError::BadKey("must be exactly 32 bytes".into()))?;
-        Ok(Self(Arc::new(LessSafeKey::new(key))))
+        // Derived keys come from a separate HKDF PRK, never from the sealing key itself.
+        let prk = Salt::new(HKDF_SHA256, b"portcullis master key v1").extract(bytes);
+        Ok(Self(Arc::new(LessSafeKey::new(key)), Arc::new(prk)))
+    }
+
+    /// A 32-byte key for one purpose (`label`) and subject (e.g. a hostname), derived with
+    /// HKDF-SHA256. Deterministic, so control planes sharing the master key (and every
+    /// data plane they feed) agree on it without storing it anywhere.
+    pub fn derive(&self, label: &str, subject: &str) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        let info = [label.as_bytes(), &[0], subject.as_bytes()];
+        // Expanding 32 bytes from SHA-256 is always within HKDF's output limit.
+        let filled = self
+            .1
+            .expand(&info, HKDF_SHA256)
+            .and_then(|okm| okm.fill(&mut out));
+        if filled.is_err() {
+            panic!("HKDF expand of 32 bytes failed");
+        }
+        out
     }
 
     /// From base64 text (what `master.key` and `PORTCULLIS_MASTER_KEY` hold).
@@ -141,6 +161,17 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_keys_depend_on_key_label_and_subject() {
+        let key = MasterKey::from_bytes(&[7u8; 32]).unwrap();
+        let a = key.derive("edge-session", "a.example.com");
+        assert_eq!(a, key.derive("edge-session", "a.example.com"));
+        assert_ne!(a, key.derive("edge-session", "b.example.com"));
+        assert_ne!(a, key.derive("other", "a.example.com"));
+        let other = MasterKey::from_bytes(&[8u8; 32]).unwrap();
+        assert_ne!(a, other.derive("edge-session", "a.example.com"));
+    }
 
     #[test]
     fn seal_open_round_trip_and_tamper_detection() {

@@ -119,7 +119,10 @@ pub async fn build(store: &Store, key: &MasterKey) -> Result<pb::ConfigSnapshot,
 
     Ok(pb::ConfigSnapshot {
         version: view.revision,
-        proxies: proxies.into_iter().map(Into::into).collect(),
+        proxies: proxies
+            .into_iter()
+            .map(|p| crate::oauth::edge_session::with_session_key(p.into(), key))
+            .collect(),
         routes,
         services: services.into_iter().map(Into::into).collect(),
         certificates,

@@ -26,6 +26,7 @@ mod identity;
 mod jwks;
 mod metadata;
 mod paths;
+mod session;
 mod verify;
 
 pub use self::cors::OriginError;
@@ -35,6 +36,11 @@ pub use self::identity::{
 pub use self::jwks::JwksError;
 pub use self::metadata::{MetadataError, WELL_KNOWN};
 pub use self::paths::PathError;
+pub use self::session::{
+    CALLBACK, CLIENT_PREFIX, LOGIN, LOGIN_COOKIE, LOGOUT, RESERVED_PREFIX, SESSION_COOKIE,
+    SessionAuth,
+};
+pub(crate) use self::session::{SessionSpec, strip_cookies as strip_session_cookies};
 pub use self::verify::{Claims, LEEWAY_SECS, TokenError, Verifier, VerifierError};
 
 use self::cors::AllowedOrigins;

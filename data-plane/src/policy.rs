@@ -7,19 +7,23 @@
 //!
 //! Unprotected proxies admit everything unchanged. Protected proxies verify bearer tokens
 //! locally (see [`crate::auth`]) and rewrite the request's identity headers on admission.
-//! A protection this data plane cannot enforce (`redirect` mode, or a mode it does not
-//! know) fails closed with 503 rather than being served unprotected.
+//! `redirect` mode proxies log browsers in and keep a sealed session cookie
+//! ([`crate::auth::SessionAuth`]); their reserved paths are answered by [`intercept`]
+//! before admission. A protection this data plane cannot enforce (a mode it does not know,
+//! or redirect mode without an issuer) fails closed with 503 rather than being served
+//! unprotected.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::WWW_AUTHENTICATE;
 use http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{HeaderName, LOCATION, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use portcullis_proto::v1 as pb;
 
 use crate::auth::{
-    self, AuthSpec, CorsGrant, MetadataError, Origin, OriginDecision, ProxyAuth, Verifier,
+    self, AuthSpec, CorsGrant, MetadataError, Origin, OriginDecision, ProxyAuth, SessionAuth,
+    SessionSpec, Verifier,
 };
 use crate::body::{self, ProxyBody};
 use crate::config::Proxy;
@@ -35,6 +39,8 @@ pub enum Policy {
     Protected(Arc<ProxyAuth>),
     /// Protection configured that this data plane cannot enforce: refuse every request.
     Unenforceable,
+    /// Browser login and session cookie (`redirect` mode).
+    Session(Arc<SessionAuth>),
 }
 
 /// A proxy's protection as validated from the wire, before the snapshot's verifier is
@@ -44,6 +50,7 @@ pub(crate) enum PolicySpec {
     Open,
     Protected(AuthSpec),
     Unenforceable,
+    Session(SessionSpec),
 }
 
 /// Proof that the proxy's policy admitted this request; the gateway to routing.
@@ -66,7 +73,14 @@ pub struct Rejection {
     body: Bytes,
     /// Boxed: rare, and keeps `Result<_, Rejection>` small.
     cors: Option<Box<CorsGrant>>,
+    /// `Location` and `Set-Cookie` of login redirects; `None` otherwise (boxed to keep
+    /// refusals small).
+    headers: Option<Box<ExtraHeaders>>,
 }
+
+/// Headers a few answers add (`Location`, `Set-Cookie`, …).
+#[derive(Debug)]
+struct ExtraHeaders(Vec<(HeaderName, HeaderValue)>);
 
 /// Checks `req` against `proxy`'s policy. Runs for every request to the proxy, whatever
 /// route it would take. On admission to a protected proxy, the bearer token and
@@ -97,6 +111,25 @@ pub fn admit<'p, B>(
             auth::apply_identity(req.headers_mut(), &verdict);
             Ok(Admitted { proxy, cors })
         }
+        Policy::Session(session) => {
+            let verdict = session.check(origin, req.method(), req.uri(), req.headers())?;
+            auth::apply_identity(req.headers_mut(), &verdict);
+            auth::strip_session_cookies(req.headers_mut());
+            Ok(Admitted { proxy, cors: None })
+        }
+    }
+}
+
+/// Answers the reserved `/.portcullis/` paths of a `redirect` mode proxy (login, callback,
+/// logout) before admission; `None` for every other request and proxy.
+pub async fn intercept<B>(
+    proxy: &Proxy,
+    origin: &Origin<'_>,
+    req: &Request<B>,
+) -> Option<Response<ProxyBody>> {
+    match proxy.policy() {
+        Policy::Session(session) => session.intercept(origin, req).await,
+        _ => None,
     }
 }
 
@@ -111,6 +144,10 @@ impl Policy {
             PolicySpec::Protected(auth) => {
                 Self::Protected(Arc::new(ProxyAuth::new(auth.clone(), verifier.clone())?))
             }
+            PolicySpec::Session(spec) => match SessionAuth::new(spec, verifier.clone()) {
+                Some(session) => Self::Session(Arc::new(session)),
+                None => Self::Unenforceable,
+            },
         })
     }
 }
@@ -130,6 +167,9 @@ impl PolicySpec {
         let mode = match auth.mode.as_str() {
             "forward" => auth::Mode::Forward,
             "passthrough" => auth::Mode::Passthrough,
+            // Without a key (an older control plane) there is no safe session: fail closed.
+            "redirect" if auth.session_key.is_empty() => return Ok(Self::Unenforceable),
+            "redirect" => return SessionSpec::from_proto(auth).map(Self::Session),
             _ => return Ok(Self::Unenforceable),
         };
         AuthSpec::from_proto(mode, auth).map(Self::Protected)
@@ -191,7 +231,46 @@ impl Rejection {
             public_document: false,
             body: Bytes::new(),
             cors: Some(Box::new(grant)),
+            headers: None,
         }
+    }
+
+    /// A request without a session that is not a page load (redirect mode).
+    pub(crate) fn login_required() -> Self {
+        let mut r = Self::json_error(
+            StatusCode::UNAUTHORIZED,
+            None,
+            "login_required",
+            "no valid session; log in at /.portcullis/login",
+        );
+        r.headers = Some(Box::new(ExtraHeaders(vec![(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Cookie realm=\"portcullis\", login=\"/.portcullis/login\""),
+        )])));
+        r
+    }
+
+    /// A 302 (login, callback, logout) with its cookies; never cached.
+    pub(crate) fn redirect(location: HeaderValue, cookies: Vec<(HeaderName, HeaderValue)>) -> Self {
+        let mut r = Self::text(StatusCode::FOUND, "");
+        let mut headers = cookies;
+        headers.push((LOCATION, location));
+        headers.push((CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        r.headers = Some(Box::new(ExtraHeaders(headers)));
+        r
+    }
+
+    /// A plain-text answer with extra headers (cookies to clear), never cached.
+    pub(crate) fn text_with(
+        status: StatusCode,
+        body: &'static str,
+        headers: Vec<(HeaderName, HeaderValue)>,
+    ) -> Self {
+        let mut r = Self::text(status, body);
+        let mut headers = headers;
+        headers.push((CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        r.headers = Some(Box::new(ExtraHeaders(headers)));
+        r
     }
 
     pub(crate) fn not_found() -> Self {
@@ -224,6 +303,7 @@ impl Rejection {
             public_document: true,
             body: Bytes::from(json),
             cors: None,
+            headers: None,
         }
     }
 
@@ -236,6 +316,7 @@ impl Rejection {
             public_document: false,
             body: Bytes::from_static(body.as_bytes()),
             cors: None,
+            headers: None,
         }
     }
 
@@ -254,6 +335,7 @@ impl Rejection {
             public_document: false,
             body: Bytes::from(body.to_string()),
             cors: None,
+            headers: None,
         }
     }
 
@@ -295,6 +377,9 @@ impl Rejection {
         }
         if let Some(cors) = &self.cors {
             cors.apply(headers);
+        }
+        for (name, value) in self.headers.map(|h| h.0).unwrap_or_default() {
+            headers.append(name, value);
         }
         response
     }

@@ -130,6 +130,9 @@ where
     // only reachable through `admitted`.
     let secure = matches!(conn.listener, Listener::Https);
     let origin = Origin::new(secure, host.raw().to_str().unwrap_or_default());
+    if let Some(answer) = policy::intercept(proxy, &origin, &req).await {
+        return Ok(answer);
+    }
     let admitted = policy::admit(proxy, &origin, &mut req).map_err(ProxyError::Rejected)?;
     // Phase 3: route → upstream.
     let selected = admitted.select(req.method(), req.uri().path());

@@ -593,7 +593,8 @@ pub async fn callback(
         .get::<ConsentRecord>(Collection::OAuthConsents, &consent_key)
         .await?
         .is_some_and(|(c, _)| tx.granted_scopes.iter().all(|s| c.scopes.contains(s)));
-    if remembered {
+    // The built-in client of a redirect-mode proxy is first party: no consent page.
+    if remembered || super::edge_session::is_edge_client(&tx.client_id) {
         return finish(server, &tx).await;
     }
     let csrf = random_token();

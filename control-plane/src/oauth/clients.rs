@@ -447,6 +447,9 @@ pub async fn resolve(server: &OAuthServer, client_id: &str) -> Result<ClientReco
     if client_id.starts_with("https://") {
         return fetch_metadata_document(server, client_id).await;
     }
+    if let Some(edge) = super::edge_session::resolve(server, client_id).await {
+        return edge;
+    }
     server
         .get::<ClientRecord>(Collection::OAuthClients, client_id)
         .await?

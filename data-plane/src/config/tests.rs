@@ -527,3 +527,58 @@ fn https_flags_pick_host_tables() {
     let hsts = found(&snap, "both.test").https().hsts().cloned();
     assert_eq!(hsts, Some(http::HeaderValue::from_static("max-age=10")));
 }
+
+#[test]
+fn redirect_mode_needs_a_key_and_an_issuer_and_sends_page_loads_to_log_in() {
+    let redirect = |key: Vec<u8>| pb::ProxyTarget {
+        auth: Some(pb::ProxyAuthPolicy {
+            enabled: true,
+            mode: "redirect".into(),
+            session_key: key,
+            ..Default::default()
+        }),
+        ..proxy("a.example.com", "http://a:1")
+    };
+    let e = compile_err(&snapshot(vec![redirect(vec![1; 16])], vec![], vec![])).to_string();
+    assert!(e.contains("auth.session_key"), "{e}");
+    let page = || {
+        Request::get("/app")
+            .header(http::header::ACCEPT, "text/html")
+            .body(())
+            .unwrap_or_default()
+    };
+    // No issuer: nowhere to log in, so fail closed.
+    let snap = compile(&snapshot(vec![redirect(vec![1; 32])], vec![], vec![]));
+    let refused = policy::admit(
+        found(&snap, "a.example.com"),
+        &origin("a.example.com"),
+        &mut page(),
+    );
+    assert_eq!(
+        refused.err().map(|r| r.status()),
+        Some(http::StatusCode::SERVICE_UNAVAILABLE)
+    );
+    let mut s = snapshot(vec![redirect(vec![1; 32])], vec![], vec![]);
+    s.oauth_issuer = "https://auth.example.com".into();
+    let snap = compile(&s);
+    let proxy = found(&snap, "a.example.com");
+    let answer = policy::admit(proxy, &origin("a.example.com"), &mut page())
+        .err()
+        .map(policy::Rejection::into_response);
+    let answer = answer.unwrap_or_else(|| panic!("page load admitted without a session"));
+    assert_eq!(answer.status(), http::StatusCode::FOUND);
+    let location = answer.headers()[http::header::LOCATION]
+        .to_str()
+        .unwrap_or_default();
+    assert!(
+        location.starts_with("https://auth.example.com/authorize?response_type=code&client_id=portcullis-edge%3Aa.example.com&"),
+        "{location}"
+    );
+    // Not a page load: 401, no redirect.
+    let mut api = Request::new(());
+    let refused = policy::admit(proxy, &origin("a.example.com"), &mut api).err();
+    assert_eq!(
+        refused.map(|r| r.status()),
+        Some(http::StatusCode::UNAUTHORIZED)
+    );
+}

@@ -1,0 +1,402 @@
+//! `redirect` mode end to end: a browser-like client is sent from a protected proxy to the
+//! control plane's `/authorize`, logs in through the GitHub-compatible server, comes back
+//! to the proxy's `/.portcullis/callback`, gets a sealed `__Host-` session cookie and
+//! reaches the backend with verified identity (and without the cookie). Real binaries,
+//! real sockets; the client follows redirects by hand so every hop is asserted.
+
+use portcullis_tests::github::{GithubConfig, GithubServer, GithubUser, OAuthApp};
+use portcullis_tests::{Backend, ControlPlane, DataPlane, eventually, http_client};
+use serde_json::Value;
+use std::time::Duration;
+
+const HTML: &str = "text/html,application/xhtml+xml";
+
+struct Fixture {
+    cp: ControlPlane,
+    _github: GithubServer,
+    backend: Backend,
+    dp: DataPlane,
+}
+
+async fn fixture() -> Fixture {
+    let cp = ControlPlane::start().await;
+    let github = GithubServer::start(GithubConfig {
+        users: vec![
+            GithubUser::new("alice", 1001)
+                .name("Alice")
+                .primary_email("alice@acme.example")
+                .org("acme", 501),
+        ],
+        apps: vec![OAuthApp::new(
+            "gh-app",
+            "gh-secret",
+            &format!("{}/callback/github", cp.http),
+        )],
+        current_user: Some("alice".into()),
+        ..Default::default()
+    })
+    .await;
+    cp.cli_ok(&[
+        "oauth",
+        "idp",
+        "add",
+        "github",
+        "--kind",
+        "github",
+        "--client-id",
+        "gh-app",
+        "--client-secret",
+        "gh-secret",
+        "--base-url",
+        &github.web_url,
+        "--api-url",
+        &github.api_url,
+    ]);
+    cp.cli_ok(&["oauth", "rule", "add", "--group", "acme", "--scope", "mcp"]);
+    let backend = Backend::start("app").await;
+    let dp = DataPlane::start(&cp, "dp-redirect").await;
+    for host in ["app.test", "other.test"] {
+        cp.cli_ok(&["proxy", "create", host, &backend.url]);
+        cp.cli_ok(&[
+            "proxy",
+            "auth",
+            "enable",
+            host,
+            "--auth-host",
+            "auth.test",
+            "--mode",
+            "redirect",
+            "--public-path",
+            "/health",
+        ]);
+    }
+    let fx = Fixture {
+        cp,
+        _github: github,
+        backend,
+        dp,
+    };
+    synced(&fx).await;
+    fx
+}
+
+/// Waits until the data plane serves the control plane's newest config.
+async fn synced(fx: &Fixture) {
+    let version = fx.cp.version().await;
+    fx.cp.wait_applied(&fx.dp.node_id, version).await;
+}
+
+/// GET through the data plane as `host` with extra headers.
+async fn get(fx: &Fixture, host: &str, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut req = http_client()
+        .get(format!("{}{path}", fx.dp.http))
+        .header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.expect("request through data plane")
+}
+
+fn location(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("no Location on {}", resp.status()))
+        .to_owned()
+}
+
+fn param(u: &url::Url, key: &str) -> Option<String> {
+    u.query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The full `Set-Cookie` line for `name`, if set.
+fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(str::to_owned)
+}
+
+/// `name=value` of a `Set-Cookie` line, ready for a `Cookie` header.
+fn pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap_or_default().to_owned()
+}
+
+fn assert_cookie_attributes(line: &str) {
+    for attr in ["; Path=/", "; Secure", "; HttpOnly", "; SameSite=Lax"] {
+        assert!(line.contains(attr), "{attr} missing in {line}");
+    }
+    assert!(!line.contains("Domain="), "{line}");
+}
+
+/// Plays the browser from the proxy's redirect through `/authorize` and GitHub back to the
+/// proxy: the callback URL (on the proxy) the authorization server sends it to.
+async fn login_at_the_authorization_server(authorize: &str) -> url::Url {
+    let http = http_client();
+    let resp = http.get(authorize).send().await.expect("authorize");
+    assert_eq!(resp.status(), 303, "authorize: {:?}", resp.text().await);
+    let as_cookie = pair(&set_cookie(&resp, "__Host-portcullis_login").expect("AS login cookie"));
+    let resp = http.get(location(&resp)).send().await.expect("github");
+    assert!(resp.status().is_redirection(), "github: {}", resp.status());
+    let resp = http
+        .get(location(&resp))
+        .header("cookie", &as_cookie)
+        .send()
+        .await
+        .expect("AS callback");
+    // First-party edge client: no consent page.
+    assert_eq!(resp.status(), 303, "AS callback: {:?}", resp.text().await);
+    url::Url::parse(&location(&resp)).expect("absolute redirect")
+}
+
+/// Sends the authorization response to the proxy as the browser would.
+async fn callback(fx: &Fixture, back: &url::Url, cookie: Option<&str>) -> reqwest::Response {
+    assert_eq!(back.host_str(), Some("app.test"), "{back}");
+    let path = format!("{}?{}", back.path(), back.query().unwrap_or_default());
+    let headers: Vec<(&str, &str)> = cookie.map(|c| ("cookie", c)).into_iter().collect();
+    get(fx, "app.test", &path, &headers).await
+}
+
+#[tokio::test]
+async fn redirect_mode_login_round_trip_sets_a_sealed_host_cookie_and_logout_clears_it() {
+    let fx = fixture().await;
+
+    // A page load without a session goes to the authorization server.
+    let resp = get(&fx, "app.test", "/secret?x=1", &[("accept", HTML)]).await;
+    assert_eq!(resp.status(), 302);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let authorize = location(&resp);
+    let u = url::Url::parse(&authorize).expect("absolute");
+    assert!(
+        authorize.starts_with(&format!("{}/authorize?", fx.cp.http)),
+        "{authorize}"
+    );
+    assert_eq!(param(&u, "response_type").as_deref(), Some("code"));
+    assert_eq!(
+        param(&u, "client_id").as_deref(),
+        Some("portcullis-edge:app.test")
+    );
+    assert_eq!(
+        param(&u, "redirect_uri").as_deref(),
+        Some("http://app.test/.portcullis/callback")
+    );
+    assert_eq!(param(&u, "code_challenge_method").as_deref(), Some("S256"));
+    assert_eq!(param(&u, "code_challenge").map(|c| c.len()), Some(43));
+    assert_eq!(param(&u, "state").map(|s| s.len()), Some(43));
+    assert_eq!(param(&u, "resource").as_deref(), Some("https://app.test"));
+    let login_line = set_cookie(&resp, "__Host-portcullis-login").expect("login cookie");
+    assert_cookie_attributes(&login_line);
+    assert!(login_line.contains("Max-Age=600"), "{login_line}");
+    let login = pair(&login_line);
+    // Another page load starts another login (new state).
+    let again = get(&fx, "app.test", "/", &[("accept", HTML)]).await;
+    let again = url::Url::parse(&location(&again)).expect("absolute");
+    assert_ne!(param(&again, "state"), param(&u, "state"));
+
+    // Scripts get 401 rather than a login page; public paths pass.
+    let resp = get(
+        &fx,
+        "app.test",
+        "/api/data",
+        &[("accept", "application/json")],
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers().get("location").is_none());
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"], "login_required");
+    assert_eq!(get(&fx, "app.test", "/health", &[]).await.status(), 200);
+    assert_eq!(fx.backend.received(), ["/health"]);
+
+    let back = login_at_the_authorization_server(&authorize).await;
+    assert_eq!(back.path(), "/.portcullis/callback");
+    assert_eq!(param(&back, "state"), param(&u, "state"));
+
+    // Without the login cookie, or with another state, there is no session.
+    let resp = callback(&fx, &back, None).await;
+    assert_eq!(resp.status(), 400);
+    assert!(set_cookie(&resp, "__Host-portcullis-session").is_none());
+    let mut forged = back.clone();
+    let code = param(&back, "code").expect("code");
+    forged
+        .query_pairs_mut()
+        .clear()
+        .append_pair("code", &code)
+        .append_pair("state", &"A".repeat(43));
+    let resp = callback(&fx, &forged, Some(&login)).await;
+    assert_eq!(resp.status(), 403);
+    assert!(set_cookie(&resp, "__Host-portcullis-session").is_none());
+    // A login cookie of another host is refused there.
+    let elsewhere = get(
+        &fx,
+        "other.test",
+        &format!("/.portcullis/callback?{}", back.query().unwrap_or_default()),
+        &[("cookie", &login)],
+    )
+    .await;
+    assert_eq!(elsewhere.status(), 400);
+    assert!(set_cookie(&elsewhere, "__Host-portcullis-session").is_none());
+
+    // The real callback: a session cookie and back to the page first asked for.
+    let resp = callback(&fx, &back, Some(&login)).await;
+    assert_eq!(resp.status(), 302, "{:?}", resp.text().await);
+    assert_eq!(location(&resp), "/secret?x=1");
+    let session_line = set_cookie(&resp, "__Host-portcullis-session").expect("session cookie");
+    assert_cookie_attributes(&session_line);
+    let cleared = set_cookie(&resp, "__Host-portcullis-login").expect("login cookie cleared");
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    let session = pair(&session_line);
+    assert!(
+        !session.contains("eyJ"),
+        "the token is sealed, not readable"
+    );
+    // The first login created the signing key; wait until the data plane has it.
+    synced(&fx).await;
+
+    // With the session the backend gets identity, and neither the cookie nor forgeries.
+    let cookies = format!("theme=dark; {session}");
+    let resp = get(
+        &fx,
+        "app.test",
+        "/secret?x=1",
+        &[
+            ("cookie", &cookies),
+            ("x-forwarded-user", "admin"),
+            ("authorization", "Bearer junk"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let seen: Value = resp.json().await.expect("echo");
+    assert_eq!(seen["headers"]["x-forwarded-user"], "alice", "{seen}");
+    assert_eq!(seen["headers"]["x-forwarded-email"], "alice@acme.example");
+    assert_eq!(
+        seen["headers"]["x-auth-client-id"],
+        "portcullis-edge:app.test"
+    );
+    assert_eq!(seen["headers"]["cookie"], "theme=dark", "{seen}");
+    assert!(seen["headers"].get("authorization").is_none(), "{seen}");
+    // Only the session cookie: nothing left to forward.
+    let resp = get(&fx, "app.test", "/secret", &[("cookie", &session)]).await;
+    let seen: Value = resp.json().await.expect("echo");
+    assert!(seen["headers"].get("cookie").is_none(), "{seen}");
+
+    // A tampered cookie is no session: log in again.
+    let (name, value) = session.split_once('=').expect("pair");
+    let mut bytes = value.as_bytes().to_vec();
+    let i = bytes.len() / 2;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    let tampered = format!("{name}={}", String::from_utf8(bytes).expect("ascii"));
+    let resp = get(
+        &fx,
+        "app.test",
+        "/secret",
+        &[("cookie", &tampered), ("accept", HTML)],
+    )
+    .await;
+    assert_eq!(resp.status(), 302);
+    assert!(location(&resp).starts_with(&format!("{}/authorize?", fx.cp.http)));
+    // The session of app.test is worth nothing at other.test.
+    let resp = get(&fx, "other.test", "/secret", &[("cookie", &session)]).await;
+    assert_eq!(resp.status(), 401);
+    let resp = get(
+        &fx,
+        "other.test",
+        "/secret",
+        &[("cookie", &session), ("accept", HTML)],
+    )
+    .await;
+    assert_eq!(resp.status(), 302);
+    assert!(
+        location(&resp).contains("client_id=portcullis-edge%3Aother.test"),
+        "{}",
+        location(&resp)
+    );
+
+    // Logout clears the cookie, goes to a same-origin page and revokes the token.
+    let resp = get(
+        &fx,
+        "app.test",
+        "/.portcullis/logout",
+        &[("cookie", &session)],
+    )
+    .await;
+    assert_eq!(resp.status(), 302);
+    assert_eq!(location(&resp), "/");
+    let cleared = set_cookie(&resp, "__Host-portcullis-session").expect("session cleared");
+    assert!(
+        cleared.starts_with("__Host-portcullis-session=;"),
+        "{cleared}"
+    );
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    eventually(Duration::from_secs(20), "revoked session refused", || {
+        let fx = &fx;
+        let session = session.clone();
+        async move {
+            let resp = get(fx, "app.test", "/secret", &[("cookie", &session)]).await;
+            (resp.status() == 401).then_some(())
+        }
+    })
+    .await;
+    // Reserved paths never reach the backend.
+    let resp = get(
+        &fx,
+        "app.test",
+        "/.portcullis/other",
+        &[("cookie", &session)],
+    )
+    .await;
+    assert_eq!(resp.status(), 404);
+    assert!(
+        fx.backend
+            .received()
+            .iter()
+            .all(|p| !p.starts_with("/.portcullis")),
+        "{:?}",
+        fx.backend.received()
+    );
+}
+
+#[tokio::test]
+async fn login_never_returns_to_another_origin() {
+    let fx = fixture().await;
+    // Backslash and encoding tricks are covered by the unit tests of `safe_return`.
+    for (rd, expected) in [
+        ("https://evil.example/", "/"),
+        ("//evil.example/x", "/"),
+        ("/ok", "/ok"),
+    ] {
+        let start = format!("/.portcullis/login?rd={rd}");
+        let resp = get(&fx, "app.test", &start, &[]).await;
+        assert_eq!(resp.status(), 302, "{rd}");
+        let authorize = location(&resp);
+        let login = pair(&set_cookie(&resp, "__Host-portcullis-login").expect("login cookie"));
+        let back = login_at_the_authorization_server(&authorize).await;
+        let resp = callback(&fx, &back, Some(&login)).await;
+        assert_eq!(resp.status(), 302, "{rd}");
+        assert_eq!(location(&resp), expected, "{rd}");
+        assert!(set_cookie(&resp, "__Host-portcullis-session").is_some());
+        // The code is single use: replaying the callback gives no second session.
+        let replay = callback(&fx, &back, Some(&login)).await;
+        assert_eq!(replay.status(), 502, "{rd}");
+        assert!(set_cookie(&replay, "__Host-portcullis-session").is_none());
+    }
+    // A refused or cancelled login at the authorization server gives no session.
+    let resp = get(&fx, "app.test", "/", &[("accept", HTML)]).await;
+    let u = url::Url::parse(&location(&resp)).expect("absolute");
+    let login = pair(&set_cookie(&resp, "__Host-portcullis-login").expect("login cookie"));
+    let state = param(&u, "state").expect("state");
+    let resp = get(
+        &fx,
+        "app.test",
+        &format!("/.portcullis/callback?error=access_denied&state={state}"),
+        &[("cookie", &login)],
+    )
+    .await;
+    assert_eq!(resp.status(), 403);
+    assert!(set_cookie(&resp, "__Host-portcullis-session").is_none());
+}
