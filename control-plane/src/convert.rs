@@ -58,6 +58,11 @@ impl From<ProxyAuth> for pb::ProxyAuthPolicy {
             resource_metadata_json: String::new(),
             scopes_supported: a.scopes_supported,
             resource_documentation: a.resource_documentation,
+            allowed_users: a.allowed_users,
+            allowed_orgs: a.allowed_orgs,
+            allowed_teams: a.allowed_teams,
+            allowed_email_domains: a.allowed_email_domains,
+            allowed_groups: a.allowed_groups,
         }
     }
 }
@@ -91,6 +96,11 @@ impl TryFrom<pb::ProxyAuthInput> for ProxyAuthInput {
             public_paths: Some(a.public_paths),
             scopes_supported: Some(a.scopes_supported),
             resource_documentation: Some(a.resource_documentation),
+            allowed_users: Some(a.allowed_users),
+            allowed_orgs: Some(a.allowed_orgs),
+            allowed_teams: Some(a.allowed_teams),
+            allowed_email_domains: Some(a.allowed_email_domains),
+            allowed_groups: Some(a.allowed_groups),
         })
     }
 }
@@ -170,6 +180,7 @@ impl From<Route> for pb::Route {
             owner_token_id: r.owner_token_id,
             created_at: r.created_at,
             public: r.public,
+            required_scopes: r.required_scopes,
         }
     }
 }
@@ -200,6 +211,7 @@ impl From<pb::RouteInput> for RouteInput {
             enabled: r.enabled,
             description: Some(r.description),
             public: Some(r.public),
+            required_scopes: Some(r.required_scopes),
         }
     }
 }

@@ -11,6 +11,8 @@
 //! - `forward`: a valid bearer token for this resource is required: 401 with a
 //!   `WWW-Authenticate` challenge naming the metadata URL otherwise, 403 when scopes are
 //!   missing.
+//!   A valid token whose user is not on the proxy's allowlist ([`allow`]) gets 403
+//!   `access_denied` (no challenge: another token of the same user would not help).
 //! - `passthrough`: never refuses; identity is added only for a fully valid token.
 //!
 //! Whatever the outcome, an admitted request loses any `Authorization: Bearer` header
@@ -21,6 +23,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, Method, StatusCode};
 
+mod allow;
 mod identity;
 mod jwks;
 mod metadata;
@@ -35,9 +38,10 @@ pub use self::metadata::{MetadataError, WELL_KNOWN};
 pub use self::paths::PathError;
 pub use self::verify::{Claims, LEEWAY_SECS, TokenError, Verifier, VerifierError};
 
+use self::allow::Allowlist;
 use self::metadata::MetadataTemplate;
 use self::paths::PublicPaths;
-use crate::policy::Rejection;
+use crate::policy::{Rejection, RouteAccess};
 
 /// How a protected proxy treats requests without a valid token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +69,7 @@ pub(crate) struct AuthSpec {
     pub(crate) public_paths: PublicPaths,
     pub(crate) resource_documentation: Box<str>,
     pub(crate) resource_metadata_json: String,
+    pub(crate) allow: Allowlist,
 }
 
 /// A protected proxy's compiled policy.
@@ -77,6 +82,7 @@ pub struct ProxyAuth {
     scope_param: Box<str>,
     public_paths: PublicPaths,
     metadata: MetadataTemplate,
+    allow: Allowlist,
 }
 
 /// What the policy decided for an admitted request.
@@ -176,12 +182,13 @@ impl AuthSpec {
             public_paths,
             resource_documentation: doc.into(),
             resource_metadata_json: p.resource_metadata_json.clone(),
+            allow: Allowlist::from_proto(p)?,
         })
     }
 }
 
 /// Scope tokens (RFC 6749 §3.3: printable ASCII except space, double quote and backslash), deduplicated.
-fn scopes(raw: &[String]) -> Result<Box<[Box<str>]>, String> {
+pub(crate) fn scopes(raw: &[String]) -> Result<Box<[Box<str>]>, String> {
     let mut out: Vec<Box<str>> = Vec::with_capacity(raw.len());
     for s in raw {
         let ok = !s.is_empty()
@@ -221,6 +228,7 @@ impl ProxyAuth {
             public_paths: spec.public_paths,
             verifier,
             metadata,
+            allow: spec.allow,
         })
     }
 
@@ -234,6 +242,7 @@ impl ProxyAuth {
     pub(crate) fn check(
         &self,
         origin: &Origin<'_>,
+        route: &RouteAccess,
         method: &Method,
         path: &str,
         headers: &HeaderMap,
@@ -244,7 +253,7 @@ impl ProxyAuth {
         if let Some(suffix) = metadata::metadata_suffix(path) {
             return Err(self.metadata_answer(origin, method, suffix));
         }
-        if self.public_paths.matches(path) {
+        if route.public || self.public_paths.matches(path) {
             return Ok(Verdict::Anonymous);
         }
         let token = match bearer_token(headers) {
@@ -254,7 +263,7 @@ impl ProxyAuth {
                 return Ok(Verdict::Anonymous);
             }
             Err(reason) => {
-                let challenge = self.challenge(origin, Some(("invalid_request", reason)));
+                let challenge = self.challenge(origin, route, Some(("invalid_request", reason)));
                 return Err(Rejection::auth(
                     StatusCode::BAD_REQUEST,
                     challenge,
@@ -268,7 +277,7 @@ impl ProxyAuth {
                 Mode::Passthrough => Ok(Verdict::Anonymous),
                 Mode::Forward => Err(Rejection::auth(
                     StatusCode::UNAUTHORIZED,
-                    self.challenge(origin, None),
+                    self.challenge(origin, route, None),
                     "invalid_token",
                     "a bearer token is required",
                 )),
@@ -289,23 +298,32 @@ impl ProxyAuth {
                 let description = error_description(error);
                 return Err(Rejection::auth(
                     StatusCode::UNAUTHORIZED,
-                    self.challenge(origin, Some(("invalid_token", description))),
+                    self.challenge(origin, route, Some(("invalid_token", description))),
                     "invalid_token",
                     description,
                 ));
             }
         };
-        if !self.has_scopes(&claims.scope) {
+        if !has_scopes(&self.required_scopes, &claims.scope)
+            || !has_scopes(&route.required_scopes, &claims.scope)
+        {
             if self.mode == Mode::Passthrough {
                 return Ok(Verdict::Anonymous);
             }
             const WHY: &str = "the token lacks a required scope";
             return Err(Rejection::auth(
                 StatusCode::FORBIDDEN,
-                self.challenge(origin, Some(("insufficient_scope", WHY))),
+                self.challenge(origin, route, Some(("insufficient_scope", WHY))),
                 "insufficient_scope",
                 WHY,
             ));
+        }
+        if !self.allow.permits(&claims) {
+            if self.mode == Mode::Passthrough {
+                return Ok(Verdict::Anonymous);
+            }
+            tracing::debug!(sub = %claims.sub, "user not on the proxy's allowlist");
+            return Err(Rejection::not_allowed());
         }
         Ok(Verdict::Authenticated(Box::new(claims)))
     }
@@ -327,14 +345,25 @@ impl ProxyAuth {
         }
     }
 
-    fn has_scopes(&self, granted: &str) -> bool {
-        self.required_scopes
+    /// The challenge names the proxy's and the route's scopes; built only on refusals.
+    fn challenge(
+        &self,
+        origin: &Origin<'_>,
+        route: &RouteAccess,
+        error: Option<(&str, &str)>,
+    ) -> http::HeaderValue {
+        let extra = route
+            .required_scopes
             .iter()
-            .all(|need| granted.split(' ').any(|g| g == &**need))
-    }
-
-    fn challenge(&self, origin: &Origin<'_>, error: Option<(&str, &str)>) -> http::HeaderValue {
-        metadata::challenge(origin, &self.scope_param, error)
+            .filter(|s| !self.required_scopes.contains(s));
+        let mut scope_param = String::from(&*self.scope_param);
+        for s in extra {
+            if !scope_param.is_empty() {
+                scope_param.push(' ');
+            }
+            scope_param.push_str(s);
+        }
+        metadata::challenge(origin, &scope_param, error)
     }
 
     fn metadata_answer(&self, origin: &Origin<'_>, method: &Method, suffix: &str) -> Rejection {
@@ -348,6 +377,12 @@ impl ProxyAuth {
         resource.push_str(suffix);
         Rejection::metadata(self.metadata.render(&resource))
     }
+}
+
+fn has_scopes(required: &[Box<str>], granted: &str) -> bool {
+    required
+        .iter()
+        .all(|need| granted.split(' ').any(|g| g == &**need))
 }
 
 /// `error_description` texts; static so they never carry token content.

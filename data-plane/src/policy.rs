@@ -1,9 +1,11 @@
 //! Phase 2 of every request: the proxy-level policy.
 //!
-//! The only way to reach a proxy's route table is through [`admit`], which returns an
-//! [`Admitted`] token on success. Routed requests therefore cannot skip the proxy's
-//! protection: routing (phase 3) is a method of the token, not of the proxy, and every
-//! route of a protected proxy is protected the same way.
+//! The only way to reach a proxy's route table is through [`admit`]: it looks the route
+//! up (a pure lookup), decides with the proxy's policy plus what that route adds
+//! ([`RouteAccess`]: extra scopes, or an admin's `public` exemption), and releases the
+//! chosen upstream only inside an [`Admitted`] token. A route without such settings is
+//! protected exactly like its proxy; a route that would forward to a protected proxy's
+//! upstream (bypassing that proxy's policy) is refused with 503.
 //!
 //! Unprotected proxies admit everything unchanged. Protected proxies verify bearer tokens
 //! locally (see [`crate::auth`]) and rewrite the request's identity headers on admission.
@@ -15,14 +17,18 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::WWW_AUTHENTICATE;
 use http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use portcullis_proto::v1 as pb;
 
 use crate::auth::{self, AuthSpec, MetadataError, Origin, ProxyAuth, Verifier};
 use crate::body::{self, ProxyBody};
 use crate::config::Proxy;
-use crate::router::Selected;
+use crate::router::{RouteMatcher, Selected};
 use crate::upstream::Upstream;
+
+mod access;
+
+pub use self::access::{RouteAccess, Routed};
 
 /// How a proxy is protected.
 #[derive(Clone, Debug)]
@@ -44,11 +50,16 @@ pub(crate) enum PolicySpec {
     Unenforceable,
 }
 
-/// Proof that the proxy's policy admitted this request; the gateway to routing.
+/// Proof that the proxy's policy admitted this request, carrying the route it chose.
 #[derive(Debug)]
 pub struct Admitted<'p> {
     proxy: &'p Proxy,
+    selected: Selected<'p, Routed>,
 }
+
+/// Permission to read a proxy's route table; only this module can create one.
+#[derive(Debug)]
+pub(crate) struct Gate(());
 
 /// A request the policy answers itself instead of routing it: a refusal (400, 401, 403,
 /// 503) or a document the policy owns (RFC 9728 metadata).
@@ -62,23 +73,32 @@ pub struct Rejection {
     body: Bytes,
 }
 
-/// Checks `req` against `proxy`'s policy. Runs for every request to the proxy, whatever
-/// route it would take. On admission to a protected proxy, the bearer token and
-/// client-sent identity headers are removed and verified identity is set.
+/// Checks `req` against `proxy`'s policy and the matching route's settings. Runs for
+/// every request to the proxy, whatever route it takes. On admission to a protected
+/// proxy, the bearer token and client-sent identity headers are removed and verified
+/// identity is set.
 pub fn admit<'p, B>(
     proxy: &'p Proxy,
     origin: &Origin<'_>,
     req: &mut Request<B>,
 ) -> Result<Admitted<'p>, Rejection> {
+    let selected = proxy
+        .routes(&Gate(()))
+        .select(req.method(), req.uri().path());
+    let route = selected.target.access();
+    if route.blocked {
+        return Err(Rejection::route_blocked());
+    }
     match proxy.policy() {
-        Policy::Open => Ok(Admitted { proxy }),
-        Policy::Unenforceable => Err(Rejection::unavailable()),
+        Policy::Open => {}
+        Policy::Unenforceable => return Err(Rejection::unavailable()),
         Policy::Protected(auth) => {
-            let verdict = auth.check(origin, req.method(), req.uri().path(), req.headers())?;
+            let verdict =
+                auth.check(origin, route, req.method(), req.uri().path(), req.headers())?;
             auth::apply_identity(req.headers_mut(), &verdict);
-            Ok(Admitted { proxy })
         }
     }
+    Ok(Admitted { proxy, selected })
 }
 
 // === impl Policy ===
@@ -121,8 +141,13 @@ impl PolicySpec {
 
 impl<'p> Admitted<'p> {
     /// Phase 3: the first matching route's upstream, else the proxy's own target.
-    pub fn select(&self, method: &Method, path: &str) -> Selected<'p, Upstream> {
-        self.proxy.routes(self).select(method, path)
+    pub fn upstream(&self) -> &'p Upstream {
+        self.selected.target.upstream()
+    }
+
+    /// The route that matched; `None` when the proxy's own target is used.
+    pub fn route(&self) -> Option<&'p RouteMatcher> {
+        self.selected.route
     }
 
     /// The admitted proxy.
@@ -138,6 +163,24 @@ impl Rejection {
         Self::text(
             StatusCode::SERVICE_UNAVAILABLE,
             "503 Service Unavailable: authentication is not available\n",
+        )
+    }
+
+    /// The route forwards to a protected proxy's upstream without its policy.
+    pub(crate) fn route_blocked() -> Self {
+        Self::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "503 Service Unavailable: this route targets a protected proxy\n",
+        )
+    }
+
+    /// A valid token whose user is not on the proxy's allowlist.
+    pub(crate) fn not_allowed() -> Self {
+        Self::json_error(
+            StatusCode::FORBIDDEN,
+            None,
+            "access_denied",
+            "the user is not allowed to use this resource",
         )
     }
 

@@ -110,6 +110,11 @@ pub(crate) fn auth_input(args: ProxyAuthEnableArgs) -> ProxyAuthInput {
         public_paths: args.public_paths,
         scopes_supported: args.scopes_supported,
         resource_documentation: args.resource_doc.unwrap_or_default(),
+        allowed_users: args.allow_users,
+        allowed_orgs: args.allow_orgs,
+        allowed_teams: args.allow_teams,
+        allowed_email_domains: args.allow_email_domains,
+        allowed_groups: args.allow_groups,
     }
 }
 
