@@ -39,7 +39,7 @@ pub(crate) enum ProxyCommand {
 #[derive(Debug, Subcommand)]
 pub(crate) enum ProxyAuthCommand {
     /// Protect HOSTNAME (replaces any previous policy)
-    Enable(ProxyAuthEnableArgs),
+    Enable(Box<ProxyAuthEnableArgs>),
     /// Remove the protection of HOSTNAME
     Disable {
         /// Hostname of the proxy

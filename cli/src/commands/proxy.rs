@@ -67,7 +67,7 @@ pub(crate) async fn run(ctx: &mut Ctx, cmd: ProxyCommand) -> Result<(), CliError
 async fn auth(ctx: &mut Ctx, cmd: ProxyAuthCommand) -> Result<(), CliError> {
     let (hostname, policy) = match cmd {
         ProxyAuthCommand::Enable(args) => {
-            let input = auth_input(args);
+            let input = auth_input(*args);
             let hostname = input.hostname.clone();
             let policy = ctx.client.set_proxy_auth(input).await.reply(&ctx.call)?;
             (hostname, policy)

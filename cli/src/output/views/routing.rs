@@ -228,11 +228,13 @@ mod tests {
         let scoped = pb::Route {
             proxy_hostnames: vec!["a".into(), "b".into()],
             methods: vec!["GET".into(), "POST".into()],
+            required_scopes: vec!["admin".into(), "audit".into()],
             ..r
         };
         let detail = route(&scoped);
-        assert!(detail.contains("scope:       a,b"), "{detail}");
-        assert!(detail.contains("methods:     GET,POST"), "{detail}");
+        assert!(detail.contains("scope:           a,b"), "{detail}");
+        assert!(detail.contains("methods:         GET,POST"), "{detail}");
+        assert!(detail.contains("required scopes: admin audit"), "{detail}");
     }
 
     #[test]
