@@ -7,7 +7,7 @@
 //!
 //! Per request on a protected proxy ([`ProxyAuth::check`]):
 //! - `/.well-known/oauth-protected-resource[/…]` is answered here (RFC 9728).
-//! - Public paths pass without a token.
+//! - Public paths, and routes an admin marked public, pass without a token.
 //! - `forward`: a valid bearer token for this resource is required: 401 with a
 //!   `WWW-Authenticate` challenge naming the metadata URL otherwise, 403 when scopes are
 //!   missing.
