@@ -73,7 +73,7 @@ proxy-update hostname *flags:
 proxy-delete hostname:
     {{cli}} proxy delete "{{hostname}}"
 
-# Create a route: just route-create PATH url|service|proxy VALUE [--priority N --match regex --proxy HOST ...]
+# Create a route: just route-create PATH url|service|proxy VALUE [--priority N --match regex --proxy HOST --scope S --public ...]
 route-create path target_type target_value *flags:
     {{cli}} route create "$@"
 
@@ -219,7 +219,7 @@ proxy-oauth-server-show hostname:
 proxy-oauth-server-clear hostname:
     {{cli}} oauth proxy set "{{hostname}}" --clear-metadata
 
-# Protect a proxy with edge OAuth: just proxy-auth-enable HOST --auth-host AUTH_HOST --mode forward|redirect|passthrough [--scope S --public-path P ...]
+# Protect a proxy with edge OAuth: just proxy-auth-enable HOST --auth-host AUTH_HOST --mode forward|redirect|passthrough [--scope S --public-path P --allow-user U --allow-org O --allow-team O/T --allow-email-domain D --allow-group G ...]
 proxy-auth-enable hostname *flags:
     {{cli}} proxy auth enable "$@"
 

@@ -66,6 +66,11 @@ impl From<ProxyAuth> for pb::ProxyAuthPolicy {
             allowed_origins: a.allowed_origins,
             // Filled for snapshots only (`oauth::edge_session::with_session_key`).
             session_key: Vec::new(),
+            allowed_users: a.allowed_users,
+            allowed_orgs: a.allowed_orgs,
+            allowed_teams: a.allowed_teams,
+            allowed_email_domains: a.allowed_email_domains,
+            allowed_groups: a.allowed_groups,
         }
     }
 }
@@ -99,6 +104,11 @@ impl TryFrom<pb::ProxyAuthInput> for ProxyAuthInput {
             public_paths: Some(a.public_paths),
             scopes_supported: Some(a.scopes_supported),
             resource_documentation: Some(a.resource_documentation),
+            allowed_users: Some(a.allowed_users),
+            allowed_orgs: Some(a.allowed_orgs),
+            allowed_teams: Some(a.allowed_teams),
+            allowed_email_domains: Some(a.allowed_email_domains),
+            allowed_groups: Some(a.allowed_groups),
         })
     }
 }
@@ -178,6 +188,7 @@ impl From<Route> for pb::Route {
             owner_token_id: r.owner_token_id,
             created_at: r.created_at,
             public: r.public,
+            required_scopes: r.required_scopes,
         }
     }
 }
@@ -208,6 +219,7 @@ impl From<pb::RouteInput> for RouteInput {
             enabled: r.enabled,
             description: Some(r.description),
             public: Some(r.public),
+            required_scopes: Some(r.required_scopes),
         }
     }
 }

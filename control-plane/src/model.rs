@@ -106,6 +106,21 @@ pub struct ProxyAuth {
     /// through `/resource`.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Allowlist: login names (lower-case). All allowlists empty = every valid token.
+    #[serde(default)]
+    pub allowed_users: Vec<String>,
+    /// Allowlist: GitHub organisations (lower-case).
+    #[serde(default)]
+    pub allowed_orgs: Vec<String>,
+    /// Allowlist: GitHub teams as `org/team` (lower-case).
+    #[serde(default)]
+    pub allowed_teams: Vec<String>,
+    /// Allowlist: domains of the verified e-mail address (lower-case).
+    #[serde(default)]
+    pub allowed_email_domains: Vec<String>,
+    /// Allowlist: OIDC groups (exact).
+    #[serde(default)]
+    pub allowed_groups: Vec<String>,
 }
 
 /// Body of `PUT /api/v1/proxy/targets/{hostname}/auth`: replaces the whole policy.
@@ -124,6 +139,16 @@ pub struct ProxyAuthInput {
     pub scopes_supported: Option<Vec<String>>,
     /// Default none.
     pub resource_documentation: Option<String>,
+    /// Default none. Login names allowed (case-insensitive).
+    pub allowed_users: Option<Vec<String>>,
+    /// Default none. GitHub organisations allowed (case-insensitive).
+    pub allowed_orgs: Option<Vec<String>>,
+    /// Default none. GitHub teams allowed, as `org/team` (case-insensitive).
+    pub allowed_teams: Option<Vec<String>>,
+    /// Default none. E-mail domains allowed (case-insensitive, exact domain).
+    pub allowed_email_domains: Option<Vec<String>>,
+    /// Default none. OIDC groups allowed (exact).
+    pub allowed_groups: Option<Vec<String>>,
 }
 
 /// Body of `PUT /api/v1/proxy/targets/{hostname}/resource`: replaces the proxy's
@@ -292,6 +317,9 @@ pub struct Route {
     pub description: String,
     /// Exempt from the proxy's protection; only an admin may set it.
     pub public: bool,
+    /// Scopes a token needs for this route on a protected proxy, on top of the proxy's.
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
     /// Id of the creating token.
     pub owner_token_id: String,
     /// Unix seconds.
@@ -324,6 +352,9 @@ pub struct RouteInput {
     pub description: Option<String>,
     /// Default false; admin only.
     pub public: Option<bool>,
+    /// Default none. Scopes a token needs for this route, on top of the proxy's required
+    /// scopes (only where the proxy is protected).
+    pub required_scopes: Option<Vec<String>>,
 }
 
 /// A named upstream that routes can target.

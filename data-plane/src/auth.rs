@@ -7,10 +7,12 @@
 //!
 //! Per request on a protected proxy ([`ProxyAuth::check`]):
 //! - `/.well-known/oauth-protected-resource[/…]` is answered here (RFC 9728).
-//! - Public paths pass without a token.
+//! - Public paths, and routes an admin marked public, pass without a token.
 //! - `forward`: a valid bearer token for this resource is required: 401 with a
 //!   `WWW-Authenticate` challenge naming the metadata URL otherwise, 403 when scopes are
 //!   missing.
+//!   A valid token whose user is not on the proxy's allowlist ([`allow`]) gets 403
+//!   `access_denied` (no challenge: another token of the same user would not help).
 //! - `passthrough`: never refuses; identity is added only for a fully valid token.
 //!
 //! Whatever the outcome, an admitted request loses any `Authorization: Bearer` header
@@ -21,6 +23,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, Method, StatusCode};
 
+mod allow;
 mod cors;
 mod identity;
 mod jwks;
@@ -43,11 +46,12 @@ pub use self::session::{
 pub(crate) use self::session::{SessionSpec, strip_cookies as strip_session_cookies};
 pub use self::verify::{Claims, LEEWAY_SECS, TokenError, Verifier, VerifierError};
 
+use self::allow::Allowlist;
 use self::cors::AllowedOrigins;
 pub(crate) use self::cors::{Decision as OriginDecision, Grant as CorsGrant};
 use self::metadata::MetadataTemplate;
 use self::paths::PublicPaths;
-use crate::policy::Rejection;
+use crate::policy::{Rejection, RouteAccess};
 
 /// How a protected proxy treats requests without a valid token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +82,7 @@ pub(crate) struct AuthSpec {
     /// The MCP endpoint path; empty = none.
     pub(crate) endpoint: Box<str>,
     pub(crate) allowed_origins: AllowedOrigins,
+    pub(crate) allow: Allowlist,
 }
 
 /// A protected proxy's compiled policy.
@@ -93,6 +98,7 @@ pub struct ProxyAuth {
     /// The MCP endpoint path (`/mcp`); empty = none.
     endpoint: Box<str>,
     allowed_origins: AllowedOrigins,
+    allow: Allowlist,
 }
 
 /// What the policy decided for an admitted request.
@@ -203,12 +209,13 @@ impl AuthSpec {
             resource_metadata_json: p.resource_metadata_json.clone(),
             endpoint: endpoint.into(),
             allowed_origins,
+            allow: Allowlist::from_proto(p)?,
         })
     }
 }
 
 /// Scope tokens (RFC 6749 §3.3: printable ASCII except space, double quote and backslash), deduplicated.
-fn scopes(raw: &[String]) -> Result<Box<[Box<str>]>, String> {
+pub(crate) fn scopes(raw: &[String]) -> Result<Box<[Box<str>]>, String> {
     let mut out: Vec<Box<str>> = Vec::with_capacity(raw.len());
     for s in raw {
         let ok = !s.is_empty()
@@ -248,6 +255,7 @@ impl ProxyAuth {
             public_paths: spec.public_paths,
             verifier,
             metadata,
+            allow: spec.allow,
             endpoint: spec.endpoint,
             allowed_origins: spec.allowed_origins,
         })
@@ -278,6 +286,7 @@ impl ProxyAuth {
     pub(crate) fn check(
         &self,
         origin: &Origin<'_>,
+        route: &RouteAccess,
         method: &Method,
         path: &str,
         headers: &HeaderMap,
@@ -288,7 +297,7 @@ impl ProxyAuth {
         if let Some(suffix) = metadata::metadata_suffix(path) {
             return Err(self.metadata_answer(origin, method, suffix));
         }
-        if self.public_paths.matches(path) {
+        if route.public || self.public_paths.matches(path) {
             return Ok(Verdict::Anonymous);
         }
         let token = match bearer_token(headers) {
@@ -298,7 +307,8 @@ impl ProxyAuth {
                 return Ok(Verdict::Anonymous);
             }
             Err(reason) => {
-                let challenge = self.challenge(origin, path, Some(("invalid_request", reason)));
+                let challenge =
+                    self.challenge(origin, route, path, Some(("invalid_request", reason)));
                 return Err(Rejection::auth(
                     StatusCode::BAD_REQUEST,
                     challenge,
@@ -312,7 +322,7 @@ impl ProxyAuth {
                 Mode::Passthrough => Ok(Verdict::Anonymous),
                 Mode::Forward => Err(Rejection::auth(
                     StatusCode::UNAUTHORIZED,
-                    self.challenge(origin, path, None),
+                    self.challenge(origin, route, path, None),
                     "invalid_token",
                     "a bearer token is required",
                 )),
@@ -333,23 +343,32 @@ impl ProxyAuth {
                 let description = error_description(error);
                 return Err(Rejection::auth(
                     StatusCode::UNAUTHORIZED,
-                    self.challenge(origin, path, Some(("invalid_token", description))),
+                    self.challenge(origin, route, path, Some(("invalid_token", description))),
                     "invalid_token",
                     description,
                 ));
             }
         };
-        if !self.has_scopes(&claims.scope) {
+        if !has_scopes(&self.required_scopes, &claims.scope)
+            || !has_scopes(&route.required_scopes, &claims.scope)
+        {
             if self.mode == Mode::Passthrough {
                 return Ok(Verdict::Anonymous);
             }
             const WHY: &str = "the token lacks a required scope";
             return Err(Rejection::auth(
                 StatusCode::FORBIDDEN,
-                self.challenge(origin, path, Some(("insufficient_scope", WHY))),
+                self.challenge(origin, route, path, Some(("insufficient_scope", WHY))),
                 "insufficient_scope",
                 WHY,
             ));
+        }
+        if !self.allow.permits(&claims) {
+            if self.mode == Mode::Passthrough {
+                return Ok(Verdict::Anonymous);
+            }
+            tracing::debug!(sub = %claims.sub, "user not on the proxy's allowlist");
+            return Err(Rejection::not_allowed());
         }
         Ok(Verdict::Authenticated(Box::new(claims)))
     }
@@ -371,26 +390,32 @@ impl ProxyAuth {
         }
     }
 
-    fn has_scopes(&self, granted: &str) -> bool {
-        self.required_scopes
-            .iter()
-            .all(|need| granted.split(' ').any(|g| g == &**need))
-    }
-
-    /// The challenge names the metadata of the resource the request is for: the
-    /// endpoint's path-suffixed document under the endpoint, the origin's elsewhere.
+    /// The challenge names the proxy's and the route's scopes; built only on refusals.
     fn challenge(
         &self,
         origin: &Origin<'_>,
+        route: &RouteAccess,
         path: &str,
         error: Option<(&str, &str)>,
     ) -> http::HeaderValue {
+        let extra = route
+            .required_scopes
+            .iter()
+            .filter(|s| !self.required_scopes.contains(s));
+        let mut scope_param = String::from(&*self.scope_param);
+        for s in extra {
+            if !scope_param.is_empty() {
+                scope_param.push(' ');
+            }
+            scope_param.push_str(s);
+        }
+        // Under the MCP endpoint, point at the endpoint's path-suffixed metadata.
         let resource_path = if !self.endpoint.is_empty() && paths::within(path, &self.endpoint) {
             &*self.endpoint
         } else {
             ""
         };
-        metadata::challenge(origin, resource_path, &self.scope_param, error)
+        metadata::challenge(origin, resource_path, &scope_param, error)
     }
 
     fn metadata_answer(&self, origin: &Origin<'_>, method: &Method, suffix: &str) -> Rejection {
@@ -404,6 +429,12 @@ impl ProxyAuth {
         resource.push_str(suffix);
         Rejection::metadata(self.metadata.render(&resource))
     }
+}
+
+fn has_scopes(required: &[Box<str>], granted: &str) -> bool {
+    required
+        .iter()
+        .all(|need| granted.split(' ').any(|g| g == &**need))
 }
 
 /// `error_description` texts; static so they never carry token content.

@@ -10,6 +10,9 @@
 //!   may still be PROXY route targets, they are just not served by hostname.
 //! - URL and SERVICE route targets use the settings (timeouts, headers, Host handling) of
 //!   the proxy the request matched; PROXY targets use the target proxy's settings.
+//! - A PROXY target that is itself protected (any auth policy) would reach that proxy's
+//!   upstream without its policy: such a route is kept but blocked (every request it
+//!   matches gets 503), so one stale route neither bypasses auth nor NACKs the snapshot.
 //! - Each listener has its own host table. A proxy is on the HTTP table when
 //!   `enable_http` is set or it redirects to HTTPS, and on the HTTPS table when
 //!   `enable_https` is set; a host missing from a listener's table is unknown (404) there,
@@ -25,7 +28,7 @@ use portcullis_proto::v1 as pb;
 use self::proxy::ProxySpec;
 use self::route::{RouteSpec, RouteTarget};
 use crate::auth::Verifier;
-use crate::policy::Policy;
+use crate::policy::{Policy, PolicySpec, RouteAccess, Routed};
 use crate::router::{HostTable, RouteMatcher, RouteTable};
 use crate::tls::{self, AcmeChallenges, Certificates};
 use crate::upstream::{ClientCache, Upstream};
@@ -110,6 +113,11 @@ impl Snapshot {
             .filter(|r| r.enabled)
             .map(|r| link(r, &services, &index))
             .collect::<Result<Vec<_>, _>>()?;
+        let access: Vec<Arc<RouteAccess>> = routes
+            .iter()
+            .map(|(spec, linked)| Arc::new(route_access(spec, linked, &specs)))
+            .collect();
+        let unrestricted = Arc::new(RouteAccess::default());
         let mut global = Vec::new();
         let mut scoped: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, (spec, _)) in routes.iter().enumerate() {
@@ -130,21 +138,22 @@ impl Snapshot {
             }
             let name = spec.pattern.to_string();
             let mine = scoped.get(name.as_str()).map_or(&[][..], Vec::as_slice);
-            let entries: Vec<(Arc<RouteMatcher>, Upstream)> = global
+            let entries: Vec<(Arc<RouteMatcher>, Routed)> = global
                 .iter()
                 .chain(mine)
-                .filter_map(|&r| routes.get(r))
-                .filter_map(|(spec, linked)| {
+                .filter_map(|&r| Some((routes.get(r)?, access.get(r)?)))
+                .filter_map(|((spec, linked), access)| {
                     let upstream = match linked {
                         Linked::Target(t) => Upstream::new(t.clone(), settings.get(i)?.clone()),
                         Linked::Proxy(p) => defaults.get(*p)?.clone(),
                     };
-                    Some((spec.matcher.clone(), upstream))
+                    Some((spec.matcher.clone(), Routed::new(upstream, access.clone())))
                 })
                 .collect();
             let Some(fallback) = defaults.get(i).cloned() else {
                 continue;
             };
+            let fallback = Routed::new(fallback, unrestricted.clone());
             let policy =
                 Policy::link(&spec.policy, &verifier).map_err(|e| CompileError::Proxy {
                     hostname: name.clone(),
@@ -217,6 +226,21 @@ fn services(list: &[pb::ExternalService]) -> Result<HashMap<&str, Target>, Compi
         }
     }
     Ok(out)
+}
+
+/// The route's policy settings; blocked when it targets a protected proxy.
+fn route_access(spec: &RouteSpec, linked: &Linked, proxies: &[ProxySpec]) -> RouteAccess {
+    let blocked = match linked {
+        Linked::Proxy(p) => proxies
+            .get(*p)
+            .is_none_or(|target| !matches!(target.policy, PolicySpec::Open)),
+        Linked::Target(_) => false,
+    };
+    RouteAccess {
+        public: spec.public,
+        required_scopes: spec.required_scopes.clone(),
+        blocked,
+    }
 }
 
 fn link(

@@ -1,9 +1,11 @@
 //! Phase 2 of every request: the proxy-level policy.
 //!
-//! The only way to reach a proxy's route table is through [`admit`], which returns an
-//! [`Admitted`] token on success. Routed requests therefore cannot skip the proxy's
-//! protection: routing (phase 3) is a method of the token, not of the proxy, and every
-//! route of a protected proxy is protected the same way.
+//! The only way to reach a proxy's route table is through [`admit`]: it looks the route
+//! up (a pure lookup), decides with the proxy's policy plus what that route adds
+//! ([`RouteAccess`]: extra scopes, or an admin's `public` exemption), and releases the
+//! chosen upstream only inside an [`Admitted`] token. A route without such settings is
+//! protected exactly like its proxy; a route that would forward to a protected proxy's
+//! upstream (bypassing that proxy's policy) is refused with 503.
 //!
 //! Unprotected proxies admit everything unchanged. Protected proxies verify bearer tokens
 //! locally (see [`crate::auth`]) and rewrite the request's identity headers on admission.
@@ -18,7 +20,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use http::header::{HeaderName, LOCATION, WWW_AUTHENTICATE};
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use portcullis_proto::v1 as pb;
 
 use crate::auth::{
@@ -27,8 +29,12 @@ use crate::auth::{
 };
 use crate::body::{self, ProxyBody};
 use crate::config::Proxy;
-use crate::router::Selected;
+use crate::router::{RouteMatcher, Selected};
 use crate::upstream::Upstream;
+
+mod access;
+
+pub use self::access::{RouteAccess, Routed};
 
 /// How a proxy is protected.
 #[derive(Clone, Debug)]
@@ -53,13 +59,18 @@ pub(crate) enum PolicySpec {
     Session(SessionSpec),
 }
 
-/// Proof that the proxy's policy admitted this request; the gateway to routing.
+/// Proof that the proxy's policy admitted this request, carrying the route it chose.
 #[derive(Debug)]
 pub struct Admitted<'p> {
     proxy: &'p Proxy,
+    selected: Selected<'p, Routed>,
     /// CORS headers owed to an allowed browser origin.
     cors: Option<CorsGrant>,
 }
+
+/// Permission to read a proxy's route table; only this module can create one.
+#[derive(Debug)]
+pub(crate) struct Gate(());
 
 /// A request the policy answers itself instead of routing it: a refusal (400, 401, 403,
 /// 503) or a document the policy owns (RFC 9728 metadata).
@@ -68,7 +79,6 @@ pub struct Rejection {
     status: StatusCode,
     content_type: &'static str,
     challenge: Option<HeaderValue>,
-    allow: Option<&'static str>,
     public_document: bool,
     body: Bytes,
     /// Boxed: rare, and keeps `Result<_, Rejection>` small.
@@ -82,26 +92,35 @@ pub struct Rejection {
 #[derive(Debug)]
 struct ExtraHeaders(Vec<(HeaderName, HeaderValue)>);
 
-/// Checks `req` against `proxy`'s policy. Runs for every request to the proxy, whatever
-/// route it would take. On admission to a protected proxy, the bearer token and
-/// client-sent identity headers are removed and verified identity is set.
+/// Checks `req` against `proxy`'s policy and the matching route's settings. Runs for
+/// every request to the proxy, whatever route it takes. On admission to a protected
+/// proxy, the bearer token and client-sent identity headers are removed and verified
+/// identity is set.
 pub fn admit<'p, B>(
     proxy: &'p Proxy,
     origin: &Origin<'_>,
     req: &mut Request<B>,
 ) -> Result<Admitted<'p>, Rejection> {
+    let selected = proxy
+        .routes(&Gate(()))
+        .select(req.method(), req.uri().path());
+    let route = selected.target.access();
+    if route.blocked {
+        return Err(Rejection::route_blocked());
+    }
+    let mut cors = None;
     match proxy.policy() {
-        Policy::Open => Ok(Admitted { proxy, cors: None }),
-        Policy::Unenforceable => Err(Rejection::unavailable()),
+        Policy::Open => {}
+        Policy::Unenforceable => return Err(Rejection::unavailable()),
         Policy::Protected(auth) => {
             let (method, path) = (req.method(), req.uri().path());
-            let cors = match auth.origin_decision(method, path, req.headers()) {
+            cors = match auth.origin_decision(method, path, req.headers()) {
                 OriginDecision::None => None,
                 OriginDecision::Allowed(grant) => Some(grant),
                 OriginDecision::Preflight(grant) => return Err(Rejection::preflight(grant)),
                 OriginDecision::Refused => return Err(Rejection::origin_refused()),
             };
-            let verdict = match auth.check(origin, method, path, req.headers()) {
+            let verdict = match auth.check(origin, route, method, path, req.headers()) {
                 Ok(verdict) => verdict,
                 Err(mut rejection) => {
                     rejection.cors = cors.map(Box::new);
@@ -109,15 +128,23 @@ pub fn admit<'p, B>(
                 }
             };
             auth::apply_identity(req.headers_mut(), &verdict);
-            Ok(Admitted { proxy, cors })
         }
         Policy::Session(session) => {
-            let verdict = session.check(origin, req.method(), req.uri(), req.headers())?;
+            // A public route needs no session; identity is still only ever ours.
+            let verdict = if route.public {
+                auth::Verdict::Anonymous
+            } else {
+                session.check(origin, req.method(), req.uri(), req.headers())?
+            };
             auth::apply_identity(req.headers_mut(), &verdict);
             auth::strip_session_cookies(req.headers_mut());
-            Ok(Admitted { proxy, cors: None })
         }
     }
+    Ok(Admitted {
+        proxy,
+        selected,
+        cors,
+    })
 }
 
 /// Answers the reserved `/.portcullis/` paths of a `redirect` mode proxy (login, callback,
@@ -180,8 +207,13 @@ impl PolicySpec {
 
 impl<'p> Admitted<'p> {
     /// Phase 3: the first matching route's upstream, else the proxy's own target.
-    pub fn select(&self, method: &Method, path: &str) -> Selected<'p, Upstream> {
-        self.proxy.routes(self).select(method, path)
+    pub fn upstream(&self) -> &'p Upstream {
+        self.selected.target.upstream()
+    }
+
+    /// The route that matched; `None` when the proxy's own target is used.
+    pub fn route(&self) -> Option<&'p RouteMatcher> {
+        self.selected.route
     }
 
     /// The admitted proxy.
@@ -207,6 +239,24 @@ impl Rejection {
         )
     }
 
+    /// The route forwards to a protected proxy's upstream without its policy.
+    pub(crate) fn route_blocked() -> Self {
+        Self::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "503 Service Unavailable: this route targets a protected proxy\n",
+        )
+    }
+
+    /// A valid token whose user is not on the proxy's allowlist.
+    pub(crate) fn not_allowed() -> Self {
+        Self::json_error(
+            StatusCode::FORBIDDEN,
+            None,
+            "access_denied",
+            "the user is not allowed to use this resource",
+        )
+    }
+
     pub(crate) fn bad_request(why: &'static str) -> Self {
         Self::json_error(StatusCode::BAD_REQUEST, None, "invalid_request", why)
     }
@@ -227,7 +277,6 @@ impl Rejection {
             status: StatusCode::NO_CONTENT,
             content_type: "",
             challenge: None,
-            allow: None,
             public_document: false,
             body: Bytes::new(),
             cors: Some(Box::new(grant)),
@@ -279,7 +328,10 @@ impl Rejection {
 
     pub(crate) fn method_not_allowed(allow: &'static str) -> Self {
         let mut r = Self::text(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed\n");
-        r.allow = Some(allow);
+        r.headers = Some(Box::new(ExtraHeaders(vec![(
+            ALLOW,
+            HeaderValue::from_static(allow),
+        )])));
         r
     }
 
@@ -299,7 +351,6 @@ impl Rejection {
             status: StatusCode::OK,
             content_type: "application/json",
             challenge: None,
-            allow: None,
             public_document: true,
             body: Bytes::from(json),
             cors: None,
@@ -312,7 +363,6 @@ impl Rejection {
             status,
             content_type: "text/plain; charset=utf-8",
             challenge: None,
-            allow: None,
             public_document: false,
             body: Bytes::from_static(body.as_bytes()),
             cors: None,
@@ -331,7 +381,6 @@ impl Rejection {
             status,
             content_type: "application/json",
             challenge,
-            allow: None,
             public_document: false,
             body: Bytes::from(body.to_string()),
             cors: None,
@@ -365,9 +414,6 @@ impl Rejection {
         }
         if let Some(challenge) = self.challenge {
             headers.insert(WWW_AUTHENTICATE, challenge);
-        }
-        if let Some(allow) = self.allow {
-            headers.insert(ALLOW, HeaderValue::from_static(allow));
         }
         if self.public_document {
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("max-age=300"));

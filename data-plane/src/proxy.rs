@@ -4,7 +4,8 @@
 //!    [`handle`]); on HTTPS, HSTS is added to the answer.
 //! 1. **Host → proxy**: Host (or `:authority`) is normalised and looked up in the
 //!    listener's host table.
-//! 2. **Proxy policy**: [`policy::admit`] runs for every request to that proxy.
+//! 2. **Proxy policy**: [`policy::admit`] runs for every request to that proxy. It looks
+//!    up the route itself, so the route's extra scopes or admin-set `public` flag count.
 //! 3. **Route → upstream**: only reachable through the admission from phase 2, so a
 //!    route cannot bypass the proxy's protection.
 //! 4. **Forward**: rewrite, send upstream, stream the answer back.
@@ -126,8 +127,8 @@ async fn proxy_request<B>(
 where
     B: Body<Data = Bytes, Error = hyper::Error> + Send + Sync + 'static,
 {
-    // Phase 2: proxy-level policy. Runs for every request to this proxy; routing is
-    // only reachable through `admitted`.
+    // Phase 2: proxy-level policy (with the matching route's settings). Runs for every
+    // request to this proxy; the route's upstream is only reachable through `admitted`.
     let secure = matches!(conn.listener, Listener::Https);
     let origin = Origin::new(secure, host.raw().to_str().unwrap_or_default());
     if let Some(answer) = policy::intercept(proxy, &origin, &req).await {
@@ -135,15 +136,15 @@ where
     }
     let admitted = policy::admit(proxy, &origin, &mut req).map_err(ProxyError::Rejected)?;
     // Phase 3: route → upstream.
-    let selected = admitted.select(req.method(), req.uri().path());
+    let upstream = admitted.upstream();
     // Phase 4: forward.
-    let mut response = forward::forward(selected.target, conn, host, req)
+    let mut response = forward::forward(upstream, conn, host, req)
         .await
         .inspect_err(|error| {
             tracing::warn!(
                 proxy = proxy.hostname(),
-                route = selected.route.map(|r| r.id()),
-                upstream = %selected.target.target(),
+                route = admitted.route().map(|r| r.id()),
+                upstream = %upstream.target(),
                 error = %Report(error),
                 "proxying failed"
             );

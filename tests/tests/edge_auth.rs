@@ -656,3 +656,150 @@ async fn revoking_a_user_or_a_client_reaches_data_planes_within_a_second() {
         "client revocation took {took:?}"
     );
 }
+
+#[tokio::test]
+async fn allowlists_public_routes_and_route_scopes_apply_at_the_edge() {
+    let l = login_fixture().await;
+    let cp = &l.cp;
+    let backend = Backend::start("api").await;
+    let status = Backend::start("status").await;
+    let dp = DataPlane::start(cp, "dp-edge-4").await;
+    let protect = |host: &str, allow: &[&str]| {
+        cp.cli_ok(&["proxy", "create", host, &backend.url]);
+        let mut args = vec![
+            "proxy",
+            "auth",
+            "enable",
+            host,
+            "--auth-host",
+            "auth.example.com",
+            "--mode",
+            "forward",
+            "--scope",
+            "mcp",
+        ];
+        args.extend_from_slice(allow);
+        cp.cli_ok(&args);
+    };
+    // alice is in org acme, not in team acme/platform, and not bob.
+    protect("team.example.com", &["--allow-org", "ACME"]);
+    protect(
+        "closed.example.com",
+        &["--allow-user", "bob", "--allow-team", "acme/platform"],
+    );
+    cp.cli_ok(&[
+        "route",
+        "create",
+        "/admin",
+        "url",
+        &backend.url,
+        "--proxy",
+        "team.example.com",
+        "--scope",
+        "admin",
+        "--match",
+        "exact",
+    ]);
+    cp.cli_ok(&[
+        "route",
+        "create",
+        "/status",
+        "url",
+        &status.url,
+        "--proxy",
+        "closed.example.com",
+        "--public",
+        "--match",
+        "exact",
+    ]);
+    // A route from an unprotected proxy into a protected one is refused.
+    cp.cli_ok(&["proxy", "create", "open.example.com", &backend.url]);
+    let out = cp.cli(
+        &cp.admin_token,
+        &[
+            "route",
+            "create",
+            "/",
+            "proxy",
+            "team.example.com",
+            "--proxy",
+            "open.example.com",
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("target_value") && stderr.contains("protected"),
+        "{stderr}"
+    );
+
+    let team = format!(
+        "Bearer {}",
+        access_token(&l, "https://team.example.com").await
+    );
+    let closed = format!(
+        "Bearer {}",
+        access_token(&l, "https://closed.example.com").await
+    );
+    eventually(
+        Duration::from_secs(20),
+        "data plane accepts the token",
+        || {
+            let (dp, team) = (&dp, team.clone());
+            async move {
+                let resp = get(
+                    dp,
+                    "team.example.com",
+                    "/tools",
+                    &[("authorization", &team)],
+                )
+                .await;
+                (resp.status() == 200).then_some(())
+            }
+        },
+    )
+    .await;
+
+    // On the allowlist, but the route needs a scope the token lacks.
+    let resp = get(
+        &dp,
+        "team.example.com",
+        "/admin",
+        &[("authorization", &team)],
+    )
+    .await;
+    assert_eq!(resp.status(), 403);
+    assert!(
+        challenge(&resp).contains("scope=\"mcp admin\", error=\"insufficient_scope\""),
+        "{}",
+        challenge(&resp)
+    );
+    // Valid token, user not on the allowlist.
+    let resp = get(
+        &dp,
+        "closed.example.com",
+        "/tools",
+        &[("authorization", &closed)],
+    )
+    .await;
+    assert_eq!(resp.status(), 403);
+    assert!(resp.headers().get("www-authenticate").is_none());
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"], "access_denied");
+    // The admin's public route needs no token; its neighbours still do.
+    let resp = get(
+        &dp,
+        "closed.example.com",
+        "/status",
+        &[("x-forwarded-user", "bob")],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let seen: Value = resp.json().await.expect("echo");
+    assert!(seen["headers"].get("x-forwarded-user").is_none(), "{seen}");
+    let resp = get(&dp, "closed.example.com", "/status/x", &[]).await;
+    assert_eq!(resp.status(), 401);
+
+    assert_eq!(backend.received(), ["/tools"]);
+    assert_eq!(status.received(), ["/status"]);
+}

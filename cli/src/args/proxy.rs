@@ -42,7 +42,7 @@ pub(crate) enum ProxyCommand {
 #[derive(Debug, Subcommand)]
 pub(crate) enum ProxyAuthCommand {
     /// Protect HOSTNAME (replaces any previous policy)
-    Enable(ProxyAuthEnableArgs),
+    Enable(Box<ProxyAuthEnableArgs>),
     /// Remove the protection of HOSTNAME
     Disable {
         /// Hostname of the proxy
@@ -89,6 +89,26 @@ pub(crate) struct ProxyAuthEnableArgs {
     /// Documentation URL advertised in the protected-resource metadata
     #[arg(long, value_name = "URL")]
     pub(crate) resource_doc: Option<String>,
+    /// Allow only these logins (repeatable or comma-separated; with the other --allow-*
+    /// flags, a token matching any entry is admitted; none = every valid token)
+    #[arg(long = "allow-user", value_name = "LOGIN", value_delimiter = ',')]
+    pub(crate) allow_users: Vec<String>,
+    /// Allow members of this GitHub organisation (repeatable or comma-separated)
+    #[arg(long = "allow-org", value_name = "ORG", value_delimiter = ',')]
+    pub(crate) allow_orgs: Vec<String>,
+    /// Allow members of this GitHub team, as ORG/TEAM (repeatable or comma-separated)
+    #[arg(long = "allow-team", value_name = "ORG/TEAM", value_delimiter = ',')]
+    pub(crate) allow_teams: Vec<String>,
+    /// Allow users whose verified e-mail is in this domain (repeatable or comma-separated)
+    #[arg(
+        long = "allow-email-domain",
+        value_name = "DOMAIN",
+        value_delimiter = ','
+    )]
+    pub(crate) allow_email_domains: Vec<String>,
+    /// Allow members of this OIDC group, compared exactly (repeatable or comma-separated)
+    #[arg(long = "allow-group", value_name = "GROUP", value_delimiter = ',')]
+    pub(crate) allow_groups: Vec<String>,
 }
 
 impl AuthModeArg {

@@ -77,6 +77,10 @@ pub(crate) struct RouteCreateArgs {
     /// Mark the route public (admin only; exempt from edge authentication)
     #[arg(long)]
     pub(crate) public: bool,
+    /// OAuth scopes a token needs for this route, on top of the proxy's required scopes
+    /// (repeatable or comma-separated)
+    #[arg(long = "scope", value_name = "SCOPE", value_delimiter = ',')]
+    pub(crate) scopes: Vec<String>,
 }
 
 #[cfg(test)]
@@ -120,7 +124,12 @@ mod tests {
             "a.example",
             "--proxy",
             "b.example",
+            "--scope",
+            "billing:read,billing:write",
+            "--scope",
+            "admin",
         ])?;
+        assert_eq!(a.scopes, ["billing:read", "billing:write", "admin"]);
         assert_eq!(a.methods, ["GET", "post", "PUT"]);
         assert_eq!(a.proxies, ["a.example", "b.example"]);
         assert_eq!(a.match_kind, MatchArg::Regex);

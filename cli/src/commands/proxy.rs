@@ -68,7 +68,7 @@ pub(crate) async fn run(ctx: &mut Ctx, cmd: ProxyCommand) -> Result<(), CliError
 async fn auth(ctx: &mut Ctx, cmd: ProxyAuthCommand) -> Result<(), CliError> {
     let (hostname, policy) = match cmd {
         ProxyAuthCommand::Enable(args) => {
-            let input = auth_input(args);
+            let input = auth_input(*args);
             let hostname = input.hostname.clone();
             let policy = ctx.client.set_proxy_auth(input).await.reply(&ctx.call)?;
             (hostname, policy)
@@ -111,6 +111,11 @@ pub(crate) fn auth_input(args: ProxyAuthEnableArgs) -> ProxyAuthInput {
         public_paths: args.public_paths,
         scopes_supported: args.scopes_supported,
         resource_documentation: args.resource_doc.unwrap_or_default(),
+        allowed_users: args.allow_users,
+        allowed_orgs: args.allow_orgs,
+        allowed_teams: args.allow_teams,
+        allowed_email_domains: args.allow_email_domains,
+        allowed_groups: args.allow_groups,
     }
 }
 

@@ -79,6 +79,7 @@ pub(crate) fn create_input(args: RouteCreateArgs) -> Result<RouteInput, CliError
         enabled: args.disabled.then_some(false),
         description: args.description.unwrap_or_default(),
         public: args.public,
+        required_scopes: args.scopes,
     })
 }
 

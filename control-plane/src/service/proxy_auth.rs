@@ -86,5 +86,78 @@ fn validate_auth(input: ProxyAuthInput) -> Result<ProxyAuth> {
         resource_endpoint: String::new(),
         resource_fields: serde_json::Map::new(),
         allowed_origins: vec![],
+        allowed_users: allowlist("allowed_users", input.allowed_users, Entry::User)?,
+        allowed_orgs: allowlist("allowed_orgs", input.allowed_orgs, Entry::Org)?,
+        allowed_teams: allowlist("allowed_teams", input.allowed_teams, Entry::Team)?,
+        allowed_email_domains: allowlist(
+            "allowed_email_domains",
+            input.allowed_email_domains,
+            Entry::EmailDomain,
+        )?,
+        allowed_groups: allowlist("allowed_groups", input.allowed_groups, Entry::Group)?,
     })
+}
+
+/// Kinds of allowlist entry, for shape checks and case folding.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    User,
+    Org,
+    Team,
+    EmailDomain,
+    Group,
+}
+
+/// Most entries one allowlist may hold.
+const MAX_ALLOWLIST: usize = 256;
+
+/// Trims, checks, folds case (all but OIDC groups) and deduplicates one allowlist. The
+/// data plane applies the same rules, so what is stored is what is enforced.
+fn allowlist(field: &'static str, raw: Option<Vec<String>>, kind: Entry) -> Result<Vec<String>> {
+    let raw = raw.unwrap_or_default();
+    if raw.len() > MAX_ALLOWLIST {
+        return Err(ServiceError::invalid(field, "at most 256 entries"));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(raw.len());
+    for e in &raw {
+        let e = e.trim();
+        let e = if kind == Entry::EmailDomain {
+            e.strip_prefix('@').unwrap_or(e)
+        } else {
+            e
+        };
+        let plain = !e.is_empty()
+            && e.len() <= 256
+            && !e
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace() || c == ',');
+        let (shaped, expected) = match kind {
+            Entry::User | Entry::Org => (!e.contains('/'), "a name without \"/\""),
+            Entry::Team => (
+                e.split_once('/')
+                    .is_some_and(|(o, t)| !o.is_empty() && !t.is_empty() && !t.contains('/')),
+                "org/team",
+            ),
+            Entry::EmailDomain => (
+                !e.contains('@') && e.contains('.'),
+                "a domain such as example.com",
+            ),
+            Entry::Group => (true, "a group name"),
+        };
+        if !plain || !shaped {
+            return Err(ServiceError::invalid(
+                field,
+                format!("{e:?} is not {expected} (no spaces or commas, at most 256 bytes)"),
+            ));
+        }
+        let e = if kind == Entry::Group {
+            e.to_owned()
+        } else {
+            e.to_lowercase()
+        };
+        if !out.contains(&e) {
+            out.push(e);
+        }
+    }
+    Ok(out)
 }

@@ -33,6 +33,10 @@ impl ControlPlane {
         let target_kind = input.target_kind.ok_or_else(|| {
             ServiceError::invalid("target_kind", "required: url, service or proxy")
         })?;
+        let required_scopes = validate::scopes(
+            "required_scopes",
+            input.required_scopes.as_deref().unwrap_or_default(),
+        )?;
         let public = input.public.unwrap_or(false);
         if public {
             require_admin(
@@ -82,6 +86,7 @@ impl ControlPlane {
                 match self.get::<Proxy>(Collection::Proxies, &host).await? {
                     Some((p, raw)) => {
                         require_owner(caller, "proxy", &host, &p.owner_token_id)?;
+                        refuse_protected_target(&host, &p)?;
                         checks.push(Check::Equals(Collection::Proxies, host.clone(), raw));
                     }
                     None => missing.push(format!("proxy {host:?}")),
@@ -107,6 +112,7 @@ impl ControlPlane {
             enabled: input.enabled.unwrap_or(true),
             description: validate::description(input.description.as_deref().unwrap_or_default())?,
             public,
+            required_scopes,
             owner_token_id: caller.token_id.clone(),
             created_at: now(),
         };
@@ -164,4 +170,20 @@ impl ControlPlane {
         .await?;
         Ok(())
     }
+}
+
+/// A route to a protected proxy would reach that proxy's upstream without its edge-auth
+/// policy (the route runs under the policy of the proxy it is attached to). Data planes
+/// also block such routes (503) if the target is protected later.
+fn refuse_protected_target(host: &str, target: &Proxy) -> Result<()> {
+    if target.auth.is_some() {
+        return Err(ServiceError::invalid(
+            "target_value",
+            format!(
+                "proxy {host:?} is protected by edge auth; a route to it would bypass its \
+                 policy. Route to its target URL (on a proxy with the same protection) instead"
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -257,6 +257,11 @@ fn auth_input(mode: AuthMode) -> ProxyAuthInput {
         public_paths: None,
         scopes_supported: None,
         resource_documentation: None,
+        allowed_users: None,
+        allowed_orgs: None,
+        allowed_teams: None,
+        allowed_email_domains: None,
+        allowed_groups: None,
     }
 }
 
@@ -311,6 +316,27 @@ async fn proxy_auth_is_stored_validated_and_owned() {
             },
             "resource_documentation",
         ),
+        (
+            ProxyAuthInput {
+                allowed_teams: Some(vec!["acme".into()]),
+                ..auth_input(AuthMode::Forward)
+            },
+            "allowed_teams",
+        ),
+        (
+            ProxyAuthInput {
+                allowed_users: Some(vec!["a,b".into()]),
+                ..auth_input(AuthMode::Forward)
+            },
+            "allowed_users",
+        ),
+        (
+            ProxyAuthInput {
+                allowed_email_domains: Some(vec!["alice@example.com".into()]),
+                ..auth_input(AuthMode::Forward)
+            },
+            "allowed_email_domains",
+        ),
     ];
     for (input, field) in bad {
         match cp.set_proxy_auth(&admin, "api.example.com", input).await {
@@ -332,6 +358,10 @@ async fn proxy_auth_is_stored_validated_and_owned() {
             "API.example.com",
             ProxyAuthInput {
                 public_paths: Some(vec!["/health".into()]),
+                allowed_users: Some(vec![" Alice ".into(), "alice".into()]),
+                allowed_teams: Some(vec!["Acme/Platform".into()]),
+                allowed_email_domains: Some(vec!["@Acme.Example".into()]),
+                allowed_groups: Some(vec!["Admins".into()]),
                 ..auth_input(AuthMode::Forward)
             },
         )
@@ -352,6 +382,15 @@ async fn proxy_auth_is_stored_validated_and_owned() {
     assert_eq!(wire.mode, "forward");
     assert_eq!(wire.required_scopes, ["mcp:read"]);
     assert_eq!(wire.public_paths, ["/health"]);
+    assert_eq!(wire.allowed_users, ["alice"]);
+    assert_eq!(wire.allowed_teams, ["acme/platform"]);
+    assert_eq!(wire.allowed_email_domains, ["acme.example"]);
+    assert_eq!(
+        wire.allowed_groups,
+        ["Admins"],
+        "OIDC groups keep their case"
+    );
+    assert!(wire.allowed_orgs.is_empty());
 
     cp.clear_proxy_auth(&admin, "api.example.com")
         .await
@@ -364,6 +403,67 @@ async fn proxy_auth_is_stored_validated_and_owned() {
         cp.get_proxy_auth(&admin, "nope.example.com").await,
         Err(ServiceError::NotFound { .. })
     ));
+}
+
+#[tokio::test]
+async fn route_scopes_public_flag_and_protected_proxy_targets() {
+    let (cp, admin, user, _d) = setup().await;
+    cp.create_proxy(&user, proxy("alice.example.com"))
+        .await
+        .unwrap();
+    cp.create_proxy(&user, proxy("vault.example.com"))
+        .await
+        .unwrap();
+    cp.set_proxy_auth(&user, "vault.example.com", auth_input(AuthMode::Forward))
+        .await
+        .unwrap();
+    let before = cp.store().revision().await.unwrap();
+
+    // Only an admin marks a route public; a user's attempt changes nothing.
+    let mut public = route("/status", Some("vault.example.com"));
+    public.public = Some(true);
+    assert!(matches!(
+        cp.create_route(&user, public.clone()).await,
+        Err(ServiceError::Forbidden(_))
+    ));
+    // Bad scopes are named.
+    let mut bad = route("/x", Some("alice.example.com"));
+    bad.required_scopes = Some(vec!["two words".into()]);
+    match cp.create_route(&user, bad).await {
+        Err(ServiceError::Invalid { field, .. }) => assert_eq!(field, "required_scopes"),
+        other => panic!("{other:?}"),
+    }
+    // A route on an unprotected proxy may not lead to a protected proxy's upstream.
+    let mut bypass = route("/", Some("alice.example.com"));
+    bypass.target_kind = Some(TargetKind::Proxy);
+    bypass.target_value = "vault.example.com".into();
+    match cp.create_route(&user, bypass).await {
+        Err(ServiceError::Invalid { field, reason }) => {
+            assert_eq!(field, "target_value");
+            assert!(reason.contains("protected"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(cp.store().revision().await.unwrap(), before);
+
+    let created = cp.create_route(&admin, public).await.unwrap();
+    assert!(created.public);
+    let mut scoped = route("/admin", Some("vault.example.com"));
+    scoped.required_scopes = Some(vec!["admin".into(), "admin".into()]);
+    let scoped = cp.create_route(&user, scoped).await.unwrap();
+    assert_eq!(scoped.required_scopes, ["admin"]);
+    let snap = crate::snapshot::build(cp.store(), cp.master_key())
+        .await
+        .unwrap();
+    let wire = |id: &str| {
+        snap.routes
+            .iter()
+            .find(|r| r.id == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} not in snapshot"))
+    };
+    assert!(wire(&created.id).public);
+    assert_eq!(wire(&scoped.id).required_scopes, ["admin"]);
 }
 
 #[tokio::test]

@@ -94,10 +94,20 @@ fn proxy(host: &str, auth: pb::ProxyAuthPolicy) -> pb::ProxyTarget {
 }
 
 fn compile(proxies: Vec<pb::ProxyTarget>, keys: &[&SigningKey], revoked: &[&str]) -> Snapshot {
+    compile_with_routes(proxies, vec![], keys, revoked)
+}
+
+fn compile_with_routes(
+    proxies: Vec<pb::ProxyTarget>,
+    routes: Vec<pb::Route>,
+    keys: &[&SigningKey],
+    revoked: &[&str],
+) -> Snapshot {
     let jwks = json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() });
     let wire = pb::ConfigSnapshot {
         version: 1,
         proxies,
+        routes,
         jwks_json: jwks.to_string(),
         oauth_issuer: ISSUER.into(),
         revocations: revoked
@@ -652,4 +662,230 @@ fn hostile_host_values_are_not_echoed_into_challenges() {
         .unwrap_or_else(|| panic!("admitted"));
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.challenge().is_none());
+}
+
+fn route(id: &str, path: &str, host: &str, target: &str) -> pb::Route {
+    pb::Route {
+        id: id.into(),
+        priority: 10,
+        match_kind: pb::PathMatchKind::Exact as i32,
+        path_pattern: path.into(),
+        target_kind: pb::RouteTargetKind::Url as i32,
+        target_value: target.into(),
+        proxy_hostnames: vec![host.into()],
+        enabled: true,
+        ..Default::default()
+    }
+}
+
+/// Runs the policy and returns the upstream URL the admitted request goes to.
+fn upstream_of(snap: &Snapshot, host: &str, req: &mut Request<()>) -> String {
+    let proxy = proxy_for(snap, host);
+    match policy::admit(proxy, &Origin::new(false, host), req) {
+        Ok(admitted) => admitted.upstream().target().to_string(),
+        Err(r) => panic!("refused: {r:?}"),
+    }
+}
+
+fn routed_fixture() -> Fixture {
+    let es = es256_key("es-1");
+    let mut public = route("status", "/status", API, "http://status:1");
+    public.public = true;
+    let mut admin = route("admin", "/admin", API, "http://admin:2");
+    admin.required_scopes = vec!["admin".into(), "mcp:read".into()];
+    let private = route("private", "/private", API, "http://private:3");
+    let snap = compile_with_routes(
+        vec![proxy(API, auth("forward", &["mcp:read"]))],
+        vec![public, admin, private],
+        &[&es],
+        &[],
+    );
+    Fixture { es, snap }
+}
+
+#[test]
+fn only_a_route_marked_public_skips_the_token() {
+    let f = routed_fixture();
+    let forged = [("x-forwarded-user", "admin"), ("x-auth-user", "admin")];
+    let mut req = request("/status", Some("junk"), &forged);
+    assert_eq!(upstream_of(&f.snap, API, &mut req), "http://status:1");
+    // Still sanitised: no token upstream, no forged identity, none set.
+    assert_eq!(header(&req, "authorization"), None);
+    assert_eq!(header(&req, "x-forwarded-user"), None);
+    assert_eq!(header(&req, "x-auth-user"), None);
+    // The public route is an exact match: neighbours and other routes stay protected.
+    for path in ["/status/x", "/statusx", "/private", "/"] {
+        let r = refused(&f.snap, API, request(path, None, &[]));
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let token = sign(&f.es, &claims("https://api.example.com"));
+    let mut req = request("/private", Some(&token), &[]);
+    assert_eq!(upstream_of(&f.snap, API, &mut req), "http://private:3");
+    assert_eq!(header(&req, "x-forwarded-user"), Some("octocat"));
+}
+
+#[test]
+fn route_scopes_add_to_the_proxy_scopes() {
+    let f = routed_fixture();
+    let union = "scope=\"mcp:read admin\"";
+    // No token: the challenge asks for the union.
+    let r = refused(&f.snap, API, request("/admin", None, &[]));
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(challenge(&r).contains(union), "{}", challenge(&r));
+    // Enough for the proxy, not for the route: 403 naming the union.
+    let token = sign(&f.es, &claims("https://api.example.com"));
+    let r = refused(&f.snap, API, request("/admin", Some(&token), &[]));
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(challenge(&r).contains(union), "{}", challenge(&r));
+    assert!(challenge(&r).contains("error=\"insufficient_scope\""));
+    assert_eq!(body(&r)["error"], "insufficient_scope");
+    // Other paths only need the proxy's scopes, and say so.
+    let mut req = request("/", Some(&token), &[]);
+    assert_eq!(upstream_of(&f.snap, API, &mut req), "http://backend:8080");
+    let r = refused(&f.snap, API, request("/", None, &[]));
+    assert!(
+        challenge(&r).contains("scope=\"mcp:read\""),
+        "{}",
+        challenge(&r)
+    );
+    // Both sets granted: admitted to the route.
+    let mut c = claims("https://api.example.com");
+    c["scope"] = json!("admin mcp:read");
+    let mut req = request("/admin", Some(&sign(&f.es, &c)), &[]);
+    assert_eq!(upstream_of(&f.snap, API, &mut req), "http://admin:2");
+    // Only admin: the proxy's own scope is still required.
+    c["scope"] = json!("admin");
+    let r = refused(&f.snap, API, request("/admin", Some(&sign(&f.es, &c)), &[]));
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}
+
+#[test]
+fn routes_into_a_protected_proxy_are_blocked() {
+    let es = es256_key("es-1");
+    let mut open = proxy(OTHER, auth("forward", &[]));
+    open.auth = None;
+    let mut plain = proxy("plain.example.com", auth("forward", &[]));
+    plain.auth = None;
+    plain.target_url = "http://plain:4".into();
+    let to_proxy = |id: &str, path: &str, target: &str| pb::Route {
+        target_kind: pb::RouteTargetKind::Proxy as i32,
+        ..route(id, path, OTHER, target)
+    };
+    let snap = compile_with_routes(
+        vec![proxy(API, auth("forward", &[])), open, plain],
+        vec![
+            to_proxy("bypass", "/vault", API),
+            to_proxy("fine", "/plain", "plain.example.com"),
+        ],
+        &[&es],
+        &[],
+    );
+    let r = refused(&snap, OTHER, request("/vault", None, &[]));
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // A valid token for the protected proxy does not open the route either.
+    let token = sign(&es, &claims("https://api.example.com"));
+    let r = refused(&snap, OTHER, request("/vault", Some(&token), &[]));
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let mut req = request("/plain", None, &[]);
+    assert_eq!(upstream_of(&snap, OTHER, &mut req), "http://plain:4");
+}
+
+fn allowlisted(configure: impl FnOnce(&mut pb::ProxyAuthPolicy)) -> Fixture {
+    let es = es256_key("es-1");
+    let mut policy = auth("forward", &[]);
+    configure(&mut policy);
+    let snap = compile(vec![proxy(API, policy)], &[&es], &[]);
+    Fixture { es, snap }
+}
+
+#[test]
+fn allowlists_admit_only_matching_users() {
+    let mut c = claims("https://api.example.com");
+    c["groups"] = json!(["Acme", "acme/Platform", "oidc-Admins"]);
+    let admitted =
+        |f: &Fixture| run(&f.snap, API, request("/", Some(&sign(&f.es, &c)), &[])).map(|_| ());
+    type Configure = fn(&mut pb::ProxyAuthPolicy);
+    let matching: [(&str, Configure); 6] = [
+        ("empty", |_| {}),
+        ("user", |p| {
+            p.allowed_users = vec!["nobody".into(), "OctoCat".into()]
+        }),
+        ("org", |p| p.allowed_orgs = vec!["acme".into()]),
+        ("team", |p| p.allowed_teams = vec!["ACME/platform".into()]),
+        ("domain", |p| {
+            p.allowed_email_domains = vec!["Example.COM".into()]
+        }),
+        ("group", |p| p.allowed_groups = vec!["oidc-Admins".into()]),
+    ];
+    for (name, configure) in matching {
+        let f = allowlisted(configure);
+        assert!(admitted(&f).is_ok(), "{name}: {:?}", admitted(&f));
+    }
+    let refusing: [(&str, Configure); 6] = [
+        ("user", |p| p.allowed_users = vec!["octo".into()]),
+        ("org is not a team", |p| {
+            p.allowed_orgs = vec!["platform".into()]
+        }),
+        ("team", |p| p.allowed_teams = vec!["acme/other".into()]),
+        ("team is not an org", |p| {
+            p.allowed_teams = vec!["other/acme".into()]
+        }),
+        ("domain suffix", |p| {
+            p.allowed_email_domains = vec!["ample.com".into()]
+        }),
+        ("groups are exact", |p| {
+            p.allowed_groups = vec!["oidc-admins".into()]
+        }),
+    ];
+    for (name, configure) in refusing {
+        let f = allowlisted(configure);
+        let r = admitted(&f)
+            .err()
+            .unwrap_or_else(|| panic!("{name}: admitted"));
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{name}");
+        assert!(r.challenge().is_none(), "{name}");
+        assert_eq!(
+            body(&r),
+            json!({"error": "access_denied",
+                   "error_description": "the user is not allowed to use this resource"}),
+            "{name}"
+        );
+    }
+    // Invalid tokens are still 401, whatever the allowlist.
+    let f = allowlisted(|p| p.allowed_users = vec!["octocat".into()]);
+    let r = refused(&f.snap, API, request("/", None, &[]));
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn malformed_allowlist_entries_reject_the_snapshot() {
+    let es = es256_key("es-1");
+    let jwks = json!({ "keys": [es.jwk.clone()] });
+    for (field, configure) in [
+        (
+            "auth.allowed_teams",
+            (|p: &mut pb::ProxyAuthPolicy| p.allowed_teams = vec!["acme".into()]) as fn(&mut _),
+        ),
+        ("auth.allowed_users", |p| {
+            p.allowed_users = vec!["a b".into()]
+        }),
+        ("auth.allowed_email_domains", |p| {
+            p.allowed_email_domains = vec!["a@b.c".into()]
+        }),
+    ] {
+        let mut policy = auth("forward", &[]);
+        configure(&mut policy);
+        let wire = pb::ConfigSnapshot {
+            version: 1,
+            proxies: vec![proxy(API, policy)],
+            jwks_json: jwks.to_string(),
+            oauth_issuer: ISSUER.into(),
+            ..Default::default()
+        };
+        let clients = ClientCache::with_roots(rustls::RootCertStore::empty());
+        let err = Snapshot::compile(&wire, &clients)
+            .err()
+            .unwrap_or_else(|| panic!("{field}: compiled"));
+        assert!(err.to_string().contains(field), "{field}: {err}");
+    }
 }

@@ -10,10 +10,10 @@ use super::headers::HeaderList;
 use super::hostname::HostPattern;
 use super::https::{HttpsSettings, HttpsSpec};
 use super::target::Target;
-use crate::policy::{Admitted, Policy, PolicySpec};
+use crate::policy::{Gate, Policy, PolicySpec, Routed};
 use crate::router::RouteTable;
 use crate::upstream::{
-    ClientCache, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, Upstream, UpstreamSettings,
+    ClientCache, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, UpstreamSettings,
 };
 
 /// A validated proxy, before linking with routes.
@@ -35,14 +35,15 @@ pub(crate) struct ProxySpec {
 /// A compiled proxy as served: its protection policy, its route table and its HTTPS
 /// settings.
 ///
-/// The route table is private and only handed out against an
-/// [`Admitted`] proof, which only [`policy::admit`](crate::policy::admit) creates, so a
-/// route can never bypass the proxy's protection.
+/// The route table is private: [`policy::admit`](crate::policy::admit) looks the route
+/// up itself (so it sees the route's own requirements) and only hands the result out in
+/// an [`Admitted`](crate::policy::Admitted) proof, so a route can never bypass the
+/// proxy's protection.
 #[derive(Debug)]
 pub struct Proxy {
     hostname: Box<str>,
     policy: Policy,
-    routes: RouteTable<Upstream>,
+    routes: RouteTable<Routed>,
     https: HttpsSettings,
 }
 
@@ -119,7 +120,7 @@ impl Proxy {
     pub(crate) fn new(
         hostname: String,
         policy: Policy,
-        routes: RouteTable<Upstream>,
+        routes: RouteTable<Routed>,
         https: HttpsSettings,
     ) -> Self {
         Self {
@@ -150,8 +151,9 @@ impl Proxy {
         &self.policy
     }
 
-    /// The route table, only for a request the policy admitted (phase 3).
-    pub(crate) fn routes(&self, _admitted: &Admitted<'_>) -> &RouteTable<Upstream> {
+    /// The route table, only for the policy (phase 2: only it can make a [`Gate`]),
+    /// which releases the selection inside an [`Admitted`](crate::policy::Admitted) proof.
+    pub(crate) fn routes(&self, _gate: &Gate) -> &RouteTable<Routed> {
         &self.routes
     }
 

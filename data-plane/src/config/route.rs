@@ -21,6 +21,10 @@ pub(crate) struct RouteSpec {
     pub(crate) target: RouteTarget,
     /// Normalised hostnames; empty means every proxy.
     pub(crate) scope: Vec<String>,
+    /// Admin-set exemption from the proxy's token requirement.
+    pub(crate) public: bool,
+    /// Scopes needed on top of the proxy's required scopes.
+    pub(crate) required_scopes: Box<[Box<str>]>,
 }
 
 /// Where a route sends traffic, before linking.
@@ -54,10 +58,14 @@ impl TryFrom<&pb::Route> for RouteSpec {
             .map(|m| method(m).map_err(|e| err("methods", e)))
             .collect::<Result<Vec<_>, _>>()?;
         let target = route_target(r.target_kind, &r.target_value).map_err(|(f, e)| err(f, e))?;
+        let required_scopes = crate::auth::scopes(&r.required_scopes)
+            .map_err(|e| err("required_scopes", Reason::Auth(e)))?;
         Ok(Self {
             matcher: Arc::new(RouteMatcher::new(&r.id, r.priority, path, methods)),
             target,
             scope: scope(&r.proxy_hostnames),
+            public: r.public,
+            required_scopes,
         })
     }
 }

@@ -75,14 +75,20 @@ fn found<'a>(snap: &'a Snapshot, host: &str) -> &'a Arc<Proxy> {
 /// (route id or "-", upstream target) for a request.
 fn resolve(snap: &Snapshot, host: &str, method: Method, path: &str) -> (String, String) {
     let proxy = found(snap, host);
-    let mut req = Request::new(());
+    let mut req = request(method, path);
     let admitted =
         policy::admit(proxy, &origin(host), &mut req).unwrap_or_else(|r| panic!("{r:?}"));
-    let selected = admitted.select(&method, path);
     (
-        selected.route.map_or("-".into(), |r| r.id().to_owned()),
-        selected.target.target().to_string(),
+        admitted.route().map_or("-".into(), |r| r.id().to_owned()),
+        admitted.upstream().target().to_string(),
     )
+}
+
+fn request(method: Method, path: &str) -> Request<()> {
+    let mut req = Request::new(());
+    *req.method_mut() = method;
+    *req.uri_mut() = path.parse().unwrap_or_else(|e| panic!("{path}: {e}"));
+    req
 }
 
 #[test]
@@ -183,15 +189,17 @@ fn service_and_proxy_targets_link() {
     );
     // SERVICE uses the matched proxy's settings, PROXY the target proxy's.
     let proxy = found(&snap, "front.example.com");
-    let mut req = Request::new(());
-    let admitted = policy::admit(proxy, &origin("front.example.com"), &mut req)
-        .unwrap_or_else(|r| panic!("{r:?}"));
-    let svc = admitted.select(&Method::GET, "/svc").target;
-    assert_eq!(svc.settings().read_timeout, Duration::from_millis(50));
-    let prx = admitted.select(&Method::GET, "/p").target;
-    assert_eq!(prx.settings().read_timeout, Duration::from_millis(1234));
-    let default = admitted.select(&Method::GET, "/").target;
-    assert_eq!(default.settings().read_timeout, Duration::from_millis(50));
+    let read_timeout = |path: &str| {
+        let mut req = request(Method::GET, path);
+        policy::admit(proxy, &origin("front.example.com"), &mut req)
+            .unwrap_or_else(|r| panic!("{r:?}"))
+            .upstream()
+            .settings()
+            .read_timeout
+    };
+    assert_eq!(read_timeout("/svc"), Duration::from_millis(50));
+    assert_eq!(read_timeout("/p"), Duration::from_millis(1234));
+    assert_eq!(read_timeout("/"), Duration::from_millis(50));
 }
 
 #[test]

@@ -64,6 +64,11 @@ pub(crate) struct ProxyAuthJson {
     resource_metadata_json: String,
     scopes_supported: Vec<String>,
     resource_documentation: String,
+    allowed_users: Vec<String>,
+    allowed_orgs: Vec<String>,
+    allowed_teams: Vec<String>,
+    allowed_email_domains: Vec<String>,
+    allowed_groups: Vec<String>,
 }
 
 impl From<&pb::ProxyAuthPolicy> for ProxyAuthJson {
@@ -77,6 +82,11 @@ impl From<&pb::ProxyAuthPolicy> for ProxyAuthJson {
             resource_metadata_json: a.resource_metadata_json.clone(),
             scopes_supported: a.scopes_supported.clone(),
             resource_documentation: a.resource_documentation.clone(),
+            allowed_users: a.allowed_users.clone(),
+            allowed_orgs: a.allowed_orgs.clone(),
+            allowed_teams: a.allowed_teams.clone(),
+            allowed_email_domains: a.allowed_email_domains.clone(),
+            allowed_groups: a.allowed_groups.clone(),
         }
     }
 }
@@ -97,6 +107,7 @@ pub(crate) struct RouteJson {
     owner_token_id: String,
     created_at: i64,
     public: bool,
+    required_scopes: Vec<String>,
 }
 
 impl From<&pb::Route> for RouteJson {
@@ -115,6 +126,7 @@ impl From<&pb::Route> for RouteJson {
             owner_token_id: r.owner_token_id.clone(),
             created_at: r.created_at,
             public: r.public,
+            required_scopes: r.required_scopes.clone(),
         }
     }
 }

@@ -82,6 +82,11 @@ pub(crate) fn proxy_auth(hostname: &str, a: &pb::ProxyAuthPolicy) -> String {
         ("public paths", list(&a.public_paths)),
         ("scopes supported", list(&a.scopes_supported)),
         ("documentation", or_dash(&a.resource_documentation)),
+        ("allowed users", list(&a.allowed_users)),
+        ("allowed orgs", list(&a.allowed_orgs)),
+        ("allowed teams", list(&a.allowed_teams)),
+        ("allowed e-mail domains", list(&a.allowed_email_domains)),
+        ("allowed groups", list(&a.allowed_groups)),
     ])
 }
 
@@ -118,6 +123,7 @@ pub(crate) fn route(r: &pb::Route) -> String {
         ("scope", scope(&r.proxy_hostnames)),
         ("enabled", yes_no(r.enabled)),
         ("public", yes_no(r.public)),
+        ("required scopes", or_dash(&r.required_scopes.join(" "))),
         ("description", or_dash(&r.description)),
         ("owner token", or_dash(&r.owner_token_id)),
         ("created", rfc3339(r.created_at)),
@@ -222,11 +228,13 @@ mod tests {
         let scoped = pb::Route {
             proxy_hostnames: vec!["a".into(), "b".into()],
             methods: vec!["GET".into(), "POST".into()],
+            required_scopes: vec!["admin".into(), "audit".into()],
             ..r
         };
         let detail = route(&scoped);
-        assert!(detail.contains("scope:       a,b"), "{detail}");
-        assert!(detail.contains("methods:     GET,POST"), "{detail}");
+        assert!(detail.contains("scope:           a,b"), "{detail}");
+        assert!(detail.contains("methods:         GET,POST"), "{detail}");
+        assert!(detail.contains("required scopes: admin audit"), "{detail}");
     }
 
     #[test]

@@ -1,0 +1,64 @@
+//! What a single route adds to its proxy's policy.
+//!
+//! Route selection is a pure lookup, so [`super::admit`] performs it before deciding and
+//! hands the chosen entry out only with the admission. A route can only tighten the
+//! proxy's protection (extra scopes) or, when an admin marked it `public`, waive the
+//! token requirement; a route without these settings is protected exactly like its
+//! proxy.
+
+use std::sync::Arc;
+
+use crate::upstream::Upstream;
+
+/// A route-table entry: where the request goes and what the policy demands for it.
+#[derive(Clone, Debug)]
+pub struct Routed {
+    upstream: Upstream,
+    access: Arc<RouteAccess>,
+}
+
+/// The policy settings of one route (or of a proxy's own target, which has none).
+#[derive(Debug, Default)]
+pub struct RouteAccess {
+    /// Admin-set: no token needed on a protected proxy. Identity headers are still
+    /// stripped and never set.
+    pub(crate) public: bool,
+    /// Scopes needed on top of the proxy's required scopes.
+    pub(crate) required_scopes: Box<[Box<str>]>,
+    /// The route forwards to a protected proxy's upstream, which would bypass that
+    /// proxy's own policy: every request it matches is refused (503).
+    pub(crate) blocked: bool,
+}
+
+// === impl Routed ===
+
+impl Routed {
+    /// Pairs an upstream with its route's settings.
+    pub(crate) fn new(upstream: Upstream, access: Arc<RouteAccess>) -> Self {
+        Self { upstream, access }
+    }
+
+    /// Where the request goes.
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    /// What the route demands of the policy.
+    pub fn access(&self) -> &RouteAccess {
+        &self.access
+    }
+}
+
+// === impl RouteAccess ===
+
+impl RouteAccess {
+    /// Whether an admin exempted the route from the token requirement.
+    pub fn is_public(&self) -> bool {
+        self.public
+    }
+
+    /// Scopes the route needs on top of the proxy's.
+    pub fn required_scopes(&self) -> &[Box<str>] {
+        &self.required_scopes
+    }
+}
