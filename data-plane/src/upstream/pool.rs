@@ -8,10 +8,13 @@
 //! lock), and the connection goes back when its response body ends ([`PooledBody`]).
 //!
 //! Kept from the legacy client: connections come from the same connector (connect
-//! timeout, `TCP_NODELAY`, TCP keep-alive, rustls for `https://`), idle connections are
-//! closed after [`POOL_IDLE_TIMEOUT`], and a request that fails on a reused connection
-//! before any of it was written (the upstream closed the idle connection meanwhile) is
-//! retried on another one.
+//! timeout, `TCP_NODELAY`, TCP keep-alive, rustls for `https://`), connections idle for
+//! longer than [`POOL_IDLE_TIMEOUT`] are not reused, and a request that fails on a reused
+//! connection before any of it was written (the upstream closed the idle connection
+//! meanwhile) is retried on another one. Unlike the legacy client there is no reaper
+//! timer: an expired idle connection is closed when the pool next lends or takes back a
+//! connection (or when the upstream closes it), so a pool that sees no traffic at all keeps
+//! its last idle connections open.
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
