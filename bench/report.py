@@ -30,8 +30,14 @@ CASES = [
     ("h1_small", "(1) HTTP/1.1 keep-alive, 100-byte response"),
     ("h1_64k", "(2) HTTP/1.1 keep-alive, 64 KiB response"),
     ("h1_close", "(3) New connection per request (`Connection: close`), 100-byte response"),
+    ("https", "(4a) HTTPS keep-alive (TLS 1.3, ECDSA P-256 certificate), 100-byte response"),
+    ("https_hs", "(4b) HTTPS, full TLS 1.3 handshake per request (`Connection: close`, no resumption): req/s = handshakes/s"),
     ("h2c", "(5) HTTP/2 cleartext (prior knowledge), 100-byte response"),
+    ("jwt", "(6) OAuth-protected proxy (forward mode, a valid ES256 JWT on every request) vs the same proxy unprotected, HTTP/1.1 keep-alive"),
 ]
+
+# Rows of the jwt case: one data plane, two hostnames for the same proxy.
+JWT_PEERS = ["portcullis", "unprotected"]
 
 
 # ----- parsers -----
@@ -195,6 +201,9 @@ def case_table(case, title, runs, peers, rss):
         "| proxy | req/s (median) | p50 | p99 | CPU µs/request user + sys | peak RSS | errors / non-2xx | runs (req/s) | Portcullis ÷ peer: req/s | Portcullis ÷ peer: p99 |",
         "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
+    if case == "jwt":
+        peers = JWT_PEERS
+        lines[0] += " (rows: `portcullis` = protected, `unprotected` = the same proxy without auth; ratio = protected ÷ unprotected)"
     mine = runs.get("portcullis", [])
     p_rps, p_p99 = med([r["rps"] for r in mine]), med([r["p99"] for r in mine])
     for peer in peers + ["direct"]:
@@ -206,6 +215,8 @@ def case_table(case, title, runs, peers, rss):
         non2xx = sum(r["non2xx"] for r in rs)
         each = ", ".join(f"{r['rps']:.0f}" if r["rps"] else "–" for r in rs)
         label = "backend direct (reference, no proxy)" if peer == "direct" else peer
+        if case == "jwt":
+            label = {"portcullis": "portcullis, protected, valid JWT", "unprotected": "portcullis, unprotected"}[peer]
         if peer in ("portcullis", "direct"):
             ratio_rps = ratio_p99 = ""
         else:
@@ -306,6 +317,16 @@ def targets_section(raw, peers, case_runs, idle_rss):
         p99p, p99n = med([r["p99"] for r in p]), med([r["p99"] for r in n])
         rows.append(f"| plain HTTP/1.1 ≥ 1.1× nginx req/s | {pr / nr:.2f}× | {verdict(pr >= 1.1 * nr)} |")
         rows.append(f"| plain HTTP/1.1 p99 ≤ nginx p99 | {fmt_ms(p99p)} vs {fmt_ms(p99n)} | {verdict(p99p <= p99n)} |")
+    def ratio_row(case, other, label, factor):
+        runs = case_runs.get(case, {})
+        p, o = runs.get("portcullis"), runs.get(other)
+        if p and o:
+            pr, orr = med([r["rps"] for r in p]), med([r["rps"] for r in o])
+            if pr and orr:
+                rows.append(f"| {label} | {pr / orr:.2f}× | {verdict(pr >= factor * orr)} |")
+    ratio_row("https", "nginx", "HTTPS keep-alive ≥ 1.0× nginx req/s", 1.0)
+    ratio_row("https_hs", "nginx", "TLS 1.3 full handshakes/s ≥ nginx", 1.0)
+    ratio_row("jwt", "unprotected", "protected with JWT ≥ 0.95× unprotected req/s", 0.95)
     try:
         r = json.loads(read(os.path.join(raw, "cp", "latency-3-api.json")))
         rows.append(f"| write → ACK by 3 data planes p99 ≤ 50 ms | {r['all_dataplanes_ms']['p99']:.1f} ms | {verdict(r['all_dataplanes_ms']['p99'] <= 50)} |")
@@ -337,7 +358,7 @@ def render(raw):
     meta = tsv(os.path.join(raw, "meta.tsv"))
     peers = [p for p in read(os.path.join(raw, "peers.txt")).split() if p]
     idle_rss = tsv(os.path.join(raw, "idle_rss.tsv"))
-    case_runs = {case: load_case(raw, case, peers) for case, _ in CASES}
+    case_runs = {case: load_case(raw, case, JWT_PEERS if case == "jwt" else peers) for case, _ in CASES}
     out = [f"# Portcullis benchmark, {meta.get('date', '?')}", ""]
     out += [
         "| | |",
@@ -358,8 +379,6 @@ def render(raw):
     for case, title in CASES:
         rss = tsv(os.path.join(raw, "rss", case + ".tsv"))
         out += case_table(case, title, case_runs[case], peers, rss)
-    out += ["### (4) HTTPS and (6) OAuth-protected proxy", "",
-            "Not yet available: the data plane has no TLS listener and no edge auth yet.", ""]
     out += [f"## (7) {meta.get('idle_conns', '10000')} idle keep-alive connections", ""]
     out += idle_section(raw, peers, idle_rss)
     cp = cp_section(raw)

@@ -11,7 +11,7 @@
 #   BENCH_ROUNDS=3         rounds; each round runs every proxy once, in turn (A B C D A B C D ...)
 #   BENCH_CONNECTIONS=64   wrk connections (2 threads); h2load uses 16 connections x 8 streams
 #   BENCH_PEERS="portcullis nginx haproxy caddy"
-#   BENCH_CASES="h1_small h1_64k h1_close h2c idle cp micro"
+#   BENCH_CASES="h1_small h1_64k h1_close https https_hs h2c jwt idle cp micro"
 #   BENCH_IDLE_CONNS=10000 connections for the idle-memory case
 #   BENCH_CP_WRITES=200    sequential writes per latency measurement
 #   BENCH_BULK_PROXIES=10000  proxies (with 2 routes each) for the large-snapshot case
@@ -35,19 +35,23 @@ fi
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 H2_CLIENTS=16; H2_STREAMS=8
 PEERS=${BENCH_PEERS:-portcullis nginx haproxy caddy}
-CASES=${BENCH_CASES:-h1_small h1_64k h1_close h2c idle cp micro}
+CASES=${BENCH_CASES:-h1_small h1_64k h1_close https https_hs h2c jwt idle cp micro}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 BENCH_CPUS=${BENCH_CPUS:-0,1}
 BENCH_HOST=bench.local
+AUTH_HOST=auth.bench.local   # the same proxy as BENCH_HOST, protected (jwt case)
 base=${BENCH_PORT_BASE:-18000}
 BACKEND_PORT=$((base + 1))
 CP_HTTP_PORT=$((base + 10)); CP_GRPC_PORT=$((base + 11))
 PORTCULLIS_PORT=$((base + 12)); PORTCULLIS_ADMIN_PORT=$((base + 13))
-NGINX_PORT=$((base + 30)); NGINX_H2_PORT=$((base + 31))
-HAPROXY_PORT=$((base + 40)); HAPROXY_H2_PORT=$((base + 41))
-CADDY_PORT=$((base + 50))
+# The fixture data plane (HTTPS and JWT cases); base+19 is a control plane that is never started.
+PFIX_PORT=$((base + 14)); PFIX_TLS_PORT=$((base + 15)); PFIX_ADMIN_PORT=$((base + 16)); PFIX_CP_PORT=$((base + 19))
+NGINX_PORT=$((base + 30)); NGINX_H2_PORT=$((base + 31)); NGINX_TLS_PORT=$((base + 32))
+HAPROXY_PORT=$((base + 40)); HAPROXY_H2_PORT=$((base + 41)); HAPROXY_TLS_PORT=$((base + 42))
+CADDY_PORT=$((base + 50)); CADDY_TLS_PORT=$((base + 51))
 CPB_HTTP_PORT=$((base + 60)); CPB_GRPC_PORT=$((base + 61))   # control-plane case, dp i: base+70+2i
 ALL_PORTS="$BACKEND_PORT $CP_HTTP_PORT $CP_GRPC_PORT $PORTCULLIS_PORT $PORTCULLIS_ADMIN_PORT $NGINX_PORT
+  $PFIX_PORT $PFIX_TLS_PORT $PFIX_ADMIN_PORT $PFIX_CP_PORT $NGINX_TLS_PORT $HAPROXY_TLS_PORT $CADDY_TLS_PORT
   $NGINX_H2_PORT $HAPROXY_PORT $HAPROXY_H2_PORT $CADDY_PORT $CPB_HTTP_PORT $CPB_GRPC_PORT
   $((base + 72)) $((base + 73)) $((base + 74)) $((base + 75)) $((base + 76)) $((base + 77))"
 
@@ -87,6 +91,8 @@ ensure_tools() {
 build() {
   log "building release binaries"
   cargo build --release --bins -q
+  # Snapshot, certificate and token for the fixture data plane (HTTPS and JWT cases).
+  cargo build --release -q -p portcullis-data-plane --example bench_fixture
   if has_case cp; then
     log "building bench/cp-bench"
     cargo build --release -q --manifest-path bench/cp-bench/Cargo.toml \
@@ -143,12 +149,23 @@ write_meta() {
 # load NAME PEER PORT OUT — one wrk/h2load run for case NAME.
 load() {
   local name=$1 peer=$2 port=$3 out=$4
-  local url="http://127.0.0.1:$port"
-  local wrk=(taskset -c "$BENCH_CPUS" wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Host: $BENCH_HOST")
+  local url="http://127.0.0.1:$port" tls="https://127.0.0.1:$port"
+  local wrk=(taskset -c "$BENCH_CPUS" wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency)
+  local host=(-H "Host: $BENCH_HOST")
   case $name in
-    h1_small) "${wrk[@]}" "$url/small" >"$out.wrk" 2>&1 ;;
-    h1_64k) "${wrk[@]}" "$url/64k" >"$out.wrk" 2>&1 ;;
-    h1_close) "${wrk[@]}" -H "Connection: close" "$url/small" >"$out.wrk" 2>&1 ;;
+    h1_small) "${wrk[@]}" "${host[@]}" "$url/small" >"$out.wrk" 2>&1 ;;
+    h1_64k) "${wrk[@]}" "${host[@]}" "$url/64k" >"$out.wrk" 2>&1 ;;
+    h1_close) "${wrk[@]}" "${host[@]}" -H "Connection: close" "$url/small" >"$out.wrk" 2>&1 ;;
+    # wrk never resumes TLS sessions: with Connection: close every request is a full handshake.
+    https) "${wrk[@]}" "${host[@]}" "$tls/small" >"$out.wrk" 2>&1 ;;
+    https_hs) "${wrk[@]}" "${host[@]}" -H "Connection: close" "$tls/small" >"$out.wrk" 2>&1 ;;
+    jwt)
+      if [ "$peer" = portcullis ]; then
+        "${wrk[@]}" -H "Host: $AUTH_HOST" -H "Authorization: Bearer $(cat "$WORK/pfix/token")" "$url/small" >"$out.wrk" 2>&1
+      else
+        "${wrk[@]}" "${host[@]}" "$url/small" >"$out.wrk" 2>&1
+      fi
+      ;;
     h2c)
       taskset -c "$BENCH_CPUS" h2load -t2 -c"$H2_CLIENTS" -m"$H2_STREAMS" -D "$DURATION" \
         -H ":authority: $BENCH_HOST" --log-file="$out.h2log" "$url/small" >"$out.h2out" 2>&1 || true
@@ -156,34 +173,65 @@ load() {
   esac
 }
 
-port_for() { if [ "$1" = h2c ]; then h2_port "$2"; else h1_port "$2"; fi; }
+port_for() {
+  case $1 in
+    h2c) h2_port "$2" ;;
+    https | https_hs) tls_port "$2" ;;
+    jwt) echo "$PFIX_PORT" ;;
+    *) h1_port "$2" ;;
+  esac
+}
+
+# case_peers CASE — who runs in CASE. jwt: the fixture data plane's protected proxy
+# (reported as "portcullis") and the same proxy unprotected.
+case_peers() {
+  if [ "$1" = jwt ]; then
+    if [[ " $PEERS " == *" portcullis "* ]]; then echo "portcullis unprotected"; fi
+  else
+    echo "$PEERS"
+  fi
+}
+
+# proc_of CASE PEER — the process (pid-file name) serving PEER in CASE.
+proc_of() {
+  case $1:$2 in
+    https*:portcullis | jwt:*) echo pfix ;;
+    *) echo "$2" ;;
+  esac
+}
 
 run_load_case() {
-  local name=$1 peer round dir=$RAW/$1
+  local name=$1 peer round dir=$RAW/$1 peers
+  peers=$(case_peers "$name")
+  [ -n "$peers" ] || return 0
   mkdir -p "$dir"
   log "case $name: warm-up"
-  for peer in $PEERS; do
-    reset_peak "$peer"
+  for peer in $peers; do
+    reset_peak "$(proc_of "$name" "$peer")"
     DURATION=$WARMUP load "$name" "$peer" "$(port_for "$name" "$peer")" "$WORK/warmup"
   done
-  for peer in $PEERS; do reset_peak "$peer"; done
+  for peer in $peers; do reset_peak "$(proc_of "$name" "$peer")"; done
   for round in $(seq 1 "$ROUNDS"); do
-    for peer in $PEERS; do
+    for peer in $peers; do
       log "case $name: round $round/$ROUNDS, $peer"
       local before after
-      before=$(cpu_ticks "$peer")
+      before=$(cpu_ticks "$(proc_of "$name" "$peer")")
       load "$name" "$peer" "$(port_for "$name" "$peer")" "$dir/$peer.$round"
-      after=$(cpu_ticks "$peer")
+      after=$(cpu_ticks "$(proc_of "$name" "$peer")")
       # user and system ticks the proxy used during the run, and ticks per second
       echo "$before $after $(getconf CLK_TCK)" |
         awk '{ print $3 - $1, $4 - $2, $5 }' >"$dir/$peer.$round.cpu"
     done
   done
-  if [ "$name" != h2c ]; then
-    log "case $name: backend direct (reference)"
-    load "$name" direct "$BACKEND_PORT" "$dir/direct.1"
-  fi
-  for peer in $PEERS; do printf '%s\t%s\n' "$peer" "$(mem_kib "$peer" VmHWM)"; done >"$RAW/rss/$name.tsv"
+  case $name in
+    h1_small | h1_64k | h1_close)
+      log "case $name: backend direct (reference)"
+      load "$name" direct "$BACKEND_PORT" "$dir/direct.1"
+      ;;
+  esac
+  for peer in $peers; do
+    printf '%s\t%s\n' "$peer" "$(mem_kib "$(proc_of "$name" "$peer")" VmHWM)"
+  done >"$RAW/rss/$name.tsv"
 }
 
 run_idle_case() {
@@ -274,16 +322,21 @@ main() {
   log "mode: $MODE; peers: $PEERS; cases: $CASES"
 
   start_backend
+  make_fixture   # certificate for every HTTPS listener, snapshot and token for the fixture data plane
   local peer
   for peer in $PEERS; do start_peer "$peer"; done
+  if [[ " $PEERS " == *" portcullis "* ]] && { has_case https || has_case https_hs || has_case jwt; }; then
+    start_pfix
+  fi
   sleep 1
   for peer in $PEERS; do printf '%s\t%s\n' "$peer" "$(mem_kib "$peer" VmRSS)"; done >"$RAW/idle_rss.tsv"
 
-  for name in h1_small h1_64k h1_close h2c; do
+  for name in h1_small h1_64k h1_close https https_hs h2c jwt; do
     if has_case "$name"; then run_load_case "$name"; fi
   done
   if has_case idle; then run_idle_case; fi
   for peer in $PEERS; do stop "$peer"; done
+  stop pfix
   stop cp
 
   if has_case cp; then run_cp_case; fi

@@ -71,6 +71,37 @@ start_portcullis_dp() {
   wait_http "http://127.0.0.1:$PORTCULLIS_PORT/small" portcullis "$BENCH_HOST"
 }
 
+# ----- the fixture data plane: HTTPS and JWT cases -----
+
+# make_fixture — data-plane/examples/bench_fixture.rs writes a snapshot into the fixture
+# data plane's cache directory (bench.local unprotected on HTTP and HTTPS, auth.bench.local
+# the same proxy protected in forward mode), the self-signed certificate every proxy's HTTPS
+# listener uses, and a valid ES256 access token for http://auth.bench.local.
+make_fixture() {
+  "$BIN/examples/bench_fixture" "$WORK/pfix" "http://127.0.0.1:$BACKEND_PORT" "$BENCH_HOST" "$AUTH_HOST"
+}
+
+# A real data plane serving the fixture snapshot from its cache. Its control plane
+# (PFIX_CP_PORT) never runs: the data plane keeps serving the cached snapshot and retries
+# the connection with backoff (at most every 10 s), as it would during a control-plane outage.
+start_pfix() {
+  local dir=$WORK/pfix
+  PORTCULLIS_ENROLMENT_TOKEN=unused TOKIO_WORKER_THREADS=2 NO_COLOR=1 \
+    start_bg pfix "$BIN/portcullis-data-plane" --control-plane "http://127.0.0.1:$PFIX_CP_PORT" \
+    --node-id bench-fixture --http-listen "127.0.0.1:$PFIX_PORT" \
+    --https-listen "127.0.0.1:$PFIX_TLS_PORT" --admin-listen "127.0.0.1:$PFIX_ADMIN_PORT" \
+    --cache-dir "$dir/dp-cache"
+  wait_http "http://127.0.0.1:$PFIX_PORT/small" "fixture data plane" "$BENCH_HOST"
+  local code
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $AUTH_HOST" \
+    -H "Authorization: Bearer $(cat "$dir/token")" "http://127.0.0.1:$PFIX_PORT/small")
+  [ "$code" = 200 ] || die "fixture data plane refused the bench token ($code); see $WORK/logs/pfix.log"
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $AUTH_HOST" "http://127.0.0.1:$PFIX_PORT/small")
+  [ "$code" = 401 ] || die "fixture data plane let a request without a token through ($code)"
+  code=$(curl -sk -o /dev/null -w '%{http_code}' --tlsv1.3 -H "Host: $BENCH_HOST" "https://127.0.0.1:$PFIX_TLS_PORT/small")
+  [ "$code" = 200 ] || die "fixture data plane HTTPS answered $code; see $WORK/logs/pfix.log"
+}
+
 # ----- nginx as a reverse proxy -----
 
 start_nginx() {
@@ -99,6 +130,10 @@ http {
   server {
     listen 127.0.0.1:$NGINX_PORT backlog=4096;
     listen 127.0.0.1:$NGINX_H2_PORT http2 backlog=4096;   # nginx 1.22: h2c needs its own listen
+    listen 127.0.0.1:$NGINX_TLS_PORT ssl backlog=4096;
+    ssl_certificate $WORK/pfix/cert.pem;
+    ssl_certificate_key $WORK/pfix/key.pem;
+    ssl_protocols TLSv1.3;
     location / {
       proxy_pass http://backend;
       proxy_http_version 1.1;
@@ -144,9 +179,11 @@ defaults
 frontend fe
   bind 127.0.0.1:$HAPROXY_PORT
   bind 127.0.0.1:$HAPROXY_H2_PORT proto h2
+  bind 127.0.0.1:$HAPROXY_TLS_PORT ssl crt $WORK/pfix/combined.pem ssl-min-ver TLSv1.3 alpn http/1.1
   option forwardfor
   http-request set-header X-Real-IP %[src]
-  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Proto http if !{ ssl_fc }
+  http-request set-header X-Forwarded-Proto https if { ssl_fc }
   http-request set-header X-Forwarded-Host %[req.hdr(host)]
   default_backend be
 
@@ -172,14 +209,26 @@ start_caddy() {
   }
 }
 
-http://:$CADDY_PORT {
-  bind 127.0.0.1
+(proxy) {
   reverse_proxy 127.0.0.1:$BACKEND_PORT {
     header_up X-Real-IP {remote_host}
     transport http {
       keepalive_idle_conns_per_host 64
     }
   }
+}
+
+http://:$CADDY_PORT {
+  bind 127.0.0.1
+  import proxy
+}
+
+https://:$CADDY_TLS_PORT {
+  bind 127.0.0.1
+  tls $WORK/pfix/cert.pem $WORK/pfix/key.pem {
+    protocols tls1.3
+  }
+  import proxy
 }
 EOF
   HOME=$dir/home XDG_CONFIG_HOME=$dir/home XDG_DATA_HOME=$dir/home GOMAXPROCS=2 \
@@ -203,6 +252,12 @@ h1_port() {
   case $1 in
     portcullis) echo "$PORTCULLIS_PORT" ;; nginx) echo "$NGINX_PORT" ;;
     haproxy) echo "$HAPROXY_PORT" ;; caddy) echo "$CADDY_PORT" ;; direct) echo "$BACKEND_PORT" ;;
+  esac
+}
+tls_port() {
+  case $1 in
+    portcullis) echo "$PFIX_TLS_PORT" ;; nginx) echo "$NGINX_TLS_PORT" ;;
+    haproxy) echo "$HAPROXY_TLS_PORT" ;; caddy) echo "$CADDY_TLS_PORT" ;;
   esac
 }
 h2_port() {

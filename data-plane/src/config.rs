@@ -178,6 +178,14 @@ impl Snapshot {
 
         let timeouts: Vec<_> = specs.iter().map(|s| s.connect_timeout).collect();
         clients.retain(&timeouts);
+        route::retain_regexes(
+            &snapshot
+                .routes
+                .iter()
+                .filter(|r| r.match_kind == pb::PathMatchKind::Regex as i32)
+                .map(|r| r.path_pattern.as_str())
+                .collect(),
+        );
         Ok(Self {
             version: snapshot.version,
             http_hosts,

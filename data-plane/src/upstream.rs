@@ -2,36 +2,39 @@
 //! they share.
 //!
 //! Clients are cached by connect timeout in a [`ClientCache`] that outlives snapshots,
-//! so keep-alive pools survive config swaps. The cache's mutex is only touched while
-//! compiling a snapshot, never per request.
+//! so keep-alive pools survive config swaps. The cache's mutex, and a client's map of
+//! pools by origin, are only touched while compiling a snapshot, never per request: each
+//! [`Upstream`] holds its origin's [`Pool`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
+use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::body::ForwardBody;
+use self::pool::Client;
+pub use self::pool::ClientError;
+pub(crate) use self::pool::{Pool, PooledBody};
 use crate::config::{HeaderList, Target};
+
+mod pool;
 
 /// Used when a proxy's `connect_timeout_ms` is 0.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Used when a proxy's `read_timeout_ms` is 0.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
 /// The pooled client type: plain HTTP or HTTPS (rustls, system roots) per target scheme.
-pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, ForwardBody>;
+pub(crate) type HttpClient = Arc<Client>;
 
 /// A resolved destination: target URL plus the settings of the proxy that owns it.
 #[derive(Clone, Debug)]
 pub struct Upstream {
     target: Target,
     settings: Arc<UpstreamSettings>,
+    pool: Arc<Pool>,
 }
 
 /// Per-proxy forwarding settings, shared by all of the proxy's upstreams.
@@ -54,7 +57,12 @@ pub struct ClientCache {
 
 impl Upstream {
     pub(crate) fn new(target: Target, settings: Arc<UpstreamSettings>) -> Self {
-        Self { target, settings }
+        let pool = settings.client.pool(target.scheme(), target.authority());
+        Self {
+            target,
+            settings,
+            pool,
+        }
     }
 
     /// Where requests go.
@@ -65,6 +73,11 @@ impl Upstream {
     /// How they are sent.
     pub fn settings(&self) -> &UpstreamSettings {
         &self.settings
+    }
+
+    /// Keep-alive connections to the target's origin.
+    pub(crate) fn pool(&self) -> &Arc<Pool> {
+        &self.pool
     }
 }
 
@@ -112,6 +125,9 @@ impl ClientCache {
     pub(crate) fn retain(&self, in_use: &[Duration]) {
         let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
         clients.retain(|timeout, _| in_use.contains(timeout));
+        for client in clients.values() {
+            client.prune();
+        }
     }
 
     fn build(&self, connect_timeout: Duration) -> HttpClient {
@@ -125,11 +141,7 @@ impl ClientCache {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector)
+        Arc::new(Client::new(connector))
     }
 }
 

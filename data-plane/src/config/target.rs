@@ -55,6 +55,12 @@ impl Target {
         })
     }
 
+    /// `http` or `https`: how requests are sent (upstream pools are per scheme and
+    /// authority).
+    pub fn scheme(&self) -> &Scheme {
+        &self.scheme
+    }
+
     /// The authority requests are sent to, e.g. `backend:8080`.
     pub fn authority(&self) -> &Authority {
         &self.authority

@@ -6,10 +6,10 @@ use std::io;
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Response, StatusCode};
-use hyper_util::client::legacy;
 
 use crate::body::{self, ProxyBody};
 use crate::policy::Rejection;
+use crate::upstream::ClientError;
 
 /// Longest host echoed back in a 404 body.
 const MAX_ECHOED_HOST: usize = 64;
@@ -46,7 +46,7 @@ pub enum ProxyError {
     UpstreamUri(#[source] http::Error),
     /// TCP/TLS connection to the upstream failed.
     #[error("upstream connection failed")]
-    Connect(#[source] legacy::Error),
+    Connect(#[source] ClientError),
     /// The upstream did not accept a connection within the connect timeout.
     #[error("upstream connect timed out")]
     ConnectTimeout,
@@ -55,7 +55,7 @@ pub enum ProxyError {
     ResponseTimeout,
     /// The exchange with the upstream failed after connecting.
     #[error("upstream request failed")]
-    Upstream(#[source] legacy::Error),
+    Upstream(#[source] ClientError),
     /// The upstream answered 101 to a request that did not ask to upgrade.
     #[error("upstream switched protocols unexpectedly")]
     UnexpectedUpgrade,
@@ -70,7 +70,7 @@ impl ProxyError {
     }
 
     /// Sorts a client error into connect failure, connect timeout or other.
-    pub(crate) fn from_client(error: legacy::Error) -> Self {
+    pub(crate) fn from_client(error: ClientError) -> Self {
         if !error.is_connect() {
             return Self::Upstream(error);
         }

@@ -15,14 +15,12 @@ use http::header::HOST;
 use http::{Extensions, Request, Response, StatusCode, Version};
 use http_body::Body;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper_util::client::legacy::ResponseFuture;
 
 use super::error::ProxyError;
 use super::host::RequestHost;
 use super::{ConnInfo, headers, upgrade};
 use crate::body::{self, ForwardBody, ProxyBody};
-use crate::upstream::Upstream;
+use crate::upstream::{ClientError, PooledBody, Upstream};
 
 /// Sends `req` to `upstream` and returns the upstream's response, rewritten.
 pub(crate) async fn forward<B>(
@@ -55,7 +53,7 @@ where
     parts.extensions = Extensions::new();
 
     let (body, progress) = ForwardBody::new(body.boxed());
-    let sent = settings.client.request(Request::from_parts(parts, body));
+    let sent = upstream.pool().send(Request::from_parts(parts, body));
     let mut response = await_head(sent, settings.read_timeout, progress).await?;
 
     let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -77,11 +75,12 @@ where
 
 /// Waits for response headers; see the module docs for the timeout rule.
 async fn await_head(
-    mut sent: ResponseFuture,
+    sent: impl Future<Output = Result<Response<PooledBody>, ClientError>>,
     read_timeout: Duration,
     progress: Option<Arc<AtomicU64>>,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Response<PooledBody>, ProxyError> {
     let mut seen = 0;
+    let mut sent = std::pin::pin!(sent);
     loop {
         match tokio::time::timeout(read_timeout, &mut sent).await {
             Ok(result) => return result.map_err(ProxyError::from_client),

@@ -1,11 +1,12 @@
 //! One connection to the control plane, from `Hello` to the end of the stream.
 
 use std::fmt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use pb::data_plane_message::Kind;
 use portcullis_proto::v1 as pb;
 use portcullis_proto::v1::config_service_client::ConfigServiceClient;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::ControlPlane;
@@ -63,8 +64,81 @@ async fn session(
         .into_inner();
     tracing::info!(uri = %cp.endpoint.uri(), "config stream open");
 
+    // Receiving and applying run side by side: while a snapshot compiles, newer ones keep
+    // arriving and replace each other in `latest`, so after a burst of writes only the
+    // newest is compiled and ACKed (ACKs say "serving version N", not "saw every version").
+    let latest = Latest::default();
+    let receive = async {
+        let end = receive(&mut inbound, &latest, progressed).await;
+        latest.close();
+        end
+    };
+    let (received, ()) = tokio::join!(receive, apply_latest(applier, &latest, &tx));
+    received
+}
+
+/// The newest snapshot not yet applied, handed from the receiver to the applier.
+#[derive(Default)]
+struct Latest {
+    slot: Mutex<Slot>,
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct Slot {
+    snapshot: Option<pb::ConfigSnapshot>,
+    closed: bool,
+}
+
+impl Latest {
+    fn lock(&self) -> MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Replaces any snapshot still waiting (it is outdated now).
+    fn put(&self, snapshot: pb::ConfigSnapshot) {
+        self.lock().snapshot = Some(snapshot);
+        self.wake.notify_one();
+    }
+
+    /// No more snapshots will come; the applier stops once the slot is empty.
+    fn close(&self) {
+        self.lock().closed = true;
+        self.wake.notify_one();
+    }
+
+    /// The next snapshot to apply, `None` once closed and drained.
+    async fn next(&self) -> Option<pb::ConfigSnapshot> {
+        loop {
+            {
+                let mut slot = self.lock();
+                if let Some(snapshot) = slot.snapshot.take() {
+                    return Some(snapshot);
+                }
+                if slot.closed {
+                    return None;
+                }
+            }
+            self.wake.notified().await;
+        }
+    }
+}
+
+async fn receive(
+    inbound: &mut tonic::Streaming<pb::ConfigSnapshot>,
+    latest: &Latest,
+    progressed: &mut bool,
+) -> Result<(), SessionEnd> {
     while let Some(snapshot) = inbound.message().await.map_err(SessionEnd::Status)? {
         *progressed = true;
+        latest.put(snapshot);
+    }
+    Ok(())
+}
+
+/// Applies what [`Latest`] holds until it closes, answering each with ACK or NACK.
+async fn apply_latest(applier: &Applier, latest: &Latest, tx: &mpsc::Sender<pb::DataPlaneMessage>) {
+    while let Some(snapshot) = latest.next().await {
         let version = snapshot.version;
         let reply = if applier.store().version() == Some(version) {
             Kind::Ack(pb::Ack { version })
@@ -80,9 +154,10 @@ async fn session(
                 }
             }
         };
-        send(&tx, reply).await?;
+        if send(tx, reply).await.is_err() {
+            return;
+        }
     }
-    Ok(())
 }
 
 async fn send(tx: &mpsc::Sender<pb::DataPlaneMessage>, kind: Kind) -> Result<(), SessionEnd> {

@@ -1,0 +1,304 @@
+//! Keep-alive HTTP/1.1 connections to upstream origins.
+//!
+//! Replaces hyper-util's legacy pooled `Client` on the request path. Per request that
+//! client hashed the pool key under its mutex, boxed the request future, and spawned a
+//! task that put the connection back once the response body had been read (see
+//! bench/README.md). Here an origin's [`Pool`] is found while the snapshot compiles and
+//! held by the [`super::Upstream`]; a request pops an idle connection (one uncontended
+//! lock), and the connection goes back when its response body ends ([`PooledBody`]).
+//!
+//! Kept from the legacy client: connections come from the same connector (connect
+//! timeout, `TCP_NODELAY`, TCP keep-alive, rustls for `https://`), connections idle for
+//! longer than [`POOL_IDLE_TIMEOUT`] are not reused, and a request that fails on a reused
+//! connection before any of it was written (the upstream closed the idle connection
+//! meanwhile) is retried on another one. Unlike the legacy client there is no reaper
+//! timer: an expired idle connection is closed when the pool next lends or takes back a
+//! connection (or when the upstream closes it), so a pool that sees no traffic at all keeps
+//! its last idle connections open.
+
+use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, StatusCode, Uri};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use tower_service::Service as _;
+
+use crate::body::ForwardBody;
+
+/// Idle connections older than this are closed instead of reused.
+pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Sender = http1::SendRequest<ForwardBody>;
+
+/// Why a request could not be exchanged with the upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// TCP connect (or its timeout) or the TLS handshake failed.
+    #[error("cannot connect to the upstream")]
+    Connect(#[source] BoxError),
+    /// The HTTP/1.1 connection could not be set up.
+    #[error("upstream HTTP/1.1 handshake failed")]
+    Handshake(#[source] hyper::Error),
+    /// Sending the request or reading the response head failed.
+    #[error("upstream exchange failed")]
+    Exchange(#[source] hyper::Error),
+}
+
+/// The pools of one connector (one connect timeout), by origin.
+pub(crate) struct Client {
+    connector: HttpsConnector<HttpConnector>,
+    pools: Mutex<HashMap<(Scheme, Authority), Weak<Pool>>>,
+}
+
+/// Idle connections to one origin.
+pub(crate) struct Pool {
+    /// `scheme://authority`, what the connector dials.
+    origin: Uri,
+    connector: HttpsConnector<HttpConnector>,
+    /// Oldest at the front; reused from the back (warm connections first).
+    idle: Mutex<VecDeque<Idle>>,
+}
+
+struct Idle {
+    sender: Sender,
+    since: Instant,
+}
+
+/// A connection lent to one request; back to its pool when the response body ends.
+struct Pooled {
+    pool: Arc<Pool>,
+    sender: Sender,
+}
+
+/// The upstream's response body; returns the connection to the pool once it has ended.
+pub(crate) struct PooledBody {
+    inner: Incoming,
+    conn: Option<Pooled>,
+}
+
+// === impl ClientError ===
+
+impl ClientError {
+    /// Whether no connection could be made (as opposed to a failed exchange).
+    pub fn is_connect(&self) -> bool {
+        matches!(self, Self::Connect(_))
+    }
+}
+
+// === impl Client ===
+
+impl Client {
+    pub(crate) fn new(connector: HttpsConnector<HttpConnector>) -> Self {
+        Self {
+            connector,
+            pools: Mutex::default(),
+        }
+    }
+
+    /// The pool for `scheme://authority`, shared with every snapshot still holding it so
+    /// keep-alive connections survive config swaps. Compile time only.
+    pub(crate) fn pool(&self, scheme: &Scheme, authority: &Authority) -> Arc<Pool> {
+        let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (scheme.clone(), authority.clone());
+        if let Some(pool) = pools.get(&key).and_then(Weak::upgrade) {
+            return pool;
+        }
+        let origin = Uri::builder()
+            .scheme(scheme.clone())
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .unwrap_or_default();
+        let pool = Arc::new(Pool {
+            origin,
+            connector: self.connector.clone(),
+            idle: Mutex::default(),
+        });
+        pools.insert(key, Arc::downgrade(&pool));
+        pool
+    }
+}
+
+impl Client {
+    /// Forgets origins no snapshot uses any more. Compile time only.
+    pub(crate) fn prune(&self) {
+        let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        pools.retain(|_, pool| pool.strong_count() > 0);
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
+// === impl Pool ===
+
+impl Pool {
+    /// Sends `req` (its URI in origin form or absolute; only path and query are sent) on
+    /// an idle connection or a new one.
+    pub(crate) async fn send(
+        self: &Arc<Self>,
+        mut req: Request<ForwardBody>,
+    ) -> Result<Response<PooledBody>, ClientError> {
+        let mut parts = std::mem::take(req.uri_mut()).into_parts();
+        parts.scheme = None;
+        parts.authority = None;
+        *req.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
+        loop {
+            let (mut sender, reused) = match self.checkout().await {
+                Some(sender) => (sender, true),
+                None => (self.connect().await?, false),
+            };
+            match sender.try_send_request(req).await {
+                Ok(response) => {
+                    // An upgraded connection belongs to the relay, never to the pool.
+                    let conn =
+                        (response.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Pooled {
+                            pool: self.clone(),
+                            sender,
+                        });
+                    return Ok(response.map(|inner| PooledBody::new(inner, conn)));
+                }
+                Err(mut error) => match error.take_message() {
+                    // Nothing was written: the idle connection died meanwhile.
+                    Some(back) if reused => req = back,
+                    _ => return Err(ClientError::Exchange(error.into_error())),
+                },
+            }
+        }
+    }
+
+    fn idle(&self) -> MutexGuard<'_, VecDeque<Idle>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The most recently used idle connection that is still open.
+    async fn checkout(&self) -> Option<Sender> {
+        loop {
+            let idle = self.idle().pop_back()?;
+            if idle.since.elapsed() > POOL_IDLE_TIMEOUT {
+                continue;
+            }
+            let mut sender = idle.sender;
+            // Ready once the connection has finished the previous exchange; an error
+            // means it closed.
+            if sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+    }
+
+    fn put(&self, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        let mut idle = self.idle();
+        while idle
+            .front()
+            .is_some_and(|i| now.duration_since(i.since) > POOL_IDLE_TIMEOUT)
+        {
+            idle.pop_front();
+        }
+        idle.push_back(Idle { sender, since: now });
+    }
+
+    async fn connect(&self) -> Result<Sender, ClientError> {
+        let io = self
+            .connector
+            .clone()
+            .call(self.origin.clone())
+            .await
+            .map_err(ClientError::Connect)?;
+        let (sender, conn) = http1::handshake(io).await.map_err(ClientError::Handshake)?;
+        tokio::spawn(async move {
+            if let Err(error) = conn.with_upgrades().await {
+                tracing::debug!(%error, "upstream connection closed with error");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl PooledBody ===
+
+impl PooledBody {
+    fn new(inner: Incoming, conn: Option<Pooled>) -> Self {
+        let mut body = Self { inner, conn };
+        body.release_if_done();
+        body
+    }
+
+    fn release_if_done(&mut self) {
+        if self.inner.is_end_stream()
+            && let Some(conn) = self.conn.take()
+        {
+            conn.pool.put(conn.sender);
+        }
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(_))) => self.release_if_done(),
+            Poll::Ready(None) => {
+                if let Some(conn) = self.conn.take() {
+                    conn.pool.put(conn.sender);
+                }
+            }
+            // A broken body leaves the connection unusable.
+            Poll::Ready(Some(Err(_))) => self.conn = None,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        // Dropped before the end: the connection still carries the rest of this body.
+        self.release_if_done();
+    }
+}
+
+impl std::fmt::Debug for PooledBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledBody").finish_non_exhaustive()
+    }
+}
