@@ -648,15 +648,24 @@ async fn post_form(url: &str, form: String) -> Result<(StatusCode, Bytes), Excha
     static CLIENT: OnceLock<HttpClient> = OnceLock::new();
     let client = CLIENT.get_or_init(|| ClientCache::new().get(EXCHANGE_TIMEOUT));
     let (body, _) = ForwardBody::new(body::full(form));
-    let req = Request::post(url)
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| ExchangeError::Http(e.to_string()))?;
+    let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+        return Err(ExchangeError::Http(format!("{url} is not an absolute URL")));
+    };
+    // Keep-alive connections to the authorization server, like any upstream's.
+    let pool = client.pool(scheme, authority);
+    let req = Request::post(uri.clone())
+        .header(http::header::HOST, authority.as_str())
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
         .header(ACCEPT, "application/json")
         .header(CACHE_CONTROL, "no-store")
         .body(body)
         .map_err(|e| ExchangeError::Http(e.to_string()))?;
     let call = async {
-        let resp = client
-            .request(req)
+        let resp = pool
+            .send(req)
             .await
             .map_err(|e| ExchangeError::Http(e.to_string()))?;
         let status = resp.status();
