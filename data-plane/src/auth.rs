@@ -30,6 +30,7 @@ mod jwks;
 mod metadata;
 mod paths;
 mod session;
+mod token_cache;
 mod verify;
 
 pub use self::cors::OriginError;
@@ -107,7 +108,7 @@ pub(crate) enum Verdict {
     /// Forward without identity.
     Anonymous,
     /// Forward with the identity of these verified claims.
-    Authenticated(Box<Claims>),
+    Authenticated(Arc<Claims>),
 }
 
 // === impl Origin ===
@@ -370,15 +371,15 @@ impl ProxyAuth {
             tracing::debug!(sub = %claims.sub, "user not on the proxy's allowlist");
             return Err(Rejection::not_allowed());
         }
-        Ok(Verdict::Authenticated(Box::new(claims)))
+        Ok(Verdict::Authenticated(claims))
     }
 
     fn check_audience(
         &self,
         origin: &Origin<'_>,
         path: &str,
-        claims: Claims,
-    ) -> Result<Claims, TokenError> {
+        claims: Arc<Claims>,
+    ) -> Result<Arc<Claims>, TokenError> {
         if claims
             .aud
             .iter()

@@ -247,7 +247,7 @@ impl SessionAuth {
         }
         if let Some(value) = cookie(headers, SESSION_COOKIE) {
             match self.session_claims(origin, path, value) {
-                Ok(claims) => return Ok(Verdict::Authenticated(Box::new(claims))),
+                Ok(claims) => return Ok(Verdict::Authenticated(claims)),
                 Err(error) => tracing::debug!(%error, "session cookie not accepted"),
             }
         }
@@ -288,7 +288,7 @@ impl SessionAuth {
         origin: &Origin<'_>,
         path: &str,
         value: &str,
-    ) -> Result<Claims, super::TokenError> {
+    ) -> Result<Arc<Claims>, super::TokenError> {
         let token = self
             .key
             .open(SESSION_COOKIE, value)
@@ -304,7 +304,7 @@ impl SessionAuth {
         origin: &Origin<'_>,
         path: &str,
         token: &str,
-    ) -> Result<Claims, super::TokenError> {
+    ) -> Result<Arc<Claims>, super::TokenError> {
         let claims = self.verifier.verify(token)?;
         if !claims
             .aud
@@ -428,7 +428,7 @@ impl SessionAuth {
             let client_id = self
                 .verifier
                 .verify(&token)
-                .map(|c| c.client_id)
+                .map(|c| c.client_id.clone())
                 .unwrap_or_default();
             if !client_id.is_empty() {
                 let form = url::form_urlencoded::Serializer::new(String::new())

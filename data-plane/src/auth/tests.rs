@@ -531,6 +531,56 @@ fn user_and_client_revocations_cover_tokens_issued_up_to_their_cutoff() {
 }
 
 #[test]
+fn verified_tokens_are_cached_until_expiry_and_never_across_snapshots() {
+    let es = es256_key("es-1");
+    let wire = |revoked: &[&str]| pb::ConfigSnapshot {
+        version: 1,
+        jwks_json: json!({ "keys": [es.jwk.clone()] }).to_string(),
+        oauth_issuer: ISSUER.into(),
+        revocations: revoked
+            .iter()
+            .map(|jti| pb::Revocation {
+                kind: "jti".into(),
+                value: (*jti).into(),
+                expires_at: now() + 3600,
+                issued_before: 0,
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let verifier = super::Verifier::compile(&wire(&[])).unwrap_or_else(|e| panic!("{e}"));
+    let token = sign(&es, &claims("https://api.example.com"));
+    let first = verifier.verify(&token).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(verifier.cached(), 1);
+    let again = verifier.verify(&token).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "second check not served from the cache"
+    );
+    assert_eq!(verifier.cached(), 1);
+
+    // Refusals are never cached; a tampered copy of a cached token is still refused.
+    let mut tampered = token.clone();
+    tampered.pop();
+    assert!(verifier.verify(&tampered).is_err());
+    assert_eq!(verifier.cached(), 1);
+
+    // A token past exp + leeway is refused by the full check and so never cached.
+    let mut old = claims("https://api.example.com");
+    old["exp"] = json!(now() - super::LEEWAY_SECS as i64 - 5);
+    assert_eq!(
+        verifier.verify(&sign(&es, &old)).err(),
+        Some(super::TokenError::Expired)
+    );
+    assert_eq!(verifier.cached(), 1);
+
+    // The next snapshot revokes it: a fresh verifier, so the cached success is gone.
+    let next = super::Verifier::compile(&wire(&["jti-1"])).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(next.verify(&token).err(), Some(super::TokenError::Revoked));
+    assert_eq!(next.cached(), 0);
+}
+
+#[test]
 fn insufficient_scope_is_403_naming_the_scopes() {
     let f = fixture("forward", &["mcp:read", "admin"]);
     let token = sign(&f.es, &claims("https://api.example.com"));

@@ -6,6 +6,8 @@
 //! returned [`Claims`].
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
@@ -13,6 +15,7 @@ use portcullis_proto::v1 as pb;
 use serde::Deserialize;
 
 use super::jwks::{JwksError, KeySet};
+use super::token_cache::{self, TokenCache};
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 pub const LEEWAY_SECS: u64 = 60;
@@ -81,6 +84,8 @@ pub struct Claims {
     pub scope: String,
     /// Token id, for revocation.
     pub jti: String,
+    /// Expiry (Unix seconds): how long a verified token may be answered from the cache.
+    pub exp: i64,
     /// Issue time: user and client revocations cover tokens issued up to a cutoff. A
     /// token without one counts as issued at the epoch, so such revocations cover it.
     #[serde(default)]
@@ -110,6 +115,8 @@ pub struct Verifier {
     revoked_sub: HashMap<Box<str>, i64>,
     /// Client id → tokens issued at or before this instant are revoked.
     revoked_client: HashMap<Box<str>, i64>,
+    /// Tokens that passed [`Self::verify`] against exactly these keys and revocations.
+    cache: TokenCache,
 }
 
 // === impl Verifier ===
@@ -148,6 +155,7 @@ impl Verifier {
             revoked_jti,
             revoked_sub,
             revoked_client,
+            cache: TokenCache::new(),
         })
     }
 
@@ -158,8 +166,27 @@ impl Verifier {
     }
 
     /// Checks signature, `typ`, algorithm, issuer, time and revocation; the caller checks
-    /// audience and scopes.
-    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+    /// audience and scopes. A token seen before is answered from the cache until it
+    /// expires (the same instant the full check would start refusing it).
+    pub fn verify(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
+        let key = token_cache::key(token);
+        let now = unix_now();
+        if let Some(claims) = self.cache.get(&key, now) {
+            return Ok(claims);
+        }
+        let claims = Arc::new(self.verify_uncached(token)?);
+        let valid_until = claims.exp.saturating_add(LEEWAY_SECS as i64);
+        self.cache.insert(key, valid_until, claims.clone(), now);
+        Ok(claims)
+    }
+
+    /// How many verified tokens the cache holds.
+    #[cfg(test)]
+    pub(crate) fn cached(&self) -> usize {
+        self.cache.len()
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<Claims, TokenError> {
         if self.issuer.is_empty() {
             return Err(TokenError::Issuer);
         }
@@ -248,4 +275,10 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
         OneOrMany::One(s) => vec![s],
         OneOrMany::Many(v) => v,
     })
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
