@@ -134,7 +134,7 @@ pub fn admit<'p, B>(
             let verdict = if route.public {
                 auth::Verdict::Anonymous
             } else {
-                session.check(origin, req.method(), req.uri(), req.headers())?
+                session.check(origin, route, req.method(), req.uri(), req.headers())?
             };
             auth::apply_identity(req.headers_mut(), &verdict);
             auth::strip_session_cookies(req.headers_mut());
@@ -244,6 +244,17 @@ impl Rejection {
         Self::text(
             StatusCode::SERVICE_UNAVAILABLE,
             "503 Service Unavailable: this route targets a protected proxy\n",
+        )
+    }
+
+    /// A valid session without a scope the route needs (redirect mode: logging in again
+    /// would not add it, so no login redirect).
+    pub(crate) fn session_lacks_scope() -> Self {
+        Self::json_error(
+            StatusCode::FORBIDDEN,
+            None,
+            "insufficient_scope",
+            "the session lacks a scope this route requires",
         )
     }
 

@@ -400,3 +400,97 @@ async fn login_never_returns_to_another_origin() {
     assert_eq!(resp.status(), 403);
     assert!(set_cookie(&resp, "__Host-portcullis-session").is_none());
 }
+
+#[tokio::test]
+async fn sessions_obey_allowlists_route_scopes_and_public_routes() {
+    let fx = fixture().await;
+    let resp = get(&fx, "app.test", "/.portcullis/login?rd=/ok", &[]).await;
+    let login = pair(&set_cookie(&resp, "__Host-portcullis-login").expect("login cookie"));
+    let back = login_at_the_authorization_server(&location(&resp)).await;
+    let resp = callback(&fx, &back, Some(&login)).await;
+    let session = pair(&set_cookie(&resp, "__Host-portcullis-session").expect("session"));
+    assert_eq!(
+        get(&fx, "app.test", "/ok", &[("cookie", &session)])
+            .await
+            .status(),
+        200
+    );
+
+    let protect = |allow: &[&str]| {
+        let mut args = vec![
+            "proxy",
+            "auth",
+            "enable",
+            "app.test",
+            "--auth-host",
+            "auth.test",
+            "--mode",
+            "redirect",
+        ];
+        args.extend_from_slice(allow);
+        fx.cp.cli_ok(&args);
+    };
+    // alice is not bob: a valid session, but not for this proxy. No login loop either.
+    protect(&["--allow-user", "bob"]);
+    synced(&fx).await;
+    let resp = get(
+        &fx,
+        "app.test",
+        "/ok",
+        &[("cookie", &session), ("accept", HTML)],
+    )
+    .await;
+    assert_eq!(resp.status(), 403);
+    assert!(resp.headers().get("location").is_none());
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"], "access_denied");
+
+    // Her org is allowed; a route needing a scope she lacks is refused, its neighbours not.
+    protect(&["--allow-org", "acme"]);
+    fx.cp.cli_ok(&[
+        "route",
+        "create",
+        "/admin",
+        "url",
+        &fx.backend.url,
+        "--proxy",
+        "app.test",
+        "--scope",
+        "admin",
+    ]);
+    fx.cp.cli_ok(&[
+        "route",
+        "create",
+        "/status",
+        "url",
+        &fx.backend.url,
+        "--proxy",
+        "app.test",
+        "--public",
+        "--match",
+        "exact",
+    ]);
+    synced(&fx).await;
+    let resp = get(&fx, "app.test", "/admin", &[("cookie", &session)]).await;
+    assert_eq!(resp.status(), 403);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"], "insufficient_scope");
+    assert_eq!(
+        get(&fx, "app.test", "/ok", &[("cookie", &session)])
+            .await
+            .status(),
+        200
+    );
+    // The admin's public route needs no session, and forged identity never arrives.
+    let resp = get(
+        &fx,
+        "app.test",
+        "/status",
+        &[("x-forwarded-user", "mallory")],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let seen: Value = resp.json().await.expect("echo");
+    assert!(seen["headers"].get("x-forwarded-user").is_none(), "{seen}");
+    assert_eq!(fx.backend.received(), ["/ok", "/ok", "/status"]);
+}

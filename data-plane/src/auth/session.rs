@@ -35,10 +35,11 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Limited};
 use subtle::ConstantTimeEq as _;
 
+use super::allow::Allowlist;
 use super::paths::PublicPaths;
 use super::{Claims, Origin, Verdict, Verifier};
 use crate::body::{self, ForwardBody, ProxyBody};
-use crate::policy::Rejection;
+use crate::policy::{Rejection, RouteAccess};
 use crate::upstream::{ClientCache, HttpClient};
 
 /// Paths under this prefix belong to Portcullis on a redirect-mode proxy.
@@ -95,6 +96,7 @@ pub(crate) struct SessionSpec {
     key: Arc<CookieKey>,
     required_scopes: Box<[Box<str>]>,
     public_paths: PublicPaths,
+    allow: Allowlist,
 }
 
 /// A redirect-mode proxy's compiled policy.
@@ -104,6 +106,8 @@ pub struct SessionAuth {
     verifier: Arc<Verifier>,
     required_scopes: Box<[Box<str>]>,
     public_paths: PublicPaths,
+    /// The proxy's allowlist, exactly as in `forward` mode.
+    allow: Allowlist,
     authorize_url: Box<str>,
     token_url: Box<str>,
     revoke_url: Box<str>,
@@ -194,6 +198,7 @@ impl SessionSpec {
             key: Arc::new(key),
             required_scopes,
             public_paths,
+            allow: Allowlist::from_proto(p)?,
         })
     }
 }
@@ -221,6 +226,7 @@ impl SessionAuth {
             key: spec.key.clone(),
             required_scopes: spec.required_scopes.clone(),
             public_paths: spec.public_paths.clone(),
+            allow: spec.allow.clone(),
             verifier,
         })
     }
@@ -230,6 +236,7 @@ impl SessionAuth {
     pub(crate) fn check(
         &self,
         origin: &Origin<'_>,
+        route: &RouteAccess,
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
@@ -247,6 +254,14 @@ impl SessionAuth {
         }
         if let Some(value) = cookie(headers, SESSION_COOKIE) {
             match self.session_claims(origin, path, value) {
+                // Logging in again would not change scopes or who the user is: refuse.
+                Ok(claims) if !has_all(&route.required_scopes, &claims.scope) => {
+                    return Err(Rejection::session_lacks_scope());
+                }
+                Ok(claims) if !self.allow.permits(&claims) => {
+                    tracing::debug!(sub = %claims.sub, "user not on the proxy's allowlist");
+                    return Err(Rejection::not_allowed());
+                }
                 Ok(claims) => return Ok(Verdict::Authenticated(claims)),
                 Err(error) => tracing::debug!(%error, "session cookie not accepted"),
             }
@@ -621,6 +636,12 @@ fn random() -> String {
         panic!("system random number generator failed");
     }
     B64.encode(bytes)
+}
+
+fn has_all(required: &[Box<str>], granted: &str) -> bool {
+    required
+        .iter()
+        .all(|need| granted.split(' ').any(|g| g == &**need))
 }
 
 fn now() -> u64 {
