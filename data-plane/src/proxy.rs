@@ -140,15 +140,17 @@ where
     // Phase 4: forward.
     let mut response = forward::forward(upstream, conn, host, req)
         .await
-        .inspect_err(|error| {
+        .unwrap_or_else(|error| {
             tracing::warn!(
                 proxy = proxy.hostname(),
                 route = admitted.route().map(|r| r.id()),
                 upstream = %upstream.target(),
-                error = %Report(error),
+                error = %Report(&error),
                 "proxying failed"
             );
-        })?;
+            error.into_response()
+        });
+    // Browser clients can read upstream failures (502/504) too.
     admitted.expose(&mut response);
     Ok(response)
 }

@@ -309,7 +309,22 @@ async fn allowed_origins_reach_the_backend_with_cors_on_open_routes() {
         "--allow-origin",
         APP,
     ]);
+    // A public route to an upstream that is down: nothing listens on port 1.
+    cp.cli_ok(&[
+        "route",
+        "create",
+        "/down",
+        "url",
+        "http://127.0.0.1:1",
+        "--proxy",
+        "mcp.test",
+        "--public",
+    ]);
     synced(&cp, &dp).await;
+    // The proxy's own failure answers are readable by the allowed origin too.
+    let resp = send(&dp, reqwest::Method::GET, "/down", &[("origin", APP)]).await;
+    assert_eq!(resp.status(), 502);
+    assert_eq!(header(&resp, "access-control-allow-origin"), APP);
     // A public path answered by the backend carries the CORS headers for the allowed
     // origin; the Origin header itself reaches the backend unchanged.
     let resp = send(&dp, reqwest::Method::GET, "/health", &[("origin", APP)]).await;
