@@ -219,7 +219,7 @@ proxy-oauth-server-show hostname:
 proxy-oauth-server-clear hostname:
     {{cli}} oauth proxy set "{{hostname}}" --clear-metadata
 
-# Protect a proxy with edge OAuth: just proxy-auth-enable HOST --auth-host AUTH_HOST --mode forward|redirect|passthrough [--scope S --public-path P --allow-user U --allow-org O --allow-team O/T --allow-email-domain D --allow-group G ...]
+# Protect a proxy with edge OAuth: just proxy-auth-enable HOST --auth-host AUTH_HOST --mode forward|redirect|passthrough [--scope S --public-path P --allow-user U --allow-org O --allow-team O/T --allow-email-domain D --allow-group G --forward-token --identity-header user=X-Remote-User ...]
 proxy-auth-enable hostname *flags:
     {{cli}} proxy auth enable "$@"
 

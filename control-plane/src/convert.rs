@@ -71,6 +71,8 @@ impl From<ProxyAuth> for pb::ProxyAuthPolicy {
             allowed_teams: a.allowed_teams,
             allowed_email_domains: a.allowed_email_domains,
             allowed_groups: a.allowed_groups,
+            forward_token: a.forward_token,
+            identity_headers: a.identity_headers.into_iter().collect(),
         }
     }
 }
@@ -109,6 +111,8 @@ impl TryFrom<pb::ProxyAuthInput> for ProxyAuthInput {
             allowed_teams: Some(a.allowed_teams),
             allowed_email_domains: Some(a.allowed_email_domains),
             allowed_groups: Some(a.allowed_groups),
+            forward_token: Some(a.forward_token),
+            identity_headers: Some(a.identity_headers.into_iter().collect()),
         })
     }
 }

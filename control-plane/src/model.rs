@@ -121,6 +121,15 @@ pub struct ProxyAuth {
     /// Allowlist: OIDC groups (exact).
     #[serde(default)]
     pub allowed_groups: Vec<String>,
+    /// Forward the client's verified `Authorization: Bearer` header to the upstream
+    /// (token passthrough is opt-in: some upstreams need the token, most must not see it).
+    #[serde(default)]
+    pub forward_token: bool,
+    /// Identity header names replacing the `X-Auth-*` defaults, keyed by `user`, `email`,
+    /// `subject`, `scopes`, `client-id`, `groups` (lower-case names); upstreams with
+    /// their own conventions need not be changed.
+    #[serde(default)]
+    pub identity_headers: BTreeMap<String, String>,
 }
 
 /// Body of `PUT /api/v1/proxy/targets/{hostname}/auth`: replaces the whole policy.
@@ -149,6 +158,11 @@ pub struct ProxyAuthInput {
     pub allowed_email_domains: Option<Vec<String>>,
     /// Default none. OIDC groups allowed (exact).
     pub allowed_groups: Option<Vec<String>>,
+    /// Default false. Forward the verified `Authorization: Bearer` header to the upstream.
+    pub forward_token: Option<bool>,
+    /// Default none. Header names replacing `X-Auth-*`, keyed by `user`, `email`,
+    /// `subject`, `scopes`, `client-id`, `groups`.
+    pub identity_headers: Option<BTreeMap<String, String>>,
 }
 
 /// Body of `PUT /api/v1/proxy/targets/{hostname}/resource`: replaces the proxy's

@@ -16,8 +16,9 @@
 //! - `passthrough`: never refuses; identity is added only for a fully valid token.
 //!
 //! Whatever the outcome, an admitted request loses any `Authorization: Bearer` header
-//! (no token passthrough to the upstream) and any client-sent identity headers; identity
-//! headers are then set from verified claims only ([`identity`]).
+//! (no token passthrough to the upstream, unless the proxy opted in with `forward_token`
+//! and the token was verified) and any client-sent identity headers; identity headers
+//! (names configurable per proxy) are then set from verified claims only ([`identity`]).
 
 use std::sync::Arc;
 
@@ -50,6 +51,7 @@ pub use self::verify::{Claims, LEEWAY_SECS, TokenError, Verifier, VerifierError}
 use self::allow::Allowlist;
 use self::cors::AllowedOrigins;
 pub(crate) use self::cors::{Decision as OriginDecision, Grant as CorsGrant};
+pub(crate) use self::identity::IdentityHeaders;
 use self::metadata::MetadataTemplate;
 use self::paths::PublicPaths;
 use crate::policy::{Rejection, RouteAccess};
@@ -84,6 +86,8 @@ pub(crate) struct AuthSpec {
     pub(crate) endpoint: Box<str>,
     pub(crate) allowed_origins: AllowedOrigins,
     pub(crate) allow: Allowlist,
+    /// Token passthrough and identity header names.
+    pub(crate) identity: Arc<IdentityHeaders>,
 }
 
 /// A protected proxy's compiled policy.
@@ -100,6 +104,8 @@ pub struct ProxyAuth {
     endpoint: Box<str>,
     allowed_origins: AllowedOrigins,
     allow: Allowlist,
+    /// Token passthrough and identity header names, prebuilt.
+    identity: Arc<IdentityHeaders>,
 }
 
 /// What the policy decided for an admitted request.
@@ -211,6 +217,10 @@ impl AuthSpec {
             endpoint: endpoint.into(),
             allowed_origins,
             allow: Allowlist::from_proto(p)?,
+            identity: Arc::new(IdentityHeaders::from_proto(
+                p.forward_token,
+                &p.identity_headers,
+            )?),
         })
     }
 }
@@ -259,12 +269,18 @@ impl ProxyAuth {
             allow: spec.allow,
             endpoint: spec.endpoint,
             allowed_origins: spec.allowed_origins,
+            identity: spec.identity,
         })
     }
 
     /// The proxy's mode.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// Token passthrough and identity header names, for [`apply_identity`].
+    pub(crate) fn identity(&self) -> &IdentityHeaders {
+        &self.identity
     }
 
     /// The browser-origin decision for one request, taken before [`Self::check`] so

@@ -94,7 +94,7 @@ struct ExtraHeaders(Vec<(HeaderName, HeaderValue)>);
 
 /// Checks `req` against `proxy`'s policy and the matching route's settings. Runs for
 /// every request to the proxy, whatever route it takes. On admission to a protected
-/// proxy, the bearer token and client-sent identity headers are removed and verified
+/// proxy, the bearer token (unless forwarded by opt-in) and client-sent identity headers are removed and verified
 /// identity is set.
 pub fn admit<'p, B>(
     proxy: &'p Proxy,
@@ -127,7 +127,8 @@ pub fn admit<'p, B>(
                     return Err(rejection);
                 }
             };
-            auth::apply_identity(req.headers_mut(), &verdict);
+            // An authenticated verdict here came from verifying the bearer header.
+            auth::apply_identity(req.headers_mut(), &verdict, auth.identity(), true);
         }
         Policy::Session(session) => {
             // A public route needs no session; identity is still only ever ours.
@@ -136,7 +137,9 @@ pub fn admit<'p, B>(
             } else {
                 session.check(origin, route, req.method(), req.uri(), req.headers())?
             };
-            auth::apply_identity(req.headers_mut(), &verdict);
+            // Identity comes from the session cookie, never from a bearer header: any
+            // client `Authorization: Bearer` is unverified here and always removed.
+            auth::apply_identity(req.headers_mut(), &verdict, session.identity(), false);
             auth::strip_session_cookies(req.headers_mut());
         }
     }

@@ -803,3 +803,83 @@ async fn allowlists_public_routes_and_route_scopes_apply_at_the_edge() {
     assert_eq!(backend.received(), ["/tools"]);
     assert_eq!(status.received(), ["/status"]);
 }
+
+#[tokio::test]
+async fn opted_in_token_and_renamed_identity_headers_reach_the_backend() {
+    let l = login_fixture().await;
+    let cp = &l.cp;
+    let backend = Backend::start("fwd").await;
+    let dp = DataPlane::start(cp, "dp-edge-fwd").await;
+    let host = "fwd.example.com";
+    cp.cli_ok(&["proxy", "create", host, &backend.url]);
+    // A bad header name is refused naming the field, and nothing is stored.
+    let out = cp.cli(
+        &cp.admin_token,
+        &[
+            "proxy",
+            "auth",
+            "enable",
+            host,
+            "--auth-host",
+            "auth.example.com",
+            "--mode",
+            "forward",
+            "--identity-header",
+            "user=Authorization",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "accepted: {stderr}");
+    assert!(stderr.contains("identity_headers.user"), "{stderr}");
+    let shown = cp.cli_ok(&["proxy", "auth", "show", host]);
+    assert!(!shown.contains("Authorization"), "{shown}");
+    cp.cli_ok(&[
+        "proxy",
+        "auth",
+        "enable",
+        host,
+        "--auth-host",
+        "auth.example.com",
+        "--mode",
+        "forward",
+        "--scope",
+        "mcp",
+        "--forward-token",
+        "--identity-header",
+        "user=X-Remote-User",
+    ]);
+    let token = access_token(&l, "https://fwd.example.com").await;
+    let bearer = format!("Bearer {token}");
+    let resp = eventually(
+        Duration::from_secs(20),
+        "data plane accepts the token",
+        || {
+            let (dp, bearer) = (&dp, bearer.clone());
+            async move {
+                let resp = get(
+                    dp,
+                    host,
+                    "/tools",
+                    &[
+                        ("authorization", &bearer),
+                        ("x-remote-user", "mallory"),
+                        ("x-auth-user", "mallory"),
+                    ],
+                )
+                .await;
+                (resp.status() == 200).then_some(resp)
+            }
+        },
+    )
+    .await;
+    let seen: Value = resp.json().await.expect("echo");
+    let headers = &seen["headers"];
+    assert_eq!(headers["authorization"], bearer.as_str(), "{seen}");
+    assert_eq!(headers["x-remote-user"], "alice", "{seen}");
+    assert!(headers.get("x-auth-user").is_none(), "{seen}");
+    assert_eq!(headers["x-forwarded-user"], "alice", "{seen}");
+    // Without a token: refused, and the forged header never reaches the backend.
+    let resp = get(&dp, host, "/tools", &[("x-remote-user", "mallory")]).await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(backend.received(), ["/tools"]);
+}

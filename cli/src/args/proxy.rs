@@ -109,6 +109,40 @@ pub(crate) struct ProxyAuthEnableArgs {
     /// Allow members of this OIDC group, compared exactly (repeatable or comma-separated)
     #[arg(long = "allow-group", value_name = "GROUP", value_delimiter = ',')]
     pub(crate) allow_groups: Vec<String>,
+    /// Forward the client's verified `Authorization: Bearer` header to the backend
+    /// (default: removed, no token passthrough)
+    #[arg(long)]
+    pub(crate) forward_token: bool,
+    /// Rename an identity header, KEY=NAME with KEY one of user, email, subject, scopes,
+    /// client-id, groups (repeatable), e.g. user=X-Remote-User
+    #[arg(long = "identity-header", value_name = "KEY=NAME")]
+    pub(crate) identity_headers: Vec<IdentityHeaderArg>,
+}
+
+/// One `--identity-header KEY=NAME`; the control plane checks the key and the name, so
+/// every client gets the same rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IdentityHeaderArg {
+    /// Identity item (`user`, `email`, …).
+    pub(crate) key: String,
+    /// Header name to use instead of the `X-Auth-*` default.
+    pub(crate) name: String,
+}
+
+impl std::str::FromStr for IdentityHeaderArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('=') {
+            Some((key, name)) if !key.trim().is_empty() && !name.trim().is_empty() => Ok(Self {
+                key: key.trim().to_owned(),
+                name: name.trim().to_owned(),
+            }),
+            _ => Err(format!(
+                "expected KEY=NAME, e.g. user=X-Remote-User, got {s:?}"
+            )),
+        }
+    }
 }
 
 impl AuthModeArg {

@@ -116,6 +116,12 @@ pub(crate) fn auth_input(args: ProxyAuthEnableArgs) -> ProxyAuthInput {
         allowed_teams: args.allow_teams,
         allowed_email_domains: args.allow_email_domains,
         allowed_groups: args.allow_groups,
+        forward_token: args.forward_token,
+        identity_headers: args
+            .identity_headers
+            .into_iter()
+            .map(|h| (h.key, h.name))
+            .collect(),
     }
 }
 

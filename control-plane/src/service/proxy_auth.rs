@@ -1,6 +1,8 @@
 //! Edge-auth policy of a proxy: stored on the proxy record, sent to data planes in the
 //! snapshot, written with the same ownership rules as any other proxy change.
 
+use std::collections::BTreeMap;
+
 use super::*;
 use crate::model::validate;
 use crate::model::{AuthMode, ProxyAuth, ProxyAuthInput, ProxyAuthView};
@@ -95,7 +97,90 @@ fn validate_auth(input: ProxyAuthInput) -> Result<ProxyAuth> {
             Entry::EmailDomain,
         )?,
         allowed_groups: allowlist("allowed_groups", input.allowed_groups, Entry::Group)?,
+        forward_token: input.forward_token.unwrap_or(false),
+        identity_headers: identity_headers(input.identity_headers.unwrap_or_default())?,
     })
+}
+
+/// Configurable identity items and the field named when their header is refused.
+const IDENTITY_ITEMS: [(&str, &str); 6] = [
+    ("user", "identity_headers.user"),
+    ("email", "identity_headers.email"),
+    ("subject", "identity_headers.subject"),
+    ("scopes", "identity_headers.scopes"),
+    ("client-id", "identity_headers.client-id"),
+    ("groups", "identity_headers.groups"),
+];
+
+/// Headers an identity header may not be renamed to (hop-by-hop, framing, credentials,
+/// routing); `x-forwarded-*` is refused by prefix. The data plane applies the same rules.
+const RESERVED_HEADERS: [&str; 17] = [
+    "host",
+    "authorization",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "cookie",
+    "set-cookie",
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "forwarded",
+];
+
+/// Checks the renamed identity headers (known key, valid, not reserved, distinct) and
+/// stores them lower-case, so what is stored is what the data plane enforces.
+fn identity_headers(raw: BTreeMap<String, String>) -> Result<BTreeMap<String, String>> {
+    if let Some(key) = raw
+        .keys()
+        .find(|k| !IDENTITY_ITEMS.iter().any(|(i, _)| i == k))
+    {
+        return Err(ServiceError::invalid(
+            "identity_headers",
+            format!("unknown key {key:?}: use user, email, subject, scopes, client-id or groups"),
+        ));
+    }
+    let mut out = BTreeMap::new();
+    let mut effective: Vec<(&str, String)> = Vec::with_capacity(IDENTITY_ITEMS.len());
+    for (key, field) in IDENTITY_ITEMS {
+        let name = match raw.get(key) {
+            Some(value) => {
+                let name = http::HeaderName::from_bytes(value.trim().as_bytes())
+                    .map_err(|_| {
+                        ServiceError::invalid(
+                            field,
+                            format!("{value:?} is not a valid header name"),
+                        )
+                    })?
+                    .as_str()
+                    .to_owned();
+                if RESERVED_HEADERS.contains(&name.as_str()) || name.starts_with("x-forwarded-") {
+                    return Err(ServiceError::invalid(
+                        field,
+                        format!("{value:?} is a reserved header"),
+                    ));
+                }
+                out.insert(key.to_owned(), name.clone());
+                name
+            }
+            // The default names are `x-auth-<key>`.
+            None => format!("x-auth-{key}"),
+        };
+        if let Some((other, _)) = effective.iter().find(|(_, n)| *n == name) {
+            return Err(ServiceError::invalid(
+                field,
+                format!("{name} is already the header of identity_headers.{other}"),
+            ));
+        }
+        effective.push((key, name));
+    }
+    Ok(out)
 }
 
 /// Kinds of allowlist entry, for shape checks and case folding.

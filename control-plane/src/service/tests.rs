@@ -249,6 +249,13 @@ async fn snapshot_has_every_resource_at_the_store_revision() {
     assert!(snap.routes[0].proxy_hostnames.is_empty());
 }
 
+fn names(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
 fn auth_input(mode: AuthMode) -> ProxyAuthInput {
     ProxyAuthInput {
         mode,
@@ -262,6 +269,8 @@ fn auth_input(mode: AuthMode) -> ProxyAuthInput {
         allowed_teams: None,
         allowed_email_domains: None,
         allowed_groups: None,
+        forward_token: None,
+        identity_headers: None,
     }
 }
 
@@ -337,6 +346,41 @@ async fn proxy_auth_is_stored_validated_and_owned() {
             },
             "allowed_email_domains",
         ),
+        (
+            ProxyAuthInput {
+                identity_headers: Some(names(&[("user", "Authorization")])),
+                ..auth_input(AuthMode::Forward)
+            },
+            "identity_headers.user",
+        ),
+        (
+            ProxyAuthInput {
+                identity_headers: Some(names(&[("email", "bad name")])),
+                ..auth_input(AuthMode::Forward)
+            },
+            "identity_headers.email",
+        ),
+        (
+            ProxyAuthInput {
+                identity_headers: Some(names(&[("groups", "Transfer-Encoding")])),
+                ..auth_input(AuthMode::Forward)
+            },
+            "identity_headers.groups",
+        ),
+        (
+            ProxyAuthInput {
+                identity_headers: Some(names(&[("subject", "X-Auth-User")])),
+                ..auth_input(AuthMode::Forward)
+            },
+            "identity_headers.subject",
+        ),
+        (
+            ProxyAuthInput {
+                identity_headers: Some(names(&[("nickname", "X-Nick")])),
+                ..auth_input(AuthMode::Forward)
+            },
+            "identity_headers",
+        ),
     ];
     for (input, field) in bad {
         match cp.set_proxy_auth(&admin, "api.example.com", input).await {
@@ -362,6 +406,8 @@ async fn proxy_auth_is_stored_validated_and_owned() {
                 allowed_teams: Some(vec!["Acme/Platform".into()]),
                 allowed_email_domains: Some(vec!["@Acme.Example".into()]),
                 allowed_groups: Some(vec!["Admins".into()]),
+                forward_token: Some(true),
+                identity_headers: Some(names(&[("user", " X-Remote-User ")])),
                 ..auth_input(AuthMode::Forward)
             },
         )
@@ -391,6 +437,11 @@ async fn proxy_auth_is_stored_validated_and_owned() {
         "OIDC groups keep their case"
     );
     assert!(wire.allowed_orgs.is_empty());
+    assert!(wire.forward_token);
+    assert_eq!(
+        wire.identity_headers.get("user").map(String::as_str),
+        Some("x-remote-user")
+    );
 
     cp.clear_proxy_auth(&admin, "api.example.com")
         .await

@@ -3,8 +3,12 @@
 //! On a protected proxy the upstream must be able to trust these headers, so every copy
 //! the client sent is removed first (the seed trusted a client-sent identity header and
 //! let anyone in), the client's bearer token is removed (it was issued for this proxy,
-//! not for the upstream: no token passthrough), and only then are values from verified
-//! claims set.
+//! not for the upstream: no token passthrough, unless the proxy opted in with
+//! `forward_token` and the token was verified), and only then are values from verified
+//! claims set. The `X-Auth-*` names can be renamed per proxy ([`IdentityHeaders`]);
+//! client copies of both the default and the configured names are stripped.
+
+use std::collections::HashMap;
 
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -44,12 +48,141 @@ const IDENTITY: [HeaderName; 4] = [
 /// and never comes from the client.
 const X_AUTH_PREFIX: &str = "x-auth-";
 
-/// Strips the bearer token and forged identity headers, then sets identity from `verdict`.
-pub(crate) fn apply(headers: &mut HeaderMap, verdict: &Verdict) {
-    if headers.get(AUTHORIZATION).is_some_and(super::is_bearer) {
+/// The configurable items: admin key, field named in errors, default header.
+const ITEMS: [(&str, &str, HeaderName); 6] = [
+    ("user", "auth.identity_headers.user", X_AUTH_USER),
+    ("email", "auth.identity_headers.email", X_AUTH_EMAIL),
+    ("subject", "auth.identity_headers.subject", X_AUTH_SUBJECT),
+    ("scopes", "auth.identity_headers.scopes", X_AUTH_SCOPES),
+    (
+        "client-id",
+        "auth.identity_headers.client-id",
+        X_AUTH_CLIENT_ID,
+    ),
+    ("groups", "auth.identity_headers.groups", X_AUTH_GROUPS),
+];
+
+/// Headers an identity header may never be renamed to: hop-by-hop and framing headers
+/// (renaming onto them would corrupt the request), credentials, and the routing headers
+/// the proxy itself owns. `x-forwarded-*` is refused by prefix (oauth2-proxy
+/// compatibility headers and forwarding metadata).
+const RESERVED: [&str; 17] = [
+    "host",
+    "authorization",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "cookie",
+    "set-cookie",
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "forwarded",
+];
+
+/// A proxy's identity-header settings, compiled once per snapshot so a request only
+/// reads prebuilt [`HeaderName`]s (no per-request parsing).
+#[derive(Clone, Debug)]
+pub(crate) struct IdentityHeaders {
+    /// Keep a verified `Authorization: Bearer` header for the upstream.
+    forward_token: bool,
+    /// Header per item, in [`ITEMS`] order.
+    names: [HeaderName; 6],
+    /// Configured names outside the `x-auth-` family: stripped from client requests
+    /// explicitly (the prefix rule covers the defaults).
+    extra_strip: Box<[HeaderName]>,
+}
+
+impl Default for IdentityHeaders {
+    /// No token passthrough, the `X-Auth-*` names.
+    fn default() -> Self {
+        Self {
+            forward_token: false,
+            names: ITEMS.map(|(_, _, default)| default),
+            extra_strip: Box::new([]),
+        }
+    }
+}
+
+impl IdentityHeaders {
+    /// Validates the wire settings; errors name the field (`auth.identity_headers.<key>`).
+    pub(crate) fn from_proto(
+        forward_token: bool,
+        raw: &HashMap<String, String>,
+    ) -> Result<Self, (&'static str, String)> {
+        if let Some(key) = raw.keys().find(|k| !ITEMS.iter().any(|(i, _, _)| i == k)) {
+            return Err((
+                "auth.identity_headers",
+                format!(
+                    "unknown key {key:?}: use user, email, subject, scopes, client-id or groups"
+                ),
+            ));
+        }
+        let mut out = Self {
+            forward_token,
+            ..Self::default()
+        };
+        let mut extra = Vec::new();
+        for (i, (key, field, _)) in ITEMS.iter().enumerate() {
+            let Some(value) = raw.get(*key) else { continue };
+            let name = header_name(value).map_err(|e| (*field, e))?;
+            if !name.as_str().starts_with(X_AUTH_PREFIX) {
+                extra.push(name.clone());
+            }
+            out.names[i] = name;
+        }
+        for (i, name) in out.names.iter().enumerate() {
+            if let Some(j) = out.names[..i].iter().position(|n| n == name) {
+                return Err((
+                    ITEMS[i].1,
+                    format!(
+                        "{name} is already the header of identity_headers.{}",
+                        ITEMS[j].0
+                    ),
+                ));
+            }
+        }
+        out.extra_strip = extra.into();
+        Ok(out)
+    }
+}
+
+/// Parses one configured header name; `Err` says why it cannot be used.
+fn header_name(raw: &str) -> Result<HeaderName, String> {
+    let name = HeaderName::from_bytes(raw.trim().as_bytes())
+        .map_err(|_| format!("{raw:?} is not a valid header name"))?;
+    let s = name.as_str();
+    if RESERVED.contains(&s) || s.starts_with("x-forwarded-") {
+        return Err(format!("{raw:?} is a reserved header"));
+    }
+    Ok(name)
+}
+
+/// Strips the bearer token (unless the proxy opted in, `token_verified` says the verdict
+/// came from verifying that very header, and it admitted a user) and forged identity
+/// headers, then sets identity from
+/// `verdict` under the proxy's configured names.
+pub(crate) fn apply(
+    headers: &mut HeaderMap,
+    verdict: &Verdict,
+    ids: &IdentityHeaders,
+    token_verified: bool,
+) {
+    let keep_token =
+        ids.forward_token && token_verified && matches!(verdict, Verdict::Authenticated(_));
+    if !keep_token && headers.get_all(AUTHORIZATION).iter().any(super::is_bearer) {
         headers.remove(AUTHORIZATION);
     }
     for name in IDENTITY {
+        headers.remove(name);
+    }
+    for name in &ids.extra_strip {
         headers.remove(name);
     }
     // Allocates only when the client sent such headers.
@@ -67,11 +200,12 @@ pub(crate) fn apply(headers: &mut HeaderMap, verdict: &Verdict) {
     set(headers, X_FORWARDED_SUB, &claims.sub);
     set(headers, X_FORWARDED_USER, &claims.login);
     set(headers, X_FORWARDED_EMAIL, &claims.email);
-    set(headers, X_AUTH_SUBJECT, &claims.sub);
-    set(headers, X_AUTH_USER, &claims.login);
-    set(headers, X_AUTH_EMAIL, &claims.email);
-    set(headers, X_AUTH_SCOPES, &claims.scope);
-    set(headers, X_AUTH_CLIENT_ID, &claims.client_id);
+    let [user, email, subject, scopes, client_id, groups_name] = &ids.names;
+    set(headers, subject.clone(), &claims.sub);
+    set(headers, user.clone(), &claims.login);
+    set(headers, email.clone(), &claims.email);
+    set(headers, scopes.clone(), &claims.scope);
+    set(headers, client_id.clone(), &claims.client_id);
     if !claims.groups.is_empty() {
         // A group containing a comma would be ambiguous in the list; leave it out.
         let groups: Vec<&str> = claims
@@ -82,7 +216,7 @@ pub(crate) fn apply(headers: &mut HeaderMap, verdict: &Verdict) {
             .collect();
         let joined = groups.join(",");
         set(headers, X_FORWARDED_GROUPS, &joined);
-        set(headers, X_AUTH_GROUPS, &joined);
+        set(headers, groups_name.clone(), &joined);
     }
 }
 

@@ -37,7 +37,7 @@ use subtle::ConstantTimeEq as _;
 
 use super::allow::Allowlist;
 use super::paths::PublicPaths;
-use super::{Claims, Origin, Verdict, Verifier};
+use super::{Claims, IdentityHeaders, Origin, Verdict, Verifier};
 use crate::body::{self, ForwardBody, ProxyBody};
 use crate::policy::{Rejection, RouteAccess};
 use crate::upstream::{ClientCache, HttpClient};
@@ -97,6 +97,8 @@ pub(crate) struct SessionSpec {
     required_scopes: Box<[Box<str>]>,
     public_paths: PublicPaths,
     allow: Allowlist,
+    /// Identity header names (a session never forwards a token: it has no bearer header).
+    identity: Arc<IdentityHeaders>,
 }
 
 /// A redirect-mode proxy's compiled policy.
@@ -111,6 +113,8 @@ pub struct SessionAuth {
     authorize_url: Box<str>,
     token_url: Box<str>,
     revoke_url: Box<str>,
+    /// Identity header names, prebuilt.
+    identity: Arc<IdentityHeaders>,
 }
 
 /// The decoded login cookie.
@@ -194,11 +198,13 @@ impl SessionSpec {
             super::scopes(&p.required_scopes).map_err(|e| ("auth.required_scopes", e))?;
         let public_paths = PublicPaths::parse(&p.public_paths)
             .map_err(|e| ("auth.public_paths", e.to_string()))?;
+        let identity = IdentityHeaders::from_proto(p.forward_token, &p.identity_headers)?;
         Ok(Self {
             key: Arc::new(key),
             required_scopes,
             public_paths,
             allow: Allowlist::from_proto(p)?,
+            identity: Arc::new(identity),
         })
     }
 }
@@ -227,8 +233,14 @@ impl SessionAuth {
             required_scopes: spec.required_scopes.clone(),
             public_paths: spec.public_paths.clone(),
             allow: spec.allow.clone(),
+            identity: spec.identity.clone(),
             verifier,
         })
+    }
+
+    /// Identity header names, for [`super::apply_identity`].
+    pub(crate) fn identity(&self) -> &IdentityHeaders {
+        &self.identity
     }
 
     /// Decides one request outside [`RESERVED_PREFIX`]: a valid session passes with its

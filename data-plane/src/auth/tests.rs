@@ -939,3 +939,132 @@ fn malformed_allowlist_entries_reject_the_snapshot() {
         assert!(err.to_string().contains(field), "{field}: {err}");
     }
 }
+
+fn auth_with(mode: &str, forward_token: bool, names: &[(&str, &str)]) -> pb::ProxyAuthPolicy {
+    pb::ProxyAuthPolicy {
+        forward_token,
+        identity_headers: names
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        ..auth(mode, &[])
+    }
+}
+
+#[test]
+fn token_is_forwarded_only_when_opted_in_and_verified() {
+    let es = es256_key("es-1");
+    let snap = compile(
+        vec![
+            proxy(API, auth_with("forward", true, &[])),
+            proxy(OTHER, auth_with("passthrough", true, &[])),
+            proxy("plain.example.com", auth("forward", &[])),
+        ],
+        &[&es],
+        &[],
+    );
+    let token = sign(&es, &claims("https://api.example.com"));
+    let req = run(&snap, API, request("/x", Some(&token), &[])).unwrap_or_else(|r| panic!("{r:?}"));
+    assert_eq!(
+        header(&req, "authorization"),
+        Some(format!("Bearer {token}").as_str()),
+        "verified token reaches the upstream unchanged"
+    );
+    assert_eq!(header(&req, "x-auth-user"), Some("octocat"));
+    // Public path: admitted without verification, so the header is not forwarded.
+    let req =
+        run(&snap, API, request("/health", Some(&token), &[])).unwrap_or_else(|r| panic!("{r:?}"));
+    assert_eq!(header(&req, "authorization"), None);
+    // Passthrough with a token for another resource: admitted anonymously, token removed.
+    let wrong = sign(&es, &claims("https://api.example.com"));
+    let req =
+        run(&snap, OTHER, request("/", Some(&wrong), &[])).unwrap_or_else(|r| panic!("{r:?}"));
+    assert_eq!(header(&req, "authorization"), None);
+    assert_eq!(header(&req, "x-auth-user"), None);
+    // Passthrough with a valid token: forwarded.
+    let good = sign(&es, &claims("https://other.example.com"));
+    let req = run(&snap, OTHER, request("/", Some(&good), &[])).unwrap_or_else(|r| panic!("{r:?}"));
+    assert_eq!(
+        header(&req, "authorization"),
+        Some(&*format!("Bearer {good}"))
+    );
+    // Without the opt-in the verified token is still removed.
+    let plain = sign(&es, &claims("https://plain.example.com"));
+    let req = run(&snap, "plain.example.com", request("/", Some(&plain), &[]))
+        .unwrap_or_else(|r| panic!("{r:?}"));
+    assert_eq!(header(&req, "authorization"), None);
+    assert_eq!(header(&req, "x-auth-user"), Some("octocat"));
+}
+
+#[test]
+fn renamed_identity_headers_replace_the_defaults_and_forged_copies_are_stripped() {
+    let es = es256_key("es-1");
+    let names = [("user", "X-Remote-User"), ("groups", "X-Auth-Teams")];
+    let snap = compile(
+        vec![proxy(API, auth_with("forward", false, &names))],
+        &[&es],
+        &[],
+    );
+    let token = sign(&es, &claims("https://api.example.com"));
+    let forged = [
+        ("x-remote-user", "admin"),
+        ("x-auth-user", "admin"),
+        ("x-auth-teams", "admins"),
+        ("x-auth-groups", "admins"),
+    ];
+    let req =
+        run(&snap, API, request("/x", Some(&token), &forged)).unwrap_or_else(|r| panic!("{r:?}"));
+    assert_eq!(header(&req, "x-remote-user"), Some("octocat"));
+    assert_eq!(req.headers().get_all("x-remote-user").iter().count(), 1);
+    assert_eq!(header(&req, "x-auth-user"), None, "default name not set");
+    assert_eq!(header(&req, "x-auth-teams"), Some("devs,ops"));
+    assert_eq!(header(&req, "x-auth-groups"), None);
+    assert_eq!(header(&req, "x-auth-email"), Some("octo@example.com"));
+    assert_eq!(
+        header(&req, "x-forwarded-user"),
+        Some("octocat"),
+        "compat kept"
+    );
+    assert_eq!(header(&req, "authorization"), None);
+    // Anonymous (no token, passthrough-like public path): forged copies of both gone.
+    let req =
+        run(&snap, API, request("/health", None, &forged)).unwrap_or_else(|r| panic!("{r:?}"));
+    for (name, _) in forged {
+        assert_eq!(header(&req, name), None, "{name}");
+    }
+}
+
+#[test]
+fn bad_identity_header_names_reject_the_snapshot_naming_the_field() {
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (&[("user", "Authorization")], "auth.identity_headers.user"),
+        (&[("email", "bad name")], "auth.identity_headers.email"),
+        (
+            &[("client-id", "X-Forwarded-User")],
+            "auth.identity_headers.client-id",
+        ),
+        (&[("nickname", "X-Nick")], "auth.identity_headers"),
+        (
+            &[("user", "X-Who"), ("email", "x-who")],
+            "auth.identity_headers.email",
+        ),
+    ];
+    for (names, field) in cases {
+        let p = auth_with("forward", false, names);
+        let e = super::IdentityHeaders::from_proto(p.forward_token, &p.identity_headers)
+            .err()
+            .unwrap_or_else(|| panic!("{names:?} accepted"));
+        assert_eq!(e.0, field, "{names:?}: {}", e.1);
+        let wire = pb::ConfigSnapshot {
+            version: 1,
+            proxies: vec![proxy(API, p)],
+            oauth_issuer: ISSUER.into(),
+            ..Default::default()
+        };
+        let clients = ClientCache::with_roots(rustls::RootCertStore::empty());
+        let err = Snapshot::compile(&wire, &clients)
+            .err()
+            .unwrap_or_else(|| panic!("{names:?} compiled"));
+        assert!(err.to_string().contains(field), "{err}");
+    }
+}

@@ -69,6 +69,8 @@ pub(crate) struct ProxyAuthJson {
     allowed_teams: Vec<String>,
     allowed_email_domains: Vec<String>,
     allowed_groups: Vec<String>,
+    forward_token: bool,
+    identity_headers: std::collections::BTreeMap<String, String>,
 }
 
 impl From<&pb::ProxyAuthPolicy> for ProxyAuthJson {
@@ -87,6 +89,12 @@ impl From<&pb::ProxyAuthPolicy> for ProxyAuthJson {
             allowed_teams: a.allowed_teams.clone(),
             allowed_email_domains: a.allowed_email_domains.clone(),
             allowed_groups: a.allowed_groups.clone(),
+            forward_token: a.forward_token,
+            identity_headers: a
+                .identity_headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }
     }
 }

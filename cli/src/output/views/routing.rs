@@ -87,6 +87,16 @@ pub(crate) fn proxy_auth(hostname: &str, a: &pb::ProxyAuthPolicy) -> String {
         ("allowed teams", list(&a.allowed_teams)),
         ("allowed e-mail domains", list(&a.allowed_email_domains)),
         ("allowed groups", list(&a.allowed_groups)),
+        ("forward token", a.forward_token.to_string()),
+        ("identity headers", {
+            let mut names: Vec<String> = a
+                .identity_headers
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            names.sort();
+            list(&names)
+        }),
     ])
 }
 
