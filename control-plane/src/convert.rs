@@ -29,6 +29,7 @@ impl From<Proxy> for pb::ProxyTarget {
             auth: p.auth.map(Into::into),
             certificate_name: p.certificate_name,
             redirect_http_to_https: p.redirect_http_to_https,
+            idle_timeout_ms: p.idle_timeout_ms,
             hsts: (p.hsts_max_age_secs > 0).then_some(pb::HstsPolicy {
                 max_age_secs: p.hsts_max_age_secs,
                 include_subdomains: false,
@@ -133,6 +134,7 @@ impl From<pb::ProxyInput> for ProxyInput {
             redirect_http_to_https: p.redirect_http_to_https,
             hsts_max_age_secs: p.hsts_max_age_secs,
             certificate_name: p.certificate_name,
+            idle_timeout_ms: p.idle_timeout_ms,
         }
     }
 }
@@ -156,6 +158,7 @@ impl From<pb::ProxyPatch> for ProxyPatch {
             redirect_http_to_https: p.redirect_http_to_https,
             hsts_max_age_secs: p.hsts_max_age_secs,
             certificate_name: p.certificate_name,
+            idle_timeout_ms: p.idle_timeout_ms,
         }
     }
 }

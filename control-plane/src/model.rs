@@ -50,6 +50,11 @@ pub struct Proxy {
     /// Certificate to serve for this host; empty = any valid one covering the name.
     #[serde(default)]
     pub certificate_name: String,
+    /// Longest silence between two body frames of a streamed response (or request) before
+    /// the data plane ends the exchange, so quiet SSE/MCP streams stay open but dead ones
+    /// do not; 0 means the default (10 min).
+    #[serde(default)]
+    pub idle_timeout_ms: u32,
     /// Edge OAuth protection; `None` = unprotected. Set through `/auth`, never through
     /// proxy create/update, so protection is always an explicit act.
     #[serde(default)]
@@ -248,6 +253,8 @@ pub struct ProxyInput {
     pub hsts_max_age_secs: Option<u32>,
     /// Default none.
     pub certificate_name: Option<String>,
+    /// Default 0 (data plane default, 10 min).
+    pub idle_timeout_ms: Option<u32>,
 }
 
 /// Body of `PUT /api/v1/proxy/targets/{hostname}`: absent fields keep their value.
@@ -278,6 +285,8 @@ pub struct ProxyPatch {
     pub hsts_max_age_secs: Option<u32>,
     /// Attach a certificate by name; empty detaches.
     pub certificate_name: Option<String>,
+    /// New idle timeout between body frames; 0 = default.
+    pub idle_timeout_ms: Option<u32>,
 }
 
 /// How a route compares its pattern with the request path.

@@ -24,6 +24,10 @@ mod pool;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Used when a proxy's `read_timeout_ms` is 0.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Used when a proxy's `idle_timeout_ms` is 0: long enough for quiet SSE/MCP streams
+/// (which usually send keep-alives well within it), short enough that dead streams do
+/// not hold connections for hours.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
 /// The pooled client type: plain HTTP or HTTPS (rustls, system roots) per target scheme.
@@ -44,6 +48,8 @@ pub struct UpstreamSettings {
     pub(crate) request_headers: HeaderList,
     pub(crate) response_headers: HeaderList,
     pub(crate) read_timeout: Duration,
+    /// Longest silence between body frames, either direction, after the head.
+    pub(crate) idle_timeout: Duration,
     pub(crate) client: HttpClient,
 }
 

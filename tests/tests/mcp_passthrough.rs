@@ -1,7 +1,8 @@
 //! What an MCP server behind a protected proxy relies on, end to end through a real data
 //! plane to a real backend: the transport's request headers arrive, the server's statuses
 //! come back unchanged, event streams are relayed event by event and may stay quiet longer
-//! than the read timeout, and a client that goes away cancels the upstream request.
+//! than the read timeout (but not than the idle timeout), and a client that goes away
+//! cancels the upstream request.
 //!
 //! The proxy is protected in `passthrough` mode (admits without a token) so these run
 //! through the policy phase without a login.
@@ -130,6 +131,57 @@ async fn event_streams_are_relayed_event_by_event_and_outlive_the_read_timeout()
         );
     }
     assert_eq!(backend.aborted_streams(), 0);
+}
+
+#[tokio::test]
+async fn a_stream_silent_for_longer_than_the_idle_timeout_is_ended() {
+    // One event, then 3 s of silence: with a 500 ms idle timeout the data plane ends the
+    // exchange (with an error, so the client can tell it was cut) and drops the upstream
+    // connection instead of keeping it for the pool.
+    let (_cp, dp, backend) = setup("dp-mcp-pass-4", &["--idle-timeout-ms", "500"]).await;
+    let resp = request(&dp, reqwest::Method::GET, "/sse?n=2&interval_ms=3000")
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(resp.status(), 200);
+    let start = Instant::now();
+    let mut stream = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut cut = false;
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(chunk) => buf.push_str(&String::from_utf8_lossy(&chunk)),
+                Err(_) => {
+                    cut = true;
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+    let ended = start.elapsed();
+    assert!(read.is_ok(), "stream still open after 5 s: {buf:?}");
+    assert!(
+        buf.contains("data: {\"i\":0}"),
+        "first event missing: {buf:?}"
+    );
+    assert!(!buf.contains("\"i\":1"), "second event arrived: {buf:?}");
+    assert!(
+        cut,
+        "the stream must end with an error, not a clean end: {buf:?}"
+    );
+    assert!(
+        ended >= Duration::from_millis(400) && ended < Duration::from_millis(2000),
+        "ended after {ended:?}"
+    );
+    eventually(
+        Duration::from_millis(2500),
+        "upstream stream dropped",
+        || async { (backend.aborted_streams() == 1).then_some(()) },
+    )
+    .await;
 }
 
 #[tokio::test]

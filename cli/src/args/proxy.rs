@@ -197,6 +197,10 @@ pub(crate) struct ProxyCreateArgs {
     /// Upstream read timeout in milliseconds
     #[arg(long, value_name = "MS")]
     pub(crate) read_timeout_ms: Option<u32>,
+    /// Longest silence between body frames of a streamed response or request, in
+    /// milliseconds (0 = default, 10 minutes)
+    #[arg(long, value_name = "MS")]
+    pub(crate) idle_timeout_ms: Option<u32>,
 }
 
 /// `proxy update`: every flag is optional, but at least one must be given, since an
@@ -213,7 +217,7 @@ pub(crate) struct ProxyCreateArgs {
             "target", "enabled", "http", "https", "preserve_host",
             "request_headers", "clear_request_headers",
             "response_headers", "clear_response_headers",
-            "connect_timeout_ms", "read_timeout_ms",
+            "connect_timeout_ms", "read_timeout_ms", "idle_timeout_ms",
             "redirect_https", "hsts_max_age", "cert",
         ])
 ))]
@@ -253,6 +257,10 @@ pub(crate) struct ProxyUpdateArgs {
     /// Upstream read timeout in milliseconds
     #[arg(long, value_name = "MS")]
     pub(crate) read_timeout_ms: Option<u32>,
+    /// Longest silence between body frames of a streamed response or request, in
+    /// milliseconds (0 = default, 10 minutes)
+    #[arg(long, value_name = "MS")]
+    pub(crate) idle_timeout_ms: Option<u32>,
     /// Redirect plain HTTP to HTTPS
     #[arg(long, value_name = "true|false")]
     pub(crate) redirect_https: Option<bool>,

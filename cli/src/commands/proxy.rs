@@ -142,6 +142,7 @@ pub(crate) fn create_input(args: ProxyCreateArgs) -> Result<ProxyInput, CliError
         redirect_http_to_https: args.redirect_https.then_some(true),
         hsts_max_age_secs: args.hsts_max_age,
         certificate_name: args.cert,
+        idle_timeout_ms: args.idle_timeout_ms,
     })
 }
 
@@ -170,6 +171,7 @@ pub(crate) fn update_patch(args: ProxyUpdateArgs) -> Result<ProxyPatch, CliError
         redirect_http_to_https: args.redirect_https,
         hsts_max_age_secs: args.hsts_max_age,
         certificate_name: args.cert,
+        idle_timeout_ms: args.idle_timeout_ms,
     })
 }
 
@@ -237,6 +239,8 @@ mod tests {
             "X-Frame-Options=DENY",
             "--read-timeout-ms",
             "2500",
+            "--idle-timeout-ms",
+            "600000",
         ]) else {
             panic!("not create")
         };
@@ -258,6 +262,7 @@ mod tests {
             Some("DENY")
         );
         assert_eq!(input.read_timeout_ms, Some(2500));
+        assert_eq!(input.idle_timeout_ms, Some(600_000));
         Ok(())
     }
 

@@ -13,6 +13,8 @@ pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
 const MAX_PATTERN_LEN: usize = 1024;
 const MAX_HEADERS: usize = 64;
 const MAX_TIMEOUT_MS: u32 = 3_600_000;
+const MIN_IDLE_TIMEOUT_MS: u32 = 100;
+const MAX_IDLE_TIMEOUT_MS: u32 = 86_400_000;
 const MAX_DESCRIPTION: usize = 1024;
 
 /// Headers the proxy owns; users may not set them as custom headers.
@@ -128,6 +130,19 @@ pub fn headers(field: &'static str, map: &BTreeMap<String, String>) -> Result<()
 pub fn timeout_ms(field: &'static str, value: u32) -> Result<u32> {
     if value > MAX_TIMEOUT_MS {
         return Err(ServiceError::invalid(field, "at most 3600000 (one hour)"));
+    }
+    Ok(value)
+}
+
+/// Checks a stream idle timeout: 0 (data plane default) or 100 ms to one day. Below
+/// 100 ms ordinary network jitter would cut healthy streams; above a day a dead stream
+/// would hold its upstream connection for no purpose.
+pub fn idle_timeout_ms(field: &'static str, value: u32) -> Result<u32> {
+    if value != 0 && !(MIN_IDLE_TIMEOUT_MS..=MAX_IDLE_TIMEOUT_MS).contains(&value) {
+        return Err(ServiceError::invalid(
+            field,
+            "0 (default, 10 minutes) or 100 to 86400000 (one day)",
+        ));
     }
     Ok(value)
 }

@@ -24,6 +24,7 @@ impl ControlPlane {
             redirect_http_to_https: false,
             hsts_max_age_secs: 0,
             certificate_name: String::new(),
+            idle_timeout_ms: 0,
             auth: None,
             owner_token_id: caller.token_id.clone(),
             created_at: now,
@@ -44,6 +45,7 @@ impl ControlPlane {
                 redirect_http_to_https: input.redirect_http_to_https,
                 hsts_max_age_secs: input.hsts_max_age_secs,
                 certificate_name: input.certificate_name,
+                idle_timeout_ms: input.idle_timeout_ms,
             },
         )?;
         let key = proxy.hostname.clone();
@@ -179,6 +181,9 @@ fn apply_patch(p: &mut Proxy, patch: ProxyPatch) -> Result<()> {
     }
     if let Some(v) = patch.read_timeout_ms {
         p.read_timeout_ms = validate::timeout_ms("read_timeout_ms", v)?;
+    }
+    if let Some(v) = patch.idle_timeout_ms {
+        p.idle_timeout_ms = validate::idle_timeout_ms("idle_timeout_ms", v)?;
     }
     if let Some(v) = patch.hsts_max_age_secs {
         if v > 63_072_000 {

@@ -615,3 +615,66 @@ async fn sweep_drops_expired_device_authorizations_and_their_user_codes() {
     assert_eq!(keys(Collection::OAuthDevices).await, vec!["live"]);
     assert_eq!(keys(Collection::OAuthUserCodes).await, vec!["CCCC-CCCC"]);
 }
+
+#[tokio::test]
+async fn idle_timeout_is_validated_and_stored() {
+    let (cp, admin, _user, _d) = setup().await;
+    for bad_value in [1, 99, 86_400_001, u32::MAX] {
+        let before = cp.store().revision().await.unwrap();
+        let mut bad = proxy("idle.example.com");
+        bad.idle_timeout_ms = Some(bad_value);
+        let err = cp.create_proxy(&admin, bad).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ServiceError::Invalid {
+                    field: "idle_timeout_ms",
+                    ..
+                }
+            ),
+            "{bad_value}: {err}"
+        );
+        assert_eq!(cp.store().revision().await.unwrap(), before);
+    }
+    assert!(cp.list_proxies(&admin).await.unwrap().is_empty());
+
+    let mut good = proxy("idle.example.com");
+    good.idle_timeout_ms = Some(500);
+    assert_eq!(
+        cp.create_proxy(&admin, good).await.unwrap().idle_timeout_ms,
+        500
+    );
+    let bad = ProxyPatch {
+        idle_timeout_ms: Some(50),
+        ..Default::default()
+    };
+    let err = cp
+        .update_proxy(&admin, "idle.example.com", bad)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ServiceError::Invalid {
+                field: "idle_timeout_ms",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let kept = cp.get_proxy(&admin, "idle.example.com").await.unwrap();
+    assert_eq!(kept.idle_timeout_ms, 500);
+    assert_eq!(
+        portcullis_proto::v1::ProxyTarget::from(kept).idle_timeout_ms,
+        500
+    );
+    let reset = ProxyPatch {
+        idle_timeout_ms: Some(0),
+        ..Default::default()
+    };
+    let updated = cp
+        .update_proxy(&admin, "idle.example.com", reset)
+        .await
+        .unwrap();
+    assert_eq!(updated.idle_timeout_ms, 0);
+}

@@ -40,7 +40,7 @@ use super::paths::PublicPaths;
 use super::{Claims, IdentityHeaders, Origin, Verdict, Verifier};
 use crate::body::{self, ForwardBody, ProxyBody};
 use crate::policy::{Rejection, RouteAccess};
-use crate::upstream::{ClientCache, HttpClient};
+use crate::upstream::{ClientCache, DEFAULT_IDLE_TIMEOUT, HttpClient};
 
 /// Paths under this prefix belong to Portcullis on a redirect-mode proxy.
 pub const RESERVED_PREFIX: &str = "/.portcullis/";
@@ -680,7 +680,7 @@ fn clear_cookie(name: &str) -> (HeaderName, HeaderValue) {
 async fn post_form(url: &str, form: String) -> Result<(StatusCode, Bytes), ExchangeError> {
     static CLIENT: OnceLock<HttpClient> = OnceLock::new();
     let client = CLIENT.get_or_init(|| ClientCache::new().get(EXCHANGE_TIMEOUT));
-    let (body, _) = ForwardBody::new(body::full(form));
+    let (body, _) = ForwardBody::new(body::full(form), DEFAULT_IDLE_TIMEOUT);
     let uri: http::Uri = url
         .parse()
         .map_err(|e: http::uri::InvalidUri| ExchangeError::Http(e.to_string()))?;

@@ -13,7 +13,8 @@ use super::target::Target;
 use crate::policy::{Gate, Policy, PolicySpec, Routed};
 use crate::router::RouteTable;
 use crate::upstream::{
-    ClientCache, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, UpstreamSettings,
+    ClientCache, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_READ_TIMEOUT,
+    UpstreamSettings,
 };
 
 /// A validated proxy, before linking with routes.
@@ -28,6 +29,7 @@ pub(crate) struct ProxySpec {
     pub(crate) response_headers: HeaderList,
     pub(crate) connect_timeout: Duration,
     pub(crate) read_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     pub(crate) policy: PolicySpec,
     pub(crate) https: HttpsSpec,
 }
@@ -75,6 +77,7 @@ impl TryFrom<&pb::ProxyTarget> for ProxySpec {
             response_headers,
             connect_timeout: millis_or(p.connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT),
             read_timeout: millis_or(p.read_timeout_ms, DEFAULT_READ_TIMEOUT),
+            idle_timeout: millis_or(p.idle_timeout_ms, DEFAULT_IDLE_TIMEOUT),
             policy,
             https: HttpsSpec::from_proto(p),
         })
@@ -101,6 +104,7 @@ impl ProxySpec {
             request_headers: self.request_headers.clone(),
             response_headers: self.response_headers.clone(),
             read_timeout: self.read_timeout,
+            idle_timeout: self.idle_timeout,
             client: clients.get(self.connect_timeout),
         })
     }

@@ -170,6 +170,7 @@ fn service_and_proxy_targets_link() {
     other.read_timeout_ms = 1234;
     let mut front = proxy("front.example.com", "http://front:1");
     front.read_timeout_ms = 50;
+    other.idle_timeout_ms = 500;
     let snap = compile(&snapshot(
         vec![front, other],
         vec![to_service, to_proxy],
@@ -200,6 +201,16 @@ fn service_and_proxy_targets_link() {
     assert_eq!(read_timeout("/svc"), Duration::from_millis(50));
     assert_eq!(read_timeout("/p"), Duration::from_millis(1234));
     assert_eq!(read_timeout("/"), Duration::from_millis(50));
+    let idle_timeout = |path: &str| {
+        let mut req = request(Method::GET, path);
+        policy::admit(proxy, &origin("front.example.com"), &mut req)
+            .unwrap_or_else(|r| panic!("{r:?}"))
+            .upstream()
+            .settings()
+            .idle_timeout
+    };
+    assert_eq!(idle_timeout("/"), crate::upstream::DEFAULT_IDLE_TIMEOUT);
+    assert_eq!(idle_timeout("/p"), Duration::from_millis(500));
 }
 
 #[test]

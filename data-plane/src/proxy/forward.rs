@@ -1,10 +1,14 @@
 //! Phase 4: rewrite the request for the upstream, send it, and stream the answer back.
 //!
 //! Timeouts: the connect timeout lives in the upstream's connector. The read timeout
-//! bounds the wait for response headers only; the response body may then idle forever
-//! (server-sent events). While a request body is being uploaded, the timer restarts
-//! whenever the upstream takes another chunk, so a slow large upload is not cut off but
-//! a stalled upstream is (after between one and two read timeouts).
+//! bounds the wait for response headers only. While a request body is being uploaded,
+//! that timer restarts whenever the upstream takes another chunk, so a slow large upload
+//! is not cut off but a stalled upstream is (after between one and two read timeouts).
+//! After the head, the idle timeout bounds the silence between two frames of the
+//! response body (and of the request body): quiet server-sent event streams live on as
+//! long as something arrives within it, dead ones end with an error and their upstream
+//! connection is closed, not pooled ([`IdleBody`]). A client that disconnects drops the
+//! response body, which drops the upstream exchange with it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +23,7 @@ use http_body_util::BodyExt;
 use super::error::ProxyError;
 use super::host::RequestHost;
 use super::{ConnInfo, headers, upgrade};
-use crate::body::{self, ForwardBody, ProxyBody};
+use crate::body::{self, BoxError, ForwardBody, IdleBody, ProxyBody};
 use crate::upstream::{ClientError, PooledBody, Upstream};
 
 /// Sends `req` to `upstream` and returns the upstream's response, rewritten.
@@ -52,7 +56,8 @@ where
     parts.version = Version::HTTP_11;
     parts.extensions = Extensions::new();
 
-    let (body, progress) = ForwardBody::new(body.boxed());
+    let (body, progress) =
+        ForwardBody::new(body.map_err(BoxError::from).boxed(), settings.idle_timeout);
     let sent = upstream.pool().send(Request::from_parts(parts, body));
     let mut response = await_head(sent, settings.read_timeout, progress).await?;
 
@@ -68,7 +73,7 @@ where
     let body = if upgraded {
         body::empty()
     } else {
-        body.boxed()
+        IdleBody::new(body, settings.idle_timeout).boxed()
     };
     Ok(Response::from_parts(parts, body))
 }

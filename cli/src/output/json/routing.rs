@@ -27,6 +27,7 @@ pub(crate) struct ProxyJson {
     certificate_name: String,
     redirect_http_to_https: bool,
     hsts_max_age_secs: u32,
+    idle_timeout_ms: u32,
 }
 
 impl From<&pb::ProxyTarget> for ProxyJson {
@@ -49,6 +50,7 @@ impl From<&pb::ProxyTarget> for ProxyJson {
             certificate_name: p.certificate_name.clone(),
             redirect_http_to_https: p.redirect_http_to_https,
             hsts_max_age_secs: p.hsts.as_ref().map_or(0, |h| h.max_age_secs),
+            idle_timeout_ms: p.idle_timeout_ms,
         }
     }
 }

@@ -37,6 +37,7 @@ pub(crate) fn proxy(p: &pb::ProxyTarget) -> String {
         ("response headers", headers(&p.custom_response_headers)),
         ("connect timeout", millis(p.connect_timeout_ms)),
         ("read timeout", millis(p.read_timeout_ms)),
+        ("idle timeout", millis(p.idle_timeout_ms)),
         ("certificate", or_dash(&p.certificate_name)),
         ("redirect to https", yes_no(p.redirect_http_to_https)),
         (
