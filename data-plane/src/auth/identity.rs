@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::Verdict;
+use super::{Claims, Verdict};
 
 /// Login name at the identity provider.
 pub const X_FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");
@@ -164,10 +164,60 @@ fn header_name(raw: &str) -> Result<HeaderName, String> {
     Ok(name)
 }
 
+/// The identity of one verified token as header values, built once per token: a cached
+/// token then costs reference-count bumps instead of validation and allocation.
+#[derive(Debug, Default)]
+pub(crate) struct IdentityValues {
+    sub: Option<HeaderValue>,
+    login: Option<HeaderValue>,
+    email: Option<HeaderValue>,
+    scope: Option<HeaderValue>,
+    client_id: Option<HeaderValue>,
+    /// Comma separated; groups that contain a comma are left out (ambiguous in a list).
+    groups: Option<HeaderValue>,
+}
+
+impl IdentityValues {
+    fn of(claims: &Claims) -> Self {
+        let groups: Vec<&str> = claims
+            .groups
+            .iter()
+            .map(String::as_str)
+            .filter(|g| !g.is_empty() && !g.contains(','))
+            .collect();
+        Self {
+            sub: value("sub", &claims.sub),
+            login: value("login", &claims.login),
+            email: value("email", &claims.email),
+            scope: value("scope", &claims.scope),
+            client_id: value("client_id", &claims.client_id),
+            groups: value("groups", &groups.join(",")),
+        }
+    }
+}
+
+/// A header value for a claim; `None` when empty or not representable in a header.
+fn value(claim: &'static str, raw: &str) -> Option<HeaderValue> {
+    if raw.is_empty() {
+        return None;
+    }
+    let v = HeaderValue::from_str(raw).ok();
+    if v.is_none() {
+        tracing::debug!(claim, "identity value not representable; left out");
+    }
+    v
+}
+
+/// Whether the client may not send `name`: identity headers, default or configured.
+fn is_identity(name: &HeaderName, ids: &IdentityHeaders) -> bool {
+    name.as_str().starts_with(X_AUTH_PREFIX)
+        || IDENTITY.contains(name)
+        || ids.extra_strip.contains(name)
+}
+
 /// Strips the bearer token (unless the proxy opted in, `token_verified` says the verdict
 /// came from verifying that very header, and it admitted a user) and forged identity
-/// headers, then sets identity from
-/// `verdict` under the proxy's configured names.
+/// headers, then sets identity from `verdict` under the proxy's configured names.
 pub(crate) fn apply(
     headers: &mut HeaderMap,
     verdict: &Verdict,
@@ -179,55 +229,39 @@ pub(crate) fn apply(
     if !keep_token && headers.get_all(AUTHORIZATION).iter().any(super::is_bearer) {
         headers.remove(AUTHORIZATION);
     }
-    for name in IDENTITY {
-        headers.remove(name);
-    }
-    for name in &ids.extra_strip {
-        headers.remove(name);
-    }
-    // Allocates only when the client sent such headers.
-    let forged: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str().starts_with(X_AUTH_PREFIX))
-        .cloned()
-        .collect();
-    for name in forged {
-        headers.remove(name);
+    // One pass over the client's header names; allocates only when it sent such headers.
+    if headers.keys().any(|k| is_identity(k, ids)) {
+        let forged: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| is_identity(k, ids))
+            .cloned()
+            .collect();
+        for name in forged {
+            headers.remove(name);
+        }
     }
     let Verdict::Authenticated(claims) = verdict else {
         return;
     };
-    set(headers, X_FORWARDED_SUB, &claims.sub);
-    set(headers, X_FORWARDED_USER, &claims.login);
-    set(headers, X_FORWARDED_EMAIL, &claims.email);
-    let [user, email, subject, scopes, client_id, groups_name] = &ids.names;
-    set(headers, subject.clone(), &claims.sub);
-    set(headers, user.clone(), &claims.login);
-    set(headers, email.clone(), &claims.email);
-    set(headers, scopes.clone(), &claims.scope);
-    set(headers, client_id.clone(), &claims.client_id);
-    if !claims.groups.is_empty() {
-        // A group containing a comma would be ambiguous in the list; leave it out.
-        let groups: Vec<&str> = claims
-            .groups
-            .iter()
-            .map(String::as_str)
-            .filter(|g| !g.is_empty() && !g.contains(','))
-            .collect();
-        let joined = groups.join(",");
-        set(headers, X_FORWARDED_GROUPS, &joined);
-        set(headers, groups_name.clone(), &joined);
-    }
-}
-
-fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    if value.is_empty() {
-        return;
-    }
-    match HeaderValue::from_str(value) {
-        Ok(v) => {
-            headers.insert(name, v);
+    let v = claims
+        .identity_values
+        .get_or_init(|| IdentityValues::of(claims));
+    let [user, email, subject, scopes, client_id, groups] = &ids.names;
+    headers.reserve(10);
+    for (name, value) in [
+        (&X_FORWARDED_SUB, &v.sub),
+        (&X_FORWARDED_USER, &v.login),
+        (&X_FORWARDED_EMAIL, &v.email),
+        (&X_FORWARDED_GROUPS, &v.groups),
+        (subject, &v.sub),
+        (user, &v.login),
+        (email, &v.email),
+        (scopes, &v.scope),
+        (client_id, &v.client_id),
+        (groups, &v.groups),
+    ] {
+        if let Some(value) = value {
+            headers.insert(name.clone(), value.clone());
         }
-        Err(_) => tracing::debug!(header = %name, "identity value not representable; left out"),
     }
 }

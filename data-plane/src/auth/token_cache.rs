@@ -1,16 +1,20 @@
-//! Tokens that verified, by SHA-256, so a client repeating its token costs a hash and a
-//! lookup instead of a signature check (about 20× the instructions of a whole proxied
-//! request for ES256).
+//! Tokens that verified, so a client repeating its token costs one keyed hash and a
+//! comparison instead of a signature check (about 20× the instructions of a whole
+//! proxied request for ES256).
 //!
 //! One cache belongs to one snapshot's [`super::Verifier`]: keys and revocations are fixed
 //! for its lifetime, so an entry stays as valid as the full check that created it until
 //! the token's own expiry, and a new snapshot (a revocation, a key rotation) starts empty.
 //! Sharded so concurrent requests rarely meet on a lock; bounded so memory is too.
+//!
+//! Entries are keyed by the token itself and a hit compares it byte for byte, so no
+//! token can ever be answered with another token's claims. An earlier version keyed by
+//! SHA-256 to avoid holding tokens; without SHA extensions on the CPU that hash cost
+//! more than the rest of the request. The tokens stay in this process's memory only
+//! (never logged, never written), where every request already carries them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-
-use aws_lc_rs::digest;
 
 use super::Claims;
 
@@ -18,12 +22,11 @@ const SHARDS: usize = 16;
 /// Entries per shard (16 × 1,024 tokens in all).
 const PER_SHARD: usize = 1024;
 
-/// SHA-256 of a token: the cache never holds the token itself.
-pub(crate) type TokenKey = [u8; 32];
-
-/// Verified claims by token hash, until each token expires.
+/// Verified claims by token, until each token expires.
 pub(crate) struct TokenCache {
-    shards: [Mutex<HashMap<TokenKey, Entry>>; SHARDS],
+    /// Keyed with std's randomly seeded SipHash, so a client cannot aim tokens at one
+    /// bucket.
+    shards: [Mutex<HashMap<Box<str>, Entry>>; SHARDS],
 }
 
 struct Entry {
@@ -32,11 +35,20 @@ struct Entry {
     claims: Arc<Claims>,
 }
 
-/// The cache key for `token`.
-pub(crate) fn key(token: &str) -> TokenKey {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest::digest(&digest::SHA256, token.as_bytes()).as_ref());
-    out
+/// The shard of `token`: from its last characters, the signature's, which are uniformly
+/// spread for tokens the authorization server signed. A client choosing them only picks
+/// which lock it waits on; the lookup inside is keyed by the whole token.
+fn shard_index(token: &str) -> usize {
+    token
+        .as_bytes()
+        .iter()
+        .rev()
+        .skip(2)
+        .take(4)
+        .fold(0usize, |acc, b| {
+            acc.wrapping_mul(31).wrapping_add(usize::from(*b))
+        })
+        % SHARDS
 }
 
 impl TokenCache {
@@ -46,19 +58,19 @@ impl TokenCache {
         }
     }
 
-    fn shard(&self, key: &TokenKey) -> std::sync::MutexGuard<'_, HashMap<TokenKey, Entry>> {
-        self.shards[usize::from(key[0]) % SHARDS]
+    fn shard(&self, token: &str) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Entry>> {
+        self.shards[shard_index(token)]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The claims of a token verified before and not expired at `now`.
-    pub(crate) fn get(&self, key: &TokenKey, now: i64) -> Option<Arc<Claims>> {
-        let mut shard = self.shard(key);
-        match shard.get(key) {
+    pub(crate) fn get(&self, token: &str, now: i64) -> Option<Arc<Claims>> {
+        let mut shard = self.shard(token);
+        match shard.get(token) {
             Some(e) if now <= e.valid_until => Some(e.claims.clone()),
             Some(_) => {
-                shard.remove(key);
+                shard.remove(token);
                 None
             }
             None => None,
@@ -67,8 +79,8 @@ impl TokenCache {
 
     /// Remembers a verified token. A full shard first drops its expired entries; if it
     /// is still full the token is not cached (the hot entries already there stay).
-    pub(crate) fn insert(&self, key: TokenKey, valid_until: i64, claims: Arc<Claims>, now: i64) {
-        let mut shard = self.shard(&key);
+    pub(crate) fn insert(&self, token: &str, valid_until: i64, claims: Arc<Claims>, now: i64) {
+        let mut shard = self.shard(token);
         if shard.len() >= PER_SHARD {
             shard.retain(|_, e| now <= e.valid_until);
             if shard.len() >= PER_SHARD {
@@ -76,7 +88,7 @@ impl TokenCache {
             }
         }
         shard.insert(
-            key,
+            token.into(),
             Entry {
                 valid_until,
                 claims,
@@ -108,30 +120,32 @@ mod tests {
     #[test]
     fn entries_expire_and_full_shards_keep_what_they_hold() {
         let cache = TokenCache::new();
-        let k = key("token-a");
-        assert_ne!(k, key("token-b"));
-        cache.insert(k, 100, claims(), 50);
-        assert!(cache.get(&k, 100).is_some());
-        assert!(cache.get(&k, 101).is_none(), "served after expiry");
+        cache.insert("token-a", 100, claims(), 50);
+        assert!(cache.get("token-a", 100).is_some());
+        assert!(
+            cache.get("token-b", 100).is_none(),
+            "another token answered"
+        );
+        assert!(cache.get("token-", 100).is_none(), "a prefix answered");
+        assert!(cache.get("token-a", 101).is_none(), "served after expiry");
         assert_eq!(cache.len(), 0, "expired entry not dropped");
 
         // Fill one shard with live entries: a newcomer is not cached, nothing is evicted.
-        let shard_of = |k: &TokenKey| usize::from(k[0]) % SHARDS;
-        let target = shard_of(&key("x0"));
-        let mut same: Vec<TokenKey> = (0..)
-            .map(|i| key(&format!("x{i}")))
-            .filter(|k| shard_of(k) == target)
+        let target = shard_index("x0000");
+        let mut same: Vec<String> = (0..)
+            .map(|i| format!("x{i:04}"))
+            .filter(|k| shard_index(k) == target)
             .take(PER_SHARD + 1)
             .collect();
         let newcomer = same.pop().unwrap_or_else(|| panic!("no keys"));
         for k in &same {
-            cache.insert(*k, 1_000, claims(), 50);
+            cache.insert(k, 1_000, claims(), 50);
         }
-        cache.insert(newcomer, 1_000, claims(), 50);
+        cache.insert(&newcomer, 1_000, claims(), 50);
         assert!(cache.get(&newcomer, 60).is_none());
         assert!(cache.get(&same[0], 60).is_some());
         // Once they expire, the shard makes room.
-        cache.insert(newcomer, 5_000, claims(), 2_000);
+        cache.insert(&newcomer, 5_000, claims(), 2_000);
         assert!(cache.get(&newcomer, 2_000).is_some());
         assert_eq!(cache.len(), 1);
     }

@@ -6,7 +6,7 @@
 //! returned [`Claims`].
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
@@ -14,8 +14,9 @@ use jsonwebtoken::{Algorithm, Validation};
 use portcullis_proto::v1 as pb;
 use serde::Deserialize;
 
+use super::identity::IdentityValues;
 use super::jwks::{JwksError, KeySet};
-use super::token_cache::{self, TokenCache};
+use super::token_cache::TokenCache;
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 pub const LEEWAY_SECS: u64 = 60;
@@ -102,6 +103,10 @@ pub struct Claims {
     /// Groups (or teams) at the identity provider.
     #[serde(default)]
     pub groups: Vec<String>,
+    /// Header values for the upstream, built on first use and then shared by every
+    /// request that presents this token (the claims are cached with it).
+    #[serde(skip)]
+    pub(crate) identity_values: OnceLock<IdentityValues>,
 }
 
 /// Keys, issuer and revocations of one snapshot.
@@ -169,14 +174,13 @@ impl Verifier {
     /// audience and scopes. A token seen before is answered from the cache until it
     /// expires (the same instant the full check would start refusing it).
     pub fn verify(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
-        let key = token_cache::key(token);
         let now = unix_now();
-        if let Some(claims) = self.cache.get(&key, now) {
+        if let Some(claims) = self.cache.get(token, now) {
             return Ok(claims);
         }
         let claims = Arc::new(self.verify_uncached(token)?);
         let valid_until = claims.exp.saturating_add(LEEWAY_SECS as i64);
-        self.cache.insert(key, valid_until, claims.clone(), now);
+        self.cache.insert(token, valid_until, claims.clone(), now);
         Ok(claims)
     }
 

@@ -32,33 +32,57 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     UPGRADE,
 ];
 
-/// Removes hop-by-hop headers. With `keep_upgrade`, leaves `Upgrade` and sets
-/// `Connection: upgrade` so an upgrade can be relayed.
+/// Removes hop-by-hop headers: the fixed set and any the `Connection` header lists. With
+/// `keep_upgrade`, leaves `Upgrade` and sets `Connection: upgrade` so an upgrade can be
+/// relayed.
+///
+/// One scan over the names present decides what there is to do, so the common message
+/// (nothing hop-by-hop but `Connection: keep-alive`) costs comparisons and at most one
+/// hashed removal rather than one per known name, and allocates nothing.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Allocates only when the client listed extra headers in `Connection`.
-    let mut named: Vec<HeaderName> = Vec::new();
-    for value in headers.get_all(CONNECTION) {
-        let Ok(value) = value.to_str() else { continue };
-        for token in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            if keep_upgrade && token.eq_ignore_ascii_case("upgrade") {
-                continue;
-            }
-            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                named.push(name);
-            }
+    let mut has_connection = false;
+    let mut has_fixed = false;
+    for name in headers.keys() {
+        if name == CONNECTION {
+            has_connection = true;
+        } else if HOP_BY_HOP.contains(name) {
+            has_fixed = true;
         }
     }
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        if keep_upgrade && (name == CONNECTION || name == UPGRADE) {
-            continue;
+    if has_connection {
+        // Names listed besides the fixed set and `close` (rare): allocates only then.
+        let mut listed: Vec<HeaderName> = Vec::new();
+        for token in headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+        {
+            let known = token.is_empty()
+                || token.eq_ignore_ascii_case("close")
+                || HOP_BY_HOP
+                    .iter()
+                    .any(|h| token.eq_ignore_ascii_case(h.as_str()));
+            if !known && let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                listed.push(name);
+            }
         }
-        headers.remove(name);
+        for name in listed {
+            headers.remove(name);
+        }
+    }
+    if has_fixed {
+        for name in HOP_BY_HOP {
+            if name != CONNECTION && !(keep_upgrade && name == UPGRADE) {
+                headers.remove(name);
+            }
+        }
     }
     if keep_upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    } else if has_connection {
+        headers.remove(CONNECTION);
     }
 }
 
