@@ -12,6 +12,7 @@
 //! command builds them first (`tests/run.sh`).
 
 pub mod backend;
+pub mod browser;
 pub mod github;
 pub mod https_docs;
 pub mod mcp;

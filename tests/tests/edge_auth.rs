@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use portcullis_tests::github::{GithubConfig, GithubServer, GithubUser, OAuthApp};
+use portcullis_tests::browser::{alice, browse, github_login, param};
+use portcullis_tests::github::GithubServer;
 use portcullis_tests::{Backend, ControlPlane, DataPlane, eventually, http_client};
 use serde_json::{Value, json};
 
@@ -243,39 +244,7 @@ struct Login {
 
 async fn login_fixture() -> Login {
     let cp = ControlPlane::start().await;
-    let github = GithubServer::start(GithubConfig {
-        users: vec![
-            GithubUser::new("alice", 1001)
-                .name("Alice")
-                .primary_email("alice@acme.example")
-                .org("acme", 501),
-        ],
-        apps: vec![OAuthApp::new(
-            "gh-app",
-            "gh-secret",
-            &format!("{}/callback/github", cp.http),
-        )],
-        current_user: Some("alice".into()),
-        ..Default::default()
-    })
-    .await;
-    cp.cli_ok(&[
-        "oauth",
-        "idp",
-        "add",
-        "github",
-        "--kind",
-        "github",
-        "--client-id",
-        "gh-app",
-        "--client-secret",
-        "gh-secret",
-        "--base-url",
-        &github.web_url,
-        "--api-url",
-        &github.api_url,
-    ]);
-    cp.cli_ok(&["oauth", "rule", "add", "--group", "acme", "--scope", "mcp"]);
+    let github = github_login(&cp, vec![alice()]).await;
     let resp = http_client()
         .post(format!("{}/register", cp.http))
         .json(
@@ -294,30 +263,6 @@ async fn login_fixture() -> Login {
     }
 }
 
-fn location(resp: &reqwest::Response) -> url::Url {
-    let loc = resp
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_else(|| panic!("no Location on {}", resp.status()));
-    url::Url::parse(loc).expect("absolute Location")
-}
-
-fn param(u: &url::Url, key: &str) -> Option<String> {
-    u.query_pairs()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.into_owned())
-}
-
-fn hidden(page: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = page
-        .find(&marker)
-        .map(|i| i + marker.len())
-        .expect("hidden field");
-    page[start..].split('"').next().expect("value").to_owned()
-}
-
 /// `/authorize` → GitHub → `/callback` → consent → `/token`: an access token for
 /// `resource`, exactly as an MCP client gets one.
 async fn access_token(l: &Login, resource: &str) -> String {
@@ -333,45 +278,7 @@ async fn access_token(l: &Login, resource: &str) -> String {
         .append_pair("state", "st")
         .append_pair("scope", "mcp")
         .append_pair("resource", resource);
-    let resp = http.get(authorize).send().await.expect("authorize");
-    assert_eq!(resp.status(), 303);
-    let cookie = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("__Host-portcullis_login="))
-        .map(|c| c.split(';').next().unwrap_or("").to_owned())
-        .expect("login cookie");
-    let resp = http.get(location(&resp)).send().await.expect("github");
-    assert!(resp.status().is_redirection());
-    let resp = http
-        .get(location(&resp))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("callback");
-    let back = if resp.status() == 303 {
-        location(&resp)
-    } else {
-        assert_eq!(resp.status(), 200, "callback should show consent");
-        let page = resp.text().await.expect("consent page");
-        let form = format!(
-            "tx={}&csrf={}&decision=allow",
-            hidden(&page, "tx"),
-            hidden(&page, "csrf")
-        );
-        let resp = http
-            .post(format!("{}/consent", l.cp.http))
-            .header("cookie", &cookie)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form)
-            .send()
-            .await
-            .expect("consent");
-        assert_eq!(resp.status(), 303);
-        location(&resp)
-    };
+    let back = browse(&l.cp, authorize, true).await.back;
     let code = param(&back, "code").unwrap_or_else(|| panic!("no code in {back}"));
     let form = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs([

@@ -4,7 +4,8 @@
 //! reaches the backend with verified identity (and without the cookie). Real binaries,
 //! real sockets; the client follows redirects by hand so every hop is asserted.
 
-use portcullis_tests::github::{GithubConfig, GithubServer, GithubUser, OAuthApp};
+use portcullis_tests::browser::{alice, browse, github_login, param};
+use portcullis_tests::github::GithubServer;
 use portcullis_tests::{Backend, ControlPlane, DataPlane, eventually, http_client};
 use serde_json::Value;
 use std::time::Duration;
@@ -20,39 +21,7 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let cp = ControlPlane::start().await;
-    let github = GithubServer::start(GithubConfig {
-        users: vec![
-            GithubUser::new("alice", 1001)
-                .name("Alice")
-                .primary_email("alice@acme.example")
-                .org("acme", 501),
-        ],
-        apps: vec![OAuthApp::new(
-            "gh-app",
-            "gh-secret",
-            &format!("{}/callback/github", cp.http),
-        )],
-        current_user: Some("alice".into()),
-        ..Default::default()
-    })
-    .await;
-    cp.cli_ok(&[
-        "oauth",
-        "idp",
-        "add",
-        "github",
-        "--kind",
-        "github",
-        "--client-id",
-        "gh-app",
-        "--client-secret",
-        "gh-secret",
-        "--base-url",
-        &github.web_url,
-        "--api-url",
-        &github.api_url,
-    ]);
-    cp.cli_ok(&["oauth", "rule", "add", "--group", "acme", "--scope", "mcp"]);
+    let github = github_login(&cp, vec![alice()]).await;
     let backend = Backend::start("app").await;
     let dp = DataPlane::start(&cp, "dp-redirect").await;
     for host in ["app.test", "other.test"] {
@@ -105,12 +74,6 @@ fn location(resp: &reqwest::Response) -> String {
         .to_owned()
 }
 
-fn param(u: &url::Url, key: &str) -> Option<String> {
-    u.query_pairs()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.into_owned())
-}
-
 /// The full `Set-Cookie` line for `name`, if set.
 fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<String> {
     resp.headers()
@@ -135,22 +98,12 @@ fn assert_cookie_attributes(line: &str) {
 
 /// Plays the browser from the proxy's redirect through `/authorize` and GitHub back to the
 /// proxy: the callback URL (on the proxy) the authorization server sends it to.
-async fn login_at_the_authorization_server(authorize: &str) -> url::Url {
-    let http = http_client();
-    let resp = http.get(authorize).send().await.expect("authorize");
-    assert_eq!(resp.status(), 303, "authorize: {:?}", resp.text().await);
-    let as_cookie = pair(&set_cookie(&resp, "__Host-portcullis_login").expect("AS login cookie"));
-    let resp = http.get(location(&resp)).send().await.expect("github");
-    assert!(resp.status().is_redirection(), "github: {}", resp.status());
-    let resp = http
-        .get(location(&resp))
-        .header("cookie", &as_cookie)
-        .send()
-        .await
-        .expect("AS callback");
+async fn login_at_the_authorization_server(cp: &ControlPlane, authorize: &str) -> url::Url {
+    let authorize = url::Url::parse(authorize).expect("absolute authorize URL");
+    let browsed = browse(cp, authorize, true).await;
     // First-party edge client: no consent page.
-    assert_eq!(resp.status(), 303, "AS callback: {:?}", resp.text().await);
-    url::Url::parse(&location(&resp)).expect("absolute redirect")
+    assert!(!browsed.consent_shown, "consent asked for the edge client");
+    browsed.back
 }
 
 /// Sends the authorization response to the proxy as the browser would.
@@ -212,7 +165,7 @@ async fn redirect_mode_login_round_trip_sets_a_sealed_host_cookie_and_logout_cle
     assert_eq!(get(&fx, "app.test", "/health", &[]).await.status(), 200);
     assert_eq!(fx.backend.received(), ["/health"]);
 
-    let back = login_at_the_authorization_server(&authorize).await;
+    let back = login_at_the_authorization_server(&fx.cp, &authorize).await;
     assert_eq!(back.path(), "/.portcullis/callback");
     assert_eq!(param(&back, "state"), param(&u, "state"));
 
@@ -375,7 +328,7 @@ async fn login_never_returns_to_another_origin() {
         assert_eq!(resp.status(), 302, "{rd}");
         let authorize = location(&resp);
         let login = pair(&set_cookie(&resp, "__Host-portcullis-login").expect("login cookie"));
-        let back = login_at_the_authorization_server(&authorize).await;
+        let back = login_at_the_authorization_server(&fx.cp, &authorize).await;
         let resp = callback(&fx, &back, Some(&login)).await;
         assert_eq!(resp.status(), 302, "{rd}");
         assert_eq!(location(&resp), expected, "{rd}");
@@ -406,7 +359,7 @@ async fn sessions_obey_allowlists_route_scopes_and_public_routes() {
     let fx = fixture().await;
     let resp = get(&fx, "app.test", "/.portcullis/login?rd=/ok", &[]).await;
     let login = pair(&set_cookie(&resp, "__Host-portcullis-login").expect("login cookie"));
-    let back = login_at_the_authorization_server(&location(&resp)).await;
+    let back = login_at_the_authorization_server(&fx.cp, &location(&resp)).await;
     let resp = callback(&fx, &back, Some(&login)).await;
     let session = pair(&set_cookie(&resp, "__Host-portcullis-session").expect("session"));
     assert_eq!(

@@ -14,7 +14,8 @@
 
 use std::time::Duration;
 
-use portcullis_tests::github::{GithubConfig, GithubServer, GithubUser, OAuthApp};
+use portcullis_tests::browser::{alice, browse, github_login};
+use portcullis_tests::github::GithubServer;
 use portcullis_tests::mcp::{AuthorizingClient, EverythingServer, Transport, run_client};
 use portcullis_tests::{ControlPlane, DataPlane, eventually, http_client};
 use serde_json::{Value, json};
@@ -40,39 +41,7 @@ struct Fixture {
 
 async fn fixture(transport: Transport, node: &str) -> Fixture {
     let cp = ControlPlane::start().await;
-    let github = GithubServer::start(GithubConfig {
-        users: vec![
-            GithubUser::new("alice", 1001)
-                .name("Alice")
-                .primary_email("alice@acme.example")
-                .org("acme", 501),
-        ],
-        apps: vec![OAuthApp::new(
-            "gh-app",
-            "gh-secret",
-            &format!("{}/callback/github", cp.http),
-        )],
-        current_user: Some("alice".into()),
-        ..Default::default()
-    })
-    .await;
-    cp.cli_ok(&[
-        "oauth",
-        "idp",
-        "add",
-        "github",
-        "--kind",
-        "github",
-        "--client-id",
-        "gh-app",
-        "--client-secret",
-        "gh-secret",
-        "--base-url",
-        &github.web_url,
-        "--api-url",
-        &github.api_url,
-    ]);
-    cp.cli_ok(&["oauth", "rule", "add", "--group", "acme", "--scope", "mcp"]);
+    let github = github_login(&cp, vec![alice()]).await;
     let server = EverythingServer::start(transport).await;
     let dp = DataPlane::start(&cp, node).await;
     cp.cli_ok(&["proxy", "create", "localhost", &server.url]);
@@ -113,24 +82,6 @@ async fn fixture(transport: Transport, node: &str) -> Fixture {
         client_id: client["client_id"].as_str().expect("client_id").to_owned(),
         base: format!("http://localhost:{port}"),
     }
-}
-
-fn location(resp: &reqwest::Response) -> url::Url {
-    let loc = resp
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_else(|| panic!("no Location on {}", resp.status()));
-    url::Url::parse(loc).expect("absolute Location")
-}
-
-fn hidden(page: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = page
-        .find(&marker)
-        .map(|i| i + marker.len())
-        .expect("hidden field");
-    page[start..].split('"').next().expect("value").to_owned()
 }
 
 /// What an MCP client learns from an unauthenticated request: the resource to ask a token
@@ -194,52 +145,6 @@ async fn discover(f: &Fixture, path: &str) -> (String, Value) {
     (resource, asm)
 }
 
-/// The user's part of an authorization request, as a browser does it: `authorize` →
-/// GitHub login → `/callback` → consent (allow). Returns where the browser is sent back to
-/// (the client's redirect URI with `code` and `state`).
-async fn browse(cp: &ControlPlane, authorize: url::Url) -> url::Url {
-    let http = http_client();
-    let resp = http.get(authorize).send().await.expect("authorize");
-    assert_eq!(resp.status(), 303);
-    let cookie = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("__Host-portcullis_login="))
-        .map(|c| c.split(';').next().unwrap_or("").to_owned())
-        .expect("login cookie");
-    let resp = http.get(location(&resp)).send().await.expect("github");
-    assert!(resp.status().is_redirection());
-    let resp = http
-        .get(location(&resp))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("callback");
-    if resp.status() == 303 {
-        location(&resp)
-    } else {
-        assert_eq!(resp.status(), 200, "callback should show consent");
-        let page = resp.text().await.expect("consent page");
-        let form = format!(
-            "tx={}&csrf={}&decision=allow",
-            hidden(&page, "tx"),
-            hidden(&page, "csrf")
-        );
-        let resp = http
-            .post(format!("{}/consent", cp.http))
-            .header("cookie", &cookie)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form)
-            .send()
-            .await
-            .expect("consent");
-        assert_eq!(resp.status(), 303);
-        location(&resp)
-    }
-}
-
 /// `authorization_endpoint` → GitHub → `/callback` → consent → `token_endpoint`: an access
 /// token for `resource`, as an MCP client gets one.
 async fn access_token(f: &Fixture, asm: &Value, resource: &str) -> String {
@@ -256,7 +161,7 @@ async fn access_token(f: &Fixture, asm: &Value, resource: &str) -> String {
         .append_pair("state", "st")
         .append_pair("scope", "mcp")
         .append_pair("resource", resource);
-    let back = browse(&f.cp, authorize).await;
+    let back = browse(&f.cp, authorize, true).await.back;
     let code = back
         .query_pairs()
         .find(|(k, _)| k == "code")
@@ -513,7 +418,7 @@ async fn sdk_client_authorizes_itself_from_the_401_and_uses_the_proxy() {
     let registered = params.get("client_id").expect("client_id");
     assert!(!registered.is_empty() && *registered != f.client_id, "{a}");
 
-    let back = browse(&f.cp, client.authorize.clone()).await;
+    let back = browse(&f.cp, client.authorize.clone(), true).await.back;
     assert!(back.as_str().starts_with(SDK_REDIRECT), "{back}");
     let run = client.finish(back.as_str()).await;
     let result = run.json();
@@ -563,7 +468,7 @@ async fn sdk_client_gets_a_token_for_the_endpoint_resource_when_one_is_configure
         "{}",
         client.authorize
     );
-    let back = browse(&f.cp, client.authorize.clone()).await;
+    let back = browse(&f.cp, client.authorize.clone(), true).await.back;
     let run = client.finish(back.as_str()).await;
     let result = run.json();
     assert_eq!(echoed(&result), "Echo: endpoint resource", "{result}");

@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use portcullis_tests::github::{Consent, GithubConfig, GithubServer, GithubUser, OAuthApp};
+use portcullis_tests::browser::{
+    Browsed, alice, browse, github_login, hidden, location, login_cookie, param,
+};
+use portcullis_tests::github::{Consent, GithubServer, GithubUser};
 use portcullis_tests::oidc::{ALICE, CAROL, OidcProvider};
 use portcullis_tests::{ControlPlane, RedisServer, http_client};
 use serde_json::{Value, json};
@@ -26,41 +29,14 @@ struct Fixture {
 }
 
 async fn fixture_on(cp: ControlPlane) -> Fixture {
-    let github = GithubServer::start(GithubConfig {
-        users: vec![
-            GithubUser::new("alice", 1001)
-                .name("Alice")
-                .primary_email("alice@acme.example")
-                .org("acme", 501)
-                .team("acme", "ops", "Ops", 601),
+    let github = github_login(
+        &cp,
+        vec![
+            alice().team("acme", "ops", "Ops", 601),
             GithubUser::new("mallory", 1002).primary_email("mallory@evil.example"),
         ],
-        apps: vec![OAuthApp::new(
-            "gh-app",
-            "gh-secret",
-            &format!("{}/callback/github", cp.http),
-        )],
-        current_user: Some("alice".into()),
-        ..Default::default()
-    })
+    )
     .await;
-    cp.cli_ok(&[
-        "oauth",
-        "idp",
-        "add",
-        "github",
-        "--kind",
-        "github",
-        "--client-id",
-        "gh-app",
-        "--client-secret",
-        "gh-secret",
-        "--base-url",
-        &github.web_url,
-        "--api-url",
-        &github.api_url,
-    ]);
-    cp.cli_ok(&["oauth", "rule", "add", "--group", "acme", "--scope", "mcp"]);
     cp.cli_ok(&["proxy", "create", "mcp.example.com", "http://127.0.0.1:9"]);
     cp.cli_ok(&["proxy", "create", "other.example.com", "http://127.0.0.1:9"]);
     let public: Value = register(
@@ -102,100 +78,6 @@ async fn register(cp: &ControlPlane, body: Value) -> Value {
     resp.json().await.expect("json")
 }
 
-fn location(resp: &reqwest::Response) -> url::Url {
-    let loc = resp
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_else(|| panic!("no Location on {}", resp.status()));
-    url::Url::parse(loc).expect("absolute Location")
-}
-
-fn param(u: &url::Url, key: &str) -> Option<String> {
-    u.query_pairs()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.into_owned())
-}
-
-fn login_cookie(resp: &reqwest::Response) -> Option<String> {
-    resp.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("__Host-portcullis_login="))
-        .map(|c| c.split(';').next().unwrap_or("").to_owned())
-}
-
-fn hidden(page: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = page
-        .find(&marker)
-        .map(|i| i + marker.len())
-        .expect("hidden field");
-    page[start..].split('"').next().expect("value").to_owned()
-}
-
-/// What the browser saw at the end of a login.
-#[derive(Debug)]
-enum Outcome {
-    /// Back at the client's redirect URI.
-    Redirected(url::Url),
-}
-
-/// Plays the user's browser from `/authorize` to the client's redirect URI, approving the
-/// consent page when it appears.
-async fn browse(cp: &ControlPlane, authorize: url::Url, approve: bool) -> (Outcome, bool) {
-    let http = http_client();
-    let resp = http.get(authorize).send().await.expect("authorize");
-    assert_eq!(resp.status(), 303, "authorize: {:?}", resp.text().await);
-    let cookie = login_cookie(&resp);
-    let mut next = location(&resp);
-    if next.as_str().starts_with(REDIRECT) {
-        return (Outcome::Redirected(next), false);
-    }
-    let cookie = cookie.expect("login cookie");
-    // The identity provider (auto-approving signed-in user) sends the browser back.
-    let resp = http
-        .get(next.clone())
-        .send()
-        .await
-        .expect("github authorize");
-    assert!(resp.status().is_redirection(), "github: {}", resp.status());
-    next = location(&resp);
-    assert!(
-        next.as_str().starts_with(&format!("{}/callback/", cp.http)),
-        "{next}"
-    );
-    let resp = http
-        .get(next)
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("callback");
-    if resp.status() == 303 {
-        return (Outcome::Redirected(location(&resp)), false);
-    }
-    assert_eq!(resp.status(), 200, "callback should show consent");
-    assert_eq!(resp.headers()["x-frame-options"], "DENY");
-    let page = resp.text().await.expect("consent page");
-    let form = format!(
-        "tx={}&csrf={}&decision={}",
-        hidden(&page, "tx"),
-        hidden(&page, "csrf"),
-        if approve { "allow" } else { "deny" }
-    );
-    let resp = http
-        .post(format!("{}/consent", cp.http))
-        .header("cookie", &cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form)
-        .send()
-        .await
-        .expect("consent");
-    assert_eq!(resp.status(), 303);
-    (Outcome::Redirected(location(&resp)), true)
-}
-
 fn authorize_url(cp: &ControlPlane, client_id: &str, extra: &[(&str, &str)]) -> url::Url {
     let mut u = url::Url::parse(&format!("{}/authorize", cp.http)).expect("url");
     u.query_pairs_mut()
@@ -213,8 +95,7 @@ fn authorize_url(cp: &ControlPlane, client_id: &str, extra: &[(&str, &str)]) -> 
 
 /// Logs in through GitHub and returns the code.
 async fn code_for(fx: &Fixture, client_id: &str) -> String {
-    let (Outcome::Redirected(back), _) =
-        browse(&fx.cp, authorize_url(&fx.cp, client_id, &[]), true).await;
+    let Browsed { back, .. } = browse(&fx.cp, authorize_url(&fx.cp, client_id, &[]), true).await;
     assert_eq!(param(&back, "state").as_deref(), Some("xyz"));
     assert_eq!(param(&back, "iss").as_deref(), Some(fx.cp.http.as_str()));
     param(&back, "code").unwrap_or_else(|| panic!("no code in {back}"))
@@ -342,7 +223,10 @@ async fn github_login_through_an_oauth2_client_yields_an_audience_bound_jwt() {
         .add_extra_param("resource", MCP)
         .set_pkce_challenge(challenge)
         .url();
-    let (Outcome::Redirected(back), consented) = browse(&fx.cp, auth_url, true).await;
+    let Browsed {
+        back,
+        consent_shown: consented,
+    } = browse(&fx.cp, auth_url, true).await;
     assert!(consented, "first login asks for consent");
     assert_eq!(
         param(&back, "state").as_deref(),
@@ -399,7 +283,9 @@ async fn github_login_through_an_oauth2_client_yields_an_audience_bound_jwt() {
     assert_eq!(me["preferred_username"], "alice");
 
     // Consent is remembered per (user, client) and can be revoked.
-    let (_, consented) = browse(&fx.cp, authorize_url(&fx.cp, &fx.public_id, &[]), true).await;
+    let consented = browse(&fx.cp, authorize_url(&fx.cp, &fx.public_id, &[]), true)
+        .await
+        .consent_shown;
     assert!(!consented, "remembered consent skips the page");
     fx.cp.cli_ok(&[
         "oauth",
@@ -410,7 +296,9 @@ async fn github_login_through_an_oauth2_client_yields_an_audience_bound_jwt() {
         "--client-id",
         &fx.public_id,
     ]);
-    let (_, consented) = browse(&fx.cp, authorize_url(&fx.cp, &fx.public_id, &[]), true).await;
+    let consented = browse(&fx.cp, authorize_url(&fx.cp, &fx.public_id, &[]), true)
+        .await
+        .consent_shown;
     assert!(consented, "revoked consent asks again");
     let metrics: Value =
         serde_json::from_str(&fx.cp.cli_ok(&["-o", "json", "oauth", "metrics"])).expect("json");
@@ -677,7 +565,7 @@ async fn tampered_tokens_and_tokens_for_other_resources_are_refused() {
 async fn users_outside_the_rules_and_cancelled_logins_get_access_denied() {
     let fx = fixture().await;
     fx.github.set_user("mallory");
-    let (Outcome::Redirected(back), _) =
+    let Browsed { back, .. } =
         browse(&fx.cp, authorize_url(&fx.cp, &fx.public_id, &[]), true).await;
     assert_eq!(
         param(&back, "error").as_deref(),
@@ -690,14 +578,16 @@ async fn users_outside_the_rules_and_cancelled_logins_get_access_denied() {
 
     fx.github.set_user("alice");
     fx.github.set_consent(Consent::Deny);
-    let (Outcome::Redirected(back), _) =
+    let Browsed { back, .. } =
         browse(&fx.cp, authorize_url(&fx.cp, &fx.public_id, &[]), true).await;
     assert_eq!(param(&back, "error").as_deref(), Some("access_denied"));
 
     // Declining our own consent page ends the same way.
     fx.github.set_consent(Consent::Approve);
-    let (Outcome::Redirected(back), consented) =
-        browse(&fx.cp, authorize_url(&fx.cp, &fx.public_id, &[]), false).await;
+    let Browsed {
+        back,
+        consent_shown: consented,
+    } = browse(&fx.cp, authorize_url(&fx.cp, &fx.public_id, &[]), false).await;
     assert!(consented);
     assert_eq!(param(&back, "error").as_deref(), Some("access_denied"));
 }
@@ -1037,8 +927,10 @@ async fn client_id_metadata_documents_are_fetched_validated_and_cached() {
     assert!(resp.headers().get("location").is_none());
 
     // The real thing: consent names the document's client, the token names the URL.
-    let (Outcome::Redirected(back), consented) =
-        browse(&fx.cp, authorize_url(&fx.cp, &good, &[]), true).await;
+    let Browsed {
+        back,
+        consent_shown: consented,
+    } = browse(&fx.cp, authorize_url(&fx.cp, &good, &[]), true).await;
     assert!(consented);
     let code = param(&back, "code").expect("code");
     let (status, t) = token(
