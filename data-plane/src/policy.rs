@@ -158,7 +158,10 @@ pub async fn intercept<B>(
     req: &Request<B>,
 ) -> Option<Response<ProxyBody>> {
     match proxy.policy() {
-        Policy::Session(session) => session.intercept(origin, req).await,
+        // Boxed: the login/logout exchanges make a large future that would otherwise
+        // sit in every connection's idle request slot; only redirect-mode proxies pay
+        // the allocation.
+        Policy::Session(session) => Box::pin(session.intercept(origin, req)).await,
         _ => None,
     }
 }

@@ -159,7 +159,9 @@ impl Pool {
         loop {
             let (mut sender, reused) = match self.checkout().await {
                 Some(sender) => (sender, true),
-                None => (self.connect().await?, false),
+                // Boxed: the connect future (connector + handshake) is large and rare;
+                // inline it would sit in every connection's idle request slot.
+                None => (Box::pin(self.connect()).await?, false),
             };
             match sender.try_send_request(req).await {
                 Ok(response) => {
