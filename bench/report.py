@@ -334,10 +334,14 @@ def targets_section(raw, peers, case_runs, idle_rss):
         pass
     try:
         b = json.loads(read(os.path.join(raw, "cp", "bulk.json")))
+        # The target is for 10,000 proxies; a smaller run (BENCH_QUICK) is shown but
+        # cannot meet it.
+        full = b["proxies"] >= 10_000
+        size = "" if full else f" — measured at {b['proxies']:,} proxies only"
         v = b["steady_served_ms"]["p50"]
-        rows.append(f"| 10k-proxy snapshot applied ≤ 500 ms (one write at that size → served by all, p50) | {v:.0f} ms | {verdict(v <= 500)} |")
+        rows.append(f"| 10k-proxy snapshot applied ≤ 500 ms (one write at that size → served by all, p50){size} | {v:.0f} ms | {verdict(v <= 500 if full else None)} |")
         v = b["last_write_to_all_acked_ms"]
-        rows.append(f"| … after a bulk load (last write → all ACKed) | {v:.0f} ms | {verdict(v <= 500)} |")
+        rows.append(f"| … after a bulk load (last write → all ACKed){size} | {v:.0f} ms | {verdict(v <= 500 if full else None)} |")
     except (json.JSONDecodeError, KeyError, TypeError):
         pass
     if "portcullis" in idle_rss:
