@@ -36,6 +36,20 @@ async fn get(
     req.send().await.expect("request through data plane")
 }
 
+/// GETs `/tools` on `host` until the data plane answers 200. A fresh token's signing key
+/// was created with it and reaches the data plane with the next snapshot.
+async fn once_accepted(dp: &DataPlane, host: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    eventually(
+        Duration::from_secs(20),
+        "data plane accepts the token",
+        || async move {
+            let resp = get(dp, host, "/tools", headers).await;
+            (resp.status() == 200).then_some(resp)
+        },
+    )
+    .await
+}
+
 fn challenge(resp: &reqwest::Response) -> String {
     resp.headers()
         .get("www-authenticate")
@@ -328,26 +342,14 @@ async fn control_plane_tokens_are_accepted_bound_to_their_resource_and_revocable
     let token = access_token(&l, "https://mcp.example.com").await;
     let bearer = format!("Bearer {token}");
     // The signing key was created for this token; wait for the snapshot that carries it.
-    let resp = eventually(
-        Duration::from_secs(20),
-        "data plane accepts the token",
-        || {
-            let (dp, bearer) = (&dp, bearer.clone());
-            async move {
-                let resp = get(
-                    dp,
-                    "mcp.example.com",
-                    "/tools",
-                    &[
-                        ("authorization", &bearer),
-                        ("x-forwarded-user", "mallory"),
-                        ("x-auth-user", "mallory"),
-                    ],
-                )
-                .await;
-                (resp.status() == 200).then_some(resp)
-            }
-        },
+    let resp = once_accepted(
+        &dp,
+        "mcp.example.com",
+        &[
+            ("authorization", &bearer),
+            ("x-forwarded-user", "mallory"),
+            ("x-auth-user", "mallory"),
+        ],
     )
     .await;
     let seen: Value = resp.json().await.expect("echo");
@@ -648,24 +650,7 @@ async fn allowlists_public_routes_and_route_scopes_apply_at_the_edge() {
         "Bearer {}",
         access_token(&l, "https://closed.example.com").await
     );
-    eventually(
-        Duration::from_secs(20),
-        "data plane accepts the token",
-        || {
-            let (dp, team) = (&dp, team.clone());
-            async move {
-                let resp = get(
-                    dp,
-                    "team.example.com",
-                    "/tools",
-                    &[("authorization", &team)],
-                )
-                .await;
-                (resp.status() == 200).then_some(())
-            }
-        },
-    )
-    .await;
+    once_accepted(&dp, "team.example.com", &[("authorization", &team)]).await;
 
     // On the allowlist, but the route needs a scope the token lacks.
     let resp = get(
@@ -757,26 +742,14 @@ async fn opted_in_token_and_renamed_identity_headers_reach_the_backend() {
     ]);
     let token = access_token(&l, "https://fwd.example.com").await;
     let bearer = format!("Bearer {token}");
-    let resp = eventually(
-        Duration::from_secs(20),
-        "data plane accepts the token",
-        || {
-            let (dp, bearer) = (&dp, bearer.clone());
-            async move {
-                let resp = get(
-                    dp,
-                    host,
-                    "/tools",
-                    &[
-                        ("authorization", &bearer),
-                        ("x-remote-user", "mallory"),
-                        ("x-auth-user", "mallory"),
-                    ],
-                )
-                .await;
-                (resp.status() == 200).then_some(resp)
-            }
-        },
+    let resp = once_accepted(
+        &dp,
+        host,
+        &[
+            ("authorization", &bearer),
+            ("x-remote-user", "mallory"),
+            ("x-auth-user", "mallory"),
+        ],
     )
     .await;
     let seen: Value = resp.json().await.expect("echo");

@@ -112,28 +112,6 @@ const IDENTITY_ITEMS: [(&str, &str); 6] = [
     ("groups", "identity_headers.groups"),
 ];
 
-/// Headers an identity header may not be renamed to (hop-by-hop, framing, credentials,
-/// routing); `x-forwarded-*` is refused by prefix. The data plane applies the same rules.
-const RESERVED_HEADERS: [&str; 17] = [
-    "host",
-    "authorization",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "cookie",
-    "set-cookie",
-    "content-length",
-    "content-type",
-    "content-encoding",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "forwarded",
-];
-
 /// Checks the renamed identity headers (known key, valid, not reserved, distinct) and
 /// stores them lower-case, so what is stored is what the data plane enforces.
 fn identity_headers(raw: BTreeMap<String, String>) -> Result<BTreeMap<String, String>> {
@@ -160,7 +138,7 @@ fn identity_headers(raw: BTreeMap<String, String>) -> Result<BTreeMap<String, St
                     })?
                     .as_str()
                     .to_owned();
-                if RESERVED_HEADERS.contains(&name.as_str()) || name.starts_with("x-forwarded-") {
+                if portcullis_proto::identity_headers::is_reserved(&name) {
                     return Err(ServiceError::invalid(
                         field,
                         format!("{value:?} is a reserved header"),

@@ -62,30 +62,6 @@ const ITEMS: [(&str, &str, HeaderName); 6] = [
     ("groups", "auth.identity_headers.groups", X_AUTH_GROUPS),
 ];
 
-/// Headers an identity header may never be renamed to: hop-by-hop and framing headers
-/// (renaming onto them would corrupt the request), credentials, and the routing headers
-/// the proxy itself owns. `x-forwarded-*` is refused by prefix (oauth2-proxy
-/// compatibility headers and forwarding metadata).
-const RESERVED: [&str; 17] = [
-    "host",
-    "authorization",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "cookie",
-    "set-cookie",
-    "content-length",
-    "content-type",
-    "content-encoding",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "forwarded",
-];
-
 /// A proxy's identity-header settings, compiled once per snapshot so a request only
 /// reads prebuilt [`HeaderName`]s (no per-request parsing).
 #[derive(Clone, Debug)]
@@ -158,7 +134,7 @@ fn header_name(raw: &str) -> Result<HeaderName, String> {
     let name = HeaderName::from_bytes(raw.trim().as_bytes())
         .map_err(|_| format!("{raw:?} is not a valid header name"))?;
     let s = name.as_str();
-    if RESERVED.contains(&s) || s.starts_with("x-forwarded-") {
+    if portcullis_proto::identity_headers::is_reserved(s) {
         return Err(format!("{raw:?} is a reserved header"));
     }
     Ok(name)
