@@ -44,7 +44,7 @@ impl Applier {
     pub async fn apply(&self, snapshot: pb::ConfigSnapshot) -> Result<u64, CompileError> {
         let (compiled, snapshot) = self.compile(snapshot).await?;
         let version = compiled.version();
-        self.store.publish(Arc::new(compiled));
+        let replaced = self.store.publish(Arc::new(compiled));
         tracing::info!(
             version,
             proxies = snapshot.proxies.len(),
@@ -52,8 +52,13 @@ impl Applier {
             "applied config snapshot"
         );
         let cache = self.cache.clone();
-        let bytes = snapshot.encode_to_vec();
-        let written = tokio::task::spawn_blocking(move || cache.write(&bytes)).await;
+        let written = tokio::task::spawn_blocking(move || {
+            // Requests still running on the old snapshot keep it alive; otherwise it is
+            // freed here, off the async workers, together with the wire copy.
+            drop(replaced);
+            cache.write(&snapshot.encode_to_vec())
+        })
+        .await;
         match written {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(%error, "cannot write snapshot cache"),
@@ -88,7 +93,8 @@ impl Applier {
         match self.compile(snapshot).await {
             Ok((compiled, _)) => {
                 let version = compiled.version();
-                self.store.publish(Arc::new(compiled));
+                // Nothing is served before the cache is restored: nothing to drop.
+                let _ = self.store.publish(Arc::new(compiled));
                 tracing::info!(version, "serving cached config snapshot");
                 Some(version)
             }

@@ -37,6 +37,7 @@ mod error;
 mod headers;
 mod hostname;
 mod https;
+mod memo;
 mod proxy;
 mod route;
 mod target;
@@ -178,14 +179,8 @@ impl Snapshot {
 
         let timeouts: Vec<_> = specs.iter().map(|s| s.connect_timeout).collect();
         clients.retain(&timeouts);
-        route::retain_regexes(
-            &snapshot
-                .routes
-                .iter()
-                .filter(|r| r.match_kind == pb::PathMatchKind::Regex as i32)
-                .map(|r| r.path_pattern.as_str())
-                .collect(),
-        );
+        route::REGEXES.rotate();
+        target::TARGETS.rotate();
         Ok(Self {
             version: snapshot.version,
             http_hosts,

@@ -25,9 +25,12 @@ impl ConfigStore {
         self.current.load_full()
     }
 
-    /// Atomically replaces the served snapshot.
-    pub fn publish(&self, snapshot: Arc<Snapshot>) {
-        self.current.store(Some(snapshot));
+    /// Atomically replaces the served snapshot and hands back the one it replaced, so the
+    /// caller chooses where it is dropped: freeing a large snapshot takes tens of
+    /// milliseconds, too long for an async worker.
+    #[must_use = "dropping a large snapshot blocks; see Applier"]
+    pub fn publish(&self, snapshot: Arc<Snapshot>) -> Option<Arc<Snapshot>> {
+        self.current.swap(Some(snapshot))
     }
 
     /// Version being served, `None` before the first apply.

@@ -162,7 +162,7 @@ async fn start_proxy(backend: SocketAddr) -> Result<(SocketAddr, SocketAddr)> {
     };
     let clients = ClientCache::with_roots(rustls::RootCertStore::empty());
     let store = Arc::new(ConfigStore::default());
-    store.publish(Arc::new(Snapshot::compile(&snapshot, &clients)?));
+    let _ = store.publish(Arc::new(Snapshot::compile(&snapshot, &clients)?));
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(server::serve_http(listener, store.clone(), 443));
@@ -369,7 +369,7 @@ async fn connect_timeout_is_504() -> Result<()> {
     };
     let store = ConfigStore::default();
     let clients = ClientCache::with_roots(rustls::RootCertStore::empty());
-    store.publish(Arc::new(Snapshot::compile(&snapshot, &clients)?));
+    let _ = store.publish(Arc::new(Snapshot::compile(&snapshot, &clients)?));
     let conn = ConnInfo::new("127.0.0.1:1".parse()?, Listener::Http { https_port: 443 });
     let req = Request::get("/")
         .header("host", "ct.test")

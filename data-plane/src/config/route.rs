@@ -1,7 +1,6 @@
 //! Routes: validation of the wire message into a matcher plus an unresolved target.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock};
 
 use http::Method;
 use portcullis_proto::v1 as pb;
@@ -9,6 +8,7 @@ use regex::{Regex, RegexBuilder};
 
 use super::error::{CompileError, InvalidField, Reason};
 use super::hostname::normalize_name;
+use super::memo::Memo;
 use super::target::Target;
 use crate::router::{PathMatch, RouteMatcher};
 
@@ -103,30 +103,16 @@ fn path_match(kind: i32, pattern: &str) -> Result<PathMatch, (&'static str, Reas
     }
 }
 
-/// Compiled route regexes by pattern, shared across snapshots: building a regex costs
-/// far more than matching with it (at 10,000 proxies it was half of a snapshot compile),
-/// and most patterns are the same from one snapshot to the next. A `Regex` clone shares
-/// the compiled program. Pruned to the newest snapshot's patterns by [`retain_regexes`].
-static REGEXES: LazyLock<Mutex<HashMap<Box<str>, Regex>>> = LazyLock::new(Mutex::default);
+/// Compiled route regexes by pattern: building a regex costs far more than matching with
+/// it, and a `Regex` clone shares the compiled program.
+pub(super) static REGEXES: LazyLock<Memo<Regex>> = LazyLock::new(Memo::new);
 
 fn cached_regex(pattern: &str) -> Result<Regex, regex::Error> {
-    let cache = || REGEXES.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(regex) = cache().get(pattern) {
-        return Ok(regex.clone());
-    }
-    // Compiled outside the lock; a concurrent compile of the same pattern is harmless.
-    let regex = RegexBuilder::new(pattern)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .build()?;
-    cache().insert(pattern.into(), regex.clone());
-    Ok(regex)
-}
-
-/// Drops cached regexes whose pattern `in_use` does not contain (called after a compile
-/// with the patterns of the snapshot just compiled).
-pub(crate) fn retain_regexes(in_use: &HashSet<&str>) {
-    let mut cache = REGEXES.lock().unwrap_or_else(PoisonError::into_inner);
-    cache.retain(|pattern, _| in_use.contains(&**pattern));
+    REGEXES.get_or_try(pattern, |pattern| {
+        RegexBuilder::new(pattern)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+    })
 }
 
 fn method(raw: &str) -> Result<Box<str>, Reason> {

@@ -1,14 +1,21 @@
 //! Upstream target URLs, parsed once at compile time so a request only joins paths.
 
+use std::sync::{Arc, LazyLock};
+
 use http::HeaderValue;
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 
 use super::error::Reason;
+use super::memo::Memo;
 
 /// An absolute `http`/`https` upstream: scheme, authority and an optional base path that
-/// is prefixed to every forwarded request path.
+/// is prefixed to every forwarded request path. Cheap to clone: every route and proxy
+/// with the same URL shares one parsed target.
 #[derive(Clone, Debug)]
-pub struct Target {
+pub struct Target(Arc<Parsed>);
+
+#[derive(Debug)]
+struct Parsed {
     scheme: Scheme,
     authority: Authority,
     /// Base path without a trailing slash; empty when the URL has no path.
@@ -19,10 +26,17 @@ pub struct Target {
 
 // === impl Target ===
 
+/// Parsed targets by URL (see [`super::memo`]).
+pub(super) static TARGETS: LazyLock<Memo<Target>> = LazyLock::new(Memo::new);
+
 impl Target {
     /// Parses a target URL. Rejects anything but absolute http(s) with a host and no
     /// credentials, query or fragment (the control plane applies the same rules).
     pub fn parse(raw: &str) -> Result<Self, Reason> {
+        TARGETS.get_or_try(raw, Self::parse_uncached)
+    }
+
+    fn parse_uncached(raw: &str) -> Result<Self, Reason> {
         let bad = |why: &str| Reason::Url(raw.to_owned(), why.to_owned());
         let url = url::Url::parse(raw.trim()).map_err(|e| bad(&e.to_string()))?;
         let scheme = match url.scheme() {
@@ -47,28 +61,28 @@ impl Target {
         let authority = Authority::try_from(authority).map_err(|e| bad(&e.to_string()))?;
         let host_header =
             HeaderValue::from_str(authority.as_str()).map_err(|e| bad(&e.to_string()))?;
-        Ok(Self {
+        Ok(Self(Arc::new(Parsed {
             scheme,
             authority,
             base_path: url.path().trim_end_matches('/').into(),
             host_header,
-        })
+        })))
     }
 
     /// `http` or `https`: how requests are sent (upstream pools are per scheme and
     /// authority).
     pub fn scheme(&self) -> &Scheme {
-        &self.scheme
+        &self.0.scheme
     }
 
     /// The authority requests are sent to, e.g. `backend:8080`.
     pub fn authority(&self) -> &Authority {
-        &self.authority
+        &self.0.authority
     }
 
     /// The `Host` value for this target.
     pub(crate) fn host_header(&self) -> &HeaderValue {
-        &self.host_header
+        &self.0.host_header
     }
 
     /// Builds the upstream URI: target scheme and authority, base path joined with the
@@ -76,14 +90,14 @@ impl Target {
     /// without a base path the request path is used unchanged.
     pub fn uri_for(&self, request: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
         let path_and_query = match request {
-            None if self.base_path.is_empty() => PathAndQuery::from_static("/"),
-            None => PathAndQuery::try_from(&*self.base_path)?,
-            Some(pq) if self.base_path.is_empty() || pq.path() == "*" => pq.clone(),
+            None if self.0.base_path.is_empty() => PathAndQuery::from_static("/"),
+            None => PathAndQuery::try_from(&*self.0.base_path)?,
+            Some(pq) if self.0.base_path.is_empty() || pq.path() == "*" => pq.clone(),
             Some(pq) => PathAndQuery::try_from(self.join(pq))?,
         };
         Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
+            .scheme(self.0.scheme.clone())
+            .authority(self.0.authority.clone())
             .path_and_query(path_and_query)
             .build()
     }
@@ -91,8 +105,8 @@ impl Target {
     fn join(&self, pq: &PathAndQuery) -> String {
         let path = pq.path();
         let query_len = pq.query().map_or(0, |q| q.len() + 1);
-        let mut out = String::with_capacity(self.base_path.len() + path.len() + query_len + 1);
-        out.push_str(&self.base_path);
+        let mut out = String::with_capacity(self.0.base_path.len() + path.len() + query_len + 1);
+        out.push_str(&self.0.base_path);
         if !path.starts_with('/') {
             out.push('/');
         }
@@ -107,6 +121,10 @@ impl Target {
 
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}://{}{}", self.scheme, self.authority, self.base_path)
+        write!(
+            f,
+            "{}://{}{}",
+            self.0.scheme, self.0.authority, self.0.base_path
+        )
     }
 }
