@@ -256,7 +256,7 @@ cpb_dp() { # cpb_dp I — starts data plane I for the control-plane case
     dataplane-token create "cpb-dp$i")
   PORTCULLIS_ENROLMENT_TOKEN=$token TOKIO_WORKER_THREADS=2 NO_COLOR=1 \
     start_bg "cpb-dp$i" "$BIN/portcullis-data-plane" --control-plane "http://127.0.0.1:$CPB_GRPC_PORT" \
-    --node-id "cpb-dp$i" --http-listen "127.0.0.1:$((base + 70 + 2 * i))" \
+    --node-id "cpb-dp$i" --workers 2 --http-listen "127.0.0.1:$((base + 70 + 2 * i))" \
     --admin-listen "127.0.0.1:$((base + 71 + 2 * i))" --cache-dir "$dir/dp$i"
   wait_http "http://127.0.0.1:$((base + 71 + 2 * i))/readyz" "data plane $i"
 }

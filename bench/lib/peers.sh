@@ -60,13 +60,14 @@ start_portcullis() {
   start_portcullis_dp
 }
 
-# The data plane alone (restarted between cases). It has no worker-thread flag; tokio's
-# multi-thread runtime reads TOKIO_WORKER_THREADS.
+# The data plane alone (restarted between cases). `--workers 2` serving threads, like
+# nginx's worker_processes; TOKIO_WORKER_THREADS sizes the runtime for the control-plane
+# stream and snapshot compilation.
 start_portcullis_dp() {
   local dir=$WORK/portcullis
   PORTCULLIS_ENROLMENT_TOKEN=$(cat "$dir/dataplane-token") TOKIO_WORKER_THREADS=2 NO_COLOR=1 \
     start_bg portcullis "$BIN/portcullis-data-plane" --control-plane "http://127.0.0.1:$CP_GRPC_PORT" \
-    --node-id bench-dp --http-listen "127.0.0.1:$PORTCULLIS_PORT" \
+    --node-id bench-dp --workers 2 --http-listen "127.0.0.1:$PORTCULLIS_PORT" \
     --admin-listen "127.0.0.1:$PORTCULLIS_ADMIN_PORT" --cache-dir "$dir/dp-cache"
   wait_http "http://127.0.0.1:$PORTCULLIS_PORT/small" portcullis "$BENCH_HOST"
 }
@@ -88,7 +89,7 @@ start_pfix() {
   local dir=$WORK/pfix
   PORTCULLIS_ENROLMENT_TOKEN=unused TOKIO_WORKER_THREADS=2 NO_COLOR=1 \
     start_bg pfix "$BIN/portcullis-data-plane" --control-plane "http://127.0.0.1:$PFIX_CP_PORT" \
-    --node-id bench-fixture --http-listen "127.0.0.1:$PFIX_PORT" \
+    --node-id bench-fixture --workers 2 --http-listen "127.0.0.1:$PFIX_PORT" \
     --https-listen "127.0.0.1:$PFIX_TLS_PORT" --admin-listen "127.0.0.1:$PFIX_ADMIN_PORT" \
     --cache-dir "$dir/dp-cache"
   wait_http "http://127.0.0.1:$PFIX_PORT/small" "fixture data plane" "$BENCH_HOST"

@@ -55,6 +55,12 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: PathBuf,
 
+    /// Serving threads, each with its own listening sockets (`SO_REUSEPORT`) and its own
+    /// connections, like nginx's `worker_processes`. Default: the CPUs this process may
+    /// run on.
+    #[arg(long, env = "PORTCULLIS_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
+
     /// PEM file with the CA that signed an `https://` control plane's certificate. Without
     /// it the system trust store is used.
     #[arg(long, env = "PORTCULLIS_CA_CERT", value_name = "PEM_FILE")]

@@ -43,23 +43,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .as_ref()
         .map(|path| std::fs::read(path).with_context(|| format!("reading {}", path.display())))
         .transpose()?;
-    let http = TcpListener::bind(args.http_listen)
-        .await
+    let workers = args.workers.map_or_else(
+        || std::thread::available_parallelism().map_or(1, usize::from),
+        usize::from,
+    );
+    let (http_addr, http) = server::workers::bind(args.http_listen, workers)
         .with_context(|| format!("binding HTTP listener {}", args.http_listen))?;
     let admin = TcpListener::bind(args.admin_listen)
         .await
         .with_context(|| format!("binding admin listener {}", args.admin_listen))?;
-    let https = match args.https_listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding HTTPS listener {addr}"))?,
-        ),
-        None => None,
-    };
-    let http_addr = http.local_addr()?;
+    let (https_addr, https) = args
+        .https_listen
+        .map(|addr| {
+            server::workers::bind(addr, workers)
+                .with_context(|| format!("binding HTTPS listener {addr}"))
+        })
+        .transpose()?
+        .unzip();
     let admin_addr = admin.local_addr()?;
-    let https_addr = https.as_ref().map(TcpListener::local_addr).transpose()?;
     let https_port = args
         .https_public_port
         .or(https_addr.map(|a| a.port()))
@@ -81,11 +82,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
     applier.restore().await;
 
     tokio::spawn(admin::serve_admin(admin, store.clone()));
-    if let Some(https) = https {
-        let config = tls::server_config(store.clone()).context("building TLS configuration")?;
-        tokio::spawn(server::serve_https(https, store.clone(), config));
+    let tls = https
+        .is_some()
+        .then(|| tls::server_config(store.clone()).context("building TLS configuration"))
+        .transpose()?;
+    let mut https = https.map(Vec::into_iter);
+    for (index, http) in http.into_iter().enumerate() {
+        let https = https.as_mut().and_then(Iterator::next);
+        let (store, tls) = (store.clone(), tls.clone());
+        server::workers::spawn(index, http, https, move |http, https| async move {
+            if let (Some(https), Some(tls)) = (https, tls) {
+                tokio::spawn(server::serve_https(https, store.clone(), tls));
+            }
+            server::serve_http(http, store, https_port).await;
+        })
+        .context("starting a serving worker")?;
     }
-    tokio::spawn(server::serve_http(http, store, https_port));
     tokio::spawn(control_plane.run(applier));
     tracing::info!(%http_addr, ?https_addr, %admin_addr, node_id = %args.node_id, "data plane listening");
     let https_text = https_addr

@@ -1,6 +1,7 @@
 //! Listeners: plain HTTP (HTTP/1.1 with upgrades, and h2c prior knowledge on one port)
 //! and HTTPS ([`serve_https`]). Each connection runs on its own task and every request
-//! goes through [`proxy::handle`] with the listener it arrived on.
+//! goes through [`proxy::handle`] with the listener it arrived on. The binary runs one
+//! pair of listeners per serving thread ([`workers`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use crate::proxy::{self, ConnInfo, Listener};
 use crate::store::ConfigStore;
 
 mod https;
+pub mod workers;
 
 pub use self::https::{HANDSHAKE_TIMEOUT, serve_https};
 

@@ -33,6 +33,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service as _;
 
 use crate::body::ForwardBody;
+use crate::server::workers;
 
 /// Idle connections older than this are closed instead of reused.
 pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -65,8 +66,10 @@ pub(crate) struct Pool {
     /// `scheme://authority`, what the connector dials.
     origin: Uri,
     connector: HttpsConnector<HttpConnector>,
-    /// Oldest at the front; reused from the back (warm connections first).
-    idle: Mutex<VecDeque<Idle>>,
+    /// One list per serving worker ([`crate::server::workers`]): a connection is reused by
+    /// the worker whose runtime drives it. Oldest at the front; reused from the back
+    /// (warm connections first).
+    idle: Box<[Mutex<VecDeque<Idle>>]>,
 }
 
 struct Idle {
@@ -122,7 +125,7 @@ impl Client {
         let pool = Arc::new(Pool {
             origin,
             connector: self.connector.clone(),
-            idle: Mutex::default(),
+            idle: (0..workers::count()).map(|_| Mutex::default()).collect(),
         });
         pools.insert(key, Arc::downgrade(&pool));
         pool
@@ -182,8 +185,11 @@ impl Pool {
         }
     }
 
+    /// This worker's idle connections.
     fn idle(&self) -> MutexGuard<'_, VecDeque<Idle>> {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+        self.idle[workers::current() % self.idle.len()]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The most recently used idle connection that is still open.
