@@ -93,9 +93,13 @@ pub(crate) fn is_clean(path: &str) -> bool {
 /// (`https://host/mcp` for `/mcp/…`). A trailing `/` is ignored, host and scheme compare
 /// case-insensitively, default ports are implied.
 pub(crate) fn audience_matches(aud: &str, origin: &Origin<'_>, path: &str) -> bool {
-    let (scheme, rest) = match aud.split_once("://") {
-        Some(parts) => parts,
-        None => return false,
+    // A scheme never contains ':', so the first one ends it (cheaper than searching for
+    // "://", which this runs for every request with a token).
+    let Some((scheme, rest)) = aud.split_once(':') else {
+        return false;
+    };
+    let Some(rest) = rest.strip_prefix("//") else {
+        return false;
     };
     let (authority, aud_path) = match rest.find('/') {
         Some(i) => rest.split_at(i),

@@ -613,6 +613,15 @@ fn malformed_authorization_is_400() {
         http::HeaderValue::from_static("Bearer x.y.z"),
     );
     assert_eq!(refused(&f.snap, API, req).status(), StatusCode::BAD_REQUEST);
+    // Bytes outside ASCII (obs-text, or UTF-8) cannot be a bearer credential.
+    for raw in [&b"Bearer a.b\xff"[..], "Bearer a.b.c\u{e9}".as_bytes()] {
+        let mut req = request("/", None, &[]);
+        req.headers_mut()
+            .insert(AUTHORIZATION, http::HeaderValue::from_bytes(raw).unwrap());
+        let r = refused(&f.snap, API, req);
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{raw:?}");
+        assert!(challenge(&r).contains("error=\"invalid_request\""));
+    }
 }
 
 #[test]
