@@ -1,4 +1,10 @@
 //! Compiles `proto/*.proto` with protox, so no system `protoc` is needed.
+//!
+//! Two passes: every message, client and server as usual; then the `ConfigService`
+//! server alone again, with `ConfigSnapshot` mapped to `crate::EncodedSnapshot`, so the
+//! control plane can send every data plane the same bytes, encoded once per version.
+
+use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
@@ -9,6 +15,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={f}");
     }
     let fds = protox::compile(files, ["proto"])?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    tonic_prost_build::configure().compile_fds(fds.clone())?;
+
+    let mut config_service = fds;
+    for file in &mut config_service.file {
+        file.service.retain(|s| s.name() == "ConfigService");
+    }
+    let out = PathBuf::from(std::env::var("OUT_DIR")?).join("encoded");
+    std::fs::create_dir_all(&out)?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .out_dir(out)
+        .extern_path(".portcullis.v1", "crate::v1")
+        .extern_path(".portcullis.v1.ConfigSnapshot", "crate::EncodedSnapshot")
+        .compile_fds(config_service)?;
     Ok(())
 }

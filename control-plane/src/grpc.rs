@@ -57,10 +57,12 @@ pub fn services(
     snapshots: crate::snapshot::SnapshotRx,
 ) -> (
     pb::admin_service_server::AdminServiceServer<AdminApi>,
-    pb::config_service_server::ConfigServiceServer<ConfigStreamApi>,
+    pb::encoded::config_service_server::ConfigServiceServer<ConfigStreamApi>,
 ) {
     (
         pb::admin_service_server::AdminServiceServer::new(AdminApi::new(cp.clone())),
-        pb::config_service_server::ConfigServiceServer::new(ConfigStreamApi::new(cp, snapshots)),
+        pb::encoded::config_service_server::ConfigServiceServer::new(ConfigStreamApi::new(
+            cp, snapshots,
+        )),
     )
 }

@@ -5,9 +5,9 @@
 //! revision so writes by other control planes sharing Redis are picked up too.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
+use portcullis_proto::EncodedSnapshot;
 use portcullis_proto::v1 as pb;
 use tokio::sync::watch;
 
@@ -25,8 +25,8 @@ use crate::store::{Collection, Store, StoreError};
 /// proxies a build costs ~100 ms and every data plane then compiles what it receives.
 const COALESCE: Duration = Duration::from_millis(5);
 
-/// The newest snapshot; `None` until the first one is built.
-pub type SnapshotRx = watch::Receiver<Option<Arc<pb::ConfigSnapshot>>>;
+/// The newest snapshot, encoded once for every stream; `None` until the first is built.
+pub type SnapshotRx = watch::Receiver<Option<EncodedSnapshot>>;
 
 /// Reads proxies, routes and services at one revision and turns them into a snapshot.
 ///
@@ -192,7 +192,7 @@ pub fn spawn_publisher(cp: ControlPlane, poll: Duration) -> SnapshotRx {
                             routes = snap.routes.len(),
                             "publishing config snapshot"
                         );
-                        tx.send_replace(Some(Arc::new(snap)));
+                        tx.send_replace(Some(EncodedSnapshot::new(&snap)));
                     }
                     Ok(_) => {}
                     Err(e) => {

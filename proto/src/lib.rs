@@ -5,9 +5,75 @@
 
 #![allow(missing_docs, unreachable_pub, clippy::all)]
 
+use bytes::{Buf, BufMut, Bytes};
+use prost::encoding::{DecodeContext, WireType};
+
 /// Version 1 of the Portcullis API.
 pub mod v1 {
     tonic::include_proto!("portcullis.v1");
+
+    /// The `ConfigService` server once more, streaming [`EncodedSnapshot`]s instead of
+    /// `ConfigSnapshot`s (same wire format; see `build.rs`). The control plane serves this
+    /// one; data planes use the ordinary client and decode `ConfigSnapshot`.
+    ///
+    /// [`EncodedSnapshot`]: crate::EncodedSnapshot
+    pub mod encoded {
+        include!(concat!(env!("OUT_DIR"), "/encoded/portcullis.v1.rs"));
+    }
+}
+
+/// A [`v1::ConfigSnapshot`], encoded. The control plane encodes each version once and
+/// sends the same bytes to every data plane: a deep copy and an encoding per stream cost
+/// tens of milliseconds each at 10,000 proxies. Only ever encoded; nothing decodes it.
+#[derive(Clone, Debug, Default)]
+pub struct EncodedSnapshot {
+    version: u64,
+    bytes: Bytes,
+}
+
+impl EncodedSnapshot {
+    /// Encodes `snapshot`.
+    pub fn new(snapshot: &v1::ConfigSnapshot) -> Self {
+        Self {
+            version: snapshot.version,
+            bytes: prost::Message::encode_to_vec(snapshot).into(),
+        }
+    }
+
+    /// The snapshot's version.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The encoded message, as data planes receive it.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl prost::Message for EncodedSnapshot {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        buf.put_slice(&self.bytes);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        // Never decoded (the server only sends it); skip rather than misread.
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
 }
 
 /// Rules on `identity_headers` values that are part of the contract: the control plane
@@ -40,5 +106,36 @@ pub mod identity_headers {
     /// (oauth2-proxy compatible identity headers and forwarding metadata).
     pub fn is_reserved(name: &str) -> bool {
         RESERVED.contains(&name) || name.starts_with("x-forwarded-")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    #[test]
+    fn an_encoded_snapshot_is_the_snapshot_on_the_wire() {
+        let snapshot = v1::ConfigSnapshot {
+            version: 42,
+            proxies: vec![v1::ProxyTarget {
+                hostname: "app.example.com".into(),
+                target_url: "http://127.0.0.1:3000".into(),
+                enabled: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let encoded = EncodedSnapshot::new(&snapshot);
+        assert_eq!(encoded.version(), 42);
+        assert_eq!(encoded.encoded_len(), snapshot.encoded_len());
+        // What tonic writes for it decodes as the original.
+        let wire = encoded.encode_to_vec();
+        assert_eq!(wire, snapshot.encode_to_vec());
+        assert_eq!(
+            v1::ConfigSnapshot::decode(wire.as_slice()).unwrap(),
+            snapshot
+        );
     }
 }

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt as _};
+use portcullis_proto::EncodedSnapshot;
 use portcullis_proto::v1 as pb;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
@@ -30,10 +31,10 @@ impl ConfigStreamApi {
     }
 }
 
-type SnapshotStream = Pin<Box<dyn Stream<Item = Result<pb::ConfigSnapshot, Status>> + Send>>;
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<EncodedSnapshot, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl pb::config_service_server::ConfigService for ConfigStreamApi {
+impl pb::encoded::config_service_server::ConfigService for ConfigStreamApi {
     type StreamConfigStream = SnapshotStream;
 
     async fn stream_config(
@@ -76,9 +77,10 @@ impl pb::config_service_server::ConfigService for ConfigStreamApi {
                         if changed.is_err() {
                             break;
                         }
+                        // A clone shares the bytes encoded once by the publisher.
                         let snap = snapshots.borrow_and_update().clone();
                         if let Some(snap) = snap
-                            && tx.send(Ok((*snap).clone())).await.is_err()
+                            && tx.send(Ok(snap)).await.is_err()
                         {
                             break;
                         }
