@@ -8,11 +8,6 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
-/// HTTP/2 receive window for the config stream. With the protocol's 64 KiB default a
-/// 3 MiB snapshot (10,000 proxies) arrives in ~45 window-update round trips, each waiting
-/// for both processes to be scheduled; a window that holds a whole snapshot lets the
-/// control plane send it in one go. Only credit: nothing is allocated up front.
-const SNAPSHOT_WINDOW: u32 = 8 * 1024 * 1024;
 
 /// Bad control-plane settings, reported at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -38,9 +33,7 @@ pub(super) fn build(url: &str, ca_pem: Option<&[u8]>) -> Result<Endpoint, Endpoi
         .tcp_nodelay(true)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-        .keep_alive_while_idle(true)
-        .initial_stream_window_size(SNAPSHOT_WINDOW)
-        .initial_connection_window_size(SNAPSHOT_WINDOW);
+        .keep_alive_while_idle(true);
     let endpoint = endpoint
         .user_agent(concat!("portcullis-data-plane/", env!("CARGO_PKG_VERSION")))
         .map_err(EndpointError::Url)?;
