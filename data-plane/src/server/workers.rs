@@ -45,8 +45,10 @@ pub(crate) fn current() -> usize {
 /// through it unregistered).
 pub fn bind(addr: SocketAddr, workers: usize) -> io::Result<(SocketAddr, Vec<StdListener>)> {
     COUNT.fetch_max(workers, Ordering::Relaxed);
-    // A plain bind first: `SO_REUSEPORT` would let a second data plane join this one's
-    // port and silently take half its connections; this fails with "address in use".
+    // A plain bind first: `SO_REUSEPORT` would let a second data plane (same user) join
+    // this one's port and silently take half its connections; this makes that an "address
+    // in use" error. Best effort: two processes binding in the same instant, between the
+    // probe and the group, can still both succeed.
     let addr = {
         let probe = socket_for(addr)?;
         probe.set_reuseaddr(true)?;
@@ -92,13 +94,23 @@ where
     F: FnOnce(TcpListener, Option<TcpListener>) -> Fut + Send + 'static,
     Fut: Future<Output = ()>,
 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     std::thread::Builder::new()
         .name(format!("portcullis-worker-{index}"))
         .spawn(move || {
             INDEX.with(|i| i.set(index));
+            // Built here, not by the caller: a runtime dropped inside the caller's async
+            // context (if this thread could not start) would panic.
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    // The sockets close with this thread; the other workers take over.
+                    tracing::error!(worker = index, %error, "worker cannot start its runtime");
+                    return;
+                }
+            };
             runtime.block_on(async move {
                 let registered = TcpListener::from_std(http)
                     .and_then(|http| Ok((http, https.map(TcpListener::from_std).transpose()?)));
