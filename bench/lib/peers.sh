@@ -61,8 +61,8 @@ start_portcullis() {
 }
 
 # The data plane alone (restarted between cases). `--workers 2` serving threads, like
-# nginx's worker_processes; TOKIO_WORKER_THREADS sizes the runtime for the control-plane
-# stream and snapshot compilation.
+# nginx's worker_processes; TOKIO_WORKER_THREADS sizes the background runtime (control-plane
+# stream, admin listener).
 start_portcullis_dp() {
   local dir=$WORK/portcullis
   PORTCULLIS_ENROLMENT_TOKEN=$(cat "$dir/dataplane-token") TOKIO_WORKER_THREADS=2 NO_COLOR=1 \

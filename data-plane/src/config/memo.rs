@@ -7,8 +7,10 @@
 //! parsed value.
 //!
 //! An entry survives the compile after the last one that used it and is then dropped, so
-//! the memo holds what the newest snapshot uses plus at most one snapshot's leftovers.
-//! Values must be pure functions of the key; errors are not kept.
+//! the memo holds what the newest snapshot uses plus one snapshot's leftovers, and what
+//! failed compiles since the last success parsed (they do not rotate). Values must be pure
+//! functions of the key; errors are not kept. Concurrent compiles stay correct (a value is
+//! the same whoever makes it); they only evict each other's entries.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};

@@ -12,9 +12,14 @@
 //! longer than [`POOL_IDLE_TIMEOUT`] are not reused, and a request that fails on a reused
 //! connection before any of it was written (the upstream closed the idle connection
 //! meanwhile) is retried on another one. Unlike the legacy client there is no reaper
-//! timer: an expired idle connection is closed when the pool next lends or takes back a
-//! connection (or when the upstream closes it), so a pool that sees no traffic at all keeps
-//! its last idle connections open.
+//! timer: an expired idle connection is closed when its worker's list next lends or takes
+//! back a connection (or when the upstream closes it), so a worker that sees no traffic to
+//! an origin keeps its last idle connections there open.
+//!
+//! Idle connections are kept per serving worker ([`crate::server::workers`]), like nginx's
+//! per-worker upstream keep-alive caches: a connection is driven by the runtime of the
+//! worker that opened it, so reusing it from the same worker wakes no other thread. The
+//! price is up to one set of idle connections per worker and origin.
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
@@ -66,9 +71,9 @@ pub(crate) struct Pool {
     /// `scheme://authority`, what the connector dials.
     origin: Uri,
     connector: HttpsConnector<HttpConnector>,
-    /// One list per serving worker ([`crate::server::workers`]): a connection is reused by
-    /// the worker whose runtime drives it. Oldest at the front; reused from the back
-    /// (warm connections first).
+    /// One list per serving worker, sized when the pool is created (after the listeners
+    /// are bound, so by the final worker count; a smaller pool folds workers together,
+    /// which is only slower). Oldest at the front; reused from the back (warm first).
     idle: Box<[Mutex<VecDeque<Idle>>]>,
 }
 
