@@ -156,3 +156,56 @@ pub async fn browse(cp: &ControlPlane, authorize: url::Url, approve: bool) -> Br
         consent_shown: true,
     }
 }
+
+/// The PKCE pair of RFC 7636 Appendix B, for clients the tests drive by hand.
+pub const PKCE_VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+/// `BASE64URL(SHA256(PKCE_VERIFIER))`.
+pub const PKCE_CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+/// What a public MCP client does: `authorize` (PKCE S256, scope `mcp`, RFC 8707
+/// `resource`) → GitHub → `/callback` → consent (approved), then the code at `token`.
+/// Returns the access token; every hop is asserted.
+pub async fn access_token(
+    cp: &ControlPlane,
+    authorize: &str,
+    token: &str,
+    client_id: &str,
+    redirect_uri: &str,
+    resource: &str,
+) -> String {
+    let mut authorize = url::Url::parse(authorize).expect("authorization endpoint URL");
+    authorize
+        .query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("code_challenge", PKCE_CHALLENGE)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("state", "st")
+        .append_pair("scope", "mcp")
+        .append_pair("resource", resource);
+    let back = browse(cp, authorize, true).await.back;
+    let code = param(&back, "code").unwrap_or_else(|| panic!("no code in {back}"));
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("grant_type", "authorization_code"),
+            ("client_id", client_id),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", PKCE_VERIFIER),
+        ])
+        .finish();
+    let resp = http_client()
+        .post(token)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned()
+}

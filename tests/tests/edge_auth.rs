@@ -5,14 +5,12 @@
 
 use std::time::Duration;
 
-use portcullis_tests::browser::{alice, browse, github_login, param};
+use portcullis_tests::browser::{self, alice, github_login};
 use portcullis_tests::github::GithubServer;
 use portcullis_tests::{Backend, ControlPlane, DataPlane, eventually, http_client};
 use serde_json::{Value, json};
 
 const REDIRECT: &str = "http://127.0.0.1:53998/callback";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 /// Waits until `dp` serves the control plane's newest config.
 async fn synced(cp: &ControlPlane, dp: &DataPlane) {
@@ -280,42 +278,11 @@ async fn login_fixture() -> Login {
 /// `/authorize` → GitHub → `/callback` → consent → `/token`: an access token for
 /// `resource`, exactly as an MCP client gets one.
 async fn access_token(l: &Login, resource: &str) -> String {
-    let http = http_client();
-    let mut authorize = url::Url::parse(&format!("{}/authorize", l.cp.http)).expect("url");
-    authorize
-        .query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", &l.client_id)
-        .append_pair("redirect_uri", REDIRECT)
-        .append_pair("code_challenge", CHALLENGE)
-        .append_pair("code_challenge_method", "S256")
-        .append_pair("state", "st")
-        .append_pair("scope", "mcp")
-        .append_pair("resource", resource);
-    let back = browse(&l.cp, authorize, true).await.back;
-    let code = param(&back, "code").unwrap_or_else(|| panic!("no code in {back}"));
-    let form = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("grant_type", "authorization_code"),
-            ("client_id", l.client_id.as_str()),
-            ("code", code.as_str()),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", VERIFIER),
-        ])
-        .finish();
-    let resp = http
-        .post(format!("{}/token", l.cp.http))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form)
-        .send()
-        .await
-        .expect("token");
-    assert_eq!(resp.status(), 200);
-    let body: Value = resp.json().await.expect("json");
-    body["access_token"]
-        .as_str()
-        .expect("access_token")
-        .to_owned()
+    let (authorize, token) = (
+        format!("{}/authorize", l.cp.http),
+        format!("{}/token", l.cp.http),
+    );
+    browser::access_token(&l.cp, &authorize, &token, &l.client_id, REDIRECT, resource).await
 }
 
 #[tokio::test]

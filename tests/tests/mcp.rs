@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use portcullis_tests::browser::{alice, browse, github_login};
+use portcullis_tests::browser::{self, alice, browse, github_login};
 use portcullis_tests::github::GithubServer;
 use portcullis_tests::mcp::{AuthorizingClient, EverythingServer, Transport, run_client};
 use portcullis_tests::{ControlPlane, DataPlane, eventually, http_client};
@@ -23,8 +23,6 @@ use serde_json::{Value, json};
 const REDIRECT: &str = "http://127.0.0.1:53997/callback";
 /// Where the SDK client's own OAuth provider says the browser returns (never listened on).
 const SDK_REDIRECT: &str = "http://127.0.0.1:53996/oauth/callback";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 /// A control plane with GitHub login and a rule granting org `acme` scope `mcp`, a data
 /// plane, a real MCP server behind proxy `localhost` protected in forward mode, and a
@@ -148,47 +146,12 @@ async fn discover(f: &Fixture, path: &str) -> (String, Value) {
 /// `authorization_endpoint` → GitHub → `/callback` → consent → `token_endpoint`: an access
 /// token for `resource`, as an MCP client gets one.
 async fn access_token(f: &Fixture, asm: &Value, resource: &str) -> String {
-    let http = http_client();
-    let mut authorize =
-        url::Url::parse(asm["authorization_endpoint"].as_str().expect("authorize")).expect("url");
-    authorize
-        .query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", &f.client_id)
-        .append_pair("redirect_uri", REDIRECT)
-        .append_pair("code_challenge", CHALLENGE)
-        .append_pair("code_challenge_method", "S256")
-        .append_pair("state", "st")
-        .append_pair("scope", "mcp")
-        .append_pair("resource", resource);
-    let back = browse(&f.cp, authorize, true).await.back;
-    let code = back
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| panic!("no code in {back}"));
-    let form = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("grant_type", "authorization_code"),
-            ("client_id", f.client_id.as_str()),
-            ("code", code.as_str()),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", VERIFIER),
-        ])
-        .finish();
-    let resp = http
-        .post(asm["token_endpoint"].as_str().expect("token endpoint"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form)
-        .send()
-        .await
-        .expect("token");
-    assert_eq!(resp.status(), 200);
-    let body: Value = resp.json().await.expect("json");
-    body["access_token"]
-        .as_str()
-        .expect("access_token")
-        .to_owned()
+    let endpoint = |name: &str| asm[name].as_str().expect(name).to_owned();
+    let (authorize, token) = (
+        endpoint("authorization_endpoint"),
+        endpoint("token_endpoint"),
+    );
+    browser::access_token(&f.cp, &authorize, &token, &f.client_id, REDIRECT, resource).await
 }
 
 /// Logs in for the proxy's advertised resource and waits until the data plane has the

@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use portcullis_tests::browser::{
-    Browsed, alice, browse, github_login, hidden, location, login_cookie, param,
+    Browsed, PKCE_CHALLENGE as CHALLENGE, PKCE_VERIFIER as VERIFIER, alice, browse, github_login,
+    hidden, location, login_cookie, param,
 };
 use portcullis_tests::github::{Consent, GithubServer, GithubUser};
 use portcullis_tests::oidc::{ALICE, CAROL, OidcProvider};
@@ -15,8 +16,6 @@ use serde_json::{Value, json};
 
 const MCP: &str = "https://mcp.example.com/mcp";
 const REDIRECT: &str = "http://127.0.0.1:53999/callback";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 /// A control plane with GitHub login, a rule admitting org `acme` with scope `mcp`, two
 /// protected hosts, a public client and a confidential one.
