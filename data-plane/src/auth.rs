@@ -484,9 +484,9 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, &'static str> {
     // hyper has already refused control characters in header values, so ASCII is all
     // that is left to check: a word at a time, where `HeaderValue::to_str` tests each
     // byte (a token is ~600 of them, on every protected request).
-    let text = Some(value.as_bytes())
-        .filter(|b| b.is_ascii())
-        .and_then(|b| std::str::from_utf8(b).ok())
+    let text = std::str::from_utf8(value.as_bytes())
+        .ok()
+        .filter(|text| text.is_ascii())
         .ok_or("malformed Authorization header")?;
     let Some((scheme, rest)) = text.split_once(' ') else {
         return if text.eq_ignore_ascii_case("bearer") {
