@@ -153,12 +153,11 @@ impl<'a> Origin<'a> {
 /// Splits `host[:port]` / `[v6][:port]`; the port is `None` when absent or unparsable.
 fn split_authority(authority: &str) -> (&str, Option<u16>) {
     let split = if authority.starts_with('[') {
-        authority
-            .find(']')
+        crate::ascii::find(authority, b']')
             .map(|end| authority.split_at(end + 1))
             .map(|(h, rest)| (h, rest.strip_prefix(':')))
     } else {
-        Some(match authority.split_once(':') {
+        Some(match crate::ascii::split_once(authority, b':') {
             Some((h, p)) => (h, Some(p)),
             None => (authority, None),
         })
@@ -317,24 +316,11 @@ impl ProxyAuth {
         if route.public || self.public_paths.matches(path) {
             return Ok(Verdict::Anonymous);
         }
-        let token = match bearer_token(headers) {
-            Ok(token) => token,
-            Err(reason) if self.mode == Mode::Passthrough => {
-                tracing::debug!(reason, "passthrough: unusable Authorization header");
-                return Ok(Verdict::Anonymous);
-            }
-            Err(reason) => {
-                let challenge =
-                    self.challenge(origin, route, path, Some(("invalid_request", reason)));
-                return Err(Rejection::auth(
-                    StatusCode::BAD_REQUEST,
-                    challenge,
-                    "invalid_request",
-                    reason,
-                ));
-            }
+        let credential = match bearer_credential(headers) {
+            Ok(credential) => credential,
+            Err(reason) => return self.unusable_authorization(origin, route, path, reason),
         };
-        let Some(token) = token else {
+        let Some(credential) = credential else {
             return match self.mode {
                 Mode::Passthrough => Ok(Verdict::Anonymous),
                 Mode::Forward => Err(Rejection::auth(
@@ -345,10 +331,16 @@ impl ProxyAuth {
                 )),
             };
         };
-        let verified = self
-            .verifier
-            .verify(token)
-            .and_then(|claims| self.check_audience(origin, path, claims));
+        // A credential equal to a token verified before skips the format checks: that
+        // token passed them.
+        let verified = match self.verifier.cached_claims(credential.0) {
+            Some(claims) => Ok(claims),
+            None => match credential.token() {
+                Ok(token) => self.verifier.verify(token),
+                Err(reason) => return self.unusable_authorization(origin, route, path, reason),
+            },
+        }
+        .and_then(|claims| self.check_audience(origin, path, claims));
         let claims = match verified {
             Ok(claims) => claims,
             Err(error) if self.mode == Mode::Passthrough => {
@@ -388,6 +380,28 @@ impl ProxyAuth {
             return Err(Rejection::not_allowed());
         }
         Ok(Verdict::Authenticated(claims))
+    }
+
+    /// The answer to an Authorization header that cannot carry a bearer token:
+    /// `invalid_request` in `forward` mode, anonymous in `passthrough`.
+    fn unusable_authorization(
+        &self,
+        origin: &Origin<'_>,
+        route: &RouteAccess,
+        path: &str,
+        reason: &'static str,
+    ) -> Result<Verdict, Rejection> {
+        if self.mode == Mode::Passthrough {
+            tracing::debug!(reason, "passthrough: unusable Authorization header");
+            return Ok(Verdict::Anonymous);
+        }
+        let challenge = self.challenge(origin, route, path, Some(("invalid_request", reason)));
+        Err(Rejection::auth(
+            StatusCode::BAD_REQUEST,
+            challenge,
+            "invalid_request",
+            reason,
+        ))
     }
 
     fn check_audience(
@@ -471,9 +485,31 @@ fn error_description(error: TokenError) -> &'static str {
     }
 }
 
-/// The bearer token of the request: `Ok(None)` when there is no Authorization header or
-/// it uses another scheme; `Err` for a header that cannot be a usable bearer credential.
-fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, &'static str> {
+/// The credential of an `Authorization: Bearer` header as sent (surrounding spaces
+/// removed), before its format is checked: most requests repeat a token verified before,
+/// and a byte-for-byte cache hit makes checking its ~600 bytes again unnecessary.
+struct Credential<'a>(&'a [u8]);
+
+impl<'a> Credential<'a> {
+    /// The token, if the credential can be one. hyper has already refused control
+    /// characters in header values, so what is left to refuse is bytes outside ASCII and
+    /// inner spaces.
+    fn token(&self) -> Result<&'a str, &'static str> {
+        let text = std::str::from_utf8(self.0)
+            .ok()
+            .filter(|text| text.is_ascii())
+            .ok_or("malformed Authorization header")?;
+        if text.as_bytes().contains(&b' ') {
+            return Err("malformed bearer token");
+        }
+        Ok(text)
+    }
+}
+
+/// The bearer credential of the request: `Ok(None)` when there is no Authorization
+/// header or it uses another scheme; `Err` for a header that cannot be a usable bearer
+/// credential.
+fn bearer_credential(headers: &HeaderMap) -> Result<Option<Credential<'_>>, &'static str> {
     let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -481,31 +517,28 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, &'static str> {
     if values.next().is_some() {
         return Err("more than one Authorization header");
     }
-    // hyper has already refused control characters in header values, so ASCII is all
-    // that is left to check: a word at a time, where `HeaderValue::to_str` tests each
-    // byte (a token is ~600 of them, on every protected request).
-    let text = std::str::from_utf8(value.as_bytes())
-        .ok()
-        .filter(|text| text.is_ascii())
-        .ok_or("malformed Authorization header")?;
-    let Some((scheme, rest)) = text.split_once(' ') else {
-        return if text.eq_ignore_ascii_case("bearer") {
-            Err("empty bearer token")
-        } else {
-            Ok(None)
-        };
+    let bytes = value.as_bytes();
+    let (scheme, rest) = match bytes.iter().position(|b| *b == b' ') {
+        Some(space) => (&bytes[..space], &bytes[space + 1..]),
+        None => (bytes, &[][..]),
     };
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Ok(None);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        // Another scheme is not ours to judge, but never one outside ASCII.
+        return if bytes.is_ascii() {
+            Ok(None)
+        } else {
+            Err("malformed Authorization header")
+        };
     }
-    let token = rest.trim_matches(' ');
-    if token.is_empty() {
-        return Err("empty bearer token");
+    let start = rest.iter().position(|b| *b != b' ').unwrap_or(rest.len());
+    let end = rest
+        .iter()
+        .rposition(|b| *b != b' ')
+        .map_or(start, |i| i + 1);
+    match &rest[start..end] {
+        [] => Err("empty bearer token"),
+        token => Ok(Some(Credential(token))),
     }
-    if token.as_bytes().contains(&b' ') {
-        return Err("malformed bearer token");
-    }
-    Ok(Some(token))
 }
 
 /// Whether `headers` carries a bearer credential (which is never forwarded upstream).

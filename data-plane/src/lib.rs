@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod apply;
+mod ascii;
 pub mod auth;
 pub mod body;
 pub mod cache;

@@ -37,7 +37,8 @@ pub(crate) const X_AUTH_CLIENT_ID: HeaderName = HeaderName::from_static("x-auth-
 /// Groups, comma separated.
 pub(crate) const X_AUTH_GROUPS: HeaderName = HeaderName::from_static("x-auth-groups");
 
-const IDENTITY: [HeaderName; 4] = [
+/// A `static`: a `const` array would be built and dropped at every use.
+static IDENTITY: [HeaderName; 4] = [
     X_FORWARDED_USER,
     X_FORWARDED_EMAIL,
     X_FORWARDED_GROUPS,

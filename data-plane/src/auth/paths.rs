@@ -95,13 +95,13 @@ pub(crate) fn is_clean(path: &str) -> bool {
 pub(crate) fn audience_matches(aud: &str, origin: &Origin<'_>, path: &str) -> bool {
     // A scheme never contains ':', so the first one ends it (cheaper than searching for
     // "://", which this runs for every request with a token).
-    let Some((scheme, rest)) = aud.split_once(':') else {
+    let Some((scheme, rest)) = crate::ascii::split_once(aud, b':') else {
         return false;
     };
     let Some(rest) = rest.strip_prefix("//") else {
         return false;
     };
-    let (authority, aud_path) = match rest.find('/') {
+    let (authority, aud_path) = match crate::ascii::find(rest, b'/') {
         Some(i) => rest.split_at(i),
         None => (rest, ""),
     };

@@ -625,6 +625,48 @@ fn malformed_authorization_is_400() {
 }
 
 #[test]
+fn a_verified_token_skips_no_check_when_the_header_differs() {
+    let f = fixture("forward", &[]);
+    let token = sign(&f.es, &claims("https://api.example.com"));
+    // Verified once (and cached); spaces around it, or another case of the scheme, are
+    // the same credential.
+    assert!(run(&f.snap, API, request("/", Some(&token), &[])).is_ok());
+    for value in [format!("bearer   {token}  "), format!("BEARER {token}")] {
+        let req = request("/", None, &[("authorization", &value)]);
+        assert!(run(&f.snap, API, req).is_ok(), "{value}");
+    }
+    // Anything added to it is a different credential and gets every check.
+    for (raw, status) in [
+        (
+            format!("Bearer {token} x").into_bytes(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("Bearer {token}\u{e9}").into_bytes(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            [format!("Bearer {token}").as_bytes(), b"\xff"].concat(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("Bearer {token}x").into_bytes(),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            format!("Bearer x{token}").into_bytes(),
+            StatusCode::UNAUTHORIZED,
+        ),
+    ] {
+        let mut req = request("/", None, &[]);
+        req.headers_mut()
+            .insert(AUTHORIZATION, http::HeaderValue::from_bytes(&raw).unwrap());
+        let r = refused(&f.snap, API, req);
+        assert_eq!(r.status(), status, "{}", String::from_utf8_lossy(&raw));
+    }
+}
+
+#[test]
 fn public_paths_pass_without_a_token_but_are_still_sanitised() {
     let f = fixture("forward", &[]);
     let req = run(

@@ -20,7 +20,7 @@ use foldhash::fast::RandomState;
 
 use super::Claims;
 
-type Map = HashMap<Box<str>, Entry, RandomState>;
+type Map = HashMap<Box<[u8]>, Entry, RandomState>;
 
 const SHARDS: usize = 16;
 /// Entries per shard (16 × 1,024 tokens in all).
@@ -43,17 +43,10 @@ struct Entry {
 /// The shard of `token`: from its last characters, the signature's, which are uniformly
 /// spread for tokens the authorization server signed. A client choosing them only picks
 /// which lock it waits on; the lookup inside is keyed by the whole token.
-fn shard_index(token: &str) -> usize {
-    token
-        .as_bytes()
-        .iter()
-        .rev()
-        .skip(2)
-        .take(4)
-        .fold(0usize, |acc, b| {
-            acc.wrapping_mul(31).wrapping_add(usize::from(*b))
-        })
-        % SHARDS
+fn shard_index(token: &[u8]) -> usize {
+    token.iter().rev().skip(2).take(4).fold(0usize, |acc, b| {
+        acc.wrapping_mul(31).wrapping_add(usize::from(*b))
+    }) % SHARDS
 }
 
 impl TokenCache {
@@ -63,14 +56,14 @@ impl TokenCache {
         }
     }
 
-    fn shard(&self, token: &str) -> std::sync::MutexGuard<'_, Map> {
+    fn shard(&self, token: &[u8]) -> std::sync::MutexGuard<'_, Map> {
         self.shards[shard_index(token)]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The claims of a token verified before and not expired at `now`.
-    pub(crate) fn get(&self, token: &str, now: i64) -> Option<Arc<Claims>> {
+    pub(crate) fn get(&self, token: &[u8], now: i64) -> Option<Arc<Claims>> {
         let mut shard = self.shard(token);
         match shard.get(token) {
             Some(e) if now <= e.valid_until => Some(e.claims.clone()),
@@ -85,7 +78,7 @@ impl TokenCache {
     /// Remembers a verified token. A full shard first drops its expired entries; if it
     /// is still full the token is not cached (the hot entries already there stay).
     pub(crate) fn insert(&self, token: &str, valid_until: i64, claims: Arc<Claims>, now: i64) {
-        let mut shard = self.shard(token);
+        let mut shard = self.shard(token.as_bytes());
         if shard.len() >= PER_SHARD {
             shard.retain(|_, e| now <= e.valid_until);
             if shard.len() >= PER_SHARD {
@@ -93,7 +86,7 @@ impl TokenCache {
             }
         }
         shard.insert(
-            token.into(),
+            token.as_bytes().into(),
             Entry {
                 valid_until,
                 claims,
@@ -126,20 +119,20 @@ mod tests {
     fn entries_expire_and_full_shards_keep_what_they_hold() {
         let cache = TokenCache::new();
         cache.insert("token-a", 100, claims(), 50);
-        assert!(cache.get("token-a", 100).is_some());
+        assert!(cache.get(b"token-a", 100).is_some());
         assert!(
-            cache.get("token-b", 100).is_none(),
+            cache.get(b"token-b", 100).is_none(),
             "another token answered"
         );
-        assert!(cache.get("token-", 100).is_none(), "a prefix answered");
-        assert!(cache.get("token-a", 101).is_none(), "served after expiry");
+        assert!(cache.get(b"token-", 100).is_none(), "a prefix answered");
+        assert!(cache.get(b"token-a", 101).is_none(), "served after expiry");
         assert_eq!(cache.len(), 0, "expired entry not dropped");
 
         // Fill one shard with live entries: a newcomer is not cached, nothing is evicted.
-        let target = shard_index("x0000");
+        let target = shard_index(b"x0000");
         let mut same: Vec<String> = (0..)
             .map(|i| format!("x{i:04}"))
-            .filter(|k| shard_index(k) == target)
+            .filter(|k| shard_index(k.as_bytes()) == target)
             .take(PER_SHARD + 1)
             .collect();
         let newcomer = same.pop().unwrap_or_else(|| panic!("no keys"));
@@ -147,11 +140,11 @@ mod tests {
             cache.insert(k, 1_000, claims(), 50);
         }
         cache.insert(&newcomer, 1_000, claims(), 50);
-        assert!(cache.get(&newcomer, 60).is_none());
-        assert!(cache.get(&same[0], 60).is_some());
+        assert!(cache.get(newcomer.as_bytes(), 60).is_none());
+        assert!(cache.get(same[0].as_bytes(), 60).is_some());
         // Once they expire, the shard makes room.
         cache.insert(&newcomer, 5_000, claims(), 2_000);
-        assert!(cache.get(&newcomer, 2_000).is_some());
+        assert!(cache.get(newcomer.as_bytes(), 2_000).is_some());
         assert_eq!(cache.len(), 1);
     }
 }

@@ -175,13 +175,20 @@ impl Verifier {
     /// expires (the same instant the full check would start refusing it).
     pub fn verify(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
         let now = unix_now();
-        if let Some(claims) = self.cache.get(token, now) {
+        if let Some(claims) = self.cache.get(token.as_bytes(), now) {
             return Ok(claims);
         }
         let claims = Arc::new(self.verify_uncached(token)?);
         let valid_until = claims.exp.saturating_add(LEEWAY_SECS as i64);
         self.cache.insert(token, valid_until, claims.clone(), now);
         Ok(claims)
+    }
+
+    /// The claims of `credential` if it is, byte for byte, a token that passed
+    /// [`Self::verify`] and has not expired: the request path's first try, before the
+    /// credential is parsed at all.
+    pub(crate) fn cached_claims(&self, credential: &[u8]) -> Option<Arc<Claims>> {
+        self.cache.get(credential, unix_now())
     }
 
     /// How many verified tokens the cache holds.

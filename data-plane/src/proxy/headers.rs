@@ -43,10 +43,10 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     let mut has_connection = false;
     let mut has_fixed = false;
     for name in headers.keys() {
-        if name == CONNECTION {
-            has_connection = true;
-        } else if HOP_BY_HOP.contains(name) {
-            has_fixed = true;
+        match name.as_str() {
+            "connection" => has_connection = true,
+            name if is_fixed_hop_by_hop(name) => has_fixed = true,
+            _ => {}
         }
     }
     if has_connection {
@@ -84,6 +84,17 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     } else if has_connection {
         headers.remove(CONNECTION);
     }
+}
+
+/// Whether `name` (lowercase, as in a [`HeaderMap`]) is in [`HOP_BY_HOP`] other than
+/// `Connection`. A string match, because testing against the `const` array builds and
+/// drops it for every name, and against a `static` one compares generically: either
+/// costs more than the rest of the scan.
+fn is_fixed_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "keep-alive" | "proxy-connection" | "te" | "trailer" | "transfer-encoding" | "upgrade"
+    )
 }
 
 /// Replaces forwarding headers with what this proxy observed.

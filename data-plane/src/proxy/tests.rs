@@ -39,6 +39,23 @@ fn hop_by_hop_headers_are_removed() {
 }
 
 #[test]
+fn each_hop_by_hop_header_is_removed_without_a_connection_header() {
+    for name in [
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        let mut h = headers(&[(name, "x"), ("x-kept", "3")]);
+        remove_hop_by_hop(&mut h, false);
+        let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-kept"], "{name}");
+    }
+}
+
+#[test]
 fn headers_named_by_connection_go_wherever_connection_stands() {
     for order in [["x-secret", "connection"], ["connection", "x-secret"]] {
         let mut h = headers(&[

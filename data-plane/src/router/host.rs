@@ -159,7 +159,7 @@ impl std::fmt::Debug for NormalizedHost {
 
 fn strip_port(raw: &str) -> Result<&str, HostError> {
     let (host, port) = if raw.starts_with('[') {
-        let end = raw.find(']').ok_or(HostError::Malformed)?;
+        let end = crate::ascii::find(raw, b']').ok_or(HostError::Malformed)?;
         let (host, rest) = raw.split_at(end + 1);
         match rest.strip_prefix(':') {
             Some(port) => (host, Some(port)),
@@ -167,7 +167,7 @@ fn strip_port(raw: &str) -> Result<&str, HostError> {
             None => return Err(HostError::Malformed),
         }
     } else {
-        match raw.split_once(':') {
+        match crate::ascii::split_once(raw, b':') {
             Some((host, port)) => (host, Some(port)),
             None => (raw, None),
         }
