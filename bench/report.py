@@ -36,8 +36,11 @@ CASES = [
     ("jwt", "(6) OAuth-protected proxy (forward mode, a valid ES256 JWT on every request) vs the same proxy unprotected, HTTP/1.1 keep-alive"),
 ]
 
-# Rows of the jwt case: one data plane, two hostnames for the same proxy.
-JWT_PEERS = ["portcullis", "unprotected"]
+# Rows of the jwt case: one data plane, two hostnames for the same proxy; the last row
+# sends the protected row's Authorization header to the unprotected proxy (same request
+# bytes, the token forwarded upstream), separating the cost of checking a token from the
+# cost of carrying one.
+JWT_PEERS = ["portcullis", "unprotected", "unprotected_token"]
 
 
 # ----- parsers -----
@@ -203,7 +206,7 @@ def case_table(case, title, runs, peers, rss):
     ]
     if case == "jwt":
         peers = JWT_PEERS
-        lines[0] += " (rows: `portcullis` = protected, `unprotected` = the same proxy without auth; ratio = protected ÷ unprotected)"
+        lines[0] += " (rows: `portcullis` = protected, `unprotected` = the same proxy without auth, without and with the same token header; ratio = protected ÷ that row; the target uses the first)"
     mine = runs.get("portcullis", [])
     p_rps, p_p99 = med([r["rps"] for r in mine]), med([r["p99"] for r in mine])
     for peer in peers + ["direct"]:
@@ -216,7 +219,11 @@ def case_table(case, title, runs, peers, rss):
         each = ", ".join(f"{r['rps']:.0f}" if r["rps"] else "–" for r in rs)
         label = "backend direct (reference, no proxy)" if peer == "direct" else peer
         if case == "jwt":
-            label = {"portcullis": "portcullis, protected, valid JWT", "unprotected": "portcullis, unprotected"}[peer]
+            label = {
+                "portcullis": "portcullis, protected, valid JWT",
+                "unprotected": "portcullis, unprotected",
+                "unprotected_token": "portcullis, unprotected, same Authorization header (forwarded)",
+            }[peer]
         if peer in ("portcullis", "direct"):
             ratio_rps = ratio_p99 = ""
         else:

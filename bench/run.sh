@@ -160,11 +160,13 @@ load() {
     https) "${wrk[@]}" "${host[@]}" "$tls/small" >"$out.wrk" 2>&1 ;;
     https_hs) "${wrk[@]}" "${host[@]}" -H "Connection: close" "$tls/small" >"$out.wrk" 2>&1 ;;
     jwt)
-      if [ "$peer" = portcullis ]; then
-        "${wrk[@]}" -H "Host: $AUTH_HOST" -H "Authorization: Bearer $(cat "$WORK/pfix/token")" "$url/small" >"$out.wrk" 2>&1
-      else
-        "${wrk[@]}" "${host[@]}" "$url/small" >"$out.wrk" 2>&1
-      fi
+      local bearer=(-H "Authorization: Bearer $(cat "$WORK/pfix/token")")
+      case $peer in
+        portcullis) "${wrk[@]}" -H "Host: $AUTH_HOST" "${bearer[@]}" "$url/small" >"$out.wrk" 2>&1 ;;
+        unprotected) "${wrk[@]}" "${host[@]}" "$url/small" >"$out.wrk" 2>&1 ;;
+        # The same request bytes as the protected row (the token is forwarded upstream).
+        unprotected_token) "${wrk[@]}" "${host[@]}" "${bearer[@]}" "$url/small" >"$out.wrk" 2>&1 ;;
+      esac
       ;;
     h2c)
       taskset -c "$BENCH_CPUS" h2load -t2 -c"$H2_CLIENTS" -m"$H2_STREAMS" -D "$DURATION" \
@@ -183,10 +185,10 @@ port_for() {
 }
 
 # case_peers CASE — who runs in CASE. jwt: the fixture data plane's protected proxy
-# (reported as "portcullis") and the same proxy unprotected.
+# (reported as "portcullis") and the same proxy unprotected, without and with the token.
 case_peers() {
   if [ "$1" = jwt ]; then
-    if [[ " $PEERS " == *" portcullis "* ]]; then echo "portcullis unprotected"; fi
+    if [[ " $PEERS " == *" portcullis "* ]]; then echo "portcullis unprotected unprotected_token"; fi
   else
     echo "$PEERS"
   fi
