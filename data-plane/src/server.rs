@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hyper::rt::{Read, Write};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -18,9 +18,11 @@ use crate::proxy::{self, ConnInfo, Listener};
 use crate::store::ConfigStore;
 
 mod https;
+mod plain;
 pub mod workers;
 
 pub use self::https::{HANDSHAKE_TIMEOUT, serve_https};
+pub use self::plain::parked_connections;
 
 /// Slow-loris bound: time a client has to send a complete request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,14 +38,14 @@ struct Connection {
 /// Accepts plain-HTTP connections forever and proxies their requests with the current
 /// snapshot. `https_port` is where redirects to HTTPS send clients.
 pub async fn serve_http(listener: TcpListener, store: Arc<ConfigStore>, https_port: u16) {
-    let builder = Arc::new(builder());
     loop {
         let (stream, peer) = accept(&listener).await;
         let info = ConnInfo::new(peer, Listener::Http { https_port });
-        let (builder, store) = (builder.clone(), store.clone());
-        tokio::spawn(async move {
-            serve_connection(&builder, TokioIo::new(stream), store, info).await;
+        let conn = Arc::new(Connection {
+            store: store.clone(),
+            info,
         });
+        tokio::spawn(plain::serve(stream, conn));
     }
 }
 

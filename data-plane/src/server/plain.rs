@@ -1,0 +1,498 @@
+//! Connections on the plain-HTTP listener: h2c (prior knowledge) or HTTP/1.1, told apart
+//! by the first bytes, and HTTP/1.1 connections that hold no HTTP buffers while idle.
+//!
+//! hyper keeps its buffers for a connection's whole life: a read buffer of at least
+//! 8 KiB (16 KiB once it has re-reserved), an 8 KiB head write buffer and its state,
+//! ~19 KiB resident per idle keep-alive connection. nginx and HAProxy release theirs
+//! between requests. Here, once a connection is idle, the hyper connection is taken apart
+//! ([`http1::UpgradeableConnection::into_parts`]) and dropped, and the socket alone waits
+//! for the next request ("parked"); its first bytes start a fresh hyper connection.
+//!
+//! Idle means that hyper has nothing left to do, which it does not report, so it is
+//! inferred conservatively from what passes through [`Activity`]: every response body
+//! dropped by hyper (it drops one once written), every request body read to its end,
+//! everything written flushed, and hyper's last read found no data. A request body left
+//! unread, or an upgrade, keeps the connection with hyper for the rest of its life
+//! (hyper drains or closes it as before). Unparsed bytes hyper had read (the start of
+//! the next request) are handed to the next hyper connection first, and the 30 s limit
+//! for a request head counts from when the connection went idle, across parking, so a
+//! client sending a head a byte at a time is cut off as before.
+//!
+//! HTTPS connections are not parked yet: rustls' buffers and decrypted bytes would have
+//! to be kept across parking, and TLS state dominates their idle memory anyway.
+
+use std::convert::Infallible;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use http::{Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+use super::{Connection, HEADER_READ_TIMEOUT};
+use crate::body::ProxyBody;
+use crate::proxy;
+
+/// How long an HTTP/1.1 connection stays with hyper once idle before it is parked.
+/// Parking and waking cost a hyper connection's set-up and teardown (~3.5 µs of CPU,
+/// ~10 % of the requests per second if done between every two requests of a busy
+/// connection); after this long without a request that is noise, and a connection
+/// idle this long is likely to stay idle much longer.
+const PARK_AFTER: Duration = Duration::from_millis(50);
+
+/// The least time hyper is given for a request head. hyper applies one timeout to every
+/// head of a connection it serves, and a request that arrives just before its deadline
+/// must not leave the next idle wait shorter than [`PARK_AFTER`] (the connection would
+/// be closed instead of parked). A head sent byte by byte is thus cut off after at most
+/// 30 s + this.
+const MIN_HEAD_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4): a client speaking h2c with prior
+/// knowledge starts with it.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Serves one accepted plain-HTTP connection until it closes.
+pub(super) async fn serve(mut stream: TcpStream, conn: Arc<Connection>) {
+    let deadline = Instant::now() + HEADER_READ_TIMEOUT;
+    let preface = match tokio::time::timeout_at(deadline, read_preface(&mut stream)).await {
+        Ok(Ok(preface)) => preface,
+        Ok(Err(error)) => {
+            tracing::debug!(peer = %conn.info.peer(), %error, "connection closed before a request");
+            return;
+        }
+        Err(_elapsed) => return,
+    };
+    let result = match preface {
+        Preface::H2(first) => serve_h2(stream, first, conn.clone()).await,
+        Preface::H1(first) => serve_h1(stream, first, deadline, conn.clone()).await,
+    };
+    if let Err(error) = result {
+        tracing::debug!(peer = %conn.info.peer(), %error, "connection closed with error");
+    }
+}
+
+/// What the first bytes of a connection say it speaks, with those bytes.
+enum Preface {
+    H1(Bytes),
+    H2(Bytes),
+}
+
+/// Reads until the bytes stop matching [`H2_PREFACE`] (HTTP/1) or match all of it (h2c);
+/// as hyper-util's protocol detection does.
+async fn read_preface(stream: &mut TcpStream) -> io::Result<Preface> {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = stream.read(&mut buf[filled..]).await?;
+        let matches = buf[filled..filled + n] == H2_PREFACE[filled..filled + n];
+        filled += n;
+        if n == 0 || !matches {
+            return Ok(Preface::H1(Bytes::copy_from_slice(&buf[..filled])));
+        }
+    }
+    Ok(Preface::H2(Bytes::copy_from_slice(&buf)))
+}
+
+async fn serve_h2(stream: TcpStream, first: Bytes, conn: Arc<Connection>) -> hyper::Result<()> {
+    let io = Socket::new(stream, first, Arc::new(Activity::new()));
+    let service = service_fn(move |req| {
+        let conn = conn.clone();
+        Box::pin(
+            async move { Ok::<_, Infallible>(proxy::handle(&conn.store, &conn.info, req).await) },
+        )
+    });
+    http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .serve_connection(TokioIo::new(io), service)
+        .await
+}
+
+/// HTTP/1.1 until the connection closes: hyper while a request is under way, the bare
+/// socket while idle. `deadline` ends the wait for the first request head.
+async fn serve_h1(
+    mut stream: TcpStream,
+    mut unparsed: Bytes,
+    mut deadline: Instant,
+    conn: Arc<Connection>,
+) -> hyper::Result<()> {
+    let activity = Arc::new(Activity::new());
+    loop {
+        let io = Socket::new(stream, unparsed, activity.clone());
+        let mut builder = http1::Builder::new();
+        let head_timeout = deadline.saturating_duration_since(Instant::now());
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(head_timeout.max(MIN_HEAD_TIMEOUT));
+        let hyper_conn = builder
+            .serve_connection(
+                TokioIo::new(io),
+                Service {
+                    conn: conn.clone(),
+                    activity: activity.clone(),
+                },
+            )
+            .with_upgrades();
+        let Some((idle, since)) = until_idle(hyper_conn, &activity).await? else {
+            return Ok(());
+        };
+        let Some((socket, rest)) = take_apart(idle) else {
+            return Ok(());
+        };
+        (stream, unparsed) = (socket, rest);
+        deadline = since + HEADER_READ_TIMEOUT;
+        // Parked: the next request's bytes wake it, the head deadline closes it.
+        let parked = Parked::new();
+        match tokio::time::timeout_at(deadline, stream.readable()).await {
+            Ok(Ok(())) => drop(parked),
+            Ok(Err(_)) | Err(_) => return Ok(()),
+        }
+    }
+}
+
+/// The socket of an idle hyper connection and the bytes read from it but not parsed
+/// (the start of a pipelined request); everything else of hyper's, its buffers above
+/// all, is dropped here.
+fn take_apart(
+    idle: http1::UpgradeableConnection<TokioIo<Socket>, Service>,
+) -> Option<(TcpStream, Bytes)> {
+    let parts = idle.into_parts()?;
+    let socket = parts.io.into_inner();
+    // hyper's unparsed bytes were read before what it left of the prefix. Copied:
+    // `read_buf` is a view of hyper's whole buffer.
+    let unparsed = if parts.read_buf.is_empty() && socket.prefix.is_empty() {
+        Bytes::new()
+    } else {
+        [&parts.read_buf[..], &socket.prefix[..]].concat().into()
+    };
+    Some((socket.stream, unparsed))
+}
+
+/// Connections parked right now, in this process.
+static PARKED: AtomicUsize = AtomicUsize::new(0);
+
+/// How many plain HTTP/1.1 connections are parked (idle, holding no HTTP buffers) right
+/// now, in this process: a gauge for metrics and tests.
+pub fn parked_connections() -> usize {
+    PARKED.load(Ordering::Relaxed)
+}
+
+/// Counts one connection in [`PARKED`] while it lives.
+struct Parked;
+
+impl Parked {
+    fn new() -> Self {
+        PARKED.fetch_add(1, Ordering::Relaxed);
+        Self
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        PARKED.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Drives `conn` until it ends (`None`) or has been idle for [`PARK_AFTER`]
+/// (`Some`, to be taken apart, with the instant it went idle).
+///
+/// One timer per connection, armed the first time it goes idle and re-armed only when it
+/// fires: a busy connection costs a timer event per [`PARK_AFTER`], not per request.
+async fn until_idle<C>(conn: C, activity: &Activity) -> hyper::Result<Option<(C, Instant)>>
+where
+    C: Future<Output = hyper::Result<()>> + Unpin,
+{
+    let mut conn = Some(conn);
+    let mut idle_since = None;
+    let mut timer: Option<Pin<Box<Sleep>>> = None;
+    std::future::poll_fn(move |cx| {
+        let Some(c) = conn.as_mut() else {
+            return Poll::Ready(Ok(None));
+        };
+        activity.read_blocked.store(false, Ordering::Relaxed);
+        if let Poll::Ready(result) = Pin::new(c).poll(cx) {
+            conn = None;
+            return Poll::Ready(result.map(|()| None));
+        }
+        if !activity.is_idle() {
+            idle_since = None;
+            return Poll::Pending;
+        }
+        let since = *idle_since.get_or_insert_with(Instant::now);
+        let timer =
+            timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(since + PARK_AFTER)));
+        while timer.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= since + PARK_AFTER {
+                return Poll::Ready(Ok(conn.take().map(|c| (c, since))));
+            }
+            timer.as_mut().reset(since + PARK_AFTER);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// The request path, with both bodies reporting to the connection's [`Activity`].
+struct Service {
+    conn: Arc<Connection>,
+    activity: Arc<Activity>,
+}
+
+type Exchange = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>> + Send>>;
+
+impl hyper::service::Service<Request<Incoming>> for Service {
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    // Boxed: hyper keeps a slot the size of the service future in every connection
+    // (4.4 KiB here); one allocation per request is cheaper than that much memory.
+    type Future = Exchange;
+
+    fn call(&self, req: Request<Incoming>) -> Exchange {
+        let (conn, activity) = (self.conn.clone(), self.activity.clone());
+        activity.responses.fetch_add(1, Ordering::Relaxed);
+        let req = req.map(|body| RequestBody::new(body, activity.clone()));
+        Box::pin(async move {
+            let response = proxy::handle(&conn.store, &conn.info, req).await;
+            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                activity.pinned.store(true, Ordering::Relaxed);
+            }
+            Ok(response.map(|inner| ResponseBody { inner, activity }))
+        })
+    }
+}
+
+/// What tells the driver that hyper has nothing left to do on a connection. Atomics
+/// only because tasks must be `Send`: one worker thread touches them.
+#[derive(Debug)]
+struct Activity {
+    /// Responses hyper has not finished with (it drops a body once written).
+    responses: AtomicU32,
+    /// Request bodies not yet read to their end.
+    bodies: AtomicU32,
+    /// hyper's last read on the socket found no data.
+    read_blocked: AtomicBool,
+    /// hyper read bytes since the last response finished: the start of the next head,
+    /// which stays with hyper (and its head timer) rather than be parked byte by byte.
+    read_since_response: AtomicBool,
+    /// Everything hyper wrote has been flushed (its write buffer is empty).
+    flushed: AtomicBool,
+    /// Never park again: a request body was dropped unread (hyper drains it or
+    /// closes), or the connection was upgraded.
+    pinned: AtomicBool,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            responses: AtomicU32::new(0),
+            bodies: AtomicU32::new(0),
+            read_blocked: AtomicBool::new(false),
+            read_since_response: AtomicBool::new(false),
+            flushed: AtomicBool::new(true),
+            pinned: AtomicBool::new(false),
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.read_blocked.load(Ordering::Relaxed)
+            && !self.read_since_response.load(Ordering::Relaxed)
+            && self.flushed.load(Ordering::Relaxed)
+            && self.responses.load(Ordering::Relaxed) == 0
+            && self.bodies.load(Ordering::Relaxed) == 0
+            && !self.pinned.load(Ordering::Relaxed)
+    }
+}
+
+/// The client socket as hyper sees it: `prefix` (bytes already read from it) first.
+struct Socket {
+    stream: TcpStream,
+    prefix: Bytes,
+    activity: Arc<Activity>,
+}
+
+impl Socket {
+    fn new(stream: TcpStream, prefix: Bytes, activity: Arc<Activity>) -> Self {
+        Self {
+            stream,
+            prefix,
+            activity,
+        }
+    }
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
+            this.activity
+                .read_since_response
+                .store(true, Ordering::Relaxed);
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
+        match polled {
+            Poll::Pending => this.activity.read_blocked.store(true, Ordering::Relaxed),
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                this.activity
+                    .read_since_response
+                    .store(true, Ordering::Relaxed);
+            }
+            Poll::Ready(_) => {}
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.activity.flushed.store(false, Ordering::Relaxed);
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.activity.flushed.store(false, Ordering::Relaxed);
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let flushed = Pin::new(&mut self.stream).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = flushed {
+            self.activity.flushed.store(true, Ordering::Relaxed);
+        }
+        flushed
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.activity.flushed.store(false, Ordering::Relaxed);
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// A request body that reports reaching its end, or being dropped before it.
+struct RequestBody {
+    inner: Incoming,
+    activity: Arc<Activity>,
+    ended: bool,
+}
+
+impl RequestBody {
+    fn new(inner: Incoming, activity: Arc<Activity>) -> Self {
+        let ended = inner.is_end_stream();
+        if !ended {
+            activity.bodies.fetch_add(1, Ordering::Relaxed);
+        }
+        Self {
+            inner,
+            activity,
+            ended,
+        }
+    }
+
+    fn end(&mut self) {
+        if !self.ended {
+            self.ended = true;
+            self.activity.bodies.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.end(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.end(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        if !self.ended && !self.inner.is_end_stream() {
+            // Unread: hyper decides whether to drain it or close the connection.
+            self.activity.pinned.store(true, Ordering::Relaxed);
+        }
+        self.end();
+    }
+}
+
+/// A response body that reports when hyper is done with it.
+struct ResponseBody {
+    inner: ProxyBody,
+    activity: Arc<Activity>,
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        self.activity
+            .read_since_response
+            .store(false, Ordering::Relaxed);
+        self.activity.responses.fetch_sub(1, Ordering::Relaxed);
+    }
+}

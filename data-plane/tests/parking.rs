@@ -1,0 +1,202 @@
+//! Idle HTTP/1.1 connections on the plain listener are parked (hyper and its buffers
+//! dropped, the socket kept) and woken by their next request, against real sockets.
+//! One test in its own binary: [`server::parked_connections`] counts process-wide.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use portcullis_data_plane::config::Snapshot;
+use portcullis_data_plane::server;
+use portcullis_data_plane::store::ConfigStore;
+use portcullis_data_plane::upstream::ClientCache;
+use portcullis_proto::v1 as pb;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Answers with the path, after reading the whole request body; `/ws` upgrades and echoes.
+async fn backend(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() == "/ws" {
+        let on = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(up) = on.await {
+                let (mut r, mut w) = tokio::io::split(TokioIo::new(up));
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            }
+        });
+        let mut r = Response::new(Full::default());
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        r.headers_mut()
+            .insert("connection", http::HeaderValue::from_static("upgrade"));
+        r.headers_mut()
+            .insert("upgrade", http::HeaderValue::from_static("websocket"));
+        return Ok(r);
+    }
+    let path = req.uri().path().to_owned();
+    let body = req.into_body().collect().await.map(|b| b.to_bytes().len());
+    let text = format!("path={path} body={}", body.unwrap_or(0));
+    Ok(Response::new(Full::new(Bytes::from(text))))
+}
+
+async fn start() -> Result<SocketAddr> {
+    let backend_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let backend_addr = backend_listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = backend_listener.accept().await {
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service_fn(backend))
+                    .with_upgrades(),
+            );
+        }
+    });
+    let snapshot = pb::ConfigSnapshot {
+        version: 1,
+        proxies: vec![pb::ProxyTarget {
+            hostname: "app.test".into(),
+            target_url: format!("http://{backend_addr}"),
+            enabled: true,
+            enable_http: true,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let clients = ClientCache::with_roots(rustls::RootCertStore::empty());
+    let store = Arc::new(ConfigStore::default());
+    let _ = store.publish(Arc::new(Snapshot::compile(&snapshot, &clients)?));
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(server::serve_http(listener, store, 443));
+    Ok(addr)
+}
+
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: app.test\r\n\r\n")
+}
+
+/// Reads one response with a `content-length` body; returns head and body.
+async fn response(stream: &mut TcpStream) -> Result<(String, String)> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await? == 0 {
+            bail!("closed after {:?}", String::from_utf8_lossy(&buf));
+        }
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let len = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_owned)
+        })
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).await?;
+    Ok((head, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// Waits (up to 2 s) until `want` connections are parked.
+async fn parked(want: usize) -> Result<()> {
+    for _ in 0..200 {
+        if server::parked_connections() == want {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bail!(
+        "{} parked connections, expected {want}",
+        server::parked_connections()
+    )
+}
+
+#[tokio::test]
+async fn idle_connections_park_and_wake_with_their_next_request() -> Result<()> {
+    let proxy = start().await?;
+    assert_eq!(server::parked_connections(), 0);
+
+    // Keep-alive: parked between requests, served again when the next one arrives.
+    let mut a = TcpStream::connect(proxy).await?;
+    a.write_all(get("/one").as_bytes()).await?;
+    let (head, body) = response(&mut a).await?;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, "path=/one body=0");
+    parked(1).await?;
+    a.write_all(get("/two").as_bytes()).await?;
+    assert_eq!(response(&mut a).await?.1, "path=/two body=0");
+    parked(1).await?;
+
+    // The start of a pipelined request survives parking and is completed after it.
+    let mut b = TcpStream::connect(proxy).await?;
+    let next = get("/three");
+    let (start, rest) = next.split_at(10);
+    b.write_all(format!("{}{start}", get("/pipelined")).as_bytes())
+        .await?;
+    assert_eq!(response(&mut b).await?.1, "path=/pipelined body=0");
+    parked(2).await?;
+    b.write_all(rest.as_bytes()).await?;
+    assert_eq!(response(&mut b).await?.1, "path=/three body=0");
+    parked(2).await?;
+
+    // A request body (read to its end by the upstream) does not keep it from parking.
+    let post = "POST /up HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\n\r\nhello";
+    b.write_all(post.as_bytes()).await?;
+    assert_eq!(response(&mut b).await?.1, "path=/up body=5");
+    parked(2).await?;
+
+    // A request body left unread (the proxy answers without forwarding it) keeps the
+    // connection with hyper, which drains the body or (hyper 1.x, body incomplete)
+    // closes the connection: body bytes are never taken for the next request.
+    let mut c = TcpStream::connect(proxy).await?;
+    c.write_all(b"POST /x HTTP/1.1\r\nHost: nowhere.test\r\nContent-Length: 10\r\n\r\nhel")
+        .await?;
+    let (head, _) = response(&mut c).await?;
+    assert!(!head.starts_with("HTTP/1.1 2"), "{head}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(server::parked_connections(), 2, "parked with a body unread");
+    c.write_all(format!("lo12345{}", get("/after")).as_bytes())
+        .await?;
+    // Either hyper drained the body and the next request is the next request, or it
+    // closed the connection (an error here).
+    if let Ok((head, body)) = response(&mut c).await {
+        assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+        assert!(
+            !body.contains("path="),
+            "body bytes parsed as a request: {body}"
+        );
+    }
+
+    // An upgraded connection is never parked.
+    let mut ws = TcpStream::connect(proxy).await?;
+    ws.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await?;
+    let (head, _) = response(&mut ws).await?;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(server::parked_connections(), 2);
+    ws.write_all(b"ping").await?;
+    let mut echo = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(2), ws.read_exact(&mut echo)).await??;
+    assert_eq!(&echo, b"ping");
+
+    // A parked connection the client closes is gone.
+    drop(a);
+    parked(1).await?;
+    drop(b);
+    parked(0).await?;
+    Ok(())
+}
