@@ -198,5 +198,27 @@ async fn idle_connections_park_and_wake_with_their_next_request() -> Result<()> 
     parked(1).await?;
     drop(b);
     parked(0).await?;
+
+    // The 30 s for a request head run from the end of the last response, across
+    // parking: a head started after 20 s parked is cut off 10 s later, not 30.
+    let mut d = TcpStream::connect(proxy).await?;
+    d.write_all(get("/last").as_bytes()).await?;
+    response(&mut d).await?;
+    let idle_from = tokio::time::Instant::now();
+    parked(1).await?;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    d.write_all(b"GET /never-finished HTTP/1.1\r\nHost: app.te")
+        .await?;
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(25), d.read_to_end(&mut rest)).await;
+    let closed_after = idle_from.elapsed();
+    assert!(
+        matches!(read, Ok(Ok(0))),
+        "not closed with nothing sent: {read:?} {rest:?}"
+    );
+    assert!(
+        (Duration::from_secs(29)..Duration::from_secs(32)).contains(&closed_after),
+        "closed {closed_after:?} after the last response"
+    );
     Ok(())
 }

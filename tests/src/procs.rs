@@ -34,6 +34,13 @@ impl Proc {
         self.0.as_ref().map(Child::id)
     }
 
+    /// Whether the process has exited (it was started and is gone).
+    fn exited(&mut self) -> bool {
+        self.0
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+    }
+
     /// Kills the process now.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.0.take() {
@@ -186,12 +193,25 @@ impl ControlPlane {
             http_port: free_port(),
             grpc_port: free_port(),
         };
-        cp.restart().await;
-        cp
+        // `free_port` releases the port before the process binds it, so a test running
+        // in parallel may take it first: then the process exits, and new ports are tried.
+        for _ in 0..3 {
+            if cp.try_restart().await {
+                return cp;
+            }
+            (cp.http_port, cp.grpc_port) = (free_port(), free_port());
+        }
+        panic!("control plane exited at start three times (ports taken?)");
     }
 
     /// Starts (again) on the same ports and store.
     pub async fn restart(&mut self) {
+        assert!(self.try_restart().await, "control plane exited at start");
+    }
+
+    /// Starts on the current ports; `false` if the process exited before `/health`
+    /// answered (e.g. a port was taken).
+    async fn try_restart(&mut self) -> bool {
         self.proc.kill();
         let mut cmd = Command::new(bin("portcullis-control-plane"));
         cmd.arg("serve")
@@ -219,14 +239,19 @@ impl ControlPlane {
         };
         let health = format!("{}/health", self.http);
         let client = http_client();
+        let proc = &mut self.proc;
         eventually(Duration::from_secs(20), "control plane /health", || {
+            let exited = proc.exited();
             let (client, health) = (client.clone(), health.clone());
             async move {
+                if exited {
+                    return Some(false);
+                }
                 let r = client.get(&health).send().await.ok()?;
-                r.status().is_success().then_some(())
+                r.status().is_success().then_some(true)
             }
         })
-        .await;
+        .await
     }
 
     /// Stops it (SIGKILL).
@@ -362,8 +387,15 @@ impl DataPlane {
     /// Enrols and starts one, waiting until it is ready.
     pub async fn start(cp: &ControlPlane, node_id: &str) -> Self {
         let mut dp = Self::new(cp, node_id);
-        dp.restart().await;
-        dp
+        // As for the control plane: another test may take a free port first.
+        for _ in 0..3 {
+            dp.spawn();
+            if dp.ready_unless_exited().await {
+                return dp;
+            }
+            (dp.http_port, dp.admin_port) = (free_port(), free_port());
+        }
+        panic!("data plane exited at start three times (ports taken?)");
     }
 
     fn new(cp: &ControlPlane, node_id: &str) -> Self {
@@ -415,12 +447,22 @@ impl DataPlane {
     }
 
     /// Waits until `/readyz` answers 200.
-    pub async fn wait_ready(&self) {
+    pub async fn wait_ready(&mut self) {
+        assert!(self.ready_unless_exited().await, "data plane exited");
+    }
+
+    /// Waits until `/readyz` answers 200 (`true`) or the process exits (`false`).
+    async fn ready_unless_exited(&mut self) -> bool {
         let url = format!("{}/readyz", self.admin);
         let client = http_client();
+        let proc = &mut self.proc;
         eventually(Duration::from_secs(20), "data plane /readyz", || {
+            let exited = proc.exited();
             let (client, url) = (client.clone(), url.clone());
             async move {
+                if exited {
+                    return Some(false);
+                }
                 client
                     .get(&url)
                     .send()
@@ -428,10 +470,10 @@ impl DataPlane {
                     .ok()?
                     .status()
                     .is_success()
-                    .then_some(())
+                    .then_some(true)
             }
         })
-        .await;
+        .await
     }
 
     /// Stops it (SIGKILL).

@@ -38,7 +38,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use super::{Connection, HEADER_READ_TIMEOUT};
 use crate::body::ProxyBody;
@@ -50,13 +50,6 @@ use crate::proxy;
 /// connection); after this long without a request that is noise, and a connection
 /// idle this long is likely to stay idle much longer.
 const PARK_AFTER: Duration = Duration::from_millis(50);
-
-/// The least time hyper is given for a request head. hyper applies one timeout to every
-/// head of a connection it serves, and a request that arrives just before its deadline
-/// must not leave the next idle wait shorter than [`PARK_AFTER`] (the connection would
-/// be closed instead of parked). A head sent byte by byte is thus cut off after at most
-/// 30 s + this.
-const MIN_HEAD_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4): a client speaking h2c with prior
 /// knowledge starts with it.
@@ -130,10 +123,11 @@ async fn serve_h1(
     loop {
         let io = Socket::new(stream, unparsed, activity.clone());
         let mut builder = http1::Builder::new();
-        let head_timeout = deadline.saturating_duration_since(Instant::now());
+        // hyper applies one head timeout to every head of the connection, so it gets the
+        // full one; the deadline left from parking is enforced by `until_idle`.
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(head_timeout.max(MIN_HEAD_TIMEOUT));
+            .header_read_timeout(HEADER_READ_TIMEOUT);
         let hyper_conn = builder
             .serve_connection(
                 TokioIo::new(io),
@@ -143,7 +137,7 @@ async fn serve_h1(
                 },
             )
             .with_upgrades();
-        let Some((idle, since)) = until_idle(hyper_conn, &activity).await? else {
+        let Some((idle, since)) = until_idle(hyper_conn, &activity, deadline).await? else {
             return Ok(());
         };
         let Some((socket, rest)) = take_apart(idle) else {
@@ -204,17 +198,23 @@ impl Drop for Parked {
 }
 
 /// Drives `conn` until it ends (`None`) or has been idle for [`PARK_AFTER`]
-/// (`Some`, to be taken apart, with the instant it went idle).
+/// (`Some`, to be taken apart, with the instant it went idle). Until its first request
+/// reaches the service, `deadline` (the head deadline that ran while parked) ends it.
 ///
-/// One timer per connection, armed the first time it goes idle and re-armed only when it
-/// fires: a busy connection costs a timer event per [`PARK_AFTER`], not per request.
-async fn until_idle<C>(conn: C, activity: &Activity) -> hyper::Result<Option<(C, Instant)>>
+/// One timer per connection, re-armed only when it fires: a busy connection costs a
+/// timer event per [`PARK_AFTER`], not per request.
+async fn until_idle<C>(
+    conn: C,
+    activity: &Activity,
+    deadline: Instant,
+) -> hyper::Result<Option<(C, Instant)>>
 where
     C: Future<Output = hyper::Result<()>> + Unpin,
 {
     let mut conn = Some(conn);
+    let mut served = false;
     let mut idle_since = None;
-    let mut timer: Option<Pin<Box<Sleep>>> = None;
+    let mut timer = Box::pin(tokio::time::sleep_until(deadline));
     std::future::poll_fn(move |cx| {
         let Some(c) = conn.as_mut() else {
             return Poll::Ready(Ok(None));
@@ -224,13 +224,26 @@ where
             conn = None;
             return Poll::Ready(result.map(|()| None));
         }
+        if activity.request_seen.swap(false, Ordering::Relaxed) {
+            if !served {
+                served = true;
+                timer.as_mut().reset(Instant::now() + PARK_AFTER);
+            }
+            idle_since = None;
+        }
+        if !served {
+            // Still waiting for a complete head: the deadline runs on from parking.
+            if timer.as_mut().poll(cx).is_ready() {
+                conn = None;
+                return Poll::Ready(Ok(None));
+            }
+            return Poll::Pending;
+        }
         if !activity.is_idle() {
             idle_since = None;
             return Poll::Pending;
         }
         let since = *idle_since.get_or_insert_with(Instant::now);
-        let timer =
-            timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(since + PARK_AFTER)));
         while timer.as_mut().poll(cx).is_ready() {
             if Instant::now() >= since + PARK_AFTER {
                 return Poll::Ready(Ok(conn.take().map(|c| (c, since))));
@@ -260,6 +273,7 @@ impl hyper::service::Service<Request<Incoming>> for Service {
     fn call(&self, req: Request<Incoming>) -> Exchange {
         let (conn, activity) = (self.conn.clone(), self.activity.clone());
         activity.responses.fetch_add(1, Ordering::Relaxed);
+        activity.request_seen.store(true, Ordering::Relaxed);
         let req = req.map(|body| RequestBody::new(body, activity.clone()));
         Box::pin(async move {
             let response = proxy::handle(&conn.store, &conn.info, req).await;
@@ -279,6 +293,9 @@ struct Activity {
     responses: AtomicU32,
     /// Request bodies not yet read to their end.
     bodies: AtomicU32,
+    /// A request reached the service since the driver last looked: the connection was
+    /// busy, even if hyper answered it within one poll.
+    request_seen: AtomicBool,
     /// hyper's last read on the socket found no data.
     read_blocked: AtomicBool,
     /// hyper read bytes since the last response finished: the start of the next head,
@@ -296,6 +313,7 @@ impl Activity {
         Self {
             responses: AtomicU32::new(0),
             bodies: AtomicU32::new(0),
+            request_seen: AtomicBool::new(false),
             read_blocked: AtomicBool::new(false),
             read_since_response: AtomicBool::new(false),
             flushed: AtomicBool::new(true),
@@ -341,6 +359,7 @@ impl AsyncRead for Socket {
             let n = this.prefix.len().min(buf.remaining());
             buf.put_slice(&this.prefix[..n]);
             this.prefix.advance(n);
+            this.activity.read_blocked.store(false, Ordering::Relaxed);
             this.activity
                 .read_since_response
                 .store(true, Ordering::Relaxed);
@@ -348,14 +367,14 @@ impl AsyncRead for Socket {
         }
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
-        match polled {
-            Poll::Pending => this.activity.read_blocked.store(true, Ordering::Relaxed),
-            Poll::Ready(Ok(())) if buf.filled().len() > before => {
-                this.activity
-                    .read_since_response
-                    .store(true, Ordering::Relaxed);
-            }
-            Poll::Ready(_) => {}
+        // Only the last read counts: hyper may read, answer part of what it read and
+        // yield (after 16 rounds) with complete requests still buffered and no read after.
+        let blocked = polled.is_pending();
+        this.activity.read_blocked.store(blocked, Ordering::Relaxed);
+        if !blocked && buf.filled().len() > before {
+            this.activity
+                .read_since_response
+                .store(true, Ordering::Relaxed);
         }
         polled
     }
@@ -437,7 +456,10 @@ impl Body for RequestBody {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => self.end(),
-            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.end(),
+            // hyper's client stops polling after trailers, which end a body.
+            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() || self.inner.is_end_stream() => {
+                self.end();
+            }
             _ => {}
         }
         polled
