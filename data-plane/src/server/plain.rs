@@ -67,7 +67,9 @@ pub(super) async fn serve(mut stream: TcpStream, conn: Arc<Connection>) {
         Err(_elapsed) => return,
     };
     let result = match preface {
-        Preface::H2(first) => serve_h2(stream, first, conn.clone()).await,
+        // Boxed, as hyper's HTTP/1 connection below: the task is as large as the largest
+        // state of this future, and a parked connection should not carry room for either.
+        Preface::H2(first) => Box::pin(serve_h2(stream, first, conn.clone())).await,
         Preface::H1(first) => serve_h1(stream, first, deadline, conn.clone()).await,
     };
     if let Err(error) = result {
@@ -128,15 +130,17 @@ async fn serve_h1(
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT);
-        let hyper_conn = builder
-            .serve_connection(
-                TokioIo::new(io),
-                Service {
-                    conn: conn.clone(),
-                    activity: activity.clone(),
-                },
-            )
-            .with_upgrades();
+        let hyper_conn = Box::new(
+            builder
+                .serve_connection(
+                    TokioIo::new(io),
+                    Service {
+                        conn: conn.clone(),
+                        activity: activity.clone(),
+                    },
+                )
+                .with_upgrades(),
+        );
         let Some((idle, since)) = until_idle(hyper_conn, &activity, deadline).await? else {
             return Ok(());
         };
@@ -158,7 +162,7 @@ async fn serve_h1(
 /// (the start of a pipelined request); everything else of hyper's, its buffers above
 /// all, is dropped here.
 fn take_apart(
-    idle: http1::UpgradeableConnection<TokioIo<Socket>, Service>,
+    idle: Box<http1::UpgradeableConnection<TokioIo<Socket>, Service>>,
 ) -> Option<(TcpStream, Bytes)> {
     let parts = idle.into_parts()?;
     let socket = parts.io.into_inner();
