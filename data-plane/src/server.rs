@@ -17,12 +17,12 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::proxy::{self, ConnInfo, Listener};
 use crate::store::ConfigStore;
 
+mod conn;
 mod https;
-mod plain;
 pub mod workers;
 
+pub use self::conn::parked_connections;
 pub use self::https::{HANDSHAKE_TIMEOUT, serve_https};
-pub use self::plain::parked_connections;
 
 /// Slow-loris bound: time a client has to send a complete request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -45,7 +45,7 @@ pub async fn serve_http(listener: TcpListener, store: Arc<ConfigStore>, https_po
             store: store.clone(),
             info,
         });
-        tokio::spawn(plain::serve(stream, conn));
+        tokio::spawn(conn::serve(stream, conn, conn::Protocols::Detect));
     }
 }
 

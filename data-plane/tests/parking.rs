@@ -1,4 +1,4 @@
-//! Idle HTTP/1.1 connections on the plain listener are parked (hyper and its buffers
+//! Idle HTTP/1.1 connections (plain and HTTPS) are parked (hyper and its buffers
 //! dropped, the socket kept) and woken by their next request, against real sockets.
 //! One test in its own binary: [`server::parked_connections`] counts process-wide.
 
@@ -15,12 +15,15 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use portcullis_data_plane::config::Snapshot;
-use portcullis_data_plane::server;
 use portcullis_data_plane::store::ConfigStore;
 use portcullis_data_plane::upstream::ClientCache;
+use portcullis_data_plane::{server, tls};
 use portcullis_proto::v1 as pb;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 /// Answers with the path, after reading the whole request body; `/ws` upgrades and echoes.
 async fn backend(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -46,7 +49,8 @@ async fn backend(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, In
     Ok(Response::new(Full::new(Bytes::from(text))))
 }
 
-async fn start() -> Result<SocketAddr> {
+/// The proxy's plain and HTTPS addresses, and the certificate clients must trust.
+async fn start() -> Result<(SocketAddr, SocketAddr, CertificateDer<'static>)> {
     let backend_listener = TcpListener::bind("127.0.0.1:0").await?;
     let backend_addr = backend_listener.local_addr()?;
     tokio::spawn(async move {
@@ -58,6 +62,7 @@ async fn start() -> Result<SocketAddr> {
             );
         }
     });
+    let cert = rcgen::generate_simple_self_signed(vec!["app.test".to_owned()])?;
     let snapshot = pb::ConfigSnapshot {
         version: 1,
         proxies: vec![pb::ProxyTarget {
@@ -65,7 +70,15 @@ async fn start() -> Result<SocketAddr> {
             target_url: format!("http://{backend_addr}"),
             enabled: true,
             enable_http: true,
+            enable_https: true,
+            certificate_name: "app".into(),
             ..Default::default()
+        }],
+        certificates: vec![pb::TlsCertificate {
+            name: "app".into(),
+            domains: vec!["app.test".into()],
+            cert_chain_pem: cert.cert.pem(),
+            private_key_pem: cert.signing_key.serialize_pem(),
         }],
         ..Default::default()
     };
@@ -74,8 +87,34 @@ async fn start() -> Result<SocketAddr> {
     let _ = store.publish(Arc::new(Snapshot::compile(&snapshot, &clients)?));
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(server::serve_http(listener, store, 443));
-    Ok(addr)
+    tokio::spawn(server::serve_http(listener, store.clone(), 443));
+    let tls_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let tls_addr = tls_listener.local_addr()?;
+    let config = tls::server_config(store.clone())?;
+    tokio::spawn(server::serve_https(tls_listener, store, config));
+    Ok((addr, tls_addr, cert.cert.der().clone()))
+}
+
+/// A TLS connection to `addr` for `app.test`, offering `alpn`.
+async fn tls_connect(
+    addr: SocketAddr,
+    trusted: &CertificateDer<'static>,
+    alpn: &[&[u8]],
+) -> Result<TlsStream<TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(trusted.clone())?;
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("app.test")?;
+    Ok(TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await?)
 }
 
 fn get(path: &str) -> String {
@@ -83,7 +122,7 @@ fn get(path: &str) -> String {
 }
 
 /// Reads one response with a `content-length` body; returns head and body.
-async fn response(stream: &mut TcpStream) -> Result<(String, String)> {
+async fn response<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(String, String)> {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
@@ -123,7 +162,7 @@ async fn parked(want: usize) -> Result<()> {
 
 #[tokio::test]
 async fn idle_connections_park_and_wake_with_their_next_request() -> Result<()> {
-    let proxy = start().await?;
+    let (proxy, tls_proxy, cert) = start().await?;
     assert_eq!(server::parked_connections(), 0);
 
     // Keep-alive: parked between requests, served again when the next one arrives.
@@ -198,6 +237,18 @@ async fn idle_connections_park_and_wake_with_their_next_request() -> Result<()> 
     parked(1).await?;
     drop(b);
     parked(0).await?;
+
+    // HTTPS: parked the same way, with ALPN http/1.1 and with no ALPN (detected).
+    for alpn in [&[&b"http/1.1"[..]][..], &[]] {
+        let mut t = tls_connect(tls_proxy, &cert, alpn).await?;
+        for path in ["/tls-one", "/tls-two"] {
+            t.write_all(get(path).as_bytes()).await?;
+            assert_eq!(response(&mut t).await?.1, format!("path={path} body=0"));
+            parked(1).await?;
+        }
+        drop(t);
+        parked(0).await?;
+    }
 
     // The 30 s for a request head run from the end of the last response, across
     // parking: a head started after 20 s parked is cut off 10 s later, not 30.

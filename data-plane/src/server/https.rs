@@ -3,21 +3,21 @@
 //! with [`Listener::Https`].
 //!
 //! The HTTP version follows ALPN: `h2` → HTTP/2 only, `http/1.1` → HTTP/1.1 (with
-//! upgrades), no ALPN → detected from the preface. An `acme-tls/1` connection is a
+//! upgrades, parked while idle like plain HTTP/1.1), no ALPN → detected from the preface. An `acme-tls/1` connection is a
 //! TLS-ALPN-01 validation: it is closed right after the handshake (RFC 8737 §3).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use rustls::ServerConfig;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use super::{accept, builder, serve_connection};
+use super::conn::{self, Protocols};
+use super::{Connection, accept, builder, serve_connection};
 use crate::proxy::{ConnInfo, Listener};
 use crate::store::ConfigStore;
 use crate::tls::{ACME_TLS_ALPN, ALPN_H2, ALPN_HTTP11};
@@ -27,43 +27,35 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed for sending `close_notify` after a TLS-ALPN-01 handshake.
 const ACME_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// One connection builder per negotiated protocol, shared by all connections.
-struct Builders {
-    detect: auto::Builder<TokioExecutor>,
-    http1: auto::Builder<TokioExecutor>,
-    http2: auto::Builder<TokioExecutor>,
-}
-
 /// Accepts HTTPS connections forever. `tls` comes from
 /// [`tls::server_config`](crate::tls::server_config) over the same `store`, so
 /// certificates follow the served snapshot.
 pub async fn serve_https(listener: TcpListener, store: Arc<ConfigStore>, tls: Arc<ServerConfig>) {
     let acceptor = TlsAcceptor::from(tls);
-    let builders = Arc::new(Builders {
-        detect: builder(),
-        http1: builder().http1_only(),
-        http2: builder().http2_only(),
-    });
+    let http2 = Arc::new(builder().http2_only());
     loop {
         let (stream, peer) = accept(&listener).await;
-        let (acceptor, builders, store) = (acceptor.clone(), builders.clone(), store.clone());
+        let (acceptor, http2, store) = (acceptor.clone(), http2.clone(), store.clone());
         tokio::spawn(async move {
             let Some(tls) = handshake(&acceptor, stream).await else {
                 return;
             };
             let alpn = tls.get_ref().1.alpn_protocol();
-            let builder = if alpn == Some(ACME_TLS_ALPN) {
+            if alpn == Some(ACME_TLS_ALPN) {
                 close_acme(tls).await;
                 return;
-            } else if alpn == Some(ALPN_H2) {
-                &builders.http2
-            } else if alpn == Some(ALPN_HTTP11) {
-                &builders.http1
-            } else {
-                &builders.detect
-            };
+            }
             let info = ConnInfo::new(peer, Listener::Https);
-            serve_connection(builder, TokioIo::new(tls), store, info).await;
+            if alpn == Some(ALPN_H2) {
+                serve_connection(&http2, TokioIo::new(tls), store, info).await;
+                return;
+            }
+            let protocols = if alpn == Some(ALPN_HTTP11) {
+                Protocols::Http1
+            } else {
+                Protocols::Detect
+            };
+            conn::serve(tls, Arc::new(Connection { store, info }), protocols).await;
         });
     }
 }

@@ -1,12 +1,13 @@
-//! Connections on the plain-HTTP listener: h2c (prior knowledge) or HTTP/1.1, told apart
-//! by the first bytes, and HTTP/1.1 connections that hold no HTTP buffers while idle.
+//! One accepted connection's HTTP: HTTP/1.1, or h2c (prior knowledge) told apart by the
+//! first bytes, on plain TCP or TLS; and HTTP/1.1 connections that hold no HTTP buffers
+//! while idle.
 //!
 //! hyper keeps its buffers for a connection's whole life: a read buffer of at least
 //! 8 KiB (16 KiB once it has re-reserved), an 8 KiB head write buffer and its state,
 //! ~19 KiB resident per idle keep-alive connection. nginx and HAProxy release theirs
 //! between requests. Here, once a connection is idle, the hyper connection is taken apart
-//! ([`http1::UpgradeableConnection::into_parts`]) and dropped, and the socket alone waits
-//! for the next request ("parked"); its first bytes start a fresh hyper connection.
+//! ([`http1::UpgradeableConnection::into_parts`]) and dropped, and the transport alone
+//! waits for the next request ("parked"); its first bytes start a fresh hyper connection.
 //!
 //! Idle means that hyper has nothing left to do, which it does not report, so it is
 //! inferred conservatively from what passes through [`Activity`]: every response body
@@ -18,8 +19,10 @@
 //! for a request head counts from when the connection went idle, across parking, so a
 //! client sending a head a byte at a time is cut off as before.
 //!
-//! HTTPS connections are not parked yet: rustls' buffers and decrypted bytes would have
-//! to be kept across parking, and TLS state dominates their idle memory anyway.
+//! On TLS, the parked transport is the rustls stream: its session state stays (a few KiB
+//! of rustls' own), only hyper's is dropped. A read that hyper saw blocked means rustls
+//! had no plaintext left and the socket had nothing more, so waiting for the socket to
+//! become readable is waiting for the next request.
 
 use std::convert::Infallible;
 use std::io;
@@ -39,6 +42,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
 
 use super::{Connection, HEADER_READ_TIMEOUT};
 use crate::body::ProxyBody;
@@ -55,16 +59,53 @@ const PARK_AFTER: Duration = Duration::from_millis(50);
 /// knowledge starts with it.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Serves one accepted plain-HTTP connection until it closes.
-pub(super) async fn serve(mut stream: TcpStream, conn: Arc<Connection>) {
+/// A connection's byte stream, which parking must be able to wait on without reading.
+pub(super) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Resolves once the peer has sent something (or closed).
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send + '_;
+}
+
+impl Transport for TcpStream {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send + '_ {
+        TcpStream::readable(self)
+    }
+}
+
+impl Transport for TlsStream<TcpStream> {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send + '_ {
+        self.get_ref().0.readable()
+    }
+}
+
+/// What may be spoken on a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Protocols {
+    /// HTTP/1.1, or HTTP/2 if the connection starts with its preface (plain HTTP, and TLS
+    /// without ALPN).
+    Detect,
+    /// HTTP/1.1 only (TLS with ALPN `http/1.1`).
+    Http1,
+}
+
+/// Serves one accepted connection until it closes.
+pub(super) async fn serve<T: Transport>(
+    mut stream: T,
+    conn: Arc<Connection>,
+    protocols: Protocols,
+) {
     let deadline = Instant::now() + HEADER_READ_TIMEOUT;
-    let preface = match tokio::time::timeout_at(deadline, read_preface(&mut stream)).await {
-        Ok(Ok(preface)) => preface,
-        Ok(Err(error)) => {
-            tracing::debug!(peer = %conn.info.peer(), %error, "connection closed before a request");
-            return;
+    let preface = match protocols {
+        Protocols::Http1 => Preface::H1(Bytes::new()),
+        Protocols::Detect => {
+            match tokio::time::timeout_at(deadline, read_preface(&mut stream)).await {
+                Ok(Ok(preface)) => preface,
+                Ok(Err(error)) => {
+                    tracing::debug!(peer = %conn.info.peer(), %error, "connection closed before a request");
+                    return;
+                }
+                Err(_elapsed) => return,
+            }
         }
-        Err(_elapsed) => return,
     };
     let result = match preface {
         // Boxed, as hyper's HTTP/1 connection below: the task is as large as the largest
@@ -85,7 +126,7 @@ enum Preface {
 
 /// Reads until the bytes stop matching [`H2_PREFACE`] (HTTP/1) or match all of it (h2c);
 /// as hyper-util's protocol detection does.
-async fn read_preface(stream: &mut TcpStream) -> io::Result<Preface> {
+async fn read_preface<T: Transport>(stream: &mut T) -> io::Result<Preface> {
     let mut buf = [0u8; H2_PREFACE.len()];
     let mut filled = 0;
     while filled < buf.len() {
@@ -99,7 +140,11 @@ async fn read_preface(stream: &mut TcpStream) -> io::Result<Preface> {
     Ok(Preface::H2(Bytes::copy_from_slice(&buf)))
 }
 
-async fn serve_h2(stream: TcpStream, first: Bytes, conn: Arc<Connection>) -> hyper::Result<()> {
+async fn serve_h2<T: Transport>(
+    stream: T,
+    first: Bytes,
+    conn: Arc<Connection>,
+) -> hyper::Result<()> {
     let io = Socket::new(stream, first, Arc::new(Activity::new()));
     let service = service_fn(move |req| {
         let conn = conn.clone();
@@ -115,8 +160,8 @@ async fn serve_h2(stream: TcpStream, first: Bytes, conn: Arc<Connection>) -> hyp
 
 /// HTTP/1.1 until the connection closes: hyper while a request is under way, the bare
 /// socket while idle. `deadline` ends the wait for the first request head.
-async fn serve_h1(
-    mut stream: TcpStream,
+async fn serve_h1<T: Transport>(
+    mut stream: T,
     mut unparsed: Bytes,
     mut deadline: Instant,
     conn: Arc<Connection>,
@@ -144,7 +189,7 @@ async fn serve_h1(
         let Some((idle, since)) = until_idle(hyper_conn, &activity, deadline).await? else {
             return Ok(());
         };
-        let Some((socket, rest)) = take_apart(idle) else {
+        let Some((socket, rest)) = take_apart(*idle) else {
             return Ok(());
         };
         (stream, unparsed) = (socket, rest);
@@ -161,9 +206,9 @@ async fn serve_h1(
 /// The socket of an idle hyper connection and the bytes read from it but not parsed
 /// (the start of a pipelined request); everything else of hyper's, its buffers above
 /// all, is dropped here.
-fn take_apart(
-    idle: Box<http1::UpgradeableConnection<TokioIo<Socket>, Service>>,
-) -> Option<(TcpStream, Bytes)> {
+fn take_apart<T: Transport>(
+    idle: http1::UpgradeableConnection<TokioIo<Socket<T>>, Service>,
+) -> Option<(T, Bytes)> {
     let parts = idle.into_parts()?;
     let socket = parts.io.into_inner();
     // hyper's unparsed bytes were read before what it left of the prefix. Copied:
@@ -179,7 +224,7 @@ fn take_apart(
 /// Connections parked right now, in this process.
 static PARKED: AtomicUsize = AtomicUsize::new(0);
 
-/// How many plain HTTP/1.1 connections are parked (idle, holding no HTTP buffers) right
+/// How many HTTP/1.1 connections are parked (idle, holding no HTTP buffers) right
 /// now, in this process: a gauge for metrics and tests.
 pub fn parked_connections() -> usize {
     PARKED.load(Ordering::Relaxed)
@@ -335,15 +380,15 @@ impl Activity {
     }
 }
 
-/// The client socket as hyper sees it: `prefix` (bytes already read from it) first.
-struct Socket {
-    stream: TcpStream,
+/// The client transport as hyper sees it: `prefix` (bytes already read from it) first.
+struct Socket<T> {
+    stream: T,
     prefix: Bytes,
     activity: Arc<Activity>,
 }
 
-impl Socket {
-    fn new(stream: TcpStream, prefix: Bytes, activity: Arc<Activity>) -> Self {
+impl<T> Socket<T> {
+    fn new(stream: T, prefix: Bytes, activity: Arc<Activity>) -> Self {
         Self {
             stream,
             prefix,
@@ -352,7 +397,7 @@ impl Socket {
     }
 }
 
-impl AsyncRead for Socket {
+impl<T: AsyncRead + Unpin> AsyncRead for Socket<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -384,7 +429,7 @@ impl AsyncRead for Socket {
     }
 }
 
-impl AsyncWrite for Socket {
+impl<T: AsyncWrite + Unpin> AsyncWrite for Socket<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
