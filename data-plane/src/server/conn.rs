@@ -71,7 +71,7 @@ impl Transport for TcpStream {
     }
 }
 
-impl Transport for TlsStream<TcpStream> {
+impl Transport for Box<TlsStream<TcpStream>> {
     fn readable(&self) -> impl Future<Output = io::Result<()>> + Send + '_ {
         self.get_ref().0.readable()
     }
