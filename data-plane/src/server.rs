@@ -1,20 +1,16 @@
 //! Listeners: plain HTTP (HTTP/1.1 with upgrades, and h2c prior knowledge on one port)
-//! and HTTPS ([`serve_https`]). Each connection runs on its own task and every request
-//! goes through [`proxy::handle`] with the listener it arrived on. The binary runs one
-//! pair of listeners per serving thread ([`workers`]).
+//! and HTTPS ([`serve_https`]). Each connection runs on its own task (served by the
+//! private `conn` module) and every request goes through [`crate::proxy::handle`] with
+//! the listener it arrived on. The binary runs one pair of listeners per serving thread
+//! ([`workers`]).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::rt::{Read, Write};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::proxy::{self, ConnInfo, Listener};
+use crate::proxy::{ConnInfo, Listener};
 use crate::store::ConfigStore;
 
 mod conn;
@@ -65,40 +61,4 @@ async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
             }
         }
     }
-}
-
-/// Serves HTTP on one established connection (plain or TLS) until it closes.
-async fn serve_connection<I>(
-    builder: &auto::Builder<TokioExecutor>,
-    io: I,
-    store: Arc<ConfigStore>,
-    info: ConnInfo,
-) where
-    I: Read + Write + Unpin + Send + 'static,
-{
-    let peer = info.peer();
-    let conn = Arc::new(Connection { store, info });
-    // Boxed: hyper keeps a slot the size of the service future in every HTTP/1.1
-    // connection for its whole life, idle or not (4.4 KiB here); one allocation per
-    // request is cheaper than that much memory per idle connection.
-    let service = service_fn(move |req| {
-        let conn = conn.clone();
-        Box::pin(
-            async move { Ok::<_, Infallible>(proxy::handle(&conn.store, &conn.info, req).await) },
-        )
-    });
-    if let Err(error) = builder.serve_connection_with_upgrades(io, service).await {
-        tracing::debug!(%peer, %error, "connection closed with error");
-    }
-}
-
-/// HTTP/1.1 and HTTP/2, detected from the connection preface.
-fn builder() -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
-    builder
 }

@@ -41,6 +41,23 @@ impl Proc {
             .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
     }
 
+    /// Polls `url` until it answers 2xx (`true`) or the process exits (`false`, e.g. its
+    /// port was taken); panics naming `what` after 20 s.
+    async fn answers_or_exits(&mut self, url: &str, what: &str) -> bool {
+        let client = http_client();
+        eventually(Duration::from_secs(20), what, || {
+            let exited = self.exited();
+            let request = client.get(url).send();
+            async move {
+                if exited {
+                    return Some(false);
+                }
+                request.await.ok()?.status().is_success().then_some(true)
+            }
+        })
+        .await
+    }
+
     /// Kills the process now.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.0.take() {
@@ -238,20 +255,9 @@ impl ControlPlane {
             None => format!("http://127.0.0.1:{}", self.grpc_port),
         };
         let health = format!("{}/health", self.http);
-        let client = http_client();
-        let proc = &mut self.proc;
-        eventually(Duration::from_secs(20), "control plane /health", || {
-            let exited = proc.exited();
-            let (client, health) = (client.clone(), health.clone());
-            async move {
-                if exited {
-                    return Some(false);
-                }
-                let r = client.get(&health).send().await.ok()?;
-                r.status().is_success().then_some(true)
-            }
-        })
-        .await
+        self.proc
+            .answers_or_exits(&health, "control plane /health")
+            .await
     }
 
     /// Stops it (SIGKILL).
@@ -454,26 +460,7 @@ impl DataPlane {
     /// Waits until `/readyz` answers 200 (`true`) or the process exits (`false`).
     async fn ready_unless_exited(&mut self) -> bool {
         let url = format!("{}/readyz", self.admin);
-        let client = http_client();
-        let proc = &mut self.proc;
-        eventually(Duration::from_secs(20), "data plane /readyz", || {
-            let exited = proc.exited();
-            let (client, url) = (client.clone(), url.clone());
-            async move {
-                if exited {
-                    return Some(false);
-                }
-                client
-                    .get(&url)
-                    .send()
-                    .await
-                    .ok()?
-                    .status()
-                    .is_success()
-                    .then_some(true)
-            }
-        })
-        .await
+        self.proc.answers_or_exits(&url, "data plane /readyz").await
     }
 
     /// Stops it (SIGKILL).

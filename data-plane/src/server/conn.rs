@@ -85,6 +85,8 @@ pub(super) enum Protocols {
     Detect,
     /// HTTP/1.1 only (TLS with ALPN `http/1.1`).
     Http1,
+    /// HTTP/2 only (TLS with ALPN `h2`).
+    Http2,
 }
 
 /// Serves one accepted connection until it closes.
@@ -96,6 +98,7 @@ pub(super) async fn serve<T: Transport>(
     let deadline = Instant::now() + HEADER_READ_TIMEOUT;
     let preface = match protocols {
         Protocols::Http1 => Preface::H1(Bytes::new()),
+        Protocols::Http2 => Preface::H2(Bytes::new()),
         Protocols::Detect => {
             match tokio::time::timeout_at(deadline, read_preface(&mut stream)).await {
                 Ok(Ok(preface)) => preface,

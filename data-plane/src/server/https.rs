@@ -3,13 +3,13 @@
 //! with [`Listener::Https`].
 //!
 //! The HTTP version follows ALPN: `h2` → HTTP/2 only, `http/1.1` → HTTP/1.1 (with
-//! upgrades, parked while idle like plain HTTP/1.1), no ALPN → detected from the preface. An `acme-tls/1` connection is a
-//! TLS-ALPN-01 validation: it is closed right after the handshake (RFC 8737 §3).
+//! upgrades, parked while idle like plain HTTP/1.1), no ALPN → detected from the
+//! preface. An `acme-tls/1` connection is a TLS-ALPN-01 validation: it is closed right
+//! after the handshake (RFC 8737 §3).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
 use rustls::ServerConfig;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -17,7 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::conn::{self, Protocols};
-use super::{Connection, accept, builder, serve_connection};
+use super::{Connection, accept};
 use crate::proxy::{ConnInfo, Listener};
 use crate::store::ConfigStore;
 use crate::tls::{ACME_TLS_ALPN, ALPN_H2, ALPN_HTTP11};
@@ -32,33 +32,29 @@ const ACME_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// certificates follow the served snapshot.
 pub async fn serve_https(listener: TcpListener, store: Arc<ConfigStore>, tls: Arc<ServerConfig>) {
     let acceptor = TlsAcceptor::from(tls);
-    let http2 = Arc::new(builder().http2_only());
     loop {
         let (stream, peer) = accept(&listener).await;
-        let (acceptor, http2, store) = (acceptor.clone(), http2.clone(), store.clone());
+        let (acceptor, store) = (acceptor.clone(), store.clone());
         tokio::spawn(async move {
             let Some(tls) = handshake(&acceptor, stream).await else {
                 return;
             };
-            let alpn = tls.get_ref().1.alpn_protocol();
-            if alpn == Some(ACME_TLS_ALPN) {
-                close_acme(tls).await;
-                return;
-            }
-            let info = ConnInfo::new(peer, Listener::Https);
-            // Both boxed: this task is as large as its largest state for its whole life,
-            // and a parked HTTP/1.1 connection should not carry room for an HTTP/2 one,
-            // nor copies of the 1.2 KiB TLS stream in every future it passes through.
-            if alpn == Some(ALPN_H2) {
-                Box::pin(serve_connection(&http2, TokioIo::new(tls), store, info)).await;
-                return;
-            }
-            let protocols = if alpn == Some(ALPN_HTTP11) {
-                Protocols::Http1
-            } else {
-                Protocols::Detect
+            let protocols = match tls.get_ref().1.alpn_protocol() {
+                Some(ACME_TLS_ALPN) => {
+                    close_acme(tls).await;
+                    return;
+                }
+                Some(ALPN_H2) => Protocols::Http2,
+                Some(ALPN_HTTP11) => Protocols::Http1,
+                _ => Protocols::Detect,
             };
-            let conn = Arc::new(Connection { store, info });
+            let conn = Arc::new(Connection {
+                store,
+                info: ConnInfo::new(peer, Listener::Https),
+            });
+            // Boxed: this task is as large as its largest state for its whole life, and
+            // the 1.2 KiB TLS stream would otherwise be copied into every future it
+            // passes through.
             conn::serve(Box::new(tls), conn, protocols).await;
         });
     }
