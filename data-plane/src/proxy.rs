@@ -25,7 +25,7 @@ use self::host::RequestHost;
 use crate::auth::Origin;
 use crate::body::ProxyBody;
 use crate::config::Proxy;
-use crate::policy;
+use crate::policy::{self, Admitted};
 use crate::report::Report;
 use crate::router::HostTable;
 use crate::store::ConfigStore;
@@ -138,21 +138,36 @@ where
     // Phase 3: route → upstream.
     let upstream = admitted.upstream();
     // Phase 4: forward.
-    let mut response = forward::forward(upstream, conn, host, req)
-        .await
-        .unwrap_or_else(|error| {
-            tracing::warn!(
-                proxy = proxy.hostname(),
-                route = admitted.route().map(|r| r.id()),
-                upstream = %upstream.target(),
-                error = %Report(&error),
-                "proxying failed"
-            );
-            error.into_response()
-        });
-    // Browser clients can read upstream failures (502/504) too.
+    let exchange = match forward::forward(upstream, conn, host, req) {
+        Ok(exchange) => exchange,
+        Err(error) => return Ok(failed(&admitted, error)),
+    };
+    // A statement of its own: the `match` above would otherwise live on beside the
+    // exchange it was moved into (temporaries last until the end of their statement).
+    let exchanged = exchange.await;
+    Ok(match exchanged {
+        Ok(mut response) => {
+            admitted.expose(&mut response);
+            response
+        }
+        Err(error) => failed(&admitted, error),
+    })
+}
+
+/// The answer to a request that could not be forwarded; logged, since only the client
+/// sees the status. Browser clients can read upstream failures (502/504) too.
+fn failed(admitted: &Admitted<'_>, error: ProxyError) -> Response<ProxyBody> {
+    let upstream = admitted.upstream();
+    tracing::warn!(
+        proxy = admitted.proxy().hostname(),
+        route = admitted.route().map(|r| r.id()),
+        upstream = %upstream.target(),
+        error = %Report(&error),
+        "proxying failed"
+    );
+    let mut response = error.into_response();
     admitted.expose(&mut response);
-    Ok(response)
+    response
 }
 
 // === impl ConnInfo ===

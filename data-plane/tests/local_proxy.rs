@@ -284,6 +284,46 @@ async fn streams_bodies_both_ways() -> Result<()> {
     Ok(())
 }
 
+/// The read timeout bounds the wait for the response head, but restarts while the
+/// upstream keeps taking request body: an upload slower than the timeout still works.
+#[tokio::test]
+async fn a_slow_upload_outlives_the_read_timeout() -> Result<()> {
+    let backend = start_backend().await?;
+    let (proxy, _) = start_proxy(backend).await?;
+
+    // a.slow.test has a 300 ms read timeout; the body takes ~1.2 s to arrive.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+    tokio::spawn(async move {
+        for _ in 0..12 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if tx
+                .send(Ok(Frame::data(Bytes::from_static(b"0123456789"))))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let client = Client::builder(TokioExecutor::new())
+        .build_http::<StreamBody<tokio_stream::wrappers::ReceiverStream<Result<Frame<Bytes>, Infallible>>>>();
+    let req = Request::post(format!("http://{proxy}/upload"))
+        .header("host", "a.slow.test")
+        .body(StreamBody::new(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ))?;
+    let started = std::time::Instant::now();
+    let response = client.request(req).await?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"120"[..]));
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "the body was meant to take longer than three read timeouts"
+    );
+    Ok(())
+}
+
 async fn raw_exchange(proxy: SocketAddr, request: &str) -> Result<(TcpStream, String)> {
     let mut stream = TcpStream::connect(proxy).await?;
     stream.write_all(request.as_bytes()).await?;

@@ -156,36 +156,43 @@ impl std::fmt::Debug for Client {
 impl Pool {
     /// Sends `req` (its URI in origin form or absolute; only path and query are sent) on
     /// an idle connection or a new one.
-    pub(crate) async fn send(
+    ///
+    /// Not an `async fn`: its arguments would be stored twice in the state machine (once
+    /// as arguments, once as locals); the block below keeps one copy of the request.
+    pub(crate) fn send(
         self: &Arc<Self>,
         mut req: Request<ForwardBody>,
-    ) -> Result<Response<PooledBody>, ClientError> {
+    ) -> impl Future<Output = Result<Response<PooledBody>, ClientError>> + Send + '_ {
         let mut parts = std::mem::take(req.uri_mut()).into_parts();
         parts.scheme = None;
         parts.authority = None;
         *req.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
-        loop {
-            let (mut sender, reused) = match self.checkout().await {
-                Some(sender) => (sender, true),
-                // Boxed: the connect future (connector + handshake) is large and rare;
-                // inline it would sit in every connection's idle request slot.
-                None => (Box::pin(self.connect()).await?, false),
-            };
-            match sender.try_send_request(req).await {
-                Ok(response) => {
-                    // An upgraded connection belongs to the relay, never to the pool.
-                    let conn =
-                        (response.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Pooled {
-                            pool: self.clone(),
-                            sender,
-                        });
-                    return Ok(response.map(|inner| PooledBody::new(inner, conn)));
+        async move {
+            loop {
+                let (mut sender, reused) = match self.checkout().await {
+                    Some(sender) => (sender, true),
+                    // Boxed: the connect future (connector + handshake) is large and rare;
+                    // inline it would sit in every connection's idle request slot.
+                    None => (Box::pin(self.connect()).await?, false),
+                };
+                match sender.try_send_request(req).await {
+                    Ok(response) => {
+                        // An upgraded connection belongs to the relay, never to the pool.
+                        let conn =
+                            (response.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| {
+                                Pooled {
+                                    pool: self.clone(),
+                                    sender,
+                                }
+                            });
+                        return Ok(response.map(|inner| PooledBody::new(inner, conn)));
+                    }
+                    Err(mut error) => match error.take_message() {
+                        // Nothing was written: the idle connection died meanwhile.
+                        Some(back) if reused => req = back,
+                        _ => return Err(ClientError::Exchange(error.into_error())),
+                    },
                 }
-                Err(mut error) => match error.take_message() {
-                    // Nothing was written: the idle connection died meanwhile.
-                    Some(back) if reused => req = back,
-                    _ => return Err(ClientError::Exchange(error.into_error())),
-                },
             }
         }
     }
