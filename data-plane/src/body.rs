@@ -52,7 +52,8 @@ pub(crate) struct IdleBody<B> {
 /// ends the upload if the client goes silent for longer than the idle timeout.
 #[derive(Debug)]
 pub(crate) struct ForwardBody {
-    inner: IdleBody<ProxyBody>,
+    /// `None` for a request without a body (most of them): nothing to box or watch.
+    inner: Option<IdleBody<ProxyBody>>,
     progress: Option<Arc<AtomicU64>>,
 }
 
@@ -144,13 +145,27 @@ impl<B> std::fmt::Debug for IdleBody<B> {
 impl ForwardBody {
     /// Wraps `inner`, ended after `idle_timeout` without a frame; when it has data to
     /// send, also returns a frame counter.
-    pub(crate) fn new(inner: ProxyBody, idle_timeout: Duration) -> (Self, Option<Arc<AtomicU64>>) {
-        let progress = (!inner.is_end_stream()).then(|| Arc::new(AtomicU64::new(0)));
+    pub(crate) fn new<B>(inner: B, idle_timeout: Duration) -> (Self, Option<Arc<AtomicU64>>)
+    where
+        B: Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        if inner.is_end_stream() {
+            let body = Self {
+                inner: None,
+                progress: None,
+            };
+            return (body, None);
+        }
+        let progress = Arc::new(AtomicU64::new(0));
         let body = Self {
-            inner: IdleBody::new(inner, idle_timeout),
-            progress: progress.clone(),
+            inner: Some(IdleBody::new(
+                inner.map_err(Into::into).boxed(),
+                idle_timeout,
+            )),
+            progress: Some(progress.clone()),
         };
-        (body, progress)
+        (body, Some(progress))
     }
 }
 
@@ -162,7 +177,10 @@ impl Body for ForwardBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(inner).poll_frame(cx);
         if let (Poll::Ready(Some(Ok(_))), Some(progress)) = (&polled, &self.progress) {
             progress.fetch_add(1, Ordering::Relaxed);
         }
@@ -170,11 +188,13 @@ impl Body for ForwardBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 

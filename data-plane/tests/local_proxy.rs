@@ -268,6 +268,17 @@ async fn streams_bodies_both_ways() -> Result<()> {
         .to_bytes();
     assert_eq!(&body[..], (32 * 1024 * 1024).to_string().as_bytes());
 
+    // An empty upload (`Content-Length: 0`) reaches the upstream as an ended body.
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let req = Request::post(format!("http://{proxy}/upload"))
+        .header("host", "keep.test")
+        .header("content-length", "0")
+        .body(Full::default())?;
+    let response = client.request(req).await?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"0"[..]));
+
     // SSE: the first event arrives while the upstream keeps the stream open.
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let req = Request::get(format!("http://{proxy}/sse"))

@@ -27,7 +27,7 @@ use tokio::time::{Instant, Sleep};
 use super::error::ProxyError;
 use super::host::RequestHost;
 use super::{ConnInfo, headers, upgrade};
-use crate::body::{self, BoxError, ForwardBody, IdleBody, ProxyBody};
+use crate::body::{self, ForwardBody, IdleBody, ProxyBody};
 use crate::upstream::{ClientError, PooledBody, Upstream, UpstreamSettings};
 
 /// Rewrites `req` for `upstream` and starts sending it; the returned exchange resolves to
@@ -66,8 +66,7 @@ where
     parts.version = Version::HTTP_11;
     parts.extensions = Extensions::new();
 
-    let (body, progress) =
-        ForwardBody::new(body.map_err(BoxError::from).boxed(), settings.idle_timeout);
+    let (body, progress) = ForwardBody::new(body, settings.idle_timeout);
     Ok(Exchange {
         sent: upstream.pool().send(Request::from_parts(parts, body)),
         timer: tokio::time::sleep(settings.read_timeout),
