@@ -7,17 +7,23 @@
 
 use std::collections::HashMap;
 
+use foldhash::fast::RandomState;
+
 use crate::config::HostPattern;
 
 /// Longest DNS name (RFC 1035); longer Host values are rejected, not looked up.
 pub const MAX_HOST_LEN: usize = 253;
 
 /// Maps hostnames to `T` (a compiled proxy in production).
+///
+/// Hashed with randomly seeded foldhash rather than SipHash: every request hashes its
+/// host at least once, and the keys come from configuration, so a client can only look
+/// names up, never crowd a bucket.
 #[derive(Debug)]
 pub struct HostTable<T> {
-    exact: HashMap<Box<str>, T>,
+    exact: HashMap<Box<str>, T, RandomState>,
     /// Keyed by the suffix after `*.`.
-    wildcard: HashMap<Box<str>, T>,
+    wildcard: HashMap<Box<str>, T, RandomState>,
 }
 
 /// A request host lowercased with its port stripped, held on the stack so lookups do not
@@ -46,8 +52,8 @@ pub enum HostError {
 impl<T> Default for HostTable<T> {
     fn default() -> Self {
         Self {
-            exact: HashMap::new(),
-            wildcard: HashMap::new(),
+            exact: HashMap::default(),
+            wildcard: HashMap::default(),
         }
     }
 }
