@@ -11,6 +11,7 @@ RAW_DIR layout (written by run.sh):
   rss/<case>.tsv               peer<TAB>peak KiB (VmHWM) over that case
   idle_rss.tsv                 peer<TAB>VmRSS KiB of a freshly started, unloaded proxy
   idle/<peer>.json             idle_conns.py result
+  instr/counts.tsv             label<TAB>requests<TAB>instructions (callgrind, instr case)
   cp/*.json                    cp-bench results
   micro.txt                    criterion output (optional)
 
@@ -365,6 +366,38 @@ def targets_section(raw, peers, case_runs, idle_rss):
     return ["## Targets", "", "| target | Portcullis | verdict |", "|---|---:|---|"] + rows + [""]
 
 
+INSTR_LABELS = {
+    "keep_alive": "HTTP/1.1 keep-alive, 100-byte response (case 1)",
+    "protected": "the same, protected, valid JWT (case 6)",
+    "new_connection": "new connection per request (case 3)",
+}
+
+
+def parse_instr(text):
+    """counts.tsv → [(label, instructions per request)]; unknown or broken lines skipped."""
+    rows = []
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit() or int(parts[1]) == 0:
+            continue
+        rows.append((parts[0], int(parts[2]) / int(parts[1])))
+    return rows
+
+
+def instr_section(raw):
+    rows = parse_instr(read(os.path.join(raw, "instr", "counts.tsv")))
+    if not rows:
+        return []
+    per = dict(rows)
+    out = ["## Instructions per request (callgrind, one worker)", "",
+           "Counted in the data plane process only (not the kernel, the client or the backend); unlike req/s, these do not move with the VM's speed.", "",
+           "| case | instructions per request |", "|---|---:|"]
+    out += [f"| {INSTR_LABELS.get(label, label)} | {n / 1000:,.1f}k |" for label, n in rows]
+    if "keep_alive" in per and "protected" in per:
+        out.append(f"| protected ÷ keep-alive | {per['protected'] / per['keep_alive']:.2f}× |")
+    return out + [""]
+
+
 def render(raw):
     meta = tsv(os.path.join(raw, "meta.tsv"))
     peers = [p for p in read(os.path.join(raw, "peers.txt")).split() if p]
@@ -392,6 +425,7 @@ def render(raw):
         out += case_table(case, title, case_runs[case], peers, rss)
     out += [f"## (7) {meta.get('idle_conns', '10000')} idle keep-alive connections", ""]
     out += idle_section(raw, peers, idle_rss)
+    out += instr_section(raw)
     cp = cp_section(raw)
     if cp:
         out += ["## Control plane → data planes", ""] + cp
@@ -427,6 +461,7 @@ status codes: 50000 2xx, 0 3xx, 0 4xx, 0 5xx
     assert r["rps"] == 5000.5 and r["p50"] == 0.2 and r["p99"] == 0.3 and r["errors"] == 5, r
     crit = "lookup_10k_proxies_20k_routes/exact_host\n                        time:   [41.1 ns 41.5 ns 41.9 ns]\ncompile/10k time:   [1.0 ms 2.0 ms 3.0 ms]\n"
     assert parse_criterion(crit) == [("lookup_10k_proxies_20k_routes/exact_host", "41.5 ns"), ("compile/10k", "2.0 ms")], parse_criterion(crit)
+    assert parse_instr("keep_alive\t1000\t42000000\nbroken\t0\t5\nprotected\t10\tx\n") == [("keep_alive", 42000.0)]
     print("report.py selftest ok")
 
 

@@ -11,8 +11,9 @@
 #   BENCH_ROUNDS=3         rounds; each round runs every proxy once, in turn (A B C D A B C D ...)
 #   BENCH_CONNECTIONS=64   wrk connections (2 threads); h2load uses 16 connections x 8 streams
 #   BENCH_PEERS="portcullis nginx haproxy caddy"
-#   BENCH_CASES="h1_small h1_64k h1_close https https_hs h2c jwt idle cp micro"
+#   BENCH_CASES="h1_small h1_64k h1_close https https_hs h2c jwt idle instr cp micro"
 #   BENCH_IDLE_CONNS=10000 connections for the idle-memory case
+#   BENCH_INSTR_REQUESTS=5000  requests per measurement in the instructions-per-request case
 #   BENCH_CP_WRITES=200    sequential writes per latency measurement
 #   BENCH_BULK_PROXIES=10000  proxies (with 2 routes each) for the large-snapshot case
 #   BENCH_CPUS=0,1         CPUs every process (load generator, proxies, backend) is confined to
@@ -26,16 +27,18 @@ ROOT=$PWD
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
   DURATION=${BENCH_DURATION:-3}; ROUNDS=${BENCH_ROUNDS:-1}; WARMUP=1
   CP_WRITES=${BENCH_CP_WRITES:-50}; BULK_PROXIES=${BENCH_BULK_PROXIES:-1000}; MICRO_TIME=1
+  INSTR_REQUESTS=${BENCH_INSTR_REQUESTS:-1000}
   MODE="quick (BENCH_QUICK=1): smoke test, numbers are indicative only"
 else
   DURATION=${BENCH_DURATION:-10}; ROUNDS=${BENCH_ROUNDS:-3}; WARMUP=2
   CP_WRITES=${BENCH_CP_WRITES:-200}; BULK_PROXIES=${BENCH_BULK_PROXIES:-10000}; MICRO_TIME=3
+  INSTR_REQUESTS=${BENCH_INSTR_REQUESTS:-5000}
   MODE="default"
 fi
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 H2_CLIENTS=16; H2_STREAMS=8
 PEERS=${BENCH_PEERS:-portcullis nginx haproxy caddy}
-CASES=${BENCH_CASES:-h1_small h1_64k h1_close https https_hs h2c jwt idle cp micro}
+CASES=${BENCH_CASES:-h1_small h1_64k h1_close https https_hs h2c jwt idle instr cp micro}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 BENCH_CPUS=${BENCH_CPUS:-0,1}
 BENCH_HOST=bench.local
@@ -46,12 +49,13 @@ CP_HTTP_PORT=$((base + 10)); CP_GRPC_PORT=$((base + 11))
 PORTCULLIS_PORT=$((base + 12)); PORTCULLIS_ADMIN_PORT=$((base + 13))
 # The fixture data plane (HTTPS and JWT cases); base+19 is a control plane that is never started.
 PFIX_PORT=$((base + 14)); PFIX_TLS_PORT=$((base + 15)); PFIX_ADMIN_PORT=$((base + 16)); PFIX_CP_PORT=$((base + 19))
+INSTR_PORT=$((base + 17)); INSTR_ADMIN_PORT=$((base + 18))   # the fixture data plane under callgrind
 NGINX_PORT=$((base + 30)); NGINX_H2_PORT=$((base + 31)); NGINX_TLS_PORT=$((base + 32))
 HAPROXY_PORT=$((base + 40)); HAPROXY_H2_PORT=$((base + 41)); HAPROXY_TLS_PORT=$((base + 42))
 CADDY_PORT=$((base + 50)); CADDY_TLS_PORT=$((base + 51))
 CPB_HTTP_PORT=$((base + 60)); CPB_GRPC_PORT=$((base + 61))   # control-plane case, dp i: base+70+2i
 ALL_PORTS="$BACKEND_PORT $CP_HTTP_PORT $CP_GRPC_PORT $PORTCULLIS_PORT $PORTCULLIS_ADMIN_PORT $NGINX_PORT
-  $PFIX_PORT $PFIX_TLS_PORT $PFIX_ADMIN_PORT $PFIX_CP_PORT $NGINX_TLS_PORT $HAPROXY_TLS_PORT $CADDY_TLS_PORT
+  $PFIX_PORT $PFIX_TLS_PORT $PFIX_ADMIN_PORT $PFIX_CP_PORT $INSTR_PORT $INSTR_ADMIN_PORT $NGINX_TLS_PORT $HAPROXY_TLS_PORT $CADDY_TLS_PORT
   $NGINX_H2_PORT $HAPROXY_PORT $HAPROXY_H2_PORT $CADDY_PORT $CPB_HTTP_PORT $CPB_GRPC_PORT
   $((base + 72)) $((base + 73)) $((base + 74)) $((base + 75)) $((base + 76)) $((base + 77))"
 
@@ -71,7 +75,8 @@ has_case() { [[ " $CASES " == *" $1 "* ]]; }
 
 ensure_tools() {
   local missing=() updated=0 tool pkg
-  for tool in nginx:nginx haproxy:haproxy caddy:caddy wrk:wrk h2load:nghttp2-client taskset:util-linux curl:curl; do
+  for tool in nginx:nginx haproxy:haproxy caddy:caddy wrk:wrk h2load:nghttp2-client taskset:util-linux curl:curl \
+    valgrind:valgrind; do
     command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -102,7 +107,7 @@ build() {
 
 prepare() {
   rm -rf "$WORK"
-  mkdir -p "$WORK/logs" "$WORK/pids" "$RAW/rss" "$RAW/idle" "$RAW/cp" "$ROOT/bench/results"
+  mkdir -p "$WORK/logs" "$WORK/pids" "$RAW/rss" "$RAW/idle" "$RAW/instr" "$RAW/cp" "$ROOT/bench/results"
   local p
   for p in $ALL_PORTS; do port_free "$p" || die "port $p is in use (set BENCH_PORT_BASE)"; done
   # The idle case needs >10k descriptors in the client and in each proxy.
@@ -249,6 +254,45 @@ run_idle_case() {
   done
 }
 
+# ----- instructions per request -----
+
+# Wall-clock rates on a shared VM move by ±20 % between runs; instruction counts do not.
+# The fixture data plane runs under callgrind with one worker; for each measurement
+# instr_load.py sends INSTR_REQUESTS requests between zeroing the counters and dumping
+# them, so start-up and warm-up are left out. Writes LABEL<TAB>REQUESTS<TAB>INSTRUCTIONS
+# lines to $RAW/instr/counts.tsv.
+run_instr_case() {
+  local dir=$WORK/instr pid label
+  mkdir -p "$dir"
+  cp -r "$WORK/pfix/dp-cache" "$dir/dp-cache"
+  PORTCULLIS_ENROLMENT_TOKEN=unused TOKIO_WORKER_THREADS=2 NO_COLOR=1 \
+    start_bg instr valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
+    "$BIN/portcullis-data-plane" --control-plane "http://127.0.0.1:$PFIX_CP_PORT" \
+    --node-id bench-instr --workers 1 --http-listen "127.0.0.1:$INSTR_PORT" \
+    --admin-listen "127.0.0.1:$INSTR_ADMIN_PORT" --cache-dir "$dir/dp-cache"
+  pid=$(pid_of instr)
+  WAIT_TRIES=600 wait_http "http://127.0.0.1:$INSTR_PORT/small" "data plane under callgrind" "$BENCH_HOST"
+  local token load=(python3 "$ROOT/bench/instr_load.py" --port "$INSTR_PORT")
+  token=$(cat "$WORK/pfix/token")
+  "${load[@]}" --host "$BENCH_HOST" --count 300
+  "${load[@]}" --host "$AUTH_HOST" --token "$token" --count 300
+  : >"$RAW/instr/counts.tsv"
+  for label in keep_alive protected new_connection; do
+    log "case instr: $INSTR_REQUESTS requests, $label"
+    callgrind_control -z "$pid" >/dev/null
+    case $label in
+      keep_alive) "${load[@]}" --host "$BENCH_HOST" --count "$INSTR_REQUESTS" ;;
+      protected) "${load[@]}" --host "$AUTH_HOST" --token "$token" --count "$INSTR_REQUESTS" ;;
+      new_connection) "${load[@]}" --host "$BENCH_HOST" --close --count "$INSTR_REQUESTS" ;;
+    esac
+    rm -f "$dir"/callgrind.out.*
+    callgrind_control -d "$label" "$pid" >/dev/null
+    printf '%s\t%s\t%s\n' "$label" "$INSTR_REQUESTS" \
+      "$(awk '/^totals:/ { print $2 }' "$dir"/callgrind.out.*)" >>"$RAW/instr/counts.tsv"
+  done
+  stop instr
+}
+
 # ----- control plane -----
 
 cpb_dp() { # cpb_dp I — starts data plane I for the control-plane case
@@ -337,6 +381,7 @@ main() {
     if has_case "$name"; then run_load_case "$name"; fi
   done
   if has_case idle; then run_idle_case; fi
+  if has_case instr; then run_instr_case; fi
   for peer in $PEERS; do stop "$peer"; done
   stop pfix
   stop cp

@@ -37,9 +37,10 @@ stop_all() {
 }
 
 # wait_http URL [WHAT] [HOST] — until URL answers (any HTTP status except 000/404 with HOST).
+# Tries every 0.1 s, WAIT_TRIES times (default 200).
 wait_http() {
   local url=$1 what=${2:-$1} host=${3:-} code
-  for _ in $(seq 1 200); do
+  for _ in $(seq 1 "${WAIT_TRIES:-200}"); do
     if [ -n "$host" ]; then
       code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" "$url" || true)
       [ "$code" = 200 ] && return 0

@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Sequential requests for the `instr` case of bench/run.sh (instructions per request).
+
+The data plane runs under callgrind, about fifty times slower than normal, so the load is
+a plain loop, not wrk: COUNT GET requests on one keep-alive connection, or each on a new
+connection with `--close`. One connection, so that it is never idle long enough to be
+parked (50 ms) however slow the machine: parking and waking would add instructions that
+depend on timing. Every answer must be 200, or the count would include error paths;
+exits non-zero otherwise.
+
+    instr_load.py --port P --host H --count N [--token T] [--close]
+"""
+
+import argparse
+import http.client
+import socket
+import sys
+
+
+def keep_alive(args, headers):
+    conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=60)
+    for i in range(args.count):
+        conn.request("GET", args.path, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            sys.exit(f"request {i}: status {response.status}")
+
+
+def new_connection_each(args, headers):
+    lines = [f"GET {args.path} HTTP/1.1", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    for i in range(args.count):
+        with socket.create_connection(("127.0.0.1", args.port), timeout=60) as sock:
+            sock.sendall(request)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        if not answer.startswith(b"HTTP/1.1 200"):
+            sys.exit(f"request {i}: {answer[:40]!r}")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--path", default="/small")
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--token")
+    parser.add_argument("--close", action="store_true")
+    args = parser.parse_args()
+    headers = {"Host": args.host}
+    if args.token:
+        headers["Authorization"] = "Bearer " + args.token
+    (new_connection_each if args.close else keep_alive)(args, headers)
+
+
+if __name__ == "__main__":
+    main()
