@@ -237,17 +237,21 @@ async fn proxies_rewrites_and_maps_errors() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn streams_bodies_both_ways() -> Result<()> {
-    let backend = start_backend().await?;
-    let (proxy, _) = start_proxy(backend).await?;
-
-    // Upload: 32 MiB in 64 KiB chunks, streamed.
+/// POSTs `chunks` to `/upload` on `host`, one every `gap`, as a streamed body; returns the
+/// status and the backend's answer (the number of bytes it received).
+async fn upload(
+    proxy: SocketAddr,
+    host: &str,
+    chunks: Vec<Bytes>,
+    gap: Duration,
+) -> Result<(StatusCode, Bytes)> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(2);
     tokio::spawn(async move {
-        let chunk = Bytes::from(vec![7u8; 64 * 1024]);
-        for _ in 0..512 {
-            if tx.send(Ok(Frame::data(chunk.clone()))).await.is_err() {
+        for chunk in chunks {
+            if !gap.is_zero() {
+                tokio::time::sleep(gap).await;
+            }
+            if tx.send(Ok(Frame::data(chunk))).await.is_err() {
                 return;
             }
         }
@@ -255,17 +259,24 @@ async fn streams_bodies_both_ways() -> Result<()> {
     let client = Client::builder(TokioExecutor::new())
         .build_http::<StreamBody<tokio_stream::wrappers::ReceiverStream<Result<Frame<Bytes>, Infallible>>>>();
     let req = Request::post(format!("http://{proxy}/upload"))
-        .header("host", "keep.test")
+        .header("host", host)
         .body(StreamBody::new(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         ))?;
-    let body = client
-        .request(req)
-        .await?
-        .into_body()
-        .collect()
-        .await?
-        .to_bytes();
+    let response = client.request(req).await?;
+    let status = response.status();
+    Ok((status, response.into_body().collect().await?.to_bytes()))
+}
+
+#[tokio::test]
+async fn streams_bodies_both_ways() -> Result<()> {
+    let backend = start_backend().await?;
+    let (proxy, _) = start_proxy(backend).await?;
+
+    // Upload: 32 MiB in 64 KiB chunks, streamed.
+    let chunk = Bytes::from(vec![7u8; 64 * 1024]);
+    let (status, body) = upload(proxy, "keep.test", vec![chunk; 512], Duration::ZERO).await?;
+    assert_eq!(status, StatusCode::OK);
     assert_eq!(&body[..], (32 * 1024 * 1024).to_string().as_bytes());
 
     // An empty upload (`Content-Length: 0`) reaches the upstream as an ended body.
@@ -303,30 +314,9 @@ async fn a_slow_upload_outlives_the_read_timeout() -> Result<()> {
     let (proxy, _) = start_proxy(backend).await?;
 
     // a.slow.test has a 300 ms read timeout; the body takes ~1.2 s to arrive.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
-    tokio::spawn(async move {
-        for _ in 0..12 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            if tx
-                .send(Ok(Frame::data(Bytes::from_static(b"0123456789"))))
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
-    });
-    let client = Client::builder(TokioExecutor::new())
-        .build_http::<StreamBody<tokio_stream::wrappers::ReceiverStream<Result<Frame<Bytes>, Infallible>>>>();
-    let req = Request::post(format!("http://{proxy}/upload"))
-        .header("host", "a.slow.test")
-        .body(StreamBody::new(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        ))?;
     let started = std::time::Instant::now();
-    let response = client.request(req).await?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
+    let chunks = vec![Bytes::from_static(b"0123456789"); 12];
+    let (status, body) = upload(proxy, "a.slow.test", chunks, Duration::from_millis(100)).await?;
     assert_eq!((status, &body[..]), (StatusCode::OK, &b"120"[..]));
     assert!(
         started.elapsed() >= Duration::from_millis(1000),
