@@ -86,8 +86,9 @@ pin_project! {
         #[pin]
         timer: Sleep,
         settings: &'u UpstreamSettings,
-        // Bytes of request body the upstream has taken; `None` without a body.
+        // Request-body frames the upstream has taken; `None` without a body.
         progress: Option<Arc<AtomicU64>>,
+        // `progress` when the timer was last started.
         seen: u64,
         client_upgrade: Option<OnUpgrade>,
     }
