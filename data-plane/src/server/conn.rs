@@ -37,7 +37,6 @@ use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -143,21 +142,19 @@ async fn read_preface<T: Transport>(stream: &mut T) -> io::Result<Preface> {
     Ok(Preface::H2(Bytes::copy_from_slice(&buf)))
 }
 
+/// HTTP/2 until the connection closes. Never parked (hyper's HTTP/2 state has no idle
+/// point to take apart), so nothing reads its [`Activity`]; it goes through the same
+/// [`Service`] as HTTP/1.1 all the same, for one request path.
 async fn serve_h2<T: Transport>(
     stream: T,
     first: Bytes,
     conn: Arc<Connection>,
 ) -> hyper::Result<()> {
-    let io = Socket::new(stream, first, Arc::new(Activity::new()));
-    let service = service_fn(move |req| {
-        let conn = conn.clone();
-        Box::pin(
-            async move { Ok::<_, Infallible>(proxy::handle(&conn.store, &conn.info, req).await) },
-        )
-    });
+    let activity = Arc::new(Activity::new());
+    let io = Socket::new(stream, first, activity.clone());
     http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
-        .serve_connection(TokioIo::new(io), service)
+        .serve_connection(TokioIo::new(io), Service { conn, activity })
         .await
 }
 
