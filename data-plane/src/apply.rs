@@ -9,17 +9,26 @@ use portcullis_proto::v1 as pb;
 use prost::Message;
 
 use crate::cache::SnapshotCache;
-use crate::config::{CompileError, Snapshot};
+use crate::config::{CompileError, Snapshot, Superseded};
 use crate::store::ConfigStore;
 use crate::upstream::ClientCache;
 
 /// Compiles, publishes and caches snapshots. Calls must not overlap (the stream applies
-/// one snapshot at a time).
+/// one snapshot at a time, and persists it before the next).
 #[derive(Debug)]
 pub struct Applier {
     store: Arc<ConfigStore>,
     clients: Arc<ClientCache>,
     cache: SnapshotCache,
+}
+
+/// A snapshot being served that still has to be persisted ([`Applier::persist`]).
+#[derive(Debug)]
+#[must_use = "hand it to Applier::persist so the snapshot is cached"]
+pub struct Published {
+    version: u64,
+    replaced: Option<Arc<Snapshot>>,
+    wire: pb::ConfigSnapshot,
 }
 
 // === impl Applier ===
@@ -42,21 +51,46 @@ impl Applier {
     /// Compiles and publishes `snapshot`, then writes it to the cache. On error nothing
     /// changes and the previous snapshot keeps being served.
     pub async fn apply(&self, snapshot: pb::ConfigSnapshot) -> Result<u64, CompileError> {
-        let (compiled, snapshot) = self.compile(snapshot).await?;
+        let published = self.publish(snapshot, &Superseded::never()).await?;
+        let version = published.version;
+        self.persist(published).await;
+        Ok(version)
+    }
+
+    /// Compiles `snapshot` unless `superseded` stops it, and serves it. On error nothing
+    /// changes and the previous snapshot keeps being served. The result must be handed to
+    /// [`Applier::persist`]; in between, the data plane can already say it serves it.
+    pub async fn publish(
+        &self,
+        snapshot: pb::ConfigSnapshot,
+        superseded: &Superseded,
+    ) -> Result<Published, CompileError> {
+        let (compiled, wire) = self.compile(snapshot, superseded.clone()).await?;
         let version = compiled.version();
         let replaced = self.store.publish(Arc::new(compiled));
         tracing::info!(
             version,
-            proxies = snapshot.proxies.len(),
-            routes = snapshot.routes.len(),
+            proxies = wire.proxies.len(),
+            routes = wire.routes.len(),
             "applied config snapshot"
         );
+        Ok(Published {
+            version,
+            replaced,
+            wire,
+        })
+    }
+
+    /// Frees the snapshot `published` replaced and writes `published` to the cache, off
+    /// the async workers: at 10,000 proxies each takes tens of milliseconds.
+    pub async fn persist(&self, published: Published) {
+        let Published { replaced, wire, .. } = published;
         let cache = self.cache.clone();
         let written = tokio::task::spawn_blocking(move || {
             // Requests still running on the old snapshot keep it alive; otherwise it is
-            // freed here, off the async workers, together with the wire copy.
+            // freed here.
             drop(replaced);
-            cache.write(&snapshot.encode_to_vec())
+            cache.write(&wire.encode_to_vec())
         })
         .await;
         match written {
@@ -64,7 +98,6 @@ impl Applier {
             Ok(Err(error)) => tracing::warn!(%error, "cannot write snapshot cache"),
             Err(error) => tracing::warn!(%error, "snapshot cache writer failed"),
         }
-        Ok(version)
     }
 
     /// Serves the cached snapshot, if there is one that still decodes and compiles.
@@ -90,7 +123,7 @@ impl Applier {
                 return None;
             }
         };
-        match self.compile(snapshot).await {
+        match self.compile(snapshot, Superseded::never()).await {
             Ok((compiled, _)) => {
                 let version = compiled.version();
                 // Nothing is served before the cache is restored: nothing to drop.
@@ -108,10 +141,11 @@ impl Applier {
     async fn compile(
         &self,
         snapshot: pb::ConfigSnapshot,
+        superseded: Superseded,
     ) -> Result<(Snapshot, pb::ConfigSnapshot), CompileError> {
         let clients = self.clients.clone();
         let (compiled, snapshot) = tokio::task::spawn_blocking(move || {
-            let compiled = Snapshot::compile(&snapshot, &clients);
+            let compiled = Snapshot::compile_unless_superseded(&snapshot, &clients, &superseded);
             (compiled, snapshot)
         })
         .await

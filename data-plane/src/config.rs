@@ -40,6 +40,7 @@ mod https;
 mod memo;
 mod proxy;
 mod route;
+mod superseded;
 mod target;
 
 pub use self::error::{CompileError, InvalidField, Reason};
@@ -48,6 +49,7 @@ pub use self::hostname::HostPattern;
 pub use self::https::{HttpsSettings, hsts_header};
 pub use self::proxy::Proxy;
 pub use self::route::REGEX_SIZE_LIMIT;
+pub use self::superseded::Superseded;
 pub use self::target::Target;
 
 /// One compiled, immutable configuration version.
@@ -75,6 +77,17 @@ impl Snapshot {
         snapshot: &pb::ConfigSnapshot,
         clients: &ClientCache,
     ) -> Result<Self, CompileError> {
+        Self::compile_unless_superseded(snapshot, clients, &Superseded::never())
+    }
+
+    /// [`Snapshot::compile`], given up between phases with [`CompileError::Superseded`]
+    /// once `superseded` is marked. Nothing is kept from a compile given up but parsed
+    /// targets and regexes in the memo, which the next compile reuses.
+    pub fn compile_unless_superseded(
+        snapshot: &pb::ConfigSnapshot,
+        clients: &ClientCache,
+        superseded: &Superseded,
+    ) -> Result<Self, CompileError> {
         let keys = tls::provider().key_provider;
         let certificates = Certificates::compile(
             &snapshot.certificates,
@@ -90,6 +103,7 @@ impl Snapshot {
             .iter()
             .map(ProxySpec::try_from)
             .collect::<Result<Vec<_>, _>>()?;
+        superseded.check()?;
         let mut index = HashMap::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
             let name = spec.pattern.to_string();
@@ -114,6 +128,7 @@ impl Snapshot {
             .filter(|r| r.enabled)
             .map(|r| link(r, &services, &index))
             .collect::<Result<Vec<_>, _>>()?;
+        superseded.check()?;
         let access: Vec<Arc<RouteAccess>> = routes
             .iter()
             .map(|(spec, linked)| Arc::new(route_access(spec, linked, &specs)))
@@ -130,6 +145,7 @@ impl Snapshot {
             }
         }
 
+        superseded.check()?;
         let mut http_hosts = HostTable::default();
         let mut https_hosts = HostTable::default();
         for (i, spec) in specs.iter().enumerate() {
@@ -177,6 +193,8 @@ impl Snapshot {
             }
         }
 
+        // The last chance: what follows prunes the shared client pools and ages the memo.
+        superseded.check()?;
         let timeouts: Vec<_> = specs.iter().map(|s| s.connect_timeout).collect();
         clients.retain(&timeouts);
         route::REGEXES.rotate();

@@ -331,7 +331,7 @@ impl Bulk {
             .filter_map(|b| b["dp_apply_ms"].as_f64())
             .collect();
         let final_published = logs.cp_published(final_version);
-        let applied_after_last = logs.dp_applied_after(last_write_wall);
+        let applied_after_last = logs.dp_applied_after(last_write_wall, final_version);
 
         Ok(json!({
             "kind": "bulk",
@@ -507,10 +507,16 @@ impl Logs {
             .collect()
     }
 
-    fn dp_applied_after(&self, wall: i64) -> Vec<usize> {
+    /// How many snapshots up to `last` each data plane applied from `wall` on.
+    fn dp_applied_after(&self, wall: i64, last: u64) -> Vec<usize> {
         self.dps
             .iter()
-            .map(|lines| lines.iter().filter(|(t, _)| *t >= wall).count())
+            .map(|lines| {
+                lines
+                    .iter()
+                    .filter(|&&(t, v)| t >= wall && v <= last)
+                    .count()
+            })
             .collect()
     }
 }

@@ -77,6 +77,10 @@ pub enum CompileError {
     /// Compilation did not finish (the worker task panicked or was cancelled).
     #[error("snapshot compilation aborted")]
     Aborted,
+    /// A newer snapshot arrived while this one compiled, so it was given up: it would have
+    /// been replaced at once. Not a fault of the snapshot; nothing is NACKed.
+    #[error("snapshot compilation given up for a newer snapshot")]
+    Superseded,
 }
 
 /// One invalid field and why. Fields are private: only the compiler creates these.

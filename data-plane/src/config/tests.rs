@@ -601,3 +601,31 @@ fn redirect_mode_needs_a_key_and_an_issuer_and_sends_page_loads_to_log_in() {
         Some(http::StatusCode::UNAUTHORIZED)
     );
 }
+
+#[test]
+fn a_marked_compile_is_given_up_only_before_its_deadline() {
+    let s = snapshot(vec![proxy("a.test", "http://up:80")], vec![], vec![]);
+    let later = std::time::Instant::now() + Duration::from_secs(60);
+
+    let unmarked = Superseded::until(later);
+    let compiled = Snapshot::compile_unless_superseded(&s, &clients(), &unmarked);
+    assert!(compiled.is_ok(), "an unmarked compile runs to its end");
+
+    let marked = Superseded::until(later);
+    marked.mark();
+    let given_up = Snapshot::compile_unless_superseded(&s, &clients(), &marked);
+    assert!(matches!(given_up, Err(CompileError::Superseded)));
+
+    let overdue = Superseded::until(std::time::Instant::now());
+    overdue.mark();
+    let compiled = Snapshot::compile_unless_superseded(&s, &clients(), &overdue);
+    assert_eq!(
+        compiled.map(|c| c.version()).ok(),
+        Some(7),
+        "past the deadline it finishes"
+    );
+
+    let never = Superseded::never();
+    never.mark();
+    assert!(Snapshot::compile_unless_superseded(&s, &clients(), &never).is_ok());
+}

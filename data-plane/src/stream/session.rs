@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use pb::data_plane_message::Kind;
 use portcullis_proto::v1 as pb;
@@ -11,10 +12,16 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::ControlPlane;
 use crate::apply::Applier;
+use crate::config::{CompileError, Superseded};
 use crate::report::Report;
 
 /// Largest snapshot accepted (certificates make them grow).
 const MAX_SNAPSHOT_BYTES: usize = 64 * 1024 * 1024;
+
+/// How long after the last apply a compile may still be given up when a newer snapshot
+/// arrives. Past it the compile in progress runs to its end, so under a steady stream of
+/// writes a data plane still serves a version at most about this old plus one compile.
+const GIVE_UP_WINDOW: Duration = Duration::from_secs(1);
 
 /// Why a session ended.
 pub(super) enum SessionEnd {
@@ -67,6 +74,7 @@ async fn session(
     // Receiving and applying run side by side: while a snapshot compiles, newer ones keep
     // arriving and replace each other in `latest`, so after a burst of writes only the
     // newest is compiled and ACKed (ACKs say "serving version N", not "saw every version").
+    // The first to arrive also stops the compile in progress (see `GIVE_UP_WINDOW`).
     let latest = Latest::default();
     let receive = async {
         let end = receive(&mut inbound, &latest, progressed).await;
@@ -88,6 +96,8 @@ struct Latest {
 struct Slot {
     snapshot: Option<pb::ConfigSnapshot>,
     closed: bool,
+    /// The flag of the snapshot handed out last, which may still be compiling.
+    compiling: Option<Superseded>,
 }
 
 impl Latest {
@@ -95,9 +105,15 @@ impl Latest {
         self.slot.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Replaces any snapshot still waiting (it is outdated now).
+    /// Replaces any snapshot still waiting (it is outdated now) and tells the compile in
+    /// progress, if any, that it is outdated too.
     fn put(&self, snapshot: pb::ConfigSnapshot) {
-        self.lock().snapshot = Some(snapshot);
+        let mut slot = self.lock();
+        slot.snapshot = Some(snapshot);
+        if let Some(compiling) = &slot.compiling {
+            compiling.mark();
+        }
+        drop(slot);
         self.wake.notify_one();
     }
 
@@ -107,13 +123,16 @@ impl Latest {
         self.wake.notify_one();
     }
 
-    /// The next snapshot to apply, `None` once closed and drained.
-    async fn next(&self) -> Option<pb::ConfigSnapshot> {
+    /// The next snapshot to apply, with the flag a newer one marks, which may stop its
+    /// compile until `deadline`; `None` once closed and drained.
+    async fn next(&self, deadline: Instant) -> Option<(pb::ConfigSnapshot, Superseded)> {
         loop {
             {
                 let mut slot = self.lock();
                 if let Some(snapshot) = slot.snapshot.take() {
-                    return Some(snapshot);
+                    let superseded = Superseded::until(deadline);
+                    slot.compiling = Some(superseded.clone());
+                    return Some((snapshot, superseded));
                 }
                 if slot.closed {
                     return None;
@@ -136,26 +155,44 @@ async fn receive(
     Ok(())
 }
 
-/// Applies what [`Latest`] holds until it closes, answering each with ACK or NACK.
+/// Applies what [`Latest`] holds until it closes, answering each with ACK or NACK; a
+/// compile given up for a newer snapshot gets no answer (the newer one does).
 async fn apply_latest(applier: &Applier, latest: &Latest, tx: &mpsc::Sender<pb::DataPlaneMessage>) {
-    while let Some(snapshot) = latest.next().await {
+    let mut applied_at = Instant::now();
+    while let Some((snapshot, superseded)) = latest.next(applied_at + GIVE_UP_WINDOW).await {
         let version = snapshot.version;
-        let reply = if applier.store().version() == Some(version) {
-            Kind::Ack(pb::Ack { version })
-        } else {
-            match applier.apply(snapshot).await {
-                Ok(_) => Kind::Ack(pb::Ack { version }),
-                Err(error) => {
-                    tracing::warn!(version, %error, "rejected config snapshot; keeping the previous one");
-                    Kind::Nack(pb::Nack {
-                        version,
-                        error: error.to_string(),
-                    })
+        if applier.store().version() == Some(version) {
+            if send(tx, Kind::Ack(pb::Ack { version })).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        match applier.publish(snapshot, &superseded).await {
+            Ok(published) => {
+                applied_at = Instant::now();
+                // The ACK says "serving version N": true now, before it is cached.
+                let acked = send(tx, Kind::Ack(pb::Ack { version })).await;
+                applier.persist(published).await;
+                if acked.is_err() {
+                    return;
                 }
             }
-        };
-        if send(tx, reply).await.is_err() {
-            return;
+            Err(CompileError::Superseded) => {
+                tracing::debug!(
+                    version,
+                    "gave up compiling config snapshot; a newer one arrived"
+                );
+            }
+            Err(error) => {
+                tracing::warn!(version, %error, "rejected config snapshot; keeping the previous one");
+                let nack = pb::Nack {
+                    version,
+                    error: error.to_string(),
+                };
+                if send(tx, Kind::Nack(nack)).await.is_err() {
+                    return;
+                }
+            }
         }
     }
 }
@@ -172,5 +209,46 @@ impl fmt::Display for SessionEnd {
             Self::Status(status) => write!(f, "{:?}: {}", status.code(), status.message()),
             Self::Closed => f.write_str("closed by the control plane"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(version: u64) -> pb::ConfigSnapshot {
+        pb::ConfigSnapshot {
+            version,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_newer_snapshot_replaces_the_waiting_one_and_marks_the_compiling_one() {
+        let latest = Latest::default();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        latest.put(snapshot(1));
+        let (first, compiling) = latest.next(deadline).await.expect("snapshot 1");
+        assert_eq!(first.version, 1);
+
+        latest.put(snapshot(2));
+        latest.put(snapshot(3));
+        let s = pb::ConfigSnapshot::default();
+        let clients = crate::upstream::ClientCache::with_roots(rustls::RootCertStore::empty());
+        let given_up = crate::config::Snapshot::compile_unless_superseded(&s, &clients, &compiling);
+        assert!(
+            matches!(given_up, Err(CompileError::Superseded)),
+            "1 is outdated"
+        );
+
+        let (next, fresh) = latest.next(deadline).await.expect("snapshot 3");
+        assert_eq!(next.version, 3, "2 was replaced while it waited");
+        assert!(
+            crate::config::Snapshot::compile_unless_superseded(&s, &clients, &fresh).is_ok(),
+            "nothing newer has arrived for 3"
+        );
+
+        latest.close();
+        assert!(latest.next(deadline).await.is_none());
     }
 }
