@@ -289,6 +289,8 @@ run_instr_case() {
     callgrind_control -d "$label" "$pid" >/dev/null
     printf '%s\t%s\t%s\n' "$label" "$INSTR_REQUESTS" \
       "$(awk '/^totals:/ { print $2 }' "$dir"/callgrind.out.*)" >>"$RAW/instr/counts.tsv"
+    # Kept for `callgrind_annotate` (where the instructions went).
+    mv "$dir"/callgrind.out.* "$RAW/instr/callgrind.$label"
   done
   stop instr
 }

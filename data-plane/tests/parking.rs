@@ -257,6 +257,8 @@ async fn idle_connections_park_and_wake_with_their_next_request() -> Result<()> 
     response(&mut d).await?;
     let idle_from = tokio::time::Instant::now();
     parked(1).await?;
+    // (The parked count is not looked at from here on.)
+    let trickled = tokio::spawn(trickled_head(proxy));
     tokio::time::sleep(Duration::from_secs(20)).await;
     d.write_all(b"GET /never-finished HTTP/1.1\r\nHost: app.te")
         .await?;
@@ -266,6 +268,43 @@ async fn idle_connections_park_and_wake_with_their_next_request() -> Result<()> 
     assert!(
         matches!(read, Ok(Ok(0))),
         "not closed with nothing sent: {read:?} {rest:?}"
+    );
+    assert!(
+        (Duration::from_secs(29)..Duration::from_secs(32)).contains(&closed_after),
+        "closed {closed_after:?} after the last response"
+    );
+    trickled.await?
+}
+
+/// A head sent a byte every 20 ms from right after a response keeps its connection busy
+/// (hyper keeps reading), so it is not parked, and hyper itself has no head timer: it is
+/// cut off 30 s after that response all the same, with nothing sent.
+async fn trickled_head(proxy: SocketAddr) -> Result<()> {
+    let mut s = TcpStream::connect(proxy).await?;
+    s.write_all(get("/first").as_bytes()).await?;
+    response(&mut s).await?;
+    let from = tokio::time::Instant::now();
+    let (mut r, mut w) = s.into_split();
+    let head = b"GET /trickled HTTP/1.1\r\nHost: app.test\r\nX-Slow: ";
+    tokio::spawn(async move {
+        for byte in head.iter().chain(std::iter::repeat(&b'a')) {
+            if w.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(40), r.read_to_end(&mut rest)).await;
+    let closed_after = from.elapsed();
+    let closed = match &read {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Err(_elapsed) => false,
+    };
+    assert!(
+        closed && rest.is_empty(),
+        "not closed silently: {read:?} {rest:?}"
     );
     assert!(
         (Duration::from_secs(29)..Duration::from_secs(32)).contains(&closed_after),
