@@ -436,6 +436,14 @@ impl<T: AsyncRead + Unpin> AsyncRead for Socket<T> {
             this.activity
                 .read_since_response
                 .store(true, Ordering::Relaxed);
+            // Read on into the same buffer: a prefix is mostly the start of a head (the
+            // h2c check reads up to 24 bytes), and a read that returned it alone would
+            // make hyper grow its buffer, copying it, to read the rest. What this read
+            // finds is returned with the prefix; an error it meets is dropped here, and
+            // the stream fails or ends again at hyper's next read.
+            if this.prefix.is_empty() && buf.remaining() > 0 {
+                let _ = Pin::new(&mut this.stream).poll_read(cx, buf);
+            }
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
