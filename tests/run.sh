@@ -35,6 +35,8 @@ if ! command -v just >/dev/null; then
 fi
 
 cargo fmt --all -- --check
+# The benchmark is not run here (nothing asserts a time), but its report parsers are checked.
+python3 bench/report.py --selftest
 cargo build --workspace --bins
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace --no-fail-fast "$@"
