@@ -49,7 +49,39 @@ async fn backend(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, In
     Ok(Response::new(Full::new(Bytes::from(text))))
 }
 
+/// An upstream that answers as soon as it has a request head, then reads the rest of the
+/// request body: the response is over before the body is.
+async fn early_answering_upstream() -> Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nearly";
+                if s.write_all(answer).await.is_err() {
+                    return;
+                }
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok(addr)
+}
+
 /// The proxy's plain and HTTPS addresses, and the certificate clients must trust.
+/// `app.test` goes to [`backend`], `early.test` to [`early_answering_upstream`].
 async fn start() -> Result<(SocketAddr, SocketAddr, CertificateDer<'static>)> {
     let backend_listener = TcpListener::bind("127.0.0.1:0").await?;
     let backend_addr = backend_listener.local_addr()?;
@@ -62,18 +94,28 @@ async fn start() -> Result<(SocketAddr, SocketAddr, CertificateDer<'static>)> {
             );
         }
     });
+    let early_addr = early_answering_upstream().await?;
     let cert = rcgen::generate_simple_self_signed(vec!["app.test".to_owned()])?;
     let snapshot = pb::ConfigSnapshot {
         version: 1,
-        proxies: vec![pb::ProxyTarget {
-            hostname: "app.test".into(),
-            target_url: format!("http://{backend_addr}"),
-            enabled: true,
-            enable_http: true,
-            enable_https: true,
-            certificate_name: "app".into(),
-            ..Default::default()
-        }],
+        proxies: vec![
+            pb::ProxyTarget {
+                hostname: "app.test".into(),
+                target_url: format!("http://{backend_addr}"),
+                enabled: true,
+                enable_http: true,
+                enable_https: true,
+                certificate_name: "app".into(),
+                ..Default::default()
+            },
+            pb::ProxyTarget {
+                hostname: "early.test".into(),
+                target_url: format!("http://{early_addr}"),
+                enabled: true,
+                enable_http: true,
+                ..Default::default()
+            },
+        ],
         certificates: vec![pb::TlsCertificate {
             name: "app".into(),
             domains: vec!["app.test".into()],
@@ -249,6 +291,23 @@ async fn idle_connections_park_and_wake_with_their_next_request() -> Result<()> 
         drop(t);
         parked(0).await?;
     }
+
+    // A response over before its request body (the upstream answered early): the body
+    // ends in the task that forwards it, which must wake the connection's driver, or the
+    // connection would be neither parked nor ever timed out.
+    let mut e = TcpStream::connect(proxy).await?;
+    e.write_all(
+        b"POST /early HTTP/1.1\r\nHost: early.test\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\n12345\r\n",
+    )
+    .await?;
+    assert_eq!(response(&mut e).await?.1, "early");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(server::parked_connections(), 0, "its request body is open");
+    e.write_all(b"5\r\n67890\r\n0\r\n\r\n").await?;
+    parked(1).await?;
+    drop(e);
+    parked(0).await?;
 
     // The 30 s for a request head run from the end of the last response, across
     // parking: a head started after 20 s parked is cut off 10 s later, not 30.

@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use atomic_waker::AtomicWaker;
 use bytes::{Buf, Bytes};
 use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
@@ -291,7 +292,7 @@ where
             }
             return Poll::Pending;
         }
-        if !activity.is_between_requests() {
+        if activity.is_busy(cx) {
             waiting_since = None;
             return Poll::Pending;
         }
@@ -367,13 +368,18 @@ struct Activity {
     /// hyper's last read on the socket found no data.
     read_blocked: AtomicBool,
     /// hyper read bytes since the last response finished: the start of the next head,
-    /// which stays with hyper (and its head timer) rather than be parked byte by byte.
+    /// which stays with hyper (under the driver's head deadline) rather than be parked
+    /// byte by byte.
     read_since_response: AtomicBool,
     /// Everything hyper wrote has been flushed (its write buffer is empty).
     flushed: AtomicBool,
     /// Never park again: a request body was dropped unread (hyper drains it or
     /// closes), or the connection was upgraded.
     pinned: AtomicBool,
+    /// The driver, while a request body is open: a body ends in the task that forwards
+    /// it (or drops it), and nothing else would wake the driver to start the head
+    /// deadline or park the connection afterwards.
+    body_ended: AtomicWaker,
 }
 
 impl Activity {
@@ -386,7 +392,18 @@ impl Activity {
             read_since_response: AtomicBool::new(false),
             flushed: AtomicBool::new(true),
             pinned: AtomicBool::new(false),
+            body_ended: AtomicWaker::new(),
         }
+    }
+
+    /// Whether a request is under way; while a request body is open, `cx` is woken when
+    /// it ends. Registered before the counters are read, so an end in between is seen
+    /// either here or by the wake.
+    fn is_busy(&self, cx: &Context<'_>) -> bool {
+        if self.bodies.load(Ordering::Relaxed) > 0 {
+            self.body_ended.register(cx.waker());
+        }
+        !self.is_between_requests()
     }
 
     /// No request is under way: the next head is awaited (or the last response is
@@ -408,6 +425,8 @@ impl Activity {
 struct Socket<T> {
     stream: T,
     prefix: Bytes,
+    /// An error met reading on after the prefix, returned by the next read.
+    error: Option<io::Error>,
     activity: Arc<Activity>,
 }
 
@@ -416,6 +435,7 @@ impl<T> Socket<T> {
         Self {
             stream,
             prefix,
+            error: None,
             activity,
         }
     }
@@ -439,12 +459,17 @@ impl<T: AsyncRead + Unpin> AsyncRead for Socket<T> {
             // Read on into the same buffer: a prefix is mostly the start of a head (the
             // h2c check reads up to 24 bytes), and a read that returned it alone would
             // make hyper grow its buffer, copying it, to read the rest. What this read
-            // finds is returned with the prefix; an error it meets is dropped here, and
-            // the stream fails or ends again at hyper's next read.
-            if this.prefix.is_empty() && buf.remaining() > 0 {
-                let _ = Pin::new(&mut this.stream).poll_read(cx, buf);
+            // finds is returned with the prefix, an error it meets by the next read.
+            if this.prefix.is_empty()
+                && buf.remaining() > 0
+                && let Poll::Ready(Err(error)) = Pin::new(&mut this.stream).poll_read(cx, buf)
+            {
+                this.error = Some(error);
             }
             return Poll::Ready(Ok(()));
+        }
+        if let Some(error) = this.error.take() {
+            return Poll::Ready(Err(error));
         }
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
@@ -521,7 +546,14 @@ impl RequestBody {
     fn end(&mut self) {
         if !self.ended {
             self.ended = true;
-            self.activity.bodies.fetch_sub(1, Ordering::Relaxed);
+            if self.activity.bodies.fetch_sub(1, Ordering::Relaxed) == 1 {
+                // What hyper read up to here was this body, not the next head, even when
+                // it came after the response.
+                self.activity
+                    .read_since_response
+                    .store(false, Ordering::Relaxed);
+                self.activity.body_ended.wake();
+            }
         }
     }
 }

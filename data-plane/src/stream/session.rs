@@ -96,7 +96,8 @@ struct Latest {
 struct Slot {
     snapshot: Option<pb::ConfigSnapshot>,
     closed: bool,
-    /// The flag of the snapshot handed out last, which may still be compiling.
+    /// The flag of the snapshot handed out last, which may still be compiling (marking
+    /// it once its compile has ended changes nothing).
     compiling: Option<Superseded>,
 }
 
@@ -214,6 +215,8 @@ impl fmt::Display for SessionEnd {
 
 #[cfg(test)]
 mod tests {
+    use prost::Message;
+
     use super::*;
 
     fn snapshot(version: u64) -> pb::ConfigSnapshot {
@@ -250,5 +253,60 @@ mod tests {
 
         latest.close();
         assert!(latest.next(deadline).await.is_none());
+    }
+
+    /// 5,000 proxies: a compile long enough to be caught half-way.
+    fn large(version: u64) -> pb::ConfigSnapshot {
+        pb::ConfigSnapshot {
+            version,
+            proxies: (0..5_000)
+                .map(|i| pb::ProxyTarget {
+                    hostname: format!("p{i}.test"),
+                    target_url: format!("http://10.0.0.1:{}", 1_000 + i),
+                    enabled: true,
+                    enable_http: true,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_compile_given_up_for_a_newer_snapshot_gets_no_answer_and_the_newer_one_is_acked()
+    -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let cache = crate::cache::SnapshotCache::new(dir.path());
+        let applier = Applier::new(
+            std::sync::Arc::default(),
+            std::sync::Arc::new(crate::upstream::ClientCache::with_roots(
+                rustls::RootCertStore::empty(),
+            )),
+            cache.clone(),
+        );
+        let latest = Latest::default();
+        let (tx, mut rx) = mpsc::channel(8);
+        latest.put(large(1));
+        let newer_arrives = async {
+            while latest.lock().compiling.is_none() {
+                tokio::task::yield_now().await;
+            }
+            latest.put(large(2));
+            latest.close();
+        };
+        tokio::join!(apply_latest(&applier, &latest, &tx), newer_arrives);
+        drop(tx);
+
+        let mut replies = Vec::new();
+        while let Some(message) = rx.recv().await {
+            replies.push(message.kind);
+        }
+        assert_eq!(replies, [Some(Kind::Ack(pb::Ack { version: 2 }))]);
+        assert_eq!(applier.store().version(), Some(2));
+        let cached = cache
+            .read()?
+            .map(|b| pb::ConfigSnapshot::decode(b.as_slice()));
+        assert_eq!(cached.and_then(Result::ok).map(|s| s.version), Some(2));
+        Ok(())
     }
 }
