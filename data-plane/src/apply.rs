@@ -26,7 +26,6 @@ pub struct Applier {
 #[derive(Debug)]
 #[must_use = "hand it to Applier::persist so the snapshot is cached"]
 pub struct Published {
-    version: u64,
     replaced: Option<Arc<Snapshot>>,
     wire: pb::ConfigSnapshot,
 }
@@ -52,7 +51,7 @@ impl Applier {
     /// changes and the previous snapshot keeps being served.
     pub async fn apply(&self, snapshot: pb::ConfigSnapshot) -> Result<u64, CompileError> {
         let published = self.publish(snapshot, &Superseded::never()).await?;
-        let version = published.version;
+        let version = published.wire.version;
         self.persist(published).await;
         Ok(version)
     }
@@ -74,17 +73,13 @@ impl Applier {
             routes = wire.routes.len(),
             "applied config snapshot"
         );
-        Ok(Published {
-            version,
-            replaced,
-            wire,
-        })
+        Ok(Published { replaced, wire })
     }
 
     /// Frees the snapshot `published` replaced and writes `published` to the cache, off
     /// the async workers: at 10,000 proxies each takes tens of milliseconds.
     pub async fn persist(&self, published: Published) {
-        let Published { replaced, wire, .. } = published;
+        let Published { replaced, wire } = published;
         let cache = self.cache.clone();
         let written = tokio::task::spawn_blocking(move || {
             // Requests still running on the old snapshot keep it alive; otherwise it is

@@ -162,38 +162,42 @@ async fn apply_latest(applier: &Applier, latest: &Latest, tx: &mpsc::Sender<pb::
     let mut applied_at = Instant::now();
     while let Some((snapshot, superseded)) = latest.next(applied_at + GIVE_UP_WINDOW).await {
         let version = snapshot.version;
-        if applier.store().version() == Some(version) {
-            if send(tx, Kind::Ack(pb::Ack { version })).await.is_err() {
-                return;
+        let ack = Kind::Ack(pb::Ack { version });
+        let (reply, published) = if applier.store().version() == Some(version) {
+            (Some(ack), None)
+        } else {
+            match applier.publish(snapshot, &superseded).await {
+                Ok(published) => {
+                    applied_at = Instant::now();
+                    (Some(ack), Some(published))
+                }
+                Err(CompileError::Superseded) => {
+                    tracing::debug!(
+                        version,
+                        "gave up compiling config snapshot; a newer one arrived"
+                    );
+                    (None, None)
+                }
+                Err(error) => {
+                    tracing::warn!(version, %error, "rejected config snapshot; keeping the previous one");
+                    let nack = pb::Nack {
+                        version,
+                        error: error.to_string(),
+                    };
+                    (Some(Kind::Nack(nack)), None)
+                }
             }
-            continue;
+        };
+        // The ACK says "serving version N": true once published, before it is cached.
+        let sent = match reply {
+            Some(reply) => send(tx, reply).await,
+            None => Ok(()),
+        };
+        if let Some(published) = published {
+            applier.persist(published).await;
         }
-        match applier.publish(snapshot, &superseded).await {
-            Ok(published) => {
-                applied_at = Instant::now();
-                // The ACK says "serving version N": true now, before it is cached.
-                let acked = send(tx, Kind::Ack(pb::Ack { version })).await;
-                applier.persist(published).await;
-                if acked.is_err() {
-                    return;
-                }
-            }
-            Err(CompileError::Superseded) => {
-                tracing::debug!(
-                    version,
-                    "gave up compiling config snapshot; a newer one arrived"
-                );
-            }
-            Err(error) => {
-                tracing::warn!(version, %error, "rejected config snapshot; keeping the previous one");
-                let nack = pb::Nack {
-                    version,
-                    error: error.to_string(),
-                };
-                if send(tx, Kind::Nack(nack)).await.is_err() {
-                    return;
-                }
-            }
+        if sent.is_err() {
+            return;
         }
     }
 }
@@ -215,9 +219,17 @@ impl fmt::Display for SessionEnd {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use prost::Message;
 
     use super::*;
+    use crate::config::Snapshot;
+    use crate::upstream::ClientCache;
+
+    fn clients() -> ClientCache {
+        ClientCache::with_roots(rustls::RootCertStore::empty())
+    }
 
     fn snapshot(version: u64) -> pb::ConfigSnapshot {
         pb::ConfigSnapshot {
@@ -237,8 +249,8 @@ mod tests {
         latest.put(snapshot(2));
         latest.put(snapshot(3));
         let s = pb::ConfigSnapshot::default();
-        let clients = crate::upstream::ClientCache::with_roots(rustls::RootCertStore::empty());
-        let given_up = crate::config::Snapshot::compile_unless_superseded(&s, &clients, &compiling);
+        let clients = clients();
+        let given_up = Snapshot::compile_unless_superseded(&s, &clients, &compiling);
         assert!(
             matches!(given_up, Err(CompileError::Superseded)),
             "1 is outdated"
@@ -247,7 +259,7 @@ mod tests {
         let (next, fresh) = latest.next(deadline).await.expect("snapshot 3");
         assert_eq!(next.version, 3, "2 was replaced while it waited");
         assert!(
-            crate::config::Snapshot::compile_unless_superseded(&s, &clients, &fresh).is_ok(),
+            Snapshot::compile_unless_superseded(&s, &clients, &fresh).is_ok(),
             "nothing newer has arrived for 3"
         );
 
@@ -277,13 +289,7 @@ mod tests {
     -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let cache = crate::cache::SnapshotCache::new(dir.path());
-        let applier = Applier::new(
-            std::sync::Arc::default(),
-            std::sync::Arc::new(crate::upstream::ClientCache::with_roots(
-                rustls::RootCertStore::empty(),
-            )),
-            cache.clone(),
-        );
+        let applier = Applier::new(Arc::default(), Arc::new(clients()), cache.clone());
         let latest = Latest::default();
         let (tx, mut rx) = mpsc::channel(8);
         latest.put(large(1));
