@@ -550,7 +550,7 @@ pub(crate) fn is_bearer(value: &http::HeaderValue) -> bool {
         && value.as_bytes().get(6).is_none_or(|b| *b == b' ')
 }
 
-pub(crate) use self::identity::apply as apply_identity;
+pub(crate) use self::identity::{apply as apply_identity, strip_client_claims};
 
 #[cfg(test)]
 mod tests;

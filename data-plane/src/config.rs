@@ -134,6 +134,19 @@ impl Snapshot {
             .map(|(spec, linked)| Arc::new(route_access(spec, linked, &specs)))
             .collect();
         let unrestricted = Arc::new(RouteAccess::default());
+        // Identity header names configured on any proxy outside the default families:
+        // client copies are stripped on every proxy, since one app may be reached through
+        // several, or lose its protection later.
+        let mut identity_headers: Vec<http::HeaderName> = Vec::new();
+        for name in specs
+            .iter()
+            .flat_map(|s| s.policy.configured_identity_headers())
+        {
+            if !identity_headers.contains(name) {
+                identity_headers.push(name.clone());
+            }
+        }
+        let identity_headers: Arc<[http::HeaderName]> = identity_headers.into();
         let mut global = Vec::new();
         let mut scoped: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, (spec, _)) in routes.iter().enumerate() {
@@ -184,6 +197,7 @@ impl Snapshot {
                 policy,
                 RouteTable::new(entries, fallback),
                 https.get(i).cloned().unwrap_or_default(),
+                identity_headers.clone(),
             ));
             if on_http {
                 http_hosts.insert(&spec.pattern, proxy.clone());

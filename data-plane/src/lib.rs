@@ -24,6 +24,7 @@ pub mod body;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod path;
 pub mod policy;
 pub mod proxy;
 mod report;

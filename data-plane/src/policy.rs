@@ -101,6 +101,8 @@ pub fn admit<'p, B>(
     origin: &Origin<'_>,
     req: &mut Request<B>,
 ) -> Result<Admitted<'p>, Rejection> {
+    // Forged identity never reaches an upstream, whatever the proxy's protection.
+    auth::strip_client_claims(req.headers_mut(), proxy.configured_identity_headers());
     let selected = proxy
         .routes(&Gate(()))
         .select(req.method(), req.uri().path());
@@ -188,6 +190,15 @@ impl Policy {
 // === impl PolicySpec ===
 
 impl PolicySpec {
+    /// Identity header names configured outside the default families, if protected.
+    pub(crate) fn configured_identity_headers(&self) -> &[HeaderName] {
+        match self {
+            Self::Protected(auth) => auth.identity.configured(),
+            Self::Session(session) => session.identity().configured(),
+            Self::Open | Self::Unenforceable => &[],
+        }
+    }
+
     /// Reads the wire policy. Modes this data plane does not enforce become
     /// [`PolicySpec::Unenforceable`] (fail closed for that proxy only); malformed values
     /// are errors naming the field.

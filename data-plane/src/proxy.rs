@@ -1,10 +1,14 @@
 //! The request path. Every request goes through these phases, in this order:
 //!
-//! 0. **Listener**: on plain HTTP, ACME HTTP-01 answers and HTTPS redirects (see
-//!    [`handle`]); on HTTPS, HSTS is added to the answer.
+//! 0. **Request target**: the path is normalised once ([`crate::path`]; ambiguous paths
+//!    are refused with 400) and every later phase, and the upstream, see only that form; a
+//!    request that has looped back to this process is refused with 508. Then the
+//!    listener: on plain HTTP, ACME HTTP-01 answers and HTTPS redirects (see [`handle`]);
+//!    on HTTPS, HSTS is added to the answer.
 //! 1. **Host → proxy**: Host (or `:authority`) is normalised and looked up in the
 //!    listener's host table.
-//! 2. **Proxy policy**: [`policy::admit`] runs for every request to that proxy. It looks
+//! 2. **Proxy policy**: [`policy::admit`] runs for every request to that proxy. It removes
+//!    the identity and forwarding headers the client sent (protected or not), and looks
 //!    up the route itself, so the route's extra scopes or admin-set `public` flag count.
 //! 3. **Route → upstream**: only reachable through the admission from phase 2, so a
 //!    route cannot bypass the proxy's protection.
@@ -13,18 +17,21 @@
 //! Errors from any phase are turned into responses in exactly one place
 //! ([`ProxyError::into_response`]).
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::STRICT_TRANSPORT_SECURITY;
-use http::{HeaderValue, Method, Request, Response};
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Method, Request, Response, Uri};
 use http_body::Body;
 
 use self::host::RequestHost;
 use crate::auth::Origin;
 use crate::body::ProxyBody;
 use crate::config::Proxy;
+use crate::path;
 use crate::policy::{self, Admitted};
 use crate::report::Report;
 use crate::router::HostTable;
@@ -67,13 +74,21 @@ pub struct ConnInfo {
 /// redirects, so validation works for names not configured yet), then a proxy that
 /// redirects answers 308. HTTPS: the proxy's HSTS header is set on every response of a
 /// known host, errors included.
-pub async fn handle<B>(store: &ConfigStore, conn: &ConnInfo, req: Request<B>) -> Response<ProxyBody>
+pub async fn handle<B>(
+    store: &ConfigStore,
+    conn: &ConnInfo,
+    mut req: Request<B>,
+) -> Response<ProxyBody>
 where
     B: Body<Data = Bytes, Error = hyper::Error> + Send + Sync + 'static,
 {
     let Some(snapshot) = store.load() else {
         return ProxyError::NotReady.into_response();
     };
+    // Phase 0: one view of the request target for every decision and the upstream.
+    if let Err(error) = normalize_path(&mut req).and_then(|()| headers::check_loop(req.headers())) {
+        return error.into_response();
+    }
     let hosts = match conn.listener {
         Listener::Http { .. } => {
             if let Some(answer) = https::acme_http01(snapshot.acme(), &req) {
@@ -116,6 +131,24 @@ fn find_proxy<'s, B>(
         .lookup_normalized(host.name())
         .ok_or_else(|| ProxyError::unknown_host(host.name()))?;
     Ok((proxy, host))
+}
+
+/// Replaces the request's path with its normal form ([`path::normalize`]), keeping the
+/// query as sent. Allocates only when the path changes.
+fn normalize_path<B>(req: &mut Request<B>) -> Result<(), ProxyError> {
+    let normal = match path::normalize(req.uri().path())? {
+        Cow::Borrowed(_) => return Ok(()),
+        Cow::Owned(normal) => normal,
+    };
+    let mut parts = std::mem::take(req.uri_mut()).into_parts();
+    let target = match parts.path_and_query.as_ref().and_then(PathAndQuery::query) {
+        Some(query) => format!("{normal}?{query}"),
+        None => normal,
+    };
+    parts.path_and_query =
+        Some(PathAndQuery::try_from(target).map_err(|e| ProxyError::UpstreamUri(e.into()))?);
+    *req.uri_mut() = Uri::from_parts(parts).map_err(|e| ProxyError::UpstreamUri(e.into()))?;
+    Ok(())
 }
 
 async fn proxy_request<B>(

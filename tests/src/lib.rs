@@ -61,3 +61,42 @@ pub fn http_client() -> reqwest::Client {
         .expect("reqwest client")
 }
 pub use backend::WsEcho;
+
+/// A raw HTTP/1.1 exchange for requests no client library sends as written (dot segments,
+/// `%2e`, backslashes: `reqwest` resolves or rejects those before sending). Sends
+/// `METHOD target` to `base` (`http://host:port`) with `Host: host`, `Connection: close` and
+/// `headers`, and returns the status and the whole response (head and body) as text.
+pub async fn raw_request(
+    base: &str,
+    method: &str,
+    target: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect for a raw request");
+    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .expect("write a raw request");
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut response))
+        .await
+        .expect("raw response within 30 s")
+        .expect("read a raw response");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    (status, text)
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use portcullis_tests::browser::{self, alice, github_login};
 use portcullis_tests::github::GithubServer;
-use portcullis_tests::{Backend, ControlPlane, DataPlane, eventually, http_client};
+use portcullis_tests::{Backend, ControlPlane, DataPlane, eventually, http_client, raw_request};
 use serde_json::{Value, json};
 
 const REDIRECT: &str = "http://127.0.0.1:53998/callback";
@@ -729,4 +729,98 @@ async fn opted_in_token_and_renamed_identity_headers_reach_the_backend() {
     let resp = get(&dp, host, "/tools", &[("x-remote-user", "mallory")]).await;
     assert_eq!(resp.status(), 401);
     assert_eq!(backend.received(), ["/tools"]);
+}
+
+/// Issue #16 items 1 and 2: one normalised path decides routing, public routes and route
+/// scopes, and is what the upstream receives; prefixes match whole segments. Every request
+/// here is written by hand: client libraries resolve dot segments before sending.
+#[tokio::test]
+async fn paths_are_normalised_before_routing_public_routes_and_scopes() {
+    let l = login_fixture().await;
+    let cp = &l.cp;
+    let files = Backend::start("files").await;
+    let api = Backend::start("api").await;
+    let dp = DataPlane::start(cp, "dp-edge-paths").await;
+    let host = "files.example.com";
+    cp.cli_ok(&["proxy", "create", host, &files.url]);
+    cp.cli_ok(&[
+        "proxy",
+        "auth",
+        "enable",
+        host,
+        "--auth-host",
+        "auth.example.com",
+        "--mode",
+        "forward",
+        "--scope",
+        "mcp",
+    ]);
+    cp.cli_ok(&[
+        "route", "create", "/pub", "url", &files.url, "--proxy", host, "--public",
+    ]);
+    cp.cli_ok(&[
+        "route", "create", "/admin", "url", &files.url, "--proxy", host, "--scope", "admin",
+    ]);
+    cp.cli_ok(&["route", "create", "/api", "url", &api.url, "--proxy", host]);
+    let token = format!(
+        "Bearer {}",
+        access_token(&l, "https://files.example.com").await
+    );
+    once_accepted(&dp, host, &[("authorization", &token)]).await;
+    let send = |target: &'static str, auth: bool| {
+        let headers: Vec<(&str, &str)> = if auth {
+            vec![("authorization", token.as_str())]
+        } else {
+            vec![]
+        };
+        let dp = &dp;
+        async move { raw_request(&dp.http, "GET", target, host, &headers).await.0 }
+    };
+
+    // The public route covers its own segments only, after dot segments are resolved.
+    assert_eq!(send("/pub/x", false).await, 200);
+    for sneaky in [
+        "/pub/../secret.txt",
+        "/pub/%2e%2e/secret.txt",
+        "/pub/%2E%2E/secret.txt",
+        "/pub/./../secret.txt",
+        "//pub/../secret.txt",
+        "/pubsecret",
+        "/pub.txt",
+    ] {
+        assert_eq!(send(sneaky, false).await, 401, "{sneaky} without a token");
+    }
+    // No normal form is safe for every upstream: refused before any decision.
+    for ambiguous in [
+        "/pub/..%2Fsecret.txt",
+        "/pub/..%2fsecret.txt",
+        "/pub/..%5Csecret.txt",
+        "/pub/..;/secret.txt",
+        "/pub/%00",
+        "/pub/%zz",
+    ] {
+        assert_eq!(send(ambiguous, false).await, 400, "{ambiguous}");
+    }
+    // A route's extra scope applies however its path is spelled.
+    for spelled in [
+        "/admin",
+        "/x/../admin",
+        "/./admin",
+        "/api/%2e%2e/admin",
+        "/%61dmin",
+        "//admin/",
+    ] {
+        assert_eq!(
+            send(spelled, true).await,
+            403,
+            "{spelled} without scope admin"
+        );
+    }
+    // `/api` is a segment prefix: `/apix` falls back to the proxy's own target.
+    assert_eq!(send("/apix", true).await, 200);
+    // The upstream receives the path that was decided on, query as sent.
+    assert_eq!(send("/api/v1/./x/../y?q=%2e%2e", true).await, 200);
+
+    assert_eq!(files.received(), ["/tools", "/pub/x", "/apix"]);
+    assert_eq!(api.received(), ["/api/v1/y?q=%2e%2e"]);
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use portcullis_tests::{Backend, ControlPlane, DataPlane, http_client};
+use portcullis_tests::{Backend, ControlPlane, DataPlane, http_client, raw_request};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -319,4 +319,98 @@ async fn http2_clients_are_served() {
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["backend"], "a");
+}
+
+/// Issue #16 item 5: identity a client claims never reaches an upstream, on open proxies too
+/// (an app reached through a second, open proxy, or whose protection was turned off), including
+/// the names configured on another proxy; nor do path overrides or `X-Forwarded-Port`.
+#[tokio::test]
+async fn client_identity_headers_are_stripped_on_open_proxies() {
+    let cp = ControlPlane::start().await;
+    let dp = DataPlane::start(&cp, "dp-forged").await;
+    let a = Backend::start("a").await;
+    cp.cli_ok(&["proxy", "create", "open.example.com", &a.url]);
+    cp.cli_ok(&["proxy", "create", "closed.example.com", &a.url]);
+    cp.cli_ok(&[
+        "proxy",
+        "auth",
+        "enable",
+        "closed.example.com",
+        "--auth-host",
+        "auth.example.com",
+        "--mode",
+        "forward",
+        "--identity-header",
+        "user=X-Remote-User",
+    ]);
+    sync(&cp, &dp).await;
+    let forged = [
+        "x-auth-user",
+        "x-auth-email",
+        "x-auth-request-user",
+        "x-forwarded-user",
+        "x-forwarded-email",
+        "x-forwarded-groups",
+        "x-forwarded-sub",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x-remote-user",
+        "x-original-url",
+        "x-rewrite-url",
+    ];
+    let mut req = http_client()
+        .get(format!("{}/page", dp.http))
+        .header("host", "open.example.com")
+        .header("x-kept", "1");
+    for name in forged {
+        req = req.header(name, "mallory");
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let seen: Value = r.json().await.unwrap();
+    for name in forged {
+        assert!(
+            seen["headers"].get(name).is_none(),
+            "{name} reached the backend: {seen}"
+        );
+    }
+    assert_eq!(seen["headers"]["x-kept"], "1", "{seen}");
+    assert_eq!(seen["path"], "/page");
+}
+
+/// Issue #16 item 3: a proxy whose target is the data plane itself is a loop; the request
+/// that comes back is refused (508) instead of recursing until descriptors run out.
+#[tokio::test]
+async fn a_proxy_that_targets_the_data_plane_itself_is_refused_as_a_loop() {
+    let cp = ControlPlane::start().await;
+    let dp = DataPlane::start(&cp, "dp-loop").await;
+    let a = Backend::start("a").await;
+    cp.cli_ok(&[
+        "proxy",
+        "create",
+        "loop.example.com",
+        &dp.http,
+        "--preserve-host",
+    ]);
+    cp.cli_ok(&["proxy", "create", "fine.example.com", &a.url]);
+    sync(&cp, &dp).await;
+    let r = dp.get("loop.example.com", "/x").await;
+    assert_eq!(r.status(), StatusCode::LOOP_DETECTED);
+    // A client cannot make us take part in a long chain either, and other proxies still work.
+    let hops = vec!["1.1 p"; 17].join(", ");
+    let (status, _) =
+        raw_request(&dp.http, "GET", "/", "fine.example.com", &[("via", &hops)]).await;
+    assert_eq!(status, 508);
+    let (status, text) = raw_request(
+        &dp.http,
+        "GET",
+        "/",
+        "fine.example.com",
+        &[("via", "1.1 lb")],
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    // The upstream sees our Via entry after the client's (the echo keeps the last line).
+    assert!(text.contains(r#""via":"1.1 portcullis-"#), "{text}");
+    assert_eq!(a.received(), ["/"]);
 }

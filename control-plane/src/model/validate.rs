@@ -187,6 +187,14 @@ pub fn path_pattern(kind: MatchKind, raw: &str) -> Result<String> {
                     "must not contain spaces, control characters, '?' or '#'",
                 ));
             }
+            if !is_normal_path(raw) {
+                return Err(ServiceError::invalid(
+                    FIELD,
+                    "must be a normalised path (data planes match the normal form of request \
+                     paths): no '.' or '..' segments, no '//', no '\\', and '%' only in escapes \
+                     of reserved characters with upper-case hex (not %2F, %5C or %00)",
+                ));
+            }
         }
         MatchKind::Regex => {
             regex::RegexBuilder::new(raw)
@@ -196,6 +204,38 @@ pub fn path_pattern(kind: MatchKind, raw: &str) -> Result<String> {
         }
     }
     Ok(raw.to_owned())
+}
+
+/// Whether `path` is already in the normal form data planes match request paths in (their
+/// `path` module): a pattern in any other form could never match.
+fn is_normal_path(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    let escape_ok = |i: usize| {
+        let hex = |b: Option<&u8>| match b {
+            Some(c @ b'0'..=b'9') => Some(c - b'0'),
+            Some(c @ b'A'..=b'F') => Some(c - b'A' + 10),
+            _ => None,
+        };
+        let (Some(hi), Some(lo)) = (hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) else {
+            return false;
+        };
+        let c = hi << 4 | lo;
+        !(c == 0
+            || c == b'/'
+            || c == b'\\'
+            || c.is_ascii_alphanumeric()
+            || matches!(c, b'-' | b'.' | b'_' | b'~'))
+    };
+    path.starts_with('/')
+        && !path.contains("//")
+        && !path.contains('\\')
+        && !path[1..]
+            .split('/')
+            .any(|seg| matches!(seg.split(';').next(), Some("." | "..")))
+        && bytes
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b != b'%' || escape_ok(i))
 }
 
 /// Upper-cases and checks HTTP method tokens, dropping duplicates.

@@ -1,8 +1,8 @@
 //! Identity headers on the way to the upstream.
 //!
-//! On a protected proxy the upstream must be able to trust these headers, so every copy
-//! the client sent is removed first (the seed trusted a client-sent identity header and
-//! let anyone in), the client's bearer token is removed (it was issued for this proxy,
+//! The upstream must be able to trust these headers, so every copy the client sent is
+//! removed first, on every proxy ([`strip_client_claims`]; the seed trusted a
+//! client-sent identity header and let anyone in), the client's bearer token is removed (it was issued for this proxy,
 //! not for the upstream: no token passthrough, unless the proxy opted in with
 //! `forward_token` and the token was verified), and only then are values from verified
 //! claims set. The `X-Auth-*` names can be renamed per proxy ([`IdentityHeaders`]);
@@ -37,16 +37,8 @@ pub(crate) const X_AUTH_CLIENT_ID: HeaderName = HeaderName::from_static("x-auth-
 /// Groups, comma separated.
 pub(crate) const X_AUTH_GROUPS: HeaderName = HeaderName::from_static("x-auth-groups");
 
-/// A `static`: a `const` array would be built and dropped at every use.
-static IDENTITY: [HeaderName; 4] = [
-    X_FORWARDED_USER,
-    X_FORWARDED_EMAIL,
-    X_FORWARDED_GROUPS,
-    X_FORWARDED_SUB,
-];
-
-/// Any header with this prefix is identity-like (`X-Auth-Request-User`, `X-Auth-User`, …)
-/// and never comes from the client.
+/// Names with this prefix are identity-like (`X-Auth-Request-User`, `X-Auth-User`, …) and
+/// are stripped from every client request by prefix; configured names outside it are listed.
 const X_AUTH_PREFIX: &str = "x-auth-";
 
 /// The configurable items: admin key, field named in errors, default header.
@@ -88,6 +80,12 @@ impl Default for IdentityHeaders {
 }
 
 impl IdentityHeaders {
+    /// Configured names outside the `X-Auth-*` family: every proxy strips client copies of
+    /// these ([`strip_client_claims`]).
+    pub(crate) fn configured(&self) -> &[HeaderName] {
+        &self.extra_strip
+    }
+
     /// Validates the wire settings; errors name the field (`auth.identity_headers.<key>`).
     pub(crate) fn from_proto(
         forward_token: bool,
@@ -185,16 +183,40 @@ fn value(claim: &'static str, raw: &str) -> Option<HeaderValue> {
     v
 }
 
-/// Whether the client may not send `name`: identity headers, default or configured.
-fn is_identity(name: &HeaderName, ids: &IdentityHeaders) -> bool {
-    name.as_str().starts_with(X_AUTH_PREFIX)
-        || IDENTITY.contains(name)
-        || ids.extra_strip.contains(name)
+/// Whether a client may not send `name`: identity (`X-Auth-*`, every `X-Forwarded-*` but
+/// those this proxy sets, which are replaced anyway, and the identity names configured on
+/// any proxy of the snapshot) and path overrides some frameworks honour (`X-Original-URL`,
+/// `X-Rewrite-URL`), which would let a client choose a path other than the one decided on.
+fn is_client_claim(name: &str, configured: &[HeaderName]) -> bool {
+    name.starts_with("x-auth-")
+        || name.starts_with("x-forwarded-")
+        || matches!(name, "x-original-url" | "x-original-uri" | "x-rewrite-url")
+        || configured.iter().any(|c| c.as_str() == name)
+}
+
+/// Removes every header a client may not claim (see [`is_client_claim`]). One scan over the
+/// names present; allocates only when there is something to remove.
+pub(crate) fn strip_client_claims(headers: &mut HeaderMap, configured: &[HeaderName]) {
+    if !headers
+        .keys()
+        .any(|k| is_client_claim(k.as_str(), configured))
+    {
+        return;
+    }
+    let forged: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| is_client_claim(k.as_str(), configured))
+        .cloned()
+        .collect();
+    for name in forged {
+        headers.remove(name);
+    }
 }
 
 /// Strips the bearer token (unless the proxy opted in, `token_verified` says the verdict
-/// came from verifying that very header, and it admitted a user) and forged identity
-/// headers, then sets identity from `verdict` under the proxy's configured names.
+/// came from verifying that very header, and it admitted a user), then sets identity from
+/// `verdict` under the proxy's configured names. Client copies of identity headers are
+/// already gone: [`strip_client_claims`] runs first for every proxy, protected or not.
 pub(crate) fn apply(
     headers: &mut HeaderMap,
     verdict: &Verdict,
@@ -205,17 +227,6 @@ pub(crate) fn apply(
         ids.forward_token && token_verified && matches!(verdict, Verdict::Authenticated(_));
     if !keep_token && headers.get_all(AUTHORIZATION).iter().any(super::is_bearer) {
         headers.remove(AUTHORIZATION);
-    }
-    // One pass over the client's header names; allocates only when it sent such headers.
-    if headers.keys().any(|k| is_identity(k, ids)) {
-        let forged: Vec<HeaderName> = headers
-            .keys()
-            .filter(|k| is_identity(k, ids))
-            .cloned()
-            .collect();
-        for name in forged {
-            headers.remove(name);
-        }
     }
     let Verdict::Authenticated(claims) = verdict else {
         return;

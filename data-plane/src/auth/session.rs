@@ -188,6 +188,11 @@ impl std::fmt::Debug for CookieKey {
 // === impl SessionSpec ===
 
 impl SessionSpec {
+    /// Identity header names.
+    pub(crate) fn identity(&self) -> &IdentityHeaders {
+        &self.identity
+    }
+
     /// Validates the wire settings; errors name the wire field.
     pub(crate) fn from_proto(
         p: &portcullis_proto::v1::ProxyAuthPolicy,

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderName;
 use portcullis_proto::v1 as pb;
 
 use super::error::{CompileError, InvalidField, Reason};
@@ -47,6 +48,9 @@ pub struct Proxy {
     policy: Policy,
     routes: RouteTable<Routed>,
     https: HttpsSettings,
+    /// Identity header names configured on any proxy of the snapshot (outside the default
+    /// families), stripped from this proxy's requests too.
+    identity_headers: Arc<[HeaderName]>,
 }
 
 // === impl ProxySpec ===
@@ -126,13 +130,21 @@ impl Proxy {
         policy: Policy,
         routes: RouteTable<Routed>,
         https: HttpsSettings,
+        identity_headers: Arc<[HeaderName]>,
     ) -> Self {
         Self {
             hostname: hostname.into(),
             policy,
             routes,
             https,
+            identity_headers,
         }
+    }
+
+    /// Identity header names configured on any proxy of the snapshot, outside the default
+    /// families: a client may not send them here either.
+    pub(crate) fn configured_identity_headers(&self) -> &[HeaderName] {
+        &self.identity_headers
     }
 
     /// The configured hostname (`*.example.com` for wildcards), for logs.

@@ -8,6 +8,7 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::body::{self, ProxyBody};
+use crate::path::PathError;
 use crate::policy::Rejection;
 use crate::upstream::ClientError;
 
@@ -35,6 +36,13 @@ pub enum ProxyError {
     /// Host header and URI authority disagree.
     #[error("Host does not match the request target")]
     HostMismatch,
+    /// The request path has no unambiguous normal form ([`crate::path`]).
+    #[error("refused request path: {0}")]
+    InvalidPath(#[from] PathError),
+    /// The request already passed through this data plane (its `Via` names us) or
+    /// through too many proxies: forwarding it would loop.
+    #[error("forwarding loop detected")]
+    LoopDetected,
     /// No served proxy for this host (carries the host, already capped).
     #[error("no proxy for host {0:?}")]
     UnknownHost(String),
@@ -95,7 +103,8 @@ impl ProxyError {
             Self::MissingHost | Self::DuplicateHost | Self::InvalidHost | Self::HostMismatch => {
                 StatusCode::BAD_REQUEST
             }
-            Self::UpstreamUri(_) => StatusCode::BAD_REQUEST,
+            Self::UpstreamUri(_) | Self::InvalidPath(_) => StatusCode::BAD_REQUEST,
+            Self::LoopDetected => StatusCode::LOOP_DETECTED,
             Self::UnknownHost(_) => StatusCode::NOT_FOUND,
             Self::Rejected(rejection) => rejection.status(),
             Self::Connect(_) | Self::Upstream(_) | Self::UnexpectedUpgrade => {
@@ -114,6 +123,8 @@ impl ProxyError {
             Self::InvalidHost => "400 Bad Request: malformed Host header",
             Self::HostMismatch => "400 Bad Request: Host does not match the request target",
             Self::UpstreamUri(_) => "400 Bad Request: invalid request target",
+            Self::InvalidPath(e) => return format!("400 Bad Request: {e}\n"),
+            Self::LoopDetected => "508 Loop Detected: the request came back to this proxy",
             Self::UnknownHost(host) => return format!("404 Not Found: no proxy for host {host}\n"),
             Self::Rejected(_) => "403 Forbidden",
             Self::Connect(_) => "502 Bad Gateway: upstream connection failed",

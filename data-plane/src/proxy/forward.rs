@@ -52,6 +52,7 @@ where
     let (mut parts, body) = req.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers, client_upgrade.is_some());
     headers::set_forwarding(&mut parts.headers, conn, host);
+    headers::append_via(&mut parts.headers, parts.version);
     let host_value = if settings.preserve_host {
         host.raw().clone()
     } else {

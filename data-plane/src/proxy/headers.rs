@@ -6,14 +6,31 @@
 //! list it as hop-by-hop. For a relayed upgrade, `Connection: upgrade` and `Upgrade` are
 //! kept.
 //!
-//! Client-supplied forwarding headers are not trusted: `Forwarded` is removed and the
-//! `X-Forwarded-*` / `X-Real-IP` values are replaced, never appended to.
+//! Client-supplied forwarding and identity headers are not trusted: the policy strips the
+//! client's identity and `X-Forwarded-*` claims on every proxy (`auth::strip_client_claims`),
+//! and here `Forwarded` is removed and `X-Forwarded-For/-Proto/-Host` / `X-Real-IP` are set from the
+//! connection, never appended to.
+//!
+//! Loops: every forwarded request carries a `Via` entry naming this process by a random
+//! pseudonym; a request that arrives with our own entry, or with more than [`MAX_VIA_HOPS`]
+//! entries, has looped and is refused ([`check_loop`]) before it opens another upstream
+//! connection (a proxy whose target is the data plane itself would otherwise recurse until
+//! descriptors run out).
 
-use http::header::{CONNECTION, FORWARDED, HeaderName, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
-use http::{HeaderMap, HeaderValue};
+use std::sync::LazyLock;
 
+use http::header::{
+    CONNECTION, FORWARDED, HeaderName, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VIA,
+};
+use http::{HeaderMap, HeaderValue, Version};
+
+use super::error::ProxyError;
 use super::host::RequestHost;
 use super::{ConnInfo, Listener};
+
+/// More `Via` entries than this and the request is taken for a loop (a chain of real
+/// proxies is a handful long).
+pub(crate) const MAX_VIA_HOPS: usize = 16;
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -118,4 +135,66 @@ pub(crate) fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> b
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// This process's `Via` entries, one per protocol version it receives, built once.
+struct ViaEntries {
+    /// The random pseudonym naming this process in `Via`.
+    pseudonym: String,
+    http10: HeaderValue,
+    http11: HeaderValue,
+    http2: HeaderValue,
+}
+
+static VIA_ENTRIES: LazyLock<ViaEntries> = LazyLock::new(|| {
+    let pseudonym = format!("portcullis-{:016x}", rand::random::<u64>());
+    let entry = |version: &str| {
+        HeaderValue::try_from(format!("{version} {pseudonym}"))
+            .unwrap_or(HeaderValue::from_static("1.1 portcullis"))
+    };
+    ViaEntries {
+        http10: entry("1.0"),
+        http11: entry("1.1"),
+        http2: entry("2"),
+        pseudonym,
+    }
+});
+
+/// Refuses a request that has already passed through this process or through more than
+/// [`MAX_VIA_HOPS`] proxies. Costs one lookup when the request has no `Via` (the usual case).
+pub(crate) fn check_loop(headers: &HeaderMap) -> Result<(), ProxyError> {
+    let mut values = headers.get_all(VIA).iter().peekable();
+    if values.peek().is_none() {
+        return Ok(());
+    }
+    let ours = VIA_ENTRIES.pseudonym.as_str();
+    let mut hops = 0;
+    for value in values {
+        // Not UTF-8: count it as one hop that is not ours.
+        let Ok(text) = value.to_str() else {
+            hops += 1;
+            continue;
+        };
+        for entry in text.split(',') {
+            hops += 1;
+            // `received-protocol received-by [comment]`
+            let by = entry.split_whitespace().nth(1);
+            if by == Some(ours) || hops > MAX_VIA_HOPS {
+                return Err(ProxyError::LoopDetected);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Appends this process's `Via` entry for a request received as `version` (RFC 9110
+/// §7.6.3).
+pub(crate) fn append_via(headers: &mut HeaderMap, version: Version) {
+    let entries = &*VIA_ENTRIES;
+    let entry = match version {
+        Version::HTTP_10 | Version::HTTP_09 => &entries.http10,
+        Version::HTTP_2 | Version::HTTP_3 => &entries.http2,
+        _ => &entries.http11,
+    };
+    headers.append(VIA, entry.clone());
 }

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use http::Method;
 use regex::Regex;
 
-/// How a route matches the request path (the path only, never the query; as received,
-/// i.e. still percent-encoded).
+/// How a route matches the request path (the path only, never the query; the normal form
+/// of [`crate::path`], so `/x/../admin` and `/%61dmin` are `/admin` here).
 #[derive(Debug)]
 pub enum PathMatch {
-    /// Plain string prefix: `/api` matches `/api`, `/api/x` and `/apix`.
+    /// Whole segments: `/api` matches `/api` and `/api/x`, not `/apix`; a prefix ending in
+    /// `/` matches everything below it.
     Prefix(Box<str>),
     /// Whole path equality.
     Exact(Box<str>),
@@ -54,7 +55,9 @@ pub struct Selected<'a, T> {
 impl PathMatch {
     fn matches(&self, path: &str) -> bool {
         match self {
-            Self::Prefix(p) => path.starts_with(&**p),
+            Self::Prefix(p) => path
+                .strip_prefix(&**p)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || p.ends_with('/')),
             Self::Exact(p) => path == &**p,
             Self::Regex(re) => re.is_match(path),
         }

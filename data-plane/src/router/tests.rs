@@ -170,11 +170,18 @@ fn route_ties_exact_then_regex_then_prefix_then_length_then_id() {
 fn route_kinds_match_as_documented() {
     let t = routes(vec![
         ("prefix", 1, prefix("/api"), &[]),
+        ("dir", 1, prefix("/static/"), &[]),
         ("exact", 1, exact("/health"), &[]),
         ("regex", 1, regex(r"^/v\d+/"), &[]),
     ]);
-    // Plain string prefix, not segment-aware.
-    assert_eq!(pick(&t, Method::GET, "/apix"), "prefix");
+    // Prefixes match whole segments.
+    assert_eq!(pick(&t, Method::GET, "/api"), "prefix");
+    assert_eq!(pick(&t, Method::GET, "/api/"), "prefix");
+    assert_eq!(pick(&t, Method::GET, "/api/users"), "prefix");
+    assert_eq!(pick(&t, Method::GET, "/apix"), "fallback");
+    assert_eq!(pick(&t, Method::GET, "/api.json"), "fallback");
+    assert_eq!(pick(&t, Method::GET, "/static/app.js"), "dir");
+    assert_eq!(pick(&t, Method::GET, "/static"), "fallback");
     assert_eq!(pick(&t, Method::GET, "/health"), "exact");
     assert_eq!(pick(&t, Method::GET, "/health/x"), "fallback");
     assert_eq!(pick(&t, Method::GET, "/v2/items"), "regex");

@@ -53,6 +53,29 @@ fn header_maps() {
 fn patterns() {
     assert!(path_pattern(MatchKind::Prefix, "/api/").is_ok());
     assert!(path_pattern(MatchKind::Prefix, "api").is_err());
+    // Only normal forms: data planes match the normalised request path.
+    for normal in ["/a%20b", "/caf%C3%A9", "/a;b", "/a..b/.c"] {
+        assert!(path_pattern(MatchKind::Exact, normal).is_ok(), "{normal}");
+    }
+    for raw in [
+        "/a/../admin",
+        "/./a",
+        "/a/.",
+        "//a",
+        "/a%2e",
+        "/%61",
+        "/a%2Fb",
+        "/a%5C",
+        "/a%00",
+        "/a%c3%a9",
+        "/a%",
+        "/a%zz",
+        "/a\\b",
+        "/..;/a",
+    ] {
+        let err = path_pattern(MatchKind::Prefix, raw).expect_err(raw);
+        assert!(err.to_string().contains("path_pattern"), "{raw}: {err}");
+    }
     assert!(path_pattern(MatchKind::Regex, "^/v[0-9]+/").is_ok());
     assert!(path_pattern(MatchKind::Regex, "(").is_err());
     // Too large once compiled.
