@@ -65,6 +65,17 @@ pub struct Args {
     /// it the system trust store is used.
     #[arg(long, env = "PORTCULLIS_CA_CERT", value_name = "PEM_FILE")]
     pub ca_cert: Option<PathBuf>,
+
+    /// Most connections one client address may hold open (HTTP and HTTPS together); further
+    /// connections are closed at accept. 0 = no limit. Behind a load balancer that does not
+    /// send the PROXY protocol, every connection has its address: raise this or set 0.
+    #[arg(
+        long,
+        env = "PORTCULLIS_MAX_CONNECTIONS_PER_CLIENT",
+        value_name = "N",
+        default_value_t = 4096
+    )]
+    pub max_connections_per_client: u32,
 }
 
 /// A credential that never appears in `Debug` output or logs.

@@ -73,6 +73,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         http_addr.to_string(),
     )?;
 
+    server::limit_per_client(args.max_connections_per_client);
+    raise_open_file_limit();
     let store = Arc::new(ConfigStore::default());
     let applier = Arc::new(Applier::new(
         store.clone(),
@@ -108,6 +110,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard limit (as nginx's
+/// `worker_rlimit_nofile`): the default soft limit (often 1024) would let a few hundred
+/// clients and their upstream connections exhaust descriptors.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open file limit"),
+    }
 }
 
 async fn shutdown_signal() {

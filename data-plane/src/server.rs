@@ -13,9 +13,12 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::proxy::{ConnInfo, Listener};
 use crate::store::ConfigStore;
 
+mod clients;
 mod conn;
 mod https;
 pub mod workers;
+
+pub use self::clients::{limit_per_client, refused_connections};
 
 pub use self::conn::parked_connections;
 pub use self::https::{HANDSHAKE_TIMEOUT, serve_https};
@@ -29,6 +32,9 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 struct Connection {
     store: Arc<ConfigStore>,
     info: ConnInfo,
+    /// The client address's place among its open connections, held while any task of
+    /// this connection lives.
+    _slot: clients::ClientSlot,
 }
 
 /// Accepts plain-HTTP connections forever and proxies their requests with the current
@@ -36,10 +42,14 @@ struct Connection {
 pub async fn serve_http(listener: TcpListener, store: Arc<ConfigStore>, https_port: u16) {
     loop {
         let (stream, peer) = accept(&listener).await;
+        let Some(slot) = clients::admit(peer.ip()) else {
+            continue;
+        };
         let info = ConnInfo::new(peer, Listener::Http { https_port });
         let conn = Arc::new(Connection {
             store: store.clone(),
             info,
+            _slot: slot,
         });
         tokio::spawn(conn::serve(stream, conn, conn::Protocols::Detect));
     }

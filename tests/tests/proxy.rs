@@ -414,3 +414,72 @@ async fn a_proxy_that_targets_the_data_plane_itself_is_refused_as_a_loop() {
     assert!(text.contains(r#""via":"1.1 portcullis-"#), "{text}");
     assert_eq!(a.received(), ["/"]);
 }
+
+/// Issue #16 item 3: one client address cannot hold every descriptor: past
+/// `--max-connections-per-client` its new connections are closed at accept, other addresses
+/// are served, and a closed connection gives its place back.
+#[tokio::test]
+async fn open_connections_per_client_address_are_bounded() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let cp = ControlPlane::start().await;
+    let dp = DataPlane::start_args(&cp, "dp-conns", &["--max-connections-per-client", "3"]).await;
+    let a = Backend::start("a").await;
+    cp.cli_ok(&["proxy", "create", "c.example.com", &a.url]);
+    sync(&cp, &dp).await;
+    let addr = dp.http.trim_start_matches("http://").to_owned();
+    let port: u16 = addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    // Three idle connections from 127.0.0.1 (the readiness probes went to the admin port).
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    // The fourth is closed without an answer.
+    let mut fourth = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _ = fourth
+        .write_all(b"GET / HTTP/1.1\r\nHost: c.example.com\r\n\r\n")
+        .await;
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), fourth.read(&mut buf))
+        .await
+        .expect("closed promptly")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "{}", String::from_utf8_lossy(&buf[..n]));
+    // Another loopback address is another client.
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = other
+        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .unwrap();
+    other
+        .write_all(b"GET / HTTP/1.1\r\nHost: c.example.com\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    other.read_to_end(&mut answer).await.unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    // Closing one gives its place back.
+    drop(held.pop());
+    portcullis_tests::eventually(Duration::from_secs(5), "a slot is free again", || {
+        let addr = addr.clone();
+        async move {
+            let mut s = tokio::net::TcpStream::connect(&addr).await.ok()?;
+            s.write_all(b"GET / HTTP/1.1\r\nHost: c.example.com\r\nConnection: close\r\n\r\n")
+                .await
+                .ok()?;
+            let mut answer = Vec::new();
+            s.read_to_end(&mut answer).await.ok()?;
+            answer.starts_with(b"HTTP/1.1 200").then_some(())
+        }
+    })
+    .await;
+    drop(held);
+}

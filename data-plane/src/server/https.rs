@@ -17,7 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::conn::{self, Protocols};
-use super::{Connection, accept};
+use super::{Connection, accept, clients};
 use crate::proxy::{ConnInfo, Listener};
 use crate::store::ConfigStore;
 use crate::tls::{ACME_TLS_ALPN, ALPN_H2, ALPN_HTTP11};
@@ -34,6 +34,9 @@ pub async fn serve_https(listener: TcpListener, store: Arc<ConfigStore>, tls: Ar
     let acceptor = TlsAcceptor::from(tls);
     loop {
         let (stream, peer) = accept(&listener).await;
+        let Some(slot) = clients::admit(peer.ip()) else {
+            continue;
+        };
         let (acceptor, store) = (acceptor.clone(), store.clone());
         tokio::spawn(async move {
             let Some(tls) = handshake(&acceptor, stream).await else {
@@ -51,6 +54,7 @@ pub async fn serve_https(listener: TcpListener, store: Arc<ConfigStore>, tls: Ar
             let conn = Arc::new(Connection {
                 store,
                 info: ConnInfo::new(peer, Listener::Https),
+                _slot: slot,
             });
             // Boxed: this task is as large as its largest state for its whole life, and
             // the 1.2 KiB TLS stream would otherwise be copied into every future it
