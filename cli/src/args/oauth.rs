@@ -34,7 +34,8 @@ pub(crate) enum OAuthCommand {
     /// Per-proxy settings: allowed providers, own GitHub app, metadata overrides
     #[command(subcommand)]
     Proxy(ProxySettingsCommand),
-    /// Rotate the token signing key now (the old key stays published until its tokens expire)
+    /// Rotate the token signing key: returns once data planes have the new key (at most
+    /// 10 s), which then signs; the old key stays published until its tokens expire
     RotateKeys,
     /// Token counters and totals
     Metrics,

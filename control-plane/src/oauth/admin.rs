@@ -368,7 +368,7 @@ pub async fn revoke_consent(
     .await
 }
 
-/// Rotates the signing key now.
+/// Rotates the signing key; returns once the new key signs (see [`keys::rotate`]).
 pub async fn rotate_keys(server: &OAuthServer, caller: &Caller) -> Result<String> {
     admin(caller)?;
     keys::rotate(server)

@@ -389,10 +389,6 @@ async fn metadata_doc(State(s): S, headers: HeaderMap) -> Response {
 }
 
 async fn jwks(State(s): S) -> Response {
-    // Make sure a key exists so the first verifier does not see an empty set.
-    if let Err(e) = keys::active(&s).await {
-        return json_error(&e);
-    }
     match keys::jwks(&s).await {
         Ok(doc) => {
             let mut resp = axum::Json(doc).into_response();
@@ -886,7 +882,7 @@ async fn revoke_consent(
 }
 
 #[utoipa::path(post, path = "/api/v1/oauth/keys/rotate", tag = "oauth", security(("bearer" = [])),
-    responses((status = 200, description = "The new key id")))]
+    responses((status = 200, description = "The new key id; it signs from now on (the call waits up to 10 s for data planes to ACK it)")))]
 async fn rotate_keys(State(s): S, c: Caller) -> ApiResult<axum::Json<serde_json::Value>> {
     let kid = admin::rotate_keys(&s, &c).await?;
     Ok(axum::Json(serde_json::json!({"kid": kid})))

@@ -403,8 +403,13 @@ pub struct SigningKeyRecord {
     pub public_jwk: serde_json::Value,
     /// Unix seconds.
     pub created_at: i64,
-    /// When it stopped signing (rotation); it stays published until no token it signed can
-    /// still be valid.
+    /// When it starts signing (Unix seconds): a rotated key is published first and signs
+    /// only once data planes have it (see `keys`). 0 (keys stored before rotation waited)
+    /// = from creation.
+    #[serde(default)]
+    pub signs_from: i64,
+    /// When it stops (or stopped) signing: the moment its successor starts. It stays
+    /// published until no token it signed can still be valid.
     pub retired_at: Option<i64>,
 }
 
