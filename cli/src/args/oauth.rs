@@ -164,9 +164,9 @@ pub(crate) enum SessionCommand {
 /// Consent commands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum ConsentCommand {
-    /// List remembered consents
+    /// List remembered consents (one per user, client and resource)
     List,
-    /// Forget a consent so the user is asked again
+    /// Forget a user's consents for a client (at every resource) so the user is asked again
     Revoke {
         /// The user's subject
         #[arg(long)]

@@ -237,7 +237,7 @@ fn render_next(next: Result<Next, Failure>) -> Response {
                 "Allow access?",
                 &format!(
                     "<p>Signed in as <b>{login}</b>.</p>\
-                     <p>The application <b>{name}</b> (<code>{id}</code>) wants access on your behalf. \
+                     <p>The application <b>{name}</b> (<code>{id}</code>) wants access to {resources} on your behalf. \
                      You will be sent back to <b>{host}</b>.</p><p>It asks for:</p><ul>{scopes}</ul>\
                      <form method=\"post\" action=\"/consent\">\
                      <input type=\"hidden\" name=\"tx\" value=\"{tx}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
@@ -247,6 +247,12 @@ fn render_next(next: Result<Next, Failure>) -> Response {
                     name = escape(&p.client_name),
                     id = escape(&p.client_id),
                     host = escape(&p.redirect_host),
+                    resources = p
+                        .resources
+                        .iter()
+                        .map(|r| format!("<b>{}</b>", escape(r)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     tx = escape(&p.tx),
                     csrf = escape(&p.csrf),
                 ),

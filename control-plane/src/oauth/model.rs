@@ -299,14 +299,18 @@ pub struct TokenFamily {
     pub created_at: i64,
 }
 
-/// Remembered consent of a user for a client.
+/// Remembered consent of a user for a client at one resource.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ConsentRecord {
     /// The user's `sub`.
     pub sub: String,
     /// The client.
     pub client_id: String,
-    /// Scopes consented to.
+    /// The resource (token audience) consented to; empty in consents remembered before
+    /// consent was per resource, which cover nothing.
+    #[serde(default)]
+    pub resource: String,
+    /// Scopes consented to at that resource.
     pub scopes: Vec<String>,
     /// Unix seconds.
     pub created_at: i64,
