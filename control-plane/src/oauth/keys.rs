@@ -263,7 +263,8 @@ pub async fn rotate_if_due(server: &OAuthServer) -> Result<(), OAuthError> {
 /// The public JWKS document from stored key records: current and retired-but-live keys.
 pub fn jwks_from_records(records: &[SigningKeyRecord]) -> serde_json::Value {
     let mut keys: Vec<&SigningKeyRecord> = records.iter().collect();
-    // The signing key first, then retired ones newest first.
+    // Keys not retired (signing, or about to after a rotation) first, then retired ones;
+    // newest first within each.
     keys.sort_by_key(|k| std::cmp::Reverse((k.retired_at.is_none(), k.created_at)));
     serde_json::json!({ "keys": keys.iter().map(|k| &k.public_jwk).collect::<Vec<_>>() })
 }
