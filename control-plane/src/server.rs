@@ -144,6 +144,11 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         // Printed once, to stdout only; it is never logged.
         println!("admin token (shown once, keep it safe): {}", created.secret);
     }
+    let oauth = crate::oauth::OAuthServer::new(cp.clone(), oauth_settings)?;
+    // Before the first snapshot is built, so every data plane has the key of the first token.
+    crate::oauth::keys::ensure(&oauth)
+        .await
+        .context("cannot create the OAuth signing key")?;
     let snapshots = crate::snapshot::spawn_publisher(cp.clone(), cfg.poll_interval);
     crate::acme::spawn_renewer(cp.clone(), cfg.renew_check_interval);
 
@@ -155,7 +160,6 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", cfg.grpc_listen))?;
     tracing::info!(http = %http.local_addr()?, grpc = %grpc.local_addr()?, store = cp.store().backend_name(), "control plane listening");
 
-    let oauth = crate::oauth::OAuthServer::new(cp.clone(), oauth_settings)?;
     oauth.spawn_sweeper(Duration::from_secs(60));
     oauth.install_api_verifier();
     tracing::info!(issuer = %oauth.issuer(), "OAuth authorization server enabled");

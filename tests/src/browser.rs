@@ -95,6 +95,8 @@ pub struct Browsed {
     pub back: url::Url,
     /// Whether a consent page was shown (and answered).
     pub consent_shown: bool,
+    /// That page's HTML; empty when none was shown.
+    pub consent_page: String,
 }
 
 /// Plays the signed-in user's browser from `authorize` to the client's redirect URI,
@@ -111,6 +113,7 @@ pub async fn browse(cp: &ControlPlane, authorize: url::Url, approve: bool) -> Br
         return Browsed {
             back: next,
             consent_shown: false,
+            consent_page: String::new(),
         };
     };
     // The identity provider (auto-approving the signed-in user) sends the browser back.
@@ -131,6 +134,7 @@ pub async fn browse(cp: &ControlPlane, authorize: url::Url, approve: bool) -> Br
         return Browsed {
             back: location(&resp),
             consent_shown: false,
+            consent_page: String::new(),
         };
     }
     assert_eq!(resp.status(), 200, "callback should show consent");
@@ -154,6 +158,7 @@ pub async fn browse(cp: &ControlPlane, authorize: url::Url, approve: bool) -> Br
     Browsed {
         back: location(&resp),
         consent_shown: true,
+        consent_page: page,
     }
 }
 

@@ -225,6 +225,7 @@ async fn github_login_through_an_oauth2_client_yields_an_audience_bound_jwt() {
     let Browsed {
         back,
         consent_shown: consented,
+        ..
     } = browse(&fx.cp, auth_url, true).await;
     assert!(consented, "first login asks for consent");
     assert_eq!(
@@ -302,6 +303,125 @@ async fn github_login_through_an_oauth2_client_yields_an_audience_bound_jwt() {
     let metrics: Value =
         serde_json::from_str(&fx.cp.cli_ok(&["-o", "json", "oauth", "metrics"])).expect("json");
     assert_eq!(metrics["issued"], 1);
+}
+
+/// An authorization request of the public client for `scope` at `resource`.
+fn authorize_for(fx: &Fixture, resource: &str, scope: &str) -> url::Url {
+    let mut u = url::Url::parse(&format!("{}/authorize", fx.cp.http)).expect("url");
+    u.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &fx.public_id)
+        .append_pair("redirect_uri", REDIRECT)
+        .append_pair("code_challenge", CHALLENGE)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("state", "xyz")
+        .append_pair("scope", scope)
+        .append_pair("resource", resource);
+    u
+}
+
+#[tokio::test]
+async fn consent_is_remembered_per_resource_and_covers_fewer_scopes() {
+    let fx = fixture().await;
+    // A resource whose path needs escaping in HTML (`'` and `&` stay as they are in URLs).
+    let other = "https://other.example.com/it's&more";
+    let other_html = "https://other.example.com/it&#x27;s&amp;more";
+
+    let first = browse(&fx.cp, authorize_for(&fx, MCP, "mcp email"), true).await;
+    assert!(first.consent_shown, "first login asks for consent");
+    assert!(param(&first.back, "code").is_some(), "{}", first.back);
+
+    // The same client at another resource: asked again, naming that resource (escaped).
+    let second = browse(&fx.cp, authorize_for(&fx, other, "mcp"), true).await;
+    assert!(
+        second.consent_shown,
+        "consent for {MCP} must not cover {other}"
+    );
+    assert!(
+        first.consent_page.contains(&format!("<b>{MCP}</b>")),
+        "the page names the resource: {}",
+        first.consent_page
+    );
+    assert!(
+        second
+            .consent_page
+            .contains(&format!("<b>{other_html}</b>")),
+        "{}",
+        second.consent_page
+    );
+    assert!(!second.consent_page.contains(other), "unescaped resource");
+    assert!(
+        !second.consent_page.contains(MCP),
+        "{}",
+        second.consent_page
+    );
+    assert!(param(&second.back, "code").is_some(), "{}", second.back);
+
+    // Fewer scopes at a consented resource: no page, a code at once.
+    let again = browse(&fx.cp, authorize_for(&fx, MCP, "mcp"), true).await;
+    assert!(
+        !again.consent_shown,
+        "a subset of consented scopes is covered"
+    );
+    assert!(param(&again.back, "code").is_some(), "{}", again.back);
+    // More scopes than consented there: asked again.
+    let more = browse(&fx.cp, authorize_for(&fx, MCP, "mcp profile"), true).await;
+    assert!(
+        more.consent_shown,
+        "a scope never allowed at {MCP} needs consent"
+    );
+
+    // The store holds one consent per resource; scopes add up per resource.
+    let list: Value =
+        serde_json::from_str(&fx.cp.cli_ok(&["-o", "json", "oauth", "consent", "list"]))
+            .expect("json");
+    let mut items: Vec<(String, Vec<String>)> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|c| {
+            assert_eq!(c["sub"], "github:1001");
+            assert_eq!(c["client_id"], fx.public_id.as_str());
+            let mut scopes: Vec<String> = c["scopes"]
+                .as_array()
+                .expect("scopes")
+                .iter()
+                .map(|s| s.as_str().expect("scope").to_owned())
+                .collect();
+            scopes.sort();
+            (c["resource"].as_str().expect("resource").to_owned(), scopes)
+        })
+        .collect();
+    items.sort();
+    assert_eq!(
+        items,
+        [
+            (
+                MCP.to_owned(),
+                vec!["email".into(), "mcp".into(), "profile".into()]
+            ),
+            (other.to_owned(), vec!["mcp".to_owned()]),
+        ]
+    );
+    // Revoking the client's consent forgets it at every resource.
+    fx.cp.cli_ok(&[
+        "oauth",
+        "consent",
+        "revoke",
+        "--sub",
+        "github:1001",
+        "--client-id",
+        &fx.public_id,
+    ]);
+    let list: Value =
+        serde_json::from_str(&fx.cp.cli_ok(&["-o", "json", "oauth", "consent", "list"]))
+            .expect("json");
+    assert_eq!(list["items"], json!([]));
+    assert!(
+        browse(&fx.cp, authorize_for(&fx, other, "mcp"), true)
+            .await
+            .consent_shown
+    );
 }
 
 #[tokio::test]
@@ -586,6 +706,7 @@ async fn users_outside_the_rules_and_cancelled_logins_get_access_denied() {
     let Browsed {
         back,
         consent_shown: consented,
+        ..
     } = browse(&fx.cp, authorize_url(&fx.cp, &fx.public_id, &[]), false).await;
     assert!(consented);
     assert_eq!(param(&back, "error").as_deref(), Some("access_denied"));
@@ -929,6 +1050,7 @@ async fn client_id_metadata_documents_are_fetched_validated_and_cached() {
     let Browsed {
         back,
         consent_shown: consented,
+        ..
     } = browse(&fx.cp, authorize_url(&fx.cp, &good, &[]), true).await;
     assert!(consented);
     let code = param(&back, "code").expect("code");

@@ -34,7 +34,8 @@ pub(crate) enum OAuthCommand {
     /// Per-proxy settings: allowed providers, own GitHub app, metadata overrides
     #[command(subcommand)]
     Proxy(ProxySettingsCommand),
-    /// Rotate the token signing key now (the old key stays published until its tokens expire)
+    /// Rotate the token signing key: returns once data planes have the new key (at most
+    /// 10 s), which then signs; the old key stays published until its tokens expire
     RotateKeys,
     /// Token counters and totals
     Metrics,
@@ -163,9 +164,9 @@ pub(crate) enum SessionCommand {
 /// Consent commands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum ConsentCommand {
-    /// List remembered consents
+    /// List remembered consents (one per user, client and resource)
     List,
-    /// Forget a consent so the user is asked again
+    /// Forget a user's consents for a client (at every resource) so the user is asked again
     Revoke {
         /// The user's subject
         #[arg(long)]

@@ -264,11 +264,17 @@ pub(crate) async fn run(ctx: &mut Ctx, cmd: OAuthCommand) -> Result<(), CliError
             let items: Vec<Value> = l
                 .items
                 .iter()
-                .map(|x| json!({"sub": x.sub, "client_id": x.client_id, "scopes": x.scopes, "created_at": x.created_at}))
+                .map(|x| json!({"sub": x.sub, "client_id": x.client_id, "resource": x.resource, "scopes": x.scopes, "created_at": x.created_at}))
                 .collect();
             out.emit(&json!({"items": items}), || {
                 lines(&l.items, |x| {
-                    format!("{}\t{}\t{}", x.sub, x.client_id, x.scopes.join(" "))
+                    format!(
+                        "{}\t{}\t{}\t{}",
+                        x.sub,
+                        x.client_id,
+                        x.resource,
+                        x.scopes.join(" ")
+                    )
                 })
             })
         }

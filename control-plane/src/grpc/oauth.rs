@@ -224,6 +224,7 @@ impl pb::o_auth_admin_service_server::OAuthAdminService for OAuthAdminApi {
                 .map(|x| pb::OAuthConsent {
                     sub: x.sub,
                     client_id: x.client_id,
+                    resource: x.resource,
                     scopes: x.scopes,
                     created_at: x.created_at,
                 })

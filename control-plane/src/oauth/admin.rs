@@ -351,7 +351,8 @@ pub async fn list_consents(server: &OAuthServer, caller: &Caller) -> Result<Vec<
     Ok(server.list(Collection::OAuthConsents).await?)
 }
 
-/// Forgets a consent: the user is asked again next time.
+/// Forgets a user's consents for a client, at every resource: the user is asked again
+/// next time.
 pub async fn revoke_consent(
     server: &OAuthServer,
     caller: &Caller,
@@ -359,16 +360,29 @@ pub async fn revoke_consent(
     client_id: &str,
 ) -> Result<()> {
     admin(caller)?;
-    delete_one(
-        server,
-        Collection::OAuthConsents,
-        "consent",
-        &super::authorize::consent_key(sub, client_id),
-    )
-    .await
+    let mut writes = Vec::new();
+    for (key, raw) in server.cp().store().list(Collection::OAuthConsents).await? {
+        let c: ConsentRecord = super::decode(Collection::OAuthConsents, &key, &raw)?;
+        if c.sub == sub && c.client_id == client_id {
+            writes.push(Write::Delete(Collection::OAuthConsents, key));
+        }
+    }
+    if writes.is_empty() {
+        return Err(ServiceError::not_found(
+            "consent",
+            format!("{sub} for {client_id}"),
+        ));
+    }
+    server
+        .apply(Batch {
+            checks: vec![],
+            writes,
+        })
+        .await?;
+    Ok(())
 }
 
-/// Rotates the signing key now.
+/// Rotates the signing key; returns once the new key signs (see [`keys::rotate`]).
 pub async fn rotate_keys(server: &OAuthServer, caller: &Caller) -> Result<String> {
     admin(caller)?;
     keys::rotate(server)

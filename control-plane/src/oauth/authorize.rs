@@ -109,6 +109,8 @@ pub struct ConsentPage {
     pub client_id: String,
     /// Host the code will be sent to.
     pub redirect_host: String,
+    /// Resources (token audiences) the client asks access to.
+    pub resources: Vec<String>,
     /// Scopes that will be granted.
     pub scopes: Vec<String>,
     /// Who is logged in.
@@ -588,13 +590,10 @@ pub async fn callback(
     };
     tx.auth_time = now();
     tx.identity = Some(identity.clone());
-    let consent_key = consent_key(&identity.sub, &tx.client_id);
-    let remembered = server
-        .get::<ConsentRecord>(Collection::OAuthConsents, &consent_key)
-        .await?
-        .is_some_and(|(c, _)| tx.granted_scopes.iter().all(|s| c.scopes.contains(s)));
     // The built-in client of a redirect-mode proxy is first party: no consent page.
-    if remembered || super::edge_session::is_edge_client(&tx.client_id) {
+    if super::edge_session::is_edge_client(&tx.client_id)
+        || remembered_consent(server, &identity.sub, &tx).await?
+    {
         return finish(server, &tx).await;
     }
     let csrf = random_token();
@@ -615,9 +614,39 @@ pub async fn callback(
             .ok()
             .and_then(|u| u.host_str().map(str::to_owned))
             .unwrap_or_default(),
+        resources: consent_resources(server, &tx),
         scopes: tx.granted_scopes.clone(),
         login: identity.login,
     }))
+}
+
+/// What a consent is given for: the requested resources, or the control plane's own API
+/// (the audience of a token asked for without `resource`).
+fn consent_resources(server: &OAuthServer, tx: &LoginTx) -> Vec<String> {
+    if tx.resources.is_empty() {
+        vec![server.issuer().to_owned()]
+    } else {
+        tx.resources.clone()
+    }
+}
+
+/// Whether `sub` already allowed this client every scope of `tx` at each of its resources.
+async fn remembered_consent(
+    server: &OAuthServer,
+    sub: &str,
+    tx: &LoginTx,
+) -> Result<bool, StoreError> {
+    for resource in consent_resources(server, tx) {
+        let key = consent_key(sub, &tx.client_id, &resource);
+        let covered = server
+            .get::<ConsentRecord>(Collection::OAuthConsents, &key)
+            .await?
+            .is_some_and(|(c, _)| tx.granted_scopes.iter().all(|s| c.scopes.contains(s)));
+        if !covered {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// The per-proxy settings that apply to a login for these resources: those of the first
@@ -661,9 +690,10 @@ async fn effective_idp(
     Ok(out)
 }
 
-/// Key of a remembered consent.
-pub fn consent_key(sub: &str, client_id: &str) -> String {
-    format!("{sub}|{client_id}")
+/// Key of the consent of `sub` for `client_id` at `resource`: a hash, since each part may
+/// contain any separator.
+pub fn consent_key(sub: &str, client_id: &str, resource: &str) -> String {
+    sha256_hex(&serde_json::json!([sub, client_id, resource]).to_string())
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -709,20 +739,33 @@ pub async fn consent(
             OAuthError::new("access_denied", "the user declined"),
         ));
     }
-    let record = ConsentRecord {
-        sub: identity.sub.clone(),
-        client_id: tx.client_id.clone(),
-        scopes: tx.granted_scopes.clone(),
-        created_at: now(),
-    };
+    // One consent per resource; scopes allowed before at a resource stay allowed there.
+    let mut writes = Vec::new();
+    for resource in consent_resources(server, &tx) {
+        let key = consent_key(&identity.sub, &tx.client_id, &resource);
+        let mut scopes = server
+            .get::<ConsentRecord>(Collection::OAuthConsents, &key)
+            .await?
+            .map(|(c, _)| c.scopes)
+            .unwrap_or_default();
+        for s in &tx.granted_scopes {
+            if !scopes.contains(s) {
+                scopes.push(s.clone());
+            }
+        }
+        let record = ConsentRecord {
+            sub: identity.sub.clone(),
+            client_id: tx.client_id.clone(),
+            resource,
+            scopes,
+            created_at: now(),
+        };
+        writes.push(put(Collection::OAuthConsents, &key, &record));
+    }
     server
         .apply(Batch {
             checks: vec![],
-            writes: vec![put(
-                Collection::OAuthConsents,
-                &consent_key(&identity.sub, &tx.client_id),
-                &record,
-            )],
+            writes,
         })
         .await?;
     finish(server, &tx).await
@@ -856,6 +899,16 @@ pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn consent_keys_tell_users_clients_and_resources_apart() {
+        let key = consent_key("github:1", "c", "https://a.example");
+        assert_eq!(key, consent_key("github:1", "c", "https://a.example"));
+        assert_ne!(key, consent_key("github:1", "c", "https://b.example"));
+        assert_ne!(key, consent_key("github:2", "c", "https://a.example"));
+        // No separator can make two different triples collide.
+        assert_ne!(consent_key("a|b", "c", "r"), consent_key("a", "b|c", "r"));
+    }
 
     #[test]
     fn resources_are_canonical() {

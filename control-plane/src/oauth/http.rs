@@ -237,7 +237,7 @@ fn render_next(next: Result<Next, Failure>) -> Response {
                 "Allow access?",
                 &format!(
                     "<p>Signed in as <b>{login}</b>.</p>\
-                     <p>The application <b>{name}</b> (<code>{id}</code>) wants access on your behalf. \
+                     <p>The application <b>{name}</b> (<code>{id}</code>) wants access to {resources} on your behalf. \
                      You will be sent back to <b>{host}</b>.</p><p>It asks for:</p><ul>{scopes}</ul>\
                      <form method=\"post\" action=\"/consent\">\
                      <input type=\"hidden\" name=\"tx\" value=\"{tx}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
@@ -247,6 +247,12 @@ fn render_next(next: Result<Next, Failure>) -> Response {
                     name = escape(&p.client_name),
                     id = escape(&p.client_id),
                     host = escape(&p.redirect_host),
+                    resources = p
+                        .resources
+                        .iter()
+                        .map(|r| format!("<b>{}</b>", escape(r)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     tx = escape(&p.tx),
                     csrf = escape(&p.csrf),
                 ),
@@ -389,10 +395,6 @@ async fn metadata_doc(State(s): S, headers: HeaderMap) -> Response {
 }
 
 async fn jwks(State(s): S) -> Response {
-    // Make sure a key exists so the first verifier does not see an empty set.
-    if let Err(e) = keys::active(&s).await {
-        return json_error(&e);
-    }
     match keys::jwks(&s).await {
         Ok(doc) => {
             let mut resp = axum::Json(doc).into_response();
@@ -886,7 +888,7 @@ async fn revoke_consent(
 }
 
 #[utoipa::path(post, path = "/api/v1/oauth/keys/rotate", tag = "oauth", security(("bearer" = [])),
-    responses((status = 200, description = "The new key id")))]
+    responses((status = 200, description = "The new key id; it signs from now on (the call waits up to 10 s for data planes to ACK it)")))]
 async fn rotate_keys(State(s): S, c: Caller) -> ApiResult<axum::Json<serde_json::Value>> {
     let kid = admin::rotate_keys(&s, &c).await?;
     Ok(axum::Json(serde_json::json!({"kid": kid})))

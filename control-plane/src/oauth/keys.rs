@@ -1,8 +1,13 @@
-//! Signing keys: created on first use, rotated on schedule or on demand, and published as a
-//! JWKS until no token they signed can still be valid.
+//! Signing keys: the first created when the control plane starts, rotated on schedule or on
+//! demand, and published as a JWKS until no token they signed can still be valid.
 //!
 //! Private halves are PKCS#8 PEM sealed with the master key. Data planes only ever see the
-//! public JWKS, which travels in the config snapshot.
+//! public JWKS, which travels in the config snapshot, and refuse tokens whose `kid` it
+//! lacks. So a key is published before it signs: a rotated key signs only once every
+//! connected data plane has ACKed a snapshot carrying it (the mechanism ACME uses for its
+//! challenge answers), or after [`PROPAGATION_WAIT`]; the previous key signs until then.
+
+use std::time::Duration;
 
 use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rand::SystemRandom;
@@ -12,7 +17,13 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 
 use super::{OAuthError, OAuthServer, SigningAlg, SigningKeyRecord, put};
 use crate::model::now;
-use crate::store::{Batch, Check, Collection, Write};
+use crate::store::{Batch, Check, Collection, StoreError, Write};
+
+/// Longest a rotated key waits for data planes to ACK the snapshot carrying it before it
+/// signs anyway. A snapshot normally reaches every data plane within milliseconds; the
+/// bound keeps `rotate-keys` prompt when one is stuck (it then refuses the new key's
+/// tokens until it catches up, as it would any other config it lacks).
+pub const PROPAGATION_WAIT: Duration = Duration::from_secs(10);
 
 /// A key ready to sign.
 pub struct ActiveKey {
@@ -53,7 +64,7 @@ fn encoding_key(alg: Algorithm, pem: &str) -> Result<EncodingKey, OAuthError> {
     .map_err(OAuthError::server)
 }
 
-/// Generates a key record (not yet stored).
+/// Generates a key record (not yet stored) that signs from its creation.
 pub fn generate(server: &OAuthServer, alg: SigningAlg) -> Result<SigningKeyRecord, OAuthError> {
     let der = match alg {
         SigningAlg::Es256 => {
@@ -83,37 +94,51 @@ pub fn generate(server: &OAuthServer, alg: SigningAlg) -> Result<SigningKeyRecor
     };
     jwk.common.key_id = Some(kid.clone());
     jwk.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Signature);
+    let created_at = now();
     Ok(SigningKeyRecord {
         kid,
         alg: alg.as_str().to_owned(),
         private_sealed: server.cp().master_key().seal(private_pem.as_bytes()),
         public_jwk: serde_json::to_value(&jwk).map_err(OAuthError::server)?,
-        created_at: now(),
+        created_at,
+        signs_from: created_at,
         retired_at: None,
     })
 }
 
-/// The key that signs new tokens, creating the first one if there is none.
+/// The key signing at `t`: the one whose signing period covers `t` (the latest to start,
+/// should a concurrent start-up have made two).
+fn signing_at(records: &[SigningKeyRecord], t: i64) -> Option<&SigningKeyRecord> {
+    records
+        .iter()
+        .filter(|k| k.signs_from <= t && k.retired_at.is_none_or(|r| t < r))
+        .max_by_key(|k| (k.signs_from.max(k.created_at), k.created_at, &k.kid))
+}
+
+/// Creates a key that signs at once, unless one signs or is about to. Runs at start-up,
+/// before either listener serves, so the first snapshot a data plane receives already
+/// carries the key of the first token; and on every sweep, should the store have lost it.
+pub async fn ensure(server: &OAuthServer) -> Result<(), OAuthError> {
+    let records: Vec<SigningKeyRecord> = server.list(Collection::OAuthKeys).await?;
+    if records.iter().any(|k| k.retired_at.is_none()) {
+        return Ok(());
+    }
+    let fresh = generate(server, server.settings().signing_alg)?;
+    server
+        .apply(Batch {
+            checks: vec![Check::Absent(Collection::OAuthKeys, fresh.kid.clone())],
+            writes: vec![put(Collection::OAuthKeys, &fresh.kid, &fresh)],
+        })
+        .await?;
+    tracing::info!(kid = %fresh.kid, alg = %fresh.alg, "created OAuth signing key");
+    Ok(())
+}
+
+/// The key that signs new tokens now.
 pub async fn active(server: &OAuthServer) -> Result<ActiveKey, OAuthError> {
     let records: Vec<SigningKeyRecord> = server.list(Collection::OAuthKeys).await?;
-    let current = records
-        .into_iter()
-        .filter(|k| k.retired_at.is_none())
-        .max_by_key(|k| k.created_at);
-    let record = match current {
-        Some(k) => k,
-        None => {
-            let fresh = generate(server, server.settings().signing_alg)?;
-            server
-                .apply(Batch {
-                    checks: vec![Check::Absent(Collection::OAuthKeys, fresh.kid.clone())],
-                    writes: vec![put(Collection::OAuthKeys, &fresh.kid, &fresh)],
-                })
-                .await?;
-            tracing::info!(kid = %fresh.kid, alg = %fresh.alg, "created OAuth signing key");
-            fresh
-        }
-    };
+    let record = signing_at(&records, now())
+        .ok_or_else(|| OAuthError::server("no OAuth signing key (the next sweep creates one)"))?;
     let pem = server
         .cp()
         .master_key()
@@ -122,34 +147,90 @@ pub async fn active(server: &OAuthServer) -> Result<ActiveKey, OAuthError> {
     let pem = String::from_utf8(pem).map_err(OAuthError::server)?;
     let alg = jose_alg(&record.alg)?;
     Ok(ActiveKey {
-        kid: record.kid,
+        kid: record.kid.clone(),
         alg,
         key: encoding_key(alg, &pem)?,
     })
 }
 
-/// Retires the current key and creates a new one. Returns the new `kid`.
+/// Rotates: publishes a new key (the current one keeps signing), waits until every
+/// connected data plane has ACKed a snapshot carrying it, at most [`PROPAGATION_WAIT`],
+/// then lets it sign and retires the others. Returns the new `kid`, signing from then on.
+///
+/// Both moments are stored with the keys (`signs_from`, `retired_at`), never only kept in
+/// memory: every control plane sharing the store signs with the same key, and a rotation
+/// interrupted by a crash still completes at `PROPAGATION_WAIT`.
 pub async fn rotate(server: &OAuthServer) -> Result<String, OAuthError> {
     let records: Vec<SigningKeyRecord> = server.list(Collection::OAuthKeys).await?;
-    let fresh = generate(server, server.settings().signing_alg)?;
-    let t = now();
+    let mut fresh = generate(server, server.settings().signing_alg)?;
+    let switch_at = fresh.created_at + PROPAGATION_WAIT.as_secs() as i64;
+    fresh.signs_from = switch_at;
     let mut writes = vec![put(Collection::OAuthKeys, &fresh.kid, &fresh)];
     for mut old in records.into_iter().filter(|k| k.retired_at.is_none()) {
-        old.retired_at = Some(t);
+        old.retired_at = Some(switch_at);
         writes.push(put(Collection::OAuthKeys, &old.kid.clone(), &old));
     }
-    server
+    let published = server
         .apply(Batch {
             checks: vec![Check::Absent(Collection::OAuthKeys, fresh.kid.clone())],
             writes,
         })
         .await?;
+    tracing::info!(kid = %fresh.kid, "published a new OAuth signing key; it signs once data planes have it");
+    if let Err(e) = server
+        .cp()
+        .wait_for_data_planes(published, PROPAGATION_WAIT)
+        .await
+    {
+        // It still starts signing at `switch_at`.
+        tracing::warn!(error = %e, kid = %fresh.kid, "cannot follow data-plane ACKs for the new signing key");
+        return Ok(fresh.kid);
+    }
+    start_signing(server, &fresh).await?;
     tracing::info!(kid = %fresh.kid, "rotated OAuth signing key");
     Ok(fresh.kid)
 }
 
-/// Rotates when the current key is older than the configured period, and drops retired
-/// keys once every token they signed has expired.
+/// Lets `fresh` sign from now on instead of at its `signs_from`, and retires every other
+/// key now at the latest. Changes nothing when it already signs, is gone, was itself
+/// superseded by a later rotation (which retired it), or a key changed meanwhile: then the
+/// stored times stand.
+async fn start_signing(server: &OAuthServer, fresh: &SigningKeyRecord) -> Result<(), OAuthError> {
+    let t = now();
+    if fresh.signs_from <= t {
+        return Ok(());
+    }
+    let mut batch = Batch {
+        checks: vec![],
+        writes: vec![],
+    };
+    let mut current = false;
+    for (key, raw) in server.cp().store().list(Collection::OAuthKeys).await? {
+        let mut k: SigningKeyRecord = super::decode(Collection::OAuthKeys, &key, &raw)?;
+        if k.kid == fresh.kid {
+            current = k.retired_at.is_none();
+            k.signs_from = t;
+        } else if k.retired_at.is_none_or(|r| r > t) {
+            k.retired_at = Some(t);
+        } else {
+            continue;
+        }
+        batch.writes.push(put(Collection::OAuthKeys, &key, &k));
+        batch
+            .checks
+            .push(Check::Equals(Collection::OAuthKeys, key, raw));
+    }
+    if !current {
+        return Ok(());
+    }
+    match server.apply(batch).await {
+        Ok(_) | Err(StoreError::CheckFailed(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Rotates when the current key is older than the configured period, creates one if
+/// none is left, and drops retired keys once every token they signed has expired.
 pub async fn rotate_if_due(server: &OAuthServer) -> Result<(), OAuthError> {
     let records: Vec<SigningKeyRecord> = server.list(Collection::OAuthKeys).await?;
     let t = now();
@@ -168,21 +249,22 @@ pub async fn rotate_if_due(server: &OAuthServer) -> Result<(), OAuthError> {
             })
             .await?;
     }
-    let due = records
+    match records
         .iter()
         .filter(|k| k.retired_at.is_none())
         .max_by_key(|k| k.created_at)
-        .is_some_and(|k| k.created_at + period <= t);
-    if due {
-        rotate(server).await?;
+    {
+        None => ensure(server).await,
+        Some(k) if k.created_at + period <= t => rotate(server).await.map(drop),
+        Some(_) => Ok(()),
     }
-    Ok(())
 }
 
 /// The public JWKS document from stored key records: current and retired-but-live keys.
 pub fn jwks_from_records(records: &[SigningKeyRecord]) -> serde_json::Value {
     let mut keys: Vec<&SigningKeyRecord> = records.iter().collect();
-    // The signing key first, then retired ones newest first.
+    // Keys not retired (signing, or about to after a rotation) first, then retired ones;
+    // newest first within each.
     keys.sort_by_key(|k| std::cmp::Reverse((k.retired_at.is_none(), k.created_at)));
     serde_json::json!({ "keys": keys.iter().map(|k| &k.public_jwk).collect::<Vec<_>>() })
 }
@@ -191,4 +273,147 @@ pub fn jwks_from_records(records: &[SigningKeyRecord]) -> serde_json::Value {
 pub async fn jwks(server: &OAuthServer) -> Result<serde_json::Value, OAuthError> {
     let records: Vec<SigningKeyRecord> = server.list(Collection::OAuthKeys).await?;
     Ok(jwks_from_records(&records))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oauth::OAuthSettings;
+    use crate::service::ControlPlane;
+    use crate::store::Store;
+
+    async fn server() -> (OAuthServer, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = ControlPlane::new(Store::open_embedded(dir.path()).unwrap())
+            .await
+            .unwrap();
+        (OAuthServer::new(cp, OAuthSettings::default()).unwrap(), dir)
+    }
+
+    async fn records(server: &OAuthServer) -> Vec<SigningKeyRecord> {
+        server.list(Collection::OAuthKeys).await.unwrap()
+    }
+
+    async fn published_kids(server: &OAuthServer) -> Vec<String> {
+        let snap = crate::snapshot::build(server.cp().store(), server.cp().master_key())
+            .await
+            .unwrap();
+        let jwks: serde_json::Value = serde_json::from_str(&snap.jwks_json).unwrap();
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn key(
+        kid: &str,
+        created_at: i64,
+        signs_from: i64,
+        retired_at: Option<i64>,
+    ) -> SigningKeyRecord {
+        SigningKeyRecord {
+            kid: kid.into(),
+            alg: "ES256".into(),
+            private_sealed: String::new(),
+            public_jwk: serde_json::Value::Null,
+            created_at,
+            signs_from,
+            retired_at,
+        }
+    }
+
+    #[test]
+    fn a_rotated_key_signs_only_from_its_switch_and_its_predecessor_until_then() {
+        let keys = [key("old", 100, 100, Some(210)), key("new", 200, 210, None)];
+        let at = |t| signing_at(&keys, t).map(|k| k.kid.as_str());
+        assert_eq!(at(99), None);
+        assert_eq!(at(200), Some("old"));
+        assert_eq!(at(209), Some("old"));
+        assert_eq!(at(210), Some("new"));
+        // Keys stored before `signs_from` existed sign from creation.
+        let legacy = [key("legacy", 100, 0, None)];
+        assert_eq!(
+            signing_at(&legacy, 100).map(|k| k.kid.as_str()),
+            Some("legacy")
+        );
+    }
+
+    #[tokio::test]
+    async fn start_up_creates_one_key_that_signs_and_is_published_at_once() {
+        let (server, _d) = server().await;
+        assert!(active(&server).await.is_err(), "no key before start-up");
+        ensure(&server).await.unwrap();
+        ensure(&server).await.unwrap();
+        let keys = records(&server).await;
+        assert_eq!(keys.len(), 1, "created once: {keys:?}");
+        assert_eq!(active(&server).await.unwrap().kid, keys[0].kid);
+        assert_eq!(published_kids(&server).await, [keys[0].kid.clone()]);
+    }
+
+    #[tokio::test]
+    async fn a_rotated_key_waits_for_connected_data_planes_to_ack_it() {
+        let (server, _d) = server().await;
+        ensure(&server).await.unwrap();
+        let old = active(&server).await.unwrap().kid;
+        let registry = server.cp().dataplanes().clone();
+        registry
+            .connected("dp-1", "127.0.0.1", "test")
+            .await
+            .unwrap();
+        let rotation = tokio::spawn({
+            let server = server.clone();
+            async move { rotate(&server).await }
+        });
+        // Published, not signing, while the data plane has not ACKed it.
+        let new = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Some(k) = records(&server).await.into_iter().find(|k| k.kid != old) {
+                    return k.kid;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap();
+        assert!(published_kids(&server).await.contains(&new));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!rotation.is_finished(), "waits for the ACK");
+        assert_eq!(active(&server).await.unwrap().kid, old);
+
+        let version = server.cp().store().revision().await.unwrap();
+        registry.acked("dp-1", version).await.unwrap();
+        let rotated = tokio::time::timeout(Duration::from_secs(5), rotation)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(rotated, new);
+        assert_eq!(active(&server).await.unwrap().kid, new);
+        // The old key stays published (its tokens live on) but no longer signs.
+        let kids = published_kids(&server).await;
+        assert_eq!(kids, [new.clone(), old.clone()], "newest first");
+        let retired = records(&server)
+            .await
+            .into_iter()
+            .find(|k| k.kid == old)
+            .unwrap();
+        assert!(
+            retired.retired_at.is_some_and(|r| r <= now()),
+            "{retired:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn rotation_without_data_planes_signs_at_once_and_the_sweep_keeps_a_key() {
+        let (server, _d) = server().await;
+        // The sweep creates the key should the store have none.
+        rotate_if_due(&server).await.unwrap();
+        let first = active(&server).await.unwrap().kid;
+        let new = rotate(&server).await.unwrap();
+        assert_ne!(new, first);
+        assert_eq!(active(&server).await.unwrap().kid, new);
+        assert_eq!(published_kids(&server).await.len(), 2);
+    }
 }

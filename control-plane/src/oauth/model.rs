@@ -299,14 +299,18 @@ pub struct TokenFamily {
     pub created_at: i64,
 }
 
-/// Remembered consent of a user for a client.
+/// Remembered consent of a user for a client at one resource.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ConsentRecord {
     /// The user's `sub`.
     pub sub: String,
     /// The client.
     pub client_id: String,
-    /// Scopes consented to.
+    /// The resource (token audience) consented to; empty in consents remembered before
+    /// consent was per resource, which cover nothing.
+    #[serde(default)]
+    pub resource: String,
+    /// Scopes consented to at that resource.
     pub scopes: Vec<String>,
     /// Unix seconds.
     pub created_at: i64,
@@ -403,8 +407,13 @@ pub struct SigningKeyRecord {
     pub public_jwk: serde_json::Value,
     /// Unix seconds.
     pub created_at: i64,
-    /// When it stopped signing (rotation); it stays published until no token it signed can
-    /// still be valid.
+    /// When it starts signing (Unix seconds): a rotated key is published first and signs
+    /// only once data planes have it (see `keys`). 0 (keys stored before rotation waited)
+    /// = from creation.
+    #[serde(default)]
+    pub signs_from: i64,
+    /// When it stops (or stopped) signing: the moment its successor starts. It stays
+    /// published until no token it signed can still be valid.
     pub retired_at: Option<i64>,
 }
 

@@ -269,32 +269,6 @@ impl ControlPlane {
         )))
     }
 
-    /// Waits until every connected data plane has applied `version`, or `timeout` passes.
-    pub(crate) async fn wait_for_data_planes(&self, version: u64, timeout: Duration) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let list = self.dataplanes().list().await?;
-            let behind: Vec<&str> = list
-                .items
-                .iter()
-                .filter(|d| d.connected && d.applied_version < version)
-                .map(|d| d.node_id.as_str())
-                .collect();
-            if behind.is_empty() {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(
-                    version,
-                    ?behind,
-                    "data planes did not ACK in time; asking the CA anyway"
-                );
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     /// A lock with expiry shared by every control plane on the store.
     pub(crate) async fn try_lock(&self, name: &str, ttl: Duration) -> Option<Lock> {
         let key = format!("lock:{name}");

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::*;
 use crate::model::{DataPlaneList, DataPlaneRecord};
@@ -140,5 +141,34 @@ impl ControlPlane {
     /// Lists data planes; any API token may read it.
     pub async fn list_dataplanes(&self, _caller: &Caller) -> Result<DataPlaneList> {
         self.inner.dataplanes.list().await
+    }
+
+    /// Waits until every connected data plane has applied `version` (ACKed it or a newer
+    /// one), or `timeout` passes: then goes ahead without the laggards, logged. Used before
+    /// acting on something data planes must already serve (ACME challenge answers, a new
+    /// token signing key). Polls the store, so data planes of every control plane count.
+    pub(crate) async fn wait_for_data_planes(&self, version: u64, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let list = self.dataplanes().list().await?;
+            let behind: Vec<&str> = list
+                .items
+                .iter()
+                .filter(|d| d.connected && d.applied_version < version)
+                .map(|d| d.node_id.as_str())
+                .collect();
+            if behind.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    version,
+                    ?behind,
+                    "data planes did not ACK in time; going ahead without them"
+                );
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }

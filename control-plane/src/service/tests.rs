@@ -522,6 +522,7 @@ async fn snapshots_carry_public_keys_and_revocations_only() {
     let (cp, _admin, _user, _d) = setup().await;
     let server =
         crate::oauth::OAuthServer::new(cp.clone(), crate::oauth::OAuthSettings::default()).unwrap();
+    crate::oauth::keys::ensure(&server).await.unwrap();
     let key = crate::oauth::keys::active(&server).await.unwrap();
     cp.store()
         .apply(crate::store::Batch {
