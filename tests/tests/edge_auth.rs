@@ -34,8 +34,8 @@ async fn get(
     req.send().await.expect("request through data plane")
 }
 
-/// GETs `/tools` on `host` until the data plane answers 200. A fresh token's signing key
-/// was created with it and reaches the data plane with the next snapshot.
+/// GETs `/tools` on `host` until the data plane answers 200: until it has applied the
+/// snapshot with the proxy's protection (signing keys exist before any token: `oauth_keys.rs`).
 async fn once_accepted(dp: &DataPlane, host: &str, headers: &[(&str, &str)]) -> reqwest::Response {
     eventually(
         Duration::from_secs(20),
@@ -308,7 +308,7 @@ async fn control_plane_tokens_are_accepted_bound_to_their_resource_and_revocable
     }
     let token = access_token(&l, "https://mcp.example.com").await;
     let bearer = format!("Bearer {token}");
-    // The signing key was created for this token; wait for the snapshot that carries it.
+    // Wait for the snapshot with the proxy's protection.
     let resp = once_accepted(
         &dp,
         "mcp.example.com",

@@ -154,8 +154,8 @@ async fn access_token(f: &Fixture, asm: &Value, resource: &str) -> String {
     browser::access_token(&f.cp, &authorize, &token, &f.client_id, REDIRECT, resource).await
 }
 
-/// Logs in for the proxy's advertised resource and waits until the data plane has the
-/// signing key (it is created with the first token and shipped in the next snapshot).
+/// Logs in for the proxy's advertised resource and waits until the data plane accepts the
+/// token (it has applied the proxy's protection).
 async fn token_for(f: &Fixture, path: &str) -> String {
     let (resource, asm) = discover(f, path).await;
     let token = access_token(f, &asm, &resource).await;
