@@ -185,7 +185,8 @@ pub fn spawn_issue(cp: ControlPlane, name: String) {
             return;
         };
         if let Err(e) = issue(&cp, &name).await {
-            tracing::warn!(certificate = %name, error = %e, "certificate order failed");
+            let error = error_chain(&e);
+            tracing::warn!(certificate = %name, %error, "certificate order failed");
             let _ = cp
                 .update_certificate(&name, |c| {
                     c.status = if c.cert_chain_pem.is_empty() {
@@ -193,7 +194,7 @@ pub fn spawn_issue(cp: ControlPlane, name: String) {
                     } else {
                         c.status
                     };
-                    c.error = e.to_string();
+                    c.error = error.clone();
                     c.renewal_failures = c.renewal_failures.saturating_add(1);
                 })
                 .await;
@@ -213,10 +214,12 @@ async fn issue(cp: &ControlPlane, name: &str) -> Result<(), AcmeError> {
     let (chain, key) = match attempt(cp, &account, &rec, first).await {
         Ok(v) => v,
         Err(e1) => {
+            let e1 = error_chain(&e1);
             tracing::info!(certificate = %name, error = %e1, "retrying with the other challenge type");
             let v = attempt(cp, &account, &rec, first.other())
                 .await
                 .map_err(|e2| {
+                    let e2 = error_chain(&e2);
                     AcmeError::Rejected(format!("{first:?}: {e1}; {:?}: {e2}", first.other()))
                 })?;
             tracing::info!(certificate = %name, challenge = ?first.other(), "issued with the fallback challenge type");
@@ -397,8 +400,27 @@ fn account_error(directory: &str, e: instant_acme::Error, have_eab: bool) -> Acm
         ""
     };
     AcmeError::Account(format!(
-        "ACME account at {directory} could not be created: {e}{hint}"
+        "ACME account at {directory} could not be created: {}{hint}",
+        error_chain(&e)
     ))
+}
+
+/// `e` and every error under it, so that "client error (Connect)" says why: "…: tcp connect
+/// error: Connection refused (os error 111)", or the TLS or DNS failure. Libraries differ
+/// on whether a message already includes its source; a source whose text is already shown
+/// is skipped.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn challenge_key(a: &ChallengeRecord) -> String {
@@ -581,7 +603,7 @@ async fn fetch_renewal_info(account: &Account, chain_pem: &str) -> AriAnswer {
         },
         Err(instant_acme::Error::Unsupported(_)) => AriAnswer::Unsupported,
         Err(e) => {
-            tracing::info!(error = %e, "renewal info request failed");
+            tracing::info!(error = %error_chain(&e), "renewal info request failed");
             AriAnswer::Failed
         }
     }
@@ -596,7 +618,7 @@ fn spawn_ari_refresh(cp: ControlPlane, name: String) {
         let answer = match account(&cp, &rec.acme_directory, &rec.email).await {
             Ok(account) => fetch_renewal_info(&account, &rec.cert_chain_pem).await,
             Err(e) => {
-                tracing::info!(certificate = %name, error = %e, "renewal info: no ACME account");
+                tracing::info!(certificate = %name, error = %error_chain(&e), "renewal info: no ACME account");
                 AriAnswer::Failed
             }
         };
@@ -958,6 +980,30 @@ mod tests {
         // The key never shows in debug output (settings are logged at start-up).
         assert!(!format!("{eab:?}").contains("zWNDZM6"));
         assert!(format!("{eab:?}").contains("redacted"));
+    }
+
+    #[test]
+    fn errors_show_every_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("client error (Connect)")]
+        struct Client(#[source] Connect);
+        #[derive(Debug, thiserror::Error)]
+        #[error("tcp connect error")]
+        struct Connect(#[source] std::io::Error);
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        // What instant-acme returns when the directory cannot be reached.
+        let e = AcmeError::Acme(instant_acme::Error::Other(Box::new(Client(Connect(
+            refused,
+        )))));
+        assert_eq!(
+            error_chain(&e),
+            "client error (Connect): tcp connect error: refused"
+        );
+        let e = account_error("https://ca.test/dir", instant_acme::Error::Str("x"), false);
+        assert_eq!(
+            error_chain(&e),
+            "ACME account at https://ca.test/dir could not be created: missing data: x"
+        );
     }
 
     #[test]

@@ -257,6 +257,27 @@ async fn an_order_the_ca_rejects_ends_failed_with_its_error() {
 }
 
 #[tokio::test]
+async fn an_unreachable_ca_is_reported_with_its_cause() {
+    // A closed port, and a CA whose TLS certificate nothing here trusts (no --acme-ca-cert).
+    let untrusted = Pebble::start(free_port(), free_port()).await;
+    let closed = format!("https://127.0.0.1:{}/dir", free_port());
+    let a = Backend::start("a").await;
+    for (directory, cause) in [
+        (closed.as_str(), "Connection refused"),
+        (untrusted.directory.as_str(), "UnknownIssuer"),
+    ] {
+        let cp = ControlPlane::start_args(vec!["--acme-directory".into(), directory.into()]).await;
+        cp.cli_ok(&["proxy", "create", "down.example.test", &a.url]);
+        cp.cli_ok(&["cert", "create", "down", "down.example.test"]);
+        let status = wait_status(&cp, "down").await;
+        assert_eq!(status["status"], "failed", "{status}");
+        let error = status["error"].as_str().unwrap_or_default();
+        assert!(error.contains(directory), "{directory}: {status}");
+        assert!(error.contains(cause), "{directory}: {status}");
+    }
+}
+
+#[tokio::test]
 async fn self_signed_development_certificate_works_without_a_ca() {
     let cp = ControlPlane::start().await;
     let dp = DataPlane::start_https(&cp, "dp-dev", free_port(), free_port()).await;
