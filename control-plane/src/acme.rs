@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, CertificateIdentifier, ChallengeType,
-    ExternalAccountKey, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
+    Account, AccountBuilder, AccountCredentials, AuthorizationStatus, CertificateIdentifier,
+    ChallengeType, ExternalAccountKey, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
 };
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
@@ -209,27 +209,27 @@ async fn issue(cp: &ControlPlane, name: &str) -> Result<(), AcmeError> {
         .await?;
     // Account problems (e.g. a missing External Account Binding) are not a challenge
     // problem: fail once, with the CA's reason, instead of trying the other challenge.
-    let account = account(cp, &rec.acme_directory, &rec.email).await?;
-    let first = rec.challenge;
-    let (chain, key) = match attempt(cp, &account, &rec, first).await {
-        Ok(v) => v,
-        Err(e1) => {
-            let e1 = error_chain(&e1);
-            tracing::info!(certificate = %name, error = %e1, "retrying with the other challenge type");
-            let v = attempt(cp, &account, &rec, first.other())
-                .await
-                .map_err(|e2| {
-                    let e2 = error_chain(&e2);
-                    AcmeError::Rejected(format!("{first:?}: {e1}; {:?}: {e2}", first.other()))
-                })?;
-            tracing::info!(certificate = %name, challenge = ?first.other(), "issued with the fallback challenge type");
-            v
+    let mut account = account(cp, &rec.acme_directory, &rec.email).await?;
+    let issued = match order(cp, &account.acme, &rec).await {
+        // The CA forgot the account (a reset Pebble or step-ca): the stored one is useless
+        // from now on, so register again and replace it rather than fail every order.
+        Err(e) if e.account_gone() => {
+            tracing::warn!(
+                certificate = %name,
+                directory = %rec.acme_directory,
+                error = %error_chain(&e),
+                "the CA no longer knows the ACME account; registering a new one"
+            );
+            account = register(cp, &rec.acme_directory, &rec.email, Some(account.record)).await?;
+            order(cp, &account.acme, &rec).await
         }
+        other => other,
     };
+    let (chain, key) = issued?;
     let (issuer, not_before, not_after) = parse_validity(&chain);
     let ari = next_ari_state(
         &AriState::default(),
-        fetch_renewal_info(&account, &chain).await,
+        fetch_renewal_info(&account.acme, &chain).await,
         now(),
     );
     let sealed = cp.master_key().seal(key.as_bytes());
@@ -247,6 +247,31 @@ async fn issue(cp: &ControlPlane, name: &str) -> Result<(), AcmeError> {
     .await?;
     tracing::info!(certificate = %name, "certificate issued");
     Ok(())
+}
+
+/// Orders with the certificate's challenge type, then with the other one if the first failed
+/// for a reason the other type may not meet. An account the CA does not know fails both,
+/// so it is returned at once.
+async fn order(
+    cp: &ControlPlane,
+    account: &Account,
+    rec: &CertificateRecord,
+) -> Result<(String, String), AcmeError> {
+    let first = rec.challenge;
+    let e1 = match attempt(cp, account, rec, first).await {
+        Ok(issued) => return Ok(issued),
+        Err(e) if e.account_gone() => return Err(e),
+        Err(e) => error_chain(&e),
+    };
+    tracing::info!(certificate = %rec.name, error = %e1, "retrying with the other challenge type");
+    let issued = attempt(cp, account, rec, first.other())
+        .await
+        .map_err(|e2| {
+            let e2 = error_chain(&e2);
+            AcmeError::Rejected(format!("{first:?}: {e1}; {:?}: {e2}", first.other()))
+        })?;
+    tracing::info!(certificate = %rec.name, challenge = ?first.other(), "issued with the fallback challenge type");
+    Ok(issued)
 }
 
 async fn attempt(
@@ -387,12 +412,28 @@ async fn order_errors(order: &mut instant_acme::Order) -> String {
 /// The ACME problem type a CA answers when it wants an External Account Binding.
 const EXTERNAL_ACCOUNT_REQUIRED: &str = "urn:ietf:params:acme:error:externalAccountRequired";
 
+/// The ACME problem type a CA answers to a request signed by an account it does not know,
+/// e.g. once it was reset (Pebble keeps accounts in memory; a step-ca database replaced).
+const ACCOUNT_DOES_NOT_EXIST: &str = "urn:ietf:params:acme:error:accountDoesNotExist";
+
+/// The RFC 8555 problem type of a CA's refusal, if `e` is one.
+fn problem_type(e: &instant_acme::Error) -> Option<&str> {
+    match e {
+        instant_acme::Error::Api(p) => p.r#type.as_deref(),
+        _ => None,
+    }
+}
+
+impl AcmeError {
+    /// Whether the CA said it does not know the account the request was signed with.
+    fn account_gone(&self) -> bool {
+        matches!(self, Self::Acme(e) if problem_type(e) == Some(ACCOUNT_DOES_NOT_EXIST))
+    }
+}
+
 /// Says which step failed and, when the CA wants EAB and none is configured, how to fix it.
 fn account_error(directory: &str, e: instant_acme::Error, have_eab: bool) -> AcmeError {
-    let wants_eab = matches!(
-        &e,
-        instant_acme::Error::Api(p) if p.r#type.as_deref() == Some(EXTERNAL_ACCOUNT_REQUIRED)
-    );
+    let wants_eab = problem_type(&e) == Some(EXTERNAL_ACCOUNT_REQUIRED);
     let hint = if wants_eab && !have_eab {
         "; this CA requires External Account Binding: set --acme-eab-kid and --acme-eab-hmac-key \
          (PORTCULLIS_ACME_EAB_KID, PORTCULLIS_ACME_EAB_HMAC_KEY)"
@@ -427,32 +468,63 @@ fn challenge_key(a: &ChallengeRecord) -> String {
     format!("{}:{}:{}", a.certificate, a.domain, a.token)
 }
 
-/// One account per (directory, contact), created once and reused.
-async fn account(cp: &ControlPlane, directory: &str, email: &str) -> Result<Account, AcmeError> {
-    let key = auth::hash_secret(&format!("{directory}\n{email}"))[..24].to_owned();
-    let builder = || match &cp.acme().ca_bundle {
+/// An ACME account and its record exactly as stored, so that replacing the record can check
+/// that nobody replaced it first.
+struct StoredAccount {
+    acme: Account,
+    record: Vec<u8>,
+}
+
+/// Store key of the account for (directory, contact).
+fn account_key(directory: &str, email: &str) -> String {
+    auth::hash_secret(&format!("{directory}\n{email}"))[..24].to_owned()
+}
+
+fn account_builder(cp: &ControlPlane) -> Result<AccountBuilder, instant_acme::Error> {
+    match &cp.acme().ca_bundle {
         Some(path) => Account::builder_with_root(path),
         None => Account::builder(),
-    };
-    if let Some(raw) = cp
+    }
+}
+
+/// One account per (directory, contact): the stored one, else one registered now.
+async fn account(
+    cp: &ControlPlane,
+    directory: &str,
+    email: &str,
+) -> Result<StoredAccount, AcmeError> {
+    let Some(raw) = cp
         .store()
-        .get(Collection::AcmeAccounts, &key)
+        .get(Collection::AcmeAccounts, &account_key(directory, email))
         .await
         .map_err(ServiceError::from)?
-    {
-        let rec: AccountRecord = serde_json::from_slice(&raw)
-            .map_err(|e| AcmeError::Rejected(format!("stored ACME account is corrupt: {e}")))?;
-        let plain = cp
-            .master_key()
-            .open(&rec.credentials_sealed)
-            .map_err(|e| AcmeError::Rejected(e.to_string()))?;
-        let creds: AccountCredentials = serde_json::from_slice(&plain)
-            .map_err(|e| AcmeError::Rejected(format!("stored ACME account is corrupt: {e}")))?;
-        return builder()?
-            .from_credentials(creds)
-            .await
-            .map_err(|e| account_error(directory, e, cp.acme().eab.is_some()));
-    }
+    else {
+        return register(cp, directory, email, None).await;
+    };
+    let rec: AccountRecord = serde_json::from_slice(&raw)
+        .map_err(|e| AcmeError::Rejected(format!("stored ACME account is corrupt: {e}")))?;
+    let plain = cp
+        .master_key()
+        .open(&rec.credentials_sealed)
+        .map_err(|e| AcmeError::Rejected(e.to_string()))?;
+    let creds: AccountCredentials = serde_json::from_slice(&plain)
+        .map_err(|e| AcmeError::Rejected(format!("stored ACME account is corrupt: {e}")))?;
+    let acme = account_builder(cp)?
+        .from_credentials(creds)
+        .await
+        .map_err(|e| account_error(directory, e, cp.acme().eab.is_some()))?;
+    Ok(StoredAccount { acme, record: raw })
+}
+
+/// Registers a new account at the CA and stores it in place of `replacing` (the record read
+/// before; `None` when there was none) in one atomic write. If another control plane stored
+/// one first, theirs stays and this one serves the current order only.
+async fn register(
+    cp: &ControlPlane,
+    directory: &str,
+    email: &str,
+    replacing: Option<Vec<u8>>,
+) -> Result<StoredAccount, AcmeError> {
     let contact = format!("mailto:{email}");
     let contacts: Vec<&str> = if email.is_empty() {
         vec![]
@@ -460,7 +532,7 @@ async fn account(cp: &ControlPlane, directory: &str, email: &str) -> Result<Acco
         vec![contact.as_str()]
     };
     let eab = cp.acme().eab.as_ref().map(Eab::key);
-    let (account, creds) = builder()?
+    let (acme, creds) = account_builder(cp)?
         .create(
             &NewAccount {
                 contact: &contacts,
@@ -473,24 +545,25 @@ async fn account(cp: &ControlPlane, directory: &str, email: &str) -> Result<Acco
         .await
         .map_err(|e| account_error(directory, e, cp.acme().eab.is_some()))?;
     let creds_json = serde_json::to_vec(&creds).map_err(|e| AcmeError::Rejected(e.to_string()))?;
-    let rec = AccountRecord {
+    let record = serde_json::to_vec(&AccountRecord {
         directory: directory.to_owned(),
         email: email.to_owned(),
         credentials_sealed: cp.master_key().seal(&creds_json),
+    })
+    .map_err(|e| AcmeError::Rejected(e.to_string()))?;
+    let key = account_key(directory, email);
+    let check = match replacing {
+        None => Check::Absent(Collection::AcmeAccounts, key.clone()),
+        Some(old) => Check::Equals(Collection::AcmeAccounts, key.clone(), old),
     };
-    // First writer wins; a concurrent creator's account is simply unused.
     let _ = cp
         .store()
         .apply(Batch {
-            checks: vec![Check::Absent(Collection::AcmeAccounts, key.clone())],
-            writes: vec![crate::service::put_record(
-                Collection::AcmeAccounts,
-                &key,
-                &rec,
-            )],
+            checks: vec![check],
+            writes: vec![Write::Put(Collection::AcmeAccounts, key, record.clone())],
         })
         .await;
-    Ok(account)
+    Ok(StoredAccount { acme, record })
 }
 
 /// Longest wait between retries of a failing order.
@@ -616,7 +689,7 @@ fn spawn_ari_refresh(cp: ControlPlane, name: String) {
             return;
         };
         let answer = match account(&cp, &rec.acme_directory, &rec.email).await {
-            Ok(account) => fetch_renewal_info(&account, &rec.cert_chain_pem).await,
+            Ok(account) => fetch_renewal_info(&account.acme, &rec.cert_chain_pem).await,
             Err(e) => {
                 tracing::info!(certificate = %name, error = %error_chain(&e), "renewal info: no ACME account");
                 AriAnswer::Failed
