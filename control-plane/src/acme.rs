@@ -207,6 +207,10 @@ async fn issue(cp: &ControlPlane, name: &str) -> Result<(), AcmeError> {
     let rec = cp.certificate_record(name).await?;
     cp.update_certificate(name, |c| c.last_attempt_at = now())
         .await?;
+    if rec.source == crate::model::CertSource::SelfSigned {
+        let (chain, key) = self_signed(&rec.domains)?;
+        return store_issued(cp, name, &chain, &key, AriState::default()).await;
+    }
     // Account problems (e.g. a missing External Account Binding) are not a challenge
     // problem: fail once, with the CA's reason, instead of trying the other challenge.
     let mut account = account(cp, &rec.acme_directory, &rec.email).await?;
@@ -226,15 +230,26 @@ async fn issue(cp: &ControlPlane, name: &str) -> Result<(), AcmeError> {
         other => other,
     };
     let (chain, key) = issued?;
-    let (issuer, not_before, not_after) = parse_validity(&chain);
     let ari = next_ari_state(
         &AriState::default(),
         fetch_renewal_info(&account.acme, &chain).await,
         now(),
     );
+    store_issued(cp, name, &chain, &key, ari).await
+}
+
+/// Stores a new certificate and key in `name`'s record, which becomes `valid`.
+async fn store_issued(
+    cp: &ControlPlane,
+    name: &str,
+    chain: &str,
+    key: &str,
+    ari: AriState,
+) -> Result<(), AcmeError> {
+    let (issuer, not_before, not_after) = parse_validity(chain);
     let sealed = cp.master_key().seal(key.as_bytes());
     cp.update_certificate(name, |c| {
-        c.cert_chain_pem = chain.clone();
+        c.cert_chain_pem = chain.to_owned();
         c.private_key_sealed = sealed.clone();
         c.status = CertStatus::Valid;
         c.error.clear();
@@ -723,11 +738,20 @@ pub enum RenewAction {
     Order,
 }
 
-/// Decides, for ACME certificates, whether to renew, retry or expire.
+/// Decides, for ACME and development certificates, whether to renew, retry or expire.
+/// Uploaded ones are the user's to replace.
 pub fn renew_action(rec: &CertificateRecord, now: i64) -> RenewAction {
     use crate::model::CertSource;
-    if rec.source != CertSource::Acme || rec.status == CertStatus::Pending {
+    if rec.source == CertSource::Uploaded || rec.status == CertStatus::Pending {
         return RenewAction::Wait;
+    }
+    // Development certificates made before they had a bounded lifetime (valid until 4096,
+    // one subject for all) are replaced now.
+    if rec.source == CertSource::SelfSigned
+        && rec.status == CertStatus::Valid
+        && rec.not_after - rec.not_before > DEV_CERT_LIFETIME_SECS
+    {
+        return RenewAction::Order;
     }
     if rec.status == CertStatus::Valid && rec.not_after > 0 && now >= rec.not_after {
         return RenewAction::Expire;
@@ -800,14 +824,37 @@ pub fn spawn_renewer(cp: ControlPlane, interval: Duration) {
     });
 }
 
-/// A self-signed certificate and key for development names.
+/// Lifetime of a development certificate: like an ACME one, renewed by the renewer (no CA
+/// involved) with a third of it left, and short of the 825 days macOS accepts for any
+/// server certificate.
+const DEV_CERT_LIFETIME_SECS: i64 = 90 * 86_400;
+
+/// A self-signed certificate and key for development names. The subject names the first
+/// host and the certificate carries key identifiers: a client trusting several of them
+/// (each is its own issuer) finds the right one, where OpenSSL used to pick the first
+/// certificate with the shared subject and fail its signature.
 pub fn self_signed(domains: &[String]) -> Result<(String, String), rcgen::Error> {
     let key = rcgen::KeyPair::generate()?;
     let mut params = rcgen::CertificateParams::new(domains.to_vec())?;
+    let host = domains.first().map(String::as_str).unwrap_or("localhost");
+    // RFC 5280 bounds a common name at 64 characters; the key identifiers still tell
+    // certificates for longer names apart.
+    let cn: String = host.chars().take(64).collect();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
     params.distinguished_name.push(
-        rcgen::DnType::CommonName,
+        rcgen::DnType::OrganizationName,
         "Portcullis development certificate",
     );
+    // An explicit non-CA gets the subject key identifier; the authority key identifier of a
+    // self-signed certificate names its own key.
+    params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    params.use_authority_key_identifier_extension = true;
+    // A few minutes back, for clients whose clock is slightly behind.
+    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
+    params.not_after = params.not_before + time::Duration::seconds(DEV_CERT_LIFETIME_SECS);
     Ok((params.self_signed(&key)?.pem(), key.serialize_pem()))
 }
 
@@ -888,6 +935,59 @@ mod tests {
     }
 
     #[test]
+    fn development_certificates_renew_like_acme_ones_and_uploads_never() {
+        let day = 86_400;
+        let mut r = rec(CertStatus::Valid, 0, 90 * day);
+        r.source = CertSource::SelfSigned;
+        assert_eq!(renew_action(&r, 30 * day), RenewAction::Wait);
+        assert_eq!(renew_action(&r, 61 * day), RenewAction::Order);
+        assert_eq!(renew_action(&r, 90 * day), RenewAction::Expire);
+        // Those made before the lifetime was bounded (valid until 4096) are replaced now.
+        let mut old = rec(CertStatus::Valid, 0, 66_000_000_000);
+        old.source = CertSource::SelfSigned;
+        assert_eq!(renew_action(&old, day), RenewAction::Order);
+        r.source = CertSource::Uploaded;
+        for t in [61 * day, 90 * day, i64::MAX] {
+            assert_eq!(renew_action(&r, t), RenewAction::Wait);
+        }
+    }
+
+    #[tokio::test]
+    async fn renewing_a_development_certificate_makes_a_new_one_without_a_ca() {
+        use crate::model::{CertificateInput, ProxyInput};
+        let dir = tempfile::tempdir().unwrap();
+        let cp = ControlPlane::new(crate::store::Store::open_embedded(dir.path()).unwrap())
+            .await
+            .unwrap();
+        let token = cp.bootstrap_admin_token().await.unwrap().unwrap();
+        let admin = cp.authenticate_api(&token.secret).await.unwrap();
+        let proxy = ProxyInput {
+            hostname: "dev.localhost".into(),
+            target_url: "http://127.0.0.1:1".into(),
+            ..Default::default()
+        };
+        cp.create_proxy(&admin, proxy).await.unwrap();
+        let input = CertificateInput {
+            name: "dev".into(),
+            domains: vec!["dev.localhost".into()],
+            self_signed: Some(true),
+            ..Default::default()
+        };
+        cp.create_certificate(&admin, input).await.unwrap();
+        let before = cp.certificate_record("dev").await.unwrap();
+        issue(&cp, "dev").await.unwrap();
+        let after = cp.certificate_record("dev").await.unwrap();
+        assert_ne!(after.cert_chain_pem, before.cert_chain_pem);
+        assert_ne!(after.private_key_sealed, before.private_key_sealed);
+        assert_eq!(
+            (after.status, after.error.as_str()),
+            (CertStatus::Valid, "")
+        );
+        assert_eq!(after.acme_directory, "", "no CA was asked");
+        assert_eq!(after.not_after - after.not_before, DEV_CERT_LIFETIME_SECS);
+    }
+
+    #[test]
     fn failures_back_off_exponentially_up_to_a_cap() {
         assert_eq!(retry_backoff(0), 60);
         assert_eq!(retry_backoff(3), 480);
@@ -898,7 +998,7 @@ mod tests {
         assert_eq!(renew_action(&r, 1000 + 100), RenewAction::Wait);
         assert_eq!(renew_action(&r, 1000 + 240), RenewAction::Order);
         let mut s = rec(CertStatus::Valid, 0, 0);
-        s.source = CertSource::SelfSigned;
+        s.source = CertSource::Uploaded;
         assert_eq!(renew_action(&s, i64::MAX), RenewAction::Wait);
     }
 
@@ -1077,6 +1177,77 @@ mod tests {
             error_chain(&e),
             "ACME account at https://ca.test/dir could not be created: missing data: x"
         );
+    }
+
+    /// Subject, subject key identifier, authority key identifier and validity of a PEM
+    /// certificate.
+    fn identity(pem: &str) -> (String, Vec<u8>, Vec<u8>, i64, i64) {
+        use x509_parser::extensions::ParsedExtension;
+        let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        let (mut ski, mut aki) = (Vec::new(), Vec::new());
+        for ext in cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(id) => ski = id.0.to_vec(),
+                ParsedExtension::AuthorityKeyIdentifier(a) => {
+                    aki = a
+                        .key_identifier
+                        .as_ref()
+                        .map(|id| id.0.to_vec())
+                        .unwrap_or_default()
+                }
+                _ => {}
+            }
+        }
+        let validity = cert.validity();
+        (
+            cert.subject().to_string(),
+            ski,
+            aki,
+            validity.not_before.timestamp(),
+            validity.not_after.timestamp(),
+        )
+    }
+
+    #[test]
+    fn development_certificates_name_their_host_and_carry_key_identifiers() {
+        let (a, _) = self_signed(&["a.localhost".to_owned()]).unwrap();
+        let (b, _) = self_signed(&["b.localhost".to_owned()]).unwrap();
+        let (subject_a, ski_a, aki_a, not_before, not_after) = identity(&a);
+        let (subject_b, ski_b, aki_b, ..) = identity(&b);
+        assert!(subject_a.contains("CN=a.localhost"), "{subject_a}");
+        assert!(subject_b.contains("CN=b.localhost"), "{subject_b}");
+        assert!(!ski_a.is_empty() && ski_a != ski_b);
+        // Self-signed: each names its own key as the issuer's.
+        assert_eq!((aki_a, aki_b), (ski_a, ski_b));
+        // A bounded lifetime starting about now, which the renewer handles.
+        let now = now();
+        assert!(not_before <= now && not_before > now - 3600, "{not_before}");
+        assert_eq!(not_after - not_before, DEV_CERT_LIFETIME_SECS);
+
+        // OpenSSL trusting both verifies each (with one shared subject and no key
+        // identifiers it picked the wrong one as the issuer).
+        let dir = tempfile::tempdir().unwrap();
+        let both = dir.path().join("both.pem");
+        std::fs::write(&both, format!("{a}{b}")).unwrap();
+        for (host, pem) in [("a.localhost", &a), ("b.localhost", &b)] {
+            let file = dir.path().join(format!("{host}.pem"));
+            std::fs::write(&file, pem).unwrap();
+            let out = std::process::Command::new("openssl")
+                .arg("verify")
+                .arg("-CAfile")
+                .arg(&both)
+                .args(["-purpose", "sslserver", "-verify_hostname", host])
+                .arg(&file)
+                .output()
+                .expect("openssl (Debian package openssl) runs");
+            assert!(
+                out.status.success(),
+                "{host}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 
     #[test]
