@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, CertificateIdentifier, ChallengeType,
-    ExternalAccountKey, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
+    Account, AccountBuilder, AccountCredentials, AuthorizationStatus, CertificateIdentifier,
+    ChallengeType, ExternalAccountKey, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
 };
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
@@ -185,7 +185,8 @@ pub fn spawn_issue(cp: ControlPlane, name: String) {
             return;
         };
         if let Err(e) = issue(&cp, &name).await {
-            tracing::warn!(certificate = %name, error = %e, "certificate order failed");
+            let error = error_chain(&e);
+            tracing::warn!(certificate = %name, %error, "certificate order failed");
             let _ = cp
                 .update_certificate(&name, |c| {
                     c.status = if c.cert_chain_pem.is_empty() {
@@ -193,7 +194,7 @@ pub fn spawn_issue(cp: ControlPlane, name: String) {
                     } else {
                         c.status
                     };
-                    c.error = e.to_string();
+                    c.error = error.clone();
                     c.renewal_failures = c.renewal_failures.saturating_add(1);
                 })
                 .await;
@@ -206,32 +207,49 @@ async fn issue(cp: &ControlPlane, name: &str) -> Result<(), AcmeError> {
     let rec = cp.certificate_record(name).await?;
     cp.update_certificate(name, |c| c.last_attempt_at = now())
         .await?;
+    if rec.source == crate::model::CertSource::SelfSigned {
+        let (chain, key) = self_signed(&rec.domains)?;
+        return store_issued(cp, name, &chain, &key, AriState::default()).await;
+    }
     // Account problems (e.g. a missing External Account Binding) are not a challenge
     // problem: fail once, with the CA's reason, instead of trying the other challenge.
-    let account = account(cp, &rec.acme_directory, &rec.email).await?;
-    let first = rec.challenge;
-    let (chain, key) = match attempt(cp, &account, &rec, first).await {
-        Ok(v) => v,
-        Err(e1) => {
-            tracing::info!(certificate = %name, error = %e1, "retrying with the other challenge type");
-            let v = attempt(cp, &account, &rec, first.other())
-                .await
-                .map_err(|e2| {
-                    AcmeError::Rejected(format!("{first:?}: {e1}; {:?}: {e2}", first.other()))
-                })?;
-            tracing::info!(certificate = %name, challenge = ?first.other(), "issued with the fallback challenge type");
-            v
+    let mut account = account(cp, &rec.acme_directory, &rec.email).await?;
+    let issued = match order(cp, &account.acme, &rec).await {
+        // The CA forgot the account (a reset Pebble or step-ca): the stored one is useless
+        // from now on, so register again and replace it rather than fail every order.
+        Err(e) if e.account_gone() => {
+            tracing::warn!(
+                certificate = %name,
+                directory = %rec.acme_directory,
+                error = %error_chain(&e),
+                "the CA no longer knows the ACME account; registering a new one"
+            );
+            account = register(cp, &rec.acme_directory, &rec.email, Some(account.record)).await?;
+            order(cp, &account.acme, &rec).await
         }
+        other => other,
     };
-    let (issuer, not_before, not_after) = parse_validity(&chain);
+    let (chain, key) = issued?;
     let ari = next_ari_state(
         &AriState::default(),
-        fetch_renewal_info(&account, &chain).await,
+        fetch_renewal_info(&account.acme, &chain).await,
         now(),
     );
+    store_issued(cp, name, &chain, &key, ari).await
+}
+
+/// Stores a new certificate and key in `name`'s record, which becomes `valid`.
+async fn store_issued(
+    cp: &ControlPlane,
+    name: &str,
+    chain: &str,
+    key: &str,
+    ari: AriState,
+) -> Result<(), AcmeError> {
+    let (issuer, not_before, not_after) = parse_validity(chain);
     let sealed = cp.master_key().seal(key.as_bytes());
     cp.update_certificate(name, |c| {
-        c.cert_chain_pem = chain.clone();
+        c.cert_chain_pem = chain.to_owned();
         c.private_key_sealed = sealed.clone();
         c.status = CertStatus::Valid;
         c.error.clear();
@@ -244,6 +262,31 @@ async fn issue(cp: &ControlPlane, name: &str) -> Result<(), AcmeError> {
     .await?;
     tracing::info!(certificate = %name, "certificate issued");
     Ok(())
+}
+
+/// Orders with the certificate's challenge type, then with the other one if the first failed
+/// for a reason the other type may not meet. An account the CA does not know fails both,
+/// so it is returned at once.
+async fn order(
+    cp: &ControlPlane,
+    account: &Account,
+    rec: &CertificateRecord,
+) -> Result<(String, String), AcmeError> {
+    let first = rec.challenge;
+    let e1 = match attempt(cp, account, rec, first).await {
+        Ok(issued) => return Ok(issued),
+        Err(e) if e.account_gone() => return Err(e),
+        Err(e) => error_chain(&e),
+    };
+    tracing::info!(certificate = %rec.name, error = %e1, "retrying with the other challenge type");
+    let issued = attempt(cp, account, rec, first.other())
+        .await
+        .map_err(|e2| {
+            let e2 = error_chain(&e2);
+            AcmeError::Rejected(format!("{first:?}: {e1}; {:?}: {e2}", first.other()))
+        })?;
+    tracing::info!(certificate = %rec.name, challenge = ?first.other(), "issued with the fallback challenge type");
+    Ok(issued)
 }
 
 async fn attempt(
@@ -384,12 +427,28 @@ async fn order_errors(order: &mut instant_acme::Order) -> String {
 /// The ACME problem type a CA answers when it wants an External Account Binding.
 const EXTERNAL_ACCOUNT_REQUIRED: &str = "urn:ietf:params:acme:error:externalAccountRequired";
 
+/// The ACME problem type a CA answers to a request signed by an account it does not know,
+/// e.g. once it was reset (Pebble keeps accounts in memory; a step-ca database replaced).
+const ACCOUNT_DOES_NOT_EXIST: &str = "urn:ietf:params:acme:error:accountDoesNotExist";
+
+/// The RFC 8555 problem type of a CA's refusal, if `e` is one.
+fn problem_type(e: &instant_acme::Error) -> Option<&str> {
+    match e {
+        instant_acme::Error::Api(p) => p.r#type.as_deref(),
+        _ => None,
+    }
+}
+
+impl AcmeError {
+    /// Whether the CA said it does not know the account the request was signed with.
+    fn account_gone(&self) -> bool {
+        matches!(self, Self::Acme(e) if problem_type(e) == Some(ACCOUNT_DOES_NOT_EXIST))
+    }
+}
+
 /// Says which step failed and, when the CA wants EAB and none is configured, how to fix it.
 fn account_error(directory: &str, e: instant_acme::Error, have_eab: bool) -> AcmeError {
-    let wants_eab = matches!(
-        &e,
-        instant_acme::Error::Api(p) if p.r#type.as_deref() == Some(EXTERNAL_ACCOUNT_REQUIRED)
-    );
+    let wants_eab = problem_type(&e) == Some(EXTERNAL_ACCOUNT_REQUIRED);
     let hint = if wants_eab && !have_eab {
         "; this CA requires External Account Binding: set --acme-eab-kid and --acme-eab-hmac-key \
          (PORTCULLIS_ACME_EAB_KID, PORTCULLIS_ACME_EAB_HMAC_KEY)"
@@ -397,40 +456,90 @@ fn account_error(directory: &str, e: instant_acme::Error, have_eab: bool) -> Acm
         ""
     };
     AcmeError::Account(format!(
-        "ACME account at {directory} could not be created: {e}{hint}"
+        "ACME account at {directory} could not be created: {}{hint}",
+        error_chain(&e)
     ))
+}
+
+/// `e` and every error under it, so that "client error (Connect)" says why: "…: tcp connect
+/// error: Connection refused (os error 111)", or the TLS or DNS failure. Libraries differ
+/// on whether a message already includes its source; a source whose text is already shown
+/// is skipped.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn challenge_key(a: &ChallengeRecord) -> String {
     format!("{}:{}:{}", a.certificate, a.domain, a.token)
 }
 
-/// One account per (directory, contact), created once and reused.
-async fn account(cp: &ControlPlane, directory: &str, email: &str) -> Result<Account, AcmeError> {
-    let key = auth::hash_secret(&format!("{directory}\n{email}"))[..24].to_owned();
-    let builder = || match &cp.acme().ca_bundle {
+/// An ACME account and its record exactly as stored, so that replacing the record can check
+/// that nobody replaced it first.
+struct StoredAccount {
+    acme: Account,
+    record: Vec<u8>,
+}
+
+/// Store key of the account for (directory, contact).
+fn account_key(directory: &str, email: &str) -> String {
+    auth::hash_secret(&format!("{directory}\n{email}"))[..24].to_owned()
+}
+
+fn account_builder(cp: &ControlPlane) -> Result<AccountBuilder, instant_acme::Error> {
+    match &cp.acme().ca_bundle {
         Some(path) => Account::builder_with_root(path),
         None => Account::builder(),
-    };
-    if let Some(raw) = cp
+    }
+}
+
+/// One account per (directory, contact): the stored one, else one registered now.
+async fn account(
+    cp: &ControlPlane,
+    directory: &str,
+    email: &str,
+) -> Result<StoredAccount, AcmeError> {
+    let Some(raw) = cp
         .store()
-        .get(Collection::AcmeAccounts, &key)
+        .get(Collection::AcmeAccounts, &account_key(directory, email))
         .await
         .map_err(ServiceError::from)?
-    {
-        let rec: AccountRecord = serde_json::from_slice(&raw)
-            .map_err(|e| AcmeError::Rejected(format!("stored ACME account is corrupt: {e}")))?;
-        let plain = cp
-            .master_key()
-            .open(&rec.credentials_sealed)
-            .map_err(|e| AcmeError::Rejected(e.to_string()))?;
-        let creds: AccountCredentials = serde_json::from_slice(&plain)
-            .map_err(|e| AcmeError::Rejected(format!("stored ACME account is corrupt: {e}")))?;
-        return builder()?
-            .from_credentials(creds)
-            .await
-            .map_err(|e| account_error(directory, e, cp.acme().eab.is_some()));
-    }
+    else {
+        return register(cp, directory, email, None).await;
+    };
+    let rec: AccountRecord = serde_json::from_slice(&raw)
+        .map_err(|e| AcmeError::Rejected(format!("stored ACME account is corrupt: {e}")))?;
+    let plain = cp
+        .master_key()
+        .open(&rec.credentials_sealed)
+        .map_err(|e| AcmeError::Rejected(e.to_string()))?;
+    let creds: AccountCredentials = serde_json::from_slice(&plain)
+        .map_err(|e| AcmeError::Rejected(format!("stored ACME account is corrupt: {e}")))?;
+    let acme = account_builder(cp)?
+        .from_credentials(creds)
+        .await
+        .map_err(|e| account_error(directory, e, cp.acme().eab.is_some()))?;
+    Ok(StoredAccount { acme, record: raw })
+}
+
+/// Registers a new account at the CA and stores it in place of `replacing` (the record read
+/// before; `None` when there was none) in one atomic write. If another control plane stored
+/// one first, theirs stays and this one serves the current order only.
+async fn register(
+    cp: &ControlPlane,
+    directory: &str,
+    email: &str,
+    replacing: Option<Vec<u8>>,
+) -> Result<StoredAccount, AcmeError> {
     let contact = format!("mailto:{email}");
     let contacts: Vec<&str> = if email.is_empty() {
         vec![]
@@ -438,7 +547,7 @@ async fn account(cp: &ControlPlane, directory: &str, email: &str) -> Result<Acco
         vec![contact.as_str()]
     };
     let eab = cp.acme().eab.as_ref().map(Eab::key);
-    let (account, creds) = builder()?
+    let (acme, creds) = account_builder(cp)?
         .create(
             &NewAccount {
                 contact: &contacts,
@@ -451,24 +560,25 @@ async fn account(cp: &ControlPlane, directory: &str, email: &str) -> Result<Acco
         .await
         .map_err(|e| account_error(directory, e, cp.acme().eab.is_some()))?;
     let creds_json = serde_json::to_vec(&creds).map_err(|e| AcmeError::Rejected(e.to_string()))?;
-    let rec = AccountRecord {
+    let record = serde_json::to_vec(&AccountRecord {
         directory: directory.to_owned(),
         email: email.to_owned(),
         credentials_sealed: cp.master_key().seal(&creds_json),
+    })
+    .map_err(|e| AcmeError::Rejected(e.to_string()))?;
+    let key = account_key(directory, email);
+    let check = match replacing {
+        None => Check::Absent(Collection::AcmeAccounts, key.clone()),
+        Some(old) => Check::Equals(Collection::AcmeAccounts, key.clone(), old),
     };
-    // First writer wins; a concurrent creator's account is simply unused.
     let _ = cp
         .store()
         .apply(Batch {
-            checks: vec![Check::Absent(Collection::AcmeAccounts, key.clone())],
-            writes: vec![crate::service::put_record(
-                Collection::AcmeAccounts,
-                &key,
-                &rec,
-            )],
+            checks: vec![check],
+            writes: vec![Write::Put(Collection::AcmeAccounts, key, record.clone())],
         })
         .await;
-    Ok(account)
+    Ok(StoredAccount { acme, record })
 }
 
 /// Longest wait between retries of a failing order.
@@ -581,7 +691,7 @@ async fn fetch_renewal_info(account: &Account, chain_pem: &str) -> AriAnswer {
         },
         Err(instant_acme::Error::Unsupported(_)) => AriAnswer::Unsupported,
         Err(e) => {
-            tracing::info!(error = %e, "renewal info request failed");
+            tracing::info!(error = %error_chain(&e), "renewal info request failed");
             AriAnswer::Failed
         }
     }
@@ -594,9 +704,9 @@ fn spawn_ari_refresh(cp: ControlPlane, name: String) {
             return;
         };
         let answer = match account(&cp, &rec.acme_directory, &rec.email).await {
-            Ok(account) => fetch_renewal_info(&account, &rec.cert_chain_pem).await,
+            Ok(account) => fetch_renewal_info(&account.acme, &rec.cert_chain_pem).await,
             Err(e) => {
-                tracing::info!(certificate = %name, error = %e, "renewal info: no ACME account");
+                tracing::info!(certificate = %name, error = %error_chain(&e), "renewal info: no ACME account");
                 AriAnswer::Failed
             }
         };
@@ -628,11 +738,20 @@ pub enum RenewAction {
     Order,
 }
 
-/// Decides, for ACME certificates, whether to renew, retry or expire.
+/// Decides, for ACME and development certificates, whether to renew, retry or expire.
+/// Uploaded ones are the user's to replace.
 pub fn renew_action(rec: &CertificateRecord, now: i64) -> RenewAction {
     use crate::model::CertSource;
-    if rec.source != CertSource::Acme || rec.status == CertStatus::Pending {
+    if rec.source == CertSource::Uploaded || rec.status == CertStatus::Pending {
         return RenewAction::Wait;
+    }
+    // Development certificates made before they had a bounded lifetime (valid until 4096,
+    // one subject for all) are replaced now.
+    if rec.source == CertSource::SelfSigned
+        && rec.status == CertStatus::Valid
+        && rec.not_after - rec.not_before > DEV_CERT_LIFETIME_SECS
+    {
+        return RenewAction::Order;
     }
     if rec.status == CertStatus::Valid && rec.not_after > 0 && now >= rec.not_after {
         return RenewAction::Expire;
@@ -705,14 +824,37 @@ pub fn spawn_renewer(cp: ControlPlane, interval: Duration) {
     });
 }
 
-/// A self-signed certificate and key for development names.
+/// Lifetime of a development certificate: like an ACME one, renewed by the renewer (no CA
+/// involved) with a third of it left, and short of the 825 days macOS accepts for any
+/// server certificate.
+const DEV_CERT_LIFETIME_SECS: i64 = 90 * 86_400;
+
+/// A self-signed certificate and key for development names. The subject names the first
+/// host and the certificate carries key identifiers: a client trusting several of them
+/// (each is its own issuer) finds the right one, where OpenSSL used to pick the first
+/// certificate with the shared subject and fail its signature.
 pub fn self_signed(domains: &[String]) -> Result<(String, String), rcgen::Error> {
     let key = rcgen::KeyPair::generate()?;
     let mut params = rcgen::CertificateParams::new(domains.to_vec())?;
+    let host = domains.first().map(String::as_str).unwrap_or("localhost");
+    // RFC 5280 bounds a common name at 64 characters; the key identifiers still tell
+    // certificates for longer names apart.
+    let cn: String = host.chars().take(64).collect();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
     params.distinguished_name.push(
-        rcgen::DnType::CommonName,
+        rcgen::DnType::OrganizationName,
         "Portcullis development certificate",
     );
+    // An explicit non-CA gets the subject key identifier; the authority key identifier of a
+    // self-signed certificate names its own key.
+    params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    params.use_authority_key_identifier_extension = true;
+    // A few minutes back, for clients whose clock is slightly behind.
+    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
+    params.not_after = params.not_before + time::Duration::seconds(DEV_CERT_LIFETIME_SECS);
     Ok((params.self_signed(&key)?.pem(), key.serialize_pem()))
 }
 
@@ -793,6 +935,59 @@ mod tests {
     }
 
     #[test]
+    fn development_certificates_renew_like_acme_ones_and_uploads_never() {
+        let day = 86_400;
+        let mut r = rec(CertStatus::Valid, 0, 90 * day);
+        r.source = CertSource::SelfSigned;
+        assert_eq!(renew_action(&r, 30 * day), RenewAction::Wait);
+        assert_eq!(renew_action(&r, 61 * day), RenewAction::Order);
+        assert_eq!(renew_action(&r, 90 * day), RenewAction::Expire);
+        // Those made before the lifetime was bounded (valid until 4096) are replaced now.
+        let mut old = rec(CertStatus::Valid, 0, 66_000_000_000);
+        old.source = CertSource::SelfSigned;
+        assert_eq!(renew_action(&old, day), RenewAction::Order);
+        r.source = CertSource::Uploaded;
+        for t in [61 * day, 90 * day, i64::MAX] {
+            assert_eq!(renew_action(&r, t), RenewAction::Wait);
+        }
+    }
+
+    #[tokio::test]
+    async fn renewing_a_development_certificate_makes_a_new_one_without_a_ca() {
+        use crate::model::{CertificateInput, ProxyInput};
+        let dir = tempfile::tempdir().unwrap();
+        let cp = ControlPlane::new(crate::store::Store::open_embedded(dir.path()).unwrap())
+            .await
+            .unwrap();
+        let token = cp.bootstrap_admin_token().await.unwrap().unwrap();
+        let admin = cp.authenticate_api(&token.secret).await.unwrap();
+        let proxy = ProxyInput {
+            hostname: "dev.localhost".into(),
+            target_url: "http://127.0.0.1:1".into(),
+            ..Default::default()
+        };
+        cp.create_proxy(&admin, proxy).await.unwrap();
+        let input = CertificateInput {
+            name: "dev".into(),
+            domains: vec!["dev.localhost".into()],
+            self_signed: Some(true),
+            ..Default::default()
+        };
+        cp.create_certificate(&admin, input).await.unwrap();
+        let before = cp.certificate_record("dev").await.unwrap();
+        issue(&cp, "dev").await.unwrap();
+        let after = cp.certificate_record("dev").await.unwrap();
+        assert_ne!(after.cert_chain_pem, before.cert_chain_pem);
+        assert_ne!(after.private_key_sealed, before.private_key_sealed);
+        assert_eq!(
+            (after.status, after.error.as_str()),
+            (CertStatus::Valid, "")
+        );
+        assert_eq!(after.acme_directory, "", "no CA was asked");
+        assert_eq!(after.not_after - after.not_before, DEV_CERT_LIFETIME_SECS);
+    }
+
+    #[test]
     fn failures_back_off_exponentially_up_to_a_cap() {
         assert_eq!(retry_backoff(0), 60);
         assert_eq!(retry_backoff(3), 480);
@@ -803,7 +998,7 @@ mod tests {
         assert_eq!(renew_action(&r, 1000 + 100), RenewAction::Wait);
         assert_eq!(renew_action(&r, 1000 + 240), RenewAction::Order);
         let mut s = rec(CertStatus::Valid, 0, 0);
-        s.source = CertSource::SelfSigned;
+        s.source = CertSource::Uploaded;
         assert_eq!(renew_action(&s, i64::MAX), RenewAction::Wait);
     }
 
@@ -958,6 +1153,101 @@ mod tests {
         // The key never shows in debug output (settings are logged at start-up).
         assert!(!format!("{eab:?}").contains("zWNDZM6"));
         assert!(format!("{eab:?}").contains("redacted"));
+    }
+
+    #[test]
+    fn errors_show_every_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("client error (Connect)")]
+        struct Client(#[source] Connect);
+        #[derive(Debug, thiserror::Error)]
+        #[error("tcp connect error")]
+        struct Connect(#[source] std::io::Error);
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        // What instant-acme returns when the directory cannot be reached.
+        let e = AcmeError::Acme(instant_acme::Error::Other(Box::new(Client(Connect(
+            refused,
+        )))));
+        assert_eq!(
+            error_chain(&e),
+            "client error (Connect): tcp connect error: refused"
+        );
+        let e = account_error("https://ca.test/dir", instant_acme::Error::Str("x"), false);
+        assert_eq!(
+            error_chain(&e),
+            "ACME account at https://ca.test/dir could not be created: missing data: x"
+        );
+    }
+
+    /// Subject, subject key identifier, authority key identifier and validity of a PEM
+    /// certificate.
+    fn identity(pem: &str) -> (String, Vec<u8>, Vec<u8>, i64, i64) {
+        use x509_parser::extensions::ParsedExtension;
+        let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        let (mut ski, mut aki) = (Vec::new(), Vec::new());
+        for ext in cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(id) => ski = id.0.to_vec(),
+                ParsedExtension::AuthorityKeyIdentifier(a) => {
+                    aki = a
+                        .key_identifier
+                        .as_ref()
+                        .map(|id| id.0.to_vec())
+                        .unwrap_or_default()
+                }
+                _ => {}
+            }
+        }
+        let validity = cert.validity();
+        (
+            cert.subject().to_string(),
+            ski,
+            aki,
+            validity.not_before.timestamp(),
+            validity.not_after.timestamp(),
+        )
+    }
+
+    #[test]
+    fn development_certificates_name_their_host_and_carry_key_identifiers() {
+        let (a, _) = self_signed(&["a.localhost".to_owned()]).unwrap();
+        let (b, _) = self_signed(&["b.localhost".to_owned()]).unwrap();
+        let (subject_a, ski_a, aki_a, not_before, not_after) = identity(&a);
+        let (subject_b, ski_b, aki_b, ..) = identity(&b);
+        assert!(subject_a.contains("CN=a.localhost"), "{subject_a}");
+        assert!(subject_b.contains("CN=b.localhost"), "{subject_b}");
+        assert!(!ski_a.is_empty() && ski_a != ski_b);
+        // Self-signed: each names its own key as the issuer's.
+        assert_eq!((aki_a, aki_b), (ski_a, ski_b));
+        // A bounded lifetime starting about now, which the renewer handles.
+        let now = now();
+        assert!(not_before <= now && not_before > now - 3600, "{not_before}");
+        assert_eq!(not_after - not_before, DEV_CERT_LIFETIME_SECS);
+
+        // OpenSSL trusting both verifies each (with one shared subject and no key
+        // identifiers it picked the wrong one as the issuer).
+        let dir = tempfile::tempdir().unwrap();
+        let both = dir.path().join("both.pem");
+        std::fs::write(&both, format!("{a}{b}")).unwrap();
+        for (host, pem) in [("a.localhost", &a), ("b.localhost", &b)] {
+            let file = dir.path().join(format!("{host}.pem"));
+            std::fs::write(&file, pem).unwrap();
+            let out = std::process::Command::new("openssl")
+                .arg("verify")
+                .arg("-CAfile")
+                .arg(&both)
+                .args(["-purpose", "sslserver", "-verify_hostname", host])
+                .arg(&file)
+                .output()
+                .expect("openssl (Debian package openssl) runs");
+            assert!(
+                out.status.success(),
+                "{host}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! A real ACME CA for tests: Debian's Pebble with `pebble-challtestsrv` as its DNS, which
 //! answers 127.0.0.1 for every name so validation reaches the data plane under test.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use crate::{eventually, free_port};
 
 /// A running Pebble that validates HTTP-01 on `http_port` and TLS-ALPN-01 on `tls_port`.
 pub struct Pebble {
-    _pebble: Proc,
+    pebble: Proc,
     _dns: Proc,
     _dir: tempfile::TempDir,
     /// ACME directory URL.
@@ -19,6 +19,8 @@ pub struct Pebble {
     pub tls_cert: PathBuf,
     tls_key: PathBuf,
     log: PathBuf,
+    config: PathBuf,
+    dns: u16,
     management: u16,
     dns_management: u16,
 }
@@ -93,31 +95,37 @@ impl Pebble {
         std::fs::write(&config_path, config.to_string()).expect("write");
         // Pebble's log is kept: it names every order and issued serial.
         let log = dir.path().join("pebble.log");
-        let log_file = std::fs::File::create(&log).expect("pebble log");
-        let pebble = Proc::spawn(
-            Command::new("pebble")
-                .arg("-config")
-                .arg(&config_path)
-                .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
-                .env("PEBBLE_VA_NOSLEEP", "1")
-                .env("PEBBLE_WFE_NONCEREJECT", "0")
-                .stdout(log_file.try_clone().expect("log fd"))
-                .stderr(log_file),
-        );
+        let pebble = spawn_pebble(&config_path, dns, &log);
         let me = Self {
-            _pebble: pebble,
+            pebble,
             _dns: dns_proc,
             _dir: dir,
             directory: format!("https://127.0.0.1:{listen}/dir"),
             tls_cert,
             tls_key,
             log,
+            config: config_path,
+            dns,
             management,
             dns_management,
         };
-        let client = me.client();
+        me.wait_ready().await;
+        me
+    }
+
+    /// Kills Pebble and starts it again on the same ports and TLS certificate. Pebble keeps
+    /// everything in memory, so the new one has forgotten every account and order (like a
+    /// reset CA) and signs with a new root.
+    pub async fn restart(&mut self) {
+        self.pebble.kill();
+        self.pebble = spawn_pebble(&self.config, self.dns, &self.log);
+        self.wait_ready().await;
+    }
+
+    async fn wait_ready(&self) {
+        let client = self.client();
         eventually(Duration::from_secs(20), "pebble directory", || {
-            let (client, url) = (client.clone(), me.directory.clone());
+            let (client, url) = (client.clone(), self.directory.clone());
             async move {
                 client
                     .get(&url)
@@ -130,7 +138,6 @@ impl Pebble {
             }
         })
         .await;
-        me
     }
 
     /// Pebble's TLS certificate and key, for [`PebbleOptions::tls_from`].
@@ -147,6 +154,15 @@ impl Pebble {
             .filter_map(|rest| rest.split_whitespace().next())
             .map(|hex| hex.to_ascii_lowercase().trim_start_matches('0').to_owned())
             .collect()
+    }
+
+    /// How many ACME accounts were registered, over every run of this Pebble (each new
+    /// account logs the count of accounts it now holds).
+    pub fn new_accounts(&self) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("There are now") && l.contains("accounts in memory"))
+            .count()
     }
 
     /// Pebble's log so far, for failure messages.
@@ -185,4 +201,24 @@ impl Pebble {
             .expect("challtestsrv add-a");
         assert!(r.status().is_success());
     }
+}
+
+/// Starts Pebble with `config`, resolving through the DNS on `dns`, appending to `log` (a
+/// restarted Pebble adds to the same log, so the serials it issued before stay listed).
+fn spawn_pebble(config: &Path, dns: u16, log: &Path) -> Proc {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("pebble log");
+    Proc::spawn(
+        Command::new("pebble")
+            .arg("-config")
+            .arg(config)
+            .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .stdout(log_file.try_clone().expect("log fd"))
+            .stderr(log_file),
+    )
 }

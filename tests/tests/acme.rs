@@ -257,6 +257,63 @@ async fn an_order_the_ca_rejects_ends_failed_with_its_error() {
 }
 
 #[tokio::test]
+async fn a_ca_that_forgot_the_account_gets_a_new_one() {
+    let (mut pebble, mut cp, _dp) = setup().await;
+    let a = Backend::start("a").await;
+    cp.cli_ok(&["proxy", "create", "forget.example.test", &a.url, "--https"]);
+    let status = wait_status(&cp, "forget.example.test").await;
+    assert_eq!(status["status"], "valid", "{status}");
+    let before = show(&cp, "forget.example.test");
+
+    // A reset CA (Pebble keeps accounts in memory) answers `accountDoesNotExist` to the
+    // stored account; the renewal registers a new one instead of failing for good.
+    pebble.restart().await;
+    cp.cli_ok(&["cert", "renew", "forget.example.test"]);
+    let after = eventually(Duration::from_secs(90), "the renewal to end", || async {
+        let v = show(&cp, "forget.example.test");
+        (v["serial"] != before["serial"] || v["error"] != "").then_some(v)
+    })
+    .await;
+    assert_eq!(after["error"], "", "{after}");
+    assert_eq!(after["status"], "valid", "{after}");
+    let serial = after["serial"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        pebble.issued_serials().contains(&serial),
+        "{serial} not issued by the restarted CA: {}",
+        pebble.log()
+    );
+
+    // The new account replaced the stored one: a new order after a control-plane restart
+    // uses it at once (no third registration).
+    cp.restart().await;
+    cp.cli_ok(&["proxy", "create", "forget2.example.test", &a.url, "--https"]);
+    let status = wait_status(&cp, "forget2.example.test").await;
+    assert_eq!(status["status"], "valid", "{status}");
+    assert_eq!(pebble.new_accounts(), 2, "{}", pebble.log());
+}
+
+#[tokio::test]
+async fn an_unreachable_ca_is_reported_with_its_cause() {
+    // A closed port, and a CA whose TLS certificate nothing here trusts (no --acme-ca-cert).
+    let untrusted = Pebble::start(free_port(), free_port()).await;
+    let closed = format!("https://127.0.0.1:{}/dir", free_port());
+    let a = Backend::start("a").await;
+    for (directory, cause) in [
+        (closed.as_str(), "Connection refused"),
+        (untrusted.directory.as_str(), "UnknownIssuer"),
+    ] {
+        let cp = ControlPlane::start_args(vec!["--acme-directory".into(), directory.into()]).await;
+        cp.cli_ok(&["proxy", "create", "down.example.test", &a.url]);
+        cp.cli_ok(&["cert", "create", "down", "down.example.test"]);
+        let status = wait_status(&cp, "down").await;
+        assert_eq!(status["status"], "failed", "{status}");
+        let error = status["error"].as_str().unwrap_or_default();
+        assert!(error.contains(directory), "{directory}: {status}");
+        assert!(error.contains(cause), "{directory}: {status}");
+    }
+}
+
+#[tokio::test]
 async fn self_signed_development_certificate_works_without_a_ca() {
     let cp = ControlPlane::start().await;
     let dp = DataPlane::start_https(&cp, "dp-dev", free_port(), free_port()).await;

@@ -53,6 +53,10 @@ fn pki_valid(ca_name: &str, validity: Option<(OffsetDateTime, OffsetDateTime)>) 
     }
 }
 
+/// A CERTIFICATE block whose base64 is fine but whose content is not DER.
+const NOT_A_CERTIFICATE: &str =
+    "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
+
 async fn post(cp: &ControlPlane, token: &str, body: Value) -> (StatusCode, Value) {
     let r = http_client()
         .post(format!("{}/api/v1/certificates/upload", cp.http))
@@ -93,6 +97,17 @@ async fn uploads_are_validated_and_keys_exported_only_on_request() {
             "not pem".to_owned(),
             good.leaf_key.clone(),
             "cert_chain_pem",
+        ),
+        // The chain's own problems are named as the chain's, not blamed on the key.
+        (
+            format!("{}{}", good.ca_pem, good.leaf_pem),
+            good.leaf_key.clone(),
+            "invalid cert_chain_pem: the leaf must come first",
+        ),
+        (
+            format!("{}{NOT_A_CERTIFICATE}", good.leaf_pem),
+            good.leaf_key.clone(),
+            "invalid cert_chain_pem: certificate 2 of 2 is not an X.509 certificate",
         ),
     ];
     for (chain, key, why) in cases {

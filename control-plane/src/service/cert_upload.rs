@@ -130,63 +130,81 @@ impl ControlPlane {
     }
 }
 
-/// Validates an uploaded chain and key; returns the DNS names the leaf covers.
+/// Validates an uploaded chain and key; returns the DNS names the leaf covers. Each refusal
+/// names the field at fault: the chain is decoded and its order checked on its own, so a
+/// broken or CA-first chain is not blamed on the key it is compared with.
 fn check_pem(chain_pem: &str, key_pem: &str) -> Result<Vec<String>> {
-    let bad = |reason: String| ServiceError::invalid("cert_chain_pem", reason);
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+    let bad_chain = |reason: String| ServiceError::invalid("cert_chain_pem", reason);
+    let bad_key = |reason: String| ServiceError::invalid("private_key_pem", reason);
+    let ders: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
         .collect::<std::result::Result<_, _>>()
-        .map_err(|e| bad(format!("not PEM certificates: {e}")))?;
-    if chain.is_empty() {
-        return Err(bad("no CERTIFICATE block".into()));
+        .map_err(|e| bad_chain(format!("not PEM certificates: {e}")))?;
+    if ders.is_empty() {
+        return Err(bad_chain("no CERTIFICATE block".into()));
     }
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| {
-        ServiceError::invalid("private_key_pem", format!("not a PEM private key: {e}"))
-    })?;
-    let provider = rustls::crypto::aws_lc_rs::default_provider();
-    let certified =
-        rustls::sign::CertifiedKey::from_der(chain.clone(), key, &provider).map_err(|e| {
-            ServiceError::invalid(
-                "private_key_pem",
-                format!("does not match the certificate: {e}"),
-            )
+    let total = ders.len();
+    let mut chain = Vec::with_capacity(total);
+    for (i, der) in ders.iter().enumerate() {
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| {
+            bad_chain(format!(
+                "certificate {} of {total} is not an X.509 certificate: {e}",
+                i + 1
+            ))
         })?;
-    certified.keys_match().map_err(|e| {
-        ServiceError::invalid(
-            "private_key_pem",
-            format!("does not match the certificate: {e}"),
-        )
-    })?;
+        chain.push(cert);
+    }
+    let describe = |i: usize| format!("certificate {} of {total} ({})", i + 1, chain[i].subject());
+
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| bad_key(format!("not a PEM private key: {e}")))?;
+    let key = rustls::crypto::aws_lc_rs::default_provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| bad_key(format!("not a usable private key: {e}")))?;
+    // The key tells which certificate is the leaf. A key that cannot name its public half
+    // leaves the order to the issuer check below (rustls accepts such keys too).
+    if let Some(spki) = key.public_key() {
+        match chain
+            .iter()
+            .position(|c| c.public_key().raw == spki.as_ref())
+        {
+            Some(0) => {}
+            Some(i) => {
+                return Err(bad_chain(format!(
+                    "the leaf must come first: the private key belongs to {}, not to the first one ({})",
+                    describe(i),
+                    chain[0].subject()
+                )));
+            }
+            None => {
+                return Err(bad_key(format!(
+                    "does not match the first certificate of cert_chain_pem ({}), which must be the leaf",
+                    chain[0].subject()
+                )));
+            }
+        }
+    }
 
     let now = now();
-    let mut parsed = Vec::with_capacity(chain.len());
-    for (i, der) in chain.iter().enumerate() {
-        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
-            .map_err(|e| bad(format!("certificate {i} does not parse: {e}")))?;
+    for (i, cert) in chain.iter().enumerate() {
         if cert.validity().not_after.timestamp() <= now {
-            return Err(bad(format!(
-                "certificate {i} ({}) has expired",
-                cert.subject()
-            )));
+            return Err(bad_chain(format!("{} has expired", describe(i))));
         }
         if cert.validity().not_before.timestamp() > now {
-            return Err(bad(format!(
-                "certificate {i} ({}) is not valid yet",
-                cert.subject()
-            )));
+            return Err(bad_chain(format!("{} is not valid yet", describe(i))));
         }
-        parsed.push(cert);
     }
-    for pair in parsed.windows(2) {
+    for (i, pair) in chain.windows(2).enumerate() {
         if pair[0].issuer() != pair[1].subject() {
-            return Err(bad(format!(
-                "chain out of order: {} is not issued by the next certificate ({}); put the leaf first",
-                pair[0].subject(),
-                pair[1].subject()
+            return Err(bad_chain(format!(
+                "chain out of order: {} is not issued by the next one, {}; give the leaf first, then each issuer",
+                describe(i),
+                describe(i + 1)
             )));
         }
     }
     let mut names = Vec::new();
-    if let Ok(Some(san)) = parsed[0].subject_alternative_name() {
+    if let Ok(Some(san)) = chain[0].subject_alternative_name() {
         for n in &san.value.general_names {
             if let x509_parser::extensions::GeneralName::DNSName(d) = n {
                 names.push(d.to_ascii_lowercase());
@@ -194,9 +212,105 @@ fn check_pem(chain_pem: &str, key_pem: &str) -> Result<Vec<String>> {
         }
     }
     if names.is_empty() {
-        return Err(bad(
-            "the leaf certificate names no DNS names (subjectAltName)".into(),
-        ));
+        return Err(bad_chain(format!(
+            "the leaf ({}) names no DNS names (subjectAltName)",
+            chain[0].subject()
+        )));
     }
     Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+
+    /// A CA and a leaf for `up.example.com` it signed, with the leaf's key.
+    struct Pki {
+        ca: String,
+        leaf: String,
+        key: String,
+    }
+
+    fn pki() -> Pki {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Upload CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap().pem();
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["up.example.com".to_owned()])
+            .unwrap()
+            .signed_by(&key, &Issuer::new(ca_params, &ca_key))
+            .unwrap()
+            .pem();
+        Pki {
+            ca,
+            leaf,
+            key: key.serialize_pem(),
+        }
+    }
+
+    /// The field and reason of a refusal.
+    fn refused(result: Result<Vec<String>>) -> (&'static str, String) {
+        match result {
+            Err(ServiceError::Invalid { field, reason }) => (field, reason),
+            other => panic!("expected a refusal naming a field, got {other:?}"),
+        }
+    }
+
+    /// A CERTIFICATE block whose base64 is fine but whose content is not DER.
+    const NOT_A_CERTIFICATE: &str =
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn a_chain_leaf_first_is_accepted_with_the_leafs_names() {
+        let p = pki();
+        let names = check_pem(&format!("{}{}", p.leaf, p.ca), &p.key).unwrap();
+        assert_eq!(names, ["up.example.com"]);
+    }
+
+    #[test]
+    fn a_certificate_that_does_not_decode_is_blamed_on_the_chain() {
+        let p = pki();
+        let (field, reason) = refused(check_pem(NOT_A_CERTIFICATE, &p.key));
+        assert_eq!(field, "cert_chain_pem", "{reason}");
+        assert!(reason.contains("certificate 1 "), "{reason}");
+        assert!(reason.contains("not an X.509 certificate"), "{reason}");
+        // The same for a broken intermediate after a good leaf.
+        let (field, reason) = refused(check_pem(&format!("{}{NOT_A_CERTIFICATE}", p.leaf), &p.key));
+        assert_eq!(field, "cert_chain_pem", "{reason}");
+        assert!(reason.contains("certificate 2 "), "{reason}");
+    }
+
+    #[test]
+    fn a_chain_given_ca_first_asks_for_the_leaf_first() {
+        let p = pki();
+        let (field, reason) = refused(check_pem(&format!("{}{}", p.ca, p.leaf), &p.key));
+        assert_eq!(field, "cert_chain_pem", "{reason}");
+        assert!(reason.contains("leaf must come first"), "{reason}");
+        assert!(reason.contains("certificate 2 "), "{reason}");
+    }
+
+    #[test]
+    fn text_without_a_certificate_names_the_chain() {
+        let p = pki();
+        for chain in ["not pem", p.key.as_str()] {
+            let (field, reason) = refused(check_pem(chain, &p.key));
+            assert_eq!(field, "cert_chain_pem", "{reason}");
+            assert!(reason.contains("no CERTIFICATE block"), "{reason}");
+        }
+    }
+
+    #[test]
+    fn a_key_that_fits_no_certificate_is_blamed_on_the_key() {
+        let (p, other) = (pki(), pki());
+        let (field, reason) = refused(check_pem(&format!("{}{}", p.leaf, p.ca), &other.key));
+        assert_eq!(field, "private_key_pem", "{reason}");
+        assert!(reason.contains("does not match"), "{reason}");
+        let (field, _) = refused(check_pem(&p.leaf, "not a key"));
+        assert_eq!(field, "private_key_pem");
+    }
 }
