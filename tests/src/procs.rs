@@ -367,6 +367,8 @@ pub struct DataPlane {
     http_port: u16,
     admin_port: u16,
     https_port: Option<u16>,
+    /// Further flags, e.g. `--http-public-port 80`.
+    extra_args: Vec<String>,
 }
 
 impl DataPlane {
@@ -392,7 +394,13 @@ impl DataPlane {
 
     /// Enrols and starts one, waiting until it is ready.
     pub async fn start(cp: &ControlPlane, node_id: &str) -> Self {
+        Self::start_args(cp, node_id, &[]).await
+    }
+
+    /// As [`Self::start`], with further flags.
+    pub async fn start_args(cp: &ControlPlane, node_id: &str, args: &[&str]) -> Self {
         let mut dp = Self::new(cp, node_id);
+        dp.extra_args = args.iter().map(|a| (*a).to_owned()).collect();
         // As for the control plane: another test may take a free port first.
         for _ in 0..3 {
             dp.spawn();
@@ -418,7 +426,13 @@ impl DataPlane {
             http_port: free_port(),
             admin_port: free_port(),
             https_port: None,
+            extra_args: Vec::new(),
         }
+    }
+
+    /// The port of its plain-HTTP listener.
+    pub fn http_port(&self) -> u16 {
+        self.http_port
     }
 
     /// Starts (again) on the same ports and cache; waits for `/readyz`.
@@ -445,6 +459,7 @@ impl DataPlane {
                 .args(["--admin-listen", &format!("127.0.0.1:{}", self.admin_port)])
                 .arg("--cache-dir")
                 .arg(self.cache_dir.path())
+                .args(&self.extra_args)
                 .env("PORTCULLIS_LOG", "warn")
                 .stdout(Stdio::null()),
         );
