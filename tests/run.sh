@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Real peers from Debian (no mocks): Redis for the shared store, Pebble for ACME, Node for
-# the OpenID Provider.
+# the OpenID Provider, Chromium for browser logins.
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
@@ -19,6 +19,9 @@ command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 # nginx proves /verify works behind a real auth_request proxy.
 command -v nginx >/dev/null || missing+=(nginx)
+# A real browser for the redirect-mode login test (Debian's build; test tools' own browser
+# downloads are not used).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq
@@ -28,6 +31,8 @@ fi
 npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
 # The MCP SDK client and the reference MCP server, pinned in tests/mcp/package-lock.json.
 npm ci --prefix tests/mcp --no-audit --no-fund --loglevel=error
+# playwright-core, which drives the system's chromium, pinned in tests/browser/package-lock.json.
+npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 # The justfile recipes are tested too.
 if ! command -v just >/dev/null; then
   echo "installing just (cargo install)"

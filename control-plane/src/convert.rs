@@ -304,6 +304,8 @@ impl From<DataPlaneRecord> for pb::DataPlaneStatus {
             last_seen: d.last_seen,
             connected: d.connected,
             software_version: d.software_version,
+            http_public_port: d.http_public_port.into(),
+            https_public_port: d.https_public_port.into(),
         }
     }
 }

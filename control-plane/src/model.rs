@@ -506,6 +506,13 @@ pub struct DataPlaneRecord {
     pub connected: bool,
     /// Its software version.
     pub software_version: String,
+    /// Port clients reach its plain-HTTP listener on, as it announced it (0: not
+    /// reported, a data plane older than the field: 80 is assumed).
+    #[serde(default)]
+    pub http_public_port: u16,
+    /// Port clients reach its HTTPS listener on (0: no HTTPS listener, or not reported).
+    #[serde(default)]
+    pub https_public_port: u16,
 }
 
 /// `GET /api/v1/dataplanes`.

@@ -27,7 +27,7 @@ mod routes;
 mod services;
 mod tokens;
 
-pub use dataplanes::DataPlaneRegistry;
+pub use dataplanes::{DataPlaneRegistry, ListenerPorts, edge_callback_ports};
 
 type Result<T> = std::result::Result<T, ServiceError>;
 

@@ -65,12 +65,14 @@ pub enum Mode {
     Passthrough,
 }
 
-/// What the request looks like from outside: the listener's scheme and the Host the
-/// client used. Resource URLs and audience checks are relative to it.
+/// What the request looks like from outside: the listener's scheme, the Host the
+/// client used and the port clients reach the listener on. Resource URLs and audience
+/// checks are relative to the Host; `redirect`-mode callbacks use the public port.
 #[derive(Clone, Copy, Debug)]
 pub struct Origin<'a> {
     secure: bool,
     authority: &'a str,
+    public_port: u16,
 }
 
 /// The validated auth settings of one proxy, before the snapshot's verifier is attached.
@@ -121,9 +123,28 @@ pub(crate) enum Verdict {
 
 impl<'a> Origin<'a> {
     /// `secure`: the request arrived on the HTTPS listener. `authority`: the Host the
-    /// client sent (name and optional port).
+    /// client sent (name and optional port). The listener is taken to be reached on the
+    /// scheme's default port unless [`Self::with_public_port`] says otherwise.
     pub fn new(secure: bool, authority: &'a str) -> Self {
-        Self { secure, authority }
+        let public_port = if secure { 443 } else { 80 };
+        Self {
+            secure,
+            authority,
+            public_port,
+        }
+    }
+
+    /// The port clients reach the listener on (the data plane's configuration, never
+    /// the Host header's port, which the client chooses).
+    pub fn with_public_port(mut self, port: u16) -> Self {
+        self.public_port = port;
+        self
+    }
+
+    /// The listener's public port, `None` when it is the scheme's default (left out of
+    /// URLs).
+    fn explicit_port(&self) -> Option<u16> {
+        (self.public_port != self.default_port()).then_some(self.public_port)
     }
 
     /// `https` or `http`.

@@ -40,11 +40,20 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_HTTPS_LISTEN", value_name = "ADDR")]
     pub https_listen: Option<SocketAddr>,
 
-    /// Port clients use for HTTPS, written into HTTP→HTTPS redirects when it is not 443.
-    /// Set it when the listener's port is published under another one (e.g. a container
-    /// listening on 8443 published as 443). Default: the `--https-listen` port, or 443.
-    #[arg(long, env = "PORTCULLIS_HTTPS_PUBLIC_PORT", value_name = "PORT")]
+    /// Port clients use for HTTPS, written into HTTP→HTTPS redirects and `redirect`-mode
+    /// login callbacks when it is not 443, and reported to the control plane, which
+    /// accepts those callbacks on exactly the reported ports. Set it when the listener's
+    /// port is published under another one (e.g. a container listening on 8443 published
+    /// as 443). Default: the `--https-listen` port, or 443.
+    #[arg(long, env = "PORTCULLIS_HTTPS_PUBLIC_PORT", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub https_public_port: Option<u16>,
+
+    /// Port clients use for plain HTTP, written into `redirect`-mode login callbacks when
+    /// it is not 80 and reported to the control plane (see `--https-public-port`). Set it
+    /// when a load balancer or container runtime publishes the listener under another
+    /// port. Default: the `--http-listen` port.
+    #[arg(long, env = "PORTCULLIS_HTTP_PUBLIC_PORT", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub http_public_port: Option<u16>,
 
     /// Address for /healthz and /readyz, e.g. 127.0.0.1:9901.
     #[arg(long, env = "PORTCULLIS_ADMIN_LISTEN", value_name = "ADDR")]
@@ -138,6 +147,42 @@ mod tests {
         assert!(!format!("{args:?}").contains("s3cret"));
         assert!(args.ca_cert.is_none());
         assert!(args.https_listen.is_none() && args.https_public_port.is_none());
+        assert!(args.http_public_port.is_none());
+    }
+
+    #[test]
+    fn public_ports_are_tcp_ports() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec![
+                "portcullis-data-plane",
+                "--control-plane",
+                "http://127.0.0.1:50051",
+                "--enrolment-token",
+                "t",
+                "--node-id",
+                "dp-1",
+                "--http-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--cache-dir",
+                "/tmp/x",
+            ];
+            argv.extend_from_slice(extra);
+            Args::try_parse_from(argv)
+        };
+        let args = parse(&["--http-public-port", "80", "--https-public-port", "443"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (args.http_public_port, args.https_public_port),
+            (Some(80), Some(443))
+        );
+        for bad in [
+            ["--http-public-port", "0"],
+            ["--https-public-port", "65536"],
+        ] {
+            assert!(parse(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

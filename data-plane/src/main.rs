@@ -9,6 +9,7 @@ use clap::Parser;
 use portcullis_data_plane::apply::Applier;
 use portcullis_data_plane::cache::SnapshotCache;
 use portcullis_data_plane::cli::Args;
+use portcullis_data_plane::proxy::PublicPorts;
 use portcullis_data_plane::store::ConfigStore;
 use portcullis_data_plane::stream::ControlPlane;
 use portcullis_data_plane::upstream::ClientCache;
@@ -61,17 +62,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .transpose()?
         .unzip();
     let admin_addr = admin.local_addr()?;
-    let https_port = args
-        .https_public_port
-        .or(https_addr.map(|a| a.port()))
-        .unwrap_or(443);
+    let ports = PublicPorts {
+        http: args.http_public_port.unwrap_or(http_addr.port()),
+        https: args
+            .https_public_port
+            .or(https_addr.map(|a| a.port()))
+            .unwrap_or(443),
+    };
     let control_plane = ControlPlane::new(
         &args.control_plane,
         ca_pem.as_deref(),
         args.enrolment_token.expose(),
         args.node_id.clone(),
         http_addr.to_string(),
-    )?;
+    )?
+    // No HTTPS listener, no HTTPS callbacks (0), whatever `--https-public-port` says for
+    // redirects.
+    .with_public_ports(ports.http, https_addr.map_or(0, |_| ports.https));
 
     server::limit_per_client(args.max_connections_per_client);
     raise_open_file_limit();
@@ -94,9 +101,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let (store, tls) = (store.clone(), tls.clone());
         server::workers::spawn(index, http, https, move |http, https| async move {
             if let (Some(https), Some(tls)) = (https, tls) {
-                tokio::spawn(server::serve_https(https, store.clone(), tls));
+                tokio::spawn(server::serve_https(https, store.clone(), tls, ports.https));
             }
-            server::serve_http(http, store, https_port).await;
+            server::serve_http(http, store, ports).await;
         })
         .context("starting a serving worker")?;
     }

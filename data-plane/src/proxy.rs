@@ -59,6 +59,29 @@ pub enum Listener {
     Https,
 }
 
+/// The ports clients reach this data plane's listeners on: the listen ports unless a
+/// load balancer or container runtime publishes them under others. `redirect`-mode login
+/// callbacks are built from these, never from the port in the client's Host header, and
+/// the control plane is told them, so the authorization server accepts exactly the
+/// callback URLs data planes send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PublicPorts {
+    /// Public port of the plain-HTTP listener.
+    pub http: u16,
+    /// Public port of the HTTPS listener (also where HTTP→HTTPS redirects point).
+    pub https: u16,
+}
+
+impl Default for PublicPorts {
+    /// The scheme defaults, 80 and 443: listeners reached without a port in the URL.
+    fn default() -> Self {
+        Self {
+            http: 80,
+            https: 443,
+        }
+    }
+}
+
 /// Facts about the client connection, computed once per connection.
 #[derive(Debug)]
 pub struct ConnInfo {
@@ -66,6 +89,8 @@ pub struct ConnInfo {
     /// The peer IP as a header value for `X-Forwarded-For` / `X-Real-IP`.
     peer_ip: HeaderValue,
     listener: Listener,
+    /// The port clients reach `listener` on.
+    public_port: u16,
 }
 
 /// Handles one request end to end. Never fails: errors become short plain responses.
@@ -163,7 +188,8 @@ where
     // Phase 2: proxy-level policy (with the matching route's settings). Runs for every
     // request to this proxy; the route's upstream is only reachable through `admitted`.
     let secure = matches!(conn.listener, Listener::Https);
-    let origin = Origin::new(secure, host.raw().to_str().unwrap_or_default());
+    let origin = Origin::new(secure, host.raw().to_str().unwrap_or_default())
+        .with_public_port(conn.public_port);
     if let Some(answer) = policy::intercept(proxy, &origin, &req).await {
         return Ok(answer);
     }
@@ -206,15 +232,28 @@ fn failed(admitted: &Admitted<'_>, error: ProxyError) -> Response<ProxyBody> {
 // === impl ConnInfo ===
 
 impl ConnInfo {
-    /// Describes a connection from `peer` accepted on `listener`.
+    /// Describes a connection from `peer` accepted on `listener`, reached by clients on
+    /// the scheme's default port (80 or 443) unless [`Self::with_public_port`] says
+    /// otherwise.
     pub fn new(peer: SocketAddr, listener: Listener) -> Self {
         let ip = peer.ip().to_canonical().to_string();
         let peer_ip = HeaderValue::try_from(ip).unwrap_or(HeaderValue::from_static("unknown"));
+        let public_port = match listener {
+            Listener::Http { .. } => 80,
+            Listener::Https => 443,
+        };
         Self {
             peer,
             peer_ip,
             listener,
+            public_port,
         }
+    }
+
+    /// The port clients reach the listener on (see [`PublicPorts`]).
+    pub fn with_public_port(mut self, port: u16) -> Self {
+        self.public_port = port;
+        self
     }
 
     /// The TCP peer.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::proxy::{ConnInfo, Listener};
+use crate::proxy::{ConnInfo, Listener, PublicPorts};
 use crate::store::ConfigStore;
 
 mod clients;
@@ -38,14 +38,21 @@ struct Connection {
 }
 
 /// Accepts plain-HTTP connections forever and proxies their requests with the current
-/// snapshot. `https_port` is where redirects to HTTPS send clients.
-pub async fn serve_http(listener: TcpListener, store: Arc<ConfigStore>, https_port: u16) {
+/// snapshot. `ports.https` is where redirects to HTTPS send clients; `ports.http` is how
+/// clients reach this listener.
+pub async fn serve_http(listener: TcpListener, store: Arc<ConfigStore>, ports: PublicPorts) {
     loop {
         let (stream, peer) = accept(&listener).await;
         let Some(slot) = clients::admit(peer.ip()) else {
             continue;
         };
-        let info = ConnInfo::new(peer, Listener::Http { https_port });
+        let info = ConnInfo::new(
+            peer,
+            Listener::Http {
+                https_port: ports.https,
+            },
+        )
+        .with_public_port(ports.http);
         let conn = Arc::new(Connection {
             store: store.clone(),
             info,

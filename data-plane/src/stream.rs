@@ -32,6 +32,10 @@ pub struct ControlPlane {
     authorization: MetadataValue<Ascii>,
     node_id: String,
     address: String,
+    /// Announced in Hello: the ports the authorization server accepts `redirect`-mode
+    /// callbacks on (0: not reported / no HTTPS listener).
+    http_public_port: u16,
+    https_public_port: u16,
     backoff: Backoff,
 }
 
@@ -56,8 +60,20 @@ impl ControlPlane {
             authorization,
             node_id,
             address,
+            http_public_port: 0,
+            https_public_port: 0,
             backoff: Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF),
         })
+    }
+
+    /// The ports clients reach this data plane's HTTP and HTTPS listeners on (0 for no
+    /// HTTPS listener), announced in Hello so the control plane registers the built-in
+    /// edge clients' redirect URIs on exactly these ports. Without it none are reported
+    /// and the control plane assumes 80 and 443, as for data planes that predate it.
+    pub fn with_public_ports(mut self, http: u16, https: u16) -> Self {
+        self.http_public_port = http;
+        self.https_public_port = https;
+        self
     }
 
     /// Overrides the reconnect backoff (default 100 ms doubling to a 10 s cap); tests

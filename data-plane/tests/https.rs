@@ -17,6 +17,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use portcullis_data_plane::apply::Applier;
 use portcullis_data_plane::cache::SnapshotCache;
+use portcullis_data_plane::proxy::PublicPorts;
 use portcullis_data_plane::store::ConfigStore;
 use portcullis_data_plane::upstream::ClientCache;
 use portcullis_data_plane::{server, tls};
@@ -178,8 +179,20 @@ async fn start(snapshot: pb::ConfigSnapshot) -> Result<DataPlane> {
     let http_listener = TcpListener::bind("127.0.0.1:0").await?;
     let http = http_listener.local_addr()?;
     let config = tls::server_config(store.clone())?;
-    tokio::spawn(server::serve_https(https_listener, store.clone(), config));
-    tokio::spawn(server::serve_http(http_listener, store, https.port()));
+    tokio::spawn(server::serve_https(
+        https_listener,
+        store.clone(),
+        config,
+        https.port(),
+    ));
+    tokio::spawn(server::serve_http(
+        http_listener,
+        store,
+        PublicPorts {
+            https: https.port(),
+            ..PublicPorts::default()
+        },
+    ));
     Ok(DataPlane {
         applier,
         http,

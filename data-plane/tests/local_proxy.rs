@@ -17,6 +17,7 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use portcullis_data_plane::config::Snapshot;
+use portcullis_data_plane::proxy::PublicPorts;
 use portcullis_data_plane::store::ConfigStore;
 use portcullis_data_plane::upstream::ClientCache;
 use portcullis_data_plane::{admin, server};
@@ -165,7 +166,11 @@ async fn start_proxy(backend: SocketAddr) -> Result<(SocketAddr, SocketAddr)> {
     let _ = store.publish(Arc::new(Snapshot::compile(&snapshot, &clients)?));
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(server::serve_http(listener, store.clone(), 443));
+    tokio::spawn(server::serve_http(
+        listener,
+        store.clone(),
+        PublicPorts::default(),
+    ));
     let admin_listener = TcpListener::bind("127.0.0.1:0").await?;
     let admin_addr = admin_listener.local_addr()?;
     tokio::spawn(admin::serve_admin(admin_listener, store));

@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use portcullis_data_plane::config::Snapshot;
+use portcullis_data_plane::proxy::PublicPorts;
 use portcullis_data_plane::store::ConfigStore;
 use portcullis_data_plane::upstream::ClientCache;
 use portcullis_data_plane::{server, tls};
@@ -129,11 +130,15 @@ async fn start() -> Result<(SocketAddr, SocketAddr, CertificateDer<'static>)> {
     let _ = store.publish(Arc::new(Snapshot::compile(&snapshot, &clients)?));
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(server::serve_http(listener, store.clone(), 443));
+    tokio::spawn(server::serve_http(
+        listener,
+        store.clone(),
+        PublicPorts::default(),
+    ));
     let tls_listener = TcpListener::bind("127.0.0.1:0").await?;
     let tls_addr = tls_listener.local_addr()?;
     let config = tls::server_config(store.clone())?;
-    tokio::spawn(server::serve_https(tls_listener, store, config));
+    tokio::spawn(server::serve_https(tls_listener, store, config, 443));
     Ok((addr, tls_addr, cert.cert.der().clone()))
 }
 

@@ -5,6 +5,9 @@
 //! REST wire protocol, in-process) and [`oidc::OidcProvider`] (the certified `oidc-provider`
 //! npm package, run under Node).
 //!
+//! A real browser: [`chromium::visit`] (the system's headless Chromium, driven by the
+//! `playwright-core` npm package pinned in `tests/browser`).
+//!
 //! MCP peers: [`mcp::EverythingServer`] (the reference MCP server) and [`mcp::run_client`]
 //! (the official MCP SDK client), from the npm packages pinned in `tests/mcp`.
 //!
@@ -13,6 +16,7 @@
 
 pub mod backend;
 pub mod browser;
+pub mod chromium;
 pub mod github;
 pub mod https_docs;
 pub mod mcp;

@@ -430,6 +430,11 @@ impl DataPlane {
         }
     }
 
+    /// The port of its plain-HTTP listener.
+    pub fn http_port(&self) -> u16 {
+        self.http_port
+    }
+
     /// Starts (again) on the same ports and cache; waits for `/readyz`.
     pub async fn restart(&mut self) {
         self.spawn();

@@ -2,11 +2,15 @@
 //! control plane's `/authorize`, logs in through the GitHub-compatible server, comes back
 //! to the proxy's `/.portcullis/callback`, gets a sealed `__Host-` session cookie and
 //! reaches the backend with verified identity (and without the cookie). Real binaries,
-//! real sockets; the client follows redirects by hand so every hop is asserted.
+//! real sockets; the client follows redirects by hand so every hop is asserted, and once
+//! more in a real headless Chromium on a non-default port. The callback's port is the
+//! data plane's listener's, and the authorization server accepts exactly those.
 
-use portcullis_tests::browser::{alice, browse, github_login, param};
+use portcullis_tests::browser::{PKCE_CHALLENGE, alice, browse, github_login, param};
+use portcullis_tests::chromium::{self, screenshot_path};
 use portcullis_tests::github::GithubServer;
-use portcullis_tests::{Backend, ControlPlane, DataPlane, eventually, http_client};
+use portcullis_tests::oidc::OidcProvider;
+use portcullis_tests::{Backend, ControlPlane, DataPlane, eventually, free_port, http_client};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -133,9 +137,13 @@ async fn redirect_mode_login_round_trip_sets_a_sealed_host_cookie_and_logout_cle
         param(&u, "client_id").as_deref(),
         Some("portcullis-edge:app.test")
     );
+    // The callback is on the data plane's listener port, not a default one.
     assert_eq!(
-        param(&u, "redirect_uri").as_deref(),
-        Some("http://app.test/.portcullis/callback")
+        param(&u, "redirect_uri"),
+        Some(format!(
+            "http://app.test:{}/.portcullis/callback",
+            fx.dp.http_port()
+        ))
     );
     assert_eq!(param(&u, "code_challenge_method").as_deref(), Some("S256"));
     assert_eq!(param(&u, "code_challenge").map(|c| c.len()), Some(43));
@@ -446,4 +454,280 @@ async fn sessions_obey_allowlists_route_scopes_and_public_routes() {
     let seen: Value = resp.json().await.expect("echo");
     assert!(seen["headers"].get("x-forwarded-user").is_none(), "{seen}");
     assert_eq!(fx.backend.received(), ["/ok", "/ok", "/status"]);
+}
+
+/// Asks the authorization server to start a login as the edge client of `host` with
+/// `redirect_uri`: `(status, body)`. 303 means the redirect URI was accepted (on to the
+/// identity provider); a refused one gets an error page, never a redirect.
+async fn authorize_with(cp: &ControlPlane, host: &str, redirect_uri: &str) -> (u16, String) {
+    let mut u = url::Url::parse(&format!("{}/authorize", cp.http)).expect("authorize URL");
+    u.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &format!("portcullis-edge:{host}"))
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("code_challenge", PKCE_CHALLENGE)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("state", "st")
+        .append_pair("resource", &format!("https://{host}"));
+    let resp = http_client().get(u).send().await.expect("authorize");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+/// Asserts `/authorize` refuses `redirect_uri` for `app.test` with the exact-match error.
+async fn assert_refused(cp: &ControlPlane, redirect_uri: &str) {
+    let (status, body) = authorize_with(cp, "app.test", redirect_uri).await;
+    assert_eq!(status, 400, "{redirect_uri} accepted: {body}");
+    assert!(
+        body.contains("redirect_uri does not exactly match"),
+        "{redirect_uri}: {body}"
+    );
+}
+
+/// Asserts `/authorize` accepts `redirect_uri` for `app.test`.
+async fn assert_accepted(cp: &ControlPlane, redirect_uri: &str) {
+    let (status, body) = authorize_with(cp, "app.test", redirect_uri).await;
+    assert_eq!(status, 303, "{redirect_uri} refused: {body}");
+}
+
+#[tokio::test]
+async fn the_callback_port_is_the_listeners_never_the_host_headers() {
+    let fx = fixture().await;
+    let port = fx.dp.http_port();
+    let ours = format!("http://app.test:{port}/.portcullis/callback");
+    // Whatever port the Host header names, the data plane sends its own listener's.
+    for host in ["app.test", "app.test:9999", "APP.test:80", "app.test.:1"] {
+        let resp = get(&fx, host, "/", &[("accept", HTML)]).await;
+        assert_eq!(resp.status(), 302, "{host}");
+        let u = url::Url::parse(&location(&resp)).expect("absolute");
+        assert_eq!(
+            param(&u, "redirect_uri").as_deref(),
+            Some(ours.as_str()),
+            "{host}"
+        );
+        assert_eq!(
+            param(&u, "client_id").as_deref(),
+            Some("portcullis-edge:app.test")
+        );
+    }
+    // The authorization server accepts exactly that callback: not another port of the
+    // host (another program's, which would get the code), nor the default ports no data
+    // plane here serves.
+    assert_accepted(&fx.cp, &ours).await;
+    for other in [
+        "http://app.test:9999/.portcullis/callback".to_owned(),
+        "http://app.test/.portcullis/callback".to_owned(),
+        "https://app.test/.portcullis/callback".to_owned(),
+        format!("https://app.test:{port}/.portcullis/callback"),
+        format!("http://app.test:{port}/.portcullis/callback/"),
+        format!("http://app.test:{port}/other"),
+    ] {
+        assert_refused(&fx.cp, &other).await;
+    }
+    // The data plane announced its port; the registry shows it.
+    let planes = fx.cp.dataplanes().await;
+    let me = planes["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|d| d["node_id"] == fx.dp.node_id))
+        .cloned()
+        .unwrap_or_else(|| panic!("{planes}"));
+    assert_eq!(me["http_public_port"], port, "{me}");
+    assert_eq!(me["https_public_port"], 0, "{me}");
+}
+
+#[tokio::test]
+async fn public_ports_behind_a_load_balancer_are_the_registered_ones() {
+    let cp = ControlPlane::start().await;
+    let _github = github_login(&cp, vec![alice()]).await;
+    let backend = Backend::start("app").await;
+    // Published as port 80 by something in front of it.
+    let behind = DataPlane::start_args(&cp, "dp-behind-lb", &["--http-public-port", "80"]).await;
+    // Reached directly, HTTPS included.
+    let (http_port, https_port) = (free_port(), free_port());
+    let mut tls = DataPlane::start_https(&cp, "dp-tls", http_port, https_port).await;
+    cp.cli_ok(&["proxy", "create", "app.test", &backend.url]);
+    cp.cli_ok(&[
+        "proxy",
+        "auth",
+        "enable",
+        "app.test",
+        "--auth-host",
+        "auth.test",
+        "--mode",
+        "redirect",
+    ]);
+    let version = cp.version().await;
+    cp.wait_applied(&behind.node_id, version).await;
+    cp.wait_applied(&tls.node_id, version).await;
+
+    let resp = http_client()
+        .get(format!("{}/", behind.http))
+        .header("host", "app.test")
+        .header("accept", HTML)
+        .send()
+        .await
+        .expect("through the data plane");
+    assert_eq!(resp.status(), 302);
+    let u = url::Url::parse(&location(&resp)).expect("absolute");
+    assert_eq!(
+        param(&u, "redirect_uri").as_deref(),
+        Some("http://app.test/.portcullis/callback")
+    );
+    for accepted in [
+        "http://app.test/.portcullis/callback".to_owned(),
+        format!("http://app.test:{http_port}/.portcullis/callback"),
+        format!("https://app.test:{https_port}/.portcullis/callback"),
+    ] {
+        assert_accepted(&cp, &accepted).await;
+    }
+    for refused in [
+        // The port it listens on is not where browsers reach it.
+        format!(
+            "http://app.test:{}/.portcullis/callback",
+            behind.http_port()
+        ),
+        // Nobody serves HTTPS on 443.
+        "https://app.test/.portcullis/callback".to_owned(),
+    ] {
+        assert_refused(&cp, &refused).await;
+    }
+
+    // Once a data plane is gone, its ports are nobody's.
+    tls.kill();
+    eventually(Duration::from_secs(20), "dp-tls disconnected", || {
+        let cp = &cp;
+        async move {
+            let planes = cp.dataplanes().await;
+            let gone = planes["items"].as_array().is_some_and(|items| {
+                items
+                    .iter()
+                    .any(|d| d["node_id"] == "dp-tls" && d["connected"] == false)
+            });
+            gone.then_some(())
+        }
+    })
+    .await;
+    assert_refused(
+        &cp,
+        &format!("https://app.test:{https_port}/.portcullis/callback"),
+    )
+    .await;
+    assert_accepted(&cp, "http://app.test/.portcullis/callback").await;
+}
+
+/// The quick start's setup, in a real browser: a data plane serving `app.localhost` on a
+/// port that is not 80, a redirect-mode proxy, an OpenID Provider to log in at. Chromium
+/// opens the app, is sent through the authorization server and the provider, comes back
+/// to the proxy's callback and lands on the page it asked for, which the backend served
+/// with the user's identity.
+#[tokio::test]
+async fn a_real_browser_logs_in_on_a_non_default_port() {
+    let cp = ControlPlane::start().await;
+    let callback = format!("{}/callback/corp", cp.http);
+    let op = OidcProvider::start("portcullis", "op-secret", &[&callback], Some("alice")).await;
+    cp.cli_ok(&[
+        "oauth",
+        "idp",
+        "add",
+        "corp",
+        "--kind",
+        "oidc",
+        "--client-id",
+        "portcullis",
+        "--client-secret",
+        "op-secret",
+        "--base-url",
+        &op.issuer,
+        "--scope",
+        "openid",
+        "--scope",
+        "email",
+        "--scope",
+        "profile",
+    ]);
+    cp.cli_ok(&[
+        "oauth",
+        "rule",
+        "add",
+        "--email-domain",
+        "example.com",
+        "--scope",
+        "mcp",
+    ]);
+    let backend = Backend::start("app").await;
+    let dp = DataPlane::start(&cp, "dp-browser").await;
+    let port = dp.http_port();
+    assert_ne!(port, 80);
+    cp.cli_ok(&["proxy", "create", "app.localhost", &backend.url]);
+    cp.cli_ok(&[
+        "proxy",
+        "auth",
+        "enable",
+        "app.localhost",
+        "--auth-host",
+        "auth.localhost",
+        "--mode",
+        "redirect",
+    ]);
+    let version = cp.version().await;
+    cp.wait_applied(&dp.node_id, version).await;
+
+    let app = format!("http://app.localhost:{port}");
+    let page = format!("{app}/hello?x=1");
+    let shot = screenshot_path("edge_redirect-real-browser-login");
+    let visit = chromium::visit(&page, &shot).await;
+    eprintln!("screenshot: {}", shot.display());
+    let hops: Vec<String> = visit
+        .navigations
+        .iter()
+        .map(|n| format!("{} {}", n.status, n.url))
+        .collect();
+    assert_eq!(
+        (visit.status, visit.url.as_str()),
+        (200, page.as_str()),
+        "the browser ended elsewhere; hops:\n{}\npage:\n{}",
+        hops.join("\n"),
+        visit.text
+    );
+    // It went through the authorization server, the provider and the proxy's callback.
+    let went = |prefix: &str| visit.navigations.iter().any(|n| n.url.starts_with(prefix));
+    assert!(went(&format!("{}/authorize?", cp.http)), "{hops:#?}");
+    assert!(went(&format!("{}/", op.issuer)), "{hops:#?}");
+    assert!(went(&format!("{app}/.portcullis/callback?")), "{hops:#?}");
+    // The page is the backend's echo of what it received: the user's identity, no cookie
+    // of ours.
+    let json = visit
+        .text
+        .find('{')
+        .zip(visit.text.rfind('}'))
+        .map(|(start, end)| &visit.text[start..=end])
+        .unwrap_or_else(|| panic!("no echo on the page: {}", visit.text));
+    let seen: Value = serde_json::from_str(json).expect("the backend's JSON echo");
+    assert_eq!(seen["path"], "/hello?x=1", "{seen}");
+    assert_eq!(
+        seen["headers"]["x-forwarded-email"], "alice@example.com",
+        "{seen}"
+    );
+    assert_eq!(
+        seen["headers"]["x-auth-client-id"], "portcullis-edge:app.localhost",
+        "{seen}"
+    );
+    assert!(seen["headers"].get("cookie").is_none(), "{seen}");
+    // The session cookie is the browser's, host-only, Secure and HttpOnly.
+    let session = visit
+        .cookies
+        .iter()
+        .find(|c| c.name == "__Host-portcullis-session")
+        .unwrap_or_else(|| panic!("no session cookie: {:?}", visit.cookies));
+    assert_eq!(session.domain, "app.localhost");
+    assert!(session.secure && session.http_only, "{session:?}");
+    assert!(
+        !visit
+            .cookies
+            .iter()
+            .any(|c| c.name == "__Host-portcullis-login"),
+        "the login cookie is cleared: {:?}",
+        visit.cookies
+    );
+    assert!(shot.exists(), "{}", shot.display());
 }

@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::bearer;
 use crate::model::{TokenScope, validate};
 use crate::service::ControlPlane;
+use crate::service::ListenerPorts;
 use crate::snapshot::SnapshotRx;
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,10 +60,14 @@ impl pb::encoded::config_service_server::ConfigService for ConfigStreamApi {
         let node_id = validate::ident("node_id", &hello.node_id).map_err(Status::from)?;
         let address: String = hello.address.chars().take(256).collect();
         let software: String = hello.software_version.chars().take(64).collect();
+        let ports = ListenerPorts {
+            http: port("http_public_port", hello.http_public_port)?,
+            https: port("https_public_port", hello.https_public_port)?,
+        };
         let stream_id = self
             .cp
             .dataplanes()
-            .connected(&node_id, &address, &software)
+            .connected(&node_id, &address, &software, ports)
             .await?;
         tracing::info!(node = %node_id, %address, serving = hello.serving_version, "data plane connected");
 
@@ -103,6 +108,13 @@ impl pb::encoded::config_service_server::ConfigService for ConfigStreamApi {
         let out = tokio_stream::wrappers::ReceiverStream::new(rx);
         Ok(Response::new(Box::pin(out)))
     }
+}
+
+/// A port from Hello: 0 (none) or a TCP port; anything larger is refused, never truncated
+/// into a port the data plane does not serve.
+fn port(field: &str, value: u32) -> Result<u16, Status> {
+    u16::try_from(value)
+        .map_err(|_| Status::invalid_argument(format!("{field}: {value} is not a TCP port")))
 }
 
 async fn record(cp: &ControlPlane, node_id: &str, msg: pb::DataPlaneMessage) {

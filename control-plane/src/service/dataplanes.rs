@@ -8,6 +8,42 @@ use std::time::Duration;
 use super::*;
 use crate::model::{DataPlaneList, DataPlaneRecord};
 
+/// The public ports a data plane announced in Hello: 0 for no HTTPS listener, both 0 for
+/// a data plane too old to announce them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListenerPorts {
+    /// Port clients reach its plain-HTTP listener on.
+    pub http: u16,
+    /// Port clients reach its HTTPS listener on; 0: none.
+    pub https: u16,
+}
+
+/// The ports browsers reach `redirect`-mode callbacks on, over every data plane with an
+/// open stream: `(https, http)`, sorted and deduplicated. The built-in edge clients accept
+/// exactly these as redirect URIs, so a port a data plane does not serve never receives
+/// authorization codes. A data plane that announced no ports (older than the announcement)
+/// counts as serving 80 and 443, the redirect URIs registered before ports were known.
+pub fn edge_callback_ports(records: &[DataPlaneRecord]) -> (Vec<u16>, Vec<u16>) {
+    let (mut https, mut http) = (Vec::new(), Vec::new());
+    for rec in records.iter().filter(|r| r.connected) {
+        match (rec.http_public_port, rec.https_public_port) {
+            (0, 0) => {
+                http.push(80);
+                https.push(443);
+            }
+            (http_port, https_port) => {
+                http.extend((http_port != 0).then_some(http_port));
+                https.extend((https_port != 0).then_some(https_port));
+            }
+        }
+    }
+    for ports in [&mut https, &mut http] {
+        ports.sort_unstable();
+        ports.dedup();
+    }
+    (https, http)
+}
+
 /// Tracks data-plane streams. The mutex guards a small map touched only on stream events.
 #[derive(Clone)]
 pub struct DataPlaneRegistry {
@@ -29,12 +65,14 @@ impl DataPlaneRegistry {
     }
 
     /// Registers a new stream. Returns a stream id so a stale stream's end does not mark a
-    /// reconnected data plane as gone.
+    /// reconnected data plane as gone. `ports` are the public ports it announced (see
+    /// [`edge_callback_ports`]).
     pub async fn connected(
         &self,
         node_id: &str,
         address: &str,
         software_version: &str,
+        ports: ListenerPorts,
     ) -> Result<u64> {
         let stream_id = rand::random::<u64>();
         if let Ok(mut m) = self.live.lock() {
@@ -43,6 +81,8 @@ impl DataPlaneRegistry {
         let mut rec = self.load(node_id).await?;
         rec.address = address.to_owned();
         rec.software_version = software_version.to_owned();
+        rec.http_public_port = ports.http;
+        rec.https_public_port = ports.https;
         rec.connected = true;
         rec.last_seen = now();
         self.save(&rec).await?;
@@ -121,6 +161,8 @@ impl DataPlaneRegistry {
                     last_seen: 0,
                     connected: false,
                     software_version: String::new(),
+                    http_public_port: 0,
+                    https_public_port: 0,
                 },
             },
         )

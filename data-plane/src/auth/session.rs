@@ -635,9 +635,19 @@ fn query_param<'u>(uri: &'u Uri, name: &str) -> Option<&'u str> {
         .map(|(_, v)| v)
 }
 
-/// `{listener scheme}://{Host}/.portcullis/callback`.
+/// `{listener scheme}://{host}[:{listener's public port}]/.portcullis/callback`, the
+/// default port left out.
+///
+/// The port is the data plane's own (reported to the control plane, which registers the
+/// edge client's redirect URIs from it), never the one in the Host header: the client
+/// chooses that, and the authorization server must not accept callbacks on ports no data
+/// plane serves (another program there would receive the codes).
 fn redirect_uri(origin: &Origin<'_>) -> String {
-    format!("{}://{}{CALLBACK}", origin.scheme(), origin.authority())
+    let host = bare_host(origin);
+    match origin.explicit_port() {
+        Some(port) => format!("{}://{host}:{port}{CALLBACK}", origin.scheme()),
+        None => format!("{}://{host}{CALLBACK}", origin.scheme()),
+    }
 }
 
 /// The Host without port or trailing dot, lowercase.
@@ -828,6 +838,42 @@ mod tests {
         plain.insert(COOKIE, HeaderValue::from_static("a=1"));
         strip_cookies(&mut plain);
         assert_eq!(plain[COOKIE], "a=1");
+    }
+
+    #[test]
+    fn the_callback_is_on_the_listeners_public_port_whatever_the_host_header_says() {
+        let uri =
+            |secure, host, port| redirect_uri(&Origin::new(secure, host).with_public_port(port));
+        for host in [
+            "App.Example",
+            "app.example:9999",
+            "app.example.:80",
+            "app.example:x",
+        ] {
+            assert_eq!(
+                uri(false, host, 8080),
+                "http://app.example:8080/.portcullis/callback",
+                "{host}"
+            );
+            assert_eq!(
+                uri(true, host, 443),
+                "https://app.example/.portcullis/callback",
+                "{host}"
+            );
+        }
+        assert_eq!(
+            uri(false, "app.example:8080", 80),
+            "http://app.example/.portcullis/callback"
+        );
+        assert_eq!(
+            uri(true, "[::1]:1", 8443),
+            "https://[::1]:8443/.portcullis/callback"
+        );
+        // Without a public port the scheme's default is assumed, never the Host's port.
+        assert_eq!(
+            redirect_uri(&Origin::new(true, "app.example:8443")),
+            "https://app.example/.portcullis/callback"
+        );
     }
 
     #[test]

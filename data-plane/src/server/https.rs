@@ -29,8 +29,14 @@ const ACME_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Accepts HTTPS connections forever. `tls` comes from
 /// [`tls::server_config`](crate::tls::server_config) over the same `store`, so
-/// certificates follow the served snapshot.
-pub async fn serve_https(listener: TcpListener, store: Arc<ConfigStore>, tls: Arc<ServerConfig>) {
+/// certificates follow the served snapshot. `public_port` is how clients reach this
+/// listener ([`PublicPorts::https`](crate::proxy::PublicPorts)).
+pub async fn serve_https(
+    listener: TcpListener,
+    store: Arc<ConfigStore>,
+    tls: Arc<ServerConfig>,
+    public_port: u16,
+) {
     let acceptor = TlsAcceptor::from(tls);
     loop {
         let (stream, peer) = accept(&listener).await;
@@ -53,7 +59,7 @@ pub async fn serve_https(listener: TcpListener, store: Arc<ConfigStore>, tls: Ar
             };
             let conn = Arc::new(Connection {
                 store,
-                info: ConnInfo::new(peer, Listener::Https),
+                info: ConnInfo::new(peer, Listener::Https).with_public_port(public_port),
                 _slot: slot,
             });
             // Boxed: this task is as large as its largest state for its whole life, and

@@ -57,6 +57,8 @@ async fn session(
         address: cp.address.clone(),
         software_version: env!("CARGO_PKG_VERSION").to_owned(),
         serving_version: applier.store().version().unwrap_or(0),
+        http_public_port: cp.http_public_port.into(),
+        https_public_port: cp.https_public_port.into(),
     };
     send(&tx, Kind::Hello(hello)).await?;
     let mut request = tonic::Request::new(ReceiverStream::new(rx));

@@ -1,0 +1,96 @@
+// Opens one URL in a real headless Chromium (the system's /usr/bin/chromium, driven by
+// playwright-core) with a fresh profile, follows whatever the pages do (redirects, cookies,
+// forms that submit themselves) until the page has loaded, then saves a screenshot and
+// prints one JSON line describing where it ended:
+//
+//   {"url": "...", "status": 200, "title": "...", "text": "<body text>",
+//    "navigations": [{"url": "...", "status": 302}, ...],
+//    "cookies": [{"name": "...", "domain": "...", "secure": true, "httpOnly": true}]}
+//
+// Cookie values are never printed. On a browser error the line is {"error": "..."} and the
+// exit code is 1.
+//
+// Usage: node visit.mjs --url URL --screenshot PATH [--timeout-ms 30000]
+// The browser binary is $PORTCULLIS_CHROMIUM, else /usr/bin/chromium (Debian's `chromium`,
+// which tests/run.sh installs): a browser download of the test tool's own is not used.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+import { chromium } from 'playwright-core';
+
+const { values: args } = parseArgs({
+  options: {
+    url: { type: 'string' },
+    screenshot: { type: 'string' },
+    'timeout-ms': { type: 'string', default: '30000' },
+  },
+});
+if (!args.url || !args.screenshot) {
+  console.error('usage: node visit.mjs --url URL --screenshot PATH [--timeout-ms N]');
+  process.exit(2);
+}
+const timeout = Number.parseInt(args['timeout-ms'], 10);
+
+const profile = mkdtempSync(join(tmpdir(), 'portcullis-chromium-'));
+let context;
+let code = 0;
+try {
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.PORTCULLIS_CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    timeout,
+    // Nothing but the pages under test: no sandbox (root in CI), no GPU, no QUIC, no
+    // first-run, update, sync or other background traffic.
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+    viewport: { width: 1000, height: 700 },
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.setDefaultTimeout(timeout);
+  const navigations = [];
+  page.on('response', (response) => {
+    const request = response.request();
+    if (request.isNavigationRequest() && request.frame() === page.mainFrame()) {
+      navigations.push({ url: response.url(), status: response.status() });
+    }
+  });
+  const response = await page.goto(args.url, { waitUntil: 'load' });
+  // Pages that move on by themselves (form posts, script redirects) get a moment to do so.
+  await page.waitForLoadState('networkidle', { timeout: 5000 }).catch(() => {});
+  await page.screenshot({ path: args.screenshot, fullPage: true });
+  const cookies = (await context.cookies()).map((c) => ({
+    name: c.name,
+    domain: c.domain,
+    secure: c.secure,
+    httpOnly: c.httpOnly,
+  }));
+  const last = navigations.at(-1);
+  console.log(
+    JSON.stringify({
+      url: page.url(),
+      status: last?.status ?? response?.status() ?? 0,
+      title: await page.title(),
+      text: (await page.locator('body').innerText().catch(() => '')).slice(0, 20000),
+      navigations,
+      cookies,
+    }),
+  );
+} catch (err) {
+  console.log(JSON.stringify({ error: String(err?.stack ?? err) }));
+  code = 1;
+} finally {
+  await context?.close().catch(() => {});
+  rmSync(profile, { recursive: true, force: true });
+}
+process.exit(code);

@@ -1,0 +1,124 @@
+//! A real browser for end-to-end tests: the system's headless Chromium (Debian's
+//! `chromium`), driven by `playwright-core` from `tests/browser/visit.mjs`.
+//!
+//! Where [`crate::browser`] plays the browser by hand so every hop can be asserted, this is
+//! the real thing: its cookie rules (`__Host-` prefixes, `Secure` on `*.localhost`,
+//! `SameSite`), its redirect handling and its resolution of `*.localhost` to loopback are
+//! the ones users have. Needs `/usr/bin/chromium` (or `$PORTCULLIS_CHROMIUM`) and
+//! `npm ci --prefix tests/browser` (`tests/run.sh` does both).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// One main-frame navigation response.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Navigation {
+    /// Its URL.
+    pub url: String,
+    /// Its HTTP status (3xx for redirects the browser followed).
+    pub status: u16,
+}
+
+/// A cookie in the browser's jar after the visit (never its value).
+#[derive(Clone, Debug, Deserialize)]
+pub struct Cookie {
+    /// Name.
+    pub name: String,
+    /// The host it belongs to.
+    pub domain: String,
+    /// `Secure`.
+    pub secure: bool,
+    /// `HttpOnly`.
+    #[serde(rename = "httpOnly")]
+    pub http_only: bool,
+}
+
+/// Where a visit ended.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Visit {
+    /// The page finally shown.
+    pub url: String,
+    /// Its HTTP status.
+    pub status: u16,
+    /// Its `<title>`.
+    pub title: String,
+    /// Its visible text.
+    pub text: String,
+    /// Every main-frame response on the way, redirects included, in order.
+    pub navigations: Vec<Navigation>,
+    /// The cookie jar at the end.
+    pub cookies: Vec<Cookie>,
+}
+
+/// Directory with `visit.mjs` and `package.json`.
+pub fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
+}
+
+/// Where a test keeps the screenshot named `name` (`<target>/browser-screenshots/NAME.png`),
+/// so it outlives the test's temporary directories and can be looked at afterwards.
+pub fn screenshot_path(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let dir = target.join("browser-screenshots");
+    std::fs::create_dir_all(&dir).expect("create the screenshot directory");
+    dir.join(format!("{name}.png"))
+}
+
+/// The Chromium binary the tests use.
+pub fn chromium_path() -> PathBuf {
+    std::env::var_os("PORTCULLIS_CHROMIUM").map_or_else(|| "/usr/bin/chromium".into(), Into::into)
+}
+
+/// Opens `url` in a fresh headless Chromium profile, lets it follow redirects until the
+/// page has loaded, saves a full-page screenshot to `screenshot` and reports where it
+/// ended. Panics (a test failure) when the browser cannot run or times out.
+pub async fn visit(url: &str, screenshot: &Path) -> Visit {
+    let dir = browser_dir();
+    assert!(
+        dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run `npm ci --prefix tests/browser` (tests/run.sh does)"
+    );
+    let chromium = chromium_path();
+    assert!(
+        chromium.exists(),
+        "{} is missing: `apt-get install chromium` (tests/run.sh does)",
+        chromium.display()
+    );
+    let run = tokio::process::Command::new("node")
+        .arg(dir.join("visit.mjs"))
+        .args(["--url", url, "--timeout-ms", "30000"])
+        .arg("--screenshot")
+        .arg(screenshot)
+        .env("PORTCULLIS_CHROMIUM", &chromium)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .unwrap_or_else(|_| panic!("Chromium did not finish visiting {url} within 90 s"))
+        .expect("run node tests/browser/visit.mjs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(line)
+        && let Some(error) = map.get("error")
+    {
+        panic!(
+            "Chromium failed visiting {url}: {}\n{}",
+            error.as_str().unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "visit.mjs printed no visit ({e}); exit {:?}\nstdout: {stdout}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
