@@ -26,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod policy;
 pub mod proxy;
+pub mod ratelimit;
 mod report;
 pub mod router;
 pub mod server;
