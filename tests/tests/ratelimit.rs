@@ -12,7 +12,8 @@ use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use portcullis_tests::{Backend, ControlPlane, DataPlane, http_client};
+use portcullis_tests::browser::{self, alice, github_login};
+use portcullis_tests::{Backend, ControlPlane, DataPlane, eventually, http_client};
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -371,4 +372,113 @@ async fn a_concurrency_cap_lets_exactly_n_requests_reach_the_backend() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(last, StatusCode::OK);
+}
+
+/// A client registered with the control plane's authorization server, as in `edge_auth`.
+async fn register_client(cp: &ControlPlane, redirect: &str) -> String {
+    let resp = http_client()
+        .post(format!("{}/register", cp.http))
+        .json(
+            &json!({"redirect_uris": [redirect], "token_endpoint_auth_method": "none",
+                      "grant_types": ["authorization_code"], "client_name": "Rate test"}),
+        )
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(resp.status(), 201);
+    let client: serde_json::Value = resp.json().await.expect("json");
+    client["client_id"].as_str().expect("client_id").to_owned()
+}
+
+#[tokio::test]
+async fn a_subject_keyed_limit_counts_the_user_and_anonymous_requests_by_address() {
+    const REDIRECT: &str = "http://127.0.0.1:53997/callback";
+    let cp = ControlPlane::start().await;
+    let _github = github_login(&cp, vec![alice()]).await;
+    let client_id = register_client(&cp, REDIRECT).await;
+    let backend = Backend::start("subject").await;
+    let dp = DataPlane::start(&cp, "dp-subject").await;
+    let host = "users.test";
+    cp.cli_ok(&[
+        "proxy",
+        "create",
+        host,
+        &backend.url,
+        "--rate-limit",
+        "1",
+        "--rate-burst",
+        "3",
+        "--rate-limit-key",
+        "subject",
+    ]);
+    cp.cli_ok(&[
+        "proxy",
+        "auth",
+        "enable",
+        host,
+        "--auth-host",
+        "auth.test",
+        "--mode",
+        "forward",
+        "--scope",
+        "mcp",
+        "--public-path",
+        "/health",
+    ]);
+    let (authorize, token) = (
+        format!("{}/authorize", cp.http),
+        format!("{}/token", cp.http),
+    );
+    let token = browser::access_token(
+        &cp,
+        &authorize,
+        &token,
+        &client_id,
+        REDIRECT,
+        &format!("https://{host}"),
+    )
+    .await;
+    let bearer = format!("Bearer {token}");
+    let client = http_client();
+    let get = |path: &str, bearer: Option<&str>| {
+        let mut req = client
+            .get(format!("{}{path}", dp.http))
+            .header("host", host);
+        if let Some(b) = bearer {
+            req = req.header("authorization", b);
+        }
+        async move { req.send().await.expect("request").status() }
+    };
+    // The token's signing key reaches the data plane with a later snapshot.
+    eventually(Duration::from_secs(20), "the token is accepted", || async {
+        (get("/tools", Some(&bearer)).await == StatusCode::OK).then_some(())
+    })
+    .await;
+
+    // Anonymous requests on the public path use up the address's burst of 3 ...
+    let mut anonymous = Vec::new();
+    for _ in 0..6 {
+        anonymous.push(get("/health", None).await);
+    }
+    assert!(
+        anonymous.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{anonymous:?}"
+    );
+    // ... requests refused by edge auth get their 401 (rate limits come after it) ...
+    for _ in 0..5 {
+        assert_eq!(get("/tools", None).await, StatusCode::UNAUTHORIZED);
+    }
+    // ... and alice, from the same address, has her own bucket (one request of it went
+    // on the check above, at most one refilled since).
+    let mut alices = Vec::new();
+    for _ in 0..6 {
+        alices.push(get("/tools", Some(&bearer)).await);
+    }
+    let ok = alices.iter().filter(|s| **s == StatusCode::OK).count();
+    assert!((2..=4).contains(&ok), "{alices:?}");
+    assert_eq!(
+        alices.last(),
+        Some(&StatusCode::TOO_MANY_REQUESTS),
+        "{alices:?}"
+    );
 }
