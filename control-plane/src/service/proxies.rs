@@ -400,4 +400,25 @@ mod tests {
         assert_eq!(old, proxy());
         Ok(())
     }
+
+    #[test]
+    fn the_openapi_document_describes_the_limit_fields() -> std::result::Result<(), String> {
+        use utoipa::OpenApi as _;
+        let doc =
+            serde_json::to_value(crate::rest::ApiDoc::openapi()).map_err(|e| e.to_string())?;
+        let schemas = &doc["components"]["schemas"];
+        for (schema, field) in [
+            ("Proxy", "rate_limit_key"),
+            ("ProxyInput", "rate_limit_rps"),
+            ("ProxyPatch", "max_concurrent_requests"),
+        ] {
+            let props = &schemas[schema]["properties"];
+            assert!(props[field].is_object(), "{schema}.{field}: {props}");
+        }
+        let key = schemas["RateLimitKey"].to_string();
+        for value in ["ip", "subject", "client"] {
+            assert!(key.contains(&format!("\"{value}\"")), "{key}");
+        }
+        Ok(())
+    }
 }
