@@ -24,6 +24,12 @@
 //! dropped, so what is evicted is a key not seen for a whole generation. A key that keeps
 //! sending keeps its entry; one evicted while still owing time restarts with a full burst,
 //! which at worst gives an idle client one extra burst.
+//!
+//! Why not the `governor` crate: its keyed limiter (a `DashMap` of GCRA states) has no
+//! cap on entries; memory only comes back through periodic `retain_recent` sweeps, so a
+//! flood of distinct addresses grows it without bound between sweeps, and a sweep walks
+//! every entry. The GCRA itself is a dozen lines; the two-generation table gives the
+//! hard bound with O(1) eviction and no background task.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
