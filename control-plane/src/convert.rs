@@ -30,6 +30,10 @@ impl From<Proxy> for pb::ProxyTarget {
             certificate_name: p.certificate_name,
             redirect_http_to_https: p.redirect_http_to_https,
             idle_timeout_ms: p.idle_timeout_ms,
+            rate_limit_rps: p.rate_limit_rps,
+            rate_limit_burst: p.rate_limit_burst,
+            rate_limit_key: p.rate_limit_key.as_str().into(),
+            max_concurrent_requests: p.max_concurrent_requests,
             hsts: (p.hsts_max_age_secs > 0).then_some(pb::HstsPolicy {
                 max_age_secs: p.hsts_max_age_secs,
                 include_subdomains: false,
@@ -135,6 +139,10 @@ impl From<pb::ProxyInput> for ProxyInput {
             hsts_max_age_secs: p.hsts_max_age_secs,
             certificate_name: p.certificate_name,
             idle_timeout_ms: p.idle_timeout_ms,
+            rate_limit_rps: p.rate_limit_rps,
+            rate_limit_burst: p.rate_limit_burst,
+            rate_limit_key: p.rate_limit_key,
+            max_concurrent_requests: p.max_concurrent_requests,
         }
     }
 }
@@ -159,6 +167,10 @@ impl From<pb::ProxyPatch> for ProxyPatch {
             hsts_max_age_secs: p.hsts_max_age_secs,
             certificate_name: p.certificate_name,
             idle_timeout_ms: p.idle_timeout_ms,
+            rate_limit_rps: p.rate_limit_rps,
+            rate_limit_burst: p.rate_limit_burst,
+            rate_limit_key: p.rate_limit_key,
+            max_concurrent_requests: p.max_concurrent_requests,
         }
     }
 }

@@ -55,6 +55,20 @@ pub struct Proxy {
     /// do not; 0 means the default (10 min).
     #[serde(default)]
     pub idle_timeout_ms: u32,
+    /// Requests per second per key each data plane admits (on its own: N data planes admit
+    /// N times this); more get 429 with `Retry-After`. 0 = no rate limit.
+    #[serde(default)]
+    pub rate_limit_rps: u32,
+    /// Requests a key may send at once after a quiet spell; 0 = `rate_limit_rps`.
+    #[serde(default)]
+    pub rate_limit_burst: u32,
+    /// What the rate is counted by.
+    #[serde(default)]
+    pub rate_limit_key: RateLimitKey,
+    /// Requests in flight at once on each data plane (until the response body ends); more
+    /// get 503 with `Retry-After: 1`. 0 = no cap.
+    #[serde(default)]
+    pub max_concurrent_requests: u32,
     /// Edge OAuth protection; `None` = unprotected. Set through `/auth`, never through
     /// proxy create/update, so protection is always an explicit act.
     #[serde(default)]
@@ -65,6 +79,31 @@ pub struct Proxy {
     pub created_at: i64,
     /// Unix seconds.
     pub updated_at: i64,
+}
+
+/// What a proxy's request rate is counted by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitKey {
+    /// The client address (the TCP peer; IPv6 per /64).
+    #[default]
+    Ip,
+    /// The verified token's subject. Requests without a verified token (unprotected
+    /// proxies, public paths, `passthrough` without a token) count by address.
+    Subject,
+    /// The verified token's OAuth client; by address without one, as for `subject`.
+    Client,
+}
+
+impl RateLimitKey {
+    /// The wire and JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ip => "ip",
+            Self::Subject => "subject",
+            Self::Client => "client",
+        }
+    }
 }
 
 /// How a protected proxy treats requests without a valid token.
@@ -255,6 +294,14 @@ pub struct ProxyInput {
     pub certificate_name: Option<String>,
     /// Default 0 (data plane default, 10 min).
     pub idle_timeout_ms: Option<u32>,
+    /// Default 0 (no rate limit).
+    pub rate_limit_rps: Option<u32>,
+    /// Default 0 (= `rate_limit_rps`); needs `rate_limit_rps`.
+    pub rate_limit_burst: Option<u32>,
+    /// `ip` (default), `subject` or `client`; needs `rate_limit_rps`.
+    pub rate_limit_key: Option<String>,
+    /// Default 0 (no cap).
+    pub max_concurrent_requests: Option<u32>,
 }
 
 /// Body of `PUT /api/v1/proxy/targets/{hostname}`: absent fields keep their value.
@@ -287,6 +334,14 @@ pub struct ProxyPatch {
     pub certificate_name: Option<String>,
     /// New idle timeout between body frames; 0 = default.
     pub idle_timeout_ms: Option<u32>,
+    /// New rate per key; 0 turns the rate limit off (and resets burst and key).
+    pub rate_limit_rps: Option<u32>,
+    /// New burst; 0 = `rate_limit_rps`.
+    pub rate_limit_burst: Option<u32>,
+    /// `ip`, `subject` or `client`.
+    pub rate_limit_key: Option<String>,
+    /// New cap on requests in flight; 0 = none.
+    pub max_concurrent_requests: Option<u32>,
 }
 
 /// How a route compares its pattern with the request path.

@@ -119,6 +119,16 @@ pub(crate) enum Verdict {
     Authenticated(Arc<Claims>),
 }
 
+impl Verdict {
+    /// The verified claims, if any (moved, not cloned).
+    pub(crate) fn into_claims(self) -> Option<Arc<Claims>> {
+        match self {
+            Self::Anonymous => None,
+            Self::Authenticated(claims) => Some(claims),
+        }
+    }
+}
+
 // === impl Origin ===
 
 impl<'a> Origin<'a> {

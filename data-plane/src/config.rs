@@ -37,6 +37,7 @@ mod error;
 mod headers;
 mod hostname;
 mod https;
+mod limits;
 mod memo;
 mod proxy;
 mod route;
@@ -192,13 +193,17 @@ impl Snapshot {
                         Reason::Auth(e.to_string()),
                     ),
                 })?;
-            let proxy = Arc::new(Proxy::new(
-                name,
-                policy,
-                RouteTable::new(entries, fallback),
-                https.get(i).cloned().unwrap_or_default(),
-                identity_headers.clone(),
-            ));
+            let limits = spec.limits.link(&name);
+            let proxy = Arc::new(
+                Proxy::new(
+                    name,
+                    policy,
+                    RouteTable::new(entries, fallback),
+                    https.get(i).cloned().unwrap_or_default(),
+                    identity_headers.clone(),
+                )
+                .with_limits(limits),
+            );
             if on_http {
                 http_hosts.insert(&spec.pattern, proxy.clone());
             }
@@ -213,6 +218,7 @@ impl Snapshot {
         clients.retain(&timeouts);
         route::REGEXES.rotate();
         target::TARGETS.rotate();
+        limits::rotate();
         Ok(Self {
             version: snapshot.version,
             http_hosts,

@@ -27,6 +27,7 @@ pub mod config;
 pub mod path;
 pub mod policy;
 pub mod proxy;
+pub mod ratelimit;
 mod report;
 pub mod router;
 pub mod server;

@@ -66,6 +66,8 @@ pub struct Admitted<'p> {
     selected: Selected<'p, Routed>,
     /// CORS headers owed to an allowed browser origin.
     cors: Option<CorsGrant>,
+    /// The verified token's claims, for subject/client-keyed rate limits.
+    claims: Option<Arc<auth::Claims>>,
 }
 
 /// Permission to read a proxy's route table; only this module can create one.
@@ -111,6 +113,7 @@ pub fn admit<'p, B>(
         return Err(Rejection::route_blocked());
     }
     let mut cors = None;
+    let mut claims = None;
     match proxy.policy() {
         Policy::Open => {}
         Policy::Unenforceable => return Err(Rejection::unavailable()),
@@ -131,6 +134,7 @@ pub fn admit<'p, B>(
             };
             // An authenticated verdict here came from verifying the bearer header.
             auth::apply_identity(req.headers_mut(), &verdict, auth.identity(), true);
+            claims = verdict.into_claims();
         }
         Policy::Session(session) => {
             // A public route needs no session; identity is still only ever ours.
@@ -142,6 +146,7 @@ pub fn admit<'p, B>(
             // Identity comes from the session cookie, never from a bearer header: any
             // client `Authorization: Bearer` is unverified here and always removed.
             auth::apply_identity(req.headers_mut(), &verdict, session.identity(), false);
+            claims = verdict.into_claims();
             auth::strip_session_cookies(req.headers_mut());
         }
     }
@@ -149,6 +154,7 @@ pub fn admit<'p, B>(
         proxy,
         selected,
         cors,
+        claims,
     })
 }
 
@@ -236,6 +242,11 @@ impl<'p> Admitted<'p> {
     /// The admitted proxy.
     pub fn proxy(&self) -> &'p Proxy {
         self.proxy
+    }
+
+    /// The claims of the token verified on admission; `None` when none was.
+    pub fn claims(&self) -> Option<&auth::Claims> {
+        self.claims.as_deref()
     }
 
     /// Adds the CORS headers owed to an allowed browser origin to the upstream's answer.

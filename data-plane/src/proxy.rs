@@ -33,6 +33,7 @@ use crate::body::ProxyBody;
 use crate::config::Proxy;
 use crate::path;
 use crate::policy::{self, Admitted};
+use crate::ratelimit;
 use crate::report::Report;
 use crate::router::HostTable;
 use crate::store::ConfigStore;
@@ -187,6 +188,13 @@ where
 {
     // Phase 2: proxy-level policy (with the matching route's settings). Runs for every
     // request to this proxy; the route's upstream is only reachable through `admitted`.
+    // Address-keyed rate limits count before any token is verified (crate::ratelimit).
+    let limits = proxy.limits();
+    if let Some(limits) = limits {
+        limits
+            .check_peer(conn.peer.ip())
+            .map_err(ProxyError::Limited)?;
+    }
     let secure = matches!(conn.listener, Listener::Https);
     let origin = Origin::new(secure, host.raw().to_str().unwrap_or_default())
         .with_public_port(conn.public_port);
@@ -194,6 +202,17 @@ where
         return Ok(answer);
     }
     let admitted = policy::admit(proxy, &origin, &mut req).map_err(ProxyError::Rejected)?;
+    // Subject/client-keyed rates and the concurrency slot, held until the body ends.
+    let permit = match limits.map(|l| l.admitted(conn.peer.ip(), admitted.claims())) {
+        Some(Err(limited)) => {
+            // Not logged: a flood must not turn into a log line per request.
+            let mut response = limited.into_response();
+            admitted.expose(&mut response);
+            return Ok(response);
+        }
+        Some(Ok(permit)) => permit,
+        None => None,
+    };
     // Phase 3: route → upstream.
     let upstream = admitted.upstream();
     // Phase 4: forward.
@@ -207,7 +226,7 @@ where
     Ok(match exchanged {
         Ok(mut response) => {
             admitted.expose(&mut response);
-            response
+            ratelimit::hold(response, permit)
         }
         Err(error) => failed(&admitted, error),
     })

@@ -156,6 +156,28 @@ impl AuthModeArg {
     }
 }
 
+/// What a proxy's request rate is counted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RateLimitKeyArg {
+    /// The client address (IPv6 per /64)
+    Ip,
+    /// The verified token's subject (the user)
+    Subject,
+    /// The verified token's OAuth client
+    Client,
+}
+
+impl RateLimitKeyArg {
+    /// The wire name.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Ip => "ip",
+            Self::Subject => "subject",
+            Self::Client => "client",
+        }
+    }
+}
+
 /// `proxy create`: flags only override server defaults when given, so the
 /// control plane stays the single source of defaults.
 #[derive(Debug, Args)]
@@ -201,6 +223,20 @@ pub(crate) struct ProxyCreateArgs {
     /// milliseconds (0 = default, 10 minutes)
     #[arg(long, value_name = "MS")]
     pub(crate) idle_timeout_ms: Option<u32>,
+    /// Requests per second per client key on each data plane; more get 429 with
+    /// Retry-After (0 = no rate limit)
+    #[arg(long = "rate-limit", value_name = "RPS")]
+    pub(crate) rate_limit: Option<u32>,
+    /// Requests a key may send at once after a quiet spell (default: RPS)
+    #[arg(long = "rate-burst", value_name = "N")]
+    pub(crate) rate_burst: Option<u32>,
+    /// What the rate is counted by; subject and client apply once a token was verified
+    /// (requests without one count by address)
+    #[arg(long = "rate-limit-key", value_enum, value_name = "KEY")]
+    pub(crate) rate_limit_key: Option<RateLimitKeyArg>,
+    /// Requests in flight at once on each data plane; more get 503 (0 = no cap)
+    #[arg(long, value_name = "N")]
+    pub(crate) max_concurrent_requests: Option<u32>,
 }
 
 /// `proxy update`: every flag is optional, but at least one must be given, since an
@@ -219,6 +255,7 @@ pub(crate) struct ProxyCreateArgs {
             "response_headers", "clear_response_headers",
             "connect_timeout_ms", "read_timeout_ms", "idle_timeout_ms",
             "redirect_https", "hsts_max_age", "cert",
+            "rate_limit", "rate_burst", "rate_limit_key", "max_concurrent_requests",
         ])
 ))]
 pub(crate) struct ProxyUpdateArgs {
@@ -270,6 +307,20 @@ pub(crate) struct ProxyUpdateArgs {
     /// Certificate to serve for this host; "" detaches
     #[arg(long, value_name = "NAME")]
     pub(crate) cert: Option<String>,
+    /// Requests per second per client key on each data plane; more get 429 with
+    /// Retry-After (0 turns it off)
+    #[arg(long = "rate-limit", value_name = "RPS")]
+    pub(crate) rate_limit: Option<u32>,
+    /// Requests a key may send at once after a quiet spell (default: RPS)
+    #[arg(long = "rate-burst", value_name = "N")]
+    pub(crate) rate_burst: Option<u32>,
+    /// What the rate is counted by; subject and client apply once a token was verified
+    /// (requests without one count by address)
+    #[arg(long = "rate-limit-key", value_enum, value_name = "KEY")]
+    pub(crate) rate_limit_key: Option<RateLimitKeyArg>,
+    /// Requests in flight at once on each data plane; more get 503 (0 = no cap)
+    #[arg(long, value_name = "N")]
+    pub(crate) max_concurrent_requests: Option<u32>,
 }
 
 #[cfg(test)]

@@ -143,6 +143,10 @@ pub(crate) fn create_input(args: ProxyCreateArgs) -> Result<ProxyInput, CliError
         hsts_max_age_secs: args.hsts_max_age,
         certificate_name: args.cert,
         idle_timeout_ms: args.idle_timeout_ms,
+        rate_limit_rps: args.rate_limit,
+        rate_limit_burst: args.rate_burst,
+        rate_limit_key: args.rate_limit_key.map(|k| k.as_str().to_owned()),
+        max_concurrent_requests: args.max_concurrent_requests,
     })
 }
 
@@ -172,6 +176,10 @@ pub(crate) fn update_patch(args: ProxyUpdateArgs) -> Result<ProxyPatch, CliError
         hsts_max_age_secs: args.hsts_max_age,
         certificate_name: args.cert,
         idle_timeout_ms: args.idle_timeout_ms,
+        rate_limit_rps: args.rate_limit,
+        rate_limit_burst: args.rate_burst,
+        rate_limit_key: args.rate_limit_key.map(|k| k.as_str().to_owned()),
+        max_concurrent_requests: args.max_concurrent_requests,
     })
 }
 
@@ -319,6 +327,57 @@ mod tests {
             Some(0)
         );
         assert_eq!(patch.enabled, Some(false));
+        Ok(())
+    }
+
+    #[test]
+    fn limit_flags_map_to_fields() -> Result<(), CliError> {
+        let ProxyCommand::Create(args) = parse(&[
+            "create",
+            "a",
+            "http://up",
+            "--rate-limit",
+            "50",
+            "--rate-burst",
+            "100",
+            "--rate-limit-key",
+            "client",
+            "--max-concurrent-requests",
+            "8",
+        ]) else {
+            panic!("not create")
+        };
+        let input = create_input(args)?;
+        assert_eq!(
+            (
+                input.rate_limit_rps,
+                input.rate_limit_burst,
+                input.rate_limit_key.as_deref(),
+                input.max_concurrent_requests
+            ),
+            (Some(50), Some(100), Some("client"), Some(8))
+        );
+        // Each limit flag alone is a change worth sending.
+        let ProxyCommand::Update(args) = parse(&["update", "a", "--max-concurrent-requests", "0"])
+        else {
+            panic!("not update")
+        };
+        let patch = update_patch(args)?;
+        assert_eq!(patch.max_concurrent_requests, Some(0));
+        assert_eq!((patch.rate_limit_rps, patch.rate_limit_key), (None, None));
+        let ProxyCommand::Update(args) = parse(&["update", "a", "--rate-limit", "0"]) else {
+            panic!("not update")
+        };
+        assert_eq!(update_patch(args)?.rate_limit_rps, Some(0));
+        let argv = [
+            "portcullis",
+            "proxy",
+            "update",
+            "a",
+            "--rate-limit-key",
+            "cookie",
+        ];
+        assert!(Cli::try_parse_from(argv).is_err());
         Ok(())
     }
 }

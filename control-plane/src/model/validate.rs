@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::error::ServiceError;
 
-use super::MatchKind;
+use super::{MatchKind, RateLimitKey};
 
 type Result<T> = std::result::Result<T, ServiceError>;
 
@@ -16,6 +16,7 @@ const MAX_TIMEOUT_MS: u32 = 3_600_000;
 const MIN_IDLE_TIMEOUT_MS: u32 = 100;
 const MAX_IDLE_TIMEOUT_MS: u32 = 86_400_000;
 const MAX_DESCRIPTION: usize = 1024;
+const MAX_LIMIT: u32 = 1_000_000;
 
 /// Headers the proxy owns; users may not set them as custom headers.
 const RESERVED_HEADERS: &[&str] = &[
@@ -145,6 +146,28 @@ pub fn idle_timeout_ms(field: &'static str, value: u32) -> Result<u32> {
         ));
     }
     Ok(value)
+}
+
+/// Checks a limit (requests per second, burst or requests in flight): 0 = none, else at
+/// most a million, which no single data plane serves per key anyway.
+pub fn limit(field: &'static str, value: u32) -> Result<u32> {
+    if value > MAX_LIMIT {
+        return Err(ServiceError::invalid(field, "0 (none) to 1000000"));
+    }
+    Ok(value)
+}
+
+/// Parses a rate-limit key name.
+pub fn rate_limit_key(field: &'static str, raw: &str) -> Result<RateLimitKey> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "ip" => Ok(RateLimitKey::Ip),
+        "subject" => Ok(RateLimitKey::Subject),
+        "client" => Ok(RateLimitKey::Client),
+        _ => Err(ServiceError::invalid(
+            field,
+            format!("{raw:?}: use ip, subject or client"),
+        )),
+    }
 }
 
 /// Checks an identifier: route ids, service and token names.

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::model::validate;
-use crate::model::{Proxy, ProxyInput, ProxyPatch, Route, TargetKind};
+use crate::model::{Proxy, ProxyInput, ProxyPatch, RateLimitKey, Route, TargetKind};
 use crate::store::Check;
 
 impl ControlPlane {
@@ -25,6 +25,10 @@ impl ControlPlane {
             hsts_max_age_secs: 0,
             certificate_name: String::new(),
             idle_timeout_ms: 0,
+            rate_limit_rps: 0,
+            rate_limit_burst: 0,
+            rate_limit_key: RateLimitKey::Ip,
+            max_concurrent_requests: 0,
             auth: None,
             owner_token_id: caller.token_id.clone(),
             created_at: now,
@@ -46,6 +50,10 @@ impl ControlPlane {
                 hsts_max_age_secs: input.hsts_max_age_secs,
                 certificate_name: input.certificate_name,
                 idle_timeout_ms: input.idle_timeout_ms,
+                rate_limit_rps: input.rate_limit_rps,
+                rate_limit_burst: input.rate_limit_burst,
+                rate_limit_key: input.rate_limit_key,
+                max_concurrent_requests: input.max_concurrent_requests,
             },
         )?;
         let key = proxy.hostname.clone();
@@ -162,9 +170,44 @@ impl ControlPlane {
     }
 }
 
+/// The rate and concurrency limits of `patch`. Turning the rate off resets its burst and
+/// key; a burst or key given while no rate is set would do nothing and is refused.
+fn apply_limits(p: &mut Proxy, patch: &ProxyPatch) -> Result<()> {
+    if let Some(v) = patch.rate_limit_rps {
+        p.rate_limit_rps = validate::limit("rate_limit_rps", v)?;
+        if v == 0 {
+            p.rate_limit_burst = 0;
+            p.rate_limit_key = RateLimitKey::Ip;
+        }
+    }
+    if let Some(v) = patch.rate_limit_burst {
+        p.rate_limit_burst = validate::limit("rate_limit_burst", v)?;
+        if v > 0 && p.rate_limit_rps == 0 {
+            return Err(ServiceError::invalid(
+                "rate_limit_burst",
+                "has no effect without rate_limit_rps",
+            ));
+        }
+    }
+    if let Some(key) = &patch.rate_limit_key {
+        p.rate_limit_key = validate::rate_limit_key("rate_limit_key", key)?;
+        if p.rate_limit_key != RateLimitKey::Ip && p.rate_limit_rps == 0 {
+            return Err(ServiceError::invalid(
+                "rate_limit_key",
+                "has no effect without rate_limit_rps",
+            ));
+        }
+    }
+    if let Some(v) = patch.max_concurrent_requests {
+        p.max_concurrent_requests = validate::limit("max_concurrent_requests", v)?;
+    }
+    Ok(())
+}
+
 /// Validates and applies each present field; the proxy is untouched on error only because
 /// callers work on a copy.
 fn apply_patch(p: &mut Proxy, patch: ProxyPatch) -> Result<()> {
+    apply_limits(p, &patch)?;
     if let Some(url) = patch.target_url {
         p.target_url = validate::target_url("target_url", &url)?;
     }
@@ -209,4 +252,173 @@ fn apply_patch(p: &mut Proxy, patch: ProxyPatch) -> Result<()> {
     p.enable_https = patch.enable_https.unwrap_or(p.enable_https);
     p.preserve_host_header = patch.preserve_host_header.unwrap_or(p.preserve_host_header);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proxy() -> Proxy {
+        Proxy {
+            hostname: "limits.example.com".into(),
+            target_url: "http://127.0.0.1:1".into(),
+            enabled: true,
+            enable_http: true,
+            enable_https: false,
+            preserve_host_header: false,
+            custom_request_headers: Default::default(),
+            custom_response_headers: Default::default(),
+            connect_timeout_ms: 0,
+            read_timeout_ms: 0,
+            redirect_http_to_https: false,
+            hsts_max_age_secs: 0,
+            certificate_name: String::new(),
+            idle_timeout_ms: 0,
+            rate_limit_rps: 0,
+            rate_limit_burst: 0,
+            rate_limit_key: RateLimitKey::Ip,
+            max_concurrent_requests: 0,
+            auth: None,
+            owner_token_id: String::new(),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn invalid_field(result: Result<()>) -> Option<&'static str> {
+        match result {
+            Err(ServiceError::Invalid { field, .. }) => Some(field),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn limits_are_validated_naming_the_field() {
+        let patch = |f: fn(&mut ProxyPatch)| {
+            let mut patch = ProxyPatch::default();
+            f(&mut patch);
+            apply_patch(&mut proxy(), patch)
+        };
+        assert_eq!(
+            invalid_field(patch(|p| p.rate_limit_rps = Some(1_000_001))),
+            Some("rate_limit_rps")
+        );
+        assert_eq!(
+            invalid_field(patch(|p| {
+                p.rate_limit_rps = Some(5);
+                p.rate_limit_burst = Some(2_000_000);
+            })),
+            Some("rate_limit_burst")
+        );
+        assert_eq!(
+            invalid_field(patch(|p| {
+                p.rate_limit_rps = Some(5);
+                p.rate_limit_key = Some("cookie".into());
+            })),
+            Some("rate_limit_key")
+        );
+        assert_eq!(
+            invalid_field(patch(|p| p.max_concurrent_requests = Some(u32::MAX))),
+            Some("max_concurrent_requests")
+        );
+        // A burst or a key without a rate would do nothing.
+        assert_eq!(
+            invalid_field(patch(|p| p.rate_limit_burst = Some(10))),
+            Some("rate_limit_burst")
+        );
+        assert_eq!(
+            invalid_field(patch(|p| p.rate_limit_key = Some("subject".into()))),
+            Some("rate_limit_key")
+        );
+    }
+
+    #[test]
+    fn limits_are_stored_and_turning_the_rate_off_resets_burst_and_key() -> Result<()> {
+        let mut p = proxy();
+        let set = ProxyPatch {
+            rate_limit_rps: Some(50),
+            rate_limit_burst: Some(100),
+            rate_limit_key: Some("Subject".into()),
+            max_concurrent_requests: Some(8),
+            ..Default::default()
+        };
+        apply_patch(&mut p, set)?;
+        assert_eq!(
+            (
+                p.rate_limit_rps,
+                p.rate_limit_burst,
+                p.rate_limit_key,
+                p.max_concurrent_requests
+            ),
+            (50, 100, RateLimitKey::Subject, 8)
+        );
+        let wire = portcullis_proto::v1::ProxyTarget::from(p.clone());
+        assert_eq!(
+            (
+                wire.rate_limit_rps,
+                wire.rate_limit_burst,
+                wire.rate_limit_key.as_str(),
+                wire.max_concurrent_requests
+            ),
+            (50, 100, "subject", 8)
+        );
+        // Other changes keep the limits.
+        apply_patch(
+            &mut p,
+            ProxyPatch {
+                idle_timeout_ms: Some(500),
+                ..Default::default()
+            },
+        )?;
+        assert_eq!((p.rate_limit_rps, p.max_concurrent_requests), (50, 8));
+        let off = ProxyPatch {
+            rate_limit_rps: Some(0),
+            ..Default::default()
+        };
+        apply_patch(&mut p, off)?;
+        assert_eq!(
+            (p.rate_limit_rps, p.rate_limit_burst, p.rate_limit_key),
+            (0, 0, RateLimitKey::Ip)
+        );
+        assert_eq!(p.max_concurrent_requests, 8);
+        Ok(())
+    }
+
+    #[test]
+    fn stored_proxies_from_before_limits_read_as_unlimited() -> std::result::Result<(), String> {
+        let mut json = serde_json::to_value(proxy()).map_err(|e| e.to_string())?;
+        let map = json.as_object_mut().ok_or("not an object")?;
+        for field in [
+            "rate_limit_rps",
+            "rate_limit_burst",
+            "rate_limit_key",
+            "max_concurrent_requests",
+        ] {
+            map.remove(field).ok_or(field)?;
+        }
+        let old: Proxy = serde_json::from_value(json).map_err(|e| e.to_string())?;
+        assert_eq!(old, proxy());
+        Ok(())
+    }
+
+    #[test]
+    fn the_openapi_document_describes_the_limit_fields() -> std::result::Result<(), String> {
+        use utoipa::OpenApi as _;
+        let doc =
+            serde_json::to_value(crate::rest::ApiDoc::openapi()).map_err(|e| e.to_string())?;
+        let schemas = &doc["components"]["schemas"];
+        for (schema, field) in [
+            ("Proxy", "rate_limit_key"),
+            ("ProxyInput", "rate_limit_rps"),
+            ("ProxyPatch", "max_concurrent_requests"),
+        ] {
+            let props = &schemas[schema]["properties"];
+            assert!(props[field].is_object(), "{schema}.{field}: {props}");
+        }
+        let key = schemas["RateLimitKey"].to_string();
+        for value in ["ip", "subject", "client"] {
+            assert!(key.contains(&format!("\"{value}\"")), "{key}");
+        }
+        Ok(())
+    }
 }

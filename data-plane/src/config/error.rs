@@ -137,6 +137,9 @@ pub enum Reason {
     /// An ACME token that is not base64url (it must be one path segment).
     #[error("must be base64url (letters, digits, '-' and '_')")]
     AcmeToken,
+    /// A rate or concurrency limit setting.
+    #[error("{0}")]
+    Limit(String),
 }
 
 // === impl InvalidField ===

@@ -10,8 +10,10 @@ use super::error::{CompileError, InvalidField, Reason};
 use super::headers::HeaderList;
 use super::hostname::HostPattern;
 use super::https::{HttpsSettings, HttpsSpec};
+use super::limits::LimitSpec;
 use super::target::Target;
 use crate::policy::{Gate, Policy, PolicySpec, Routed};
+use crate::ratelimit::Limits;
 use crate::router::RouteTable;
 use crate::upstream::{
     ClientCache, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_READ_TIMEOUT,
@@ -33,6 +35,7 @@ pub(crate) struct ProxySpec {
     pub(crate) idle_timeout: Duration,
     pub(crate) policy: PolicySpec,
     pub(crate) https: HttpsSpec,
+    pub(crate) limits: LimitSpec,
 }
 
 /// A compiled proxy as served: its protection policy, its route table and its HTTPS
@@ -51,6 +54,9 @@ pub struct Proxy {
     /// Identity header names configured on any proxy of the snapshot (outside the default
     /// families), stripped from this proxy's requests too.
     identity_headers: Arc<[HeaderName]>,
+    /// Rate and concurrency limits; `None` (the common case) costs the request path one
+    /// check.
+    limits: Option<Limits>,
 }
 
 // === impl ProxySpec ===
@@ -71,6 +77,7 @@ impl TryFrom<&pb::ProxyTarget> for ProxySpec {
             .map_err(|r| err("custom_response_headers", r))?;
         let policy = PolicySpec::from_proto(p.auth.as_ref())
             .map_err(|(field, why)| err(field, Reason::Auth(why)))?;
+        let limits = LimitSpec::from_proto(p).map_err(|(field, why)| err(field, why))?;
         Ok(Self {
             pattern,
             target,
@@ -84,6 +91,7 @@ impl TryFrom<&pb::ProxyTarget> for ProxySpec {
             idle_timeout: millis_or(p.idle_timeout_ms, DEFAULT_IDLE_TIMEOUT),
             policy,
             https: HttpsSpec::from_proto(p),
+            limits,
         })
     }
 }
@@ -138,6 +146,7 @@ impl Proxy {
             routes,
             https,
             identity_headers,
+            limits: None,
         }
     }
 
@@ -145,6 +154,17 @@ impl Proxy {
     /// families: a client may not send them here either.
     pub(crate) fn configured_identity_headers(&self) -> &[HeaderName] {
         &self.identity_headers
+    }
+
+    /// Sets the proxy's limits (see [`crate::ratelimit`]).
+    pub(crate) fn with_limits(mut self, limits: Option<Limits>) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Rate and concurrency limits, if any.
+    pub fn limits(&self) -> Option<&Limits> {
+        self.limits.as_ref()
     }
 
     /// The configured hostname (`*.example.com` for wildcards), for logs.

@@ -10,6 +10,7 @@ use http::{HeaderValue, Response, StatusCode};
 use crate::body::{self, ProxyBody};
 use crate::path::PathError;
 use crate::policy::Rejection;
+use crate::ratelimit::Limited;
 use crate::upstream::ClientError;
 
 /// Longest host echoed back in a 404 body.
@@ -49,6 +50,9 @@ pub enum ProxyError {
     /// The proxy's policy refused the request.
     #[error("refused by proxy policy: {}", .0.status())]
     Rejected(Rejection),
+    /// A rate or concurrency limit of the proxy refused the request.
+    #[error(transparent)]
+    Limited(Limited),
     /// Target path could not be built from the request path.
     #[error("cannot build upstream URI")]
     UpstreamUri(#[source] http::Error),
@@ -107,6 +111,7 @@ impl ProxyError {
             Self::LoopDetected => StatusCode::LOOP_DETECTED,
             Self::UnknownHost(_) => StatusCode::NOT_FOUND,
             Self::Rejected(rejection) => rejection.status(),
+            Self::Limited(limited) => limited.status(),
             Self::Connect(_) | Self::Upstream(_) | Self::UnexpectedUpgrade => {
                 StatusCode::BAD_GATEWAY
             }
@@ -127,6 +132,7 @@ impl ProxyError {
             Self::LoopDetected => "508 Loop Detected: the request came back to this proxy",
             Self::UnknownHost(host) => return format!("404 Not Found: no proxy for host {host}\n"),
             Self::Rejected(_) => "403 Forbidden",
+            Self::Limited(_) => "429 Too Many Requests",
             Self::Connect(_) => "502 Bad Gateway: upstream connection failed",
             Self::Upstream(_) => "502 Bad Gateway: upstream request failed",
             Self::UnexpectedUpgrade => "502 Bad Gateway: invalid upstream response",
@@ -141,6 +147,9 @@ impl ProxyError {
     pub fn into_response(self) -> Response<ProxyBody> {
         if let Self::Rejected(rejection) = self {
             return rejection.into_response();
+        }
+        if let Self::Limited(limited) = self {
+            return limited.into_response();
         }
         let status = self.status();
         if status.is_server_error() {

@@ -28,6 +28,10 @@ pub(crate) struct ProxyJson {
     redirect_http_to_https: bool,
     hsts_max_age_secs: u32,
     idle_timeout_ms: u32,
+    rate_limit_rps: u32,
+    rate_limit_burst: u32,
+    rate_limit_key: String,
+    max_concurrent_requests: u32,
 }
 
 impl From<&pb::ProxyTarget> for ProxyJson {
@@ -51,6 +55,10 @@ impl From<&pb::ProxyTarget> for ProxyJson {
             redirect_http_to_https: p.redirect_http_to_https,
             hsts_max_age_secs: p.hsts.as_ref().map_or(0, |h| h.max_age_secs),
             idle_timeout_ms: p.idle_timeout_ms,
+            rate_limit_rps: p.rate_limit_rps,
+            rate_limit_burst: p.rate_limit_burst,
+            rate_limit_key: p.rate_limit_key.clone(),
+            max_concurrent_requests: p.max_concurrent_requests,
         }
     }
 }

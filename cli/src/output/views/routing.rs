@@ -38,6 +38,14 @@ pub(crate) fn proxy(p: &pb::ProxyTarget) -> String {
         ("connect timeout", millis(p.connect_timeout_ms)),
         ("read timeout", millis(p.read_timeout_ms)),
         ("idle timeout", millis(p.idle_timeout_ms)),
+        ("rate limit", rate_limit(p)),
+        (
+            "max concurrent",
+            match p.max_concurrent_requests {
+                0 => "-".to_owned(),
+                n => n.to_string(),
+            },
+        ),
         ("certificate", or_dash(&p.certificate_name)),
         ("redirect to https", yes_no(p.redirect_http_to_https)),
         (
@@ -61,6 +69,23 @@ pub(crate) fn proxy(p: &pb::ProxyTarget) -> String {
         ("updated", rfc3339(p.updated_at)),
     ]);
     key_values(&rows)
+}
+
+/// `50/s burst 100 per ip`, or `-` without a rate limit.
+fn rate_limit(p: &pb::ProxyTarget) -> String {
+    if p.rate_limit_rps == 0 {
+        return "-".to_owned();
+    }
+    let burst = match p.rate_limit_burst {
+        0 => p.rate_limit_rps,
+        b => b,
+    };
+    let key = if p.rate_limit_key.is_empty() {
+        "ip"
+    } else {
+        &p.rate_limit_key
+    };
+    format!("{}/s burst {burst} per {key}", p.rate_limit_rps)
 }
 
 /// `proxy auth enable|show`.
