@@ -45,7 +45,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 
-use super::{Connection, HEADER_READ_TIMEOUT};
+use super::{Connection, HEADER_READ_TIMEOUT, max_request_header_bytes};
 use crate::body::ProxyBody;
 use crate::proxy;
 
@@ -156,6 +156,7 @@ async fn serve_h2<T: Transport>(
     let io = Socket::new(stream, first, activity.clone());
     http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
+        .max_header_list_size(max_request_header_bytes())
         .serve_connection(TokioIo::new(io), Service { conn, activity })
         .await
 }
@@ -176,6 +177,7 @@ async fn serve_h1<T: Transport>(
         let hyper_conn = Box::new(
             http1::Builder::new()
                 .header_read_timeout(None)
+                .max_header_size(max_request_header_bytes() as usize)
                 .serve_connection(
                     TokioIo::new(io),
                     Service {

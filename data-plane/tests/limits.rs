@@ -1,0 +1,168 @@
+//! Request limits and the answers to clients that exceed them or send broken bodies, over
+//! real sockets: a hyper backend that records what reached it, the data plane's HTTP
+//! listener (HTTP/1.1 and h2c) on 127.0.0.1:0, config injected straight into the store.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Result;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use portcullis_data_plane::config::Snapshot;
+use portcullis_data_plane::server;
+use portcullis_data_plane::store::ConfigStore;
+use portcullis_data_plane::upstream::ClientCache;
+use portcullis_proto::v1 as pb;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What reached the backend.
+#[derive(Default)]
+struct Seen {
+    /// Request heads.
+    requests: AtomicUsize,
+    /// Request bodies read to their end.
+    complete_bodies: AtomicUsize,
+}
+
+/// A backend that reads every request body to its end and answers with its length.
+async fn start_backend() -> Result<(SocketAddr, Arc<Seen>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let seen = Arc::new(Seen::default());
+    let counters = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = counters.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let seen = seen.clone();
+                    async move {
+                        seen.requests.fetch_add(1, Ordering::SeqCst);
+                        let body = req.into_body().collect().await;
+                        let answer = match body {
+                            Ok(body) => {
+                                seen.complete_bodies.fetch_add(1, Ordering::SeqCst);
+                                body.to_bytes().len().to_string()
+                            }
+                            Err(_) => "broken".to_owned(),
+                        };
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(answer))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok((addr, seen))
+}
+
+fn proxy(host: &str, backend: SocketAddr) -> pb::ProxyTarget {
+    pb::ProxyTarget {
+        hostname: host.into(),
+        target_url: format!("http://{backend}"),
+        enabled: true,
+        enable_http: true,
+        ..Default::default()
+    }
+}
+
+/// Serves `proxies` on a fresh HTTP listener; returns its address.
+async fn start_proxy(proxies: Vec<pb::ProxyTarget>) -> Result<SocketAddr> {
+    let snapshot = pb::ConfigSnapshot {
+        version: 1,
+        proxies,
+        ..Default::default()
+    };
+    let clients = ClientCache::with_roots(rustls::RootCertStore::empty());
+    let store = Arc::new(ConfigStore::default());
+    let _ = store.publish(Arc::new(Snapshot::compile(&snapshot, &clients)?));
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(server::serve_http(listener, store, 443));
+    Ok(addr)
+}
+
+/// Writes `request` on a new connection and reads until the peer closes or 2 s pass;
+/// returns what came back.
+async fn raw(proxy: SocketAddr, request: &[u8]) -> Result<String> {
+    let mut stream = TcpStream::connect(proxy).await?;
+    stream.write_all(request).await?;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut answer)).await;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// `GET /` on `host` with one header `x-big` of `size` bytes, as HTTP/1.1.
+fn big_head(host: &str, size: usize) -> Vec<u8> {
+    let value = "a".repeat(size);
+    format!("GET / HTTP/1.1\r\nHost: {host}\r\nx-big: {value}\r\nConnection: close\r\n\r\n")
+        .into_bytes()
+}
+
+#[tokio::test]
+async fn a_request_head_over_64_kib_is_431_and_never_forwarded() -> Result<()> {
+    let (backend, seen) = start_backend().await?;
+    let proxy = start_proxy(vec![self::proxy("app.test", backend)]).await?;
+
+    let answer = raw(proxy, &big_head("app.test", 60 * 1024)).await?;
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 1);
+
+    let answer = raw(proxy, &big_head("app.test", 70 * 1024)).await?;
+    assert!(
+        answer.starts_with("HTTP/1.1 431"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
+    assert_eq!(
+        seen.requests.load(Ordering::SeqCst),
+        1,
+        "the backend got it"
+    );
+    Ok(())
+}
+
+/// HTTP/2 has the same limit on the header list (hyper's own default is 16 KiB): the
+/// peer is told in SETTINGS, and a larger list is answered 431 by the HTTP/2 layer.
+#[tokio::test]
+async fn http2_has_the_same_head_limit() -> Result<()> {
+    let (backend, seen) = start_backend().await?;
+    let proxy = start_proxy(vec![self::proxy("app.test", backend)]).await?;
+    let stream = TcpStream::connect(proxy).await?;
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let get = |size: usize| {
+        Request::get("http://app.test/")
+            .header("x-big", "a".repeat(size))
+            .body(Full::<Bytes>::default())
+    };
+    let response = sender.send_request(get(32 * 1024)?).await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 1);
+    let response = sender.send_request(get(100 * 1024)?).await?;
+    assert_eq!(
+        response.status(),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    );
+    assert_eq!(
+        seen.requests.load(Ordering::SeqCst),
+        1,
+        "the backend got it"
+    );
+    Ok(())
+}
