@@ -30,6 +30,7 @@ impl From<Proxy> for pb::ProxyTarget {
             certificate_name: p.certificate_name,
             redirect_http_to_https: p.redirect_http_to_https,
             idle_timeout_ms: p.idle_timeout_ms,
+            max_request_body_bytes: p.max_request_body_bytes,
             hsts: (p.hsts_max_age_secs > 0).then_some(pb::HstsPolicy {
                 max_age_secs: p.hsts_max_age_secs,
                 include_subdomains: false,
@@ -135,6 +136,7 @@ impl From<pb::ProxyInput> for ProxyInput {
             hsts_max_age_secs: p.hsts_max_age_secs,
             certificate_name: p.certificate_name,
             idle_timeout_ms: p.idle_timeout_ms,
+            max_request_body_bytes: p.max_request_body_bytes,
         }
     }
 }
@@ -159,6 +161,7 @@ impl From<pb::ProxyPatch> for ProxyPatch {
             hsts_max_age_secs: p.hsts_max_age_secs,
             certificate_name: p.certificate_name,
             idle_timeout_ms: p.idle_timeout_ms,
+            max_request_body_bytes: p.max_request_body_bytes,
         }
     }
 }

@@ -55,6 +55,11 @@ pub struct Proxy {
     /// do not; 0 means the default (10 min).
     #[serde(default)]
     pub idle_timeout_ms: u32,
+    /// Largest request body the data plane forwards, in bytes (413 above it); 0 means no
+    /// limit, the default: bodies are streamed, so size costs the proxy no memory, and
+    /// a default would break uploads nobody chose to limit.
+    #[serde(default)]
+    pub max_request_body_bytes: u64,
     /// Edge OAuth protection; `None` = unprotected. Set through `/auth`, never through
     /// proxy create/update, so protection is always an explicit act.
     #[serde(default)]
@@ -255,6 +260,8 @@ pub struct ProxyInput {
     pub certificate_name: Option<String>,
     /// Default 0 (data plane default, 10 min).
     pub idle_timeout_ms: Option<u32>,
+    /// Default 0 (no limit).
+    pub max_request_body_bytes: Option<u64>,
 }
 
 /// Body of `PUT /api/v1/proxy/targets/{hostname}`: absent fields keep their value.
@@ -287,6 +294,8 @@ pub struct ProxyPatch {
     pub certificate_name: Option<String>,
     /// New idle timeout between body frames; 0 = default.
     pub idle_timeout_ms: Option<u32>,
+    /// New request body limit in bytes; 0 = no limit.
+    pub max_request_body_bytes: Option<u64>,
 }
 
 /// How a route compares its pattern with the request path.

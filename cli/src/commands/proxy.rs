@@ -143,6 +143,7 @@ pub(crate) fn create_input(args: ProxyCreateArgs) -> Result<ProxyInput, CliError
         hsts_max_age_secs: args.hsts_max_age,
         certificate_name: args.cert,
         idle_timeout_ms: args.idle_timeout_ms,
+        max_request_body_bytes: args.max_request_body_bytes,
     })
 }
 
@@ -172,6 +173,7 @@ pub(crate) fn update_patch(args: ProxyUpdateArgs) -> Result<ProxyPatch, CliError
         hsts_max_age_secs: args.hsts_max_age,
         certificate_name: args.cert,
         idle_timeout_ms: args.idle_timeout_ms,
+        max_request_body_bytes: args.max_request_body_bytes,
     })
 }
 
@@ -241,6 +243,8 @@ mod tests {
             "2500",
             "--idle-timeout-ms",
             "600000",
+            "--max-request-body-bytes",
+            "1048576",
         ]) else {
             panic!("not create")
         };
@@ -263,6 +267,7 @@ mod tests {
         );
         assert_eq!(input.read_timeout_ms, Some(2500));
         assert_eq!(input.idle_timeout_ms, Some(600_000));
+        assert_eq!(input.max_request_body_bytes, Some(1 << 20));
         Ok(())
     }
 

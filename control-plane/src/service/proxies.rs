@@ -25,6 +25,7 @@ impl ControlPlane {
             hsts_max_age_secs: 0,
             certificate_name: String::new(),
             idle_timeout_ms: 0,
+            max_request_body_bytes: 0,
             auth: None,
             owner_token_id: caller.token_id.clone(),
             created_at: now,
@@ -46,6 +47,7 @@ impl ControlPlane {
                 hsts_max_age_secs: input.hsts_max_age_secs,
                 certificate_name: input.certificate_name,
                 idle_timeout_ms: input.idle_timeout_ms,
+                max_request_body_bytes: input.max_request_body_bytes,
             },
         )?;
         let key = proxy.hostname.clone();
@@ -184,6 +186,9 @@ fn apply_patch(p: &mut Proxy, patch: ProxyPatch) -> Result<()> {
     }
     if let Some(v) = patch.idle_timeout_ms {
         p.idle_timeout_ms = validate::idle_timeout_ms("idle_timeout_ms", v)?;
+    }
+    if let Some(v) = patch.max_request_body_bytes {
+        p.max_request_body_bytes = validate::max_request_body_bytes("max_request_body_bytes", v)?;
     }
     if let Some(v) = patch.hsts_max_age_secs {
         if v > 63_072_000 {

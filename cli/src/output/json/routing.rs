@@ -28,6 +28,7 @@ pub(crate) struct ProxyJson {
     redirect_http_to_https: bool,
     hsts_max_age_secs: u32,
     idle_timeout_ms: u32,
+    max_request_body_bytes: u64,
 }
 
 impl From<&pb::ProxyTarget> for ProxyJson {
@@ -51,6 +52,7 @@ impl From<&pb::ProxyTarget> for ProxyJson {
             redirect_http_to_https: p.redirect_http_to_https,
             hsts_max_age_secs: p.hsts.as_ref().map_or(0, |h| h.max_age_secs),
             idle_timeout_ms: p.idle_timeout_ms,
+            max_request_body_bytes: p.max_request_body_bytes,
         }
     }
 }

@@ -38,6 +38,7 @@ pub(crate) fn proxy(p: &pb::ProxyTarget) -> String {
         ("connect timeout", millis(p.connect_timeout_ms)),
         ("read timeout", millis(p.read_timeout_ms)),
         ("idle timeout", millis(p.idle_timeout_ms)),
+        ("max request body", body_limit(p.max_request_body_bytes)),
         ("certificate", or_dash(&p.certificate_name)),
         ("redirect to https", yes_no(p.redirect_http_to_https)),
         (
@@ -179,6 +180,14 @@ fn headers(map: &HashMap<String, String>) -> String {
 
 fn millis(ms: u32) -> String {
     format!("{ms} ms")
+}
+
+fn body_limit(bytes: u64) -> String {
+    if bytes == 0 {
+        "no limit".to_owned()
+    } else {
+        format!("{bytes} bytes")
+    }
 }
 
 fn methods(m: &[String]) -> String {
