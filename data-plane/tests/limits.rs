@@ -166,3 +166,78 @@ async fn http2_has_the_same_head_limit() -> Result<()> {
     );
     Ok(())
 }
+
+/// A broken chunked body is the client's fault: 400, not 502 "upstream request failed".
+#[tokio::test]
+async fn a_malformed_chunked_body_is_400() -> Result<()> {
+    let (backend, seen) = start_backend().await?;
+    let proxy = start_proxy(vec![self::proxy("app.test", backend)]).await?;
+    let answer = raw(
+        proxy,
+        b"POST /upload HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\nzz-not-a-size\r\n\r\n",
+    )
+    .await?;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert_eq!(seen.complete_bodies.load(Ordering::SeqCst), 0);
+    Ok(())
+}
+
+/// `max_request_body_bytes`: a declared larger body is answered 413 without contacting
+/// the upstream; a chunked one is cut once it grows past the limit (413, the upstream
+/// never gets a complete body); one within the limit passes.
+#[tokio::test]
+async fn request_bodies_over_the_proxy_limit_are_413() -> Result<()> {
+    let (backend, seen) = start_backend().await?;
+    let small = pb::ProxyTarget {
+        max_request_body_bytes: 1024,
+        ..proxy("small.test", backend)
+    };
+    let proxy = start_proxy(vec![small, self::proxy("open.test", backend)]).await?;
+    let post = |host: &str, size: usize| {
+        let mut request = format!(
+            "POST /upload HTTP/1.1\r\nHost: {host}\r\nContent-Length: {size}\r\n\
+             Connection: close\r\n\r\n"
+        )
+        .into_bytes();
+        request.extend(std::iter::repeat_n(b'x', size));
+        request
+    };
+
+    let answer = raw(proxy, &post("small.test", 4096)).await?;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert_eq!(
+        seen.requests.load(Ordering::SeqCst),
+        0,
+        "the backend got it"
+    );
+
+    let answer = raw(proxy, &post("small.test", 1024)).await?;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\n1024"), "{answer}");
+    let answer = raw(proxy, &post("open.test", 4096)).await?;
+    assert!(
+        answer.ends_with("\r\n\r\n4096"),
+        "no limit by default: {answer}"
+    );
+    let complete = seen.complete_bodies.load(Ordering::SeqCst);
+    assert_eq!(complete, 2);
+
+    // Chunked: 600 bytes pass, the next 600 cross the limit.
+    let mut stream = TcpStream::connect(proxy).await?;
+    stream
+        .write_all(
+            b"POST /upload HTTP/1.1\r\nHost: small.test\r\nTransfer-Encoding: chunked\r\n\r\n",
+        )
+        .await?;
+    let chunk = format!("258\r\n{}\r\n", "y".repeat(600));
+    stream.write_all(chunk.as_bytes()).await?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stream.write_all(chunk.as_bytes()).await?;
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut answer)).await??;
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert_eq!(seen.complete_bodies.load(Ordering::SeqCst), complete);
+    Ok(())
+}
