@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -239,5 +239,100 @@ async fn request_bodies_over_the_proxy_limit_are_413() -> Result<()> {
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert_eq!(seen.complete_bodies.load(Ordering::SeqCst), complete);
+    Ok(())
+}
+
+/// Runs `curl` (blocking, off the runtime) and returns (exit code, stdout, stderr).
+async fn curl(args: Vec<String>) -> Result<(i32, String, String)> {
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args(&args)
+            .output()
+            .context("running curl (tests need it installed)")
+    })
+    .await??;
+    Ok((
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
+}
+
+/// A proxy that refuses requests without a bearer token (401), before reading the body.
+fn protected(host: &str, backend: SocketAddr) -> pb::ProxyTarget {
+    pb::ProxyTarget {
+        auth: Some(pb::ProxyAuthPolicy {
+            enabled: true,
+            mode: "forward".into(),
+            auth_host: "auth.test".into(),
+            ..Default::default()
+        }),
+        ..proxy(host, backend)
+    }
+}
+
+/// An answer sent before the request body was read (here edge auth's 401) ends the
+/// HTTP/2 stream cleanly once a small body has arrived: no `RST_STREAM`, which curl 7.88
+/// reports as an error ("stream was not closed cleanly", exit 92) for most such POSTs.
+#[tokio::test]
+async fn http2_early_answers_to_posts_end_the_stream_cleanly() -> Result<()> {
+    let (backend, seen) = start_backend().await?;
+    let proxy = start_proxy(vec![protected("locked.test", backend)]).await?;
+    let body = tempfile::NamedTempFile::new()?;
+    std::fs::write(body.path(), vec![b'x'; 40 * 1024])?;
+    let port = proxy.port();
+    for round in 0..5 {
+        let (code, out, err) = curl(vec![
+            "-sS".into(),
+            "--http2-prior-knowledge".into(),
+            "--resolve".into(),
+            format!("locked.test:{port}:127.0.0.1"),
+            "-o".into(),
+            "/dev/null".into(),
+            "-w".into(),
+            "%{http_code} %{http_version}".into(),
+            "--data-binary".into(),
+            format!("@{}", body.path().display()),
+            format!("http://locked.test:{port}/mcp"),
+        ])
+        .await?;
+        assert_eq!(
+            (code, out.as_str()),
+            (0, "401 2"),
+            "round {round}: curl said {err}"
+        );
+    }
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 0);
+    Ok(())
+}
+
+/// An HTTP/1.1 request answered before its (small) body was read keeps its connection:
+/// the body is drained, not left for hyper to close the connection over.
+#[tokio::test]
+async fn http1_early_answers_keep_the_connection() -> Result<()> {
+    let (backend, _seen) = start_backend().await?;
+    let proxy = start_proxy(vec![protected("locked.test", backend)]).await?;
+    let mut stream = TcpStream::connect(proxy).await?;
+    let body = "z".repeat(20 * 1024);
+    let post = format!(
+        "POST /x HTTP/1.1\r\nHost: locked.test\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    for round in 0..2 {
+        stream.write_all(post.as_bytes()).await?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stream.write_all(body.as_bytes()).await?;
+        let mut answer = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut answer)).await??;
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(
+            answer.starts_with("HTTP/1.1 401"),
+            "round {round}: {answer}"
+        );
+        assert!(
+            !answer.contains("connection: close"),
+            "round {round}: {answer}"
+        );
+    }
     Ok(())
 }
