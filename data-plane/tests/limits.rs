@@ -183,6 +183,31 @@ async fn a_malformed_chunked_body_is_400() -> Result<()> {
     Ok(())
 }
 
+/// A client that falls silent mid-body for longer than the idle timeout is answered 408
+/// (its fault), not 502.
+#[tokio::test]
+async fn a_stalled_request_body_is_408() -> Result<()> {
+    let (backend, seen) = start_backend().await?;
+    let quick = pb::ProxyTarget {
+        idle_timeout_ms: 300,
+        ..proxy("quick.test", backend)
+    };
+    let proxy = start_proxy(vec![quick]).await?;
+    let mut stream = TcpStream::connect(proxy).await?;
+    stream
+        .write_all(
+            b"POST /upload HTTP/1.1\r\nHost: quick.test\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5\r\nhello\r\n",
+        )
+        .await?;
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut answer)).await??;
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(seen.complete_bodies.load(Ordering::SeqCst), 0);
+    Ok(())
+}
+
 /// `max_request_body_bytes`: a declared larger body is answered 413 without contacting
 /// the upstream; a chunked one is cut once it grows past the limit (413, the upstream
 /// never gets a complete body); one within the limit passes.
