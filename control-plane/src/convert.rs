@@ -34,6 +34,7 @@ impl From<Proxy> for pb::ProxyTarget {
             rate_limit_burst: p.rate_limit_burst,
             rate_limit_key: p.rate_limit_key.as_str().into(),
             max_concurrent_requests: p.max_concurrent_requests,
+            max_request_body_bytes: p.max_request_body_bytes,
             hsts: (p.hsts_max_age_secs > 0).then_some(pb::HstsPolicy {
                 max_age_secs: p.hsts_max_age_secs,
                 include_subdomains: false,
@@ -143,6 +144,7 @@ impl From<pb::ProxyInput> for ProxyInput {
             rate_limit_burst: p.rate_limit_burst,
             rate_limit_key: p.rate_limit_key,
             max_concurrent_requests: p.max_concurrent_requests,
+            max_request_body_bytes: p.max_request_body_bytes,
         }
     }
 }
@@ -171,6 +173,7 @@ impl From<pb::ProxyPatch> for ProxyPatch {
             rate_limit_burst: p.rate_limit_burst,
             rate_limit_key: p.rate_limit_key,
             max_concurrent_requests: p.max_concurrent_requests,
+            max_request_body_bytes: p.max_request_body_bytes,
         }
     }
 }

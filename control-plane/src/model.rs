@@ -69,6 +69,11 @@ pub struct Proxy {
     /// get 503 with `Retry-After: 1`. 0 = no cap.
     #[serde(default)]
     pub max_concurrent_requests: u32,
+    /// Largest request body the data plane forwards, in bytes (413 above it); 0 means no
+    /// limit, the default: bodies are streamed, so size costs the proxy no memory, and
+    /// a default would break uploads nobody chose to limit.
+    #[serde(default)]
+    pub max_request_body_bytes: u64,
     /// Edge OAuth protection; `None` = unprotected. Set through `/auth`, never through
     /// proxy create/update, so protection is always an explicit act.
     #[serde(default)]
@@ -302,6 +307,8 @@ pub struct ProxyInput {
     pub rate_limit_key: Option<String>,
     /// Default 0 (no cap).
     pub max_concurrent_requests: Option<u32>,
+    /// Default 0 (no limit).
+    pub max_request_body_bytes: Option<u64>,
 }
 
 /// Body of `PUT /api/v1/proxy/targets/{hostname}`: absent fields keep their value.
@@ -342,6 +349,8 @@ pub struct ProxyPatch {
     pub rate_limit_key: Option<String>,
     /// New cap on requests in flight; 0 = none.
     pub max_concurrent_requests: Option<u32>,
+    /// New request body limit in bytes; 0 = no limit.
+    pub max_request_body_bytes: Option<u64>,
 }
 
 /// How a route compares its pattern with the request path.

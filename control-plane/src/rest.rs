@@ -112,14 +112,18 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Self(v)),
             Err(rej) => {
-                let status = match rej {
+                let (status, error) = match rej {
                     axum::extract::rejection::JsonRejection::MissingJsonContentType(_) => {
-                        StatusCode::UNSUPPORTED_MEDIA_TYPE
+                        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_request")
                     }
-                    _ => StatusCode::BAD_REQUEST,
+                    // Over axum's body limit (2 MB): too large, not malformed.
+                    _ if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+                    }
+                    _ => (StatusCode::BAD_REQUEST, "invalid_request"),
                 };
                 let body = ErrorBody {
-                    error: "invalid_request",
+                    error,
                     detail: rej.body_text(),
                 };
                 Err((status, axum::Json(body)).into_response())
@@ -130,3 +134,34 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<
 
 /// `State` re-exported for handlers.
 pub(crate) type Cp = State<ControlPlane>;
+
+#[cfg(test)]
+mod tests {
+    use axum::extract::FromRequest as _;
+    use axum::http::StatusCode;
+
+    use super::ApiJson;
+
+    #[tokio::test]
+    async fn a_json_body_over_the_limit_is_413_not_400() {
+        let big = format!("\"{}\"", "a".repeat(3 << 20));
+        let req = axum::http::Request::post("/")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(big))
+            .unwrap();
+        let rejected = ApiJson::<serde_json::Value>::from_request(req, &())
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(rejected.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let req = axum::http::Request::post("/")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from("{"))
+            .unwrap();
+        let rejected = ApiJson::<serde_json::Value>::from_request(req, &())
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(rejected.status(), StatusCode::BAD_REQUEST);
+    }
+}

@@ -7,7 +7,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -47,14 +47,52 @@ pub(crate) struct IdleBody<B> {
     waiting: bool,
 }
 
-/// Request body sent upstream. Optionally counts forwarded frames so the response
-/// timeout can tell a stalled upstream from a long upload (see `proxy::forward`), and
-/// ends the upload if the client goes silent for longer than the idle timeout.
+/// A request body grew past its proxy's `max_request_body_bytes` while being forwarded.
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than {0} bytes")]
+pub struct BodyTooLarge(pub u64);
+
+/// Request body sent upstream. Counts forwarded frames so the response timeout can tell
+/// a stalled upstream from a long upload (see `proxy::forward`), ends the upload if the
+/// client goes silent for longer than the idle timeout or sends more than the proxy's
+/// body limit, and records in its [`Progress`] when the client side failed, so the
+/// exchange's error is answered as the client's fault (4xx) rather than the upstream's.
 #[derive(Debug)]
 pub(crate) struct ForwardBody {
     /// `None` for a request without a body (most of them): nothing to box or watch.
     inner: Option<IdleBody<ProxyBody>>,
-    progress: Option<Arc<AtomicU64>>,
+    progress: Option<Arc<Progress>>,
+    /// Bytes the body may still carry within the proxy's limit (`u64::MAX`: no limit,
+    /// which no body reaches). Checking it is a comparison per frame.
+    allowance: u64,
+    /// The limit, for the error.
+    limit: u64,
+}
+
+/// What became of a request body on its way upstream, shared between the
+/// [`ForwardBody`] (owned by the upstream connection) and the exchange waiting for the
+/// response. Allocated once per request that has a body.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    /// Frames the upstream has taken.
+    frames: AtomicU64,
+    /// A [`ClientFault`] as its `u8`, set once the client side of the body failed.
+    fault: AtomicU8,
+}
+
+/// How the client side of a request body failed, if it did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum ClientFault {
+    /// It did not (so an exchange error is the upstream's).
+    None = 0,
+    /// It grew past the proxy's body limit.
+    TooLarge = 1,
+    /// The client fell silent for longer than the idle timeout.
+    Idle = 2,
+    /// It broke off or was malformed (bad chunked framing, connection closed, stream
+    /// reset).
+    Broken = 3,
 }
 
 /// A short local body (error pages, admin answers).
@@ -140,12 +178,45 @@ impl<B> std::fmt::Debug for IdleBody<B> {
     }
 }
 
+// === impl Progress ===
+
+impl Progress {
+    /// Frames the upstream has taken so far.
+    pub(crate) fn frames(&self) -> u64 {
+        self.frames.load(Ordering::Relaxed)
+    }
+
+    /// Whether, and how, the client side of the body failed.
+    pub(crate) fn fault(&self) -> ClientFault {
+        match self.fault.load(Ordering::Relaxed) {
+            1 => ClientFault::TooLarge,
+            2 => ClientFault::Idle,
+            3 => ClientFault::Broken,
+            _ => ClientFault::None,
+        }
+    }
+}
+
 // === impl ForwardBody ===
 
 impl ForwardBody {
-    /// Wraps `inner`, ended after `idle_timeout` without a frame; when it has data to
-    /// send, also returns a frame counter.
-    pub(crate) fn new<B>(inner: B, idle_timeout: Duration) -> (Self, Option<Arc<AtomicU64>>)
+    /// [`ForwardBody::with_limit`] without a size limit.
+    pub(crate) fn new<B>(inner: B, idle_timeout: Duration) -> (Self, Option<Arc<Progress>>)
+    where
+        B: Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Self::with_limit(inner, idle_timeout, u64::MAX)
+    }
+
+    /// Wraps `inner`, ended after `idle_timeout` without a frame or once it carries more
+    /// than `limit` bytes (`u64::MAX`: no limit); when it has data to send, also returns
+    /// its [`Progress`].
+    pub(crate) fn with_limit<B>(
+        inner: B,
+        idle_timeout: Duration,
+        limit: u64,
+    ) -> (Self, Option<Arc<Progress>>)
     where
         B: Body<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
@@ -154,18 +225,28 @@ impl ForwardBody {
             let body = Self {
                 inner: None,
                 progress: None,
+                allowance: limit,
+                limit,
             };
             return (body, None);
         }
-        let progress = Arc::new(AtomicU64::new(0));
+        let progress = Arc::new(Progress::default());
         let body = Self {
             inner: Some(IdleBody::new(
                 inner.map_err(Into::into).boxed(),
                 idle_timeout,
             )),
             progress: Some(progress.clone()),
+            allowance: limit,
+            limit,
         };
         (body, Some(progress))
+    }
+
+    fn fail(&self, fault: ClientFault) {
+        if let Some(progress) = &self.progress {
+            progress.fault.store(fault as u8, Ordering::Relaxed);
+        }
     }
 }
 
@@ -177,12 +258,32 @@ impl Body for ForwardBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let Some(inner) = self.inner.as_mut() else {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
         let polled = Pin::new(inner).poll_frame(cx);
-        if let (Poll::Ready(Some(Ok(_))), Some(progress)) = (&polled, &self.progress) {
-            progress.fetch_add(1, Ordering::Relaxed);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                let len = frame.data_ref().map_or(0, |data| data.len() as u64);
+                if len > this.allowance {
+                    // Stop reading from the client; the upstream request is aborted.
+                    this.inner = None;
+                    this.fail(ClientFault::TooLarge);
+                    return Poll::Ready(Some(Err(BodyTooLarge(this.limit).into())));
+                }
+                this.allowance -= len;
+                if let Some(progress) = &this.progress {
+                    progress.frames.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            // Everything this body reads comes from the client.
+            Poll::Ready(Some(Err(error))) => this.fail(if error.is::<IdleTimeout>() {
+                ClientFault::Idle
+            } else {
+                ClientFault::Broken
+            }),
+            _ => {}
         }
         polled
     }

@@ -70,6 +70,19 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
 
+    /// Largest request head accepted, in bytes: the HTTP/1.1 request line and headers, or
+    /// the HTTP/2 header list. A larger one is answered 431 Request Header Fields Too
+    /// Large and never forwarded. One limit for every proxy: the head is read before its
+    /// Host is known.
+    #[arg(
+        long,
+        env = "PORTCULLIS_MAX_REQUEST_HEADER_BYTES",
+        value_name = "BYTES",
+        default_value_t = crate::server::DEFAULT_MAX_REQUEST_HEADER_BYTES,
+        value_parser = clap::value_parser!(u32).range(MIN_REQUEST_HEADER_BYTES..=MAX_REQUEST_HEADER_BYTES)
+    )]
+    pub max_request_header_bytes: u32,
+
     /// PEM file with the CA that signed an `https://` control plane's certificate. Without
     /// it the system trust store is used.
     #[arg(long, env = "PORTCULLIS_CA_CERT", value_name = "PEM_FILE")]
@@ -86,6 +99,12 @@ pub struct Args {
     )]
     pub max_connections_per_client: u32,
 }
+
+/// Smallest `--max-request-header-bytes`: below this ordinary browser requests fail.
+const MIN_REQUEST_HEADER_BYTES: i64 = 1024;
+/// Largest `--max-request-header-bytes`: hyper's HTTP/1.1 read buffer stops at ~400 KiB,
+/// so a larger flag would not be what applies.
+const MAX_REQUEST_HEADER_BYTES: i64 = 256 * 1024;
 
 /// A credential that never appears in `Debug` output or logs.
 #[derive(Clone)]
@@ -147,6 +166,7 @@ mod tests {
         assert!(!format!("{args:?}").contains("s3cret"));
         assert!(args.ca_cert.is_none());
         assert!(args.https_listen.is_none() && args.https_public_port.is_none());
+        assert_eq!(args.max_request_header_bytes, 64 * 1024);
         assert!(args.http_public_port.is_none());
     }
 

@@ -39,6 +39,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    server::set_max_request_header_bytes(args.max_request_header_bytes);
     let ca_pem = args
         .ca_cert
         .as_ref()

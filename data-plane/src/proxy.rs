@@ -233,16 +233,27 @@ where
 }
 
 /// The answer to a request that could not be forwarded; logged, since only the client
-/// sees the status. Browser clients can read upstream failures (502/504) too.
+/// sees the status: as the upstream's failure (warn), or as the client's fault (info: a
+/// body too large, malformed or abandoned says nothing about the upstream's health).
+/// Browser clients can read these answers too.
 fn failed(admitted: &Admitted<'_>, error: ProxyError) -> Response<ProxyBody> {
     let upstream = admitted.upstream();
-    tracing::warn!(
-        proxy = admitted.proxy().hostname(),
-        route = admitted.route().map(|r| r.id()),
-        upstream = %upstream.target(),
-        error = %Report(&error),
-        "proxying failed"
-    );
+    if error.is_client_fault() {
+        tracing::info!(
+            proxy = admitted.proxy().hostname(),
+            route = admitted.route().map(|r| r.id()),
+            error = %Report(&error),
+            "request refused: the client's fault"
+        );
+    } else {
+        tracing::warn!(
+            proxy = admitted.proxy().hostname(),
+            route = admitted.route().map(|r| r.id()),
+            upstream = %upstream.target(),
+            error = %Report(&error),
+            "proxying failed"
+        );
+    }
     let mut response = error.into_response();
     admitted.expose(&mut response);
     response

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -25,6 +26,31 @@ pub use self::https::{HANDSHAKE_TIMEOUT, serve_https};
 
 /// Slow-loris bound: time a client has to send a complete request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default for [`set_max_request_header_bytes`]: 64 KiB of request head (HTTP/1.1 request
+/// line and headers; the HTTP/2 header list as RFC 9113 counts it). hyper alone would take
+/// ~400 KiB of HTTP/1.1 head (its read buffer's limit) but only 16 KiB over HTTP/2; nginx
+/// takes 1 KiB + 4 × 8 KiB, Caddy and Go 1 MiB. 64 KiB fits large cookies and JWTs.
+pub const DEFAULT_MAX_REQUEST_HEADER_BYTES: u32 = 64 * 1024;
+
+/// The request-head limit of every connection accepted from now on (see
+/// [`set_max_request_header_bytes`]).
+static MAX_REQUEST_HEADER_BYTES: AtomicU32 = AtomicU32::new(DEFAULT_MAX_REQUEST_HEADER_BYTES);
+
+/// Sets the largest request head accepted, for the whole process (`--max-request-header-bytes`):
+/// a larger HTTP/1.1 head is answered 431 and the connection closed; HTTP/2 peers are
+/// told the limit in SETTINGS and a larger header list is answered 431 on its stream.
+///
+/// Process-wide, not per proxy: the head is read, and the memory spent, before its Host
+/// is known. Read once per connection (and per unparked HTTP/1.1 connection), never per
+/// request; enforcing it costs hyper a comparison per read of a head.
+pub fn set_max_request_header_bytes(bytes: u32) {
+    MAX_REQUEST_HEADER_BYTES.store(bytes, Ordering::Relaxed);
+}
+
+fn max_request_header_bytes() -> u32 {
+    MAX_REQUEST_HEADER_BYTES.load(Ordering::Relaxed)
+}
+
 /// Back-off after `accept` fails (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 

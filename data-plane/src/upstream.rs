@@ -50,6 +50,9 @@ pub struct UpstreamSettings {
     pub(crate) read_timeout: Duration,
     /// Longest silence between body frames, either direction, after the head.
     pub(crate) idle_timeout: Duration,
+    /// Largest request body forwarded, in bytes; `u64::MAX` (the default) for no limit,
+    /// so the check is one comparison either way.
+    pub(crate) max_request_body: u64,
     pub(crate) client: HttpClient,
 }
 

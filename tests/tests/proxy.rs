@@ -483,3 +483,57 @@ async fn open_connections_per_client_address_are_bounded() {
     .await;
     drop(held);
 }
+
+/// `--max-request-body-bytes`: a declared larger body is answered 413 before the upstream
+/// is contacted, a streamed one is cut and answered 413, 0 lifts the limit.
+#[tokio::test]
+async fn request_bodies_over_the_proxy_limit_are_413() {
+    let cp = ControlPlane::start().await;
+    let dp = DataPlane::start(&cp, "dp-body-limit").await;
+    let a = Backend::start("a").await;
+    cp.cli_ok(&[
+        "proxy",
+        "create",
+        "small.example.com",
+        &a.url,
+        "--max-request-body-bytes",
+        "1024",
+    ]);
+    sync(&cp, &dp).await;
+    let post = |body: reqwest::Body| {
+        http_client()
+            .post(format!("{}/upload", dp.http))
+            .header("host", "small.example.com")
+            .body(body)
+            .send()
+    };
+
+    let r = post(vec![b'x'; 4096].into()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(a.received().is_empty(), "{:?}", a.received());
+
+    let r = post(vec![b'x'; 1024].into()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["received"], 1024);
+
+    // Chunked, no length declared: cut once past the limit.
+    let chunks = futures_util::stream::unfold(0, |sent| async move {
+        (sent < 8).then_some(())?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Some((Ok::<_, std::io::Error>(vec![b'y'; 512]), sent + 1))
+    });
+    let r = post(reqwest::Body::wrap_stream(chunks)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    cp.cli_ok(&[
+        "proxy",
+        "update",
+        "small.example.com",
+        "--max-request-body-bytes",
+        "0",
+    ]);
+    sync(&cp, &dp).await;
+    let r = post(vec![b'x'; 4096].into()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["received"], 4096);
+}

@@ -237,6 +237,10 @@ pub(crate) struct ProxyCreateArgs {
     /// Requests in flight at once on each data plane; more get 503 (0 = no cap)
     #[arg(long, value_name = "N")]
     pub(crate) max_concurrent_requests: Option<u32>,
+    /// Largest request body forwarded, in bytes; larger ones are answered 413
+    /// (0 = no limit, the default)
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_request_body_bytes: Option<u64>,
 }
 
 /// `proxy update`: every flag is optional, but at least one must be given, since an
@@ -254,7 +258,7 @@ pub(crate) struct ProxyCreateArgs {
             "request_headers", "clear_request_headers",
             "response_headers", "clear_response_headers",
             "connect_timeout_ms", "read_timeout_ms", "idle_timeout_ms",
-            "redirect_https", "hsts_max_age", "cert",
+            "redirect_https", "hsts_max_age", "cert", "max_request_body_bytes",
             "rate_limit", "rate_burst", "rate_limit_key", "max_concurrent_requests",
         ])
 ))]
@@ -298,6 +302,10 @@ pub(crate) struct ProxyUpdateArgs {
     /// milliseconds (0 = default, 10 minutes)
     #[arg(long, value_name = "MS")]
     pub(crate) idle_timeout_ms: Option<u32>,
+    /// Largest request body forwarded, in bytes; larger ones are answered 413 (0 = no
+    /// limit)
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_request_body_bytes: Option<u64>,
     /// Redirect plain HTTP to HTTPS
     #[arg(long, value_name = "true|false")]
     pub(crate) redirect_https: Option<bool>,

@@ -147,6 +147,7 @@ pub(crate) fn create_input(args: ProxyCreateArgs) -> Result<ProxyInput, CliError
         rate_limit_burst: args.rate_burst,
         rate_limit_key: args.rate_limit_key.map(|k| k.as_str().to_owned()),
         max_concurrent_requests: args.max_concurrent_requests,
+        max_request_body_bytes: args.max_request_body_bytes,
     })
 }
 
@@ -180,6 +181,7 @@ pub(crate) fn update_patch(args: ProxyUpdateArgs) -> Result<ProxyPatch, CliError
         rate_limit_burst: args.rate_burst,
         rate_limit_key: args.rate_limit_key.map(|k| k.as_str().to_owned()),
         max_concurrent_requests: args.max_concurrent_requests,
+        max_request_body_bytes: args.max_request_body_bytes,
     })
 }
 
@@ -249,6 +251,8 @@ mod tests {
             "2500",
             "--idle-timeout-ms",
             "600000",
+            "--max-request-body-bytes",
+            "1048576",
         ]) else {
             panic!("not create")
         };
@@ -271,6 +275,7 @@ mod tests {
         );
         assert_eq!(input.read_timeout_ms, Some(2500));
         assert_eq!(input.idle_timeout_ms, Some(600_000));
+        assert_eq!(input.max_request_body_bytes, Some(1 << 20));
         Ok(())
     }
 

@@ -15,6 +15,7 @@ const MAX_HEADERS: usize = 64;
 const MAX_TIMEOUT_MS: u32 = 3_600_000;
 const MIN_IDLE_TIMEOUT_MS: u32 = 100;
 const MAX_IDLE_TIMEOUT_MS: u32 = 86_400_000;
+const MIN_REQUEST_BODY_BYTES: u64 = 1024;
 const MAX_DESCRIPTION: usize = 1024;
 const MAX_LIMIT: u32 = 1_000_000;
 
@@ -157,9 +158,21 @@ pub fn limit(field: &'static str, value: u32) -> Result<u32> {
     Ok(value)
 }
 
+/// Checks a request body limit: 0 (no limit) or at least 1 KiB. A smaller limit
+/// would refuse ordinary form posts and is more likely a unit mistake (KiB for bytes).
+pub fn max_request_body_bytes(field: &'static str, value: u64) -> Result<u64> {
+    if value != 0 && value < MIN_REQUEST_BODY_BYTES {
+        return Err(ServiceError::invalid(
+            field,
+            "0 (no limit) or at least 1024 bytes",
+        ));
+    }
+    Ok(value)
+}
+
 /// Parses a rate-limit key name.
 pub fn rate_limit_key(field: &'static str, raw: &str) -> Result<RateLimitKey> {
-    match raw.trim().to_ascii_lowercase().as_str() {
+    match raw {
         "ip" => Ok(RateLimitKey::Ip),
         "subject" => Ok(RateLimitKey::Subject),
         "client" => Ok(RateLimitKey::Client),

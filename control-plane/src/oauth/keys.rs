@@ -359,7 +359,7 @@ mod tests {
         let old = active(&server).await.unwrap().kid;
         let registry = server.cp().dataplanes().clone();
         registry
-            .connected("dp-1", "127.0.0.1", "test")
+            .connected("dp-1", "127.0.0.1", "test", Default::default())
             .await
             .unwrap();
         let rotation = tokio::spawn({

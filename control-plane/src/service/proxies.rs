@@ -29,6 +29,7 @@ impl ControlPlane {
             rate_limit_burst: 0,
             rate_limit_key: RateLimitKey::Ip,
             max_concurrent_requests: 0,
+            max_request_body_bytes: 0,
             auth: None,
             owner_token_id: caller.token_id.clone(),
             created_at: now,
@@ -54,6 +55,7 @@ impl ControlPlane {
                 rate_limit_burst: input.rate_limit_burst,
                 rate_limit_key: input.rate_limit_key,
                 max_concurrent_requests: input.max_concurrent_requests,
+                max_request_body_bytes: input.max_request_body_bytes,
             },
         )?;
         let key = proxy.hostname.clone();
@@ -228,6 +230,9 @@ fn apply_patch(p: &mut Proxy, patch: ProxyPatch) -> Result<()> {
     if let Some(v) = patch.idle_timeout_ms {
         p.idle_timeout_ms = validate::idle_timeout_ms("idle_timeout_ms", v)?;
     }
+    if let Some(v) = patch.max_request_body_bytes {
+        p.max_request_body_bytes = validate::max_request_body_bytes("max_request_body_bytes", v)?;
+    }
     if let Some(v) = patch.hsts_max_age_secs {
         if v > 63_072_000 {
             return Err(ServiceError::invalid(
@@ -278,6 +283,7 @@ mod tests {
             rate_limit_burst: 0,
             rate_limit_key: RateLimitKey::Ip,
             max_concurrent_requests: 0,
+            max_request_body_bytes: 0,
             auth: None,
             owner_token_id: String::new(),
             created_at: 0,
@@ -335,10 +341,17 @@ mod tests {
     #[test]
     fn limits_are_stored_and_turning_the_rate_off_resets_burst_and_key() -> Result<()> {
         let mut p = proxy();
+        // Refused, never folded: the key is written as the API lists it.
+        let folded = ProxyPatch {
+            rate_limit_rps: Some(50),
+            rate_limit_key: Some("Subject".into()),
+            ..Default::default()
+        };
+        assert!(apply_patch(&mut proxy(), folded).is_err());
         let set = ProxyPatch {
             rate_limit_rps: Some(50),
             rate_limit_burst: Some(100),
-            rate_limit_key: Some("Subject".into()),
+            rate_limit_key: Some("subject".into()),
             max_concurrent_requests: Some(8),
             ..Default::default()
         };

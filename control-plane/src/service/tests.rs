@@ -679,3 +679,52 @@ async fn idle_timeout_is_validated_and_stored() {
         .unwrap();
     assert_eq!(updated.idle_timeout_ms, 0);
 }
+
+#[tokio::test]
+async fn request_body_limit_is_validated_and_stored() {
+    let (cp, admin, _user, _d) = setup().await;
+    let invalid = |err: &ServiceError| {
+        matches!(
+            err,
+            ServiceError::Invalid {
+                field: "max_request_body_bytes",
+                ..
+            }
+        )
+    };
+    for bad_value in [1, 1023] {
+        let mut bad = proxy("body.example.com");
+        bad.max_request_body_bytes = Some(bad_value);
+        let err = cp.create_proxy(&admin, bad).await.unwrap_err();
+        assert!(invalid(&err), "{bad_value}: {err}");
+    }
+    assert!(cp.list_proxies(&admin).await.unwrap().is_empty());
+
+    let created = cp
+        .create_proxy(&admin, proxy("body.example.com"))
+        .await
+        .unwrap();
+    assert_eq!(created.max_request_body_bytes, 0, "no limit by default");
+    let set = ProxyPatch {
+        max_request_body_bytes: Some(10 << 20),
+        ..Default::default()
+    };
+    cp.update_proxy(&admin, "body.example.com", set)
+        .await
+        .unwrap();
+    let bad = ProxyPatch {
+        max_request_body_bytes: Some(100),
+        ..Default::default()
+    };
+    let err = cp
+        .update_proxy(&admin, "body.example.com", bad)
+        .await
+        .unwrap_err();
+    assert!(invalid(&err), "{err}");
+    let kept = cp.get_proxy(&admin, "body.example.com").await.unwrap();
+    assert_eq!(kept.max_request_body_bytes, 10 << 20);
+    assert_eq!(
+        portcullis_proto::v1::ProxyTarget::from(kept).max_request_body_bytes,
+        10 << 20
+    );
+}

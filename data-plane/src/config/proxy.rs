@@ -33,6 +33,8 @@ pub(crate) struct ProxySpec {
     pub(crate) connect_timeout: Duration,
     pub(crate) read_timeout: Duration,
     pub(crate) idle_timeout: Duration,
+    /// `u64::MAX` when the proxy sets no limit (0 on the wire).
+    pub(crate) max_request_body: u64,
     pub(crate) policy: PolicySpec,
     pub(crate) https: HttpsSpec,
     pub(crate) limits: LimitSpec,
@@ -89,6 +91,10 @@ impl TryFrom<&pb::ProxyTarget> for ProxySpec {
             connect_timeout: millis_or(p.connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT),
             read_timeout: millis_or(p.read_timeout_ms, DEFAULT_READ_TIMEOUT),
             idle_timeout: millis_or(p.idle_timeout_ms, DEFAULT_IDLE_TIMEOUT),
+            max_request_body: match p.max_request_body_bytes {
+                0 => u64::MAX,
+                limit => limit,
+            },
             policy,
             https: HttpsSpec::from_proto(p),
             limits,
@@ -117,6 +123,7 @@ impl ProxySpec {
             response_headers: self.response_headers.clone(),
             read_timeout: self.read_timeout,
             idle_timeout: self.idle_timeout,
+            max_request_body: self.max_request_body,
             client: clients.get(self.connect_timeout),
         })
     }

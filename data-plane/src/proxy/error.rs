@@ -7,7 +7,7 @@ use std::io;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Response, StatusCode};
 
-use crate::body::{self, ProxyBody};
+use crate::body::{self, ClientFault, Progress, ProxyBody};
 use crate::path::PathError;
 use crate::policy::Rejection;
 use crate::ratelimit::Limited;
@@ -71,6 +71,18 @@ pub enum ProxyError {
     /// The upstream answered 101 to a request that did not ask to upgrade.
     #[error("upstream switched protocols unexpectedly")]
     UnexpectedUpgrade,
+    /// The request body is larger than the proxy's `max_request_body_bytes` (carried),
+    /// declared so or as sent. The client's fault.
+    #[error("request body larger than {0} bytes")]
+    BodyTooLarge(u64),
+    /// The client's request body broke off or was malformed (bad chunked framing, the
+    /// client closed or reset it), which ended the exchange. The client's fault.
+    #[error("the client's request body failed")]
+    ClientBody(#[source] ClientError),
+    /// The client fell silent mid-body for longer than the idle timeout. The client's
+    /// fault.
+    #[error("the client's request body stalled")]
+    ClientBodyTimeout,
 }
 
 // === impl ProxyError ===
@@ -79,6 +91,23 @@ impl ProxyError {
     pub(crate) fn unknown_host(name: &str) -> Self {
         let capped = name.get(..MAX_ECHOED_HOST).unwrap_or(name);
         Self::UnknownHost(capped.to_owned())
+    }
+
+    /// Sorts a failed exchange: the client's fault if its request body failed (as
+    /// recorded in `body`; `limit` is the proxy's body limit), else the upstream's
+    /// ([`ProxyError::from_client`]). Error path only: one atomic load.
+    pub(crate) fn from_exchange(error: ClientError, body: Option<&Progress>, limit: u64) -> Self {
+        match body.map_or(ClientFault::None, Progress::fault) {
+            ClientFault::None => Self::from_client(error),
+            ClientFault::TooLarge => Self::BodyTooLarge(limit),
+            ClientFault::Idle => Self::ClientBodyTimeout,
+            ClientFault::Broken => Self::ClientBody(error),
+        }
+    }
+
+    /// Whether the client caused this (a 4xx): logged as its fault, not the upstream's.
+    pub fn is_client_fault(&self) -> bool {
+        self.status().is_client_error()
     }
 
     /// Sorts a client error into connect failure, connect timeout or other.
@@ -116,6 +145,9 @@ impl ProxyError {
                 StatusCode::BAD_GATEWAY
             }
             Self::ConnectTimeout | Self::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::ClientBody(_) => StatusCode::BAD_REQUEST,
+            Self::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -138,6 +170,9 @@ impl ProxyError {
             Self::UnexpectedUpgrade => "502 Bad Gateway: invalid upstream response",
             Self::ConnectTimeout => "504 Gateway Timeout: upstream connection timed out",
             Self::ResponseTimeout => "504 Gateway Timeout: upstream did not respond in time",
+            Self::BodyTooLarge(_) => "413 Payload Too Large: request body too large",
+            Self::ClientBody(_) => "400 Bad Request: malformed or incomplete request body",
+            Self::ClientBodyTimeout => "408 Request Timeout: request body stalled",
         };
         format!("{text}\n")
     }

@@ -9,10 +9,16 @@
 //! long as something arrives within it, dead ones end with an error and their upstream
 //! connection is closed, not pooled ([`IdleBody`]). A client that disconnects drops the
 //! response body, which drops the upstream exchange with it.
+//!
+//! Request bodies: one declared (`Content-Length`) above the proxy's
+//! `max_request_body_bytes` is answered 413 before the upstream is contacted; one that
+//! grows past it while streaming is cut ([`ForwardBody`]), which aborts the upstream
+//! request and is answered 413 if the response has not started. A body that fails on
+//! the client's side (malformed chunked framing, a client that goes away or silent) is
+//! answered as the client's fault (400, 408), never as the upstream's (502).
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -27,7 +33,7 @@ use tokio::time::{Instant, Sleep};
 use super::error::ProxyError;
 use super::host::RequestHost;
 use super::{ConnInfo, headers, upgrade};
-use crate::body::{self, ForwardBody, IdleBody, ProxyBody};
+use crate::body::{self, ForwardBody, IdleBody, Progress, ProxyBody};
 use crate::upstream::{ClientError, PooledBody, Upstream, UpstreamSettings};
 
 /// Rewrites `req` for `upstream` and starts sending it; the returned exchange resolves to
@@ -47,6 +53,10 @@ where
     B: Body<Data = Bytes, Error = hyper::Error> + Send + Sync + 'static,
 {
     let settings = upstream.settings();
+    // A comparison: with no limit (`u64::MAX`) no declared length exceeds it.
+    if req.body().size_hint().lower() > settings.max_request_body {
+        return Err(ProxyError::BodyTooLarge(settings.max_request_body));
+    }
     let client_upgrade = upgrade::is_websocket_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
 
     let (mut parts, body) = req.into_parts();
@@ -67,7 +77,8 @@ where
     parts.version = Version::HTTP_11;
     parts.extensions = Extensions::new();
 
-    let (body, progress) = ForwardBody::new(body, settings.idle_timeout);
+    let (body, progress) =
+        ForwardBody::with_limit(body, settings.idle_timeout, settings.max_request_body);
     Ok(Exchange {
         sent: upstream.pool().send(Request::from_parts(parts, body)),
         timer: tokio::time::sleep(settings.read_timeout),
@@ -87,8 +98,8 @@ pin_project! {
         #[pin]
         timer: Sleep,
         settings: &'u UpstreamSettings,
-        // Request-body frames the upstream has taken; `None` without a body.
-        progress: Option<Arc<AtomicU64>>,
+        // The request body's frames taken and client-side failure; `None` without a body.
+        progress: Option<Arc<Progress>>,
         // `progress` when the timer was last started.
         seen: u64,
         client_upgrade: Option<OnUpgrade>,
@@ -105,14 +116,14 @@ where
         let mut this = self.project();
         loop {
             if let Poll::Ready(sent) = this.sent.as_mut().poll(cx) {
-                let response = sent.map_err(ProxyError::from_client)?;
+                let response = sent.map_err(|error| {
+                    let limit = this.settings.max_request_body;
+                    ProxyError::from_exchange(error, this.progress.as_deref(), limit)
+                })?;
                 return Poll::Ready(respond(this.settings, response, this.client_upgrade.take()));
             }
             ready!(this.timer.as_mut().poll(cx));
-            let now = this
-                .progress
-                .as_ref()
-                .map_or(*this.seen, |p| p.load(Ordering::Relaxed));
+            let now = this.progress.as_ref().map_or(*this.seen, |p| p.frames());
             if now == *this.seen {
                 return Poll::Ready(Err(ProxyError::ResponseTimeout));
             }

@@ -13,9 +13,10 @@
 //! inferred conservatively from what passes through [`Activity`]: every response body
 //! dropped by hyper (it drops one once written), every request body read to its end,
 //! everything written flushed, and hyper's last read found no data. A request body left
-//! unread, or an upgrade, keeps the connection with hyper for the rest of its life
-//! (hyper drains or closes it as before). Unparsed bytes hyper had read (the start of
-//! the next request) are handed to the next hyper connection first. The 30 s limit for a
+//! unread is drained in the background, up to a bound ([`drain`]); a body refused past
+//! that bound (hyper then closes the connection), or an upgrade, keeps the connection
+//! with hyper for the rest of its life. Unparsed bytes hyper had read (the start of the
+//! next request) are handed to the next hyper connection first. The 30 s limit for a
 //! request head is enforced here too, not by hyper: it counts from the end of the last
 //! response, across parking, so a client sending a head a byte at a time is cut off
 //! whether or not its connection was ever idle.
@@ -45,7 +46,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 
-use super::{Connection, HEADER_READ_TIMEOUT};
+use super::{Connection, HEADER_READ_TIMEOUT, max_request_header_bytes};
 use crate::body::ProxyBody;
 use crate::proxy;
 
@@ -156,6 +157,7 @@ async fn serve_h2<T: Transport>(
     let io = Socket::new(stream, first, activity.clone());
     http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
+        .max_header_list_size(max_request_header_bytes())
         .serve_connection(TokioIo::new(io), Service { conn, activity })
         .await
 }
@@ -176,6 +178,7 @@ async fn serve_h1<T: Transport>(
         let hyper_conn = Box::new(
             http1::Builder::new()
                 .header_read_timeout(None)
+                .max_header_size(max_request_header_bytes() as usize)
                 .serve_connection(
                     TokioIo::new(io),
                     Service {
@@ -373,8 +376,8 @@ struct Activity {
     read_since_response: AtomicBool,
     /// Everything hyper wrote has been flushed (its write buffer is empty).
     flushed: AtomicBool,
-    /// Never park again: a request body was dropped unread (hyper drains it or
-    /// closes), or the connection was upgraded.
+    /// Never park again: a request body was refused unread (past [`drain`]'s bound;
+    /// hyper closes), or the connection was upgraded.
     pinned: AtomicBool,
     /// The driver, while a request body is open: a body ends in the task that forwards
     /// it (or drops it), and nothing else would wake the driver to start the head
@@ -523,11 +526,21 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Socket<T> {
     }
 }
 
+/// Most of a request body read and thrown away after it was dropped unread (see
+/// [`drain`]); a larger rest is refused as before (HTTP/1.1 closes, HTTP/2 resets the
+/// stream). nginx discards such bodies too.
+const DRAIN_LIMIT: u64 = 64 * 1024;
+/// Longest wait for the rest of a body dropped unread.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+
 /// A request body that reports reaching its end, or being dropped before it.
 struct RequestBody {
-    inner: Incoming,
+    /// `None` once handed to [`drain`].
+    inner: Option<Incoming>,
     activity: Arc<Activity>,
     ended: bool,
+    /// This is the rest of a dropped body, being drained: dropped again, it is refused.
+    draining: bool,
 }
 
 impl RequestBody {
@@ -537,9 +550,10 @@ impl RequestBody {
             activity.bodies.fetch_add(1, Ordering::Relaxed);
         }
         Self {
-            inner,
+            inner: Some(inner),
             activity,
             ended,
+            draining: false,
         }
     }
 
@@ -566,11 +580,14 @@ impl Body for RequestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(&mut *inner).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => self.end(),
             // hyper's client stops polling after trailers, which end a body.
-            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() || self.inner.is_end_stream() => {
+            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() || inner.is_end_stream() => {
                 self.end();
             }
             _ => {}
@@ -579,22 +596,68 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 
 impl Drop for RequestBody {
     fn drop(&mut self) {
-        if !self.ended && !self.inner.is_end_stream() {
-            // Unread: hyper decides whether to drain it or close the connection.
+        if let Some(inner) = self.inner.take()
+            && !self.ended
+            && !inner.is_end_stream()
+        {
+            // Unread (answered early, e.g. 401, 404 or 413): read the rest in the
+            // background, up to a bound, so the exchange can end cleanly.
+            if !self.draining
+                && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            {
+                // The rest carries this body's place in `Activity::bodies`: the
+                // connection stays busy until it is drained or refused.
+                self.ended = true;
+                runtime.spawn(drain(RequestBody {
+                    inner: Some(inner),
+                    activity: self.activity.clone(),
+                    ended: false,
+                    draining: true,
+                }));
+                return;
+            }
+            // Refused: hyper closes the HTTP/1.1 connection (never parked again) or
+            // resets the HTTP/2 stream.
             self.activity.pinned.store(true, Ordering::Relaxed);
         }
         self.end();
     }
+}
+
+/// Reads and discards the rest of a request body that was answered without being read,
+/// up to [`DRAIN_LIMIT`] bytes within [`DRAIN_TIME`]; past either it is dropped,
+/// refusing the rest.
+///
+/// Why: dropping it at once makes HTTP/2 end the stream with `RST_STREAM(NO_ERROR)`
+/// after the answer, allowed (RFC 9113 §8.1) but reported as an error by curl 7.88
+/// and others for most such POSTs, and makes hyper close an HTTP/1.1 connection that
+/// could have been kept. Costs a task (one allocation) per request answered before its
+/// body was read, and nothing on any other request.
+async fn drain(mut rest: RequestBody) {
+    use http_body_util::BodyExt as _;
+    let mut left = DRAIN_LIMIT;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(frame)) = rest.frame().await {
+            let len = frame.data_ref().map_or(0, |data| data.len() as u64);
+            if len > left {
+                return;
+            }
+            left -= len;
+        }
+    })
+    .await;
 }
 
 /// A response body that reports when hyper is done with it.

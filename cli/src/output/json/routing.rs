@@ -32,6 +32,7 @@ pub(crate) struct ProxyJson {
     rate_limit_burst: u32,
     rate_limit_key: String,
     max_concurrent_requests: u32,
+    max_request_body_bytes: u64,
 }
 
 impl From<&pb::ProxyTarget> for ProxyJson {
@@ -59,6 +60,7 @@ impl From<&pb::ProxyTarget> for ProxyJson {
             rate_limit_burst: p.rate_limit_burst,
             rate_limit_key: p.rate_limit_key.clone(),
             max_concurrent_requests: p.max_concurrent_requests,
+            max_request_body_bytes: p.max_request_body_bytes,
         }
     }
 }

@@ -46,6 +46,7 @@ pub(crate) fn proxy(p: &pb::ProxyTarget) -> String {
                 n => n.to_string(),
             },
         ),
+        ("max request body", body_limit(p.max_request_body_bytes)),
         ("certificate", or_dash(&p.certificate_name)),
         ("redirect to https", yes_no(p.redirect_http_to_https)),
         (
@@ -204,6 +205,14 @@ fn headers(map: &HashMap<String, String>) -> String {
 
 fn millis(ms: u32) -> String {
     format!("{ms} ms")
+}
+
+fn body_limit(bytes: u64) -> String {
+    if bytes == 0 {
+        "no limit".to_owned()
+    } else {
+        format!("{bytes} bytes")
+    }
 }
 
 fn methods(m: &[String]) -> String {
