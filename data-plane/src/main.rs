@@ -77,7 +77,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let applier = Arc::new(Applier::new(
         store.clone(),
         Arc::new(ClientCache::new()),
-        SnapshotCache::new(&args.cache_dir),
+        SnapshotCache::new(&args.cache_dir, args.enrolment_token.expose()),
     ));
     applier.restore().await;
 

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use portcullis_tests::procs::{Proc, bin};
-use portcullis_tests::{eventually, free_port, http_client};
+use portcullis_tests::{ControlPlane, DataPlane, eventually, free_port, http_client};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
@@ -24,6 +24,10 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .filter(|p| p.is_file())
         .map(|p| (p.display().to_string(), std::fs::read(&p).expect("read")))
         .collect()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Under the usual umask 022, a data directory the control plane creates is 0700 and its
@@ -64,4 +68,55 @@ async fn the_control_plane_writes_private_files_only() {
     for (name, _) in &written {
         assert_eq!(mode(Path::new(name)), 0o600, "{name}");
     }
+}
+
+/// The data plane's snapshot cache holds the certificate's private key and the cookie
+/// sealing key only sealed, and still serves after a restart without the control plane.
+#[tokio::test]
+async fn the_snapshot_cache_holds_no_key_in_plain_text() {
+    let mut cp = ControlPlane::start().await;
+    let mut dp = DataPlane::start(&cp, "dp-sealed").await;
+    let backend = portcullis_tests::Backend::start("sealed").await;
+    // A `localhost` name gets a self-signed certificate at once, so its key is in the
+    // snapshot; redirect mode puts the cookie-sealing key there.
+    cp.cli_ok(&["proxy", "create", "app.localhost", &backend.url, "--https"]);
+    cp.cli_ok(&[
+        "proxy",
+        "auth",
+        "enable",
+        "app.localhost",
+        "--auth-host",
+        "auth.localhost",
+        "--mode",
+        "redirect",
+        "--public-path",
+        "/health",
+    ]);
+    let certs = eventually(Duration::from_secs(20), "certificate issued", || async {
+        let out = cp.cli_ok(&["cert", "list", "--output", "json"]);
+        out.contains("app.localhost").then_some(out)
+    })
+    .await;
+    assert!(certs.contains("app.localhost"), "{certs}");
+    let version = cp.version().await;
+    cp.wait_applied("dp-sealed", version).await;
+    // The cache is written just after the ACK.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let cached = files(dp.cache_dir.path());
+    assert!(!cached.is_empty());
+    for (name, bytes) in &cached {
+        assert!(!contains(bytes, b"PRIVATE KEY"), "{name} holds a PEM key");
+        assert!(!contains(bytes, b"app.localhost"), "{name} is not sealed");
+        assert_eq!(mode(Path::new(name)), 0o600, "{name}");
+    }
+    assert_eq!(mode(dp.cache_dir.path()), 0o700);
+
+    // Restarted while the control plane is down, it serves from the sealed cache.
+    cp.kill();
+    dp.kill();
+    dp.restart().await;
+    let resp = dp.get("app.localhost", "/health").await;
+    assert_eq!(resp.status(), reqwest::StatusCode::OK);
+    assert!(resp.text().await.unwrap().contains("sealed"));
 }
