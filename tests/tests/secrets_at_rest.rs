@@ -120,3 +120,60 @@ async fn the_snapshot_cache_holds_no_key_in_plain_text() {
     assert_eq!(resp.status(), reqwest::StatusCode::OK);
     assert!(resp.text().await.unwrap().contains("sealed"));
 }
+
+fn data_plane(cp: &ControlPlane, node: &str, cache: &Path) -> Command {
+    let mut cmd = Command::new(bin("portcullis-data-plane"));
+    cmd.args(["--control-plane", &cp.grpc, "--node-id", node])
+        .args([
+            "--http-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--cache-dir")
+        .arg(cache)
+        .env_remove("PORTCULLIS_ENROLMENT_TOKEN")
+        .env("PORTCULLIS_LOG", "warn");
+    cmd
+}
+
+/// `--enrolment-token-file` keeps the token off the command line; giving it and the token
+/// itself is refused at start-up.
+#[tokio::test]
+async fn a_data_plane_reads_its_token_from_a_file() {
+    let cp = ControlPlane::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = cp.enrolment_token("dp-file");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+
+    let _dp = Proc::spawn(
+        data_plane(&cp, "dp-file", &dir.path().join("cache"))
+            .arg("--enrolment-token-file")
+            .arg(&token_file)
+            .stdout(Stdio::null()),
+    );
+    eventually(Duration::from_secs(20), "dp-file to connect", || async {
+        let list = cp.dataplanes().await;
+        list["items"]
+            .as_array()?
+            .iter()
+            .any(|d| d["node_id"] == "dp-file" && d["connected"] == true)
+            .then_some(())
+    })
+    .await;
+
+    let out = data_plane(&cp, "dp-both", &dir.path().join("cache2"))
+        .arg("--enrolment-token-file")
+        .arg(&token_file)
+        .args(["--enrolment-token", &token])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--enrolment-token-file") && err.contains("cannot be used with"),
+        "{err}"
+    );
+    assert!(!err.contains(&token), "the error repeats the token: {err}");
+}
