@@ -33,6 +33,9 @@ pub enum CacheError {
     /// Reading the file failed.
     #[error("reading the snapshot cache: {0}")]
     Io(#[from] io::Error),
+    /// The file is larger than any snapshot cache.
+    #[error("the snapshot cache file is larger than 256 MiB")]
+    TooLarge,
     /// The file is not one this token sealed, or it was changed.
     #[error(
         "the snapshot cache does not open with this enrolment token (written under another token, or altered)"
@@ -90,7 +93,7 @@ impl SnapshotCache {
     pub fn read(&self) -> Result<Option<Vec<u8>>, CacheError> {
         let path = self.path();
         let sealed = match fs::metadata(&path) {
-            Ok(meta) if meta.len() > MAX_SIZE => return Err(CacheError::Unsealed),
+            Ok(meta) if meta.len() > MAX_SIZE => return Err(CacheError::TooLarge),
             Ok(_) => fs::read(&path)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
