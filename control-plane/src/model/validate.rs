@@ -113,7 +113,7 @@ pub fn target_url(field: &'static str, raw: &str) -> Result<String> {
 /// breaks, percent-encodes spaces and non-ASCII, turns `http:///x` into `http://x/`,
 /// lower-cases the host and drops a default port — and storing that repair would store
 /// something the user did not write; such input is refused with the form to use instead.
-fn canonical_url(field: &'static str, raw: &str) -> Result<url::Url> {
+pub(crate) fn canonical_url(field: &'static str, raw: &str) -> Result<url::Url> {
     if raw.bytes().any(|b| b.is_ascii_control() || b == b' ') {
         return Err(ServiceError::invalid(
             field,
