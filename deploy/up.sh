@@ -41,7 +41,7 @@ if [ ! -s "$state/dataplane-token" ]; then
 fi
 
 nohup "$bin/portcullis-data-plane" --control-plane "http://127.0.0.1:$cp_grpc" \
-  --enrolment-token "$(cat "$state/dataplane-token")" --node-id dp-1 \
+  --enrolment-token-file "$state/dataplane-token" --node-id dp-1 \
   --http-listen "127.0.0.1:$dp_http" --https-listen "127.0.0.1:$dp_https" --admin-listen "127.0.0.1:$dp_admin" --cache-dir "$state/data-plane" \
   > "$state/logs/data-plane.log" 2>&1 &
 echo $! > "$state/data-plane.pid"

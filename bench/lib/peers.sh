@@ -82,7 +82,8 @@ make_fixture() {
   "$BIN/examples/bench_fixture" "$WORK/pfix" "http://127.0.0.1:$BACKEND_PORT" "$BENCH_HOST" "$AUTH_HOST"
 }
 
-# A real data plane serving the fixture snapshot from its cache. Its control plane
+# A real data plane serving the fixture snapshot from its cache (sealed under the token
+# `unused`, so PORTCULLIS_ENROLMENT_TOKEN must stay that). Its control plane
 # (PFIX_CP_PORT) never runs: the data plane keeps serving the cached snapshot and retries
 # the connection with backoff (at most every 10 s), as it would during a control-plane outage.
 start_pfix() {

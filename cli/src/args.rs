@@ -68,6 +68,17 @@ pub(crate) struct GlobalArgs {
     )]
     pub(crate) token: Option<Secret>,
 
+    /// File holding the API token (keeps it off the command line)
+    #[arg(
+        long,
+        env = "PORTCULLIS_TOKEN_FILE",
+        global = true,
+        value_name = "PATH",
+        conflicts_with = "token",
+        value_parser = Secret::from_file
+    )]
+    pub(crate) token_file: Option<Secret>,
+
     /// PEM file with the CA that signed an https control plane's certificate
     #[arg(
         long,
@@ -155,6 +166,19 @@ impl Secret {
     pub(crate) fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Reads a `--…-file` secret: the file's text without its trailing line break. The
+    /// error names the file, never its contents.
+    pub(crate) fn from_file(path: &str) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        let secret = text
+            .strip_suffix('\n')
+            .map_or(text.as_str(), |t| t.strip_suffix('\r').unwrap_or(t));
+        if secret.is_empty() {
+            return Err(format!("{path} is empty"));
+        }
+        Ok(Self(secret.to_owned()))
+    }
 }
 
 impl FromStr for Secret {
@@ -189,6 +213,45 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_token_may_come_from_a_file_but_not_from_both() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("token");
+        std::fs::write(&file, "pcs_from_file\n")?;
+        let path = file.to_str().unwrap_or_default();
+        let cli = parse(&["--token-file", path, "status"])?;
+        assert_eq!(
+            cli.global.token_file.as_ref().map(Secret::expose),
+            Some("pcs_from_file")
+        );
+        let both = parse(&["--token-file", path, "--token", "t", "status"]);
+        assert!(both.is_err_and(|e| e.kind() == clap::error::ErrorKind::ArgumentConflict));
+
+        // The OAuth client secrets follow the same rule.
+        let idp = [
+            "oauth",
+            "idp",
+            "add",
+            "gh",
+            "--kind",
+            "github",
+            "--client-id",
+            "i",
+        ];
+        let from_file = [&idp[..], &["--client-secret-file", path]].concat();
+        assert!(parse(&from_file).is_ok());
+        let both = [&from_file[..], &["--client-secret", "s"]].concat();
+        assert!(parse(&both).is_err_and(|e| e.kind() == clap::error::ErrorKind::ArgumentConflict));
+        let app = ["oauth", "proxy", "set", "h.test", "--github-client-id", "i"];
+        assert!(parse(&app).is_err(), "the app needs its secret");
+        let from_file = [&app[..], &["--github-client-secret-file", path]].concat();
+        assert!(parse(&from_file).is_ok());
+        let both = [&from_file[..], &["--github-client-secret", "s"]].concat();
+        assert!(parse(&both).is_err_and(|e| e.kind() == clap::error::ErrorKind::ArgumentConflict));
+        Ok(())
     }
 
     #[test]

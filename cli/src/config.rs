@@ -60,6 +60,7 @@ pub(crate) fn resolve(args: &GlobalArgs, file: FileConfig) -> Settings {
     let token = args
         .token
         .clone()
+        .or_else(|| args.token_file.clone())
         .filter(|t| !t.expose().is_empty())
         .or_else(|| file.token.filter(|t| !t.expose().is_empty()));
     let ca_cert = args

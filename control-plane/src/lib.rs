@@ -10,6 +10,7 @@ pub mod acme;
 pub mod auth;
 pub mod convert;
 pub mod error;
+pub mod files;
 pub mod grpc;
 pub mod model;
 pub mod oauth;

@@ -1,4 +1,8 @@
 //! `portcullis-control-plane`: parses flags and hands over to the library.
+//!
+//! Secrets never need to be on the command line (visible in `ps`): each secret flag
+//! `--X` also comes from `PORTCULLIS_X` or from a file with `--X-file` (giving both is an
+//! error).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,8 +30,30 @@ struct StoreArgs {
     )]
     data_dir: PathBuf,
     /// Use a shared Redis instead: redis://[:password@]host:port/db or rediss://…
-    #[arg(long, env = "PORTCULLIS_REDIS_URL")]
+    #[arg(long, env = "PORTCULLIS_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// File holding the Redis URL (it may carry a password).
+    #[arg(long, env = "PORTCULLIS_REDIS_URL_FILE", value_name = "PATH", conflicts_with = "redis_url", value_parser = secret_file)]
+    redis_url_file: Option<String>,
+}
+
+impl StoreArgs {
+    fn redis_url(&self) -> Option<&str> {
+        self.redis_url.as_deref().or(self.redis_url_file.as_deref())
+    }
+}
+
+/// Reads a `--…-file` secret: the file's text without its trailing line break. The error
+/// names the file, never its contents.
+fn secret_file(path: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let secret = text
+        .strip_suffix('\n')
+        .map_or(text.as_str(), |t| t.strip_suffix('\r').unwrap_or(t));
+    if secret.is_empty() {
+        return Err(format!("{path} is empty"));
+    }
+    Ok(secret.to_owned())
 }
 
 // Parsed once at start-up; boxing the big variant would buy nothing.
@@ -60,6 +86,9 @@ enum Command {
         /// created on first start]. Control planes sharing Redis need the same key.
         #[arg(long, env = "PORTCULLIS_MASTER_KEY", hide_env_values = true)]
         master_key: Option<String>,
+        /// File holding the master key.
+        #[arg(long, env = "PORTCULLIS_MASTER_KEY_FILE", value_name = "PATH", conflicts_with = "master_key", value_parser = secret_file)]
+        master_key_file: Option<String>,
         /// ACME directory for certificates.
         #[arg(long, env = "PORTCULLIS_ACME_DIRECTORY", default_value = portcullis_control_plane::acme::LETS_ENCRYPT)]
         acme_directory: String,
@@ -81,6 +110,9 @@ enum Command {
         /// External Account Binding HMAC key, base64url as the CA gives it (with --acme-eab-kid).
         #[arg(long, env = "PORTCULLIS_ACME_EAB_HMAC_KEY", hide_env_values = true)]
         acme_eab_hmac_key: Option<String>,
+        /// File holding the External Account Binding HMAC key.
+        #[arg(long, env = "PORTCULLIS_ACME_EAB_HMAC_KEY_FILE", value_name = "PATH", conflicts_with = "acme_eab_hmac_key", value_parser = secret_file)]
+        acme_eab_hmac_key_file: Option<String>,
         /// Longest wait, in seconds, for data planes to apply a challenge answer before the CA
         /// is asked to validate anyway.
         #[arg(long, env = "PORTCULLIS_ACME_ACK_TIMEOUT_SECS", default_value_t = 30)]
@@ -137,6 +169,9 @@ struct OAuthArgs {
         hide_env_values = true
     )]
     oauth_registration_token: Option<String>,
+    /// File holding the initial access token for /register.
+    #[arg(long, env = "PORTCULLIS_OAUTH_REGISTRATION_TOKEN_FILE", value_name = "PATH", conflicts_with = "oauth_registration_token", value_parser = secret_file)]
+    oauth_registration_token_file: Option<String>,
     /// Allow Client ID Metadata Document URLs on private or loopback addresses.
     #[arg(long, env = "PORTCULLIS_OAUTH_CIMD_ALLOW_PRIVATE")]
     oauth_cimd_allow_private: bool,
@@ -156,7 +191,9 @@ impl OAuthArgs {
             code_ttl: Duration::from_secs(60),
             signing_alg: self.oauth_signing_alg,
             key_rotation: Duration::from_secs(self.oauth_key_rotation_days.max(1) * 86400),
-            registration_token: self.oauth_registration_token,
+            registration_token: self
+                .oauth_registration_token
+                .or(self.oauth_registration_token_file),
             cimd_allow_private: self.oauth_cimd_allow_private,
             upstream_ca: self.oauth_upstream_ca,
             local_url: String::new(),
@@ -194,30 +231,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             insecure_grpc,
             poll_interval_ms,
             master_key,
+            master_key_file,
             acme_directory,
             acme_staging_directory,
             acme_ca_cert,
             acme_email,
             acme_eab_kid,
             acme_eab_hmac_key,
+            acme_eab_hmac_key_file,
             acme_ack_timeout_secs,
             renew_check_secs,
             oauth,
         } => {
             let eab = portcullis_control_plane::acme::Eab::from_flags(
                 acme_eab_kid.as_deref(),
-                acme_eab_hmac_key.as_deref(),
+                acme_eab_hmac_key.or(acme_eab_hmac_key_file).as_deref(),
             )?;
             server::serve(ServeConfig {
+                redis_url: store.redis_url().map(str::to_owned),
                 data_dir: store.data_dir,
                 http_listen,
                 grpc_listen,
-                redis_url: store.redis_url,
                 grpc_tls_cert,
                 grpc_tls_key,
                 insecure_grpc,
                 poll_interval: Duration::from_millis(poll_interval_ms.max(10)),
-                master_key,
+                master_key: master_key.or(master_key_file),
                 renew_check_interval: Duration::from_secs(renew_check_secs.max(1)),
                 acme: portcullis_control_plane::acme::AcmeSettings {
                     directory_url: acme_directory,
@@ -235,11 +274,56 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token {
             command: TokenCommand::CreateAdmin { store, name },
         } => {
-            let s = server::open_store(&store.data_dir, store.redis_url.as_deref()).await?;
+            let s = server::open_store(&store.data_dir, store.redis_url()).await?;
             let cp = ControlPlane::new(s).await?;
             let created = cp.create_admin_token(&name).await?;
             println!("{}", created.secret);
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn secret_flags_have_file_variants_and_refuse_both() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "s3cret\r\n")?;
+        let path = file.to_str().unwrap_or_default();
+        for flag in [
+            "master-key",
+            "acme-eab-hmac-key",
+            "oauth-registration-token",
+            "redis-url",
+        ] {
+            let with_file = [&format!("--{flag}-file"), path];
+            let parsed = Cli::try_parse_from(["cp", "serve"].iter().copied().chain(with_file));
+            assert!(parsed.is_ok(), "{flag}: {:?}", parsed.err());
+            let both = Cli::try_parse_from(
+                ["cp", "serve", &format!("--{flag}"), "x"]
+                    .iter()
+                    .copied()
+                    .chain(with_file),
+            );
+            assert!(
+                both.is_err_and(|e| e.kind() == clap::error::ErrorKind::ArgumentConflict),
+                "{flag}"
+            );
+        }
+        assert_eq!(secret_file(path).as_deref(), Ok("s3cret"));
+        std::fs::write(&file, "\n")?;
+        assert!(secret_file(path).is_err());
+        assert!(secret_file("/nonexistent").is_err_and(|e| e.contains("/nonexistent")));
+        Ok(())
     }
 }

@@ -95,12 +95,12 @@ impl MasterKey {
         match std::fs::read_to_string(&path) {
             Ok(text) => Self::from_base64(&text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(data_dir).map_err(io)?;
+                crate::files::private_dir(data_dir).map_err(io)?;
                 let mut bytes = [0u8; 32];
                 SystemRandom::new()
                     .fill(&mut bytes)
                     .map_err(|_| SecretsError::BadKey("no randomness".into()))?;
-                write_private(&path, B64.encode(bytes).as_bytes()).map_err(io)?;
+                crate::files::create_private(&path, B64.encode(bytes).as_bytes()).map_err(io)?;
                 Self::from_bytes(&bytes)
             }
             Err(e) => Err(io(e)),
@@ -147,15 +147,6 @@ impl MasterKey {
             .map_err(|_| SecretsError::Open)?;
         Ok(plain.to_vec())
     }
-}
-
-fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    opts.open(path)?.write_all(contents)
 }
 
 #[cfg(test)]

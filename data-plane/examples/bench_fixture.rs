@@ -14,7 +14,8 @@
 //!     OUT_DIR BACKEND_URL HOST AUTH_HOST
 //! ```
 //!
-//! Writes `OUT_DIR/dp-cache/snapshot.pb` (version 1): `HOST` unprotected on HTTP and
+//! Writes the sealed snapshot cache into `OUT_DIR/dp-cache` (version 1, sealed under the
+//! enrolment token `unused` that `bench/lib/peers.sh` starts that data plane with): `HOST` unprotected on HTTP and
 //! HTTPS, `AUTH_HOST` the same proxy protected in forward mode; `OUT_DIR/cert.pem` and
 //! `OUT_DIR/key.pem` (self-signed for `HOST` and 127.0.0.1, ECDSA P-256, also the
 //! snapshot's default certificate: wrk sends the URL's IP as SNI), `OUT_DIR/combined.pem` (both, for HAProxy) and `OUT_DIR/token` (an ES256
@@ -27,6 +28,7 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use portcullis_data_plane::cache::SnapshotCache;
 use portcullis_proto::v1 as pb;
 use prost::Message;
 use serde_json::json;
@@ -34,6 +36,8 @@ use serde_json::json;
 const ISSUER: &str = "https://auth.bench.local";
 const KID: &str = "bench-es256";
 const CERT_NAME: &str = "bench";
+/// The enrolment token the fixture data plane runs with; it seals the cache.
+const FIXTURE_TOKEN: &str = "unused";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -102,9 +106,6 @@ fn main() -> anyhow::Result<()> {
         oauth_issuer: ISSUER.into(),
         ..Default::default()
     };
-    std::fs::write(
-        out.join("dp-cache").join("snapshot.pb"),
-        snapshot.encode_to_vec(),
-    )?;
+    SnapshotCache::new(out.join("dp-cache"), FIXTURE_TOKEN).write(&snapshot.encode_to_vec())?;
     Ok(())
 }

@@ -106,7 +106,7 @@ impl Applier {
             Ok(Ok(Some(bytes))) => bytes,
             Ok(Ok(None)) => return None,
             Ok(Err(error)) => {
-                tracing::warn!(%error, "cannot read snapshot cache");
+                tracing::warn!(%error, "ignoring the snapshot cache; waiting for the control plane");
                 return None;
             }
             Err(_) => return None,
@@ -146,5 +146,51 @@ impl Applier {
         .await
         .map_err(|_| CompileError::Aborted)?;
         Ok((compiled?, snapshot))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn applier(dir: &std::path::Path, token: &str) -> Applier {
+        let clients = ClientCache::with_roots(rustls::RootCertStore::empty());
+        Applier::new(
+            Arc::default(),
+            Arc::new(clients),
+            SnapshotCache::new(dir, token),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_cache_that_does_not_open_is_not_served() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let snapshot = pb::ConfigSnapshot {
+            version: 7,
+            proxies: vec![pb::ProxyTarget {
+                hostname: "a.test".into(),
+                target_url: "http://127.0.0.1:1".into(),
+                enabled: true,
+                enable_http: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let cache = SnapshotCache::new(dir.path(), "token");
+        cache.write(&snapshot.encode_to_vec())?;
+        assert_eq!(applier(dir.path(), "token").restore().await, Some(7));
+
+        let other = applier(dir.path(), "another token");
+        assert_eq!(other.restore().await, None);
+        assert_eq!(other.store().version(), None);
+
+        let mut sealed = std::fs::read(cache.path())?;
+        let last = sealed.len() - 1;
+        sealed[last] ^= 1;
+        std::fs::write(cache.path(), sealed)?;
+        let altered = applier(dir.path(), "token");
+        assert_eq!(altered.restore().await, None);
+        assert_eq!(altered.store().version(), None);
+        Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! Command-line flags. Every flag can also come from a `PORTCULLIS_*` environment
-//! variable, which is the better place for the token (flags show up in `ps`).
+//! variable. The token never needs to be on the command line (visible in `ps`): give
+//! `--enrolment-token-file` or `PORTCULLIS_ENROLMENT_TOKEN` instead.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,15 +17,27 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_CONTROL_PLANE", value_name = "GRPC_URL")]
     pub control_plane: String,
 
-    /// Data-plane enrolment token, sent as `authorization: Bearer <token>`. Prefer the
-    /// environment variable: command lines are visible to other users.
+    /// Data-plane enrolment token, sent as `authorization: Bearer <token>`; it also seals
+    /// the snapshot cache. Prefer the environment variable or `--enrolment-token-file`:
+    /// command lines are visible to other users.
     #[arg(
         long,
         env = "PORTCULLIS_ENROLMENT_TOKEN",
         value_name = "TOKEN",
-        hide_env_values = true
+        hide_env_values = true,
+        required_unless_present = "enrolment_token_file"
     )]
-    pub enrolment_token: Secret,
+    pub enrolment_token: Option<Secret>,
+
+    /// File holding the enrolment token (one trailing newline is ignored).
+    #[arg(
+        long,
+        env = "PORTCULLIS_ENROLMENT_TOKEN_FILE",
+        value_name = "PATH",
+        conflicts_with = "enrolment_token",
+        value_parser = Secret::from_file
+    )]
+    pub enrolment_token_file: Option<Secret>,
 
     /// Name of this data plane as shown by the control plane.
     #[arg(long, env = "PORTCULLIS_NODE_ID", value_name = "ID")]
@@ -106,6 +119,18 @@ const MIN_REQUEST_HEADER_BYTES: i64 = 1024;
 /// so a larger flag would not be what applies.
 const MAX_REQUEST_HEADER_BYTES: i64 = 256 * 1024;
 
+// === impl Args ===
+
+impl Args {
+    /// The enrolment token, from whichever of its flags was given (clap requires exactly
+    /// one).
+    pub fn enrolment_token(&self) -> Option<&Secret> {
+        self.enrolment_token
+            .as_ref()
+            .or(self.enrolment_token_file.as_ref())
+    }
+}
+
 /// A credential that never appears in `Debug` output or logs.
 #[derive(Clone)]
 pub struct Secret(String);
@@ -116,6 +141,14 @@ impl Secret {
     /// The secret itself; call only where it is sent.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// Reads a secret from a file, as `--…-file` flags do. The error names the file, never
+    /// its contents.
+    pub fn from_file(path: &str) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        text.parse()
+            .map_err(|e| format!("{path}: the secret in it {e}"))
     }
 }
 
@@ -162,7 +195,7 @@ mod tests {
             Ok(args) => args,
             Err(e) => panic!("{e}"),
         };
-        assert_eq!(args.enrolment_token.expose(), "s3cret");
+        assert_eq!(args.enrolment_token().map(Secret::expose), Some("s3cret"));
         assert!(!format!("{args:?}").contains("s3cret"));
         assert!(args.ca_cert.is_none());
         assert!(args.https_listen.is_none() && args.https_public_port.is_none());
@@ -203,6 +236,39 @@ mod tests {
         ] {
             assert!(parse(&bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_token_comes_from_exactly_one_of_its_flags() -> std::io::Result<()> {
+        let file = tempfile::NamedTempFile::new()?;
+        std::fs::write(file.path(), "from-file\n")?;
+        let path = file.path().to_str().unwrap_or_default();
+        let common = [
+            "portcullis-data-plane",
+            "--control-plane",
+            "http://127.0.0.1:50051",
+            "--node-id",
+            "dp-1",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--cache-dir",
+            "/tmp/x",
+        ];
+        let parse = |extra: &[&str]| Args::try_parse_from(common.iter().chain(extra));
+        let args = parse(&["--enrolment-token-file", path]).map_err(std::io::Error::other)?;
+        assert_eq!(
+            args.enrolment_token().map(Secret::expose),
+            Some("from-file")
+        );
+        let both = parse(&["--enrolment-token-file", path, "--enrolment-token", "t"]);
+        assert!(both.is_err_and(|e| e.kind() == clap::error::ErrorKind::ArgumentConflict));
+        assert!(parse(&[]).is_err(), "a token is required");
+        assert!(parse(&["--enrolment-token-file", "/nonexistent"]).is_err());
+        std::fs::write(file.path(), "\n")?;
+        assert!(parse(&["--enrolment-token-file", path]).is_err(), "empty");
+        Ok(())
     }
 
     #[test]

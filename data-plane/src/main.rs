@@ -70,10 +70,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .or(https_addr.map(|a| a.port()))
             .unwrap_or(443),
     };
+    let token = args
+        .enrolment_token()
+        .context("give --enrolment-token-file or PORTCULLIS_ENROLMENT_TOKEN")?;
     let control_plane = ControlPlane::new(
         &args.control_plane,
         ca_pem.as_deref(),
-        args.enrolment_token.expose(),
+        token.expose(),
         args.node_id.clone(),
         http_addr.to_string(),
     )?
@@ -87,7 +90,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let applier = Arc::new(Applier::new(
         store.clone(),
         Arc::new(ClientCache::new()),
-        SnapshotCache::new(&args.cache_dir),
+        SnapshotCache::new(&args.cache_dir, token.expose()),
     ));
     applier.restore().await;
 

@@ -172,7 +172,11 @@ async fn start(snapshot: pb::ConfigSnapshot) -> Result<DataPlane> {
     let cache = tempfile::tempdir()?;
     let store = Arc::new(ConfigStore::default());
     let clients = Arc::new(ClientCache::with_roots(RootCertStore::empty()));
-    let applier = Applier::new(store.clone(), clients, SnapshotCache::new(cache.path()));
+    let applier = Applier::new(
+        store.clone(),
+        clients,
+        SnapshotCache::new(cache.path(), "token"),
+    );
     applier.apply(snapshot).await?;
     let https_listener = TcpListener::bind("127.0.0.1:0").await?;
     let https = https_listener.local_addr()?;
@@ -454,7 +458,8 @@ async fn binary_serves_https_from_its_cached_snapshot() -> Result<()> {
     let app = pki.leaf("app", &["app.test"])?;
     let backend = start_backend().await?;
     let cache = tempfile::tempdir()?;
-    let snapshot_cache = SnapshotCache::new(cache.path());
+    // Sealed under the token the binary is started with below.
+    let snapshot_cache = SnapshotCache::new(cache.path(), "t");
     snapshot_cache.ensure_dir()?;
     snapshot_cache.write(&prost::Message::encode_to_vec(&snapshot(
         1,

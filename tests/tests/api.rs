@@ -261,6 +261,171 @@ async fn rest_crud_validation_and_ownership() {
     assert_eq!(tokens.as_array().map(Vec::len), Some(2));
 }
 
+/// Input the URL parser or a trim would have repaired is refused with the field named,
+/// over REST and gRPC, and nothing is written.
+#[tokio::test]
+async fn bad_input_is_refused_never_rewritten() {
+    use reqwest::Method as M;
+    let cp = ControlPlane::start().await;
+    let admin = cp.admin_token.clone();
+    let (s, body) = call(
+        &cp,
+        &admin,
+        M::POST,
+        "/api/v1/proxy/targets",
+        Some(json!({"hostname": "app.example.com", "target_url": "http://127.0.0.1:9"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let version = cp.version().await;
+    let proxy = |extra: Value| {
+        let mut p = json!({"hostname": "new.example.com", "target_url": "http://127.0.0.1:9"});
+        p.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        p
+    };
+    let route = |extra: Value| {
+        let mut r = json!({"path_pattern": "/x", "target_kind": "url", "target_value": "http://127.0.0.1:9"});
+        r.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        r
+    };
+    let cases = [
+        (
+            M::POST,
+            "/api/v1/proxy/targets",
+            proxy(json!({"target_url": "http:///x"})),
+            StatusCode::BAD_REQUEST,
+            "target_url",
+        ),
+        (
+            M::POST,
+            "/api/v1/proxy/targets",
+            proxy(json!({"target_url": "http://127.0.0.1:9/a\r\nb"})),
+            StatusCode::BAD_REQUEST,
+            "target_url",
+        ),
+        (
+            M::POST,
+            "/api/v1/proxy/targets",
+            proxy(json!({"hostname": " new.example.com"})),
+            StatusCode::BAD_REQUEST,
+            "hostname",
+        ),
+        (
+            M::POST,
+            "/api/v1/proxy/targets",
+            proxy(json!({"hostname": "new.example.com."})),
+            StatusCode::BAD_REQUEST,
+            "hostname",
+        ),
+        (
+            M::POST,
+            "/api/v1/proxy/targets",
+            proxy(json!({"custom_request_headers": {"X-A": "1\r\n"}})),
+            StatusCode::BAD_REQUEST,
+            "custom_request_headers",
+        ),
+        (
+            M::POST,
+            "/api/v1/proxy/targets",
+            proxy(json!({"certificate_name": "nope"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "certificate_name",
+        ),
+        (
+            M::PUT,
+            "/api/v1/proxy/targets/app.example.com",
+            json!({"certificate_name": "nope"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "certificate_name",
+        ),
+        (
+            M::PUT,
+            "/api/v1/proxy/targets/app.example.com",
+            json!({"target_url": "http:///x"}),
+            StatusCode::BAD_REQUEST,
+            "target_url",
+        ),
+        (
+            M::POST,
+            "/api/v1/routes",
+            route(json!({"methods": ["GET\r\n"]})),
+            StatusCode::BAD_REQUEST,
+            "methods",
+        ),
+        (
+            M::POST,
+            "/api/v1/routes",
+            route(json!({"methods": ["get"]})),
+            StatusCode::BAD_REQUEST,
+            "methods",
+        ),
+        (
+            M::POST,
+            "/api/v1/routes",
+            route(json!({"target_value": "http:///x"})),
+            StatusCode::BAD_REQUEST,
+            "target_value",
+        ),
+        (
+            M::POST,
+            "/api/v1/services/external",
+            json!({"name": "svc", "target_url": "http://127.0.0.1:9/\n"}),
+            StatusCode::BAD_REQUEST,
+            "target_url",
+        ),
+    ];
+    for (method, path, input, status, field) in cases {
+        let (s, body) = call(&cp, &admin, method.clone(), path, Some(input.clone())).await;
+        assert_eq!(s, status, "{method} {path} {input} -> {body}");
+        assert!(
+            body["detail"].as_str().unwrap_or("").contains(field),
+            "{method} {path} {input} -> {body}"
+        );
+    }
+    // gRPC (the CLI): InvalidArgument naming the field.
+    let out = cp.cli(
+        &admin,
+        &["proxy", "create", "grpc.example.com", "http:///x"],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("invalid argument") && err.contains("target_url"),
+        "{err}"
+    );
+
+    // Nothing was written.
+    assert_eq!(
+        cp.version().await,
+        version,
+        "rejected writes changed the config"
+    );
+    let (_, proxies) = call(&cp, &admin, M::GET, "/api/v1/proxy/targets", None).await;
+    let hosts: Vec<&str> = proxies
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p["hostname"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(hosts, ["app.example.com"], "{proxies}");
+    let (_, got) = call(
+        &cp,
+        &admin,
+        M::GET,
+        "/api/v1/proxy/targets/app.example.com",
+        None,
+    )
+    .await;
+    assert_eq!(got["target_url"], "http://127.0.0.1:9");
+    assert_eq!(got["certificate_name"], "");
+    let (_, routes) = call(&cp, &admin, M::GET, "/api/v1/routes", None).await;
+    assert_eq!(routes.as_array().map(Vec::len), Some(0), "{routes}");
+    let (_, services) = call(&cp, &admin, M::GET, "/api/v1/services/external", None).await;
+    assert_eq!(services.as_array().map(Vec::len), Some(0), "{services}");
+}
+
 #[tokio::test]
 async fn openapi_and_offline_swagger_ui() {
     let cp = ControlPlane::start().await;

@@ -57,7 +57,7 @@ async fn three_data_planes_converge_and_survive_the_control_plane() {
         backend_of(&dps[0], "app.example.com").await.as_deref(),
         Some("a")
     );
-    let cache = dps[0].cache_dir.path().join("snapshot.pb");
+    let cache = dps[0].cache_dir.path().join("snapshot.sealed");
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&cache).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600, "cache must be private");

@@ -67,8 +67,22 @@ pub(crate) struct IdpAddArgs {
     #[arg(long)]
     pub(crate) client_id: String,
     /// OAuth client secret at the provider (or env PORTCULLIS_IDP_CLIENT_SECRET)
-    #[arg(long, env = "PORTCULLIS_IDP_CLIENT_SECRET", hide_env_values = true)]
-    pub(crate) client_secret: Secret,
+    #[arg(
+        long,
+        env = "PORTCULLIS_IDP_CLIENT_SECRET",
+        hide_env_values = true,
+        required_unless_present = "client_secret_file"
+    )]
+    pub(crate) client_secret: Option<Secret>,
+    /// File holding the client secret
+    #[arg(
+        long,
+        env = "PORTCULLIS_IDP_CLIENT_SECRET_FILE",
+        value_name = "PATH",
+        conflicts_with = "client_secret",
+        value_parser = Secret::from_file
+    )]
+    pub(crate) client_secret_file: Option<Secret>,
     /// GitHub web URL (default https://github.com; GHES origin) or the OIDC issuer URL
     #[arg(long)]
     pub(crate) base_url: Option<String>,
@@ -206,11 +220,25 @@ pub(crate) struct ProxySettingsArgs {
     #[arg(long)]
     pub(crate) all_idps: bool,
     /// Client id of this proxy's own GitHub OAuth app
-    #[arg(long, requires = "github_client_secret", conflicts_with = "no_github")]
+    #[arg(long, requires = "github_secret", conflicts_with = "no_github")]
     pub(crate) github_client_id: Option<String>,
     /// Its client secret (or env PORTCULLIS_GITHUB_CLIENT_SECRET)
-    #[arg(long, env = "PORTCULLIS_GITHUB_CLIENT_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "PORTCULLIS_GITHUB_CLIENT_SECRET",
+        hide_env_values = true,
+        group = "github_secret"
+    )]
     pub(crate) github_client_secret: Option<Secret>,
+    /// File holding its client secret
+    #[arg(
+        long,
+        env = "PORTCULLIS_GITHUB_CLIENT_SECRET_FILE",
+        value_name = "PATH",
+        group = "github_secret",
+        value_parser = Secret::from_file
+    )]
+    pub(crate) github_client_secret_file: Option<Secret>,
     /// Remove the GitHub app override
     #[arg(long)]
     pub(crate) no_github: bool,

@@ -83,7 +83,11 @@ pub(crate) async fn run(ctx: &mut Ctx, cmd: OAuthCommand) -> Result<(), CliError
                     name: a.name,
                     kind: a.kind,
                     client_id: a.client_id,
-                    client_secret: a.client_secret.expose().to_owned(),
+                    client_secret: a
+                        .client_secret
+                        .or(a.client_secret_file)
+                        .map(|s| s.expose().to_owned())
+                        .unwrap_or_default(),
                     base_url: a.base_url.unwrap_or_default(),
                     api_url: a.api_url.unwrap_or_default(),
                     scopes: a.scopes,
@@ -300,7 +304,10 @@ pub(crate) async fn run(ctx: &mut Ctx, cmd: OAuthCommand) -> Result<(), CliError
                     .await
                     .reply(call)?,
                 ProxySettingsCommand::Set(a) => {
-                    let secret = a.github_client_secret.map(|s| s.expose().to_owned());
+                    let secret = a
+                        .github_client_secret
+                        .or(a.github_client_secret_file)
+                        .map(|s| s.expose().to_owned());
                     c.set_proxy_settings(pb::OAuthProxySettings {
                         hostname: a.hostname,
                         set_idps: !a.idps.is_empty() || a.all_idps,

@@ -32,12 +32,20 @@ const RESERVED_HEADERS: &[&str] = &[
     "content-length",
 ];
 
-/// Normalises and checks an RFC 1123 host name, optionally a `*.` wildcard.
+/// Checks an RFC 1123 host name, optionally a `*.` wildcard, and returns it lower-case:
+/// host names are case-insensitive, so that is the same name. Nothing else is changed:
+/// surrounding spaces or a trailing dot are refused, not trimmed.
 pub fn hostname(field: &'static str, raw: &str) -> Result<String> {
-    let name = raw.trim().trim_end_matches('.').to_ascii_lowercase();
-    if name.is_empty() {
+    if raw.is_empty() {
         return Err(ServiceError::invalid(field, "must not be empty"));
     }
+    if raw.ends_with('.') {
+        return Err(ServiceError::invalid(
+            field,
+            format!("{raw:?}: write the name without its trailing '.'"),
+        ));
+    }
+    let name = raw.to_ascii_lowercase();
     if name.len() > 253 {
         return Err(ServiceError::invalid(field, "longer than 253 characters"));
     }
@@ -77,11 +85,10 @@ pub fn hostname(field: &'static str, raw: &str) -> Result<String> {
     Ok(name)
 }
 
-/// Checks an absolute http(s) upstream URL with a host and no credentials, query or fragment.
+/// Checks an absolute http(s) upstream URL with a host and no credentials, query or
+/// fragment. It is stored without a trailing `/`, otherwise exactly as given.
 pub fn target_url(field: &'static str, raw: &str) -> Result<String> {
-    let url = url::Url::parse(raw.trim()).map_err(|e| {
-        ServiceError::invalid(field, format!("{raw:?} is not an absolute URL: {e}"))
-    })?;
+    let url = canonical_url(field, raw)?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(ServiceError::invalid(field, "scheme must be http or https"));
     }
@@ -103,6 +110,31 @@ pub fn target_url(field: &'static str, raw: &str) -> Result<String> {
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
+/// Parses an absolute URL that must already be in the form the URL parser gives back
+/// (trailing `/` aside). The parser silently repairs input — it drops tabs and line
+/// breaks, percent-encodes spaces and non-ASCII, turns `http:///x` into `http://x/`,
+/// lower-cases the host and drops a default port — and storing that repair would store
+/// something the user did not write; such input is refused with the form to use instead.
+pub(crate) fn canonical_url(field: &'static str, raw: &str) -> Result<url::Url> {
+    if raw.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err(ServiceError::invalid(
+            field,
+            format!("{raw:?} contains spaces or control characters"),
+        ));
+    }
+    let url = url::Url::parse(raw).map_err(|e| {
+        ServiceError::invalid(field, format!("{raw:?} is not an absolute URL: {e}"))
+    })?;
+    let canonical = url.as_str().trim_end_matches('/');
+    if raw.trim_end_matches('/') != canonical {
+        return Err(ServiceError::invalid(
+            field,
+            format!("{raw:?} is not a canonical URL; write {canonical:?}"),
+        ));
+    }
+    Ok(url)
+}
+
 /// Checks custom header names and values.
 pub fn headers(field: &'static str, map: &BTreeMap<String, String>) -> Result<()> {
     if map.len() > MAX_HEADERS {
@@ -121,9 +153,26 @@ pub fn headers(field: &'static str, map: &BTreeMap<String, String>) -> Result<()
                 format!("{name:?} is managed by the proxy and cannot be set"),
             ));
         }
-        http::HeaderValue::from_str(value).map_err(|_| {
-            ServiceError::invalid(field, format!("value of {name:?} has forbidden characters"))
-        })?;
+        // Receivers strip a value's surrounding whitespace, so it would not arrive as
+        // stored.
+        let padded = value.starts_with([' ', '\t']) || value.ends_with([' ', '\t']);
+        if padded || http::HeaderValue::from_str(value).is_err() {
+            return Err(ServiceError::invalid(
+                field,
+                format!(
+                    "value of {name:?} has control characters or leading or trailing whitespace"
+                ),
+            ));
+        }
+        if map
+            .keys()
+            .any(|other| other != name && other.eq_ignore_ascii_case(name))
+        {
+            return Err(ServiceError::invalid(
+                field,
+                format!("{name:?} is given twice (header names are case-insensitive)"),
+            ));
+        }
     }
     Ok(())
 }
@@ -274,22 +323,28 @@ fn is_normal_path(path: &str) -> bool {
             .all(|(i, &b)| b != b'%' || escape_ok(i))
 }
 
-/// Upper-cases and checks HTTP method tokens, dropping duplicates.
+/// Checks HTTP method tokens, dropping duplicates. Methods are case-sensitive (RFC 9110
+/// §9.1), so `get` is refused rather than stored as `GET`.
 pub fn methods(raw: &[String]) -> Result<Vec<String>> {
     let mut out: Vec<String> = Vec::with_capacity(raw.len());
     for m in raw {
-        let upper = m.trim().to_ascii_uppercase();
-        if http::Method::from_bytes(upper.as_bytes()).is_err()
-            || upper.is_empty()
-            || upper.len() > 32
-        {
+        if http::Method::from_bytes(m.as_bytes()).is_err() || m.is_empty() || m.len() > 32 {
             return Err(ServiceError::invalid(
                 "methods",
                 format!("{m:?} is not an HTTP method"),
             ));
         }
-        if !out.contains(&upper) {
-            out.push(upper);
+        if m.bytes().any(|b| b.is_ascii_lowercase()) {
+            return Err(ServiceError::invalid(
+                "methods",
+                format!(
+                    "{m:?}: methods are case-sensitive; write {:?}",
+                    m.to_ascii_uppercase()
+                ),
+            ));
+        }
+        if !out.contains(m) {
+            out.push(m.clone());
         }
     }
     Ok(out)
@@ -365,13 +420,10 @@ pub fn public_paths(raw: &[String]) -> Result<Vec<String>> {
 
 /// Checks an absolute http(s) URL for documentation links shown to clients.
 pub fn doc_url(field: &'static str, raw: &str) -> Result<String> {
-    let raw = raw.trim();
     if raw.is_empty() {
         return Ok(String::new());
     }
-    let url = url::Url::parse(raw).map_err(|e| {
-        ServiceError::invalid(field, format!("{raw:?} is not an absolute URL: {e}"))
-    })?;
+    let url = canonical_url(field, raw)?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
         return Err(ServiceError::invalid(
             field,
@@ -384,7 +436,7 @@ pub fn doc_url(field: &'static str, raw: &str) -> Result<String> {
             "at most 2048 characters, no double quotes",
         ));
     }
-    Ok(url.to_string())
+    Ok(raw.to_owned())
 }
 
 /// Checks free text.

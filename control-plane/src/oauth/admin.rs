@@ -23,8 +23,9 @@ fn admin(caller: &Caller) -> Result<()> {
 }
 
 fn http_url(field: &'static str, raw: &str) -> Result<String> {
-    let u = url::Url::parse(raw)
-        .map_err(|_| ServiceError::invalid(field, "must be an absolute URL"))?;
+    // Refused rather than stored as given when the parser would read it differently
+    // (`http:///x`, line breaks): these URLs are joined into login redirects.
+    let u = validate::canonical_url(field, raw)?;
     if u.scheme() != "https" && u.scheme() != "http" {
         return Err(ServiceError::invalid(field, "must be http(s)"));
     }
@@ -41,10 +42,16 @@ fn http_url(field: &'static str, raw: &str) -> Result<String> {
 pub async fn create_idp(server: &OAuthServer, caller: &Caller, input: IdpInput) -> Result<IdpView> {
     admin(caller)?;
     let name = validate::ident("name", &input.name)?;
-    if input.client_id.trim().is_empty() || input.client_id.len() > 200 {
+    if input.client_id.is_empty()
+        || input.client_id.len() > 200
+        || input
+            .client_id
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(ServiceError::invalid(
             "client_id",
-            "must be 1-200 characters",
+            "must be 1-200 characters, no spaces or control characters",
         ));
     }
     if input.client_secret.is_empty() || input.client_secret.len() > 500 {
@@ -98,7 +105,7 @@ pub async fn create_idp(server: &OAuthServer, caller: &Caller, input: IdpInput) 
     let record = IdpRecord {
         name: name.clone(),
         kind: input.kind,
-        client_id: input.client_id.trim().to_owned(),
+        client_id: input.client_id,
         client_secret_sealed: server
             .cp()
             .master_key()
@@ -682,4 +689,30 @@ pub async fn clear_proxy_settings(
         })
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_urls_are_stored_as_given_or_refused() {
+        assert_eq!(
+            http_url("base_url", "https://ghe.example/").ok().as_deref(),
+            Some("https://ghe.example")
+        );
+        for bad in [
+            "https:///ghe.example",
+            "https://ghe.example/\r\nx",
+            " https://ghe.example",
+            "ftp://ghe.example",
+            "https://ghe.example/?q",
+        ] {
+            let err = http_url("base_url", bad).map_err(|e| e.to_string());
+            assert!(
+                err.as_ref().is_err_and(|e| e.contains("base_url")),
+                "{bad:?}: {err:?}"
+            );
+        }
+    }
 }

@@ -59,12 +59,17 @@ impl ControlPlane {
             },
         )?;
         let key = proxy.hostname.clone();
+        let mut checks = vec![Check::Absent(Collection::Proxies, key.clone())];
+        checks.extend(certificate_check(&proxy.certificate_name));
         self.commit(
             Batch {
-                checks: vec![Check::Absent(Collection::Proxies, key.clone())],
+                checks,
                 writes: vec![put(Collection::Proxies, &key, &proxy)],
             },
-            |_| ServiceError::Conflict(format!("proxy {key:?} already exists")),
+            |i| match i {
+                0 => ServiceError::Conflict(format!("proxy {key:?} already exists")),
+                _ => no_certificate(&proxy.certificate_name),
+            },
         )
         .await?;
         if proxy.enable_https {
@@ -113,14 +118,24 @@ impl ControlPlane {
                 return Err(ServiceError::not_found("proxy", hostname));
             };
             require_owner(caller, "proxy", &key, &proxy.owner_token_id)?;
+            let attached = proxy.certificate_name.clone();
             change(&mut proxy)?;
             proxy.updated_at = now();
+            let mut checks = vec![Check::Equals(Collection::Proxies, key.clone(), raw)];
+            // Only a newly attached certificate must exist: one deleted with `force` while
+            // attached does not block unrelated changes.
+            if proxy.certificate_name != attached {
+                checks.extend(certificate_check(&proxy.certificate_name));
+            }
             let batch = Batch {
-                checks: vec![Check::Equals(Collection::Proxies, key.clone(), raw)],
+                checks,
                 writes: vec![put(Collection::Proxies, &key, &proxy)],
             };
             match self
-                .commit(batch, |_| ServiceError::Conflict(String::new()))
+                .commit(batch, |i| match i {
+                    0 => ServiceError::Conflict(String::new()),
+                    _ => no_certificate(&proxy.certificate_name),
+                })
                 .await
             {
                 Ok(_) => return Ok(proxy),
@@ -204,6 +219,19 @@ fn apply_limits(p: &mut Proxy, patch: &ProxyPatch) -> Result<()> {
         p.max_concurrent_requests = validate::limit("max_concurrent_requests", v)?;
     }
     Ok(())
+}
+
+/// The store check that the certificate a proxy names exists, checked in the same atomic
+/// write as the proxy; none when it names none.
+fn certificate_check(name: &str) -> Option<Check> {
+    (!name.is_empty()).then(|| Check::Present(Collection::Certificates, name.to_owned()))
+}
+
+/// 422 for a `certificate_name` that names no certificate.
+fn no_certificate(name: &str) -> ServiceError {
+    ServiceError::Unprocessable(format!(
+        "certificate_name: there is no certificate {name:?}"
+    ))
 }
 
 /// Validates and applies each present field; the proxy is untouched on error only because

@@ -129,7 +129,7 @@ fn identity_headers(raw: BTreeMap<String, String>) -> Result<BTreeMap<String, St
     for (key, field) in IDENTITY_ITEMS {
         let name = match raw.get(key) {
             Some(value) => {
-                let name = http::HeaderName::from_bytes(value.trim().as_bytes())
+                let name = http::HeaderName::from_bytes(value.as_bytes())
                     .map_err(|_| {
                         ServiceError::invalid(
                             field,
@@ -174,8 +174,10 @@ enum Entry {
 /// Most entries one allowlist may hold.
 const MAX_ALLOWLIST: usize = 256;
 
-/// Trims, checks, folds case (all but OIDC groups) and deduplicates one allowlist. The
-/// data plane applies the same rules, so what is stored is what is enforced.
+/// Checks, folds case (all but OIDC groups: the rest are case-insensitive names) and
+/// deduplicates one allowlist. The data plane applies the same rules, so what is stored is
+/// what is enforced. Surrounding spaces or a leading `@` on a domain are refused, not
+/// trimmed.
 fn allowlist(field: &'static str, raw: Option<Vec<String>>, kind: Entry) -> Result<Vec<String>> {
     let raw = raw.unwrap_or_default();
     if raw.len() > MAX_ALLOWLIST {
@@ -183,12 +185,6 @@ fn allowlist(field: &'static str, raw: Option<Vec<String>>, kind: Entry) -> Resu
     }
     let mut out: Vec<String> = Vec::with_capacity(raw.len());
     for e in &raw {
-        let e = e.trim();
-        let e = if kind == Entry::EmailDomain {
-            e.strip_prefix('@').unwrap_or(e)
-        } else {
-            e
-        };
         let plain = !e.is_empty()
             && e.len() <= 256
             && !e

@@ -136,7 +136,6 @@ fn validate_resource(input: ProxyResourceInput) -> Result<ResourceSettings> {
 /// public paths, so an upstream cannot normalise another path into the endpoint.
 fn endpoint(raw: &str) -> Result<String> {
     const FIELD: &str = "endpoint";
-    let raw = raw.trim();
     if raw.is_empty() {
         return Ok(String::new());
     }
@@ -209,7 +208,10 @@ fn origins(raw: &[String]) -> Result<Vec<String>> {
                 ),
             )
         };
-        let url = url::Url::parse(o.trim()).map_err(|_| bad())?;
+        if o.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+            return Err(bad());
+        }
+        let url = url::Url::parse(o).map_err(|_| bad())?;
         let plain = matches!(url.scheme(), "http" | "https")
             && url
                 .host_str()
@@ -260,7 +262,9 @@ mod tests {
     fn endpoints_are_clean_paths() {
         assert_eq!(endpoint("/mcp/").ok().as_deref(), Some("/mcp"));
         assert_eq!(endpoint("").ok().as_deref(), Some(""));
-        for bad in ["/", "mcp", "/a/../b", "/a%2f", "/a?x", "/a b"] {
+        for bad in [
+            "/", "mcp", "/a/../b", "/a%2f", "/a?x", "/a b", " /mcp", "/mcp\n",
+        ] {
             assert!(endpoint(bad).is_err(), "{bad}");
         }
     }
@@ -285,6 +289,8 @@ mod tests {
             "ftp://a",
             "https://u@a.example",
             "null",
+            " https://a.example",
+            "https://a.example\n",
         ] {
             assert!(origins(&[bad.into()]).is_err(), "{bad}");
         }

@@ -173,7 +173,7 @@ async fn references_block_deletes() {
         &admin,
         ServiceInput {
             name: "api".into(),
-            target_url: "http://10.0.0.1:80".into(),
+            target_url: "http://10.0.0.1".into(),
             description: None,
         },
     )
@@ -381,6 +381,28 @@ async fn proxy_auth_is_stored_validated_and_owned() {
             },
             "identity_headers",
         ),
+        // Refused, not trimmed.
+        (
+            ProxyAuthInput {
+                allowed_users: Some(vec![" alice ".into()]),
+                ..auth_input(AuthMode::Forward)
+            },
+            "allowed_users",
+        ),
+        (
+            ProxyAuthInput {
+                allowed_email_domains: Some(vec!["@example.com".into()]),
+                ..auth_input(AuthMode::Forward)
+            },
+            "allowed_email_domains",
+        ),
+        (
+            ProxyAuthInput {
+                identity_headers: Some(names(&[("user", " X-Remote-User ")])),
+                ..auth_input(AuthMode::Forward)
+            },
+            "identity_headers.user",
+        ),
     ];
     for (input, field) in bad {
         match cp.set_proxy_auth(&admin, "api.example.com", input).await {
@@ -402,12 +424,12 @@ async fn proxy_auth_is_stored_validated_and_owned() {
             "API.example.com",
             ProxyAuthInput {
                 public_paths: Some(vec!["/health".into()]),
-                allowed_users: Some(vec![" Alice ".into(), "alice".into()]),
+                allowed_users: Some(vec!["Alice".into(), "alice".into()]),
                 allowed_teams: Some(vec!["Acme/Platform".into()]),
-                allowed_email_domains: Some(vec!["@Acme.Example".into()]),
+                allowed_email_domains: Some(vec!["Acme.Example".into()]),
                 allowed_groups: Some(vec!["Admins".into()]),
                 forward_token: Some(true),
-                identity_headers: Some(names(&[("user", " X-Remote-User ")])),
+                identity_headers: Some(names(&[("user", "X-Remote-User")])),
                 ..auth_input(AuthMode::Forward)
             },
         )

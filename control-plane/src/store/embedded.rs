@@ -29,11 +29,14 @@ fn key(c: Collection, k: &str) -> String {
 }
 
 impl EmbeddedStore {
-    /// Opens or creates `data_dir/portcullis.redb`. Fails if another process holds it.
+    /// Opens or creates `data_dir/portcullis.redb` (directory 0700 if created, file 0600).
+    /// Fails if another process holds it.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir)
+        crate::files::private_dir(data_dir)
             .map_err(|e| err(format!("cannot create {}: {e}", data_dir.display())))?;
         let path = data_dir.join(FILE_NAME);
+        crate::files::ensure_private_file(&path)
+            .map_err(|e| err(format!("cannot create {}: {e}", path.display())))?;
         let db = Database::create(&path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => err(format!(
                 "{} is in use by another process (is the control plane running?)",

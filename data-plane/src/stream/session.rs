@@ -290,7 +290,7 @@ mod tests {
     async fn a_compile_given_up_for_a_newer_snapshot_gets_no_answer_and_the_newer_one_is_acked()
     -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
-        let cache = crate::cache::SnapshotCache::new(dir.path());
+        let cache = crate::cache::SnapshotCache::new(dir.path(), "token");
         let applier = Applier::new(Arc::default(), Arc::new(clients()), cache.clone());
         let latest = Latest::default();
         let (tx, mut rx) = mpsc::channel(8);

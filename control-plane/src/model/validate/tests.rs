@@ -2,7 +2,7 @@ use super::*;
 
 #[test]
 fn hostnames() {
-    assert_eq!(hostname("h", "Example.COM.").unwrap(), "example.com");
+    assert_eq!(hostname("h", "Example.COM").unwrap(), "example.com");
     assert_eq!(hostname("h", "*.example.com").unwrap(), "*.example.com");
     assert_eq!(hostname("h", "localhost").unwrap(), "localhost");
     for bad in [
@@ -15,6 +15,10 @@ fn hostnames() {
         "a.*.b",
         "*",
         &"a".repeat(64),
+        // Refused, not trimmed.
+        "example.com.",
+        " example.com",
+        "example.com\r\n",
     ] {
         assert!(hostname("h", bad).is_err(), "{bad:?} accepted");
     }
@@ -31,6 +35,16 @@ fn target_urls() {
         "http://b/?q=1",
         "http://b/#f",
         "/rel",
+        // What the URL parser would repair is refused, not stored repaired.
+        "http:///x",
+        "http://b/a\r\nb",
+        "http://b/a\tb",
+        " http://b",
+        "http://b/a b",
+        "http://b/\u{e4}",
+        "HTTP://b",
+        "http://B",
+        "http://b:80",
     ] {
         let err = target_url("target_url", bad).unwrap_err().to_string();
         assert!(err.starts_with("invalid target_url"), "{bad:?}: {err}");
@@ -44,9 +58,15 @@ fn header_maps() {
     assert!(headers("h", &m).is_ok());
     m.insert("Host".to_owned(), "x".to_owned());
     assert!(headers("h", &m).is_err());
-    let mut bad = BTreeMap::new();
-    bad.insert("X-Bad".to_owned(), "a\nb".to_owned());
-    assert!(headers("h", &bad).is_err());
+    for value in ["a\nb", "a\r\n", " a", "a\t"] {
+        let bad = BTreeMap::from([("X-Bad".to_owned(), value.to_owned())]);
+        assert!(headers("h", &bad).is_err(), "{value:?} accepted");
+    }
+    let twice = BTreeMap::from([
+        ("X-A".to_owned(), "1".to_owned()),
+        ("x-a".to_owned(), "2".to_owned()),
+    ]);
+    assert!(headers("h", &twice).is_err());
 }
 
 #[test]
@@ -85,8 +105,23 @@ fn patterns() {
 #[test]
 fn method_lists() {
     assert_eq!(
-        methods(&["get".into(), "GET".into(), "post".into()]).unwrap(),
+        methods(&["GET".into(), "GET".into(), "POST".into()]).unwrap(),
         ["GET", "POST"]
     );
-    assert!(methods(&["GE T".into()]).is_err());
+    for bad in ["GE T", "GET\r\n", " GET", "get", ""] {
+        let err = methods(&[bad.into()]).unwrap_err().to_string();
+        assert!(err.starts_with("invalid methods"), "{bad:?}: {err}");
+    }
+}
+
+#[test]
+fn doc_urls_are_stored_as_given_or_refused() {
+    assert_eq!(
+        doc_url("d", "https://d.example").unwrap(),
+        "https://d.example"
+    );
+    assert_eq!(doc_url("d", "").unwrap(), "");
+    for bad in [" https://d.example", "https:///d", "https://d.example/a\nb"] {
+        assert!(doc_url("d", bad).is_err(), "{bad:?} accepted");
+    }
 }
