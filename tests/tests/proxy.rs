@@ -432,10 +432,19 @@ async fn open_connections_per_client_address_are_bounded() {
         .next()
         .and_then(|p| p.parse().ok())
         .unwrap();
-    // Three idle connections from 127.0.0.1 (the readiness probes went to the admin port).
+    // Three open connections from 127.0.0.1 (the readiness probes went to the admin port),
+    // each answered before the next is opened: workers accept in parallel, so only an
+    // answered connection is known to hold its place.
     let mut held = Vec::new();
     for _ in 0..3 {
-        held.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: c.example.com\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+        held.push(s);
     }
     // The fourth is closed without an answer.
     let mut fourth = tokio::net::TcpStream::connect(&addr).await.unwrap();
