@@ -134,7 +134,8 @@ impl NormalizedHost {
         if host.len() > MAX_HOST_LEN {
             return Err(HostError::TooLong);
         }
-        if host.starts_with('.') || host.contains("..") {
+        // A second trailing dot is an empty label too (`a..` would become `a.`).
+        if host.starts_with('.') || host.ends_with('.') || host.contains("..") {
             return Err(HostError::Malformed);
         }
         let mut buf = [0u8; MAX_HOST_LEN];
