@@ -80,7 +80,7 @@ fn authorization() -> impl Strategy<Value = Option<Vec<u8>>> {
         3 => Just(None),
         2 => forged_token().prop_map(|t| Some(format!("Bearer {t}").into_bytes())),
         1 => prop::collection::vec(any::<u8>(), 0..40).prop_map(Some),
-        1 => "(Bearer|bearer|Basic|BEARER) ?[ -~]{0,40}".prop_map(|s| Some(s.into_bytes())),
+        1 => "[ \t]{0,2}(Bearer|bearer|Basic|BEARER)[ \t]?[ -~]{0,40}".prop_map(|s| Some(s.into_bytes())),
     ]
 }
 

@@ -475,9 +475,16 @@ async fn backend(log: Arc<Mutex<Vec<Received>>>) -> SocketAddr {
                                 .path_and_query()
                                 .map(|pq| pq.as_str().to_owned())
                                 .unwrap_or_default(),
+                            // The scheme as a lenient upstream reads it: the first
+                            // word, whitespace around it ignored.
                             bearer: req.headers().get_all(AUTHORIZATION).iter().any(|v| {
-                                let scheme = v.as_bytes().split(|&b| b == b' ').next();
-                                scheme.is_some_and(|s| s.eq_ignore_ascii_case(b"bearer"))
+                                let mut words = v
+                                    .as_bytes()
+                                    .split(|b| matches!(b, b' ' | b'\t'))
+                                    .filter(|w| !w.is_empty());
+                                words
+                                    .next()
+                                    .is_some_and(|s| s.eq_ignore_ascii_case(b"bearer"))
                             }),
                         });
                         let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
