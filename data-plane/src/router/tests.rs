@@ -89,6 +89,10 @@ fn host_normalization_rejects_garbage() {
         Some(HostError::Malformed)
     );
     assert_eq!(
+        NormalizedHost::parse("a.example.com. :80").err(),
+        Some(HostError::Malformed)
+    );
+    assert_eq!(
         NormalizedHost::parse(&"a".repeat(300)).err(),
         Some(HostError::TooLong)
     );
