@@ -573,12 +573,19 @@ fn bearer_credential(headers: &HeaderMap) -> Result<Option<Credential<'_>>, &'st
 }
 
 /// Whether `headers` carries a bearer credential (which is never forwarded upstream).
+/// Leading whitespace is skipped and a tab ends the scheme too: an HTTP/2 client can send
+/// ` Bearer x`, which an HTTP/1.1 upstream reads as `Bearer x`.
 pub(crate) fn is_bearer(value: &http::HeaderValue) -> bool {
-    value
-        .as_bytes()
+    let bytes = value.as_bytes();
+    let start = bytes
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(bytes.len());
+    let bytes = &bytes[start..];
+    bytes
         .get(..6)
         .is_some_and(|s| s.eq_ignore_ascii_case(b"bearer"))
-        && value.as_bytes().get(6).is_none_or(|b| *b == b' ')
+        && bytes.get(6).is_none_or(|b| matches!(b, b' ' | b'\t'))
 }
 
 pub(crate) use self::identity::{apply as apply_identity, strip_client_claims};

@@ -134,7 +134,12 @@ impl NormalizedHost {
         if host.len() > MAX_HOST_LEN {
             return Err(HostError::TooLong);
         }
-        if host.starts_with('.') || host.contains("..") {
+        // A second trailing dot is an empty label too (`a..` would become `a.`), and
+        // whitespace before a port (`a.com :80`) is not part of a name.
+        if host.starts_with('.')
+            || host.ends_with(|c: char| c == '.' || c.is_whitespace())
+            || host.contains("..")
+        {
             return Err(HostError::Malformed);
         }
         let mut buf = [0u8; MAX_HOST_LEN];

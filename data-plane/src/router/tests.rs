@@ -83,6 +83,15 @@ fn host_normalization_rejects_garbage() {
         NormalizedHost::parse(".a").err(),
         Some(HostError::Malformed)
     );
+    // One trailing dot is dropped; a second is an empty label (found by fuzz/host).
+    assert_eq!(
+        NormalizedHost::parse("a.example.com..").err(),
+        Some(HostError::Malformed)
+    );
+    assert_eq!(
+        NormalizedHost::parse("a.example.com. :80").err(),
+        Some(HostError::Malformed)
+    );
     assert_eq!(
         NormalizedHost::parse(&"a".repeat(300)).err(),
         Some(HostError::TooLong)
