@@ -111,6 +111,17 @@ pub struct Args {
         default_value_t = 4096
     )]
     pub max_connections_per_client: u32,
+
+    /// Most connections open at once to one upstream origin (scheme, host and port), over
+    /// every proxy and worker; a request that would need another gets 503. 0 = no limit.
+    /// The default is Envoy's default circuit breaker.
+    #[arg(
+        long,
+        env = "PORTCULLIS_MAX_UPSTREAM_CONNECTIONS",
+        value_name = "N",
+        default_value_t = 1024
+    )]
+    pub max_upstream_connections: usize,
 }
 
 /// Smallest `--max-request-header-bytes`: below this ordinary browser requests fail.

@@ -12,7 +12,7 @@ use portcullis_data_plane::cli::Args;
 use portcullis_data_plane::proxy::PublicPorts;
 use portcullis_data_plane::store::ConfigStore;
 use portcullis_data_plane::stream::ControlPlane;
-use portcullis_data_plane::upstream::ClientCache;
+use portcullis_data_plane::upstream::{self, ClientCache};
 use portcullis_data_plane::{admin, server, tls};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -85,6 +85,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     .with_public_ports(ports.http, https_addr.map_or(0, |_| ports.https));
 
     server::limit_per_client(args.max_connections_per_client);
+    upstream::limit_connections_per_origin(args.max_upstream_connections);
     raise_open_file_limit();
     let store = Arc::new(ConfigStore::default());
     let applier = Arc::new(Applier::new(

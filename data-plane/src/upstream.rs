@@ -14,7 +14,7 @@ use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
 
 use self::pool::Client;
-pub use self::pool::ClientError;
+pub use self::pool::{ClientError, limit_connections_per_origin};
 pub(crate) use self::pool::{Pool, PooledBody};
 use crate::config::{HeaderList, Target};
 

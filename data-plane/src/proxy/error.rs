@@ -68,6 +68,9 @@ pub enum ProxyError {
     /// The exchange with the upstream failed after connecting.
     #[error("upstream request failed")]
     Upstream(#[source] ClientError),
+    /// The upstream origin has as many open connections as allowed, none idle.
+    #[error("upstream connection bound reached")]
+    UpstreamSaturated,
     /// The upstream answered 101 to a request that did not ask to upgrade.
     #[error("upstream switched protocols unexpectedly")]
     UnexpectedUpgrade,
@@ -112,6 +115,9 @@ impl ProxyError {
 
     /// Sorts a client error into connect failure, connect timeout or other.
     pub(crate) fn from_client(error: ClientError) -> Self {
+        if matches!(error, ClientError::Saturated) {
+            return Self::UpstreamSaturated;
+        }
         if !error.is_connect() {
             return Self::Upstream(error);
         }
@@ -131,7 +137,7 @@ impl ProxyError {
     /// The status sent to the client.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady | Self::UpstreamSaturated => StatusCode::SERVICE_UNAVAILABLE,
             Self::ConnectMethod => StatusCode::METHOD_NOT_ALLOWED,
             Self::MissingHost | Self::DuplicateHost | Self::InvalidHost | Self::HostMismatch => {
                 StatusCode::BAD_REQUEST
@@ -154,6 +160,7 @@ impl ProxyError {
     fn public_message(&self) -> String {
         let text = match self {
             Self::NotReady => "503 Service Unavailable: no configuration loaded yet",
+            Self::UpstreamSaturated => "503 Service Unavailable: upstream is at its connection limit",
             Self::ConnectMethod => "405 Method Not Allowed: CONNECT is not supported",
             Self::MissingHost => "400 Bad Request: missing Host header",
             Self::DuplicateHost => "400 Bad Request: more than one Host header",

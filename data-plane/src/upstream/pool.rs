@@ -16,6 +16,12 @@
 //! back a connection (or when the upstream closes it), so a worker that sees no traffic to
 //! an origin keeps its last idle connections there open.
 //!
+//! Open connections per origin are bounded ([`limit_connections_per_origin`], like Envoy's
+//! default circuit breaker of 1,024 per cluster): past the bound a request that finds no idle
+//! connection fails at once with [`ClientError::Saturated`] (503) instead of taking more
+//! descriptors, so one busy or looping origin cannot starve every other proxy. The count
+//! is one atomic per origin, touched when a connection opens and closes, never per request.
+//!
 //! Idle connections are kept per serving worker ([`crate::server::workers`]), like nginx's
 //! per-worker upstream keep-alive caches: a connection is driven by the runtime of the
 //! worker that opened it, so reusing it from the same worker wakes no other thread. The
@@ -23,6 +29,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -43,6 +50,15 @@ use crate::server::workers;
 /// Idle connections older than this are closed instead of reused.
 pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// Most open connections per origin (per data plane process); 0 = no bound. The binary
+/// sets its flag's value at start.
+static MAX_PER_ORIGIN: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets the most connections this process keeps open to one upstream origin; 0 = no bound.
+pub fn limit_connections_per_origin(max: usize) {
+    MAX_PER_ORIGIN.store(max, Ordering::Relaxed);
+}
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Sender = http1::SendRequest<ForwardBody>;
 
@@ -58,6 +74,9 @@ pub enum ClientError {
     /// Sending the request or reading the response head failed.
     #[error("upstream exchange failed")]
     Exchange(#[source] hyper::Error),
+    /// The origin already has as many open connections as allowed, none of them idle.
+    #[error("too many open connections to the upstream")]
+    Saturated,
 }
 
 /// The pools of one connector (one connect timeout), by origin.
@@ -75,7 +94,13 @@ pub(crate) struct Pool {
     /// are bound, so by the final worker count; a smaller pool folds workers together,
     /// which is only slower). Oldest at the front; reused from the back (warm first).
     idle: Box<[Mutex<VecDeque<Idle>>]>,
+    /// Connections to this origin open now (idle or lent), for the bound.
+    open: Arc<AtomicUsize>,
 }
+
+/// One open upstream connection in its origin's count; uncounted when dropped (with the
+/// connection's task, or when connecting fails).
+struct Counted(Arc<AtomicUsize>);
 
 struct Idle {
     sender: Sender,
@@ -131,6 +156,7 @@ impl Client {
             origin,
             connector: self.connector.clone(),
             idle: (0..workers::count()).map(|_| Mutex::default()).collect(),
+            open: Arc::default(),
         });
         pools.insert(key, Arc::downgrade(&pool));
         pool
@@ -236,6 +262,7 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Sender, ClientError> {
+        let counted = self.count_new()?;
         let io = self
             .connector
             .clone()
@@ -244,11 +271,32 @@ impl Pool {
             .map_err(ClientError::Connect)?;
         let (sender, conn) = http1::handshake(io).await.map_err(ClientError::Handshake)?;
         tokio::spawn(async move {
+            let _counted = counted;
             if let Err(error) = conn.with_upgrades().await {
                 tracing::debug!(%error, "upstream connection closed with error");
             }
         });
         Ok(sender)
+    }
+}
+
+impl Pool {
+    /// Counts a connection about to be opened, or refuses it at the bound.
+    fn count_new(&self) -> Result<Counted, ClientError> {
+        let max = MAX_PER_ORIGIN.load(Ordering::Relaxed);
+        let before = self.open.fetch_add(1, Ordering::Relaxed);
+        let counted = Counted(self.open.clone());
+        if max != 0 && before >= max {
+            tracing::debug!(origin = %self.origin, max, "upstream connection bound reached");
+            return Err(ClientError::Saturated);
+        }
+        Ok(counted)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
