@@ -553,23 +553,36 @@ async fn request_bodies_over_the_proxy_limit_are_413() {
 #[tokio::test]
 async fn open_connections_per_upstream_origin_are_bounded() {
     let cp = ControlPlane::start().await;
-    let dp = DataPlane::start_args(&cp, "dp-upstream-cap", &["--max-upstream-connections", "2"]).await;
+    let dp =
+        DataPlane::start_args(&cp, "dp-upstream-cap", &["--max-upstream-connections", "2"]).await;
     let slow = Backend::start("slow").await;
     let other = Backend::start("other").await;
     cp.cli_ok(&["proxy", "create", "slow.example.com", &slow.url]);
     cp.cli_ok(&["proxy", "create", "other.example.com", &other.url]);
     sync(&cp, &dp).await;
     let started = std::time::Instant::now();
-    let requests = (0..4).map(|_| async { dp.get("slow.example.com", "/sleep/1500").await.status() });
+    let requests =
+        (0..4).map(|_| async { dp.get("slow.example.com", "/sleep/1500").await.status() });
     let mut statuses = futures_util::future::join_all(requests).await;
     statuses.sort();
     assert_eq!(
         statuses,
-        [StatusCode::OK, StatusCode::OK, StatusCode::SERVICE_UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE]
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::SERVICE_UNAVAILABLE
+        ]
     );
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(slow.received().len(), 2, "{:?}", slow.received());
     // Another origin is not affected, and the two connections are reused afterwards.
-    assert_eq!(dp.get("other.example.com", "/").await.status(), StatusCode::OK);
-    assert_eq!(dp.get("slow.example.com", "/x").await.status(), StatusCode::OK);
+    assert_eq!(
+        dp.get("other.example.com", "/").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        dp.get("slow.example.com", "/x").await.status(),
+        StatusCode::OK
+    );
 }

@@ -160,7 +160,9 @@ impl ProxyError {
     fn public_message(&self) -> String {
         let text = match self {
             Self::NotReady => "503 Service Unavailable: no configuration loaded yet",
-            Self::UpstreamSaturated => "503 Service Unavailable: upstream is at its connection limit",
+            Self::UpstreamSaturated => {
+                "503 Service Unavailable: upstream is at its connection limit"
+            }
             Self::ConnectMethod => "405 Method Not Allowed: CONNECT is not supported",
             Self::MissingHost => "400 Bad Request: missing Host header",
             Self::DuplicateHost => "400 Bad Request: more than one Host header",
