@@ -18,8 +18,8 @@
 //!
 //! Open connections per origin are bounded ([`limit_connections_per_origin`], like Envoy's
 //! default circuit breaker of 1,024 per cluster): past the bound a request that finds no idle
-//! connection fails at once with [`ClientError::Saturated`] (503) instead of taking more
-//! descriptors, so one busy or looping origin cannot starve every other proxy. The count
+//! connection, on its worker's list or then on any other's, fails at once with
+//! [`ClientError::Saturated`] (503) instead of taking more descriptors, so one busy or looping origin cannot starve every other proxy. The count
 //! is one atomic per origin, touched when a connection opens and closes, never per request.
 //!
 //! Idle connections are kept per serving worker ([`crate::server::workers`]), like nginx's
@@ -199,7 +199,15 @@ impl Pool {
                     Some(sender) => (sender, true),
                     // Boxed: the connect future (connector + handshake) is large and rare;
                     // inline it would sit in every connection's idle request slot.
-                    None => (Box::pin(self.connect()).await?, false),
+                    None => match Box::pin(self.connect()).await {
+                        Ok(sender) => (sender, false),
+                        // At the bound, another worker's idle connection still serves.
+                        Err(ClientError::Saturated) => match self.steal().await {
+                            Some(sender) => (sender, true),
+                            None => return Err(ClientError::Saturated),
+                        },
+                        Err(error) => return Err(error),
+                    },
                 };
                 match sender.try_send_request(req).await {
                     Ok(response) => {
@@ -244,6 +252,29 @@ impl Pool {
                 return Some(sender);
             }
         }
+    }
+
+    /// An idle connection from any worker's list, for when this origin is at its connection
+    /// bound: driven by the runtime of the worker that opened it (a cross-thread wake per
+    /// exchange), which beats refusing the request. Rare, so it scans every list.
+    async fn steal(&self) -> Option<Sender> {
+        for list in &self.idle {
+            loop {
+                let idle = list
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .pop_back();
+                let Some(idle) = idle else { break };
+                if idle.since.elapsed() > POOL_IDLE_TIMEOUT {
+                    continue;
+                }
+                let mut sender = idle.sender;
+                if sender.ready().await.is_ok() {
+                    return Some(sender);
+                }
+            }
+        }
+        None
     }
 
     fn put(&self, sender: Sender) {
