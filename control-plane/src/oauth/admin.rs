@@ -340,16 +340,23 @@ pub async fn revoke_session(server: &OAuthServer, caller: &Caller, id: &str) -> 
 /// Logging in again afterwards works; to keep someone out, change the login rules.
 pub async fn revoke_user(server: &OAuthServer, caller: &Caller, sub: &str) -> Result<()> {
     admin(caller)?;
-    let sub = sub.trim();
-    if sub.is_empty() || sub.len() > 512 || sub.chars().any(char::is_control) {
-        return Err(ServiceError::invalid(
-            "sub",
-            "must be a user's subject (1-512 characters, no control characters)",
-        ));
-    }
+    subject("sub", sub)?;
     super::token::revoke_all_of(server, super::RevokedKind::Subject, sub)
         .await
         .map_err(|e| ServiceError::Unprocessable(e.to_string()))
+}
+
+/// Checks a user's subject as given: refused, never trimmed (a padded subject names no
+/// user, and revoking it would quietly revoke nothing).
+fn subject<'a>(field: &'static str, sub: &'a str) -> Result<&'a str> {
+    if sub.is_empty() || sub.len() > 512 || sub.trim() != sub || sub.chars().any(char::is_control) {
+        return Err(ServiceError::invalid(
+            field,
+            "must be a user's subject (1-512 characters, no surrounding spaces, no control \
+             characters)",
+        ));
+    }
+    Ok(sub)
 }
 
 /// Lists remembered consents.
@@ -694,6 +701,15 @@ pub async fn clear_proxy_settings(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subjects_are_refused_not_trimmed() {
+        assert_eq!(subject("sub", "github:42").ok(), Some("github:42"));
+        for bad in ["", " github:42", "github:42 ", "a\nb", &"x".repeat(513)] {
+            let err = subject("sub", bad).expect_err(bad);
+            assert!(err.to_string().contains("sub"), "{err}");
+        }
+    }
 
     #[test]
     fn provider_urls_are_stored_as_given_or_refused() {
