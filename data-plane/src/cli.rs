@@ -121,7 +121,7 @@ pub struct Args {
         value_name = "N",
         default_value_t = 1024
     )]
-    pub max_upstream_connections: usize,
+    pub max_upstream_connections: u32,
 }
 
 /// Smallest `--max-request-header-bytes`: below this ordinary browser requests fail.
@@ -185,14 +185,12 @@ impl std::fmt::Debug for Secret {
 mod tests {
     use super::*;
 
-    #[test]
-    fn parses_flags_and_redacts_token() {
-        let args = Args::try_parse_from([
+    /// The required flags but the token, then `extra`.
+    fn parse(extra: &[&str]) -> Result<Args, clap::Error> {
+        let required = [
             "portcullis-data-plane",
             "--control-plane",
             "http://127.0.0.1:50051",
-            "--enrolment-token",
-            "s3cret",
             "--node-id",
             "dp-1",
             "--http-listen",
@@ -201,8 +199,13 @@ mod tests {
             "127.0.0.1:0",
             "--cache-dir",
             "/tmp/x",
-        ]);
-        let args = match args {
+        ];
+        Args::try_parse_from(required.iter().chain(extra))
+    }
+
+    #[test]
+    fn parses_flags_and_redacts_token() {
+        let args = match parse(&["--enrolment-token", "s3cret"]) {
             Ok(args) => args,
             Err(e) => panic!("{e}"),
         };
@@ -216,26 +219,12 @@ mod tests {
 
     #[test]
     fn public_ports_are_tcp_ports() {
-        let parse = |extra: &[&str]| {
-            let mut argv = vec![
-                "portcullis-data-plane",
-                "--control-plane",
-                "http://127.0.0.1:50051",
-                "--enrolment-token",
-                "t",
-                "--node-id",
-                "dp-1",
-                "--http-listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--cache-dir",
-                "/tmp/x",
-            ];
+        let with_token = |extra: &[&str]| {
+            let mut argv = vec!["--enrolment-token", "t"];
             argv.extend_from_slice(extra);
-            Args::try_parse_from(argv)
+            parse(&argv)
         };
-        let args = parse(&["--http-public-port", "80", "--https-public-port", "443"])
+        let args = with_token(&["--http-public-port", "80", "--https-public-port", "443"])
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             (args.http_public_port, args.https_public_port),
@@ -245,7 +234,7 @@ mod tests {
             ["--http-public-port", "0"],
             ["--https-public-port", "65536"],
         ] {
-            assert!(parse(&bad).is_err(), "{bad:?}");
+            assert!(with_token(&bad).is_err(), "{bad:?}");
         }
     }
 
@@ -254,20 +243,6 @@ mod tests {
         let file = tempfile::NamedTempFile::new()?;
         std::fs::write(file.path(), "from-file\n")?;
         let path = file.path().to_str().unwrap_or_default();
-        let common = [
-            "portcullis-data-plane",
-            "--control-plane",
-            "http://127.0.0.1:50051",
-            "--node-id",
-            "dp-1",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--cache-dir",
-            "/tmp/x",
-        ];
-        let parse = |extra: &[&str]| Args::try_parse_from(common.iter().chain(extra));
         let args = parse(&["--enrolment-token-file", path]).map_err(std::io::Error::other)?;
         assert_eq!(
             args.enrolment_token().map(Secret::expose),

@@ -10,31 +10,11 @@ impl ControlPlane {
     pub async fn create_proxy(&self, caller: &Caller, input: ProxyInput) -> Result<Proxy> {
         require_writer(caller)?;
         let now = now();
-        let mut proxy = Proxy {
-            hostname: validate::hostname("hostname", &input.hostname)?,
-            target_url: String::new(),
-            enabled: true,
-            enable_http: true,
-            enable_https: false,
-            preserve_host_header: false,
-            custom_request_headers: Default::default(),
-            custom_response_headers: Default::default(),
-            connect_timeout_ms: 0,
-            read_timeout_ms: 0,
-            redirect_http_to_https: false,
-            hsts_max_age_secs: 0,
-            certificate_name: String::new(),
-            idle_timeout_ms: 0,
-            rate_limit_rps: 0,
-            rate_limit_burst: 0,
-            rate_limit_key: RateLimitKey::Ip,
-            max_concurrent_requests: 0,
-            max_request_body_bytes: 0,
-            auth: None,
-            owner_token_id: caller.token_id.clone(),
-            created_at: now,
-            updated_at: now,
-        };
+        let mut proxy = unconfigured(
+            validate::hostname("hostname", &input.hostname)?,
+            caller.token_id.clone(),
+            now,
+        );
         apply_patch(
             &mut proxy,
             ProxyPatch {
@@ -187,6 +167,36 @@ impl ControlPlane {
     }
 }
 
+/// A proxy with every setting at its default and no target yet: what `create_proxy`
+/// applies its input to.
+fn unconfigured(hostname: String, owner_token_id: String, now: i64) -> Proxy {
+    Proxy {
+        hostname,
+        target_url: String::new(),
+        enabled: true,
+        enable_http: true,
+        enable_https: false,
+        preserve_host_header: false,
+        custom_request_headers: Default::default(),
+        custom_response_headers: Default::default(),
+        connect_timeout_ms: 0,
+        read_timeout_ms: 0,
+        redirect_http_to_https: false,
+        hsts_max_age_secs: 0,
+        certificate_name: String::new(),
+        idle_timeout_ms: 0,
+        rate_limit_rps: 0,
+        rate_limit_burst: 0,
+        rate_limit_key: RateLimitKey::Ip,
+        max_concurrent_requests: 0,
+        max_request_body_bytes: 0,
+        auth: None,
+        owner_token_id,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
 /// The rate and concurrency limits of `patch`. Turning the rate off resets its burst and
 /// key; a burst or key given while no rate is set would do nothing and is refused.
 fn apply_limits(p: &mut Proxy, patch: &ProxyPatch) -> Result<()> {
@@ -292,31 +302,9 @@ mod tests {
     use super::*;
 
     fn proxy() -> Proxy {
-        Proxy {
-            hostname: "limits.example.com".into(),
-            target_url: "http://127.0.0.1:1".into(),
-            enabled: true,
-            enable_http: true,
-            enable_https: false,
-            preserve_host_header: false,
-            custom_request_headers: Default::default(),
-            custom_response_headers: Default::default(),
-            connect_timeout_ms: 0,
-            read_timeout_ms: 0,
-            redirect_http_to_https: false,
-            hsts_max_age_secs: 0,
-            certificate_name: String::new(),
-            idle_timeout_ms: 0,
-            rate_limit_rps: 0,
-            rate_limit_burst: 0,
-            rate_limit_key: RateLimitKey::Ip,
-            max_concurrent_requests: 0,
-            max_request_body_bytes: 0,
-            auth: None,
-            owner_token_id: String::new(),
-            created_at: 0,
-            updated_at: 0,
-        }
+        let mut p = unconfigured("limits.example.com".into(), String::new(), 0);
+        p.target_url = "http://127.0.0.1:1".into();
+        p
     }
 
     fn invalid_field(result: Result<()>) -> Option<&'static str> {

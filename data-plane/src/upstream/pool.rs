@@ -19,8 +19,10 @@
 //! Open connections per origin are bounded ([`limit_connections_per_origin`], like Envoy's
 //! default circuit breaker of 1,024 per cluster): past the bound a request that finds no idle
 //! connection, on its worker's list or then on any other's, fails at once with
-//! [`ClientError::Saturated`] (503) instead of taking more descriptors, so one busy or looping origin cannot starve every other proxy. The count
-//! is one atomic per origin, touched when a connection opens and closes, never per request.
+//! [`ClientError::Saturated`] (503) instead of taking more descriptors, so one busy or
+//! looping origin cannot starve every other proxy. The bound is the concurrency cap of
+//! [`crate::ratelimit`] ([`ConcurrencyLimit`]), one per origin, touched when a connection
+//! opens and closes, never per request.
 //!
 //! Idle connections are kept per serving worker ([`crate::server::workers`]), like nginx's
 //! per-worker upstream keep-alive caches: a connection is driven by the runtime of the
@@ -29,7 +31,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -45,6 +47,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service as _;
 
 use crate::body::ForwardBody;
+use crate::ratelimit::ConcurrencyLimit;
 use crate::server::workers;
 
 /// Idle connections older than this are closed instead of reused.
@@ -52,10 +55,11 @@ pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Most open connections per origin (per data plane process); 0 = no bound. The binary
 /// sets its flag's value at start.
-static MAX_PER_ORIGIN: AtomicUsize = AtomicUsize::new(0);
+static MAX_PER_ORIGIN: AtomicU32 = AtomicU32::new(0);
 
 /// Sets the most connections this process keeps open to one upstream origin; 0 = no bound.
-pub fn limit_connections_per_origin(max: usize) {
+/// Applies to origins first used after the call (the binary calls it before any).
+pub fn limit_connections_per_origin(max: u32) {
     MAX_PER_ORIGIN.store(max, Ordering::Relaxed);
 }
 
@@ -94,13 +98,10 @@ pub(crate) struct Pool {
     /// are bound, so by the final worker count; a smaller pool folds workers together,
     /// which is only slower). Oldest at the front; reused from the back (warm first).
     idle: Box<[Mutex<VecDeque<Idle>>]>,
-    /// Connections to this origin open now (idle or lent), for the bound.
-    open: Arc<AtomicUsize>,
+    /// The bound on connections open to this origin (idle or lent): each holds a slot
+    /// until its task ends. `None` without a bound.
+    connections: Option<Arc<ConcurrencyLimit>>,
 }
-
-/// One open upstream connection in its origin's count; uncounted when dropped (with the
-/// connection's task, or when connecting fails).
-struct Counted(Arc<AtomicUsize>);
 
 struct Idle {
     sender: Sender,
@@ -156,7 +157,10 @@ impl Client {
             origin,
             connector: self.connector.clone(),
             idle: (0..workers::count()).map(|_| Mutex::default()).collect(),
-            open: Arc::default(),
+            connections: match MAX_PER_ORIGIN.load(Ordering::Relaxed) {
+                0 => None,
+                max => Some(Arc::new(ConcurrencyLimit::new(max))),
+            },
         });
         pools.insert(key, Arc::downgrade(&pool));
         pool
@@ -293,7 +297,13 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Sender, ClientError> {
-        let counted = self.count_new()?;
+        let slot = match &self.connections {
+            Some(limit) => Some(limit.try_acquire().ok_or_else(|| {
+                tracing::debug!(origin = %self.origin, "upstream connection bound reached");
+                ClientError::Saturated
+            })?),
+            None => None,
+        };
         let io = self
             .connector
             .clone()
@@ -302,32 +312,12 @@ impl Pool {
             .map_err(ClientError::Connect)?;
         let (sender, conn) = http1::handshake(io).await.map_err(ClientError::Handshake)?;
         tokio::spawn(async move {
-            let _counted = counted;
+            let _slot = slot;
             if let Err(error) = conn.with_upgrades().await {
                 tracing::debug!(%error, "upstream connection closed with error");
             }
         });
         Ok(sender)
-    }
-}
-
-impl Pool {
-    /// Counts a connection about to be opened, or refuses it at the bound.
-    fn count_new(&self) -> Result<Counted, ClientError> {
-        let max = MAX_PER_ORIGIN.load(Ordering::Relaxed);
-        let before = self.open.fetch_add(1, Ordering::Relaxed);
-        let counted = Counted(self.open.clone());
-        if max != 0 && before >= max {
-            tracing::debug!(origin = %self.origin, max, "upstream connection bound reached");
-            return Err(ClientError::Saturated);
-        }
-        Ok(counted)
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
