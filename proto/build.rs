@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/portcullis/v1/portcullis.proto",
         "proto/portcullis/v1/oauth.proto",
+        "proto/portcullis/v1/logs.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
