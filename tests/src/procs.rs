@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-pub use portcullis_test_support::Proc;
-use portcullis_test_support::listening_addr;
+pub use portcullis_test_support::{Proc, listening_addr};
 use tokio::sync::oneshot;
 
 use crate::{eventually, http_client};

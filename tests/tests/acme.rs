@@ -537,8 +537,12 @@ async fn a_ca_requiring_external_account_binding_accepts_only_bound_accounts() {
             .arg("serve")
             .arg("--data-dir")
             .arg(dir.path())
-            .args(["--http-listen", &format!("127.0.0.1:{}", free_port())])
-            .args(["--grpc-listen", &format!("127.0.0.1:{}", free_port())])
+            .args([
+                "--http-listen",
+                "127.0.0.1:0",
+                "--grpc-listen",
+                "127.0.0.1:0",
+            ])
             .args(&flags)
             .env_remove("PORTCULLIS_ACME_EAB_KID")
             .env_remove("PORTCULLIS_ACME_EAB_HMAC_KEY")
