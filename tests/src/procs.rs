@@ -285,7 +285,9 @@ pub struct DataPlane {
 }
 
 impl DataPlane {
-    /// Enrols and starts one that also serves HTTPS, on the given ports.
+    /// Enrols and starts one that also serves HTTPS, on the given ports (0: any, read back
+    /// with [`DataPlane::http_port`] and [`DataPlane::https_addr`]). Tests that must know a
+    /// port before the start (Pebble validates on it) pick it with `free_port`.
     pub async fn start_https(
         cp: &ControlPlane,
         node_id: &str,
@@ -383,12 +385,16 @@ impl DataPlane {
     /// process exits (`false`).
     async fn ready_unless_exited(&mut self) -> bool {
         if let Some(line) = self.announcement.take() {
-            let Some([Some(http), Some(admin)]) =
-                announced(line, "data plane", ["http", "admin"]).await
+            let Some([Some(http), Some(admin), https]) =
+                announced(line, "data plane", ["http", "admin", "https"]).await
             else {
                 return false;
             };
             (self.http_port, self.admin_port) = (http.port(), admin.port());
+            if self.https_port.is_some() {
+                self.https_port = https.map(|a| a.port());
+                assert!(self.https_port.is_some(), "no https address announced");
+            }
             self.http = format!("http://127.0.0.1:{}", self.http_port);
             self.admin = format!("http://127.0.0.1:{}", self.admin_port);
         }
