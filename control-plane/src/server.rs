@@ -118,19 +118,30 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         );
     }
     let store = open_store(&cfg.data_dir, cfg.redis_url.as_deref()).await?;
+    // Bound before the issuer is derived from the address, so `--http-listen 127.0.0.1:0`
+    // yields the real port (tests bind port 0 and read the line printed below).
+    let http = TcpListener::bind(cfg.http_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.http_listen))?;
+    let grpc = TcpListener::bind(cfg.grpc_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.grpc_listen))?;
+    let (http_addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);
+    tracing::info!(http = %http_addr, grpc = %grpc_addr, store = store.backend_name(), "control plane listening");
+    println!("portcullis-control-plane listening http={http_addr} grpc={grpc_addr}");
     let mut oauth_settings = cfg.oauth.clone();
-    oauth_settings.local_url = if cfg.http_listen.ip().is_unspecified() {
-        format!("http://127.0.0.1:{}", cfg.http_listen.port())
+    oauth_settings.local_url = if http_addr.ip().is_unspecified() {
+        format!("http://127.0.0.1:{}", http_addr.port())
     } else {
-        format!("http://{}", cfg.http_listen)
+        format!("http://{http_addr}")
     };
     oauth_settings.issuer = if oauth_settings.issuer.is_empty() {
-        if !cfg.http_listen.ip().is_loopback() {
+        if !http_addr.ip().is_loopback() {
             bail!(
                 "give --oauth-issuer (the public https origin of the OAuth server) when --http-listen is not loopback"
             );
         }
-        format!("http://{}", cfg.http_listen)
+        format!("http://{http_addr}")
     } else {
         validate_issuer(&oauth_settings.issuer)?
     };
@@ -151,14 +162,6 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .context("cannot create the OAuth signing key")?;
     let snapshots = crate::snapshot::spawn_publisher(cp.clone(), cfg.poll_interval);
     crate::acme::spawn_renewer(cp.clone(), cfg.renew_check_interval);
-
-    let http = TcpListener::bind(cfg.http_listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.http_listen))?;
-    let grpc = TcpListener::bind(cfg.grpc_listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.grpc_listen))?;
-    tracing::info!(http = %http.local_addr()?, grpc = %grpc.local_addr()?, store = cp.store().backend_name(), "control plane listening");
 
     oauth.spawn_sweeper(Duration::from_secs(60));
     oauth.install_api_verifier();
