@@ -236,39 +236,6 @@ impl OAuthServer {
         })
     }
 
-    /// Lets the admin API accept this server's access tokens: audience = the issuer (the
-    /// control plane's own resource), scope `admin` or `user`. Holds only a weak reference,
-    /// so the two never keep each other alive.
-    pub fn install_api_verifier(&self) {
-        let weak = Arc::downgrade(&self.inner);
-        self.inner
-            .cp
-            .set_token_verifier(Box::new(move |token: String| {
-                let weak = weak.clone();
-                Box::pin(async move {
-                    let server = OAuthServer {
-                        inner: weak.upgrade()?,
-                    };
-                    let claims = token::verify_access_token(&server, &token).await.ok()?;
-                    if !claims.aud.iter().any(|a| a == server.issuer()) {
-                        return None;
-                    }
-                    let scopes: Vec<&str> = claims.scope.split(' ').collect();
-                    let scope = if scopes.contains(&"admin") {
-                        crate::model::TokenScope::Admin
-                    } else if scopes.contains(&"user") {
-                        crate::model::TokenScope::User
-                    } else {
-                        return None;
-                    };
-                    Some(crate::auth::Caller {
-                        token_id: format!("oauth:{}", claims.sub),
-                        scope,
-                    })
-                })
-            }));
-    }
-
     /// Start-up settings.
     pub fn settings(&self) -> &OAuthSettings {
         &self.inner.settings
