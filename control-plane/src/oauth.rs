@@ -22,6 +22,7 @@ pub mod admin;
 pub mod authorize;
 pub mod clients;
 pub mod device;
+pub mod device_state;
 pub mod edge_session;
 pub mod forward_auth;
 pub mod http;
@@ -29,6 +30,8 @@ pub mod idp;
 pub mod keys;
 pub mod metadata;
 pub mod model;
+pub mod params;
+pub mod revocation;
 pub mod token;
 
 pub use model::*;

@@ -330,7 +330,7 @@ pub async fn revoke_session(server: &OAuthServer, caller: &Caller, id: &str) -> 
     {
         return Err(ServiceError::not_found("session", id));
     }
-    super::token::revoke_family(server, id)
+    super::revocation::revoke_family(server, id)
         .await
         .map_err(|e| ServiceError::Unprocessable(e.to_string()))
 }
@@ -341,7 +341,7 @@ pub async fn revoke_session(server: &OAuthServer, caller: &Caller, id: &str) -> 
 pub async fn revoke_user(server: &OAuthServer, caller: &Caller, sub: &str) -> Result<()> {
     admin(caller)?;
     subject("sub", sub)?;
-    super::token::revoke_all_of(server, super::RevokedKind::Subject, sub)
+    super::revocation::revoke_all_of(server, super::RevokedKind::Subject, sub)
         .await
         .map_err(|e| ServiceError::Unprocessable(e.to_string()))
 }

@@ -416,7 +416,7 @@ pub async fn delete(
     if token.is_some() {
         managed(server, client_id, token).await?;
     }
-    super::token::revoke_all_of(server, super::RevokedKind::Client, client_id).await?;
+    super::revocation::revoke_all_of(server, super::RevokedKind::Client, client_id).await?;
     server
         .apply(Batch {
             checks: vec![],
@@ -435,7 +435,7 @@ pub async fn resolve(server: &OAuthServer, client_id: &str) -> Result<ClientReco
             registration_token_sha256: String::new(),
             redirect_uris: vec![],
             token_endpoint_auth_method: TokenEndpointAuth::None,
-            grant_types: vec![super::device::DEVICE_GRANT.into(), "refresh_token".into()],
+            grant_types: vec![super::params::DEVICE_GRANT.into(), "refresh_token".into()],
             application_type: "native".into(),
             client_name: Some("Portcullis CLI".into()),
             client_uri: None,

@@ -6,7 +6,7 @@
 //! token must be ours, live, and issued for that site. Identity comes back in
 //! oauth2-proxy-compatible `X-Auth-Request-*` headers.
 
-use super::authorize::canonical_resource;
+use super::params::canonical_resource;
 use super::token::{AccessClaims, verify_access_token};
 use super::{OAuthError, OAuthServer};
 

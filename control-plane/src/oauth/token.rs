@@ -7,18 +7,16 @@
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use super::authorize::pkce_matches;
 use super::clients::{self, Presented};
+use super::params::{DEVICE_GRANT, canonical_resource, pkce_matches};
+use super::revocation::{LEEWAY_SECS, revoke_family};
 use super::{
     ClientRecord, CodeRecord, Identity, OAuthError, OAuthServer, RevokedKind, RevokedToken,
-    SigningKeyRecord, TokenFamily, keys, put, random_token, sha256_hex,
+    SigningKeyRecord, TokenFamily, device_state, keys, put, random_token, sha256_hex,
 };
 use crate::auth::hashes_equal;
 use crate::model::now;
 use crate::store::{Batch, Check, Collection, StoreError, Write};
-
-/// Clock skew tolerated on `exp`/`nbf`, here and (the same value) in data planes.
-const LEEWAY_SECS: i64 = 5;
 
 /// Form of `POST /token`.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -113,12 +111,10 @@ pub async fn token(
     let grant = req.grant_type.clone().unwrap_or_default();
     if !client.grant_types.contains(&grant) {
         return Err(match grant.as_str() {
-            "authorization_code" | "refresh_token" | super::device::DEVICE_GRANT => {
-                OAuthError::new(
-                    "unauthorized_client",
-                    format!("this client may not use the {grant} grant"),
-                )
-            }
+            "authorization_code" | "refresh_token" | DEVICE_GRANT => OAuthError::new(
+                "unauthorized_client",
+                format!("this client may not use the {grant} grant"),
+            ),
             "" => OAuthError::invalid_request("grant_type is missing"),
             _ => OAuthError::new(
                 "unsupported_grant_type",
@@ -129,7 +125,7 @@ pub async fn token(
     match grant.as_str() {
         "authorization_code" => exchange_code(server, &client, req).await,
         "refresh_token" => refresh(server, &client, req).await,
-        super::device::DEVICE_GRANT => device_grant(server, &client, req).await,
+        DEVICE_GRANT => device_grant(server, &client, req).await,
         _ => Err(OAuthError::new(
             "unsupported_grant_type",
             format!("grant_type {grant:?} is not supported"),
@@ -304,7 +300,7 @@ async fn device_grant(
         .device_code
         .as_deref()
         .ok_or_else(|| OAuthError::invalid_request("device_code is missing"))?;
-    let record = super::device::poll(server, client, code).await?;
+    let record = device_state::poll(server, client, code).await?;
     let identity = record
         .identity
         .ok_or_else(|| OAuthError::server("approved device without identity"))?;
@@ -330,7 +326,7 @@ fn narrow_resources(granted: &[String], asked: &[String]) -> Result<Vec<String>,
     }
     let mut out = Vec::new();
     for r in asked {
-        let (canon, _) = super::authorize::canonical_resource(r)?;
+        let (canon, _) = canonical_resource(r)?;
         if !granted.contains(&canon) {
             return Err(OAuthError::new(
                 "invalid_target",
@@ -533,70 +529,6 @@ async fn is_revoked(server: &OAuthServer, claims: &AccessClaims) -> Result<bool,
         }
     }
     Ok(false)
-}
-
-/// Revokes every token issued so far to a user (`RevokedKind::Subject`) or a client, and
-/// their refresh families: one revocation entry reaches the data planes, and logins after
-/// this second are unaffected.
-pub async fn revoke_all_of(
-    server: &OAuthServer,
-    kind: RevokedKind,
-    value: &str,
-) -> Result<(), OAuthError> {
-    let families: Vec<TokenFamily> = server.list(Collection::OAuthFamilies).await?;
-    let mut writes: Vec<Write> = families
-        .iter()
-        .filter(|f| match kind {
-            RevokedKind::Subject => f.identity.sub == value,
-            RevokedKind::Client => f.client_id == value,
-        })
-        .map(|f| Write::Delete(Collection::OAuthFamilies, f.id.clone()))
-        .collect();
-    let entry = RevokedToken::all_of(
-        kind,
-        value,
-        now(),
-        server.settings().access_ttl.as_secs() as i64 + LEEWAY_SECS,
-    );
-    writes.push(put(Collection::OAuthRevocations, &entry.key(), &entry));
-    server
-        .apply(Batch {
-            checks: vec![],
-            writes,
-        })
-        .await?;
-    server.count(&server.counters().revoked);
-    Ok(())
-}
-
-/// Revokes a refresh family and every access token it issued.
-pub async fn revoke_family(server: &OAuthServer, family_id: &str) -> Result<(), OAuthError> {
-    let Some((family, _)) = server
-        .get::<TokenFamily>(Collection::OAuthFamilies, family_id)
-        .await?
-    else {
-        return Ok(());
-    };
-    let t = now();
-    let mut writes = vec![Write::Delete(
-        Collection::OAuthFamilies,
-        family_id.to_owned(),
-    )];
-    for (jti, exp) in family.access_tokens.iter().filter(|(_, exp)| *exp > t) {
-        writes.push(put(
-            Collection::OAuthRevocations,
-            jti,
-            &RevokedToken::token(jti, *exp),
-        ));
-    }
-    server
-        .apply(Batch {
-            checks: vec![],
-            writes,
-        })
-        .await?;
-    server.count(&server.counters().revoked);
-    Ok(())
 }
 
 /// `POST /revoke` (RFC 7009): always succeeds for tokens that are unknown or not the caller's.
