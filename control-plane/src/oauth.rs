@@ -24,6 +24,7 @@ pub mod clients;
 pub mod device;
 pub mod device_state;
 pub mod edge_session;
+pub mod error;
 pub mod forward_auth;
 pub mod http;
 pub mod idp;
@@ -34,6 +35,7 @@ pub mod params;
 pub mod revocation;
 pub mod token;
 
+pub use error::{ErrorCode, OAuthError};
 pub use model::*;
 
 /// Scopes the server always understands, beyond those named in login rules.
@@ -141,43 +143,6 @@ pub struct Metrics {
     pub clients: usize,
     /// Live refresh families (sessions).
     pub sessions: usize,
-}
-
-/// An OAuth protocol error (RFC 6749 §5.2 / §4.1.2.1).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{code}: {description}")]
-pub struct OAuthError {
-    /// RFC 6749 error code, e.g. `invalid_grant`.
-    pub code: &'static str,
-    /// Human-readable reason (never contains secrets).
-    pub description: String,
-}
-
-impl OAuthError {
-    /// Builds an error.
-    pub fn new(code: &'static str, description: impl Into<String>) -> Self {
-        Self {
-            code,
-            description: description.into(),
-        }
-    }
-
-    /// `invalid_request`.
-    pub fn invalid_request(d: impl Into<String>) -> Self {
-        Self::new("invalid_request", d)
-    }
-
-    /// `server_error`, logging the cause.
-    pub fn server(cause: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "oauth server error");
-        Self::new("server_error", "internal error; try again")
-    }
-}
-
-impl From<StoreError> for OAuthError {
-    fn from(e: StoreError) -> Self {
-        Self::server(e)
-    }
 }
 
 /// The authorization server. Cheap to clone.

@@ -8,8 +8,9 @@
 
 use super::params::{canonical_resource, known_scopes, valid_pkce_value};
 use super::{
-    BASE_SCOPES, CodeRecord, ConsentRecord, Identity, IdpRecord, LoginRule, LoginTx, OAuthError,
-    OAuthServer, ProxyOAuthSettings, clients, device_state, idp, put, random_token, sha256_hex,
+    BASE_SCOPES, CodeRecord, ConsentRecord, ErrorCode, Identity, IdpRecord, LoginRule, LoginTx,
+    OAuthError, OAuthServer, ProxyOAuthSettings, clients, device_state, idp, put, random_token,
+    sha256_hex,
 };
 use crate::auth::hashes_equal;
 use crate::model::{Proxy, now};
@@ -128,7 +129,7 @@ pub fn error_redirect(
     };
     {
         let mut q = url.query_pairs_mut();
-        q.append_pair("error", e.code);
+        q.append_pair("error", e.code.as_str());
         q.append_pair("error_description", &e.description);
         if let Some(s) = state {
             q.append_pair("state", s);
@@ -187,7 +188,7 @@ pub async fn validate_resources(
             .any(|p| p.enabled && host_matches(&p.hostname, &host))
         {
             return Err(OAuthError::new(
-                "invalid_target",
+                ErrorCode::InvalidTarget,
                 format!("resource {r:?} is not a protected resource of this server"),
             ));
         }
@@ -233,13 +234,13 @@ pub async fn start(server: &OAuthServer, req: AuthorizeRequest) -> Result<Next, 
     };
     if req.response_type.as_deref() != Some("code") {
         return Err(fail(OAuthError::new(
-            "unsupported_response_type",
+            ErrorCode::UnsupportedResponseType,
             "response_type must be \"code\"",
         )));
     }
     if !client.grant_types.iter().any(|g| g == "authorization_code") {
         return Err(fail(OAuthError::new(
-            "unauthorized_client",
+            ErrorCode::UnauthorizedClient,
             "this client did not register the authorization_code grant",
         )));
     }
@@ -272,7 +273,7 @@ pub async fn start(server: &OAuthServer, req: AuthorizeRequest) -> Result<Next, 
         .collect();
     if let Some(unknown) = scopes.iter().find(|s| !known.contains(s)) {
         return Err(fail(OAuthError::new(
-            "invalid_scope",
+            ErrorCode::InvalidScope,
             format!("unknown scope {unknown:?}"),
         )));
     }
@@ -324,7 +325,7 @@ pub(crate) async fn begin_login(
         .collect();
     if idps.is_empty() {
         return Err(OAuthError::new(
-            "temporarily_unavailable",
+            ErrorCode::TemporarilyUnavailable,
             "no identity provider is configured on this server",
         ));
     }
@@ -485,7 +486,7 @@ pub async fn callback(
     }
     if let Some(err) = cb.error {
         let e = OAuthError::new(
-            "access_denied",
+            ErrorCode::AccessDenied,
             format!(
                 "the identity provider refused the login ({})",
                 truncate(&err, 64)
@@ -528,7 +529,10 @@ pub async fn callback(
             return Err(tx_error(
                 server,
                 &tx,
-                OAuthError::new("access_denied", "this user is not allowed to log in here"),
+                OAuthError::new(
+                    ErrorCode::AccessDenied,
+                    "this user is not allowed to log in here",
+                ),
             ));
         }
     };
@@ -692,7 +696,7 @@ pub async fn consent(
         return Err(tx_error(
             server,
             &tx,
-            OAuthError::new("access_denied", "the user declined"),
+            OAuthError::new(ErrorCode::AccessDenied, "the user declined"),
         ));
     }
     // One consent per resource; scopes allowed before at a resource stay allowed there.

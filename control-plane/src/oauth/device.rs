@@ -10,7 +10,8 @@ use super::clients::{self, Presented};
 use super::device_state::INTERVAL_SECS;
 use super::params::{DEVICE_GRANT, known_scopes};
 use super::{
-    DeviceRecord, DeviceStatus, LoginTx, OAuthError, OAuthServer, put, random_token, sha256_hex,
+    DeviceRecord, DeviceStatus, ErrorCode, LoginTx, OAuthError, OAuthServer, put, random_token,
+    sha256_hex,
 };
 use crate::model::now;
 use crate::store::{Batch, Check, Collection, StoreError};
@@ -70,7 +71,7 @@ pub async fn authorize_device(
     let client = clients::authenticate(server, presented).await?;
     if !client.grant_types.iter().any(|g| g == DEVICE_GRANT) {
         return Err(OAuthError::new(
-            "unauthorized_client",
+            ErrorCode::UnauthorizedClient,
             "this client did not register the device_code grant",
         ));
     }
@@ -83,7 +84,7 @@ pub async fn authorize_device(
         .collect();
     if let Some(unknown) = scopes.iter().find(|s| !known.contains(s)) {
         return Err(OAuthError::new(
-            "invalid_scope",
+            ErrorCode::InvalidScope,
             format!("unknown scope {unknown:?}"),
         ));
     }
@@ -131,7 +132,7 @@ pub async fn authorize_device(
         }
     }
     Err(OAuthError::new(
-        "temporarily_unavailable",
+        ErrorCode::TemporarilyUnavailable,
         "could not allocate a user code; retry",
     ))
 }

@@ -3,7 +3,8 @@
 //! endpoint (called by `token`). Imports neither, so both can use it.
 
 use super::{
-    ClientRecord, DeviceRecord, DeviceStatus, LoginTx, OAuthError, OAuthServer, put, sha256_hex,
+    ClientRecord, DeviceRecord, DeviceStatus, ErrorCode, LoginTx, OAuthError, OAuthServer, put,
+    sha256_hex,
 };
 use crate::model::now;
 use crate::store::{Batch, Check, Collection, StoreError, Write};
@@ -78,22 +79,25 @@ pub(crate) async fn poll(
     let (mut record, raw) = server
         .get::<DeviceRecord>(Collection::OAuthDevices, &key)
         .await?
-        .ok_or_else(|| OAuthError::new("invalid_grant", "unknown device_code"))?;
+        .ok_or_else(|| OAuthError::new(ErrorCode::InvalidGrant, "unknown device_code"))?;
     if record.client_id != client.client_id {
         return Err(OAuthError::new(
-            "invalid_grant",
+            ErrorCode::InvalidGrant,
             "the device_code belongs to another client",
         ));
     }
     let t = now();
     if record.expires_at < t {
         return Err(OAuthError::new(
-            "expired_token",
+            ErrorCode::ExpiredToken,
             "the device code expired; start again",
         ));
     }
     match record.status {
-        DeviceStatus::Denied => Err(OAuthError::new("access_denied", "the login was refused")),
+        DeviceStatus::Denied => Err(OAuthError::new(
+            ErrorCode::AccessDenied,
+            "the login was refused",
+        )),
         DeviceStatus::Pending => {
             let too_fast = t - record.last_poll < INTERVAL_SECS;
             record.last_poll = t;
@@ -104,10 +108,13 @@ pub(crate) async fn poll(
                 })
                 .await;
             Err(if too_fast {
-                OAuthError::new("slow_down", format!("poll at most every {INTERVAL_SECS} s"))
+                OAuthError::new(
+                    ErrorCode::SlowDown,
+                    format!("poll at most every {INTERVAL_SECS} s"),
+                )
             } else {
                 OAuthError::new(
-                    "authorization_pending",
+                    ErrorCode::AuthorizationPending,
                     "the user has not finished signing in",
                 )
             })
@@ -122,7 +129,7 @@ pub(crate) async fn poll(
                 .await
                 .map_err(|e| match e {
                     StoreError::CheckFailed(_) => {
-                        OAuthError::new("invalid_grant", "the device_code was already used")
+                        OAuthError::new(ErrorCode::InvalidGrant, "the device_code was already used")
                     }
                     e => e.into(),
                 })?;

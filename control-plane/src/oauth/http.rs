@@ -13,7 +13,7 @@ use base64::Engine as _;
 use super::authorize::{self, AuthorizeRequest, Callback, Failure, LOGIN_COOKIE, Next};
 use super::clients::{self, ClientMetadata, Presented};
 use super::token::{self, TokenRequest};
-use super::{OAuthError, OAuthServer, keys, metadata};
+use super::{ErrorCode, OAuthError, OAuthServer, keys, metadata};
 
 type S = State<OAuthServer>;
 
@@ -55,12 +55,27 @@ pub fn router(server: OAuthServer) -> Router {
 
 // === rendering ===
 
+/// The HTTP status of an error response: 401 for failed client or bearer authentication
+/// (RFC 6749 §5.2, RFC 6750 §3.1), 500/503 for ours, 400 for the rest. No wildcard: a new
+/// code has to be placed here.
 fn status_of(e: &OAuthError) -> StatusCode {
     match e.code {
-        "invalid_client" | "invalid_token" => StatusCode::UNAUTHORIZED,
-        "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
-        "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+        ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::InvalidRequest
+        | ErrorCode::InvalidGrant
+        | ErrorCode::UnauthorizedClient
+        | ErrorCode::UnsupportedGrantType
+        | ErrorCode::UnsupportedResponseType
+        | ErrorCode::InvalidScope
+        | ErrorCode::AccessDenied
+        | ErrorCode::InvalidTarget
+        | ErrorCode::InvalidRedirectUri
+        | ErrorCode::InvalidClientMetadata
+        | ErrorCode::AuthorizationPending
+        | ErrorCode::SlowDown
+        | ErrorCode::ExpiredToken => StatusCode::BAD_REQUEST,
     }
 }
 
@@ -75,12 +90,12 @@ fn no_store(mut resp: Response) -> Response {
 fn json_error(e: &OAuthError) -> Response {
     let body = serde_json::json!({"error": e.code, "error_description": e.description});
     let mut resp = no_store((status_of(e), axum::Json(body)).into_response());
-    if e.code == "invalid_token" {
+    if e.code == ErrorCode::InvalidToken {
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer error=\"invalid_token\""),
         );
-    } else if e.code == "invalid_client" {
+    } else if e.code == ErrorCode::InvalidClient {
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"oauth\""),
@@ -151,7 +166,7 @@ fn error_page(e: &OAuthError) -> Response {
         &format!(
             "<p>The request could not be completed and was not sent back to the application.</p>\
              <p><code>{}</code>: {}</p>",
-            escape(e.code),
+            escape(e.code.as_str()),
             escape(&e.description)
         ),
     )
@@ -311,7 +326,8 @@ fn presented(headers: &HeaderMap, form: &[(String, String)]) -> Result<Presented
                     "use one client authentication method, not two",
                 ));
             }
-            let bad = || OAuthError::new("invalid_client", "malformed HTTP Basic credentials");
+            let bad =
+                || OAuthError::new(ErrorCode::InvalidClient, "malformed HTTP Basic credentials");
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(b64)
                 .map_err(|_| bad())?;
@@ -494,7 +510,7 @@ async fn register(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
         Ok(m) => m,
         Err(e) => {
             return json_error(&OAuthError::new(
-                "invalid_client_metadata",
+                ErrorCode::InvalidClientMetadata,
                 format!("body is not client metadata JSON: {e}"),
             ));
         }
@@ -522,7 +538,7 @@ async fn register_update(
         Ok(m) => m,
         Err(e) => {
             return json_error(&OAuthError::new(
-                "invalid_client_metadata",
+                ErrorCode::InvalidClientMetadata,
                 format!("body is not client metadata JSON: {e}"),
             ));
         }
@@ -536,7 +552,7 @@ async fn register_update(
 async fn register_delete(State(s): S, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let Some(token) = bearer(&headers) else {
         return json_error(&OAuthError::new(
-            "invalid_token",
+            ErrorCode::InvalidToken,
             "send the registration access token",
         ));
     };
@@ -581,7 +597,7 @@ async fn introspect(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
 async fn userinfo(State(s): S, headers: HeaderMap) -> Response {
     let Some(t) = bearer(&headers) else {
         return json_error(&OAuthError::new(
-            "invalid_token",
+            ErrorCode::InvalidToken,
             "send Authorization: Bearer <access token>",
         ));
     };
@@ -724,6 +740,82 @@ async fn verify(State(s): S, headers: HeaderMap, Query(q): Query<VerifyQuery>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every code, its wire name and its status: the JSON error contract (RFC 6749 §5.2,
+    /// RFC 6750 §3.1, RFC 7591 §3.2.2, RFC 8628 §3.5).
+    const CODES: &[(ErrorCode, &str, u16)] = &[
+        (ErrorCode::InvalidRequest, "invalid_request", 400),
+        (ErrorCode::InvalidClient, "invalid_client", 401),
+        (ErrorCode::InvalidGrant, "invalid_grant", 400),
+        (ErrorCode::UnauthorizedClient, "unauthorized_client", 400),
+        (
+            ErrorCode::UnsupportedGrantType,
+            "unsupported_grant_type",
+            400,
+        ),
+        (
+            ErrorCode::UnsupportedResponseType,
+            "unsupported_response_type",
+            400,
+        ),
+        (ErrorCode::InvalidScope, "invalid_scope", 400),
+        (ErrorCode::AccessDenied, "access_denied", 400),
+        (ErrorCode::ServerError, "server_error", 500),
+        (
+            ErrorCode::TemporarilyUnavailable,
+            "temporarily_unavailable",
+            503,
+        ),
+        (ErrorCode::InvalidTarget, "invalid_target", 400),
+        (ErrorCode::InvalidRedirectUri, "invalid_redirect_uri", 400),
+        (
+            ErrorCode::InvalidClientMetadata,
+            "invalid_client_metadata",
+            400,
+        ),
+        (
+            ErrorCode::AuthorizationPending,
+            "authorization_pending",
+            400,
+        ),
+        (ErrorCode::SlowDown, "slow_down", 400),
+        (ErrorCode::ExpiredToken, "expired_token", 400),
+        (ErrorCode::InvalidToken, "invalid_token", 401),
+    ];
+
+    #[tokio::test]
+    async fn json_errors_keep_their_status_body_and_challenge() {
+        for &(code, name, status) in CODES {
+            let resp = json_error(&OAuthError::new(code, "why"));
+            assert_eq!(resp.status().as_u16(), status, "{name}");
+            let h = resp.headers();
+            assert_eq!(h[header::CACHE_CONTROL], "no-store", "{name}");
+            let challenge = h.get(header::WWW_AUTHENTICATE).map(|v| v.to_str().unwrap());
+            let want = match name {
+                "invalid_token" => Some("Bearer error=\"invalid_token\""),
+                "invalid_client" => Some("Basic realm=\"oauth\""),
+                _ => None,
+            };
+            assert_eq!(challenge, want, "{name}");
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(
+                body,
+                serde_json::json!({"error": name, "error_description": "why"})
+            );
+        }
+    }
+
+    #[test]
+    fn error_pages_never_answer_401() {
+        for &(code, name, status) in CODES {
+            let page = error_page(&OAuthError::new(code, "why"));
+            let want = if status == 401 { 400 } else { status };
+            assert_eq!(page.status().as_u16(), want, "{name}");
+        }
+    }
 
     #[test]
     fn escaping_defuses_markup() {

@@ -5,7 +5,7 @@
 use base64::Engine as _;
 use sha2::Digest as _;
 
-use super::{BASE_SCOPES, LoginRule, OAuthError, OAuthServer};
+use super::{BASE_SCOPES, ErrorCode, LoginRule, OAuthError, OAuthServer};
 use crate::auth::hashes_equal;
 use crate::store::Collection;
 
@@ -15,7 +15,8 @@ pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// Canonical form of a resource indicator: lowercase scheme and host, no default port, no
 /// trailing slash (so `https://host` and `https://host/` are one audience).
 pub fn canonical_resource(raw: &str) -> Result<(String, String), OAuthError> {
-    let bad = |why: &str| OAuthError::new("invalid_target", format!("resource {raw:?}: {why}"));
+    let bad =
+        |why: &str| OAuthError::new(ErrorCode::InvalidTarget, format!("resource {raw:?}: {why}"));
     let url = url::Url::parse(raw).map_err(|_| bad("is not an absolute URI"))?;
     if url.scheme() != "https" && url.scheme() != "http" {
         return Err(bad("must be an http(s) URI"));

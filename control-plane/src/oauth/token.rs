@@ -11,8 +11,8 @@ use super::clients::{self, Presented};
 use super::params::{DEVICE_GRANT, canonical_resource, pkce_matches};
 use super::revocation::{LEEWAY_SECS, revoke_family};
 use super::{
-    ClientRecord, CodeRecord, Identity, OAuthError, OAuthServer, RevokedKind, RevokedToken,
-    SigningKeyRecord, TokenFamily, device_state, keys, put, random_token, sha256_hex,
+    ClientRecord, CodeRecord, ErrorCode, Identity, OAuthError, OAuthServer, RevokedKind,
+    RevokedToken, SigningKeyRecord, TokenFamily, device_state, keys, put, random_token, sha256_hex,
 };
 use crate::auth::hashes_equal;
 use crate::model::now;
@@ -112,12 +112,12 @@ pub async fn token(
     if !client.grant_types.contains(&grant) {
         return Err(match grant.as_str() {
             "authorization_code" | "refresh_token" | DEVICE_GRANT => OAuthError::new(
-                "unauthorized_client",
+                ErrorCode::UnauthorizedClient,
                 format!("this client may not use the {grant} grant"),
             ),
             "" => OAuthError::invalid_request("grant_type is missing"),
             _ => OAuthError::new(
-                "unsupported_grant_type",
+                ErrorCode::UnsupportedGrantType,
                 format!("grant_type {grant:?} is not supported"),
             ),
         });
@@ -127,7 +127,7 @@ pub async fn token(
         "refresh_token" => refresh(server, &client, req).await,
         DEVICE_GRANT => device_grant(server, &client, req).await,
         _ => Err(OAuthError::new(
-            "unsupported_grant_type",
+            ErrorCode::UnsupportedGrantType,
             format!("grant_type {grant:?} is not supported"),
         )),
     }
@@ -143,7 +143,7 @@ async fn exchange_code(
         .as_deref()
         .ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
     let key = sha256_hex(code);
-    let bad = |d: &str| OAuthError::new("invalid_grant", d.to_owned());
+    let bad = |d: &str| OAuthError::new(ErrorCode::InvalidGrant, d.to_owned());
     let (mut record, raw) = server
         .get::<CodeRecord>(Collection::OAuthCodes, &key)
         .await?
@@ -315,7 +315,7 @@ async fn device_grant(
     issue_family(server, client, &family_id, &grant, &resources, None)
         .await
         .map_err(|e| match e {
-            IssueError::Consumed => OAuthError::new("invalid_grant", "already used"),
+            IssueError::Consumed => OAuthError::new(ErrorCode::InvalidGrant, "already used"),
             IssueError::OAuth(e) => e,
         })
 }
@@ -329,7 +329,7 @@ fn narrow_resources(granted: &[String], asked: &[String]) -> Result<Vec<String>,
         let (canon, _) = canonical_resource(r)?;
         if !granted.contains(&canon) {
             return Err(OAuthError::new(
-                "invalid_target",
+                ErrorCode::InvalidTarget,
                 format!("resource {r:?} was not part of the authorization"),
             ));
         }
@@ -347,7 +347,7 @@ async fn refresh(
         .refresh_token
         .as_deref()
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is missing"))?;
-    let bad = |d: &str| OAuthError::new("invalid_grant", d.to_owned());
+    let bad = |d: &str| OAuthError::new(ErrorCode::InvalidGrant, d.to_owned());
     let (family_id, secret) = presented
         .split_once('.')
         .ok_or_else(|| bad("the refresh token is invalid"))?;
@@ -378,7 +378,7 @@ async fn refresh(
             let asked = scope_list(s);
             if let Some(extra) = asked.iter().find(|s| !family.scopes.contains(s)) {
                 return Err(OAuthError::new(
-                    "invalid_scope",
+                    ErrorCode::InvalidScope,
                     format!("scope {extra:?} was not granted"),
                 ));
             }
@@ -469,7 +469,7 @@ pub async fn verify_access_token(
     server: &OAuthServer,
     jwt: &str,
 ) -> Result<AccessClaims, OAuthError> {
-    let bad = |d: &str| OAuthError::new("invalid_token", d.to_owned());
+    let bad = |d: &str| OAuthError::new(ErrorCode::InvalidToken, d.to_owned());
     let header = jsonwebtoken::decode_header(jwt).map_err(|_| bad("malformed token"))?;
     if header
         .typ
@@ -576,7 +576,7 @@ pub async fn introspect(
     let client = clients::authenticate(server, presented).await?;
     if client.token_endpoint_auth_method == super::TokenEndpointAuth::None {
         return Err(OAuthError::new(
-            "invalid_client",
+            ErrorCode::InvalidClient,
             "introspection needs a confidential client",
         ));
     }
