@@ -21,6 +21,7 @@ use crate::store::{Batch, Collection, StoreError, Write};
 pub mod admin;
 pub mod authorize;
 pub mod clients;
+pub mod clock;
 pub mod device;
 pub mod device_state;
 pub mod edge_session;
@@ -35,6 +36,7 @@ pub mod params;
 pub mod revocation;
 pub mod token;
 
+pub use clock::{Clock, ManualClock};
 pub use error::{ErrorCode, OAuthError};
 pub use model::*;
 
@@ -159,6 +161,7 @@ struct Inner {
     upstream_roots: Vec<reqwest::Certificate>,
     counters: Counters,
     discovery: idp::DiscoveryCache,
+    clock: Clock,
 }
 
 /// An outbound HTTP client that never follows redirects and trusts `roots` too.
@@ -180,6 +183,15 @@ fn client_builder(
 impl OAuthServer {
     /// Builds the server over the control plane's store and master key.
     pub fn new(cp: ControlPlane, settings: OAuthSettings) -> anyhow::Result<Self> {
+        Self::with_clock(cp, settings, Clock::System)
+    }
+
+    /// [`Self::new`] with the clock the token code reads (tests pass a [`ManualClock`]).
+    pub fn with_clock(
+        cp: ControlPlane,
+        settings: OAuthSettings,
+        clock: Clock,
+    ) -> anyhow::Result<Self> {
         let mut upstream_roots = Vec::new();
         if let Some(path) = &settings.upstream_ca {
             let pem = std::fs::read(path)
@@ -200,8 +212,14 @@ impl OAuthServer {
                 upstream_roots,
                 counters: Counters::default(),
                 discovery: idp::DiscoveryCache::default(),
+                clock,
             }),
         })
+    }
+
+    /// Unix seconds by this server's clock: what tokens are minted, expired and revoked by.
+    pub fn now(&self) -> i64 {
+        self.inner.clock.now()
     }
 
     /// Start-up settings.

@@ -2,7 +2,6 @@
 //! user or client holds (one entry the data planes apply to tokens issued up to then).
 
 use super::{OAuthError, OAuthServer, RevokedKind, RevokedToken, TokenFamily, put};
-use crate::model::now;
 use crate::store::{Batch, Collection, Write};
 
 /// Clock skew tolerated on `exp`/`nbf`, here and (the same value) in data planes.
@@ -28,7 +27,7 @@ pub async fn revoke_all_of(
     let entry = RevokedToken::all_of(
         kind,
         value,
-        now(),
+        server.now(),
         server.settings().access_ttl.as_secs() as i64 + LEEWAY_SECS,
     );
     writes.push(put(Collection::OAuthRevocations, &entry.key(), &entry));
@@ -50,7 +49,7 @@ pub async fn revoke_family(server: &OAuthServer, family_id: &str) -> Result<(), 
     else {
         return Ok(());
     };
-    let t = now();
+    let t = server.now();
     let mut writes = vec![Write::Delete(
         Collection::OAuthFamilies,
         family_id.to_owned(),

@@ -4,6 +4,7 @@
 //! Refresh tokens are `{family}.{secret}`: the family record holds the hash of the one
 //! currently valid, so presenting an older one is detectable reuse and revokes the family.
 
+use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +16,6 @@ use super::{
     RevokedToken, SigningKeyRecord, TokenFamily, device_state, keys, put, random_token, sha256_hex,
 };
 use crate::auth::hashes_equal;
-use crate::model::now;
 use crate::store::{Batch, Check, Collection, StoreError, Write};
 
 /// Form of `POST /token`.
@@ -155,7 +155,7 @@ async fn exchange_code(
             "the code was already used; the tokens issued with it are revoked",
         ));
     }
-    if record.expires_at < now() {
+    if record.expires_at < server.now() {
         return Err(bad("the code is invalid or expired"));
     }
     if record.client_id != client.client_id {
@@ -231,7 +231,7 @@ async fn issue_family(
     audiences: &[String],
     consume: Option<(Check, Write)>,
 ) -> Result<TokenResponse, IssueError> {
-    let t = now();
+    let t = server.now();
     let settings = server.settings();
     let refresh_allowed = client.grant_types.iter().any(|g| g == "refresh_token");
     let refresh_secret = random_token();
@@ -368,7 +368,7 @@ async fn refresh(
             "the refresh token was already used; all tokens of this login are revoked",
         ));
     }
-    let t = now();
+    let t = server.now();
     if family.refresh_expires_at < t || family.absolute_expires_at < t {
         return Err(bad("the refresh token has expired"));
     }
@@ -434,7 +434,7 @@ async fn mint(
     auth_time: i64,
 ) -> Result<(String, AccessClaims), OAuthError> {
     let key = keys::active(server).await?;
-    let t = now();
+    let t = server.now();
     let claims = AccessClaims {
         iss: server.issuer().to_owned(),
         sub: who.sub.clone(),
@@ -499,11 +499,20 @@ pub async fn verify_access_token(
     let mut validation = Validation::new(alg);
     validation.set_issuer(&[server.issuer()]);
     validation.validate_aud = false;
-    validation.validate_nbf = true;
-    validation.leeway = LEEWAY_SECS as u64;
+    // Time is checked below by this server's clock (the library would read the system's).
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
     validation.set_required_spec_claims(&["exp", "iss", "sub", "nbf", "iat"]);
-    let data = jsonwebtoken::decode::<AccessClaims>(jwt, &dkey, &validation)
-        .map_err(|e| bad(&format!("token rejected: {e}")))?;
+    let rejected = |e: jsonwebtoken::errors::Error| bad(&format!("token rejected: {e}"));
+    let data = jsonwebtoken::decode::<AccessClaims>(jwt, &dkey, &validation).map_err(rejected)?;
+    // The library's rule and wording: expired beyond the leeway, or not yet valid.
+    let t = server.now();
+    if data.claims.exp < t - LEEWAY_SECS {
+        return Err(rejected(ErrorKind::ExpiredSignature.into()));
+    }
+    if data.claims.nbf > t + LEEWAY_SECS {
+        return Err(rejected(ErrorKind::ImmatureSignature.into()));
+    }
     if is_revoked(server, &data.claims).await? {
         return Err(bad("token revoked"));
     }
@@ -581,7 +590,7 @@ pub async fn introspect(
         ));
     }
     if let Some((family_id, secret)) = token.split_once('.').filter(|(_, s)| !s.contains('.')) {
-        let t = now();
+        let t = server.now();
         if let Some((f, _)) = server
             .get::<TokenFamily>(Collection::OAuthFamilies, family_id)
             .await?
@@ -627,3 +636,6 @@ pub async fn userinfo(server: &OAuthServer, jwt: &str) -> Result<serde_json::Val
         "idp": c.idp,
     }))
 }
+
+#[cfg(test)]
+mod tests;
