@@ -5,8 +5,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use axum::Router;
 use tokio::net::TcpListener;
+use utoipa::OpenApi as _;
+use utoipa_swagger_ui::SwaggerUi;
 
+use crate::authenticator::Authenticator;
+use crate::oauth::OAuthServer;
+use crate::rest;
 use crate::service::ControlPlane;
 use crate::store::Store;
 
@@ -164,12 +170,12 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     crate::acme::spawn_renewer(cp.clone(), cfg.renew_check_interval);
 
     oauth.spawn_sweeper(Duration::from_secs(60));
-    oauth.install_api_verifier();
     tracing::info!(issuer = %oauth.issuer(), "OAuth authorization server enabled");
-    let (admin, config) = crate::grpc::services(cp.clone(), snapshots);
+    let authn = Authenticator::new(cp.clone(), oauth.clone());
+    let (admin, config) = crate::grpc::services(cp.clone(), authn.clone(), snapshots);
     let oauth_admin =
         portcullis_proto::v1::o_auth_admin_service_server::OAuthAdminServiceServer::new(
-            crate::grpc::OAuthAdminApi::new(oauth.clone()),
+            crate::grpc::OAuthAdminApi::new(oauth.clone(), authn.clone()),
         );
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
@@ -187,7 +193,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
             shutdown(),
         );
-    let app = crate::rest::router(cp).merge(crate::oauth::http::router(oauth));
+    let app = http_app(cp, oauth, authn);
     let http_server = axum::serve(http, app).with_graceful_shutdown(shutdown());
 
     tokio::select! {
@@ -195,6 +201,23 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         r = http_server => r.context("HTTP server failed")?,
     }
     Ok(())
+}
+
+/// The whole HTTP listener: REST (`/health`, `/api/v1/…`, the OAuth admin API), the OAuth
+/// protocol endpoints at the root, and the merged OpenAPI document (`/openapi.json`, Swagger
+/// UI at `/docs`).
+pub fn http_app(cp: ControlPlane, oauth: OAuthServer, authn: Authenticator) -> Router {
+    Router::new()
+        .merge(rest::router(rest::ApiState::new(cp, oauth.clone(), authn)))
+        .merge(crate::oauth::http::router(oauth))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
+}
+
+/// The OpenAPI document of every `/api/v1/` operation, REST and OAuth admin.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = rest::ApiDoc::openapi();
+    doc.merge(rest::OAuthApiDoc::openapi());
+    doc
 }
 
 async fn shutdown() {
