@@ -8,7 +8,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt as _;
-use portcullis_control_plane::{rest, service::ControlPlane, store::Store};
+use portcullis_control_plane::authenticator::Authenticator;
+use portcullis_control_plane::oauth::{OAuthServer, OAuthSettings};
+use portcullis_control_plane::{server, service::ControlPlane, store::Store};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
@@ -30,7 +32,9 @@ impl Fixture {
             .await
             .expect("admin token")
             .secret;
-        let app = rest::router(cp.clone());
+        let oauth = OAuthServer::new(cp.clone(), OAuthSettings::default()).expect("oauth server");
+        let authn = Authenticator::new(cp.clone(), oauth.clone());
+        let app = server::http_app(cp.clone(), oauth, authn);
         Self {
             _dir: dir,
             cp,
