@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub mod certs;
+pub mod pem;
 pub mod validate;
 
 pub use certs::*;

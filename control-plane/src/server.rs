@@ -150,7 +150,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .await
         .context("cannot create the OAuth signing key")?;
     let snapshots = crate::snapshot::spawn_publisher(cp.clone(), cfg.poll_interval);
-    crate::acme::spawn_renewer(cp.clone(), cfg.renew_check_interval);
+    crate::issuer::spawn(cp.clone(), cfg.renew_check_interval);
 
     let http = TcpListener::bind(cfg.http_listen)
         .await

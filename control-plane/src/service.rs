@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-use crate::acme::AcmeSettings;
+use crate::acme::{AcmeSettings, OrderQueue};
 use crate::auth::{self, Caller};
 use crate::error::ServiceError;
 use crate::model::{Health, TokenRecord, TokenScope, now};
@@ -46,6 +46,8 @@ struct Inner {
     store: Store,
     revision: watch::Sender<u64>,
     dataplanes: DataPlaneRegistry,
+    /// Certificate names for the issuer task to order.
+    orders: OrderQueue,
     master_key: MasterKey,
     acme: AcmeSettings,
     oauth_issuer: String,
@@ -99,6 +101,7 @@ impl ControlPlane {
         Ok(Self {
             inner: Arc::new(Inner {
                 dataplanes: DataPlaneRegistry::new(store.clone()),
+                orders: OrderQueue::new(),
                 store,
                 revision: watch::Sender::new(rev),
                 master_key: options.master_key,
@@ -117,6 +120,11 @@ impl ControlPlane {
     /// ACME settings.
     pub fn acme(&self) -> &AcmeSettings {
         &self.inner.acme
+    }
+
+    /// Certificate names to order: the service layer pushes, the issuer task receives.
+    pub fn orders(&self) -> &OrderQueue {
+        &self.inner.orders
     }
 
     /// The OAuth issuer, for snapshots.

@@ -4,8 +4,10 @@
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::certs::certificate_info;
 use super::*;
-use crate::acme;
+use crate::acme::order_lock;
+use crate::model::pem::parse_validity;
 use crate::model::validate;
 use crate::model::{
     CertSource, CertStatus, CertificateExport, CertificateInfo, CertificateRecord,
@@ -24,7 +26,7 @@ impl ControlPlane {
         require_writer(caller)?;
         let name = validate::ident("name", &input.name)?;
         let domains = check_pem(&input.cert_chain_pem, &input.private_key_pem)?;
-        let (issuer, not_before, not_after) = acme::parse_validity(&input.cert_chain_pem);
+        let (issuer, not_before, not_after) = parse_validity(&input.cert_chain_pem);
         let now = now();
         let rec = CertificateRecord {
             name: name.clone(),
@@ -54,7 +56,7 @@ impl ControlPlane {
             |_| ServiceError::Conflict(format!("certificate {name:?} already exists")),
         )
         .await?;
-        Ok(CertificateInfo::from(&rec))
+        Ok(certificate_info(&rec))
     }
 
     /// The chain and its private key in clear, for an admin who asked for the key
@@ -115,7 +117,7 @@ impl ControlPlane {
             )));
         }
         // An order in flight would land a staging certificate after the switch.
-        if self.lock_held(&acme::order_lock(name)).await? {
+        if self.lock_held(&order_lock(name)).await? {
             return Err(ServiceError::Conflict(format!(
                 "certificate {name:?} is being ordered right now; retry when it is valid or failed"
             )));
@@ -125,8 +127,8 @@ impl ControlPlane {
             c.renewal_failures = 0;
         })
         .await?;
-        acme::spawn_issue(self.clone(), name.to_owned());
-        Ok(CertificateInfo::from(&self.certificate_record(name).await?))
+        self.orders().push(name.to_owned());
+        Ok(certificate_info(&self.certificate_record(name).await?))
     }
 }
 

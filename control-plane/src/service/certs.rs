@@ -1,10 +1,12 @@
-//! Certificate operations. Ordering runs in the background (`crate::acme`); the API returns
+//! Certificate operations. Ordering runs in the background: names go to the issuer through
+//! the order queue (`crate::acme::OrderQueue`, consumed by `crate::issuer`); the API returns
 //! at once and the status is visible.
 
 use std::time::Duration;
 
 use super::*;
-use crate::acme;
+use crate::acme::renewal::shown_status;
+use crate::model::pem;
 use crate::model::validate;
 use crate::model::{
     CertSource, CertStatus, CertificateInfo, CertificateInput, CertificateRecord, Proxy,
@@ -91,10 +93,10 @@ impl ControlPlane {
             private_key_sealed: String::new(),
         };
         if self_signed {
-            let (chain, key) = acme::self_signed(&rec.domains).map_err(|e| {
+            let (chain, key) = pem::self_signed(&rec.domains).map_err(|e| {
                 ServiceError::Unprocessable(format!("cannot make a certificate: {e}"))
             })?;
-            let (issuer, nb, na) = acme::parse_validity(&chain);
+            let (issuer, nb, na) = pem::parse_validity(&chain);
             rec.private_key_sealed = self.master_key().seal(key.as_bytes());
             rec.cert_chain_pem = chain;
             rec.issuer = issuer;
@@ -117,9 +119,9 @@ impl ControlPlane {
         )
         .await?;
         if !self_signed {
-            acme::spawn_issue(self.clone(), name);
+            self.orders().push(name);
         }
-        Ok(CertificateInfo::from(&rec))
+        Ok(certificate_info(&rec))
     }
 
     /// Makes sure a certificate covers `hostname`: reuses any valid or pending one, else
@@ -158,13 +160,13 @@ impl ControlPlane {
 
     /// Reads one certificate (never its key).
     pub async fn get_certificate(&self, _caller: &Caller, name: &str) -> Result<CertificateInfo> {
-        Ok(CertificateInfo::from(&self.certificate_record(name).await?))
+        Ok(certificate_info(&self.certificate_record(name).await?))
     }
 
     /// Lists certificates (never their keys).
     pub async fn list_certificates(&self, _caller: &Caller) -> Result<Vec<CertificateInfo>> {
         let all: Vec<CertificateRecord> = self.list(Collection::Certificates).await?;
-        Ok(all.iter().map(CertificateInfo::from).collect())
+        Ok(all.iter().map(certificate_info).collect())
     }
 
     /// Orders a fresh certificate for the same names now; the current one keeps serving.
@@ -177,8 +179,8 @@ impl ControlPlane {
                 "certificate {name:?} was not issued by ACME"
             )));
         }
-        acme::spawn_issue(self.clone(), name.to_owned());
-        Ok(CertificateInfo::from(&rec))
+        self.orders().push(name.to_owned());
+        Ok(certificate_info(&rec))
     }
 
     /// Deletes a certificate the caller owns; refused while a proxy names it unless `force`.
@@ -329,6 +331,11 @@ fn lock_expiry(value: &[u8]) -> i64 {
         .next()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
+}
+
+/// The API view of a certificate, with the status the renewal policy shows now.
+pub(crate) fn certificate_info(rec: &CertificateRecord) -> CertificateInfo {
+    CertificateInfo::new(rec, shown_status(rec, now()))
 }
 
 /// Whether proxy hostname `pattern` (maybe `*.`) serves `name`.

@@ -750,3 +750,44 @@ async fn request_body_limit_is_validated_and_stored() {
         10 << 20
     );
 }
+
+#[tokio::test]
+async fn certificates_to_order_go_to_the_issuer_queue() {
+    let (cp, admin, _user, _d) = setup().await;
+    let mut orders = cp.orders().take_receiver().expect("no issuer took it");
+    cp.create_proxy(&admin, proxy("a.example.com"))
+        .await
+        .unwrap();
+    cp.create_proxy(&admin, proxy("dev.localhost"))
+        .await
+        .unwrap();
+    while orders.try_recv().is_ok() {}
+    let cert = |name: &str, domain: &str, self_signed| CertificateInput {
+        name: name.into(),
+        domains: vec![domain.into()],
+        self_signed: Some(self_signed),
+        ..Default::default()
+    };
+    // A development certificate is made at once: nothing to order.
+    let dev = cp
+        .create_certificate(&admin, cert("dev", "dev.localhost", true))
+        .await
+        .unwrap();
+    assert_eq!(dev.status, CertStatus::Valid);
+    assert!(orders.try_recv().is_err());
+    // An ACME certificate is stored pending and queued; `cert renew` queues it again.
+    let acme = cp
+        .create_certificate(&admin, cert("a", "a.example.com", false))
+        .await
+        .unwrap();
+    assert_eq!(acme.status, CertStatus::Pending);
+    assert_eq!(orders.try_recv().ok().as_deref(), Some("a"));
+    cp.renew_certificate(&admin, "a").await.unwrap();
+    assert_eq!(orders.try_recv().ok().as_deref(), Some("a"));
+    // Refusals still reach the caller and queue nothing.
+    assert!(matches!(
+        cp.renew_certificate(&admin, "dev").await,
+        Err(ServiceError::Unprocessable(_))
+    ));
+    assert!(orders.try_recv().is_err());
+}
