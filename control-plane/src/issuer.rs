@@ -27,7 +27,7 @@ use crate::model::{
     AriState, CertSource, CertStatus, CertificateRecord, ChallengeKind, ChallengeRecord, now,
 };
 use crate::service::ControlPlane;
-use crate::store::{Batch, Check, Collection, Write};
+use crate::store::{Batch, Check, Collection, Record, Write};
 
 /// Why an issuance attempt failed.
 #[derive(Debug, thiserror::Error)]
@@ -239,12 +239,9 @@ async fn attempt(
         }
         answers.push(answer);
     }
-    let keys: Vec<String> = answers.iter().map(challenge_key).collect();
+    let keys: Vec<String> = answers.iter().map(Record::key).collect();
     let result = async {
-        let writes = answers
-            .iter()
-            .map(|a| crate::service::put_record(Collection::AcmeChallenges, &challenge_key(a), a))
-            .collect();
+        let writes = answers.iter().map(Write::put).collect();
         let rev = cp
             .store()
             .apply(Batch {
@@ -375,10 +372,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-fn challenge_key(a: &ChallengeRecord) -> String {
-    format!("{}:{}:{}", a.certificate, a.domain, a.token)
 }
 
 /// An ACME account and its record exactly as stored, so that replacing the record can check

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 pub mod certs;
 pub mod pem;
+mod records;
 pub mod validate;
 
 pub use certs::*;

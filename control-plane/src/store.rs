@@ -9,9 +9,11 @@
 use std::path::Path;
 
 mod embedded;
+mod record;
 mod redis_backend;
 
 pub use embedded::EmbeddedStore;
+pub use record::{Record, RecordSet, decode, encode};
 pub use redis_backend::RedisStore;
 
 /// A named group of records. Config collections bump the revision when written.
@@ -163,6 +165,14 @@ pub enum StoreError {
         key: String,
         /// Decoder message.
         reason: String,
+    },
+    /// A multi-collection read came back with the wrong number of collections.
+    #[error("the store answered {got} collections where {expected} were read")]
+    Shape {
+        /// Collections requested.
+        expected: usize,
+        /// Collections in the answer.
+        got: usize,
     },
 }
 

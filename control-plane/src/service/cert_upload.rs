@@ -51,7 +51,7 @@ impl ControlPlane {
         self.commit(
             Batch {
                 checks: vec![Check::Absent(Collection::Certificates, name.clone())],
-                writes: vec![put(Collection::Certificates, &name, &rec)],
+                writes: vec![Write::put(&rec)],
             },
             |_| ServiceError::Conflict(format!("certificate {name:?} already exists")),
         )

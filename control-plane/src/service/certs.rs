@@ -48,7 +48,7 @@ impl ControlPlane {
                 domains.push(d);
             }
         }
-        let proxies: Vec<Proxy> = self.list(Collection::Proxies).await?;
+        let proxies: Vec<Proxy> = self.list().await?;
         for d in &domains {
             let usable = proxies
                 .iter()
@@ -113,7 +113,7 @@ impl ControlPlane {
         self.commit(
             Batch {
                 checks: vec![Check::Absent(Collection::Certificates, name.clone())],
-                writes: vec![put(Collection::Certificates, &name, &rec)],
+                writes: vec![Write::put(&rec)],
             },
             |_| ServiceError::Conflict(format!("certificate {name:?} already exists")),
         )
@@ -132,7 +132,7 @@ impl ControlPlane {
             tracing::info!(%hostname, "wildcard proxy: no automatic certificate without a DNS-01 solver");
             return;
         }
-        let existing: Vec<CertificateRecord> = match self.list(Collection::Certificates).await {
+        let existing: Vec<CertificateRecord> = match self.list().await {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(%hostname, error = %e, "cannot look for a certificate");
@@ -165,7 +165,7 @@ impl ControlPlane {
 
     /// Lists certificates (never their keys).
     pub async fn list_certificates(&self, _caller: &Caller) -> Result<Vec<CertificateInfo>> {
-        let all: Vec<CertificateRecord> = self.list(Collection::Certificates).await?;
+        let all: Vec<CertificateRecord> = self.list().await?;
         Ok(all.iter().map(certificate_info).collect())
     }
 
@@ -186,16 +186,13 @@ impl ControlPlane {
     /// Deletes a certificate the caller owns; refused while a proxy names it unless `force`.
     pub async fn delete_certificate(&self, caller: &Caller, name: &str, force: bool) -> Result<()> {
         require_writer(caller)?;
-        let Some((rec, raw)) = self
-            .get::<CertificateRecord>(Collection::Certificates, name)
-            .await?
-        else {
+        let Some((rec, raw)) = self.get::<CertificateRecord>(name).await? else {
             return Err(ServiceError::not_found("certificate", name));
         };
         require_owner(caller, "certificate", name, &rec.owner_token_id)?;
         if !force {
             let users: Vec<String> = self
-                .list::<Proxy>(Collection::Proxies)
+                .list::<Proxy>()
                 .await?
                 .into_iter()
                 .filter(|p| p.certificate_name == name)
@@ -229,7 +226,7 @@ impl ControlPlane {
 
     /// The full record, key sealed. For the ACME worker and the snapshot.
     pub(crate) async fn certificate_record(&self, name: &str) -> Result<CertificateRecord> {
-        self.get(Collection::Certificates, name)
+        self.get(name)
             .await?
             .map(|(c, _)| c)
             .ok_or_else(|| ServiceError::not_found("certificate", name))
@@ -242,10 +239,7 @@ impl ControlPlane {
         f: impl Fn(&mut CertificateRecord),
     ) -> Result<()> {
         for _ in 0..CAS_RETRIES {
-            let Some((mut rec, raw)) = self
-                .get::<CertificateRecord>(Collection::Certificates, name)
-                .await?
-            else {
+            let Some((mut rec, raw)) = self.get::<CertificateRecord>(name).await? else {
                 return Err(ServiceError::not_found("certificate", name));
             };
             f(&mut rec);
@@ -255,7 +249,7 @@ impl ControlPlane {
                     name.to_owned(),
                     raw,
                 )],
-                writes: vec![put(Collection::Certificates, name, &rec)],
+                writes: vec![Write::put(&rec)],
             };
             match self
                 .commit(batch, |_| ServiceError::Conflict(String::new()))

@@ -44,7 +44,7 @@ impl ControlPlane {
         self.commit(
             Batch {
                 checks,
-                writes: vec![put(Collection::Proxies, &key, &proxy)],
+                writes: vec![Write::put(&proxy)],
             },
             |i| match i {
                 0 => ServiceError::Conflict(format!("proxy {key:?} already exists")),
@@ -61,7 +61,7 @@ impl ControlPlane {
     /// Reads one proxy.
     pub async fn get_proxy(&self, _caller: &Caller, hostname: &str) -> Result<Proxy> {
         let key = hostname.to_ascii_lowercase();
-        self.get(Collection::Proxies, &key)
+        self.get(&key)
             .await?
             .map(|(p, _)| p)
             .ok_or_else(|| ServiceError::not_found("proxy", hostname))
@@ -69,7 +69,7 @@ impl ControlPlane {
 
     /// Lists all proxies, sorted by hostname.
     pub async fn list_proxies(&self, _caller: &Caller) -> Result<Vec<Proxy>> {
-        self.list(Collection::Proxies).await
+        self.list().await
     }
 
     /// Changes the given fields of a proxy the caller owns.
@@ -94,7 +94,7 @@ impl ControlPlane {
         require_writer(caller)?;
         let key = hostname.to_ascii_lowercase();
         for _ in 0..CAS_RETRIES {
-            let Some((mut proxy, raw)) = self.get::<Proxy>(Collection::Proxies, &key).await? else {
+            let Some((mut proxy, raw)) = self.get::<Proxy>(&key).await? else {
                 return Err(ServiceError::not_found("proxy", hostname));
             };
             require_owner(caller, "proxy", &key, &proxy.owner_token_id)?;
@@ -109,7 +109,7 @@ impl ControlPlane {
             }
             let batch = Batch {
                 checks,
-                writes: vec![put(Collection::Proxies, &key, &proxy)],
+                writes: vec![Write::put(&proxy)],
             };
             match self
                 .commit(batch, |i| match i {
@@ -132,12 +132,12 @@ impl ControlPlane {
     pub async fn delete_proxy(&self, caller: &Caller, hostname: &str) -> Result<()> {
         require_writer(caller)?;
         let key = hostname.to_ascii_lowercase();
-        let Some((proxy, raw)) = self.get::<Proxy>(Collection::Proxies, &key).await? else {
+        let Some((proxy, raw)) = self.get::<Proxy>(&key).await? else {
             return Err(ServiceError::not_found("proxy", hostname));
         };
         require_owner(caller, "proxy", &key, &proxy.owner_token_id)?;
         let users: Vec<String> = self
-            .list::<Route>(Collection::Routes)
+            .list::<Route>()
             .await?
             .into_iter()
             .filter(|r| {

@@ -57,7 +57,7 @@ impl ControlPlane {
         let mut checks = vec![Check::Absent(Collection::Routes, id.clone())];
         let mut missing: Vec<String> = Vec::new();
         for h in &proxy_hostnames {
-            match self.get::<Proxy>(Collection::Proxies, h).await? {
+            match self.get::<Proxy>(h).await? {
                 Some((p, raw)) => {
                     require_owner(caller, "proxy", h, &p.owner_token_id)?;
                     checks.push(Check::Equals(Collection::Proxies, h.clone(), raw));
@@ -69,10 +69,7 @@ impl ControlPlane {
             TargetKind::Url => validate::target_url("target_value", &input.target_value)?,
             TargetKind::Service => {
                 let name = validate::ident("target_value", &input.target_value)?;
-                match self
-                    .get::<ExternalService>(Collection::Services, &name)
-                    .await?
-                {
+                match self.get::<ExternalService>(&name).await? {
                     Some((s, raw)) => {
                         require_owner(caller, "service", &name, &s.owner_token_id)?;
                         checks.push(Check::Equals(Collection::Services, name.clone(), raw));
@@ -83,7 +80,7 @@ impl ControlPlane {
             }
             TargetKind::Proxy => {
                 let host = validate::hostname("target_value", &input.target_value)?;
-                match self.get::<Proxy>(Collection::Proxies, &host).await? {
+                match self.get::<Proxy>(&host).await? {
                     Some((p, raw)) => {
                         require_owner(caller, "proxy", &host, &p.owner_token_id)?;
                         refuse_protected_target(&host, &p)?;
@@ -119,7 +116,7 @@ impl ControlPlane {
         self.commit(
             Batch {
                 checks,
-                writes: vec![put(Collection::Routes, &id, &route)],
+                writes: vec![Write::put(&route)],
             },
             |i| {
                 if i == 0 {
@@ -137,7 +134,7 @@ impl ControlPlane {
 
     /// Reads one route.
     pub async fn get_route(&self, _caller: &Caller, id: &str) -> Result<Route> {
-        self.get(Collection::Routes, id)
+        self.get(id)
             .await?
             .map(|(r, _)| r)
             .ok_or_else(|| ServiceError::not_found("route", id))
@@ -145,7 +142,7 @@ impl ControlPlane {
 
     /// Lists routes, highest priority first.
     pub async fn list_routes(&self, _caller: &Caller) -> Result<Vec<Route>> {
-        let mut routes: Vec<Route> = self.list(Collection::Routes).await?;
+        let mut routes: Vec<Route> = self.list().await?;
         routes.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id)));
         Ok(routes)
     }
@@ -153,7 +150,7 @@ impl ControlPlane {
     /// Deletes a route the caller owns.
     pub async fn delete_route(&self, caller: &Caller, id: &str) -> Result<()> {
         require_writer(caller)?;
-        let Some((route, raw)) = self.get::<Route>(Collection::Routes, id).await? else {
+        let Some((route, raw)) = self.get::<Route>(id).await? else {
             return Err(ServiceError::not_found("route", id));
         };
         require_owner(caller, "route", id, &route.owner_token_id)?;

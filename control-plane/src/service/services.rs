@@ -24,7 +24,7 @@ impl ControlPlane {
         self.commit(
             Batch {
                 checks: vec![Check::Absent(Collection::Services, key.clone())],
-                writes: vec![put(Collection::Services, &key, &service)],
+                writes: vec![Write::put(&service)],
             },
             |_| ServiceError::Conflict(format!("service {key:?} already exists")),
         )
@@ -34,7 +34,7 @@ impl ControlPlane {
 
     /// Reads one service.
     pub async fn get_service(&self, _caller: &Caller, name: &str) -> Result<ExternalService> {
-        self.get(Collection::Services, name)
+        self.get(name)
             .await?
             .map(|(s, _)| s)
             .ok_or_else(|| ServiceError::not_found("service", name))
@@ -42,21 +42,18 @@ impl ControlPlane {
 
     /// Lists services by name.
     pub async fn list_services(&self, _caller: &Caller) -> Result<Vec<ExternalService>> {
-        self.list(Collection::Services).await
+        self.list().await
     }
 
     /// Deletes a service the caller owns; 409 while routes target it.
     pub async fn delete_service(&self, caller: &Caller, name: &str) -> Result<()> {
         require_writer(caller)?;
-        let Some((service, raw)) = self
-            .get::<ExternalService>(Collection::Services, name)
-            .await?
-        else {
+        let Some((service, raw)) = self.get::<ExternalService>(name).await? else {
             return Err(ServiceError::not_found("service", name));
         };
         require_owner(caller, "service", name, &service.owner_token_id)?;
         let users: Vec<String> = self
-            .list::<Route>(Collection::Routes)
+            .list::<Route>()
             .await?
             .into_iter()
             .filter(|r| r.target_kind == TargetKind::Service && r.target_value == name)

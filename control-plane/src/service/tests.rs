@@ -549,7 +549,7 @@ async fn snapshots_carry_public_keys_and_revocations_only() {
     cp.store()
         .apply(crate::store::Batch {
             checks: vec![],
-            writes: vec![put(
+            writes: vec![Write::json(
                 Collection::OAuthRevocations,
                 "jti-1",
                 &crate::oauth::RevokedToken::token("jti-1", now() + 60),
@@ -606,18 +606,18 @@ async fn sweep_drops_expired_device_authorizations_and_their_user_codes() {
         .apply(crate::store::Batch {
             checks: vec![],
             writes: vec![
-                put(
+                Write::json(
                     Collection::OAuthDevices,
                     "old",
                     &device("BBBB-BBBB", now() - 1),
                 ),
-                put(Collection::OAuthUserCodes, "BBBB-BBBB", &"old"),
-                put(
+                Write::json(Collection::OAuthUserCodes, "BBBB-BBBB", &"old"),
+                Write::json(
                     Collection::OAuthDevices,
                     "live",
                     &device("CCCC-CCCC", now() + 600),
                 ),
-                put(Collection::OAuthUserCodes, "CCCC-CCCC", &"live"),
+                Write::json(Collection::OAuthUserCodes, "CCCC-CCCC", &"live"),
             ],
         })
         .await

@@ -66,7 +66,7 @@ impl ControlPlane {
         let batch = Batch {
             checks,
             writes: vec![
-                put(Collection::Tokens, &id, &record),
+                Write::put(&record),
                 Write::Put(Collection::Meta, BOOTSTRAP_MARKER.into(), b"1".to_vec()),
             ],
         };
@@ -82,7 +82,7 @@ impl ControlPlane {
 
     /// Lists tokens: all for an admin, only its own for anyone else.
     pub async fn list_tokens(&self, caller: &Caller) -> Result<Vec<TokenInfo>> {
-        let all: Vec<TokenRecord> = self.list(Collection::Tokens).await?;
+        let all: Vec<TokenRecord> = self.list().await?;
         Ok(all
             .iter()
             .filter(|t| caller.is_admin() || t.id == caller.token_id)
