@@ -53,7 +53,7 @@ impl ControlPlane {
                 checks: vec![Check::Absent(Collection::Certificates, name.clone())],
                 writes: vec![Write::put(&rec)],
             },
-            |_| ServiceError::Conflict(format!("certificate {name:?} already exists")),
+            |_| ServiceError::already_exists(format!("certificate {name:?} already exists")),
         )
         .await?;
         Ok(certificate_info(&rec))
@@ -112,13 +112,13 @@ impl ControlPlane {
         }
         let production = self.acme().directory_url.clone();
         if rec.acme_directory == production {
-            return Err(ServiceError::Conflict(format!(
+            return Err(ServiceError::already_exists(format!(
                 "certificate {name:?} is already from production"
             )));
         }
         // An order in flight would land a staging certificate after the switch.
         if self.lock_held(&order_lock(name)).await? {
-            return Err(ServiceError::Conflict(format!(
+            return Err(ServiceError::concurrent(format!(
                 "certificate {name:?} is being ordered right now; retry when it is valid or failed"
             )));
         }

@@ -115,7 +115,7 @@ impl ControlPlane {
                 checks: vec![Check::Absent(Collection::Certificates, name.clone())],
                 writes: vec![Write::put(&rec)],
             },
-            |_| ServiceError::Conflict(format!("certificate {name:?} already exists")),
+            |_| ServiceError::already_exists(format!("certificate {name:?} already exists")),
         )
         .await?;
         if !self_signed {
@@ -199,7 +199,7 @@ impl ControlPlane {
                 .map(|p| p.hostname)
                 .collect();
             if !users.is_empty() {
-                return Err(ServiceError::Conflict(format!(
+                return Err(ServiceError::still_referenced(format!(
                     "certificate {name:?} is attached to proxies {}; detach it or delete with force",
                     users.join(", ")
                 )));
@@ -215,7 +215,7 @@ impl ControlPlane {
                 writes: vec![Write::Delete(Collection::Certificates, name.to_owned())],
             },
             |_| {
-                ServiceError::Conflict(format!(
+                ServiceError::concurrent(format!(
                     "certificate {name:?} changed while deleting; retry"
                 ))
             },
@@ -252,7 +252,7 @@ impl ControlPlane {
                 writes: vec![Write::put(&rec)],
             };
             match self
-                .commit(batch, |_| ServiceError::Conflict(String::new()))
+                .commit(batch, |_| ServiceError::concurrent(String::new()))
                 .await
             {
                 Ok(_) => return Ok(()),
@@ -260,7 +260,7 @@ impl ControlPlane {
                 Err(e) => return Err(e),
             }
         }
-        Err(ServiceError::Conflict(format!(
+        Err(ServiceError::concurrent(format!(
             "certificate {name:?} is changing concurrently"
         )))
     }

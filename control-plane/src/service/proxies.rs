@@ -47,7 +47,7 @@ impl ControlPlane {
                 writes: vec![Write::put(&proxy)],
             },
             |i| match i {
-                0 => ServiceError::Conflict(format!("proxy {key:?} already exists")),
+                0 => ServiceError::already_exists(format!("proxy {key:?} already exists")),
                 _ => no_certificate(&proxy.certificate_name),
             },
         )
@@ -113,7 +113,7 @@ impl ControlPlane {
             };
             match self
                 .commit(batch, |i| match i {
-                    0 => ServiceError::Conflict(String::new()),
+                    0 => ServiceError::concurrent(String::new()),
                     _ => no_certificate(&proxy.certificate_name),
                 })
                 .await
@@ -123,7 +123,7 @@ impl ControlPlane {
                 Err(e) => return Err(e),
             }
         }
-        Err(ServiceError::Conflict(format!(
+        Err(ServiceError::concurrent(format!(
             "proxy {key:?} is being changed concurrently; retry"
         )))
     }
@@ -147,7 +147,7 @@ impl ControlPlane {
             .map(|r| r.id)
             .collect();
         if !users.is_empty() {
-            return Err(ServiceError::Conflict(format!(
+            return Err(ServiceError::still_referenced(format!(
                 "proxy {key:?} is used by routes {}; delete them first",
                 users.join(", ")
             )));
@@ -160,7 +160,7 @@ impl ControlPlane {
                     key.clone(),
                 )],
             },
-            |_| ServiceError::Conflict(format!("proxy {key:?} changed while deleting; retry")),
+            |_| ServiceError::concurrent(format!("proxy {key:?} changed while deleting; retry")),
         )
         .await?;
         Ok(())

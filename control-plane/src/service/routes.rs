@@ -120,10 +120,10 @@ impl ControlPlane {
             },
             |i| {
                 if i == 0 {
-                    ServiceError::Conflict(format!("route {id:?} already exists"))
+                    ServiceError::already_exists(format!("route {id:?} already exists"))
                 } else {
-                    ServiceError::Conflict(
-                        "a proxy or service the route refers to changed; retry".into(),
+                    ServiceError::concurrent(
+                        "a proxy or service the route refers to changed; retry",
                     )
                 }
             },
@@ -162,7 +162,7 @@ impl ControlPlane {
                     id.to_owned(),
                 )],
             },
-            |_| ServiceError::Conflict(format!("route {id:?} changed while deleting; retry")),
+            |_| ServiceError::concurrent(format!("route {id:?} changed while deleting; retry")),
         )
         .await?;
         Ok(())

@@ -26,7 +26,7 @@ impl ControlPlane {
                 checks: vec![Check::Absent(Collection::Services, key.clone())],
                 writes: vec![Write::put(&service)],
             },
-            |_| ServiceError::Conflict(format!("service {key:?} already exists")),
+            |_| ServiceError::already_exists(format!("service {key:?} already exists")),
         )
         .await?;
         Ok(service)
@@ -60,7 +60,7 @@ impl ControlPlane {
             .map(|r| r.id)
             .collect();
         if !users.is_empty() {
-            return Err(ServiceError::Conflict(format!(
+            return Err(ServiceError::still_referenced(format!(
                 "service {name:?} is used by routes {}; delete them first",
                 users.join(", ")
             )));
@@ -73,7 +73,7 @@ impl ControlPlane {
                     name.to_owned(),
                 )],
             },
-            |_| ServiceError::Conflict(format!("service {name:?} changed while deleting; retry")),
+            |_| ServiceError::concurrent(format!("service {name:?} changed while deleting; retry")),
         )
         .await?;
         Ok(())

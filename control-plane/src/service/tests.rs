@@ -1,6 +1,7 @@
 //! Service-layer behaviour on a real embedded store: validation, ownership, references.
 
 use super::*;
+use crate::error::Conflict;
 use crate::model::*;
 
 async fn setup() -> (ControlPlane, Caller, Caller, tempfile::TempDir) {
@@ -159,7 +160,7 @@ async fn bad_input_changes_nothing() {
         .unwrap();
     assert!(matches!(
         cp.create_proxy(&admin, proxy("DUP.example.com")).await,
-        Err(ServiceError::Conflict(_))
+        Err(ServiceError::Conflict(Conflict::AlreadyExists(_)))
     ));
 }
 
@@ -186,11 +187,11 @@ async fn references_block_deletes() {
     cp.create_route(&admin, r).await.unwrap();
     assert!(matches!(
         cp.delete_service(&admin, "api").await,
-        Err(ServiceError::Conflict(_))
+        Err(ServiceError::Conflict(Conflict::StillReferenced(_)))
     ));
     assert!(matches!(
         cp.delete_proxy(&admin, "a.example.com").await,
-        Err(ServiceError::Conflict(_))
+        Err(ServiceError::Conflict(Conflict::StillReferenced(_)))
     ));
     cp.delete_route(&admin, "api-route").await.unwrap();
     cp.delete_service(&admin, "api").await.unwrap();

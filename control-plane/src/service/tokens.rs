@@ -71,7 +71,7 @@ impl ControlPlane {
             ],
         };
         self.commit(batch, |_| {
-            ServiceError::Conflict("token already exists".into())
+            ServiceError::already_exists("token already exists")
         })
         .await?;
         Ok(CreatedToken {

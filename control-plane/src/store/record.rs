@@ -129,7 +129,28 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Proxy, Route};
+
+    /// Two record types of the test's own, so the store's tests need no model.
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    struct Proxy {
+        hostname: String,
+    }
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    struct Route {
+        id: String,
+    }
+    impl Record for Proxy {
+        const COLLECTION: Collection = Collection::Proxies;
+        fn key(&self) -> String {
+            self.hostname.clone()
+        }
+    }
+    impl Record for Route {
+        const COLLECTION: Collection = Collection::Routes;
+        fn key(&self) -> String {
+            self.id.clone()
+        }
+    }
 
     fn view(lists: usize) -> Consistent {
         Consistent {
