@@ -5,15 +5,16 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::certs::certificate_info;
-use super::*;
+use super::{ControlPlane, Result, require_admin, require_owner, require_writer};
 use crate::acme::order_lock;
+use crate::auth::Caller;
+use crate::error::ServiceError;
 use crate::model::pem::parse_validity;
-use crate::model::validate;
 use crate::model::{
     CertSource, CertStatus, CertificateExport, CertificateInfo, CertificateRecord,
-    CertificateUpload,
+    CertificateUpload, now, validate,
 };
-use crate::store::Check;
+use crate::store::{Batch, Check, Collection, Write};
 
 impl ControlPlane {
     /// Stores a PEM certificate chain and key after checking that the key matches the leaf,

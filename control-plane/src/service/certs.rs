@@ -4,14 +4,15 @@
 
 use std::time::Duration;
 
-use super::*;
+use super::{CAS_RETRIES, ControlPlane, Result, require_owner, require_writer};
 use crate::acme::renewal::shown_status;
-use crate::model::pem;
-use crate::model::validate;
+use crate::auth::Caller;
+use crate::error::ServiceError;
 use crate::model::{
-    CertSource, CertStatus, CertificateInfo, CertificateInput, CertificateRecord, Proxy,
+    CertSource, CertStatus, CertificateInfo, CertificateInput, CertificateRecord, Proxy, now, pem,
+    validate,
 };
-use crate::store::{Check, Write};
+use crate::store::{Batch, Check, Collection, Write};
 
 const MAX_DOMAINS: usize = 100;
 

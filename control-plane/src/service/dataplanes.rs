@@ -5,8 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::*;
-use crate::model::{DataPlaneList, DataPlaneRecord};
+use super::{ControlPlane, Result};
+use crate::auth::Caller;
+use crate::model::{DataPlaneList, DataPlaneRecord, now};
+use crate::store::{Batch, Store, Write};
 
 /// The public ports a data plane announced in Hello: 0 for no HTTPS listener, both 0 for
 /// a data plane too old to announce them.

@@ -1,9 +1,10 @@
 //! Proxy target operations.
 
-use super::*;
-use crate::model::validate;
-use crate::model::{Proxy, ProxyInput, ProxyPatch, RateLimitKey, Route, TargetKind};
-use crate::store::Check;
+use super::{CAS_RETRIES, ControlPlane, Result, require_owner, require_writer};
+use crate::auth::Caller;
+use crate::error::ServiceError;
+use crate::model::{Proxy, ProxyInput, ProxyPatch, RateLimitKey, Route, TargetKind, now, validate};
+use crate::store::{Batch, Check, Collection, Write};
 
 impl ControlPlane {
     /// Creates a proxy owned by the caller. 409 if the hostname is taken.

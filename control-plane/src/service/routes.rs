@@ -2,13 +2,14 @@
 
 use rand::RngCore as _;
 
-use super::*;
-use crate::model::validate;
+use super::{ControlPlane, Result, require_admin, require_owner, require_writer};
+use crate::auth::{self, Caller};
+use crate::error::ServiceError;
 use crate::model::{
     DEFAULT_ROUTE_PRIORITY, ExternalService, MAX_ROUTE_PRIORITY, Proxy, Route, RouteInput,
-    TargetKind,
+    TargetKind, now, validate,
 };
-use crate::store::Check;
+use crate::store::{Batch, Check, Collection, Write};
 
 impl ControlPlane {
     /// Creates a route. Global routes and public routes need an admin; scoped routes need

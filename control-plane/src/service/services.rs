@@ -1,9 +1,10 @@
 //! Named external service operations.
 
-use super::*;
-use crate::model::validate;
-use crate::model::{ExternalService, Route, ServiceInput, TargetKind};
-use crate::store::Check;
+use super::{ControlPlane, Result, require_owner, require_writer};
+use crate::auth::Caller;
+use crate::error::ServiceError;
+use crate::model::{ExternalService, Route, ServiceInput, TargetKind, now, validate};
+use crate::store::{Batch, Check, Collection, Write};
 
 impl ControlPlane {
     /// Registers a named upstream. 409 if the name is taken.

@@ -1,9 +1,10 @@
 //! API token operations, including the first-start admin token.
 
-use super::*;
-use crate::model::validate;
-use crate::model::{CreatedToken, TokenInfo, TokenInput};
-use crate::store::{Check, Write};
+use super::{ControlPlane, Result, require_admin};
+use crate::auth::{self, Caller};
+use crate::error::ServiceError;
+use crate::model::{CreatedToken, TokenInfo, TokenInput, TokenRecord, TokenScope, now, validate};
+use crate::store::{Batch, Check, Collection, Write};
 
 const BOOTSTRAP_MARKER: &str = "bootstrapped";
 
