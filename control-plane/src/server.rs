@@ -149,7 +149,13 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     crate::oauth::keys::ensure(&oauth)
         .await
         .context("cannot create the OAuth signing key")?;
-    let snapshots = crate::snapshot::spawn_publisher(cp.clone(), cfg.poll_interval);
+    let source = crate::snapshot::Source {
+        store: cp.store().clone(),
+        key: cp.master_key().clone(),
+        oauth_issuer: cp.oauth_issuer().to_owned(),
+        revisions: cp.revisions().clone(),
+    };
+    let snapshots = crate::snapshot::spawn_publisher(source, cfg.poll_interval);
     crate::issuer::spawn(cp.clone(), cfg.renew_check_interval);
 
     let http = TcpListener::bind(cfg.http_listen)

@@ -13,7 +13,7 @@ use crate::auth::{self, Caller};
 use crate::error::ServiceError;
 use crate::model::{Health, TokenRecord, TokenScope, now};
 use crate::secrets::MasterKey;
-use crate::store::{Batch, Collection, Record, Store, StoreError, Write};
+use crate::store::{Batch, Collection, Record, Revisions, Store, StoreError, Write};
 
 mod cert_upload;
 mod certs;
@@ -42,7 +42,7 @@ pub struct ControlPlane {
 
 struct Inner {
     store: Store,
-    revision: watch::Sender<u64>,
+    revision: Revisions,
     dataplanes: DataPlaneRegistry,
     /// Certificate names for the issuer task to order.
     orders: OrderQueue,
@@ -101,7 +101,7 @@ impl ControlPlane {
                 dataplanes: DataPlaneRegistry::new(store.clone()),
                 orders: OrderQueue::new(),
                 store,
-                revision: watch::Sender::new(rev),
+                revision: Revisions::new(rev),
                 master_key: options.master_key,
                 acme: options.acme,
                 oauth_issuer: options.oauth_issuer,
@@ -147,13 +147,12 @@ impl ControlPlane {
 
     /// Records that the store reached `rev`; wakes the snapshot publisher if it is newer.
     pub fn observe_revision(&self, rev: u64) {
-        self.inner.revision.send_if_modified(|cur| {
-            let newer = rev > *cur;
-            if newer {
-                *cur = rev;
-            }
-            newer
-        });
+        self.inner.revision.observe(rev);
+    }
+
+    /// The revision watch itself, for the snapshot publisher.
+    pub fn revisions(&self) -> &Revisions {
+        &self.inner.revision
     }
 
     /// Checks a bearer secret and returns the caller it belongs to.

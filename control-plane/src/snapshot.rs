@@ -17,8 +17,7 @@ use crate::model::{
 };
 use crate::oauth::{RevokedToken, SigningKeyRecord};
 use crate::secrets::MasterKey;
-use crate::service::ControlPlane;
-use crate::store::{Consistent, RecordSet as _, Store, StoreError};
+use crate::store::{Consistent, RecordSet as _, Revisions, Store, StoreError};
 
 /// How long the publisher waits after a write before building, so a burst of writes
 /// (a script, a bulk import) becomes one snapshot instead of one per write: at 10,000
@@ -149,11 +148,29 @@ fn from_view(view: Consistent, key: &MasterKey) -> Result<pb::ConfigSnapshot, St
     })
 }
 
+/// What the publisher reads from, stamps on every snapshot and wakes on.
+pub struct Source {
+    /// The store snapshots are read from.
+    pub store: Store,
+    /// Unseals certificate and challenge keys for data planes.
+    pub key: MasterKey,
+    /// The OAuth issuer data planes trust.
+    pub oauth_issuer: String,
+    /// Local writes report here; the publisher polls the store for others'.
+    pub revisions: Revisions,
+}
+
 /// Starts the publisher task and returns the receiver every stream clones.
-pub fn spawn_publisher(cp: ControlPlane, poll: Duration) -> SnapshotRx {
+pub fn spawn_publisher(source: Source, poll: Duration) -> SnapshotRx {
     let (tx, rx) = watch::channel(None);
     tokio::spawn(async move {
-        let mut revisions = cp.subscribe_revision();
+        let Source {
+            store,
+            key,
+            oauth_issuer,
+            revisions,
+        } = source;
+        let mut newer = revisions.subscribe();
         let mut ticker = tokio::time::interval(poll);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut published: Option<u64> = None;
@@ -161,8 +178,8 @@ pub fn spawn_publisher(cp: ControlPlane, poll: Duration) -> SnapshotRx {
         loop {
             if stale {
                 stale = false;
-                match build(cp.store(), cp.master_key()).await.map(|mut snap| {
-                    snap.oauth_issuer = cp.oauth_issuer().to_owned();
+                match build(&store, &key).await.map(|mut snap| {
+                    snap.oauth_issuer = oauth_issuer.clone();
                     snap
                 }) {
                     Ok(snap) if published.is_none_or(|v| snap.version > v) => {
@@ -183,18 +200,18 @@ pub fn spawn_publisher(cp: ControlPlane, poll: Duration) -> SnapshotRx {
                 }
             }
             tokio::select! {
-                changed = revisions.changed() => {
+                changed = newer.changed() => {
                     if changed.is_err() {
                         return;
                     }
                     // Writes committed during the pause are read by the build below.
                     tokio::time::sleep(COALESCE).await;
-                    revisions.mark_unchanged();
+                    newer.mark_unchanged();
                     stale = true;
                 }
-                _ = ticker.tick() => match cp.store().revision().await {
-                    // Wakes `revisions` when another control plane wrote.
-                    Ok(rev) => cp.observe_revision(rev),
+                _ = ticker.tick() => match store.revision().await {
+                    // Wakes `newer` when another control plane wrote.
+                    Ok(rev) => revisions.observe(rev),
                     Err(e) => tracing::warn!(error = %e, "store revision poll failed"),
                 },
             }

@@ -11,10 +11,12 @@ use std::path::Path;
 mod embedded;
 mod record;
 mod redis_backend;
+mod revisions;
 
 pub use embedded::EmbeddedStore;
 pub use record::{Record, RecordSet, decode, encode};
 pub use redis_backend::RedisStore;
+pub use revisions::Revisions;
 
 /// A named group of records. Config collections bump the revision when written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
