@@ -11,23 +11,25 @@
 use std::time::Duration;
 
 use instant_acme::{
-    Account, AccountBuilder, AccountCredentials, AuthorizationStatus, CertificateIdentifier,
-    ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
+    Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewOrder,
+    OrderStatus, RetryPolicy,
 };
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
-use serde::{Deserialize, Serialize};
 
+use crate::acme::order_lock;
 use crate::acme::renewal::{AriAnswer, RenewAction, next_ari_state, renew_action, shown_status};
-use crate::acme::{Eab, order_lock};
-use crate::auth;
 use crate::error::ServiceError;
 use crate::model::pem::{parse_validity, self_signed};
 use crate::model::{
     AriState, CertSource, CertStatus, CertificateRecord, ChallengeKind, ChallengeRecord, now,
 };
 use crate::service::ControlPlane;
-use crate::store::{Batch, Check, Collection, Record, Write};
+use crate::store::{Batch, Collection, Record, Write};
+
+mod account;
+
+use account::{account, register};
 
 /// Why an issuance attempt failed.
 #[derive(Debug, thiserror::Error)]
@@ -47,13 +49,6 @@ pub enum AcmeError {
     /// Reading or writing state failed.
     #[error("{0}")]
     Service(#[from] ServiceError),
-}
-
-#[derive(Serialize, Deserialize)]
-struct AccountRecord {
-    directory: String,
-    email: String,
-    credentials_sealed: String,
 }
 
 /// Starts the issuer: orders every name the service layer queues, and checks every
@@ -319,43 +314,6 @@ async fn order_errors(order: &mut instant_acme::Order) -> String {
     }
 }
 
-/// The ACME problem type a CA answers when it wants an External Account Binding.
-const EXTERNAL_ACCOUNT_REQUIRED: &str = "urn:ietf:params:acme:error:externalAccountRequired";
-
-/// The ACME problem type a CA answers to a request signed by an account it does not know,
-/// e.g. once it was reset (Pebble keeps accounts in memory; a step-ca database replaced).
-const ACCOUNT_DOES_NOT_EXIST: &str = "urn:ietf:params:acme:error:accountDoesNotExist";
-
-/// The RFC 8555 problem type of a CA's refusal, if `e` is one.
-fn problem_type(e: &instant_acme::Error) -> Option<&str> {
-    match e {
-        instant_acme::Error::Api(p) => p.r#type.as_deref(),
-        _ => None,
-    }
-}
-
-impl AcmeError {
-    /// Whether the CA said it does not know the account the request was signed with.
-    fn account_gone(&self) -> bool {
-        matches!(self, Self::Acme(e) if problem_type(e) == Some(ACCOUNT_DOES_NOT_EXIST))
-    }
-}
-
-/// Says which step failed and, when the CA wants EAB and none is configured, how to fix it.
-fn account_error(directory: &str, e: instant_acme::Error, have_eab: bool) -> AcmeError {
-    let wants_eab = problem_type(&e) == Some(EXTERNAL_ACCOUNT_REQUIRED);
-    let hint = if wants_eab && !have_eab {
-        "; this CA requires External Account Binding: set --acme-eab-kid and --acme-eab-hmac-key \
-         (PORTCULLIS_ACME_EAB_KID, PORTCULLIS_ACME_EAB_HMAC_KEY)"
-    } else {
-        ""
-    };
-    AcmeError::Account(format!(
-        "ACME account at {directory} could not be created: {}{hint}",
-        error_chain(&e)
-    ))
-}
-
 /// `e` and every error under it, so that "client error (Connect)" says why: "…: tcp connect
 /// error: Connection refused (os error 111)", or the TLS or DNS failure. Libraries differ
 /// on whether a message already includes its source; a source whose text is already shown
@@ -372,104 +330,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-/// An ACME account and its record exactly as stored, so that replacing the record can check
-/// that nobody replaced it first.
-struct StoredAccount {
-    acme: Account,
-    record: Vec<u8>,
-}
-
-/// Store key of the account for (directory, contact).
-fn account_key(directory: &str, email: &str) -> String {
-    auth::hash_secret(&format!("{directory}\n{email}"))[..24].to_owned()
-}
-
-fn account_builder(cp: &ControlPlane) -> Result<AccountBuilder, instant_acme::Error> {
-    match &cp.acme().ca_bundle {
-        Some(path) => Account::builder_with_root(path),
-        None => Account::builder(),
-    }
-}
-
-/// One account per (directory, contact): the stored one, else one registered now.
-async fn account(
-    cp: &ControlPlane,
-    directory: &str,
-    email: &str,
-) -> Result<StoredAccount, AcmeError> {
-    let Some(raw) = cp
-        .store()
-        .get(Collection::AcmeAccounts, &account_key(directory, email))
-        .await
-        .map_err(ServiceError::from)?
-    else {
-        return register(cp, directory, email, None).await;
-    };
-    let rec: AccountRecord = serde_json::from_slice(&raw)
-        .map_err(|e| AcmeError::Rejected(format!("stored ACME account is corrupt: {e}")))?;
-    let plain = cp
-        .master_key()
-        .open(&rec.credentials_sealed)
-        .map_err(|e| AcmeError::Rejected(e.to_string()))?;
-    let creds: AccountCredentials = serde_json::from_slice(&plain)
-        .map_err(|e| AcmeError::Rejected(format!("stored ACME account is corrupt: {e}")))?;
-    let acme = account_builder(cp)?
-        .from_credentials(creds)
-        .await
-        .map_err(|e| account_error(directory, e, cp.acme().eab.is_some()))?;
-    Ok(StoredAccount { acme, record: raw })
-}
-
-/// Registers a new account at the CA and stores it in place of `replacing` (the record read
-/// before; `None` when there was none) in one atomic write. If another control plane stored
-/// one first, theirs stays and this one serves the current order only.
-async fn register(
-    cp: &ControlPlane,
-    directory: &str,
-    email: &str,
-    replacing: Option<Vec<u8>>,
-) -> Result<StoredAccount, AcmeError> {
-    let contact = format!("mailto:{email}");
-    let contacts: Vec<&str> = if email.is_empty() {
-        vec![]
-    } else {
-        vec![contact.as_str()]
-    };
-    let eab = cp.acme().eab.as_ref().map(Eab::key);
-    let (acme, creds) = account_builder(cp)?
-        .create(
-            &NewAccount {
-                contact: &contacts,
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            },
-            directory.to_owned(),
-            eab.as_ref(),
-        )
-        .await
-        .map_err(|e| account_error(directory, e, cp.acme().eab.is_some()))?;
-    let creds_json = serde_json::to_vec(&creds).map_err(|e| AcmeError::Rejected(e.to_string()))?;
-    let record = serde_json::to_vec(&AccountRecord {
-        directory: directory.to_owned(),
-        email: email.to_owned(),
-        credentials_sealed: cp.master_key().seal(&creds_json),
-    })
-    .map_err(|e| AcmeError::Rejected(e.to_string()))?;
-    let key = account_key(directory, email);
-    let check = match replacing {
-        None => Check::Absent(Collection::AcmeAccounts, key.clone()),
-        Some(old) => Check::Equals(Collection::AcmeAccounts, key.clone(), old),
-    };
-    let _ = cp
-        .store()
-        .apply(Batch {
-            checks: vec![check],
-            writes: vec![Write::Put(Collection::AcmeAccounts, key, record.clone())],
-        })
-        .await;
-    Ok(StoredAccount { acme, record })
 }
 
 /// Asks the CA when to renew the leaf of `chain_pem` (RFC 9773). Only a directory that
@@ -580,6 +440,7 @@ fn spawn_renewer(cp: ControlPlane, interval: Duration) {
 
 #[cfg(test)]
 mod tests {
+    use super::account::account_error;
     use super::*;
     use crate::model::pem::DEV_CERT_LIFETIME_SECS;
 
