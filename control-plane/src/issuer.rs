@@ -25,7 +25,7 @@ use crate::model::{
     AriState, CertSource, CertStatus, CertificateRecord, ChallengeKind, ChallengeRecord, now,
 };
 use crate::service::ControlPlane;
-use crate::store::{Batch, Collection, Record, Write};
+use crate::store::{Batch, Collection, Record, Write, decode};
 
 mod account;
 
@@ -392,9 +392,16 @@ fn spawn_renewer(cp: ControlPlane, interval: Duration) {
             ticker.tick().await;
             let records: Vec<CertificateRecord> =
                 match cp.store().list(Collection::Certificates).await {
+                    // One corrupt record must not stop the renewal of the others.
                     Ok(raw) => raw
                         .iter()
-                        .filter_map(|(_, v)| serde_json::from_slice(v).ok())
+                        .filter_map(|(k, v)| match decode(Collection::Certificates, k, v) {
+                            Ok(rec) => Some(rec),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "renewal check skips a certificate");
+                                None
+                            }
+                        })
                         .collect(),
                     Err(e) => {
                         tracing::warn!(error = %e, "renewal check cannot read certificates");
