@@ -4,7 +4,7 @@ use crate::store::StoreError;
 
 /// Why an operation failed, in terms a caller can act on.
 ///
-/// REST maps these to 400/401/403/404/409/422/500 and gRPC to the matching codes in one
+/// REST maps these to 400/401/403/404/409/422/503 and gRPC to the matching codes in one
 /// place each, so the mapping stays auditable.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -34,15 +34,47 @@ pub enum ServiceError {
         /// The name that was looked up.
         name: String,
     },
-    /// The resource exists already, or is still referenced by another.
+    /// The request conflicts with the stored state; [`Conflict`] says how.
     #[error("{0}")]
-    Conflict(String),
+    Conflict(Conflict),
     /// The store failed; details are logged, not returned.
     #[error("storage unavailable")]
     Store(#[from] StoreError),
 }
 
+/// How a request conflicts with the stored state. Each kind asks the caller for something
+/// different, so each has its own gRPC code and REST error code.
+#[derive(Debug, thiserror::Error)]
+pub enum Conflict {
+    /// A resource with this name exists already (gRPC `ALREADY_EXISTS`).
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// Other resources still refer to it, or its state does not allow the change: the
+    /// caller must change something else first (gRPC `FAILED_PRECONDITION`).
+    #[error("{0}")]
+    StillReferenced(String),
+    /// Another writer changed it meanwhile, or an order is in flight: retrying later can
+    /// succeed as is (gRPC `ABORTED`).
+    #[error("{0}")]
+    Concurrent(String),
+}
+
 impl ServiceError {
+    /// Shorthand for "a resource with this name exists already".
+    pub fn already_exists(message: impl Into<String>) -> Self {
+        Self::Conflict(Conflict::AlreadyExists(message.into()))
+    }
+
+    /// Shorthand for "still referenced by other resources".
+    pub fn still_referenced(message: impl Into<String>) -> Self {
+        Self::Conflict(Conflict::StillReferenced(message.into()))
+    }
+
+    /// Shorthand for "changed concurrently; retry".
+    pub fn concurrent(message: impl Into<String>) -> Self {
+        Self::Conflict(Conflict::Concurrent(message.into()))
+    }
+
     /// Shorthand for a validation failure on `field`.
     pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         Self::Invalid {
@@ -67,7 +99,9 @@ impl ServiceError {
             Self::Unauthenticated(_) => "unauthenticated",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound { .. } => "not_found",
-            Self::Conflict(_) => "conflict",
+            Self::Conflict(Conflict::AlreadyExists(_)) => "already_exists",
+            Self::Conflict(Conflict::StillReferenced(_)) => "still_referenced",
+            Self::Conflict(Conflict::Concurrent(_)) => "conflict",
             Self::Store(_) => "unavailable",
         }
     }

@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::{self, Caller};
 use crate::authenticator::Authenticator;
-use crate::error::ServiceError;
+use crate::error::{Conflict, ServiceError};
 use crate::service::ControlPlane;
 
 mod admin;
@@ -26,7 +26,11 @@ impl From<ServiceError> for Status {
             ServiceError::Unauthenticated(_) => Status::unauthenticated(msg),
             ServiceError::Forbidden(_) => Status::permission_denied(msg),
             ServiceError::NotFound { .. } => Status::not_found(msg),
-            ServiceError::Conflict(_) => Status::already_exists(msg),
+            ServiceError::Conflict(Conflict::AlreadyExists(_)) => Status::already_exists(msg),
+            ServiceError::Conflict(Conflict::StillReferenced(_)) => {
+                Status::failed_precondition(msg)
+            }
+            ServiceError::Conflict(Conflict::Concurrent(_)) => Status::aborted(msg),
             ServiceError::Store(inner) => {
                 tracing::error!(error = %inner, "store error");
                 Status::unavailable(msg)
@@ -67,4 +71,27 @@ pub fn services(
             cp, snapshots,
         )),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    #[test]
+    fn each_kind_of_conflict_has_its_own_code() {
+        let code = |e: ServiceError| (e.code(), Status::from(e).code());
+        assert_eq!(
+            code(ServiceError::already_exists("x")),
+            ("already_exists", Code::AlreadyExists)
+        );
+        assert_eq!(
+            code(ServiceError::still_referenced("x")),
+            ("still_referenced", Code::FailedPrecondition)
+        );
+        assert_eq!(
+            code(ServiceError::concurrent("x")),
+            ("conflict", Code::Aborted)
+        );
+    }
 }

@@ -13,6 +13,7 @@ pub mod convert;
 pub mod error;
 pub mod files;
 pub mod grpc;
+pub mod issuer;
 pub mod model;
 pub mod oauth;
 pub mod rest;

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub mod certs;
+pub mod pem;
+mod records;
 pub mod validate;
 
 pub use certs::*;

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 
 use crate::model::now;
 use crate::service::ControlPlane;
-use crate::store::{Batch, Collection, StoreError, Write};
+use crate::store::{Batch, Collection, StoreError, Write, decode};
 
 pub mod admin;
 pub mod authorize;
@@ -382,17 +382,9 @@ impl OAuthServer {
     }
 }
 
-fn decode<T: DeserializeOwned>(c: Collection, key: &str, raw: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt {
-        collection: c.name(),
-        key: key.to_owned(),
-        reason: e.to_string(),
-    })
-}
-
 /// A JSON put.
 pub(crate) fn put<T: Serialize>(c: Collection, key: &str, value: &T) -> Write {
-    crate::service::put_record(c, key, value)
+    Write::json(c, key, value)
 }
 
 /// 256 random bits, URL-safe base64.

@@ -166,8 +166,14 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     crate::oauth::keys::ensure(&oauth)
         .await
         .context("cannot create the OAuth signing key")?;
-    let snapshots = crate::snapshot::spawn_publisher(cp.clone(), cfg.poll_interval);
-    crate::acme::spawn_renewer(cp.clone(), cfg.renew_check_interval);
+    let source = crate::snapshot::Source {
+        store: cp.store().clone(),
+        key: cp.master_key().clone(),
+        oauth_issuer: cp.oauth_issuer().to_owned(),
+        revisions: cp.revisions().clone(),
+    };
+    let snapshots = crate::snapshot::spawn_publisher(source, cfg.poll_interval);
+    crate::issuer::spawn(cp.clone(), cfg.renew_check_interval);
 
     oauth.spawn_sweeper(Duration::from_secs(60));
     tracing::info!(issuer = %oauth.issuer(), "OAuth authorization server enabled");

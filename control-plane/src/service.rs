@@ -6,16 +6,14 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-use crate::acme::AcmeSettings;
+use crate::acme::{AcmeSettings, OrderQueue};
 use crate::auth::{self, Caller};
 use crate::error::ServiceError;
 use crate::model::{Health, TokenRecord, TokenScope, now};
 use crate::secrets::MasterKey;
-use crate::store::{Batch, Collection, Store, StoreError};
+use crate::store::{Batch, Collection, Record, Revisions, Store, StoreError, Write};
 
 mod cert_upload;
 mod certs;
@@ -44,8 +42,10 @@ pub struct ControlPlane {
 
 struct Inner {
     store: Store,
-    revision: watch::Sender<u64>,
+    revision: Revisions,
     dataplanes: DataPlaneRegistry,
+    /// Certificate names for the issuer task to order.
+    orders: OrderQueue,
     master_key: MasterKey,
     acme: AcmeSettings,
     oauth_issuer: String,
@@ -88,8 +88,9 @@ impl ControlPlane {
         Ok(Self {
             inner: Arc::new(Inner {
                 dataplanes: DataPlaneRegistry::new(store.clone()),
+                orders: OrderQueue::new(),
                 store,
-                revision: watch::Sender::new(rev),
+                revision: Revisions::new(rev),
                 master_key: options.master_key,
                 acme: options.acme,
                 oauth_issuer: options.oauth_issuer,
@@ -105,6 +106,11 @@ impl ControlPlane {
     /// ACME settings.
     pub fn acme(&self) -> &AcmeSettings {
         &self.inner.acme
+    }
+
+    /// Certificate names to order: the service layer pushes, the issuer task receives.
+    pub fn orders(&self) -> &OrderQueue {
+        &self.inner.orders
     }
 
     /// The OAuth issuer, for snapshots.
@@ -129,13 +135,12 @@ impl ControlPlane {
 
     /// Records that the store reached `rev`; wakes the snapshot publisher if it is newer.
     pub fn observe_revision(&self, rev: u64) {
-        self.inner.revision.send_if_modified(|cur| {
-            let newer = rev > *cur;
-            if newer {
-                *cur = rev;
-            }
-            newer
-        });
+        self.inner.revision.observe(rev);
+    }
+
+    /// The revision watch itself, for the snapshot publisher.
+    pub fn revisions(&self) -> &Revisions {
+        &self.inner.revision
     }
 
     /// Checks a bearer secret and returns the caller it belongs to.
@@ -143,7 +148,7 @@ impl ControlPlane {
         const BAD: ServiceError = ServiceError::Unauthenticated("invalid or revoked token");
         let hash = auth::hash_secret(secret);
         let id = auth::token_id(&hash);
-        let Some((record, raw)) = self.get::<TokenRecord>(Collection::Tokens, &id).await? else {
+        let Some((record, raw)) = self.get::<TokenRecord>(&id).await? else {
             return Err(BAD);
         };
         if !auth::hashes_equal(&record.secret_sha256, &hash) {
@@ -163,7 +168,7 @@ impl ControlPlane {
                         id.clone(),
                         raw,
                     )],
-                    writes: vec![put(Collection::Tokens, &id, &updated)],
+                    writes: vec![Write::put(&updated)],
                 })
                 .await;
         }
@@ -200,25 +205,12 @@ impl ControlPlane {
 
     // === store helpers ===
 
-    async fn get<T: DeserializeOwned>(
-        &self,
-        c: Collection,
-        key: &str,
-    ) -> Result<Option<(T, Vec<u8>)>> {
-        match self.inner.store.get(c, key).await? {
-            Some(raw) => Ok(Some((decode(c, key, &raw)?, raw))),
-            None => Ok(None),
-        }
+    async fn get<T: Record>(&self, key: &str) -> Result<Option<(T, Vec<u8>)>> {
+        Ok(self.inner.store.get_record(key).await?)
     }
 
-    async fn list<T: DeserializeOwned>(&self, c: Collection) -> Result<Vec<T>> {
-        self.inner
-            .store
-            .list(c)
-            .await?
-            .iter()
-            .map(|(k, v)| decode(c, k, v))
-            .collect()
+    async fn list<T: Record>(&self) -> Result<Vec<T>> {
+        Ok(self.inner.store.list_records().await?)
     }
 
     /// Applies a batch; a failed check becomes `on_conflict`, and a config write wakes the
@@ -237,30 +229,6 @@ impl ControlPlane {
             Err(e) => Err(e.into()),
         }
     }
-}
-
-fn decode<T: DeserializeOwned>(c: Collection, key: &str, raw: &[u8]) -> Result<T> {
-    serde_json::from_slice(raw).map_err(|e| {
-        ServiceError::Store(StoreError::Corrupt {
-            collection: c.name(),
-            key: key.to_owned(),
-            reason: e.to_string(),
-        })
-    })
-}
-
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // Serialising our own plain structs to JSON cannot fail.
-    serde_json::to_vec(value).unwrap_or_default()
-}
-
-fn put<T: Serialize>(c: Collection, key: &str, value: &T) -> crate::store::Write {
-    crate::store::Write::Put(c, key.to_owned(), encode(value))
-}
-
-/// A JSON put, for modules outside the service layer that write records (ACME).
-pub(crate) fn put_record<T: Serialize>(c: Collection, key: &str, value: &T) -> crate::store::Write {
-    put(c, key, value)
 }
 
 fn require_writer(caller: &Caller) -> Result<()> {

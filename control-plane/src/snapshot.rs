@@ -17,8 +17,7 @@ use crate::model::{
 };
 use crate::oauth::{RevokedToken, SigningKeyRecord};
 use crate::secrets::MasterKey;
-use crate::service::ControlPlane;
-use crate::store::{Collection, Store, StoreError};
+use crate::store::{Consistent, RecordSet as _, Revisions, Store, StoreError};
 
 /// How long the publisher waits after a write before building, so a burst of writes
 /// (a script, a bulk import) becomes one snapshot instead of one per write: at 10,000
@@ -35,32 +34,28 @@ pub type SnapshotRx = watch::Receiver<Option<EncodedSnapshot>>;
 /// every data plane reject the whole snapshot.
 pub async fn build(store: &Store, key: &MasterKey) -> Result<pb::ConfigSnapshot, StoreError> {
     let view = store
-        .read_consistent(&[
-            Collection::Proxies,
-            Collection::Routes,
-            Collection::Services,
-            Collection::Certificates,
-            Collection::AcmeChallenges,
-            Collection::OAuthKeys,
-            Collection::OAuthRevocations,
-        ])
+        .read_consistent(&SnapshotRecords::collections())
         .await?;
-    let [
-        proxies,
-        routes,
-        services,
-        certs,
-        challenges,
-        signing_keys,
-        revoked,
-    ]: [Vec<(String, Vec<u8>)>; 7] = view.collections.try_into().unwrap_or_default();
-    let proxies: Vec<Proxy> = decode_all(Collection::Proxies, &proxies)?;
-    let services: Vec<ExternalService> = decode_all(Collection::Services, &services)?;
-    let certs: Vec<CertificateRecord> = decode_all(Collection::Certificates, &certs)?;
-    let challenges: Vec<ChallengeRecord> = decode_all(Collection::AcmeChallenges, &challenges)?;
-    let routes: Vec<Route> = decode_all(Collection::Routes, &routes)?;
-    let signing_keys: Vec<SigningKeyRecord> = decode_all(Collection::OAuthKeys, &signing_keys)?;
-    let revoked: Vec<RevokedToken> = decode_all(Collection::OAuthRevocations, &revoked)?;
+    from_view(view, key)
+}
+
+/// Everything a snapshot is made of, read at one revision.
+type SnapshotRecords = (
+    Vec<Proxy>,
+    Vec<Route>,
+    Vec<ExternalService>,
+    Vec<CertificateRecord>,
+    Vec<ChallengeRecord>,
+    Vec<SigningKeyRecord>,
+    Vec<RevokedToken>,
+);
+
+/// The snapshot of one consistent read. An answer of the wrong shape is an error, so the
+/// publisher keeps the previous snapshot instead of sending one without proxies.
+fn from_view(view: Consistent, key: &MasterKey) -> Result<pb::ConfigSnapshot, StoreError> {
+    let revision = view.revision;
+    let (proxies, routes, services, certs, challenges, signing_keys, revoked) =
+        view.records::<SnapshotRecords>()?;
 
     let hosts: HashSet<&str> = proxies.iter().map(|p| p.hostname.as_str()).collect();
     let names: HashSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
@@ -123,7 +118,7 @@ pub async fn build(store: &Store, key: &MasterKey) -> Result<pb::ConfigSnapshot,
     }
 
     Ok(pb::ConfigSnapshot {
-        version: view.revision,
+        version: revision,
         proxies: proxies
             .into_iter()
             .map(|p| crate::oauth::edge_session::with_session_key(p.into(), key))
@@ -153,26 +148,29 @@ pub async fn build(store: &Store, key: &MasterKey) -> Result<pb::ConfigSnapshot,
     })
 }
 
-fn decode_all<T: serde::de::DeserializeOwned>(
-    c: Collection,
-    raw: &[(String, Vec<u8>)],
-) -> Result<Vec<T>, StoreError> {
-    raw.iter()
-        .map(|(k, v)| {
-            serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
-                collection: c.name(),
-                key: k.clone(),
-                reason: e.to_string(),
-            })
-        })
-        .collect()
+/// What the publisher reads from, stamps on every snapshot and wakes on.
+pub struct Source {
+    /// The store snapshots are read from.
+    pub store: Store,
+    /// Unseals certificate and challenge keys for data planes.
+    pub key: MasterKey,
+    /// The OAuth issuer data planes trust.
+    pub oauth_issuer: String,
+    /// Local writes report here; the publisher polls the store for others'.
+    pub revisions: Revisions,
 }
 
 /// Starts the publisher task and returns the receiver every stream clones.
-pub fn spawn_publisher(cp: ControlPlane, poll: Duration) -> SnapshotRx {
+pub fn spawn_publisher(source: Source, poll: Duration) -> SnapshotRx {
     let (tx, rx) = watch::channel(None);
     tokio::spawn(async move {
-        let mut revisions = cp.subscribe_revision();
+        let Source {
+            store,
+            key,
+            oauth_issuer,
+            revisions,
+        } = source;
+        let mut newer = revisions.subscribe();
         let mut ticker = tokio::time::interval(poll);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut published: Option<u64> = None;
@@ -180,8 +178,8 @@ pub fn spawn_publisher(cp: ControlPlane, poll: Duration) -> SnapshotRx {
         loop {
             if stale {
                 stale = false;
-                match build(cp.store(), cp.master_key()).await.map(|mut snap| {
-                    snap.oauth_issuer = cp.oauth_issuer().to_owned();
+                match build(&store, &key).await.map(|mut snap| {
+                    snap.oauth_issuer = oauth_issuer.clone();
                     snap
                 }) {
                     Ok(snap) if published.is_none_or(|v| snap.version > v) => {
@@ -202,22 +200,51 @@ pub fn spawn_publisher(cp: ControlPlane, poll: Duration) -> SnapshotRx {
                 }
             }
             tokio::select! {
-                changed = revisions.changed() => {
+                changed = newer.changed() => {
                     if changed.is_err() {
                         return;
                     }
                     // Writes committed during the pause are read by the build below.
                     tokio::time::sleep(COALESCE).await;
-                    revisions.mark_unchanged();
+                    newer.mark_unchanged();
                     stale = true;
                 }
-                _ = ticker.tick() => match cp.store().revision().await {
-                    // Wakes `revisions` when another control plane wrote.
-                    Ok(rev) => cp.observe_revision(rev),
+                _ = ticker.tick() => match store.revision().await {
+                    // Wakes `newer` when another control plane wrote.
+                    Ok(rev) => revisions.observe(rev),
                     Err(e) => tracing::warn!(error = %e, "store revision poll failed"),
                 },
             }
         }
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_answer_of_the_wrong_shape_is_an_error_not_an_empty_snapshot() {
+        let key = MasterKey::from_bytes(&[7; 32]).unwrap();
+        // One collection short, or none at all: data planes would drop every proxy.
+        for lists in [0, 6] {
+            let view = Consistent {
+                revision: 9,
+                collections: vec![Vec::new(); lists],
+            };
+            assert!(
+                matches!(
+                    from_view(view, &key),
+                    Err(StoreError::Shape { expected: 7, got }) if got == lists
+                ),
+                "{lists} collections"
+            );
+        }
+        let view = Consistent {
+            revision: 9,
+            collections: vec![Vec::new(); 7],
+        };
+        assert_eq!(from_view(view, &key).unwrap().version, 9);
+    }
 }

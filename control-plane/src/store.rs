@@ -9,10 +9,14 @@
 use std::path::Path;
 
 mod embedded;
+mod record;
 mod redis_backend;
+mod revisions;
 
 pub use embedded::EmbeddedStore;
+pub use record::{Record, RecordSet, decode, encode};
 pub use redis_backend::RedisStore;
+pub use revisions::Revisions;
 
 /// A named group of records. Config collections bump the revision when written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -163,6 +167,14 @@ pub enum StoreError {
         key: String,
         /// Decoder message.
         reason: String,
+    },
+    /// A multi-collection read came back with the wrong number of collections.
+    #[error("the store answered {got} collections where {expected} were read")]
+    Shape {
+        /// Collections requested.
+        expected: usize,
+        /// Collections in the answer.
+        got: usize,
     },
 }
 

@@ -147,8 +147,10 @@ pub struct CertificateInfo {
     pub cert_chain_pem: String,
 }
 
-impl From<&CertificateRecord> for CertificateInfo {
-    fn from(c: &CertificateRecord) -> Self {
+impl CertificateInfo {
+    /// The API view of `c`, showing `status` (the renewal policy decides whether a stored
+    /// `valid` shows as `expiring`; see `acme::renewal::shown_status`).
+    pub fn new(c: &CertificateRecord, status: CertStatus) -> Self {
         Self {
             name: c.name.clone(),
             domains: c.domains.clone(),
@@ -157,14 +159,14 @@ impl From<&CertificateRecord> for CertificateInfo {
             acme_directory: c.acme_directory.clone(),
             email: c.email.clone(),
             challenge: c.challenge,
-            status: crate::acme::shown_status(c, super::now()),
+            status,
             error: c.error.clone(),
             issuer: c.issuer.clone(),
             not_before: c.not_before,
             not_after: c.not_after,
             last_attempt_at: c.last_attempt_at,
             created_at: c.created_at,
-            serial: crate::acme::leaf_serial(&c.cert_chain_pem),
+            serial: super::pem::leaf_serial(&c.cert_chain_pem),
             cert_chain_pem: c.cert_chain_pem.clone(),
         }
     }

@@ -123,7 +123,7 @@ pub async fn create_idp(server: &OAuthServer, caller: &Caller, input: IdpInput) 
         .await
         .map_err(|e| match e {
             StoreError::CheckFailed(_) => {
-                ServiceError::Conflict(format!("identity provider {name:?} exists"))
+                ServiceError::already_exists(format!("identity provider {name:?} exists"))
             }
             e => e.into(),
         })?;
@@ -642,9 +642,7 @@ pub async fn set_proxy_settings(
         })
         .await
         .map_err(|e| match e {
-            StoreError::CheckFailed(_) => {
-                ServiceError::Conflict("changed concurrently; retry".into())
-            }
+            StoreError::CheckFailed(_) => ServiceError::concurrent("changed concurrently; retry"),
             e => e.into(),
         })?;
     Ok((&s).into())

@@ -514,3 +514,17 @@ pub struct DeviceRecord {
     /// Unix seconds of the last poll (for `slow_down`).
     pub last_poll: i64,
 }
+
+impl crate::store::Record for RevokedToken {
+    const COLLECTION: crate::store::Collection = crate::store::Collection::OAuthRevocations;
+    fn key(&self) -> String {
+        RevokedToken::key(self)
+    }
+}
+
+impl crate::store::Record for SigningKeyRecord {
+    const COLLECTION: crate::store::Collection = crate::store::Collection::OAuthKeys;
+    fn key(&self) -> String {
+        self.kid.clone()
+    }
+}

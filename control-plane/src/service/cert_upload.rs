@@ -4,14 +4,17 @@
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::*;
-use crate::acme;
-use crate::model::validate;
+use super::certs::certificate_info;
+use super::{ControlPlane, Result, require_admin, require_owner, require_writer};
+use crate::acme::order_lock;
+use crate::auth::Caller;
+use crate::error::ServiceError;
+use crate::model::pem::parse_validity;
 use crate::model::{
     CertSource, CertStatus, CertificateExport, CertificateInfo, CertificateRecord,
-    CertificateUpload,
+    CertificateUpload, now, validate,
 };
-use crate::store::Check;
+use crate::store::{Batch, Check, Collection, Write};
 
 impl ControlPlane {
     /// Stores a PEM certificate chain and key after checking that the key matches the leaf,
@@ -24,7 +27,7 @@ impl ControlPlane {
         require_writer(caller)?;
         let name = validate::ident("name", &input.name)?;
         let domains = check_pem(&input.cert_chain_pem, &input.private_key_pem)?;
-        let (issuer, not_before, not_after) = acme::parse_validity(&input.cert_chain_pem);
+        let (issuer, not_before, not_after) = parse_validity(&input.cert_chain_pem);
         let now = now();
         let rec = CertificateRecord {
             name: name.clone(),
@@ -49,12 +52,12 @@ impl ControlPlane {
         self.commit(
             Batch {
                 checks: vec![Check::Absent(Collection::Certificates, name.clone())],
-                writes: vec![put(Collection::Certificates, &name, &rec)],
+                writes: vec![Write::put(&rec)],
             },
-            |_| ServiceError::Conflict(format!("certificate {name:?} already exists")),
+            |_| ServiceError::already_exists(format!("certificate {name:?} already exists")),
         )
         .await?;
-        Ok(CertificateInfo::from(&rec))
+        Ok(certificate_info(&rec))
     }
 
     /// The chain and its private key in clear, for an admin who asked for the key
@@ -110,13 +113,13 @@ impl ControlPlane {
         }
         let production = self.acme().directory_url.clone();
         if rec.acme_directory == production {
-            return Err(ServiceError::Conflict(format!(
+            return Err(ServiceError::already_exists(format!(
                 "certificate {name:?} is already from production"
             )));
         }
         // An order in flight would land a staging certificate after the switch.
-        if self.lock_held(&acme::order_lock(name)).await? {
-            return Err(ServiceError::Conflict(format!(
+        if self.lock_held(&order_lock(name)).await? {
+            return Err(ServiceError::concurrent(format!(
                 "certificate {name:?} is being ordered right now; retry when it is valid or failed"
             )));
         }
@@ -125,8 +128,8 @@ impl ControlPlane {
             c.renewal_failures = 0;
         })
         .await?;
-        acme::spawn_issue(self.clone(), name.to_owned());
-        Ok(CertificateInfo::from(&self.certificate_record(name).await?))
+        self.orders().push(name.to_owned());
+        Ok(certificate_info(&self.certificate_record(name).await?))
     }
 }
 

@@ -1,15 +1,18 @@
-//! Certificate operations. Ordering runs in the background (`crate::acme`); the API returns
+//! Certificate operations. Ordering runs in the background: names go to the issuer through
+//! the order queue (`crate::acme::OrderQueue`, consumed by `crate::issuer`); the API returns
 //! at once and the status is visible.
 
 use std::time::Duration;
 
-use super::*;
-use crate::acme;
-use crate::model::validate;
+use super::{CAS_RETRIES, ControlPlane, Result, require_owner, require_writer};
+use crate::acme::renewal::shown_status;
+use crate::auth::Caller;
+use crate::error::ServiceError;
 use crate::model::{
-    CertSource, CertStatus, CertificateInfo, CertificateInput, CertificateRecord, Proxy,
+    CertSource, CertStatus, CertificateInfo, CertificateInput, CertificateRecord, Proxy, now, pem,
+    validate,
 };
-use crate::store::{Check, Write};
+use crate::store::{Batch, Check, Collection, Write};
 
 const MAX_DOMAINS: usize = 100;
 
@@ -46,7 +49,7 @@ impl ControlPlane {
                 domains.push(d);
             }
         }
-        let proxies: Vec<Proxy> = self.list(Collection::Proxies).await?;
+        let proxies: Vec<Proxy> = self.list().await?;
         for d in &domains {
             let usable = proxies
                 .iter()
@@ -91,10 +94,10 @@ impl ControlPlane {
             private_key_sealed: String::new(),
         };
         if self_signed {
-            let (chain, key) = acme::self_signed(&rec.domains).map_err(|e| {
+            let (chain, key) = pem::self_signed(&rec.domains).map_err(|e| {
                 ServiceError::Unprocessable(format!("cannot make a certificate: {e}"))
             })?;
-            let (issuer, nb, na) = acme::parse_validity(&chain);
+            let (issuer, nb, na) = pem::parse_validity(&chain);
             rec.private_key_sealed = self.master_key().seal(key.as_bytes());
             rec.cert_chain_pem = chain;
             rec.issuer = issuer;
@@ -111,15 +114,15 @@ impl ControlPlane {
         self.commit(
             Batch {
                 checks: vec![Check::Absent(Collection::Certificates, name.clone())],
-                writes: vec![put(Collection::Certificates, &name, &rec)],
+                writes: vec![Write::put(&rec)],
             },
-            |_| ServiceError::Conflict(format!("certificate {name:?} already exists")),
+            |_| ServiceError::already_exists(format!("certificate {name:?} already exists")),
         )
         .await?;
         if !self_signed {
-            acme::spawn_issue(self.clone(), name);
+            self.orders().push(name);
         }
-        Ok(CertificateInfo::from(&rec))
+        Ok(certificate_info(&rec))
     }
 
     /// Makes sure a certificate covers `hostname`: reuses any valid or pending one, else
@@ -130,7 +133,7 @@ impl ControlPlane {
             tracing::info!(%hostname, "wildcard proxy: no automatic certificate without a DNS-01 solver");
             return;
         }
-        let existing: Vec<CertificateRecord> = match self.list(Collection::Certificates).await {
+        let existing: Vec<CertificateRecord> = match self.list().await {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(%hostname, error = %e, "cannot look for a certificate");
@@ -158,13 +161,13 @@ impl ControlPlane {
 
     /// Reads one certificate (never its key).
     pub async fn get_certificate(&self, _caller: &Caller, name: &str) -> Result<CertificateInfo> {
-        Ok(CertificateInfo::from(&self.certificate_record(name).await?))
+        Ok(certificate_info(&self.certificate_record(name).await?))
     }
 
     /// Lists certificates (never their keys).
     pub async fn list_certificates(&self, _caller: &Caller) -> Result<Vec<CertificateInfo>> {
-        let all: Vec<CertificateRecord> = self.list(Collection::Certificates).await?;
-        Ok(all.iter().map(CertificateInfo::from).collect())
+        let all: Vec<CertificateRecord> = self.list().await?;
+        Ok(all.iter().map(certificate_info).collect())
     }
 
     /// Orders a fresh certificate for the same names now; the current one keeps serving.
@@ -177,30 +180,27 @@ impl ControlPlane {
                 "certificate {name:?} was not issued by ACME"
             )));
         }
-        acme::spawn_issue(self.clone(), name.to_owned());
-        Ok(CertificateInfo::from(&rec))
+        self.orders().push(name.to_owned());
+        Ok(certificate_info(&rec))
     }
 
     /// Deletes a certificate the caller owns; refused while a proxy names it unless `force`.
     pub async fn delete_certificate(&self, caller: &Caller, name: &str, force: bool) -> Result<()> {
         require_writer(caller)?;
-        let Some((rec, raw)) = self
-            .get::<CertificateRecord>(Collection::Certificates, name)
-            .await?
-        else {
+        let Some((rec, raw)) = self.get::<CertificateRecord>(name).await? else {
             return Err(ServiceError::not_found("certificate", name));
         };
         require_owner(caller, "certificate", name, &rec.owner_token_id)?;
         if !force {
             let users: Vec<String> = self
-                .list::<Proxy>(Collection::Proxies)
+                .list::<Proxy>()
                 .await?
                 .into_iter()
                 .filter(|p| p.certificate_name == name)
                 .map(|p| p.hostname)
                 .collect();
             if !users.is_empty() {
-                return Err(ServiceError::Conflict(format!(
+                return Err(ServiceError::still_referenced(format!(
                     "certificate {name:?} is attached to proxies {}; detach it or delete with force",
                     users.join(", ")
                 )));
@@ -216,7 +216,7 @@ impl ControlPlane {
                 writes: vec![Write::Delete(Collection::Certificates, name.to_owned())],
             },
             |_| {
-                ServiceError::Conflict(format!(
+                ServiceError::concurrent(format!(
                     "certificate {name:?} changed while deleting; retry"
                 ))
             },
@@ -227,7 +227,7 @@ impl ControlPlane {
 
     /// The full record, key sealed. For the ACME worker and the snapshot.
     pub(crate) async fn certificate_record(&self, name: &str) -> Result<CertificateRecord> {
-        self.get(Collection::Certificates, name)
+        self.get(name)
             .await?
             .map(|(c, _)| c)
             .ok_or_else(|| ServiceError::not_found("certificate", name))
@@ -240,10 +240,7 @@ impl ControlPlane {
         f: impl Fn(&mut CertificateRecord),
     ) -> Result<()> {
         for _ in 0..CAS_RETRIES {
-            let Some((mut rec, raw)) = self
-                .get::<CertificateRecord>(Collection::Certificates, name)
-                .await?
-            else {
+            let Some((mut rec, raw)) = self.get::<CertificateRecord>(name).await? else {
                 return Err(ServiceError::not_found("certificate", name));
             };
             f(&mut rec);
@@ -253,10 +250,10 @@ impl ControlPlane {
                     name.to_owned(),
                     raw,
                 )],
-                writes: vec![put(Collection::Certificates, name, &rec)],
+                writes: vec![Write::put(&rec)],
             };
             match self
-                .commit(batch, |_| ServiceError::Conflict(String::new()))
+                .commit(batch, |_| ServiceError::concurrent(String::new()))
                 .await
             {
                 Ok(_) => return Ok(()),
@@ -264,7 +261,7 @@ impl ControlPlane {
                 Err(e) => return Err(e),
             }
         }
-        Err(ServiceError::Conflict(format!(
+        Err(ServiceError::concurrent(format!(
             "certificate {name:?} is changing concurrently"
         )))
     }
@@ -329,6 +326,11 @@ fn lock_expiry(value: &[u8]) -> i64 {
         .next()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
+}
+
+/// The API view of a certificate, with the status the renewal policy shows now.
+pub(crate) fn certificate_info(rec: &CertificateRecord) -> CertificateInfo {
+    CertificateInfo::new(rec, shown_status(rec, now()))
 }
 
 /// Whether proxy hostname `pattern` (maybe `*.`) serves `name`.

@@ -5,8 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::*;
-use crate::model::{DataPlaneList, DataPlaneRecord};
+use super::{ControlPlane, Result};
+use crate::auth::Caller;
+use crate::model::{DataPlaneList, DataPlaneRecord, now};
+use crate::store::{Batch, Store, Write};
 
 /// The public ports a data plane announced in Hello: 0 for no HTTPS listener, both 0 for
 /// a data plane too old to announce them.
@@ -132,26 +134,18 @@ impl DataPlaneRegistry {
 
     /// All known data planes and the newest config version.
     pub async fn list(&self) -> Result<DataPlaneList> {
-        let view = self
-            .store
-            .read_consistent(&[Collection::DataPlanes])
-            .await?;
-        let mut items = Vec::new();
-        for list in &view.collections {
-            for (k, v) in list {
-                items.push(decode(Collection::DataPlanes, k, v)?);
-            }
-        }
+        let (current_version, (items,)) =
+            self.store.read_records::<(Vec<DataPlaneRecord>,)>().await?;
         Ok(DataPlaneList {
-            current_version: view.revision,
+            current_version,
             items,
         })
     }
 
     async fn load(&self, node_id: &str) -> Result<DataPlaneRecord> {
         Ok(
-            match self.store.get(Collection::DataPlanes, node_id).await? {
-                Some(raw) => decode(Collection::DataPlanes, node_id, &raw)?,
+            match self.store.get_record::<DataPlaneRecord>(node_id).await? {
+                Some((rec, _)) => rec,
                 None => DataPlaneRecord {
                     node_id: node_id.to_owned(),
                     address: String::new(),
@@ -172,7 +166,7 @@ impl DataPlaneRegistry {
         self.store
             .apply(Batch {
                 checks: vec![],
-                writes: vec![put(Collection::DataPlanes, &rec.node_id, rec)],
+                writes: vec![Write::put(rec)],
             })
             .await?;
         Ok(())

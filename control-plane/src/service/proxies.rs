@@ -1,9 +1,10 @@
 //! Proxy target operations.
 
-use super::*;
-use crate::model::validate;
-use crate::model::{Proxy, ProxyInput, ProxyPatch, RateLimitKey, Route, TargetKind};
-use crate::store::Check;
+use super::{CAS_RETRIES, ControlPlane, Result, require_owner, require_writer};
+use crate::auth::Caller;
+use crate::error::ServiceError;
+use crate::model::{Proxy, ProxyInput, ProxyPatch, RateLimitKey, Route, TargetKind, now, validate};
+use crate::store::{Batch, Check, Collection, Write};
 
 impl ControlPlane {
     /// Creates a proxy owned by the caller. 409 if the hostname is taken.
@@ -44,10 +45,10 @@ impl ControlPlane {
         self.commit(
             Batch {
                 checks,
-                writes: vec![put(Collection::Proxies, &key, &proxy)],
+                writes: vec![Write::put(&proxy)],
             },
             |i| match i {
-                0 => ServiceError::Conflict(format!("proxy {key:?} already exists")),
+                0 => ServiceError::already_exists(format!("proxy {key:?} already exists")),
                 _ => no_certificate(&proxy.certificate_name),
             },
         )
@@ -61,7 +62,7 @@ impl ControlPlane {
     /// Reads one proxy.
     pub async fn get_proxy(&self, _caller: &Caller, hostname: &str) -> Result<Proxy> {
         let key = hostname.to_ascii_lowercase();
-        self.get(Collection::Proxies, &key)
+        self.get(&key)
             .await?
             .map(|(p, _)| p)
             .ok_or_else(|| ServiceError::not_found("proxy", hostname))
@@ -69,7 +70,7 @@ impl ControlPlane {
 
     /// Lists all proxies, sorted by hostname.
     pub async fn list_proxies(&self, _caller: &Caller) -> Result<Vec<Proxy>> {
-        self.list(Collection::Proxies).await
+        self.list().await
     }
 
     /// Changes the given fields of a proxy the caller owns.
@@ -94,7 +95,7 @@ impl ControlPlane {
         require_writer(caller)?;
         let key = hostname.to_ascii_lowercase();
         for _ in 0..CAS_RETRIES {
-            let Some((mut proxy, raw)) = self.get::<Proxy>(Collection::Proxies, &key).await? else {
+            let Some((mut proxy, raw)) = self.get::<Proxy>(&key).await? else {
                 return Err(ServiceError::not_found("proxy", hostname));
             };
             require_owner(caller, "proxy", &key, &proxy.owner_token_id)?;
@@ -109,11 +110,11 @@ impl ControlPlane {
             }
             let batch = Batch {
                 checks,
-                writes: vec![put(Collection::Proxies, &key, &proxy)],
+                writes: vec![Write::put(&proxy)],
             };
             match self
                 .commit(batch, |i| match i {
-                    0 => ServiceError::Conflict(String::new()),
+                    0 => ServiceError::concurrent(String::new()),
                     _ => no_certificate(&proxy.certificate_name),
                 })
                 .await
@@ -123,7 +124,7 @@ impl ControlPlane {
                 Err(e) => return Err(e),
             }
         }
-        Err(ServiceError::Conflict(format!(
+        Err(ServiceError::concurrent(format!(
             "proxy {key:?} is being changed concurrently; retry"
         )))
     }
@@ -132,12 +133,12 @@ impl ControlPlane {
     pub async fn delete_proxy(&self, caller: &Caller, hostname: &str) -> Result<()> {
         require_writer(caller)?;
         let key = hostname.to_ascii_lowercase();
-        let Some((proxy, raw)) = self.get::<Proxy>(Collection::Proxies, &key).await? else {
+        let Some((proxy, raw)) = self.get::<Proxy>(&key).await? else {
             return Err(ServiceError::not_found("proxy", hostname));
         };
         require_owner(caller, "proxy", &key, &proxy.owner_token_id)?;
         let users: Vec<String> = self
-            .list::<Route>(Collection::Routes)
+            .list::<Route>()
             .await?
             .into_iter()
             .filter(|r| {
@@ -147,7 +148,7 @@ impl ControlPlane {
             .map(|r| r.id)
             .collect();
         if !users.is_empty() {
-            return Err(ServiceError::Conflict(format!(
+            return Err(ServiceError::still_referenced(format!(
                 "proxy {key:?} is used by routes {}; delete them first",
                 users.join(", ")
             )));
@@ -160,7 +161,7 @@ impl ControlPlane {
                     key.clone(),
                 )],
             },
-            |_| ServiceError::Conflict(format!("proxy {key:?} changed while deleting; retry")),
+            |_| ServiceError::concurrent(format!("proxy {key:?} changed while deleting; retry")),
         )
         .await?;
         Ok(())

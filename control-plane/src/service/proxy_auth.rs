@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use super::*;
-use crate::model::validate;
-use crate::model::{AuthMode, ProxyAuth, ProxyAuthInput, ProxyAuthView};
+use super::{ControlPlane, Result};
+use crate::auth::Caller;
+use crate::error::ServiceError;
+use crate::model::{AuthMode, ProxyAuth, ProxyAuthInput, ProxyAuthView, validate};
 
 impl ControlPlane {
     /// Protects a proxy the caller owns, replacing any previous policy (its resource

@@ -3,9 +3,10 @@
 //! go wherever the policy goes (snapshot, `auth show`) and vanish with it; this module
 //! owns their validation and keeps them when `auth enable` replaces the rest.
 
-use super::*;
-use crate::model::validate;
-use crate::model::{ProxyAuth, ProxyResourceInput, ProxyResourceView};
+use super::{ControlPlane, Result};
+use crate::auth::Caller;
+use crate::error::ServiceError;
+use crate::model::{ProxyAuth, ProxyResourceInput, ProxyResourceView, validate};
 
 /// Metadata fields with their own setting (or none at all), refused as custom fields.
 const OWNED_FIELDS: [&str; 5] = [

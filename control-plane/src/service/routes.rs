@@ -2,13 +2,14 @@
 
 use rand::RngCore as _;
 
-use super::*;
-use crate::model::validate;
+use super::{ControlPlane, Result, require_admin, require_owner, require_writer};
+use crate::auth::{self, Caller};
+use crate::error::ServiceError;
 use crate::model::{
     DEFAULT_ROUTE_PRIORITY, ExternalService, MAX_ROUTE_PRIORITY, Proxy, Route, RouteInput,
-    TargetKind,
+    TargetKind, now, validate,
 };
-use crate::store::Check;
+use crate::store::{Batch, Check, Collection, Write};
 
 impl ControlPlane {
     /// Creates a route. Global routes and public routes need an admin; scoped routes need
@@ -57,7 +58,7 @@ impl ControlPlane {
         let mut checks = vec![Check::Absent(Collection::Routes, id.clone())];
         let mut missing: Vec<String> = Vec::new();
         for h in &proxy_hostnames {
-            match self.get::<Proxy>(Collection::Proxies, h).await? {
+            match self.get::<Proxy>(h).await? {
                 Some((p, raw)) => {
                     require_owner(caller, "proxy", h, &p.owner_token_id)?;
                     checks.push(Check::Equals(Collection::Proxies, h.clone(), raw));
@@ -69,10 +70,7 @@ impl ControlPlane {
             TargetKind::Url => validate::target_url("target_value", &input.target_value)?,
             TargetKind::Service => {
                 let name = validate::ident("target_value", &input.target_value)?;
-                match self
-                    .get::<ExternalService>(Collection::Services, &name)
-                    .await?
-                {
+                match self.get::<ExternalService>(&name).await? {
                     Some((s, raw)) => {
                         require_owner(caller, "service", &name, &s.owner_token_id)?;
                         checks.push(Check::Equals(Collection::Services, name.clone(), raw));
@@ -83,7 +81,7 @@ impl ControlPlane {
             }
             TargetKind::Proxy => {
                 let host = validate::hostname("target_value", &input.target_value)?;
-                match self.get::<Proxy>(Collection::Proxies, &host).await? {
+                match self.get::<Proxy>(&host).await? {
                     Some((p, raw)) => {
                         require_owner(caller, "proxy", &host, &p.owner_token_id)?;
                         refuse_protected_target(&host, &p)?;
@@ -119,14 +117,14 @@ impl ControlPlane {
         self.commit(
             Batch {
                 checks,
-                writes: vec![put(Collection::Routes, &id, &route)],
+                writes: vec![Write::put(&route)],
             },
             |i| {
                 if i == 0 {
-                    ServiceError::Conflict(format!("route {id:?} already exists"))
+                    ServiceError::already_exists(format!("route {id:?} already exists"))
                 } else {
-                    ServiceError::Conflict(
-                        "a proxy or service the route refers to changed; retry".into(),
+                    ServiceError::concurrent(
+                        "a proxy or service the route refers to changed; retry",
                     )
                 }
             },
@@ -137,7 +135,7 @@ impl ControlPlane {
 
     /// Reads one route.
     pub async fn get_route(&self, _caller: &Caller, id: &str) -> Result<Route> {
-        self.get(Collection::Routes, id)
+        self.get(id)
             .await?
             .map(|(r, _)| r)
             .ok_or_else(|| ServiceError::not_found("route", id))
@@ -145,7 +143,7 @@ impl ControlPlane {
 
     /// Lists routes, highest priority first.
     pub async fn list_routes(&self, _caller: &Caller) -> Result<Vec<Route>> {
-        let mut routes: Vec<Route> = self.list(Collection::Routes).await?;
+        let mut routes: Vec<Route> = self.list().await?;
         routes.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id)));
         Ok(routes)
     }
@@ -153,7 +151,7 @@ impl ControlPlane {
     /// Deletes a route the caller owns.
     pub async fn delete_route(&self, caller: &Caller, id: &str) -> Result<()> {
         require_writer(caller)?;
-        let Some((route, raw)) = self.get::<Route>(Collection::Routes, id).await? else {
+        let Some((route, raw)) = self.get::<Route>(id).await? else {
             return Err(ServiceError::not_found("route", id));
         };
         require_owner(caller, "route", id, &route.owner_token_id)?;
@@ -165,7 +163,7 @@ impl ControlPlane {
                     id.to_owned(),
                 )],
             },
-            |_| ServiceError::Conflict(format!("route {id:?} changed while deleting; retry")),
+            |_| ServiceError::concurrent(format!("route {id:?} changed while deleting; retry")),
         )
         .await?;
         Ok(())

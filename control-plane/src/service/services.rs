@@ -1,9 +1,10 @@
 //! Named external service operations.
 
-use super::*;
-use crate::model::validate;
-use crate::model::{ExternalService, Route, ServiceInput, TargetKind};
-use crate::store::Check;
+use super::{ControlPlane, Result, require_owner, require_writer};
+use crate::auth::Caller;
+use crate::error::ServiceError;
+use crate::model::{ExternalService, Route, ServiceInput, TargetKind, now, validate};
+use crate::store::{Batch, Check, Collection, Write};
 
 impl ControlPlane {
     /// Registers a named upstream. 409 if the name is taken.
@@ -24,9 +25,9 @@ impl ControlPlane {
         self.commit(
             Batch {
                 checks: vec![Check::Absent(Collection::Services, key.clone())],
-                writes: vec![put(Collection::Services, &key, &service)],
+                writes: vec![Write::put(&service)],
             },
-            |_| ServiceError::Conflict(format!("service {key:?} already exists")),
+            |_| ServiceError::already_exists(format!("service {key:?} already exists")),
         )
         .await?;
         Ok(service)
@@ -34,7 +35,7 @@ impl ControlPlane {
 
     /// Reads one service.
     pub async fn get_service(&self, _caller: &Caller, name: &str) -> Result<ExternalService> {
-        self.get(Collection::Services, name)
+        self.get(name)
             .await?
             .map(|(s, _)| s)
             .ok_or_else(|| ServiceError::not_found("service", name))
@@ -42,28 +43,25 @@ impl ControlPlane {
 
     /// Lists services by name.
     pub async fn list_services(&self, _caller: &Caller) -> Result<Vec<ExternalService>> {
-        self.list(Collection::Services).await
+        self.list().await
     }
 
     /// Deletes a service the caller owns; 409 while routes target it.
     pub async fn delete_service(&self, caller: &Caller, name: &str) -> Result<()> {
         require_writer(caller)?;
-        let Some((service, raw)) = self
-            .get::<ExternalService>(Collection::Services, name)
-            .await?
-        else {
+        let Some((service, raw)) = self.get::<ExternalService>(name).await? else {
             return Err(ServiceError::not_found("service", name));
         };
         require_owner(caller, "service", name, &service.owner_token_id)?;
         let users: Vec<String> = self
-            .list::<Route>(Collection::Routes)
+            .list::<Route>()
             .await?
             .into_iter()
             .filter(|r| r.target_kind == TargetKind::Service && r.target_value == name)
             .map(|r| r.id)
             .collect();
         if !users.is_empty() {
-            return Err(ServiceError::Conflict(format!(
+            return Err(ServiceError::still_referenced(format!(
                 "service {name:?} is used by routes {}; delete them first",
                 users.join(", ")
             )));
@@ -76,7 +74,7 @@ impl ControlPlane {
                     name.to_owned(),
                 )],
             },
-            |_| ServiceError::Conflict(format!("service {name:?} changed while deleting; retry")),
+            |_| ServiceError::concurrent(format!("service {name:?} changed while deleting; retry")),
         )
         .await?;
         Ok(())

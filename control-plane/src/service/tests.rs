@@ -1,6 +1,7 @@
 //! Service-layer behaviour on a real embedded store: validation, ownership, references.
 
 use super::*;
+use crate::error::Conflict;
 use crate::model::*;
 
 async fn setup() -> (ControlPlane, Caller, Caller, tempfile::TempDir) {
@@ -159,7 +160,7 @@ async fn bad_input_changes_nothing() {
         .unwrap();
     assert!(matches!(
         cp.create_proxy(&admin, proxy("DUP.example.com")).await,
-        Err(ServiceError::Conflict(_))
+        Err(ServiceError::Conflict(Conflict::AlreadyExists(_)))
     ));
 }
 
@@ -186,11 +187,11 @@ async fn references_block_deletes() {
     cp.create_route(&admin, r).await.unwrap();
     assert!(matches!(
         cp.delete_service(&admin, "api").await,
-        Err(ServiceError::Conflict(_))
+        Err(ServiceError::Conflict(Conflict::StillReferenced(_)))
     ));
     assert!(matches!(
         cp.delete_proxy(&admin, "a.example.com").await,
-        Err(ServiceError::Conflict(_))
+        Err(ServiceError::Conflict(Conflict::StillReferenced(_)))
     ));
     cp.delete_route(&admin, "api-route").await.unwrap();
     cp.delete_service(&admin, "api").await.unwrap();
@@ -549,7 +550,7 @@ async fn snapshots_carry_public_keys_and_revocations_only() {
     cp.store()
         .apply(crate::store::Batch {
             checks: vec![],
-            writes: vec![put(
+            writes: vec![Write::json(
                 Collection::OAuthRevocations,
                 "jti-1",
                 &crate::oauth::RevokedToken::token("jti-1", now() + 60),
@@ -610,18 +611,18 @@ async fn sweep_drops_expired_device_authorizations_and_their_user_codes() {
         .apply(crate::store::Batch {
             checks: vec![],
             writes: vec![
-                put(
+                Write::json(
                     Collection::OAuthDevices,
                     "old",
                     &device("BBBB-BBBB", now() - 1),
                 ),
-                put(Collection::OAuthUserCodes, "BBBB-BBBB", &"old"),
-                put(
+                Write::json(Collection::OAuthUserCodes, "BBBB-BBBB", &"old"),
+                Write::json(
                     Collection::OAuthDevices,
                     "live",
                     &device("CCCC-CCCC", now() + 600),
                 ),
-                put(Collection::OAuthUserCodes, "CCCC-CCCC", &"live"),
+                Write::json(Collection::OAuthUserCodes, "CCCC-CCCC", &"live"),
             ],
         })
         .await
@@ -753,4 +754,45 @@ async fn request_body_limit_is_validated_and_stored() {
         portcullis_proto::v1::ProxyTarget::from(kept).max_request_body_bytes,
         10 << 20
     );
+}
+
+#[tokio::test]
+async fn certificates_to_order_go_to_the_issuer_queue() {
+    let (cp, admin, _user, _d) = setup().await;
+    let mut orders = cp.orders().take_receiver().expect("no issuer took it");
+    cp.create_proxy(&admin, proxy("a.example.com"))
+        .await
+        .unwrap();
+    cp.create_proxy(&admin, proxy("dev.localhost"))
+        .await
+        .unwrap();
+    while orders.try_recv().is_ok() {}
+    let cert = |name: &str, domain: &str, self_signed| CertificateInput {
+        name: name.into(),
+        domains: vec![domain.into()],
+        self_signed: Some(self_signed),
+        ..Default::default()
+    };
+    // A development certificate is made at once: nothing to order.
+    let dev = cp
+        .create_certificate(&admin, cert("dev", "dev.localhost", true))
+        .await
+        .unwrap();
+    assert_eq!(dev.status, CertStatus::Valid);
+    assert!(orders.try_recv().is_err());
+    // An ACME certificate is stored pending and queued; `cert renew` queues it again.
+    let acme = cp
+        .create_certificate(&admin, cert("a", "a.example.com", false))
+        .await
+        .unwrap();
+    assert_eq!(acme.status, CertStatus::Pending);
+    assert_eq!(orders.try_recv().ok().as_deref(), Some("a"));
+    cp.renew_certificate(&admin, "a").await.unwrap();
+    assert_eq!(orders.try_recv().ok().as_deref(), Some("a"));
+    // Refusals still reach the caller and queue nothing.
+    assert!(matches!(
+        cp.renew_certificate(&admin, "dev").await,
+        Err(ServiceError::Unprocessable(_))
+    ));
+    assert!(orders.try_recv().is_err());
 }

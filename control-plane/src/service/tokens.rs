@@ -1,9 +1,10 @@
 //! API token operations, including the first-start admin token.
 
-use super::*;
-use crate::model::validate;
-use crate::model::{CreatedToken, TokenInfo, TokenInput};
-use crate::store::{Check, Write};
+use super::{ControlPlane, Result, require_admin};
+use crate::auth::{self, Caller};
+use crate::error::ServiceError;
+use crate::model::{CreatedToken, TokenInfo, TokenInput, TokenRecord, TokenScope, now, validate};
+use crate::store::{Batch, Check, Collection, Write};
 
 const BOOTSTRAP_MARKER: &str = "bootstrapped";
 
@@ -66,12 +67,12 @@ impl ControlPlane {
         let batch = Batch {
             checks,
             writes: vec![
-                put(Collection::Tokens, &id, &record),
+                Write::put(&record),
                 Write::Put(Collection::Meta, BOOTSTRAP_MARKER.into(), b"1".to_vec()),
             ],
         };
         self.commit(batch, |_| {
-            ServiceError::Conflict("token already exists".into())
+            ServiceError::already_exists("token already exists")
         })
         .await?;
         Ok(CreatedToken {
@@ -82,7 +83,7 @@ impl ControlPlane {
 
     /// Lists tokens: all for an admin, only its own for anyone else.
     pub async fn list_tokens(&self, caller: &Caller) -> Result<Vec<TokenInfo>> {
-        let all: Vec<TokenRecord> = self.list(Collection::Tokens).await?;
+        let all: Vec<TokenRecord> = self.list().await?;
         Ok(all
             .iter()
             .filter(|t| caller.is_admin() || t.id == caller.token_id)
