@@ -150,7 +150,7 @@ async fn create_read_update_and_conflict() {
         .call(&f.admin, Method::POST, "/api/v1/proxy/targets", Some(p))
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{body}");
-    assert!(body["error"].is_string(), "{body}");
+    assert_eq!(body["error"], "already_exists", "{body}");
     assert!(
         body["detail"]
             .as_str()
@@ -217,7 +217,7 @@ async fn references_are_422_and_an_in_use_service_is_409() {
     let service = "/api/v1/services/external/api";
     let (s, body) = f.call(&f.admin, Method::DELETE, service, None).await;
     assert_eq!(s, StatusCode::CONFLICT, "{body}");
-    assert_eq!(body["error"], "conflict", "{body}");
+    assert_eq!(body["error"], "still_referenced", "{body}");
     let (s, _) = f
         .call(&f.admin, Method::DELETE, "/api/v1/routes/to-api", None)
         .await;
