@@ -12,6 +12,7 @@ pub mod convert;
 pub mod error;
 pub mod files;
 pub mod grpc;
+pub mod logs;
 pub mod model;
 pub mod oauth;
 pub mod rest;

@@ -15,6 +15,7 @@ use crate::error::ServiceError;
 use crate::service::ControlPlane;
 
 mod handlers;
+pub mod logs;
 mod openapi;
 
 pub use openapi::ApiDoc;
@@ -26,6 +27,7 @@ pub fn router(cp: ControlPlane) -> Router {
         .merge(SwaggerUi::new("/docs").url("/openapi.json", {
             let mut doc = ApiDoc::openapi();
             doc.merge(crate::oauth::http::OAuthApiDoc::openapi());
+            doc.merge(logs::LogsApiDoc::openapi());
             doc
         }))
         .with_state(cp)

@@ -37,6 +37,8 @@ pub struct ServeConfig {
     pub renew_check_interval: Duration,
     /// The OAuth authorization server; `issuer` empty = `http://<http_listen>` (loopback only).
     pub oauth: crate::oauth::OAuthSettings,
+    /// Request-log retention and size cap.
+    pub logs: crate::logs::LogSettings,
 }
 
 /// Checks the issuer: https, or http on a loopback host; no query, fragment or trailing slash.
@@ -164,6 +166,13 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     oauth.install_api_verifier();
     tracing::info!(issuer = %oauth.issuer(), "OAuth authorization server enabled");
     let (admin, config) = crate::grpc::services(cp.clone(), snapshots);
+    // Request logs: own store (logs.redb, or the same Redis on its own connection).
+    let logs =
+        crate::logs::AccessLogs::open(&cfg.data_dir, cfg.redis_url.as_deref(), cfg.logs.clone())
+            .await
+            .context("cannot open the request-log store")?;
+    logs.spawn_pruner(Duration::from_secs(60));
+    let (log_ingest, log_query) = crate::grpc::log_services(cp.clone(), logs.clone());
     let oauth_admin =
         portcullis_proto::v1::o_auth_admin_service_server::OAuthAdminServiceServer::new(
             crate::grpc::OAuthAdminApi::new(oauth.clone()),
@@ -179,12 +188,16 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .add_service(admin)
         .add_service(config)
         .add_service(oauth_admin)
+        .add_service(log_ingest)
+        .add_service(log_query)
         .serve_with_incoming_shutdown(
             // Nagle would hold a snapshot's last segment for the peer's delayed ACK (~40 ms).
             tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
             shutdown(),
         );
-    let app = crate::rest::router(cp).merge(crate::oauth::http::router(oauth));
+    let app = crate::rest::router(cp.clone())
+        .merge(crate::oauth::http::router(oauth))
+        .merge(crate::rest::logs::router(cp, logs));
     let http_server = axum::serve(http, app).with_graceful_shutdown(shutdown());
 
     tokio::select! {
