@@ -229,7 +229,7 @@ pub trait LogStore: Send + Sync + 'static {
     /// Records reported dropped in the hours given.
     async fn dropped(&self, from_hour: i64, to_hour: i64) -> Result<u64, StoreError>;
     /// Records stored.
-    async fn len(&self) -> Result<u64, StoreError>;
+    async fn count(&self) -> Result<u64, StoreError>;
     /// Deletes at most `max` of the oldest records: those older than `older_than`, then
     /// more while over `keep_at_most`. Returns how many went.
     async fn delete_oldest(

@@ -280,7 +280,7 @@ impl LogStore for EmbeddedLogStore {
         .await
     }
 
-    async fn len(&self) -> Result<u64, StoreError> {
+    async fn count(&self) -> Result<u64, StoreError> {
         self.blocking(|db| {
             let txn = db.begin_read().map_err(err)?;
             txn.open_table(RECORDS).map_err(err)?.len().map_err(err)

@@ -121,10 +121,8 @@ impl LogStore for RedisLogStore {
                 .arg(n)
                 .query_async(&mut conn)
                 .await?;
-            let mut seq = last.saturating_sub(n);
             let mut visitors: HashMap<String, Vec<&str>> = HashMap::new();
-            for r in records {
-                seq += 1;
+            for (seq, r) in (last.saturating_sub(n) + 1..).zip(records) {
                 let id = member(LogKey {
                     time: r.time_unix_nanos,
                     seq,
@@ -247,7 +245,7 @@ impl LogStore for RedisLogStore {
             .sum())
     }
 
-    async fn len(&self) -> Result<u64, StoreError> {
+    async fn count(&self) -> Result<u64, StoreError> {
         let mut conn = self.conn.clone();
         Ok(redis::cmd("ZCARD").arg(TIME).query_async(&mut conn).await?)
     }

@@ -9,13 +9,23 @@ fn rec(i: u64, now: i64) -> Record {
         node_id: "dp1".into(),
         listener: "http".into(),
         client_ip: format!("10.0.0.{}", i % 7),
-        method: if i % 5 == 0 { "POST" } else { "GET" }.into(),
-        host: if i % 2 == 0 { "a.test" } else { "b.test" }.into(),
+        method: if i.is_multiple_of(5) { "POST" } else { "GET" }.into(),
+        host: if i.is_multiple_of(2) {
+            "a.test"
+        } else {
+            "b.test"
+        }
+        .into(),
         path: format!("/api/{}/x", i % 3),
         status: [200, 404, 500, 302][(i % 4) as usize],
         duration_micros: i * 10,
-        proxy: if i % 2 == 0 { "a.test" } else { "b.test" }.into(),
-        user: if i % 3 == 0 {
+        proxy: if i.is_multiple_of(2) {
+            "a.test"
+        } else {
+            "b.test"
+        }
+        .into(),
+        user: if i.is_multiple_of(3) {
             format!("user{}", i % 2)
         } else {
             String::new()
@@ -89,7 +99,7 @@ async fn suite(store: Arc<dyn LogStore>) {
             .unwrap();
         assert_eq!(n, 100);
     }
-    assert_eq!(store.len().await.unwrap(), 300);
+    assert_eq!(store.count().await.unwrap(), 300);
     assert_eq!(
         store.index_entries().await.unwrap(),
         expected_index_entries(&records)
@@ -157,7 +167,7 @@ async fn suite(store: Arc<dyn LogStore>) {
     for query in &queries {
         let f = Filter::parse(query, now_nanos(), true).unwrap();
         let mut want: Vec<&Record> = records.iter().filter(|r| f.matches(r)).collect();
-        want.sort_by(|a, b| b.time_unix_nanos.cmp(&a.time_unix_nanos));
+        want.sort_by_key(|r| std::cmp::Reverse(r.time_unix_nanos));
         assert!(!want.is_empty(), "{query:?}");
         for limit in [7, 1000] {
             let got = all(&logs, &f, limit).await;
@@ -272,7 +282,7 @@ async fn suite(store: Arc<dyn LogStore>) {
         ),
         "{e}"
     );
-    assert_eq!(store.len().await.unwrap(), 300);
+    assert_eq!(store.count().await.unwrap(), 300);
     let mut bad = rec(1, now);
     bad.status = 1000;
     let mut odd = rec(2, now);
@@ -325,11 +335,11 @@ async fn suite(store: Arc<dyn LogStore>) {
     )
     .await
     .unwrap();
-    assert_eq!(store.len().await.unwrap(), 351);
+    assert_eq!(store.count().await.unwrap(), 351);
     let f_all = Filter::parse(&q(), now_nanos(), true).unwrap();
     assert_eq!(all(&logs, &f_all, 1000).await.len(), 351);
     assert_eq!(logs.prune().await.unwrap(), 50);
-    assert_eq!(store.len().await.unwrap(), 301);
+    assert_eq!(store.count().await.unwrap(), 301);
     let remaining = all(&logs, &f_all, 1000).await;
     assert_eq!(remaining.len(), 301);
     assert!(remaining.iter().all(|r| !r.request_id.starts_with("old-")));
@@ -357,11 +367,11 @@ async fn suite(store: Arc<dyn LogStore>) {
         },
     );
     assert_eq!(capped.prune().await.unwrap(), 201);
-    assert_eq!(store.len().await.unwrap(), 100);
+    assert_eq!(store.count().await.unwrap(), 100);
     let kept = all(&logs, &f_all, 1000).await;
     assert_eq!(kept.len(), 100);
     let mut newest: Vec<&Record> = remaining.iter().collect();
-    newest.sort_by(|a, b| b.time_unix_nanos.cmp(&a.time_unix_nanos));
+    newest.sort_by_key(|r| std::cmp::Reverse(r.time_unix_nanos));
     let want: Vec<&str> = newest[..100]
         .iter()
         .map(|r| r.request_id.as_str())
@@ -512,7 +522,7 @@ async fn embedded_backend_passes_the_suite() {
     // Records survive reopening; a second opener is refused while the first holds it.
     let store = EmbeddedLogStore::open(dir.path()).unwrap();
     assert!(EmbeddedLogStore::open(dir.path()).is_err());
-    assert_eq!(store.len().await.unwrap(), 100);
+    assert_eq!(store.count().await.unwrap(), 100);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
