@@ -859,8 +859,13 @@ impl AccessLogs {
         let oldest = now.saturating_sub(self.inner.settings.retention.as_nanos() as i64);
         let from_hour = hour_of(f.since).max(hour_of(oldest) - 1);
         let to_hour = hour_of(f.until.min(now));
+        // Sketches count every request to a host, so a restricted caller gets them only for
+        // hosts its own records show (never for a host it merely names in a filter).
         let visitor_hosts: Vec<String> = match &f.host {
-            Some(h) => vec![h.clone()],
+            Some(h) if f.proxies.is_none() || top_hosts.iter().any(|c| &c.key == h) => {
+                vec![h.clone()]
+            }
+            Some(_) => Vec::new(),
             None => top_hosts.iter().map(|c| c.key.clone()).collect(),
         };
         let mut unique_visitors = Vec::new();
@@ -883,7 +888,12 @@ impl AccessLogs {
             p95_duration_micros: pct(95),
             p99_duration_micros: pct(99),
             unique_visitors,
-            dropped: self.inner.store.dropped(from_hour, to_hour).await?,
+            // Drops are not per proxy: admins only.
+            dropped: if f.proxies.is_none() {
+                self.inner.store.dropped(from_hour, to_hour).await?
+            } else {
+                0
+            },
             truncated,
         })
     }

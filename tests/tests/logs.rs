@@ -315,6 +315,73 @@ async fn check_queries(cp: &ControlPlane, admin: &str, bob: &str) {
     assert!(items(&p).is_empty(), "r7 is on admin.test");
     let (_, s) = get(cp, bob, "/api/v1/logs/stats").await;
     assert_eq!(s["total"], 20);
+    assert_eq!(s["dropped"], 0, "drops are not per proxy: admins only");
+    assert_eq!(s["unique_visitors"][0]["key"], "bob.test");
+    // Naming another owner's host yields nothing about it, not even its visitor count.
+    let (_, s) = get(cp, bob, "/api/v1/logs/stats?host=admin.test").await;
+    assert_eq!(s["total"], 0);
+    assert_eq!(s["unique_visitors"], serde_json::json!([]));
+
+    // gRPC: the same service; a bad cursor is INVALID_ARGUMENT naming the field.
+    let mut c = AccessLogServiceClient::connect(cp.grpc.clone())
+        .await
+        .expect("grpc connect");
+    let page = c
+        .search(authed(
+            pb::AccessLogQuery {
+                client_ip: "192.0.2.2".into(),
+                limit: 4,
+                ..Default::default()
+            },
+            bob,
+        ))
+        .await
+        .expect("search")
+        .into_inner();
+    assert_eq!(page.records.len(), 4);
+    assert!(page.records.iter().all(|r| r.proxy == "bob.test"));
+    assert!(!page.next_cursor.is_empty());
+    let e = c
+        .search(authed(
+            pb::AccessLogQuery {
+                cursor: "AAAA".into(),
+                ..Default::default()
+            },
+            admin,
+        ))
+        .await
+        .expect_err("refused");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("cursor"), "{e:?}");
+    let stats = c
+        .stats(authed(pb::AccessLogQuery::default(), admin))
+        .await
+        .expect("stats")
+        .into_inner();
+    assert_eq!(stats.total, N);
+
+    // The OpenAPI document describes the log routes.
+    let doc: Value = http_client()
+        .get(format!("{}/openapi.json", cp.http))
+        .send()
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("openapi json");
+    for path in [
+        "/api/v1/logs",
+        "/api/v1/logs/stats",
+        "/api/v1/logs/follow",
+        "/api/v1/logs/errors",
+        "/api/v1/logs/ip/{ip}",
+        "/api/v1/logs/correlation/{request_id}",
+    ] {
+        assert!(
+            doc["paths"][path]["get"].is_object(),
+            "{path} not in the OpenAPI doc"
+        );
+    }
 }
 
 fn check_cli(cp: &ControlPlane, bob: &str) {

@@ -208,6 +208,7 @@ pub struct StatsJson {
     pub p99_duration_micros: u64,
     /// Estimated distinct client IPs per host (HyperLogLog).
     pub unique_visitors: Vec<CountJson>,
+    /// Records data planes reported dropped in the window (admins only; 0 for others).
     pub dropped: u64,
     /// More records matched than one call examines: the newest were counted.
     pub truncated: bool,
