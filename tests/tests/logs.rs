@@ -469,3 +469,67 @@ async fn retention_flag_is_parsed_and_a_bad_one_refused() {
         "{out:?}"
     );
 }
+
+/// Kills the child on drop, so a failed assertion leaves no process behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn cli_follow_prints_records_as_they_arrive() {
+    use std::io::BufRead as _;
+
+    let cp = ControlPlane::start().await;
+    let enrol = cp.enrolment_token("dp-fake");
+    let mut child = KillOnDrop(
+        std::process::Command::new(portcullis_tests::procs::bin("portcullis"))
+            .args(["--url", &cp.grpc, "--token", &cp.admin_token])
+            .args(["logs", "follow", "--status", "404", "-o", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn portcullis"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut ingest = AccessLogIngestClient::connect(cp.grpc.clone())
+        .await
+        .expect("grpc connect");
+    // The CLI subscribes on its own schedule: ship until it prints.
+    let base = now_nanos();
+    let mut shipped = 0;
+    let line = loop {
+        assert!(shipped < 100, "`portcullis logs follow` printed nothing");
+        let records = vec![record(0, base), record(1, base)];
+        ingest
+            .ship(authed(
+                pb::AccessLogBatch {
+                    records,
+                    dropped: 0,
+                },
+                &enrol,
+            ))
+            .await
+            .expect("ship");
+        shipped += 1;
+        if let Ok(Some(line)) = tokio::time::timeout(Duration::from_millis(200), lines.recv()).await
+        {
+            break line.expect("stdout line");
+        }
+    };
+    let v: Value = serde_json::from_str(&line).expect("one JSON record per line");
+    assert_eq!(v["status"], 404);
+    assert_eq!(v["request_id"], "r1");
+}
