@@ -11,8 +11,8 @@
 //! - Ingest never waits for a follower: followers read a bounded broadcast channel
 //!   ([`FOLLOW_BUFFER`] records) and one that falls behind is told how many it missed and
 //!   closed.
-//! - Everything a caller can make the server do is bounded: a batch holds at most
-//!   [`MAX_BATCH`] records, a page at most [`MAX_LIMIT`], one search examines at most
+//! - Everything a caller can make the server do is bounded: at most [`MAX_FOLLOWERS`]
+//!   followers, a batch holds at most [`MAX_BATCH`] records, a page at most [`MAX_LIMIT`], one search examines at most
 //!   [`SCAN_BUDGET`] records (a page may then be short while `next_cursor` is set) and one
 //!   stats call at most [`STATS_BUDGET`] (then `truncated` is set).
 //!
@@ -57,6 +57,8 @@ pub const SCAN_BUDGET: usize = 20_000;
 pub const STATS_BUDGET: usize = 200_000;
 /// Records a follower may fall behind before it is closed.
 pub const FOLLOW_BUFFER: usize = 4096;
+/// Followers connected at once (each costs a filter check per ingested record).
+pub const MAX_FOLLOWERS: usize = 64;
 /// Records deleted per prune transaction.
 pub const PRUNE_CHUNK: usize = 5_000;
 /// Entries in each "top" list of stats.
@@ -520,7 +522,7 @@ fn cap(s: &mut String, max: usize) {
 }
 
 /// Makes a shipped record safe to store: caps every string, removes credential
-/// parameters from the query, stamps a missing time with `now`. `Err` names the field of
+/// parameters from the query, stamps a missing (or over an hour ahead) time with `now`. `Err` names the field of
 /// a record that cannot be stored at all.
 pub fn sanitize(mut r: Record, now: i64) -> Result<Record, String> {
     if r.status > 999 {
@@ -529,7 +531,8 @@ pub fn sanitize(mut r: Record, now: i64) -> Result<Record, String> {
     if r.client_port > 65535 {
         return Err(format!("client_port: {} is not a TCP port", r.client_port));
     }
-    if r.time_unix_nanos <= 0 {
+    // A time far in the future would escape retention: such a record counts as received now.
+    if r.time_unix_nanos <= 0 || r.time_unix_nanos > now.saturating_add(HOUR_NANOS) {
         r.time_unix_nanos = now;
     }
     if !r.query.is_empty() {
@@ -579,10 +582,30 @@ pub enum FollowEnd {
     Closed,
 }
 
-/// One subscriber of new records, filtered.
+/// Why a follower was not admitted.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    /// The query or the caller was refused.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// [`MAX_FOLLOWERS`] are connected already.
+    #[error("{MAX_FOLLOWERS} log followers are connected already; try again later")]
+    TooMany,
+}
+
+/// One subscriber of new records, filtered. Dropping it frees its follower slot.
 pub struct Follower {
     rx: broadcast::Receiver<Arc<Record>>,
     filter: Filter,
+    _slot: FollowerSlot,
+}
+
+struct FollowerSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for FollowerSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl Follower {
@@ -608,6 +631,7 @@ pub struct AccessLogs {
 struct Inner {
     store: Arc<dyn LogStore>,
     tx: broadcast::Sender<Arc<Record>>,
+    followers: Arc<std::sync::atomic::AtomicUsize>,
     settings: LogSettings,
 }
 
@@ -619,6 +643,7 @@ impl AccessLogs {
             inner: Arc::new(Inner {
                 store,
                 tx,
+                followers: Arc::default(),
                 settings,
             }),
         }
@@ -898,26 +923,40 @@ impl AccessLogs {
         })
     }
 
-    /// Subscribes to new records matching the query (its time bounds and page settings
-    /// are ignored). A `user` caller's proxies are looked up once, now.
+    /// Subscribes to new records matching the query (its time bounds are ignored; page
+    /// settings are refused). A `user` caller's proxies are looked up once, now.
     pub async fn follow(
         &self,
         cp: &ControlPlane,
         caller: &Caller,
         q: &pb::AccessLogQuery,
-    ) -> Result<Follower, ServiceError> {
+    ) -> Result<Follower, FollowError> {
+        if q.limit != 0 || !q.cursor.is_empty() {
+            return Err(ServiceError::invalid(
+                if q.limit != 0 { "limit" } else { "cursor" },
+                "follow takes no page settings",
+            )
+            .into());
+        }
         let mut f = self.filter(cp, caller, q, false).await?;
         f.since = 0;
         f.until = i64::MAX;
-        Ok(self.follow_filter(f))
+        self.follow_filter(f)
     }
 
     /// [`Self::follow`] with a parsed filter.
-    pub fn follow_filter(&self, filter: Filter) -> Follower {
-        Follower {
+    pub fn follow_filter(&self, filter: Filter) -> Result<Follower, FollowError> {
+        use std::sync::atomic::Ordering;
+        let n = &self.inner.followers;
+        n.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+            (c < MAX_FOLLOWERS).then_some(c + 1)
+        })
+        .map_err(|_| FollowError::TooMany)?;
+        Ok(Follower {
             rx: self.inner.tx.subscribe(),
             filter,
-        }
+            _slot: FollowerSlot(n.clone()),
+        })
     }
 
     /// Applies retention and the size cap once; returns the records deleted.

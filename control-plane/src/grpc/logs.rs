@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 
 use super::{api_caller, bearer};
 use crate::auth::Caller;
-use crate::logs::{AccessLogs, FollowEnd};
+use crate::logs::{AccessLogs, FollowEnd, FollowError};
 use crate::model::TokenScope;
 use crate::service::ControlPlane;
 
@@ -110,7 +110,11 @@ impl pb::access_log_service_server::AccessLogService for LogQueryApi {
         req: Request<pb::AccessLogQuery>,
     ) -> Result<Response<RecordStream>, Status> {
         let caller = api_caller(&self.cp, &req).await?;
-        let follower = self.logs.follow(&self.cp, &caller, req.get_ref()).await?;
+        let follower = match self.logs.follow(&self.cp, &caller, req.get_ref()).await {
+            Ok(f) => f,
+            Err(FollowError::Service(e)) => return Err(e.into()),
+            Err(e @ FollowError::TooMany) => return Err(Status::resource_exhausted(e.to_string())),
+        };
         let stream = futures_util::stream::unfold(Some(follower), |state| async move {
             let mut f = state?;
             match f.next().await {

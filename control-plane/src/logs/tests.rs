@@ -75,17 +75,19 @@ async fn suite(store: Arc<dyn LogStore>) {
     );
     let now = now_nanos();
     let records: Vec<Record> = (0..300).map(|i| rec(i, now)).collect();
-    let mut follower = logs.follow_filter(
-        Filter::parse(
-            &pb::AccessLogQuery {
-                client_ip: "10.0.0.3".into(),
-                ..q()
-            },
-            now,
-            false,
+    let mut follower = logs
+        .follow_filter(
+            Filter::parse(
+                &pb::AccessLogQuery {
+                    client_ip: "10.0.0.3".into(),
+                    ..q()
+                },
+                now,
+                false,
+            )
+            .unwrap(),
         )
-        .unwrap(),
-    );
+        .unwrap();
     for chunk in records.chunks(100) {
         let n = logs
             .ingest(
@@ -289,7 +291,7 @@ async fn suite(store: Arc<dyn LogStore>) {
     odd.request_id = "with-query".into();
     odd.query = "a=1&access_token=secret&Code=x&b=2".into();
     odd.path = "p".repeat(10_000);
-    odd.time_unix_nanos = 0;
+    odd.time_unix_nanos = now + 2 * HOUR_NANOS;
     let n = logs
         .ingest(
             "dp1",
@@ -496,7 +498,7 @@ async fn a_slow_follower_is_told_and_closed_never_blocks_ingest() {
         Arc::new(EmbeddedLogStore::open(dir.path()).unwrap()),
         LogSettings::default(),
     );
-    let mut slow = logs.follow_filter(Filter::default());
+    let mut slow = logs.follow_filter(Filter::default()).unwrap();
     let now = now_nanos();
     let batch: Vec<Record> = (0..FOLLOW_BUFFER as u64 + 10)
         .map(|i| rec(i, now))
@@ -534,4 +536,22 @@ async fn redis_backend_passes_the_suite() {
             .unwrap(),
     ))
     .await;
+}
+
+#[tokio::test]
+async fn followers_are_bounded_and_a_dropped_one_frees_its_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = AccessLogs::new(
+        Arc::new(EmbeddedLogStore::open(dir.path()).unwrap()),
+        LogSettings::default(),
+    );
+    let mut all: Vec<Follower> = (0..MAX_FOLLOWERS)
+        .map(|_| logs.follow_filter(Filter::default()).unwrap())
+        .collect();
+    assert!(matches!(
+        logs.follow_filter(Filter::default()),
+        Err(FollowError::TooMany)
+    ));
+    all.pop();
+    assert!(logs.follow_filter(Filter::default()).is_ok());
 }

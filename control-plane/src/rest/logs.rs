@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{FromRef, Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
 use futures_util::Stream;
 use portcullis_proto::v1 as pb;
@@ -26,7 +28,7 @@ use serde::Serialize;
 use super::{ApiError, ErrorBody};
 use crate::auth::Caller;
 use crate::error::ServiceError;
-use crate::logs::{AccessLogs, FollowEnd, parse_duration, rfc3339};
+use crate::logs::{AccessLogs, FollowEnd, FollowError, parse_duration, rfc3339};
 use crate::service::ControlPlane;
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -420,21 +422,24 @@ async fn stats(
 /// follower that falls behind gets `event: lagged` with the number skipped, and the
 /// stream ends.
 #[utoipa::path(get, path = "/api/v1/logs/follow", tag = "logs", security(("bearer" = [])), params(LogParams),
-    responses((status = 200, description = "text/event-stream of records", content_type = "text/event-stream"), (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "text/event-stream of records", content_type = "text/event-stream"), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody, description = "too many followers")))]
 async fn follow(
     State(s): State<LogsState>,
     c: Caller,
     Query(p): Params,
-) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let q = parse_params(&p)?;
-    if q.limit != 0 || !q.cursor.is_empty() {
-        return Err(ServiceError::invalid(
-            if q.limit != 0 { "limit" } else { "cursor" },
-            "follow takes no page settings",
-        )
-        .into());
-    }
-    let follower = s.logs.follow(&s.cp, &c, &q).await?;
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Response> {
+    let q = parse_params(&p).map_err(|e| ApiError::from(e).into_response())?;
+    let follower = match s.logs.follow(&s.cp, &c, &q).await {
+        Ok(f) => f,
+        Err(FollowError::Service(e)) => return Err(ApiError::from(e).into_response()),
+        Err(e @ FollowError::TooMany) => {
+            let body = ErrorBody {
+                error: "unavailable",
+                detail: e.to_string(),
+            };
+            return Err((StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response());
+        }
+    };
     let stream = futures_util::stream::unfold(Some(follower), |state| async move {
         let mut f = state?;
         match f.next().await {
