@@ -555,3 +555,81 @@ async fn followers_are_bounded_and_a_dropped_one_frees_its_slot() {
     all.pop();
     assert!(logs.follow_filter(Filter::default()).is_ok());
 }
+
+/// Rough costs (run with `--ignored --nocapture`; debug builds overstate them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "timing, not a check"]
+async fn costs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = RedisServer::start();
+    let stores: Vec<Arc<dyn LogStore>> = vec![
+        Arc::new(EmbeddedLogStore::open(dir.path()).unwrap()),
+        Arc::new(
+            RedisLogStore::connect(&server.url, Duration::from_secs(3600))
+                .await
+                .unwrap(),
+        ),
+    ];
+    for store in stores {
+        let name = store.backend_name();
+        let logs = AccessLogs::new(store, LogSettings::default());
+        let now = now_nanos();
+        let t = std::time::Instant::now();
+        for b in 0..5u64 {
+            let records = (0..MAX_BATCH as u64)
+                .map(|i| rec(b * 10_000 + i, now))
+                .collect();
+            logs.ingest(
+                "dp",
+                pb::AccessLogBatch {
+                    records,
+                    dropped: 0,
+                },
+            )
+            .await
+            .unwrap();
+        }
+        eprintln!("{name}: ingest 50k in 5 batches: {:?}", t.elapsed());
+        let f = Filter::parse(
+            &pb::AccessLogQuery {
+                method: "PUT".into(),
+                ..q()
+            },
+            now_nanos(),
+            true,
+        )
+        .unwrap();
+        let t = std::time::Instant::now();
+        logs.search_filter(&f, None, 100).await.unwrap();
+        eprintln!(
+            "{name}: unindexed search (budget {SCAN_BUDGET}): {:?}",
+            t.elapsed()
+        );
+        let f = Filter::parse(
+            &pb::AccessLogQuery {
+                client_ip: "10.0.0.3".into(),
+                ..q()
+            },
+            now_nanos(),
+            true,
+        )
+        .unwrap();
+        let t = std::time::Instant::now();
+        logs.search_filter(&f, None, 100).await.unwrap();
+        eprintln!("{name}: indexed search, 100 records: {:?}", t.elapsed());
+        let f = Filter::parse(&q(), now_nanos(), true).unwrap();
+        let t = std::time::Instant::now();
+        logs.stats_filter(&f).await.unwrap();
+        eprintln!("{name}: stats over 50k: {:?}", t.elapsed());
+        let capped = AccessLogs::new(
+            logs.store().clone(),
+            LogSettings {
+                retention: DEFAULT_WINDOW,
+                max_records: 0,
+            },
+        );
+        let t = std::time::Instant::now();
+        capped.prune().await.unwrap();
+        eprintln!("{name}: prune 50k: {:?}", t.elapsed());
+    }
+}
