@@ -449,16 +449,44 @@ async fn logs_on_redis() {
 }
 
 #[tokio::test]
-async fn retention_flag_is_parsed_and_a_bad_one_refused() {
-    let cp = ControlPlane::start_args(vec![
+async fn retention_and_size_cap_are_enforced_in_the_background() {
+    let mut cp = ControlPlane::start_args(vec![
         "--log-retention".into(),
         "90m".into(),
         "--log-max-records".into(),
         "10".into(),
     ])
     .await;
-    let (status, _) = get(&cp, &cp.admin_token, "/api/v1/logs").await;
-    assert_eq!(status, StatusCode::OK);
+    let enrol = cp.enrolment_token("dp-fake");
+    let mut ingest = AccessLogIngestClient::connect(cp.grpc.clone())
+        .await
+        .expect("grpc connect");
+    // 30 fresh records and 5 older than the retention.
+    let now = now_nanos();
+    let mut records: Vec<_> = (0..30).map(|i| record(i, now - 60_000_000_000)).collect();
+    records.extend((30..35).map(|i| record(i, now - 2 * 3600 * 1_000_000_000)));
+    ingest
+        .ship(authed(
+            pb::AccessLogBatch {
+                records,
+                dropped: 0,
+            },
+            &enrol,
+        ))
+        .await
+        .expect("ship");
+    let (_, page) = get(&cp, &cp.admin_token, "/api/v1/logs?limit=1000").await;
+    assert_eq!(items(&page).len(), 35);
+    // The pruner runs at start and every minute: after a restart the old ones are gone and
+    // only the newest ten are left.
+    cp.restart().await;
+    let left = portcullis_tests::eventually(Duration::from_secs(20), "the pruner", || async {
+        let (_, page) = get(&cp, &cp.admin_token, "/api/v1/logs?limit=1000").await;
+        (items(&page).len() == 10).then_some(ids(&page))
+    })
+    .await;
+    let want: Vec<String> = (20..30).rev().map(|i| format!("r{i}")).collect();
+    assert_eq!(left, want);
     let out = std::process::Command::new(portcullis_tests::procs::bin("portcullis-control-plane"))
         .args(["serve", "--log-retention", "2 weeks"])
         .output()

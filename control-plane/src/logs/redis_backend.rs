@@ -203,11 +203,12 @@ impl LogStore for RedisLogStore {
                     id.as_str() < before_id.as_str()
                         && parse_member(id).is_some_and(|k| k.time >= since)
                 })
-                .take(max - out.len())
                 .cloned()
                 .collect();
             out.extend(self.fetch(&wanted).await?);
             if out.len() >= max || ids.len() < chunk {
+                // The caller continues below the last key returned: nothing is skipped.
+                out.truncate(max);
                 return Ok(out);
             }
         }
