@@ -141,6 +141,13 @@ async fn scenario(redis: Option<&RedisServer>) {
             .unwrap_or_default()
             .starts_with("text/event-stream")
     );
+    let bob_sse = http_client()
+        .get(format!("{}/api/v1/logs/follow", cp.http))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .expect("sse");
+    assert_eq!(bob_sse.status(), StatusCode::OK);
     let bad_sse = http_client()
         .get(format!("{}/api/v1/logs/follow?status=7xx", cp.http))
         .bearer_auth(&admin)
@@ -188,23 +195,12 @@ async fn scenario(redis: Option<&RedisServer>) {
     assert_eq!(followed, want);
 
     // SSE follow: the ten 503s.
-    let mut body = sse.bytes_stream();
-    let mut text = String::new();
-    let got_sse = tokio::time::timeout(Duration::from_secs(10), async {
-        while text.matches("data: ").count() < 10 {
-            let chunk = body.next().await.expect("sse ended").expect("sse chunk");
-            text.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    })
-    .await;
-    assert!(got_sse.is_ok(), "SSE gave: {text}");
-    let sse_records: Vec<Value> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .map(|d| serde_json::from_str(d).expect("SSE record JSON"))
-        .collect();
+    let sse_records = sse_data(sse, 10).await;
     assert_eq!(sse_records.len(), 10);
     assert!(sse_records.iter().all(|r| r["status"] == 503));
+    // A `user` token follows its own proxy's records only.
+    let bob_records = sse_data(bob_sse, 20).await;
+    assert!(bob_records.iter().all(|r| r["proxy"] == "bob.test"));
 
     check_queries(&cp, &admin, &bob).await;
     check_cli(&cp, &bob);
@@ -224,6 +220,27 @@ async fn scenario(redis: Option<&RedisServer>) {
     } else {
         assert!(cp.data_dir.path().join("logs.redb").exists());
     }
+}
+
+/// The first `n` records of an SSE response.
+async fn sse_data(resp: reqwest::Response, n: usize) -> Vec<Value> {
+    let mut body = resp.bytes_stream();
+    let mut text = String::new();
+    let done = tokio::time::timeout(Duration::from_secs(10), async {
+        while text.matches("data: ").count() < n {
+            let chunk = body.next().await.expect("sse ended").expect("sse chunk");
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "SSE gave: {text}");
+    let records: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).expect("SSE record JSON"))
+        .collect();
+    assert_eq!(records.len(), n, "{text}");
+    records
 }
 
 async fn check_queries(cp: &ControlPlane, admin: &str, bob: &str) {
