@@ -443,6 +443,44 @@ fn check_cli(cp: &ControlPlane, bob: &str) {
     assert!(out.status.success(), "{out:?}");
     let v: Value = serde_json::from_slice(&out.stdout).expect("CLI JSON");
     assert_eq!(items(&v).len(), 20);
+    // The justfile recipes.
+    let just = |args: &[&str]| {
+        let out = std::process::Command::new("just")
+            .current_dir(std::path::Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/.."
+            )))
+            .env("PORTCULLIS_URL", &cp.grpc)
+            .env("PORTCULLIS_TOKEN", &cp.admin_token)
+            .env(
+                "PORTCULLIS_BIN",
+                portcullis_tests::procs::bin("portcullis")
+                    .parent()
+                    .expect("bin dir"),
+            )
+            .env("XDG_CONFIG_HOME", "/nonexistent")
+            .args(args)
+            .output()
+            .expect("just must be installed (tests/run.sh installs it)");
+        assert!(out.status.success(), "just {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let rows = |table: &str| {
+        table
+            .lines()
+            .skip(1)
+            .filter(|l| !l.starts_with('('))
+            .count()
+    };
+    assert_eq!(rows(&just(&["app-logs-by-ip", "192.0.2.1", "2"])), 10);
+    assert_eq!(rows(&just(&["app-logs-by-host", "bob.test"])), 20);
+    let errors = just(&["app-logs-errors", "1", "3"]);
+    assert_eq!(rows(&errors), 3);
+    assert!(errors.contains("--cursor"), "{errors}");
+    let one = just(&["app-logs-correlation", "r7"]);
+    assert_eq!(rows(&one), 1);
+    assert!(one.contains("admin.test"), "{one}");
+    assert!(just(&["app-logs-stats", "1"]).contains("total:"));
     // A refused limit is a usage error before any call.
     let out = cp.cli(bob, &["logs", "search", "--limit", "1001"]);
     assert!(!out.status.success());
