@@ -114,6 +114,26 @@ def flatten(body):
     return result
 
 
+def strip_test_modules(text):
+    """Removes inline `mod tests { ... }` blocks: their references are the tests' own."""
+    out = []
+    pos = 0
+    for m in re.finditer(r"\bmod\s+tests\s*\{", text):
+        if m.start() < pos:
+            continue
+        depth, i = 1, m.end()
+        while i < len(text) and depth:
+            if text[i] == "{":
+                depth += 1
+            elif text[i] == "}":
+                depth -= 1
+            i += 1
+        out.append(text[pos : m.start()])
+        pos = i
+    out.append(text[pos:])
+    return "".join(out)
+
+
 def references(path, text):
     """Absolute module paths (tuples of segments) named from module `path`."""
     raw = [m.group(1) + m.group(2) for m in PATH_RE.finditer(text)]
@@ -145,7 +165,7 @@ def edges_of(modules):
         if "tests" in path:
             continue
         with open(full, encoding="utf-8") as f:
-            text = strip_comments(f.read())
+            text = strip_test_modules(strip_comments(f.read()))
         for target in references(path, text):
             target = resolve(target, modules)
             # Lowest common ancestor.

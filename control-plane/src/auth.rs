@@ -11,7 +11,8 @@ use subtle::ConstantTimeEq as _;
 
 use crate::model::TokenScope;
 
-const SECRET_PREFIX: &str = "pcs_";
+/// Every API token secret starts with this, which tells it apart from an OAuth access token.
+pub const SECRET_PREFIX: &str = "pcs_";
 
 /// Who is calling, after their bearer token was checked.
 #[derive(Debug, Clone, PartialEq, Eq)]

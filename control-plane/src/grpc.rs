@@ -4,6 +4,7 @@ use portcullis_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::auth::{self, Caller};
+use crate::authenticator::Authenticator;
 use crate::error::ServiceError;
 use crate::service::ControlPlane;
 
@@ -45,8 +46,8 @@ fn bearer<T>(req: &Request<T>) -> Result<&str, Status> {
         .ok_or_else(|| Status::unauthenticated("missing `authorization: Bearer <token>` metadata"))
 }
 
-async fn api_caller<T>(cp: &ControlPlane, req: &Request<T>) -> Result<Caller, Status> {
-    Ok(cp.authenticate_api(bearer(req)?).await?)
+async fn api_caller<T>(authn: &Authenticator, req: &Request<T>) -> Result<Caller, Status> {
+    Ok(authn.api_caller(bearer(req)?).await?)
 }
 
 fn ok<T>(v: T) -> Result<Response<T>, Status> {
@@ -56,13 +57,14 @@ fn ok<T>(v: T) -> Result<Response<T>, Status> {
 /// Both gRPC services, ready to mount on a tonic server.
 pub fn services(
     cp: ControlPlane,
+    authn: Authenticator,
     snapshots: crate::snapshot::SnapshotRx,
 ) -> (
     pb::admin_service_server::AdminServiceServer<AdminApi>,
     pb::encoded::config_service_server::ConfigServiceServer<ConfigStreamApi>,
 ) {
     (
-        pb::admin_service_server::AdminServiceServer::new(AdminApi::new(cp.clone())),
+        pb::admin_service_server::AdminServiceServer::new(AdminApi::new(cp.clone(), authn)),
         pb::encoded::config_service_server::ConfigServiceServer::new(ConfigStreamApi::new(
             cp, snapshots,
         )),

@@ -2,12 +2,13 @@
 //! (CLI, data planes) and REST (web UI, scripts), and streams versioned config snapshots to
 //! data planes.
 //!
-//! Request flow for a write: adapter (`grpc`, `rest`) → [`service::ControlPlane`] (auth,
-//! validation, ownership) → [`store::Store`] (one atomic batch) → [`snapshot`] publisher →
-//! every data plane stream.
+//! Request flow for a write: adapter (`grpc`, `rest`; the caller identified by
+//! [`authenticator::Authenticator`]) → [`service::ControlPlane`] (validation, ownership) →
+//! [`store::Store`] (one atomic batch) → [`snapshot`] publisher → every data plane stream.
 
 pub mod acme;
 pub mod auth;
+pub mod authenticator;
 pub mod convert;
 pub mod error;
 pub mod files;

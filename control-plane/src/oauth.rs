@@ -21,16 +21,23 @@ use crate::store::{Batch, Collection, StoreError, Write};
 pub mod admin;
 pub mod authorize;
 pub mod clients;
+pub mod clock;
 pub mod device;
+pub mod device_state;
 pub mod edge_session;
+pub mod error;
 pub mod forward_auth;
 pub mod http;
 pub mod idp;
 pub mod keys;
 pub mod metadata;
 pub mod model;
+pub mod params;
+pub mod revocation;
 pub mod token;
 
+pub use clock::{Clock, ManualClock};
+pub use error::{ErrorCode, OAuthError};
 pub use model::*;
 
 /// Scopes the server always understands, beyond those named in login rules.
@@ -140,43 +147,6 @@ pub struct Metrics {
     pub sessions: usize,
 }
 
-/// An OAuth protocol error (RFC 6749 §5.2 / §4.1.2.1).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{code}: {description}")]
-pub struct OAuthError {
-    /// RFC 6749 error code, e.g. `invalid_grant`.
-    pub code: &'static str,
-    /// Human-readable reason (never contains secrets).
-    pub description: String,
-}
-
-impl OAuthError {
-    /// Builds an error.
-    pub fn new(code: &'static str, description: impl Into<String>) -> Self {
-        Self {
-            code,
-            description: description.into(),
-        }
-    }
-
-    /// `invalid_request`.
-    pub fn invalid_request(d: impl Into<String>) -> Self {
-        Self::new("invalid_request", d)
-    }
-
-    /// `server_error`, logging the cause.
-    pub fn server(cause: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "oauth server error");
-        Self::new("server_error", "internal error; try again")
-    }
-}
-
-impl From<StoreError> for OAuthError {
-    fn from(e: StoreError) -> Self {
-        Self::server(e)
-    }
-}
-
 /// The authorization server. Cheap to clone.
 #[derive(Clone)]
 pub struct OAuthServer {
@@ -191,6 +161,7 @@ struct Inner {
     upstream_roots: Vec<reqwest::Certificate>,
     counters: Counters,
     discovery: idp::DiscoveryCache,
+    clock: Clock,
 }
 
 /// An outbound HTTP client that never follows redirects and trusts `roots` too.
@@ -212,6 +183,15 @@ fn client_builder(
 impl OAuthServer {
     /// Builds the server over the control plane's store and master key.
     pub fn new(cp: ControlPlane, settings: OAuthSettings) -> anyhow::Result<Self> {
+        Self::with_clock(cp, settings, Clock::System)
+    }
+
+    /// [`Self::new`] with the clock the token code reads (tests pass a [`ManualClock`]).
+    pub fn with_clock(
+        cp: ControlPlane,
+        settings: OAuthSettings,
+        clock: Clock,
+    ) -> anyhow::Result<Self> {
         let mut upstream_roots = Vec::new();
         if let Some(path) = &settings.upstream_ca {
             let pem = std::fs::read(path)
@@ -232,41 +212,14 @@ impl OAuthServer {
                 upstream_roots,
                 counters: Counters::default(),
                 discovery: idp::DiscoveryCache::default(),
+                clock,
             }),
         })
     }
 
-    /// Lets the admin API accept this server's access tokens: audience = the issuer (the
-    /// control plane's own resource), scope `admin` or `user`. Holds only a weak reference,
-    /// so the two never keep each other alive.
-    pub fn install_api_verifier(&self) {
-        let weak = Arc::downgrade(&self.inner);
-        self.inner
-            .cp
-            .set_token_verifier(Box::new(move |token: String| {
-                let weak = weak.clone();
-                Box::pin(async move {
-                    let server = OAuthServer {
-                        inner: weak.upgrade()?,
-                    };
-                    let claims = token::verify_access_token(&server, &token).await.ok()?;
-                    if !claims.aud.iter().any(|a| a == server.issuer()) {
-                        return None;
-                    }
-                    let scopes: Vec<&str> = claims.scope.split(' ').collect();
-                    let scope = if scopes.contains(&"admin") {
-                        crate::model::TokenScope::Admin
-                    } else if scopes.contains(&"user") {
-                        crate::model::TokenScope::User
-                    } else {
-                        return None;
-                    };
-                    Some(crate::auth::Caller {
-                        token_id: format!("oauth:{}", claims.sub),
-                        scope,
-                    })
-                })
-            }));
+    /// Unix seconds by this server's clock: what tokens are minted, expired and revoked by.
+    pub fn now(&self) -> i64 {
+        self.inner.clock.now()
     }
 
     /// Start-up settings.

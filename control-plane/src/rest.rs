@@ -1,36 +1,69 @@
-//! The REST gateway under `/api/v1/`: the same operations as gRPC, for the web UI, the
-//! justfile and curl. Handlers only extract, call the service layer and serialise.
+//! The REST gateway under `/api/v1/`: the same operations as gRPC (and the OAuth admin
+//! API), for the web UI, the justfile and curl. Handlers only extract, call the service
+//! layer (or `oauth::admin`) and serialise.
 
 use axum::Router;
-use axum::extract::{FromRef as _, FromRequest, FromRequestParts, Request, State};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use utoipa::OpenApi as _;
-use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::{self, Caller};
+use crate::authenticator::Authenticator;
 use crate::error::ServiceError;
+use crate::oauth::OAuthServer;
 use crate::service::ControlPlane;
 
 mod handlers;
 pub mod logs;
+mod oauth_admin;
 mod openapi;
 
+pub use oauth_admin::OAuthApiDoc;
 pub use openapi::ApiDoc;
 
-/// Builds the HTTP app: `/health`, `/api/v1/…`, `/openapi.json` and Swagger UI at `/docs`.
-pub fn router(cp: ControlPlane) -> Router {
+/// What REST handlers extract: the service layer, the OAuth server (admin API) and the
+/// authenticator that turns bearer secrets into callers.
+#[derive(Clone)]
+pub struct ApiState {
+    cp: ControlPlane,
+    oauth: OAuthServer,
+    authn: Authenticator,
+}
+
+impl ApiState {
+    /// Bundles the three.
+    pub fn new(cp: ControlPlane, oauth: OAuthServer, authn: Authenticator) -> Self {
+        Self { cp, oauth, authn }
+    }
+}
+
+impl FromRef<ApiState> for ControlPlane {
+    fn from_ref(s: &ApiState) -> Self {
+        s.cp.clone()
+    }
+}
+
+impl FromRef<ApiState> for OAuthServer {
+    fn from_ref(s: &ApiState) -> Self {
+        s.oauth.clone()
+    }
+}
+
+impl FromRef<ApiState> for Authenticator {
+    fn from_ref(s: &ApiState) -> Self {
+        s.authn.clone()
+    }
+}
+
+/// The REST routes: `/health` and `/api/v1/…` (the OpenAPI document and Swagger UI are
+/// mounted with the other HTTP routes, by `server`).
+pub fn router(state: ApiState) -> Router {
     Router::new()
         .merge(handlers::routes())
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", {
-            let mut doc = ApiDoc::openapi();
-            doc.merge(crate::oauth::http::OAuthApiDoc::openapi());
-            doc.merge(logs::LogsApiDoc::openapi());
-            doc
-        }))
-        .with_state(cp)
+        .merge(oauth_admin::routes())
+        .with_state(state)
 }
 
 /// Error body: `{"error": "<kind>", "detail": "<what and why>"}`.
@@ -82,16 +115,16 @@ impl IntoResponse for ApiError {
 }
 
 /// Extracts the authenticated API caller from `Authorization: Bearer …`, for any router
-/// whose state can hand out the control plane (REST and the OAuth admin API).
+/// whose state can hand out the authenticator.
 impl<S> FromRequestParts<S> for Caller
 where
-    ControlPlane: axum::extract::FromRef<S>,
+    Authenticator: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let cp = ControlPlane::from_ref(state);
+        let authn = Authenticator::from_ref(state);
         let secret = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -100,7 +133,7 @@ where
             .ok_or(ServiceError::Unauthenticated(
                 "send `Authorization: Bearer <token>`",
             ))?;
-        Ok(cp.authenticate_api(secret).await?)
+        Ok(authn.api_caller(secret).await?)
     }
 }
 

@@ -5,8 +5,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use axum::Router;
 use tokio::net::TcpListener;
+use utoipa::OpenApi as _;
+use utoipa_swagger_ui::SwaggerUi;
 
+use crate::authenticator::Authenticator;
+use crate::oauth::OAuthServer;
+use crate::rest;
 use crate::service::ControlPlane;
 use crate::store::Store;
 
@@ -120,19 +126,30 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         );
     }
     let store = open_store(&cfg.data_dir, cfg.redis_url.as_deref()).await?;
+    // Bound before the issuer is derived from the address, so `--http-listen 127.0.0.1:0`
+    // yields the real port (tests bind port 0 and read the line printed below).
+    let http = TcpListener::bind(cfg.http_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.http_listen))?;
+    let grpc = TcpListener::bind(cfg.grpc_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.grpc_listen))?;
+    let (http_addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);
+    tracing::info!(http = %http_addr, grpc = %grpc_addr, store = store.backend_name(), "control plane listening");
+    println!("portcullis-control-plane listening http={http_addr} grpc={grpc_addr}");
     let mut oauth_settings = cfg.oauth.clone();
-    oauth_settings.local_url = if cfg.http_listen.ip().is_unspecified() {
-        format!("http://127.0.0.1:{}", cfg.http_listen.port())
+    oauth_settings.local_url = if http_addr.ip().is_unspecified() {
+        format!("http://127.0.0.1:{}", http_addr.port())
     } else {
-        format!("http://{}", cfg.http_listen)
+        format!("http://{http_addr}")
     };
     oauth_settings.issuer = if oauth_settings.issuer.is_empty() {
-        if !cfg.http_listen.ip().is_loopback() {
+        if !http_addr.ip().is_loopback() {
             bail!(
                 "give --oauth-issuer (the public https origin of the OAuth server) when --http-listen is not loopback"
             );
         }
-        format!("http://{}", cfg.http_listen)
+        format!("http://{http_addr}")
     } else {
         validate_issuer(&oauth_settings.issuer)?
     };
@@ -154,28 +171,21 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let snapshots = crate::snapshot::spawn_publisher(cp.clone(), cfg.poll_interval);
     crate::acme::spawn_renewer(cp.clone(), cfg.renew_check_interval);
 
-    let http = TcpListener::bind(cfg.http_listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.http_listen))?;
-    let grpc = TcpListener::bind(cfg.grpc_listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.grpc_listen))?;
-    tracing::info!(http = %http.local_addr()?, grpc = %grpc.local_addr()?, store = cp.store().backend_name(), "control plane listening");
-
     oauth.spawn_sweeper(Duration::from_secs(60));
-    oauth.install_api_verifier();
     tracing::info!(issuer = %oauth.issuer(), "OAuth authorization server enabled");
-    let (admin, config) = crate::grpc::services(cp.clone(), snapshots);
+    let authn = Authenticator::new(cp.clone(), oauth.clone());
+    let (admin, config) = crate::grpc::services(cp.clone(), authn.clone(), snapshots);
     // Request logs: own store (logs.redb, or the same Redis on its own connection).
     let logs =
         crate::logs::AccessLogs::open(&cfg.data_dir, cfg.redis_url.as_deref(), cfg.logs.clone())
             .await
             .context("cannot open the request-log store")?;
     logs.spawn_pruner(Duration::from_secs(60));
-    let (log_ingest, log_query) = crate::grpc::log_services(cp.clone(), logs.clone());
+    let (log_ingest, log_query) =
+        crate::grpc::log_services(cp.clone(), authn.clone(), logs.clone());
     let oauth_admin =
         portcullis_proto::v1::o_auth_admin_service_server::OAuthAdminServiceServer::new(
-            crate::grpc::OAuthAdminApi::new(oauth.clone()),
+            crate::grpc::OAuthAdminApi::new(oauth.clone(), authn.clone()),
         );
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
@@ -195,9 +205,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
             shutdown(),
         );
-    let app = crate::rest::router(cp.clone())
-        .merge(crate::oauth::http::router(oauth))
-        .merge(crate::rest::logs::router(cp, logs));
+    let app = http_app(cp.clone(), oauth, authn.clone())
+        .merge(crate::rest::logs::router(cp, authn, logs));
     let http_server = axum::serve(http, app).with_graceful_shutdown(shutdown());
 
     tokio::select! {
@@ -205,6 +214,24 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         r = http_server => r.context("HTTP server failed")?,
     }
     Ok(())
+}
+
+/// The whole HTTP listener: REST (`/health`, `/api/v1/…`, the OAuth admin API), the OAuth
+/// protocol endpoints at the root, and the merged OpenAPI document (`/openapi.json`, Swagger
+/// UI at `/docs`).
+pub fn http_app(cp: ControlPlane, oauth: OAuthServer, authn: Authenticator) -> Router {
+    Router::new()
+        .merge(rest::router(rest::ApiState::new(cp, oauth.clone(), authn)))
+        .merge(crate::oauth::http::router(oauth))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
+}
+
+/// The OpenAPI document of every `/api/v1/` operation, REST and OAuth admin.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = rest::ApiDoc::openapi();
+    doc.merge(rest::OAuthApiDoc::openapi());
+    doc.merge(rest::logs::LogsApiDoc::openapi());
+    doc
 }
 
 async fn shutdown() {

@@ -49,18 +49,7 @@ struct Inner {
     master_key: MasterKey,
     acme: AcmeSettings,
     oauth_issuer: String,
-    /// Checks OAuth access tokens presented to the admin API (set once the OAuth server
-    /// exists; it lives in another module and holds this control plane).
-    token_verifier: std::sync::OnceLock<TokenVerifier>,
 }
-
-/// Turns an OAuth access token into an API caller, or `None` when it is not valid for the
-/// admin API.
-pub type TokenVerifier = Box<
-    dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Caller>> + Send>>
-        + Send
-        + Sync,
->;
 
 /// Settings that are not state: secrets and external services.
 #[derive(Debug, Clone)]
@@ -104,7 +93,6 @@ impl ControlPlane {
                 master_key: options.master_key,
                 acme: options.acme,
                 oauth_issuer: options.oauth_issuer,
-                token_verifier: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -185,24 +173,9 @@ impl ControlPlane {
         })
     }
 
-    /// Lets OAuth access tokens (from `portcullis login`) authenticate API callers.
-    pub fn set_token_verifier(&self, v: TokenVerifier) {
-        let _ = self.inner.token_verifier.set(v);
-    }
-
-    /// Authenticates an API caller: an API token of any scope but `dataplane`, or an OAuth
-    /// access token issued for this control plane with the `admin` or `user` scope.
+    /// Authenticates an API caller by API token: any scope but `dataplane`. (OAuth access
+    /// tokens are checked above this layer, by the adapters' authenticator.)
     pub async fn authenticate_api(&self, secret: &str) -> Result<Caller> {
-        if !secret.starts_with("pcs_") && secret.split('.').count() == 3 {
-            let verify = self
-                .inner
-                .token_verifier
-                .get()
-                .ok_or(ServiceError::Unauthenticated("invalid or revoked token"))?;
-            return verify(secret.to_owned()).await.ok_or(ServiceError::Unauthenticated(
-                "invalid, expired or revoked token, or it grants neither the admin nor the user scope",
-            ));
-        }
         let caller = self.authenticate(secret).await?;
         if caller.scope == TokenScope::Dataplane {
             return Err(ServiceError::Forbidden(

@@ -16,6 +16,7 @@
 
 #![warn(missing_docs)]
 
+pub mod access_log;
 pub mod admin;
 pub mod apply;
 mod ascii;

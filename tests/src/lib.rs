@@ -11,6 +11,9 @@
 //! MCP peers: [`mcp::EverythingServer`] (the reference MCP server) and [`mcp::run_client`]
 //! (the official MCP SDK client), from the npm packages pinned in `tests/mcp`.
 //!
+//! Free ports, polling, child processes, Redis and Pebble come from the shared
+//! `portcullis-test-support` crate (`tests/support`), which the crates' own tests use too.
+//!
 //! The binaries come from the workspace's `target/debug` (or `$CARGO_TARGET_DIR`); the test
 //! command builds them first (`tests/run.sh`).
 
@@ -21,39 +24,13 @@ pub mod github;
 pub mod https_docs;
 pub mod mcp;
 pub mod oidc;
-pub mod pebble;
 pub mod procs;
 
 pub use backend::Backend;
-pub use procs::{ControlPlane, DataPlane, RedisServer, cli};
+pub use portcullis_test_support::{RedisServer, eventually, free_port, pebble};
+pub use procs::{ControlPlane, DataPlane, cli};
 
-use std::time::{Duration, Instant};
-
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
-}
-
-/// Polls `f` every 50 ms until it returns `Some`, panicking with `what` after `timeout`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if start.elapsed() > timeout {
-            panic!("timed out after {timeout:?} waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use std::time::Duration;
 
 /// An HTTP client that never follows redirects and never uses a system proxy.
 pub fn http_client() -> reqwest::Client {

@@ -1,10 +1,30 @@
-//! The real processes under test, each killed when its handle drops.
+//! The real processes under test, each killed when its handle drops. Both binaries bind
+//! port 0 and announce the bound addresses on stdout (`… listening http=ADDR …`), so
+//! parallel tests never race for a port; a restart reuses the ports of the first start.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::{eventually, free_port, http_client};
+pub use portcullis_test_support::{Proc, listening_addr};
+use tokio::sync::oneshot;
+
+use crate::{eventually, http_client};
+
+/// Waits (20 s at most) for the line a process announces its bound addresses with, and
+/// reads `keys` from it; `None` if the process closed stdout (exited) first.
+async fn announced<const N: usize>(
+    line: oneshot::Receiver<String>,
+    what: &str,
+    keys: [&str; N],
+) -> Option<[Option<SocketAddr>; N]> {
+    let line = tokio::time::timeout(Duration::from_secs(20), line)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not announce its addresses within 20 s"))
+        .ok()?;
+    Some(keys.map(|key| listening_addr(&line, key)))
+}
 
 /// Path of a workspace binary built by `cargo build`.
 pub fn bin(name: &str) -> PathBuf {
@@ -18,115 +38,6 @@ pub fn bin(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-/// A child process killed (SIGKILL) on drop.
-pub struct Proc(Option<Child>);
-
-impl Proc {
-    /// Starts `cmd`.
-    pub fn spawn(cmd: &mut Command) -> Self {
-        Self(Some(cmd.spawn().expect("spawn")))
-    }
-
-    /// OS process id, while running.
-    pub fn pid(&self) -> Option<u32> {
-        self.0.as_ref().map(Child::id)
-    }
-
-    /// Whether the process has exited (it was started and is gone).
-    fn exited(&mut self) -> bool {
-        self.0
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
-    }
-
-    /// Polls `url` until it answers 2xx (`true`) or the process exits (`false`, e.g. its
-    /// port was taken); panics naming `what` after 20 s.
-    async fn answers_or_exits(&mut self, url: &str, what: &str) -> bool {
-        let client = http_client();
-        eventually(Duration::from_secs(20), what, || {
-            let exited = self.exited();
-            let request = client.get(url).send();
-            async move {
-                if exited {
-                    return Some(false);
-                }
-                request.await.ok()?.status().is_success().then_some(true)
-            }
-        })
-        .await
-    }
-
-    /// Kills the process now.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A private `redis-server` on a free port.
-pub struct RedisServer {
-    _proc: Proc,
-    /// `redis://127.0.0.1:PORT/0`
-    pub url: String,
-    /// Its port.
-    pub port: u16,
-}
-
-impl RedisServer {
-    /// Starts it and waits until it accepts connections.
-    pub async fn start() -> Self {
-        let port = free_port();
-        let proc = Proc::spawn(
-            Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .stdout(Stdio::null()),
-        );
-        eventually(
-            Duration::from_secs(10),
-            "redis-server to listen",
-            || async move {
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .ok()
-                    .map(|_| ())
-            },
-        )
-        .await;
-        Self {
-            _proc: proc,
-            url: format!("redis://127.0.0.1:{port}/0"),
-            port,
-        }
-    }
-
-    /// Runs `redis-cli` against it.
-    pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
 }
 
 /// A running `portcullis-control-plane serve`.
@@ -199,7 +110,7 @@ impl ControlPlane {
             "unexpected token output {admin_token:?}"
         );
         let mut cp = Self {
-            proc: Proc(None),
+            proc: Proc::none(),
             data_dir,
             http: String::new(),
             grpc: String::new(),
@@ -207,18 +118,12 @@ impl ControlPlane {
             redis_url: redis_url.map(str::to_owned),
             grpc_tls,
             extra_args,
-            http_port: free_port(),
-            grpc_port: free_port(),
+            // Bound by the process; learnt from its announcement.
+            http_port: 0,
+            grpc_port: 0,
         };
-        // `free_port` releases the port before the process binds it, so a test running
-        // in parallel may take it first: then the process exits, and new ports are tried.
-        for _ in 0..3 {
-            if cp.try_restart().await {
-                return cp;
-            }
-            (cp.http_port, cp.grpc_port) = (free_port(), free_port());
-        }
-        panic!("control plane exited at start three times (ports taken?)");
+        assert!(cp.try_restart().await, "control plane exited at start");
+        cp
     }
 
     /// Starts (again) on the same ports and store.
@@ -226,8 +131,8 @@ impl ControlPlane {
         assert!(self.try_restart().await, "control plane exited at start");
     }
 
-    /// Starts on the current ports; `false` if the process exited before `/health`
-    /// answered (e.g. a port was taken).
+    /// Starts on the current ports (0 = any); `false` if the process exited before
+    /// `/health` answered (e.g. a port was taken).
     async fn try_restart(&mut self) -> bool {
         self.proc.kill();
         let mut cmd = Command::new(bin("portcullis-control-plane"));
@@ -236,8 +141,7 @@ impl ControlPlane {
             .arg(self.data_dir.path())
             .args(["--http-listen", &format!("127.0.0.1:{}", self.http_port)])
             .args(["--grpc-listen", &format!("127.0.0.1:{}", self.grpc_port)])
-            .env("PORTCULLIS_LOG", "warn")
-            .stdout(Stdio::null());
+            .env("PORTCULLIS_LOG", "warn");
         if let Some(url) = &self.redis_url {
             cmd.args(["--redis-url", url]);
         }
@@ -248,7 +152,14 @@ impl ControlPlane {
                 .arg("--grpc-tls-key")
                 .arg(key);
         }
-        self.proc = Proc::spawn(&mut cmd);
+        let line;
+        (self.proc, line) = Proc::spawn_announcing(&mut cmd, "portcullis-control-plane listening ");
+        let Some([Some(http), Some(grpc)]) =
+            announced(line, "control plane", ["http", "grpc"]).await
+        else {
+            return false;
+        };
+        (self.http_port, self.grpc_port) = (http.port(), grpc.port());
         self.http = format!("http://127.0.0.1:{}", self.http_port);
         self.grpc = match self.grpc_tls {
             Some(_) => format!("https://localhost:{}", self.grpc_port),
@@ -353,6 +264,8 @@ pub fn cli(url: &str, token: &str, args: &[&str]) -> Output {
 /// A running `portcullis-data-plane`.
 pub struct DataPlane {
     proc: Proc,
+    /// The line announcing the bound addresses, until [`DataPlane::wait_ready`] reads it.
+    announcement: Option<oneshot::Receiver<String>>,
     /// Node id it announces.
     pub node_id: String,
     /// Proxy base, e.g. `http://127.0.0.1:PORT`.
@@ -372,7 +285,9 @@ pub struct DataPlane {
 }
 
 impl DataPlane {
-    /// Enrols and starts one that also serves HTTPS, on the given ports.
+    /// Enrols and starts one that also serves HTTPS, on the given ports (0: any, read back
+    /// with [`DataPlane::http_port`] and [`DataPlane::https_addr`]). Tests that must know a
+    /// port before the start (Pebble validates on it) pick it with `free_port`.
     pub async fn start_https(
         cp: &ControlPlane,
         node_id: &str,
@@ -401,21 +316,15 @@ impl DataPlane {
     pub async fn start_args(cp: &ControlPlane, node_id: &str, args: &[&str]) -> Self {
         let mut dp = Self::new(cp, node_id);
         dp.extra_args = args.iter().map(|a| (*a).to_owned()).collect();
-        // As for the control plane: another test may take a free port first.
-        for _ in 0..3 {
-            dp.spawn();
-            if dp.ready_unless_exited().await {
-                return dp;
-            }
-            (dp.http_port, dp.admin_port) = (free_port(), free_port());
-        }
-        panic!("data plane exited at start three times (ports taken?)");
+        dp.restart().await;
+        dp
     }
 
     fn new(cp: &ControlPlane, node_id: &str) -> Self {
         let token = cp.enrolment_token(node_id);
         Self {
-            proc: Proc(None),
+            proc: Proc::none(),
+            announcement: None,
             node_id: node_id.to_owned(),
             http: String::new(),
             admin: String::new(),
@@ -423,8 +332,9 @@ impl DataPlane {
             cp_grpc: cp.grpc.clone(),
             ca_cert: cp.ca_cert().map(str::to_owned),
             token,
-            http_port: free_port(),
-            admin_port: free_port(),
+            // Bound by the process; learnt from its announcement.
+            http_port: 0,
+            admin_port: 0,
             https_port: None,
             extra_args: Vec::new(),
         }
@@ -435,13 +345,15 @@ impl DataPlane {
         self.http_port
     }
 
-    /// Starts (again) on the same ports and cache; waits for `/readyz`.
+    /// Starts (again) on the same ports (0 at the first start: any) and cache; waits for
+    /// `/readyz`.
     pub async fn restart(&mut self) {
         self.spawn();
         self.wait_ready().await;
     }
 
-    /// Starts the process without waiting.
+    /// Starts the process without waiting (for its addresses either: [`DataPlane::http`]
+    /// and [`DataPlane::admin`] are set once [`DataPlane::wait_ready`] returns).
     pub fn spawn(&mut self) {
         self.proc.kill();
         let mut cmd = Command::new(bin("portcullis-data-plane"));
@@ -451,20 +363,17 @@ impl DataPlane {
         if let Some(port) = self.https_port {
             cmd.args(["--https-listen", &format!("127.0.0.1:{port}")]);
         }
-        self.proc = Proc::spawn(
-            cmd.args(["--control-plane", &self.cp_grpc])
-                .args(["--enrolment-token", &self.token])
-                .args(["--node-id", &self.node_id])
-                .args(["--http-listen", &format!("127.0.0.1:{}", self.http_port)])
-                .args(["--admin-listen", &format!("127.0.0.1:{}", self.admin_port)])
-                .arg("--cache-dir")
-                .arg(self.cache_dir.path())
-                .args(&self.extra_args)
-                .env("PORTCULLIS_LOG", "warn")
-                .stdout(Stdio::null()),
-        );
-        self.http = format!("http://127.0.0.1:{}", self.http_port);
-        self.admin = format!("http://127.0.0.1:{}", self.admin_port);
+        cmd.args(["--control-plane", &self.cp_grpc])
+            .args(["--enrolment-token", &self.token])
+            .args(["--node-id", &self.node_id])
+            .args(["--http-listen", &format!("127.0.0.1:{}", self.http_port)])
+            .args(["--admin-listen", &format!("127.0.0.1:{}", self.admin_port)])
+            .arg("--cache-dir")
+            .arg(self.cache_dir.path())
+            .args(&self.extra_args)
+            .env("PORTCULLIS_LOG", "warn");
+        let (proc, line) = Proc::spawn_announcing(&mut cmd, "portcullis-data-plane listening ");
+        (self.proc, self.announcement) = (proc, Some(line));
     }
 
     /// Waits until `/readyz` answers 200.
@@ -472,8 +381,23 @@ impl DataPlane {
         assert!(self.ready_unless_exited().await, "data plane exited");
     }
 
-    /// Waits until `/readyz` answers 200 (`true`) or the process exits (`false`).
+    /// Learns the bound ports, then waits until `/readyz` answers 200 (`true`) or the
+    /// process exits (`false`).
     async fn ready_unless_exited(&mut self) -> bool {
+        if let Some(line) = self.announcement.take() {
+            let Some([Some(http), Some(admin), https]) =
+                announced(line, "data plane", ["http", "admin", "https"]).await
+            else {
+                return false;
+            };
+            (self.http_port, self.admin_port) = (http.port(), admin.port());
+            if self.https_port.is_some() {
+                self.https_port = https.map(|a| a.port());
+                assert!(self.https_port.is_some(), "no https address announced");
+            }
+            self.http = format!("http://127.0.0.1:{}", self.http_port);
+            self.admin = format!("http://127.0.0.1:{}", self.admin_port);
+        }
         let url = format!("{}/readyz", self.admin);
         self.proc.answers_or_exits(&url, "data plane /readyz").await
     }

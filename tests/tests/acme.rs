@@ -141,7 +141,7 @@ async fn http01_multi_domain_and_tls_alpn01_certificates_are_issued_and_served()
     }
 
     // A second data plane gets the same certificates through its snapshot.
-    let dp2 = DataPlane::start_https(&cp, "dp-acme-2", free_port(), free_port()).await;
+    let dp2 = DataPlane::start_https(&cp, "dp-acme-2", 0, 0).await;
     let c = client(&root, &hosts, dp2.https_addr().unwrap(), false);
     let port2 = dp2.https_addr().unwrap().port();
     let r = c
@@ -316,7 +316,7 @@ async fn an_unreachable_ca_is_reported_with_its_cause() {
 #[tokio::test]
 async fn self_signed_development_certificate_works_without_a_ca() {
     let cp = ControlPlane::start().await;
-    let dp = DataPlane::start_https(&cp, "dp-dev", free_port(), free_port()).await;
+    let dp = DataPlane::start_https(&cp, "dp-dev", 0, 0).await;
     let a = Backend::start("a").await;
     cp.cli_ok(&[
         "proxy",
@@ -537,8 +537,12 @@ async fn a_ca_requiring_external_account_binding_accepts_only_bound_accounts() {
             .arg("serve")
             .arg("--data-dir")
             .arg(dir.path())
-            .args(["--http-listen", &format!("127.0.0.1:{}", free_port())])
-            .args(["--grpc-listen", &format!("127.0.0.1:{}", free_port())])
+            .args([
+                "--http-listen",
+                "127.0.0.1:0",
+                "--grpc-listen",
+                "127.0.0.1:0",
+            ])
             .args(&flags)
             .env_remove("PORTCULLIS_ACME_EAB_KID")
             .env_remove("PORTCULLIS_ACME_EAB_HMAC_KEY")

@@ -503,8 +503,15 @@ async fn revoking_a_user_or_a_client_reaches_data_planes_within_a_second() {
     };
     assert_eq!(userinfo(bearer.clone()).await, 401);
 
-    // Logging in again afterwards works (issued in a later second than the cutoff).
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Logging in again afterwards works once the clock has passed the cutoff's second:
+    // `iat` has whole seconds, so a token minted in that same second cannot be told apart
+    // from one minted just before the revocation and is revoked too (the unit test
+    // `oauth::token::tests::revoking_a_user_cuts_off_tokens_issued_up_to_that_second_only`).
+    // So wait for the next second to begin, not a fixed 1.1 s.
+    let into_second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_millis());
+    tokio::time::sleep(Duration::from_millis(u64::from(1000 - into_second) + 20)).await;
     let fresh = format!(
         "Bearer {}",
         access_token(&l, "https://mcp.example.com").await

@@ -10,7 +10,7 @@ use portcullis_tests::browser::{PKCE_CHALLENGE, alice, browse, github_login, par
 use portcullis_tests::chromium::{self, screenshot_path};
 use portcullis_tests::github::GithubServer;
 use portcullis_tests::oidc::OidcProvider;
-use portcullis_tests::{Backend, ControlPlane, DataPlane, eventually, free_port, http_client};
+use portcullis_tests::{Backend, ControlPlane, DataPlane, eventually, http_client};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -543,8 +543,11 @@ async fn public_ports_behind_a_load_balancer_are_the_registered_ones() {
     // Published as port 80 by something in front of it.
     let behind = DataPlane::start_args(&cp, "dp-behind-lb", &["--http-public-port", "80"]).await;
     // Reached directly, HTTPS included.
-    let (http_port, https_port) = (free_port(), free_port());
-    let mut tls = DataPlane::start_https(&cp, "dp-tls", http_port, https_port).await;
+    let mut tls = DataPlane::start_https(&cp, "dp-tls", 0, 0).await;
+    let (http_port, https_port) = (
+        tls.http_port(),
+        tls.https_addr().expect("an HTTPS listener").port(),
+    );
     cp.cli_ok(&["proxy", "create", "app.test", &backend.url]);
     cp.cli_ok(&[
         "proxy",

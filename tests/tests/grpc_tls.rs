@@ -3,7 +3,7 @@
 use std::process::Command;
 
 use portcullis_tests::procs::bin;
-use portcullis_tests::{Backend, ControlPlane, DataPlane, free_port};
+use portcullis_tests::{Backend, ControlPlane, DataPlane};
 
 #[test]
 fn plaintext_grpc_off_loopback_is_refused() {
@@ -12,8 +12,7 @@ fn plaintext_grpc_off_loopback_is_refused() {
         .arg("serve")
         .arg("--data-dir")
         .arg(dir.path())
-        .args(["--http-listen", &format!("127.0.0.1:{}", free_port())])
-        .args(["--grpc-listen", &format!("0.0.0.0:{}", free_port())])
+        .args(["--http-listen", "127.0.0.1:0", "--grpc-listen", "0.0.0.0:0"])
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use portcullis_tests::procs::{Proc, bin};
-use portcullis_tests::{ControlPlane, DataPlane, eventually, free_port, http_client};
+use portcullis_tests::procs::{Proc, bin, listening_addr};
+use portcullis_tests::{ControlPlane, DataPlane, eventually};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
@@ -36,25 +36,32 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 async fn the_control_plane_writes_private_files_only() {
     let root = tempfile::tempdir().unwrap();
     let data_dir = root.path().join("state/control-plane");
-    let http = format!("127.0.0.1:{}", free_port());
-    let mut proc = Proc::spawn(
+    let (mut proc, announced) = Proc::spawn_announcing(
         Command::new("sh")
             .args(["-c", "umask 022 && exec \"$@\"", "sh"])
             .arg(bin("portcullis-control-plane"))
             .arg("serve")
             .arg("--data-dir")
             .arg(&data_dir)
-            .args(["--http-listen", &http])
-            .args(["--grpc-listen", &format!("127.0.0.1:{}", free_port())])
-            .env("PORTCULLIS_LOG", "warn")
-            .stdout(Stdio::null()),
+            .args([
+                "--http-listen",
+                "127.0.0.1:0",
+                "--grpc-listen",
+                "127.0.0.1:0",
+            ])
+            .env("PORTCULLIS_LOG", "warn"),
+        "portcullis-control-plane listening ",
     );
-    let client = http_client();
-    eventually(Duration::from_secs(20), "control plane /health", || {
-        let request = client.get(format!("http://{http}/health")).send();
-        async move { request.await.ok()?.status().is_success().then_some(()) }
-    })
-    .await;
+    let line = tokio::time::timeout(Duration::from_secs(20), announced)
+        .await
+        .expect("control plane announces its addresses within 20 s")
+        .expect("control plane exited at start");
+    let http = listening_addr(&line, "http").expect("http address");
+    assert!(
+        proc.answers_or_exits(&format!("http://{http}/health"), "control plane /health")
+            .await,
+        "control plane exited"
+    );
     proc.kill();
     assert_eq!(mode(&root.path().join("state")), 0o700);
     assert_eq!(mode(&data_dir), 0o700);

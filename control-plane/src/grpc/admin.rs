@@ -4,16 +4,18 @@ use portcullis_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::{api_caller, ok};
+use crate::authenticator::Authenticator;
 use crate::service::ControlPlane;
 
 /// The admin RPCs the CLI uses.
 pub struct AdminApi {
     cp: ControlPlane,
+    authn: Authenticator,
 }
 
 impl AdminApi {
-    pub(super) fn new(cp: ControlPlane) -> Self {
-        Self { cp }
+    pub(super) fn new(cp: ControlPlane, authn: Authenticator) -> Self {
+        Self { cp, authn }
     }
 }
 
@@ -22,7 +24,7 @@ type Reply<T> = Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl pb::admin_service_server::AdminService for AdminApi {
     async fn status(&self, req: Request<pb::Empty>) -> Reply<pb::StatusReply> {
-        api_caller(&self.cp, &req).await?;
+        api_caller(&self.authn, &req).await?;
         let h = self.cp.health().await;
         ok(pb::StatusReply {
             version: h.version.into(),
@@ -34,7 +36,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
     }
 
     async fn create_proxy(&self, req: Request<pb::ProxyInput>) -> Reply<pb::ProxyTarget> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         ok(self
             .cp
             .create_proxy(&c, req.into_inner().into())
@@ -43,12 +45,12 @@ impl pb::admin_service_server::AdminService for AdminApi {
     }
 
     async fn get_proxy(&self, req: Request<pb::ByName>) -> Reply<pb::ProxyTarget> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         ok(self.cp.get_proxy(&c, &req.get_ref().name).await?.into())
     }
 
     async fn list_proxies(&self, req: Request<pb::Empty>) -> Reply<pb::ProxyList> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         let items = self
             .cp
             .list_proxies(&c)
@@ -60,20 +62,20 @@ impl pb::admin_service_server::AdminService for AdminApi {
     }
 
     async fn update_proxy(&self, req: Request<pb::ProxyPatch>) -> Reply<pb::ProxyTarget> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         let patch = req.into_inner();
         let host = patch.hostname.clone();
         ok(self.cp.update_proxy(&c, &host, patch.into()).await?.into())
     }
 
     async fn delete_proxy(&self, req: Request<pb::ByName>) -> Reply<pb::Empty> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         self.cp.delete_proxy(&c, &req.get_ref().name).await?;
         ok(pb::Empty {})
     }
 
     async fn set_proxy_auth(&self, req: Request<pb::ProxyAuthInput>) -> Reply<pb::ProxyAuthPolicy> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         let input = req.into_inner();
         let host = input.hostname.clone();
         let input = crate::model::ProxyAuthInput::try_from(input)?;
@@ -81,7 +83,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
     }
 
     async fn get_proxy_auth(&self, req: Request<pb::ByName>) -> Reply<pb::ProxyAuthPolicy> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         ok(self
             .cp
             .get_proxy_auth(&c, &req.get_ref().name)
@@ -90,7 +92,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
     }
 
     async fn clear_proxy_auth(&self, req: Request<pb::ByName>) -> Reply<pb::Empty> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         self.cp.clear_proxy_auth(&c, &req.get_ref().name).await?;
         ok(pb::Empty {})
     }
@@ -99,7 +101,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
         &self,
         req: Request<pb::ProxyResourceInput>,
     ) -> Reply<pb::ProxyResource> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         let input = req.into_inner();
         let host = input.hostname.clone();
         let input = crate::model::ProxyResourceInput::try_from(input)?;
@@ -107,7 +109,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
     }
 
     async fn get_proxy_resource(&self, req: Request<pb::ByName>) -> Reply<pb::ProxyResource> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         ok(self
             .cp
             .get_proxy_resource(&c, &req.get_ref().name)
@@ -116,7 +118,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
     }
 
     async fn clear_proxy_resource(&self, req: Request<pb::ByName>) -> Reply<pb::Empty> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         self.cp
             .clear_proxy_resource(&c, &req.get_ref().name)
             .await?;
@@ -124,7 +126,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
     }
 
     async fn create_route(&self, req: Request<pb::RouteInput>) -> Reply<pb::Route> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         ok(self
             .cp
             .create_route(&c, req.into_inner().into())
@@ -133,12 +135,12 @@ impl pb::admin_service_server::AdminService for AdminApi {
     }
 
     async fn get_route(&self, req: Request<pb::ByName>) -> Reply<pb::Route> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         ok(self.cp.get_route(&c, &req.get_ref().name).await?.into())
     }
 
     async fn list_routes(&self, req: Request<pb::Empty>) -> Reply<pb::RouteList> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         let items = self
             .cp
             .list_routes(&c)
@@ -150,13 +152,13 @@ impl pb::admin_service_server::AdminService for AdminApi {
     }
 
     async fn delete_route(&self, req: Request<pb::ByName>) -> Reply<pb::Empty> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         self.cp.delete_route(&c, &req.get_ref().name).await?;
         ok(pb::Empty {})
     }
 
     async fn register_service(&self, req: Request<pb::ServiceInput>) -> Reply<pb::ExternalService> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         ok(self
             .cp
             .register_service(&c, req.into_inner().into())
@@ -165,12 +167,12 @@ impl pb::admin_service_server::AdminService for AdminApi {
     }
 
     async fn get_service(&self, req: Request<pb::ByName>) -> Reply<pb::ExternalService> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         ok(self.cp.get_service(&c, &req.get_ref().name).await?.into())
     }
 
     async fn list_services(&self, req: Request<pb::Empty>) -> Reply<pb::ServiceList> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         let items = self
             .cp
             .list_services(&c)
@@ -182,13 +184,13 @@ impl pb::admin_service_server::AdminService for AdminApi {
     }
 
     async fn delete_service(&self, req: Request<pb::ByName>) -> Reply<pb::Empty> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         self.cp.delete_service(&c, &req.get_ref().name).await?;
         ok(pb::Empty {})
     }
 
     async fn create_token(&self, req: Request<pb::TokenInput>) -> Reply<pb::CreatedToken> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         let created = self.cp.create_token(&c, req.into_inner().into()).await?;
         ok(pb::CreatedToken {
             token: Some(created.token.into()),
@@ -197,7 +199,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
     }
 
     async fn list_tokens(&self, req: Request<pb::Empty>) -> Reply<pb::TokenList> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         let items = self
             .cp
             .list_tokens(&c)
@@ -209,13 +211,13 @@ impl pb::admin_service_server::AdminService for AdminApi {
     }
 
     async fn delete_token(&self, req: Request<pb::ByName>) -> Reply<pb::Empty> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         self.cp.delete_token(&c, &req.get_ref().name).await?;
         ok(pb::Empty {})
     }
 
     async fn list_data_planes(&self, req: Request<pb::Empty>) -> Reply<pb::DataPlaneList> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         let list = self.cp.list_dataplanes(&c).await?;
         ok(pb::DataPlaneList {
             current_version: list.current_version,
@@ -227,13 +229,13 @@ impl pb::admin_service_server::AdminService for AdminApi {
         &self,
         req: Request<pb::CertificateInput>,
     ) -> Reply<pb::Certificate> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         let input = crate::model::CertificateInput::try_from(req.into_inner())?;
         ok(self.cp.create_certificate(&c, input).await?.into())
     }
 
     async fn get_certificate(&self, req: Request<pb::ByName>) -> Reply<pb::Certificate> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         ok(self
             .cp
             .get_certificate(&c, &req.get_ref().name)
@@ -242,7 +244,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
     }
 
     async fn list_certificates(&self, req: Request<pb::Empty>) -> Reply<pb::CertificateList> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         let items = self
             .cp
             .list_certificates(&c)
@@ -254,7 +256,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
     }
 
     async fn renew_certificate(&self, req: Request<pb::ByName>) -> Reply<pb::Certificate> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         ok(self
             .cp
             .renew_certificate(&c, &req.get_ref().name)
@@ -263,7 +265,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
     }
 
     async fn delete_certificate(&self, req: Request<pb::ByName>) -> Reply<pb::Empty> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         self.cp
             .delete_certificate(&c, &req.get_ref().name, req.get_ref().force)
             .await?;
@@ -274,7 +276,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
         &self,
         req: Request<pb::CertificateUpload>,
     ) -> Reply<pb::Certificate> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         ok(self
             .cp
             .upload_certificate(&c, req.into_inner().into())
@@ -286,7 +288,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
         &self,
         req: Request<pb::ExportCertificateRequest>,
     ) -> Reply<pb::CertificateExport> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         let r = req.get_ref();
         ok(self
             .cp
@@ -299,7 +301,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
         &self,
         req: Request<pb::ByName>,
     ) -> Reply<pb::Certificate> {
-        let c = api_caller(&self.cp, &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         ok(self
             .cp
             .convert_to_production(&c, &req.get_ref().name)

@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 
 use super::{api_caller, bearer};
 use crate::auth::Caller;
+use crate::authenticator::Authenticator;
 use crate::logs::{AccessLogs, FollowEnd, FollowError};
 use crate::model::TokenScope;
 use crate::service::ControlPlane;
@@ -35,6 +36,7 @@ pub(super) async fn dataplane_caller(cp: &ControlPlane, secret: &str) -> Result<
 /// Both log services, ready to mount on a tonic server.
 pub fn log_services(
     cp: ControlPlane,
+    authn: Authenticator,
     logs: AccessLogs,
 ) -> (
     pb::access_log_ingest_server::AccessLogIngestServer<LogIngestApi>,
@@ -46,7 +48,7 @@ pub fn log_services(
             logs: logs.clone(),
         })
         .max_decoding_message_size(MAX_BATCH_BYTES),
-        pb::access_log_service_server::AccessLogServiceServer::new(LogQueryApi { cp, logs }),
+        pb::access_log_service_server::AccessLogServiceServer::new(LogQueryApi { cp, authn, logs }),
     )
 }
 
@@ -78,6 +80,7 @@ impl pb::access_log_ingest_server::AccessLogIngest for LogIngestApi {
 /// Search, stats and follow.
 pub struct LogQueryApi {
     cp: ControlPlane,
+    authn: Authenticator,
     logs: AccessLogs,
 }
 
@@ -91,7 +94,7 @@ impl pb::access_log_service_server::AccessLogService for LogQueryApi {
         &self,
         req: Request<pb::AccessLogQuery>,
     ) -> Result<Response<pb::AccessLogPage>, Status> {
-        let caller = api_caller(&self.cp, &req).await?;
+        let caller = api_caller(&self.authn, &req).await?;
         let page = self.logs.search(&self.cp, &caller, req.get_ref()).await?;
         Ok(Response::new(page))
     }
@@ -100,7 +103,7 @@ impl pb::access_log_service_server::AccessLogService for LogQueryApi {
         &self,
         req: Request<pb::AccessLogQuery>,
     ) -> Result<Response<pb::AccessLogStats>, Status> {
-        let caller = api_caller(&self.cp, &req).await?;
+        let caller = api_caller(&self.authn, &req).await?;
         let stats = self.logs.stats(&self.cp, &caller, req.get_ref()).await?;
         Ok(Response::new(stats))
     }
@@ -109,7 +112,7 @@ impl pb::access_log_service_server::AccessLogService for LogQueryApi {
         &self,
         req: Request<pb::AccessLogQuery>,
     ) -> Result<Response<RecordStream>, Status> {
-        let caller = api_caller(&self.cp, &req).await?;
+        let caller = api_caller(&self.authn, &req).await?;
         let follower = match self.logs.follow(&self.cp, &caller, req.get_ref()).await {
             Ok(f) => f,
             Err(FollowError::Service(e)) => return Err(e.into()),

@@ -4,18 +4,20 @@ use portcullis_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::{api_caller, ok};
+use crate::authenticator::Authenticator;
 use crate::error::ServiceError;
 use crate::oauth::{self, IdpKind, OAuthServer, admin};
 
 /// The OAuth admin RPCs the CLI uses.
 pub struct OAuthAdminApi {
     server: OAuthServer,
+    authn: Authenticator,
 }
 
 impl OAuthAdminApi {
-    /// Wraps the authorization server.
-    pub fn new(server: OAuthServer) -> Self {
-        Self { server }
+    /// Wraps the authorization server; callers are identified by `authn`.
+    pub fn new(server: OAuthServer, authn: Authenticator) -> Self {
+        Self { server, authn }
     }
 }
 
@@ -68,7 +70,7 @@ fn proxy_settings(v: oauth::ProxyOAuthView) -> pb::OAuthProxySettings {
 #[tonic::async_trait]
 impl pb::o_auth_admin_service_server::OAuthAdminService for OAuthAdminApi {
     async fn create_idp(&self, req: Request<pb::OAuthIdp>) -> Reply<pb::OAuthIdp> {
-        let c = api_caller(self.server.cp(), &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         let i = req.into_inner();
         let kind = match i.kind.as_str() {
             "github" => IdpKind::Github,
@@ -94,7 +96,7 @@ impl pb::o_auth_admin_service_server::OAuthAdminService for OAuthAdminApi {
     }
 
     async fn list_idps(&self, req: Request<pb::Empty>) -> Reply<pb::OAuthIdpList> {
-        let c = api_caller(self.server.cp(), &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         let items = admin::list_idps(&self.server, &c).await?;
         ok(pb::OAuthIdpList {
             items: items.into_iter().map(idp).collect(),
@@ -102,13 +104,13 @@ impl pb::o_auth_admin_service_server::OAuthAdminService for OAuthAdminApi {
     }
 
     async fn delete_idp(&self, req: Request<pb::ByName>) -> Reply<pb::Empty> {
-        let c = api_caller(self.server.cp(), &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         admin::delete_idp(&self.server, &c, &req.get_ref().name).await?;
         ok(pb::Empty {})
     }
 
     async fn create_rule(&self, req: Request<pb::OAuthRule>) -> Reply<pb::OAuthRule> {
-        let c = api_caller(self.server.cp(), &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         let r = req.into_inner();
         let input = oauth::LoginRuleInput {
             proxy_hostname: opt(r.proxy_hostname),
@@ -122,7 +124,7 @@ impl pb::o_auth_admin_service_server::OAuthAdminService for OAuthAdminApi {
     }
 
     async fn list_rules(&self, req: Request<pb::Empty>) -> Reply<pb::OAuthRuleList> {
-        let c = api_caller(self.server.cp(), &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         let items = admin::list_rules(&self.server, &c).await?;
         ok(pb::OAuthRuleList {
             items: items.into_iter().map(rule).collect(),
@@ -130,13 +132,13 @@ impl pb::o_auth_admin_service_server::OAuthAdminService for OAuthAdminApi {
     }
 
     async fn delete_rule(&self, req: Request<pb::ByName>) -> Reply<pb::Empty> {
-        let c = api_caller(self.server.cp(), &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         admin::delete_rule(&self.server, &c, &req.get_ref().name).await?;
         ok(pb::Empty {})
     }
 
     async fn register_client(&self, req: Request<pb::OAuthClient>) -> Reply<pb::OAuthClient> {
-        let c = api_caller(self.server.cp(), &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         let i = req.into_inner();
         let m = oauth::clients::ClientMetadata {
             redirect_uris: i.redirect_uris,
@@ -159,7 +161,7 @@ impl pb::o_auth_admin_service_server::OAuthAdminService for OAuthAdminApi {
     }
 
     async fn list_clients(&self, req: Request<pb::Empty>) -> Reply<pb::OAuthClientList> {
-        let c = api_caller(self.server.cp(), &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         let items = admin::list_clients(&self.server, &c).await?;
         ok(pb::OAuthClientList {
             items: items
@@ -178,13 +180,13 @@ impl pb::o_auth_admin_service_server::OAuthAdminService for OAuthAdminApi {
     }
 
     async fn delete_client(&self, req: Request<pb::ByName>) -> Reply<pb::Empty> {
-        let c = api_caller(self.server.cp(), &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         admin::delete_client(&self.server, &c, &req.get_ref().name).await?;
         ok(pb::Empty {})
     }
 
     async fn list_sessions(&self, req: Request<pb::Empty>) -> Reply<pb::OAuthSessionList> {
-        let c = api_caller(self.server.cp(), &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         let items = admin::list_sessions(&self.server, &c).await?;
         ok(pb::OAuthSessionList {
             items: items
@@ -204,19 +206,19 @@ impl pb::o_auth_admin_service_server::OAuthAdminService for OAuthAdminApi {
     }
 
     async fn revoke_session(&self, req: Request<pb::ByName>) -> Reply<pb::Empty> {
-        let c = api_caller(self.server.cp(), &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         admin::revoke_session(&self.server, &c, &req.get_ref().name).await?;
         ok(pb::Empty {})
     }
 
     async fn revoke_user(&self, req: Request<pb::ByName>) -> Reply<pb::Empty> {
-        let c = api_caller(self.server.cp(), &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         admin::revoke_user(&self.server, &c, &req.get_ref().name).await?;
         ok(pb::Empty {})
     }
 
     async fn list_consents(&self, req: Request<pb::Empty>) -> Reply<pb::OAuthConsentList> {
-        let c = api_caller(self.server.cp(), &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         let items = admin::list_consents(&self.server, &c).await?;
         ok(pb::OAuthConsentList {
             items: items
@@ -233,21 +235,21 @@ impl pb::o_auth_admin_service_server::OAuthAdminService for OAuthAdminApi {
     }
 
     async fn revoke_consent(&self, req: Request<pb::OAuthConsent>) -> Reply<pb::Empty> {
-        let c = api_caller(self.server.cp(), &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         let r = req.get_ref();
         admin::revoke_consent(&self.server, &c, &r.sub, &r.client_id).await?;
         ok(pb::Empty {})
     }
 
     async fn rotate_keys(&self, req: Request<pb::Empty>) -> Reply<pb::OAuthKeyReply> {
-        let c = api_caller(self.server.cp(), &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         ok(pb::OAuthKeyReply {
             kid: admin::rotate_keys(&self.server, &c).await?,
         })
     }
 
     async fn get_metrics(&self, req: Request<pb::Empty>) -> Reply<pb::OAuthMetrics> {
-        let c = api_caller(self.server.cp(), &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         let m = admin::metrics(&self.server, &c).await?;
         ok(pb::OAuthMetrics {
             issued: m.issued,
@@ -260,7 +262,7 @@ impl pb::o_auth_admin_service_server::OAuthAdminService for OAuthAdminApi {
     }
 
     async fn setup(&self, req: Request<pb::OAuthSetupInput>) -> Reply<pb::OAuthSetupReply> {
-        let c = api_caller(self.server.cp(), &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         let i = req.get_ref();
         let r = admin::setup(&self.server, &c, &i.hostname, Some(&i.target_url)).await?;
         ok(pb::OAuthSetupReply {
@@ -271,7 +273,7 @@ impl pb::o_auth_admin_service_server::OAuthAdminService for OAuthAdminApi {
     }
 
     async fn get_proxy_settings(&self, req: Request<pb::ByName>) -> Reply<pb::OAuthProxySettings> {
-        let c = api_caller(self.server.cp(), &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         ok(proxy_settings(
             admin::get_proxy_settings(&self.server, &c, &req.get_ref().name).await?,
         ))
@@ -281,7 +283,7 @@ impl pb::o_auth_admin_service_server::OAuthAdminService for OAuthAdminApi {
         &self,
         req: Request<pb::OAuthProxySettings>,
     ) -> Reply<pb::OAuthProxySettings> {
-        let c = api_caller(self.server.cp(), &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         let i = req.into_inner();
         let metadata = if i.set_metadata {
             match serde_json::from_str::<serde_json::Value>(&i.metadata_json) {
@@ -306,7 +308,7 @@ impl pb::o_auth_admin_service_server::OAuthAdminService for OAuthAdminApi {
     }
 
     async fn clear_proxy_settings(&self, req: Request<pb::ByName>) -> Reply<pb::Empty> {
-        let c = api_caller(self.server.cp(), &req).await?;
+        let c = api_caller(&self.authn, &req).await?;
         admin::clear_proxy_settings(&self.server, &c, &req.get_ref().name).await?;
         ok(pb::Empty {})
     }

@@ -1,7 +1,7 @@
 //! One suite, run against both backends. The Redis run starts a private `redis-server`.
 
 use super::*;
-use crate::store::tests::RedisServer;
+use portcullis_test_support::RedisServer;
 
 fn rec(i: u64, now: i64) -> Record {
     Record {
@@ -529,7 +529,7 @@ async fn embedded_backend_passes_the_suite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_backend_passes_the_suite() {
-    let server = RedisServer::start();
+    let server = RedisServer::start().await;
     suite(Arc::new(
         RedisLogStore::connect(&server.url, Duration::from_secs(3600))
             .await
@@ -561,7 +561,7 @@ async fn followers_are_bounded_and_a_dropped_one_frees_its_slot() {
 #[ignore = "timing, not a check"]
 async fn costs() {
     let dir = tempfile::tempdir().unwrap();
-    let server = RedisServer::start();
+    let server = RedisServer::start().await;
     let stores: Vec<Arc<dyn LogStore>> = vec![
         Arc::new(EmbeddedLogStore::open(dir.path()).unwrap()),
         Arc::new(

@@ -330,7 +330,7 @@ pub async fn revoke_session(server: &OAuthServer, caller: &Caller, id: &str) -> 
     {
         return Err(ServiceError::not_found("session", id));
     }
-    super::token::revoke_family(server, id)
+    super::revocation::revoke_family(server, id)
         .await
         .map_err(|e| ServiceError::Unprocessable(e.to_string()))
 }
@@ -341,7 +341,7 @@ pub async fn revoke_session(server: &OAuthServer, caller: &Caller, id: &str) -> 
 pub async fn revoke_user(server: &OAuthServer, caller: &Caller, sub: &str) -> Result<()> {
     admin(caller)?;
     subject("sub", sub)?;
-    super::token::revoke_all_of(server, super::RevokedKind::Subject, sub)
+    super::revocation::revoke_all_of(server, super::RevokedKind::Subject, sub)
         .await
         .map_err(|e| ServiceError::Unprocessable(e.to_string()))
 }
@@ -729,6 +729,160 @@ mod tests {
                 err.as_ref().is_err_and(|e| e.contains("base_url")),
                 "{bad:?}: {err:?}"
             );
+        }
+    }
+
+    mod stored {
+        //! The operations over a real embedded store, with a manual clock.
+
+        use super::super::*;
+        use crate::model::TokenScope;
+        use crate::oauth::{Identity, ManualClock, OAuthSettings, RevokedKind, RevokedToken};
+        use crate::service::ControlPlane;
+        use crate::store::Store;
+
+        const T0: i64 = 1_800_000_000;
+
+        fn caller(scope: TokenScope) -> Caller {
+            Caller {
+                token_id: "tok_x".into(),
+                scope,
+            }
+        }
+
+        async fn server() -> (OAuthServer, ManualClock, tempfile::TempDir) {
+            let dir = tempfile::tempdir().unwrap();
+            let cp = ControlPlane::new(Store::open_embedded(dir.path()).unwrap())
+                .await
+                .unwrap();
+            let clock = ManualClock::new(T0);
+            let server =
+                OAuthServer::with_clock(cp, OAuthSettings::default(), clock.clone().into())
+                    .unwrap();
+            (server, clock, dir)
+        }
+
+        async fn family(server: &OAuthServer, id: &str, sub: &str, tokens: &[(&str, i64)]) {
+            let f = TokenFamily {
+                id: id.into(),
+                client_id: "app".into(),
+                identity: Identity {
+                    idp: "github".into(),
+                    sub: sub.into(),
+                    login: sub.into(),
+                    email: None,
+                    name: None,
+                    groups: vec![],
+                },
+                scopes: vec![],
+                resources: vec![],
+                auth_time: T0,
+                current_refresh_sha256: String::new(),
+                access_tokens: tokens.iter().map(|(j, e)| ((*j).to_owned(), *e)).collect(),
+                absolute_expires_at: T0 + 86400,
+                refresh_expires_at: T0 + 86400,
+                created_at: T0,
+            };
+            server
+                .apply(Batch {
+                    checks: vec![],
+                    writes: vec![put(Collection::OAuthFamilies, id, &f)],
+                })
+                .await
+                .unwrap();
+        }
+
+        async fn revoked(server: &OAuthServer, key: &str) -> Option<RevokedToken> {
+            server
+                .get::<RevokedToken>(Collection::OAuthRevocations, key)
+                .await
+                .unwrap()
+                .map(|(r, _)| r)
+        }
+
+        async fn sessions(server: &OAuthServer) -> Vec<String> {
+            let mut ids: Vec<String> = list_sessions(server, &caller(TokenScope::Admin))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|s| s.id)
+                .collect();
+            ids.sort();
+            ids
+        }
+
+        #[tokio::test]
+        async fn every_operation_needs_an_admin() {
+            let (server, _clock, _dir) = server().await;
+            family(&server, "f1", "github:1", &[]).await;
+            for scope in [TokenScope::User, TokenScope::Dataplane] {
+                let c = caller(scope);
+                let forbidden = |r: Result<()>| matches!(r, Err(ServiceError::Forbidden(_)));
+                assert!(forbidden(list_idps(&server, &c).await.map(drop)));
+                assert!(forbidden(list_rules(&server, &c).await.map(drop)));
+                assert!(forbidden(list_clients(&server, &c).await.map(drop)));
+                assert!(forbidden(list_sessions(&server, &c).await.map(drop)));
+                assert!(forbidden(list_consents(&server, &c).await.map(drop)));
+                assert!(forbidden(metrics(&server, &c).await.map(drop)));
+                assert!(forbidden(rotate_keys(&server, &c).await.map(drop)));
+                assert!(forbidden(revoke_session(&server, &c, "f1").await));
+                assert!(forbidden(revoke_user(&server, &c, "github:1").await));
+            }
+            // Nothing was revoked on their behalf.
+            assert_eq!(sessions(&server).await, ["f1"]);
+        }
+
+        #[tokio::test]
+        async fn revoking_a_session_revokes_its_live_access_tokens_only() {
+            let (server, _clock, _dir) = server().await;
+            family(
+                &server,
+                "f1",
+                "github:1",
+                &[("live", T0 + 60), ("dead", T0 - 1)],
+            )
+            .await;
+            family(&server, "f2", "github:1", &[("other", T0 + 60)]).await;
+            let admin_caller = caller(TokenScope::Admin);
+            revoke_session(&server, &admin_caller, "f1").await.unwrap();
+            assert_eq!(sessions(&server).await, ["f2"]);
+            let live = revoked(&server, "live").await.expect("live token revoked");
+            assert_eq!(live.expires_at, T0 + 60);
+            assert!(revoked(&server, "dead").await.is_none());
+            assert!(revoked(&server, "other").await.is_none());
+            assert!(matches!(
+                revoke_session(&server, &admin_caller, "f1").await,
+                Err(ServiceError::NotFound { .. })
+            ));
+        }
+
+        #[tokio::test]
+        async fn revoking_a_user_ends_their_sessions_with_one_cutoff_by_the_clock() {
+            let (server, clock, _dir) = server().await;
+            family(&server, "a1", "github:1", &[("a-token", T0 + 60)]).await;
+            family(&server, "a2", "github:1", &[]).await;
+            family(&server, "b1", "github:2", &[]).await;
+            clock.advance(10);
+            let admin_caller = caller(TokenScope::Admin);
+            assert!(matches!(
+                revoke_user(&server, &admin_caller, " github:1").await,
+                Err(ServiceError::Invalid { .. })
+            ));
+            assert_eq!(sessions(&server).await, ["a1", "a2", "b1"]);
+            revoke_user(&server, &admin_caller, "github:1")
+                .await
+                .unwrap();
+            assert_eq!(sessions(&server).await, ["b1"]);
+            let key = format!("{}:github:1", RevokedKind::Subject.as_str());
+            let entry = revoked(&server, &key).await.expect("one subject entry");
+            assert_eq!(entry.issued_before, T0 + 10);
+            // Kept as long as a token issued up to the cut-off can live (ttl + leeway).
+            let ttl = OAuthSettings::default().access_ttl.as_secs() as i64;
+            assert_eq!(entry.expires_at, T0 + 10 + ttl + 5);
+            // One entry, not one per token.
+            assert!(revoked(&server, "a-token").await.is_none());
+            let m = metrics(&server, &admin_caller).await.unwrap();
+            assert_eq!((m.revoked, m.sessions), (1, 1));
         }
     }
 }

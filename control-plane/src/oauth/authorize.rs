@@ -6,12 +6,11 @@
 //! Every step after `/authorize` must happen in the browser that started it: a random
 //! `__Host-` cookie is bound (by hash) to the login transaction.
 
-use base64::Engine as _;
-use sha2::Digest as _;
-
+use super::params::{canonical_resource, known_scopes, valid_pkce_value};
 use super::{
-    BASE_SCOPES, CodeRecord, ConsentRecord, Identity, IdpRecord, LoginRule, LoginTx, OAuthError,
-    OAuthServer, ProxyOAuthSettings, clients, idp, put, random_token, sha256_hex,
+    BASE_SCOPES, CodeRecord, ConsentRecord, ErrorCode, Identity, IdpRecord, LoginRule, LoginTx,
+    OAuthError, OAuthServer, ProxyOAuthSettings, clients, device_state, idp, put, random_token,
+    sha256_hex,
 };
 use crate::auth::hashes_equal;
 use crate::model::{Proxy, now};
@@ -130,7 +129,7 @@ pub fn error_redirect(
     };
     {
         let mut q = url.query_pairs_mut();
-        q.append_pair("error", e.code);
+        q.append_pair("error", e.code.as_str());
         q.append_pair("error_description", &e.description);
         if let Some(s) = state {
             q.append_pair("state", s);
@@ -154,30 +153,6 @@ fn success_redirect(issuer: &str, redirect_uri: &str, state: Option<&str>, code:
         q.append_pair("iss", issuer);
     }
     url.into()
-}
-
-/// Canonical form of a resource indicator: lowercase scheme and host, no default port, no
-/// trailing slash (so `https://host` and `https://host/` are one audience).
-pub fn canonical_resource(raw: &str) -> Result<(String, String), OAuthError> {
-    let bad = |why: &str| OAuthError::new("invalid_target", format!("resource {raw:?}: {why}"));
-    let url = url::Url::parse(raw).map_err(|_| bad("is not an absolute URI"))?;
-    if url.scheme() != "https" && url.scheme() != "http" {
-        return Err(bad("must be an http(s) URI"));
-    }
-    if url.fragment().is_some() || url.query().is_some() {
-        return Err(bad("must not have a query or fragment"));
-    }
-    let host = url
-        .host_str()
-        .ok_or_else(|| bad("has no host"))?
-        .to_ascii_lowercase();
-    let mut out = format!("{}://{}", url.scheme(), host);
-    if let Some(port) = url.port() {
-        out.push_str(&format!(":{port}"));
-    }
-    let path = url.path().trim_end_matches('/');
-    out.push_str(path);
-    Ok((out, host))
 }
 
 fn host_matches(pattern: &str, host: &str) -> bool {
@@ -213,30 +188,12 @@ pub async fn validate_resources(
             .any(|p| p.enabled && host_matches(&p.hostname, &host))
         {
             return Err(OAuthError::new(
-                "invalid_target",
+                ErrorCode::InvalidTarget,
                 format!("resource {r:?} is not a protected resource of this server"),
             ));
         }
         if !out.contains(&canon) {
             out.push(canon);
-        }
-    }
-    Ok(out)
-}
-
-fn valid_pkce_value(s: &str) -> bool {
-    (43..=128).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
-}
-
-/// Every scope this server can grant: the base set plus those named in login rules.
-pub async fn known_scopes(server: &OAuthServer) -> Result<Vec<String>, OAuthError> {
-    let rules: Vec<LoginRule> = server.list(Collection::OAuthRules).await?;
-    let mut out: Vec<String> = BASE_SCOPES.iter().map(|s| (*s).to_owned()).collect();
-    for s in rules.into_iter().flat_map(|r| r.scopes) {
-        if !out.contains(&s) {
-            out.push(s);
         }
     }
     Ok(out)
@@ -277,13 +234,13 @@ pub async fn start(server: &OAuthServer, req: AuthorizeRequest) -> Result<Next, 
     };
     if req.response_type.as_deref() != Some("code") {
         return Err(fail(OAuthError::new(
-            "unsupported_response_type",
+            ErrorCode::UnsupportedResponseType,
             "response_type must be \"code\"",
         )));
     }
     if !client.grant_types.iter().any(|g| g == "authorization_code") {
         return Err(fail(OAuthError::new(
-            "unauthorized_client",
+            ErrorCode::UnauthorizedClient,
             "this client did not register the authorization_code grant",
         )));
     }
@@ -316,7 +273,7 @@ pub async fn start(server: &OAuthServer, req: AuthorizeRequest) -> Result<Next, 
         .collect();
     if let Some(unknown) = scopes.iter().find(|s| !known.contains(s)) {
         return Err(fail(OAuthError::new(
-            "invalid_scope",
+            ErrorCode::InvalidScope,
             format!("unknown scope {unknown:?}"),
         )));
     }
@@ -368,7 +325,7 @@ pub(crate) async fn begin_login(
         .collect();
     if idps.is_empty() {
         return Err(OAuthError::new(
-            "temporarily_unavailable",
+            ErrorCode::TemporarilyUnavailable,
             "no identity provider is configured on this server",
         ));
     }
@@ -529,7 +486,7 @@ pub async fn callback(
     }
     if let Some(err) = cb.error {
         let e = OAuthError::new(
-            "access_denied",
+            ErrorCode::AccessDenied,
             format!(
                 "the identity provider refused the login ({})",
                 truncate(&err, 64)
@@ -572,7 +529,10 @@ pub async fn callback(
             return Err(tx_error(
                 server,
                 &tx,
-                OAuthError::new("access_denied", "this user is not allowed to log in here"),
+                OAuthError::new(
+                    ErrorCode::AccessDenied,
+                    "this user is not allowed to log in here",
+                ),
             ));
         }
     };
@@ -731,12 +691,12 @@ pub async fn consent(
     if !approve {
         delete_tx(server, &tx.id).await;
         if let Some(key) = &tx.device_key {
-            super::device::deny(server, key).await?;
+            device_state::deny(server, key).await?;
         }
         return Err(tx_error(
             server,
             &tx,
-            OAuthError::new("access_denied", "the user declined"),
+            OAuthError::new(ErrorCode::AccessDenied, "the user declined"),
         ));
     }
     // One consent per resource; scopes allowed before at a resource stay allowed there.
@@ -774,7 +734,7 @@ pub async fn consent(
 /// Ends an approved login: a code back to the client, or an approved device.
 async fn finish(server: &OAuthServer, tx: &LoginTx) -> Result<Next, Failure> {
     if let Some(key) = &tx.device_key {
-        super::device::approve(server, key, tx).await?;
+        device_state::approve(server, key, tx).await?;
         delete_tx(server, &tx.id).await;
         return Ok(Next::Message {
             title: "Device connected".into(),
@@ -886,16 +846,6 @@ pub fn rule_matches(rule: &LoginRule, who: &Identity) -> bool {
     users || groups || domains
 }
 
-/// RFC 7636 S256: `BASE64URL(SHA256(verifier)) == challenge`, compared in constant time.
-pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
-    if !valid_pkce_value(verifier) {
-        return false;
-    }
-    let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(sha2::Sha256::digest(verifier.as_bytes()));
-    hashes_equal(&computed, challenge)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -911,52 +861,11 @@ mod tests {
     }
 
     #[test]
-    fn resources_are_canonical() {
-        assert_eq!(
-            canonical_resource("https://MCP.example.com/").unwrap().0,
-            "https://mcp.example.com"
-        );
-        assert_eq!(
-            canonical_resource("https://mcp.example.com").unwrap().0,
-            "https://mcp.example.com"
-        );
-        assert_eq!(
-            canonical_resource("https://mcp.example.com:443/mcp/")
-                .unwrap()
-                .0,
-            "https://mcp.example.com/mcp"
-        );
-        assert_eq!(
-            canonical_resource("http://a.localhost:8080/x").unwrap().0,
-            "http://a.localhost:8080/x"
-        );
-        assert!(canonical_resource("https://a.example.com/?q=1").is_err());
-        assert!(canonical_resource("urn:x").is_err());
-    }
-
-    #[test]
     fn wildcard_hosts() {
         assert!(host_matches("*.example.com", "a.example.com"));
         assert!(!host_matches("*.example.com", "a.b.example.com"));
         assert!(!host_matches("*.example.com", "example.com"));
         assert!(host_matches("a.example.com", "a.example.com"));
-    }
-
-    #[test]
-    fn pkce_s256() {
-        // RFC 7636 appendix B.
-        assert!(pkce_matches(
-            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
-        ));
-        assert!(!pkce_matches(
-            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXx",
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
-        ));
-        assert!(!pkce_matches(
-            "short",
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
-        ));
     }
 
     #[test]

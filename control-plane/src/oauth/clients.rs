@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ClientRecord, OAuthError, OAuthServer, TokenEndpointAuth, put, random_token, sha256_hex,
+    ClientRecord, ErrorCode, OAuthError, OAuthServer, TokenEndpointAuth, put, random_token,
+    sha256_hex,
 };
 use crate::auth::hashes_equal;
 use crate::model::now;
@@ -103,7 +104,7 @@ pub struct RegistrationResponse {
 }
 
 fn invalid_metadata(d: impl Into<String>) -> OAuthError {
-    OAuthError::new("invalid_client_metadata", d)
+    OAuthError::new(ErrorCode::InvalidClientMetadata, d)
 }
 
 /// Whether `host` names this machine (RFC 8252 loopback redirects).
@@ -120,7 +121,7 @@ pub fn is_loopback_host(host: &url::Host<&str>) -> bool {
 pub fn validate_redirect_uri(raw: &str, native: bool) -> Result<(), OAuthError> {
     let bad = |why: &str| {
         OAuthError::new(
-            "invalid_redirect_uri",
+            ErrorCode::InvalidRedirectUri,
             format!("redirect_uris: {raw:?} {why}"),
         )
     };
@@ -213,13 +214,13 @@ pub fn validate_metadata(m: &ClientMetadata) -> Result<ValidMetadata, OAuthError
     let needs_redirect = grant_types.iter().any(|g| g == "authorization_code");
     if needs_redirect && m.redirect_uris.is_empty() {
         return Err(OAuthError::new(
-            "invalid_redirect_uri",
+            ErrorCode::InvalidRedirectUri,
             "redirect_uris: at least one is required for the authorization_code grant",
         ));
     }
     if m.redirect_uris.len() > 20 {
         return Err(OAuthError::new(
-            "invalid_redirect_uri",
+            ErrorCode::InvalidRedirectUri,
             "redirect_uris: at most 20",
         ));
     }
@@ -278,7 +279,7 @@ pub async fn register(
         let ok = initial_token.is_some_and(|t| hashes_equal(&sha256_hex(t), &sha256_hex(expected)));
         if !ok {
             return Err(OAuthError::new(
-                "invalid_token",
+                ErrorCode::InvalidToken,
                 "registration needs a valid initial access token",
             ));
         }
@@ -334,7 +335,7 @@ async fn managed(
 ) -> Result<(ClientRecord, Vec<u8>), OAuthError> {
     let denied = || {
         OAuthError::new(
-            "invalid_token",
+            ErrorCode::InvalidToken,
             "unknown client or bad registration access token",
         )
     };
@@ -416,7 +417,7 @@ pub async fn delete(
     if token.is_some() {
         managed(server, client_id, token).await?;
     }
-    super::token::revoke_all_of(server, super::RevokedKind::Client, client_id).await?;
+    super::revocation::revoke_all_of(server, super::RevokedKind::Client, client_id).await?;
     server
         .apply(Batch {
             checks: vec![],
@@ -435,7 +436,7 @@ pub async fn resolve(server: &OAuthServer, client_id: &str) -> Result<ClientReco
             registration_token_sha256: String::new(),
             redirect_uris: vec![],
             token_endpoint_auth_method: TokenEndpointAuth::None,
-            grant_types: vec![super::device::DEVICE_GRANT.into(), "refresh_token".into()],
+            grant_types: vec![super::params::DEVICE_GRANT.into(), "refresh_token".into()],
             application_type: "native".into(),
             client_name: Some("Portcullis CLI".into()),
             client_uri: None,
@@ -454,7 +455,7 @@ pub async fn resolve(server: &OAuthServer, client_id: &str) -> Result<ClientReco
         .get::<ClientRecord>(Collection::OAuthClients, client_id)
         .await?
         .map(|(r, _)| r)
-        .ok_or_else(|| OAuthError::new("invalid_client", "unknown client_id"))
+        .ok_or_else(|| OAuthError::new(ErrorCode::InvalidClient, "unknown client_id"))
 }
 
 /// Credentials a client presented at the token, revocation or introspection endpoint.
@@ -471,10 +472,10 @@ pub struct Presented {
 /// Authenticates the client per its registered method. Public clients present only their
 /// id; confidential ones must present the right secret.
 pub async fn authenticate(server: &OAuthServer, p: &Presented) -> Result<ClientRecord, OAuthError> {
-    let bad = || OAuthError::new("invalid_client", "client authentication failed");
+    let bad = || OAuthError::new(ErrorCode::InvalidClient, "client authentication failed");
     let id = p.client_id.as_deref().ok_or_else(|| {
         OAuthError::new(
-            "invalid_client",
+            ErrorCode::InvalidClient,
             "client_id missing (send it in the form or via HTTP Basic)",
         )
     })?;
@@ -483,7 +484,7 @@ pub async fn authenticate(server: &OAuthServer, p: &Presented) -> Result<ClientR
         TokenEndpointAuth::None => {
             if p.client_secret.is_some() {
                 return Err(OAuthError::new(
-                    "invalid_client",
+                    ErrorCode::InvalidClient,
                     "this is a public client; do not send a client_secret",
                 ));
             }
@@ -566,7 +567,7 @@ pub async fn fetch_metadata_document(
 ) -> Result<ClientRecord, OAuthError> {
     let bad = |why: String| {
         OAuthError::new(
-            "invalid_client",
+            ErrorCode::InvalidClient,
             format!("client metadata document {url_text}: {why}"),
         )
     };
@@ -737,7 +738,7 @@ mod tests {
         };
         assert_eq!(
             validate_metadata(&bad).err().unwrap().code,
-            "invalid_client_metadata"
+            ErrorCode::InvalidClientMetadata
         );
         let none = ClientMetadata {
             redirect_uris: vec![],
@@ -745,7 +746,7 @@ mod tests {
         };
         assert_eq!(
             validate_metadata(&none).err().unwrap().code,
-            "invalid_redirect_uri"
+            ErrorCode::InvalidRedirectUri
         );
     }
 }

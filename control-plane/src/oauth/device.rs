@@ -5,21 +5,19 @@
 use rand::Rng as _;
 use serde::Serialize;
 
-use super::authorize::{self, Failure, Next, known_scopes, validate_resources};
+use super::authorize::{self, Failure, Next, validate_resources};
 use super::clients::{self, Presented};
+use super::device_state::INTERVAL_SECS;
+use super::params::{DEVICE_GRANT, known_scopes};
 use super::{
-    ClientRecord, DeviceRecord, DeviceStatus, LoginTx, OAuthError, OAuthServer, put, random_token,
+    DeviceRecord, DeviceStatus, ErrorCode, LoginTx, OAuthError, OAuthServer, put, random_token,
     sha256_hex,
 };
 use crate::model::now;
-use crate::store::{Batch, Check, Collection, StoreError, Write};
+use crate::store::{Batch, Check, Collection, StoreError};
 
-/// The grant type URN.
-pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// How long a user has to enter the code.
 const DEVICE_TTL_SECS: i64 = 600;
-/// Minimum seconds between polls.
-pub const INTERVAL_SECS: i64 = 5;
 /// User-code alphabet: no vowels (no words), no look-alikes (RFC 8628 §6.1).
 const ALPHABET: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
 
@@ -73,7 +71,7 @@ pub async fn authorize_device(
     let client = clients::authenticate(server, presented).await?;
     if !client.grant_types.iter().any(|g| g == DEVICE_GRANT) {
         return Err(OAuthError::new(
-            "unauthorized_client",
+            ErrorCode::UnauthorizedClient,
             "this client did not register the device_code grant",
         ));
     }
@@ -86,7 +84,7 @@ pub async fn authorize_device(
         .collect();
     if let Some(unknown) = scopes.iter().find(|s| !known.contains(s)) {
         return Err(OAuthError::new(
-            "invalid_scope",
+            ErrorCode::InvalidScope,
             format!("unknown scope {unknown:?}"),
         ));
     }
@@ -134,7 +132,7 @@ pub async fn authorize_device(
         }
     }
     Err(OAuthError::new(
-        "temporarily_unavailable",
+        ErrorCode::TemporarilyUnavailable,
         "could not allocate a user code; retry",
     ))
 }
@@ -187,126 +185,6 @@ pub async fn start_login(
         expires_at: record.expires_at,
     };
     Ok(authorize::begin_login(server, tx, idp).await?)
-}
-
-/// Marks the device approved with the login's identity and scopes.
-pub(crate) async fn approve(
-    server: &OAuthServer,
-    key: &str,
-    tx: &LoginTx,
-) -> Result<(), OAuthError> {
-    let (mut record, raw) = server
-        .get::<DeviceRecord>(Collection::OAuthDevices, key)
-        .await?
-        .ok_or_else(|| OAuthError::invalid_request("the device authorization expired"))?;
-    if record.status != DeviceStatus::Pending {
-        return Err(OAuthError::invalid_request(
-            "this device was already handled",
-        ));
-    }
-    record.status = DeviceStatus::Approved;
-    record.identity = tx.identity.clone();
-    record.granted_scopes = tx.granted_scopes.clone();
-    record.auth_time = tx.auth_time;
-    server
-        .apply(Batch {
-            checks: vec![Check::Equals(Collection::OAuthDevices, key.to_owned(), raw)],
-            writes: vec![
-                put(Collection::OAuthDevices, key, &record),
-                Write::Delete(Collection::OAuthUserCodes, record.user_code.clone()),
-            ],
-        })
-        .await
-        .map_err(|e| match e {
-            StoreError::CheckFailed(_) => {
-                OAuthError::invalid_request("this device was already handled")
-            }
-            e => e.into(),
-        })?;
-    Ok(())
-}
-
-/// Marks the device denied.
-pub(crate) async fn deny(server: &OAuthServer, key: &str) -> Result<(), OAuthError> {
-    if let Some((mut record, _)) = server
-        .get::<DeviceRecord>(Collection::OAuthDevices, key)
-        .await?
-    {
-        record.status = DeviceStatus::Denied;
-        server
-            .apply(Batch {
-                checks: vec![],
-                writes: vec![
-                    put(Collection::OAuthDevices, key, &record),
-                    Write::Delete(Collection::OAuthUserCodes, record.user_code.clone()),
-                ],
-            })
-            .await?;
-    }
-    Ok(())
-}
-
-/// The token endpoint's device grant: pending, slow down, denied, expired, or the login.
-pub(crate) async fn poll(
-    server: &OAuthServer,
-    client: &ClientRecord,
-    device_code: &str,
-) -> Result<DeviceRecord, OAuthError> {
-    let key = sha256_hex(device_code);
-    let (mut record, raw) = server
-        .get::<DeviceRecord>(Collection::OAuthDevices, &key)
-        .await?
-        .ok_or_else(|| OAuthError::new("invalid_grant", "unknown device_code"))?;
-    if record.client_id != client.client_id {
-        return Err(OAuthError::new(
-            "invalid_grant",
-            "the device_code belongs to another client",
-        ));
-    }
-    let t = now();
-    if record.expires_at < t {
-        return Err(OAuthError::new(
-            "expired_token",
-            "the device code expired; start again",
-        ));
-    }
-    match record.status {
-        DeviceStatus::Denied => Err(OAuthError::new("access_denied", "the login was refused")),
-        DeviceStatus::Pending => {
-            let too_fast = t - record.last_poll < INTERVAL_SECS;
-            record.last_poll = t;
-            let _ = server
-                .apply(Batch {
-                    checks: vec![Check::Equals(Collection::OAuthDevices, key.clone(), raw)],
-                    writes: vec![put(Collection::OAuthDevices, &key, &record)],
-                })
-                .await;
-            Err(if too_fast {
-                OAuthError::new("slow_down", format!("poll at most every {INTERVAL_SECS} s"))
-            } else {
-                OAuthError::new(
-                    "authorization_pending",
-                    "the user has not finished signing in",
-                )
-            })
-        }
-        DeviceStatus::Approved => {
-            // One use: the record goes as the tokens are issued.
-            server
-                .apply(Batch {
-                    checks: vec![Check::Equals(Collection::OAuthDevices, key.clone(), raw)],
-                    writes: vec![Write::Delete(Collection::OAuthDevices, key)],
-                })
-                .await
-                .map_err(|e| match e {
-                    StoreError::CheckFailed(_) => {
-                        OAuthError::new("invalid_grant", "the device_code was already used")
-                    }
-                    e => e.into(),
-                })?;
-            Ok(record)
-        }
-    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 
 use portcullis_proto::v1 as pb;
 
-use super::{ClientRecord, OAuthError, OAuthServer, TokenEndpointAuth};
+use super::{ClientRecord, ErrorCode, OAuthError, OAuthServer, TokenEndpointAuth};
 use crate::model::{AuthMode, DataPlaneRecord, Proxy};
 use crate::secrets::MasterKey;
 use crate::service::edge_callback_ports;
@@ -89,7 +89,7 @@ async fn resolve_host(
     client_id: &str,
     host: &str,
 ) -> Result<ClientRecord, OAuthError> {
-    let unknown = || OAuthError::new("invalid_client", "unknown client_id");
+    let unknown = || OAuthError::new(ErrorCode::InvalidClient, "unknown client_id");
     if host.is_empty() || host.starts_with("*.") {
         return Err(unknown());
     }

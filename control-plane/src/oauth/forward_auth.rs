@@ -6,9 +6,9 @@
 //! token must be ours, live, and issued for that site. Identity comes back in
 //! oauth2-proxy-compatible `X-Auth-Request-*` headers.
 
-use super::authorize::canonical_resource;
+use super::params::canonical_resource;
 use super::token::{AccessClaims, verify_access_token};
-use super::{OAuthError, OAuthServer};
+use super::{ErrorCode, OAuthError, OAuthServer};
 
 /// The site a forwarded request was for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +122,7 @@ pub async fn verify(
         .map_err(|e| Refusal::Unauthorized(Some(e)))?;
     if !audience_covers(&claims.aud, site) {
         return Err(Refusal::Unauthorized(Some(OAuthError::new(
-            "invalid_token",
+            ErrorCode::InvalidToken,
             "the token was not issued for this resource",
         ))));
     }

@@ -1,24 +1,23 @@
-//! HTTP adapter for the OAuth server: root-level protocol endpoints and the admin API under
-//! `/api/v1/oauth/`. Handlers parse, call the protocol modules and render; nothing else.
+//! HTTP adapter for the OAuth server: the root-level protocol endpoints (the admin API under
+//! `/api/v1/oauth/` is part of the REST gateway). Handlers parse, call the protocol modules
+//! and render; nothing else.
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use base64::Engine as _;
 
 use super::authorize::{self, AuthorizeRequest, Callback, Failure, LOGIN_COOKIE, Next};
 use super::clients::{self, ClientMetadata, Presented};
 use super::token::{self, TokenRequest};
-use super::{IdpInput, LoginRuleInput, OAuthError, OAuthServer, admin, keys, metadata};
-use crate::auth::Caller;
-use crate::rest::{ApiError, ApiJson, ErrorBody};
+use super::{ErrorCode, OAuthError, OAuthServer, keys, metadata};
 
 type S = State<OAuthServer>;
 
-/// Routes for the protocol endpoints and the OAuth admin API.
+/// Routes for the protocol endpoints.
 pub fn router(server: OAuthServer) -> Router {
     Router::new()
         .route("/.well-known/oauth-authorization-server", get(metadata_doc))
@@ -51,38 +50,32 @@ pub fn router(server: OAuthServer) -> Router {
         .route("/introspect", post(introspect))
         .route("/userinfo", get(userinfo).post(userinfo))
         .route("/verify", axum::routing::any(verify))
-        .route("/api/v1/oauth/idps", get(list_idps).post(create_idp))
-        .route("/api/v1/oauth/idps/{name}", delete(delete_idp))
-        .route("/api/v1/oauth/rules", get(list_rules).post(create_rule))
-        .route("/api/v1/oauth/rules/{id}", delete(delete_rule))
-        .route("/api/v1/oauth/clients", get(list_clients))
-        .route("/api/v1/oauth/clients/{id}", delete(delete_client))
-        .route("/api/v1/oauth/sessions", get(list_sessions))
-        .route("/api/v1/oauth/sessions/{id}", delete(revoke_session))
-        .route("/api/v1/oauth/users/{sub}/sessions", delete(revoke_user))
-        .route(
-            "/api/v1/oauth/consents",
-            get(list_consents).delete(revoke_consent),
-        )
-        .route("/api/v1/oauth/keys/rotate", post(rotate_keys))
-        .route("/api/v1/oauth/metrics", get(oauth_metrics))
-        .route(
-            "/api/v1/oauth/proxies/{hostname}",
-            get(get_proxy_settings)
-                .put(set_proxy_settings)
-                .delete(clear_proxy_settings),
-        )
         .with_state(server)
 }
 
 // === rendering ===
 
+/// The HTTP status of an error response: 401 for failed client or bearer authentication
+/// (RFC 6749 §5.2, RFC 6750 §3.1), 500/503 for ours, 400 for the rest. No wildcard: a new
+/// code has to be placed here.
 fn status_of(e: &OAuthError) -> StatusCode {
     match e.code {
-        "invalid_client" | "invalid_token" => StatusCode::UNAUTHORIZED,
-        "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
-        "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+        ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::InvalidRequest
+        | ErrorCode::InvalidGrant
+        | ErrorCode::UnauthorizedClient
+        | ErrorCode::UnsupportedGrantType
+        | ErrorCode::UnsupportedResponseType
+        | ErrorCode::InvalidScope
+        | ErrorCode::AccessDenied
+        | ErrorCode::InvalidTarget
+        | ErrorCode::InvalidRedirectUri
+        | ErrorCode::InvalidClientMetadata
+        | ErrorCode::AuthorizationPending
+        | ErrorCode::SlowDown
+        | ErrorCode::ExpiredToken => StatusCode::BAD_REQUEST,
     }
 }
 
@@ -97,12 +90,12 @@ fn no_store(mut resp: Response) -> Response {
 fn json_error(e: &OAuthError) -> Response {
     let body = serde_json::json!({"error": e.code, "error_description": e.description});
     let mut resp = no_store((status_of(e), axum::Json(body)).into_response());
-    if e.code == "invalid_token" {
+    if e.code == ErrorCode::InvalidToken {
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer error=\"invalid_token\""),
         );
-    } else if e.code == "invalid_client" {
+    } else if e.code == ErrorCode::InvalidClient {
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"oauth\""),
@@ -173,7 +166,7 @@ fn error_page(e: &OAuthError) -> Response {
         &format!(
             "<p>The request could not be completed and was not sent back to the application.</p>\
              <p><code>{}</code>: {}</p>",
-            escape(e.code),
+            escape(e.code.as_str()),
             escape(&e.description)
         ),
     )
@@ -333,7 +326,8 @@ fn presented(headers: &HeaderMap, form: &[(String, String)]) -> Result<Presented
                     "use one client authentication method, not two",
                 ));
             }
-            let bad = || OAuthError::new("invalid_client", "malformed HTTP Basic credentials");
+            let bad =
+                || OAuthError::new(ErrorCode::InvalidClient, "malformed HTTP Basic credentials");
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(b64)
                 .map_err(|_| bad())?;
@@ -516,7 +510,7 @@ async fn register(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
         Ok(m) => m,
         Err(e) => {
             return json_error(&OAuthError::new(
-                "invalid_client_metadata",
+                ErrorCode::InvalidClientMetadata,
                 format!("body is not client metadata JSON: {e}"),
             ));
         }
@@ -544,7 +538,7 @@ async fn register_update(
         Ok(m) => m,
         Err(e) => {
             return json_error(&OAuthError::new(
-                "invalid_client_metadata",
+                ErrorCode::InvalidClientMetadata,
                 format!("body is not client metadata JSON: {e}"),
             ));
         }
@@ -558,7 +552,7 @@ async fn register_update(
 async fn register_delete(State(s): S, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let Some(token) = bearer(&headers) else {
         return json_error(&OAuthError::new(
-            "invalid_token",
+            ErrorCode::InvalidToken,
             "send the registration access token",
         ));
     };
@@ -603,7 +597,7 @@ async fn introspect(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
 async fn userinfo(State(s): S, headers: HeaderMap) -> Response {
     let Some(t) = bearer(&headers) else {
         return json_error(&OAuthError::new(
-            "invalid_token",
+            ErrorCode::InvalidToken,
             "send Authorization: Bearer <access token>",
         ));
     };
@@ -743,201 +737,85 @@ async fn verify(State(s): S, headers: HeaderMap, Query(q): Query<VerifyQuery>) -
     }
 }
 
-// === admin API ===
-
-/// The OAuth admin operations for the OpenAPI document (merged into the REST API's).
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(
-    list_idps,
-    create_idp,
-    delete_idp,
-    list_rules,
-    create_rule,
-    delete_rule,
-    list_clients,
-    delete_client,
-    list_sessions,
-    revoke_session,
-    revoke_user,
-    list_consents,
-    revoke_consent,
-    rotate_keys,
-    oauth_metrics,
-    get_proxy_settings,
-    set_proxy_settings,
-    clear_proxy_settings,
-))]
-pub struct OAuthApiDoc;
-
-impl axum::extract::FromRef<OAuthServer> for crate::service::ControlPlane {
-    fn from_ref(s: &OAuthServer) -> Self {
-        s.cp().clone()
-    }
-}
-
-type ApiResult<T> = Result<T, ApiError>;
-
-#[utoipa::path(get, path = "/api/v1/oauth/idps", tag = "oauth", security(("bearer" = [])),
-    responses((status = 200, body = [super::IdpView]), (status = 403, body = ErrorBody)))]
-async fn list_idps(State(s): S, c: Caller) -> ApiResult<axum::Json<Vec<super::IdpView>>> {
-    Ok(axum::Json(admin::list_idps(&s, &c).await?))
-}
-
-#[utoipa::path(post, path = "/api/v1/oauth/idps", tag = "oauth", security(("bearer" = [])),
-    request_body = super::IdpInput,
-    responses((status = 201, body = super::IdpView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn create_idp(
-    State(s): S,
-    c: Caller,
-    ApiJson(input): ApiJson<IdpInput>,
-) -> ApiResult<(StatusCode, axum::Json<super::IdpView>)> {
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(admin::create_idp(&s, &c, input).await?),
-    ))
-}
-
-#[utoipa::path(delete, path = "/api/v1/oauth/idps/{name}", tag = "oauth", security(("bearer" = [])), params(("name" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
-async fn delete_idp(State(s): S, c: Caller, Path(name): Path<String>) -> ApiResult<StatusCode> {
-    admin::delete_idp(&s, &c, &name).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-#[utoipa::path(get, path = "/api/v1/oauth/rules", tag = "oauth", security(("bearer" = [])),
-    responses((status = 200, body = [super::LoginRule])))]
-async fn list_rules(State(s): S, c: Caller) -> ApiResult<axum::Json<Vec<super::LoginRule>>> {
-    Ok(axum::Json(admin::list_rules(&s, &c).await?))
-}
-
-#[utoipa::path(post, path = "/api/v1/oauth/rules", tag = "oauth", security(("bearer" = [])),
-    request_body = super::LoginRuleInput,
-    responses((status = 201, body = super::LoginRule), (status = 400, body = ErrorBody)))]
-async fn create_rule(
-    State(s): S,
-    c: Caller,
-    ApiJson(input): ApiJson<LoginRuleInput>,
-) -> ApiResult<(StatusCode, axum::Json<super::LoginRule>)> {
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(admin::create_rule(&s, &c, input).await?),
-    ))
-}
-
-#[utoipa::path(delete, path = "/api/v1/oauth/rules/{id}", tag = "oauth", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
-async fn delete_rule(State(s): S, c: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    admin::delete_rule(&s, &c, &id).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-#[utoipa::path(get, path = "/api/v1/oauth/clients", tag = "oauth", security(("bearer" = [])),
-    responses((status = 200, body = [admin::ClientView])))]
-async fn list_clients(State(s): S, c: Caller) -> ApiResult<axum::Json<Vec<admin::ClientView>>> {
-    Ok(axum::Json(admin::list_clients(&s, &c).await?))
-}
-
-#[utoipa::path(delete, path = "/api/v1/oauth/clients/{id}", tag = "oauth", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
-async fn delete_client(State(s): S, c: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    admin::delete_client(&s, &c, &id).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-#[utoipa::path(get, path = "/api/v1/oauth/sessions", tag = "oauth", security(("bearer" = [])),
-    responses((status = 200, body = [admin::SessionView])))]
-async fn list_sessions(State(s): S, c: Caller) -> ApiResult<axum::Json<Vec<admin::SessionView>>> {
-    Ok(axum::Json(admin::list_sessions(&s, &c).await?))
-}
-
-#[utoipa::path(delete, path = "/api/v1/oauth/sessions/{id}", tag = "oauth", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
-async fn revoke_session(State(s): S, c: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    admin::revoke_session(&s, &c, &id).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-#[utoipa::path(delete, path = "/api/v1/oauth/users/{sub}/sessions", tag = "oauth", security(("bearer" = [])), params(("sub" = String, Path, description = "The user's subject")),
-    responses((status = 204, description = "Every session and token of the user revoked"), (status = 400, body = ErrorBody)))]
-async fn revoke_user(State(s): S, c: Caller, Path(sub): Path<String>) -> ApiResult<StatusCode> {
-    admin::revoke_user(&s, &c, &sub).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-#[utoipa::path(get, path = "/api/v1/oauth/consents", tag = "oauth", security(("bearer" = [])),
-    responses((status = 200, body = [super::ConsentRecord])))]
-async fn list_consents(State(s): S, c: Caller) -> ApiResult<axum::Json<Vec<super::ConsentRecord>>> {
-    Ok(axum::Json(admin::list_consents(&s, &c).await?))
-}
-
-#[derive(serde::Deserialize)]
-struct ConsentQuery {
-    sub: String,
-    client_id: String,
-}
-
-#[utoipa::path(delete, path = "/api/v1/oauth/consents", tag = "oauth", security(("bearer" = [])), params(("sub" = String, Query), ("client_id" = String, Query)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
-async fn revoke_consent(
-    State(s): S,
-    c: Caller,
-    Query(q): Query<ConsentQuery>,
-) -> ApiResult<StatusCode> {
-    admin::revoke_consent(&s, &c, &q.sub, &q.client_id).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-#[utoipa::path(post, path = "/api/v1/oauth/keys/rotate", tag = "oauth", security(("bearer" = [])),
-    responses((status = 200, description = "The new key id; it signs from now on (the call waits up to 10 s for data planes to ACK it)")))]
-async fn rotate_keys(State(s): S, c: Caller) -> ApiResult<axum::Json<serde_json::Value>> {
-    let kid = admin::rotate_keys(&s, &c).await?;
-    Ok(axum::Json(serde_json::json!({"kid": kid})))
-}
-
-#[utoipa::path(get, path = "/api/v1/oauth/metrics", tag = "oauth", security(("bearer" = [])),
-    responses((status = 200, body = super::Metrics)))]
-async fn oauth_metrics(State(s): S, c: Caller) -> ApiResult<axum::Json<super::Metrics>> {
-    Ok(axum::Json(admin::metrics(&s, &c).await?))
-}
-
-#[utoipa::path(get, path = "/api/v1/oauth/proxies/{hostname}", tag = "oauth", security(("bearer" = [])), params(("hostname" = String, Path)),
-    responses((status = 200, body = super::ProxyOAuthView), (status = 404, body = ErrorBody)))]
-async fn get_proxy_settings(
-    State(s): S,
-    c: Caller,
-    Path(h): Path<String>,
-) -> ApiResult<axum::Json<super::ProxyOAuthView>> {
-    Ok(axum::Json(admin::get_proxy_settings(&s, &c, &h).await?))
-}
-
-#[utoipa::path(put, path = "/api/v1/oauth/proxies/{hostname}", tag = "oauth", security(("bearer" = [])), params(("hostname" = String, Path)),
-    request_body = super::ProxyOAuthInput,
-    responses((status = 200, body = super::ProxyOAuthView), (status = 400, body = ErrorBody)))]
-async fn set_proxy_settings(
-    State(s): S,
-    c: Caller,
-    Path(h): Path<String>,
-    ApiJson(input): ApiJson<super::ProxyOAuthInput>,
-) -> ApiResult<axum::Json<super::ProxyOAuthView>> {
-    Ok(axum::Json(
-        admin::set_proxy_settings(&s, &c, &h, input).await?,
-    ))
-}
-
-#[utoipa::path(delete, path = "/api/v1/oauth/proxies/{hostname}", tag = "oauth", security(("bearer" = [])), params(("hostname" = String, Path)),
-    responses((status = 204)))]
-async fn clear_proxy_settings(
-    State(s): S,
-    c: Caller,
-    Path(h): Path<String>,
-) -> ApiResult<StatusCode> {
-    admin::clear_proxy_settings(&s, &c, &h).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every code, its wire name and its status: the JSON error contract (RFC 6749 §5.2,
+    /// RFC 6750 §3.1, RFC 7591 §3.2.2, RFC 8628 §3.5).
+    const CODES: &[(ErrorCode, &str, u16)] = &[
+        (ErrorCode::InvalidRequest, "invalid_request", 400),
+        (ErrorCode::InvalidClient, "invalid_client", 401),
+        (ErrorCode::InvalidGrant, "invalid_grant", 400),
+        (ErrorCode::UnauthorizedClient, "unauthorized_client", 400),
+        (
+            ErrorCode::UnsupportedGrantType,
+            "unsupported_grant_type",
+            400,
+        ),
+        (
+            ErrorCode::UnsupportedResponseType,
+            "unsupported_response_type",
+            400,
+        ),
+        (ErrorCode::InvalidScope, "invalid_scope", 400),
+        (ErrorCode::AccessDenied, "access_denied", 400),
+        (ErrorCode::ServerError, "server_error", 500),
+        (
+            ErrorCode::TemporarilyUnavailable,
+            "temporarily_unavailable",
+            503,
+        ),
+        (ErrorCode::InvalidTarget, "invalid_target", 400),
+        (ErrorCode::InvalidRedirectUri, "invalid_redirect_uri", 400),
+        (
+            ErrorCode::InvalidClientMetadata,
+            "invalid_client_metadata",
+            400,
+        ),
+        (
+            ErrorCode::AuthorizationPending,
+            "authorization_pending",
+            400,
+        ),
+        (ErrorCode::SlowDown, "slow_down", 400),
+        (ErrorCode::ExpiredToken, "expired_token", 400),
+        (ErrorCode::InvalidToken, "invalid_token", 401),
+    ];
+
+    #[tokio::test]
+    async fn json_errors_keep_their_status_body_and_challenge() {
+        for &(code, name, status) in CODES {
+            let resp = json_error(&OAuthError::new(code, "why"));
+            assert_eq!(resp.status().as_u16(), status, "{name}");
+            let h = resp.headers();
+            assert_eq!(h[header::CACHE_CONTROL], "no-store", "{name}");
+            let challenge = h.get(header::WWW_AUTHENTICATE).map(|v| v.to_str().unwrap());
+            let want = match name {
+                "invalid_token" => Some("Bearer error=\"invalid_token\""),
+                "invalid_client" => Some("Basic realm=\"oauth\""),
+                _ => None,
+            };
+            assert_eq!(challenge, want, "{name}");
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(
+                body,
+                serde_json::json!({"error": name, "error_description": "why"})
+            );
+        }
+    }
+
+    #[test]
+    fn error_pages_never_answer_401() {
+        for &(code, name, status) in CODES {
+            let page = error_page(&OAuthError::new(code, "why"));
+            let want = if status == 401 { 400 } else { status };
+            assert_eq!(page.status().as_u16(), want, "{name}");
+        }
+    }
 
     #[test]
     fn escaping_defuses_markup() {

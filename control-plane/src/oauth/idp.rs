@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{Identity, IdpKind, IdpRecord, LoginTx, OAuthError, OAuthServer};
+use super::{ErrorCode, Identity, IdpKind, IdpRecord, LoginTx, OAuthError, OAuthServer};
 
 /// How long discovered OpenID provider metadata (with its JWKS) is reused.
 const DISCOVERY_TTL: Duration = Duration::from_secs(300);
@@ -53,7 +53,10 @@ pub const OIDC_SCOPES: &[&str] = &["openid", "email", "profile"];
 
 fn upstream_error(idp: &str, what: impl std::fmt::Display) -> OAuthError {
     tracing::warn!(idp, error = %what, "upstream login failed");
-    OAuthError::new("access_denied", format!("login with {idp} failed: {what}"))
+    OAuthError::new(
+        ErrorCode::AccessDenied,
+        format!("login with {idp} failed: {what}"),
+    )
 }
 
 fn redirect_uri(server: &OAuthServer, idp: &IdpRecord) -> String {

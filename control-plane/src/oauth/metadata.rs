@@ -1,6 +1,7 @@
 //! Authorization server metadata (RFC 8414) and its OpenID Connect discovery twin.
 
-use super::{OAuthError, OAuthServer, authorize::known_scopes};
+use super::params::{DEVICE_GRANT, known_scopes};
+use super::{OAuthError, OAuthServer};
 
 /// The metadata document; `issuer` is exactly the configured issuer.
 pub async fn document(
@@ -42,7 +43,7 @@ async fn base(server: &OAuthServer) -> Result<serde_json::Value, OAuthError> {
         "scopes_supported": known_scopes(server).await?,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token", super::device::DEVICE_GRANT],
+        "grant_types_supported": ["authorization_code", "refresh_token", DEVICE_GRANT],
         "device_authorization_endpoint": format!("{iss}/device_authorization"),
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],

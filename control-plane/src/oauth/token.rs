@@ -4,21 +4,19 @@
 //! Refresh tokens are `{family}.{secret}`: the family record holds the hash of the one
 //! currently valid, so presenting an older one is detectable reuse and revokes the family.
 
+use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use super::authorize::pkce_matches;
 use super::clients::{self, Presented};
+use super::params::{DEVICE_GRANT, canonical_resource, pkce_matches};
+use super::revocation::{LEEWAY_SECS, revoke_family};
 use super::{
-    ClientRecord, CodeRecord, Identity, OAuthError, OAuthServer, RevokedKind, RevokedToken,
-    SigningKeyRecord, TokenFamily, keys, put, random_token, sha256_hex,
+    ClientRecord, CodeRecord, ErrorCode, Identity, OAuthError, OAuthServer, RevokedKind,
+    RevokedToken, SigningKeyRecord, TokenFamily, device_state, keys, put, random_token, sha256_hex,
 };
 use crate::auth::hashes_equal;
-use crate::model::now;
 use crate::store::{Batch, Check, Collection, StoreError, Write};
-
-/// Clock skew tolerated on `exp`/`nbf`, here and (the same value) in data planes.
-const LEEWAY_SECS: i64 = 5;
 
 /// Form of `POST /token`.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -113,15 +111,13 @@ pub async fn token(
     let grant = req.grant_type.clone().unwrap_or_default();
     if !client.grant_types.contains(&grant) {
         return Err(match grant.as_str() {
-            "authorization_code" | "refresh_token" | super::device::DEVICE_GRANT => {
-                OAuthError::new(
-                    "unauthorized_client",
-                    format!("this client may not use the {grant} grant"),
-                )
-            }
+            "authorization_code" | "refresh_token" | DEVICE_GRANT => OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                format!("this client may not use the {grant} grant"),
+            ),
             "" => OAuthError::invalid_request("grant_type is missing"),
             _ => OAuthError::new(
-                "unsupported_grant_type",
+                ErrorCode::UnsupportedGrantType,
                 format!("grant_type {grant:?} is not supported"),
             ),
         });
@@ -129,9 +125,9 @@ pub async fn token(
     match grant.as_str() {
         "authorization_code" => exchange_code(server, &client, req).await,
         "refresh_token" => refresh(server, &client, req).await,
-        super::device::DEVICE_GRANT => device_grant(server, &client, req).await,
+        DEVICE_GRANT => device_grant(server, &client, req).await,
         _ => Err(OAuthError::new(
-            "unsupported_grant_type",
+            ErrorCode::UnsupportedGrantType,
             format!("grant_type {grant:?} is not supported"),
         )),
     }
@@ -147,7 +143,7 @@ async fn exchange_code(
         .as_deref()
         .ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
     let key = sha256_hex(code);
-    let bad = |d: &str| OAuthError::new("invalid_grant", d.to_owned());
+    let bad = |d: &str| OAuthError::new(ErrorCode::InvalidGrant, d.to_owned());
     let (mut record, raw) = server
         .get::<CodeRecord>(Collection::OAuthCodes, &key)
         .await?
@@ -159,7 +155,7 @@ async fn exchange_code(
             "the code was already used; the tokens issued with it are revoked",
         ));
     }
-    if record.expires_at < now() {
+    if record.expires_at < server.now() {
         return Err(bad("the code is invalid or expired"));
     }
     if record.client_id != client.client_id {
@@ -235,7 +231,7 @@ async fn issue_family(
     audiences: &[String],
     consume: Option<(Check, Write)>,
 ) -> Result<TokenResponse, IssueError> {
-    let t = now();
+    let t = server.now();
     let settings = server.settings();
     let refresh_allowed = client.grant_types.iter().any(|g| g == "refresh_token");
     let refresh_secret = random_token();
@@ -304,7 +300,7 @@ async fn device_grant(
         .device_code
         .as_deref()
         .ok_or_else(|| OAuthError::invalid_request("device_code is missing"))?;
-    let record = super::device::poll(server, client, code).await?;
+    let record = device_state::poll(server, client, code).await?;
     let identity = record
         .identity
         .ok_or_else(|| OAuthError::server("approved device without identity"))?;
@@ -319,7 +315,7 @@ async fn device_grant(
     issue_family(server, client, &family_id, &grant, &resources, None)
         .await
         .map_err(|e| match e {
-            IssueError::Consumed => OAuthError::new("invalid_grant", "already used"),
+            IssueError::Consumed => OAuthError::new(ErrorCode::InvalidGrant, "already used"),
             IssueError::OAuth(e) => e,
         })
 }
@@ -330,10 +326,10 @@ fn narrow_resources(granted: &[String], asked: &[String]) -> Result<Vec<String>,
     }
     let mut out = Vec::new();
     for r in asked {
-        let (canon, _) = super::authorize::canonical_resource(r)?;
+        let (canon, _) = canonical_resource(r)?;
         if !granted.contains(&canon) {
             return Err(OAuthError::new(
-                "invalid_target",
+                ErrorCode::InvalidTarget,
                 format!("resource {r:?} was not part of the authorization"),
             ));
         }
@@ -351,7 +347,7 @@ async fn refresh(
         .refresh_token
         .as_deref()
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is missing"))?;
-    let bad = |d: &str| OAuthError::new("invalid_grant", d.to_owned());
+    let bad = |d: &str| OAuthError::new(ErrorCode::InvalidGrant, d.to_owned());
     let (family_id, secret) = presented
         .split_once('.')
         .ok_or_else(|| bad("the refresh token is invalid"))?;
@@ -372,7 +368,7 @@ async fn refresh(
             "the refresh token was already used; all tokens of this login are revoked",
         ));
     }
-    let t = now();
+    let t = server.now();
     if family.refresh_expires_at < t || family.absolute_expires_at < t {
         return Err(bad("the refresh token has expired"));
     }
@@ -382,7 +378,7 @@ async fn refresh(
             let asked = scope_list(s);
             if let Some(extra) = asked.iter().find(|s| !family.scopes.contains(s)) {
                 return Err(OAuthError::new(
-                    "invalid_scope",
+                    ErrorCode::InvalidScope,
                     format!("scope {extra:?} was not granted"),
                 ));
             }
@@ -438,7 +434,7 @@ async fn mint(
     auth_time: i64,
 ) -> Result<(String, AccessClaims), OAuthError> {
     let key = keys::active(server).await?;
-    let t = now();
+    let t = server.now();
     let claims = AccessClaims {
         iss: server.issuer().to_owned(),
         sub: who.sub.clone(),
@@ -473,7 +469,7 @@ pub async fn verify_access_token(
     server: &OAuthServer,
     jwt: &str,
 ) -> Result<AccessClaims, OAuthError> {
-    let bad = |d: &str| OAuthError::new("invalid_token", d.to_owned());
+    let bad = |d: &str| OAuthError::new(ErrorCode::InvalidToken, d.to_owned());
     let header = jsonwebtoken::decode_header(jwt).map_err(|_| bad("malformed token"))?;
     if header
         .typ
@@ -503,11 +499,20 @@ pub async fn verify_access_token(
     let mut validation = Validation::new(alg);
     validation.set_issuer(&[server.issuer()]);
     validation.validate_aud = false;
-    validation.validate_nbf = true;
-    validation.leeway = LEEWAY_SECS as u64;
+    // Time is checked below by this server's clock (the library would read the system's).
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
     validation.set_required_spec_claims(&["exp", "iss", "sub", "nbf", "iat"]);
-    let data = jsonwebtoken::decode::<AccessClaims>(jwt, &dkey, &validation)
-        .map_err(|e| bad(&format!("token rejected: {e}")))?;
+    let rejected = |e: jsonwebtoken::errors::Error| bad(&format!("token rejected: {e}"));
+    let data = jsonwebtoken::decode::<AccessClaims>(jwt, &dkey, &validation).map_err(rejected)?;
+    // The library's rule and wording: expired beyond the leeway, or not yet valid.
+    let t = server.now();
+    if data.claims.exp < t - LEEWAY_SECS {
+        return Err(rejected(ErrorKind::ExpiredSignature.into()));
+    }
+    if data.claims.nbf > t + LEEWAY_SECS {
+        return Err(rejected(ErrorKind::ImmatureSignature.into()));
+    }
     if is_revoked(server, &data.claims).await? {
         return Err(bad("token revoked"));
     }
@@ -533,70 +538,6 @@ async fn is_revoked(server: &OAuthServer, claims: &AccessClaims) -> Result<bool,
         }
     }
     Ok(false)
-}
-
-/// Revokes every token issued so far to a user (`RevokedKind::Subject`) or a client, and
-/// their refresh families: one revocation entry reaches the data planes, and logins after
-/// this second are unaffected.
-pub async fn revoke_all_of(
-    server: &OAuthServer,
-    kind: RevokedKind,
-    value: &str,
-) -> Result<(), OAuthError> {
-    let families: Vec<TokenFamily> = server.list(Collection::OAuthFamilies).await?;
-    let mut writes: Vec<Write> = families
-        .iter()
-        .filter(|f| match kind {
-            RevokedKind::Subject => f.identity.sub == value,
-            RevokedKind::Client => f.client_id == value,
-        })
-        .map(|f| Write::Delete(Collection::OAuthFamilies, f.id.clone()))
-        .collect();
-    let entry = RevokedToken::all_of(
-        kind,
-        value,
-        now(),
-        server.settings().access_ttl.as_secs() as i64 + LEEWAY_SECS,
-    );
-    writes.push(put(Collection::OAuthRevocations, &entry.key(), &entry));
-    server
-        .apply(Batch {
-            checks: vec![],
-            writes,
-        })
-        .await?;
-    server.count(&server.counters().revoked);
-    Ok(())
-}
-
-/// Revokes a refresh family and every access token it issued.
-pub async fn revoke_family(server: &OAuthServer, family_id: &str) -> Result<(), OAuthError> {
-    let Some((family, _)) = server
-        .get::<TokenFamily>(Collection::OAuthFamilies, family_id)
-        .await?
-    else {
-        return Ok(());
-    };
-    let t = now();
-    let mut writes = vec![Write::Delete(
-        Collection::OAuthFamilies,
-        family_id.to_owned(),
-    )];
-    for (jti, exp) in family.access_tokens.iter().filter(|(_, exp)| *exp > t) {
-        writes.push(put(
-            Collection::OAuthRevocations,
-            jti,
-            &RevokedToken::token(jti, *exp),
-        ));
-    }
-    server
-        .apply(Batch {
-            checks: vec![],
-            writes,
-        })
-        .await?;
-    server.count(&server.counters().revoked);
-    Ok(())
 }
 
 /// `POST /revoke` (RFC 7009): always succeeds for tokens that are unknown or not the caller's.
@@ -644,12 +585,12 @@ pub async fn introspect(
     let client = clients::authenticate(server, presented).await?;
     if client.token_endpoint_auth_method == super::TokenEndpointAuth::None {
         return Err(OAuthError::new(
-            "invalid_client",
+            ErrorCode::InvalidClient,
             "introspection needs a confidential client",
         ));
     }
     if let Some((family_id, secret)) = token.split_once('.').filter(|(_, s)| !s.contains('.')) {
-        let t = now();
+        let t = server.now();
         if let Some((f, _)) = server
             .get::<TokenFamily>(Collection::OAuthFamilies, family_id)
             .await?
@@ -695,3 +636,6 @@ pub async fn userinfo(server: &OAuthServer, jwt: &str) -> Result<serde_json::Val
         "idp": c.idp,
     }))
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,14 +5,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 
-use super::{ApiError, ApiJson, Cp, ErrorBody};
+use super::{ApiError, ApiJson, ApiState, Cp, ErrorBody};
 use crate::auth::Caller;
 use crate::model::*;
-use crate::service::ControlPlane;
 
 type ApiResult<T> = Result<T, ApiError>;
 
-pub(super) fn routes() -> axum::Router<ControlPlane> {
+pub(super) fn routes() -> axum::Router<ApiState> {
     axum::Router::new()
         .route("/health", get(health))
         .route(

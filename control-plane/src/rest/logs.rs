@@ -27,28 +27,30 @@ use serde::Serialize;
 
 use super::{ApiError, ErrorBody};
 use crate::auth::Caller;
+use crate::authenticator::Authenticator;
 use crate::error::ServiceError;
 use crate::logs::{AccessLogs, FollowEnd, FollowError, parse_duration, rfc3339};
 use crate::service::ControlPlane;
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// State of the log routes: the control plane (authentication, proxy ownership) and the
+/// State of the log routes: the control plane (proxy ownership), the authenticator and the
 /// log service.
 #[derive(Clone)]
 pub struct LogsState {
     cp: ControlPlane,
+    authn: Authenticator,
     logs: AccessLogs,
 }
 
-impl FromRef<LogsState> for ControlPlane {
+impl FromRef<LogsState> for Authenticator {
     fn from_ref(s: &LogsState) -> Self {
-        s.cp.clone()
+        s.authn.clone()
     }
 }
 
 /// The `/api/v1/logs` routes, ready to merge into the HTTP app.
-pub fn router(cp: ControlPlane, logs: AccessLogs) -> axum::Router {
+pub fn router(cp: ControlPlane, authn: Authenticator, logs: AccessLogs) -> axum::Router {
     axum::Router::new()
         .route("/api/v1/logs", get(search))
         .route("/api/v1/logs/search", get(search))
@@ -58,7 +60,7 @@ pub fn router(cp: ControlPlane, logs: AccessLogs) -> axum::Router {
         .route("/api/v1/logs/ip/{ip}", get(by_ip))
         .route("/api/v1/logs/client/{client_id}", get(by_client))
         .route("/api/v1/logs/correlation/{request_id}", get(by_request))
-        .with_state(LogsState { cp, logs })
+        .with_state(LogsState { cp, authn, logs })
 }
 
 /// The OpenAPI document of the log routes.

@@ -568,9 +568,13 @@ async fn snapshots_carry_public_keys_and_revocations_only() {
     assert_eq!(snap.revocations.len(), 1);
     assert_eq!(snap.revocations[0].value, "jti-1");
     // A user revocation is one entry with its cutoff, not one per token.
-    crate::oauth::token::revoke_all_of(&server, crate::oauth::RevokedKind::Subject, "github:7")
-        .await
-        .unwrap();
+    crate::oauth::revocation::revoke_all_of(
+        &server,
+        crate::oauth::RevokedKind::Subject,
+        "github:7",
+    )
+    .await
+    .unwrap();
     let snap = crate::snapshot::build(cp.store(), cp.master_key())
         .await
         .unwrap();

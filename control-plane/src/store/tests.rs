@@ -1,57 +1,8 @@
 //! One suite, run against both backends. The Redis run starts a private `redis-server`.
 
-use std::process::{Child, Command, Stdio};
+use portcullis_test_support::RedisServer;
 
 use super::*;
-
-/// A private `redis-server` on a free loopback port, killed on drop.
-pub(crate) struct RedisServer {
-    child: Child,
-    /// `redis://127.0.0.1:PORT/0`
-    pub(crate) url: String,
-}
-
-impl RedisServer {
-    pub(crate) fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (tests/run.sh installs it)");
-        // Owned by `Self` at once, so Drop reaps it on every path.
-        let server = Self {
-            child,
-            url: format!("redis://127.0.0.1:{port}/0"),
-        };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return server;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        panic!("redis-server did not start on port {port}");
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn suite(store: Store) {
     use Collection::*;
@@ -206,7 +157,7 @@ async fn embedded_backend_passes_the_suite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_backend_passes_the_suite() {
-    let server = RedisServer::start();
+    let server = RedisServer::start().await;
     suite(Store::connect_redis(&server.url).await.unwrap()).await;
 }
 

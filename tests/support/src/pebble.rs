@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::procs::Proc;
+use crate::Proc;
 use crate::{eventually, free_port};
 
 /// A running Pebble that validates HTTP-01 on `http_port` and TLS-ALPN-01 on `tls_port`.
