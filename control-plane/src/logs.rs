@@ -1,7 +1,7 @@
 //! Request logs: ingest from data planes, storage with indexes, search, stats and follow.
 //!
 //! Records live in their own store, never in the config store: an embedded redb file
-//! (`<data-dir>/logs.redb`) or the same Redis under `portcullis:logs:` with its own
+//! (`<data-dir>/logs.redb`) or the same Redis under `{portcullis}:logs:` with its own
 //! connection. Both backends implement [`LogStore`] and pass one test suite.
 //!
 //! Invariants:
@@ -12,15 +12,23 @@
 //!   ([`FOLLOW_BUFFER`] records) and one that falls behind is told how many it missed and
 //!   closed.
 //! - Everything a caller can make the server do is bounded: at most [`MAX_FOLLOWERS`]
-//!   followers, a batch holds at most [`MAX_BATCH`] records, a page at most [`MAX_LIMIT`], one search examines at most
-//!   [`SCAN_BUDGET`] records (a page may then be short while `next_cursor` is set) and one
-//!   stats call at most [`STATS_BUDGET`] (then `truncated` is set).
+//!   followers; a batch holds at most [`MAX_BATCH`] records and a page at most
+//!   [`MAX_LIMIT`]; one search examines at most [`SCAN_BUDGET`] records (a page may then be
+//!   short while `next_cursor` is set) and one stats call at most [`STATS_BUDGET`] (then
+//!   `truncated` is set).
+//! - A `user` caller sees records whose `proxy` is one it owns; its stats carry visitor
+//!   counts only for hosts its own records show, and no drop count (drops are global).
+//! - A stored record never holds a credential the data plane let through in its query
+//!   string (`access_token`, `code`, `state`, … are removed) and every string is capped.
 //!
-//! Costs: ingest is one write transaction per batch (7 index writes per record at most);
-//! a search walks the most selective index the filters name (request id, client id, user,
-//! IP, host, exact status, else time) newest first and filters the rest in memory; stats
-//! walk the window the same way. Retention and the size cap run every minute and delete
-//! the oldest records in chunks of [`PRUNE_CHUNK`].
+//! Costs: ingest is one write transaction per batch (up to 6 index writes per record,
+//! plus one visitor sketch per host and hour); a search walks the most selective index the
+//! filters name (request id, client id, user, IP, host, exact status, else time) newest
+//! first and filters the rest in memory; stats walk the window the same way. Retention and
+//! the size cap run at start and every minute and delete the oldest records in chunks of
+//! [`PRUNE_CHUNK`]. Measured in a debug build (`costs` test): 10k-record batch ~1.3 s
+//! embedded, ~0.65 s Redis; an indexed 100-record page ~1-2 ms; an unindexed search
+//! (20k examined) 0.1-0.5 s; stats over 50k records 0.3-1.2 s.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
