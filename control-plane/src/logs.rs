@@ -16,6 +16,8 @@
 //!   [`MAX_LIMIT`]; one search examines at most [`SCAN_BUDGET`] records (a page may then be
 //!   short while `next_cursor` is set) and one stats call at most [`STATS_BUDGET`] (then
 //!   `truncated` is set).
+//! - Follow is per process: with several control planes on one Redis, a follower sees the
+//!   records shipped to its own control plane (search and stats see all).
 //! - A `user` caller sees records whose `proxy` is one it owns; its stats carry visitor
 //!   counts only for hosts its own records show, and no drop count (drops are global).
 //! - A stored record never holds a credential the data plane let through in its query
