@@ -557,6 +557,8 @@ pub fn sanitize(mut r: Record, now: i64) -> Result<Record, String> {
             .join("&");
     }
     r.host = r.host.to_ascii_lowercase();
+    // Ownership compares it with stored (lower-case) proxy hostnames.
+    r.proxy = r.proxy.to_ascii_lowercase();
     for (s, max) in [
         (&mut r.path, 4096),
         (&mut r.query, 2048),

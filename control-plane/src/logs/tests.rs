@@ -291,6 +291,7 @@ async fn suite(store: Arc<dyn LogStore>) {
     odd.request_id = "with-query".into();
     odd.query = "a=1&access_token=secret&Code=x&b=2".into();
     odd.path = "p".repeat(10_000);
+    odd.proxy = "A.Test".into();
     odd.time_unix_nanos = now + 2 * HOUR_NANOS;
     let n = logs
         .ingest(
@@ -318,6 +319,7 @@ async fn suite(store: Arc<dyn LogStore>) {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].query, "a=1&b=2");
     assert_eq!(got[0].path.len(), 4096);
+    assert_eq!(got[0].proxy, "a.test");
     assert!(got[0].time_unix_nanos >= now);
 
     // Retention: records older than an hour go, with their index entries.
