@@ -239,6 +239,30 @@ proxy-resource-set hostname *flags:
 proxy-resource-show hostname:
     {{cli}} proxy resource show "{{hostname}}"
 
+# Request logs of one client IP over the last HOURS hours: just app-logs-by-ip 203.0.113.7 6
+app-logs-by-ip ip hours="24":
+    {{cli}} logs search --ip "{{ip}}" --since "{{hours}}h"
+
+# Request logs of one host over the last HOURS hours: just app-logs-by-host app.example.com 2
+app-logs-by-host host hours="24":
+    {{cli}} logs search --host "{{host}}" --since "{{hours}}h"
+
+# 4xx and 5xx responses over the last HOURS hours, at most LIMIT: just app-logs-errors 1 50
+app-logs-errors hours="24" limit="100":
+    {{cli}} logs errors --since "{{hours}}h" --limit "{{limit}}"
+
+# Print requests as they arrive (filters as in `portcullis logs follow --help`): just app-logs-follow --host app.example.com
+app-logs-follow *flags:
+    {{cli}} logs follow "$@"
+
+# Every record of one request id (the X-Request-Id a response carried): just app-logs-correlation ID
+app-logs-correlation id:
+    {{cli}} logs search --request-id "{{id}}" --since 7d
+
+# Request-log summary over the last HOURS hours: status classes, top hosts/paths/IPs/users, p50/p95/p99, unique visitors.
+app-logs-stats hours="24":
+    {{cli}} logs stats --since "{{hours}}h"
+
 # Reset a protected proxy's resource settings to none.
 proxy-resource-clear hostname:
     {{cli}} proxy resource clear "{{hostname}}"

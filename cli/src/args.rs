@@ -5,6 +5,7 @@
 
 mod cert;
 mod kv;
+mod logs;
 pub(crate) mod oauth;
 mod proxy;
 mod proxy_resource;
@@ -21,6 +22,7 @@ use crate::output::OutputFormat;
 
 pub(crate) use cert::{CertCommand, CertCreateArgs};
 pub(crate) use kv::{HeaderPair, headers_to_map};
+pub(crate) use logs::{LogFilterArgs, LogSearchArgs, LogsCommand};
 pub(crate) use oauth::OAuthCommand;
 pub(crate) use proxy::{
     ProxyAuthCommand, ProxyAuthEnableArgs, ProxyCommand, ProxyCreateArgs, ProxyUpdateArgs,
@@ -130,6 +132,9 @@ pub(crate) enum Command {
     /// Inspect connected data planes
     #[command(subcommand)]
     Dataplanes(DataplanesCommand),
+    /// Query request logs: search, errors, follow, stats
+    #[command(subcommand)]
+    Logs(LogsCommand),
     /// Sign in through the OAuth authorization server (device flow) and print or save the token
     Login {
         /// The authorization server's issuer URL

@@ -2,6 +2,7 @@
 
 mod cert;
 mod login;
+mod logs;
 mod oauth;
 mod proxy;
 mod proxy_resource;
@@ -80,6 +81,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         has_token: settings.token.is_some(),
     };
     let (admin, oauth) = client::connect(&settings).await?;
+    let format = cli.global.output;
     let mut ctx = Ctx {
         client: admin,
         oauth,
@@ -96,6 +98,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::DataplaneToken(cmd) => token::run_dataplane(&mut ctx, cmd).await,
         Command::Dataplanes(cmd) => status::dataplanes(&mut ctx, cmd).await,
         Command::Oauth(cmd) => oauth::run(&mut ctx, cmd).await,
+        Command::Logs(cmd) => logs::run(&mut ctx, &settings, format, cmd).await,
         Command::Completions { shell } => completions(shell),
         Command::Login { .. } => Ok(()),
     }

@@ -10,10 +10,12 @@ use crate::service::ControlPlane;
 
 mod admin;
 mod config_stream;
+mod logs;
 mod oauth;
 
 pub use admin::AdminApi;
 pub use config_stream::ConfigStreamApi;
+pub use logs::{LogIngestApi, LogQueryApi, log_services};
 pub use oauth::OAuthAdminApi;
 
 /// Maps a service error to a gRPC status; store details are logged, never sent.

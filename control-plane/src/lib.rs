@@ -14,6 +14,7 @@ pub mod error;
 pub mod files;
 pub mod grpc;
 pub mod issuer;
+pub mod logs;
 pub mod model;
 pub mod oauth;
 pub mod rest;

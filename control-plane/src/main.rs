@@ -119,6 +119,8 @@ enum Command {
         acme_ack_timeout_secs: u64,
         #[command(flatten)]
         oauth: OAuthArgs,
+        #[command(flatten)]
+        logs: LogArgs,
     },
     /// Manage API tokens directly in the store.
     Token {
@@ -138,6 +140,17 @@ enum TokenCommand {
         #[arg(long, default_value = "admin")]
         name: String,
     },
+}
+
+/// Request-log retention.
+#[derive(clap::Args, Clone)]
+struct LogArgs {
+    /// Delete request-log records older than this (e.g. 24h, 90m, 7d).
+    #[arg(long, env = "PORTCULLIS_LOG_RETENTION", default_value = "24h", value_parser = portcullis_control_plane::logs::parse_duration)]
+    log_retention: Duration,
+    /// Keep at most this many request-log records (the oldest go first).
+    #[arg(long, env = "PORTCULLIS_LOG_MAX_RECORDS", default_value_t = 1_000_000)]
+    log_max_records: u64,
 }
 
 /// OAuth authorization server settings.
@@ -242,6 +255,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             acme_ack_timeout_secs,
             renew_check_secs,
             oauth,
+            logs,
         } => {
             let eab = portcullis_control_plane::acme::Eab::from_flags(
                 acme_eab_kid.as_deref(),
@@ -268,6 +282,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     ..Default::default()
                 },
                 oauth: oauth.settings(),
+                logs: portcullis_control_plane::logs::LogSettings {
+                    retention: logs.log_retention,
+                    max_records: logs.log_max_records,
+                },
             })
             .await
         }

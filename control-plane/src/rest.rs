@@ -16,6 +16,7 @@ use crate::oauth::OAuthServer;
 use crate::service::ControlPlane;
 
 mod handlers;
+pub mod logs;
 mod oauth_admin;
 mod openapi;
 

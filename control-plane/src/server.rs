@@ -43,6 +43,8 @@ pub struct ServeConfig {
     pub renew_check_interval: Duration,
     /// The OAuth authorization server; `issuer` empty = `http://<http_listen>` (loopback only).
     pub oauth: crate::oauth::OAuthSettings,
+    /// Request-log retention and size cap.
+    pub logs: crate::logs::LogSettings,
 }
 
 /// Checks the issuer: https, or http on a loopback host; no query, fragment or trailing slash.
@@ -179,6 +181,14 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(issuer = %oauth.issuer(), "OAuth authorization server enabled");
     let authn = Authenticator::new(cp.clone(), oauth.clone());
     let (admin, config) = crate::grpc::services(cp.clone(), authn.clone(), snapshots);
+    // Request logs: own store (logs.redb, or the same Redis on its own connection).
+    let logs =
+        crate::logs::AccessLogs::open(&cfg.data_dir, cfg.redis_url.as_deref(), cfg.logs.clone())
+            .await
+            .context("cannot open the request-log store")?;
+    logs.spawn_pruner(Duration::from_secs(60));
+    let (log_ingest, log_query) =
+        crate::grpc::log_services(cp.clone(), authn.clone(), logs.clone());
     let oauth_admin =
         portcullis_proto::v1::o_auth_admin_service_server::OAuthAdminServiceServer::new(
             crate::grpc::OAuthAdminApi::new(oauth.clone(), authn.clone()),
@@ -194,12 +204,15 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .add_service(admin)
         .add_service(config)
         .add_service(oauth_admin)
+        .add_service(log_ingest)
+        .add_service(log_query)
         .serve_with_incoming_shutdown(
             // Nagle would hold a snapshot's last segment for the peer's delayed ACK (~40 ms).
             tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
             shutdown(),
         );
-    let app = http_app(cp, oauth, authn);
+    let app = http_app(cp.clone(), oauth, authn.clone())
+        .merge(crate::rest::logs::router(cp, authn, logs));
     let http_server = axum::serve(http, app).with_graceful_shutdown(shutdown());
 
     tokio::select! {
@@ -223,6 +236,7 @@ pub fn http_app(cp: ControlPlane, oauth: OAuthServer, authn: Authenticator) -> R
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = rest::ApiDoc::openapi();
     doc.merge(rest::OAuthApiDoc::openapi());
+    doc.merge(rest::logs::LogsApiDoc::openapi());
     doc
 }
 

@@ -1,0 +1,366 @@
+//! The embedded request-log store: `<data-dir>/logs.redb`, apart from the config store so
+//! log volume never bloats or slows config reads.
+//!
+//! Tables: `records` `(time, seq) -> prost bytes`; one index table per [`Field`] keyed
+//! `(value, time, seq)`; `visitors` `(host, hour) -> HyperLogLog (JSON)`; `dropped`
+//! `hour -> count`; `meta` (`seq`). A record and its index entries are written and
+//! deleted in the same transaction. Ingest costs one write transaction per batch.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use hyperloglog::HyperLogLog;
+use prost::Message as _;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use super::{Field, HLL_ERROR, Index, LogKey, LogStore, Record, hour_of};
+use crate::store::StoreError;
+
+const RECORDS: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("records");
+const VISITORS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("visitors");
+const DROPPED: TableDefinition<i64, u64> = TableDefinition::new("dropped");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const SEQ: &str = "seq";
+
+/// File name inside `--data-dir`.
+pub(crate) const FILE_NAME: &str = "logs.redb";
+
+fn index_table(f: Field) -> TableDefinition<'static, (&'static str, i64, u64), ()> {
+    match f {
+        Field::Ip => TableDefinition::new("idx_ip"),
+        Field::Host => TableDefinition::new("idx_host"),
+        Field::User => TableDefinition::new("idx_user"),
+        Field::ClientId => TableDefinition::new("idx_client"),
+        Field::Status => TableDefinition::new("idx_status"),
+        Field::RequestId => TableDefinition::new("idx_request"),
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Embedded(format!("logs: {e}"))
+}
+
+/// The sketch every host-hour starts from: fixed seed, so stored sketches merge.
+fn template() -> &'static (HyperLogLog, serde_json::Value) {
+    static T: OnceLock<(HyperLogLog, serde_json::Value)> = OnceLock::new();
+    T.get_or_init(|| {
+        let h = HyperLogLog::new_deterministic(HLL_ERROR, 0x706f_7274_6375_6c6c_6973_6c6f_6773);
+        let v = serde_json::to_value(&h).unwrap_or_default();
+        (h, v)
+    })
+}
+
+/// Decodes a stored sketch; `None` unless it has the template's parameters (merging a
+/// foreign one would panic inside the crate).
+fn decode_hll(raw: &[u8]) -> Option<HyperLogLog> {
+    let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
+    let t = &template().1;
+    for k in ["p", "m", "sip", "alpha"] {
+        if v.get(k) != t.get(k) {
+            return None;
+        }
+    }
+    if v.get("M")?.as_array()?.len() != t.get("M")?.as_array()?.len() {
+        return None;
+    }
+    serde_json::from_value(v).ok()
+}
+
+/// A redb database of request logs; blocking work runs on the blocking pool.
+#[derive(Clone)]
+pub struct EmbeddedLogStore {
+    db: Arc<Database>,
+}
+
+impl EmbeddedLogStore {
+    /// Opens or creates `data_dir/logs.redb` (file 0600).
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        crate::files::private_dir(data_dir)
+            .map_err(|e| err(format!("cannot create {}: {e}", data_dir.display())))?;
+        let path = data_dir.join(FILE_NAME);
+        crate::files::ensure_private_file(&path)
+            .map_err(|e| err(format!("cannot create {}: {e}", path.display())))?;
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => err(format!(
+                "{} is in use by another process (is the control plane running?)",
+                path.display()
+            )),
+            other => err(format!("cannot open {}: {other}", path.display())),
+        })?;
+        let txn = db.begin_write().map_err(err)?;
+        txn.open_table(RECORDS).map_err(err)?;
+        txn.open_table(VISITORS).map_err(err)?;
+        txn.open_table(DROPPED).map_err(err)?;
+        txn.open_table(META).map_err(err)?;
+        for f in Field::ALL {
+            txn.open_table(index_table(f)).map_err(err)?;
+        }
+        txn.commit().map_err(err)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(err)?
+    }
+}
+
+#[tonic::async_trait]
+impl LogStore for EmbeddedLogStore {
+    fn backend_name(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn append(&self, records: &[Record], dropped: u64) -> Result<(), StoreError> {
+        let records = records.to_vec();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(err)?;
+            {
+                let mut table = txn.open_table(RECORDS).map_err(err)?;
+                let mut meta = txn.open_table(META).map_err(err)?;
+                let mut seq = meta.get(SEQ).map_err(err)?.map(|v| v.value()).unwrap_or(0);
+                let mut sketches: HashMap<(String, i64), HyperLogLog> = HashMap::new();
+                let mut idx: Vec<_> = Field::ALL
+                    .iter()
+                    .map(|f| txn.open_table(index_table(*f)))
+                    .collect::<Result<_, _>>()
+                    .map_err(err)?;
+                for r in &records {
+                    seq += 1;
+                    let key = (r.time_unix_nanos, seq);
+                    table
+                        .insert(key, r.encode_to_vec().as_slice())
+                        .map_err(err)?;
+                    for (f, t) in Field::ALL.iter().zip(idx.iter_mut()) {
+                        if let Some(v) = f.value(r) {
+                            t.insert((v.as_str(), key.0, key.1), ()).map_err(err)?;
+                        }
+                    }
+                    if !r.host.is_empty() && !r.client_ip.is_empty() {
+                        sketches
+                            .entry((r.host.clone(), hour_of(r.time_unix_nanos)))
+                            .or_insert_with(|| HyperLogLog::new_from_template(&template().0))
+                            .insert(&r.client_ip);
+                    }
+                }
+                meta.insert(SEQ, seq).map_err(err)?;
+                let mut visitors = txn.open_table(VISITORS).map_err(err)?;
+                for ((host, hour), mut new) in sketches {
+                    let stored = visitors
+                        .get((host.as_str(), hour))
+                        .map_err(err)?
+                        .and_then(|v| decode_hll(v.value()));
+                    if let Some(old) = stored {
+                        new.merge(&old);
+                    }
+                    let raw = serde_json::to_vec(&new).map_err(err)?;
+                    visitors
+                        .insert((host.as_str(), hour), raw.as_slice())
+                        .map_err(err)?;
+                }
+                if dropped > 0 {
+                    let hour = hour_of(super::now_nanos());
+                    let mut d = txn.open_table(DROPPED).map_err(err)?;
+                    let cur = d.get(hour).map_err(err)?.map(|v| v.value()).unwrap_or(0);
+                    d.insert(hour, cur.saturating_add(dropped)).map_err(err)?;
+                }
+            }
+            txn.commit().map_err(err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn scan(
+        &self,
+        index: &Index,
+        before: LogKey,
+        since: i64,
+        max: usize,
+    ) -> Result<Vec<(LogKey, Record)>, StoreError> {
+        if (since, 0) >= (before.time, before.seq) || max == 0 {
+            return Ok(Vec::new());
+        }
+        let index = index.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(err)?;
+            let table = txn.open_table(RECORDS).map_err(err)?;
+            let mut out = Vec::new();
+            let decode = |k: (i64, u64), raw: &[u8]| -> Result<(LogKey, Record), StoreError> {
+                let r = Record::decode(raw).map_err(|e| StoreError::Corrupt {
+                    collection: "logs",
+                    key: format!("{}/{}", k.0, k.1),
+                    reason: e.to_string(),
+                })?;
+                Ok((
+                    LogKey {
+                        time: k.0,
+                        seq: k.1,
+                    },
+                    r,
+                ))
+            };
+            match index {
+                Index::Time => {
+                    for entry in table
+                        .range((since, 0u64)..(before.time, before.seq))
+                        .map_err(err)?
+                        .rev()
+                        .take(max)
+                    {
+                        let (k, v) = entry.map_err(err)?;
+                        out.push(decode(k.value(), v.value())?);
+                    }
+                }
+                Index::Field(f, value) => {
+                    let idx = txn.open_table(index_table(f)).map_err(err)?;
+                    let lo = (value.as_str(), since, 0u64);
+                    let hi = (value.as_str(), before.time, before.seq);
+                    for entry in idx.range(lo..hi).map_err(err)?.rev().take(max) {
+                        let (k, _) = entry.map_err(err)?;
+                        let (_, t, s) = k.value();
+                        if let Some(v) = table.get((t, s)).map_err(err)? {
+                            out.push(decode((t, s), v.value())?);
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn unique_visitors(
+        &self,
+        host: &str,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> Result<u64, StoreError> {
+        let host = host.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(err)?;
+            let t = txn.open_table(VISITORS).map_err(err)?;
+            let mut acc = HyperLogLog::new_from_template(&template().0);
+            if from_hour > to_hour {
+                return Ok(0);
+            }
+            for entry in t
+                .range((host.as_str(), from_hour)..=(host.as_str(), to_hour))
+                .map_err(err)?
+            {
+                let (_, v) = entry.map_err(err)?;
+                if let Some(h) = decode_hll(v.value()) {
+                    acc.merge(&h);
+                }
+            }
+            Ok(acc.len().round() as u64)
+        })
+        .await
+    }
+
+    async fn dropped(&self, from_hour: i64, to_hour: i64) -> Result<u64, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(err)?;
+            let t = txn.open_table(DROPPED).map_err(err)?;
+            if from_hour > to_hour {
+                return Ok(0);
+            }
+            let mut n = 0u64;
+            for entry in t.range(from_hour..=to_hour).map_err(err)? {
+                n = n.saturating_add(entry.map_err(err)?.1.value());
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        self.blocking(|db| {
+            let txn = db.begin_read().map_err(err)?;
+            txn.open_table(RECORDS).map_err(err)?.len().map_err(err)
+        })
+        .await
+    }
+
+    async fn delete_oldest(
+        &self,
+        older_than: i64,
+        keep_at_most: u64,
+        max: usize,
+    ) -> Result<u64, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(err)?;
+            let deleted;
+            {
+                let mut table = txn.open_table(RECORDS).map_err(err)?;
+                let count = table.len().map_err(err)?;
+                let over = count.saturating_sub(keep_at_most);
+                let mut victims = Vec::new();
+                for entry in table.iter().map_err(err)?.take(max) {
+                    let (k, v) = entry.map_err(err)?;
+                    let key = k.value();
+                    if key.0 >= older_than && victims.len() as u64 >= over {
+                        break;
+                    }
+                    victims.push((key, Record::decode(v.value()).ok()));
+                }
+                let mut idx: Vec<_> = Field::ALL
+                    .iter()
+                    .map(|f| txn.open_table(index_table(*f)))
+                    .collect::<Result<_, _>>()
+                    .map_err(err)?;
+                for (key, record) in &victims {
+                    if let Some(r) = record {
+                        for (f, t) in Field::ALL.iter().zip(idx.iter_mut()) {
+                            if let Some(v) = f.value(r) {
+                                t.remove((v.as_str(), key.0, key.1)).map_err(err)?;
+                            }
+                        }
+                    }
+                    table.remove(*key).map_err(err)?;
+                }
+                deleted = victims.len() as u64;
+            }
+            txn.commit().map_err(err)?;
+            Ok(deleted)
+        })
+        .await
+    }
+
+    async fn forget_hours_before(&self, hour: i64) -> Result<(), StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(err)?;
+            {
+                let mut d = txn.open_table(DROPPED).map_err(err)?;
+                d.retain_in(..hour, |_, _| false).map_err(err)?;
+                let mut v = txn.open_table(VISITORS).map_err(err)?;
+                v.retain(|(_, h), _| h >= hour).map_err(err)?;
+            }
+            txn.commit().map_err(err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn index_entries(&self) -> Result<u64, StoreError> {
+        self.blocking(|db| {
+            let txn = db.begin_read().map_err(err)?;
+            let mut n = 0;
+            for f in Field::ALL {
+                n += txn
+                    .open_table(index_table(f))
+                    .map_err(err)?
+                    .len()
+                    .map_err(err)?;
+            }
+            Ok(n)
+        })
+        .await
+    }
+}

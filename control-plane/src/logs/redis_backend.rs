@@ -1,0 +1,341 @@
+//! The Redis request-log store, on the config store's Redis with its own connection.
+//!
+//! Keys (all under the `{portcullis}` hash tag, so a MULTI block never spans cluster
+//! slots): `{portcullis}:logs:rec` hash `id -> prost bytes`; `{portcullis}:logs:t` sorted
+//! set of ids scored by time in microseconds; `{portcullis}:logs:i:<field>:<value>` one
+//! sorted set per index value, same scores; `{portcullis}:logs:uv:<host>:<hour>`
+//! HyperLogLog of client IPs (PFADD/PFCOUNT), expiring after the retention; `…:dropped`
+//! hash `hour -> count`; `…:seq` counter. An id is `<time nanos, 19 digits>:<seq, 16 hex>`
+//! so lexical order within one score is time order. A record and its index entries are
+//! written and deleted in one MULTI/EXEC block.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use prost::Message as _;
+use redis::aio::ConnectionManager;
+
+use super::{Field, Index, LogKey, LogStore, Record, hour_of};
+use crate::store::StoreError;
+
+const REC: &str = "{portcullis}:logs:rec";
+const TIME: &str = "{portcullis}:logs:t";
+const DROPPED: &str = "{portcullis}:logs:dropped";
+const SEQ: &str = "{portcullis}:logs:seq";
+const INDEX_PATTERN: &str = "{portcullis}:logs:i:*";
+
+fn index_key(f: Field, value: &str) -> String {
+    format!("{{portcullis}}:logs:i:{}:{value}", f.name())
+}
+
+fn visitors_key(host: &str, hour: i64) -> String {
+    format!("{{portcullis}}:logs:uv:{host}:{hour}")
+}
+
+fn member(k: LogKey) -> String {
+    format!("{:019}:{:016x}", k.time, k.seq)
+}
+
+fn parse_member(m: &str) -> Option<LogKey> {
+    let (t, s) = m.split_once(':')?;
+    Some(LogKey {
+        time: t.parse().ok()?,
+        seq: u64::from_str_radix(s, 16).ok()?,
+    })
+}
+
+fn score(time: i64) -> i64 {
+    time.div_euclid(1000)
+}
+
+fn corrupt(id: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        collection: "logs",
+        key: id.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// A multiplexed, auto-reconnecting connection used for request logs only.
+#[derive(Clone)]
+pub struct RedisLogStore {
+    conn: ConnectionManager,
+    visitors_ttl: Duration,
+}
+
+impl RedisLogStore {
+    /// Connects and checks the server answers. Visitor sketches expire one hour after the
+    /// retention.
+    pub async fn connect(url: &str, retention: Duration) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(10)))
+            .set_number_of_retries(2);
+        let mut conn = client.get_connection_manager_with_config(config).await?;
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(Self {
+            conn,
+            visitors_ttl: retention.saturating_add(Duration::from_secs(3600)),
+        })
+    }
+
+    async fn fetch(&self, ids: &[String]) -> Result<Vec<(LogKey, Record)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let raws: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+            .arg(REC)
+            .arg(ids)
+            .query_async(&mut conn)
+            .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, raw) in ids.iter().zip(raws) {
+            // Deleted between the index read and this one: skipped.
+            let Some(raw) = raw else { continue };
+            let key = parse_member(id).ok_or_else(|| corrupt(id, "bad id"))?;
+            out.push((
+                key,
+                Record::decode(raw.as_slice()).map_err(|e| corrupt(id, e))?,
+            ));
+        }
+        Ok(out)
+    }
+}
+
+#[tonic::async_trait]
+impl LogStore for RedisLogStore {
+    fn backend_name(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn append(&self, records: &[Record], dropped: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let mut p = redis::pipe();
+        p.atomic();
+        if !records.is_empty() {
+            let n = records.len() as u64;
+            let last: u64 = redis::cmd("INCRBY")
+                .arg(SEQ)
+                .arg(n)
+                .query_async(&mut conn)
+                .await?;
+            let mut visitors: HashMap<String, Vec<&str>> = HashMap::new();
+            for (seq, r) in (last.saturating_sub(n) + 1..).zip(records) {
+                let id = member(LogKey {
+                    time: r.time_unix_nanos,
+                    seq,
+                });
+                let s = score(r.time_unix_nanos);
+                p.cmd("HSET")
+                    .arg(REC)
+                    .arg(&id)
+                    .arg(r.encode_to_vec())
+                    .ignore();
+                p.cmd("ZADD").arg(TIME).arg(s).arg(&id).ignore();
+                for f in Field::ALL {
+                    if let Some(v) = f.value(r) {
+                        p.cmd("ZADD").arg(index_key(f, &v)).arg(s).arg(&id).ignore();
+                    }
+                }
+                if !r.host.is_empty() && !r.client_ip.is_empty() {
+                    visitors
+                        .entry(visitors_key(&r.host, hour_of(r.time_unix_nanos)))
+                        .or_default()
+                        .push(&r.client_ip);
+                }
+            }
+            for (key, ips) in visitors {
+                p.cmd("PFADD").arg(&key).arg(ips).ignore();
+                p.cmd("EXPIRE")
+                    .arg(&key)
+                    .arg(self.visitors_ttl.as_secs().max(1))
+                    .ignore();
+            }
+        }
+        if dropped > 0 {
+            p.cmd("HINCRBY")
+                .arg(DROPPED)
+                .arg(hour_of(super::now_nanos()))
+                .arg(dropped)
+                .ignore();
+        }
+        let () = p.query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    async fn scan(
+        &self,
+        index: &Index,
+        before: LogKey,
+        since: i64,
+        max: usize,
+    ) -> Result<Vec<(LogKey, Record)>, StoreError> {
+        if (since, 0) >= (before.time, before.seq) || max == 0 {
+            return Ok(Vec::new());
+        }
+        let key = match index {
+            Index::Time => TIME.to_owned(),
+            Index::Field(f, v) => index_key(*f, v),
+        };
+        let before_id = member(before);
+        let chunk = max.clamp(16, 1000);
+        let mut conn = self.conn.clone();
+        let mut offset = 0usize;
+        let mut out = Vec::new();
+        loop {
+            // Members at the top score may be at or after `before`: skipped, but they
+            // count towards the offset.
+            let ids: Vec<String> = redis::cmd("ZREVRANGEBYSCORE")
+                .arg(&key)
+                .arg(score(before.time))
+                .arg(score(since))
+                .arg("LIMIT")
+                .arg(offset)
+                .arg(chunk)
+                .query_async(&mut conn)
+                .await?;
+            offset += ids.len();
+            let wanted: Vec<String> = ids
+                .iter()
+                .filter(|id| {
+                    id.as_str() < before_id.as_str()
+                        && parse_member(id).is_some_and(|k| k.time >= since)
+                })
+                .cloned()
+                .collect();
+            out.extend(self.fetch(&wanted).await?);
+            if out.len() >= max || ids.len() < chunk {
+                // The caller continues below the last key returned: nothing is skipped.
+                out.truncate(max);
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn unique_visitors(
+        &self,
+        host: &str,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> Result<u64, StoreError> {
+        if from_hour > to_hour {
+            return Ok(0);
+        }
+        let keys: Vec<String> = (from_hour..=to_hour)
+            .map(|h| visitors_key(host, h))
+            .collect();
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("PFCOUNT")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await?)
+    }
+
+    async fn dropped(&self, from_hour: i64, to_hour: i64) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let all: HashMap<i64, u64> = redis::cmd("HGETALL")
+            .arg(DROPPED)
+            .query_async(&mut conn)
+            .await?;
+        Ok(all
+            .into_iter()
+            .filter(|(h, _)| (from_hour..=to_hour).contains(h))
+            .map(|(_, n)| n)
+            .sum())
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("ZCARD").arg(TIME).query_async(&mut conn).await?)
+    }
+
+    async fn delete_oldest(
+        &self,
+        older_than: i64,
+        keep_at_most: u64,
+        max: usize,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let count: u64 = redis::cmd("ZCARD").arg(TIME).query_async(&mut conn).await?;
+        let old: u64 = redis::cmd("ZCOUNT")
+            .arg(TIME)
+            .arg("-inf")
+            .arg(format!("({}", score(older_than)))
+            .query_async(&mut conn)
+            .await?;
+        let k = old.max(count.saturating_sub(keep_at_most)).min(max as u64);
+        if k == 0 {
+            return Ok(0);
+        }
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(TIME)
+            .arg(0)
+            .arg(k - 1)
+            .query_async(&mut conn)
+            .await?;
+        let raws: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+            .arg(REC)
+            .arg(&ids)
+            .query_async(&mut conn)
+            .await?;
+        let mut p = redis::pipe();
+        p.atomic();
+        for (id, raw) in ids.iter().zip(raws) {
+            if let Some(r) = raw.and_then(|raw| Record::decode(raw.as_slice()).ok()) {
+                for f in Field::ALL {
+                    if let Some(v) = f.value(&r) {
+                        p.cmd("ZREM").arg(index_key(f, &v)).arg(id).ignore();
+                    }
+                }
+            }
+            p.cmd("HDEL").arg(REC).arg(id).ignore();
+            p.cmd("ZREM").arg(TIME).arg(id).ignore();
+        }
+        let () = p.query_async(&mut conn).await?;
+        Ok(ids.len() as u64)
+    }
+
+    async fn forget_hours_before(&self, hour: i64) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let hours: Vec<i64> = redis::cmd("HKEYS")
+            .arg(DROPPED)
+            .query_async(&mut conn)
+            .await?;
+        let old: Vec<i64> = hours.into_iter().filter(|h| *h < hour).collect();
+        if !old.is_empty() {
+            let _: u64 = redis::cmd("HDEL")
+                .arg(DROPPED)
+                .arg(old)
+                .query_async(&mut conn)
+                .await?;
+        }
+        // Visitor sketches expire by themselves.
+        Ok(())
+    }
+
+    async fn index_entries(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut cursor = 0u64;
+        let mut n = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(INDEX_PATTERN)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            for k in keys {
+                let c: u64 = redis::cmd("ZCARD").arg(&k).query_async(&mut conn).await?;
+                n += c;
+            }
+            if next == 0 {
+                return Ok(n);
+            }
+            cursor = next;
+        }
+    }
+}
