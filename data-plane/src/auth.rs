@@ -50,11 +50,12 @@ pub use self::verify::{Claims, LEEWAY_SECS, TokenError, Verifier, VerifierError}
 
 use self::allow::Allowlist;
 use self::cors::AllowedOrigins;
-pub(crate) use self::cors::{Decision as OriginDecision, Grant as CorsGrant};
+pub(crate) use self::cors::Decision as OriginDecision;
 pub(crate) use self::identity::IdentityHeaders;
 use self::metadata::MetadataTemplate;
 use self::paths::PublicPaths;
-use crate::policy::{Rejection, RouteAccess};
+use crate::answer::Rejection;
+use crate::spec::RouteAccess;
 
 /// How a protected proxy treats requests without a valid token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -53,7 +53,7 @@ pub(crate) struct IdleBody<B> {
 pub struct BodyTooLarge(pub u64);
 
 /// Request body sent upstream. Counts forwarded frames so the response timeout can tell
-/// a stalled upstream from a long upload (see `proxy::forward`), ends the upload if the
+/// a stalled upstream from a long upload (see `request::forward`), ends the upload if the
 /// client goes silent for longer than the idle timeout or sends more than the proxy's
 /// body limit, and records in its [`Progress`] when the client side failed, so the
 /// exchange's error is answered as the client's fault (4xx) rather than the upstream's.

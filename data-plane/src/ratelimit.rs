@@ -46,7 +46,6 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use crate::auth::Claims;
 use crate::body::{self, BoxError, ProxyBody};
 
 /// Most keys one rate limiter tracks (see the module docs for what is evicted).
@@ -82,6 +81,14 @@ pub struct RateSpec {
 pub struct Limits {
     rate: Option<Arc<RateLimiter>>,
     concurrency: Option<Arc<ConcurrencyLimit>>,
+}
+
+/// Who the token verified on admission names: the keys of subject- and client-keyed
+/// rates. Borrowed from the claims, so this module needs nothing of [`crate::auth`].
+#[derive(Clone, Copy, Debug)]
+pub struct Caller<'a> {
+    subject: &'a str,
+    client_id: &'a str,
 }
 
 /// A request refused by a limit.
@@ -177,14 +184,16 @@ impl Limits {
     pub fn admitted(
         &self,
         peer: IpAddr,
-        claims: Option<&Claims>,
+        caller: Option<&Caller<'_>>,
     ) -> Result<Option<Permit>, Limited> {
         if let Some(rate) = &self.rate {
-            let key = match (rate.spec.key, claims) {
+            let key = match (rate.spec.key, caller) {
                 (KeyKind::Ip, _) => None,
-                (KeyKind::Subject, Some(c)) if !c.sub.is_empty() => Some(Key::Subject(&c.sub)),
+                (KeyKind::Subject, Some(c)) if !c.subject.is_empty() => {
+                    Some(Key::Subject(c.subject))
+                }
                 (KeyKind::Client, Some(c)) if !c.client_id.is_empty() => {
-                    Some(Key::Client(&c.client_id))
+                    Some(Key::Client(c.client_id))
                 }
                 _ => Some(Key::Ip(peer)),
             };
@@ -221,6 +230,15 @@ pub fn hold(response: Response<ProxyBody>, permit: Option<Permit>) -> Response<P
             }
             .boxed()
         }),
+    }
+}
+
+// === impl Caller ===
+
+impl<'a> Caller<'a> {
+    /// The token's subject (`sub`) and OAuth client (`client_id`); empty when absent.
+    pub fn new(subject: &'a str, client_id: &'a str) -> Self {
+        Self { subject, client_id }
     }
 }
 

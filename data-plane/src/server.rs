@@ -1,6 +1,6 @@
 //! Listeners: plain HTTP (HTTP/1.1 with upgrades, and h2c prior knowledge on one port)
-//! and HTTPS ([`serve_https`]). Each connection runs on its own task (served by the
-//! private `conn` module) and every request goes through [`crate::proxy::handle`] with
+//! and HTTPS ([`serve_https`], certificates chosen per handshake by the SNI resolver). Each connection runs on its own task (served by the
+//! private `conn` module) and every request goes through [`crate::request::handle`] with
 //! the listener it arrived on. The binary runs one pair of listeners per serving thread
 //! ([`workers`]).
 
@@ -11,18 +11,19 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::proxy::{ConnInfo, Listener, PublicPorts};
+use crate::request::{ConnInfo, Listener, PublicPorts};
 use crate::store::ConfigStore;
 
 mod clients;
 mod conn;
 mod https;
+pub(crate) mod sni;
 pub mod workers;
 
 pub use self::clients::{limit_per_client, refused_connections};
 
 pub use self::conn::parked_connections;
-pub use self::https::{HANDSHAKE_TIMEOUT, serve_https};
+pub use self::https::{HANDSHAKE_TIMEOUT, serve_https, tls_config};
 
 /// Slow-loris bound: time a client has to send a complete request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);

@@ -16,7 +16,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use self::pool::Client;
 pub use self::pool::{ClientError, limit_connections_per_origin};
 pub(crate) use self::pool::{Pool, PooledBody};
-use crate::config::{HeaderList, Target};
+use crate::spec::{HeaderList, Target};
 
 mod pool;
 

@@ -38,8 +38,9 @@ use subtle::ConstantTimeEq as _;
 use super::allow::Allowlist;
 use super::paths::PublicPaths;
 use super::{Claims, IdentityHeaders, Origin, Verdict, Verifier};
+use crate::answer::Rejection;
 use crate::body::{self, ForwardBody, ProxyBody};
-use crate::policy::{Rejection, RouteAccess};
+use crate::spec::RouteAccess;
 use crate::upstream::{ClientCache, DEFAULT_IDLE_TIMEOUT, HttpClient};
 
 /// Paths under this prefix belong to Portcullis on a redirect-mode proxy.

@@ -14,9 +14,9 @@ use std::sync::{Arc, LazyLock};
 
 use portcullis_proto::v1 as pb;
 
-use super::error::Reason;
-use super::memo::Memo;
 use crate::ratelimit::{ConcurrencyLimit, KeyKind, Limits, RateLimiter, RateSpec};
+use crate::spec::Reason;
+use crate::spec::memo::Memo;
 
 /// Rate limiters by `hostname` and settings (stateful, unlike the memo's other uses:
 /// reusing one is the point).

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
 
-use crate::config::HostPattern;
+use crate::spec::HostPattern;
 
 /// Longest DNS name (RFC 1035); longer Host values are rejected, not looked up.
 pub const MAX_HOST_LEN: usize = 253;

@@ -4,7 +4,7 @@ use http::Method;
 use regex::Regex;
 
 use super::*;
-use crate::config::HostPattern;
+use crate::spec::HostPattern;
 
 fn table(entries: &[&str]) -> HostTable<&'static str> {
     let mut t = HostTable::default();

@@ -48,7 +48,7 @@ use tokio_rustls::server::TlsStream;
 
 use super::{Connection, HEADER_READ_TIMEOUT, max_request_header_bytes};
 use crate::body::ProxyBody;
-use crate::proxy;
+use crate::request;
 
 /// How long an HTTP/1.1 connection stays with hyper once idle before it is parked.
 /// Parking and waking cost a hyper connection's set-up and teardown (~3.5 µs of CPU,
@@ -348,7 +348,7 @@ impl hyper::service::Service<Request<Incoming>> for Service {
         activity.request_seen.store(true, Ordering::Relaxed);
         let req = req.map(|body| RequestBody::new(body, activity.clone()));
         Box::pin(async move {
-            let response = proxy::handle(&conn.store, &conn.info, req).await;
+            let response = request::handle(&conn.store, &conn.info, req).await;
             if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                 activity.pinned.store(true, Ordering::Relaxed);
             }

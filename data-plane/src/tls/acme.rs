@@ -16,8 +16,9 @@ use portcullis_proto::v1 as pb;
 use rustls::crypto::KeyProvider;
 use rustls::sign::CertifiedKey;
 
+use super::TlsConfigError;
 use super::certs::{self, CertError};
-use crate::config::{CompileError, HostPattern, InvalidField, Reason};
+use crate::spec::{HostPattern, InvalidField, Reason};
 
 /// The ALPN protocol name of TLS-ALPN-01 (RFC 8737 §6.2).
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
@@ -48,10 +49,10 @@ impl AcmeChallenges {
         http01: &[pb::AcmeHttp01Challenge],
         tls_alpn01: &[pb::AcmeTlsAlpnChallenge],
         keys: &dyn KeyProvider,
-    ) -> Result<Self, CompileError> {
+    ) -> Result<Self, TlsConfigError> {
         let mut out = Self::default();
         for challenge in http01 {
-            let err = |field, reason| CompileError::AcmeHttp01 {
+            let err = |field, reason| TlsConfigError::AcmeHttp01 {
                 token: challenge.token.clone(),
                 source: InvalidField::new(field, reason),
             };
@@ -76,7 +77,7 @@ impl AcmeChallenges {
             out.http01.insert(token.into(), body);
         }
         for challenge in tls_alpn01 {
-            let err = |source| CompileError::AcmeTlsAlpn01 {
+            let err = |source| TlsConfigError::AcmeTlsAlpn01 {
                 domain: challenge.domain.clone(),
                 source,
             };

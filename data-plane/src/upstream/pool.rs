@@ -24,7 +24,7 @@
 //! [`crate::ratelimit`] ([`ConcurrencyLimit`]), one per origin, touched when a connection
 //! opens and closes, never per request.
 //!
-//! Idle connections are kept per serving worker ([`crate::server::workers`]), like nginx's
+//! Idle connections are kept per serving worker ([`crate::worker`]), like nginx's
 //! per-worker upstream keep-alive caches: a connection is driven by the runtime of the
 //! worker that opened it, so reusing it from the same worker wakes no other thread. The
 //! price is up to one set of idle connections per worker and origin.
@@ -48,7 +48,7 @@ use tower_service::Service as _;
 
 use crate::body::ForwardBody;
 use crate::ratelimit::ConcurrencyLimit;
-use crate::server::workers;
+use crate::worker;
 
 /// Idle connections older than this are closed instead of reused.
 pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -156,7 +156,7 @@ impl Client {
         let pool = Arc::new(Pool {
             origin,
             connector: self.connector.clone(),
-            idle: (0..workers::count()).map(|_| Mutex::default()).collect(),
+            idle: (0..worker::count()).map(|_| Mutex::default()).collect(),
             connections: match MAX_PER_ORIGIN.load(Ordering::Relaxed) {
                 0 => None,
                 max => Some(Arc::new(ConcurrencyLimit::new(max))),
@@ -237,7 +237,7 @@ impl Pool {
 
     /// This worker's idle connections.
     fn idle(&self) -> MutexGuard<'_, VecDeque<Idle>> {
-        self.idle[workers::current() % self.idle.len()]
+        self.idle[worker::current() % self.idle.len()]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }

@@ -7,9 +7,9 @@ use std::io;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Response, StatusCode};
 
+use crate::answer::Rejection;
 use crate::body::{self, ClientFault, Progress, ProxyBody};
 use crate::path::PathError;
-use crate::policy::Rejection;
 use crate::ratelimit::Limited;
 use crate::upstream::ClientError;
 

@@ -5,7 +5,7 @@ use std::sync::{Arc, LazyLock};
 use http::HeaderValue;
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 
-use super::error::Reason;
+use super::field::Reason;
 use super::memo::Memo;
 
 /// An absolute `http`/`https` upstream: scheme, authority and an optional base path that
@@ -27,7 +27,7 @@ struct Parsed {
 // === impl Target ===
 
 /// Parsed targets by URL (see [`super::memo`]).
-pub(super) static TARGETS: LazyLock<Memo<Target>> = LazyLock::new(Memo::new);
+pub(crate) static TARGETS: LazyLock<Memo<Target>> = LazyLock::new(Memo::new);
 
 impl Target {
     /// Parses a target URL. Rejects anything but absolute http(s) with a host and no

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::error::Reason;
+use super::field::Reason;
 
 /// Headers the proxy owns: setting them would break message framing or the hop-by-hop
 /// contract (the control plane rejects the same list).
