@@ -4,22 +4,10 @@
 use std::collections::HashMap;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+// Headers the proxy owns; the control plane refuses the same list.
+use portcullis_proto::custom_headers::RESERVED;
 
 use super::field::Reason;
-
-/// Headers the proxy owns: setting them would break message framing or the hop-by-hop
-/// contract (the control plane rejects the same list).
-const RESERVED: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "content-length",
-];
 
 /// Headers inserted on every message, overwriting any value already present.
 #[derive(Clone, Debug, Default)]
