@@ -16,6 +16,7 @@ use http::header::HeaderName;
 use portcullis_proto::v1 as pb;
 
 use crate::auth::{self, AuthSpec, MetadataError, ProxyAuth, SessionAuth, SessionSpec, Verifier};
+use crate::spec::InvalidField;
 
 /// How a proxy is protected.
 #[derive(Clone, Debug)]
@@ -74,9 +75,7 @@ impl PolicySpec {
     /// Reads the wire policy. Modes this data plane does not enforce become
     /// [`PolicySpec::Unenforceable`] (fail closed for that proxy only); malformed values
     /// are errors naming the field.
-    pub(crate) fn from_proto(
-        auth: Option<&pb::ProxyAuthPolicy>,
-    ) -> Result<Self, (&'static str, String)> {
+    pub(crate) fn from_proto(auth: Option<&pb::ProxyAuthPolicy>) -> Result<Self, InvalidField> {
         let Some(auth) = auth.filter(|a| a.enabled) else {
             return Ok(Self::Open);
         };

@@ -36,10 +36,12 @@ use http_body_util::{BodyExt as _, Limited};
 use subtle::ConstantTimeEq as _;
 
 use super::allow::Allowlist;
+use super::invalid;
 use super::paths::PublicPaths;
 use super::{Claims, IdentityHeaders, Origin, Verdict, Verifier};
 use crate::answer::Rejection;
 use crate::body::{self, ForwardBody, ProxyBody};
+use crate::spec::InvalidField;
 use crate::spec::RouteAccess;
 use crate::upstream::{ClientCache, DEFAULT_IDLE_TIMEOUT, HttpClient};
 
@@ -197,13 +199,13 @@ impl SessionSpec {
     /// Validates the wire settings; errors name the wire field.
     pub(crate) fn from_proto(
         p: &portcullis_proto::v1::ProxyAuthPolicy,
-    ) -> Result<Self, (&'static str, String)> {
-        let key =
-            CookieKey::new(&p.session_key).map_err(|e| ("auth.session_key", e.to_string()))?;
+    ) -> Result<Self, InvalidField> {
+        let key = CookieKey::new(&p.session_key)
+            .map_err(|e| invalid("auth.session_key", e.to_string()))?;
         let required_scopes =
-            super::scopes(&p.required_scopes).map_err(|e| ("auth.required_scopes", e))?;
+            super::scopes(&p.required_scopes).map_err(|e| invalid("auth.required_scopes", e))?;
         let public_paths = PublicPaths::parse(&p.public_paths)
-            .map_err(|e| ("auth.public_paths", e.to_string()))?;
+            .map_err(|e| invalid("auth.public_paths", e.to_string()))?;
         let identity = IdentityHeaders::from_proto(p.forward_token, &p.identity_headers)?;
         Ok(Self {
             key: Arc::new(key),

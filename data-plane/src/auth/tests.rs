@@ -1115,7 +1115,7 @@ fn bad_identity_header_names_reject_the_snapshot_naming_the_field() {
         let e = super::IdentityHeaders::from_proto(p.forward_token, &p.identity_headers)
             .err()
             .unwrap_or_else(|| panic!("{names:?} accepted"));
-        assert_eq!(e.0, field, "{names:?}: {}", e.1);
+        assert_eq!(e.field(), field, "{names:?}: {}", e.reason());
         let wire = pb::ConfigSnapshot {
             version: 1,
             proxies: vec![proxy(API, p)],

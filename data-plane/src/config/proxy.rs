@@ -10,7 +10,7 @@ use super::error::CompileError;
 use super::https::HttpsSpec;
 use super::limits::LimitSpec;
 use crate::policy::PolicySpec;
-use crate::spec::{HeaderList, HostPattern, InvalidField, Reason, Target};
+use crate::spec::{HeaderList, HostPattern, InvalidField, Target};
 use crate::upstream::{
     ClientCache, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_READ_TIMEOUT,
     UpstreamSettings,
@@ -42,19 +42,19 @@ impl TryFrom<&pb::ProxyTarget> for ProxySpec {
     type Error = CompileError;
 
     fn try_from(p: &pb::ProxyTarget) -> Result<Self, Self::Error> {
-        let err = |field, reason| CompileError::Proxy {
+        let wrap = |source| CompileError::Proxy {
             hostname: p.hostname.clone(),
-            source: InvalidField::new(field, reason),
+            source,
         };
+        let err = |field, reason| wrap(InvalidField::new(field, reason));
         let pattern = HostPattern::parse(&p.hostname).map_err(|r| err("hostname", r))?;
         let target = Target::parse(&p.target_url).map_err(|r| err("target_url", r))?;
         let request_headers = HeaderList::parse(&p.custom_request_headers)
             .map_err(|r| err("custom_request_headers", r))?;
         let response_headers = HeaderList::parse(&p.custom_response_headers)
             .map_err(|r| err("custom_response_headers", r))?;
-        let policy = PolicySpec::from_proto(p.auth.as_ref())
-            .map_err(|(field, why)| err(field, Reason::Auth(why)))?;
-        let limits = LimitSpec::from_proto(p).map_err(|(field, why)| err(field, why))?;
+        let policy = PolicySpec::from_proto(p.auth.as_ref()).map_err(&wrap)?;
+        let limits = LimitSpec::from_proto(p).map_err(&wrap)?;
         Ok(Self {
             pattern,
             target,
