@@ -233,7 +233,7 @@ impl Rejection {
     }
 
     /// The full response.
-    pub fn into_response(self) -> Response<ProxyBody> {
+    pub(crate) fn into_response(self) -> Response<ProxyBody> {
         let has_challenge = self.challenge.is_some();
         let mut response = Response::new(body::full(self.body));
         *response.status_mut() = self.status;

@@ -34,19 +34,10 @@ mod session;
 mod token_cache;
 mod verify;
 
-pub use self::cors::OriginError;
-pub use self::identity::{
-    X_FORWARDED_EMAIL, X_FORWARDED_GROUPS, X_FORWARDED_SUB, X_FORWARDED_USER,
-};
-pub use self::jwks::JwksError;
-pub use self::metadata::{MetadataError, WELL_KNOWN};
-pub use self::paths::PathError;
-pub use self::session::{
-    CALLBACK, CLIENT_PREFIX, LOGIN, LOGIN_COOKIE, LOGOUT, RESERVED_PREFIX, SESSION_COOKIE,
-    SessionAuth,
-};
+pub(crate) use self::metadata::MetadataError;
+pub(crate) use self::session::SessionAuth;
 pub(crate) use self::session::{SessionSpec, strip_cookies as strip_session_cookies};
-pub use self::verify::{Claims, LEEWAY_SECS, TokenError, Verifier, VerifierError};
+pub use self::verify::{Claims, TokenError, Verifier, VerifierError};
 
 use self::allow::Allowlist;
 use self::cors::AllowedOrigins;
@@ -60,7 +51,7 @@ use crate::spec::{InvalidField, Reason};
 
 /// How a protected proxy treats requests without a valid token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// APIs and MCP servers: 401/403 without a valid token.
     Forward,
     /// Never refuse; identity headers only when a valid token came.
@@ -96,7 +87,7 @@ pub(crate) struct AuthSpec {
 
 /// A protected proxy's compiled policy.
 #[derive(Debug)]
-pub struct ProxyAuth {
+pub(crate) struct ProxyAuth {
     mode: Mode,
     verifier: Arc<Verifier>,
     required_scopes: Box<[Box<str>]>,
@@ -165,7 +156,7 @@ impl<'a> Origin<'a> {
 
     /// The port clients reach the listener on (the data plane's configuration, never
     /// the Host header's port, which the client chooses).
-    pub fn with_public_port(mut self, port: u16) -> Self {
+    pub(crate) fn with_public_port(mut self, port: u16) -> Self {
         self.public_port = port;
         self
     }
@@ -186,7 +177,7 @@ impl<'a> Origin<'a> {
     }
 
     /// The Host as sent.
-    pub fn authority(&self) -> &'a str {
+    pub(crate) fn authority(&self) -> &'a str {
         self.authority
     }
 
@@ -325,11 +316,6 @@ impl ProxyAuth {
             allowed_origins: spec.allowed_origins,
             identity: spec.identity,
         })
-    }
-
-    /// The proxy's mode.
-    pub fn mode(&self) -> Mode {
-        self.mode
     }
 
     /// Token passthrough and identity header names, for [`apply_identity`].

@@ -43,8 +43,6 @@ mod route;
 mod superseded;
 
 pub use self::error::CompileError;
-pub use self::https::hsts_header;
-pub use self::route::REGEX_SIZE_LIMIT;
 pub use self::superseded::Superseded;
 
 /// One compiled, immutable configuration version.
@@ -78,7 +76,7 @@ impl Snapshot {
     /// [`Snapshot::compile`], given up between phases with [`CompileError::Superseded`]
     /// once `superseded` is marked. Nothing is kept from a compile given up but parsed
     /// targets and regexes in the memo, which the next compile reuses.
-    pub fn compile_unless_superseded(
+    pub(crate) fn compile_unless_superseded(
         snapshot: &pb::ConfigSnapshot,
         clients: &ClientCache,
         superseded: &Superseded,
@@ -234,7 +232,7 @@ impl Snapshot {
     }
 
     /// Proxies served on the HTTPS listener (enabled and `enable_https`).
-    pub fn https_hosts(&self) -> &HostTable<Arc<Proxy>> {
+    pub(crate) fn https_hosts(&self) -> &HostTable<Arc<Proxy>> {
         &self.https_hosts
     }
 

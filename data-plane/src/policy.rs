@@ -20,7 +20,7 @@ use crate::spec::InvalidField;
 
 /// How a proxy is protected.
 #[derive(Clone, Debug)]
-pub enum Policy {
+pub(crate) enum Policy {
     /// No protection configured.
     Open,
     /// Bearer tokens verified at the edge (`forward` or `passthrough` mode).

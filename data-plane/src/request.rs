@@ -44,7 +44,7 @@ mod host;
 mod https;
 mod upgrade;
 
-pub use self::error::ProxyError;
+pub(crate) use self::error::ProxyError;
 
 /// Which listener a connection arrived on; decides the host table, ACME HTTP-01,
 /// redirects, HSTS and `X-Forwarded-Proto`.
@@ -283,7 +283,7 @@ impl ConnInfo {
     }
 
     /// The port clients reach the listener on (see [`PublicPorts`]).
-    pub fn with_public_port(mut self, port: u16) -> Self {
+    pub(crate) fn with_public_port(mut self, port: u16) -> Self {
         self.public_port = port;
         self
     }

@@ -15,10 +15,10 @@ mod hostname;
 pub(crate) mod memo;
 mod target;
 
-pub use self::access::RouteAccess;
-pub use self::field::{InvalidField, Reason};
-pub use self::headers::HeaderList;
-pub use self::hostname::HostPattern;
+pub(crate) use self::access::RouteAccess;
+pub(crate) use self::field::{InvalidField, Reason};
+pub(crate) use self::headers::HeaderList;
+pub(crate) use self::hostname::HostPattern;
 pub(crate) use self::hostname::normalize_name;
 pub(crate) use self::target::TARGETS;
-pub use self::target::Target;
+pub(crate) use self::target::Target;

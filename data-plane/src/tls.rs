@@ -16,18 +16,19 @@ mod certs;
 mod der;
 mod error;
 
-pub use self::acme::{ACME_TLS_ALPN, AcmeChallenges, HTTP01_PREFIX, http01_token};
+pub(crate) use self::acme::http01_token;
+pub use self::acme::{ACME_TLS_ALPN, AcmeChallenges};
 pub use self::certs::{CertError, Certificates};
 pub use self::error::TlsConfigError;
 
 /// ALPN for HTTP/2.
-pub const ALPN_H2: &[u8] = b"h2";
+pub(crate) const ALPN_H2: &[u8] = b"h2";
 /// ALPN for HTTP/1.1.
-pub const ALPN_HTTP11: &[u8] = b"http/1.1";
+pub(crate) const ALPN_HTTP11: &[u8] = b"http/1.1";
 
 /// The crypto provider for the listener and for loading snapshot keys: aws-lc-rs, the
 /// only one built into this workspace.
-pub fn provider() -> CryptoProvider {
+pub(crate) fn provider() -> CryptoProvider {
     aws_lc_rs::default_provider()
 }
 

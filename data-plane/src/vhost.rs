@@ -21,9 +21,10 @@ mod https;
 mod routed;
 
 use self::admit::Gate;
-pub use self::admit::{Admitted, admit, intercept};
-pub use self::https::HttpsSettings;
-pub use self::routed::Routed;
+pub(crate) use self::admit::intercept;
+pub use self::admit::{Admitted, admit};
+pub(crate) use self::https::HttpsSettings;
+pub(crate) use self::routed::Routed;
 
 /// A compiled proxy as served: its protection policy, its route table and its HTTPS
 /// settings.
@@ -110,7 +111,8 @@ impl Proxy {
     }
 
     /// Route ids in match order (diagnostics and tests).
-    pub fn route_order(&self) -> impl Iterator<Item = &str> {
+    #[cfg(test)]
+    pub(crate) fn route_order(&self) -> impl Iterator<Item = &str> {
         self.routes.order()
     }
 }

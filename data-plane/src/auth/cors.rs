@@ -20,7 +20,7 @@ const MAX_ORIGIN_LEN: usize = 512;
 /// Why an allowed origin from the snapshot was refused.
 #[derive(Debug, thiserror::Error)]
 #[error("{0:?} is not an origin like https://app.example.com[:port]")]
-pub struct OriginError(String);
+pub(crate) struct OriginError(String);
 
 /// The origins allowed to call one proxy from a browser; empty = no check, no CORS.
 #[derive(Clone, Debug, Default)]

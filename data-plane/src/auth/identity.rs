@@ -18,13 +18,13 @@ use super::{Claims, Verdict};
 use crate::spec::InvalidField;
 
 /// Login name at the identity provider.
-pub const X_FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");
+pub(crate) const X_FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");
 /// Email address.
-pub const X_FORWARDED_EMAIL: HeaderName = HeaderName::from_static("x-forwarded-email");
+pub(crate) const X_FORWARDED_EMAIL: HeaderName = HeaderName::from_static("x-forwarded-email");
 /// Groups, comma separated.
-pub const X_FORWARDED_GROUPS: HeaderName = HeaderName::from_static("x-forwarded-groups");
+pub(crate) const X_FORWARDED_GROUPS: HeaderName = HeaderName::from_static("x-forwarded-groups");
 /// Stable subject id.
-pub const X_FORWARDED_SUB: HeaderName = HeaderName::from_static("x-forwarded-sub");
+pub(crate) const X_FORWARDED_SUB: HeaderName = HeaderName::from_static("x-forwarded-sub");
 /// Login name (Portcullis' own header family; `X-Forwarded-*` is kept for oauth2-proxy
 /// compatible upstreams).
 pub(crate) const X_AUTH_USER: HeaderName = HeaderName::from_static("x-auth-user");

@@ -568,7 +568,7 @@ fn verified_tokens_are_cached_until_expiry_and_never_across_snapshots() {
 
     // A token past exp + leeway is refused by the full check and so never cached.
     let mut old = claims("https://api.example.com");
-    old["exp"] = json!(now() - super::LEEWAY_SECS as i64 - 5);
+    old["exp"] = json!(now() - super::verify::LEEWAY_SECS as i64 - 5);
     assert_eq!(
         verifier.verify(&sign(&es, &old)).err(),
         Some(super::TokenError::Expired)

@@ -63,7 +63,7 @@ impl HttpsSpec {
 /// `Strict-Transport-Security` value for `policy` (RFC 6797 §6.1), e.g.
 /// `max-age=31536000; includeSubDomains; preload`. `None` when absent or `max_age_secs`
 /// is 0, as the wire contract says; the header is never sent with `max-age=0`.
-pub fn hsts_header(policy: Option<&pb::HstsPolicy>) -> Option<HeaderValue> {
+pub(crate) fn hsts_header(policy: Option<&pb::HstsPolicy>) -> Option<HeaderValue> {
     let policy = policy.filter(|p| p.max_age_secs > 0)?;
     let mut value = format!("max-age={}", policy.max_age_secs);
     if policy.include_subdomains {

@@ -12,7 +12,7 @@ use crate::spec::memo::Memo;
 use crate::spec::{InvalidField, Reason, Target, normalize_name};
 
 /// Largest compiled regex a route may carry (same limit as the control plane).
-pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+pub(crate) const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// A validated route before its target is linked to services and proxies.
 #[derive(Debug)]

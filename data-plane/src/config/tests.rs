@@ -6,6 +6,7 @@ use http::uri::PathAndQuery;
 use http::{Method, Request};
 use portcullis_proto::v1 as pb;
 
+use super::https::hsts_header;
 use super::*;
 use crate::{answer, vhost};
 

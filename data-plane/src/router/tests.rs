@@ -3,6 +3,7 @@ use std::sync::Arc;
 use http::Method;
 use regex::Regex;
 
+use super::host::HostError;
 use super::*;
 use crate::spec::HostPattern;
 

@@ -24,7 +24,7 @@ use crate::store::ConfigStore;
 use crate::tls::{ACME_TLS_ALPN, ALPN_H2, ALPN_HTTP11, provider};
 
 /// Time a client has to complete the TLS handshake, so idle sockets cannot pile up.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed for sending `close_notify` after a TLS-ALPN-01 handshake.
 const ACME_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -6,7 +6,7 @@
 
 /// The policy settings of one route (or of a proxy's own target, which has none).
 #[derive(Debug, Default)]
-pub struct RouteAccess {
+pub(crate) struct RouteAccess {
     /// Admin-set: no token needed on a protected proxy. Identity headers are still
     /// stripped and never set.
     pub(crate) public: bool,
@@ -15,18 +15,4 @@ pub struct RouteAccess {
     /// The route forwards to a protected proxy's upstream, which would bypass that
     /// proxy's own policy: every request it matches is refused (503).
     pub(crate) blocked: bool,
-}
-
-// === impl RouteAccess ===
-
-impl RouteAccess {
-    /// Whether an admin exempted the route from the token requirement.
-    pub fn is_public(&self) -> bool {
-        self.public
-    }
-
-    /// Scopes the route needs on top of the proxy's.
-    pub fn required_scopes(&self) -> &[Box<str>] {
-        &self.required_scopes
-    }
 }

@@ -11,13 +11,13 @@ use super::field::Reason;
 
 /// Headers inserted on every message, overwriting any value already present.
 #[derive(Clone, Debug, Default)]
-pub struct HeaderList(Box<[(HeaderName, HeaderValue)]>);
+pub(crate) struct HeaderList(Box<[(HeaderName, HeaderValue)]>);
 
 // === impl HeaderList ===
 
 impl HeaderList {
     /// Validates a name → value map from the snapshot.
-    pub fn parse(map: &HashMap<String, String>) -> Result<Self, Reason> {
+    pub(crate) fn parse(map: &HashMap<String, String>) -> Result<Self, Reason> {
         let mut out = Vec::with_capacity(map.len());
         for (name, value) in map {
             let parsed = HeaderName::from_bytes(name.trim().as_bytes())
@@ -39,10 +39,5 @@ impl HeaderList {
         for (name, value) in self.0.iter() {
             headers.insert(name.clone(), value.clone());
         }
-    }
-
-    /// Whether there is nothing to apply.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }

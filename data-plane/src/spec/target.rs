@@ -76,7 +76,7 @@ impl Target {
     }
 
     /// The authority requests are sent to, e.g. `backend:8080`.
-    pub fn authority(&self) -> &Authority {
+    pub(crate) fn authority(&self) -> &Authority {
         &self.0.authority
     }
 
@@ -88,7 +88,7 @@ impl Target {
     /// Builds the upstream URI: target scheme and authority, base path joined with the
     /// request path, request query kept. `http://b:8080/base` + `/x?y` → `/base/x?y`;
     /// without a base path the request path is used unchanged.
-    pub fn uri_for(&self, request: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
+    pub(crate) fn uri_for(&self, request: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
         let path_and_query = match request {
             None if self.0.base_path.is_empty() => PathAndQuery::from_static("/"),
             None => PathAndQuery::try_from(&*self.0.base_path)?,

@@ -24,7 +24,7 @@ use crate::spec::{HostPattern, InvalidField, Reason};
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
 /// Path prefix of HTTP-01 challenges (RFC 8555 §8.3).
-pub const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
+pub(crate) const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
 
 /// The pending challenges of one snapshot.
 #[derive(Debug, Default)]
@@ -99,12 +99,12 @@ impl AcmeChallenges {
     }
 
     /// The key authorization for an HTTP-01 `token`.
-    pub fn http01(&self, token: &str) -> Option<&Bytes> {
+    pub(crate) fn http01(&self, token: &str) -> Option<&Bytes> {
         self.http01.get(token)
     }
 
     /// The TLS-ALPN-01 certificate for a normalised (lowercase) `domain`.
-    pub fn tls_alpn01(&self, domain: &str) -> Option<&Arc<CertifiedKey>> {
+    pub(crate) fn tls_alpn01(&self, domain: &str) -> Option<&Arc<CertifiedKey>> {
         self.tls_alpn01.get(domain)
     }
 }
@@ -112,6 +112,6 @@ impl AcmeChallenges {
 /// The token of an HTTP-01 challenge path, or `None` if `path` is not one.
 /// `/.well-known/acme-challenge/abc` → `Some("abc")`; an empty token is `Some("")`, which
 /// matches no challenge and so answers 404.
-pub fn http01_token(path: &str) -> Option<&str> {
+pub(crate) fn http01_token(path: &str) -> Option<&str> {
     path.strip_prefix(HTTP01_PREFIX)
 }

@@ -127,7 +127,7 @@ impl Certificates {
     }
 
     /// The certificate for handshakes nothing else matches, if configured.
-    pub fn default_certificate(&self) -> Option<&Arc<CertifiedKey>> {
+    pub(crate) fn default_certificate(&self) -> Option<&Arc<CertifiedKey>> {
         self.default.as_ref()
     }
 

@@ -68,7 +68,7 @@ type Sender = http1::SendRequest<ForwardBody>;
 
 /// Why a request could not be exchanged with the upstream.
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     /// TCP connect (or its timeout) or the TLS handshake failed.
     #[error("cannot connect to the upstream")]
     Connect(#[source] BoxError),
@@ -124,7 +124,7 @@ pub(crate) struct PooledBody {
 
 impl ClientError {
     /// Whether no connection could be made (as opposed to a failed exchange).
-    pub fn is_connect(&self) -> bool {
+    pub(crate) fn is_connect(&self) -> bool {
         matches!(self, Self::Connect(_))
     }
 }

@@ -93,7 +93,7 @@ pub fn admit<'p, B>(
 
 /// Answers the reserved `/.portcullis/` paths of a `redirect` mode proxy (login, callback,
 /// logout) before admission; `None` for every other request and proxy.
-pub async fn intercept<B>(
+pub(crate) async fn intercept<B>(
     proxy: &Proxy,
     origin: &Origin<'_>,
     req: &Request<B>,

@@ -44,7 +44,7 @@ impl HttpsSettings {
     }
 
     /// Whether plain-HTTP requests get a 308 to `https://`.
-    pub fn redirects_to_https(&self) -> bool {
+    pub(crate) fn redirects_to_https(&self) -> bool {
         self.redirect
     }
 }

@@ -7,7 +7,7 @@ use crate::upstream::Upstream;
 
 /// A route-table entry: where the request goes and what the policy demands for it.
 #[derive(Clone, Debug)]
-pub struct Routed {
+pub(crate) struct Routed {
     upstream: Upstream,
     access: Arc<RouteAccess>,
 }
@@ -21,12 +21,12 @@ impl Routed {
     }
 
     /// Where the request goes.
-    pub fn upstream(&self) -> &Upstream {
+    pub(crate) fn upstream(&self) -> &Upstream {
         &self.upstream
     }
 
     /// What the route demands of the policy.
-    pub fn access(&self) -> &RouteAccess {
+    pub(crate) fn access(&self) -> &RouteAccess {
         &self.access
     }
 }
