@@ -29,10 +29,9 @@ pub(crate) use self::routed::Routed;
 /// A compiled proxy as served: its protection policy, its route table and its HTTPS
 /// settings.
 ///
-/// The route table is private: [`admit`] looks the route
-/// up itself (so it sees the route's own requirements) and only hands the result out in
-/// an [`Admitted`] proof, so a route can never bypass the
-/// proxy's protection.
+/// The route table is private: [`admit`] looks the route up itself (so it sees the
+/// route's own requirements) and only hands the result out in an [`Admitted`] proof, so
+/// a route can never bypass the proxy's protection.
 #[derive(Debug)]
 pub struct Proxy {
     hostname: Box<str>,
@@ -104,8 +103,8 @@ impl Proxy {
         &self.policy
     }
 
-    /// The route table, only for the policy (phase 2: only it can make a [`Gate`]),
-    /// which releases the selection inside an [`Admitted`] proof.
+    /// The route table, only for the admission (phase 2: only [`admit`] can make a
+    /// [`Gate`]), which releases the selection inside an [`Admitted`] proof.
     pub(crate) fn routes(&self, _gate: &Gate) -> &RouteTable<Routed> {
         &self.routes
     }
