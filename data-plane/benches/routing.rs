@@ -13,8 +13,8 @@ use std::hint::black_box;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::{Method, Request};
 use portcullis_data_plane::config::Snapshot;
-use portcullis_data_plane::policy;
 use portcullis_data_plane::upstream::ClientCache;
+use portcullis_data_plane::vhost;
 use portcullis_proto::v1 as pb;
 
 const PROXIES: usize = 10_000;
@@ -73,7 +73,7 @@ fn resolve(snapshot: &Snapshot, host: &str, req: &mut Request<()>) -> bool {
         return false;
     };
     let origin = portcullis_data_plane::auth::Origin::new(false, host);
-    let Ok(admitted) = policy::admit(proxy, &origin, req) else {
+    let Ok(admitted) = vhost::admit(proxy, &origin, req) else {
         return false;
     };
     black_box(admitted.upstream());

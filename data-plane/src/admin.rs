@@ -44,7 +44,7 @@ pub async fn serve_admin(listener: TcpListener, store: Arc<ConfigStore>) {
 }
 
 /// Answers one admin request.
-pub fn respond<B>(store: &ConfigStore, req: &Request<B>) -> Response<ProxyBody> {
+pub(crate) fn respond<B>(store: &ConfigStore, req: &Request<B>) -> Response<ProxyBody> {
     let (status, text) = match req.uri().path() {
         "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
         "/readyz" => match store.version() {

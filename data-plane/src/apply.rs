@@ -78,7 +78,7 @@ impl Applier {
 
     /// Frees the snapshot `published` replaced and writes `published` to the cache, off
     /// the async workers: at 10,000 proxies each takes tens of milliseconds.
-    pub async fn persist(&self, published: Published) {
+    pub(crate) async fn persist(&self, published: Published) {
         let Published { replaced, wire } = published;
         let cache = self.cache.clone();
         let written = tokio::task::spawn_blocking(move || {

@@ -34,31 +34,24 @@ mod session;
 mod token_cache;
 mod verify;
 
-pub use self::cors::OriginError;
-pub use self::identity::{
-    X_FORWARDED_EMAIL, X_FORWARDED_GROUPS, X_FORWARDED_SUB, X_FORWARDED_USER,
-};
-pub use self::jwks::JwksError;
-pub use self::metadata::{MetadataError, WELL_KNOWN};
-pub use self::paths::PathError;
-pub use self::session::{
-    CALLBACK, CLIENT_PREFIX, LOGIN, LOGIN_COOKIE, LOGOUT, RESERVED_PREFIX, SESSION_COOKIE,
-    SessionAuth,
-};
+pub(crate) use self::metadata::MetadataError;
+pub(crate) use self::session::SessionAuth;
 pub(crate) use self::session::{SessionSpec, strip_cookies as strip_session_cookies};
-pub use self::verify::{Claims, LEEWAY_SECS, TokenError, Verifier, VerifierError};
+pub use self::verify::{Claims, TokenError, Verifier, VerifierError};
 
 use self::allow::Allowlist;
 use self::cors::AllowedOrigins;
-pub(crate) use self::cors::{Decision as OriginDecision, Grant as CorsGrant};
+pub(crate) use self::cors::Decision as OriginDecision;
 pub(crate) use self::identity::IdentityHeaders;
 use self::metadata::MetadataTemplate;
 use self::paths::PublicPaths;
-use crate::policy::{Rejection, RouteAccess};
+use crate::answer::Rejection;
+use crate::spec::RouteAccess;
+use crate::spec::{InvalidField, Reason};
 
 /// How a protected proxy treats requests without a valid token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// APIs and MCP servers: 401/403 without a valid token.
     Forward,
     /// Never refuse; identity headers only when a valid token came.
@@ -94,7 +87,7 @@ pub(crate) struct AuthSpec {
 
 /// A protected proxy's compiled policy.
 #[derive(Debug)]
-pub struct ProxyAuth {
+pub(crate) struct ProxyAuth {
     mode: Mode,
     verifier: Arc<Verifier>,
     required_scopes: Box<[Box<str>]>,
@@ -129,6 +122,23 @@ impl Verdict {
     }
 }
 
+/// Why a protected proxy's request has no acceptable bearer token. `forward` mode answers
+/// each with its own refusal ([`ProxyAuth::check`]); `passthrough` mode lets the request
+/// through anonymously whatever the reason.
+#[derive(Debug)]
+enum Refusal {
+    /// No `Authorization` header.
+    NoToken,
+    /// An `Authorization` header that cannot carry a bearer token.
+    Unusable(&'static str),
+    /// The token failed verification or is meant for another resource.
+    Invalid(TokenError),
+    /// The token lacks a scope the proxy or the route requires.
+    Scope,
+    /// The token's user is not on the proxy's allowlist.
+    NotAllowed(Arc<Claims>),
+}
+
 // === impl Origin ===
 
 impl<'a> Origin<'a> {
@@ -146,7 +156,7 @@ impl<'a> Origin<'a> {
 
     /// The port clients reach the listener on (the data plane's configuration, never
     /// the Host header's port, which the client chooses).
-    pub fn with_public_port(mut self, port: u16) -> Self {
+    pub(crate) fn with_public_port(mut self, port: u16) -> Self {
         self.public_port = port;
         self
     }
@@ -167,7 +177,7 @@ impl<'a> Origin<'a> {
     }
 
     /// The Host as sent.
-    pub fn authority(&self) -> &'a str {
+    pub(crate) fn authority(&self) -> &'a str {
         self.authority
     }
 
@@ -202,6 +212,11 @@ fn split_authority(authority: &str) -> (&str, Option<u16>) {
     }
 }
 
+/// An edge-auth setting refused at compile time, named by its wire field.
+fn invalid(field: &'static str, why: impl Into<String>) -> InvalidField {
+    InvalidField::new(field, Reason::Auth(why.into()))
+}
+
 // === impl AuthSpec ===
 
 impl AuthSpec {
@@ -209,20 +224,20 @@ impl AuthSpec {
     pub(crate) fn from_proto(
         mode: Mode,
         p: &portcullis_proto::v1::ProxyAuthPolicy,
-    ) -> Result<Self, (&'static str, String)> {
+    ) -> Result<Self, InvalidField> {
         let required_scopes =
-            scopes(&p.required_scopes).map_err(|e| ("auth.required_scopes", e))?;
+            scopes(&p.required_scopes).map_err(|e| invalid("auth.required_scopes", e))?;
         let scopes_supported =
-            scopes(&p.scopes_supported).map_err(|e| ("auth.scopes_supported", e))?;
+            scopes(&p.scopes_supported).map_err(|e| invalid("auth.scopes_supported", e))?;
         let public_paths = PublicPaths::parse(&p.public_paths)
-            .map_err(|e| ("auth.public_paths", e.to_string()))?;
+            .map_err(|e| invalid("auth.public_paths", e.to_string()))?;
         let doc = p.resource_documentation.trim();
         if !doc.is_empty() {
             let ok = url::Url::parse(doc)
                 .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
                 && !doc.contains('"');
             if !ok {
-                return Err((
+                return Err(invalid(
                     "auth.resource_documentation",
                     format!("{doc:?} is not an absolute http(s) URL"),
                 ));
@@ -230,13 +245,13 @@ impl AuthSpec {
         }
         let endpoint = p.resource_endpoint.as_str();
         if !endpoint.is_empty() && !paths::is_endpoint(endpoint) {
-            return Err((
+            return Err(invalid(
                 "auth.resource_endpoint",
                 format!("{endpoint:?} is not a clean absolute path other than \"/\""),
             ));
         }
         let allowed_origins = AllowedOrigins::parse(&p.allowed_origins)
-            .map_err(|e| ("auth.allowed_origins", e.to_string()))?;
+            .map_err(|e| invalid("auth.allowed_origins", e.to_string()))?;
         Ok(Self {
             mode,
             required_scopes,
@@ -303,11 +318,6 @@ impl ProxyAuth {
         })
     }
 
-    /// The proxy's mode.
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
     /// Token passthrough and identity header names, for [`apply_identity`].
     pub(crate) fn identity(&self) -> &IdentityHeaders {
         &self.identity
@@ -347,92 +357,106 @@ impl ProxyAuth {
         if route.public || self.public_paths.matches(path) {
             return Ok(Verdict::Anonymous);
         }
-        let credential = match bearer_credential(headers) {
-            Ok(credential) => credential,
-            Err(reason) => return self.unusable_authorization(origin, route, path, reason),
-        };
-        let Some(credential) = credential else {
-            return match self.mode {
-                Mode::Passthrough => Ok(Verdict::Anonymous),
-                Mode::Forward => Err(Rejection::auth(
-                    StatusCode::UNAUTHORIZED,
-                    self.challenge(origin, route, path, None),
-                    "invalid_token",
-                    "a bearer token is required",
-                )),
-            };
-        };
+        match self.bearer_claims(origin, route, path, headers) {
+            Ok(claims) => Ok(Verdict::Authenticated(claims)),
+            // Passthrough: a request without an acceptable token goes on anonymously.
+            Err(refusal) if self.mode == Mode::Passthrough => {
+                match refusal {
+                    Refusal::Unusable(reason) => {
+                        tracing::debug!(reason, "passthrough: unusable Authorization header");
+                    }
+                    Refusal::Invalid(error) => {
+                        tracing::debug!(%error, "passthrough: token not accepted");
+                    }
+                    Refusal::NoToken | Refusal::Scope | Refusal::NotAllowed(_) => {}
+                }
+                Ok(Verdict::Anonymous)
+            }
+            Err(refusal) => Err(self.refuse(origin, route, path, refusal)),
+        }
+    }
+
+    /// The claims of the request's bearer token if it is present, valid, meant for this
+    /// resource, carries the proxy's and the route's scopes, and names an allowed user;
+    /// otherwise why not.
+    fn bearer_claims(
+        &self,
+        origin: &Origin<'_>,
+        route: &RouteAccess,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<Arc<Claims>, Refusal> {
+        let credential = bearer_credential(headers)
+            .map_err(Refusal::Unusable)?
+            .ok_or(Refusal::NoToken)?;
         // A credential equal to a token verified before skips the format checks: that
         // token passed them.
         let verified = match self.verifier.cached_claims(credential.0) {
             Some(claims) => Ok(claims),
             None => match credential.token() {
                 Ok(token) => self.verifier.verify(token),
-                Err(reason) => return self.unusable_authorization(origin, route, path, reason),
+                Err(reason) => return Err(Refusal::Unusable(reason)),
             },
-        }
-        .and_then(|claims| self.check_audience(origin, path, claims));
-        let claims = match verified {
-            Ok(claims) => claims,
-            Err(error) if self.mode == Mode::Passthrough => {
-                tracing::debug!(%error, "passthrough: token not accepted");
-                return Ok(Verdict::Anonymous);
-            }
-            Err(error) => {
-                tracing::debug!(%error, "bearer token refused");
-                let description = error_description(error);
-                return Err(Rejection::auth(
-                    StatusCode::UNAUTHORIZED,
-                    self.challenge(origin, route, path, Some(("invalid_token", description))),
-                    "invalid_token",
-                    description,
-                ));
-            }
         };
+        let claims = verified
+            .and_then(|claims| self.check_audience(origin, path, claims))
+            .map_err(Refusal::Invalid)?;
         if !has_scopes(&self.required_scopes, &claims.scope)
             || !has_scopes(&route.required_scopes, &claims.scope)
         {
-            if self.mode == Mode::Passthrough {
-                return Ok(Verdict::Anonymous);
-            }
-            const WHY: &str = "the token lacks a required scope";
-            return Err(Rejection::auth(
-                StatusCode::FORBIDDEN,
-                self.challenge(origin, route, path, Some(("insufficient_scope", WHY))),
-                "insufficient_scope",
-                WHY,
-            ));
+            return Err(Refusal::Scope);
         }
         if !self.allow.permits(&claims) {
-            if self.mode == Mode::Passthrough {
-                return Ok(Verdict::Anonymous);
-            }
-            tracing::debug!(sub = %claims.sub, "user not on the proxy's allowlist");
-            return Err(Rejection::not_allowed());
+            return Err(Refusal::NotAllowed(claims));
         }
-        Ok(Verdict::Authenticated(claims))
+        Ok(claims)
     }
 
-    /// The answer to an Authorization header that cannot carry a bearer token:
-    /// `invalid_request` in `forward` mode, anonymous in `passthrough`.
-    fn unusable_authorization(
+    /// The answer to a request refused in `forward` mode.
+    fn refuse(
         &self,
         origin: &Origin<'_>,
         route: &RouteAccess,
         path: &str,
-        reason: &'static str,
-    ) -> Result<Verdict, Rejection> {
-        if self.mode == Mode::Passthrough {
-            tracing::debug!(reason, "passthrough: unusable Authorization header");
-            return Ok(Verdict::Anonymous);
+        refusal: Refusal,
+    ) -> Rejection {
+        match refusal {
+            Refusal::NoToken => Rejection::auth(
+                StatusCode::UNAUTHORIZED,
+                self.challenge(origin, route, path, None),
+                "invalid_token",
+                "a bearer token is required",
+            ),
+            Refusal::Unusable(reason) => Rejection::auth(
+                StatusCode::BAD_REQUEST,
+                self.challenge(origin, route, path, Some(("invalid_request", reason))),
+                "invalid_request",
+                reason,
+            ),
+            Refusal::Invalid(error) => {
+                tracing::debug!(%error, "bearer token refused");
+                let description = error_description(error);
+                Rejection::auth(
+                    StatusCode::UNAUTHORIZED,
+                    self.challenge(origin, route, path, Some(("invalid_token", description))),
+                    "invalid_token",
+                    description,
+                )
+            }
+            Refusal::Scope => {
+                const WHY: &str = "the token lacks a required scope";
+                Rejection::auth(
+                    StatusCode::FORBIDDEN,
+                    self.challenge(origin, route, path, Some(("insufficient_scope", WHY))),
+                    "insufficient_scope",
+                    WHY,
+                )
+            }
+            Refusal::NotAllowed(claims) => {
+                tracing::debug!(sub = %claims.sub, "user not on the proxy's allowlist");
+                Rejection::not_allowed()
+            }
         }
-        let challenge = self.challenge(origin, route, path, Some(("invalid_request", reason)));
-        Err(Rejection::auth(
-            StatusCode::BAD_REQUEST,
-            challenge,
-            "invalid_request",
-            reason,
-        ))
     }
 
     fn check_audience(

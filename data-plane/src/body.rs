@@ -20,17 +20,17 @@ use tokio::time::{Instant, Sleep};
 /// Error of proxied bodies: hyper's errors, or [`IdleTimeout`]. Boxed because hyper
 /// errors cannot be made outside hyper, and a body that stops must end with an error
 /// (not a clean end) so the peer can tell the stream was cut.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Body of every response the proxy returns: an upstream body passed through or a short
 /// locally generated one.
-pub type ProxyBody = BoxBody<Bytes, BoxError>;
+pub(crate) type ProxyBody = BoxBody<Bytes, BoxError>;
 
 /// A streamed body brought no frame within its proxy's idle timeout, so the data plane
 /// ended the exchange (instead of holding the connections open forever).
 #[derive(Debug, thiserror::Error)]
 #[error("body idle for longer than {0:?}")]
-pub struct IdleTimeout(pub Duration);
+pub(crate) struct IdleTimeout(pub Duration);
 
 /// Ends `inner` with [`IdleTimeout`] once it has kept its reader waiting for a frame
 /// longer than `timeout`.
@@ -50,10 +50,10 @@ pub(crate) struct IdleBody<B> {
 /// A request body grew past its proxy's `max_request_body_bytes` while being forwarded.
 #[derive(Debug, thiserror::Error)]
 #[error("request body larger than {0} bytes")]
-pub struct BodyTooLarge(pub u64);
+pub(crate) struct BodyTooLarge(pub u64);
 
 /// Request body sent upstream. Counts forwarded frames so the response timeout can tell
-/// a stalled upstream from a long upload (see `proxy::forward`), ends the upload if the
+/// a stalled upstream from a long upload (see `request::forward`), ends the upload if the
 /// client goes silent for longer than the idle timeout or sends more than the proxy's
 /// body limit, and records in its [`Progress`] when the client side failed, so the
 /// exchange's error is answered as the client's fault (4xx) rather than the upstream's.

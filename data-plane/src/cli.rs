@@ -156,7 +156,7 @@ impl Secret {
 
     /// Reads a secret from a file, as `--…-file` flags do. The error names the file, never
     /// its contents.
-    pub fn from_file(path: &str) -> Result<Self, String> {
+    pub(crate) fn from_file(path: &str) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
         text.parse()
             .map_err(|e| format!("{path}: the secret in it {e}"))

@@ -28,30 +28,22 @@ use portcullis_proto::v1 as pb;
 use self::proxy::ProxySpec;
 use self::route::{RouteSpec, RouteTarget};
 use crate::auth::Verifier;
-use crate::policy::{Policy, PolicySpec, RouteAccess, Routed};
+use crate::policy::{Policy, PolicySpec};
 use crate::router::{HostTable, RouteMatcher, RouteTable};
+use crate::spec::{self, InvalidField, Reason, RouteAccess, Target};
 use crate::tls::{self, AcmeChallenges, Certificates};
 use crate::upstream::{ClientCache, Upstream};
+use crate::vhost::{Proxy, Routed};
 
 mod error;
-mod headers;
-mod hostname;
 mod https;
 mod limits;
-mod memo;
 mod proxy;
 mod route;
 mod superseded;
-mod target;
 
-pub use self::error::{CompileError, InvalidField, Reason};
-pub use self::headers::HeaderList;
-pub use self::hostname::HostPattern;
-pub use self::https::{HttpsSettings, hsts_header};
-pub use self::proxy::Proxy;
-pub use self::route::REGEX_SIZE_LIMIT;
+pub use self::error::CompileError;
 pub use self::superseded::Superseded;
-pub use self::target::Target;
 
 /// One compiled, immutable configuration version.
 #[derive(Debug)]
@@ -84,7 +76,7 @@ impl Snapshot {
     /// [`Snapshot::compile`], given up between phases with [`CompileError::Superseded`]
     /// once `superseded` is marked. Nothing is kept from a compile given up but parsed
     /// targets and regexes in the memo, which the next compile reuses.
-    pub fn compile_unless_superseded(
+    pub(crate) fn compile_unless_superseded(
         snapshot: &pb::ConfigSnapshot,
         clients: &ClientCache,
         superseded: &Superseded,
@@ -217,7 +209,7 @@ impl Snapshot {
         let timeouts: Vec<_> = specs.iter().map(|s| s.connect_timeout).collect();
         clients.retain(&timeouts);
         route::REGEXES.rotate();
-        target::TARGETS.rotate();
+        spec::TARGETS.rotate();
         limits::rotate();
         Ok(Self {
             version: snapshot.version,
@@ -240,7 +232,7 @@ impl Snapshot {
     }
 
     /// Proxies served on the HTTPS listener (enabled and `enable_https`).
-    pub fn https_hosts(&self) -> &HostTable<Arc<Proxy>> {
+    pub(crate) fn https_hosts(&self) -> &HostTable<Arc<Proxy>> {
         &self.https_hosts
     }
 

@@ -5,34 +5,47 @@
 //! - [`stream`] receives snapshots, [`apply`] compiles ([`config`]) and publishes them
 //!   into the [`store`], and [`cache`] persists the last good one.
 //! - [`server`] accepts connections (plain HTTP, and HTTPS with certificates chosen per
-//!   handshake by [`tls`]); [`proxy`] runs each request through host lookup
-//!   ([`router`]), the proxy [`policy`] (edge OAuth in [`auth`]), route selection and
-//!   forwarding via pooled clients ([`upstream`]).
+//!   handshake from the snapshot's [`tls`] material); [`request`] runs each request
+//!   through host lookup ([`router`]), admission to the compiled virtual host
+//!   ([`vhost`], applying its `policy`, edge OAuth in [`auth`], answers of its own in
+//!   `answer`), route selection and forwarding via pooled clients ([`upstream`]).
 //! - [`admin`] answers health and readiness probes.
 //!
+//! Imports flow one way (checked by `tests/import_cycles.py`): `spec` (leaf types:
+//! hostnames, headers, targets, field errors) → [`router`], [`upstream`], [`tls`],
+//! [`auth`] → `policy` → [`vhost`] → [`config`] (the compiler) → [`store`] →
+//! [`request`] → [`server`].
+//!
 //! For benchmarks: [`config::Snapshot::compile`] builds a snapshot from wire types,
-//! [`router::HostTable::lookup`] resolves a host, [`policy::admit`] +
-//! [`policy::Admitted::select`] pick the upstream.
+//! [`router::HostTable::lookup`] resolves a host, [`vhost::admit`] +
+//! [`vhost::Admitted::upstream`] pick the upstream.
+//!
+//! Exports are what the binary, benches, fuzz targets and integration tests use;
+//! everything else is `pub(crate)`, so `unreachable_pub` and dead-code analysis see it.
 
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod access_log;
 pub mod admin;
+mod answer;
 pub mod apply;
 mod ascii;
 pub mod auth;
-pub mod body;
+mod body;
 pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod path;
-pub mod policy;
-pub mod proxy;
-pub mod ratelimit;
+mod policy;
+mod ratelimit;
 mod report;
+pub mod request;
 pub mod router;
 pub mod server;
+mod spec;
 pub mod store;
 pub mod stream;
 pub mod tls;
 pub mod upstream;
+pub mod vhost;
+mod worker;

@@ -9,11 +9,11 @@ use clap::Parser;
 use portcullis_data_plane::apply::Applier;
 use portcullis_data_plane::cache::SnapshotCache;
 use portcullis_data_plane::cli::Args;
-use portcullis_data_plane::proxy::PublicPorts;
+use portcullis_data_plane::request::PublicPorts;
 use portcullis_data_plane::store::ConfigStore;
 use portcullis_data_plane::stream::ControlPlane;
 use portcullis_data_plane::upstream::{self, ClientCache};
-use portcullis_data_plane::{admin, server, tls};
+use portcullis_data_plane::{admin, server};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -98,7 +98,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tokio::spawn(admin::serve_admin(admin, store.clone()));
     let tls = https
         .is_some()
-        .then(|| tls::server_config(store.clone()).context("building TLS configuration"))
+        .then(|| server::tls_config(store.clone()).context("building TLS configuration"))
         .transpose()?;
     let mut https = https.map(Vec::into_iter);
     for (index, http) in http.into_iter().enumerate() {

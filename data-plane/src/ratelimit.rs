@@ -46,11 +46,10 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use crate::auth::Claims;
 use crate::body::{self, BoxError, ProxyBody};
 
 /// Most keys one rate limiter tracks (see the module docs for what is evicted).
-pub const MAX_KEYS: usize = 65_536;
+pub(crate) const MAX_KEYS: usize = 65_536;
 
 /// Mutex shards per rate limiter: enough that worker threads rarely meet on one lock.
 const SHARDS: usize = 64;
@@ -82,6 +81,14 @@ pub struct RateSpec {
 pub struct Limits {
     rate: Option<Arc<RateLimiter>>,
     concurrency: Option<Arc<ConcurrencyLimit>>,
+}
+
+/// Who the token verified on admission names: the keys of subject- and client-keyed
+/// rates. Borrowed from the claims, so this module needs nothing of [`crate::auth`].
+#[derive(Clone, Copy, Debug)]
+pub struct Caller<'a> {
+    subject: &'a str,
+    client_id: &'a str,
 }
 
 /// A request refused by a limit.
@@ -164,7 +171,7 @@ impl Limits {
 
     /// Before admission: counts the request against an address-keyed rate, so a flood is
     /// refused before any token is verified. Other keys wait for [`Self::admitted`].
-    pub fn check_peer(&self, peer: IpAddr) -> Result<(), Limited> {
+    pub(crate) fn check_peer(&self, peer: IpAddr) -> Result<(), Limited> {
         match &self.rate {
             Some(rate) if rate.spec.key == KeyKind::Ip => rate.check(Key::Ip(peer)),
             _ => Ok(()),
@@ -177,14 +184,16 @@ impl Limits {
     pub fn admitted(
         &self,
         peer: IpAddr,
-        claims: Option<&Claims>,
+        caller: Option<&Caller<'_>>,
     ) -> Result<Option<Permit>, Limited> {
         if let Some(rate) = &self.rate {
-            let key = match (rate.spec.key, claims) {
+            let key = match (rate.spec.key, caller) {
                 (KeyKind::Ip, _) => None,
-                (KeyKind::Subject, Some(c)) if !c.sub.is_empty() => Some(Key::Subject(&c.sub)),
+                (KeyKind::Subject, Some(c)) if !c.subject.is_empty() => {
+                    Some(Key::Subject(c.subject))
+                }
                 (KeyKind::Client, Some(c)) if !c.client_id.is_empty() => {
-                    Some(Key::Client(&c.client_id))
+                    Some(Key::Client(c.client_id))
                 }
                 _ => Some(Key::Ip(peer)),
             };
@@ -199,19 +208,21 @@ impl Limits {
     }
 
     /// The rate limiter, if any (tests and diagnostics).
-    pub fn rate(&self) -> Option<&Arc<RateLimiter>> {
+    #[cfg(test)]
+    pub(crate) fn rate(&self) -> Option<&Arc<RateLimiter>> {
         self.rate.as_ref()
     }
 
     /// The concurrency limit, if any (tests and diagnostics).
-    pub fn concurrency(&self) -> Option<&Arc<ConcurrencyLimit>> {
+    #[cfg(test)]
+    pub(crate) fn concurrency(&self) -> Option<&Arc<ConcurrencyLimit>> {
         self.concurrency.as_ref()
     }
 }
 
 /// Makes `response`'s body hold `permit` until the body is dropped; the response is
 /// unchanged (and nothing is allocated) without one.
-pub fn hold(response: Response<ProxyBody>, permit: Option<Permit>) -> Response<ProxyBody> {
+pub(crate) fn hold(response: Response<ProxyBody>, permit: Option<Permit>) -> Response<ProxyBody> {
     match permit {
         None => response,
         Some(permit) => response.map(|inner| {
@@ -221,6 +232,15 @@ pub fn hold(response: Response<ProxyBody>, permit: Option<Permit>) -> Response<P
             }
             .boxed()
         }),
+    }
+}
+
+// === impl Caller ===
+
+impl<'a> Caller<'a> {
+    /// The token's subject (`sub`) and OAuth client (`client_id`); empty when absent.
+    pub fn new(subject: &'a str, client_id: &'a str) -> Self {
+        Self { subject, client_id }
     }
 }
 
@@ -237,7 +257,7 @@ impl Limited {
     }
 
     /// A short `text/plain` answer with `Retry-After`.
-    pub fn into_response(self) -> Response<ProxyBody> {
+    pub(crate) fn into_response(self) -> Response<ProxyBody> {
         let (text, retry_after) = match self {
             Self::Rate { retry_after_secs } => (
                 "429 Too Many Requests: rate limit exceeded\n",
@@ -301,12 +321,14 @@ impl RateLimiter {
     }
 
     /// What this limiter enforces.
-    pub fn spec(&self) -> RateSpec {
+    #[cfg(test)]
+    pub(crate) fn spec(&self) -> RateSpec {
         self.spec
     }
 
     /// Keys currently tracked (both generations); never above the capacity.
-    pub fn tracked_keys(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn tracked_keys(&self) -> usize {
         self.shards
             .iter()
             .map(|s| {
@@ -424,13 +446,14 @@ impl ConcurrencyLimit {
     }
 
     /// Requests holding a slot now.
-    pub fn in_flight(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn in_flight(&self) -> u32 {
         self.in_flight.load(Ordering::Relaxed)
     }
 
     /// A slot, unless all are taken. A CAS loop rather than add-then-undo, so a request
     /// refused at the limit never makes another one see a false "full".
-    pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
+    pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
         self.in_flight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.max).then_some(n + 1)

@@ -6,8 +6,8 @@
 mod host;
 mod route;
 
-pub use self::host::{HostError, HostTable, MAX_HOST_LEN, NormalizedHost};
-pub use self::route::{PathMatch, RouteMatcher, RouteTable, Selected};
+pub use self::host::{HostTable, NormalizedHost};
+pub(crate) use self::route::{PathMatch, RouteMatcher, RouteTable, Selected};
 
 #[cfg(test)]
 mod tests;

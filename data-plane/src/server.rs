@@ -1,6 +1,6 @@
 //! Listeners: plain HTTP (HTTP/1.1 with upgrades, and h2c prior knowledge on one port)
-//! and HTTPS ([`serve_https`]). Each connection runs on its own task (served by the
-//! private `conn` module) and every request goes through [`crate::proxy::handle`] with
+//! and HTTPS ([`serve_https`], certificates chosen per handshake by the SNI resolver). Each connection runs on its own task (served by the
+//! private `conn` module) and every request goes through [`crate::request::handle`] with
 //! the listener it arrived on. The binary runs one pair of listeners per serving thread
 //! ([`workers`]).
 
@@ -11,18 +11,19 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::proxy::{ConnInfo, Listener, PublicPorts};
+use crate::request::{ConnInfo, Listener, PublicPorts};
 use crate::store::ConfigStore;
 
 mod clients;
 mod conn;
 mod https;
+pub(crate) mod sni;
 pub mod workers;
 
-pub use self::clients::{limit_per_client, refused_connections};
+pub use self::clients::limit_per_client;
 
 pub use self::conn::parked_connections;
-pub use self::https::{HANDSHAKE_TIMEOUT, serve_https};
+pub use self::https::{serve_https, tls_config};
 
 /// Slow-loris bound: time a client has to send a complete request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,7 +31,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// line and headers; the HTTP/2 header list as RFC 9113 counts it). hyper alone would take
 /// ~400 KiB of HTTP/1.1 head (its read buffer's limit) but only 16 KiB over HTTP/2; nginx
 /// takes 1 KiB + 4 × 8 KiB, Caddy and Go 1 MiB. 64 KiB fits large cookies and JWTs.
-pub const DEFAULT_MAX_REQUEST_HEADER_BYTES: u32 = 64 * 1024;
+pub(crate) const DEFAULT_MAX_REQUEST_HEADER_BYTES: u32 = 64 * 1024;
 
 /// The request-head limit of every connection accepted from now on (see
 /// [`set_max_request_header_bytes`]).

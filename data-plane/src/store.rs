@@ -2,8 +2,9 @@
 //!
 //! Requests load it with one atomic operation and keep that `Arc` for their whole life,
 //! so a swap never changes config under a running request and never blocks it. TLS
-//! handshakes load it the same way to pick a certificate ([`crate::tls::SniResolver`]),
-//! so routes and certificates always come from the same snapshot.
+//! handshakes load it the same way to pick a certificate (the HTTPS listener's SNI
+//! resolver in [`crate::server`]), so routes and certificates always come from the same
+//! snapshot.
 
 use std::sync::Arc;
 

@@ -20,8 +20,8 @@ mod backoff;
 mod endpoint;
 mod session;
 
-pub use self::backoff::Backoff;
-pub use self::endpoint::EndpointError;
+pub(crate) use self::backoff::Backoff;
+pub(crate) use self::endpoint::EndpointError;
 
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -73,13 +73,6 @@ impl ControlPlane {
     pub fn with_public_ports(mut self, http: u16, https: u16) -> Self {
         self.http_public_port = http;
         self.https_public_port = https;
-        self
-    }
-
-    /// Overrides the reconnect backoff (default 100 ms doubling to a 10 s cap); tests
-    /// use short ones.
-    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
-        self.backoff = Backoff::new(initial, max);
         self
     }
 

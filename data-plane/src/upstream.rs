@@ -14,20 +14,21 @@ use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
 
 use self::pool::Client;
-pub use self::pool::{ClientError, limit_connections_per_origin};
+pub(crate) use self::pool::ClientError;
+pub use self::pool::limit_connections_per_origin;
 pub(crate) use self::pool::{Pool, PooledBody};
-use crate::config::{HeaderList, Target};
+use crate::spec::{HeaderList, Target};
 
 mod pool;
 
 /// Used when a proxy's `connect_timeout_ms` is 0.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Used when a proxy's `read_timeout_ms` is 0.
-pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Used when a proxy's `idle_timeout_ms` is 0: long enough for quiet SSE/MCP streams
 /// (which usually send keep-alives well within it), short enough that dead streams do
 /// not hold connections for hours.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
 /// The pooled client type: plain HTTP or HTTPS (rustls, system roots) per target scheme.
@@ -80,7 +81,7 @@ impl Upstream {
     }
 
     /// How they are sent.
-    pub fn settings(&self) -> &UpstreamSettings {
+    pub(crate) fn settings(&self) -> &UpstreamSettings {
         &self.settings
     }
 

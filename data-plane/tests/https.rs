@@ -17,7 +17,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use portcullis_data_plane::apply::Applier;
 use portcullis_data_plane::cache::SnapshotCache;
-use portcullis_data_plane::proxy::PublicPorts;
+use portcullis_data_plane::request::PublicPorts;
 use portcullis_data_plane::store::ConfigStore;
 use portcullis_data_plane::upstream::ClientCache;
 use portcullis_data_plane::{server, tls};
@@ -182,7 +182,7 @@ async fn start(snapshot: pb::ConfigSnapshot) -> Result<DataPlane> {
     let https = https_listener.local_addr()?;
     let http_listener = TcpListener::bind("127.0.0.1:0").await?;
     let http = http_listener.local_addr()?;
-    let config = tls::server_config(store.clone())?;
+    let config = server::tls_config(store.clone())?;
     tokio::spawn(server::serve_https(
         https_listener,
         store.clone(),

@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use portcullis_data_plane::config::Snapshot;
-use portcullis_data_plane::proxy::PublicPorts;
+use portcullis_data_plane::request::PublicPorts;
 use portcullis_data_plane::server;
 use portcullis_data_plane::store::ConfigStore;
 use portcullis_data_plane::upstream::ClientCache;

@@ -17,7 +17,7 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use portcullis_data_plane::config::Snapshot;
-use portcullis_data_plane::proxy::PublicPorts;
+use portcullis_data_plane::request::PublicPorts;
 use portcullis_data_plane::store::ConfigStore;
 use portcullis_data_plane::upstream::ClientCache;
 use portcullis_data_plane::{admin, server};
@@ -392,7 +392,7 @@ async fn serves_h2c_with_authority() -> Result<()> {
 #[tokio::test]
 async fn connect_timeout_is_504() -> Result<()> {
     use http_body_util::Empty;
-    use portcullis_data_plane::proxy::{self, ConnInfo, Listener};
+    use portcullis_data_plane::request::{self, ConnInfo, Listener};
 
     let socket = tokio::net::TcpSocket::new_v4()?;
     socket.bind("127.0.0.1:0".parse()?)?;
@@ -420,9 +420,10 @@ async fn connect_timeout_is_504() -> Result<()> {
     let req = Request::get("/")
         .header("host", "ct.test")
         .body(Empty::<Bytes>::new().map_err(|never| match never {}))?;
-    let response = tokio::time::timeout(Duration::from_secs(3), proxy::handle(&store, &conn, req))
-        .await
-        .context("connect timeout did not fire")?;
+    let response =
+        tokio::time::timeout(Duration::from_secs(3), request::handle(&store, &conn, req))
+            .await
+            .context("connect timeout did not fire")?;
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     Ok(())
 }

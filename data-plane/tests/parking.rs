@@ -15,10 +15,10 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use portcullis_data_plane::config::Snapshot;
-use portcullis_data_plane::proxy::PublicPorts;
+use portcullis_data_plane::request::PublicPorts;
+use portcullis_data_plane::server;
 use portcullis_data_plane::store::ConfigStore;
 use portcullis_data_plane::upstream::ClientCache;
-use portcullis_data_plane::{server, tls};
 use portcullis_proto::v1 as pb;
 use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -137,7 +137,7 @@ async fn start() -> Result<(SocketAddr, SocketAddr, CertificateDer<'static>)> {
     ));
     let tls_listener = TcpListener::bind("127.0.0.1:0").await?;
     let tls_addr = tls_listener.local_addr()?;
-    let config = tls::server_config(store.clone())?;
+    let config = server::tls_config(store.clone())?;
     tokio::spawn(server::serve_https(tls_listener, store, config, 443));
     Ok((addr, tls_addr, cert.cert.der().clone()))
 }

@@ -60,6 +60,25 @@ impl prost::Message for EncodedSnapshot {
     }
 }
 
+/// Rules on custom request/response headers (`custom_request_headers`,
+/// `custom_response_headers`) that are part of the contract: the control plane refuses
+/// what the data plane would refuse when it compiles a snapshot, from one list.
+pub mod custom_headers {
+    /// Headers the proxy owns, which a custom header may not set: setting them would
+    /// break message framing or the hop-by-hop contract (lower-case names).
+    pub const RESERVED: &[&str] = &[
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    ];
+}
+
 /// Rules on `identity_headers` values that are part of the contract: the control plane
 /// refuses what the data plane would refuse when it compiles a snapshot, from one list.
 pub mod identity_headers {

@@ -20,17 +20,7 @@ const MAX_DESCRIPTION: usize = 1024;
 const MAX_LIMIT: u32 = 1_000_000;
 
 /// Headers the proxy owns; users may not set them as custom headers.
-const RESERVED_HEADERS: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "content-length",
-];
+const RESERVED_HEADERS: &[&str] = portcullis_proto::custom_headers::RESERVED;
 
 /// Checks an RFC 1123 host name, optionally a `*.` wildcard, and returns it lower-case:
 /// host names are case-insensitive, so that is the same name. Nothing else is changed:

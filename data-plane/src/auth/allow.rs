@@ -6,7 +6,9 @@
 //! valid token; otherwise one matching entry of any kind suffices. GitHub names are
 //! case-insensitive, OIDC groups are compared exactly.
 
+use super::invalid;
 use super::verify::Claims;
+use crate::spec::InvalidField;
 
 /// Compiled allowlist of one proxy; entries are pre-lowercased where matching ignores
 /// case, so a request only compares.
@@ -25,7 +27,7 @@ impl Allowlist {
     /// Validates the wire lists. Errors name the wire field.
     pub(crate) fn from_proto(
         p: &portcullis_proto::v1::ProxyAuthPolicy,
-    ) -> Result<Self, (&'static str, String)> {
+    ) -> Result<Self, InvalidField> {
         Ok(Self {
             users: entries("auth.allowed_users", &p.allowed_users, true, |e| {
                 !e.contains('/')
@@ -90,7 +92,7 @@ fn entries(
     raw: &[String],
     fold: bool,
     shape: impl Fn(&str) -> bool,
-) -> Result<Box<[Box<str>]>, (&'static str, String)> {
+) -> Result<Box<[Box<str>]>, InvalidField> {
     let mut out: Vec<Box<str>> = Vec::with_capacity(raw.len());
     for e in raw {
         let e = e.trim();
@@ -101,7 +103,7 @@ fn entries(
                 .any(|c| c.is_control() || c.is_whitespace() || c == ',')
             && shape(e);
         if !ok {
-            return Err((field, format!("{e:?} is not a valid entry")));
+            return Err(invalid(field, format!("{e:?} is not a valid entry")));
         }
         let e: Box<str> = if fold {
             e.to_lowercase().into()

@@ -9,26 +9,18 @@
 //! never carry a token. Requests without `Origin` (non-browser clients) are unaffected.
 //! Without an allowlist nothing here applies.
 
-use http::header::{
-    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS,
-    ACCESS_CONTROL_REQUEST_METHOD, ORIGIN, VARY,
-};
-use http::{HeaderMap, HeaderValue, Method};
+use http::header::{ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, ORIGIN};
+use http::{HeaderMap, Method};
 
-/// Response headers a browser MCP client must be able to read.
-const EXPOSED: &str = "Mcp-Session-Id, Mcp-Protocol-Version, WWW-Authenticate";
-/// Methods of the Streamable HTTP and SSE transports.
-const METHODS: &str = "GET, POST, DELETE, OPTIONS";
-/// How long a browser may cache a preflight answer.
-const MAX_AGE_SECS: &str = "600";
+use crate::answer::CorsGrant;
+
 /// Longest origin accepted in the snapshot.
 const MAX_ORIGIN_LEN: usize = 512;
 
 /// Why an allowed origin from the snapshot was refused.
 #[derive(Debug, thiserror::Error)]
 #[error("{0:?} is not an origin like https://app.example.com[:port]")]
-pub struct OriginError(String);
+pub(crate) struct OriginError(String);
 
 /// The origins allowed to call one proxy from a browser; empty = no check, no CORS.
 #[derive(Clone, Debug, Default)]
@@ -42,20 +34,12 @@ pub(crate) struct AllowedOrigins {
 pub(crate) enum Decision {
     /// No allowlist, or no `Origin` header: nothing to add.
     None,
-    /// A listed origin: add [`Grant`]'s headers to the answer.
-    Allowed(Grant),
-    /// A listed origin's preflight: answer it here with [`Grant`]'s headers.
-    Preflight(Grant),
+    /// A listed origin: add [`CorsGrant`]'s headers to the answer.
+    Allowed(CorsGrant),
+    /// A listed origin's preflight: answer it here with [`CorsGrant`]'s headers.
+    Preflight(CorsGrant),
     /// `Origin` present and not listed.
     Refused,
-}
-
-/// CORS headers for one allowed origin.
-#[derive(Debug, Clone)]
-pub(crate) struct Grant {
-    origin: HeaderValue,
-    /// For preflights: the request headers the browser asked for, mirrored.
-    preflight_headers: Option<Option<HeaderValue>>,
 }
 
 // === impl AllowedOrigins ===
@@ -104,11 +88,10 @@ impl AllowedOrigins {
         }
         let preflight =
             method == Method::OPTIONS && headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD);
-        let grant = Grant {
-            origin: origin.clone(),
-            preflight_headers: preflight
-                .then(|| headers.get(ACCESS_CONTROL_REQUEST_HEADERS).cloned()),
-        };
+        let grant = CorsGrant::new(
+            origin.clone(),
+            preflight.then(|| headers.get(ACCESS_CONTROL_REQUEST_HEADERS).cloned()),
+        );
         if preflight {
             Decision::Preflight(grant)
         } else {
@@ -117,39 +100,11 @@ impl AllowedOrigins {
     }
 }
 
-// === impl Grant ===
-
-impl Grant {
-    /// Adds the CORS headers to an answer for this origin.
-    pub(crate) fn apply(&self, headers: &mut HeaderMap) {
-        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, self.origin.clone());
-        headers.append(VARY, HeaderValue::from_static("Origin"));
-        match &self.preflight_headers {
-            None => {
-                headers.insert(
-                    ACCESS_CONTROL_EXPOSE_HEADERS,
-                    HeaderValue::from_static(EXPOSED),
-                );
-            }
-            Some(requested) => {
-                headers.insert(
-                    ACCESS_CONTROL_ALLOW_METHODS,
-                    HeaderValue::from_static(METHODS),
-                );
-                if let Some(requested) = requested {
-                    headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
-                }
-                headers.insert(
-                    ACCESS_CONTROL_MAX_AGE,
-                    HeaderValue::from_static(MAX_AGE_SECS),
-                );
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+    use http::header::{ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_ORIGIN};
+
     use super::*;
 
     fn allowed() -> AllowedOrigins {

@@ -13,16 +13,18 @@ use std::collections::HashMap;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::invalid;
 use super::{Claims, Verdict};
+use crate::spec::InvalidField;
 
 /// Login name at the identity provider.
-pub const X_FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");
+pub(crate) const X_FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");
 /// Email address.
-pub const X_FORWARDED_EMAIL: HeaderName = HeaderName::from_static("x-forwarded-email");
+pub(crate) const X_FORWARDED_EMAIL: HeaderName = HeaderName::from_static("x-forwarded-email");
 /// Groups, comma separated.
-pub const X_FORWARDED_GROUPS: HeaderName = HeaderName::from_static("x-forwarded-groups");
+pub(crate) const X_FORWARDED_GROUPS: HeaderName = HeaderName::from_static("x-forwarded-groups");
 /// Stable subject id.
-pub const X_FORWARDED_SUB: HeaderName = HeaderName::from_static("x-forwarded-sub");
+pub(crate) const X_FORWARDED_SUB: HeaderName = HeaderName::from_static("x-forwarded-sub");
 /// Login name (Portcullis' own header family; `X-Forwarded-*` is kept for oauth2-proxy
 /// compatible upstreams).
 pub(crate) const X_AUTH_USER: HeaderName = HeaderName::from_static("x-auth-user");
@@ -90,9 +92,9 @@ impl IdentityHeaders {
     pub(crate) fn from_proto(
         forward_token: bool,
         raw: &HashMap<String, String>,
-    ) -> Result<Self, (&'static str, String)> {
+    ) -> Result<Self, InvalidField> {
         if let Some(key) = raw.keys().find(|k| !ITEMS.iter().any(|(i, _, _)| i == k)) {
-            return Err((
+            return Err(invalid(
                 "auth.identity_headers",
                 format!(
                     "unknown key {key:?}: use user, email, subject, scopes, client-id or groups"
@@ -106,7 +108,7 @@ impl IdentityHeaders {
         let mut extra = Vec::new();
         for (i, (key, field, _)) in ITEMS.iter().enumerate() {
             let Some(value) = raw.get(*key) else { continue };
-            let name = header_name(value).map_err(|e| (*field, e))?;
+            let name = header_name(value).map_err(|e| invalid(field, e))?;
             if !name.as_str().starts_with(X_AUTH_PREFIX) {
                 extra.push(name.clone());
             }
@@ -114,7 +116,7 @@ impl IdentityHeaders {
         }
         for (i, name) in out.names.iter().enumerate() {
             if let Some(j) = out.names[..i].iter().position(|n| n == name) {
-                return Err((
+                return Err(invalid(
                     ITEMS[i].1,
                     format!(
                         "{name} is already the header of identity_headers.{}",

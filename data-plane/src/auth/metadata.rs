@@ -14,14 +14,14 @@ use serde_json::{Map, Value};
 use super::Origin;
 
 /// The well-known path prefix of RFC 9728.
-pub const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
+pub(crate) const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
 
 /// Metadata fields the control plane may not override.
 const RESERVED: [&str; 2] = ["resource", "authorization_servers"];
 
 /// Why `resource_metadata_json` or a documentation URL was refused.
 #[derive(Debug, thiserror::Error)]
-pub enum MetadataError {
+pub(crate) enum MetadataError {
     /// Not a JSON object.
     #[error("must be a JSON object: {0}")]
     NotObject(String),

@@ -12,7 +12,7 @@ const MAX_PATH_LEN: usize = 256;
 
 /// Why a public path from the snapshot was refused.
 #[derive(Debug, thiserror::Error)]
-pub enum PathError {
+pub(crate) enum PathError {
     /// Not an absolute, clean path of reasonable length.
     #[error(
         "{0:?} must start with '/', be at most 256 characters, and contain no '..', '.', '%', '\\', '?', '#', spaces or control characters"

@@ -36,26 +36,29 @@ use http_body_util::{BodyExt as _, Limited};
 use subtle::ConstantTimeEq as _;
 
 use super::allow::Allowlist;
+use super::invalid;
 use super::paths::PublicPaths;
 use super::{Claims, IdentityHeaders, Origin, Verdict, Verifier};
+use crate::answer::Rejection;
 use crate::body::{self, ForwardBody, ProxyBody};
-use crate::policy::{Rejection, RouteAccess};
+use crate::spec::InvalidField;
+use crate::spec::RouteAccess;
 use crate::upstream::{ClientCache, DEFAULT_IDLE_TIMEOUT, HttpClient};
 
 /// Paths under this prefix belong to Portcullis on a redirect-mode proxy.
-pub const RESERVED_PREFIX: &str = "/.portcullis/";
+pub(crate) const RESERVED_PREFIX: &str = "/.portcullis/";
 /// Starts a login; `?rd=/path` names the page to come back to.
-pub const LOGIN: &str = "/.portcullis/login";
+pub(crate) const LOGIN: &str = "/.portcullis/login";
 /// The redirect URI registered for the proxy's built-in client.
-pub const CALLBACK: &str = "/.portcullis/callback";
+pub(crate) const CALLBACK: &str = "/.portcullis/callback";
 /// Ends the session; `?rd=/path` names the page to go to afterwards.
-pub const LOGOUT: &str = "/.portcullis/logout";
+pub(crate) const LOGOUT: &str = "/.portcullis/logout";
 /// The session cookie (the sealed access token).
-pub const SESSION_COOKIE: &str = "__Host-portcullis-session";
+pub(crate) const SESSION_COOKIE: &str = "__Host-portcullis-session";
 /// The login-in-progress cookie (state, PKCE verifier, return path).
-pub const LOGIN_COOKIE: &str = "__Host-portcullis-login";
+pub(crate) const LOGIN_COOKIE: &str = "__Host-portcullis-login";
 /// Client ids of the authorization server's built-in per-proxy clients.
-pub const CLIENT_PREFIX: &str = "portcullis-edge:";
+pub(crate) const CLIENT_PREFIX: &str = "portcullis-edge:";
 
 /// How long a login may take from redirect to callback.
 const LOGIN_TTL_SECS: u64 = 600;
@@ -103,7 +106,7 @@ pub(crate) struct SessionSpec {
 
 /// A redirect-mode proxy's compiled policy.
 #[derive(Debug)]
-pub struct SessionAuth {
+pub(crate) struct SessionAuth {
     key: Arc<CookieKey>,
     verifier: Arc<Verifier>,
     required_scopes: Box<[Box<str>]>,
@@ -196,13 +199,13 @@ impl SessionSpec {
     /// Validates the wire settings; errors name the wire field.
     pub(crate) fn from_proto(
         p: &portcullis_proto::v1::ProxyAuthPolicy,
-    ) -> Result<Self, (&'static str, String)> {
-        let key =
-            CookieKey::new(&p.session_key).map_err(|e| ("auth.session_key", e.to_string()))?;
+    ) -> Result<Self, InvalidField> {
+        let key = CookieKey::new(&p.session_key)
+            .map_err(|e| invalid("auth.session_key", e.to_string()))?;
         let required_scopes =
-            super::scopes(&p.required_scopes).map_err(|e| ("auth.required_scopes", e))?;
+            super::scopes(&p.required_scopes).map_err(|e| invalid("auth.required_scopes", e))?;
         let public_paths = PublicPaths::parse(&p.public_paths)
-            .map_err(|e| ("auth.public_paths", e.to_string()))?;
+            .map_err(|e| invalid("auth.public_paths", e.to_string()))?;
         let identity = IdentityHeaders::from_proto(p.forward_token, &p.identity_headers)?;
         Ok(Self {
             key: Arc::new(key),

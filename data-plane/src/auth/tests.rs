@@ -1,4 +1,4 @@
-//! Edge-auth decisions through the real snapshot compiler and `policy::admit`, with keys
+//! Edge-auth decisions through the real snapshot compiler and `vhost::admit`, with keys
 //! generated here and tokens signed with jsonwebtoken (forged ones built by hand).
 
 use std::sync::Arc;
@@ -15,9 +15,10 @@ use portcullis_proto::v1 as pb;
 use serde_json::{Value, json};
 
 use super::Origin;
-use crate::config::{Proxy, Snapshot};
-use crate::policy::{self, Rejection};
+use crate::answer::Rejection;
+use crate::config::Snapshot;
 use crate::upstream::ClientCache;
+use crate::vhost::{self, Proxy};
 
 const ISSUER: &str = "https://auth.example.com";
 const API: &str = "api.example.com";
@@ -183,7 +184,7 @@ fn request(path: &str, token: Option<&str>, extra: &[(&str, &str)]) -> Request<(
 /// Runs the policy for `host` and returns the (possibly rewritten) request or the answer.
 fn run(snap: &Snapshot, host: &str, mut req: Request<()>) -> Result<Request<()>, Rejection> {
     let proxy = proxy_for(snap, host);
-    policy::admit(proxy, &Origin::new(false, host), &mut req).map(|_| ())?;
+    vhost::admit(proxy, &Origin::new(false, host), &mut req).map(|_| ())?;
     Ok(req)
 }
 
@@ -244,7 +245,7 @@ fn challenge_names_required_scopes_and_the_port_the_client_used() {
     let f = fixture("forward", &["mcp:read"]);
     let proxy = proxy_for(&f.snap, API);
     let mut req = request("/", None, &[]);
-    let r = policy::admit(proxy, &Origin::new(true, "API.example.com:8443"), &mut req)
+    let r = vhost::admit(proxy, &Origin::new(true, "API.example.com:8443"), &mut req)
         .err()
         .unwrap_or_else(|| panic!("admitted"));
     assert_eq!(
@@ -567,7 +568,7 @@ fn verified_tokens_are_cached_until_expiry_and_never_across_snapshots() {
 
     // A token past exp + leeway is refused by the full check and so never cached.
     let mut old = claims("https://api.example.com");
-    old["exp"] = json!(now() - super::LEEWAY_SECS as i64 - 5);
+    old["exp"] = json!(now() - super::verify::LEEWAY_SECS as i64 - 5);
     assert_eq!(
         verifier.verify(&sign(&es, &old)).err(),
         Some(super::TokenError::Expired)
@@ -682,7 +683,7 @@ fn public_paths_pass_without_a_token_but_are_still_sanitised() {
     for value in [" Bearer junk", "\tbearer junk", "Bearer\tjunk"] {
         let mut req = request("/health", None, &[("authorization", value)]);
         let proxy = proxy_for(&f.snap, API);
-        policy::admit(proxy, &Origin::new(false, API), &mut req)
+        vhost::admit(proxy, &Origin::new(false, API), &mut req)
             .unwrap_or_else(|r| panic!("{value:?}: {r:?}"));
         assert_eq!(header(&req, "authorization"), None, "{value:?}");
     }
@@ -767,7 +768,7 @@ fn hostile_host_values_are_not_echoed_into_challenges() {
     let f = fixture("forward", &[]);
     let proxy = proxy_for(&f.snap, API);
     let mut req = request("/", None, &[]);
-    let r = policy::admit(proxy, &Origin::new(false, "api.example.com\"x"), &mut req)
+    let r = vhost::admit(proxy, &Origin::new(false, "api.example.com\"x"), &mut req)
         .err()
         .unwrap_or_else(|| panic!("admitted"));
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
@@ -791,7 +792,7 @@ fn route(id: &str, path: &str, host: &str, target: &str) -> pb::Route {
 /// Runs the policy and returns the upstream URL the admitted request goes to.
 fn upstream_of(snap: &Snapshot, host: &str, req: &mut Request<()>) -> String {
     let proxy = proxy_for(snap, host);
-    match policy::admit(proxy, &Origin::new(false, host), req) {
+    match vhost::admit(proxy, &Origin::new(false, host), req) {
         Ok(admitted) => admitted.upstream().target().to_string(),
         Err(r) => panic!("refused: {r:?}"),
     }
@@ -1114,7 +1115,7 @@ fn bad_identity_header_names_reject_the_snapshot_naming_the_field() {
         let e = super::IdentityHeaders::from_proto(p.forward_token, &p.identity_headers)
             .err()
             .unwrap_or_else(|| panic!("{names:?} accepted"));
-        assert_eq!(e.0, field, "{names:?}: {}", e.1);
+        assert_eq!(e.field(), field, "{names:?}: {}", e.reason());
         let wire = pb::ConfigSnapshot {
             version: 1,
             proxies: vec![proxy(API, p)],

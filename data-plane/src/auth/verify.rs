@@ -19,7 +19,7 @@ use super::jwks::{JwksError, KeySet};
 use super::token_cache::TokenCache;
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
-pub const LEEWAY_SECS: u64 = 60;
+pub(crate) const LEEWAY_SECS: u64 = 60;
 
 /// Why a snapshot's token settings were rejected.
 #[derive(Debug, thiserror::Error)]

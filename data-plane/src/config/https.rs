@@ -1,26 +1,12 @@
-//! Per-proxy HTTPS settings, resolved at compile time: the certificate a proxy names,
-//! whether its plain-HTTP requests are redirected, and its ready-made HSTS header.
+//! Per-proxy HTTPS settings, resolved at compile time into [`HttpsSettings`]: the
+//! certificate a proxy names, whether its plain-HTTP requests are redirected, and its
+//! ready-made HSTS header.
 
-use std::sync::Arc;
-
+use crate::spec::HostPattern;
+use crate::tls::Certificates;
+use crate::vhost::HttpsSettings;
 use http::HeaderValue;
 use portcullis_proto::v1 as pb;
-use rustls::sign::CertifiedKey;
-
-use super::hostname::HostPattern;
-use crate::tls::Certificates;
-
-/// A proxy's HTTPS behaviour as served.
-#[derive(Clone, Debug, Default)]
-pub struct HttpsSettings {
-    /// From `certificate_name`; `None` lets SNI selection fall back to covering
-    /// certificates and the default.
-    certificate: Option<Arc<CertifiedKey>>,
-    /// `Strict-Transport-Security` for HTTPS responses.
-    hsts: Option<HeaderValue>,
-    /// Answer plain-HTTP requests with a 308 to `https://`.
-    redirect: bool,
-}
 
 /// The wire fields [`HttpsSettings`] are made of, validated but not yet linked.
 #[derive(Debug)]
@@ -70,37 +56,14 @@ impl HttpsSpec {
                 found
             }
         };
-        HttpsSettings {
-            certificate,
-            hsts: self.hsts.clone(),
-            redirect: self.redirects(),
-        }
-    }
-}
-
-// === impl HttpsSettings ===
-
-impl HttpsSettings {
-    /// The certificate the proxy names, if any.
-    pub fn certificate(&self) -> Option<&Arc<CertifiedKey>> {
-        self.certificate.as_ref()
-    }
-
-    /// The `Strict-Transport-Security` value, if configured.
-    pub fn hsts(&self) -> Option<&HeaderValue> {
-        self.hsts.as_ref()
-    }
-
-    /// Whether plain-HTTP requests get a 308 to `https://`.
-    pub fn redirects_to_https(&self) -> bool {
-        self.redirect
+        HttpsSettings::new(certificate, self.hsts.clone(), self.redirects())
     }
 }
 
 /// `Strict-Transport-Security` value for `policy` (RFC 6797 §6.1), e.g.
 /// `max-age=31536000; includeSubDomains; preload`. `None` when absent or `max_age_secs`
 /// is 0, as the wire contract says; the header is never sent with `max-age=0`.
-pub fn hsts_header(policy: Option<&pb::HstsPolicy>) -> Option<HeaderValue> {
+pub(crate) fn hsts_header(policy: Option<&pb::HstsPolicy>) -> Option<HeaderValue> {
     let policy = policy.filter(|p| p.max_age_secs > 0)?;
     let mut value = format!("max-age={}", policy.max_age_secs);
     if policy.include_subdomains {

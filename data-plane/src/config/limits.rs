@@ -14,9 +14,9 @@ use std::sync::{Arc, LazyLock};
 
 use portcullis_proto::v1 as pb;
 
-use super::error::Reason;
-use super::memo::Memo;
 use crate::ratelimit::{ConcurrencyLimit, KeyKind, Limits, RateLimiter, RateSpec};
+use crate::spec::memo::Memo;
+use crate::spec::{InvalidField, Reason};
 
 /// Rate limiters by `hostname` and settings (stateful, unlike the memo's other uses:
 /// reusing one is the point).
@@ -38,13 +38,13 @@ impl LimitSpec {
     /// Reads the limit fields of `p`: `rate_limit_rps` 0 = no rate limit, `rate_limit_burst`
     /// 0 = one second's worth, `rate_limit_key` empty = `ip`; `max_concurrent_requests`
     /// 0 = no cap. An unknown key is an error naming the field.
-    pub(crate) fn from_proto(p: &pb::ProxyTarget) -> Result<Self, (&'static str, Reason)> {
+    pub(crate) fn from_proto(p: &pb::ProxyTarget) -> Result<Self, InvalidField> {
         let key = match p.rate_limit_key.as_str() {
             "" | "ip" => KeyKind::Ip,
             "subject" => KeyKind::Subject,
             "client" => KeyKind::Client,
             other => {
-                return Err((
+                return Err(InvalidField::new(
                     "rate_limit_key",
                     Reason::Limit(format!("unsupported key {other:?}: ip, subject or client")),
                 ));

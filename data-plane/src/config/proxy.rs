@@ -1,20 +1,16 @@
-//! Proxies (virtual hosts): validation of the wire message and the compiled form.
+//! Proxies (virtual hosts): validation of the wire message. The compiled form is
+//! [`crate::vhost::Proxy`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderName;
 use portcullis_proto::v1 as pb;
 
-use super::error::{CompileError, InvalidField, Reason};
-use super::headers::HeaderList;
-use super::hostname::HostPattern;
-use super::https::{HttpsSettings, HttpsSpec};
+use super::error::CompileError;
+use super::https::HttpsSpec;
 use super::limits::LimitSpec;
-use super::target::Target;
-use crate::policy::{Gate, Policy, PolicySpec, Routed};
-use crate::ratelimit::Limits;
-use crate::router::RouteTable;
+use crate::policy::PolicySpec;
+use crate::spec::{HeaderList, HostPattern, InvalidField, Target};
 use crate::upstream::{
     ClientCache, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_READ_TIMEOUT,
     UpstreamSettings,
@@ -40,46 +36,25 @@ pub(crate) struct ProxySpec {
     pub(crate) limits: LimitSpec,
 }
 
-/// A compiled proxy as served: its protection policy, its route table and its HTTPS
-/// settings.
-///
-/// The route table is private: [`policy::admit`](crate::policy::admit) looks the route
-/// up itself (so it sees the route's own requirements) and only hands the result out in
-/// an [`Admitted`](crate::policy::Admitted) proof, so a route can never bypass the
-/// proxy's protection.
-#[derive(Debug)]
-pub struct Proxy {
-    hostname: Box<str>,
-    policy: Policy,
-    routes: RouteTable<Routed>,
-    https: HttpsSettings,
-    /// Identity header names configured on any proxy of the snapshot (outside the default
-    /// families), stripped from this proxy's requests too.
-    identity_headers: Arc<[HeaderName]>,
-    /// Rate and concurrency limits; `None` (the common case) costs the request path one
-    /// check.
-    limits: Option<Limits>,
-}
-
 // === impl ProxySpec ===
 
 impl TryFrom<&pb::ProxyTarget> for ProxySpec {
     type Error = CompileError;
 
     fn try_from(p: &pb::ProxyTarget) -> Result<Self, Self::Error> {
-        let err = |field, reason| CompileError::Proxy {
+        let wrap = |source| CompileError::Proxy {
             hostname: p.hostname.clone(),
-            source: InvalidField::new(field, reason),
+            source,
         };
+        let err = |field, reason| wrap(InvalidField::new(field, reason));
         let pattern = HostPattern::parse(&p.hostname).map_err(|r| err("hostname", r))?;
         let target = Target::parse(&p.target_url).map_err(|r| err("target_url", r))?;
         let request_headers = HeaderList::parse(&p.custom_request_headers)
             .map_err(|r| err("custom_request_headers", r))?;
         let response_headers = HeaderList::parse(&p.custom_response_headers)
             .map_err(|r| err("custom_response_headers", r))?;
-        let policy = PolicySpec::from_proto(p.auth.as_ref())
-            .map_err(|(field, why)| err(field, Reason::Auth(why)))?;
-        let limits = LimitSpec::from_proto(p).map_err(|(field, why)| err(field, why))?;
+        let policy = PolicySpec::from_proto(p.auth.as_ref()).map_err(&wrap)?;
+        let limits = LimitSpec::from_proto(p).map_err(&wrap)?;
         Ok(Self {
             pattern,
             target,
@@ -134,74 +109,5 @@ fn millis_or(ms: u32, default: Duration) -> Duration {
         default
     } else {
         Duration::from_millis(u64::from(ms))
-    }
-}
-
-// === impl Proxy ===
-
-impl Proxy {
-    pub(crate) fn new(
-        hostname: String,
-        policy: Policy,
-        routes: RouteTable<Routed>,
-        https: HttpsSettings,
-        identity_headers: Arc<[HeaderName]>,
-    ) -> Self {
-        Self {
-            hostname: hostname.into(),
-            policy,
-            routes,
-            https,
-            identity_headers,
-            limits: None,
-        }
-    }
-
-    /// Identity header names configured on any proxy of the snapshot, outside the default
-    /// families: a client may not send them here either.
-    pub(crate) fn configured_identity_headers(&self) -> &[HeaderName] {
-        &self.identity_headers
-    }
-
-    /// Sets the proxy's limits (see [`crate::ratelimit`]).
-    pub(crate) fn with_limits(mut self, limits: Option<Limits>) -> Self {
-        self.limits = limits;
-        self
-    }
-
-    /// Rate and concurrency limits, if any.
-    pub fn limits(&self) -> Option<&Limits> {
-        self.limits.as_ref()
-    }
-
-    /// The configured hostname (`*.example.com` for wildcards), for logs.
-    pub fn hostname(&self) -> &str {
-        &self.hostname
-    }
-
-    /// HTTPS behaviour: certificate, redirect, HSTS.
-    pub fn https(&self) -> &HttpsSettings {
-        &self.https
-    }
-
-    /// The certificate this proxy names, for SNI selection.
-    pub fn certificate(&self) -> Option<&Arc<rustls::sign::CertifiedKey>> {
-        self.https.certificate()
-    }
-
-    /// The proxy-level policy (phase 2).
-    pub(crate) fn policy(&self) -> &Policy {
-        &self.policy
-    }
-
-    /// The route table, only for the policy (phase 2: only it can make a [`Gate`]),
-    /// which releases the selection inside an [`Admitted`](crate::policy::Admitted) proof.
-    pub(crate) fn routes(&self, _gate: &Gate) -> &RouteTable<Routed> {
-        &self.routes
-    }
-
-    /// Route ids in match order (diagnostics and tests).
-    pub fn route_order(&self) -> impl Iterator<Item = &str> {
-        self.routes.order()
     }
 }

@@ -6,14 +6,13 @@ use http::Method;
 use portcullis_proto::v1 as pb;
 use regex::{Regex, RegexBuilder};
 
-use super::error::{CompileError, InvalidField, Reason};
-use super::hostname::normalize_name;
-use super::memo::Memo;
-use super::target::Target;
+use super::error::CompileError;
 use crate::router::{PathMatch, RouteMatcher};
+use crate::spec::memo::Memo;
+use crate::spec::{InvalidField, Reason, Target, normalize_name};
 
 /// Largest compiled regex a route may carry (same limit as the control plane).
-pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+pub(crate) const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// A validated route before its target is linked to services and proxies.
 #[derive(Debug)]

@@ -38,7 +38,7 @@ impl Superseded {
     }
 
     /// Says a newer snapshot is waiting.
-    pub fn mark(&self) {
+    pub(crate) fn mark(&self) {
         self.marked.store(true, Ordering::Relaxed);
     }
 

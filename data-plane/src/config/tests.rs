@@ -6,8 +6,9 @@ use http::uri::PathAndQuery;
 use http::{Method, Request};
 use portcullis_proto::v1 as pb;
 
+use super::https::hsts_header;
 use super::*;
-use crate::policy;
+use crate::{answer, vhost};
 
 fn clients() -> ClientCache {
     ClientCache::with_roots(rustls::RootCertStore::empty())
@@ -76,8 +77,7 @@ fn found<'a>(snap: &'a Snapshot, host: &str) -> &'a Arc<Proxy> {
 fn resolve(snap: &Snapshot, host: &str, method: Method, path: &str) -> (String, String) {
     let proxy = found(snap, host);
     let mut req = request(method, path);
-    let admitted =
-        policy::admit(proxy, &origin(host), &mut req).unwrap_or_else(|r| panic!("{r:?}"));
+    let admitted = vhost::admit(proxy, &origin(host), &mut req).unwrap_or_else(|r| panic!("{r:?}"));
     (
         admitted.route().map_or("-".into(), |r| r.id().to_owned()),
         admitted.upstream().target().to_string(),
@@ -192,7 +192,7 @@ fn service_and_proxy_targets_link() {
     let proxy = found(&snap, "front.example.com");
     let read_timeout = |path: &str| {
         let mut req = request(Method::GET, path);
-        policy::admit(proxy, &origin("front.example.com"), &mut req)
+        vhost::admit(proxy, &origin("front.example.com"), &mut req)
             .unwrap_or_else(|r| panic!("{r:?}"))
             .upstream()
             .settings()
@@ -203,7 +203,7 @@ fn service_and_proxy_targets_link() {
     assert_eq!(read_timeout("/"), Duration::from_millis(50));
     let idle_timeout = |path: &str| {
         let mut req = request(Method::GET, path);
-        policy::admit(proxy, &origin("front.example.com"), &mut req)
+        vhost::admit(proxy, &origin("front.example.com"), &mut req)
             .unwrap_or_else(|r| panic!("{r:?}"))
             .upstream()
             .settings()
@@ -392,7 +392,7 @@ fn unenforceable_auth_modes_fail_closed() {
         let snap = compile(&snapshot(vec![p], vec![], vec![]));
         let proxy = found(&snap, "a.example.com");
         let mut req = Request::new(());
-        let rejection = policy::admit(proxy, &origin("a.example.com"), &mut req).err();
+        let rejection = vhost::admit(proxy, &origin("a.example.com"), &mut req).err();
         assert_eq!(
             rejection.map(|r| r.status()),
             Some(http::StatusCode::SERVICE_UNAVAILABLE),
@@ -414,7 +414,7 @@ fn disabled_auth_policy_leaves_the_proxy_open() {
     let snap = compile(&snapshot(vec![p], vec![], vec![]));
     let mut req = Request::new(());
     let proxy = found(&snap, "a.example.com");
-    assert!(policy::admit(proxy, &origin("a.example.com"), &mut req).is_ok());
+    assert!(vhost::admit(proxy, &origin("a.example.com"), &mut req).is_ok());
 }
 
 #[test]
@@ -568,7 +568,7 @@ fn redirect_mode_needs_a_key_and_an_issuer_and_sends_page_loads_to_log_in() {
     };
     // No issuer: nowhere to log in, so fail closed.
     let snap = compile(&snapshot(vec![redirect(vec![1; 32])], vec![], vec![]));
-    let refused = policy::admit(
+    let refused = vhost::admit(
         found(&snap, "a.example.com"),
         &origin("a.example.com"),
         &mut page(),
@@ -581,9 +581,9 @@ fn redirect_mode_needs_a_key_and_an_issuer_and_sends_page_loads_to_log_in() {
     s.oauth_issuer = "https://auth.example.com".into();
     let snap = compile(&s);
     let proxy = found(&snap, "a.example.com");
-    let answer = policy::admit(proxy, &origin("a.example.com"), &mut page())
+    let answer = vhost::admit(proxy, &origin("a.example.com"), &mut page())
         .err()
-        .map(policy::Rejection::into_response);
+        .map(answer::Rejection::into_response);
     let answer = answer.unwrap_or_else(|| panic!("page load admitted without a session"));
     assert_eq!(answer.status(), http::StatusCode::FOUND);
     let location = answer.headers()[http::header::LOCATION]
@@ -595,7 +595,7 @@ fn redirect_mode_needs_a_key_and_an_issuer_and_sends_page_loads_to_log_in() {
     );
     // Not a page load: 401, no redirect.
     let mut api = Request::new(());
-    let refused = policy::admit(proxy, &origin("a.example.com"), &mut api).err();
+    let refused = vhost::admit(proxy, &origin("a.example.com"), &mut api).err();
     assert_eq!(
         refused.map(|r| r.status()),
         Some(http::StatusCode::UNAUTHORIZED)

@@ -23,12 +23,8 @@ fn ip(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))
 }
 
-fn claims(sub: &str, client_id: &str) -> Claims {
-    let json = serde_json::json!({
-        "sub": sub, "aud": "https://app.example", "jti": "j", "exp": 0,
-        "client_id": client_id,
-    });
-    serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"))
+fn claims(sub: &'static str, client_id: &'static str) -> Caller<'static> {
+    Caller::new(sub, client_id)
 }
 
 /// How many of `n` requests for `key` at the same instant are admitted.

@@ -9,10 +9,10 @@ use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
 
-use crate::config::HostPattern;
+use crate::spec::HostPattern;
 
 /// Longest DNS name (RFC 1035); longer Host values are rejected, not looked up.
-pub const MAX_HOST_LEN: usize = 253;
+pub(crate) const MAX_HOST_LEN: usize = 253;
 
 /// Maps hostnames to `T` (a compiled proxy in production).
 ///
@@ -81,7 +81,7 @@ impl<T> HostTable<T> {
     }
 
     /// Looks up a name already produced by [`NormalizedHost`].
-    pub fn lookup_normalized(&self, name: &str) -> Option<&T> {
+    pub(crate) fn lookup_normalized(&self, name: &str) -> Option<&T> {
         if let Some(found) = self.exact.get(name) {
             return Some(found);
         }
@@ -101,7 +101,7 @@ impl<T> HostTable<T> {
     /// Looks up `name` (already normalised) with certificate wildcard semantics
     /// (RFC 6125 §6.4.3): exact first, then `*.parent` where the wildcard stands for
     /// exactly one label, because that is all a client accepts a wildcard certificate for.
-    pub fn lookup_single_label(&self, name: &str) -> Option<&T> {
+    pub(crate) fn lookup_single_label(&self, name: &str) -> Option<&T> {
         if let Some(found) = self.exact.get(name) {
             return Some(found);
         }

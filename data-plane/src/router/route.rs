@@ -36,14 +36,14 @@ pub struct RouteMatcher {
 
 /// Routes of one proxy in match order, plus the proxy's own target as fallback.
 #[derive(Debug)]
-pub struct RouteTable<T> {
+pub(crate) struct RouteTable<T> {
     entries: Box<[(Arc<RouteMatcher>, T)]>,
     fallback: T,
 }
 
 /// Result of route selection: the target and the route that chose it, if any.
 #[derive(Debug)]
-pub struct Selected<'a, T> {
+pub(crate) struct Selected<'a, T> {
     /// The matching route; `None` when the fallback was used.
     pub route: Option<&'a RouteMatcher>,
     /// Where to send the request.
@@ -122,7 +122,7 @@ impl RouteMatcher {
 
 impl<T> RouteTable<T> {
     /// Sorts `entries` into match order.
-    pub fn new(mut entries: Vec<(Arc<RouteMatcher>, T)>, fallback: T) -> Self {
+    pub(crate) fn new(mut entries: Vec<(Arc<RouteMatcher>, T)>, fallback: T) -> Self {
         entries.sort_by(|a, b| a.0.precedence(&b.0));
         Self {
             entries: entries.into_boxed_slice(),
@@ -131,7 +131,7 @@ impl<T> RouteTable<T> {
     }
 
     /// First matching route's target, else the fallback. No allocation, no locks.
-    pub fn select(&self, method: &Method, path: &str) -> Selected<'_, T> {
+    pub(crate) fn select(&self, method: &Method, path: &str) -> Selected<'_, T> {
         self.entries
             .iter()
             .find(|(m, _)| m.matches(method, path))
@@ -148,7 +148,8 @@ impl<T> RouteTable<T> {
     }
 
     /// Route ids in match order (diagnostics and tests).
-    pub fn order(&self) -> impl Iterator<Item = &str> {
+    #[cfg(test)]
+    pub(crate) fn order(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|(m, _)| m.id())
     }
 }

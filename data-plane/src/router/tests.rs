@@ -3,8 +3,9 @@ use std::sync::Arc;
 use http::Method;
 use regex::Regex;
 
+use super::host::HostError;
 use super::*;
-use crate::config::HostPattern;
+use crate::spec::HostPattern;
 
 fn table(entries: &[&str]) -> HostTable<&'static str> {
     let mut t = HostTable::default();

@@ -31,8 +31,10 @@ pub fn limit_per_client(max: u32) {
     LIMIT.store(max, Ordering::Relaxed);
 }
 
-/// Connections refused so far because their address was at the limit.
-pub fn refused_connections() -> u64 {
+/// Connections refused so far because their address was at the limit (read by tests; a
+/// gauge for metrics later).
+#[cfg(test)]
+pub(crate) fn refused_connections() -> u64 {
     REFUSED.load(Ordering::Relaxed)
 }
 

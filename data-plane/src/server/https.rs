@@ -1,5 +1,5 @@
 //! The HTTPS listener: TLS handshake (certificate chosen per SNI by
-//! [`SniResolver`](crate::tls::SniResolver)), then the same request path as plain HTTP
+//! [`SniResolver`]), then the same request path as plain HTTP
 //! with [`Listener::Https`].
 //!
 //! The HTTP version follows ALPN: `h2` → HTTP/2 only, `http/1.1` → HTTP/1.1 (with
@@ -17,20 +17,41 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::conn::{self, Protocols};
+use super::sni::SniResolver;
 use super::{Connection, accept, clients};
-use crate::proxy::{ConnInfo, Listener};
+use crate::request::{ConnInfo, Listener};
 use crate::store::ConfigStore;
-use crate::tls::{ACME_TLS_ALPN, ALPN_H2, ALPN_HTTP11};
+use crate::tls::{ACME_TLS_ALPN, ALPN_H2, ALPN_HTTP11, provider};
 
 /// Time a client has to complete the TLS handshake, so idle sockets cannot pile up.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed for sending `close_notify` after a TLS-ALPN-01 handshake.
 const ACME_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The HTTPS listener's configuration: TLS 1.3 and 1.2, no client authentication,
+/// certificates from [`SniResolver`] over `store`.
+///
+/// ALPN lists `acme-tls/1` first. rustls picks the first of *its* protocols that the
+/// client offered, so a client offering `acme-tls/1` always negotiates it, which is
+/// exactly when the resolver hands out a challenge certificate; the listener closes such
+/// connections after the handshake. Browsers never offer it and get `h2` or `http/1.1`.
+pub fn tls_config(store: Arc<ConfigStore>) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SniResolver::new(store)));
+    config.alpn_protocols = vec![
+        ACME_TLS_ALPN.to_vec(),
+        ALPN_H2.to_vec(),
+        ALPN_HTTP11.to_vec(),
+    ];
+    Ok(Arc::new(config))
+}
+
 /// Accepts HTTPS connections forever. `tls` comes from
-/// [`tls::server_config`](crate::tls::server_config) over the same `store`, so
+/// [`tls_config`] over the same `store`, so
 /// certificates follow the served snapshot. `public_port` is how clients reach this
-/// listener ([`PublicPorts::https`](crate::proxy::PublicPorts)).
+/// listener ([`PublicPorts::https`](crate::request::PublicPorts)).
 pub async fn serve_https(
     listener: TcpListener,
     store: Arc<ConfigStore>,

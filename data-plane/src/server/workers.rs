@@ -9,42 +9,22 @@
 //! nginx's model (a worker per core, `reuseport`). The control-plane stream, snapshot
 //! compilation and the admin listener stay on the process's multi-threaded runtime.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::net::{TcpListener, TcpSocket};
 
+use crate::worker;
+
 /// Listen backlog per socket (tokio's default for `TcpListener::bind`).
 const BACKLOG: u32 = 1024;
-
-/// Workers bound so far (1 before any): sizes per-worker state such as upstream idle lists.
-static COUNT: AtomicUsize = AtomicUsize::new(1);
-
-thread_local! {
-    /// This thread's worker index; 0 on every other thread.
-    static INDEX: Cell<usize> = const { Cell::new(0) };
-}
-
-/// How many workers serve, for state kept per worker (each worker reuses the upstream
-/// connections it opened, so an exchange never wakes another thread). Final once the
-/// listeners are bound, before any snapshot is compiled.
-pub(crate) fn count() -> usize {
-    COUNT.load(Ordering::Relaxed)
-}
-
-/// The index of the worker running on this thread, below [`count`]; 0 off the workers.
-pub(crate) fn current() -> usize {
-    INDEX.with(Cell::get)
-}
 
 /// One listening socket per worker on `addr`, and the address they share (port 0 picks
 /// one free port for all of them). Must run inside a tokio runtime (the sockets pass
 /// through it unregistered).
 pub fn bind(addr: SocketAddr, workers: usize) -> io::Result<(SocketAddr, Vec<StdListener>)> {
-    COUNT.fetch_max(workers, Ordering::Relaxed);
+    worker::grow_count(workers);
     // A plain bind first: `SO_REUSEPORT` would let a second data plane (same user) join
     // this one's port and silently take half its connections; this makes that an "address
     // in use" error. Best effort: two processes binding in the same instant, between the
@@ -97,7 +77,7 @@ where
     std::thread::Builder::new()
         .name(format!("portcullis-worker-{index}"))
         .spawn(move || {
-            INDEX.with(|i| i.set(index));
+            worker::set_current(index);
             // Built here, not by the caller: a runtime dropped inside the caller's async
             // context (if this thread could not start) would panic.
             let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -132,6 +112,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+    use crate::worker::{count, current};
 
     #[tokio::test]
     async fn port_zero_binds_every_worker_to_one_port() {

@@ -8,7 +8,7 @@ use rand::Rng;
 /// Doubling delays from `initial` up to `max`; each delay is drawn uniformly from
 /// `[d/2, d]` ("equal jitter").
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     initial: Duration,
     max: Duration,
     current: Duration,
@@ -18,7 +18,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// Starts at `initial`.
-    pub fn new(initial: Duration, max: Duration) -> Self {
+    pub(crate) fn new(initial: Duration, max: Duration) -> Self {
         Self {
             initial,
             max,
@@ -27,20 +27,20 @@ impl Backoff {
     }
 
     /// The next delay; doubles the base for the following one.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let base = self.current;
         self.current = (self.current * 2).min(self.max);
         jitter(base)
     }
 
     /// A delay at the cap, and stay there.
-    pub fn at_cap(&mut self) -> Duration {
+    pub(crate) fn at_cap(&mut self) -> Duration {
         self.current = self.max;
         jitter(self.max)
     }
 
     /// Back to `initial` after a healthy session.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.current = self.initial;
     }
 }

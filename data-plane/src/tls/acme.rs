@@ -16,14 +16,15 @@ use portcullis_proto::v1 as pb;
 use rustls::crypto::KeyProvider;
 use rustls::sign::CertifiedKey;
 
+use super::TlsConfigError;
 use super::certs::{self, CertError};
-use crate::config::{CompileError, HostPattern, InvalidField, Reason};
+use crate::spec::{HostPattern, InvalidField, Reason};
 
 /// The ALPN protocol name of TLS-ALPN-01 (RFC 8737 §6.2).
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
 /// Path prefix of HTTP-01 challenges (RFC 8555 §8.3).
-pub const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
+pub(crate) const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
 
 /// The pending challenges of one snapshot.
 #[derive(Debug, Default)]
@@ -48,10 +49,10 @@ impl AcmeChallenges {
         http01: &[pb::AcmeHttp01Challenge],
         tls_alpn01: &[pb::AcmeTlsAlpnChallenge],
         keys: &dyn KeyProvider,
-    ) -> Result<Self, CompileError> {
+    ) -> Result<Self, TlsConfigError> {
         let mut out = Self::default();
         for challenge in http01 {
-            let err = |field, reason| CompileError::AcmeHttp01 {
+            let err = |field, reason| TlsConfigError::AcmeHttp01 {
                 token: challenge.token.clone(),
                 source: InvalidField::new(field, reason),
             };
@@ -76,7 +77,7 @@ impl AcmeChallenges {
             out.http01.insert(token.into(), body);
         }
         for challenge in tls_alpn01 {
-            let err = |source| CompileError::AcmeTlsAlpn01 {
+            let err = |source| TlsConfigError::AcmeTlsAlpn01 {
                 domain: challenge.domain.clone(),
                 source,
             };
@@ -98,12 +99,12 @@ impl AcmeChallenges {
     }
 
     /// The key authorization for an HTTP-01 `token`.
-    pub fn http01(&self, token: &str) -> Option<&Bytes> {
+    pub(crate) fn http01(&self, token: &str) -> Option<&Bytes> {
         self.http01.get(token)
     }
 
     /// The TLS-ALPN-01 certificate for a normalised (lowercase) `domain`.
-    pub fn tls_alpn01(&self, domain: &str) -> Option<&Arc<CertifiedKey>> {
+    pub(crate) fn tls_alpn01(&self, domain: &str) -> Option<&Arc<CertifiedKey>> {
         self.tls_alpn01.get(domain)
     }
 }
@@ -111,6 +112,6 @@ impl AcmeChallenges {
 /// The token of an HTTP-01 challenge path, or `None` if `path` is not one.
 /// `/.well-known/acme-challenge/abc` → `Some("abc")`; an empty token is `Some("")`, which
 /// matches no challenge and so answers 404.
-pub fn http01_token(path: &str) -> Option<&str> {
+pub(crate) fn http01_token(path: &str) -> Option<&str> {
     path.strip_prefix(HTTP01_PREFIX)
 }

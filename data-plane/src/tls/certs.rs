@@ -18,8 +18,9 @@ use rustls::server::ParsedCertificate;
 use rustls::sign::CertifiedKey;
 use rustls::{Error as TlsError, InconsistentKeys};
 
-use crate::config::{CompileError, HostPattern};
+use super::TlsConfigError;
 use crate::router::HostTable;
+use crate::spec::HostPattern;
 
 /// Label substituted for `*` to check that a certificate covers a wildcard domain; a
 /// certificate covering `*.example.com` is valid for it, and no real one lists it.
@@ -78,10 +79,10 @@ impl Certificates {
         list: &[pb::TlsCertificate],
         default_name: &str,
         keys: &dyn KeyProvider,
-    ) -> Result<Self, CompileError> {
+    ) -> Result<Self, TlsConfigError> {
         let mut out = Self::default();
         for cert in list {
-            let err = |source| CompileError::Certificate {
+            let err = |source| TlsConfigError::Certificate {
                 name: cert.name.clone(),
                 source,
             };
@@ -93,7 +94,7 @@ impl Certificates {
                 certified_key(&cert.cert_chain_pem, &cert.private_key_pem, keys).map_err(err)?;
             let domains = covered_domains(&key, &cert.domains).map_err(err)?;
             if out.by_name.insert(name.into(), key.clone()).is_some() {
-                return Err(CompileError::DuplicateCertificate(name.to_owned()));
+                return Err(TlsConfigError::DuplicateCertificate(name.to_owned()));
             }
             for pattern in domains {
                 // `false` means an earlier certificate already covers it: keep that one.
@@ -126,7 +127,7 @@ impl Certificates {
     }
 
     /// The certificate for handshakes nothing else matches, if configured.
-    pub fn default_certificate(&self) -> Option<&Arc<CertifiedKey>> {
+    pub(crate) fn default_certificate(&self) -> Option<&Arc<CertifiedKey>> {
         self.default.as_ref()
     }
 

@@ -10,7 +10,10 @@ use rcgen::{CertificateParams, KeyPair};
 use rustls::pki_types::pem::PemObject;
 
 use super::*;
-use crate::config::{CompileError, Reason, Snapshot};
+use crate::config::{CompileError, Snapshot};
+use crate::server::sni::select;
+use crate::server::tls_config;
+use crate::spec::Reason;
 use crate::store::ConfigStore;
 use crate::upstream::ClientCache;
 
@@ -54,10 +57,12 @@ fn compile(s: &pb::ConfigSnapshot) -> Snapshot {
     try_compile(s).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn compile_err(s: &pb::ConfigSnapshot) -> CompileError {
+/// The TLS error a snapshot fails to compile with, as the compiler wraps it.
+fn compile_err(s: &pb::ConfigSnapshot) -> TlsConfigError {
     match try_compile(s) {
         Ok(_) => panic!("snapshot should not compile"),
-        Err(e) => e,
+        Err(CompileError::Tls(e)) => e,
+        Err(other) => panic!("not a TLS error: {other}"),
     }
 }
 
@@ -164,7 +169,7 @@ fn with_cert(c: pb::TlsCertificate) -> pb::ConfigSnapshot {
 
 fn cert_error(c: pb::TlsCertificate) -> CertError {
     match compile_err(&with_cert(c)) {
-        CompileError::Certificate { name, source } => {
+        TlsConfigError::Certificate { name, source } => {
             assert_eq!(name, "c");
             source
         }
@@ -192,7 +197,7 @@ fn bad_pem_is_a_typed_compile_error() {
     c.name = " ".into();
     assert!(matches!(
         compile_err(&with_cert(c)),
-        CompileError::Certificate {
+        TlsConfigError::Certificate {
             source: CertError::EmptyName,
             ..
         }
@@ -286,7 +291,7 @@ fn dangling_certificate_references_fall_back() {
     s.certificates.push(cert("exact", &["z.test"], &[]));
     assert!(matches!(
         compile_err(&s),
-        CompileError::DuplicateCertificate(n) if n == "exact"
+        TlsConfigError::DuplicateCertificate(n) if n == "exact"
     ));
 }
 
@@ -315,7 +320,7 @@ fn acme_challenges_are_validated() {
     };
     assert!(matches!(
         bad(vec![http01("a/b")]),
-        CompileError::AcmeHttp01 { source, .. } if matches!(source.reason(), Reason::AcmeToken)
+        TlsConfigError::AcmeHttp01 { source, .. } if matches!(source.reason(), Reason::AcmeToken)
     ));
     let mut second = http01("t");
     second.key_authorization = "t.other".into();
@@ -338,7 +343,7 @@ fn acme_challenges_are_validated() {
     assert!(
         matches!(
             &error,
-            CompileError::AcmeTlsAlpn01 {
+            TlsConfigError::AcmeTlsAlpn01 {
                 source: CertError::InvalidDomain(_),
                 ..
             }
@@ -349,7 +354,7 @@ fn acme_challenges_are_validated() {
 
 #[test]
 fn server_config_offers_acme_first() {
-    let config = server_config(Arc::new(ConfigStore::default())).unwrap();
+    let config = tls_config(Arc::new(ConfigStore::default())).unwrap();
     assert_eq!(config.alpn_protocols, [ACME_TLS_ALPN, ALPN_H2, ALPN_HTTP11]);
 }
 
@@ -390,7 +395,7 @@ fn challenge_certificates_with_critical_acme_identifier_compile() {
     assert!(
         matches!(
             &error,
-            CompileError::AcmeTlsAlpn01 {
+            TlsConfigError::AcmeTlsAlpn01 {
                 source: CertError::KeyMismatch,
                 ..
             }

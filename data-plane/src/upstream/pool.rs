@@ -24,7 +24,7 @@
 //! [`crate::ratelimit`] ([`ConcurrencyLimit`]), one per origin, touched when a connection
 //! opens and closes, never per request.
 //!
-//! Idle connections are kept per serving worker ([`crate::server::workers`]), like nginx's
+//! Idle connections are kept per serving worker ([`crate::worker`]), like nginx's
 //! per-worker upstream keep-alive caches: a connection is driven by the runtime of the
 //! worker that opened it, so reusing it from the same worker wakes no other thread. The
 //! price is up to one set of idle connections per worker and origin.
@@ -48,7 +48,7 @@ use tower_service::Service as _;
 
 use crate::body::ForwardBody;
 use crate::ratelimit::ConcurrencyLimit;
-use crate::server::workers;
+use crate::worker;
 
 /// Idle connections older than this are closed instead of reused.
 pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -68,7 +68,7 @@ type Sender = http1::SendRequest<ForwardBody>;
 
 /// Why a request could not be exchanged with the upstream.
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     /// TCP connect (or its timeout) or the TLS handshake failed.
     #[error("cannot connect to the upstream")]
     Connect(#[source] BoxError),
@@ -124,7 +124,7 @@ pub(crate) struct PooledBody {
 
 impl ClientError {
     /// Whether no connection could be made (as opposed to a failed exchange).
-    pub fn is_connect(&self) -> bool {
+    pub(crate) fn is_connect(&self) -> bool {
         matches!(self, Self::Connect(_))
     }
 }
@@ -156,7 +156,7 @@ impl Client {
         let pool = Arc::new(Pool {
             origin,
             connector: self.connector.clone(),
-            idle: (0..workers::count()).map(|_| Mutex::default()).collect(),
+            idle: (0..worker::count()).map(|_| Mutex::default()).collect(),
             connections: match MAX_PER_ORIGIN.load(Ordering::Relaxed) {
                 0 => None,
                 max => Some(Arc::new(ConcurrencyLimit::new(max))),
@@ -237,7 +237,7 @@ impl Pool {
 
     /// This worker's idle connections.
     fn idle(&self) -> MutexGuard<'_, VecDeque<Idle>> {
-        self.idle[workers::current() % self.idle.len()]
+        self.idle[worker::current() % self.idle.len()]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }

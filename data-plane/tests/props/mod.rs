@@ -3,7 +3,7 @@
 //!
 //! - [`check_path`]: request path normalisation.
 //! - [`check_host`]: Host normalisation and the host table.
-//! - [`Edge`]: the whole request path (`proxy::handle`) in front of a real loopback
+//! - [`Edge`]: the whole request path (`request::handle`) in front of a real loopback
 //!   backend: a request the policy refused is never forwarded, whatever its bytes.
 //! - [`check_snapshot`]: snapshot decoding and compilation.
 
@@ -23,7 +23,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use portcullis_data_plane::config::Snapshot;
 use portcullis_data_plane::path::{self, PathError};
-use portcullis_data_plane::proxy::{self, ConnInfo, Listener};
+use portcullis_data_plane::request::{self, ConnInfo, Listener};
 use portcullis_data_plane::router::NormalizedHost;
 use portcullis_data_plane::store::ConfigStore;
 use portcullis_data_plane::upstream::ClientCache;
@@ -263,7 +263,7 @@ pub struct Received {
     pub bearer: bool,
 }
 
-/// The data plane's request path (`proxy::handle`, every phase) for `api.example.com`, a
+/// The data plane's request path (`request::handle`, every phase) for `api.example.com`, a
 /// protected proxy (forward mode, public path `/health`) with a public prefix route
 /// `/pub`, a protected prefix route `/pubx` and the proxy's target, all to one loopback
 /// backend that logs what it receives.
@@ -335,7 +335,7 @@ impl Edge {
     }
 
     /// Sends one request (`target` as the request target, `host` as Host, `authorization`
-    /// as the `Authorization` header when given) through `proxy::handle`. Inputs that are
+    /// as the `Authorization` header when given) through `request::handle`. Inputs that are
     /// not a valid request head (hyper would refuse them before the proxy) are skipped.
     ///
     /// No valid token can be made from these inputs (the JWKS key's private half is never
@@ -369,7 +369,7 @@ impl Edge {
         }
         let response = self
             .runtime
-            .block_on(proxy::handle(&self.store, &self.conn, req));
+            .block_on(request::handle(&self.store, &self.conn, req));
         let status = response.status();
         let from_backend = response.headers().contains_key("x-backend");
         drop(response);

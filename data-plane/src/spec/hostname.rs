@@ -4,7 +4,7 @@
 //! dot dropped, a wildcard needs at least two labels after `*.`), so a snapshot the
 //! control plane accepted is never NACKed here for a hostname the CP considers valid.
 
-use super::error::Reason;
+use super::field::Reason;
 
 /// A validated proxy hostname.
 #[derive(Clone, Debug, PartialEq, Eq)]

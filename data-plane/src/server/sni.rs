@@ -10,14 +10,14 @@ use std::sync::Arc;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use super::acme::ACME_TLS_ALPN;
 use crate::config::Snapshot;
 use crate::router::NormalizedHost;
 use crate::store::ConfigStore;
+use crate::tls::ACME_TLS_ALPN;
 
 /// A [`ResolvesServerCert`] that picks certificates by SNI from the current snapshot.
 #[derive(Debug)]
-pub struct SniResolver {
+pub(crate) struct SniResolver {
     store: Arc<ConfigStore>,
 }
 
@@ -25,7 +25,7 @@ pub struct SniResolver {
 
 impl SniResolver {
     /// Resolves against whatever `store` serves at handshake time.
-    pub fn new(store: Arc<ConfigStore>) -> Self {
+    pub(crate) fn new(store: Arc<ConfigStore>) -> Self {
         Self { store }
     }
 }
@@ -57,7 +57,7 @@ impl ResolvesServerCert for SniResolver {
 /// 4. The snapshot's default certificate.
 /// 5. Nothing: the handshake fails with an alert, so no certificate reveals the names
 ///    it covers to a client that did not ask for one of them.
-pub fn select<'s>(
+pub(crate) fn select<'s>(
     snapshot: &'s Snapshot,
     sni: Option<&str>,
     acme: bool,

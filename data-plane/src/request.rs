@@ -7,7 +7,7 @@
 //!    on HTTPS, HSTS is added to the answer.
 //! 1. **Host → proxy**: Host (or `:authority`) is normalised and looked up in the
 //!    listener's host table.
-//! 2. **Proxy policy**: [`policy::admit`] runs for every request to that proxy. It removes
+//! 2. **Proxy policy**: [`vhost::admit`] runs for every request to that proxy. It removes
 //!    the identity and forwarding headers the client sent (protected or not), and looks
 //!    up the route itself, so the route's extra scopes or admin-set `public` flag count.
 //! 3. **Route → upstream**: only reachable through the admission from phase 2, so a
@@ -30,13 +30,12 @@ use http_body::Body;
 use self::host::RequestHost;
 use crate::auth::Origin;
 use crate::body::ProxyBody;
-use crate::config::Proxy;
 use crate::path;
-use crate::policy::{self, Admitted};
 use crate::ratelimit;
 use crate::report::Report;
 use crate::router::HostTable;
 use crate::store::ConfigStore;
+use crate::vhost::{self, Admitted, Proxy};
 
 mod error;
 mod forward;
@@ -45,7 +44,7 @@ mod host;
 mod https;
 mod upgrade;
 
-pub use self::error::ProxyError;
+pub(crate) use self::error::ProxyError;
 
 /// Which listener a connection arrived on; decides the host table, ACME HTTP-01,
 /// redirects, HSTS and `X-Forwarded-Proto`.
@@ -198,12 +197,15 @@ where
     let secure = matches!(conn.listener, Listener::Https);
     let origin = Origin::new(secure, host.raw().to_str().unwrap_or_default())
         .with_public_port(conn.public_port);
-    if let Some(answer) = policy::intercept(proxy, &origin, &req).await {
+    if let Some(answer) = vhost::intercept(proxy, &origin, &req).await {
         return Ok(answer);
     }
-    let admitted = policy::admit(proxy, &origin, &mut req).map_err(ProxyError::Rejected)?;
+    let admitted = vhost::admit(proxy, &origin, &mut req).map_err(ProxyError::Rejected)?;
     // Subject/client-keyed rates and the concurrency slot, held until the body ends.
-    let permit = match limits.map(|l| l.admitted(conn.peer.ip(), admitted.claims())) {
+    let caller = admitted
+        .claims()
+        .map(|c| ratelimit::Caller::new(&c.sub, &c.client_id));
+    let permit = match limits.map(|l| l.admitted(conn.peer.ip(), caller.as_ref())) {
         Some(Err(limited)) => {
             // Not logged: a flood must not turn into a log line per request.
             let mut response = limited.into_response();
@@ -281,7 +283,7 @@ impl ConnInfo {
     }
 
     /// The port clients reach the listener on (see [`PublicPorts`]).
-    pub fn with_public_port(mut self, port: u16) -> Self {
+    pub(crate) fn with_public_port(mut self, port: u16) -> Self {
         self.public_port = port;
         self
     }

@@ -4,32 +4,20 @@
 use std::collections::HashMap;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+// Headers the proxy owns; the control plane refuses the same list.
+use portcullis_proto::custom_headers::RESERVED;
 
-use super::error::Reason;
-
-/// Headers the proxy owns: setting them would break message framing or the hop-by-hop
-/// contract (the control plane rejects the same list).
-const RESERVED: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "content-length",
-];
+use super::field::Reason;
 
 /// Headers inserted on every message, overwriting any value already present.
 #[derive(Clone, Debug, Default)]
-pub struct HeaderList(Box<[(HeaderName, HeaderValue)]>);
+pub(crate) struct HeaderList(Box<[(HeaderName, HeaderValue)]>);
 
 // === impl HeaderList ===
 
 impl HeaderList {
     /// Validates a name → value map from the snapshot.
-    pub fn parse(map: &HashMap<String, String>) -> Result<Self, Reason> {
+    pub(crate) fn parse(map: &HashMap<String, String>) -> Result<Self, Reason> {
         let mut out = Vec::with_capacity(map.len());
         for (name, value) in map {
             let parsed = HeaderName::from_bytes(name.trim().as_bytes())
@@ -51,10 +39,5 @@ impl HeaderList {
         for (name, value) in self.0.iter() {
             headers.insert(name.clone(), value.clone());
         }
-    }
-
-    /// Whether there is nothing to apply.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }

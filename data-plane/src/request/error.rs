@@ -7,9 +7,9 @@ use std::io;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Response, StatusCode};
 
+use crate::answer::Rejection;
 use crate::body::{self, ClientFault, Progress, ProxyBody};
 use crate::path::PathError;
-use crate::policy::Rejection;
 use crate::ratelimit::Limited;
 use crate::upstream::ClientError;
 
@@ -18,7 +18,7 @@ const MAX_ECHOED_HOST: usize = 64;
 
 /// Why a request could not be proxied.
 #[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
+pub(crate) enum ProxyError {
     /// No snapshot applied yet (no cache, control plane not reached).
     #[error("no configuration loaded yet")]
     NotReady,
@@ -109,7 +109,7 @@ impl ProxyError {
     }
 
     /// Whether the client caused this (a 4xx): logged as its fault, not the upstream's.
-    pub fn is_client_fault(&self) -> bool {
+    pub(crate) fn is_client_fault(&self) -> bool {
         self.status().is_client_error()
     }
 
@@ -135,7 +135,7 @@ impl ProxyError {
     }
 
     /// The status sent to the client.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::NotReady | Self::UpstreamSaturated => StatusCode::SERVICE_UNAVAILABLE,
             Self::ConnectMethod => StatusCode::METHOD_NOT_ALLOWED,
@@ -188,7 +188,7 @@ impl ProxyError {
 
     /// Short `text/plain` response for this error; policy answers keep their own
     /// headers and body.
-    pub fn into_response(self) -> Response<ProxyBody> {
+    pub(crate) fn into_response(self) -> Response<ProxyBody> {
         if let Self::Rejected(rejection) = self {
             return rejection.into_response();
         }

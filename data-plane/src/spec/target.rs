@@ -5,7 +5,7 @@ use std::sync::{Arc, LazyLock};
 use http::HeaderValue;
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 
-use super::error::Reason;
+use super::field::Reason;
 use super::memo::Memo;
 
 /// An absolute `http`/`https` upstream: scheme, authority and an optional base path that
@@ -27,7 +27,7 @@ struct Parsed {
 // === impl Target ===
 
 /// Parsed targets by URL (see [`super::memo`]).
-pub(super) static TARGETS: LazyLock<Memo<Target>> = LazyLock::new(Memo::new);
+pub(crate) static TARGETS: LazyLock<Memo<Target>> = LazyLock::new(Memo::new);
 
 impl Target {
     /// Parses a target URL. Rejects anything but absolute http(s) with a host and no
@@ -76,7 +76,7 @@ impl Target {
     }
 
     /// The authority requests are sent to, e.g. `backend:8080`.
-    pub fn authority(&self) -> &Authority {
+    pub(crate) fn authority(&self) -> &Authority {
         &self.0.authority
     }
 
@@ -88,7 +88,7 @@ impl Target {
     /// Builds the upstream URI: target scheme and authority, base path joined with the
     /// request path, request query kept. `http://b:8080/base` + `/x?y` → `/base/x?y`;
     /// without a base path the request path is used unchanged.
-    pub fn uri_for(&self, request: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
+    pub(crate) fn uri_for(&self, request: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
         let path_and_query = match request {
             None if self.0.base_path.is_empty() => PathAndQuery::from_static("/"),
             None => PathAndQuery::try_from(&*self.0.base_path)?,
