@@ -76,6 +76,13 @@ impl ControlPlane {
         self
     }
 
+    /// Overrides the reconnect backoff (default 100 ms doubling to a 10 s cap); tests
+    /// of the stream against an in-process config service use short ones.
+    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.backoff = Backoff::new(initial, max);
+        self
+    }
+
     /// Runs the stream forever, applying snapshots through `applier`.
     pub async fn run(self, applier: Arc<Applier>) {
         let mut backoff = self.backoff.clone();
