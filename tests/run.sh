@@ -40,6 +40,8 @@ if ! command -v just >/dev/null; then
 fi
 
 cargo fmt --all -- --check
+# Imports flow one way: no two sibling modules of a crate import each other.
+python3 tests/import_cycles.py data-plane/src control-plane/src cli/src proto/src
 # The benchmark is not run here (nothing asserts a time), but its report parsers are checked.
 python3 bench/report.py --selftest
 cargo build --workspace --bins
