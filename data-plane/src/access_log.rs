@@ -226,6 +226,14 @@ pub struct Pipeline {
     sinks: Sinks,
 }
 
+/// Records dropped since start by the process-wide recorder, `None` when none is
+/// installed (read by `/metrics`).
+pub fn dropped_records() -> Option<u64> {
+    RECORDER
+        .get()
+        .map(|r| r.counters.dropped.load(Ordering::Relaxed))
+}
+
 /// Installs the process-wide recorder for `sinks`; `None` when logging is off. Only the
 /// first call installs anything (one recorder per process).
 pub fn install(sinks: Sinks) -> Option<Pipeline> {

@@ -1,5 +1,10 @@
-//! Admin listener for orchestrators: `/healthz` (process alive) and `/readyz` (a
-//! snapshot is being served, so traffic can be routed).
+//! Admin listener for orchestrators: `/healthz` (process alive), `/readyz` (a
+//! snapshot is being served, so traffic can be routed) and `/metrics` (Prometheus text
+//! format, [`crate::metrics`]).
+//!
+//! No authentication, as before `/metrics` existed: the listener is reached only where
+//! `--admin-listen` puts it (a loopback or cluster-internal address). `/metrics` names the
+//! configured proxy hostnames and counts, never clients, paths or credentials.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,6 +18,7 @@ use tokio::net::TcpListener;
 
 use crate::body::{self, ProxyBody};
 use crate::store::ConfigStore;
+use crate::{access_log, metrics, server};
 
 /// Serves the admin endpoints forever.
 pub async fn serve_admin(listener: TcpListener, store: Arc<ConfigStore>) {
@@ -45,6 +51,19 @@ pub async fn serve_admin(listener: TcpListener, store: Arc<ConfigStore>) {
 
 /// Answers one admin request.
 pub(crate) fn respond<B>(store: &ConfigStore, req: &Request<B>) -> Response<ProxyBody> {
+    if req.uri().path() == "/metrics" {
+        let text = metrics::render(metrics::External {
+            parked_connections: server::parked_connections() as u64,
+            refused_connections: server::refused_connections(),
+            access_log_dropped: access_log::dropped_records(),
+        });
+        let mut response = Response::new(body::full(text));
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(metrics::CONTENT_TYPE),
+        );
+        return response;
+    }
     let (status, text) = match req.uri().path() {
         "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
         "/readyz" => match store.version() {

@@ -4,12 +4,14 @@
 //! same path and a cached snapshot is held to the same validation as a live one.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use portcullis_proto::v1 as pb;
 use prost::Message;
 
 use crate::cache::SnapshotCache;
 use crate::config::{CompileError, Snapshot, Superseded};
+use crate::metrics;
 use crate::store::ConfigStore;
 use crate::upstream::ClientCache;
 
@@ -64,7 +66,13 @@ impl Applier {
         snapshot: pb::ConfigSnapshot,
         superseded: &Superseded,
     ) -> Result<Published, CompileError> {
-        let (compiled, wire) = self.compile(snapshot, superseded.clone()).await?;
+        let started = Instant::now();
+        let compiled = self.compile(snapshot, superseded.clone()).await;
+        if !matches!(compiled, Err(CompileError::Superseded)) {
+            let version = compiled.as_ref().ok().map(|(c, _)| c.version());
+            metrics::snapshot_applied(version, started.elapsed());
+        }
+        let (compiled, wire) = compiled?;
         let version = compiled.version();
         let replaced = self.store.publish(Arc::new(compiled));
         tracing::info!(
@@ -118,9 +126,11 @@ impl Applier {
                 return None;
             }
         };
+        let started = Instant::now();
         match self.compile(snapshot, Superseded::never()).await {
             Ok((compiled, _)) => {
                 let version = compiled.version();
+                metrics::snapshot_applied(Some(version), started.elapsed());
                 // Nothing is served before the cache is restored: nothing to drop.
                 let _ = self.store.publish(Arc::new(compiled));
                 tracing::info!(version, "serving cached config snapshot");

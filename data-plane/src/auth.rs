@@ -46,6 +46,7 @@ pub(crate) use self::identity::IdentityHeaders;
 use self::metadata::MetadataTemplate;
 use self::paths::PublicPaths;
 use crate::answer::Rejection;
+use crate::metrics::{self, TokenOutcome};
 use crate::spec::RouteAccess;
 use crate::spec::{InvalidField, Reason};
 
@@ -137,6 +138,30 @@ enum Refusal {
     Scope,
     /// The token's user is not on the proxy's allowlist.
     NotAllowed(Arc<Claims>),
+}
+
+impl Refusal {
+    /// The metrics label of a bearer-token decision.
+    fn outcome(decided: &Result<Arc<Claims>, Self>) -> TokenOutcome {
+        match decided {
+            Ok(_) => TokenOutcome::Valid,
+            Err(Self::NoToken) => TokenOutcome::Missing,
+            Err(Self::Unusable(_)) => TokenOutcome::Unusable,
+            Err(Self::Scope) => TokenOutcome::Scope,
+            Err(Self::NotAllowed(_)) => TokenOutcome::NotAllowed,
+            Err(Self::Invalid(error)) => match error {
+                TokenError::Malformed => TokenOutcome::Malformed,
+                TokenError::NotAccessToken
+                | TokenError::Algorithm
+                | TokenError::NoKid
+                | TokenError::UnknownKey => TokenOutcome::Unsupported,
+                TokenError::Signature => TokenOutcome::Signature,
+                TokenError::Expired | TokenError::NotYetValid => TokenOutcome::Expired,
+                TokenError::Issuer | TokenError::Audience => TokenOutcome::Audience,
+                TokenError::Revoked => TokenOutcome::Revoked,
+            },
+        }
+    }
 }
 
 // === impl Origin ===
@@ -357,7 +382,9 @@ impl ProxyAuth {
         if route.public || self.public_paths.matches(path) {
             return Ok(Verdict::Anonymous);
         }
-        match self.bearer_claims(origin, route, path, headers) {
+        let decided = self.bearer_claims(origin, route, path, headers);
+        metrics::token_checked(Refusal::outcome(&decided));
+        match decided {
             Ok(claims) => Ok(Verdict::Authenticated(claims)),
             // Passthrough: a request without an acceptable token goes on anonymously.
             Err(refusal) if self.mode == Mode::Passthrough => {

@@ -35,6 +35,7 @@ mod body;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod path;
 mod policy;
 mod ratelimit;

@@ -20,6 +20,7 @@
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::STRICT_TRANSPORT_SECURITY;
@@ -30,6 +31,8 @@ use http_body::Body;
 use self::host::RequestHost;
 use crate::auth::Origin;
 use crate::body::ProxyBody;
+use crate::config::Snapshot;
+use crate::metrics::{self, ProxyMetrics};
 use crate::path;
 use crate::ratelimit;
 use crate::report::Report;
@@ -95,21 +98,41 @@ pub struct ConnInfo {
 
 /// Handles one request end to end. Never fails: errors become short plain responses.
 ///
+/// Metrics hook: the request is counted when its response head is ready (status and
+/// duration to the head; a streamed body's end is not waited for), under the proxy that
+/// served it, or `unknown` ([`crate::metrics`]).
+pub async fn handle<B>(store: &ConfigStore, conn: &ConnInfo, req: Request<B>) -> Response<ProxyBody>
+where
+    B: Body<Data = Bytes, Error = hyper::Error> + Send + Sync + 'static,
+{
+    let (started, method) = (Instant::now(), metrics::method_class(req.method()));
+    let snapshot = store.load();
+    let mut served = None;
+    let response = match &snapshot {
+        Some(snapshot) => handle_snapshot(snapshot, conn, req, &mut served).await,
+        None => ProxyError::NotReady.into_response(),
+    };
+    served
+        .map_or(&**ProxyMetrics::unknown(), Proxy::metrics)
+        .request_finished(method, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// [`handle`] with the served snapshot; sets `served` once the host's proxy is known.
+///
 /// Plain HTTP: ACME HTTP-01 answers come first (any Host, before host lookup and
 /// redirects, so validation works for names not configured yet), then a proxy that
 /// redirects answers 308. HTTPS: the proxy's HSTS header is set on every response of a
 /// known host, errors included.
-pub async fn handle<B>(
-    store: &ConfigStore,
+async fn handle_snapshot<'s, B>(
+    snapshot: &'s Snapshot,
     conn: &ConnInfo,
     mut req: Request<B>,
+    served: &mut Option<&'s Proxy>,
 ) -> Response<ProxyBody>
 where
     B: Body<Data = Bytes, Error = hyper::Error> + Send + Sync + 'static,
 {
-    let Some(snapshot) = store.load() else {
-        return ProxyError::NotReady.into_response();
-    };
     // Phase 0: one view of the request target for every decision and the upstream.
     if let Err(error) = normalize_path(&mut req).and_then(|()| headers::check_loop(req.headers())) {
         return error.into_response();
@@ -128,6 +151,7 @@ where
         Ok(found) => found,
         Err(error) => return error.into_response(),
     };
+    *served = Some(&**proxy);
     let mut response = match conn.listener {
         Listener::Http { https_port } if proxy.https().redirects_to_https() => {
             return https::redirect(&host, req.uri(), https_port);
@@ -224,9 +248,11 @@ where
     };
     // A statement of its own: the `match` above would otherwise live on beside the
     // exchange it was moved into (temporaries last until the end of their statement).
+    let sent = Instant::now();
     let exchanged = exchange.await;
     Ok(match exchanged {
         Ok(mut response) => {
+            proxy.metrics().upstream_answered(sent.elapsed());
             admitted.expose(&mut response);
             ratelimit::hold(response, permit)
         }
@@ -239,6 +265,9 @@ where
 /// body too large, malformed or abandoned says nothing about the upstream's health).
 /// Browser clients can read these answers too.
 fn failed(admitted: &Admitted<'_>, error: ProxyError) -> Response<ProxyBody> {
+    if let Some(failure) = error.upstream_failure() {
+        metrics::upstream_failed(failure);
+    }
     let upstream = admitted.upstream();
     if error.is_client_fault() {
         tracing::info!(

@@ -22,6 +22,7 @@ pub mod workers;
 
 pub use self::clients::limit_per_client;
 
+pub use self::clients::refused_connections;
 pub use self::conn::parked_connections;
 pub use self::https::{serve_https, tls_config};
 

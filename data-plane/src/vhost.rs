@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use http::HeaderName;
 
+use crate::metrics::ProxyMetrics;
 use crate::policy::Policy;
 use crate::ratelimit::Limits;
 use crate::router::RouteTable;
@@ -44,6 +45,8 @@ pub struct Proxy {
     /// Rate and concurrency limits; `None` (the common case) costs the request path one
     /// check.
     limits: Option<Limits>,
+    /// Request metrics of this hostname, resolved at compile time ([`crate::metrics`]).
+    metrics: Arc<ProxyMetrics>,
 }
 
 // === impl Proxy ===
@@ -57,6 +60,7 @@ impl Proxy {
         identity_headers: Arc<[HeaderName]>,
     ) -> Self {
         Self {
+            metrics: ProxyMetrics::for_host(&hostname),
             hostname: hostname.into(),
             policy,
             routes,
@@ -81,6 +85,11 @@ impl Proxy {
     /// Rate and concurrency limits, if any.
     pub fn limits(&self) -> Option<&Limits> {
         self.limits.as_ref()
+    }
+
+    /// This proxy's request metrics.
+    pub fn metrics(&self) -> &ProxyMetrics {
+        &self.metrics
     }
 
     /// The configured hostname (`*.example.com` for wildcards), for logs.

@@ -9,6 +9,7 @@ use http::{HeaderValue, Response, StatusCode};
 
 use crate::answer::Rejection;
 use crate::body::{self, ClientFault, Progress, ProxyBody};
+use crate::metrics::UpstreamFailure;
 use crate::path::PathError;
 use crate::ratelimit::Limited;
 use crate::upstream::ClientError;
@@ -132,6 +133,18 @@ impl ProxyError {
             source = cause.source();
         }
         Self::Connect(error)
+    }
+
+    /// The upstream failure this is, for [`crate::metrics::upstream_failed`].
+    pub(crate) fn upstream_failure(&self) -> Option<UpstreamFailure> {
+        Some(match self {
+            Self::Connect(_) => UpstreamFailure::ConnectError,
+            Self::ConnectTimeout => UpstreamFailure::ConnectTimeout,
+            Self::ResponseTimeout => UpstreamFailure::ResponseTimeout,
+            Self::Upstream(_) | Self::UnexpectedUpgrade => UpstreamFailure::Exchange,
+            Self::UpstreamSaturated => UpstreamFailure::Saturated,
+            _ => return None,
+        })
     }
 
     /// The status sent to the client.

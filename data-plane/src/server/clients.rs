@@ -14,6 +14,8 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex, PoisonError};
 
+use crate::metrics::OpenConnection;
+
 /// Most open connections per client address; 0 = no limit (the library's default; the
 /// binary sets its flag's value at start).
 static LIMIT: AtomicU32 = AtomicU32::new(0);
@@ -31,10 +33,8 @@ pub fn limit_per_client(max: u32) {
     LIMIT.store(max, Ordering::Relaxed);
 }
 
-/// Connections refused so far because their address was at the limit (read by tests; a
-/// gauge for metrics later).
-#[cfg(test)]
-pub(crate) fn refused_connections() -> u64 {
+/// Connections refused so far because their address was at the limit (`/metrics`).
+pub fn refused_connections() -> u64 {
     REFUSED.load(Ordering::Relaxed)
 }
 
@@ -43,13 +43,18 @@ pub(crate) fn refused_connections() -> u64 {
 pub(crate) struct ClientSlot {
     /// `None` when no limit was set at accept (nothing to give back).
     ip: Option<IpAddr>,
+    /// Counts the connection in `portcullis_dp_open_connections` while it lives.
+    _open: OpenConnection,
 }
 
 /// A slot for a new connection from `ip`, or `None` when the address is at the limit.
 pub(crate) fn admit(ip: IpAddr) -> Option<ClientSlot> {
     let limit = LIMIT.load(Ordering::Relaxed);
     if limit == 0 {
-        return Some(ClientSlot { ip: None });
+        return Some(ClientSlot {
+            ip: None,
+            _open: OpenConnection::open(),
+        });
     }
     let ip = ip.to_canonical();
     let mut open = OPEN.lock().unwrap_or_else(PoisonError::into_inner);
@@ -61,7 +66,10 @@ pub(crate) fn admit(ip: IpAddr) -> Option<ClientSlot> {
         return None;
     }
     *count += 1;
-    Some(ClientSlot { ip: Some(ip) })
+    Some(ClientSlot {
+        ip: Some(ip),
+        _open: OpenConnection::open(),
+    })
 }
 
 impl Drop for ClientSlot {

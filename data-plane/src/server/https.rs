@@ -19,6 +19,7 @@ use tokio_rustls::server::TlsStream;
 use super::conn::{self, Protocols};
 use super::sni::SniResolver;
 use super::{Connection, accept, clients};
+use crate::metrics;
 use crate::request::{ConnInfo, Listener};
 use crate::store::ConfigStore;
 use crate::tls::{ACME_TLS_ALPN, ALPN_H2, ALPN_HTTP11, provider};
@@ -94,12 +95,17 @@ pub async fn serve_https(
 async fn handshake(acceptor: &TlsAcceptor, stream: TcpStream) -> Option<TlsStream<TcpStream>> {
     let peer = stream.peer_addr().ok();
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => Some(tls),
+        Ok(Ok(tls)) => {
+            metrics::tls_handshake(Ok(()));
+            Some(tls)
+        }
         Ok(Err(error)) => {
+            metrics::tls_handshake(Err(false));
             tracing::debug!(?peer, %error, "TLS handshake failed");
             None
         }
         Err(_elapsed) => {
+            metrics::tls_handshake(Err(true));
             tracing::debug!(?peer, "TLS handshake timed out");
             None
         }
