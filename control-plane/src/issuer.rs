@@ -20,6 +20,7 @@ use rustls::pki_types::pem::PemObject as _;
 use crate::acme::order_lock;
 use crate::acme::renewal::{AriAnswer, RenewAction, next_ari_state, renew_action, shown_status};
 use crate::error::ServiceError;
+use crate::metrics::{self, AcmeEvent};
 use crate::model::pem::{parse_validity, self_signed};
 use crate::model::{
     AriState, CertSource, CertStatus, CertificateRecord, ChallengeKind, ChallengeRecord, now,
@@ -78,6 +79,7 @@ fn spawn_issue(cp: ControlPlane, name: String) {
             return;
         };
         if let Err(e) = issue(&cp, &name).await {
+            metrics::acme(AcmeEvent::Failure);
             let error = error_chain(&e);
             tracing::warn!(certificate = %name, %error, "certificate order failed");
             let _ = cp
@@ -104,6 +106,11 @@ async fn issue(cp: &ControlPlane, name: &str) -> Result<(), AcmeError> {
         let (chain, key) = self_signed(&rec.domains)?;
         return store_issued(cp, name, &chain, &key, AriState::default()).await;
     }
+    metrics::acme(if rec.cert_chain_pem.is_empty() {
+        AcmeEvent::Order
+    } else {
+        AcmeEvent::Renewal
+    });
     // Account problems (e.g. a missing External Account Binding) are not a challenge
     // problem: fail once, with the CA's reason, instead of trying the other challenge.
     let mut account = account(cp, &rec.acme_directory, &rec.email).await?;

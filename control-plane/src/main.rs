@@ -121,6 +121,10 @@ enum Command {
         oauth: OAuthArgs,
         #[command(flatten)]
         logs: LogArgs,
+        /// Also serve Prometheus `/metrics` WITHOUT authentication on this address (on the
+        /// HTTP listener it needs an admin token). Put it where only the scraper reaches it.
+        #[arg(long, env = "PORTCULLIS_METRICS_LISTEN", value_name = "ADDR")]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Manage API tokens directly in the store.
     Token {
@@ -256,6 +260,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             renew_check_secs,
             oauth,
             logs,
+            metrics_listen,
         } => {
             let eab = portcullis_control_plane::acme::Eab::from_flags(
                 acme_eab_kid.as_deref(),
@@ -286,6 +291,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     retention: logs.log_retention,
                     max_records: logs.log_max_records,
                 },
+                metrics_listen,
             })
             .await
         }

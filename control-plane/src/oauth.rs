@@ -130,6 +130,8 @@ pub struct Counters {
     pub refreshed: AtomicU64,
     /// Tokens or families revoked.
     pub revoked: AtomicU64,
+    /// Upstream logins that failed at the callback (refused, invalid or expired).
+    pub login_failures: AtomicU64,
 }
 
 /// Snapshot of [`Counters`] for the admin API.

@@ -45,6 +45,8 @@ pub struct ServeConfig {
     pub oauth: crate::oauth::OAuthSettings,
     /// Request-log retention and size cap.
     pub logs: crate::logs::LogSettings,
+    /// Serve `/metrics` without authentication on this address too.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Checks the issuer: https, or http on a loopback host; no query, fragment or trailing slash.
@@ -135,6 +137,14 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", cfg.grpc_listen))?;
     let (http_addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);
+    let metrics_listener = match cfg.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on --metrics-listen {addr}"))?,
+        ),
+        None => None,
+    };
     tracing::info!(http = %http_addr, grpc = %grpc_addr, store = store.backend_name(), "control plane listening");
     println!("portcullis-control-plane listening http={http_addr} grpc={grpc_addr}");
     let mut oauth_settings = cfg.oauth.clone();
@@ -201,6 +211,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .layer(tonic_web::GrpcWebLayer::new())
+        .layer(crate::scrape::GrpcMetricsLayer)
         .add_service(admin)
         .add_service(config)
         .add_service(oauth_admin)
@@ -211,8 +222,17 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
             shutdown(),
         );
+    let scrape = crate::scrape::Scrape::new(cp.clone(), oauth.clone());
+    if let Some(listener) = metrics_listener {
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "serving /metrics without authentication");
+        println!("portcullis-control-plane metrics={addr}");
+        tokio::spawn(crate::scrape::serve_open(listener, scrape.clone()));
+    }
     let app = http_app(cp.clone(), oauth, authn.clone())
-        .merge(crate::rest::logs::router(cp, authn, logs));
+        .merge(crate::rest::logs::router(cp, authn.clone(), logs))
+        .merge(crate::scrape::admin_router(scrape, authn))
+        .layer(axum::middleware::from_fn(crate::scrape::track_rest));
     let http_server = axum::serve(http, app).with_graceful_shutdown(shutdown());
 
     tokio::select! {

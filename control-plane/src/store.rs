@@ -7,6 +7,9 @@
 //! pass one test suite (`store/tests.rs`).
 
 use std::path::Path;
+use std::time::Instant;
+
+use crate::metrics::{self, StoreOp};
 
 mod embedded;
 mod record;
@@ -217,10 +220,13 @@ impl Store {
 
     /// Reads one record.
     pub async fn get(&self, c: Collection, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        match self {
+        let started = Instant::now();
+        let got = match self {
             Self::Embedded(s) => s.get(c, key).await,
             Self::Redis(s) => s.get(c, key).await,
-        }
+        };
+        metrics::store_op(StoreOp::Get, started.elapsed(), got.is_err());
+        got
     }
 
     /// Lists one collection, sorted by key.
@@ -235,10 +241,13 @@ impl Store {
 
     /// Reads several collections and the revision in one atomic view.
     pub async fn read_consistent(&self, cs: &[Collection]) -> Result<Consistent, StoreError> {
-        let mut out = match self {
-            Self::Embedded(s) => s.read_consistent(cs).await?,
-            Self::Redis(s) => s.read_consistent(cs).await?,
+        let started = Instant::now();
+        let read = match self {
+            Self::Embedded(s) => s.read_consistent(cs).await,
+            Self::Redis(s) => s.read_consistent(cs).await,
         };
+        metrics::store_op(StoreOp::Read, started.elapsed(), read.is_err());
+        let mut out = read?;
         for list in &mut out.collections {
             list.sort_by(|a, b| a.0.cmp(&b.0));
         }
@@ -247,10 +256,13 @@ impl Store {
 
     /// Applies a batch atomically; returns the revision after it.
     pub async fn apply(&self, batch: Batch) -> Result<u64, StoreError> {
-        match self {
+        let started = Instant::now();
+        let applied = match self {
             Self::Embedded(s) => s.apply(batch).await,
             Self::Redis(s) => s.apply(batch).await,
-        }
+        };
+        metrics::store_op(StoreOp::Apply, started.elapsed(), applied.is_err());
+        applied
     }
 
     /// The current config revision (0 for an empty store).

@@ -454,7 +454,11 @@ async fn callback(
         state: first("state"),
         error: first("error"),
     };
-    render_next(authorize::callback(&s, &idp, cb, login_cookie(&headers).as_deref()).await)
+    let next = authorize::callback(&s, &idp, cb, login_cookie(&headers).as_deref()).await;
+    if next.is_err() {
+        s.count(&s.counters().login_failures);
+    }
+    render_next(next)
 }
 
 async fn consent(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
