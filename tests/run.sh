@@ -19,6 +19,8 @@ command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 # nginx proves /verify works behind a real auth_request proxy.
 command -v nginx >/dev/null || missing+=(nginx)
+# A real Prometheus scrapes both planes; promtool checks their expositions.
+{ command -v prometheus && command -v promtool; } >/dev/null || missing+=(prometheus)
 # A real browser for the redirect-mode login test (Debian's build; test tools' own browser
 # downloads are not used).
 [ -x /usr/bin/chromium ] || missing+=(chromium)
