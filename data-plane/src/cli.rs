@@ -68,7 +68,8 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_HTTP_PUBLIC_PORT", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub http_public_port: Option<u16>,
 
-    /// Address for /healthz and /readyz, e.g. 127.0.0.1:9901.
+    /// Address for /healthz, /readyz and Prometheus /metrics (no authentication: keep it
+    /// on loopback or an internal network), e.g. 127.0.0.1:9901.
     #[arg(long, env = "PORTCULLIS_ADMIN_LISTEN", value_name = "ADDR")]
     pub admin_listen: SocketAddr,
 

@@ -9,7 +9,7 @@
 //!   through host lookup ([`router`]), admission to the compiled virtual host
 //!   ([`vhost`], applying its `policy`, edge OAuth in [`auth`], answers of its own in
 //!   `answer`), route selection and forwarding via pooled clients ([`upstream`]).
-//! - [`admin`] answers health and readiness probes.
+//! - [`admin`] answers health and readiness probes and serves [`metrics`].
 //!
 //! Imports flow one way (checked by `tests/import_cycles.py`): `spec` (leaf types:
 //! hostnames, headers, targets, field errors) → [`router`], [`upstream`], [`tls`],
