@@ -80,3 +80,35 @@ pub(crate) fn respond<B>(store: &ConfigStore, req: &Request<B>) -> Response<Prox
     );
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn metrics_are_served_in_the_text_format() {
+        let store = ConfigStore::default();
+        let req = Request::get("/metrics").body(()).unwrap();
+        let response = respond(&store, &req);
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()[CONTENT_TYPE],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let text = std::str::from_utf8(&body).unwrap();
+        assert!(
+            text.contains("# TYPE portcullis_dp_open_connections gauge\n"),
+            "{text}"
+        );
+        assert!(text.contains("portcullis_dp_parked_connections "), "{text}");
+        // Not ready yet: health is unaffected, readiness says so.
+        let req = Request::get("/readyz").body(()).unwrap();
+        assert_eq!(
+            respond(&store, &req).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+}

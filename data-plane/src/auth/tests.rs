@@ -354,6 +354,8 @@ fn path_scoped_audience_covers_only_that_path() {
 
 #[test]
 fn expired_and_not_yet_valid_tokens_are_refused() {
+    use crate::metrics::{TokenOutcome, token_count};
+    let counted = token_count(TokenOutcome::Expired);
     let f = fixture("forward", &[]);
     let mut c = claims("https://api.example.com");
     c["exp"] = json!(now() - 120);
@@ -367,6 +369,8 @@ fn expired_and_not_yet_valid_tokens_are_refused() {
         &refused(&f.snap, API, request("/", Some(&sign(&f.es, &c)), &[])),
         "token not yet valid",
     );
+    // Counted under `expired` (other tests may count more meanwhile).
+    assert!(token_count(TokenOutcome::Expired) >= counted + 2);
     // Within the leeway: accepted.
     let mut c = claims("https://api.example.com");
     c["exp"] = json!(now() - 10);
