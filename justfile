@@ -105,6 +105,14 @@ service-delete name:
 dataplanes-list:
     {{cli}} dataplanes list
 
+# Prometheus metrics of the local data plane (admin listener on port DP_ADMIN, default 8081).
+metrics-dp:
+    curl -fsS "http://127.0.0.1:${DP_ADMIN:-8081}/metrics"
+
+# Prometheus metrics of the local control plane (HTTP listener on port CP_HTTP, default 9000; admin token).
+metrics-cp:
+    curl -fsS -H "Authorization: Bearer $PORTCULLIS_TOKEN" "http://127.0.0.1:${CP_HTTP:-9000}/metrics"
+
 # Benchmark vs nginx, HAProxy, Caddy + control plane -> bench/results/ (BENCH_QUICK=1: smoke test).
 bench:
     bench/run.sh
