@@ -71,6 +71,8 @@ async fn prometheus_scrapes_both_planes() {
     let dp = DataPlane::start(&cp, "dp-metrics").await;
     let backend = Backend::start("metrics").await;
     cp.cli_ok(&["proxy", "create", "app.metrics.test", &backend.url]);
+    // A localhost name with HTTPS gets a self-signed certificate at once.
+    cp.cli_ok(&["proxy", "create", "dev.localhost", &backend.url, "--https"]);
     let version = cp.version().await;
     cp.wait_applied(&dp.node_id, version).await;
 
@@ -165,6 +167,17 @@ async fn prometheus_scrapes_both_planes() {
         .await
         .expect("cp /metrics");
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let user = cp
+        .cli_ok(&["token", "create", "metrics-user"])
+        .trim()
+        .to_owned();
+    let as_user = client
+        .get(format!("{}/metrics", cp.http))
+        .bearer_auth(&user)
+        .send()
+        .await
+        .expect("cp /metrics as a user");
+    assert_eq!(as_user.status(), StatusCode::FORBIDDEN);
     let admin = client
         .get(format!("{}/metrics", cp.http))
         .bearer_auth(&cp.admin_token)
@@ -177,10 +190,10 @@ async fn prometheus_scrapes_both_planes() {
         admin_text.contains("portcullis_cp_config_version "),
         "{admin_text}"
     );
-    // The refused scrape above was counted under its route template.
+    // The two refused scrapes above were counted under their route template.
     assert!(
         admin_text.contains(
-            "portcullis_cp_api_calls_total{api=\"rest\",operation=\"GET /metrics\",outcome=\"4xx\"} 1\n"
+            "portcullis_cp_api_calls_total{api=\"rest\",operation=\"GET /metrics\",outcome=\"4xx\"} 2\n"
         ),
         "{admin_text}"
     );
@@ -263,6 +276,13 @@ async fn prometheus_scrapes_both_planes() {
     wait_value(
         &prometheus,
         "portcullis_cp_dataplanes_connected{job=\"cp-admin\"}",
+        1.0,
+    )
+    .await;
+    // The certificate expires in more than a day.
+    wait_value(
+        &prometheus,
+        "portcullis_cp_certificate_expiry_seconds{job=\"cp-open\",name=\"dev.localhost\"} > bool 86400",
         1.0,
     )
     .await;
