@@ -36,6 +36,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod path;
+pub mod peer;
 mod policy;
 mod ratelimit;
 mod report;

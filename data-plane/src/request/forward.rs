@@ -32,7 +32,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::error::ProxyError;
 use super::host::RequestHost;
-use super::{ConnInfo, headers, upgrade};
+use super::{Client, ConnInfo, headers, upgrade};
 use crate::body::{self, ForwardBody, IdleBody, Progress, ProxyBody};
 use crate::upstream::{ClientError, PooledBody, Upstream, UpstreamSettings};
 
@@ -46,6 +46,7 @@ use crate::upstream::{ClientError, PooledBody, Upstream, UpstreamSettings};
 pub(crate) fn forward<'u, B>(
     upstream: &'u Upstream,
     conn: &ConnInfo,
+    client: &Client<'_>,
     host: &RequestHost,
     mut req: Request<B>,
 ) -> Result<Exchange<'u, impl Future<Output = Result<Response<PooledBody>, ClientError>>>, ProxyError>
@@ -61,7 +62,7 @@ where
 
     let (mut parts, body) = req.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers, client_upgrade.is_some());
-    headers::set_forwarding(&mut parts.headers, conn, host);
+    headers::set_forwarding(&mut parts.headers, conn, client, host);
     headers::append_via(&mut parts.headers, parts.version);
     let host_value = if settings.preserve_host {
         host.raw().clone()
