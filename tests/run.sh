@@ -19,6 +19,8 @@ command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 # nginx proves /verify works behind a real auth_request proxy.
 command -v nginx >/dev/null || missing+=(nginx)
+# HAProxy is the real load balancer sending the PROXY protocol (tests/tests/proxy_protocol.rs).
+command -v haproxy >/dev/null || missing+=(haproxy)
 # A real browser for the redirect-mode login test (Debian's build; test tools' own browser
 # downloads are not used).
 [ -x /usr/bin/chromium ] || missing+=(chromium)

@@ -138,7 +138,19 @@ async fn receive_within(
         Err(_elapsed) => Err(Refusal::Slow),
     };
     match result {
-        Ok(found) => Some(found),
+        Ok((client, header)) => {
+            tracing::debug!(
+                %peer,
+                %client,
+                version = header.version,
+                local = header.local,
+                authority = header.authority.as_deref(),
+                alpn = ?header.alpn,
+                ssl = ?header.ssl,
+                "PROXY protocol header accepted"
+            );
+            Some((client, header))
+        }
         Err(refusal) => {
             REFUSED.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, %refusal, "connection closed: PROXY protocol header refused");
