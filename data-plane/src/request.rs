@@ -90,6 +90,8 @@ pub struct ConnInfo {
     /// The client: the TCP peer, or the source a trusted balancer's PROXY header gave.
     /// Every address decision (forwarding headers, rate limits) starts from it.
     client: IpAddr,
+    /// The client's port (the PROXY header's source port, or the peer's).
+    client_port: u16,
     /// `client` as a header value for `X-Forwarded-For` / `X-Real-IP`.
     client_ip: HeaderValue,
     /// Whether `client` is a trusted forwarder (`--trusted-forwarders`), whose
@@ -296,6 +298,7 @@ impl ConnInfo {
         Self {
             peer,
             client,
+            client_port: peer.port(),
             client_ip: ip_header(client),
             forwarder: peer::trusted_forwarders().contains(client),
             proxy_header: None,
@@ -311,6 +314,7 @@ impl ConnInfo {
         header: Box<ProxyHeader>,
     ) -> Self {
         self.client = client.ip().to_canonical();
+        self.client_port = client.port();
         self.client_ip = ip_header(self.client);
         self.forwarder = peer::trusted_forwarders().contains(self.client);
         self.proxy_header = Some(header);
@@ -320,6 +324,16 @@ impl ConnInfo {
     /// The client address (the PROXY header's source, or the TCP peer).
     pub fn client(&self) -> IpAddr {
         self.client
+    }
+
+    /// The port of `ip` as this connection knows it: the client's port when `ip` is the
+    /// connection's client, else 0 (an address from `X-Forwarded-For`).
+    pub(crate) fn client_port_for(&self, ip: IpAddr) -> u16 {
+        if ip == self.client {
+            self.client_port
+        } else {
+            0
+        }
     }
 
     /// The PROXY header's TLVs (ALPN, authority, unique id, SSL), if one was received.

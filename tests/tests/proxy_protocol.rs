@@ -22,6 +22,8 @@ const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 5));
 /// A direct client that is a trusted forwarder (not a PROXY sender).
 const FORWARDER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 const HOST: &str = "app.localhost";
+/// A proxy allowing one request per second per client address.
+const LIMITED: &str = "limited.localhost";
 
 /// HAProxy with three frontends: HTTP via v1, HTTP via v2, and TCP passthrough to the
 /// HTTPS listener via v2 with the SSL TLV.
@@ -218,6 +220,16 @@ async fn fixture(node: &str) -> Fixture {
     .await;
     let backend = Backend::start("app").await;
     cp.cli_ok(&["proxy", "create", HOST, &backend.url, "--https"]);
+    cp.cli_ok(&[
+        "proxy",
+        "create",
+        LIMITED,
+        &backend.url,
+        "--rate-limit",
+        "1",
+        "--rate-burst",
+        "1",
+    ]);
     let cert: Value = serde_json::from_str(&cp.cli_ok(&["cert", "show", HOST, "--output", "json"]))
         .expect("json");
     let root_pem = cert["cert_chain_pem"]
@@ -429,4 +441,159 @@ async fn trusted_forwarders_name_the_rightmost_untrusted_address() {
         answer.contains("\"x-forwarded-for\":\"198.51.100.1\""),
         "{answer}"
     );
+}
+
+/// Rate limits count the address from the PROXY header: behind one balancer, a client
+/// over its limit does not limit another.
+#[tokio::test]
+async fn rate_limits_count_the_client_address_from_the_header() {
+    let fx = fixture("dp-pp-limits").await;
+    let url = format!("http://127.0.0.1:{}/", fx.lb.v2);
+    let status = |source: IpAddr| {
+        let url = url.clone();
+        async move {
+            client_from(source)
+                .get(url)
+                .header("host", LIMITED)
+                .send()
+                .await
+                .expect("through HAProxy")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status(CLIENT).await, 200);
+    assert_eq!(status(CLIENT).await, 429, "127.0.0.5 is over its rate");
+    // Another client behind the same balancer (same TCP peer) has its own bucket.
+    assert_eq!(status(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6))).await, 200);
+}
+
+/// nginx listening with `proxy_protocol`, answering with the address the header gave.
+struct Nginx {
+    proc: Proc,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.proc.kill();
+    }
+}
+
+async fn nginx_proxy_protocol() -> Nginx {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let d = dir.path().display();
+    let conf = format!(
+        r#"daemon off;
+master_process off;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{}}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;
+  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  server {{
+    listen 127.0.0.1:{port} proxy_protocol;
+    default_type text/plain;
+    location / {{ return 200 "$proxy_protocol_addr"; }}
+  }}
+}}
+"#
+    );
+    let path = dir.path().join("nginx.conf");
+    std::fs::write(&path, conf).expect("write nginx.conf");
+    let proc = Proc::spawn(
+        std::process::Command::new("nginx")
+            .arg("-c")
+            .arg(&path)
+            .arg("-p")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    );
+    eventually(Duration::from_secs(10), "nginx to listen", || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    Nginx {
+        proc,
+        url: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    }
+}
+
+/// `--upstream-proxy-protocol v1|v2`: nginx behind the data plane sees each request's
+/// client, through HAProxy (PROXY in, PROXY out) or directly; connections are never
+/// shared between clients, so alternating clients each see their own address.
+#[tokio::test]
+async fn nginx_upstream_receives_the_client_address_v1_and_v2() {
+    let fx = fixture("dp-pp-send").await;
+    let nginx = nginx_proxy_protocol().await;
+    for (host, version) in [("pp1.localhost", "v1"), ("pp2.localhost", "v2")] {
+        fx._cp.cli_ok(&[
+            "proxy",
+            "create",
+            host,
+            &nginx.url,
+            "--upstream-proxy-protocol",
+            version,
+        ]);
+    }
+    // Refused values name the flag and change nothing.
+    let out = fx._cp.cli(
+        &fx._cp.admin_token,
+        &[
+            "proxy",
+            "update",
+            "pp1.localhost",
+            "--upstream-proxy-protocol",
+            "v3",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--upstream-proxy-protocol"));
+    let version = fx._cp.version().await;
+    fx._cp.wait_applied(&fx.dp.node_id, version).await;
+
+    let via_lb = format!("http://127.0.0.1:{}/", fx.lb.v2);
+    let direct = format!("http://{}/", fx.http());
+    let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6));
+    for host in ["pp1.localhost", "pp2.localhost"] {
+        for (source, url, expected) in [
+            (CLIENT, &via_lb, "127.0.0.5"),
+            (other, &via_lb, "127.0.0.6"),
+            (CLIENT, &via_lb, "127.0.0.5"),
+            (other, &direct, "127.0.0.6"),
+            (CLIENT, &direct, "127.0.0.5"),
+        ] {
+            let body = client_from(source)
+                .get(url.as_str())
+                .header("host", host)
+                .send()
+                .await
+                .expect("through the data plane")
+                .text()
+                .await
+                .expect("body");
+            assert_eq!(body, expected, "{host} from {source} via {url}");
+        }
+        // A trusted forwarder's client is the one named.
+        let body = client_from(FORWARDER)
+            .get(direct.as_str())
+            .header("host", host)
+            .header("x-forwarded-for", "198.51.100.4, 10.0.0.1")
+            .send()
+            .await
+            .expect("through the data plane")
+            .text()
+            .await
+            .expect("body");
+        assert_eq!(body, "198.51.100.4", "{host}");
+    }
 }

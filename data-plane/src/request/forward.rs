@@ -17,6 +17,7 @@
 //! the client's side (malformed chunked framing, a client that goes away or silent) is
 //! answered as the client's fault (400, 408), never as the upstream's (502).
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -34,7 +35,9 @@ use super::error::ProxyError;
 use super::host::RequestHost;
 use super::{Client, ConnInfo, headers, upgrade};
 use crate::body::{self, ForwardBody, IdleBody, Progress, ProxyBody};
-use crate::upstream::{ClientError, PooledBody, Upstream, UpstreamSettings};
+use crate::upstream::{
+    ClientError, PooledBody, ProxySource, SendProxy, Upstream, UpstreamSettings,
+};
 
 /// Rewrites `req` for `upstream` and starts sending it; the returned exchange resolves to
 /// the upstream's response, rewritten.
@@ -78,10 +81,16 @@ where
     parts.version = Version::HTTP_11;
     parts.extensions = Extensions::new();
 
+    let proxy_header = (settings.send_proxy != SendProxy::Off).then(|| ProxySource {
+        version: settings.send_proxy,
+        client: SocketAddr::new(client.ip, conn.client_port_for(client.ip)),
+    });
     let (body, progress) =
         ForwardBody::with_limit(body, settings.idle_timeout, settings.max_request_body);
     Ok(Exchange {
-        sent: upstream.pool().send(Request::from_parts(parts, body)),
+        sent: upstream
+            .pool()
+            .send(Request::from_parts(parts, body), proxy_header),
         timer: tokio::time::sleep(settings.read_timeout),
         settings,
         progress,
