@@ -558,6 +558,15 @@ async fn nginx_upstream_receives_the_client_address_v1_and_v2() {
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--upstream-proxy-protocol"));
+    let shown: Value = serde_json::from_str(&fx._cp.cli_ok(&[
+        "proxy",
+        "show",
+        "pp2.localhost",
+        "--output",
+        "json",
+    ]))
+    .expect("json");
+    assert_eq!(shown["upstream_proxy_protocol"], "v2", "{shown}");
     let version = fx._cp.version().await;
     fx._cp.wait_applied(&fx.dp.node_id, version).await;
 
