@@ -21,6 +21,8 @@ command -v npm >/dev/null || missing+=(npm)
 command -v nginx >/dev/null || missing+=(nginx)
 # A real Prometheus scrapes both planes; promtool checks their expositions.
 { command -v prometheus && command -v promtool; } >/dev/null || missing+=(prometheus)
+# HAProxy is the real load balancer sending the PROXY protocol (tests/tests/proxy_protocol.rs).
+command -v haproxy >/dev/null || missing+=(haproxy)
 # A real browser for the redirect-mode login test (Debian's build; test tools' own browser
 # downloads are not used).
 [ -x /usr/bin/chromium ] || missing+=(chromium)

@@ -35,6 +35,7 @@ impl From<Proxy> for pb::ProxyTarget {
             rate_limit_key: p.rate_limit_key.as_str().into(),
             max_concurrent_requests: p.max_concurrent_requests,
             max_request_body_bytes: p.max_request_body_bytes,
+            upstream_proxy_protocol: p.upstream_proxy_protocol.as_str().into(),
             hsts: (p.hsts_max_age_secs > 0).then_some(pb::HstsPolicy {
                 max_age_secs: p.hsts_max_age_secs,
                 include_subdomains: false,
@@ -145,6 +146,7 @@ impl From<pb::ProxyInput> for ProxyInput {
             rate_limit_key: p.rate_limit_key,
             max_concurrent_requests: p.max_concurrent_requests,
             max_request_body_bytes: p.max_request_body_bytes,
+            upstream_proxy_protocol: p.upstream_proxy_protocol,
         }
     }
 }
@@ -174,6 +176,7 @@ impl From<pb::ProxyPatch> for ProxyPatch {
             rate_limit_key: p.rate_limit_key,
             max_concurrent_requests: p.max_concurrent_requests,
             max_request_body_bytes: p.max_request_body_bytes,
+            upstream_proxy_protocol: p.upstream_proxy_protocol,
         }
     }
 }

@@ -76,6 +76,10 @@ pub struct Proxy {
     /// a default would break uploads nobody chose to limit.
     #[serde(default)]
     pub max_request_body_bytes: u64,
+    /// PROXY protocol header sent first on every upstream connection, with the client's
+    /// address; such connections carry one request each, never pooled.
+    #[serde(default)]
+    pub upstream_proxy_protocol: UpstreamProxyProtocol,
     /// Edge OAuth protection; `None` = unprotected. Set through `/auth`, never through
     /// proxy create/update, so protection is always an explicit act.
     #[serde(default)]
@@ -86,6 +90,30 @@ pub struct Proxy {
     pub created_at: i64,
     /// Unix seconds.
     pub updated_at: i64,
+}
+
+/// The PROXY protocol version a proxy sends to its upstreams.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProxyProtocol {
+    /// None (the default).
+    #[default]
+    Off,
+    /// Text header.
+    V1,
+    /// Binary header.
+    V2,
+}
+
+impl UpstreamProxyProtocol {
+    /// The wire and JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::V1 => "v1",
+            Self::V2 => "v2",
+        }
+    }
 }
 
 /// What a proxy's request rate is counted by.
@@ -311,6 +339,8 @@ pub struct ProxyInput {
     pub max_concurrent_requests: Option<u32>,
     /// Default 0 (no limit).
     pub max_request_body_bytes: Option<u64>,
+    /// `off` (default), `v1` or `v2`.
+    pub upstream_proxy_protocol: Option<String>,
 }
 
 /// Body of `PUT /api/v1/proxy/targets/{hostname}`: absent fields keep their value.
@@ -353,6 +383,8 @@ pub struct ProxyPatch {
     pub max_concurrent_requests: Option<u32>,
     /// New request body limit in bytes; 0 = no limit.
     pub max_request_body_bytes: Option<u64>,
+    /// `off`, `v1` or `v2`.
+    pub upstream_proxy_protocol: Option<String>,
 }
 
 /// How a route compares its pattern with the request path.

@@ -8,6 +8,9 @@ use std::str::FromStr;
 
 use clap::Parser;
 
+use crate::peer::Cidrs;
+use crate::server::{ProxyProtocol, ProxyProtocolMode};
+
 /// Portcullis data plane: serves HTTP traffic for the proxies and routes pushed by the
 /// control plane, and keeps serving the last good configuration when it is away.
 #[derive(Debug, Parser)]
@@ -123,6 +126,61 @@ pub struct Args {
         default_value_t = 1024
     )]
     pub max_upstream_connections: u32,
+
+    /// PROXY protocol on both listeners unless overridden: `off`, `v1`, `v2` or `any`. From
+    /// the `--proxy-protocol-from` load balancers the header is then required (a connection
+    /// without one is closed), and its source address is the client; from anyone else a
+    /// PROXY header closes the connection. Read before TLS on HTTPS.
+    #[arg(
+        long,
+        env = "PORTCULLIS_PROXY_PROTOCOL",
+        value_name = "MODE",
+        default_value = "off"
+    )]
+    pub proxy_protocol: ProxyProtocolMode,
+
+    /// PROXY protocol on the plain-HTTP listener (default: `--proxy-protocol`).
+    #[arg(long, env = "PORTCULLIS_HTTP_PROXY_PROTOCOL", value_name = "MODE")]
+    pub http_proxy_protocol: Option<ProxyProtocolMode>,
+
+    /// PROXY protocol on the HTTPS listener (default: `--proxy-protocol`).
+    #[arg(long, env = "PORTCULLIS_HTTPS_PROXY_PROTOCOL", value_name = "MODE")]
+    pub https_proxy_protocol: Option<ProxyProtocolMode>,
+
+    /// The load balancers that send the PROXY protocol, `CIDR[,CIDR…]` (e.g.
+    /// `10.0.0.0/8,192.0.2.7`). Required with a PROXY protocol mode.
+    #[arg(
+        long,
+        env = "PORTCULLIS_PROXY_PROTOCOL_FROM",
+        value_name = "CIDRS",
+        default_value = ""
+    )]
+    pub proxy_protocol_from: Cidrs,
+
+    /// Forwarders whose `X-Forwarded-For` is believed, `CIDR[,CIDR…]`: when the client
+    /// address (the peer, or the PROXY header's source) is one of them, the rightmost
+    /// address in `X-Forwarded-For` that is not is taken as the client. Default: none (the
+    /// header is always replaced).
+    #[arg(
+        long,
+        env = "PORTCULLIS_TRUSTED_FORWARDERS",
+        value_name = "CIDRS",
+        default_value = ""
+    )]
+    pub trusted_forwarders: Cidrs,
+}
+
+// === impl Args (PROXY protocol) ===
+
+impl Args {
+    /// The PROXY protocol receiving configuration the flags describe.
+    pub fn proxy_protocol(&self) -> ProxyProtocol {
+        ProxyProtocol {
+            http: self.http_proxy_protocol.unwrap_or(self.proxy_protocol),
+            https: self.https_proxy_protocol.unwrap_or(self.proxy_protocol),
+            from: self.proxy_protocol_from.clone(),
+        }
+    }
 }
 
 /// Smallest `--max-request-header-bytes`: below this ordinary browser requests fail.
@@ -256,6 +314,43 @@ mod tests {
         std::fs::write(file.path(), "\n")?;
         assert!(parse(&["--enrolment-token-file", path]).is_err(), "empty");
         Ok(())
+    }
+
+    #[test]
+    fn proxy_protocol_flags() {
+        let args = parse(&[
+            "--enrolment-token",
+            "t",
+            "--proxy-protocol",
+            "v2",
+            "--http-proxy-protocol",
+            "any",
+            "--proxy-protocol-from",
+            "127.0.0.1/32, 10.0.0.0/8",
+            "--trusted-forwarders",
+            "192.0.2.0/24",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let config = args.proxy_protocol();
+        assert_eq!(
+            (config.http, config.https),
+            (ProxyProtocolMode::Any, ProxyProtocolMode::V2)
+        );
+        assert!(config.from.contains([10, 1, 1, 1].into()));
+        assert!(args.trusted_forwarders.contains([192, 0, 2, 9].into()));
+        let off = parse(&["--enrolment-token", "t"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(off.proxy_protocol(), ProxyProtocol::default());
+        assert!(off.trusted_forwarders.is_empty());
+        for bad in [
+            ["--proxy-protocol", "v3"],
+            ["--proxy-protocol-from", "10.0.0.0/40"],
+            ["--trusted-forwarders", "example.com"],
+        ] {
+            let error = parse(&["--enrolment-token", "t", bad[0], bad[1]])
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?}"));
+            assert!(error.to_string().contains(bad[0]), "{error}");
+        }
     }
 
     #[test]

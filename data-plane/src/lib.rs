@@ -9,6 +9,8 @@
 //!   through host lookup ([`router`]), admission to the compiled virtual host
 //!   ([`vhost`], applying its `policy`, edge OAuth in [`auth`], answers of its own in
 //!   `answer`), route selection and forwarding via pooled clients ([`upstream`]).
+//! - [`peer`] says who the client is: trusted address ranges, `X-Forwarded-For` from
+//!   trusted forwarders, and what a PROXY protocol header carried (read in [`server`]).
 //! - [`admin`] answers health and readiness probes and serves [`metrics`].
 //!
 //! Imports flow one way (checked by `tests/import_cycles.py`): `spec` (leaf types:
@@ -37,6 +39,7 @@ pub mod cli;
 pub mod config;
 pub mod metrics;
 pub mod path;
+pub mod peer;
 mod policy;
 mod ratelimit;
 mod report;

@@ -84,6 +84,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // redirects.
     .with_public_ports(ports.http, https_addr.map_or(0, |_| ports.https));
 
+    server::set_proxy_protocol(args.proxy_protocol()).map_err(anyhow::Error::msg)?;
+    portcullis_data_plane::peer::set_trusted_forwarders(args.trusted_forwarders.clone());
     server::limit_per_client(args.max_connections_per_client);
     upstream::limit_connections_per_origin(args.max_upstream_connections);
     raise_open_file_limit();

@@ -6,7 +6,9 @@
 //! limiter per proxy; nothing is exchanged between data planes, so N data planes admit up
 //! to N times the configured rate and concurrency.
 //!
-//! Keys ([`KeyKind`]): the client address (the TCP peer, never `X-Forwarded-For`; IPv6
+//! Keys ([`KeyKind`]): the client address (the TCP peer, the PROXY header's source from a
+//! `--proxy-protocol-from` balancer, or a `--trusted-forwarders` peer's rightmost untrusted
+//! `X-Forwarded-For` entry; never a client's own claim; IPv6
 //! clients count per /64, since one host usually owns a whole /64), the verified token's
 //! subject, or its OAuth client. Subject and client keys only exist once a token was
 //! verified, so a request admitted without one (an open proxy, a public path or route,

@@ -18,7 +18,7 @@
 //! ([`ProxyError::into_response`]).
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -34,6 +34,7 @@ use crate::body::ProxyBody;
 use crate::config::Snapshot;
 use crate::metrics::{self, ProxyMetrics};
 use crate::path;
+use crate::peer::{self, ProxyHeader};
 use crate::ratelimit;
 use crate::report::Report;
 use crate::router::HostTable;
@@ -89,8 +90,18 @@ impl Default for PublicPorts {
 #[derive(Debug)]
 pub struct ConnInfo {
     peer: SocketAddr,
-    /// The peer IP as a header value for `X-Forwarded-For` / `X-Real-IP`.
-    peer_ip: HeaderValue,
+    /// The client: the TCP peer, or the source a trusted balancer's PROXY header gave.
+    /// Every address decision (forwarding headers, rate limits) starts from it.
+    client: IpAddr,
+    /// The client's port (the PROXY header's source port, or the peer's).
+    client_port: u16,
+    /// `client` as a header value for `X-Forwarded-For` / `X-Real-IP`.
+    client_ip: HeaderValue,
+    /// Whether `client` is a trusted forwarder (`--trusted-forwarders`), whose
+    /// `X-Forwarded-For` names the real client ([`crate::peer`]).
+    forwarder: bool,
+    /// What the PROXY header said besides the address, if there was one.
+    proxy_header: Option<Box<ProxyHeader>>,
     listener: Listener,
     /// The port clients reach `listener` on.
     public_port: u16,
@@ -212,11 +223,10 @@ where
     // Phase 2: proxy-level policy (with the matching route's settings). Runs for every
     // request to this proxy; the route's upstream is only reachable through `admitted`.
     // Address-keyed rate limits count before any token is verified (crate::ratelimit).
+    let client = conn.client_of(req.headers());
     let limits = proxy.limits();
     if let Some(limits) = limits {
-        limits
-            .check_peer(conn.peer.ip())
-            .map_err(ProxyError::Limited)?;
+        limits.check_peer(client.ip).map_err(ProxyError::Limited)?;
     }
     let secure = matches!(conn.listener, Listener::Https);
     let origin = Origin::new(secure, host.raw().to_str().unwrap_or_default())
@@ -229,7 +239,7 @@ where
     let caller = admitted
         .claims()
         .map(|c| ratelimit::Caller::new(&c.sub, &c.client_id));
-    let permit = match limits.map(|l| l.admitted(conn.peer.ip(), caller.as_ref())) {
+    let permit = match limits.map(|l| l.admitted(client.ip, caller.as_ref())) {
         Some(Err(limited)) => {
             // Not logged: a flood must not turn into a log line per request.
             let mut response = limited.into_response();
@@ -242,7 +252,7 @@ where
     // Phase 3: route → upstream.
     let upstream = admitted.upstream();
     // Phase 4: forward.
-    let exchange = match forward::forward(upstream, conn, host, req) {
+    let exchange = match forward::forward(upstream, conn, &client, host, req) {
         Ok(exchange) => exchange,
         Err(error) => return Ok(failed(&admitted, error)),
     };
@@ -290,6 +300,18 @@ fn failed(admitted: &Admitted<'_>, error: ProxyError) -> Response<ProxyBody> {
     response
 }
 
+/// The client address one request is treated as coming from.
+#[derive(Debug)]
+pub(crate) struct Client<'c> {
+    pub(crate) ip: IpAddr,
+    /// `ip` for `X-Forwarded-For` / `X-Real-IP`.
+    pub(crate) header: Cow<'c, HeaderValue>,
+}
+
+fn ip_header(ip: IpAddr) -> HeaderValue {
+    HeaderValue::try_from(ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
 // === impl ConnInfo ===
 
 impl ConnInfo {
@@ -297,17 +319,72 @@ impl ConnInfo {
     /// the scheme's default port (80 or 443) unless [`Self::with_public_port`] says
     /// otherwise.
     pub fn new(peer: SocketAddr, listener: Listener) -> Self {
-        let ip = peer.ip().to_canonical().to_string();
-        let peer_ip = HeaderValue::try_from(ip).unwrap_or(HeaderValue::from_static("unknown"));
+        let client = peer.ip().to_canonical();
         let public_port = match listener {
             Listener::Http { .. } => 80,
             Listener::Https => 443,
         };
         Self {
             peer,
-            peer_ip,
+            client,
+            client_port: peer.port(),
+            client_ip: ip_header(client),
+            forwarder: peer::trusted_forwarders().contains(client),
+            proxy_header: None,
             listener,
             public_port,
+        }
+    }
+
+    /// The client address and header a trusted balancer's PROXY header gave.
+    pub(crate) fn with_proxy_header(
+        mut self,
+        client: SocketAddr,
+        header: Box<ProxyHeader>,
+    ) -> Self {
+        self.client = client.ip().to_canonical();
+        self.client_port = client.port();
+        self.client_ip = ip_header(self.client);
+        self.forwarder = peer::trusted_forwarders().contains(self.client);
+        self.proxy_header = Some(header);
+        self
+    }
+
+    /// The client address (the PROXY header's source, or the TCP peer).
+    pub fn client(&self) -> IpAddr {
+        self.client
+    }
+
+    /// The port of `ip` as this connection knows it: the client's port when `ip` is the
+    /// connection's client, else 0 (an address from `X-Forwarded-For`).
+    pub(crate) fn client_port_for(&self, ip: IpAddr) -> u16 {
+        if ip == self.client {
+            self.client_port
+        } else {
+            0
+        }
+    }
+
+    /// The PROXY header's TLVs (ALPN, authority, unique id, SSL), if one was received.
+    pub fn proxy_header(&self) -> Option<&ProxyHeader> {
+        self.proxy_header.as_deref()
+    }
+
+    /// The client of one request: from a trusted forwarder's `X-Forwarded-For` (read
+    /// before the policy strips it), else the connection's. Allocates only in the first
+    /// case.
+    pub(crate) fn client_of(&self, headers: &http::HeaderMap) -> Client<'_> {
+        if self.forwarder
+            && let Some(ip) = peer::client_from_xff(headers, peer::trusted_forwarders())
+        {
+            return Client {
+                ip,
+                header: Cow::Owned(ip_header(ip)),
+            };
+        }
+        Client {
+            ip: self.client,
+            header: Cow::Borrowed(&self.client_ip),
         }
     }
 

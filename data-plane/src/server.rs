@@ -17,6 +17,7 @@ use crate::store::ConfigStore;
 mod clients;
 mod conn;
 mod https;
+mod proxy_protocol;
 pub(crate) mod sni;
 pub mod workers;
 
@@ -25,6 +26,9 @@ pub use self::clients::limit_per_client;
 pub use self::clients::refused_connections;
 pub use self::conn::parked_connections;
 pub use self::https::{serve_https, tls_config};
+pub use self::proxy_protocol::{
+    Mode as ProxyProtocolMode, ProxyProtocol, refused_headers, set_proxy_protocol,
+};
 
 /// Slow-loris bound: time a client has to send a complete request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -71,22 +75,59 @@ struct Connection {
 pub async fn serve_http(listener: TcpListener, store: Arc<ConfigStore>, ports: PublicPorts) {
     loop {
         let (stream, peer) = accept(&listener).await;
-        let Some(slot) = clients::admit(peer.ip()) else {
+        let Some(admission) = Admission::new(false, peer) else {
             continue;
         };
-        let info = ConnInfo::new(
-            peer,
-            Listener::Http {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let listener = Listener::Http {
                 https_port: ports.https,
-            },
-        )
-        .with_public_port(ports.http);
-        let conn = Arc::new(Connection {
-            store: store.clone(),
-            info,
-            _slot: slot,
+            };
+            let Some((stream, info, slot)) = admission.complete(stream, listener).await else {
+                return;
+            };
+            let conn = Arc::new(Connection {
+                store,
+                info: info.with_public_port(ports.http),
+                _slot: slot,
+            });
+            conn::serve(stream, conn, conn::Protocols::Detect).await;
         });
-        tokio::spawn(conn::serve(stream, conn, conn::Protocols::Detect));
+    }
+}
+
+/// A new connection before its client is known: a balancer that must send a PROXY header
+/// (its slot is taken by the client address the header gives), or the client itself.
+enum Admission {
+    Client(SocketAddr, clients::ClientSlot),
+    Balancer(SocketAddr, proxy_protocol::Mode),
+}
+
+impl Admission {
+    /// `None` when the peer is a client at its connection limit.
+    fn new(https: bool, peer: SocketAddr) -> Option<Self> {
+        match proxy_protocol::expected(https, peer.ip()) {
+            Some(mode) => Some(Self::Balancer(peer, mode)),
+            None => clients::admit(peer.ip()).map(|slot| Self::Client(peer, slot)),
+        }
+    }
+
+    /// In the connection's task: reads the PROXY header if one is due (before TLS), then
+    /// admits the client. `None` closes the connection.
+    async fn complete(
+        self,
+        mut stream: TcpStream,
+        listener: Listener,
+    ) -> Option<(TcpStream, ConnInfo, clients::ClientSlot)> {
+        match self {
+            Self::Client(peer, slot) => Some((stream, ConnInfo::new(peer, listener), slot)),
+            Self::Balancer(peer, mode) => {
+                let (client, header) = proxy_protocol::receive(&mut stream, peer, mode).await?;
+                let slot = clients::admit(client.ip())?;
+                let info = ConnInfo::new(peer, listener).with_proxy_header(client, header);
+                Some((stream, info, slot))
+            }
+        }
     }
 }
 

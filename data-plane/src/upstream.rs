@@ -20,6 +20,9 @@ pub(crate) use self::pool::{Pool, PooledBody};
 use crate::spec::{HeaderList, Target};
 
 mod pool;
+mod proxy_header;
+
+pub(crate) use self::proxy_header::{ProxySource, SendProxy};
 
 /// Used when a proxy's `connect_timeout_ms` is 0.
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,6 +57,8 @@ pub struct UpstreamSettings {
     /// Largest request body forwarded, in bytes; `u64::MAX` (the default) for no limit,
     /// so the check is one comparison either way.
     pub(crate) max_request_body: u64,
+    /// PROXY protocol towards the upstream: each request then has a connection of its own.
+    pub(crate) send_proxy: SendProxy,
     pub(crate) client: HttpClient,
 }
 
@@ -151,7 +156,8 @@ impl ClientCache {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        Arc::new(Client::new(connector))
+        let direct = proxy_header::Direct::new(connect_timeout, self.tls.clone());
+        Arc::new(Client::new(connector, direct))
     }
 }
 

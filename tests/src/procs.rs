@@ -301,6 +301,15 @@ impl DataPlane {
         dp
     }
 
+    /// As [`DataPlane::start_https`] on any ports, with further command-line arguments.
+    pub async fn start_https_args(cp: &ControlPlane, node_id: &str, args: &[&str]) -> Self {
+        let mut dp = Self::new(cp, node_id);
+        dp.https_port = Some(0);
+        dp.extra_args = args.iter().map(|a| (*a).to_owned()).collect();
+        dp.restart().await;
+        dp
+    }
+
     /// `https://…` base of the HTTPS listener, if any.
     pub fn https_addr(&self) -> Option<std::net::SocketAddr> {
         self.https_port

@@ -156,6 +156,28 @@ impl AuthModeArg {
     }
 }
 
+/// The PROXY protocol version sent to a proxy's upstreams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum UpstreamProxyProtocolArg {
+    /// None
+    Off,
+    /// Text header (nginx `proxy_protocol`, HAProxy `accept-proxy`)
+    V1,
+    /// Binary header
+    V2,
+}
+
+impl UpstreamProxyProtocolArg {
+    /// The wire name.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::V1 => "v1",
+            Self::V2 => "v2",
+        }
+    }
+}
+
 /// What a proxy's request rate is counted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum RateLimitKeyArg {
@@ -241,6 +263,10 @@ pub(crate) struct ProxyCreateArgs {
     /// (0 = no limit, the default)
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_request_body_bytes: Option<u64>,
+    /// Open upstream connections with a PROXY protocol header carrying the client's
+    /// address; such connections serve one request each (never pooled)
+    #[arg(long, value_enum, value_name = "VERSION")]
+    pub(crate) upstream_proxy_protocol: Option<UpstreamProxyProtocolArg>,
 }
 
 /// `proxy update`: every flag is optional, but at least one must be given, since an
@@ -260,6 +286,7 @@ pub(crate) struct ProxyCreateArgs {
             "connect_timeout_ms", "read_timeout_ms", "idle_timeout_ms",
             "redirect_https", "hsts_max_age", "cert", "max_request_body_bytes",
             "rate_limit", "rate_burst", "rate_limit_key", "max_concurrent_requests",
+            "upstream_proxy_protocol",
         ])
 ))]
 pub(crate) struct ProxyUpdateArgs {
@@ -306,6 +333,9 @@ pub(crate) struct ProxyUpdateArgs {
     /// limit)
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_request_body_bytes: Option<u64>,
+    /// PROXY protocol header on upstream connections: off, v1 or v2
+    #[arg(long, value_enum, value_name = "VERSION")]
+    pub(crate) upstream_proxy_protocol: Option<UpstreamProxyProtocolArg>,
     /// Redirect plain HTTP to HTTPS
     #[arg(long, value_name = "true|false")]
     pub(crate) redirect_https: Option<bool>,

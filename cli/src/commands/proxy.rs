@@ -148,6 +148,7 @@ pub(crate) fn create_input(args: ProxyCreateArgs) -> Result<ProxyInput, CliError
         rate_limit_key: args.rate_limit_key.map(|k| k.as_str().to_owned()),
         max_concurrent_requests: args.max_concurrent_requests,
         max_request_body_bytes: args.max_request_body_bytes,
+        upstream_proxy_protocol: args.upstream_proxy_protocol.map(|v| v.as_str().to_owned()),
     })
 }
 
@@ -182,6 +183,7 @@ pub(crate) fn update_patch(args: ProxyUpdateArgs) -> Result<ProxyPatch, CliError
         rate_limit_key: args.rate_limit_key.map(|k| k.as_str().to_owned()),
         max_concurrent_requests: args.max_concurrent_requests,
         max_request_body_bytes: args.max_request_body_bytes,
+        upstream_proxy_protocol: args.upstream_proxy_protocol.map(|v| v.as_str().to_owned()),
     })
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::error::ServiceError;
 
-use super::{MatchKind, RateLimitKey};
+use super::{MatchKind, RateLimitKey, UpstreamProxyProtocol};
 
 type Result<T> = std::result::Result<T, ServiceError>;
 
@@ -207,6 +207,19 @@ pub fn max_request_body_bytes(field: &'static str, value: u64) -> Result<u64> {
         ));
     }
     Ok(value)
+}
+
+/// Parses an upstream PROXY protocol version.
+pub fn upstream_proxy_protocol(field: &'static str, raw: &str) -> Result<UpstreamProxyProtocol> {
+    match raw {
+        "off" => Ok(UpstreamProxyProtocol::Off),
+        "v1" => Ok(UpstreamProxyProtocol::V1),
+        "v2" => Ok(UpstreamProxyProtocol::V2),
+        _ => Err(ServiceError::invalid(
+            field,
+            format!("{raw:?}: use off, v1 or v2"),
+        )),
+    }
 }
 
 /// Parses a rate-limit key name.

@@ -3,7 +3,10 @@
 use super::{CAS_RETRIES, ControlPlane, Result, require_owner, require_writer};
 use crate::auth::Caller;
 use crate::error::ServiceError;
-use crate::model::{Proxy, ProxyInput, ProxyPatch, RateLimitKey, Route, TargetKind, now, validate};
+use crate::model::{
+    Proxy, ProxyInput, ProxyPatch, RateLimitKey, Route, TargetKind, UpstreamProxyProtocol, now,
+    validate,
+};
 use crate::store::{Batch, Check, Collection, Write};
 
 impl ControlPlane {
@@ -37,6 +40,7 @@ impl ControlPlane {
                 rate_limit_key: input.rate_limit_key,
                 max_concurrent_requests: input.max_concurrent_requests,
                 max_request_body_bytes: input.max_request_body_bytes,
+                upstream_proxy_protocol: input.upstream_proxy_protocol,
             },
         )?;
         let key = proxy.hostname.clone();
@@ -191,6 +195,7 @@ fn unconfigured(hostname: String, owner_token_id: String, now: i64) -> Proxy {
         rate_limit_key: RateLimitKey::Ip,
         max_concurrent_requests: 0,
         max_request_body_bytes: 0,
+        upstream_proxy_protocol: UpstreamProxyProtocol::Off,
         auth: None,
         owner_token_id,
         created_at: now,
@@ -269,6 +274,10 @@ fn apply_patch(p: &mut Proxy, patch: ProxyPatch) -> Result<()> {
     if let Some(v) = patch.idle_timeout_ms {
         p.idle_timeout_ms = validate::idle_timeout_ms("idle_timeout_ms", v)?;
     }
+    if let Some(v) = &patch.upstream_proxy_protocol {
+        p.upstream_proxy_protocol =
+            validate::upstream_proxy_protocol("upstream_proxy_protocol", v)?;
+    }
     if let Some(v) = patch.max_request_body_bytes {
         p.max_request_body_bytes = validate::max_request_body_bytes("max_request_body_bytes", v)?;
     }
@@ -313,6 +322,31 @@ mod tests {
             Err(ServiceError::Invalid { field, .. }) => Some(field),
             _ => None,
         }
+    }
+
+    #[test]
+    fn upstream_proxy_protocol_is_validated_naming_the_field() {
+        let mut p = proxy();
+        assert_eq!(p.upstream_proxy_protocol, UpstreamProxyProtocol::Off);
+        for bad in ["V1", "v3", "", "on"] {
+            let patch = ProxyPatch {
+                upstream_proxy_protocol: Some(bad.into()),
+                ..ProxyPatch::default()
+            };
+            assert_eq!(
+                invalid_field(apply_patch(&mut p, patch)),
+                Some("upstream_proxy_protocol"),
+                "{bad:?}"
+            );
+        }
+        let patch = ProxyPatch {
+            upstream_proxy_protocol: Some("v2".into()),
+            ..ProxyPatch::default()
+        };
+        assert!(apply_patch(&mut p, patch).is_ok());
+        assert_eq!(p.upstream_proxy_protocol, UpstreamProxyProtocol::V2);
+        let wire = portcullis_proto::v1::ProxyTarget::from(p);
+        assert_eq!(wire.upstream_proxy_protocol, "v2");
     }
 
     #[test]

@@ -716,7 +716,7 @@ async fn post_form(url: &str, form: String) -> Result<(StatusCode, Bytes), Excha
         .map_err(|e| ExchangeError::Http(e.to_string()))?;
     let call = async {
         let resp = pool
-            .send(req)
+            .send(req, None)
             .await
             .map_err(|e| ExchangeError::Http(e.to_string()))?;
         let status = resp.status();

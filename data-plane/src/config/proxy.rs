@@ -10,9 +10,9 @@ use super::error::CompileError;
 use super::https::HttpsSpec;
 use super::limits::LimitSpec;
 use crate::policy::PolicySpec;
-use crate::spec::{HeaderList, HostPattern, InvalidField, Target};
+use crate::spec::{HeaderList, HostPattern, InvalidField, Reason, Target};
 use crate::upstream::{
-    ClientCache, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_READ_TIMEOUT,
+    ClientCache, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_READ_TIMEOUT, SendProxy,
     UpstreamSettings,
 };
 
@@ -31,6 +31,7 @@ pub(crate) struct ProxySpec {
     pub(crate) idle_timeout: Duration,
     /// `u64::MAX` when the proxy sets no limit (0 on the wire).
     pub(crate) max_request_body: u64,
+    pub(crate) send_proxy: SendProxy,
     pub(crate) policy: PolicySpec,
     pub(crate) https: HttpsSpec,
     pub(crate) limits: LimitSpec,
@@ -55,7 +56,19 @@ impl TryFrom<&pb::ProxyTarget> for ProxySpec {
             .map_err(|r| err("custom_response_headers", r))?;
         let policy = PolicySpec::from_proto(p.auth.as_ref()).map_err(&wrap)?;
         let limits = LimitSpec::from_proto(p).map_err(&wrap)?;
+        let send_proxy = match p.upstream_proxy_protocol.as_str() {
+            "" | "off" => SendProxy::Off,
+            "v1" => SendProxy::V1,
+            "v2" => SendProxy::V2,
+            other => {
+                return Err(err(
+                    "upstream_proxy_protocol",
+                    Reason::Limit(format!("{other:?}: expected off, v1 or v2")),
+                ));
+            }
+        };
         Ok(Self {
+            send_proxy,
             pattern,
             target,
             enabled: p.enabled,
@@ -99,6 +112,7 @@ impl ProxySpec {
             read_timeout: self.read_timeout,
             idle_timeout: self.idle_timeout,
             max_request_body: self.max_request_body,
+            send_proxy: self.send_proxy,
             client: clients.get(self.connect_timeout),
         })
     }

@@ -17,6 +17,7 @@
 //! the client's side (malformed chunked framing, a client that goes away or silent) is
 //! answered as the client's fault (400, 408), never as the upstream's (502).
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -32,9 +33,11 @@ use tokio::time::{Instant, Sleep};
 
 use super::error::ProxyError;
 use super::host::RequestHost;
-use super::{ConnInfo, headers, upgrade};
+use super::{Client, ConnInfo, headers, upgrade};
 use crate::body::{self, ForwardBody, IdleBody, Progress, ProxyBody};
-use crate::upstream::{ClientError, PooledBody, Upstream, UpstreamSettings};
+use crate::upstream::{
+    ClientError, PooledBody, ProxySource, SendProxy, Upstream, UpstreamSettings,
+};
 
 /// Rewrites `req` for `upstream` and starts sending it; the returned exchange resolves to
 /// the upstream's response, rewritten.
@@ -46,6 +49,7 @@ use crate::upstream::{ClientError, PooledBody, Upstream, UpstreamSettings};
 pub(crate) fn forward<'u, B>(
     upstream: &'u Upstream,
     conn: &ConnInfo,
+    client: &Client<'_>,
     host: &RequestHost,
     mut req: Request<B>,
 ) -> Result<Exchange<'u, impl Future<Output = Result<Response<PooledBody>, ClientError>>>, ProxyError>
@@ -61,7 +65,7 @@ where
 
     let (mut parts, body) = req.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers, client_upgrade.is_some());
-    headers::set_forwarding(&mut parts.headers, conn, host);
+    headers::set_forwarding(&mut parts.headers, conn, client, host);
     headers::append_via(&mut parts.headers, parts.version);
     let host_value = if settings.preserve_host {
         host.raw().clone()
@@ -77,10 +81,16 @@ where
     parts.version = Version::HTTP_11;
     parts.extensions = Extensions::new();
 
+    let proxy_header = (settings.send_proxy != SendProxy::Off).then(|| ProxySource {
+        version: settings.send_proxy,
+        client: SocketAddr::new(client.ip, conn.client_port_for(client.ip)),
+    });
     let (body, progress) =
         ForwardBody::with_limit(body, settings.idle_timeout, settings.max_request_body);
     Ok(Exchange {
-        sent: upstream.pool().send(Request::from_parts(parts, body)),
+        sent: upstream
+            .pool()
+            .send(Request::from_parts(parts, body), proxy_header),
         timer: tokio::time::sleep(settings.read_timeout),
         settings,
         progress,

@@ -26,7 +26,7 @@ use http::{HeaderMap, HeaderValue, Version};
 
 use super::error::ProxyError;
 use super::host::RequestHost;
-use super::{ConnInfo, Listener};
+use super::{Client, ConnInfo, Listener};
 
 /// More `Via` entries than this and the request is taken for a loop (a chain of real
 /// proxies is a handful long).
@@ -115,10 +115,17 @@ fn is_fixed_hop_by_hop(name: &str) -> bool {
 }
 
 /// Replaces forwarding headers with what this proxy observed.
-pub(crate) fn set_forwarding(headers: &mut HeaderMap, conn: &ConnInfo, host: &RequestHost) {
+/// `client` is the connection's client, or the one a trusted forwarder named
+/// ([`ConnInfo::client_of`]).
+pub(crate) fn set_forwarding(
+    headers: &mut HeaderMap,
+    conn: &ConnInfo,
+    client: &Client<'_>,
+    host: &RequestHost,
+) {
     headers.remove(FORWARDED);
-    headers.insert(X_FORWARDED_FOR, conn.peer_ip.clone());
-    headers.insert(X_REAL_IP, conn.peer_ip.clone());
+    headers.insert(X_FORWARDED_FOR, client.header.as_ref().clone());
+    headers.insert(X_REAL_IP, client.header.as_ref().clone());
     let proto = match conn.listener {
         Listener::Http { .. } => "http",
         Listener::Https => "https",

@@ -130,7 +130,8 @@ fn forwarding_headers_replace_client_values() {
         ("x-forwarded-host", "evil"),
         ("forwarded", "for=6.6.6.6"),
     ]);
-    set_forwarding(&mut h, &conn, &host);
+    let client = conn.client_of(&h);
+    set_forwarding(&mut h, &conn, &client, &host);
     let all = |name: &str| -> Vec<&str> {
         h.get_all(name)
             .iter()

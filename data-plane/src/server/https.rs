@@ -18,9 +18,9 @@ use tokio_rustls::server::TlsStream;
 
 use super::conn::{self, Protocols};
 use super::sni::SniResolver;
-use super::{Connection, accept, clients};
+use super::{Admission, Connection, accept};
 use crate::metrics;
-use crate::request::{ConnInfo, Listener};
+use crate::request::Listener;
 use crate::store::ConfigStore;
 use crate::tls::{ACME_TLS_ALPN, ALPN_H2, ALPN_HTTP11, provider};
 
@@ -62,11 +62,16 @@ pub async fn serve_https(
     let acceptor = TlsAcceptor::from(tls);
     loop {
         let (stream, peer) = accept(&listener).await;
-        let Some(slot) = clients::admit(peer.ip()) else {
+        let Some(admission) = Admission::new(true, peer) else {
             continue;
         };
         let (acceptor, store) = (acceptor.clone(), store.clone());
         tokio::spawn(async move {
+            // The PROXY header, if due, comes before TLS.
+            let Some((stream, info, slot)) = admission.complete(stream, Listener::Https).await
+            else {
+                return;
+            };
             let Some(tls) = handshake(&acceptor, stream).await else {
                 return;
             };
@@ -81,7 +86,7 @@ pub async fn serve_https(
             };
             let conn = Arc::new(Connection {
                 store,
-                info: ConnInfo::new(peer, Listener::Https).with_public_port(public_port),
+                info: info.with_public_port(public_port),
                 _slot: slot,
             });
             // Boxed: this task is as large as its largest state for its whole life, and

@@ -46,6 +46,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service as _;
 
+use super::proxy_header::{Direct, ProxySource};
 use crate::body::ForwardBody;
 use crate::ratelimit::ConcurrencyLimit;
 use crate::worker;
@@ -86,6 +87,8 @@ pub(crate) enum ClientError {
 /// The pools of one connector (one connect timeout), by origin.
 pub(crate) struct Client {
     connector: HttpsConnector<HttpConnector>,
+    /// For connections that start with a PROXY header (dialled here, not by `connector`).
+    direct: Direct,
     pools: Mutex<HashMap<(Scheme, Authority), Weak<Pool>>>,
 }
 
@@ -94,6 +97,7 @@ pub(crate) struct Pool {
     /// `scheme://authority`, what the connector dials.
     origin: Uri,
     connector: HttpsConnector<HttpConnector>,
+    direct: Direct,
     /// One list per serving worker, sized when the pool is created (after the listeners
     /// are bound, so by the final worker count; a smaller pool folds workers together,
     /// which is only slower). Oldest at the front; reused from the back (warm first).
@@ -132,9 +136,10 @@ impl ClientError {
 // === impl Client ===
 
 impl Client {
-    pub(crate) fn new(connector: HttpsConnector<HttpConnector>) -> Self {
+    pub(crate) fn new(connector: HttpsConnector<HttpConnector>, direct: Direct) -> Self {
         Self {
             connector,
+            direct,
             pools: Mutex::default(),
         }
     }
@@ -156,6 +161,7 @@ impl Client {
         let pool = Arc::new(Pool {
             origin,
             connector: self.connector.clone(),
+            direct: self.direct.clone(),
             idle: (0..worker::count()).map(|_| Mutex::default()).collect(),
             connections: match MAX_PER_ORIGIN.load(Ordering::Relaxed) {
                 0 => None,
@@ -189,15 +195,30 @@ impl Pool {
     ///
     /// Not an `async fn`: its arguments would be stored twice in the state machine (once
     /// as arguments, once as locals); the block below keeps one copy of the request.
+    ///
+    /// With `proxy_header` (the proxy sends the PROXY protocol) the request goes on a new
+    /// connection of its own that starts with the header for that client, and that
+    /// connection is closed after the response: never pooled, so no request of another
+    /// client can travel under this client's address ([`super::proxy_header`]).
     pub(crate) fn send(
         self: &Arc<Self>,
         mut req: Request<ForwardBody>,
+        proxy_header: Option<ProxySource>,
     ) -> impl Future<Output = Result<Response<PooledBody>, ClientError>> + Send + '_ {
         let mut parts = std::mem::take(req.uri_mut()).into_parts();
         parts.scheme = None;
         parts.authority = None;
         *req.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
         async move {
+            if let Some(source) = proxy_header {
+                let mut sender = Box::pin(self.connect_with_header(source)).await?;
+                let response = sender
+                    .try_send_request(req)
+                    .await
+                    .map_err(|e| ClientError::Exchange(e.into_error()))?;
+                // `None`: the connection closes once this response is done.
+                return Ok(response.map(|inner| PooledBody::new(inner, None)));
+            }
             loop {
                 let (mut sender, reused) = match self.checkout().await {
                     Some(sender) => (sender, true),
@@ -294,6 +315,28 @@ impl Pool {
             idle.pop_front();
         }
         idle.push_back(Idle { sender, since: now });
+    }
+
+    /// A new connection that starts with `source`'s PROXY header, then TLS for
+    /// `https://`; counted against the origin's bound like pooled ones.
+    async fn connect_with_header(&self, source: ProxySource) -> Result<Sender, ClientError> {
+        let slot = match &self.connections {
+            Some(limit) => Some(limit.try_acquire().ok_or(ClientError::Saturated)?),
+            None => None,
+        };
+        let io = self
+            .direct
+            .dial(&self.origin, source)
+            .await
+            .map_err(ClientError::Connect)?;
+        let (sender, conn) = http1::handshake(io).await.map_err(ClientError::Handshake)?;
+        tokio::spawn(async move {
+            let _slot = slot;
+            if let Err(error) = conn.with_upgrades().await {
+                tracing::debug!(%error, "upstream connection closed with error");
+            }
+        });
+        Ok(sender)
     }
 
     async fn connect(&self) -> Result<Sender, ClientError> {

@@ -33,6 +33,7 @@ pub(crate) struct ProxyJson {
     rate_limit_key: String,
     max_concurrent_requests: u32,
     max_request_body_bytes: u64,
+    upstream_proxy_protocol: String,
 }
 
 impl From<&pb::ProxyTarget> for ProxyJson {
@@ -61,6 +62,10 @@ impl From<&pb::ProxyTarget> for ProxyJson {
             rate_limit_key: p.rate_limit_key.clone(),
             max_concurrent_requests: p.max_concurrent_requests,
             max_request_body_bytes: p.max_request_body_bytes,
+            upstream_proxy_protocol: match p.upstream_proxy_protocol.as_str() {
+                "" => "off".to_owned(),
+                v => v.to_owned(),
+            },
         }
     }
 }

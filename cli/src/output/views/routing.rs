@@ -47,6 +47,10 @@ pub(crate) fn proxy(p: &pb::ProxyTarget) -> String {
             },
         ),
         ("max request body", body_limit(p.max_request_body_bytes)),
+        (
+            "upstream proxy protocol",
+            or_dash(&p.upstream_proxy_protocol),
+        ),
         ("certificate", or_dash(&p.certificate_name)),
         ("redirect to https", yes_no(p.redirect_http_to_https)),
         (

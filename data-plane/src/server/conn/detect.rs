@@ -28,6 +28,15 @@ pub(super) async fn read_preface<T: Transport>(stream: &mut T) -> io::Result<Pre
         let matches = buf[filled..filled + n] == H2_PREFACE[filled..filled + n];
         filled += n;
         if n == 0 || !matches {
+            // A PROXY header here is from a peer not allowed to send one (a trusted
+            // balancer's was consumed before): never served, whatever it claims.
+            if super::super::proxy_protocol::is_signature(&buf[..filled]) {
+                super::super::proxy_protocol::count_untrusted();
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "PROXY protocol header from a peer not in --proxy-protocol-from",
+                ));
+            }
             return Ok(Preface::H1(Bytes::copy_from_slice(&buf[..filled])));
         }
     }
