@@ -55,6 +55,7 @@ pub(crate) fn respond<B>(store: &ConfigStore, req: &Request<B>) -> Response<Prox
         let text = metrics::render(metrics::External {
             parked_connections: server::parked_connections() as u64,
             refused_connections: server::refused_connections(),
+            proxy_protocol_refused: server::refused_headers(),
             access_log_dropped: access_log::dropped_records(),
         });
         let mut response = Response::new(body::full(text));

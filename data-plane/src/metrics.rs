@@ -316,6 +316,9 @@ pub struct External {
     pub parked_connections: u64,
     /// Connections refused by the per-client connection limit since start.
     pub refused_connections: u64,
+    /// Connections closed for their PROXY protocol header (forged, missing, malformed,
+    /// slow) since start.
+    pub proxy_protocol_refused: u64,
     /// Access-log records dropped since start, if access logging is installed.
     pub access_log_dropped: Option<u64>,
 }
@@ -418,6 +421,12 @@ pub fn render(external: External) -> String {
         "Connections refused by the per-client connection limit.",
         MetricType::COUNTER,
         vec![counter(&[], external.refused_connections)],
+    ));
+    families.push(family(
+        "portcullis_dp_proxy_protocol_refused_total",
+        "Connections closed for their PROXY protocol header: forged, missing, malformed or slow.",
+        MetricType::COUNTER,
+        vec![counter(&[], external.proxy_protocol_refused)],
     ));
     families.push(family(
         "portcullis_dp_tls_handshakes_total",
@@ -607,6 +616,7 @@ mod tests {
         let text = render(External {
             parked_connections: 7,
             refused_connections: 2,
+            proxy_protocol_refused: 3,
             access_log_dropped: Some(5),
         });
         assert!(
@@ -614,7 +624,8 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("portcullis_dp_refused_connections_total 2\n"),
+            text.contains("portcullis_dp_refused_connections_total 2\n")
+                && text.contains("portcullis_dp_proxy_protocol_refused_total 3\n"),
             "{text}"
         );
         assert!(
