@@ -23,3 +23,4 @@ pub mod server;
 pub mod service;
 pub mod snapshot;
 pub mod store;
+pub mod telemetry;

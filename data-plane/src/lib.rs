@@ -10,6 +10,8 @@
 //!   ([`vhost`], applying its `policy`, edge OAuth in [`auth`], answers of its own in
 //!   `answer`), route selection and forwarding via pooled clients ([`upstream`]).
 //! - [`admin`] answers health and readiness probes.
+//! - [`trace`] makes one OpenTelemetry server span per request when `--otlp-endpoint` is
+//!   given (a leaf: it imports nothing of the crate).
 //!
 //! Imports flow one way (checked by `tests/import_cycles.py`): `spec` (leaf types:
 //! hostnames, headers, targets, field errors) → [`router`], [`upstream`], [`tls`],
@@ -46,6 +48,7 @@ mod spec;
 pub mod store;
 pub mod stream;
 pub mod tls;
+pub mod trace;
 pub mod upstream;
 pub mod vhost;
 mod worker;
