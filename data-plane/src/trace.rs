@@ -28,7 +28,7 @@
 
 use std::net::SocketAddr;
 use std::str::FromStr as _;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::header::{HOST, HeaderName};
@@ -178,6 +178,24 @@ pub struct RequestSpan {
     span: opentelemetry_sdk::trace::Span,
     /// The client's trace context was continued.
     continued: bool,
+    /// The span's name before the route is known: the method.
+    method: &'static str,
+    /// Filled by [`note_route`] once the route is known.
+    route: Arc<OnceLock<(Box<str>, Box<str>)>>,
+}
+
+/// Where the request path notes the route it selected ([`note_route`]); in the request's
+/// extensions only while tracing.
+#[derive(Clone)]
+struct RouteNote(Arc<OnceLock<(Box<str>, Box<str>)>>);
+
+/// Records the selected route (`id`, path pattern) for the request's span: `http.route`
+/// (the pattern) and `portcullis.route.id`. Does nothing unless [`start`] made a span
+/// for `req` (one extensions lookup).
+pub fn note_route<B>(req: &Request<B>, route: Option<(&str, &str)>) {
+    if let (Some(note), Some((id, pattern))) = (req.extensions().get::<RouteNote>(), route) {
+        let _ = note.0.set((id.into(), cut(pattern).into()));
+    }
 }
 
 /// Starts the server span of `req` if tracing is on (see the module docs), and rewrites
@@ -187,6 +205,9 @@ pub struct RequestSpan {
 pub fn start<B>(req: &mut Request<B>, peer: SocketAddr, secure: bool) -> Option<RequestSpan> {
     let tracer = TRACER.get()?;
     let span = RequestSpan::new(tracer, req, peer, secure);
+    if span.span.is_recording() {
+        req.extensions_mut().insert(RouteNote(span.route.clone()));
+    }
     let headers = req.headers_mut();
     if !span.continued {
         headers.remove(TRACESTATE);
@@ -238,6 +259,8 @@ impl RequestSpan {
         Self {
             span: tracer.build_with_context(builder, &parent),
             continued,
+            method: name,
+            route: Arc::default(),
         }
     }
 
@@ -283,6 +306,14 @@ impl RequestSpan {
             "http.response.status_code",
             i64::from(status.as_u16()),
         ));
+        if let Some((id, pattern)) = self.route.get() {
+            // `{method} {http.route}`, as the HTTP semantic conventions name server spans.
+            self.span.update_name(format!("{} {pattern}", self.method));
+            self.span
+                .set_attribute(KeyValue::new("http.route", pattern.to_string()));
+            self.span
+                .set_attribute(KeyValue::new("portcullis.route.id", id.to_string()));
+        }
         if status.is_server_error() {
             self.span.set_status(Status::error(""));
         }

@@ -203,6 +203,17 @@ async fn requests_are_traced_through_the_proxy_and_api_calls_on_the_control_plan
     .await;
     let backend = Backend::start("traced").await;
     cp.cli_ok(&["proxy", "create", "app.test", &backend.url]);
+    cp.cli_ok(&[
+        "route",
+        "create",
+        "/api",
+        "url",
+        &backend.url,
+        "--id",
+        "api-route",
+        "--proxy",
+        "app.test",
+    ]);
     let version = cp.version().await;
     cp.wait_applied(&dp.node_id, version).await;
     cp.wait_applied(&dp0.node_id, version).await;
@@ -242,6 +253,37 @@ async fn requests_are_traced_through_the_proxy_and_api_calls_on_the_control_plan
     assert_eq!(attr("http.response.status_code"), Some("200"));
     assert_eq!(attr("network.protocol.version"), Some("1.1"));
     assert_eq!(attr("client.address"), Some("127.0.0.1"));
+
+    // A request that matched a route: `http.route` is its pattern, in the span's name.
+    let routed = format!("00-{}-{CLIENT_SPAN}-01", "c".repeat(32));
+    let response = http_client()
+        .get(format!("{}/api/items/7", dp.http))
+        .header("host", "app.test")
+        .header("traceparent", &routed)
+        .send()
+        .await
+        .expect("routed request");
+    assert_eq!(response.status(), 200);
+    let span = rotel
+        .wait_for("the span of a routed request", |s| {
+            s.trace_id == "c".repeat(32)
+        })
+        .await;
+    assert_eq!(span.name, "GET /api");
+    assert_eq!(
+        span.attributes.get("http.route").map(String::as_str),
+        Some("/api")
+    );
+    assert_eq!(
+        span.attributes
+            .get("portcullis.route.id")
+            .map(String::as_str),
+        Some("api-route")
+    );
+    assert_eq!(
+        span.attributes.get("url.path").map(String::as_str),
+        Some("/api/items/7")
+    );
 
     // 2. No traceparent: a new trace, whose id and span the backend receives.
     let (sent, state) = upstream_trace_headers(&dp, "app.test", &[]).await;
