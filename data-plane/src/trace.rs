@@ -16,7 +16,9 @@
 //! response body (its end, or the client going away), not when the head is sent.
 //!
 //! Cost when on, per request: one SDK span (its attributes in one `Vec`, a few small
-//! strings), one `traceparent` header value, one boxed slot in the response body. Spans
+//! strings), one `traceparent` header value, one boxed slot in the response body, and a
+//! note in the request's extensions (trace id for the access log, [`trace_id_of`]; the
+//! route for `http.route`, [`note_route`]). Spans
 //! go to the SDK's batch processor through a bounded queue (2048 spans by default,
 //! `OTEL_BSP_MAX_QUEUE_SIZE`) with a non-blocking send; exports run on the processor's own
 //! thread. A full queue drops the span: the SDK counts drops, warns at the first and
@@ -180,21 +182,38 @@ pub struct RequestSpan {
     continued: bool,
     /// The span's name before the route is known: the method.
     method: &'static str,
-    /// Filled by [`note_route`] once the route is known.
-    route: Arc<OnceLock<(Box<str>, Box<str>)>>,
+    /// Filled by [`note_route`] once the route is known; `None` when not recording.
+    route: Option<RouteSlot>,
 }
 
-/// Where the request path notes the route it selected ([`note_route`]); in the request's
-/// extensions only while tracing.
+/// The selected route's (id, pattern), set once by [`note_route`].
+type RouteSlot = Arc<OnceLock<(Box<str>, Box<str>)>>;
+
+/// What [`start`] leaves in the request's extensions (only while tracing): the trace id,
+/// for the access log, and where the request path notes the route it selected
+/// ([`note_route`]; `None` for unsampled spans, which record nothing).
 #[derive(Clone)]
-struct RouteNote(Arc<OnceLock<(Box<str>, Box<str>)>>);
+struct Note {
+    trace_id: [u8; 16],
+    route: Option<RouteSlot>,
+}
+
+/// The trace id of `req`'s span (sampled or not), if [`start`] made one: for the
+/// access-log record. One extensions lookup; `None` while tracing is off.
+pub fn trace_id_of<B>(req: &Request<B>) -> Option<[u8; 16]> {
+    req.extensions().get::<Note>().map(|note| note.trace_id)
+}
 
 /// Records the selected route (`id`, path pattern) for the request's span: `http.route`
 /// (the pattern) and `portcullis.route.id`. Does nothing unless [`start`] made a span
 /// for `req` (one extensions lookup).
 pub fn note_route<B>(req: &Request<B>, route: Option<(&str, &str)>) {
-    if let (Some(note), Some((id, pattern))) = (req.extensions().get::<RouteNote>(), route) {
-        let _ = note.0.set((id.into(), cut(pattern).into()));
+    let note = req
+        .extensions()
+        .get::<Note>()
+        .and_then(|n| n.route.as_ref());
+    if let (Some(note), Some((id, pattern))) = (note, route) {
+        let _ = note.set((id.into(), cut(pattern).into()));
     }
 }
 
@@ -204,10 +223,14 @@ pub fn note_route<B>(req: &Request<B>, route: Option<(&str, &str)>) {
 /// listener's scheme; `peer` the TCP peer.
 pub fn start<B>(req: &mut Request<B>, peer: SocketAddr, secure: bool) -> Option<RequestSpan> {
     let tracer = TRACER.get()?;
-    let span = RequestSpan::new(tracer, req, peer, secure);
+    let mut span = RequestSpan::new(tracer, req, peer, secure);
     if span.span.is_recording() {
-        req.extensions_mut().insert(RouteNote(span.route.clone()));
+        span.route = Some(Arc::default());
     }
+    req.extensions_mut().insert(Note {
+        trace_id: span.trace_id(),
+        route: span.route.clone(),
+    });
     let headers = req.headers_mut();
     if !span.continued {
         headers.remove(TRACESTATE);
@@ -260,7 +283,7 @@ impl RequestSpan {
             span: tracer.build_with_context(builder, &parent),
             continued,
             method: name,
-            route: Arc::default(),
+            route: None,
         }
     }
 
@@ -306,7 +329,7 @@ impl RequestSpan {
             "http.response.status_code",
             i64::from(status.as_u16()),
         ));
-        if let Some((id, pattern)) = self.route.get() {
+        if let Some((id, pattern)) = self.route.as_ref().and_then(|r| r.get()) {
             // `{method} {http.route}`, as the HTTP semantic conventions name server spans.
             self.span.update_name(format!("{} {pattern}", self.method));
             self.span

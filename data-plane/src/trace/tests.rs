@@ -110,3 +110,13 @@ fn http_endpoint_gets_the_traces_path() {
         "http://c:4318/v1/traces"
     );
 }
+
+#[test]
+fn without_a_span_nothing_is_noted() {
+    let req = Request::builder()
+        .body(())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(trace_id_of(&req), None);
+    // No note: a no-op, not a panic.
+    note_route(&req, Some(("r", "/api")));
+}
