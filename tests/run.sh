@@ -26,6 +26,8 @@ command -v haproxy >/dev/null || missing+=(haproxy)
 # A real browser for the redirect-mode login test (Debian's build; test tools' own browser
 # downloads are not used).
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# python3's venv module, for the OTLP collector below.
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq
@@ -37,6 +39,15 @@ npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
 npm ci --prefix tests/mcp --no-audit --no-fund --loglevel=error
 # playwright-core, which drives the system's chromium, pinned in tests/browser/package-lock.json.
 npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+# rotel, a real OpenTelemetry (OTLP) collector for tests/tests/traces.rs: a Rust binary shipped
+# in a Python package, installed into a gitignored venv once.
+rotel_agent() { ls tests/otel/.venv/lib/python3*/site-packages/rotel/rotel-agent 2>/dev/null | head -n1; }
+if [ -z "$(rotel_agent)" ]; then
+  python3 -m venv tests/otel/.venv
+  tests/otel/.venv/bin/pip install --quiet --disable-pip-version-check 'rotel==0.0.1a15'
+fi
+PORTCULLIS_ROTEL_AGENT="$PWD/$(rotel_agent)"
+export PORTCULLIS_ROTEL_AGENT
 # The justfile recipes are tested too.
 if ! command -v just >/dev/null; then
   echo "installing just (cargo install)"

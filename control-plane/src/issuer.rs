@@ -16,6 +16,7 @@ use instant_acme::{
 };
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
+use tracing::Instrument as _;
 
 use crate::acme::order_lock;
 use crate::acme::renewal::{AriAnswer, RenewAction, next_ari_state, renew_action, shown_status};
@@ -78,7 +79,10 @@ fn spawn_issue(cp: ControlPlane, name: String) {
             tracing::info!(certificate = %name, "another control plane is ordering this certificate");
             return;
         };
-        if let Err(e) = issue(&cp, &name).await {
+        // Exported as a span when tracing is on; a failed order marks it failed.
+        let span = tracing::info_span!("acme.order", certificate.name = %name, otel.status_code = tracing::field::Empty);
+        if let Err(e) = issue(&cp, &name).instrument(span.clone()).await {
+            span.record("otel.status_code", "error");
             metrics::acme(AcmeEvent::Failure);
             let error = error_chain(&e);
             tracing::warn!(certificate = %name, %error, "certificate order failed");

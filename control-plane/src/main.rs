@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use portcullis_control_plane::server::{self, ServeConfig};
 use portcullis_control_plane::service::ControlPlane;
+use portcullis_control_plane::telemetry::{self, LogFormat, OtlpProtocol, TraceSettings};
 
 /// Portcullis control plane: owns all state and streams config to data planes.
 #[derive(Parser)]
@@ -18,6 +19,37 @@ use portcullis_control_plane::service::ControlPlane;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Format of this process's own log lines on stderr: `text` or `json` (one JSON
+    /// object per line).
+    #[arg(long, global = true, env = "PORTCULLIS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// OpenTelemetry traces of API calls, OAuth endpoints, ACME orders and snapshots.
+#[derive(clap::Args, Clone)]
+struct TraceArgs {
+    /// OpenTelemetry collector to send spans to, e.g. `http://127.0.0.1:4317` (gRPC) or
+    /// `http://127.0.0.1:4318` (with `--otlp-protocol http`). Without it no spans are
+    /// exported.
+    #[arg(long, env = "PORTCULLIS_OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<String>,
+    /// OTLP transport: `grpc` or `http` (protobuf bodies POSTed to `<URL>/v1/traces`).
+    #[arg(long, env = "PORTCULLIS_OTLP_PROTOCOL", value_enum, default_value_t = OtlpProtocol::Grpc)]
+    otlp_protocol: OtlpProtocol,
+    /// Share of new traces sampled, from 0.0 to 1.0 (a caller's `traceparent` decides for
+    /// its own trace).
+    #[arg(long, env = "PORTCULLIS_TRACE_SAMPLE_RATIO", value_name = "RATIO", default_value = "1.0", allow_negative_numbers = true, value_parser = portcullis_control_plane::telemetry::parse_sample_ratio)]
+    trace_sample_ratio: f64,
+}
+
+impl TraceArgs {
+    fn settings(&self) -> Option<TraceSettings> {
+        self.otlp_endpoint.as_ref().map(|endpoint| TraceSettings {
+            endpoint: endpoint.clone(),
+            protocol: self.otlp_protocol,
+            sample_ratio: self.trace_sample_ratio,
+        })
+    }
 }
 
 #[derive(clap::Args, Clone)]
@@ -125,6 +157,8 @@ enum Command {
         /// HTTP listener it needs an admin token). Put it where only the scraper reaches it.
         #[arg(long, env = "PORTCULLIS_METRICS_LISTEN", value_name = "ADDR")]
         metrics_listen: Option<SocketAddr>,
+        #[command(flatten)]
+        traces: TraceArgs,
     },
     /// Manage API tokens directly in the store.
     Token {
@@ -220,15 +254,21 @@ impl OAuthArgs {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let cli = Cli::parse();
+    let traces = match &cli.command {
+        Command::Serve { traces, .. } => traces.settings(),
+        Command::Token { .. } => None,
+    };
+    // Flushes queued spans when dropped, after `run`.
+    let _spans = match telemetry::init(cli.log_format, traces.as_ref()) {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    match run(Cli::parse()).await {
+    match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -261,6 +301,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             oauth,
             logs,
             metrics_listen,
+            traces: _,
         } => {
             let eab = portcullis_control_plane::acme::Eab::from_flags(
                 acme_eab_kid.as_deref(),

@@ -203,7 +203,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         portcullis_proto::v1::o_auth_admin_service_server::OAuthAdminServiceServer::new(
             crate::grpc::OAuthAdminApi::new(oauth.clone(), authn.clone()),
         );
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder = tonic::transport::Server::builder().trace_fn(crate::telemetry::grpc_span);
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
@@ -232,6 +232,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let app = http_app(cp.clone(), oauth, authn.clone())
         .merge(crate::rest::logs::router(cp, authn.clone(), logs))
         .merge(crate::scrape::admin_router(scrape, authn))
+        // A span per REST/OAuth call when --otlp-endpoint is given (a no-op otherwise).
+        .route_layer(axum::middleware::from_fn(crate::telemetry::http_span))
         .layer(axum::middleware::from_fn(crate::scrape::track_rest));
     let http_server = axum::serve(http, app).with_graceful_shutdown(shutdown());
 

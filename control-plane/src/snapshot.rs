@@ -184,6 +184,13 @@ pub fn spawn_publisher(source: Source, poll: Duration) -> SnapshotRx {
                 }) {
                     Ok(snap) if published.is_none_or(|v| snap.version > v) => {
                         published = Some(snap.version);
+                        // Exported as a span when tracing is on; data planes' ACKs are
+                        // `snapshot.ack` spans with the same `snapshot.version`.
+                        let _span = tracing::info_span!(
+                            "snapshot.publish",
+                            snapshot.version = crate::telemetry::int(snap.version),
+                        )
+                        .entered();
                         tracing::info!(
                             version = snap.version,
                             proxies = snap.proxies.len(),

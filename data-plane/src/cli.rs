@@ -10,6 +10,7 @@ use clap::Parser;
 
 use crate::peer::Cidrs;
 use crate::server::{ProxyProtocol, ProxyProtocolMode};
+pub use crate::trace::OtlpProtocol;
 
 /// Portcullis data plane: serves HTTP traffic for the proxies and routes pushed by the
 /// control plane, and keeps serving the last good configuration when it is away.
@@ -168,6 +169,27 @@ pub struct Args {
         default_value = ""
     )]
     pub trusted_forwarders: Cidrs,
+
+    /// Format of this process's own log lines on stderr: `text` (human-readable) or
+    /// `json` (one JSON object per line).
+    #[arg(long, env = "PORTCULLIS_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// OpenTelemetry collector to send request spans to, e.g. `http://127.0.0.1:4317`
+    /// (gRPC) or `http://127.0.0.1:4318` (with `--otlp-protocol http`). Without it no
+    /// spans are made and `traceparent` passes through untouched.
+    #[arg(long, env = "PORTCULLIS_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+
+    /// OTLP transport: `grpc` (OTLP/gRPC) or `http` (OTLP/HTTP with protobuf bodies,
+    /// POSTed to `<URL>/v1/traces`).
+    #[arg(long, env = "PORTCULLIS_OTLP_PROTOCOL", value_name = "PROTOCOL", value_enum, default_value_t = OtlpProtocol::Grpc)]
+    pub otlp_protocol: OtlpProtocol,
+
+    /// Share of new traces sampled, from 0.0 to 1.0. A client's `traceparent` decides for
+    /// its own trace (parent-based sampling).
+    #[arg(long, env = "PORTCULLIS_TRACE_SAMPLE_RATIO", value_name = "RATIO", default_value = "1.0", allow_negative_numbers = true, value_parser = crate::trace::parse_sample_ratio)]
+    pub trace_sample_ratio: f64,
 }
 
 // === impl Args (PROXY protocol) ===
@@ -181,6 +203,15 @@ impl Args {
             from: self.proxy_protocol_from.clone(),
         }
     }
+}
+
+/// Format of the process's own logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields`, `target`).
+    Json,
 }
 
 /// Smallest `--max-request-header-bytes`: below this ordinary browser requests fail.
@@ -274,6 +305,42 @@ mod tests {
         assert!(args.https_listen.is_none() && args.https_public_port.is_none());
         assert_eq!(args.max_request_header_bytes, 64 * 1024);
         assert!(args.http_public_port.is_none());
+        assert_eq!(args.log_format, LogFormat::Text);
+        assert!(args.otlp_endpoint.is_none());
+        assert_eq!(args.otlp_protocol, OtlpProtocol::Grpc);
+        assert!((args.trace_sample_ratio - 1.0).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn trace_flags_are_checked() {
+        let ok = parse(&[
+            "--enrolment-token",
+            "t",
+            "--otlp-endpoint",
+            "http://127.0.0.1:4318",
+            "--otlp-protocol",
+            "http",
+            "--trace-sample-ratio",
+            "0.5",
+            "--log-format",
+            "json",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ok.otlp_protocol, OtlpProtocol::Http);
+        assert_eq!(ok.log_format, LogFormat::Json);
+        assert!((ok.trace_sample_ratio - 0.5).abs() < f64::EPSILON);
+        for bad in [
+            ["--trace-sample-ratio", "1.5"],
+            ["--trace-sample-ratio", "-1"],
+            ["--otlp-protocol", "udp"],
+            ["--log-format", "xml"],
+        ] {
+            let error = parse(&["--enrolment-token", "t", bad[0], bad[1]])
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(error.contains(bad[0]), "{bad:?}: {error}");
+        }
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! - [`peer`] says who the client is: trusted address ranges, `X-Forwarded-For` from
 //!   trusted forwarders, and what a PROXY protocol header carried (read in [`server`]).
 //! - [`admin`] answers health and readiness probes and serves [`metrics`].
+//! - [`trace`] makes one OpenTelemetry server span per request when `--otlp-endpoint` is
+//!   given (a leaf: it imports nothing of the crate).
 //!
 //! Imports flow one way (checked by `tests/import_cycles.py`): `spec` (leaf types:
 //! hostnames, headers, targets, field errors) → [`router`], [`upstream`], [`tls`],
@@ -50,6 +52,7 @@ mod spec;
 pub mod store;
 pub mod stream;
 pub mod tls;
+pub mod trace;
 pub mod upstream;
 pub mod vhost;
 mod worker;

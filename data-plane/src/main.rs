@@ -8,25 +8,27 @@ use anyhow::Context;
 use clap::Parser;
 use portcullis_data_plane::apply::Applier;
 use portcullis_data_plane::cache::SnapshotCache;
-use portcullis_data_plane::cli::Args;
+use portcullis_data_plane::cli::{Args, LogFormat};
 use portcullis_data_plane::request::PublicPorts;
 use portcullis_data_plane::store::ConfigStore;
 use portcullis_data_plane::stream::ControlPlane;
 use portcullis_data_plane::upstream::{self, ClientCache};
-use portcullis_data_plane::{admin, server};
+use portcullis_data_plane::{admin, server, trace};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             EnvFilter::try_from_env("PORTCULLIS_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+        );
+    match args.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
     // Another component may have installed it first; either way aws-lc-rs is in use.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     match run(args).await {
@@ -39,6 +41,20 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    // Flushed when `run` returns (dropped last).
+    let _spans = args
+        .otlp_endpoint
+        .as_ref()
+        .map(|endpoint| {
+            trace::install(&trace::TraceSettings {
+                endpoint: endpoint.clone(),
+                protocol: args.otlp_protocol,
+                sample_ratio: args.trace_sample_ratio,
+                service_name: "portcullis-data-plane",
+                instance: args.node_id.clone(),
+            })
+        })
+        .transpose()?;
     server::set_max_request_header_bytes(args.max_request_header_bytes);
     let ca_pem = args
         .ca_cert

@@ -235,6 +235,8 @@ where
         return Ok(answer);
     }
     let admitted = vhost::admit(proxy, &origin, &mut req).map_err(ProxyError::Rejected)?;
+    // For the request's span, when tracing is on (a no-op otherwise).
+    crate::trace::note_route(&req, admitted.route().map(|r| (r.id(), r.pattern())));
     // Subject/client-keyed rates and the concurrency slot, held until the body ends.
     let caller = admitted
         .claims()

@@ -11,6 +11,7 @@ use portcullis_proto::EncodedSnapshot;
 use portcullis_proto::v1 as pb;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument as _;
 
 use super::bearer;
 use crate::model::{TokenScope, validate};
@@ -120,10 +121,21 @@ fn port(field: &str, value: u32) -> Result<u16, Status> {
 async fn record(cp: &ControlPlane, node_id: &str, msg: pb::DataPlaneMessage) {
     use pb::data_plane_message::Kind;
     let result = match msg.kind {
-        Some(Kind::Ack(a)) => cp.dataplanes().acked(node_id, a.version).await,
+        Some(Kind::Ack(a)) => {
+            // "This change reached data plane X at version N", as a span.
+            let span = tracing::info_span!("snapshot.ack", dataplane.node_id = %node_id, snapshot.version = crate::telemetry::int(a.version));
+            cp.dataplanes()
+                .acked(node_id, a.version)
+                .instrument(span)
+                .await
+        }
         Some(Kind::Nack(n)) => {
-            tracing::warn!(node = %node_id, version = n.version, error = %n.error, "data plane rejected snapshot");
-            cp.dataplanes().nacked(node_id, n.version, &n.error).await
+            let span = tracing::info_span!("snapshot.nack", dataplane.node_id = %node_id, snapshot.version = crate::telemetry::int(n.version), otel.status_code = "error");
+            tracing::warn!(parent: &span, node = %node_id, version = n.version, error = %n.error, "data plane rejected snapshot");
+            cp.dataplanes()
+                .nacked(node_id, n.version, &n.error)
+                .instrument(span)
+                .await
         }
         Some(Kind::Hello(_)) | None => Ok(()),
     };

@@ -98,6 +98,15 @@ impl RouteMatcher {
         &self.id
     }
 
+    /// The path pattern as configured (prefix, exact path or regex), for traces'
+    /// `http.route`.
+    pub fn pattern(&self) -> &str {
+        match &self.path {
+            PathMatch::Prefix(p) | PathMatch::Exact(p) => p,
+            PathMatch::Regex(r) => r.as_str(),
+        }
+    }
+
     /// Whether `method` and `path` both match.
     pub fn matches(&self, method: &Method, path: &str) -> bool {
         let method_ok = self.methods.is_empty()

@@ -19,8 +19,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use super::Transport;
 use super::activity::{Activity, Socket};
 use crate::body::ProxyBody;
-use crate::request;
 use crate::server::{Connection, max_request_header_bytes};
+use crate::{request, trace};
 
 /// HTTP/2 until the connection closes. Never parked (hyper's HTTP/2 state has no idle
 /// point to take apart), so nothing reads its [`Activity`]; it goes through the same
@@ -58,13 +58,24 @@ impl hyper::service::Service<Request<Incoming>> for Service {
         let (conn, activity) = (self.conn.clone(), self.activity.clone());
         activity.responses.fetch_add(1, Ordering::Relaxed);
         activity.request_seen.store(true, Ordering::Relaxed);
-        let req = req.map(|body| RequestBody::new(body, activity.clone()));
+        let mut req = req.map(|body| RequestBody::new(body, activity.clone()));
+        // `None` unless `--otlp-endpoint`; rewrites `traceparent` for the upstream.
+        let secure = matches!(conn.info.listener(), request::Listener::Https);
+        let span = trace::start(&mut req, conn.info.peer(), secure).map(Box::new);
         Box::pin(async move {
             let response = request::handle(&conn.store, &conn.info, req).await;
             if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                 activity.pinned.store(true, Ordering::Relaxed);
             }
-            Ok(response.map(|inner| ResponseBody { inner, activity }))
+            let span = span.map(|mut span| {
+                span.respond(response.status());
+                span
+            });
+            Ok(response.map(|inner| ResponseBody {
+                inner,
+                activity,
+                span,
+            }))
         })
     }
 }
@@ -203,10 +214,12 @@ async fn drain(mut rest: RequestBody) {
     .await;
 }
 
-/// A response body that reports when hyper is done with it.
+/// A response body that reports when hyper is done with it, and ends the request's
+/// span then (the end of the body, or the client going away).
 pub(super) struct ResponseBody {
     inner: ProxyBody,
     activity: Arc<Activity>,
+    span: Option<Box<trace::RequestSpan>>,
 }
 
 impl Body for ResponseBody {
@@ -235,5 +248,8 @@ impl Drop for ResponseBody {
             .read_since_response
             .store(false, Ordering::Relaxed);
         self.activity.responses.fetch_sub(1, Ordering::Relaxed);
+        if let Some(span) = self.span.take() {
+            span.end();
+        }
     }
 }
