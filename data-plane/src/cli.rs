@@ -8,6 +8,8 @@ use std::str::FromStr;
 
 use clap::Parser;
 
+use crate::access_log::Sinks;
+
 /// Portcullis data plane: serves HTTP traffic for the proxies and routes pushed by the
 /// control plane, and keeps serving the last good configuration when it is away.
 #[derive(Debug, Parser)]
@@ -122,6 +124,20 @@ pub struct Args {
         default_value_t = 1024
     )]
     pub max_upstream_connections: u32,
+
+    /// Where access-log records go (one per request, written when its response ends):
+    /// `off`, `stdout` (JSON lines) or `control-plane` (shipped over the authenticated
+    /// gRPC channel), or `stdout,control-plane`. Default: `control-plane` (a data plane
+    /// always has `--control-plane`). Records never hold Authorization, cookies, tokens
+    /// or codes; the query string is not recorded.
+    #[arg(
+        long,
+        env = "PORTCULLIS_ACCESS_LOG",
+        value_name = "SINKS",
+        default_value = "control-plane",
+        value_parser = Sinks::parse
+    )]
+    pub access_log: Sinks,
 }
 
 /// Smallest `--max-request-header-bytes`: below this ordinary browser requests fail.
@@ -215,6 +231,30 @@ mod tests {
         assert!(args.https_listen.is_none() && args.https_public_port.is_none());
         assert_eq!(args.max_request_header_bytes, 64 * 1024);
         assert!(args.http_public_port.is_none());
+        assert_eq!(
+            args.access_log,
+            Sinks {
+                stdout: false,
+                control_plane: true
+            }
+        );
+    }
+
+    #[test]
+    fn access_log_sinks_combine_and_refuse_unknown_ones() {
+        let args = parse(&[
+            "--enrolment-token",
+            "t",
+            "--access-log",
+            "stdout,control-plane",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(args.access_log.stdout && args.access_log.control_plane);
+        let off = parse(&["--enrolment-token", "t", "--access-log", "off"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(off.access_log.is_off());
+        let bad = parse(&["--enrolment-token", "t", "--access-log", "file"]);
+        assert!(bad.is_err_and(|e| e.to_string().contains("\"file\"")));
     }
 
     #[test]

@@ -42,9 +42,13 @@ mod forward;
 mod headers;
 mod host;
 mod https;
+mod observe;
+mod request_id;
 mod upgrade;
 
 pub(crate) use self::error::ProxyError;
+pub use self::observe::Observation;
+use self::observe::Observe;
 
 /// Which listener a connection arrived on; decides the host table, ACME HTTP-01,
 /// redirects, HSTS and `X-Forwarded-Proto`.
@@ -99,10 +103,32 @@ pub struct ConnInfo {
 /// redirects, so validation works for names not configured yet), then a proxy that
 /// redirects answers 308. HTTPS: the proxy's HSTS header is set on every response of a
 /// known host, errors included.
+///
+/// Every response carries the request's id ([`request_id`]); when access logging is on,
+/// the phases are observed ([`observe`]) and the record is written when the response
+/// body ends.
 pub async fn handle<B>(
     store: &ConfigStore,
     conn: &ConnInfo,
     mut req: Request<B>,
+) -> Response<ProxyBody>
+where
+    B: Body<Data = Bytes, Error = hyper::Error> + Send + Sync + 'static,
+{
+    let request_id = request_id::take_or_make(req.headers_mut());
+    let mut observe = Observe::start(conn, &req, &request_id);
+    let mut response = phases(store, conn, req, &mut observe).await;
+    response
+        .headers_mut()
+        .insert(request_id::X_REQUEST_ID, request_id);
+    observe.finish(response)
+}
+
+async fn phases<B>(
+    store: &ConfigStore,
+    conn: &ConnInfo,
+    mut req: Request<B>,
+    observe: &mut Observe,
 ) -> Response<ProxyBody>
 where
     B: Body<Data = Bytes, Error = hyper::Error> + Send + Sync + 'static,
@@ -114,6 +140,7 @@ where
     if let Err(error) = normalize_path(&mut req).and_then(|()| headers::check_loop(req.headers())) {
         return error.into_response();
     }
+    observe.path(req.uri().path());
     let hosts = match conn.listener {
         Listener::Http { .. } => {
             if let Some(answer) = https::acme_http01(snapshot.acme(), &req) {
@@ -128,11 +155,12 @@ where
         Ok(found) => found,
         Err(error) => return error.into_response(),
     };
+    observe.proxy(proxy);
     let mut response = match conn.listener {
         Listener::Http { https_port } if proxy.https().redirects_to_https() => {
             return https::redirect(&host, req.uri(), https_port);
         }
-        _ => proxy_request(proxy, conn, &host, req)
+        _ => proxy_request(proxy, conn, &host, req, observe)
             .await
             .unwrap_or_else(ProxyError::into_response),
     };
@@ -181,6 +209,7 @@ async fn proxy_request<B>(
     conn: &ConnInfo,
     host: &RequestHost,
     mut req: Request<B>,
+    observe: &mut Observe,
 ) -> Result<Response<ProxyBody>, ProxyError>
 where
     B: Body<Data = Bytes, Error = hyper::Error> + Send + Sync + 'static,
@@ -200,7 +229,10 @@ where
     if let Some(answer) = vhost::intercept(proxy, &origin, &req).await {
         return Ok(answer);
     }
-    let admitted = vhost::admit(proxy, &origin, &mut req).map_err(ProxyError::Rejected)?;
+    let admitted = vhost::admit(proxy, &origin, &mut req)
+        .inspect_err(|rejection| observe.refused(rejection))
+        .map_err(ProxyError::Rejected)?;
+    observe.admitted(&admitted);
     // Subject/client-keyed rates and the concurrency slot, held until the body ends.
     let caller = admitted
         .claims()
@@ -217,14 +249,19 @@ where
     };
     // Phase 3: route → upstream.
     let upstream = admitted.upstream();
+    observe.upstream(upstream);
     // Phase 4: forward.
     let exchange = match forward::forward(upstream, conn, host, req) {
         Ok(exchange) => exchange,
         Err(error) => return Ok(failed(&admitted, error)),
     };
+    observe.request_body(exchange.progress());
     // A statement of its own: the `match` above would otherwise live on beside the
     // exchange it was moved into (temporaries last until the end of their statement).
     let exchanged = exchange.await;
+    if exchanged.is_ok() {
+        observe.upstream_answered();
+    }
     Ok(match exchanged {
         Ok(mut response) => {
             admitted.expose(&mut response);

@@ -106,6 +106,13 @@ pin_project! {
     }
 }
 
+impl<F> Exchange<'_, F> {
+    /// The request body's progress (frames and bytes taken); `None` without a body.
+    pub(crate) fn progress(&self) -> Option<&Arc<Progress>> {
+        self.progress.as_ref()
+    }
+}
+
 impl<F> Future for Exchange<'_, F>
 where
     F: Future<Output = Result<Response<PooledBody>, ClientError>>,
