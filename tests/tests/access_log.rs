@@ -10,10 +10,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use futures_util::{SinkExt as _, StreamExt as _};
 use portcullis_tests::browser::{self, alice, github_login};
 use portcullis_tests::procs::{bin, listening_addr};
-use portcullis_tests::{Backend, ControlPlane, DataPlane, eventually, http_client};
+use portcullis_tests::{Backend, ControlPlane, DataPlane, WsEcho, eventually, http_client};
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 
 const REDIRECT: &str = "http://127.0.0.1:53998/callback";
 
@@ -142,7 +144,9 @@ async fn records_reach_the_control_plane_with_their_fields_and_no_secret() {
     let client_id = client["client_id"].as_str().expect("client_id").to_owned();
 
     let backend = Backend::start("logged").await;
+    let echo = WsEcho::start().await;
     cp.cli_ok(&["proxy", "create", "open.test", &backend.url]);
+    cp.cli_ok(&["proxy", "create", "ws.test", &echo.url]);
     cp.cli_ok(&["proxy", "create", "api.example.com", &backend.url]);
     cp.cli_ok(&[
         "proxy",
@@ -260,6 +264,52 @@ async fn records_reach_the_control_plane_with_their_fields_and_no_secret() {
     .await;
     assert_eq!(resp.status(), 401);
     assert_eq!(resp.headers()["x-request-id"], "refused-1");
+
+    // 5. A server-sent event stream: recorded when it ends, with every byte.
+    let resp = get(
+        "open.test",
+        "/sse?n=3&interval_ms=200",
+        vec![("x-request-id", "sse-1".into())],
+    )
+    .await;
+    let sse_len = resp.bytes().await.expect("sse body").len();
+    // 6. A WebSocket: recorded when it closes, with the bytes relayed each way.
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut req = format!("{}/socket", dp.http.replace("http://", "ws://"))
+        .into_client_request()
+        .expect("ws request");
+    req.headers_mut()
+        .insert("host", "ws.test".parse().expect("host"));
+    req.headers_mut()
+        .insert("x-request-id", "ws-1".parse().expect("id"));
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("upgrade through proxy");
+    assert_eq!(resp.status(), 101);
+    for i in 0..3 {
+        ws.send(Message::text(format!("hello {i}")))
+            .await
+            .expect("send");
+        ws.next().await.expect("echo").expect("echo");
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let page = logs(&cp, "request_id=ws-1").await;
+    assert_eq!(
+        page["items"],
+        json!([]),
+        "recorded before the WebSocket closed"
+    );
+    ws.close(None).await.expect("close");
+    drop(ws);
+
+    let r = record(&cp, "sse-1").await;
+    assert_eq!(r["response_body_bytes"], sse_len, "{r}");
+    assert!(r["duration_micros"].as_u64() >= Some(400_000), "{r}");
+    let r = record(&cp, "ws-1").await;
+    assert_eq!(r["status"], 101);
+    assert!(r["duration_micros"].as_u64() >= Some(700_000), "{r}");
+    assert!(r["request_body_bytes"].as_u64() > Some(0), "{r}");
+    assert!(r["response_body_bytes"].as_u64() > Some(0), "{r}");
 
     let r = record(&cp, "client-id-1").await;
     assert_eq!(r["node_id"], "dp-log-1");

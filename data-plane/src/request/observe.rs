@@ -5,7 +5,8 @@
 //! Each phase then adds what it decided through one small call: the proxy, the admission
 //! (route, user and `client_id` from the verified claims) or the refusal and its reason,
 //! the upstream and when its response head arrived. [`Observe::finish`] wraps the
-//! response body; when that body ends or is dropped (client gone, stream closed) the
+//! response body; when that body ends or is dropped (client gone, stream closed), or for
+//! a relayed WebSocket when the relay closes (bytes are those copied each way), the
 //! record is complete and [`Observation::finish`] hands it to the access log. That is the
 //! single point where a request is over: duration, status and upstream time are final.
 //!
@@ -31,6 +32,7 @@ use http_body_util::BodyExt;
 use portcullis_proto::v1::AccessLogRecord;
 use tokio::time::Instant;
 
+use super::upgrade::RelayClosed;
 use super::{ConnInfo, Listener};
 use crate::access_log;
 use crate::answer::Rejection;
@@ -169,7 +171,7 @@ impl Observe {
 
     /// Takes the response's status and wraps its body so the record is written when the
     /// body ends or is dropped. Returns `response` untouched when not observing.
-    pub(crate) fn finish(self, response: Response<ProxyBody>) -> Response<ProxyBody> {
+    pub(crate) fn finish(self, mut response: Response<ProxyBody>) -> Response<ProxyBody> {
         let Some(mut o) = self.0 else {
             return response;
         };
@@ -181,6 +183,19 @@ impl Observe {
                 .and_then(|v| v.to_str().ok())
         {
             id.clone_into(&mut o.record.mcp_session_id);
+        }
+        if let Some(closed) = response
+            .extensions_mut()
+            .remove::<RelayClosed>()
+            .and_then(|relay| relay.take())
+        {
+            tokio::spawn(async move {
+                let (to_upstream, to_client) = closed.await.unwrap_or_default();
+                o.request_body = None;
+                o.record.request_body_bytes = to_upstream;
+                o.finish(to_client, Instant::now());
+            });
+            return response;
         }
         response.map(|inner| {
             ObservedBody {
@@ -203,7 +218,9 @@ impl Observation {
         let upstream = self.upstream_duration();
         let r = &mut self.record;
         r.response_body_bytes = response_bytes;
-        r.request_body_bytes = self.request_body.as_ref().map_or(0, |p| p.bytes());
+        if let Some(progress) = &self.request_body {
+            r.request_body_bytes = progress.bytes();
+        }
         r.duration_micros = micros(total);
         r.upstream_ttfb_micros = upstream.map_or(0, micros);
         access_log::record(self.record);
