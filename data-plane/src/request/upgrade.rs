@@ -29,10 +29,13 @@ pub(crate) fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
 /// upgraded connection ends (`Err` if it never started). `Clone` as response extensions
 /// must be; only the first [`RelayClosed::take`] gets the receiver.
 #[derive(Clone, Debug)]
-pub(crate) struct RelayClosed(Arc<Mutex<Option<oneshot::Receiver<(u64, u64)>>>>);
+pub(crate) struct RelayClosed(Arc<Mutex<Option<OnClose>>>);
+
+/// Bytes copied (to the upstream, to the client), sent when the relay ends.
+pub(crate) type OnClose = oneshot::Receiver<(u64, u64)>;
 
 impl RelayClosed {
-    pub(crate) fn take(&self) -> Option<oneshot::Receiver<(u64, u64)>> {
+    pub(crate) fn take(&self) -> Option<OnClose> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 }
