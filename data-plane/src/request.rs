@@ -155,7 +155,7 @@ where
         Ok(found) => found,
         Err(error) => return error.into_response(),
     };
-    observe.proxy(proxy);
+    observe.proxy(proxy, &host);
     let mut response = match conn.listener {
         Listener::Http { https_port } if proxy.https().redirects_to_https() => {
             return https::redirect(&host, req.uri(), https_port);

@@ -32,6 +32,7 @@ use http_body_util::BodyExt;
 use portcullis_proto::v1::AccessLogRecord;
 use tokio::time::Instant;
 
+use super::host::RequestHost;
 use super::upgrade::RelayClosed;
 use super::{ConnInfo, Listener};
 use crate::access_log;
@@ -113,10 +114,14 @@ impl Observe {
         }
     }
 
-    /// Phase 1: the proxy the host resolved to.
-    pub(crate) fn proxy(&mut self, proxy: &Proxy) {
+    /// Phase 1: the proxy the host resolved to, and the host in its normal form (no
+    /// port, lower case); until then `host` is the client's Host as sent.
+    pub(crate) fn proxy(&mut self, proxy: &Proxy, host: &RequestHost) {
         if let Some(o) = &mut self.0 {
             proxy.hostname().clone_into(&mut o.record.proxy);
+            if o.record.host != host.name() {
+                host.name().clone_into(&mut o.record.host);
+            }
         }
     }
 
