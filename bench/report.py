@@ -370,6 +370,8 @@ INSTR_LABELS = {
     "keep_alive": "HTTP/1.1 keep-alive, 100-byte response (case 1)",
     "protected": "the same, protected, valid JWT (case 6)",
     "new_connection": "new connection per request (case 3)",
+    "keep_alive_log_off": "keep-alive, --access-log off (instr_log)",
+    "keep_alive_log_on": "keep-alive, --access-log stdout (instr_log)",
 }
 
 
@@ -395,6 +397,9 @@ def instr_section(raw):
     out += [f"| {INSTR_LABELS.get(label, label)} | {n / 1000:,.1f}k |" for label, n in rows]
     if "keep_alive" in per and "protected" in per:
         out.append(f"| protected ÷ keep-alive | {per['protected'] / per['keep_alive']:.2f}× |")
+    if "keep_alive_log_on" in per and "keep_alive_log_off" in per:
+        ratio = per["keep_alive_log_off"] / per["keep_alive_log_on"]
+        out.append(f"| access log: instructions off ÷ on (≈ throughput on ÷ off; target ≥ 0.97) | {ratio:.3f} |")
     return out + [""]
 
 

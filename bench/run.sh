@@ -11,9 +11,12 @@
 #   BENCH_ROUNDS=3         rounds; each round runs every proxy once, in turn (A B C D A B C D ...)
 #   BENCH_CONNECTIONS=64   wrk connections (2 threads); h2load uses 16 connections x 8 streams
 #   BENCH_PEERS="portcullis nginx haproxy caddy"
-#   BENCH_CASES="h1_small h1_64k h1_close https https_hs h2c jwt idle instr cp micro"
+#   BENCH_CASES="h1_small h1_64k h1_close https https_hs h2c jwt idle instr instr_log cp micro"
 #   BENCH_IDLE_CONNS=10000 connections for the idle-memory case
 #   BENCH_INSTR_REQUESTS=5000  requests per measurement in the instructions-per-request case
+#   BENCH_ACCESS_LOG=off  --access-log of the data planes in the load and instr cases
+#                         (off keeps results comparable with earlier runs; control-plane
+#                         ships to the bench control plane, stdout writes to the peer's log)
 #   BENCH_CP_WRITES=200    sequential writes per latency measurement
 #   BENCH_BULK_PROXIES=10000  proxies (with 2 routes each) for the large-snapshot case
 #   BENCH_CPUS=0,1         CPUs every process (load generator, proxies, backend) is confined to
@@ -38,7 +41,8 @@ fi
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 H2_CLIENTS=16; H2_STREAMS=8
 PEERS=${BENCH_PEERS:-portcullis nginx haproxy caddy}
-CASES=${BENCH_CASES:-h1_small h1_64k h1_close https https_hs h2c jwt idle instr cp micro}
+CASES=${BENCH_CASES:-h1_small h1_64k h1_close https https_hs h2c jwt idle instr instr_log cp micro}
+ACCESS_LOG=${BENCH_ACCESS_LOG:-off}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 BENCH_CPUS=${BENCH_CPUS:-0,1}
 BENCH_HOST=bench.local
@@ -261,23 +265,30 @@ run_idle_case() {
 # instr_load.py sends INSTR_REQUESTS requests between zeroing the counters and dumping
 # them, so start-up and warm-up are left out. Writes LABEL<TAB>REQUESTS<TAB>INSTRUCTIONS
 # lines to $RAW/instr/counts.tsv.
+#
+# run_instr_case [SINK SUFFIX LABELS] — the data plane with `--access-log SINK` (default
+# $ACCESS_LOG), measuring LABELS (default all three), each written as LABEL$SUFFIX. The
+# instr_log case runs keep_alive with logging off and on (stdout, into the log file: the
+# record, its hand-off and its JSON line are all counted).
 run_instr_case() {
+  local sink=${1:-$ACCESS_LOG} suffix=${2:-} labels=${3:-keep_alive protected new_connection}
   local dir=$WORK/instr pid label
+  rm -rf "$dir"
   mkdir -p "$dir"
   cp -r "$WORK/pfix/dp-cache" "$dir/dp-cache"
   PORTCULLIS_ENROLMENT_TOKEN=unused TOKIO_WORKER_THREADS=2 NO_COLOR=1 \
     start_bg instr valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
     "$BIN/portcullis-data-plane" --control-plane "http://127.0.0.1:$PFIX_CP_PORT" \
     --node-id bench-instr --workers 1 --http-listen "127.0.0.1:$INSTR_PORT" \
-    --admin-listen "127.0.0.1:$INSTR_ADMIN_PORT" --cache-dir "$dir/dp-cache"
+    --admin-listen "127.0.0.1:$INSTR_ADMIN_PORT" --cache-dir "$dir/dp-cache" \
+    --access-log "$sink"
   pid=$(pid_of instr)
   WAIT_TRIES=600 wait_http "http://127.0.0.1:$INSTR_PORT/small" "data plane under callgrind" "$BENCH_HOST"
   local token load=(python3 "$ROOT/bench/instr_load.py" --port "$INSTR_PORT")
   token=$(cat "$WORK/pfix/token")
   "${load[@]}" --host "$BENCH_HOST" --count 300
   "${load[@]}" --host "$AUTH_HOST" --token "$token" --count 300
-  : >"$RAW/instr/counts.tsv"
-  for label in keep_alive protected new_connection; do
+  for label in $labels; do
     log "case instr: $INSTR_REQUESTS requests, $label"
     callgrind_control -z "$pid" >/dev/null
     case $label in
@@ -287,10 +298,10 @@ run_instr_case() {
     esac
     rm -f "$dir"/callgrind.out.*
     callgrind_control -d "$label" "$pid" >/dev/null
-    printf '%s\t%s\t%s\n' "$label" "$INSTR_REQUESTS" \
+    printf '%s\t%s\t%s\n' "$label$suffix" "$INSTR_REQUESTS" \
       "$(awk '/^totals:/ { print $2 }' "$dir"/callgrind.out.*)" >>"$RAW/instr/counts.tsv"
     # Kept for `callgrind_annotate` (where the instructions went).
-    mv "$dir"/callgrind.out.* "$RAW/instr/callgrind.$label"
+    mv "$dir"/callgrind.out.* "$RAW/instr/callgrind.$label$suffix"
   done
   stop instr
 }
@@ -383,7 +394,12 @@ main() {
     if has_case "$name"; then run_load_case "$name"; fi
   done
   if has_case idle; then run_idle_case; fi
+  : >"$RAW/instr/counts.tsv"
   if has_case instr; then run_instr_case; fi
+  if has_case instr_log; then
+    run_instr_case off _log_off keep_alive
+    run_instr_case stdout _log_on keep_alive
+  fi
   for peer in $PEERS; do stop "$peer"; done
   stop pfix
   stop cp

@@ -68,7 +68,8 @@ start_portcullis_dp() {
   PORTCULLIS_ENROLMENT_TOKEN=$(cat "$dir/dataplane-token") TOKIO_WORKER_THREADS=2 NO_COLOR=1 \
     start_bg portcullis "$BIN/portcullis-data-plane" --control-plane "http://127.0.0.1:$CP_GRPC_PORT" \
     --node-id bench-dp --workers 2 --http-listen "127.0.0.1:$PORTCULLIS_PORT" \
-    --admin-listen "127.0.0.1:$PORTCULLIS_ADMIN_PORT" --cache-dir "$dir/dp-cache"
+    --admin-listen "127.0.0.1:$PORTCULLIS_ADMIN_PORT" --cache-dir "$dir/dp-cache" \
+    --access-log "$ACCESS_LOG"
   wait_http "http://127.0.0.1:$PORTCULLIS_PORT/small" portcullis "$BENCH_HOST"
 }
 
@@ -92,7 +93,7 @@ start_pfix() {
     start_bg pfix "$BIN/portcullis-data-plane" --control-plane "http://127.0.0.1:$PFIX_CP_PORT" \
     --node-id bench-fixture --workers 2 --http-listen "127.0.0.1:$PFIX_PORT" \
     --https-listen "127.0.0.1:$PFIX_TLS_PORT" --admin-listen "127.0.0.1:$PFIX_ADMIN_PORT" \
-    --cache-dir "$dir/dp-cache"
+    --cache-dir "$dir/dp-cache" --access-log "$ACCESS_LOG"
   wait_http "http://127.0.0.1:$PFIX_PORT/small" "fixture data plane" "$BENCH_HOST"
   local code
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $AUTH_HOST" \

@@ -224,6 +224,8 @@ pub struct Pipeline {
     pub queue: Arc<ShipQueue>,
     rx: mpsc::Receiver<Vec<AccessLogRecord>>,
     sinks: Sinks,
+    /// Written into every record by the collector (not on the request path).
+    node_id: String,
 }
 
 /// Records dropped since start by the process-wide recorder, `None` when none is
@@ -254,10 +256,17 @@ pub fn install(sinks: Sinks) -> Option<Pipeline> {
         queue: Arc::new(ShipQueue::default()),
         rx,
         sinks,
+        node_id: String::new(),
     })
 }
 
 impl Pipeline {
+    /// Names this data plane in every record (`node_id`).
+    pub fn with_node_id(mut self, node_id: &str) -> Self {
+        node_id.clone_into(&mut self.node_id);
+        self
+    }
+
     /// Runs the collector until every sender is gone: JSON lines to stdout, records to the
     /// ship queue. Warns at most once a minute when records were dropped.
     pub async fn collect(mut self) {
@@ -265,7 +274,10 @@ impl Pipeline {
         let mut line = Vec::with_capacity(512);
         let mut warned_at = 0u64;
         let mut last_warn = tokio::time::Instant::now();
-        while let Some(batch) = self.rx.recv().await {
+        while let Some(mut batch) = self.rx.recv().await {
+            for r in &mut batch {
+                r.node_id.clone_from(&self.node_id);
+            }
             if self.sinks.stdout {
                 for r in &batch {
                     line.clear();
@@ -566,6 +578,7 @@ mod tests {
                 stdout: false,
                 control_plane: true,
             },
+            node_id: String::new(),
         };
         drop(tx);
         pipeline.counters.drop_records(7);

@@ -76,6 +76,8 @@ pub(crate) struct ForwardBody {
 pub(crate) struct Progress {
     /// Frames the upstream has taken.
     frames: AtomicU64,
+    /// Data bytes in those frames (for the access log).
+    bytes: AtomicU64,
     /// A [`ClientFault`] as its `u8`, set once the client side of the body failed.
     fault: AtomicU8,
 }
@@ -186,6 +188,11 @@ impl Progress {
         self.frames.load(Ordering::Relaxed)
     }
 
+    /// Data bytes the upstream has taken so far.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
     /// Whether, and how, the client side of the body failed.
     pub(crate) fn fault(&self) -> ClientFault {
         match self.fault.load(Ordering::Relaxed) {
@@ -275,6 +282,7 @@ impl Body for ForwardBody {
                 this.allowance -= len;
                 if let Some(progress) = &this.progress {
                     progress.frames.fetch_add(1, Ordering::Relaxed);
+                    progress.bytes.fetch_add(len, Ordering::Relaxed);
                 }
             }
             // Everything this body reads comes from the client.

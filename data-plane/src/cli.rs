@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use clap::Parser;
 
+use crate::access_log::Sinks;
 use crate::peer::Cidrs;
 use crate::server::{ProxyProtocol, ProxyProtocolMode};
 pub use crate::trace::OtlpProtocol;
@@ -127,6 +128,20 @@ pub struct Args {
         default_value_t = 1024
     )]
     pub max_upstream_connections: u32,
+
+    /// Where access-log records go (one per request, written when its response ends):
+    /// `off`, `stdout` (JSON lines) or `control-plane` (shipped over the authenticated
+    /// gRPC channel), or `stdout,control-plane`. Default: `control-plane` (a data plane
+    /// always has `--control-plane`). Records never hold Authorization, cookies, tokens
+    /// or codes; the query string is not recorded.
+    #[arg(
+        long,
+        env = "PORTCULLIS_ACCESS_LOG",
+        value_name = "SINKS",
+        default_value = "control-plane",
+        value_parser = Sinks::parse
+    )]
+    pub access_log: Sinks,
 
     /// PROXY protocol on both listeners unless overridden: `off`, `v1`, `v2` or `any`. From
     /// the `--proxy-protocol-from` load balancers the header is then required (a connection
@@ -309,6 +324,13 @@ mod tests {
         assert!(args.otlp_endpoint.is_none());
         assert_eq!(args.otlp_protocol, OtlpProtocol::Grpc);
         assert!((args.trace_sample_ratio - 1.0).abs() < f64::EPSILON);
+        assert_eq!(
+            args.access_log,
+            Sinks {
+                stdout: false,
+                control_plane: true
+            }
+        );
     }
 
     #[test]
@@ -341,6 +363,23 @@ mod tests {
                 .unwrap_or_default();
             assert!(error.contains(bad[0]), "{bad:?}: {error}");
         }
+    }
+
+    #[test]
+    fn access_log_sinks_combine_and_refuse_unknown_ones() {
+        let args = parse(&[
+            "--enrolment-token",
+            "t",
+            "--access-log",
+            "stdout,control-plane",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(args.access_log.stdout && args.access_log.control_plane);
+        let off = parse(&["--enrolment-token", "t", "--access-log", "off"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(off.access_log.is_off());
+        let bad = parse(&["--enrolment-token", "t", "--access-log", "file"]);
+        assert!(bad.is_err_and(|e| e.to_string().contains("\"file\"")));
     }
 
     #[test]

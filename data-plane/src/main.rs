@@ -13,7 +13,7 @@ use portcullis_data_plane::request::PublicPorts;
 use portcullis_data_plane::store::ConfigStore;
 use portcullis_data_plane::stream::ControlPlane;
 use portcullis_data_plane::upstream::{self, ClientCache};
-use portcullis_data_plane::{admin, server, trace};
+use portcullis_data_plane::{access_log, admin, server, trace};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -114,6 +114,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     applier.restore().await;
 
     tokio::spawn(admin::serve_admin(admin, store.clone()));
+    start_access_log(args.access_log, &args.node_id, &control_plane);
     let tls = https
         .is_some()
         .then(|| server::tls_config(store.clone()).context("building TLS configuration"))
@@ -123,6 +124,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let https = https.as_mut().and_then(Iterator::next);
         let (store, tls) = (store.clone(), tls.clone());
         server::workers::spawn(index, http, https, move |http, https| async move {
+            if access_log::enabled() {
+                tokio::spawn(access_log::flush_periodically());
+            }
             if let (Some(https), Some(tls)) = (https, tls) {
                 tokio::spawn(server::serve_https(https, store.clone(), tls, ports.https));
             }
@@ -140,6 +144,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     Ok(())
+}
+
+/// Installs the access-log pipeline for `sinks`: the collector, and the shipper for the
+/// control-plane sink, on this (multi-threaded) runtime; each worker runs its own flusher.
+fn start_access_log(sinks: access_log::Sinks, node_id: &str, control_plane: &ControlPlane) {
+    let Some(pipeline) = access_log::install(sinks) else {
+        return;
+    };
+    let pipeline = pipeline.with_node_id(node_id);
+    if sinks.control_plane {
+        tokio::spawn(control_plane.ship_access_logs(&pipeline));
+    }
+    tokio::spawn(pipeline.collect());
 }
 
 /// Raises the soft limit on open files to the hard limit (as nginx's

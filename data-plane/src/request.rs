@@ -46,9 +46,13 @@ mod forward;
 mod headers;
 mod host;
 mod https;
+mod observe;
+mod request_id;
 mod upgrade;
 
 pub(crate) use self::error::ProxyError;
+pub use self::observe::Observation;
+use self::observe::Observe;
 
 /// Which listener a connection arrived on; decides the host table, ACME HTTP-01,
 /// redirects, HSTS and `X-Forwarded-Proto`.
@@ -109,37 +113,50 @@ pub struct ConnInfo {
 
 /// Handles one request end to end. Never fails: errors become short plain responses.
 ///
-/// Metrics hook: the request is counted when its response head is ready (status and
+/// Every response carries the request's id ([`request_id`]); when access logging is on,
+/// the phases are observed ([`observe`]) and the record is written when the response
+/// body ends. Metrics: the request is counted when its response head is ready (status and
 /// duration to the head; a streamed body's end is not waited for), under the proxy that
 /// served it, or `unknown` ([`crate::metrics`]).
-pub async fn handle<B>(store: &ConfigStore, conn: &ConnInfo, req: Request<B>) -> Response<ProxyBody>
+pub async fn handle<B>(
+    store: &ConfigStore,
+    conn: &ConnInfo,
+    mut req: Request<B>,
+) -> Response<ProxyBody>
 where
     B: Body<Data = Bytes, Error = hyper::Error> + Send + Sync + 'static,
 {
     let (started, method) = (Instant::now(), metrics::method_class(req.method()));
+    let request_id = request_id::take_or_make(req.headers_mut());
+    let mut observe = Observe::start(conn, &req, &request_id);
     let snapshot = store.load();
     let mut served = None;
-    let response = match &snapshot {
-        Some(snapshot) => handle_snapshot(snapshot, conn, req, &mut served).await,
+    let mut response = match &snapshot {
+        Some(snapshot) => phases(snapshot, conn, req, &mut served, &mut observe).await,
         None => ProxyError::NotReady.into_response(),
     };
     served
         .map_or(&**ProxyMetrics::unknown(), Proxy::metrics)
         .request_finished(method, response.status().as_u16(), started.elapsed());
     response
+        .headers_mut()
+        .insert(request_id::X_REQUEST_ID, request_id);
+    observe.finish(response)
 }
 
-/// [`handle`] with the served snapshot; sets `served` once the host's proxy is known.
+/// The phases of [`handle`] over the served snapshot; sets `served` once the host's proxy
+/// is known.
 ///
 /// Plain HTTP: ACME HTTP-01 answers come first (any Host, before host lookup and
 /// redirects, so validation works for names not configured yet), then a proxy that
 /// redirects answers 308. HTTPS: the proxy's HSTS header is set on every response of a
 /// known host, errors included.
-async fn handle_snapshot<'s, B>(
+async fn phases<'s, B>(
     snapshot: &'s Snapshot,
     conn: &ConnInfo,
     mut req: Request<B>,
     served: &mut Option<&'s Proxy>,
+    observe: &mut Observe,
 ) -> Response<ProxyBody>
 where
     B: Body<Data = Bytes, Error = hyper::Error> + Send + Sync + 'static,
@@ -148,6 +165,7 @@ where
     if let Err(error) = normalize_path(&mut req).and_then(|()| headers::check_loop(req.headers())) {
         return error.into_response();
     }
+    observe.path(req.uri().path());
     let hosts = match conn.listener {
         Listener::Http { .. } => {
             if let Some(answer) = https::acme_http01(snapshot.acme(), &req) {
@@ -163,11 +181,12 @@ where
         Err(error) => return error.into_response(),
     };
     *served = Some(&**proxy);
+    observe.proxy(proxy, &host);
     let mut response = match conn.listener {
         Listener::Http { https_port } if proxy.https().redirects_to_https() => {
             return https::redirect(&host, req.uri(), https_port);
         }
-        _ => proxy_request(proxy, conn, &host, req)
+        _ => proxy_request(proxy, conn, &host, req, observe)
             .await
             .unwrap_or_else(ProxyError::into_response),
     };
@@ -216,6 +235,7 @@ async fn proxy_request<B>(
     conn: &ConnInfo,
     host: &RequestHost,
     mut req: Request<B>,
+    observe: &mut Observe,
 ) -> Result<Response<ProxyBody>, ProxyError>
 where
     B: Body<Data = Bytes, Error = hyper::Error> + Send + Sync + 'static,
@@ -234,7 +254,10 @@ where
     if let Some(answer) = vhost::intercept(proxy, &origin, &req).await {
         return Ok(answer);
     }
-    let admitted = vhost::admit(proxy, &origin, &mut req).map_err(ProxyError::Rejected)?;
+    let admitted = vhost::admit(proxy, &origin, &mut req)
+        .inspect_err(|rejection| observe.refused(rejection))
+        .map_err(ProxyError::Rejected)?;
+    observe.admitted(&admitted);
     // For the request's span, when tracing is on (a no-op otherwise).
     crate::trace::note_route(&req, admitted.route().map(|r| (r.id(), r.pattern())));
     // Subject/client-keyed rates and the concurrency slot, held until the body ends.
@@ -253,15 +276,20 @@ where
     };
     // Phase 3: route → upstream.
     let upstream = admitted.upstream();
+    observe.upstream(upstream);
     // Phase 4: forward.
     let exchange = match forward::forward(upstream, conn, &client, host, req) {
         Ok(exchange) => exchange,
         Err(error) => return Ok(failed(&admitted, error)),
     };
+    observe.request_body(exchange.progress());
     // A statement of its own: the `match` above would otherwise live on beside the
     // exchange it was moved into (temporaries last until the end of their statement).
     let sent = Instant::now();
     let exchanged = exchange.await;
+    if exchanged.is_ok() {
+        observe.upstream_answered();
+    }
     Ok(match exchanged {
         Ok(mut response) => {
             proxy.metrics().upstream_answered(sent.elapsed());

@@ -19,9 +19,11 @@ use crate::apply::Applier;
 mod backoff;
 mod endpoint;
 mod session;
+mod ship;
 
 pub(crate) use self::backoff::Backoff;
 pub(crate) use self::endpoint::EndpointError;
+pub use self::ship::SHIP_TIMEOUT;
 
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);

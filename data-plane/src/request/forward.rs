@@ -116,6 +116,13 @@ pin_project! {
     }
 }
 
+impl<F> Exchange<'_, F> {
+    /// The request body's progress (frames and bytes taken); `None` without a body.
+    pub(crate) fn progress(&self) -> Option<&Arc<Progress>> {
+        self.progress.as_ref()
+    }
+}
+
 impl<F> Future for Exchange<'_, F>
 where
     F: Future<Output = Result<Response<PooledBody>, ClientError>>,
@@ -151,14 +158,23 @@ fn respond(
     client_upgrade: Option<OnUpgrade>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    if upgraded {
+    let relay = if upgraded {
         let client_upgrade = client_upgrade.ok_or(ProxyError::UnexpectedUpgrade)?;
-        upgrade::spawn_relay(client_upgrade, hyper::upgrade::on(&mut response));
-    }
+        Some(upgrade::spawn_relay(
+            client_upgrade,
+            hyper::upgrade::on(&mut response),
+        ))
+    } else {
+        None
+    };
     let (mut parts, body) = response.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers, upgraded);
     settings.response_headers.apply(&mut parts.headers);
     parts.extensions = Extensions::new();
+    if let Some(relay) = relay {
+        // For the access log: the record of an upgrade is written when the relay ends.
+        parts.extensions.insert(relay);
+    }
     let body = if upgraded {
         body::empty()
     } else {

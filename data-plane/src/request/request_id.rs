@@ -1,0 +1,79 @@
+//! `X-Request-Id`: the correlation id of one request, in its access-log record, sent to
+//! the upstream and returned to the client.
+//!
+//! The client's value is kept when it is a sane token (1–128 characters of
+//! `[A-Za-z0-9._~:+/=-]`, which covers UUIDs, ULIDs and base64 ids and nothing that could
+//! split a log line or a header); otherwise, or when absent, 32 hex digits from the
+//! thread's RNG replace it. Cost: one header lookup; a generated id formats 16 random
+//! bytes into one small allocation.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// `X-Request-Id`.
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest client-supplied id kept.
+const MAX_LEN: usize = 128;
+
+/// The request's id: the client's if sane, else a new one. The request's headers then
+/// carry exactly that id (a second or insane value is replaced), so the upstream sees it.
+pub(crate) fn take_or_make(headers: &mut HeaderMap) -> HeaderValue {
+    let mut values = headers.get_all(&X_REQUEST_ID).iter();
+    if let (Some(value), None) = (values.next(), values.next())
+        && is_sane(value.as_bytes())
+    {
+        return value.clone();
+    }
+    let id = generate();
+    headers.insert(X_REQUEST_ID, id.clone());
+    id
+}
+
+fn is_sane(id: &[u8]) -> bool {
+    (1..=MAX_LEN).contains(&id.len())
+        && id
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"._~:+/=-".contains(&b))
+}
+
+fn generate() -> HeaderValue {
+    let id = format!("{:032x}", rand::random::<u128>());
+    // 32 hex digits are always a valid header value.
+    HeaderValue::try_from(id).unwrap_or(HeaderValue::from_static("0"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sane_ids_are_kept_and_others_replaced() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            X_REQUEST_ID,
+            HeaderValue::from_static("abc-123_x.y~z:1+2/3="),
+        );
+        assert_eq!(take_or_make(&mut headers), "abc-123_x.y~z:1+2/3=");
+
+        for bad in ["", "has space", "semi;colon", &"a".repeat(129)] {
+            let mut headers = HeaderMap::new();
+            headers.insert(X_REQUEST_ID, HeaderValue::try_from(bad).unwrap());
+            let id = take_or_make(&mut headers);
+            assert_eq!(id.len(), 32, "{bad:?}");
+            assert!(id.as_bytes().iter().all(u8::is_ascii_hexdigit));
+            assert_eq!(headers.get(X_REQUEST_ID), Some(&id));
+        }
+
+        let mut two = HeaderMap::new();
+        two.append(X_REQUEST_ID, HeaderValue::from_static("a"));
+        two.append(X_REQUEST_ID, HeaderValue::from_static("b"));
+        let id = take_or_make(&mut two);
+        assert_eq!(id.len(), 32);
+        assert_eq!(two.get_all(X_REQUEST_ID).iter().count(), 1);
+
+        let mut none = HeaderMap::new();
+        let (a, b) = (take_or_make(&mut none), take_or_make(&mut HeaderMap::new()));
+        assert_ne!(a, b, "generated ids differ");
+        assert_eq!(none.get(X_REQUEST_ID), Some(&a));
+    }
+}
