@@ -296,6 +296,37 @@ async fn requests_are_traced_through_the_proxy_and_api_calls_on_the_control_plan
         .await;
     assert_eq!(span.id, new_span);
     assert_eq!(span.parent_id, "", "a new trace has no parent");
+    // The access-log record of that request names the same trace: collector, record and
+    // backend agree on one id.
+    let logs = format!(
+        "{}/api/v1/logs?host=app.test&path=/echo&limit=1000",
+        cp.http
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the request's access-log record",
+        || {
+            let (logs, token) = (logs.clone(), cp.admin_token.clone());
+            let new_trace = new_trace.clone();
+            async move {
+                let page: Value = http_client()
+                    .get(&logs)
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                page["items"]
+                    .as_array()?
+                    .iter()
+                    .any(|r| r["trace_id"] == new_trace.as_str())
+                    .then_some(())
+            }
+        },
+    )
+    .await;
 
     // 3. A malformed traceparent (upper-case hex) is not continued, and its tracestate
     //    is dropped.
