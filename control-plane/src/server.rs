@@ -45,6 +45,8 @@ pub struct ServeConfig {
     pub oauth: crate::oauth::OAuthSettings,
     /// Request-log retention and size cap.
     pub logs: crate::logs::LogSettings,
+    /// Docker engine and host-port range for Docker services.
+    pub docker: crate::docker::DockerSettings,
 }
 
 /// Checks the issuer: https, or http on a loopback host; no query, fragment or trailing slash.
@@ -211,8 +213,14 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
             shutdown(),
         );
+    let docker = crate::docker::Docker::new(cp.clone(), cfg.docker.clone());
+    let docker_status = docker.status().await;
+    if !docker_status.reachable {
+        tracing::warn!(host = %docker_status.host, error = ?docker_status.error, "Docker engine unreachable; service calls answer 503 until it is");
+    }
     let app = http_app(cp.clone(), oauth, authn.clone())
-        .merge(crate::rest::logs::router(cp, authn, logs));
+        .merge(crate::rest::logs::router(cp, authn.clone(), logs))
+        .merge(crate::docker::rest::router(docker, authn));
     let http_server = axum::serve(http, app).with_graceful_shutdown(shutdown());
 
     tokio::select! {
