@@ -46,6 +46,7 @@ use crate::model::{Proxy, ProxyInput, TokenScope, now};
 use crate::service::ControlPlane;
 use crate::store::{Batch, Check, Write};
 
+pub mod grpc;
 pub mod rest;
 pub mod spec;
 

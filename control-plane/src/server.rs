@@ -195,6 +195,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         portcullis_proto::v1::o_auth_admin_service_server::OAuthAdminServiceServer::new(
             crate::grpc::OAuthAdminApi::new(oauth.clone(), authn.clone()),
         );
+    let docker = crate::docker::Docker::new(cp.clone(), cfg.docker.clone());
+    let docker_grpc = crate::docker::grpc::DockerApi::new(docker.clone(), authn.clone()).server();
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
@@ -208,16 +210,20 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .add_service(oauth_admin)
         .add_service(log_ingest)
         .add_service(log_query)
+        .add_service(docker_grpc)
         .serve_with_incoming_shutdown(
             // Nagle would hold a snapshot's last segment for the peer's delayed ACK (~40 ms).
             tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
             shutdown(),
         );
-    let docker = crate::docker::Docker::new(cp.clone(), cfg.docker.clone());
-    let docker_status = docker.status().await;
-    if !docker_status.reachable {
-        tracing::warn!(host = %docker_status.host, error = ?docker_status.error, "Docker engine unreachable; service calls answer 503 until it is");
-    }
+    // In the background: an unreachable tcp:// engine must not delay startup.
+    let probe = docker.clone();
+    tokio::spawn(async move {
+        let status = probe.status().await;
+        if !status.reachable {
+            tracing::warn!(host = %status.host, error = ?status.error, "Docker engine unreachable; service calls answer 503 until it is");
+        }
+    });
     let app = http_app(cp.clone(), oauth, authn.clone())
         .merge(crate::rest::logs::router(cp, authn.clone(), logs))
         .merge(crate::docker::rest::router(docker, authn));

@@ -464,3 +464,111 @@ async fn an_unreachable_engine_is_503_and_the_control_plane_runs() {
         StatusCode::OK
     );
 }
+
+/// The CLI (gRPC `DockerService`) and the seed's justfile recipes over the same engine.
+#[tokio::test]
+async fn cli_and_justfile_recipes() {
+    let docker = engine().await;
+    let cp = ControlPlane::start_args(vec!["--port-range".into(), "19000-19499".into()]).await;
+    let dp = DataPlane::start(&cp, "dp-docker-cli").await;
+    let name = unique("cli");
+    let just = |args: &[&str]| {
+        let out = std::process::Command::new("just")
+            .current_dir(std::path::Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/.."
+            )))
+            .env("PORTCULLIS_URL", &cp.grpc)
+            .env("PORTCULLIS_TOKEN", &cp.admin_token)
+            .env(
+                "PORTCULLIS_BIN",
+                portcullis_tests::procs::bin("portcullis")
+                    .parent()
+                    .expect("bin dir"),
+            )
+            .env("XDG_CONFIG_HOME", "/nonexistent")
+            .args(args)
+            .output()
+            .expect("just must be installed (tests/run.sh installs it)");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+
+    // Created through the CLI with a command after `--`.
+    let out = cp.cli_ok(&[
+        "service",
+        "create",
+        &name,
+        IMAGE,
+        "--port",
+        "web=8080",
+        "--memory",
+        "32m",
+        "-o",
+        "json",
+        "--",
+        "sh",
+        "-c",
+        "echo cli-marker; exec /bin/busybox httpd -f -p 8080 -h /www",
+    ]);
+    let v: Value = serde_json::from_str(&out).expect("CLI JSON");
+    assert_eq!(v["state"]["status"], "running", "{v}");
+    assert_eq!(v["ports"][0]["name"], "web");
+    let port = v["ports"][0]["host_port"].as_u64().unwrap();
+    assert!((19000..=19499).contains(&port), "{v}");
+
+    let list = cp.cli_ok(&["service", "list"]);
+    assert!(list.contains(&name) && list.contains("running"), "{list}");
+    let (ok, ports) = just(&["service-port-list"]);
+    assert!(
+        ok && ports.contains(&format!("{port}/tcp")) && ports.contains(&name),
+        "{ports}"
+    );
+    let (ok, check) = just(&["service-port-check", &port.to_string()]);
+    assert!(ok && check.contains("NOT available"), "{check}");
+
+    let (ok, out) = just(&[
+        "service-proxy-create",
+        &name,
+        &format!("{name}.example.test"),
+    ]);
+    assert!(ok, "{out}");
+    cp.wait_applied(&dp.node_id, cp.version().await).await;
+    let r = dp.get(&format!("{name}.example.test"), "/").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), PAGE);
+
+    let (ok, out) = just(&["service-stop", &name]);
+    assert!(ok && out.contains("exited"), "{out}");
+    assert_eq!(
+        dp.get(&format!("{name}.example.test"), "/").await.status(),
+        StatusCode::BAD_GATEWAY
+    );
+    let (ok, out) = just(&["service-start", &name]);
+    assert!(ok && out.contains("running"), "{out}");
+    let (ok, logs) = just(&["service-logs", &name, "20", "true"]);
+    assert!(ok && logs.contains("cli-marker"), "{logs}");
+
+    // A refused create through the CLI names the field and exits non-zero.
+    let out = cp.cli(
+        &cp.admin_token,
+        &["service", "create", "x-bad", IMAGE, "--memory", "lots"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("memory"),
+        "{out:?}"
+    );
+    // `service external` is unchanged beside them.
+    cp.cli_ok(&["service", "external", "list"]);
+
+    let out = cp.cli_ok(&["service", "delete", &name]);
+    assert!(
+        out.contains(&format!("{name}.example.test")),
+        "proxy reported: {out}"
+    );
+    assert_eq!(containers_named(&docker, &name).await, 0);
+}
