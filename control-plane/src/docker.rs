@@ -262,6 +262,31 @@ impl Docker {
         }
     }
 
+    /// Pings the engine every `every` and reports the result to `/health` (peer `docker`);
+    /// warns when it becomes unreachable.
+    pub fn spawn_health(&self, every: std::time::Duration) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut was_ok = true;
+            loop {
+                let s = this.status().await;
+                if was_ok && !s.reachable {
+                    tracing::warn!(host = %s.host, error = ?s.error, "Docker engine unreachable; service calls answer 503 until it is");
+                }
+                was_ok = s.reachable;
+                this.inner.cp.report_peer(
+                    "docker",
+                    crate::model::PeerHealth {
+                        reachable: s.reachable,
+                        address: s.host,
+                        error: s.error,
+                    },
+                );
+                tokio::time::sleep(every).await;
+            }
+        });
+    }
+
     /// Engine reachability (one ping).
     pub async fn status(&self) -> DockerStatus {
         let host = self.inner.settings.host.clone();

@@ -217,13 +217,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             shutdown(),
         );
     // In the background: an unreachable tcp:// engine must not delay startup.
-    let probe = docker.clone();
-    tokio::spawn(async move {
-        let status = probe.status().await;
-        if !status.reachable {
-            tracing::warn!(host = %status.host, error = ?status.error, "Docker engine unreachable; service calls answer 503 until it is");
-        }
-    });
+    docker.spawn_health(Duration::from_secs(15));
     let app = http_app(cp.clone(), oauth, authn.clone())
         .merge(crate::rest::logs::router(cp, authn.clone(), logs))
         .merge(crate::docker::rest::router(docker, authn));

@@ -130,6 +130,12 @@ async fn exposed_service_proxy_lifecycle_logs_and_restart() {
         token: cp.admin_token.clone(),
     };
     let name = unique("web");
+    let health = eventually(Duration::from_secs(10), "docker in /health", || async {
+        let (_, h) = api.call("GET", "/health", None).await;
+        h["peers"]["docker"].is_object().then_some(h)
+    })
+    .await;
+    assert_eq!(health["peers"]["docker"]["reachable"], true, "{health}");
 
     let (s, created) = api
         .call("POST", "/api/v1/services", Some(httpd(&name)))
@@ -456,6 +462,21 @@ async fn an_unreachable_engine_is_503_and_the_control_plane_runs() {
     let (s, h) = api.call("GET", "/api/v1/docker/health", None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(h["reachable"], false, "{h}");
+    // /health says so, and stays "ok": the control plane works without the engine.
+    let health = eventually(Duration::from_secs(10), "docker in /health", || async {
+        let (_, h) = api.call("GET", "/health", None).await;
+        h["peers"]["docker"].is_object().then_some(h)
+    })
+    .await;
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["peers"]["docker"]["reachable"], false, "{health}");
+    assert!(
+        health["peers"]["docker"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/docker.sock"),
+        "{health}"
+    );
     // Nothing was reserved.
     assert_eq!(api.call("GET", "/api/v1/ports", None).await.1, json!([]));
     // The rest of the control plane works.
