@@ -245,6 +245,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = rest::ApiDoc::openapi();
     doc.merge(rest::OAuthApiDoc::openapi());
     doc.merge(rest::logs::LogsApiDoc::openapi());
+    doc.merge(crate::docker::rest::DockerApiDoc::openapi());
     doc
 }
 

@@ -479,6 +479,26 @@ async fn an_unreachable_engine_is_503_and_the_control_plane_runs() {
     );
     // Nothing was reserved.
     assert_eq!(api.call("GET", "/api/v1/ports", None).await.1, json!([]));
+    // The routes are in the OpenAPI document.
+    let doc: Value = http_client()
+        .get(format!("{}/openapi.json", cp.http))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/api/v1/services",
+        "/api/v1/services/{name}/logs",
+        "/api/v1/ports/check/{port}",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from /openapi.json"
+        );
+    }
+    assert!(doc["paths"]["/api/v1/services/external"].is_object());
     // The rest of the control plane works.
     assert_eq!(
         api.call("GET", "/api/v1/services/external", None).await.0,

@@ -14,9 +14,40 @@ use super::{DeleteReport, Docker, DockerStatus, PortCheck, ServiceView};
 use crate::auth::Caller;
 use crate::authenticator::Authenticator;
 use crate::model::Proxy;
-use crate::rest::{ApiError, ApiJson};
+use crate::rest::{ApiError, ApiJson, ErrorBody};
 
 type ApiResult<T> = Result<T, ApiError>;
+
+/// The Docker routes' part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        list,
+        create,
+        show,
+        remove,
+        start,
+        stop,
+        restart,
+        logs,
+        service_ports,
+        proxy_create,
+        ports,
+        check,
+        health
+    ),
+    components(schemas(
+        ServiceView,
+        ContainerServiceInput,
+        PortAllocation,
+        PortCheck,
+        DockerStatus,
+        DeleteReport,
+        LogsBody,
+        ProxyCreateBody
+    ))
+)]
+pub struct DockerApiDoc;
 
 /// State of the Docker routes.
 #[derive(Clone)]
@@ -48,10 +79,14 @@ pub fn router(docker: Docker, authn: Authenticator) -> axum::Router {
         .with_state(DockerState { docker, authn })
 }
 
+#[utoipa::path(get, path = "/api/v1/services", tag = "docker", security(("bearer" = [])),
+    responses((status = 200, body = Vec<ServiceView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn list(State(s): State<DockerState>, caller: Caller) -> ApiResult<Json<Vec<ServiceView>>> {
     Ok(Json(s.docker.list(&caller).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/services", tag = "docker", security(("bearer" = [])), request_body = ContainerServiceInput,
+    responses((status = 201, body = ServiceView), (status = 409, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn create(
     State(s): State<DockerState>,
     caller: Caller,
@@ -63,6 +98,8 @@ async fn create(
     ))
 }
 
+#[utoipa::path(get, path = "/api/v1/services/{name}", tag = "docker", security(("bearer" = [])), params(("name" = String, Path, description = "Service name")),
+    responses((status = 200, body = ServiceView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn show(
     State(s): State<DockerState>,
     caller: Caller,
@@ -71,6 +108,8 @@ async fn show(
     Ok(Json(s.docker.show(&caller, &name).await?))
 }
 
+#[utoipa::path(delete, path = "/api/v1/services/{name}", tag = "docker", security(("bearer" = [])), params(("name" = String, Path, description = "Service name")),
+    responses((status = 200, body = DeleteReport), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn remove(
     State(s): State<DockerState>,
     caller: Caller,
@@ -79,6 +118,8 @@ async fn remove(
     Ok(Json(s.docker.delete(&caller, &name).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/services/{name}/start", tag = "docker", security(("bearer" = [])), params(("name" = String, Path, description = "Service name")),
+    responses((status = 200, body = ServiceView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn start(
     State(s): State<DockerState>,
     caller: Caller,
@@ -87,6 +128,8 @@ async fn start(
     Ok(Json(s.docker.start(&caller, &name).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/services/{name}/stop", tag = "docker", security(("bearer" = [])), params(("name" = String, Path, description = "Service name")),
+    responses((status = 200, body = ServiceView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn stop(
     State(s): State<DockerState>,
     caller: Caller,
@@ -95,6 +138,8 @@ async fn stop(
     Ok(Json(s.docker.stop(&caller, &name).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/services/{name}/restart", tag = "docker", security(("bearer" = [])), params(("name" = String, Path, description = "Service name")),
+    responses((status = 200, body = ServiceView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn restart(
     State(s): State<DockerState>,
     caller: Caller,
@@ -104,7 +149,8 @@ async fn restart(
 }
 
 /// Query of `GET /api/v1/services/{name}/logs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct LogsQuery {
     /// Lines from the end (default 100).
@@ -114,11 +160,13 @@ struct LogsQuery {
 }
 
 /// Body of the logs answer.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 struct LogsBody {
     lines: Vec<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/services/{name}/logs", tag = "docker", security(("bearer" = [])), params(("name" = String, Path, description = "Service name"), LogsQuery),
+    responses((status = 200, body = LogsBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn logs(
     State(s): State<DockerState>,
     caller: Caller,
@@ -132,6 +180,8 @@ async fn logs(
     Ok(Json(LogsBody { lines }))
 }
 
+#[utoipa::path(get, path = "/api/v1/services/{name}/ports", tag = "docker", security(("bearer" = [])), params(("name" = String, Path, description = "Service name")),
+    responses((status = 200, body = Vec<super::spec::PortMapping>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn service_ports(
     State(s): State<DockerState>,
     caller: Caller,
@@ -141,7 +191,7 @@ async fn service_ports(
 }
 
 /// Body of `POST /api/v1/services/{name}/proxy`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ProxyCreateBody {
     /// Default `<name>.localhost`.
@@ -152,6 +202,8 @@ struct ProxyCreateBody {
     https: Option<bool>,
 }
 
+#[utoipa::path(post, path = "/api/v1/services/{name}/proxy", tag = "docker", security(("bearer" = [])), params(("name" = String, Path, description = "Service name")), request_body = ProxyCreateBody,
+    responses((status = 201, body = Proxy), (status = 409, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn proxy_create(
     State(s): State<DockerState>,
     caller: Caller,
@@ -171,6 +223,8 @@ async fn proxy_create(
     Ok((StatusCode::CREATED, Json(proxy)))
 }
 
+#[utoipa::path(get, path = "/api/v1/ports", tag = "docker", security(("bearer" = [])),
+    responses((status = 200, body = Vec<PortAllocation>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn ports(
     State(s): State<DockerState>,
     caller: Caller,
@@ -179,13 +233,18 @@ async fn ports(
 }
 
 /// Query of `GET /api/v1/ports/check/{port}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct CheckQuery {
+    /// Bind address (default 127.0.0.1).
     bind: Option<String>,
+    /// `tcp` (default) or `udp`.
     protocol: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/ports/check/{port}", tag = "docker", security(("bearer" = [])), params(("port" = u16, Path, description = "Host port"), CheckQuery),
+    responses((status = 200, body = PortCheck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn check(
     State(s): State<DockerState>,
     _caller: Caller,
@@ -199,6 +258,8 @@ async fn check(
     ))
 }
 
+#[utoipa::path(get, path = "/api/v1/docker/health", tag = "docker", security(("bearer" = [])),
+    responses((status = 200, body = DockerStatus), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn health(State(s): State<DockerState>, _caller: Caller) -> Json<DockerStatus> {
     Json(s.docker.status().await)
 }
