@@ -388,6 +388,26 @@ async fn bad_input_is_refused_naming_the_field_and_leaves_nothing() {
         .await;
     assert_eq!(check["available"], false, "{check}");
 
+    // A command that exits at once (busybox: applet not found) is a service whose live state
+    // says so; deleting it releases its port.
+    let mut body = httpd(&name);
+    body["command"] = json!(["/no/such/binary"]);
+    let (s, created) = api.call("POST", "/api/v1/services", Some(body)).await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let shown = eventually(Duration::from_secs(10), "container exits", || async {
+        let (_, v) = api
+            .call("GET", &format!("/api/v1/services/{name}"), None)
+            .await;
+        (v["state"]["status"] == "exited").then_some(v)
+    })
+    .await;
+    assert_eq!(shown["state"]["exit_code"], 127, "{shown}");
+    assert_eq!(shown["state"]["running"], false, "{shown}");
+    let (s, _) = api
+        .call("DELETE", &format!("/api/v1/services/{name}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
     // Nothing left behind by any of them.
     assert_eq!(containers_named(&docker, &name).await, 0);
     let (_, list) = api.call("GET", "/api/v1/services", None).await;
