@@ -623,6 +623,13 @@ async fn cli_and_justfile_recipes() {
         String::from_utf8_lossy(&out.stderr).contains("memory"),
         "{out:?}"
     );
+    // The seed's two-argument-style recipe: an allocated host port on 127.0.0.1.
+    let second = unique("exposed");
+    let (ok, out) = just(&["service-create-exposed", &second, IMAGE, "8080"]);
+    assert!(ok && out.contains("127.0.0.1:19"), "{out}");
+    let (ok, out) = just(&["service-remove", &second]);
+    assert!(ok && out.contains("released"), "{out}");
+    assert_eq!(containers_named(&docker, &second).await, 0);
     // `service external` is unchanged beside them.
     cp.cli_ok(&["service", "external", "list"]);
 
