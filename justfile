@@ -101,6 +101,73 @@ service-list:
 service-delete name:
     {{cli}} service external delete "{{name}}"
 
+# PORT: container port, published on an allocated 127.0.0.1 host port; AUTO_PROXY=true adds NAME.localhost; DOCKERFILE: not supported yet.
+
+# Docker service: just service-create NAME IMAGE [DOCKERFILE] [PORT] [TOKEN] [MEMORY] [CPU] [AUTO_PROXY]
+service-create name image dockerfile="" port="" token="" memory="" cpu="" auto_proxy="false":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ -n "{{dockerfile}}" ]; then echo "service-create: DOCKERFILE builds are not supported yet; build the image first" >&2; exit 2; fi
+    if [ -n "{{token}}" ]; then export PORTCULLIS_TOKEN="{{token}}"; fi
+    args=(service create "{{name}}" "{{image}}")
+    if [ -n "{{port}}" ]; then args+=(--port "{{port}}"); fi
+    if [ -n "{{memory}}" ]; then args+=(--memory "{{memory}}"); fi
+    if [ -n "{{cpu}}" ]; then args+=(--cpus "{{cpu}}"); fi
+    "{{cli}}" "${args[@]}"
+    if [ "{{auto_proxy}}" = "true" ]; then "{{cli}}" service proxy-create "{{name}}"; fi
+
+# Docker service on an allocated host port: just service-create-exposed NAME IMAGE PORT [BIND] [TOKEN]
+service-create-exposed name image port bind="127.0.0.1" token="":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ -n "{{token}}" ]; then export PORTCULLIS_TOKEN="{{token}}"; fi
+    "{{cli}}" service create "{{name}}" "{{image}}" --port "{{port}}" --bind "{{bind}}"
+
+# Show a Docker service with its live state.
+service-show name:
+    {{cli}} service show "{{name}}"
+
+# Start a Docker service.
+service-start name:
+    {{cli}} service start "{{name}}"
+
+# Stop a Docker service.
+service-stop name:
+    {{cli}} service stop "{{name}}"
+
+# Restart a Docker service.
+service-restart name:
+    {{cli}} service restart "{{name}}"
+
+# Delete a Docker service (container removed, ports released).
+service-remove name:
+    {{cli}} service delete "{{name}}"
+
+# A Docker service's output: just service-logs NAME [LINES] [TIMESTAMPS=true|false]
+service-logs name lines="100" timestamps="false":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    args=(service logs "{{name}}" --tail "{{lines}}")
+    if [ "{{timestamps}}" = "true" ]; then args+=(--timestamps); fi
+    "{{cli}}" "${args[@]}"
+
+# Proxy to a Docker service's published port: just service-proxy-create NAME [HOST] [HTTPS=true|false]
+service-proxy-create name host="" https="false":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    args=(service proxy-create "{{name}}")
+    if [ -n "{{host}}" ]; then args+=("{{host}}"); fi
+    if [ "{{https}}" = "true" ]; then args+=(--https); fi
+    "{{cli}}" "${args[@]}"
+
+# Host-port allocations.
+service-port-list:
+    {{cli}} service port list
+
+# Whether a host port is free: just service-port-check PORT [BIND]
+service-port-check port bind="127.0.0.1":
+    {{cli}} service port check "{{port}}" "{{bind}}"
+
 # Data planes and the versions they applied.
 dataplanes-list:
     {{cli}} dataplanes list

@@ -28,10 +28,26 @@ command -v haproxy >/dev/null || missing+=(haproxy)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 # python3's venv module, for the OTLP collector below.
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+# Docker services run containers on Debian's dockerd; their test image is FROM scratch with
+# busybox-static (no registry is reached).
+command -v dockerd >/dev/null || missing+=(docker.io)
+[ -x /bin/busybox ] || missing+=(busybox-static)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# dockerd: started when the engine does not answer (no systemd in containers/CI sandboxes).
+# Default settings (overlay2, iptables) worked here; the log is in /tmp/portcullis-dockerd.log.
+if ! timeout 10 docker info >/dev/null 2>&1 && ! curl -sf --unix-socket /var/run/docker.sock http://d/_ping >/dev/null 2>&1; then
+  echo "starting dockerd"
+  as_root sh -c 'nohup dockerd --host unix:///var/run/docker.sock >/tmp/portcullis-dockerd.log 2>&1 &'
+  for _ in $(seq 60); do
+    curl -sf --unix-socket /var/run/docker.sock http://d/_ping >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  curl -sf --unix-socket /var/run/docker.sock http://d/_ping >/dev/null \
+    || { echo "dockerd did not start; see /tmp/portcullis-dockerd.log"; exit 1; }
 fi
 # oidc-provider at the version pinned in tests/oidc/package-lock.json (npm registry).
 npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error

@@ -4,6 +4,7 @@
 //! `commands`, so the surface can be unit-tested without a control plane.
 
 mod cert;
+mod docker;
 mod kv;
 mod logs;
 pub(crate) mod oauth;
@@ -21,6 +22,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::output::OutputFormat;
 
 pub(crate) use cert::{CertCommand, CertCreateArgs};
+pub(crate) use docker::{PortCommand, ServiceCreateArgs, parse_port_spec};
 pub(crate) use kv::{HeaderPair, headers_to_map};
 pub(crate) use logs::{LogFilterArgs, LogSearchArgs, LogsCommand};
 pub(crate) use oauth::OAuthCommand;

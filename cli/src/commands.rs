@@ -1,6 +1,7 @@
 //! Runs a parsed command: resolves settings, connects, calls the API, prints the result.
 
 mod cert;
+mod docker;
 mod login;
 mod logs;
 mod oauth;
@@ -92,7 +93,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Status => status::status(&mut ctx).await,
         Command::Proxy(cmd) => proxy::run(&mut ctx, cmd).await,
         Command::Route(cmd) => route::run(&mut ctx, cmd).await,
-        Command::Service(cmd) => service::run(&mut ctx, cmd).await,
+        Command::Service(cmd) => service::run(&mut ctx, &settings, cmd).await,
         Command::Cert(cmd) => cert::run(&mut ctx, cmd).await,
         Command::Token(cmd) => token::run(&mut ctx, cmd).await,
         Command::DataplaneToken(cmd) => token::run_dataplane(&mut ctx, cmd).await,

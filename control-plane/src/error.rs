@@ -40,6 +40,10 @@ pub enum ServiceError {
     /// The store failed; details are logged, not returned.
     #[error("storage unavailable")]
     Store(#[from] StoreError),
+    /// A peer the operation needs (the Docker engine) cannot be reached; the message says
+    /// which and why.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// How a request conflicts with the stored state. Each kind asks the caller for something
@@ -102,7 +106,7 @@ impl ServiceError {
             Self::Conflict(Conflict::AlreadyExists(_)) => "already_exists",
             Self::Conflict(Conflict::StillReferenced(_)) => "still_referenced",
             Self::Conflict(Conflict::Concurrent(_)) => "conflict",
-            Self::Store(_) => "unavailable",
+            Self::Store(_) | Self::Unavailable(_) => "unavailable",
         }
     }
 }

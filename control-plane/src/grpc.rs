@@ -37,6 +37,7 @@ impl From<ServiceError> for Status {
                 tracing::error!(error = %inner, "store error");
                 Status::unavailable(msg)
             }
+            ServiceError::Unavailable(_) => Status::unavailable(msg),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod acme;
 pub mod auth;
 pub mod authenticator;
 pub mod convert;
+pub mod docker;
 pub mod error;
 pub mod files;
 pub mod grpc;

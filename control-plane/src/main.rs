@@ -159,6 +159,8 @@ enum Command {
         metrics_listen: Option<SocketAddr>,
         #[command(flatten)]
         traces: TraceArgs,
+        #[command(flatten)]
+        docker: DockerArgs,
     },
     /// Manage API tokens directly in the store.
     Token {
@@ -178,6 +180,22 @@ enum TokenCommand {
         #[arg(long, default_value = "admin")]
         name: String,
     },
+}
+
+/// Docker services.
+#[derive(clap::Args, Clone)]
+struct DockerArgs {
+    /// Docker Engine API: unix:///path, tcp://host:port or a socket path. The control plane
+    /// starts without it; service calls answer 503 until it is reachable.
+    #[arg(
+        long,
+        env = "DOCKER_HOST",
+        default_value = "unix:///var/run/docker.sock"
+    )]
+    docker_host: String,
+    /// Host ports handed out automatically to services (inclusive).
+    #[arg(long, env = "PORTCULLIS_PORT_RANGE", default_value = "10000-19999", value_parser = portcullis_control_plane::docker::parse_port_range)]
+    port_range: (u16, u16),
 }
 
 /// Request-log retention.
@@ -302,6 +320,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             logs,
             metrics_listen,
             traces: _,
+            docker,
         } => {
             let eab = portcullis_control_plane::acme::Eab::from_flags(
                 acme_eab_kid.as_deref(),
@@ -333,6 +352,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     max_records: logs.log_max_records,
                 },
                 metrics_listen,
+                docker: portcullis_control_plane::docker::DockerSettings {
+                    host: docker.docker_host,
+                    port_range: docker.port_range,
+                },
             })
             .await
         }

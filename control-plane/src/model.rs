@@ -637,6 +637,21 @@ pub struct Health {
     pub config_version: u64,
     /// Data planes with an open stream to this control plane.
     pub connected_data_planes: u32,
+    /// Optional peers (the Docker engine) as last seen; absent when none is configured.
+    /// They do not make `status` degraded: the control plane works without them.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub peers: std::collections::BTreeMap<&'static str, PeerHealth>,
+}
+
+/// One optional peer in `/health`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PeerHealth {
+    /// Whether it answered at the last check.
+    pub reachable: bool,
+    /// Where it is (e.g. `unix:///var/run/docker.sock`).
+    pub address: String,
+    /// Why not, when unreachable.
+    pub error: Option<String>,
 }
 
 /// Current time in unix seconds.

@@ -98,6 +98,7 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = %e, "store error");
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         let body = ErrorBody {
             error: self.0.code(),

@@ -47,6 +47,8 @@ pub struct ServeConfig {
     pub logs: crate::logs::LogSettings,
     /// Serve `/metrics` without authentication on this address too.
     pub metrics_listen: Option<SocketAddr>,
+    /// Docker engine and host-port range for Docker services.
+    pub docker: crate::docker::DockerSettings,
 }
 
 /// Checks the issuer: https, or http on a loopback host; no query, fragment or trailing slash.
@@ -203,6 +205,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         portcullis_proto::v1::o_auth_admin_service_server::OAuthAdminServiceServer::new(
             crate::grpc::OAuthAdminApi::new(oauth.clone(), authn.clone()),
         );
+    let docker = crate::docker::Docker::new(cp.clone(), cfg.docker.clone());
+    let docker_grpc = crate::docker::grpc::DockerApi::new(docker.clone(), authn.clone()).server();
     let mut builder = tonic::transport::Server::builder().trace_fn(crate::telemetry::grpc_span);
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
@@ -217,11 +221,14 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .add_service(oauth_admin)
         .add_service(log_ingest)
         .add_service(log_query)
+        .add_service(docker_grpc)
         .serve_with_incoming_shutdown(
             // Nagle would hold a snapshot's last segment for the peer's delayed ACK (~40 ms).
             tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
             shutdown(),
         );
+    // In the background: an unreachable tcp:// engine must not delay startup.
+    docker.spawn_health(Duration::from_secs(15));
     let scrape = crate::scrape::Scrape::new(cp.clone(), oauth.clone());
     if let Some(listener) = metrics_listener {
         let addr = listener.local_addr()?;
@@ -231,6 +238,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     let app = http_app(cp.clone(), oauth, authn.clone())
         .merge(crate::rest::logs::router(cp, authn.clone(), logs))
+        .merge(crate::docker::rest::router(docker, authn.clone()))
         .merge(crate::scrape::admin_router(scrape, authn))
         // A span per REST/OAuth call when --otlp-endpoint is given (a no-op otherwise).
         .route_layer(axum::middleware::from_fn(crate::telemetry::http_span))
@@ -259,6 +267,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = rest::ApiDoc::openapi();
     doc.merge(rest::OAuthApiDoc::openapi());
     doc.merge(rest::logs::LogsApiDoc::openapi());
+    doc.merge(crate::docker::rest::DockerApiDoc::openapi());
     doc
 }
 

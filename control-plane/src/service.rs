@@ -49,6 +49,8 @@ struct Inner {
     master_key: MasterKey,
     acme: AcmeSettings,
     oauth_issuer: String,
+    /// Optional peers' last known health, for `/health` (written by their own tasks).
+    peers: std::sync::RwLock<std::collections::BTreeMap<&'static str, crate::model::PeerHealth>>,
 }
 
 /// Settings that are not state: secrets and external services.
@@ -94,6 +96,7 @@ impl ControlPlane {
                 master_key: options.master_key,
                 acme: options.acme,
                 oauth_issuer: options.oauth_issuer,
+                peers: Default::default(),
             }),
         })
     }
@@ -190,6 +193,15 @@ impl ControlPlane {
         Ok(caller)
     }
 
+    /// Records an optional peer's health for `/health` (e.g. the Docker engine).
+    pub fn report_peer(&self, name: &'static str, health: crate::model::PeerHealth) {
+        self.inner
+            .peers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name, health);
+    }
+
     /// Store reachability, version and connected data planes.
     pub async fn health(&self) -> Health {
         let revision = self.inner.store.revision().await;
@@ -200,6 +212,12 @@ impl ControlPlane {
             store_backend: self.inner.store.backend_name(),
             config_version: revision.unwrap_or(0),
             connected_data_planes: self.inner.dataplanes.connected_count(),
+            peers: self
+                .inner
+                .peers
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
         }
     }
 

@@ -66,6 +66,10 @@ pub enum Collection {
     OAuthDevices,
     /// Device user codes → device-code hash.
     OAuthUserCodes,
+    /// Docker services (containers Portcullis runs) by name.
+    Containers,
+    /// Host-port allocations by `port/protocol`.
+    PortAllocations,
 }
 
 impl Collection {
@@ -93,6 +97,8 @@ impl Collection {
             Self::OAuthProxySettings => "oauthproxysettings",
             Self::OAuthDevices => "oauthdevices",
             Self::OAuthUserCodes => "oauthusercodes",
+            Self::Containers => "containers",
+            Self::PortAllocations => "portallocations",
         }
     }
 

@@ -8,6 +8,62 @@ pub(crate) enum ServiceCommand {
     /// Named upstream services outside the proxy
     #[command(subcommand)]
     External(ExternalCommand),
+    /// Create (and start) a Docker container service
+    Create(super::docker::ServiceCreateArgs),
+    /// List Docker services with their live state
+    List,
+    /// Show one Docker service with its live state
+    Show {
+        /// Service name
+        name: String,
+    },
+    /// Start a Docker service
+    Start {
+        /// Service name
+        name: String,
+    },
+    /// Stop a Docker service
+    Stop {
+        /// Service name
+        name: String,
+    },
+    /// Restart a Docker service
+    Restart {
+        /// Service name
+        name: String,
+    },
+    /// Delete a Docker service: container removed, ports released
+    Delete {
+        /// Service name
+        name: String,
+    },
+    /// A Docker service's recent output
+    Logs {
+        /// Service name
+        name: String,
+        /// Lines from the end
+        #[arg(long, default_value_t = 100)]
+        tail: u32,
+        /// Prefix each line with its timestamp
+        #[arg(long)]
+        timestamps: bool,
+    },
+    /// Create a proxy to a Docker service's published port, in one step
+    ProxyCreate {
+        /// Service name
+        name: String,
+        /// Hostname (default NAME.localhost)
+        hostname: Option<String>,
+        /// Serve HTTPS too
+        #[arg(long)]
+        https: bool,
+        /// Port name (default: the first tcp port)
+        #[arg(long)]
+        port: Option<String>,
+    },
+    /// Host-port allocations
+    #[command(subcommand)]
+    Port(super::docker::PortCommand),
 }
 
 /// `portcullis service external ...`.

@@ -9,8 +9,16 @@ use crate::output::json::{EmptyJson, Items, ServiceJson};
 use crate::output::views;
 
 /// Runs one `service` subcommand.
-pub(crate) async fn run(ctx: &mut Ctx, cmd: ServiceCommand) -> Result<(), CliError> {
-    let ServiceCommand::External(cmd) = cmd;
+/// (`service external ...` here; the Docker services in `commands::docker`.)
+pub(crate) async fn run(
+    ctx: &mut Ctx,
+    settings: &crate::config::Settings,
+    cmd: ServiceCommand,
+) -> Result<(), CliError> {
+    let cmd = match cmd {
+        ServiceCommand::External(cmd) => cmd,
+        docker => return super::docker::run(ctx, settings, docker).await,
+    };
     let service = match cmd {
         ExternalCommand::Register {
             name,
