@@ -3,6 +3,7 @@
 //! [`Activity`] (so the parking driver knows when hyper is done).
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -61,7 +62,11 @@ impl hyper::service::Service<Request<Incoming>> for Service {
         let mut req = req.map(|body| RequestBody::new(body, activity.clone()));
         // `None` unless `--otlp-endpoint`; rewrites `traceparent` for the upstream.
         let secure = matches!(conn.info.listener(), request::Listener::Https);
-        let span = trace::start(&mut req, conn.info.peer(), secure).map(Box::new);
+        // The span's `client.address` is the client every decision sees (PROXY header,
+        // trusted `X-Forwarded-For`), not the balancer in front.
+        let client = conn.info.client_of(req.headers()).ip;
+        let client = SocketAddr::new(client, conn.info.client_port_for(client));
+        let span = trace::start(&mut req, client, secure).map(Box::new);
         Box::pin(async move {
             let response = request::handle(&conn.store, &conn.info, req).await;
             if response.status() == StatusCode::SWITCHING_PROTOCOLS {
