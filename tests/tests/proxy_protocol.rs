@@ -173,7 +173,7 @@ fn xff(headers: &Value) -> &str {
 }
 
 struct Fixture {
-    _cp: ControlPlane,
+    cp: ControlPlane,
     dp: DataPlane,
     _backend: Backend,
     lb: Haproxy,
@@ -240,7 +240,7 @@ async fn fixture(node: &str) -> Fixture {
     cp.wait_applied(node, version).await;
     let lb = haproxy(dp.http_port(), dp.https_addr().expect("https").port()).await;
     Fixture {
-        _cp: cp,
+        cp: cp,
         dp,
         _backend: backend,
         lb,
@@ -274,6 +274,41 @@ async fn haproxy_v1_v2_and_v2_ssl_give_the_backend_the_client_address() {
     let h = seen(&tls, &format!("https://{HOST}:{}/", fx.lb.tls), &[]).await;
     assert_eq!(xff(&h), "127.0.0.5", "{h}");
     assert_eq!(h["x-forwarded-proto"], "https", "{h}");
+
+    // The access log records the client from the header too: five requests through the
+    // balancer (v1 and v2 twice each, and one over TLS), all from 127.0.0.5.
+    let logs = format!("{}/api/v1/logs?host={HOST}&limit=1000", fx.cp.http);
+    let records: Vec<Value> =
+        eventually(Duration::from_secs(10), "five access-log records", || {
+            let (logs, token) = (logs.clone(), fx.cp.admin_token.clone());
+            async move {
+                let page: Value = reqwest::Client::new()
+                    .get(&logs)
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                let items = page["items"].as_array()?.clone();
+                (items.len() >= 5).then_some(items)
+            }
+        })
+        .await;
+    assert_eq!(records.len(), 5, "{records:?}");
+    for r in &records {
+        assert_eq!(r["client_ip"], "127.0.0.5", "{r}");
+    }
+    let listeners: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r["listener"].as_str())
+        .collect();
+    assert_eq!(
+        listeners.iter().filter(|l| **l == "https").count(),
+        1,
+        "{listeners:?}"
+    );
 }
 
 #[tokio::test]
@@ -536,7 +571,7 @@ async fn nginx_upstream_receives_the_client_address_v1_and_v2() {
     let fx = fixture("dp-pp-send").await;
     let nginx = nginx_proxy_protocol().await;
     for (host, version) in [("pp1.localhost", "v1"), ("pp2.localhost", "v2")] {
-        fx._cp.cli_ok(&[
+        fx.cp.cli_ok(&[
             "proxy",
             "create",
             host,
@@ -546,8 +581,8 @@ async fn nginx_upstream_receives_the_client_address_v1_and_v2() {
         ]);
     }
     // Refused values name the flag and change nothing.
-    let out = fx._cp.cli(
-        &fx._cp.admin_token,
+    let out = fx.cp.cli(
+        &fx.cp.admin_token,
         &[
             "proxy",
             "update",
@@ -558,7 +593,7 @@ async fn nginx_upstream_receives_the_client_address_v1_and_v2() {
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--upstream-proxy-protocol"));
-    let shown: Value = serde_json::from_str(&fx._cp.cli_ok(&[
+    let shown: Value = serde_json::from_str(&fx.cp.cli_ok(&[
         "proxy",
         "show",
         "pp2.localhost",
@@ -567,8 +602,8 @@ async fn nginx_upstream_receives_the_client_address_v1_and_v2() {
     ]))
     .expect("json");
     assert_eq!(shown["upstream_proxy_protocol"], "v2", "{shown}");
-    let version = fx._cp.version().await;
-    fx._cp.wait_applied(&fx.dp.node_id, version).await;
+    let version = fx.cp.version().await;
+    fx.cp.wait_applied(&fx.dp.node_id, version).await;
 
     let via_lb = format!("http://127.0.0.1:{}/", fx.lb.v2);
     let direct = format!("http://{}/", fx.http());
