@@ -240,7 +240,7 @@ async fn fixture(node: &str) -> Fixture {
     cp.wait_applied(node, version).await;
     let lb = haproxy(dp.http_port(), dp.https_addr().expect("https").port()).await;
     Fixture {
-        cp: cp,
+        cp,
         dp,
         _backend: backend,
         lb,
