@@ -36,6 +36,7 @@ impl From<Proxy> for pb::ProxyTarget {
             max_concurrent_requests: p.max_concurrent_requests,
             max_request_body_bytes: p.max_request_body_bytes,
             upstream_proxy_protocol: p.upstream_proxy_protocol.as_str().into(),
+            ip_allowlist: p.ip_allowlist,
             hsts: (p.hsts_max_age_secs > 0).then_some(pb::HstsPolicy {
                 max_age_secs: p.hsts_max_age_secs,
                 include_subdomains: false,
@@ -147,6 +148,7 @@ impl From<pb::ProxyInput> for ProxyInput {
             max_concurrent_requests: p.max_concurrent_requests,
             max_request_body_bytes: p.max_request_body_bytes,
             upstream_proxy_protocol: p.upstream_proxy_protocol,
+            ip_allowlist: p.ip_allowlist.as_deref().map(ranges),
         }
     }
 }
@@ -177,6 +179,7 @@ impl From<pb::ProxyPatch> for ProxyPatch {
             max_concurrent_requests: p.max_concurrent_requests,
             max_request_body_bytes: p.max_request_body_bytes,
             upstream_proxy_protocol: p.upstream_proxy_protocol,
+            ip_allowlist: p.ip_allowlist.as_deref().map(ranges),
         }
     }
 }
@@ -443,4 +446,12 @@ impl TryFrom<pb::ProxyResourceInput> for ProxyResourceInput {
             allowed_origins: Some(r.allowed_origins),
         })
     }
+}
+
+/// The wire's comma-separated ranges as a list; `""` is the empty list.
+fn ranges(list: &str) -> Vec<String> {
+    list.split(',')
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned)
+        .collect()
 }

@@ -80,6 +80,9 @@ pub struct Proxy {
     /// address; such connections carry one request each, never pooled.
     #[serde(default)]
     pub upstream_proxy_protocol: UpstreamProxyProtocol,
+    /// Client address ranges allowed to reach the proxy; empty = every client.
+    #[serde(default)]
+    pub ip_allowlist: Vec<String>,
     /// Edge OAuth protection; `None` = unprotected. Set through `/auth`, never through
     /// proxy create/update, so protection is always an explicit act.
     #[serde(default)]
@@ -341,6 +344,9 @@ pub struct ProxyInput {
     pub max_request_body_bytes: Option<u64>,
     /// `off` (default), `v1` or `v2`.
     pub upstream_proxy_protocol: Option<String>,
+    /// Client address ranges allowed (`10.0.0.0/8`, `2001:db8::/32`, an address); default:
+    /// every client.
+    pub ip_allowlist: Option<Vec<String>>,
 }
 
 /// Body of `PUT /api/v1/proxy/targets/{hostname}`: absent fields keep their value.
@@ -385,6 +391,8 @@ pub struct ProxyPatch {
     pub max_request_body_bytes: Option<u64>,
     /// `off`, `v1` or `v2`.
     pub upstream_proxy_protocol: Option<String>,
+    /// New client address ranges allowed; `[]` allows every client again.
+    pub ip_allowlist: Option<Vec<String>>,
 }
 
 /// How a route compares its pattern with the request path.

@@ -194,7 +194,8 @@ impl Snapshot {
                     https.get(i).cloned().unwrap_or_default(),
                     identity_headers.clone(),
                 )
-                .with_limits(limits),
+                .with_limits(limits)
+                .with_ip_allowlist(spec.ip_allowlist.clone()),
             );
             if on_http {
                 http_hosts.insert(&spec.pattern, proxy.clone());

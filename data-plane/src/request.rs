@@ -244,6 +244,9 @@ where
     // request to this proxy; the route's upstream is only reachable through `admitted`.
     // Address-keyed rate limits count before any token is verified (crate::ratelimit).
     let client = conn.client_of(req.headers());
+    if !proxy.allows_client(client.ip) {
+        return Err(ProxyError::ClientNotAllowed);
+    }
     let limits = proxy.limits();
     if let Some(limits) = limits {
         limits.check_peer(client.ip).map_err(ProxyError::Limited)?;

@@ -8,11 +8,13 @@
 //! forward to a protected proxy's upstream (bypassing that proxy's policy) is refused
 //! with 503.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::HeaderName;
 
 use crate::metrics::ProxyMetrics;
+use crate::peer::Cidrs;
 use crate::policy::Policy;
 use crate::ratelimit::Limits;
 use crate::router::RouteTable;
@@ -47,6 +49,8 @@ pub struct Proxy {
     limits: Option<Limits>,
     /// Request metrics of this hostname, resolved at compile time ([`crate::metrics`]).
     metrics: Arc<ProxyMetrics>,
+    /// Client address ranges allowed; `None` (the common case) allows every client.
+    ip_allowlist: Option<Cidrs>,
 }
 
 // === impl Proxy ===
@@ -67,7 +71,23 @@ impl Proxy {
             https,
             identity_headers,
             limits: None,
+            ip_allowlist: None,
         }
+    }
+
+    /// Restricts the proxy to clients in `ranges` (`None`: every client).
+    pub(crate) fn with_ip_allowlist(mut self, ranges: Option<Cidrs>) -> Self {
+        self.ip_allowlist = ranges;
+        self
+    }
+
+    /// Whether `client` (the address every decision uses: the PROXY header's source or
+    /// the rightmost untrusted `X-Forwarded-For` entry behind a trusted forwarder) may
+    /// reach this proxy.
+    pub(crate) fn allows_client(&self, client: IpAddr) -> bool {
+        self.ip_allowlist
+            .as_ref()
+            .is_none_or(|ranges| ranges.contains(client))
     }
 
     /// Identity header names configured on any proxy of the snapshot, outside the default

@@ -24,6 +24,8 @@ const FORWARDER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 const HOST: &str = "app.localhost";
 /// A proxy allowing one request per second per client address.
 const LIMITED: &str = "limited.localhost";
+/// A proxy with an IP allowlist.
+const ALLOWED: &str = "allowed.localhost";
 
 /// HAProxy with three frontends: HTTP via v1, HTTP via v2, and TCP passthrough to the
 /// HTTPS listener via v2 with the SSL TLV.
@@ -501,6 +503,73 @@ async fn rate_limits_count_the_client_address_from_the_header() {
     assert_eq!(status(CLIENT).await, 429, "127.0.0.5 is over its rate");
     // Another client behind the same balancer (same TCP peer) has its own bucket.
     assert_eq!(status(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6))).await, 200);
+}
+
+/// A proxy's IP allowlist applies to the client address from the PROXY header (behind
+/// the balancer) and to the TCP peer (direct); the balancer's own address does not count.
+#[tokio::test]
+async fn ip_allowlists_see_the_client_address_from_the_header() {
+    let fx = fixture("dp-pp-allow").await;
+    let backend = Backend::start("allowed").await;
+    fx.cp.cli_ok(&[
+        "proxy",
+        "create",
+        ALLOWED,
+        &backend.url,
+        "--ip-allow",
+        "127.0.0.5/32,2001:db8::/32",
+    ]);
+    let shown: Value = serde_json::from_str(
+        &fx.cp
+            .cli_ok(&["proxy", "show", ALLOWED, "--output", "json"]),
+    )
+    .expect("json");
+    assert_eq!(
+        shown["ip_allowlist"],
+        serde_json::json!(["127.0.0.5/32", "2001:db8::/32"])
+    );
+    let version = fx.cp.version().await;
+    fx.cp.wait_applied(&fx.dp.node_id, version).await;
+    let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6));
+    let via_balancer = format!("http://127.0.0.1:{}/", fx.lb.v2);
+    let direct = format!("http://{}/", fx.http());
+    let status = |source: IpAddr, url: String| async move {
+        let response = client_from(source)
+            .get(url)
+            .header("host", ALLOWED)
+            .send()
+            .await
+            .expect("a response");
+        (
+            response.status().as_u16(),
+            response.text().await.unwrap_or_default(),
+        )
+    };
+    assert_eq!(status(CLIENT, via_balancer.clone()).await.0, 200);
+    let (code, body) = status(other, via_balancer).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("address"), "{body}");
+    assert_eq!(status(CLIENT, direct.clone()).await.0, 200);
+    assert_eq!(status(other, direct).await.0, 403);
+    // Other proxies are not restricted.
+    let h = seen(&client_from(other), &format!("http://{}/", fx.http()), &[]).await;
+    assert_eq!(xff(&h), "127.0.0.6", "{h}");
+    // Refused, naming the field, and nothing changed: host bits set, not an address.
+    for bad in ["127.0.0.5/8", "localhost", "10.0.0.0/33"] {
+        let out = fx.cp.cli(
+            &fx.cp.admin_token,
+            &["proxy", "update", ALLOWED, "--ip-allow", bad],
+        );
+        assert!(!out.status.success(), "{bad}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("ip_allowlist"), "{bad}: {stderr}");
+    }
+    // "" allows every client again.
+    fx.cp
+        .cli_ok(&["proxy", "update", ALLOWED, "--ip-allow", ""]);
+    let version = fx.cp.version().await;
+    fx.cp.wait_applied(&fx.dp.node_id, version).await;
+    assert_eq!(status(other, format!("http://{}/", fx.http())).await.0, 200);
 }
 
 /// nginx listening with `proxy_protocol`, answering with the address the header gave.

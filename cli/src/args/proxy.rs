@@ -267,6 +267,10 @@ pub(crate) struct ProxyCreateArgs {
     /// address; such connections serve one request each (never pooled)
     #[arg(long, value_enum, value_name = "VERSION")]
     pub(crate) upstream_proxy_protocol: Option<UpstreamProxyProtocolArg>,
+    /// Only these client address ranges may reach the proxy, `CIDR[,CIDR…]` (others get
+    /// 403); default: every client
+    #[arg(long, value_name = "CIDRS")]
+    pub(crate) ip_allow: Option<String>,
 }
 
 /// `proxy update`: every flag is optional, but at least one must be given, since an
@@ -286,7 +290,7 @@ pub(crate) struct ProxyCreateArgs {
             "connect_timeout_ms", "read_timeout_ms", "idle_timeout_ms",
             "redirect_https", "hsts_max_age", "cert", "max_request_body_bytes",
             "rate_limit", "rate_burst", "rate_limit_key", "max_concurrent_requests",
-            "upstream_proxy_protocol",
+            "upstream_proxy_protocol", "ip_allow",
         ])
 ))]
 pub(crate) struct ProxyUpdateArgs {
@@ -336,6 +340,9 @@ pub(crate) struct ProxyUpdateArgs {
     /// PROXY protocol header on upstream connections: off, v1 or v2
     #[arg(long, value_enum, value_name = "VERSION")]
     pub(crate) upstream_proxy_protocol: Option<UpstreamProxyProtocolArg>,
+    /// Client address ranges allowed, `CIDR[,CIDR…]`; "" allows every client again
+    #[arg(long, value_name = "CIDRS")]
+    pub(crate) ip_allow: Option<String>,
     /// Redirect plain HTTP to HTTPS
     #[arg(long, value_name = "true|false")]
     pub(crate) redirect_https: Option<bool>,

@@ -222,6 +222,55 @@ pub fn upstream_proxy_protocol(field: &'static str, raw: &str) -> Result<Upstrea
     }
 }
 
+/// Most ranges in one proxy's IP allowlist.
+pub const MAX_IP_ALLOWLIST: usize = 256;
+
+/// Checks an IP allowlist: each entry an address or `address/prefix` with no host bits
+/// set (`10.0.0.1/8` is refused, not rewritten to `10.0.0.0/8`), at most
+/// [`MAX_IP_ALLOWLIST`] entries.
+pub fn ip_allowlist(field: &'static str, entries: Vec<String>) -> Result<Vec<String>> {
+    if entries.len() > MAX_IP_ALLOWLIST {
+        return Err(ServiceError::invalid(
+            field,
+            format!("{} ranges: at most {MAX_IP_ALLOWLIST}", entries.len()),
+        ));
+    }
+    for entry in &entries {
+        ip_range(entry).map_err(|why| ServiceError::invalid(field, format!("{entry:?}: {why}")))?;
+    }
+    Ok(entries)
+}
+
+fn ip_range(entry: &str) -> std::result::Result<(), &'static str> {
+    use std::net::IpAddr;
+    let (ip, prefix) = match entry.split_once('/') {
+        Some((ip, prefix)) => (ip, Some(prefix)),
+        None => (entry, None),
+    };
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| "not an address or range (e.g. 10.0.0.0/8, 2001:db8::/32, 192.0.2.7)")?;
+    let Some(prefix) = prefix else {
+        return Ok(());
+    };
+    let canonical = !prefix.is_empty()
+        && prefix.bytes().all(|b| b.is_ascii_digit())
+        && !(prefix.len() > 1 && prefix.starts_with('0'));
+    let prefix: u32 = match prefix.parse() {
+        Ok(p) if canonical => p,
+        _ => return Err("the prefix length must be a number from 0 to 32 (IPv4) or 128 (IPv6)"),
+    };
+    let host_bits_set = match ip {
+        IpAddr::V4(v4) if prefix <= 32 => u32::from(v4).checked_shl(prefix).unwrap_or(0) != 0,
+        IpAddr::V6(v6) if prefix <= 128 => u128::from(v6).checked_shl(prefix).unwrap_or(0) != 0,
+        _ => return Err("the prefix length must be a number from 0 to 32 (IPv4) or 128 (IPv6)"),
+    };
+    if host_bits_set {
+        return Err("host bits are set: give the network address");
+    }
+    Ok(())
+}
+
 /// Parses a rate-limit key name.
 pub fn rate_limit_key(field: &'static str, raw: &str) -> Result<RateLimitKey> {
     match raw {

@@ -41,6 +41,7 @@ impl ControlPlane {
                 max_concurrent_requests: input.max_concurrent_requests,
                 max_request_body_bytes: input.max_request_body_bytes,
                 upstream_proxy_protocol: input.upstream_proxy_protocol,
+                ip_allowlist: input.ip_allowlist,
             },
         )?;
         let key = proxy.hostname.clone();
@@ -196,6 +197,7 @@ fn unconfigured(hostname: String, owner_token_id: String, now: i64) -> Proxy {
         max_concurrent_requests: 0,
         max_request_body_bytes: 0,
         upstream_proxy_protocol: UpstreamProxyProtocol::Off,
+        ip_allowlist: Vec::new(),
         auth: None,
         owner_token_id,
         created_at: now,
@@ -274,6 +276,9 @@ fn apply_patch(p: &mut Proxy, patch: ProxyPatch) -> Result<()> {
     if let Some(v) = patch.idle_timeout_ms {
         p.idle_timeout_ms = validate::idle_timeout_ms("idle_timeout_ms", v)?;
     }
+    if let Some(v) = patch.ip_allowlist {
+        p.ip_allowlist = validate::ip_allowlist("ip_allowlist", v)?;
+    }
     if let Some(v) = &patch.upstream_proxy_protocol {
         p.upstream_proxy_protocol =
             validate::upstream_proxy_protocol("upstream_proxy_protocol", v)?;
@@ -322,6 +327,54 @@ mod tests {
             Err(ServiceError::Invalid { field, .. }) => Some(field),
             _ => None,
         }
+    }
+
+    #[test]
+    fn ip_allowlists_are_refused_not_rewritten() {
+        let mut p = proxy();
+        for bad in [
+            "10.0.0.1/8",
+            "10.0.0.0/33",
+            "10.0.0.0/08",
+            "10.0.0.0/",
+            "2001:db8::1/32",
+            "localhost",
+            " 10.0.0.0/8",
+        ] {
+            let patch = ProxyPatch {
+                ip_allowlist: Some(vec![bad.into()]),
+                ..ProxyPatch::default()
+            };
+            assert_eq!(
+                invalid_field(apply_patch(&mut p, patch)),
+                Some("ip_allowlist"),
+                "{bad:?}"
+            );
+            assert!(p.ip_allowlist.is_empty(), "{bad:?} changed the proxy");
+        }
+        let too_many = ProxyPatch {
+            ip_allowlist: Some(vec!["192.0.2.7".into(); validate::MAX_IP_ALLOWLIST + 1]),
+            ..ProxyPatch::default()
+        };
+        assert_eq!(
+            invalid_field(apply_patch(&mut p, too_many)),
+            Some("ip_allowlist")
+        );
+        let good = vec![
+            "10.0.0.0/8".to_owned(),
+            "192.0.2.7".into(),
+            "0.0.0.0/0".into(),
+            "2001:db8::/32".into(),
+            "::1/128".into(),
+        ];
+        let patch = ProxyPatch {
+            ip_allowlist: Some(good.clone()),
+            ..ProxyPatch::default()
+        };
+        assert!(apply_patch(&mut p, patch).is_ok());
+        assert_eq!(p.ip_allowlist, good);
+        let wire = portcullis_proto::v1::ProxyTarget::from(p);
+        assert_eq!(wire.ip_allowlist, good);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use portcullis_proto::v1 as pb;
 use super::error::CompileError;
 use super::https::HttpsSpec;
 use super::limits::LimitSpec;
+use crate::peer::Cidrs;
 use crate::policy::PolicySpec;
 use crate::spec::{HeaderList, HostPattern, InvalidField, Reason, Target};
 use crate::upstream::{
@@ -32,6 +33,8 @@ pub(crate) struct ProxySpec {
     /// `u64::MAX` when the proxy sets no limit (0 on the wire).
     pub(crate) max_request_body: u64,
     pub(crate) send_proxy: SendProxy,
+    /// `None` when the proxy allows every client.
+    pub(crate) ip_allowlist: Option<Cidrs>,
     pub(crate) policy: PolicySpec,
     pub(crate) https: HttpsSpec,
     pub(crate) limits: LimitSpec,
@@ -67,8 +70,18 @@ impl TryFrom<&pb::ProxyTarget> for ProxySpec {
                 ));
             }
         };
+        let ip_allowlist = match p.ip_allowlist.as_slice() {
+            [] => None,
+            ranges => Some(
+                ranges
+                    .join(",")
+                    .parse::<Cidrs>()
+                    .map_err(|why| err("ip_allowlist", Reason::Limit(why)))?,
+            ),
+        };
         Ok(Self {
             send_proxy,
+            ip_allowlist,
             pattern,
             target,
             enabled: p.enabled,

@@ -26,6 +26,9 @@ pub(crate) enum ProxyError {
     /// `CONNECT` tunnels are not offered by a reverse proxy.
     #[error("CONNECT is not supported")]
     ConnectMethod,
+    /// The client address is outside the proxy's IP allowlist.
+    #[error("client address not in the proxy's IP allowlist")]
+    ClientNotAllowed,
     /// Neither a Host header nor a URI authority.
     #[error("request has no Host")]
     MissingHost,
@@ -152,6 +155,7 @@ impl ProxyError {
         match self {
             Self::NotReady | Self::UpstreamSaturated => StatusCode::SERVICE_UNAVAILABLE,
             Self::ConnectMethod => StatusCode::METHOD_NOT_ALLOWED,
+            Self::ClientNotAllowed => StatusCode::FORBIDDEN,
             Self::MissingHost | Self::DuplicateHost | Self::InvalidHost | Self::HostMismatch => {
                 StatusCode::BAD_REQUEST
             }
@@ -177,6 +181,7 @@ impl ProxyError {
                 "503 Service Unavailable: upstream is at its connection limit"
             }
             Self::ConnectMethod => "405 Method Not Allowed: CONNECT is not supported",
+            Self::ClientNotAllowed => "403 Forbidden: your address may not reach this site",
             Self::MissingHost => "400 Bad Request: missing Host header",
             Self::DuplicateHost => "400 Bad Request: more than one Host header",
             Self::InvalidHost => "400 Bad Request: malformed Host header",

@@ -34,6 +34,7 @@ pub(crate) struct ProxyJson {
     max_concurrent_requests: u32,
     max_request_body_bytes: u64,
     upstream_proxy_protocol: String,
+    ip_allowlist: Vec<String>,
 }
 
 impl From<&pb::ProxyTarget> for ProxyJson {
@@ -66,6 +67,7 @@ impl From<&pb::ProxyTarget> for ProxyJson {
                 "" => "off".to_owned(),
                 v => v.to_owned(),
             },
+            ip_allowlist: p.ip_allowlist.clone(),
         }
     }
 }
