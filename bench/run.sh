@@ -11,7 +11,7 @@
 #   BENCH_ROUNDS=3         rounds; each round runs every proxy once, in turn (A B C D A B C D ...)
 #   BENCH_CONNECTIONS=64   wrk connections (2 threads); h2load uses 16 connections x 8 streams
 #   BENCH_PEERS="portcullis nginx haproxy caddy"
-#   BENCH_CASES="h1_small h1_64k h1_close https https_hs h2c jwt idle instr instr_log instr_pp cp micro"
+#   BENCH_CASES="h1_small h1_64k h1_close https https_hs h2c jwt idle instr instr_log cp micro"
 #   BENCH_IDLE_CONNS=10000 connections for the idle-memory case
 #   BENCH_INSTR_REQUESTS=5000  requests per measurement in the instructions-per-request case
 #   BENCH_ACCESS_LOG=off  --access-log of the data planes in the load and instr cases
@@ -41,7 +41,7 @@ fi
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 H2_CLIENTS=16; H2_STREAMS=8
 PEERS=${BENCH_PEERS:-portcullis nginx haproxy caddy}
-CASES=${BENCH_CASES:-h1_small h1_64k h1_close https https_hs h2c jwt idle instr instr_log instr_pp cp micro}
+CASES=${BENCH_CASES:-h1_small h1_64k h1_close https https_hs h2c jwt idle instr instr_log cp micro}
 ACCESS_LOG=${BENCH_ACCESS_LOG:-off}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 BENCH_CPUS=${BENCH_CPUS:-0,1}
