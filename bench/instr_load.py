@@ -8,13 +8,25 @@ parked (50 ms) however slow the machine: parking and waking would add instructio
 depend on timing. Every answer must be 200, or the count would include error paths;
 exits non-zero otherwise.
 
-    instr_load.py --port P --host H --count N [--token T] [--close]
+`--proxy-v2` (with `--close`): each connection is made from 127.0.0.2 and starts with a
+PROXY protocol v2 header (PROXY, TCP over IPv4, client 192.0.2.1, as HAProxy's
+`send-proxy-v2` sends it), for a data plane run with `--proxy-protocol-from 127.0.0.2/32`.
+
+    instr_load.py --port P --host H --count N [--token T] [--close [--proxy-v2]]
 """
 
 import argparse
 import http.client
 import socket
+import struct
 import sys
+
+PROXY_V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def proxy_v2_header(port):
+    addresses = socket.inet_aton("192.0.2.1") + socket.inet_aton("127.0.0.1") + struct.pack("!HH", 40000, port)
+    return PROXY_V2_SIGNATURE + bytes([0x21, 0x11]) + struct.pack("!H", len(addresses)) + addresses
 
 
 def keep_alive(args, headers):
@@ -31,8 +43,12 @@ def new_connection_each(args, headers):
     lines = [f"GET {args.path} HTTP/1.1", "Connection: close"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    source = None
+    if args.proxy_v2:
+        request = proxy_v2_header(args.port) + request
+        source = ("127.0.0.2", 0)
     for i in range(args.count):
-        with socket.create_connection(("127.0.0.1", args.port), timeout=60) as sock:
+        with socket.create_connection(("127.0.0.1", args.port), timeout=60, source_address=source) as sock:
             sock.sendall(request)
             answer = b""
             while chunk := sock.recv(65536):
@@ -49,6 +65,7 @@ def main():
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--token")
     parser.add_argument("--close", action="store_true")
+    parser.add_argument("--proxy-v2", action="store_true")
     args = parser.parse_args()
     headers = {"Host": args.host}
     if args.token:

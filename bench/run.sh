@@ -266,12 +266,16 @@ run_idle_case() {
 # them, so start-up and warm-up are left out. Writes LABEL<TAB>REQUESTS<TAB>INSTRUCTIONS
 # lines to $RAW/instr/counts.tsv.
 #
-# run_instr_case [SINK SUFFIX LABELS] — the data plane with `--access-log SINK` (default
-# $ACCESS_LOG), measuring LABELS (default all three), each written as LABEL$SUFFIX. The
-# instr_log case runs keep_alive with logging off and on (stdout, into the log file: the
-# record, its hand-off and its JSON line are all counted).
+# run_instr_case [SINK SUFFIX LABELS FLAGS] — the data plane with `--access-log SINK` (default
+# $ACCESS_LOG) and FLAGS, measuring LABELS (default keep_alive protected new_connection),
+# each written as LABEL$SUFFIX. The instr_log case runs keep_alive with logging off and on
+# (stdout, into the log file: the record, its hand-off and its JSON line are all counted).
+# The instr_pp case runs a data plane that takes PROXY v2 headers from 127.0.0.2: a new
+# connection per request from 127.0.0.1 (no header read) and from 127.0.0.2 with a header.
 run_instr_case() {
   local sink=${1:-$ACCESS_LOG} suffix=${2:-} labels=${3:-keep_alive protected new_connection}
+  local -a flags
+  read -r -a flags <<<"${4:-}"
   local dir=$WORK/instr pid label
   rm -rf "$dir"
   mkdir -p "$dir"
@@ -281,7 +285,7 @@ run_instr_case() {
     "$BIN/portcullis-data-plane" --control-plane "http://127.0.0.1:$PFIX_CP_PORT" \
     --node-id bench-instr --workers 1 --http-listen "127.0.0.1:$INSTR_PORT" \
     --admin-listen "127.0.0.1:$INSTR_ADMIN_PORT" --cache-dir "$dir/dp-cache" \
-    --access-log "$sink"
+    --access-log "$sink" "${flags[@]}"
   pid=$(pid_of instr)
   WAIT_TRIES=600 wait_http "http://127.0.0.1:$INSTR_PORT/small" "data plane under callgrind" "$BENCH_HOST"
   local token load=(python3 "$ROOT/bench/instr_load.py" --port "$INSTR_PORT")
@@ -295,6 +299,7 @@ run_instr_case() {
       keep_alive) "${load[@]}" --host "$BENCH_HOST" --count "$INSTR_REQUESTS" ;;
       protected) "${load[@]}" --host "$AUTH_HOST" --token "$token" --count "$INSTR_REQUESTS" ;;
       new_connection) "${load[@]}" --host "$BENCH_HOST" --close --count "$INSTR_REQUESTS" ;;
+      proxy_v2) "${load[@]}" --host "$BENCH_HOST" --close --proxy-v2 --count "$INSTR_REQUESTS" ;;
     esac
     rm -f "$dir"/callgrind.out.*
     callgrind_control -d "$label" "$pid" >/dev/null
@@ -399,6 +404,10 @@ main() {
   if has_case instr_log; then
     run_instr_case off _log_off keep_alive
     run_instr_case stdout _log_on keep_alive
+  fi
+  if has_case instr_pp; then
+    run_instr_case "$ACCESS_LOG" _pp "new_connection proxy_v2" \
+      "--proxy-protocol v2 --proxy-protocol-from 127.0.0.2/32"
   fi
   for peer in $PEERS; do stop "$peer"; done
   stop pfix

@@ -27,7 +27,8 @@ pub use self::clients::refused_connections;
 pub use self::conn::parked_connections;
 pub use self::https::{serve_https, tls_config};
 pub use self::proxy_protocol::{
-    Mode as ProxyProtocolMode, ProxyProtocol, refused_headers, set_proxy_protocol,
+    Decoded as DecodedProxyHeader, Mode as ProxyProtocolMode, ProxyProtocol,
+    decode_header as decode_proxy_header, refused_headers, set_proxy_protocol,
 };
 
 /// Slow-loris bound: time a client has to send a complete request head.

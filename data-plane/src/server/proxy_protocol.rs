@@ -263,6 +263,42 @@ fn frame(bytes: &[u8], mode: Mode) -> Result<Frame, Refusal> {
     }
 }
 
+/// What [`decode_header`] found at the start of a connection's bytes.
+#[derive(Debug)]
+pub enum Decoded {
+    /// The header is the first `len` bytes; `client` is the address every decision uses.
+    Complete {
+        /// The header's length: the bytes after it are the next stage's.
+        len: usize,
+        /// The client address.
+        client: SocketAddr,
+        /// What else the header said.
+        header: Box<ProxyHeader>,
+    },
+    /// Every byte so far is header; it will be at least `at_least` bytes long.
+    Incomplete {
+        /// The fewest bytes the header can have.
+        at_least: usize,
+    },
+}
+
+/// Frames and parses the start of a connection from `peer` on a listener of `mode`, with
+/// the same [`frame`] and [`parse`] the accept path runs on the bytes it peeks and reads
+/// (the fuzz target's entry point). `Err` is the refusal's message.
+pub fn decode_header(bytes: &[u8], mode: Mode, peer: SocketAddr) -> Result<Decoded, String> {
+    match frame(bytes, mode).map_err(|r| r.to_string())? {
+        Frame::Complete(len) => {
+            let (client, header) = parse(&bytes[..len], peer).map_err(|r| r.to_string())?;
+            Ok(Decoded::Complete {
+                len,
+                client,
+                header,
+            })
+        }
+        Frame::Incomplete(at_least) => Ok(Decoded::Incomplete { at_least }),
+    }
+}
+
 /// The client address and header info from a complete header.
 fn parse(bytes: &[u8], peer: SocketAddr) -> Result<(SocketAddr, Box<ProxyHeader>), Refusal> {
     if bytes.first() == Some(&b'P') {

@@ -50,6 +50,34 @@ fn v1_tcp4_tcp6_and_unknown() {
     assert!(info.local);
 }
 
+/// The fuzz target's entry point: the header's length, not the bytes after it, and
+/// `Incomplete` while more is needed.
+#[test]
+fn decode_header_frames_then_parses() {
+    let bytes = b"PROXY TCP4 203.0.113.9 10.0.0.1 51234 443\r\nGET / HTTP/1.1\r\n";
+    match decode_header(bytes, Mode::Any, peer()) {
+        Ok(Decoded::Complete { len, client, .. }) => {
+            assert_eq!(len, 43);
+            assert_eq!(client, SocketAddr::from(([203, 0, 113, 9], 51234)));
+        }
+        other => panic!("{other:?}"),
+    }
+    let v2_header = v2(
+        Command::Local,
+        IPv4::new([1, 2, 3, 4], [5, 6, 7, 8], 1, 2),
+        &[],
+    );
+    assert!(matches!(
+        decode_header(&v2_header[..10], Mode::V2, peer()),
+        Ok(Decoded::Incomplete { at_least: 16 })
+    ));
+    let refused = decode_header(bytes, Mode::V2, peer()).map(|_| ());
+    assert_eq!(
+        refused,
+        Err("wrong PROXY protocol version for a v2 listener".to_owned())
+    );
+}
+
 #[test]
 fn v2_proxy_local_families_and_tlvs() {
     let addresses = IPv4::new([198, 51, 100, 7], [10, 0, 0, 1], 5555, 443);
