@@ -11,8 +11,10 @@
 //! single point where a request is over: duration, status and upstream time are final.
 //!
 //! **Costs.** When [`access_log::enabled`] is false, [`Observe`] is `None` and every call
-//! is one branch: nothing is allocated or copied. When on: the record's strings, one box
-//! for the observation and one for the wrapped response body.
+//! is one branch: nothing is allocated or copied. When on: the record's free-form strings
+//! (client, host, path, request id, user agent, …; listener, method, HTTP version and
+//! auth travel as static strings in the [`access_log::Entry`]), one box for the
+//! observation and one for the wrapped response body.
 //!
 //! **Secrets.** Only the fields listed are copied; no header but `User-Agent`,
 //! `X-Request-Id` and `Mcp-Session-Id` is read, and the query string is never recorded
@@ -50,7 +52,8 @@ pub(crate) struct Observe(Option<Box<Observation>>);
 /// One request's facts, gathered phase by phase; complete at [`Observation::finish`].
 #[derive(Debug)]
 pub struct Observation {
-    record: AccessLogRecord,
+    /// The record's free-form fields, and the fixed-vocabulary ones as static strings.
+    entry: access_log::Entry,
     start: Instant,
     /// When the upstream's response head arrived; `None` when no upstream answered.
     upstream_head: Option<Instant>,
@@ -83,26 +86,28 @@ impl Observe {
             time_unix_nanos: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
-            listener: match conn.listener {
-                Listener::Http { .. } => "http",
-                Listener::Https => "https",
-            }
-            .to_owned(),
             client_ip: text(Some(&client.header)),
             client_port: u32::from(conn.client_port_for(client.ip)),
-            method: req.method().as_str().to_owned(),
             host,
             path: req.uri().path().to_owned(),
-            http_version: version(req.version()).to_owned(),
-            auth: "none".to_owned(),
             request_id: text(Some(request_id)),
             user_agent: text(headers.get(USER_AGENT)),
             mcp_session_id: text(headers.get(MCP_SESSION_ID)),
             trace_id: crate::trace::trace_id_of(req).map(hex).unwrap_or_default(),
             ..Default::default()
         };
-        Self(Some(Box::new(Observation {
+        let entry = access_log::Entry {
             record,
+            listener: match conn.listener {
+                Listener::Http { .. } => "http",
+                Listener::Https => "https",
+            },
+            method: req.method().clone(),
+            http_version: version(req.version()),
+            auth: "none",
+        };
+        Self(Some(Box::new(Observation {
+            entry,
             start: Instant::now(),
             upstream_head: None,
             request_body: None,
@@ -112,9 +117,9 @@ impl Observe {
     /// Phase 0: the path as normalised (what every later phase and the upstream see).
     pub(crate) fn path(&mut self, path: &str) {
         if let Some(o) = &mut self.0
-            && o.record.path != path
+            && o.entry.record.path != path
         {
-            path.clone_into(&mut o.record.path);
+            path.clone_into(&mut o.entry.record.path);
         }
     }
 
@@ -122,9 +127,9 @@ impl Observe {
     /// port, lower case); until then `host` is the client's Host as sent.
     pub(crate) fn proxy(&mut self, proxy: &Proxy, host: &RequestHost) {
         if let Some(o) = &mut self.0 {
-            proxy.hostname().clone_into(&mut o.record.proxy);
-            if o.record.host != host.name() {
-                host.name().clone_into(&mut o.record.host);
+            proxy.hostname().clone_into(&mut o.entry.record.proxy);
+            if o.entry.record.host != host.name() {
+                host.name().clone_into(&mut o.entry.record.host);
             }
         }
     }
@@ -134,17 +139,17 @@ impl Observe {
     pub(crate) fn admitted(&mut self, admitted: &Admitted<'_>) {
         let Some(o) = &mut self.0 else { return };
         if let Some(route) = admitted.route() {
-            route.id().clone_into(&mut o.record.route);
+            route.id().clone_into(&mut o.entry.record.route);
         }
         if let Some(claims) = admitted.claims() {
-            "admitted".clone_into(&mut o.record.auth);
+            o.entry.auth = "admitted";
             let user = if claims.login.is_empty() {
                 &claims.sub
             } else {
                 &claims.login
             };
-            user.clone_into(&mut o.record.user);
-            claims.client_id.clone_into(&mut o.record.client_id);
+            user.clone_into(&mut o.entry.record.user);
+            claims.client_id.clone_into(&mut o.entry.record.client_id);
         }
     }
 
@@ -153,14 +158,14 @@ impl Observe {
     /// challenge, else the status code.
     pub(crate) fn refused(&mut self, rejection: &Rejection) {
         let Some(o) = &mut self.0 else { return };
-        "refused".clone_into(&mut o.record.auth);
-        o.record.auth_reason = refusal_reason(rejection);
+        o.entry.auth = "refused";
+        o.entry.record.auth_reason = refusal_reason(rejection);
     }
 
     /// Phase 3: the upstream the request goes to.
     pub(crate) fn upstream(&mut self, upstream: &Upstream) {
         if let Some(o) = &mut self.0 {
-            o.record.upstream = upstream.target().authority().as_str().to_owned();
+            o.entry.record.upstream = upstream.target().authority().as_str().to_owned();
         }
     }
 
@@ -184,14 +189,14 @@ impl Observe {
         let Some(mut o) = self.0 else {
             return response;
         };
-        o.record.status = u32::from(response.status().as_u16());
-        if o.record.mcp_session_id.is_empty()
+        o.entry.record.status = u32::from(response.status().as_u16());
+        if o.entry.record.mcp_session_id.is_empty()
             && let Some(id) = response
                 .headers()
                 .get(MCP_SESSION_ID)
                 .and_then(|v| v.to_str().ok())
         {
-            id.clone_into(&mut o.record.mcp_session_id);
+            id.clone_into(&mut o.entry.record.mcp_session_id);
         }
         if let Some(closed) = response
             .extensions_mut()
@@ -201,7 +206,7 @@ impl Observe {
             tokio::spawn(async move {
                 let (to_upstream, to_client) = closed.await.unwrap_or_default();
                 o.request_body = None;
-                o.record.request_body_bytes = to_upstream;
+                o.entry.record.request_body_bytes = to_upstream;
                 o.finish(to_client, Instant::now());
             });
             return response;
@@ -225,29 +230,29 @@ impl Observation {
     fn finish(mut self, response_bytes: u64, end: Instant) {
         let total = end.saturating_duration_since(self.start);
         let upstream = self.upstream_duration();
-        let r = &mut self.record;
+        let r = &mut self.entry.record;
         r.response_body_bytes = response_bytes;
         if let Some(progress) = &self.request_body {
             r.request_body_bytes = progress.bytes();
         }
         r.duration_micros = micros(total);
         r.upstream_ttfb_micros = upstream.map_or(0, micros);
-        access_log::record(self.record);
+        access_log::record(self.entry);
     }
 
     /// The proxy's hostname (empty when the host matched none).
     pub fn proxy(&self) -> &str {
-        &self.record.proxy
+        &self.entry.record.proxy
     }
 
     /// The request method.
     pub fn method(&self) -> &str {
-        &self.record.method
+        self.entry.method.as_str()
     }
 
     /// The response status.
     pub fn status(&self) -> u32 {
-        self.record.status
+        self.entry.record.status
     }
 
     /// Time from the start of the request to its upstream's response head; `None` when
@@ -342,9 +347,11 @@ impl Drop for ObservedBody {
 
 /// Lower-case hex of a W3C trace id, as the collector and `traceparent` show it.
 fn hex(id: [u8; 16]) -> String {
-    use std::fmt::Write as _;
-    id.iter().fold(String::with_capacity(32), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(32);
+    for b in id {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
 }

@@ -4,8 +4,9 @@
 //! The client's value is kept when it is a sane token (1–128 characters of
 //! `[A-Za-z0-9._~:+/=-]`, which covers UUIDs, ULIDs and base64 ids and nothing that could
 //! split a log line or a header); otherwise, or when absent, 32 hex digits from the
-//! thread's RNG replace it. Cost: one header lookup; a generated id formats 16 random
-//! bytes into one small allocation.
+//! thread's RNG (rand's thread-local, reseeded ChaCha: 128 unpredictable bits) replace it.
+//! Cost: one header lookup; a generated id is hex-encoded on the stack and copied once
+//! into the header value (no formatting machinery, no intermediate `String`).
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -37,9 +38,14 @@ fn is_sane(id: &[u8]) -> bool {
 }
 
 fn generate() -> HeaderValue {
-    let id = format!("{:032x}", rand::random::<u128>());
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let random: u128 = rand::random();
+    let mut id = [0u8; 32];
+    for (i, digit) in id.iter_mut().enumerate() {
+        *digit = HEX[((random >> (124 - 4 * i)) & 0xf) as usize];
+    }
     // 32 hex digits are always a valid header value.
-    HeaderValue::try_from(id).unwrap_or(HeaderValue::from_static("0"))
+    HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]
