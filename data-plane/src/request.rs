@@ -128,7 +128,7 @@ where
 {
     let (started, method) = (Instant::now(), metrics::method_class(req.method()));
     let request_id = request_id::take_or_make(req.headers_mut());
-    let mut observe = Observe::start(conn, &req, &request_id);
+    let mut observe = Observe::start(conn, &req, &request_id, started);
     let snapshot = store.load();
     let mut served = None;
     let mut response = match &snapshot {

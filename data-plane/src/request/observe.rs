@@ -63,8 +63,13 @@ pub struct Observation {
 
 impl Observe {
     /// Starts observing `req` (before anything about it is decided); `None` inside when
-    /// access logging is off.
-    pub(crate) fn start<B>(conn: &ConnInfo, req: &Request<B>, request_id: &HeaderValue) -> Self {
+    /// access logging is off. `started` is when the request path began (the metrics' clock too: one reading).
+    pub(crate) fn start<B>(
+        conn: &ConnInfo,
+        req: &Request<B>,
+        request_id: &HeaderValue,
+        started: std::time::Instant,
+    ) -> Self {
         if !access_log::enabled() {
             return Self(None);
         }
@@ -108,7 +113,7 @@ impl Observe {
         };
         Self(Some(Box::new(Observation {
             entry,
-            start: Instant::now(),
+            start: Instant::from_std(started),
             upstream_head: None,
             request_body: None,
         })))
