@@ -177,7 +177,9 @@ async fn a_rate_limit_holds_under_load_and_leaves_other_proxies_alone() {
     assert_eq!(neighbour_other, 0, "the neighbour must be unaffected");
 
     // A 429 names when to come back, and waiting that long is enough: 60 requests at
-    // once use up whatever refilled since the load, then one more is refused.
+    // once use up whatever refilled since the load, so some of them are refused. (No
+    // "one more" probe after them: at 25/s a token refills every 40 ms, which a loaded
+    // machine can take between two requests.)
     let get = |client: reqwest::Client| {
         let url = format!("{}/", dp.http);
         async move {
@@ -190,13 +192,10 @@ async fn a_rate_limit_holds_under_load_and_leaves_other_proxies_alone() {
         }
     };
     let drained = futures_util::future::join_all((0..60).map(|_| get(probe.clone()))).await;
-    assert!(
-        drained
-            .iter()
-            .any(|r| r.status() == StatusCode::TOO_MANY_REQUESTS)
-    );
-    let r = get(probe.clone()).await;
-    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let r = drained
+        .iter()
+        .find(|r| r.status() == StatusCode::TOO_MANY_REQUESTS)
+        .expect("a burst of 60 at once is refused in part");
     let secs: u64 = r
         .headers()
         .get("retry-after")
