@@ -579,6 +579,10 @@ pub fn sanitize(mut r: Record, now: i64) -> Result<Record, String> {
         (&mut r.request_id, 128),
         (&mut r.trace_id, 64),
         (&mut r.mcp_session_id, 256),
+        (&mut r.proxy_authority, 256),
+        (&mut r.proxy_unique_id, 256),
+        (&mut r.proxy_alpn, 64),
+        (&mut r.proxy_ssl_version, 32),
     ] {
         cap(s, max);
     }
