@@ -15,6 +15,7 @@ pub mod error;
 pub mod files;
 pub mod grpc;
 pub mod issuer;
+pub mod lease;
 pub mod logs;
 pub mod metrics;
 pub mod model;
