@@ -252,11 +252,12 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The whole HTTP listener: REST (`/health`, `/api/v1/…`, the OAuth admin API), the OAuth
+/// The whole HTTP listener: the web console (`/ui/`), REST (`/health`, `/api/v1/…`, the OAuth admin API), the OAuth
 /// protocol endpoints at the root, and the merged OpenAPI document (`/openapi.json`, Swagger
 /// UI at `/docs`).
 pub fn http_app(cp: ControlPlane, oauth: OAuthServer, authn: Authenticator) -> Router {
     Router::new()
+        .merge(crate::ui::router(authn.clone()))
         .merge(rest::router(rest::ApiState::new(cp, oauth.clone(), authn)))
         .merge(crate::oauth::http::router(oauth))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
