@@ -460,7 +460,7 @@ impl Docker {
                 status_code: 409,
                 message,
             }) => Err(ServiceError::already_exists(format!(
-                "a container named {:?} already exists on the engine (not made by this service record): {message}",
+                "name: a container named {:?} already exists on the engine (not made by this service record): {message}",
                 s.container_name
             ))),
             Err(e) => Err(self.engine_error("creating the container", e)),
@@ -490,7 +490,7 @@ impl Docker {
         match self.inner.cp.store().apply(Batch { checks, writes }).await {
             Ok(_) => Ok(()),
             Err(crate::store::StoreError::CheckFailed(0)) => Err(ServiceError::already_exists(
-                format!("service {name:?} already exists"),
+                format!("name: service {name:?} already exists"),
             )),
             Err(crate::store::StoreError::CheckFailed(i)) => {
                 Err(ServiceError::concurrent(format!(
@@ -526,6 +526,7 @@ impl Docker {
         if let Err(e) = self.release(s).await {
             tracing::warn!(service = %s.name, error = %e, "rolling back: cannot release the record");
         }
+        self.remove_built_image(engine, s).await;
     }
 
     async fn release(&self, s: &ContainerService) -> Result<Vec<String>> {
@@ -745,6 +746,7 @@ impl Docker {
             Err(e) => return Err(self.engine_error("removing the container", e)),
         }
         let released_ports = self.release(&s).await?;
+        self.remove_built_image(&engine, &s).await;
         let proxies: Vec<Proxy> = self.inner.cp.store().list_records::<Proxy>().await?;
         let proxies_left = proxies
             .into_iter()

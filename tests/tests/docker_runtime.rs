@@ -69,7 +69,7 @@ async fn get_stream(cp: &ControlPlane, path: &str) -> reqwest::Response {
         .expect("request");
     assert_eq!(r.status(), 200, "{path}");
     assert_eq!(
-        r.headers()["content-type"].to_str().unwrap(),
+        r.headers()["content-type"].to_str().expect("content-type"),
         "text/event-stream",
         "{path}"
     );
@@ -139,6 +139,25 @@ async fn protected_service_lifecycle_logs_stats_and_control_plane_restart() {
     assert!((26000..=26999).contains(&port), "{created}");
     assert_eq!(created["networks"], json!([]));
     assert_eq!(created["built"], false);
+    // The limits as the engine holds them (cgroup v1 here accepts both).
+    let hc = docker
+        .inspect_container(&format!("portcullis-{name}"), None)
+        .await
+        .expect("inspect")
+        .host_config
+        .expect("host config");
+    assert_eq!(hc.memory, Some(64 << 20));
+    assert_eq!(hc.nano_cpus, Some(500_000_000));
+    // Reached on its host port.
+    let direct = format!("http://127.0.0.1:{port}/");
+    let body = eventually(Duration::from_secs(10), "host port answers", || async {
+        match http_client().get(&direct).send().await {
+            Ok(r) if r.status() == 200 => r.text().await.ok(),
+            _ => None,
+        }
+    })
+    .await;
+    assert_eq!(body, PAGE);
 
     // One step to a proxy, then protected like any proxy.
     let host = format!("{name}.example.com");
@@ -358,12 +377,51 @@ async fn protected_service_lifecycle_logs_stats_and_control_plane_restart() {
             .any(|a| a["host_port"] == port && a["service"] == name.as_str()),
         "{ports}"
     );
+    let (s, kept) = api
+        .call("GET", &format!("/api/v1/proxy/targets/{host}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{kept}");
+    assert_eq!(kept["target_url"], format!("http://127.0.0.1:{port}"));
+    let (s, auth) = api
+        .call("GET", &format!("/api/v1/oauth/proxies/{host}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{auth}");
     eventually(
         Duration::from_secs(10),
         "protected proxy after restart",
         || async { (get_with(&dp, &host, Some(&token)).await.status() == 200).then_some(()) },
     )
     .await;
+    assert_eq!(get_with(&dp, &host, None).await.status(), 401);
+    // Bad input after the restart: 4xx naming the field, nothing created or reserved.
+    let bad = unique("rtbad");
+    let good = json!({"name": bad, "image": IMAGE, "ports": [{"container_port": 8080}]});
+    for (field, value, says) in [
+        ("image", json!("UPPER/Case::x"), "image"),
+        ("memory", json!("64 megs"), "memory"),
+        ("cpus", json!("-1"), "cpus"),
+        (
+            "ports",
+            json!([{"container_port": 8080, "bind": "8.8.8.8"}]),
+            "ports.bind",
+        ),
+        ("name", json!(name), "name"),
+    ] {
+        let mut body = good.clone();
+        body[field] = value;
+        let (s, err) = api.call("POST", "/api/v1/services", Some(body)).await;
+        assert!(s.is_client_error(), "{field}: {s} {err}");
+        let detail = err["detail"].as_str().unwrap();
+        assert!(
+            detail.starts_with(&format!("invalid {says}:"))
+                || detail.starts_with(&format!("{says}:")),
+            "{field}: {err}"
+        );
+    }
+    assert_eq!(containers_named(&docker, &bad).await, 0);
+    assert_eq!(containers_named(&docker, &name).await, 1);
+    let (_, ports) = api.call("GET", "/api/v1/ports", None).await;
+    assert_eq!(ports.as_array().unwrap().len(), 1, "{ports}");
 
     let (s, _) = api
         .call("DELETE", &format!("/api/v1/services/{name}"), None)
@@ -383,7 +441,13 @@ async fn dockerfile_builds_networks_and_container_targets() {
         token: cp.admin_token.clone(),
     };
     let b64 = |t: Vec<u8>| base64::engine::general_purpose::STANDARD.encode(t);
-    let httpd = ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"];
+    // Two named ports: `web` serves the built page, `alt` a page written at start.
+    let two_ports = [
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "/bin/busybox mkdir /alt && echo alt-port-page > /alt/index.html && /bin/busybox httpd -p 8081 -h /alt && exec /bin/busybox httpd -f -p 8080 -h /www",
+    ];
 
     // A network of its own, removed at the end.
     let net = unique("pcnet");
@@ -406,8 +470,8 @@ async fn dockerfile_builds_networks_and_container_targets() {
                 "name": name,
                 "dockerfile": DOCKERFILE,
                 "build_context": b64(context_tar(&page, &[])),
-                "command": httpd,
-                "ports": [{"container_port": 8080}],
+                "command": two_ports,
+                "ports": [{"name": "web", "container_port": 8080}, {"name": "alt", "container_port": 8081}],
                 "networks": [net],
             })),
         )
@@ -459,6 +523,97 @@ async fn dockerfile_builds_networks_and_container_targets() {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{err}");
     assert!(err["detail"].as_str().unwrap().contains("target"), "{err}");
+
+    // The CLI: `--port alt` on the published port, and `--port alt --target container`.
+    let alt_host = format!("alt-{name}.localhost");
+    let out: Value = serde_json::from_str(&cp.cli_ok(&[
+        "-o",
+        "json",
+        "service",
+        "proxy-create",
+        &name,
+        &alt_host,
+        "--port",
+        "alt",
+    ]))
+    .unwrap();
+    let alt_port = created["ports"][1]["host_port"].as_u64().unwrap();
+    assert_eq!(created["ports"][1]["name"], "alt");
+    assert_eq!(
+        out["target_url"],
+        format!("http://127.0.0.1:{alt_port}"),
+        "{out}"
+    );
+    let alt_ct = format!("altct-{name}.localhost");
+    let out: Value = serde_json::from_str(&cp.cli_ok(&[
+        "-o",
+        "json",
+        "service",
+        "proxy-create",
+        &name,
+        &alt_ct,
+        "--port",
+        "alt",
+        "--target",
+        "container",
+    ]))
+    .unwrap();
+    assert_eq!(out["target_url"], format!("http://{ip}:8081"), "{out}");
+    cp.wait_applied(&dp.node_id, cp.version().await).await;
+    for h in [&alt_host, &alt_ct] {
+        let r = dp.get(h, "/").await;
+        assert_eq!(r.status(), 200, "{h}");
+        assert_eq!(r.text().await.unwrap(), "alt-port-page\n", "{h}");
+    }
+    let out = cp.cli(
+        &cp.admin_token,
+        &[
+            "service",
+            "proxy-create",
+            &name,
+            "x.localhost",
+            "--port",
+            "nope",
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("port") && stderr.contains("nope"),
+        "{stderr}"
+    );
+
+    // The same name again, with a Dockerfile: refused before building, naming `name`; the
+    // running service's image is not replaced.
+    let image_id = docker
+        .inspect_image(&format!("portcullis-build/{name}:latest"))
+        .await
+        .expect("built image")
+        .id;
+    let (s, err) = api
+        .call(
+            "POST",
+            "/api/v1/services",
+            Some(json!({
+                "name": name,
+                "dockerfile": DOCKERFILE,
+                "build_context": b64(context_tar("replaced", &[])),
+            })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{err}");
+    assert!(
+        err["detail"].as_str().unwrap().starts_with("name:"),
+        "{err}"
+    );
+    assert_eq!(
+        docker
+            .inspect_image(&format!("portcullis-build/{name}:latest"))
+            .await
+            .expect("built image")
+            .id,
+        image_id
+    );
 
     // Refused builds and networks: a clear error naming the field, nothing left behind.
     let bad = unique("badbuild");
@@ -525,7 +680,7 @@ async fn dockerfile_builds_networks_and_container_targets() {
         assert_eq!(s, StatusCode::NOT_FOUND);
     }
     let (_, ports) = api.call("GET", "/api/v1/ports", None).await;
-    assert_eq!(ports.as_array().unwrap().len(), 1, "{ports}");
+    assert_eq!(ports.as_array().unwrap().len(), 2, "{ports}");
 
     // The CLI builds from a directory: the Dockerfile's own directory is the context.
     let dir = tempfile::tempdir().unwrap();
@@ -575,11 +730,26 @@ async fn dockerfile_builds_networks_and_container_targets() {
     .await;
     assert_eq!(body, cli_page);
 
+    // Deleted with their services: the containers and the images built for them.
     for n in [&name, &cli_name] {
         let (s, _) = api
             .call("DELETE", &format!("/api/v1/services/{n}"), None)
             .await;
         assert_eq!(s, StatusCode::OK);
+        assert_eq!(containers_named(&docker, n).await, 0);
+        let gone = docker
+            .inspect_image(&format!("portcullis-build/{n}:latest"))
+            .await;
+        assert!(
+            matches!(
+                gone,
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404,
+                    ..
+                })
+            ),
+            "{n}: {gone:?}"
+        );
     }
     docker.remove_network(&net).await.expect("remove network");
 }
@@ -591,6 +761,150 @@ fn escaping_tar() -> Vec<u8> {
     h.set_entry_type(tar::EntryType::Symlink);
     h.set_size(0);
     h.set_mode(0o777);
-    b.append_link(&mut h, "www", "../../etc").unwrap();
-    b.into_inner().unwrap()
+    b.append_link(&mut h, "www", "../../etc").expect("symlink entry");
+    b.into_inner().expect("tar")
+}
+
+/// The seed's recipes with its positional arguments: `service-create NAME "" DOCKERFILE PORT
+/// TOKEN MEMORY CPU AUTO_PROXY` (a build, limits, the automatic NAME.localhost proxy),
+/// `service-restart`, `service-logs NAME LINES TIMESTAMPS`, `service-stats`,
+/// `service-proxy-create NAME HOST HTTPS TOKEN` and `service-stop|start NAME TOKEN`.
+#[tokio::test]
+async fn justfile_recipes_with_the_seeds_arguments() {
+    let docker = engine().await;
+    let cp = ControlPlane::start_args(vec!["--port-range".into(), "28000-28999".into()]).await;
+    let dp = DataPlane::start(&cp, "dp-docker-just").await;
+    let just = |args: &[&str]| {
+        let out = std::process::Command::new("just")
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .env("PORTCULLIS_URL", &cp.grpc)
+            .env("PORTCULLIS_TOKEN", "not-a-token")
+            .env(
+                "PORTCULLIS_BIN",
+                portcullis_tests::procs::bin("portcullis")
+                    .parent()
+                    .expect("bin dir"),
+            )
+            .env("XDG_CONFIG_HOME", "/nonexistent")
+            .args(args)
+            .output()
+            .expect("just must be installed (tests/run.sh installs it)");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "just {args:?}: {text}");
+        text
+    };
+    let token = cp.admin_token.as_str();
+
+    // A Dockerfile whose CMD serves /www (the recipe takes no command).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!(
+            "{DOCKERFILE}CMD [\"httpd\", \"-f\", \"-v\", \"-p\", \"8080\", \"-h\", \"/www\"]\n"
+        ),
+    )
+    .unwrap();
+    std::fs::copy("/bin/busybox", dir.path().join("busybox")).unwrap();
+    std::fs::create_dir(dir.path().join("www")).unwrap();
+    std::fs::write(dir.path().join("www/index.html"), PAGE).unwrap();
+    let dockerfile = dir.path().join("Dockerfile");
+    let name = unique("just");
+    just(&[
+        "service-create",
+        &name,
+        "",
+        dockerfile.to_str().unwrap(),
+        "8080",
+        token,
+        "48m",
+        "0.25",
+        "true",
+    ]);
+    let hc = docker
+        .inspect_container(&format!("portcullis-{name}"), None)
+        .await
+        .expect("inspect")
+        .host_config
+        .expect("host config");
+    assert_eq!(hc.memory, Some(48 << 20));
+    assert_eq!(hc.nano_cpus, Some(250_000_000));
+    let auto = format!("{name}.localhost");
+    cp.wait_applied(&dp.node_id, cp.version().await).await;
+    let r = eventually(Duration::from_secs(10), "auto proxy answers", || async {
+        let r = dp.get(&auto, "/").await;
+        (r.status() == 200).then_some(r)
+    })
+    .await;
+    assert_eq!(r.text().await.unwrap(), PAGE);
+
+    // Lifecycle with the token as the last argument (the environment's is not valid).
+    let out = just(&["service-stop", &name, token]);
+    assert!(out.contains("exited"), "{out}");
+    assert_eq!(dp.get(&auto, "/").await.status(), StatusCode::BAD_GATEWAY);
+    let out = just(&["service-start", &name, token]);
+    assert!(out.contains("running"), "{out}");
+    let out = just(&["service-restart", &name, token]);
+    assert!(out.contains("running"), "{out}");
+    eventually(Duration::from_secs(10), "back after restart", || async {
+        (dp.get(&auto, "/").await.status() == 200).then_some(())
+    })
+    .await;
+
+    // The rest read PORTCULLIS_TOKEN, like the seed's.
+    let just_env = |args: &[&str]| {
+        let out = std::process::Command::new("just")
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .env("PORTCULLIS_URL", &cp.grpc)
+            .env("PORTCULLIS_TOKEN", token)
+            .env(
+                "PORTCULLIS_BIN",
+                portcullis_tests::procs::bin("portcullis")
+                    .parent()
+                    .expect("bin dir"),
+            )
+            .env("XDG_CONFIG_HOME", "/nonexistent")
+            .args(args)
+            .output()
+            .expect("just");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "just {args:?}: {text}");
+        text
+    };
+    // httpd -v logs each response: those to the requests made through the proxy.
+    let logs = just_env(&["service-logs", &name, "50", "true"]);
+    let line = logs
+        .lines()
+        .find(|l| l.contains("response:200"))
+        .unwrap_or_else(|| panic!("no request in {logs}"));
+    assert!(line.starts_with("20"), "timestamped: {line}");
+    let logs = just_env(&["service-logs", &name, "1"]);
+    assert_eq!(logs.lines().count(), 1, "{logs}");
+    assert!(!logs.starts_with("20"), "{logs}");
+    let stats = just_env(&["service-stats", &name]);
+    assert!(
+        stats.starts_with("CPU ") && stats.contains("MEM "),
+        "{stats}"
+    );
+    let https_host = format!("secure-{name}.example.test");
+    just(&["service-proxy-create", &name, &https_host, "true", token]);
+    let (s, p) = Api {
+        cp: &cp,
+        token: token.to_owned(),
+    }
+    .call("GET", &format!("/api/v1/proxy/targets/{https_host}"), None)
+    .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["enable_https"], true, "{p}");
+
+    let out = just_env(&["service-remove", &name]);
+    assert!(out.contains(&auto) && out.contains(&https_host), "{out}");
+    assert_eq!(containers_named(&docker, &name).await, 0);
+    assert!(
+        docker
+            .inspect_image(&format!("portcullis-build/{name}:latest"))
+            .await
+            .is_err()
+    );
 }

@@ -87,7 +87,7 @@ impl Docker {
             .is_some()
         {
             return Err(ServiceError::already_exists(format!(
-                "service {name:?} already exists"
+                "name: service {name:?} already exists"
             )));
         }
         self.build(engine, tag, tar).await
