@@ -151,7 +151,8 @@ pub struct DeleteReport {
     pub name: String,
     /// Host ports released (`port/protocol`).
     pub released_ports: Vec<String>,
-    /// Proxies that still point at a released port (left alone).
+    /// Proxies that still point at a released port or at the removed container's address
+    /// (left alone).
     pub proxies_left: Vec<String>,
 }
 
@@ -736,6 +737,7 @@ impl Docker {
     pub async fn delete(&self, caller: &Caller, name: &str) -> Result<DeleteReport> {
         let s = self.owned(caller, name, true).await?;
         let engine = self.engine().await?;
+        let ips = self.container_ips(&engine, &s).await;
         let opts = RemoveContainerOptionsBuilder::default().force(true).build();
         match engine.remove_container(&s.container_name, Some(opts)).await {
             Ok(()) => {}
@@ -750,7 +752,10 @@ impl Docker {
         let proxies: Vec<Proxy> = self.inner.cp.store().list_records::<Proxy>().await?;
         let proxies_left = proxies
             .into_iter()
-            .filter(|p| s.ports.iter().any(|m| targets(&p.target_url, m)))
+            .filter(|p| {
+                s.ports.iter().any(|m| targets(&p.target_url, m))
+                    || network::targets_container(&p.target_url, &ips, &s.ports)
+            })
             .map(|p| p.hostname)
             .collect();
         Ok(DeleteReport {

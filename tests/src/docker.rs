@@ -4,7 +4,10 @@
 
 use std::collections::HashMap;
 
-use bollard::query_parameters::{BuildImageOptionsBuilder, ListContainersOptionsBuilder};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveImageOptions,
+};
 use futures_util::StreamExt as _;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -117,4 +120,73 @@ impl Api<'_> {
 /// `prefix-` and 8 random hex digits: Docker objects are shared by concurrent tests.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{:08x}", rand::random::<u32>())
+}
+
+/// Removes, when dropped (also when a test panics), what a test may have left on the shared
+/// engine: the containers labelled with each service name, the images built for them
+/// (`portcullis-build/NAME:latest`) and the networks. Absent objects are fine.
+#[derive(Default)]
+pub struct Leftovers {
+    services: Vec<String>,
+    networks: Vec<String>,
+}
+
+impl Leftovers {
+    /// Remembers a service name; returns it.
+    pub fn service(&mut self, name: String) -> String {
+        self.services.push(name.clone());
+        name
+    }
+
+    /// Remembers a network name; returns it.
+    pub fn network(&mut self, name: String) -> String {
+        self.networks.push(name.clone());
+        name
+    }
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        let services = std::mem::take(&mut self.services);
+        let networks = std::mem::take(&mut self.networks);
+        // Drop cannot await, and may run inside a runtime: a thread with its own.
+        let cleanup = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let Ok(docker) = bollard::Docker::connect_with_local_defaults() else {
+                    return;
+                };
+                for s in &services {
+                    let mut filters = HashMap::new();
+                    filters.insert("label".to_string(), vec![format!("portcullis.service={s}")]);
+                    let opts = ListContainersOptionsBuilder::default()
+                        .all(true)
+                        .filters(&filters)
+                        .build();
+                    for c in docker.list_containers(Some(opts)).await.unwrap_or_default() {
+                        if let Some(id) = c.id {
+                            let rm = RemoveContainerOptionsBuilder::default().force(true).build();
+                            let _ = docker.remove_container(&id, Some(rm)).await;
+                        }
+                    }
+                    let _ = docker
+                        .remove_image(
+                            &format!("portcullis-build/{s}:latest"),
+                            None::<RemoveImageOptions>,
+                            None,
+                        )
+                        .await;
+                }
+                for n in &networks {
+                    let _ = docker.remove_network(n).await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
 }

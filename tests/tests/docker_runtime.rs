@@ -12,7 +12,7 @@ use base64::Engine as _;
 use portcullis_proto::v1 as pb;
 use portcullis_tests::browser::{self, alice, github_login};
 use portcullis_tests::docker::{
-    Api, DOCKERFILE, IMAGE, PAGE, containers_named, context_tar, engine, unique,
+    Api, DOCKERFILE, IMAGE, Leftovers, PAGE, containers_named, context_tar, engine, unique,
 };
 use portcullis_tests::{ControlPlane, DataPlane, eventually, http_client};
 use reqwest::StatusCode;
@@ -110,6 +110,7 @@ async fn get_with(dp: &DataPlane, host: &str, bearer: Option<&str>) -> reqwest::
 
 #[tokio::test]
 async fn protected_service_lifecycle_logs_stats_and_control_plane_restart() {
+    let mut left = Leftovers::default();
     let docker = engine().await;
     let mut cp = ControlPlane::start_args(vec!["--port-range".into(), "26000-26999".into()]).await;
     let github = github_login(&cp, vec![alice()]).await;
@@ -118,7 +119,7 @@ async fn protected_service_lifecycle_logs_stats_and_control_plane_restart() {
         cp: &cp,
         token: cp.admin_token.clone(),
     };
-    let name = unique("rt");
+    let name = left.service(unique("rt"));
     let (s, created) = api
         .call(
             "POST",
@@ -394,7 +395,7 @@ async fn protected_service_lifecycle_logs_stats_and_control_plane_restart() {
     .await;
     assert_eq!(get_with(&dp, &host, None).await.status(), 401);
     // Bad input after the restart: 4xx naming the field, nothing created or reserved.
-    let bad = unique("rtbad");
+    let bad = left.service(unique("rtbad"));
     let good = json!({"name": bad, "image": IMAGE, "ports": [{"container_port": 8080}]});
     for (field, value, says) in [
         ("image", json!("UPPER/Case::x"), "image"),
@@ -423,16 +424,18 @@ async fn protected_service_lifecycle_logs_stats_and_control_plane_restart() {
     let (_, ports) = api.call("GET", "/api/v1/ports", None).await;
     assert_eq!(ports.as_array().unwrap().len(), 1, "{ports}");
 
-    let (s, _) = api
+    let (s, report) = api
         .call("DELETE", &format!("/api/v1/services/{name}"), None)
         .await;
-    assert_eq!(s, StatusCode::OK);
+    assert_eq!(s, StatusCode::OK, "{report}");
+    assert_eq!(report["proxies_left"], json!([host]), "{report}");
     assert_eq!(containers_named(&docker, &name).await, 0);
     drop(github);
 }
 
 #[tokio::test]
 async fn dockerfile_builds_networks_and_container_targets() {
+    let mut left = Leftovers::default();
     let docker = engine().await;
     let cp = ControlPlane::start_args(vec!["--port-range".into(), "27000-27999".into()]).await;
     let dp = DataPlane::start(&cp, "dp-docker-build").await;
@@ -450,7 +453,7 @@ async fn dockerfile_builds_networks_and_container_targets() {
     ];
 
     // A network of its own, removed at the end.
-    let net = unique("pcnet");
+    let net = left.network(unique("pcnet"));
     docker
         .create_network(bollard::models::NetworkCreateRequest {
             name: net.clone(),
@@ -460,7 +463,7 @@ async fn dockerfile_builds_networks_and_container_targets() {
         .expect("create network");
 
     // Built from a Dockerfile and a tar context over REST, on that network.
-    let name = unique("built");
+    let name = left.service(unique("built"));
     let page = format!("built for {name}");
     let (s, created) = api
         .call(
@@ -616,7 +619,7 @@ async fn dockerfile_builds_networks_and_container_targets() {
     );
 
     // Refused builds and networks: a clear error naming the field, nothing left behind.
-    let bad = unique("badbuild");
+    let bad = left.service(unique("badbuild"));
     for (body, status, says) in [
         (
             json!({"name": bad, "dockerfile": "FROM scratch\nCOPY missing-file /x\n"}),
@@ -687,7 +690,7 @@ async fn dockerfile_builds_networks_and_container_targets() {
     std::fs::write(dir.path().join("Dockerfile"), DOCKERFILE).unwrap();
     std::fs::copy("/bin/busybox", dir.path().join("busybox")).unwrap();
     std::fs::create_dir(dir.path().join("www")).unwrap();
-    let cli_name = unique("clibuilt");
+    let cli_name = left.service(unique("clibuilt"));
     let cli_page = format!("cli build of {cli_name}");
     std::fs::write(dir.path().join("www/index.html"), &cli_page).unwrap();
     let dockerfile = dir.path().join("Dockerfile");
@@ -730,12 +733,26 @@ async fn dockerfile_builds_networks_and_container_targets() {
     .await;
     assert_eq!(body, cli_page);
 
-    // Deleted with their services: the containers and the images built for them.
-    for n in [&name, &cli_name] {
-        let (s, _) = api
+    // Deleted with their services: the containers and the images built for them; the
+    // proxies (host-port and container-address targets) left alone and reported.
+    for (n, left_proxies) in [
+        (&name, json!([host, alt_host, alt_ct])),
+        (&cli_name, json!([])),
+    ] {
+        let (s, report) = api
             .call("DELETE", &format!("/api/v1/services/{n}"), None)
             .await;
-        assert_eq!(s, StatusCode::OK);
+        assert_eq!(s, StatusCode::OK, "{report}");
+        let mut reported = report["proxies_left"].clone();
+        reported
+            .as_array_mut()
+            .expect("proxies_left")
+            .sort_by_key(|v| v.to_string());
+        let mut want = left_proxies;
+        want.as_array_mut()
+            .expect("list")
+            .sort_by_key(|v| v.to_string());
+        assert_eq!(reported, want, "{report}");
         assert_eq!(containers_named(&docker, n).await, 0);
         let gone = docker
             .inspect_image(&format!("portcullis-build/{n}:latest"))
@@ -761,7 +778,8 @@ fn escaping_tar() -> Vec<u8> {
     h.set_entry_type(tar::EntryType::Symlink);
     h.set_size(0);
     h.set_mode(0o777);
-    b.append_link(&mut h, "www", "../../etc").expect("symlink entry");
+    b.append_link(&mut h, "www", "../../etc")
+        .expect("symlink entry");
     b.into_inner().expect("tar")
 }
 
@@ -771,6 +789,7 @@ fn escaping_tar() -> Vec<u8> {
 /// `service-proxy-create NAME HOST HTTPS TOKEN` and `service-stop|start NAME TOKEN`.
 #[tokio::test]
 async fn justfile_recipes_with_the_seeds_arguments() {
+    let mut left = Leftovers::default();
     let docker = engine().await;
     let cp = ControlPlane::start_args(vec!["--port-range".into(), "28000-28999".into()]).await;
     let dp = DataPlane::start(&cp, "dp-docker-just").await;
@@ -809,7 +828,7 @@ async fn justfile_recipes_with_the_seeds_arguments() {
     std::fs::create_dir(dir.path().join("www")).unwrap();
     std::fs::write(dir.path().join("www/index.html"), PAGE).unwrap();
     let dockerfile = dir.path().join("Dockerfile");
-    let name = unique("just");
+    let name = left.service(unique("just"));
     just(&[
         "service-create",
         &name,
