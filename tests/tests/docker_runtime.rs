@@ -685,6 +685,56 @@ async fn dockerfile_builds_networks_and_container_targets() {
     let (_, ports) = api.call("GET", "/api/v1/ports", None).await;
     assert_eq!(ports.as_array().unwrap().len(), 2, "{ports}");
 
+    // Refused after the build: a container of that name made outside Portcullis. The create
+    // is rolled back (record, host port, built image); the other container is untouched.
+    let taken = left.service(unique("taken"));
+    docker
+        .create_container(
+            Some(
+                bollard::query_parameters::CreateContainerOptionsBuilder::default()
+                    .name(&format!("portcullis-{taken}"))
+                    .build(),
+            ),
+            bollard::models::ContainerCreateBody {
+                image: Some(IMAGE.to_owned()),
+                labels: Some([("portcullis.service".to_owned(), taken.clone())].into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create a foreign container");
+    let (s, err) = api
+        .call(
+            "POST",
+            "/api/v1/services",
+            Some(json!({
+                "name": taken,
+                "dockerfile": DOCKERFILE,
+                "build_context": b64(context_tar("rolled back", &[])),
+                "ports": [{"container_port": 8080}],
+            })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{err}");
+    assert!(
+        err["detail"].as_str().unwrap().starts_with("name:"),
+        "{err}"
+    );
+    assert_eq!(containers_named(&docker, &taken).await, 1);
+    assert!(
+        docker
+            .inspect_image(&format!("portcullis-build/{taken}:latest"))
+            .await
+            .is_err(),
+        "the built image is rolled back"
+    );
+    let (s, _) = api
+        .call("GET", &format!("/api/v1/services/{taken}"), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, ports) = api.call("GET", "/api/v1/ports", None).await;
+    assert_eq!(ports.as_array().unwrap().len(), 2, "{ports}");
+
     // The CLI builds from a directory: the Dockerfile's own directory is the context.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("Dockerfile"), DOCKERFILE).unwrap();
