@@ -841,7 +841,14 @@ fn escaping_tar() -> Vec<u8> {
 async fn justfile_recipes_with_the_seeds_arguments() {
     let mut left = Leftovers::default();
     let docker = engine().await;
-    let cp = ControlPlane::start_args(vec!["--port-range".into(), "28000-28999".into()]).await;
+    // HTTPS=true orders a certificate: from nowhere, not from Let's Encrypt.
+    let cp = ControlPlane::start_args(vec![
+        "--port-range".into(),
+        "28000-28999".into(),
+        "--acme-directory".into(),
+        "http://127.0.0.1:9/directory".into(),
+    ])
+    .await;
     let dp = DataPlane::start(&cp, "dp-docker-just").await;
     let just = |args: &[&str]| {
         let out = std::process::Command::new("just")
