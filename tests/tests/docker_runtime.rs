@@ -347,6 +347,20 @@ async fn protected_service_lifecycle_logs_stats_and_control_plane_restart() {
         .call("GET", &format!("/api/v1/services/{name}/stats"), None)
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    let doc: Value = http_client()
+        .get(format!("{}/openapi.json", cp.http))
+        .send()
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("openapi json");
+    for (path, method) in [
+        ("/api/v1/services/{name}/stats", "get"),
+        ("/api/v1/services/{name}/proxy", "post"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+    }
     // Unknown query parameters are refused, like every endpoint's.
     let (s, _) = api
         .call(
