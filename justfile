@@ -128,17 +128,17 @@ service-create-exposed name image port bind="127.0.0.1" token="":
 service-show name:
     {{cli}} service show "{{name}}"
 
-# Start a Docker service.
-service-start name:
-    {{cli}} service start "{{name}}"
+# Start a Docker service: just service-start NAME [TOKEN]
+service-start name token="":
+    PORTCULLIS_TOKEN="${2:-$PORTCULLIS_TOKEN}" {{cli}} service start "{{name}}"
 
-# Stop a Docker service.
-service-stop name:
-    {{cli}} service stop "{{name}}"
+# Stop a Docker service: just service-stop NAME [TOKEN]
+service-stop name token="":
+    PORTCULLIS_TOKEN="${2:-$PORTCULLIS_TOKEN}" {{cli}} service stop "{{name}}"
 
-# Restart a Docker service.
-service-restart name:
-    {{cli}} service restart "{{name}}"
+# Restart a Docker service: just service-restart NAME [TOKEN]
+service-restart name token="":
+    PORTCULLIS_TOKEN="${2:-$PORTCULLIS_TOKEN}" {{cli}} service restart "{{name}}"
 
 # Delete a Docker service (container removed, ports released).
 service-remove name:
@@ -156,10 +156,11 @@ service-logs name lines="100" timestamps="false":
 service-stats name:
     {{cli}} service stats "{{name}}"
 
-# Proxy to a Docker service's published port: just service-proxy-create NAME [HOST] [HTTPS=true|false]
-service-proxy-create name host="" https="false":
+# Proxy to a Docker service's published port: just service-proxy-create NAME [HOST] [HTTPS=true|false] [TOKEN]
+service-proxy-create name host="" https="false" token="":
     #!/usr/bin/env bash
     set -euo pipefail
+    if [ -n "{{token}}" ]; then export PORTCULLIS_TOKEN="{{token}}"; fi
     args=(service proxy-create "{{name}}")
     if [ -n "{{host}}" ]; then args+=("{{host}}"); fi
     if [ "{{https}}" = "true" ]; then args+=(--https); fi

@@ -151,7 +151,8 @@ pub struct DeleteReport {
     pub name: String,
     /// Host ports released (`port/protocol`).
     pub released_ports: Vec<String>,
-    /// Proxies that still point at a released port (left alone).
+    /// Proxies that still point at a released port or at the removed container's address
+    /// (left alone).
     pub proxies_left: Vec<String>,
 }
 
@@ -460,7 +461,7 @@ impl Docker {
                 status_code: 409,
                 message,
             }) => Err(ServiceError::already_exists(format!(
-                "a container named {:?} already exists on the engine (not made by this service record): {message}",
+                "name: a container named {:?} already exists on the engine (not made by this service record): {message}",
                 s.container_name
             ))),
             Err(e) => Err(self.engine_error("creating the container", e)),
@@ -490,7 +491,7 @@ impl Docker {
         match self.inner.cp.store().apply(Batch { checks, writes }).await {
             Ok(_) => Ok(()),
             Err(crate::store::StoreError::CheckFailed(0)) => Err(ServiceError::already_exists(
-                format!("service {name:?} already exists"),
+                format!("name: service {name:?} already exists"),
             )),
             Err(crate::store::StoreError::CheckFailed(i)) => {
                 Err(ServiceError::concurrent(format!(
@@ -526,6 +527,7 @@ impl Docker {
         if let Err(e) = self.release(s).await {
             tracing::warn!(service = %s.name, error = %e, "rolling back: cannot release the record");
         }
+        self.remove_built_image(engine, s).await;
     }
 
     async fn release(&self, s: &ContainerService) -> Result<Vec<String>> {
@@ -735,6 +737,7 @@ impl Docker {
     pub async fn delete(&self, caller: &Caller, name: &str) -> Result<DeleteReport> {
         let s = self.owned(caller, name, true).await?;
         let engine = self.engine().await?;
+        let ips = self.container_ips(&engine, &s).await;
         let opts = RemoveContainerOptionsBuilder::default().force(true).build();
         match engine.remove_container(&s.container_name, Some(opts)).await {
             Ok(()) => {}
@@ -745,10 +748,14 @@ impl Docker {
             Err(e) => return Err(self.engine_error("removing the container", e)),
         }
         let released_ports = self.release(&s).await?;
+        self.remove_built_image(&engine, &s).await;
         let proxies: Vec<Proxy> = self.inner.cp.store().list_records::<Proxy>().await?;
         let proxies_left = proxies
             .into_iter()
-            .filter(|p| s.ports.iter().any(|m| targets(&p.target_url, m)))
+            .filter(|p| {
+                s.ports.iter().any(|m| targets(&p.target_url, m))
+                    || network::targets_container(&p.target_url, &ips, &s.ports)
+            })
             .map(|p| p.hostname)
             .collect();
         Ok(DeleteReport {

@@ -32,7 +32,9 @@ const MAX_ITEM_LEN: usize = 4096;
 pub struct ContainerServiceInput {
     /// Service name: also the container's name, prefixed with `portcullis-`.
     pub name: String,
-    /// Image reference, e.g. `nginx:1.27` or `registry.local:5000/app@sha256:…`.
+    /// Image reference, e.g. `nginx:1.27` or `registry.local:5000/app@sha256:…`; empty or
+    /// absent with `dockerfile`.
+    #[serde(default)]
     pub image: String,
     /// Command and arguments (overrides the image's CMD).
     #[serde(default)]
