@@ -13,8 +13,8 @@
 //!   batch (checks `Absent` on the name and each port, so two creators never get one port),
 //!   then creates and starts the container; any later failure removes the container and the
 //!   batch's records, so a refused create leaves nothing behind.
-//! - Every container carries the labels [`spec::LABEL_MANAGED`], [`spec::LABEL_SERVICE`] and
-//!   [`spec::LABEL_OWNER`].
+//! - Every container carries the labels [`spec::LABEL_MANAGED`], [`spec::LABEL_SERVICE`],
+//!   [`spec::LABEL_OWNER`] and [`reconcile::LABEL_INSTALLATION`].
 //! - When the engine is unreachable the control plane still runs; every call here answers
 //!   503 ([`ServiceError::Unavailable`]) saying so, and [`Docker::status`] reports it.
 //!
@@ -47,7 +47,11 @@ use crate::service::ControlPlane;
 use crate::store::{Batch, Check, Write};
 
 pub mod grpc;
+pub mod grpc_ops;
+pub mod ports;
+pub mod reconcile;
 pub mod rest;
+pub mod rest_ops;
 pub mod spec;
 
 use spec::{ContainerService, ContainerServiceInput, PortAllocation, PortMapping};
@@ -68,6 +72,8 @@ pub struct DockerSettings {
     pub host: String,
     /// Inclusive range automatic host ports come from.
     pub port_range: (u16, u16),
+    /// How often records are compared with the engine's containers ([`reconcile`]).
+    pub reconcile_interval: std::time::Duration,
 }
 
 impl Default for DockerSettings {
@@ -75,6 +81,7 @@ impl Default for DockerSettings {
         Self {
             host: "unix:///var/run/docker.sock".into(),
             port_range: (10000, 19999),
+            reconcile_interval: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -110,6 +117,8 @@ struct Inner {
     client: std::sync::Mutex<Option<bollard::Docker>>,
     /// Whether the API version was negotiated (the engine may be older than bollard).
     negotiated: AtomicBool,
+    /// The installation id, once read ([`reconcile`]).
+    installation: tokio::sync::OnceCell<String>,
 }
 
 /// Live state of a service's container, from the engine.
@@ -193,6 +202,7 @@ impl Docker {
                 host,
                 client: std::sync::Mutex::new(None),
                 negotiated: AtomicBool::new(false),
+                installation: tokio::sync::OnceCell::new(),
             }),
         }
     }
@@ -384,6 +394,10 @@ impl Docker {
         labels.insert(spec::LABEL_MANAGED.into(), "true".into());
         labels.insert(spec::LABEL_SERVICE.into(), s.name.clone());
         labels.insert(spec::LABEL_OWNER.into(), s.owner_token_id.clone());
+        labels.insert(
+            reconcile::LABEL_INSTALLATION.into(),
+            self.installation().await?,
+        );
         let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
         for p in &s.ports {
             bindings
@@ -474,7 +488,7 @@ impl Docker {
         match self.inner.cp.store().apply(Batch { checks, writes }).await {
             Ok(_) => Ok(()),
             Err(crate::store::StoreError::CheckFailed(0)) => Err(ServiceError::already_exists(
-                format!("service {name:?} already exists"),
+                format!("name: service {name:?} already exists"),
             )),
             Err(crate::store::StoreError::CheckFailed(i)) => {
                 Err(ServiceError::concurrent(format!(
@@ -617,6 +631,7 @@ impl Docker {
                 host_port,
                 bind: bind.to_string(),
                 protocol,
+                source_token_id: None,
             });
         }
         Ok(out)
@@ -803,6 +818,7 @@ impl Docker {
                     ))
                 })?,
         };
+        ports::authorize(caller, port)?;
         if port.protocol != "tcp" {
             return Err(ServiceError::invalid(
                 "port",
@@ -1061,6 +1077,7 @@ mod tests {
             host_port: 10001,
             bind: "127.0.0.1".into(),
             protocol: "tcp".into(),
+            source_token_id: None,
         };
         assert!(targets("http://127.0.0.1:10001", &m));
         assert!(targets("http://localhost:10001/x", &m));
