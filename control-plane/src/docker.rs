@@ -124,7 +124,8 @@ struct Inner {
 /// Live state of a service's container, from the engine.
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
 pub struct LiveState {
-    /// `running`, `exited`, `created`, … ; `missing` when the container is gone;
+    /// `running`, `exited`, `created`, … ; `creating` while a create is in flight;
+    /// `missing` when the container is gone;
     /// `unknown` when the engine cannot be reached.
     pub status: String,
     /// Whether it runs.
@@ -949,6 +950,12 @@ impl Docker {
                     error: st.error.filter(|e| !e.is_empty()),
                 }
             }
+            Err(EngineError::DockerResponseServerError {
+                status_code: 404, ..
+            }) if reconcile::creating(s) => LiveState {
+                status: "creating".into(),
+                ..Default::default()
+            },
             Err(EngineError::DockerResponseServerError {
                 status_code: 404, ..
             }) => LiveState {

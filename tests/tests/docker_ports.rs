@@ -226,6 +226,18 @@ async fn ports_are_added_and_removed_and_conflicts_refused() {
         (avail["free"].clone(), avail["ranges"].clone()),
         (json!(0), json!([]))
     );
+    // `port check` names the holder of an allocated port (REST and the recipe).
+    let check = api
+        .ok("GET", &format!("/api/v1/ports/check/{first}"), None)
+        .await;
+    assert_eq!(check["available"], false, "{check}");
+    assert!(
+        check["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("allocated to service {a:?}")),
+        "{check}"
+    );
 
     // The range is used up: an allocated port is refused, naming the field.
     let (s, err) = api
@@ -400,8 +412,32 @@ async fn ports_are_added_and_removed_and_conflicts_refused() {
         0,
         "{out}"
     );
+    let out = just(&["service-port-check", &first.to_string()]);
+    assert!(
+        out.contains(&format!("allocated to service {a:?}")),
+        "{out}"
+    );
     let out = just(&["service-port-remove", &a, "port-2"]);
     assert!(out.contains(&format!("released {low}/tcp")), "{out}");
+    let out = just(&["service-port-check", &low.to_string(), "127.0.0.1"]);
+    assert!(
+        !out.contains("allocated") && !out.contains("in use"),
+        "{out}"
+    );
+
+    // The routes are in the OpenAPI document.
+    let doc = api.ok("GET", "/openapi.json", None).await;
+    for path in [
+        "/api/v1/services/{name}/ports",
+        "/api/v1/services/{name}/ports/{port_name}",
+        "/api/v1/ports/available",
+        "/api/v1/services/cleanup",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from /openapi.json"
+        );
+    }
 
     api.ok("DELETE", &format!("/api/v1/services/{a}"), None)
         .await;
@@ -838,7 +874,26 @@ async fn orphans_and_missing_containers_are_found_and_only_orphans_cleaned_up() 
         "{out}"
     );
 
+    // Control planes on one Redis act on the engine one at a time: while another holds the
+    // engine lock (here written straight into Redis, expiring in 2-3 s), a cleanup waits.
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3;
+    redis.cli(&[
+        "HSET",
+        "{portcullis}:meta",
+        "lock:docker-engine",
+        &format!("{until}:42"),
+    ]);
+    let started = std::time::Instant::now();
     let done = on_b.ok("POST", "/api/v1/services/cleanup", None).await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "the cleanup did not wait for the lock: {:?}",
+        started.elapsed()
+    );
     assert_eq!(
         done["removed"],
         json!([format!("portcullis-{orphaned}")]),

@@ -178,8 +178,20 @@ impl Docker {
         Ok(p.clone())
     }
 
-    /// Publishes one more port; the container is recreated (see the module docs).
+    /// Publishes one more port; the container is recreated (see the module docs). Runs to
+    /// its end even if the caller goes away (a recreate must not stop halfway).
     pub async fn add_port(
+        &self,
+        caller: &Caller,
+        name: &str,
+        input: PortAddInput,
+    ) -> Result<PortChange> {
+        let (this, caller, name) = (self.clone(), caller.clone(), name.to_owned());
+        super::reconcile::detached(async move { this.add_port_now(&caller, &name, input).await })
+            .await
+    }
+
+    async fn add_port_now(
         &self,
         caller: &Caller,
         name: &str,
@@ -278,7 +290,22 @@ impl Docker {
     }
 
     /// Stops publishing one port and releases its host port; the container is recreated.
+    /// Runs to its end even if the caller goes away.
     pub async fn remove_port(
+        &self,
+        caller: &Caller,
+        name: &str,
+        port_name: &str,
+    ) -> Result<PortChange> {
+        let (this, caller) = (self.clone(), caller.clone());
+        let (name, port_name) = (name.to_owned(), port_name.to_owned());
+        super::reconcile::detached(
+            async move { this.remove_port_now(&caller, &name, &port_name).await },
+        )
+        .await
+    }
+
+    async fn remove_port_now(
         &self,
         caller: &Caller,
         name: &str,

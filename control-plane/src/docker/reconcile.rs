@@ -18,7 +18,8 @@
 //! container no record names yet (the port recreate in [`super::ports`]), holds the store
 //! lock [`ENGINE_LOCK`], so control planes on one store act on the engine one at a time and
 //! a half-finished recreate is never mistaken for an orphan. A create needs no lock: its
-//! record (with the container's name) is written before the container exists.
+//! record (with the container's name) is written before the container exists, and until it
+//! carries the container id (at most [`CREATE_GRACE_SECS`]) it is not reported missing.
 //!
 //! Costs: one container list (filtered by label on the engine) and one read of each of the
 //! two collections per pass; one engine call per removed orphan.
@@ -49,6 +50,16 @@ const LOCK_TTL: Duration = Duration::from_secs(120);
 const LOCK_WAIT: Duration = Duration::from_secs(45);
 /// Most containers one pass looks at (an engine with more is reported as truncated).
 const MAX_CONTAINERS: usize = 10_000;
+
+/// How long a record without a container id counts as a create in flight rather than a
+/// missing container (a create takes seconds; a control plane killed halfway leaves one).
+const CREATE_GRACE_SECS: i64 = 300;
+
+/// Whether `s` is a create in flight: its record is written before its container exists
+/// and gets the container id once the engine made it.
+pub(crate) fn creating(s: &ContainerService) -> bool {
+    s.container_id.is_empty() && crate::model::now() - s.created_at < CREATE_GRACE_SECS
+}
 
 /// A managed container of this installation that no service record claims.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -84,6 +95,17 @@ pub struct ReconcileReport {
     pub released: Vec<String>,
     /// Whether this was a dry run (nothing removed).
     pub dry_run: bool,
+}
+
+/// Runs `op` in its own task, so a caller that goes away (an HTTP client disconnecting
+/// drops the handler's future) cannot stop a change to the engine halfway or leave the
+/// lock held until it expires.
+pub(crate) async fn detached<T: Send + 'static>(
+    op: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    tokio::spawn(op)
+        .await
+        .map_err(|e| ServiceError::Unavailable(format!("the engine operation failed: {e}")))?
 }
 
 impl Docker {
@@ -209,7 +231,8 @@ impl Docker {
         let missing = records
             .iter()
             .filter(|r| {
-                !present.contains(&r.container_name)
+                !creating(r)
+                    && !present.contains(&r.container_name)
                     && (r.container_id.is_empty() || !present.contains(&r.container_id))
             })
             .map(|r| r.name.clone())
@@ -259,13 +282,18 @@ impl Docker {
     }
 
     /// Removes every orphan and releases every stale allocation (admin only); with
-    /// `dry_run` only reports what it would do.
+    /// `dry_run` only reports what it would do. Runs to its end even if the caller goes away.
     pub async fn cleanup(&self, caller: &Caller, dry_run: bool) -> Result<ReconcileReport> {
         if !caller.is_admin() {
             return Err(ServiceError::Forbidden(
                 "only an admin token may remove orphaned containers".into(),
             ));
         }
+        let this = self.clone();
+        detached(async move { this.cleanup_now(dry_run).await }).await
+    }
+
+    async fn cleanup_now(&self, dry_run: bool) -> Result<ReconcileReport> {
         self.locked(async || {
             let mut r = self.scan().await?;
             r.dry_run = dry_run;
