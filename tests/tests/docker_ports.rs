@@ -948,3 +948,83 @@ async fn orphans_and_missing_containers_are_found_and_only_orphans_cleaned_up() 
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn one_registry_across_control_planes_sharing_redis() {
+    let docker = engine().await;
+    let redis = RedisServer::start().await;
+    // A one-port range; the port is free on the host now.
+    let port = {
+        let l = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let args = || vec!["--port-range".into(), format!("{port}-{port}")];
+    let a = ControlPlane::start_redis_args(Some(&redis.url), args()).await;
+    let b = ControlPlane::start_redis_args(Some(&redis.url), args()).await;
+    let on_a = Api {
+        cp: &a,
+        token: a.admin_token.clone(),
+    };
+    let on_b = Api {
+        cp: &b,
+        token: b.admin_token.clone(),
+    };
+    // Not started: the engine binds nothing on the host, so only the registry holds the port.
+    let first = unique("reg");
+    let mut body = two_httpds(&first);
+    body["start"] = json!(false);
+    let made = on_a.ok("POST", "/api/v1/services", Some(body)).await;
+    assert_eq!(made["ports"][0]["host_port"], port, "{made}");
+    assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+
+    let second = unique("reg");
+    let mut body = two_httpds(&second);
+    body["start"] = json!(false);
+    let (s, err) = on_b
+        .call("POST", "/api/v1/services", Some(body.clone()))
+        .await;
+    assert!(s.is_client_error(), "{s} {err}");
+    assert!(
+        err["detail"]
+            .as_str()
+            .unwrap()
+            .contains("ports.host_port: no free tcp port left"),
+        "{err}"
+    );
+    body["ports"][0]["host_port"] = json!(port);
+    let (s, err) = on_b
+        .call("POST", "/api/v1/services", Some(body.clone()))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{err}");
+    assert!(
+        err["detail"]
+            .as_str()
+            .unwrap()
+            .contains("already allocated"),
+        "{err}"
+    );
+    assert!(containers_of(&docker, &second).await.is_empty());
+    let check = on_b
+        .ok("GET", &format!("/api/v1/ports/check/{port}"), None)
+        .await;
+    assert!(
+        check["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("allocated to service {first:?}")),
+        "{check}"
+    );
+    let avail = on_b.ok("GET", "/api/v1/ports/available", None).await;
+    assert_eq!(avail["free"], 0, "{avail}");
+
+    // Released on A, it is B's to hand out.
+    on_a.ok("DELETE", &format!("/api/v1/services/{first}"), None)
+        .await;
+    body["ports"][0]["host_port"] = Value::Null;
+    let made = on_b.ok("POST", "/api/v1/services", Some(body)).await;
+    assert_eq!(made["ports"][0]["host_port"], port, "{made}");
+    on_b.ok("DELETE", &format!("/api/v1/services/{second}"), None)
+        .await;
+    assert!(containers_of(&docker, &second).await.is_empty());
+    assert_eq!(on_a.allocations().await, Vec::<String>::new());
+}
