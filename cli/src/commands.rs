@@ -3,6 +3,7 @@
 mod cert;
 mod docker;
 mod docker_ops;
+mod docker_stream;
 mod login;
 mod logs;
 mod oauth;

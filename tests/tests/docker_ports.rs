@@ -875,17 +875,17 @@ async fn orphans_and_missing_containers_are_found_and_only_orphans_cleaned_up() 
     );
 
     // Control planes on one Redis act on the engine one at a time: while another holds the
-    // engine lock (here written straight into Redis, expiring in 2-3 s), a cleanup waits.
+    // engine lease (here written straight into Redis, expiring in 2.5 s), a cleanup waits.
     let until = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs()
-        + 3;
+        .as_millis()
+        + 2500;
     redis.cli(&[
         "HSET",
         "{portcullis}:meta",
-        "lock:docker-engine",
-        &format!("{until}:42"),
+        "lease:docker-engine",
+        &format!(r#"{{"holder":"test","token":1,"expires_at_ms":{until}}}"#),
     ]);
     let started = std::time::Instant::now();
     let done = on_b.ok("POST", "/api/v1/services/cleanup", None).await;
@@ -1027,4 +1027,68 @@ async fn one_registry_across_control_planes_sharing_redis() {
         .await;
     assert!(containers_of(&docker, &second).await.is_empty());
     assert_eq!(on_a.allocations().await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_recreate_keeps_every_network() {
+    let docker = engine().await;
+    let nets = [unique("pnet"), unique("pnet")];
+    for n in &nets {
+        docker
+            .create_network(bollard::models::NetworkCreateRequest {
+                name: n.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("create network");
+    }
+    let cp = ControlPlane::start_args(vec!["--port-range".into(), "14900-14999".into()]).await;
+    let api = Api {
+        cp: &cp,
+        token: cp.admin_token.clone(),
+    };
+    let name = unique("pn");
+    let mut body = two_httpds(&name);
+    body["networks"] = json!(nets);
+    api.ok("POST", "/api/v1/services", Some(body)).await;
+    let joined = async || -> Vec<String> {
+        let c = docker
+            .inspect_container(
+                &format!("portcullis-{name}"),
+                None::<InspectContainerOptions>,
+            )
+            .await
+            .expect("inspect");
+        let mut n: Vec<String> = c
+            .network_settings
+            .and_then(|s| s.networks)
+            .unwrap_or_default()
+            .into_keys()
+            .collect();
+        n.sort();
+        n
+    };
+    let mut want = nets.to_vec();
+    want.sort();
+    assert_eq!(joined().await, want);
+    let added = api
+        .ok(
+            "POST",
+            &format!("/api/v1/services/{name}/ports"),
+            Some(json!({"container_port": 8081})),
+        )
+        .await;
+    assert_eq!(added["recreated"], true, "{added}");
+    assert_eq!(joined().await, want, "the replacement is on both networks");
+    let port = added["port"]["host_port"].as_u64().unwrap();
+    let page = eventually(Duration::from_secs(10), "added port answers", || {
+        get_page(port)
+    })
+    .await;
+    assert_eq!(page, PAGE);
+    api.ok("DELETE", &format!("/api/v1/services/{name}"), None)
+        .await;
+    for n in &nets {
+        docker.remove_network(n).await.expect("remove network");
+    }
 }

@@ -18,9 +18,10 @@
 //! 127.0.0.1 and put a protected proxy in front). Deleting the whole service (owner or
 //! admin) removes the port too.
 //!
-//! Invariants: each change holds the engine lock ([`super::reconcile`]) from the
-//! allocation to the record update, so no other control plane changes the service's
-//! container meanwhile and cleanup never sees the temporary container as an orphan. The
+//! Invariants: each change holds the engine lease ([`super::reconcile`]) from the
+//! allocation to the record update (both writes fenced by it), so no other control plane
+//! changes the service's container meanwhile and cleanup never sees the temporary container
+//! as an orphan. The
 //! new allocation is reserved (checked absent, with the record unchanged) before the engine
 //! is touched.
 //!
@@ -31,7 +32,9 @@
 use std::collections::{HashMap, HashSet};
 
 use bollard::errors::Error as EngineError;
-use bollard::models::{ContainerCreateBody, EndpointSettings, NetworkingConfig, PortBinding};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, NetworkConnectRequest, NetworkingConfig, PortBinding,
+};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, RemoveContainerOptionsBuilder,
     RenameContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
@@ -213,7 +216,7 @@ impl Docker {
         // Checked again under the lock; this answers the common mistakes before waiting.
         self.plan_ports(&[port_input(&s, &input)]).await?;
         let engine = self.engine().await?;
-        self.locked(async || {
+        self.locked(async |fence| {
             let Some((s, raw)) = self
                 .inner
                 .cp
@@ -248,6 +251,7 @@ impl Docker {
                 checks: vec![
                     Check::Absent(Collection::PortAllocations, key.clone()),
                     Check::Equals(Collection::Containers, s.name.clone(), raw),
+                    fence.clone(),
                 ],
                 writes: vec![Write::put(&alloc)],
             };
@@ -258,17 +262,21 @@ impl Docker {
                         "ports.host_port: {key} was allocated meanwhile; retry"
                     )));
                 }
-                Err(StoreError::CheckFailed(_)) => {
+                Err(StoreError::CheckFailed(1)) => {
                     return Err(ServiceError::concurrent(format!(
                         "service {name:?} changed meanwhile; retry"
                     )));
                 }
+                Err(StoreError::CheckFailed(_)) => return Err(lease_lost()),
                 Err(e) => return Err(e.into()),
             }
             let mut ports = s.ports.clone();
             ports.push(mapping.clone());
             let outcome = match self.recreate(&engine, &s, &ports).await {
-                Ok(done) => self.commit_ports(&s, ports, &done).await.map(|()| done),
+                Ok(done) => self
+                    .commit_ports(&s, ports, &done, fence.clone())
+                    .await
+                    .map(|()| done),
                 Err(e) => Err(e),
             };
             match outcome {
@@ -315,7 +323,7 @@ impl Docker {
         let s = self.record(name).await?;
         port_of(caller, &s, port_name)?;
         let engine = self.engine().await?;
-        self.locked(async || {
+        self.locked(async |fence| {
             let s = self.record(name).await?;
             let port = port_of(caller, &s, port_name)?.clone();
             let ports: Vec<PortMapping> = s
@@ -325,7 +333,7 @@ impl Docker {
                 .cloned()
                 .collect();
             let done = self.recreate(&engine, &s, &ports).await?;
-            self.commit_ports(&s, ports, &done).await?;
+            self.commit_ports(&s, ports, &done, fence.clone()).await?;
             let key = PortAllocation::key_for(port.host_port, &port.protocol);
             let released = self.release_one(&key, &s.name).await.then_some(key);
             let proxies: Vec<Proxy> = self.inner.cp.store().list_records().await?;
@@ -433,13 +441,17 @@ impl Docker {
         s: &ContainerService,
         ports: Vec<PortMapping>,
         done: &Recreated,
+        fence: Check,
     ) -> Result<()> {
         let mut next = s.clone();
         next.ports = ports;
         next.container_id = done.id.clone();
         next.container_name = done.name.clone();
         let batch = Batch {
-            checks: vec![Check::Present(Collection::Containers, s.name.clone())],
+            checks: vec![
+                Check::Present(Collection::Containers, s.name.clone()),
+                fence,
+            ],
             writes: vec![Write::put(&next)],
         };
         match self.inner.cp.store().apply(batch).await {
@@ -450,10 +462,11 @@ impl Docker {
                     let _ = engine.remove_container(&done.id, Some(opts)).await;
                 }
                 Err(match e {
-                    StoreError::CheckFailed(_) => ServiceError::concurrent(format!(
+                    StoreError::CheckFailed(0) => ServiceError::concurrent(format!(
                         "service {:?} was deleted meanwhile",
                         s.name
                     )),
+                    StoreError::CheckFailed(_) => lease_lost(),
                     other => other.into(),
                 })
             }
@@ -519,22 +532,30 @@ impl Docker {
         let mut host = old.host_config.unwrap_or_default();
         host.port_bindings = Some(port_bindings.clone());
         // Only what a create accepts: the inspected endpoints also carry runtime state.
-        let endpoints: Option<HashMap<String, EndpointSettings>> =
-            old.network_settings.and_then(|n| n.networks).map(|m| {
-                m.into_iter()
-                    .map(|(net, e)| {
-                        let keep = EndpointSettings {
-                            ipam_config: e.ipam_config,
-                            links: e.links,
-                            aliases: e.aliases.filter(|a| !a.is_empty()),
-                            driver_opts: e.driver_opts,
-                            gw_priority: e.gw_priority,
-                            ..Default::default()
-                        };
-                        (net, keep)
-                    })
-                    .collect()
-            });
+        // Engines before API 1.44 take one network at create: the primary one (the network
+        // mode) goes in the create, the others are joined before the start.
+        let primary = match host.network_mode.as_deref() {
+            None | Some("default") => "bridge".to_owned(),
+            Some(m) => m.to_owned(),
+        };
+        let (mut endpoints, others): (Vec<(String, EndpointSettings)>, Vec<_>) = old
+            .network_settings
+            .and_then(|n| n.networks)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(net, e)| {
+                let keep = EndpointSettings {
+                    ipam_config: e.ipam_config,
+                    links: e.links,
+                    aliases: e.aliases.filter(|a| !a.is_empty()),
+                    driver_opts: e.driver_opts,
+                    gw_priority: e.gw_priority,
+                    ..Default::default()
+                };
+                (net, keep)
+            })
+            .partition(|(net, _)| *net == primary);
+        let primary_endpoint = endpoints.pop();
         let body = ContainerCreateBody {
             domainname: cfg.domainname,
             user: cfg.user,
@@ -561,8 +582,8 @@ impl Docker {
             stop_timeout: cfg.stop_timeout,
             shell: cfg.shell,
             host_config: Some(host),
-            networking_config: endpoints.map(|e| NetworkingConfig {
-                endpoints_config: Some(e),
+            networking_config: primary_endpoint.map(|e| NetworkingConfig {
+                endpoints_config: Some(HashMap::from([e])),
             }),
             ..Default::default()
         };
@@ -579,6 +600,16 @@ impl Docker {
                 tracing::warn!(container = %id, error = %e, "cannot remove a container");
             }
         };
+        for (net, endpoint) in others {
+            let req = NetworkConnectRequest {
+                container: new_id.clone(),
+                endpoint_config: Some(endpoint),
+            };
+            if let Err(e) = engine.connect_network(&net, req).await {
+                remove(&new_id).await;
+                return Err(self.engine_error("joining a network", e));
+            }
+        }
         let restore_old = async || {
             if running
                 && let Err(e) = engine
@@ -637,6 +668,13 @@ impl Docker {
             running,
         })
     }
+}
+
+/// The engine lease was taken over mid-change (this control plane stalled past its TTL).
+fn lease_lost() -> ServiceError {
+    ServiceError::concurrent(
+        "another control plane took over the Docker engine lease meanwhile; retry",
+    )
 }
 
 /// The container that replaced a service's container.
@@ -747,6 +785,8 @@ mod tests {
             ports: vec![port("http", None), port("api", Some("tok_b"))],
             owner_token_id: "tok_a".into(),
             created_at: 0,
+            networks: vec![],
+            built: false,
         };
         let owner = caller("tok_a", TokenScope::User);
         let b = caller("tok_b", TokenScope::User);

@@ -15,9 +15,10 @@
 //! orphan.
 //!
 //! Invariants: every pass that reads the engine to decide, and every operation that makes a
-//! container no record names yet (the port recreate in [`super::ports`]), holds the store
-//! lock [`ENGINE_LOCK`], so control planes on one store act on the engine one at a time and
-//! a half-finished recreate is never mistaken for an orphan. A create needs no lock: its
+//! container no record names yet (the port recreate in [`super::ports`]), holds the lease
+//! [`ENGINE_LOCK`] (and fences its store writes with it), so control planes on one store
+//! act on the engine one at a time and a half-finished recreate is never mistaken for an
+//! orphan. A create needs no lock: its
 //! record (with the container's name) is written before the container exists, and until it
 //! carries the container id (at most [`CREATE_GRACE_SECS`]) it is not reported missing.
 //!
@@ -42,10 +43,9 @@ use crate::store::{Batch, Check, Collection, Write};
 pub const LABEL_INSTALLATION: &str = "portcullis.installation";
 /// Key of the installation id in collection `meta`.
 const INSTALLATION_KEY: &str = "docker:installation";
-/// Name of the store lock held while acting on the engine.
+/// Name of the lease ([`crate::lease`]) held while acting on the engine. It is renewed in
+/// the background while held, so a holder that dies frees it within the lease TTL.
 pub(crate) const ENGINE_LOCK: &str = "docker-engine";
-/// A holder that dies keeps the lock this long; a recreate takes at most about 30 s.
-const LOCK_TTL: Duration = Duration::from_secs(120);
 /// How long a caller waits for the lock before a 409 asks it to retry.
 const LOCK_WAIT: Duration = Duration::from_secs(45);
 /// Most containers one pass looks at (an engine with more is reported as truncated).
@@ -144,24 +144,25 @@ impl Docker {
             .cloned()
     }
 
-    /// Runs `f` holding [`ENGINE_LOCK`], waiting up to [`LOCK_WAIT`] for it; 409 when
-    /// another control plane keeps it longer.
-    pub(crate) async fn locked<T>(&self, f: impl AsyncFnOnce() -> Result<T>) -> Result<T> {
-        let cp = &self.inner.cp;
+    /// Runs `f` holding the lease [`ENGINE_LOCK`], waiting up to [`LOCK_WAIT`] for it (409
+    /// when another control plane keeps it longer). `f` gets the lease's fence to put in
+    /// the store batches it writes, so a holder that lost the lease changes nothing there.
+    pub(crate) async fn locked<T>(&self, f: impl AsyncFnOnce(Check) -> Result<T>) -> Result<T> {
+        let leases = self.inner.cp.leases();
         let deadline = tokio::time::Instant::now() + LOCK_WAIT;
-        let lock = loop {
-            if let Some(l) = cp.try_lock(ENGINE_LOCK, LOCK_TTL).await {
-                break l;
+        let held = loop {
+            if let Some(h) = leases.hold(ENGINE_LOCK).await? {
+                break h;
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(ServiceError::concurrent(
                     "another control plane is changing containers on the engine; retry",
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
         };
-        let out = f().await;
-        cp.unlock(lock).await;
+        let out = f(held.fence()).await;
+        held.release().await;
         out
     }
 
@@ -258,7 +259,7 @@ impl Docker {
     /// Orphans, missing services and stale allocations the caller may see (a `user` token:
     /// those labelled or recorded with its own token id).
     pub async fn reconcile_report(&self, caller: &Caller) -> Result<ReconcileReport> {
-        let mut r = self.locked(async || self.scan().await).await?;
+        let mut r = self.locked(async |_| self.scan().await).await?;
         if !caller.is_admin() {
             let (_, (records, allocations)) = self
                 .inner
@@ -294,7 +295,7 @@ impl Docker {
     }
 
     async fn cleanup_now(&self, dry_run: bool) -> Result<ReconcileReport> {
-        self.locked(async || {
+        self.locked(async |fence| {
             let mut r = self.scan().await?;
             r.dry_run = dry_run;
             if dry_run {
@@ -318,11 +319,10 @@ impl Docker {
                     continue;
                 };
                 let batch = Batch {
-                    checks: vec![Check::Equals(
-                        Collection::PortAllocations,
-                        key.clone(),
-                        raw,
-                    )],
+                    checks: vec![
+                        Check::Equals(Collection::PortAllocations, key.clone(), raw),
+                        fence.clone(),
+                    ],
                     writes: vec![Write::Delete(Collection::PortAllocations, key.clone())],
                 };
                 if store.apply(batch).await.is_ok() {
@@ -346,9 +346,9 @@ impl Docker {
         tokio::spawn(async move {
             let mut seen: HashSet<String> = HashSet::new();
             loop {
-                if let Some(lock) = this.inner.cp.try_lock(ENGINE_LOCK, LOCK_TTL).await {
+                if let Ok(Some(held)) = this.inner.cp.leases().hold(ENGINE_LOCK).await {
                     let pass = this.scan().await;
-                    this.inner.cp.unlock(lock).await;
+                    held.release().await;
                     match pass {
                         Ok(r) => {
                             let mut now = HashSet::new();
