@@ -166,9 +166,33 @@ service-proxy-create name host="" https="false" token="":
     if [ "{{https}}" = "true" ]; then args+=(--https); fi
     "{{cli}}" "${args[@]}"
 
-# Host-port allocations.
-service-port-list:
-    {{cli}} service port list
+# Host-port allocations, or one service's ports: just service-port-list [SERVICE]
+service-port-list service="":
+    {{cli}} service port list {{ if service == "" { "" } else { quote(service) } }}
+
+# Publish one more container port (host port allocated; the container is recreated): just service-port-add SERVICE PORT [BIND] [SOURCE_TOKEN] [TOKEN]
+service-port-add service port bind="127.0.0.1" source_token="" token="":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ -n "{{token}}" ]; then export PORTCULLIS_TOKEN="{{token}}"; fi
+    args=(service port add "{{service}}" "{{port}}" --bind "{{bind}}")
+    if [ -n "{{source_token}}" ]; then args+=(--source-token "{{source_token}}"); fi
+    "{{cli}}" "${args[@]}"
+
+# Stop publishing a port and release its host port: just service-port-remove SERVICE PORT_NAME [TOKEN]
+service-port-remove service port_name token="":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ -n "{{token}}" ]; then export PORTCULLIS_TOKEN="{{token}}"; fi
+    "{{cli}}" service port remove "{{service}}" "{{port_name}}"
+
+# Free host-port ranges within --port-range: just service-ports-available [BIND]
+service-ports-available bind="127.0.0.1":
+    {{cli}} service port available --bind "{{bind}}"
+
+# Remove managed containers no service record claims, and stale allocations (admin): just service-cleanup-orphaned [DRY_RUN=true|false]
+service-cleanup-orphaned dry_run="false":
+    {{cli}} service cleanup {{ if dry_run == "true" { "--dry-run" } else { "" } }}
 
 # Whether a host port is free: just service-port-check PORT [BIND]
 service-port-check port bind="127.0.0.1":

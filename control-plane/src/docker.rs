@@ -13,8 +13,8 @@
 //!   batch (checks `Absent` on the name and each port, so two creators never get one port),
 //!   then creates and starts the container; any later failure removes the container and the
 //!   batch's records, so a refused create leaves nothing behind.
-//! - Every container carries the labels [`spec::LABEL_MANAGED`], [`spec::LABEL_SERVICE`] and
-//!   [`spec::LABEL_OWNER`].
+//! - Every container carries the labels [`spec::LABEL_MANAGED`], [`spec::LABEL_SERVICE`],
+//!   [`spec::LABEL_OWNER`] and [`reconcile::LABEL_INSTALLATION`].
 //! - When the engine is unreachable the control plane still runs; every call here answers
 //!   503 ([`ServiceError::Unavailable`]) saying so, and [`Docker::status`] reports it.
 //!
@@ -48,8 +48,12 @@ use crate::store::{Batch, Check, Write};
 
 pub mod build;
 pub mod grpc;
+pub mod grpc_ops;
 pub mod network;
+pub mod ports;
+pub mod reconcile;
 pub mod rest;
+pub mod rest_ops;
 pub mod spec;
 pub mod sse;
 pub mod stream;
@@ -72,6 +76,8 @@ pub struct DockerSettings {
     pub host: String,
     /// Inclusive range automatic host ports come from.
     pub port_range: (u16, u16),
+    /// How often records are compared with the engine's containers ([`reconcile`]).
+    pub reconcile_interval: std::time::Duration,
 }
 
 impl Default for DockerSettings {
@@ -79,6 +85,7 @@ impl Default for DockerSettings {
         Self {
             host: "unix:///var/run/docker.sock".into(),
             port_range: (10000, 19999),
+            reconcile_interval: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -114,12 +121,15 @@ struct Inner {
     client: std::sync::Mutex<Option<bollard::Docker>>,
     /// Whether the API version was negotiated (the engine may be older than bollard).
     negotiated: AtomicBool,
+    /// The installation id, once read ([`reconcile`]).
+    installation: tokio::sync::OnceCell<String>,
 }
 
 /// Live state of a service's container, from the engine.
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
 pub struct LiveState {
-    /// `running`, `exited`, `created`, … ; `missing` when the container is gone;
+    /// `running`, `exited`, `created`, … ; `creating` while a create is in flight;
+    /// `missing` when the container is gone;
     /// `unknown` when the engine cannot be reached.
     pub status: String,
     /// Whether it runs.
@@ -198,6 +208,7 @@ impl Docker {
                 host,
                 client: std::sync::Mutex::new(None),
                 negotiated: AtomicBool::new(false),
+                installation: tokio::sync::OnceCell::new(),
             }),
         }
     }
@@ -400,6 +411,10 @@ impl Docker {
         labels.insert(spec::LABEL_MANAGED.into(), "true".into());
         labels.insert(spec::LABEL_SERVICE.into(), s.name.clone());
         labels.insert(spec::LABEL_OWNER.into(), s.owner_token_id.clone());
+        labels.insert(
+            reconcile::LABEL_INSTALLATION.into(),
+            self.installation().await?,
+        );
         let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
         for p in &s.ports {
             bindings
@@ -635,6 +650,7 @@ impl Docker {
                 host_port,
                 bind: bind.to_string(),
                 protocol,
+                source_token_id: None,
             });
         }
         Ok(out)
@@ -829,6 +845,7 @@ impl Docker {
                     ))
                 })?,
         };
+        ports::authorize(caller, port)?;
         if port.protocol != "tcp" {
             return Err(ServiceError::invalid(
                 "port",
@@ -966,6 +983,12 @@ impl Docker {
             }
             Err(EngineError::DockerResponseServerError {
                 status_code: 404, ..
+            }) if reconcile::creating(s) => LiveState {
+                status: "creating".into(),
+                ..Default::default()
+            },
+            Err(EngineError::DockerResponseServerError {
+                status_code: 404, ..
             }) => LiveState {
                 status: "missing".into(),
                 error: Some("the container was removed behind Portcullis' back".into()),
@@ -1092,6 +1115,7 @@ mod tests {
             host_port: 10001,
             bind: "127.0.0.1".into(),
             protocol: "tcp".into(),
+            source_token_id: None,
         };
         assert!(targets("http://127.0.0.1:10001", &m));
         assert!(targets("http://localhost:10001/x", &m));

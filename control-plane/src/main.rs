@@ -202,6 +202,10 @@ struct DockerArgs {
     /// Host ports handed out automatically to services (inclusive).
     #[arg(long, env = "PORTCULLIS_PORT_RANGE", default_value = "10000-19999", value_parser = portcullis_control_plane::docker::parse_port_range)]
     port_range: (u16, u16),
+    /// How often service records are compared with the engine's containers (missing
+    /// containers, orphans); also once at start.
+    #[arg(long, env = "PORTCULLIS_DOCKER_RECONCILE_INTERVAL", default_value = "60s", value_parser = portcullis_control_plane::logs::parse_duration)]
+    docker_reconcile_interval: Duration,
 }
 
 /// Request-log retention.
@@ -363,6 +367,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 docker: portcullis_control_plane::docker::DockerSettings {
                     host: docker.docker_host,
                     port_range: docker.port_range,
+                    reconcile_interval: docker.docker_reconcile_interval,
                 },
             })
             .await

@@ -210,6 +210,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         );
     let docker = crate::docker::Docker::new(cp.clone(), cfg.docker.clone());
     let docker_grpc = crate::docker::grpc::DockerApi::new(docker.clone(), authn.clone()).server();
+    let docker_ops = crate::docker::grpc_ops::DockerOpsApi::new(docker.clone(), authn.clone());
     let mut builder = tonic::transport::Server::builder().trace_fn(crate::telemetry::grpc_span);
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
@@ -225,6 +226,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .add_service(log_ingest)
         .add_service(log_query)
         .add_service(docker_grpc)
+        .add_service(docker_ops.clone().ports_server())
+        .add_service(docker_ops.cleanup_server())
         .serve_with_incoming_shutdown(
             // Nagle would hold a snapshot's last segment for the peer's delayed ACK (~40 ms).
             tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
@@ -232,6 +235,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         );
     // In the background: an unreachable tcp:// engine must not delay startup.
     docker.spawn_health(Duration::from_secs(15));
+    docker.spawn_reconcile(cfg.docker.reconcile_interval);
     let scrape = crate::scrape::Scrape::new(cp.clone(), oauth.clone());
     if let Some(listener) = metrics_listener {
         let addr = listener.local_addr()?;
@@ -241,6 +245,10 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     let app = http_app(cp.clone(), oauth, authn.clone())
         .merge(crate::rest::logs::router(cp, authn.clone(), logs))
+        .merge(crate::docker::rest_ops::router(
+            docker.clone(),
+            authn.clone(),
+        ))
         .merge(crate::docker::rest::router(docker, authn.clone()))
         .merge(crate::scrape::admin_router(scrape, authn))
         // A span per REST/OAuth call when --otlp-endpoint is given (a no-op otherwise).
@@ -272,6 +280,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(rest::OAuthApiDoc::openapi());
     doc.merge(rest::logs::LogsApiDoc::openapi());
     doc.merge(crate::docker::rest::DockerApiDoc::openapi());
+    doc.merge(crate::docker::rest_ops::DockerOpsApiDoc::openapi());
     doc
 }
 
