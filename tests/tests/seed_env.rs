@@ -103,7 +103,7 @@ async fn the_seeds_env_bootstraps_an_empty_store_once() {
         .get(ADMIN_TOKEN, "/.well-known/oauth-authorization-server")
         .await;
     assert_eq!(meta["issuer"], "https://auth.example.com", "{meta}");
-    // ADMIN_EMAIL is the ACME contact of certificates that name none.
+    // Only the known token (and no other string of that shape) is an admin credential.
     let (status, _) = cp
         .get("not-the-token-0123456789abcdefghijkl", "/api/v1/tokens")
         .await;
