@@ -9,6 +9,7 @@
 pub mod acme;
 pub mod auth;
 pub mod authenticator;
+pub mod bootstrap;
 pub mod convert;
 pub mod docker;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod oauth;
 pub mod rest;
 pub mod scrape;
 pub mod secrets;
+pub mod seed_env;
 pub mod server;
 pub mod service;
 pub mod snapshot;

@@ -51,6 +51,8 @@ pub struct ServeConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Docker engine and host-port range for Docker services.
     pub docker: crate::docker::DockerSettings,
+    /// What an empty store starts with (first admin token, GitHub provider, login rule).
+    pub bootstrap: crate::bootstrap::Bootstrap,
 }
 
 /// Checks the issuer: https, or http on a loopback host; no query, fragment or trailing slash.
@@ -96,6 +98,7 @@ pub fn redact(url: &str) -> String {
 
 /// Runs until SIGINT/SIGTERM.
 pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
+    cfg.bootstrap.validate()?;
     let tls = match (&cfg.grpc_tls_cert, &cfg.grpc_tls_key) {
         (Some(cert), Some(key)) => {
             let cert =
@@ -174,11 +177,11 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         lease_ttl: cfg.lease_ttl,
     };
     let cp = ControlPlane::with_options(store, options).await?;
-    if let Some(created) = cp.bootstrap_admin_token().await? {
-        // Printed once, to stdout only; it is never logged.
-        println!("admin token (shown once, keep it safe): {}", created.secret);
-    }
+    let first_start = crate::bootstrap::admin_token(&cp, &cfg.bootstrap).await?;
     let oauth = crate::oauth::OAuthServer::new(cp.clone(), oauth_settings)?;
+    if let Some(first) = &first_start {
+        crate::bootstrap::resources(&oauth, first, &cfg.bootstrap).await?;
+    }
     // Before the first snapshot is built, so every data plane has the key of the first token.
     crate::oauth::keys::ensure(&oauth)
         .await

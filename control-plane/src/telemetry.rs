@@ -95,11 +95,13 @@ pub fn parse_sample_ratio(s: &str) -> Result<f64, String> {
 }
 
 /// Installs the global `tracing` subscriber: logs on stderr in `format` (filter from
-/// `PORTCULLIS_LOG`, default `info`) and, with `traces`, the span exporter. Call once,
-/// inside a Tokio runtime.
+/// `PORTCULLIS_LOG`, else the seed's `LOG_LEVEL`, default `info`; a bad one is an error) and,
+/// with `traces`, the span exporter. Call once, inside a Tokio runtime.
 pub fn init(format: LogFormat, traces: Option<&TraceSettings>) -> anyhow::Result<Option<Exporter>> {
-    let filter =
-        || EnvFilter::try_from_env("PORTCULLIS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let directive =
+        crate::seed_env::log_filter(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
+    let filter = EnvFilter::try_new(&directive)
+        .map_err(|e| anyhow::anyhow!("PORTCULLIS_LOG={directive:?}: {e}"))?;
     let logs = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
@@ -109,7 +111,7 @@ pub fn init(format: LogFormat, traces: Option<&TraceSettings>) -> anyhow::Result
             .with_writer(std::io::stderr)
             .boxed(),
     }
-    .with_filter(filter());
+    .with_filter(filter);
     let Some(settings) = traces else {
         tracing_subscriber::registry().with(logs).try_init()?;
         return Ok(None);
