@@ -9,8 +9,9 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use portcullis_tests::browser::{alice, github_login};
+use portcullis_tests::browser::{alice, browse, github_login, location, param};
 use portcullis_tests::chromium::{browser_dir, chromium_path, screenshot_path};
+use portcullis_tests::github::GithubUser;
 use portcullis_tests::{Backend, ControlPlane, DataPlane, http_client};
 use serde_json::{Value, json};
 
@@ -249,6 +250,182 @@ async fn console_assets_carry_a_strict_policy_and_writes_need_the_csrf_token() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+}
+
+/// The console's `name=value` cookie pairs set by a response, by name prefix.
+fn cookie_pair(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(|c| c.to_owned())
+}
+
+/// `GET /ui/login` up to the console's callback: returns the login cookie pair and the
+/// authorization response's URL.
+async fn console_login(cp: &ControlPlane) -> (String, url::Url) {
+    let resp = http_client()
+        .get(format!("{}/ui/login", cp.http))
+        .send()
+        .await
+        .expect("/ui/login");
+    assert_eq!(resp.status(), 303);
+    let line = cookie_pair(&resp, "portcullis-ui-login").expect("login cookie");
+    assert!(
+        line.contains("; HttpOnly") && line.contains("; SameSite=Lax"),
+        "{line}"
+    );
+    let authorize = location(&resp);
+    assert!(
+        authorize
+            .as_str()
+            .starts_with(&format!("{}/authorize?", cp.http)),
+        "{authorize}"
+    );
+    assert_eq!(
+        param(&authorize, "client_id").as_deref(),
+        Some("portcullis-console")
+    );
+    assert_eq!(
+        param(&authorize, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    assert_eq!(
+        param(&authorize, "redirect_uri"),
+        Some(format!("{}/ui/callback", cp.http))
+    );
+    let state = param(&authorize, "state").expect("state");
+    let pair = line.split(';').next().unwrap_or_default().to_owned();
+    assert_eq!(pair, format!("portcullis-ui-login={state}"));
+    let browsed = browse(cp, authorize, true).await;
+    assert!(!browsed.consent_shown, "the console is first party");
+    (pair, browsed.back)
+}
+
+#[tokio::test]
+async fn console_single_sign_on_is_a_pkce_login_as_the_built_in_client() {
+    let cp = ControlPlane::start().await;
+    let github = github_login(
+        &cp,
+        vec![alice(), GithubUser::new("mallory", 1002).org("evil", 666)],
+    )
+    .await;
+    cp.cli_ok(&["oauth", "rule", "add", "--user", "alice", "--scope", "user"]);
+    cp.cli_ok(&[
+        "oauth", "rule", "add", "--user", "mallory", "--scope", "mcp",
+    ]);
+    let http = http_client();
+
+    // alice: GitHub → the authorization server → back to the console with a code; the
+    // callback exchanges it (PKCE) and starts a session, the cookie HttpOnly and Lax.
+    let (login, back) = console_login(&cp).await;
+    assert!(
+        back.as_str()
+            .starts_with(&format!("{}/ui/callback?", cp.http)),
+        "{back}"
+    );
+    assert!(param(&back, "code").is_some(), "{back}");
+    // Without the cookie that began it (another browser, a forged link) it is refused.
+    let resp = http.get(back.clone()).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        resp.headers()["location"],
+        "/ui/?signin_error=login_expired"
+    );
+    assert!(cookie_pair(&resp, "portcullis-ui").is_none());
+    let resp = http
+        .get(back.clone())
+        .header("cookie", &login)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/ui/");
+    let line = cookie_pair(&resp, "portcullis-ui").expect("session cookie");
+    assert!(
+        line.contains("; HttpOnly") && line.contains("; SameSite=Lax") && line.contains("; Path=/"),
+        "{line}"
+    );
+    let cleared = cookie_pair(&resp, "portcullis-ui-login").expect("login cookie cleared");
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    let cookie = line.split(';').next().unwrap().to_owned();
+    let whoami: Value = http
+        .get(format!("{}/ui/session", cp.http))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(whoami["scope"], "user", "{whoami}");
+    assert!(
+        whoami["token_id"].as_str().unwrap().contains("1001"),
+        "{whoami}"
+    );
+    // The state is used once: replaying the response starts nothing.
+    let replay = http
+        .get(back)
+        .header("cookie", &login)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        replay.headers()["location"],
+        "/ui/?signin_error=login_expired"
+    );
+    // alice is a `user`: her session follows the API's ownership rules (the admin's proxy
+    // is not hers to delete) and writes need the CSRF token.
+    cp.cli_ok(&["proxy", "create", "admins.localhost", "http://127.0.0.1:9"]);
+    let csrf = whoami["csrf"].as_str().unwrap();
+    let resp = http
+        .delete(format!("{}/api/v1/proxy/targets/admins.localhost", cp.http))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let still = http
+        .get(format!("{}/api/v1/proxy/targets/admins.localhost", cp.http))
+        .bearer_auth(&cp.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(still.status(), 200, "the refused delete changed nothing");
+    let resp = http
+        .post(format!("{}/api/v1/proxy/targets", cp.http))
+        .header("cookie", &cookie)
+        .json(&json!({"hostname": "alice.localhost", "target_url": "http://127.0.0.1:9"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403, "no CSRF token, no write");
+    let resp = http
+        .post(format!("{}/api/v1/proxy/targets", cp.http))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", csrf)
+        .json(&json!({"hostname": "alice.localhost", "target_url": "http://127.0.0.1:9"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+
+    // mallory logs in, but no rule grants her `admin` or `user`: no session.
+    github.set_user("mallory");
+    let (login, back) = console_login(&cp).await;
+    let resp = http
+        .get(back)
+        .header("cookie", &login)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["location"],
+        "/ui/?signin_error=no_console_scope"
+    );
+    assert!(cookie_pair(&resp, "portcullis-ui").is_none());
 }
 
 /// An OAuth session for alice through a dynamically registered public client, so the
