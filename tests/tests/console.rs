@@ -1,10 +1,12 @@
-//! The management console (`/ui/`): its headers and sign-in at the HTTP level, then one
-//! operator's day in a real headless Chromium (`tests/browser/console.mjs`) against real
-//! binaries: sign in with a token, create a proxy and see traffic flow through a data
-//! plane, the API's errors next to their fields, protection, a route, a development
-//! certificate, a token, an external service, an OAuth session revoked, request logs, and
-//! a `user` token refused on another's proxy. Every page is screenshotted (light, dark,
-//! phone) to `target/browser-screenshots/console-*.png` and checked with axe-core.
+//! The management console (`/ui/`): its headers and both sign-ins at the HTTP level, then
+//! one operator's day in a real headless Chromium (`tests/browser/console.mjs`) against
+//! real binaries: sign in with a token, create a proxy and see traffic flow through a data
+//! plane, the API's errors next to their fields, protection, a route, a self-signed and an
+//! ACME (Pebble) certificate with its progress, a token, an external service, an OAuth
+//! session revoked (after a cancelled confirmation), request logs, a `user` token refused
+//! on another's proxy, and single sign-on through the GitHub-compatible server. Every page
+//! is screenshotted (laptop and phone width, light and dark) to
+//! `target/browser-screenshots/console-*.png` and checked with axe-core.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -12,11 +14,14 @@ use std::time::Duration;
 use portcullis_tests::browser::{alice, browse, github_login, location, param};
 use portcullis_tests::chromium::{browser_dir, chromium_path, screenshot_path};
 use portcullis_tests::github::GithubUser;
-use portcullis_tests::{Backend, ControlPlane, DataPlane, http_client};
+use portcullis_tests::pebble::Pebble;
+use portcullis_tests::{Backend, ControlPlane, DataPlane, free_port, http_client};
 use serde_json::{Value, json};
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 const REDIRECT: &str = "http://127.0.0.1:53996/callback";
+/// The name the browser run orders from Pebble (its DNS answers 127.0.0.1 for any name).
+const ACME_DOMAIN: &str = "shop.example.test";
 
 /// `Set-Cookie` of a response, as one line.
 fn set_cookie(resp: &reqwest::Response) -> String {
@@ -454,12 +459,26 @@ async fn oauth_session(cp: &ControlPlane) {
 
 #[tokio::test]
 async fn an_operator_manages_everything_from_the_console_in_a_real_browser() {
-    let cp = ControlPlane::start().await;
+    // Pebble is the CA of the page's ACME order; the data plane answers its HTTP-01
+    // challenges on Pebble's validation port.
+    let (http_port, https_port) = (free_port(), free_port());
+    let pebble = Pebble::start(http_port, https_port).await;
+    let cp = ControlPlane::start_args(vec![
+        "--acme-directory".into(),
+        pebble.directory.clone(),
+        "--acme-ca-cert".into(),
+        pebble.tls_cert.display().to_string(),
+    ])
+    .await;
     let _github = github_login(&cp, vec![alice()]).await;
+    // alice may use the console as a `user` (single sign-on at the end of the run).
+    cp.cli_ok(&["oauth", "rule", "add", "--user", "alice", "--scope", "user"]);
     let backend = Backend::start("console-app").await;
-    let dp = DataPlane::start(&cp, "dp-console").await;
+    let dp = DataPlane::start_https(&cp, "dp-console", http_port, https_port).await;
     // A proxy for the resource the OAuth session is for (another owner's, made by the CLI).
     cp.cli_ok(&["proxy", "create", "other.localhost", &backend.url]);
+    // The name the page orders a certificate for must be served by a proxy.
+    cp.cli_ok(&["proxy", "create", ACME_DOMAIN, &backend.url]);
     cp.cli_ok(&[
         "proxy",
         "auth",
@@ -486,6 +505,15 @@ async fn an_operator_manages_everything_from_the_console_in_a_real_browser() {
         .parent()
         .expect("screenshot dir")
         .to_owned();
+    // This run's screenshots only: none left from an earlier run counts below.
+    if let Ok(entries) = std::fs::read_dir(&out_dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("console-") && name.ends_with(".png") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     let dir = browser_dir();
     assert!(
         dir.join("node_modules/axe-core").exists(),
@@ -495,6 +523,7 @@ async fn an_operator_manages_everything_from_the_console_in_a_real_browser() {
     let run = tokio::process::Command::new("node")
         .arg(dir.join("console.mjs"))
         .args(["--base", &cp.http, "--app-url", &app_url])
+        .args(["--acme-domain", ACME_DOMAIN])
         .arg("--out")
         .arg(&out_dir)
         .env("PORTCULLIS_ADMIN_TOKEN", &cp.admin_token)
@@ -577,7 +606,21 @@ async fn an_operator_manages_everything_from_the_console_in_a_real_browser() {
     let service = admin(format!("{}/api/v1/services/external/billing", cp.http)).await;
     assert_eq!(service["target_url"], "http://127.0.0.1:9", "{service}");
     let sessions = admin(format!("{}/api/v1/oauth/sessions", cp.http)).await;
-    assert_eq!(sessions, json!([]), "the session was revoked");
+    // The revoked session is gone; what is left is alice's console sign-in.
+    let left: Vec<&str> = sessions
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter_map(|s| s["client_id"].as_str())
+        .collect();
+    assert_eq!(left, ["portcullis-console"], "{sessions}");
+    let shop = admin(format!("{}/api/v1/certificates/shop", cp.http)).await;
+    assert_eq!(
+        (shop["status"].as_str(), shop["source"].as_str()),
+        (Some("valid"), Some("acme")),
+        "{shop}"
+    );
+    assert_eq!(shop["domains"], json!([ACME_DOMAIN]), "{shop}");
     // The user's refused writes changed nothing; the user token the page made is a user's.
     let user_token = report["user_token"].as_str().expect("user token");
     let mine: Value = http_client()
@@ -609,8 +652,10 @@ async fn an_operator_manages_everything_from_the_console_in_a_real_browser() {
         "oauth",
         "docker",
         "logs",
+        "forbidden",
+        "signin-error",
     ] {
-        for variant in ["light", "dark", "phone"] {
+        for variant in ["light", "dark", "phone", "phone-dark"] {
             let shot = out_dir.join(format!("console-{page}-{variant}.png"));
             assert!(shot.exists(), "{}", shot.display());
         }
