@@ -28,7 +28,7 @@ const SIGNIN_ERRORS = {
   no_console_scope: 'You logged in, but the login rules grant this account neither the admin nor the user scope.',
 };
 
-function signInPage(message) {
+function signInPage(message, ssoMessage) {
   document.title = 'Sign in · Portcullis';
   const token = h('input#token', {
     type: 'password',
@@ -44,6 +44,7 @@ function signInPage(message) {
     { novalidate: true },
     h('h1', h('span.logo', { 'aria-hidden': 'true' }, '▦'), ' Portcullis'),
     h('p.lead', 'Sign in to the management console.'),
+    ssoMessage ? h('p.alert.bad#sso-err', { role: 'alert' }, ssoMessage) : null,
     h('a.button.sso', { href: '/ui/login' }, 'Sign in with single sign-on'),
     h('small.help', 'Through the identity provider (GitHub or OpenID Connect) of this control plane; for accounts the login rules grant the admin or user scope.'),
     h('p.or', h('span', 'or')),
@@ -145,4 +146,4 @@ window.addEventListener('unhandledrejection', (ev) => notice(String(ev.reason?.m
 const signinError = new URLSearchParams(location.search).get('signin_error');
 if (signinError !== null) history.replaceState(null, '', location.pathname + location.hash);
 if (await api.loadSession()) await shell();
-else signInPage(SIGNIN_ERRORS[signinError] || (signinError === null ? '' : 'Single sign-on failed; try again.'));
+else signInPage('', signinError === null ? '' : SIGNIN_ERRORS[signinError] || 'Single sign-on failed; try again.');

@@ -68,8 +68,10 @@ try {
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
 
   /** Screenshots (laptop and phone width, light and dark) and axe in light and dark. */
-  async function shoot(name) {
+  async function shoot(name, { keepNotices = false } = {}) {
     await page.waitForLoadState('networkidle').catch(() => {});
+    // Toasts of earlier steps would cover the page; keep them only where they are the point.
+    if (!keepNotices) await page.evaluate(() => document.querySelectorAll('#notices .notice').forEach((n) => n.remove()));
     // From the top, so the sticky bar sits where it belongs in a full-page shot.
     await page.evaluate(() => window.scrollTo(0, 0));
     for (const scheme of ['light', 'dark']) {
@@ -309,13 +311,14 @@ try {
   await page.getByRole('button', { name: 'Delete proxy' }).click();
   await confirmDialog('Delete proxy');
   await page.locator('.notice.error', { hasText: '403' }).waitFor();
-  await shoot('forbidden');
+  await page.locator('.alert.warn', { hasText: 'belongs to another token' }).waitFor();
+  await shoot('forbidden', { keepNotices: true });
 
   say('single sign-on refused or cancelled is worded on the sign-in page');
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByLabel('API token').waitFor();
   await page.goto(`${base}/ui/?signin_error=access_denied`);
-  await page.locator('#token-err', { hasText: 'cancelled' }).waitFor();
+  await page.locator('#sso-err', { hasText: 'cancelled' }).waitFor();
   check(!page.url().includes('signin_error'), 'the error code left the address bar');
   await shoot('signin-error');
 

@@ -417,6 +417,42 @@ async fn console_single_sign_on_is_a_pkce_login_as_the_built_in_client() {
         .unwrap();
     assert_eq!(resp.status(), 201);
 
+    // Her console sign-in is an OAuth session like any other: revoking it ends it at once.
+    let sessions: Value = http
+        .get(format!("{}/api/v1/oauth/sessions", cp.http))
+        .bearer_auth(&cp.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let console_session = sessions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["client_id"] == "portcullis-console" && s["login"] == "alice")
+        .unwrap_or_else(|| panic!("alice's console session in {sessions}"));
+    let id = console_session["id"].as_str().unwrap();
+    let resp = http
+        .delete(format!("{}/api/v1/oauth/sessions/{id}", cp.http))
+        .bearer_auth(&cp.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let resp = http
+        .get(format!("{}/ui/session", cp.http))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        401,
+        "the revoked session's cookie is worthless"
+    );
+
     // mallory logs in, but no rule grants her `admin` or `user`: no session.
     github.set_user("mallory");
     let (login, back) = console_login(&cp).await;

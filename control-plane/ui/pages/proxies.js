@@ -151,6 +151,9 @@ async function detail(main, host) {
         }),
       ),
     ),
+    !api.isAdmin() && p.owner_token_id !== api.currentSession()?.token_id
+      ? h('p.alert.warn', { role: 'note' }, 'This proxy belongs to another token: you can see it, but only its owner or an admin may change it.')
+      : null,
     card('Settings', h('span.lead', `owner ${p.owner_token_id}`), edit),
     card(
       'Protection',
