@@ -101,8 +101,8 @@ try {
     await page.getByRole('heading', { level: 1, name: heading ?? label }).waitFor();
   };
   const openDisclosure = async (summary) => {
-    const d = page.locator('details.disclosure', { has: page.locator('summary', { hasText: summary }) });
-    if (!(await d.evaluate((el) => el.open))) await d.locator('summary').click();
+    const d = page.locator('details.disclosure', { has: page.locator(':scope > summary', { hasText: summary }) });
+    if (!(await d.evaluate((el) => el.open))) await d.locator(':scope > summary').click();
     return d;
   };
   const fieldError = (scope, name) => scope.locator(`.field:has([name="${name}"]) .field-error`);
