@@ -23,7 +23,7 @@ let cleanup = null;
 const SIGNIN_ERRORS = {
   access_denied: 'Single sign-on was cancelled, or the login rules do not let this account in.',
   login_failed: 'Single sign-on failed: the authorization server refused the login (is an identity provider configured?).',
-  login_expired: 'That sign-in took too long or was started in another browser; try again.',
+  login_expired: 'That sign-in took too long, was started in another browser, or began at another address than the control plane’s public URL; try again.',
   token_refused: 'Single sign-on failed: the authorization code was not accepted; try again.',
   no_console_scope: 'You logged in, but the login rules grant this account neither the admin nor the user scope.',
 };
