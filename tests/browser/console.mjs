@@ -333,6 +333,7 @@ try {
   const sessionCookie = cookies.find((c) => c.name === 'portcullis-ui');
   check(sessionCookie && sessionCookie.httpOnly && sessionCookie.sameSite === 'Lax', `session cookie: ${JSON.stringify(cookies.map((c) => c.name))}`);
   check(!cookies.some((c) => c.name === 'portcullis-ui-login'), 'the login cookie was cleared');
+  await shoot('overview-sso');
   say('the single-sign-on user sees the 403 on the admin\'s proxy too');
   await page.goto(`${base}/ui/#/proxies/app.localhost`);
   await page.getByRole('heading', { level: 1, name: /app\.localhost/ }).waitFor();

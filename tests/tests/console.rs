@@ -690,6 +690,7 @@ async fn an_operator_manages_everything_from_the_console_in_a_real_browser() {
         "logs",
         "forbidden",
         "signin-error",
+        "overview-sso",
     ] {
         for variant in ["light", "dark", "phone", "phone-dark"] {
             let shot = out_dir.join(format!("console-{page}-{variant}.png"));
