@@ -22,6 +22,7 @@ pub mod admin;
 pub mod authorize;
 pub mod clients;
 pub mod clock;
+pub mod console_client;
 pub mod device;
 pub mod device_state;
 pub mod edge_session;

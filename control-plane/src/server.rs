@@ -271,7 +271,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
 /// UI at `/docs`).
 pub fn http_app(cp: ControlPlane, oauth: OAuthServer, authn: Authenticator) -> Router {
     Router::new()
-        .merge(crate::ui::router(authn.clone()))
+        .merge(crate::ui::router(authn.clone(), oauth.clone()))
         .merge(rest::router(rest::ApiState::new(cp, oauth.clone(), authn)))
         .merge(crate::oauth::http::router(oauth))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))

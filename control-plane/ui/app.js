@@ -19,7 +19,16 @@ const PAGES = [
 const root = document.getElementById('app');
 let cleanup = null;
 
-function signInPage(message) {
+// Why a single sign-on came back without a session (`/ui/callback` sends only these codes).
+const SIGNIN_ERRORS = {
+  access_denied: 'Single sign-on was cancelled, or the login rules do not let this account in.',
+  login_failed: 'Single sign-on failed: the authorization server refused the login (is an identity provider configured?).',
+  login_expired: 'That sign-in took too long, was started in another browser, or began at another address than the control plane’s public URL; try again.',
+  token_refused: 'Single sign-on failed: the authorization code was not accepted; try again.',
+  no_console_scope: 'You logged in, but the login rules grant this account neither the admin nor the user scope.',
+};
+
+function signInPage(message, ssoMessage) {
   document.title = 'Sign in · Portcullis';
   const token = h('input#token', {
     type: 'password',
@@ -35,6 +44,10 @@ function signInPage(message) {
     { novalidate: true },
     h('h1', h('span.logo', { 'aria-hidden': 'true' }, '▦'), ' Portcullis'),
     h('p.lead', 'Sign in to the management console.'),
+    ssoMessage ? h('p.alert.bad#sso-err', { role: 'alert' }, ssoMessage) : null,
+    h('a.button.sso', { href: '/ui/login' }, 'Sign in with single sign-on'),
+    h('small.help', 'Through the identity provider (GitHub or OpenID Connect) of this control plane; for accounts the login rules grant the admin or user scope.'),
+    h('p.or', h('span', 'or')),
     h('label', { for: 'token' }, 'API token'),
     token,
     h(
@@ -130,5 +143,7 @@ window.addEventListener('hashchange', () => {
 window.addEventListener('portcullis:signed-out', () => signInPage('Your session ended; sign in again.'));
 window.addEventListener('unhandledrejection', (ev) => notice(String(ev.reason?.message || ev.reason), 'error'));
 
+const signinError = new URLSearchParams(location.search).get('signin_error');
+if (signinError !== null) history.replaceState(null, '', location.pathname + location.hash);
 if (await api.loadSession()) await shell();
-else signInPage();
+else signInPage('', signinError === null ? '' : SIGNIN_ERRORS[signinError] || 'Single sign-on failed; try again.');

@@ -113,7 +113,7 @@ let uid = 0;
  * map (lines `Key: value` → object), textarea, password, json.
  * onSubmit(values) may throw an ApiError: its detail is shown next to the field it names.
  */
-export function form(fields, initial, onSubmit, { submit = 'Save', conflictField } = {}) {
+export function form(fields, initial, onSubmit, { submit = 'Save', conflictField, more } = {}) {
   const id = `f${++uid}`;
   const inputs = {};
   const errors = {};
@@ -158,7 +158,17 @@ export function form(fields, initial, onSubmit, { submit = 'Save', conflictField
     return h('div.field', h('label', { for: fid }, f.label), input, help, err);
   });
   const button = h('button', { type: 'submit' }, submit);
-  const el = h('form.form', { novalidate: true }, h('div.fields', rows), formError, h('div.actions', button));
+  // With `more`, fields marked `advanced` wait behind a disclosure of that title.
+  const basic = more ? rows.filter((_, i) => !fields[i].advanced) : rows;
+  const advanced = more ? rows.filter((_, i) => fields[i].advanced) : [];
+  const el = h(
+    'form.form',
+    { novalidate: true },
+    h('div.fields', basic),
+    advanced.length ? h('details.more', h('summary', more), h('div.fields', advanced)) : null,
+    formError,
+    h('div.actions', button),
+  );
   el.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     formError.textContent = '';
@@ -196,6 +206,8 @@ export function form(fields, initial, onSubmit, { submit = 'Save', conflictField
     const text = e instanceof ApiError ? `${e.message} (HTTP ${e.status})` : e.message;
     if (key) {
       errors[key].textContent = text;
+      const hidden = inputs[key].closest('details');
+      if (hidden) hidden.open = true;
       inputs[key].setAttribute('aria-invalid', 'true');
       inputs[key].focus();
     } else {

@@ -2,7 +2,7 @@
 // day, asserting what each page shows, and writes screenshots of every page (light, dark,
 // and a phone-width one) plus an axe-core accessibility report per page.
 //
-// Usage: node console.mjs --base URL --app-url URL --out DIR
+// Usage: node console.mjs --base URL --app-url URL --acme-domain NAME --out DIR
 // Secrets come from the environment, never the command line: PORTCULLIS_ADMIN_TOKEN.
 // Prints one JSON line: {"ok": true, "user_token": "...", "axe": {...}, "steps": [...]}
 // or {"error": "..."} (exit code 1). The user token is the one this run created through
@@ -20,15 +20,17 @@ const { values: args } = parseArgs({
   options: {
     base: { type: 'string' },
     'app-url': { type: 'string' },
+    'acme-domain': { type: 'string' },
     out: { type: 'string' },
   },
 });
 const base = args.base;
 const appUrl = args['app-url'];
+const acmeDomain = args['acme-domain'];
 const out = args.out;
 const adminToken = process.env.PORTCULLIS_ADMIN_TOKEN;
-if (!base || !appUrl || !out || !adminToken) {
-  console.error('usage: PORTCULLIS_ADMIN_TOKEN=… node console.mjs --base URL --app-url URL --out DIR');
+if (!base || !appUrl || !acmeDomain || !out || !adminToken) {
+  console.error('usage: PORTCULLIS_ADMIN_TOKEN=… node console.mjs --base URL --app-url URL --acme-domain NAME --out DIR');
   process.exit(2);
 }
 mkdirSync(out, { recursive: true });
@@ -65,9 +67,11 @@ try {
   });
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
 
-  /** Screenshots (light, dark, phone) and axe in light and dark. */
-  async function shoot(name) {
+  /** Screenshots (laptop and phone width, light and dark) and axe in light and dark. */
+  async function shoot(name, { keepNotices = false } = {}) {
     await page.waitForLoadState('networkidle').catch(() => {});
+    // Toasts of earlier steps would cover the page; keep them only where they are the point.
+    if (!keepNotices) await page.evaluate(() => document.querySelectorAll('#notices .notice').forEach((n) => n.remove()));
     // From the top, so the sticky bar sits where it belongs in a full-page shot.
     await page.evaluate(() => window.scrollTo(0, 0));
     for (const scheme of ['light', 'dark']) {
@@ -82,9 +86,13 @@ try {
       });
       axeReport[`${name}-${scheme}`] = result;
     }
-    await page.emulateMedia({ colorScheme: 'light' });
     await page.setViewportSize({ width: 390, height: 844 });
-    await page.screenshot({ path: join(out, `console-${name}-phone.png`), fullPage: true });
+    for (const scheme of ['light', 'dark']) {
+      await page.emulateMedia({ colorScheme: scheme });
+      const suffix = scheme === 'light' ? 'phone' : 'phone-dark';
+      await page.screenshot({ path: join(out, `console-${name}-${suffix}.png`), fullPage: true });
+    }
+    await page.emulateMedia({ colorScheme: 'light' });
     await page.setViewportSize({ width: 1280, height: 800 });
   }
 
@@ -93,8 +101,8 @@ try {
     await page.getByRole('heading', { level: 1, name: heading ?? label }).waitFor();
   };
   const openDisclosure = async (summary) => {
-    const d = page.locator('details.disclosure', { has: page.locator('summary', { hasText: summary }) });
-    if (!(await d.evaluate((el) => el.open))) await d.locator('summary').click();
+    const d = page.locator('details.disclosure', { has: page.locator(':scope > summary', { hasText: summary }) });
+    if (!(await d.evaluate((el) => el.open))) await d.locator(':scope > summary').click();
     return d;
   };
   const fieldError = (scope, name) => scope.locator(`.field:has([name="${name}"]) .field-error`);
@@ -120,6 +128,12 @@ try {
   await page.getByRole('heading', { level: 1, name: 'Overview' }).waitFor();
   check(!page.url().includes(adminToken), 'the token is not in the URL');
   await page.locator('table', { hasText: 'dp-console' }).waitFor();
+  // Lists update in place: a marker set now survives until sign-out only if no change
+  // below reloads the page.
+  await page.evaluate(() => {
+    window.portcullisNoReload = true;
+  });
+  const notReloaded = async () => check(await page.evaluate(() => window.portcullisNoReload === true), 'the page was not reloaded');
   await shoot('overview');
 
   say('create a proxy');
@@ -199,6 +213,33 @@ try {
   await form.getByLabel('Self-signed development certificate (no CA)').check();
   await form.getByRole('button', { name: 'Order certificate' }).click();
   await page.locator('table tr', { hasText: 'app-localhost' }).locator('.badge', { hasText: 'valid' }).waitFor();
+
+  say('order a certificate from the ACME CA (Pebble) and watch its progress');
+  form = await openDisclosure('Order a certificate');
+  await form.getByLabel('Name').fill('shop');
+  await form.getByLabel('Domains').fill(acmeDomain);
+  await form.getByLabel('ACME contact e-mail').fill('ops@example.test');
+  // The progress shows from the moment the order is accepted (Pebble may be quick, so
+  // record every progress card that appears rather than race one).
+  await page.evaluate(() => {
+    window.portcullisProgress = [];
+    new MutationObserver(() => {
+      for (const el of document.querySelectorAll('.progress-card progress')) {
+        const text = el.closest('.progress-card').textContent;
+        if (!window.portcullisProgress.includes(text)) window.portcullisProgress.push(text);
+      }
+    }).observe(document.body, { childList: true, subtree: true });
+  });
+  await form.getByRole('button', { name: 'Order certificate' }).click();
+  const done = page.locator('#cert-progress .progress-card.done', { hasText: 'Certificate shop is valid' });
+  await done.waitFor({ timeout: 90000 });
+  const shown = await page.evaluate(() => window.portcullisProgress);
+  check(shown.some((t) => t.includes("Ordering shop") && t.includes("pending")), `progress was shown: ${JSON.stringify(shown)}`);
+  check(await page.locator('#cert-progress progress').count() === 0, 'the progress bar is gone once it settled');
+  const shopRow = page.locator('table tr', { hasText: acmeDomain });
+  await shopRow.locator('.badge', { hasText: 'valid' }).waitFor();
+  check(/pebble/i.test(await shopRow.innerText()), `issued by Pebble: ${await shopRow.innerText()}`);
+  await notReloaded();
   await shoot('certificates');
 
   say('create a user token');
@@ -225,6 +266,10 @@ try {
   const sessions = page.locator('section.card', { has: page.getByRole('heading', { name: 'Sessions' }) });
   await sessions.locator('tbody tr').first().waitFor();
   await shoot('oauth');
+  // Destructive actions ask first; Cancel changes nothing.
+  await sessions.locator('tbody tr').first().getByRole('button', { name: 'Revoke', exact: true }).click();
+  await confirmDialog('Cancel');
+  check(await sessions.locator('tbody tr').count() === 1, 'cancelled: the session is still listed');
   await sessions.locator('tbody tr').first().getByRole('button', { name: 'Revoke', exact: true }).click();
   await confirmDialog('Revoke');
   await sessions.getByText('No active sessions.').waitFor();
@@ -244,6 +289,7 @@ try {
   await results.getByText('GET /hello').first().waitFor();
   await shoot('logs');
 
+  await notReloaded();
   say('sign out');
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByLabel('API token').waitFor();
@@ -265,12 +311,42 @@ try {
   await page.getByRole('button', { name: 'Delete proxy' }).click();
   await confirmDialog('Delete proxy');
   await page.locator('.notice.error', { hasText: '403' }).waitFor();
-  await shoot('forbidden');
+  await page.locator('.alert.warn', { hasText: 'belongs to another token' }).waitFor();
+  await shoot('forbidden', { keepNotices: true });
+
+  say('single sign-on refused or cancelled is worded on the sign-in page');
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByLabel('API token').waitFor();
+  await page.goto(`${base}/ui/?signin_error=access_denied`);
+  await page.locator('#sso-err', { hasText: 'cancelled' }).waitFor();
+  check(!page.url().includes('signin_error'), 'the error code left the address bar');
+  await shoot('signin-error');
+
+  say('sign in with single sign-on (GitHub login through the authorization server)');
+  await page.getByRole('link', { name: 'Sign in with single sign-on' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Overview' }).waitFor();
+  check(page.url().startsWith(`${base}/ui/`), `back on the console: ${page.url()}`);
+  await page.locator('.who .badge', { hasText: 'user' }).waitFor();
+  const who = await page.locator('.who').innerText();
+  check(who.includes('oauth:'), `signed in as the GitHub user: ${who}`);
+  const cookies = await context.cookies(base);
+  const sessionCookie = cookies.find((c) => c.name === 'portcullis-ui');
+  check(sessionCookie && sessionCookie.httpOnly && sessionCookie.sameSite === 'Lax', `session cookie: ${JSON.stringify(cookies.map((c) => c.name))}`);
+  check(!cookies.some((c) => c.name === 'portcullis-ui-login'), 'the login cookie was cleared');
+  await shoot('overview-sso');
+  say('the single-sign-on user sees the 403 on the admin\'s proxy too');
+  await page.goto(`${base}/ui/#/proxies/app.localhost`);
+  await page.getByRole('heading', { level: 1, name: /app\.localhost/ }).waitFor();
+  await page.getByRole('button', { name: 'Delete proxy' }).click();
+  await confirmDialog('Delete proxy');
+  await page.locator('.notice.error', { hasText: '403' }).waitFor();
 
   const csp = consoleErrors.filter((e) => /Content Security Policy|Refused to/i.test(e));
   check(csp.length === 0, `no CSP violations: ${csp.join(' | ')}`);
   console.log(JSON.stringify({ ok: true, user_token: userToken, axe: axeReport, steps, console_errors: consoleErrors }));
 } catch (err) {
+  const shown = context?.pages()?.[0];
+  if (shown) await shown.screenshot({ path: join(out, 'console-failure.png'), fullPage: true }).catch(() => {});
   console.log(JSON.stringify({ error: `${step}: ${err?.stack ?? err}`, steps, axe: axeReport, console_errors: consoleErrors }));
   code = 1;
 } finally {

@@ -1,21 +1,27 @@
-//! The management console (`/ui/`): its headers and sign-in at the HTTP level, then one
-//! operator's day in a real headless Chromium (`tests/browser/console.mjs`) against real
-//! binaries: sign in with a token, create a proxy and see traffic flow through a data
-//! plane, the API's errors next to their fields, protection, a route, a development
-//! certificate, a token, an external service, an OAuth session revoked, request logs, and
-//! a `user` token refused on another's proxy. Every page is screenshotted (light, dark,
-//! phone) to `target/browser-screenshots/console-*.png` and checked with axe-core.
+//! The management console (`/ui/`): its headers and both sign-ins at the HTTP level, then
+//! one operator's day in a real headless Chromium (`tests/browser/console.mjs`) against
+//! real binaries: sign in with a token, create a proxy and see traffic flow through a data
+//! plane, the API's errors next to their fields, protection, a route, a self-signed and an
+//! ACME (Pebble) certificate with its progress, a token, an external service, an OAuth
+//! session revoked (after a cancelled confirmation), request logs, a `user` token refused
+//! on another's proxy, and single sign-on through the GitHub-compatible server. Every page
+//! is screenshotted (laptop and phone width, light and dark) to
+//! `target/browser-screenshots/console-*.png` and checked with axe-core.
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use portcullis_tests::browser::{alice, github_login};
+use portcullis_tests::browser::{alice, browse, github_login, location, param};
 use portcullis_tests::chromium::{browser_dir, chromium_path, screenshot_path};
-use portcullis_tests::{Backend, ControlPlane, DataPlane, http_client};
+use portcullis_tests::github::GithubUser;
+use portcullis_tests::pebble::Pebble;
+use portcullis_tests::{Backend, ControlPlane, DataPlane, free_port, http_client};
 use serde_json::{Value, json};
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 const REDIRECT: &str = "http://127.0.0.1:53996/callback";
+/// The name the browser run orders from Pebble (its DNS answers 127.0.0.1 for any name).
+const ACME_DOMAIN: &str = "shop.example.test";
 
 /// `Set-Cookie` of a response, as one line.
 fn set_cookie(resp: &reqwest::Response) -> String {
@@ -251,6 +257,218 @@ async fn console_assets_carry_a_strict_policy_and_writes_need_the_csrf_token() {
     assert_eq!(resp.status(), 200);
 }
 
+/// The console's `name=value` cookie pairs set by a response, by name prefix.
+fn cookie_pair(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(|c| c.to_owned())
+}
+
+/// `GET /ui/login` up to the console's callback: returns the login cookie pair and the
+/// authorization response's URL.
+async fn console_login(cp: &ControlPlane) -> (String, url::Url) {
+    let resp = http_client()
+        .get(format!("{}/ui/login", cp.http))
+        .send()
+        .await
+        .expect("/ui/login");
+    assert_eq!(resp.status(), 303);
+    let line = cookie_pair(&resp, "portcullis-ui-login").expect("login cookie");
+    assert!(
+        line.contains("; HttpOnly") && line.contains("; SameSite=Lax"),
+        "{line}"
+    );
+    let authorize = location(&resp);
+    assert!(
+        authorize
+            .as_str()
+            .starts_with(&format!("{}/authorize?", cp.http)),
+        "{authorize}"
+    );
+    assert_eq!(
+        param(&authorize, "client_id").as_deref(),
+        Some("portcullis-console")
+    );
+    assert_eq!(
+        param(&authorize, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    assert_eq!(
+        param(&authorize, "redirect_uri"),
+        Some(format!("{}/ui/callback", cp.http))
+    );
+    let state = param(&authorize, "state").expect("state");
+    let pair = line.split(';').next().unwrap_or_default().to_owned();
+    assert_eq!(pair, format!("portcullis-ui-login={state}"));
+    let browsed = browse(cp, authorize, true).await;
+    assert!(!browsed.consent_shown, "the console is first party");
+    (pair, browsed.back)
+}
+
+#[tokio::test]
+async fn console_single_sign_on_is_a_pkce_login_as_the_built_in_client() {
+    let cp = ControlPlane::start().await;
+    let github = github_login(
+        &cp,
+        vec![alice(), GithubUser::new("mallory", 1002).org("evil", 666)],
+    )
+    .await;
+    cp.cli_ok(&["oauth", "rule", "add", "--user", "alice", "--scope", "user"]);
+    cp.cli_ok(&[
+        "oauth", "rule", "add", "--user", "mallory", "--scope", "mcp",
+    ]);
+    let http = http_client();
+
+    // alice: GitHub → the authorization server → back to the console with a code; the
+    // callback exchanges it (PKCE) and starts a session, the cookie HttpOnly and Lax.
+    let (login, back) = console_login(&cp).await;
+    assert!(
+        back.as_str()
+            .starts_with(&format!("{}/ui/callback?", cp.http)),
+        "{back}"
+    );
+    assert!(param(&back, "code").is_some(), "{back}");
+    // Without the cookie that began it (another browser, a forged link) it is refused.
+    let resp = http.get(back.clone()).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        resp.headers()["location"],
+        "/ui/?signin_error=login_expired"
+    );
+    assert!(cookie_pair(&resp, "portcullis-ui").is_none());
+    let resp = http
+        .get(back.clone())
+        .header("cookie", &login)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/ui/");
+    let line = cookie_pair(&resp, "portcullis-ui").expect("session cookie");
+    assert!(
+        line.contains("; HttpOnly") && line.contains("; SameSite=Lax") && line.contains("; Path=/"),
+        "{line}"
+    );
+    let cleared = cookie_pair(&resp, "portcullis-ui-login").expect("login cookie cleared");
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    let cookie = line.split(';').next().unwrap().to_owned();
+    let whoami: Value = http
+        .get(format!("{}/ui/session", cp.http))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(whoami["scope"], "user", "{whoami}");
+    assert!(
+        whoami["token_id"].as_str().unwrap().contains("1001"),
+        "{whoami}"
+    );
+    // The state is used once: replaying the response starts nothing.
+    let replay = http
+        .get(back)
+        .header("cookie", &login)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        replay.headers()["location"],
+        "/ui/?signin_error=login_expired"
+    );
+    // alice is a `user`: her session follows the API's ownership rules (the admin's proxy
+    // is not hers to delete) and writes need the CSRF token.
+    cp.cli_ok(&["proxy", "create", "admins.localhost", "http://127.0.0.1:9"]);
+    let csrf = whoami["csrf"].as_str().unwrap();
+    let resp = http
+        .delete(format!("{}/api/v1/proxy/targets/admins.localhost", cp.http))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let still = http
+        .get(format!("{}/api/v1/proxy/targets/admins.localhost", cp.http))
+        .bearer_auth(&cp.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(still.status(), 200, "the refused delete changed nothing");
+    let resp = http
+        .post(format!("{}/api/v1/proxy/targets", cp.http))
+        .header("cookie", &cookie)
+        .json(&json!({"hostname": "alice.localhost", "target_url": "http://127.0.0.1:9"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403, "no CSRF token, no write");
+    let resp = http
+        .post(format!("{}/api/v1/proxy/targets", cp.http))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", csrf)
+        .json(&json!({"hostname": "alice.localhost", "target_url": "http://127.0.0.1:9"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+
+    // Her console sign-in is an OAuth session like any other: revoking it ends it at once.
+    let sessions: Value = http
+        .get(format!("{}/api/v1/oauth/sessions", cp.http))
+        .bearer_auth(&cp.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let console_session = sessions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["client_id"] == "portcullis-console" && s["login"] == "alice")
+        .unwrap_or_else(|| panic!("alice's console session in {sessions}"));
+    let id = console_session["id"].as_str().unwrap();
+    let resp = http
+        .delete(format!("{}/api/v1/oauth/sessions/{id}", cp.http))
+        .bearer_auth(&cp.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let resp = http
+        .get(format!("{}/ui/session", cp.http))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        401,
+        "the revoked session's cookie is worthless"
+    );
+
+    // mallory logs in, but no rule grants her `admin` or `user`: no session.
+    github.set_user("mallory");
+    let (login, back) = console_login(&cp).await;
+    let resp = http
+        .get(back)
+        .header("cookie", &login)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["location"],
+        "/ui/?signin_error=no_console_scope"
+    );
+    assert!(cookie_pair(&resp, "portcullis-ui").is_none());
+}
+
 /// An OAuth session for alice through a dynamically registered public client, so the
 /// OAuth page has one to revoke.
 async fn oauth_session(cp: &ControlPlane) {
@@ -277,12 +495,26 @@ async fn oauth_session(cp: &ControlPlane) {
 
 #[tokio::test]
 async fn an_operator_manages_everything_from_the_console_in_a_real_browser() {
-    let cp = ControlPlane::start().await;
+    // Pebble is the CA of the page's ACME order; the data plane answers its HTTP-01
+    // challenges on Pebble's validation port.
+    let (http_port, https_port) = (free_port(), free_port());
+    let pebble = Pebble::start(http_port, https_port).await;
+    let cp = ControlPlane::start_args(vec![
+        "--acme-directory".into(),
+        pebble.directory.clone(),
+        "--acme-ca-cert".into(),
+        pebble.tls_cert.display().to_string(),
+    ])
+    .await;
     let _github = github_login(&cp, vec![alice()]).await;
+    // alice may use the console as a `user` (single sign-on at the end of the run).
+    cp.cli_ok(&["oauth", "rule", "add", "--user", "alice", "--scope", "user"]);
     let backend = Backend::start("console-app").await;
-    let dp = DataPlane::start(&cp, "dp-console").await;
+    let dp = DataPlane::start_https(&cp, "dp-console", http_port, https_port).await;
     // A proxy for the resource the OAuth session is for (another owner's, made by the CLI).
     cp.cli_ok(&["proxy", "create", "other.localhost", &backend.url]);
+    // The name the page orders a certificate for must be served by a proxy.
+    cp.cli_ok(&["proxy", "create", ACME_DOMAIN, &backend.url]);
     cp.cli_ok(&[
         "proxy",
         "auth",
@@ -309,6 +541,15 @@ async fn an_operator_manages_everything_from_the_console_in_a_real_browser() {
         .parent()
         .expect("screenshot dir")
         .to_owned();
+    // This run's screenshots only: none left from an earlier run counts below.
+    if let Ok(entries) = std::fs::read_dir(&out_dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("console-") && name.ends_with(".png") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     let dir = browser_dir();
     assert!(
         dir.join("node_modules/axe-core").exists(),
@@ -318,6 +559,7 @@ async fn an_operator_manages_everything_from_the_console_in_a_real_browser() {
     let run = tokio::process::Command::new("node")
         .arg(dir.join("console.mjs"))
         .args(["--base", &cp.http, "--app-url", &app_url])
+        .args(["--acme-domain", ACME_DOMAIN])
         .arg("--out")
         .arg(&out_dir)
         .env("PORTCULLIS_ADMIN_TOKEN", &cp.admin_token)
@@ -400,7 +642,21 @@ async fn an_operator_manages_everything_from_the_console_in_a_real_browser() {
     let service = admin(format!("{}/api/v1/services/external/billing", cp.http)).await;
     assert_eq!(service["target_url"], "http://127.0.0.1:9", "{service}");
     let sessions = admin(format!("{}/api/v1/oauth/sessions", cp.http)).await;
-    assert_eq!(sessions, json!([]), "the session was revoked");
+    // The revoked session is gone; what is left is alice's console sign-in.
+    let left: Vec<&str> = sessions
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter_map(|s| s["client_id"].as_str())
+        .collect();
+    assert_eq!(left, ["portcullis-console"], "{sessions}");
+    let shop = admin(format!("{}/api/v1/certificates/shop", cp.http)).await;
+    assert_eq!(
+        (shop["status"].as_str(), shop["source"].as_str()),
+        (Some("valid"), Some("acme")),
+        "{shop}"
+    );
+    assert_eq!(shop["domains"], json!([ACME_DOMAIN]), "{shop}");
     // The user's refused writes changed nothing; the user token the page made is a user's.
     let user_token = report["user_token"].as_str().expect("user token");
     let mine: Value = http_client()
@@ -432,8 +688,11 @@ async fn an_operator_manages_everything_from_the_console_in_a_real_browser() {
         "oauth",
         "docker",
         "logs",
+        "forbidden",
+        "signin-error",
+        "overview-sso",
     ] {
-        for variant in ["light", "dark", "phone"] {
+        for variant in ["light", "dark", "phone", "phone-dark"] {
             let shot = out_dir.join(format!("console-{page}-{variant}.png"));
             assert!(shot.exists(), "{}", shot.display());
         }

@@ -16,6 +16,11 @@
 //! each session lives [`LIFETIME`] from sign-in. Sessions are per process: a restart signs
 //! everyone out, and control planes sharing Redis need sticky sessions for the console.
 //! Credentials are never written to disk or logs.
+//!
+//! Single sign-on (`/ui/login`) also keeps, per login in progress, its PKCE verifier under
+//! the SHA-256 of its `state` (at most [`MAX_PENDING_LOGINS`], each [`LOGIN_LIFETIME`],
+//! used once); the `state` itself travels in a short-lived HttpOnly cookie that binds the
+//! callback to the browser that began the login.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -57,10 +62,20 @@ pub enum SessionAuth {
     CsrfMismatch,
 }
 
+/// Logins through the built-in OAuth client waiting for their callback, at most.
+pub const MAX_PENDING_LOGINS: usize = 1_000;
+/// How long such a login may take.
+pub const LOGIN_LIFETIME: Duration = Duration::from_secs(600);
+
+/// A login through the console's OAuth client, keyed by the SHA-256 of its `state`:
+/// (PKCE verifier, expiry).
+type PendingLogin = (String, Instant);
+
 /// The console's sessions, shared by every adapter. Cheap to clone.
 #[derive(Clone)]
 pub struct UiSessions {
     inner: Arc<Mutex<HashMap<[u8; 32], Session>>>,
+    pending: Arc<Mutex<HashMap<[u8; 32], PendingLogin>>>,
     secure: bool,
 }
 
@@ -71,8 +86,59 @@ impl UiSessions {
     pub fn new(secure: bool) -> Self {
         Self {
             inner: Arc::default(),
+            pending: Arc::default(),
             secure,
         }
+    }
+
+    /// Starts a login through the console's OAuth client: returns (`state`, PKCE S256
+    /// challenge); the verifier stays here until [`Self::finish_login`].
+    pub fn begin_login(&self) -> (String, String) {
+        let state = random();
+        let verifier = random();
+        let challenge =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(&verifier));
+        let now = Instant::now();
+        let mut map = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, (_, expires)| *expires > now);
+        if map.len() >= MAX_PENDING_LOGINS
+            && let Some(oldest) = map.iter().min_by_key(|(_, (_, e))| *e).map(|(k, _)| *k)
+        {
+            map.remove(&oldest);
+        }
+        map.insert(key(&state), (verifier, now + LOGIN_LIFETIME));
+        (state, challenge)
+    }
+
+    /// The PKCE verifier of the login `state`, once (unknown or expired: `None`).
+    pub fn finish_login(&self, state: &str) -> Option<String> {
+        let mut map = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&key(state))
+            .filter(|(_, expires)| *expires > Instant::now())
+            .map(|(verifier, _)| verifier)
+    }
+
+    /// The login cookie's name (it binds a login's `state` to the browser that began it).
+    pub fn login_cookie_name(&self) -> &'static str {
+        if self.secure {
+            "__Host-portcullis-ui-login"
+        } else {
+            "portcullis-ui-login"
+        }
+    }
+
+    /// `Set-Cookie` value for the login cookie (empty clears it).
+    pub fn set_login_cookie(&self, state: &str) -> String {
+        let max_age = if state.is_empty() {
+            0
+        } else {
+            LOGIN_LIFETIME.as_secs()
+        };
+        let secure = if self.secure { "; Secure" } else { "" };
+        format!(
+            "{}={state}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
+            self.login_cookie_name()
+        )
     }
 
     /// The cookie's name.
@@ -142,11 +208,12 @@ impl UiSessions {
 
     /// The session id in a `Cookie` header, if any.
     pub fn cookie_value<'h>(&self, cookie_header: &'h str) -> Option<&'h str> {
-        let name = self.cookie_name();
-        cookie_header.split(';').find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == name && !v.is_empty()).then_some(v)
-        })
+        cookie(cookie_header, self.cookie_name())
+    }
+
+    /// The login `state` in a `Cookie` header, if any.
+    pub fn login_cookie_value<'h>(&self, cookie_header: &'h str) -> Option<&'h str> {
+        cookie(cookie_header, self.login_cookie_name())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Session>> {
@@ -154,6 +221,13 @@ impl UiSessions {
         // and removes), so a poisoned lock is still usable.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+fn cookie<'h>(header: &'h str, name: &str) -> Option<&'h str> {
+    header.split(';').find_map(|pair| {
+        let (k, v) = pair.trim().split_once('=')?;
+        (k == name && !v.is_empty()).then_some(v)
+    })
 }
 
 fn random() -> String {
@@ -196,6 +270,19 @@ mod tests {
     }
 
     #[test]
+    fn a_login_state_yields_its_verifier_once() {
+        use base64::Engine as _;
+        let s = UiSessions::new(false);
+        let (state, challenge) = s.begin_login();
+        assert_eq!(s.finish_login("other"), None);
+        let verifier = s.finish_login(&state).expect("the verifier");
+        let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(Sha256::digest(verifier.as_bytes()));
+        assert_eq!(challenge, expected);
+        assert_eq!(s.finish_login(&state), None, "used once");
+    }
+
+    #[test]
     fn cookie_names_and_attributes_follow_the_scheme() {
         let plain = UiSessions::new(false);
         assert_eq!(
@@ -213,5 +300,14 @@ mod tests {
             Some("xyz")
         );
         assert_eq!(tls.cookie_value("portcullis-ui=xyz"), None);
+        assert_eq!(
+            tls.set_login_cookie("st"),
+            "__Host-portcullis-ui-login=st; Path=/; HttpOnly; SameSite=Lax; Max-Age=600; Secure"
+        );
+        assert_eq!(
+            tls.login_cookie_value("__Host-portcullis-ui=a; __Host-portcullis-ui-login=st"),
+            Some("st")
+        );
+        assert_eq!(tls.cookie_value("__Host-portcullis-ui-login=st"), None);
     }
 }

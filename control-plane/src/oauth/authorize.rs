@@ -550,8 +550,10 @@ pub async fn callback(
     };
     tx.auth_time = now();
     tx.identity = Some(identity.clone());
-    // The built-in client of a redirect-mode proxy is first party: no consent page.
+    // The built-in clients of redirect-mode proxies and the console are first party: no
+    // consent page.
     if super::edge_session::is_edge_client(&tx.client_id)
+        || tx.client_id == super::console_client::CONSOLE_CLIENT_ID
         || remembered_consent(server, &identity.sub, &tx).await?
     {
         return finish(server, &tx).await;

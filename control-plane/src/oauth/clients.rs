@@ -451,6 +451,9 @@ pub async fn resolve(server: &OAuthServer, client_id: &str) -> Result<ClientReco
     if let Some(edge) = super::edge_session::resolve(server, client_id).await {
         return edge;
     }
+    if let Some(console) = super::console_client::resolve(server, client_id) {
+        return Ok(console);
+    }
     server
         .get::<ClientRecord>(Collection::OAuthClients, client_id)
         .await?

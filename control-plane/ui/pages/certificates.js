@@ -24,15 +24,13 @@ const UPLOAD = [
 export async function render(main) {
   const certs = await api.get('/api/v1/certificates');
   const again = () => render(main);
-  const progress = h('div', { 'aria-live': 'polite' });
   const order = form(
     ORDER,
     { challenge: 'http-01' },
     async (values) => {
       const c = await api.post('/api/v1/certificates', values);
-      notice(`Certificate ${c.name} ordered`);
       await again();
-      await follow(c.name);
+      await follow(c);
     },
     { submit: 'Order certificate', conflictField: 'name' },
   );
@@ -42,18 +40,42 @@ export async function render(main) {
     await again();
   }, { submit: 'Upload', conflictField: 'name' });
 
-  async function follow(name) {
+  // A long operation: the order runs on the control plane. Show where it is from the
+  // moment it is accepted until it settles, then leave how it ended in place.
+  async function follow(first) {
+    const name = first.name;
+    const started = Date.now();
+    let c = first;
+    for (let i = 0; c.status === 'pending' && i < 180; i++) {
+      const target = document.getElementById('cert-progress');
+      if (!target) return;
+      const secs = Math.round((Date.now() - started) / 1000);
+      clear(
+        target,
+        h(
+          'section.card.progress-card',
+          { 'aria-label': `Ordering ${name}` },
+          h('p', h('strong', `Ordering ${name}`), ' ', certBadge(c), ` ${secs} s`),
+          h('progress', { 'aria-label': `Ordering ${name}` }),
+          h('p.help', c.source === 'acme' ? 'The CA is validating the domains through the data planes; this usually takes a few seconds.' : 'Issuing…'),
+        ),
+      );
+      await new Promise((r) => setTimeout(r, 1000));
+      c = await api.get(`/api/v1/certificates/${api.enc(name)}`);
+    }
+    await again();
     const target = document.getElementById('cert-progress');
     if (!target) return;
-    for (let i = 0; i < 120; i++) {
-      const c = await api.get(`/api/v1/certificates/${api.enc(name)}`);
-      clear(target, h('p', h('progress', { 'aria-label': `Ordering ${name}` }), ' ', `${name}: `, certBadge(c), c.error ? ` ${c.error}` : ''));
-      if (c.status !== 'pending') {
-        await again();
-        return;
-      }
-      await new Promise((r) => setTimeout(r, 1000));
-    }
+    const ok = c.status === 'valid';
+    clear(
+      target,
+      h(
+        `section.card.progress-card.${ok ? 'done' : 'failed'}`,
+        { role: ok ? 'status' : 'alert' },
+        h('p', h('strong', ok ? `Certificate ${name} is valid` : `Certificate ${name}: ${c.status}`), ' ', certBadge(c)),
+        ok ? h('p.help', `Issued by ${c.issuer || 'the CA'}; expires ${time(c.not_after)}.`) : h('p.form-error', c.error || 'The order did not finish.'),
+      ),
+    );
   }
 
   const columns = [
@@ -75,10 +97,8 @@ export async function render(main) {
           }),
           c.source !== 'uploaded'
             ? action('Renew', async () => {
-                await api.post(`/api/v1/certificates/${api.enc(c.name)}/renew`);
-                notice(`Renewal of ${c.name} started`);
-                await again();
-                await follow(c.name);
+                const renewing = await api.post(`/api/v1/certificates/${api.enc(c.name)}/renew`);
+                await follow({ ...c, ...renewing, status: 'pending' });
               })
             : null,
           danger('Delete', `Delete the certificate ${c.name}? Proxies using it fall back to another covering certificate, if any.`, async () => {
@@ -92,7 +112,7 @@ export async function render(main) {
   clear(
     main,
     h('div.page-head', h('h1', 'Certificates')),
-    h('div#cert-progress', progress),
+    h('div#cert-progress'),
     disclosure('Order a certificate', order),
     disclosure('Upload a certificate', upload),
     card('Certificates', null, table(columns, certs, 'No certificates yet.')),

@@ -17,7 +17,7 @@ const FILTERS = [
 ];
 
 const columns = [
-  { label: 'Time', value: (r) => r.time.replace('T', ' ').slice(0, 19) },
+  { label: 'Time', value: (r) => h('time.nowrap', { datetime: r.time, title: r.time }, r.time.slice(5, 19).replace('T', ' ')) },
   { label: 'Status', value: (r) => badge(String(r.status), r.status >= 500 ? 'bad' : r.status >= 400 ? 'warn' : 'ok') },
   { label: 'Host', value: (r) => r.host },
   { label: 'Request', value: (r) => h('span.mono', `${r.method} ${r.path}`) },

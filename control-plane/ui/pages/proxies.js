@@ -4,7 +4,7 @@
 import * as api from '../api.js';
 import { h, clear, card, table, badge, form, danger, disclosure, notice, action } from '../dom.js';
 
-const num = (name, label, help) => ({ name, label, type: 'number', help });
+const num = (name, label, help) => ({ name, label, type: 'number', help, advanced: true });
 
 /** Every ProxyInput field but the hostname. */
 const FIELDS = [
@@ -15,19 +15,19 @@ const FIELDS = [
   { name: 'redirect_http_to_https', label: 'Redirect HTTP to HTTPS (308)', type: 'bool' },
   { name: 'preserve_host_header', label: 'Send the client’s Host upstream', type: 'bool' },
   num('hsts_max_age_secs', 'HSTS max-age (s)', '0 = no Strict-Transport-Security'),
-  { name: 'certificate_name', label: 'Certificate', type: 'text', help: 'Name of an attached certificate; empty = any covering one' },
+  { name: 'certificate_name', advanced: true, label: 'Certificate', type: 'text', help: 'Name of an attached certificate; empty = any covering one' },
   num('connect_timeout_ms', 'Connect timeout (ms)', '0 = default (10 s)'),
   num('read_timeout_ms', 'Read timeout (ms)', '0 = default (60 s)'),
   num('idle_timeout_ms', 'Idle timeout (ms)', '0 = default (10 min)'),
   num('rate_limit_rps', 'Rate limit (requests/s)', '0 = off'),
   num('rate_limit_burst', 'Rate burst', '0 = the rate'),
-  { name: 'rate_limit_key', label: 'Rate limit by', type: 'select', options: ['ip', 'subject', 'client'] },
+  { name: 'rate_limit_key', advanced: true, label: 'Rate limit by', type: 'select', options: ['ip', 'subject', 'client'] },
   num('max_concurrent_requests', 'Max concurrent requests', '0 = no limit'),
   num('max_request_body_bytes', 'Max request body (bytes)', '0 = no limit'),
-  { name: 'upstream_proxy_protocol', label: 'PROXY protocol upstream', type: 'select', options: ['off', 'v1', 'v2'] },
-  { name: 'ip_allowlist', label: 'IP allowlist (CIDRs)', type: 'list', placeholder: '10.0.0.0/8, 2001:db8::/32', help: 'Empty = every client' },
-  { name: 'custom_request_headers', label: 'Request headers to add', type: 'map', placeholder: 'X-Env: prod', help: 'One "Name: value" per line' },
-  { name: 'custom_response_headers', label: 'Response headers to add', type: 'map', placeholder: 'X-Frame-Options: DENY' },
+  { name: 'upstream_proxy_protocol', advanced: true, label: 'PROXY protocol upstream', type: 'select', options: ['off', 'v1', 'v2'] },
+  { name: 'ip_allowlist', advanced: true, label: 'IP allowlist (CIDRs)', type: 'list', placeholder: '10.0.0.0/8, 2001:db8::/32', help: 'Empty = every client' },
+  { name: 'custom_request_headers', advanced: true, label: 'Request headers to add', type: 'map', placeholder: 'X-Env: prod', help: 'One "Name: value" per line' },
+  { name: 'custom_response_headers', advanced: true, label: 'Response headers to add', type: 'map', placeholder: 'X-Frame-Options: DENY' },
 ];
 
 const AUTH_FIELDS = [
@@ -90,7 +90,7 @@ export async function render(main, [host]) {
       notice(`Proxy ${p.hostname} created`);
       await render(main, []);
     },
-    { submit: 'Create proxy', conflictField: 'hostname' },
+    { submit: 'Create proxy', conflictField: 'hostname', more: 'More settings: certificate, timeouts, limits, allowlist, headers' },
   );
   clear(
     main,
@@ -151,6 +151,9 @@ async function detail(main, host) {
         }),
       ),
     ),
+    !api.isAdmin() && p.owner_token_id !== api.currentSession()?.token_id
+      ? h('p.alert.warn', { role: 'note' }, 'This proxy belongs to another token: you can see it, but only its owner or an admin may change it.')
+      : null,
     card('Settings', h('span.lead', `owner ${p.owner_token_id}`), edit),
     card(
       'Protection',
