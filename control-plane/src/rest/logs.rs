@@ -453,6 +453,7 @@ async fn follow(
             let body = ErrorBody {
                 error: "unavailable",
                 detail: e.to_string(),
+                field: None,
             };
             return Err((StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response());
         }

@@ -6,7 +6,8 @@
 //! wire), so shipping neither decodes, clones nor re-encodes records; the reply is decoded
 //! with prost as usual.
 //!
-//! The channel is lazy (connected on first use, reconnected by tonic after a failure) and
+//! The channel is lazy (connected on first use, reconnected by tonic after a failure),
+//! balanced over every control plane given (one that is down is skipped), and
 //! every call has [`SHIP_TIMEOUT`], so a control plane that hangs cannot hold a batch
 //! forever; [`access_log::Shipper`] keeps an unacknowledged batch and retries it.
 
@@ -30,7 +31,11 @@ const SHIP_PATH: &str = "/portcullis.v1.AccessLogIngest/Ship";
 impl ControlPlane {
     /// Ships `pipeline`'s control-plane queue forever (spawn it on the process runtime).
     pub fn ship_access_logs(&self, pipeline: &Pipeline) -> impl Future<Output = ()> + use<> {
-        let client = tonic::client::Grpc::new(self.endpoint.connect_lazy());
+        let channel = match self.endpoints.as_slice() {
+            [one] => one.connect_lazy(),
+            several => tonic::transport::Channel::balance_list(several.iter().cloned()),
+        };
+        let client = tonic::client::Grpc::new(channel);
         let authorization = self.authorization.clone();
         let send = move |batch: Bytes| {
             let mut client = client.clone();
