@@ -9,76 +9,94 @@ use std::cell::Cell;
 
 use super::Fields;
 
+/// `,"name":` as one byte string, so a field's name is one copy.
+macro_rules! key {
+    ($name:literal) => {
+        concat!(",\"", $name, "\":").as_bytes()
+    };
+}
+
 /// Appends `f` as one JSON line (newline included) to `out`.
 pub(super) fn write_line(out: &mut Vec<u8>, node_id: &str, f: &Fields<'_>) {
+    // Room for the fixed part (names, numbers, time) and the values unescaped: one
+    // capacity check per line rather than one per piece (escapes may still grow it).
+    out.reserve(
+        640 + node_id.len()
+            + f.client_ip.len()
+            + f.host.len()
+            + f.path.len()
+            + f.query.len()
+            + f.upstream.len()
+            + f.proxy.len()
+            + f.route.len()
+            + f.user.len()
+            + f.client_id.len()
+            + f.request_id.len()
+            + f.user_agent.len()
+            + f.mcp_session_id.len(),
+    );
     out.extend_from_slice(b"{\"time\":\"");
     write_time(out, f.time_unix_nanos);
     out.push(b'"');
-    str_field(out, b"node_id", node_id);
-    plain_field(out, b"listener", f.listener);
-    plain_field(out, b"client_ip", f.client_ip);
-    num_field(out, b"client_port", u64::from(f.client_port));
-    str_field(out, b"method", f.method);
-    str_field(out, b"host", f.host);
-    str_field(out, b"path", f.path);
-    opt_str_field(out, b"query", f.query);
-    plain_field(out, b"http_version", f.http_version);
-    num_field(out, b"status", u64::from(f.status));
-    num_field(out, b"request_body_bytes", f.request_body_bytes);
-    num_field(out, b"response_body_bytes", f.response_body_bytes);
-    num_field(out, b"duration_us", f.duration_micros);
-    num_field(out, b"upstream_ttfb_us", f.upstream_ttfb_micros);
-    opt_str_field(out, b"upstream", f.upstream);
-    opt_str_field(out, b"proxy", f.proxy);
-    opt_str_field(out, b"route", f.route);
-    plain_field(out, b"auth", f.auth);
-    opt_str_field(out, b"auth_reason", f.auth_reason);
-    opt_str_field(out, b"user", f.user);
-    opt_str_field(out, b"client_id", f.client_id);
-    str_field(out, b"request_id", f.request_id);
-    opt_str_field(out, b"trace_id", f.trace_id);
-    opt_str_field(out, b"user_agent", f.user_agent);
-    opt_str_field(out, b"mcp_session_id", f.mcp_session_id);
-    opt_str_field(out, b"proxy_authority", f.proxy_authority);
-    opt_str_field(out, b"proxy_unique_id", f.proxy_unique_id);
-    opt_str_field(out, b"proxy_alpn", f.proxy_alpn);
-    opt_str_field(out, b"proxy_ssl_version", f.proxy_ssl_version);
+    str_field(out, key!("node_id"), node_id);
+    plain_field(out, key!("listener"), f.listener);
+    plain_field(out, key!("client_ip"), f.client_ip);
+    num_field(out, key!("client_port"), u64::from(f.client_port));
+    str_field(out, key!("method"), f.method);
+    str_field(out, key!("host"), f.host);
+    str_field(out, key!("path"), f.path);
+    opt_str_field(out, key!("query"), f.query);
+    plain_field(out, key!("http_version"), f.http_version);
+    num_field(out, key!("status"), u64::from(f.status));
+    num_field(out, key!("request_body_bytes"), f.request_body_bytes);
+    num_field(out, key!("response_body_bytes"), f.response_body_bytes);
+    num_field(out, key!("duration_us"), f.duration_micros);
+    num_field(out, key!("upstream_ttfb_us"), f.upstream_ttfb_micros);
+    opt_str_field(out, key!("upstream"), f.upstream);
+    opt_str_field(out, key!("proxy"), f.proxy);
+    opt_str_field(out, key!("route"), f.route);
+    plain_field(out, key!("auth"), f.auth);
+    opt_str_field(out, key!("auth_reason"), f.auth_reason);
+    opt_str_field(out, key!("user"), f.user);
+    opt_str_field(out, key!("client_id"), f.client_id);
+    str_field(out, key!("request_id"), f.request_id);
+    opt_str_field(out, key!("trace_id"), f.trace_id);
+    opt_str_field(out, key!("user_agent"), f.user_agent);
+    opt_str_field(out, key!("mcp_session_id"), f.mcp_session_id);
+    opt_str_field(out, key!("proxy_authority"), f.proxy_authority);
+    opt_str_field(out, key!("proxy_unique_id"), f.proxy_unique_id);
+    opt_str_field(out, key!("proxy_alpn"), f.proxy_alpn);
+    opt_str_field(out, key!("proxy_ssl_version"), f.proxy_ssl_version);
     if f.proxy_ssl_client != 0 || f.proxy_ssl_verify != 0 {
-        num_field(out, b"proxy_ssl_client", u64::from(f.proxy_ssl_client));
-        num_field(out, b"proxy_ssl_verify", u64::from(f.proxy_ssl_verify));
+        num_field(out, key!("proxy_ssl_client"), u64::from(f.proxy_ssl_client));
+        num_field(out, key!("proxy_ssl_verify"), u64::from(f.proxy_ssl_verify));
     }
     out.extend_from_slice(b"}\n");
 }
 
-fn field_name(out: &mut Vec<u8>, name: &[u8]) {
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(name);
-    out.extend_from_slice(b"\":");
-}
-
-fn str_field(out: &mut Vec<u8>, name: &[u8], value: &str) {
-    field_name(out, name);
+fn str_field(out: &mut Vec<u8>, key: &[u8], value: &str) {
+    out.extend_from_slice(key);
     escape(out, value);
 }
 
-fn opt_str_field(out: &mut Vec<u8>, name: &[u8], value: &str) {
+fn opt_str_field(out: &mut Vec<u8>, key: &[u8], value: &str) {
     if !value.is_empty() {
-        str_field(out, name, value);
+        str_field(out, key, value);
     }
 }
 
 /// A field whose value is one of a fixed set written by this crate (listener, version,
 /// auth) or an address it formatted: nothing to escape.
-fn plain_field(out: &mut Vec<u8>, name: &[u8], value: &str) {
+fn plain_field(out: &mut Vec<u8>, key: &[u8], value: &str) {
     debug_assert_eq!(plain_prefix(value.as_bytes()), value.len());
-    field_name(out, name);
+    out.extend_from_slice(key);
     out.push(b'"');
     out.extend_from_slice(value.as_bytes());
     out.push(b'"');
 }
 
-fn num_field(out: &mut Vec<u8>, name: &[u8], value: u64) {
-    field_name(out, name);
+fn num_field(out: &mut Vec<u8>, key: &[u8], value: u64) {
+    out.extend_from_slice(key);
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     let mut v = value;

@@ -140,14 +140,26 @@ impl Observe {
         let client = conn.client_of(headers);
         o.set(Text::ClientIp, text(Some(&client.header)));
         o.client_port = conn.client_port_for(client.ip);
+        // The three headers read, in one pass over the few a request has (three hashed
+        // look-ups cost more); the first value of each, as `HeaderMap::get` gives.
+        let (mut host, mut user_agent, mut mcp_session) = (None, None, None);
+        for (name, value) in headers {
+            if *name == http::header::HOST {
+                host.get_or_insert(value);
+            } else if *name == USER_AGENT {
+                user_agent.get_or_insert(value);
+            } else if *name == MCP_SESSION_ID {
+                mcp_session.get_or_insert(value);
+            }
+        }
         match req.uri().host() {
             Some(host) => o.set(Text::Host, host),
-            None => o.set(Text::Host, text(headers.get(http::header::HOST))),
+            None => o.set(Text::Host, text(host)),
         }
         o.set(Text::Path, req.uri().path());
         o.set(Text::RequestId, text(Some(request_id)));
-        o.set(Text::UserAgent, text(headers.get(USER_AGENT)));
-        o.set(Text::McpSessionId, text(headers.get(MCP_SESSION_ID)));
+        o.set(Text::UserAgent, text(user_agent));
+        o.set(Text::McpSessionId, text(mcp_session));
         if let Some(id) = crate::trace::trace_id_of(req) {
             o.set_hex(Text::TraceId, &id);
         }
