@@ -97,18 +97,7 @@ fn plain_field(out: &mut Vec<u8>, key: &[u8], value: &str) {
 
 fn num_field(out: &mut Vec<u8>, key: &[u8], value: u64) {
     out.extend_from_slice(key);
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut v = value;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
+    padded(out, value, 1);
 }
 
 /// How many leading bytes of `bytes` need no escaping: not `"`, not `\`, not a control
@@ -229,16 +218,28 @@ fn write_second(out: &mut Vec<u8>, secs: i64) {
 
 /// Appends `v` zero-padded to `width` digits (more when it is wider).
 fn padded(out: &mut Vec<u8>, v: u64, width: usize) {
+    // Two digits per division, from a table of "00".."99".
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
     let mut buf = [b'0'; 20];
     let mut i = buf.len();
     let mut v = v;
-    loop {
+    while v >= 100 {
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if v >= 10 {
+        let pair = v as usize * 2;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
         i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+        buf[i] = b'0' + v as u8;
     }
     let start = i.min(buf.len() - width);
     out.extend_from_slice(&buf[start..]);
@@ -276,6 +277,23 @@ mod tests {
         // High bytes (UTF-8) and DEL are copied as they are.
         let high = "é😀\u{7f} !#[]~ and more than eight bytes";
         assert_eq!(plain_prefix(high.as_bytes()), high.len());
+    }
+
+    #[test]
+    fn numbers_are_their_decimal_text() {
+        let mut samples = vec![0, 1, 9, 10, 99, 100, 101, 999, 1000, u64::MAX, u64::MAX - 1];
+        samples.extend((0..20).map(|p| 10u64.pow(p)));
+        samples.extend((1..20).map(|p| 10u64.pow(p) - 1));
+        for v in samples {
+            for width in [1, 2, 4, 9] {
+                let mut out = Vec::new();
+                padded(&mut out, v, width);
+                assert_eq!(
+                    String::from_utf8(out).expect("ascii"),
+                    format!("{v:0width$}")
+                );
+            }
+        }
     }
 
     #[test]
