@@ -447,7 +447,12 @@ impl Pipeline {
                         let _ = stdout.write_all(&chunk.json).and_then(|()| stdout.flush());
                     }
                     if !chunk.proto.is_empty() {
-                        queue.push(chunk.proto.into(), chunk.records, &counters);
+                        // A queued chunk keeps its buffer for as long as the control plane
+                        // is behind: only what its records need (the worker reserved for
+                        // 64 long ones).
+                        let mut proto = chunk.proto;
+                        proto.shrink_to_fit();
+                        queue.push(proto.into(), chunk.records, &counters);
                     }
                     let dropped = counters.dropped.load(Ordering::Relaxed);
                     if dropped > warned_at && last_warn.elapsed() >= Duration::from_secs(60) {
