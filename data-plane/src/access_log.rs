@@ -1,46 +1,57 @@
-//! Access-log records: one per request, handed off without blocking the request.
+//! Access-log records: one per request, encoded once and handed off without blocking the
+//! request.
 //!
-//! **Path of a record.** The request path builds one [`AccessLogRecord`] when the response
-//! ends and calls [`record`]. That pushes it onto a buffer owned by the worker thread (no
-//! lock, no atomic); every [`BATCH`] records, and every [`FLUSH_EVERY`] from the worker's
-//! flusher, the buffer is swapped for an empty one and the full one is handed to the
-//! collector with a non-blocking `try_send` on a bounded channel. The collector writes JSON
-//! lines to stdout and queues records for the control plane; the shipper sends the queue
-//! in acknowledged batches ([`Shipper`]).
+//! **Path of a record.** When a request is over, the request path calls [`record`] with
+//! the record's [`Fields`] (borrowed from the request's observation). That encodes it
+//! straight into byte buffers owned by the worker thread, in each selected sink's final
+//! form: a JSON line for stdout ([`json`]), an `AccessLogBatch.records` entry for the
+//! control plane ([`proto`]). No lock, no atomic, no allocation once the buffers have
+//! grown. Every [`BATCH`] records (or [`CHUNK_BYTES`]), and every [`FLUSH_EVERY`] from
+//! the worker's flusher, the buffers are swapped for empty ones and handed to the
+//! collector thread with a non-blocking `try_send` on a bounded channel. The collector
+//! writes the JSON bytes to stdout and queues the protobuf bytes for the control plane; the
+//! shipper sends the queue in acknowledged batches ([`Shipper`]) as they are, appending
+//! only the batch's `dropped` count.
 //!
-//! **Costs.** Per request: building the record's free-form strings (the fixed-vocabulary
-//! fields travel as static strings in an [`Entry`]) and one `Vec::push`; per batch
-//! one channel send. When logging is off, [`enabled`] is one relaxed load and no record is
-//! built.
+//! **Costs.** Per request: the encoding itself (JSON escaping copies runs of plain bytes
+//! found eight at a time; the timestamp's date and time of day are formatted once per
+//! second; protobuf needs no escaping), one thread-local borrow. Per batch: one channel
+//! send, one `write` to stdout, one queue push; per shipped batch one copy of its bytes.
+//! When logging is off, [`enabled`] is one relaxed load and nothing is built.
 //!
-//! **Bounds.** The channel holds [`CHANNEL_BATCHES`] batches and the ship queue
+//! **Bounds.** The channel holds [`CHANNEL_BATCHES`] chunks and the ship queue
 //! [`MAX_PENDING`] records; beyond either, records are dropped and counted (the count is
 //! reported to the control plane with the next batch and logged at most once a minute).
 //! Nothing here ever waits for the control plane or stdout on a worker thread.
 //!
-//! **Secrets.** A record has no field for headers; the request path fills `path` without
+//! **Secrets.** [`Fields`] has no field for headers; the request path fills `path` without
 //! the query string and `query` only through [`redact_query`], so credentials cannot reach
 //! a sink by construction.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use portcullis_proto::v1::{AccessLogBatch, AccessLogRecord};
-use tokio::io::AsyncWriteExt;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::{Notify, mpsc};
+
+mod json;
+mod proto;
 
 /// Records per hand-off from a worker.
 pub const BATCH: usize = 64;
+/// Bytes per hand-off from a worker at most (long paths or user agents).
+pub const CHUNK_BYTES: usize = 64 * 1024;
 /// Longest a record waits in a worker's buffer.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
-/// Batches the worker → collector channel holds.
+/// Chunks the worker → collector channel holds.
 pub const CHANNEL_BATCHES: usize = 256;
 /// Records queued for the control plane at most (while it is slow or unreachable).
 pub const MAX_PENDING: usize = 50_000;
-/// Records per shipped batch at most.
+/// Records per shipped batch at most (whole chunks; at least one chunk).
 pub const SHIP_BATCH: usize = 1_000;
 
 /// Where records go. `--access-log off|stdout|control-plane`, combinable with commas.
@@ -100,50 +111,115 @@ impl Counters {
     }
 }
 
-/// One request's record as the request path hands it off: the record's free-form strings,
-/// and its fixed-vocabulary fields as static strings and the [`http::Method`] (no
-/// allocation for a standard method). The collector writes the JSON line from these
-/// directly and fills them (and `node_id`) into the record only for the control-plane
-/// sink, so the request path allocates nothing for them.
-#[derive(Debug, Default)]
-pub struct Entry {
-    /// The record; its `listener`, `method`, `http_version`, `auth` and `node_id` are
-    /// left empty (the fields below hold them).
-    pub record: AccessLogRecord,
+/// One request's record as the sinks write it: the `AccessLogRecord` fields but
+/// `node_id` (the process's), borrowed. Empty strings and zeros are absent fields.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Fields<'a> {
+    /// When the request began, Unix nanoseconds.
+    pub time_unix_nanos: i64,
     /// `http` or `https`.
-    pub listener: &'static str,
+    pub listener: &'a str,
+    /// The client address every decision used.
+    pub client_ip: &'a str,
+    /// Its port; 0 for an address from `X-Forwarded-For`.
+    pub client_port: u32,
     /// The request method.
-    pub method: http::Method,
+    pub method: &'a str,
+    /// Host as routed (lower case, no port), or as sent when no proxy matched.
+    pub host: &'a str,
+    /// Normalised path, without the query string.
+    pub path: &'a str,
+    /// Query string when the proxy opts in, credentials removed.
+    pub query: &'a str,
     /// `HTTP/1.1`, `HTTP/2`, ….
-    pub http_version: &'static str,
+    pub http_version: &'a str,
+    /// Response status.
+    pub status: u32,
+    /// Request body bytes forwarded.
+    pub request_body_bytes: u64,
+    /// Response body bytes sent.
+    pub response_body_bytes: u64,
+    /// Whole request, microseconds.
+    pub duration_micros: u64,
+    /// To the upstream's response head, microseconds; 0 without one.
+    pub upstream_ttfb_micros: u64,
+    /// `host:port` of the upstream asked.
+    pub upstream: &'a str,
+    /// The proxy's hostname pattern.
+    pub proxy: &'a str,
+    /// Route id.
+    pub route: &'a str,
     /// `none`, `admitted` or `refused`.
-    pub auth: &'static str,
+    pub auth: &'a str,
+    /// Why a request was refused.
+    pub auth_reason: &'a str,
+    /// `login` (else `sub`) of a verified token.
+    pub user: &'a str,
+    /// `client_id` of a verified token.
+    pub client_id: &'a str,
+    /// `X-Request-Id`.
+    pub request_id: &'a str,
+    /// W3C trace id, 32 hex digits.
+    pub trace_id: &'a str,
+    /// `User-Agent`.
+    pub user_agent: &'a str,
+    /// `Mcp-Session-Id` of the request or its response.
+    pub mcp_session_id: &'a str,
+    /// The PROXY v2 header's authority TLV.
+    pub proxy_authority: &'a str,
+    /// Its unique id TLV, hex.
+    pub proxy_unique_id: &'a str,
+    /// Its ALPN TLV.
+    pub proxy_alpn: &'a str,
+    /// Its SSL TLV's version.
+    pub proxy_ssl_version: &'a str,
+    /// Its SSL TLV's `PP2_CLIENT_*` bits.
+    pub proxy_ssl_client: u32,
+    /// Its SSL TLV's verify result.
+    pub proxy_ssl_verify: u32,
 }
 
-impl Entry {
-    /// The complete record, named by `node_id`.
-    pub fn into_record(self, node_id: &str) -> AccessLogRecord {
-        let mut r = self.record;
-        node_id.clone_into(&mut r.node_id);
-        self.listener.clone_into(&mut r.listener);
-        self.method.as_str().clone_into(&mut r.method);
-        self.http_version.clone_into(&mut r.http_version);
-        self.auth.clone_into(&mut r.auth);
-        r
+/// One worker's records, encoded for the sinks that are on.
+#[derive(Debug, Default)]
+struct Chunk {
+    /// JSON lines (stdout sink).
+    json: Vec<u8>,
+    /// `AccessLogBatch.records` entries (control-plane sink).
+    proto: Vec<u8>,
+    records: usize,
+}
+
+impl Chunk {
+    fn with_capacity(sinks: Sinks) -> Self {
+        let room = |on: bool| {
+            if on {
+                Vec::with_capacity(BATCH * 512)
+            } else {
+                Vec::new()
+            }
+        };
+        Self {
+            json: room(sinks.stdout),
+            proto: room(sinks.control_plane),
+            records: 0,
+        }
     }
 }
 
 struct Recorder {
-    tx: mpsc::Sender<Vec<Entry>>,
+    tx: mpsc::Sender<Chunk>,
     counters: Arc<Counters>,
+    sinks: Sinks,
 }
 
 static RECORDER: OnceLock<Recorder> = OnceLock::new();
 static ENABLED: AtomicBool = AtomicBool::new(false);
+/// This data plane's `--node-id`, written into every record.
+static NODE_ID: OnceLock<Box<str>> = OnceLock::new();
 
 thread_local! {
     /// This worker's records not yet handed off.
-    static BUFFER: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
+    static BUFFER: RefCell<Chunk> = RefCell::new(Chunk::default());
 }
 
 /// Whether records are wanted: the request path skips building one otherwise.
@@ -152,18 +228,22 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// Queues `record` on this thread's buffer; hands the buffer off when it is full. Never
-/// blocks; a record that cannot be handed off is dropped and counted.
-pub fn record(record: Entry) {
+/// Encodes `fields` into this thread's buffers; hands them off when full. Never blocks; a
+/// record that cannot be handed off is dropped and counted.
+pub fn record(fields: &Fields<'_>) {
     let Some(recorder) = RECORDER.get() else {
         return;
     };
+    let node_id = NODE_ID.get().map_or("", |n| n);
     BUFFER.with_borrow_mut(|buf| {
-        if buf.capacity() == 0 {
-            buf.reserve_exact(BATCH);
+        if recorder.sinks.stdout {
+            json::write_line(&mut buf.json, node_id, fields);
         }
-        buf.push(record);
-        if buf.len() >= BATCH {
+        if recorder.sinks.control_plane {
+            proto::write_record(&mut buf.proto, node_id, fields);
+        }
+        buf.records += 1;
+        if buf.records >= BATCH || buf.json.len().max(buf.proto.len()) >= CHUNK_BYTES {
             hand_off(recorder, buf);
         }
     });
@@ -175,19 +255,19 @@ pub fn flush_this_thread() {
         return;
     };
     BUFFER.with_borrow_mut(|buf| {
-        if !buf.is_empty() {
+        if buf.records > 0 {
             hand_off(recorder, buf);
         }
     });
 }
 
-fn hand_off(recorder: &Recorder, buf: &mut Vec<Entry>) {
-    let batch = std::mem::replace(buf, Vec::with_capacity(BATCH));
-    if let Err(e) = recorder.tx.try_send(batch) {
-        let batch = match e {
-            mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => b,
+fn hand_off(recorder: &Recorder, buf: &mut Chunk) {
+    let chunk = std::mem::replace(buf, Chunk::with_capacity(recorder.sinks));
+    if let Err(e) = recorder.tx.try_send(chunk) {
+        let chunk = match e {
+            mpsc::error::TrySendError::Full(c) | mpsc::error::TrySendError::Closed(c) => c,
         };
-        recorder.counters.drop_records(batch.len());
+        recorder.counters.drop_records(chunk.records);
     }
 }
 
@@ -202,43 +282,92 @@ pub async fn flush_periodically() {
     }
 }
 
-/// The records waiting for the control plane, bounded by [`MAX_PENDING`].
+/// The records waiting for the control plane, as encoded chunks, bounded by
+/// [`MAX_PENDING`] records.
 #[derive(Debug, Default)]
 pub struct ShipQueue {
-    records: Mutex<VecDeque<AccessLogRecord>>,
+    chunks: Mutex<Pending>,
     ready: Notify,
 }
 
+#[derive(Debug, Default)]
+struct Pending {
+    /// Encoded `records` entries and how many records each holds.
+    chunks: VecDeque<(Bytes, usize)>,
+    records: usize,
+}
+
+/// A batch on its way: the encoded `AccessLogBatch` but its `dropped` field, and what it
+/// takes off the queue once acknowledged.
+#[derive(Debug)]
+struct Outgoing {
+    records: Bytes,
+    count: usize,
+    chunks: usize,
+}
+
 impl ShipQueue {
-    /// Queues `batch`, dropping (and counting) what does not fit.
-    fn push(&self, batch: Vec<AccessLogRecord>, counters: &Counters) {
-        let mut q = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        let room = MAX_PENDING.saturating_sub(q.len());
-        let len = batch.len();
-        q.extend(batch.into_iter().take(room));
-        drop(q);
-        if len > room {
-            counters.drop_records(len - room);
+    /// Queues a chunk of `count` encoded records, or drops (and counts) it when the queue
+    /// would exceed its bound.
+    fn push(&self, records: Bytes, count: usize, counters: &Counters) {
+        let mut q = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
+        if q.records + count > MAX_PENDING {
+            drop(q);
+            counters.drop_records(count);
+            return;
         }
+        q.records += count;
+        q.chunks.push_back((records, count));
+        drop(q);
         self.ready.notify_one();
     }
 
-    /// Up to [`SHIP_BATCH`] records from the front, copied: they stay queued until
-    /// [`ShipQueue::acknowledge`].
-    fn peek(&self) -> Vec<AccessLogRecord> {
-        let q = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        q.iter().take(SHIP_BATCH).cloned().collect()
+    /// Whole chunks from the front, up to [`SHIP_BATCH`] records (at least one chunk),
+    /// concatenated: they stay queued until [`ShipQueue::acknowledge`].
+    fn peek(&self) -> Option<Outgoing> {
+        let q = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut count, mut chunks, mut bytes) = (0, 0, 0);
+        for (b, n) in &q.chunks {
+            if chunks > 0 && count + n > SHIP_BATCH {
+                break;
+            }
+            count += n;
+            chunks += 1;
+            bytes += b.len();
+        }
+        if chunks == 0 {
+            return None;
+        }
+        let records = if chunks == 1 {
+            q.chunks[0].0.clone()
+        } else {
+            let mut all = BytesMut::with_capacity(bytes);
+            for (b, _) in q.chunks.iter().take(chunks) {
+                all.extend_from_slice(b);
+            }
+            all.freeze()
+        };
+        Some(Outgoing {
+            records,
+            count,
+            chunks,
+        })
     }
 
-    fn acknowledge(&self, n: usize) {
-        let mut q = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        let n = n.min(q.len());
-        q.drain(..n);
+    fn acknowledge(&self, chunks: usize) {
+        let mut q = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
+        let q = &mut *q;
+        let n = chunks.min(q.chunks.len());
+        let records: usize = q.chunks.drain(..n).map(|(_, count)| count).sum();
+        q.records -= records;
     }
 
     /// Records waiting.
     pub fn len(&self) -> usize {
-        self.records.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.chunks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .records
     }
 
     /// True when nothing waits.
@@ -255,10 +384,7 @@ pub struct Pipeline {
     pub counters: Arc<Counters>,
     /// Records for the control plane (empty unless that sink is on).
     pub queue: Arc<ShipQueue>,
-    rx: mpsc::Receiver<Vec<Entry>>,
-    sinks: Sinks,
-    /// Written into every record by the collector (not on the request path).
-    node_id: String,
+    rx: mpsc::Receiver<Chunk>,
 }
 
 /// Records dropped since start by the process-wide recorder, `None` when none is
@@ -281,6 +407,7 @@ pub fn install(sinks: Sinks) -> Option<Pipeline> {
         .set(Recorder {
             tx,
             counters: counters.clone(),
+            sinks,
         })
         .ok()?;
     ENABLED.store(true, Ordering::Relaxed);
@@ -288,55 +415,58 @@ pub fn install(sinks: Sinks) -> Option<Pipeline> {
         counters,
         queue: Arc::new(ShipQueue::default()),
         rx,
-        sinks,
-        node_id: String::new(),
     })
 }
 
 impl Pipeline {
-    /// Names this data plane in every record (`node_id`).
-    pub fn with_node_id(mut self, node_id: &str) -> Self {
-        node_id.clone_into(&mut self.node_id);
+    /// Names this data plane in every record (`node_id`; the first call wins).
+    pub fn with_node_id(self, node_id: &str) -> Self {
+        let _ = NODE_ID.set(node_id.into());
         self
     }
 
-    /// Runs the collector until every sender is gone: JSON lines to stdout, records to the
-    /// ship queue. Warns at most once a minute when records were dropped.
-    pub async fn collect(mut self) {
-        let mut stdout = tokio::io::BufWriter::new(tokio::io::stdout());
-        let mut line = Vec::with_capacity(512);
-        let mut warned_at = 0u64;
-        let mut last_warn = tokio::time::Instant::now();
-        while let Some(batch) = self.rx.recv().await {
-            if self.sinks.stdout {
-                line.clear();
-                for e in &batch {
-                    write_json_line(&mut line, &self.node_id, e);
-                    if line.len() >= 16 * 1024 {
+    /// Starts the collector on a thread of its own and returns: it writes the JSON chunks
+    /// to stdout (a blocking write, which is why it has its own thread rather than a
+    /// runtime's) and queues the protobuf chunks for the shipper, until every sender is
+    /// gone. Warns at most once a minute when records were dropped.
+    pub async fn collect(self) {
+        let Self {
+            counters,
+            queue,
+            mut rx,
+        } = self;
+        let spawned = std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || {
+                let mut stdout = std::io::stdout();
+                let mut warned_at = 0u64;
+                let mut last_warn = Instant::now();
+                while let Some(chunk) = rx.blocking_recv() {
+                    if !chunk.json.is_empty() {
                         // A closed stdout must not stop the control-plane sink.
-                        let _ = stdout.write_all(&line).await;
-                        line.clear();
+                        let _ = stdout.write_all(&chunk.json).and_then(|()| stdout.flush());
+                    }
+                    if !chunk.proto.is_empty() {
+                        // A queued chunk keeps its buffer for as long as the control plane
+                        // is behind: only what its records need (the worker reserved for
+                        // 64 long ones).
+                        let mut proto = chunk.proto;
+                        proto.shrink_to_fit();
+                        queue.push(proto.into(), chunk.records, &counters);
+                    }
+                    let dropped = counters.dropped.load(Ordering::Relaxed);
+                    if dropped > warned_at && last_warn.elapsed() >= Duration::from_secs(60) {
+                        tracing::warn!(
+                            dropped_total = dropped,
+                            "access-log records dropped: sinks slower than traffic"
+                        );
+                        warned_at = dropped;
+                        last_warn = Instant::now();
                     }
                 }
-                let _ = stdout.write_all(&line).await;
-                let _ = stdout.flush().await;
-            }
-            if self.sinks.control_plane {
-                let records = batch
-                    .into_iter()
-                    .map(|e| e.into_record(&self.node_id))
-                    .collect();
-                self.queue.push(records, &self.counters);
-            }
-            let dropped = self.counters.dropped.load(Ordering::Relaxed);
-            if dropped > warned_at && last_warn.elapsed() >= Duration::from_secs(60) {
-                tracing::warn!(
-                    dropped_total = dropped,
-                    "access-log records dropped: sinks slower than traffic"
-                );
-                warned_at = dropped;
-                last_warn = tokio::time::Instant::now();
-            }
+            });
+        if let Err(error) = spawned {
+            tracing::error!(%error, "cannot start the access-log collector; records are dropped");
         }
     }
 }
@@ -352,12 +482,12 @@ pub struct Shipper<S> {
 
 impl<S, F, E> Shipper<S>
 where
-    S: FnMut(AccessLogBatch) -> F,
+    S: FnMut(Bytes) -> F,
     F: std::future::Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
-    /// A shipper draining `pipeline`'s queue through `send` (one call per batch; `Ok`
-    /// means the control plane stored it).
+    /// A shipper draining `pipeline`'s queue through `send` (one call per encoded
+    /// `AccessLogBatch`; `Ok` means the control plane stored it).
     pub fn new(pipeline: &Pipeline, send: S) -> Self {
         Self {
             queue: pipeline.queue.clone(),
@@ -370,17 +500,25 @@ where
     pub async fn run(mut self) {
         let mut delay = Duration::from_millis(100);
         loop {
-            let records = self.queue.peek();
-            if records.is_empty() {
+            let Some(batch) = self.queue.peek() else {
                 self.queue.ready.notified().await;
                 continue;
-            }
-            let n = records.len();
+            };
             let dropped = self.counters.unreported.swap(0, Ordering::Relaxed);
-            match (self.send)(AccessLogBatch { records, dropped }).await {
+            let body = if dropped == 0 {
+                batch.records.clone()
+            } else {
+                let mut body = Vec::with_capacity(batch.records.len() + 11);
+                body.extend_from_slice(&batch.records);
+                proto::write_dropped(&mut body, dropped);
+                body.into()
+            };
+            match (self.send)(body).await {
                 Ok(()) => {
-                    self.queue.acknowledge(n);
-                    self.counters.shipped.fetch_add(n as u64, Ordering::Relaxed);
+                    self.queue.acknowledge(batch.chunks);
+                    self.counters
+                        .shipped
+                        .fetch_add(batch.count as u64, Ordering::Relaxed);
                     delay = Duration::from_millis(100);
                 }
                 Err(e) => {
@@ -443,187 +581,52 @@ fn is_secret_parameter(name: &str) -> bool {
     name.contains('%') || SECRET.iter().any(|s| name.eq_ignore_ascii_case(s))
 }
 
-/// Appends `r` as one JSON line (newline included) to `out`, written by hand: the field
-/// names, order and escaping are those of serde_json on [`Json`] (empty optional fields
-/// left out), which the tests check, at a fraction of its cost (no per-field dispatch, no
-/// timestamp `String`).
-fn write_json_line(out: &mut Vec<u8>, node_id: &str, e: &Entry) {
-    let r = &e.record;
-    out.extend_from_slice(b"{\"time\":\"");
-    write_rfc3339_nanos(out, r.time_unix_nanos);
-    out.push(b'"');
-    str_field(out, b"node_id", node_id);
-    str_field(out, b"listener", e.listener);
-    str_field(out, b"client_ip", &r.client_ip);
-    num_field(out, b"client_port", u64::from(r.client_port));
-    str_field(out, b"method", e.method.as_str());
-    str_field(out, b"host", &r.host);
-    str_field(out, b"path", &r.path);
-    opt_str_field(out, b"query", &r.query);
-    str_field(out, b"http_version", e.http_version);
-    num_field(out, b"status", u64::from(r.status));
-    num_field(out, b"request_body_bytes", r.request_body_bytes);
-    num_field(out, b"response_body_bytes", r.response_body_bytes);
-    num_field(out, b"duration_us", r.duration_micros);
-    num_field(out, b"upstream_ttfb_us", r.upstream_ttfb_micros);
-    opt_str_field(out, b"upstream", &r.upstream);
-    opt_str_field(out, b"proxy", &r.proxy);
-    opt_str_field(out, b"route", &r.route);
-    str_field(out, b"auth", e.auth);
-    opt_str_field(out, b"auth_reason", &r.auth_reason);
-    opt_str_field(out, b"user", &r.user);
-    opt_str_field(out, b"client_id", &r.client_id);
-    str_field(out, b"request_id", &r.request_id);
-    opt_str_field(out, b"trace_id", &r.trace_id);
-    opt_str_field(out, b"user_agent", &r.user_agent);
-    opt_str_field(out, b"mcp_session_id", &r.mcp_session_id);
-    opt_str_field(out, b"proxy_authority", &r.proxy_authority);
-    opt_str_field(out, b"proxy_unique_id", &r.proxy_unique_id);
-    opt_str_field(out, b"proxy_alpn", &r.proxy_alpn);
-    opt_str_field(out, b"proxy_ssl_version", &r.proxy_ssl_version);
-    if r.proxy_ssl_client != 0 || r.proxy_ssl_verify != 0 {
-        num_field(out, b"proxy_ssl_client", u64::from(r.proxy_ssl_client));
-        num_field(out, b"proxy_ssl_verify", u64::from(r.proxy_ssl_verify));
-    }
-    out.extend_from_slice(b"}\n");
-}
-
-fn field_name(out: &mut Vec<u8>, name: &[u8]) {
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(name);
-    out.extend_from_slice(b"\":");
-}
-
-fn str_field(out: &mut Vec<u8>, name: &[u8], value: &str) {
-    field_name(out, name);
-    escape_json(out, value);
-}
-
-fn opt_str_field(out: &mut Vec<u8>, name: &[u8], value: &str) {
-    if !value.is_empty() {
-        str_field(out, name, value);
-    }
-}
-
-fn num_field(out: &mut Vec<u8>, name: &[u8], value: u64) {
-    field_name(out, name);
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut v = value;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
-}
-
-/// `value` as a quoted JSON string, escaped as serde_json does: `"` and `\`, the short
-/// forms `\b \t \n \f \r`, other control characters as `\u00xx`; everything else (UTF-8
-/// included) copied in runs.
-fn escape_json(out: &mut Vec<u8>, value: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = value.as_bytes();
-    out.push(b'"');
-    let mut run = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let short = match b {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            0x08 => b'b',
-            b'\t' => b't',
-            b'\n' => b'n',
-            0x0c => b'f',
-            b'\r' => b'r',
-            0x00..=0x1f => b'u',
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[run..i]);
-        run = i + 1;
-        if short == b'u' {
-            out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0xf)],
-            ]);
-        } else {
-            out.extend_from_slice(&[b'\\', short]);
-        }
-    }
-    out.extend_from_slice(&bytes[run..]);
-    out.push(b'"');
-}
-
-/// Appends `v` zero-padded to `width` digits (more when it is wider).
-fn padded(out: &mut Vec<u8>, v: u64, width: usize) {
-    let mut buf = [b'0'; 20];
-    let mut i = buf.len();
-    let mut v = v;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    let start = i.min(buf.len() - width);
-    out.extend_from_slice(&buf[start..]);
-}
-
-/// `2026-12-07T03:38:00.123456789Z` from Unix nanoseconds (UTC, proleptic Gregorian).
-fn write_rfc3339_nanos(out: &mut Vec<u8>, nanos: i64) {
-    let secs = nanos.div_euclid(1_000_000_000);
-    let sub = nanos.rem_euclid(1_000_000_000) as u64;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400) as u64;
-    let (y, m, d) = civil_from_days(days);
-    if y < 0 {
-        out.push(b'-');
-    }
-    padded(out, y.unsigned_abs(), if y < 0 { 3 } else { 4 });
-    out.push(b'-');
-    padded(out, u64::from(m), 2);
-    out.push(b'-');
-    padded(out, u64::from(d), 2);
-    out.push(b'T');
-    padded(out, rem / 3600, 2);
-    out.push(b':');
-    padded(out, rem % 3600 / 60, 2);
-    out.push(b':');
-    padded(out, rem % 60, 2);
-    out.push(b'.');
-    padded(out, sub, 9);
-    out.push(b'Z');
-}
-
-/// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use portcullis_proto::v1::{AccessLogBatch, AccessLogRecord};
+    use prost::Message as _;
     use serde::Serialize;
 
-    /// The reference for [`write_json_line`]: serde_json on these fields (names as the seed's
+    /// The view of a decoded record (node id aside).
+    fn fields(r: &AccessLogRecord) -> Fields<'_> {
+        Fields {
+            time_unix_nanos: r.time_unix_nanos,
+            listener: &r.listener,
+            client_ip: &r.client_ip,
+            client_port: r.client_port,
+            method: &r.method,
+            host: &r.host,
+            path: &r.path,
+            query: &r.query,
+            http_version: &r.http_version,
+            status: r.status,
+            request_body_bytes: r.request_body_bytes,
+            response_body_bytes: r.response_body_bytes,
+            duration_micros: r.duration_micros,
+            upstream_ttfb_micros: r.upstream_ttfb_micros,
+            upstream: &r.upstream,
+            proxy: &r.proxy,
+            route: &r.route,
+            auth: &r.auth,
+            auth_reason: &r.auth_reason,
+            user: &r.user,
+            client_id: &r.client_id,
+            request_id: &r.request_id,
+            trace_id: &r.trace_id,
+            user_agent: &r.user_agent,
+            mcp_session_id: &r.mcp_session_id,
+            proxy_authority: &r.proxy_authority,
+            proxy_unique_id: &r.proxy_unique_id,
+            proxy_alpn: &r.proxy_alpn,
+            proxy_ssl_version: &r.proxy_ssl_version,
+            proxy_ssl_client: r.proxy_ssl_client,
+            proxy_ssl_verify: r.proxy_ssl_verify,
+        }
+    }
+
+    /// The reference for the JSON line: serde_json on these fields (names as the seed's
     /// and Traefik's logs use them).
     #[derive(Serialize)]
     struct Json<'a> {
@@ -679,6 +682,7 @@ mod tests {
 
     impl<'a> From<&'a AccessLogRecord> for Json<'a> {
         fn from(r: &'a AccessLogRecord) -> Self {
+            let ssl = r.proxy_ssl_client != 0 || r.proxy_ssl_verify != 0;
             Self {
                 time: rfc3339_nanos_reference(r.time_unix_nanos),
                 node_id: &r.node_id,
@@ -710,10 +714,8 @@ mod tests {
                 proxy_unique_id: &r.proxy_unique_id,
                 proxy_alpn: &r.proxy_alpn,
                 proxy_ssl_version: &r.proxy_ssl_version,
-                proxy_ssl_client: (r.proxy_ssl_client != 0 || r.proxy_ssl_verify != 0)
-                    .then_some(r.proxy_ssl_client),
-                proxy_ssl_verify: (r.proxy_ssl_client != 0 || r.proxy_ssl_verify != 0)
-                    .then_some(r.proxy_ssl_verify),
+                proxy_ssl_client: ssl.then_some(r.proxy_ssl_client),
+                proxy_ssl_verify: ssl.then_some(r.proxy_ssl_verify),
             }
         }
     }
@@ -724,13 +726,135 @@ mod tests {
         let sub = nanos.rem_euclid(1_000_000_000);
         let days = secs.div_euclid(86_400);
         let rem = secs.rem_euclid(86_400);
-        let (y, m, d) = civil_from_days(days);
+        let (y, m, d) = json::civil_from_days(days);
         format!(
             "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{sub:09}Z",
             rem / 3600,
             rem % 3600 / 60,
             rem % 60
         )
+    }
+
+    /// Records with every field, none, and odd ones: quotes, backslashes, control
+    /// characters, non-ASCII, long strings, extreme numbers.
+    fn samples() -> Vec<AccessLogRecord> {
+        let full = AccessLogRecord {
+            time_unix_nanos: 1_796_614_680_123_456_789,
+            node_id: "node-1".into(),
+            listener: "https".into(),
+            client_ip: "2001:db8::1".into(),
+            client_port: 65_535,
+            method: "GET".into(),
+            host: "app.example.com".into(),
+            path: "/a \"quoted\" \\ p\u{e9}th\u{1f600}\n\r\t\u{8}\u{c}\u{0}\u{1f}\u{7f}".into(),
+            query: "page=2".into(),
+            http_version: "HTTP/1.1".into(),
+            status: 200,
+            request_body_bytes: u64::MAX,
+            response_body_bytes: 0,
+            duration_micros: 1234,
+            upstream_ttfb_micros: 1000,
+            upstream: "127.0.0.1:8080".into(),
+            proxy: "app.example.com".into(),
+            route: "r1".into(),
+            auth: "admitted".into(),
+            auth_reason: "invalid_token".into(),
+            user: "octo\u{2028}cat".into(),
+            client_id: "cli".into(),
+            request_id: "0123456789abcdef0123456789abcdef".into(),
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+            user_agent: "curl/8.0 \"x\"".into(),
+            mcp_session_id: "s-1".into(),
+            proxy_authority: "app.example.com".into(),
+            proxy_unique_id: "00ff".into(),
+            proxy_alpn: "h2".into(),
+            proxy_ssl_version: "TLSv1.3".into(),
+            proxy_ssl_client: 5,
+            proxy_ssl_verify: 0,
+        };
+        let empty = AccessLogRecord {
+            time_unix_nanos: 951_782_400_000_000_000,
+            ..Default::default()
+        };
+        let minimal = AccessLogRecord {
+            node_id: "n\"2".into(),
+            listener: "http".into(),
+            method: "PROPFIND".into(),
+            http_version: "HTTP/2".into(),
+            auth: "none".into(),
+            request_id: "abc".into(),
+            status: 404,
+            time_unix_nanos: -1,
+            proxy_ssl_verify: 18,
+            ..Default::default()
+        };
+        let long = AccessLogRecord {
+            node_id: "n".into(),
+            path: format!("/{}\"{}", "p".repeat(300), "q".repeat(20_000)),
+            user_agent: "u\\".repeat(5000),
+            ..Default::default()
+        };
+        vec![full, empty, minimal, long]
+    }
+
+    #[test]
+    fn json_lines_equal_serde_json_output() {
+        for r in samples() {
+            let mut line = Vec::new();
+            json::write_line(&mut line, &r.node_id, &fields(&r));
+            let mut expected = serde_json::to_vec(&Json::from(&r)).expect("serialize");
+            expected.push(b'\n');
+            assert_eq!(
+                String::from_utf8(line).expect("utf-8"),
+                String::from_utf8(expected).expect("utf-8")
+            );
+        }
+    }
+
+    #[test]
+    fn protobuf_entries_equal_prost_output() {
+        let records = samples();
+        let mut out = Vec::new();
+        for r in &records {
+            proto::write_record(&mut out, &r.node_id, &fields(r));
+        }
+        proto::write_dropped(&mut out, 300);
+        let batch = AccessLogBatch {
+            records,
+            dropped: 300,
+        };
+        assert_eq!(out, batch.encode_to_vec());
+        assert_eq!(
+            AccessLogBatch::decode(out.as_slice()).expect("decode"),
+            batch
+        );
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        for (nanos, text) in [
+            (0, "1970-01-01T00:00:00.000000000Z"),
+            (1_796_614_680_123_456_789, "2026-12-07T03:38:00.123456789Z"),
+            (951_782_400_000_000_000, "2000-02-29T00:00:00.000000000Z"),
+            (i64::MAX, ""),
+            (-1, ""),
+        ] {
+            let r = AccessLogRecord {
+                time_unix_nanos: nanos,
+                ..Default::default()
+            };
+            let mut line = Vec::new();
+            json::write_line(&mut line, "", &fields(&r));
+            let reference = rfc3339_nanos_reference(nanos);
+            let expected = format!("{{\"time\":\"{reference}\"");
+            assert!(
+                String::from_utf8_lossy(&line).starts_with(&expected),
+                "{nanos}"
+            );
+            if !text.is_empty() {
+                assert_eq!(reference, text);
+            }
+        }
     }
 
     #[test]
@@ -760,148 +884,64 @@ mod tests {
         );
     }
 
-    fn rfc3339_nanos(nanos: i64) -> String {
+    /// `n` encoded records with paths `/0`, `/1`, ….
+    fn chunk(n: usize) -> Bytes {
         let mut out = Vec::new();
-        write_rfc3339_nanos(&mut out, nanos);
-        String::from_utf8(out).expect("ascii")
-    }
-
-    #[test]
-    fn hand_written_lines_equal_serde_json_output() {
-        let full = AccessLogRecord {
-            time_unix_nanos: 1_796_614_680_123_456_789,
-            client_ip: "2001:db8::1".into(),
-            client_port: 65_535,
-            host: "app.example.com".into(),
-            path: "/a \"quoted\" \\ p\u{e9}th\u{1f600}\n\r\t\u{8}\u{c}\u{0}\u{1f}\u{7f}".into(),
-            query: "page=2".into(),
-            status: 200,
-            request_body_bytes: u64::MAX,
-            response_body_bytes: 0,
-            duration_micros: 1234,
-            upstream_ttfb_micros: 1000,
-            upstream: "127.0.0.1:8080".into(),
-            proxy: "app.example.com".into(),
-            route: "r1".into(),
-            auth_reason: "invalid_token".into(),
-            user: "octo\u{2028}cat".into(),
-            client_id: "cli".into(),
-            request_id: "0123456789abcdef0123456789abcdef".into(),
-            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
-            user_agent: "curl/8.0 \"x\"".into(),
-            mcp_session_id: "s-1".into(),
-            proxy_authority: "app.example.com".into(),
-            proxy_unique_id: "00ff".into(),
-            proxy_alpn: "h2".into(),
-            proxy_ssl_version: "TLSv1.3".into(),
-            proxy_ssl_client: 5,
-            proxy_ssl_verify: 0,
-            ..Default::default()
-        };
-        let empty = AccessLogRecord {
-            time_unix_nanos: 951_782_400_000_000_000,
-            ..Default::default()
-        };
-        let minimal = AccessLogRecord {
-            request_id: "abc".into(),
-            status: 404,
-            ..Default::default()
-        };
-        let entries = [
-            Entry {
-                record: full,
-                listener: "https",
-                method: http::Method::GET,
-                http_version: "HTTP/1.1",
-                auth: "admitted",
-            },
-            Entry {
-                record: empty,
+        for i in 0..n {
+            let path = format!("/{i}");
+            let f = Fields {
+                path: &path,
                 ..Default::default()
-            },
-            Entry {
-                record: minimal,
-                listener: "http",
-                method: http::Method::from_bytes(b"PROPFIND").expect("method"),
-                http_version: "HTTP/2",
-                auth: "none",
-            },
-        ];
-        for (e, node_id) in entries.into_iter().zip(["node-1", "", "n\"2"]) {
-            let mut line = Vec::new();
-            write_json_line(&mut line, node_id, &e);
-            let r = e.into_record(node_id);
-            let mut expected = serde_json::to_vec(&Json::from(&r)).expect("serialize");
-            expected.push(b'\n');
-            assert_eq!(
-                String::from_utf8(line).expect("utf-8"),
-                String::from_utf8(expected).expect("utf-8")
-            );
+            };
+            proto::write_record(&mut out, "", &f);
         }
+        out.into()
+    }
+
+    fn decode(bytes: &[u8]) -> AccessLogBatch {
+        AccessLogBatch::decode(bytes).expect("an AccessLogBatch")
     }
 
     #[test]
-    fn timestamps_are_rfc3339_utc() {
-        for nanos in [
-            0,
-            1_796_614_680_123_456_789,
-            951_782_400_000_000_000,
-            i64::MAX,
-            -1,
-        ] {
-            assert_eq!(rfc3339_nanos(nanos), rfc3339_nanos_reference(nanos));
-        }
-        assert_eq!(rfc3339_nanos(0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(
-            rfc3339_nanos(1_796_614_680_123_456_789),
-            "2026-12-07T03:38:00.123456789Z"
-        );
-        assert_eq!(
-            rfc3339_nanos(951_782_400_000_000_000),
-            "2000-02-29T00:00:00.000000000Z"
-        );
-    }
-
-    #[test]
-    fn ship_queue_is_bounded_and_counts_drops() {
+    fn ship_queue_is_bounded_and_ships_whole_chunks() {
         let counters = Counters::default();
         let q = ShipQueue::default();
-        q.push(vec![AccessLogRecord::default(); MAX_PENDING - 1], &counters);
-        q.push(vec![AccessLogRecord::default(); 3], &counters);
+        for _ in 0..MAX_PENDING / BATCH {
+            q.push(chunk(BATCH), BATCH, &counters);
+        }
+        let room = MAX_PENDING % BATCH;
+        q.push(chunk(room + 1), room + 1, &counters);
+        q.push(chunk(room), room, &counters);
         assert_eq!(q.len(), MAX_PENDING);
-        assert_eq!(counters.dropped.load(Ordering::Relaxed), 2);
-        assert_eq!(q.peek().len(), SHIP_BATCH);
-        q.acknowledge(SHIP_BATCH);
-        assert_eq!(q.len(), MAX_PENDING - SHIP_BATCH);
+        assert_eq!(counters.dropped.load(Ordering::Relaxed), room as u64 + 1);
+        let out = q.peek().expect("a batch");
+        let whole = SHIP_BATCH / BATCH * BATCH;
+        assert_eq!((out.count, out.chunks), (whole, SHIP_BATCH / BATCH));
+        let batch = decode(&out.records);
+        assert_eq!(batch.records.len(), whole);
+        assert_eq!(batch.records[BATCH].path, "/0");
+        assert_eq!(batch.records[BATCH - 1].path, format!("/{}", BATCH - 1));
+        q.acknowledge(out.chunks);
+        assert_eq!(q.len(), MAX_PENDING - whole);
     }
 
     #[tokio::test]
     async fn unacknowledged_batches_are_kept_and_retried() {
-        let (tx, rx) = mpsc::channel(1);
+        let (_tx, rx) = mpsc::channel(1);
         let pipeline = Pipeline {
             counters: Arc::new(Counters::default()),
             queue: Arc::new(ShipQueue::default()),
             rx,
-            sinks: Sinks {
-                stdout: false,
-                control_plane: true,
-            },
-            node_id: String::new(),
         };
-        drop(tx);
         pipeline.counters.drop_records(7);
-        let record = |p: &str| AccessLogRecord {
-            path: p.into(),
-            ..Default::default()
-        };
-        pipeline
-            .queue
-            .push(vec![record("/a"), record("/b")], &Counters::default());
+        pipeline.queue.push(chunk(2), 2, &Counters::default());
+        pipeline.queue.push(chunk(1), 1, &Counters::default());
         let calls = Arc::new(Mutex::new(Vec::new()));
         let seen = calls.clone();
-        let shipper = Shipper::new(&pipeline, move |batch: AccessLogBatch| {
+        let shipper = Shipper::new(&pipeline, move |body: Bytes| {
             let seen = seen.clone();
             async move {
+                let batch = decode(&body);
                 let mut seen = seen.lock().expect("lock");
                 seen.push((batch.records.len(), batch.dropped));
                 // The first call fails: the control plane is restarting.
@@ -922,7 +962,7 @@ mod tests {
         task.abort();
         assert!(pipeline.queue.is_empty());
         // Same records and the same drop count resent after the failure.
-        assert_eq!(*calls.lock().expect("lock"), vec![(2, 7), (2, 7)]);
-        assert_eq!(pipeline.counters.shipped.load(Ordering::Relaxed), 2);
+        assert_eq!(*calls.lock().expect("lock"), vec![(3, 7), (3, 7)]);
+        assert_eq!(pipeline.counters.shipped.load(Ordering::Relaxed), 3);
     }
 }

@@ -1,26 +1,29 @@
 //! What one request did, for its access-log record ([`crate::access_log`]).
 //!
 //! [`Observe::start`] runs first in [`super::handle`] and takes the request's own facts
-//! (method, host, path, HTTP version, client, user agent, request id, `Mcp-Session-Id`).
-//! Each phase then adds what it decided through one small call: the proxy, the admission
-//! (route, user and `client_id` from the verified claims) or the refusal and its reason,
-//! the upstream and when its response head arrived. [`Observe::finish`] wraps the
-//! response body; when that body ends or is dropped (client gone, stream closed), or for
-//! a relayed WebSocket when the relay closes (bytes are those copied each way), the
-//! record is complete and [`Observation::finish`] hands it to the access log. That is the
-//! single point where a request is over: duration, status and upstream time are final.
+//! (method, host, path, HTTP version, client, user agent, request id, `Mcp-Session-Id`,
+//! the connection's PROXY v2 TLVs). Each phase then adds what it decided through one small
+//! call: the proxy (and the query string, if the proxy opts in), the admission (route,
+//! user and `client_id` from the verified claims) or the refusal and its reason, the
+//! upstream and when its response head arrived. [`Observe::finish`] wraps the response
+//! body; when that body ends or is dropped (client gone, stream closed), or for a relayed
+//! WebSocket when the relay closes (bytes are those copied each way), the record is
+//! complete and [`Observation::finish`] hands its [`access_log::Fields`] to the access
+//! log, which encodes them. That is the single point where a request is over: duration,
+//! status and upstream time are final.
 //!
 //! **Costs.** When [`access_log::enabled`] is false, [`Observe`] is `None` and every call
-//! is one branch: nothing is allocated or copied. When on: the record's free-form strings
-//! (client, host, path, request id, user agent, …; listener, method, HTTP version and
-//! auth travel as static strings in the [`access_log::Entry`]), one box for the
-//! observation and one for the wrapped response body.
+//! is one branch: nothing is allocated or copied. When on: the free-form strings (client,
+//! host, path, request id, user agent, …) are copied into one text buffer of the
+//! observation, and observations are recycled per worker thread ([`POOL`]), so a warm
+//! worker allocates nothing per request for its records but the response body's box.
 //!
 //! **Secrets.** Only the fields listed are copied; no header but `User-Agent`,
 //! `X-Request-Id` and `Mcp-Session-Id` is read, and the query string is recorded only for a
-//! proxy that opts in (`log_query`), through [`access_log::redact_query`], so `Authorization`, cookies, codes and tokens cannot reach a
-//! record.
+//! proxy that opts in (`log_query`), through [`access_log::redact_query`], so
+//! `Authorization`, cookies, codes and tokens cannot reach a record.
 
+use std::cell::RefCell;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -28,10 +31,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::USER_AGENT;
-use http::{HeaderName, HeaderValue, Request, Response, Version};
+use http::{HeaderName, HeaderValue, Method, Request, Response, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use portcullis_proto::v1::AccessLogRecord;
 use tokio::time::Instant;
 
 use super::host::RequestHost;
@@ -40,6 +42,7 @@ use super::{ConnInfo, Listener};
 use crate::access_log;
 use crate::answer::Rejection;
 use crate::body::{BoxError, Progress, ProxyBody};
+use crate::peer::ProxyHeader;
 use crate::upstream::Upstream;
 use crate::vhost::{Admitted, Proxy};
 
@@ -49,21 +52,73 @@ const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 #[derive(Debug, Default)]
 pub(crate) struct Observe(Option<Box<Observation>>);
 
+/// The record's free-form fields, each a span of [`Observation::text`].
+#[derive(Clone, Copy, Debug)]
+enum Text {
+    ClientIp,
+    Host,
+    Path,
+    Query,
+    Upstream,
+    Proxy,
+    Route,
+    AuthReason,
+    User,
+    ClientId,
+    RequestId,
+    TraceId,
+    UserAgent,
+    McpSessionId,
+    ProxyAuthority,
+    ProxyUniqueId,
+    ProxyAlpn,
+    ProxySslVersion,
+}
+
+const TEXTS: usize = Text::ProxySslVersion as usize + 1;
+
 /// One request's facts, gathered phase by phase; complete at [`Observation::finish`].
 #[derive(Debug)]
 pub struct Observation {
-    /// The record's free-form fields, and the fixed-vocabulary ones as static strings.
-    entry: access_log::Entry,
+    /// The free-form fields, one after the other (a replaced field leaves its old text
+    /// behind until the observation is recycled).
+    text: String,
+    /// Where each [`Text`] field is in `text` (empty when unset).
+    spans: [(u32, u32); TEXTS],
+    time_unix_nanos: i64,
     start: Instant,
     /// When the upstream's response head arrived; `None` when no upstream answered.
     upstream_head: Option<Instant>,
     /// The forwarded request body's progress (its bytes); `None` without a body.
     request_body: Option<Arc<Progress>>,
+    /// Bytes relayed to the upstream when there is no body to ask (WebSocket).
+    request_bytes: u64,
+    listener: &'static str,
+    method: Method,
+    http_version: &'static str,
+    auth: &'static str,
+    status: u16,
+    client_port: u16,
+    ssl_client: u8,
+    ssl_verify: u32,
+}
+
+/// Observations recycled per thread (with their text buffer's capacity), at most this many.
+const POOL_SIZE: usize = 256;
+/// A text buffer larger than this is not kept for the next request.
+const POOL_TEXT_BYTES: usize = 4096;
+
+thread_local! {
+    /// Finished observations of this thread, ready for the next request (boxed as
+    /// [`Observe`] holds them: moving one in or out of the pool is a pointer copy).
+    #[allow(clippy::vec_box)]
+    static POOL: RefCell<Vec<Box<Observation>>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Observe {
     /// Starts observing `req` (before anything about it is decided); `None` inside when
-    /// access logging is off. `started` is when the request path began (the metrics' clock too: one reading).
+    /// access logging is off. `started` is when the request path began (the metrics'
+    /// clock too: one reading).
     pub(crate) fn start<B>(
         conn: &ConnInfo,
         req: &Request<B>,
@@ -73,61 +128,63 @@ impl Observe {
         if !access_log::enabled() {
             return Self(None);
         }
+        let mut o = POOL
+            .with_borrow_mut(Vec::pop)
+            .unwrap_or_else(|| Box::new(Observation::new()));
         let headers = req.headers();
-        let text = |v: Option<&HeaderValue>| {
-            v.and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let host = req
-            .uri()
-            .host()
-            .map(str::to_owned)
-            .unwrap_or_else(|| text(headers.get(http::header::HOST)));
+        fn text(v: Option<&HeaderValue>) -> &str {
+            v.and_then(|v| v.to_str().ok()).unwrap_or_default()
+        }
         // The same client every decision sees: the PROXY header's source, or the rightmost
         // untrusted `X-Forwarded-For` entry behind a trusted forwarder.
         let client = conn.client_of(headers);
-        let mut record = AccessLogRecord {
-            time_unix_nanos: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
-            client_ip: text(Some(&client.header)),
-            client_port: u32::from(conn.client_port_for(client.ip)),
-            host,
-            path: req.uri().path().to_owned(),
-            request_id: text(Some(request_id)),
-            user_agent: text(headers.get(USER_AGENT)),
-            mcp_session_id: text(headers.get(MCP_SESSION_ID)),
-            trace_id: crate::trace::trace_id_of(req).map(hex).unwrap_or_default(),
-            ..Default::default()
-        };
-        if let Some(h) = conn.proxy_header() {
-            balancer_tlvs(&mut record, h);
+        o.set(Text::ClientIp, text(Some(&client.header)));
+        o.client_port = conn.client_port_for(client.ip);
+        // The three headers read, in one pass over the few a request has (three hashed
+        // look-ups cost more); the first value of each, as `HeaderMap::get` gives.
+        let (mut host, mut user_agent, mut mcp_session) = (None, None, None);
+        for (name, value) in headers {
+            if *name == http::header::HOST {
+                host.get_or_insert(value);
+            } else if *name == USER_AGENT {
+                user_agent.get_or_insert(value);
+            } else if *name == MCP_SESSION_ID {
+                mcp_session.get_or_insert(value);
+            }
         }
-        let entry = access_log::Entry {
-            record,
-            listener: match conn.listener {
-                Listener::Http { .. } => "http",
-                Listener::Https => "https",
-            },
-            method: req.method().clone(),
-            http_version: version(req.version()),
-            auth: "none",
+        match req.uri().host() {
+            Some(host) => o.set(Text::Host, host),
+            None => o.set(Text::Host, text(host)),
+        }
+        o.set(Text::Path, req.uri().path());
+        o.set(Text::RequestId, text(Some(request_id)));
+        o.set(Text::UserAgent, text(user_agent));
+        o.set(Text::McpSessionId, text(mcp_session));
+        if let Some(id) = crate::trace::trace_id_of(req) {
+            o.set_hex(Text::TraceId, &id);
+        }
+        if let Some(h) = conn.proxy_header() {
+            o.balancer_tlvs(h);
+        }
+        o.time_unix_nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        o.start = Instant::from_std(started);
+        o.listener = match conn.listener {
+            Listener::Http { .. } => "http",
+            Listener::Https => "https",
         };
-        Self(Some(Box::new(Observation {
-            entry,
-            start: Instant::from_std(started),
-            upstream_head: None,
-            request_body: None,
-        })))
+        o.method = req.method().clone();
+        o.http_version = version(req.version());
+        Self(Some(o))
     }
 
     /// Phase 0: the path as normalised (what every later phase and the upstream see).
     pub(crate) fn path(&mut self, path: &str) {
         if let Some(o) = &mut self.0
-            && o.entry.record.path != path
+            && o.get(Text::Path) != path
         {
-            path.clone_into(&mut o.entry.record.path);
+            o.set(Text::Path, path);
         }
     }
 
@@ -139,11 +196,11 @@ impl Observe {
             if proxy.log_query()
                 && let Some(query) = query
             {
-                o.entry.record.query = access_log::redact_query(query, true);
+                o.set(Text::Query, &access_log::redact_query(query, true));
             }
-            proxy.hostname().clone_into(&mut o.entry.record.proxy);
-            if o.entry.record.host != host.name() {
-                host.name().clone_into(&mut o.entry.record.host);
+            o.set(Text::Proxy, proxy.hostname());
+            if o.get(Text::Host) != host.name() {
+                o.set(Text::Host, host.name());
             }
         }
     }
@@ -153,17 +210,17 @@ impl Observe {
     pub(crate) fn admitted(&mut self, admitted: &Admitted<'_>) {
         let Some(o) = &mut self.0 else { return };
         if let Some(route) = admitted.route() {
-            route.id().clone_into(&mut o.entry.record.route);
+            o.set(Text::Route, route.id());
         }
         if let Some(claims) = admitted.claims() {
-            o.entry.auth = "admitted";
+            o.auth = "admitted";
             let user = if claims.login.is_empty() {
                 &claims.sub
             } else {
                 &claims.login
             };
-            user.clone_into(&mut o.entry.record.user);
-            claims.client_id.clone_into(&mut o.entry.record.client_id);
+            o.set(Text::User, user);
+            o.set(Text::ClientId, &claims.client_id);
         }
     }
 
@@ -172,14 +229,14 @@ impl Observe {
     /// challenge, else the status code.
     pub(crate) fn refused(&mut self, rejection: &Rejection) {
         let Some(o) = &mut self.0 else { return };
-        o.entry.auth = "refused";
-        o.entry.record.auth_reason = refusal_reason(rejection);
+        o.auth = "refused";
+        o.set(Text::AuthReason, &refusal_reason(rejection));
     }
 
     /// Phase 3: the upstream the request goes to.
     pub(crate) fn upstream(&mut self, upstream: &Upstream) {
         if let Some(o) = &mut self.0 {
-            o.entry.record.upstream = upstream.target().authority().as_str().to_owned();
+            o.set(Text::Upstream, upstream.target().authority().as_str());
         }
     }
 
@@ -203,14 +260,14 @@ impl Observe {
         let Some(mut o) = self.0 else {
             return response;
         };
-        o.entry.record.status = u32::from(response.status().as_u16());
-        if o.entry.record.mcp_session_id.is_empty()
+        o.status = response.status().as_u16();
+        if o.get(Text::McpSessionId).is_empty()
             && let Some(id) = response
                 .headers()
                 .get(MCP_SESSION_ID)
                 .and_then(|v| v.to_str().ok())
         {
-            id.clone_into(&mut o.entry.record.mcp_session_id);
+            o.set(Text::McpSessionId, id);
         }
         if let Some(closed) = response
             .extensions_mut()
@@ -220,7 +277,7 @@ impl Observe {
             tokio::spawn(async move {
                 let (to_upstream, to_client) = closed.await.unwrap_or_default();
                 o.request_body = None;
-                o.entry.record.request_body_bytes = to_upstream;
+                o.request_bytes = to_upstream;
                 o.finish(to_client, Instant::now());
             });
             return response;
@@ -238,35 +295,137 @@ impl Observe {
 }
 
 impl Observation {
-    /// The request is over (its response body ended, or was dropped at `end`): completes
-    /// the record and hands it to the access log. The one place every observed request
-    /// passes exactly once; per-request metrics belong here.
-    fn finish(mut self, response_bytes: u64, end: Instant) {
-        let total = end.saturating_duration_since(self.start);
-        let upstream = self.upstream_duration();
-        let r = &mut self.entry.record;
-        r.response_body_bytes = response_bytes;
-        if let Some(progress) = &self.request_body {
-            r.request_body_bytes = progress.bytes();
+    fn new() -> Self {
+        Self {
+            text: String::with_capacity(256),
+            spans: [(0, 0); TEXTS],
+            time_unix_nanos: 0,
+            start: Instant::now(),
+            upstream_head: None,
+            request_body: None,
+            request_bytes: 0,
+            listener: "",
+            method: Method::GET,
+            http_version: "",
+            auth: "none",
+            status: 0,
+            client_port: 0,
+            ssl_client: 0,
+            ssl_verify: 0,
         }
-        r.duration_micros = micros(total);
-        r.upstream_ttfb_micros = upstream.map_or(0, micros);
-        access_log::record(self.entry);
     }
 
-    /// The proxy's hostname (empty when the host matched none).
-    pub fn proxy(&self) -> &str {
-        &self.entry.record.proxy
+    fn set(&mut self, field: Text, value: &str) {
+        let start = self.text.len();
+        self.text.push_str(value);
+        self.spans[field as usize] = (start as u32, self.text.len() as u32);
     }
 
-    /// The request method.
-    pub fn method(&self) -> &str {
-        self.entry.method.as_str()
+    /// `bytes` as lower-case hex.
+    fn set_hex(&mut self, field: Text, bytes: &[u8]) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let start = self.text.len();
+        for b in bytes {
+            self.text.push(char::from(HEX[usize::from(b >> 4)]));
+            self.text.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        self.spans[field as usize] = (start as u32, self.text.len() as u32);
     }
 
-    /// The response status.
-    pub fn status(&self) -> u32 {
-        self.entry.record.status
+    fn get(&self, field: Text) -> &str {
+        let (start, end) = self.spans[field as usize];
+        self.text
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    }
+
+    /// The TLVs of the connection's PROXY v2 header: authority, unique id (hex), ALPN,
+    /// SSL.
+    fn balancer_tlvs(&mut self, h: &ProxyHeader) {
+        if let Some(a) = &h.authority {
+            self.set(Text::ProxyAuthority, a);
+        }
+        if let Some(id) = &h.unique_id {
+            self.set_hex(Text::ProxyUniqueId, id);
+        }
+        if let Some(alpn) = &h.alpn {
+            self.set(Text::ProxyAlpn, &String::from_utf8_lossy(alpn));
+        }
+        if let Some(ssl) = &h.ssl {
+            self.ssl_client = ssl.client;
+            self.ssl_verify = ssl.verify;
+            self.set(
+                Text::ProxySslVersion,
+                ssl.version.as_deref().unwrap_or_default(),
+            );
+        }
+    }
+
+    /// The request is over (its response body ended, or was dropped at `end`): hands the
+    /// record to the access log and the observation back to this thread's pool. The one
+    /// place every observed request passes exactly once; per-request metrics belong here.
+    fn finish(self: Box<Self>, response_bytes: u64, end: Instant) {
+        let total = end.saturating_duration_since(self.start);
+        let request_bytes = match &self.request_body {
+            Some(progress) => progress.bytes(),
+            None => self.request_bytes,
+        };
+        let o = &*self;
+        access_log::record(&access_log::Fields {
+            time_unix_nanos: o.time_unix_nanos,
+            listener: o.listener,
+            client_ip: o.get(Text::ClientIp),
+            client_port: u32::from(o.client_port),
+            method: o.method.as_str(),
+            host: o.get(Text::Host),
+            path: o.get(Text::Path),
+            query: o.get(Text::Query),
+            http_version: o.http_version,
+            status: u32::from(o.status),
+            request_body_bytes: request_bytes,
+            response_body_bytes: response_bytes,
+            duration_micros: micros(total),
+            upstream_ttfb_micros: o.upstream_duration().map_or(0, micros),
+            upstream: o.get(Text::Upstream),
+            proxy: o.get(Text::Proxy),
+            route: o.get(Text::Route),
+            auth: o.auth,
+            auth_reason: o.get(Text::AuthReason),
+            user: o.get(Text::User),
+            client_id: o.get(Text::ClientId),
+            request_id: o.get(Text::RequestId),
+            trace_id: o.get(Text::TraceId),
+            user_agent: o.get(Text::UserAgent),
+            mcp_session_id: o.get(Text::McpSessionId),
+            proxy_authority: o.get(Text::ProxyAuthority),
+            proxy_unique_id: o.get(Text::ProxyUniqueId),
+            proxy_alpn: o.get(Text::ProxyAlpn),
+            proxy_ssl_version: o.get(Text::ProxySslVersion),
+            proxy_ssl_client: u32::from(o.ssl_client),
+            proxy_ssl_verify: o.ssl_verify,
+        });
+        self.recycle();
+    }
+
+    /// Clears this observation and keeps it for this thread's next request.
+    fn recycle(mut self: Box<Self>) {
+        if self.text.capacity() > POOL_TEXT_BYTES {
+            return;
+        }
+        self.text.clear();
+        self.spans = [(0, 0); TEXTS];
+        self.upstream_head = None;
+        self.request_body = None;
+        self.request_bytes = 0;
+        self.auth = "none";
+        self.status = 0;
+        self.ssl_client = 0;
+        self.ssl_verify = 0;
+        POOL.with_borrow_mut(|pool| {
+            if pool.len() < POOL_SIZE {
+                pool.push(self);
+            }
+        });
     }
 
     /// Time from the start of the request to its upstream's response head; `None` when
@@ -357,43 +516,4 @@ impl Drop for ObservedBody {
             o.finish(self.bytes, self.ended.unwrap_or_else(Instant::now));
         }
     }
-}
-
-/// The TLVs of the connection's PROXY v2 header: authority, unique id (hex), ALPN, SSL.
-fn balancer_tlvs(r: &mut AccessLogRecord, h: &crate::peer::ProxyHeader) {
-    if let Some(a) = &h.authority {
-        r.proxy_authority = a.to_string();
-    }
-    if let Some(id) = &h.unique_id {
-        r.proxy_unique_id = hex_bytes(id);
-    }
-    if let Some(alpn) = &h.alpn {
-        r.proxy_alpn = String::from_utf8_lossy(alpn).into_owned();
-    }
-    if let Some(ssl) = &h.ssl {
-        r.proxy_ssl_client = u32::from(ssl.client);
-        r.proxy_ssl_verify = ssl.verify;
-        r.proxy_ssl_version = ssl.version.as_deref().unwrap_or_default().to_owned();
-    }
-}
-
-fn hex_bytes(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-    out
-}
-
-/// Lower-case hex of a W3C trace id, as the collector and `traceparent` show it.
-fn hex(id: [u8; 16]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(32);
-    for b in id {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-    out
 }
