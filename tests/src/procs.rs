@@ -26,12 +26,14 @@ async fn announced<const N: usize>(
     Some(keys.map(|key| listening_addr(&line, key)))
 }
 
-/// Path of a workspace binary built by `cargo build`.
+/// Path of a workspace binary built by `cargo build` (`PORTCULLIS_TEST_PROFILE=release`:
+/// by `cargo build --release`, for measurements).
 pub fn bin(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let path = target.join("debug").join(name);
+    let profile = std::env::var("PORTCULLIS_TEST_PROFILE").unwrap_or_else(|_| "debug".into());
+    let path = target.join(profile).join(name);
     assert!(
         path.exists(),
         "{} missing: run `cargo build --workspace --bins` first",
@@ -174,6 +176,11 @@ impl ControlPlane {
     /// Stops it (SIGKILL).
     pub fn kill(&mut self) {
         self.proc.kill();
+    }
+
+    /// The OS process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.pid()
     }
 
     /// Runs the CLI as admin; panics unless it succeeds, returning stdout.
@@ -324,6 +331,15 @@ impl DataPlane {
     /// Enrols and starts one with further command-line arguments, waiting until it is ready.
     pub async fn start_args(cp: &ControlPlane, node_id: &str, args: &[&str]) -> Self {
         let mut dp = Self::new(cp, node_id);
+        dp.extra_args = args.iter().map(|a| (*a).to_owned()).collect();
+        dp.restart().await;
+        dp
+    }
+
+    /// As [`DataPlane::start_args`], its plain-HTTP listener on `http_port` (0: any).
+    pub async fn start_on(cp: &ControlPlane, node_id: &str, http_port: u16, args: &[&str]) -> Self {
+        let mut dp = Self::new(cp, node_id);
+        dp.http_port = http_port;
         dp.extra_args = args.iter().map(|a| (*a).to_owned()).collect();
         dp.restart().await;
         dp
