@@ -32,6 +32,8 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 # busybox-static (no registry is reached).
 command -v dockerd >/dev/null || missing+=(docker.io)
 [ -x /bin/busybox ] || missing+=(busybox-static)
+# systemd-analyze checks the systemd units in deploy/systemd offline.
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq
@@ -76,5 +78,7 @@ python3 tests/import_cycles.py data-plane/src control-plane/src cli/src proto/sr
 # The benchmark is not run here (nothing asserts a time), but its report parsers are checked.
 python3 bench/report.py --selftest
 cargo build --workspace --bins
+# The systemd units: verified and their sandboxes rated by systemd-analyze.
+deploy/systemd/check.sh target/debug
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace --no-fail-fast "$@"
