@@ -119,6 +119,16 @@ async fn create_proxy(cp: &ControlPlane, host: &str, target: &str) -> reqwest::R
         .expect("proxy create request")
 }
 
+/// Status and body of an unauthenticated GET of `path` on `cp`'s HTTP listener.
+async fn probe(cp: &ControlPlane, path: &str) -> (u16, String) {
+    let r = http_client()
+        .get(format!("{}{path}", cp.http))
+        .send()
+        .await
+        .expect("probe");
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
 /// Waits until every data plane serves `host` (the backend answers through it).
 async fn served_everywhere(dps: &[&DataPlane], host: &str, within: Duration) {
     for dp in dps {
@@ -342,6 +352,12 @@ async fn two_control_planes_lose_redis_and_the_lease_holder_without_failing_a_re
     for dp in dps {
         assert_eq!(dp.get("load.test", "/").await.status(), StatusCode::OK);
     }
+    // Not ready (an orchestrator stops routing to it) but alive (it is not restarted).
+    assert_eq!(
+        probe(&a, "/readyz").await,
+        (503, "store unreachable\n".into())
+    );
+    assert_eq!(probe(&b, "/healthz").await, (200, "ok\n".into()));
     tokio::time::sleep(Duration::from_secs(10).saturating_sub(down_at.elapsed())).await;
     redis.restart().await;
     // Nothing lost: the append-only file had every acknowledged write.
@@ -355,6 +371,10 @@ async fn two_control_planes_lose_redis_and_the_lease_holder_without_failing_a_re
         "0",
         "a refused write left nothing"
     );
+    for cp in [&a, &b] {
+        let ready = || async { (probe(cp, "/readyz").await.0 == 200).then_some(()) };
+        eventually(Duration::from_secs(10), "ready again", ready).await;
+    }
     // Recovered without restarts: writes land through either control plane, and reach every
     // data plane (those streaming from the other control plane through the resubscribed
     // notifications).
