@@ -143,7 +143,10 @@ impl ControlPlane {
             .arg(self.data_dir.path())
             .args(["--http-listen", &format!("127.0.0.1:{}", self.http_port)])
             .args(["--grpc-listen", &format!("127.0.0.1:{}", self.grpc_port)])
-            .env("PORTCULLIS_LOG", "warn");
+            .env(
+                "PORTCULLIS_LOG",
+                std::env::var("PORTCULLIS_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            );
         if let Some(url) = &self.redis_url {
             cmd.args(["--redis-url", url]);
         }
@@ -396,7 +399,10 @@ impl DataPlane {
             .arg("--cache-dir")
             .arg(self.cache_dir.path())
             .args(&self.extra_args)
-            .env("PORTCULLIS_LOG", "warn");
+            .env(
+                "PORTCULLIS_LOG",
+                std::env::var("PORTCULLIS_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            );
         let (proc, line) = Proc::spawn_announcing(&mut cmd, "portcullis-data-plane listening ");
         (self.proc, self.announcement) = (proc, Some(line));
     }
