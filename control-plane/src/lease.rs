@@ -55,6 +55,18 @@ struct LeaseRecord {
     expires_at_ms: u64,
 }
 
+/// `HOST/PID/RANDOM`: who holds a lease, readable in the store by an operator (and tests).
+fn holder_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    format!(
+        "{host}/{}/{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
 fn lease_key(name: &str) -> String {
     format!("lease:{name}")
 }
@@ -110,7 +122,7 @@ impl Leases {
     pub fn with_ttl(store: Store, ttl: Duration) -> Self {
         Self {
             store,
-            holder: format!("{:016x}", rand::random::<u64>()).into(),
+            holder: holder_id().into(),
             ttl: ttl.max(Duration::from_secs(1)),
         }
     }

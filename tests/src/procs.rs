@@ -26,12 +26,14 @@ async fn announced<const N: usize>(
     Some(keys.map(|key| listening_addr(&line, key)))
 }
 
-/// Path of a workspace binary built by `cargo build`.
+/// Path of a workspace binary built by `cargo build` (`PORTCULLIS_TEST_PROFILE=release`:
+/// by `cargo build --release`, for measurements).
 pub fn bin(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let path = target.join("debug").join(name);
+    let profile = std::env::var("PORTCULLIS_TEST_PROFILE").unwrap_or_else(|_| "debug".into());
+    let path = target.join(profile).join(name);
     assert!(
         path.exists(),
         "{} missing: run `cargo build --workspace --bins` first",
@@ -167,7 +169,10 @@ impl ControlPlane {
             .arg(self.data_dir.path())
             .args(["--http-listen", &format!("127.0.0.1:{}", self.http_port)])
             .args(["--grpc-listen", &format!("127.0.0.1:{}", self.grpc_port)])
-            .env("PORTCULLIS_LOG", "warn");
+            .env(
+                "PORTCULLIS_LOG",
+                std::env::var("PORTCULLIS_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            );
         if let Some(url) = &self.redis_url {
             cmd.args(["--redis-url", url]);
         }
@@ -213,6 +218,11 @@ impl ControlPlane {
     /// Stops it (SIGKILL).
     pub fn kill(&mut self) {
         self.proc.kill();
+    }
+
+    /// The OS process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.pid()
     }
 
     /// Runs the CLI as admin; panics unless it succeeds, returning stdout.
@@ -368,6 +378,15 @@ impl DataPlane {
         dp
     }
 
+    /// As [`DataPlane::start_args`], its plain-HTTP listener on `http_port` (0: any).
+    pub async fn start_on(cp: &ControlPlane, node_id: &str, http_port: u16, args: &[&str]) -> Self {
+        let mut dp = Self::new(cp, node_id);
+        dp.http_port = http_port;
+        dp.extra_args = args.iter().map(|a| (*a).to_owned()).collect();
+        dp.restart().await;
+        dp
+    }
+
     fn new(cp: &ControlPlane, node_id: &str) -> Self {
         let token = cp.enrolment_token(node_id);
         Self {
@@ -419,7 +438,10 @@ impl DataPlane {
             .arg("--cache-dir")
             .arg(self.cache_dir.path())
             .args(&self.extra_args)
-            .env("PORTCULLIS_LOG", "warn");
+            .env(
+                "PORTCULLIS_LOG",
+                std::env::var("PORTCULLIS_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            );
         let (proc, line) = Proc::spawn_announcing(&mut cmd, "portcullis-data-plane listening ");
         (self.proc, self.announcement) = (proc, Some(line));
     }

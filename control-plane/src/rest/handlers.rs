@@ -14,6 +14,8 @@ type ApiResult<T> = Result<T, ApiError>;
 pub(super) fn routes() -> axum::Router<ApiState> {
     axum::Router::new()
         .route("/health", get(health))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route(
             "/api/v1/proxy/targets",
             get(list_proxies).post(create_proxy),
@@ -92,6 +94,27 @@ pub(super) async fn health(State(cp): Cp) -> (StatusCode, Json<Health>) {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(h))
+}
+
+/// Liveness: the process answers. It does not look at the store, so an orchestrator does
+/// not restart every control plane while Redis is away (they recover by themselves).
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "`ok`", body = String)))]
+pub(super) async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: the store answers (one revision read), so this control plane can take
+/// API calls and config streams; 503 while it cannot.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, description = "`ready`", body = String),
+        (status = 503, description = "`store unreachable`", body = String)))]
+pub(super) async fn readyz(State(cp): Cp) -> (StatusCode, &'static str) {
+    if cp.health().await.store_ok {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n")
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/proxy/targets", tag = "proxies", security(("bearer" = [])),

@@ -10,7 +10,7 @@ use super::handlers;
 #[openapi(
     info(title = "Portcullis control plane API", description = "Manage proxies, routes, services, tokens and data planes."),
     paths(
-        handlers::health,
+        handlers::health, handlers::healthz, handlers::readyz,
         handlers::list_proxies, handlers::create_proxy, handlers::get_proxy, handlers::update_proxy, handlers::delete_proxy,
         handlers::set_proxy_auth, handlers::get_proxy_auth, handlers::clear_proxy_auth,
         handlers::set_proxy_resource, handlers::get_proxy_resource, handlers::clear_proxy_resource,
