@@ -202,6 +202,10 @@ pub struct ClientRecord {
     pub created_at: i64,
     /// Whether this is a Client ID Metadata Document (fetched, not registered).
     pub metadata_document: bool,
+    /// Registered by an admin (or built in), so its name is vouched for; `false` (also for
+    /// records from before this field) marks a self-registered client as unverified.
+    #[serde(default)]
+    pub admin_registered: bool,
 }
 
 /// A login in progress: from `/authorize` until a code is issued (or refused).
