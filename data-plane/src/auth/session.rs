@@ -39,11 +39,15 @@ use super::allow::Allowlist;
 use super::invalid;
 use super::paths::PublicPaths;
 use super::{Claims, IdentityHeaders, Origin, Verdict, Verifier};
-use crate::answer::Rejection;
+use crate::answer::{Action, Page, Rejection, is_page_load};
 use crate::body::{self, ForwardBody, ProxyBody};
 use crate::spec::InvalidField;
 use crate::spec::RouteAccess;
 use crate::upstream::{ClientCache, DEFAULT_IDLE_TIMEOUT, HttpClient};
+
+mod refusal;
+
+use refusal::{Refusal, query_value, refuse, retry_href};
 
 /// Paths under this prefix belong to Portcullis on a redirect-mode proxy.
 pub(crate) const RESERVED_PREFIX: &str = "/.portcullis/";
@@ -276,10 +280,16 @@ impl SessionAuth {
             match self.session_claims(origin, path, value) {
                 // Logging in again would not change scopes or who the user is: refuse.
                 Ok(claims) if !has_all(&route.required_scopes, &claims.scope) => {
+                    if is_page_load(method, headers) {
+                        return Err(refused_session(origin, &claims, true));
+                    }
                     return Err(Rejection::session_lacks_scope());
                 }
                 Ok(claims) if !self.allow.permits(&claims) => {
                     tracing::debug!(sub = %claims.sub, "user not on the proxy's allowlist");
+                    if is_page_load(method, headers) {
+                        return Err(refused_session(origin, &claims, false));
+                    }
                     return Err(Rejection::not_allowed());
                 }
                 Ok(claims) => return Ok(Verdict::Authenticated(claims)),
@@ -307,9 +317,12 @@ impl SessionAuth {
         let answer = if !origin.is_well_formed() {
             Rejection::bad_request("malformed Host header")
         } else if path == LOGIN {
-            self.start_login(origin, safe_return(query_param(req.uri(), "rd")))
+            // Decoded (the refusal pages' "try again" links encode it), then checked.
+            let rd = refusal::query_value(req.uri(), "rd", 2049);
+            self.start_login(origin, safe_return(rd.as_deref()))
         } else if path == CALLBACK {
-            self.callback(origin, req.uri(), req.headers()).await
+            let page = is_page_load(req.method(), req.headers());
+            self.callback(origin, req.uri(), req.headers(), page).await
         } else if path == LOGOUT {
             self.logout(req.headers()).await
         } else {
@@ -396,50 +409,132 @@ impl SessionAuth {
         }
     }
 
-    /// The authorization response: state check, code exchange, session cookie.
-    async fn callback(&self, origin: &Origin<'_>, uri: &Uri, headers: &HeaderMap) -> Rejection {
+    /// The authorization response: state check, code exchange, session cookie. Failures
+    /// are pages for a browser (`page`), JSON otherwise; the login cookie is cleared.
+    async fn callback(
+        &self,
+        origin: &Origin<'_>,
+        uri: &Uri,
+        headers: &HeaderMap,
+        page: bool,
+    ) -> Rejection {
         let clear_login = clear_cookie(LOGIN_COOKIE);
         let Some(login) = cookie(headers, LOGIN_COOKIE)
             .and_then(|v| self.key.open(LOGIN_COOKIE, v))
             .and_then(|plain| LoginState::decode(&plain))
             .filter(|l| now().saturating_sub(l.issued_at) <= LOGIN_TTL_SECS)
         else {
-            return Rejection::text_with(
+            return refuse(
+                page,
                 StatusCode::BAD_REQUEST,
-                "400 Bad Request: no login in progress in this browser, or it expired; reload the page to log in again\n",
-                vec![clear_login],
+                "invalid_request",
+                "no login in progress in this browser, or it expired; reload the page to log in again",
+                &Page {
+                    title: "Sign-in expired",
+                    lead: "No sign-in is in progress in this browser, or it took longer than \
+                           10 minutes. Start again.",
+                    who: None,
+                    detail: None,
+                    actions: &[Action {
+                        href: LOGIN,
+                        label: "Sign in again",
+                        primary: true,
+                    }],
+                },
+                clear_login,
             );
         };
+        let again = retry_href(&login.return_to);
+        let try_again = [Action {
+            href: &again,
+            label: "Try again",
+            primary: true,
+        }];
         let state = query_param(uri, "state").unwrap_or_default();
         if !bool::from(state.as_bytes().ct_eq(login.state.as_bytes())) {
-            return Rejection::text_with(
+            return refuse(
+                page,
                 StatusCode::FORBIDDEN,
-                "403 Forbidden: the login state does not match this browser's login\n",
-                vec![clear_login],
+                "invalid_request",
+                "the login state does not match this browser's login",
+                &Page {
+                    title: "Sign-in could not be verified",
+                    lead: "This answer from the sign-in service belongs to another sign-in \
+                           (another tab, or an old link). Start again from here.",
+                    who: None,
+                    detail: None,
+                    actions: &try_again,
+                },
+                clear_login,
             );
         }
-        if query_param(uri, "error").is_some() {
-            return Rejection::text_with(
+        if let Some(error) = query_value(uri, "error", 64) {
+            let description =
+                query_value(uri, "error_description", refusal::MAX_SHOWN).unwrap_or_default();
+            let refusal = Refusal::sort(&error, &description);
+            let actions: &[Action<'_>] = match refusal {
+                Refusal::Rules { .. } => &[Action {
+                    href: &again,
+                    label: "Sign in as someone else",
+                    primary: true,
+                }],
+                _ => &try_again,
+            };
+            return refuse(
+                page,
                 StatusCode::FORBIDDEN,
-                "403 Forbidden: the login was refused or cancelled\n",
-                vec![clear_login],
+                "access_denied",
+                "the login was refused or cancelled",
+                &refusal.page(&description, &error, actions),
+                clear_login,
             );
         }
         let Some(code) = query_param(uri, "code").filter(|c| !c.is_empty()) else {
-            return Rejection::text_with(
+            return refuse(
+                page,
                 StatusCode::BAD_REQUEST,
-                "400 Bad Request: the callback carries no code\n",
-                vec![clear_login],
+                "invalid_request",
+                "the callback carries no code",
+                &Page {
+                    title: "Sign-in failed",
+                    lead: "The sign-in service sent no result back. Start again.",
+                    who: None,
+                    detail: None,
+                    actions: &try_again,
+                },
+                clear_login,
             );
         };
         let (token, ttl) = match self.exchange(origin, code, &login.verifier).await {
             Ok(issued) => issued,
             Err(error) => {
                 tracing::warn!(%error, "login: code exchange failed");
-                return Rejection::text_with(
+                let detail = match error {
+                    ExchangeError::Http(_) | ExchangeError::Timeout => {
+                        "this proxy could not reach the sign-in service (token endpoint unreachable)"
+                    }
+                    ExchangeError::Status(_) => {
+                        "the sign-in service refused the sign-in code (it may have been used already)"
+                    }
+                    ExchangeError::Body | ExchangeError::Token(_) => {
+                        "the sign-in service answered with no usable token"
+                    }
+                };
+                return refuse(
+                    page,
                     StatusCode::BAD_GATEWAY,
-                    "502 Bad Gateway: the login could not be completed; reload the page to try again\n",
-                    vec![clear_login],
+                    "server_error",
+                    "the login could not be completed; reload the page to try again",
+                    &Page {
+                        title: "Sign-in could not be completed",
+                        lead: "You signed in, but this site could not finish the sign-in. \
+                               Trying again usually helps; if it keeps happening, tell the \
+                               site's administrator.",
+                        who: None,
+                        detail: Some(detail),
+                        actions: &try_again,
+                    },
+                    clear_login,
                 );
             }
         };
@@ -597,20 +692,41 @@ pub(crate) fn strip_cookies(headers: &mut HeaderMap) {
     }
 }
 
-/// A top-level page load (gets a login redirect rather than 401).
-fn is_page_load(method: &Method, headers: &HeaderMap) -> bool {
-    if method != Method::GET && method != Method::HEAD {
-        return false;
-    }
-    let navigate = headers
-        .get("sec-fetch-mode")
-        .is_some_and(|v| v.as_bytes() == b"navigate");
-    navigate
-        || headers
-            .get_all(ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.contains("text/html"))
+/// The page for a browser whose valid session is refused here (a scope the route needs,
+/// or the proxy's allowlist): who is signed in, why, and a way to sign out.
+fn refused_session(origin: &Origin<'_>, claims: &Claims, lacks_scope: bool) -> Rejection {
+    let who = match (claims.login.as_str(), claims.email.as_str()) {
+        ("", "") => claims.sub.clone(),
+        ("", email) => email.to_owned(),
+        (login, "") => login.to_owned(),
+        (login, email) => format!("{login} ({email})"),
+    };
+    let host = bare_host(origin);
+    let lead = if lacks_scope {
+        format!(
+            "Your account may use {host}, but not this part of it: it lacks a permission \
+             (scope) this page requires."
+        )
+    } else {
+        format!("Your account is not on the list of people allowed to use {host}.")
+    };
+    Rejection::page(
+        StatusCode::FORBIDDEN,
+        &Page {
+            title: "Access denied",
+            lead: &lead,
+            who: Some(&who),
+            detail: Some(
+                "ask the site's administrator for access, or sign in with another account",
+            ),
+            actions: &[Action {
+                href: LOGOUT,
+                label: "Sign out",
+                primary: true,
+            }],
+        },
+        vec![],
+    )
 }
 
 /// A same-origin path to return to; anything else (absolute or scheme-relative URLs,
@@ -877,20 +993,5 @@ mod tests {
             redirect_uri(&Origin::new(true, "app.example:8443")),
             "https://app.example/.portcullis/callback"
         );
-    }
-
-    #[test]
-    fn page_loads_are_gets_for_html() {
-        let mut h = HeaderMap::new();
-        assert!(!is_page_load(&Method::GET, &h));
-        h.insert(
-            ACCEPT,
-            HeaderValue::from_static("text/html,application/xhtml+xml"),
-        );
-        assert!(is_page_load(&Method::GET, &h));
-        assert!(!is_page_load(&Method::POST, &h));
-        let mut nav = HeaderMap::new();
-        nav.insert("sec-fetch-mode", HeaderValue::from_static("navigate"));
-        assert!(is_page_load(&Method::HEAD, &nav));
     }
 }
