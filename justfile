@@ -101,15 +101,16 @@ service-list:
 service-delete name:
     {{cli}} service external delete "{{name}}"
 
-# PORT: container port, published on an allocated 127.0.0.1 host port; AUTO_PROXY=true adds NAME.localhost; DOCKERFILE: not supported yet.
+# PORT: container port, published on an allocated 127.0.0.1 host port; AUTO_PROXY=true adds NAME.localhost; DOCKERFILE: a Dockerfile path, built through the engine with its directory as context (IMAGE then "").
 
 # Docker service: just service-create NAME IMAGE [DOCKERFILE] [PORT] [TOKEN] [MEMORY] [CPU] [AUTO_PROXY]
 service-create name image dockerfile="" port="" token="" memory="" cpu="" auto_proxy="false":
     #!/usr/bin/env bash
     set -euo pipefail
-    if [ -n "{{dockerfile}}" ]; then echo "service-create: DOCKERFILE builds are not supported yet; build the image first" >&2; exit 2; fi
     if [ -n "{{token}}" ]; then export PORTCULLIS_TOKEN="{{token}}"; fi
-    args=(service create "{{name}}" "{{image}}")
+    args=(service create "{{name}}")
+    if [ -n "{{image}}" ]; then args+=("{{image}}"); fi
+    if [ -n "{{dockerfile}}" ]; then args+=(--dockerfile "{{dockerfile}}"); fi
     if [ -n "{{port}}" ]; then args+=(--port "{{port}}"); fi
     if [ -n "{{memory}}" ]; then args+=(--memory "{{memory}}"); fi
     if [ -n "{{cpu}}" ]; then args+=(--cpus "{{cpu}}"); fi
@@ -150,6 +151,10 @@ service-logs name lines="100" timestamps="false":
     args=(service logs "{{name}}" --tail "{{lines}}")
     if [ "{{timestamps}}" = "true" ]; then args+=(--timestamps); fi
     "{{cli}}" "${args[@]}"
+
+# A Docker service's CPU, memory, network and block I/O (one sample).
+service-stats name:
+    {{cli}} service stats "{{name}}"
 
 # Proxy to a Docker service's published port: just service-proxy-create NAME [HOST] [HTTPS=true|false]
 service-proxy-create name host="" https="false":

@@ -372,6 +372,8 @@ INSTR_LABELS = {
     "new_connection": "new connection per request (case 3)",
     "keep_alive_log_off": "keep-alive, --access-log off (instr_log)",
     "keep_alive_log_on": "keep-alive, --access-log stdout (instr_log)",
+    "keep_alive_cp_off": "keep-alive, --access-log off, fed by a control plane (instr_log)",
+    "keep_alive_log_cp": "keep-alive, --access-log control-plane (instr_log)",
     "new_connection_pp": "new connection per request, --proxy-protocol v2, peer not a balancer (instr_pp)",
     "proxy_v2_pp": "the same from the balancer, PROXY v2 header on each connection (instr_pp)",
 }
@@ -402,6 +404,9 @@ def instr_section(raw):
     if "keep_alive_log_on" in per and "keep_alive_log_off" in per:
         ratio = per["keep_alive_log_off"] / per["keep_alive_log_on"]
         out.append(f"| access log: instructions off ÷ on (≈ throughput on ÷ off; target ≥ 0.97) | {ratio:.3f} |")
+    if "keep_alive_log_cp" in per and "keep_alive_cp_off" in per:
+        ratio = per["keep_alive_cp_off"] / per["keep_alive_log_cp"]
+        out.append(f"| access log to the control plane: instructions off ÷ on (target ≥ 0.97) | {ratio:.3f} |")
     if "proxy_v2_pp" in per and "new_connection_pp" in per:
         cost = per["proxy_v2_pp"] - per["new_connection_pp"]
         out.append(f"| PROXY v2 header: instructions per connection (proxy_v2 − new_connection) | {cost / 1000:,.1f}k ({cost / per['new_connection_pp']:+.1%}) |")

@@ -19,6 +19,7 @@
 #                         ships to the bench control plane, stdout writes to the peer's log)
 #   BENCH_CP_WRITES=200    sequential writes per latency measurement
 #   BENCH_BULK_PROXIES=10000  proxies (with 2 routes each) for the large-snapshot case
+#   BENCH_BIN=DIR          prebuilt binaries (a copy of another commit's target/release): no build
 #   BENCH_CPUS=0,1         CPUs every process (load generator, proxies, backend) is confined to
 #   BENCH_PORT_BASE=18000  first of the loopback ports used
 set -euo pipefail
@@ -65,7 +66,9 @@ ALL_PORTS="$BACKEND_PORT $CP_HTTP_PORT $CP_GRPC_PORT $PORTCULLIS_PORT $PORTCULLI
 
 WORK=$ROOT/bench/work/run
 RAW=$WORK/raw
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+# BENCH_BIN: a directory with prebuilt portcullis-data-plane, portcullis-control-plane,
+# portcullis and examples/bench_fixture (e.g. a copy of another commit's build); no build.
+BIN=${BENCH_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
 CP_BENCH=${CARGO_TARGET_DIR:-$ROOT/target}/cp-bench/release/cp-bench
 STAMP=$(date +%Y-%m-%d-%H%M)
 RESULT=$ROOT/bench/results/$STAMP.md
@@ -98,6 +101,10 @@ ensure_tools() {
 }
 
 build() {
+  if [ -n "${BENCH_BIN:-}" ]; then
+    log "using the binaries in $BENCH_BIN"
+    return 0
+  fi
   log "building release binaries"
   cargo build --release --bins -q
   # Snapshot, certificate and token for the fixture data plane (HTTPS and JWT cases).
@@ -276,13 +283,19 @@ run_instr_case() {
   local sink=${1:-$ACCESS_LOG} suffix=${2:-} labels=${3:-keep_alive protected new_connection}
   local -a flags
   read -r -a flags <<<"${4:-}"
-  local dir=$WORK/instr pid label
+  local dir=$WORK/instr pid label cp_port=$PFIX_CP_PORT enrolment=unused
   rm -rf "$dir"
   mkdir -p "$dir"
-  cp -r "$WORK/pfix/dp-cache" "$dir/dp-cache"
-  PORTCULLIS_ENROLMENT_TOKEN=unused TOKIO_WORKER_THREADS=2 NO_COLOR=1 \
+  if [ "${INSTR_FED:-0}" = 1 ]; then
+    # Fed by the bench control plane (it has bench.local): its snapshot, its log ingest.
+    cp_port=$CP_GRPC_PORT
+    enrolment=$(cat "$WORK/portcullis/dataplane-token")
+  else
+    cp -r "$WORK/pfix/dp-cache" "$dir/dp-cache"
+  fi
+  PORTCULLIS_ENROLMENT_TOKEN=$enrolment TOKIO_WORKER_THREADS=2 NO_COLOR=1 \
     start_bg instr valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
-    "$BIN/portcullis-data-plane" --control-plane "http://127.0.0.1:$PFIX_CP_PORT" \
+    "$BIN/portcullis-data-plane" --control-plane "http://127.0.0.1:$cp_port" \
     --node-id bench-instr --workers 1 --http-listen "127.0.0.1:$INSTR_PORT" \
     --admin-listen "127.0.0.1:$INSTR_ADMIN_PORT" --cache-dir "$dir/dp-cache" \
     --access-log "$sink" "${flags[@]}"
@@ -291,7 +304,7 @@ run_instr_case() {
   local token load=(python3 "$ROOT/bench/instr_load.py" --port "$INSTR_PORT")
   token=$(cat "$WORK/pfix/token")
   "${load[@]}" --host "$BENCH_HOST" --count 300
-  "${load[@]}" --host "$AUTH_HOST" --token "$token" --count 300
+  [[ " $labels " != *" protected "* ]] || "${load[@]}" --host "$AUTH_HOST" --token "$token" --count 300
   for label in $labels; do
     log "case instr: $INSTR_REQUESTS requests, $label"
     callgrind_control -z "$pid" >/dev/null
@@ -301,6 +314,9 @@ run_instr_case() {
       new_connection) "${load[@]}" --host "$BENCH_HOST" --close --count "$INSTR_REQUESTS" ;;
       proxy_v2) "${load[@]}" --host "$BENCH_HOST" --close --proxy-v2 --count "$INSTR_REQUESTS" ;;
     esac
+    # Records still in a worker's buffer or the ship queue are flushed within 250 ms
+    # (slower under callgrind): wait, so that their sink's work is counted too.
+    [ "$sink" = off ] || sleep 3
     rm -f "$dir"/callgrind.out.*
     callgrind_control -d "$label" "$pid" >/dev/null
     printf '%s\t%s\t%s\n' "$label$suffix" "$INSTR_REQUESTS" \
@@ -404,6 +420,10 @@ main() {
   if has_case instr_log; then
     run_instr_case off _log_off keep_alive
     run_instr_case stdout _log_on keep_alive
+    # The default sink ships to a control plane: a data plane fed by the bench's, off vs on.
+    [ -n "$(pid_of cp)" ] || start_portcullis
+    INSTR_FED=1 run_instr_case off _cp_off keep_alive
+    INSTR_FED=1 run_instr_case control-plane _log_cp keep_alive
   fi
   if has_case instr_pp; then
     run_instr_case "$ACCESS_LOG" _pp "new_connection proxy_v2" \

@@ -36,6 +36,11 @@ impl Printer {
         Self { format }
     }
 
+    /// Whether `--output json` was chosen.
+    pub(crate) fn json(&self) -> bool {
+        matches!(self.format, OutputFormat::Json)
+    }
+
     /// Prints `json` as JSON, or the lazily rendered `table` text.
     pub(crate) fn emit<T: Serialize>(
         &self,

@@ -42,17 +42,32 @@ impl<'a> Credential<'a> {
     }
 }
 
-/// Turns a bearer secret into an API caller. Cheap to clone.
+pub mod ui_session;
+
+/// Turns a bearer secret (or a console session cookie) into an API caller. Cheap to clone.
 #[derive(Clone)]
 pub struct Authenticator {
     cp: ControlPlane,
     oauth: OAuthServer,
+    sessions: ui_session::UiSessions,
 }
 
 impl Authenticator {
     /// API tokens from `cp`'s store, access tokens issued by `oauth`.
     pub fn new(cp: ControlPlane, oauth: OAuthServer) -> Self {
-        Self { cp, oauth }
+        // Browsers reach the console at the issuer's origin: HTTPS there means a Secure,
+        // `__Host-` session cookie.
+        let secure = oauth.issuer().starts_with("https://");
+        Self {
+            cp,
+            oauth,
+            sessions: ui_session::UiSessions::new(secure),
+        }
+    }
+
+    /// The web console's sessions.
+    pub fn sessions(&self) -> &ui_session::UiSessions {
+        &self.sessions
     }
 
     /// Authenticates an API caller: an API token of any scope but `dataplane`, or an OAuth

@@ -37,6 +37,7 @@ impl From<Proxy> for pb::ProxyTarget {
             max_request_body_bytes: p.max_request_body_bytes,
             upstream_proxy_protocol: p.upstream_proxy_protocol.as_str().into(),
             ip_allowlist: p.ip_allowlist,
+            log_query: p.log_query,
             hsts: (p.hsts_max_age_secs > 0).then_some(pb::HstsPolicy {
                 max_age_secs: p.hsts_max_age_secs,
                 include_subdomains: false,
@@ -149,6 +150,7 @@ impl From<pb::ProxyInput> for ProxyInput {
             max_request_body_bytes: p.max_request_body_bytes,
             upstream_proxy_protocol: p.upstream_proxy_protocol,
             ip_allowlist: p.ip_allowlist.as_deref().map(ranges),
+            log_query: p.log_query,
         }
     }
 }
@@ -180,6 +182,7 @@ impl From<pb::ProxyPatch> for ProxyPatch {
             max_request_body_bytes: p.max_request_body_bytes,
             upstream_proxy_protocol: p.upstream_proxy_protocol,
             ip_allowlist: p.ip_allowlist.as_deref().map(ranges),
+            log_query: p.log_query,
         }
     }
 }

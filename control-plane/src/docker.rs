@@ -46,9 +46,13 @@ use crate::model::{Proxy, ProxyInput, TokenScope, now};
 use crate::service::ControlPlane;
 use crate::store::{Batch, Check, Write};
 
+pub mod build;
 pub mod grpc;
+pub mod network;
 pub mod rest;
 pub mod spec;
+pub mod sse;
+pub mod stream;
 
 use spec::{ContainerService, ContainerServiceInput, PortAllocation, PortMapping};
 
@@ -321,13 +325,18 @@ impl Docker {
     ) -> Result<ServiceView> {
         require_writer(caller)?;
         let name = spec::service_name(&input.name)?;
-        let image = spec::image_ref(&input.image)?;
+        let (image, context) = self.image_or_build(&name, &input)?;
+        let networks = spec::networks(&input.networks)?;
         spec::extras(&input)?;
         let memory_bytes = input.memory.as_deref().map(spec::memory).transpose()?;
         let nano_cpus = input.cpus.as_deref().map(spec::cpus).transpose()?;
         let restart = spec::restart_policy(input.restart_policy.as_deref().unwrap_or("no"))?;
         let ports = self.plan_ports(&input.ports).await?;
         let engine = &self.engine().await?;
+        self.check_networks(engine, &networks).await?;
+        if let Some(tar) = context {
+            self.build_for(engine, &name, &image, tar).await?;
+        }
 
         let service = ContainerService {
             container_name: format!("portcullis-{name}"),
@@ -343,6 +352,8 @@ impl Docker {
             ports,
             owner_token_id: caller.token_id.clone(),
             created_at: now(),
+            built: input.dockerfile.is_some(),
+            networks,
         };
         self.reserve(&service).await?;
         match self.create_container(engine, &service, &input).await {
@@ -350,6 +361,10 @@ impl Docker {
                 let mut stored = service.clone();
                 stored.container_id = id;
                 if let Err(e) = self.put(&stored).await {
+                    self.undo(engine, &stored).await;
+                    return Err(e);
+                }
+                if let Err(e) = self.join_networks(engine, &stored).await {
                     self.undo(engine, &stored).await;
                     return Err(e);
                 }
@@ -415,6 +430,7 @@ impl Docker {
             exposed_ports: Some(bindings.keys().cloned().collect()),
             host_config: Some(HostConfig {
                 port_bindings: Some(bindings),
+                network_mode: s.networks.first().cloned(),
                 memory: (s.memory_bytes > 0).then_some(s.memory_bytes),
                 nano_cpus: (s.nano_cpus > 0).then_some(s.nano_cpus),
                 restart_policy: Some(RestartPolicy {
@@ -779,7 +795,8 @@ impl Docker {
     }
 
     /// Creates a proxy `hostname` (default `<name>.localhost`) targeting the published host
-    /// port `port_name` (default: the first), in one step.
+    /// port `port_name` (default: the first), or with `target` `container` the container's
+    /// address on its network ([`network::Target`]), in one step.
     pub async fn proxy_create(
         &self,
         caller: &Caller,
@@ -787,7 +804,9 @@ impl Docker {
         hostname: Option<String>,
         port_name: Option<&str>,
         https: bool,
+        target: Option<&str>,
     ) -> Result<Proxy> {
+        let target = network::Target::parse(target)?;
         let s = self.owned(caller, name, true).await?;
         let port = match port_name {
             Some(n) => s.ports.iter().find(|p| p.name == n).ok_or_else(|| {
@@ -809,14 +828,19 @@ impl Docker {
                 format!("{:?} is udp; proxies speak HTTP over tcp", port.name),
             ));
         }
-        let host = target_host(&port.bind);
+        let target_url = match target {
+            network::Target::Host => {
+                format!("http://{}:{}", target_host(&port.bind), port.host_port)
+            }
+            network::Target::Container => self.container_url(&s, port).await?,
+        };
         self.inner
             .cp
             .create_proxy(
                 caller,
                 ProxyInput {
                     hostname: hostname.unwrap_or_else(|| format!("{name}.localhost")),
-                    target_url: format!("http://{host}:{}", port.host_port),
+                    target_url,
                     enable_https: Some(https),
                     ..Default::default()
                 },

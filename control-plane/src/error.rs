@@ -38,7 +38,7 @@ pub enum ServiceError {
     #[error("{0}")]
     Conflict(Conflict),
     /// The store failed; details are logged, not returned.
-    #[error("storage unavailable")]
+    #[error("the store (Redis or the embedded file) cannot be reached right now; retry shortly")]
     Store(#[from] StoreError),
     /// A peer the operation needs (the Docker engine) cannot be reached; the message says
     /// which and why.

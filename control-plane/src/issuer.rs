@@ -27,7 +27,7 @@ use crate::model::{
     AriState, CertSource, CertStatus, CertificateRecord, ChallengeKind, ChallengeRecord, now,
 };
 use crate::service::ControlPlane;
-use crate::store::{Batch, Collection, Record, Write, decode};
+use crate::store::{Batch, Check, Collection, Record, StoreError, Write, decode};
 
 mod account;
 
@@ -61,33 +61,86 @@ pub fn spawn(cp: ControlPlane, renew_every: Duration) {
         let cp = cp.clone();
         tokio::spawn(async move {
             while let Some(name) = names.recv().await {
-                spawn_issue(cp.clone(), name);
+                spawn_issue(cp.clone(), name, Why::Asked);
             }
         });
     }
+    spawn_adopter(cp.clone());
     spawn_renewer(cp, renew_every);
 }
 
-/// Orders `name` in the background; its record ends `valid` or `failed`. If another task or
-/// control plane is ordering it already, does nothing.
-fn spawn_issue(cp: ControlPlane, name: String) {
+/// Takes over orders whose control plane died mid-order: every third of the lease TTL,
+/// looks for order leases that expired unreleased and orders those certificates again
+/// (under a fresh lease, if still needed). So an order moves within the TTL and a third.
+fn spawn_adopter(cp: ControlPlane) {
     tokio::spawn(async move {
-        let Some(lock) = cp
-            .try_lock(&order_lock(&name), Duration::from_secs(600))
-            .await
-        else {
-            tracing::info!(certificate = %name, "another control plane is ordering this certificate");
-            return;
+        let every = cp.leases().ttl() / 3;
+        let prefix = order_lock("");
+        loop {
+            tokio::time::sleep(every).await;
+            match cp.leases().expired(&prefix).await {
+                Ok(names) => {
+                    for lease in names {
+                        let Some(name) = lease.strip_prefix(&prefix) else {
+                            continue;
+                        };
+                        tracing::warn!(certificate = %name, "taking over an order whose control plane stopped");
+                        spawn_issue(cp.clone(), name.to_owned(), Why::Due);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot look for abandoned orders"),
+            }
+        }
+    });
+}
+
+/// Why an order starts; decides what is re-checked once its lease is held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Why {
+    /// Asked for through the API (create, convert to production): always ordered.
+    Asked,
+    /// The renewal schedule found it due, or found an order whose control plane died:
+    /// ordered only if, read again under the lease, it still needs one (the record may
+    /// have been finished meanwhile by the control plane that held the lease).
+    Due,
+}
+
+/// Orders `name` in the background under its lease (see [`crate::lease`]); its record ends
+/// `valid` or `failed`. If another task or control plane holds the lease, does nothing.
+/// Every write of the order is fenced: a control plane that lost the lease (paused past
+/// its TTL while another took over) cannot overwrite the other's result.
+fn spawn_issue(cp: ControlPlane, name: String, why: Why) {
+    tokio::spawn(async move {
+        let lease = match cp.leases().hold(&order_lock(&name)).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => {
+                tracing::info!(certificate = %name, "another control plane is ordering this certificate");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(certificate = %name, error = %e, "cannot take the order's lease; retried on schedule");
+                return;
+            }
         };
+        if why == Why::Due {
+            match cp.certificate_record(&name).await {
+                Ok(rec) if needs_order(&rec, now()) => {}
+                _ => {
+                    lease.release().await;
+                    return;
+                }
+            }
+        }
+        let fence = lease.fence();
         // Exported as a span when tracing is on; a failed order marks it failed.
         let span = tracing::info_span!("acme.order", certificate.name = %name, otel.status_code = tracing::field::Empty);
-        if let Err(e) = issue(&cp, &name).instrument(span.clone()).await {
+        if let Err(e) = issue(&cp, &name, &fence).instrument(span.clone()).await {
             span.record("otel.status_code", "error");
             metrics::acme(AcmeEvent::Failure);
             let error = error_chain(&e);
             tracing::warn!(certificate = %name, %error, "certificate order failed");
             let _ = cp
-                .update_certificate(&name, |c| {
+                .update_certificate_fenced(&name, Some(&fence), |c| {
                     c.status = if c.cert_chain_pem.is_empty() {
                         CertStatus::Failed
                     } else {
@@ -98,17 +151,24 @@ fn spawn_issue(cp: ControlPlane, name: String) {
                 })
                 .await;
         }
-        cp.unlock(lock).await;
+        lease.release().await;
     });
 }
 
-async fn issue(cp: &ControlPlane, name: &str) -> Result<(), AcmeError> {
+/// Whether a certificate read under its lease still needs an order: pending (its order
+/// never finished) or due by the renewal policy.
+fn needs_order(rec: &CertificateRecord, now: i64) -> bool {
+    rec.source != CertSource::Uploaded
+        && (rec.status == CertStatus::Pending || renew_action(rec, now) == RenewAction::Order)
+}
+
+async fn issue(cp: &ControlPlane, name: &str, fence: &Check) -> Result<(), AcmeError> {
     let rec = cp.certificate_record(name).await?;
-    cp.update_certificate(name, |c| c.last_attempt_at = now())
+    cp.update_certificate_fenced(name, Some(fence), |c| c.last_attempt_at = now())
         .await?;
     if rec.source == CertSource::SelfSigned {
         let (chain, key) = self_signed(&rec.domains)?;
-        return store_issued(cp, name, &chain, &key, AriState::default()).await;
+        return store_issued(cp, name, fence, &chain, &key, AriState::default()).await;
     }
     metrics::acme(if rec.cert_chain_pem.is_empty() {
         AcmeEvent::Order
@@ -118,7 +178,7 @@ async fn issue(cp: &ControlPlane, name: &str) -> Result<(), AcmeError> {
     // Account problems (e.g. a missing External Account Binding) are not a challenge
     // problem: fail once, with the CA's reason, instead of trying the other challenge.
     let mut account = account(cp, &rec.acme_directory, &rec.email).await?;
-    let issued = match order(cp, &account.acme, &rec).await {
+    let issued = match order(cp, fence, &account.acme, &rec).await {
         // The CA forgot the account (a reset Pebble or step-ca): the stored one is useless
         // from now on, so register again and replace it rather than fail every order.
         Err(e) if e.account_gone() => {
@@ -129,7 +189,7 @@ async fn issue(cp: &ControlPlane, name: &str) -> Result<(), AcmeError> {
                 "the CA no longer knows the ACME account; registering a new one"
             );
             account = register(cp, &rec.acme_directory, &rec.email, Some(account.record)).await?;
-            order(cp, &account.acme, &rec).await
+            order(cp, fence, &account.acme, &rec).await
         }
         other => other,
     };
@@ -139,20 +199,21 @@ async fn issue(cp: &ControlPlane, name: &str) -> Result<(), AcmeError> {
         fetch_renewal_info(&account.acme, &chain).await,
         now(),
     );
-    store_issued(cp, name, &chain, &key, ari).await
+    store_issued(cp, name, fence, &chain, &key, ari).await
 }
 
 /// Stores a new certificate and key in `name`'s record, which becomes `valid`.
 async fn store_issued(
     cp: &ControlPlane,
     name: &str,
+    fence: &Check,
     chain: &str,
     key: &str,
     ari: AriState,
 ) -> Result<(), AcmeError> {
     let (issuer, not_before, not_after) = parse_validity(chain);
     let sealed = cp.master_key().seal(key.as_bytes());
-    cp.update_certificate(name, |c| {
+    cp.update_certificate_fenced(name, Some(fence), |c| {
         c.cert_chain_pem = chain.to_owned();
         c.private_key_sealed = sealed.clone();
         c.status = CertStatus::Valid;
@@ -173,17 +234,18 @@ async fn store_issued(
 /// so it is returned at once.
 async fn order(
     cp: &ControlPlane,
+    fence: &Check,
     account: &Account,
     rec: &CertificateRecord,
 ) -> Result<(String, String), AcmeError> {
     let first = rec.challenge;
-    let e1 = match attempt(cp, account, rec, first).await {
+    let e1 = match attempt(cp, fence, account, rec, first).await {
         Ok(issued) => return Ok(issued),
         Err(e) if e.account_gone() => return Err(e),
         Err(e) => error_chain(&e),
     };
     tracing::info!(certificate = %rec.name, error = %e1, "retrying with the other challenge type");
-    let issued = attempt(cp, account, rec, first.other())
+    let issued = attempt(cp, fence, account, rec, first.other())
         .await
         .map_err(|e2| {
             let e2 = error_chain(&e2);
@@ -195,6 +257,7 @@ async fn order(
 
 async fn attempt(
     cp: &ControlPlane,
+    fence: &Check,
     account: &Account,
     rec: &CertificateRecord,
     kind: ChallengeKind,
@@ -251,11 +314,16 @@ async fn attempt(
         let rev = cp
             .store()
             .apply(Batch {
-                checks: vec![],
+                checks: vec![fence.clone()],
                 writes,
             })
             .await
-            .map_err(ServiceError::from)?;
+            .map_err(|e| match e {
+                StoreError::CheckFailed(_) => AcmeError::Rejected(
+                    "this control plane lost the order's lease to another".into(),
+                ),
+                e => ServiceError::from(e).into(),
+            })?;
         cp.observe_revision(rev);
         cp.wait_for_data_planes(rev, cp.acme().ack_timeout).await?;
 
@@ -437,6 +505,16 @@ fn spawn_renewer(cp: ControlPlane, interval: Duration) {
                 {
                     spawn_ari_refresh(cp.clone(), rec.name.clone());
                 }
+                // Queued on a control plane that died before it took the order's lease
+                // (a running order renews its lease, so this does nothing to it).
+                let stale = 2 * cp.leases().ttl().as_secs() as i64;
+                if rec.status == CertStatus::Pending
+                    && rec.source != CertSource::Uploaded
+                    && rec.last_attempt_at + stale < now
+                {
+                    spawn_issue(cp.clone(), rec.name, Why::Due);
+                    continue;
+                }
                 match renew_action(&rec, now) {
                     RenewAction::Wait => {}
                     RenewAction::Expire => {
@@ -444,11 +522,11 @@ fn spawn_renewer(cp: ControlPlane, interval: Duration) {
                         let _ = cp
                             .update_certificate(&rec.name, |c| c.status = CertStatus::Expired)
                             .await;
-                        spawn_issue(cp.clone(), rec.name);
+                        spawn_issue(cp.clone(), rec.name, Why::Due);
                     }
                     RenewAction::Order => {
                         tracing::info!(certificate = %rec.name, failures = rec.renewal_failures, "renewing certificate");
-                        spawn_issue(cp.clone(), rec.name);
+                        spawn_issue(cp.clone(), rec.name, Why::Due);
                     }
                 }
             }
@@ -485,7 +563,8 @@ mod tests {
         };
         cp.create_certificate(&admin, input).await.unwrap();
         let before = cp.certificate_record("dev").await.unwrap();
-        issue(&cp, "dev").await.unwrap();
+        let lease = cp.leases().hold("test").await.unwrap().unwrap();
+        issue(&cp, "dev", &lease.fence()).await.unwrap();
         let after = cp.certificate_record("dev").await.unwrap();
         assert_ne!(after.cert_chain_pem, before.cert_chain_pem);
         assert_ne!(after.private_key_sealed, before.private_key_sealed);

@@ -579,6 +579,10 @@ pub fn sanitize(mut r: Record, now: i64) -> Result<Record, String> {
         (&mut r.request_id, 128),
         (&mut r.trace_id, 64),
         (&mut r.mcp_session_id, 256),
+        (&mut r.proxy_authority, 256),
+        (&mut r.proxy_unique_id, 256),
+        (&mut r.proxy_alpn, 64),
+        (&mut r.proxy_ssl_version, 32),
     ] {
         cap(s, max);
     }
@@ -994,14 +998,14 @@ impl AccessLogs {
         Ok(total)
     }
 
-    /// Prunes every `every`, forever.
-    pub fn spawn_pruner(&self, every: Duration) {
+    /// Prunes every `every`, forever, on one control plane of those sharing the store at a
+    /// time (lease `log-retention`). Pruning is idempotent, so a stale holder pruning once
+    /// more costs work, not data; the log store takes no fence.
+    pub fn spawn_pruner(&self, leases: crate::lease::Leases, every: Duration) {
         let logs = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
+        leases.spawn_singleton("log-retention", every, move |_fence| {
+            let logs = logs.clone();
+            async move {
                 match logs.prune().await {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(deleted = n, "request logs pruned"),

@@ -111,9 +111,15 @@ enum Command {
         /// Allow plaintext gRPC on a non-loopback address (tokens travel in clear text).
         #[arg(long, env = "PORTCULLIS_INSECURE_GRPC")]
         insecure_grpc: bool,
-        /// How often to check the store for writes by other control planes, in ms.
-        #[arg(long, env = "PORTCULLIS_POLL_INTERVAL_MS", default_value_t = 250)]
+        /// How often to poll the store for writes by other control planes, in ms: the safety
+        /// net behind Redis pub/sub, which announces them at once.
+        #[arg(long, env = "PORTCULLIS_POLL_INTERVAL_MS", default_value_t = 2000)]
         poll_interval_ms: u64,
+        /// How long a lease lives without renewal, in seconds: work that runs on one control
+        /// plane at a time (ACME orders, key rotation, log retention) moves to another
+        /// within this plus a third of it when its holder dies.
+        #[arg(long, env = "PORTCULLIS_LEASE_TTL_SECS", default_value_t = 10)]
+        lease_ttl_secs: u64,
         /// Base64 32-byte key sealing private keys at rest [default: <data-dir>/master.key,
         /// created on first start]. Control planes sharing Redis need the same key.
         #[arg(long, env = "PORTCULLIS_MASTER_KEY", hide_env_values = true)]
@@ -305,6 +311,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             grpc_tls_key,
             insecure_grpc,
             poll_interval_ms,
+            lease_ttl_secs,
             master_key,
             master_key_file,
             acme_directory,
@@ -335,6 +342,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 grpc_tls_key,
                 insecure_grpc,
                 poll_interval: Duration::from_millis(poll_interval_ms.max(10)),
+                lease_ttl: Duration::from_secs(lease_ttl_secs.max(1)),
                 master_key: master_key.or(master_key_file),
                 renew_check_interval: Duration::from_secs(renew_check_secs.max(1)),
                 acme: portcullis_control_plane::acme::AcmeSettings {

@@ -83,6 +83,10 @@ pub struct Proxy {
     /// Client address ranges allowed to reach the proxy; empty = every client.
     #[serde(default)]
     pub ip_allowlist: Vec<String>,
+    /// Record the query string in access-log records, without any parameter that can
+    /// carry a credential (`access_token`, `code`, `state`, …); false = the path only.
+    #[serde(default)]
+    pub log_query: bool,
     /// Edge OAuth protection; `None` = unprotected. Set through `/auth`, never through
     /// proxy create/update, so protection is always an explicit act.
     #[serde(default)]
@@ -347,6 +351,8 @@ pub struct ProxyInput {
     /// Client address ranges allowed (`10.0.0.0/8`, `2001:db8::/32`, an address); default:
     /// every client.
     pub ip_allowlist: Option<Vec<String>>,
+    /// Default false: access-log records hold the path without the query string.
+    pub log_query: Option<bool>,
 }
 
 /// Body of `PUT /api/v1/proxy/targets/{hostname}`: absent fields keep their value.
@@ -393,6 +399,8 @@ pub struct ProxyPatch {
     pub upstream_proxy_protocol: Option<String>,
     /// New client address ranges allowed; `[]` allows every client again.
     pub ip_allowlist: Option<Vec<String>>,
+    /// Record the query string (credential parameters removed) in access-log records.
+    pub log_query: Option<bool>,
 }
 
 /// How a route compares its pattern with the request path.

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 
 use crate::model::now;
 use crate::service::ControlPlane;
-use crate::store::{Batch, Collection, StoreError, Write, decode};
+use crate::store::{Batch, Check, Collection, StoreError, Write, decode};
 
 pub mod admin;
 pub mod authorize;
@@ -302,6 +302,11 @@ impl OAuthServer {
 
     /// Deletes expired short-lived records and rotates the signing key when due.
     pub async fn sweep(&self) -> Result<(), OAuthError> {
+        self.sweep_fenced(None).await
+    }
+
+    /// [`Self::sweep`] with every write guarded by `fence` (the maintenance lease).
+    async fn sweep_fenced(&self, fence: Option<Check>) -> Result<(), OAuthError> {
         let t = now();
         let mut writes = Vec::new();
         self.expired(Collection::OAuthTx, &mut writes, |r: &LoginTx| {
@@ -347,12 +352,12 @@ impl OAuthServer {
         }
         if !writes.is_empty() {
             self.apply(Batch {
-                checks: vec![],
+                checks: fence.iter().cloned().collect(),
                 writes,
             })
             .await?;
         }
-        keys::rotate_if_due(self).await?;
+        keys::rotate_if_due(self, fence.as_ref()).await?;
         Ok(())
     }
 
@@ -371,17 +376,22 @@ impl OAuthServer {
         Ok(())
     }
 
-    /// Runs [`Self::sweep`] every `every` until the process ends.
+    /// Runs [`Self::sweep`] every `every` until the process ends, on one control plane
+    /// of those sharing the store at a time (lease `oauth-maintenance`, its fence on every
+    /// write): key rotation must not race itself.
     pub fn spawn_sweeper(&self, every: Duration) {
         let this = self.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = this.sweep().await {
-                    tracing::warn!(error = %e, "oauth sweep failed");
+        self.cp()
+            .leases()
+            .clone()
+            .spawn_singleton("oauth-maintenance", every, move |fence| {
+                let this = this.clone();
+                async move {
+                    if let Err(e) = this.sweep_fenced(Some(fence)).await {
+                        tracing::warn!(error = %e, "oauth sweep failed");
+                    }
                 }
-                tokio::time::sleep(every).await;
-            }
-        });
+            });
     }
 }
 

@@ -73,6 +73,10 @@ pub struct ErrorBody {
     pub error: &'static str,
     /// Human-readable detail naming the field and the reason.
     pub detail: String,
+    /// The request field at fault (`target_url`, `identity_headers.user`…), for a 400 that
+    /// names one; forms show the detail next to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'static str>,
 }
 
 /// A service error on its way to becoming an HTTP response.
@@ -100,9 +104,14 @@ impl IntoResponse for ApiError {
             }
             ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
+        let field = match &self.0 {
+            ServiceError::Invalid { field, .. } => Some(*field),
+            _ => None,
+        };
         let body = ErrorBody {
             error: self.0.code(),
             detail: self.0.to_string(),
+            field,
         };
         let mut resp = (status, axum::Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
@@ -115,8 +124,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Extracts the authenticated API caller from `Authorization: Bearer …`, for any router
-/// whose state can hand out the authenticator.
+/// Extracts the authenticated API caller from `Authorization: Bearer …`, or from the web
+/// console's session cookie (writes then need its `X-CSRF-Token`), for any router whose
+/// state can hand out the authenticator. A bearer header, when present, is the only
+/// credential looked at.
 impl<S> FromRequestParts<S> for Caller
 where
     Authenticator: FromRef<S>,
@@ -126,15 +137,47 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let authn = Authenticator::from_ref(state);
-        let secret = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(auth::bearer)
-            .ok_or(ServiceError::Unauthenticated(
-                "send `Authorization: Bearer <token>`",
-            ))?;
-        Ok(authn.api_caller(secret).await?)
+        if let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+            let secret = header.to_str().ok().and_then(auth::bearer).ok_or(
+                ServiceError::Unauthenticated("send `Authorization: Bearer <token>`"),
+            )?;
+            return Ok(authn.api_caller(secret).await?);
+        }
+        let (secret, _) = session_credential(parts, &authn)?;
+        Ok(authn.api_caller(&secret).await?)
+    }
+}
+
+/// The credential and CSRF token of the console session a request's cookie names; writes
+/// (any method but GET, HEAD, OPTIONS) must carry the session's `X-CSRF-Token`.
+pub fn session_credential(
+    parts: &Parts,
+    authn: &Authenticator,
+) -> Result<(String, String), ServiceError> {
+    use crate::authenticator::ui_session::{CSRF_HEADER, SessionAuth};
+    const NONE: ServiceError =
+        ServiceError::Unauthenticated("send `Authorization: Bearer <token>`");
+    let sessions = authn.sessions();
+    let id = parts
+        .headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| sessions.cookie_value(v))
+        .ok_or(NONE)?;
+    let safe = matches!(
+        parts.method,
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    let csrf = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+    match sessions.resolve(id, csrf, safe) {
+        SessionAuth::Ok { secret, csrf } => Ok((secret, csrf)),
+        SessionAuth::Unknown => Err(ServiceError::Unauthenticated(
+            "the console session ended; sign in again",
+        )),
+        SessionAuth::CsrfMismatch => Err(ServiceError::Forbidden(
+            "a write with the console's session cookie needs its X-CSRF-Token header".into(),
+        )),
     }
 }
 
@@ -161,6 +204,7 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<
                 let body = ErrorBody {
                     error,
                     detail: rej.body_text(),
+                    field: None,
                 };
                 Err((status, axum::Json(body)).into_response())
             }

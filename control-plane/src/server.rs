@@ -35,6 +35,8 @@ pub struct ServeConfig {
     pub insecure_grpc: bool,
     /// How often to look for writes by other control planes sharing the store.
     pub poll_interval: Duration,
+    /// How long a lease (work that runs on one control plane at a time) lives unrenewed.
+    pub lease_ttl: Duration,
     /// Base64 master key; `None` uses (or creates) `<data_dir>/master.key`.
     pub master_key: Option<String>,
     /// Certificate ordering.
@@ -169,6 +171,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         master_key,
         acme: cfg.acme.clone(),
         oauth_issuer: oauth_settings.issuer.clone(),
+        lease_ttl: cfg.lease_ttl,
     };
     let cp = ControlPlane::with_options(store, options).await?;
     if let Some(created) = cp.bootstrap_admin_token().await? {
@@ -198,7 +201,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         crate::logs::AccessLogs::open(&cfg.data_dir, cfg.redis_url.as_deref(), cfg.logs.clone())
             .await
             .context("cannot open the request-log store")?;
-    logs.spawn_pruner(Duration::from_secs(60));
+    logs.spawn_pruner(cp.leases().clone(), Duration::from_secs(60));
     let (log_ingest, log_query) =
         crate::grpc::log_services(cp.clone(), authn.clone(), logs.clone());
     let oauth_admin =
@@ -252,11 +255,12 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The whole HTTP listener: REST (`/health`, `/api/v1/…`, the OAuth admin API), the OAuth
+/// The whole HTTP listener: the web console (`/ui/`), REST (`/health`, `/api/v1/…`, the OAuth admin API), the OAuth
 /// protocol endpoints at the root, and the merged OpenAPI document (`/openapi.json`, Swagger
 /// UI at `/docs`).
 pub fn http_app(cp: ControlPlane, oauth: OAuthServer, authn: Authenticator) -> Router {
     Router::new()
+        .merge(crate::ui::router(authn.clone()))
         .merge(rest::router(rest::ApiState::new(cp, oauth.clone(), authn)))
         .merge(crate::oauth::http::router(oauth))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))

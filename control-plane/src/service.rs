@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use crate::acme::{AcmeSettings, OrderQueue};
 use crate::auth::{self, Caller};
 use crate::error::ServiceError;
+use crate::lease::Leases;
 use crate::model::{Health, TokenRecord, TokenScope, now};
 use crate::secrets::MasterKey;
 use crate::store::{Batch, Collection, Record, Revisions, Store, StoreError, Write};
@@ -42,6 +43,8 @@ pub struct ControlPlane {
 
 struct Inner {
     store: Store,
+    /// Leases for work that runs on one control plane at a time.
+    leases: Leases,
     revision: Revisions,
     dataplanes: DataPlaneRegistry,
     /// Certificate names for the issuer task to order.
@@ -62,6 +65,8 @@ pub struct Options {
     pub acme: AcmeSettings,
     /// The OAuth issuer data planes trust (sent in every snapshot).
     pub oauth_issuer: String,
+    /// How long a lease (ACME orders, maintenance jobs) lives without renewal.
+    pub lease_ttl: std::time::Duration,
 }
 
 impl Default for Options {
@@ -74,6 +79,7 @@ impl Default for Options {
             master_key: MasterKey::from_bytes(&bytes).unwrap_or_else(|_| unreachable!("32 bytes")),
             acme: AcmeSettings::default(),
             oauth_issuer: String::new(),
+            lease_ttl: crate::lease::DEFAULT_TTL,
         }
     }
 }
@@ -90,6 +96,7 @@ impl ControlPlane {
         Ok(Self {
             inner: Arc::new(Inner {
                 dataplanes: DataPlaneRegistry::new(store.clone()),
+                leases: Leases::with_ttl(store.clone(), options.lease_ttl),
                 orders: OrderQueue::new(),
                 store,
                 revision: Revisions::new(rev),
@@ -124,6 +131,11 @@ impl ControlPlane {
     /// The store, for the snapshot publisher.
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Leases shared with every control plane on the store (see [`crate::lease`]).
+    pub fn leases(&self) -> &Leases {
+        &self.inner.leases
     }
 
     /// Data plane bookkeeping, for the config stream.

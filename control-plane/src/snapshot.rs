@@ -1,8 +1,11 @@
 //! Builds versioned config snapshots from the store and publishes the newest one to every
 //! data-plane stream.
 //!
-//! One task owns publishing: it wakes when a local write commits, and polls the store's
-//! revision so writes by other control planes sharing Redis are picked up too.
+//! One task owns publishing: it wakes when a local write commits and, on Redis, when any
+//! control plane's write is announced on the revision channel (`Store::watch_revisions`),
+//! so a write through one control plane reaches the data planes of every other within one
+//! build. A slow poll of the store's revision remains as the safety net for an announcement
+//! lost while the subscription reconnected.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -156,7 +159,7 @@ pub struct Source {
     pub key: MasterKey,
     /// The OAuth issuer data planes trust.
     pub oauth_issuer: String,
-    /// Local writes report here; the publisher polls the store for others'.
+    /// Local writes report here, and so does the store's watch of others' writes.
     pub revisions: Revisions,
 }
 
@@ -171,6 +174,7 @@ pub fn spawn_publisher(source: Source, poll: Duration) -> SnapshotRx {
             revisions,
         } = source;
         let mut newer = revisions.subscribe();
+        store.watch_revisions(&revisions);
         let mut ticker = tokio::time::interval(poll);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut published: Option<u64> = None;

@@ -274,6 +274,14 @@ impl Store {
         applied
     }
 
+    /// Reports every revision another process writes to `revisions` as it happens (Redis
+    /// pub/sub). The embedded store has one process, whose writes report themselves.
+    pub fn watch_revisions(&self, revisions: &Revisions) {
+        if let Self::Redis(s) = self {
+            s.watch_revisions(revisions.clone());
+        }
+    }
+
     /// The current config revision (0 for an empty store).
     pub async fn revision(&self) -> Result<u64, StoreError> {
         Ok(self.read_consistent(&[]).await?.revision)

@@ -477,6 +477,14 @@ fn write_json_line(out: &mut Vec<u8>, node_id: &str, e: &Entry) {
     opt_str_field(out, b"trace_id", &r.trace_id);
     opt_str_field(out, b"user_agent", &r.user_agent);
     opt_str_field(out, b"mcp_session_id", &r.mcp_session_id);
+    opt_str_field(out, b"proxy_authority", &r.proxy_authority);
+    opt_str_field(out, b"proxy_unique_id", &r.proxy_unique_id);
+    opt_str_field(out, b"proxy_alpn", &r.proxy_alpn);
+    opt_str_field(out, b"proxy_ssl_version", &r.proxy_ssl_version);
+    if r.proxy_ssl_client != 0 || r.proxy_ssl_verify != 0 {
+        num_field(out, b"proxy_ssl_client", u64::from(r.proxy_ssl_client));
+        num_field(out, b"proxy_ssl_verify", u64::from(r.proxy_ssl_verify));
+    }
     out.extend_from_slice(b"}\n");
 }
 
@@ -655,6 +663,18 @@ mod tests {
         user_agent: &'a str,
         #[serde(skip_serializing_if = "str::is_empty")]
         mcp_session_id: &'a str,
+        #[serde(skip_serializing_if = "str::is_empty")]
+        proxy_authority: &'a str,
+        #[serde(skip_serializing_if = "str::is_empty")]
+        proxy_unique_id: &'a str,
+        #[serde(skip_serializing_if = "str::is_empty")]
+        proxy_alpn: &'a str,
+        #[serde(skip_serializing_if = "str::is_empty")]
+        proxy_ssl_version: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        proxy_ssl_client: Option<u32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        proxy_ssl_verify: Option<u32>,
     }
 
     impl<'a> From<&'a AccessLogRecord> for Json<'a> {
@@ -686,6 +706,14 @@ mod tests {
                 trace_id: &r.trace_id,
                 user_agent: &r.user_agent,
                 mcp_session_id: &r.mcp_session_id,
+                proxy_authority: &r.proxy_authority,
+                proxy_unique_id: &r.proxy_unique_id,
+                proxy_alpn: &r.proxy_alpn,
+                proxy_ssl_version: &r.proxy_ssl_version,
+                proxy_ssl_client: (r.proxy_ssl_client != 0 || r.proxy_ssl_verify != 0)
+                    .then_some(r.proxy_ssl_client),
+                proxy_ssl_verify: (r.proxy_ssl_client != 0 || r.proxy_ssl_verify != 0)
+                    .then_some(r.proxy_ssl_verify),
             }
         }
     }
@@ -762,6 +790,12 @@ mod tests {
             trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
             user_agent: "curl/8.0 \"x\"".into(),
             mcp_session_id: "s-1".into(),
+            proxy_authority: "app.example.com".into(),
+            proxy_unique_id: "00ff".into(),
+            proxy_alpn: "h2".into(),
+            proxy_ssl_version: "TLSv1.3".into(),
+            proxy_ssl_client: 5,
+            proxy_ssl_verify: 0,
             ..Default::default()
         };
         let empty = AccessLogRecord {

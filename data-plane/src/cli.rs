@@ -19,8 +19,17 @@ pub use crate::trace::OtlpProtocol;
 #[command(name = "portcullis-data-plane", version, about, long_about = None)]
 pub struct Args {
     /// gRPC URL of the control plane, e.g. `http://cp:50051` or `https://cp.internal:50051`.
-    #[arg(long, env = "PORTCULLIS_CONTROL_PLANE", value_name = "GRPC_URL")]
-    pub control_plane: String,
+    /// Repeat the flag (or give a comma-separated list) for several control planes sharing
+    /// one Redis: the data plane streams from the first that answers and moves to the next
+    /// when its control plane goes away, serving the last snapshot meanwhile.
+    #[arg(
+        long,
+        env = "PORTCULLIS_CONTROL_PLANE",
+        value_name = "GRPC_URL",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub control_plane: Vec<String>,
 
     /// Data-plane enrolment token, sent as `authorization: Bearer <token>`; it also seals
     /// the snapshot cache. Prefer the environment variable or `--enrolment-token-file`:
@@ -317,6 +326,7 @@ mod tests {
         assert_eq!(args.enrolment_token().map(Secret::expose), Some("s3cret"));
         assert!(!format!("{args:?}").contains("s3cret"));
         assert!(args.ca_cert.is_none());
+        assert_eq!(args.control_plane, ["http://127.0.0.1:50051"]);
         assert!(args.https_listen.is_none() && args.https_public_port.is_none());
         assert_eq!(args.max_request_header_bytes, 64 * 1024);
         assert!(args.http_public_port.is_none());
@@ -330,6 +340,28 @@ mod tests {
                 stdout: false,
                 control_plane: true
             }
+        );
+    }
+
+    #[test]
+    fn several_control_planes_repeated_or_comma_separated() {
+        let args = parse(&[
+            "--enrolment-token",
+            "t",
+            "--control-plane",
+            "http://b:1,http://c:2",
+            "--control-plane",
+            "http://d:3",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            args.control_plane,
+            [
+                "http://127.0.0.1:50051",
+                "http://b:1",
+                "http://c:2",
+                "http://d:3"
+            ]
         );
     }
 

@@ -195,7 +195,8 @@ impl Snapshot {
                     identity_headers.clone(),
                 )
                 .with_limits(limits)
-                .with_ip_allowlist(spec.ip_allowlist.clone()),
+                .with_ip_allowlist(spec.ip_allowlist.clone())
+                .with_log_query(spec.log_query),
             );
             if on_http {
                 http_hosts.insert(&spec.pattern, proxy.clone());

@@ -181,7 +181,7 @@ where
         Err(error) => return error.into_response(),
     };
     *served = Some(&**proxy);
-    observe.proxy(proxy, &host);
+    observe.proxy(proxy, &host, req.uri().query());
     let mut response = match conn.listener {
         Listener::Http { https_port } if proxy.https().redirects_to_https() => {
             return https::redirect(&host, req.uri(), https_port);

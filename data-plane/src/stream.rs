@@ -5,6 +5,13 @@
 //! backoff, serving the last good snapshot meanwhile. Authentication failures are logged
 //! as errors and retried at the cap: a token fixed on the control plane should heal the
 //! data plane without a restart.
+//!
+//! Several control planes (sharing one Redis) may be given: the data plane streams from one
+//! at a time, starting with the first, and when its stream ends or cannot be opened moves
+//! to the next in the list (round robin), so the loss of a control plane costs one
+//! reconnect (~100 ms plus the connect). Snapshots carry the store revision, the same on
+//! every control plane; one older than the version being served is refused (NACKed and not
+//! applied), so moving to a control plane that lags never takes the data plane back.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +37,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Everything needed to (re)open the config stream.
 pub struct ControlPlane {
-    endpoint: Endpoint,
+    /// One per control plane, in the order given; `current` indexes the one in use.
+    endpoints: Vec<Endpoint>,
+    current: std::sync::atomic::AtomicUsize,
     authorization: MetadataValue<Ascii>,
     node_id: String,
     address: String,
@@ -44,21 +53,28 @@ pub struct ControlPlane {
 // === impl ControlPlane ===
 
 impl ControlPlane {
-    /// Validates the URL, TLS settings and token up front so mistakes fail at start-up,
-    /// not on every reconnect. `ca_pem` is a private CA for an `https://` control plane.
+    /// Validates the URLs, TLS settings and token up front so mistakes fail at start-up,
+    /// not on every reconnect. `ca_pem` is a private CA for `https://` control planes.
     pub fn new(
-        url: &str,
+        urls: &[impl AsRef<str>],
         ca_pem: Option<&[u8]>,
         token: &str,
         node_id: String,
         address: String,
     ) -> Result<Self, EndpointError> {
-        let endpoint = endpoint::build(url, ca_pem)?;
+        let endpoints = urls
+            .iter()
+            .map(|url| endpoint::build(url.as_ref().trim(), ca_pem))
+            .collect::<Result<Vec<_>, _>>()?;
+        if endpoints.is_empty() {
+            return Err(EndpointError::NoUrl);
+        }
         let mut authorization =
             MetadataValue::try_from(format!("Bearer {token}")).map_err(|_| EndpointError::Token)?;
         authorization.set_sensitive(true);
         Ok(Self {
-            endpoint,
+            endpoints,
+            current: Default::default(),
             authorization,
             node_id,
             address,
@@ -109,19 +125,34 @@ impl ControlPlane {
                     backoff.at_cap()
                 }
                 other => {
-                    tracing::warn!(reason = %other, "config stream ended; reconnecting");
+                    tracing::warn!(reason = %other, uri = %self.endpoint().uri(), "config stream ended; reconnecting");
                     backoff.next_delay()
                 }
             };
+            self.move_on();
             tokio::time::sleep(delay).await;
         }
+    }
+}
+
+impl ControlPlane {
+    /// The endpoint of the control plane in use.
+    fn endpoint(&self) -> &Endpoint {
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        &self.endpoints[i % self.endpoints.len()]
+    }
+
+    /// Moves to the next control plane in the list (the same one when there is one).
+    fn move_on(&self) {
+        self.current
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
 impl std::fmt::Debug for ControlPlane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ControlPlane")
-            .field("uri", self.endpoint.uri())
+            .field("uri", self.endpoint().uri())
             .field("node_id", &self.node_id)
             .finish_non_exhaustive()
     }

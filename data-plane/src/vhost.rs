@@ -51,6 +51,8 @@ pub struct Proxy {
     metrics: Arc<ProxyMetrics>,
     /// Client address ranges allowed; `None` (the common case) allows every client.
     ip_allowlist: Option<Cidrs>,
+    /// Access-log records keep the query string (credential parameters removed).
+    log_query: bool,
 }
 
 // === impl Proxy ===
@@ -72,7 +74,20 @@ impl Proxy {
             identity_headers,
             limits: None,
             ip_allowlist: None,
+            log_query: false,
         }
+    }
+
+    /// Access-log records of this proxy keep the query string (without credential
+    /// parameters; [`crate::access_log::redact_query`]).
+    pub(crate) fn with_log_query(mut self, log_query: bool) -> Self {
+        self.log_query = log_query;
+        self
+    }
+
+    /// Whether access-log records keep the query string.
+    pub(crate) fn log_query(&self) -> bool {
+        self.log_query
     }
 
     /// Restricts the proxy to clients in `ranges` (`None`: every client).

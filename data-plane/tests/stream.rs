@@ -170,8 +170,14 @@ impl DataPlane {
 
     /// Starts the stream client against `addr`, with a short reconnect backoff.
     fn connect(&mut self, addr: SocketAddr, applier: Arc<Applier>) -> Result<()> {
+        self.connect_all(&[addr], applier)
+    }
+
+    /// Starts the stream client against several control planes, in this order.
+    fn connect_all(&mut self, addrs: &[SocketAddr], applier: Arc<Applier>) -> Result<()> {
+        let urls: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
         let cp = ControlPlane::new(
-            &format!("http://{addr}"),
+            &urls,
             None,
             TOKEN,
             "dp-test".to_owned(),
@@ -341,6 +347,56 @@ async fn reconnects_after_the_stream_ends_and_announces_what_it_serves() -> Resu
     // The version it already serves is ACKed without a recompile.
     third.send(snapshot(2, vec![proxy("app.test")])).await?;
     assert_eq!(third.next().await?, Kind::Ack(pb::Ack { version: 2 }));
+    Ok(())
+}
+
+/// Two control planes: the data plane streams from the first, moves to the second when the
+/// first goes away (serving what it had meanwhile), refuses a snapshot older than the one it
+/// serves from a control plane that lags, and takes the next newer one.
+#[tokio::test]
+async fn moves_to_the_next_control_plane_and_never_goes_back_in_version() -> Result<()> {
+    let mut first = Fake::start().await?;
+    let mut second = Fake::start().await?;
+    let mut dp = DataPlane::new()?;
+    dp.connect_all(&[first.addr, second.addr], dp.applier())?;
+    let mut session = first.session().await?;
+    session.hello().await?;
+    session.send(snapshot(5, vec![proxy("five.test")])).await?;
+    assert_eq!(session.next().await?, Kind::Ack(pb::Ack { version: 5 }));
+
+    // The first control plane dies: its stream breaks and it no longer accepts connections.
+    first.server.abort();
+    drop(session);
+    let mut moved = second.session().await?;
+    assert_eq!(moved.hello().await?.serving_version, 5);
+    assert_eq!(dp.store.version(), Some(5), "kept serving meanwhile");
+
+    // A lagging control plane's older snapshot is refused and not applied.
+    moved.send(snapshot(3, vec![proxy("three.test")])).await?;
+    match moved.next().await? {
+        Kind::Nack(nack) => {
+            assert_eq!(nack.version, 3);
+            assert!(
+                nack.error.contains("older than version 5"),
+                "{}",
+                nack.error
+            );
+        }
+        other => bail!("expected a NACK for the older version, got {other:?}"),
+    }
+    assert_eq!(dp.store.version(), Some(5));
+    assert_eq!(dp.cached_version()?, Some(5));
+    moved.send(snapshot(6, vec![proxy("six.test")])).await?;
+    assert_eq!(moved.next().await?, Kind::Ack(pb::Ack { version: 6 }));
+    assert_eq!(dp.store.version(), Some(6));
+
+    // The second goes away too, the first is back (on the same port): round robin.
+    let listener = TcpListener::bind(first.addr).await?;
+    let mut back = Fake::start_on(listener)?;
+    second.server.abort();
+    drop(moved);
+    let mut again = back.session().await?;
+    assert_eq!(again.hello().await?.serving_version, 6);
     Ok(())
 }
 

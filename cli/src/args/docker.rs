@@ -8,8 +8,18 @@ use clap::{Args, Subcommand};
 pub(crate) struct ServiceCreateArgs {
     /// Service name (the container is `portcullis-NAME`)
     pub(crate) name: String,
-    /// Image reference, present on the engine (e.g. built locally)
-    pub(crate) image: String,
+    /// Image reference, present on the engine (e.g. built locally); leave out with
+    /// --dockerfile
+    pub(crate) image: Option<String>,
+    /// Build the image from this Dockerfile (tagged portcullis-build/NAME:latest)
+    #[arg(long, value_name = "PATH")]
+    pub(crate) dockerfile: Option<std::path::PathBuf>,
+    /// Build context directory (default: the Dockerfile's directory), sent as a tar
+    #[arg(long, value_name = "DIR", requires = "dockerfile")]
+    pub(crate) context: Option<std::path::PathBuf>,
+    /// Existing engine network to join (the first is the container's network). Repeatable.
+    #[arg(long = "network", value_name = "NAME")]
+    pub(crate) networks: Vec<String>,
     /// Published port: `[NAME=]CONTAINER_PORT[:HOST_PORT][/tcp|udp]`; without HOST_PORT one
     /// is allocated from the control plane's --port-range. Repeatable.
     #[arg(long = "port", value_name = "SPEC")]

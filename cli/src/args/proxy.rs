@@ -273,6 +273,11 @@ pub(crate) struct ProxyCreateArgs {
     /// 403); default: every client
     #[arg(long, value_name = "CIDRS")]
     pub(crate) ip_allow: Option<String>,
+    /// Record the query string in access-log records (credential parameters such as
+    /// access_token, code and state removed); default: the path only
+    #[arg(long, value_name = "true|false", num_args = 0..=1, require_equals = true,
+        default_missing_value = "true")]
+    pub(crate) log_query: Option<bool>,
 }
 
 /// `proxy update`: every flag is optional, but at least one must be given, since an
@@ -292,7 +297,7 @@ pub(crate) struct ProxyCreateArgs {
             "connect_timeout_ms", "read_timeout_ms", "idle_timeout_ms",
             "redirect_https", "hsts_max_age", "cert", "max_request_body_bytes",
             "rate_limit", "rate_burst", "rate_limit_key", "max_concurrent_requests",
-            "upstream_proxy_protocol", "ip_allow",
+            "upstream_proxy_protocol", "ip_allow", "log_query",
         ])
 ))]
 pub(crate) struct ProxyUpdateArgs {
@@ -368,6 +373,11 @@ pub(crate) struct ProxyUpdateArgs {
     /// Requests in flight at once on each data plane; more get 503 (0 = no cap)
     #[arg(long, value_name = "N")]
     pub(crate) max_concurrent_requests: Option<u32>,
+    /// Record the query string in access-log records (credential parameters such as
+    /// access_token, code and state removed); default: the path only
+    #[arg(long, value_name = "true|false", num_args = 0..=1, require_equals = true,
+        default_missing_value = "true")]
+    pub(crate) log_query: Option<bool>,
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ pub(crate) enum ServiceCommand {
     #[command(subcommand)]
     External(ExternalCommand),
     /// Create (and start) a Docker container service
-    Create(super::docker::ServiceCreateArgs),
+    Create(Box<super::docker::ServiceCreateArgs>),
     /// List Docker services with their live state
     List,
     /// Show one Docker service with its live state
@@ -48,6 +48,17 @@ pub(crate) enum ServiceCommand {
         /// Prefix each line with its timestamp
         #[arg(long)]
         timestamps: bool,
+        /// Keep printing new lines until the container stops (or Ctrl-C)
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// A Docker service's CPU, memory, network and block I/O
+    Stats {
+        /// Service name
+        name: String,
+        /// A line per second until the container stops (or Ctrl-C)
+        #[arg(long, short = 'f')]
+        follow: bool,
     },
     /// Create a proxy to a Docker service's published port, in one step
     ProxyCreate {
@@ -61,6 +72,9 @@ pub(crate) enum ServiceCommand {
         /// Port name (default: the first tcp port)
         #[arg(long)]
         port: Option<String>,
+        /// host (default: the published host port) or container (its address on its network)
+        #[arg(long)]
+        target: Option<String>,
     },
     /// Host-port allocations
     #[command(subcommand)]

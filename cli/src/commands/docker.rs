@@ -41,7 +41,7 @@ pub(crate) async fn run(
         ServiceCommand::External(_) => {
             return Err(CliError::Usage("not a Docker service command".into()));
         }
-        ServiceCommand::Create(a) => c.create_service(input(a)?).await.reply(&ctx.call)?,
+        ServiceCommand::Create(a) => c.create_service(input(*a)?).await.reply(&ctx.call)?,
         ServiceCommand::Show { name } => c.get_service(by(name)).await.reply(&ctx.call)?,
         ServiceCommand::Start { name } => c.start_service(by(name)).await.reply(&ctx.call)?,
         ServiceCommand::Stop { name } => c.stop_service(by(name)).await.reply(&ctx.call)?,
@@ -84,16 +84,23 @@ pub(crate) async fn run(
                 t
             });
         }
+        ServiceCommand::Stats { name, follow } => {
+            return super::docker_stream::stats(&mut c, ctx, name, follow).await;
+        }
         ServiceCommand::Logs {
             name,
             tail,
             timestamps,
+            follow,
         } => {
             let req = ServiceLogsRequest {
                 name,
                 tail,
                 timestamps,
             };
+            if follow {
+                return super::docker_stream::follow_logs(&mut c, ctx, req).await;
+            }
             let r = c.service_logs(req).await.reply(&ctx.call)?;
             return ctx
                 .out
@@ -104,12 +111,14 @@ pub(crate) async fn run(
             hostname,
             https,
             port,
+            target,
         } => {
             let req = ServiceProxyRequest {
                 name,
                 hostname: hostname.unwrap_or_default(),
                 port: port.unwrap_or_default(),
                 https,
+                target: target.unwrap_or_default(),
             };
             let proxy = c.create_service_proxy(req).await.reply(&ctx.call)?;
             return ctx
@@ -190,17 +199,24 @@ fn input(a: ServiceCreateArgs) -> Result<ContainerServiceInput, CliError> {
             protocol: p.protocol.unwrap_or_default(),
         });
     }
+    let (dockerfile, build_context) = match &a.dockerfile {
+        Some(path) => super::docker_stream::build_context(path, a.context.as_deref())?,
+        None => Default::default(),
+    };
     Ok(ContainerServiceInput {
         env: kv(&a.env, "--env")?,
         labels: kv(&a.labels, "--label")?,
         name: a.name,
-        image: a.image,
+        image: a.image.unwrap_or_default(),
         command: a.command,
         memory: a.memory.unwrap_or_default(),
         cpus: a.cpus.unwrap_or_default(),
         restart_policy: a.restart.unwrap_or_default(),
         ports,
         no_start: a.no_start,
+        dockerfile,
+        build_context,
+        networks: a.networks,
     })
 }
 
@@ -255,6 +271,8 @@ fn service_json(s: &ContainerServiceView) -> Value {
         })).collect::<Vec<_>>(),
         "owner_token_id": s.owner_token_id,
         "created_at": s.created_at,
+        "networks": s.networks,
+        "built": s.built,
         "state": {
             "status": s.status,
             "running": s.running,

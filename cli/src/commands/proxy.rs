@@ -150,6 +150,7 @@ pub(crate) fn create_input(args: ProxyCreateArgs) -> Result<ProxyInput, CliError
         max_request_body_bytes: args.max_request_body_bytes,
         upstream_proxy_protocol: args.upstream_proxy_protocol.map(|v| v.as_str().to_owned()),
         ip_allowlist: args.ip_allow,
+        log_query: args.log_query,
     })
 }
 
@@ -186,6 +187,7 @@ pub(crate) fn update_patch(args: ProxyUpdateArgs) -> Result<ProxyPatch, CliError
         max_request_body_bytes: args.max_request_body_bytes,
         upstream_proxy_protocol: args.upstream_proxy_protocol.map(|v| v.as_str().to_owned()),
         ip_allowlist: args.ip_allow,
+        log_query: args.log_query,
     })
 }
 

@@ -27,6 +27,8 @@ impl DockerApi {
     /// Ready to mount on a tonic server.
     pub fn server(self) -> pb::docker_service_server::DockerServiceServer<Self> {
         pb::docker_service_server::DockerServiceServer::new(self)
+            // A create may carry a build context.
+            .max_decoding_message_size(super::build::MAX_CONTEXT_BYTES + (1 << 20))
     }
 
     async fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
@@ -78,6 +80,8 @@ fn view(v: ServiceView) -> pb::ContainerServiceView {
         started_at: v.state.started_at.unwrap_or_default(),
         health: v.state.health.unwrap_or_default(),
         error: v.state.error.unwrap_or_default(),
+        networks: s.networks,
+        built: s.built,
     }
 }
 
@@ -111,6 +115,9 @@ fn input(i: pb::ContainerServiceInput) -> Result<ContainerServiceInput, Status> 
         restart_policy: non_empty(i.restart_policy),
         ports,
         start: Some(!i.no_start),
+        dockerfile: non_empty(i.dockerfile),
+        build_context: (!i.build_context.is_empty()).then_some(i.build_context),
+        networks: i.networks,
     })
 }
 
@@ -127,6 +134,40 @@ fn allocation(a: PortAllocation) -> pb::PortAllocationEntry {
 
 #[tonic::async_trait]
 impl pb::docker_service_server::DockerService for DockerApi {
+    type FollowServiceStatsStream = super::stream::GrpcFollow<pb::ServiceStatsSample>;
+    type FollowServiceLogsStream = super::stream::GrpcFollow<pb::ServiceLogLines>;
+
+    async fn service_stats(&self, req: Request<pb::ByName>) -> Reply<pb::ServiceStatsSample> {
+        let c = self.caller(&req).await?;
+        let name = req.into_inner().name;
+        Ok(Response::new(self.docker.stats(&c, &name).await?.into()))
+    }
+
+    async fn follow_service_stats(
+        &self,
+        req: Request<pb::ByName>,
+    ) -> Reply<Self::FollowServiceStatsStream> {
+        let c = self.caller(&req).await?;
+        let name = req.into_inner().name;
+        let st = self.docker.follow_stats(&c, &name).await?;
+        Ok(Response::new(super::stream::grpc(st, Into::into)))
+    }
+
+    async fn follow_service_logs(
+        &self,
+        req: Request<pb::ServiceLogsRequest>,
+    ) -> Reply<Self::FollowServiceLogsStream> {
+        let c = self.caller(&req).await?;
+        let r = req.into_inner();
+        let tail = (r.tail != 0).then_some(r.tail);
+        let st = self
+            .docker
+            .follow_logs(&c, &r.name, tail, r.timestamps)
+            .await?;
+        let one = |line| pb::ServiceLogLines { lines: vec![line] };
+        Ok(Response::new(super::stream::grpc(st, one)))
+    }
+
     async fn create_service(
         &self,
         req: Request<pb::ContainerServiceInput>,
@@ -197,7 +238,14 @@ impl pb::docker_service_server::DockerService for DockerApi {
         let port = non_empty(r.port);
         let proxy = self
             .docker
-            .proxy_create(&c, &r.name, non_empty(r.hostname), port.as_deref(), r.https)
+            .proxy_create(
+                &c,
+                &r.name,
+                non_empty(r.hostname),
+                port.as_deref(),
+                r.https,
+                Some(r.target.as_str()),
+            )
             .await?;
         Ok(Response::new(proxy.into()))
     }

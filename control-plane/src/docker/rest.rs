@@ -34,7 +34,8 @@ type ApiResult<T> = Result<T, ApiError>;
         proxy_create,
         ports,
         check,
-        health
+        health,
+        super::sse::stats
     ),
     components(schemas(
         ServiceView,
@@ -44,7 +45,8 @@ type ApiResult<T> = Result<T, ApiError>;
         DockerStatus,
         DeleteReport,
         LogsBody,
-        ProxyCreateBody
+        ProxyCreateBody,
+        super::stream::StatsSample
     ))
 )]
 pub struct DockerApiDoc;
@@ -65,7 +67,15 @@ impl FromRef<DockerState> for Authenticator {
 /// The Docker service and port routes.
 pub fn router(docker: Docker, authn: Authenticator) -> axum::Router {
     axum::Router::new()
-        .route("/api/v1/services", get(list).post(create))
+        .route(
+            "/api/v1/services",
+            get(list)
+                .post(create)
+                // A build context (base64) is larger than axum's default 2 MB.
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    super::build::MAX_CONTEXT_BYTES / 3 * 4 + (1 << 20),
+                )),
+        )
         .route("/api/v1/services/{name}", get(show).delete(remove))
         .route("/api/v1/services/{name}/start", post(start))
         .route("/api/v1/services/{name}/stop", post(stop))
@@ -76,7 +86,11 @@ pub fn router(docker: Docker, authn: Authenticator) -> axum::Router {
         .route("/api/v1/ports", get(ports))
         .route("/api/v1/ports/check/{port}", get(check))
         .route("/api/v1/docker/health", get(health))
-        .with_state(DockerState { docker, authn })
+        .with_state(DockerState {
+            docker: docker.clone(),
+            authn: authn.clone(),
+        })
+        .merge(super::sse::router(docker, authn))
 }
 
 #[utoipa::path(get, path = "/api/v1/services", tag = "docker", security(("bearer" = [])),
@@ -157,6 +171,9 @@ struct LogsQuery {
     tail: Option<u32>,
     /// Prefix each line with the engine's RFC 3339 timestamp.
     timestamps: Option<bool>,
+    /// Follow: `text/event-stream`, one `data: {"line": …}` per line as printed, until the
+    /// container stops, the client goes, an hour or 64 MiB (see `docker::stream`).
+    follow: Option<bool>,
 }
 
 /// Body of the logs answer.
@@ -172,12 +189,17 @@ async fn logs(
     caller: Caller,
     Path(name): Path<String>,
     Query(q): Query<LogsQuery>,
-) -> ApiResult<Json<LogsBody>> {
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse as _;
+    let ts = q.timestamps.unwrap_or(false);
+    if q.follow.unwrap_or(false) {
+        return Ok(super::sse::follow_logs(&s.docker, &caller, &name, q.tail, ts).await);
+    }
     let lines = s
         .docker
         .logs(&caller, &name, q.tail, q.timestamps.unwrap_or(false))
         .await?;
-    Ok(Json(LogsBody { lines }))
+    Ok(Json(LogsBody { lines }).into_response())
 }
 
 #[utoipa::path(get, path = "/api/v1/services/{name}/ports", tag = "docker", security(("bearer" = [])), params(("name" = String, Path, description = "Service name")),
@@ -200,6 +222,9 @@ struct ProxyCreateBody {
     port: Option<String>,
     /// Serve HTTPS too (default false).
     https: Option<bool>,
+    /// `host` (default: the published host port) or `container` (the container's address
+    /// on its network and the container port).
+    target: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/services/{name}/proxy", tag = "docker", security(("bearer" = [])), params(("name" = String, Path, description = "Service name")), request_body = ProxyCreateBody,
@@ -218,6 +243,7 @@ async fn proxy_create(
             body.hostname,
             body.port.as_deref(),
             body.https.unwrap_or(false),
+            body.target.as_deref(),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(proxy)))

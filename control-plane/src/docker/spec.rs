@@ -54,6 +54,16 @@ pub struct ContainerServiceInput {
     pub ports: Vec<PortInput>,
     /// Start the container once created (default true).
     pub start: Option<bool>,
+    /// Dockerfile text: build the image through the engine instead of using one already
+    /// there (`image` then stays empty; the build is tagged `portcullis-build/NAME:latest`).
+    pub dockerfile: Option<String>,
+    /// The build context: a plain (not compressed) tar, base64 in JSON; at most 32 MiB.
+    #[serde(default, deserialize_with = "super::build::base64_opt")]
+    #[schema(value_type = Option<String>, format = Byte)]
+    pub build_context: Option<Vec<u8>>,
+    /// Engine networks to join (existing ones; default: the engine's `bridge`).
+    #[serde(default)]
+    pub networks: Vec<String>,
 }
 
 /// One published port of a service.
@@ -117,6 +127,12 @@ pub struct ContainerService {
     pub owner_token_id: String,
     /// Unix seconds.
     pub created_at: i64,
+    /// Engine networks joined (empty: the engine's default `bridge`).
+    #[serde(default)]
+    pub networks: Vec<String>,
+    /// Whether the image was built from a Dockerfile.
+    #[serde(default)]
+    pub built: bool,
 }
 
 impl Record for ContainerService {
@@ -349,6 +365,38 @@ pub fn port_name(v: &str) -> Result<String> {
     }
 }
 
+/// Network names: at most 8, each 1–64 of `[A-Za-z0-9_.-]`, not `host` or `none` (a
+/// container there has no published ports of its own).
+pub fn networks(v: &[String]) -> Result<Vec<String>> {
+    if v.len() > 8 {
+        return Err(ServiceError::invalid("networks", "at most 8 networks"));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(v.len());
+    for n in v {
+        let ok = !n.is_empty()
+            && n.len() <= 64
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !ok {
+            return Err(ServiceError::invalid(
+                "networks",
+                format!("{n:?} must be 1-64 of letters, digits, '_', '.' and '-'"),
+            ));
+        }
+        if n == "host" || n == "none" || n.starts_with("container") {
+            return Err(ServiceError::invalid(
+                "networks",
+                format!("{n:?}: host/none/container networking cannot publish ports"),
+            ));
+        }
+        if out.contains(n) {
+            return Err(ServiceError::invalid("networks", format!("{n:?} twice")));
+        }
+        out.push(n.clone());
+    }
+    Ok(out)
+}
+
 /// Command, env and labels: bounded, env names well formed, `portcullis.*` labels reserved.
 pub fn extras(input: &ContainerServiceInput) -> Result<()> {
     if input.command.len() > MAX_ITEMS || input.command.iter().any(|a| a.len() > MAX_ITEM_LEN) {
@@ -477,5 +525,18 @@ mod tests {
         assert_eq!(field(service_name("Web").unwrap_err()), "name");
         assert_eq!(field(service_name("-web").unwrap_err()), "name");
         service_name("web-1").unwrap();
+        assert_eq!(
+            networks(&["bridge".into(), "app_net-1".into()])
+                .unwrap()
+                .len(),
+            2
+        );
+        for bad in ["", "host", "none", "a b", "container:x"] {
+            assert_eq!(field(networks(&[bad.into()]).unwrap_err()), "networks");
+        }
+        assert_eq!(
+            field(networks(&["a".into(), "a".into()]).unwrap_err()),
+            "networks"
+        );
     }
 }

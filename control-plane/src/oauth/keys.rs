@@ -161,6 +161,12 @@ pub async fn active(server: &OAuthServer) -> Result<ActiveKey, OAuthError> {
 /// memory: every control plane sharing the store signs with the same key, and a rotation
 /// interrupted by a crash still completes at `PROPAGATION_WAIT`.
 pub async fn rotate(server: &OAuthServer) -> Result<String, OAuthError> {
+    rotate_fenced(server, None).await
+}
+
+/// [`rotate`] with every write guarded by `fence` (the maintenance lease, see
+/// [`crate::lease`]): a control plane that lost the lease rotates nothing.
+async fn rotate_fenced(server: &OAuthServer, fence: Option<&Check>) -> Result<String, OAuthError> {
     let records: Vec<SigningKeyRecord> = server.list(Collection::OAuthKeys).await?;
     let mut fresh = generate(server, server.settings().signing_alg)?;
     let switch_at = fresh.created_at + PROPAGATION_WAIT.as_secs() as i64;
@@ -172,7 +178,10 @@ pub async fn rotate(server: &OAuthServer) -> Result<String, OAuthError> {
     }
     let published = server
         .apply(Batch {
-            checks: vec![Check::Absent(Collection::OAuthKeys, fresh.kid.clone())],
+            checks: [Check::Absent(Collection::OAuthKeys, fresh.kid.clone())]
+                .into_iter()
+                .chain(fence.cloned())
+                .collect(),
             writes,
         })
         .await?;
@@ -186,7 +195,7 @@ pub async fn rotate(server: &OAuthServer) -> Result<String, OAuthError> {
         tracing::warn!(error = %e, kid = %fresh.kid, "cannot follow data-plane ACKs for the new signing key");
         return Ok(fresh.kid);
     }
-    start_signing(server, &fresh).await?;
+    start_signing(server, &fresh, fence).await?;
     tracing::info!(kid = %fresh.kid, "rotated OAuth signing key");
     Ok(fresh.kid)
 }
@@ -195,13 +204,17 @@ pub async fn rotate(server: &OAuthServer) -> Result<String, OAuthError> {
 /// key now at the latest. Changes nothing when it already signs, is gone, was itself
 /// superseded by a later rotation (which retired it), or a key changed meanwhile: then the
 /// stored times stand.
-async fn start_signing(server: &OAuthServer, fresh: &SigningKeyRecord) -> Result<(), OAuthError> {
+async fn start_signing(
+    server: &OAuthServer,
+    fresh: &SigningKeyRecord,
+    fence: Option<&Check>,
+) -> Result<(), OAuthError> {
     let t = now();
     if fresh.signs_from <= t {
         return Ok(());
     }
     let mut batch = Batch {
-        checks: vec![],
+        checks: fence.cloned().into_iter().collect(),
         writes: vec![],
     };
     let mut current = false;
@@ -231,7 +244,7 @@ async fn start_signing(server: &OAuthServer, fresh: &SigningKeyRecord) -> Result
 
 /// Rotates when the current key is older than the configured period, creates one if
 /// none is left, and drops retired keys once every token they signed has expired.
-pub async fn rotate_if_due(server: &OAuthServer) -> Result<(), OAuthError> {
+pub async fn rotate_if_due(server: &OAuthServer, fence: Option<&Check>) -> Result<(), OAuthError> {
     let records: Vec<SigningKeyRecord> = server.list(Collection::OAuthKeys).await?;
     let t = now();
     let period = server.settings().key_rotation.as_secs() as i64;
@@ -244,7 +257,7 @@ pub async fn rotate_if_due(server: &OAuthServer) -> Result<(), OAuthError> {
     if !stale.is_empty() {
         server
             .apply(Batch {
-                checks: vec![],
+                checks: fence.cloned().into_iter().collect(),
                 writes: stale,
             })
             .await?;
@@ -255,7 +268,7 @@ pub async fn rotate_if_due(server: &OAuthServer) -> Result<(), OAuthError> {
         .max_by_key(|k| k.created_at)
     {
         None => ensure(server).await,
-        Some(k) if k.created_at + period <= t => rotate(server).await.map(drop),
+        Some(k) if k.created_at + period <= t => rotate_fenced(server, fence).await.map(drop),
         Some(_) => Ok(()),
     }
 }

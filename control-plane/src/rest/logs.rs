@@ -146,6 +146,15 @@ pub struct RecordJson {
     pub trace_id: String,
     pub user_agent: String,
     pub mcp_session_id: String,
+    /// From the connection's PROXY v2 header (its load balancer): the authority (SNI)
+    /// the client asked for, the balancer's connection id (hex), the ALPN protocol, the
+    /// TLS version, the `PP2_CLIENT_*` bits and the client certificate's verify result.
+    pub proxy_authority: String,
+    pub proxy_unique_id: String,
+    pub proxy_alpn: String,
+    pub proxy_ssl_version: String,
+    pub proxy_ssl_client: u32,
+    pub proxy_ssl_verify: u32,
 }
 
 impl From<&pb::AccessLogRecord> for RecordJson {
@@ -178,6 +187,12 @@ impl From<&pb::AccessLogRecord> for RecordJson {
             trace_id: r.trace_id.clone(),
             user_agent: r.user_agent.clone(),
             mcp_session_id: r.mcp_session_id.clone(),
+            proxy_authority: r.proxy_authority.clone(),
+            proxy_unique_id: r.proxy_unique_id.clone(),
+            proxy_alpn: r.proxy_alpn.clone(),
+            proxy_ssl_version: r.proxy_ssl_version.clone(),
+            proxy_ssl_client: r.proxy_ssl_client,
+            proxy_ssl_verify: r.proxy_ssl_verify,
         }
     }
 }
@@ -438,6 +453,7 @@ async fn follow(
             let body = ErrorBody {
                 error: "unavailable",
                 detail: e.to_string(),
+                field: None,
             };
             return Err((StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response());
         }

@@ -118,7 +118,7 @@ impl ControlPlane {
             )));
         }
         // An order in flight would land a staging certificate after the switch.
-        if self.lock_held(&order_lock(name)).await? {
+        if self.leases().held(&order_lock(name)).await? {
             return Err(ServiceError::concurrent(format!(
                 "certificate {name:?} is being ordered right now; retry when it is valid or failed"
             )));

@@ -2,8 +2,6 @@
 //! the order queue (`crate::acme::OrderQueue`, consumed by `crate::issuer`); the API returns
 //! at once and the status is visible.
 
-use std::time::Duration;
-
 use super::{CAS_RETRIES, ControlPlane, Result, require_owner, require_writer};
 use crate::acme::renewal::shown_status;
 use crate::auth::Caller;
@@ -12,15 +10,9 @@ use crate::model::{
     CertSource, CertStatus, CertificateInfo, CertificateInput, CertificateRecord, Proxy, now, pem,
     validate,
 };
-use crate::store::{Batch, Check, Collection, Write};
+use crate::store::{Batch, Check, Collection, StoreError, Write};
 
 const MAX_DOMAINS: usize = 100;
-
-/// A held lock; release with [`ControlPlane::unlock`].
-pub(crate) struct Lock {
-    key: String,
-    value: Vec<u8>,
-}
 
 impl ControlPlane {
     /// Creates a certificate: self-signed at once, or ordered from ACME in the background.
@@ -239,93 +231,50 @@ impl ControlPlane {
         name: &str,
         f: impl Fn(&mut CertificateRecord),
     ) -> Result<()> {
+        self.update_certificate_fenced(name, None, f).await
+    }
+
+    /// As [`Self::update_certificate`], refused (`Conflict`) once `fence` fails: the lease
+    /// the caller works under was taken over (see [`crate::lease`]).
+    pub(crate) async fn update_certificate_fenced(
+        &self,
+        name: &str,
+        fence: Option<&Check>,
+        f: impl Fn(&mut CertificateRecord),
+    ) -> Result<()> {
         for _ in 0..CAS_RETRIES {
             let Some((mut rec, raw)) = self.get::<CertificateRecord>(name).await? else {
                 return Err(ServiceError::not_found("certificate", name));
             };
             f(&mut rec);
+            let mut checks = vec![Check::Equals(
+                Collection::Certificates,
+                name.to_owned(),
+                raw,
+            )];
+            checks.extend(fence.cloned());
             let batch = Batch {
-                checks: vec![Check::Equals(
-                    Collection::Certificates,
-                    name.to_owned(),
-                    raw,
-                )],
+                checks,
                 writes: vec![Write::put(&rec)],
             };
-            match self
-                .commit(batch, |_| ServiceError::concurrent(String::new()))
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(ServiceError::Conflict(_)) => continue,
-                Err(e) => return Err(e),
+            match self.inner.store.apply(batch).await {
+                Ok(rev) => {
+                    self.observe_revision(rev);
+                    return Ok(());
+                }
+                Err(StoreError::CheckFailed(0)) => continue,
+                Err(StoreError::CheckFailed(_)) => {
+                    return Err(ServiceError::concurrent(format!(
+                        "certificate {name:?}: this control plane lost the order's lease to another"
+                    )));
+                }
+                Err(e) => return Err(e.into()),
             }
         }
         Err(ServiceError::concurrent(format!(
             "certificate {name:?} is changing concurrently"
         )))
     }
-
-    /// A lock with expiry shared by every control plane on the store.
-    pub(crate) async fn try_lock(&self, name: &str, ttl: Duration) -> Option<Lock> {
-        let key = format!("lock:{name}");
-        let expires = now() + ttl.as_secs() as i64;
-        let value = format!("{expires}:{}", rand::random::<u64>()).into_bytes();
-        let current = self.inner.store.get(Collection::Meta, &key).await.ok()?;
-        let check = match current {
-            None => Check::Absent(Collection::Meta, key.clone()),
-            Some(old) => {
-                if lock_expiry(&old) > now() {
-                    return None;
-                }
-                Check::Equals(Collection::Meta, key.clone(), old)
-            }
-        };
-        let batch = Batch {
-            checks: vec![check],
-            writes: vec![Write::Put(Collection::Meta, key.clone(), value.clone())],
-        };
-        self.inner
-            .store
-            .apply(batch)
-            .await
-            .ok()
-            .map(|_| Lock { key, value })
-    }
-
-    /// Whether someone holds lock `name` now (an unexpired owner), e.g. an order in flight.
-    pub(crate) async fn lock_held(&self, name: &str) -> Result<bool> {
-        let key = format!("lock:{name}");
-        Ok(match self.inner.store.get(Collection::Meta, &key).await? {
-            None => false,
-            Some(v) => lock_expiry(&v) > now(),
-        })
-    }
-
-    /// Releases a lock if it is still ours.
-    pub(crate) async fn unlock(&self, lock: Lock) {
-        let _ = self
-            .inner
-            .store
-            .apply(Batch {
-                checks: vec![Check::Equals(
-                    Collection::Meta,
-                    lock.key.clone(),
-                    lock.value,
-                )],
-                writes: vec![Write::Delete(Collection::Meta, lock.key)],
-            })
-            .await;
-    }
-}
-
-/// Expiry (Unix seconds) in a lock value `EXPIRY:OWNER`; 0 (expired) if unreadable.
-fn lock_expiry(value: &[u8]) -> i64 {
-    String::from_utf8_lossy(value)
-        .split(':')
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
 }
 
 /// The API view of a certificate, with the status the renewal policy shows now.

@@ -42,6 +42,7 @@ impl ControlPlane {
                 max_request_body_bytes: input.max_request_body_bytes,
                 upstream_proxy_protocol: input.upstream_proxy_protocol,
                 ip_allowlist: input.ip_allowlist,
+                log_query: input.log_query,
             },
         )?;
         let key = proxy.hostname.clone();
@@ -198,6 +199,7 @@ fn unconfigured(hostname: String, owner_token_id: String, now: i64) -> Proxy {
         max_request_body_bytes: 0,
         upstream_proxy_protocol: UpstreamProxyProtocol::Off,
         ip_allowlist: Vec::new(),
+        log_query: false,
         auth: None,
         owner_token_id,
         created_at: now,
@@ -309,6 +311,7 @@ fn apply_patch(p: &mut Proxy, patch: ProxyPatch) -> Result<()> {
     p.enable_http = patch.enable_http.unwrap_or(p.enable_http);
     p.enable_https = patch.enable_https.unwrap_or(p.enable_https);
     p.preserve_host_header = patch.preserve_host_header.unwrap_or(p.preserve_host_header);
+    p.log_query = patch.log_query.unwrap_or(p.log_query);
     Ok(())
 }
 

@@ -1,6 +1,13 @@
 //! The Redis backend: one hash per collection, a revision counter, and a Lua script that
 //! checks and writes a whole batch atomically. All keys share the `{portcullis}` hash tag so
 //! a batch never spans cluster slots.
+//!
+//! Every batch that bumps the revision also `PUBLISH`es the new revision on
+//! [`REVISION_CHANNEL`] from inside the script, so the publish is atomic with the write;
+//! [`RedisStore::watch_revisions`] subscribes and wakes this process's snapshot publisher
+//! at once, whichever control plane wrote. Pub/sub is fire-and-forget (a message sent while
+//! a subscriber reconnects is lost), so the watcher reads the revision after every
+//! (re)subscription and the publisher keeps a slow poll as the safety net.
 
 use redis::aio::ConnectionManager;
 
@@ -11,7 +18,14 @@ type Records = Vec<(String, Vec<u8>)>;
 
 const REVISION_KEY: &str = "{portcullis}:revision";
 
-/// Runs checks then writes in one script invocation; Redis runs scripts atomically.
+/// Pub/sub channel carrying each new revision (decimal), published by the apply script.
+pub(crate) const REVISION_CHANNEL: &str = "{portcullis}:revisions";
+
+/// Wait before resubscribing after the pub/sub connection failed.
+const RESUBSCRIBE_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Runs checks then writes in one script invocation; Redis runs scripts atomically. A
+/// bumped revision is published on [`REVISION_CHANNEL`] (spelt out in the script).
 const APPLY_SCRIPT: &str = r"
 local i = 1
 local bump = ARGV[i]; i = i + 1
@@ -33,13 +47,18 @@ for n = 1, nw do
   if op == 'put' then redis.call('HSET', h, f, v) else redis.call('HDEL', h, f) end
 end
 local rev
-if bump == '1' then rev = redis.call('INCR', KEYS[1]) else rev = tonumber(redis.call('GET', KEYS[1]) or '0') end
+if bump == '1' then
+  rev = redis.call('INCR', KEYS[1])
+  redis.call('PUBLISH', '{portcullis}:revisions', rev)
+else rev = tonumber(redis.call('GET', KEYS[1]) or '0') end
 return {1, rev}
 ";
 
 /// A multiplexed, auto-reconnecting connection to one Redis server.
 #[derive(Clone)]
 pub struct RedisStore {
+    /// Opens the pub/sub connection (boxed: it is large and rarely used).
+    client: std::sync::Arc<redis::Client>,
     conn: ConnectionManager,
     script: redis::Script,
 }
@@ -67,9 +86,44 @@ impl RedisStore {
         let mut conn = client.get_connection_manager_with_config(config).await?;
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(Self {
+            client: std::sync::Arc::new(client),
             conn,
             script: redis::Script::new(APPLY_SCRIPT),
         })
+    }
+
+    /// Subscribes to [`REVISION_CHANNEL`] until the process ends, reporting every revision
+    /// to `revisions`; after each (re)subscription also reads the revision, so writes made
+    /// while the subscription was down are not missed.
+    pub(super) fn watch_revisions(&self, revisions: super::Revisions) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match this.follow(&revisions).await {
+                    Ok(()) => tracing::warn!("revision subscription closed; resubscribing"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "revision subscription failed; resubscribing")
+                    }
+                }
+                tokio::time::sleep(RESUBSCRIBE_DELAY).await;
+            }
+        });
+    }
+
+    async fn follow(&self, revisions: &super::Revisions) -> Result<(), StoreError> {
+        use futures_util::StreamExt as _;
+        let mut pubsub = self.client.get_async_pubsub().await?;
+        pubsub.subscribe(REVISION_CHANNEL).await?;
+        let (revision,) = self.read_consistent(&[]).await.map(|c| (c.revision,))?;
+        revisions.observe(revision);
+        let mut messages = pubsub.on_message();
+        while let Some(msg) = messages.next().await {
+            // A malformed message only costs the wake-up; the poll still catches up.
+            if let Ok(rev) = msg.get_payload::<u64>() {
+                revisions.observe(rev);
+            }
+        }
+        Ok(())
     }
 
     pub(super) async fn get(

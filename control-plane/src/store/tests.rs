@@ -167,3 +167,47 @@ async fn redis_unreachable_is_an_error_not_a_hang() {
     assert!(Store::connect_redis("redis://127.0.0.1:1/0").await.is_err());
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
+
+#[tokio::test]
+async fn redis_announces_each_revision_to_every_watcher_at_once() {
+    let server = RedisServer::start().await;
+    let writer = Store::connect_redis(&server.url).await.unwrap();
+    let watcher = Store::connect_redis(&server.url).await.unwrap();
+    let write = |k: &str| Batch {
+        checks: vec![],
+        writes: vec![Write::Put(Collection::Proxies, k.to_owned(), vec![1])],
+    };
+    assert_eq!(writer.apply(write("a")).await.unwrap(), 1);
+    let revisions = Revisions::new(0);
+    let mut rx = revisions.subscribe();
+    watcher.watch_revisions(&revisions);
+    // Subscribed: it read the revision written before it subscribed.
+    tokio::time::timeout(std::time::Duration::from_secs(5), rx.wait_for(|r| *r == 1))
+        .await
+        .expect("caught up at subscription")
+        .unwrap();
+    // Another process's write arrives without any poll, within milliseconds.
+    for n in 2..=20u64 {
+        let started = std::time::Instant::now();
+        assert_eq!(writer.apply(write(&format!("k{n}"))).await.unwrap(), n);
+        tokio::time::timeout(std::time::Duration::from_secs(1), rx.wait_for(|r| *r == n))
+            .await
+            .expect("announced")
+            .unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_millis(200));
+    }
+    // A write that does not bump the revision announces nothing.
+    writer
+        .apply(Batch {
+            checks: vec![],
+            writes: vec![Write::Put(Collection::Tokens, "t".into(), vec![1])],
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        server.cli(&["PUBSUB", "NUMSUB", "{portcullis}:revisions"]),
+        "{portcullis}:revisions\n1"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!rx.has_changed().unwrap());
+}

@@ -35,6 +35,8 @@ pub(crate) struct ProxySpec {
     pub(crate) send_proxy: SendProxy,
     /// `None` when the proxy allows every client.
     pub(crate) ip_allowlist: Option<Cidrs>,
+    /// Access-log records keep the query string (credential parameters removed).
+    pub(crate) log_query: bool,
     pub(crate) policy: PolicySpec,
     pub(crate) https: HttpsSpec,
     pub(crate) limits: LimitSpec,
@@ -82,6 +84,7 @@ impl TryFrom<&pb::ProxyTarget> for ProxySpec {
         Ok(Self {
             send_proxy,
             ip_allowlist,
+            log_query: p.log_query,
             pattern,
             target,
             enabled: p.enabled,

@@ -17,8 +17,8 @@
 //! observation and one for the wrapped response body.
 //!
 //! **Secrets.** Only the fields listed are copied; no header but `User-Agent`,
-//! `X-Request-Id` and `Mcp-Session-Id` is read, and the query string is never recorded
-//! (no proxy opts in yet), so `Authorization`, cookies, codes and tokens cannot reach a
+//! `X-Request-Id` and `Mcp-Session-Id` is read, and the query string is recorded only for a
+//! proxy that opts in (`log_query`), through [`access_log::redact_query`], so `Authorization`, cookies, codes and tokens cannot reach a
 //! record.
 
 use std::pin::Pin;
@@ -87,7 +87,7 @@ impl Observe {
         // The same client every decision sees: the PROXY header's source, or the rightmost
         // untrusted `X-Forwarded-For` entry behind a trusted forwarder.
         let client = conn.client_of(headers);
-        let record = AccessLogRecord {
+        let mut record = AccessLogRecord {
             time_unix_nanos: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
@@ -101,6 +101,9 @@ impl Observe {
             trace_id: crate::trace::trace_id_of(req).map(hex).unwrap_or_default(),
             ..Default::default()
         };
+        if let Some(h) = conn.proxy_header() {
+            balancer_tlvs(&mut record, h);
+        }
         let entry = access_log::Entry {
             record,
             listener: match conn.listener {
@@ -129,9 +132,15 @@ impl Observe {
     }
 
     /// Phase 1: the proxy the host resolved to, and the host in its normal form (no
-    /// port, lower case); until then `host` is the client's Host as sent.
-    pub(crate) fn proxy(&mut self, proxy: &Proxy, host: &RequestHost) {
+    /// port, lower case); until then `host` is the client's Host as sent. The query
+    /// string is kept only when the proxy opts in, and then without credentials.
+    pub(crate) fn proxy(&mut self, proxy: &Proxy, host: &RequestHost, query: Option<&str>) {
         if let Some(o) = &mut self.0 {
+            if proxy.log_query()
+                && let Some(query) = query
+            {
+                o.entry.record.query = access_log::redact_query(query, true);
+            }
             proxy.hostname().clone_into(&mut o.entry.record.proxy);
             if o.entry.record.host != host.name() {
                 host.name().clone_into(&mut o.entry.record.host);
@@ -348,6 +357,34 @@ impl Drop for ObservedBody {
             o.finish(self.bytes, self.ended.unwrap_or_else(Instant::now));
         }
     }
+}
+
+/// The TLVs of the connection's PROXY v2 header: authority, unique id (hex), ALPN, SSL.
+fn balancer_tlvs(r: &mut AccessLogRecord, h: &crate::peer::ProxyHeader) {
+    if let Some(a) = &h.authority {
+        r.proxy_authority = a.to_string();
+    }
+    if let Some(id) = &h.unique_id {
+        r.proxy_unique_id = hex_bytes(id);
+    }
+    if let Some(alpn) = &h.alpn {
+        r.proxy_alpn = String::from_utf8_lossy(alpn).into_owned();
+    }
+    if let Some(ssl) = &h.ssl {
+        r.proxy_ssl_client = u32::from(ssl.client);
+        r.proxy_ssl_verify = ssl.verify;
+        r.proxy_ssl_version = ssl.version.as_deref().unwrap_or_default().to_owned();
+    }
+}
+
+fn hex_bytes(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// Lower-case hex of a W3C trace id, as the collector and `traceparent` show it.

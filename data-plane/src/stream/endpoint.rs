@@ -21,6 +21,9 @@ pub enum EndpointError {
     /// TLS could not be configured (bad CA file, no system roots).
     #[error("control plane TLS setup failed: {0}")]
     Tls(#[source] tonic::transport::Error),
+    /// No control-plane URL was given.
+    #[error("give at least one control plane URL")]
+    NoUrl,
     /// The token cannot be sent as a header value.
     #[error("enrolment token contains characters not allowed in a header")]
     Token,

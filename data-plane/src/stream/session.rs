@@ -47,7 +47,8 @@ async fn session(
     applier: &Applier,
     progressed: &mut bool,
 ) -> Result<(), SessionEnd> {
-    let channel = cp.endpoint.connect().await.map_err(SessionEnd::Connect)?;
+    let endpoint = cp.endpoint();
+    let channel = endpoint.connect().await.map_err(SessionEnd::Connect)?;
     let mut client =
         ConfigServiceClient::new(channel).max_decoding_message_size(MAX_SNAPSHOT_BYTES);
 
@@ -71,7 +72,7 @@ async fn session(
         .await
         .map_err(SessionEnd::Status)?
         .into_inner();
-    tracing::info!(uri = %cp.endpoint.uri(), "config stream open");
+    tracing::info!(uri = %endpoint.uri(), "config stream open");
 
     // Receiving and applying run side by side: while a snapshot compiles, newer ones keep
     // arriving and replace each other in `latest`, so after a burst of writes only the
@@ -165,8 +166,24 @@ async fn apply_latest(applier: &Applier, latest: &Latest, tx: &mpsc::Sender<pb::
     while let Some((snapshot, superseded)) = latest.next(applied_at + GIVE_UP_WINDOW).await {
         let version = snapshot.version;
         let ack = Kind::Ack(pb::Ack { version });
-        let (reply, published) = if applier.store().version() == Some(version) {
+        let serving = applier.store().version();
+        let (reply, published) = if serving == Some(version) {
             (Some(ack), None)
+        } else if let Some(serving) = serving.filter(|&s| s > version) {
+            // A control plane behind the others (or a store restored from an older copy):
+            // applying it would take routes back in time.
+            tracing::warn!(
+                version,
+                serving,
+                "refused a config snapshot older than the one served"
+            );
+            let nack = pb::Nack {
+                version,
+                error: format!(
+                    "version {version} is older than version {serving}, which this data plane serves; not applied (the versions only grow)"
+                ),
+            };
+            (Some(Kind::Nack(nack)), None)
         } else {
             match applier.publish(snapshot, &superseded).await {
                 Ok(published) => {

@@ -1,7 +1,8 @@
 //! Shipping access-log records to the control plane: `AccessLogIngest.Ship`, one unary
 //! call per batch, over the config stream's endpoint with the same enrolment token.
 //!
-//! The channel is lazy (connected on first use, reconnected by tonic after a failure) and
+//! The channel is lazy (connected on first use, reconnected by tonic after a failure),
+//! balanced over every control plane given (one that is down is skipped), and
 //! every call has [`SHIP_TIMEOUT`], so a control plane that hangs cannot hold a batch
 //! forever; [`access_log::Shipper`] keeps an unacknowledged batch and retries it.
 
@@ -19,7 +20,11 @@ pub const SHIP_TIMEOUT: Duration = Duration::from_secs(10);
 impl ControlPlane {
     /// Ships `pipeline`'s control-plane queue forever (spawn it on the process runtime).
     pub fn ship_access_logs(&self, pipeline: &Pipeline) -> impl Future<Output = ()> + use<> {
-        let client = AccessLogIngestClient::new(self.endpoint.connect_lazy());
+        let channel = match self.endpoints.as_slice() {
+            [one] => one.connect_lazy(),
+            several => tonic::transport::Channel::balance_list(several.iter().cloned()),
+        };
+        let client = AccessLogIngestClient::new(channel);
         let authorization = self.authorization.clone();
         let send = move |batch: AccessLogBatch| {
             let mut client = client.clone();

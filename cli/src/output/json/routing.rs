@@ -35,6 +35,7 @@ pub(crate) struct ProxyJson {
     max_request_body_bytes: u64,
     upstream_proxy_protocol: String,
     ip_allowlist: Vec<String>,
+    log_query: bool,
 }
 
 impl From<&pb::ProxyTarget> for ProxyJson {
@@ -68,6 +69,7 @@ impl From<&pb::ProxyTarget> for ProxyJson {
                 v => v.to_owned(),
             },
             ip_allowlist: p.ip_allowlist.clone(),
+            log_query: p.log_query,
         }
     }
 }

@@ -53,6 +53,7 @@ pub(crate) fn proxy(p: &pb::ProxyTarget) -> String {
         ),
         ("certificate", or_dash(&p.certificate_name)),
         ("redirect to https", yes_no(p.redirect_http_to_https)),
+        ("log query string", yes_no(p.log_query)),
         (
             "hsts max-age",
             p.hsts

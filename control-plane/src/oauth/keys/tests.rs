@@ -128,7 +128,7 @@ async fn a_rotated_key_waits_for_connected_data_planes_to_ack_it() {
 async fn rotation_without_data_planes_signs_at_once_and_the_sweep_keeps_a_key() {
     let (server, _d) = server().await;
     // The sweep creates the key should the store have none.
-    rotate_if_due(&server).await.unwrap();
+    rotate_if_due(&server, None).await.unwrap();
     let first = active(&server).await.unwrap().kid;
     let new = rotate(&server).await.unwrap();
     assert_ne!(new, first);

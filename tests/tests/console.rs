@@ -1,0 +1,441 @@
+//! The management console (`/ui/`): its headers and sign-in at the HTTP level, then one
+//! operator's day in a real headless Chromium (`tests/browser/console.mjs`) against real
+//! binaries: sign in with a token, create a proxy and see traffic flow through a data
+//! plane, the API's errors next to their fields, protection, a route, a development
+//! certificate, a token, an external service, an OAuth session revoked, request logs, and
+//! a `user` token refused on another's proxy. Every page is screenshotted (light, dark,
+//! phone) to `target/browser-screenshots/console-*.png` and checked with axe-core.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use portcullis_tests::browser::{alice, github_login};
+use portcullis_tests::chromium::{browser_dir, chromium_path, screenshot_path};
+use portcullis_tests::{Backend, ControlPlane, DataPlane, http_client};
+use serde_json::{Value, json};
+
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+const REDIRECT: &str = "http://127.0.0.1:53996/callback";
+
+/// `Set-Cookie` of a response, as one line.
+fn set_cookie(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Signs in with `token`; returns the `name=value` cookie pair and the CSRF token.
+async fn sign_in(cp: &ControlPlane, token: &str) -> (String, String) {
+    let resp = http_client()
+        .post(format!("{}/ui/session", cp.http))
+        .json(&json!({ "token": token }))
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(resp.status(), 200);
+    let line = set_cookie(&resp);
+    let body: Value = resp.json().await.expect("json");
+    let pair = line.split(';').next().unwrap_or_default().to_owned();
+    (pair, body["csrf"].as_str().expect("csrf").to_owned())
+}
+
+#[tokio::test]
+async fn console_assets_carry_a_strict_policy_and_writes_need_the_csrf_token() {
+    let cp = ControlPlane::start().await;
+    let http = http_client();
+
+    // `/` leads to the console; every console answer has the policy and no framing.
+    let root = http.get(format!("{}/", cp.http)).send().await.unwrap();
+    assert!(root.status().is_redirection(), "{}", root.status());
+    assert_eq!(root.headers()["location"], "/ui/");
+    for path in [
+        "/ui/",
+        "/ui/app.js",
+        "/ui/style.css",
+        "/ui/pages/proxies.js",
+    ] {
+        let resp = http.get(format!("{}{path}", cp.http)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let h = resp.headers();
+        assert_eq!(h["content-security-policy"], CSP, "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        let etag = h["etag"].to_str().unwrap().to_owned();
+        // Revalidation answers 304 without a body.
+        let again = http
+            .get(format!("{}{path}", cp.http))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 304, "{path}");
+    }
+    let page = http
+        .get(format!("{}/ui/", cp.http))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<html lang=\"en\">"), "{page}");
+    assert!(
+        !page.contains("<script>") && !page.contains("style="),
+        "nothing inline: {page}"
+    );
+    let missing = http
+        .get(format!("{}/ui/nope.js", cp.http))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    // A wrong token sets no cookie.
+    let resp = http
+        .post(format!("{}/ui/session", cp.http))
+        .json(&json!({"token": "pcs_wrong"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers().get("set-cookie").is_none());
+
+    // Plain http: the cookie cannot be `__Host-`/Secure; it is HttpOnly and SameSite=Lax,
+    // and holds an opaque id, never the token.
+    let resp = http
+        .post(format!("{}/ui/session", cp.http))
+        .json(&json!({"token": cp.admin_token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let line = set_cookie(&resp);
+    assert!(line.starts_with("portcullis-ui="), "{line}");
+    assert!(
+        line.contains("; HttpOnly") && line.contains("; SameSite=Lax") && line.contains("; Path=/"),
+        "{line}"
+    );
+    assert!(!line.contains(&cp.admin_token), "{line}");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["scope"], "admin");
+    assert!(body.get("token").is_none() && !body.to_string().contains(&cp.admin_token));
+    let cookie = line.split(';').next().unwrap().to_owned();
+    let csrf = body["csrf"].as_str().unwrap().to_owned();
+
+    // Reads need only the cookie.
+    let whoami = http
+        .get(format!("{}/ui/session", cp.http))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(whoami.status(), 200);
+    let list = http
+        .get(format!("{}/api/v1/proxy/targets", cp.http))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 200);
+
+    // A write with the cookie but without (or with a wrong) CSRF header is refused and
+    // changes nothing.
+    let proxy = json!({"hostname": "csrf.test", "target_url": "http://127.0.0.1:9"});
+    for csrf_header in [None, Some("wrong")] {
+        let mut req = http
+            .post(format!("{}/api/v1/proxy/targets", cp.http))
+            .header("cookie", &cookie)
+            .json(&proxy);
+        if let Some(v) = csrf_header {
+            req = req.header("x-csrf-token", v);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 403, "{csrf_header:?}");
+        let body: Value = resp.json().await.unwrap();
+        assert!(
+            body["detail"].as_str().unwrap().contains("X-CSRF-Token"),
+            "{body}"
+        );
+    }
+    let none = http
+        .get(format!("{}/api/v1/proxy/targets/csrf.test", cp.http))
+        .bearer_auth(&cp.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none.status(), 404, "the refused write created nothing");
+    // With it, the write goes through; a 400 names its field for the form.
+    let resp = http
+        .post(format!("{}/api/v1/proxy/targets", cp.http))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&proxy)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let resp = http
+        .post(format!("{}/api/v1/proxy/targets", cp.http))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"hostname": "bad.test", "target_url": "ftp://x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["field"], "target_url", "{body}");
+
+    // Signing out needs the CSRF token too, then the cookie is worthless.
+    let out = http
+        .delete(format!("{}/ui/session", cp.http))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 403);
+    let out = http
+        .delete(format!("{}/ui/session", cp.http))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 204);
+    assert!(set_cookie(&out).contains("Max-Age=0"));
+    let after = http
+        .get(format!("{}/api/v1/proxy/targets", cp.http))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 401);
+
+    // Deleting the token ends its sessions at once.
+    let (cookie, _) = sign_in(&cp, &cp.admin_token).await;
+    let created: Value = http
+        .post(format!("{}/api/v1/tokens", cp.http))
+        .bearer_auth(&cp.admin_token)
+        .json(&json!({"name": "temp", "scope": "admin"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = created["secret"].as_str().unwrap();
+    let id = created["token"]["id"].as_str().unwrap();
+    let (temp_cookie, _) = sign_in(&cp, secret).await;
+    let resp = http
+        .delete(format!("{}/api/v1/tokens/{id}", cp.http))
+        .bearer_auth(&cp.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let resp = http
+        .get(format!("{}/api/v1/tokens", cp.http))
+        .header("cookie", &temp_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = http
+        .get(format!("{}/api/v1/tokens", cp.http))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+/// An OAuth session for alice through a dynamically registered public client, so the
+/// OAuth page has one to revoke.
+async fn oauth_session(cp: &ControlPlane) {
+    let resp = http_client()
+        .post(format!("{}/register", cp.http))
+        .json(&json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none",
+                      "grant_types": ["authorization_code", "refresh_token"], "client_name": "Console test"}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(resp.status(), 201);
+    let client: Value = resp.json().await.expect("json");
+    let client_id = client["client_id"].as_str().expect("client_id");
+    portcullis_tests::browser::access_token(
+        cp,
+        &format!("{}/authorize", cp.http),
+        &format!("{}/token", cp.http),
+        client_id,
+        REDIRECT,
+        "https://other.localhost",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_operator_manages_everything_from_the_console_in_a_real_browser() {
+    let cp = ControlPlane::start().await;
+    let _github = github_login(&cp, vec![alice()]).await;
+    let backend = Backend::start("console-app").await;
+    let dp = DataPlane::start(&cp, "dp-console").await;
+    // A proxy for the resource the OAuth session is for (another owner's, made by the CLI).
+    cp.cli_ok(&["proxy", "create", "other.localhost", &backend.url]);
+    cp.cli_ok(&[
+        "proxy",
+        "auth",
+        "enable",
+        "other.localhost",
+        "--auth-host",
+        "auth.localhost",
+        "--mode",
+        "forward",
+    ]);
+    oauth_session(&cp).await;
+    let sessions: Value = http_client()
+        .get(format!("{}/api/v1/oauth/sessions", cp.http))
+        .bearer_auth(&cp.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sessions.as_array().map(Vec::len), Some(1), "{sessions}");
+
+    let out_dir = screenshot_path("console-x")
+        .parent()
+        .expect("screenshot dir")
+        .to_owned();
+    let dir = browser_dir();
+    assert!(
+        dir.join("node_modules/axe-core").exists(),
+        "axe-core is not installed: run `npm ci --prefix tests/browser` (tests/run.sh does)"
+    );
+    let app_url = format!("http://app.localhost:{}", dp.http_port());
+    let run = tokio::process::Command::new("node")
+        .arg(dir.join("console.mjs"))
+        .args(["--base", &cp.http, "--app-url", &app_url])
+        .arg("--out")
+        .arg(&out_dir)
+        .env("PORTCULLIS_ADMIN_TOKEN", &cp.admin_token)
+        .env("PORTCULLIS_BACKEND_URL", &backend.url)
+        .env("PORTCULLIS_CHROMIUM", chromium_path())
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(240), run)
+        .await
+        .expect("the console run finished within 240 s")
+        .expect("run node tests/browser/console.mjs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let report: Value = serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "console.mjs printed no report ({e}):\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(
+        report.get("error").is_none(),
+        "the console run failed: {}\nsteps: {}\nscreenshots in {}",
+        report["error"].as_str().unwrap_or_default(),
+        report["steps"],
+        out_dir.display()
+    );
+
+    // axe-core: no serious or critical violation on any page, light or dark.
+    let axe = report["axe"].as_object().expect("axe report");
+    assert!(axe.len() >= 20, "every page was checked: {:?}", axe.keys());
+    let serious: Vec<String> = axe
+        .iter()
+        .flat_map(|(page, violations)| {
+            violations
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+                .map(move |v| format!("{page}: {v}"))
+        })
+        .collect();
+    assert!(serious.is_empty(), "axe-core:\n{}", serious.join("\n"));
+
+    // What the pages did is in the store.
+    let admin = |path: String| {
+        let req = http_client().get(path).bearer_auth(&cp.admin_token);
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let proxy = admin(format!("{}/api/v1/proxy/targets/app.localhost", cp.http)).await;
+    assert_eq!(
+        proxy["target_url"],
+        backend.url.trim_end_matches('/'),
+        "{proxy}"
+    );
+    assert_eq!(proxy["auth"]["mode"], "forward", "{proxy}");
+    assert_eq!(proxy["auth"]["required_scopes"], json!(["mcp"]), "{proxy}");
+    assert_eq!(proxy["auth"]["allowed_orgs"], json!(["acme"]), "{proxy}");
+    let bad = http_client()
+        .get(format!("{}/api/v1/proxy/targets/bad.localhost", cp.http))
+        .bearer_auth(&cp.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 404, "the refused create left nothing");
+    let cert = admin(format!("{}/api/v1/certificates/app-localhost", cp.http)).await;
+    assert_eq!(
+        (cert["status"].as_str(), cert["source"].as_str()),
+        (Some("valid"), Some("self-signed")),
+        "{cert}"
+    );
+    let route = admin(format!("{}/api/v1/routes/api-v2", cp.http)).await;
+    assert_eq!(route["priority"], 10, "{route}");
+    assert_eq!(
+        route["proxy_hostnames"],
+        json!(["app.localhost"]),
+        "{route}"
+    );
+    let service = admin(format!("{}/api/v1/services/external/billing", cp.http)).await;
+    assert_eq!(service["target_url"], "http://127.0.0.1:9", "{service}");
+    let sessions = admin(format!("{}/api/v1/oauth/sessions", cp.http)).await;
+    assert_eq!(sessions, json!([]), "the session was revoked");
+    // The user's refused writes changed nothing; the user token the page made is a user's.
+    let user_token = report["user_token"].as_str().expect("user token");
+    let mine: Value = http_client()
+        .get(format!("{}/api/v1/tokens", cp.http))
+        .bearer_auth(user_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine[0]["name"], "bob", "{mine}");
+    assert_eq!(mine[0]["scope"], "user", "{mine}");
+    let proxy = admin(format!("{}/api/v1/proxy/targets/app.localhost", cp.http)).await;
+    assert_eq!(
+        proxy["target_url"],
+        backend.url.trim_end_matches('/'),
+        "{proxy}"
+    );
+    for page in [
+        "signin",
+        "overview",
+        "proxies",
+        "proxy-detail",
+        "routes",
+        "certificates",
+        "tokens",
+        "services",
+        "oauth",
+        "docker",
+        "logs",
+    ] {
+        for variant in ["light", "dark", "phone"] {
+            let shot = out_dir.join(format!("console-{page}-{variant}.png"));
+            assert!(shot.exists(), "{}", shot.display());
+        }
+    }
+}
