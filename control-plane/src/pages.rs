@@ -1,7 +1,9 @@
 //! The pages people meet when they sign in: the authorization server's chooser, consent,
-//! device and error pages. One layout and one stylesheet ([`CSS`], `pages/page.css`), shared
-//! in look with the console and with the data planes' refusal pages (which inline the same
-//! file under a hash-based CSP, since they may not claim a path on a proxied host).
+//! device and error pages. One layout and one stylesheet ([`CSS`]: the console's
+//! `ui/style.css` followed by the few rules of `pages/page.css`), so they look like the
+//! console; the data planes' refusal pages inline the same two files under a hash-based CSP
+//! (they may not claim a path on a proxied host). Served at [`CSS_PATH`] by the OAuth
+//! router, so an auth host that publishes only the OAuth paths still styles its pages.
 //!
 //! Invariants: every piece of text put into a page goes through [`escape`] (callers pass
 //! already-escaped HTML fragments only); pages run no script and load nothing but the
@@ -11,8 +13,11 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-/// The stylesheet, built into the binary.
-pub const CSS: &str = include_str!("pages/page.css");
+/// The stylesheet, built into the binary: the console's, then the pages' own rules.
+pub const CSS: &str = concat!(
+    include_str!("../ui/style.css"),
+    include_str!("pages/page.css")
+);
 /// Where the control plane serves [`CSS`].
 pub const CSS_PATH: &str = "/oauth/page.css";
 
@@ -43,9 +48,10 @@ pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta name=\"referrer\" content=\"no-referrer\">\
+         <meta name=\"color-scheme\" content=\"light dark\"><meta name=\"referrer\" content=\"no-referrer\">\
          <title>{title} · Portcullis</title><link rel=\"stylesheet\" href=\"{CSS_PATH}\"></head>\
-         <body><main><p class=\"brand\">Portcullis</p><h1>{title}</h1>{body}</main></body></html>"
+         <body><main class=\"page\"><p class=\"page-brand\"><span class=\"logo\" aria-hidden=\"true\">▦</span> \
+         Portcullis</p><div class=\"card\"><h1>{title}</h1>{body}</div></main></body></html>"
     );
     let mut resp = (status, html).into_response();
     let h = resp.headers_mut();
@@ -90,11 +96,12 @@ pub async fn stylesheet() -> Response {
     resp
 }
 
-/// An `<a class="button">` with an escaped `href` and label.
+/// An `<a class="button">` (the console's button look; `secondary` unless `primary`) with
+/// an escaped `href` and label.
 pub fn link_button(href: &str, label: &str, primary: bool) -> String {
     format!(
         "<a class=\"button{}\" href=\"{}\">{}</a>",
-        if primary { " primary" } else { "" },
+        if primary { "" } else { " secondary" },
         escape(href),
         escape(label)
     )

@@ -112,20 +112,23 @@ impl Rejection {
                 "your address may not reach this site",
             );
         }
-        let lead = format!(
-            "{host} only accepts visitors from the networks its administrator listed, and \
-             your address ({client}) is not on that list."
-        );
+        let detail = format!("your address {client} is outside the IP allowlist of {host}");
         Self::page(
             StatusCode::FORBIDDEN,
             &Page {
                 title: "Your network is not allowed here",
-                lead: &lead,
+                lead: "This site only accepts visitors from the networks its administrator \
+                       listed. If you should have access, connect from one of them (a VPN, \
+                       the office network) and try again, or ask the administrator to add \
+                       your network.",
                 who: None,
-                detail: Some(
-                    "if you should have access, ask the site's administrator to add your network",
-                ),
-                actions: &[],
+                detail: Some(&detail),
+                // An empty reference is this page again.
+                actions: &[Action {
+                    href: "",
+                    label: "Try again",
+                    primary: true,
+                }],
             },
             vec![],
         )

@@ -83,23 +83,32 @@ async fn fixture() -> Fixture {
         "--scope",
         "profile",
     ]);
-    // Only app.localhost admits example.com users: logins to closed.localhost are refused.
-    cp.cli_ok(&[
-        "oauth",
-        "rule",
-        "add",
-        "--proxy",
-        "app.localhost",
-        "--email-domain",
-        "example.com",
-        "--scope",
-        "mcp",
-    ]);
+    // app.localhost and members.localhost admit example.com users; logins to
+    // closed.localhost are refused by the rules.
+    for host in ["app.localhost", "members.localhost"] {
+        cp.cli_ok(&[
+            "oauth",
+            "rule",
+            "add",
+            "--proxy",
+            host,
+            "--email-domain",
+            "example.com",
+            "--scope",
+            "mcp",
+        ]);
+    }
     let backend = Backend::start("app").await;
     let dp = DataPlane::start(&cp, "dp-signin").await;
-    for host in ["app.localhost", "closed.localhost"] {
+    // members.localhost lets only bob in (its user allowlist): alice signs in, and is
+    // refused by the proxy.
+    for (host, allow) in [
+        ("app.localhost", None),
+        ("closed.localhost", None),
+        ("members.localhost", Some("bob")),
+    ] {
         cp.cli_ok(&["proxy", "create", host, &backend.url]);
-        cp.cli_ok(&[
+        let mut args = vec![
             "proxy",
             "auth",
             "enable",
@@ -108,7 +117,11 @@ async fn fixture() -> Fixture {
             "auth.localhost",
             "--mode",
             "redirect",
-        ]);
+        ];
+        if let Some(user) = allow {
+            args.extend(["--allow-user", user]);
+        }
+        cp.cli_ok(&args);
     }
     cp.cli_ok(&[
         "proxy",
@@ -310,6 +323,36 @@ async fn sign_in_pages_in_a_real_browser() {
         refused.navigations
     );
 
+    // A user allowlist refusal: alice signs in, the proxy admits only bob.
+    let members = page(
+        &format!("http://members.localhost:{port}/notes"),
+        "user-allowlist",
+        403,
+        "Access denied",
+    )
+    .await;
+    for want in [
+        "Signed in as alice (alice@example.com)",
+        "not on the list of people allowed to use members.localhost",
+        "alice (alice@example.com) is not on the allowlist of members.localhost",
+        "Sign in as someone else",
+        "Sign out",
+    ] {
+        assert!(
+            members.text.contains(want),
+            "{want:?} missing:\n{}",
+            members.text
+        );
+    }
+    assert!(
+        members
+            .cookies
+            .iter()
+            .any(|c| c.name == "__Host-portcullis-session"),
+        "signed in: {:?}",
+        members.cookies
+    );
+
     // An IP allowlist refusal: a page for the browser.
     let office = page(
         &format!("http://office.localhost:{port}/"),
@@ -318,8 +361,14 @@ async fn sign_in_pages_in_a_real_browser() {
         "Your network is not allowed here",
     )
     .await;
-    assert!(office.text.contains("office.localhost"), "{}", office.text);
-    assert!(office.text.contains("127.0.0.1"), "{}", office.text);
+    assert!(
+        office
+            .text
+            .contains("your address 127.0.0.1 is outside the IP allowlist of office.localhost"),
+        "{}",
+        office.text
+    );
+    assert!(office.text.contains("Try again"), "{}", office.text);
 
     // A login cancelled at the identity provider.
     fx.op.set_current_user(None).await;
@@ -448,6 +497,32 @@ async fn refusals_stay_json_for_scripts_and_escape_what_they_show() {
     );
     assert!(!html.contains(&state), "the state is not reflected: {html}");
 
+    // "Sign in as someone else": the login asks the issuer, and the issuer the identity
+    // provider, to let the user pick an account; a plain login does not.
+    for (login, want) in [
+        ("/.portcullis/login?rd=%2Fa&prompt=select_account", true),
+        ("/.portcullis/login?rd=%2Fa", false),
+    ] {
+        let resp = get("app.localhost", login, &[]).await.expect("request");
+        assert_eq!(resp.status(), 302, "{login}");
+        let to_issuer = resp.headers()["location"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        let has_prompt = |u: &str| {
+            url::Url::parse(u)
+                .expect("absolute")
+                .query_pairs()
+                .any(|(k, v)| k == "prompt" && v == "select_account")
+        };
+        assert_eq!(has_prompt(&to_issuer), want, "{to_issuer}");
+        let resp = http.get(&to_issuer).send().await.expect("authorize");
+        assert_eq!(resp.status(), 303, "{to_issuer}");
+        let to_idp = resp.headers()["location"].to_str().expect("ascii");
+        assert!(to_idp.starts_with(&fx.op.issuer), "{to_idp}");
+        assert_eq!(has_prompt(to_idp), want, "{to_idp}");
+    }
+
     // The authorization server's error page and stylesheet.
     let resp = http
         .get(format!("{}/authorize?client_id=%3Cb%3E", fx.cp.http))
@@ -469,5 +544,8 @@ async fn refusals_stay_json_for_scripts_and_escape_what_they_show() {
         .expect("css");
     assert_eq!(css.status(), 200);
     assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
-    assert!(css.text().await.expect("css").contains("#2f6feb"));
+    let css = css.text().await.expect("css");
+    // The console's stylesheet, then the pages' own rules.
+    assert!(css.starts_with(include_str!("../../control-plane/ui/style.css")));
+    assert!(css.contains("main.page"), "{css}");
 }

@@ -49,6 +49,9 @@ pub struct AuthorizeRequest {
     pub resources: Vec<String>,
     /// Our extension: preselect an identity provider by name.
     pub idp: Option<String>,
+    /// OpenID Connect `prompt`: `select_account` or `login` ask the identity provider to
+    /// let the user choose the account (other values are ignored).
+    pub prompt: Option<String>,
 }
 
 /// Where a request that cannot be answered by redirect ends.
@@ -306,6 +309,10 @@ pub async fn start(server: &OAuthServer, req: AuthorizeRequest) -> Result<Next, 
         device_key: None,
         upstream_verifier: random_token(),
         upstream_nonce: random_token(),
+        select_account: req
+            .prompt
+            .as_deref()
+            .is_some_and(|p| p.split(' ').any(|v| v == "select_account" || v == "login")),
         identity: None,
         granted_scopes: vec![],
         csrf_sha256: String::new(),

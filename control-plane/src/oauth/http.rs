@@ -198,9 +198,9 @@ fn consent_page(issuer: &str, p: &authorize::ConsentPage) -> Response {
         (String::new(), String::new())
     } else {
         (
-            " <span class=\"badge\">unverified</span>".to_owned(),
+            " <span class=\"badge warn\">unverified</span>".to_owned(),
             format!(
-                "<p class=\"warn\">This application registered itself; its name has not been \
+                "<p class=\"alert warn\">This application registered itself; its name has not been \
                  verified. Allow only if you started this sign-in yourself, from \
                  <strong>{}</strong>.</p>",
                 escape(&p.redirect_host)
@@ -211,15 +211,15 @@ fn consent_page(issuer: &str, p: &authorize::ConsentPage) -> Response {
         StatusCode::OK,
         "Allow access?",
         &format!(
-            "<p class=\"who\">Signed in as <strong>{login}</strong> with {idp}.</p>\
+            "<p class=\"signed-in\">Signed in as <strong>{login}</strong> with {idp}.</p>\
              <p><strong>{name}</strong>{badge} wants to use {resources} on your behalf.</p>{warning}\
              <h2>It will be able to</h2><ul class=\"scopes\">{scopes}</ul>\
              <p class=\"detail\">Access is for {uris}. After you answer you are sent back to \
              <strong>{host}</strong>. Client id: <code>{id}</code>.</p>\
              <form method=\"post\" action=\"/consent\" class=\"actions\">\
              <input type=\"hidden\" name=\"tx\" value=\"{tx}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-             <button type=\"submit\" class=\"primary\" name=\"decision\" value=\"allow\">Allow</button>\
-             <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
+             <button type=\"submit\" name=\"decision\" value=\"allow\">Allow</button>\
+             <button type=\"submit\" class=\"secondary\" name=\"decision\" value=\"deny\">Deny</button></form>",
             login = escape(&p.login),
             idp = escape(&p.idp),
             uris = p
@@ -453,6 +453,7 @@ async fn authorize_start(State(s): S, RawQuery(q): RawQuery) -> Response {
             scope: single(&p, "scope")?,
             resources: many(&p, "resource"),
             idp: single(&p, "idp")?,
+            prompt: single(&p, "prompt")?,
         })
     })();
     match req {
@@ -677,9 +678,9 @@ async fn device_page(Query(q): Query<DeviceQuery>) -> Response {
         "Connect a device",
         &format!(
             "<p>Enter the code your device shows. Only continue if you started this yourself.</p>\
-             <form method=\"post\" action=\"/device\" class=\"actions\">\
+             <form method=\"post\" action=\"/device\">\
              <label for=\"user_code\">Code</label><input type=\"text\" id=\"user_code\" name=\"user_code\" value=\"{}\" \
-             autocomplete=\"off\" autofocus> <button type=\"submit\" class=\"primary\">Continue</button></form>",
+             autocomplete=\"off\" autofocus><div class=\"actions\"><button type=\"submit\">Continue</button></div></form>",
             escape(&code)
         ),
     )

@@ -240,6 +240,10 @@ pub struct LoginTx {
     pub upstream_verifier: String,
     /// OIDC nonce towards the upstream provider.
     pub upstream_nonce: String,
+    /// The client asked for another account (`prompt=select_account` or `login`): the
+    /// identity provider is asked to let the user pick one rather than reuse its session.
+    #[serde(default)]
+    pub select_account: bool,
     /// Set after upstream login succeeds.
     pub identity: Option<Identity>,
     /// Scopes the rules grant (set with `identity`).

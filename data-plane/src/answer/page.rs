@@ -1,5 +1,6 @@
-//! HTML refusal pages for browsers: the sign-in look of the control plane's pages (the same
-//! stylesheet, `control-plane/src/pages/page.css`), inlined because a data plane may not
+//! HTML refusal pages for browsers: the look of the console and of the control plane's
+//! sign-in pages (the same stylesheet: `control-plane/ui/style.css` followed by
+//! `control-plane/src/pages/page.css`, the same markup), inlined because a data plane may not
 //! claim a path on a proxied host; the Content-Security-Policy allows exactly that
 //! stylesheet by its SHA-256 and nothing else (no script, no framing, no forms).
 //!
@@ -14,8 +15,12 @@ use base64::engine::general_purpose::STANDARD;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, header};
 
-/// The stylesheet shared with the control plane's pages.
-pub(crate) const CSS: &str = include_str!("../../../control-plane/src/pages/page.css");
+/// The stylesheet shared with the console and the control plane's pages (about 12 kB, sent
+/// only with refusal pages).
+pub(crate) const CSS: &str = concat!(
+    include_str!("../../../control-plane/ui/style.css"),
+    include_str!("../../../control-plane/src/pages/page.css")
+);
 
 /// A link offered as the way on.
 pub(crate) struct Action<'a> {
@@ -48,16 +53,21 @@ impl Page<'_> {
         body.push_str(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <meta name=\"color-scheme\" content=\"light dark\">\
              <meta name=\"referrer\" content=\"no-referrer\"><title>",
         );
         body.push_str(&escape(self.title));
         body.push_str(" · Portcullis</title><style>");
         body.push_str(CSS);
-        body.push_str("</style></head><body><main><p class=\"brand\">Portcullis</p><h1>");
+        body.push_str(
+            "</style></head><body><main class=\"page\"><p class=\"page-brand\">\
+             <span class=\"logo\" aria-hidden=\"true\">▦</span> Portcullis</p>\
+             <div class=\"card\"><h1>",
+        );
         body.push_str(&escape(self.title));
         body.push_str("</h1>");
         if let Some(who) = self.who {
-            body.push_str("<p class=\"who\">Signed in as <strong>");
+            body.push_str("<p class=\"signed-in\">Signed in as <strong>");
             body.push_str(&escape(who));
             body.push_str("</strong>.</p>");
         }
@@ -73,8 +83,8 @@ impl Page<'_> {
             body.push_str("<p class=\"actions\">");
             for a in self.actions {
                 body.push_str("<a class=\"button");
-                if a.primary {
-                    body.push_str(" primary");
+                if !a.primary {
+                    body.push_str(" secondary");
                 }
                 body.push_str("\" href=\"");
                 body.push_str(&escape(a.href));
@@ -84,7 +94,7 @@ impl Page<'_> {
             }
             body.push_str("</p>");
         }
-        body.push_str("</main></body></html>");
+        body.push_str("</div></main></body></html>");
         body
     }
 }

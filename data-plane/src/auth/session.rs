@@ -281,14 +281,21 @@ impl SessionAuth {
                 // Logging in again would not change scopes or who the user is: refuse.
                 Ok(claims) if !has_all(&route.required_scopes, &claims.scope) => {
                     if is_page_load(method, headers) {
-                        return Err(refused_session(origin, &claims, true));
+                        let missing = route
+                            .required_scopes
+                            .iter()
+                            .filter(|need| !claims.scope.split(' ').any(|g| g == &***need))
+                            .map(|s| &**s)
+                            .collect::<Vec<_>>()
+                            .join(" ");
+                        return Err(refused_session(origin, uri, &claims, Some(&missing)));
                     }
                     return Err(Rejection::session_lacks_scope());
                 }
                 Ok(claims) if !self.allow.permits(&claims) => {
                     tracing::debug!(sub = %claims.sub, "user not on the proxy's allowlist");
                     if is_page_load(method, headers) {
-                        return Err(refused_session(origin, &claims, false));
+                        return Err(refused_session(origin, uri, &claims, None));
                     }
                     return Err(Rejection::not_allowed());
                 }
@@ -298,7 +305,7 @@ impl SessionAuth {
         }
         if is_page_load(method, headers) {
             let return_to = uri.path_and_query().map_or("/", |pq| pq.as_str());
-            Err(self.start_login(origin, return_to))
+            Err(self.start_login(origin, return_to, false))
         } else {
             Err(Rejection::login_required())
         }
@@ -318,8 +325,10 @@ impl SessionAuth {
             Rejection::bad_request("malformed Host header")
         } else if path == LOGIN {
             // Decoded (the refusal pages' "try again" links encode it), then checked.
+            // `prompt=select_account`: "sign in as someone else" (passed to the issuer).
             let rd = refusal::query_value(req.uri(), "rd", 2049);
-            self.start_login(origin, safe_return(rd.as_deref()))
+            let switch = query_param(req.uri(), "prompt") == Some(refusal::SELECT_ACCOUNT);
+            self.start_login(origin, safe_return(rd.as_deref()), switch)
         } else if path == CALLBACK {
             let page = is_page_load(req.method(), req.headers());
             self.callback(origin, req.uri(), req.headers(), page).await
@@ -373,7 +382,7 @@ impl SessionAuth {
     }
 
     /// 302 to `/authorize` with a fresh login cookie.
-    fn start_login(&self, origin: &Origin<'_>, return_to: &str) -> Rejection {
+    fn start_login(&self, origin: &Origin<'_>, return_to: &str, select_account: bool) -> Rejection {
         let state = random();
         let verifier = random();
         let challenge = B64.encode(digest(&SHA256, verifier.as_bytes()));
@@ -393,6 +402,9 @@ impl SessionAuth {
             .append_pair("resource", &format!("https://{host}"));
         if !self.required_scopes.is_empty() {
             query.append_pair("scope", &self.required_scopes.join(" "));
+        }
+        if select_account {
+            query.append_pair("prompt", refusal::SELECT_ACCOUNT);
         }
         let location = query.finish();
         let login = LoginState {
@@ -444,7 +456,7 @@ impl SessionAuth {
                 clear_login,
             );
         };
-        let again = retry_href(&login.return_to);
+        let again = retry_href(&login.return_to, false);
         let try_again = [Action {
             href: &again,
             label: "Try again",
@@ -472,12 +484,20 @@ impl SessionAuth {
             let description =
                 query_value(uri, "error_description", refusal::MAX_SHOWN).unwrap_or_default();
             let refusal = Refusal::sort(&error, &description);
+            let switch = retry_href(&login.return_to, true);
             let actions: &[Action<'_>] = match refusal {
-                Refusal::Rules { .. } => &[Action {
-                    href: &again,
-                    label: "Sign in as someone else",
-                    primary: true,
-                }],
+                Refusal::Rules { .. } => &[
+                    Action {
+                        href: &switch,
+                        label: "Sign in as someone else",
+                        primary: true,
+                    },
+                    Action {
+                        href: &again,
+                        label: "Try again",
+                        primary: false,
+                    },
+                ],
                 _ => &try_again,
             };
             return refuse(
@@ -693,8 +713,14 @@ pub(crate) fn strip_cookies(headers: &mut HeaderMap) {
 }
 
 /// The page for a browser whose valid session is refused here (a scope the route needs,
-/// or the proxy's allowlist): who is signed in, why, and a way to sign out.
-fn refused_session(origin: &Origin<'_>, claims: &Claims, lacks_scope: bool) -> Rejection {
+/// (`missing_scopes`) or the proxy's allowlist): who is signed in, why, and the ways on:
+/// another account (back to this page), or sign out.
+fn refused_session(
+    origin: &Origin<'_>,
+    uri: &Uri,
+    claims: &Claims,
+    missing_scopes: Option<&str>,
+) -> Rejection {
     let who = match (claims.login.as_str(), claims.email.as_str()) {
         ("", "") => claims.sub.clone(),
         ("", email) => email.to_owned(),
@@ -702,13 +728,21 @@ fn refused_session(origin: &Origin<'_>, claims: &Claims, lacks_scope: bool) -> R
         (login, email) => format!("{login} ({email})"),
     };
     let host = bare_host(origin);
-    let lead = if lacks_scope {
-        format!(
-            "Your account may use {host}, but not this part of it: it lacks a permission \
-             (scope) this page requires."
-        )
-    } else {
-        format!("Your account is not on the list of people allowed to use {host}.")
+    let (lead, detail) = match missing_scopes {
+        Some(missing) => (
+            format!(
+                "Your account may use {host}, but not this part of it. Ask the site's \
+                 administrator for access, or sign in with another account."
+            ),
+            format!("this page requires the scope {missing}, which your sign-in was not given"),
+        ),
+        None => (
+            format!(
+                "Your account is not on the list of people allowed to use {host}. Ask the \
+                 site's administrator for access, or sign in with another account."
+            ),
+            format!("{who} is not on the allowlist of {host}"),
+        ),
     };
     Rejection::page(
         StatusCode::FORBIDDEN,
@@ -716,14 +750,22 @@ fn refused_session(origin: &Origin<'_>, claims: &Claims, lacks_scope: bool) -> R
             title: "Access denied",
             lead: &lead,
             who: Some(&who),
-            detail: Some(
-                "ask the site's administrator for access, or sign in with another account",
-            ),
-            actions: &[Action {
-                href: LOGOUT,
-                label: "Sign out",
-                primary: true,
-            }],
+            detail: Some(&detail),
+            actions: &[
+                Action {
+                    href: &retry_href(
+                        safe_return(uri.path_and_query().map(|pq| pq.as_str())),
+                        true,
+                    ),
+                    label: "Sign in as someone else",
+                    primary: true,
+                },
+                Action {
+                    href: LOGOUT,
+                    label: "Sign out",
+                    primary: false,
+                },
+            ],
         },
         vec![],
     )

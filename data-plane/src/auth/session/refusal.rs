@@ -13,6 +13,8 @@ use http::{HeaderName, HeaderValue, StatusCode, Uri};
 use super::LOGIN;
 use crate::answer::{Action, Page, Rejection};
 
+/// The `prompt` value that asks the identity provider to let the user pick an account.
+pub(super) const SELECT_ACCOUNT: &str = "select_account";
 /// Longest part of the server's description shown.
 pub(super) const MAX_SHOWN: usize = 200;
 /// Description starts the authorization server uses (kept equal to its constants).
@@ -99,12 +101,16 @@ pub(super) fn query_value(uri: &Uri, name: &str, max: usize) -> Option<String> {
 }
 
 /// `/.portcullis/login?rd=PATH`: starts a new login that returns to `return_to` (already a
-/// safe same-origin path).
-pub(super) fn retry_href(return_to: &str) -> String {
+/// safe same-origin path); with `select_account` the user is asked to pick an account at
+/// the identity provider ("sign in as someone else").
+pub(super) fn retry_href(return_to: &str, select_account: bool) -> String {
     let start = LOGIN.len() + 1;
-    url::form_urlencoded::Serializer::for_suffix(format!("{LOGIN}?"), start)
-        .append_pair("rd", return_to)
-        .finish()
+    let mut query = url::form_urlencoded::Serializer::for_suffix(format!("{LOGIN}?"), start);
+    query.append_pair("rd", return_to);
+    if select_account {
+        query.append_pair("prompt", SELECT_ACCOUNT);
+    }
+    query.finish()
 }
 
 /// A failed callback: a page for a browser, else the JSON error; clears the login cookie.
@@ -176,8 +182,12 @@ mod tests {
 
     #[test]
     fn retries_return_to_the_page_first_asked_for() {
-        let href = retry_href("/a+b?c=d&e");
+        let href = retry_href("/a+b?c=d&e", false);
         assert_eq!(href, "/.portcullis/login?rd=%2Fa%2Bb%3Fc%3Dd%26e");
+        assert_eq!(
+            retry_href("/", true),
+            "/.portcullis/login?rd=%2F&prompt=select_account"
+        );
         // What the login path reads back.
         let uri: Uri = href.parse().unwrap();
         assert_eq!(query_value(&uri, "rd", 2049).as_deref(), Some("/a+b?c=d&e"));
