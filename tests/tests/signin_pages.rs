@@ -353,6 +353,40 @@ async fn sign_in_pages_in_a_real_browser() {
         members.cookies
     );
 
+    // "Sign in as someone else" (the page's link) with the account the proxy admits: the
+    // identity provider is asked to let the user choose, and bob gets through.
+    fx.op.set_current_user(Some("bob")).await;
+    let shot = screenshot_path("signin-switched-account");
+    let switched = chromium::visit(
+        &format!(
+            "http://members.localhost:{port}/.portcullis/login?rd=%2Fnotes&prompt=select_account"
+        ),
+        &shot,
+    )
+    .await;
+    assert_eq!(
+        (switched.status, switched.url.as_str()),
+        (
+            200,
+            format!("http://members.localhost:{port}/notes").as_str()
+        ),
+        "{}",
+        switched.text
+    );
+    // This provider refuses `select_account` (invalid_request): the issuer asks again with
+    // `login`, which OIDC Core defines.
+    for prompt in ["prompt=select_account", "prompt=login"] {
+        assert!(
+            switched
+                .navigations
+                .iter()
+                .any(|n| n.url.starts_with(&fx.op.issuer) && n.url.contains(prompt)),
+            "{prompt}: {:?}",
+            switched.navigations
+        );
+    }
+    fx.op.set_current_user(Some("alice")).await;
+
     // An IP allowlist refusal: a page for the browser.
     let office = page(
         &format!("http://office.localhost:{port}/"),

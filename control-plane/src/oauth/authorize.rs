@@ -309,10 +309,11 @@ pub async fn start(server: &OAuthServer, req: AuthorizeRequest) -> Result<Next, 
         device_key: None,
         upstream_verifier: random_token(),
         upstream_nonce: random_token(),
-        select_account: req
+        upstream_prompt: req
             .prompt
             .as_deref()
-            .is_some_and(|p| p.split(' ').any(|v| v == "select_account" || v == "login")),
+            .is_some_and(|p| p.split(' ').any(|v| v == "select_account" || v == "login"))
+            .then(|| "select_account".to_owned()),
         identity: None,
         granted_scopes: vec![],
         csrf_sha256: String::new(),
@@ -504,6 +505,29 @@ pub async fn callback(
         )));
     }
     if let Some(err) = cb.error {
+        // A provider that does not take the prompt refuses the request: ask once more with
+        // the next weaker one (`login`, which OIDC Core defines, then none).
+        if err == "invalid_request"
+            && let Some(prompt) = tx.upstream_prompt.take()
+        {
+            tx.upstream_prompt = (prompt == "select_account").then(|| "login".to_owned());
+            tracing::info!(idp = %idp_name, %prompt, "identity provider refused the prompt; retrying");
+            replace_tx(server, &tx, raw).await?;
+            let idp_record = server
+                .get::<IdpRecord>(Collection::OAuthIdps, idp_name)
+                .await?
+                .map(|(r, _)| r)
+                .ok_or_else(|| {
+                    Failure::Page(OAuthError::invalid_request(format!(
+                        "unknown identity provider {idp_name:?}"
+                    )))
+                })?;
+            let idp_record = effective_idp(server, &idp_record, &tx).await?;
+            let url = idp::authorization_url(server, &idp_record, &tx)
+                .await
+                .map_err(|e| tx_error(server, &tx, e))?;
+            return Ok(Next::Redirect { url, cookie: None });
+        }
         // Wording the edge's refusal page sorts by (`data-plane/src/answer/page.rs`).
         let e = OAuthError::new(
             ErrorCode::AccessDenied,

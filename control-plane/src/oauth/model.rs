@@ -241,9 +241,10 @@ pub struct LoginTx {
     /// OIDC nonce towards the upstream provider.
     pub upstream_nonce: String,
     /// The client asked for another account (`prompt=select_account` or `login`): the
-    /// identity provider is asked to let the user pick one rather than reuse its session.
+    /// `prompt` sent to the identity provider so the user can pick one rather than reuse its
+    /// session; `select_account`, then `login` if the provider refuses that, then none.
     #[serde(default)]
-    pub select_account: bool,
+    pub upstream_prompt: Option<String>,
     /// Set after upstream login succeeds.
     pub identity: Option<Identity>,
     /// Scopes the rules grant (set with `identity`).
