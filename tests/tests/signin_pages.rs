@@ -292,6 +292,16 @@ async fn sign_in_pages_in_a_real_browser() {
     .await;
     assert!(error.text.contains("unknown client_id"), "{}", error.text);
 
+    // The device page (`portcullis login` sends people there): a labelled code field.
+    let device = page(
+        &format!("{}/device?user_code=WDJB-MJHT", fx.cp.http),
+        "device",
+        200,
+        "Connect a device",
+    )
+    .await;
+    assert!(device.text.contains("Enter the code"), "{}", device.text);
+
     // A login the rules refuse: who signed in, why, and a way to try another account.
     let refused = page(
         &format!("http://closed.localhost:{port}/private"),
