@@ -10,6 +10,8 @@ export PORTCULLIS_URL := env_var_or_default("PORTCULLIS_URL", "http://127.0.0.1:
 export PORTCULLIS_TOKEN := env_var_or_default("PORTCULLIS_TOKEN", `cat ${PORTCULLIS_STATE:-.portcullis}/admin-token 2>/dev/null || true`)
 
 cli := bin / "portcullis"
+# The control plane's HTTP listener (REST, /health, OAuth endpoints).
+api := env_var_or_default("PORTCULLIS_API_URL", "http://127.0.0.1:" + env_var_or_default("CP_HTTP", "9000"))
 
 # List recipes.
 default:
@@ -53,9 +55,10 @@ dataplane-token-create name:
 status:
     {{cli}} status
 
-# Create a proxy: just proxy-create HOST TARGET_URL [CLI flags, e.g. --preserve-host]
-proxy-create hostname target_url *flags:
-    {{cli}} proxy create "$@"
+# Create a proxy: just proxy-create HOST TARGET_URL [CLI flags, e.g. --https --preserve-host]
+# or the seed's shape: just proxy-create HOST TARGET_URL [STAGING] [PRESERVE_HOST] [HTTP] [HTTPS] [TOKEN]
+proxy-create hostname target_url *args:
+    CLI="{{cli}}" deploy/seed-shapes.sh proxy-create "$@"
 
 # List proxies.
 proxy-list:
@@ -74,8 +77,9 @@ proxy-delete hostname:
     {{cli}} proxy delete "{{hostname}}"
 
 # Create a route: just route-create PATH url|service|proxy VALUE [--priority N --match regex --proxy HOST --scope S --public ...]
-route-create path target_type target_value *flags:
-    {{cli}} route create "$@"
+# or the seed's shape: just route-create PATH TYPE TARGET [TOKEN] [PRIORITY] [METHODS] [IS_REGEX] [DESCRIPTION]
+route-create path target_type target_value *args:
+    CLI="{{cli}}" deploy/seed-shapes.sh route-create "$@"
 
 # List routes.
 route-list:
@@ -89,9 +93,9 @@ route-show id:
 route-delete id:
     {{cli}} route delete "{{id}}"
 
-# Register a named external service.
-service-register name url description="":
-    {{cli}} service external register "{{name}}" "{{url}}" --description "{{description}}"
+# Register a named external service: just service-register NAME URL [DESCRIPTION], or the seed's NAME URL [TOKEN] [DESCRIPTION]
+service-register name url *args:
+    CLI="{{cli}}" deploy/seed-shapes.sh service-register "$@"
 
 # List external services.
 service-list:
@@ -128,17 +132,17 @@ service-create-exposed name image port bind="127.0.0.1" token="":
 service-show name:
     {{cli}} service show "{{name}}"
 
-# Start a Docker service.
-service-start name:
-    {{cli}} service start "{{name}}"
+# Start a Docker service: just service-start NAME [TOKEN]
+service-start name token="":
+    PORTCULLIS_TOKEN="${2:-$PORTCULLIS_TOKEN}" {{cli}} service start "{{name}}"
 
-# Stop a Docker service.
-service-stop name:
-    {{cli}} service stop "{{name}}"
+# Stop a Docker service: just service-stop NAME [TOKEN]
+service-stop name token="":
+    PORTCULLIS_TOKEN="${2:-$PORTCULLIS_TOKEN}" {{cli}} service stop "{{name}}"
 
-# Restart a Docker service.
-service-restart name:
-    {{cli}} service restart "{{name}}"
+# Restart a Docker service: just service-restart NAME [TOKEN]
+service-restart name token="":
+    PORTCULLIS_TOKEN="${2:-$PORTCULLIS_TOKEN}" {{cli}} service restart "{{name}}"
 
 # Delete a Docker service (container removed, ports released).
 service-remove name:
@@ -156,22 +160,110 @@ service-logs name lines="100" timestamps="false":
 service-stats name:
     {{cli}} service stats "{{name}}"
 
-# Proxy to a Docker service's published port: just service-proxy-create NAME [HOST] [HTTPS=true|false]
-service-proxy-create name host="" https="false":
+# Proxy to a Docker service's published port: just service-proxy-create NAME [HOST] [HTTPS=true|false] [TOKEN]
+service-proxy-create name host="" https="false" token="":
     #!/usr/bin/env bash
     set -euo pipefail
+    if [ -n "{{token}}" ]; then export PORTCULLIS_TOKEN="{{token}}"; fi
     args=(service proxy-create "{{name}}")
     if [ -n "{{host}}" ]; then args+=("{{host}}"); fi
     if [ "{{https}}" = "true" ]; then args+=(--https); fi
     "{{cli}}" "${args[@]}"
 
-# Host-port allocations.
-service-port-list:
-    {{cli}} service port list
+# Host-port allocations, or one service's ports: just service-port-list [SERVICE]
+service-port-list service="":
+    {{cli}} service port list {{ if service == "" { "" } else { quote(service) } }}
+
+# Publish one more container port (host port allocated; the container is recreated): just service-port-add SERVICE PORT [BIND] [SOURCE_TOKEN] [TOKEN]
+service-port-add service port bind="127.0.0.1" source_token="" token="":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ -n "{{token}}" ]; then export PORTCULLIS_TOKEN="{{token}}"; fi
+    args=(service port add "{{service}}" "{{port}}" --bind "{{bind}}")
+    if [ -n "{{source_token}}" ]; then args+=(--source-token "{{source_token}}"); fi
+    "{{cli}}" "${args[@]}"
+
+# Stop publishing a port and release its host port: just service-port-remove SERVICE PORT_NAME [TOKEN]
+service-port-remove service port_name token="":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ -n "{{token}}" ]; then export PORTCULLIS_TOKEN="{{token}}"; fi
+    "{{cli}}" service port remove "{{service}}" "{{port_name}}"
+
+# Free host-port ranges within --port-range: just service-ports-available [BIND]
+service-ports-available bind="127.0.0.1":
+    {{cli}} service port available --bind "{{bind}}"
+
+# Remove managed containers no service record claims, and stale allocations (admin): just service-cleanup-orphaned [DRY_RUN=true|false]
+service-cleanup-orphaned dry_run="false":
+    {{cli}} service cleanup {{ if dry_run == "true" { "--dry-run" } else { "" } }}
 
 # Whether a host port is free: just service-port-check PORT [BIND]
 service-port-check port bind="127.0.0.1":
     {{cli}} service port check "{{port}}" "{{bind}}"
+
+# --- Operations (the seed's names) ---
+
+# Control plane health (store, Docker) from its /health endpoint, and its version and config version.
+health:
+    curl -fsS "{{api}}/health" && echo
+    {{cli}} status
+
+# Resource statistics: store and config version, data planes and what they applied, the last hour's traffic.
+stats:
+    {{cli}} status
+    {{cli}} dataplanes list
+    {{cli}} logs stats --since 1h
+
+# The quick start's process logs: just logs [control-plane|data-plane (also the seed's api|proxy)] [LINES]
+logs process="all" lines="100":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    case "{{process}}" in
+      all) files=("{{state}}/logs/control-plane.log" "{{state}}/logs/data-plane.log") ;;
+      control-plane|cp|api) files=("{{state}}/logs/control-plane.log") ;;
+      data-plane|dp|proxy) files=("{{state}}/logs/data-plane.log") ;;
+      *) echo "error: just logs: unknown process '{{process}}' (control-plane or data-plane)" >&2; exit 2 ;;
+    esac
+    tail -n "{{lines}}" "${files[@]}"
+
+# Restart what `up` started (state is kept).
+restart:
+    deploy/down.sh
+    deploy/up.sh
+
+# A redis-cli on the shared store (PORTCULLIS_REDIS_URL); the embedded store has none.
+redis-cli *args:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ -z "${PORTCULLIS_REDIS_URL:-}" ]; then
+      echo "error: PORTCULLIS_REDIS_URL is not set: this installation uses the embedded store (one redb file under the data dir), not Redis" >&2
+      exit 2
+    fi
+    exec redis-cli -u "$PORTCULLIS_REDIS_URL" "$@"
+
+# The OAuth authorization server answers: its metadata and signing keys.
+oauth-health:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    for path in /.well-known/oauth-authorization-server /jwks; do
+      code=$(curl -sS -o /dev/null -w '%{http_code}' "{{api}}$path")
+      echo "$path $code"
+      [ "$code" = 200 ] || { echo "error: the authorization server's $path answered $code" >&2; exit 1; }
+    done
+    {{cli}} oauth metrics
+
+# First-time setup: check the tools, build the binaries (PORTCULLIS_PROFILE, default release) and save an admin token.
+setup:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    for tool in cargo curl; do command -v "$tool" >/dev/null || { echo "error: $tool is required" >&2; exit 1; }; done
+    if [ "${PORTCULLIS_PROFILE:-release}" = release ]; then cargo build --release --bins; else cargo build --bins; fi
+    mkdir -p "{{state}}" && chmod 700 "{{state}}"
+    if [ ! -s "{{state}}/admin-token" ]; then
+      (umask 077; "{{bin}}/portcullis-control-plane" token create-admin --data-dir "{{state}}/control-plane" > "{{state}}/admin-token")
+    fi
+    echo "ready: the admin token is in {{state}}/admin-token; start with: just up"
 
 # Data planes and the versions they applied.
 dataplanes-list:
@@ -190,12 +282,13 @@ bench:
     bench/run.sh
 
 # Order a certificate: just cert-create NAME DOMAIN [--email E --challenge tls-alpn-01 --staging --self-signed]
-cert-create name domain *flags:
-    {{cli}} cert create "$@"
+# or the seed's shape: just cert-create NAME DOMAIN [EMAIL] [STAGING] [TOKEN]
+cert-create name domain *args:
+    CLI="{{cli}}" deploy/seed-shapes.sh cert-create "$@"
 
-# Order one certificate for several domains: just cert-create-multi NAME "a.example.com,b.example.com" [flags]
-cert-create-multi name domains *flags:
-    {{cli}} cert create-multi "$@"
+# Order one certificate for several domains: just cert-create-multi NAME "a.example.com,b.example.com" [flags, or EMAIL] [TOKEN]
+cert-create-multi name domains *args:
+    CLI="{{cli}}" deploy/seed-shapes.sh cert-create-multi "$@"
 
 # List certificates.
 cert-list:

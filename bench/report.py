@@ -35,6 +35,7 @@ CASES = [
     ("https_hs", "(4b) HTTPS, full TLS 1.3 handshake per request (`Connection: close`, no resumption): req/s = handshakes/s"),
     ("h2c", "(5) HTTP/2 cleartext (prior knowledge), 100-byte response"),
     ("jwt", "(6) OAuth-protected proxy (forward mode, a valid ES256 JWT on every request) vs the same proxy unprotected, HTTP/1.1 keep-alive"),
+    ("h1_pp", "(8) Case 1 through HAProxy (TCP mode): `send-proxy-v2` to a data plane with `--proxy-protocol v2` vs plain to an identical data plane without"),
 ]
 
 # Rows of the jwt case: one data plane, two hostnames for the same proxy; the last row
@@ -42,6 +43,21 @@ CASES = [
 # bytes, the token forwarded upstream), separating the cost of checking a token from the
 # cost of carrying one.
 JWT_PEERS = ["portcullis", "unprotected", "unprotected_token"]
+# Rows of the h1_pp case (issue #19): the first is the numerator of the ratio.
+PP_PEERS = ["proxy_v2", "plain"]
+# Rows per case where they are not the proxies under test.
+CASE_PEERS = {"jwt": JWT_PEERS, "h1_pp": PP_PEERS}
+ROW_LABELS = {
+    "jwt": {
+        "portcullis": "portcullis, protected, valid JWT",
+        "unprotected": "portcullis, unprotected",
+        "unprotected_token": "portcullis, unprotected, same Authorization header (forwarded)",
+    },
+    "h1_pp": {
+        "proxy_v2": "HAProxy send-proxy-v2 → data plane --proxy-protocol v2",
+        "plain": "HAProxy plain → data plane (no PROXY protocol)",
+    },
+}
 
 
 # ----- parsers -----
@@ -206,9 +222,12 @@ def case_table(case, title, runs, peers, rss):
         "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     if case == "jwt":
-        peers = JWT_PEERS
         lines[0] += " (rows: `portcullis` = protected, `unprotected` = the same proxy without auth, without and with the same token header; ratio = protected ÷ that row; the target uses the first)"
-    mine = runs.get("portcullis", [])
+    if case == "h1_pp":
+        lines[0] += " (ratio = PROXY v2 ÷ plain; CPU is the data plane's; target: within noise)"
+    peers = CASE_PEERS.get(case, peers)
+    first = peers[0]
+    mine = runs.get(first, [])
     p_rps, p_p99 = med([r["rps"] for r in mine]), med([r["p99"] for r in mine])
     for peer in peers + ["direct"]:
         rs = runs.get(peer)
@@ -219,13 +238,8 @@ def case_table(case, title, runs, peers, rss):
         non2xx = sum(r["non2xx"] for r in rs)
         each = ", ".join(f"{r['rps']:.0f}" if r["rps"] else "–" for r in rs)
         label = "backend direct (reference, no proxy)" if peer == "direct" else peer
-        if case == "jwt":
-            label = {
-                "portcullis": "portcullis, protected, valid JWT",
-                "unprotected": "portcullis, unprotected",
-                "unprotected_token": "portcullis, unprotected, same Authorization header (forwarded)",
-            }[peer]
-        if peer in ("portcullis", "direct"):
+        label = ROW_LABELS.get(case, {}).get(peer, label)
+        if peer in (first, "direct"):
             ratio_rps = ratio_p99 = ""
         else:
             ratio_rps, ratio_p99 = fmt_ratio(p_rps, rps), fmt_ratio(p_p99, p99)
@@ -335,6 +349,12 @@ def targets_section(raw, peers, case_runs, idle_rss):
     ratio_row("https", "nginx", "HTTPS keep-alive ≥ 1.0× nginx req/s", 1.0)
     ratio_row("https_hs", "nginx", "TLS 1.3 full handshakes/s ≥ nginx", 1.0)
     ratio_row("jwt", "unprotected", "protected with JWT ≥ 0.95× unprotected req/s", 0.95)
+    pp = case_runs.get("h1_pp", {})
+    if pp.get("proxy_v2") and pp.get("plain"):
+        v2, plain = med([r["rps"] for r in pp["proxy_v2"]]), med([r["rps"] for r in pp["plain"]])
+        if v2 and plain:
+            # "Within noise": no threshold can be met or missed by one run on a shared VM.
+            rows.append(f"| PROXY v2 via HAProxy ÷ plain req/s: within noise | {v2 / plain:.2f}× | – (compare with the spread of the rounds) |")
     try:
         r = json.loads(read(os.path.join(raw, "cp", "latency-3-api.json")))
         rows.append(f"| write → ACK by 3 data planes p99 ≤ 50 ms | {r['all_dataplanes_ms']['p99']:.1f} ms | {verdict(r['all_dataplanes_ms']['p99'] <= 50)} |")
@@ -417,7 +437,7 @@ def render(raw):
     meta = tsv(os.path.join(raw, "meta.tsv"))
     peers = [p for p in read(os.path.join(raw, "peers.txt")).split() if p]
     idle_rss = tsv(os.path.join(raw, "idle_rss.tsv"))
-    case_runs = {case: load_case(raw, case, JWT_PEERS if case == "jwt" else peers) for case, _ in CASES}
+    case_runs = {case: load_case(raw, case, CASE_PEERS.get(case, peers)) for case, _ in CASES}
     out = [f"# Portcullis benchmark, {meta.get('date', '?')}", ""]
     out += [
         "| | |",

@@ -11,7 +11,8 @@
 #   BENCH_ROUNDS=3         rounds; each round runs every proxy once, in turn (A B C D A B C D ...)
 #   BENCH_CONNECTIONS=64   wrk connections (2 threads); h2load uses 16 connections x 8 streams
 #   BENCH_PEERS="portcullis nginx haproxy caddy"
-#   BENCH_CASES="h1_small h1_64k h1_close https https_hs h2c jwt idle instr instr_log cp micro"
+#   BENCH_CASES="h1_small h1_64k h1_close https https_hs h2c jwt h1_pp idle instr instr_log cp micro"
+#                          (instr_pp is not run by default)
 #   BENCH_IDLE_CONNS=10000 connections for the idle-memory case
 #   BENCH_INSTR_REQUESTS=5000  requests per measurement in the instructions-per-request case
 #   BENCH_ACCESS_LOG=off  --access-log of the data planes in the load and instr cases
@@ -42,7 +43,7 @@ fi
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 H2_CLIENTS=16; H2_STREAMS=8
 PEERS=${BENCH_PEERS:-portcullis nginx haproxy caddy}
-CASES=${BENCH_CASES:-h1_small h1_64k h1_close https https_hs h2c jwt idle instr instr_log cp micro}
+CASES=${BENCH_CASES:-h1_small h1_64k h1_close https https_hs h2c jwt h1_pp idle instr instr_log cp micro}
 ACCESS_LOG=${BENCH_ACCESS_LOG:-off}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 BENCH_CPUS=${BENCH_CPUS:-0,1}
@@ -55,12 +56,16 @@ PORTCULLIS_PORT=$((base + 12)); PORTCULLIS_ADMIN_PORT=$((base + 13))
 # The fixture data plane (HTTPS and JWT cases); base+19 is a control plane that is never started.
 PFIX_PORT=$((base + 14)); PFIX_TLS_PORT=$((base + 15)); PFIX_ADMIN_PORT=$((base + 16)); PFIX_CP_PORT=$((base + 19))
 INSTR_PORT=$((base + 17)); INSTR_ADMIN_PORT=$((base + 18))   # the fixture data plane under callgrind
+# h1_pp: HAProxy (TCP mode) with and without send-proxy-v2, each in front of its own fixture data plane.
+PP_HAPROXY_PORT=$((base + 20)); PLAIN_HAPROXY_PORT=$((base + 21))
+PPDP_PORT=$((base + 22)); PPDP_ADMIN_PORT=$((base + 23)); PLAINDP_PORT=$((base + 24)); PLAINDP_ADMIN_PORT=$((base + 25))
 NGINX_PORT=$((base + 30)); NGINX_H2_PORT=$((base + 31)); NGINX_TLS_PORT=$((base + 32))
 HAPROXY_PORT=$((base + 40)); HAPROXY_H2_PORT=$((base + 41)); HAPROXY_TLS_PORT=$((base + 42))
 CADDY_PORT=$((base + 50)); CADDY_TLS_PORT=$((base + 51))
 CPB_HTTP_PORT=$((base + 60)); CPB_GRPC_PORT=$((base + 61))   # control-plane case, dp i: base+70+2i
 ALL_PORTS="$BACKEND_PORT $CP_HTTP_PORT $CP_GRPC_PORT $PORTCULLIS_PORT $PORTCULLIS_ADMIN_PORT $NGINX_PORT
   $PFIX_PORT $PFIX_TLS_PORT $PFIX_ADMIN_PORT $PFIX_CP_PORT $INSTR_PORT $INSTR_ADMIN_PORT $NGINX_TLS_PORT $HAPROXY_TLS_PORT $CADDY_TLS_PORT
+  $PP_HAPROXY_PORT $PLAIN_HAPROXY_PORT $PPDP_PORT $PPDP_ADMIN_PORT $PLAINDP_PORT $PLAINDP_ADMIN_PORT
   $NGINX_H2_PORT $HAPROXY_PORT $HAPROXY_H2_PORT $CADDY_PORT $CPB_HTTP_PORT $CPB_GRPC_PORT
   $((base + 72)) $((base + 73)) $((base + 74)) $((base + 75)) $((base + 76)) $((base + 77))"
 
@@ -169,7 +174,7 @@ load() {
   local wrk=(taskset -c "$BENCH_CPUS" wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency)
   local host=(-H "Host: $BENCH_HOST")
   case $name in
-    h1_small) "${wrk[@]}" "${host[@]}" "$url/small" >"$out.wrk" 2>&1 ;;
+    h1_small | h1_pp) "${wrk[@]}" "${host[@]}" "$url/small" >"$out.wrk" 2>&1 ;;
     h1_64k) "${wrk[@]}" "${host[@]}" "$url/64k" >"$out.wrk" 2>&1 ;;
     h1_close) "${wrk[@]}" "${host[@]}" -H "Connection: close" "$url/small" >"$out.wrk" 2>&1 ;;
     # wrk never resumes TLS sessions: with Connection: close every request is a full handshake.
@@ -196,24 +201,29 @@ port_for() {
     h2c) h2_port "$2" ;;
     https | https_hs) tls_port "$2" ;;
     jwt) echo "$PFIX_PORT" ;;
+    h1_pp) if [ "$2" = proxy_v2 ]; then echo "$PP_HAPROXY_PORT"; else echo "$PLAIN_HAPROXY_PORT"; fi ;;
     *) h1_port "$2" ;;
   esac
 }
 
 # case_peers CASE — who runs in CASE. jwt: the fixture data plane's protected proxy
 # (reported as "portcullis") and the same proxy unprotected, without and with the token.
+# h1_pp: HAProxy sending PROXY v2 to a data plane that requires it, and HAProxy plain to an
+# otherwise identical data plane.
 case_peers() {
-  if [ "$1" = jwt ]; then
-    if [[ " $PEERS " == *" portcullis "* ]]; then echo "portcullis unprotected unprotected_token"; fi
-  else
-    echo "$PEERS"
-  fi
+  case $1 in
+    jwt) if [[ " $PEERS " == *" portcullis "* ]]; then echo "portcullis unprotected unprotected_token"; fi ;;
+    h1_pp) if [[ " $PEERS " == *" portcullis "* ]]; then echo "proxy_v2 plain"; fi ;;
+    *) echo "$PEERS" ;;
+  esac
 }
 
 # proc_of CASE PEER — the process (pid-file name) serving PEER in CASE.
 proc_of() {
   case $1:$2 in
     https*:portcullis | jwt:*) echo pfix ;;
+    h1_pp:proxy_v2) echo ppdp ;;
+    h1_pp:plain) echo plaindp ;;
     *) echo "$2" ;;
   esac
 }
@@ -414,6 +424,11 @@ main() {
   for name in h1_small h1_64k h1_close https https_hs h2c jwt; do
     if has_case "$name"; then run_load_case "$name"; fi
   done
+  if has_case h1_pp && [[ " $PEERS " == *" portcullis "* ]]; then
+    start_pp_pair
+    run_load_case h1_pp
+    stop happ; stop ppdp; stop plaindp
+  fi
   if has_case idle; then run_idle_case; fi
   : >"$RAW/instr/counts.tsv"
   if has_case instr; then run_instr_case; fi

@@ -278,3 +278,65 @@ version_of() {
     caddy) echo "caddy $(caddy version | head -1)" ;;
   esac
 }
+
+# ----- h1_pp: PROXY protocol v2 from HAProxy vs HAProxy plain (issue #19) -----
+
+# start_pp_pair — two fixture data planes that differ only in `--proxy-protocol v2
+# --proxy-protocol-from 127.0.0.1/32` (ppdp requires the header from HAProxy; plaindp takes
+# none), and one HAProxy in TCP mode, the usual layer-4 balancer in front of a proxy, with a
+# frontend for each: `send-proxy-v2` towards ppdp, nothing towards plaindp. One HAProxy
+# process, so both paths share its threads and settings; only one is loaded at a time.
+start_pp_pair() {
+  local name port admin dir=$WORK/pp
+  local -a flags
+  mkdir -p "$dir"
+  for name in ppdp plaindp; do
+    rm -rf "${dir:?}/$name"
+    cp -r "$WORK/pfix/dp-cache" "$dir/$name"
+    if [ "$name" = ppdp ]; then
+      port=$PPDP_PORT admin=$PPDP_ADMIN_PORT flags=(--proxy-protocol v2 --proxy-protocol-from 127.0.0.1/32)
+    else
+      port=$PLAINDP_PORT admin=$PLAINDP_ADMIN_PORT flags=()
+    fi
+    PORTCULLIS_ENROLMENT_TOKEN=unused TOKIO_WORKER_THREADS=2 NO_COLOR=1 \
+      start_bg "$name" "$BIN/portcullis-data-plane" --control-plane "http://127.0.0.1:$PFIX_CP_PORT" \
+      --node-id "bench-$name" --workers 2 --http-listen "127.0.0.1:$port" \
+      --admin-listen "127.0.0.1:$admin" --cache-dir "$dir/$name" --access-log "$ACCESS_LOG" "${flags[@]}"
+  done
+  cat >"$dir/haproxy.cfg" <<CFG
+# Layer-4 balancer in front of two otherwise identical data planes: the only difference
+# between the two paths is the PROXY v2 header HAProxy writes at the start of each
+# connection to ppdp (28 bytes for TCP over IPv4).
+global
+  nbthread 2
+  maxconn $HAPROXY_MAXCONN
+  pidfile $dir/haproxy.pid
+
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+
+frontend fe_proxy_v2
+  bind 127.0.0.1:$PP_HAPROXY_PORT
+  default_backend be_proxy_v2
+
+backend be_proxy_v2
+  server dp 127.0.0.1:$PPDP_PORT send-proxy-v2
+
+frontend fe_plain
+  bind 127.0.0.1:$PLAIN_HAPROXY_PORT
+  default_backend be_plain
+
+backend be_plain
+  server dp 127.0.0.1:$PLAINDP_PORT
+CFG
+  start_bg happ haproxy -db -f "$dir/haproxy.cfg"
+  wait_http "http://127.0.0.1:$PP_HAPROXY_PORT/small" "HAProxy send-proxy-v2 → data plane" "$BENCH_HOST"
+  wait_http "http://127.0.0.1:$PLAIN_HAPROXY_PORT/small" "HAProxy plain → data plane" "$BENCH_HOST"
+  # The header is really read: ppdp closes a connection from HAProxy's address without one.
+  local code
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $BENCH_HOST" "http://127.0.0.1:$PPDP_PORT/small" || true)
+  [ "$code" = 000 ] || die "data plane with --proxy-protocol v2 answered $code to a connection without a PROXY header"
+}

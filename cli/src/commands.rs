@@ -2,6 +2,7 @@
 
 mod cert;
 mod docker;
+mod docker_ops;
 mod docker_stream;
 mod login;
 mod logs;

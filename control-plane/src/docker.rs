@@ -13,8 +13,8 @@
 //!   batch (checks `Absent` on the name and each port, so two creators never get one port),
 //!   then creates and starts the container; any later failure removes the container and the
 //!   batch's records, so a refused create leaves nothing behind.
-//! - Every container carries the labels [`spec::LABEL_MANAGED`], [`spec::LABEL_SERVICE`] and
-//!   [`spec::LABEL_OWNER`].
+//! - Every container carries the labels [`spec::LABEL_MANAGED`], [`spec::LABEL_SERVICE`],
+//!   [`spec::LABEL_OWNER`] and [`reconcile::LABEL_INSTALLATION`].
 //! - When the engine is unreachable the control plane still runs; every call here answers
 //!   503 ([`ServiceError::Unavailable`]) saying so, and [`Docker::status`] reports it.
 //!
@@ -48,8 +48,12 @@ use crate::store::{Batch, Check, Write};
 
 pub mod build;
 pub mod grpc;
+pub mod grpc_ops;
 pub mod network;
+pub mod ports;
+pub mod reconcile;
 pub mod rest;
+pub mod rest_ops;
 pub mod spec;
 pub mod sse;
 pub mod stream;
@@ -72,6 +76,8 @@ pub struct DockerSettings {
     pub host: String,
     /// Inclusive range automatic host ports come from.
     pub port_range: (u16, u16),
+    /// How often records are compared with the engine's containers ([`reconcile`]).
+    pub reconcile_interval: std::time::Duration,
 }
 
 impl Default for DockerSettings {
@@ -79,6 +85,7 @@ impl Default for DockerSettings {
         Self {
             host: "unix:///var/run/docker.sock".into(),
             port_range: (10000, 19999),
+            reconcile_interval: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -114,12 +121,15 @@ struct Inner {
     client: std::sync::Mutex<Option<bollard::Docker>>,
     /// Whether the API version was negotiated (the engine may be older than bollard).
     negotiated: AtomicBool,
+    /// The installation id, once read ([`reconcile`]).
+    installation: tokio::sync::OnceCell<String>,
 }
 
 /// Live state of a service's container, from the engine.
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
 pub struct LiveState {
-    /// `running`, `exited`, `created`, … ; `missing` when the container is gone;
+    /// `running`, `exited`, `created`, … ; `creating` while a create is in flight;
+    /// `missing` when the container is gone;
     /// `unknown` when the engine cannot be reached.
     pub status: String,
     /// Whether it runs.
@@ -151,7 +161,8 @@ pub struct DeleteReport {
     pub name: String,
     /// Host ports released (`port/protocol`).
     pub released_ports: Vec<String>,
-    /// Proxies that still point at a released port (left alone).
+    /// Proxies that still point at a released port or at the removed container's address
+    /// (left alone).
     pub proxies_left: Vec<String>,
 }
 
@@ -197,6 +208,7 @@ impl Docker {
                 host,
                 client: std::sync::Mutex::new(None),
                 negotiated: AtomicBool::new(false),
+                installation: tokio::sync::OnceCell::new(),
             }),
         }
     }
@@ -399,6 +411,10 @@ impl Docker {
         labels.insert(spec::LABEL_MANAGED.into(), "true".into());
         labels.insert(spec::LABEL_SERVICE.into(), s.name.clone());
         labels.insert(spec::LABEL_OWNER.into(), s.owner_token_id.clone());
+        labels.insert(
+            reconcile::LABEL_INSTALLATION.into(),
+            self.installation().await?,
+        );
         let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
         for p in &s.ports {
             bindings
@@ -460,7 +476,7 @@ impl Docker {
                 status_code: 409,
                 message,
             }) => Err(ServiceError::already_exists(format!(
-                "a container named {:?} already exists on the engine (not made by this service record): {message}",
+                "name: a container named {:?} already exists on the engine (not made by this service record): {message}",
                 s.container_name
             ))),
             Err(e) => Err(self.engine_error("creating the container", e)),
@@ -490,7 +506,7 @@ impl Docker {
         match self.inner.cp.store().apply(Batch { checks, writes }).await {
             Ok(_) => Ok(()),
             Err(crate::store::StoreError::CheckFailed(0)) => Err(ServiceError::already_exists(
-                format!("service {name:?} already exists"),
+                format!("name: service {name:?} already exists"),
             )),
             Err(crate::store::StoreError::CheckFailed(i)) => {
                 Err(ServiceError::concurrent(format!(
@@ -526,6 +542,7 @@ impl Docker {
         if let Err(e) = self.release(s).await {
             tracing::warn!(service = %s.name, error = %e, "rolling back: cannot release the record");
         }
+        self.remove_built_image(engine, s).await;
     }
 
     async fn release(&self, s: &ContainerService) -> Result<Vec<String>> {
@@ -633,6 +650,7 @@ impl Docker {
                 host_port,
                 bind: bind.to_string(),
                 protocol,
+                source_token_id: None,
             });
         }
         Ok(out)
@@ -735,6 +753,7 @@ impl Docker {
     pub async fn delete(&self, caller: &Caller, name: &str) -> Result<DeleteReport> {
         let s = self.owned(caller, name, true).await?;
         let engine = self.engine().await?;
+        let ips = self.container_ips(&engine, &s).await;
         let opts = RemoveContainerOptionsBuilder::default().force(true).build();
         match engine.remove_container(&s.container_name, Some(opts)).await {
             Ok(()) => {}
@@ -745,10 +764,14 @@ impl Docker {
             Err(e) => return Err(self.engine_error("removing the container", e)),
         }
         let released_ports = self.release(&s).await?;
+        self.remove_built_image(&engine, &s).await;
         let proxies: Vec<Proxy> = self.inner.cp.store().list_records::<Proxy>().await?;
         let proxies_left = proxies
             .into_iter()
-            .filter(|p| s.ports.iter().any(|m| targets(&p.target_url, m)))
+            .filter(|p| {
+                s.ports.iter().any(|m| targets(&p.target_url, m))
+                    || network::targets_container(&p.target_url, &ips, &s.ports)
+            })
             .map(|p| p.hostname)
             .collect();
         Ok(DeleteReport {
@@ -822,6 +845,7 @@ impl Docker {
                     ))
                 })?,
         };
+        ports::authorize(caller, port)?;
         if port.protocol != "tcp" {
             return Err(ServiceError::invalid(
                 "port",
@@ -959,6 +983,12 @@ impl Docker {
             }
             Err(EngineError::DockerResponseServerError {
                 status_code: 404, ..
+            }) if reconcile::creating(s) => LiveState {
+                status: "creating".into(),
+                ..Default::default()
+            },
+            Err(EngineError::DockerResponseServerError {
+                status_code: 404, ..
             }) => LiveState {
                 status: "missing".into(),
                 error: Some("the container was removed behind Portcullis' back".into()),
@@ -1085,6 +1115,7 @@ mod tests {
             host_port: 10001,
             bind: "127.0.0.1".into(),
             protocol: "tcp".into(),
+            source_token_id: None,
         };
         assert!(targets("http://127.0.0.1:10001", &m));
         assert!(targets("http://localhost:10001/x", &m));

@@ -1,7 +1,7 @@
 //! Leases with fencing tokens, kept in the store, for work that must run on one control
 //! plane at a time when several share Redis: ACME orders and renewals (one lease per
-//! certificate), OAuth key rotation and sweeping, request-log retention, and (when it lands)
-//! Docker reconciliation.
+//! certificate), OAuth key rotation and sweeping, request-log retention, and Docker
+//! reconciliation, cleanup and port changes (`docker-engine`, `docker::reconcile`).
 //!
 //! A lease `NAME` is two records in [`Collection::Meta`]:
 //! - `lease:NAME` = `{holder, token, expires_at_ms}`, rewritten by every renewal and

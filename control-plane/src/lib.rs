@@ -9,6 +9,7 @@
 pub mod acme;
 pub mod auth;
 pub mod authenticator;
+pub mod bootstrap;
 pub mod convert;
 pub mod docker;
 pub mod error;
@@ -24,6 +25,7 @@ pub mod pages;
 pub mod rest;
 pub mod scrape;
 pub mod secrets;
+pub mod seed_env;
 pub mod server;
 pub mod service;
 pub mod snapshot;

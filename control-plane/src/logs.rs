@@ -16,8 +16,10 @@
 //!   [`MAX_LIMIT`]; one search examines at most [`SCAN_BUDGET`] records (a page may then be
 //!   short while `next_cursor` is set) and one stats call at most [`STATS_BUDGET`] (then
 //!   `truncated` is set).
-//! - Follow is per process: with several control planes on one Redis, a follower sees the
-//!   records shipped to its own control plane (search and stats see all).
+//! - Follow spans control planes on one Redis: each stored batch is published there and
+//!   every control plane's followers get it from that feed (`redis_backend`), whichever
+//!   control plane the data plane shipped to. On the embedded store followers get the
+//!   batches this process stores.
 //! - A `user` caller sees records whose `proxy` is one it owns; its stats carry visitor
 //!   counts only for hosts its own records show, and no drop count (drops are global).
 //! - A stored record never holds a credential the data plane let through in its query
@@ -647,35 +649,51 @@ pub struct AccessLogs {
 struct Inner {
     store: Arc<dyn LogStore>,
     tx: broadcast::Sender<Arc<Record>>,
+    /// Ingest hands records to followers itself (false: the Redis feed does).
+    local_fanout: bool,
     followers: Arc<std::sync::atomic::AtomicUsize>,
     settings: LogSettings,
 }
 
 impl AccessLogs {
-    /// Wraps a backend.
+    /// Wraps a backend; followers get what this process ingests.
     pub fn new(store: Arc<dyn LogStore>, settings: LogSettings) -> Self {
+        Self::with_fanout(store, settings, true)
+    }
+
+    fn with_fanout(store: Arc<dyn LogStore>, settings: LogSettings, local_fanout: bool) -> Self {
         let (tx, _) = broadcast::channel(FOLLOW_BUFFER);
         Self {
             inner: Arc::new(Inner {
                 store,
                 tx,
+                local_fanout,
                 followers: Arc::default(),
                 settings,
             }),
         }
     }
 
-    /// Opens `<data_dir>/logs.redb`, or Redis at `redis_url` with its own connection.
+    /// Opens `<data_dir>/logs.redb`, or Redis at `redis_url` with its own connection; on
+    /// Redis, followers are fed by every control plane's batches (subscribed before this
+    /// returns).
     pub async fn open(
         data_dir: &std::path::Path,
         redis_url: Option<&str>,
         settings: LogSettings,
     ) -> Result<Self, StoreError> {
-        let store: Arc<dyn LogStore> = match redis_url {
-            Some(url) => Arc::new(RedisLogStore::connect(url, settings.retention).await?),
-            None => Arc::new(EmbeddedLogStore::open(data_dir)?),
-        };
-        Ok(Self::new(store, settings))
+        match redis_url {
+            Some(url) => {
+                let store = RedisLogStore::connect(url, settings.retention).await?;
+                let logs = Self::with_fanout(Arc::new(store), settings, false);
+                redis_backend::subscribe_feed(url, logs.inner.tx.downgrade()).await?;
+                Ok(logs)
+            }
+            None => Ok(Self::new(
+                Arc::new(EmbeddedLogStore::open(data_dir)?),
+                settings,
+            )),
+        }
     }
 
     /// The backend.
@@ -712,7 +730,7 @@ impl AccessLogs {
             return Ok(0);
         }
         self.inner.store.append(&records, dropped).await?;
-        if self.inner.tx.receiver_count() > 0 {
+        if self.inner.local_fanout && self.inner.tx.receiver_count() > 0 {
             for r in &records {
                 let _ = self.inner.tx.send(Arc::new(r.clone()));
             }

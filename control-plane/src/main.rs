@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use portcullis_control_plane::server::{self, ServeConfig};
 use portcullis_control_plane::service::ControlPlane;
 use portcullis_control_plane::telemetry::{self, LogFormat, OtlpProtocol, TraceSettings};
@@ -67,11 +67,34 @@ struct StoreArgs {
     /// File holding the Redis URL (it may carry a password).
     #[arg(long, env = "PORTCULLIS_REDIS_URL_FILE", value_name = "PATH", conflicts_with = "redis_url", value_parser = secret_file)]
     redis_url_file: Option<String>,
+    /// Redis password, for a Redis URL that carries none (the seed's `REDIS_PASSWORD`).
+    #[arg(long, env = "PORTCULLIS_REDIS_PASSWORD", hide_env_values = true)]
+    redis_password: Option<String>,
 }
 
 impl StoreArgs {
-    fn redis_url(&self) -> Option<&str> {
-        self.redis_url.as_deref().or(self.redis_url_file.as_deref())
+    /// The Redis URL, with `--redis-password` in it when given. A URL with a different
+    /// password of its own is refused rather than silently overridden.
+    fn redis_url(&self) -> anyhow::Result<Option<String>> {
+        let Some(raw) = self.redis_url.as_deref().or(self.redis_url_file.as_deref()) else {
+            return Ok(None);
+        };
+        let Some(password) = self.redis_password.as_deref() else {
+            return Ok(Some(raw.to_owned()));
+        };
+        // The URL may carry a password: errors never quote it.
+        let mut url =
+            url::Url::parse(raw).map_err(|e| anyhow::anyhow!("--redis-url is not a URL: {e}"))?;
+        match url.password() {
+            Some(p) if p != password => anyhow::bail!(
+                "--redis-url carries a password that differs from --redis-password (REDIS_PASSWORD); give one of them"
+            ),
+            Some(_) => {}
+            None => url
+                .set_password(Some(password))
+                .map_err(|()| anyhow::anyhow!("--redis-url cannot carry a password"))?,
+        }
+        Ok(Some(url.into()))
     }
 }
 
@@ -167,6 +190,8 @@ enum Command {
         traces: TraceArgs,
         #[command(flatten)]
         docker: DockerArgs,
+        #[command(flatten)]
+        bootstrap: BootstrapArgs,
     },
     /// Manage API tokens directly in the store.
     Token {
@@ -188,6 +213,56 @@ enum TokenCommand {
     },
 }
 
+/// What an empty store starts with (ignored, with a warning, once it has tokens).
+#[derive(clap::Args, Clone)]
+struct BootstrapArgs {
+    /// The first admin token's secret instead of a generated one (32-256 printable
+    /// characters; the seed's `ADMIN_TOKEN`).
+    #[arg(long, env = "PORTCULLIS_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// File holding the first admin token's secret.
+    #[arg(long, env = "PORTCULLIS_ADMIN_TOKEN_FILE", value_name = "PATH", conflicts_with = "admin_token", value_parser = secret_file)]
+    admin_token_file: Option<String>,
+    /// Create the identity provider `github` with this GitHub OAuth app (the seed's
+    /// `GITHUB_CLIENT_ID`).
+    #[arg(long, env = "PORTCULLIS_GITHUB_CLIENT_ID")]
+    github_client_id: Option<String>,
+    /// The GitHub OAuth app's secret (the seed's `GITHUB_CLIENT_SECRET`).
+    #[arg(long, env = "PORTCULLIS_GITHUB_CLIENT_SECRET", hide_env_values = true)]
+    github_client_secret: Option<String>,
+    /// File holding the GitHub OAuth app's secret.
+    #[arg(long, env = "PORTCULLIS_GITHUB_CLIENT_SECRET_FILE", value_name = "PATH", conflicts_with = "github_client_secret", value_parser = secret_file)]
+    github_client_secret_file: Option<String>,
+    /// A login rule for these GitHub logins, comma-separated, or `*` for everyone GitHub
+    /// vouches for; grants `mcp:read mcp:write` (the seed's `OAUTH_ALLOWED_GITHUB_USERS`).
+    #[arg(long, env = "PORTCULLIS_ALLOWED_GITHUB_USERS", value_delimiter = ',')]
+    allowed_github_users: Vec<String>,
+}
+
+impl BootstrapArgs {
+    /// Checked here, not by clap: a seed variable is a default, which clap's `requires`
+    /// does not look at.
+    fn settings(self) -> anyhow::Result<portcullis_control_plane::bootstrap::Bootstrap> {
+        use portcullis_control_plane::bootstrap::{Bootstrap, GithubApp};
+        let secret = self.github_client_secret.or(self.github_client_secret_file);
+        let github = match (self.github_client_id, secret) {
+            (Some(client_id), Some(client_secret)) => Some(GithubApp {
+                client_id,
+                client_secret,
+            }),
+            (None, None) => None,
+            _ => anyhow::bail!(
+                "--github-client-id and --github-client-secret (GITHUB_CLIENT_ID, GITHUB_CLIENT_SECRET) go together"
+            ),
+        };
+        Ok(Bootstrap {
+            admin_token: self.admin_token.or(self.admin_token_file),
+            github,
+            allowed_github_users: self.allowed_github_users,
+        })
+    }
+}
+
 /// Docker services.
 #[derive(clap::Args, Clone)]
 struct DockerArgs {
@@ -202,6 +277,10 @@ struct DockerArgs {
     /// Host ports handed out automatically to services (inclusive).
     #[arg(long, env = "PORTCULLIS_PORT_RANGE", default_value = "10000-19999", value_parser = portcullis_control_plane::docker::parse_port_range)]
     port_range: (u16, u16),
+    /// How often service records are compared with the engine's containers (missing
+    /// containers, orphans); also once at start.
+    #[arg(long, env = "PORTCULLIS_DOCKER_RECONCILE_INTERVAL", default_value = "60s", value_parser = portcullis_control_plane::logs::parse_duration)]
+    docker_reconcile_interval: Duration,
 }
 
 /// Request-log retention.
@@ -278,7 +357,16 @@ impl OAuthArgs {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // The seed's `.env` names stand in for flags they mean the same as.
+    let command = portcullis_control_plane::seed_env::apply(
+        Cli::command(),
+        portcullis_control_plane::seed_env::CONTROL_PLANE,
+        |k| std::env::var(k).ok(),
+    );
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let traces = match &cli.command {
         Command::Serve { traces, .. } => traces.settings(),
         Command::Token { .. } => None,
@@ -328,13 +416,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             metrics_listen,
             traces: _,
             docker,
+            bootstrap,
         } => {
             let eab = portcullis_control_plane::acme::Eab::from_flags(
                 acme_eab_kid.as_deref(),
                 acme_eab_hmac_key.or(acme_eab_hmac_key_file).as_deref(),
             )?;
             server::serve(ServeConfig {
-                redis_url: store.redis_url().map(str::to_owned),
+                redis_url: store.redis_url()?,
                 data_dir: store.data_dir,
                 http_listen,
                 grpc_listen,
@@ -363,14 +452,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 docker: portcullis_control_plane::docker::DockerSettings {
                     host: docker.docker_host,
                     port_range: docker.port_range,
+                    reconcile_interval: docker.docker_reconcile_interval,
                 },
+                bootstrap: bootstrap.settings()?,
             })
             .await
         }
         Command::Token {
             command: TokenCommand::CreateAdmin { store, name },
         } => {
-            let s = server::open_store(&store.data_dir, store.redis_url()).await?;
+            let s = server::open_store(&store.data_dir, store.redis_url()?.as_deref()).await?;
             let cp = ControlPlane::new(s).await?;
             let created = cp.create_admin_token(&name).await?;
             println!("{}", created.secret);

@@ -293,7 +293,8 @@ where
 }
 
 /// A call's outcome is its `grpc-status` header (an error answered at once, trailers-only)
-/// or `Ok` (a status in trailers, which come after the head). Methods of no served service
+/// or `Ok` (a status in trailers, which come after the head); also recorded on the call's
+/// span. Methods of no served service
 /// (`Unimplemented`, or outside `portcullis.`) count as `unknown`, so clients cannot add
 /// label values.
 fn record_grpc(path: &str, headers: &http::HeaderMap) {
@@ -306,6 +307,7 @@ fn record_grpc(path: &str, headers: &http::HeaderMap) {
         path
     };
     metrics::api_call("grpc", operation, &format!("{code:?}"));
+    crate::telemetry::record_grpc_status(code);
 }
 
 #[cfg(test)]

@@ -51,6 +51,8 @@ pub struct ServeConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Docker engine and host-port range for Docker services.
     pub docker: crate::docker::DockerSettings,
+    /// What an empty store starts with (first admin token, GitHub provider, login rule).
+    pub bootstrap: crate::bootstrap::Bootstrap,
 }
 
 /// Checks the issuer: https, or http on a loopback host; no query, fragment or trailing slash.
@@ -96,6 +98,7 @@ pub fn redact(url: &str) -> String {
 
 /// Runs until SIGINT/SIGTERM.
 pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
+    cfg.bootstrap.validate()?;
     let tls = match (&cfg.grpc_tls_cert, &cfg.grpc_tls_key) {
         (Some(cert), Some(key)) => {
             let cert =
@@ -174,11 +177,11 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         lease_ttl: cfg.lease_ttl,
     };
     let cp = ControlPlane::with_options(store, options).await?;
-    if let Some(created) = cp.bootstrap_admin_token().await? {
-        // Printed once, to stdout only; it is never logged.
-        println!("admin token (shown once, keep it safe): {}", created.secret);
-    }
+    let first_start = crate::bootstrap::admin_token(&cp, &cfg.bootstrap).await?;
     let oauth = crate::oauth::OAuthServer::new(cp.clone(), oauth_settings)?;
+    if let Some(first) = &first_start {
+        crate::bootstrap::resources(&oauth, first, &cfg.bootstrap).await?;
+    }
     // Before the first snapshot is built, so every data plane has the key of the first token.
     crate::oauth::keys::ensure(&oauth)
         .await
@@ -210,6 +213,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         );
     let docker = crate::docker::Docker::new(cp.clone(), cfg.docker.clone());
     let docker_grpc = crate::docker::grpc::DockerApi::new(docker.clone(), authn.clone()).server();
+    let docker_ops = crate::docker::grpc_ops::DockerOpsApi::new(docker.clone(), authn.clone());
     let mut builder = tonic::transport::Server::builder().trace_fn(crate::telemetry::grpc_span);
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
@@ -225,6 +229,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .add_service(log_ingest)
         .add_service(log_query)
         .add_service(docker_grpc)
+        .add_service(docker_ops.clone().ports_server())
+        .add_service(docker_ops.cleanup_server())
         .serve_with_incoming_shutdown(
             // Nagle would hold a snapshot's last segment for the peer's delayed ACK (~40 ms).
             tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
@@ -232,6 +238,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         );
     // In the background: an unreachable tcp:// engine must not delay startup.
     docker.spawn_health(Duration::from_secs(15));
+    docker.spawn_reconcile(cfg.docker.reconcile_interval);
     let scrape = crate::scrape::Scrape::new(cp.clone(), oauth.clone());
     if let Some(listener) = metrics_listener {
         let addr = listener.local_addr()?;
@@ -241,6 +248,10 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     let app = http_app(cp.clone(), oauth, authn.clone())
         .merge(crate::rest::logs::router(cp, authn.clone(), logs))
+        .merge(crate::docker::rest_ops::router(
+            docker.clone(),
+            authn.clone(),
+        ))
         .merge(crate::docker::rest::router(docker, authn.clone()))
         .merge(crate::scrape::admin_router(scrape, authn))
         // A span per REST/OAuth call when --otlp-endpoint is given (a no-op otherwise).
@@ -272,6 +283,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(rest::OAuthApiDoc::openapi());
     doc.merge(rest::logs::LogsApiDoc::openapi());
     doc.merge(crate::docker::rest::DockerApiDoc::openapi());
+    doc.merge(crate::docker::rest_ops::DockerOpsApiDoc::openapi());
     doc
 }
 

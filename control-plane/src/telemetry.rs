@@ -5,8 +5,9 @@
 //! level info or above) through `tracing-opentelemetry`; spans of dependencies (hyper,
 //! h2, tonic) are never exported. What is traced:
 //! - every REST and OAuth HTTP call ([`http_span`]: method, route template, status), and
-//!   every gRPC call ([`grpc_span`]: `rpc.service`, `rpc.method`), continuing a caller's
-//!   W3C `traceparent` (parent-based sampling);
+//!   every gRPC call ([`grpc_span`]: `rpc.service`, `rpc.method`, and
+//!   `rpc.grpc.status_code` from [`record_grpc_status`]), continuing a caller's W3C
+//!   `traceparent` (parent-based sampling);
 //! - `snapshot.publish` with `snapshot.version` for each snapshot published to data
 //!   planes, and `snapshot.ack` / `snapshot.nack` with `dataplane.node_id` and
 //!   `snapshot.version` when a data plane applies or rejects one, so "this change reached
@@ -94,11 +95,13 @@ pub fn parse_sample_ratio(s: &str) -> Result<f64, String> {
 }
 
 /// Installs the global `tracing` subscriber: logs on stderr in `format` (filter from
-/// `PORTCULLIS_LOG`, default `info`) and, with `traces`, the span exporter. Call once,
-/// inside a Tokio runtime.
+/// `PORTCULLIS_LOG`, else the seed's `LOG_LEVEL`, default `info`; a bad one is an error) and,
+/// with `traces`, the span exporter. Call once, inside a Tokio runtime.
 pub fn init(format: LogFormat, traces: Option<&TraceSettings>) -> anyhow::Result<Option<Exporter>> {
-    let filter =
-        || EnvFilter::try_from_env("PORTCULLIS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let directive =
+        crate::seed_env::log_filter(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
+    let filter = EnvFilter::try_new(&directive)
+        .map_err(|e| anyhow::anyhow!("PORTCULLIS_LOG={directive:?}: {e}"))?;
     let logs = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
@@ -108,7 +111,7 @@ pub fn init(format: LogFormat, traces: Option<&TraceSettings>) -> anyhow::Result
             .with_writer(std::io::stderr)
             .boxed(),
     }
-    .with_filter(filter());
+    .with_filter(filter);
     let Some(settings) = traces else {
         tracing_subscriber::registry().with(logs).try_init()?;
         return Ok(None);
@@ -235,12 +238,38 @@ pub fn grpc_span(req: &http::Request<()>) -> tracing::Span {
         "grpc",
         otel.name = path,
         otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
         rpc.system = "grpc",
         rpc.service = service,
         rpc.method = method,
+        rpc.grpc.status_code = tracing::field::Empty,
     );
     let _ = span.set_parent(remote_context(req.headers()));
     span
+}
+
+/// Records a gRPC call's status code on its server span: the current span while tonic
+/// polls the call, so a tower layer inside the server calls this at the response head
+/// (`crate::scrape`), where the code is a trailers-only error's `grpc-status` or `OK`
+/// (a streaming call's later status is not seen). The codes the semantic conventions call
+/// server errors also mark the span as an error.
+pub fn record_grpc_status(code: tonic::Code) {
+    if !enabled() {
+        return;
+    }
+    let span = tracing::Span::current();
+    span.record("rpc.grpc.status_code", i64::from(code as i32));
+    if matches!(
+        code,
+        tonic::Code::Unknown
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Unimplemented
+            | tonic::Code::Internal
+            | tonic::Code::Unavailable
+            | tonic::Code::DataLoss
+    ) {
+        span.record("otel.status_code", "error");
+    }
 }
 
 /// The caller's W3C trace context, if its `traceparent` is well formed (the SDK's

@@ -295,6 +295,58 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// The seed's `.env` names that mean the same as a flag here: `HTTP_PORT` and `HTTPS_PORT`
+/// become the defaults of `--http-listen` / `--https-listen` on every interface (the seed's
+/// container listened there), so the flags and `PORTCULLIS_*` still win and the value goes
+/// through the flag's parser (a bad port is refused, not repaired).
+pub fn parse() -> Args {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let command = seed_defaults(Args::command(), |k| std::env::var(k).ok());
+    match Args::from_arg_matches(&command.get_matches()) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    }
+}
+
+fn seed_defaults(
+    mut command: clap::Command,
+    env: impl Fn(&str) -> Option<String>,
+) -> clap::Command {
+    for (seed, arg) in [("HTTP_PORT", "http_listen"), ("HTTPS_PORT", "https_listen")] {
+        if let Some(port) = env(seed).filter(|v| !v.is_empty()) {
+            // Parsed once per process; clap's defaults are `'static`, so this is leaked.
+            let addr: &'static str = Box::leak(format!("0.0.0.0:{port}").into_boxed_str());
+            command = command.mut_arg(arg, |a| a.default_value(addr).required(false));
+        }
+    }
+    command
+}
+
+/// The log filter: `PORTCULLIS_LOG` (an `EnvFilter` directive), else the seed's `LOG_LEVEL`
+/// (`DEBUG`, `INFO`, `WARNING`, `ERROR`, `CRITICAL`, any case), else `info`; an unknown
+/// `LOG_LEVEL` is an error. (The control plane's `seed_env::log_filter` does the same.)
+pub fn log_filter(env: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    if let Some(directive) = env("PORTCULLIS_LOG").filter(|v| !v.is_empty()) {
+        return Ok(directive);
+    }
+    let Some(level) = env("LOG_LEVEL").filter(|v| !v.is_empty()) else {
+        return Ok("info".into());
+    };
+    Ok(match level.to_ascii_uppercase().as_str() {
+        "TRACE" => "trace",
+        "DEBUG" => "debug",
+        "INFO" => "info",
+        "WARN" | "WARNING" => "warn",
+        "ERROR" | "CRITICAL" => "error",
+        _ => {
+            return Err(format!(
+                "LOG_LEVEL={level:?} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
+            ));
+        }
+    }
+    .into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,5 +547,60 @@ mod tests {
     fn cli_is_consistent() {
         use clap::CommandFactory;
         Args::command().debug_assert();
+    }
+
+    #[test]
+    fn seed_ports_are_listen_defaults_that_flags_override() {
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let env = |k: &str| match k {
+            "HTTP_PORT" => Some("80".to_owned()),
+            "HTTPS_PORT" => Some("443".to_owned()),
+            _ => None,
+        };
+        let base = [
+            "dp",
+            "--control-plane",
+            "http://127.0.0.1:1",
+            "--enrolment-token",
+            "t",
+            "--node-id",
+            "n",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--cache-dir",
+            "/tmp/x",
+        ];
+        let parse = |extra: &[&str]| {
+            let m = seed_defaults(Args::command(), env)
+                .try_get_matches_from(base.iter().chain(extra))
+                .unwrap();
+            Args::from_arg_matches(&m).unwrap()
+        };
+        let args = parse(&[]);
+        assert_eq!(args.http_listen.to_string(), "0.0.0.0:80");
+        assert_eq!(
+            args.https_listen.map(|a| a.to_string()).as_deref(),
+            Some("0.0.0.0:443")
+        );
+        let args = parse(&["--http-listen", "127.0.0.1:8080"]);
+        assert_eq!(args.http_listen.to_string(), "127.0.0.1:8080");
+        // A bad seed port is refused by the flag's parser.
+        let bad = seed_defaults(Args::command(), |k| {
+            (k == "HTTP_PORT").then(|| "eighty".to_owned())
+        })
+        .try_get_matches_from(base);
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn log_level_maps_the_seed_names_and_refuses_others() {
+        let only = |k: &'static str, v: &'static str| move |q: &str| (q == k).then(|| v.to_owned());
+        assert_eq!(log_filter(only("LOG_LEVEL", "WARNING")).unwrap(), "warn");
+        assert_eq!(
+            log_filter(only("PORTCULLIS_LOG", "debug")).unwrap(),
+            "debug"
+        );
+        assert_eq!(log_filter(|_| None).unwrap(), "info");
+        assert!(log_filter(only("LOG_LEVEL", "LOUD")).is_err());
     }
 }

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
 use portcullis_data_plane::apply::Applier;
 use portcullis_data_plane::cache::SnapshotCache;
 use portcullis_data_plane::cli::{Args, LogFormat};
@@ -19,12 +18,19 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = portcullis_data_plane::cli::parse();
+    let filter = portcullis_data_plane::cli::log_filter(|k| std::env::var(k).ok())
+        .and_then(|d| EnvFilter::try_new(&d).map_err(|e| format!("PORTCULLIS_LOG={d:?}: {e}")));
+    let filter = match filter {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            EnvFilter::try_from_env("PORTCULLIS_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        );
+        .with_env_filter(filter);
     match args.log_format {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => logs.json().with_ansi(false).init(),

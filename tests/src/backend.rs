@@ -180,6 +180,22 @@ async fn handle(
             .unwrap_or_default();
         return Ok(resp);
     }
+    if path == "/set-cookie" {
+        // A session cookie set by the upstream (`?value=`): what a proxy passes back and
+        // must never record.
+        let value = req
+            .uri()
+            .query()
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("value=")))
+            .unwrap_or("none")
+            .to_owned();
+        let resp = Response::builder()
+            .header("set-cookie", format!("session={value}; Path=/; HttpOnly"))
+            .header("content-type", "text/plain")
+            .body(Full::new(Bytes::from_static(b"cookie set")).boxed())
+            .unwrap_or_default();
+        return Ok(resp);
+    }
     if path == "/upload" {
         let mut body = req.into_body();
         let mut received: u64 = 0;

@@ -20,6 +20,7 @@
 pub mod backend;
 pub mod browser;
 pub mod chromium;
+pub mod docker;
 pub mod github;
 pub mod https_docs;
 pub mod mcp;

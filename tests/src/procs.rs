@@ -57,6 +57,8 @@ pub struct ControlPlane {
     extra_args: Vec<String>,
     http_port: u16,
     grpc_port: u16,
+    /// With [`Self::start_logged`]: the file its stdout and stderr (at debug) go to.
+    output: Option<(tempfile::TempDir, PathBuf)>,
 }
 
 impl ControlPlane {
@@ -85,10 +87,33 @@ impl ControlPlane {
         Self::start_full(None, None, extra_args).await
     }
 
+    /// Starts one (on Redis when `redis_url` is given) logging at debug level, its stdout
+    /// and stderr kept for [`Self::output`].
+    pub async fn start_logged(redis_url: Option<&str>) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("output.log");
+        Self::start_inner(redis_url, None, vec![], Some((dir, file))).await
+    }
+
+    /// Everything a [`Self::start_logged`] control plane wrote to stdout and stderr so far.
+    pub fn output(&self) -> String {
+        let (_, file) = self.output.as_ref().expect("started with start_logged");
+        std::fs::read_to_string(file).unwrap_or_default()
+    }
+
     async fn start_full(
         redis_url: Option<&str>,
         grpc_tls: Option<(PathBuf, PathBuf)>,
         extra_args: Vec<String>,
+    ) -> Self {
+        Self::start_inner(redis_url, grpc_tls, extra_args, None).await
+    }
+
+    async fn start_inner(
+        redis_url: Option<&str>,
+        grpc_tls: Option<(PathBuf, PathBuf)>,
+        extra_args: Vec<String>,
+        output: Option<(tempfile::TempDir, PathBuf)>,
     ) -> Self {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let mut create = Command::new(bin("portcullis-control-plane"));
@@ -121,6 +146,7 @@ impl ControlPlane {
             // Bound by the process; learnt from its announcement.
             http_port: 0,
             grpc_port: 0,
+            output,
         };
         assert!(cp.try_restart().await, "control plane exited at start");
         cp
@@ -152,8 +178,21 @@ impl ControlPlane {
                 .arg("--grpc-tls-key")
                 .arg(key);
         }
+        let mut copy = None;
+        if let Some((_, file)) = &self.output {
+            let open = || {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(file)
+                    .expect("control-plane output file")
+            };
+            cmd.env("PORTCULLIS_LOG", "debug").stderr(open());
+            copy = Some(open());
+        }
         let line;
-        (self.proc, line) = Proc::spawn_announcing(&mut cmd, "portcullis-control-plane listening ");
+        (self.proc, line) =
+            Proc::spawn_announcing_copy(&mut cmd, "portcullis-control-plane listening ", copy);
         let Some([Some(http), Some(grpc)]) =
             announced(line, "control plane", ["http", "grpc"]).await
         else {

@@ -2,18 +2,24 @@
 //! lines to stdout and ships the records to a real control plane, where REST
 //! `/api/v1/logs` finds them with the right fields. Requests carry every kind of secret
 //! (Authorization, cookies, `code`/`access_token`/`state`/`client_secret` parameters, a
-//! real bearer token); none appears in any record, in the stdout sink, in the store's
-//! files or in the data plane's own logs. The request id round-trips. A control-plane
-//! restart loses nothing that was not counted as dropped.
+//! real bearer token; the login itself carries an authorization code, a refresh token and
+//! the identity provider's client secret, the CLI the admin token, the data plane its
+//! enrolment token); none appears in any record, in the stdout sink, in the store (the
+//! embedded store's file bytes, or every value of every key on a real Redis), or in either
+//! process's own output at debug level. Each of those scans is shown to see a value that
+//! is meant to be there (the user agent, a node id), so it could see a leak. The request id
+//! round-trips. A control-plane restart loses nothing that was not counted as dropped.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use portcullis_tests::browser::{self, alice, github_login};
+use portcullis_tests::browser::{self, PKCE_CHALLENGE, PKCE_VERIFIER, alice, github_login};
 use portcullis_tests::procs::{bin, listening_addr};
-use portcullis_tests::{Backend, ControlPlane, DataPlane, WsEcho, eventually, http_client};
+use portcullis_tests::{
+    Backend, ControlPlane, DataPlane, RedisServer, WsEcho, eventually, http_client,
+};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -24,6 +30,7 @@ const REDIRECT: &str = "http://127.0.0.1:53998/callback";
 struct LoggingDataPlane {
     child: Child,
     http: String,
+    enrolment_token: String,
     stdout: std::path::PathBuf,
     stderr: std::path::PathBuf,
     _dir: tempfile::TempDir,
@@ -74,6 +81,7 @@ impl LoggingDataPlane {
         Self {
             child,
             http: format!("http://{http}"),
+            enrolment_token: token,
             stdout,
             stderr,
             _dir: dir,
@@ -106,6 +114,63 @@ fn files_text(dir: &Path) -> String {
     out
 }
 
+/// Runs `commands` (one per line, arguments quoted as redis-cli reads them) through one
+/// `redis-cli`, returning its raw output (redis-cli prints values unquoted when its stdout
+/// is not a terminal).
+fn redis_pipe(redis: &RedisServer, commands: &str) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut child = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("redis-cli");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let commands = commands.to_owned();
+    let writer = std::thread::spawn(move || stdin.write_all(commands.as_bytes()));
+    let out = child.wait_with_output().expect("redis-cli output");
+    writer.join().expect("writer").expect("redis-cli stdin");
+    assert!(out.status.success(), "redis-cli failed");
+    out.stdout
+}
+
+/// Every key name and every value of every key on `redis`, each read with its type's own
+/// command (not `DUMP`, which may LZF-compress a string and hide it): strings (also
+/// HyperLogLogs), hashes, lists, sets, sorted sets (with scores) and streams. A key of any
+/// other type fails the test, so nothing goes unread.
+fn redis_everything(redis: &RedisServer) -> String {
+    let keys: Vec<String> = redis.cli(&["--scan"]).lines().map(str::to_owned).collect();
+    assert!(!keys.is_empty(), "the store wrote nothing to Redis");
+    let quote = |k: &str| format!("\"{}\"", k.replace('\\', "\\\\").replace('"', "\\\""));
+    let types: String = keys
+        .iter()
+        .map(|k| format!("TYPE {}\n", quote(k)))
+        .collect();
+    let types = String::from_utf8(redis_pipe(redis, &types)).expect("types");
+    let types: Vec<&str> = types.lines().collect();
+    assert_eq!(types.len(), keys.len(), "one type per key");
+    let mut reads = String::new();
+    for (key, kind) in keys.iter().zip(types) {
+        let q = quote(key);
+        let read = match kind {
+            "string" => format!("GET {q}"),
+            "hash" => format!("HGETALL {q}"),
+            "list" => format!("LRANGE {q} 0 -1"),
+            "set" => format!("SMEMBERS {q}"),
+            "zset" => format!("ZRANGE {q} 0 -1 WITHSCORES"),
+            "stream" => format!("XRANGE {q} - +"),
+            // Expired between the scan and the type check.
+            "none" => continue,
+            other => panic!("key {key} has type {other}, which this scan does not read"),
+        };
+        reads.push_str(&read);
+        reads.push('\n');
+    }
+    let mut out = keys.join("\n");
+    out.push_str(&String::from_utf8_lossy(&redis_pipe(redis, &reads)));
+    out
+}
+
 async fn logs(cp: &ControlPlane, query: &str) -> Value {
     let resp = http_client()
         .get(format!("{}/api/v1/logs?{query}", cp.http))
@@ -128,13 +193,25 @@ async fn record(cp: &ControlPlane, id: &str) -> Value {
 
 #[tokio::test]
 async fn records_reach_the_control_plane_with_their_fields_and_no_secret() {
-    let cp = ControlPlane::start().await;
+    records_and_secrets(None).await;
+}
+
+/// The same on a real Redis: the control plane's config and request-log stores live there,
+/// and every value of every key is searched for the secrets.
+#[tokio::test]
+async fn records_reach_a_redis_control_plane_and_no_secret_reaches_redis() {
+    let redis = RedisServer::start().await;
+    records_and_secrets(Some(&redis)).await;
+}
+
+async fn records_and_secrets(redis: Option<&RedisServer>) {
+    let cp = ControlPlane::start_logged(redis.map(|r| r.url.as_str())).await;
     let _github = github_login(&cp, vec![alice()]).await;
     let resp = http_client()
         .post(format!("{}/register", cp.http))
         .json(
             &json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none",
-                      "grant_types": ["authorization_code"], "client_name": "Log test"}),
+                      "grant_types": ["authorization_code", "refresh_token"], "client_name": "Log test"}),
         )
         .send()
         .await
@@ -160,15 +237,43 @@ async fn records_reach_the_control_plane_with_their_fields_and_no_secret() {
         "--scope",
         "mcp",
     ]);
-    let token = browser::access_token(
-        &cp,
-        &format!("{}/authorize", cp.http),
-        &format!("{}/token", cp.http),
-        &client_id,
-        REDIRECT,
-        "https://api.example.com",
-    )
-    .await;
+    // The login by hand (as `browser::access_token` does), keeping the authorization code
+    // and the refresh token.
+    let mut authorize = url::Url::parse(&format!("{}/authorize", cp.http)).expect("url");
+    authorize
+        .query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &client_id)
+        .append_pair("redirect_uri", REDIRECT)
+        .append_pair("code_challenge", PKCE_CHALLENGE)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("state", "st")
+        .append_pair("scope", "mcp")
+        .append_pair("resource", "https://api.example.com");
+    let back = browser::browse(&cp, authorize, true).await.back;
+    let code = browser::param(&back, "code").unwrap_or_else(|| panic!("no code in {back}"));
+    let resp = http_client()
+        .post(format!("{}/token", cp.http))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", client_id.as_str()),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", PKCE_VERIFIER),
+        ])
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(resp.status(), 200);
+    let tokens: Value = resp.json().await.expect("json");
+    let token = tokens["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned();
+    let refresh = tokens["refresh_token"]
+        .as_str()
+        .expect("refresh_token")
+        .to_owned();
     let dp = LoggingDataPlane::start(&cp, "dp-log-1", "stdout,control-plane").await;
     let version = cp.version().await;
     cp.wait_applied("dp-log-1", version).await;
@@ -181,7 +286,14 @@ async fn records_reach_the_control_plane_with_their_fields_and_no_secret() {
         "SECRETSTATE1",
         "SECRETCS1",
         "SECRETPROXYAUTH1",
+        "SECRETSETCOOKIE1",
+        // The identity provider's client secret (`oauth idp add … --client-secret`).
+        "gh-secret",
         token.as_str(),
+        code.as_str(),
+        cp.admin_token.as_str(),
+        dp.enrolment_token.as_str(),
+        refresh.as_str(),
     ];
     let get = |host: &'static str, path: &'static str, headers: Vec<(&'static str, String)>| {
         let mut req = http_client()
@@ -211,6 +323,19 @@ async fn records_reach_the_control_plane_with_their_fields_and_no_secret() {
     assert_eq!(resp.headers()["x-request-id"], "client-id-1");
     let seen: Value = resp.json().await.expect("echo");
     assert_eq!(seen["headers"]["x-request-id"], "client-id-1", "{seen}");
+
+    // The upstream sets a cookie: passed back, never recorded.
+    let resp = get(
+        "open.test",
+        "/set-cookie?value=SECRETSETCOOKIE1",
+        vec![("x-request-id", "set-cookie-1".into())],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["set-cookie"],
+        "session=SECRETSETCOOKIE1; Path=/; HttpOnly"
+    );
 
     // 2. An upload, without a request id (generated), then an insane one (replaced).
     let resp = http_client()
@@ -378,20 +503,46 @@ async fn records_reach_the_control_plane_with_their_fields_and_no_secret() {
         (Some("alice"), Some(200))
     );
 
-    // No secret anywhere: stored records, stdout, the data plane's logs, the store's files.
+    record(&cp, "set-cookie-1").await;
+
+    // No secret anywhere: stored records, the stdout sink, both processes' own output (at
+    // debug), the store (files, and Redis when it is the store). Each scan must see what
+    // is meant to be there, so it would see a leak: the user agent and request ids in the
+    // records, node ids in the processes' logs.
     let all = logs(&cp, "limit=1000").await.to_string();
-    let store = files_text(cp.data_dir.path());
-    for secret in secrets {
-        for (what, text) in [
-            ("stored records", &all),
-            ("stdout sink", &stdout),
-            ("data-plane logs", &dp.stderr()),
-            ("store files", &store),
-        ] {
+    let files = files_text(cp.data_dir.path());
+    let redis_values = redis.map(redis_everything);
+    let mut scans = vec![
+        ("stored records", all, "logtest/1"),
+        ("stdout sink", stdout, "logtest/1"),
+        (
+            "data-plane stdout and stderr",
+            dp.stdout() + &dp.stderr(),
+            "dp-log-1",
+        ),
+        ("control-plane stdout and stderr", cp.output(), "dp-log-1"),
+    ];
+    match redis_values {
+        // The config store's files are the master key only; records are in Redis.
+        Some(values) => {
+            scans.push(("every Redis key and value", values, "logtest/1"));
+            scans.push(("data directory", files, ""));
+        }
+        None => scans.push(("embedded store files", files, "logtest/1")),
+    }
+    for (what, text, marker) in &scans {
+        assert!(
+            text.contains(marker),
+            "{what}: {marker:?} is not there, so this scan could not see a leak either"
+        );
+        for secret in &secrets {
             assert!(!text.contains(secret), "{secret:?} found in {what}");
         }
     }
-    assert!(!store.is_empty() && all.contains("client-id-1"));
+    let records = &scans[0].1;
+    for id in ["client-id-1", "set-cookie-1", "verified-1", "refused-1"] {
+        assert!(records.contains(id), "{id} not among the stored records");
+    }
 }
 
 /// Stopping the control plane while traffic flows loses nothing uncounted: the records

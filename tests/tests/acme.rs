@@ -657,7 +657,7 @@ async fn two_control_planes_on_one_redis_order_a_certificate_once() {
             .spawn()
             .unwrap()
     };
-    let lock_value = || redis.cli(&["HGET", "{portcullis}:meta", "lock:acme:shared"]);
+    let lock_value = || redis.cli(&["HGET", "{portcullis}:meta", "lease:acme:shared"]);
     let mut serial = first["serial"].clone();
     // Round 1: both control planes are asked at the same moment (both find no lock; the
     // atomic check in Redis lets one take it). Round 2: B is asked while A holds the lock.
@@ -679,20 +679,25 @@ async fn two_control_planes_on_one_redis_order_a_certificate_once() {
             );
         }
 
-        // While the order runs, the lock in Redis names one owner and an expiry.
-        let lock = eventually(Duration::from_secs(10), "the order lock", || async {
+        // While the order runs, its lease in Redis names one holder, a fencing token and an
+        // expiry within the lease TTL (10 s by default, renewed while the order runs).
+        let lock = eventually(Duration::from_secs(10), "the order lease", || async {
             let v = lock_value();
             (!v.is_empty()).then_some(v)
         })
         .await;
-        let (expiry, owner) = lock.split_once(':').expect("EXPIRY:OWNER");
-        let expiry: i64 = expiry.parse().expect("expiry");
+        let lease: serde_json::Value = serde_json::from_str(&lock).expect("lease record");
+        let expiry = lease["expires_at_ms"].as_u64().expect("expires_at_ms");
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
-            .as_secs() as i64;
-        assert!(expiry > now && expiry <= now + 601, "{lock}");
-        assert!(!owner.is_empty() && !owner.contains(':'), "{lock}");
+            .as_millis() as u64;
+        assert!(expiry + 1_000 > now && expiry <= now + 10_000, "{lock}");
+        assert!(
+            lease["holder"].as_str().is_some_and(|h| !h.is_empty()),
+            "{lock}"
+        );
+        assert!(lease["token"].as_u64().is_some_and(|t| t > 0), "{lock}");
 
         let renewed = eventually(Duration::from_secs(60), "renewed certificate", || async {
             let v = show(&cp_a, "shared");

@@ -1,4 +1,5 @@
-//! The same control plane on a real Redis: shared state, atomic writes, several control planes.
+//! The same control plane on a real Redis: shared state, atomic writes, several control
+//! planes (sharing config, tokens and request-log follow).
 
 use portcullis_tests::{ControlPlane, RedisServer, http_client};
 use reqwest::StatusCode;
@@ -79,4 +80,57 @@ async fn two_control_planes_share_one_redis() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT);
+}
+
+/// Follow spans control planes on one Redis: a data plane ships to A, and a follower on B
+/// (SSE) sees the record, once.
+#[tokio::test]
+async fn a_follower_on_one_control_plane_sees_records_shipped_to_another() {
+    use futures_util::StreamExt as _;
+    let redis = RedisServer::start().await;
+    let a = ControlPlane::start_with(Some(&redis.url)).await;
+    let b = ControlPlane::start_with(Some(&redis.url)).await;
+    let backend = portcullis_tests::Backend::start("followed").await;
+    a.cli_ok(&["proxy", "create", "followed.test", &backend.url]);
+    let follow = http_client()
+        .get(format!("{}/api/v1/logs/follow?host=followed.test", b.http))
+        .bearer_auth(&a.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(follow.status(), StatusCode::OK);
+    let dp = portcullis_tests::DataPlane::start(&a, "dp-follow").await;
+    let version = a.version().await;
+    a.wait_applied("dp-follow", version).await;
+    for id in ["followed-1", "followed-2"] {
+        let r = http_client()
+            .get(format!("{}/echo", dp.http))
+            .header("host", "followed.test")
+            .header("x-request-id", id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let mut body = follow.bytes_stream();
+    let mut text = String::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while !text.contains("followed-2") {
+            let chunk = body.next().await.expect("follow ended").expect("chunk");
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "B's follower got: {text}");
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).expect("record JSON"))
+        .collect();
+    let ids: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r["request_id"].as_str())
+        .collect();
+    assert_eq!(ids, ["followed-1", "followed-2"], "{text}");
+    assert_eq!(records[0]["node_id"], "dp-follow");
 }

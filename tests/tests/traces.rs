@@ -1,8 +1,10 @@
 //! OpenTelemetry traces against a real collector (rotel, from the Python registry; installed
 //! by `tests/run.sh` into `tests/otel/.venv`): the data plane continues a client's W3C trace
 //! context, starts new traces otherwise, never continues a malformed `traceparent`, passes
-//! its own span to the upstream, samples by ratio; the control plane exports API and
-//! snapshot spans. Also: `--log-format json` makes both binaries log JSON lines.
+//! its own span to the upstream, samples by ratio; the control plane exports API (gRPC with
+//! its status code, REST), OAuth endpoint, snapshot publication and ACK spans, and ACME
+//! order spans (against a real Pebble). Also: `--log-format json` makes both binaries log
+//! JSON lines.
 
 use std::collections::BTreeMap;
 use std::io::BufRead as _;
@@ -10,8 +12,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use portcullis_tests::pebble::Pebble;
 use portcullis_tests::procs::{Proc, bin};
-use portcullis_tests::{Backend, ControlPlane, DataPlane, eventually, free_port, http_client};
+use portcullis_tests::{Backend, ControlPlane, DataPlane, cli, eventually, free_port, http_client};
 use serde_json::Value;
 
 /// One span as the collector printed it.
@@ -23,6 +26,8 @@ struct Span {
     id: String,
     name: String,
     kind: String,
+    /// `STATUS_CODE_UNSET`, `…_OK` or `…_ERROR`.
+    status: String,
     attributes: BTreeMap<String, String>,
 }
 
@@ -130,6 +135,7 @@ impl Rotel {
                     "ID" => span.id = value,
                     "Name" => span.name = value,
                     "Kind" => span.kind = value,
+                    "Status code" => span.status = value,
                     _ => {}
                 }
             }
@@ -381,13 +387,52 @@ async fn requests_are_traced_through_the_proxy_and_api_calls_on_the_control_plan
     // 5. Control plane: the API call above and a REST call carrying a traceparent are
     //    spans; the snapshot with the proxy was published and ACKed by each data plane at
     //    that version.
-    rotel
+    let span = rotel
         .wait_for("the gRPC span of `proxy create`", |s| {
             s.service == "portcullis-control-plane"
                 && s.kind == "SPAN_KIND_SERVER"
                 && s.attributes.get("rpc.method").map(String::as_str) == Some("CreateProxy")
         })
         .await;
+    assert_eq!(
+        span.attributes
+            .get("rpc.grpc.status_code")
+            .map(String::as_str),
+        Some("0"),
+        "{span:?}"
+    );
+    // A refused call carries its status code (16, UNAUTHENTICATED; a client error, so the
+    // span is not marked as failed).
+    let out = cli(&cp.grpc, "pcs_not-a-token", &["proxy", "list"]);
+    assert!(!out.status.success());
+    let span = rotel
+        .wait_for("the gRPC span of a refused call", |s| {
+            s.attributes.get("rpc.method").map(String::as_str) == Some("ListProxies")
+                && s.attributes.get("rpc.grpc.status_code").map(String::as_str) == Some("16")
+        })
+        .await;
+    assert_eq!(span.service, "portcullis-control-plane");
+    assert!(
+        span.status.starts_with("STATUS_CODE_") && !span.status.contains("ERROR"),
+        "a client error is not a server error: {span:?}"
+    );
+    // An OAuth endpoint is a span too.
+    let oauth_trace = "d".repeat(32);
+    let response = http_client()
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            cp.http
+        ))
+        .header("traceparent", format!("00-{oauth_trace}-{CLIENT_SPAN}-01"))
+        .send()
+        .await
+        .expect("OAuth metadata");
+    assert_eq!(response.status(), 200);
+    let span = rotel
+        .wait_for("the OAuth metadata span", |s| s.trace_id == oauth_trace)
+        .await;
+    assert_eq!(span.name, "GET /.well-known/oauth-authorization-server");
+    assert_eq!(span.service, "portcullis-control-plane");
     let rest_trace = "b".repeat(32);
     let response = http_client()
         .get(format!("{}/api/v1/proxy/targets", cp.http))
@@ -423,6 +468,56 @@ async fn requests_are_traced_through_the_proxy_and_api_calls_on_the_control_plan
             })
             .await;
     }
+}
+
+/// An ACME order (a real Pebble, HTTP-01 answered by a real data plane) is an `acme.order`
+/// span naming the certificate, not marked as failed.
+#[tokio::test]
+async fn acme_orders_are_traced() {
+    let rotel = Rotel::start().await;
+    let (http, https) = (free_port(), free_port());
+    let pebble = Pebble::start(http, https).await;
+    let cp = ControlPlane::start_args(vec![
+        "--otlp-endpoint".into(),
+        rotel.grpc.clone(),
+        "--acme-directory".into(),
+        pebble.directory.clone(),
+        "--acme-ca-cert".into(),
+        pebble.tls_cert.display().to_string(),
+        "--acme-email".into(),
+        "ops@example.test".into(),
+    ])
+    .await;
+    let _dp = DataPlane::start_https(&cp, "dp-acme-traced", http, https).await;
+    let backend = Backend::start("acme").await;
+    cp.cli_ok(&[
+        "proxy",
+        "create",
+        "traced.example.test",
+        &backend.url,
+        "--https",
+    ]);
+    let span = rotel
+        .wait_for("the acme.order span", |s| {
+            s.name == "acme.order"
+                && s.attributes.get("certificate.name").map(String::as_str)
+                    == Some("traced.example.test")
+        })
+        .await;
+    assert_eq!(span.service, "portcullis-control-plane");
+    let status: Value = serde_json::from_str(&cp.cli_ok(&[
+        "cert",
+        "status",
+        "traced.example.test",
+        "--output",
+        "json",
+    ]))
+    .expect("cert status json");
+    assert_eq!(status["status"], "valid", "{status}");
+    assert!(
+        span.status.starts_with("STATUS_CODE_") && !span.status.contains("ERROR"),
+        "a successful order is not an error: {span:?}"
+    );
 }
 
 /// Reads stderr lines of `cmd` (started with `--log-format json`) until `n` arrived, and

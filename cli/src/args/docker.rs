@@ -1,5 +1,6 @@
 //! Arguments of the Docker service commands: `service create|list|show|start|stop|restart|
-//! delete|logs|proxy-create` and `service port list|check` (beside `service external ...`).
+//! delete|logs|proxy-create|cleanup` and `service port list|check|add|remove|available`
+//! (beside `service external ...`).
 
 use clap::{Args, Subcommand};
 
@@ -53,8 +54,29 @@ pub(crate) struct ServiceCreateArgs {
 /// `portcullis service port ...`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum PortCommand {
-    /// List host-port allocations
-    List,
+    /// List host-port allocations, or one service's ports
+    List {
+        /// Service name (default: every allocation)
+        service: Option<String>,
+    },
+    /// Publish one more port of a service (the container is recreated)
+    Add(PortAddArgs),
+    /// Stop publishing a port and release its host port (the container is recreated)
+    Remove {
+        /// Service name
+        service: String,
+        /// Port name
+        port_name: String,
+    },
+    /// Free host-port ranges within the control plane's --port-range
+    Available {
+        /// Bind address to probe (default 127.0.0.1)
+        #[arg(long)]
+        bind: Option<String>,
+        /// Probe udp instead of tcp
+        #[arg(long)]
+        udp: bool,
+    },
     /// Whether a host port is free, and why not
     Check {
         /// Host port
@@ -65,6 +87,30 @@ pub(crate) enum PortCommand {
         #[arg(long)]
         udp: bool,
     },
+}
+
+/// `portcullis service port add SERVICE PORT ...`.
+#[derive(Debug, Args)]
+pub(crate) struct PortAddArgs {
+    /// Service name
+    pub(crate) service: String,
+    /// Port inside the container
+    pub(crate) port: u16,
+    /// Host address to bind (default 127.0.0.1; 0.0.0.0 only when asked)
+    #[arg(long)]
+    pub(crate) bind: Option<String>,
+    /// Port name (default port-N)
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// tcp (default) or udp
+    #[arg(long)]
+    pub(crate) protocol: Option<String>,
+    /// Host port (default: allocated from the control plane's --port-range)
+    #[arg(long)]
+    pub(crate) host_port: Option<u16>,
+    /// Token id or name that alone (with admins) may manage this port afterwards
+    #[arg(long)]
+    pub(crate) source_token: Option<String>,
 }
 
 /// One `--port` spec, parsed.

@@ -79,6 +79,13 @@ pub(crate) enum ServiceCommand {
     /// Host-port allocations
     #[command(subcommand)]
     Port(super::docker::PortCommand),
+    /// Remove orphaned managed containers and stale allocations (admin); also lists
+    /// services whose container is missing
+    Cleanup {
+        /// Only report what would be removed
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// `portcullis service external ...`.

@@ -32,12 +32,19 @@ pub(crate) async fn run(
                 url: settings.url.clone(),
                 detail: error_chain(&e),
             })?;
-    let mut c = DockerServiceClient::with_interceptor(channel, auth);
+    let mut c = DockerServiceClient::with_interceptor(channel.clone(), auth.clone());
     let by = |name: String| ByName {
         name,
         ..Default::default()
     };
     let view = match cmd {
+        cmd @ (ServiceCommand::Cleanup { .. }
+        | ServiceCommand::Port(
+            PortCommand::Add(_)
+            | PortCommand::Remove { .. }
+            | PortCommand::Available { .. }
+            | PortCommand::List { service: Some(_) },
+        )) => return super::docker_ops::run(ctx, channel, auth, cmd).await,
         ServiceCommand::External(_) => {
             return Err(CliError::Usage("not a Docker service command".into()));
         }
@@ -125,7 +132,7 @@ pub(crate) async fn run(
                 .out
                 .emit(&ProxyJson::from(&proxy), || views::proxy(&proxy));
         }
-        ServiceCommand::Port(PortCommand::List) => {
+        ServiceCommand::Port(PortCommand::List { service: None }) => {
             let list = c.list_ports(Empty {}).await.reply(&ctx.call)?;
             let items: Vec<Value> = list
                 .items

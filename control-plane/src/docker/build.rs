@@ -16,17 +16,21 @@
 //! whose message starts with `dockerfile:` with the engine's message and the last lines of its output; a build
 //! longer than [`BUILD_TIMEOUT`] is abandoned (the engine stops when the request goes).
 //!
+//! The image goes with its service: deleted with it, and removed when a create is rolled
+//! back after the build.
+//!
 //! Costs: the context is held in memory twice (received and re-packed) during a create.
 
 use std::collections::VecDeque;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use bollard::query_parameters::BuildImageOptionsBuilder;
+use bollard::query_parameters::{BuildImageOptionsBuilder, RemoveImageOptions};
 use futures_util::StreamExt as _;
 use serde::Deserialize;
 
 use super::Docker;
+use super::spec::ContainerService;
 use crate::error::ServiceError;
 
 type Result<T> = std::result::Result<T, ServiceError>;
@@ -188,6 +192,28 @@ fn confined(path: &Path) -> Option<PathBuf> {
 }
 
 impl Docker {
+    /// Removes the image built for `s` (its tag is the service's own, see [`tag_for`]) when
+    /// the service goes or its create is rolled back, so builds do not pile up on the
+    /// engine's disk. Best effort: an image another container still uses stays (the engine
+    /// refuses), logged.
+    pub(super) async fn remove_built_image(&self, engine: &bollard::Docker, s: &ContainerService) {
+        if !s.built || s.image != tag_for(&s.name) {
+            return;
+        }
+        match engine
+            .remove_image(&s.image, None::<RemoveImageOptions>, None)
+            .await
+        {
+            Ok(_)
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
+            Err(e) => {
+                tracing::warn!(service = %s.name, image = %s.image, error = %e, "cannot remove the built image");
+            }
+        }
+    }
+
     /// Builds `tar` into `tag` through the engine; see the module docs for the errors.
     pub(super) async fn build(
         &self,

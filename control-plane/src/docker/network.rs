@@ -87,7 +87,7 @@ impl Docker {
             .is_some()
         {
             return Err(ServiceError::already_exists(format!(
-                "service {name:?} already exists"
+                "name: service {name:?} already exists"
             )));
         }
         self.build(engine, tag, tar).await
@@ -138,6 +138,28 @@ impl Docker {
         Ok(())
     }
 
+    /// The container's addresses on its networks now; empty when it cannot be inspected
+    /// (gone, or the engine refuses): a delete then reports only host-port proxies.
+    pub(super) async fn container_ips(
+        &self,
+        engine: &bollard::Docker,
+        s: &ContainerService,
+    ) -> Vec<String> {
+        let Ok(c) = engine
+            .inspect_container(&s.container_name, None::<InspectContainerOptions>)
+            .await
+        else {
+            return Vec::new();
+        };
+        c.network_settings
+            .and_then(|n| n.networks)
+            .unwrap_or_default()
+            .into_values()
+            .filter_map(|e| e.ip_address)
+            .filter(|ip| !ip.is_empty())
+            .collect()
+    }
+
     /// `http://IP:CONTAINER_PORT` on the service's first network (or the only one it is on).
     pub(super) async fn container_url(
         &self,
@@ -173,9 +195,38 @@ impl Docker {
     }
 }
 
+/// Whether `target_url` is a container-address target: one of the container's addresses
+/// `ips` and one of its container ports.
+pub(super) fn targets_container(target_url: &str, ips: &[String], ports: &[PortMapping]) -> bool {
+    url::Url::parse(target_url).is_ok_and(|u| {
+        u.port_or_known_default()
+            .is_some_and(|p| ports.iter().any(|m| m.container_port == p))
+            && u.host_str()
+                .is_some_and(|h| ips.iter().any(|ip| ip == h.trim_matches(['[', ']'])))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn container_targets() {
+        let ports = [PortMapping {
+            name: "http".into(),
+            container_port: 8080,
+            host_port: 10000,
+            bind: "127.0.0.1".into(),
+            protocol: "tcp".into(),
+        }];
+        let ips = ["172.18.0.2".to_owned(), "fd00::2".to_owned()];
+        assert!(targets_container("http://172.18.0.2:8080", &ips, &ports));
+        assert!(targets_container("http://[fd00::2]:8080/x", &ips, &ports));
+        assert!(!targets_container("http://172.18.0.2:8081", &ips, &ports));
+        assert!(!targets_container("http://172.18.0.3:8080", &ips, &ports));
+        assert!(!targets_container("http://127.0.0.1:10000", &ips, &ports));
+        assert!(!targets_container("http://172.18.0.2:8080", &[], &ports));
+    }
 
     #[test]
     fn targets() {

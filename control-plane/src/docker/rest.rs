@@ -209,7 +209,7 @@ async fn service_ports(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Vec<super::spec::PortMapping>>> {
-    Ok(Json(s.docker.show(&caller, &name).await?.service.ports))
+    Ok(Json(s.docker.service_ports(&caller, &name).await?))
 }
 
 /// Body of `POST /api/v1/services/{name}/proxy`.

@@ -32,7 +32,9 @@ const MAX_ITEM_LEN: usize = 4096;
 pub struct ContainerServiceInput {
     /// Service name: also the container's name, prefixed with `portcullis-`.
     pub name: String,
-    /// Image reference, e.g. `nginx:1.27` or `registry.local:5000/app@sha256:…`.
+    /// Image reference, e.g. `nginx:1.27` or `registry.local:5000/app@sha256:…`; empty or
+    /// absent with `dockerfile`.
+    #[serde(default)]
     pub image: String,
     /// Command and arguments (overrides the image's CMD).
     #[serde(default)]
@@ -95,6 +97,9 @@ pub struct PortMapping {
     pub bind: String,
     /// `tcp` or `udp`.
     pub protocol: String,
+    /// Token that alone (with admins) may manage this port; see `docker::ports`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_token_id: Option<String>,
 }
 
 /// A container service as stored: what to run, not its live state (that comes from the
@@ -185,6 +190,12 @@ pub fn service_name(v: &str) -> Result<String> {
         return Err(ServiceError::invalid(
             "name",
             "\"external\" is reserved (/api/v1/services/external lists external services)",
+        ));
+    }
+    if v == "cleanup" {
+        return Err(ServiceError::invalid(
+            "name",
+            "\"cleanup\" is reserved (/api/v1/services/cleanup)",
         ));
     }
     if ok {

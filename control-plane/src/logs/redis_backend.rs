@@ -8,12 +8,27 @@
 //! hash `hour -> count`; `…:seq` counter. An id is `<time nanos, 19 digits>:<seq, 16 hex>`
 //! so lexical order within one score is time order. A record and its index entries are
 //! written and deleted in one MULTI/EXEC block.
+//!
+//! Follow across control planes: the block that stores a batch also `PUBLISH`es it on
+//! `{portcullis}:logs:feed` (as `AccessLogBatch` bytes, at most [`FEED_MESSAGE_BYTES`] per
+//! message), so a follower is never told of a record search cannot find yet. Every
+//! control plane on the Redis subscribes once ([`subscribe_feed`]) and hands what arrives,
+//! its own batches included, to its local followers. Cost: one more command in the
+//! existing block and the records' bytes sent once more per subscribed control plane;
+//! a control plane with no follower skips decoding. Pub/sub is fire-and-forget: what is
+//! published while a subscriber is reconnecting does not reach its followers (search has
+//! it). Redis bounds a slow subscriber itself (`client-output-buffer-limit pubsub`,
+//! 32 MB by default; then it disconnects it and we reconnect); messages stay far below.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::{Stream, StreamExt as _};
+use portcullis_proto::v1 as pb;
 use prost::Message as _;
 use redis::aio::ConnectionManager;
+use tokio::sync::broadcast;
 
 use super::{Field, Index, LogKey, LogStore, Record, hour_of};
 use crate::store::StoreError;
@@ -23,6 +38,123 @@ const TIME: &str = "{portcullis}:logs:t";
 const DROPPED: &str = "{portcullis}:logs:dropped";
 const SEQ: &str = "{portcullis}:logs:seq";
 const INDEX_PATTERN: &str = "{portcullis}:logs:i:*";
+/// The pub/sub channel every stored batch is published on.
+const FEED: &str = "{portcullis}:logs:feed";
+/// Largest feed message built (a single record is far smaller: [`super::sanitize`] caps
+/// every field).
+pub(super) const FEED_MESSAGE_BYTES: usize = 256 * 1024;
+/// Feed messages larger than this are not ours and are ignored.
+const FEED_MESSAGE_MAX: usize = 4 * FEED_MESSAGE_BYTES;
+
+/// `AccessLogBatch` messages for the feed, built from records already encoded for the
+/// store (field 1, length-delimited, as prost writes a repeated message field).
+#[derive(Default)]
+struct FeedMessages {
+    done: Vec<Vec<u8>>,
+    current: Vec<u8>,
+}
+
+impl FeedMessages {
+    fn push(&mut self, record: &[u8]) {
+        if !self.current.is_empty() && self.current.len() + record.len() + 16 > FEED_MESSAGE_BYTES {
+            self.done.push(std::mem::take(&mut self.current));
+        }
+        prost::encoding::encode_key(
+            1,
+            prost::encoding::WireType::LengthDelimited,
+            &mut self.current,
+        );
+        prost::encoding::encode_varint(record.len() as u64, &mut self.current);
+        self.current.extend_from_slice(record);
+    }
+
+    fn finish(mut self) -> Vec<Vec<u8>> {
+        if !self.current.is_empty() {
+            self.done.push(self.current);
+        }
+        self.done
+    }
+}
+
+/// Subscribes to the feed (within 5 s) and hands every record published by any control
+/// plane on this Redis to `tx`, reconnecting (1 s, doubling to 30 s) when the subscription
+/// is lost, until the `AccessLogs` owning `tx` is gone. Fails if the first subscription
+/// does, so a serving control plane's followers see everything stored after it started.
+pub(super) async fn subscribe_feed(
+    url: &str,
+    tx: broadcast::WeakSender<Arc<Record>>,
+) -> Result<(), StoreError> {
+    let client = redis::Client::open(url)?;
+    let first = feed_stream(&client).await?;
+    tokio::spawn(async move {
+        let mut messages = Some(first);
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            if let Some(mut stream) = messages.take() {
+                backoff = Duration::from_secs(1);
+                while let Some(msg) = stream.next().await {
+                    let Some(tx) = tx.upgrade() else { return };
+                    forward(&tx, msg.get_payload_bytes());
+                }
+                tracing::warn!("request-log feed from Redis lost; reconnecting");
+            }
+            tokio::time::sleep(backoff).await;
+            if tx.upgrade().is_none() {
+                return;
+            }
+            match feed_stream(&client).await {
+                Ok(stream) => {
+                    tracing::info!("request-log feed from Redis restored");
+                    messages = Some(stream);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot subscribe to the request-log feed; retrying");
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+async fn feed_stream(
+    client: &redis::Client,
+) -> Result<impl Stream<Item = redis::Msg> + Send + use<>, StoreError> {
+    let subscribe = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(FEED).await?;
+        Ok::<_, redis::RedisError>(pubsub.into_on_message())
+    };
+    match tokio::time::timeout(Duration::from_secs(5), subscribe).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(StoreError::from(redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "subscribing to the request-log feed timed out",
+        )))),
+    }
+}
+
+/// Decodes one feed message into `tx`, unless nobody here follows.
+fn forward(tx: &broadcast::Sender<Arc<Record>>, payload: &[u8]) {
+    if tx.receiver_count() == 0 {
+        return;
+    }
+    if payload.len() > FEED_MESSAGE_MAX {
+        tracing::warn!(
+            bytes = payload.len(),
+            "oversized message on the request-log feed ignored"
+        );
+        return;
+    }
+    match pb::AccessLogBatch::decode(payload) {
+        Ok(batch) => {
+            for r in batch.records {
+                let _ = tx.send(Arc::new(r));
+            }
+        }
+        Err(error) => tracing::warn!(%error, "undecodable message on the request-log feed ignored"),
+    }
+}
 
 fn index_key(f: Field, value: &str) -> String {
     format!("{{portcullis}}:logs:i:{}:{value}", f.name())
@@ -122,17 +254,16 @@ impl LogStore for RedisLogStore {
                 .query_async(&mut conn)
                 .await?;
             let mut visitors: HashMap<String, Vec<&str>> = HashMap::new();
+            let mut feed = FeedMessages::default();
             for (seq, r) in (last.saturating_sub(n) + 1..).zip(records) {
                 let id = member(LogKey {
                     time: r.time_unix_nanos,
                     seq,
                 });
                 let s = score(r.time_unix_nanos);
-                p.cmd("HSET")
-                    .arg(REC)
-                    .arg(&id)
-                    .arg(r.encode_to_vec())
-                    .ignore();
+                let bytes = r.encode_to_vec();
+                feed.push(&bytes);
+                p.cmd("HSET").arg(REC).arg(&id).arg(bytes).ignore();
                 p.cmd("ZADD").arg(TIME).arg(s).arg(&id).ignore();
                 for f in Field::ALL {
                     if let Some(v) = f.value(r) {
@@ -152,6 +283,9 @@ impl LogStore for RedisLogStore {
                     .arg(&key)
                     .arg(self.visitors_ttl.as_secs().max(1))
                     .ignore();
+            }
+            for message in feed.finish() {
+                p.cmd("PUBLISH").arg(FEED).arg(message).ignore();
             }
         }
         if dropped > 0 {

@@ -2,6 +2,7 @@
 
 use super::*;
 use portcullis_test_support::RedisServer;
+use prost::Message as _;
 
 fn rec(i: u64, now: i64) -> Record {
     Record {
@@ -538,6 +539,63 @@ async fn redis_backend_passes_the_suite() {
             .unwrap(),
     ))
     .await;
+}
+
+/// Two control planes on one Redis: a batch ingested by either reaches the followers of
+/// both, once each, in order, and only after it is stored; a large batch travels in
+/// several feed messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_spans_control_planes_on_one_redis() {
+    let server = RedisServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let open = || AccessLogs::open(dir.path(), Some(&server.url), LogSettings::default());
+    let (a, b) = (open().await.unwrap(), open().await.unwrap());
+    let everything = Filter {
+        until: i64::MAX,
+        ..Filter::default()
+    };
+    let mut on_a = a.follow_filter(everything.clone()).unwrap();
+    let mut on_b = b.follow_filter(everything.clone()).unwrap();
+    let now = now_nanos();
+    let batch = |from: u64, n: u64| pb::AccessLogBatch {
+        records: (from..from + n).map(|i| rec(i, now)).collect(),
+        dropped: 0,
+    };
+    async fn next(f: &mut Follower) -> Arc<Record> {
+        tokio::time::timeout(Duration::from_secs(10), f.next())
+            .await
+            .expect("a followed record within 10 s")
+            .expect("follower open")
+    }
+    // Shipped to A, then to B: each follower sees both, once, in order.
+    a.ingest("dp1", batch(0, 2)).await.unwrap();
+    b.ingest("dp2", batch(2, 1)).await.unwrap();
+    for f in [&mut on_a, &mut on_b] {
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(next(f).await.request_id.clone());
+        }
+        assert_eq!(got, ["req-0", "req-1", "req-2"]);
+    }
+    // Followed means stored: B finds what A ingested.
+    let page = b.search_filter(&everything, None, 10).await.unwrap();
+    assert_eq!(page.records.len(), 3);
+    // A batch larger than one feed message arrives whole.
+    let mut big = batch(100, 2000);
+    for r in &mut big.records {
+        r.user_agent = "u".repeat(400);
+    }
+    let bytes: usize = big.records.iter().map(|r| r.encoded_len() + 4).sum();
+    assert!(bytes > 2 * redis_backend::FEED_MESSAGE_BYTES, "{bytes}");
+    a.ingest("dp1", big).await.unwrap();
+    // Nothing twice: after the big batch, the next record each follower sees is the next
+    // one ingested.
+    b.ingest("dp2", batch(5000, 1)).await.unwrap();
+    for f in [&mut on_a, &mut on_b] {
+        for i in (100..2100u64).chain([5000]) {
+            assert_eq!(next(f).await.request_id, format!("req-{i}"));
+        }
+    }
 }
 
 #[tokio::test]

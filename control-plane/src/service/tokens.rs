@@ -32,9 +32,30 @@ impl ControlPlane {
     /// On a store that never had a token, creates the first admin token and returns it.
     /// Several control planes starting at once on one Redis create exactly one.
     pub async fn bootstrap_admin_token(&self) -> Result<Option<CreatedToken>> {
+        self.bootstrap_admin_token_with(None).await
+    }
+
+    /// [`Self::bootstrap_admin_token`], with the operator's own secret when given (the seed's
+    /// `ADMIN_TOKEN`, for installs that script against a known token): 32–256 printable
+    /// ASCII characters, no spaces and no `.` (three dot-separated parts read as an OAuth
+    /// access token). Only its hash is stored, as for generated ones.
+    pub async fn bootstrap_admin_token_with(
+        &self,
+        secret: Option<&str>,
+    ) -> Result<Option<CreatedToken>> {
+        let acceptable = |s: &str| {
+            (32..=256).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic() && b != b'.')
+        };
+        if secret.is_some_and(|s| !acceptable(s)) {
+            return Err(ServiceError::invalid(
+                "admin_token",
+                "must be 32-256 printable ASCII characters without spaces or '.'",
+            ));
+        }
         let marker = vec![Check::Absent(Collection::Meta, BOOTSTRAP_MARKER.into())];
+        let secret = secret.map_or_else(auth::generate_secret, str::to_owned);
         match self
-            .insert_token("admin".into(), TokenScope::Admin, "", marker)
+            .insert_token_with_secret(secret, "admin".into(), TokenScope::Admin, "", marker)
             .await
         {
             Ok(t) => Ok(Some(t)),
@@ -48,9 +69,20 @@ impl ControlPlane {
         name: String,
         scope: TokenScope,
         created_by: &str,
+        checks: Vec<Check>,
+    ) -> Result<CreatedToken> {
+        self.insert_token_with_secret(auth::generate_secret(), name, scope, created_by, checks)
+            .await
+    }
+
+    async fn insert_token_with_secret(
+        &self,
+        secret: String,
+        name: String,
+        scope: TokenScope,
+        created_by: &str,
         mut checks: Vec<Check>,
     ) -> Result<CreatedToken> {
-        let secret = auth::generate_secret();
         let hash = auth::hash_secret(&secret);
         let id = auth::token_id(&hash);
         let now = now();

@@ -32,6 +32,17 @@ impl Proc {
         cmd: &mut Command,
         prefix: &'static str,
     ) -> (Self, oneshot::Receiver<String>) {
+        Self::spawn_announcing_copy(cmd, prefix, None)
+    }
+
+    /// [`Self::spawn_announcing`], also writing every stdout line to `copy` (a test that
+    /// inspects what the process printed).
+    pub fn spawn_announcing_copy(
+        cmd: &mut Command,
+        prefix: &'static str,
+        mut copy: Option<std::fs::File>,
+    ) -> (Self, oneshot::Receiver<String>) {
+        use std::io::Write as _;
         let mut child = spawn(cmd.stdout(Stdio::piped()));
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = oneshot::channel();
@@ -39,6 +50,9 @@ impl Proc {
             let mut tx = Some(tx);
             for line in std::io::BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if let Some(file) = copy.as_mut() {
+                    let _ = writeln!(file, "{line}");
+                }
                 if line.starts_with(prefix)
                     && let Some(tx) = tx.take()
                 {
