@@ -55,7 +55,8 @@ fi
 npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
 # The MCP SDK client and the reference MCP server, pinned in tests/mcp/package-lock.json.
 npm ci --prefix tests/mcp --no-audit --no-fund --loglevel=error
-# playwright-core, which drives the system's chromium, pinned in tests/browser/package-lock.json.
+# playwright-core, which drives the system's chromium, and axe-core, the accessibility checker
+# injected into the pages under test, pinned in tests/browser/package-lock.json.
 npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 # rotel, a real OpenTelemetry (OTLP) collector for tests/tests/traces.rs: a Rust binary shipped
 # in a Python package, installed into a gitignored venv once.

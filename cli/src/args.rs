@@ -119,7 +119,7 @@ pub(crate) enum Command {
     /// Manage path routes (global or scoped to proxies)
     #[command(subcommand)]
     Route(RouteCommand),
-    /// Manage named upstream services that routes can target
+    /// Manage Docker container services (lifecycle, logs, ports, proxies) and named external upstreams
     #[command(subcommand)]
     Service(ServiceCommand),
     /// Manage TLS certificates (ACME or self-signed)

@@ -21,6 +21,7 @@ pub mod logs;
 pub mod metrics;
 pub mod model;
 pub mod oauth;
+pub mod pages;
 pub mod rest;
 pub mod scrape;
 pub mod secrets;

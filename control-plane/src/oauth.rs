@@ -35,6 +35,7 @@ pub mod metadata;
 pub mod model;
 pub mod params;
 pub mod revocation;
+pub mod scopes;
 pub mod token;
 
 pub use clock::{Clock, ManualClock};

@@ -70,6 +70,8 @@ pub enum Collection {
     Containers,
     /// Host-port allocations by `port/protocol`.
     PortAllocations,
+    /// Scope descriptions an admin set, by scope name.
+    OAuthScopes,
 }
 
 impl Collection {
@@ -99,6 +101,7 @@ impl Collection {
             Self::OAuthUserCodes => "oauthusercodes",
             Self::Containers => "containers",
             Self::PortAllocations => "portallocations",
+            Self::OAuthScopes => "oauthscopes",
         }
     }
 

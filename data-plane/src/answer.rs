@@ -3,6 +3,14 @@
 //! and the CORS headers owed to an allowed browser origin. Built by [`crate::auth`] and
 //! [`crate::vhost`], turned into responses by the request path; imports nothing of the
 //! crate but [`crate::body`].
+//!
+//! Refusals a person meets in a browser (a page load: [`is_page_load`]) are HTML pages
+//! ([`page`]) that say why and offer a way on; every other request keeps its JSON body and
+//! `WWW-Authenticate` challenge exactly, since API and MCP clients read those.
+
+mod page;
+
+pub(crate) use page::{Action, Page, is_page_load};
 
 use bytes::Bytes;
 use http::header::{
@@ -93,6 +101,72 @@ impl Rejection {
         )
     }
 
+    /// A client address outside the proxy's IP allowlist: a page for a browser's page
+    /// load (naming the site and the address it came from), JSON otherwise.
+    pub(crate) fn client_not_allowed(page: bool, host: &str, client: std::net::IpAddr) -> Self {
+        if !page {
+            return Self::json_error(
+                StatusCode::FORBIDDEN,
+                None,
+                "access_denied",
+                "your address may not reach this site",
+            );
+        }
+        let detail = format!("your address {client} is outside the IP allowlist of {host}");
+        Self::page(
+            StatusCode::FORBIDDEN,
+            &Page {
+                title: "Your network is not allowed here",
+                lead: "This site only accepts visitors from the networks its administrator \
+                       listed. If you should have access, connect from one of them (a VPN, \
+                       the office network) and try again, or ask the administrator to add \
+                       your network.",
+                who: None,
+                detail: Some(&detail),
+                // An empty reference is this page again.
+                actions: &[Action {
+                    href: "",
+                    label: "Try again",
+                    primary: true,
+                }],
+            },
+            vec![],
+        )
+    }
+
+    /// An HTML page (`page`) with extra headers (cookies to clear).
+    pub(crate) fn page(
+        status: StatusCode,
+        page: &Page<'_>,
+        extra: Vec<(HeaderName, HeaderValue)>,
+    ) -> Self {
+        let mut headers = page::headers();
+        headers.extend(extra);
+        Self {
+            status,
+            content_type: "text/html; charset=utf-8",
+            challenge: None,
+            public_document: false,
+            body: Bytes::from(page.render()),
+            cors: None,
+            headers: Some(Box::new(ExtraHeaders(headers))),
+        }
+    }
+
+    /// A JSON refusal (`error`, `error_description`) with extra headers, never cached.
+    pub(crate) fn json_with(
+        status: StatusCode,
+        error: &'static str,
+        description: &'static str,
+        headers: Vec<(HeaderName, HeaderValue)>,
+    ) -> Self {
+        let mut r = Self::json_error(status, None, error, description);
+        let mut headers = headers;
+        headers.push((CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        r.headers = Some(Box::new(ExtraHeaders(headers)));
+        r
+    }
+
     /// The answer to an allowed origin's CORS preflight (204, no body).
     pub(crate) fn preflight(grant: CorsGrant) -> Self {
         Self {
@@ -126,19 +200,6 @@ impl Rejection {
         let mut r = Self::text(StatusCode::FOUND, "");
         let mut headers = cookies;
         headers.push((LOCATION, location));
-        headers.push((CACHE_CONTROL, HeaderValue::from_static("no-store")));
-        r.headers = Some(Box::new(ExtraHeaders(headers)));
-        r
-    }
-
-    /// A plain-text answer with extra headers (cookies to clear), never cached.
-    pub(crate) fn text_with(
-        status: StatusCode,
-        body: &'static str,
-        headers: Vec<(HeaderName, HeaderValue)>,
-    ) -> Self {
-        let mut r = Self::text(status, body);
-        let mut headers = headers;
         headers.push((CACHE_CONTROL, HeaderValue::from_static("no-store")));
         r.headers = Some(Box::new(ExtraHeaders(headers)));
         r

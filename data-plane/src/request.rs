@@ -245,7 +245,10 @@ where
     // Address-keyed rate limits count before any token is verified (crate::ratelimit).
     let client = conn.client_of(req.headers());
     if !proxy.allows_client(client.ip) {
-        return Err(ProxyError::ClientNotAllowed);
+        let page = crate::answer::is_page_load(req.method(), req.headers());
+        return Err(ProxyError::ClientNotAllowed(
+            crate::answer::Rejection::client_not_allowed(page, host.name(), client.ip),
+        ));
     }
     let limits = proxy.limits();
     if let Some(limits) = limits {

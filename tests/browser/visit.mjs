@@ -3,18 +3,26 @@
 // forms that submit themselves) until the page has loaded, then saves a screenshot and
 // prints one JSON line describing where it ended:
 //
-//   {"url": "...", "status": 200, "title": "...", "text": "<body text>",
+//   {"url": "...", "status": 200, "title": "...", "lang": "en", "text": "<body text>",
 //    "navigations": [{"url": "...", "status": 302}, ...],
-//    "cookies": [{"name": "...", "domain": "...", "secure": true, "httpOnly": true}]}
+//    "cookies": [{"name": "...", "domain": "...", "secure": true, "httpOnly": true}],
+//    "console": ["error: Refused to apply inline style ...", ...],
+//    "axe": [{"id": "color-contrast", "impact": "serious", "help": "...", "targets": [...]}]}
 //
 // Cookie values are never printed. On a browser error the line is {"error": "..."} and the
-// exit code is 1.
+// exit code is 1. `console` lists the page's console errors and warnings (a blocked
+// stylesheet under the Content-Security-Policy shows up there), each with the URL it
+// concerns; the final document's own error status is left out (it is `status`). `axe` is present with
+// --axe: the violations axe-core (tests/browser/node_modules/axe-core) finds on the final
+// page, evaluated through the DevTools protocol, so the page's own CSP stays in force.
 //
-// Usage: node visit.mjs --url URL --screenshot PATH [--timeout-ms 30000]
+// Usage: node visit.mjs --url URL --screenshot PATH [--timeout-ms 30000] [--axe]
+//        [--color-scheme light|dark]
 // The browser binary is $PORTCULLIS_CHROMIUM, else /usr/bin/chromium (Debian's `chromium`,
 // which tests/run.sh installs): a browser download of the test tool's own is not used.
 
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -26,6 +34,8 @@ const { values: args } = parseArgs({
     url: { type: 'string' },
     screenshot: { type: 'string' },
     'timeout-ms': { type: 'string', default: '30000' },
+    axe: { type: 'boolean', default: false },
+    'color-scheme': { type: 'string', default: 'light' },
   },
 });
 if (!args.url || !args.screenshot) {
@@ -55,10 +65,20 @@ try {
       '--disable-sync',
     ],
     viewport: { width: 1000, height: 700 },
+    colorScheme: args['color-scheme'] === 'dark' ? 'dark' : 'light',
   });
   const page = context.pages()[0] ?? (await context.newPage());
   page.setDefaultTimeout(timeout);
   const navigations = [];
+  const consoleLines = [];
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' || msg.type() === 'warning') {
+      // The document's own error status is reported too: left out, it is `status`.
+      const from = msg.location()?.url ?? '';
+      if (from === page.url() && msg.text().startsWith('Failed to load resource')) return;
+      consoleLines.push(`${msg.type()}: ${msg.text()} (${from})`.slice(0, 500));
+    }
+  });
   page.on('response', (response) => {
     const request = response.request();
     if (request.isNavigationRequest() && request.frame() === page.mainFrame()) {
@@ -69,6 +89,21 @@ try {
   // Pages that move on by themselves (form posts, script redirects) get a moment to do so.
   await page.waitForLoadState('networkidle', { timeout: 5000 }).catch(() => {});
   await page.screenshot({ path: args.screenshot, fullPage: true });
+  let axe;
+  if (args.axe) {
+    const require = createRequire(import.meta.url);
+    await page.evaluate(readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8'));
+    const results = await page.evaluate(() =>
+      // eslint-disable-next-line no-undef
+      axe.run(document, { resultTypes: ['violations'] }),
+    );
+    axe = results.violations.map((v) => ({
+      id: v.id,
+      impact: v.impact,
+      help: v.help,
+      targets: v.nodes.map((n) => n.target.join(' ')).slice(0, 5),
+    }));
+  }
   const cookies = (await context.cookies()).map((c) => ({
     name: c.name,
     domain: c.domain,
@@ -81,9 +116,12 @@ try {
       url: page.url(),
       status: last?.status ?? response?.status() ?? 0,
       title: await page.title(),
+      lang: await page.evaluate(() => document.documentElement.lang),
       text: (await page.locator('body').innerText().catch(() => '')).slice(0, 20000),
       navigations,
       cookies,
+      console: consoleLines,
+      axe,
     }),
   );
 } catch (err) {

@@ -36,6 +36,28 @@ pub struct Cookie {
     pub http_only: bool,
 }
 
+/// One accessibility rule axe-core found broken on a page.
+#[derive(Clone, Debug, Deserialize)]
+pub struct AxeViolation {
+    /// Rule id, e.g. `color-contrast`.
+    pub id: String,
+    /// `minor`, `moderate`, `serious` or `critical`.
+    pub impact: Option<String>,
+    /// What the rule asks for.
+    pub help: String,
+    /// CSS selectors of (up to five) offending elements.
+    pub targets: Vec<String>,
+}
+
+/// How to visit.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Run axe-core on the final page.
+    pub axe: bool,
+    /// Emulate `prefers-color-scheme: dark`.
+    pub dark: bool,
+}
+
 /// Where a visit ended.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Visit {
@@ -51,6 +73,27 @@ pub struct Visit {
     pub navigations: Vec<Navigation>,
     /// The cookie jar at the end.
     pub cookies: Vec<Cookie>,
+    /// `lang` of the page's `<html>`.
+    #[serde(default)]
+    pub lang: String,
+    /// The page's console errors and warnings (CSP refusals among them).
+    #[serde(default)]
+    pub console: Vec<String>,
+    /// axe-core's violations, when asked for.
+    #[serde(default)]
+    pub axe: Option<Vec<AxeViolation>>,
+}
+
+impl Visit {
+    /// The serious and critical accessibility violations (needs [`Options::axe`]).
+    pub fn serious_violations(&self) -> Vec<&AxeViolation> {
+        self.axe
+            .as_ref()
+            .expect("visited without axe")
+            .iter()
+            .filter(|v| matches!(v.impact.as_deref(), Some("serious" | "critical")))
+            .collect()
+    }
 }
 
 /// Directory with `visit.mjs` and `package.json`.
@@ -78,6 +121,11 @@ pub fn chromium_path() -> PathBuf {
 /// page has loaded, saves a full-page screenshot to `screenshot` and reports where it
 /// ended. Panics (a test failure) when the browser cannot run or times out.
 pub async fn visit(url: &str, screenshot: &Path) -> Visit {
+    visit_with(url, screenshot, Options::default()).await
+}
+
+/// [`visit`], with axe-core and a colour scheme as `options` say.
+pub async fn visit_with(url: &str, screenshot: &Path, options: Options) -> Visit {
     let dir = browser_dir();
     assert!(
         dir.join("node_modules/playwright-core").exists(),
@@ -89,9 +137,23 @@ pub async fn visit(url: &str, screenshot: &Path) -> Visit {
         "{} is missing: `apt-get install chromium` (tests/run.sh does)",
         chromium.display()
     );
+    if options.axe {
+        assert!(
+            dir.join("node_modules/axe-core").exists(),
+            "axe-core is not installed: run `npm ci --prefix tests/browser` (tests/run.sh does)"
+        );
+    }
+    let mut extra = vec![];
+    if options.axe {
+        extra.push("--axe");
+    }
+    if options.dark {
+        extra.extend(["--color-scheme", "dark"]);
+    }
     let run = tokio::process::Command::new("node")
         .arg(dir.join("visit.mjs"))
         .args(["--url", url, "--timeout-ms", "30000"])
+        .args(&extra)
         .arg("--screenshot")
         .arg(screenshot)
         .env("PORTCULLIS_CHROMIUM", &chromium)

@@ -403,6 +403,13 @@ async fn sessions_obey_allowlists_route_scopes_and_public_routes() {
     .await;
     assert_eq!(resp.status(), 403);
     assert!(resp.headers().get("location").is_none());
+    // A page load gets a page naming who is signed in; a script gets JSON.
+    assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
+    let page = resp.text().await.expect("page");
+    assert!(page.contains("Access denied"), "{page}");
+    assert!(page.contains("alice"), "{page}");
+    let resp = get(&fx, "app.test", "/ok", &[("cookie", &session)]).await;
+    assert_eq!(resp.status(), 403);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error"], "access_denied");
 

@@ -338,14 +338,14 @@ async fn consent_is_remembered_per_resource_and_covers_fewer_scopes() {
         "consent for {MCP} must not cover {other}"
     );
     assert!(
-        first.consent_page.contains(&format!("<b>{MCP}</b>")),
+        first.consent_page.contains(&format!("<code>{MCP}</code>")),
         "the page names the resource: {}",
         first.consent_page
     );
     assert!(
         second
             .consent_page
-            .contains(&format!("<b>{other_html}</b>")),
+            .contains(&format!("<code>{other_html}</code>")),
         "{}",
         second.consent_page
     );

@@ -920,12 +920,20 @@ async fn openapi_documents_the_oauth_admin_api() {
     for path in [
         "/api/v1/oauth/idps",
         "/api/v1/oauth/rules",
+        "/api/v1/oauth/scopes",
+        "/api/v1/oauth/scopes/{scope}",
         "/api/v1/oauth/clients",
         "/api/v1/oauth/sessions",
         "/api/v1/oauth/proxies/{hostname}",
         "/api/v1/proxy/targets",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
+    }
+    for schema in ["ScopeView", "ScopeDescriptionInput"] {
+        assert!(
+            doc["components"]["schemas"].get(schema).is_some(),
+            "{schema} missing"
+        );
     }
 }
 

@@ -22,6 +22,9 @@ pub(crate) enum OAuthCommand {
     /// Who may log in, and with which scopes
     #[command(subcommand)]
     Rule(RuleCommand),
+    /// What each scope means, in the words users read on the consent page
+    #[command(subcommand)]
+    Scope(ScopeCommand),
     /// OAuth clients
     #[command(subcommand)]
     Client(ClientCommand),
@@ -105,6 +108,26 @@ pub(crate) enum RuleCommand {
     Delete {
         /// Rule id
         id: String,
+    },
+}
+
+/// Scope description commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ScopeCommand {
+    /// List every known scope (built in, granted by rules, described) with its description
+    List,
+    /// Set the description users read for SCOPE on the consent page (replaces a default)
+    Set {
+        /// Scope name, e.g. `mcp` or `files:read`
+        scope: String,
+        /// One line, 1-200 characters, e.g. "Read your files"
+        #[arg(long)]
+        description: String,
+    },
+    /// Remove a custom description (a built-in scope's default applies again)
+    Delete {
+        /// Scope name
+        scope: String,
     },
 }
 

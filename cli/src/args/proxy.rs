@@ -60,7 +60,8 @@ pub(crate) enum ProxyAuthCommand {
 pub(crate) enum AuthModeArg {
     /// Bearer token required: 401 without one, 403 without the scopes (APIs, MCP)
     Forward,
-    /// Browser login with a session cookie (data planes answer 503 until supported)
+    /// Browser login: page loads without a session are sent to sign in at the issuer and
+    /// get a sealed session cookie; other requests get 401 login_required (web apps)
     Redirect,
     /// Never refuse; identity headers only with a valid token
     Passthrough,
@@ -71,7 +72,8 @@ pub(crate) enum AuthModeArg {
 pub(crate) struct ProxyAuthEnableArgs {
     /// Hostname of the proxy
     pub(crate) hostname: String,
-    /// Host that serves login for this proxy
+    /// Host that serves login for this proxy, as published with `oauth setup` (logins go
+    /// to the control plane's --oauth-issuer, which should be https://AUTH_HOST)
     #[arg(long, value_name = "AUTH_HOST")]
     pub(crate) auth_host: String,
     /// What happens to requests without a valid token

@@ -2,7 +2,8 @@
 
 use clap::{Subcommand, ValueEnum};
 
-/// `portcullis service ...`: grouped by kind so other service kinds can be added later.
+/// `portcullis service ...`: Docker container services, and named external upstreams under
+/// `service external`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum ServiceCommand {
     /// Named upstream services outside the proxy

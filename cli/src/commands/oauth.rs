@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 use super::{Ctx, ReplyExt};
 use crate::args::OAuthCommand;
 use crate::args::oauth::{
-    ClientCommand, ConsentCommand, IdpCommand, ProxySettingsCommand, RuleCommand, SessionCommand,
+    ClientCommand, ConsentCommand, IdpCommand, ProxySettingsCommand, RuleCommand, ScopeCommand,
+    SessionCommand,
 };
 use crate::error::CliError;
 
@@ -19,6 +20,11 @@ fn rule_json(r: &pb::OAuthRule) -> Value {
     json!({"id": r.id, "proxy_hostname": r.proxy_hostname, "idp": r.idp, "users": r.users,
            "groups": r.groups, "email_domains": r.email_domains, "scopes": r.scopes,
            "created_at": r.created_at})
+}
+
+fn scope_json(s: &pb::OAuthScope) -> Value {
+    json!({"scope": s.scope, "description": (!s.description.is_empty()).then_some(&s.description),
+           "source": s.source})
 }
 
 fn client_json(c: &pb::OAuthClient) -> Value {
@@ -156,6 +162,39 @@ pub(crate) async fn run(ctx: &mut Ctx, cmd: OAuthCommand) -> Result<(), CliError
                     })
                 },
             )
+        }
+        OAuthCommand::Scope(ScopeCommand::List) => {
+            let l = c.list_scopes(pb::Empty {}).await.reply(call)?;
+            out.emit(
+                &json!({"items": l.items.iter().map(scope_json).collect::<Vec<_>>()}),
+                || {
+                    lines(&l.items, |s| {
+                        format!("{}\t{}\t{}", s.scope, s.source, s.description)
+                    })
+                },
+            )
+        }
+        OAuthCommand::Scope(ScopeCommand::Set { scope, description }) => {
+            let s = c
+                .set_scope_description(pb::OAuthScope {
+                    scope,
+                    description,
+                    ..Default::default()
+                })
+                .await
+                .reply(call)?;
+            out.emit(&scope_json(&s), || {
+                format!("scope {}: {}", s.scope, s.description)
+            })
+        }
+        OAuthCommand::Scope(ScopeCommand::Delete { scope }) => {
+            c.delete_scope_description(pb::ByName {
+                name: scope.clone(),
+                force: false,
+            })
+            .await
+            .reply(call)?;
+            out.emit(&json!({}), || format!("removed the description of {scope}"))
         }
         OAuthCommand::Rule(RuleCommand::Delete { id }) => {
             c.delete_rule(pb::ByName {

@@ -56,6 +56,14 @@ fn rule(r: oauth::LoginRule) -> pb::OAuthRule {
     }
 }
 
+fn scope(v: oauth::scopes::ScopeView) -> pb::OAuthScope {
+    pb::OAuthScope {
+        scope: v.scope,
+        description: v.description.unwrap_or_default(),
+        source: v.source.into(),
+    }
+}
+
 fn proxy_settings(v: oauth::ProxyOAuthView) -> pb::OAuthProxySettings {
     pb::OAuthProxySettings {
         hostname: v.hostname,
@@ -134,6 +142,28 @@ impl pb::o_auth_admin_service_server::OAuthAdminService for OAuthAdminApi {
     async fn delete_rule(&self, req: Request<pb::ByName>) -> Reply<pb::Empty> {
         let c = api_caller(&self.authn, &req).await?;
         admin::delete_rule(&self.server, &c, &req.get_ref().name).await?;
+        ok(pb::Empty {})
+    }
+
+    async fn list_scopes(&self, req: Request<pb::Empty>) -> Reply<pb::OAuthScopeList> {
+        let c = api_caller(&self.authn, &req).await?;
+        let items = admin::list_scopes(&self.server, &c).await?;
+        ok(pb::OAuthScopeList {
+            items: items.into_iter().map(scope).collect(),
+        })
+    }
+
+    async fn set_scope_description(&self, req: Request<pb::OAuthScope>) -> Reply<pb::OAuthScope> {
+        let c = api_caller(&self.authn, &req).await?;
+        let i = req.get_ref();
+        ok(scope(
+            admin::set_scope_description(&self.server, &c, &i.scope, &i.description).await?,
+        ))
+    }
+
+    async fn delete_scope_description(&self, req: Request<pb::ByName>) -> Reply<pb::Empty> {
+        let c = api_caller(&self.authn, &req).await?;
+        admin::delete_scope_description(&self.server, &c, &req.get_ref().name).await?;
         ok(pb::Empty {})
     }
 

@@ -231,6 +231,57 @@ pub async fn delete_rule(server: &OAuthServer, caller: &Caller, id: &str) -> Res
     delete_one(server, Collection::OAuthRules, "login rule", id).await
 }
 
+/// Sets the description users read for `scope` on the consent page (replacing a default).
+pub async fn set_scope_description(
+    server: &OAuthServer,
+    caller: &Caller,
+    scope: &str,
+    description: &str,
+) -> Result<super::scopes::ScopeView> {
+    admin(caller)?;
+    super::scopes::valid_scope(scope).map_err(|why| ServiceError::invalid("scope", why))?;
+    super::scopes::valid_description(description)
+        .map_err(|why| ServiceError::invalid("description", why))?;
+    let record = super::scopes::ScopeDescription {
+        scope: scope.to_owned(),
+        description: description.to_owned(),
+        updated_at: now(),
+    };
+    server
+        .apply(Batch {
+            checks: vec![],
+            writes: vec![put(Collection::OAuthScopes, scope, &record)],
+        })
+        .await?;
+    Ok(super::scopes::ScopeView {
+        scope: record.scope,
+        description: Some(record.description),
+        source: "custom",
+    })
+}
+
+/// Lists every known scope with its description (custom, default or none).
+pub async fn list_scopes(
+    server: &OAuthServer,
+    caller: &Caller,
+) -> Result<Vec<super::scopes::ScopeView>> {
+    admin(caller)?;
+    let rules: Vec<LoginRule> = server.list(Collection::OAuthRules).await?;
+    let custom: Vec<super::scopes::ScopeDescription> = server.list(Collection::OAuthScopes).await?;
+    let rule_scopes: Vec<String> = rules.into_iter().flat_map(|r| r.scopes).collect();
+    Ok(super::scopes::views(&rule_scopes, &custom))
+}
+
+/// Removes a custom description (a built-in scope's default applies again).
+pub async fn delete_scope_description(
+    server: &OAuthServer,
+    caller: &Caller,
+    scope: &str,
+) -> Result<()> {
+    admin(caller)?;
+    delete_one(server, Collection::OAuthScopes, "scope description", scope).await
+}
+
 /// Client as the admin API shows it (no secret hashes).
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ClientView {
@@ -436,7 +487,7 @@ pub async fn register_client(
 ) -> Result<super::clients::RegistrationResponse> {
     admin(caller)?;
     // An admin registration bypasses the initial-access-token gate on purpose.
-    super::clients::register_unchecked(server, m)
+    super::clients::register_unchecked(server, m, true)
         .await
         .map_err(|e| ServiceError::invalid("client metadata", e.to_string()))
 }

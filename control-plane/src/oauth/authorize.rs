@@ -18,6 +18,13 @@ use crate::store::{Batch, Check, Collection, StoreError, Write};
 
 /// How long a login may take, from `/authorize` to consent.
 const LOGIN_TTL_SECS: i64 = 600;
+/// Start of the `error_description` when login rules refuse a user (`access_denied`).
+pub const RULES_REFUSED: &str = "the login rules do not allow this user here";
+/// Start of the `error_description` when the identity provider ended the login with an
+/// error (the user pressed Cancel there, or it failed).
+pub const IDP_ENDED: &str = "the sign-in was cancelled or failed at the identity provider";
+/// The `error_description` when the user declined on the consent page.
+pub const DECLINED: &str = "the user declined";
 /// Name of the browser-binding cookie.
 pub const LOGIN_COOKIE: &str = "__Host-portcullis_login";
 
@@ -42,6 +49,9 @@ pub struct AuthorizeRequest {
     pub resources: Vec<String>,
     /// Our extension: preselect an identity provider by name.
     pub idp: Option<String>,
+    /// OpenID Connect `prompt`: `select_account` or `login` ask the identity provider to
+    /// let the user choose the account (other values are ignored).
+    pub prompt: Option<String>,
 }
 
 /// Where a request that cannot be answered by redirect ends.
@@ -110,10 +120,15 @@ pub struct ConsentPage {
     pub redirect_host: String,
     /// Resources (token audiences) the client asks access to.
     pub resources: Vec<String>,
-    /// Scopes that will be granted.
-    pub scopes: Vec<String>,
+    /// Scopes that will be granted, each with its description (admin's, else built in).
+    pub scopes: Vec<(String, Option<String>)>,
     /// Who is logged in.
     pub login: String,
+    /// The identity provider they logged in with.
+    pub idp: String,
+    /// Whether an admin (or Portcullis itself) vouches for the client's name; `false` for
+    /// self-registered clients (`/register`) and metadata documents.
+    pub verified: bool,
 }
 
 /// Builds a redirect back to the client carrying an error, `state` and `iss`.
@@ -294,6 +309,11 @@ pub async fn start(server: &OAuthServer, req: AuthorizeRequest) -> Result<Next, 
         device_key: None,
         upstream_verifier: random_token(),
         upstream_nonce: random_token(),
+        upstream_prompt: req
+            .prompt
+            .as_deref()
+            .is_some_and(|p| p.split(' ').any(|v| v == "select_account" || v == "login"))
+            .then(|| "select_account".to_owned()),
         identity: None,
         granted_scopes: vec![],
         csrf_sha256: String::new(),
@@ -485,11 +505,38 @@ pub async fn callback(
         )));
     }
     if let Some(err) = cb.error {
+        // A provider that does not take the prompt refuses the request: ask once more with
+        // the next weaker one (`login`, which OIDC Core defines, then none).
+        if err == "invalid_request"
+            && let Some(prompt) = tx.upstream_prompt.take()
+        {
+            tx.upstream_prompt = (prompt == "select_account").then(|| "login".to_owned());
+            tracing::info!(idp = %idp_name, %prompt, "identity provider refused the prompt; retrying");
+            replace_tx(server, &tx, raw).await?;
+            let idp_record = server
+                .get::<IdpRecord>(Collection::OAuthIdps, idp_name)
+                .await?
+                .map(|(r, _)| r)
+                .ok_or_else(|| {
+                    Failure::Page(OAuthError::invalid_request(format!(
+                        "unknown identity provider {idp_name:?}"
+                    )))
+                })?;
+            let idp_record = effective_idp(server, &idp_record, &tx).await?;
+            let url = idp::authorization_url(server, &idp_record, &tx)
+                .await
+                .map_err(|e| tx_error(server, &tx, e))?;
+            return Ok(Next::Redirect { url, cookie: None });
+        }
+        // Wording the edge's refusal page sorts by (`data-plane/src/answer/page.rs`).
         let e = OAuthError::new(
             ErrorCode::AccessDenied,
             format!(
-                "the identity provider refused the login ({})",
+                "{IDP_ENDED} ({})",
                 truncate(&err, 64)
+                    .chars()
+                    .filter(|c| c.is_ascii_graphic())
+                    .collect::<String>()
             ),
         );
         delete_tx(server, &tx.id).await;
@@ -526,13 +573,21 @@ pub async fn callback(
         None => {
             tracing::info!(sub = %identity.sub, login = %identity.login, "login refused by rules");
             delete_tx(server, &tx.id).await;
+            // Our own edge (first party) may tell the user who was refused; a third-party
+            // client learns no more than that the rules refused.
+            let why = if super::edge_session::is_edge_client(&tx.client_id) {
+                format!(
+                    "{RULES_REFUSED}: {} via {}",
+                    truncate(&identity.login, 100),
+                    truncate(&identity.idp, 50)
+                )
+            } else {
+                RULES_REFUSED.to_owned()
+            };
             return Err(tx_error(
                 server,
                 &tx,
-                OAuthError::new(
-                    ErrorCode::AccessDenied,
-                    "this user is not allowed to log in here",
-                ),
+                OAuthError::new(ErrorCode::AccessDenied, why),
             ));
         }
     };
@@ -564,7 +619,10 @@ pub async fn callback(
     let client = clients::resolve(server, &tx.client_id)
         .await
         .map_err(Failure::Page)?;
+    let scopes = super::scopes::describe(server, &tx.granted_scopes).await?;
     Ok(Next::Consent(ConsentPage {
+        verified: client.admin_registered,
+        idp: identity.idp.clone(),
         tx: tx.id.clone(),
         csrf,
         client_name: client
@@ -577,7 +635,7 @@ pub async fn callback(
             .and_then(|u| u.host_str().map(str::to_owned))
             .unwrap_or_default(),
         resources: consent_resources(server, &tx),
-        scopes: tx.granted_scopes.clone(),
+        scopes,
         login: identity.login,
     }))
 }
@@ -698,7 +756,7 @@ pub async fn consent(
         return Err(tx_error(
             server,
             &tx,
-            OAuthError::new(ErrorCode::AccessDenied, "the user declined"),
+            OAuthError::new(ErrorCode::AccessDenied, DECLINED),
         ));
     }
     // One consent per resource; scopes allowed before at a resource stay allowed there.

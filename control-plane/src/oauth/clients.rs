@@ -284,13 +284,15 @@ pub async fn register(
             ));
         }
     }
-    register_unchecked(server, m).await
+    register_unchecked(server, m, false).await
 }
 
-/// Registers without the initial-access-token gate (admin API, or after the gate passed).
+/// Registers without the initial-access-token gate (admin API, or after the gate passed);
+/// `admin_registered` vouches for the client's name on the consent page.
 pub async fn register_unchecked(
     server: &OAuthServer,
     m: ClientMetadata,
+    admin_registered: bool,
 ) -> Result<RegistrationResponse, OAuthError> {
     if m.client_id.is_some() {
         return Err(invalid_metadata(
@@ -314,6 +316,7 @@ pub async fn register_unchecked(
         scope: m.scope,
         created_at: now(),
         metadata_document: false,
+        admin_registered,
     };
     server
         .apply(Batch {
@@ -443,6 +446,7 @@ pub async fn resolve(server: &OAuthServer, client_id: &str) -> Result<ClientReco
             scope: None,
             created_at: 0,
             metadata_document: false,
+            admin_registered: true,
         });
     }
     if client_id.starts_with("https://") {
@@ -668,6 +672,7 @@ pub async fn fetch_metadata_document(
         scope: m.scope,
         created_at: now(),
         metadata_document: true,
+        admin_registered: false,
     };
     if !ttl.is_zero()
         && let Ok(mut cache) = cimd_cache().lock()

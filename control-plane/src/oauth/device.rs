@@ -178,6 +178,7 @@ pub async fn start_login(
         device_key: Some(key),
         upstream_verifier: random_token(),
         upstream_nonce: random_token(),
+        upstream_prompt: None,
         identity: None,
         granted_scopes: vec![],
         csrf_sha256: String::new(),

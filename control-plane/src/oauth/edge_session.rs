@@ -120,6 +120,7 @@ async fn resolve_host(
         scope: None,
         created_at: proxy.created_at,
         metadata_document: false,
+        admin_registered: true,
     })
 }
 

@@ -30,6 +30,7 @@ pub fn router(server: OAuthServer) -> Router {
             "/.well-known/openid-configuration/{*rest}",
             get(metadata_doc),
         )
+        .route(crate::pages::CSS_PATH, get(crate::pages::stylesheet))
         .route("/jwks", get(jwks))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/authorize", get(authorize_start))
@@ -108,66 +109,130 @@ fn json_ok<T: serde::Serialize>(status: StatusCode, v: &T) -> Response {
     no_store((status, axum::Json(v)).into_response())
 }
 
-/// Escapes text for HTML element content and quoted attributes.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#x27;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use crate::pages::{escape, link_button};
 
 fn html(status: StatusCode, title: &str, body: &str) -> Response {
-    let page = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-         <title>{t}</title><style>body{{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#222}}\
-         button{{font-size:1rem;padding:.5rem 1.2rem;margin-right:.5rem}}code{{background:#f3f3f3;padding:0 .2rem}}</style></head>\
-         <body><h1>{t}</h1>{body}</body></html>",
-        t = escape(title)
-    );
-    let mut resp = (status, page).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    no_store(resp)
+    crate::pages::page(status, title, body)
 }
 
+/// A page for an error that cannot go back to the client: what happened in words, the
+/// server's reason (escaped) and the way on.
 fn error_page(e: &OAuthError) -> Response {
     // A browser page, not a client API: 401 would invite a Basic-auth prompt.
     let status = match status_of(e) {
         StatusCode::UNAUTHORIZED => StatusCode::BAD_REQUEST,
         s => s,
     };
+    let (title, lead) = match e.code {
+        ErrorCode::AccessDenied => (
+            "Access denied",
+            "You were not given access, so nothing was sent to the application.",
+        ),
+        ErrorCode::ServerError => (
+            "Something went wrong",
+            "The sign-in service failed while handling this request. Nothing was sent to the application.",
+        ),
+        ErrorCode::TemporarilyUnavailable => (
+            "Sign-in is unavailable",
+            "The sign-in service cannot take this request right now. Nothing was sent to the application.",
+        ),
+        _ => (
+            "Sign-in cannot continue",
+            "The request could not be completed and was not sent back to the application.",
+        ),
+    };
     html(
         status,
-        "Sign-in cannot continue",
+        title,
         &format!(
-            "<p>The request could not be completed and was not sent back to the application.</p>\
-             <p><code>{}</code>: {}</p>",
-            escape(e.code.as_str()),
-            escape(&e.description)
+            "<p>{lead}</p><p class=\"detail\">Reason: {} (<code>{}</code>)</p>\
+             <p>Go back to the application you came from and start the sign-in again.</p>",
+            escape(&e.description),
+            escape(e.code.as_str())
+        ),
+    )
+}
+
+/// How a resource is named to a user: its host (and path), or "the Portcullis API" for
+/// the control plane's own.
+fn resource_label(issuer: &str, resource: &str) -> String {
+    if resource == issuer {
+        return "<strong>the Portcullis API</strong>".into();
+    }
+    let shown = url::Url::parse(resource)
+        .ok()
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| format!("{h}{}", u.path().trim_end_matches('/')))
+        })
+        .unwrap_or_else(|| resource.to_owned());
+    format!("<strong>{}</strong>", escape(&shown))
+}
+
+fn consent_page(issuer: &str, p: &authorize::ConsentPage) -> Response {
+    let scopes: String = if p.scopes.is_empty() {
+        "<li>Sign in only<span class=\"desc\">Confirm who you are; nothing else</span></li>".into()
+    } else {
+        p.scopes
+            .iter()
+            .map(|(s, d)| match d {
+                Some(d) => format!(
+                    "<li>{}<span class=\"desc\"><code>{}</code></span></li>",
+                    escape(d),
+                    escape(s)
+                ),
+                None => format!(
+                    "<li><code>{}</code><span class=\"desc\">No description</span></li>",
+                    escape(s)
+                ),
+            })
+            .collect()
+    };
+    let resources = p
+        .resources
+        .iter()
+        .map(|r| resource_label(issuer, r))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (badge, warning) = if p.verified {
+        (String::new(), String::new())
+    } else {
+        (
+            " <span class=\"badge warn\">unverified</span>".to_owned(),
+            format!(
+                "<p class=\"alert warn\">This application registered itself; its name has not been \
+                 verified. Allow only if you started this sign-in yourself, from \
+                 <strong>{}</strong>.</p>",
+                escape(&p.redirect_host)
+            ),
+        )
+    };
+    html(
+        StatusCode::OK,
+        "Allow access?",
+        &format!(
+            "<p class=\"signed-in\">Signed in as <strong>{login}</strong> with {idp}.</p>\
+             <p><strong>{name}</strong>{badge} wants to use {resources} on your behalf.</p>{warning}\
+             <h2>It will be able to</h2><ul class=\"scopes\">{scopes}</ul>\
+             <p class=\"detail\">Access is for {uris}. After you answer you are sent back to \
+             <strong>{host}</strong>. Client id: <code>{id}</code>.</p>\
+             <form method=\"post\" action=\"/consent\" class=\"actions\">\
+             <input type=\"hidden\" name=\"tx\" value=\"{tx}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <button type=\"submit\" name=\"decision\" value=\"allow\">Allow</button>\
+             <button type=\"submit\" class=\"secondary\" name=\"decision\" value=\"deny\">Deny</button></form>",
+            login = escape(&p.login),
+            idp = escape(&p.idp),
+            uris = p
+                .resources
+                .iter()
+                .map(|r| format!("<code>{}</code>", escape(r)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            name = escape(&p.client_name),
+            id = escape(&p.client_id),
+            host = escape(&p.redirect_host),
+            tx = escape(&p.tx),
+            csrf = escape(&p.csrf),
         ),
     )
 }
@@ -186,7 +251,7 @@ fn redirect(url: &str, cookie: Option<&str>) -> Response {
     no_store(resp)
 }
 
-fn render_next(next: Result<Next, Failure>) -> Response {
+fn render_next(issuer: &str, next: Result<Next, Failure>) -> Response {
     match next {
         Ok(Next::Redirect { url, cookie }) => redirect(&url, cookie.as_deref()),
         Ok(Next::ChooseIdp { tx, idps, cookie }) => {
@@ -200,13 +265,16 @@ fn render_next(next: Result<Next, Failure>) -> Response {
                             .append_pair("idp", i)
                             .finish()
                     );
-                    format!("<li><a href=\"{}\">{}</a></li>", escape(&href), escape(i))
+                    format!(
+                        "<li>{}</li>",
+                        link_button(&href, &format!("Continue with {i}"), false)
+                    )
                 })
                 .collect();
             let mut resp = html(
                 StatusCode::OK,
                 "Choose how to sign in",
-                &format!("<ul>{links}</ul>"),
+                &format!("<ul class=\"choices\">{links}</ul>"),
             );
             let v = format!(
                 "{LOGIN_COOKIE}={cookie}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=600"
@@ -216,41 +284,7 @@ fn render_next(next: Result<Next, Failure>) -> Response {
             }
             resp
         }
-        Ok(Next::Consent(p)) => {
-            let scopes: String = if p.scopes.is_empty() {
-                "<li>basic sign-in only</li>".into()
-            } else {
-                p.scopes
-                    .iter()
-                    .map(|s| format!("<li><code>{}</code></li>", escape(s)))
-                    .collect()
-            };
-            html(
-                StatusCode::OK,
-                "Allow access?",
-                &format!(
-                    "<p>Signed in as <b>{login}</b>.</p>\
-                     <p>The application <b>{name}</b> (<code>{id}</code>) wants access to {resources} on your behalf. \
-                     You will be sent back to <b>{host}</b>.</p><p>It asks for:</p><ul>{scopes}</ul>\
-                     <form method=\"post\" action=\"/consent\">\
-                     <input type=\"hidden\" name=\"tx\" value=\"{tx}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-                     <button type=\"submit\" name=\"decision\" value=\"allow\">Allow</button>\
-                     <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
-                    login = escape(&p.login),
-                    name = escape(&p.client_name),
-                    id = escape(&p.client_id),
-                    host = escape(&p.redirect_host),
-                    resources = p
-                        .resources
-                        .iter()
-                        .map(|r| format!("<b>{}</b>", escape(r)))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    tx = escape(&p.tx),
-                    csrf = escape(&p.csrf),
-                ),
-            )
-        }
+        Ok(Next::Consent(p)) => consent_page(issuer, &p),
         Ok(Next::Message { title, text }) => {
             html(StatusCode::OK, &title, &format!("<p>{}</p>", escape(&text)))
         }
@@ -419,10 +453,11 @@ async fn authorize_start(State(s): S, RawQuery(q): RawQuery) -> Response {
             scope: single(&p, "scope")?,
             resources: many(&p, "resource"),
             idp: single(&p, "idp")?,
+            prompt: single(&p, "prompt")?,
         })
     })();
     match req {
-        Ok(req) => render_next(authorize::start(&s, req).await),
+        Ok(req) => render_next(s.issuer(), authorize::start(&s, req).await),
         Err(e) => error_page(&e),
     }
 }
@@ -438,7 +473,10 @@ async fn authorize_continue(
     headers: HeaderMap,
     Query(q): Query<ContinueQuery>,
 ) -> Response {
-    render_next(authorize::choose(&s, &q.tx, &q.idp, login_cookie(&headers).as_deref()).await)
+    render_next(
+        s.issuer(),
+        authorize::choose(&s, &q.tx, &q.idp, login_cookie(&headers).as_deref()).await,
+    )
 }
 
 async fn callback(
@@ -458,7 +496,7 @@ async fn callback(
     if next.is_err() {
         s.count(&s.counters().login_failures);
     }
-    render_next(next)
+    render_next(s.issuer(), next)
 }
 
 async fn consent(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
@@ -474,6 +512,7 @@ async fn consent(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
     };
     let approve = get("decision") == "allow";
     render_next(
+        s.issuer(),
         authorize::consent(
             &s,
             &get("tx"),
@@ -639,8 +678,9 @@ async fn device_page(Query(q): Query<DeviceQuery>) -> Response {
         "Connect a device",
         &format!(
             "<p>Enter the code your device shows. Only continue if you started this yourself.</p>\
-             <form method=\"post\" action=\"/device\"><input name=\"user_code\" value=\"{}\" \
-             autocomplete=\"off\" autofocus> <button type=\"submit\">Continue</button></form>",
+             <form method=\"post\" action=\"/device\">\
+             <label for=\"user_code\">Code</label><input type=\"text\" id=\"user_code\" name=\"user_code\" value=\"{}\" \
+             autocomplete=\"off\" autofocus><div class=\"actions\"><button type=\"submit\">Continue</button></div></form>",
             escape(&code)
         ),
     )
@@ -653,7 +693,10 @@ async fn device_submit(State(s): S, headers: HeaderMap, body: Bytes) -> Response
     let p = pairs(&body);
     let get = |k: &str| p.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
     let code = get("user_code").unwrap_or_default();
-    render_next(super::device::start_login(&s, &code, get("idp").as_deref()).await)
+    render_next(
+        s.issuer(),
+        super::device::start_login(&s, &code, get("idp").as_deref()).await,
+    )
 }
 
 #[derive(serde::Deserialize)]
@@ -819,14 +862,6 @@ mod tests {
             let want = if status == 401 { 400 } else { status };
             assert_eq!(page.status().as_u16(), want, "{name}");
         }
-    }
-
-    #[test]
-    fn escaping_defuses_markup() {
-        assert_eq!(
-            escape("<script>alert('x')</script>&\""),
-            "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;&amp;&quot;"
-        );
     }
 
     #[test]

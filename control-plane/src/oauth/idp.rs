@@ -93,6 +93,11 @@ pub async fn authorization_url(
                 .append_pair("code_challenge", challenge.as_str())
                 .append_pair("code_challenge_method", "S256")
                 .append_pair("allow_signup", "false");
+            // GitHub knows only this prompt: any retry goes without one.
+            if tx.upstream_prompt.as_deref() == Some("select_account") {
+                url.query_pairs_mut()
+                    .append_pair("prompt", "select_account");
+            }
             Ok(url.into())
         }
         IdpKind::Oidc => {
@@ -108,6 +113,13 @@ pub async fn authorization_url(
                 .set_pkce_challenge(challenge);
             for s in idp.scopes.iter().filter(|s| *s != "openid") {
                 req = req.add_scope(Scope::new(s.clone()));
+            }
+            match tx.upstream_prompt.as_deref() {
+                Some("select_account") => {
+                    req = req.add_prompt(openidconnect::core::CoreAuthPrompt::SelectAccount);
+                }
+                Some("login") => req = req.add_prompt(openidconnect::core::CoreAuthPrompt::Login),
+                _ => {}
             }
             Ok(req.url().0.into())
         }

@@ -202,6 +202,10 @@ pub struct ClientRecord {
     pub created_at: i64,
     /// Whether this is a Client ID Metadata Document (fetched, not registered).
     pub metadata_document: bool,
+    /// Registered by an admin (or built in), so its name is vouched for; `false` (also for
+    /// records from before this field) marks a self-registered client as unverified.
+    #[serde(default)]
+    pub admin_registered: bool,
 }
 
 /// A login in progress: from `/authorize` until a code is issued (or refused).
@@ -236,6 +240,11 @@ pub struct LoginTx {
     pub upstream_verifier: String,
     /// OIDC nonce towards the upstream provider.
     pub upstream_nonce: String,
+    /// The client asked for another account (`prompt=select_account` or `login`): the
+    /// `prompt` sent to the identity provider so the user can pick one rather than reuse its
+    /// session; `select_account`, then `login` if the provider refuses that, then none.
+    #[serde(default)]
+    pub upstream_prompt: Option<String>,
     /// Set after upstream login succeeds.
     pub identity: Option<Identity>,
     /// Scopes the rules grant (set with `identity`).

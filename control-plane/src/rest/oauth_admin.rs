@@ -17,6 +17,11 @@ pub(super) fn routes() -> axum::Router<ApiState> {
         .route("/api/v1/oauth/idps/{name}", delete(delete_idp))
         .route("/api/v1/oauth/rules", get(list_rules).post(create_rule))
         .route("/api/v1/oauth/rules/{id}", delete(delete_rule))
+        .route("/api/v1/oauth/scopes", get(list_scopes))
+        .route(
+            "/api/v1/oauth/scopes/{scope}",
+            axum::routing::put(set_scope_description).delete(delete_scope_description),
+        )
         .route("/api/v1/oauth/clients", get(list_clients))
         .route("/api/v1/oauth/clients/{id}", delete(delete_client))
         .route("/api/v1/oauth/sessions", get(list_sessions))
@@ -46,6 +51,9 @@ pub(super) fn routes() -> axum::Router<ApiState> {
     list_rules,
     create_rule,
     delete_rule,
+    list_scopes,
+    set_scope_description,
+    delete_scope_description,
     list_clients,
     delete_client,
     list_sessions,
@@ -114,6 +122,49 @@ async fn create_rule(
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete_rule(State(s): S, c: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     admin::delete_rule(&s, &c, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `PUT /api/v1/oauth/scopes/{scope}`.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ScopeDescriptionInput {
+    /// What granting the scope allows, in words users read on the consent page (1-200
+    /// characters, one line).
+    pub(super) description: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/oauth/scopes", tag = "oauth", security(("bearer" = [])),
+    responses((status = 200, body = [oauth::scopes::ScopeView]), (status = 403, body = ErrorBody)))]
+async fn list_scopes(
+    State(s): S,
+    c: Caller,
+) -> ApiResult<axum::Json<Vec<oauth::scopes::ScopeView>>> {
+    Ok(axum::Json(admin::list_scopes(&s, &c).await?))
+}
+
+#[utoipa::path(put, path = "/api/v1/oauth/scopes/{scope}", tag = "oauth", security(("bearer" = [])),
+    params(("scope" = String, Path)), request_body = ScopeDescriptionInput,
+    responses((status = 200, body = oauth::scopes::ScopeView), (status = 400, body = ErrorBody)))]
+async fn set_scope_description(
+    State(s): S,
+    c: Caller,
+    Path(scope): Path<String>,
+    ApiJson(input): ApiJson<ScopeDescriptionInput>,
+) -> ApiResult<axum::Json<oauth::scopes::ScopeView>> {
+    Ok(axum::Json(
+        admin::set_scope_description(&s, &c, &scope, &input.description).await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/oauth/scopes/{scope}", tag = "oauth", security(("bearer" = [])),
+    params(("scope" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn delete_scope_description(
+    State(s): S,
+    c: Caller,
+    Path(scope): Path<String>,
+) -> ApiResult<StatusCode> {
+    admin::delete_scope_description(&s, &c, &scope).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -39,11 +39,15 @@ use super::allow::Allowlist;
 use super::invalid;
 use super::paths::PublicPaths;
 use super::{Claims, IdentityHeaders, Origin, Verdict, Verifier};
-use crate::answer::Rejection;
+use crate::answer::{Action, Page, Rejection, is_page_load};
 use crate::body::{self, ForwardBody, ProxyBody};
 use crate::spec::InvalidField;
 use crate::spec::RouteAccess;
 use crate::upstream::{ClientCache, DEFAULT_IDLE_TIMEOUT, HttpClient};
+
+mod refusal;
+
+use refusal::{Refusal, query_value, refuse, retry_href};
 
 /// Paths under this prefix belong to Portcullis on a redirect-mode proxy.
 pub(crate) const RESERVED_PREFIX: &str = "/.portcullis/";
@@ -276,10 +280,23 @@ impl SessionAuth {
             match self.session_claims(origin, path, value) {
                 // Logging in again would not change scopes or who the user is: refuse.
                 Ok(claims) if !has_all(&route.required_scopes, &claims.scope) => {
+                    if is_page_load(method, headers) {
+                        let missing = route
+                            .required_scopes
+                            .iter()
+                            .filter(|need| !claims.scope.split(' ').any(|g| g == &***need))
+                            .map(|s| &**s)
+                            .collect::<Vec<_>>()
+                            .join(" ");
+                        return Err(refused_session(origin, uri, &claims, Some(&missing)));
+                    }
                     return Err(Rejection::session_lacks_scope());
                 }
                 Ok(claims) if !self.allow.permits(&claims) => {
                     tracing::debug!(sub = %claims.sub, "user not on the proxy's allowlist");
+                    if is_page_load(method, headers) {
+                        return Err(refused_session(origin, uri, &claims, None));
+                    }
                     return Err(Rejection::not_allowed());
                 }
                 Ok(claims) => return Ok(Verdict::Authenticated(claims)),
@@ -288,7 +305,7 @@ impl SessionAuth {
         }
         if is_page_load(method, headers) {
             let return_to = uri.path_and_query().map_or("/", |pq| pq.as_str());
-            Err(self.start_login(origin, return_to))
+            Err(self.start_login(origin, return_to, false))
         } else {
             Err(Rejection::login_required())
         }
@@ -307,9 +324,14 @@ impl SessionAuth {
         let answer = if !origin.is_well_formed() {
             Rejection::bad_request("malformed Host header")
         } else if path == LOGIN {
-            self.start_login(origin, safe_return(query_param(req.uri(), "rd")))
+            // Decoded (the refusal pages' "try again" links encode it), then checked.
+            // `prompt=select_account`: "sign in as someone else" (passed to the issuer).
+            let rd = refusal::query_value(req.uri(), "rd", 2049);
+            let switch = query_param(req.uri(), "prompt") == Some(refusal::SELECT_ACCOUNT);
+            self.start_login(origin, safe_return(rd.as_deref()), switch)
         } else if path == CALLBACK {
-            self.callback(origin, req.uri(), req.headers()).await
+            let page = is_page_load(req.method(), req.headers());
+            self.callback(origin, req.uri(), req.headers(), page).await
         } else if path == LOGOUT {
             self.logout(req.headers()).await
         } else {
@@ -360,7 +382,7 @@ impl SessionAuth {
     }
 
     /// 302 to `/authorize` with a fresh login cookie.
-    fn start_login(&self, origin: &Origin<'_>, return_to: &str) -> Rejection {
+    fn start_login(&self, origin: &Origin<'_>, return_to: &str, select_account: bool) -> Rejection {
         let state = random();
         let verifier = random();
         let challenge = B64.encode(digest(&SHA256, verifier.as_bytes()));
@@ -381,6 +403,9 @@ impl SessionAuth {
         if !self.required_scopes.is_empty() {
             query.append_pair("scope", &self.required_scopes.join(" "));
         }
+        if select_account {
+            query.append_pair("prompt", refusal::SELECT_ACCOUNT);
+        }
         let location = query.finish();
         let login = LoginState {
             issued_at: now(),
@@ -396,50 +421,140 @@ impl SessionAuth {
         }
     }
 
-    /// The authorization response: state check, code exchange, session cookie.
-    async fn callback(&self, origin: &Origin<'_>, uri: &Uri, headers: &HeaderMap) -> Rejection {
+    /// The authorization response: state check, code exchange, session cookie. Failures
+    /// are pages for a browser (`page`), JSON otherwise; the login cookie is cleared.
+    async fn callback(
+        &self,
+        origin: &Origin<'_>,
+        uri: &Uri,
+        headers: &HeaderMap,
+        page: bool,
+    ) -> Rejection {
         let clear_login = clear_cookie(LOGIN_COOKIE);
         let Some(login) = cookie(headers, LOGIN_COOKIE)
             .and_then(|v| self.key.open(LOGIN_COOKIE, v))
             .and_then(|plain| LoginState::decode(&plain))
             .filter(|l| now().saturating_sub(l.issued_at) <= LOGIN_TTL_SECS)
         else {
-            return Rejection::text_with(
+            return refuse(
+                page,
                 StatusCode::BAD_REQUEST,
-                "400 Bad Request: no login in progress in this browser, or it expired; reload the page to log in again\n",
-                vec![clear_login],
+                "invalid_request",
+                "no login in progress in this browser, or it expired; reload the page to log in again",
+                &Page {
+                    title: "Sign-in expired",
+                    lead: "No sign-in is in progress in this browser, or it took longer than \
+                           10 minutes. Start again.",
+                    who: None,
+                    detail: None,
+                    actions: &[Action {
+                        href: LOGIN,
+                        label: "Sign in again",
+                        primary: true,
+                    }],
+                },
+                clear_login,
             );
         };
+        let again = retry_href(&login.return_to, false);
+        let try_again = [Action {
+            href: &again,
+            label: "Try again",
+            primary: true,
+        }];
         let state = query_param(uri, "state").unwrap_or_default();
         if !bool::from(state.as_bytes().ct_eq(login.state.as_bytes())) {
-            return Rejection::text_with(
+            return refuse(
+                page,
                 StatusCode::FORBIDDEN,
-                "403 Forbidden: the login state does not match this browser's login\n",
-                vec![clear_login],
+                "invalid_request",
+                "the login state does not match this browser's login",
+                &Page {
+                    title: "Sign-in could not be verified",
+                    lead: "This answer from the sign-in service belongs to another sign-in \
+                           (another tab, or an old link). Start again from here.",
+                    who: None,
+                    detail: None,
+                    actions: &try_again,
+                },
+                clear_login,
             );
         }
-        if query_param(uri, "error").is_some() {
-            return Rejection::text_with(
+        if let Some(error) = query_value(uri, "error", 64) {
+            let description =
+                query_value(uri, "error_description", refusal::MAX_SHOWN).unwrap_or_default();
+            let refusal = Refusal::sort(&error, &description);
+            let switch = retry_href(&login.return_to, true);
+            let actions: &[Action<'_>] = match refusal {
+                Refusal::Rules { .. } => &[
+                    Action {
+                        href: &switch,
+                        label: "Sign in as someone else",
+                        primary: true,
+                    },
+                    Action {
+                        href: &again,
+                        label: "Try again",
+                        primary: false,
+                    },
+                ],
+                _ => &try_again,
+            };
+            return refuse(
+                page,
                 StatusCode::FORBIDDEN,
-                "403 Forbidden: the login was refused or cancelled\n",
-                vec![clear_login],
+                "access_denied",
+                "the login was refused or cancelled",
+                &refusal.page(&description, &error, actions),
+                clear_login,
             );
         }
         let Some(code) = query_param(uri, "code").filter(|c| !c.is_empty()) else {
-            return Rejection::text_with(
+            return refuse(
+                page,
                 StatusCode::BAD_REQUEST,
-                "400 Bad Request: the callback carries no code\n",
-                vec![clear_login],
+                "invalid_request",
+                "the callback carries no code",
+                &Page {
+                    title: "Sign-in failed",
+                    lead: "The sign-in service sent no result back. Start again.",
+                    who: None,
+                    detail: None,
+                    actions: &try_again,
+                },
+                clear_login,
             );
         };
         let (token, ttl) = match self.exchange(origin, code, &login.verifier).await {
             Ok(issued) => issued,
             Err(error) => {
                 tracing::warn!(%error, "login: code exchange failed");
-                return Rejection::text_with(
+                let detail = match error {
+                    ExchangeError::Http(_) | ExchangeError::Timeout => {
+                        "this proxy could not reach the sign-in service (token endpoint unreachable)"
+                    }
+                    ExchangeError::Status(_) => {
+                        "the sign-in service refused the sign-in code (it may have been used already)"
+                    }
+                    ExchangeError::Body | ExchangeError::Token(_) => {
+                        "the sign-in service answered with no usable token"
+                    }
+                };
+                return refuse(
+                    page,
                     StatusCode::BAD_GATEWAY,
-                    "502 Bad Gateway: the login could not be completed; reload the page to try again\n",
-                    vec![clear_login],
+                    "server_error",
+                    "the login could not be completed; reload the page to try again",
+                    &Page {
+                        title: "Sign-in could not be completed",
+                        lead: "You signed in, but this site could not finish the sign-in. \
+                               Trying again usually helps; if it keeps happening, tell the \
+                               site's administrator.",
+                        who: None,
+                        detail: Some(detail),
+                        actions: &try_again,
+                    },
+                    clear_login,
                 );
             }
         };
@@ -597,20 +712,63 @@ pub(crate) fn strip_cookies(headers: &mut HeaderMap) {
     }
 }
 
-/// A top-level page load (gets a login redirect rather than 401).
-fn is_page_load(method: &Method, headers: &HeaderMap) -> bool {
-    if method != Method::GET && method != Method::HEAD {
-        return false;
-    }
-    let navigate = headers
-        .get("sec-fetch-mode")
-        .is_some_and(|v| v.as_bytes() == b"navigate");
-    navigate
-        || headers
-            .get_all(ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.contains("text/html"))
+/// The page for a browser whose valid session is refused here (a scope the route needs,
+/// (`missing_scopes`) or the proxy's allowlist): who is signed in, why, and the ways on:
+/// another account (back to this page), or sign out.
+fn refused_session(
+    origin: &Origin<'_>,
+    uri: &Uri,
+    claims: &Claims,
+    missing_scopes: Option<&str>,
+) -> Rejection {
+    let who = match (claims.login.as_str(), claims.email.as_str()) {
+        ("", "") => claims.sub.clone(),
+        ("", email) => email.to_owned(),
+        (login, "") => login.to_owned(),
+        (login, email) => format!("{login} ({email})"),
+    };
+    let host = bare_host(origin);
+    let (lead, detail) = match missing_scopes {
+        Some(missing) => (
+            format!(
+                "Your account may use {host}, but not this part of it. Ask the site's \
+                 administrator for access, or sign in with another account."
+            ),
+            format!("this page requires the scope {missing}, which your sign-in was not given"),
+        ),
+        None => (
+            format!(
+                "Your account is not on the list of people allowed to use {host}. Ask the \
+                 site's administrator for access, or sign in with another account."
+            ),
+            format!("{who} is not on the allowlist of {host}"),
+        ),
+    };
+    Rejection::page(
+        StatusCode::FORBIDDEN,
+        &Page {
+            title: "Access denied",
+            lead: &lead,
+            who: Some(&who),
+            detail: Some(&detail),
+            actions: &[
+                Action {
+                    href: &retry_href(
+                        safe_return(uri.path_and_query().map(|pq| pq.as_str())),
+                        true,
+                    ),
+                    label: "Sign in as someone else",
+                    primary: true,
+                },
+                Action {
+                    href: LOGOUT,
+                    label: "Sign out",
+                    primary: false,
+                },
+            ],
+        },
+        vec![],
+    )
 }
 
 /// A same-origin path to return to; anything else (absolute or scheme-relative URLs,
@@ -877,20 +1035,5 @@ mod tests {
             redirect_uri(&Origin::new(true, "app.example:8443")),
             "https://app.example/.portcullis/callback"
         );
-    }
-
-    #[test]
-    fn page_loads_are_gets_for_html() {
-        let mut h = HeaderMap::new();
-        assert!(!is_page_load(&Method::GET, &h));
-        h.insert(
-            ACCEPT,
-            HeaderValue::from_static("text/html,application/xhtml+xml"),
-        );
-        assert!(is_page_load(&Method::GET, &h));
-        assert!(!is_page_load(&Method::POST, &h));
-        let mut nav = HeaderMap::new();
-        nav.insert("sec-fetch-mode", HeaderValue::from_static("navigate"));
-        assert!(is_page_load(&Method::HEAD, &nav));
     }
 }

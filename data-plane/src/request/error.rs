@@ -26,9 +26,10 @@ pub(crate) enum ProxyError {
     /// `CONNECT` tunnels are not offered by a reverse proxy.
     #[error("CONNECT is not supported")]
     ConnectMethod,
-    /// The client address is outside the proxy's IP allowlist.
+    /// The client address is outside the proxy's IP allowlist (carries the answer: a page
+    /// for a browser, JSON otherwise).
     #[error("client address not in the proxy's IP allowlist")]
-    ClientNotAllowed,
+    ClientNotAllowed(Rejection),
     /// Neither a Host header nor a URI authority.
     #[error("request has no Host")]
     MissingHost,
@@ -155,7 +156,7 @@ impl ProxyError {
         match self {
             Self::NotReady | Self::UpstreamSaturated => StatusCode::SERVICE_UNAVAILABLE,
             Self::ConnectMethod => StatusCode::METHOD_NOT_ALLOWED,
-            Self::ClientNotAllowed => StatusCode::FORBIDDEN,
+            Self::ClientNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::MissingHost | Self::DuplicateHost | Self::InvalidHost | Self::HostMismatch => {
                 StatusCode::BAD_REQUEST
             }
@@ -181,7 +182,7 @@ impl ProxyError {
                 "503 Service Unavailable: upstream is at its connection limit"
             }
             Self::ConnectMethod => "405 Method Not Allowed: CONNECT is not supported",
-            Self::ClientNotAllowed => "403 Forbidden: your address may not reach this site",
+            Self::ClientNotAllowed(_) => "403 Forbidden: your address may not reach this site",
             Self::MissingHost => "400 Bad Request: missing Host header",
             Self::DuplicateHost => "400 Bad Request: more than one Host header",
             Self::InvalidHost => "400 Bad Request: malformed Host header",
@@ -207,7 +208,7 @@ impl ProxyError {
     /// Short `text/plain` response for this error; policy answers keep their own
     /// headers and body.
     pub(crate) fn into_response(self) -> Response<ProxyBody> {
-        if let Self::Rejected(rejection) = self {
+        if let Self::Rejected(rejection) | Self::ClientNotAllowed(rejection) = self {
             return rejection.into_response();
         }
         if let Self::Limited(limited) = self {

@@ -45,6 +45,7 @@ async fn fixture() -> Fixture {
         scope: None,
         created_at: 0,
         metadata_document: false,
+        admin_registered: false,
     };
     server
         .apply(Batch {
