@@ -36,5 +36,7 @@ pub fn resolve(server: &OAuthServer, client_id: &str) -> Option<ClientRecord> {
         scope: None,
         created_at: 0,
         metadata_document: false,
+        // Built in: its name is ours.
+        admin_registered: true,
     })
 }
