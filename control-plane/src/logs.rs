@@ -102,6 +102,43 @@ impl Default for LogSettings {
     }
 }
 
+/// Where a shipped batch sits in its data plane's stream: data-plane processes number the
+/// records they queue for the control plane, so a batch stored whose answer was lost (the
+/// control plane died, a timeout) and then shipped again is stored only once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShipPosition {
+    /// The data-plane process's random stream id, hex.
+    pub stream: String,
+    /// The number of the batch's first record in that stream.
+    pub first_seq: u64,
+    /// Records that process has dropped since it started.
+    pub dropped_total: u64,
+}
+
+/// What a stream's batches delivered so far (kept per stream by the backends, in the
+/// transaction that stores the records).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamState {
+    /// One past the highest record number stored.
+    pub end_seq: u64,
+    /// The highest `dropped_total` counted.
+    pub dropped_total: u64,
+}
+
+impl StreamState {
+    /// For a batch of `n` records at `pos`: how many of its first records were stored
+    /// before, how many drops are new, and the state after it.
+    pub fn advance(self, pos: &ShipPosition, n: u64) -> (u64, u64, StreamState) {
+        let skip = self.end_seq.saturating_sub(pos.first_seq).min(n);
+        let new_drops = pos.dropped_total.saturating_sub(self.dropped_total);
+        let next = StreamState {
+            end_seq: self.end_seq.max(pos.first_seq.saturating_add(n)),
+            dropped_total: self.dropped_total.max(pos.dropped_total),
+        };
+        (skip, new_drops, next)
+    }
+}
+
 /// Where a record sits: its time and a sequence number unique within the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LogKey {
@@ -221,9 +258,17 @@ pub enum Index {
 pub trait LogStore: Send + Sync + 'static {
     /// `embedded` or `redis`.
     fn backend_name(&self) -> &'static str;
-    /// Stores validated records under fresh keys with their index entries and visitor
-    /// sketches, and adds `dropped` to the current hour's count, in one transaction.
-    async fn append(&self, records: &[Record], dropped: u64) -> Result<(), StoreError>;
+    /// Stores validated records (`None`: one refused, counted as dropped) under fresh keys
+    /// with their index entries and visitor sketches, and adds `dropped` to the current
+    /// hour's count, in one transaction. With a `position`, the stream's state decides
+    /// (in the same transaction) which leading records were stored before and are skipped
+    /// and which drops are new ([`StreamState::advance`]). Returns the records skipped.
+    async fn append(
+        &self,
+        records: &[Option<Record>],
+        dropped: u64,
+        position: Option<&ShipPosition>,
+    ) -> Result<usize, StoreError>;
     /// Up to `max` records of `index` with `since <= key.time` and `key < before`, newest
     /// first.
     async fn scan(
@@ -714,28 +759,53 @@ impl AccessLogs {
                 ),
             ));
         }
-        let now = now_nanos();
-        let mut dropped = batch.dropped;
-        let mut records = Vec::with_capacity(batch.records.len());
-        for (i, r) in batch.records.into_iter().enumerate() {
-            match sanitize(r, now) {
-                Ok(r) => records.push(r),
-                Err(why) => {
-                    tracing::warn!(node, record = i, %why, "access-log record refused");
-                    dropped += 1;
-                }
+        let position = match batch.stream.len() {
+            0 => None,
+            16 => Some(ShipPosition {
+                stream: batch.stream.iter().map(|b| format!("{b:02x}")).collect(),
+                first_seq: batch.first_seq,
+                dropped_total: batch.dropped_total,
+            }),
+            n => {
+                return Err(ServiceError::invalid(
+                    "stream",
+                    format!("{n} bytes; a stream id is 16"),
+                ));
             }
-        }
-        if records.is_empty() && dropped == 0 {
+        };
+        // With a position, drops come cumulative in `dropped_total`.
+        let dropped = if position.is_some() { 0 } else { batch.dropped };
+        let now = now_nanos();
+        let records: Vec<Option<Record>> = batch
+            .records
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                sanitize(r, now)
+                    .map_err(
+                        |why| tracing::warn!(node, record = i, %why, "access-log record refused"),
+                    )
+                    .ok()
+            })
+            .collect();
+        if records.is_empty() && dropped == 0 && position.is_none() {
             return Ok(0);
         }
-        self.inner.store.append(&records, dropped).await?;
+        let skipped = self
+            .inner
+            .store
+            .append(&records, dropped, position.as_ref())
+            .await?;
+        if skipped > 0 {
+            tracing::debug!(node, skipped, "access-log batch shipped again; stored once");
+        }
+        let stored = records[skipped..].iter().flatten();
         if self.inner.local_fanout && self.inner.tx.receiver_count() > 0 {
-            for r in &records {
+            for r in stored.clone() {
                 let _ = self.inner.tx.send(Arc::new(r.clone()));
             }
         }
-        Ok(records.len() as u64)
+        Ok(stored.count() as u64)
     }
 
     /// The proxies a caller may see records of: `None` (all) for admins.

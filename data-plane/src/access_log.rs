@@ -95,19 +95,16 @@ impl Sinks {
 /// Counters shared by the recorder, collector and shipper (read by metrics and tests).
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Records dropped since start (channel or ship queue full).
+    /// Records dropped since start (channel or ship queue full); shipped as the batch's
+    /// cumulative `dropped_total`, so a retried batch does not count them twice.
     pub dropped: AtomicU64,
     /// Records the control plane acknowledged.
     pub shipped: AtomicU64,
-    /// Dropped but not yet reported to the control plane.
-    unreported: AtomicU64,
 }
 
 impl Counters {
     fn drop_records(&self, n: usize) {
-        let n = n as u64;
-        self.dropped.fetch_add(n, Ordering::Relaxed);
-        self.unreported.fetch_add(n, Ordering::Relaxed);
+        self.dropped.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
@@ -284,24 +281,43 @@ pub async fn flush_periodically() {
 
 /// The records waiting for the control plane, as encoded chunks, bounded by
 /// [`MAX_PENDING`] records.
-#[derive(Debug, Default)]
+///
+/// Every record queued gets the next number of this process's stream (chunks carry the
+/// number of their first record), so a batch's place is `(stream, first_seq)` and the
+/// control plane can store a retried batch exactly once.
+#[derive(Debug)]
 pub struct ShipQueue {
     chunks: Mutex<Pending>,
     ready: Notify,
+    /// Random per process: the control plane keeps one position per stream.
+    stream: [u8; 16],
+}
+
+impl Default for ShipQueue {
+    fn default() -> Self {
+        Self {
+            chunks: Mutex::default(),
+            ready: Notify::new(),
+            stream: rand::random(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct Pending {
-    /// Encoded `records` entries and how many records each holds.
-    chunks: VecDeque<(Bytes, usize)>,
+    /// Encoded `records` entries, the number of the first and how many each holds.
+    chunks: VecDeque<(Bytes, u64, usize)>,
     records: usize,
+    /// The number the next queued record gets.
+    next_seq: u64,
 }
 
-/// A batch on its way: the encoded `AccessLogBatch` but its `dropped` field, and what it
+/// A batch on its way: the encoded `AccessLogBatch` but its position fields, and what it
 /// takes off the queue once acknowledged.
 #[derive(Debug)]
 struct Outgoing {
     records: Bytes,
+    first_seq: u64,
     count: usize,
     chunks: usize,
 }
@@ -317,7 +333,9 @@ impl ShipQueue {
             return;
         }
         q.records += count;
-        q.chunks.push_back((records, count));
+        let first = q.next_seq;
+        q.next_seq += count as u64;
+        q.chunks.push_back((records, first, count));
         drop(q);
         self.ready.notify_one();
     }
@@ -327,7 +345,7 @@ impl ShipQueue {
     fn peek(&self) -> Option<Outgoing> {
         let q = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
         let (mut count, mut chunks, mut bytes) = (0, 0, 0);
-        for (b, n) in &q.chunks {
+        for (b, _, n) in &q.chunks {
             if chunks > 0 && count + n > SHIP_BATCH {
                 break;
             }
@@ -342,13 +360,14 @@ impl ShipQueue {
             q.chunks[0].0.clone()
         } else {
             let mut all = BytesMut::with_capacity(bytes);
-            for (b, _) in q.chunks.iter().take(chunks) {
+            for (b, _, _) in q.chunks.iter().take(chunks) {
                 all.extend_from_slice(b);
             }
             all.freeze()
         };
         Some(Outgoing {
             records,
+            first_seq: q.chunks[0].1,
             count,
             chunks,
         })
@@ -358,7 +377,7 @@ impl ShipQueue {
         let mut q = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
         let q = &mut *q;
         let n = chunks.min(q.chunks.len());
-        let records: usize = q.chunks.drain(..n).map(|(_, count)| count).sum();
+        let records: usize = q.chunks.drain(..n).map(|(_, _, count)| count).sum();
         q.records -= records;
     }
 
@@ -504,15 +523,16 @@ where
                 self.queue.ready.notified().await;
                 continue;
             };
-            let dropped = self.counters.unreported.swap(0, Ordering::Relaxed);
-            let body = if dropped == 0 {
-                batch.records.clone()
-            } else {
-                let mut body = Vec::with_capacity(batch.records.len() + 11);
-                body.extend_from_slice(&batch.records);
-                proto::write_dropped(&mut body, dropped);
-                body.into()
-            };
+            let dropped_total = self.counters.dropped.load(Ordering::Relaxed);
+            let mut body = Vec::with_capacity(batch.records.len() + 40);
+            body.extend_from_slice(&batch.records);
+            proto::write_position(
+                &mut body,
+                &self.queue.stream,
+                batch.first_seq,
+                dropped_total,
+            );
+            let body = Bytes::from(body);
             match (self.send)(body).await {
                 Ok(()) => {
                     self.queue.acknowledge(batch.chunks);
@@ -522,9 +542,6 @@ where
                     delay = Duration::from_millis(100);
                 }
                 Err(e) => {
-                    self.counters
-                        .unreported
-                        .fetch_add(dropped, Ordering::Relaxed);
                     tracing::debug!(error = %e, queued = self.queue.len(), "shipping access-log records failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
@@ -818,10 +835,13 @@ mod tests {
         for r in &records {
             proto::write_record(&mut out, &r.node_id, &fields(r));
         }
-        proto::write_dropped(&mut out, 300);
+        proto::write_position(&mut out, &[7; 16], 42, 300);
         let batch = AccessLogBatch {
             records,
-            dropped: 300,
+            dropped: 0,
+            stream: vec![7; 16],
+            first_seq: 42,
+            dropped_total: 300,
         };
         assert_eq!(out, batch.encode_to_vec());
         assert_eq!(
@@ -943,7 +963,12 @@ mod tests {
             async move {
                 let batch = decode(&body);
                 let mut seen = seen.lock().expect("lock");
-                seen.push((batch.records.len(), batch.dropped));
+                seen.push((
+                    batch.records.len(),
+                    batch.first_seq,
+                    batch.dropped_total,
+                    batch.stream.len(),
+                ));
                 // The first call fails: the control plane is restarting.
                 if seen.len() == 1 {
                     Err("unavailable")
@@ -961,8 +986,12 @@ mod tests {
         }
         task.abort();
         assert!(pipeline.queue.is_empty());
-        // Same records and the same drop count resent after the failure.
-        assert_eq!(*calls.lock().expect("lock"), vec![(3, 7), (3, 7)]);
+        // The same records at the same place in the stream, and the same cumulative drop
+        // count, resent after the failure.
+        assert_eq!(
+            *calls.lock().expect("lock"),
+            vec![(3, 0, 7, 16), (3, 0, 7, 16)]
+        );
         assert_eq!(pipeline.counters.shipped.load(Ordering::Relaxed), 3);
     }
 }

@@ -165,6 +165,7 @@ async fn scenario(redis: Option<&RedisServer>) {
             pb::AccessLogBatch {
                 records: records.clone(),
                 dropped: 3,
+                ..Default::default()
             },
             &enrol,
         ))
@@ -175,6 +176,7 @@ async fn scenario(redis: Option<&RedisServer>) {
     let big = pb::AccessLogBatch {
         records: vec![record(0, base); 10_001],
         dropped: 0,
+        ..Default::default()
     };
     let e = ingest.ship(authed(big, &enrol)).await.expect_err("refused");
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
@@ -525,6 +527,7 @@ async fn retention_and_size_cap_are_enforced_in_the_background() {
             pb::AccessLogBatch {
                 records,
                 dropped: 0,
+                ..Default::default()
             },
             &enrol,
         ))
@@ -601,6 +604,7 @@ async fn cli_follow_prints_records_as_they_arrive() {
                 pb::AccessLogBatch {
                     records,
                     dropped: 0,
+                    ..Default::default()
                 },
                 &enrol,
             ))

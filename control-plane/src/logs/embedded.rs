@@ -14,13 +14,17 @@ use hyperloglog::HyperLogLog;
 use prost::Message as _;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use super::{Field, HLL_ERROR, Index, LogKey, LogStore, Record, hour_of};
+use super::{
+    Field, HLL_ERROR, Index, LogKey, LogStore, Record, ShipPosition, StreamState, hour_of,
+};
 use crate::store::StoreError;
 
 const RECORDS: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("records");
 const VISITORS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("visitors");
 const DROPPED: TableDefinition<i64, u64> = TableDefinition::new("dropped");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Per data-plane stream: (end_seq, dropped_total, hour last written).
+const STREAMS: TableDefinition<&str, (u64, u64, i64)> = TableDefinition::new("streams");
 const SEQ: &str = "seq";
 
 /// File name inside `--data-dir`.
@@ -93,6 +97,7 @@ impl EmbeddedLogStore {
         txn.open_table(VISITORS).map_err(err)?;
         txn.open_table(DROPPED).map_err(err)?;
         txn.open_table(META).map_err(err)?;
+        txn.open_table(STREAMS).map_err(err)?;
         for f in Field::ALL {
             txn.open_table(index_table(f)).map_err(err)?;
         }
@@ -117,11 +122,43 @@ impl LogStore for EmbeddedLogStore {
         "embedded"
     }
 
-    async fn append(&self, records: &[Record], dropped: u64) -> Result<(), StoreError> {
+    async fn append(
+        &self,
+        records: &[Option<Record>],
+        dropped: u64,
+        position: Option<&ShipPosition>,
+    ) -> Result<usize, StoreError> {
         let records = records.to_vec();
+        let position = position.cloned();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(err)?;
+            let mut skip = 0;
+            let mut dropped = dropped;
             {
+                if let Some(pos) = &position {
+                    let mut streams = txn.open_table(STREAMS).map_err(err)?;
+                    let state = streams
+                        .get(pos.stream.as_str())
+                        .map_err(err)?
+                        .map(|v| {
+                            let (end_seq, dropped_total, _) = v.value();
+                            StreamState {
+                                end_seq,
+                                dropped_total,
+                            }
+                        })
+                        .unwrap_or_default();
+                    let (s, new_drops, next) = state.advance(pos, records.len() as u64);
+                    skip = s as usize;
+                    dropped += new_drops;
+                    let hour = hour_of(super::now_nanos());
+                    streams
+                        .insert(
+                            pos.stream.as_str(),
+                            (next.end_seq, next.dropped_total, hour),
+                        )
+                        .map_err(err)?;
+                }
                 let mut table = txn.open_table(RECORDS).map_err(err)?;
                 let mut meta = txn.open_table(META).map_err(err)?;
                 let mut seq = meta.get(SEQ).map_err(err)?.map(|v| v.value()).unwrap_or(0);
@@ -131,7 +168,11 @@ impl LogStore for EmbeddedLogStore {
                     .map(|f| txn.open_table(index_table(*f)))
                     .collect::<Result<_, _>>()
                     .map_err(err)?;
-                for r in &records {
+                for r in &records[skip..] {
+                    let Some(r) = r else {
+                        dropped += 1;
+                        continue;
+                    };
                     seq += 1;
                     let key = (r.time_unix_nanos, seq);
                     table
@@ -172,7 +213,7 @@ impl LogStore for EmbeddedLogStore {
                 }
             }
             txn.commit().map_err(err)?;
-            Ok(())
+            Ok(skip)
         })
         .await
     }
@@ -341,6 +382,9 @@ impl LogStore for EmbeddedLogStore {
                 d.retain_in(..hour, |_, _| false).map_err(err)?;
                 let mut v = txn.open_table(VISITORS).map_err(err)?;
                 v.retain(|(_, h), _| h >= hour).map_err(err)?;
+                // A stream silent for the whole retention belongs to a process long gone.
+                let mut streams = txn.open_table(STREAMS).map_err(err)?;
+                streams.retain(|_, (_, _, h)| h >= hour).map_err(err)?;
             }
             txn.commit().map_err(err)?;
             Ok(())

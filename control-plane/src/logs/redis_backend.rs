@@ -30,7 +30,7 @@ use prost::Message as _;
 use redis::aio::ConnectionManager;
 use tokio::sync::broadcast;
 
-use super::{Field, Index, LogKey, LogStore, Record, hour_of};
+use super::{Field, Index, LogKey, LogStore, Record, ShipPosition, StreamState, hour_of};
 use crate::store::StoreError;
 
 const REC: &str = "{portcullis}:logs:rec";
@@ -40,6 +40,8 @@ const SEQ: &str = "{portcullis}:logs:seq";
 const INDEX_PATTERN: &str = "{portcullis}:logs:i:*";
 /// The pub/sub channel every stored batch is published on.
 const FEED: &str = "{portcullis}:logs:feed";
+/// Per data-plane stream: a hash with `end` and `dropped` (see [`StreamState`]).
+const STREAM_PREFIX: &str = "{portcullis}:logs:stream:";
 /// Largest feed message built (a single record is far smaller: [`super::sanitize`] caps
 /// every field).
 pub(super) const FEED_MESSAGE_BYTES: usize = 256 * 1024;
@@ -242,10 +244,50 @@ impl LogStore for RedisLogStore {
         "redis"
     }
 
-    async fn append(&self, records: &[Record], dropped: u64) -> Result<(), StoreError> {
+    async fn append(
+        &self,
+        records: &[Option<Record>],
+        dropped: u64,
+        position: Option<&ShipPosition>,
+    ) -> Result<usize, StoreError> {
         let mut conn = self.conn.clone();
         let mut p = redis::pipe();
         p.atomic();
+        let mut dropped = dropped;
+        let mut skip = 0;
+        if let Some(pos) = position {
+            // Read, then written in the MULTI below with the records: a data plane ships
+            // one batch at a time, so only a retry racing a slow first attempt (after
+            // SHIP_TIMEOUT) could read a stale state; a batch is otherwise stored once.
+            let key = format!("{STREAM_PREFIX}{}", pos.stream);
+            let (end_seq, dropped_total): (Option<u64>, Option<u64>) = redis::cmd("HMGET")
+                .arg(&key)
+                .arg("end")
+                .arg("dropped")
+                .query_async(&mut conn)
+                .await?;
+            let state = StreamState {
+                end_seq: end_seq.unwrap_or(0),
+                dropped_total: dropped_total.unwrap_or(0),
+            };
+            let (s, new_drops, next) = state.advance(pos, records.len() as u64);
+            skip = s as usize;
+            dropped += new_drops;
+            p.cmd("HSET")
+                .arg(&key)
+                .arg("end")
+                .arg(next.end_seq)
+                .arg("dropped")
+                .arg(next.dropped_total)
+                .ignore();
+            p.cmd("EXPIRE")
+                .arg(&key)
+                .arg(self.visitors_ttl.as_secs().max(1))
+                .ignore();
+        }
+        let refused = records[skip..].iter().filter(|r| r.is_none()).count() as u64;
+        dropped += refused;
+        let records: Vec<&Record> = records[skip..].iter().flatten().collect();
         if !records.is_empty() {
             let n = records.len() as u64;
             let last: u64 = redis::cmd("INCRBY")
@@ -296,7 +338,7 @@ impl LogStore for RedisLogStore {
                 .ignore();
         }
         let () = p.query_async(&mut conn).await?;
-        Ok(())
+        Ok(skip)
     }
 
     async fn scan(

@@ -96,6 +96,7 @@ async fn suite(store: Arc<dyn LogStore>) {
                 pb::AccessLogBatch {
                     records: chunk.to_vec(),
                     dropped: 0,
+                    ..Default::default()
                 },
             )
             .await
@@ -273,6 +274,7 @@ async fn suite(store: Arc<dyn LogStore>) {
     let big = pb::AccessLogBatch {
         records: vec![rec(0, now); MAX_BATCH + 1],
         dropped: 0,
+        ..Default::default()
     };
     let e = logs.ingest("dp1", big).await.unwrap_err();
     assert!(
@@ -300,6 +302,7 @@ async fn suite(store: Arc<dyn LogStore>) {
             pb::AccessLogBatch {
                 records: vec![bad, odd],
                 dropped: 4,
+                ..Default::default()
             },
         )
         .await
@@ -336,6 +339,7 @@ async fn suite(store: Arc<dyn LogStore>) {
         pb::AccessLogBatch {
             records: old,
             dropped: 0,
+            ..Default::default()
         },
     )
     .await
@@ -512,6 +516,7 @@ async fn a_slow_follower_is_told_and_closed_never_blocks_ingest() {
             pb::AccessLogBatch {
                 records: c.to_vec(),
                 dropped: 0,
+                ..Default::default()
             },
         )
         .await
@@ -541,6 +546,57 @@ async fn redis_backend_passes_the_suite() {
     .await;
 }
 
+/// A batch shipped again (stored, but its answer lost) is stored once, records and drops;
+/// one that overlaps what was stored keeps only its new records; another stream (another
+/// data-plane process) is counted apart.
+async fn batches_are_stored_once(store: Arc<dyn LogStore>) {
+    let logs = AccessLogs::new(store.clone(), LogSettings::default());
+    let now = now_nanos();
+    let batch = |stream: u8, first: u64, n: u64, dropped_total: u64| pb::AccessLogBatch {
+        records: (first..first + n).map(|i| rec(i, now)).collect(),
+        stream: vec![stream; 16],
+        first_seq: first,
+        dropped_total,
+        ..Default::default()
+    };
+    let f = Filter::parse(&q(), now_nanos(), true).unwrap();
+    assert_eq!(logs.ingest("dp1", batch(1, 0, 5, 2)).await.unwrap(), 5);
+    // The same batch again: nothing new.
+    assert_eq!(logs.ingest("dp1", batch(1, 0, 5, 2)).await.unwrap(), 0);
+    // Retried with more records queued meanwhile: only 5..8 are new.
+    assert_eq!(logs.ingest("dp1", batch(1, 0, 8, 3)).await.unwrap(), 3);
+    // A restarted data plane is a new stream, numbered from 0 again.
+    assert_eq!(logs.ingest("dp1", batch(2, 0, 4, 1)).await.unwrap(), 4);
+    assert_eq!(store.count().await.unwrap(), 12);
+    let stats = logs.stats_filter(&f).await.unwrap();
+    assert_eq!((stats.total, stats.dropped), (12, 4));
+    let ids: Vec<String> = all(&logs, &f, 100)
+        .await
+        .into_iter()
+        .map(|r| r.request_id)
+        .collect();
+    let unique: HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), 8, "req-0..7 from two streams: {ids:?}");
+    // A malformed stream id is refused whole.
+    let mut bad = batch(3, 0, 1, 0);
+    bad.stream = vec![1; 3];
+    assert!(logs.ingest("dp1", bad).await.is_err());
+    assert_eq!(store.count().await.unwrap(), 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_batches_are_stored_once_on_both_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    batches_are_stored_once(Arc::new(EmbeddedLogStore::open(dir.path()).unwrap())).await;
+    let server = RedisServer::start().await;
+    batches_are_stored_once(Arc::new(
+        RedisLogStore::connect(&server.url, Duration::from_secs(3600))
+            .await
+            .unwrap(),
+    ))
+    .await;
+}
+
 /// Two control planes on one Redis: a batch ingested by either reaches the followers of
 /// both, once each, in order, and only after it is stored; a large batch travels in
 /// several feed messages.
@@ -560,6 +616,7 @@ async fn follow_spans_control_planes_on_one_redis() {
     let batch = |from: u64, n: u64| pb::AccessLogBatch {
         records: (from..from + n).map(|i| rec(i, now)).collect(),
         dropped: 0,
+        ..Default::default()
     };
     async fn next(f: &mut Follower) -> Arc<Record> {
         tokio::time::timeout(Duration::from_secs(10), f.next())
@@ -644,6 +701,7 @@ async fn costs() {
                 pb::AccessLogBatch {
                     records,
                     dropped: 0,
+                    ..Default::default()
                 },
             )
             .await

@@ -1,7 +1,7 @@
 //! The control-plane sink's wire form, written by hand: each record encoded once, at the
 //! end of its request, as one `records` entry of an `AccessLogBatch` (field 1, length
 //! delimited). Such entries concatenate into a batch as they are; the shipper appends the
-//! `dropped` count (field 2) and sends the bytes without decoding or copying records again.
+//! batch's position (`stream`, `first_seq`, `dropped_total`) and sends the bytes without decoding or copying records again.
 //!
 //! The bytes equal prost's encoding of the same `AccessLogRecord` (fields in number order,
 //! proto3 defaults left out), which the tests check.
@@ -28,11 +28,24 @@ pub(super) fn write_record(out: &mut Vec<u8>, node_id: &str, f: &Fields<'_>) {
     }
 }
 
-/// Appends the `dropped` field of an `AccessLogBatch` (nothing when 0).
-pub(super) fn write_dropped(out: &mut Vec<u8>, dropped: u64) {
-    if dropped != 0 {
-        out.push(0x10);
-        varint(out, dropped);
+/// Appends an `AccessLogBatch`'s position fields: `stream` (3), `first_seq` (4) and
+/// `dropped_total` (5); zeros are left out, as prost does.
+pub(super) fn write_position(
+    out: &mut Vec<u8>,
+    stream: &[u8; 16],
+    first_seq: u64,
+    dropped_total: u64,
+) {
+    out.push(3 << 3 | 2);
+    out.push(stream.len() as u8);
+    out.extend_from_slice(stream);
+    if first_seq != 0 {
+        out.push(4 << 3);
+        varint(out, first_seq);
+    }
+    if dropped_total != 0 {
+        out.push(5 << 3);
+        varint(out, dropped_total);
     }
 }
 
