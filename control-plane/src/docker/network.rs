@@ -218,6 +218,7 @@ mod tests {
             host_port: 10000,
             bind: "127.0.0.1".into(),
             protocol: "tcp".into(),
+            source_token_id: None,
         }];
         let ips = ["172.18.0.2".to_owned(), "fd00::2".to_owned()];
         assert!(targets_container("http://172.18.0.2:8080", &ips, &ports));
