@@ -198,6 +198,32 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Certificates for the gRPC listener.
+    Tls {
+        #[command(subcommand)]
+        command: TlsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TlsCommand {
+    /// Create a private CA (ca.pem, ca-key.pem) and a gRPC server certificate signed by it
+    /// (grpc.pem, grpc-key.pem) in --out, and print the flags that use them. Never
+    /// overwrites a file; keys are written 0600 and never printed.
+    Bootstrap {
+        /// Directory for the four files (created 0700).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// DNS names clients reach the control plane by (comma-separated or repeated).
+        #[arg(long, value_name = "HOST", value_delimiter = ',', required = true)]
+        name: Vec<String>,
+        /// IP addresses clients reach the control plane by (comma-separated or repeated).
+        #[arg(long, value_name = "IP", value_delimiter = ',')]
+        ip: Vec<String>,
+        /// Lifetime of the server certificate, in days (1-3650; the CA lives 3650).
+        #[arg(long, value_name = "N", default_value_t = 825)]
+        days: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -369,7 +395,7 @@ async fn main() -> std::process::ExitCode {
     };
     let traces = match &cli.command {
         Command::Serve { traces, .. } => traces.settings(),
-        Command::Token { .. } => None,
+        Command::Token { .. } | Command::Tls { .. } => None,
     };
     // Flushes queued spans when dropped, after `run`.
     let _spans = match telemetry::init(cli.log_format, traces.as_ref()) {
@@ -465,6 +491,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let cp = ControlPlane::new(s).await?;
             let created = cp.create_admin_token(&name).await?;
             println!("{}", created.secret);
+            Ok(())
+        }
+        Command::Tls {
+            command:
+                TlsCommand::Bootstrap {
+                    out,
+                    name,
+                    ip,
+                    days,
+                },
+        } => {
+            use portcullis_control_plane::tls_bootstrap;
+            let req = tls_bootstrap::Request::new(out, &name, &ip, days)?;
+            let written = tls_bootstrap::bootstrap(&req)?;
+            print!("{}", tls_bootstrap::instructions(&req, &written));
             Ok(())
         }
     }
