@@ -1,0 +1,169 @@
+//! `portcullis-control-plane tls bootstrap`: the CA and server certificate it writes carry a
+//! real TLS deployment (control plane, data plane, CLI), it never overwrites or half-writes,
+//! and bad input writes nothing.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use portcullis_tests::procs::bin;
+use portcullis_tests::{Backend, ControlPlane, DataPlane};
+
+fn bootstrap(args: &[&str]) -> Output {
+    Command::new(bin("portcullis-control-plane"))
+        .args(["tls", "bootstrap"])
+        .args(args)
+        .output()
+        .expect("run tls bootstrap")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).map_or(0, |m| m.permissions().mode() & 0o777)
+}
+
+const FILES: [&str; 4] = ["ca.pem", "ca-key.pem", "grpc.pem", "grpc-key.pem"];
+
+fn contents(dir: &Path) -> Vec<Vec<u8>> {
+    FILES
+        .iter()
+        .map(|f| std::fs::read(dir.join(f)).expect("read bootstrap file"))
+        .collect()
+}
+
+#[tokio::test]
+async fn bootstrapped_certificates_carry_control_plane_data_plane_and_cli() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("tls");
+    let out = bootstrap(&[
+        "--out",
+        dir.to_str().unwrap(),
+        "--name",
+        "localhost",
+        "--ip",
+        "127.0.0.1",
+        "--days",
+        "30",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let dir = dir.canonicalize().unwrap();
+    let (ca, grpc, grpc_key) = (
+        dir.join("ca.pem"),
+        dir.join("grpc.pem"),
+        dir.join("grpc-key.pem"),
+    );
+    // The exact flags, with the files' paths; never a key.
+    for needle in [
+        format!("--grpc-tls-cert {}", grpc.display()),
+        format!("--grpc-tls-key {}", grpc_key.display()),
+        format!("--ca-cert {}", ca.display()),
+    ] {
+        assert!(stdout.contains(&needle), "{needle:?} missing from {stdout}");
+    }
+    assert!(!stdout.contains("PRIVATE KEY"), "{stdout}");
+    let key_pem = std::fs::read_to_string(&grpc_key).unwrap();
+    assert!(key_pem.contains("PRIVATE KEY"));
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(
+        FILES.map(|f| mode(&dir.join(f))),
+        [0o644, 0o600, 0o644, 0o600]
+    );
+
+    // The control plane serves gRPC with the bootstrapped certificate; clients trust ca.pem.
+    let cp = ControlPlane::start_tls_ca(grpc.clone(), grpc_key.clone(), ca.clone()).await;
+    assert!(cp.grpc.starts_with("https://localhost:"), "{}", cp.grpc);
+    assert!(
+        cp.cli_ok(&["status", "--output", "json"])
+            .contains("\"store_ok\": true")
+    );
+    // The IP address is in the certificate too.
+    let by_ip = cp.grpc.replace("localhost", "127.0.0.1");
+    let out = portcullis_tests::cli(
+        &by_ip,
+        &cp.admin_token,
+        &["--ca-cert", ca.to_str().unwrap(), "status"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Without --ca-cert the CLI does not trust the private CA and refuses to talk.
+    let out = portcullis_tests::cli(&cp.grpc, &cp.admin_token, &["status"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    // Trusting the server certificate alone (not a CA) does not do either: the chain has to
+    // end at ca.pem.
+    let out = portcullis_tests::cli(
+        &cp.grpc,
+        &cp.admin_token,
+        &["--ca-cert", grpc.to_str().unwrap(), "status"],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+
+    // A data plane given --ca-cert enrols over TLS and applies the proxy created through
+    // the CLI (also with --ca-cert over https).
+    let dp = DataPlane::start(&cp, "dp-boot").await;
+    let backend = Backend::start("boot").await;
+    cp.cli_ok(&["proxy", "create", "boot.example.com", &backend.url]);
+    let v = cp.version().await;
+    cp.wait_applied("dp-boot", v).await;
+    let body: serde_json::Value = dp.get("boot.example.com", "/").await.json().await.unwrap();
+    assert_eq!(body["backend"], "boot");
+
+    // A second bootstrap into the same directory refuses, names the file, changes nothing.
+    let before = contents(&dir);
+    let out = bootstrap(&["--out", dir.to_str().unwrap(), "--name", "localhost"]);
+    assert!(!out.status.success());
+    let err = text(&out);
+    assert!(
+        err.contains("ca.pem") && err.contains("already exists"),
+        "{err}"
+    );
+    assert_eq!(contents(&dir), before);
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        4,
+        "no stray files"
+    );
+}
+
+#[test]
+fn bad_input_names_the_flag_and_writes_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("tls");
+    let out_dir = dir.to_str().unwrap();
+    for (args, flag) in [
+        (vec!["--name", ""], "--name"),
+        (vec!["--name", "bad_name.example"], "--name"),
+        (vec!["--name", "localhost", "--ip", "1.2.3"], "--ip"),
+        (vec!["--name", "localhost", "--days", "0"], "--days"),
+        (vec!["--name", "localhost", "--days", "3651"], "--days"),
+        (vec![], "--name"),
+    ] {
+        let mut full = vec!["--out", out_dir];
+        full.extend_from_slice(&args);
+        let out = bootstrap(&full);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = text(&out);
+        assert!(err.contains(flag), "{args:?}: {err}");
+        assert!(!dir.exists(), "{args:?} created {}", dir.display());
+    }
+
+    // An existing file in the directory blocks the whole run; the other three never appear.
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("grpc.pem"), b"mine").unwrap();
+    let out = bootstrap(&["--out", out_dir, "--name", "localhost"]);
+    assert!(!out.status.success());
+    let err = text(&out);
+    assert!(
+        err.contains("grpc.pem") && err.contains("already exists"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    assert_eq!(std::fs::read(dir.join("grpc.pem")).unwrap(), b"mine");
+}
