@@ -131,6 +131,10 @@ enum Command {
         /// PEM private key for the gRPC listener.
         #[arg(long, env = "PORTCULLIS_GRPC_TLS_KEY")]
         grpc_tls_key: Option<PathBuf>,
+        /// PEM CA for data planes' client certificates: with it, a data plane's config
+        /// stream needs a certificate this CA signed (mutual TLS; the CLI needs none).
+        #[arg(long, env = "PORTCULLIS_GRPC_CLIENT_CA", value_name = "PEM_FILE")]
+        grpc_client_ca: Option<PathBuf>,
         /// Allow plaintext gRPC on a non-loopback address (tokens travel in clear text).
         #[arg(long, env = "PORTCULLIS_INSECURE_GRPC")]
         insecure_grpc: bool,
@@ -423,6 +427,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             grpc_listen,
             grpc_tls_cert,
             grpc_tls_key,
+            grpc_client_ca,
             insecure_grpc,
             poll_interval_ms,
             lease_ttl_secs,
@@ -455,6 +460,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 grpc_listen,
                 grpc_tls_cert,
                 grpc_tls_key,
+                grpc_client_ca,
                 insecure_grpc,
                 poll_interval: Duration::from_millis(poll_interval_ms.max(10)),
                 lease_ttl: Duration::from_secs(lease_ttl_secs.max(1)),

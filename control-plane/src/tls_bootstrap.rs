@@ -1,18 +1,21 @@
-//! `portcullis-control-plane tls bootstrap`: a private CA and a gRPC server certificate, so a
-//! multi-host install (control plane on one host, data planes and the CLI elsewhere) is not
-//! blocked on hand-made certificates.
+//! `portcullis-control-plane tls bootstrap`: a private CA, a gRPC server certificate and a
+//! data-plane client certificate, so a multi-host install (control plane on one host, data
+//! planes and the CLI elsewhere) is not blocked on hand-made certificates.
 //!
-//! Writes four files into `--out` (created 0700, or narrowed to it): `ca.pem` and
-//! `grpc.pem` (0644, certificates), `ca-key.pem` and `grpc-key.pem` (0600). Invariants:
+//! Writes six files into `--out` (created 0700, or narrowed to it): `ca.pem`, `grpc.pem`
+//! and `dataplane.pem` (0644, certificates), `ca-key.pem`, `grpc-key.pem` and
+//! `dataplane-key.pem` (0600). The client certificate is for mutual TLS
+//! (`--grpc-client-ca` on the control plane, `--client-cert/--client-key` on data planes);
+//! every data plane shares it, since its identity is its enrolment token. Invariants:
 //! - every input is checked before anything touches the disk; an error names the flag;
 //! - an existing file is never overwritten, and a run either leaves all four files or none:
 //!   each is written in full (and synced) under a temporary name, then hard-linked to its
 //!   final name (which fails if the name exists, with no window for a racing writer), and a
-//!   failure removes what this run linked and every temporary;
+//!   failure removes what this run linked and every temporary (so all or none of them);
 //! - keys are never printed; the output names the files and the exact flags to use.
 //!
 //! The CA is a path-length-0 CA valid for [`CA_DAYS`], signing only server certificates
-//! here; anyone holding `ca-key.pem` can mint a certificate the CLI and data planes trust,
+//! and client certificates here; anyone holding `ca-key.pem` can mint a certificate the CLI and data planes trust,
 //! so it belongs offline once the server certificate exists. Keys are ECDSA P-256 (rcgen's
 //! default): small, fast handshakes, accepted by rustls and every gRPC client.
 //! Cost: two key generations and two signatures, a few milliseconds.
@@ -29,7 +32,14 @@ pub const MAX_DAYS: u32 = 3650;
 pub const CA_DAYS: u32 = MAX_DAYS;
 
 /// The files a bootstrap writes, in the order they are published.
-pub const FILES: [&str; 4] = ["ca.pem", "ca-key.pem", "grpc.pem", "grpc-key.pem"];
+pub const FILES: [&str; 6] = [
+    "ca.pem",
+    "ca-key.pem",
+    "grpc.pem",
+    "grpc-key.pem",
+    "dataplane.pem",
+    "dataplane-key.pem",
+];
 
 /// Why a bootstrap did not happen. Nothing was left on disk in any case.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +166,8 @@ struct Material {
     ca_key: String,
     grpc: String,
     grpc_key: String,
+    dataplane: String,
+    dataplane_key: String,
 }
 
 fn generate(req: &Request) -> Result<Material, rcgen::Error> {
@@ -205,15 +217,34 @@ fn generate(req: &Request) -> Result<Material, rcgen::Error> {
     let issuer = Issuer::from_params(&ca, &ca_key);
     let grpc_cert = leaf.signed_by(&grpc_key, &issuer)?;
 
+    let dataplane_key = KeyPair::generate()?;
+    let mut client = CertificateParams::default();
+    client.distinguished_name = DistinguishedName::new();
+    client
+        .distinguished_name
+        .push(DnType::CommonName, "portcullis-data-plane");
+    client
+        .distinguished_name
+        .push(DnType::OrganizationName, "Portcullis data plane");
+    client.is_ca = IsCa::ExplicitNoCa;
+    client.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    client.use_authority_key_identifier_extension = true;
+    client.not_before = now;
+    client.not_after = now + time::Duration::days(i64::from(req.days));
+    let dataplane_cert = client.signed_by(&dataplane_key, &issuer)?;
+
     Ok(Material {
         ca: ca_cert.pem(),
         ca_key: ca_key.serialize_pem(),
         grpc: grpc_cert.pem(),
         grpc_key: grpc_key.serialize_pem(),
+        dataplane: dataplane_cert.pem(),
+        dataplane_key: dataplane_key.serialize_pem(),
     })
 }
 
-/// What a successful bootstrap wrote: the absolute paths of the four files.
+/// What a successful bootstrap wrote: the absolute paths of the six files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
     pub dir: PathBuf,
@@ -221,6 +252,8 @@ pub struct Written {
     pub ca_key: PathBuf,
     pub grpc: PathBuf,
     pub grpc_key: PathBuf,
+    pub dataplane: PathBuf,
+    pub dataplane_key: PathBuf,
 }
 
 /// Generates the CA and server certificate and writes them (all or nothing, never over an
@@ -240,11 +273,13 @@ pub fn bootstrap(req: &Request) -> Result<Written, BootstrapError> {
     let material = generate(req)?;
     crate::files::private_dir(&req.out).map_err(io_err(&req.out))?;
     let dir = fs::canonicalize(&req.out).map_err(io_err(&req.out))?;
-    let contents: [(&str, &str, u32); 4] = [
+    let contents: [(&str, &str, u32); 6] = [
         (FILES[0], &material.ca, 0o644),
         (FILES[1], &material.ca_key, 0o600),
         (FILES[2], &material.grpc, 0o644),
         (FILES[3], &material.grpc_key, 0o600),
+        (FILES[4], &material.dataplane, 0o644),
+        (FILES[5], &material.dataplane_key, 0o600),
     ];
     let suffix = format!(".tmp-{}-{:016x}", std::process::id(), rand::random::<u64>());
     let mut temps: Vec<PathBuf> = Vec::with_capacity(FILES.len());
@@ -285,6 +320,8 @@ pub fn bootstrap(req: &Request) -> Result<Written, BootstrapError> {
         ca_key: dir.join(FILES[1]),
         grpc: dir.join(FILES[2]),
         grpc_key: dir.join(FILES[3]),
+        dataplane: dir.join(FILES[4]),
+        dataplane_key: dir.join(FILES[5]),
         dir,
     })
 }
@@ -318,11 +355,13 @@ pub fn instructions(req: &Request, written: &Written) -> String {
         .unwrap_or_else(|| "HOST".to_owned());
     let mut sans: Vec<String> = req.names.clone();
     sans.extend(req.ips.iter().map(IpAddr::to_string));
-    let (ca, ca_key, grpc, grpc_key) = (
+    let (ca, ca_key, grpc, grpc_key, dp, dp_key) = (
         written.ca.display(),
         written.ca_key.display(),
         written.grpc.display(),
         written.grpc_key.display(),
+        written.dataplane.display(),
+        written.dataplane_key.display(),
     );
     format!(
         "Wrote into {dir}:\n\
@@ -330,13 +369,17 @@ pub fn instructions(req: &Request, written: &Written) -> String {
          \x20 {ca_key}  CA private key (0600): only for issuing new certificates; keep it offline\n\
          \x20 {grpc}  gRPC server certificate for {sans} (valid {days} days)\n\
          \x20 {grpc_key}  gRPC server private key (0600): stays on the control plane host\n\
+         \x20 {dp}, {dp_key}  data-plane client certificate and key (0600), for mutual TLS\n\
          \n\
          Control plane:\n\
          \x20 portcullis-control-plane serve --grpc-listen 0.0.0.0:9090 --grpc-tls-cert {grpc} --grpc-tls-key {grpc_key}\n\
          Data planes (copy ca.pem to each host):\n\
          \x20 portcullis-data-plane --control-plane https://{host}:9090 --ca-cert {ca} --enrolment-token-file FILE\n\
          CLI:\n\
-         \x20 portcullis --url https://{host}:9090 --ca-cert {ca} status\n",
+         \x20 portcullis --url https://{host}:9090 --ca-cert {ca} status\n\
+         Optional mutual TLS (data planes must present dataplane.pem; the CLI needs no certificate):\n\
+         \x20 control plane: --grpc-client-ca {ca}\n\
+         \x20 data planes (copy both files): --client-cert {dp} --client-key {dp_key}\n",
         dir = written.dir.display(),
         sans = sans.join(", "),
         days = req.days,
@@ -410,15 +453,23 @@ mod tests {
     }
 
     #[test]
-    fn writes_all_four_with_modes_and_never_overwrites() -> Result<(), Box<dyn std::error::Error>> {
+    fn writes_all_six_with_modes_and_never_overwrites() -> Result<(), Box<dyn std::error::Error>> {
         let root = tempfile::tempdir()?;
         let out = root.path().join("tls");
         let r = req(&out, &["localhost"], &["127.0.0.1"], 30)?;
         let w = bootstrap(&r)?;
         assert_eq!(mode(&out), 0o700);
         assert_eq!(
-            [&w.ca, &w.ca_key, &w.grpc, &w.grpc_key].map(|p| mode(p)),
-            [0o644, 0o600, 0o644, 0o600]
+            [
+                &w.ca,
+                &w.ca_key,
+                &w.grpc,
+                &w.grpc_key,
+                &w.dataplane,
+                &w.dataplane_key
+            ]
+            .map(|p| mode(p)),
+            [0o644, 0o600, 0o644, 0o600, 0o644, 0o600]
         );
         let mut names: Vec<_> = fs::read_dir(&out)?
             .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
@@ -426,7 +477,14 @@ mod tests {
         names.sort();
         assert_eq!(
             names,
-            ["ca-key.pem", "ca.pem", "grpc-key.pem", "grpc.pem"],
+            [
+                "ca-key.pem",
+                "ca.pem",
+                "dataplane-key.pem",
+                "dataplane.pem",
+                "grpc-key.pem",
+                "grpc.pem"
+            ],
             "no temporaries left"
         );
 
@@ -450,6 +508,18 @@ mod tests {
         let days = (leaf.validity().not_after.timestamp() - leaf.validity().not_before.timestamp())
             / 86_400;
         assert_eq!(days, 30);
+        assert!(
+            leaf.extended_key_usage()?
+                .is_some_and(|e| e.value.server_auth && !e.value.client_auth)
+        );
+        let dp_pem = fs::read(&w.dataplane)?;
+        let (_, dp) = x509_parser::pem::parse_x509_pem(&dp_pem)?;
+        let dp = dp.parse_x509()?;
+        assert_eq!(dp.issuer(), ca.subject());
+        assert!(
+            dp.extended_key_usage()?
+                .is_some_and(|e| e.value.client_auth && !e.value.server_auth)
+        );
 
         // A second run refuses, naming the file, and changes nothing.
         let before: Vec<Vec<u8>> = FILES

@@ -79,9 +79,15 @@ impl ControlPlane {
         Self::start_full(None, Some((cert, key)), vec![]).await
     }
 
-    /// Starts one whose gRPC listener uses TLS with a certificate signed by the CA in `ca`.
-    pub async fn start_tls_ca(cert: PathBuf, key: PathBuf, ca: PathBuf) -> Self {
-        let mut cp = Self::start_full(None, Some((cert, key)), vec![]).await;
+    /// Starts one whose gRPC listener uses TLS with a certificate signed by the CA in `ca`,
+    /// with extra `serve` flags.
+    pub async fn start_tls_ca(
+        cert: PathBuf,
+        key: PathBuf,
+        ca: PathBuf,
+        extra_args: Vec<String>,
+    ) -> Self {
+        let mut cp = Self::start_full(None, Some((cert, key)), extra_args).await;
         cp.grpc_ca = Some(ca);
         cp
     }

@@ -29,7 +29,14 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).map_or(0, |m| m.permissions().mode() & 0o777)
 }
 
-const FILES: [&str; 4] = ["ca.pem", "ca-key.pem", "grpc.pem", "grpc-key.pem"];
+const FILES: [&str; 6] = [
+    "ca.pem",
+    "ca-key.pem",
+    "grpc.pem",
+    "grpc-key.pem",
+    "dataplane.pem",
+    "dataplane-key.pem",
+];
 
 fn contents(dir: &Path) -> Vec<Vec<u8>> {
     FILES
@@ -74,11 +81,11 @@ async fn bootstrapped_certificates_carry_control_plane_data_plane_and_cli() {
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(
         FILES.map(|f| mode(&dir.join(f))),
-        [0o644, 0o600, 0o644, 0o600]
+        [0o644, 0o600, 0o644, 0o600, 0o644, 0o600]
     );
 
     // The control plane serves gRPC with the bootstrapped certificate; clients trust ca.pem.
-    let cp = ControlPlane::start_tls_ca(grpc.clone(), grpc_key.clone(), ca.clone()).await;
+    let cp = ControlPlane::start_tls_ca(grpc.clone(), grpc_key.clone(), ca.clone(), vec![]).await;
     assert!(cp.grpc.starts_with("https://localhost:"), "{}", cp.grpc);
     assert!(
         cp.cli_ok(&["status", "--output", "json"])
@@ -127,7 +134,7 @@ async fn bootstrapped_certificates_carry_control_plane_data_plane_and_cli() {
     assert_eq!(contents(&dir), before);
     assert_eq!(
         std::fs::read_dir(&dir).unwrap().count(),
-        4,
+        6,
         "no stray files"
     );
 }
@@ -166,4 +173,104 @@ fn bad_input_names_the_flag_and_writes_nothing() {
     );
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
     assert_eq!(std::fs::read(dir.join("grpc.pem")).unwrap(), b"mine");
+}
+
+/// Mutual TLS: with `--grpc-client-ca`, a data plane needs the bootstrapped client
+/// certificate; the CLI still works with its token alone.
+#[tokio::test]
+async fn client_ca_requires_the_data_plane_certificate() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("tls");
+    let out = bootstrap(&["--out", dir.to_str().unwrap(), "--name", "localhost"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let path = |f: &str| dir.canonicalize().unwrap().join(f);
+    let (ca, dp_cert, dp_key) = (
+        path("ca.pem"),
+        path("dataplane.pem"),
+        path("dataplane-key.pem"),
+    );
+    for needle in [
+        format!("--grpc-client-ca {}", ca.display()),
+        format!(
+            "--client-cert {} --client-key {}",
+            dp_cert.display(),
+            dp_key.display()
+        ),
+    ] {
+        assert!(stdout.contains(&needle), "{needle:?} missing from {stdout}");
+    }
+    let cp = ControlPlane::start_tls_ca(
+        path("grpc.pem"),
+        path("grpc-key.pem"),
+        ca.clone(),
+        vec![
+            "--grpc-client-ca".to_owned(),
+            ca.to_str().unwrap().to_owned(),
+        ],
+    )
+    .await;
+    assert!(
+        cp.cli_ok(&["status", "--output", "json"])
+            .contains("\"store_ok\": true"),
+        "the CLI needs no client certificate"
+    );
+
+    // Without a client certificate the config stream is refused, with the reason.
+    let token = cp.enrolment_token("dp-nocert");
+    let log = root.path().join("dp-nocert.log");
+    let mut child = Command::new(bin("portcullis-data-plane"))
+        .args(["--ca-cert", ca.to_str().unwrap()])
+        .args(["--control-plane", &cp.grpc, "--enrolment-token", &token])
+        .args(["--node-id", "dp-nocert"])
+        .args([
+            "--http-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--cache-dir")
+        .arg(root.path().join("cache"))
+        .env("PORTCULLIS_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let refused = portcullis_tests::eventually(
+        std::time::Duration::from_secs(20),
+        "the data plane without a client certificate to be refused",
+        || async {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            log.contains("requires a data-plane client certificate")
+                .then_some(log)
+        },
+    )
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(refused.contains("--client-cert"), "{refused}");
+    let listed = cp.dataplanes().await;
+    assert!(
+        !listed.to_string().contains("dp-nocert"),
+        "a refused data plane is not registered: {listed}"
+    );
+
+    // With it, the data plane enrols and applies config.
+    let dp = DataPlane::start_args(
+        &cp,
+        "dp-mtls",
+        &[
+            "--client-cert",
+            dp_cert.to_str().unwrap(),
+            "--client-key",
+            dp_key.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let backend = Backend::start("mtls").await;
+    cp.cli_ok(&["proxy", "create", "mtls.example.com", &backend.url]);
+    let v = cp.version().await;
+    cp.wait_applied("dp-mtls", v).await;
+    let body: serde_json::Value = dp.get("mtls.example.com", "/").await.json().await.unwrap();
+    assert_eq!(body["backend"], "mtls");
 }
