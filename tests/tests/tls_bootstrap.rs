@@ -217,43 +217,40 @@ async fn client_ca_requires_the_data_plane_certificate() {
     );
 
     // Without a client certificate the config stream is refused, with the reason.
-    let token = cp.enrolment_token("dp-nocert");
-    let log = root.path().join("dp-nocert.log");
-    let mut child = Command::new(bin("portcullis-data-plane"))
-        .args(["--ca-cert", ca.to_str().unwrap()])
-        .args(["--control-plane", &cp.grpc, "--enrolment-token", &token])
-        .args(["--node-id", "dp-nocert"])
-        .args([
-            "--http-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--cache-dir")
-        .arg(root.path().join("cache"))
-        .env("PORTCULLIS_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let refused = portcullis_tests::eventually(
-        std::time::Duration::from_secs(20),
-        "the data plane without a client certificate to be refused",
-        || async {
-            let log = std::fs::read_to_string(&log).unwrap_or_default();
-            log.contains("requires a data-plane client certificate")
-                .then_some(log)
-        },
+    let log = refused_data_plane(&cp, &ca, "dp-nocert", &[], "client certificate").await;
+    assert!(
+        log.contains("requires a data-plane client certificate (--client-cert"),
+        "{log}"
+    );
+    // A client certificate from another CA (another bootstrap) fails the TLS handshake.
+    let other = root.path().join("other");
+    let out = bootstrap(&["--out", other.to_str().unwrap(), "--name", "localhost"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (other_cert, other_key) = (other.join("dataplane.pem"), other.join("dataplane-key.pem"));
+    let log = refused_data_plane(
+        &cp,
+        &ca,
+        "dp-foreign",
+        &[
+            "--client-cert",
+            other_cert.to_str().unwrap(),
+            "--client-key",
+            other_key.to_str().unwrap(),
+        ],
+        "config stream ended",
     )
     .await;
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(refused.contains("--client-cert"), "{refused}");
-    let listed = cp.dataplanes().await;
     assert!(
-        !listed.to_string().contains("dp-nocert"),
-        "a refused data plane is not registered: {listed}"
+        !log.contains("requires a data-plane client certificate"),
+        "{log}"
     );
+    let listed = cp.dataplanes().await.to_string();
+    for node in ["dp-nocert", "dp-foreign"] {
+        assert!(
+            !listed.contains(node),
+            "refused {node} is registered: {listed}"
+        );
+    }
 
     // With it, the data plane enrols and applies config.
     let dp = DataPlane::start_args(
@@ -273,4 +270,48 @@ async fn client_ca_requires_the_data_plane_certificate() {
     cp.wait_applied("dp-mtls", v).await;
     let body: serde_json::Value = dp.get("mtls.example.com", "/").await.json().await.unwrap();
     assert_eq!(body["backend"], "mtls");
+}
+
+/// Runs a data plane enrolled with `cp` (trusting `ca`, with `extra` flags) until its log
+/// (at warn) contains `needle`, then stops it and returns the log.
+async fn refused_data_plane(
+    cp: &ControlPlane,
+    ca: &Path,
+    node: &str,
+    extra: &[&str],
+    needle: &str,
+) -> String {
+    let token = cp.enrolment_token(node);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("dp.log");
+    let mut child = Command::new(bin("portcullis-data-plane"))
+        .args(["--ca-cert", ca.to_str().unwrap()])
+        .args(["--control-plane", &cp.grpc, "--enrolment-token", &token])
+        .args(["--node-id", node])
+        .args([
+            "--http-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .args(extra)
+        .env("PORTCULLIS_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let found = portcullis_tests::eventually(
+        std::time::Duration::from_secs(20),
+        &format!("{node} to log {needle:?}"),
+        || async {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            text.contains(needle).then_some(text)
+        },
+    )
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    found
 }
