@@ -282,10 +282,11 @@ async fn refused_data_plane(
     needle: &str,
 ) -> String {
     let token = cp.enrolment_token(node);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("dp.log");
     let mut child = Command::new(bin("portcullis-data-plane"))
-        .args(["--ca-cert", ca.to_str().unwrap()])
+        .arg("--ca-cert")
+        .arg(ca)
         .args(["--control-plane", &cp.grpc, "--enrolment-token", &token])
         .args(["--node-id", node])
         .args([
@@ -299,9 +300,9 @@ async fn refused_data_plane(
         .args(extra)
         .env("PORTCULLIS_LOG", "warn")
         .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(&log).expect("data-plane log file"))
         .spawn()
-        .unwrap();
+        .expect("spawn portcullis-data-plane");
     let found = portcullis_tests::eventually(
         std::time::Duration::from_secs(20),
         &format!("{node} to log {needle:?}"),
