@@ -8,17 +8,18 @@
 //! (`--grpc-client-ca` on the control plane, `--client-cert/--client-key` on data planes);
 //! every data plane shares it, since its identity is its enrolment token. Invariants:
 //! - every input is checked before anything touches the disk; an error names the flag;
-//! - an existing file is never overwritten, and a run either leaves all four files or none:
+//! - an existing file is never overwritten, and a run either leaves all six files or none:
 //!   each is written in full (and synced) under a temporary name, then hard-linked to its
 //!   final name (which fails if the name exists, with no window for a racing writer), and a
-//!   failure removes what this run linked and every temporary (so all or none of them);
+//!   failure removes what this run linked and every temporary;
 //! - keys are never printed; the output names the files and the exact flags to use.
 //!
-//! The CA is a path-length-0 CA valid for [`CA_DAYS`], signing only server certificates
-//! and client certificates here; anyone holding `ca-key.pem` can mint a certificate the CLI and data planes trust,
-//! so it belongs offline once the server certificate exists. Keys are ECDSA P-256 (rcgen's
-//! default): small, fast handshakes, accepted by rustls and every gRPC client.
-//! Cost: two key generations and two signatures, a few milliseconds.
+//! The CA is a path-length-0 CA valid for [`CA_DAYS`] that signs the two certificates
+//! here; anyone holding `ca-key.pem` can mint a server certificate the CLI and data planes
+//! trust (or a client certificate the control plane accepts), so it belongs offline once
+//! they exist. Keys are ECDSA P-256 (rcgen's default): small, fast handshakes, accepted by
+//! rustls and every gRPC client. Cost: three key generations and three signatures, a few
+//! milliseconds.
 
 use std::fs;
 use std::io::{self, Write as _};
