@@ -64,15 +64,16 @@ pub fn services(
     cp: ControlPlane,
     authn: Authenticator,
     snapshots: crate::snapshot::SnapshotRx,
+    require_client_cert: bool,
 ) -> (
     pb::admin_service_server::AdminServiceServer<AdminApi>,
     pb::encoded::config_service_server::ConfigServiceServer<ConfigStreamApi>,
 ) {
     (
         pb::admin_service_server::AdminServiceServer::new(AdminApi::new(cp.clone(), authn)),
-        pb::encoded::config_service_server::ConfigServiceServer::new(ConfigStreamApi::new(
-            cp, snapshots,
-        )),
+        pb::encoded::config_service_server::ConfigServiceServer::new(
+            ConfigStreamApi::new(cp, snapshots).requiring_client_cert(require_client_cert),
+        ),
     )
 }
 

@@ -31,4 +31,5 @@ pub mod service;
 pub mod snapshot;
 pub mod store;
 pub mod telemetry;
+pub mod tls_bootstrap;
 pub mod ui;

@@ -131,6 +131,10 @@ enum Command {
         /// PEM private key for the gRPC listener.
         #[arg(long, env = "PORTCULLIS_GRPC_TLS_KEY")]
         grpc_tls_key: Option<PathBuf>,
+        /// PEM CA for data planes' client certificates: with it, a data plane's config
+        /// stream needs a certificate this CA signed (mutual TLS; the CLI needs none).
+        #[arg(long, env = "PORTCULLIS_GRPC_CLIENT_CA", value_name = "PEM_FILE")]
+        grpc_client_ca: Option<PathBuf>,
         /// Allow plaintext gRPC on a non-loopback address (tokens travel in clear text).
         #[arg(long, env = "PORTCULLIS_INSECURE_GRPC")]
         insecure_grpc: bool,
@@ -197,6 +201,32 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Certificates for the gRPC listener.
+    Tls {
+        #[command(subcommand)]
+        command: TlsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TlsCommand {
+    /// Create a private CA (ca.pem, ca-key.pem) and a gRPC server certificate signed by it
+    /// (grpc.pem, grpc-key.pem) in --out, and print the flags that use them. Never
+    /// overwrites a file; keys are written 0600 and never printed.
+    Bootstrap {
+        /// Directory for the four files (created 0700).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// DNS names clients reach the control plane by (comma-separated or repeated).
+        #[arg(long, value_name = "HOST", value_delimiter = ',', required = true)]
+        name: Vec<String>,
+        /// IP addresses clients reach the control plane by (comma-separated or repeated).
+        #[arg(long, value_name = "IP", value_delimiter = ',')]
+        ip: Vec<String>,
+        /// Lifetime of the server certificate, in days (1-3650; the CA lives 3650).
+        #[arg(long, value_name = "N", default_value_t = 825)]
+        days: u32,
     },
 }
 
@@ -369,7 +399,7 @@ async fn main() -> std::process::ExitCode {
     };
     let traces = match &cli.command {
         Command::Serve { traces, .. } => traces.settings(),
-        Command::Token { .. } => None,
+        Command::Token { .. } | Command::Tls { .. } => None,
     };
     // Flushes queued spans when dropped, after `run`.
     let _spans = match telemetry::init(cli.log_format, traces.as_ref()) {
@@ -397,6 +427,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             grpc_listen,
             grpc_tls_cert,
             grpc_tls_key,
+            grpc_client_ca,
             insecure_grpc,
             poll_interval_ms,
             lease_ttl_secs,
@@ -429,6 +460,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 grpc_listen,
                 grpc_tls_cert,
                 grpc_tls_key,
+                grpc_client_ca,
                 insecure_grpc,
                 poll_interval: Duration::from_millis(poll_interval_ms.max(10)),
                 lease_ttl: Duration::from_secs(lease_ttl_secs.max(1)),
@@ -465,6 +497,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let cp = ControlPlane::new(s).await?;
             let created = cp.create_admin_token(&name).await?;
             println!("{}", created.secret);
+            Ok(())
+        }
+        Command::Tls {
+            command:
+                TlsCommand::Bootstrap {
+                    out,
+                    name,
+                    ip,
+                    days,
+                },
+        } => {
+            use portcullis_control_plane::tls_bootstrap;
+            let req = tls_bootstrap::Request::new(out, &name, &ip, days)?;
+            let written = tls_bootstrap::bootstrap(&req)?;
+            print!("{}", tls_bootstrap::instructions(&req, &written));
             Ok(())
         }
     }

@@ -31,6 +31,8 @@ pub struct ServeConfig {
     pub grpc_tls_cert: Option<PathBuf>,
     /// PEM private key for the gRPC listener.
     pub grpc_tls_key: Option<PathBuf>,
+    /// PEM CA whose client certificates data planes must present on the config stream.
+    pub grpc_client_ca: Option<PathBuf>,
     /// Allow plaintext gRPC on a non-loopback address.
     pub insecure_grpc: bool,
     /// How often to look for writes by other control planes sharing the store.
@@ -111,6 +113,19 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         }
         (None, None) => None,
         _ => bail!("--grpc-tls-cert and --grpc-tls-key go together"),
+    };
+    let tls = match (tls, &cfg.grpc_client_ca) {
+        (Some(tls), Some(ca)) => {
+            let ca = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+            // Optional at the TLS layer (the CLI has no client certificate); the config
+            // stream refuses a connection that presented none.
+            Some(
+                tls.client_ca_root(tonic::transport::Certificate::from_pem(ca))
+                    .client_auth_optional(true),
+            )
+        }
+        (None, Some(_)) => bail!("--grpc-client-ca needs --grpc-tls-cert/--grpc-tls-key"),
+        (tls, None) => tls,
     };
     if tls.is_none() && !cfg.grpc_listen.ip().is_loopback() {
         if !cfg.insecure_grpc {
@@ -198,7 +213,12 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     oauth.spawn_sweeper(Duration::from_secs(60));
     tracing::info!(issuer = %oauth.issuer(), "OAuth authorization server enabled");
     let authn = Authenticator::new(cp.clone(), oauth.clone());
-    let (admin, config) = crate::grpc::services(cp.clone(), authn.clone(), snapshots);
+    let (admin, config) = crate::grpc::services(
+        cp.clone(),
+        authn.clone(),
+        snapshots,
+        cfg.grpc_client_ca.is_some(),
+    );
     // Request logs: own store (logs.redb, or the same Redis on its own connection).
     let logs =
         crate::logs::AccessLogs::open(&cfg.data_dir, cfg.redis_url.as_deref(), cfg.logs.clone())

@@ -116,6 +116,25 @@ pub struct Args {
     #[arg(long, env = "PORTCULLIS_CA_CERT", value_name = "PEM_FILE")]
     pub ca_cert: Option<PathBuf>,
 
+    /// PEM client certificate presented to an `https://` control plane that requires one
+    /// (`--grpc-client-ca` there; `tls bootstrap` writes `dataplane.pem`).
+    #[arg(
+        long,
+        env = "PORTCULLIS_CLIENT_CERT",
+        value_name = "PEM_FILE",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+
+    /// PEM private key of `--client-cert`.
+    #[arg(
+        long,
+        env = "PORTCULLIS_CLIENT_KEY",
+        value_name = "PEM_FILE",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
+
     /// Most connections one client address may hold open (HTTP and HTTPS together); further
     /// connections are closed at accept. 0 = no limit. Behind a load balancer that does not
     /// send the PROXY protocol, every connection has its address: raise this or set 0.

@@ -67,6 +67,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .as_ref()
         .map(|path| std::fs::read(path).with_context(|| format!("reading {}", path.display())))
         .transpose()?;
+    let read = |path: &std::path::PathBuf| {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let client_identity = match (&args.client_cert, &args.client_key) {
+        (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+        _ => None,
+    };
     let workers = args.workers.map_or_else(
         || std::thread::available_parallelism().map_or(1, usize::from),
         usize::from,
@@ -95,9 +102,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let token = args
         .enrolment_token()
         .context("give --enrolment-token-file or PORTCULLIS_ENROLMENT_TOKEN")?;
-    let control_plane = ControlPlane::new(
+    let control_plane = ControlPlane::new_with_identity(
         &args.control_plane,
         ca_pem.as_deref(),
+        client_identity
+            .as_ref()
+            .map(|(cert, key)| (cert.as_slice(), key.as_slice())),
         token.expose(),
         args.node_id.clone(),
         http_addr.to_string(),

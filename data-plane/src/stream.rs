@@ -62,9 +62,22 @@ impl ControlPlane {
         node_id: String,
         address: String,
     ) -> Result<Self, EndpointError> {
+        Self::new_with_identity(urls, ca_pem, None, token, node_id, address)
+    }
+
+    /// [`Self::new`], also presenting a client certificate `(cert PEM, key PEM)` to
+    /// `https://` control planes that require one (mutual TLS).
+    pub fn new_with_identity(
+        urls: &[impl AsRef<str>],
+        ca_pem: Option<&[u8]>,
+        identity: Option<(&[u8], &[u8])>,
+        token: &str,
+        node_id: String,
+        address: String,
+    ) -> Result<Self, EndpointError> {
         let endpoints = urls
             .iter()
-            .map(|url| endpoint::build(url.as_ref().trim(), ca_pem))
+            .map(|url| endpoint::build(url.as_ref().trim(), ca_pem, identity))
             .collect::<Result<Vec<_>, _>>()?;
         if endpoints.is_empty() {
             return Err(EndpointError::NoUrl);

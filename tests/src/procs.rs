@@ -56,6 +56,8 @@ pub struct ControlPlane {
     redis_url: Option<String>,
     /// `(cert, key)` PEM files for a TLS gRPC listener; the cert is also the CA to trust.
     grpc_tls: Option<(PathBuf, PathBuf)>,
+    /// The CA that signed the gRPC certificate, when it is not self-signed.
+    grpc_ca: Option<PathBuf>,
     extra_args: Vec<String>,
     http_port: u16,
     grpc_port: u16,
@@ -77,6 +79,19 @@ impl ControlPlane {
     /// Starts one whose gRPC listener uses TLS with these PEM files.
     pub async fn start_tls(cert: PathBuf, key: PathBuf) -> Self {
         Self::start_full(None, Some((cert, key)), vec![]).await
+    }
+
+    /// Starts one whose gRPC listener uses TLS with a certificate signed by the CA in `ca`,
+    /// with extra `serve` flags.
+    pub async fn start_tls_ca(
+        cert: PathBuf,
+        key: PathBuf,
+        ca: PathBuf,
+        extra_args: Vec<String>,
+    ) -> Self {
+        let mut cp = Self::start_full(None, Some((cert, key)), extra_args).await;
+        cp.grpc_ca = Some(ca);
+        cp
     }
 
     /// Starts one on Redis when `redis_url` is given, with extra `serve` flags.
@@ -144,6 +159,7 @@ impl ControlPlane {
             admin_token,
             redis_url: redis_url.map(str::to_owned),
             grpc_tls,
+            grpc_ca: None,
             extra_args,
             // Bound by the process; learnt from its announcement.
             http_port: 0,
@@ -251,7 +267,10 @@ impl ControlPlane {
 
     /// The CA file clients must trust, when gRPC uses TLS.
     pub fn ca_cert(&self) -> Option<&str> {
-        self.grpc_tls.as_ref().and_then(|(cert, _)| cert.to_str())
+        match &self.grpc_ca {
+            Some(ca) => ca.to_str(),
+            None => self.grpc_tls.as_ref().and_then(|(cert, _)| cert.to_str()),
+        }
     }
 
     /// Creates a data-plane enrolment token.

@@ -25,11 +25,24 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ConfigStreamApi {
     cp: ControlPlane,
     snapshots: SnapshotRx,
+    /// `--grpc-client-ca`: a stream needs a client certificate (verified against that CA
+    /// by the TLS layer, where it is optional so the CLI still connects with a token only).
+    require_client_cert: bool,
 }
 
 impl ConfigStreamApi {
+    /// Refuse streams whose TLS connection presented no client certificate.
+    pub(super) fn requiring_client_cert(mut self, require: bool) -> Self {
+        self.require_client_cert = require;
+        self
+    }
+
     pub(super) fn new(cp: ControlPlane, snapshots: SnapshotRx) -> Self {
-        Self { cp, snapshots }
+        Self {
+            cp,
+            snapshots,
+            require_client_cert: false,
+        }
     }
 }
 
@@ -43,6 +56,11 @@ impl pb::encoded::config_service_server::ConfigService for ConfigStreamApi {
         &self,
         req: Request<Streaming<pb::DataPlaneMessage>>,
     ) -> Result<Response<SnapshotStream>, Status> {
+        if self.require_client_cert && req.peer_certs().is_none_or(|certs| certs.is_empty()) {
+            return Err(Status::unauthenticated(
+                "this control plane requires a data-plane client certificate (--client-cert/--client-key)",
+            ));
+        }
         let caller = self.cp.authenticate(bearer(&req)?).await?;
         if caller.scope != TokenScope::Dataplane {
             return Err(Status::permission_denied(

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
@@ -29,7 +29,11 @@ pub enum EndpointError {
     Token,
 }
 
-pub(super) fn build(url: &str, ca_pem: Option<&[u8]>) -> Result<Endpoint, EndpointError> {
+pub(super) fn build(
+    url: &str,
+    ca_pem: Option<&[u8]>,
+    identity: Option<(&[u8], &[u8])>,
+) -> Result<Endpoint, EndpointError> {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(EndpointError::Url)?
         .connect_timeout(CONNECT_TIMEOUT)
@@ -46,11 +50,18 @@ pub(super) fn build(url: &str, ca_pem: Option<&[u8]>) -> Result<Endpoint, Endpoi
                 Some(pem) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)),
                 None => ClientTlsConfig::new().with_native_roots(),
             };
+            let tls = match identity {
+                Some((cert, key)) => tls.identity(Identity::from_pem(cert, key)),
+                None => tls,
+            };
             endpoint.tls_config(tls).map_err(EndpointError::Tls)
         }
         Some("http") => {
             if ca_pem.is_some() {
                 tracing::warn!("--ca-cert is ignored for an http:// control plane");
+            }
+            if identity.is_some() {
+                tracing::warn!("--client-cert is ignored for an http:// control plane");
             }
             Ok(endpoint)
         }
