@@ -3,7 +3,8 @@
 // busybox image, running → stop → exited → start, its logs (shown and followed), its stats,
 // a port added and removed (each recreating the container), an orphaned container cleaned
 // up after a confirmation, the service deleted after one. Screenshots (laptop and phone,
-// light and dark) and axe-core like console.mjs.
+// light and dark: DIR/docker-{create-error,services,service}-*.png) and axe-core like
+// console.mjs.
 //
 // Usage: PORTCULLIS_ADMIN_TOKEN=… node console-docker.mjs --base URL --out DIR
 //          --service NAME --image REF --orphan CONTAINER_NAME
@@ -72,7 +73,7 @@ try {
     await page.evaluate(() => window.scrollTo(0, 0));
     for (const scheme of ['light', 'dark']) {
       await page.emulateMedia({ colorScheme: scheme });
-      await page.screenshot({ path: join(out, `console-${name}-${scheme}.png`), fullPage: true });
+      await page.screenshot({ path: join(out, `docker-${name}-${scheme}.png`), fullPage: true });
       await page.evaluate(axeSource);
       axeReport[`${name}-${scheme}`] = await page.evaluate(async () => {
         // eslint-disable-next-line no-undef
@@ -84,7 +85,7 @@ try {
     await page.setViewportSize({ width: 390, height: 844 });
     for (const scheme of ['light', 'dark']) {
       await page.emulateMedia({ colorScheme: scheme });
-      await page.screenshot({ path: join(out, `console-${name}-${scheme === 'light' ? 'phone' : 'phone-dark'}.png`), fullPage: true });
+      await page.screenshot({ path: join(out, `docker-${name}-${scheme === 'light' ? 'phone' : 'phone-dark'}.png`), fullPage: true });
     }
     await page.emulateMedia({ colorScheme: 'light' });
     await page.setViewportSize({ width: 1280, height: 800 });
@@ -124,6 +125,7 @@ try {
   await fieldError(form, 'memory').filter({ hasText: 'memory' }).waitFor();
   check((await form.getByLabel('Memory limit').getAttribute('aria-invalid')) === 'true', 'the memory field is marked invalid');
   check(!(await page.locator('table', { hasText: service }).count()), 'nothing was created');
+  await shoot('create-error');
 
   say('create the service from the local busybox image');
   await form.getByLabel('Memory limit').fill('64m');
@@ -138,7 +140,6 @@ try {
   await row.locator('.badge', { hasText: 'running' }).waitFor();
   check((await row.textContent()).includes('64.0 MiB memory'), 'the memory limit is listed');
   await page.locator('section.card', { hasText: 'Host ports' }).locator('td', { hasText: service }).first().waitFor();
-  await shoot('docker-list');
 
   say('open the service: its logs hold what it printed');
   await row.getByRole('link', { name: service }).click();
@@ -156,7 +157,7 @@ try {
   await page.getByRole('button', { name: 'Follow', exact: true }).click();
   await page.locator('#log-state', { hasText: 'Following' }).waitFor();
   await page.locator('#service-log', { hasText: `hello-from-${service}` }).waitFor();
-  await shoot('docker-service');
+  await shoot('service');
   await page.getByRole('button', { name: 'Stop following' }).click();
 
   say('stop → exited');
@@ -199,7 +200,7 @@ try {
   await page.getByRole('link', { name: '← All Docker services' }).click();
   await page.getByRole('heading', { level: 1, name: 'Docker services' }).waitFor();
   await recon.locator('td', { hasText: orphan }).waitFor();
-  await shoot('docker');
+  await shoot('services');
   await recon.getByRole('button', { name: 'Clean up' }).click();
   await confirmDialog('Clean up');
   await noticeWith('Cleanup: removed').waitFor();

@@ -4,8 +4,9 @@
 //! (exited), started, its logs (shown and followed over SSE), its stats, a port added and
 //! removed (the container recreated each time), an orphaned container of this installation
 //! cleaned up after a confirmation, and the service deleted after one. Screenshots
-//! `target/browser-screenshots/console-docker{,-list,-service}-*.png`; axe-core finds no
-//! serious or critical violation.
+//! `target/browser-screenshots/docker-{create-error,services,service}-*.png` (not
+//! `console-*`, which the main console run clears); axe-core finds no serious or critical
+//! violation.
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -57,13 +58,13 @@ async fn an_operator_runs_a_docker_service_from_the_console_in_a_real_browser() 
         .await
         .expect("orphan container");
 
-    let out_dir = screenshot_path("console-docker-x")
+    let out_dir = screenshot_path("docker-x")
         .parent()
         .expect("screenshot dir")
         .to_owned();
-    for page in ["docker", "docker-list", "docker-service"] {
+    for page in ["create-error", "services", "service"] {
         for variant in ["light", "dark", "phone", "phone-dark"] {
-            let _ = std::fs::remove_file(out_dir.join(format!("console-{page}-{variant}.png")));
+            let _ = std::fs::remove_file(out_dir.join(format!("docker-{page}-{variant}.png")));
         }
     }
     let dir = browser_dir();
@@ -117,9 +118,9 @@ async fn an_operator_runs_a_docker_service_from_the_console_in_a_real_browser() 
         })
         .collect();
     assert!(serious.is_empty(), "axe-core:\n{}", serious.join("\n"));
-    for page in ["docker", "docker-list", "docker-service"] {
+    for page in ["create-error", "services", "service"] {
         for variant in ["light", "dark", "phone", "phone-dark"] {
-            let shot = out_dir.join(format!("console-{page}-{variant}.png"));
+            let shot = out_dir.join(format!("docker-{page}-{variant}.png"));
             assert!(shot.exists(), "{}", shot.display());
         }
     }

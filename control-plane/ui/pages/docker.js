@@ -302,7 +302,7 @@ async function detail(main, name) {
       h(
         'dl.kv#service-state',
         h('dt', 'State'), h('dd', stateBadge(s.state)),
-        h('dt', 'Started'), h('dd', s.state.started_at || '—'),
+        h('dt', 'Started'), h('dd', s.state.started_at ? `${s.state.started_at.slice(0, 19).replace('T', ' ')} UTC` : '—'),
         h('dt', 'Image'), h('dd.mono', s.image),
         h('dt', 'Container'), h('dd.mono', `${s.container_name} ${(s.container_id || '').slice(0, 12)}`),
         h('dt', 'Command'), h('dd.mono', (s.command || []).join(' ') || '(image default)'),
@@ -315,7 +315,8 @@ async function detail(main, name) {
     ),
     card(
       'Logs',
-      h('div.actions', h('label', { for: 'log-tail' }, 'Lines'), tail, action('Show', loadLogs), action('Follow', follow), action('Stop following', async () => {
+      null,
+      h('div.log-controls', h('label', { for: 'log-tail' }, 'Lines'), tail, action('Show', loadLogs), action('Follow', follow), action('Stop following', async () => {
         stop();
         logState.textContent = 'Stopped.';
       })),
