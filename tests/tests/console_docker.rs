@@ -47,7 +47,11 @@ async fn an_operator_runs_a_docker_service_from_the_console_in_a_real_browser() 
     .collect();
     docker
         .create_container(
-            Some(CreateContainerOptionsBuilder::default().name(&orphan).build()),
+            Some(
+                CreateContainerOptionsBuilder::default()
+                    .name(&orphan)
+                    .build(),
+            ),
             bollard::models::ContainerCreateBody {
                 image: Some(IMAGE.into()),
                 cmd: Some(vec!["true".into()]),
@@ -105,7 +109,12 @@ async fn an_operator_runs_a_docker_service_from_the_console_in_a_real_browser() 
     );
 
     let axe = report["axe"].as_object().expect("axe report");
-    assert_eq!(axe.len(), 6, "three pages, light and dark: {:?}", axe.keys());
+    assert_eq!(
+        axe.len(),
+        6,
+        "three pages, light and dark: {:?}",
+        axe.keys()
+    );
     let serious: Vec<String> = axe
         .iter()
         .flat_map(|(page, violations)| {

@@ -268,7 +268,7 @@ async function detail(main, name) {
         h('div', h('div.stat-label', 'Block read / write'), h('div.stat', `${bytes(x.block_read_bytes)} / ${bytes(x.block_write_bytes)}`)),
         h('div', h('div.stat-label', 'Processes'), h('div.stat', String(x.pids))),
       ),
-      h('small.help', `Read ${x.read || 'now'}`),
+      h('small.help', x.read ? `Read at ${x.read.slice(0, 19).replace('T', ' ')} UTC` : ''),
     );
   const loadStats = async () => {
     statSource?.close();
