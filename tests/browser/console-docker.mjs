@@ -201,6 +201,20 @@ try {
   await page.getByRole('heading', { level: 1, name: 'Docker services' }).waitFor();
   await recon.locator('td', { hasText: orphan }).waitFor();
   await shoot('services');
+
+  say('live state: a stop behind the page\'s back shows without a reload');
+  const behind = async (op) => {
+    const r = await fetch(`${base}/api/v1/services/${service}/${op}`, { method: 'POST', headers: { authorization: `Bearer ${adminToken}` } });
+    check(r.ok, `${op} through the API: ${r.status}`);
+  };
+  await page.evaluate(() => {
+    window.portcullisNoReload = true;
+  });
+  await behind('stop');
+  await row.locator('.badge', { hasText: 'exited' }).waitFor();
+  await behind('start');
+  await row.locator('.badge', { hasText: 'running' }).waitFor();
+  check(await page.evaluate(() => window.portcullisNoReload === true), 'the page was not reloaded');
   await recon.getByRole('button', { name: 'Clean up' }).click();
   await confirmDialog('Clean up');
   await noticeWith('Cleanup: removed').waitFor();

@@ -1,7 +1,7 @@
 //! The console's Docker page in a real headless Chromium (`tests/browser/console-docker.mjs`)
 //! against the real engine (`dockerd`, started by tests/run.sh): a create refused with the
 //! API's error next to its field, a service from the local busybox image running, stopped
-//! (exited), started, its logs (shown and followed over SSE), its stats, a port added and
+//! (exited), started, stopped and started behind the page (the list follows), its logs (shown and followed over SSE), its stats, a port added and
 //! removed (the container recreated each time), an orphaned container of this installation
 //! cleaned up after a confirmation, and the service deleted after one. Screenshots
 //! `target/browser-screenshots/docker-{create-error,services,service}-*.png` (not

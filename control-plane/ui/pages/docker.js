@@ -1,5 +1,5 @@
-// Docker services: engine health, services with live state, create, start/stop/restart/
-// delete, and per service (#/docker/NAME) logs (tail, or followed over Server-Sent Events),
+// Docker services: engine health, services with live state (polled every 3 s), create,
+// start/stop/restart/delete, and per service (#/docker/NAME) logs (tail, or followed over SSE),
 // stats (one sample, or live), ports (list, add, remove: each change recreates the
 // container) and publishing through a proxy. Below the list: the reconciliation view
 // (orphaned containers, missing containers, stale allocations; cleanup after a confirm)
@@ -52,6 +52,46 @@ function port(spec) {
 
 const svc = (name) => `/api/v1/services/${api.enc(name)}`;
 
+// Live state: every few seconds the page asks for the services again and updates the
+// state badges in place (a `[data-service]` element each), so a container that exits or
+// is removed behind the page's back shows so without a reload.
+const POLL_MS = 3000;
+
+function pollStates(main) {
+  let live = true;
+  const timer = setInterval(async () => {
+    const cells = main.querySelectorAll('[data-service]');
+    if (!cells.length) return;
+    const list = await api.get('/api/v1/services').catch(() => null);
+    if (!list || !live) return;
+    const byName = new Map(list.map((s) => [s.name, s.state]));
+    for (const el of cells) {
+      const st = byName.get(el.dataset.service) || { status: 'deleted', running: false };
+      const key = `${st.status}/${st.exit_code ?? ''}/${st.error ?? ''}`;
+      if (el.dataset.status !== key) {
+        el.dataset.status = key;
+        clear(el, stateBadge(st));
+      }
+    }
+  }, POLL_MS);
+  return () => {
+    live = false;
+    clearInterval(timer);
+  };
+}
+
+// What the shown view runs in the background (the poll timer, log and stats streams):
+// stopped when the view is rendered again (after an action) or the page is left.
+let teardown = null;
+function reset() {
+  teardown?.();
+  teardown = null;
+}
+
+/** The state badge of `s`, kept current by pollStates. */
+const liveState = (s) =>
+  h('span', { 'data-service': s.name, 'data-status': `${s.state.status}/${s.state.exit_code ?? ''}/${s.state.error ?? ''}` }, stateBadge(s.state));
+
 /** running → ok, exited/created → warn, missing/unknown/dead → bad, creating → plain. */
 function stateBadge(st) {
   const kind = st.running ? 'ok' : ['missing', 'unknown', 'dead'].includes(st.status) ? 'bad' : st.status === 'creating' ? '' : 'warn';
@@ -99,6 +139,7 @@ function lifecycle(s, after) {
 }
 
 export async function render(main, [name]) {
+  reset();
   if (name) return detail(main, name);
   const [health, services, ports, orphans, available] = await Promise.all([
     api.get('/api/v1/docker/health').catch((e) => e),
@@ -138,7 +179,7 @@ export async function render(main, [name]) {
             [
               { label: 'Name', value: (s) => h('a', { href: `#/docker/${api.enc(s.name)}` }, s.name) },
               { label: 'Image', value: (s) => h('span.mono', s.image) },
-              { label: 'State', value: (s) => stateBadge(s.state) },
+              { label: 'State', value: (s) => liveState(s) },
               { label: 'Ports', value: (s) => h('span.mono', s.ports.map(portText).join(', ')) },
               { label: 'Limits', value: (s) => limits(s) },
               { label: 'Created', value: (s) => time(s.created_at) },
@@ -175,6 +216,8 @@ export async function render(main, [name]) {
       disclosure('Check a port', h('div', check, checkResult)),
     ),
   );
+  teardown = pollStates(main);
+  return reset;
 }
 
 /** Orphaned containers, missing containers and stale allocations; cleanup after a confirm. */
@@ -210,7 +253,7 @@ function reconcile(r, again) {
 /** One service: state and actions, logs, stats, ports, publish. */
 async function detail(main, name) {
   const s = await api.get(svc(name));
-  const again = () => detail(main, name);
+  const again = () => render(main, [name]);
   const back = () => {
     location.hash = '#/docker';
   };
@@ -222,6 +265,7 @@ async function detail(main, name) {
     statSource?.close();
     statSource = null;
   };
+
 
   // Logs: the last N lines, or followed (text/event-stream, one {"line"} per event).
   const logBox = h('pre.log#service-log', { role: 'log', tabindex: '0', 'aria-label': `Logs of ${name}` }, '(not loaded)');
@@ -301,7 +345,7 @@ async function detail(main, name) {
       lifecycle(s, async (v) => (v ? again() : back())),
       h(
         'dl.kv#service-state',
-        h('dt', 'State'), h('dd', stateBadge(s.state)),
+        h('dt', 'State'), h('dd', liveState(s)),
         h('dt', 'Started'), h('dd', s.state.started_at ? `${s.state.started_at.slice(0, 19).replace('T', ' ')} UTC` : '—'),
         h('dt', 'Image'), h('dd.mono', s.image),
         h('dt', 'Container'), h('dd.mono', `${s.container_name} ${(s.container_id || '').slice(0, 12)}`),
@@ -354,6 +398,11 @@ async function detail(main, name) {
   await loadLogs().catch((e) => {
     logBox.textContent = e.message;
   });
+  const stopPolling = pollStates(main);
+  teardown = () => {
+    stop();
+    stopPolling();
+  };
   if (s.state.running) await loadStats().catch(() => {});
-  return stop;
+  return reset;
 }
