@@ -1,8 +1,9 @@
 //! The console's Docker page in a real headless Chromium (`tests/browser/console-docker.mjs`)
 //! against the real engine (`dockerd`, started by tests/run.sh): a create refused with the
 //! API's error next to its field, a service from the local busybox image running, stopped
-//! (exited), started, stopped and started behind the page (the list follows), its logs (shown and followed over SSE), its stats, a port added and
-//! removed (the container recreated each time), an orphaned container of this installation
+//! (exited), started, stopped and started behind the page (the list follows without a
+//! reload), its logs (shown and followed over SSE), its stats, a port added and removed
+//! (the container recreated each time), an orphaned container of this installation
 //! cleaned up after a confirmation, and the service deleted after one. Screenshots
 //! `target/browser-screenshots/docker-{create-error,services,service}-*.png` (not
 //! `console-*`, which the main console run clears); axe-core finds no serious or critical
