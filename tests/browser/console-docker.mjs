@@ -196,6 +196,12 @@ try {
   await portsCard.locator('td', { hasText: '9090/tcp' }).waitFor({ state: 'detached' });
   await stateBadge().filter({ hasText: 'running' }).waitFor();
 
+  say('publish it through a proxy');
+  form = await openDisclosure('Publish through a proxy');
+  await form.getByLabel('Hostname').fill(`${service}.localhost`);
+  await form.getByRole('button', { name: 'Create proxy' }).click();
+  await noticeWith(`Proxy ${service}.localhost → http://127.0.0.1:`).waitFor();
+
   say('back to the list: clean up the orphan after a confirmation');
   await page.getByRole('link', { name: '← All Docker services' }).click();
   await page.getByRole('heading', { level: 1, name: 'Docker services' }).waitFor();
@@ -235,6 +241,7 @@ try {
   await row.getByRole('button', { name: 'Delete' }).click();
   await confirmDialog('Delete');
   await noticeWith(`Service ${service} deleted`).waitFor();
+  check((await noticeWith(`Service ${service} deleted`).textContent()).includes(`proxies still pointing at it: ${service}.localhost`), 'the notice lists the proxy left');
   await row.waitFor({ state: 'detached' });
 
   const errors = consoleErrors.filter((e) => !/Failed to load resource/.test(e));

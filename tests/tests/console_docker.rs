@@ -3,8 +3,9 @@
 //! API's error next to its field, a service from the local busybox image running, stopped
 //! (exited), started, stopped and started behind the page (the list follows without a
 //! reload), its logs (shown and followed over SSE), its stats, a port added and removed
-//! (the container recreated each time), an orphaned container of this installation
-//! cleaned up after a confirmation, and the service deleted after one. Screenshots
+//! (the container recreated each time), a proxy published to it (left alone by the
+//! delete), an orphaned container of this installation cleaned up after a confirmation,
+//! and the service deleted after one. Screenshots
 //! `target/browser-screenshots/docker-{create-error,services,service}-*.png` (not
 //! `console-*`, which the main console run clears); axe-core finds no serious or critical
 //! violation.
@@ -143,6 +144,21 @@ async fn an_operator_runs_a_docker_service_from_the_console_in_a_real_browser() 
     assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(containers_named(&docker, &service).await, 0);
     assert_eq!(containers_named(&docker, &orphan_service).await, 0);
+    // The proxy the page published is left alone by the delete (the notice listed it).
+    let (s, proxy) = api
+        .call(
+            "GET",
+            &format!("/api/v1/proxy/targets/{service}.localhost"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{proxy}");
+    assert!(
+        proxy["target_url"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("http://127.0.0.1:285")),
+        "{proxy}"
+    );
     let (_, ports) = api.call("GET", "/api/v1/ports", None).await;
     assert!(
         !ports.to_string().contains(&service),
