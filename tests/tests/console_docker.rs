@@ -1,0 +1,167 @@
+//! The console's Docker page in a real headless Chromium (`tests/browser/console-docker.mjs`)
+//! against the real engine (`dockerd`, started by tests/run.sh): a create refused with the
+//! API's error next to its field, a service from the local busybox image running, stopped
+//! (exited), started, stopped and started behind the page (the list follows without a
+//! reload), its logs (shown and followed over SSE), its stats, a port added and removed
+//! (the container recreated each time), a proxy published to it (left alone by the
+//! delete), an orphaned container of this installation cleaned up after a confirmation,
+//! and the service deleted after one. Screenshots
+//! `target/browser-screenshots/docker-{create-error,services,service}-*.png` (not
+//! `console-*`, which the main console run clears); axe-core finds no serious or critical
+//! violation.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use bollard::query_parameters::CreateContainerOptionsBuilder;
+use portcullis_tests::ControlPlane;
+use portcullis_tests::chromium::{browser_dir, chromium_path, screenshot_path};
+use portcullis_tests::docker::{Api, IMAGE, Leftovers, containers_named, engine, unique};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+#[tokio::test]
+async fn an_operator_runs_a_docker_service_from_the_console_in_a_real_browser() {
+    let mut left = Leftovers::default();
+    let docker = engine().await;
+    let cp = ControlPlane::start_args(vec!["--port-range".into(), "28500-28599".into()]).await;
+    let api = Api {
+        cp: &cp,
+        token: cp.admin_token.clone(),
+    };
+    let service = left.service(unique("console"));
+
+    // A managed container of this installation without a record: an orphan for the page.
+    let (s, report) = api.call("GET", "/api/v1/services/cleanup", None).await;
+    assert_eq!(s, StatusCode::OK, "{report}");
+    let installation = report["installation"].as_str().expect("installation");
+    let orphan_service = left.service(unique("console-orphan"));
+    let orphan = format!("portcullis-{orphan_service}");
+    let labels: HashMap<String, String> = [
+        ("portcullis.managed", "true"),
+        ("portcullis.service", orphan_service.as_str()),
+        ("portcullis.owner-token", "tok_gone"),
+        ("portcullis.installation", installation),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    docker
+        .create_container(
+            Some(
+                CreateContainerOptionsBuilder::default()
+                    .name(&orphan)
+                    .build(),
+            ),
+            bollard::models::ContainerCreateBody {
+                image: Some(IMAGE.into()),
+                cmd: Some(vec!["true".into()]),
+                labels: Some(labels),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("orphan container");
+
+    let out_dir = screenshot_path("docker-x")
+        .parent()
+        .expect("screenshot dir")
+        .to_owned();
+    for page in ["create-error", "services", "service"] {
+        for variant in ["light", "dark", "phone", "phone-dark"] {
+            let _ = std::fs::remove_file(out_dir.join(format!("docker-{page}-{variant}.png")));
+        }
+    }
+    let dir = browser_dir();
+    assert!(
+        dir.join("node_modules/axe-core").exists(),
+        "axe-core is not installed: run `npm ci --prefix tests/browser` (tests/run.sh does)"
+    );
+    let run = tokio::process::Command::new("node")
+        .arg(dir.join("console-docker.mjs"))
+        .args(["--base", &cp.http, "--service", &service, "--image", IMAGE])
+        .args(["--orphan", &orphan])
+        .arg("--out")
+        .arg(&out_dir)
+        .env("PORTCULLIS_ADMIN_TOKEN", &cp.admin_token)
+        .env("PORTCULLIS_CHROMIUM", chromium_path())
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(240), run)
+        .await
+        .expect("the console run finished within 240 s")
+        .expect("run node tests/browser/console-docker.mjs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let report: Value = serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "console-docker.mjs printed no report ({e}):\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(
+        report.get("error").is_none(),
+        "the console run failed: {}\nsteps: {}\nscreenshots in {}",
+        report["error"].as_str().unwrap_or_default(),
+        report["steps"],
+        out_dir.display()
+    );
+
+    let axe = report["axe"].as_object().expect("axe report");
+    assert_eq!(
+        axe.len(),
+        6,
+        "three pages, light and dark: {:?}",
+        axe.keys()
+    );
+    let serious: Vec<String> = axe
+        .iter()
+        .flat_map(|(page, violations)| {
+            violations
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+                .map(move |v| format!("{page}: {v}"))
+        })
+        .collect();
+    assert!(serious.is_empty(), "axe-core:\n{}", serious.join("\n"));
+    for page in ["create-error", "services", "service"] {
+        for variant in ["light", "dark", "phone", "phone-dark"] {
+            let shot = out_dir.join(format!("docker-{page}-{variant}.png"));
+            assert!(shot.exists(), "{}", shot.display());
+        }
+    }
+
+    // What the page did is what the engine and the store hold: the service, its container
+    // and its ports are gone, and so is the orphan.
+    let (s, body) = api
+        .call("GET", &format!("/api/v1/services/{service}"), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(containers_named(&docker, &service).await, 0);
+    assert_eq!(containers_named(&docker, &orphan_service).await, 0);
+    // The proxy the page published is left alone by the delete (the notice listed it).
+    let (s, proxy) = api
+        .call(
+            "GET",
+            &format!("/api/v1/proxy/targets/{service}.localhost"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{proxy}");
+    assert!(
+        proxy["target_url"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("http://127.0.0.1:285")),
+        "{proxy}"
+    );
+    let (_, ports) = api.call("GET", "/api/v1/ports", None).await;
+    assert!(
+        !ports.to_string().contains(&service),
+        "no allocation left: {ports}"
+    );
+}
