@@ -47,7 +47,10 @@ pub fn probe(url: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     conn.set_write_timeout(Some(TIMEOUT))
         .map_err(|e| e.to_string())?;
-    write!(conn, "GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n").map_err(|e| e.to_string())?;
+    // One write: the request goes out in one segment.
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n");
+    conn.write_all(request.as_bytes())
+        .map_err(|e| e.to_string())?;
     let mut status = String::new();
     BufReader::new(conn.take(256))
         .read_line(&mut status)
@@ -73,10 +76,15 @@ mod tests {
             let server = std::thread::spawn(move || {
                 use std::io::{Read as _, Write as _};
                 let (mut c, _) = listener.accept().expect("accept");
-                let mut head = [0u8; 512];
-                let n = c.read(&mut head).expect("read");
+                let mut head = Vec::new();
+                let mut buf = [0u8; 512];
+                while !head.ends_with(b"\r\n\r\n") {
+                    let n = c.read(&mut buf).expect("read");
+                    assert!(n > 0, "request head cut short");
+                    head.extend_from_slice(&buf[..n]);
+                }
                 c.write_all(answer.as_bytes()).expect("write");
-                String::from_utf8_lossy(&head[..n]).into_owned()
+                String::from_utf8_lossy(&head).into_owned()
             });
             assert_eq!(probe(&url).is_ok(), ok, "{answer}");
             assert!(
