@@ -32,6 +32,8 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 # busybox-static (no registry is reached).
 command -v dockerd >/dev/null || missing+=(docker.io)
 [ -x /bin/busybox ] || missing+=(busybox-static)
+# tests/tests/compose.rs drives deploy/compose/compose.yaml with Debian's docker-compose (v1).
+command -v docker-compose >/dev/null || missing+=(docker-compose)
 # systemd-analyze checks the systemd units in deploy/systemd offline.
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -387,6 +387,12 @@ impl OAuthArgs {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // `portcullis-control-plane healthcheck [URL]`: the container health check (no shell there).
+    if let Some(code) =
+        portcullis_control_plane::healthcheck::from_args("http://127.0.0.1:9000/readyz")
+    {
+        return code;
+    }
     // The seed's `.env` names stand in for flags they mean the same as.
     let command = portcullis_control_plane::seed_env::apply(
         Cli::command(),

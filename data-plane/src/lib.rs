@@ -39,6 +39,7 @@ mod body;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod healthcheck;
 pub mod metrics;
 pub mod path;
 pub mod peer;

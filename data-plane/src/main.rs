@@ -18,6 +18,12 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // `portcullis-data-plane healthcheck [URL]`: the container health check (no shell there).
+    if let Some(code) =
+        portcullis_data_plane::healthcheck::from_args("http://127.0.0.1:9901/readyz")
+    {
+        return code;
+    }
     let args = portcullis_data_plane::cli::parse();
     let filter = portcullis_data_plane::cli::log_filter(|k| std::env::var(k).ok())
         .and_then(|d| EnvFilter::try_new(&d).map_err(|e| format!("PORTCULLIS_LOG={d:?}: {e}")));

@@ -23,6 +23,7 @@ pub mod chromium;
 pub mod docker;
 pub mod github;
 pub mod https_docs;
+pub mod image;
 pub mod mcp;
 pub mod oidc;
 pub mod procs;

@@ -9,32 +9,11 @@
 //! checks `/healthz`, `/readyz` (the embedded store is writable in the image's state
 //! directory) and the JSON log lines.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
+use portcullis_tests::image::{build_stage, docker, docker_ok, set_mode};
 use portcullis_tests::procs::bin;
 use portcullis_tests::{eventually, http_client};
-
-const DOCKERFILE: &str = include_str!("../../deploy/Dockerfile");
-
-fn docker(args: &[&str]) -> std::process::Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker CLI")
-}
-
-fn docker_ok(args: &[&str]) -> String {
-    let out = docker(args);
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 /// Removes the container and image on the way out, passed or not.
 struct Cleanup {
@@ -49,57 +28,6 @@ impl Drop for Cleanup {
     }
 }
 
-/// The instructions of stage `name` (`FROM … AS name` up to the next `FROM`), without its
-/// `FROM` line, with `COPY --from=build /out/X` made a copy of context path `out/X`.
-fn stage(name: &str) -> String {
-    let header = format!(" AS {name}");
-    let mut lines = DOCKERFILE
-        .lines()
-        .skip_while(|l| !(l.starts_with("FROM ") && l.ends_with(&header)));
-    assert!(
-        lines.next().is_some(),
-        "stage {name} missing from deploy/Dockerfile"
-    );
-    let body: Vec<String> = lines
-        .take_while(|l| !l.starts_with("FROM "))
-        .map(|l| {
-            l.replace("COPY --from=build ", "COPY ")
-                .replace(" /out/", " out/")
-        })
-        .collect();
-    assert!(
-        !body.iter().any(|l| l.contains("--from=")),
-        "stage {name} copies from a stage the test does not build"
-    );
-    body.join("\n")
-}
-
-/// The shared libraries `ldd` lists for `binary` (the loader included).
-fn shared_libraries(binary: &Path) -> Vec<PathBuf> {
-    let out = Command::new("ldd").arg(binary).output().expect("ldd");
-    assert!(out.status.success(), "ldd {}", binary.display());
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux… (0x…)"
-            let path = l.split("=>").last()?.split_whitespace().next()?;
-            path.starts_with('/').then(|| PathBuf::from(path))
-        })
-        .collect()
-}
-
-fn copy_into(root: &Path, file: &Path) {
-    let dest = root.join(file.strip_prefix("/").expect("absolute path"));
-    std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
-    // Follows symlinks: the image gets the library itself under the name the loader asks for.
-    std::fs::copy(file, &dest).unwrap_or_else(|e| panic!("copy {}: {e}", file.display()));
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-}
-
 #[tokio::test]
 async fn the_control_plane_image_runs_as_non_root_and_answers_its_probes() {
     let tag = format!("{:08x}", rand::random::<u32>());
@@ -110,34 +38,11 @@ async fn the_control_plane_image_runs_as_non_root_and_answers_its_probes() {
 
     // The build context: rootfs/ (what the runtime base provides) and out/ (what the build
     // stage produces).
-    let ctx = tempfile::tempdir().expect("tempdir");
-    let rootfs = ctx.path().join("rootfs");
-    let binary = bin("portcullis-control-plane");
-    for lib in shared_libraries(&binary) {
-        copy_into(&rootfs, &lib);
-    }
-    copy_into(&rootfs, Path::new("/etc/ssl/certs/ca-certificates.crt"));
-    std::fs::create_dir_all(rootfs.join("tmp")).expect("mkdir tmp");
-    set_mode(&rootfs.join("tmp"), 0o1777);
-    std::fs::write(
-        rootfs.join("etc/passwd"),
-        "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n",
-    )
-    .expect("passwd");
-    std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnonroot:x:65532:\n").expect("group");
-    let out = ctx.path().join("out");
-    std::fs::create_dir_all(out.join("bin")).expect("mkdir out/bin");
-    std::fs::create_dir_all(out.join("state")).expect("mkdir out/state");
-    std::fs::copy(&binary, out.join("bin/portcullis-control-plane")).expect("copy binary");
-    let dockerfile = format!("FROM scratch\nCOPY rootfs/ /\n{}\n", stage("control-plane"));
-    std::fs::write(ctx.path().join("Dockerfile"), &dockerfile).expect("Dockerfile");
-    docker_ok(&[
-        "build",
-        "-q",
-        "-t",
+    build_stage(
         &cleanup.image,
-        &ctx.path().display().to_string(),
-    ]);
+        "control-plane",
+        &bin("portcullis-control-plane"),
+    );
 
     // gRPC off loopback needs TLS: a certificate mounted read-only as a secret.
     let secrets = tempfile::tempdir().expect("tempdir");
