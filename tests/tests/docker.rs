@@ -6,106 +6,11 @@
 
 use std::time::Duration;
 
-use bollard::query_parameters::{BuildImageOptionsBuilder, ListContainersOptionsBuilder};
-use futures_util::StreamExt as _;
 use portcullis_test_support::eventually;
+use portcullis_tests::docker::{Api, IMAGE, PAGE, containers_named, engine, unique};
 use portcullis_tests::{ControlPlane, DataPlane, http_client};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-const IMAGE: &str = "portcullis-test-busybox:latest";
-const PAGE: &str = "hello from a portcullis-managed container";
-
-/// Builds the test image through the Engine API from a tar context.
-async fn build_image(docker: &bollard::Docker) {
-    let busybox = std::fs::read("/bin/busybox").expect("busybox-static installed (/bin/busybox)");
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut add = |path: &str, data: &[u8], mode: u32| {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(mode);
-        h.set_cksum();
-        tar.append_data(&mut h, path, data).expect("tar entry");
-    };
-    add(
-        "Dockerfile",
-        b"FROM scratch\nCOPY busybox /bin/busybox\nCOPY www /www\nENTRYPOINT [\"/bin/busybox\"]\n",
-        0o644,
-    );
-    add("busybox", &busybox, 0o755);
-    add("www/index.html", PAGE.as_bytes(), 0o644);
-    let body = tar.into_inner().expect("tar");
-    let opts = BuildImageOptionsBuilder::default()
-        .t(IMAGE)
-        .rm(true)
-        .build();
-    let mut s = docker.build_image(opts, None, Some(bollard::body_full(body.into())));
-    while let Some(step) = s.next().await {
-        let step = step.expect("image build");
-        assert!(
-            step.error_detail.is_none(),
-            "build error: {:?}",
-            step.error_detail
-        );
-    }
-}
-
-async fn engine() -> bollard::Docker {
-    let docker = bollard::Docker::connect_with_local_defaults().expect("docker client");
-    let docker = docker
-        .negotiate_version()
-        .await
-        .expect("dockerd must be running (tests/run.sh starts it)");
-    build_image(&docker).await;
-    docker
-}
-
-/// Managed containers on the engine labelled with this service name.
-async fn containers_named(docker: &bollard::Docker, service: &str) -> usize {
-    let mut filters = std::collections::HashMap::new();
-    filters.insert(
-        "label".to_string(),
-        vec![format!("portcullis.service={service}")],
-    );
-    let opts = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
-    docker
-        .list_containers(Some(opts))
-        .await
-        .expect("list containers")
-        .len()
-}
-
-struct Api<'a> {
-    cp: &'a ControlPlane,
-    token: String,
-}
-
-impl Api<'_> {
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let c = http_client();
-        let url = format!("{}{path}", self.cp.http);
-        let mut req = c
-            .request(method.parse().expect("method"), url)
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.expect("request");
-        let s = r.status();
-        let text = r.text().await.expect("body");
-        (
-            s,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{:08x}", rand::random::<u32>())
-}
 
 fn httpd(name: &str) -> Value {
     json!({
