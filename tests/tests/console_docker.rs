@@ -114,12 +114,7 @@ async fn an_operator_runs_a_docker_service_from_the_console_in_a_real_browser() 
     );
 
     let axe = report["axe"].as_object().expect("axe report");
-    assert_eq!(
-        axe.len(),
-        8,
-        "four pages, light and dark: {:?}",
-        axe.keys()
-    );
+    assert_eq!(axe.len(), 8, "four pages, light and dark: {:?}", axe.keys());
     let serious: Vec<String> = axe
         .iter()
         .flat_map(|(page, violations)| {
