@@ -296,9 +296,12 @@ try {
   await confirmDialog('Revoke');
   await sessions.getByText('No active sessions.').waitFor();
 
-  say('register an OAuth client: its secret is shown once, and it is listed');
+  say('register an OAuth client: a bad redirect is named, the secret shown once, the client listed');
   form = await openDisclosure('Register a client');
   await form.getByLabel('Name').fill('ci-client');
+  await form.getByLabel('Redirect URIs').fill('not a url');
+  await form.getByRole('button', { name: 'Register client' }).click();
+  await fieldError(form, 'redirect_uris').filter({ hasText: '400' }).waitFor();
   await form.getByLabel('Redirect URIs').fill('https://ci.example.test/callback');
   await form.getByRole('button', { name: 'Register client' }).click();
   const secret = (await page.locator('#client-secret-value').innerText()).trim();
