@@ -307,7 +307,7 @@ try {
   const secret = (await page.locator('#client-secret-value').innerText()).trim();
   check(secret.length >= 20, `the client secret is shown: ${secret.length} characters`);
   const clients = page.locator('section.card', { has: page.getByRole('heading', { name: 'Clients' }) });
-  await clients.locator('tbody tr', { hasText: 'ci-client' }).waitFor();
+  await clients.locator('tbody tr', { hasText: 'ci-client' }).locator('.badge', { hasText: 'registered by an admin' }).waitFor();
 
   say('set a scope description; a bad scope is named next to the scope');
   form = await openDisclosure('Set a description');

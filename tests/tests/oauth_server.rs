@@ -1016,6 +1016,7 @@ async fn admins_register_clients_and_publish_the_endpoints_over_rest() {
     );
     let listed = clients().await;
     assert_eq!(listed[0]["client_id"], c["client_id"], "{listed}");
+    assert_eq!(listed[0]["admin_registered"], true, "{listed}");
     assert!(
         !listed
             .to_string()

@@ -297,6 +297,9 @@ pub struct ClientView {
     pub grant_types: Vec<String>,
     /// Unix seconds.
     pub created_at: i64,
+    /// Registered by an admin (`POST /api/v1/oauth/clients`, `oauth client register`), not
+    /// self-registered through `/register`.
+    pub admin_registered: bool,
 }
 
 /// Lists registered clients.
@@ -312,6 +315,7 @@ pub async fn list_clients(server: &OAuthServer, caller: &Caller) -> Result<Vec<C
             token_endpoint_auth_method: c.token_endpoint_auth_method.as_str().into(),
             grant_types: c.grant_types,
             created_at: c.created_at,
+            admin_registered: c.admin_registered,
         })
         .collect())
 }

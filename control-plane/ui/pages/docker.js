@@ -10,7 +10,7 @@ import { h, clear, card, table, badge, form, danger, disclosure, notice, action,
 
 const CREATE = [
   { name: 'name', label: 'Name', type: 'text', required: true, placeholder: 'web' },
-  { name: 'image', label: 'Image (already on the engine)', type: 'text', placeholder: 'my-image:1', help: 'Or leave empty and give a Dockerfile below' },
+  { name: 'image', label: 'Image (already on the engine)', type: 'text', placeholder: 'my-image:1', help: 'Or leave it empty and give a Dockerfile' },
   { name: 'dockerfile', label: 'Dockerfile (build the image instead)', type: 'textarea', rows: 4, placeholder: 'FROM busybox\nCMD ["httpd", "-f", "-p", "8080"]', help: 'Built by the engine, tagged portcullis-build/NAME:latest' },
   { name: 'build_context', label: 'Build context (a .tar, optional)', type: 'file', accept: '.tar,application/x-tar', help: 'Files the Dockerfile COPYs; at most 32 MiB' },
   { name: 'ports', label: 'Ports', type: 'list', placeholder: 'http=8080, 9000:19000/tcp', help: '[NAME=]CONTAINER[:HOST][/tcp|udp]; no HOST = allocated' },

@@ -245,7 +245,7 @@ export async function render(main) {
       secretBox,
       list(clients, [
         { label: 'Client id', value: (c) => h('span.mono', c.client_id) },
-        { label: 'Name', value: (c) => h('span', c.client_name || '—', ' ', badge('self-registered, unverified', 'warn')) },
+        { label: 'Name', value: (c) => h('span', c.client_name || '—', ' ', c.admin_registered ? badge('registered by an admin', 'ok') : badge('self-registered, unverified', 'warn')) },
         { label: 'Redirect URIs', value: (c) => c.redirect_uris.join(' ') },
         { label: 'Auth', value: (c) => c.token_endpoint_auth_method },
         { label: 'Registered', value: (c) => time(c.created_at) },
