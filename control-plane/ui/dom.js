@@ -110,7 +110,7 @@ let uid = 0;
 /**
  * A form from field specs: {name, label, type, options, help, placeholder, required}.
  * Types: text, url, number, bool, select, list (comma/newline separated → array),
- * map (lines `Key: value` → object), textarea, password, json.
+ * map (lines `Key: value` → object), textarea, password, json, file (→ a File or nothing).
  * onSubmit(values) may throw an ApiError: its detail is shown next to the field it names.
  */
 export function form(fields, initial, onSubmit, { submit = 'Save', conflictField, more } = {}) {
@@ -130,6 +130,8 @@ export function form(fields, initial, onSubmit, { submit = 'Save', conflictField
         { id: fid, name: f.name },
         f.options.map((o) => h('option', { value: o, selected: (v ?? f.default) === o }, o || '(none)')),
       );
+    } else if (f.type === 'file') {
+      input = h('input', { type: 'file', id: fid, name: f.name, accept: f.accept });
     } else if (['list', 'map', 'textarea', 'json'].includes(f.type)) {
       input = h('textarea', { id: fid, name: f.name, rows: f.rows || 2, placeholder: f.placeholder });
       input.value = toText(f, v);
@@ -237,6 +239,8 @@ function fromInput(f, input) {
   switch (f.type) {
     case 'bool':
       return raw;
+    case 'file':
+      return input.files[0] || undefined;
     case 'number': {
       if (raw.trim() === '') return f.keepEmpty ? 0 : undefined;
       const n = Number(raw);

@@ -7,10 +7,11 @@
 // console.mjs.
 //
 // Usage: PORTCULLIS_ADMIN_TOKEN=… node console-docker.mjs --base URL --out DIR
-//          --service NAME --image REF --orphan CONTAINER_NAME
+//          --service NAME --built NAME --image REF --orphan CONTAINER_NAME
 // Prints one JSON line: {"ok": true, "axe": {...}, "steps": [...]} or {"error": "..."}.
 
-import { readFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,13 +25,14 @@ const { values: args } = parseArgs({
     out: { type: 'string' },
     service: { type: 'string' },
     image: { type: 'string' },
+    built: { type: 'string' },
     orphan: { type: 'string' },
   },
 });
-const { base, out, service, image, orphan } = args;
+const { base, out, service, built, image, orphan } = args;
 const adminToken = process.env.PORTCULLIS_ADMIN_TOKEN;
-if (!base || !out || !service || !image || !orphan || !adminToken) {
-  console.error('usage: PORTCULLIS_ADMIN_TOKEN=… node console-docker.mjs --base URL --out DIR --service NAME --image REF --orphan NAME');
+if (!base || !out || !service || !built || !image || !orphan || !adminToken) {
+  console.error('usage: PORTCULLIS_ADMIN_TOKEN=… node console-docker.mjs --base URL --out DIR --service NAME --built NAME --image REF --orphan NAME');
   process.exit(2);
 }
 mkdirSync(out, { recursive: true });
@@ -233,6 +235,35 @@ try {
   await form.getByLabel('Host port').fill('1');
   await form.getByRole('button', { name: 'Check' }).click();
   await page.locator('#port-check .badge').waitFor();
+
+  say('build a service from a Dockerfile with a context and labels; it runs');
+  const ctxDir = mkdtempSync(join(tmpdir(), 'portcullis-build-ctx-'));
+  writeFileSync(join(ctxDir, 'hello.txt'), `built-from-context-${built}\n`);
+  execFileSync('tar', ['-cf', join(ctxDir, 'context.tar'), '-C', ctxDir, 'hello.txt']);
+  form = await openDisclosure('New service');
+  await form.getByLabel('Name').fill(built);
+  await form.getByLabel('Image (already on the engine)').fill('');
+  await form.getByLabel('Dockerfile (build the image instead)').fill(
+    `FROM ${image}\nCOPY hello.txt /hello.txt\nCMD ["sh", "-c", "cat /hello.txt; exec sleep 600"]\n`,
+  );
+  await form.getByLabel('Build context (a .tar, optional)').setInputFiles(join(ctxDir, 'context.tar'));
+  await form.getByLabel('Labels').fill('team: web');
+  await form.getByLabel('Memory limit').fill('');
+  await form.getByLabel('CPU limit').fill('');
+  await form.getByLabel('Ports').fill('');
+  await form.getByLabel('Command and arguments').fill('');
+  await form.getByLabel('Environment').fill('');
+  await form.getByRole('button', { name: 'Create service' }).click();
+  const builtRow = servicesCard.locator('tbody tr', { has: page.getByRole('link', { name: built, exact: true }) });
+  await builtRow.locator('.badge', { hasText: 'running' }).waitFor({ timeout: 90000 });
+  rmSync(ctxDir, { recursive: true, force: true });
+  check((await builtRow.textContent()).includes(`portcullis-build/${built}`), `the built image is listed: ${await builtRow.textContent()}`);
+  await shoot('built');
+  await builtRow.getByRole('link', { name: built }).click();
+  await page.getByRole('heading', { level: 1, name: `Service ${built}` }).waitFor();
+  await page.locator('#service-log', { hasText: `built-from-context-${built}` }).waitFor();
+  await page.getByRole('link', { name: '← All Docker services' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Docker services' }).waitFor();
 
   say('delete the service after a confirmation (cancel first)');
   await row.getByRole('button', { name: 'Delete' }).click();

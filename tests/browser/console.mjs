@@ -242,6 +242,28 @@ try {
   await notReloaded();
   await shoot('certificates');
 
+  say('export a certificate: the chain is shown, the key only once confirmed');
+  const devRow = page.locator('table tr', { hasText: 'app-localhost' });
+  await devRow.getByRole('button', { name: 'Export', exact: true }).click();
+  await page.locator('#cert-export-chain', { hasText: 'BEGIN CERTIFICATE' }).waitFor();
+  check(await page.locator('#cert-export-private-key').count() === 0, 'the key is not shown yet');
+  await page.getByRole('button', { name: 'Show private key' }).click();
+  await confirmDialog('Cancel');
+  check(await page.locator('#cert-export-private-key').count() === 0, 'cancelled: the key is still hidden');
+  await page.getByRole('button', { name: 'Show private key' }).click();
+  await confirmDialog('Show private key');
+  await page.locator('#cert-export-private-key', { hasText: 'PRIVATE KEY' }).waitFor();
+  await shoot('certificate-export');
+
+  say("convert to production is confirmed, and the API's answer shown");
+  // The shop certificate came from the production directory (Pebble): the API says 409.
+  await shopRow.getByRole('button', { name: 'Convert to production' }).click();
+  await confirmDialog('Cancel');
+  await shopRow.getByRole('button', { name: 'Convert to production' }).click();
+  await confirmDialog('Convert to production');
+  const converted = await page.locator('.notice.error', { hasText: '409' }).innerText();
+  check(/already from production/.test(converted), `the API's answer: ${converted}`);
+
   say('create a user token');
   await nav('Tokens', 'API tokens');
   form = await openDisclosure('New token');
@@ -273,6 +295,54 @@ try {
   await sessions.locator('tbody tr').first().getByRole('button', { name: 'Revoke', exact: true }).click();
   await confirmDialog('Revoke');
   await sessions.getByText('No active sessions.').waitFor();
+
+  say('register an OAuth client: a bad redirect is named, the secret shown once, the client listed');
+  form = await openDisclosure('Register a client');
+  await form.getByLabel('Name').fill('ci-client');
+  await form.getByLabel('Redirect URIs').fill('not a url');
+  await form.getByRole('button', { name: 'Register client' }).click();
+  await fieldError(form, 'redirect_uris').filter({ hasText: '400' }).waitFor();
+  await form.getByLabel('Redirect URIs').fill('https://ci.example.test/callback');
+  await form.getByRole('button', { name: 'Register client' }).click();
+  const secret = (await page.locator('#client-secret-value').innerText()).trim();
+  check(secret.length >= 20, `the client secret is shown: ${secret.length} characters`);
+  const clients = page.locator('section.card', { has: page.getByRole('heading', { name: 'Clients' }) });
+  await clients.locator('tbody tr', { hasText: 'ci-client' }).locator('.badge', { hasText: 'registered by an admin' }).waitFor();
+
+  say('set a scope description; a bad scope is named next to the scope');
+  form = await openDisclosure('Set a description');
+  await form.getByLabel('Scope', { exact: true }).fill('bad scope');
+  await form.getByLabel(/^Description/).fill('Use the MCP tools');
+  await form.getByRole('button', { name: 'Save description' }).click();
+  await fieldError(form, 'scope').filter({ hasText: '400' }).waitFor();
+  await form.getByLabel('Scope', { exact: true }).fill('mcp');
+  await form.getByRole('button', { name: 'Save description' }).click();
+  const scopes = page.locator('section.card', { has: page.getByRole('heading', { name: 'Scope descriptions' }) });
+  await scopes.locator('tbody tr', { hasText: 'Use the MCP tools' }).locator('.badge', { hasText: 'custom' }).waitFor();
+
+  say("set and clear a proxy's OAuth settings");
+  const perProxy = page.locator('section.card', { has: page.getByRole('heading', { name: 'Per-proxy OAuth settings' }) });
+  await perProxy.getByLabel('Proxy hostname').fill('app.localhost');
+  await perProxy.getByRole('button', { name: 'Show settings' }).click();
+  await perProxy.getByText('Providers: all').waitFor();
+  await perProxy.getByLabel('Allowed identity providers').fill('nope');
+  await perProxy.getByRole('button', { name: 'Save settings' }).click();
+  await fieldError(perProxy, 'idps').filter({ hasText: '400' }).waitFor();
+  await perProxy.getByLabel('Allowed identity providers').fill('github');
+  await perProxy.getByRole('button', { name: 'Save settings' }).click();
+  await perProxy.getByText('Providers: github').waitFor();
+  await shoot('oauth-admin');
+  await perProxy.getByRole('button', { name: 'Clear settings' }).click();
+  await confirmDialog('Clear settings');
+  await perProxy.getByText('Providers: all').waitFor();
+
+  say('publish the OAuth endpoints at a host (oauth setup)');
+  form = await openDisclosure('Publish the OAuth endpoints at a host');
+  await form.getByLabel('Host', { exact: true }).fill('login.localhost');
+  await form.getByRole('button', { name: 'Publish' }).click();
+  await form.locator('p[role=status]', { hasText: 'Published at https://login.localhost' }).waitFor();
+  await form.getByRole('button', { name: 'Publish' }).click();
+  await fieldError(form, 'hostname').filter({ hasText: '409' }).waitFor();
 
   say('docker page');
   await nav('Docker', 'Docker services');

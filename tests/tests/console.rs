@@ -2,8 +2,11 @@
 //! one operator's day in a real headless Chromium (`tests/browser/console.mjs`) against
 //! real binaries: sign in with a token, create a proxy and see traffic flow through a data
 //! plane, the API's errors next to their fields, protection, a route, a self-signed and an
-//! ACME (Pebble) certificate with its progress, a token, an external service, an OAuth
-//! session revoked (after a cancelled confirmation), request logs, a `user` token refused
+//! ACME (Pebble) certificate with its progress, an export (chain shown, key only once
+//! confirmed), a refused convert-to-production (409 shown), a token, an external service,
+//! an OAuth session revoked (after a cancelled confirmation), an OAuth client registered
+//! (secret shown once), a scope description set, a proxy's OAuth settings set and cleared,
+//! the OAuth endpoints published at a host, request logs, a `user` token refused
 //! on another's proxy, and single sign-on through the GitHub-compatible server. Every page
 //! is screenshotted (laptop and phone width, light and dark) to
 //! `target/browser-screenshots/console-*.png` and checked with axe-core.
@@ -657,6 +660,36 @@ async fn an_operator_manages_everything_from_the_console_in_a_real_browser() {
         "{shop}"
     );
     assert_eq!(shop["domains"], json!([ACME_DOMAIN]), "{shop}");
+    // The OAuth page's writes: a client, a scope description, settings set then cleared, and
+    // the proxy that publishes the OAuth endpoints.
+    let clients = admin(format!("{}/api/v1/oauth/clients", cp.http)).await;
+    assert!(
+        clients
+            .as_array()
+            .expect("clients")
+            .iter()
+            .any(|c| c["client_name"] == "ci-client"
+                && c["redirect_uris"] == json!(["https://ci.example.test/callback"])),
+        "{clients}"
+    );
+    let scopes = admin(format!("{}/api/v1/oauth/scopes", cp.http)).await;
+    assert!(
+        scopes
+            .as_array()
+            .expect("scopes")
+            .iter()
+            .any(|s| s["scope"] == "mcp"
+                && s["description"] == "Use the MCP tools"
+                && s["source"] == "custom"),
+        "{scopes}"
+    );
+    let settings = admin(format!("{}/api/v1/oauth/proxies/app.localhost", cp.http)).await;
+    assert_eq!(settings["idps"], json!([]), "cleared: {settings}");
+    let login = admin(format!("{}/api/v1/proxy/targets/login.localhost", cp.http)).await;
+    assert_eq!(login["enable_https"], true, "{login}");
+    // The refused conversion changed nothing.
+    let shop = admin(format!("{}/api/v1/certificates/shop", cp.http)).await;
+    assert_eq!(shop["status"], "valid", "{shop}");
     // The user's refused writes changed nothing; the user token the page made is a user's.
     let user_token = report["user_token"].as_str().expect("user token");
     let mine: Value = http_client()
@@ -683,6 +716,8 @@ async fn an_operator_manages_everything_from_the_console_in_a_real_browser() {
         "proxy-detail",
         "routes",
         "certificates",
+        "certificate-export",
+        "oauth-admin",
         "tokens",
         "services",
         "oauth",

@@ -4,9 +4,10 @@
 //! (exited), started, stopped and started behind the page (the list follows without a
 //! reload), its logs (shown and followed over SSE), its stats, a port added and removed
 //! (the container recreated each time), a proxy published to it (left alone by the
-//! delete), an orphaned container of this installation cleaned up after a confirmation,
-//! and the service deleted after one. Screenshots
-//! `target/browser-screenshots/docker-{create-error,services,service}-*.png` (not
+//! delete), an orphaned container of this installation cleaned up after a confirmation, a
+//! second service built from a Dockerfile with a build context (a tar) and labels, running
+//! and printing the context's file, and the first service deleted after a confirmation. Screenshots
+//! `target/browser-screenshots/docker-{create-error,services,service,built}-*.png` (not
 //! `console-*`, which the main console run clears); axe-core finds no serious or critical
 //! violation.
 
@@ -31,6 +32,7 @@ async fn an_operator_runs_a_docker_service_from_the_console_in_a_real_browser() 
         token: cp.admin_token.clone(),
     };
     let service = left.service(unique("console"));
+    let built = left.service(unique("console-built"));
 
     // A managed container of this installation without a record: an orphan for the page.
     let (s, report) = api.call("GET", "/api/v1/services/cleanup", None).await;
@@ -68,7 +70,7 @@ async fn an_operator_runs_a_docker_service_from_the_console_in_a_real_browser() 
         .parent()
         .expect("screenshot dir")
         .to_owned();
-    for page in ["create-error", "services", "service"] {
+    for page in ["create-error", "services", "service", "built"] {
         for variant in ["light", "dark", "phone", "phone-dark"] {
             let _ = std::fs::remove_file(out_dir.join(format!("docker-{page}-{variant}.png")));
         }
@@ -81,6 +83,7 @@ async fn an_operator_runs_a_docker_service_from_the_console_in_a_real_browser() 
     let run = tokio::process::Command::new("node")
         .arg(dir.join("console-docker.mjs"))
         .args(["--base", &cp.http, "--service", &service, "--image", IMAGE])
+        .args(["--built", &built])
         .args(["--orphan", &orphan])
         .arg("--out")
         .arg(&out_dir)
@@ -111,12 +114,7 @@ async fn an_operator_runs_a_docker_service_from_the_console_in_a_real_browser() 
     );
 
     let axe = report["axe"].as_object().expect("axe report");
-    assert_eq!(
-        axe.len(),
-        6,
-        "three pages, light and dark: {:?}",
-        axe.keys()
-    );
+    assert_eq!(axe.len(), 8, "four pages, light and dark: {:?}", axe.keys());
     let serious: Vec<String> = axe
         .iter()
         .flat_map(|(page, violations)| {
@@ -129,7 +127,7 @@ async fn an_operator_runs_a_docker_service_from_the_console_in_a_real_browser() 
         })
         .collect();
     assert!(serious.is_empty(), "axe-core:\n{}", serious.join("\n"));
-    for page in ["create-error", "services", "service"] {
+    for page in ["create-error", "services", "service", "built"] {
         for variant in ["light", "dark", "phone", "phone-dark"] {
             let shot = out_dir.join(format!("docker-{page}-{variant}.png"));
             assert!(shot.exists(), "{}", shot.display());
@@ -159,6 +157,19 @@ async fn an_operator_runs_a_docker_service_from_the_console_in_a_real_browser() 
             .is_some_and(|t| t.starts_with("http://127.0.0.1:285")),
         "{proxy}"
     );
+    // The service the page built from a Dockerfile runs, with the labels the form gave.
+    let (s, b) = api
+        .call("GET", &format!("/api/v1/services/{built}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["state"]["running"], true, "{b}");
+    assert_eq!(b["labels"]["team"], "web", "{b}");
+    assert_eq!(
+        b["image"],
+        format!("portcullis-build/{built}:latest"),
+        "{b}"
+    );
+    assert_eq!(containers_named(&docker, &built).await, 1);
     let (_, ports) = api.call("GET", "/api/v1/ports", None).await;
     assert!(
         !ports.to_string().contains(&service),

@@ -955,3 +955,93 @@ async fn rs256_is_selectable_for_new_keys() {
         "private part leaked: {v}"
     );
 }
+
+/// The REST twins of `oauth client register` and `oauth setup`: an admin registers past the
+/// initial-access-token gate (secret in the 201 only), a bad redirect is named and adds
+/// nothing, no token is a 401; setup creates the HTTPS proxy once and names a duplicate.
+#[tokio::test]
+async fn admins_register_clients_and_publish_the_endpoints_over_rest() {
+    let cp = ControlPlane::start_args(vec![
+        "--oauth-registration-token".into(),
+        "initial-secret-token".into(),
+    ])
+    .await;
+    let http = http_client();
+    let post = |path: &str, body: Value| {
+        http.post(format!("{}{path}", cp.http))
+            .bearer_auth(&cp.admin_token)
+            .json(&body)
+            .send()
+    };
+    let clients = || async {
+        http.get(format!("{}/api/v1/oauth/clients", cp.http))
+            .bearer_auth(&cp.admin_token)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+
+    let bad = post(
+        "/api/v1/oauth/clients",
+        json!({"client_name": "ci", "redirect_uris": ["not a url"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), 400);
+    let body: Value = bad.json().await.unwrap();
+    assert_eq!(body["field"], "redirect_uris", "{body}");
+    assert_eq!(clients().await, json!([]), "the refusal added nothing");
+    let anon = http_client()
+        .post(format!("{}/api/v1/oauth/clients", cp.http))
+        .json(&json!({"redirect_uris": ["https://ci.example.test/cb"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status(), 401);
+
+    let ok = post(
+        "/api/v1/oauth/clients",
+        json!({"client_name": "ci", "redirect_uris": ["https://ci.example.test/cb"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok.status(), 201);
+    let c: Value = ok.json().await.unwrap();
+    assert!(
+        c["client_secret"].as_str().is_some_and(|s| s.len() >= 20),
+        "{c}"
+    );
+    let listed = clients().await;
+    assert_eq!(listed[0]["client_id"], c["client_id"], "{listed}");
+    assert_eq!(listed[0]["admin_registered"], true, "{listed}");
+    assert!(
+        !listed
+            .to_string()
+            .contains(c["client_secret"].as_str().unwrap()),
+        "the list never shows the secret: {listed}"
+    );
+
+    let setup = post(
+        "/api/v1/oauth/setup",
+        json!({"hostname": "auth.localhost", "target_url": "http://127.0.0.1:9"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(setup.status(), 201);
+    let r: Value = setup.json().await.unwrap();
+    assert_eq!(r["proxy"]["hostname"], "auth.localhost", "{r}");
+    assert_eq!(r["proxy"]["enable_https"], true, "{r}");
+    assert!(
+        r["warning"]
+            .as_str()
+            .is_some_and(|w| w.contains("--oauth-issuer https://auth.localhost")),
+        "{r}"
+    );
+    let again = post("/api/v1/oauth/setup", json!({"hostname": "auth.localhost"}))
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+}

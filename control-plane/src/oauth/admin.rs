@@ -297,6 +297,9 @@ pub struct ClientView {
     pub grant_types: Vec<String>,
     /// Unix seconds.
     pub created_at: i64,
+    /// Registered by an admin (`POST /api/v1/oauth/clients`, `oauth client register`), not
+    /// self-registered through `/register`.
+    pub admin_registered: bool,
 }
 
 /// Lists registered clients.
@@ -312,6 +315,7 @@ pub async fn list_clients(server: &OAuthServer, caller: &Caller) -> Result<Vec<C
             token_endpoint_auth_method: c.token_endpoint_auth_method.as_str().into(),
             grant_types: c.grant_types,
             created_at: c.created_at,
+            admin_registered: c.admin_registered,
         })
         .collect())
 }
@@ -489,7 +493,33 @@ pub async fn register_client(
     // An admin registration bypasses the initial-access-token gate on purpose.
     super::clients::register_unchecked(server, m, true)
         .await
-        .map_err(|e| ServiceError::invalid("client metadata", e.to_string()))
+        .map_err(|e| ServiceError::invalid(metadata_field(&e), e.to_string()))
+}
+
+/// The metadata field a registration error is about (`redirect_uris` for a bad redirect,
+/// else the `field:` its description starts with), so a form can show it next to that field.
+fn metadata_field(e: &super::OAuthError) -> &'static str {
+    const FIELDS: &[&str] = &[
+        "redirect_uris",
+        "grant_types",
+        "token_endpoint_auth_method",
+        "client_name",
+        "client_uri",
+        "scope",
+        "client_id",
+    ];
+    if e.code == super::ErrorCode::InvalidRedirectUri {
+        return "redirect_uris";
+    }
+    FIELDS
+        .iter()
+        .find(|f| {
+            e.description
+                .strip_prefix(**f)
+                .is_some_and(|rest| rest.starts_with(':'))
+        })
+        .copied()
+        .unwrap_or("client metadata")
 }
 
 /// What `oauth setup` did.

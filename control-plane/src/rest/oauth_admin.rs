@@ -22,7 +22,11 @@ pub(super) fn routes() -> axum::Router<ApiState> {
             "/api/v1/oauth/scopes/{scope}",
             axum::routing::put(set_scope_description).delete(delete_scope_description),
         )
-        .route("/api/v1/oauth/clients", get(list_clients))
+        .route(
+            "/api/v1/oauth/clients",
+            get(list_clients).post(register_client),
+        )
+        .route("/api/v1/oauth/setup", post(setup))
         .route("/api/v1/oauth/clients/{id}", delete(delete_client))
         .route("/api/v1/oauth/sessions", get(list_sessions))
         .route("/api/v1/oauth/sessions/{id}", delete(revoke_session))
@@ -55,6 +59,8 @@ pub(super) fn routes() -> axum::Router<ApiState> {
     set_scope_description,
     delete_scope_description,
     list_clients,
+    register_client,
+    setup,
     delete_client,
     list_sessions,
     revoke_session,
@@ -172,6 +178,44 @@ async fn delete_scope_description(
     responses((status = 200, body = [admin::ClientView])))]
 async fn list_clients(State(s): S, c: Caller) -> ApiResult<axum::Json<Vec<admin::ClientView>>> {
     Ok(axum::Json(admin::list_clients(&s, &c).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/oauth/clients", tag = "oauth", security(("bearer" = [])),
+    request_body = oauth::clients::ClientMetadata,
+    responses((status = 201, description = "The client; `client_secret` is shown only here", body = oauth::clients::RegistrationResponse), (status = 400, body = ErrorBody)))]
+async fn register_client(
+    State(s): S,
+    c: Caller,
+    ApiJson(m): ApiJson<oauth::clients::ClientMetadata>,
+) -> ApiResult<(StatusCode, axum::Json<oauth::clients::RegistrationResponse>)> {
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(admin::register_client(&s, &c, m).await?),
+    ))
+}
+
+/// What `POST /api/v1/oauth/setup` takes (the REST twin of `portcullis oauth setup`).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+struct SetupInput {
+    /// The host that publishes the OAuth endpoints.
+    hostname: String,
+    /// Where data planes reach this control plane's HTTP listener (default: its own URL).
+    #[serde(default)]
+    target_url: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/oauth/setup", tag = "oauth", security(("bearer" = [])),
+    request_body = SetupInput,
+    responses((status = 201, body = admin::SetupResult), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn setup(
+    State(s): S,
+    c: Caller,
+    ApiJson(i): ApiJson<SetupInput>,
+) -> ApiResult<(StatusCode, axum::Json<admin::SetupResult>)> {
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(admin::setup(&s, &c, &i.hostname, i.target_url.as_deref()).await?),
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/oauth/clients/{id}", tag = "oauth", security(("bearer" = [])), params(("id" = String, Path)),

@@ -1,5 +1,7 @@
 // Certificates: status (with the CA's error), order (ACME or a self-signed development
-// certificate; several domains make a multi-domain one), upload, renew, delete. An order
+// certificate; several domains make a multi-domain one), upload, renew, export (the chain;
+// the private key only after a confirmation, admin only), convert a staging certificate to
+// production, delete. An order
 // runs in the background: the page polls its status until it settles.
 
 import * as api from '../api.js';
@@ -78,6 +80,27 @@ export async function render(main) {
     );
   }
 
+  // Export: the chain is public; the key leaves the control plane only once confirmed.
+  function exportView(c) {
+    const keyBox = h('div#cert-export-key');
+    clear(
+      document.getElementById('cert-progress'),
+      card(
+        `Export of ${c.name}`,
+        null,
+        h('h3', 'Certificate chain (PEM, leaf first)'),
+        h('pre.log#cert-export-chain', c.cert_chain_pem || 'No chain yet: the certificate is not issued.'),
+        h('h3', 'Private key'),
+        keyBox,
+        h('div.actions', danger('Show private key', `Show the private key of ${c.name} on this screen? Anyone who sees it can impersonate ${c.domains.join(', ')}. The export is logged.`, async () => {
+          const x = await api.get(`/api/v1/certificates/${api.enc(c.name)}/export?include_private_key=true`);
+          clear(keyBox, h('pre.log#cert-export-private-key', x.private_key_pem));
+        })),
+      ),
+    );
+    keyBox.append(h('p.help', 'Hidden until you confirm.'));
+  }
+
   const columns = [
     { label: 'Name', value: (c) => c.name },
     { label: 'Domains', value: (c) => c.domains.join(', ') },
@@ -99,6 +122,14 @@ export async function render(main) {
             ? action('Renew', async () => {
                 const renewing = await api.post(`/api/v1/certificates/${api.enc(c.name)}/renew`);
                 await follow({ ...c, ...renewing, status: 'pending' });
+              })
+            : null,
+          action('Export', async () => exportView(c)),
+          c.source === 'acme'
+            ? danger('Convert to production', `Re-order ${c.name} from the production CA? The staging certificate stays in use until the new one is issued.`, async () => {
+                const converting = await api.post(`/api/v1/certificates/${api.enc(c.name)}/convert-to-production`);
+                notice(`Converting ${c.name} to production`);
+                await follow({ ...c, ...converting, status: 'pending' });
               })
             : null,
           danger('Delete', `Delete the certificate ${c.name}? Proxies using it fall back to another covering certificate, if any.`, async () => {

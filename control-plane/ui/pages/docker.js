@@ -10,10 +10,13 @@ import { h, clear, card, table, badge, form, danger, disclosure, notice, action,
 
 const CREATE = [
   { name: 'name', label: 'Name', type: 'text', required: true, placeholder: 'web' },
-  { name: 'image', label: 'Image (already on the engine)', type: 'text', required: true, placeholder: 'my-image:1' },
+  { name: 'image', label: 'Image (already on the engine)', type: 'text', placeholder: 'my-image:1', help: 'Or leave it empty and give a Dockerfile' },
+  { name: 'dockerfile', label: 'Dockerfile (build the image instead)', type: 'textarea', rows: 4, placeholder: 'FROM busybox\nCMD ["httpd", "-f", "-p", "8080"]', help: 'Built by the engine, tagged portcullis-build/NAME:latest' },
+  { name: 'build_context', label: 'Build context (a .tar, optional)', type: 'file', accept: '.tar,application/x-tar', help: 'Files the Dockerfile COPYs; at most 32 MiB' },
   { name: 'ports', label: 'Ports', type: 'list', placeholder: 'http=8080, 9000:19000/tcp', help: '[NAME=]CONTAINER[:HOST][/tcp|udp]; no HOST = allocated' },
   { name: 'command', label: 'Command and arguments', type: 'list', placeholder: 'httpd, -f, -p, 8080', help: 'Comma separated' },
   { name: 'env', label: 'Environment', type: 'map', placeholder: 'LOG_LEVEL: info', help: 'One "NAME: value" per line; values are never shown again' },
+  { name: 'labels', label: 'Labels', type: 'map', placeholder: 'team: web', help: 'One "key: value" per line; portcullis.* is reserved' },
   { name: 'memory', label: 'Memory limit', type: 'text', placeholder: '256m' },
   { name: 'cpus', label: 'CPU limit', type: 'text', placeholder: '0.5' },
   { name: 'restart_policy', label: 'Restart policy', type: 'select', options: ['', 'no', 'always', 'unless-stopped', 'on-failure'] },
@@ -48,6 +51,14 @@ function port(spec) {
     throw e;
   }
   return { name: m[1], container_port: Number(m[2]), host_port: m[3] ? Number(m[3]) : undefined, protocol: m[4] };
+}
+
+// A File as base64 (the REST body carries the build context that way).
+async function base64(file) {
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  let bin = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(bin);
 }
 
 const svc = (name) => `/api/v1/services/${api.enc(name)}`;
@@ -153,6 +164,7 @@ export async function render(main, [name]) {
   const create = form(CREATE, {}, async (v) => {
     const body = { ...v, ports: (v.ports || []).map(port) };
     if (!body.restart_policy) delete body.restart_policy;
+    if (v.build_context) body.build_context = await base64(v.build_context);
     const s = await api.post('/api/v1/services', body);
     notice(`Service ${s.name} created: ${s.state.status}`);
     await again();

@@ -1,5 +1,7 @@
-// OAuth: identity providers, login rules, registered clients, sessions (revoke one, or
-// every session of a user), consents (revoke), signing-key rotation. Admin only: a `user`
+// OAuth: publishing the endpoints at a host (`oauth setup`), identity providers, login
+// rules, scope descriptions, per-proxy settings, registered clients (register: the secret is
+// shown once), sessions (revoke one, or every session of a user), consents (revoke),
+// signing-key rotation. Admin only: a `user`
 // token sees the API's 403 in each card.
 
 import * as api from '../api.js';
@@ -24,11 +26,37 @@ const RULE = [
   { name: 'idp', label: 'Only through provider', type: 'text' },
 ];
 
+const SETUP = [
+  { name: 'hostname', label: 'Host', type: 'text', required: true, placeholder: 'auth.example.com', help: 'A proxy with HTTPS is created for it' },
+  { name: 'target_url', label: 'Target URL', type: 'url', help: "Where data planes reach this control plane's HTTP listener; default its own URL" },
+];
+
+const CLIENT = [
+  { name: 'client_name', label: 'Name', type: 'text', placeholder: 'My MCP client' },
+  { name: 'redirect_uris', label: 'Redirect URIs', type: 'list', required: true, placeholder: 'https://app.example.com/callback' },
+  { name: 'public', label: 'Public client (no secret; PKCE only)', type: 'bool' },
+  { name: 'grant_types', label: 'Grant types', type: 'list', placeholder: 'authorization_code, refresh_token', help: 'Default: authorization_code, refresh_token' },
+];
+
+const SCOPE = [
+  { name: 'scope', label: 'Scope', type: 'text', required: true, placeholder: 'mcp' },
+  { name: 'description', label: 'Description (shown to users on the consent page)', type: 'text', required: true },
+];
+
+const PROXY_PICK = [{ name: 'hostname', label: 'Proxy hostname', type: 'text', required: true, placeholder: 'mcp.example.com' }];
+
+const PROXY_SETTINGS = [
+  { name: 'idps', label: 'Allowed identity providers', type: 'list', keepEmpty: true, help: 'Empty = all' },
+  { name: 'github_client_id', label: 'GitHub app client id (override)', type: 'text', keepEmpty: true, help: 'Empty removes the override' },
+  { name: 'github_client_secret', label: 'GitHub app client secret', type: 'password', help: 'Required with a client id; never shown again' },
+  { name: 'metadata', label: 'Metadata overrides (JSON object)', type: 'json', keepEmpty: true, rows: 3 },
+];
+
 const failed = (e) => h('p.form-error', { role: 'alert' }, `${e.message} (HTTP ${e.status})`);
 
 export async function render(main) {
-  const [idps, rules, clients, sessions, consents] = await Promise.all(
-    ['idps', 'rules', 'clients', 'sessions', 'consents'].map((p) => api.get(`/api/v1/oauth/${p}`).catch((e) => e)),
+  const [idps, rules, clients, sessions, consents, scopes] = await Promise.all(
+    ['idps', 'rules', 'clients', 'sessions', 'consents', 'scopes'].map((p) => api.get(`/api/v1/oauth/${p}`).catch((e) => e)),
   );
   const again = () => render(main);
   const idpForm = form(IDP, { kind: 'github' }, async (v) => {
@@ -41,6 +69,65 @@ export async function render(main) {
     notice('Login rule added');
     await again();
   }, { submit: 'Add rule' });
+  const setupResult = h('div', { 'aria-live': 'polite' });
+  const setupForm = form(SETUP, {}, async (v) => {
+    const r = await api.post('/api/v1/oauth/setup', v);
+    notice(`OAuth endpoints published at https://${r.proxy.hostname}`);
+    clear(
+      setupResult,
+      h('p', { role: 'status' }, `Published at https://${r.proxy.hostname} → ${r.proxy.target_url}; issuer ${r.issuer}`),
+      r.warning ? h('p.form-error', r.warning) : null,
+    );
+  }, { submit: 'Publish', conflictField: 'hostname' });
+  // The secret of a confidential client exists in clear only in this answer: show it once.
+  const secretBox = h('div#client-secret', { 'aria-live': 'polite' });
+  const clientForm = form(CLIENT, {}, async (v) => {
+    const body = { redirect_uris: v.redirect_uris || [], client_name: v.client_name, grant_types: v.grant_types };
+    if (v.public) body.token_endpoint_auth_method = 'none';
+    const r = await api.post('/api/v1/oauth/clients', body);
+    await again();
+    const box = document.getElementById('client-secret');
+    if (!box) return;
+    clear(
+      box,
+      h(
+        'section.card.progress-card.done',
+        { role: 'status' },
+        h('p', h('strong', `Client ${r.client_name || r.client_id} registered`)),
+        h('p', 'Client id: ', h('code.mono', r.client_id)),
+        r.client_secret
+          ? h('p', 'Client secret (shown once, copy it now): ', h('code.mono#client-secret-value', r.client_secret))
+          : h('p.help', 'Public client: no secret.'),
+      ),
+    );
+  }, { submit: 'Register client', conflictField: 'client_name' });
+  const scopeForm = form(SCOPE, {}, async (v) => {
+    await api.put(`/api/v1/oauth/scopes/${api.enc(v.scope)}`, { description: v.description });
+    notice(`Description of ${v.scope} saved`);
+    await again();
+  }, { submit: 'Save description' });
+  const proxyView = h('div#proxy-oauth', { 'aria-live': 'polite' });
+  const showProxy = async (hostname) => {
+    const st = await api.get(`/api/v1/oauth/proxies/${api.enc(hostname)}`);
+    const edit = form(PROXY_SETTINGS, st, async (v) => {
+      if (!v.github_client_secret) delete v.github_client_secret;
+      await api.put(`/api/v1/oauth/proxies/${api.enc(st.hostname)}`, v);
+      notice(`OAuth settings of ${st.hostname} saved`);
+      await showProxy(st.hostname);
+    }, { submit: 'Save settings' });
+    clear(
+      proxyView,
+      h('h3', `OAuth settings of ${st.hostname}`),
+      h('p', 'Providers: ', st.idps.length ? st.idps.join(', ') : 'all', ' · GitHub app: ', st.github_client_id || 'the default', ' · Metadata overrides: ', Object.keys(st.metadata).length ? Object.keys(st.metadata).join(', ') : 'none', ' · ', st.updated_at ? `changed ${time(st.updated_at)}` : 'defaults'),
+      edit,
+      h('div.actions', danger('Clear settings', `Clear the OAuth settings of ${st.hostname}? It goes back to every provider, the default GitHub app and no metadata overrides.`, async () => {
+        await api.del(`/api/v1/oauth/proxies/${api.enc(st.hostname)}`);
+        notice(`OAuth settings of ${st.hostname} cleared`);
+        await showProxy(st.hostname);
+      })),
+    );
+  };
+  const proxyPick = form(PROXY_PICK, {}, (v) => showProxy(v.hostname), { submit: 'Show settings' });
   const list = (data, cols, empty) => (data instanceof Error ? failed(data) : table(cols, data, empty));
   clear(
     main,
@@ -52,6 +139,7 @@ export async function render(main) {
         notice(`New signing key ${r.kid}`);
       }),
     ),
+    disclosure('Publish the OAuth endpoints at a host', h('div', setupForm, setupResult)),
     card(
       'Identity providers',
       null,
@@ -85,6 +173,31 @@ export async function render(main) {
           await again();
         }) },
       ], 'No login rules: nobody can log in.'),
+    ),
+    card(
+      'Scope descriptions',
+      null,
+      h('p.lead', 'What each scope allows, in words for the consent page.'),
+      disclosure('Set a description', scopeForm),
+      list(scopes, [
+        { label: 'Scope', value: (x) => h('span.mono', x.scope) },
+        { label: 'Description', value: (x) => x.description || '—' },
+        { label: 'Source', value: (x) => badge(x.source, x.source === 'custom' ? 'ok' : '') },
+        { label: 'Actions', value: (x) => (x.source === 'custom'
+          ? danger('Delete', `Delete the description of ${x.scope}? The built-in one, if any, is shown again.`, async () => {
+            await api.del(`/api/v1/oauth/scopes/${api.enc(x.scope)}`);
+            notice(`Description of ${x.scope} deleted`);
+            await again();
+          })
+          : '') },
+      ], 'No scopes.'),
+    ),
+    card(
+      'Per-proxy OAuth settings',
+      null,
+      h('p.lead', 'Which providers a proxy offers, its own GitHub app, metadata overrides.'),
+      proxyPick,
+      proxyView,
     ),
     card(
       'Sessions',
@@ -128,9 +241,11 @@ export async function render(main) {
     card(
       'Clients',
       null,
+      disclosure('Register a client', clientForm),
+      secretBox,
       list(clients, [
         { label: 'Client id', value: (c) => h('span.mono', c.client_id) },
-        { label: 'Name', value: (c) => h('span', c.client_name || '—', ' ', badge('self-registered, unverified', 'warn')) },
+        { label: 'Name', value: (c) => h('span', c.client_name || '—', ' ', c.admin_registered ? badge('registered by an admin', 'ok') : badge('self-registered, unverified', 'warn')) },
         { label: 'Redirect URIs', value: (c) => c.redirect_uris.join(' ') },
         { label: 'Auth', value: (c) => c.token_endpoint_auth_method },
         { label: 'Registered', value: (c) => time(c.created_at) },
