@@ -115,7 +115,9 @@ async fn a_follower_on_one_control_plane_sees_records_shipped_to_another() {
     let mut body = follow.bytes_stream();
     let mut text = String::new();
     let read = tokio::time::timeout(std::time::Duration::from_secs(20), async {
-        while !text.contains("followed-2") {
+        // Two requests may be served by two workers, whose records ship in separate
+        // chunks in either order: wait for both.
+        while !(text.contains("followed-1") && text.contains("followed-2")) {
             let chunk = body.next().await.expect("follow ended").expect("chunk");
             text.push_str(&String::from_utf8_lossy(&chunk));
         }
@@ -127,10 +129,12 @@ async fn a_follower_on_one_control_plane_sees_records_shipped_to_another() {
         .filter_map(|l| l.strip_prefix("data: "))
         .map(|d| serde_json::from_str(d).expect("record JSON"))
         .collect();
-    let ids: Vec<&str> = records
+    let mut ids: Vec<&str> = records
         .iter()
         .filter_map(|r| r["request_id"].as_str())
         .collect();
+    ids.sort_unstable();
+    // Each exactly once.
     assert_eq!(ids, ["followed-1", "followed-2"], "{text}");
     assert_eq!(records[0]["node_id"], "dp-follow");
 }
