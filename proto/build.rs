@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/portcullis/v1/logs.proto",
         "proto/portcullis/v1/docker.proto",
         "proto/portcullis/v1/docker_ops.proto",
+        "proto/portcullis/v1/config.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

@@ -156,12 +156,42 @@ pub(crate) enum Command {
     /// Administer the OAuth authorization server
     #[command(subcommand)]
     Oauth(OAuthCommand),
+    /// Write every resource as one declarative document (YAML or JSON; no secrets, no keys)
+    Export {
+        /// Document format
+        #[arg(long, value_enum, default_value_t = DocFormat::Yaml)]
+        format: DocFormat,
+        /// Write to this file instead of stdout
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Make the installation match a document: shows the diff, writes all of it or nothing
+    Apply {
+        /// The document (YAML or JSON; `-` reads stdin)
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: PathBuf,
+        /// Also delete resources the document does not list
+        #[arg(long)]
+        prune: bool,
+        /// Only show the diff; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print a shell completion script to stdout
     Completions {
         /// Shell to generate completions for
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// `export --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum DocFormat {
+    /// YAML (the default)
+    Yaml,
+    /// JSON
+    Json,
 }
 
 /// A credential that must never end up in logs, `Debug` output or error messages.

@@ -1,6 +1,7 @@
 //! Runs a parsed command: resolves settings, connects, calls the API, prints the result.
 
 mod cert;
+mod declarative;
 mod docker;
 mod docker_ops;
 mod docker_stream;
@@ -102,6 +103,15 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Dataplanes(cmd) => status::dataplanes(&mut ctx, cmd).await,
         Command::Oauth(cmd) => oauth::run(&mut ctx, cmd).await,
         Command::Logs(cmd) => logs::run(&mut ctx, &settings, format, cmd).await,
+        Command::Export { format, out } => {
+            let json = format == crate::args::DocFormat::Json;
+            declarative::export(&mut ctx, &settings, json, out.as_deref()).await
+        }
+        Command::Apply {
+            file,
+            prune,
+            dry_run,
+        } => declarative::apply(&mut ctx, &settings, &file, prune, dry_run).await,
         Command::Completions { shell } => completions(shell),
         Command::Login { .. } => Ok(()),
     }

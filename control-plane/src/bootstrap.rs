@@ -29,6 +29,8 @@ pub struct Bootstrap {
     pub github: Option<GithubApp>,
     /// GitHub logins allowed to sign in (`*` = everyone GitHub vouches for).
     pub allowed_github_users: Vec<String>,
+    /// A declarative document applied when the store holds no resources (`--bootstrap`).
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// A GitHub OAuth app's credentials.

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod authenticator;
 pub mod bootstrap;
 pub mod convert;
+pub mod declarative;
 pub mod docker;
 pub mod error;
 pub mod files;

@@ -267,6 +267,11 @@ struct BootstrapArgs {
     /// vouches for; grants `mcp:read mcp:write` (the seed's `OAUTH_ALLOWED_GITHUB_USERS`).
     #[arg(long, env = "PORTCULLIS_ALLOWED_GITHUB_USERS", value_delimiter = ',')]
     allowed_github_users: Vec<String>,
+    /// A declarative document (YAML or JSON, as `portcullis export` writes) applied once at
+    /// start when the store holds no resources; ignored (info log) otherwise. An invalid
+    /// file stops the start with the path of each error.
+    #[arg(long = "bootstrap", env = "PORTCULLIS_BOOTSTRAP", value_name = "FILE")]
+    bootstrap_file: Option<PathBuf>,
 }
 
 impl BootstrapArgs {
@@ -289,6 +294,7 @@ impl BootstrapArgs {
             admin_token: self.admin_token.or(self.admin_token_file),
             github,
             allowed_github_users: self.allowed_github_users,
+            file: self.bootstrap_file,
         })
     }
 }

@@ -194,6 +194,10 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let cp = ControlPlane::with_options(store, options).await?;
     let first_start = crate::bootstrap::admin_token(&cp, &cfg.bootstrap).await?;
     let oauth = crate::oauth::OAuthServer::new(cp.clone(), oauth_settings)?;
+    if let Some(file) = &cfg.bootstrap.file {
+        let owner = first_start.as_ref().map(|t| t.token.id.clone());
+        crate::declarative::bootstrap::at_start(&cp, owner, file).await?;
+    }
     if let Some(first) = &first_start {
         crate::bootstrap::resources(&oauth, first, &cfg.bootstrap).await?;
     }
@@ -251,6 +255,9 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .add_service(docker_grpc)
         .add_service(docker_ops.clone().ports_server())
         .add_service(docker_ops.cleanup_server())
+        .add_service(
+            crate::declarative::grpc::DeclarativeApi::new(cp.clone(), authn.clone()).server(),
+        )
         .serve_with_incoming_shutdown(
             // Nagle would hold a snapshot's last segment for the peer's delayed ACK (~40 ms).
             tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
@@ -267,6 +274,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         tokio::spawn(crate::scrape::serve_open(listener, scrape.clone()));
     }
     let app = http_app(cp.clone(), oauth, authn.clone())
+        .merge(crate::declarative::rest::router(cp.clone(), authn.clone()))
         .merge(crate::rest::logs::router(cp, authn.clone(), logs))
         .merge(crate::docker::rest_ops::router(
             docker.clone(),
@@ -304,6 +312,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(rest::logs::LogsApiDoc::openapi());
     doc.merge(crate::docker::rest::DockerApiDoc::openapi());
     doc.merge(crate::docker::rest_ops::DockerOpsApiDoc::openapi());
+    doc.merge(crate::declarative::rest::DeclarativeApiDoc::openapi());
     doc
 }
 

@@ -26,7 +26,13 @@ mod routes;
 mod services;
 mod tokens;
 
+pub(crate) use certs::covers;
 pub use dataplanes::{DataPlaneRegistry, ListenerPorts, edge_callback_ports};
+pub(crate) use proxies::build_proxy;
+pub(crate) use proxy_auth::validate_auth;
+pub(crate) use proxy_resource::apply_resource;
+pub(crate) use routes::{build_route, refuse_protected_target};
+pub(crate) use services::build_service;
 
 type Result<T> = std::result::Result<T, ServiceError>;
 

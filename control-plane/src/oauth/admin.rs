@@ -41,6 +41,29 @@ fn http_url(field: &'static str, raw: &str) -> Result<String> {
 /// Adds an identity provider. The secret is sealed before it is stored.
 pub async fn create_idp(server: &OAuthServer, caller: &Caller, input: IdpInput) -> Result<IdpView> {
     admin(caller)?;
+    let record = build_idp(input, server.cp().master_key(), now())?;
+    let name = record.name.clone();
+    server
+        .apply(Batch {
+            checks: vec![Check::Absent(Collection::OAuthIdps, name.clone())],
+            writes: vec![put(Collection::OAuthIdps, &name, &record)],
+        })
+        .await
+        .map_err(|e| match e {
+            StoreError::CheckFailed(_) => {
+                ServiceError::already_exists(format!("identity provider {name:?} exists"))
+            }
+            e => e.into(),
+        })?;
+    Ok(IdpView::from(&record))
+}
+
+/// The provider `input` describes, validated, its secret sealed with `key`.
+pub(crate) fn build_idp(
+    input: IdpInput,
+    key: &crate::secrets::MasterKey,
+    now: i64,
+) -> Result<IdpRecord> {
     let name = validate::ident("name", &input.name)?;
     if input.client_id.is_empty()
         || input.client_id.len() > 200
@@ -106,28 +129,13 @@ pub async fn create_idp(server: &OAuthServer, caller: &Caller, input: IdpInput) 
         name: name.clone(),
         kind: input.kind,
         client_id: input.client_id,
-        client_secret_sealed: server
-            .cp()
-            .master_key()
-            .seal(input.client_secret.as_bytes()),
+        client_secret_sealed: key.seal(input.client_secret.as_bytes()),
         base_url,
         api_url,
         scopes,
-        created_at: now(),
+        created_at: now,
     };
-    server
-        .apply(Batch {
-            checks: vec![Check::Absent(Collection::OAuthIdps, name.clone())],
-            writes: vec![put(Collection::OAuthIdps, &name, &record)],
-        })
-        .await
-        .map_err(|e| match e {
-            StoreError::CheckFailed(_) => {
-                ServiceError::already_exists(format!("identity provider {name:?} exists"))
-            }
-            e => e.into(),
-        })?;
-    Ok(IdpView::from(&record))
+    Ok(record)
 }
 
 /// Lists identity providers (no secrets).
@@ -169,6 +177,20 @@ pub async fn create_rule(
     input: LoginRuleInput,
 ) -> Result<LoginRule> {
     admin(caller)?;
+    let id = format!("rule_{}", &super::random_token()[..12]);
+    let rule = build_rule(id.clone(), input, now())?;
+    server
+        .apply(Batch {
+            checks: vec![Check::Absent(Collection::OAuthRules, id.clone())],
+            writes: vec![put(Collection::OAuthRules, &id, &rule)],
+        })
+        .await?;
+    Ok(rule)
+}
+
+/// The login rule `input` describes under `id`, validated.
+pub(crate) fn build_rule(id: String, input: LoginRuleInput, now: i64) -> Result<LoginRule> {
+    validate::ident("id", &id)?;
     if input.users.is_empty() && input.groups.is_empty() && input.email_domains.is_empty() {
         return Err(ServiceError::invalid(
             "users",
@@ -195,9 +217,8 @@ pub async fn create_rule(
             ));
         }
     }
-    let id = format!("rule_{}", &super::random_token()[..12]);
     let rule = LoginRule {
-        id: id.clone(),
+        id,
         proxy_hostname,
         idp: input.idp,
         users: input.users,
@@ -208,14 +229,8 @@ pub async fn create_rule(
             .map(|d| d.to_ascii_lowercase())
             .collect(),
         scopes: input.scopes,
-        created_at: now(),
+        created_at: now,
     };
-    server
-        .apply(Batch {
-            checks: vec![Check::Absent(Collection::OAuthRules, id.clone())],
-            writes: vec![put(Collection::OAuthRules, &id, &rule)],
-        })
-        .await?;
     Ok(rule)
 }
 
@@ -590,7 +605,9 @@ const PROTECTED_METADATA: &[&str] = &[
     "userinfo_endpoint",
 ];
 
-fn validate_metadata_overrides(m: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
+pub(crate) fn validate_metadata_overrides(
+    m: &serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
     if serde_json::to_vec(m).map(|v| v.len()).unwrap_or(usize::MAX) > 16 * 1024 {
         return Err(ServiceError::invalid("metadata", "at most 16 KiB"));
     }

@@ -13,38 +13,7 @@ impl ControlPlane {
     /// Creates a proxy owned by the caller. 409 if the hostname is taken.
     pub async fn create_proxy(&self, caller: &Caller, input: ProxyInput) -> Result<Proxy> {
         require_writer(caller)?;
-        let now = now();
-        let mut proxy = unconfigured(
-            validate::hostname("hostname", &input.hostname)?,
-            caller.token_id.clone(),
-            now,
-        );
-        apply_patch(
-            &mut proxy,
-            ProxyPatch {
-                target_url: Some(input.target_url),
-                enabled: input.enabled,
-                enable_http: input.enable_http,
-                enable_https: input.enable_https,
-                preserve_host_header: input.preserve_host_header,
-                custom_request_headers: input.custom_request_headers,
-                custom_response_headers: input.custom_response_headers,
-                connect_timeout_ms: input.connect_timeout_ms,
-                read_timeout_ms: input.read_timeout_ms,
-                redirect_http_to_https: input.redirect_http_to_https,
-                hsts_max_age_secs: input.hsts_max_age_secs,
-                certificate_name: input.certificate_name,
-                idle_timeout_ms: input.idle_timeout_ms,
-                rate_limit_rps: input.rate_limit_rps,
-                rate_limit_burst: input.rate_limit_burst,
-                rate_limit_key: input.rate_limit_key,
-                max_concurrent_requests: input.max_concurrent_requests,
-                max_request_body_bytes: input.max_request_body_bytes,
-                upstream_proxy_protocol: input.upstream_proxy_protocol,
-                ip_allowlist: input.ip_allowlist,
-                log_query: input.log_query,
-            },
-        )?;
+        let proxy = build_proxy(input, caller.token_id.clone(), now())?;
         let key = proxy.hostname.clone();
         let mut checks = vec![Check::Absent(Collection::Proxies, key.clone())];
         checks.extend(certificate_check(&proxy.certificate_name));
@@ -172,6 +141,39 @@ impl ControlPlane {
         .await?;
         Ok(())
     }
+}
+
+/// The proxy `input` describes, validated, owned by `owner`: what `create_proxy` stores and
+/// what a declarative document's entry means.
+pub(crate) fn build_proxy(input: ProxyInput, owner: String, now: i64) -> Result<Proxy> {
+    let mut proxy = unconfigured(validate::hostname("hostname", &input.hostname)?, owner, now);
+    apply_patch(
+        &mut proxy,
+        ProxyPatch {
+            target_url: Some(input.target_url),
+            enabled: input.enabled,
+            enable_http: input.enable_http,
+            enable_https: input.enable_https,
+            preserve_host_header: input.preserve_host_header,
+            custom_request_headers: input.custom_request_headers,
+            custom_response_headers: input.custom_response_headers,
+            connect_timeout_ms: input.connect_timeout_ms,
+            read_timeout_ms: input.read_timeout_ms,
+            redirect_http_to_https: input.redirect_http_to_https,
+            hsts_max_age_secs: input.hsts_max_age_secs,
+            certificate_name: input.certificate_name,
+            idle_timeout_ms: input.idle_timeout_ms,
+            rate_limit_rps: input.rate_limit_rps,
+            rate_limit_burst: input.rate_limit_burst,
+            rate_limit_key: input.rate_limit_key,
+            max_concurrent_requests: input.max_concurrent_requests,
+            max_request_body_bytes: input.max_request_body_bytes,
+            upstream_proxy_protocol: input.upstream_proxy_protocol,
+            ip_allowlist: input.ip_allowlist,
+            log_query: input.log_query,
+        },
+    )?;
+    Ok(proxy)
 }
 
 /// A proxy with every setting at its default and no target yet: what `create_proxy`

@@ -55,7 +55,8 @@ fn view(hostname: String, auth: Option<ProxyAuth>) -> ProxyAuthView {
     }
 }
 
-fn validate_auth(input: ProxyAuthInput) -> Result<ProxyAuth> {
+/// The policy `input` describes, every field validated (no resource settings yet).
+pub(crate) fn validate_auth(input: ProxyAuthInput) -> Result<ProxyAuth> {
     let auth_host = validate::hostname("auth_host", &input.auth_host)?;
     if auth_host.starts_with("*.") {
         return Err(ServiceError::invalid(

@@ -117,6 +117,12 @@ fn view(hostname: String, auth: Option<&ProxyAuth>) -> ProxyResourceView {
     }
 }
 
+/// Validates `input` and sets it as the resource settings of `auth` (replacing them all).
+pub(crate) fn apply_resource(auth: &mut ProxyAuth, input: ProxyResourceInput) -> Result<()> {
+    validate_resource(input)?.apply(auth);
+    Ok(())
+}
+
 fn validate_resource(input: ProxyResourceInput) -> Result<ResourceSettings> {
     Ok(ResourceSettings {
         endpoint: endpoint(input.endpoint.as_deref().unwrap_or_default())?,

@@ -17,47 +17,27 @@ impl ControlPlane {
     pub async fn create_route(&self, caller: &Caller, input: RouteInput) -> Result<Route> {
         require_writer(caller)?;
         let id = match input.id.as_deref() {
-            Some(id) => validate::ident("id", id)?,
+            Some(id) => id.to_owned(),
             None => {
                 let mut b = [0u8; 5];
                 rand::rng().fill_bytes(&mut b);
                 format!("r-{}", auth::hex(&b))
             }
         };
-        let priority = input.priority.unwrap_or(DEFAULT_ROUTE_PRIORITY);
-        if priority > MAX_ROUTE_PRIORITY {
-            return Err(ServiceError::invalid("priority", "must be 0 to 999"));
-        }
-        let match_kind = input.match_kind.unwrap_or_default();
-        let path_pattern = validate::path_pattern(match_kind, &input.path_pattern)?;
-        let methods = validate::methods(input.methods.as_deref().unwrap_or_default())?;
-        let target_kind = input.target_kind.ok_or_else(|| {
-            ServiceError::invalid("target_kind", "required: url, service or proxy")
-        })?;
-        let required_scopes = validate::scopes(
-            "required_scopes",
-            input.required_scopes.as_deref().unwrap_or_default(),
-        )?;
-        let public = input.public.unwrap_or(false);
-        if public {
+        let route = build_route(id, input, caller.token_id.clone(), now())?;
+        let id = route.id.clone();
+        if route.public {
             require_admin(
                 caller,
                 "a public route (exempt from its proxy's protection)",
             )?;
         }
-        let mut proxy_hostnames = Vec::new();
-        for h in input.proxy_hostnames.unwrap_or_default() {
-            let h = validate::hostname("proxy_hostnames", &h)?;
-            if !proxy_hostnames.contains(&h) {
-                proxy_hostnames.push(h);
-            }
-        }
-        if proxy_hostnames.is_empty() {
+        if route.proxy_hostnames.is_empty() {
             require_admin(caller, "a global route (it applies to every proxy)")?;
         }
         let mut checks = vec![Check::Absent(Collection::Routes, id.clone())];
         let mut missing: Vec<String> = Vec::new();
-        for h in &proxy_hostnames {
+        for h in &route.proxy_hostnames {
             match self.get::<Proxy>(h).await? {
                 Some((p, raw)) => {
                     require_owner(caller, "proxy", h, &p.owner_token_id)?;
@@ -66,54 +46,31 @@ impl ControlPlane {
                 None => missing.push(format!("proxy {h:?}")),
             }
         }
-        let target_value = match target_kind {
-            TargetKind::Url => validate::target_url("target_value", &input.target_value)?,
-            TargetKind::Service => {
-                let name = validate::ident("target_value", &input.target_value)?;
-                match self.get::<ExternalService>(&name).await? {
-                    Some((s, raw)) => {
-                        require_owner(caller, "service", &name, &s.owner_token_id)?;
-                        checks.push(Check::Equals(Collection::Services, name.clone(), raw));
-                    }
-                    None => missing.push(format!("service {name:?}")),
+        let name = &route.target_value;
+        match route.target_kind {
+            TargetKind::Url => {}
+            TargetKind::Service => match self.get::<ExternalService>(name).await? {
+                Some((s, raw)) => {
+                    require_owner(caller, "service", name, &s.owner_token_id)?;
+                    checks.push(Check::Equals(Collection::Services, name.clone(), raw));
                 }
-                name
-            }
-            TargetKind::Proxy => {
-                let host = validate::hostname("target_value", &input.target_value)?;
-                match self.get::<Proxy>(&host).await? {
-                    Some((p, raw)) => {
-                        require_owner(caller, "proxy", &host, &p.owner_token_id)?;
-                        refuse_protected_target(&host, &p)?;
-                        checks.push(Check::Equals(Collection::Proxies, host.clone(), raw));
-                    }
-                    None => missing.push(format!("proxy {host:?}")),
+                None => missing.push(format!("service {name:?}")),
+            },
+            TargetKind::Proxy => match self.get::<Proxy>(name).await? {
+                Some((p, raw)) => {
+                    require_owner(caller, "proxy", name, &p.owner_token_id)?;
+                    refuse_protected_target(name, &p)?;
+                    checks.push(Check::Equals(Collection::Proxies, name.clone(), raw));
                 }
-                host
-            }
-        };
+                None => missing.push(format!("proxy {name:?}")),
+            },
+        }
         if !missing.is_empty() {
             return Err(ServiceError::Unprocessable(format!(
                 "route refers to {} which does not exist",
                 missing.join(" and ")
             )));
         }
-        let route = Route {
-            id: id.clone(),
-            priority,
-            match_kind,
-            path_pattern,
-            methods,
-            target_kind,
-            target_value,
-            proxy_hostnames,
-            enabled: input.enabled.unwrap_or(true),
-            description: validate::description(input.description.as_deref().unwrap_or_default())?,
-            public,
-            required_scopes,
-            owner_token_id: caller.token_id.clone(),
-            created_at: now(),
-        };
         self.commit(
             Batch {
                 checks,
@@ -170,10 +127,58 @@ impl ControlPlane {
     }
 }
 
+/// The route `input` describes under `id`, validated field by field, owned by `owner`;
+/// references (proxies, services) are the caller's to check against the store.
+pub(crate) fn build_route(id: String, input: RouteInput, owner: String, now: i64) -> Result<Route> {
+    let id = validate::ident("id", &id)?;
+    let priority = input.priority.unwrap_or(DEFAULT_ROUTE_PRIORITY);
+    if priority > MAX_ROUTE_PRIORITY {
+        return Err(ServiceError::invalid("priority", "must be 0 to 999"));
+    }
+    let match_kind = input.match_kind.unwrap_or_default();
+    let path_pattern = validate::path_pattern(match_kind, &input.path_pattern)?;
+    let methods = validate::methods(input.methods.as_deref().unwrap_or_default())?;
+    let target_kind = input
+        .target_kind
+        .ok_or_else(|| ServiceError::invalid("target_kind", "required: url, service or proxy"))?;
+    let required_scopes = validate::scopes(
+        "required_scopes",
+        input.required_scopes.as_deref().unwrap_or_default(),
+    )?;
+    let mut proxy_hostnames = Vec::new();
+    for h in input.proxy_hostnames.unwrap_or_default() {
+        let h = validate::hostname("proxy_hostnames", &h)?;
+        if !proxy_hostnames.contains(&h) {
+            proxy_hostnames.push(h);
+        }
+    }
+    let target_value = match target_kind {
+        TargetKind::Url => validate::target_url("target_value", &input.target_value)?,
+        TargetKind::Service => validate::ident("target_value", &input.target_value)?,
+        TargetKind::Proxy => validate::hostname("target_value", &input.target_value)?,
+    };
+    Ok(Route {
+        id,
+        priority,
+        match_kind,
+        path_pattern,
+        methods,
+        target_kind,
+        target_value,
+        proxy_hostnames,
+        enabled: input.enabled.unwrap_or(true),
+        description: validate::description(input.description.as_deref().unwrap_or_default())?,
+        public: input.public.unwrap_or(false),
+        required_scopes,
+        owner_token_id: owner,
+        created_at: now,
+    })
+}
+
 /// A route to a protected proxy would reach that proxy's upstream without its edge-auth
 /// policy (the route runs under the policy of the proxy it is attached to). Data planes
 /// also block such routes (503) if the target is protected later.
-fn refuse_protected_target(host: &str, target: &Proxy) -> Result<()> {
+pub(crate) fn refuse_protected_target(host: &str, target: &Proxy) -> Result<()> {
     if target.auth.is_some() {
         return Err(ServiceError::invalid(
             "target_value",

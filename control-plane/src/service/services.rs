@@ -14,13 +14,7 @@ impl ControlPlane {
         input: ServiceInput,
     ) -> Result<ExternalService> {
         require_writer(caller)?;
-        let service = ExternalService {
-            name: validate::ident("name", &input.name)?,
-            target_url: validate::target_url("target_url", &input.target_url)?,
-            description: validate::description(input.description.as_deref().unwrap_or_default())?,
-            owner_token_id: caller.token_id.clone(),
-            created_at: now(),
-        };
+        let service = build_service(input, caller.token_id.clone(), now())?;
         let key = service.name.clone();
         self.commit(
             Batch {
@@ -79,4 +73,19 @@ impl ControlPlane {
         .await?;
         Ok(())
     }
+}
+
+/// The service `input` describes, validated, owned by `owner`.
+pub(crate) fn build_service(
+    input: ServiceInput,
+    owner: String,
+    now: i64,
+) -> Result<ExternalService> {
+    Ok(ExternalService {
+        name: validate::ident("name", &input.name)?,
+        target_url: validate::target_url("target_url", &input.target_url)?,
+        description: validate::description(input.description.as_deref().unwrap_or_default())?,
+        owner_token_id: owner,
+        created_at: now,
+    })
 }

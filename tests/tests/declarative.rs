@@ -1,0 +1,600 @@
+//! Declarative configuration on the real binaries: `portcullis export` / `portcullis apply`,
+//! `GET /api/v1/config`, `POST /api/v1/config/apply`, and `portcullis-control-plane
+//! --bootstrap FILE`, on the embedded store and on a real Redis.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use portcullis_tests::procs::bin;
+use portcullis_tests::{Backend, ControlPlane, DataPlane, RedisServer, http_client};
+use serde_json::{Value, json};
+
+/// Runs the CLI against `cp` as admin with extra environment variables.
+fn cli_env(cp: &ControlPlane, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut cmd = Command::new(bin("portcullis"));
+    cmd.args(["--url", &cp.grpc, "--token", &cp.admin_token])
+        .args(args)
+        .env_remove("PORTCULLIS_CONFIG")
+        .env("XDG_CONFIG_HOME", "/nonexistent");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run portcullis")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+async fn api(cp: &ControlPlane, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let url = format!("{}{path}", cp.http);
+    let c = http_client();
+    let req = match method {
+        "GET" => c.get(url),
+        "PUT" => c.put(url),
+        "DELETE" => c.delete(url),
+        _ => c.post(url),
+    }
+    .bearer_auth(&cp.admin_token);
+    let req = match body {
+        Some(b) => req.json(&b),
+        None => req,
+    };
+    let r = req.send().await.expect("control plane answers");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn ok(cp: &ControlPlane, method: &str, path: &str, body: Value) -> Value {
+    let (s, v) = api(cp, method, path, Some(body)).await;
+    assert!((200..300).contains(&s), "{method} {path}: {s} {v}");
+    v
+}
+
+/// The exported document as JSON (through the CLI).
+fn export(cp: &ControlPlane) -> Value {
+    let out = cp.cli_ok(&["export", "--format", "json"]);
+    serde_json::from_str(&out).expect("export is JSON")
+}
+
+fn apply_json(cp: &ControlPlane, file: &Path, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "-o",
+        "json",
+        "apply",
+        "-f",
+        file.to_str().unwrap_or_default(),
+    ];
+    args.extend_from_slice(extra);
+    serde_json::from_str(&cp.cli_ok(&args)).expect("apply report is JSON")
+}
+
+/// `(kind, name) → action` of a report.
+fn actions(report: &Value) -> Vec<(String, String, String)> {
+    let mut v: Vec<_> = report["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| {
+            (
+                c["kind"].as_str().unwrap_or_default().to_owned(),
+                c["name"].as_str().unwrap_or_default().to_owned(),
+                c["action"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn triple(kind: &str, name: &str, action: &str) -> (String, String, String) {
+    (kind.into(), name.into(), action.into())
+}
+
+#[tokio::test]
+async fn export_then_apply_to_a_fresh_control_plane_reproduces_it_and_serves() {
+    let app = Backend::start("app").await;
+    let svc = Backend::start("svc").await;
+    let cp1 = ControlPlane::start().await;
+    // A bit of everything a document covers, made through the ordinary API.
+    ok(
+        &cp1,
+        "POST",
+        "/api/v1/proxy/targets",
+        json!({"hostname": "app.localhost", "target_url": app.url, "enable_https": true}),
+    )
+    .await;
+    ok(&cp1, "POST", "/api/v1/proxy/targets", json!({"hostname": "mcp.example.com", "target_url": app.url, "rate_limit_rps": 10, "custom_request_headers": {"X-Env": "prod"}})).await;
+    ok(
+        &cp1,
+        "PUT",
+        "/api/v1/proxy/targets/mcp.example.com/auth",
+        json!({"mode": "forward", "auth_host": "auth.example.com", "required_scopes": ["mcp"]}),
+    )
+    .await;
+    ok(
+        &cp1,
+        "PUT",
+        "/api/v1/proxy/targets/mcp.example.com/resource",
+        json!({"endpoint": "/mcp", "allowed_origins": ["https://app.example.com"]}),
+    )
+    .await;
+    ok(
+        &cp1,
+        "POST",
+        "/api/v1/services/external",
+        json!({"name": "svc", "target_url": svc.url}),
+    )
+    .await;
+    ok(&cp1, "POST", "/api/v1/routes", json!({"id": "r-api", "path_pattern": "/api", "target_kind": "service", "target_value": "svc", "proxy_hostnames": ["app.localhost"], "priority": 70})).await;
+    ok(&cp1, "POST", "/api/v1/oauth/idps", json!({"name": "corp", "kind": "oidc", "client_id": "cid", "client_secret": "s3cret-value", "base_url": "https://idp.example.com"})).await;
+    ok(
+        &cp1,
+        "POST",
+        "/api/v1/oauth/rules",
+        json!({"users": ["alice"], "scopes": ["mcp"]}),
+    )
+    .await;
+    ok(
+        &cp1,
+        "PUT",
+        "/api/v1/oauth/scopes/mcp",
+        json!({"description": "Use the tools"}),
+    )
+    .await;
+    ok(
+        &cp1,
+        "PUT",
+        "/api/v1/oauth/proxies/mcp.example.com",
+        json!({"idps": ["corp"]}),
+    )
+    .await;
+
+    let doc = export(&cp1);
+    assert_eq!(doc["apiVersion"], "portcullis/v1");
+    assert_eq!(doc["kind"], "Config");
+    assert!(
+        !doc.to_string().contains("s3cret-value") && !doc.to_string().contains("PRIVATE KEY"),
+        "{doc}"
+    );
+    assert_eq!(doc["certificates"][0]["name"], "app.localhost");
+    assert_eq!(doc["certificates"][0]["source"], "self-signed");
+    assert_eq!(doc["proxies"][1]["auth"]["resource"]["endpoint"], "/mcp");
+    assert_eq!(doc["oauth_providers"][0]["name"], "corp");
+    assert!(doc["oauth_providers"][0].get("client_secret").is_none());
+    // The YAML export is the same document.
+    let yaml = cp1.cli_ok(&["export"]);
+    assert!(yaml.contains("apiVersion: portcullis/v1"), "{yaml}");
+
+    // The secret comes by reference, resolved by the CLI.
+    let dir = tempfile::tempdir().unwrap();
+    let mut file_doc = doc.clone();
+    file_doc["oauth_providers"][0]["client_secret_env"] = json!("CORP_SECRET");
+    let file = dir.path().join("portcullis.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&file_doc).unwrap()).unwrap();
+
+    let cp2 = ControlPlane::start().await;
+    // Without the variable: refused, naming the path, nothing written.
+    let before = cp2.version().await;
+    let out = cli_env(&cp2, &[], &["apply", "-f", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("oauth_providers[0].client_secret_env: CORP_SECRET is not set"),
+        "{}",
+        text(&out)
+    );
+    let out = cli_env(
+        &cp2,
+        &[("CORP_SECRET", "s3cret-value")],
+        &["-o", "json", "apply", "-f", file.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["applied"], true);
+    assert!(
+        actions(&report).iter().all(|(_, _, a)| a == "create"),
+        "{report}"
+    );
+    assert_eq!(actions(&report).len(), 9, "{report}");
+    // One transaction: one revision for every config change.
+    assert_eq!(cp2.version().await, before + 1);
+    assert_eq!(
+        export(&cp2),
+        doc,
+        "export → apply → export is a fixed point"
+    );
+    // The provider works with the secret given by reference: the stored secret is the one
+    // the variable held (applying it again with the same value changes nothing).
+    let again = cli_env(
+        &cp2,
+        &[("CORP_SECRET", "s3cret-value")],
+        &["-o", "json", "apply", "-f", file.to_str().unwrap()],
+    );
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["applied"], false);
+    assert!(
+        actions(&again).iter().all(|(_, _, a)| a == "unchanged"),
+        "{again}"
+    );
+    assert_eq!(cp2.version().await, before + 1, "nothing written");
+    // A different secret is an update of that provider only.
+    let rotated = cli_env(
+        &cp2,
+        &[("CORP_SECRET", "rotated")],
+        &["-o", "json", "apply", "-f", file.to_str().unwrap()],
+    );
+    let rotated: Value = serde_json::from_slice(&rotated.stdout).unwrap();
+    let changed: Vec<_> = actions(&rotated)
+        .into_iter()
+        .filter(|(_, _, a)| a != "unchanged")
+        .collect();
+    assert_eq!(changed, vec![triple("oauth_provider", "corp", "update")]);
+    // Without any secret, the stored one is kept.
+    let keep = dir.path().join("keep.json");
+    std::fs::write(&keep, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let kept = apply_json(&cp2, &keep, &[]);
+    assert_eq!(kept["applied"], false, "{kept}");
+
+    // What apply created is served.
+    let dp = DataPlane::start(&cp2, "dp-declarative").await;
+    cp2.wait_applied(&dp.node_id, cp2.version().await).await;
+    let r = dp.get("app.localhost", "/").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["backend"], "app");
+    let r = dp.get("app.localhost", "/api/x").await;
+    assert_eq!(r.json::<Value>().await.unwrap()["backend"], "svc");
+    // The protection came along: no token, no entry.
+    assert_eq!(dp.get("mcp.example.com", "/mcp").await.status(), 401);
+}
+
+const DOC_A: &str = "apiVersion: portcullis/v1
+kind: Config
+proxies:
+  - hostname: a.example.com
+    target_url: http://127.0.0.1:9
+  - hostname: b.example.com
+    target_url: http://127.0.0.1:9
+routes:
+  - id: r-b
+    path_pattern: /b
+    target_kind: proxy
+    target_value: b.example.com
+    proxy_hostnames: [a.example.com]
+";
+
+async fn proxy_target(cp: &ControlPlane, host: &str) -> Option<String> {
+    let (s, v) = api(cp, "GET", &format!("/api/v1/proxy/targets/{host}"), None).await;
+    (s == 200).then(|| v["target_url"].as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn dry_run_invalid_documents_and_prune_on_the_embedded_store() {
+    let cp = ControlPlane::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    };
+    let a = write("a.yaml", DOC_A);
+    let report = apply_json(&cp, &a, &[]);
+    assert_eq!(
+        actions(&report),
+        vec![
+            triple("proxy", "a.example.com", "create"),
+            triple("proxy", "b.example.com", "create"),
+            triple("route", "r-b", "create"),
+        ]
+    );
+    let v1 = cp.version().await;
+    let exported = export(&cp);
+
+    // Dry run: the diff, nothing written.
+    let b = write(
+        "b.yaml",
+        &DOC_A
+            .replacen("http://127.0.0.1:9", "http://127.0.0.1:10", 1)
+            .replace(
+                "routes:",
+                "  - hostname: c.example.com\n    target_url: http://127.0.0.1:9\nroutes:",
+            ),
+    );
+    let report = apply_json(&cp, &b, &["--dry-run"]);
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["applied"], false);
+    assert_eq!(
+        actions(&report),
+        vec![
+            triple("proxy", "a.example.com", "update"),
+            triple("proxy", "b.example.com", "unchanged"),
+            triple("proxy", "c.example.com", "create"),
+            triple("route", "r-b", "unchanged"),
+        ]
+    );
+    let update = report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["action"] == "update")
+        .unwrap();
+    assert_eq!(update["fields"], json!(["target_url"]));
+    let human = cp.cli_ok(&["apply", "-f", b.to_str().unwrap(), "--dry-run"]);
+    assert!(
+        human.contains("update")
+            && human.contains("(target_url)")
+            && human.contains("1 to create, 1 to update, 0 to delete, 2 unchanged (dry run"),
+        "{human}"
+    );
+    assert_eq!(cp.version().await, v1);
+    assert_eq!(
+        proxy_target(&cp, "a.example.com").await.as_deref(),
+        Some("http://127.0.0.1:9")
+    );
+    assert_eq!(proxy_target(&cp, "c.example.com").await, None);
+
+    // One bad resource among good ones: nothing changes, every error names its path.
+    let bad = write(
+        "bad.yaml",
+        &DOC_A.replacen("http://127.0.0.1:9", "http://127.0.0.1:10", 1).replace(
+            "routes:\n",
+            "  - hostname: c.example.com\n    target_url: ftp://nope\nroutes:\n  - id: r-c\n    path_pattern: /c\n    target_kind: url\n    target_value: http://127.0.0.1:9\n    proxy_hostnames: [missing.example.com]\n",
+        ),
+    );
+    let out = cp.cli(&cp.admin_token, &["apply", "-f", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let msg = text(&out);
+    assert!(msg.contains("proxies[2].target_url"), "{msg}");
+    assert!(
+        msg.contains("routes[0].proxy_hostnames") && msg.contains("missing.example.com"),
+        "{msg}"
+    );
+    assert_eq!(cp.version().await, v1);
+    assert_eq!(export(&cp), exported, "an invalid document changes nothing");
+
+    // Without --prune nothing is deleted; with it, what the document lacks is, in one
+    // revision.
+    let only_a = write(
+        "only-a.yaml",
+        "apiVersion: portcullis/v1\nkind: Config\nproxies:\n  - hostname: a.example.com\n    target_url: http://127.0.0.1:9\n",
+    );
+    let report = apply_json(&cp, &only_a, &[]);
+    assert_eq!(
+        actions(&report),
+        vec![triple("proxy", "a.example.com", "unchanged")]
+    );
+    assert!(proxy_target(&cp, "b.example.com").await.is_some());
+    let report = apply_json(&cp, &only_a, &["--prune", "--dry-run"]);
+    assert_eq!(report["applied"], false);
+    assert!(proxy_target(&cp, "b.example.com").await.is_some());
+    let report = apply_json(&cp, &only_a, &["--prune"]);
+    assert_eq!(
+        actions(&report),
+        vec![
+            triple("proxy", "a.example.com", "unchanged"),
+            triple("proxy", "b.example.com", "delete"),
+            triple("route", "r-b", "delete"),
+        ]
+    );
+    assert_eq!(proxy_target(&cp, "b.example.com").await, None);
+    let (s, _) = api(&cp, "GET", "/api/v1/routes/r-b", None).await;
+    assert_eq!(s, 404);
+    assert_eq!(cp.version().await, v1 + 1);
+
+    // REST: YAML in, the same diff out; errors at their paths; admin only.
+    let r = http_client()
+        .post(format!("{}/api/v1/config/apply?dry_run=true", cp.http))
+        .bearer_auth(&cp.admin_token)
+        .header("content-type", "application/yaml")
+        .body(DOC_A)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(
+        actions(&report),
+        vec![
+            triple("proxy", "a.example.com", "unchanged"),
+            triple("proxy", "b.example.com", "create"),
+            triple("route", "r-b", "create"),
+        ]
+    );
+    assert_eq!(proxy_target(&cp, "b.example.com").await, None);
+    let (s, body) = api(
+        &cp,
+        "POST",
+        "/api/v1/config/apply",
+        Some(json!({"apiVersion": "portcullis/v1", "kind": "Config",
+            "proxies": [{"hostname": "d.example.com", "targt_url": "http://127.0.0.1:9"}],
+            "services": [{"name": "ok-svc", "target_url": "http://127.0.0.1:9"}]})),
+    )
+    .await;
+    assert_eq!(s, 400, "{body}");
+    assert_eq!(body["error"], "invalid_document");
+    assert_eq!(body["errors"][0]["path"], "proxies[0].targt_url", "{body}");
+    let (s, _) = api(&cp, "GET", "/api/v1/services/external/ok-svc", None).await;
+    assert_eq!(s, 404, "nothing of an invalid document is written");
+    let (s, doc) = api(&cp, "GET", "/api/v1/config", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(doc, export(&cp));
+    let user = ok(
+        &cp,
+        "POST",
+        "/api/v1/tokens",
+        json!({"name": "u", "scope": "user"}),
+    )
+    .await;
+    let r = http_client()
+        .get(format!("{}/api/v1/config", cp.http))
+        .bearer_auth(user["secret"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+#[tokio::test]
+async fn apply_on_redis_is_one_transaction_and_idempotent() {
+    let redis = RedisServer::start().await;
+    let cp = ControlPlane::start_with(Some(&redis.url)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.yaml");
+    std::fs::write(&file, DOC_A).unwrap();
+    let revision = || -> u64 {
+        redis
+            .cli(&["GET", "{portcullis}:revision"])
+            .parse()
+            .unwrap_or(0)
+    };
+    let before = revision();
+    let report = apply_json(&cp, &file, &[]);
+    assert_eq!(report["applied"], true);
+    assert_eq!(revision(), before + 1, "three resources, one revision");
+    assert_eq!(report["revision"], before + 1);
+    assert_eq!(redis.cli(&["HLEN", "{portcullis}:proxies"]), "2");
+    assert_eq!(redis.cli(&["HLEN", "{portcullis}:routes"]), "1");
+    let stored = redis.cli(&["HGET", "{portcullis}:proxies", "b.example.com"]);
+    let again = cp.cli_ok(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(
+        again.contains("0 to create, 0 to update, 0 to delete, 3 unchanged (nothing to write)"),
+        "{again}"
+    );
+    assert_eq!(revision(), before + 1, "the second apply writes nothing");
+    assert_eq!(
+        redis.cli(&["HGET", "{portcullis}:proxies", "b.example.com"]),
+        stored
+    );
+    let doc = export(&cp);
+    assert_eq!(
+        doc["proxies"],
+        json!([
+            {"hostname": "a.example.com", "target_url": "http://127.0.0.1:9"},
+            {"hostname": "b.example.com", "target_url": "http://127.0.0.1:9"}
+        ])
+    );
+    // An invalid document on Redis changes nothing either.
+    std::fs::write(
+        &file,
+        DOC_A.replace(
+            "target_value: b.example.com",
+            "target_value: zz.example.com",
+        ),
+    )
+    .unwrap();
+    let out = cp.cli(&cp.admin_token, &["apply", "-f", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("routes[0].target_value"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(revision(), before + 1);
+}
+
+/// Runs `serve --bootstrap FILE` on `data_dir` expecting it to exit; its exit status and
+/// output.
+fn serve_until_exit(data_dir: &Path, file: &Path) -> (bool, String) {
+    let mut child = Command::new(bin("portcullis-control-plane"))
+        .args([
+            "serve",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .arg("--bootstrap")
+        .arg(file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("control plane");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve with an invalid --bootstrap file did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().expect("output");
+    (out.status.success(), text(&out))
+}
+
+#[tokio::test]
+async fn bootstrap_applies_to_an_empty_store_once_and_refuses_an_invalid_file() {
+    let backend = Backend::start("boot").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("boot.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: portcullis/v1\nkind: Config\nproxies:\n  - hostname: boot.example.com\n    target_url: {}\n",
+            backend.url
+        ),
+    )
+    .unwrap();
+    let mut cp =
+        ControlPlane::start_args(vec!["--bootstrap".into(), file.to_str().unwrap().into()]).await;
+    assert_eq!(
+        proxy_target(&cp, "boot.example.com").await,
+        Some(backend.url.clone())
+    );
+    let dp = DataPlane::start(&cp, "dp-bootstrap").await;
+    cp.wait_applied(&dp.node_id, cp.version().await).await;
+    let r = dp.get("boot.example.com", "/").await;
+    assert_eq!(r.json::<Value>().await.unwrap()["backend"], "boot");
+
+    // Not empty any more: a restart ignores the file, whatever it says now.
+    std::fs::write(
+        &file,
+        "apiVersion: portcullis/v1\nkind: Config\nproxies:\n  - hostname: other.example.com\n    target_url: http://127.0.0.1:9\n",
+    )
+    .unwrap();
+    cp.kill();
+    cp.restart().await;
+    assert_eq!(proxy_target(&cp, "other.example.com").await, None);
+    assert_eq!(
+        proxy_target(&cp, "boot.example.com").await,
+        Some(backend.url.clone())
+    );
+
+    // An invalid file on an empty store: the process exits before serving, naming the
+    // path; nothing is stored, so a fixed file applies on the next start.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: portcullis/v1\nkind: Config\nproxies:\n  - hostname: ok.example.com\n    target_url: http://127.0.0.1:9\n  - hostname: bad.example.com\n    target_url: not-a-url\n",
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let (success, output) = serve_until_exit(data.path(), &bad);
+    assert!(!success, "{output}");
+    assert!(output.contains("proxies[1].target_url"), "{output}");
+    // A secret written into the file is refused too.
+    std::fs::write(
+        &bad,
+        "apiVersion: portcullis/v1\nkind: Config\noauth_providers:\n  - name: gh\n    kind: github\n    client_id: x\n    client_secret: zz9-plain-secret\n",
+    )
+    .unwrap();
+    let (success, output) = serve_until_exit(data.path(), &bad);
+    assert!(!success, "{output}");
+    assert!(
+        output.contains("oauth_providers[0].client_secret"),
+        "{output}"
+    );
+    assert!(
+        !output.contains("zz9-plain-secret"),
+        "the secret is not echoed: {output}"
+    );
+}
