@@ -55,6 +55,14 @@ dataplane-token-create name:
 status:
     {{cli}} status
 
+# Write every resource as one document: just export [FILE] [yaml|json] (stdout without FILE)
+export file="" format="yaml":
+    {{cli}} export --format "{{format}}" {{ if file == "" { "" } else { "--out '" + file + "'" } }}
+
+# Make the installation match a document (shows the diff; all or nothing): just apply FILE [--prune] [--dry-run]
+apply file *flags:
+    {{cli}} apply -f "$@"
+
 # Create a proxy: just proxy-create HOST TARGET_URL [CLI flags, e.g. --https --preserve-host]
 # or the seed's shape: just proxy-create HOST TARGET_URL [STAGING] [PRESERVE_HOST] [HTTP] [HTTPS] [TOKEN]
 proxy-create hostname target_url *args:

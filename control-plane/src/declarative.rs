@@ -51,8 +51,8 @@ pub mod grpc;
 pub mod rest;
 
 use document::{
-    API_VERSION, CertificateEntry, IdpEntry, KIND, ProxyEntry, ProxyOAuthEntry, RouteEntry,
-    RuleEntry, SECTIONS, ScopeEntry, ServiceEntry, to_value,
+    API_VERSION, CertificateEntry, Exported, IdpEntry, KIND, ProxyEntry, ProxyOAuthEntry,
+    RouteEntry, RuleEntry, SECTIONS, ScopeEntry, ServiceEntry, to_value,
 };
 
 /// Collections a document covers, in [`SECTIONS`] order.
@@ -234,31 +234,26 @@ pub async fn is_empty(cp: &ControlPlane) -> Result<bool, StoreError> {
 }
 
 /// The whole configuration as one document (secrets and keys left out).
-pub async fn export(cp: &ControlPlane, caller: &Caller) -> Result<Value, ServiceError> {
+pub async fn export(cp: &ControlPlane, caller: &Caller) -> Result<Exported, ServiceError> {
     require_admin(caller)?;
     let s = read_state(cp).await?;
-    let mut doc = serde_json::Map::new();
-    doc.insert("apiVersion".into(), API_VERSION.into());
-    doc.insert("kind".into(), KIND.into());
     let staging = &cp.acme().staging_directory_url;
-    let sections: [Vec<Value>; 8] = [
-        values(&s.proxies, ProxyEntry::from_record),
-        values(&s.routes, RouteEntry::from_record),
-        values(&s.services, ServiceEntry::from_record),
-        values(&s.certs, |c| cert_entry(c, staging)),
-        values(&s.idps, IdpEntry::from_record),
-        values(&s.rules, RuleEntry::from_record),
-        values(&s.scopes, ScopeEntry::from_record),
-        values(&s.proxy_oauth, ProxyOAuthEntry::from_record),
-    ];
-    for (name, list) in SECTIONS.iter().zip(sections) {
-        doc.insert((*name).into(), Value::Array(list));
-    }
-    Ok(Value::Object(doc))
+    Ok(Exported {
+        api_version: API_VERSION,
+        kind: KIND,
+        proxies: entries(&s.proxies, ProxyEntry::from_record),
+        routes: entries(&s.routes, RouteEntry::from_record),
+        services: entries(&s.services, ServiceEntry::from_record),
+        certificates: entries(&s.certs, |c| cert_entry(c, staging)),
+        oauth_providers: entries(&s.idps, IdpEntry::from_record),
+        login_rules: entries(&s.rules, RuleEntry::from_record),
+        scope_descriptions: entries(&s.scopes, ScopeEntry::from_record),
+        proxy_oauth: entries(&s.proxy_oauth, ProxyOAuthEntry::from_record),
+    })
 }
 
-fn values<T, E: Serialize>(s: &Stored<T>, f: impl Fn(&T) -> E) -> Vec<Value> {
-    s.values().map(|(r, _)| to_value(&f(r))).collect()
+fn entries<T, E>(s: &Stored<T>, f: impl Fn(&T) -> E) -> Vec<E> {
+    s.values().map(|(r, _)| f(r)).collect()
 }
 
 fn cert_entry(c: &CertificateRecord, staging_url: &str) -> CertificateEntry {

@@ -169,7 +169,10 @@ async fn export_then_apply_to_a_fresh_control_plane_reproduces_it_and_serves() {
     assert!(doc["oauth_providers"][0].get("client_secret").is_none());
     // The YAML export is the same document.
     let yaml = cp1.cli_ok(&["export"]);
-    assert!(yaml.contains("apiVersion: portcullis/v1"), "{yaml}");
+    assert!(
+        yaml.starts_with("apiVersion: portcullis/v1\nkind: Config\nproxies:\n- hostname: app.localhost\n  target_url: "),
+        "members in document order: {yaml}"
+    );
 
     // The secret comes by reference, resolved by the CLI.
     let dir = tempfile::tempdir().unwrap();

@@ -58,7 +58,8 @@ pub(crate) async fn export(
         .export_config(pb::ExportConfigRequest {})
         .await
         .reply(&ctx.call)?;
-    let doc: Value = serde_json::from_str(&reply.document_json)
+    // Parsed into YAML's value, whose mappings keep the order the control plane wrote.
+    let doc: serde_norway::Value = serde_json::from_str(&reply.document_json)
         .map_err(|e| CliError::Output(std::io::Error::other(e)))?;
     let text = if json {
         serde_json::to_string_pretty(&doc)

@@ -45,26 +45,47 @@ impl Serialize for SecretValue {
 pub struct ProxyEntry {
     pub hostname: String,
     pub target_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub enable_http: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub enable_https: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub preserve_host_header: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_request_headers: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_response_headers: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub connect_timeout_ms: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub read_timeout_ms: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub redirect_http_to_https: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hsts_max_age_secs: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_timeout_ms: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit_rps: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit_burst: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrent_requests: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_request_body_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_proxy_protocol: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ip_allowlist: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub log_query: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthEntry>,
 }
 
@@ -74,17 +95,29 @@ pub struct ProxyEntry {
 pub struct AuthEntry {
     pub mode: AuthMode,
     pub auth_host: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub required_scopes: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub public_paths: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub scopes_supported: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub resource_documentation: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_users: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_orgs: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_teams: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_email_domains: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_groups: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub forward_token: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub identity_headers: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub resource: Option<ResourceEntry>,
 }
 
@@ -92,8 +125,11 @@ pub struct AuthEntry {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceEntry {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fields: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_origins: Option<Vec<String>>,
 }
 
@@ -102,16 +138,24 @@ pub struct ResourceEntry {
 #[serde(deny_unknown_fields)]
 pub struct RouteEntry {
     pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub priority: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub match_kind: Option<MatchKind>,
     pub path_pattern: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub methods: Option<Vec<String>>,
     pub target_kind: TargetKind,
     pub target_value: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_hostnames: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub public: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub required_scopes: Option<Vec<String>>,
 }
 
@@ -121,6 +165,7 @@ pub struct RouteEntry {
 pub struct ServiceEntry {
     pub name: String,
     pub target_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
 
@@ -131,9 +176,13 @@ pub struct CertificateEntry {
     pub name: String,
     pub domains: Vec<String>,
     /// `acme` (default), `self-signed`, or `uploaded` (only for one already uploaded).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<CertSource>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub challenge: Option<ChallengeKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub staging: Option<bool>,
 }
 
@@ -147,10 +196,15 @@ pub struct IdpEntry {
     pub client_id: String,
     #[serde(skip_serializing)]
     pub client_secret: Option<SecretValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret_env: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
 }
 
@@ -159,11 +213,17 @@ pub struct IdpEntry {
 #[serde(deny_unknown_fields)]
 pub struct RuleEntry {
     pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub idp: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub users: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub groups: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub email_domains: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
 }
 
@@ -180,13 +240,45 @@ pub struct ScopeEntry {
 #[serde(deny_unknown_fields)]
 pub struct ProxyOAuthEntry {
     pub hostname: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub idps: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub github_client_id: Option<String>,
     #[serde(skip_serializing)]
     pub github_client_secret: Option<SecretValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub github_client_secret_env: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub github_client_secret_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Map<String, Value>>,
+}
+
+/// A whole document as `export` writes it: members in this order, entries in their fields'
+/// order, settings at their defaults left out.
+#[derive(Debug, Clone, Serialize)]
+pub struct Exported {
+    /// [`API_VERSION`].
+    #[serde(rename = "apiVersion")]
+    pub api_version: &'static str,
+    /// [`KIND`].
+    pub kind: &'static str,
+    /// Proxies by hostname.
+    pub proxies: Vec<ProxyEntry>,
+    /// Routes by id.
+    pub routes: Vec<RouteEntry>,
+    /// External services by name.
+    pub services: Vec<ServiceEntry>,
+    /// Certificates by name.
+    pub certificates: Vec<CertificateEntry>,
+    /// Identity providers by name.
+    pub oauth_providers: Vec<IdpEntry>,
+    /// Login rules by id.
+    pub login_rules: Vec<RuleEntry>,
+    /// Scope descriptions by scope.
+    pub scope_descriptions: Vec<ScopeEntry>,
+    /// Per-proxy OAuth settings by hostname.
+    pub proxy_oauth: Vec<ProxyOAuthEntry>,
 }
 
 /// The sections of a document, in the order they are written and applied.

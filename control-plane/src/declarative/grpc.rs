@@ -66,7 +66,8 @@ impl pb::declarative_config_service_server::DeclarativeConfigService for Declara
         let caller = self.caller(&req).await?;
         let doc = super::export(&self.cp, &caller).await?;
         Ok(Response::new(pb::ExportConfigReply {
-            document_json: doc.to_string(),
+            document_json: serde_json::to_string(&doc)
+                .map_err(|e| Status::internal(format!("cannot encode the document: {e}")))?,
         }))
     }
 
