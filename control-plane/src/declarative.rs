@@ -1128,3 +1128,6 @@ fn proxy_oauth_settings(
         secret_changed,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -422,6 +422,12 @@ async fn dry_run_invalid_documents_and_prune_on_the_embedded_store() {
     assert_eq!(body["errors"][0]["path"], "proxies[0].targt_url", "{body}");
     let (s, _) = api(&cp, "GET", "/api/v1/services/external/ok-svc", None).await;
     assert_eq!(s, 404, "nothing of an invalid document is written");
+    let (_, openapi) = api(&cp, "GET", "/openapi.json", None).await;
+    assert!(
+        openapi["paths"]["/api/v1/config"]["get"].is_object(),
+        "{openapi}"
+    );
+    assert!(openapi["paths"]["/api/v1/config/apply"]["post"].is_object());
     let (s, doc) = api(&cp, "GET", "/api/v1/config", None).await;
     assert_eq!(s, 200);
     assert_eq!(doc, export(&cp));
