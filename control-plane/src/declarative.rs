@@ -888,7 +888,8 @@ fn final_keys<T>(
 }
 
 /// A certificate entry as the record to store. An unchanged entry keeps the stored record
-/// (with its key and chain); a changed one starts over (ordered again, or self-signed anew).
+/// (with its key and chain); a changed one is ordered again (an issued one keeps serving
+/// meanwhile) or self-signed anew.
 fn certificate(
     cp: &ControlPlane,
     e: &CertificateEntry,
@@ -948,6 +949,25 @@ fn certificate(
             "source",
             "an uploaded certificate is created and changed only by `cert upload` (a document holds no keys); list it as stored",
         ));
+    }
+    // An issued ACME certificate whose settings change keeps serving until the new order
+    // completes (as `cert renew` does); the order goes out after the commit.
+    if let Some(o) = old
+        && o.source == CertSource::Acme
+        && source == CertSource::Acme
+        && o.status == CertStatus::Valid
+    {
+        let mut rec = o.clone();
+        rec.domains = domains;
+        rec.email = email;
+        rec.challenge = e.challenge.unwrap_or_default();
+        rec.acme_directory = if staging {
+            staging_url.to_owned()
+        } else {
+            cp.acme().directory_url.clone()
+        };
+        rec.renewal_failures = 0;
+        return Ok(rec);
     }
     let mut rec = CertificateRecord {
         name,

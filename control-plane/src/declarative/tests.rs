@@ -256,3 +256,73 @@ async fn errors_name_their_path_and_nothing_is_written() {
         Err(ApplyError::Service(ServiceError::Forbidden(_)))
     ));
 }
+
+#[tokio::test]
+async fn certificates_are_settings_and_uploaded_ones_cannot_be_made() {
+    let (cp, _d) = plane().await;
+    let a = admin();
+    let doc = |email: &str, source: Option<&str>| {
+        let mut cert = json!({"name": "site", "domains": ["site.example.com"], "email": email, "staging": true});
+        if let Some(s) = source {
+            cert["source"] = json!(s);
+            cert.as_object_mut().unwrap().remove("staging");
+        }
+        json!({"apiVersion": "portcullis/v1", "kind": "Config",
+            "proxies": [{"hostname": "site.example.com", "target_url": "http://127.0.0.1:9"}],
+            "certificates": [cert]})
+    };
+    let first = apply(
+        &cp,
+        &a,
+        &doc("ops@example.com", None),
+        ApplyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(first.applied);
+    let exported = json_of(&export(&cp, &a).await.unwrap());
+    assert_eq!(
+        exported["certificates"],
+        json!([{"name": "site", "domains": ["site.example.com"], "email": "ops@example.com", "staging": true}])
+    );
+    let stored = cp.get_certificate(&a, "site").await.unwrap();
+    assert_eq!(stored.status, CertStatus::Pending);
+    let again = apply(
+        &cp,
+        &a,
+        &doc("ops@example.com", None),
+        ApplyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(!again.applied);
+    let changed = apply(
+        &cp,
+        &a,
+        &doc("sec@example.com", None),
+        ApplyOptions::default(),
+    )
+    .await
+    .unwrap();
+    let c = changed
+        .changes
+        .iter()
+        .find(|c| c.kind == "certificate")
+        .unwrap();
+    assert_eq!(
+        (c.action, c.fields.clone()),
+        (Action::Update, vec!["email".to_owned()])
+    );
+
+    let (cp2, _d2) = plane().await;
+    let err = apply(
+        &cp2,
+        &a,
+        &doc("ops@example.com", Some("uploaded")),
+        ApplyOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(paths(err), vec!["certificates[0].source"]);
+    assert!(cp2.list_certificates(&a).await.unwrap().is_empty());
+}
