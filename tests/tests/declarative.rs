@@ -607,3 +607,22 @@ async fn bootstrap_applies_to_an_empty_store_once_and_refuses_an_invalid_file() 
         "the secret is not echoed: {output}"
     );
 }
+
+#[tokio::test]
+async fn two_control_planes_bootstrapping_one_redis_apply_the_file_once() {
+    let redis = RedisServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("boot.yaml");
+    std::fs::write(&file, DOC_A).unwrap();
+    let args = || vec!["--bootstrap".to_owned(), file.to_str().unwrap().to_owned()];
+    let (a, b) = tokio::join!(
+        ControlPlane::start_redis_args(Some(&redis.url), args()),
+        ControlPlane::start_redis_args(Some(&redis.url), args()),
+    );
+    assert_eq!(redis.cli(&["HLEN", "{portcullis}:proxies"]), "2");
+    assert_eq!(redis.cli(&["HLEN", "{portcullis}:routes"]), "1");
+    // Whichever applied it, both serve the same document, and it is already in place.
+    assert_eq!(export(&a), export(&b));
+    let report = apply_json(&b, &file, &[]);
+    assert_eq!(report["applied"], false, "{report}");
+}
