@@ -70,7 +70,7 @@ export async function render(main) {
         h('div', h('div.stat-label', 'Requests'), h('div.stat', String(s.total))),
         h('div', h('div.stat-label', 'p50 / p95 / p99'), h('div.stat', [s.p50_duration_micros, s.p95_duration_micros, s.p99_duration_micros].map((x) => (x / 1000).toFixed(1)).join(' / ') + ' ms')),
         h('div', h('div.stat-label', 'Dropped records'), h('div.stat', String(s.dropped)))),
-      h('div.grid', bars('Status classes', s.by_status_class), bars('Top hosts', s.top_hosts), bars('Top paths', s.top_paths), bars('Top client IPs', s.top_client_ips)),
+      h('div.grid.charts', bars('Status classes', s.by_status_class), bars('Top hosts', s.top_hosts), bars('Top paths', s.top_paths), bars('Top client IPs', s.top_client_ips)),
     );
   }
   const rows = [];
