@@ -1,9 +1,11 @@
 //! The pages people meet when they sign in, in a real headless Chromium: the consent page
 //! of the authorization server (a self-registered client, scopes with the descriptions an
-//! admin set, the resource named), its error page, and the data plane's refusals — a
-//! login the rules refuse, a login cancelled at the identity provider, an IP allowlist
+//! admin set, the resource named), its error page, the identity-provider chooser, and the
+//! data plane's refusals — a login the rules refuse, a user allowlist, a page needing a
+//! scope the sign-in lacks, a login cancelled at the identity provider, an IP allowlist
 //! refusal. Each page is checked for title, `lang`, text and status, screenshotted (light
-//! and dark) into `target/browser-screenshots/`, loads its stylesheet under its
+//! and dark, and at a phone's width, where it may be no wider than the screen) into
+//! `target/browser-screenshots/`, loads its stylesheet under its
 //! Content-Security-Policy (no console error), and has no serious or critical axe-core
 //! violation. The same answers to non-browser requests stay JSON.
 
@@ -136,6 +138,20 @@ async fn fixture() -> Fixture {
         }
         cp.cli_ok(&args);
     }
+    // app.localhost/admin needs a scope the rules never grant.
+    cp.cli_ok(&[
+        "route",
+        "create",
+        "/admin",
+        "url",
+        &backend.url,
+        "--id",
+        "admin-only",
+        "--proxy",
+        "app.localhost",
+        "--scope",
+        "files:write",
+    ]);
     cp.cli_ok(&[
         "proxy",
         "create",
@@ -375,6 +391,27 @@ async fn sign_in_pages_in_a_real_browser() {
         "signed in: {:?}",
         members.cookies
     );
+
+    // A part of a site that needs a scope the sign-in was not given.
+    let scoped = page(
+        &format!("http://app.localhost:{port}/admin"),
+        "missing-scope",
+        403,
+        "Access denied",
+    )
+    .await;
+    for want in [
+        "Signed in as alice (alice@example.com)",
+        "may use app.localhost, but not this part of it",
+        "this page requires the scope files:write, which your sign-in was not given",
+        "Sign in as someone else",
+    ] {
+        assert!(
+            scoped.text.contains(want),
+            "{want:?} missing:\n{}",
+            scoped.text
+        );
+    }
 
     // "Sign in as someone else" (the page's link) with the account the proxy admits: the
     // identity provider is asked to let the user choose, and bob gets through.
