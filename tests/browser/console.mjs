@@ -379,6 +379,22 @@ try {
   await live.getByText('GET /followed').first().waitFor({ timeout: 30000 });
   const statsCard = page.locator('section.card', { has: page.getByRole('heading', { name: 'Stats' }) });
   await statsCard.locator('.chart', { hasText: 'Top hosts' }).getByText('app.localhost').first().waitFor();
+  await statsCard.locator('.chart', { hasText: 'Unique visitors by host' }).getByText('app.localhost').first().waitFor();
+  say('a small limit pages through older records');
+  const filtersCard = page.locator('section.card', { has: page.getByRole('heading', { name: 'Filters' }) });
+  await filtersCard.getByLabel('Limit').fill('2');
+  await filtersCard.getByRole('button', { name: 'Search' }).click();
+  const older = results.getByRole('button', { name: 'Older records' });
+  await older.waitFor();
+  const newest = await results.locator('tbody').innerText();
+  check((await results.locator('tbody tr').count()) === 2, 'two records per page');
+  await older.click();
+  let next = newest;
+  for (let i = 0; i < 50 && next === newest; i++) {
+    await page.waitForTimeout(100);
+    next = await results.locator('tbody').innerText().catch(() => newest);
+  }
+  check(next !== newest, 'the older page shows other records');
   await shoot('logs');
 
   await notReloaded();
