@@ -26,6 +26,8 @@ command -v haproxy >/dev/null || missing+=(haproxy)
 # A real browser for the redirect-mode login test (Debian's build; test tools' own browser
 # downloads are not used).
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# certutil puts a test CA into the NSS database Chromium trusts (tests/tests/console_tls.rs).
+command -v certutil >/dev/null || missing+=(libnss3-tools)
 # python3's venv module, for the OTLP collector below.
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 # Docker services run containers on Debian's dockerd; their test image is FROM scratch with

@@ -1,10 +1,11 @@
 // Drives the management console (/ui/) in a real headless Chromium through one operator's
 // day, asserting what each page shows, and writes screenshots of every page (light, dark,
-// and a phone-width one) plus an axe-core accessibility report per page.
+// and a phone-width one) plus an axe-core accessibility report per page (laptop light and
+// dark, phone light) and how far each page sticks out sideways at a phone's width.
 //
 // Usage: node console.mjs --base URL --app-url URL --acme-domain NAME --out DIR
 // Secrets come from the environment, never the command line: PORTCULLIS_ADMIN_TOKEN.
-// Prints one JSON line: {"ok": true, "user_token": "...", "axe": {...}, "steps": [...]}
+// Prints one JSON line: {"ok": true, "user_token": "...", "axe": {...}, "overflow": {...}, "steps": [...]}
 // or {"error": "..."} (exit code 1). The user token is the one this run created through
 // the Tokens page; the caller uses it to check ownership from outside too.
 
@@ -38,6 +39,8 @@ const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/
 
 const steps = [];
 const axeReport = {};
+// Per page: CSS pixels by which it is wider than a phone's screen (0: nothing sticks out).
+const overflow = {};
 const consoleErrors = [];
 let step = 'start';
 const say = (s) => {
@@ -92,6 +95,15 @@ try {
       const suffix = scheme === 'light' ? 'phone' : 'phone-dark';
       await page.screenshot({ path: join(out, `console-${name}-${suffix}.png`), fullPage: true });
     }
+    // At a phone's width too: axe (light), and nothing wider than the screen.
+    await page.emulateMedia({ colorScheme: 'light' });
+    axeReport[`${name}-phone`] = await page.evaluate(async () => {
+      // eslint-disable-next-line no-undef
+      const r = await axe.run(document, { resultTypes: ['violations'] });
+      return r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length, help: v.help,
+        targets: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }));
+    });
+    overflow[name] = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     await page.emulateMedia({ colorScheme: 'light' });
     await page.setViewportSize({ width: 1280, height: 800 });
   }
@@ -357,6 +369,32 @@ try {
     await page.waitForTimeout(300);
   }
   await results.getByText('GET /hello').first().waitFor();
+  say('live follow shows a new request as it arrives; stats chart the traffic');
+  const live = page.locator('section.card', { has: page.getByRole('heading', { name: 'Live' }) });
+  await live.getByRole('button', { name: 'Follow', exact: true }).click();
+  await live.getByText('Following').waitFor();
+  const probe = await context.newPage();
+  await probe.goto(`${appUrl}/followed`).catch(() => null);
+  await probe.close();
+  await live.getByText('GET /followed').first().waitFor({ timeout: 30000 });
+  const statsCard = page.locator('section.card', { has: page.getByRole('heading', { name: 'Stats' }) });
+  await statsCard.locator('.chart', { hasText: 'Top hosts' }).getByText('app.localhost').first().waitFor();
+  await statsCard.locator('.chart', { hasText: 'Unique visitors by host' }).getByText('app.localhost').first().waitFor();
+  say('a small limit pages through older records');
+  const filtersCard = page.locator('section.card', { has: page.getByRole('heading', { name: 'Filters' }) });
+  await filtersCard.getByLabel('Limit').fill('2');
+  await filtersCard.getByRole('button', { name: 'Search' }).click();
+  const older = results.getByRole('button', { name: 'Older records' });
+  await older.waitFor();
+  const newest = await results.locator('tbody').innerText();
+  check((await results.locator('tbody tr').count()) === 2, 'two records per page');
+  await older.click();
+  let next = newest;
+  for (let i = 0; i < 50 && next === newest; i++) {
+    await page.waitForTimeout(100);
+    next = await results.locator('tbody').innerText().catch(() => newest);
+  }
+  check(next !== newest, 'the older page shows other records');
   await shoot('logs');
 
   await notReloaded();
@@ -413,7 +451,7 @@ try {
 
   const csp = consoleErrors.filter((e) => /Content Security Policy|Refused to/i.test(e));
   check(csp.length === 0, `no CSP violations: ${csp.join(' | ')}`);
-  console.log(JSON.stringify({ ok: true, user_token: userToken, axe: axeReport, steps, console_errors: consoleErrors }));
+  console.log(JSON.stringify({ ok: true, user_token: userToken, axe: axeReport, overflow, steps, console_errors: consoleErrors }));
 } catch (err) {
   const shown = context?.pages()?.[0];
   if (shown) await shown.screenshot({ path: join(out, 'console-failure.png'), fullPage: true }).catch(() => {});

@@ -5,8 +5,10 @@
 //
 //   {"url": "...", "status": 200, "title": "...", "lang": "en", "text": "<body text>",
 //    "navigations": [{"url": "...", "status": 302}, ...],
-//    "cookies": [{"name": "...", "domain": "...", "secure": true, "httpOnly": true}],
+//    "cookies": [{"name": "...", "domain": "...", "path": "/", "secure": true, "httpOnly": true,
+//                 "sameSite": "Lax"}],
 //    "console": ["error: Refused to apply inline style ...", ...],
+//    "overflow": 0,
 //    "axe": [{"id": "color-contrast", "impact": "serious", "help": "...", "targets": [...]}]}
 //
 // Cookie values are never printed. On a browser error the line is {"error": "..."} and the
@@ -15,13 +17,25 @@
 // concerns; the final document's own error status is left out (it is `status`). `axe` is present with
 // --axe: the violations axe-core (tests/browser/node_modules/axe-core) finds on the final
 // page, evaluated through the DevTools protocol, so the page's own CSP stays in force.
+// `overflow` is how many CSS pixels the page is wider than the window (0: nothing sticks
+// out sideways, so nothing needs a horizontal scroll or is cut off at a phone's width).
+//
+// --phone: a phone's screen (390×844 CSS pixels at device scale 2, touch, mobile viewport
+// handling) instead of a laptop's 1000×700.
+// --ca PEM: trust this CA as a root, the way a user or an administrator does on Linux:
+// it is added to an NSS database (`certutil`, Debian's libnss3-tools) in a private $HOME
+// the browser is started with. Without it, a private CA's certificate is refused.
+// --click NAME: once loaded, click the link or button with that accessible name and follow
+// where it leads; --wait-heading NAME then waits for the level-1 heading NAME (a page that
+// renders itself by script) before the screenshot.
 //
 // Usage: node visit.mjs --url URL --screenshot PATH [--timeout-ms 30000] [--axe]
-//        [--color-scheme light|dark]
+//        [--color-scheme light|dark] [--phone] [--ca PEM] [--click NAME] [--wait-heading NAME]
 // The browser binary is $PORTCULLIS_CHROMIUM, else /usr/bin/chromium (Debian's `chromium`,
 // which tests/run.sh installs): a browser download of the test tool's own is not used.
 
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,10 +50,14 @@ const { values: args } = parseArgs({
     'timeout-ms': { type: 'string', default: '30000' },
     axe: { type: 'boolean', default: false },
     'color-scheme': { type: 'string', default: 'light' },
+    phone: { type: 'boolean', default: false },
+    ca: { type: 'string' },
+    click: { type: 'string' },
+    'wait-heading': { type: 'string' },
   },
 });
 if (!args.url || !args.screenshot) {
-  console.error('usage: node visit.mjs --url URL --screenshot PATH [--timeout-ms N]');
+  console.error('usage: node visit.mjs --url URL --screenshot PATH [--timeout-ms N] [--axe] [--phone] [--ca PEM] [--click NAME] [--wait-heading NAME]');
   process.exit(2);
 }
 const timeout = Number.parseInt(args['timeout-ms'], 10);
@@ -48,6 +66,26 @@ const profile = mkdtempSync(join(tmpdir(), 'portcullis-chromium-'));
 let context;
 let code = 0;
 try {
+  const env = { ...process.env };
+  if (args.ca) {
+    // Chromium on Linux takes locally trusted roots from the NSS database in $HOME.
+    const home = join(profile, 'home');
+    const db = join(home, '.pki', 'nssdb');
+    mkdirSync(db, { recursive: true });
+    for (const certutil of [
+      ['-N', '-d', `sql:${db}`, '--empty-password'],
+      ['-A', '-d', `sql:${db}`, '-t', 'C,,', '-n', 'portcullis-test-ca', '-i', args.ca],
+    ]) {
+      const run = spawnSync('certutil', certutil, { encoding: 'utf8', timeout: 10000 });
+      if (run.status !== 0) {
+        throw new Error(`certutil ${certutil[0]} failed (apt-get install libnss3-tools): ${run.error ?? ''} ${run.stderr}`);
+      }
+    }
+    env.HOME = home;
+  }
+  const screen = args.phone
+    ? { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true }
+    : { viewport: { width: 1000, height: 700 } };
   context = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.PORTCULLIS_CHROMIUM || '/usr/bin/chromium',
     headless: true,
@@ -64,7 +102,8 @@ try {
       '--disable-component-update',
       '--disable-sync',
     ],
-    viewport: { width: 1000, height: 700 },
+    ...screen,
+    env,
     colorScheme: args['color-scheme'] === 'dark' ? 'dark' : 'light',
   });
   const page = context.pages()[0] ?? (await context.newPage());
@@ -88,6 +127,24 @@ try {
   const response = await page.goto(args.url, { waitUntil: 'load' });
   // Pages that move on by themselves (form posts, script redirects) get a moment to do so.
   await page.waitForLoadState('networkidle', { timeout: 5000 }).catch(() => {});
+  if (args.click) {
+    const name = args.click;
+    const moved = page.waitForEvent('framenavigated', { predicate: (f) => f === page.mainFrame() });
+    await page
+      .getByRole('link', { name, exact: true })
+      .or(page.getByRole('button', { name, exact: true }))
+      .click();
+    await moved;
+    await page.waitForLoadState('load');
+    await page.waitForLoadState('networkidle', { timeout: 5000 }).catch(() => {});
+  }
+  if (args['wait-heading']) {
+    await page.getByRole('heading', { level: 1, name: args['wait-heading'], exact: true }).waitFor();
+    await page.waitForLoadState('networkidle', { timeout: 5000 }).catch(() => {});
+  }
+  const overflow = await page.evaluate(
+    () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+  );
   await page.screenshot({ path: args.screenshot, fullPage: true });
   let axe;
   if (args.axe) {
@@ -107,8 +164,10 @@ try {
   const cookies = (await context.cookies()).map((c) => ({
     name: c.name,
     domain: c.domain,
+    path: c.path,
     secure: c.secure,
     httpOnly: c.httpOnly,
+    sameSite: c.sameSite,
   }));
   const last = navigations.at(-1);
   console.log(
@@ -121,6 +180,7 @@ try {
       navigations,
       cookies,
       console: consoleLines,
+      overflow,
       axe,
     }),
   );

@@ -5,7 +5,8 @@
 //! the real thing: its cookie rules (`__Host-` prefixes, `Secure` on `*.localhost`,
 //! `SameSite`), its redirect handling and its resolution of `*.localhost` to loopback are
 //! the ones users have. Needs `/usr/bin/chromium` (or `$PORTCULLIS_CHROMIUM`) and
-//! `npm ci --prefix tests/browser` (`tests/run.sh` does both).
+//! `npm ci --prefix tests/browser` (`tests/run.sh` does both); [`Options::ca`] needs
+//! `certutil` (Debian's `libnss3-tools`, installed by `tests/run.sh` too).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -34,6 +35,12 @@ pub struct Cookie {
     /// `HttpOnly`.
     #[serde(rename = "httpOnly")]
     pub http_only: bool,
+    /// Its path.
+    #[serde(default)]
+    pub path: String,
+    /// `Strict`, `Lax` or `None`.
+    #[serde(default, rename = "sameSite")]
+    pub same_site: String,
 }
 
 /// One accessibility rule axe-core found broken on a page.
@@ -51,11 +58,20 @@ pub struct AxeViolation {
 
 /// How to visit.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Options {
+pub struct Options<'a> {
     /// Run axe-core on the final page.
     pub axe: bool,
     /// Emulate `prefers-color-scheme: dark`.
     pub dark: bool,
+    /// A phone's screen (390×844 at device scale 2, touch) instead of a laptop's 1000×700.
+    pub phone: bool,
+    /// A CA certificate (PEM) the browser trusts as a root, through the NSS database of
+    /// its own `$HOME` (as on a user's Linux desktop); without it a private CA is refused.
+    pub ca: Option<&'a Path>,
+    /// Once loaded, click the link or button with this accessible name and follow it.
+    pub click: Option<&'a str>,
+    /// Then wait for the level-1 heading with this name (a page that renders by script).
+    pub wait_heading: Option<&'a str>,
 }
 
 /// Where a visit ended.
@@ -79,6 +95,9 @@ pub struct Visit {
     /// The page's console errors and warnings (CSP refusals among them).
     #[serde(default)]
     pub console: Vec<String>,
+    /// CSS pixels by which the page is wider than the window (0: nothing sticks out).
+    #[serde(default)]
+    pub overflow: i64,
     /// axe-core's violations, when asked for.
     #[serde(default)]
     pub axe: Option<Vec<AxeViolation>>,
@@ -124,8 +143,20 @@ pub async fn visit(url: &str, screenshot: &Path) -> Visit {
     visit_with(url, screenshot, Options::default()).await
 }
 
-/// [`visit`], with axe-core and a colour scheme as `options` say.
-pub async fn visit_with(url: &str, screenshot: &Path, options: Options) -> Visit {
+/// [`visit`], as `options` say.
+pub async fn visit_with(url: &str, screenshot: &Path, options: Options<'_>) -> Visit {
+    try_visit_with(url, screenshot, options)
+        .await
+        .unwrap_or_else(|e| panic!("Chromium failed visiting {url}: {e}"))
+}
+
+/// [`visit_with`], but the browser's own refusal (e.g. `net::ERR_CERT_AUTHORITY_INVALID`)
+/// is an `Err` with its message instead of a panic. A browser that cannot run still panics.
+pub async fn try_visit_with(
+    url: &str,
+    screenshot: &Path,
+    options: Options<'_>,
+) -> Result<Visit, String> {
     let dir = browser_dir();
     assert!(
         dir.join("node_modules/playwright-core").exists(),
@@ -143,17 +174,28 @@ pub async fn visit_with(url: &str, screenshot: &Path, options: Options) -> Visit
             "axe-core is not installed: run `npm ci --prefix tests/browser` (tests/run.sh does)"
         );
     }
-    let mut extra = vec![];
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(dir.join("visit.mjs"))
+        .args(["--url", url, "--timeout-ms", "30000"]);
     if options.axe {
-        extra.push("--axe");
+        cmd.arg("--axe");
     }
     if options.dark {
-        extra.extend(["--color-scheme", "dark"]);
+        cmd.args(["--color-scheme", "dark"]);
     }
-    let run = tokio::process::Command::new("node")
-        .arg(dir.join("visit.mjs"))
-        .args(["--url", url, "--timeout-ms", "30000"])
-        .args(&extra)
+    if options.phone {
+        cmd.arg("--phone");
+    }
+    if let Some(ca) = options.ca {
+        cmd.arg("--ca").arg(ca);
+    }
+    if let Some(name) = options.click {
+        cmd.args(["--click", name]);
+    }
+    if let Some(name) = options.wait_heading {
+        cmd.args(["--wait-heading", name]);
+    }
+    let run = cmd
         .arg("--screenshot")
         .arg(screenshot)
         .env("PORTCULLIS_CHROMIUM", &chromium)
@@ -170,17 +212,17 @@ pub async fn visit_with(url: &str, screenshot: &Path, options: Options) -> Visit
     if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(line)
         && let Some(error) = map.get("error")
     {
-        panic!(
-            "Chromium failed visiting {url}: {}\n{}",
+        return Err(format!(
+            "{}\n{}",
             error.as_str().unwrap_or_default(),
             String::from_utf8_lossy(&out.stderr)
-        );
+        ));
     }
-    serde_json::from_str(line).unwrap_or_else(|e| {
+    Ok(serde_json::from_str(line).unwrap_or_else(|e| {
         panic!(
             "visit.mjs printed no visit ({e}); exit {:?}\nstdout: {stdout}\nstderr: {}",
             out.status.code(),
             String::from_utf8_lossy(&out.stderr)
         )
-    })
+    }))
 }

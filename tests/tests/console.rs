@@ -9,7 +9,8 @@
 //! the OAuth endpoints published at a host, request logs, a `user` token refused
 //! on another's proxy, and single sign-on through the GitHub-compatible server. Every page
 //! is screenshotted (laptop and phone width, light and dark) to
-//! `target/browser-screenshots/console-*.png` and checked with axe-core.
+//! `target/browser-screenshots/console-*.png` and checked with axe-core (at a phone's width
+//! too, where no page may be wider than the screen).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -607,6 +608,18 @@ async fn an_operator_manages_everything_from_the_console_in_a_real_browser() {
         })
         .collect();
     assert!(serious.is_empty(), "axe-core:\n{}", serious.join("\n"));
+    // At a phone's width nothing is wider than the screen (cut off or scrolled sideways).
+    let overflow = report["overflow"].as_object().expect("overflow report");
+    assert!(
+        overflow.len() >= 16,
+        "every page was measured: {overflow:?}"
+    );
+    let wide: Vec<String> = overflow
+        .iter()
+        .filter(|(_, px)| px.as_i64() != Some(0))
+        .map(|(page, px)| format!("{page}: {px} px"))
+        .collect();
+    assert!(wide.is_empty(), "wider than a phone: {wide:?}");
 
     // What the pages did is in the store.
     let admin = |path: String| {

@@ -1,9 +1,11 @@
 //! The pages people meet when they sign in, in a real headless Chromium: the consent page
 //! of the authorization server (a self-registered client, scopes with the descriptions an
-//! admin set, the resource named), its error page, and the data plane's refusals — a
-//! login the rules refuse, a login cancelled at the identity provider, an IP allowlist
+//! admin set, the resource named), its error page, the identity-provider chooser, and the
+//! data plane's refusals — a login the rules refuse, a user allowlist, a page needing a
+//! scope the sign-in lacks, a login cancelled at the identity provider, an IP allowlist
 //! refusal. Each page is checked for title, `lang`, text and status, screenshotted (light
-//! and dark) into `target/browser-screenshots/`, loads its stylesheet under its
+//! and dark, and at a phone's width, where it may be no wider than the screen) into
+//! `target/browser-screenshots/`, loads its stylesheet under its
 //! Content-Security-Policy (no console error), and has no serious or critical axe-core
 //! violation. The same answers to non-browser requests stay JSON.
 
@@ -15,16 +17,25 @@ use serde_json::{Value, json};
 
 const HTML: &str = "text/html,application/xhtml+xml";
 
-/// Opens `url` in Chromium (light, with axe; then dark), saving `NAME-light.png` and
-/// `NAME-dark.png`, and checks what every sign-in page must have.
+/// Opens `url` in Chromium at a laptop's width (light, then dark) and at a phone's (light),
+/// each with axe, saving `signin-NAME-{light,dark,phone}.png`, and checks what every
+/// sign-in page must have: title, `lang`, no console error, no serious or critical axe
+/// violation, and nothing wider than a phone's screen.
 async fn page(url: &str, name: &str, status: u16, title: &str) -> Visit {
     let mut first = None;
-    for dark in [false, true] {
-        let shot = screenshot_path(&format!(
-            "signin-{name}-{}",
-            if dark { "dark" } else { "light" }
-        ));
-        let visit = chromium::visit_with(url, &shot, Options { axe: true, dark }).await;
+    for (variant, dark, phone) in [
+        ("light", false, false),
+        ("dark", true, false),
+        ("phone", false, true),
+    ] {
+        let shot = screenshot_path(&format!("signin-{name}-{variant}"));
+        let options = Options {
+            axe: true,
+            dark,
+            phone,
+            ..Options::default()
+        };
+        let visit = chromium::visit_with(url, &shot, options).await;
         eprintln!("screenshot: {}", shot.display());
         let hops: Vec<String> = visit
             .navigations
@@ -34,18 +45,22 @@ async fn page(url: &str, name: &str, status: u16, title: &str) -> Visit {
         assert_eq!(
             (visit.status, visit.title.as_str()),
             (status, format!("{title} · Portcullis").as_str()),
-            "{name}: hops:\n{}\ntext:\n{}",
+            "{name} ({variant}): hops:\n{}\ntext:\n{}",
             hops.join("\n"),
             visit.text
         );
         assert_eq!(visit.lang, "en", "{name}");
         assert!(
             visit.console.is_empty(),
-            "{name}: console (a CSP refusal?): {:?}",
+            "{name} ({variant}): console (a CSP refusal?): {:?}",
             visit.console
         );
         let serious = visit.serious_violations();
-        assert!(serious.is_empty(), "{name} (dark={dark}): {serious:#?}");
+        assert!(serious.is_empty(), "{name} ({variant}): {serious:#?}");
+        assert_eq!(
+            visit.overflow, 0,
+            "{name} ({variant}): the page is wider than the window"
+        );
         assert!(shot.exists());
         first.get_or_insert(visit);
     }
@@ -123,6 +138,20 @@ async fn fixture() -> Fixture {
         }
         cp.cli_ok(&args);
     }
+    // app.localhost/admin needs a scope the rules never grant.
+    cp.cli_ok(&[
+        "route",
+        "create",
+        "/admin",
+        "url",
+        &backend.url,
+        "--id",
+        "admin-only",
+        "--proxy",
+        "app.localhost",
+        "--scope",
+        "files:write",
+    ]);
     cp.cli_ok(&[
         "proxy",
         "create",
@@ -363,6 +392,27 @@ async fn sign_in_pages_in_a_real_browser() {
         members.cookies
     );
 
+    // A part of a site that needs a scope the sign-in was not given.
+    let scoped = page(
+        &format!("http://app.localhost:{port}/admin"),
+        "missing-scope",
+        403,
+        "Access denied",
+    )
+    .await;
+    for want in [
+        "Signed in as alice (alice@example.com)",
+        "may use app.localhost, but not this part of it",
+        "this page requires the scope files:write, which your sign-in was not given",
+        "Sign in as someone else",
+    ] {
+        assert!(
+            scoped.text.contains(want),
+            "{want:?} missing:\n{}",
+            scoped.text
+        );
+    }
+
     // "Sign in as someone else" (the page's link) with the account the proxy admits: the
     // identity provider is asked to let the user choose, and bob gets through.
     fx.op.set_current_user(Some("bob")).await;
@@ -434,6 +484,69 @@ async fn sign_in_pages_in_a_real_browser() {
         !cancelled.text.contains("Signed in as"),
         "{}",
         cancelled.text
+    );
+
+    // A second identity provider: the authorization server lets the user choose (the
+    // provider named `github` is never contacted here; nobody chooses it).
+    fx.cp.cli_ok(&[
+        "oauth",
+        "idp",
+        "add",
+        "github",
+        "--kind",
+        "github",
+        "--client-id",
+        "gh-app",
+        "--client-secret",
+        "gh-secret",
+        "--base-url",
+        "http://127.0.0.1:9",
+        "--api-url",
+        "http://127.0.0.1:9",
+    ]);
+    fx.op.set_current_user(Some("alice")).await;
+    let chooser = page(authorize.as_str(), "chooser", 200, "Choose how to sign in").await;
+    for want in [
+        "To continue to app.localhost, choose the account to sign in with.",
+        "Continue with corp",
+        "Continue with github",
+    ] {
+        assert!(
+            chooser.text.contains(want),
+            "{want:?} missing:\n{}",
+            chooser.text
+        );
+    }
+    // Choosing a provider (the page's link) goes on to it, and back to the consent page.
+    let shot = screenshot_path("signin-chooser-chosen");
+    let chosen = chromium::visit_with(
+        authorize.as_str(),
+        &shot,
+        Options {
+            click: Some("Continue with corp"),
+            ..Options::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        (chosen.status, chosen.title.as_str()),
+        (200, "Allow access? · Portcullis"),
+        "{:?}\n{}",
+        chosen.navigations,
+        chosen.text
+    );
+    assert!(
+        chosen.text.contains("Signed in as alice with corp"),
+        "{}",
+        chosen.text
+    );
+    assert!(
+        chosen
+            .navigations
+            .iter()
+            .any(|n| n.url.starts_with(&fx.op.issuer)),
+        "through the provider: {:?}",
+        chosen.navigations
     );
 }
 

@@ -91,6 +91,8 @@ pub enum Next {
         tx: String,
         /// Names of the providers.
         idps: Vec<String>,
+        /// The resources the login is for (named on the page).
+        resources: Vec<String>,
         /// Browser-binding cookie value to set.
         cookie: String,
     },
@@ -378,6 +380,7 @@ pub(crate) async fn begin_login(
         None => Ok(Next::ChooseIdp {
             tx: tx.id,
             idps: idps.into_iter().map(|i| i.name).collect(),
+            resources: tx.resources,
             cookie: browser,
         }),
     }

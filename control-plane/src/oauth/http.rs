@@ -254,7 +254,12 @@ fn redirect(url: &str, cookie: Option<&str>) -> Response {
 fn render_next(issuer: &str, next: Result<Next, Failure>) -> Response {
     match next {
         Ok(Next::Redirect { url, cookie }) => redirect(&url, cookie.as_deref()),
-        Ok(Next::ChooseIdp { tx, idps, cookie }) => {
+        Ok(Next::ChooseIdp {
+            tx,
+            idps,
+            resources,
+            cookie,
+        }) => {
             let links: String = idps
                 .iter()
                 .map(|i| {
@@ -271,10 +276,22 @@ fn render_next(issuer: &str, next: Result<Next, Failure>) -> Response {
                     )
                 })
                 .collect();
+            let lead = if resources.is_empty() {
+                "<p>Choose the account to sign in with.</p>".to_owned()
+            } else {
+                let labels: Vec<String> = resources
+                    .iter()
+                    .map(|r| resource_label(issuer, r))
+                    .collect();
+                format!(
+                    "<p>To continue to {}, choose the account to sign in with.</p>",
+                    labels.join(", ")
+                )
+            };
             let mut resp = html(
                 StatusCode::OK,
                 "Choose how to sign in",
-                &format!("<ul class=\"choices\">{links}</ul>"),
+                &format!("{lead}<ul class=\"choices\">{links}</ul>"),
             );
             let v = format!(
                 "{LOGIN_COOKIE}={cookie}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=600"

@@ -89,12 +89,12 @@ export async function render(main) {
         `Export of ${c.name}`,
         null,
         h('h3', 'Certificate chain (PEM, leaf first)'),
-        h('pre.log#cert-export-chain', c.cert_chain_pem || 'No chain yet: the certificate is not issued.'),
+        h('pre.log#cert-export-chain', { role: 'region', tabindex: '0', 'aria-label': `Certificate chain of ${c.name}` }, c.cert_chain_pem || 'No chain yet: the certificate is not issued.'),
         h('h3', 'Private key'),
         keyBox,
         h('div.actions', danger('Show private key', `Show the private key of ${c.name} on this screen? Anyone who sees it can impersonate ${c.domains.join(', ')}. The export is logged.`, async () => {
           const x = await api.get(`/api/v1/certificates/${api.enc(c.name)}/export?include_private_key=true`);
-          clear(keyBox, h('pre.log#cert-export-private-key', x.private_key_pem));
+          clear(keyBox, h('pre.log#cert-export-private-key', { role: 'region', tabindex: '0', 'aria-label': `Private key of ${c.name}` }, x.private_key_pem));
         })),
       ),
     );
@@ -116,7 +116,7 @@ export async function render(main) {
           'div.actions',
           action('Status', async () => {
             const s = await api.get(`/api/v1/certificates/${api.enc(c.name)}/status`);
-            clear(document.getElementById('cert-progress'), card(`Status of ${c.name}`, null, h('pre.log', JSON.stringify(s, null, 2))));
+            clear(document.getElementById('cert-progress'), card(`Status of ${c.name}`, null, h('pre.log', { role: 'region', tabindex: '0', 'aria-label': `Status of ${c.name}` }, JSON.stringify(s, null, 2))));
           }),
           c.source !== 'uploaded'
             ? action('Renew', async () => {

@@ -6,6 +6,7 @@ import { h, clear, card, table, badge, form, action } from '../dom.js';
 
 const FILTERS = [
   { name: 'since', label: 'Since', type: 'text', placeholder: '2h' },
+  { name: 'until', label: 'Until', type: 'text', placeholder: '10m', help: 'An age or Unix seconds, like Since' },
   { name: 'host', label: 'Host', type: 'text' },
   { name: 'ip', label: 'Client IP', type: 'text' },
   { name: 'user', label: 'User', type: 'text' },
@@ -13,6 +14,8 @@ const FILTERS = [
   { name: 'method', label: 'Method', type: 'text', placeholder: 'GET' },
   { name: 'path', label: 'Path prefix', type: 'text' },
   { name: 'request_id', label: 'Request id', type: 'text' },
+  { name: 'client_id', label: 'OAuth client id', type: 'text' },
+  { name: 'min_duration', label: 'Slower than', type: 'text', placeholder: '250ms' },
   { name: 'limit', label: 'Limit', type: 'number', help: 'At most 1000' },
 ];
 
@@ -59,10 +62,16 @@ export async function render(main) {
     source?.close();
     source = null;
   };
-  async function search(values) {
+  // `cursor`: the next, older page of the same search (the API's `next_cursor`).
+  async function search(values, cursor) {
     filters = values;
-    const page = await api.get(`/api/v1/logs?${query(values)}`);
-    clear(results, table(columns, page.items, 'No matching requests.'));
+    const page = await api.get(`/api/v1/logs?${query({ ...values, cursor })}`);
+    clear(
+      results,
+      table(columns, page.items, 'No matching requests.'),
+      page.next_cursor ? h('div.actions', action('Older records', async () => search(values, page.next_cursor))) : null,
+    );
+    if (cursor) return;
     const s = await api.get(`/api/v1/logs/stats?${query({ since: values.since, host: values.host })}`);
     clear(
       stats,
@@ -70,7 +79,9 @@ export async function render(main) {
         h('div', h('div.stat-label', 'Requests'), h('div.stat', String(s.total))),
         h('div', h('div.stat-label', 'p50 / p95 / p99'), h('div.stat', [s.p50_duration_micros, s.p95_duration_micros, s.p99_duration_micros].map((x) => (x / 1000).toFixed(1)).join(' / ') + ' ms')),
         h('div', h('div.stat-label', 'Dropped records'), h('div.stat', String(s.dropped)))),
-      h('div.grid', bars('Status classes', s.by_status_class), bars('Top hosts', s.top_hosts), bars('Top paths', s.top_paths), bars('Top client IPs', s.top_client_ips)),
+      h('div.grid.charts', bars('Status classes', s.by_status_class), bars('Top hosts', s.top_hosts), bars('Top paths', s.top_paths), bars('Top client IPs', s.top_client_ips),
+        bars('Top users', s.top_users), bars('Unique visitors by host', s.unique_visitors)),
+      s.truncated ? h('p.help', 'More records matched than one call examines: these counts are of the newest.') : null,
     );
   }
   const rows = [];

@@ -28,6 +28,7 @@ const FIELDS = [
   { name: 'ip_allowlist', advanced: true, label: 'IP allowlist (CIDRs)', type: 'list', placeholder: '10.0.0.0/8, 2001:db8::/32', help: 'Empty = every client' },
   { name: 'custom_request_headers', advanced: true, label: 'Request headers to add', type: 'map', placeholder: 'X-Env: prod', help: 'One "Name: value" per line' },
   { name: 'custom_response_headers', advanced: true, label: 'Response headers to add', type: 'map', placeholder: 'X-Frame-Options: DENY' },
+  { name: 'log_query', advanced: true, label: 'Log query strings (credential parameters removed)', type: 'bool' },
 ];
 
 const AUTH_FIELDS = [
