@@ -12,7 +12,8 @@
 #   BENCH_CONNECTIONS=64   wrk connections (2 threads); h2load uses 16 connections x 8 streams
 #   BENCH_PEERS="portcullis nginx haproxy caddy"
 #   BENCH_CASES="h1_small h1_64k h1_close https https_hs h2c jwt h1_pp idle instr instr_log cp micro"
-#                          (instr_pp is not run by default)
+#                          (instr_pp and cp_ha are not run by default)
+#   BENCH_REDIS_FSYNC=everysec  appendfsync of the cp_ha case's Redis (AOF on)
 #   BENCH_IDLE_CONNS=10000 connections for the idle-memory case
 #   BENCH_INSTR_REQUESTS=5000  requests per measurement in the instructions-per-request case
 #   BENCH_ACCESS_LOG=off  --access-log of the data planes in the load and instr cases
@@ -63,11 +64,18 @@ NGINX_PORT=$((base + 30)); NGINX_H2_PORT=$((base + 31)); NGINX_TLS_PORT=$((base 
 HAPROXY_PORT=$((base + 40)); HAPROXY_H2_PORT=$((base + 41)); HAPROXY_TLS_PORT=$((base + 42))
 CADDY_PORT=$((base + 50)); CADDY_TLS_PORT=$((base + 51))
 CPB_HTTP_PORT=$((base + 60)); CPB_GRPC_PORT=$((base + 61))   # control-plane case, dp i: base+70+2i
+# cp_ha: Redis, control planes A and B, data plane i on base+84+2i (HTTP) and base+85+2i (admin).
+HA_REDIS_PORT=$((base + 80)); HA_A_HTTP=$((base + 81)); HA_A_GRPC=$((base + 82)); HA_B_HTTP=$((base + 83)); HA_B_GRPC=$((base + 84))
+REDIS_FSYNC=${BENCH_REDIS_FSYNC:-everysec}
 ALL_PORTS="$BACKEND_PORT $CP_HTTP_PORT $CP_GRPC_PORT $PORTCULLIS_PORT $PORTCULLIS_ADMIN_PORT $NGINX_PORT
   $PFIX_PORT $PFIX_TLS_PORT $PFIX_ADMIN_PORT $PFIX_CP_PORT $INSTR_PORT $INSTR_ADMIN_PORT $NGINX_TLS_PORT $HAPROXY_TLS_PORT $CADDY_TLS_PORT
   $PP_HAPROXY_PORT $PLAIN_HAPROXY_PORT $PPDP_PORT $PPDP_ADMIN_PORT $PLAINDP_PORT $PLAINDP_ADMIN_PORT
   $NGINX_H2_PORT $HAPROXY_PORT $HAPROXY_H2_PORT $CADDY_PORT $CPB_HTTP_PORT $CPB_GRPC_PORT
   $((base + 72)) $((base + 73)) $((base + 74)) $((base + 75)) $((base + 76)) $((base + 77))"
+has_case() { [[ " $CASES " == *" $1 "* ]]; }
+if has_case cp_ha; then
+  ALL_PORTS+=" $HA_REDIS_PORT $HA_A_HTTP $HA_A_GRPC $HA_B_HTTP $HA_B_GRPC $(seq -s ' ' $((base + 86)) $((base + 91)))"
+fi
 
 WORK=$ROOT/bench/work/run
 RAW=$WORK/raw
@@ -81,14 +89,12 @@ RESULT=$ROOT/bench/results/$STAMP.md
 source "$ROOT/bench/lib/common.sh"
 source "$ROOT/bench/lib/peers.sh"
 
-has_case() { [[ " $CASES " == *" $1 "* ]]; }
-
 # ----- setup -----
 
 ensure_tools() {
   local missing=() updated=0 tool pkg
   for tool in nginx:nginx haproxy:haproxy caddy:caddy wrk:wrk h2load:nghttp2-client taskset:util-linux curl:curl \
-    valgrind:valgrind; do
+    valgrind:valgrind $(has_case cp_ha && echo redis-server:redis-server redis-cli:redis-tools); do
     command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -114,7 +120,7 @@ build() {
   cargo build --release --bins -q
   # Snapshot, certificate and token for the fixture data plane (HTTPS and JWT cases).
   cargo build --release -q -p portcullis-data-plane --example bench_fixture
-  if has_case cp; then
+  if has_case cp || has_case cp_ha; then
     log "building bench/cp-bench"
     cargo build --release -q --manifest-path bench/cp-bench/Cargo.toml \
       --target-dir "${CARGO_TARGET_DIR:-$ROOT/target}/cp-bench"
@@ -391,6 +397,59 @@ run_cp_case() {
   stop cpb
 }
 
+# cp_ha (issue #23): two control planes on one Redis; the writes go through A, every data
+# plane streams from B (A only as its fallback), so each write reaches them through Redis
+# pub/sub and each ACK comes back to A's API through Redis.
+ha_dp() { # ha_dp I — data plane I of the cp_ha case, streaming from B
+  local i=$1 dir=$WORK/ha token
+  token=$("$BIN/portcullis" --url "http://127.0.0.1:$HA_B_GRPC" --token "$(cat "$dir/admin-token")" \
+    dataplane-token create "ha-dp$i")
+  PORTCULLIS_ENROLMENT_TOKEN=$token TOKIO_WORKER_THREADS=2 NO_COLOR=1 \
+    start_bg "ha-dp$i" "$BIN/portcullis-data-plane" --control-plane "http://127.0.0.1:$HA_B_GRPC" \
+    --control-plane "http://127.0.0.1:$HA_A_GRPC" --node-id "ha-dp$i" --workers 2 \
+    --http-listen "127.0.0.1:$((base + 84 + 2 * i))" --admin-listen "127.0.0.1:$((base + 85 + 2 * i))" \
+    --cache-dir "$dir/dp$i"
+  wait_http "http://127.0.0.1:$((base + 85 + 2 * i))/readyz" "data plane $i (cp_ha)"
+}
+
+run_cp_ha_case() {
+  local dir=$WORK/ha key round via
+  mkdir -p "$dir/redis"
+  start_bg ha-redis redis-server --port "$HA_REDIS_PORT" --bind 127.0.0.1 --save '' \
+    --appendonly yes --appendfsync "$REDIS_FSYNC" --dir "$dir/redis"
+  for _ in $(seq 1 100); do
+    [ "$(redis-cli -p "$HA_REDIS_PORT" PING 2>/dev/null)" = PONG ] && break
+    sleep 0.1
+  done
+  local redis=redis://127.0.0.1:$HA_REDIS_PORT/0
+  key=$(head -c 32 /dev/urandom | base64)
+  "$BIN/portcullis-control-plane" token create-admin --data-dir "$dir/a" --redis-url "$redis" >"$dir/admin-token"
+  # The poll is only the safety net behind pub/sub: at 60 s it never fires during a write.
+  local cpa=(serve --redis-url "$redis" --master-key "$key" --poll-interval-ms 60000)
+  NO_COLOR=1 start_bg ha-a "$BIN/portcullis-control-plane" "${cpa[@]}" --data-dir "$dir/a" \
+    --http-listen "127.0.0.1:$HA_A_HTTP" --grpc-listen "127.0.0.1:$HA_A_GRPC"
+  NO_COLOR=1 start_bg ha-b "$BIN/portcullis-control-plane" "${cpa[@]}" --data-dir "$dir/b" \
+    --http-listen "127.0.0.1:$HA_B_HTTP" --grpc-listen "127.0.0.1:$HA_B_GRPC"
+  wait_http "http://127.0.0.1:$HA_A_HTTP/health" "control plane A (cp_ha)"
+  wait_http "http://127.0.0.1:$HA_B_HTTP/health" "control plane B (cp_ha)"
+  for i in 1 2 3; do ha_dp "$i"; done
+  local args=(--api "http://127.0.0.1:$HA_A_HTTP" --token "$(cat "$dir/admin-token")"
+    --target "http://127.0.0.1:$BACKEND_PORT" --writes "$CP_WRITES"
+    --cp-log "$WORK/logs/ha-a.log" --cp-log "$WORK/logs/ha-b.log")
+  for i in 1 2 3; do
+    args+=(--dp "http://127.0.0.1:$((base + 84 + 2 * i))" --dp-log "$WORK/logs/ha-dp$i.log")
+  done
+  for round in $(seq 1 "${BENCH_HA_ROUNDS:-1}"); do
+    for via in listener api; do
+      log "case cp_ha: $CP_WRITES writes through A, 3 data planes on B, via $via (round $round)"
+      "$CP_BENCH" latency "${args[@]}" --via "$via" --label "ha$round-$via" \
+        >"$RAW/cp/ha-latency-3-$via-$round.json"
+    done
+  done
+  for i in 3 2 1; do stop "ha-dp$i"; done
+  stop ha-a; stop ha-b; stop ha-redis
+}
+
 fmt_mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 
 run_micro() {
@@ -449,6 +508,7 @@ main() {
   stop cp
 
   if has_case cp; then run_cp_case; fi
+  if has_case cp_ha; then run_cp_ha_case; fi
   stop backend
   if has_case micro; then run_micro; fi
 

@@ -22,9 +22,11 @@ use crate::oauth::{RevokedToken, SigningKeyRecord};
 use crate::secrets::MasterKey;
 use crate::store::{Consistent, RecordSet as _, Revisions, Store, StoreError};
 
-/// How long the publisher waits after a write before building, so a burst of writes
-/// (a script, a bulk import) becomes one snapshot instead of one per write: at 10,000
-/// proxies a build costs ~100 ms and every data plane then compiles what it receives.
+/// The least time between the end of one build and the start of the next, so a burst of
+/// writes (a script, a bulk import) becomes a few snapshots instead of one per write: at
+/// 10,000 proxies a build costs ~100 ms and every data plane then compiles what it
+/// receives. A write after a quiet spell is built at once (the leading edge): waiting
+/// here would add to every single write's propagation (bench/README.md, finding 8).
 const COALESCE: Duration = Duration::from_millis(5);
 
 /// The newest snapshot, encoded once for every stream; `None` until the first is built.
@@ -179,6 +181,7 @@ pub fn spawn_publisher(source: Source, poll: Duration) -> SnapshotRx {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut published: Option<u64> = None;
         let mut stale = true;
+        let mut built_at = tokio::time::Instant::now();
         loop {
             if stale {
                 stale = false;
@@ -209,6 +212,7 @@ pub fn spawn_publisher(source: Source, poll: Duration) -> SnapshotRx {
                         tracing::error!(error = %e, "cannot build config snapshot; data planes keep the previous one")
                     }
                 }
+                built_at = tokio::time::Instant::now();
             }
             tokio::select! {
                 changed = newer.changed() => {
@@ -216,7 +220,7 @@ pub fn spawn_publisher(source: Source, poll: Duration) -> SnapshotRx {
                         return;
                     }
                     // Writes committed during the pause are read by the build below.
-                    tokio::time::sleep(COALESCE).await;
+                    tokio::time::sleep_until(built_at + COALESCE).await;
                     newer.mark_unchanged();
                     stale = true;
                 }

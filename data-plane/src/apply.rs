@@ -84,6 +84,12 @@ impl Applier {
         Ok(Published { replaced, wire })
     }
 
+    /// Frees what `published` holds without caching it (a newer one will be), off the
+    /// async workers.
+    pub(crate) fn discard(&self, published: Published) {
+        tokio::task::spawn_blocking(move || drop(published));
+    }
+
     /// Frees the snapshot `published` replaced and writes `published` to the cache, off
     /// the async workers: at 10,000 proxies each takes tens of milliseconds.
     pub(crate) async fn persist(&self, published: Published) {

@@ -21,7 +21,9 @@ pub struct Args {
     /// gRPC URL of the control plane, e.g. `http://cp:50051` or `https://cp.internal:50051`.
     /// Repeat the flag (or give a comma-separated list) for several control planes sharing
     /// one Redis: the data plane streams from the first that answers and moves to the next
-    /// when its control plane goes away, serving the last snapshot meanwhile.
+    /// when its control plane goes away, serving the last snapshot meanwhile. A name that
+    /// resolves to several addresses is resolved on every connect and tried address by
+    /// address.
     #[arg(
         long,
         env = "PORTCULLIS_CONTROL_PLANE",

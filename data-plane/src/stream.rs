@@ -12,6 +12,8 @@
 //! reconnect (~100 ms plus the connect). Snapshots carry the store revision, the same on
 //! every control plane; one older than the version being served is refused (NACKed and not
 //! applied), so moving to a control plane that lags never takes the data plane back.
+//! A URL whose name resolves to several addresses is treated alike, address by address
+//! (see `resolve`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +27,7 @@ use crate::apply::Applier;
 
 mod backoff;
 mod endpoint;
+mod resolve;
 mod session;
 mod ship;
 
@@ -40,6 +43,9 @@ pub struct ControlPlane {
     /// One per control plane, in the order given; `current` indexes the one in use.
     endpoints: Vec<Endpoint>,
     current: std::sync::atomic::AtomicUsize,
+    /// Where the addresses of a name start (bumped with `current`); see `resolve`.
+    rotation: Arc<std::sync::atomic::AtomicUsize>,
+    lookup: resolve::Lookup,
     authorization: MetadataValue<Ascii>,
     node_id: String,
     address: String,
@@ -88,6 +94,8 @@ impl ControlPlane {
         Ok(Self {
             endpoints,
             current: Default::default(),
+            rotation: Arc::default(),
+            lookup: resolve::Lookup::System,
             authorization,
             node_id,
             address,
@@ -155,10 +163,21 @@ impl ControlPlane {
         &self.endpoints[i % self.endpoints.len()]
     }
 
-    /// Moves to the next control plane in the list (the same one when there is one).
+    /// Moves to the next control plane in the list (the same one when there is one), and
+    /// to the next address of a name that has several.
     fn move_on(&self) {
         self.current
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.rotation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Connects to the control plane in use, trying each address its name resolves to.
+    async fn connect(&self) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+        let endpoint = self.endpoint();
+        let connector = resolve::Rotating::new(self.lookup.clone(), self.rotation.clone())
+            .connector(endpoint::CONNECT_TIMEOUT);
+        endpoint.connect_with_connector(connector).await
     }
 }
 

@@ -400,6 +400,29 @@ async fn moves_to_the_next_control_plane_and_never_goes_back_in_version() -> Res
     Ok(())
 }
 
+/// A control plane given by name: the name is resolved when connecting and each address
+/// tried (where `localhost` also lists ::1, nothing listens there and 127.0.0.1 is next);
+/// after the stream ends it is resolved again. Rotation over several addresses of one name
+/// is shown with fixed answers in `stream::resolve`'s unit tests (no name resolves to two
+/// loopback addresses on every machine).
+#[tokio::test]
+async fn a_control_plane_named_by_dns_is_resolved_on_every_connect() -> Result<()> {
+    let mut cp = Fake::start().await?;
+    let mut dp = DataPlane::new()?;
+    let url = format!("http://localhost:{}", cp.addr.port());
+    let stream = ControlPlane::new(&[url], None, TOKEN, "dp-test".into(), "x".into())?
+        .with_backoff(Duration::from_millis(10), Duration::from_millis(50));
+    dp.stream = Some(tokio::spawn(stream.run(dp.applier())));
+    let mut session = cp.session().await?;
+    session.hello().await?;
+    session.send(snapshot(2, vec![proxy("two.test")])).await?;
+    assert_eq!(session.next().await?, Kind::Ack(pb::Ack { version: 2 }));
+    drop(session);
+    let mut again = cp.session().await?;
+    assert_eq!(again.hello().await?.serving_version, 2);
+    Ok(())
+}
+
 /// With the control plane unreachable, the data plane starts from the snapshot sealed in
 /// its cache (under its enrolment token), then connects once the control plane is up.
 #[tokio::test]

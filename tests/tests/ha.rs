@@ -111,7 +111,18 @@ fn signal(pid: u32, sig: &str) {
 }
 
 async fn create_proxy(cp: &ControlPlane, host: &str, target: &str) -> reqwest::Response {
-    http_client()
+    create_proxy_with(&http_client(), cp, host, target).await
+}
+
+/// [`create_proxy`] on a client kept across calls: a new client costs more (its TLS roots
+/// are loaded) than the write it would time.
+async fn create_proxy_with(
+    client: &reqwest::Client,
+    cp: &ControlPlane,
+    host: &str,
+    target: &str,
+) -> reqwest::Response {
+    client
         .post(format!("{}/api/v1/proxy/targets", cp.http))
         .bearer_auth(&cp.admin_token)
         .json(&json!({"hostname": host, "target_url": target, "enable_https": false}))
@@ -168,8 +179,16 @@ async fn all_acked(cp: &ControlPlane, nodes: &[&str]) -> Option<u64> {
 }
 
 /// The lowest version any of `nodes` has ACKed, as `cp` records it (0 if one is missing).
-async fn applied_by_all(cp: &ControlPlane, nodes: &[&str]) -> u64 {
-    let list = cp.dataplanes().await;
+async fn applied_by_all(client: &reqwest::Client, cp: &ControlPlane, nodes: &[&str]) -> u64 {
+    let list: Value = client
+        .get(format!("{}/api/v1/dataplanes", cp.http))
+        .bearer_auth(&cp.admin_token)
+        .send()
+        .await
+        .expect("dataplanes")
+        .json()
+        .await
+        .expect("dataplanes json");
     let items = list["items"].as_array().cloned().unwrap_or_default();
     nodes
         .iter()
@@ -293,16 +312,17 @@ async fn two_control_planes_lose_redis_and_the_lease_holder_without_failing_a_re
     served_everywhere(&dps, "load.test", Duration::from_secs(20)).await;
 
     // 1. Write → ACK by every data plane, alternating the control plane written through.
-    // Polls every millisecond (as bench/cp-bench's `--via api` does).
+    // Polls every millisecond on one client (as bench/cp-bench's `--via api` does).
+    let client = http_client();
     let (mut samples, mut answered) = (Vec::new(), Vec::new());
     for i in 0..100 {
         let via = if i % 2 == 0 { &a } else { &b };
         let target = via.version().await + 1;
         let t = Instant::now();
-        let r = create_proxy(via, &format!("w{i}.test"), &backend.url).await;
+        let r = create_proxy_with(&client, via, &format!("w{i}.test"), &backend.url).await;
         assert_eq!(r.status(), StatusCode::CREATED);
         answered.push(t.elapsed());
-        while applied_by_all(via, &nodes).await < target {
+        while applied_by_all(&client, via, &nodes).await < target {
             assert!(
                 t.elapsed() < Duration::from_secs(10),
                 "write {i} not ACKed by all"

@@ -5,6 +5,7 @@
 //! ```text
 //! cp-bench latency --api URL --token T --target URL --dp URL [--dp URL ...]
 //!                  [--writes 200] [--via listener|api] [--label NAME]
+//!                  [--cp-log FILE ...] [--dp-log FILE ...]
 //! cp-bench bulk    --api URL --token T --target URL --dp URL [--dp URL ...]
 //!                  [--proxies 10000] [--routes-per-proxy 2] [--concurrency 32]
 //!                  [--steady 10] [--cp-log FILE] [--dp-log FILE ...]
@@ -14,7 +15,12 @@
 //! waits until it is visible. `--via listener` polls every data plane's HTTP listener with
 //! `Host: <new hostname>` every 1 ms until it stops answering 404 (the host is served);
 //! `--via api` polls `GET /api/v1/dataplanes` every 1 ms until every connected data plane's
-//! `applied_version` reaches the version after the write (the ACK was recorded).
+//! `applied_version` reaches the version after the write (the ACK was recorded). With
+//! several control planes on one Redis (`cp_ha` case), `--api` is the one written through
+//! and the data planes may stream from another: the ACKs then travel data plane → its
+//! control plane → Redis → the API polled. Given the processes' logs, each write is also
+//! split by their timestamps: when each control plane published its snapshot ("publishing
+//! config snapshot") and when the last data plane applied it ("applied config snapshot").
 //!
 //! `bulk`: creates N proxies and N×R routes with `--concurrency` writers, then times from
 //! the last write's response until every data plane ACKed the final version; then does
@@ -67,7 +73,8 @@ async fn run(args: Vec<String>) -> Result<Value> {
             let writes = opts.num("writes", 200)?;
             let via = opts.get("via").unwrap_or("listener").to_owned();
             let label = opts.get("label").unwrap_or("lat").to_owned();
-            latency(&api, &target, &dps, writes, &via, &label).await
+            let logs = (opts.all("cp-log"), opts.all("dp-log"));
+            latency(&api, &target, &dps, writes, &via, &label, logs).await
         }
         "bulk" => {
             let bulk = Bulk {
@@ -105,12 +112,16 @@ async fn latency(
     writes: usize,
     via: &str,
     label: &str,
+    (cp_logs, dp_logs): (Vec<String>, Vec<String>),
 ) -> Result<Value> {
     let mut write_ms = Vec::with_capacity(writes);
     let mut first_ms = Vec::with_capacity(writes);
     let mut all_ms = Vec::with_capacity(writes);
+    // (version, wall clock at the write's start) for the log breakdown.
+    let mut stamps = Vec::new();
     for i in 0..writes {
         let host = format!("{label}-{i}.lat.bench.test");
+        let wall = now_micros();
         let start = Instant::now();
         api.create_proxy(&host, target).await?;
         write_ms.push(ms(start.elapsed()));
@@ -124,6 +135,10 @@ async fn latency(
         };
         first_ms.push(ms(first));
         all_ms.push(ms(all));
+        if !cp_logs.is_empty() || !dp_logs.is_empty() {
+            // Writes are sequential: the version current now is this write's.
+            stamps.push((api.dataplanes().await?.current, wall));
+        }
     }
     eprintln!(
         "cp-bench: {writes} writes via {via} with {} data plane(s): p50 {:.1} ms, p99 {:.1} ms",
@@ -140,7 +155,58 @@ async fn latency(
         "first_dataplane_ms": summary(&first_ms),
         "all_dataplanes_ms": summary(&all_ms),
         "samples_all_ms": all_ms.iter().map(|v| (v * 10.0).round() / 10.0).collect::<Vec<_>>(),
+        "log_breakdown": log_breakdown(&stamps, &cp_logs, &dp_logs),
     }))
+}
+
+/// For each control-plane log: write start → that control plane published the write's
+/// version; for the data planes: write start → the last of them applied it. Versions a log
+/// skipped (coalesced into a later one) count at the later one's time.
+fn log_breakdown(stamps: &[(u64, i64)], cp_logs: &[String], dp_logs: &[String]) -> Value {
+    if stamps.is_empty() {
+        return Value::Null;
+    }
+    let read = |path: &str, marker: &str| -> Vec<(i64, u64)> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(marker))
+            .filter_map(parse_log_line)
+            .collect()
+    };
+    // First time a line reached `version` or beyond.
+    let reached = |lines: &[(i64, u64)], version: u64| {
+        lines
+            .iter()
+            .filter(|&&(_, v)| v >= version)
+            .map(|&(t, _)| t)
+            .min()
+    };
+    let since = |t: i64, wall: i64| (t - wall) as f64 / 1000.0;
+    let mut out = serde_json::Map::new();
+    for (i, path) in cp_logs.iter().enumerate() {
+        let lines = read(path, "publishing config snapshot");
+        let v: Vec<f64> = stamps
+            .iter()
+            .filter_map(|&(ver, wall)| reached(&lines, ver).map(|t| since(t, wall)))
+            .collect();
+        out.insert(format!("cp{}_published_ms", i + 1), summary(&v));
+    }
+    if !dp_logs.is_empty() {
+        let dps: Vec<_> = dp_logs
+            .iter()
+            .map(|p| read(p, "applied config snapshot"))
+            .collect();
+        let v: Vec<f64> = stamps
+            .iter()
+            .filter_map(|&(ver, wall)| {
+                let each: Option<Vec<i64>> = dps.iter().map(|l| reached(l, ver)).collect();
+                each?.into_iter().max().map(|t| since(t, wall))
+            })
+            .collect();
+        out.insert("last_dp_applied_ms".into(), summary(&v));
+    }
+    Value::Object(out)
 }
 
 /// Polls each data plane's listener for `host` until it is served; returns the time
