@@ -51,8 +51,11 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
 pub const CHANNEL_BATCHES: usize = 256;
 /// Records queued for the control plane at most (while it is slow or unreachable).
 pub const MAX_PENDING: usize = 50_000;
-/// Records per shipped batch at most (whole chunks; at least one chunk).
-pub const SHIP_BATCH: usize = 1_000;
+/// Records per shipped batch at most (whole chunks; at least one chunk). A batch is what is
+/// queued when the previous one is acknowledged, so batches grow only while the control
+/// plane is behind, which is when its per-batch costs (a transaction and its fsync, a
+/// round trip) need spreading over more records (bench/README.md, ingest).
+pub const SHIP_BATCH: usize = 5_000;
 
 /// Where records go. `--access-log off|stdout|control-plane`, combinable with commas.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
