@@ -51,8 +51,14 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
 pub const CHANNEL_BATCHES: usize = 256;
 /// Records queued for the control plane at most (while it is slow or unreachable).
 pub const MAX_PENDING: usize = 50_000;
-/// Records per shipped batch at most (whole chunks; at least one chunk).
-pub const SHIP_BATCH: usize = 1_000;
+/// Longest a shipped batch waits for the next one to fill up (Envoy's gRPC access-log
+/// service flushes every second too); a full batch goes at once.
+pub const SHIP_EVERY: Duration = Duration::from_secs(1);
+/// Records per shipped batch at most (whole chunks; at least one chunk). A batch is what is
+/// queued when the previous one is acknowledged, so batches grow only while the control
+/// plane is behind, which is when its per-batch costs (a transaction and its fsync, a
+/// round trip) need spreading over more records (bench/README.md, ingest).
+pub const SHIP_BATCH: usize = 5_000;
 
 /// Where records go. `--access-log off|stdout|control-plane`, combinable with commas.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -540,6 +546,7 @@ where
                         .shipped
                         .fetch_add(batch.count as u64, Ordering::Relaxed);
                     delay = Duration::from_millis(100);
+                    linger(&self.queue).await;
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, queued = self.queue.len(), "shipping access-log records failed; retrying");
@@ -547,6 +554,19 @@ where
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
             }
+        }
+    }
+}
+
+/// After a shipped batch: waits up to [`SHIP_EVERY`] for a full one ([`SHIP_BATCH`]
+/// records) before the next call, so a steady trickle goes in one call a second rather
+/// than one per worker chunk (a call costs about what encoding 30 records does).
+async fn linger(queue: &ShipQueue) {
+    let deadline = tokio::time::Instant::now() + SHIP_EVERY;
+    while queue.len() < SHIP_BATCH {
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => return,
+            () = queue.ready.notified() => {}
         }
     }
 }

@@ -4,11 +4,16 @@
 //! Tables: `records` `(time, seq) -> prost bytes`; one index table per [`Field`] keyed
 //! `(value, time, seq)`; `visitors` `(host, hour) -> HyperLogLog (JSON)`; `dropped`
 //! `hour -> count`; `meta` (`seq`). A record and its index entries are written and
-//! deleted in the same transaction. Ingest costs one write transaction per batch.
+//! deleted in the same transaction. Ingest costs one write transaction per batch and one
+//! B-tree insert per record and index (each record encoded into one reused buffer, index
+//! values borrowed from it); visitor sketches stay decoded in memory between batches
+//! (as committed) and are written back only when a batch changed them. An index value
+//! that arrives in random order (client addresses) dirties about one page per record,
+//! which is why the data plane's request ids are time-ordered.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use hyperloglog::HyperLogLog;
 use prost::Message as _;
@@ -75,6 +80,30 @@ fn decode_hll(raw: &[u8]) -> Option<HyperLogLog> {
 #[derive(Clone)]
 pub struct EmbeddedLogStore {
     db: Arc<Database>,
+    /// The visitor sketches as last committed, by (host, hour): ingest merges into these
+    /// instead of decoding the stored JSON on every batch. Only a committed write updates
+    /// it; the retention's forgetting removes the same hours.
+    sketches: Arc<Mutex<HashMap<(String, i64), Sketch>>>,
+}
+
+/// Host-hours whose sketch is kept decoded (all are kept in the table regardless).
+const SKETCH_CACHE: usize = 4096;
+
+/// A decoded visitor sketch and the JSON stored for it.
+#[derive(Clone)]
+struct Sketch {
+    hll: HyperLogLog,
+    raw: Vec<u8>,
+}
+
+impl Sketch {
+    /// The stored sketch (its stored bytes are re-made on the next write), or an empty one.
+    fn new(stored: Option<HyperLogLog>) -> Self {
+        Self {
+            hll: stored.unwrap_or_else(|| HyperLogLog::new_from_template(&template().0)),
+            raw: Vec::new(),
+        }
+    }
 }
 
 impl EmbeddedLogStore {
@@ -102,7 +131,10 @@ impl EmbeddedLogStore {
             txn.open_table(index_table(f)).map_err(err)?;
         }
         txn.commit().map_err(err)?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            sketches: Arc::default(),
+        })
     }
 
     async fn blocking<T: Send + 'static>(
@@ -124,16 +156,18 @@ impl LogStore for EmbeddedLogStore {
 
     async fn append(
         &self,
-        records: &[Option<Record>],
+        records: Arc<[Option<Record>]>,
         dropped: u64,
         position: Option<&ShipPosition>,
     ) -> Result<usize, StoreError> {
-        let records = records.to_vec();
         let position = position.cloned();
+        let sketches = self.sketches.clone();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(err)?;
+            let mut cache = sketches.lock().unwrap_or_else(|e| e.into_inner());
             let mut skip = 0;
             let mut dropped = dropped;
+            let mut written: Vec<((String, i64), Sketch)> = Vec::new();
             {
                 if let Some(pos) = &position {
                     let mut streams = txn.open_table(STREAMS).map_err(err)?;
@@ -162,12 +196,14 @@ impl LogStore for EmbeddedLogStore {
                 let mut table = txn.open_table(RECORDS).map_err(err)?;
                 let mut meta = txn.open_table(META).map_err(err)?;
                 let mut seq = meta.get(SEQ).map_err(err)?.map(|v| v.value()).unwrap_or(0);
-                let mut sketches: HashMap<(String, i64), HyperLogLog> = HashMap::new();
+                // Client addresses per host-hour, borrowed from the records.
+                let mut visits: HashMap<(&str, i64), Vec<&str>> = HashMap::new();
                 let mut idx: Vec<_> = Field::ALL
                     .iter()
                     .map(|f| txn.open_table(index_table(*f)))
                     .collect::<Result<_, _>>()
                     .map_err(err)?;
+                let mut encoded = Vec::with_capacity(1024);
                 for r in &records[skip..] {
                     let Some(r) = r else {
                         dropped += 1;
@@ -175,35 +211,45 @@ impl LogStore for EmbeddedLogStore {
                     };
                     seq += 1;
                     let key = (r.time_unix_nanos, seq);
-                    table
-                        .insert(key, r.encode_to_vec().as_slice())
-                        .map_err(err)?;
+                    encoded.clear();
+                    r.encode(&mut encoded).map_err(err)?;
+                    table.insert(key, encoded.as_slice()).map_err(err)?;
                     for (f, t) in Field::ALL.iter().zip(idx.iter_mut()) {
                         if let Some(v) = f.value(r) {
-                            t.insert((v.as_str(), key.0, key.1), ()).map_err(err)?;
+                            t.insert((v.as_ref(), key.0, key.1), ()).map_err(err)?;
                         }
                     }
                     if !r.host.is_empty() && !r.client_ip.is_empty() {
-                        sketches
-                            .entry((r.host.clone(), hour_of(r.time_unix_nanos)))
-                            .or_insert_with(|| HyperLogLog::new_from_template(&template().0))
-                            .insert(&r.client_ip);
+                        visits
+                            .entry((r.host.as_str(), hour_of(r.time_unix_nanos)))
+                            .or_default()
+                            .push(r.client_ip.as_str());
                     }
                 }
                 meta.insert(SEQ, seq).map_err(err)?;
                 let mut visitors = txn.open_table(VISITORS).map_err(err)?;
-                for ((host, hour), mut new) in sketches {
-                    let stored = visitors
-                        .get((host.as_str(), hour))
-                        .map_err(err)?
-                        .and_then(|v| decode_hll(v.value()));
-                    if let Some(old) = stored {
-                        new.merge(&old);
+                for ((host, hour), ips) in visits {
+                    let key = (host.to_owned(), hour);
+                    let mut sketch = match cache.get(&key) {
+                        Some(s) => s.clone(),
+                        None => {
+                            let stored = visitors
+                                .get((host, hour))
+                                .map_err(err)?
+                                .and_then(|v| decode_hll(v.value()));
+                            Sketch::new(stored)
+                        }
+                    };
+                    for ip in ips {
+                        sketch.hll.insert(&ip);
                     }
-                    let raw = serde_json::to_vec(&new).map_err(err)?;
-                    visitors
-                        .insert((host.as_str(), hour), raw.as_slice())
-                        .map_err(err)?;
+                    // A busy host's sketch soon stops changing: written only when it did.
+                    let raw = serde_json::to_vec(&sketch.hll).map_err(err)?;
+                    if raw != sketch.raw {
+                        visitors.insert((host, hour), raw.as_slice()).map_err(err)?;
+                        sketch.raw = raw;
+                    }
+                    written.push((key, sketch));
                 }
                 if dropped > 0 {
                     let hour = hour_of(super::now_nanos());
@@ -213,6 +259,11 @@ impl LogStore for EmbeddedLogStore {
                 }
             }
             txn.commit().map_err(err)?;
+            // Only what is committed is remembered.
+            if cache.len() + written.len() > SKETCH_CACHE {
+                cache.clear();
+            }
+            cache.extend(written);
             Ok(skip)
         })
         .await
@@ -360,7 +411,7 @@ impl LogStore for EmbeddedLogStore {
                     if let Some(r) = record {
                         for (f, t) in Field::ALL.iter().zip(idx.iter_mut()) {
                             if let Some(v) = f.value(r) {
-                                t.remove((v.as_str(), key.0, key.1)).map_err(err)?;
+                                t.remove((v.as_ref(), key.0, key.1)).map_err(err)?;
                             }
                         }
                     }
@@ -375,6 +426,7 @@ impl LogStore for EmbeddedLogStore {
     }
 
     async fn forget_hours_before(&self, hour: i64) -> Result<(), StoreError> {
+        let sketches = self.sketches.clone();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(err)?;
             {
@@ -382,6 +434,10 @@ impl LogStore for EmbeddedLogStore {
                 d.retain_in(..hour, |_, _| false).map_err(err)?;
                 let mut v = txn.open_table(VISITORS).map_err(err)?;
                 v.retain(|(_, h), _| h >= hour).map_err(err)?;
+                sketches
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|(_, h), _| *h >= hour);
                 // A stream silent for the whole retention belongs to a process long gone.
                 let mut streams = txn.open_table(STREAMS).map_err(err)?;
                 streams.retain(|_, (_, _, h)| h >= hour).map_err(err)?;

@@ -2,12 +2,20 @@
 //!
 //! Keys (all under the `{portcullis}` hash tag, so a MULTI block never spans cluster
 //! slots): `{portcullis}:logs:rec` hash `id -> prost bytes`; `{portcullis}:logs:t` sorted
-//! set of ids scored by time in microseconds; `{portcullis}:logs:i:<field>:<value>` one
-//! sorted set per index value, same scores; `{portcullis}:logs:uv:<host>:<hour>`
+//! set of ids scored by time in microseconds; `{portcullis}:logs:x:<field>` one sorted set
+//! per indexed field, every score 0, members `<value length, 4 hex><value><id>` in
+//! lexical order (a search walks one value's range newest first with `ZREVRANGEBYLEX`);
+//! `{portcullis}:logs:uv:<host>:<hour>`
 //! HyperLogLog of client IPs (PFADD/PFCOUNT), expiring after the retention; `…:dropped`
 //! hash `hour -> count`; `…:seq` counter. An id is `<time nanos, 19 digits>:<seq, 16 hex>`
 //! so lexical order within one score is time order. A record and its index entries are
 //! written and deleted in one MULTI/EXEC block.
+//!
+//! Cost of a stored batch: a fixed number of commands, whatever its size — one `HSET` of
+//! every record, one `ZADD` of every time entry, one `ZADD` per indexed field, a `PFADD`
+//! and `EXPIRE` per host and hour, the feed's `PUBLISH`. (A sorted set per index value
+//! made two new single-member keys per record for request ids and client addresses, and
+//! Redis spent its time on those commands: ~9 µs each, bench/README.md.)
 //!
 //! Follow across control planes: the block that stores a batch also `PUBLISH`es it on
 //! `{portcullis}:logs:feed` (as `AccessLogBatch` bytes, at most [`FEED_MESSAGE_BYTES`] per
@@ -37,7 +45,6 @@ const REC: &str = "{portcullis}:logs:rec";
 const TIME: &str = "{portcullis}:logs:t";
 const DROPPED: &str = "{portcullis}:logs:dropped";
 const SEQ: &str = "{portcullis}:logs:seq";
-const INDEX_PATTERN: &str = "{portcullis}:logs:i:*";
 /// The pub/sub channel every stored batch is published on.
 const FEED: &str = "{portcullis}:logs:feed";
 /// Per data-plane stream: a hash with `end` and `dropped` (see [`StreamState`]).
@@ -158,8 +165,22 @@ fn forward(tx: &broadcast::Sender<Arc<Record>>, payload: &[u8]) {
     }
 }
 
-fn index_key(f: Field, value: &str) -> String {
-    format!("{{portcullis}}:logs:i:{}:{value}", f.name())
+/// The sorted set holding `f`'s index entries.
+fn index_key(f: Field) -> String {
+    format!("{{portcullis}}:logs:x:{}", f.name())
+}
+
+/// What every index entry of `value` starts with: its length, so no other value's entries
+/// share the prefix (values are capped far below 0xffff bytes by `sanitize`).
+fn entry_prefix(value: &str) -> String {
+    format!("{:04x}{value}", value.len())
+}
+
+/// The index entry of `value` for the record `id`.
+fn entry(value: &str, id: &str) -> String {
+    let mut e = entry_prefix(value);
+    e.push_str(id);
+    e
 }
 
 fn visitors_key(host: &str, hour: i64) -> String {
@@ -246,7 +267,7 @@ impl LogStore for RedisLogStore {
 
     async fn append(
         &self,
-        records: &[Option<Record>],
+        records: Arc<[Option<Record>]>,
         dropped: u64,
         position: Option<&ShipPosition>,
     ) -> Result<usize, StoreError> {
@@ -295,31 +316,57 @@ impl LogStore for RedisLogStore {
                 .arg(n)
                 .query_async(&mut conn)
                 .await?;
-            let mut visitors: HashMap<String, Vec<&str>> = HashMap::new();
+            // One command per key, not per record: all records in one HSET, all time
+            // entries in one ZADD, each index value's entries in one ZADD.
+            let mut rec = redis::cmd("HSET");
+            rec.arg(REC);
+            let mut time = redis::cmd("ZADD");
+            time.arg(TIME);
+            let mut indexes: Vec<redis::Cmd> = Field::ALL
+                .iter()
+                .map(|f| {
+                    let mut zadd = redis::cmd("ZADD");
+                    zadd.arg(index_key(*f));
+                    zadd
+                })
+                .collect();
+            let mut indexed = [false; Field::ALL.len()];
+            let mut visitors: HashMap<(&str, i64), Vec<&str>> = HashMap::new();
             let mut feed = FeedMessages::default();
+            let mut bytes = Vec::with_capacity(1024);
             for (seq, r) in (last.saturating_sub(n) + 1..).zip(records) {
                 let id = member(LogKey {
                     time: r.time_unix_nanos,
                     seq,
                 });
                 let s = score(r.time_unix_nanos);
-                let bytes = r.encode_to_vec();
+                bytes.clear();
+                r.encode(&mut bytes).map_err(|e| corrupt(&id, e))?;
                 feed.push(&bytes);
-                p.cmd("HSET").arg(REC).arg(&id).arg(bytes).ignore();
-                p.cmd("ZADD").arg(TIME).arg(s).arg(&id).ignore();
-                for f in Field::ALL {
+                rec.arg(&id).arg(bytes.as_slice());
+                time.arg(s).arg(&id);
+                for (i, f) in Field::ALL.iter().enumerate() {
                     if let Some(v) = f.value(r) {
-                        p.cmd("ZADD").arg(index_key(f, &v)).arg(s).arg(&id).ignore();
+                        indexes[i].arg(0).arg(entry(&v, &id));
+                        indexed[i] = true;
                     }
                 }
                 if !r.host.is_empty() && !r.client_ip.is_empty() {
                     visitors
-                        .entry(visitors_key(&r.host, hour_of(r.time_unix_nanos)))
+                        .entry((r.host.as_str(), hour_of(r.time_unix_nanos)))
                         .or_default()
                         .push(&r.client_ip);
                 }
             }
-            for (key, ips) in visitors {
+            p.add_command(rec).ignore();
+            p.add_command(time).ignore();
+            for (zadd, used) in indexes.into_iter().zip(indexed) {
+                if used {
+                    p.add_command(zadd).ignore();
+                }
+            }
+            for ((host, hour), ips) in visitors {
+                let key = visitors_key(host, hour);
                 p.cmd("PFADD").arg(&key).arg(ips).ignore();
                 p.cmd("EXPIRE")
                     .arg(&key)
@@ -351,20 +398,54 @@ impl LogStore for RedisLogStore {
         if (since, 0) >= (before.time, before.seq) || max == 0 {
             return Ok(Vec::new());
         }
-        let key = match index {
-            Index::Time => TIME.to_owned(),
-            Index::Field(f, v) => index_key(*f, v),
-        };
         let before_id = member(before);
         let chunk = max.clamp(16, 1000);
         let mut conn = self.conn.clone();
         let mut offset = 0usize;
         let mut out = Vec::new();
+        let key = match index {
+            Index::Time => TIME,
+            Index::Field(f, v) => {
+                // One value's entries between `since` and `before`, newest first.
+                let key = index_key(*f);
+                let prefix = entry_prefix(v);
+                let hi = format!("({prefix}{before_id}");
+                let lo = format!(
+                    "[{prefix}{}",
+                    member(LogKey {
+                        time: since,
+                        seq: 0
+                    })
+                );
+                loop {
+                    let entries: Vec<String> = redis::cmd("ZREVRANGEBYLEX")
+                        .arg(&key)
+                        .arg(&hi)
+                        .arg(&lo)
+                        .arg("LIMIT")
+                        .arg(offset)
+                        .arg(chunk)
+                        .query_async(&mut conn)
+                        .await?;
+                    offset += entries.len();
+                    let ids: Vec<String> = entries
+                        .iter()
+                        .filter_map(|e| e.get(prefix.len()..))
+                        .map(str::to_owned)
+                        .collect();
+                    out.extend(self.fetch(&ids).await?);
+                    if out.len() >= max || entries.len() < chunk {
+                        out.truncate(max);
+                        return Ok(out);
+                    }
+                }
+            }
+        };
         loop {
             // Members at the top score may be at or after `before`: skipped, but they
             // count towards the offset.
             let ids: Vec<String> = redis::cmd("ZREVRANGEBYSCORE")
-                .arg(&key)
+                .arg(key)
                 .arg(score(before.time))
                 .arg(score(since))
                 .arg("LIMIT")
@@ -458,16 +539,30 @@ impl LogStore for RedisLogStore {
             .await?;
         let mut p = redis::pipe();
         p.atomic();
+        let mut indexes: Vec<(redis::Cmd, bool)> = Field::ALL
+            .iter()
+            .map(|f| {
+                let mut zrem = redis::cmd("ZREM");
+                zrem.arg(index_key(*f));
+                (zrem, false)
+            })
+            .collect();
         for (id, raw) in ids.iter().zip(raws) {
             if let Some(r) = raw.and_then(|raw| Record::decode(raw.as_slice()).ok()) {
-                for f in Field::ALL {
+                for (f, (zrem, used)) in Field::ALL.iter().zip(indexes.iter_mut()) {
                     if let Some(v) = f.value(&r) {
-                        p.cmd("ZREM").arg(index_key(f, &v)).arg(id).ignore();
+                        zrem.arg(entry(&v, id));
+                        *used = true;
                     }
                 }
             }
-            p.cmd("HDEL").arg(REC).arg(id).ignore();
-            p.cmd("ZREM").arg(TIME).arg(id).ignore();
+        }
+        p.cmd("HDEL").arg(REC).arg(&ids).ignore();
+        p.cmd("ZREM").arg(TIME).arg(&ids).ignore();
+        for (zrem, used) in indexes {
+            if used {
+                p.add_command(zrem).ignore();
+            }
         }
         let () = p.query_async(&mut conn).await?;
         Ok(ids.len() as u64)
@@ -493,25 +588,14 @@ impl LogStore for RedisLogStore {
 
     async fn index_entries(&self) -> Result<u64, StoreError> {
         let mut conn = self.conn.clone();
-        let mut cursor = 0u64;
         let mut n = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(INDEX_PATTERN)
-                .arg("COUNT")
-                .arg(1000)
+        for f in Field::ALL {
+            let c: u64 = redis::cmd("ZCARD")
+                .arg(index_key(f))
                 .query_async(&mut conn)
                 .await?;
-            for k in keys {
-                let c: u64 = redis::cmd("ZCARD").arg(&k).query_async(&mut conn).await?;
-                n += c;
-            }
-            if next == 0 {
-                return Ok(n);
-            }
-            cursor = next;
+            n += c;
         }
+        Ok(n)
     }
 }

@@ -42,7 +42,7 @@ pub(super) fn write_line(out: &mut Vec<u8>, node_id: &str, f: &Fields<'_>) {
     plain_field(out, key!("listener"), f.listener);
     plain_field(out, key!("client_ip"), f.client_ip);
     num_field(out, key!("client_port"), u64::from(f.client_port));
-    str_field(out, key!("method"), f.method);
+    plain_field(out, key!("method"), f.method);
     str_field(out, key!("host"), f.host);
     str_field(out, key!("path"), f.path);
     opt_str_field(out, key!("query"), f.query);
@@ -59,8 +59,10 @@ pub(super) fn write_line(out: &mut Vec<u8>, node_id: &str, f: &Fields<'_>) {
     opt_str_field(out, key!("auth_reason"), f.auth_reason);
     opt_str_field(out, key!("user"), f.user);
     opt_str_field(out, key!("client_id"), f.client_id);
-    str_field(out, key!("request_id"), f.request_id);
-    opt_str_field(out, key!("trace_id"), f.trace_id);
+    plain_field(out, key!("request_id"), f.request_id);
+    if !f.trace_id.is_empty() {
+        plain_field(out, key!("trace_id"), f.trace_id);
+    }
     opt_str_field(out, key!("user_agent"), f.user_agent);
     opt_str_field(out, key!("mcp_session_id"), f.mcp_session_id);
     opt_str_field(out, key!("proxy_authority"), f.proxy_authority);
@@ -86,7 +88,8 @@ fn opt_str_field(out: &mut Vec<u8>, key: &[u8], value: &str) {
 }
 
 /// A field whose value is one of a fixed set written by this crate (listener, version,
-/// auth) or an address it formatted: nothing to escape.
+/// auth), an address it formatted, or a token it checked (method: `http::Method`'s token
+/// characters; request id: `[A-Za-z0-9._~:+/=-]` or hex; trace id: hex): nothing to escape.
 fn plain_field(out: &mut Vec<u8>, key: &[u8], value: &str) {
     debug_assert_eq!(plain_prefix(value.as_bytes()), value.len());
     out.extend_from_slice(key);
