@@ -8,6 +8,8 @@
 //!   socket wrapper that records reads and writes.
 //! - [`park`]: the HTTP/1.1 parking state machine (idle connections hold no hyper
 //!   buffers).
+//! - [`fast`]: the HTTP/1.1 fast path's connection loop (`--h1-fast-path`), which hands
+//!   every request it does not take to hyper.
 
 use std::io;
 use std::sync::Arc;
@@ -23,9 +25,11 @@ use super::{Connection, HEADER_READ_TIMEOUT};
 
 mod activity;
 mod detect;
+mod fast;
 mod park;
 mod service;
 
+pub use self::fast::set_h1_fast_path;
 pub use self::park::parked_connections;
 
 /// A connection's byte stream, which parking must be able to wait on without reading.

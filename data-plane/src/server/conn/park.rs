@@ -46,7 +46,7 @@ use crate::server::{Connection, HEADER_READ_TIMEOUT, max_request_header_bytes};
 /// ~10 % of the requests per second if done between every two requests of a busy
 /// connection); after this long without a request that is noise, and a connection
 /// idle this long is likely to stay idle much longer.
-const PARK_AFTER: Duration = Duration::from_millis(50);
+pub(super) const PARK_AFTER: Duration = Duration::from_millis(50);
 
 /// HTTP/1.1 until the connection closes: hyper while a request is under way, the bare
 /// socket while idle. `deadline` ends the wait for the first request head.
@@ -58,6 +58,22 @@ pub(super) async fn serve_h1<T: Transport>(
 ) -> hyper::Result<()> {
     let activity = Arc::new(Activity::new());
     loop {
+        if super::fast::applies(&conn) {
+            match super::fast::serve(&mut stream, unparsed, deadline, &conn).await {
+                super::fast::Exit::Closed => return Ok(()),
+                super::fast::Exit::Idle(since) => {
+                    deadline = since + HEADER_READ_TIMEOUT;
+                    if !park(&stream, deadline).await {
+                        return Ok(());
+                    }
+                    unparsed = Bytes::new();
+                    continue;
+                }
+                super::fast::Exit::Fallback(bytes, head_deadline) => {
+                    (unparsed, deadline) = (bytes, head_deadline);
+                }
+            }
+        }
         let io = Socket::new(stream, unparsed, activity.clone());
         // No timer and no head timeout for hyper: `until_idle` enforces head deadlines,
         // across parking.
@@ -82,13 +98,20 @@ pub(super) async fn serve_h1<T: Transport>(
         };
         (stream, unparsed) = (socket, rest);
         deadline = since + HEADER_READ_TIMEOUT;
-        // Parked: the next request's bytes wake it, the head deadline closes it.
-        let parked = Parked::new();
-        match tokio::time::timeout_at(deadline, stream.readable()).await {
-            Ok(Ok(())) => drop(parked),
-            Ok(Err(_)) | Err(_) => return Ok(()),
+        if !park(&stream, deadline).await {
+            return Ok(());
         }
     }
+}
+
+/// Parked: the next request's bytes wake it (`true`), the head deadline or an error
+/// closes it (`false`).
+async fn park<T: Transport>(stream: &T, deadline: Instant) -> bool {
+    let _parked = Parked::new();
+    matches!(
+        tokio::time::timeout_at(deadline, stream.readable()).await,
+        Ok(Ok(()))
+    )
 }
 
 /// The socket of an idle hyper connection and the bytes read from it but not parsed
