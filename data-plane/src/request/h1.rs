@@ -226,6 +226,7 @@ fn qualify<'b>(req: &httparse::Request<'_, 'b>, consumed: usize) -> Option<Head<
     };
     let path = path::normalize(path).ok()?;
     let mut host = None;
+    let mut hosts = 0;
     let mut request_id = None;
     let mut request_ids = 0;
     let mut lengths = 0;
@@ -234,9 +235,8 @@ fn qualify<'b>(req: &httparse::Request<'_, 'b>, consumed: usize) -> Option<Head<
         let name = header.name;
         match name.len() {
             4 if name.eq_ignore_ascii_case("host") => {
-                if host.replace(header.value).is_some() {
-                    return None;
-                }
+                hosts += 1;
+                host = Some(header.value);
             }
             10 if name.eq_ignore_ascii_case("connection") => {
                 keep_alive &= connection_keeps_alive(header.value)?;
@@ -255,7 +255,7 @@ fn qualify<'b>(req: &httparse::Request<'_, 'b>, consumed: usize) -> Option<Head<
             _ => {}
         }
     }
-    let host_raw = host?;
+    let host_raw = host.filter(|_| hosts == 1)?;
     let host_text = std::str::from_utf8(host_raw).ok()?;
     if !host_raw.iter().all(|b| (0x20..0x7f).contains(b)) {
         return None;

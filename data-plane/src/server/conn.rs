@@ -13,6 +13,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -28,6 +29,13 @@ mod detect;
 mod fast;
 mod park;
 mod service;
+
+/// How long an HTTP/1.1 connection stays with hyper once idle before it is parked.
+/// Parking and waking cost a hyper connection's set-up and teardown (~3.5 µs of CPU,
+/// ~10 % of the requests per second if done between every two requests of a busy
+/// connection); after this long without a request that is noise, and a connection
+/// idle this long is likely to stay idle much longer.
+const PARK_AFTER: Duration = Duration::from_millis(50);
 
 pub use self::fast::set_h1_fast_path;
 pub use self::park::parked_connections;

@@ -3,7 +3,10 @@
 
 use super::*;
 
-fn qualified(head: &str) -> Option<(String, Option<String>, String, bool, Option<String>)> {
+/// What [`qualify`] made of a head: path, query, host, keep-alive, request id.
+type Qualified = (String, Option<String>, String, bool, Option<String>);
+
+fn qualified(head: &str) -> Option<Qualified> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut slots);
     let n = match req.parse(head.as_bytes()) {

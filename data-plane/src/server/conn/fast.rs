@@ -20,8 +20,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::Transport;
-use super::park::PARK_AFTER;
+use super::{PARK_AFTER, Transport};
 use crate::request::Listener;
 use crate::request::h1::{self, Buffers, Step};
 use crate::server::{Connection, HEADER_READ_TIMEOUT, max_request_header_bytes};

@@ -29,24 +29,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
-use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
-use super::Transport;
 use super::activity::{Activity, Socket};
 use super::service::Service;
+use super::{PARK_AFTER, Transport};
 use crate::server::{Connection, HEADER_READ_TIMEOUT, max_request_header_bytes};
-
-/// How long an HTTP/1.1 connection stays with hyper once idle before it is parked.
-/// Parking and waking cost a hyper connection's set-up and teardown (~3.5 µs of CPU,
-/// ~10 % of the requests per second if done between every two requests of a busy
-/// connection); after this long without a request that is noise, and a connection
-/// idle this long is likely to stay idle much longer.
-pub(super) const PARK_AFTER: Duration = Duration::from_millis(50);
 
 /// HTTP/1.1 until the connection closes: hyper while a request is under way, the bare
 /// socket while idle. `deadline` ends the wait for the first request head.
