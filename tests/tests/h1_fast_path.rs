@@ -88,7 +88,7 @@ impl Scripted {
     }
 
     fn heads(&self) -> Vec<String> {
-        self.heads.lock().unwrap().clone()
+        self.heads.lock().expect("heads lock").clone()
     }
 
     fn last_head(&self) -> String {
@@ -119,7 +119,7 @@ async fn serve_scripted(mut stream: TcpStream, log: Arc<Mutex<Vec<String>>>) {
         buf.drain(..end + 4 + length);
         let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
         let path = path.split('?').next().unwrap_or("/").to_owned();
-        log.lock().unwrap().push(head);
+        log.lock().expect("heads lock").push(head);
         let (response, close) = script(&path);
         if stream.write_all(&response).await.is_err() || close {
             return;
@@ -210,7 +210,7 @@ async fn read_response(
         }
     }
     let length: usize = header(&head, "content-length")
-        .map(|v| v.parse().unwrap())
+        .map(|v| v.parse().expect("a length"))
         .unwrap_or(0);
     while buf.len() < length {
         if !fill(stream, buf).await {
