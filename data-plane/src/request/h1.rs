@@ -464,20 +464,18 @@ async fn exchange(
     }
     let deadline = tokio::time::Instant::now() + upstream.settings().read_timeout;
     bufs.up.clear();
-    let mut parsed = 0;
     loop {
-        if bufs.up.len() > parsed {
-            match parse_response(&bufs.up[parsed..], &mut bufs.out, is_head) {
+        if !bufs.up.is_empty() {
+            match parse_response(&bufs.up, &mut bufs.out, is_head) {
                 Ok(Some(Parsed::Informational(n))) => {
-                    parsed += n;
+                    // Dropped, so endless interim answers hold no memory (the read
+                    // timeout still bounds them).
+                    bufs.up.drain(..n);
                     continue;
                 }
-                Ok(Some(Parsed::Final(mut response))) => {
-                    response.body_start += parsed;
-                    return Ok((conn, response));
-                }
+                Ok(Some(Parsed::Final(response))) => return Ok((conn, response)),
                 Ok(None) => {
-                    if bufs.up.len() - parsed >= MAX_RESPONSE_HEAD {
+                    if bufs.up.len() >= MAX_RESPONSE_HEAD {
                         return Err(malformed("response head too large"));
                     }
                 }

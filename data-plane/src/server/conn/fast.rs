@@ -5,9 +5,11 @@
 //! next request starts here again.
 //!
 //! Deadlines are the parking driver's ([`super::park`]): a request head must be complete
-//! within [`HEADER_READ_TIMEOUT`] of the end of the last response (or of the wake from
-//! parking), else the connection closes without an answer; a connection with nothing to
-//! do for [`PARK_AFTER`] returns [`Exit::Idle`] and is parked, dropping its buffers.
+//! within [`HEADER_READ_TIMEOUT`] of the end of the last response (across parking), else
+//! the connection closes without an answer; a connection that served a request and has
+//! had nothing to do for [`PARK_AFTER`] since returns [`Exit::Idle`] and is parked,
+//! dropping its buffers (the start of a pipelined head is carried over, as hyper's
+//! unparsed bytes are).
 //! One timer per connection serves both, re-armed only when it fires (so a busy
 //! connection costs one timer event per [`PARK_AFTER`], not one per request).
 //!
@@ -52,8 +54,9 @@ pub(super) fn applies(conn: &Connection) -> bool {
 pub(super) enum Exit {
     /// Closed, or to be closed.
     Closed,
-    /// Idle since the instant given (the end of its last response): to be parked.
-    Idle(Instant),
+    /// Idle since the instant given (the end of its last response): to be parked, with
+    /// the start of a pipelined request head if one came (copied: the buffer is freed).
+    Idle(Instant, Bytes),
     /// A request it does not take: these bytes (from that request's first byte on) go to
     /// hyper, under this head deadline.
     Fallback(Bytes, Instant),
@@ -116,13 +119,13 @@ pub(super) async fn serve<T: Transport>(
             Some(Ok(_)) => {}
             None => {
                 let now = Instant::now();
-                if let (true, Some(since)) = (buf.is_empty(), since) {
+                if now >= deadline {
+                    return Exit::Closed;
+                } else if let Some(since) = since {
                     if now >= since + PARK_AFTER {
-                        return Exit::Idle(since);
+                        return Exit::Idle(since, Bytes::copy_from_slice(&buf));
                     }
                     timer.as_mut().reset(since + PARK_AFTER);
-                } else if now >= deadline {
-                    return Exit::Closed;
                 } else {
                     timer.as_mut().reset(deadline);
                 }

@@ -53,12 +53,12 @@ pub(super) async fn serve_h1<T: Transport>(
         if super::fast::applies(&conn) {
             match super::fast::serve(&mut stream, unparsed, deadline, &conn).await {
                 super::fast::Exit::Closed => return Ok(()),
-                super::fast::Exit::Idle(since) => {
+                super::fast::Exit::Idle(since, rest) => {
                     deadline = since + HEADER_READ_TIMEOUT;
                     if !park(&stream, deadline).await {
                         return Ok(());
                     }
-                    unparsed = Bytes::new();
+                    unparsed = rest;
                     continue;
                 }
                 super::fast::Exit::Fallback(bytes, head_deadline) => {
