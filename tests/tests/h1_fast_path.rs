@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use portcullis_tests::{ControlPlane, DataPlane};
+use portcullis_tests::{ControlPlane, DataPlane, eventually, http_client};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -222,7 +223,7 @@ async fn read_response(
 }
 
 struct Pair {
-    _cp: ControlPlane,
+    cp: ControlPlane,
     fast: DataPlane,
     slow: DataPlane,
     upstream: Scripted,
@@ -231,9 +232,13 @@ struct Pair {
 /// Both data planes (one with `--h1-fast-path`) with `app.test` → the scripted upstream,
 /// and `keep.test` (`--preserve-host`).
 async fn pair(extra: &[&str]) -> Pair {
+    pair_logging("off", extra).await
+}
+
+/// [`pair`] with `--access-log SINKS` on both.
+async fn pair_logging(sinks: &str, extra: &[&str]) -> Pair {
     let cp = ControlPlane::start().await;
-    // The access log (on by default) sends every request through hyper's path.
-    let mut slow_args = vec!["--access-log", "off"];
+    let mut slow_args = vec!["--access-log", sinks];
     slow_args.extend_from_slice(extra);
     let mut fast_args = slow_args.clone();
     fast_args.push("--h1-fast-path");
@@ -252,7 +257,7 @@ async fn pair(extra: &[&str]) -> Pair {
     cp.wait_applied(&fast.node_id, v).await;
     cp.wait_applied(&slow.node_id, v).await;
     Pair {
-        _cp: cp,
+        cp,
         fast,
         slow,
         upstream,
@@ -539,4 +544,74 @@ async fn requests_the_fast_path_does_not_take_get_the_same_answers_as_before() {
     assert_eq!(status(&h), 400);
     let (h, ..) = read_response(&mut s, &mut buf, false).await.unwrap();
     assert_eq!(status(&h), 200);
+}
+
+/// The stored access-log record with request id `id`, once it has arrived.
+async fn record(cp: &ControlPlane, id: &str) -> Value {
+    eventually(Duration::from_secs(20), "record stored", || async move {
+        let page: Value = http_client()
+            .get(format!("{}/api/v1/logs?request_id={id}", cp.http))
+            .bearer_auth(&cp.admin_token)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        page["items"].as_array().and_then(|a| a.first()).cloned()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn fast_requests_are_in_the_access_log_as_hyper_path_ones_are() {
+    let p = pair_logging("control-plane", &[]).await;
+    for (path, status, bytes) in [
+        ("/chunked", 200, 11),
+        ("/ok", 200, 5),
+        ("/twolengths", 502, 41),
+    ] {
+        let mut ids = Vec::new();
+        for (dp, which) in [(&p.fast, "fast"), (&p.slow, "slow")] {
+            let id = format!("{which}{}", path.replace('/', "-"));
+            let request = format!(
+                "GET {path}/../{path}?q=1 HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\nUser-Agent: probe/1\r\nX-Request-Id: {id}\r\n\r\n"
+            );
+            let (head, ..) = exchange(dp, request.as_bytes()).await.expect("answered");
+            assert_eq!(self::status(&head), status, "{which} {path}: {head}");
+            ids.push(id);
+        }
+        // The fast one went the fast way.
+        let heads = p.upstream.heads();
+        assert!(
+            heads.iter().any(|h| h.contains("\r\nX-Case: 1")),
+            "{path}: {heads:?}"
+        );
+        let fast = record(&p.cp, &ids[0]).await;
+        let slow = record(&p.cp, &ids[1]).await;
+        for field in [
+            "method",
+            "host",
+            "path",
+            "query",
+            "status",
+            "http_version",
+            "listener",
+            "client_ip",
+            "user_agent",
+            "upstream",
+            "proxy",
+            "route",
+            "auth",
+            "request_body_bytes",
+            "response_body_bytes",
+        ] {
+            assert_eq!(fast[field], slow[field], "{path} {field}: {fast} / {slow}");
+        }
+        assert_eq!(fast["status"], status);
+        assert_eq!(fast["path"], path);
+        assert_eq!(fast["response_body_bytes"], bytes, "{fast}");
+        assert_eq!(fast["user_agent"], "probe/1");
+        assert_eq!(fast["node_id"], "dp-fast");
+    }
 }

@@ -23,8 +23,11 @@
 //! auth: admission is [`vhost::admit_open`], the same route lookup and `blocked` check as
 //! [`vhost::admit`]), has no IP allowlist refusing the client, no rate or concurrency
 //! limit, no HTTPS redirect; an upstream over plain HTTP without a base path, PROXY
-//! header or custom request/response headers. Access logging and tracing send every
-//! request to hyper (the connection checks, `server::conn::fast`).
+//! header or custom request/response headers. Tracing sends every request to hyper (the
+//! connection checks, `server::conn::fast`). The access log records fast requests through
+//! the same [`Observe`] calls as [`super::handle`] makes ([`observe`]), metrics count them
+//! as it does (the request when its response head is ready, the upstream's answer time),
+//! and upstream failures are logged and answered by the same [`super::failed`].
 //!
 //! **Rewrites** (as [`super::forward`] and [`super::headers`]): `Connection` and
 //! `Forwarded` dropped, every header [`crate::auth::is_client_claim`] names dropped (as
@@ -59,7 +62,7 @@ use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{ConnInfo, Listener, ProxyError, headers, request_id};
+use super::{ConnInfo, Listener, Observe, ProxyError, headers, request_id};
 use crate::config::Snapshot;
 use crate::metrics;
 use crate::path;
@@ -157,7 +160,6 @@ pub(crate) async fn serve<W: AsyncWrite + Unpin>(
     if !plain(upstream) {
         return Step::Fallback;
     }
-    // Committed: from here on this path answers.
     let generated;
     let id: &[u8] = match head.request_id {
         Some(sent) => sent,
@@ -166,28 +168,37 @@ pub(crate) async fn serve<W: AsyncWrite + Unpin>(
             &generated
         }
     };
+    let Some(mut observe) = observe(conn, &req, &head, id, started, proxy, &admitted) else {
+        return Step::Fallback;
+    };
+    // Committed: from here on this path answers.
     write_request_head(&mut bufs.out, &req, &head, conn, proxy, upstream, id);
     let method = metrics::method_class(&head.method);
     let is_head = head.method == Method::HEAD;
     let sent = Instant::now();
     let exchanged = exchange(upstream, bufs, is_head).await;
+    let mut bytes = 0;
     let outcome = match exchanged {
-        Ok((upstream_conn, response)) => {
+        Ok((upstream_conn, mut response)) => {
             proxy.metrics().upstream_answered(sent.elapsed());
+            observe.upstream_answered();
             let status = response.status;
             proxy
                 .metrics()
                 .request_finished(method, status, started.elapsed());
-            relay(
+            let mcp_session_id = response.mcp_session_id.take();
+            let outcome = relay(
                 upstream,
                 upstream_conn,
                 response,
                 bufs,
                 client,
-                id,
-                head.keep_alive,
+                (id, head.keep_alive),
+                &mut bytes,
             )
-            .await
+            .await;
+            observe.finish_relayed(status, mcp_session_id.as_deref(), bytes);
+            outcome
         }
         Err(error) => {
             let response = super::failed(&admitted, error);
@@ -195,7 +206,17 @@ pub(crate) async fn serve<W: AsyncWrite + Unpin>(
             proxy
                 .metrics()
                 .request_finished(method, status, started.elapsed());
-            write_answer(response, &mut bufs.out, client, id, head.keep_alive).await
+            let outcome = write_answer(
+                response,
+                &mut bufs.out,
+                client,
+                id,
+                head.keep_alive,
+                &mut bytes,
+            )
+            .await;
+            observe.finish_relayed(status, None, bytes);
+            outcome
         }
     };
     match outcome {
@@ -205,6 +226,46 @@ pub(crate) async fn serve<W: AsyncWrite + Unpin>(
         },
         Err(()) => Step::Close,
     }
+}
+
+/// The request's access-log observation ([`super::observe`]), fed the same facts in the
+/// same order as [`super::handle`] feeds it, from a stand-in `Request` that carries only
+/// what [`Observe::start`] reads (method, target, Host, `User-Agent`, `Mcp-Session-Id`).
+/// Built only while the access log is on; `None` (the request goes to hyper's path, which
+/// records it) if the stand-in cannot be built.
+fn observe(
+    conn: &ConnInfo,
+    req: &httparse::Request<'_, '_>,
+    head: &Head<'_>,
+    id: &[u8],
+    started: Instant,
+    proxy: &Proxy,
+    admitted: &Admitted<'_>,
+) -> Option<Observe> {
+    if !crate::access_log::enabled() {
+        return Some(Observe::default());
+    }
+    let mut stand_in = http::Request::builder()
+        .method(head.method.clone())
+        .uri(req.path?)
+        .version(http::Version::HTTP_11);
+    for header in req.headers.iter() {
+        if ["host", "user-agent", "mcp-session-id"]
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(header.name))
+        {
+            stand_in = stand_in.header(header.name, header.value);
+        }
+    }
+    let stand_in = stand_in.body(()).ok()?;
+    let request_id = http::HeaderValue::from_bytes(id).ok()?;
+    let host = super::host::RequestHost::from_request(&stand_in).ok()?;
+    let mut observe = Observe::start(conn, &stand_in, &request_id, started);
+    observe.path(&head.path);
+    observe.proxy(proxy, &host, head.query);
+    observe.admitted(admitted);
+    observe.upstream(admitted.upstream());
+    Some(observe)
 }
 
 /// The checks on the head alone (module docs); `None` sends it to hyper's path.
@@ -442,6 +503,8 @@ struct Response {
     body_start: usize,
     /// Whether the upstream connection may carry another request once the body is read.
     reusable: bool,
+    /// The response's `Mcp-Session-Id`, for the access log (only while it is on).
+    mcp_session_id: Option<String>,
 }
 
 /// Sends the request head in `bufs.out` and reads the response head into `bufs.up` under
@@ -530,6 +593,7 @@ fn parse_response(
     let mut transfer_encodings = 0;
     let mut connection_names = false;
     let mut has_date = false;
+    let mut mcp_session_id = None;
     for header in resp.headers.iter() {
         let name = header.name;
         if name.eq_ignore_ascii_case("connection") {
@@ -556,6 +620,11 @@ fn parse_response(
             length = Some(value);
         } else if name.eq_ignore_ascii_case("date") {
             has_date = true;
+        } else if name.eq_ignore_ascii_case("mcp-session-id")
+            && mcp_session_id.is_none()
+            && crate::access_log::enabled()
+        {
+            mcp_session_id = std::str::from_utf8(header.value).ok().map(str::to_owned);
         }
     }
     if chunked && length.is_some() {
@@ -599,6 +668,7 @@ fn parse_response(
         framing,
         body_start: n,
         reusable,
+        mcp_session_id,
     })))
 }
 
@@ -643,8 +713,8 @@ async fn relay<W: AsyncWrite + Unpin>(
     response: Response,
     bufs: &mut Buffers,
     client: &mut W,
-    id: &[u8],
-    keep_alive: bool,
+    (id, keep_alive): (&[u8], bool),
+    sent: &mut u64,
 ) -> Result<(), ()> {
     let Buffers { out, up } = bufs;
     push_header(out, b"x-request-id", id);
@@ -663,6 +733,7 @@ async fn relay<W: AsyncWrite + Unpin>(
             // The head and what came with it in one write; the rest as it arrives.
             let take = ((up.len() - start) as u64).min(left) as usize;
             out.extend_from_slice(&up[start..start + take]);
+            *sent += take as u64;
             left -= take as u64;
             reusable &= left > 0 || start + take == up.len();
             while left > 0 {
@@ -670,6 +741,7 @@ async fn relay<W: AsyncWrite + Unpin>(
                 refill(&mut conn, up, idle).await?;
                 let take = (up.len() as u64).min(left) as usize;
                 client.write_all(&up[..take]).await.map_err(|_| ())?;
+                *sent += take as u64;
                 left -= take as u64;
                 reusable &= left > 0 || take == up.len();
             }
@@ -677,9 +749,10 @@ async fn relay<W: AsyncWrite + Unpin>(
         Framing::Chunked => {
             let mut decoder = Chunked::default();
             loop {
-                let used = decoder
-                    .decode(&up[start..], out)
-                    .map_err(|()| tracing::debug!("upstream sent a malformed chunked body"))?;
+                let used = decoder.decode(&up[start..], out);
+                *sent = decoder.data;
+                let used =
+                    used.map_err(|()| tracing::debug!("upstream sent a malformed chunked body"))?;
                 if decoder.done() {
                     out.extend_from_slice(b"0\r\n\r\n");
                     reusable &= start + used == up.len();
@@ -693,6 +766,7 @@ async fn relay<W: AsyncWrite + Unpin>(
             let data = &up[start..];
             if !data.is_empty() {
                 chunk(out, data);
+                *sent += data.len() as u64;
             }
             flush(client, out).await?;
             up.clear();
@@ -776,6 +850,8 @@ struct Chunked {
     size: u64,
     digits: u8,
     meta: usize,
+    /// Data bytes decoded so far.
+    data: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -807,6 +883,7 @@ impl Chunked {
             if self.state == Data {
                 let take = (input.len() - i).min(usize::try_from(self.size).unwrap_or(usize::MAX));
                 chunk(out, &input[i..i + take]);
+                self.data += take as u64;
                 i += take;
                 self.size -= take as u64;
                 if self.size == 0 {
@@ -868,9 +945,11 @@ async fn write_answer<W: AsyncWrite + Unpin>(
     client: &mut W,
     id: &[u8],
     keep_alive: bool,
+    sent: &mut u64,
 ) -> Result<(), ()> {
     let (parts, body) = response.into_parts();
     let body = body.collect().await.map_err(|_| ())?.to_bytes();
+    *sent = body.len() as u64;
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(parts.status.as_str().as_bytes());

@@ -13,8 +13,8 @@
 //! One timer per connection serves both, re-armed only when it fires (so a busy
 //! connection costs one timer event per [`PARK_AFTER`], not one per request).
 //!
-//! Only plain-HTTP connections, and only while neither the access log nor tracing is on
-//! (both observe requests through hyper's path), enter here.
+//! Only plain-HTTP connections, and only while tracing is off (spans are started by
+//! hyper's service), enter here; the access log records fast requests too.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -26,7 +26,7 @@ use super::{PARK_AFTER, Transport};
 use crate::request::Listener;
 use crate::request::h1::{self, Buffers, Step};
 use crate::server::{Connection, HEADER_READ_TIMEOUT, max_request_header_bytes};
-use crate::{access_log, trace};
+use crate::trace;
 
 /// Reads ask for at least this much room.
 const READ_CHUNK: usize = 8 * 1024;
@@ -46,7 +46,6 @@ pub fn set_h1_fast_path(on: bool) {
 pub(super) fn applies(conn: &Connection) -> bool {
     ENABLED.load(Ordering::Relaxed)
         && matches!(conn.info.listener(), Listener::Http { .. })
-        && !access_log::enabled()
         && !trace::enabled()
 }
 
