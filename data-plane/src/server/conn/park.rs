@@ -51,7 +51,10 @@ pub(super) async fn serve_h1<T: Transport>(
     let activity = Arc::new(Activity::new());
     loop {
         if super::fast::applies(&conn) {
-            match super::fast::serve(&mut stream, unparsed, deadline, &conn).await {
+            // Boxed, as hyper's connection below: a parked connection's task should not
+            // carry room for the fast path's request state (its header slots, ~2 KiB).
+            let fast = Box::pin(super::fast::serve(&mut stream, unparsed, deadline, &conn));
+            match fast.await {
                 super::fast::Exit::Closed => return Ok(()),
                 super::fast::Exit::Idle(since, rest) => {
                     deadline = since + HEADER_READ_TIMEOUT;
