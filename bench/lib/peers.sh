@@ -274,7 +274,7 @@ version_of() {
   case $1 in
     portcullis) "$BIN/portcullis-data-plane" --version 2>/dev/null | head -1 ;;
     nginx) nginx -v 2>&1 | head -1 ;;
-    haproxy) haproxy -v | head -1 | cut -d' ' -f1-3 ;;
+    haproxy) haproxy -v | awk 'NR == 1 { print $1, $2, $3 }' ;;
     caddy) echo "caddy $(caddy version | head -1)" ;;
   esac
 }

@@ -639,7 +639,7 @@ pub(crate) fn is_bearer(value: &http::HeaderValue) -> bool {
         && bytes.get(6).is_none_or(|b| matches!(b, b' ' | b'\t'))
 }
 
-pub(crate) use self::identity::{apply as apply_identity, strip_client_claims};
+pub(crate) use self::identity::{apply as apply_identity, is_client_claim, strip_client_claims};
 
 #[cfg(test)]
 mod tests;

@@ -113,6 +113,12 @@ pub struct Args {
     )]
     pub max_request_header_bytes: u32,
 
+    /// Serve plain-HTTP/1.1 keep-alive requests to open proxies without hyper: heads are
+    /// parsed and forwarded as bytes; every other request takes the usual path (see
+    /// README, "HTTP/1.1 fast path"). Off by default while it is being proven.
+    #[arg(long, env = "PORTCULLIS_H1_FAST_PATH")]
+    pub h1_fast_path: bool,
+
     /// PEM file with the CA that signed an `https://` control plane's certificate. Without
     /// it the system trust store is used.
     #[arg(long, env = "PORTCULLIS_CA_CERT", value_name = "PEM_FILE")]

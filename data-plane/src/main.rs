@@ -68,6 +68,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         })
         .transpose()?;
     server::set_max_request_header_bytes(args.max_request_header_bytes);
+    server::set_h1_fast_path(args.h1_fast_path);
     let ca_pem = args
         .ca_cert
         .as_ref()

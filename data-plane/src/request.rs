@@ -43,6 +43,7 @@ use crate::vhost::{self, Admitted, Proxy};
 
 mod error;
 mod forward;
+pub(crate) mod h1;
 mod headers;
 mod host;
 mod https;

@@ -24,7 +24,7 @@ pub mod workers;
 pub use self::clients::limit_per_client;
 
 pub use self::clients::refused_connections;
-pub use self::conn::parked_connections;
+pub use self::conn::{parked_connections, set_h1_fast_path};
 pub use self::https::{serve_https, tls_config};
 pub use self::proxy_protocol::{
     Decoded as DecodedProxyHeader, Mode as ProxyProtocolMode, ProxyProtocol,

@@ -24,8 +24,8 @@ mod https;
 mod routed;
 
 use self::admit::Gate;
-pub(crate) use self::admit::intercept;
 pub use self::admit::{Admitted, admit};
+pub(crate) use self::admit::{admit_open, intercept};
 pub(crate) use self::https::HttpsSettings;
 pub(crate) use self::routed::Routed;
 

@@ -83,7 +83,13 @@ async fn early_answering_upstream() -> Result<SocketAddr> {
 
 /// The proxy's plain and HTTPS addresses, and the certificate clients must trust.
 /// `app.test` goes to [`backend`], `early.test` to [`early_answering_upstream`].
+/// Whether plain-HTTP requests take the HTTP/1.1 fast path (`parking_fast.rs` runs this
+/// file again with it on).
+#[allow(dead_code)]
+const FAST_PATH: bool = false;
+
 async fn start() -> Result<(SocketAddr, SocketAddr, CertificateDer<'static>)> {
+    server::set_h1_fast_path(crate::FAST_PATH);
     let backend_listener = TcpListener::bind("127.0.0.1:0").await?;
     let backend_addr = backend_listener.local_addr()?;
     tokio::spawn(async move {

@@ -189,7 +189,7 @@ fn value(claim: &'static str, raw: &str) -> Option<HeaderValue> {
 /// those this proxy sets, which are replaced anyway, and the identity names configured on
 /// any proxy of the snapshot) and path overrides some frameworks honour (`X-Original-URL`,
 /// `X-Rewrite-URL`), which would let a client choose a path other than the one decided on.
-fn is_client_claim(name: &str, configured: &[HeaderName]) -> bool {
+pub(crate) fn is_client_claim(name: &str, configured: &[HeaderName]) -> bool {
     name.starts_with("x-auth-")
         || name.starts_with("x-forwarded-")
         || matches!(name, "x-original-url" | "x-original-uri" | "x-rewrite-url")

@@ -205,3 +205,9 @@ pub(crate) fn append_via(headers: &mut HeaderMap, version: Version) {
     };
     headers.append(VIA, entry.clone());
 }
+
+/// This process's `Via` value for a request received over HTTP/1.1, for writers that
+/// do not build a `HeaderMap` (the fast path).
+pub(crate) fn via_http11() -> &'static HeaderValue {
+    &VIA_ENTRIES.http11
+}

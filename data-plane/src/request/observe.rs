@@ -294,6 +294,22 @@ impl Observe {
     }
 }
 
+impl Observe {
+    /// [`Self::finish`] for a response relayed without a `Response` value (the HTTP/1.1
+    /// fast path, [`super::h1`]): its status, the `Mcp-Session-Id` it carried, and the
+    /// body bytes written to the client, once they are (or once the relay broke off).
+    pub(crate) fn finish_relayed(self, status: u16, mcp_session_id: Option<&str>, bytes: u64) {
+        let Some(mut o) = self.0 else { return };
+        o.status = status;
+        if o.get(Text::McpSessionId).is_empty()
+            && let Some(id) = mcp_session_id
+        {
+            o.set(Text::McpSessionId, id);
+        }
+        o.finish(bytes, Instant::now());
+    }
+}
+
 impl Observation {
     fn new() -> Self {
         Self {

@@ -35,7 +35,7 @@ pub(crate) fn take_or_make(headers: &mut HeaderMap) -> HeaderValue {
     id
 }
 
-fn is_sane(id: &[u8]) -> bool {
+pub(crate) fn is_sane(id: &[u8]) -> bool {
     (1..=MAX_LEN).contains(&id.len())
         && id
             .iter()
@@ -43,6 +43,12 @@ fn is_sane(id: &[u8]) -> bool {
 }
 
 fn generate() -> HeaderValue {
+    // 32 hex digits are always a valid header value.
+    HeaderValue::from_bytes(&generate_hex()).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// A new id: 32 hex digits of 128 random bits, on the stack.
+pub(crate) fn generate_hex() -> [u8; 32] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -53,8 +59,7 @@ fn generate() -> HeaderValue {
     for (i, digit) in id.iter_mut().enumerate() {
         *digit = HEX[((random >> (124 - 4 * i)) & 0xf) as usize];
     }
-    // 32 hex digits are always a valid header value.
-    HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0"))
+    id
 }
 
 #[cfg(test)]

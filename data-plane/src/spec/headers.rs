@@ -34,6 +34,11 @@ impl HeaderList {
         Ok(Self(out.into_boxed_slice()))
     }
 
+    /// Whether the list sets no header (the HTTP/1.1 fast path takes only such proxies).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Overwrites each header in `headers`.
     pub(crate) fn apply(&self, headers: &mut HeaderMap) {
         for (name, value) in self.0.iter() {

@@ -85,6 +85,11 @@ impl Target {
         &self.0.host_header
     }
 
+    /// Whether requests are sent below a base path (`http://b/base`).
+    pub(crate) fn has_base_path(&self) -> bool {
+        !self.0.base_path.is_empty()
+    }
+
     /// Builds the upstream URI: target scheme and authority, base path joined with the
     /// request path, request query kept. `http://b:8080/base` + `/x?y` → `/base/x?y`;
     /// without a base path the request path is used unchanged.

@@ -44,11 +44,12 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
+use tokio::net::TcpStream;
 use tower_service::Service as _;
 
 use super::proxy_header::{Direct, ProxySource};
 use crate::body::ForwardBody;
-use crate::ratelimit::ConcurrencyLimit;
+use crate::ratelimit::{ConcurrencyLimit, Permit};
 use crate::worker;
 
 /// Idle connections older than this are closed instead of reused.
@@ -82,6 +83,14 @@ pub(crate) enum ClientError {
     /// The origin already has as many open connections as allowed, none of them idle.
     #[error("too many open connections to the upstream")]
     Saturated,
+    /// Writing the request or reading the response failed (the HTTP/1.1 fast path, which
+    /// drives bare connections).
+    #[error("upstream exchange failed")]
+    Io(#[source] std::io::Error),
+    /// The response broke HTTP/1.1 framing, or used a form the fast path refuses (the
+    /// HTTP/1.1 fast path).
+    #[error("invalid upstream response: {0}")]
+    Malformed(&'static str),
 }
 
 /// The pools of one connector (one connect timeout), by origin.
@@ -105,6 +114,26 @@ pub(crate) struct Pool {
     /// The bound on connections open to this origin (idle or lent): each holds a slot
     /// until its task ends. `None` without a bound.
     connections: Option<Arc<ConcurrencyLimit>>,
+    /// Idle bare connections of the HTTP/1.1 fast path ([`RawConn`]), per worker like
+    /// `idle`; counted against `connections` like hyper's.
+    raw: Box<[Mutex<Vec<RawIdle>>]>,
+}
+
+/// A bare keep-alive TCP connection to a plain-HTTP origin, for the HTTP/1.1 fast path
+/// (`crate::request::h1`), which writes request heads and reads responses itself
+/// instead of going through a hyper connection task. Holds its slot of the origin's
+/// connection bound while it lives.
+pub(crate) struct RawConn {
+    pub(crate) stream: TcpStream,
+    /// Whether it served an earlier request (a failed write may then be retried on a
+    /// new connection: the upstream closed it while idle).
+    pub(crate) reused: bool,
+    _slot: Option<Permit>,
+}
+
+struct RawIdle {
+    conn: RawConn,
+    since: Instant,
 }
 
 struct Idle {
@@ -167,6 +196,7 @@ impl Client {
                 0 => None,
                 max => Some(Arc::new(ConcurrencyLimit::new(max))),
             },
+            raw: (0..worker::count()).map(|_| Mutex::default()).collect(),
         });
         pools.insert(key, Arc::downgrade(&pool));
         pool
@@ -361,6 +391,85 @@ impl Pool {
             }
         });
         Ok(sender)
+    }
+}
+
+/// The fast path's bare connections.
+impl Pool {
+    /// This worker's most recently used idle bare connection that is still open, or a
+    /// new one (plain HTTP origins only: the fast path does not take `https://` ones).
+    /// At the origin's bound, another worker's idle one serves; else
+    /// [`ClientError::Saturated`].
+    pub(crate) async fn checkout_raw(&self) -> Result<RawConn, ClientError> {
+        let mine = worker::current() % self.raw.len();
+        if let Some(conn) = Self::pop_raw(&self.raw[mine]) {
+            return Ok(conn);
+        }
+        match Box::pin(self.connect_raw()).await {
+            Err(ClientError::Saturated) => {
+                for list in &self.raw {
+                    if let Some(conn) = Self::pop_raw(list) {
+                        return Ok(conn);
+                    }
+                }
+                Err(ClientError::Saturated)
+            }
+            other => other,
+        }
+    }
+
+    /// A new bare connection (never reused), for a retry after a reused one failed.
+    pub(crate) async fn connect_raw(&self) -> Result<RawConn, ClientError> {
+        let slot = match &self.connections {
+            Some(limit) => Some(limit.try_acquire().ok_or(ClientError::Saturated)?),
+            None => None,
+        };
+        let io = self
+            .connector
+            .clone()
+            .call(self.origin.clone())
+            .await
+            .map_err(ClientError::Connect)?;
+        match io {
+            hyper_rustls::MaybeHttpsStream::Http(io) => Ok(RawConn {
+                stream: io.into_inner(),
+                reused: false,
+                _slot: slot,
+            }),
+            hyper_rustls::MaybeHttpsStream::Https(_) => Err(ClientError::Connect(
+                "the fast path takes plain-HTTP origins only".into(),
+            )),
+        }
+    }
+
+    /// Pops idle connections until one is open and has nothing unread (an upstream that
+    /// closed, or sent bytes nobody asked for, is not reused): one non-blocking read.
+    fn pop_raw(list: &Mutex<Vec<RawIdle>>) -> Option<RawConn> {
+        loop {
+            let idle = list.lock().unwrap_or_else(PoisonError::into_inner).pop()?;
+            if idle.since.elapsed() > POOL_IDLE_TIMEOUT {
+                continue;
+            }
+            let mut probe = [0u8; 1];
+            match idle.conn.stream.try_read(&mut probe) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let mut conn = idle.conn;
+                    conn.reused = true;
+                    return Some(conn);
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// Gives back a bare connection whose last response was read to its end.
+    pub(crate) fn put_raw(&self, conn: RawConn) {
+        let now = Instant::now();
+        let mut list = self.raw[worker::current() % self.raw.len()]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        list.retain(|i| now.duration_since(i.since) <= POOL_IDLE_TIMEOUT);
+        list.push(RawIdle { conn, since: now });
     }
 }
 

@@ -91,6 +91,32 @@ pub fn admit<'p, B>(
     })
 }
 
+/// [`admit`] for a request whose head was not parsed into a `Request` (the HTTP/1.1 fast
+/// path, `crate::request::h1`): admits it only when `proxy` is open and the route
+/// chosen for `method` and `path` is not blocked. `None` for everything else — every
+/// protected proxy, every refusal — and the caller then hands the request to the full
+/// path, which runs [`admit`]. The caller must drop the headers
+/// [`auth::is_client_claim`] names, which [`admit`] strips from a `Request`.
+pub(crate) fn admit_open<'p>(
+    proxy: &'p Proxy,
+    method: &http::Method,
+    path: &str,
+) -> Option<Admitted<'p>> {
+    if !matches!(proxy.policy(), Policy::Open) {
+        return None;
+    }
+    let selected = proxy.routes(&Gate(())).select(method, path);
+    if selected.target.access().blocked {
+        return None;
+    }
+    Some(Admitted {
+        proxy,
+        selected,
+        cors: None,
+        claims: None,
+    })
+}
+
 /// Answers the reserved `/.portcullis/` paths of a `redirect` mode proxy (login, callback,
 /// logout) before admission; `None` for every other request and proxy.
 pub(crate) async fn intercept<B>(

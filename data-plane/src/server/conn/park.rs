@@ -29,24 +29,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
-use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
-use super::Transport;
 use super::activity::{Activity, Socket};
 use super::service::Service;
+use super::{PARK_AFTER, Transport};
 use crate::server::{Connection, HEADER_READ_TIMEOUT, max_request_header_bytes};
-
-/// How long an HTTP/1.1 connection stays with hyper once idle before it is parked.
-/// Parking and waking cost a hyper connection's set-up and teardown (~3.5 µs of CPU,
-/// ~10 % of the requests per second if done between every two requests of a busy
-/// connection); after this long without a request that is noise, and a connection
-/// idle this long is likely to stay idle much longer.
-const PARK_AFTER: Duration = Duration::from_millis(50);
 
 /// HTTP/1.1 until the connection closes: hyper while a request is under way, the bare
 /// socket while idle. `deadline` ends the wait for the first request head.
@@ -58,6 +50,25 @@ pub(super) async fn serve_h1<T: Transport>(
 ) -> hyper::Result<()> {
     let activity = Arc::new(Activity::new());
     loop {
+        if super::fast::applies(&conn) {
+            // Boxed, as hyper's connection below: a parked connection's task should not
+            // carry room for the fast path's request state (its header slots, ~2 KiB).
+            let fast = Box::pin(super::fast::serve(&mut stream, unparsed, deadline, &conn));
+            match fast.await {
+                super::fast::Exit::Closed => return Ok(()),
+                super::fast::Exit::Idle(since, rest) => {
+                    deadline = since + HEADER_READ_TIMEOUT;
+                    if !park(&stream, deadline).await {
+                        return Ok(());
+                    }
+                    unparsed = rest;
+                    continue;
+                }
+                super::fast::Exit::Fallback(bytes, head_deadline) => {
+                    (unparsed, deadline) = (bytes, head_deadline);
+                }
+            }
+        }
         let io = Socket::new(stream, unparsed, activity.clone());
         // No timer and no head timeout for hyper: `until_idle` enforces head deadlines,
         // across parking.
@@ -82,13 +93,20 @@ pub(super) async fn serve_h1<T: Transport>(
         };
         (stream, unparsed) = (socket, rest);
         deadline = since + HEADER_READ_TIMEOUT;
-        // Parked: the next request's bytes wake it, the head deadline closes it.
-        let parked = Parked::new();
-        match tokio::time::timeout_at(deadline, stream.readable()).await {
-            Ok(Ok(())) => drop(parked),
-            Ok(Err(_)) | Err(_) => return Ok(()),
+        if !park(&stream, deadline).await {
+            return Ok(());
         }
     }
+}
+
+/// Parked: the next request's bytes wake it (`true`), the head deadline or an error
+/// closes it (`false`).
+async fn park<T: Transport>(stream: &T, deadline: Instant) -> bool {
+    let _parked = Parked::new();
+    matches!(
+        tokio::time::timeout_at(deadline, stream.readable()).await,
+        Ok(Ok(()))
+    )
 }
 
 /// The socket of an idle hyper connection and the bytes read from it but not parsed

@@ -1,0 +1,975 @@
+//! The HTTP/1.1 fast path (`--h1-fast-path`): the common keep-alive request forwarded as
+//! bytes, without hyper and without building a `HeaderMap` on either side.
+//!
+//! **Why.** A keep-alive request through hyper costs ~40k instructions, spread over two
+//! `HeaderMap`s built and torn down, hyper's client and server state machines and their
+//! body channels, and timers (bench/README.md, finding 5). Here the request head is
+//! parsed with `httparse` (the parser hyper itself uses) into an array of slices, checked,
+//! and written to a bare pooled upstream connection with the same rewrites as
+//! [`super::forward`] does; the response head is parsed the same way, rewritten, and the
+//! body relayed by copying.
+//!
+//! **What it takes, and who decides the rest.** [`serve`] only ever *forwards*; any
+//! request it would have to answer itself (every refusal, redirect, ACME answer, 404,
+//! 400, 431, 508), and every request that is not the plain case, it hands back
+//! ([`Step::Fallback`]) *before anything was written anywhere*, and the connection gives
+//! the unchanged bytes to hyper, whose path decides exactly as it always has. Taken:
+//! HTTP/1.1; origin-form target of plain URI characters whose path normalises
+//! ([`crate::path`]); exactly one valid Host; no body (no `Transfer-Encoding`, at most one
+//! `Content-Length: 0`); no `Upgrade`, `Expect`, `TE`, `Trailer`, `Keep-Alive`,
+//! `Proxy-Connection`, `Via`, `HTTP2-Settings`; `Connection` naming only `keep-alive` /
+//! `close`; at most 64 headers, a head within `--max-request-header-bytes`; plain HTTP
+//! listener, client not a trusted forwarder; a known host whose proxy is open (no edge
+//! auth: admission is [`vhost::admit_open`], the same route lookup and `blocked` check as
+//! [`vhost::admit`]), has no IP allowlist refusing the client, no rate or concurrency
+//! limit, no HTTPS redirect; an upstream over plain HTTP without a base path, PROXY
+//! header or custom request/response headers. Tracing sends every request to hyper (the
+//! connection checks, `server::conn::fast`). The access log records fast requests through
+//! the same [`Observe`] calls as [`super::handle`] makes ([`observe`]), metrics count them
+//! as it does (the request when its response head is ready, the upstream's answer time),
+//! and upstream failures are logged and answered by the same [`super::failed`].
+//!
+//! **Rewrites** (as [`super::forward`] and [`super::headers`]): `Connection` and
+//! `Forwarded` dropped, every header [`crate::auth::is_client_claim`] names dropped (as
+//! [`vhost::admit`] strips them), `Host` set (the target's, or the client's with
+//! `preserve_host`), `X-Forwarded-For` / `X-Real-IP` from the connection,
+//! `X-Forwarded-Proto: http`, `X-Forwarded-Host`, this process's `Via`, `X-Request-Id`
+//! (the client's if sane, else a new one; [`super::request_id`]).
+//!
+//! **Responses.** 1xx other than 101 are skipped (as hyper's client does); 101 is 502
+//! (no upgrade was asked for). Hop-by-hop headers and those `Connection` names are
+//! dropped, `X-Request-Id` set, `Date` added when missing (as hyper's server does).
+//! Framing: none for `HEAD`, 204 and 304; `Content-Length` (one value, or equal repeats)
+//! relayed by length; `Transfer-Encoding: chunked` decoded strictly and re-chunked (chunk
+//! extensions and trailers are not forwarded, as through hyper); no length: read to the
+//! upstream's close and chunked to the client. Refused as 502 (stricter than hyper):
+//! `Content-Length` with `Transfer-Encoding`, differing lengths, a transfer coding other
+//! than `chunked`, a head over 64 KiB or 100 headers. A body that breaks off (upstream
+//! closes early, idle timeout, bad chunk) cuts the client connection, as through hyper.
+//! An upstream connection goes back to its pool only after a complete, exactly framed
+//! HTTP/1.1 response without `Connection: close`.
+//!
+//! **Costs.** Per request: the head parse, one pass over the headers, the normalised
+//! path's check, a host lookup, a route lookup, one write upstream, one read of the
+//! response (usually with its body), one write to the client. No allocation in the
+//! steady state (the connection's buffers are reused). The read timeout is a deadline
+//! that registers a timer only if the first read of the response head finds nothing.
+
+use std::time::Instant;
+
+use http::uri::Scheme;
+use http::{Method, StatusCode};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::{ConnInfo, Listener, Observe, ProxyError, headers, request_id};
+use crate::config::Snapshot;
+use crate::metrics;
+use crate::path;
+use crate::router::NormalizedHost;
+use crate::store::ConfigStore;
+use crate::upstream::{ClientError, RawConn, SendProxy, Upstream};
+use crate::vhost::{self, Admitted, Proxy};
+
+/// Most request headers taken (more: hyper's path).
+const MAX_HEADERS: usize = 64;
+/// Most response headers accepted (hyper's client default).
+const MAX_RESPONSE_HEADERS: usize = 100;
+/// Largest response head accepted.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Upstream reads ask for at least this much room.
+const READ_CHUNK: usize = 16 * 1024;
+/// Longest header name compared against the client-claim rules (longer: hyper's path).
+const MAX_NAME: usize = 128;
+/// Most bytes of chunk extensions and trailers skipped per response.
+const MAX_CHUNK_META: usize = 16 * 1024;
+
+/// What became of the bytes at the start of the connection's buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// No complete head yet.
+    Partial,
+    /// Not for the fast path: nothing was written anywhere; hyper's path must serve the
+    /// same bytes.
+    Fallback,
+    /// Answered; the request took the first `consumed` bytes.
+    Served {
+        consumed: usize,
+        /// False when the client asked to close (`Connection: close`).
+        keep_alive: bool,
+    },
+    /// The connection must close now (the response broke off, or the client is gone).
+    Close,
+}
+
+/// Buffers one connection reuses for every request: the head written upstream (then
+/// the response written to the client), and what is read from the upstream.
+#[derive(Debug, Default)]
+pub(crate) struct Buffers {
+    out: Vec<u8>,
+    up: Vec<u8>,
+}
+
+/// A request head that qualified, as slices of the connection's buffer.
+struct Head<'b> {
+    method: Method,
+    /// The normalised path, and the query as sent.
+    path: std::borrow::Cow<'b, str>,
+    query: Option<&'b str>,
+    host: NormalizedHost,
+    host_raw: &'b [u8],
+    request_id: Option<&'b [u8]>,
+    keep_alive: bool,
+    consumed: usize,
+}
+
+/// Serves the request whose head starts `buf`, if it qualifies (module docs); writes the
+/// answer to `client`.
+pub(crate) async fn serve<W: AsyncWrite + Unpin>(
+    store: &ConfigStore,
+    conn: &ConnInfo,
+    buf: &[u8],
+    client: &mut W,
+    bufs: &mut Buffers,
+    max_head: usize,
+) -> Step {
+    if conn.forwarder || !matches!(conn.listener, Listener::Http { .. }) {
+        return Step::Fallback;
+    }
+    let started = Instant::now();
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Step::Partial,
+        Err(_) => return Step::Fallback,
+    };
+    if head_len > max_head {
+        return Step::Fallback;
+    }
+    let Some(head) = qualify(&req, head_len) else {
+        return Step::Fallback;
+    };
+    let Some(snapshot) = store.load() else {
+        return Step::Fallback;
+    };
+    let Some((proxy, admitted)) = admit(&snapshot, conn, &head) else {
+        return Step::Fallback;
+    };
+    let upstream = admitted.upstream();
+    if !plain(upstream) {
+        return Step::Fallback;
+    }
+    let generated;
+    let id: &[u8] = match head.request_id {
+        Some(sent) => sent,
+        None => {
+            generated = request_id::generate_hex();
+            &generated
+        }
+    };
+    let Some(mut observe) = observe(conn, &req, &head, id, started, proxy, &admitted) else {
+        return Step::Fallback;
+    };
+    // Committed: from here on this path answers.
+    write_request_head(&mut bufs.out, &req, &head, conn, proxy, upstream, id);
+    let method = metrics::method_class(&head.method);
+    let is_head = head.method == Method::HEAD;
+    let sent = Instant::now();
+    let exchanged = exchange(upstream, bufs, is_head).await;
+    let mut bytes = 0;
+    let outcome = match exchanged {
+        Ok((upstream_conn, mut response)) => {
+            proxy.metrics().upstream_answered(sent.elapsed());
+            observe.upstream_answered();
+            let status = response.status;
+            proxy
+                .metrics()
+                .request_finished(method, status, started.elapsed());
+            let mcp_session_id = response.mcp_session_id.take();
+            let outcome = relay(
+                upstream,
+                upstream_conn,
+                response,
+                bufs,
+                client,
+                (id, head.keep_alive),
+                &mut bytes,
+            )
+            .await;
+            observe.finish_relayed(status, mcp_session_id.as_deref(), bytes);
+            outcome
+        }
+        Err(error) => {
+            let response = super::failed(&admitted, error);
+            let status = response.status().as_u16();
+            proxy
+                .metrics()
+                .request_finished(method, status, started.elapsed());
+            let outcome = write_answer(
+                response,
+                &mut bufs.out,
+                client,
+                id,
+                head.keep_alive,
+                &mut bytes,
+            )
+            .await;
+            observe.finish_relayed(status, None, bytes);
+            outcome
+        }
+    };
+    match outcome {
+        Ok(()) => Step::Served {
+            consumed: head.consumed,
+            keep_alive: head.keep_alive,
+        },
+        Err(()) => Step::Close,
+    }
+}
+
+/// The request's access-log observation ([`super::observe`]), fed the same facts in the
+/// same order as [`super::handle`] feeds it, from a stand-in `Request` that carries only
+/// what [`Observe::start`] reads (method, target, Host, `User-Agent`, `Mcp-Session-Id`).
+/// Built only while the access log is on; `None` (the request goes to hyper's path, which
+/// records it) if the stand-in cannot be built.
+fn observe(
+    conn: &ConnInfo,
+    req: &httparse::Request<'_, '_>,
+    head: &Head<'_>,
+    id: &[u8],
+    started: Instant,
+    proxy: &Proxy,
+    admitted: &Admitted<'_>,
+) -> Option<Observe> {
+    if !crate::access_log::enabled() {
+        return Some(Observe::default());
+    }
+    let mut stand_in = http::Request::builder()
+        .method(head.method.clone())
+        .uri(req.path?)
+        .version(http::Version::HTTP_11);
+    for header in req.headers.iter() {
+        if ["host", "user-agent", "mcp-session-id"]
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(header.name))
+        {
+            stand_in = stand_in.header(header.name, header.value);
+        }
+    }
+    let stand_in = stand_in.body(()).ok()?;
+    let request_id = http::HeaderValue::from_bytes(id).ok()?;
+    let host = super::host::RequestHost::from_request(&stand_in).ok()?;
+    let mut observe = Observe::start(conn, &stand_in, &request_id, started);
+    observe.path(&head.path);
+    observe.proxy(proxy, &host, head.query);
+    observe.admitted(admitted);
+    observe.upstream(admitted.upstream());
+    Some(observe)
+}
+
+/// The checks on the head alone (module docs); `None` sends it to hyper's path.
+fn qualify<'b>(req: &httparse::Request<'_, 'b>, consumed: usize) -> Option<Head<'b>> {
+    if req.version != Some(1) {
+        return None;
+    }
+    let method = Method::from_bytes(req.method?.as_bytes()).ok()?;
+    if method == Method::CONNECT {
+        return None;
+    }
+    let target = req.path?;
+    if !target.starts_with('/') || !target.bytes().all(is_plain_target_byte) {
+        return None;
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    };
+    let path = path::normalize(path).ok()?;
+    let mut host = None;
+    let mut hosts = 0;
+    let mut request_id = None;
+    let mut request_ids = 0;
+    let mut lengths = 0;
+    let mut keep_alive = true;
+    for header in req.headers.iter() {
+        let name = header.name;
+        match name.len() {
+            4 if name.eq_ignore_ascii_case("host") => {
+                hosts += 1;
+                host = Some(header.value);
+            }
+            10 if name.eq_ignore_ascii_case("connection") => {
+                keep_alive &= connection_keeps_alive(header.value)?;
+            }
+            12 if name.eq_ignore_ascii_case("x-request-id") => {
+                request_ids += 1;
+                request_id = Some(header.value);
+            }
+            14 if name.eq_ignore_ascii_case("content-length") => {
+                lengths += 1;
+                if header.value != b"0" || lengths > 1 {
+                    return None;
+                }
+            }
+            _ if is_refused_request_header(name) => return None,
+            _ => {}
+        }
+    }
+    let host_raw = host.filter(|_| hosts == 1)?;
+    let host_text = std::str::from_utf8(host_raw).ok()?;
+    if !host_raw.iter().all(|b| (0x20..0x7f).contains(b)) {
+        return None;
+    }
+    let host = NormalizedHost::parse(host_text).ok()?;
+    let request_id = match request_id {
+        Some(id) if request_ids == 1 && request_id::is_sane(id) => Some(id),
+        _ => None,
+    };
+    Some(Head {
+        method,
+        path,
+        query,
+        host,
+        host_raw,
+        request_id,
+        keep_alive,
+        consumed,
+    })
+}
+
+/// Bytes of a request target taken as they are: visible ASCII but `"#<>\^`{|}[]`. Anything
+/// else goes to hyper's path, whose URI parser decides.
+fn is_plain_target_byte(b: u8) -> bool {
+    matches!(b, b'!' | b'$'..=b';' | b'=' | b'?'..=b'Z' | b'_' | b'a'..=b'z' | b'~')
+}
+
+/// Whether a `Connection` value keeps the connection open (`Some(false)` for `close`);
+/// `None` for any token but `keep-alive` and `close` (an upgrade, or hop-by-hop names:
+/// hyper's path).
+fn connection_keeps_alive(value: &[u8]) -> Option<bool> {
+    let mut keep = true;
+    for token in value.split(|&b| b == b',') {
+        let token = token.trim_ascii();
+        if token.eq_ignore_ascii_case(b"close") {
+            keep = false;
+        } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
+            return None;
+        }
+    }
+    Some(keep)
+}
+
+/// Request headers that send a request to hyper's path: bodies and upgrades, hop-by-hop
+/// fields it handles, and `Via` (its loop check).
+fn is_refused_request_header(name: &str) -> bool {
+    const REFUSED: [&str; 8] = [
+        "transfer-encoding",
+        "upgrade",
+        "expect",
+        "te",
+        "trailer",
+        "keep-alive",
+        "proxy-connection",
+        "via",
+    ];
+    REFUSED.iter().any(|r| r.eq_ignore_ascii_case(name))
+        || name.eq_ignore_ascii_case("http2-settings")
+}
+
+/// Phases 0–3 for a qualified head: ACME paths, host, proxy, and the open admission;
+/// `None` for anything hyper's path must answer.
+fn admit<'s>(
+    snapshot: &'s Snapshot,
+    conn: &ConnInfo,
+    head: &Head<'_>,
+) -> Option<(&'s Proxy, Admitted<'s>)> {
+    if crate::tls::http01_token(&head.path).is_some() {
+        return None;
+    }
+    let proxy = &**snapshot
+        .http_hosts()
+        .lookup_normalized(head.host.as_str())?;
+    if proxy.https().redirects_to_https()
+        || proxy.limits().is_some()
+        || !proxy.allows_client(conn.client)
+    {
+        return None;
+    }
+    let admitted = vhost::admit_open(proxy, &head.method, &head.path)?;
+    Some((proxy, admitted))
+}
+
+/// Whether `upstream` is reached the way the fast path writes requests.
+fn plain(upstream: &Upstream) -> bool {
+    let settings = upstream.settings();
+    settings.send_proxy == SendProxy::Off
+        && settings.request_headers.is_empty()
+        && settings.response_headers.is_empty()
+        && *upstream.target().scheme() == Scheme::HTTP
+        && !upstream.target().has_base_path()
+}
+
+/// The request head for the upstream (module docs, "Rewrites").
+fn write_request_head(
+    out: &mut Vec<u8>,
+    req: &httparse::Request<'_, '_>,
+    head: &Head<'_>,
+    conn: &ConnInfo,
+    proxy: &Proxy,
+    upstream: &Upstream,
+    id: &[u8],
+) {
+    out.clear();
+    out.extend_from_slice(head.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(head.path.as_bytes());
+    if let Some(query) = head.query {
+        out.push(b'?');
+        out.extend_from_slice(query.as_bytes());
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let configured = proxy.configured_identity_headers();
+    let mut lower = [0u8; MAX_NAME];
+    for header in req.headers.iter() {
+        if dropped_request_header(header.name, configured, &mut lower) {
+            continue;
+        }
+        push_header(out, header.name.as_bytes(), header.value);
+    }
+    let host = if upstream.settings().preserve_host {
+        head.host_raw
+    } else {
+        upstream.target().host_header().as_bytes()
+    };
+    push_header(out, b"host", host);
+    let client = conn.client_ip.as_bytes();
+    push_header(out, b"x-forwarded-for", client);
+    push_header(out, b"x-real-ip", client);
+    push_header(out, b"x-forwarded-proto", b"http");
+    push_header(out, b"x-forwarded-host", head.host_raw);
+    push_header(out, b"via", headers::via_http11().as_bytes());
+    push_header(out, b"x-request-id", id);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Whether a client header is not forwarded as sent: replaced (`Host`, `X-Request-Id`,
+/// the forwarding headers), hop-by-hop (`Connection`), or a claim
+/// ([`crate::auth::is_client_claim`]). A name too long to compare is dropped.
+fn dropped_request_header(
+    name: &str,
+    configured: &[http::HeaderName],
+    lower: &mut [u8; MAX_NAME],
+) -> bool {
+    let Some(lower) = lower.get_mut(..name.len()) else {
+        return true;
+    };
+    for (l, b) in lower.iter_mut().zip(name.bytes()) {
+        *l = b.to_ascii_lowercase();
+    }
+    // Header names are tokens (ASCII), so this never fails.
+    let Ok(lower) = std::str::from_utf8(lower) else {
+        return true;
+    };
+    matches!(
+        lower,
+        "host" | "connection" | "x-request-id" | "forwarded" | "x-real-ip"
+    ) || crate::auth::is_client_claim(lower, configured)
+}
+
+fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the response body is framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    /// Until the upstream closes.
+    Close,
+}
+
+/// The upstream's response head, already rewritten into `Buffers::out`.
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    framing: Framing,
+    /// Where the body starts in `Buffers::up`.
+    body_start: usize,
+    /// Whether the upstream connection may carry another request once the body is read.
+    reusable: bool,
+    /// The response's `Mcp-Session-Id`, for the access log (only while it is on).
+    mcp_session_id: Option<String>,
+}
+
+/// Sends the request head in `bufs.out` and reads the response head into `bufs.up` under
+/// the read timeout; the rewritten client head is left in `bufs.out`.
+async fn exchange(
+    upstream: &Upstream,
+    bufs: &mut Buffers,
+    is_head: bool,
+) -> Result<(RawConn, Response), ProxyError> {
+    let pool = upstream.pool();
+    let mut conn = pool.checkout_raw().await.map_err(ProxyError::from_client)?;
+    while let Err(error) = conn.stream.write_all(&bufs.out).await {
+        if !conn.reused {
+            return Err(ProxyError::Upstream(ClientError::Io(error)));
+        }
+        // The upstream closed the idle connection meanwhile: once more on a new one.
+        conn = Box::pin(pool.connect_raw())
+            .await
+            .map_err(ProxyError::from_client)?;
+    }
+    let deadline = tokio::time::Instant::now() + upstream.settings().read_timeout;
+    bufs.up.clear();
+    loop {
+        if !bufs.up.is_empty() {
+            match parse_response(&bufs.up, &mut bufs.out, is_head) {
+                Ok(Some(Parsed::Informational(n))) => {
+                    // Dropped, so endless interim answers hold no memory (the read
+                    // timeout still bounds them).
+                    bufs.up.drain(..n);
+                    continue;
+                }
+                Ok(Some(Parsed::Final(response))) => return Ok((conn, response)),
+                Ok(None) => {
+                    if bufs.up.len() >= MAX_RESPONSE_HEAD {
+                        return Err(malformed("response head too large"));
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        bufs.up.reserve(READ_CHUNK);
+        match tokio::time::timeout_at(deadline, conn.stream.read_buf(&mut bufs.up)).await {
+            Ok(Ok(0)) => return Err(malformed("connection closed before a response")),
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => return Err(ProxyError::Upstream(ClientError::Io(error))),
+            Err(_elapsed) => return Err(ProxyError::ResponseTimeout),
+        }
+    }
+}
+
+fn malformed(what: &'static str) -> ProxyError {
+    ProxyError::Upstream(ClientError::Malformed(what))
+}
+
+enum Parsed {
+    /// A 1xx head of this many bytes, skipped.
+    Informational(usize),
+    Final(Response),
+}
+
+/// Parses one response head from `bytes`; `Ok(None)` while incomplete. A final head is
+/// rewritten for the client into `out` (without `X-Request-Id`, `Date`, framing and
+/// `Connection`, which [`relay`] adds).
+fn parse_response(
+    bytes: &[u8],
+    out: &mut Vec<u8>,
+    is_head: bool,
+) -> Result<Option<Parsed>, ProxyError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut slots);
+    let n = match resp.parse(bytes) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(malformed("unparsable head")),
+    };
+    let code = resp.code.unwrap_or(0);
+    match code {
+        101 => return Err(ProxyError::UnexpectedUpgrade),
+        100..=199 => return Ok(Some(Parsed::Informational(n))),
+        _ => {}
+    }
+    let status = StatusCode::from_u16(code).map_err(|_| malformed("bad status"))?;
+    let mut reusable = resp.version == Some(1);
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut transfer_encodings = 0;
+    let mut connection_names = false;
+    let mut has_date = false;
+    let mut mcp_session_id = None;
+    for header in resp.headers.iter() {
+        let name = header.name;
+        if name.eq_ignore_ascii_case("connection") {
+            for token in header.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    reusable = false;
+                } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
+                    connection_names = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_encodings += 1;
+            chunked = header.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
+            if !chunked || transfer_encodings > 1 {
+                return Err(malformed("unsupported transfer coding"));
+            }
+        } else if name.eq_ignore_ascii_case("content-length") {
+            let value =
+                parse_length(header.value).ok_or_else(|| malformed("bad content-length"))?;
+            if length.is_some_and(|l| l != value) {
+                return Err(malformed("conflicting content-length"));
+            }
+            length = Some(value);
+        } else if name.eq_ignore_ascii_case("date") {
+            has_date = true;
+        } else if name.eq_ignore_ascii_case("mcp-session-id")
+            && mcp_session_id.is_none()
+            && crate::access_log::enabled()
+        {
+            mcp_session_id = std::str::from_utf8(header.value).ok().map(str::to_owned);
+        }
+    }
+    if chunked && length.is_some() {
+        return Err(malformed("content-length with transfer-encoding"));
+    }
+    let framing = if is_head || code == 204 || code == 304 {
+        Framing::None
+    } else if chunked {
+        Framing::Chunked
+    } else if let Some(length) = length {
+        Framing::Length(length)
+    } else {
+        reusable = false;
+        Framing::Close
+    };
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for header in resp.headers.iter() {
+        let name = header.name;
+        if is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case("x-request-id")
+            || connection_names && listed_in_connection(name, resp.headers)
+        {
+            continue;
+        }
+        push_header(out, name.as_bytes(), header.value);
+    }
+    if !has_date {
+        let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+        push_header(out, b"date", date.as_bytes());
+    }
+    if matches!(framing, Framing::Chunked | Framing::Close) {
+        push_header(out, b"transfer-encoding", b"chunked");
+    }
+    Ok(Some(Parsed::Final(Response {
+        status: code,
+        framing,
+        body_start: n,
+        reusable,
+        mcp_session_id,
+    })))
+}
+
+/// `Content-Length`: 1–19 ASCII digits.
+fn parse_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 19 {
+        return None;
+    }
+    value.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+    })
+}
+
+fn is_hop_by_hop(name: &str) -> bool {
+    const HOP_BY_HOP: [&str; 7] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ];
+    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// Whether some `Connection` header of the response names `name`.
+fn listed_in_connection(name: &str, headers: &[httparse::Header<'_>]) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
+}
+
+/// Writes the rewritten head and relays the body; gives the upstream connection back
+/// when the response was complete and exactly framed. `Err` when the client connection
+/// must close (the body broke off, or the client is gone).
+async fn relay<W: AsyncWrite + Unpin>(
+    upstream: &Upstream,
+    mut conn: RawConn,
+    response: Response,
+    bufs: &mut Buffers,
+    client: &mut W,
+    (id, keep_alive): (&[u8], bool),
+    sent: &mut u64,
+) -> Result<(), ()> {
+    let Buffers { out, up } = bufs;
+    push_header(out, b"x-request-id", id);
+    if !keep_alive {
+        push_header(out, b"connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    let idle = upstream.settings().idle_timeout;
+    let mut start = response.body_start;
+    let mut reusable = response.reusable;
+    match response.framing {
+        Framing::None => {
+            reusable &= up.len() == start;
+        }
+        Framing::Length(mut left) => {
+            // The head and what came with it in one write; the rest as it arrives.
+            let take = ((up.len() - start) as u64).min(left) as usize;
+            out.extend_from_slice(&up[start..start + take]);
+            *sent += take as u64;
+            left -= take as u64;
+            reusable &= left > 0 || start + take == up.len();
+            while left > 0 {
+                flush(client, out).await?;
+                refill(&mut conn, up, idle).await?;
+                let take = (up.len() as u64).min(left) as usize;
+                client.write_all(&up[..take]).await.map_err(|_| ())?;
+                *sent += take as u64;
+                left -= take as u64;
+                reusable &= left > 0 || take == up.len();
+            }
+        }
+        Framing::Chunked => {
+            let mut decoder = Chunked::default();
+            loop {
+                let used = decoder.decode(&up[start..], out);
+                *sent = decoder.data;
+                let used =
+                    used.map_err(|()| tracing::debug!("upstream sent a malformed chunked body"))?;
+                if decoder.done() {
+                    out.extend_from_slice(b"0\r\n\r\n");
+                    reusable &= start + used == up.len();
+                    break;
+                }
+                flush(client, out).await?;
+                start = refill(&mut conn, up, idle).await?;
+            }
+        }
+        Framing::Close => loop {
+            let data = &up[start..];
+            if !data.is_empty() {
+                chunk(out, data);
+                *sent += data.len() as u64;
+            }
+            flush(client, out).await?;
+            up.clear();
+            up.reserve(READ_CHUNK);
+            match tokio::time::timeout(idle, conn.stream.read_buf(up)).await {
+                Ok(Ok(0)) => {
+                    out.extend_from_slice(b"0\r\n\r\n");
+                    break;
+                }
+                Ok(Ok(_)) => start = 0,
+                Ok(Err(_)) | Err(_) => return Err(()),
+            }
+        },
+    }
+    flush(client, out).await?;
+    if reusable {
+        upstream.pool().put_raw(conn);
+    }
+    Ok(())
+}
+
+/// Reads more of the body into `up` (emptied first) within the idle timeout; `Err` when
+/// the upstream closed, failed or fell silent mid-body.
+async fn refill(
+    conn: &mut RawConn,
+    up: &mut Vec<u8>,
+    idle: std::time::Duration,
+) -> Result<usize, ()> {
+    up.clear();
+    up.reserve(READ_CHUNK);
+    match tokio::time::timeout(idle, conn.stream.read_buf(up)).await {
+        Ok(Ok(0)) => {
+            tracing::debug!("upstream closed mid-body");
+            Err(())
+        }
+        Ok(Ok(_)) => Ok(0),
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "upstream read failed mid-body");
+            Err(())
+        }
+        Err(_) => {
+            tracing::debug!("upstream body idle timeout");
+            Err(())
+        }
+    }
+}
+
+async fn flush<W: AsyncWrite + Unpin>(client: &mut W, out: &mut Vec<u8>) -> Result<(), ()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    client.write_all(out).await.map_err(|_| ())?;
+    out.clear();
+    Ok(())
+}
+
+/// Appends `data` as one chunk.
+fn chunk(out: &mut Vec<u8>, data: &[u8]) {
+    let mut size = [0u8; 16];
+    let mut n = data.len();
+    let mut i = size.len();
+    loop {
+        i -= 1;
+        size[i] = b"0123456789abcdef"[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&size[i..]);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A strict `chunked` decoder (RFC 9112 §7.1) that re-chunks the data it finds;
+/// extensions and trailers are skipped (bounded by [`MAX_CHUNK_META`]).
+#[derive(Debug, Default)]
+struct Chunked {
+    state: ChunkState,
+    size: u64,
+    digits: u8,
+    meta: usize,
+    /// Data bytes decoded so far.
+    data: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    Size,
+    Extension,
+    SizeLf,
+    Data,
+    DataCr,
+    DataLf,
+    TrailerStart,
+    Trailer,
+    TrailerLf,
+    EndLf,
+    Done,
+}
+
+impl Chunked {
+    fn done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Consumes `input` until it is used up or the body ended; returns the bytes used.
+    fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, ()> {
+        use ChunkState::*;
+        let mut i = 0;
+        while i < input.len() && self.state != Done {
+            if self.state == Data {
+                let take = (input.len() - i).min(usize::try_from(self.size).unwrap_or(usize::MAX));
+                chunk(out, &input[i..i + take]);
+                self.data += take as u64;
+                i += take;
+                self.size -= take as u64;
+                if self.size == 0 {
+                    self.state = DataCr;
+                }
+                continue;
+            }
+            let b = input[i];
+            i += 1;
+            self.state = match (self.state, b) {
+                (Size, b) if b.is_ascii_hexdigit() => {
+                    self.digits += 1;
+                    if self.digits > 15 {
+                        return Err(());
+                    }
+                    self.size = self.size * 16 + u64::from((b as char).to_digit(16).ok_or(())?);
+                    Size
+                }
+                (Size, b';' | b' ' | b'\t') if self.digits > 0 => Extension,
+                (Size, b'\r') if self.digits > 0 => SizeLf,
+                (Extension, b'\r') => SizeLf,
+                (Extension, b'\n') => return Err(()),
+                (Extension, _) => {
+                    self.meta += 1;
+                    if self.meta > MAX_CHUNK_META {
+                        return Err(());
+                    }
+                    Extension
+                }
+                (SizeLf, b'\n') if self.size == 0 => TrailerStart,
+                (SizeLf, b'\n') => Data,
+                (DataCr, b'\r') => DataLf,
+                (DataLf, b'\n') => {
+                    self.digits = 0;
+                    Size
+                }
+                (TrailerStart, b'\r') => EndLf,
+                (TrailerStart | Trailer, b'\n') => return Err(()),
+                (TrailerStart | Trailer, b) => {
+                    self.meta += 1;
+                    if self.meta > MAX_CHUNK_META {
+                        return Err(());
+                    }
+                    if b == b'\r' { TrailerLf } else { Trailer }
+                }
+                (TrailerLf, b'\n') => TrailerStart,
+                (EndLf, b'\n') => Done,
+                _ => return Err(()),
+            };
+        }
+        Ok(i)
+    }
+}
+
+/// Writes an answer of the full path (an error) to the client, with the request id.
+async fn write_answer<W: AsyncWrite + Unpin>(
+    response: http::Response<crate::body::ProxyBody>,
+    out: &mut Vec<u8>,
+    client: &mut W,
+    id: &[u8],
+    keep_alive: bool,
+    sent: &mut u64,
+) -> Result<(), ()> {
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map_err(|_| ())?.to_bytes();
+    *sent = body.len() as u64;
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        push_header(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    push_header(out, b"x-request-id", id);
+    push_header(out, b"content-length", body.len().to_string().as_bytes());
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    push_header(out, b"date", date.as_bytes());
+    if !keep_alive {
+        push_header(out, b"connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&body);
+    flush(client, out).await
+}
+
+#[cfg(test)]
+mod tests;

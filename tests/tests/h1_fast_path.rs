@@ -1,0 +1,617 @@
+//! The HTTP/1.1 fast path (`--h1-fast-path`) end to end: a data plane with it and one
+//! without, fed the same configuration, a scripted upstream that records every request
+//! head as it arrives (header case included: hyper lowercases names, the fast path
+//! forwards them as sent, which tells the two paths apart) and raw client sockets.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use portcullis_tests::{ControlPlane, DataPlane, eventually, http_client};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// An upstream that answers by path with fixed bytes (see [`script`]).
+struct Scripted {
+    url: String,
+    heads: Arc<Mutex<Vec<String>>>,
+    connections: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The response for a request path, and whether the connection closes after it.
+fn script(path: &str) -> (Vec<u8>, bool) {
+    let fixed = |s: &str| (s.as_bytes().to_vec(), false);
+    match path {
+        "/head" => fixed("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"),
+        "/204" => fixed("HTTP/1.1 204 No Content\r\n\r\n"),
+        "/304" => fixed("HTTP/1.1 304 Not Modified\r\nETag: \"e\"\r\n\r\n"),
+        "/1xx" => fixed(
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        ),
+        "/chunked" => fixed(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\n",
+        ),
+        "/eof" => (b"HTTP/1.1 200 OK\r\n\r\nuntil close".to_vec(), true),
+        "/cut" => (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten..".to_vec(),
+            true,
+        ),
+        "/clte" => fixed(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
+        "/twolengths" => {
+            fixed("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!")
+        }
+        "/101" => {
+            fixed("HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n")
+        }
+        "/big" => {
+            let mut r = b"HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n".to_vec();
+            r.extend(std::iter::repeat_n(b'x', 300_000));
+            (r, false)
+        }
+        _ => fixed(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nX-Request-Id: theirs\r\nX-Kept: k\r\n\r\nhello",
+        ),
+    }
+}
+
+impl Scripted {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (log, count) = (heads.clone(), connections.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve_scripted(stream, log.clone()));
+            }
+        });
+        Self {
+            url,
+            heads,
+            connections,
+            task,
+        }
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().expect("heads lock").clone()
+    }
+
+    fn last_head(&self) -> String {
+        self.heads().pop().expect("the upstream got a request")
+    }
+}
+
+async fn serve_scripted(mut stream: TcpStream, log: Arc<Mutex<Vec<String>>>) {
+    let mut buf = Vec::new();
+    loop {
+        let Some(end) = find(&buf, b"\r\n\r\n") else {
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
+        let length = header(&head, "content-length").map_or(0, |v| v.parse().unwrap_or(0));
+        while buf.len() < end + 4 + length {
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        buf.drain(..end + 4 + length);
+        let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+        let path = path.split('?').next().unwrap_or("/").to_owned();
+        log.lock().expect("heads lock").push(head);
+        let (response, close) = script(&path);
+        if stream.write_all(&response).await.is_err() || close {
+            return;
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The first value of `name` in a head (case-insensitive name).
+fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+    head.split("\r\n").skip(1).find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// Header names of a head as sent (case kept), in order.
+fn names(head: &str) -> Vec<String> {
+    head.split("\r\n")
+        .skip(1)
+        .filter_map(|l| l.split_once(':').map(|(n, _)| n.to_owned()))
+        .collect()
+}
+
+/// One response read from a client socket: head, body (de-chunked), and whether the
+/// body was chunked. `None` when the connection closed before a complete response.
+async fn read_response(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    head_request: bool,
+) -> Option<(String, Vec<u8>, bool)> {
+    async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+        let mut chunk = [0u8; 65536];
+        match tokio::time::timeout(Duration::from_secs(20), stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => {
+                buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            _ => false,
+        }
+    }
+    let (head, status) = loop {
+        let end = loop {
+            if let Some(end) = find(buf, b"\r\n\r\n") {
+                break end;
+            }
+            if !fill(stream, buf).await {
+                return None;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
+        buf.drain(..end + 4);
+        let status: u16 = head.split(' ').nth(1)?.parse().ok()?;
+        // Interim answers (100 Continue to `Expect`) are skipped, as clients do.
+        if status >= 200 {
+            break (head, status);
+        }
+    };
+    if head_request || status == 204 || status == 304 {
+        return Some((head, Vec::new(), false));
+    }
+    if header(&head, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        let mut body = Vec::new();
+        loop {
+            let line = loop {
+                if let Some(at) = find(buf, b"\r\n") {
+                    break at;
+                }
+                if !fill(stream, buf).await {
+                    return None;
+                }
+            };
+            let size_text = String::from_utf8_lossy(&buf[..line]).into_owned();
+            let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+            while buf.len() < line + 2 + size + 2 {
+                if !fill(stream, buf).await {
+                    return None;
+                }
+            }
+            body.extend_from_slice(&buf[line + 2..line + 2 + size]);
+            buf.drain(..line + 2 + size + 2);
+            if size == 0 {
+                return Some((head, body, true));
+            }
+        }
+    }
+    let length: usize = header(&head, "content-length")
+        .map(|v| v.parse().expect("a length"))
+        .unwrap_or(0);
+    while buf.len() < length {
+        if !fill(stream, buf).await {
+            return None;
+        }
+    }
+    let body = buf.drain(..length).collect();
+    Some((head, body, false))
+}
+
+struct Pair {
+    cp: ControlPlane,
+    fast: DataPlane,
+    slow: DataPlane,
+    upstream: Scripted,
+}
+
+/// Both data planes (one with `--h1-fast-path`) with `app.test` → the scripted upstream,
+/// and `keep.test` (`--preserve-host`).
+async fn pair(extra: &[&str]) -> Pair {
+    pair_logging("off", extra).await
+}
+
+/// [`pair`] with `--access-log SINKS` on both.
+async fn pair_logging(sinks: &str, extra: &[&str]) -> Pair {
+    let cp = ControlPlane::start().await;
+    let mut slow_args = vec!["--access-log", sinks];
+    slow_args.extend_from_slice(extra);
+    let mut fast_args = slow_args.clone();
+    fast_args.push("--h1-fast-path");
+    let fast = DataPlane::start_args(&cp, "dp-fast", &fast_args).await;
+    let slow = DataPlane::start_args(&cp, "dp-slow", &slow_args).await;
+    let upstream = Scripted::start().await;
+    cp.cli_ok(&["proxy", "create", "app.test", &upstream.url]);
+    cp.cli_ok(&[
+        "proxy",
+        "create",
+        "keep.test",
+        &upstream.url,
+        "--preserve-host",
+    ]);
+    let v = cp.version().await;
+    cp.wait_applied(&fast.node_id, v).await;
+    cp.wait_applied(&slow.node_id, v).await;
+    Pair {
+        cp,
+        fast,
+        slow,
+        upstream,
+    }
+}
+
+async fn connect(dp: &DataPlane) -> TcpStream {
+    TcpStream::connect(dp.http.trim_start_matches("http://"))
+        .await
+        .expect("connect")
+}
+
+/// Sends `request` on a new connection and reads one response (or `None`).
+async fn exchange(dp: &DataPlane, request: &[u8]) -> Option<(String, Vec<u8>, bool)> {
+    let mut s = connect(dp).await;
+    s.write_all(request).await.expect("write");
+    read_response(&mut s, &mut Vec::new(), request.starts_with(b"HEAD")).await
+}
+
+fn status(head: &str) -> u16 {
+    head.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+const FORGED: &str = "GET /a/./b/../c%61//d?x=1 HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\nX-Custom-Case: 1\r\nAccept: */*\r\nConnection: keep-alive\r\nX-Request-Id: abc-1\r\nX-Forwarded-For: 6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Proto: https\r\nX-Forwarded-User: admin\r\nX-Auth-Request-Email: a@b\r\nX-Original-URL: /admin\r\nForwarded: for=6.6.6.6\r\nAuthorization: Basic eDp5\r\nCookie: c=1\r\n\r\n";
+
+#[tokio::test]
+async fn requests_are_forwarded_as_bytes_with_the_same_rewrites_as_hyper() {
+    let p = pair(&[]).await;
+    let mut seen = Vec::new();
+    for dp in [&p.fast, &p.slow] {
+        let (head, body, _) = exchange(dp, FORGED.as_bytes()).await.expect("answered");
+        assert_eq!(status(&head), 200, "{head}");
+        assert_eq!(body, b"hello");
+        // Hop-by-hop and the Connection-named header gone; the request id is ours.
+        assert_eq!(header(&head, "x-request-id"), Some("abc-1"), "{head}");
+        assert_eq!(header(&head, "x-hop"), None, "{head}");
+        assert_eq!(header(&head, "keep-alive"), None, "{head}");
+        assert_eq!(header(&head, "connection"), None, "{head}");
+        assert_eq!(header(&head, "x-kept"), Some("k"));
+        assert!(header(&head, "date").is_some(), "{head}");
+        seen.push(p.upstream.last_head());
+    }
+    let (fast, slow) = (&seen[0], &seen[1]);
+    // The fast path forwarded it (names as sent), hyper did not (lowercase).
+    assert!(names(fast).contains(&"X-Custom-Case".to_owned()), "{fast}");
+    assert!(names(slow).contains(&"x-custom-case".to_owned()), "{slow}");
+    assert!(fast.starts_with("GET /a/ca/d?x=1 HTTP/1.1\r\n"), "{fast}");
+    assert!(slow.starts_with("GET /a/ca/d?x=1 HTTP/1.1\r\n"), "{slow}");
+    // The same headers with the same values, whatever their order and case.
+    let set = |head: &str| {
+        let mut v: Vec<(String, String)> = head
+            .split("\r\n")
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_owned()))
+            // Each process has its own pseudonym.
+            .map(|(n, v)| match n.as_str() {
+                "via" => (n, v.split('-').next().unwrap_or_default().to_owned()),
+                _ => (n, v),
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(set(fast), set(slow));
+    let upstream_host = p.upstream.url.trim_start_matches("http://");
+    assert_eq!(header(fast, "host"), Some(upstream_host));
+    assert_eq!(header(fast, "x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(header(fast, "x-real-ip"), Some("127.0.0.1"));
+    assert_eq!(header(fast, "x-forwarded-proto"), Some("http"));
+    assert_eq!(header(fast, "x-forwarded-host"), Some("app.test"));
+    assert!(header(fast, "via").is_some_and(|v| v.starts_with("1.1 portcullis-")));
+    for forged in [
+        "x-forwarded-user",
+        "x-auth-request-email",
+        "x-original-url",
+        "forwarded",
+    ] {
+        assert_eq!(header(fast, forged), None, "{forged}: {fast}");
+    }
+    assert_eq!(header(fast, "authorization"), Some("Basic eDp5"));
+
+    // preserve_host: the client's Host goes upstream.
+    exchange(
+        &p.fast,
+        b"GET / HTTP/1.1\r\nHost: keep.test\r\nX-Fast: 1\r\n\r\n",
+    )
+    .await
+    .expect("answered");
+    let head = p.upstream.last_head();
+    assert!(names(&head).contains(&"X-Fast".to_owned()), "{head}");
+    assert_eq!(header(&head, "host"), Some("keep.test"));
+
+    // No id or an insane one: a new one, the same up and down.
+    let (head, ..) = exchange(
+        &p.fast,
+        b"GET / HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\nX-Request-Id: a b\r\n\r\n",
+    )
+    .await
+    .expect("answered");
+    let id = header(&head, "x-request-id").unwrap().to_owned();
+    assert_eq!(id.len(), 32);
+    assert_eq!(header(&p.upstream.last_head(), "x-request-id"), Some(&*id));
+}
+
+#[tokio::test]
+async fn keep_alive_pipelining_and_every_response_framing() {
+    let p = pair(&[]).await;
+    let before = p.upstream.connections.load(Ordering::SeqCst);
+    let mut s = connect(&p.fast).await;
+    let mut buf = Vec::new();
+    // Pipelined: three requests in one write, answered in order.
+    s.write_all(b"GET /ok HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\n\r\nHEAD /head HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\n\r\nGET /chunked HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\n\r\n")
+        .await
+        .unwrap();
+    let (h, b, _) = read_response(&mut s, &mut buf, false).await.unwrap();
+    assert_eq!((status(&h), &b[..]), (200, &b"hello"[..]));
+    let (h, b, _) = read_response(&mut s, &mut buf, true).await.unwrap();
+    assert_eq!(status(&h), 200);
+    assert_eq!(
+        header(&h, "content-length"),
+        Some("100"),
+        "HEAD keeps the length: {h}"
+    );
+    assert!(b.is_empty());
+    let (h, b, chunked) = read_response(&mut s, &mut buf, false).await.unwrap();
+    assert_eq!(
+        (status(&h), &b[..], chunked),
+        (200, &b"hello world"[..], true)
+    );
+    assert_eq!(header(&h, "x-t"), None, "trailers are not forwarded");
+    for (path, code, body) in [
+        ("/204", 204, &b""[..]),
+        ("/304", 304, b""),
+        ("/1xx", 200, b"ok"),
+    ] {
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let (h, b, _) = read_response(&mut s, &mut buf, false).await.unwrap();
+        assert_eq!((status(&h), &b[..]), (code, body), "{path}: {h}");
+        assert_eq!(header(&h, "link"), None, "1xx heads are not relayed: {h}");
+    }
+    // A body larger than any buffer, relayed as it arrives.
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\n\r\n")
+        .await
+        .unwrap();
+    let (h, b, _) = read_response(&mut s, &mut buf, false).await.unwrap();
+    assert_eq!((status(&h), b.len()), (200, 300_000));
+    assert!(b.iter().all(|&c| c == b'x'));
+    // All of it on one upstream connection, every request through the fast path.
+    assert_eq!(p.upstream.connections.load(Ordering::SeqCst) - before, 1);
+    let heads = p.upstream.heads();
+    assert_eq!(heads.len(), 7);
+    assert!(
+        heads.iter().all(|h| h.contains("\r\nX-Case: 1")),
+        "fast path only: {heads:?}"
+    );
+
+    // Connection: close is honoured: answered with `connection: close`, then closed.
+    s.write_all(b"GET /ok HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (h, ..) = read_response(&mut s, &mut buf, false).await.unwrap();
+    assert_eq!(header(&h, "connection"), Some("close"), "{h}");
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest))
+        .await
+        .expect("closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn upstream_bodies_that_end_by_close_or_break_off_and_bad_framing() {
+    let p = pair(&[]).await;
+    let mut s = connect(&p.fast).await;
+    let mut buf = Vec::new();
+    // No length: relayed until the upstream closes, chunked to the client, which stays.
+    s.write_all(b"GET /eof HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\n\r\n")
+        .await
+        .unwrap();
+    let (h, b, chunked) = read_response(&mut s, &mut buf, false).await.unwrap();
+    assert_eq!(
+        (status(&h), &b[..], chunked),
+        (200, &b"until close"[..], true)
+    );
+    // Ambiguous or upgrading answers: 502, and the connection serves on.
+    for path in ["/clte", "/twolengths", "/101"] {
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let (h, ..) = read_response(&mut s, &mut buf, false).await.unwrap();
+        assert_eq!(status(&h), 502, "{path}: {h}");
+        assert!(header(&h, "x-request-id").is_some());
+    }
+    // The upstream closes mid-body: the client connection is cut, never completed.
+    s.write_all(b"GET /cut HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_response(&mut s, &mut buf, false).await.is_none());
+    // hyper does the same.
+    assert!(
+        exchange(
+            &p.slow,
+            b"GET /cut HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\n\r\n"
+        )
+        .await
+        .is_none()
+    );
+    let heads = p.upstream.heads();
+    assert!(
+        heads.iter().take(5).all(|h| h.contains("\r\nX-Case: 1")),
+        "fast path: {heads:?}"
+    );
+}
+
+#[tokio::test]
+async fn requests_the_fast_path_does_not_take_get_the_same_answers_as_before() {
+    let p = pair(&["--max-request-header-bytes", "4096"]).await;
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(5000)
+    );
+    let many: String = (0..70).map(|i| format!("X-{i}: 1\r\n")).collect();
+    let many = format!("GET / HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\n{many}\r\n");
+    let cases: Vec<(&str, Option<u16>, Vec<u8>)> = vec![
+        ("conflicting lengths", Some(400), b"POST / HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".to_vec()),
+        ("length and chunked", None, b"POST / HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec()),
+        ("bad header name", Some(400), b"GET / HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\nBad Name: x\r\n\r\n".to_vec()),
+        ("bad header value", Some(400), b"GET / HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\nX: a\x01b\r\n\r\n".to_vec()),
+        ("obs-fold", None, b"GET / HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\nX: a\r\n b\r\n\r\n".to_vec()),
+        ("oversized head", Some(431), big.into_bytes()),
+        ("70 headers", Some(200), many.into_bytes()),
+        ("no host", Some(400), b"GET / HTTP/1.1\r\n\r\n".to_vec()),
+        ("two hosts", Some(400), b"GET / HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\nHost: app.test\r\nX-Case: 1\r\n\r\n".to_vec()),
+        ("unknown host", Some(404), b"GET / HTTP/1.1\r\nHost: nope.test\r\n\r\n".to_vec()),
+        ("encoded slash", Some(400), b"GET /a%2Fb HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\n\r\n".to_vec()),
+        ("dot-dot-semicolon", Some(400), b"GET /a/..;/b HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\n\r\n".to_vec()),
+        ("loop", Some(508), b"GET / HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\nVia: 1.1 a, 1.1 b, 1.1 c, 1.1 d, 1.1 e, 1.1 f, 1.1 g, 1.1 h, 1.1 i, 1.1 j, 1.1 k, 1.1 l, 1.1 m, 1.1 n, 1.1 o, 1.1 p, 1.1 q\r\n\r\n".to_vec()),
+        ("connect", None, b"CONNECT app.test:443 HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\n\r\n".to_vec()),
+        ("HTTP/1.0", Some(200), b"GET /ok HTTP/1.0\r\nHost: app.test\r\nX-Case: 1\r\n\r\n".to_vec()),
+        ("body", Some(200), b"POST /ok HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\nContent-Length: 3\r\n\r\nabc".to_vec()),
+        ("expect", None, b"POST /ok HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc".to_vec()),
+        ("absolute form", Some(200), b"GET http://app.test/ok HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\n\r\n".to_vec()),
+    ];
+    for (what, expected, request) in &cases {
+        let before = p.upstream.heads().len();
+        let fast = exchange(&p.fast, request)
+            .await
+            .map(|(h, b, _)| (status(&h), b));
+        let forwarded_fast = p.upstream.heads().len() - before;
+        let slow = exchange(&p.slow, request)
+            .await
+            .map(|(h, b, _)| (status(&h), b));
+        let forwarded_slow = p.upstream.heads().len() - before - forwarded_fast;
+        assert_eq!(fast, slow, "{what}");
+        if let Some(expected) = expected {
+            assert_eq!(fast.as_ref().map(|f| f.0), Some(*expected), "{what}");
+        }
+        assert_eq!(forwarded_fast, forwarded_slow, "{what}");
+        if let Some(head) = p.upstream.heads().get(before) {
+            // Whatever was forwarded went through hyper (lowercase names).
+            assert!(head.contains("\r\nx-case: 1"), "{what}: {head}");
+        }
+    }
+
+    // A fast request, then one it does not take, pipelined: both answered, in order.
+    let mut s = connect(&p.fast).await;
+    let mut buf = Vec::new();
+    s.write_all(b"GET /ok HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\n\r\nGET /%zz HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\n\r\nGET /ok HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\n\r\n")
+        .await
+        .unwrap();
+    let (h, ..) = read_response(&mut s, &mut buf, false).await.unwrap();
+    assert_eq!(status(&h), 200);
+    let (h, ..) = read_response(&mut s, &mut buf, false).await.unwrap();
+    assert_eq!(status(&h), 400);
+    let (h, ..) = read_response(&mut s, &mut buf, false).await.unwrap();
+    assert_eq!(status(&h), 200);
+}
+
+/// The stored access-log record with request id `id`, once it has arrived.
+async fn record(cp: &ControlPlane, id: &str) -> Value {
+    eventually(Duration::from_secs(20), "record stored", || async move {
+        let page: Value = http_client()
+            .get(format!("{}/api/v1/logs?request_id={id}", cp.http))
+            .bearer_auth(&cp.admin_token)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        page["items"].as_array().and_then(|a| a.first()).cloned()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn fast_requests_are_in_the_access_log_as_hyper_path_ones_are() {
+    let p = pair_logging("control-plane", &[]).await;
+    for (path, status, bytes) in [
+        ("/chunked", 200, 11),
+        ("/ok", 200, 5),
+        ("/twolengths", 502, 41),
+    ] {
+        let mut ids = Vec::new();
+        for (dp, which) in [(&p.fast, "fast"), (&p.slow, "slow")] {
+            let id = format!("{which}{}", path.replace('/', "-"));
+            let request = format!(
+                "GET {path}/../{path}?q=1 HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\nUser-Agent: probe/1\r\nX-Request-Id: {id}\r\n\r\n"
+            );
+            let (head, ..) = exchange(dp, request.as_bytes()).await.expect("answered");
+            assert_eq!(self::status(&head), status, "{which} {path}: {head}");
+            ids.push(id);
+        }
+        // The fast one went the fast way.
+        let heads = p.upstream.heads();
+        assert!(
+            heads.iter().any(|h| h.contains("\r\nX-Case: 1")),
+            "{path}: {heads:?}"
+        );
+        let fast = record(&p.cp, &ids[0]).await;
+        let slow = record(&p.cp, &ids[1]).await;
+        for field in [
+            "method",
+            "host",
+            "path",
+            "query",
+            "status",
+            "http_version",
+            "listener",
+            "client_ip",
+            "user_agent",
+            "upstream",
+            "proxy",
+            "route",
+            "auth",
+            "request_body_bytes",
+            "response_body_bytes",
+        ] {
+            assert_eq!(fast[field], slow[field], "{path} {field}: {fast} / {slow}");
+        }
+        assert_eq!(fast["status"], status);
+        assert_eq!(fast["path"], path);
+        assert_eq!(fast["response_body_bytes"], bytes, "{fast}");
+        assert_eq!(fast["user_agent"], "probe/1");
+        assert_eq!(fast["node_id"], "dp-fast");
+    }
+}
