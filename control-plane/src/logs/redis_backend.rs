@@ -54,6 +54,9 @@ const STREAM_PREFIX: &str = "{portcullis}:logs:stream:";
 pub(super) const FEED_MESSAGE_BYTES: usize = 256 * 1024;
 /// Feed messages larger than this are not ours and are ignored.
 const FEED_MESSAGE_MAX: usize = 4 * FEED_MESSAGE_BYTES;
+/// Index keys of the layout before one sorted set per field (a sorted set per value).
+/// Nothing reads or deletes them any more, so [`RedisLogStore::connect`] removes them.
+const OLD_INDEX_PATTERN: &str = "{portcullis}:logs:i:*";
 
 /// `AccessLogBatch` messages for the feed, built from records already encoded for the
 /// store (field 1, length-delimited, as prost writes a repeated message field).
@@ -212,6 +215,55 @@ fn corrupt(id: &str, e: impl std::fmt::Display) -> StoreError {
 }
 
 /// A multiplexed, auto-reconnecting connection used for request logs only.
+/// Deletes the index keys of the previous layout (records stored before the upgrade stay
+/// searchable by time; retention no longer reaches these keys, so they would stay for
+/// ever). Runs once per start in the background, `SCAN`/`UNLINK` in pages so Redis is
+/// never blocked; a control plane sharing the Redis may do the same at the same time.
+async fn remove_old_index_keys(mut conn: ConnectionManager) {
+    let mut cursor: u64 = 0;
+    let mut removed: u64 = 0;
+    loop {
+        let page: Result<(u64, Vec<String>), _> = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(OLD_INDEX_PATTERN)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await;
+        let (next, keys) = match page {
+            Ok(page) => page,
+            Err(error) => {
+                tracing::warn!(%error, "cannot scan for old request-log index keys; left in place");
+                return;
+            }
+        };
+        if !keys.is_empty() {
+            match redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async::<u64>(&mut conn)
+                .await
+            {
+                Ok(n) => removed += n,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot delete old request-log index keys; left in place");
+                    return;
+                }
+            }
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            "deleted the request-log index keys of the previous layout"
+        );
+    }
+}
+
 #[derive(Clone)]
 pub struct RedisLogStore {
     conn: ConnectionManager,
@@ -229,6 +281,7 @@ impl RedisLogStore {
             .set_number_of_retries(2);
         let mut conn = client.get_connection_manager_with_config(config).await?;
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        tokio::spawn(remove_old_index_keys(conn.clone()));
         Ok(Self {
             conn,
             visitors_ttl: retention.saturating_add(Duration::from_secs(3600)),

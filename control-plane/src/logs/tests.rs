@@ -546,6 +546,34 @@ async fn redis_backend_passes_the_suite() {
     .await;
 }
 
+/// Index keys of the previous Redis layout are deleted when a control plane connects;
+/// everything else under the prefix stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_to_redis_removes_the_previous_index_layout() {
+    let server = RedisServer::start().await;
+    // More keys than one SCAN page holds.
+    server.cli(&[
+        "EVAL",
+        "for i = 1, 1500 do redis.call('ZADD', '{portcullis}:logs:i:host:h' .. i, 1, 'm') end",
+        "0",
+    ]);
+    server.cli(&["SET", "{portcullis}:logs:other", "kept"]);
+    let _store = RedisLogStore::connect(&server.url, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    portcullis_test_support::eventually(Duration::from_secs(10), "old index keys gone", || {
+        let left = server.cli(&[
+            "EVAL",
+            "return #redis.call('KEYS', ARGV[1])",
+            "0",
+            "{portcullis}:logs:i:*",
+        ]);
+        async move { (left == "0").then_some(()) }
+    })
+    .await;
+    assert_eq!(server.cli(&["GET", "{portcullis}:logs:other"]), "kept");
+}
+
 /// A batch shipped again (stored, but its answer lost) is stored once, records and drops;
 /// one that overlaps what was stored keeps only its new records; another stream (another
 /// data-plane process) is counted apart.
