@@ -575,7 +575,7 @@ async fn fast_requests_are_in_the_access_log_as_hyper_path_ones_are() {
         for (dp, which) in [(&p.fast, "fast"), (&p.slow, "slow")] {
             let id = format!("{which}{}", path.replace('/', "-"));
             let request = format!(
-                "GET {path}/../{path}?q=1 HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\nUser-Agent: probe/1\r\nX-Request-Id: {id}\r\n\r\n"
+                "GET {path}/../{path}?q=1 HTTP/1.1\r\nHost: App.Test:80\r\nX-Case: 1\r\nUser-Agent: probe/1\r\nMcp-Session-Id: mcp-1\r\nUser-Agent: second/1\r\nX-Request-Id: {id}\r\n\r\n"
             );
             let (head, ..) = exchange(dp, request.as_bytes()).await.expect("answered");
             assert_eq!(self::status(&head), status, "{which} {path}: {head}");
@@ -599,6 +599,7 @@ async fn fast_requests_are_in_the_access_log_as_hyper_path_ones_are() {
             "listener",
             "client_ip",
             "user_agent",
+            "mcp_session_id",
             "upstream",
             "proxy",
             "route",
@@ -612,6 +613,9 @@ async fn fast_requests_are_in_the_access_log_as_hyper_path_ones_are() {
         assert_eq!(fast["path"], path);
         assert_eq!(fast["response_body_bytes"], bytes, "{fast}");
         assert_eq!(fast["user_agent"], "probe/1");
+        assert_eq!(fast["host"], "app.test");
+        assert_eq!(fast["mcp_session_id"], "mcp-1");
+        assert_eq!(fast["request_id"], ids[0].as_str());
         assert_eq!(fast["node_id"], "dp-fast");
     }
 }

@@ -52,6 +52,19 @@ const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 #[derive(Debug, Default)]
 pub(crate) struct Observe(Option<Box<Observation>>);
 
+/// A request's own facts, as [`Observe::start`] reads them (header values as `to_str`
+/// gives them: empty when absent or not visible ASCII).
+pub(crate) struct Facts<'a> {
+    pub(crate) method: &'a Method,
+    pub(crate) version: Version,
+    /// The host as sent (replaced by the routed form at [`Observe::proxy`]).
+    pub(crate) host: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) request_id: &'a str,
+    pub(crate) user_agent: &'a str,
+    pub(crate) mcp_session_id: &'a str,
+}
+
 /// The record's free-form fields, each a span of [`Observation::text`].
 #[derive(Clone, Copy, Debug)]
 enum Text {
@@ -128,18 +141,10 @@ impl Observe {
         if !access_log::enabled() {
             return Self(None);
         }
-        let mut o = POOL
-            .with_borrow_mut(Vec::pop)
-            .unwrap_or_else(|| Box::new(Observation::new()));
         let headers = req.headers();
         fn text(v: Option<&HeaderValue>) -> &str {
             v.and_then(|v| v.to_str().ok()).unwrap_or_default()
         }
-        // The same client every decision sees: the PROXY header's source, or the rightmost
-        // untrusted `X-Forwarded-For` entry behind a trusted forwarder.
-        let client = conn.client_of(headers);
-        o.set(Text::ClientIp, text(Some(&client.header)));
-        o.client_port = conn.client_port_for(client.ip);
         // The three headers read, in one pass over the few a request has (three hashed
         // look-ups cost more); the first value of each, as `HeaderMap::get` gives.
         let (mut host, mut user_agent, mut mcp_session) = (None, None, None);
@@ -152,15 +157,62 @@ impl Observe {
                 mcp_session.get_or_insert(value);
             }
         }
-        match req.uri().host() {
-            Some(host) => o.set(Text::Host, host),
-            None => o.set(Text::Host, text(host)),
+        let facts = Facts {
+            method: req.method(),
+            version: req.version(),
+            host: req.uri().host().unwrap_or_else(|| text(host)),
+            path: req.uri().path(),
+            request_id: text(Some(request_id)),
+            user_agent: text(user_agent),
+            mcp_session_id: text(mcp_session),
+        };
+        // The same client every decision sees: the PROXY header's source, or the rightmost
+        // untrusted `X-Forwarded-For` entry behind a trusted forwarder.
+        let client = conn.client_of(headers);
+        Self::begin(
+            conn,
+            &client,
+            &facts,
+            crate::trace::trace_id_of(req),
+            started,
+        )
+    }
+
+    /// [`Self::start`] for a request head that is not a `Request` value (the HTTP/1.1
+    /// fast path, [`super::h1`]): its facts as text, the client the connection's own
+    /// (that path takes no connection from a trusted forwarder), no trace id (that
+    /// path takes no request while tracing is on).
+    pub(crate) fn start_head(
+        conn: &ConnInfo,
+        facts: &Facts<'_>,
+        started: std::time::Instant,
+    ) -> Self {
+        if !access_log::enabled() {
+            return Self(None);
         }
-        o.set(Text::Path, req.uri().path());
-        o.set(Text::RequestId, text(Some(request_id)));
-        o.set(Text::UserAgent, text(user_agent));
-        o.set(Text::McpSessionId, text(mcp_session));
-        if let Some(id) = crate::trace::trace_id_of(req) {
+        let client = conn.client_of(&http::HeaderMap::new());
+        Self::begin(conn, &client, facts, None, started)
+    }
+
+    /// Fills an observation (recycled from this thread's pool) with the request's facts.
+    fn begin(
+        conn: &ConnInfo,
+        client: &super::Client<'_>,
+        facts: &Facts<'_>,
+        trace_id: Option<[u8; 16]>,
+        started: std::time::Instant,
+    ) -> Self {
+        let mut o = POOL
+            .with_borrow_mut(Vec::pop)
+            .unwrap_or_else(|| Box::new(Observation::new()));
+        o.set(Text::ClientIp, client.header.to_str().unwrap_or_default());
+        o.client_port = conn.client_port_for(client.ip);
+        o.set(Text::Host, facts.host);
+        o.set(Text::Path, facts.path);
+        o.set(Text::RequestId, facts.request_id);
+        o.set(Text::UserAgent, facts.user_agent);
+        o.set(Text::McpSessionId, facts.mcp_session_id);
+        if let Some(id) = trace_id {
             o.set_hex(Text::TraceId, &id);
         }
         if let Some(h) = conn.proxy_header() {
@@ -174,8 +226,8 @@ impl Observe {
             Listener::Http { .. } => "http",
             Listener::Https => "https",
         };
-        o.method = req.method().clone();
-        o.http_version = version(req.version());
+        o.method = facts.method.clone();
+        o.http_version = version(facts.version);
         Self(Some(o))
     }
 
@@ -192,6 +244,11 @@ impl Observe {
     /// port, lower case); until then `host` is the client's Host as sent. The query
     /// string is kept only when the proxy opts in, and then without credentials.
     pub(crate) fn proxy(&mut self, proxy: &Proxy, host: &RequestHost, query: Option<&str>) {
+        self.proxy_named(proxy, host.name(), query);
+    }
+
+    /// [`Self::proxy`] with the host's normal form as text.
+    pub(crate) fn proxy_named(&mut self, proxy: &Proxy, host: &str, query: Option<&str>) {
         if let Some(o) = &mut self.0 {
             if proxy.log_query()
                 && let Some(query) = query
@@ -199,8 +256,8 @@ impl Observe {
                 o.set(Text::Query, &access_log::redact_query(query, true));
             }
             o.set(Text::Proxy, proxy.hostname());
-            if o.get(Text::Host) != host.name() {
-                o.set(Text::Host, host.name());
+            if o.get(Text::Host) != host {
+                o.set(Text::Host, host);
             }
         }
     }
