@@ -16,7 +16,6 @@ pub mod docker;
 pub mod error;
 pub mod files;
 pub mod grpc;
-pub mod healthcheck;
 pub mod issuer;
 pub mod lease;
 pub mod logs;

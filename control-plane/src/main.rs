@@ -394,9 +394,7 @@ impl OAuthArgs {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     // `portcullis-control-plane healthcheck [URL]`: the container health check (no shell there).
-    if let Some(code) =
-        portcullis_control_plane::healthcheck::from_args("http://127.0.0.1:9000/readyz")
-    {
+    if let Some(code) = portcullis_proto::healthcheck::from_args("http://127.0.0.1:9000/readyz") {
         return code;
     }
     // The seed's `.env` names stand in for flags they mean the same as.

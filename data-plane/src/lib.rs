@@ -39,7 +39,6 @@ mod body;
 pub mod cache;
 pub mod cli;
 pub mod config;
-pub mod healthcheck;
 pub mod metrics;
 pub mod path;
 pub mod peer;

@@ -19,9 +19,7 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> ExitCode {
     // `portcullis-data-plane healthcheck [URL]`: the container health check (no shell there).
-    if let Some(code) =
-        portcullis_data_plane::healthcheck::from_args("http://127.0.0.1:9901/readyz")
-    {
+    if let Some(code) = portcullis_proto::healthcheck::from_args("http://127.0.0.1:9901/readyz") {
         return code;
     }
     let args = portcullis_data_plane::cli::parse();
