@@ -102,6 +102,34 @@ pub struct OidcProvider {
     pub port: u16,
 }
 
+impl OidcProvider {
+    /// Registers this provider on `cp` as the OIDC identity provider `name`, with the
+    /// client `portcullis` / `op-secret` the tests start it with, asking for `openid`
+    /// plus `scopes`.
+    pub fn add_to(&self, cp: &crate::procs::ControlPlane, name: &str, scopes: &[&str]) {
+        let mut args = vec![
+            "oauth",
+            "idp",
+            "add",
+            name,
+            "--kind",
+            "oidc",
+            "--client-id",
+            "portcullis",
+            "--client-secret",
+            "op-secret",
+            "--base-url",
+            &self.issuer,
+            "--scope",
+            "openid",
+        ];
+        for scope in scopes {
+            args.extend(["--scope", scope]);
+        }
+        cp.cli_ok(&args);
+    }
+}
+
 /// Directory with `server.mjs` and `package.json`.
 pub fn oidc_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("oidc")

@@ -151,24 +151,7 @@ async fn console_single_sign_on_over_https_keeps_a_host_prefixed_secure_cookie()
         Some("alice"),
     )
     .await;
-    cp.cli_ok(&[
-        "oauth",
-        "idp",
-        "add",
-        "corp",
-        "--kind",
-        "oidc",
-        "--client-id",
-        "portcullis",
-        "--client-secret",
-        "op-secret",
-        "--base-url",
-        &op.issuer,
-        "--scope",
-        "openid",
-        "--scope",
-        "email",
-    ]);
+    op.add_to(&cp, "corp", &["email"]);
     // alice@example.com may use the console as an admin.
     cp.cli_ok(&[
         "oauth",

@@ -635,26 +635,7 @@ async fn a_real_browser_logs_in_on_a_non_default_port() {
     let cp = ControlPlane::start().await;
     let callback = format!("{}/callback/corp", cp.http);
     let op = OidcProvider::start("portcullis", "op-secret", &[&callback], Some("alice")).await;
-    cp.cli_ok(&[
-        "oauth",
-        "idp",
-        "add",
-        "corp",
-        "--kind",
-        "oidc",
-        "--client-id",
-        "portcullis",
-        "--client-secret",
-        "op-secret",
-        "--base-url",
-        &op.issuer,
-        "--scope",
-        "openid",
-        "--scope",
-        "email",
-        "--scope",
-        "profile",
-    ]);
+    op.add_to(&cp, "corp", &["email", "profile"]);
     cp.cli_ok(&[
         "oauth",
         "rule",

@@ -772,28 +772,7 @@ async fn oidc_login_maps_claims_and_refuses_unverified_email() {
     let cp = ControlPlane::start().await;
     let callback = format!("{}/callback/corp", cp.http);
     let op = OidcProvider::start("portcullis", "op-secret", &[&callback], Some("alice")).await;
-    cp.cli_ok(&[
-        "oauth",
-        "idp",
-        "add",
-        "corp",
-        "--kind",
-        "oidc",
-        "--client-id",
-        "portcullis",
-        "--client-secret",
-        "op-secret",
-        "--base-url",
-        &op.issuer,
-        "--scope",
-        "openid",
-        "--scope",
-        "email",
-        "--scope",
-        "profile",
-        "--scope",
-        "groups",
-    ]);
+    op.add_to(&cp, "corp", &["email", "profile", "groups"]);
     cp.cli_ok(&[
         "oauth",
         "rule",

@@ -78,26 +78,7 @@ async fn fixture() -> Fixture {
     let cp = ControlPlane::start().await;
     let callback = format!("{}/callback/corp", cp.http);
     let op = OidcProvider::start("portcullis", "op-secret", &[&callback], Some("alice")).await;
-    cp.cli_ok(&[
-        "oauth",
-        "idp",
-        "add",
-        "corp",
-        "--kind",
-        "oidc",
-        "--client-id",
-        "portcullis",
-        "--client-secret",
-        "op-secret",
-        "--base-url",
-        &op.issuer,
-        "--scope",
-        "openid",
-        "--scope",
-        "email",
-        "--scope",
-        "profile",
-    ]);
+    op.add_to(&cp, "corp", &["email", "profile"]);
     // app.localhost and members.localhost admit example.com users; logins to
     // closed.localhost are refused by the rules.
     for host in ["app.localhost", "members.localhost"] {
