@@ -136,6 +136,55 @@ pub fn chromium_path() -> PathBuf {
     std::env::var_os("PORTCULLIS_CHROMIUM").map_or_else(|| "/usr/bin/chromium".into(), Into::into)
 }
 
+/// Runs the browser script `tests/browser/SCRIPT` (a whole console journey) with the
+/// admin token and Chromium in its environment, plus whatever `configure` adds (arguments,
+/// more environment), within 240 s; returns the JSON report it prints as its last line.
+/// Panics (a test failure) when it cannot run, prints no report, or reports an `error`.
+pub async fn run_script(
+    script: &str,
+    admin_token: &str,
+    out_dir: &Path,
+    configure: impl FnOnce(&mut tokio::process::Command),
+) -> serde_json::Value {
+    let dir = browser_dir();
+    assert!(
+        dir.join("node_modules/axe-core").exists(),
+        "axe-core is not installed: run `npm ci --prefix tests/browser` (tests/run.sh does)"
+    );
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(dir.join(script));
+    configure(&mut cmd);
+    let run = cmd
+        .arg("--out")
+        .arg(out_dir)
+        .env("PORTCULLIS_ADMIN_TOKEN", admin_token)
+        .env("PORTCULLIS_CHROMIUM", chromium_path())
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(240), run)
+        .await
+        .unwrap_or_else(|_| panic!("{script} did not finish within 240 s"))
+        .unwrap_or_else(|e| panic!("run node tests/browser/{script}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let report: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "{script} printed no report ({e}):\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(
+        report.get("error").is_none(),
+        "the console run failed: {}\nsteps: {}\nscreenshots in {}",
+        report["error"].as_str().unwrap_or_default(),
+        report["steps"],
+        out_dir.display()
+    );
+    report
+}
+
 /// Opens `url` in a fresh headless Chromium profile, lets it follow redirects until the
 /// page has loaded, saves a full-page screenshot to `screenshot` and reports where it
 /// ended. Panics (a test failure) when the browser cannot run or times out.

@@ -12,11 +12,8 @@
 //! `target/browser-screenshots/console-*.png` and checked with axe-core (at a phone's width
 //! too, where no page may be wider than the screen).
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use portcullis_tests::browser::{alice, browse, github_login, location, param};
-use portcullis_tests::chromium::{browser_dir, chromium_path, screenshot_path};
+use portcullis_tests::chromium::{run_script, screenshot_path};
 use portcullis_tests::github::GithubUser;
 use portcullis_tests::pebble::Pebble;
 use portcullis_tests::{Backend, ControlPlane, DataPlane, free_port, http_client};
@@ -554,44 +551,13 @@ async fn an_operator_manages_everything_from_the_console_in_a_real_browser() {
             }
         }
     }
-    let dir = browser_dir();
-    assert!(
-        dir.join("node_modules/axe-core").exists(),
-        "axe-core is not installed: run `npm ci --prefix tests/browser` (tests/run.sh does)"
-    );
     let app_url = format!("http://app.localhost:{}", dp.http_port());
-    let run = tokio::process::Command::new("node")
-        .arg(dir.join("console.mjs"))
-        .args(["--base", &cp.http, "--app-url", &app_url])
-        .args(["--acme-domain", ACME_DOMAIN])
-        .arg("--out")
-        .arg(&out_dir)
-        .env("PORTCULLIS_ADMIN_TOKEN", &cp.admin_token)
-        .env("PORTCULLIS_BACKEND_URL", &backend.url)
-        .env("PORTCULLIS_CHROMIUM", chromium_path())
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(240), run)
-        .await
-        .expect("the console run finished within 240 s")
-        .expect("run node tests/browser/console.mjs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    let report: Value = serde_json::from_str(line).unwrap_or_else(|e| {
-        panic!(
-            "console.mjs printed no report ({e}):\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    assert!(
-        report.get("error").is_none(),
-        "the console run failed: {}\nsteps: {}\nscreenshots in {}",
-        report["error"].as_str().unwrap_or_default(),
-        report["steps"],
-        out_dir.display()
-    );
+    let report = run_script("console.mjs", &cp.admin_token, &out_dir, |cmd| {
+        cmd.args(["--base", &cp.http, "--app-url", &app_url])
+            .args(["--acme-domain", ACME_DOMAIN])
+            .env("PORTCULLIS_BACKEND_URL", &backend.url);
+    })
+    .await;
 
     // axe-core: no serious or critical violation on any page, light or dark.
     let axe = report["axe"].as_object().expect("axe report");

@@ -12,15 +12,12 @@
 //! violation.
 
 use std::collections::HashMap;
-use std::process::Stdio;
-use std::time::Duration;
 
 use bollard::query_parameters::CreateContainerOptionsBuilder;
 use portcullis_tests::ControlPlane;
-use portcullis_tests::chromium::{browser_dir, chromium_path, screenshot_path};
+use portcullis_tests::chromium::{run_script, screenshot_path};
 use portcullis_tests::docker::{Api, IMAGE, Leftovers, containers_named, engine, unique};
 use reqwest::StatusCode;
-use serde_json::Value;
 
 #[tokio::test]
 async fn an_operator_runs_a_docker_service_from_the_console_in_a_real_browser() {
@@ -75,43 +72,12 @@ async fn an_operator_runs_a_docker_service_from_the_console_in_a_real_browser() 
             let _ = std::fs::remove_file(out_dir.join(format!("docker-{page}-{variant}.png")));
         }
     }
-    let dir = browser_dir();
-    assert!(
-        dir.join("node_modules/axe-core").exists(),
-        "axe-core is not installed: run `npm ci --prefix tests/browser` (tests/run.sh does)"
-    );
-    let run = tokio::process::Command::new("node")
-        .arg(dir.join("console-docker.mjs"))
-        .args(["--base", &cp.http, "--service", &service, "--image", IMAGE])
-        .args(["--built", &built])
-        .args(["--orphan", &orphan])
-        .arg("--out")
-        .arg(&out_dir)
-        .env("PORTCULLIS_ADMIN_TOKEN", &cp.admin_token)
-        .env("PORTCULLIS_CHROMIUM", chromium_path())
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(240), run)
-        .await
-        .expect("the console run finished within 240 s")
-        .expect("run node tests/browser/console-docker.mjs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    let report: Value = serde_json::from_str(line).unwrap_or_else(|e| {
-        panic!(
-            "console-docker.mjs printed no report ({e}):\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    assert!(
-        report.get("error").is_none(),
-        "the console run failed: {}\nsteps: {}\nscreenshots in {}",
-        report["error"].as_str().unwrap_or_default(),
-        report["steps"],
-        out_dir.display()
-    );
+    let report = run_script("console-docker.mjs", &cp.admin_token, &out_dir, |cmd| {
+        cmd.args(["--base", &cp.http, "--service", &service, "--image", IMAGE])
+            .args(["--built", &built])
+            .args(["--orphan", &orphan]);
+    })
+    .await;
 
     let axe = report["axe"].as_object().expect("axe report");
     assert_eq!(axe.len(), 8, "four pages, light and dark: {:?}", axe.keys());
