@@ -265,6 +265,24 @@ impl ControlPlane {
         }
     }
 
+    /// Runs `just ARGS` from the repository root against this control plane with `token`:
+    /// the justfile's recipes as an operator runs them, with this build's CLI and no user
+    /// configuration.
+    pub fn just(&self, token: &str, args: &[&str]) -> Output {
+        Command::new("just")
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .env("PORTCULLIS_URL", &self.grpc)
+            .env("PORTCULLIS_TOKEN", token)
+            .env(
+                "PORTCULLIS_BIN",
+                bin("portcullis").parent().expect("bin dir"),
+            )
+            .env("XDG_CONFIG_HOME", "/nonexistent")
+            .args(args)
+            .output()
+            .expect("just must be installed (tests/run.sh installs it)")
+    }
+
     /// The CA file clients must trust, when gRPC uses TLS.
     pub fn ca_cert(&self) -> Option<&str> {
         match &self.grpc_ca {

@@ -1,9 +1,7 @@
 //! Certificates users bring: validated on upload, keys exported only by an admin who asks.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use portcullis_tests::procs::bin;
 use portcullis_tests::{ControlPlane, http_client};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use reqwest::StatusCode;
@@ -319,20 +317,7 @@ async fn the_cli_uploads_and_exports_keys_only_for_an_admin_who_asks() {
         &format!("{}{}", expiring.leaf_pem, expiring.ca_pem),
     );
     let soon_key = file("soon.key", &expiring.leaf_key);
-    let just = |args: &[&str]| {
-        Command::new("just")
-            .current_dir(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")))
-            .env("PORTCULLIS_URL", &cp.grpc)
-            .env("PORTCULLIS_TOKEN", &cp.admin_token)
-            .env(
-                "PORTCULLIS_BIN",
-                bin("portcullis").parent().expect("bin dir"),
-            )
-            .env("XDG_CONFIG_HOME", "/nonexistent")
-            .args(args)
-            .output()
-            .expect("just must be installed (tests/run.sh installs it)")
-    };
+    let just = |args: &[&str]| cp.just(&cp.admin_token, args);
     let out = just(&["cert-upload", "soon", &soon_chain, &soon_key]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stdout(&out).contains("PRIVATE KEY"));

@@ -439,23 +439,7 @@ async fn cli_and_justfile_recipes() {
     let dp = DataPlane::start(&cp, "dp-docker-cli").await;
     let name = unique("cli");
     let just = |args: &[&str]| {
-        let out = std::process::Command::new("just")
-            .current_dir(std::path::Path::new(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/.."
-            )))
-            .env("PORTCULLIS_URL", &cp.grpc)
-            .env("PORTCULLIS_TOKEN", &cp.admin_token)
-            .env(
-                "PORTCULLIS_BIN",
-                portcullis_tests::procs::bin("portcullis")
-                    .parent()
-                    .expect("bin dir"),
-            )
-            .env("XDG_CONFIG_HOME", "/nonexistent")
-            .args(args)
-            .output()
-            .expect("just must be installed (tests/run.sh installs it)");
+        let out = cp.just(&cp.admin_token, args);
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned()

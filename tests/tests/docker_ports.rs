@@ -377,20 +377,7 @@ async fn ports_are_added_and_removed_and_conflicts_refused() {
 
     // The CLI and the justfile recipes over the same operations.
     let just = |args: &[&str]| {
-        let out = std::process::Command::new("just")
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-            .env("PORTCULLIS_URL", &cp.grpc)
-            .env("PORTCULLIS_TOKEN", &cp.admin_token)
-            .env(
-                "PORTCULLIS_BIN",
-                portcullis_tests::procs::bin("portcullis")
-                    .parent()
-                    .expect("bin dir"),
-            )
-            .env("XDG_CONFIG_HOME", "/nonexistent")
-            .args(args)
-            .output()
-            .expect("just must be installed (tests/run.sh installs it)");
+        let out = cp.just(&cp.admin_token, args);
         let text = String::from_utf8_lossy(&out.stdout).into_owned()
             + &String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "just {args:?}: {text}");

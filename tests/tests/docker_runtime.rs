@@ -865,20 +865,7 @@ async fn justfile_recipes_with_the_seeds_arguments() {
     .await;
     let dp = DataPlane::start(&cp, "dp-docker-just").await;
     let just = |args: &[&str]| {
-        let out = std::process::Command::new("just")
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-            .env("PORTCULLIS_URL", &cp.grpc)
-            .env("PORTCULLIS_TOKEN", "not-a-token")
-            .env(
-                "PORTCULLIS_BIN",
-                portcullis_tests::procs::bin("portcullis")
-                    .parent()
-                    .expect("bin dir"),
-            )
-            .env("XDG_CONFIG_HOME", "/nonexistent")
-            .args(args)
-            .output()
-            .expect("just must be installed (tests/run.sh installs it)");
+        let out = cp.just("not-a-token", args);
         let text = String::from_utf8_lossy(&out.stdout).into_owned()
             + &String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "just {args:?}: {text}");

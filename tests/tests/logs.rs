@@ -447,23 +447,7 @@ fn check_cli(cp: &ControlPlane, bob: &str) {
     assert_eq!(items(&v).len(), 20);
     // The justfile recipes.
     let just = |args: &[&str]| {
-        let out = std::process::Command::new("just")
-            .current_dir(std::path::Path::new(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/.."
-            )))
-            .env("PORTCULLIS_URL", &cp.grpc)
-            .env("PORTCULLIS_TOKEN", &cp.admin_token)
-            .env(
-                "PORTCULLIS_BIN",
-                portcullis_tests::procs::bin("portcullis")
-                    .parent()
-                    .expect("bin dir"),
-            )
-            .env("XDG_CONFIG_HOME", "/nonexistent")
-            .args(args)
-            .output()
-            .expect("just must be installed (tests/run.sh installs it)");
+        let out = cp.just(&cp.admin_token, args);
         assert!(out.status.success(), "just {args:?}: {out:?}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
