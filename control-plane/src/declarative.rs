@@ -43,6 +43,7 @@ use crate::model::{
 use crate::oauth::model::{IdpInput, IdpRecord, LoginRule, ProxyOAuthSettings};
 use crate::oauth::scopes::ScopeDescription;
 use crate::service::ControlPlane;
+use crate::service::certs::{certificate_domains, certificate_email};
 use crate::store::{Batch, Check, Collection, StoreError, Write, decode, encode};
 
 pub mod bootstrap;
@@ -899,30 +900,9 @@ fn certificate(
     staging_url: &str,
 ) -> Result<CertificateRecord, ServiceError> {
     let name = validate::ident("name", &e.name)?;
-    if e.domains.is_empty() || e.domains.len() > 100 {
-        return Err(ServiceError::invalid("domains", "give 1 to 100 names"));
-    }
-    let mut domains: Vec<String> = Vec::new();
-    for d in &e.domains {
-        let d = validate::hostname("domains", d)?;
-        if d.starts_with("*.") {
-            return Err(ServiceError::invalid(
-                "domains",
-                format!("{d:?}: wildcard names need a DNS-01 solver, which is not configured"),
-            ));
-        }
-        if !domains.contains(&d) {
-            domains.push(d);
-        }
-    }
+    let domains = certificate_domains(&e.domains)?;
     let source = e.source.unwrap_or(CertSource::Acme);
-    let email = match e.email.as_deref() {
-        Some(m) if m.len() > 254 || !m.contains('@') || m.contains(char::is_whitespace) => {
-            return Err(ServiceError::invalid("email", "not an e-mail address"));
-        }
-        Some(m) => m.to_owned(),
-        None => cp.acme().default_email.clone(),
-    };
+    let email = certificate_email(e.email.as_deref(), &cp.acme().default_email)?;
     let staging = e.staging.unwrap_or(false);
     if staging && source != CertSource::Acme {
         return Err(ServiceError::invalid(

@@ -17,7 +17,7 @@ use crate::secrets::MasterKey;
 use crate::store::{Batch, Collection, Record, Revisions, Store, StoreError, Write};
 
 mod cert_upload;
-mod certs;
+pub(crate) mod certs;
 mod dataplanes;
 mod proxies;
 mod proxy_auth;

@@ -23,24 +23,7 @@ impl ControlPlane {
     ) -> Result<CertificateInfo> {
         require_writer(caller)?;
         let name = validate::ident("name", &input.name)?;
-        if input.domains.is_empty() || input.domains.len() > MAX_DOMAINS {
-            return Err(ServiceError::invalid("domains", "give 1 to 100 names"));
-        }
-        let mut domains: Vec<String> = Vec::new();
-        for d in &input.domains {
-            let d = validate::hostname("domains", d)?;
-            if d.starts_with("*.") {
-                return Err(ServiceError::invalid(
-                    "domains",
-                    format!(
-                        "{d:?}: wildcard names need a DNS-01 solver, which is not configured; list the names instead"
-                    ),
-                ));
-            }
-            if !domains.contains(&d) {
-                domains.push(d);
-            }
-        }
+        let domains = certificate_domains(&input.domains)?;
         let proxies: Vec<Proxy> = self.list().await?;
         for d in &domains {
             let usable = proxies
@@ -52,13 +35,7 @@ impl ControlPlane {
                 )));
             }
         }
-        let email = match input.email.as_deref() {
-            Some(e) if e.len() > 254 || !e.contains('@') || e.contains(char::is_whitespace) => {
-                return Err(ServiceError::invalid("email", "not an e-mail address"));
-            }
-            Some(e) => e.to_owned(),
-            None => self.acme().default_email.clone(),
-        };
+        let email = certificate_email(input.email.as_deref(), &self.acme().default_email)?;
         let self_signed = input.self_signed.unwrap_or(false);
         let now = now();
         let mut rec = CertificateRecord {
@@ -274,6 +251,42 @@ impl ControlPlane {
         Err(ServiceError::concurrent(format!(
             "certificate {name:?} is changing concurrently"
         )))
+    }
+}
+
+/// A certificate's names as the API and declarative documents take them: 1 to
+/// [`MAX_DOMAINS`] valid hostnames, no wildcards (no DNS-01 solver), duplicates dropped.
+pub(crate) fn certificate_domains(given: &[String]) -> Result<Vec<String>> {
+    if given.is_empty() || given.len() > MAX_DOMAINS {
+        return Err(ServiceError::invalid("domains", "give 1 to 100 names"));
+    }
+    let mut domains: Vec<String> = Vec::new();
+    for d in given {
+        let d = validate::hostname("domains", d)?;
+        if d.starts_with("*.") {
+            return Err(ServiceError::invalid(
+                "domains",
+                format!(
+                    "{d:?}: wildcard names need a DNS-01 solver, which is not configured; list the names instead"
+                ),
+            ));
+        }
+        if !domains.contains(&d) {
+            domains.push(d);
+        }
+    }
+    Ok(domains)
+}
+
+/// A certificate's ACME contact: the one given if it looks like an address, else the
+/// control plane's default.
+pub(crate) fn certificate_email(given: Option<&str>, default: &str) -> Result<String> {
+    match given {
+        Some(m) if m.len() > 254 || !m.contains('@') || m.contains(char::is_whitespace) => {
+            Err(ServiceError::invalid("email", "not an e-mail address"))
+        }
+        Some(m) => Ok(m.to_owned()),
+        None => Ok(default.to_owned()),
     }
 }
 
