@@ -619,3 +619,42 @@ async fn fast_requests_are_in_the_access_log_as_hyper_path_ones_are() {
         assert_eq!(fast["node_id"], "dp-fast");
     }
 }
+
+#[tokio::test]
+async fn at_the_upstream_connection_bound_fast_requests_succeed_where_hyper_would() {
+    let p = pair(&["--max-upstream-connections", "1"]).await;
+    let second = Scripted::start().await;
+    p.cp.cli_ok(&["proxy", "create", "two.test", &second.url]);
+    let v = p.cp.version().await;
+    p.cp.wait_applied(&p.fast.node_id, v).await;
+    p.cp.wait_applied(&p.slow.node_id, v).await;
+    let hyper_only = |host: &str| {
+        format!("GET /ok HTTP/1.0\r\nHost: {host}\r\nX-Case: 1\r\n\r\n").into_bytes()
+    };
+    let fast = |host: &str| {
+        format!("GET /ok HTTP/1.1\r\nHost: {host}\r\nX-Case: 1\r\n\r\n").into_bytes()
+    };
+    for dp in [&p.fast, &p.slow] {
+        // hyper's idle connection holds the only slot; a fast request still succeeds.
+        for request in [hyper_only("app.test"), fast("app.test"), fast("app.test")] {
+            let (h, b, _) = exchange(dp, &request).await.expect("answered");
+            assert_eq!((status(&h), &b[..]), (200, &b"hello"[..]), "{}", dp.node_id);
+        }
+        // A bare idle connection holds it; hyper's path still succeeds, and so do fast
+        // requests after it.
+        for request in [
+            fast("two.test"),
+            hyper_only("two.test"),
+            fast("two.test"),
+            hyper_only("two.test"),
+        ] {
+            let (h, b, _) = exchange(dp, &request).await.expect("answered");
+            assert_eq!((status(&h), &b[..]), (200, &b"hello"[..]), "{}", dp.node_id);
+        }
+    }
+    // On the fast data plane the first went the fast way, the next through hyper in the
+    // bare connection's slot.
+    let heads = second.heads();
+    assert!(heads[0].contains("\r\nX-Case: 1"), "fast path first: {heads:?}");
+    assert!(heads[1].contains("\r\nx-case: 1"), "then hyper's: {heads:?}");
+}

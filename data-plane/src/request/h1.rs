@@ -23,7 +23,10 @@
 //! auth: admission is [`vhost::admit_open`], the same route lookup and `blocked` check as
 //! [`vhost::admit`]), has no IP allowlist refusing the client, no rate or concurrency
 //! limit, no HTTPS redirect; an upstream over plain HTTP without a base path, PROXY
-//! header or custom request/response headers. Tracing sends every request to hyper (the
+//! header or custom request/response headers; an upstream connection to send on (at
+//! `--max-upstream-connections`, a request that finds no idle bare connection and no free
+//! slot goes to hyper's path if hyper holds an idle connection there, which it would
+//! reuse: [`crate::upstream::Pool::lease_raw`]). Tracing sends every request to hyper (the
 //! connection checks, `server::conn::fast`). The access log records fast requests through
 //! the same [`Observe`] calls as [`super::handle`] makes ([`observe`]), metrics count them
 //! as it does (the request when its response head is ready, the upstream's answer time),
@@ -69,7 +72,7 @@ use crate::metrics;
 use crate::path;
 use crate::router::NormalizedHost;
 use crate::store::ConfigStore;
-use crate::upstream::{ClientError, RawConn, SendProxy, Upstream};
+use crate::upstream::{ClientError, Lease, RawConn, SendProxy, Upstream};
 use crate::vhost::{self, Admitted, Proxy};
 
 /// Most request headers taken (more: hyper's path).
@@ -161,6 +164,12 @@ pub(crate) async fn serve<W: AsyncWrite + Unpin>(
     if !plain(upstream) {
         return Step::Fallback;
     }
+    let lease = match upstream.pool().lease_raw() {
+        Ok(lease) => Ok(lease),
+        // At the bound: hyper's path would reuse its idle connection, so it serves this.
+        Err(_) if upstream.pool().has_idle() => return Step::Fallback,
+        Err(error) => Err(error),
+    };
     let generated;
     let id: &[u8] = match head.request_id {
         Some(sent) => sent,
@@ -175,7 +184,10 @@ pub(crate) async fn serve<W: AsyncWrite + Unpin>(
     let method = metrics::method_class(&head.method);
     let is_head = head.method == Method::HEAD;
     let sent = Instant::now();
-    let exchanged = exchange(upstream, bufs, is_head).await;
+    let exchanged = {
+        let Buffers { out, up } = &mut *bufs;
+        exchange(upstream, lease, out, up, is_head).await
+    };
     let mut bytes = 0;
     let outcome = match exchanged {
         Ok((upstream_conn, mut response)) => {
@@ -520,46 +532,55 @@ struct Response {
     mcp_session_id: Option<String>,
 }
 
-/// Sends the request head in `bufs.out` and reads the response head into `bufs.up` under
-/// the read timeout; the rewritten client head is left in `bufs.out`.
+/// Sends the request head in `out` on the leased connection and reads the response head
+/// into `up` under the read timeout; the rewritten client head is left in `out`.
 async fn exchange(
     upstream: &Upstream,
-    bufs: &mut Buffers,
+    lease: Result<Lease, ClientError>,
+    out: &mut Vec<u8>,
+    up: &mut Vec<u8>,
     is_head: bool,
 ) -> Result<(RawConn, Response), ProxyError> {
     let pool = upstream.pool();
-    let mut conn = pool.checkout_raw().await.map_err(ProxyError::from_client)?;
-    while let Err(error) = conn.stream.write_all(&bufs.out).await {
+    let mut conn = match lease.map_err(ProxyError::from_client)? {
+        Lease::Idle(conn) => conn,
+        // Boxed: the connect future is large and rare.
+        Lease::New(slot) => Box::pin(pool.connect_raw(slot))
+            .await
+            .map_err(ProxyError::from_client)?,
+    };
+    while let Err(error) = conn.stream.write_all(out).await {
         if !conn.reused {
             return Err(ProxyError::Upstream(ClientError::Io(error)));
         }
-        // The upstream closed the idle connection meanwhile: once more on a new one.
-        conn = Box::pin(pool.connect_raw())
+        // The upstream closed the idle connection meanwhile: once more on a new one, in
+        // its slot of the bound.
+        conn = Box::pin(pool.connect_raw(conn.into_slot()))
             .await
             .map_err(ProxyError::from_client)?;
     }
     let deadline = tokio::time::Instant::now() + upstream.settings().read_timeout;
-    bufs.up.clear();
+    up.clear();
     loop {
-        if !bufs.up.is_empty() {
-            match parse_response(&bufs.up, &mut bufs.out, is_head) {
+        if !up.is_empty() {
+            match parse_response(up, out, is_head) {
                 Ok(Some(Parsed::Informational(n))) => {
                     // Dropped, so endless interim answers hold no memory (the read
                     // timeout still bounds them).
-                    bufs.up.drain(..n);
+                    up.drain(..n);
                     continue;
                 }
                 Ok(Some(Parsed::Final(response))) => return Ok((conn, response)),
                 Ok(None) => {
-                    if bufs.up.len() >= MAX_RESPONSE_HEAD {
+                    if up.len() >= MAX_RESPONSE_HEAD {
                         return Err(malformed("response head too large"));
                     }
                 }
                 Err(error) => return Err(error),
             }
         }
-        bufs.up.reserve(READ_CHUNK);
-        match tokio::time::timeout_at(deadline, conn.stream.read_buf(&mut bufs.up)).await {
+        up.reserve(READ_CHUNK);
+        match tokio::time::timeout_at(deadline, conn.stream.read_buf(up)).await {
             Ok(Ok(0)) => return Err(malformed("connection closed before a response")),
             Ok(Ok(_)) => {}
             Ok(Err(error)) => return Err(ProxyError::Upstream(ClientError::Io(error))),
