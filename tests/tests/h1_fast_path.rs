@@ -17,6 +17,8 @@ struct Scripted {
     url: String,
     heads: Arc<Mutex<Vec<String>>>,
     connections: Arc<AtomicUsize>,
+    /// Connections the proxy closed while `/silent` was unanswered.
+    abandoned: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -70,20 +72,22 @@ impl Scripted {
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let heads = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
-        let (log, count) = (heads.clone(), connections.clone());
+        let abandoned = Arc::new(AtomicUsize::new(0));
+        let (log, count, gone) = (heads.clone(), connections.clone(), abandoned.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
                 count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve_scripted(stream, log.clone()));
+                tokio::spawn(serve_scripted(stream, log.clone(), gone.clone()));
             }
         });
         Self {
             url,
             heads,
             connections,
+            abandoned,
             task,
         }
     }
@@ -97,7 +101,11 @@ impl Scripted {
     }
 }
 
-async fn serve_scripted(mut stream: TcpStream, log: Arc<Mutex<Vec<String>>>) {
+async fn serve_scripted(
+    mut stream: TcpStream,
+    log: Arc<Mutex<Vec<String>>>,
+    abandoned: Arc<AtomicUsize>,
+) {
     let mut buf = Vec::new();
     loop {
         let Some(end) = find(&buf, b"\r\n\r\n") else {
@@ -121,6 +129,18 @@ async fn serve_scripted(mut stream: TcpStream, log: Arc<Mutex<Vec<String>>>) {
         let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
         let path = path.split('?').next().unwrap_or("/").to_owned();
         log.lock().expect("heads lock").push(head);
+        match path.as_str() {
+            // Never answered: counts the proxy closing the connection instead.
+            "/silent" => {
+                let mut rest = [0u8; 64];
+                if matches!(stream.read(&mut rest).await, Ok(0) | Err(_)) {
+                    abandoned.fetch_add(1, Ordering::SeqCst);
+                }
+                return;
+            }
+            "/slow" => tokio::time::sleep(Duration::from_millis(300)).await,
+            _ => {}
+        }
         let (response, close) = script(&path);
         if stream.write_all(&response).await.is_err() || close {
             return;
@@ -620,6 +640,92 @@ async fn fast_requests_are_in_the_access_log_as_hyper_path_ones_are() {
     }
 }
 
+/// The stored access-log record with request id `id`, if there is one now.
+async fn record_now(cp: &ControlPlane, id: &str) -> Option<Value> {
+    let page: Value = http_client()
+        .get(format!("{}/api/v1/logs?request_id={id}", cp.http))
+        .bearer_auth(&cp.admin_token)
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    page["items"].as_array().and_then(|a| a.first()).cloned()
+}
+
+#[tokio::test]
+async fn a_client_that_closes_while_the_upstream_is_silent_abandons_the_request() {
+    let p = pair_logging("control-plane", &[]).await;
+    for (dp, which) in [(&p.fast, "fast"), (&p.slow, "slow")] {
+        let before = p.upstream.abandoned.load(Ordering::SeqCst);
+        let heads = p.upstream.heads().len();
+        let mut s = connect(dp).await;
+        s.write_all(
+            format!("GET /silent HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\nX-Request-Id: gone-{which}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        eventually(Duration::from_secs(10), "request forwarded", || async {
+            (p.upstream.heads().len() > heads).then_some(())
+        })
+        .await;
+        drop(s);
+        // The upstream request is abandoned: its connection closed, never pooled (the
+        // upstream's read timeout is far longer than this wait).
+        eventually(
+            Duration::from_secs(5),
+            "upstream connection closed",
+            || async { (p.upstream.abandoned.load(Ordering::SeqCst) > before).then_some(()) },
+        )
+        .await;
+    }
+    // The fast data plane forwarded it itself (names as sent).
+    let heads = p.upstream.heads();
+    assert!(
+        heads
+            .iter()
+            .any(|h| h.contains("gone-fast") && h.contains("\r\nX-Case: 1")),
+        "{heads:?}"
+    );
+    // The access log records it as hyper's path does: a later request's record has
+    // arrived, the abandoned one's the same way on both.
+    for which in ["fast", "slow"] {
+        let dp = if which == "fast" { &p.fast } else { &p.slow };
+        let next = format!("after-{which}");
+        let request = format!(
+            "GET /ok HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\nX-Request-Id: {next}\r\n\r\n"
+        );
+        exchange(dp, request.as_bytes()).await.expect("answered");
+        record(&p.cp, &next).await;
+    }
+    let fast = record_now(&p.cp, "gone-fast").await;
+    let slow = record_now(&p.cp, "gone-slow").await;
+    assert_eq!(fast.is_some(), slow.is_some(), "{fast:?} / {slow:?}");
+    if let (Some(fast), Some(slow)) = (fast, slow) {
+        for field in ["status", "upstream", "response_body_bytes"] {
+            assert_eq!(fast[field], slow[field], "{field}");
+        }
+    }
+
+    // A request sent while the previous response is awaited is read then, and served
+    // after it, in order (the watch keeps what it read).
+    let mut s = connect(&p.fast).await;
+    let mut buf = Vec::new();
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.write_all(b"GET /chunked HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\n\r\n")
+        .await
+        .unwrap();
+    let (h, b, _) = read_response(&mut s, &mut buf, false).await.unwrap();
+    assert_eq!((status(&h), &b[..]), (200, &b"hello"[..]));
+    let (h, b, _) = read_response(&mut s, &mut buf, false).await.unwrap();
+    assert_eq!((status(&h), &b[..]), (200, &b"hello world"[..]));
+}
+
 #[tokio::test]
 async fn at_the_upstream_connection_bound_fast_requests_succeed_where_hyper_would() {
     let p = pair(&["--max-upstream-connections", "1"]).await;
@@ -628,12 +734,10 @@ async fn at_the_upstream_connection_bound_fast_requests_succeed_where_hyper_woul
     let v = p.cp.version().await;
     p.cp.wait_applied(&p.fast.node_id, v).await;
     p.cp.wait_applied(&p.slow.node_id, v).await;
-    let hyper_only = |host: &str| {
-        format!("GET /ok HTTP/1.0\r\nHost: {host}\r\nX-Case: 1\r\n\r\n").into_bytes()
-    };
-    let fast = |host: &str| {
-        format!("GET /ok HTTP/1.1\r\nHost: {host}\r\nX-Case: 1\r\n\r\n").into_bytes()
-    };
+    let hyper_only =
+        |host: &str| format!("GET /ok HTTP/1.0\r\nHost: {host}\r\nX-Case: 1\r\n\r\n").into_bytes();
+    let fast =
+        |host: &str| format!("GET /ok HTTP/1.1\r\nHost: {host}\r\nX-Case: 1\r\n\r\n").into_bytes();
     for dp in [&p.fast, &p.slow] {
         // hyper's idle connection holds the only slot; a fast request still succeeds.
         for request in [hyper_only("app.test"), fast("app.test"), fast("app.test")] {
@@ -655,6 +759,12 @@ async fn at_the_upstream_connection_bound_fast_requests_succeed_where_hyper_woul
     // On the fast data plane the first went the fast way, the next through hyper in the
     // bare connection's slot.
     let heads = second.heads();
-    assert!(heads[0].contains("\r\nX-Case: 1"), "fast path first: {heads:?}");
-    assert!(heads[1].contains("\r\nx-case: 1"), "then hyper's: {heads:?}");
+    assert!(
+        heads[0].contains("\r\nX-Case: 1"),
+        "fast path first: {heads:?}"
+    );
+    assert!(
+        heads[1].contains("\r\nx-case: 1"),
+        "then hyper's: {heads:?}"
+    );
 }

@@ -52,6 +52,13 @@
 //! An upstream connection goes back to its pool only after a complete, exactly framed
 //! HTTP/1.1 response without `Connection: close`.
 //!
+//! **A client that leaves.** While the response head is awaited the client connection is
+//! read too, as hyper's server reads it mid-message (only when nothing of a next request
+//! is buffered): when the client closes, the exchange is dropped (the upstream connection
+//! closes, never pooled) and, as through hyper, neither metrics nor the access log record
+//! the request. Bytes that arrive instead (a pipelined request) are kept for the next
+//! request ([`Buffers::take_read_ahead`]).
+//!
 //! **Costs.** Per request: the head parse, one pass over the headers, the normalised
 //! path's check, a host lookup, a route lookup, one write upstream, one read of the
 //! response (usually with its body), one write to the client. No allocation in the
@@ -63,7 +70,7 @@ use std::time::Instant;
 use http::uri::Scheme;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::observe::Facts;
 use super::{ConnInfo, Listener, Observe, ProxyError, headers, request_id};
@@ -87,6 +94,8 @@ const READ_CHUNK: usize = 16 * 1024;
 const MAX_NAME: usize = 128;
 /// Most bytes of chunk extensions and trailers skipped per response.
 const MAX_CHUNK_META: usize = 16 * 1024;
+/// Room asked for when the client is read while its response is awaited.
+const READ_AHEAD: usize = 1024;
 
 /// What became of the bytes at the start of the connection's buffer.
 #[derive(Debug, PartialEq, Eq)]
@@ -107,11 +116,24 @@ pub(crate) enum Step {
 }
 
 /// Buffers one connection reuses for every request: the head written upstream (then
-/// the response written to the client), and what is read from the upstream.
+/// the response written to the client), what is read from the upstream, and what the
+/// client sent while its response was awaited ([`client_gone`]).
 #[derive(Debug, Default)]
 pub(crate) struct Buffers {
     out: Vec<u8>,
     up: Vec<u8>,
+    read_ahead: Vec<u8>,
+}
+
+impl Buffers {
+    /// Moves the bytes the client sent while its last response was awaited (the start of
+    /// a pipelined request) to the end of the connection's buffer.
+    pub(crate) fn take_read_ahead(&mut self, buf: &mut bytes::BytesMut) {
+        if !self.read_ahead.is_empty() {
+            buf.extend_from_slice(&self.read_ahead);
+            self.read_ahead.clear();
+        }
+    }
 }
 
 /// A request head that qualified, as slices of the connection's buffer.
@@ -128,12 +150,14 @@ struct Head<'b> {
 }
 
 /// Serves the request whose head starts `buf`, if it qualifies (module docs); writes the
-/// answer to `client`.
-pub(crate) async fn serve<W: AsyncWrite + Unpin>(
+/// answer to `client`. While the response is awaited the client is read too, as hyper's
+/// server reads it ([`client_gone`]); what arrives then is left in `bufs` for
+/// [`Buffers::take_read_ahead`].
+pub(crate) async fn serve<C: AsyncRead + AsyncWrite + Unpin>(
     store: &ConfigStore,
     conn: &ConnInfo,
     buf: &[u8],
-    client: &mut W,
+    client: &mut C,
     bufs: &mut Buffers,
     max_head: usize,
 ) -> Step {
@@ -184,9 +208,31 @@ pub(crate) async fn serve<W: AsyncWrite + Unpin>(
     let method = metrics::method_class(&head.method);
     let is_head = head.method == Method::HEAD;
     let sent = Instant::now();
+    // hyper's server watches the client only while nothing of the next request is
+    // buffered; so does this.
+    let watch = buf.len() == head.consumed;
     let exchanged = {
-        let Buffers { out, up } = &mut *bufs;
-        exchange(upstream, lease, out, up, is_head).await
+        let Buffers {
+            out,
+            up,
+            read_ahead,
+        } = &mut *bufs;
+        let exchange = exchange(upstream, lease, out, up, is_head);
+        if watch {
+            tokio::select! {
+                biased;
+                exchanged = exchange => Some(exchanged),
+                () = client_gone(&mut *client, read_ahead) => None,
+            }
+        } else {
+            Some(exchange.await)
+        }
+    };
+    let Some(exchanged) = exchanged else {
+        // As through hyper: the exchange is dropped (the upstream connection closed, not
+        // pooled), and neither metrics nor the access log record the request.
+        tracing::debug!("client closed before the upstream answered");
+        return Step::Close;
     };
     let mut bytes = 0;
     let outcome = match exchanged {
@@ -532,6 +578,18 @@ struct Response {
     mcp_session_id: Option<String>,
 }
 
+/// Resolves when the client closes its connection (or it fails) while its response is
+/// awaited: hyper's server reads an idle client mid-message for exactly this, and then
+/// drops the request. Bytes that come instead (a pipelined request) are kept in
+/// `read_ahead` and the watch ends without resolving, as hyper's does.
+async fn client_gone<R: AsyncRead + Unpin>(client: &mut R, read_ahead: &mut Vec<u8>) {
+    read_ahead.reserve(READ_AHEAD);
+    match client.read_buf(read_ahead).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
+}
+
 /// Sends the request head in `out` on the leased connection and reads the response head
 /// into `up` under the read timeout; the rewritten client head is left in `out`.
 async fn exchange(
@@ -750,7 +808,7 @@ async fn relay<W: AsyncWrite + Unpin>(
     (id, keep_alive): (&[u8], bool),
     sent: &mut u64,
 ) -> Result<(), ()> {
-    let Buffers { out, up } = bufs;
+    let Buffers { out, up, .. } = bufs;
     push_header(out, b"x-request-id", id);
     if !keep_alive {
         push_header(out, b"connection", b"close");

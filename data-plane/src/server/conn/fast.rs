@@ -86,6 +86,7 @@ pub(super) async fn serve<T: Transport>(
                     keep_alive,
                 } => {
                     buf.advance(consumed);
+                    bufs.take_read_ahead(&mut buf);
                     if !keep_alive {
                         let _ = stream.shutdown().await;
                         return Exit::Closed;
