@@ -768,3 +768,122 @@ async fn at_the_upstream_connection_bound_fast_requests_succeed_where_hyper_woul
         "then hyper's: {heads:?}"
     );
 }
+
+/// The upstream head's header fields as a sorted set, names lowercased, `Via` without its
+/// per-process pseudonym.
+fn field_set(head: &str) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = head
+        .split("\r\n")
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_owned()))
+        .map(|(n, v)| match n.as_str() {
+            "via" => (n, v.split('-').next().unwrap_or_default().to_owned()),
+            _ => (n, v),
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn protected_proxies_admit_valid_tokens_on_the_fast_path_and_refuse_as_before() {
+    const REDIRECT: &str = "http://127.0.0.1:53998/callback";
+    let cp = ControlPlane::start().await;
+    let _github =
+        portcullis_tests::browser::github_login(&cp, vec![portcullis_tests::browser::alice()])
+            .await;
+    let client: Value = http_client()
+        .post(format!("{}/register", cp.http))
+        .json(
+            &serde_json::json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code"], "client_name": "Fast path test"}),
+        )
+        .send()
+        .await
+        .expect("register")
+        .json()
+        .await
+        .expect("json");
+    let client_id = client["client_id"].as_str().expect("client_id");
+    let fast =
+        DataPlane::start_args(&cp, "dp-fast", &["--access-log", "off", "--h1-fast-path"]).await;
+    let slow = DataPlane::start_args(&cp, "dp-slow", &["--access-log", "off"]).await;
+    let upstream = Scripted::start().await;
+    cp.cli_ok(&["proxy", "create", "api.example.com", &upstream.url]);
+    cp.cli_ok(&[
+        "proxy",
+        "auth",
+        "enable",
+        "api.example.com",
+        "--auth-host",
+        "auth.example.com",
+        "--mode",
+        "forward",
+        "--scope",
+        "mcp",
+    ]);
+    let token = portcullis_tests::browser::access_token(
+        &cp,
+        &format!("{}/authorize", cp.http),
+        &format!("{}/token", cp.http),
+        client_id,
+        REDIRECT,
+        "https://api.example.com",
+    )
+    .await;
+    let v = cp.version().await;
+    cp.wait_applied(&fast.node_id, v).await;
+    cp.wait_applied(&slow.node_id, v).await;
+
+    // A valid token: forwarded by the fast path (names as sent) with the same fields as
+    // hyper's path forwards: identity set, forged identity and the token gone.
+    let admitted = format!(
+        "GET /ok HTTP/1.1\r\nHost: api.example.com\r\nX-Case: 1\r\nAuthorization: Bearer {token}\r\nX-Forwarded-User: mallory\r\nX-Auth-User: mallory\r\nX-Request-Id: jwt-1\r\n\r\n"
+    );
+    let mut seen = Vec::new();
+    for dp in [&fast, &slow] {
+        let (head, body, _) = exchange(dp, admitted.as_bytes()).await.expect("answered");
+        assert_eq!((status(&head), &body[..]), (200, &b"hello"[..]), "{head}");
+        seen.push(upstream.last_head());
+    }
+    let (f, s) = (&seen[0], &seen[1]);
+    assert!(f.contains("\r\nX-Case: 1"), "fast path: {f}");
+    assert!(s.contains("\r\nx-case: 1"), "hyper's path: {s}");
+    assert_eq!(field_set(f), field_set(s));
+    assert_eq!(header(f, "authorization"), None, "{f}");
+    assert_eq!(header(f, "x-forwarded-user"), Some("alice"), "{f}");
+    assert_eq!(header(f, "x-auth-user"), Some("alice"), "{f}");
+    assert!(header(f, "x-auth-subject").is_some_and(|s| s.starts_with("github:")));
+    assert_eq!(f.matches("alice").count(), s.matches("alice").count());
+
+    // Everything else: the same answers from both, and nothing the fast path forwarded.
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("no token", b"GET /ok HTTP/1.1\r\nHost: api.example.com\r\nX-Case: 1\r\n\r\n".to_vec()),
+        ("bad token", b"GET /ok HTTP/1.1\r\nHost: api.example.com\r\nX-Case: 1\r\nAuthorization: Bearer a.b.c\r\n\r\n".to_vec()),
+        ("two authorizations", format!("GET /ok HTTP/1.1\r\nHost: api.example.com\r\nX-Case: 1\r\nAuthorization: Bearer {token}\r\nAuthorization: Basic eDp5\r\n\r\n").into_bytes()),
+        ("metadata", b"GET /.well-known/oauth-protected-resource HTTP/1.1\r\nHost: api.example.com\r\nX-Case: 1\r\n\r\n".to_vec()),
+        ("origin", format!("GET /ok HTTP/1.1\r\nHost: api.example.com\r\nX-Case: 1\r\nOrigin: https://evil.example\r\nAuthorization: Bearer {token}\r\n\r\n").into_bytes()),
+    ];
+    for (what, request) in &cases {
+        let before = upstream.heads().len();
+        let (fh, fb, _) = exchange(&fast, request).await.expect("answered");
+        let (sh, sb, _) = exchange(&slow, request).await.expect("answered");
+        assert_eq!(
+            (status(&fh), &fb),
+            (status(&sh), &sb),
+            "{what}: {fh} / {sh}"
+        );
+        assert_eq!(
+            header(&fh, "www-authenticate"),
+            header(&sh, "www-authenticate"),
+            "{what}"
+        );
+        for head in &upstream.heads()[before..] {
+            assert!(
+                head.contains("\r\nx-case: 1"),
+                "{what}: only hyper's path: {head}"
+            );
+        }
+    }
+}

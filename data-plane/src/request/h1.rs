@@ -19,9 +19,11 @@
 //! `Content-Length: 0`); no `Upgrade`, `Expect`, `TE`, `Trailer`, `Keep-Alive`,
 //! `Proxy-Connection`, `Via`, `HTTP2-Settings`; `Connection` naming only `keep-alive` /
 //! `close`; at most 64 headers, a head within `--max-request-header-bytes`; plain HTTP
-//! listener, client not a trusted forwarder; a known host whose proxy is open (no edge
-//! auth: admission is [`vhost::admit_open`], the same route lookup and `blocked` check as
-//! [`vhost::admit`]), has no IP allowlist refusing the client, no rate or concurrency
+//! listener, client not a trusted forwarder; a known host whose proxy admits it through
+//! [`vhost::admit_head`] (the same route lookup, `blocked` check and bearer verification
+//! as [`vhost::admit`], over the head's slices: an open proxy, or one protected by bearer
+//! tokens when the token is valid or the path public and no `Origin` came; sessions, CORS
+//! and every refusal are hyper's), has no IP allowlist refusing the client, no rate or concurrency
 //! limit, no HTTPS redirect; an upstream over plain HTTP without a base path, PROXY
 //! header or custom request/response headers; an upstream connection to send on (at
 //! `--max-upstream-connections`, a request that finds no idle bare connection and no free
@@ -34,7 +36,8 @@
 //!
 //! **Rewrites** (as [`super::forward`] and [`super::headers`]): `Connection` and
 //! `Forwarded` dropped, every header [`crate::auth::is_client_claim`] names dropped (as
-//! [`vhost::admit`] strips them), `Host` set (the target's, or the client's with
+//! [`vhost::admit`] strips them), for a protected proxy the bearer `Authorization` dropped
+//! and the verified identity set (as [`crate::auth::apply_identity`] does), `Host` set (the target's, or the client's with
 //! `preserve_host`), `X-Forwarded-For` / `X-Real-IP` from the connection,
 //! `X-Forwarded-Proto: http`, `X-Forwarded-Host`, this process's `Via`, `X-Request-Id`
 //! (the client's if sane, else a new one; [`super::request_id`]).
@@ -74,6 +77,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::observe::Facts;
 use super::{ConnInfo, Listener, Observe, ProxyError, headers, request_id};
+use crate::auth::{self, Origin};
 use crate::config::Snapshot;
 use crate::metrics;
 use crate::path;
@@ -181,7 +185,7 @@ pub(crate) async fn serve<C: AsyncRead + AsyncWrite + Unpin>(
     let Some(snapshot) = store.load() else {
         return Step::Fallback;
     };
-    let Some((proxy, admitted)) = admit(&snapshot, conn, &head) else {
+    let Some((proxy, admitted)) = admit(&snapshot, conn, &head, req.headers) else {
         return Step::Fallback;
     };
     let upstream = admitted.upstream();
@@ -204,7 +208,11 @@ pub(crate) async fn serve<C: AsyncRead + AsyncWrite + Unpin>(
     };
     let mut observe = observe(conn, &req, &head, id, started, proxy, &admitted);
     // Committed: from here on this path answers.
-    write_request_head(&mut bufs.out, &req, &head, conn, proxy, upstream, id);
+    if admitted.claims().is_some() {
+        // The token `admit_head` verified (hyper's path counts it in `check`).
+        metrics::token_checked(metrics::TokenOutcome::Valid);
+    }
+    write_request_head(&mut bufs.out, &req, &head, conn, &admitted, id);
     let method = metrics::method_class(&head.method);
     let is_head = head.method == Method::HEAD;
     let sent = Instant::now();
@@ -448,12 +456,14 @@ fn is_refused_request_header(name: &str) -> bool {
         || name.eq_ignore_ascii_case("http2-settings")
 }
 
-/// Phases 0–3 for a qualified head: ACME paths, host, proxy, and the open admission;
+/// Phases 0–3 for a qualified head: ACME paths, host, proxy, and the admission
+/// ([`vhost::admit_head`]: open proxies, and protected ones for a valid bearer token);
 /// `None` for anything hyper's path must answer.
 fn admit<'s>(
     snapshot: &'s Snapshot,
     conn: &ConnInfo,
     head: &Head<'_>,
+    headers: &[httparse::Header<'_>],
 ) -> Option<(&'s Proxy, Admitted<'s>)> {
     if crate::tls::http01_token(&head.path).is_some() {
         return None;
@@ -467,7 +477,10 @@ fn admit<'s>(
     {
         return None;
     }
-    let admitted = vhost::admit_open(proxy, &head.method, &head.path)?;
+    // As hyper's path builds it (the Host as sent: visible ASCII, checked in `qualify`).
+    let authority = std::str::from_utf8(head.host_raw).unwrap_or_default();
+    let origin = Origin::new(false, authority).with_public_port(conn.public_port);
+    let admitted = vhost::admit_head(proxy, &origin, &head.method, &head.path, headers)?;
     Some((proxy, admitted))
 }
 
@@ -481,16 +494,27 @@ fn plain(upstream: &Upstream) -> bool {
         && !upstream.target().has_base_path()
 }
 
-/// The request head for the upstream (module docs, "Rewrites").
+/// The request head for the upstream (module docs, "Rewrites"); for a protected proxy
+/// also as [`crate::auth::apply_identity`] leaves it: the bearer credential dropped unless
+/// kept, the verified identity set ([`vhost::admit_head`]).
 fn write_request_head(
     out: &mut Vec<u8>,
     req: &httparse::Request<'_, '_>,
     head: &Head<'_>,
     conn: &ConnInfo,
-    proxy: &Proxy,
-    upstream: &Upstream,
+    admitted: &Admitted<'_>,
     id: &[u8],
 ) {
+    let (proxy, upstream) = (admitted.proxy(), admitted.upstream());
+    let identity = admitted.identity_headers();
+    // `apply_identity` with the token verified: every `Authorization` goes when one is a
+    // bearer credential, unless the proxy keeps a verified user's token.
+    let drop_authorization = identity.is_some_and(|ids| {
+        !auth::keeps_token(ids, admitted.claims().is_some(), true)
+            && req.headers.iter().any(|h| {
+                h.name.eq_ignore_ascii_case("authorization") && auth::is_bearer_bytes(h.value)
+            })
+    });
     out.clear();
     out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');
@@ -503,7 +527,9 @@ fn write_request_head(
     let configured = proxy.configured_identity_headers();
     let mut lower = [0u8; MAX_NAME];
     for header in req.headers.iter() {
-        if dropped_request_header(header.name, configured, &mut lower) {
+        if dropped_request_header(header.name, configured, &mut lower)
+            || drop_authorization && header.name.eq_ignore_ascii_case("authorization")
+        {
             continue;
         }
         push_header(out, header.name.as_bytes(), header.value);
@@ -521,6 +547,11 @@ fn write_request_head(
     push_header(out, b"x-forwarded-host", head.host_raw);
     push_header(out, b"via", headers::via_http11().as_bytes());
     push_header(out, b"x-request-id", id);
+    if let (Some(ids), Some(claims)) = (identity, admitted.claims()) {
+        auth::for_each_identity_field(claims, ids, |name, value| {
+            push_header(out, name.as_str().as_bytes(), value.as_bytes());
+        });
+    }
     out.extend_from_slice(b"\r\n");
 }
 
