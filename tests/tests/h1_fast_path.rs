@@ -258,10 +258,12 @@ async fn pair(extra: &[&str]) -> Pair {
 /// [`pair`] with `--access-log SINKS` on both.
 async fn pair_logging(sinks: &str, extra: &[&str]) -> Pair {
     let cp = ControlPlane::start().await;
-    let mut slow_args = vec!["--access-log", sinks];
-    slow_args.extend_from_slice(extra);
-    let mut fast_args = slow_args.clone();
+    let mut fast_args = vec!["--access-log", sinks];
+    fast_args.extend_from_slice(extra);
+    let mut slow_args = fast_args.clone();
+    // On by default (`--h1-fast-path` alone also says on).
     fast_args.push("--h1-fast-path");
+    slow_args.extend_from_slice(&["--h1-fast-path", "false"]);
     let fast = DataPlane::start_args(&cp, "dp-fast", &fast_args).await;
     let slow = DataPlane::start_args(&cp, "dp-slow", &slow_args).await;
     let upstream = Scripted::start().await;
@@ -808,7 +810,12 @@ async fn protected_proxies_admit_valid_tokens_on_the_fast_path_and_refuse_as_bef
     let client_id = client["client_id"].as_str().expect("client_id");
     let fast =
         DataPlane::start_args(&cp, "dp-fast", &["--access-log", "off", "--h1-fast-path"]).await;
-    let slow = DataPlane::start_args(&cp, "dp-slow", &["--access-log", "off"]).await;
+    let slow = DataPlane::start_args(
+        &cp,
+        "dp-slow",
+        &["--access-log", "off", "--h1-fast-path", "false"],
+    )
+    .await;
     let upstream = Scripted::start().await;
     cp.cli_ok(&["proxy", "create", "api.example.com", &upstream.url]);
     cp.cli_ok(&[

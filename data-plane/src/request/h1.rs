@@ -1,5 +1,6 @@
-//! The HTTP/1.1 fast path (`--h1-fast-path`): the common keep-alive request forwarded as
-//! bytes, without hyper and without building a `HeaderMap` on either side.
+//! The HTTP/1.1 fast path (`--h1-fast-path`, on by default; `--h1-fast-path false` turns
+//! it off): the common keep-alive request forwarded as bytes, without hyper and without
+//! building a `HeaderMap` on either side.
 //!
 //! **Why.** A keep-alive request through hyper costs ~40k instructions, spread over two
 //! `HeaderMap`s built and torn down, hyper's client and server state machines and their
