@@ -33,11 +33,13 @@ mod paths;
 mod session;
 mod token_cache;
 mod verify;
+mod view;
 
 pub(crate) use self::metadata::MetadataError;
 pub(crate) use self::session::SessionAuth;
 pub(crate) use self::session::{SessionSpec, strip_cookies as strip_session_cookies};
 pub use self::verify::{Claims, TokenError, Verifier, VerifierError};
+pub(crate) use self::view::HeaderView;
 
 use self::allow::Allowlist;
 use self::cors::AllowedOrigins;
@@ -365,13 +367,13 @@ impl ProxyAuth {
 
     /// Decides one request. `Err` is the answer to send instead of routing: a refusal or
     /// the metadata document.
-    pub(crate) fn check(
+    pub(crate) fn check<H: HeaderView + ?Sized>(
         &self,
         origin: &Origin<'_>,
         route: &RouteAccess,
         method: &Method,
         path: &str,
-        headers: &HeaderMap,
+        headers: &H,
     ) -> Result<Verdict, Rejection> {
         if !origin.is_well_formed() {
             return Err(Rejection::bad_request("malformed Host header"));
@@ -403,15 +405,39 @@ impl ProxyAuth {
         }
     }
 
-    /// The claims of the request's bearer token if it is present, valid, meant for this
-    /// resource, carries the proxy's and the route's scopes, and names an allowed user;
-    /// otherwise why not.
-    fn bearer_claims(
+    /// [`Self::check`] for a caller that answers nothing itself (the HTTP/1.1 fast path):
+    /// the verdict when `check` would admit the request with a public path or route, or
+    /// with a valid bearer token (the same [`Self::bearer_claims`]); `None` for everything
+    /// else (the metadata document, a malformed Host, every refusal, and in `passthrough`
+    /// mode a request without an acceptable token), which the caller hands to the full
+    /// path, whose `check` decides and counts it. A valid token is not counted here: the
+    /// caller counts it ([`metrics::token_checked`], `Valid`) once it serves the request.
+    pub(crate) fn admits<H: HeaderView + ?Sized>(
         &self,
         origin: &Origin<'_>,
         route: &RouteAccess,
         path: &str,
-        headers: &HeaderMap,
+        headers: &H,
+    ) -> Option<Verdict> {
+        if !origin.is_well_formed() || metadata::metadata_suffix(path).is_some() {
+            return None;
+        }
+        if route.public || self.public_paths.matches(path) {
+            return Some(Verdict::Anonymous);
+        }
+        let claims = self.bearer_claims(origin, route, path, headers).ok()?;
+        Some(Verdict::Authenticated(claims))
+    }
+
+    /// The claims of the request's bearer token if it is present, valid, meant for this
+    /// resource, carries the proxy's and the route's scopes, and names an allowed user;
+    /// otherwise why not.
+    fn bearer_claims<H: HeaderView + ?Sized>(
+        &self,
+        origin: &Origin<'_>,
+        route: &RouteAccess,
+        path: &str,
+        headers: &H,
     ) -> Result<Arc<Claims>, Refusal> {
         let credential = bearer_credential(headers)
             .map_err(Refusal::Unusable)?
@@ -591,15 +617,16 @@ impl<'a> Credential<'a> {
 /// The bearer credential of the request: `Ok(None)` when there is no Authorization
 /// header or it uses another scheme; `Err` for a header that cannot be a usable bearer
 /// credential.
-fn bearer_credential(headers: &HeaderMap) -> Result<Option<Credential<'_>>, &'static str> {
-    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
+fn bearer_credential<H: HeaderView + ?Sized>(
+    headers: &H,
+) -> Result<Option<Credential<'_>>, &'static str> {
+    let mut values = headers.values(&http::header::AUTHORIZATION);
+    let Some(bytes) = values.next() else {
         return Ok(None);
     };
     if values.next().is_some() {
         return Err("more than one Authorization header");
     }
-    let bytes = value.as_bytes();
     let (scheme, rest) = match bytes.iter().position(|b| *b == b' ') {
         Some(space) => (&bytes[..space], &bytes[space + 1..]),
         None => (bytes, &[][..]),
@@ -627,7 +654,11 @@ fn bearer_credential(headers: &HeaderMap) -> Result<Option<Credential<'_>>, &'st
 /// Leading whitespace is skipped and a tab ends the scheme too: an HTTP/2 client can send
 /// ` Bearer x`, which an HTTP/1.1 upstream reads as `Bearer x`.
 pub(crate) fn is_bearer(value: &http::HeaderValue) -> bool {
-    let bytes = value.as_bytes();
+    is_bearer_bytes(value.as_bytes())
+}
+
+/// [`is_bearer`] for a field value as bytes.
+pub(crate) fn is_bearer_bytes(bytes: &[u8]) -> bool {
     let start = bytes
         .iter()
         .position(|b| !matches!(b, b' ' | b'\t'))
@@ -639,7 +670,10 @@ pub(crate) fn is_bearer(value: &http::HeaderValue) -> bool {
         && bytes.get(6).is_none_or(|b| matches!(b, b' ' | b'\t'))
 }
 
-pub(crate) use self::identity::{apply as apply_identity, is_client_claim, strip_client_claims};
+pub(crate) use self::identity::{
+    apply as apply_identity, for_each_field as for_each_identity_field, is_client_claim,
+    keeps_token, strip_client_claims,
+};
 
 #[cfg(test)]
 mod tests;

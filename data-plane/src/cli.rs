@@ -113,10 +113,19 @@ pub struct Args {
     )]
     pub max_request_header_bytes: u32,
 
-    /// Serve plain-HTTP/1.1 keep-alive requests to open proxies without hyper: heads are
-    /// parsed and forwarded as bytes; every other request takes the usual path (see
-    /// README, "HTTP/1.1 fast path"). Off by default while it is being proven.
-    #[arg(long, env = "PORTCULLIS_H1_FAST_PATH")]
+    /// Serve plain-HTTP/1.1 keep-alive requests without hyper: heads are parsed and
+    /// forwarded as bytes; every other request takes the usual path (see README, "HTTP/1.1
+    /// fast path"). On by default; `--h1-fast-path false` (or
+    /// `PORTCULLIS_H1_FAST_PATH=false`) serves every request through hyper.
+    #[arg(
+        long,
+        env = "PORTCULLIS_H1_FAST_PATH",
+        value_name = "BOOL",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
     pub h1_fast_path: bool,
 
     /// PEM file with the CA that signed an `https://` control plane's certificate. Without
@@ -568,6 +577,23 @@ mod tests {
                 .unwrap_or_else(|| panic!("{bad:?}"));
             assert!(error.to_string().contains(bad[0]), "{error}");
         }
+    }
+
+    #[test]
+    fn the_h1_fast_path_is_on_unless_turned_off() {
+        let on = |extra: &[&str]| {
+            let mut args = vec!["--enrolment-token", "t"];
+            args.extend_from_slice(extra);
+            parse(&args)
+                .unwrap_or_else(|e| panic!("{extra:?}: {e}"))
+                .h1_fast_path
+        };
+        assert!(on(&[]));
+        assert!(on(&["--h1-fast-path"]));
+        assert!(on(&["--h1-fast-path", "true"]));
+        assert!(!on(&["--h1-fast-path", "false"]));
+        assert!(!on(&["--h1-fast-path=false"]));
+        assert!(parse(&["--enrolment-token", "t", "--h1-fast-path", "no"]).is_err());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use self::pool::Client;
 pub(crate) use self::pool::ClientError;
 pub use self::pool::limit_connections_per_origin;
-pub(crate) use self::pool::{Pool, PooledBody, RawConn};
+pub(crate) use self::pool::{Lease, Pool, PooledBody, RawConn};
 use crate::spec::{HeaderList, Target};
 
 mod pool;

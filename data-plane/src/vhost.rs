@@ -25,7 +25,7 @@ mod routed;
 
 use self::admit::Gate;
 pub use self::admit::{Admitted, admit};
-pub(crate) use self::admit::{admit_open, intercept};
+pub(crate) use self::admit::{admit_head, intercept};
 pub(crate) use self::https::HttpsSettings;
 pub(crate) use self::routed::Routed;
 

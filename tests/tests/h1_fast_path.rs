@@ -17,6 +17,8 @@ struct Scripted {
     url: String,
     heads: Arc<Mutex<Vec<String>>>,
     connections: Arc<AtomicUsize>,
+    /// Connections the proxy closed while `/silent` was unanswered.
+    abandoned: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -70,20 +72,22 @@ impl Scripted {
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let heads = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
-        let (log, count) = (heads.clone(), connections.clone());
+        let abandoned = Arc::new(AtomicUsize::new(0));
+        let (log, count, gone) = (heads.clone(), connections.clone(), abandoned.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
                 count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve_scripted(stream, log.clone()));
+                tokio::spawn(serve_scripted(stream, log.clone(), gone.clone()));
             }
         });
         Self {
             url,
             heads,
             connections,
+            abandoned,
             task,
         }
     }
@@ -97,7 +101,11 @@ impl Scripted {
     }
 }
 
-async fn serve_scripted(mut stream: TcpStream, log: Arc<Mutex<Vec<String>>>) {
+async fn serve_scripted(
+    mut stream: TcpStream,
+    log: Arc<Mutex<Vec<String>>>,
+    abandoned: Arc<AtomicUsize>,
+) {
     let mut buf = Vec::new();
     loop {
         let Some(end) = find(&buf, b"\r\n\r\n") else {
@@ -121,6 +129,18 @@ async fn serve_scripted(mut stream: TcpStream, log: Arc<Mutex<Vec<String>>>) {
         let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
         let path = path.split('?').next().unwrap_or("/").to_owned();
         log.lock().expect("heads lock").push(head);
+        match path.as_str() {
+            // Never answered: counts the proxy closing the connection instead.
+            "/silent" => {
+                let mut rest = [0u8; 64];
+                if matches!(stream.read(&mut rest).await, Ok(0) | Err(_)) {
+                    abandoned.fetch_add(1, Ordering::SeqCst);
+                }
+                return;
+            }
+            "/slow" => tokio::time::sleep(Duration::from_millis(300)).await,
+            _ => {}
+        }
         let (response, close) = script(&path);
         if stream.write_all(&response).await.is_err() || close {
             return;
@@ -238,10 +258,12 @@ async fn pair(extra: &[&str]) -> Pair {
 /// [`pair`] with `--access-log SINKS` on both.
 async fn pair_logging(sinks: &str, extra: &[&str]) -> Pair {
     let cp = ControlPlane::start().await;
-    let mut slow_args = vec!["--access-log", sinks];
-    slow_args.extend_from_slice(extra);
-    let mut fast_args = slow_args.clone();
+    let mut fast_args = vec!["--access-log", sinks];
+    fast_args.extend_from_slice(extra);
+    let mut slow_args = fast_args.clone();
+    // On by default (`--h1-fast-path` alone also says on).
     fast_args.push("--h1-fast-path");
+    slow_args.extend_from_slice(&["--h1-fast-path", "false"]);
     let fast = DataPlane::start_args(&cp, "dp-fast", &fast_args).await;
     let slow = DataPlane::start_args(&cp, "dp-slow", &slow_args).await;
     let upstream = Scripted::start().await;
@@ -617,5 +639,258 @@ async fn fast_requests_are_in_the_access_log_as_hyper_path_ones_are() {
         assert_eq!(fast["mcp_session_id"], "mcp-1");
         assert_eq!(fast["request_id"], ids[0].as_str());
         assert_eq!(fast["node_id"], "dp-fast");
+    }
+}
+
+/// The stored access-log record with request id `id`, if there is one now.
+async fn record_now(cp: &ControlPlane, id: &str) -> Option<Value> {
+    let page: Value = http_client()
+        .get(format!("{}/api/v1/logs?request_id={id}", cp.http))
+        .bearer_auth(&cp.admin_token)
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    page["items"].as_array().and_then(|a| a.first()).cloned()
+}
+
+#[tokio::test]
+async fn a_client_that_closes_while_the_upstream_is_silent_abandons_the_request() {
+    let p = pair_logging("control-plane", &[]).await;
+    for (dp, which) in [(&p.fast, "fast"), (&p.slow, "slow")] {
+        let before = p.upstream.abandoned.load(Ordering::SeqCst);
+        let heads = p.upstream.heads().len();
+        let mut s = connect(dp).await;
+        s.write_all(
+            format!("GET /silent HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\nX-Request-Id: gone-{which}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        eventually(Duration::from_secs(10), "request forwarded", || async {
+            (p.upstream.heads().len() > heads).then_some(())
+        })
+        .await;
+        drop(s);
+        // The upstream request is abandoned: its connection closed, never pooled (the
+        // upstream's read timeout is far longer than this wait).
+        eventually(
+            Duration::from_secs(5),
+            "upstream connection closed",
+            || async { (p.upstream.abandoned.load(Ordering::SeqCst) > before).then_some(()) },
+        )
+        .await;
+    }
+    // The fast data plane forwarded it itself (names as sent).
+    let heads = p.upstream.heads();
+    assert!(
+        heads
+            .iter()
+            .any(|h| h.contains("gone-fast") && h.contains("\r\nX-Case: 1")),
+        "{heads:?}"
+    );
+    // The access log records it as hyper's path does: a later request's record has
+    // arrived, the abandoned one's the same way on both.
+    for which in ["fast", "slow"] {
+        let dp = if which == "fast" { &p.fast } else { &p.slow };
+        let next = format!("after-{which}");
+        let request = format!(
+            "GET /ok HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\nX-Request-Id: {next}\r\n\r\n"
+        );
+        exchange(dp, request.as_bytes()).await.expect("answered");
+        record(&p.cp, &next).await;
+    }
+    let fast = record_now(&p.cp, "gone-fast").await;
+    let slow = record_now(&p.cp, "gone-slow").await;
+    assert_eq!(fast.is_some(), slow.is_some(), "{fast:?} / {slow:?}");
+    if let (Some(fast), Some(slow)) = (fast, slow) {
+        for field in ["status", "upstream", "response_body_bytes"] {
+            assert_eq!(fast[field], slow[field], "{field}");
+        }
+    }
+
+    // A request sent while the previous response is awaited is read then, and served
+    // after it, in order (the watch keeps what it read).
+    let mut s = connect(&p.fast).await;
+    let mut buf = Vec::new();
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.write_all(b"GET /chunked HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\n\r\n")
+        .await
+        .unwrap();
+    let (h, b, _) = read_response(&mut s, &mut buf, false).await.unwrap();
+    assert_eq!((status(&h), &b[..]), (200, &b"hello"[..]));
+    let (h, b, _) = read_response(&mut s, &mut buf, false).await.unwrap();
+    assert_eq!((status(&h), &b[..]), (200, &b"hello world"[..]));
+}
+
+#[tokio::test]
+async fn at_the_upstream_connection_bound_fast_requests_succeed_where_hyper_would() {
+    let p = pair(&["--max-upstream-connections", "1"]).await;
+    let second = Scripted::start().await;
+    p.cp.cli_ok(&["proxy", "create", "two.test", &second.url]);
+    let v = p.cp.version().await;
+    p.cp.wait_applied(&p.fast.node_id, v).await;
+    p.cp.wait_applied(&p.slow.node_id, v).await;
+    let hyper_only =
+        |host: &str| format!("GET /ok HTTP/1.0\r\nHost: {host}\r\nX-Case: 1\r\n\r\n").into_bytes();
+    let fast =
+        |host: &str| format!("GET /ok HTTP/1.1\r\nHost: {host}\r\nX-Case: 1\r\n\r\n").into_bytes();
+    for dp in [&p.fast, &p.slow] {
+        // hyper's idle connection holds the only slot; a fast request still succeeds.
+        for request in [hyper_only("app.test"), fast("app.test"), fast("app.test")] {
+            let (h, b, _) = exchange(dp, &request).await.expect("answered");
+            assert_eq!((status(&h), &b[..]), (200, &b"hello"[..]), "{}", dp.node_id);
+        }
+        // A bare idle connection holds it; hyper's path still succeeds, and so do fast
+        // requests after it.
+        for request in [
+            fast("two.test"),
+            hyper_only("two.test"),
+            fast("two.test"),
+            hyper_only("two.test"),
+        ] {
+            let (h, b, _) = exchange(dp, &request).await.expect("answered");
+            assert_eq!((status(&h), &b[..]), (200, &b"hello"[..]), "{}", dp.node_id);
+        }
+    }
+    // On the fast data plane the first went the fast way, the next through hyper in the
+    // bare connection's slot.
+    let heads = second.heads();
+    assert!(
+        heads[0].contains("\r\nX-Case: 1"),
+        "fast path first: {heads:?}"
+    );
+    assert!(
+        heads[1].contains("\r\nx-case: 1"),
+        "then hyper's: {heads:?}"
+    );
+}
+
+/// The upstream head's header fields as a sorted set, names lowercased, `Via` without its
+/// per-process pseudonym.
+fn field_set(head: &str) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = head
+        .split("\r\n")
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_owned()))
+        .map(|(n, v)| match n.as_str() {
+            "via" => (n, v.split('-').next().unwrap_or_default().to_owned()),
+            _ => (n, v),
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn protected_proxies_admit_valid_tokens_on_the_fast_path_and_refuse_as_before() {
+    const REDIRECT: &str = "http://127.0.0.1:53998/callback";
+    let cp = ControlPlane::start().await;
+    let _github =
+        portcullis_tests::browser::github_login(&cp, vec![portcullis_tests::browser::alice()])
+            .await;
+    let client: Value = http_client()
+        .post(format!("{}/register", cp.http))
+        .json(
+            &serde_json::json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code"], "client_name": "Fast path test"}),
+        )
+        .send()
+        .await
+        .expect("register")
+        .json()
+        .await
+        .expect("json");
+    let client_id = client["client_id"].as_str().expect("client_id");
+    let fast =
+        DataPlane::start_args(&cp, "dp-fast", &["--access-log", "off", "--h1-fast-path"]).await;
+    let slow = DataPlane::start_args(
+        &cp,
+        "dp-slow",
+        &["--access-log", "off", "--h1-fast-path", "false"],
+    )
+    .await;
+    let upstream = Scripted::start().await;
+    cp.cli_ok(&["proxy", "create", "api.example.com", &upstream.url]);
+    cp.cli_ok(&[
+        "proxy",
+        "auth",
+        "enable",
+        "api.example.com",
+        "--auth-host",
+        "auth.example.com",
+        "--mode",
+        "forward",
+        "--scope",
+        "mcp",
+    ]);
+    let token = portcullis_tests::browser::access_token(
+        &cp,
+        &format!("{}/authorize", cp.http),
+        &format!("{}/token", cp.http),
+        client_id,
+        REDIRECT,
+        "https://api.example.com",
+    )
+    .await;
+    let v = cp.version().await;
+    cp.wait_applied(&fast.node_id, v).await;
+    cp.wait_applied(&slow.node_id, v).await;
+
+    // A valid token: forwarded by the fast path (names as sent) with the same fields as
+    // hyper's path forwards: identity set, forged identity and the token gone.
+    let admitted = format!(
+        "GET /ok HTTP/1.1\r\nHost: api.example.com\r\nX-Case: 1\r\nAuthorization: Bearer {token}\r\nX-Forwarded-User: mallory\r\nX-Auth-User: mallory\r\nX-Request-Id: jwt-1\r\n\r\n"
+    );
+    let mut seen = Vec::new();
+    for dp in [&fast, &slow] {
+        let (head, body, _) = exchange(dp, admitted.as_bytes()).await.expect("answered");
+        assert_eq!((status(&head), &body[..]), (200, &b"hello"[..]), "{head}");
+        seen.push(upstream.last_head());
+    }
+    let (f, s) = (&seen[0], &seen[1]);
+    assert!(f.contains("\r\nX-Case: 1"), "fast path: {f}");
+    assert!(s.contains("\r\nx-case: 1"), "hyper's path: {s}");
+    assert_eq!(field_set(f), field_set(s));
+    assert_eq!(header(f, "authorization"), None, "{f}");
+    assert_eq!(header(f, "x-forwarded-user"), Some("alice"), "{f}");
+    assert_eq!(header(f, "x-auth-user"), Some("alice"), "{f}");
+    assert!(header(f, "x-auth-subject").is_some_and(|s| s.starts_with("github:")));
+    assert_eq!(f.matches("alice").count(), s.matches("alice").count());
+
+    // Everything else: the same answers from both, and nothing the fast path forwarded.
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("no token", b"GET /ok HTTP/1.1\r\nHost: api.example.com\r\nX-Case: 1\r\n\r\n".to_vec()),
+        ("bad token", b"GET /ok HTTP/1.1\r\nHost: api.example.com\r\nX-Case: 1\r\nAuthorization: Bearer a.b.c\r\n\r\n".to_vec()),
+        ("two authorizations", format!("GET /ok HTTP/1.1\r\nHost: api.example.com\r\nX-Case: 1\r\nAuthorization: Bearer {token}\r\nAuthorization: Basic eDp5\r\n\r\n").into_bytes()),
+        ("metadata", b"GET /.well-known/oauth-protected-resource HTTP/1.1\r\nHost: api.example.com\r\nX-Case: 1\r\n\r\n".to_vec()),
+        ("origin", format!("GET /ok HTTP/1.1\r\nHost: api.example.com\r\nX-Case: 1\r\nOrigin: https://evil.example\r\nAuthorization: Bearer {token}\r\n\r\n").into_bytes()),
+    ];
+    for (what, request) in &cases {
+        let before = upstream.heads().len();
+        let (fh, fb, _) = exchange(&fast, request).await.expect("answered");
+        let (sh, sb, _) = exchange(&slow, request).await.expect("answered");
+        assert_eq!(
+            (status(&fh), &fb),
+            (status(&sh), &sb),
+            "{what}: {fh} / {sh}"
+        );
+        assert_eq!(
+            header(&fh, "www-authenticate"),
+            header(&sh, "www-authenticate"),
+            "{what}"
+        );
+        for head in &upstream.heads()[before..] {
+            assert!(
+                head.contains("\r\nx-case: 1"),
+                "{what}: only hyper's path: {head}"
+            );
+        }
     }
 }

@@ -215,29 +215,55 @@ pub(crate) fn strip_client_claims(headers: &mut HeaderMap, configured: &[HeaderN
     }
 }
 
-/// Strips the bearer token (unless the proxy opted in, `token_verified` says the verdict
-/// came from verifying that very header, and it admitted a user), then sets identity from
-/// `verdict` under the proxy's configured names. Client copies of identity headers are
-/// already gone: [`strip_client_claims`] runs first for every proxy, protected or not.
+/// Strips the bearer token (unless [`keeps_token`]), then sets identity from `verdict`
+/// under the proxy's configured names ([`for_each_field`]). Client copies of identity
+/// headers are already gone: [`strip_client_claims`] runs first for every proxy,
+/// protected or not.
 pub(crate) fn apply(
     headers: &mut HeaderMap,
     verdict: &Verdict,
     ids: &IdentityHeaders,
     token_verified: bool,
 ) {
-    let keep_token =
-        ids.forward_token && token_verified && matches!(verdict, Verdict::Authenticated(_));
-    if !keep_token && headers.get_all(AUTHORIZATION).iter().any(super::is_bearer) {
+    let authenticated = matches!(verdict, Verdict::Authenticated(_));
+    if !keeps_token(ids, authenticated, token_verified)
+        && headers.get_all(AUTHORIZATION).iter().any(super::is_bearer)
+    {
         headers.remove(AUTHORIZATION);
     }
     let Verdict::Authenticated(claims) = verdict else {
         return;
     };
+    headers.reserve(10);
+    for_each_field(claims, ids, |name, value| {
+        headers.insert(name.clone(), value.clone());
+    });
+}
+
+/// Whether a client's bearer `Authorization` goes on to the upstream: only when the proxy
+/// opted in (`forward_token`), `token_verified` says the verdict came from verifying that
+/// very header, and it admitted a user (`authenticated`). Otherwise every `Authorization`
+/// field goes when one of them is a bearer credential ([`super::is_bearer`]).
+pub(crate) fn keeps_token(
+    ids: &IdentityHeaders,
+    authenticated: bool,
+    token_verified: bool,
+) -> bool {
+    ids.forward_token && token_verified && authenticated
+}
+
+/// Calls `set` with each identity field the verified `claims` give, under the proxy's
+/// names: what [`apply`] sets, for a writer of another kind (the HTTP/1.1 fast path
+/// writes them as bytes). The values are built once per token and cached with it.
+pub(crate) fn for_each_field(
+    claims: &Claims,
+    ids: &IdentityHeaders,
+    mut set: impl FnMut(&HeaderName, &HeaderValue),
+) {
     let v = claims
         .identity_values
         .get_or_init(|| IdentityValues::of(claims));
     let [user, email, subject, scopes, client_id, groups] = &ids.names;
-    headers.reserve(10);
     for (name, value) in [
         (&X_FORWARDED_SUB, &v.sub),
         (&X_FORWARDED_USER, &v.login),
@@ -251,7 +277,7 @@ pub(crate) fn apply(
         (groups, &v.groups),
     ] {
         if let Some(value) = value {
-            headers.insert(name.clone(), value.clone());
+            set(name, value);
         }
     }
 }

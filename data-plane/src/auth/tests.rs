@@ -1133,3 +1133,168 @@ fn bad_identity_header_names_reject_the_snapshot_naming_the_field() {
         assert!(err.to_string().contains(field), "{err}");
     }
 }
+
+// === The head admission (HTTP/1.1 fast path) ===
+
+/// `req` as an HTTP/1.1 head for `host`, parsed by httparse into `slots` as the fast path
+/// parses it.
+fn head_bytes(host: &str, req: &Request<()>) -> Vec<u8> {
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nHost: {host}\r\n",
+        req.method(),
+        req.uri()
+    );
+    for (name, value) in req.headers() {
+        head.push_str(&format!(
+            "{name}: {}\r\n",
+            value.to_str().unwrap_or_else(|e| panic!("{e}"))
+        ));
+    }
+    head.push_str("\r\n");
+    head.into_bytes()
+}
+
+/// `vhost::admit_head` over the head's slices, and `vhost::admit` over the same request;
+/// for each admission: its claims' subject and the identity fields the fast path would
+/// write (`for_each_identity_field`, or `apply_identity`'s through `admit`), and whether
+/// the bearer `Authorization` goes on.
+type Both = (
+    Option<(Option<String>, Vec<(String, String)>, bool)>,
+    Option<(Option<String>, Vec<(String, String)>, bool)>,
+);
+
+fn both(
+    snap: &Snapshot,
+    host: &str,
+    path: &str,
+    token: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Both {
+    let proxy = proxy_for(snap, host);
+    let origin = Origin::new(false, host);
+    let mut req = request(path, token, extra);
+    let bytes = head_bytes(host, &req);
+    let mut slots = [httparse::EMPTY_HEADER; 32];
+    let mut parsed = httparse::Request::new(&mut slots);
+    assert!(parsed.parse(&bytes).is_ok_and(|s| s.is_complete()));
+    let fast = vhost::admit_head(proxy, &origin, &Method::GET, path, parsed.headers).map(|a| {
+        let mut fields = Vec::new();
+        let mut keeps = true;
+        if let Some(ids) = a.identity_headers() {
+            keeps = super::keeps_token(ids, a.claims().is_some(), true);
+            if let Some(claims) = a.claims() {
+                super::for_each_identity_field(claims, ids, |n, v| {
+                    fields.push((n.to_string(), v.to_str().unwrap_or_default().to_owned()));
+                });
+            }
+        }
+        fields.sort();
+        (a.claims().map(|c| c.sub.clone()), fields, keeps)
+    });
+    let full = vhost::admit(proxy, &origin, &mut req).ok().map(|a| {
+        let sub = a.claims().map(|c| c.sub.clone());
+        let mut fields: Vec<(String, String)> = req
+            .headers()
+            .iter()
+            .filter(|(n, _)| {
+                let n = n.as_str();
+                n.starts_with("x-auth-") || n.starts_with("x-forwarded-") || n == "x-remote-user"
+            })
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_owned()))
+            .collect();
+        fields.sort();
+        (sub, fields, req.headers().contains_key(AUTHORIZATION))
+    });
+    (fast, full)
+}
+
+#[test]
+fn the_head_admission_admits_only_what_admit_admits_and_with_the_same_identity() {
+    let es = es256_key("es-1");
+    let snap = compile(
+        vec![
+            proxy(
+                API,
+                auth_with("forward", false, &[("user", "x-remote-user")]),
+            ),
+            proxy(OTHER, auth_with("passthrough", true, &[])),
+            pb::ProxyTarget {
+                auth: None,
+                ..proxy("open.example.com", auth("forward", &[]))
+            },
+        ],
+        &[&es],
+        &["revoked-jti"],
+    );
+    let good = sign(&es, &claims("https://api.example.com"));
+    let other = sign(&es, &claims("https://other.example.com"));
+    let mut revoked = claims("https://api.example.com");
+    revoked["jti"] = json!("revoked-jti");
+    let revoked = sign(&es, &revoked);
+    let forged = [("x-forwarded-user", "admin"), ("x-remote-user", "admin")];
+    // Admitted by both, with the same identity.
+    for (host, path, token) in [
+        (API, "/api", Some(good.as_str())),
+        (API, "/health", Some(good.as_str())),
+        (API, "/health", None),
+        (OTHER, "/", Some(other.as_str())),
+        ("open.example.com", "/", Some(good.as_str())),
+        ("open.example.com", "/", None),
+    ] {
+        let (fast, full) = both(&snap, host, path, token, &forged);
+        let (fast, full) = (fast.expect("head admission"), full.expect("admit"));
+        assert_eq!(fast.0, full.0, "{host}{path}");
+        if host != "open.example.com" {
+            // `admit` strips forged copies first; the fast path drops them while writing.
+            assert_eq!(fast.1, full.1, "{host}{path}");
+            assert_eq!(token.is_some() && fast.2, full.2, "{host}{path}");
+        }
+    }
+    let (fast, _) = both(&snap, API, "/api", Some(&good), &[]);
+    let (sub, fields, keeps) = fast.expect("admitted");
+    assert_eq!(sub.as_deref(), Some("user-42"));
+    assert!(
+        fields.contains(&("x-remote-user".into(), "octocat".into())),
+        "{fields:?}"
+    );
+    assert!(!keeps, "the token is not forwarded without the opt-in");
+    // Everything `admit` refuses or answers, and what only it decides: not admitted here.
+    for (what, host, path, token, extra) in [
+        ("no token", API, "/api", None, &[][..]),
+        ("other resource", API, "/api", Some(other.as_str()), &[][..]),
+        ("revoked", API, "/api", Some(revoked.as_str()), &[][..]),
+        ("garbage", API, "/api", Some("a.b.c"), &[][..]),
+        (
+            "metadata",
+            API,
+            "/.well-known/oauth-protected-resource",
+            None,
+            &[][..],
+        ),
+        (
+            "two authorizations",
+            API,
+            "/api",
+            Some(good.as_str()),
+            &[("authorization", "Basic eDp5")][..],
+        ),
+        (
+            "origin",
+            API,
+            "/api",
+            Some(good.as_str()),
+            &[("origin", "https://app.example")][..],
+        ),
+        ("passthrough, no token", OTHER, "/", None, &[][..]),
+        (
+            "passthrough, wrong token",
+            OTHER,
+            "/",
+            Some(good.as_str()),
+            &[][..],
+        ),
+    ] {
+        let (fast, _) = both(&snap, host, path, token, extra);
+        assert!(fast.is_none(), "{what}");
+    }
+}

@@ -1,5 +1,6 @@
-//! The HTTP/1.1 fast path (`--h1-fast-path`): the common keep-alive request forwarded as
-//! bytes, without hyper and without building a `HeaderMap` on either side.
+//! The HTTP/1.1 fast path (`--h1-fast-path`, on by default; `--h1-fast-path false` turns
+//! it off): the common keep-alive request forwarded as bytes, without hyper and without
+//! building a `HeaderMap` on either side.
 //!
 //! **Why.** A keep-alive request through hyper costs ~40k instructions, spread over two
 //! `HeaderMap`s built and torn down, hyper's client and server state machines and their
@@ -19,11 +20,16 @@
 //! `Content-Length: 0`); no `Upgrade`, `Expect`, `TE`, `Trailer`, `Keep-Alive`,
 //! `Proxy-Connection`, `Via`, `HTTP2-Settings`; `Connection` naming only `keep-alive` /
 //! `close`; at most 64 headers, a head within `--max-request-header-bytes`; plain HTTP
-//! listener, client not a trusted forwarder; a known host whose proxy is open (no edge
-//! auth: admission is [`vhost::admit_open`], the same route lookup and `blocked` check as
-//! [`vhost::admit`]), has no IP allowlist refusing the client, no rate or concurrency
+//! listener, client not a trusted forwarder; a known host whose proxy admits it through
+//! [`vhost::admit_head`] (the same route lookup, `blocked` check and bearer verification
+//! as [`vhost::admit`], over the head's slices: an open proxy, or one protected by bearer
+//! tokens when the token is valid or the path public and no `Origin` came; sessions, CORS
+//! and every refusal are hyper's), has no IP allowlist refusing the client, no rate or concurrency
 //! limit, no HTTPS redirect; an upstream over plain HTTP without a base path, PROXY
-//! header or custom request/response headers. Tracing sends every request to hyper (the
+//! header or custom request/response headers; an upstream connection to send on (at
+//! `--max-upstream-connections`, a request that finds no idle bare connection and no free
+//! slot goes to hyper's path if hyper holds an idle connection there, which it would
+//! reuse: [`crate::upstream::Pool::lease_raw`]). Tracing sends every request to hyper (the
 //! connection checks, `server::conn::fast`). The access log records fast requests through
 //! the same [`Observe`] calls as [`super::handle`] makes ([`observe`]), metrics count them
 //! as it does (the request when its response head is ready, the upstream's answer time),
@@ -31,7 +37,8 @@
 //!
 //! **Rewrites** (as [`super::forward`] and [`super::headers`]): `Connection` and
 //! `Forwarded` dropped, every header [`crate::auth::is_client_claim`] names dropped (as
-//! [`vhost::admit`] strips them), `Host` set (the target's, or the client's with
+//! [`vhost::admit`] strips them), for a protected proxy the bearer `Authorization` dropped
+//! and the verified identity set (as [`crate::auth::apply_identity`] does), `Host` set (the target's, or the client's with
 //! `preserve_host`), `X-Forwarded-For` / `X-Real-IP` from the connection,
 //! `X-Forwarded-Proto: http`, `X-Forwarded-Host`, this process's `Via`, `X-Request-Id`
 //! (the client's if sane, else a new one; [`super::request_id`]).
@@ -49,6 +56,13 @@
 //! An upstream connection goes back to its pool only after a complete, exactly framed
 //! HTTP/1.1 response without `Connection: close`.
 //!
+//! **A client that leaves.** While the response head is awaited the client connection is
+//! read too, as hyper's server reads it mid-message (only when nothing of a next request
+//! is buffered): when the client closes, the exchange is dropped (the upstream connection
+//! closes, never pooled) and, as through hyper, neither metrics nor the access log record
+//! the request. Bytes that arrive instead (a pipelined request) are kept for the next
+//! request ([`Buffers::take_read_ahead`]).
+//!
 //! **Costs.** Per request: the head parse, one pass over the headers, the normalised
 //! path's check, a host lookup, a route lookup, one write upstream, one read of the
 //! response (usually with its body), one write to the client. No allocation in the
@@ -60,16 +74,17 @@ use std::time::Instant;
 use http::uri::Scheme;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::observe::Facts;
 use super::{ConnInfo, Listener, Observe, ProxyError, headers, request_id};
+use crate::auth::{self, Origin};
 use crate::config::Snapshot;
 use crate::metrics;
 use crate::path;
 use crate::router::NormalizedHost;
 use crate::store::ConfigStore;
-use crate::upstream::{ClientError, RawConn, SendProxy, Upstream};
+use crate::upstream::{ClientError, Lease, RawConn, SendProxy, Upstream};
 use crate::vhost::{self, Admitted, Proxy};
 
 /// Most request headers taken (more: hyper's path).
@@ -88,6 +103,8 @@ const BODY_CHUNK: usize = 64 * 1024;
 const MAX_NAME: usize = 128;
 /// Most bytes of chunk extensions and trailers skipped per response.
 const MAX_CHUNK_META: usize = 16 * 1024;
+/// Room asked for when the client is read while its response is awaited.
+const READ_AHEAD: usize = 1024;
 
 /// What became of the bytes at the start of the connection's buffer.
 #[derive(Debug, PartialEq, Eq)]
@@ -108,11 +125,24 @@ pub(crate) enum Step {
 }
 
 /// Buffers one connection reuses for every request: the head written upstream (then
-/// the response written to the client), and what is read from the upstream.
+/// the response written to the client), what is read from the upstream, and what the
+/// client sent while its response was awaited ([`client_gone`]).
 #[derive(Debug, Default)]
 pub(crate) struct Buffers {
     out: Vec<u8>,
     up: Vec<u8>,
+    read_ahead: Vec<u8>,
+}
+
+impl Buffers {
+    /// Moves the bytes the client sent while its last response was awaited (the start of
+    /// a pipelined request) to the end of the connection's buffer.
+    pub(crate) fn take_read_ahead(&mut self, buf: &mut bytes::BytesMut) {
+        if !self.read_ahead.is_empty() {
+            buf.extend_from_slice(&self.read_ahead);
+            self.read_ahead.clear();
+        }
+    }
 }
 
 /// A request head that qualified, as slices of the connection's buffer.
@@ -129,12 +159,14 @@ struct Head<'b> {
 }
 
 /// Serves the request whose head starts `buf`, if it qualifies (module docs); writes the
-/// answer to `client`.
-pub(crate) async fn serve<W: AsyncWrite + Unpin>(
+/// answer to `client`. While the response is awaited the client is read too, as hyper's
+/// server reads it ([`client_gone`]); what arrives then is left in `bufs` for
+/// [`Buffers::take_read_ahead`].
+pub(crate) async fn serve<C: AsyncRead + AsyncWrite + Unpin>(
     store: &ConfigStore,
     conn: &ConnInfo,
     buf: &[u8],
-    client: &mut W,
+    client: &mut C,
     bufs: &mut Buffers,
     max_head: usize,
 ) -> Step {
@@ -158,13 +190,19 @@ pub(crate) async fn serve<W: AsyncWrite + Unpin>(
     let Some(snapshot) = store.load() else {
         return Step::Fallback;
     };
-    let Some((proxy, admitted)) = admit(&snapshot, conn, &head) else {
+    let Some((proxy, admitted)) = admit(&snapshot, conn, &head, req.headers) else {
         return Step::Fallback;
     };
     let upstream = admitted.upstream();
     if !plain(upstream) {
         return Step::Fallback;
     }
+    let lease = match upstream.pool().lease_raw() {
+        Ok(lease) => Ok(lease),
+        // At the bound: hyper's path would reuse its idle connection, so it serves this.
+        Err(_) if upstream.pool().has_idle() => return Step::Fallback,
+        Err(error) => Err(error),
+    };
     let generated;
     let id: &[u8] = match head.request_id {
         Some(sent) => sent,
@@ -175,11 +213,40 @@ pub(crate) async fn serve<W: AsyncWrite + Unpin>(
     };
     let mut observe = observe(conn, &req, &head, id, started, proxy, &admitted);
     // Committed: from here on this path answers.
-    write_request_head(&mut bufs.out, &req, &head, conn, proxy, upstream, id);
+    if admitted.claims().is_some() {
+        // The token `admit_head` verified (hyper's path counts it in `check`).
+        metrics::token_checked(metrics::TokenOutcome::Valid);
+    }
+    write_request_head(&mut bufs.out, &req, &head, conn, &admitted, id);
     let method = metrics::method_class(&head.method);
     let is_head = head.method == Method::HEAD;
     let sent = Instant::now();
-    let exchanged = exchange(upstream, bufs, is_head).await;
+    // hyper's server watches the client only while nothing of the next request is
+    // buffered; so does this.
+    let watch = buf.len() == head.consumed;
+    let exchanged = {
+        let Buffers {
+            out,
+            up,
+            read_ahead,
+        } = &mut *bufs;
+        let exchange = exchange(upstream, lease, out, up, is_head);
+        if watch {
+            tokio::select! {
+                biased;
+                exchanged = exchange => Some(exchanged),
+                () = client_gone(&mut *client, read_ahead) => None,
+            }
+        } else {
+            Some(exchange.await)
+        }
+    };
+    let Some(exchanged) = exchanged else {
+        // As through hyper: the exchange is dropped (the upstream connection closed, not
+        // pooled), and neither metrics nor the access log record the request.
+        tracing::debug!("client closed before the upstream answered");
+        return Step::Close;
+    };
     let mut bytes = 0;
     let outcome = match exchanged {
         Ok((upstream_conn, mut response)) => {
@@ -394,12 +461,14 @@ fn is_refused_request_header(name: &str) -> bool {
         || name.eq_ignore_ascii_case("http2-settings")
 }
 
-/// Phases 0–3 for a qualified head: ACME paths, host, proxy, and the open admission;
+/// Phases 0–3 for a qualified head: ACME paths, host, proxy, and the admission
+/// ([`vhost::admit_head`]: open proxies, and protected ones for a valid bearer token);
 /// `None` for anything hyper's path must answer.
 fn admit<'s>(
     snapshot: &'s Snapshot,
     conn: &ConnInfo,
     head: &Head<'_>,
+    headers: &[httparse::Header<'_>],
 ) -> Option<(&'s Proxy, Admitted<'s>)> {
     if crate::tls::http01_token(&head.path).is_some() {
         return None;
@@ -413,7 +482,10 @@ fn admit<'s>(
     {
         return None;
     }
-    let admitted = vhost::admit_open(proxy, &head.method, &head.path)?;
+    // As hyper's path builds it (the Host as sent: visible ASCII, checked in `qualify`).
+    let authority = std::str::from_utf8(head.host_raw).unwrap_or_default();
+    let origin = Origin::new(false, authority).with_public_port(conn.public_port);
+    let admitted = vhost::admit_head(proxy, &origin, &head.method, &head.path, headers)?;
     Some((proxy, admitted))
 }
 
@@ -427,16 +499,27 @@ fn plain(upstream: &Upstream) -> bool {
         && !upstream.target().has_base_path()
 }
 
-/// The request head for the upstream (module docs, "Rewrites").
+/// The request head for the upstream (module docs, "Rewrites"); for a protected proxy
+/// also as [`crate::auth::apply_identity`] leaves it: the bearer credential dropped unless
+/// kept, the verified identity set ([`vhost::admit_head`]).
 fn write_request_head(
     out: &mut Vec<u8>,
     req: &httparse::Request<'_, '_>,
     head: &Head<'_>,
     conn: &ConnInfo,
-    proxy: &Proxy,
-    upstream: &Upstream,
+    admitted: &Admitted<'_>,
     id: &[u8],
 ) {
+    let (proxy, upstream) = (admitted.proxy(), admitted.upstream());
+    let identity = admitted.identity_headers();
+    // `apply_identity` with the token verified: every `Authorization` goes when one is a
+    // bearer credential, unless the proxy keeps a verified user's token.
+    let drop_authorization = identity.is_some_and(|ids| {
+        !auth::keeps_token(ids, admitted.claims().is_some(), true)
+            && req.headers.iter().any(|h| {
+                h.name.eq_ignore_ascii_case("authorization") && auth::is_bearer_bytes(h.value)
+            })
+    });
     out.clear();
     out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');
@@ -449,7 +532,9 @@ fn write_request_head(
     let configured = proxy.configured_identity_headers();
     let mut lower = [0u8; MAX_NAME];
     for header in req.headers.iter() {
-        if dropped_request_header(header.name, configured, &mut lower) {
+        if dropped_request_header(header.name, configured, &mut lower)
+            || drop_authorization && header.name.eq_ignore_ascii_case("authorization")
+        {
             continue;
         }
         push_header(out, header.name.as_bytes(), header.value);
@@ -467,6 +552,11 @@ fn write_request_head(
     push_header(out, b"x-forwarded-host", head.host_raw);
     push_header(out, b"via", headers::via_http11().as_bytes());
     push_header(out, b"x-request-id", id);
+    if let (Some(ids), Some(claims)) = (identity, admitted.claims()) {
+        auth::for_each_identity_field(claims, ids, |name, value| {
+            push_header(out, name.as_str().as_bytes(), value.as_bytes());
+        });
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -524,46 +614,67 @@ struct Response {
     mcp_session_id: Option<String>,
 }
 
-/// Sends the request head in `bufs.out` and reads the response head into `bufs.up` under
-/// the read timeout; the rewritten client head is left in `bufs.out`.
+/// Resolves when the client closes its connection (or it fails) while its response is
+/// awaited: hyper's server reads an idle client mid-message for exactly this, and then
+/// drops the request. Bytes that come instead (a pipelined request) are kept in
+/// `read_ahead` and the watch ends without resolving, as hyper's does.
+async fn client_gone<R: AsyncRead + Unpin>(client: &mut R, read_ahead: &mut Vec<u8>) {
+    read_ahead.reserve(READ_AHEAD);
+    match client.read_buf(read_ahead).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
+}
+
+/// Sends the request head in `out` on the leased connection and reads the response head
+/// into `up` under the read timeout; the rewritten client head is left in `out`.
 async fn exchange(
     upstream: &Upstream,
-    bufs: &mut Buffers,
+    lease: Result<Lease, ClientError>,
+    out: &mut Vec<u8>,
+    up: &mut Vec<u8>,
     is_head: bool,
 ) -> Result<(RawConn, Response), ProxyError> {
     let pool = upstream.pool();
-    let mut conn = pool.checkout_raw().await.map_err(ProxyError::from_client)?;
-    while let Err(error) = conn.stream.write_all(&bufs.out).await {
+    let mut conn = match lease.map_err(ProxyError::from_client)? {
+        Lease::Idle(conn) => conn,
+        // Boxed: the connect future is large and rare.
+        Lease::New(slot) => Box::pin(pool.connect_raw(slot))
+            .await
+            .map_err(ProxyError::from_client)?,
+    };
+    while let Err(error) = conn.stream.write_all(out).await {
         if !conn.reused {
             return Err(ProxyError::Upstream(ClientError::Io(error)));
         }
-        // The upstream closed the idle connection meanwhile: once more on a new one.
-        conn = Box::pin(pool.connect_raw())
+        // The upstream closed the idle connection meanwhile: once more on a new one, in
+        // its slot of the bound.
+        conn = Box::pin(pool.connect_raw(conn.into_slot()))
             .await
             .map_err(ProxyError::from_client)?;
     }
     let deadline = tokio::time::Instant::now() + upstream.settings().read_timeout;
-    bufs.up.clear();
+    up.clear();
     loop {
-        if !bufs.up.is_empty() {
-            match parse_response(&bufs.up, &mut bufs.out, is_head) {
+        if !up.is_empty() {
+            match parse_response(up, out, is_head) {
                 Ok(Some(Parsed::Informational(n))) => {
                     // Dropped, so endless interim answers hold no memory (the read
                     // timeout still bounds them).
-                    bufs.up.drain(..n);
+                    up.drain(..n);
                     continue;
                 }
                 Ok(Some(Parsed::Final(response))) => return Ok((conn, response)),
                 Ok(None) => {
-                    if bufs.up.len() >= MAX_RESPONSE_HEAD {
+                    if up.len() >= MAX_RESPONSE_HEAD {
                         return Err(malformed("response head too large"));
                     }
                 }
                 Err(error) => return Err(error),
             }
         }
-        bufs.up.reserve(READ_CHUNK);
-        match tokio::time::timeout_at(deadline, conn.stream.read_buf(&mut bufs.up)).await {
+        up.reserve(READ_CHUNK);
+        match tokio::time::timeout_at(deadline, conn.stream.read_buf(up)).await {
             Ok(Ok(0)) => return Err(malformed("connection closed before a response")),
             Ok(Ok(_)) => {}
             Ok(Err(error)) => return Err(ProxyError::Upstream(ClientError::Io(error))),
@@ -733,7 +844,7 @@ async fn relay<W: AsyncWrite + Unpin>(
     (id, keep_alive): (&[u8], bool),
     sent: &mut u64,
 ) -> Result<(), ()> {
-    let Buffers { out, up } = bufs;
+    let Buffers { out, up, .. } = bufs;
     push_header(out, b"x-request-id", id);
     if !keep_alive {
         push_header(out, b"connection", b"close");

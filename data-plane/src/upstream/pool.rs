@@ -128,7 +128,23 @@ pub(crate) struct RawConn {
     /// Whether it served an earlier request (a failed write may then be retried on a
     /// new connection: the upstream closed it while idle).
     pub(crate) reused: bool,
-    _slot: Option<Permit>,
+    slot: Option<Permit>,
+}
+
+/// What [`Pool::lease_raw`] found for one fast request.
+pub(crate) enum Lease {
+    /// An idle bare connection, probed open.
+    Idle(RawConn),
+    /// Room for a new one: its slot of the bound (`None`: no bound).
+    New(Option<Permit>),
+}
+
+impl RawConn {
+    /// Gives up the connection (closed when dropped), keeping its slot of the bound for
+    /// the connection that replaces it.
+    pub(crate) fn into_slot(mut self) -> Option<Permit> {
+        self.slot.take()
+    }
 }
 
 struct RawIdle {
@@ -176,6 +192,11 @@ impl Client {
     /// The pool for `scheme://authority`, shared with every snapshot still holding it so
     /// keep-alive connections survive config swaps. Compile time only.
     pub(crate) fn pool(&self, scheme: &Scheme, authority: &Authority) -> Arc<Pool> {
+        self.pool_bounded(scheme, authority, MAX_PER_ORIGIN.load(Ordering::Relaxed))
+    }
+
+    /// [`Self::pool`] with at most `max` open connections (0: no bound) if it is new.
+    fn pool_bounded(&self, scheme: &Scheme, authority: &Authority, max: u32) -> Arc<Pool> {
         let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
         let key = (scheme.clone(), authority.clone());
         if let Some(pool) = pools.get(&key).and_then(Weak::upgrade) {
@@ -192,7 +213,7 @@ impl Client {
             connector: self.connector.clone(),
             direct: self.direct.clone(),
             idle: (0..worker::count()).map(|_| Mutex::default()).collect(),
-            connections: match MAX_PER_ORIGIN.load(Ordering::Relaxed) {
+            connections: match max {
                 0 => None,
                 max => Some(Arc::new(ConcurrencyLimit::new(max))),
             },
@@ -256,10 +277,14 @@ impl Pool {
                     // inline it would sit in every connection's idle request slot.
                     None => match Box::pin(self.connect()).await {
                         Ok(sender) => (sender, false),
-                        // At the bound, another worker's idle connection still serves.
+                        // At the bound, another worker's idle connection still serves,
+                        // else the slot of an idle bare one (the fast path's).
                         Err(ClientError::Saturated) => match self.steal().await {
                             Some(sender) => (sender, true),
-                            None => return Err(ClientError::Saturated),
+                            None => match self.evict_raw() {
+                                Some(slot) => (Box::pin(self.connect_in(Some(slot))).await?, false),
+                                None => return Err(ClientError::Saturated),
+                            },
                         },
                         Err(error) => return Err(error),
                     },
@@ -370,12 +395,18 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Sender, ClientError> {
-        let slot = match &self.connections {
-            Some(limit) => Some(limit.try_acquire().ok_or_else(|| {
+        self.connect_in(None).await
+    }
+
+    /// A new connection holding `slot`, or a fresh slot of the bound when `None`.
+    async fn connect_in(&self, slot: Option<Permit>) -> Result<Sender, ClientError> {
+        let slot = match (&self.connections, slot) {
+            (_, Some(slot)) => Some(slot),
+            (Some(limit), None) => Some(limit.try_acquire().ok_or_else(|| {
                 tracing::debug!(origin = %self.origin, "upstream connection bound reached");
                 ClientError::Saturated
             })?),
-            None => None,
+            (None, None) => None,
         };
         let io = self
             .connector
@@ -395,34 +426,69 @@ impl Pool {
 }
 
 /// The fast path's bare connections.
+///
+/// Bare and hyper connections are two idle lists under one bound (`connections`). So
+/// that the bound never refuses a request one kind of connection could have served:
+/// at the bound, a fast request that finds no idle bare connection anywhere is handed to
+/// hyper's path when an idle hyper connection exists ([`Pool::has_idle`]: the fast path
+/// decides before it has written anything), and hyper's path that finds no idle hyper
+/// connection closes an idle bare one and takes its slot ([`Pool::evict_raw`]; a bare
+/// connection's slot is freed the moment it is dropped).
 impl Pool {
-    /// This worker's most recently used idle bare connection that is still open, or a
-    /// new one (plain HTTP origins only: the fast path does not take `https://` ones).
-    /// At the origin's bound, another worker's idle one serves; else
-    /// [`ClientError::Saturated`].
-    pub(crate) async fn checkout_raw(&self) -> Result<RawConn, ClientError> {
+    /// What the fast path may send on, decided without waiting: this worker's most
+    /// recently used idle bare connection that is still open, else a slot for a new one,
+    /// else (at the origin's bound) another worker's idle one; `Err(Saturated)` when
+    /// none (plain HTTP origins only: the fast path does not take `https://` ones).
+    pub(crate) fn lease_raw(&self) -> Result<Lease, ClientError> {
         let mine = worker::current() % self.raw.len();
         if let Some(conn) = Self::pop_raw(&self.raw[mine]) {
-            return Ok(conn);
+            return Ok(Lease::Idle(conn));
         }
-        match Box::pin(self.connect_raw()).await {
-            Err(ClientError::Saturated) => {
-                for list in &self.raw {
-                    if let Some(conn) = Self::pop_raw(list) {
-                        return Ok(conn);
-                    }
+        match &self.connections {
+            None => return Ok(Lease::New(None)),
+            Some(limit) => {
+                if let Some(slot) = limit.try_acquire() {
+                    return Ok(Lease::New(Some(slot)));
                 }
-                Err(ClientError::Saturated)
             }
-            other => other,
         }
+        for list in &self.raw {
+            if let Some(conn) = Self::pop_raw(list) {
+                return Ok(Lease::Idle(conn));
+            }
+        }
+        tracing::debug!(origin = %self.origin, "upstream connection bound reached");
+        Err(ClientError::Saturated)
     }
 
-    /// A new bare connection (never reused), for a retry after a reused one failed.
-    pub(crate) async fn connect_raw(&self) -> Result<RawConn, ClientError> {
-        let slot = match &self.connections {
-            Some(limit) => Some(limit.try_acquire().ok_or(ClientError::Saturated)?),
-            None => None,
+    /// Whether some worker holds an idle hyper connection to this origin (which hyper's
+    /// path would reuse at the bound). Rare (only at the bound), so it looks at every list.
+    pub(crate) fn has_idle(&self) -> bool {
+        self.idle.iter().any(|list| {
+            list.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .any(|i| i.since.elapsed() <= POOL_IDLE_TIMEOUT && !i.sender.is_closed())
+        })
+    }
+
+    /// Closes one idle bare connection (any worker's) and returns its slot, for hyper's
+    /// path at the bound; `None` when there is none.
+    fn evict_raw(&self) -> Option<Permit> {
+        self.raw.iter().find_map(|list| {
+            let mut list = list.lock().unwrap_or_else(PoisonError::into_inner);
+            list.pop().and_then(|mut idle| idle.conn.slot.take())
+        })
+    }
+
+    /// A new bare connection (never reused) holding `slot` (taken from
+    /// [`Self::lease_raw`], or from a reused connection that failed), or a fresh slot
+    /// when `None` and the origin is bounded.
+    pub(crate) async fn connect_raw(&self, slot: Option<Permit>) -> Result<RawConn, ClientError> {
+        let slot = match (&self.connections, slot) {
+            (_, Some(slot)) => Some(slot),
+            (Some(limit), None) => Some(limit.try_acquire().ok_or(ClientError::Saturated)?),
+            (None, None) => None,
         };
         let io = self
             .connector
@@ -434,7 +500,7 @@ impl Pool {
             hyper_rustls::MaybeHttpsStream::Http(io) => Ok(RawConn {
                 stream: io.into_inner(),
                 reused: false,
-                _slot: slot,
+                slot,
             }),
             hyper_rustls::MaybeHttpsStream::Https(_) => Err(ClientError::Connect(
                 "the fast path takes plain-HTTP origins only".into(),
@@ -543,3 +609,6 @@ impl std::fmt::Debug for PooledBody {
         f.debug_struct("PooledBody").finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests;

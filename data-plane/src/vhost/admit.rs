@@ -9,7 +9,7 @@ use http::{Request, Response};
 
 use super::{Proxy, Routed};
 use crate::answer::{CorsGrant, Rejection};
-use crate::auth::{self, Origin, OriginDecision};
+use crate::auth::{self, HeaderView, IdentityHeaders, Origin, OriginDecision};
 use crate::body::ProxyBody;
 use crate::policy::Policy;
 use crate::router::{RouteMatcher, Selected};
@@ -92,28 +92,48 @@ pub fn admit<'p, B>(
 }
 
 /// [`admit`] for a request whose head was not parsed into a `Request` (the HTTP/1.1 fast
-/// path, `crate::request::h1`): admits it only when `proxy` is open and the route
-/// chosen for `method` and `path` is not blocked. `None` for everything else — every
-/// protected proxy, every refusal — and the caller then hands the request to the full
-/// path, which runs [`admit`]. The caller must drop the headers
-/// [`auth::is_client_claim`] names, which [`admit`] strips from a `Request`.
-pub(crate) fn admit_open<'p>(
+/// path, `crate::request::h1`), reading its header fields as slices ([`HeaderView`]): the
+/// same route lookup and `blocked` check, and for a protected proxy the same bearer
+/// verification with the snapshot's keys ([`auth::ProxyAuth::admits`]). It admits only
+/// what [`admit`] would admit without answering anything itself; `None` for everything
+/// else — every refusal, a session (`redirect` mode) or unenforceable proxy, and a request
+/// to a protected proxy that carries `Origin` (its CORS decision and grant are [`admit`]'s)
+/// — and the caller then hands the request to the full path, which runs [`admit`].
+///
+/// The caller writes the upstream head as [`admit`] leaves a `Request`: without the
+/// headers [`auth::is_client_claim`] names; for a protected proxy
+/// ([`Admitted::identity_headers`]) also without `Authorization` when one is a bearer
+/// credential and the token is not kept ([`auth::keeps_token`], the token verified), and
+/// with the fields [`auth::for_each_identity_field`] gives for [`Admitted::claims`]. It
+/// counts a verified token (`metrics::token_checked`, `Valid`) once it serves the
+/// request.
+pub(crate) fn admit_head<'p, H: HeaderView + ?Sized>(
     proxy: &'p Proxy,
+    origin: &Origin<'_>,
     method: &http::Method,
     path: &str,
+    headers: &H,
 ) -> Option<Admitted<'p>> {
-    if !matches!(proxy.policy(), Policy::Open) {
-        return None;
-    }
     let selected = proxy.routes(&Gate(())).select(method, path);
-    if selected.target.access().blocked {
+    let route = selected.target.access();
+    if route.blocked {
         return None;
     }
+    let claims = match proxy.policy() {
+        Policy::Open => None,
+        Policy::Protected(auth) => {
+            if headers.contains(&http::header::ORIGIN) {
+                return None;
+            }
+            auth.admits(origin, route, path, headers)?.into_claims()
+        }
+        Policy::Unenforceable | Policy::Session(_) => return None,
+    };
     Some(Admitted {
         proxy,
         selected,
         cors: None,
-        claims: None,
+        claims,
     })
 }
 
@@ -154,6 +174,17 @@ impl<'p> Admitted<'p> {
     /// The claims of the token verified on admission; `None` when none was.
     pub fn claims(&self) -> Option<&auth::Claims> {
         self.claims.as_deref()
+    }
+
+    /// The identity settings of the admitting proxy when it is protected by bearer
+    /// tokens (the upstream gets identity fields and no bearer credential); `None` for an
+    /// open proxy. For a writer of the upstream head other than [`admit`] (see
+    /// [`admit_head`]).
+    pub(crate) fn identity_headers(&self) -> Option<&'p IdentityHeaders> {
+        match self.proxy.policy() {
+            Policy::Protected(auth) => Some(auth.identity()),
+            _ => None,
+        }
     }
 
     /// Adds the CORS headers owed to an allowed browser origin to the upstream's answer.

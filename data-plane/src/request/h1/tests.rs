@@ -336,3 +336,37 @@ fn chunk_sizes_are_hex() {
     );
     assert_eq!(parse_length(b""), None);
 }
+
+#[tokio::test]
+async fn a_client_that_closes_while_its_response_is_awaited_is_noticed() {
+    let (mut ours, theirs) = tokio::io::duplex(64);
+    let mut read_ahead = Vec::new();
+    drop(theirs);
+    tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        client_gone(&mut ours, &mut read_ahead).await;
+    })
+    .await
+    .expect("the close is noticed");
+    assert!(read_ahead.is_empty());
+}
+
+#[tokio::test]
+async fn bytes_sent_while_the_response_is_awaited_are_kept_for_the_next_request() {
+    let (mut ours, mut theirs) = tokio::io::duplex(64);
+    let mut read_ahead = Vec::new();
+    theirs.write_all(b"GET /next").await.unwrap();
+    let watched = tokio::time::timeout(std::time::Duration::from_millis(200), async {
+        client_gone(&mut ours, &mut read_ahead).await;
+    })
+    .await;
+    assert!(watched.is_err(), "a client that sends is not gone");
+    assert_eq!(read_ahead, b"GET /next");
+    let mut bufs = Buffers {
+        read_ahead,
+        ..Buffers::default()
+    };
+    let mut buf = bytes::BytesMut::from(&b"rest "[..]);
+    bufs.take_read_ahead(&mut buf);
+    assert_eq!(&buf[..], b"rest GET /next");
+    assert!(bufs.read_ahead.is_empty());
+}

@@ -1,4 +1,4 @@
-//! The connection side of the HTTP/1.1 fast path (`--h1-fast-path`, off by default): reads
+//! The connection side of the HTTP/1.1 fast path (`--h1-fast-path`, on by default): reads
 //! request heads into one buffer and lets [`crate::request::h1`] serve those it takes; the first
 //! one it does not take goes to hyper with every byte read so far ([`Exit::Fallback`]),
 //! and hyper then serves the connection until it is idle and parked, after which the
@@ -86,6 +86,7 @@ pub(super) async fn serve<T: Transport>(
                     keep_alive,
                 } => {
                     buf.advance(consumed);
+                    bufs.take_read_ahead(&mut buf);
                     if !keep_alive {
                         let _ = stream.shutdown().await;
                         return Exit::Closed;
