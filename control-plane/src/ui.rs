@@ -220,8 +220,19 @@ async fn sign_in(State(authn): State<Authenticator>, ApiJson(body): ApiJson<Sign
         .into_response()
 }
 
+/// `GET /ui/session`: the signed-in console session (200), nobody (204: no session cookie),
+/// or a cookie that names no live session (401).
 async fn whoami(State(authn): State<Authenticator>, req: Request) -> Result<Response, ApiError> {
     let (parts, _) = req.into_parts();
+    if !has_session_cookie(&parts, &authn) {
+        // Nobody signed in is an answer, not a failed credential: the console asks this
+        // before every sign-in, and a 401 there filled the request log's errors.
+        return Ok((
+            StatusCode::NO_CONTENT,
+            [(header::CACHE_CONTROL, "no-store")],
+        )
+            .into_response());
+    }
     let (secret, csrf) = session_credential(&parts, &authn)?;
     let caller = authn.api_caller(&secret).await?;
     let view = SessionView {
@@ -231,6 +242,17 @@ async fn whoami(State(authn): State<Authenticator>, req: Request) -> Result<Resp
         csrf_header: CSRF_HEADER,
     };
     Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(view)).into_response())
+}
+
+/// True when the request carries the console's session cookie at all (live or not).
+fn has_session_cookie(parts: &axum::http::request::Parts, authn: &Authenticator) -> bool {
+    let sessions = authn.sessions();
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| sessions.cookie_value(v).is_some())
 }
 
 /// Signs out: needs the CSRF token like any write, so another site cannot sign users out.

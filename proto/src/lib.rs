@@ -1,15 +1,17 @@
 //! gRPC wire types for Portcullis, generated from `proto/portcullis/v1/portcullis.proto`.
 //!
 //! Only the wire contract lives here; each binary converts these into its own validated
-//! domain types at the boundary. The one exception is [`healthcheck`], the `/readyz` probe
-//! both server binaries embed for images without an HTTP client: this is the crate both
-//! already depend on, so it lives here once instead of twice.
+//! domain types at the boundary. The exceptions are [`healthcheck`], the `/readyz` probe
+//! both server binaries embed for images without an HTTP client, and [`secret_refs`], how
+//! the CLI and the control plane resolve a declarative file's secret references: this is
+//! the crate they all already depend on, so each lives here once instead of twice.
 
 #![allow(missing_docs, unreachable_pub, clippy::all)]
 
 use bytes::{Buf, BufMut, Bytes};
 
 pub mod healthcheck;
+pub mod secret_refs;
 use prost::encoding::{DecodeContext, WireType};
 
 /// Version 1 of the Portcullis API.

@@ -99,6 +99,23 @@ async fn console_assets_carry_a_strict_policy_and_writes_need_the_csrf_token() {
         .unwrap();
     assert_eq!(missing.status(), 404);
 
+    // Before sign-in the console asks who is signed in: nobody is an answer (204, not a 401
+    // that the request log would count as an error); a cookie naming no session is a 401.
+    let nobody = http
+        .get(format!("{}/ui/session", cp.http))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nobody.status(), 204);
+    assert_eq!(nobody.headers()["cache-control"], "no-store");
+    let stale = http
+        .get(format!("{}/ui/session", cp.http))
+        .header("cookie", "other=1; portcullis-ui=not-a-session")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 401);
+
     // A wrong token sets no cookie.
     let resp = http
         .post(format!("{}/ui/session", cp.http))

@@ -1,22 +1,36 @@
 //! Declarative configuration on the real binaries: `portcullis export` / `portcullis apply`,
 //! `GET /api/v1/config`, `POST /api/v1/config/apply`, and `portcullis-control-plane
-//! --bootstrap FILE`, on the embedded store and on a real Redis.
+//! --bootstrap FILE`, on the embedded store and on a real Redis; applies racing each other
+//! and API writes; and a document's certificate ordered from a real CA (Pebble).
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use portcullis_tests::pebble::Pebble;
 use portcullis_tests::procs::bin;
-use portcullis_tests::{Backend, ControlPlane, DataPlane, RedisServer, http_client};
+use portcullis_tests::{
+    Backend, ControlPlane, DataPlane, RedisServer, eventually, free_port, http_client,
+};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
+
+/// The CLI against `cp` as admin, with no configuration file.
+fn cli_cmd(cp: &ControlPlane) -> Command {
+    let mut cmd = Command::new(bin("portcullis"));
+    cmd.args(["--url", &cp.grpc, "--token", &cp.admin_token])
+        .env_remove("PORTCULLIS_CONFIG")
+        .env("XDG_CONFIG_HOME", "/nonexistent");
+    cmd
+}
 
 /// Runs the CLI against `cp` as admin with extra environment variables.
 fn cli_env(cp: &ControlPlane, env: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut cmd = Command::new(bin("portcullis"));
-    cmd.args(["--url", &cp.grpc, "--token", &cp.admin_token])
-        .args(args)
-        .env_remove("PORTCULLIS_CONFIG")
-        .env("XDG_CONFIG_HOME", "/nonexistent");
+    let mut cmd = cli_cmd(cp);
+    cmd.args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -625,4 +639,480 @@ async fn two_control_planes_bootstrapping_one_redis_apply_the_file_once() {
     assert_eq!(export(&a), export(&b));
     let report = apply_json(&b, &file, &[]);
     assert_eq!(report["applied"], false, "{report}");
+}
+
+/// Entries per section of a race document: enough that planning an apply takes a few
+/// milliseconds, so a concurrent writer can land between its read and its commit.
+const RACE_N: usize = 40;
+
+/// A document of `RACE_N` proxies and `RACE_N` routes whose every entry depends on `port`:
+/// two such documents differ in every resource, so any mix of them is visible in an export.
+fn race_doc(port: u16) -> Value {
+    let host = |i: usize| format!("p{i:03}.race.test");
+    let proxies: Vec<Value> = (0..RACE_N)
+        .map(|i| json!({"hostname": host(i), "target_url": format!("http://127.0.0.1:{port}")}))
+        .collect();
+    let routes: Vec<Value> = (0..RACE_N)
+        .map(|i| {
+            json!({"id": format!("r{i:03}"), "path_pattern": format!("/v{port}"),
+                "target_kind": "url", "target_value": format!("http://127.0.0.1:{port}/r"),
+                "proxy_hostnames": [host(i)]})
+        })
+        .collect();
+    json!({"apiVersion": "portcullis/v1", "kind": "Config", "proxies": proxies, "routes": routes})
+}
+
+/// `POST /api/v1/config/apply`: `Ok(revision)` when it was written, `Err(())` for a
+/// `409 conflict` (anything else fails the test).
+async fn race_apply(cp: &ControlPlane, doc: &Value) -> Result<u64, ()> {
+    let (status, body) = api(cp, "POST", "/api/v1/config/apply", Some(doc.clone())).await;
+    match status {
+        200 => {
+            assert_eq!(body["applied"], true, "{body}");
+            Ok(body["revision"].as_u64().expect("revision"))
+        }
+        409 => {
+            assert_eq!(body["error"], "conflict", "{body}");
+            assert!(
+                body["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("nothing was written, apply again")),
+                "{body}"
+            );
+            Err(())
+        }
+        _ => panic!("apply answered {status}: {body}"),
+    }
+}
+
+/// The exported document (`GET /api/v1/config`).
+async fn exported(cp: &ControlPlane) -> Value {
+    let (s, doc) = api(cp, "GET", "/api/v1/config", None).await;
+    assert_eq!(s, 200, "{doc}");
+    doc
+}
+
+/// Races on `cps` (one control plane twice, or two on one Redis): (a) two applies of
+/// different documents, (b) an apply and an API write to a proxy the document lists. Each
+/// round starts from document Z; the stagger between the two requests sweeps the apply's
+/// own duration, and rounds go on until the apply lost at least once (the requests really
+/// overlapped: the loser's pinned reads failed). After every round the store equals exactly
+/// what some serial order of the successful requests gives, never a mix.
+async fn apply_races(cps: [&ControlPlane; 2]) {
+    let (z, x, y) = (race_doc(1), race_doc(2), race_doc(3));
+    // What each document alone leaves, as exported.
+    race_apply(cps[0], &x).await.expect("x alone");
+    let ex = exported(cps[0]).await;
+    race_apply(cps[0], &y).await.expect("y alone");
+    let ey = exported(cps[0]).await;
+    let t = Instant::now();
+    race_apply(cps[0], &z).await.expect("z alone");
+    let took = t.elapsed();
+    let ez = exported(cps[0]).await;
+    assert!(ex != ey && ey != ez && ex != ez);
+    assert_eq!(ex["proxies"].as_array().map(Vec::len), Some(RACE_N));
+    // The second request starts after 0, 1/32, …, 7/32 of an apply's duration: the
+    // window between an apply's read and its commit is a small part of the whole call.
+    let stagger = |round: u32| took.mul_f64(f64::from(round % 8) / 32.0);
+
+    // (a) Two documents at once.
+    let (mut conflicts, mut rounds) = (0, 0);
+    while conflicts < 1 || rounds < 8 {
+        assert!(
+            rounds < 150,
+            "two applies never overlapped in {rounds} rounds (each {took:?})"
+        );
+        let delay = stagger(rounds);
+        let (rx, ry) = tokio::join!(race_apply(cps[0], &x), async {
+            tokio::time::sleep(delay).await;
+            race_apply(cps[1], &y).await
+        });
+        let now = exported(cps[0]).await;
+        match (rx, ry) {
+            (Ok(a), Ok(b)) => {
+                let last = if a > b { &ex } else { &ey };
+                assert!(
+                    &now == last,
+                    "round {rounds}: both applied, the store is a mix"
+                );
+            }
+            (Ok(_), Err(())) => {
+                conflicts += 1;
+                assert!(now == ex, "round {rounds}: x won, the store is not x");
+            }
+            (Err(()), Ok(_)) => {
+                conflicts += 1;
+                assert!(now == ey, "round {rounds}: y won, the store is not y");
+            }
+            (Err(()), Err(())) => panic!("round {rounds}: both applies lost"),
+        }
+        assert_eq!(
+            exported(cps[1]).await,
+            now,
+            "both control planes read one store"
+        );
+        race_apply(cps[0], &z).await.expect("reset to z");
+        rounds += 1;
+    }
+    println!("two applies: {rounds} rounds, {conflicts} answered conflict");
+
+    // (b) The document against API writes to one of its proxies (a setting the document
+    // leaves at its default, so each serial order leaves a different store): the same
+    // write, repeated from a moment into the apply until it has answered, so that one
+    // lands between its read and its commit in some rounds and after it in others.
+    let written = |doc: &Value| {
+        let mut d = doc.clone();
+        let p = d["proxies"]
+            .as_array_mut()
+            .and_then(|l| l.iter_mut().find(|p| p["hostname"] == "p007.race.test"))
+            .expect("p007 exported");
+        p["preserve_host_header"] = json!(true);
+        d
+    };
+    let (ex_w, ez_w) = (written(&ex), written(&ez));
+    let (mut conflicts, mut wins, mut rounds) = (0, 0, 0);
+    while conflicts < 1 || wins < 1 || rounds < 8 {
+        assert!(
+            rounds < 150,
+            "the apply never overlapped the writes in {rounds} rounds ({conflicts} lost)"
+        );
+        let delay = took.mul_f64(f64::from(rounds % 8) / 6.0);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let (rx, ()) = tokio::join!(
+            async {
+                let r = race_apply(cps[0], &x).await;
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+                r
+            },
+            async {
+                tokio::time::sleep(delay).await;
+                loop {
+                    ok(
+                        cps[1],
+                        "PUT",
+                        "/api/v1/proxy/targets/p007.race.test",
+                        json!({"preserve_host_header": true}),
+                    )
+                    .await;
+                    if done.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                }
+            }
+        );
+        let now = exported(cps[0]).await;
+        match rx {
+            // Writes then the apply (which reset the setting), or a write after it.
+            Ok(_) => {
+                wins += 1;
+                assert!(
+                    now == ex || now == ex_w,
+                    "round {rounds}: applied, but the store is neither x nor x + the write"
+                );
+            }
+            Err(()) => {
+                conflicts += 1;
+                assert!(
+                    now == ez_w,
+                    "round {rounds}: the apply lost, the store is not z + the write"
+                );
+            }
+        }
+        race_apply(cps[0], &z).await.expect("reset to z");
+        rounds += 1;
+    }
+    println!("apply against writes: {rounds} rounds, {conflicts} answered conflict");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_applies_and_writes_are_all_or_nothing_on_the_embedded_store() {
+    let cp = ControlPlane::start().await;
+    apply_races([&cp, &cp]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_applies_and_writes_are_all_or_nothing_on_redis() {
+    let redis = RedisServer::start().await;
+    let a = ControlPlane::start_with(Some(&redis.url)).await;
+    let b = ControlPlane::start_with(Some(&redis.url)).await;
+    apply_races([&a, &b]).await;
+}
+
+const GITOPS_HOST: &str = "gitops.example.test";
+
+/// The document a user keeps in git: a proxy with HTTPS and the certificate it names.
+fn gitops_document(target: &str) -> String {
+    format!(
+        "apiVersion: portcullis/v1
+kind: Config
+proxies:
+  - hostname: {GITOPS_HOST}
+    target_url: {target}
+    enable_https: true
+    certificate_name: gitops
+certificates:
+  - name: gitops
+    domains: [{GITOPS_HOST}]
+"
+    )
+}
+
+/// `portcullis -o json apply -f FILE` through `cp`, started now (wait with
+/// `wait_with_output`).
+fn spawn_apply(cp: &ControlPlane, file: &Path) -> std::process::Child {
+    cli_cmd(cp)
+        .args(["-o", "json", "apply", "-f"])
+        .arg(file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run portcullis")
+}
+
+fn show(cp: &ControlPlane, name: &str) -> Value {
+    serde_json::from_str(&cp.cli_ok(&["cert", "show", name, "--output", "json"]))
+        .expect("cert show json")
+}
+
+/// The leaf certificate a TLS handshake with SNI `host` at `addr` presents, verified
+/// against `root` only (the handshake fails otherwise).
+async fn served_leaf(addr: SocketAddr, host: &str, root: &str) -> Option<Vec<u8>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(root.as_bytes()) {
+        roots.add(c.ok()?).ok()?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .ok()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from(host.to_owned()).ok()?, tcp)
+        .await
+        .ok()?;
+    Some(tls.get_ref().1.peer_certificates()?.first()?.to_vec())
+}
+
+/// Asserts that a certificate (its API view or its stored record) is valid, from Pebble.
+fn issued_by_pebble(cert: &Value) {
+    let issuer = cert["issuer"].as_str().unwrap_or_default();
+    assert!(
+        cert["status"] == "valid" && issuer.contains("Pebble"),
+        "{cert}"
+    );
+}
+
+/// Issuer and DNS names of a DER certificate.
+fn issuer_and_names(der: &[u8]) -> (String, Vec<String>) {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).expect("x509");
+    let names = cert
+        .subject_alternative_name()
+        .expect("SAN extension")
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    x509_parser::extensions::GeneralName::DNSName(d) => Some((*d).to_owned()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (cert.issuer().to_string(), names)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn apply_orders_a_listed_certificate_once_across_two_control_planes() {
+    let redis = RedisServer::start().await;
+    let (http, https) = (free_port(), free_port());
+    let pebble = Pebble::start(http, https).await;
+    // Both share the key that seals private keys. Renewal checks every second, so the
+    // control plane that did not take the order looks at the pending certificate many
+    // times while the other orders it: only the lease keeps it from ordering too. A
+    // data plane that never ACKs makes the order last at least 3 s.
+    let args = || -> Vec<String> {
+        [
+            "--acme-directory",
+            &pebble.directory,
+            "--acme-ca-cert",
+            &pebble.tls_cert.display().to_string(),
+            "--acme-email",
+            "ops@example.test",
+            "--master-key",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            "--acme-ack-timeout-secs",
+            "3",
+            "--renew-check-secs",
+            "1",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let cp_a = ControlPlane::start_redis_args(Some(&redis.url), args()).await;
+    let cp_b = ControlPlane::start_redis_args(Some(&redis.url), args()).await;
+    let dp = DataPlane::start_https(&cp_a, "dp-gitops", http, https).await;
+    let mut stalled = DataPlane::start(&cp_b, "dp-gitops-stalled").await;
+    let backend = Backend::start("gitops").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let revision = || redis.cli(&["GET", "{portcullis}:revision"]);
+
+    // The document path refuses what `cert create` refuses, before writing anything.
+    let bad = dir.path().join("bad.yaml");
+    for (domain, why) in [
+        ("*.example.test", "DNS-01"),
+        ("elsewhere.example.test", "not served by a proxy"),
+    ] {
+        std::fs::write(
+            &bad,
+            gitops_document(&backend.url).replace(
+                &format!("domains: [{GITOPS_HOST}]"),
+                &format!("domains: [\"{domain}\"]"),
+            ),
+        )
+        .expect("write");
+        let before = revision();
+        let out = spawn_apply(&cp_a, &bad).wait_with_output().expect("apply");
+        assert!(!out.status.success(), "{}", text(&out));
+        assert!(
+            text(&out).contains("certificates[0].domains") && text(&out).contains(why),
+            "{}",
+            text(&out)
+        );
+        assert_eq!(revision(), before, "a refused document writes nothing");
+    }
+    assert_eq!(redis.cli(&["HLEN", "{portcullis}:certificates"]), "0");
+
+    // Pause one data plane (connected, never ACKs) so the order lasts.
+    let stopped = Command::new("kill")
+        .args(["-STOP", &stalled.pid().expect("running").to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(stopped);
+
+    // The same document through both control planes at once: one creates both resources;
+    // the other finds them in place or, if it read before that commit, answers conflict.
+    let file = dir.path().join("gitops.yaml");
+    std::fs::write(&file, gitops_document(&backend.url)).expect("write");
+    let (ra, rb) = (spawn_apply(&cp_a, &file), spawn_apply(&cp_b, &file));
+    let mut creates = 0;
+    for out in [ra, rb].map(|r| r.wait_with_output().expect("apply")) {
+        if out.status.success() {
+            let report: Value = serde_json::from_slice(&out.stdout).expect("report");
+            let acts = actions(&report);
+            let created = |kind, name| acts.contains(&triple(kind, name, "create"));
+            if report["applied"] == true {
+                creates += 1;
+                assert!(
+                    created("proxy", GITOPS_HOST)
+                        && created("certificate", "gitops")
+                        && acts.len() == 2,
+                    "{report}"
+                );
+            } else {
+                assert!(acts.iter().all(|(_, _, a)| a == "unchanged"), "{report}");
+            }
+        } else {
+            assert!(
+                text(&out).contains("nothing was written, apply again"),
+                "{}",
+                text(&out)
+            );
+        }
+    }
+    assert_eq!(creates, 1, "exactly one apply wrote the document");
+
+    // The order runs under its lease in Redis, held by one of the two control planes.
+    let lease = || redis.cli(&["HGET", "{portcullis}:meta", "lease:acme:gitops"]);
+    let holder = eventually(Duration::from_secs(10), "the order's lease", || async {
+        let v: Value = serde_json::from_str(&lease()).ok()?;
+        v["holder"].as_str()?.split('/').nth(1)?.parse::<u32>().ok()
+    })
+    .await;
+    assert!(
+        Some(holder) == cp_a.pid() || Some(holder) == cp_b.pid(),
+        "lease holder pid {holder}"
+    );
+
+    let issued = eventually(
+        Duration::from_secs(90),
+        "the certificate to leave pending",
+        || async {
+            let v = show(&cp_b, "gitops");
+            (v["status"] != "pending").then_some(v)
+        },
+    )
+    .await;
+    issued_by_pebble(&issued);
+    // In the store itself: issued by Pebble, the key sealed.
+    let stored: Value =
+        serde_json::from_str(&redis.cli(&["HGET", "{portcullis}:certificates", "gitops"]))
+            .expect("stored certificate record");
+    issued_by_pebble(&stored);
+    assert!(!stored.to_string().contains("PRIVATE KEY"));
+    let stored_leaf = CertificateDer::pem_slice_iter(
+        stored["cert_chain_pem"]
+            .as_str()
+            .unwrap_or_default()
+            .as_bytes(),
+    )
+    .next()
+    .expect("a chain")
+    .expect("pem")
+    .to_vec();
+
+    // The data plane serves it on its TLS listener: a real handshake that trusts only
+    // Pebble's root gets the stored leaf, for the document's name.
+    let root = pebble.root_pem().await;
+    let addr = dp.https_addr().expect("https");
+    let leaf = eventually(
+        Duration::from_secs(20),
+        "the data plane serves the issued certificate",
+        || async {
+            let leaf = served_leaf(addr, GITOPS_HOST, &root).await?;
+            (leaf == stored_leaf).then_some(leaf)
+        },
+    )
+    .await;
+    let (issuer, names) = issuer_and_names(&leaf);
+    assert!(issuer.contains("Pebble"), "{issuer}");
+    assert_eq!(names, vec![GITOPS_HOST.to_owned()]);
+    let r = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(root.as_bytes()).expect("root")])
+        .resolve(GITOPS_HOST, addr)
+        .no_proxy()
+        .build()
+        .expect("client")
+        .get(format!("https://{GITOPS_HOST}:{}/", addr.port()))
+        .send()
+        .await
+        .expect("https request");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.expect("json")["backend"], "gitops");
+
+    // Several renewal checks later, on both control planes: still one order.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(pebble.issued_serials().len(), 1, "{}", pebble.log());
+
+    // Applying it again, through either control plane: nothing written, nothing ordered.
+    let before = revision();
+    for cp in [&cp_a, &cp_b] {
+        let out = spawn_apply(cp, &file).wait_with_output().expect("apply");
+        assert!(out.status.success(), "{}", text(&out));
+        let report: Value = serde_json::from_slice(&out.stdout).expect("report");
+        assert_eq!(report["applied"], false, "{report}");
+        assert!(
+            actions(&report).iter().all(|(_, _, a)| a == "unchanged"),
+            "{report}"
+        );
+    }
+    assert_eq!(revision(), before, "a re-apply writes nothing");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(pebble.issued_serials().len(), 1, "no second order");
+    assert!(lease().is_empty(), "no order runs: {}", lease());
+    assert_eq!(show(&cp_a, "gitops")["serial"], issued["serial"]);
+    stalled.kill();
 }

@@ -1,11 +1,13 @@
 //! `export` and `apply`: the whole configuration as one document (see the README,
 //! "Declarative configuration"). Files are YAML or JSON; they name secrets by reference
 //! (`client_secret_env`, `client_secret_file`, and the same for `github_client_secret`),
-//! resolved here, on the operator's machine, and sent as the secret itself. A secret
-//! written into the file is refused: such files are meant to be kept in git.
+//! resolved here ([`portcullis_proto::secret_refs`], shared with `--bootstrap`), on the
+//! operator's machine, and sent as the secret itself. A secret written into the file is
+//! refused: such files are meant to be kept in git.
 
 use std::path::Path;
 
+use portcullis_proto::secret_refs::resolve_secrets;
 use portcullis_proto::v1 as pb;
 use portcullis_proto::v1::declarative_config_service_client::DeclarativeConfigServiceClient;
 use serde_json::Value;
@@ -15,12 +17,6 @@ use crate::client::{self, BearerAuth};
 use crate::config::Settings;
 use crate::error::{CliError, error_chain};
 use crate::output::write_stdout;
-
-/// Secret fields that files give by reference, by section.
-const SECRET_FIELDS: [(&str, &str); 2] = [
-    ("oauth_providers", "client_secret"),
-    ("proxy_oauth", "github_client_secret"),
-];
 
 async fn connect(
     settings: &Settings,
@@ -101,7 +97,11 @@ pub(crate) async fn apply(
         CliError::Usage(format!(
             "{}: the document is invalid:\n{}",
             file.display(),
-            errors.join("\n")
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
         ))
     })?;
     let mut c = connect(settings).await?;
@@ -189,116 +189,4 @@ fn report_view(r: &pb::ApplyConfigReply) -> String {
         out.push_str(&format!("; applied at revision {}", r.revision));
     }
     out
-}
-
-/// Replaces `X_env` / `X_file` by `X` in every entry; refuses `X` written in the file.
-/// Errors are `path: message` lines.
-fn resolve_secrets(
-    doc: &mut Value,
-    base: &Path,
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<(), Vec<String>> {
-    let mut errors = Vec::new();
-    for (section, field) in SECRET_FIELDS {
-        let Some(list) = doc.get_mut(section).and_then(Value::as_array_mut) else {
-            continue;
-        };
-        for (i, entry) in list.iter_mut().enumerate() {
-            let Some(obj) = entry.as_object_mut() else {
-                continue;
-            };
-            let at = |f: &str| format!("{section}[{i}].{f}");
-            if obj.contains_key(field) {
-                errors.push(format!(
-                    "{}: a secret is not written into a file; use {field}_env or {field}_file",
-                    at(field)
-                ));
-                continue;
-            }
-            let env_key = format!("{field}_env");
-            let file_key = format!("{field}_file");
-            let resolved = match (obj.remove(&env_key), obj.remove(&file_key)) {
-                (None, None) => continue,
-                (Some(_), Some(_)) => Err(format!(
-                    "{}: give {env_key} or {file_key}, not both",
-                    at(&env_key)
-                )),
-                (Some(v), None) => match v.as_str() {
-                    Some(name) => env(name)
-                        .filter(|s| !s.is_empty())
-                        .ok_or_else(|| format!("{}: {name} is not set", at(&env_key))),
-                    None => Err(format!("{}: must be a variable name", at(&env_key))),
-                },
-                (None, Some(v)) => match v.as_str() {
-                    Some(p) => {
-                        let p = base.join(p);
-                        std::fs::read_to_string(&p)
-                            .map(|t| {
-                                t.strip_suffix('\n')
-                                    .map_or(t.as_str(), |t| t.strip_suffix('\r').unwrap_or(t))
-                                    .to_owned()
-                            })
-                            .map_err(|e| {
-                                format!("{}: cannot read {}: {e}", at(&file_key), p.display())
-                            })
-                    }
-                    None => Err(format!("{}: must be a path", at(&file_key))),
-                },
-            };
-            match resolved {
-                Ok(secret) => {
-                    obj.insert(field.into(), Value::String(secret));
-                }
-                Err(e) => errors.push(e),
-            }
-        }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_come_from_the_environment_or_a_file_never_the_document()
-    -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        std::fs::write(dir.path().join("gh.secret"), "from-file\n")?;
-        let mut doc = serde_json::json!({
-            "oauth_providers": [
-                {"name": "a", "client_secret_env": "SECRET_A"},
-                {"name": "b", "client_secret_file": "gh.secret"},
-                {"name": "c"}
-            ],
-            "proxy_oauth": [{"hostname": "h", "github_client_secret_env": "UNSET_X"}]
-        });
-        let env = |k: &str| (k == "SECRET_A").then(|| "from-env".to_owned());
-        let errors = resolve_secrets(&mut doc, dir.path(), env)
-            .err()
-            .unwrap_or_default();
-        assert_eq!(
-            errors,
-            vec!["proxy_oauth[0].github_client_secret_env: UNSET_X is not set".to_owned()]
-        );
-        assert_eq!(doc["oauth_providers"][0]["client_secret"], "from-env");
-        assert_eq!(doc["oauth_providers"][1]["client_secret"], "from-file");
-        assert!(doc["oauth_providers"][2].get("client_secret").is_none());
-        assert!(doc["oauth_providers"][0].get("client_secret_env").is_none());
-
-        let mut inline = serde_json::json!({"oauth_providers": [{"client_secret": "x"}]});
-        let errors = resolve_secrets(&mut inline, dir.path(), |_| None)
-            .err()
-            .unwrap_or_default();
-        assert_eq!(errors.len(), 1);
-        assert!(
-            errors[0].starts_with("oauth_providers[0].client_secret: "),
-            "{errors:?}"
-        );
-        Ok(())
-    }
 }

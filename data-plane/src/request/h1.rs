@@ -93,8 +93,12 @@ const MAX_HEADERS: usize = 64;
 const MAX_RESPONSE_HEADERS: usize = 100;
 /// Largest response head accepted.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
-/// Upstream reads ask for at least this much room.
+/// Upstream reads of a response head ask for at least this much room.
 const READ_CHUNK: usize = 16 * 1024;
+/// Upstream reads of a response body ask for this much room: one read and one write per
+/// 64 KiB instead of four each (hyper's read buffer grows the same way; the buffer is
+/// dropped when the connection parks, so idle connections do not hold it).
+const BODY_CHUNK: usize = 64 * 1024;
 /// Longest header name compared against the client-claim rules (longer: hyper's path).
 const MAX_NAME: usize = 128;
 /// Most bytes of chunk extensions and trailers skipped per response.
@@ -894,7 +898,7 @@ async fn relay<W: AsyncWrite + Unpin>(
             }
             flush(client, out).await?;
             up.clear();
-            up.reserve(READ_CHUNK);
+            up.reserve(BODY_CHUNK);
             match tokio::time::timeout(idle, conn.stream.read_buf(up)).await {
                 Ok(Ok(0)) => {
                     out.extend_from_slice(b"0\r\n\r\n");
@@ -920,7 +924,7 @@ async fn refill(
     idle: std::time::Duration,
 ) -> Result<usize, ()> {
     up.clear();
-    up.reserve(READ_CHUNK);
+    up.reserve(BODY_CHUNK);
     match tokio::time::timeout(idle, conn.stream.read_buf(up)).await {
         Ok(Ok(0)) => {
             tracing::debug!("upstream closed mid-body");
