@@ -1,12 +1,14 @@
 //! Access-log records: one per request, encoded once and handed off without blocking the
 //! request.
 //!
-//! **Path of a record.** When a request is over, the request path calls [`record`] with
-//! the record's [`Fields`] (borrowed from the request's observation). That encodes it
-//! straight into byte buffers owned by the worker thread, in each selected sink's final
-//! form: a JSON line for stdout ([`json`]), an `AccessLogBatch.records` entry for the
-//! control plane ([`proto`]). No lock, no atomic, no allocation once the buffers have
-//! grown. Every [`BATCH`] records (or [`CHUNK_BYTES`]), and every [`FLUSH_EVERY`] from
+//! **Path of a record.** When a request is over, the request path calls
+//! [`record_encoded`] with the record as [`Encoded`]: its fixed fields, and its strings
+//! already as protobuf fields (the request's observation keeps them in that form), with a
+//! view as [`Fields`] for the stdout sink. That writes it straight into byte buffers owned
+//! by the worker thread, in each selected sink's final form: an `AccessLogBatch.records`
+//! entry for the control plane ([`proto`]: the fixed fields and one copy of the strings),
+//! a JSON line for stdout ([`json`]). ([`record`] takes [`Fields`] alone and encodes each
+//! field.) No lock, no atomic, no allocation once the buffers have grown. Every [`BATCH`] records (or [`CHUNK_BYTES`]), and every [`FLUSH_EVERY`] from
 //! the worker's flusher, the buffers are swapped for empty ones and handed to the
 //! collector thread with a non-blocking `try_send` on a bounded channel. The collector
 //! writes the JSON bytes to stdout and queues the protobuf bytes for the control plane; the
@@ -15,7 +17,8 @@
 //!
 //! **Costs.** Per request: the encoding itself (JSON escaping copies runs of plain bytes
 //! found eight at a time; the timestamp's date and time of day are formatted once per
-//! second; protobuf needs no escaping), one thread-local borrow. Per batch: one channel
+//! second; protobuf needs no escaping, and the strings are one copy), one thread-local
+//! borrow. Per batch: one channel
 //! send, one `write` to stdout, one queue push; per shipped batch one copy of its bytes.
 //! When logging is off, [`enabled`] is one relaxed load and nothing is built.
 //!
@@ -40,6 +43,8 @@ use tokio::sync::{Notify, mpsc};
 
 mod json;
 mod proto;
+
+pub(crate) use self::proto::{string_field, string_head};
 
 /// Records per hand-off from a worker.
 pub const BATCH: usize = 64;
@@ -180,6 +185,65 @@ pub struct Fields<'a> {
     pub proxy_ssl_client: u32,
     /// Its SSL TLV's verify result.
     pub proxy_ssl_verify: u32,
+}
+
+/// A record whose free-form strings are already in their protobuf form (what the request
+/// path's observation keeps, [`crate::request::Observation`]): the fixed fields, and the
+/// strings as `AccessLogRecord` field bytes (tag, length, value) in any order, each field's
+/// last occurrence its value (protobuf's rule for a repeated singular field). The
+/// control-plane sink then writes the record with one copy of `strings`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Encoded<'a> {
+    /// [`Fields::time_unix_nanos`].
+    pub time_unix_nanos: i64,
+    /// [`Fields::listener`].
+    pub listener: &'a str,
+    /// [`Fields::client_port`].
+    pub client_port: u32,
+    /// [`Fields::method`].
+    pub method: &'a str,
+    /// [`Fields::http_version`].
+    pub http_version: &'a str,
+    /// [`Fields::status`].
+    pub status: u32,
+    /// [`Fields::request_body_bytes`].
+    pub request_body_bytes: u64,
+    /// [`Fields::response_body_bytes`].
+    pub response_body_bytes: u64,
+    /// [`Fields::duration_micros`].
+    pub duration_micros: u64,
+    /// [`Fields::upstream_ttfb_micros`].
+    pub upstream_ttfb_micros: u64,
+    /// [`Fields::auth`].
+    pub auth: &'a str,
+    /// [`Fields::proxy_ssl_client`].
+    pub proxy_ssl_client: u32,
+    /// [`Fields::proxy_ssl_verify`].
+    pub proxy_ssl_verify: u32,
+    /// Every other field, encoded.
+    pub strings: &'a [u8],
+}
+
+/// Encodes a record given as [`Encoded`] (the control-plane sink) and, for the stdout
+/// sink only, as the [`Fields`] `fields` returns, into this thread's buffers, like
+/// [`record`].
+pub(crate) fn record_encoded<'a>(encoded: &Encoded<'a>, fields: impl FnOnce() -> Fields<'a>) {
+    let Some(recorder) = RECORDER.get() else {
+        return;
+    };
+    let node_id = NODE_ID.get().map_or("", |n| n);
+    BUFFER.with_borrow_mut(|buf| {
+        if recorder.sinks.stdout {
+            json::write_line(&mut buf.json, node_id, &fields());
+        }
+        if recorder.sinks.control_plane {
+            proto::write_encoded(&mut buf.proto, node_id, encoded);
+        }
+        buf.records += 1;
+        if buf.records >= BATCH || buf.json.len().max(buf.proto.len()) >= CHUNK_BYTES {
+            hand_off(recorder, buf);
+        }
+    });
 }
 
 /// One worker's records, encoded for the sinks that are on.
@@ -868,6 +932,63 @@ mod tests {
             AccessLogBatch::decode(out.as_slice()).expect("decode"),
             batch
         );
+    }
+
+    /// A record written from its fixed fields and its strings already encoded (in another
+    /// order, with stale values before the last) decodes to the same record as prost's.
+    #[test]
+    fn encoded_records_decode_like_prost_output() {
+        for r in samples() {
+            // Stale values first (each field's last occurrence is its value), then the
+            // fields in descending order; path and user written even when empty.
+            let mut strings = Vec::new();
+            string_field(&mut strings, 8, b"/stale");
+            string_field(&mut strings, 21, b"stale");
+            let text: [(u32, &str); 18] = [
+                (30, &r.proxy_ssl_version),
+                (29, &r.proxy_alpn),
+                (28, &r.proxy_unique_id),
+                (27, &r.proxy_authority),
+                (26, &r.mcp_session_id),
+                (25, &r.user_agent),
+                (24, &r.trace_id),
+                (23, &r.request_id),
+                (22, &r.client_id),
+                (21, &r.user),
+                (20, &r.auth_reason),
+                (18, &r.route),
+                (17, &r.proxy),
+                (16, &r.upstream),
+                (9, &r.query),
+                (8, &r.path),
+                (7, &r.host),
+                (4, &r.client_ip),
+            ];
+            for (number, value) in text {
+                if !value.is_empty() || matches!(number, 8 | 21) {
+                    string_field(&mut strings, number, value.as_bytes());
+                }
+            }
+            let e = Encoded {
+                time_unix_nanos: r.time_unix_nanos,
+                listener: &r.listener,
+                client_port: r.client_port,
+                method: &r.method,
+                http_version: &r.http_version,
+                status: r.status,
+                request_body_bytes: r.request_body_bytes,
+                response_body_bytes: r.response_body_bytes,
+                duration_micros: r.duration_micros,
+                upstream_ttfb_micros: r.upstream_ttfb_micros,
+                auth: &r.auth,
+                proxy_ssl_client: r.proxy_ssl_client,
+                proxy_ssl_verify: r.proxy_ssl_verify,
+                strings: &strings,
+            };
+            let mut out = Vec::new();
+            proto::write_encoded(&mut out, &r.node_id, &e);
+            assert_eq!(decode(&out).records, vec![r]);
+        }
     }
 
     #[test]
