@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 
 mod json;
@@ -386,7 +386,8 @@ struct Pending {
 /// takes off the queue once acknowledged.
 #[derive(Debug)]
 struct Outgoing {
-    records: Bytes,
+    /// The chunks, as queued (shared, not copied).
+    records: Vec<Bytes>,
     first_seq: u64,
     count: usize,
     chunks: usize,
@@ -411,30 +412,26 @@ impl ShipQueue {
     }
 
     /// Whole chunks from the front, up to [`SHIP_BATCH`] records (at least one chunk),
-    /// concatenated: they stay queued until [`ShipQueue::acknowledge`].
+    /// shared, not copied: they stay queued until [`ShipQueue::acknowledge`].
     fn peek(&self) -> Option<Outgoing> {
         let q = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
-        let (mut count, mut chunks, mut bytes) = (0, 0, 0);
-        for (b, _, n) in &q.chunks {
+        let (mut count, mut chunks) = (0, 0);
+        for (_, _, n) in &q.chunks {
             if chunks > 0 && count + n > SHIP_BATCH {
                 break;
             }
             count += n;
             chunks += 1;
-            bytes += b.len();
         }
         if chunks == 0 {
             return None;
         }
-        let records = if chunks == 1 {
-            q.chunks[0].0.clone()
-        } else {
-            let mut all = BytesMut::with_capacity(bytes);
-            for (b, _, _) in q.chunks.iter().take(chunks) {
-                all.extend_from_slice(b);
-            }
-            all.freeze()
-        };
+        let records = q
+            .chunks
+            .iter()
+            .take(chunks)
+            .map(|(b, _, _)| b.clone())
+            .collect();
         Some(Outgoing {
             records,
             first_seq: q.chunks[0].1,
@@ -571,12 +568,13 @@ pub struct Shipper<S> {
 
 impl<S, F, E> Shipper<S>
 where
-    S: FnMut(Bytes) -> F,
+    S: FnMut(Vec<Bytes>) -> F,
     F: std::future::Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
     /// A shipper draining `pipeline`'s queue through `send` (one call per encoded
-    /// `AccessLogBatch`; `Ok` means the control plane stored it).
+    /// `AccessLogBatch`, given as the parts that concatenate to it, so that it is copied
+    /// once, into the request; `Ok` means the control plane stored it).
     pub fn new(pipeline: &Pipeline, send: S) -> Self {
         Self {
             queue: pipeline.queue.clone(),
@@ -594,16 +592,16 @@ where
                 continue;
             };
             let dropped_total = self.counters.dropped.load(Ordering::Relaxed);
-            let mut body = Vec::with_capacity(batch.records.len() + 40);
-            body.extend_from_slice(&batch.records);
+            let mut position = Vec::with_capacity(40);
             proto::write_position(
-                &mut body,
+                &mut position,
                 &self.queue.stream,
                 batch.first_seq,
                 dropped_total,
             );
-            let body = Bytes::from(body);
-            match (self.send)(body).await {
+            let mut parts = batch.records;
+            parts.push(position.into());
+            match (self.send)(parts).await {
                 Ok(()) => {
                     self.queue.acknowledge(batch.chunks);
                     self.counters
@@ -1078,7 +1076,7 @@ mod tests {
         let out = q.peek().expect("a batch");
         let whole = SHIP_BATCH / BATCH * BATCH;
         assert_eq!((out.count, out.chunks), (whole, SHIP_BATCH / BATCH));
-        let batch = decode(&out.records);
+        let batch = decode(&out.records.concat());
         assert_eq!(batch.records.len(), whole);
         assert_eq!(batch.records[BATCH].path, "/0");
         assert_eq!(batch.records[BATCH - 1].path, format!("/{}", BATCH - 1));
@@ -1099,10 +1097,10 @@ mod tests {
         pipeline.queue.push(chunk(1), 1, &Counters::default());
         let calls = Arc::new(Mutex::new(Vec::new()));
         let seen = calls.clone();
-        let shipper = Shipper::new(&pipeline, move |body: Bytes| {
+        let shipper = Shipper::new(&pipeline, move |parts: Vec<Bytes>| {
             let seen = seen.clone();
             async move {
-                let batch = decode(&body);
+                let batch = decode(&parts.concat());
                 let mut seen = seen.lock().expect("lock");
                 seen.push((
                     batch.records.len(),
