@@ -36,6 +36,7 @@ CASES = [
     ("h2c", "(5) HTTP/2 cleartext (prior knowledge), 100-byte response"),
     ("jwt", "(6) OAuth-protected proxy (forward mode, a valid ES256 JWT on every request) vs the same proxy unprotected, HTTP/1.1 keep-alive"),
     ("h1_pp", "(8) Case 1 through HAProxy (TCP mode): `send-proxy-v2` to a data plane with `--proxy-protocol v2` vs plain to an identical data plane without"),
+    ("h1_log", "(9) Case 1 with the access log shipped to the control plane (`--access-log control-plane`) vs off, two data planes fed by the bench control plane"),
 ]
 
 # Rows of the jwt case: one data plane, two hostnames for the same proxy; the last row
@@ -45,8 +46,10 @@ CASES = [
 JWT_PEERS = ["portcullis", "unprotected", "unprotected_token"]
 # Rows of the h1_pp case (issue #19): the first is the numerator of the ratio.
 PP_PEERS = ["proxy_v2", "plain"]
+# Rows of the h1_log case (issue #18): the first is the numerator of the ratio.
+LOG_PEERS = ["log_on", "log_off"]
 # Rows per case where they are not the proxies under test.
-CASE_PEERS = {"jwt": JWT_PEERS, "h1_pp": PP_PEERS}
+CASE_PEERS = {"jwt": JWT_PEERS, "h1_pp": PP_PEERS, "h1_log": LOG_PEERS}
 ROW_LABELS = {
     "jwt": {
         "portcullis": "portcullis, protected, valid JWT",
@@ -56,6 +59,10 @@ ROW_LABELS = {
     "h1_pp": {
         "proxy_v2": "HAProxy send-proxy-v2 → data plane --proxy-protocol v2",
         "plain": "HAProxy plain → data plane (no PROXY protocol)",
+    },
+    "h1_log": {
+        "log_on": "data plane --access-log control-plane",
+        "log_off": "data plane --access-log off",
     },
 }
 
@@ -168,13 +175,15 @@ def load_case(raw, case, peers):
 
 
 def with_cpu(result, stem):
-    """Adds user/system CPU µs per request from STEM.cpu ("user_ticks sys_ticks ticks_per_s")."""
-    result["user_us"] = result["sys_us"] = None
-    parts = read(stem + ".cpu").split()
-    if len(parts) == 3 and result["requests"]:
-        user, system, hz = (float(p) for p in parts)
-        result["user_us"] = user / hz * 1e6 / result["requests"]
-        result["sys_us"] = system / hz * 1e6 / result["requests"]
+    """Adds user/system CPU µs per request from STEM.cpu ("user_ticks sys_ticks ticks_per_s"),
+    and the control plane's from STEM.cpcpu where there is one (h1_log)."""
+    for key, ext in (("", ".cpu"), ("cp_", ".cpcpu")):
+        result[key + "user_us"] = result[key + "sys_us"] = None
+        parts = read(stem + ext).split()
+        if len(parts) == 3 and result["requests"]:
+            user, system, hz = (float(p) for p in parts)
+            result[key + "user_us"] = user / hz * 1e6 / result["requests"]
+            result[key + "sys_us"] = system / hz * 1e6 / result["requests"]
     return result
 
 
@@ -225,6 +234,8 @@ def case_table(case, title, runs, peers, rss):
         lines[0] += " (rows: `portcullis` = protected, `unprotected` = the same proxy without auth, without and with the same token header; ratio = protected ÷ that row; the target uses the first)"
     if case == "h1_pp":
         lines[0] += " (ratio = PROXY v2 ÷ plain; CPU is the data plane's; target: within noise)"
+    if case == "h1_log":
+        lines[0] += " (ratio = log on ÷ off; CPU is the data plane's; target ≥ 0.97)"
     peers = CASE_PEERS.get(case, peers)
     first = peers[0]
     mine = runs.get(first, [])
@@ -250,7 +261,29 @@ def case_table(case, title, runs, peers, rss):
             f"| {errs} / {non2xx} | {each} | {ratio_rps} | {ratio_p99} |"
             if rps is not None else f"| {label} | – | – | – | – | – | {errs} / {non2xx} | {each} | | |"
         )
+    if case == "h1_log":
+        lines += log_summary(runs)
     return lines + [""]
+
+
+def log_summary(runs):
+    """h1_log: on ÷ off for req/s, p99 and the data plane's user CPU per request, and the
+    control plane's CPU per request while each row ran (it stores what log_on ships)."""
+    on, off = runs.get("log_on"), runs.get("log_off")
+    if not on or not off:
+        return []
+    def m(rs, key):
+        return med([r.get(key) for r in rs])
+    def cpu(rs, prefix):
+        user, system = m(rs, prefix + "user_us"), m(rs, prefix + "sys_us")
+        return f"{user:.1f} + {system:.1f}" if user is not None and system is not None else "–"
+    out = ["", "| on ÷ off | req/s | p99 | data-plane user CPU per request | data-plane user + sys CPU per request |",
+           "|---|---:|---:|---:|---:|"]
+    both = lambda rs: (m(rs, "user_us") or 0) + (m(rs, "sys_us") or 0)
+    out.append(f"| access log shipped ÷ off | {fmt_ratio(m(on, 'rps'), m(off, 'rps'))} | {fmt_ratio(m(on, 'p99'), m(off, 'p99'))} "
+               f"| {fmt_ratio(m(on, 'user_us'), m(off, 'user_us'))} | {fmt_ratio(both(on), both(off))} |")
+    out += ["", f"Control plane CPU µs per request (user + sys) while the row ran: log_on {cpu(on, 'cp_')}, log_off {cpu(off, 'cp_')}."]
+    return out
 
 
 def cp_section(raw):
@@ -392,6 +425,11 @@ def targets_section(raw, peers, case_runs, idle_rss):
         if v2 and plain:
             # "Within noise": no threshold can be met or missed by one run on a shared VM.
             rows.append(f"| PROXY v2 via HAProxy ÷ plain req/s: within noise | {v2 / plain:.2f}× | – (compare with the spread of the rounds) |")
+    lg = case_runs.get("h1_log", {})
+    if lg.get("log_on") and lg.get("log_off"):
+        on, off = med([r["rps"] for r in lg["log_on"]]), med([r["rps"] for r in lg["log_off"]])
+        if on and off:
+            rows.append(f"| access log to the control plane ≥ 0.97× off req/s | {on / off:.2f}× | {verdict(on >= 0.97 * off)} |")
     try:
         r = json.loads(read(os.path.join(raw, "cp", "latency-3-api.json")))
         rows.append(f"| write → ACK by 3 data planes p99 ≤ 50 ms | {r['all_dataplanes_ms']['p99']:.1f} ms | {verdict(r['all_dataplanes_ms']['p99'] <= 50)} |")

@@ -11,7 +11,7 @@
 #   BENCH_ROUNDS=3         rounds; each round runs every proxy once, in turn (A B C D A B C D ...)
 #   BENCH_CONNECTIONS=64   wrk connections (2 threads); h2load uses 16 connections x 8 streams
 #   BENCH_PEERS="portcullis nginx haproxy caddy"
-#   BENCH_CASES="h1_small h1_64k h1_close https https_hs h2c jwt h1_pp idle instr instr_log cp micro"
+#   BENCH_CASES="h1_small h1_64k h1_close https https_hs h2c jwt h1_pp h1_log idle instr instr_log cp micro"
 #                          (instr_pp and cp_ha are not run by default)
 #   BENCH_REDIS_FSYNC=everysec  appendfsync of the cp_ha case's Redis (AOF on)
 #   BENCH_IDLE_CONNS=10000 connections for the idle-memory case
@@ -44,7 +44,7 @@ fi
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 H2_CLIENTS=16; H2_STREAMS=8
 PEERS=${BENCH_PEERS:-portcullis nginx haproxy caddy}
-CASES=${BENCH_CASES:-h1_small h1_64k h1_close https https_hs h2c jwt h1_pp idle instr instr_log cp micro}
+CASES=${BENCH_CASES:-h1_small h1_64k h1_close https https_hs h2c jwt h1_pp h1_log idle instr instr_log cp micro}
 ACCESS_LOG=${BENCH_ACCESS_LOG:-off}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 BENCH_CPUS=${BENCH_CPUS:-0,1}
@@ -60,6 +60,8 @@ INSTR_PORT=$((base + 17)); INSTR_ADMIN_PORT=$((base + 18))   # the fixture data 
 # h1_pp: HAProxy (TCP mode) with and without send-proxy-v2, each in front of its own fixture data plane.
 PP_HAPROXY_PORT=$((base + 20)); PLAIN_HAPROXY_PORT=$((base + 21))
 PPDP_PORT=$((base + 22)); PPDP_ADMIN_PORT=$((base + 23)); PLAINDP_PORT=$((base + 24)); PLAINDP_ADMIN_PORT=$((base + 25))
+# h1_log: two data planes fed by the bench control plane, --access-log control-plane and off.
+LOGON_PORT=$((base + 26)); LOGON_ADMIN_PORT=$((base + 27)); LOGOFF_PORT=$((base + 28)); LOGOFF_ADMIN_PORT=$((base + 29))
 NGINX_PORT=$((base + 30)); NGINX_H2_PORT=$((base + 31)); NGINX_TLS_PORT=$((base + 32))
 HAPROXY_PORT=$((base + 40)); HAPROXY_H2_PORT=$((base + 41)); HAPROXY_TLS_PORT=$((base + 42))
 CADDY_PORT=$((base + 50)); CADDY_TLS_PORT=$((base + 51))
@@ -70,6 +72,7 @@ REDIS_FSYNC=${BENCH_REDIS_FSYNC:-everysec}
 ALL_PORTS="$BACKEND_PORT $CP_HTTP_PORT $CP_GRPC_PORT $PORTCULLIS_PORT $PORTCULLIS_ADMIN_PORT $NGINX_PORT
   $PFIX_PORT $PFIX_TLS_PORT $PFIX_ADMIN_PORT $PFIX_CP_PORT $INSTR_PORT $INSTR_ADMIN_PORT $NGINX_TLS_PORT $HAPROXY_TLS_PORT $CADDY_TLS_PORT
   $PP_HAPROXY_PORT $PLAIN_HAPROXY_PORT $PPDP_PORT $PPDP_ADMIN_PORT $PLAINDP_PORT $PLAINDP_ADMIN_PORT
+  $LOGON_PORT $LOGON_ADMIN_PORT $LOGOFF_PORT $LOGOFF_ADMIN_PORT
   $NGINX_H2_PORT $HAPROXY_PORT $HAPROXY_H2_PORT $CADDY_PORT $CPB_HTTP_PORT $CPB_GRPC_PORT
   $((base + 72)) $((base + 73)) $((base + 74)) $((base + 75)) $((base + 76)) $((base + 77))"
 has_case() { [[ " $CASES " == *" $1 "* ]]; }
@@ -180,7 +183,7 @@ load() {
   local wrk=(taskset -c "$BENCH_CPUS" wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency)
   local host=(-H "Host: $BENCH_HOST")
   case $name in
-    h1_small | h1_pp) "${wrk[@]}" "${host[@]}" "$url/small" >"$out.wrk" 2>&1 ;;
+    h1_small | h1_pp | h1_log) "${wrk[@]}" "${host[@]}" "$url/small" >"$out.wrk" 2>&1 ;;
     h1_64k) "${wrk[@]}" "${host[@]}" "$url/64k" >"$out.wrk" 2>&1 ;;
     h1_close) "${wrk[@]}" "${host[@]}" -H "Connection: close" "$url/small" >"$out.wrk" 2>&1 ;;
     # wrk never resumes TLS sessions: with Connection: close every request is a full handshake.
@@ -208,6 +211,7 @@ port_for() {
     https | https_hs) tls_port "$2" ;;
     jwt) echo "$PFIX_PORT" ;;
     h1_pp) if [ "$2" = proxy_v2 ]; then echo "$PP_HAPROXY_PORT"; else echo "$PLAIN_HAPROXY_PORT"; fi ;;
+    h1_log) if [ "$2" = log_on ]; then echo "$LOGON_PORT"; else echo "$LOGOFF_PORT"; fi ;;
     *) h1_port "$2" ;;
   esac
 }
@@ -215,11 +219,13 @@ port_for() {
 # case_peers CASE — who runs in CASE. jwt: the fixture data plane's protected proxy
 # (reported as "portcullis") and the same proxy unprotected, without and with the token.
 # h1_pp: HAProxy sending PROXY v2 to a data plane that requires it, and HAProxy plain to an
-# otherwise identical data plane.
+# otherwise identical data plane. h1_log: a data plane shipping its access log to the
+# control plane and an otherwise identical one with the log off.
 case_peers() {
   case $1 in
     jwt) if [[ " $PEERS " == *" portcullis "* ]]; then echo "portcullis unprotected unprotected_token"; fi ;;
     h1_pp) if [[ " $PEERS " == *" portcullis "* ]]; then echo "proxy_v2 plain"; fi ;;
+    h1_log) if [[ " $PEERS " == *" portcullis "* ]]; then echo "log_on log_off"; fi ;;
     *) echo "$PEERS" ;;
   esac
 }
@@ -230,6 +236,8 @@ proc_of() {
     https*:portcullis | jwt:*) echo pfix ;;
     h1_pp:proxy_v2) echo ppdp ;;
     h1_pp:plain) echo plaindp ;;
+    h1_log:log_on) echo logon ;;
+    h1_log:log_off) echo logoff ;;
     *) echo "$2" ;;
   esac
 }
@@ -246,15 +254,25 @@ run_load_case() {
   done
   for peer in $peers; do reset_peak "$(proc_of "$name" "$peer")"; done
   for round in $(seq 1 "$ROUNDS"); do
-    for peer in $peers; do
+    local order=$peers
+    # h1_log: the two rows swap places every other round (neither always runs first).
+    if [ "$name" = h1_log ] && [ $((round % 2)) = 0 ]; then order=$(echo "$peers" | awk '{ for (i = NF; i > 0; i--) printf "%s ", $i }'); fi
+    for peer in $order; do
       log "case $name: round $round/$ROUNDS, $peer"
-      local before after
+      local before after cp_before cp_after
       before=$(cpu_ticks "$(proc_of "$name" "$peer")")
+      cp_before=$(cpu_ticks cp)
       load "$name" "$peer" "$(port_for "$name" "$peer")" "$dir/$peer.$round"
       after=$(cpu_ticks "$(proc_of "$name" "$peer")")
+      cp_after=$(cpu_ticks cp)
       # user and system ticks the proxy used during the run, and ticks per second
       echo "$before $after $(getconf CLK_TCK)" |
         awk '{ print $3 - $1, $4 - $2, $5 }' >"$dir/$peer.$round.cpu"
+      # h1_log: the control plane storing the shipped records shares the CPUs too.
+      if [ "$name" = h1_log ]; then
+        echo "$cp_before $cp_after $(getconf CLK_TCK)" |
+          awk '{ print $3 - $1, $4 - $2, $5 }' >"$dir/$peer.$round.cpcpu"
+      fi
     done
   done
   case $name in
@@ -495,6 +513,13 @@ main() {
     start_pp_pair
     run_load_case h1_pp
     stop happ; stop ppdp; stop plaindp
+  fi
+  if has_case h1_log && [[ " $PEERS " == *" portcullis "* ]]; then
+    start_log_pair
+    run_load_case h1_log
+    curl -s "http://127.0.0.1:$LOGON_ADMIN_PORT/metrics" | grep '^portcullis_dp_access_log_dropped_total' \
+      >"$RAW/h1_log/dropped.txt" || true
+    stop logon; stop logoff
   fi
   if has_case idle; then run_idle_case; fi
   : >"$RAW/instr/counts.tsv"

@@ -340,3 +340,31 @@ CFG
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $BENCH_HOST" "http://127.0.0.1:$PPDP_PORT/small" || true)
   [ "$code" = 000 ] || die "data plane with --proxy-protocol v2 answered $code to a connection without a PROXY header"
 }
+
+# ----- h1_log: the access log shipped to the control plane vs off (issue #18) -----
+
+# start_log_pair — two data planes fed by the bench control plane (so `bench.local` is the
+# same proxy), each with its own enrolment token, that differ only in `--access-log`:
+# logon ships every record to the control plane (the default sink of a connected data
+# plane), logoff records nothing. `--workers 2`, like every proxy here; other flags
+# (PORTCULLIS_H1_FAST_PATH, …) come from the environment for both.
+start_log_pair() {
+  local dir=$WORK/portcullis name port admin sink
+  [ -n "$(pid_of cp)" ] || start_portcullis
+  local cli=("$BIN/portcullis" --url "http://127.0.0.1:$CP_GRPC_PORT" --token "$(cat "$dir/admin-token")")
+  for name in logon logoff; do
+    if [ "$name" = logon ]; then
+      port=$LOGON_PORT admin=$LOGON_ADMIN_PORT sink=control-plane
+    else
+      port=$LOGOFF_PORT admin=$LOGOFF_ADMIN_PORT sink=off
+    fi
+    [ -s "$dir/$name-token" ] || "${cli[@]}" dataplane-token create "bench-$name" >"$dir/$name-token"
+    rm -rf "${dir:?}/$name-cache"
+    PORTCULLIS_ENROLMENT_TOKEN=$(cat "$dir/$name-token") TOKIO_WORKER_THREADS=2 NO_COLOR=1 \
+      start_bg "$name" "$BIN/portcullis-data-plane" --control-plane "http://127.0.0.1:$CP_GRPC_PORT" \
+      --node-id "bench-$name" --workers 2 --http-listen "127.0.0.1:$port" \
+      --admin-listen "127.0.0.1:$admin" --cache-dir "$dir/$name-cache" --access-log "$sink"
+  done
+  wait_http "http://127.0.0.1:$LOGON_PORT/small" "data plane --access-log control-plane" "$BENCH_HOST"
+  wait_http "http://127.0.0.1:$LOGOFF_PORT/small" "data plane --access-log off" "$BENCH_HOST"
+}

@@ -1,12 +1,14 @@
 //! Access-log records: one per request, encoded once and handed off without blocking the
 //! request.
 //!
-//! **Path of a record.** When a request is over, the request path calls [`record`] with
-//! the record's [`Fields`] (borrowed from the request's observation). That encodes it
-//! straight into byte buffers owned by the worker thread, in each selected sink's final
-//! form: a JSON line for stdout ([`json`]), an `AccessLogBatch.records` entry for the
-//! control plane ([`proto`]). No lock, no atomic, no allocation once the buffers have
-//! grown. Every [`BATCH`] records (or [`CHUNK_BYTES`]), and every [`FLUSH_EVERY`] from
+//! **Path of a record.** When a request is over, the request path calls
+//! [`record_encoded`] with the record as [`Encoded`]: its fixed fields, and its strings
+//! already as protobuf fields (the request's observation keeps them in that form), with a
+//! view as [`Fields`] for the stdout sink. That writes it straight into byte buffers owned
+//! by the worker thread, in each selected sink's final form: an `AccessLogBatch.records`
+//! entry for the control plane ([`proto`]: the fixed fields and one copy of the strings),
+//! a JSON line for stdout ([`json`]). ([`record`] takes [`Fields`] alone and encodes each
+//! field.) No lock, no atomic, no allocation once the buffers have grown. Every [`BATCH`] records (or [`CHUNK_BYTES`]), and every [`FLUSH_EVERY`] from
 //! the worker's flusher, the buffers are swapped for empty ones and handed to the
 //! collector thread with a non-blocking `try_send` on a bounded channel. The collector
 //! writes the JSON bytes to stdout and queues the protobuf bytes for the control plane; the
@@ -15,7 +17,8 @@
 //!
 //! **Costs.** Per request: the encoding itself (JSON escaping copies runs of plain bytes
 //! found eight at a time; the timestamp's date and time of day are formatted once per
-//! second; protobuf needs no escaping), one thread-local borrow. Per batch: one channel
+//! second; protobuf needs no escaping, and the strings are one copy), one thread-local
+//! borrow. Per batch: one channel
 //! send, one `write` to stdout, one queue push; per shipped batch one copy of its bytes.
 //! When logging is off, [`enabled`] is one relaxed load and nothing is built.
 //!
@@ -35,11 +38,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 
 mod json;
 mod proto;
+
+pub(crate) use self::proto::{string_field, string_head};
 
 /// Records per hand-off from a worker.
 pub const BATCH: usize = 64;
@@ -182,6 +187,65 @@ pub struct Fields<'a> {
     pub proxy_ssl_verify: u32,
 }
 
+/// A record whose free-form strings are already in their protobuf form (what the request
+/// path's observation keeps, [`crate::request::Observation`]): the fixed fields, and the
+/// strings as `AccessLogRecord` field bytes (tag, length, value) in any order, each field's
+/// last occurrence its value (protobuf's rule for a repeated singular field). The
+/// control-plane sink then writes the record with one copy of `strings`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Encoded<'a> {
+    /// [`Fields::time_unix_nanos`].
+    pub time_unix_nanos: i64,
+    /// [`Fields::listener`].
+    pub listener: &'a str,
+    /// [`Fields::client_port`].
+    pub client_port: u32,
+    /// [`Fields::method`].
+    pub method: &'a str,
+    /// [`Fields::http_version`].
+    pub http_version: &'a str,
+    /// [`Fields::status`].
+    pub status: u32,
+    /// [`Fields::request_body_bytes`].
+    pub request_body_bytes: u64,
+    /// [`Fields::response_body_bytes`].
+    pub response_body_bytes: u64,
+    /// [`Fields::duration_micros`].
+    pub duration_micros: u64,
+    /// [`Fields::upstream_ttfb_micros`].
+    pub upstream_ttfb_micros: u64,
+    /// [`Fields::auth`].
+    pub auth: &'a str,
+    /// [`Fields::proxy_ssl_client`].
+    pub proxy_ssl_client: u32,
+    /// [`Fields::proxy_ssl_verify`].
+    pub proxy_ssl_verify: u32,
+    /// Every other field, encoded.
+    pub strings: &'a [u8],
+}
+
+/// Encodes a record given as [`Encoded`] (the control-plane sink) and, for the stdout
+/// sink only, as the [`Fields`] `fields` returns, into this thread's buffers, like
+/// [`record`].
+pub(crate) fn record_encoded<'a>(encoded: &Encoded<'a>, fields: impl FnOnce() -> Fields<'a>) {
+    let Some(recorder) = RECORDER.get() else {
+        return;
+    };
+    let node_id = NODE_ID.get().map_or("", |n| n);
+    BUFFER.with_borrow_mut(|buf| {
+        if recorder.sinks.stdout {
+            json::write_line(&mut buf.json, node_id, &fields());
+        }
+        if recorder.sinks.control_plane {
+            proto::write_encoded(&mut buf.proto, node_id, encoded);
+        }
+        buf.records += 1;
+        if buf.records >= BATCH || buf.json.len().max(buf.proto.len()) >= CHUNK_BYTES {
+            hand_off(recorder, buf);
+        }
+    });
+}
+
 /// One worker's records, encoded for the sinks that are on.
 #[derive(Debug, Default)]
 struct Chunk {
@@ -322,7 +386,8 @@ struct Pending {
 /// takes off the queue once acknowledged.
 #[derive(Debug)]
 struct Outgoing {
-    records: Bytes,
+    /// The chunks, as queued (shared, not copied).
+    records: Vec<Bytes>,
     first_seq: u64,
     count: usize,
     chunks: usize,
@@ -347,30 +412,26 @@ impl ShipQueue {
     }
 
     /// Whole chunks from the front, up to [`SHIP_BATCH`] records (at least one chunk),
-    /// concatenated: they stay queued until [`ShipQueue::acknowledge`].
+    /// shared, not copied: they stay queued until [`ShipQueue::acknowledge`].
     fn peek(&self) -> Option<Outgoing> {
         let q = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
-        let (mut count, mut chunks, mut bytes) = (0, 0, 0);
-        for (b, _, n) in &q.chunks {
+        let (mut count, mut chunks) = (0, 0);
+        for (_, _, n) in &q.chunks {
             if chunks > 0 && count + n > SHIP_BATCH {
                 break;
             }
             count += n;
             chunks += 1;
-            bytes += b.len();
         }
         if chunks == 0 {
             return None;
         }
-        let records = if chunks == 1 {
-            q.chunks[0].0.clone()
-        } else {
-            let mut all = BytesMut::with_capacity(bytes);
-            for (b, _, _) in q.chunks.iter().take(chunks) {
-                all.extend_from_slice(b);
-            }
-            all.freeze()
-        };
+        let records = q
+            .chunks
+            .iter()
+            .take(chunks)
+            .map(|(b, _, _)| b.clone())
+            .collect();
         Some(Outgoing {
             records,
             first_seq: q.chunks[0].1,
@@ -507,12 +568,13 @@ pub struct Shipper<S> {
 
 impl<S, F, E> Shipper<S>
 where
-    S: FnMut(Bytes) -> F,
+    S: FnMut(Vec<Bytes>) -> F,
     F: std::future::Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
     /// A shipper draining `pipeline`'s queue through `send` (one call per encoded
-    /// `AccessLogBatch`; `Ok` means the control plane stored it).
+    /// `AccessLogBatch`, given as the parts that concatenate to it, so that it is copied
+    /// once, into the request; `Ok` means the control plane stored it).
     pub fn new(pipeline: &Pipeline, send: S) -> Self {
         Self {
             queue: pipeline.queue.clone(),
@@ -530,16 +592,16 @@ where
                 continue;
             };
             let dropped_total = self.counters.dropped.load(Ordering::Relaxed);
-            let mut body = Vec::with_capacity(batch.records.len() + 40);
-            body.extend_from_slice(&batch.records);
+            let mut position = Vec::with_capacity(40);
             proto::write_position(
-                &mut body,
+                &mut position,
                 &self.queue.stream,
                 batch.first_seq,
                 dropped_total,
             );
-            let body = Bytes::from(body);
-            match (self.send)(body).await {
+            let mut parts = batch.records;
+            parts.push(position.into());
+            match (self.send)(parts).await {
                 Ok(()) => {
                     self.queue.acknowledge(batch.chunks);
                     self.counters
@@ -870,6 +932,63 @@ mod tests {
         );
     }
 
+    /// A record written from its fixed fields and its strings already encoded (in another
+    /// order, with stale values before the last) decodes to the same record as prost's.
+    #[test]
+    fn encoded_records_decode_like_prost_output() {
+        for r in samples() {
+            // Stale values first (each field's last occurrence is its value), then the
+            // fields in descending order; path and user written even when empty.
+            let mut strings = Vec::new();
+            string_field(&mut strings, 8, b"/stale");
+            string_field(&mut strings, 21, b"stale");
+            let text: [(u32, &str); 18] = [
+                (30, &r.proxy_ssl_version),
+                (29, &r.proxy_alpn),
+                (28, &r.proxy_unique_id),
+                (27, &r.proxy_authority),
+                (26, &r.mcp_session_id),
+                (25, &r.user_agent),
+                (24, &r.trace_id),
+                (23, &r.request_id),
+                (22, &r.client_id),
+                (21, &r.user),
+                (20, &r.auth_reason),
+                (18, &r.route),
+                (17, &r.proxy),
+                (16, &r.upstream),
+                (9, &r.query),
+                (8, &r.path),
+                (7, &r.host),
+                (4, &r.client_ip),
+            ];
+            for (number, value) in text {
+                if !value.is_empty() || matches!(number, 8 | 21) {
+                    string_field(&mut strings, number, value.as_bytes());
+                }
+            }
+            let e = Encoded {
+                time_unix_nanos: r.time_unix_nanos,
+                listener: &r.listener,
+                client_port: r.client_port,
+                method: &r.method,
+                http_version: &r.http_version,
+                status: r.status,
+                request_body_bytes: r.request_body_bytes,
+                response_body_bytes: r.response_body_bytes,
+                duration_micros: r.duration_micros,
+                upstream_ttfb_micros: r.upstream_ttfb_micros,
+                auth: &r.auth,
+                proxy_ssl_client: r.proxy_ssl_client,
+                proxy_ssl_verify: r.proxy_ssl_verify,
+                strings: &strings,
+            };
+            let mut out = Vec::new();
+            proto::write_encoded(&mut out, &r.node_id, &e);
+            assert_eq!(decode(&out).records, vec![r]);
+        }
+    }
+
     #[test]
     fn timestamps_are_rfc3339_utc() {
         for (nanos, text) in [
@@ -957,7 +1076,7 @@ mod tests {
         let out = q.peek().expect("a batch");
         let whole = SHIP_BATCH / BATCH * BATCH;
         assert_eq!((out.count, out.chunks), (whole, SHIP_BATCH / BATCH));
-        let batch = decode(&out.records);
+        let batch = decode(&out.records.concat());
         assert_eq!(batch.records.len(), whole);
         assert_eq!(batch.records[BATCH].path, "/0");
         assert_eq!(batch.records[BATCH - 1].path, format!("/{}", BATCH - 1));
@@ -978,10 +1097,10 @@ mod tests {
         pipeline.queue.push(chunk(1), 1, &Counters::default());
         let calls = Arc::new(Mutex::new(Vec::new()));
         let seen = calls.clone();
-        let shipper = Shipper::new(&pipeline, move |body: Bytes| {
+        let shipper = Shipper::new(&pipeline, move |parts: Vec<Bytes>| {
             let seen = seen.clone();
             async move {
-                let batch = decode(&body);
+                let batch = decode(&parts.concat());
                 let mut seen = seen.lock().expect("lock");
                 seen.push((
                     batch.records.len(),

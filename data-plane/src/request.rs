@@ -52,6 +52,7 @@ mod request_id;
 mod upgrade;
 
 pub(crate) use self::error::ProxyError;
+pub(crate) use self::observe::Ending;
 pub use self::observe::Observation;
 use self::observe::Observe;
 
@@ -119,11 +120,21 @@ pub struct ConnInfo {
 /// body ends. Metrics: the request is counted when its response head is ready (status and
 /// duration to the head; a streamed body's end is not waited for), under the proxy that
 /// served it, or `unknown` ([`crate::metrics`]).
-pub async fn handle<B>(
+pub async fn handle<B>(store: &ConfigStore, conn: &ConnInfo, req: Request<B>) -> Response<ProxyBody>
+where
+    B: Body<Data = Bytes, Error = hyper::Error> + Send + Sync + 'static,
+{
+    let (response, ending) = serve(store, conn, req).await;
+    ending.wrap(response)
+}
+
+/// [`handle`], with the access-log record's [`Ending`] apart from the response, for a
+/// caller whose own body wrapper carries it (hyper's service: no second boxed body).
+pub(crate) async fn serve<B>(
     store: &ConfigStore,
     conn: &ConnInfo,
     mut req: Request<B>,
-) -> Response<ProxyBody>
+) -> (Response<ProxyBody>, Ending)
 where
     B: Body<Data = Bytes, Error = hyper::Error> + Send + Sync + 'static,
 {
@@ -142,7 +153,8 @@ where
     response
         .headers_mut()
         .insert(request_id::X_REQUEST_ID, request_id);
-    observe.finish(response)
+    let ending = observe.end(&mut response);
+    (response, ending)
 }
 
 /// The phases of [`handle`] over the served snapshot; sets `served` once the host's proxy

@@ -5,18 +5,22 @@
 //! the connection's PROXY v2 TLVs). Each phase then adds what it decided through one small
 //! call: the proxy (and the query string, if the proxy opts in), the admission (route,
 //! user and `client_id` from the verified claims) or the refusal and its reason, the
-//! upstream and when its response head arrived. [`Observe::finish`] wraps the response
-//! body; when that body ends or is dropped (client gone, stream closed), or for a relayed
-//! WebSocket when the relay closes (bytes are those copied each way), the record is
-//! complete and [`Observation::finish`] hands its [`access_log::Fields`] to the access
-//! log, which encodes them. That is the single point where a request is over: duration,
-//! status and upstream time are final.
+//! upstream and when its response head arrived. [`Observe::end`] takes the response's
+//! status and returns the request's [`Ending`], which the response body carries (hyper's
+//! service keeps it in its own body wrapper; [`Ending::wrap`] boxes one for other
+//! callers); when that body ends or is dropped (client gone, stream closed), or for a
+//! relayed WebSocket when the relay closes (bytes are those copied each way), the record is
+//! complete and [`Observation::finish`] hands it to the access log. That is the single
+//! point where a request is over: duration, status and upstream time are final.
 //!
 //! **Costs.** When [`access_log::enabled`] is false, [`Observe`] is `None` and every call
 //! is one branch: nothing is allocated or copied. When on: the free-form strings (client,
-//! host, path, request id, user agent, …) are copied into one text buffer of the
-//! observation, and observations are recycled per worker thread ([`POOL`]), so a warm
-//! worker allocates nothing per request for its records but the response body's box.
+//! host, path, request id, user agent, …) are copied into one buffer of the observation,
+//! already as protobuf fields (tag, length, value: the control-plane sink's form), so the
+//! record is written with one copy of that buffer and its dozen fixed fields
+//! ([`access_log::Encoded`]); the stdout sink reads the same strings through their spans.
+//! Observations are recycled per worker thread ([`POOL`]), so a warm worker allocates
+//! nothing per request for its records.
 //!
 //! **Secrets.** Only the fields listed are copied; no header but `User-Agent`,
 //! `X-Request-Id` and `Mcp-Session-Id` is read, and the query string is recorded only for a
@@ -65,7 +69,8 @@ pub(crate) struct Facts<'a> {
     pub(crate) mcp_session_id: &'a str,
 }
 
-/// The record's free-form fields, each a span of [`Observation::text`].
+/// The record's free-form fields, each a span of [`Observation::text`] (the order is
+/// [`FIELD`]'s).
 #[derive(Clone, Copy, Debug)]
 enum Text {
     ClientIp,
@@ -90,13 +95,20 @@ enum Text {
 
 const TEXTS: usize = Text::ProxySslVersion as usize + 1;
 
+/// Each [`Text`]'s field number in `AccessLogRecord` (proto/portcullis.proto).
+const FIELD: [u32; TEXTS] = [
+    4, 7, 8, 9, 16, 17, 18, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30,
+];
+
 /// One request's facts, gathered phase by phase; complete at [`Observation::finish`].
 #[derive(Debug)]
 pub struct Observation {
-    /// The free-form fields, one after the other (a replaced field leaves its old text
-    /// behind until the observation is recycled).
-    text: String,
-    /// Where each [`Text`] field is in `text` (empty when unset).
+    /// The free-form fields, one after the other, each as an `AccessLogRecord` protobuf
+    /// field (tag, length, value; valid UTF-8 values). A replaced field is written again
+    /// (protobuf takes a field's last occurrence), its old value left behind until the
+    /// observation is recycled.
+    text: Vec<u8>,
+    /// Where each [`Text`] field's value is in `text` (empty when unset).
     spans: [(u32, u32); TEXTS],
     time_unix_nanos: i64,
     start: Instant,
@@ -234,7 +246,7 @@ impl Observe {
     /// Phase 0: the path as normalised (what every later phase and the upstream see).
     pub(crate) fn path(&mut self, path: &str) {
         if let Some(o) = &mut self.0
-            && o.get(Text::Path) != path
+            && o.get_bytes(Text::Path) != path.as_bytes()
         {
             o.set(Text::Path, path);
         }
@@ -256,7 +268,7 @@ impl Observe {
                 o.set(Text::Query, &access_log::redact_query(query, true));
             }
             o.set(Text::Proxy, proxy.hostname());
-            if o.get(Text::Host) != host {
+            if o.get_bytes(Text::Host) != host.as_bytes() {
                 o.set(Text::Host, host);
             }
         }
@@ -311,18 +323,22 @@ impl Observe {
         }
     }
 
-    /// Takes the response's status and wraps its body so the record is written when the
-    /// body ends or is dropped. Returns `response` untouched when not observing.
-    pub(crate) fn finish(self, mut response: Response<ProxyBody>) -> Response<ProxyBody> {
+    /// Takes the response's status; returns the [`Ending`] its body must carry (the record
+    /// is written when that is dropped), or none when not observing or when the response
+    /// is a relayed WebSocket (recorded when the relay closes).
+    pub(crate) fn end(self, response: &mut Response<ProxyBody>) -> Ending {
         let Some(mut o) = self.0 else {
-            return response;
+            return Ending::default();
         };
         o.status = response.status().as_u16();
-        if o.get(Text::McpSessionId).is_empty()
-            && let Some(id) = response
+        // One pass over the response's few headers (a hashed look-up costs more); the
+        // first value, as `HeaderMap::get` gives.
+        if o.get_bytes(Text::McpSessionId).is_empty()
+            && let Some((_, value)) = response
                 .headers()
-                .get(MCP_SESSION_ID)
-                .and_then(|v| v.to_str().ok())
+                .iter()
+                .find(|(name, _)| **name == MCP_SESSION_ID)
+            && let Ok(id) = value.to_str()
         {
             o.set(Text::McpSessionId, id);
         }
@@ -337,28 +353,24 @@ impl Observe {
                 o.request_bytes = to_upstream;
                 o.finish(to_client, Instant::now());
             });
-            return response;
+            return Ending::default();
         }
-        response.map(|inner| {
-            ObservedBody {
-                inner,
-                observation: Some(o),
-                bytes: 0,
-                ended: None,
-            }
-            .boxed()
-        })
+        Ending {
+            observation: Some(o),
+            bytes: 0,
+            ended: None,
+        }
     }
 }
 
 impl Observe {
-    /// [`Self::finish`] for a response relayed without a `Response` value (the HTTP/1.1
+    /// [`Self::end`] for a response relayed without a `Response` value (the HTTP/1.1
     /// fast path, [`super::h1`]): its status, the `Mcp-Session-Id` it carried, and the
     /// body bytes written to the client, once they are (or once the relay broke off).
     pub(crate) fn finish_relayed(self, status: u16, mcp_session_id: Option<&str>, bytes: u64) {
         let Some(mut o) = self.0 else { return };
         o.status = status;
-        if o.get(Text::McpSessionId).is_empty()
+        if o.get_bytes(Text::McpSessionId).is_empty()
             && let Some(id) = mcp_session_id
         {
             o.set(Text::McpSessionId, id);
@@ -370,7 +382,7 @@ impl Observe {
 impl Observation {
     fn new() -> Self {
         Self {
-            text: String::with_capacity(256),
+            text: Vec::with_capacity(320),
             spans: [(0, 0); TEXTS],
             time_unix_nanos: 0,
             start: Instant::now(),
@@ -389,27 +401,37 @@ impl Observation {
     }
 
     fn set(&mut self, field: Text, value: &str) {
-        let start = self.text.len();
-        self.text.push_str(value);
-        self.spans[field as usize] = (start as u32, self.text.len() as u32);
+        let (start, end) = self.spans[field as usize];
+        if value.is_empty() && start == end {
+            return;
+        }
+        access_log::string_field(&mut self.text, FIELD[field as usize], value.as_bytes());
+        let end = self.text.len();
+        self.spans[field as usize] = ((end - value.len()) as u32, end as u32);
     }
 
     /// `bytes` as lower-case hex.
     fn set_hex(&mut self, field: Text, bytes: &[u8]) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
+        access_log::string_head(&mut self.text, FIELD[field as usize], bytes.len() * 2);
         let start = self.text.len();
         for b in bytes {
-            self.text.push(char::from(HEX[usize::from(b >> 4)]));
-            self.text.push(char::from(HEX[usize::from(b & 0xf)]));
+            self.text.push(HEX[usize::from(b >> 4)]);
+            self.text.push(HEX[usize::from(b & 0xf)]);
         }
         self.spans[field as usize] = (start as u32, self.text.len() as u32);
     }
 
-    fn get(&self, field: Text) -> &str {
+    fn get_bytes(&self, field: Text) -> &[u8] {
         let (start, end) = self.spans[field as usize];
         self.text
             .get(start as usize..end as usize)
             .unwrap_or_default()
+    }
+
+    /// A field as text (every value set was a `&str`, so this check does not fail).
+    fn get(&self, field: Text) -> &str {
+        std::str::from_utf8(self.get_bytes(field)).unwrap_or_default()
     }
 
     /// The TLVs of the connection's PROXY v2 header: authority, unique id (hex), ALPN,
@@ -444,40 +466,62 @@ impl Observation {
             None => self.request_bytes,
         };
         let o = &*self;
-        access_log::record(&access_log::Fields {
+        let record = access_log::Encoded {
             time_unix_nanos: o.time_unix_nanos,
             listener: o.listener,
-            client_ip: o.get(Text::ClientIp),
             client_port: u32::from(o.client_port),
             method: o.method.as_str(),
-            host: o.get(Text::Host),
-            path: o.get(Text::Path),
-            query: o.get(Text::Query),
             http_version: o.http_version,
             status: u32::from(o.status),
             request_body_bytes: request_bytes,
             response_body_bytes: response_bytes,
             duration_micros: micros(total),
             upstream_ttfb_micros: o.upstream_duration().map_or(0, micros),
-            upstream: o.get(Text::Upstream),
-            proxy: o.get(Text::Proxy),
-            route: o.get(Text::Route),
             auth: o.auth,
-            auth_reason: o.get(Text::AuthReason),
-            user: o.get(Text::User),
-            client_id: o.get(Text::ClientId),
-            request_id: o.get(Text::RequestId),
-            trace_id: o.get(Text::TraceId),
-            user_agent: o.get(Text::UserAgent),
-            mcp_session_id: o.get(Text::McpSessionId),
-            proxy_authority: o.get(Text::ProxyAuthority),
-            proxy_unique_id: o.get(Text::ProxyUniqueId),
-            proxy_alpn: o.get(Text::ProxyAlpn),
-            proxy_ssl_version: o.get(Text::ProxySslVersion),
             proxy_ssl_client: u32::from(o.ssl_client),
             proxy_ssl_verify: o.ssl_verify,
-        });
+            strings: &o.text,
+        };
+        access_log::record_encoded(&record, || o.fields(&record));
         self.recycle();
+    }
+
+    /// The record as [`access_log::Fields`] (the stdout sink's view): `record`'s fixed
+    /// fields and the strings through their spans.
+    fn fields<'a>(&'a self, record: &access_log::Encoded<'a>) -> access_log::Fields<'a> {
+        access_log::Fields {
+            time_unix_nanos: record.time_unix_nanos,
+            listener: record.listener,
+            client_ip: self.get(Text::ClientIp),
+            client_port: record.client_port,
+            method: record.method,
+            host: self.get(Text::Host),
+            path: self.get(Text::Path),
+            query: self.get(Text::Query),
+            http_version: record.http_version,
+            status: record.status,
+            request_body_bytes: record.request_body_bytes,
+            response_body_bytes: record.response_body_bytes,
+            duration_micros: record.duration_micros,
+            upstream_ttfb_micros: record.upstream_ttfb_micros,
+            upstream: self.get(Text::Upstream),
+            proxy: self.get(Text::Proxy),
+            route: self.get(Text::Route),
+            auth: record.auth,
+            auth_reason: self.get(Text::AuthReason),
+            user: self.get(Text::User),
+            client_id: self.get(Text::ClientId),
+            request_id: self.get(Text::RequestId),
+            trace_id: self.get(Text::TraceId),
+            user_agent: self.get(Text::UserAgent),
+            mcp_session_id: self.get(Text::McpSessionId),
+            proxy_authority: self.get(Text::ProxyAuthority),
+            proxy_unique_id: self.get(Text::ProxyUniqueId),
+            proxy_alpn: self.get(Text::ProxyAlpn),
+            proxy_ssl_version: self.get(Text::ProxySslVersion),
+            proxy_ssl_client: record.proxy_ssl_client,
+            proxy_ssl_verify: record.proxy_ssl_verify,
+        }
     }
 
     /// Clears this observation and keeps it for this thread's next request.
@@ -542,13 +586,70 @@ fn refusal_reason(rejection: &Rejection) -> String {
     rejection.status().as_u16().to_string()
 }
 
-/// The response body, counting its bytes; completes the observation on its end or drop.
-struct ObservedBody {
-    inner: ProxyBody,
+/// The end of an observed response: counts its body's bytes as they are polled, notes
+/// when the last one was, and completes the observation ([`Observation::finish`]) when
+/// dropped. Carried by the response body (no box of its own in hyper's service); empty
+/// (every call one branch) when not observing.
+#[derive(Debug, Default)]
+pub(crate) struct Ending {
     observation: Option<Box<Observation>>,
     bytes: u64,
     /// When the last frame was read (the end of the response as the client saw it).
     ended: Option<Instant>,
+}
+
+impl Ending {
+    /// Notes what polling `body` gave.
+    #[inline]
+    pub(crate) fn polled<B: Body, E>(
+        &mut self,
+        polled: &Poll<Option<Result<Frame<Bytes>, E>>>,
+        body: &B,
+    ) {
+        if self.observation.is_none() || self.ended.is_some() {
+            return;
+        }
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                self.bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if body.is_end_stream() {
+                    self.ended = Some(Instant::now());
+                }
+            }
+            Poll::Ready(_) => self.ended = Some(Instant::now()),
+            Poll::Pending => {}
+        }
+    }
+
+    /// `response` with its body carrying this ending (boxed once more; for callers of
+    /// [`super::handle`] without a body wrapper of their own), or as it is when not
+    /// observing.
+    pub(crate) fn wrap(self, response: Response<ProxyBody>) -> Response<ProxyBody> {
+        if self.observation.is_none() {
+            return response;
+        }
+        response.map(|inner| {
+            ObservedBody {
+                inner,
+                ending: self,
+            }
+            .boxed()
+        })
+    }
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        if let Some(o) = self.observation.take() {
+            o.finish(self.bytes, self.ended.unwrap_or_else(Instant::now));
+        }
+    }
+}
+
+/// A response body carrying its [`Ending`].
+struct ObservedBody {
+    inner: ProxyBody,
+    ending: Ending,
 }
 
 impl Body for ObservedBody {
@@ -561,16 +662,7 @@ impl Body for ObservedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                this.bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
-                if this.inner.is_end_stream() {
-                    this.ended = Some(Instant::now());
-                }
-            }
-            Poll::Ready(_) => this.ended = Some(Instant::now()),
-            Poll::Pending => {}
-        }
+        this.ending.polled(&polled, &this.inner);
         polled
     }
 
@@ -583,10 +675,88 @@ impl Body for ObservedBody {
     }
 }
 
-impl Drop for ObservedBody {
-    fn drop(&mut self) {
-        if let Some(o) = self.observation.take() {
-            o.finish(self.bytes, self.ended.unwrap_or_else(Instant::now));
-        }
+#[cfg(test)]
+mod tests {
+    use portcullis_proto::v1::AccessLogRecord;
+    use prost::Message as _;
+
+    use super::*;
+
+    /// The observation's buffer is the record's strings as protobuf fields: decoded, it
+    /// holds each field's last value, which is what the stdout sink's view reads too.
+    #[test]
+    fn the_buffer_decodes_to_the_fields_the_stdout_sink_reads() {
+        let mut o = Box::new(Observation::new());
+        o.set(Text::ClientIp, "192.0.2.1");
+        o.set(Text::Host, "App.Example.com:8080");
+        o.set(Text::Path, "/a/../b");
+        o.set(Text::RequestId, "rid");
+        o.set(Text::UserAgent, &"u\u{e9}".repeat(100));
+        o.set(Text::McpSessionId, "");
+        o.set_hex(Text::TraceId, &[0xab; 16]);
+        o.set(Text::Proxy, "app.example.com");
+        o.set(Text::Host, "app.example.com");
+        o.set(Text::Path, "/b");
+        o.set(Text::User, "octocat");
+        o.set(Text::User, "");
+        o.set(Text::Query, "");
+        o.set_hex(Text::ProxyUniqueId, &[0, 0xff]);
+        o.set(Text::ProxySslVersion, "TLSv1.3");
+        let record = access_log::Encoded {
+            time_unix_nanos: 1,
+            listener: "http",
+            client_port: 2,
+            method: "GET",
+            http_version: "HTTP/1.1",
+            status: 200,
+            request_body_bytes: 3,
+            response_body_bytes: 4,
+            duration_micros: 5,
+            upstream_ttfb_micros: 6,
+            auth: "none",
+            proxy_ssl_client: 7,
+            proxy_ssl_verify: 8,
+            strings: &o.text,
+        };
+        let f = o.fields(&record);
+        let r = AccessLogRecord::decode(o.text.as_slice()).expect("protobuf fields");
+        assert_eq!(
+            (r.client_ip.as_str(), f.client_ip),
+            ("192.0.2.1", "192.0.2.1")
+        );
+        assert_eq!(
+            (r.host.as_str(), f.host),
+            ("app.example.com", "app.example.com")
+        );
+        assert_eq!((r.path.as_str(), f.path), ("/b", "/b"));
+        assert_eq!((r.user.as_str(), f.user), ("", ""));
+        assert_eq!((r.query.as_str(), f.query), ("", ""));
+        assert_eq!((r.mcp_session_id.as_str(), f.mcp_session_id), ("", ""));
+        assert_eq!(r.user_agent, "u\u{e9}".repeat(100));
+        assert_eq!(f.user_agent, r.user_agent);
+        assert_eq!(r.trace_id, "ab".repeat(16));
+        assert_eq!(f.trace_id, r.trace_id);
+        assert_eq!(
+            (r.proxy_unique_id.as_str(), f.proxy_unique_id),
+            ("00ff", "00ff")
+        );
+        assert_eq!(
+            (
+                r.request_id.as_str(),
+                r.proxy.as_str(),
+                r.proxy_ssl_version.as_str()
+            ),
+            (f.request_id, f.proxy, f.proxy_ssl_version)
+        );
+        // Fields never set are absent from the buffer.
+        assert_eq!(
+            (
+                r.route.as_str(),
+                r.upstream.as_str(),
+                r.auth_reason.as_str()
+            ),
+            ("", "", "")
+        );
+        o.recycle();
     }
 }

@@ -37,7 +37,7 @@ impl ControlPlane {
         };
         let client = tonic::client::Grpc::new(channel);
         let authorization = self.authorization.clone();
-        let send = move |batch: Bytes| {
+        let send = move |batch: Vec<Bytes>| {
             let mut client = client.clone();
             let mut request = tonic::Request::new(batch);
             request
@@ -68,12 +68,13 @@ impl ControlPlane {
     }
 }
 
-/// Sends an encoded `AccessLogBatch` as it is; decodes the `AccessLogShipReply`.
+/// Sends an encoded `AccessLogBatch`, given as parts that concatenate to it, as it is (one
+/// copy, into the request's buffer); decodes the `AccessLogShipReply`.
 #[derive(Clone, Copy, Debug, Default)]
 struct Encoded;
 
 impl Codec for Encoded {
-    type Encode = Bytes;
+    type Encode = Vec<Bytes>;
     type Decode = AccessLogShipReply;
     type Encoder = Self;
     type Decoder = Self;
@@ -88,11 +89,14 @@ impl Codec for Encoded {
 }
 
 impl Encoder for Encoded {
-    type Item = Bytes;
+    type Item = Vec<Bytes>;
     type Error = Status;
 
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
+    fn encode(&mut self, item: Vec<Bytes>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.reserve(item.iter().map(Bytes::len).sum());
+        for part in item {
+            dst.put(part);
+        }
         Ok(())
     }
 }

@@ -68,7 +68,7 @@ impl hyper::service::Service<Request<Incoming>> for Service {
         let client = SocketAddr::new(client, conn.info.client_port_for(client));
         let span = trace::start(&mut req, client, secure).map(Box::new);
         Box::pin(async move {
-            let response = request::handle(&conn.store, &conn.info, req).await;
+            let (response, ending) = request::serve(&conn.store, &conn.info, req).await;
             if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                 activity.pinned.store(true, Ordering::Relaxed);
             }
@@ -80,6 +80,7 @@ impl hyper::service::Service<Request<Incoming>> for Service {
                 inner,
                 activity,
                 span,
+                ending,
             }))
         })
     }
@@ -220,11 +221,13 @@ async fn drain(mut rest: RequestBody) {
 }
 
 /// A response body that reports when hyper is done with it, and ends the request's
-/// span then (the end of the body, or the client going away).
+/// span then (the end of the body, or the client going away); it carries the request's
+/// access-log [`request::Ending`] too (written when it is dropped).
 pub(super) struct ResponseBody {
     inner: ProxyBody,
     activity: Arc<Activity>,
     span: Option<Box<trace::RequestSpan>>,
+    ending: request::Ending,
 }
 
 impl Body for ResponseBody {
@@ -235,7 +238,10 @@ impl Body for ResponseBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        this.ending.polled(&polled, &this.inner);
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
