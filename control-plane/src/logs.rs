@@ -55,6 +55,7 @@ use crate::service::ControlPlane;
 use crate::store::StoreError;
 
 mod embedded;
+mod postings;
 mod redis_backend;
 
 pub use embedded::EmbeddedLogStore;
