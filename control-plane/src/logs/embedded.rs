@@ -1,26 +1,17 @@
 //! The embedded request-log store: `<data-dir>/logs.redb`, apart from the config store so
 //! log volume never bloats or slows config reads.
 //!
-//! Tables: `records` `(time, seq) -> prost bytes`; one posting table per [`Field`]
-//! (`post_<field>`) keyed `(value, bucket, first seq)` holding the keys of one batch's
-//! records with that value in that 100 ms bucket ([`super::postings`]); `visitors`
-//! `(host, hour) -> HyperLogLog (JSON)`; `dropped` `hour -> count`; `meta` (`seq`). A
-//! record and its index entries are written and deleted in the same transaction.
-//!
-//! Ingest costs one write transaction per batch, one B-tree insert per record and one per
-//! posting row: about one per record for values that rarely repeat within a batch (client
-//! addresses, request ids), a few dozen per batch for hosts and statuses (each record
-//! encoded into one reused buffer, index values borrowed from it). Visitor sketches stay
-//! decoded in memory between batches (as committed) and are written back only when a
-//! batch changed them. An index value that arrives in random order (client addresses)
-//! dirties about one page per row, which is why the data plane's request ids are
-//! time-ordered. Deleting records rewrites the posting rows that held them.
-//!
-//! Layout change: stores written before postings had one row per record in `idx_<field>`
-//! tables. [`EmbeddedLogStore::open`] deletes those tables (their records stay, found by
-//! time; an index filter no longer finds them, and retention deletes them as usual).
+//! Tables: `records` `(time, seq) -> prost bytes`; one index table per [`Field`] keyed
+//! `(value, time, seq)`; `visitors` `(host, hour) -> HyperLogLog (JSON)`; `dropped`
+//! `hour -> count`; `meta` (`seq`). A record and its index entries are written and
+//! deleted in the same transaction. Ingest costs one write transaction per batch and one
+//! B-tree insert per record and index (each record encoded into one reused buffer, index
+//! values borrowed from it); visitor sketches stay decoded in memory between batches
+//! (as committed) and are written back only when a batch changed them. An index value
+//! that arrives in random order (client addresses) dirties about one page per record,
+//! which is why the data plane's request ids are time-ordered.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -29,7 +20,7 @@ use prost::Message as _;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::{
-    Field, HLL_ERROR, Index, LogKey, LogStore, Record, ShipPosition, StreamState, hour_of, postings,
+    Field, HLL_ERROR, Index, LogKey, LogStore, Record, ShipPosition, StreamState, hour_of,
 };
 use crate::store::StoreError;
 
@@ -44,23 +35,7 @@ const SEQ: &str = "seq";
 /// File name inside `--data-dir`.
 pub(crate) const FILE_NAME: &str = "logs.redb";
 
-/// A field's posting rows: `(value, bucket, seq of the row's first key) -> packed keys`.
-type PostingTable = TableDefinition<'static, (&'static str, i64, u64), &'static [u8]>;
-
-fn posting_table(f: Field) -> PostingTable {
-    match f {
-        Field::Ip => TableDefinition::new("post_ip"),
-        Field::Host => TableDefinition::new("post_host"),
-        Field::User => TableDefinition::new("post_user"),
-        Field::ClientId => TableDefinition::new("post_client"),
-        Field::Status => TableDefinition::new("post_status"),
-        Field::RequestId => TableDefinition::new("post_request"),
-    }
-}
-
-/// The index tables of the layout before postings (one row per record and field); deleted
-/// by [`EmbeddedLogStore::open`].
-pub(super) fn old_index_table(f: Field) -> TableDefinition<'static, (&'static str, i64, u64), ()> {
+fn index_table(f: Field) -> TableDefinition<'static, (&'static str, i64, u64), ()> {
     match f {
         Field::Ip => TableDefinition::new("idx_ip"),
         Field::Host => TableDefinition::new("idx_host"),
@@ -68,14 +43,6 @@ pub(super) fn old_index_table(f: Field) -> TableDefinition<'static, (&'static st
         Field::ClientId => TableDefinition::new("idx_client"),
         Field::Status => TableDefinition::new("idx_status"),
         Field::RequestId => TableDefinition::new("idx_request"),
-    }
-}
-
-fn torn(f: Field, value: &str, bucket: i64) -> StoreError {
-    StoreError::Corrupt {
-        collection: "logs",
-        key: format!("post_{}/{value}/{bucket}", f.name()),
-        reason: "posting row length is not a multiple of 16".into(),
     }
 }
 
@@ -160,21 +127,10 @@ impl EmbeddedLogStore {
         txn.open_table(DROPPED).map_err(err)?;
         txn.open_table(META).map_err(err)?;
         txn.open_table(STREAMS).map_err(err)?;
-        let mut removed = 0;
         for f in Field::ALL {
-            txn.open_table(posting_table(f)).map_err(err)?;
-            if txn.delete_table(old_index_table(f)).map_err(err)? {
-                removed += 1;
-            }
+            txn.open_table(index_table(f)).map_err(err)?;
         }
         txn.commit().map_err(err)?;
-        if removed > 0 {
-            tracing::info!(
-                tables = removed,
-                "deleted the request-log index tables of the previous layout \
-                 (records stored before are found by time, not by index)"
-            );
-        }
         Ok(Self {
             db: Arc::new(db),
             sketches: Arc::default(),
@@ -242,8 +198,12 @@ impl LogStore for EmbeddedLogStore {
                 let mut seq = meta.get(SEQ).map_err(err)?.map(|v| v.value()).unwrap_or(0);
                 // Client addresses per host-hour, borrowed from the records.
                 let mut visits: HashMap<(&str, i64), Vec<&str>> = HashMap::new();
+                let mut idx: Vec<_> = Field::ALL
+                    .iter()
+                    .map(|f| txn.open_table(index_table(*f)))
+                    .collect::<Result<_, _>>()
+                    .map_err(err)?;
                 let mut encoded = Vec::with_capacity(1024);
-                let mut keyed = Vec::with_capacity(records.len() - skip);
                 for r in &records[skip..] {
                     let Some(r) = r else {
                         dropped += 1;
@@ -254,38 +214,16 @@ impl LogStore for EmbeddedLogStore {
                     encoded.clear();
                     r.encode(&mut encoded).map_err(err)?;
                     table.insert(key, encoded.as_slice()).map_err(err)?;
-                    keyed.push((
-                        LogKey {
-                            time: key.0,
-                            seq: key.1,
-                        },
-                        r,
-                    ));
+                    for (f, t) in Field::ALL.iter().zip(idx.iter_mut()) {
+                        if let Some(v) = f.value(r) {
+                            t.insert((v.as_ref(), key.0, key.1), ()).map_err(err)?;
+                        }
+                    }
                     if !r.host.is_empty() && !r.client_ip.is_empty() {
                         visits
                             .entry((r.host.as_str(), hour_of(r.time_unix_nanos)))
                             .or_default()
                             .push(r.client_ip.as_str());
-                    }
-                }
-                // One row per (field value, bucket) of this batch.
-                let grouped = postings::group(keyed.into_iter(), |_| true);
-                let mut packed = Vec::new();
-                for (f, rows) in Field::ALL.iter().zip(grouped) {
-                    let mut t = txn.open_table(posting_table(*f)).map_err(err)?;
-                    // In key order: neighbouring rows share pages.
-                    let mut rows: Vec<_> = rows.into_iter().collect();
-                    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                    for ((value, b), mut keys) in rows {
-                        // Keys were added in seq order: the first names the row.
-                        let Some(first) = keys.first().map(|k| k.seq) else {
-                            continue;
-                        };
-                        keys.sort_unstable();
-                        packed.clear();
-                        postings::pack(&keys, &mut packed);
-                        t.insert((value.as_ref(), b, first), packed.as_slice())
-                            .map_err(err)?;
                     }
                 }
                 meta.insert(SEQ, seq).map_err(err)?;
@@ -373,21 +311,14 @@ impl LogStore for EmbeddedLogStore {
                     }
                 }
                 Index::Field(f, value) => {
-                    let idx = txn.open_table(posting_table(f)).map_err(err)?;
-                    let lo = (value.as_str(), postings::bucket(since), 0u64);
-                    let hi = (value.as_str(), postings::bucket(before.time), u64::MAX);
-                    let mut walk = postings::NewestFirst::new(since, before, max);
-                    for entry in idx.range(lo..=hi).map_err(err)?.rev() {
-                        let (k, v) = entry.map_err(err)?;
-                        let (_, b, _) = k.value();
-                        let keys = postings::unpack(v.value()).ok_or_else(|| torn(f, &value, b))?;
-                        if !walk.push(b, keys) {
-                            break;
-                        }
-                    }
-                    for key in walk.finish() {
-                        if let Some(v) = table.get((key.time, key.seq)).map_err(err)? {
-                            out.push(decode((key.time, key.seq), v.value())?);
+                    let idx = txn.open_table(index_table(f)).map_err(err)?;
+                    let lo = (value.as_str(), since, 0u64);
+                    let hi = (value.as_str(), before.time, before.seq);
+                    for entry in idx.range(lo..hi).map_err(err)?.rev().take(max) {
+                        let (k, _) = entry.map_err(err)?;
+                        let (_, t, s) = k.value();
+                        if let Some(v) = table.get((t, s)).map_err(err)? {
+                            out.push(decode((t, s), v.value())?);
                         }
                     }
                 }
@@ -471,55 +402,19 @@ impl LogStore for EmbeddedLogStore {
                     }
                     victims.push((key, Record::decode(v.value()).ok()));
                 }
-                // The rows holding the victims, by field: (value, bucket) -> victims' keys.
-                let grouped = postings::group(
-                    victims.iter().filter_map(|(k, r)| {
-                        Some((
-                            LogKey {
-                                time: k.0,
-                                seq: k.1,
-                            },
-                            r.as_ref()?,
-                        ))
-                    }),
-                    |_| true,
-                );
-                let mut packed = Vec::new();
-                for (f, rows) in Field::ALL.iter().zip(grouped) {
-                    let mut t = txn.open_table(posting_table(*f)).map_err(err)?;
-                    for ((value, b), gone) in rows {
-                        let gone: HashSet<LogKey> = gone.into_iter().collect();
-                        let value = value.as_ref();
-                        // Read first: the table is rewritten below.
-                        let mut found = Vec::new();
-                        for entry in t
-                            .range((value, b, 0u64)..=(value, b, u64::MAX))
-                            .map_err(err)?
-                        {
-                            let (k, v) = entry.map_err(err)?;
-                            let (_, _, first) = k.value();
-                            let keys: Vec<LogKey> = postings::unpack(v.value())
-                                .ok_or_else(|| torn(*f, value, b))?
-                                .collect();
-                            if keys.iter().any(|k| gone.contains(k)) {
-                                found.push((first, keys));
-                            }
-                        }
-                        for (first, mut keys) in found {
-                            keys.retain(|k| !gone.contains(k));
-                            if keys.is_empty() {
-                                t.remove((value, b, first)).map_err(err)?;
-                            } else {
-                                // A row split by the retention boundary keeps its newer keys.
-                                packed.clear();
-                                postings::pack(&keys, &mut packed);
-                                t.insert((value, b, first), packed.as_slice())
-                                    .map_err(err)?;
+                let mut idx: Vec<_> = Field::ALL
+                    .iter()
+                    .map(|f| txn.open_table(index_table(*f)))
+                    .collect::<Result<_, _>>()
+                    .map_err(err)?;
+                for (key, record) in &victims {
+                    if let Some(r) = record {
+                        for (f, t) in Field::ALL.iter().zip(idx.iter_mut()) {
+                            if let Some(v) = f.value(r) {
+                                t.remove((v.as_ref(), key.0, key.1)).map_err(err)?;
                             }
                         }
                     }
-                }
-                for (key, _) in &victims {
                     table.remove(*key).map_err(err)?;
                 }
                 deleted = victims.len() as u64;
@@ -558,14 +453,11 @@ impl LogStore for EmbeddedLogStore {
             let txn = db.begin_read().map_err(err)?;
             let mut n = 0;
             for f in Field::ALL {
-                for entry in txn
-                    .open_table(posting_table(f))
+                n += txn
+                    .open_table(index_table(f))
                     .map_err(err)?
-                    .iter()
-                    .map_err(err)?
-                {
-                    n += postings::count(entry.map_err(err)?.1.value());
-                }
+                    .len()
+                    .map_err(err)?;
             }
             Ok(n)
         })

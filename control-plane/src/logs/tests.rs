@@ -826,10 +826,10 @@ async fn finds_exactly(logs: &AccessLogs, want: &[Record]) {
     }
 }
 
-/// Posting rows: two batches whose records share 100 ms buckets (rows of both merged in
-/// time order), then deletions that split rows (by time, as retention does, and by the size
-/// cap): what is left is found by every index exactly, and no index entry outlives its
-/// record.
+/// Two batches whose records share 100 ms buckets (on Redis: posting rows of both merged
+/// in time order), then deletions that split them (by time, as retention does, and by the
+/// size cap): what is left is found by every index exactly, and no index entry outlives
+/// its record.
 async fn rows_split_by_deletion(store: Arc<dyn LogStore>) {
     let logs = AccessLogs::new(store.clone(), LogSettings::default());
     // Ten minutes ago, at the start of a bucket: 3 buckets of 40 records each per batch,
@@ -933,7 +933,7 @@ async fn rows_split_by_deletion(store: Arc<dyn LogStore>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn posting_rows_split_by_deletion_on_both_backends() {
+async fn batches_split_by_deletion_stay_exactly_indexed_on_both_backends() {
     let dir = tempfile::tempdir().unwrap();
     rows_split_by_deletion(Arc::new(EmbeddedLogStore::open(dir.path()).unwrap())).await;
     let server = RedisServer::start().await;
@@ -943,86 +943,4 @@ async fn posting_rows_split_by_deletion_on_both_backends() {
             .unwrap(),
     ))
     .await;
-}
-
-/// A `logs.redb` written before posting lists (one `idx_<field>` row per record and
-/// field): opening it deletes those tables; its records are still found by time, searched,
-/// counted and deleted by retention.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn opening_an_embedded_store_of_the_previous_layout_drops_its_indexes() {
-    use redb::{ReadableDatabase as _, TableDefinition, TableHandle as _};
-    const RECORDS: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("records");
-    let dir = tempfile::tempdir().unwrap();
-    let now = now_nanos();
-    let old: Vec<Record> = (0..10).map(|i| rec(i, now)).collect();
-    {
-        let db = redb::Database::create(dir.path().join(embedded::FILE_NAME)).unwrap();
-        let txn = db.begin_write().unwrap();
-        {
-            let mut t = txn.open_table(RECORDS).unwrap();
-            for (seq, r) in (1u64..).zip(&old) {
-                t.insert((r.time_unix_nanos, seq), r.encode_to_vec().as_slice())
-                    .unwrap();
-                for f in Field::ALL {
-                    if let Some(v) = f.value(r) {
-                        txn.open_table(embedded::old_index_table(f))
-                            .unwrap()
-                            .insert((v.as_ref(), r.time_unix_nanos, seq), ())
-                            .unwrap();
-                    }
-                }
-            }
-        }
-        txn.commit().unwrap();
-    }
-    let store = Arc::new(EmbeddedLogStore::open(dir.path()).unwrap());
-    let logs = AccessLogs::new(store.clone(), LogSettings::default());
-    assert_eq!(store.count().await.unwrap(), 10);
-    assert_eq!(store.index_entries().await.unwrap(), 0);
-    let f_all = Filter::parse(&q(), now_nanos(), true).unwrap();
-    let got: Vec<String> = all(&logs, &f_all, 4)
-        .await
-        .into_iter()
-        .map(|r| r.request_id)
-        .collect();
-    let want: Vec<String> = old.iter().map(|r| r.request_id.clone()).collect();
-    assert_eq!(got, want, "newest first, by time");
-    // New records are indexed as usual beside the old ones.
-    let new = rec(0, now_nanos());
-    logs.ingest(
-        "dp1",
-        pb::AccessLogBatch {
-            records: vec![new.clone()],
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    let f_new = Filter::parse(
-        &pb::AccessLogQuery {
-            request_id: new.request_id.clone(),
-            ..q()
-        },
-        now_nanos(),
-        true,
-    )
-    .unwrap();
-    assert_eq!(all(&logs, &f_new, 10).await.len(), 1, "only the new record");
-    // Old records go with retention like any other.
-    assert_eq!(store.delete_oldest(0, 1, PRUNE_CHUNK).await.unwrap(), 10);
-    assert_eq!(
-        store.index_entries().await.unwrap(),
-        expected_index_entries(&[new])
-    );
-    drop(logs);
-    drop(store);
-    let db = redb::Database::open(dir.path().join(embedded::FILE_NAME)).unwrap();
-    let txn = db.begin_read().unwrap();
-    let names: Vec<String> = txn
-        .list_tables()
-        .unwrap()
-        .map(|t| t.name().to_owned())
-        .collect();
-    assert!(names.iter().all(|n| !n.starts_with("idx_")), "{names:?}");
-    assert!(names.iter().any(|n| n == "post_ip"), "{names:?}");
 }
