@@ -27,7 +27,8 @@
 //!
 //! Costs: ingest is one write transaction per batch (up to 6 index writes per record,
 //! plus one visitor sketch per host and hour; on Redis a fixed number of commands per
-//! batch). Sustained ingest on the 2-core bench host (`bench/ingest.sh`, release build):
+//! batch, and host, status, user and client id indexed by [`postings`] rows: a few dozen
+//! per batch instead of one per record). Sustained ingest on the 2-core bench host (`bench/ingest.sh`, release build):
 //! 13-14 µs of control-plane CPU per record on the embedded store, 4 µs plus 12.5 µs of
 //! redis-server CPU on Redis; an index whose values arrive in random order (client
 //! addresses; request ids that are not the data plane's time-ordered ones) costs the
@@ -55,6 +56,7 @@ use crate::service::ControlPlane;
 use crate::store::StoreError;
 
 mod embedded;
+mod postings;
 mod redis_backend;
 
 pub use embedded::EmbeddedLogStore;

@@ -5,6 +5,10 @@
 //! set of ids scored by time in microseconds; `{portcullis}:logs:x:<field>` one sorted set
 //! per indexed field, every score 0, members `<value length, 4 hex><value><id>` in
 //! lexical order (a search walks one value's range newest first with `ZREVRANGEBYLEX`);
+//! for host, status, user and client id ([`grouped`]) a member ending in `+` names a
+//! posting row instead ([`super::postings`]): the keys of one batch's records with that
+//! value in one 100 ms bucket, packed in `{portcullis}:logs:p:<field>` under the member,
+//! the member's id being the row's first key;
 //! `{portcullis}:logs:uv:<host>:<hour>`
 //! HyperLogLog of client IPs (PFADD/PFCOUNT), expiring after the retention; `…:dropped`
 //! hash `hour -> count`; `…:seq` counter. An id is `<time nanos, 19 digits>:<seq, 16 hex>`
@@ -12,10 +16,18 @@
 //! written and deleted in one MULTI/EXEC block.
 //!
 //! Cost of a stored batch: a fixed number of commands, whatever its size — one `HSET` of
-//! every record, one `ZADD` of every time entry, one `ZADD` per indexed field, a `PFADD`
-//! and `EXPIRE` per host and hour, the feed's `PUBLISH`. (A sorted set per index value
-//! made two new single-member keys per record for request ids and client addresses, and
-//! Redis spent its time on those commands: ~9 µs each, bench/README.md.)
+//! every record, one `ZADD` of every time entry, one `ZADD` per indexed field, one `HSET`
+//! of posting rows per grouped field, a `PFADD` and `EXPIRE` per host and hour, the feed's
+//! `PUBLISH`. Sorted-set members per record: time, client address, request id (values that
+//! seldom repeat within a batch), plus a few dozen rows per batch for hosts and statuses
+//! (one member per record each before: the sorted sets' inserts were redis-server's main
+//! cost, bench/README.md). Deleting records looks up the grouped rows of their
+//! (value, bucket)s and rewrites them with a script ([`TRIM_ROW`]), so two control planes
+//! pruning at once cannot put back keys the other removed.
+//!
+//! Layout changes: members written before posting rows are single-record members, which
+//! this layout reads and deletes as its own. Index keys of the layout before one sorted set
+//! per field (`{portcullis}:logs:i:*`) are deleted on connect.
 //!
 //! Follow across control planes: the block that stores a batch also `PUBLISH`es it on
 //! `{portcullis}:logs:feed` (as `AccessLogBatch` bytes, at most [`FEED_MESSAGE_BYTES`] per
@@ -28,7 +40,7 @@
 //! it). Redis bounds a slow subscriber itself (`client-output-buffer-limit pubsub`,
 //! 32 MB by default; then it disconnects it and we reconnect); messages stay far below.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +50,7 @@ use prost::Message as _;
 use redis::aio::ConnectionManager;
 use tokio::sync::broadcast;
 
+use super::postings::{self, BUCKET_NANOS, bucket};
 use super::{Field, Index, LogKey, LogStore, Record, ShipPosition, StreamState, hour_of};
 use crate::store::StoreError;
 
@@ -171,6 +184,61 @@ fn forward(tx: &broadcast::Sender<Arc<Record>>, payload: &[u8]) {
 /// The sorted set holding `f`'s index entries.
 fn index_key(f: Field) -> String {
     format!("{{portcullis}}:logs:x:{}", f.name())
+}
+
+/// The hash holding `f`'s posting rows: index member -> packed keys.
+fn postings_key(f: Field) -> String {
+    format!("{{portcullis}}:logs:p:{}", f.name())
+}
+
+/// What ends an index member that names a posting row.
+const ROW: char = '+';
+
+/// Fields whose values repeat within a batch: their records are indexed in posting rows.
+/// Client addresses and request ids keep one member per record (a row would cost a member
+/// and a hash field for one record, and deleting it a look-up).
+fn grouped(f: Field) -> bool {
+    matches!(
+        f,
+        Field::Host | Field::Status | Field::User | Field::ClientId
+    )
+}
+
+/// Removes the keys in ARGV[2] (packed) from the posting row ARGV[1] of the hash KEYS[2],
+/// and the row and its index member (in KEYS[1]) when none is left. Atomic, so concurrent
+/// pruners never write back a key another removed.
+const TRIM_ROW: &str = r"
+local row = redis.call('HGET', KEYS[2], ARGV[1])
+if not row then return 0 end
+local gone = {}
+for i = 1, #ARGV[2], 16 do gone[string.sub(ARGV[2], i, i + 15)] = true end
+local keep = {}
+for i = 1, #row, 16 do
+  local k = string.sub(row, i, i + 15)
+  if not gone[k] then keep[#keep + 1] = k end
+end
+if #keep == 0 then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[1], ARGV[1])
+elseif #keep * 16 < #row then
+  redis.call('HSET', KEYS[2], ARGV[1], table.concat(keep))
+end
+return 1
+";
+
+/// The lexical range (`ZRANGEBYLEX` bounds) of `value`'s members whose first key lies in
+/// `bucket`.
+fn bucket_range(prefix: &str, b: i64) -> (String, String) {
+    let start = |b: i64| {
+        member(LogKey {
+            time: b.saturating_mul(BUCKET_NANOS).max(0),
+            seq: 0,
+        })
+    };
+    (
+        format!("[{prefix}{}", start(b)),
+        format!("({prefix}{}", start(b.saturating_add(1))),
+    )
 }
 
 /// What every index entry of `value` starts with: its length, so no other value's entries
@@ -387,11 +455,14 @@ impl LogStore for RedisLogStore {
             let mut visitors: HashMap<(&str, i64), Vec<&str>> = HashMap::new();
             let mut feed = FeedMessages::default();
             let mut bytes = Vec::with_capacity(1024);
+            let mut keyed = Vec::with_capacity(records.len());
             for (seq, r) in (last.saturating_sub(n) + 1..).zip(records) {
-                let id = member(LogKey {
+                let key = LogKey {
                     time: r.time_unix_nanos,
                     seq,
-                });
+                };
+                keyed.push((key, r));
+                let id = member(key);
                 let s = score(r.time_unix_nanos);
                 bytes.clear();
                 r.encode(&mut bytes).map_err(|e| corrupt(&id, e))?;
@@ -399,6 +470,9 @@ impl LogStore for RedisLogStore {
                 rec.arg(&id).arg(bytes.as_slice());
                 time.arg(s).arg(&id);
                 for (i, f) in Field::ALL.iter().enumerate() {
+                    if grouped(*f) {
+                        continue;
+                    }
                     if let Some(v) = f.value(r) {
                         indexes[i].arg(0).arg(entry(&v, &id));
                         indexed[i] = true;
@@ -409,6 +483,32 @@ impl LogStore for RedisLogStore {
                         .entry((r.host.as_str(), hour_of(r.time_unix_nanos)))
                         .or_default()
                         .push(&r.client_ip);
+                }
+            }
+            // Grouped fields: a lone record keeps its own member; several in one bucket
+            // share a posting row.
+            let rows = postings::group(keyed.into_iter(), grouped);
+            let mut packed = Vec::new();
+            for (i, (f, rows)) in Field::ALL.iter().zip(rows).enumerate() {
+                let mut hset = redis::cmd("HSET");
+                hset.arg(postings_key(*f));
+                let mut any_row = false;
+                for ((value, _), mut keys) in rows {
+                    keys.sort_unstable();
+                    let Some(first) = keys.first() else { continue };
+                    let mut name = entry(&value, &member(*first));
+                    if keys.len() > 1 {
+                        name.push(ROW);
+                        packed.clear();
+                        postings::pack(&keys, &mut packed);
+                        hset.arg(&name).arg(packed.as_slice());
+                        any_row = true;
+                    }
+                    indexes[i].arg(0).arg(name);
+                    indexed[i] = true;
+                }
+                if any_row {
+                    p.add_command(hset).ignore();
                 }
             }
             p.add_command(rec).ignore();
@@ -459,18 +559,15 @@ impl LogStore for RedisLogStore {
         let key = match index {
             Index::Time => TIME,
             Index::Field(f, v) => {
-                // One value's entries between `since` and `before`, newest first.
+                // One value's members between `since`'s bucket and `before`, newest first;
+                // a row's keys are read from the postings hash and merged bucket by bucket.
                 let key = index_key(*f);
+                let rows_key = postings_key(*f);
                 let prefix = entry_prefix(v);
                 let hi = format!("({prefix}{before_id}");
-                let lo = format!(
-                    "[{prefix}{}",
-                    member(LogKey {
-                        time: since,
-                        seq: 0
-                    })
-                );
-                loop {
+                let (lo, _) = bucket_range(&prefix, bucket(since));
+                let mut walk = postings::NewestFirst::new(since, before, max);
+                'pages: loop {
                     let entries: Vec<String> = redis::cmd("ZREVRANGEBYLEX")
                         .arg(&key)
                         .arg(&hi)
@@ -481,17 +578,46 @@ impl LogStore for RedisLogStore {
                         .query_async(&mut conn)
                         .await?;
                     offset += entries.len();
-                    let ids: Vec<String> = entries
+                    let rows: Vec<&str> = entries
                         .iter()
-                        .filter_map(|e| e.get(prefix.len()..))
-                        .map(str::to_owned)
+                        .filter(|e| e.ends_with(ROW))
+                        .map(String::as_str)
                         .collect();
-                    out.extend(self.fetch(&ids).await?);
-                    if out.len() >= max || entries.len() < chunk {
-                        out.truncate(max);
-                        return Ok(out);
+                    let mut contents = if rows.is_empty() {
+                        Vec::new()
+                    } else {
+                        redis::cmd("HMGET")
+                            .arg(&rows_key)
+                            .arg(&rows)
+                            .query_async::<Vec<Option<Vec<u8>>>>(&mut conn)
+                            .await?
+                    }
+                    .into_iter();
+                    for e in &entries {
+                        let rest = e.get(prefix.len()..).unwrap_or_default();
+                        let go_on = if let Some(name) = rest.strip_suffix(ROW) {
+                            let first = parse_member(name).ok_or_else(|| corrupt(e, "bad row"))?;
+                            // Deleted between the two reads: nothing left of it.
+                            let Some(raw) = contents.next().flatten() else {
+                                continue;
+                            };
+                            let keys = postings::unpack(&raw)
+                                .ok_or_else(|| corrupt(e, "torn posting row"))?;
+                            walk.push(bucket(first.time), keys)
+                        } else {
+                            let k = parse_member(rest).ok_or_else(|| corrupt(e, "bad id"))?;
+                            walk.push(bucket(k.time), std::iter::once(k))
+                        };
+                        if !go_on {
+                            break 'pages;
+                        }
+                    }
+                    if entries.len() < chunk {
+                        break;
                     }
                 }
+                let ids: Vec<String> = walk.finish().into_iter().map(member).collect();
+                return self.fetch(&ids).await;
             }
         };
         loop {
@@ -590,8 +716,15 @@ impl LogStore for RedisLogStore {
             .arg(&ids)
             .query_async(&mut conn)
             .await?;
+        let mut victims = Vec::with_capacity(ids.len());
+        for (id, raw) in ids.iter().zip(raws) {
+            if let Some(r) = raw.and_then(|raw| Record::decode(raw.as_slice()).ok()) {
+                victims.push((id, r));
+            }
+        }
         let mut p = redis::pipe();
         p.atomic();
+        // Fields with one member per record: the members are known.
         let mut indexes: Vec<(redis::Cmd, bool)> = Field::ALL
             .iter()
             .map(|f| {
@@ -600,13 +733,67 @@ impl LogStore for RedisLogStore {
                 (zrem, false)
             })
             .collect();
-        for (id, raw) in ids.iter().zip(raws) {
-            if let Some(r) = raw.and_then(|raw| Record::decode(raw.as_slice()).ok()) {
-                for (f, (zrem, used)) in Field::ALL.iter().zip(indexes.iter_mut()) {
-                    if let Some(v) = f.value(&r) {
-                        zrem.arg(entry(&v, id));
-                        *used = true;
-                    }
+        for (id, r) in &victims {
+            for (f, (zrem, used)) in Field::ALL.iter().zip(indexes.iter_mut()) {
+                if grouped(*f) {
+                    continue;
+                }
+                if let Some(v) = f.value(r) {
+                    zrem.arg(entry(&v, id));
+                    *used = true;
+                }
+            }
+        }
+        // Grouped fields: the members of each victim's (value, bucket), looked up; a lone
+        // record's member goes, a row is trimmed by the script.
+        let keyed: Vec<(LogKey, &Record)> = victims
+            .iter()
+            .filter_map(|(id, r)| Some((parse_member(id)?, r)))
+            .collect();
+        let mut groups: Vec<(usize, String, Vec<LogKey>)> = Vec::new();
+        let mut lookups = redis::pipe();
+        for (i, (f, rows)) in Field::ALL
+            .iter()
+            .zip(postings::group(keyed.into_iter(), grouped))
+            .enumerate()
+        {
+            for ((value, b), keys) in rows {
+                let prefix = entry_prefix(&value);
+                let (lo, hi) = bucket_range(&prefix, b);
+                lookups
+                    .cmd("ZRANGEBYLEX")
+                    .arg(index_key(*f))
+                    .arg(lo)
+                    .arg(hi);
+                groups.push((i, prefix, keys));
+            }
+        }
+        let found: Vec<Vec<String>> = if groups.is_empty() {
+            Vec::new()
+        } else {
+            lookups.query_async(&mut conn).await?
+        };
+        let mut packed = Vec::new();
+        for ((i, prefix, gone), members) in groups.iter().zip(found) {
+            let f = Field::ALL[*i];
+            let gone_ids: HashSet<String> = gone.iter().map(|k| member(*k)).collect();
+            packed.clear();
+            postings::pack(gone, &mut packed);
+            for m in members {
+                let rest = m.get(prefix.len()..).unwrap_or_default();
+                if rest.ends_with(ROW) {
+                    p.cmd("EVAL")
+                        .arg(TRIM_ROW)
+                        .arg(2)
+                        .arg(index_key(f))
+                        .arg(postings_key(f))
+                        .arg(&m)
+                        .arg(packed.as_slice())
+                        .ignore();
+                } else if gone_ids.contains(rest) {
+                    let (zrem, used) = &mut indexes[*i];
+                    zrem.arg(&m);
+                    *used = true;
                 }
             }
         }
@@ -643,11 +830,17 @@ impl LogStore for RedisLogStore {
         let mut conn = self.conn.clone();
         let mut n = 0u64;
         for f in Field::ALL {
-            let c: u64 = redis::cmd("ZCARD")
+            let members: u64 = redis::cmd("ZCARD")
                 .arg(index_key(f))
                 .query_async(&mut conn)
                 .await?;
-            n += c;
+            let rows: Vec<Vec<u8>> = redis::cmd("HVALS")
+                .arg(postings_key(f))
+                .query_async(&mut conn)
+                .await?;
+            // A row is one member holding several keys.
+            n += members.saturating_sub(rows.len() as u64);
+            n += rows.iter().map(|r| postings::count(r)).sum::<u64>();
         }
         Ok(n)
     }
