@@ -256,7 +256,9 @@ async fn idle_connections_park_and_wake_with_their_next_request() -> Result<()> 
         .await?;
     let (head, _) = response(&mut c).await?;
     assert!(!head.starts_with("HTTP/1.1 2"), "{head}");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Past PARK_AFTER (50 ms), well inside the proxy's 1 s drain window: a loaded host
+    // once took the rest of the second between this sleep and the write below.
+    tokio::time::sleep(Duration::from_millis(120)).await;
     assert_eq!(server::parked_connections(), 2, "parked with a body unread");
     c.write_all(format!("lo12345{}", get("/after")).as_bytes())
         .await?;
