@@ -5,12 +5,13 @@
 //! sets) and its free-form strings, already as `AccessLogRecord` protobuf fields
 //! ([`Strings`]: the request's observation keeps them in that form from the start,
 //! [`crate::request::Observation`]). When a request is over, the request path calls
-//! [`record_strings`] with both; [`record`] takes a flat [`Fields`] instead, encodes its
-//! strings into a per-thread [`Strings`] and does the same. That writes the record straight
-//! into byte buffers owned by the worker thread, in each selected sink's final form: an
-//! `AccessLogBatch.records` entry for the control plane ([`proto`]: the fixed fields and
-//! one copy of the strings), a JSON line for stdout ([`json`]: the strings read through
-//! their spans, as bytes). No lock, no atomic, no allocation once the buffers have grown.
+//! [`record_strings`] with both; [`record`] takes [`Fields`] instead (the same fixed
+//! fields, the strings as `&str`), encodes its strings into a per-thread [`Strings`] and
+//! does the same. That writes the record straight into byte buffers owned by the worker
+//! thread, in each selected sink's final form: an `AccessLogBatch.records` entry for the
+//! control plane ([`proto`]: the fixed fields and one copy of the strings), a JSON line
+//! for stdout ([`json`]: the strings read through their spans, as bytes). No lock, no
+//! atomic, no allocation once the buffers have grown.
 //! Every [`BATCH`] records (or [`CHUNK_BYTES`]), and every [`FLUSH_EVERY`] from the worker's
 //! flusher, the buffers are swapped for empty ones and handed to the collector thread with
 //! a non-blocking `try_send` on a bounded channel. The collector writes the JSON bytes to
