@@ -36,7 +36,7 @@ CASES = [
     ("h2c", "(5) HTTP/2 cleartext (prior knowledge), 100-byte response"),
     ("jwt", "(6) OAuth-protected proxy (forward mode, a valid ES256 JWT on every request) vs the same proxy unprotected, HTTP/1.1 keep-alive"),
     ("h1_pp", "(8) Case 1 through HAProxy (TCP mode): `send-proxy-v2` to a data plane with `--proxy-protocol v2` vs plain to an identical data plane without"),
-    ("h1_log", "(9) Case 1 with the access log shipped to the control plane (`--access-log control-plane`) vs off, two data planes fed by the bench control plane"),
+    ("h1_log", "(9) Case 1 with the access log shipped to the control plane (`--access-log control-plane`), written to stdout (a file) and off, data planes fed by the bench control plane; nginx with its access log off, unbuffered and buffered as the reference"),
 ]
 
 # Rows of the jwt case: one data plane, two hostnames for the same proxy; the last row
@@ -46,8 +46,15 @@ CASES = [
 JWT_PEERS = ["portcullis", "unprotected", "unprotected_token"]
 # Rows of the h1_pp case (issue #19): the first is the numerator of the ratio.
 PP_PEERS = ["proxy_v2", "plain"]
-# Rows of the h1_log case (issue #18): the first is the numerator of the ratio.
-LOG_PEERS = ["log_on", "log_off"]
+# Rows of the h1_log case (issue #18); each "on" row's ratio is taken against its "off" row
+# (LOG_PAIRS). The nginx rows run only when nginx is among the peers.
+LOG_PEERS = ["log_on", "log_off", "log_stdout", "nginx_log_off", "nginx_log", "nginx_log_buf"]
+LOG_PAIRS = {
+    "log_on": ("log_off", "Portcullis, `control-plane` ÷ off"),
+    "log_stdout": ("log_off", "Portcullis, `stdout` (a file) ÷ off"),
+    "nginx_log": ("nginx_log_off", "nginx, `access_log` to a file, unbuffered (its default) ÷ off"),
+    "nginx_log_buf": ("nginx_log_off", "nginx, `access_log … buffer=64k flush=1s` ÷ off"),
+}
 # Rows per case where they are not the proxies under test.
 CASE_PEERS = {"jwt": JWT_PEERS, "h1_pp": PP_PEERS, "h1_log": LOG_PEERS}
 ROW_LABELS = {
@@ -63,6 +70,10 @@ ROW_LABELS = {
     "h1_log": {
         "log_on": "data plane --access-log control-plane",
         "log_off": "data plane --access-log off",
+        "log_stdout": "data plane --access-log stdout (to a file)",
+        "nginx_log_off": "nginx, access_log off",
+        "nginx_log": "nginx, access_log to a file (unbuffered: nginx's default)",
+        "nginx_log_buf": "nginx, access_log to a file, buffer=64k flush=1s",
     },
 }
 
@@ -235,7 +246,7 @@ def case_table(case, title, runs, peers, rss):
     if case == "h1_pp":
         lines[0] += " (ratio = PROXY v2 ÷ plain; CPU is the data plane's; target: within noise)"
     if case == "h1_log":
-        lines[0] += " (ratio = log on ÷ off; CPU is the data plane's; target ≥ 0.97)"
+        lines[0] += " (ratio = log on ÷ the same proxy's log off; CPU is the proxy's; target ≥ 0.97)"
     peers = CASE_PEERS.get(case, peers)
     first = peers[0]
     mine = runs.get(first, [])
@@ -250,7 +261,14 @@ def case_table(case, title, runs, peers, rss):
         each = ", ".join(f"{r['rps']:.0f}" if r["rps"] else "–" for r in rs)
         label = "backend direct (reference, no proxy)" if peer == "direct" else peer
         label = ROW_LABELS.get(case, {}).get(peer, label)
-        if peer in (first, "direct"):
+        if case == "h1_log":
+            # Each "on" row against its own "off" row (the proxy with its log off).
+            ratio_rps = ratio_p99 = ""
+            off = runs.get(LOG_PAIRS.get(peer, ("",))[0])
+            if off:
+                ratio_rps = fmt_ratio(rps, med([r["rps"] for r in off]))
+                ratio_p99 = fmt_ratio(p99, med([r["p99"] for r in off]))
+        elif peer in (first, "direct"):
             ratio_rps = ratio_p99 = ""
         else:
             ratio_rps, ratio_p99 = fmt_ratio(p_rps, rps), fmt_ratio(p_p99, p99)
@@ -267,22 +285,28 @@ def case_table(case, title, runs, peers, rss):
 
 
 def log_summary(runs):
-    """h1_log: on ÷ off for req/s, p99 and the data plane's user CPU per request, and the
-    control plane's CPU per request while each row ran (it stores what log_on ships)."""
-    on, off = runs.get("log_on"), runs.get("log_off")
-    if not on or not off:
-        return []
+    """h1_log: on ÷ off for req/s, p99 and the proxy's CPU per request, for each pair of
+    LOG_PAIRS that ran, and the control plane's CPU per request while each row ran (it
+    stores what log_on ships)."""
     def m(rs, key):
         return med([r.get(key) for r in rs])
     def cpu(rs, prefix):
         user, system = m(rs, prefix + "user_us"), m(rs, prefix + "sys_us")
         return f"{user:.1f} + {system:.1f}" if user is not None and system is not None else "–"
-    out = ["", "| on ÷ off | req/s | p99 | data-plane user CPU per request | data-plane user + sys CPU per request |",
-           "|---|---:|---:|---:|---:|"]
     both = lambda rs: (m(rs, "user_us") or 0) + (m(rs, "sys_us") or 0)
-    out.append(f"| access log shipped ÷ off | {fmt_ratio(m(on, 'rps'), m(off, 'rps'))} | {fmt_ratio(m(on, 'p99'), m(off, 'p99'))} "
-               f"| {fmt_ratio(m(on, 'user_us'), m(off, 'user_us'))} | {fmt_ratio(both(on), both(off))} |")
-    out += ["", f"Control plane CPU µs per request (user + sys) while the row ran: log_on {cpu(on, 'cp_')}, log_off {cpu(off, 'cp_')}."]
+    out = ["", "| on ÷ off | req/s | p99 | proxy user CPU per request | proxy user + sys CPU per request |",
+           "|---|---:|---:|---:|---:|"]
+    for on_name, (off_name, label) in LOG_PAIRS.items():
+        on, off = runs.get(on_name), runs.get(off_name)
+        if not on or not off:
+            continue
+        out.append(f"| {label} | {fmt_ratio(m(on, 'rps'), m(off, 'rps'))} | {fmt_ratio(m(on, 'p99'), m(off, 'p99'))} "
+                   f"| {fmt_ratio(m(on, 'user_us'), m(off, 'user_us'))} | {fmt_ratio(both(on), both(off))} |")
+    if len(out) == 3:
+        return []
+    rows = [(name, runs.get(name)) for name in ("log_on", "log_off", "log_stdout")]
+    out += ["", "Control plane CPU µs per request (user + sys) while the row ran: "
+            + ", ".join(f"{name} {cpu(rs, 'cp_')}" for name, rs in rows if rs) + "."]
     return out
 
 

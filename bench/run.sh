@@ -62,6 +62,10 @@ PP_HAPROXY_PORT=$((base + 20)); PLAIN_HAPROXY_PORT=$((base + 21))
 PPDP_PORT=$((base + 22)); PPDP_ADMIN_PORT=$((base + 23)); PLAINDP_PORT=$((base + 24)); PLAINDP_ADMIN_PORT=$((base + 25))
 # h1_log: two data planes fed by the bench control plane, --access-log control-plane and off.
 LOGON_PORT=$((base + 26)); LOGON_ADMIN_PORT=$((base + 27)); LOGOFF_PORT=$((base + 28)); LOGOFF_ADMIN_PORT=$((base + 29))
+# h1_log, more rows: a data plane with --access-log stdout (into its log file), and one nginx
+# with three servers: access_log off, to a file unbuffered (nginx's default), buffered.
+LOGSTDOUT_PORT=$((base + 33)); LOGSTDOUT_ADMIN_PORT=$((base + 34))
+NGLOG_OFF_PORT=$((base + 35)); NGLOG_ON_PORT=$((base + 36)); NGLOG_BUF_PORT=$((base + 37))
 NGINX_PORT=$((base + 30)); NGINX_H2_PORT=$((base + 31)); NGINX_TLS_PORT=$((base + 32))
 HAPROXY_PORT=$((base + 40)); HAPROXY_H2_PORT=$((base + 41)); HAPROXY_TLS_PORT=$((base + 42))
 CADDY_PORT=$((base + 50)); CADDY_TLS_PORT=$((base + 51))
@@ -72,7 +76,8 @@ REDIS_FSYNC=${BENCH_REDIS_FSYNC:-everysec}
 ALL_PORTS="$BACKEND_PORT $CP_HTTP_PORT $CP_GRPC_PORT $PORTCULLIS_PORT $PORTCULLIS_ADMIN_PORT $NGINX_PORT
   $PFIX_PORT $PFIX_TLS_PORT $PFIX_ADMIN_PORT $PFIX_CP_PORT $INSTR_PORT $INSTR_ADMIN_PORT $NGINX_TLS_PORT $HAPROXY_TLS_PORT $CADDY_TLS_PORT
   $PP_HAPROXY_PORT $PLAIN_HAPROXY_PORT $PPDP_PORT $PPDP_ADMIN_PORT $PLAINDP_PORT $PLAINDP_ADMIN_PORT
-  $LOGON_PORT $LOGON_ADMIN_PORT $LOGOFF_PORT $LOGOFF_ADMIN_PORT
+  $LOGON_PORT $LOGON_ADMIN_PORT $LOGOFF_PORT $LOGOFF_ADMIN_PORT $LOGSTDOUT_PORT $LOGSTDOUT_ADMIN_PORT
+  $NGLOG_OFF_PORT $NGLOG_ON_PORT $NGLOG_BUF_PORT
   $NGINX_H2_PORT $HAPROXY_PORT $HAPROXY_H2_PORT $CADDY_PORT $CPB_HTTP_PORT $CPB_GRPC_PORT
   $((base + 72)) $((base + 73)) $((base + 74)) $((base + 75)) $((base + 76)) $((base + 77))"
 has_case() { [[ " $CASES " == *" $1 "* ]]; }
@@ -211,7 +216,12 @@ port_for() {
     https | https_hs) tls_port "$2" ;;
     jwt) echo "$PFIX_PORT" ;;
     h1_pp) if [ "$2" = proxy_v2 ]; then echo "$PP_HAPROXY_PORT"; else echo "$PLAIN_HAPROXY_PORT"; fi ;;
-    h1_log) if [ "$2" = log_on ]; then echo "$LOGON_PORT"; else echo "$LOGOFF_PORT"; fi ;;
+    h1_log)
+      case $2 in
+        log_on) echo "$LOGON_PORT" ;; log_off) echo "$LOGOFF_PORT" ;; log_stdout) echo "$LOGSTDOUT_PORT" ;;
+        nginx_log_off) echo "$NGLOG_OFF_PORT" ;; nginx_log) echo "$NGLOG_ON_PORT" ;; nginx_log_buf) echo "$NGLOG_BUF_PORT" ;;
+      esac
+      ;;
     *) h1_port "$2" ;;
   esac
 }
@@ -220,12 +230,18 @@ port_for() {
 # (reported as "portcullis") and the same proxy unprotected, without and with the token.
 # h1_pp: HAProxy sending PROXY v2 to a data plane that requires it, and HAProxy plain to an
 # otherwise identical data plane. h1_log: a data plane shipping its access log to the
-# control plane and an otherwise identical one with the log off.
+# control plane, an otherwise identical one with the log off and one writing it to stdout
+# (a file); with nginx among the peers, nginx with its access log off, to a file
+# unbuffered and buffered (the reference for what an access log costs, issue #18).
 case_peers() {
   case $1 in
     jwt) if [[ " $PEERS " == *" portcullis "* ]]; then echo "portcullis unprotected unprotected_token"; fi ;;
     h1_pp) if [[ " $PEERS " == *" portcullis "* ]]; then echo "proxy_v2 plain"; fi ;;
-    h1_log) if [[ " $PEERS " == *" portcullis "* ]]; then echo "log_on log_off"; fi ;;
+    h1_log)
+      if [[ " $PEERS " == *" portcullis "* ]]; then
+        echo "log_on log_off log_stdout $([[ " $PEERS " != *" nginx "* ]] || echo nginx_log_off nginx_log nginx_log_buf)"
+      fi
+      ;;
     *) echo "$PEERS" ;;
   esac
 }
@@ -238,6 +254,8 @@ proc_of() {
     h1_pp:plain) echo plaindp ;;
     h1_log:log_on) echo logon ;;
     h1_log:log_off) echo logoff ;;
+    h1_log:log_stdout) echo logstdout ;;
+    h1_log:nginx_*) echo nginxlog ;;
     *) echo "$2" ;;
   esac
 }
@@ -519,7 +537,7 @@ main() {
     run_load_case h1_log
     curl -s "http://127.0.0.1:$LOGON_ADMIN_PORT/metrics" | grep '^portcullis_dp_access_log_dropped_total' \
       >"$RAW/h1_log/dropped.txt" || true
-    stop logon; stop logoff
+    stop logon; stop logoff; stop logstdout; stop nginxlog
   fi
   if has_case idle; then run_idle_case; fi
   : >"$RAW/instr/counts.tsv"

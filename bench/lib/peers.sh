@@ -343,21 +343,23 @@ CFG
 
 # ----- h1_log: the access log shipped to the control plane vs off (issue #18) -----
 
-# start_log_pair — two data planes fed by the bench control plane (so `bench.local` is the
+# start_log_pair — data planes fed by the bench control plane (so `bench.local` is the
 # same proxy), each with its own enrolment token, that differ only in `--access-log`:
 # logon ships every record to the control plane (the default sink of a connected data
-# plane), logoff records nothing. `--workers 2`, like every proxy here; other flags
-# (PORTCULLIS_H1_FAST_PATH, …) come from the environment for both.
+# plane), logoff records nothing, logstdout writes JSON lines to its stdout (its log file,
+# as nginx writes its access log to a file). `--workers 2`, like every proxy here; other
+# flags (PORTCULLIS_H1_FAST_PATH, …) come from the environment for all. With nginx among
+# the peers, also start_nginx_log.
 start_log_pair() {
   local dir=$WORK/portcullis name port admin sink
   [ -n "$(pid_of cp)" ] || start_portcullis
   local cli=("$BIN/portcullis" --url "http://127.0.0.1:$CP_GRPC_PORT" --token "$(cat "$dir/admin-token")")
-  for name in logon logoff; do
-    if [ "$name" = logon ]; then
-      port=$LOGON_PORT admin=$LOGON_ADMIN_PORT sink=control-plane
-    else
-      port=$LOGOFF_PORT admin=$LOGOFF_ADMIN_PORT sink=off
-    fi
+  for name in logon logoff logstdout; do
+    case $name in
+      logon) port=$LOGON_PORT admin=$LOGON_ADMIN_PORT sink=control-plane ;;
+      logoff) port=$LOGOFF_PORT admin=$LOGOFF_ADMIN_PORT sink=off ;;
+      logstdout) port=$LOGSTDOUT_PORT admin=$LOGSTDOUT_ADMIN_PORT sink=stdout ;;
+    esac
     [ -s "$dir/$name-token" ] || "${cli[@]}" dataplane-token create "bench-$name" >"$dir/$name-token"
     rm -rf "${dir:?}/$name-cache"
     PORTCULLIS_ENROLMENT_TOKEN=$(cat "$dir/$name-token") TOKIO_WORKER_THREADS=2 NO_COLOR=1 \
@@ -367,4 +369,65 @@ start_log_pair() {
   done
   wait_http "http://127.0.0.1:$LOGON_PORT/small" "data plane --access-log control-plane" "$BENCH_HOST"
   wait_http "http://127.0.0.1:$LOGOFF_PORT/small" "data plane --access-log off" "$BENCH_HOST"
+  wait_http "http://127.0.0.1:$LOGSTDOUT_PORT/small" "data plane --access-log stdout" "$BENCH_HOST"
+  if [[ " $PEERS " == *" nginx "* ]]; then start_nginx_log; fi
+}
+
+# start_nginx_log — the bench's nginx proxy (start_nginx's settings) with three servers that
+# differ only in their access log: off; to a file with nginx's default, unbuffered (one
+# write per request); to a file with `buffer=64k flush=1s` (one write per 64 KiB, as the
+# data plane writes one chunk per 64 records). The line is JSON with about the fields a
+# Portcullis record has (`escape=json`), so both write lines of similar size.
+start_nginx_log() {
+  local dir=$WORK/nginxlog server port log
+  mkdir -p "$dir/logs" "$dir/tmp"
+  {
+    cat <<EOF
+worker_processes 2;
+worker_rlimit_nofile 20000;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 16384; }
+http {
+  keepalive_requests 100000000;
+  client_body_temp_path $dir/tmp/body;
+  proxy_temp_path $dir/tmp/proxy;
+  log_format record escape=json '{"time":"\$time_iso8601","node_id":"nginx","listener":"\$scheme",'
+    '"client_ip":"\$remote_addr","client_port":\$remote_port,"method":"\$request_method","host":"\$host",'
+    '"path":"\$uri","http_version":"\$server_protocol","status":\$status,"request_body_bytes":\$request_length,'
+    '"response_body_bytes":\$body_bytes_sent,"duration_s":\$request_time,"upstream_ttfb_s":"\$upstream_header_time",'
+    '"upstream":"\$upstream_addr","proxy":"\$server_name","auth":"none","request_id":"\$request_id",'
+    '"user_agent":"\$http_user_agent"}';
+  upstream backend {
+    server 127.0.0.1:$BACKEND_PORT;
+    keepalive 64;
+  }
+EOF
+    for server in "$NGLOG_OFF_PORT:off" "$NGLOG_ON_PORT:$dir/logs/access.log record" \
+      "$NGLOG_BUF_PORT:$dir/logs/access-buffered.log record buffer=64k flush=1s"; do
+      port=${server%%:*} log=${server#*:}
+      cat <<EOF
+  server {
+    listen 127.0.0.1:$port backlog=4096;
+    server_name $BENCH_HOST;
+    access_log $log;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For \$remote_addr;
+      proxy_set_header X-Real-IP \$remote_addr;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Host \$host;
+    }
+  }
+EOF
+    done
+    echo "}"
+  } >"$dir/nginx.conf"
+  start_bg nginxlog nginx -p "$dir" -c "$dir/nginx.conf"
+  for port in $NGLOG_OFF_PORT $NGLOG_ON_PORT $NGLOG_BUF_PORT; do
+    wait_http "http://127.0.0.1:$port/small" "nginx (access-log variants)" "$BENCH_HOST"
+  done
 }

@@ -21,7 +21,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use portcullis_data_plane::access_log::{self, Fields, MAX_PENDING, Sinks};
+use portcullis_data_plane::access_log::{self, Fields, Fixed, MAX_PENDING, Sinks};
 use portcullis_data_plane::stream::ControlPlane;
 
 const WARM_UP: Duration = Duration::from_secs(2);
@@ -178,22 +178,25 @@ fn record(n: u64) {
     let user = if n % 10 == 3 { "alice" } else { "" };
     let client_id = if n % 10 == 3 { "cli-app" } else { "" };
     access_log::record(&Fields {
-        time_unix_nanos: time,
-        listener: "http",
+        fixed: Fixed {
+            time_unix_nanos: time,
+            listener: "http",
+            client_port: 40_000 + (n % 20_000) as u32,
+            method: "GET",
+            http_version: "HTTP/1.1",
+            status,
+            response_body_bytes: 100,
+            duration_micros: 180 + n % 300,
+            upstream_ttfb_micros: 150,
+            auth: if user.is_empty() { "none" } else { "admitted" },
+            ..Fixed::default()
+        },
         client_ip: &ip,
-        client_port: 40_000 + (n % 20_000) as u32,
-        method: "GET",
         host,
         path: "/api/v1/items/42",
-        http_version: "HTTP/1.1",
-        status,
-        response_body_bytes: 100,
-        duration_micros: 180 + n % 300,
-        upstream_ttfb_micros: 150,
         upstream: "127.0.0.1:18001",
         proxy: host,
         route: "r-1",
-        auth: if user.is_empty() { "none" } else { "admitted" },
         user,
         client_id,
         request_id: &request_id,

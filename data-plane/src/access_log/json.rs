@@ -4,10 +4,16 @@
 //! optional fields left out), which the tests check, at a fraction of its cost: no
 //! per-field dispatch, escaping that copies runs of plain bytes found eight at a time, and a
 //! timestamp whose date and time of day are formatted once per second per thread.
+//!
+//! String values are taken as bytes, as [`Strings`] holds them, with no UTF-8 check: they
+//! are valid UTF-8 by construction ([`Strings`]' invariant; the [`Fixed`] strings are
+//! `&str`, and the node id is escaped from one once per process, [`node_id_field`]), and escaping never splits a multi-byte character (it only acts on
+//! ASCII bytes, which never occur inside one), so the line is valid UTF-8 too.
 
 use std::cell::Cell;
 
-use super::Fields;
+use super::strings::Text;
+use super::{Fixed, Strings};
 
 /// `,"name":` as one byte string, so a field's name is one copy.
 macro_rules! key {
@@ -16,59 +22,55 @@ macro_rules! key {
     };
 }
 
-/// Appends `f` as one JSON line (newline included) to `out`.
-pub(super) fn write_line(out: &mut Vec<u8>, node_id: &str, f: &Fields<'_>) {
-    // Room for the fixed part (names, numbers, time) and the values unescaped: one
-    // capacity check per line rather than one per piece (escapes may still grow it).
-    out.reserve(
-        640 + node_id.len()
-            + f.client_ip.len()
-            + f.host.len()
-            + f.path.len()
-            + f.query.len()
-            + f.upstream.len()
-            + f.proxy.len()
-            + f.route.len()
-            + f.user.len()
-            + f.client_id.len()
-            + f.request_id.len()
-            + f.user_agent.len()
-            + f.mcp_session_id.len(),
-    );
+/// `,"node_id":"…"` for `node_id`, escaped: what [`write_line`] takes, made once.
+pub(super) fn node_id_field(node_id: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    str_field(&mut out, key!("node_id"), node_id.as_bytes());
+    out
+}
+
+/// Appends the record `f` and `s` (named by `node_id`, a [`node_id_field`]) as one JSON
+/// line (newline included) to `out`.
+pub(super) fn write_line(out: &mut Vec<u8>, node_id: &[u8], f: &Fixed<'_>, s: &Strings) {
+    // Room for the fixed part (names, numbers, time) and the values unescaped (the encoded
+    // strings are at least as long): one capacity check per line rather than one per piece
+    // (escapes may still grow it).
+    out.reserve(640 + node_id.len() + f.method.len() + s.encoded().len());
     out.extend_from_slice(b"{\"time\":\"");
     write_time(out, f.time_unix_nanos);
     out.push(b'"');
-    str_field(out, key!("node_id"), node_id);
-    plain_field(out, key!("listener"), f.listener);
-    plain_field(out, key!("client_ip"), f.client_ip);
+    out.extend_from_slice(node_id);
+    plain_field(out, key!("listener"), f.listener.as_bytes());
+    plain_field(out, key!("client_ip"), s.get(Text::ClientIp));
     num_field(out, key!("client_port"), u64::from(f.client_port));
-    plain_field(out, key!("method"), f.method);
-    str_field(out, key!("host"), f.host);
-    str_field(out, key!("path"), f.path);
-    opt_str_field(out, key!("query"), f.query);
-    plain_field(out, key!("http_version"), f.http_version);
+    plain_field(out, key!("method"), f.method.as_bytes());
+    str_field(out, key!("host"), s.get(Text::Host));
+    str_field(out, key!("path"), s.get(Text::Path));
+    opt_str_field(out, key!("query"), s.get(Text::Query));
+    plain_field(out, key!("http_version"), f.http_version.as_bytes());
     num_field(out, key!("status"), u64::from(f.status));
     num_field(out, key!("request_body_bytes"), f.request_body_bytes);
     num_field(out, key!("response_body_bytes"), f.response_body_bytes);
     num_field(out, key!("duration_us"), f.duration_micros);
     num_field(out, key!("upstream_ttfb_us"), f.upstream_ttfb_micros);
-    opt_str_field(out, key!("upstream"), f.upstream);
-    opt_str_field(out, key!("proxy"), f.proxy);
-    opt_str_field(out, key!("route"), f.route);
-    plain_field(out, key!("auth"), f.auth);
-    opt_str_field(out, key!("auth_reason"), f.auth_reason);
-    opt_str_field(out, key!("user"), f.user);
-    opt_str_field(out, key!("client_id"), f.client_id);
-    plain_field(out, key!("request_id"), f.request_id);
-    if !f.trace_id.is_empty() {
-        plain_field(out, key!("trace_id"), f.trace_id);
+    opt_str_field(out, key!("upstream"), s.get(Text::Upstream));
+    opt_str_field(out, key!("proxy"), s.get(Text::Proxy));
+    opt_str_field(out, key!("route"), s.get(Text::Route));
+    plain_field(out, key!("auth"), f.auth.as_bytes());
+    opt_str_field(out, key!("auth_reason"), s.get(Text::AuthReason));
+    opt_str_field(out, key!("user"), s.get(Text::User));
+    opt_str_field(out, key!("client_id"), s.get(Text::ClientId));
+    plain_field(out, key!("request_id"), s.get(Text::RequestId));
+    let trace_id = s.get(Text::TraceId);
+    if !trace_id.is_empty() {
+        plain_field(out, key!("trace_id"), trace_id);
     }
-    opt_str_field(out, key!("user_agent"), f.user_agent);
-    opt_str_field(out, key!("mcp_session_id"), f.mcp_session_id);
-    opt_str_field(out, key!("proxy_authority"), f.proxy_authority);
-    opt_str_field(out, key!("proxy_unique_id"), f.proxy_unique_id);
-    opt_str_field(out, key!("proxy_alpn"), f.proxy_alpn);
-    opt_str_field(out, key!("proxy_ssl_version"), f.proxy_ssl_version);
+    opt_str_field(out, key!("user_agent"), s.get(Text::UserAgent));
+    opt_str_field(out, key!("mcp_session_id"), s.get(Text::McpSessionId));
+    opt_str_field(out, key!("proxy_authority"), s.get(Text::ProxyAuthority));
+    opt_str_field(out, key!("proxy_unique_id"), s.get(Text::ProxyUniqueId));
+    opt_str_field(out, key!("proxy_alpn"), s.get(Text::ProxyAlpn));
+    opt_str_field(out, key!("proxy_ssl_version"), s.get(Text::ProxySslVersion));
     if f.proxy_ssl_client != 0 || f.proxy_ssl_verify != 0 {
         num_field(out, key!("proxy_ssl_client"), u64::from(f.proxy_ssl_client));
         num_field(out, key!("proxy_ssl_verify"), u64::from(f.proxy_ssl_verify));
@@ -76,25 +78,26 @@ pub(super) fn write_line(out: &mut Vec<u8>, node_id: &str, f: &Fields<'_>) {
     out.extend_from_slice(b"}\n");
 }
 
-fn str_field(out: &mut Vec<u8>, key: &[u8], value: &str) {
+fn str_field(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
     out.extend_from_slice(key);
     escape(out, value);
 }
 
-fn opt_str_field(out: &mut Vec<u8>, key: &[u8], value: &str) {
+fn opt_str_field(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
     if !value.is_empty() {
         str_field(out, key, value);
     }
 }
 
 /// A field whose value is one of a fixed set written by this crate (listener, version,
-/// auth), an address it formatted, or a token it checked (method: `http::Method`'s token
-/// characters; request id: `[A-Za-z0-9._~:+/=-]` or hex; trace id: hex): nothing to escape.
-fn plain_field(out: &mut Vec<u8>, key: &[u8], value: &str) {
-    debug_assert_eq!(plain_prefix(value.as_bytes()), value.len());
+/// auth), an address it formatted (client), or a token it checked (method: `http::Method`'s
+/// token characters; request id: `[A-Za-z0-9._~:+/=-]` or hex; trace id: hex): nothing to
+/// escape.
+fn plain_field(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    debug_assert_eq!(plain_prefix(value), value.len());
     out.extend_from_slice(key);
     out.push(b'"');
-    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(value);
     out.push(b'"');
 }
 
@@ -104,41 +107,68 @@ fn num_field(out: &mut Vec<u8>, key: &[u8], value: u64) {
 }
 
 /// How many leading bytes of `bytes` need no escaping: not `"`, not `\`, not a control
-/// character. Eight bytes at a time (SWAR: a word has such a byte iff one of three
-/// zero-byte tests fires), then byte by byte from the word that has one.
+/// character. Eight bytes at a time; the last few (most values are short) as one more
+/// word, padded or overlapping the one before, so a plain value is never scanned byte by
+/// byte; only the word with a byte to escape is.
 fn plain_prefix(bytes: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut i = 0;
     while let Some(chunk) = bytes.get(i..i + 8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(word);
-        let control = w.wrapping_sub(ONES * 0x20) & !w;
-        let quote =
-            (w ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES) & !(w ^ (ONES * u64::from(b'"')));
-        let backslash =
-            (w ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES) & !(w ^ (ONES * u64::from(b'\\')));
-        if (control | quote | backslash) & HIGH != 0 {
-            break;
+        if needs_escape(chunk) {
+            return i + first_to_escape(&bytes[i..i + 8]);
         }
         i += 8;
     }
-    while let Some(&b) = bytes.get(i) {
-        if b < 0x20 || b == b'"' || b == b'\\' {
-            break;
-        }
-        i += 1;
+    let rest = &bytes[i..];
+    if rest.is_empty() {
+        return i;
     }
-    i
+    // The last 0–7 bytes: the final eight (overlapping plain bytes already seen), else
+    // padded with a plain byte.
+    let last = if let Some(tail) = bytes.len().checked_sub(8).map(|at| &bytes[at..]) {
+        needs_escape(tail)
+    } else {
+        let mut word = [b'a'; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        needs_escape(&word)
+    };
+    if last {
+        i + first_to_escape(rest)
+    } else {
+        bytes.len()
+    }
+}
+
+/// Whether any of eight bytes needs escaping (SWAR: a word has such a byte iff one of three
+/// zero-byte tests fires; the tests are exact for presence, not for position).
+#[inline]
+fn needs_escape(eight: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut word = [0u8; 8];
+    word.copy_from_slice(eight);
+    let w = u64::from_le_bytes(word);
+    let control = w.wrapping_sub(ONES * 0x20) & !w;
+    let q = w ^ (ONES * u64::from(b'"'));
+    let quote = q.wrapping_sub(ONES) & !q;
+    let b = w ^ (ONES * u64::from(b'\\'));
+    let backslash = b.wrapping_sub(ONES) & !b;
+    (control | quote | backslash) & HIGH != 0
+}
+
+/// The index of the first byte of `bytes` that needs escaping, or its length.
+fn first_to_escape(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        .unwrap_or(bytes.len())
 }
 
 /// `value` as a quoted JSON string, escaped as serde_json does: `"` and `\`, the short
 /// forms `\b \t \n \f \r`, other control characters as `\u00xx`; everything else (UTF-8
 /// included) copied in runs.
-fn escape(out: &mut Vec<u8>, value: &str) {
+fn escape(out: &mut Vec<u8>, value: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut bytes = value.as_bytes();
+    let mut bytes = value;
     out.push(b'"');
     loop {
         let run = plain_prefix(bytes);
@@ -268,13 +298,26 @@ mod tests {
 
     #[test]
     fn plain_prefix_stops_at_the_first_byte_to_escape() {
-        let mut s = vec![b'a'; 40];
-        assert_eq!(plain_prefix(&s), 40);
-        for bad in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
-            for at in 0..40 {
-                s[at] = bad;
-                assert_eq!(plain_prefix(&s), at, "{bad:#x} at {at}");
-                s[at] = b'a';
+        // Every length (whole words, a padded tail, an overlapping tail), every position,
+        // and a second such byte after the first.
+        for len in 0..=40 {
+            let mut s = vec![b'a'; len];
+            assert_eq!(plain_prefix(&s), len);
+            for bad in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+                for at in 0..len {
+                    s[at] = bad;
+                    assert_eq!(plain_prefix(&s), at, "{bad:#x} at {at} of {len}");
+                    if let Some(next) = s.get_mut(at + 1..).and_then(|r| r.last_mut()) {
+                        *next = b'"';
+                        assert_eq!(
+                            plain_prefix(&s),
+                            at,
+                            "{bad:#x} at {at} of {len}, then one more"
+                        );
+                        s[len - 1] = b'a';
+                    }
+                    s[at] = b'a';
+                }
             }
         }
         // High bytes (UTF-8) and DEL are copied as they are.

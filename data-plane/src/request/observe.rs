@@ -16,9 +16,9 @@
 //! **Costs.** When [`access_log::enabled`] is false, [`Observe`] is `None` and every call
 //! is one branch: nothing is allocated or copied. When on: the free-form strings (client,
 //! host, path, request id, user agent, …) are copied into one buffer of the observation,
-//! already as protobuf fields (tag, length, value: the control-plane sink's form), so the
-//! record is written with one copy of that buffer and its dozen fixed fields
-//! ([`access_log::Encoded`]); the stdout sink reads the same strings through their spans.
+//! already as protobuf fields ([`access_log::Strings`]: the control-plane sink's form), so
+//! the record is written with one copy of that buffer and its dozen fixed fields
+//! ([`access_log::Fixed`]); the stdout sink reads the same strings through their spans.
 //! Observations are recycled per worker thread ([`POOL`]), so a warm worker allocates
 //! nothing per request for its records.
 //!
@@ -43,7 +43,7 @@ use tokio::time::Instant;
 use super::host::RequestHost;
 use super::upgrade::RelayClosed;
 use super::{ConnInfo, Listener};
-use crate::access_log;
+use crate::access_log::{self, Strings, Text};
 use crate::answer::Rejection;
 use crate::body::{BoxError, Progress, ProxyBody};
 use crate::peer::ProxyHeader;
@@ -69,47 +69,13 @@ pub(crate) struct Facts<'a> {
     pub(crate) mcp_session_id: &'a str,
 }
 
-/// The record's free-form fields, each a span of [`Observation::text`] (the order is
-/// [`FIELD`]'s).
-#[derive(Clone, Copy, Debug)]
-enum Text {
-    ClientIp,
-    Host,
-    Path,
-    Query,
-    Upstream,
-    Proxy,
-    Route,
-    AuthReason,
-    User,
-    ClientId,
-    RequestId,
-    TraceId,
-    UserAgent,
-    McpSessionId,
-    ProxyAuthority,
-    ProxyUniqueId,
-    ProxyAlpn,
-    ProxySslVersion,
-}
-
-const TEXTS: usize = Text::ProxySslVersion as usize + 1;
-
-/// Each [`Text`]'s field number in `AccessLogRecord` (proto/portcullis.proto).
-const FIELD: [u32; TEXTS] = [
-    4, 7, 8, 9, 16, 17, 18, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30,
-];
-
 /// One request's facts, gathered phase by phase; complete at [`Observation::finish`].
 #[derive(Debug)]
 pub struct Observation {
-    /// The free-form fields, one after the other, each as an `AccessLogRecord` protobuf
-    /// field (tag, length, value; valid UTF-8 values). A replaced field is written again
-    /// (protobuf takes a field's last occurrence), its old value left behind until the
-    /// observation is recycled.
-    text: Vec<u8>,
-    /// Where each [`Text`] field's value is in `text` (empty when unset).
-    spans: [(u32, u32); TEXTS],
+    /// The free-form fields, already as `AccessLogRecord` protobuf fields. A replaced
+    /// field is written again (protobuf takes a field's last occurrence), its old value
+    /// left behind until the observation is recycled.
+    strings: Strings,
     time_unix_nanos: i64,
     start: Instant,
     /// When the upstream's response head arrived; `None` when no upstream answered.
@@ -202,7 +168,12 @@ impl Observe {
         if !access_log::enabled() {
             return Self(None);
         }
-        let client = conn.client_of(&http::HeaderMap::new());
+        // The connection's own client, as `client_of` gives it without forwarded headers
+        // (built here: an empty `HeaderMap` to pass costs more than the record's field).
+        let client = super::Client {
+            ip: conn.client,
+            header: std::borrow::Cow::Borrowed(&conn.client_ip),
+        };
         Self::begin(conn, &client, facts, None, started)
     }
 
@@ -217,15 +188,16 @@ impl Observe {
         let mut o = POOL
             .with_borrow_mut(Vec::pop)
             .unwrap_or_else(|| Box::new(Observation::new()));
-        o.set(Text::ClientIp, client.header.to_str().unwrap_or_default());
+        o.strings
+            .set(Text::ClientIp, client.header.to_str().unwrap_or_default());
         o.client_port = conn.client_port_for(client.ip);
-        o.set(Text::Host, facts.host);
-        o.set(Text::Path, facts.path);
-        o.set(Text::RequestId, facts.request_id);
-        o.set(Text::UserAgent, facts.user_agent);
-        o.set(Text::McpSessionId, facts.mcp_session_id);
+        o.strings.set(Text::Host, facts.host);
+        o.strings.set(Text::Path, facts.path);
+        o.strings.set(Text::RequestId, facts.request_id);
+        o.strings.set(Text::UserAgent, facts.user_agent);
+        o.strings.set(Text::McpSessionId, facts.mcp_session_id);
         if let Some(id) = trace_id {
-            o.set_hex(Text::TraceId, &id);
+            o.strings.set_hex(Text::TraceId, &id);
         }
         if let Some(h) = conn.proxy_header() {
             o.balancer_tlvs(h);
@@ -246,9 +218,9 @@ impl Observe {
     /// Phase 0: the path as normalised (what every later phase and the upstream see).
     pub(crate) fn path(&mut self, path: &str) {
         if let Some(o) = &mut self.0
-            && o.get_bytes(Text::Path) != path.as_bytes()
+            && o.strings.get(Text::Path) != path.as_bytes()
         {
-            o.set(Text::Path, path);
+            o.strings.set(Text::Path, path);
         }
     }
 
@@ -265,11 +237,12 @@ impl Observe {
             if proxy.log_query()
                 && let Some(query) = query
             {
-                o.set(Text::Query, &access_log::redact_query(query, true));
+                o.strings
+                    .set(Text::Query, &access_log::redact_query(query, true));
             }
-            o.set(Text::Proxy, proxy.hostname());
-            if o.get_bytes(Text::Host) != host.as_bytes() {
-                o.set(Text::Host, host);
+            o.strings.set(Text::Proxy, proxy.hostname());
+            if o.strings.get(Text::Host) != host.as_bytes() {
+                o.strings.set(Text::Host, host);
             }
         }
     }
@@ -279,7 +252,7 @@ impl Observe {
     pub(crate) fn admitted(&mut self, admitted: &Admitted<'_>) {
         let Some(o) = &mut self.0 else { return };
         if let Some(route) = admitted.route() {
-            o.set(Text::Route, route.id());
+            o.strings.set(Text::Route, route.id());
         }
         if let Some(claims) = admitted.claims() {
             o.auth = "admitted";
@@ -288,8 +261,8 @@ impl Observe {
             } else {
                 &claims.login
             };
-            o.set(Text::User, user);
-            o.set(Text::ClientId, &claims.client_id);
+            o.strings.set(Text::User, user);
+            o.strings.set(Text::ClientId, &claims.client_id);
         }
     }
 
@@ -299,13 +272,14 @@ impl Observe {
     pub(crate) fn refused(&mut self, rejection: &Rejection) {
         let Some(o) = &mut self.0 else { return };
         o.auth = "refused";
-        o.set(Text::AuthReason, &refusal_reason(rejection));
+        o.strings.set(Text::AuthReason, &refusal_reason(rejection));
     }
 
     /// Phase 3: the upstream the request goes to.
     pub(crate) fn upstream(&mut self, upstream: &Upstream) {
         if let Some(o) = &mut self.0 {
-            o.set(Text::Upstream, upstream.target().authority().as_str());
+            o.strings
+                .set(Text::Upstream, upstream.target().authority().as_str());
         }
     }
 
@@ -333,14 +307,14 @@ impl Observe {
         o.status = response.status().as_u16();
         // One pass over the response's few headers (a hashed look-up costs more); the
         // first value, as `HeaderMap::get` gives.
-        if o.get_bytes(Text::McpSessionId).is_empty()
+        if o.strings.get(Text::McpSessionId).is_empty()
             && let Some((_, value)) = response
                 .headers()
                 .iter()
                 .find(|(name, _)| **name == MCP_SESSION_ID)
             && let Ok(id) = value.to_str()
         {
-            o.set(Text::McpSessionId, id);
+            o.strings.set(Text::McpSessionId, id);
         }
         if let Some(closed) = response
             .extensions_mut()
@@ -370,10 +344,10 @@ impl Observe {
     pub(crate) fn finish_relayed(self, status: u16, mcp_session_id: Option<&str>, bytes: u64) {
         let Some(mut o) = self.0 else { return };
         o.status = status;
-        if o.get_bytes(Text::McpSessionId).is_empty()
+        if o.strings.get(Text::McpSessionId).is_empty()
             && let Some(id) = mcp_session_id
         {
-            o.set(Text::McpSessionId, id);
+            o.strings.set(Text::McpSessionId, id);
         }
         o.finish(bytes, Instant::now());
     }
@@ -382,8 +356,7 @@ impl Observe {
 impl Observation {
     fn new() -> Self {
         Self {
-            text: Vec::with_capacity(320),
-            spans: [(0, 0); TEXTS],
+            strings: Strings::with_capacity(320),
             time_unix_nanos: 0,
             start: Instant::now(),
             upstream_head: None,
@@ -400,56 +373,23 @@ impl Observation {
         }
     }
 
-    fn set(&mut self, field: Text, value: &str) {
-        let (start, end) = self.spans[field as usize];
-        if value.is_empty() && start == end {
-            return;
-        }
-        access_log::string_field(&mut self.text, FIELD[field as usize], value.as_bytes());
-        let end = self.text.len();
-        self.spans[field as usize] = ((end - value.len()) as u32, end as u32);
-    }
-
-    /// `bytes` as lower-case hex.
-    fn set_hex(&mut self, field: Text, bytes: &[u8]) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        access_log::string_head(&mut self.text, FIELD[field as usize], bytes.len() * 2);
-        let start = self.text.len();
-        for b in bytes {
-            self.text.push(HEX[usize::from(b >> 4)]);
-            self.text.push(HEX[usize::from(b & 0xf)]);
-        }
-        self.spans[field as usize] = (start as u32, self.text.len() as u32);
-    }
-
-    fn get_bytes(&self, field: Text) -> &[u8] {
-        let (start, end) = self.spans[field as usize];
-        self.text
-            .get(start as usize..end as usize)
-            .unwrap_or_default()
-    }
-
-    /// A field as text (every value set was a `&str`, so this check does not fail).
-    fn get(&self, field: Text) -> &str {
-        std::str::from_utf8(self.get_bytes(field)).unwrap_or_default()
-    }
-
     /// The TLVs of the connection's PROXY v2 header: authority, unique id (hex), ALPN,
     /// SSL.
     fn balancer_tlvs(&mut self, h: &ProxyHeader) {
         if let Some(a) = &h.authority {
-            self.set(Text::ProxyAuthority, a);
+            self.strings.set(Text::ProxyAuthority, a);
         }
         if let Some(id) = &h.unique_id {
-            self.set_hex(Text::ProxyUniqueId, id);
+            self.strings.set_hex(Text::ProxyUniqueId, id);
         }
         if let Some(alpn) = &h.alpn {
-            self.set(Text::ProxyAlpn, &String::from_utf8_lossy(alpn));
+            self.strings
+                .set(Text::ProxyAlpn, &String::from_utf8_lossy(alpn));
         }
         if let Some(ssl) = &h.ssl {
             self.ssl_client = ssl.client;
             self.ssl_verify = ssl.verify;
-            self.set(
+            self.strings.set(
                 Text::ProxySslVersion,
                 ssl.version.as_deref().unwrap_or_default(),
             );
@@ -466,7 +406,7 @@ impl Observation {
             None => self.request_bytes,
         };
         let o = &*self;
-        let record = access_log::Encoded {
+        let fixed = access_log::Fixed {
             time_unix_nanos: o.time_unix_nanos,
             listener: o.listener,
             client_port: u32::from(o.client_port),
@@ -480,57 +420,17 @@ impl Observation {
             auth: o.auth,
             proxy_ssl_client: u32::from(o.ssl_client),
             proxy_ssl_verify: o.ssl_verify,
-            strings: &o.text,
         };
-        access_log::record_encoded(&record, || o.fields(&record));
+        access_log::record_strings(&fixed, &o.strings);
         self.recycle();
-    }
-
-    /// The record as [`access_log::Fields`] (the stdout sink's view): `record`'s fixed
-    /// fields and the strings through their spans.
-    fn fields<'a>(&'a self, record: &access_log::Encoded<'a>) -> access_log::Fields<'a> {
-        access_log::Fields {
-            time_unix_nanos: record.time_unix_nanos,
-            listener: record.listener,
-            client_ip: self.get(Text::ClientIp),
-            client_port: record.client_port,
-            method: record.method,
-            host: self.get(Text::Host),
-            path: self.get(Text::Path),
-            query: self.get(Text::Query),
-            http_version: record.http_version,
-            status: record.status,
-            request_body_bytes: record.request_body_bytes,
-            response_body_bytes: record.response_body_bytes,
-            duration_micros: record.duration_micros,
-            upstream_ttfb_micros: record.upstream_ttfb_micros,
-            upstream: self.get(Text::Upstream),
-            proxy: self.get(Text::Proxy),
-            route: self.get(Text::Route),
-            auth: record.auth,
-            auth_reason: self.get(Text::AuthReason),
-            user: self.get(Text::User),
-            client_id: self.get(Text::ClientId),
-            request_id: self.get(Text::RequestId),
-            trace_id: self.get(Text::TraceId),
-            user_agent: self.get(Text::UserAgent),
-            mcp_session_id: self.get(Text::McpSessionId),
-            proxy_authority: self.get(Text::ProxyAuthority),
-            proxy_unique_id: self.get(Text::ProxyUniqueId),
-            proxy_alpn: self.get(Text::ProxyAlpn),
-            proxy_ssl_version: self.get(Text::ProxySslVersion),
-            proxy_ssl_client: record.proxy_ssl_client,
-            proxy_ssl_verify: record.proxy_ssl_verify,
-        }
     }
 
     /// Clears this observation and keeps it for this thread's next request.
     fn recycle(mut self: Box<Self>) {
-        if self.text.capacity() > POOL_TEXT_BYTES {
+        if self.strings.capacity() > POOL_TEXT_BYTES {
             return;
         }
-        self.text.clear();
-        self.spans = [(0, 0); TEXTS];
+        self.strings.clear();
         self.upstream_head = None;
         self.request_body = None;
         self.request_bytes = 0;
@@ -672,91 +572,5 @@ impl Body for ObservedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use portcullis_proto::v1::AccessLogRecord;
-    use prost::Message as _;
-
-    use super::*;
-
-    /// The observation's buffer is the record's strings as protobuf fields: decoded, it
-    /// holds each field's last value, which is what the stdout sink's view reads too.
-    #[test]
-    fn the_buffer_decodes_to_the_fields_the_stdout_sink_reads() {
-        let mut o = Box::new(Observation::new());
-        o.set(Text::ClientIp, "192.0.2.1");
-        o.set(Text::Host, "App.Example.com:8080");
-        o.set(Text::Path, "/a/../b");
-        o.set(Text::RequestId, "rid");
-        o.set(Text::UserAgent, &"u\u{e9}".repeat(100));
-        o.set(Text::McpSessionId, "");
-        o.set_hex(Text::TraceId, &[0xab; 16]);
-        o.set(Text::Proxy, "app.example.com");
-        o.set(Text::Host, "app.example.com");
-        o.set(Text::Path, "/b");
-        o.set(Text::User, "octocat");
-        o.set(Text::User, "");
-        o.set(Text::Query, "");
-        o.set_hex(Text::ProxyUniqueId, &[0, 0xff]);
-        o.set(Text::ProxySslVersion, "TLSv1.3");
-        let record = access_log::Encoded {
-            time_unix_nanos: 1,
-            listener: "http",
-            client_port: 2,
-            method: "GET",
-            http_version: "HTTP/1.1",
-            status: 200,
-            request_body_bytes: 3,
-            response_body_bytes: 4,
-            duration_micros: 5,
-            upstream_ttfb_micros: 6,
-            auth: "none",
-            proxy_ssl_client: 7,
-            proxy_ssl_verify: 8,
-            strings: &o.text,
-        };
-        let f = o.fields(&record);
-        let r = AccessLogRecord::decode(o.text.as_slice()).expect("protobuf fields");
-        assert_eq!(
-            (r.client_ip.as_str(), f.client_ip),
-            ("192.0.2.1", "192.0.2.1")
-        );
-        assert_eq!(
-            (r.host.as_str(), f.host),
-            ("app.example.com", "app.example.com")
-        );
-        assert_eq!((r.path.as_str(), f.path), ("/b", "/b"));
-        assert_eq!((r.user.as_str(), f.user), ("", ""));
-        assert_eq!((r.query.as_str(), f.query), ("", ""));
-        assert_eq!((r.mcp_session_id.as_str(), f.mcp_session_id), ("", ""));
-        assert_eq!(r.user_agent, "u\u{e9}".repeat(100));
-        assert_eq!(f.user_agent, r.user_agent);
-        assert_eq!(r.trace_id, "ab".repeat(16));
-        assert_eq!(f.trace_id, r.trace_id);
-        assert_eq!(
-            (r.proxy_unique_id.as_str(), f.proxy_unique_id),
-            ("00ff", "00ff")
-        );
-        assert_eq!(
-            (
-                r.request_id.as_str(),
-                r.proxy.as_str(),
-                r.proxy_ssl_version.as_str()
-            ),
-            (f.request_id, f.proxy, f.proxy_ssl_version)
-        );
-        // Fields never set are absent from the buffer.
-        assert_eq!(
-            (
-                r.route.as_str(),
-                r.upstream.as_str(),
-                r.auth_reason.as_str()
-            ),
-            ("", "", "")
-        );
-        o.recycle();
     }
 }
