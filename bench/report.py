@@ -498,6 +498,8 @@ INSTR_LABELS = {
     "keep_alive_log_cp": "keep-alive, --access-log control-plane (instr_log)",
     "new_connection_pp": "new connection per request, --proxy-protocol v2, peer not a balancer (instr_pp)",
     "proxy_v2_pp": "the same from the balancer, PROXY v2 header on each connection (instr_pp)",
+    "keep_alive_tls": "HTTP/1.1 keep-alive, data plane with an HTTPS listener (instr_https)",
+    "https_keep_alive_tls": "the same request over TLS 1.3, ALPN http/1.1, one connection (instr_https)",
 }
 
 
@@ -532,6 +534,9 @@ def instr_section(raw):
     if "proxy_v2_pp" in per and "new_connection_pp" in per:
         cost = per["proxy_v2_pp"] - per["new_connection_pp"]
         out.append(f"| PROXY v2 header: instructions per connection (proxy_v2 − new_connection) | {cost / 1000:,.1f}k ({cost / per['new_connection_pp']:+.1%}) |")
+    if "https_keep_alive_tls" in per and "keep_alive_tls" in per:
+        cost = per["https_keep_alive_tls"] - per["keep_alive_tls"]
+        out.append(f"| TLS: instructions per request (https_keep_alive − keep_alive) | {cost / 1000:,.1f}k |")
     return out + [""]
 
 

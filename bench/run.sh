@@ -12,7 +12,7 @@
 #   BENCH_CONNECTIONS=64   wrk connections (2 threads); h2load uses 16 connections x 8 streams
 #   BENCH_PEERS="portcullis nginx haproxy caddy"
 #   BENCH_CASES="h1_small h1_64k h1_close https https_hs h2c jwt h1_pp h1_log idle instr instr_log cp micro"
-#                          (instr_pp and cp_ha are not run by default)
+#                          (instr_pp, instr_https and cp_ha are not run by default)
 #   BENCH_REDIS_FSYNC=everysec  appendfsync of the cp_ha case's Redis (AOF on)
 #   BENCH_IDLE_CONNS=10000 connections for the idle-memory case
 #   BENCH_INSTR_REQUESTS=5000  requests per measurement in the instructions-per-request case
@@ -57,6 +57,7 @@ PORTCULLIS_PORT=$((base + 12)); PORTCULLIS_ADMIN_PORT=$((base + 13))
 # The fixture data plane (HTTPS and JWT cases); base+19 is a control plane that is never started.
 PFIX_PORT=$((base + 14)); PFIX_TLS_PORT=$((base + 15)); PFIX_ADMIN_PORT=$((base + 16)); PFIX_CP_PORT=$((base + 19))
 INSTR_PORT=$((base + 17)); INSTR_ADMIN_PORT=$((base + 18))   # the fixture data plane under callgrind
+INSTR_TLS_PORT=$((base + 52))   # its HTTPS listener (instr_https)
 # h1_pp: HAProxy (TCP mode) with and without send-proxy-v2, each in front of its own fixture data plane.
 PP_HAPROXY_PORT=$((base + 20)); PLAIN_HAPROXY_PORT=$((base + 21))
 PPDP_PORT=$((base + 22)); PPDP_ADMIN_PORT=$((base + 23)); PLAINDP_PORT=$((base + 24)); PLAINDP_ADMIN_PORT=$((base + 25))
@@ -74,7 +75,7 @@ CPB_HTTP_PORT=$((base + 60)); CPB_GRPC_PORT=$((base + 61))   # control-plane cas
 HA_REDIS_PORT=$((base + 80)); HA_A_HTTP=$((base + 81)); HA_A_GRPC=$((base + 82)); HA_B_HTTP=$((base + 83)); HA_B_GRPC=$((base + 84))
 REDIS_FSYNC=${BENCH_REDIS_FSYNC:-everysec}
 ALL_PORTS="$BACKEND_PORT $CP_HTTP_PORT $CP_GRPC_PORT $PORTCULLIS_PORT $PORTCULLIS_ADMIN_PORT $NGINX_PORT
-  $PFIX_PORT $PFIX_TLS_PORT $PFIX_ADMIN_PORT $PFIX_CP_PORT $INSTR_PORT $INSTR_ADMIN_PORT $NGINX_TLS_PORT $HAPROXY_TLS_PORT $CADDY_TLS_PORT
+  $PFIX_PORT $PFIX_TLS_PORT $PFIX_ADMIN_PORT $PFIX_CP_PORT $INSTR_PORT $INSTR_ADMIN_PORT $INSTR_TLS_PORT $NGINX_TLS_PORT $HAPROXY_TLS_PORT $CADDY_TLS_PORT
   $PP_HAPROXY_PORT $PLAIN_HAPROXY_PORT $PPDP_PORT $PPDP_ADMIN_PORT $PLAINDP_PORT $PLAINDP_ADMIN_PORT
   $LOGON_PORT $LOGON_ADMIN_PORT $LOGOFF_PORT $LOGOFF_ADMIN_PORT $LOGSTDOUT_PORT $LOGSTDOUT_ADMIN_PORT
   $NGLOG_OFF_PORT $NGLOG_ON_PORT $NGLOG_BUF_PORT
@@ -331,6 +332,8 @@ run_idle_case() {
 # (stdout, into the log file: the record, its hand-off and its JSON line are all counted).
 # The instr_pp case runs a data plane that takes PROXY v2 headers from 127.0.0.2: a new
 # connection per request from 127.0.0.1 (no header read) and from 127.0.0.2 with a header.
+# The instr_https case runs one with an HTTPS listener: keep_alive, then https_keep_alive
+# (the same request over TLS 1.3, ALPN http/1.1, on one connection).
 run_instr_case() {
   local sink=${1:-$ACCESS_LOG} suffix=${2:-} labels=${3:-keep_alive protected new_connection}
   local -a flags
@@ -365,6 +368,8 @@ run_instr_case() {
   token=$(cat "$WORK/pfix/token")
   "${load[@]}" --host "$BENCH_HOST" --count 300
   [[ " $labels " != *" protected "* ]] || "${load[@]}" --host "$AUTH_HOST" --token "$token" --count 300
+  local tls_load=(python3 "$ROOT/bench/instr_load.py" --port "$INSTR_TLS_PORT" --tls)
+  [[ " $labels " != *" https_keep_alive "* ]] || "${tls_load[@]}" --host "$BENCH_HOST" --count 300
   for label in $labels; do
     log "case instr: $INSTR_REQUESTS requests, $label"
     callgrind_control -z "$pid" >/dev/null
@@ -373,6 +378,7 @@ run_instr_case() {
       protected) "${load[@]}" --host "$AUTH_HOST" --token "$token" --count "$INSTR_REQUESTS" ;;
       new_connection) "${load[@]}" --host "$BENCH_HOST" --close --count "$INSTR_REQUESTS" ;;
       proxy_v2) "${load[@]}" --host "$BENCH_HOST" --close --proxy-v2 --count "$INSTR_REQUESTS" ;;
+      https_keep_alive) "${tls_load[@]}" --host "$BENCH_HOST" --count "$INSTR_REQUESTS" ;;
     esac
     # Records still in a worker's buffer or the ship queue are flushed within 250 ms
     # (slower under callgrind): wait, so that their sink's work is counted too.
@@ -553,6 +559,9 @@ main() {
   if has_case instr_pp; then
     run_instr_case "$ACCESS_LOG" _pp "new_connection proxy_v2" \
       "--proxy-protocol v2 --proxy-protocol-from 127.0.0.2/32"
+  fi
+  if has_case instr_https; then
+    run_instr_case "$ACCESS_LOG" _tls "keep_alive https_keep_alive" "--https-listen 127.0.0.1:$INSTR_TLS_PORT"
   fi
   for peer in $PEERS; do stop "$peer"; done
   stop pfix

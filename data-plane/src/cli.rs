@@ -113,7 +113,7 @@ pub struct Args {
     )]
     pub max_request_header_bytes: u32,
 
-    /// Serve plain-HTTP/1.1 keep-alive requests without hyper: heads are parsed and
+    /// Serve HTTP/1.1 keep-alive requests (plain and TLS) without hyper: heads are parsed and
     /// forwarded as bytes; every other request takes the usual path (see README, "HTTP/1.1
     /// fast path"). On by default; `--h1-fast-path false` (or
     /// `PORTCULLIS_H1_FAST_PATH=false`) serves every request through hyper.

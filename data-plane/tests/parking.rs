@@ -83,8 +83,8 @@ async fn early_answering_upstream() -> Result<SocketAddr> {
 
 /// The proxy's plain and HTTPS addresses, and the certificate clients must trust.
 /// `app.test` goes to [`backend`], `early.test` to [`early_answering_upstream`].
-/// Whether plain-HTTP requests take the HTTP/1.1 fast path (`parking_fast.rs` runs this
-/// file again with it on).
+/// Whether HTTP/1.1 requests, plain and TLS, take the fast path (`parking_fast.rs` runs
+/// this file again with it on).
 #[allow(dead_code)]
 const FAST_PATH: bool = false;
 

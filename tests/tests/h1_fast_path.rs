@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use portcullis_tests::{ControlPlane, DataPlane, eventually, http_client};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// An upstream that answers by path with fixed bytes (see [`script`]).
@@ -34,6 +34,9 @@ fn script(path: &str) -> (Vec<u8>, bool) {
     match path {
         "/head" => fixed("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"),
         "/204" => fixed("HTTP/1.1 204 No Content\r\n\r\n"),
+        "/sts" => fixed(
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nStrict-Transport-Security: max-age=1\r\n\r\nok",
+        ),
         "/304" => fixed("HTTP/1.1 304 Not Modified\r\nETag: \"e\"\r\n\r\n"),
         "/1xx" => fixed(
             "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
@@ -170,12 +173,12 @@ fn names(head: &str) -> Vec<String> {
 
 /// One response read from a client socket: head, body (de-chunked), and whether the
 /// body was chunked. `None` when the connection closed before a complete response.
-async fn read_response(
-    stream: &mut TcpStream,
+async fn read_response<S: AsyncRead + Unpin>(
+    stream: &mut S,
     buf: &mut Vec<u8>,
     head_request: bool,
 ) -> Option<(String, Vec<u8>, bool)> {
-    async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    async fn fill<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> bool {
         let mut chunk = [0u8; 65536];
         match tokio::time::timeout(Duration::from_secs(20), stream.read(&mut chunk)).await {
             Ok(Ok(n)) if n > 0 => {
@@ -257,6 +260,11 @@ async fn pair(extra: &[&str]) -> Pair {
 
 /// [`pair`] with `--access-log SINKS` on both.
 async fn pair_logging(sinks: &str, extra: &[&str]) -> Pair {
+    start_pair(sinks, extra, false).await
+}
+
+/// [`pair_logging`], both data planes with an HTTPS listener too when `https`.
+async fn start_pair(sinks: &str, extra: &[&str], https: bool) -> Pair {
     let cp = ControlPlane::start().await;
     let mut fast_args = vec!["--access-log", sinks];
     fast_args.extend_from_slice(extra);
@@ -264,8 +272,17 @@ async fn pair_logging(sinks: &str, extra: &[&str]) -> Pair {
     // On by default (`--h1-fast-path` alone also says on).
     fast_args.push("--h1-fast-path");
     slow_args.extend_from_slice(&["--h1-fast-path", "false"]);
-    let fast = DataPlane::start_args(&cp, "dp-fast", &fast_args).await;
-    let slow = DataPlane::start_args(&cp, "dp-slow", &slow_args).await;
+    let (fast, slow) = if https {
+        (
+            DataPlane::start_https_args(&cp, "dp-fast", &fast_args).await,
+            DataPlane::start_https_args(&cp, "dp-slow", &slow_args).await,
+        )
+    } else {
+        (
+            DataPlane::start_args(&cp, "dp-fast", &fast_args).await,
+            DataPlane::start_args(&cp, "dp-slow", &slow_args).await,
+        )
+    };
     let upstream = Scripted::start().await;
     cp.cli_ok(&["proxy", "create", "app.test", &upstream.url]);
     cp.cli_ok(&[
@@ -773,11 +790,23 @@ fn field_set(head: &str) -> Vec<(String, String)> {
     v
 }
 
-#[tokio::test]
-async fn protected_proxies_admit_valid_tokens_on_the_fast_path_and_refuse_as_before() {
+/// A control plane with a GitHub login, both data planes (with an HTTPS listener when
+/// `https`), and `host` → a scripted upstream, protected in `forward` mode (scope `mcp`;
+/// served on HTTPS too when `https`, which needs a `.localhost` name for its certificate),
+/// with a valid access token for `https://{host}`.
+struct Protected {
+    cp: ControlPlane,
+    fast: DataPlane,
+    slow: DataPlane,
+    upstream: Scripted,
+    token: String,
+    _github: portcullis_tests::github::GithubServer,
+}
+
+async fn protected(host: &str, https: bool) -> Protected {
     const REDIRECT: &str = "http://127.0.0.1:53998/callback";
     let cp = ControlPlane::start().await;
-    let _github =
+    let github =
         portcullis_tests::browser::github_login(&cp, vec![portcullis_tests::browser::alice()])
             .await;
     let client: Value = http_client()
@@ -793,21 +822,30 @@ async fn protected_proxies_admit_valid_tokens_on_the_fast_path_and_refuse_as_bef
         .await
         .expect("json");
     let client_id = client["client_id"].as_str().expect("client_id");
-    let fast =
-        DataPlane::start_args(&cp, "dp-fast", &["--access-log", "off", "--h1-fast-path"]).await;
-    let slow = DataPlane::start_args(
-        &cp,
-        "dp-slow",
-        &["--access-log", "off", "--h1-fast-path", "false"],
-    )
-    .await;
+    let start = |node: &'static str, flag: &'static str| {
+        let cp = &cp;
+        async move {
+            let args = ["--access-log", "off", "--h1-fast-path", flag];
+            if https {
+                DataPlane::start_https_args(cp, node, &args).await
+            } else {
+                DataPlane::start_args(cp, node, &args).await
+            }
+        }
+    };
+    let fast = start("dp-fast", "true").await;
+    let slow = start("dp-slow", "false").await;
     let upstream = Scripted::start().await;
-    cp.cli_ok(&["proxy", "create", "api.example.com", &upstream.url]);
+    let mut create = vec!["proxy", "create", host, &upstream.url];
+    if https {
+        create.push("--https");
+    }
+    cp.cli_ok(&create);
     cp.cli_ok(&[
         "proxy",
         "auth",
         "enable",
-        "api.example.com",
+        host,
         "--auth-host",
         "auth.example.com",
         "--mode",
@@ -821,12 +859,26 @@ async fn protected_proxies_admit_valid_tokens_on_the_fast_path_and_refuse_as_bef
         &format!("{}/token", cp.http),
         client_id,
         REDIRECT,
-        "https://api.example.com",
+        &format!("https://{host}"),
     )
     .await;
     let v = cp.version().await;
     cp.wait_applied(&fast.node_id, v).await;
     cp.wait_applied(&slow.node_id, v).await;
+    Protected {
+        cp,
+        fast,
+        slow,
+        upstream,
+        token,
+        _github: github,
+    }
+}
+
+#[tokio::test]
+async fn protected_proxies_admit_valid_tokens_on_the_fast_path_and_refuse_as_before() {
+    let p = protected("api.example.com", false).await;
+    let (fast, slow, upstream, token) = (&p.fast, &p.slow, &p.upstream, &p.token);
 
     // A valid token: forwarded by the fast path (names as sent) with the same fields as
     // hyper's path forwards: identity set, forged identity and the token gone.
@@ -834,7 +886,7 @@ async fn protected_proxies_admit_valid_tokens_on_the_fast_path_and_refuse_as_bef
         "GET /ok HTTP/1.1\r\nHost: api.example.com\r\nX-Case: 1\r\nAuthorization: Bearer {token}\r\nX-Forwarded-User: mallory\r\nX-Auth-User: mallory\r\nX-Request-Id: jwt-1\r\n\r\n"
     );
     let mut seen = Vec::new();
-    for dp in [&fast, &slow] {
+    for dp in [fast, slow] {
         let (head, body, _) = exchange(dp, admitted.as_bytes()).await.expect("answered");
         assert_eq!((status(&head), &body[..]), (200, &b"hello"[..]), "{head}");
         seen.push(upstream.last_head());
@@ -859,8 +911,8 @@ async fn protected_proxies_admit_valid_tokens_on_the_fast_path_and_refuse_as_bef
     ];
     for (what, request) in &cases {
         let before = upstream.heads().len();
-        let (fh, fb, _) = exchange(&fast, request).await.expect("answered");
-        let (sh, sb, _) = exchange(&slow, request).await.expect("answered");
+        let (fh, fb, _) = exchange(fast, request).await.expect("answered");
+        let (sh, sb, _) = exchange(slow, request).await.expect("answered");
         assert_eq!(
             (status(&fh), &fb),
             (status(&sh), &sb),
@@ -878,4 +930,458 @@ async fn protected_proxies_admit_valid_tokens_on_the_fast_path_and_refuse_as_bef
             );
         }
     }
+}
+
+// === HTTPS ===
+
+/// Served on both listeners, HTTPS redirect on plain HTTP, HSTS for 600 s.
+const APP_TLS: &str = "app.localhost";
+/// Served on both listeners, neither redirect nor HSTS.
+const OPEN_TLS: &str = "open.localhost";
+const HTTP11: &[&[u8]] = &[b"http/1.1"];
+
+/// The certificate chain the control plane made for a `.localhost` proxy created with
+/// `--https` (self-signed).
+fn certificate_pem(cp: &ControlPlane, host: &str) -> String {
+    let cert: Value = serde_json::from_str(&cp.cli_ok(&["cert", "show", host, "--output", "json"]))
+        .expect("json");
+    cert["cert_chain_pem"]
+        .as_str()
+        .expect("a certificate")
+        .to_owned()
+}
+
+/// [`start_pair`] with HTTPS listeners and access logs shipped to the control plane,
+/// plus [`APP_TLS`] and [`OPEN_TLS`] → the scripted upstream; and their certificates.
+async fn tls_pair() -> (Pair, Vec<String>) {
+    let p = start_pair("control-plane", &[], true).await;
+    let url = p.upstream.url.as_str();
+    p.cp.cli_ok(&[
+        "proxy",
+        "create",
+        APP_TLS,
+        url,
+        "--https",
+        "--redirect-https",
+        "--hsts-max-age",
+        "600",
+    ]);
+    p.cp.cli_ok(&["proxy", "create", OPEN_TLS, url, "--https"]);
+    let v = p.cp.version().await;
+    p.cp.wait_applied(&p.fast.node_id, v).await;
+    p.cp.wait_applied(&p.slow.node_id, v).await;
+    let pems = vec![
+        certificate_pem(&p.cp, APP_TLS),
+        certificate_pem(&p.cp, OPEN_TLS),
+    ];
+    (p, pems)
+}
+
+/// A TLS connection to `dp`'s HTTPS listener with SNI `host`, offering `alpn` (nothing
+/// when empty) and trusting only `pems`.
+async fn connect_tls(
+    dp: &DataPlane,
+    pems: &[String],
+    host: &str,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for pem in pems {
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            roots.add(cert.expect("pem")).expect("a root");
+        }
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = TcpStream::connect(dp.https_addr().expect("an HTTPS listener"))
+        .await
+        .expect("connect");
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from(host.to_owned()).expect("name"), tcp)
+        .await
+        .expect("handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), alpn.first().copied());
+    tls
+}
+
+/// [`exchange`] over TLS (ALPN `http/1.1`, SNI `host`).
+async fn exchange_tls(
+    dp: &DataPlane,
+    pems: &[String],
+    host: &str,
+    request: &[u8],
+) -> Option<(String, Vec<u8>, bool)> {
+    let mut s = connect_tls(dp, pems, host, HTTP11).await;
+    s.write_all(request).await.expect("write");
+    read_response(&mut s, &mut Vec::new(), request.starts_with(b"HEAD")).await
+}
+
+/// The `Strict-Transport-Security` values of a response head.
+fn hsts(head: &str) -> Vec<&str> {
+    head.split("\r\n")
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .filter(|(n, _)| n.eq_ignore_ascii_case("strict-transport-security"))
+        .map(|(_, v)| v.trim())
+        .collect()
+}
+
+#[tokio::test]
+async fn https_requests_take_the_fast_path_with_the_https_listeners_rules() {
+    let (p, pems) = tls_pair().await;
+    // Forged forwarding headers, `X-Forwarded-Proto: http` among them.
+    let forged = FORGED
+        .replace("app.test", APP_TLS)
+        .replace("X-Forwarded-Proto: https", "X-Forwarded-Proto: http");
+    let mut seen = Vec::new();
+    let mut sts = Vec::new();
+    for dp in [&p.fast, &p.slow] {
+        let (head, body, _) = exchange_tls(dp, &pems, APP_TLS, forged.as_bytes())
+            .await
+            .expect("answered");
+        assert_eq!((status(&head), &body[..]), (200, &b"hello"[..]), "{head}");
+        assert_eq!(header(&head, "x-request-id"), Some("abc-1"), "{head}");
+        assert_eq!(header(&head, "x-hop"), None, "{head}");
+        sts.push(hsts(&head).join(" | "));
+        seen.push(p.upstream.last_head());
+    }
+    // The proxy's HSTS, once, the same from both paths.
+    assert!(sts[0].starts_with("max-age=600"), "{sts:?}");
+    assert!(!sts[0].contains('|'), "{sts:?}");
+    assert_eq!(sts[0], sts[1]);
+    let (fast, slow) = (&seen[0], &seen[1]);
+    // The fast path forwarded it (names as sent), hyper did not (lowercase).
+    assert!(names(fast).contains(&"X-Custom-Case".to_owned()), "{fast}");
+    assert!(names(slow).contains(&"x-custom-case".to_owned()), "{slow}");
+    assert!(fast.starts_with("GET /a/ca/d?x=1 HTTP/1.1\r\n"), "{fast}");
+    assert_eq!(field_set(fast), field_set(slow));
+    let upstream_host = p.upstream.url.trim_start_matches("http://");
+    assert_eq!(header(fast, "host"), Some(upstream_host));
+    assert_eq!(header(fast, "x-forwarded-proto"), Some("https"), "{fast}");
+    assert_eq!(header(fast, "x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(header(fast, "x-real-ip"), Some("127.0.0.1"));
+    assert_eq!(header(fast, "x-forwarded-host"), Some(APP_TLS));
+    assert!(header(fast, "via").is_some_and(|v| v.starts_with("1.1 portcullis-")));
+    for forged in ["x-forwarded-user", "x-original-url", "forwarded"] {
+        assert_eq!(header(fast, forged), None, "{forged}: {fast}");
+    }
+
+    // Keep-alive and pipelined on one TLS connection, every framing, a body of many
+    // records, the upstream's HSTS replaced, and an error answer: the same answers from
+    // both data planes, each with the proxy's HSTS once.
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: {APP_TLS}\r\nX-Case: 1\r\n\r\n");
+    let mut answers = Vec::new();
+    for dp in [&p.fast, &p.slow] {
+        let before = p.upstream.heads().len();
+        let mut s = connect_tls(dp, &pems, APP_TLS, HTTP11).await;
+        let mut buf = Vec::new();
+        let pipelined = format!(
+            "{}HEAD /head HTTP/1.1\r\nHost: {APP_TLS}\r\nX-Case: 1\r\n\r\n{}",
+            get("/ok"),
+            get("/chunked")
+        );
+        s.write_all(pipelined.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        for head_request in [false, true, false] {
+            got.push(read_response(&mut s, &mut buf, head_request).await.unwrap());
+        }
+        for path in ["/204", "/1xx", "/sts", "/eof", "/twolengths", "/big", "/ok"] {
+            s.write_all(get(path).as_bytes()).await.unwrap();
+            got.push(read_response(&mut s, &mut buf, false).await.unwrap());
+        }
+        let got: Vec<(u16, Vec<u8>, bool, String)> = got
+            .into_iter()
+            .map(|(h, b, chunked)| (status(&h), b, chunked, hsts(&h).join(" | ")))
+            .collect();
+        let heads = p.upstream.heads()[before..].to_vec();
+        answers.push((got, heads));
+    }
+    let ((fast, fast_heads), (slow, slow_heads)) = (&answers[0], &answers[1]);
+    assert_eq!(fast, slow);
+    let statuses: Vec<u16> = fast.iter().map(|a| a.0).collect();
+    assert_eq!(statuses, [200, 200, 200, 204, 200, 200, 200, 502, 200, 200]);
+    assert_eq!(fast[2].1, b"hello world");
+    assert_eq!(fast[8].1.len(), 300_000);
+    assert!(fast.iter().all(|a| a.3 == sts[0]), "{fast:?}");
+    assert_eq!(fast_heads.len(), 10);
+    assert!(
+        fast_heads.iter().all(|h| h.contains("\r\nX-Case: 1")),
+        "fast path only: {fast_heads:?}"
+    );
+    assert!(
+        slow_heads.iter().all(|h| h.contains("\r\nx-case: 1")),
+        "hyper's path only: {slow_heads:?}"
+    );
+
+    // No ALPN: HTTP/1.1 detected, the fast path all the same.
+    let mut s = connect_tls(&p.fast, &pems, APP_TLS, &[]).await;
+    s.write_all(get("/ok").as_bytes()).await.unwrap();
+    let (h, b, _) = read_response(&mut s, &mut Vec::new(), false).await.unwrap();
+    assert_eq!(
+        (status(&h), &b[..], hsts(&h)),
+        (200, &b"hello"[..], vec![&*sts[0]])
+    );
+    assert!(p.upstream.last_head().contains("\r\nX-Case: 1"));
+
+    // Without HSTS configured the upstream's is relayed, as hyper's path does.
+    for (dp, case) in [(&p.fast, "X-Case: 1"), (&p.slow, "x-case: 1")] {
+        let request = format!("GET /sts HTTP/1.1\r\nHost: {OPEN_TLS}\r\nX-Case: 1\r\n\r\n");
+        let (h, ..) = exchange_tls(dp, &pems, OPEN_TLS, request.as_bytes())
+            .await
+            .expect("answered");
+        assert_eq!(hsts(&h), ["max-age=1"], "{h}");
+        let head = p.upstream.last_head();
+        assert!(head.contains(case), "{head}");
+    }
+
+    // Plain HTTP to the same host: redirected by both (hyper's path), nothing forwarded.
+    let before = p.upstream.heads().len();
+    for dp in [&p.fast, &p.slow] {
+        let request = format!("GET /ok HTTP/1.1\r\nHost: {APP_TLS}\r\nX-Case: 1\r\n\r\n");
+        let (h, ..) = exchange(dp, request.as_bytes()).await.expect("answered");
+        assert_eq!(status(&h), 308, "{h}");
+        assert!(hsts(&h).is_empty(), "{h}");
+    }
+    assert_eq!(p.upstream.heads().len(), before);
+
+    // The access log says `https` for both, and the same as hyper's path otherwise.
+    for which in ["fast", "slow"] {
+        let dp = if which == "fast" { &p.fast } else { &p.slow };
+        let request = format!(
+            "GET /ok?q=1 HTTP/1.1\r\nHost: {APP_TLS}\r\nX-Case: 1\r\nUser-Agent: probe/1\r\nX-Request-Id: tls-{which}\r\n\r\n"
+        );
+        exchange_tls(dp, &pems, APP_TLS, request.as_bytes())
+            .await
+            .expect("answered");
+    }
+    assert!(
+        p.upstream
+            .heads()
+            .iter()
+            .any(|h| h.contains("tls-fast") && h.contains("\r\nX-Case: 1"))
+    );
+    let fast = record(&p.cp, "tls-fast").await;
+    let slow = record(&p.cp, "tls-slow").await;
+    assert_eq!(fast["listener"], "https", "{fast}");
+    for field in [
+        "method",
+        "host",
+        "path",
+        "query",
+        "status",
+        "http_version",
+        "listener",
+        "client_ip",
+        "user_agent",
+        "upstream",
+        "proxy",
+        "route",
+        "auth",
+        "response_body_bytes",
+    ] {
+        assert_eq!(fast[field], slow[field], "{field}: {fast} / {slow}");
+    }
+}
+
+/// Status, body and HSTS of the answer to `request` over TLS to [`APP_TLS`].
+async fn answer_tls(
+    dp: &DataPlane,
+    pems: &[String],
+    request: &str,
+) -> Option<(u16, Vec<u8>, String)> {
+    exchange_tls(dp, pems, APP_TLS, request.as_bytes())
+        .await
+        .map(|(h, b, _)| (status(&h), b, hsts(&h).join(" | ")))
+}
+
+#[tokio::test]
+async fn https_requests_the_fast_path_does_not_take_get_the_same_answers_as_before() {
+    let (p, pems) = tls_pair().await;
+    let host = APP_TLS;
+    let cases: Vec<(&str, Option<u16>, String)> = vec![
+        (
+            "body",
+            Some(200),
+            format!(
+                "POST /ok HTTP/1.1\r\nHost: {host}\r\nX-Case: 1\r\nContent-Length: 3\r\n\r\nabc"
+            ),
+        ),
+        (
+            "upgrade",
+            None,
+            format!(
+                "GET /ok HTTP/1.1\r\nHost: {host}\r\nX-Case: 1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            ),
+        ),
+        (
+            "expect",
+            None,
+            format!(
+                "POST /ok HTTP/1.1\r\nHost: {host}\r\nX-Case: 1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc"
+            ),
+        ),
+        (
+            "HTTP/1.0",
+            Some(200),
+            format!("GET /ok HTTP/1.0\r\nHost: {host}\r\nX-Case: 1\r\n\r\n"),
+        ),
+        (
+            "unknown host",
+            Some(404),
+            "GET /ok HTTP/1.1\r\nHost: nope.localhost\r\nX-Case: 1\r\n\r\n".to_owned(),
+        ),
+        // Served on plain HTTP only: not in the HTTPS listener's host table.
+        (
+            "plain-HTTP host",
+            Some(404),
+            "GET /ok HTTP/1.1\r\nHost: app.test\r\nX-Case: 1\r\n\r\n".to_owned(),
+        ),
+        (
+            "two hosts",
+            Some(400),
+            format!("GET /ok HTTP/1.1\r\nHost: {host}\r\nX-Case: 1\r\nHost: {host}\r\n\r\n"),
+        ),
+        (
+            "encoded slash",
+            Some(400),
+            format!("GET /a%2Fb HTTP/1.1\r\nHost: {host}\r\nX-Case: 1\r\n\r\n"),
+        ),
+        (
+            "loop",
+            Some(508),
+            format!(
+                "GET /ok HTTP/1.1\r\nHost: {host}\r\nX-Case: 1\r\nVia: 1.1 a, 1.1 b, 1.1 c, 1.1 d, 1.1 e, 1.1 f, 1.1 g, 1.1 h, 1.1 i, 1.1 j, 1.1 k, 1.1 l, 1.1 m, 1.1 n, 1.1 o, 1.1 p, 1.1 q\r\n\r\n"
+            ),
+        ),
+    ];
+    for (what, expected, request) in &cases {
+        let before = p.upstream.heads().len();
+        let fast = answer_tls(&p.fast, &pems, request).await;
+        let forwarded_fast = p.upstream.heads().len() - before;
+        let slow = answer_tls(&p.slow, &pems, request).await;
+        let forwarded_slow = p.upstream.heads().len() - before - forwarded_fast;
+        assert_eq!(fast, slow, "{what}");
+        if let Some(expected) = expected {
+            assert_eq!(fast.as_ref().map(|f| f.0), Some(*expected), "{what}");
+        }
+        assert_eq!(forwarded_fast, forwarded_slow, "{what}");
+        for head in &p.upstream.heads()[before..] {
+            assert!(
+                head.contains("\r\nx-case: 1"),
+                "{what}: only hyper's path: {head}"
+            );
+        }
+    }
+
+    // The ACME HTTP-01 path is the data plane's on plain HTTP only: over TLS it is
+    // forwarded, by the fast path; on plain HTTP both answer it (404: no such token).
+    let acme = format!(
+        "GET /.well-known/acme-challenge/tok HTTP/1.1\r\nHost: {host}\r\nX-Case: 1\r\n\r\n"
+    );
+    for dp in [&p.fast, &p.slow] {
+        let (h, b, _) = exchange_tls(dp, &pems, host, acme.as_bytes())
+            .await
+            .expect("answered");
+        assert_eq!((status(&h), &b[..]), (200, &b"hello"[..]), "{h}");
+        let (h, ..) = exchange(dp, acme.as_bytes()).await.expect("answered");
+        assert_eq!(status(&h), 404, "{h}");
+    }
+    let heads = p.upstream.heads();
+    let acme_heads: Vec<&String> = heads
+        .iter()
+        .filter(|h| h.contains("acme-challenge"))
+        .collect();
+    assert_eq!(acme_heads.len(), 2, "{acme_heads:?}");
+    assert!(
+        acme_heads[0].contains("\r\nX-Case: 1"),
+        "fast path: {}",
+        acme_heads[0]
+    );
+
+    // HTTP/2 by ALPN: hyper's path on both, with the HTTPS rules.
+    for dp in [&p.fast, &p.slow] {
+        let addr = dp.https_addr().expect("an HTTPS listener");
+        let client = reqwest::Client::builder()
+            .tls_certs_only(
+                pems.iter()
+                    .map(|pem| reqwest::Certificate::from_pem(pem.as_bytes()).expect("pem")),
+            )
+            .resolve(host, addr)
+            .no_proxy()
+            .build()
+            .expect("client");
+        let response = client
+            .get(format!("https://{host}:{}/ok", addr.port()))
+            .header("x-case", "1")
+            .send()
+            .await
+            .expect("h2 request");
+        assert_eq!(response.version(), reqwest::Version::HTTP_2);
+        assert_eq!(response.status(), 200);
+        let sts = response
+            .headers()
+            .get("strict-transport-security")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(sts.starts_with("max-age=600"), "{sts}");
+        assert_eq!(response.text().await.expect("body"), "hello");
+        let head = p.upstream.last_head();
+        assert!(head.contains("\r\nx-case: 1"), "hyper's path: {head}");
+        assert_eq!(header(&head, "x-forwarded-proto"), Some("https"));
+    }
+}
+
+#[tokio::test]
+async fn https_requests_to_protected_proxies_take_the_fast_path_with_the_identity() {
+    const HOST: &str = "api.localhost";
+    let p = protected(HOST, true).await;
+    let pems = [certificate_pem(&p.cp, HOST)];
+    let admitted = format!(
+        "GET /ok HTTP/1.1\r\nHost: {HOST}\r\nX-Case: 1\r\nAuthorization: Bearer {}\r\nX-Forwarded-User: mallory\r\nX-Auth-User: mallory\r\nX-Request-Id: jwt-tls\r\n\r\n",
+        p.token
+    );
+    let mut seen = Vec::new();
+    for dp in [&p.fast, &p.slow] {
+        let (head, body, _) = exchange_tls(dp, &pems, HOST, admitted.as_bytes())
+            .await
+            .expect("answered");
+        assert_eq!((status(&head), &body[..]), (200, &b"hello"[..]), "{head}");
+        seen.push(p.upstream.last_head());
+    }
+    let (f, s) = (&seen[0], &seen[1]);
+    assert!(f.contains("\r\nX-Case: 1"), "fast path: {f}");
+    assert!(s.contains("\r\nx-case: 1"), "hyper's path: {s}");
+    assert_eq!(field_set(f), field_set(s));
+    assert_eq!(header(f, "authorization"), None, "{f}");
+    assert_eq!(header(f, "x-forwarded-user"), Some("alice"), "{f}");
+    assert_eq!(header(f, "x-auth-user"), Some("alice"), "{f}");
+    assert!(header(f, "x-auth-subject").is_some_and(|s| s.starts_with("github:")));
+    assert_eq!(header(f, "x-forwarded-proto"), Some("https"), "{f}");
+
+    // Refused the same way by both, over TLS; nothing forwarded.
+    let before = p.upstream.heads().len();
+    let refused = format!("GET /ok HTTP/1.1\r\nHost: {HOST}\r\nX-Case: 1\r\n\r\n");
+    let mut answers = Vec::new();
+    for dp in [&p.fast, &p.slow] {
+        let (h, b, _) = exchange_tls(dp, &pems, HOST, refused.as_bytes())
+            .await
+            .expect("answered");
+        answers.push((
+            status(&h),
+            b,
+            header(&h, "www-authenticate").map(str::to_owned),
+        ));
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0].0, 401);
+    assert_eq!(p.upstream.heads().len(), before);
 }

@@ -19,35 +19,42 @@
 //! ([`crate::path`]); exactly one valid Host; no body (no `Transfer-Encoding`, at most one
 //! `Content-Length: 0`); no `Upgrade`, `Expect`, `TE`, `Trailer`, `Keep-Alive`,
 //! `Proxy-Connection`, `Via`, `HTTP2-Settings`; `Connection` naming only `keep-alive` /
-//! `close`; at most 64 headers, a head within `--max-request-header-bytes`; plain HTTP
-//! listener, client not a trusted forwarder; a known host whose proxy admits it through
-//! [`vhost::admit_head`] (the same route lookup, `blocked` check and bearer verification
-//! as [`vhost::admit`], over the head's slices: an open proxy, or one protected by bearer
-//! tokens when the token is valid or the path public and no `Origin` came; sessions, CORS
-//! and every refusal are hyper's), has no IP allowlist refusing the client, no rate or concurrency
-//! limit, no HTTPS redirect; an upstream over plain HTTP without a base path, PROXY
-//! header or custom request/response headers; an upstream connection to send on (at
-//! `--max-upstream-connections`, a request that finds no idle bare connection and no free
-//! slot goes to hyper's path if hyper holds an idle connection there, which it would
-//! reuse: [`crate::upstream::Pool::lease_raw`]). Tracing sends every request to hyper (the
-//! connection checks, `server::conn::fast`). The access log records fast requests through
-//! the same [`Observe`] calls as [`super::handle`] makes ([`observe`]), metrics count them
-//! as it does (the request when its response head is ready, the upstream's answer time),
-//! and upstream failures are logged and answered by the same [`super::failed`].
+//! `close`; at most 64 headers, a head within `--max-request-header-bytes`; either
+//! listener (on HTTPS, every connection that speaks HTTP/1.1: ALPN `http/1.1`, or none
+//! and no HTTP/2 preface), client not a trusted forwarder; a host known to that
+//! listener's host table whose proxy admits it through [`vhost::admit_head`] (the same
+//! route lookup, `blocked` check and bearer verification as [`vhost::admit`], over the
+//! head's slices: an open proxy, or one protected by bearer tokens when the token is
+//! valid or the path public and no `Origin` came; sessions, CORS and every refusal are
+//! hyper's), has no IP allowlist refusing the client, no rate or concurrency limit, and
+//! on plain HTTP no HTTPS redirect and no ACME HTTP-01 path; an upstream over plain HTTP
+//! without a base path, PROXY header or custom request/response headers; an upstream
+//! connection to send on (at `--max-upstream-connections`, a request that finds no idle
+//! bare connection and no free slot goes to hyper's path if hyper holds an idle
+//! connection there, which it would reuse: [`crate::upstream::Pool::lease_raw`]). Tracing
+//! sends every request to hyper (the connection checks, `server::conn::fast`). The access
+//! log records fast requests through the same [`Observe`] calls as [`super::handle`]
+//! makes ([`observe`]; its `listener` field from the connection), metrics count them as
+//! it does (the request when its response head is ready, the upstream's answer time), and
+//! upstream failures are logged and answered by the same [`super::failed`]. There is no
+//! SNI rule to repeat: neither path compares the Host with the TLS server name.
 //!
 //! **Rewrites** (as [`super::forward`] and [`super::headers`]): `Connection` and
 //! `Forwarded` dropped, every header [`crate::auth::is_client_claim`] names dropped (as
 //! [`vhost::admit`] strips them), for a protected proxy the bearer `Authorization` dropped
-//! and the verified identity set (as [`crate::auth::apply_identity`] does), `Host` set (the target's, or the client's with
-//! `preserve_host`), `X-Forwarded-For` / `X-Real-IP` from the connection,
-//! `X-Forwarded-Proto: http`, `X-Forwarded-Host`, this process's `Via`, `X-Request-Id`
-//! (the client's if sane, else a new one; [`super::request_id`]).
+//! and the verified identity set (as [`crate::auth::apply_identity`] does), `Host` set
+//! (the target's, or the client's with `preserve_host`), `X-Forwarded-For` / `X-Real-IP`
+//! from the connection, `X-Forwarded-Proto` (`http` or `https`: the listener's),
+//! `X-Forwarded-Host`, this process's `Via`, `X-Request-Id` (the client's if sane, else a
+//! new one; [`super::request_id`]).
 //!
 //! **Responses.** 1xx other than 101 are skipped (as hyper's client does); 101 is 502
 //! (no upgrade was asked for). Hop-by-hop headers and those `Connection` names are
-//! dropped, `X-Request-Id` set, `Date` added when missing (as hyper's server does).
-//! Framing: none for `HEAD`, 204 and 304; `Content-Length` (one value, or equal repeats)
-//! relayed by length; `Transfer-Encoding: chunked` decoded strictly and re-chunked (chunk
+//! dropped, `X-Request-Id` set, `Date` added when missing (as hyper's server does); on
+//! HTTPS the proxy's `Strict-Transport-Security`, when it has one, replaces the
+//! upstream's (error answers get it too, as through [`super::handle`]). Framing: none
+//! for `HEAD`, 204 and 304; `Content-Length` (one value, or equal repeats) relayed by
+//! length; `Transfer-Encoding: chunked` decoded strictly and re-chunked (chunk
 //! extensions and trailers are not forwarded, as through hyper); no length: read to the
 //! upstream's close and chunked to the client. Refused as 502 (stricter than hyper):
 //! `Content-Length` with `Transfer-Encoding`, differing lengths, a transfer coding other
@@ -65,14 +72,16 @@
 //!
 //! **Costs.** Per request: the head parse, one pass over the headers, the normalised
 //! path's check, a host lookup, a route lookup, one write upstream, one read of the
-//! response (usually with its body), one write to the client. No allocation in the
-//! steady state (the connection's buffers are reused). The read timeout is a deadline
-//! that registers a timer only if the first read of the response head finds nothing.
+//! response (usually with its body), one write to the client (head and body together:
+//! over TLS one record), flushed ([`send`]). No allocation in the steady state (the
+//! connection's buffers are reused). The read timeout is a deadline that registers a
+//! timer only if the first read of the response head finds nothing.
 
 use std::time::Instant;
 
+use http::header::STRICT_TRANSPORT_SECURITY;
 use http::uri::Scheme;
-use http::{Method, StatusCode};
+use http::{HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -170,7 +179,7 @@ pub(crate) async fn serve<C: AsyncRead + AsyncWrite + Unpin>(
     bufs: &mut Buffers,
     max_head: usize,
 ) -> Step {
-    if conn.forwarder || !matches!(conn.listener, Listener::Http { .. }) {
+    if conn.forwarder {
         return Step::Fallback;
     }
     let started = Instant::now();
@@ -197,6 +206,11 @@ pub(crate) async fn serve<C: AsyncRead + AsyncWrite + Unpin>(
     if !plain(upstream) {
         return Step::Fallback;
     }
+    // As `super::phases`: every answer of a known host on the HTTPS listener carries it.
+    let hsts = match conn.listener {
+        Listener::Https => proxy.https().hsts(),
+        Listener::Http { .. } => None,
+    };
     let lease = match upstream.pool().lease_raw() {
         Ok(lease) => Ok(lease),
         // At the bound: hyper's path would reuse its idle connection, so it serves this.
@@ -230,7 +244,8 @@ pub(crate) async fn serve<C: AsyncRead + AsyncWrite + Unpin>(
             up,
             read_ahead,
         } = &mut *bufs;
-        let exchange = exchange(upstream, lease, out, up, is_head);
+        let rules = Rewrite { is_head, hsts };
+        let exchange = exchange(upstream, lease, out, up, rules);
         if watch {
             tokio::select! {
                 biased;
@@ -271,7 +286,12 @@ pub(crate) async fn serve<C: AsyncRead + AsyncWrite + Unpin>(
             outcome
         }
         Err(error) => {
-            let response = super::failed(&admitted, error);
+            let mut response = super::failed(&admitted, error);
+            if let Some(hsts) = hsts {
+                response
+                    .headers_mut()
+                    .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
+            }
             let status = response.status().as_u16();
             proxy
                 .metrics()
@@ -470,13 +490,19 @@ fn admit<'s>(
     head: &Head<'_>,
     headers: &[httparse::Header<'_>],
 ) -> Option<(&'s Proxy, Admitted<'s>)> {
-    if crate::tls::http01_token(&head.path).is_some() {
-        return None;
-    }
-    let proxy = &**snapshot
-        .http_hosts()
-        .lookup_normalized(head.host.as_str())?;
-    if proxy.https().redirects_to_https()
+    // As `super::phases`: ACME answers and redirects on plain HTTP only, and each
+    // listener its own host table.
+    let (hosts, secure) = match conn.listener {
+        Listener::Http { .. } => {
+            if crate::tls::http01_token(&head.path).is_some() {
+                return None;
+            }
+            (snapshot.http_hosts(), false)
+        }
+        Listener::Https => (snapshot.https_hosts(), true),
+    };
+    let proxy = &**hosts.lookup_normalized(head.host.as_str())?;
+    if (!secure && proxy.https().redirects_to_https())
         || proxy.limits().is_some()
         || !proxy.allows_client(conn.client)
     {
@@ -484,7 +510,7 @@ fn admit<'s>(
     }
     // As hyper's path builds it (the Host as sent: visible ASCII, checked in `qualify`).
     let authority = std::str::from_utf8(head.host_raw).unwrap_or_default();
-    let origin = Origin::new(false, authority).with_public_port(conn.public_port);
+    let origin = Origin::new(secure, authority).with_public_port(conn.public_port);
     let admitted = vhost::admit_head(proxy, &origin, &head.method, &head.path, headers)?;
     Some((proxy, admitted))
 }
@@ -548,7 +574,11 @@ fn write_request_head(
     let client = conn.client_ip.as_bytes();
     push_header(out, b"x-forwarded-for", client);
     push_header(out, b"x-real-ip", client);
-    push_header(out, b"x-forwarded-proto", b"http");
+    let proto: &[u8] = match conn.listener {
+        Listener::Http { .. } => b"http",
+        Listener::Https => b"https",
+    };
+    push_header(out, b"x-forwarded-proto", proto);
     push_header(out, b"x-forwarded-host", head.host_raw);
     push_header(out, b"via", headers::via_http11().as_bytes());
     push_header(out, b"x-request-id", id);
@@ -633,7 +663,7 @@ async fn exchange(
     lease: Result<Lease, ClientError>,
     out: &mut Vec<u8>,
     up: &mut Vec<u8>,
-    is_head: bool,
+    rules: Rewrite<'_>,
 ) -> Result<(RawConn, Response), ProxyError> {
     let pool = upstream.pool();
     let mut conn = match lease.map_err(ProxyError::from_client)? {
@@ -657,7 +687,7 @@ async fn exchange(
     up.clear();
     loop {
         if !up.is_empty() {
-            match parse_response(up, out, is_head) {
+            match parse_response(up, out, rules) {
                 Ok(Some(Parsed::Informational(n))) => {
                     // Dropped, so endless interim answers hold no memory (the read
                     // timeout still bounds them).
@@ -693,13 +723,23 @@ enum Parsed {
     Final(Response),
 }
 
+/// What the client's response head depends on besides the upstream's head.
+#[derive(Clone, Copy, Debug)]
+struct Rewrite<'a> {
+    /// The request was `HEAD`: no body, whatever the head says.
+    is_head: bool,
+    /// The proxy's `Strict-Transport-Security`, on the HTTPS listener when configured:
+    /// replaces any the upstream sent (as `super::phases` inserts it).
+    hsts: Option<&'a HeaderValue>,
+}
+
 /// Parses one response head from `bytes`; `Ok(None)` while incomplete. A final head is
-/// rewritten for the client into `out` (without `X-Request-Id`, `Date`, framing and
-/// `Connection`, which [`relay`] adds).
+/// rewritten for the client into `out` (without `X-Request-Id` and `Connection`, which
+/// [`relay`] adds, nor the blank line).
 fn parse_response(
     bytes: &[u8],
     out: &mut Vec<u8>,
-    is_head: bool,
+    Rewrite { is_head, hsts }: Rewrite<'_>,
 ) -> Result<Option<Parsed>, ProxyError> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut slots);
@@ -778,11 +818,15 @@ fn parse_response(
         let name = header.name;
         if is_hop_by_hop(name)
             || name.eq_ignore_ascii_case("x-request-id")
+            || hsts.is_some() && name.eq_ignore_ascii_case("strict-transport-security")
             || connection_names && listed_in_connection(name, resp.headers)
         {
             continue;
         }
         push_header(out, name.as_bytes(), header.value);
+    }
+    if let Some(hsts) = hsts {
+        push_header(out, b"strict-transport-security", hsts.as_bytes());
     }
     if !has_date {
         let date = httpdate::fmt_http_date(std::time::SystemTime::now());
@@ -868,7 +912,7 @@ async fn relay<W: AsyncWrite + Unpin>(
                 flush(client, out).await?;
                 refill(&mut conn, up, idle).await?;
                 let take = (up.len() as u64).min(left) as usize;
-                client.write_all(&up[..take]).await.map_err(|_| ())?;
+                send(client, &up[..take]).await?;
                 *sent += take as u64;
                 left -= take as u64;
                 reusable &= left > 0 || take == up.len();
@@ -942,13 +986,24 @@ async fn refill(
     }
 }
 
+/// Sends what `out` holds to the client ([`send`]) and empties it.
 async fn flush<W: AsyncWrite + Unpin>(client: &mut W, out: &mut Vec<u8>) -> Result<(), ()> {
     if out.is_empty() {
         return Ok(());
     }
-    client.write_all(out).await.map_err(|_| ())?;
+    send(client, out).await?;
     out.clear();
     Ok(())
+}
+
+/// Writes `bytes` to the client and flushes them, as hyper's server flushes after each
+/// write: over TLS, `write_all` may return with records still in rustls' buffer (the
+/// socket was full), and only a flush sends them before this path waits on the upstream
+/// or on the client's next request. A write of up to 16 KiB is one TLS record and,
+/// usually, one `writev`; on a TCP stream the flush does nothing.
+async fn send<W: AsyncWrite + Unpin>(client: &mut W, bytes: &[u8]) -> Result<(), ()> {
+    client.write_all(bytes).await.map_err(|_| ())?;
+    client.flush().await.map_err(|_| ())
 }
 
 /// Appends `data` as one chunk.

@@ -3,8 +3,8 @@
 //! with [`Listener::Https`].
 //!
 //! The HTTP version follows ALPN: `h2` → HTTP/2 only, `http/1.1` → HTTP/1.1 (with
-//! upgrades, parked while idle like plain HTTP/1.1), no ALPN → detected from the
-//! preface. An `acme-tls/1` connection is a TLS-ALPN-01 validation: it is closed right
+//! upgrades, the fast path and parking while idle, like plain HTTP/1.1), no ALPN →
+//! detected from the preface. An `acme-tls/1` connection is a TLS-ALPN-01 validation: it is closed right
 //! after the handshake (RFC 8737 §3).
 
 use std::sync::Arc;

@@ -174,10 +174,20 @@ fn client_claims_and_replaced_headers_are_dropped() {
 }
 
 fn response(head: &str, is_head: bool) -> Result<(Response, String), String> {
+    rewritten(
+        head,
+        Rewrite {
+            is_head,
+            hsts: None,
+        },
+    )
+}
+
+fn rewritten(head: &str, rules: Rewrite<'_>) -> Result<(Response, String), String> {
     let mut out = Vec::new();
     let mut at = 0;
     loop {
-        match parse_response(&head.as_bytes()[at..], &mut out, is_head) {
+        match parse_response(&head.as_bytes()[at..], &mut out, rules) {
             Ok(Some(Parsed::Informational(n))) => at += n,
             Ok(Some(Parsed::Final(mut r))) => {
                 r.body_start += at;
@@ -233,6 +243,40 @@ fn response_heads_are_rewritten_and_framed() {
     assert!(!r.reusable);
     let (r, _) = response("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", false).unwrap();
     assert!(!r.reusable);
+}
+
+#[test]
+fn the_proxys_hsts_replaces_the_upstreams_on_https() {
+    let head = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nStrict-Transport-Security: max-age=1\r\nSTRICT-TRANSPORT-SECURITY: max-age=2\r\nX-Kept: 1\r\n\r\n";
+    let hsts = HeaderValue::from_static("max-age=600; includeSubDomains");
+    let (_, out) = rewritten(
+        head,
+        Rewrite {
+            is_head: false,
+            hsts: Some(&hsts),
+        },
+    )
+    .unwrap();
+    let sts: Vec<&str> = out
+        .split("\r\n")
+        .filter(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("strict-transport-security:")
+        })
+        .collect();
+    assert_eq!(
+        sts,
+        ["strict-transport-security: max-age=600; includeSubDomains"]
+    );
+    assert!(out.contains("X-Kept: 1\r\n"), "{out}");
+    // Without one configured (or on plain HTTP), the upstream's are relayed as sent.
+    let (_, out) = response(head, false).unwrap();
+    assert!(
+        out.contains(
+            "Strict-Transport-Security: max-age=1\r\nSTRICT-TRANSPORT-SECURITY: max-age=2\r\n"
+        ),
+        "{out}"
+    );
 }
 
 #[test]

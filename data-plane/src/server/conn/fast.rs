@@ -13,8 +13,11 @@
 //! One timer per connection serves both, re-armed only when it fires (so a busy
 //! connection costs one timer event per [`PARK_AFTER`], not one per request).
 //!
-//! Only plain-HTTP connections, and only while tracing is off (spans are started by
-//! hyper's service), enter here; the access log records fast requests too.
+//! HTTP/1.1 connections of both listeners enter here, plain HTTP and TLS alike (on TLS
+//! the transport is the rustls stream: every response is flushed before the next read,
+//! [`crate::request::h1`]), and only while tracing is off (spans are started by hyper's
+//! service); the access log records fast requests too. HTTP/2 never does: ALPN `h2` and
+//! the h2c preface go to hyper's HTTP/2 connection before this loop could start.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -23,7 +26,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::{PARK_AFTER, Transport};
-use crate::request::Listener;
 use crate::request::h1::{self, Buffers, Step};
 use crate::server::{Connection, HEADER_READ_TIMEOUT, max_request_header_bytes};
 use crate::trace;
@@ -42,11 +44,10 @@ pub fn set_h1_fast_path(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
 }
 
-/// Whether `conn`'s next requests may take the fast path.
-pub(super) fn applies(conn: &Connection) -> bool {
-    ENABLED.load(Ordering::Relaxed)
-        && matches!(conn.info.listener(), Listener::Http { .. })
-        && !trace::enabled()
+/// Whether the next requests of an HTTP/1.1 connection may take the fast path (whichever
+/// its listener: [`h1::serve`] applies each listener's rules).
+pub(super) fn applies() -> bool {
+    ENABLED.load(Ordering::Relaxed) && !trace::enabled()
 }
 
 /// How the fast path left a connection.

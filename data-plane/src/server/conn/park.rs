@@ -21,9 +21,9 @@
 //! ever idle.
 //!
 //! On TLS, the parked transport is the rustls stream: its session state stays (a few KiB
-//! of rustls' own), only hyper's is dropped. A read that hyper saw blocked means rustls
-//! had no plaintext left and the socket had nothing more, so waiting for the socket to
-//! become readable is waiting for the next request.
+//! of rustls' own), only hyper's is dropped. A read that hyper (or the fast path) saw
+//! blocked means rustls had no plaintext left and the socket had nothing more, so waiting
+//! for the socket to become readable is waiting for the next request.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -50,7 +50,7 @@ pub(super) async fn serve_h1<T: Transport>(
 ) -> hyper::Result<()> {
     let activity = Arc::new(Activity::new());
     loop {
-        if super::fast::applies(&conn) {
+        if super::fast::applies() {
             // Boxed, as hyper's connection below: a parked connection's task should not
             // carry room for the fast path's request state (its header slots, ~2 KiB).
             let fast = Box::pin(super::fast::serve(&mut stream, unparsed, deadline, &conn));
