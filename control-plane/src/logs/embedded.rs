@@ -5,9 +5,10 @@
 //! `(value, time, seq)`; `visitors` `(host, hour) -> HyperLogLog (JSON)`; `dropped`
 //! `hour -> count`; `meta` (`seq`). A record and its index entries are written and
 //! deleted in the same transaction. Ingest costs one write transaction per batch and one
-//! B-tree insert per record and index (each record encoded into one reused buffer, index
-//! values borrowed from it); visitor sketches stay decoded in memory between batches
-//! (as committed) and are written back only when a batch changed them. An index value
+//! B-tree insert per record and index (each record stored as the data plane encoded it,
+//! index values borrowed from those bytes: [`super::wire`]); visitor sketches stay
+//! decoded in memory between batches (as committed) and are written back only when a
+//! batch changed them. An index value
 //! that arrives in random order (client addresses) dirties about one page per record,
 //! which is why the data plane's request ids are time-ordered.
 
@@ -20,7 +21,7 @@ use prost::Message as _;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::{
-    Field, HLL_ERROR, Index, LogKey, LogStore, Record, ShipPosition, StreamState, hour_of,
+    Field, HLL_ERROR, Index, LogKey, LogStore, Record, ShipPosition, Shipped, StreamState, hour_of,
 };
 use crate::store::StoreError;
 
@@ -156,7 +157,7 @@ impl LogStore for EmbeddedLogStore {
 
     async fn append(
         &self,
-        records: Arc<[Option<Record>]>,
+        records: Arc<[Option<Shipped>]>,
         dropped: u64,
         position: Option<&ShipPosition>,
     ) -> Result<usize, StoreError> {
@@ -203,27 +204,25 @@ impl LogStore for EmbeddedLogStore {
                     .map(|f| txn.open_table(index_table(*f)))
                     .collect::<Result<_, _>>()
                     .map_err(err)?;
-                let mut encoded = Vec::with_capacity(1024);
                 for r in &records[skip..] {
                     let Some(r) = r else {
                         dropped += 1;
                         continue;
                     };
                     seq += 1;
-                    let key = (r.time_unix_nanos, seq);
-                    encoded.clear();
-                    r.encode(&mut encoded).map_err(err)?;
-                    table.insert(key, encoded.as_slice()).map_err(err)?;
+                    let key = (r.time(), seq);
+                    table.insert(key, r.bytes()).map_err(err)?;
                     for (f, t) in Field::ALL.iter().zip(idx.iter_mut()) {
                         if let Some(v) = f.value(r) {
                             t.insert((v.as_ref(), key.0, key.1), ()).map_err(err)?;
                         }
                     }
-                    if !r.host.is_empty() && !r.client_ip.is_empty() {
+                    let (host, ip) = (r.host(), r.client_ip());
+                    if !host.is_empty() && !ip.is_empty() {
                         visits
-                            .entry((r.host.as_str(), hour_of(r.time_unix_nanos)))
+                            .entry((host, hour_of(r.time())))
                             .or_default()
-                            .push(r.client_ip.as_str());
+                            .push(ip);
                     }
                 }
                 meta.insert(SEQ, seq).map_err(err)?;
