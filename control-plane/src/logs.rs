@@ -28,11 +28,12 @@
 //! Costs: ingest is one write transaction per batch (up to 6 index writes per record,
 //! plus one visitor sketch per host and hour; on Redis a fixed number of commands per
 //! batch, and host, status, user and client id indexed by [`postings`] rows: a few dozen
-//! per batch instead of one per record). Sustained ingest on the 2-core bench host (`bench/ingest.sh`, release build):
-//! 13-14 µs of control-plane CPU per record on the embedded store, 4 µs plus 12.5 µs of
-//! redis-server CPU on Redis; an index whose values arrive in random order (client
-//! addresses; request ids that are not the data plane's time-ordered ones) costs the
-//! embedded store about one rewritten page per record. A search walks the most selective index the
+//! per batch instead of one per record). A record is stored as the bytes the data plane
+//! sent when sanitizing changes nothing ([`wire`]). Sustained ingest on the 2-core bench
+//! host (`bench/ingest.sh`, release build): 9-10 µs of control-plane CPU per record on
+//! the embedded store (index entries blocked by sequence number, so a batch's inserts
+//! stay within a few hundred pages whatever order the values come in), 3 µs plus 10-11 µs
+//! of redis-server CPU on Redis. A search walks the most selective index the
 //! filters name (request id, client id, user, IP, host, exact status, else time) newest
 //! first and filters the rest in memory; stats walk the window the same way. Retention and
 //! the size cap run at start and every minute and delete the oldest records in chunks of

@@ -413,32 +413,34 @@ mod tests {
     #[test]
     fn every_string_cap_is_sanitize_s() {
         let long = "x".repeat(10_000);
-        let mut r = Record::default();
         // Every string field over any cap: sanitize truncates each to its cap.
-        r.node_id = long.clone();
-        r.listener = long.clone();
-        r.client_ip = long.clone();
-        r.method = long.clone();
-        r.host = long.clone();
-        r.path = long.clone();
-        r.query = long.clone();
-        r.http_version = long.clone();
-        r.upstream = long.clone();
-        r.proxy = long.clone();
-        r.route = long.clone();
-        r.auth = long.clone();
-        r.auth_reason = long.clone();
-        r.user = long.clone();
-        r.client_id = long.clone();
-        r.request_id = long.clone();
-        r.trace_id = long.clone();
-        r.user_agent = long.clone();
-        r.mcp_session_id = long.clone();
-        r.proxy_authority = long.clone();
-        r.proxy_unique_id = long.clone();
-        r.proxy_alpn = long.clone();
-        r.proxy_ssl_version = long;
-        r.time_unix_nanos = NOW;
+        let r = Record {
+            node_id: long.clone(),
+            listener: long.clone(),
+            client_ip: long.clone(),
+            method: long.clone(),
+            host: long.clone(),
+            path: long.clone(),
+            query: long.clone(),
+            http_version: long.clone(),
+            upstream: long.clone(),
+            proxy: long.clone(),
+            route: long.clone(),
+            auth: long.clone(),
+            auth_reason: long.clone(),
+            user: long.clone(),
+            client_id: long.clone(),
+            request_id: long.clone(),
+            trace_id: long.clone(),
+            user_agent: long.clone(),
+            mcp_session_id: long.clone(),
+            proxy_authority: long.clone(),
+            proxy_unique_id: long.clone(),
+            proxy_alpn: long.clone(),
+            proxy_ssl_version: long,
+            time_unix_nanos: NOW,
+            ..Default::default()
+        };
         let encoded = sanitize(r, NOW).unwrap().encode_to_vec();
         let (mut pos, mut strings) = (0, 0);
         while pos < encoded.len() {
