@@ -30,7 +30,7 @@
 //! batch, and host, status, user and client id indexed by [`postings`] rows: a few dozen
 //! per batch instead of one per record). A record is stored as the bytes the data plane
 //! sent when sanitizing changes nothing ([`wire`]). Sustained ingest on the 2-core bench
-//! host (`bench/ingest.sh`, release build): 9-10 µs of control-plane CPU per record on
+//! host (`bench/ingest.sh`, release build): 7.6-7.8 µs of control-plane CPU per record on
 //! the embedded store (index entries blocked by sequence number, so a batch's inserts
 //! stay within a few hundred pages whatever order the values come in), 3 µs plus 10-11 µs
 //! of redis-server CPU on Redis. A search walks the most selective index the

@@ -2,7 +2,8 @@
 //! log volume never bloats or slows config reads.
 //!
 //! Tables: `records` `(time, seq) -> prost bytes`; one index table per [`Field`] keyed
-//! `(block, value, time, seq)` (`ix_*`; the block is `seq` / 2^15, see [`BLOCK_BITS`]);
+//! `(block, value, time, seq)` as bytes (`ix_*`, [`IndexKey`]; the block is
+//! `seq` / 2^15, see [`BLOCK_BITS`]);
 //! `visitors` `(host, hour) -> HyperLogLog (JSON)`; `dropped` `hour -> count`; `meta`
 //! (`seq`); `streams`. A record and its index entries are written and deleted in the same
 //! transaction. Ingest costs one write transaction per batch and one B-tree insert per
@@ -50,8 +51,11 @@ pub(crate) const FILE_NAME: &str = "logs.redb";
 /// record), and a value's entries are read as one range per block, merged.
 const BLOCK_BITS: u32 = 15;
 
-/// An index entry: (block, value, time, seq).
-type IndexKey = (u64, &'static str, i64, u64);
+/// An index entry: its block, its value's length and the value, its record's time (sign
+/// bit flipped) and seq, all big-endian ([`entry_key`]): byte order is (block, value,
+/// time, seq) order within a value, and redb compares two keys with one `memcmp` instead
+/// of decoding tuples.
+type IndexKey = &'static [u8];
 
 fn index_table(f: Field) -> TableDefinition<'static, IndexKey, ()> {
     match f {
@@ -78,6 +82,30 @@ fn legacy_index_table(f: Field) -> TableDefinition<'static, (&'static str, i64, 
     }
 }
 
+/// Writes into `out` the index key of `value` for the record `(time, seq)` in `block`.
+/// Values are capped far below 64 KiB (`sanitize`, filter lengths), so the length fits.
+fn entry_key(out: &mut Vec<u8>, block: u64, value: &str, time: i64, seq: u64) {
+    out.clear();
+    out.extend_from_slice(&block.to_be_bytes());
+    out.extend_from_slice(&(value.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(&((time as u64) ^ (1 << 63)).to_be_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
+}
+
+/// The block of an index key.
+fn key_block(k: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(k.get(..8)?.try_into().ok()?))
+}
+
+/// The record `(time, seq)` an index key points at.
+fn key_record(k: &[u8]) -> Option<(i64, u64)> {
+    let tail = k.len().checked_sub(16).and_then(|at| k.get(at..))?;
+    let t = u64::from_be_bytes(tail[..8].try_into().ok()?) ^ (1 << 63);
+    let s = u64::from_be_bytes(tail[8..].try_into().ok()?);
+    Some((t as i64, s))
+}
+
 /// Up to `max` keys of `value`'s entries with `since <= time` and `key < before`, newest
 /// first: one range per block present (found by seeking past the previous one), plus the
 /// legacy table's, merged. Costs two seeks per block (at most ~30 at the default one
@@ -92,19 +120,22 @@ fn index_keys(
 ) -> Result<Vec<(i64, u64)>, StoreError> {
     type Source<'t> = Box<dyn Iterator<Item = Result<(i64, u64), redb::StorageError>> + 't>;
     let mut sources: Vec<Source<'_>> = Vec::new();
+    let (mut lo, mut hi) = (Vec::new(), Vec::new());
     let mut next = Some(0u64);
     while let Some(b) = next {
-        let Some(first) = idx.range((b, "", i64::MIN, 0u64)..).map_err(err)?.next() else {
+        let start = b.to_be_bytes();
+        let Some(first) = idx.range(start.as_slice()..).map_err(err)?.next() else {
             break;
         };
-        let b = first.map_err(err)?.0.value().0;
-        let range = idx
-            .range((b, value, since, 0u64)..(b, value, before.time, before.seq))
-            .map_err(err)?;
+        let b = key_block(first.map_err(err)?.0.value())
+            .ok_or_else(|| err("index key without a block"))?;
+        entry_key(&mut lo, b, value, since, 0);
+        entry_key(&mut hi, b, value, before.time, before.seq);
+        let range = idx.range(lo.as_slice()..hi.as_slice()).map_err(err)?;
         sources.push(Box::new(range.rev().map(|e| {
-            e.map(|(k, _)| {
-                let (_, _, t, s) = k.value();
-                (t, s)
+            e.and_then(|(k, _)| {
+                key_record(k.value())
+                    .ok_or_else(|| redb::StorageError::Corrupted("short index key".into()))
             })
         })));
         next = b.checked_add(1);
@@ -306,6 +337,7 @@ impl LogStore for EmbeddedLogStore {
                     .map(|f| txn.open_table(index_table(*f)))
                     .collect::<Result<_, _>>()
                     .map_err(err)?;
+                let mut entry = Vec::with_capacity(128);
                 for r in &records[skip..] {
                     let Some(r) = r else {
                         dropped += 1;
@@ -316,8 +348,8 @@ impl LogStore for EmbeddedLogStore {
                     table.insert(key, r.bytes()).map_err(err)?;
                     for (f, t) in Field::ALL.iter().zip(idx.iter_mut()) {
                         if let Some(v) = f.value(r) {
-                            t.insert((seq >> bits, v.as_ref(), key.0, key.1), ())
-                                .map_err(err)?;
+                            entry_key(&mut entry, seq >> bits, &v, key.0, key.1);
+                            t.insert(entry.as_slice(), ()).map_err(err)?;
                         }
                     }
                     let (host, ip) = (r.host(), r.client_ip());
@@ -512,14 +544,13 @@ impl LogStore for EmbeddedLogStore {
                     })
                     .collect::<Result<_, redb::TableError>>()
                     .map_err(err)?;
+                let mut entry = Vec::with_capacity(128);
                 for (key, record) in &victims {
                     if let Some(r) = record {
                         for (f, (t, legacy)) in Field::ALL.iter().zip(idx.iter_mut()) {
                             if let Some(v) = f.value(r) {
-                                let gone = t
-                                    .remove((key.1 >> bits, v.as_ref(), key.0, key.1))
-                                    .map_err(err)?
-                                    .is_some();
+                                entry_key(&mut entry, key.1 >> bits, &v, key.0, key.1);
+                                let gone = t.remove(entry.as_slice()).map_err(err)?.is_some();
                                 if !gone {
                                     legacy.remove((v.as_ref(), key.0, key.1)).map_err(err)?;
                                 }
