@@ -1,8 +1,10 @@
 //! Compiles `proto/*.proto` with protox, so no system `protoc` is needed.
 //!
-//! Two passes: every message, client and server as usual; then the `ConfigService`
-//! server alone again, with `ConfigSnapshot` mapped to `crate::EncodedSnapshot`, so the
-//! control plane can send every data plane the same bytes, encoded once per version.
+//! Two passes: every message, client and server as usual; then the `ConfigService` and
+//! `AccessLogIngest` servers alone again, with `ConfigSnapshot` mapped to
+//! `crate::EncodedSnapshot` (the control plane sends every data plane the same bytes,
+//! encoded once per version) and `AccessLogBatch` to `crate::ShippedBatch` (the control
+//! plane keeps each shipped record's bytes instead of decoding it into owned strings).
 
 use std::path::PathBuf;
 
@@ -23,7 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut config_service = fds;
     for file in &mut config_service.file {
-        file.service.retain(|s| s.name() == "ConfigService");
+        file.service
+            .retain(|s| matches!(s.name(), "ConfigService" | "AccessLogIngest"));
     }
     let out = PathBuf::from(std::env::var("OUT_DIR")?).join("encoded");
     std::fs::create_dir_all(&out)?;
@@ -32,6 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .out_dir(out)
         .extern_path(".portcullis.v1", "crate::v1")
         .extern_path(".portcullis.v1.ConfigSnapshot", "crate::EncodedSnapshot")
+        .extern_path(".portcullis.v1.AccessLogBatch", "crate::ShippedBatch")
         .compile_fds(config_service)?;
     Ok(())
 }

@@ -28,11 +28,12 @@
 //! Costs: ingest is one write transaction per batch (up to 6 index writes per record,
 //! plus one visitor sketch per host and hour; on Redis a fixed number of commands per
 //! batch, and host, status, user and client id indexed by [`postings`] rows: a few dozen
-//! per batch instead of one per record). Sustained ingest on the 2-core bench host (`bench/ingest.sh`, release build):
-//! 13-14 µs of control-plane CPU per record on the embedded store, 4 µs plus 12.5 µs of
-//! redis-server CPU on Redis; an index whose values arrive in random order (client
-//! addresses; request ids that are not the data plane's time-ordered ones) costs the
-//! embedded store about one rewritten page per record. A search walks the most selective index the
+//! per batch instead of one per record). A record is stored as the bytes the data plane
+//! sent when sanitizing changes nothing ([`wire`]). Sustained ingest on the 2-core bench
+//! host (`bench/ingest.sh`, release build): 7.6-7.8 µs of control-plane CPU per record on
+//! the embedded store (index entries blocked by sequence number, so a batch's inserts
+//! stay within a few hundred pages whatever order the values come in), 3 µs plus 10-11 µs
+//! of redis-server CPU on Redis. A search walks the most selective index the
 //! filters name (request id, client id, user, IP, host, exact status, else time) newest
 //! first and filters the rest in memory; stats walk the window the same way. Retention and
 //! the size cap run at start and every minute and delete the oldest records in chunks of
@@ -58,9 +59,11 @@ use crate::store::StoreError;
 mod embedded;
 mod postings;
 mod redis_backend;
+mod wire;
 
 pub use embedded::EmbeddedLogStore;
 pub use redis_backend::RedisLogStore;
+pub use wire::{Indexed, Shipped, node_id};
 
 /// A stored record.
 pub type Record = pb::AccessLogRecord;
@@ -238,18 +241,10 @@ impl Field {
         }
     }
 
-    /// The value a record is indexed under; `None` for empty fields (not indexed).
-    /// Borrowed from the record but for the status.
-    pub fn value(self, r: &Record) -> Option<Cow<'_, str>> {
-        let v = match self {
-            Field::Ip => Cow::Borrowed(r.client_ip.as_str()),
-            Field::Host => Cow::Borrowed(r.host.as_str()),
-            Field::User => Cow::Borrowed(r.user.as_str()),
-            Field::ClientId => Cow::Borrowed(r.client_id.as_str()),
-            Field::Status => Cow::Owned(r.status.to_string()),
-            Field::RequestId => Cow::Borrowed(r.request_id.as_str()),
-        };
-        (!v.is_empty()).then_some(v)
+    /// The value a record ([`Record`] or [`Shipped`]) is indexed under; `None` for empty
+    /// fields (not indexed). Borrowed, never allocated.
+    pub fn value<R: Indexed + ?Sized>(self, r: &R) -> Option<Cow<'_, str>> {
+        wire::value(self, r)
     }
 }
 
@@ -267,14 +262,14 @@ pub enum Index {
 pub trait LogStore: Send + Sync + 'static {
     /// `embedded` or `redis`.
     fn backend_name(&self) -> &'static str;
-    /// Stores validated records (`None`: one refused, counted as dropped) under fresh keys
+    /// Stores checked records (`None`: one refused, counted as dropped) under fresh keys
     /// with their index entries and visitor sketches, and adds `dropped` to the current
     /// hour's count, in one transaction. With a `position`, the stream's state decides
     /// (in the same transaction) which leading records were stored before and are skipped
     /// and which drops are new ([`StreamState::advance`]). Returns the records skipped.
     async fn append(
         &self,
-        records: Arc<[Option<Record>]>,
+        records: Arc<[Option<Shipped>]>,
         dropped: u64,
         position: Option<&ShipPosition>,
     ) -> Result<usize, StoreError>;
@@ -509,6 +504,17 @@ impl Filter {
     }
 }
 
+/// Refuses a batch of more than [`MAX_BATCH`] records.
+fn check_batch_size(n: usize) -> Result<(), ServiceError> {
+    if n > MAX_BATCH {
+        return Err(ServiceError::invalid(
+            "records",
+            format!("{n} records in one batch; at most {MAX_BATCH}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Unix nanos now.
 pub fn now_nanos() -> i64 {
     std::time::SystemTime::now()
@@ -577,6 +583,12 @@ const SECRET_PARAMS: [&str; 10] = [
     "apikey",
 ];
 
+/// Whether a query-string parameter (`name=value`) carries a credential.
+fn is_secret_param(kv: &str) -> bool {
+    let name = kv.split('=').next().unwrap_or_default();
+    SECRET_PARAMS.iter().any(|s| name.eq_ignore_ascii_case(s))
+}
+
 fn cap(s: &mut String, max: usize) {
     if s.len() > max {
         let mut end = max;
@@ -605,10 +617,7 @@ pub fn sanitize(mut r: Record, now: i64) -> Result<Record, String> {
         r.query = r
             .query
             .split('&')
-            .filter(|kv| {
-                let name = kv.split('=').next().unwrap_or_default();
-                !SECRET_PARAMS.iter().any(|s| name.eq_ignore_ascii_case(s))
-            })
+            .filter(|kv| !is_secret_param(kv))
             .collect::<Vec<_>>()
             .join("&");
     }
@@ -755,19 +764,32 @@ impl AccessLogs {
         &self.inner.store
     }
 
+    /// Stores one batch (as [`Self::ingest_shipped`]; each record encoded first).
+    pub async fn ingest(&self, node: &str, batch: pb::AccessLogBatch) -> Result<u64, ServiceError> {
+        check_batch_size(batch.records.len())?;
+        let shipped = portcullis_proto::ShippedBatch {
+            records: batch
+                .records
+                .iter()
+                .map(|r| prost::Message::encode_to_vec(r).into())
+                .collect(),
+            dropped: batch.dropped,
+            stream: batch.stream.into(),
+            first_seq: batch.first_seq,
+            dropped_total: batch.dropped_total,
+        };
+        self.ingest_shipped(node, shipped).await
+    }
+
     /// Stores one shipped batch and hands its records to followers. A batch over
     /// [`MAX_BATCH`] is refused whole; a record that cannot be stored is dropped, logged
     /// and counted with the batch's own `dropped`. Returns the records stored.
-    pub async fn ingest(&self, node: &str, batch: pb::AccessLogBatch) -> Result<u64, ServiceError> {
-        if batch.records.len() > MAX_BATCH {
-            return Err(ServiceError::invalid(
-                "records",
-                format!(
-                    "{} records in one batch; at most {MAX_BATCH}",
-                    batch.records.len()
-                ),
-            ));
-        }
+    pub async fn ingest_shipped(
+        &self,
+        node: &str,
+        batch: portcullis_proto::ShippedBatch,
+    ) -> Result<u64, ServiceError> {
+        check_batch_size(batch.records.len())?;
         let position = match batch.stream.len() {
             0 => None,
             16 => Some(ShipPosition {
@@ -785,12 +807,12 @@ impl AccessLogs {
         // With a position, drops come cumulative in `dropped_total`.
         let dropped = if position.is_some() { 0 } else { batch.dropped };
         let now = now_nanos();
-        let records: Arc<[Option<Record>]> = batch
+        let records: Arc<[Option<Shipped>]> = batch
             .records
             .into_iter()
             .enumerate()
             .map(|(i, r)| {
-                sanitize(r, now)
+                Shipped::check(r, now)
                     .map_err(
                         |why| tracing::warn!(node, record = i, %why, "access-log record refused"),
                     )
@@ -811,7 +833,9 @@ impl AccessLogs {
         let stored = records[skipped..].iter().flatten();
         if self.inner.local_fanout && self.inner.tx.receiver_count() > 0 {
             for r in stored.clone() {
-                let _ = self.inner.tx.send(Arc::new(r.clone()));
+                if let Some(r) = r.decode() {
+                    let _ = self.inner.tx.send(Arc::new(r));
+                }
             }
         }
         Ok(stored.count() as u64)

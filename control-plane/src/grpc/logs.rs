@@ -9,6 +9,7 @@
 use std::pin::Pin;
 
 use futures_util::Stream;
+use portcullis_proto::ShippedBatch;
 use portcullis_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -39,11 +40,11 @@ pub fn log_services(
     authn: Authenticator,
     logs: AccessLogs,
 ) -> (
-    pb::access_log_ingest_server::AccessLogIngestServer<LogIngestApi>,
+    pb::encoded::access_log_ingest_server::AccessLogIngestServer<LogIngestApi>,
     pb::access_log_service_server::AccessLogServiceServer<LogQueryApi>,
 ) {
     (
-        pb::access_log_ingest_server::AccessLogIngestServer::new(LogIngestApi {
+        pb::encoded::access_log_ingest_server::AccessLogIngestServer::new(LogIngestApi {
             cp: cp.clone(),
             logs: logs.clone(),
         })
@@ -58,21 +59,22 @@ pub struct LogIngestApi {
     logs: AccessLogs,
 }
 
+/// Each record stays the bytes received ([`ShippedBatch`]) until the store checks it.
 #[tonic::async_trait]
-impl pb::access_log_ingest_server::AccessLogIngest for LogIngestApi {
+impl pb::encoded::access_log_ingest_server::AccessLogIngest for LogIngestApi {
     async fn ship(
         &self,
-        req: Request<pb::AccessLogBatch>,
+        req: Request<ShippedBatch>,
     ) -> Result<Response<pb::AccessLogShipReply>, Status> {
         let caller = dataplane_caller(&self.cp, bearer(&req)?).await?;
         let batch = req.into_inner();
         let node = batch
             .records
             .first()
-            .map(|r| r.node_id.clone())
+            .and_then(|r| crate::logs::node_id(r))
             .filter(|n| !n.is_empty())
-            .unwrap_or(caller.token_id);
-        let accepted = self.logs.ingest(&node, batch).await?;
+            .map_or(caller.token_id, str::to_owned);
+        let accepted = self.logs.ingest_shipped(&node, batch).await?;
         Ok(Response::new(pb::AccessLogShipReply { accepted }))
     }
 }

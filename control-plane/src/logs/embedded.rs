@@ -2,25 +2,35 @@
 //! log volume never bloats or slows config reads.
 //!
 //! Tables: `records` `(time, seq) -> prost bytes`; one index table per [`Field`] keyed
-//! `(value, time, seq)`; `visitors` `(host, hour) -> HyperLogLog (JSON)`; `dropped`
-//! `hour -> count`; `meta` (`seq`). A record and its index entries are written and
-//! deleted in the same transaction. Ingest costs one write transaction per batch and one
-//! B-tree insert per record and index (each record encoded into one reused buffer, index
-//! values borrowed from it); visitor sketches stay decoded in memory between batches
-//! (as committed) and are written back only when a batch changed them. An index value
-//! that arrives in random order (client addresses) dirties about one page per record,
-//! which is why the data plane's request ids are time-ordered.
+//! `(block, value, time, seq)` as bytes (`ix_*`, [`IndexKey`]; the block is
+//! `seq` / 2^15, see [`BLOCK_BITS`]);
+//! `visitors` `(host, hour) -> HyperLogLog (JSON)`; `dropped` `hour -> count`; `meta`
+//! (`seq`); `streams`. A record and its index entries are written and deleted in the same
+//! transaction. Ingest costs one write transaction per batch and one B-tree insert per
+//! record and index (each record stored as the data plane encoded it, index values
+//! borrowed from those bytes: [`super::wire`]); visitor sketches stay decoded in memory
+//! between batches (as committed) and are written back only when a batch changed them.
+//! Blocks keep a batch's index inserts within a few hundred pages whatever order the
+//! values come in; a search reads a value as one range per block, merged.
+//!
+//! Layout changes: files written before blocks hold their index entries in `idx_*`
+//! `(value, time, seq)`. Those tables are read as one more block and their entries deleted
+//! with their records (retention empties them); nothing new is written there, so no
+//! migration runs.
 
-use std::collections::HashMap;
+use std::collections::{BinaryHeap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use hyperloglog::HyperLogLog;
 use prost::Message as _;
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition,
+};
 
 use super::{
-    Field, HLL_ERROR, Index, LogKey, LogStore, Record, ShipPosition, StreamState, hour_of,
+    Field, HLL_ERROR, Index, LogKey, LogStore, Record, ShipPosition, Shipped, StreamState, hour_of,
 };
 use crate::store::StoreError;
 
@@ -35,7 +45,33 @@ const SEQ: &str = "seq";
 /// File name inside `--data-dir`.
 pub(crate) const FILE_NAME: &str = "logs.redb";
 
-fn index_table(f: Field) -> TableDefinition<'static, (&'static str, i64, u64), ()> {
+/// Records per index block (2^15): every index entry's key starts with the block of its
+/// record's `seq`, so one batch's entries land in its block's few hundred pages whatever
+/// order their values come in (50,000 client addresses otherwise dirty about one page per
+/// record), and a value's entries are read as one range per block, merged.
+const BLOCK_BITS: u32 = 15;
+
+/// An index entry: its block, its value's length and the value, its record's time (sign
+/// bit flipped) and seq, all big-endian ([`entry_key`]): byte order is (block, value,
+/// time, seq) order within a value, and redb compares two keys with one `memcmp` instead
+/// of decoding tuples.
+type IndexKey = &'static [u8];
+
+fn index_table(f: Field) -> TableDefinition<'static, IndexKey, ()> {
+    match f {
+        Field::Ip => TableDefinition::new("ix_ip"),
+        Field::Host => TableDefinition::new("ix_host"),
+        Field::User => TableDefinition::new("ix_user"),
+        Field::ClientId => TableDefinition::new("ix_client"),
+        Field::Status => TableDefinition::new("ix_status"),
+        Field::RequestId => TableDefinition::new("ix_request"),
+    }
+}
+
+/// The index layout before blocks, `(value, time, seq)`: entries of records stored before
+/// the upgrade stay there and are read, and deleted with their records, as one more
+/// block; nothing is added to it.
+fn legacy_index_table(f: Field) -> TableDefinition<'static, (&'static str, i64, u64), ()> {
     match f {
         Field::Ip => TableDefinition::new("idx_ip"),
         Field::Host => TableDefinition::new("idx_host"),
@@ -44,6 +80,93 @@ fn index_table(f: Field) -> TableDefinition<'static, (&'static str, i64, u64), (
         Field::Status => TableDefinition::new("idx_status"),
         Field::RequestId => TableDefinition::new("idx_request"),
     }
+}
+
+/// Writes into `out` the index key of `value` for the record `(time, seq)` in `block`.
+/// Values are capped far below 64 KiB (`sanitize`, filter lengths), so the length fits.
+fn entry_key(out: &mut Vec<u8>, block: u64, value: &str, time: i64, seq: u64) {
+    out.clear();
+    out.extend_from_slice(&block.to_be_bytes());
+    out.extend_from_slice(&(value.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(&((time as u64) ^ (1 << 63)).to_be_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
+}
+
+/// The block of an index key.
+fn key_block(k: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(k.get(..8)?.try_into().ok()?))
+}
+
+/// The record `(time, seq)` an index key points at.
+fn key_record(k: &[u8]) -> Option<(i64, u64)> {
+    let tail = k.len().checked_sub(16).and_then(|at| k.get(at..))?;
+    let t = u64::from_be_bytes(tail[..8].try_into().ok()?) ^ (1 << 63);
+    let s = u64::from_be_bytes(tail[8..].try_into().ok()?);
+    Some((t as i64, s))
+}
+
+/// Up to `max` keys of `value`'s entries with `since <= time` and `key < before`, newest
+/// first: one range per block present (found by seeking past the previous one), plus the
+/// legacy table's, merged. Costs two seeks per block (at most ~30 at the default one
+/// million records) on top of the entries read.
+fn index_keys(
+    idx: &ReadOnlyTable<IndexKey, ()>,
+    legacy: &ReadOnlyTable<(&'static str, i64, u64), ()>,
+    value: &str,
+    since: i64,
+    before: LogKey,
+    max: usize,
+) -> Result<Vec<(i64, u64)>, StoreError> {
+    type Source<'t> = Box<dyn Iterator<Item = Result<(i64, u64), redb::StorageError>> + 't>;
+    let mut sources: Vec<Source<'_>> = Vec::new();
+    let (mut lo, mut hi) = (Vec::new(), Vec::new());
+    let mut next = Some(0u64);
+    while let Some(b) = next {
+        let start = b.to_be_bytes();
+        let Some(first) = idx.range(start.as_slice()..).map_err(err)?.next() else {
+            break;
+        };
+        let b = key_block(first.map_err(err)?.0.value())
+            .ok_or_else(|| err("index key without a block"))?;
+        entry_key(&mut lo, b, value, since, 0);
+        entry_key(&mut hi, b, value, before.time, before.seq);
+        let range = idx.range(lo.as_slice()..hi.as_slice()).map_err(err)?;
+        sources.push(Box::new(range.rev().map(|e| {
+            e.and_then(|(k, _)| {
+                key_record(k.value())
+                    .ok_or_else(|| redb::StorageError::Corrupted("short index key".into()))
+            })
+        })));
+        next = b.checked_add(1);
+    }
+    if !legacy.is_empty().map_err(err)? {
+        let range = legacy
+            .range((value, since, 0u64)..(value, before.time, before.seq))
+            .map_err(err)?;
+        sources.push(Box::new(range.rev().map(|e| {
+            e.map(|(k, _)| {
+                let (_, t, s) = k.value();
+                (t, s)
+            })
+        })));
+    }
+    let mut heads = BinaryHeap::with_capacity(sources.len());
+    for (i, source) in sources.iter_mut().enumerate() {
+        if let Some(k) = source.next() {
+            heads.push((k.map_err(err)?, i));
+        }
+    }
+    let mut out = Vec::new();
+    while out.len() < max
+        && let Some((k, i)) = heads.pop()
+    {
+        out.push(k);
+        if let Some(k) = sources[i].next() {
+            heads.push((k.map_err(err)?, i));
+        }
+    }
+    Ok(out)
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -84,6 +207,8 @@ pub struct EmbeddedLogStore {
     /// instead of decoding the stored JSON on every batch. Only a committed write updates
     /// it; the retention's forgetting removes the same hours.
     sketches: Arc<Mutex<HashMap<(String, i64), Sketch>>>,
+    /// Index entries are blocked by `seq >> block_bits` ([`BLOCK_BITS`]).
+    block_bits: u32,
 }
 
 /// Host-hours whose sketch is kept decoded (all are kept in the table regardless).
@@ -109,6 +234,12 @@ impl Sketch {
 impl EmbeddedLogStore {
     /// Opens or creates `data_dir/logs.redb` (file 0600).
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_blocks(data_dir, BLOCK_BITS)
+    }
+
+    /// [`Self::open`] with index blocks of 2^`block_bits` records (tests use small ones).
+    /// Entries are found in any block, so files written with another size read correctly.
+    pub fn open_with_blocks(data_dir: &Path, block_bits: u32) -> Result<Self, StoreError> {
         crate::files::private_dir(data_dir)
             .map_err(|e| err(format!("cannot create {}: {e}", data_dir.display())))?;
         let path = data_dir.join(FILE_NAME);
@@ -129,11 +260,13 @@ impl EmbeddedLogStore {
         txn.open_table(STREAMS).map_err(err)?;
         for f in Field::ALL {
             txn.open_table(index_table(f)).map_err(err)?;
+            txn.open_table(legacy_index_table(f)).map_err(err)?;
         }
         txn.commit().map_err(err)?;
         Ok(Self {
             db: Arc::new(db),
             sketches: Arc::default(),
+            block_bits: block_bits.min(63),
         })
     }
 
@@ -156,12 +289,13 @@ impl LogStore for EmbeddedLogStore {
 
     async fn append(
         &self,
-        records: Arc<[Option<Record>]>,
+        records: Arc<[Option<Shipped>]>,
         dropped: u64,
         position: Option<&ShipPosition>,
     ) -> Result<usize, StoreError> {
         let position = position.cloned();
         let sketches = self.sketches.clone();
+        let bits = self.block_bits;
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(err)?;
             let mut cache = sketches.lock().unwrap_or_else(|e| e.into_inner());
@@ -203,27 +337,27 @@ impl LogStore for EmbeddedLogStore {
                     .map(|f| txn.open_table(index_table(*f)))
                     .collect::<Result<_, _>>()
                     .map_err(err)?;
-                let mut encoded = Vec::with_capacity(1024);
+                let mut entry = Vec::with_capacity(128);
                 for r in &records[skip..] {
                     let Some(r) = r else {
                         dropped += 1;
                         continue;
                     };
                     seq += 1;
-                    let key = (r.time_unix_nanos, seq);
-                    encoded.clear();
-                    r.encode(&mut encoded).map_err(err)?;
-                    table.insert(key, encoded.as_slice()).map_err(err)?;
+                    let key = (r.time(), seq);
+                    table.insert(key, r.bytes()).map_err(err)?;
                     for (f, t) in Field::ALL.iter().zip(idx.iter_mut()) {
                         if let Some(v) = f.value(r) {
-                            t.insert((v.as_ref(), key.0, key.1), ()).map_err(err)?;
+                            entry_key(&mut entry, seq >> bits, &v, key.0, key.1);
+                            t.insert(entry.as_slice(), ()).map_err(err)?;
                         }
                     }
-                    if !r.host.is_empty() && !r.client_ip.is_empty() {
+                    let (host, ip) = (r.host(), r.client_ip());
+                    if !host.is_empty() && !ip.is_empty() {
                         visits
-                            .entry((r.host.as_str(), hour_of(r.time_unix_nanos)))
+                            .entry((host, hour_of(r.time())))
                             .or_default()
-                            .push(r.client_ip.as_str());
+                            .push(ip);
                     }
                 }
                 meta.insert(SEQ, seq).map_err(err)?;
@@ -312,11 +446,8 @@ impl LogStore for EmbeddedLogStore {
                 }
                 Index::Field(f, value) => {
                     let idx = txn.open_table(index_table(f)).map_err(err)?;
-                    let lo = (value.as_str(), since, 0u64);
-                    let hi = (value.as_str(), before.time, before.seq);
-                    for entry in idx.range(lo..hi).map_err(err)?.rev().take(max) {
-                        let (k, _) = entry.map_err(err)?;
-                        let (_, t, s) = k.value();
+                    let legacy = txn.open_table(legacy_index_table(f)).map_err(err)?;
+                    for (t, s) in index_keys(&idx, &legacy, &value, since, before, max)? {
                         if let Some(v) = table.get((t, s)).map_err(err)? {
                             out.push(decode((t, s), v.value())?);
                         }
@@ -386,6 +517,7 @@ impl LogStore for EmbeddedLogStore {
         keep_at_most: u64,
         max: usize,
     ) -> Result<u64, StoreError> {
+        let bits = self.block_bits;
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(err)?;
             let deleted;
@@ -404,14 +536,24 @@ impl LogStore for EmbeddedLogStore {
                 }
                 let mut idx: Vec<_> = Field::ALL
                     .iter()
-                    .map(|f| txn.open_table(index_table(*f)))
-                    .collect::<Result<_, _>>()
+                    .map(|f| {
+                        Ok((
+                            txn.open_table(index_table(*f))?,
+                            txn.open_table(legacy_index_table(*f))?,
+                        ))
+                    })
+                    .collect::<Result<_, redb::TableError>>()
                     .map_err(err)?;
+                let mut entry = Vec::with_capacity(128);
                 for (key, record) in &victims {
                     if let Some(r) = record {
-                        for (f, t) in Field::ALL.iter().zip(idx.iter_mut()) {
+                        for (f, (t, legacy)) in Field::ALL.iter().zip(idx.iter_mut()) {
                             if let Some(v) = f.value(r) {
-                                t.remove((v.as_ref(), key.0, key.1)).map_err(err)?;
+                                entry_key(&mut entry, key.1 >> bits, &v, key.0, key.1);
+                                let gone = t.remove(entry.as_slice()).map_err(err)?.is_some();
+                                if !gone {
+                                    legacy.remove((v.as_ref(), key.0, key.1)).map_err(err)?;
+                                }
                             }
                         }
                     }
@@ -458,9 +600,131 @@ impl LogStore for EmbeddedLogStore {
                     .map_err(err)?
                     .len()
                     .map_err(err)?;
+                n += txn
+                    .open_table(legacy_index_table(f))
+                    .map_err(err)?
+                    .len()
+                    .map_err(err)?;
             }
             Ok(n)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use portcullis_proto::v1 as pb;
+
+    use super::*;
+    use crate::logs::{AccessLogs, Filter, LogSettings, now_nanos};
+
+    fn rec(i: i64, now: i64) -> Record {
+        Record {
+            time_unix_nanos: now - 1000 + i,
+            client_ip: "10.0.0.1".into(),
+            host: "a.test".into(),
+            status: 200,
+            request_id: format!("r{i}"),
+            ..Default::default()
+        }
+    }
+
+    async fn ids(logs: &AccessLogs, q: pb::AccessLogQuery, limit: usize) -> Vec<String> {
+        let f = Filter::parse(&q, now_nanos(), true).unwrap();
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = logs.search_filter(&f, cursor, limit).await.unwrap();
+            out.extend(page.records.into_iter().map(|r| r.request_id));
+            if page.next_cursor.is_empty() {
+                return out;
+            }
+            cursor = Some(LogKey::from_cursor(&page.next_cursor).unwrap());
+        }
+    }
+
+    /// A file whose index entries were written before blocks (`idx_*`, as the previous
+    /// release wrote them) opens; its records are found through every index together with
+    /// new ones, newest first and paged, and retention deletes them with their entries.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_indexed_before_blocks_is_searched_and_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = now_nanos();
+        {
+            let db = Database::create(dir.path().join(FILE_NAME)).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut records = txn.open_table(RECORDS).unwrap();
+                let mut idx: Vec<_> = Field::ALL
+                    .iter()
+                    .map(|f| txn.open_table(legacy_index_table(*f)).unwrap())
+                    .collect();
+                for i in 0..3 {
+                    let r = rec(i, now);
+                    let seq = i as u64 + 1;
+                    let raw = r.encode_to_vec();
+                    records
+                        .insert((r.time_unix_nanos, seq), raw.as_slice())
+                        .unwrap();
+                    for (f, t) in Field::ALL.iter().zip(idx.iter_mut()) {
+                        if let Some(v) = f.value(&r) {
+                            t.insert((v.as_ref(), r.time_unix_nanos, seq), ()).unwrap();
+                        }
+                    }
+                }
+                txn.open_table(META).unwrap().insert(SEQ, 3).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        // Blocks of two records: the new ones span two blocks besides the old table.
+        let store = EmbeddedLogStore::open_with_blocks(dir.path(), 1).unwrap();
+        let logs = AccessLogs::new(Arc::new(store.clone()), LogSettings::default());
+        let batch = pb::AccessLogBatch {
+            records: (3..6).map(|i| rec(i, now)).collect(),
+            ..Default::default()
+        };
+        assert_eq!(logs.ingest("dp1", batch).await.unwrap(), 3);
+        // Client address, host, status and request id per record.
+        assert_eq!(store.index_entries().await.unwrap(), 6 * 4);
+        let all: Vec<String> = (0..6).rev().map(|i| format!("r{i}")).collect();
+        let queries = [
+            pb::AccessLogQuery {
+                client_ip: "10.0.0.1".into(),
+                ..Default::default()
+            },
+            pb::AccessLogQuery {
+                host: "a.test".into(),
+                ..Default::default()
+            },
+            pb::AccessLogQuery {
+                status: "200".into(),
+                ..Default::default()
+            },
+        ];
+        for q in queries {
+            assert_eq!(ids(&logs, q.clone(), 100).await, all, "{q:?}");
+            assert_eq!(ids(&logs, q.clone(), 2).await, all, "{q:?} in pages of 2");
+        }
+        for i in [1, 4] {
+            let q = pb::AccessLogQuery {
+                request_id: format!("r{i}"),
+                ..Default::default()
+            };
+            assert_eq!(ids(&logs, q, 10).await, [format!("r{i}")]);
+        }
+        // Retention: the three oldest go, with their entries in the old tables.
+        assert_eq!(store.delete_oldest(0, 3, 100).await.unwrap(), 3);
+        assert_eq!(store.index_entries().await.unwrap(), 3 * 4);
+        let q = pb::AccessLogQuery {
+            client_ip: "10.0.0.1".into(),
+            ..Default::default()
+        };
+        assert_eq!(ids(&logs, q, 100).await, ["r5", "r4", "r3"]);
+        let txn = store.db.begin_read().unwrap();
+        for f in Field::ALL {
+            let legacy = txn.open_table(legacy_index_table(f)).unwrap();
+            assert!(legacy.is_empty().unwrap(), "{f:?}");
+        }
     }
 }

@@ -21,7 +21,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use super::{Field, LogKey, Record};
+use super::{Field, Indexed, LogKey};
 
 /// Time span of one posting row: 100 ms, about 3,500 records at the bench's 35k/s. A
 /// batch spans a few buckets; a quiet value has a row per record, as without postings.
@@ -71,8 +71,8 @@ pub(crate) type Rows<'a> = HashMap<(Cow<'a, str>, i64), Vec<LogKey>>;
 
 /// Groups records (with their keys) into the rows of the fields `which` accepts (the others'
 /// stay empty), values borrowed from the records.
-pub(crate) fn group<'a>(
-    records: impl Iterator<Item = (LogKey, &'a Record)>,
+pub(crate) fn group<'a, R: Indexed + 'a>(
+    records: impl Iterator<Item = (LogKey, &'a R)>,
     which: impl Fn(Field) -> bool,
 ) -> [Rows<'a>; Field::ALL.len()] {
     let mut rows: [Rows<'a>; Field::ALL.len()] = Default::default();

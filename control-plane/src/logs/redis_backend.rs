@@ -51,7 +51,7 @@ use redis::aio::ConnectionManager;
 use tokio::sync::broadcast;
 
 use super::postings::{self, BUCKET_NANOS, bucket};
-use super::{Field, Index, LogKey, LogStore, Record, ShipPosition, StreamState, hour_of};
+use super::{Field, Index, LogKey, LogStore, Record, ShipPosition, Shipped, StreamState, hour_of};
 use crate::store::StoreError;
 
 const REC: &str = "{portcullis}:logs:rec";
@@ -388,7 +388,7 @@ impl LogStore for RedisLogStore {
 
     async fn append(
         &self,
-        records: Arc<[Option<Record>]>,
+        records: Arc<[Option<Shipped>]>,
         dropped: u64,
         position: Option<&ShipPosition>,
     ) -> Result<usize, StoreError> {
@@ -429,7 +429,7 @@ impl LogStore for RedisLogStore {
         }
         let refused = records[skip..].iter().filter(|r| r.is_none()).count() as u64;
         dropped += refused;
-        let records: Vec<&Record> = records[skip..].iter().flatten().collect();
+        let records: Vec<&Shipped> = records[skip..].iter().flatten().collect();
         if !records.is_empty() {
             let n = records.len() as u64;
             let last: u64 = redis::cmd("INCRBY")
@@ -454,20 +454,17 @@ impl LogStore for RedisLogStore {
             let mut indexed = [false; Field::ALL.len()];
             let mut visitors: HashMap<(&str, i64), Vec<&str>> = HashMap::new();
             let mut feed = FeedMessages::default();
-            let mut bytes = Vec::with_capacity(1024);
             let mut keyed = Vec::with_capacity(records.len());
             for (seq, r) in (last.saturating_sub(n) + 1..).zip(records) {
                 let key = LogKey {
-                    time: r.time_unix_nanos,
+                    time: r.time(),
                     seq,
                 };
                 keyed.push((key, r));
                 let id = member(key);
-                let s = score(r.time_unix_nanos);
-                bytes.clear();
-                r.encode(&mut bytes).map_err(|e| corrupt(&id, e))?;
-                feed.push(&bytes);
-                rec.arg(&id).arg(bytes.as_slice());
+                let s = score(r.time());
+                feed.push(r.bytes());
+                rec.arg(&id).arg(r.bytes());
                 time.arg(s).arg(&id);
                 for (i, f) in Field::ALL.iter().enumerate() {
                     if grouped(*f) {
@@ -478,11 +475,12 @@ impl LogStore for RedisLogStore {
                         indexed[i] = true;
                     }
                 }
-                if !r.host.is_empty() && !r.client_ip.is_empty() {
+                let (host, ip) = (r.host(), r.client_ip());
+                if !host.is_empty() && !ip.is_empty() {
                     visitors
-                        .entry((r.host.as_str(), hour_of(r.time_unix_nanos)))
+                        .entry((host, hour_of(r.time())))
                         .or_default()
-                        .push(&r.client_ip);
+                        .push(ip);
                 }
             }
             // Grouped fields: a lone record keeps its own member; several in one bucket

@@ -944,3 +944,14 @@ async fn batches_split_by_deletion_stay_exactly_indexed_on_both_backends() {
     ))
     .await;
 }
+
+/// The suite again with index blocks of eight records: indexed searches, pages and
+/// deletions span dozens of blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_backend_passes_the_suite_with_small_index_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    suite(Arc::new(
+        EmbeddedLogStore::open_with_blocks(dir.path(), 3).unwrap(),
+    ))
+    .await;
+}
