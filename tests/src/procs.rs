@@ -253,6 +253,25 @@ impl ControlPlane {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Protects `host` in `forward` mode through the CLI (`proxy auth enable HOST
+    /// --auth-host AUTH_HOST --mode forward [--scope SCOPE]`); panics unless it succeeds.
+    pub fn enable_forward_auth(&self, host: &str, auth_host: &str, scope: Option<&str>) {
+        let mut args = vec![
+            "proxy",
+            "auth",
+            "enable",
+            host,
+            "--auth-host",
+            auth_host,
+            "--mode",
+            "forward",
+        ];
+        if let Some(scope) = scope {
+            args.extend(["--scope", scope]);
+        }
+        self.cli_ok(&args);
+    }
+
     /// Runs the CLI with `token` (trusting the gRPC certificate when TLS is on).
     pub fn cli(&self, token: &str, args: &[&str]) -> Output {
         match self.ca_cert() {

@@ -225,18 +225,7 @@ async fn records_and_secrets(redis: Option<&RedisServer>) {
     cp.cli_ok(&["proxy", "create", "open.test", &backend.url]);
     cp.cli_ok(&["proxy", "create", "ws.test", &echo.url]);
     cp.cli_ok(&["proxy", "create", "api.example.com", &backend.url]);
-    cp.cli_ok(&[
-        "proxy",
-        "auth",
-        "enable",
-        "api.example.com",
-        "--auth-host",
-        "auth.example.com",
-        "--mode",
-        "forward",
-        "--scope",
-        "mcp",
-    ]);
+    cp.enable_forward_auth("api.example.com", "auth.example.com", Some("mcp"));
     // The login by hand (as `browser::access_token` does), keeping the authorization code
     // and the refresh token.
     let mut authorize = url::Url::parse(&format!("{}/authorize", cp.http)).expect("url");

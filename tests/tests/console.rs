@@ -533,16 +533,7 @@ async fn an_operator_manages_everything_from_the_console_in_a_real_browser() {
     cp.cli_ok(&["proxy", "create", "other.localhost", &backend.url]);
     // The name the page orders a certificate for must be served by a proxy.
     cp.cli_ok(&["proxy", "create", ACME_DOMAIN, &backend.url]);
-    cp.cli_ok(&[
-        "proxy",
-        "auth",
-        "enable",
-        "other.localhost",
-        "--auth-host",
-        "auth.localhost",
-        "--mode",
-        "forward",
-    ]);
+    cp.enable_forward_auth("other.localhost", "auth.localhost", None);
     oauth_session(&cp).await;
     let sessions: Value = http_client()
         .get(format!("{}/api/v1/oauth/sessions", cp.http))

@@ -171,18 +171,7 @@ async fn protected_service_lifecycle_logs_stats_and_control_plane_restart() {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{proxy}");
     assert_eq!(proxy["target_url"], format!("http://127.0.0.1:{port}"));
-    cp.cli_ok(&[
-        "proxy",
-        "auth",
-        "enable",
-        &host,
-        "--auth-host",
-        "auth.example.com",
-        "--mode",
-        "forward",
-        "--scope",
-        "mcp",
-    ]);
+    cp.enable_forward_auth(&host, "auth.example.com", Some("mcp"));
     let resp = http_client()
         .post(format!("{}/register", cp.http))
         .json(

@@ -293,18 +293,7 @@ async fn control_plane_tokens_are_accepted_bound_to_their_resource_and_revocable
     let dp = DataPlane::start(cp, "dp-edge-3").await;
     for host in ["mcp.example.com", "other.example.com"] {
         cp.cli_ok(&["proxy", "create", host, &backend.url]);
-        cp.cli_ok(&[
-            "proxy",
-            "auth",
-            "enable",
-            host,
-            "--auth-host",
-            "auth.example.com",
-            "--mode",
-            "forward",
-            "--scope",
-            "mcp",
-        ]);
+        cp.enable_forward_auth(host, "auth.example.com", Some("mcp"));
     }
     let token = access_token(&l, "https://mcp.example.com").await;
     let bearer = format!("Bearer {token}");
@@ -441,16 +430,7 @@ async fn revoking_a_user_or_a_client_reaches_data_planes_within_a_second() {
     let backend = Backend::start("mcp").await;
     let dp = DataPlane::start(cp, "dp-edge-revoke").await;
     cp.cli_ok(&["proxy", "create", "mcp.example.com", &backend.url]);
-    cp.cli_ok(&[
-        "proxy",
-        "auth",
-        "enable",
-        "mcp.example.com",
-        "--auth-host",
-        "auth.example.com",
-        "--mode",
-        "forward",
-    ]);
+    cp.enable_forward_auth("mcp.example.com", "auth.example.com", None);
     let bearer = format!(
         "Bearer {}",
         access_token(&l, "https://mcp.example.com").await
@@ -750,18 +730,7 @@ async fn paths_are_normalised_before_routing_public_routes_and_scopes() {
     let dp = DataPlane::start(cp, "dp-edge-paths").await;
     let host = "files.example.com";
     cp.cli_ok(&["proxy", "create", host, &files.url]);
-    cp.cli_ok(&[
-        "proxy",
-        "auth",
-        "enable",
-        host,
-        "--auth-host",
-        "auth.example.com",
-        "--mode",
-        "forward",
-        "--scope",
-        "mcp",
-    ]);
+    cp.enable_forward_auth(host, "auth.example.com", Some("mcp"));
     cp.cli_ok(&[
         "route", "create", "/pub", "url", &files.url, "--proxy", host, "--public",
     ]);

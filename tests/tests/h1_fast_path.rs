@@ -841,18 +841,7 @@ async fn protected(host: &str, https: bool) -> Protected {
         create.push("--https");
     }
     cp.cli_ok(&create);
-    cp.cli_ok(&[
-        "proxy",
-        "auth",
-        "enable",
-        host,
-        "--auth-host",
-        "auth.example.com",
-        "--mode",
-        "forward",
-        "--scope",
-        "mcp",
-    ]);
+    cp.enable_forward_auth(host, "auth.example.com", Some("mcp"));
     let token = portcullis_tests::browser::access_token(
         &cp,
         &format!("{}/authorize", cp.http),

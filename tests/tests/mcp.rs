@@ -43,18 +43,7 @@ async fn fixture(transport: Transport, node: &str) -> Fixture {
     let server = EverythingServer::start(transport).await;
     let dp = DataPlane::start(&cp, node).await;
     cp.cli_ok(&["proxy", "create", "localhost", &server.url]);
-    cp.cli_ok(&[
-        "proxy",
-        "auth",
-        "enable",
-        "localhost",
-        "--auth-host",
-        "auth.test",
-        "--mode",
-        "forward",
-        "--scope",
-        "mcp",
-    ]);
+    cp.enable_forward_auth("localhost", "auth.test", Some("mcp"));
     let version = cp.version().await;
     cp.wait_applied(&dp.node_id, version).await;
     let resp = http_client()

@@ -38,18 +38,7 @@ fn header(resp: &reqwest::Response, name: &str) -> String {
 }
 
 fn protect(cp: &ControlPlane) {
-    cp.cli_ok(&[
-        "proxy",
-        "auth",
-        "enable",
-        "mcp.test",
-        "--auth-host",
-        "auth.test",
-        "--mode",
-        "forward",
-        "--scope",
-        "mcp",
-    ]);
+    cp.enable_forward_auth("mcp.test", "auth.test", Some("mcp"));
 }
 
 #[tokio::test]

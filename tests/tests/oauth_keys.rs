@@ -28,18 +28,7 @@ async fn edge() -> Edge {
     let backend = Backend::start("mcp").await;
     let dp = DataPlane::start(&cp, "dp-keys").await;
     cp.cli_ok(&["proxy", "create", HOST, &backend.url]);
-    cp.cli_ok(&[
-        "proxy",
-        "auth",
-        "enable",
-        HOST,
-        "--auth-host",
-        "auth.example.com",
-        "--mode",
-        "forward",
-        "--scope",
-        "mcp",
-    ]);
+    cp.enable_forward_auth(HOST, "auth.example.com", Some("mcp"));
     let resp = http_client()
         .post(format!("{}/register", cp.http))
         .json(
