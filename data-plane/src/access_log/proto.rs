@@ -109,18 +109,27 @@ impl Numbers {
 }
 
 /// Bytes string field `number` takes as [`write_record`] writes it: none when empty.
+#[inline]
 fn string_len(number: u32, s: &str) -> usize {
     if s.is_empty() {
         0
+    } else if number < 16 && s.len() < 0x80 {
+        // One byte of tag, one of length: the record's short strings.
+        2 + s.len()
     } else {
         varint_len(u64::from(number << 3 | 2)) + varint_len(s.len() as u64) + s.len()
     }
 }
 
 /// Appends the tag and length of string field `number` whose `len` bytes follow.
+#[inline]
 fn string_head(out: &mut Vec<u8>, number: u32, len: usize) {
-    varint(out, u64::from(number << 3 | 2));
-    varint(out, len as u64);
+    if number < 16 && len < 0x80 {
+        out.extend_from_slice(&[(number << 3 | 2) as u8, len as u8]);
+    } else {
+        varint(out, u64::from(number << 3 | 2));
+        varint(out, len as u64);
+    }
 }
 
 /// Appends an `AccessLogBatch`'s position fields: `stream` (3), `first_seq` (4) and

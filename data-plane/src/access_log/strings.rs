@@ -8,9 +8,9 @@
 //! [`super::record`] fills a per-thread one from [`super::Fields`].
 //!
 //! **Invariant: every value is valid UTF-8**, by construction: the buffer is private, and
-//! only [`Strings::set`] (a `&str`) and [`Strings::set_hex`] (ASCII hex digits) write into
-//! it. So the JSON writer copies values as bytes with no UTF-8 check, and the protobuf
-//! `string` fields decode.
+//! only [`Strings::set`] (a `&str`), [`Strings::set_visible`] (visible ASCII) and
+//! [`Strings::set_hex`] (ASCII hex digits) write into it. So the JSON writer copies values
+//! as bytes with no UTF-8 check, and the protobuf `string` fields decode.
 
 /// The record's free-form fields: the `AccessLogRecord` strings other than `node_id` (the
 /// process's) and the four from fixed sets (listener, method, HTTP version, auth: in
@@ -75,6 +75,24 @@ impl Strings {
         self.close(field, value.len());
     }
 
+    /// Sets `field` to `value` if it is visible ASCII or tab (what `HeaderValue::to_str`
+    /// accepts), else to the empty string: a header value as a record takes it, without
+    /// a UTF-8 check (such bytes are ASCII, so the invariant holds) and with a check that
+    /// does not stop early (so it runs word by word).
+    pub(crate) fn set_visible(&mut self, field: Text, value: &[u8]) {
+        let visible = value.iter().fold(true, |ok, &b| {
+            ok & ((b' '..0x7f).contains(&b) | (b == b'\t'))
+        });
+        let value = if visible { value } else { &[] };
+        let (start, end) = self.spans[field as usize];
+        if value.is_empty() && start == end {
+            return;
+        }
+        self.head(field, value.len());
+        self.encoded.extend_from_slice(value);
+        self.close(field, value.len());
+    }
+
     /// Sets `field` to `bytes` as lower-case hex.
     pub(crate) fn set_hex(&mut self, field: Text, bytes: &[u8]) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -95,6 +113,11 @@ impl Strings {
         // 16 on.
         let tag = FIELD[field as usize] << 3 | 2;
         self.encoded.reserve(2 + 10 + len);
+        if tag < 0x80 && len < 0x80 {
+            // Nearly every value: one byte of tag, one of length, in one copy.
+            self.encoded.extend_from_slice(&[tag as u8, len as u8]);
+            return;
+        }
         if tag < 0x80 {
             self.encoded.push(tag as u8);
         } else {
@@ -196,6 +219,18 @@ mod tests {
                 "{field:?}"
             );
         }
+        // Header values: visible ASCII is taken, anything else is empty.
+        s.set_visible(Text::UserAgent, b"curl/8.0 \t(x)");
+        assert_eq!(s.get(Text::UserAgent), b"curl/8.0 \t(x)");
+        for odd in [&b"a\x7f"[..], b"a\r", b"\xc3\xa9", b"a\0"] {
+            s.set_visible(Text::UserAgent, odd);
+            assert_eq!(s.get(Text::UserAgent), b"", "{odd:?}");
+        }
+        let r = AccessLogRecord::decode(s.encoded()).expect("protobuf fields");
+        assert_eq!(r.user_agent, "");
+        let mut empty = Strings::with_capacity(0);
+        empty.set_visible(Text::Route, b"\x01");
+        assert!(empty.encoded().is_empty());
         // An empty value for a field never set writes nothing.
         let mut empty = Strings::with_capacity(0);
         empty.set(Text::Query, "");

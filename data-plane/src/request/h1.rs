@@ -74,9 +74,12 @@
 //! path's check, a host lookup, a route lookup, one write upstream, one read of the
 //! response (usually with its body), one write to the client (head and body together:
 //! over TLS one record), flushed ([`send`]). No allocation in the steady state (the
-//! connection's buffers are reused). The read timeout is a deadline that registers a
-//! timer only if the first read of the response head finds nothing.
+//! connection's buffers are reused). The read timeout is one timer per connection
+//! ([`Buffers`]), moved to each request's deadline: registered with tokio's timer wheel
+//! once, then only re-dated (a timer per request was inserted and removed each time).
+//! Header slots are left uninitialised for httparse to fill.
 
+use std::pin::Pin;
 use std::time::Instant;
 
 use http::header::STRICT_TRANSPORT_SECURITY;
@@ -84,6 +87,7 @@ use http::uri::Scheme;
 use http::{HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Sleep;
 
 use super::observe::Facts;
 use super::{ConnInfo, Listener, Observe, ProxyError, headers, request_id};
@@ -135,12 +139,18 @@ pub(crate) enum Step {
 
 /// Buffers one connection reuses for every request: the head written upstream (then
 /// the response written to the client), what is read from the upstream, and what the
-/// client sent while its response was awaited ([`client_gone`]).
+/// client sent while its response was awaited ([`client_gone`]); and the timer of the
+/// response head's read timeout.
 #[derive(Debug, Default)]
 pub(crate) struct Buffers {
     out: Vec<u8>,
     up: Vec<u8>,
     read_ahead: Vec<u8>,
+    /// The read timeout ([`exchange`]), kept for the connection's next request: moved to a
+    /// later deadline it stays in tokio's timer wheel (one atomic store), where a timer
+    /// per request was inserted into and removed from it under the driver's lock
+    /// (bench/README.md finding 9).
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Buffers {
@@ -160,11 +170,35 @@ struct Head<'b> {
     /// The normalised path, and the query as sent.
     path: std::borrow::Cow<'b, str>,
     query: Option<&'b str>,
-    host: NormalizedHost,
+    host: Host<'b>,
+    /// The Host as sent (visible ASCII).
     host_raw: &'b [u8],
+    /// The same, as text (checked once, here).
+    authority: &'b str,
     request_id: Option<&'b [u8]>,
+    /// The first `User-Agent` and `Mcp-Session-Id`, for the access log (found by the same
+    /// pass over the headers as everything else).
+    user_agent: Option<&'b [u8]>,
+    mcp_session_id: Option<&'b [u8]>,
     keep_alive: bool,
     consumed: usize,
+}
+
+/// The Host in its normal form ([`NormalizedHost`]): usually a slice of the Host as sent
+/// (already lower case, at most a port to strip: no copy, no second UTF-8 check), else a
+/// normalised copy.
+enum Host<'b> {
+    Slice(&'b str),
+    Normalized(NormalizedHost),
+}
+
+impl Host<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Slice(host) => host,
+            Self::Normalized(host) => host.as_str(),
+        }
+    }
 }
 
 /// Serves the request whose head starts `buf`, if it qualifies (module docs); writes the
@@ -183,9 +217,11 @@ pub(crate) async fn serve<C: AsyncRead + AsyncWrite + Unpin>(
         return Step::Fallback;
     }
     let started = Instant::now();
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut slots);
-    let head_len = match req.parse(buf) {
+    // Left uninitialised: httparse writes the slots it fills (writing 64 empty headers
+    // first was a measurable part of the request).
+    let mut slots = [std::mem::MaybeUninit::uninit(); MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Step::Partial,
         Err(_) => return Step::Fallback,
@@ -225,7 +261,7 @@ pub(crate) async fn serve<C: AsyncRead + AsyncWrite + Unpin>(
             &generated
         }
     };
-    let mut observe = observe(conn, &req, &head, id, started, proxy, &admitted);
+    let mut observe = observe(conn, &head, id, started, proxy, &admitted);
     // Committed: from here on this path answers.
     if admitted.claims().is_some() {
         // The token `admit_head` verified (hyper's path counts it in `check`).
@@ -243,9 +279,10 @@ pub(crate) async fn serve<C: AsyncRead + AsyncWrite + Unpin>(
             out,
             up,
             read_ahead,
+            timer,
         } = &mut *bufs;
         let rules = Rewrite { is_head, hsts };
-        let exchange = exchange(upstream, lease, out, up, rules);
+        let exchange = exchange(upstream, lease, out, up, timer, rules);
         if watch {
             tokio::select! {
                 biased;
@@ -265,12 +302,19 @@ pub(crate) async fn serve<C: AsyncRead + AsyncWrite + Unpin>(
     let mut bytes = 0;
     let outcome = match exchanged {
         Ok((upstream_conn, mut response)) => {
-            proxy.metrics().upstream_answered(sent.elapsed());
-            observe.upstream_answered();
-            let status = response.status;
+            // One clock reading for the upstream's answer time, the request's time to
+            // its response head and the record's.
+            let answered = Instant::now();
             proxy
                 .metrics()
-                .request_finished(method, status, started.elapsed());
+                .upstream_answered(answered.saturating_duration_since(sent));
+            observe.upstream_answered_at(answered);
+            let status = response.status;
+            proxy.metrics().request_finished(
+                method,
+                status,
+                answered.saturating_duration_since(started),
+            );
             let mcp_session_id = response.mcp_session_id.take();
             let outcome = relay(
                 upstream,
@@ -322,10 +366,10 @@ pub(crate) async fn serve<C: AsyncRead + AsyncWrite + Unpin>(
 /// same order as [`super::handle`] feeds it, read from the parsed head's slices (no
 /// stand-in `Request`: building one, parsing its Host again and dropping it cost ~3.5k
 /// instructions per request, bench/README.md finding 9). Header values are taken as
-/// `HeaderValue::to_str` takes them (empty unless visible ASCII), the first of each.
+/// `HeaderValue::to_str` takes them (empty unless visible ASCII), the first of each
+/// (found by [`qualify`]'s pass over the headers).
 fn observe(
     conn: &ConnInfo,
-    req: &httparse::Request<'_, '_>,
     head: &Head<'_>,
     id: &[u8],
     started: Instant,
@@ -335,41 +379,21 @@ fn observe(
     if !crate::access_log::enabled() {
         return Observe::default();
     }
-    let (mut user_agent, mut mcp_session_id) = (None, None);
-    for header in req.headers.iter() {
-        if header.name.eq_ignore_ascii_case("user-agent") {
-            user_agent.get_or_insert(header.value);
-        } else if header.name.eq_ignore_ascii_case("mcp-session-id") {
-            mcp_session_id.get_or_insert(header.value);
-        }
-    }
+    let host = head.host.as_str();
     let facts = Facts {
         method: &head.method,
         version: http::Version::HTTP_11,
-        host: head.host.as_str(),
+        host,
         path: &head.path,
-        request_id: visible_text(id),
-        user_agent: user_agent.map_or("", visible_text),
-        mcp_session_id: mcp_session_id.map_or("", visible_text),
+        request_id: id,
+        user_agent: head.user_agent.unwrap_or_default(),
+        mcp_session_id: head.mcp_session_id.unwrap_or_default(),
     };
     let mut observe = Observe::start_head(conn, &facts, started);
-    observe.proxy_named(proxy, head.host.as_str(), head.query);
+    observe.proxy_named(proxy, host, head.query);
     observe.admitted(admitted);
     observe.upstream(admitted.upstream());
     observe
-}
-
-/// `value` as text if it is visible ASCII (or tab), as `HeaderValue::to_str` accepts;
-/// else empty.
-fn visible_text(value: &[u8]) -> &str {
-    if value
-        .iter()
-        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
-    {
-        std::str::from_utf8(value).unwrap_or_default()
-    } else {
-        ""
-    }
 }
 
 /// The checks on the head alone (module docs); `None` sends it to hyper's path.
@@ -382,11 +406,21 @@ fn qualify<'b>(req: &httparse::Request<'_, 'b>, consumed: usize) -> Option<Head<
         return None;
     }
     let target = req.path?;
-    if !target.starts_with('/') || !target.bytes().all(is_plain_target_byte) {
+    if !target.starts_with('/') {
         return None;
     }
-    let (path, query) = match target.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
+    // One pass: the target's bytes checked and its query found.
+    let mut query_at = None;
+    for (i, b) in target.bytes().enumerate() {
+        if !is_plain_target_byte(b) {
+            return None;
+        }
+        if b == b'?' && query_at.is_none() {
+            query_at = Some(i);
+        }
+    }
+    let (path, query) = match query_at {
+        Some(at) => (&target[..at], Some(&target[at + 1..])),
         None => (target, None),
     };
     let path = path::normalize(path).ok()?;
@@ -396,6 +430,7 @@ fn qualify<'b>(req: &httparse::Request<'_, 'b>, consumed: usize) -> Option<Head<
     let mut request_ids = 0;
     let mut lengths = 0;
     let mut keep_alive = true;
+    let (mut user_agent, mut mcp_session_id) = (None, None);
     for header in req.headers.iter() {
         let name = header.name;
         match name.len() {
@@ -405,6 +440,9 @@ fn qualify<'b>(req: &httparse::Request<'_, 'b>, consumed: usize) -> Option<Head<
             }
             10 if name.eq_ignore_ascii_case("connection") => {
                 keep_alive &= connection_keeps_alive(header.value)?;
+            }
+            10 if name.eq_ignore_ascii_case("user-agent") => {
+                user_agent.get_or_insert(header.value);
             }
             12 if name.eq_ignore_ascii_case("x-request-id") => {
                 request_ids += 1;
@@ -416,16 +454,23 @@ fn qualify<'b>(req: &httparse::Request<'_, 'b>, consumed: usize) -> Option<Head<
                     return None;
                 }
             }
+            14 if name.eq_ignore_ascii_case("mcp-session-id") => {
+                mcp_session_id.get_or_insert(header.value);
+            }
             _ if is_refused_request_header(name) => return None,
             _ => {}
         }
     }
     let host_raw = host.filter(|_| hosts == 1)?;
-    let host_text = std::str::from_utf8(host_raw).ok()?;
-    if !host_raw.iter().all(|b| (0x20..0x7f).contains(b)) {
-        return None;
-    }
-    let host = NormalizedHost::parse(host_text).ok()?;
+    let authority = std::str::from_utf8(host_raw).ok()?;
+    let host = match NormalizedHost::slice_of(authority) {
+        // A name and a port: visible ASCII.
+        Some(host) => Host::Slice(host),
+        None if host_raw.iter().all(|b| (0x20..0x7f).contains(b)) => {
+            Host::Normalized(NormalizedHost::parse(authority).ok()?)
+        }
+        None => return None,
+    };
     let request_id = match request_id {
         Some(id) if request_ids == 1 && request_id::is_sane(id) => Some(id),
         _ => None,
@@ -436,7 +481,10 @@ fn qualify<'b>(req: &httparse::Request<'_, 'b>, consumed: usize) -> Option<Head<
         query,
         host,
         host_raw,
+        authority,
         request_id,
+        user_agent,
+        mcp_session_id,
         keep_alive,
         consumed,
     })
@@ -467,6 +515,10 @@ fn connection_keeps_alive(value: &[u8]) -> Option<bool> {
 /// Request headers that send a request to hyper's path: bodies and upgrades, hop-by-hop
 /// fields it handles, and `Via` (its loop check).
 fn is_refused_request_header(name: &str) -> bool {
+    // Most names are none of these lengths: one comparison instead of nine.
+    if !matches!(name.len(), 2 | 3 | 6 | 7 | 10 | 14 | 16 | 17) {
+        return false;
+    }
     const REFUSED: [&str; 8] = [
         "transfer-encoding",
         "upgrade",
@@ -509,8 +561,7 @@ fn admit<'s>(
         return None;
     }
     // As hyper's path builds it (the Host as sent: visible ASCII, checked in `qualify`).
-    let authority = std::str::from_utf8(head.host_raw).unwrap_or_default();
-    let origin = Origin::new(secure, authority).with_public_port(conn.public_port);
+    let origin = Origin::new(secure, head.authority).with_public_port(conn.public_port);
     let admitted = vhost::admit_head(proxy, &origin, &head.method, &head.path, headers)?;
     Some((proxy, admitted))
 }
@@ -657,12 +708,14 @@ async fn client_gone<R: AsyncRead + Unpin>(client: &mut R, read_ahead: &mut Vec<
 }
 
 /// Sends the request head in `out` on the leased connection and reads the response head
-/// into `up` under the read timeout; the rewritten client head is left in `out`.
+/// into `up` under the read timeout (`timer`, the connection's, moved to this request's
+/// deadline); the rewritten client head is left in `out`.
 async fn exchange(
     upstream: &Upstream,
     lease: Result<Lease, ClientError>,
     out: &mut Vec<u8>,
     up: &mut Vec<u8>,
+    timer: &mut Option<Pin<Box<Sleep>>>,
     rules: Rewrite<'_>,
 ) -> Result<(RawConn, Response), ProxyError> {
     let pool = upstream.pool();
@@ -684,6 +737,15 @@ async fn exchange(
             .map_err(ProxyError::from_client)?;
     }
     let deadline = tokio::time::Instant::now() + upstream.settings().read_timeout;
+    let timer = match timer {
+        Some(timer) => {
+            // Later than the last request's deadline, as a rule: then tokio only notes
+            // the new one (an earlier one re-registers the timer).
+            timer.as_mut().reset(deadline);
+            timer
+        }
+        None => timer.insert(Box::pin(tokio::time::sleep_until(deadline))),
+    };
     up.clear();
     loop {
         if !up.is_empty() {
@@ -704,11 +766,15 @@ async fn exchange(
             }
         }
         up.reserve(READ_CHUNK);
-        match tokio::time::timeout_at(deadline, conn.stream.read_buf(up)).await {
-            Ok(Ok(0)) => return Err(malformed("connection closed before a response")),
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => return Err(ProxyError::Upstream(ClientError::Io(error))),
-            Err(_elapsed) => return Err(ProxyError::ResponseTimeout),
+        let read = tokio::select! {
+            biased;
+            read = conn.stream.read_buf(up) => read,
+            () = timer.as_mut() => return Err(ProxyError::ResponseTimeout),
+        };
+        match read {
+            Ok(0) => return Err(malformed("connection closed before a response")),
+            Ok(_) => {}
+            Err(error) => return Err(ProxyError::Upstream(ClientError::Io(error))),
         }
     }
 }
@@ -741,9 +807,13 @@ fn parse_response(
     out: &mut Vec<u8>,
     Rewrite { is_head, hsts }: Rewrite<'_>,
 ) -> Result<Option<Parsed>, ProxyError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    let n = match resp.parse(bytes) {
+    // Left uninitialised: httparse writes the slots it fills (writing 100 empty headers
+    // first was a measurable part of the response).
+    let mut slots = [std::mem::MaybeUninit::uninit(); MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let n = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, bytes, &mut slots)
+    {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(malformed("unparsable head")),
@@ -762,38 +832,62 @@ fn parse_response(
     let mut connection_names = false;
     let mut has_date = false;
     let mut mcp_session_id = None;
-    for header in resp.headers.iter() {
+    // One pass over the headers, each name compared only with those of its length: the
+    // framing and `Connection`, and which headers are not relayed (bit i for header i;
+    // at most MAX_RESPONSE_HEADERS = 100 of them): hop-by-hop ones, `X-Request-Id`
+    // (replaced) and, when the proxy sets its own, `Strict-Transport-Security`.
+    let mut dropped: u128 = 0;
+    for (i, header) in resp.headers.iter().enumerate() {
         let name = header.name;
-        if name.eq_ignore_ascii_case("connection") {
-            for token in header.value.split(|&b| b == b',') {
-                let token = token.trim_ascii();
-                if token.eq_ignore_ascii_case(b"close") {
-                    reusable = false;
-                } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
-                    connection_names = true;
+        let drop = match name.len() {
+            2 | 7 | 16 => is_hop_by_hop(name),
+            4 => {
+                has_date |= name.eq_ignore_ascii_case("date");
+                false
+            }
+            10 if name.eq_ignore_ascii_case("connection") => {
+                for token in header.value.split(|&b| b == b',') {
+                    let token = token.trim_ascii();
+                    if token.eq_ignore_ascii_case(b"close") {
+                        reusable = false;
+                    } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
+                        connection_names = true;
+                    }
                 }
+                true
             }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            transfer_encodings += 1;
-            chunked = header.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
-            if !chunked || transfer_encodings > 1 {
-                return Err(malformed("unsupported transfer coding"));
+            10 => is_hop_by_hop(name),
+            12 => name.eq_ignore_ascii_case("x-request-id"),
+            14 if name.eq_ignore_ascii_case("content-length") => {
+                let value =
+                    parse_length(header.value).ok_or_else(|| malformed("bad content-length"))?;
+                if length.is_some_and(|l| l != value) {
+                    return Err(malformed("conflicting content-length"));
+                }
+                length = Some(value);
+                false
             }
-        } else if name.eq_ignore_ascii_case("content-length") {
-            let value =
-                parse_length(header.value).ok_or_else(|| malformed("bad content-length"))?;
-            if length.is_some_and(|l| l != value) {
-                return Err(malformed("conflicting content-length"));
+            14 => {
+                if name.eq_ignore_ascii_case("mcp-session-id")
+                    && mcp_session_id.is_none()
+                    && crate::access_log::enabled()
+                {
+                    mcp_session_id = std::str::from_utf8(header.value).ok().map(str::to_owned);
+                }
+                false
             }
-            length = Some(value);
-        } else if name.eq_ignore_ascii_case("date") {
-            has_date = true;
-        } else if name.eq_ignore_ascii_case("mcp-session-id")
-            && mcp_session_id.is_none()
-            && crate::access_log::enabled()
-        {
-            mcp_session_id = std::str::from_utf8(header.value).ok().map(str::to_owned);
-        }
+            17 if name.eq_ignore_ascii_case("transfer-encoding") => {
+                transfer_encodings += 1;
+                chunked = header.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
+                if !chunked || transfer_encodings > 1 {
+                    return Err(malformed("unsupported transfer coding"));
+                }
+                true
+            }
+            25 => hsts.is_some() && name.eq_ignore_ascii_case("strict-transport-security"),
+            _ => false,
+        };
+        dropped |= u128::from(drop) << i;
     }
     if chunked && length.is_some() {
         return Err(malformed("content-length with transfer-encoding"));
@@ -814,13 +908,9 @@ fn parse_response(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    for header in resp.headers.iter() {
+    for (i, header) in resp.headers.iter().enumerate() {
         let name = header.name;
-        if is_hop_by_hop(name)
-            || name.eq_ignore_ascii_case("x-request-id")
-            || hsts.is_some() && name.eq_ignore_ascii_case("strict-transport-security")
-            || connection_names && listed_in_connection(name, resp.headers)
-        {
+        if (dropped >> i) & 1 == 1 || connection_names && listed_in_connection(name, resp.headers) {
             continue;
         }
         push_header(out, name.as_bytes(), header.value);

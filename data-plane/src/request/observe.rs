@@ -56,17 +56,17 @@ const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 #[derive(Debug, Default)]
 pub(crate) struct Observe(Option<Box<Observation>>);
 
-/// A request's own facts, as [`Observe::start`] reads them (header values as `to_str`
-/// gives them: empty when absent or not visible ASCII).
+/// A request's own facts, as [`Observe::start`] reads them (header values as sent,
+/// empty when absent; recorded as `to_str` gives them: empty unless visible ASCII).
 pub(crate) struct Facts<'a> {
     pub(crate) method: &'a Method,
     pub(crate) version: Version,
     /// The host as sent (replaced by the routed form at [`Observe::proxy`]).
     pub(crate) host: &'a str,
     pub(crate) path: &'a str,
-    pub(crate) request_id: &'a str,
-    pub(crate) user_agent: &'a str,
-    pub(crate) mcp_session_id: &'a str,
+    pub(crate) request_id: &'a [u8],
+    pub(crate) user_agent: &'a [u8],
+    pub(crate) mcp_session_id: &'a [u8],
 }
 
 /// One request's facts, gathered phase by phase; complete at [`Observation::finish`].
@@ -135,14 +135,17 @@ impl Observe {
                 mcp_session.get_or_insert(value);
             }
         }
+        fn bytes(v: Option<&HeaderValue>) -> &[u8] {
+            v.map_or(&[], HeaderValue::as_bytes)
+        }
         let facts = Facts {
             method: req.method(),
             version: req.version(),
             host: req.uri().host().unwrap_or_else(|| text(host)),
             path: req.uri().path(),
-            request_id: text(Some(request_id)),
-            user_agent: text(user_agent),
-            mcp_session_id: text(mcp_session),
+            request_id: request_id.as_bytes(),
+            user_agent: bytes(user_agent),
+            mcp_session_id: bytes(mcp_session),
         };
         // The same client every decision sees: the PROXY header's source, or the rightmost
         // untrusted `X-Forwarded-For` entry behind a trusted forwarder.
@@ -188,14 +191,17 @@ impl Observe {
         let mut o = POOL
             .with_borrow_mut(Vec::pop)
             .unwrap_or_else(|| Box::new(Observation::new()));
+        // Header values as `HeaderValue::to_str` takes them (visible ASCII, else empty),
+        // checked as they are copied.
         o.strings
-            .set(Text::ClientIp, client.header.to_str().unwrap_or_default());
+            .set_visible(Text::ClientIp, client.header.as_bytes());
         o.client_port = conn.client_port_for(client.ip);
         o.strings.set(Text::Host, facts.host);
         o.strings.set(Text::Path, facts.path);
-        o.strings.set(Text::RequestId, facts.request_id);
-        o.strings.set(Text::UserAgent, facts.user_agent);
-        o.strings.set(Text::McpSessionId, facts.mcp_session_id);
+        o.strings.set_visible(Text::RequestId, facts.request_id);
+        o.strings.set_visible(Text::UserAgent, facts.user_agent);
+        o.strings
+            .set_visible(Text::McpSessionId, facts.mcp_session_id);
         if let Some(id) = trace_id {
             o.strings.set_hex(Text::TraceId, &id);
         }
@@ -294,6 +300,13 @@ impl Observe {
     pub(crate) fn upstream_answered(&mut self) {
         if let Some(o) = &mut self.0 {
             o.upstream_head = Some(Instant::now());
+        }
+    }
+
+    /// [`Self::upstream_answered`] at `at`, a clock reading the caller made anyway.
+    pub(crate) fn upstream_answered_at(&mut self, at: std::time::Instant) {
+        if let Some(o) = &mut self.0 {
+            o.upstream_head = Some(Instant::from_std(at));
         }
     }
 

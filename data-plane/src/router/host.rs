@@ -152,6 +152,40 @@ impl NormalizedHost {
         })
     }
 
+    /// The normal form of `raw` when it is a slice of `raw`: names of lower-case letters,
+    /// digits, `-` and single inner dots, with at most a `:port` to strip — the Host of
+    /// nearly every request, taken without the copy (and the UTF-8 check of every
+    /// [`Self::as_str`]) that [`Self::parse`] makes. `None` for anything else, including
+    /// every value `parse` refuses; for `Some`, `parse` gives the same name.
+    pub fn slice_of(raw: &str) -> Option<&str> {
+        let bytes = raw.as_bytes();
+        // One pass up to the port's colon. `dot` starts true, so a leading dot, an empty
+        // label and an empty name (`dot` still true at the end) are refused, as is a
+        // trailing dot (which `parse` drops: a copy's job).
+        let mut dot = true;
+        let mut end = bytes.len();
+        for (i, &b) in bytes.iter().enumerate() {
+            match b {
+                b'a'..=b'z' | b'0'..=b'9' | b'-' => dot = false,
+                b'.' if !dot => dot = true,
+                b':' => {
+                    end = i;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+        if dot || end > MAX_HOST_LEN {
+            return None;
+        }
+        if let Some(port) = bytes.get(end + 1..)
+            && (port.is_empty() || port.len() > 5 || !port.iter().all(u8::is_ascii_digit))
+        {
+            return None;
+        }
+        raw.get(..end)
+    }
+
     /// The normalised name.
     pub fn as_str(&self) -> &str {
         // Lowercasing ASCII bytes of a `&str` keeps it valid UTF-8; the fallback is

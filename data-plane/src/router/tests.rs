@@ -105,6 +105,72 @@ fn host_normalization_rejects_garbage() {
     );
 }
 
+/// `slice_of` takes the common Host without a copy, and only where `parse` gives the same
+/// name; everything else is left to `parse`.
+#[test]
+fn host_slices_are_what_parse_gives() {
+    let long = format!("{}.com", "a".repeat(249));
+    let too_long = format!("{}.com", "a".repeat(250));
+    for raw in [
+        "a",
+        "app.example.com",
+        "app.example.com:8080",
+        "bench.local:80",
+        "x-1.a-b.c0",
+        "127.0.0.1",
+        "127.0.0.1:65535",
+        long.as_str(),
+        too_long.as_str(),
+        "",
+        ":80",
+        "a:",
+        "a:b",
+        "a:1:2",
+        "a:123456",
+        "a..b",
+        ".a",
+        "a.",
+        "a.example.com.",
+        "a.example.com..",
+        "a.example.com. :80",
+        " a",
+        "a ",
+        "a :80",
+        "App.Example.com",
+        "a_b.com",
+        "[::1]",
+        "[::1]:8080",
+        "a\tb",
+        "\u{e9}.com",
+    ] {
+        let parsed = NormalizedHost::parse(raw);
+        match NormalizedHost::slice_of(raw) {
+            Some(slice) => assert_eq!(
+                parsed.as_ref().map(NormalizedHost::as_str),
+                Ok(slice),
+                "{raw:?}"
+            ),
+            None => {
+                let lower = raw.bytes().all(|b| !b.is_ascii_uppercase());
+                let plain = raw
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b));
+                let slice = parsed.as_ref().is_ok_and(|p| raw.starts_with(p.as_str()));
+                assert!(
+                    !(lower && plain && slice && !raw.contains(".:") && !raw.ends_with('.')),
+                    "{raw:?} could have been a slice"
+                );
+            }
+        }
+    }
+    assert_eq!(NormalizedHost::slice_of(&long), Some(long.as_str()));
+    assert_eq!(
+        NormalizedHost::slice_of("bench.local:80"),
+        Some("bench.local")
+    );
+    assert_eq!(NormalizedHost::slice_of("App.Example.com"), None);
+}
+
 #[test]
 fn hostname_patterns_validate() {
     assert!(HostPattern::parse("*.com").is_err());
