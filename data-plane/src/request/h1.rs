@@ -186,7 +186,8 @@ struct Head<'b> {
 
 /// The Host in its normal form ([`NormalizedHost`]): usually a slice of the Host as sent
 /// (already lower case, at most a port to strip: no copy, no second UTF-8 check), else a
-/// normalised copy.
+/// normalised copy (kept inline, not boxed: no allocation for a Host in upper case).
+#[allow(clippy::large_enum_variant)]
 enum Host<'b> {
     Slice(&'b str),
     Normalized(NormalizedHost),

@@ -245,6 +245,31 @@ fn response_heads_are_rewritten_and_framed() {
     assert!(!r.reusable);
 }
 
+/// Relayed header lines are `name: value` CRLF whatever the upstream's spacing or line
+/// ends.
+#[test]
+fn relayed_header_lines_are_name_colon_space_value() {
+    let (_, out) = response(
+        "HTTP/1.1 200 OK\r\nX-A: 1\r\nX-B:2\r\nX-C:   3  \r\nX-D: 4\r\nX-E: \r\nConnection: x-f\r\nX-F: dropped\r\nX-G:\t7\r\nX-H: a b\r\nContent-Length: 0\r\nDate: d\r\n\r\n",
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        out,
+        "HTTP/1.1 200 OK\r\nX-A: 1\r\nX-B: 2\r\nX-C: 3\r\nX-D: 4\r\nX-E: \r\nX-G: 7\r\nX-H: a b\r\nContent-Length: 0\r\nDate: d\r\n"
+    );
+    // Bare LF line ends (which httparse accepts) are written with CRLF.
+    let (_, out) = response(
+        "HTTP/1.1 200 OK\nX-A: 1\nContent-Length: 0\nDate: d\n\n",
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        out,
+        "HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 0\r\nDate: d\r\n"
+    );
+}
+
 #[test]
 fn the_proxys_hsts_replaces_the_upstreams_on_https() {
     let head = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nStrict-Transport-Security: max-age=1\r\nSTRICT-TRANSPORT-SECURITY: max-age=2\r\nX-Kept: 1\r\n\r\n";
