@@ -21,9 +21,9 @@
 //! **Costs.** Per request: the encoding itself (JSON escaping copies runs of plain bytes
 //! found eight at a time; the timestamp's date and time of day are formatted once per
 //! second; protobuf needs no escaping, and the strings are one copy), one thread-local
-//! borrow. Per batch: one channel send, one `write` to stdout, one queue push; per shipped
-//! batch one copy of its bytes. When logging is off, [`enabled`] is one relaxed load and
-//! nothing is built.
+//! borrow. Per batch: one channel send, one `write` to stdout, one queue push; a shipped
+//! batch is sent as the queued bytes themselves (no copy: `stream::ship`). When logging is
+//! off, [`enabled`] is one relaxed load and nothing is built.
 //!
 //! **Bounds.** The channel holds [`CHANNEL_BATCHES`] chunks and the ship queue
 //! [`MAX_PENDING`] records; beyond either, records are dropped and counted (the count is
