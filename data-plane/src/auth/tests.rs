@@ -569,6 +569,22 @@ fn verified_tokens_are_cached_until_expiry_and_never_across_snapshots() {
     tampered.pop();
     assert!(verifier.verify(&tampered).is_err());
     assert_eq!(verifier.cached(), 1);
+    // The same length and signature, another payload: the cache's key (the token's tail)
+    // finds the entry, its whole-token comparison refuses it, the full check too.
+    let dot = token.find('.').unwrap_or_else(|| panic!("no dot")) + 1;
+    let mut forged = token.clone().into_bytes();
+    forged[dot] = if forged[dot] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap_or_else(|e| panic!("{e}"));
+    assert!(verifier.cached_claims(forged.as_bytes()).is_none());
+    assert_eq!(
+        verifier.verify(&forged).err(),
+        Some(super::TokenError::Signature)
+    );
+    assert!(
+        verifier
+            .cached_claims(token.as_bytes())
+            .is_some_and(|c| Arc::ptr_eq(&c, &first))
+    );
 
     // A token past exp + leeway is refused by the full check and so never cached.
     let mut old = claims("https://api.example.com");

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
@@ -174,13 +174,14 @@ impl Verifier {
     /// audience and scopes. A token seen before is answered from the cache until it
     /// expires (the same instant the full check would start refusing it).
     pub fn verify(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
-        let now = unix_now();
+        let now = SystemTime::now();
         if let Some(claims) = self.cache.get(token.as_bytes(), now) {
             return Ok(claims);
         }
         let claims = Arc::new(self.verify_uncached(token)?);
-        let valid_until = claims.exp.saturating_add(LEEWAY_SECS as i64);
-        self.cache.insert(token, valid_until, claims.clone(), now);
+        if let Some(refused_from) = refused_from(claims.exp) {
+            self.cache.insert(token, refused_from, claims.clone(), now);
+        }
         Ok(claims)
     }
 
@@ -188,7 +189,7 @@ impl Verifier {
     /// [`Self::verify`] and has not expired: the request path's first try, before the
     /// credential is parsed at all.
     pub(crate) fn cached_claims(&self, credential: &[u8]) -> Option<Arc<Claims>> {
-        self.cache.get(credential, unix_now())
+        self.cache.get(credential, SystemTime::now())
     }
 
     /// How many verified tokens the cache holds.
@@ -288,8 +289,10 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
     })
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+/// The first instant at which the full check refuses a token that expires at `exp` (Unix
+/// seconds): jsonwebtoken accepts it while the current second is at most `exp` plus the
+/// leeway. `None` when that is not a representable time (the token is then not cached).
+fn refused_from(exp: i64) -> Option<SystemTime> {
+    let secs = u64::try_from(exp.saturating_add(LEEWAY_SECS as i64 + 1)).ok()?;
+    UNIX_EPOCH.checked_add(Duration::from_secs(secs))
 }
