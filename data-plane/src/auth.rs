@@ -518,10 +518,11 @@ impl ProxyAuth {
         path: &str,
         claims: Arc<Claims>,
     ) -> Result<Arc<Claims>, TokenError> {
+        let request = split_authority(origin.authority());
         if claims
-            .aud
+            .audiences()
             .iter()
-            .any(|aud| paths::audience_matches(aud, origin, path))
+            .any(|aud| aud.matches(origin, request, path))
         {
             Ok(claims)
         } else {

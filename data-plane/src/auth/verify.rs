@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use super::identity::IdentityValues;
 use super::jwks::{JwksError, KeySet};
+use super::paths::Audience;
 use super::token_cache::TokenCache;
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
@@ -107,6 +108,18 @@ pub struct Claims {
     /// request that presents this token (the claims are cached with it).
     #[serde(skip)]
     pub(crate) identity_values: OnceLock<IdentityValues>,
+    /// `aud`, parsed on first use and then shared the same way ([`Self::audiences`]).
+    #[serde(skip)]
+    audiences: OnceLock<Box<[Audience]>>,
+}
+
+impl Claims {
+    /// The audiences a request can match (`aud` values that are `http(s)` URLs), parsed
+    /// once per token: a cached token's audience check then only compares.
+    pub(crate) fn audiences(&self) -> &[Audience] {
+        self.audiences
+            .get_or_init(|| self.aud.iter().filter_map(|a| Audience::parse(a)).collect())
+    }
 }
 
 /// Keys, issuer and revocations of one snapshot.
