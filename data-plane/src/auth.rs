@@ -672,8 +672,8 @@ pub(crate) fn is_bearer_bytes(bytes: &[u8]) -> bool {
 }
 
 pub(crate) use self::identity::{
-    apply as apply_identity, for_each_field as for_each_identity_field, is_client_claim,
-    keeps_token, strip_client_claims,
+    apply as apply_identity, is_client_claim, keeps_token, strip_client_claims,
+    write_fields as write_identity_fields,
 };
 
 #[cfg(test)]

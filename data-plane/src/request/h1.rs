@@ -583,9 +583,7 @@ fn write_request_head(
     push_header(out, b"via", headers::via_http11().as_bytes());
     push_header(out, b"x-request-id", id);
     if let (Some(ids), Some(claims)) = (identity, admitted.claims()) {
-        auth::for_each_identity_field(claims, ids, |name, value| {
-            push_header(out, name.as_str().as_bytes(), value.as_bytes());
-        });
+        auth::write_identity_fields(claims, ids, out);
     }
     out.extend_from_slice(b"\r\n");
 }
