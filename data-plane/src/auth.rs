@@ -212,11 +212,27 @@ impl<'a> Origin<'a> {
     /// embedded in URLs and quoted header parameters as is.
     fn is_well_formed(&self) -> bool {
         !self.authority.is_empty()
-            && self.authority.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']')
-            })
+            && self
+                .authority
+                .bytes()
+                .all(|b| AUTHORITY_BYTES[usize::from(b)])
     }
 }
+
+/// The bytes [`Origin::is_well_formed`] accepts, as a table: one load per byte where the
+/// character-class tests took about three times the instructions (every protected
+/// request checks its Host).
+const AUTHORITY_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] =
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']');
+        i += 1;
+    }
+    table
+};
 
 /// Splits `host[:port]` / `[v6][:port]`; the port is `None` when absent or unparsable.
 fn split_authority(authority: &str) -> (&str, Option<u16>) {
