@@ -72,7 +72,7 @@ impl TokenCache {
     fn key(&self, token: &[u8]) -> u64 {
         let tail = match token.last_chunk::<TAIL>() {
             Some(tail) => u128::from_le_bytes(*tail),
-            None => token.iter().fold(0, |t, b| t << 8 | u128::from(*b)),
+            None => token.iter().fold(0, |t, b| (t << 8) | u128::from(*b)),
         };
         self.hasher.hash_one((token.len(), tail))
     }
