@@ -500,6 +500,9 @@ INSTR_LABELS = {
     "proxy_v2_pp": "the same from the balancer, PROXY v2 header on each connection (instr_pp)",
     "keep_alive_tls": "HTTP/1.1 keep-alive, data plane with an HTTPS listener (instr_https)",
     "https_keep_alive_tls": "the same request over TLS 1.3, ALPN http/1.1, one connection (instr_https)",
+    "keep_alive_jwt": "HTTP/1.1 keep-alive, unprotected proxy, no token (instr_jwt)",
+    "keep_alive_token_jwt": "the same proxy sent the bearer token, forwarded upstream (instr_jwt)",
+    "protected_jwt": "the protected proxy, the same request (instr_jwt)",
 }
 
 
@@ -537,6 +540,12 @@ def instr_section(raw):
     if "https_keep_alive_tls" in per and "keep_alive_tls" in per:
         cost = per["https_keep_alive_tls"] - per["keep_alive_tls"]
         out.append(f"| TLS: instructions per request (https_keep_alive − keep_alive) | {cost / 1000:,.1f}k |")
+    if "protected_jwt" in per and "keep_alive_jwt" in per:
+        extra = per["protected_jwt"] - per["keep_alive_jwt"]
+        out.append(f"| JWT: extra instructions per protected request (protected − keep_alive) | {extra / 1000:,.1f}k ({per['protected_jwt'] / per['keep_alive_jwt']:.2f}×) |")
+    if "protected_jwt" in per and "keep_alive_token_jwt" in per:
+        extra = per["protected_jwt"] - per["keep_alive_token_jwt"]
+        out.append(f"| JWT: extra over the same bytes unprotected (protected − keep_alive_token) | {extra / 1000:,.1f}k |")
     return out + [""]
 
 

@@ -12,7 +12,7 @@
 #   BENCH_CONNECTIONS=64   wrk connections (2 threads); h2load uses 16 connections x 8 streams
 #   BENCH_PEERS="portcullis nginx haproxy caddy"
 #   BENCH_CASES="h1_small h1_64k h1_close https https_hs h2c jwt h1_pp h1_log idle instr instr_log cp micro"
-#                          (instr_pp, instr_https and cp_ha are not run by default)
+#                          (instr_pp, instr_https, instr_jwt and cp_ha are not run by default)
 #   BENCH_REDIS_FSYNC=everysec  appendfsync of the cp_ha case's Redis (AOF on)
 #   BENCH_IDLE_CONNS=10000 connections for the idle-memory case
 #   BENCH_INSTR_REQUESTS=5000  requests per measurement in the instructions-per-request case
@@ -334,6 +334,8 @@ run_idle_case() {
 # connection per request from 127.0.0.1 (no header read) and from 127.0.0.2 with a header.
 # The instr_https case runs one with an HTTPS listener: keep_alive, then https_keep_alive
 # (the same request over TLS 1.3, ALPN http/1.1, on one connection).
+# The instr_jwt case runs keep_alive, keep_alive_token (the unprotected proxy sent the jwt
+# case's Authorization header, forwarded upstream: the same request bytes) and protected.
 run_instr_case() {
   local sink=${1:-$ACCESS_LOG} suffix=${2:-} labels=${3:-keep_alive protected new_connection}
   local -a flags
@@ -375,6 +377,7 @@ run_instr_case() {
     callgrind_control -z "$pid" >/dev/null
     case $label in
       keep_alive) "${load[@]}" --host "$BENCH_HOST" --count "$INSTR_REQUESTS" ;;
+      keep_alive_token) "${load[@]}" --host "$BENCH_HOST" --token "$token" --count "$INSTR_REQUESTS" ;;
       protected) "${load[@]}" --host "$AUTH_HOST" --token "$token" --count "$INSTR_REQUESTS" ;;
       new_connection) "${load[@]}" --host "$BENCH_HOST" --close --count "$INSTR_REQUESTS" ;;
       proxy_v2) "${load[@]}" --host "$BENCH_HOST" --close --proxy-v2 --count "$INSTR_REQUESTS" ;;
@@ -562,6 +565,9 @@ main() {
   fi
   if has_case instr_https; then
     run_instr_case "$ACCESS_LOG" _tls "keep_alive https_keep_alive" "--https-listen 127.0.0.1:$INSTR_TLS_PORT"
+  fi
+  if has_case instr_jwt; then
+    run_instr_case "$ACCESS_LOG" _jwt "keep_alive keep_alive_token protected"
   fi
   for peer in $PEERS; do stop "$peer"; done
   stop pfix

@@ -889,6 +889,9 @@ async fn protected_proxies_admit_valid_tokens_on_the_fast_path_and_refuse_as_bef
     assert_eq!(header(f, "x-auth-user"), Some("alice"), "{f}");
     assert!(header(f, "x-auth-subject").is_some_and(|s| s.starts_with("github:")));
     assert_eq!(f.matches("alice").count(), s.matches("alice").count());
+    // Again on the fast path: the cached token and its prebuilt identity lines.
+    exchange(fast, admitted.as_bytes()).await.expect("answered");
+    assert_eq!(field_set(&upstream.last_head()), field_set(f));
 
     // Everything else: the same answers from both, and nothing the fast path forwarded.
     let cases: Vec<(&str, Vec<u8>)> = vec![
@@ -919,6 +922,50 @@ async fn protected_proxies_admit_valid_tokens_on_the_fast_path_and_refuse_as_bef
             );
         }
     }
+
+    // Renamed identity headers and `--forward-token`: honoured alike by both paths.
+    p.cp.cli_ok(&[
+        "proxy",
+        "auth",
+        "enable",
+        "api.example.com",
+        "--auth-host",
+        "auth.example.com",
+        "--mode",
+        "forward",
+        "--scope",
+        "mcp",
+        "--forward-token",
+        "--identity-header",
+        "user=X-Remote-User",
+    ]);
+    let v = p.cp.version().await;
+    p.cp.wait_applied(&fast.node_id, v).await;
+    p.cp.wait_applied(&slow.node_id, v).await;
+    let forged = admitted.replace("X-Request-Id", "X-Remote-User: mallory\r\nX-Request-Id");
+    let mut seen = Vec::new();
+    for dp in [fast, fast, slow] {
+        let (head, _, _) = exchange(dp, forged.as_bytes()).await.expect("answered");
+        assert_eq!(status(&head), 200, "{head}");
+        seen.push(upstream.last_head());
+    }
+    let (f, f2, s) = (&seen[0], &seen[1], &seen[2]);
+    assert!(
+        f.contains("\r\nX-Case: 1") && f2.contains("\r\nX-Case: 1"),
+        "fast path: {f}"
+    );
+    assert!(s.contains("\r\nx-case: 1"), "hyper's path: {s}");
+    assert_eq!(field_set(f), field_set(s));
+    assert_eq!(field_set(f2), field_set(s));
+    assert_eq!(header(f, "x-remote-user"), Some("alice"), "{f}");
+    assert_eq!(f.matches("mallory").count(), 0, "{f}");
+    assert_eq!(header(f, "x-auth-user"), None, "{f}");
+    assert_eq!(header(f, "x-forwarded-user"), Some("alice"), "{f}");
+    assert_eq!(
+        header(f, "authorization"),
+        Some(format!("Bearer {token}").as_str()),
+        "{f}"
+    );
 }
 
 // === HTTPS ===

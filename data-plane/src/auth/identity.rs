@@ -7,8 +7,19 @@
 //! `forward_token` and the token was verified), and only then are values from verified
 //! claims set. The `X-Auth-*` names can be renamed per proxy ([`IdentityHeaders`]);
 //! client copies of both the default and the configured names are stripped.
+//!
+//! **Costs.** A token's header values are built once, on its first use, and cached with
+//! its claims ([`IdentityValues`]); hyper's path then inserts ten clones into the request's
+//! `HeaderMap` ([`apply`]). The HTTP/1.1 fast path writes bytes: the ten `name: value\r\n`
+//! lines are also built once per token and set of names ([`IdentityHeaders`]' layout; every
+//! proxy with the default names shares one) and appended with one copy
+//! ([`write_fields`]). At most [`BLOCKS`] such blocks are kept per token (about 300 bytes
+//! each); a token used through more sets of names gets its lines written field by field
+//! for the others, the same bytes.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -68,7 +79,18 @@ pub(crate) struct IdentityHeaders {
     /// Configured names outside the `x-auth-` family: stripped from client requests
     /// explicitly (the prefix rule covers the defaults).
     extra_strip: Box<[HeaderName]>,
+    /// Which prebuilt block of field lines these names use ([`write_fields`]): 0 for the
+    /// default names, shared by every proxy that has them; otherwise unique to this
+    /// configuration (clones share it: they have the same names).
+    layout: u64,
 }
+
+/// The layout of the default names.
+const DEFAULT_LAYOUT: u64 = 0;
+
+/// The next layout for configured names (process-wide, so two configurations never
+/// share one, whichever snapshot compiled them).
+static NEXT_LAYOUT: AtomicU64 = AtomicU64::new(DEFAULT_LAYOUT + 1);
 
 impl Default for IdentityHeaders {
     /// No token passthrough, the `X-Auth-*` names.
@@ -77,6 +99,7 @@ impl Default for IdentityHeaders {
             forward_token: false,
             names: ITEMS.map(|(_, _, default)| default),
             extra_strip: Box::new([]),
+            layout: DEFAULT_LAYOUT,
         }
     }
 }
@@ -126,6 +149,9 @@ impl IdentityHeaders {
             }
         }
         out.extra_strip = extra.into();
+        if out.names != Self::default().names {
+            out.layout = NEXT_LAYOUT.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(out)
     }
 }
@@ -141,6 +167,9 @@ fn header_name(raw: &str) -> Result<HeaderName, String> {
     Ok(name)
 }
 
+/// Most blocks of field lines kept per token ([`write_fields`]).
+const BLOCKS: usize = 4;
+
 /// The identity of one verified token as header values, built once per token: a cached
 /// token then costs reference-count bumps instead of validation and allocation.
 #[derive(Debug, Default)]
@@ -152,6 +181,9 @@ pub(crate) struct IdentityValues {
     client_id: Option<HeaderValue>,
     /// Comma separated; groups that contain a comma are left out (ambiguous in a list).
     groups: Option<HeaderValue>,
+    /// The HTTP/1.1 field lines of these values, by layout ([`IdentityHeaders`]), each
+    /// built on first use. A slot, once set, never changes.
+    blocks: [OnceLock<(u64, Box<[u8]>)>; BLOCKS],
 }
 
 impl IdentityValues {
@@ -169,7 +201,24 @@ impl IdentityValues {
             scope: value("scope", &claims.scope),
             client_id: value("client_id", &claims.client_id),
             groups: value("groups", &groups.join(",")),
+            blocks: Default::default(),
         }
+    }
+
+    /// The lines for `layout`, built by `build` if no slot holds them yet; `None` when
+    /// every slot holds another layout's.
+    fn block(&self, layout: u64, build: impl Fn() -> Box<[u8]>) -> Option<&[u8]> {
+        for slot in &self.blocks {
+            // A racing request with another layout may win an empty slot: try the next.
+            let (owner, lines) = match slot.get() {
+                Some(set) => set,
+                None => slot.get_or_init(|| (layout, build())),
+            };
+            if *owner == layout {
+                return Some(lines);
+            }
+        }
+        None
     }
 }
 
@@ -253,16 +302,54 @@ pub(crate) fn keeps_token(
 }
 
 /// Calls `set` with each identity field the verified `claims` give, under the proxy's
-/// names: what [`apply`] sets, for a writer of another kind (the HTTP/1.1 fast path
-/// writes them as bytes). The values are built once per token and cached with it.
-pub(crate) fn for_each_field(
+/// names: what [`apply`] sets. The values are built once per token and cached with it.
+fn for_each_field(
     claims: &Claims,
+    ids: &IdentityHeaders,
+    set: impl FnMut(&HeaderName, &HeaderValue),
+) {
+    each_field(values(claims), ids, set);
+}
+
+/// Appends what [`apply`] sets for the verified `claims` to `out` as HTTP/1.1 field lines
+/// (`name: value\r\n`, in [`for_each_field`]'s order), for the HTTP/1.1 fast path. The
+/// lines are built on a token's first request under these names and kept with its claims
+/// (see the module docs), so a cached token costs one slot check and one copy. Safe as
+/// bytes: names are valid tokens and values came through [`HeaderValue::from_str`]
+/// (visible ASCII, spaces and tabs: never CR or LF).
+pub(crate) fn write_fields(claims: &Claims, ids: &IdentityHeaders, out: &mut Vec<u8>) {
+    let v = values(claims);
+    let build = || {
+        let mut lines = Vec::with_capacity(512);
+        each_field(v, ids, |name, value| field_line(&mut lines, name, value));
+        lines.into_boxed_slice()
+    };
+    match v.block(ids.layout, build) {
+        Some(lines) => out.extend_from_slice(lines),
+        None => each_field(v, ids, |name, value| field_line(out, name, value)),
+    }
+}
+
+/// The header values of `claims`, built on first use.
+fn values(claims: &Claims) -> &IdentityValues {
+    claims
+        .identity_values
+        .get_or_init(|| IdentityValues::of(claims))
+}
+
+fn field_line(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// [`for_each_field`] over values already built.
+fn each_field(
+    v: &IdentityValues,
     ids: &IdentityHeaders,
     mut set: impl FnMut(&HeaderName, &HeaderValue),
 ) {
-    let v = claims
-        .identity_values
-        .get_or_init(|| IdentityValues::of(claims));
     let [user, email, subject, scopes, client_id, groups] = &ids.names;
     for (name, value) in [
         (&X_FORWARDED_SUB, &v.sub),

@@ -93,33 +93,75 @@ pub(crate) fn is_clean(path: &str) -> bool {
 /// (`https://host/mcp` for `/mcp/…`). A trailing `/` is ignored, host and scheme compare
 /// case-insensitively, default ports are implied.
 pub(crate) fn audience_matches(aud: &str, origin: &Origin<'_>, path: &str) -> bool {
-    // A scheme never contains ':', so the first one ends it (cheaper than searching for
-    // "://", which this runs for every request with a token).
-    let Some((scheme, rest)) = crate::ascii::split_once(aud, b':') else {
-        return false;
-    };
-    let Some(rest) = rest.strip_prefix("//") else {
-        return false;
-    };
-    let (authority, aud_path) = match crate::ascii::find(rest, b'/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let aud_path = aud_path.trim_end_matches('/');
-    let (aud_host, aud_port) = super::split_authority(authority);
-    let (req_host, req_port) = super::split_authority(origin.authority());
-    if aud_host.is_empty() || !aud_host.eq_ignore_ascii_case(req_host) {
-        return false;
+    Audience::parse(aud)
+        .is_some_and(|aud| aud.matches(origin, super::split_authority(origin.authority()), path))
+}
+
+/// An `aud` value split once, so that checking it against a request only compares
+/// ([`audience_matches`] parses and checks in one go; a verified token keeps its parsed
+/// audiences with its cached claims, `Claims::audiences`).
+#[derive(Debug)]
+pub(crate) struct Audience {
+    /// `https`, else `http` (other schemes never match and are not kept).
+    https: bool,
+    /// Without a trailing `.`, lowercased (compared case-insensitively: exact equality
+    /// first, which a client sending its Host in lowercase meets at the cost of a
+    /// `memcmp`).
+    host: Box<str>,
+    /// As given, or the scheme's default.
+    port: u16,
+    /// Without trailing `/`; empty: the whole origin.
+    path: Box<str>,
+}
+
+impl Audience {
+    /// `None` for a value no request can match (not `http(s)://host…`).
+    pub(crate) fn parse(aud: &str) -> Option<Self> {
+        // A scheme never contains ':', so the first one ends it (cheaper than searching
+        // for "://").
+        let (scheme, rest) = crate::ascii::split_once(aud, b':')?;
+        let rest = rest.strip_prefix("//")?;
+        let (authority, path) = match crate::ascii::find(rest, b'/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        let https = if scheme.eq_ignore_ascii_case("https") {
+            true
+        } else if scheme.eq_ignore_ascii_case("http") {
+            false
+        } else {
+            return None;
+        };
+        let (host, port) = super::split_authority(authority);
+        if host.is_empty() {
+            return None;
+        }
+        Some(Self {
+            https,
+            host: host.to_ascii_lowercase().into(),
+            port: port.unwrap_or(if https { 443 } else { 80 }),
+            path: path.trim_end_matches('/').into(),
+        })
     }
-    let https = scheme.eq_ignore_ascii_case("https");
-    let aud_port = aud_port.unwrap_or(if https { 443 } else { 80 });
-    let canonical = https && aud_port == 443;
-    let this_listener = scheme.eq_ignore_ascii_case(origin.scheme())
-        && aud_port == req_port.unwrap_or(origin.default_port());
-    if !canonical && !this_listener {
-        return false;
+
+    /// Whether this audience names the resource of a request to `path` through `origin`,
+    /// whose authority split into `(host, port)` is `request` ([`super::split_authority`],
+    /// once per request however many audiences the token has).
+    pub(crate) fn matches(
+        &self,
+        origin: &Origin<'_>,
+        (req_host, req_port): (&str, Option<u16>),
+        path: &str,
+    ) -> bool {
+        if *self.host != *req_host && !self.host.eq_ignore_ascii_case(req_host) {
+            return false;
+        }
+        let canonical = self.https && self.port == 443;
+        let this_listener =
+            self.https == origin.secure && self.port == req_port.unwrap_or(origin.default_port());
+        (canonical || this_listener)
+            && (self.path.is_empty() || (is_clean(path) && under(path, &self.path)))
     }
-    aud_path.is_empty() || (is_clean(path) && under(path, aud_path))
 }
 
 /// Whether `path` is a valid endpoint path: absolute, clean, not `/`, no trailing `/`,
@@ -136,4 +178,60 @@ pub(crate) fn is_endpoint(path: &str) -> bool {
 /// Whether the request `path` is the endpoint or lies below it (segment boundary).
 pub(crate) fn within(path: &str, endpoint: &str) -> bool {
     is_clean(path) && under(path, endpoint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parsed_audiences_match_what_they_name_whatever_the_case_and_only_that() {
+        let plain = Origin::new(false, "API.Example.com");
+        let tls = Origin::new(true, "api.example.com.:443");
+        let port = Origin::new(false, "api.example.com:8080");
+        let cases: [(&str, &Origin<'_>, &str, bool); 16] = [
+            ("https://api.example.com", &plain, "/", true),
+            ("HTTPS://API.EXAMPLE.COM/", &plain, "/x", true),
+            ("http://api.example.com", &plain, "/", true),
+            ("http://api.example.com", &tls, "/", false),
+            ("https://api.example.com", &tls, "/", true),
+            ("https://api.example.com.", &tls, "/", true),
+            ("http://api.example.com:8080", &port, "/", true),
+            ("http://api.example.com", &port, "/", false),
+            ("https://api.example.com:8443", &plain, "/", false),
+            ("https://api.example.com/mcp", &plain, "/mcp/tools", true),
+            ("https://api.example.com/mcp/", &plain, "/mcp", true),
+            ("https://api.example.com/mcp", &plain, "/mcpx", false),
+            (
+                "https://api.example.com/mcp",
+                &plain,
+                "/mcp/%2e%2e/admin",
+                false,
+            ),
+            ("https://api.example.com.evil.com", &plain, "/", false),
+            ("ftp://api.example.com", &plain, "/", false),
+            ("api.example.com", &plain, "/", false),
+        ];
+        for (aud, origin, path, expected) in cases {
+            assert_eq!(
+                audience_matches(aud, origin, path),
+                expected,
+                "{aud} for {}{path}",
+                origin.authority()
+            );
+            let request = super::super::split_authority(origin.authority());
+            let parsed = Audience::parse(aud).is_some_and(|a| a.matches(origin, request, path));
+            assert_eq!(
+                parsed,
+                expected,
+                "parsed {aud} for {}{path}",
+                origin.authority()
+            );
+        }
+        assert!(Audience::parse("https://").is_none(), "empty host kept");
+        assert!(
+            Audience::parse("https://:443/x").is_none(),
+            "empty host kept"
+        );
+    }
 }

@@ -569,6 +569,22 @@ fn verified_tokens_are_cached_until_expiry_and_never_across_snapshots() {
     tampered.pop();
     assert!(verifier.verify(&tampered).is_err());
     assert_eq!(verifier.cached(), 1);
+    // The same length and signature, another payload: the cache's key (the token's tail)
+    // finds the entry, its whole-token comparison refuses it, the full check too.
+    let dot = token.find('.').unwrap_or_else(|| panic!("no dot")) + 1;
+    let mut forged = token.clone().into_bytes();
+    forged[dot] = if forged[dot] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap_or_else(|e| panic!("{e}"));
+    assert!(verifier.cached_claims(forged.as_bytes()).is_none());
+    assert_eq!(
+        verifier.verify(&forged).err(),
+        Some(super::TokenError::Signature)
+    );
+    assert!(
+        verifier
+            .cached_claims(token.as_bytes())
+            .is_some_and(|c| Arc::ptr_eq(&c, &first))
+    );
 
     // A token past exp + leeway is refused by the full check and so never cached.
     let mut old = claims("https://api.example.com");
@@ -1156,8 +1172,27 @@ fn head_bytes(host: &str, req: &Request<()>) -> Vec<u8> {
 
 /// `vhost::admit_head` over the head's slices, and `vhost::admit` over the same request;
 /// for each admission: its claims' subject and the identity fields the fast path would
-/// write (`for_each_identity_field`, or `apply_identity`'s through `admit`), and whether
+/// write (`write_identity_fields`, or `apply_identity`'s through `admit`), and whether
 /// the bearer `Authorization` goes on.
+/// The lines `write_identity_fields` appends, as (name, value) pairs in order; each line
+/// must be `name: value\r\n`.
+fn field_lines(claims: &super::Claims, ids: &super::IdentityHeaders) -> Vec<(String, String)> {
+    let mut out = b"GET / HTTP/1.1\r\n".to_vec();
+    super::write_identity_fields(claims, ids, &mut out);
+    let text = String::from_utf8(out).unwrap_or_else(|e| panic!("{e}"));
+    let lines = text.strip_prefix("GET / HTTP/1.1\r\n").unwrap_or_default();
+    let lines = lines
+        .strip_suffix("\r\n")
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    lines
+        .split("\r\n")
+        .map(|line| match line.split_once(": ") {
+            Some((n, v)) => (n.to_owned(), v.to_owned()),
+            None => panic!("not a field line: {line:?}"),
+        })
+        .collect()
+}
+
 type Both = (
     Option<(Option<String>, Vec<(String, String)>, bool)>,
     Option<(Option<String>, Vec<(String, String)>, bool)>,
@@ -1183,9 +1218,7 @@ fn both(
         if let Some(ids) = a.identity_headers() {
             keeps = super::keeps_token(ids, a.claims().is_some(), true);
             if let Some(claims) = a.claims() {
-                super::for_each_identity_field(claims, ids, |n, v| {
-                    fields.push((n.to_string(), v.to_str().unwrap_or_default().to_owned()));
-                });
+                fields = field_lines(claims, ids);
             }
         }
         fields.sort();
@@ -1198,7 +1231,10 @@ fn both(
             .iter()
             .filter(|(n, _)| {
                 let n = n.as_str();
-                n.starts_with("x-auth-") || n.starts_with("x-forwarded-") || n == "x-remote-user"
+                n.starts_with("x-auth-")
+                    || n.starts_with("x-forwarded-")
+                    || n.starts_with("x-user-")
+                    || n == "x-remote-user"
             })
             .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_owned()))
             .collect();
@@ -1296,5 +1332,100 @@ fn the_head_admission_admits_only_what_admit_admits_and_with_the_same_identity()
     ] {
         let (fast, _) = both(&snap, host, path, token, extra);
         assert!(fast.is_none(), "{what}");
+    }
+}
+
+#[test]
+fn proxies_with_different_identity_names_share_a_token_and_each_gets_its_own_lines() {
+    let es = es256_key("es-1");
+    // The default names (twice: one layout), and five renamed sets: more layouts than a
+    // token keeps prebuilt, so the last ones are written field by field.
+    let hosts: Vec<String> = (0..7).map(|i| format!("p{i}.example.com")).collect();
+    let names = |i: usize| match i {
+        0 | 1 => vec![],
+        i => vec![("user".to_owned(), format!("x-user-{i}"))],
+    };
+    let proxies = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let names = names(i);
+            let names: Vec<(&str, &str)> = names
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            proxy(host, auth_with("forward", false, &names))
+        })
+        .collect();
+    let snap = compile(proxies, &[&es], &[]);
+    let mut shared = claims("unused");
+    shared["aud"] = json!(
+        hosts
+            .iter()
+            .map(|h| format!("http://{h}"))
+            .collect::<Vec<_>>()
+    );
+    let token = sign(&es, &shared);
+    let mut first: Option<*const super::Claims> = None;
+    // Twice round the proxies: built on first use, then served from the token's blocks.
+    for round in 0..2 {
+        for (i, host) in hosts.iter().enumerate() {
+            let (fast, full) = both(&snap, host, "/api", Some(&token), &[("x-user-3", "forged")]);
+            let (fast, full) = (fast.expect("head admission"), full.expect("admit"));
+            assert_eq!(
+                fast.1, full.1,
+                "round {round}, {host}: fast path and hyper's differ"
+            );
+            let user = if i < 2 {
+                "x-auth-user".to_owned()
+            } else {
+                format!("x-user-{i}")
+            };
+            assert!(
+                fast.1.contains(&(user.clone(), "octocat".into())),
+                "{host}: {:?}",
+                fast.1
+            );
+            for (name, value) in &fast.1 {
+                assert!(
+                    !name.starts_with("x-user-") || *name == user,
+                    "{host}: another proxy's name {name}: {value}"
+                );
+            }
+            assert_eq!(fast.1.len(), 10, "{host}: {:?}", fast.1);
+            // One verified token, one set of claims, whichever proxy.
+            let proxy = proxy_for(&snap, host);
+            let mut req = request("/api", Some(&token), &[]);
+            let admitted = vhost::admit(proxy, &Origin::new(false, host), &mut req)
+                .unwrap_or_else(|r| panic!("{r:?}"));
+            let claims: *const super::Claims =
+                admitted.claims().unwrap_or_else(|| panic!("no claims"));
+            match first {
+                Some(first) => assert!(std::ptr::eq(first, claims), "{host}: claims not shared"),
+                None => first = Some(claims),
+            }
+        }
+    }
+    // Another user's token on the same proxies: its own identity, never the first's.
+    let mut other = shared.clone();
+    other["login"] = json!("hubot");
+    other["jti"] = json!("jti-2");
+    let other = sign(&es, &other);
+    for (i, host) in hosts.iter().enumerate() {
+        let (fast, _) = both(&snap, host, "/api", Some(&other), &[]);
+        let fields = fast.expect("admitted").1;
+        let user = if i < 2 {
+            "x-auth-user".to_owned()
+        } else {
+            format!("x-user-{i}")
+        };
+        assert!(
+            fields.contains(&(user, "hubot".into())),
+            "{host}: {fields:?}"
+        );
+        assert!(
+            !fields.iter().any(|(_, v)| v == "octocat"),
+            "{host}: {fields:?}"
+        );
     }
 }

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use super::identity::IdentityValues;
 use super::jwks::{JwksError, KeySet};
+use super::paths::Audience;
 use super::token_cache::TokenCache;
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
@@ -107,6 +108,18 @@ pub struct Claims {
     /// request that presents this token (the claims are cached with it).
     #[serde(skip)]
     pub(crate) identity_values: OnceLock<IdentityValues>,
+    /// `aud`, parsed on first use and then shared the same way ([`Self::audiences`]).
+    #[serde(skip)]
+    audiences: OnceLock<Box<[Audience]>>,
+}
+
+impl Claims {
+    /// The audiences a request can match (`aud` values that are `http(s)` URLs), parsed
+    /// once per token: a cached token's audience check then only compares.
+    pub(crate) fn audiences(&self) -> &[Audience] {
+        self.audiences
+            .get_or_init(|| self.aud.iter().filter_map(|a| Audience::parse(a)).collect())
+    }
 }
 
 /// Keys, issuer and revocations of one snapshot.
@@ -174,13 +187,14 @@ impl Verifier {
     /// audience and scopes. A token seen before is answered from the cache until it
     /// expires (the same instant the full check would start refusing it).
     pub fn verify(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
-        let now = unix_now();
+        let now = SystemTime::now();
         if let Some(claims) = self.cache.get(token.as_bytes(), now) {
             return Ok(claims);
         }
         let claims = Arc::new(self.verify_uncached(token)?);
-        let valid_until = claims.exp.saturating_add(LEEWAY_SECS as i64);
-        self.cache.insert(token, valid_until, claims.clone(), now);
+        if let Some(refused_from) = refused_from(claims.exp) {
+            self.cache.insert(token, refused_from, claims.clone(), now);
+        }
         Ok(claims)
     }
 
@@ -188,7 +202,7 @@ impl Verifier {
     /// [`Self::verify`] and has not expired: the request path's first try, before the
     /// credential is parsed at all.
     pub(crate) fn cached_claims(&self, credential: &[u8]) -> Option<Arc<Claims>> {
-        self.cache.get(credential, unix_now())
+        self.cache.get(credential, SystemTime::now())
     }
 
     /// How many verified tokens the cache holds.
@@ -288,8 +302,10 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
     })
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+/// The first instant at which the full check refuses a token that expires at `exp` (Unix
+/// seconds): jsonwebtoken accepts it while the current second is at most `exp` plus the
+/// leeway. `None` when that is not a representable time (the token is then not cached).
+fn refused_from(exp: i64) -> Option<SystemTime> {
+    let secs = u64::try_from(exp.saturating_add(LEEWAY_SECS as i64 + 1)).ok()?;
+    UNIX_EPOCH.checked_add(Duration::from_secs(secs))
 }

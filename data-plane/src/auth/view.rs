@@ -29,8 +29,10 @@ impl HeaderView for HeaderMap {
 
 impl HeaderView for [httparse::Header<'_>] {
     fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> {
+        // `HeaderName`s are lowercase.
+        let name = name.as_str().as_bytes();
         self.iter()
-            .filter(move |h| h.name.eq_ignore_ascii_case(name.as_str()))
+            .filter(move |h| crate::ascii::eq_lowercase(h.name.as_bytes(), name))
             .map(|h| h.value)
     }
 }

@@ -591,13 +591,17 @@ fn write_request_head(
     let (proxy, upstream) = (admitted.proxy(), admitted.upstream());
     let identity = admitted.identity_headers();
     // `apply_identity` with the token verified: every `Authorization` goes when one is a
-    // bearer credential, unless the proxy keeps a verified user's token.
-    let drop_authorization = identity.is_some_and(|ids| {
-        !auth::keeps_token(ids, admitted.claims().is_some(), true)
-            && req.headers.iter().any(|h| {
-                h.name.eq_ignore_ascii_case("authorization") && auth::is_bearer_bytes(h.value)
-            })
-    });
+    // bearer credential, unless the proxy keeps a verified user's token. Claims mean the
+    // admission verified the head's only `Authorization`, a bearer credential (it admits
+    // none with two), so only a request admitted without a token needs the scan.
+    let drop_authorization = match (identity, admitted.claims()) {
+        (None, _) => false,
+        (Some(ids), Some(_)) => !auth::keeps_token(ids, true, true),
+        (Some(_), None) => req
+            .headers
+            .iter()
+            .any(|h| is_authorization(h.name) && auth::is_bearer_bytes(h.value)),
+    };
     out.clear();
     out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');
@@ -611,7 +615,7 @@ fn write_request_head(
     let mut lower = [0u8; MAX_NAME];
     for header in req.headers.iter() {
         if dropped_request_header(header.name, configured, &mut lower)
-            || drop_authorization && header.name.eq_ignore_ascii_case("authorization")
+            || drop_authorization && is_authorization(header.name)
         {
             continue;
         }
@@ -635,11 +639,14 @@ fn write_request_head(
     push_header(out, b"via", headers::via_http11().as_bytes());
     push_header(out, b"x-request-id", id);
     if let (Some(ids), Some(claims)) = (identity, admitted.claims()) {
-        auth::for_each_identity_field(claims, ids, |name, value| {
-            push_header(out, name.as_str().as_bytes(), value.as_bytes());
-        });
+        auth::write_identity_fields(claims, ids, out);
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Whether `name` is `Authorization` (any case).
+fn is_authorization(name: &str) -> bool {
+    crate::ascii::eq_lowercase(name.as_bytes(), b"authorization")
 }
 
 /// Whether a client header is not forwarded as sent: replaced (`Host`, `X-Request-Id`,

@@ -104,7 +104,7 @@ pub fn admit<'p, B>(
 /// headers [`auth::is_client_claim`] names; for a protected proxy
 /// ([`Admitted::identity_headers`]) also without `Authorization` when one is a bearer
 /// credential and the token is not kept ([`auth::keeps_token`], the token verified), and
-/// with the fields [`auth::for_each_identity_field`] gives for [`Admitted::claims`]. It
+/// with the fields [`auth::write_identity_fields`] writes for [`Admitted::claims`]. It
 /// counts a verified token (`metrics::token_checked`, `Valid`) once it serves the
 /// request.
 pub(crate) fn admit_head<'p, H: HeaderView + ?Sized>(
