@@ -7,7 +7,8 @@
 //! Invariants:
 //! - Every record has a unique key `(time_unix_nanos, seq)`; every index entry points at a
 //!   stored record, and deleting a record deletes its index entries in the same
-//!   transaction (embedded) or MULTI/EXEC block (Redis).
+//!   transaction (embedded; its open block's entries, held in memory, right after that
+//!   commit) or MULTI/EXEC block (Redis).
 //! - Ingest never waits for a follower: followers read a bounded broadcast channel
 //!   ([`FOLLOW_BUFFER`] records) and one that falls behind is told how many it missed and
 //!   closed.

@@ -5,22 +5,33 @@
 //! `(block, value, time, seq)` as bytes (`ix_*`, [`IndexKey`]; the block is
 //! `seq` / 2^15, see [`BLOCK_BITS`]);
 //! `visitors` `(host, hour) -> HyperLogLog (JSON)`; `dropped` `hour -> count`; `meta`
-//! (`seq`); `streams`. A record and its index entries are written and deleted in the same
-//! transaction. Ingest costs one write transaction per batch and one B-tree insert per
-//! record and index (each record stored as the data plane encoded it, index values
-//! borrowed from those bytes: [`super::wire`]); visitor sketches stay decoded in memory
+//! (`seq`, [`INDEXED`], [`UNINDEXED_SINCE`]); `streams`.
+//!
+//! Index entries of the open block live in memory ([`OpenBlock`]), not in the tables: a
+//! record costs one B-tree insert (itself) and a hash push per indexed field. When the
+//! next record opens a new block, the closed block's entries are written to the `ix_*`
+//! tables, sorted, in that batch's transaction, and `indexed` moves past them. So the
+//! tables plus the in-memory entries index every record exactly once; a search merges the
+//! in-memory entries with one range per block. Crash safety: a batch's records, stream
+//! positions and `seq` commit in one transaction as before; the in-memory entries are
+//! derived from the records (`seq >= indexed`, found from `unindexed_since`) when the file
+//! is opened, so a crash loses none. Deleting a record deletes its entry in the same
+//! transaction (tables) or right after its commit (memory). Ingest costs one write
+//! transaction per batch and one B-tree insert per record (each stored as the data plane
+//! encoded it, index values borrowed from those bytes: [`super::wire`]), plus about four
+//! sorted inserts per record once per block; visitor sketches stay decoded in memory
 //! between batches (as committed) and are written back only when a batch changed them.
-//! Blocks keep a batch's index inserts within a few hundred pages whatever order the
-//! values come in; a search reads a value as one range per block, merged.
 //!
 //! Layout changes: files written before blocks hold their index entries in `idx_*`
 //! `(value, time, seq)`. Those tables are read as one more block and their entries deleted
 //! with their records (retention empties them); nothing new is written there, so no
-//! migration runs.
+//! migration runs. Files written before the in-memory open block have every entry in the
+//! tables: opening one sets `indexed` past its last record.
 
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::ops::Range;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use hyperloglog::HyperLogLog;
 use prost::Message as _;
@@ -34,6 +45,10 @@ use super::{
 };
 use crate::store::StoreError;
 
+mod open_block;
+
+use open_block::OpenBlock;
+
 const RECORDS: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("records");
 const VISITORS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("visitors");
 const DROPPED: TableDefinition<i64, u64> = TableDefinition::new("dropped");
@@ -41,6 +56,12 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Per data-plane stream: (end_seq, dropped_total, hour last written).
 const STREAMS: TableDefinition<&str, (u64, u64, i64)> = TableDefinition::new("streams");
 const SEQ: &str = "seq";
+/// `meta`: the first `seq` whose index entries are not in the `ix_*` tables but in memory
+/// ([`OpenBlock`]); written when a block's entries are.
+const INDEXED: &str = "indexed";
+/// `meta`: a time at or before that of every record at or above [`INDEXED`] (times are
+/// positive): where reopening starts reading records to rebuild their entries.
+const UNINDEXED_SINCE: &str = "unindexed_since";
 
 /// File name inside `--data-dir`.
 pub(crate) const FILE_NAME: &str = "logs.redb";
@@ -56,6 +77,21 @@ const BLOCK_BITS: u32 = 15;
 /// time, seq) order within a value, and redb compares two keys with one `memcmp` instead
 /// of decoding tuples.
 type IndexKey = &'static [u8];
+
+/// The in-memory entries of the records above [`INDEXED`], one slot per [`Field::ALL`].
+type Open = OpenBlock<{ Field::ALL.len() }>;
+
+/// `f`'s position in [`Field::ALL`] (its slot in [`Open`]).
+fn slot(f: Field) -> usize {
+    match f {
+        Field::Ip => 0,
+        Field::Host => 1,
+        Field::User => 2,
+        Field::ClientId => 3,
+        Field::Status => 4,
+        Field::RequestId => 5,
+    }
+}
 
 fn index_table(f: Field) -> TableDefinition<'static, IndexKey, ()> {
     match f {
@@ -108,18 +144,20 @@ fn key_record(k: &[u8]) -> Option<(i64, u64)> {
 
 /// Up to `max` keys of `value`'s entries with `since <= time` and `key < before`, newest
 /// first: one range per block present (found by seeking past the previous one), plus the
-/// legacy table's, merged. Costs two seeks per block (at most ~30 at the default one
-/// million records) on top of the entries read.
+/// legacy table's and `open` (the in-memory entries' already selected), merged. Costs two
+/// seeks per block (at most ~30 at the default one million records) on top of the
+/// entries read.
 fn index_keys(
     idx: &ReadOnlyTable<IndexKey, ()>,
     legacy: &ReadOnlyTable<(&'static str, i64, u64), ()>,
+    open: Vec<(i64, u64)>,
     value: &str,
     since: i64,
     before: LogKey,
     max: usize,
 ) -> Result<Vec<(i64, u64)>, StoreError> {
     type Source<'t> = Box<dyn Iterator<Item = Result<(i64, u64), redb::StorageError>> + 't>;
-    let mut sources: Vec<Source<'_>> = Vec::new();
+    let mut sources: Vec<Source<'_>> = vec![Box::new(open.into_iter().map(Ok))];
     let (mut lo, mut hi) = (Vec::new(), Vec::new());
     let mut next = Some(0u64);
     while let Some(b) = next {
@@ -173,6 +211,89 @@ fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Embedded(format!("logs: {e}"))
 }
 
+/// A lock whose holder panicked still guards consistent data (every update is a whole
+/// insert or removal).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `(seq, indexed, unindexed_since)` in `meta`: the last `seq` given out, the first one
+/// whose index entries are in memory, and a time at or before their records'.
+fn watermarks(meta: &impl ReadableTable<&'static str, u64>) -> Result<(u64, u64, i64), StoreError> {
+    let get = |k: &str| -> Result<Option<u64>, StoreError> {
+        Ok(meta.get(k).map_err(err)?.map(|v| v.value()))
+    };
+    let seq = get(SEQ)?.unwrap_or(0);
+    let indexed = get(INDEXED)?.unwrap_or(seq + 1);
+    let since = get(UNINDEXED_SINCE)?.map_or(i64::MAX, |t| i64::try_from(t).unwrap_or(i64::MAX));
+    Ok((seq, indexed, since))
+}
+
+/// Writes the in-memory entries of the records numbered `seqs` into the `ix_*` tables
+/// (`idx`, [`Field::ALL`] order), each table's in key order: a closed block's entries are
+/// appended to its tree, every leaf written once. Costs a B-tree insert per entry (about
+/// 4 per record) plus a sort, once per block instead of per batch.
+fn flush(
+    open: &Mutex<Open>,
+    idx: &mut [redb::Table<'_, IndexKey, ()>],
+    seqs: Range<u64>,
+    bits: u32,
+) -> Result<(), StoreError> {
+    let mut entry = Vec::with_capacity(128);
+    for (slot, table) in idx.iter_mut().enumerate() {
+        let mut rows = lock(open).entries(slot, seqs.clone());
+        // Key order: block, value (length, then bytes), time, seq.
+        rows.sort_unstable_by(|a, b| (a.0.len(), a.0.as_bytes()).cmp(&(b.0.len(), b.0.as_bytes())));
+        let mut order: Vec<(u64, usize, i64, u64)> = rows
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (_, keys))| keys.iter().map(move |&(t, s)| (s >> bits, i, t, s)))
+            .collect();
+        order.sort_unstable();
+        for (block, i, time, seq) in order {
+            entry_key(&mut entry, block, &rows[i].0, time, seq);
+            table.insert(entry.as_slice(), ()).map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+/// The in-memory entries of a file's records above [`INDEXED`], read from the records
+/// themselves (at most a block and a batch of them, found from [`UNINDEXED_SINCE`]).
+fn load_open(db: &Database) -> Result<Open, StoreError> {
+    let txn = db.begin_read().map_err(err)?;
+    let (seq, indexed, since) = watermarks(&txn.open_table(META).map_err(err)?)?;
+    let records = txn.open_table(RECORDS).map_err(err)?;
+    let mut keys = Vec::new();
+    if indexed <= seq {
+        for entry in records.range((since, 0u64)..).map_err(err)? {
+            let (t, s) = entry.map_err(err)?.0.value();
+            if (indexed..=seq).contains(&s) {
+                keys.push((s, t));
+            }
+        }
+    }
+    // Entries go in per value in `seq` order.
+    keys.sort_unstable();
+    let mut open = Open::new();
+    for (s, t) in keys {
+        let Some(raw) = records.get((t, s)).map_err(err)? else {
+            continue;
+        };
+        // Stored records were checked on the way in; one that no longer decodes has no
+        // entries (retention deletes it as such).
+        let Ok(r) = Record::decode(raw.value()) else {
+            continue;
+        };
+        for (i, f) in Field::ALL.iter().enumerate() {
+            if let Some(v) = f.value(&r) {
+                open.add(i, &v, (t, s));
+            }
+        }
+    }
+    Ok(open)
+}
+
 /// The sketch every host-hour starts from: fixed seed, so stored sketches merge.
 fn template() -> &'static (HyperLogLog, serde_json::Value) {
     static T: OnceLock<(HyperLogLog, serde_json::Value)> = OnceLock::new();
@@ -203,12 +324,26 @@ fn decode_hll(raw: &[u8]) -> Option<HyperLogLog> {
 #[derive(Clone)]
 pub struct EmbeddedLogStore {
     db: Arc<Database>,
+    /// Held by every write from its write transaction's start until the in-memory state
+    /// (sketches, the open block) matches what it committed, so the next write starts
+    /// from that.
+    writer: Arc<Mutex<Writer>>,
+    /// The index entries of the records above [`INDEXED`]. A reader takes this lock
+    /// before its snapshot and keeps the entries in that snapshot's `indexed..=seq`; a
+    /// write adds its entries before its commit (and removes them if it fails) and removes
+    /// flushed or deleted ones after it, so a reader never misses or doubles one.
+    open: Arc<Mutex<Open>>,
+    /// Index entries are blocked by `seq >> block_bits` ([`BLOCK_BITS`]).
+    block_bits: u32,
+}
+
+/// What writes keep in memory between them.
+#[derive(Default)]
+struct Writer {
     /// The visitor sketches as last committed, by (host, hour): ingest merges into these
     /// instead of decoding the stored JSON on every batch. Only a committed write updates
     /// it; the retention's forgetting removes the same hours.
-    sketches: Arc<Mutex<HashMap<(String, i64), Sketch>>>,
-    /// Index entries are blocked by `seq >> block_bits` ([`BLOCK_BITS`]).
-    block_bits: u32,
+    sketches: HashMap<(String, i64), Sketch>,
 }
 
 /// Host-hours whose sketch is kept decoded (all are kept in the table regardless).
@@ -262,10 +397,21 @@ impl EmbeddedLogStore {
             txn.open_table(index_table(f)).map_err(err)?;
             txn.open_table(legacy_index_table(f)).map_err(err)?;
         }
+        {
+            // A new file, or one written before entries were kept in memory: all its
+            // records' entries are in the tables.
+            let mut meta = txn.open_table(META).map_err(err)?;
+            if meta.get(INDEXED).map_err(err)?.is_none() {
+                let (seq, _, _) = watermarks(&meta)?;
+                meta.insert(INDEXED, seq + 1).map_err(err)?;
+            }
+        }
         txn.commit().map_err(err)?;
+        let open = load_open(&db)?;
         Ok(Self {
             db: Arc::new(db),
-            sketches: Arc::default(),
+            writer: Arc::default(),
+            open: Arc::new(Mutex::new(open)),
             block_bits: block_bits.min(63),
         })
     }
@@ -294,14 +440,16 @@ impl LogStore for EmbeddedLogStore {
         position: Option<&ShipPosition>,
     ) -> Result<usize, StoreError> {
         let position = position.cloned();
-        let sketches = self.sketches.clone();
+        let (writer, open) = (self.writer.clone(), self.open.clone());
         let bits = self.block_bits;
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(err)?;
-            let mut cache = sketches.lock().unwrap_or_else(|e| e.into_inner());
+            let mut writer = lock(&writer);
             let mut skip = 0;
             let mut dropped = dropped;
             let mut written: Vec<((String, i64), Sketch)> = Vec::new();
+            let first;
+            let mut flushed = None;
             {
                 if let Some(pos) = &position {
                     let mut streams = txn.open_table(STREAMS).map_err(err)?;
@@ -329,29 +477,32 @@ impl LogStore for EmbeddedLogStore {
                 }
                 let mut table = txn.open_table(RECORDS).map_err(err)?;
                 let mut meta = txn.open_table(META).map_err(err)?;
-                let mut seq = meta.get(SEQ).map_err(err)?.map(|v| v.value()).unwrap_or(0);
+                let (mut seq, indexed, mut since) = watermarks(&meta)?;
+                first = seq;
+                // The blocks before the one the next record opens are closed: their
+                // entries go to the tables, in this transaction.
+                let open_start = ((seq + 1) >> bits) << bits;
+                if indexed < open_start {
+                    let mut idx: Vec<_> = Field::ALL
+                        .iter()
+                        .map(|f| txn.open_table(index_table(*f)))
+                        .collect::<Result<_, _>>()
+                        .map_err(err)?;
+                    flush(&open, &mut idx, indexed..open_start, bits)?;
+                    since = lock(&open).min_time(open_start..=seq).unwrap_or(i64::MAX);
+                    meta.insert(INDEXED, open_start).map_err(err)?;
+                    flushed = Some(open_start);
+                }
                 // Client addresses per host-hour, borrowed from the records.
                 let mut visits: HashMap<(&str, i64), Vec<&str>> = HashMap::new();
-                let mut idx: Vec<_> = Field::ALL
-                    .iter()
-                    .map(|f| txn.open_table(index_table(*f)))
-                    .collect::<Result<_, _>>()
-                    .map_err(err)?;
-                let mut entry = Vec::with_capacity(128);
                 for r in &records[skip..] {
                     let Some(r) = r else {
                         dropped += 1;
                         continue;
                     };
                     seq += 1;
-                    let key = (r.time(), seq);
-                    table.insert(key, r.bytes()).map_err(err)?;
-                    for (f, t) in Field::ALL.iter().zip(idx.iter_mut()) {
-                        if let Some(v) = f.value(r) {
-                            entry_key(&mut entry, seq >> bits, &v, key.0, key.1);
-                            t.insert(entry.as_slice(), ()).map_err(err)?;
-                        }
-                    }
+                    table.insert((r.time(), seq), r.bytes()).map_err(err)?;
+                    since = since.min(r.time());
                     let (host, ip) = (r.host(), r.client_ip());
                     if !host.is_empty() && !ip.is_empty() {
                         visits
@@ -361,10 +512,12 @@ impl LogStore for EmbeddedLogStore {
                     }
                 }
                 meta.insert(SEQ, seq).map_err(err)?;
+                meta.insert(UNINDEXED_SINCE, since.max(0) as u64)
+                    .map_err(err)?;
                 let mut visitors = txn.open_table(VISITORS).map_err(err)?;
                 for ((host, hour), ips) in visits {
                     let key = (host.to_owned(), hour);
-                    let mut sketch = match cache.get(&key) {
+                    let mut sketch = match writer.sketches.get(&key) {
                         Some(s) => s.clone(),
                         None => {
                             let stored = visitors
@@ -392,12 +545,30 @@ impl LogStore for EmbeddedLogStore {
                     d.insert(hour, cur.saturating_add(dropped)).map_err(err)?;
                 }
             }
-            txn.commit().map_err(err)?;
-            // Only what is committed is remembered.
-            if cache.len() + written.len() > SKETCH_CACHE {
-                cache.clear();
+            // The batch's index entries join the open block before the commit (a reader
+            // keeps those its snapshot's `seq` covers), and leave it if the commit fails.
+            {
+                let mut open = lock(&open);
+                for (seq, r) in (first + 1..).zip(records[skip..].iter().flatten()) {
+                    for (i, f) in Field::ALL.iter().enumerate() {
+                        if let Some(v) = f.value(r) {
+                            open.add(i, &v, (r.time(), seq));
+                        }
+                    }
+                }
             }
-            cache.extend(written);
+            if let Err(e) = txn.commit() {
+                lock(&open).forget_from(first + 1);
+                return Err(err(e));
+            }
+            if let Some(end) = flushed {
+                lock(&open).forget_before(end);
+            }
+            // Only what is committed is remembered.
+            if writer.sketches.len() + written.len() > SKETCH_CACHE {
+                writer.sketches.clear();
+            }
+            writer.sketches.extend(written);
             Ok(skip)
         })
         .await
@@ -414,8 +585,21 @@ impl LogStore for EmbeddedLogStore {
             return Ok(Vec::new());
         }
         let index = index.clone();
+        let open = self.open.clone();
         self.blocking(move |db| {
-            let txn = db.begin_read().map_err(err)?;
+            // The snapshot and the in-memory entries agree while the lock is held.
+            let (txn, open_keys) = {
+                let open = lock(&open);
+                let txn = db.begin_read().map_err(err)?;
+                let keys = match &index {
+                    Index::Time => Vec::new(),
+                    Index::Field(f, value) => {
+                        let (seq, indexed, _) = watermarks(&txn.open_table(META).map_err(err)?)?;
+                        open.select(slot(*f), value, indexed..=seq, since, before, max)
+                    }
+                };
+                (txn, keys)
+            };
             let table = txn.open_table(RECORDS).map_err(err)?;
             let mut out = Vec::new();
             let decode = |k: (i64, u64), raw: &[u8]| -> Result<(LogKey, Record), StoreError> {
@@ -447,7 +631,8 @@ impl LogStore for EmbeddedLogStore {
                 Index::Field(f, value) => {
                     let idx = txn.open_table(index_table(f)).map_err(err)?;
                     let legacy = txn.open_table(legacy_index_table(f)).map_err(err)?;
-                    for (t, s) in index_keys(&idx, &legacy, &value, since, before, max)? {
+                    let keys = index_keys(&idx, &legacy, open_keys, &value, since, before, max)?;
+                    for (t, s) in keys {
                         if let Some(v) = table.get((t, s)).map_err(err)? {
                             out.push(decode((t, s), v.value())?);
                         }
@@ -518,10 +703,15 @@ impl LogStore for EmbeddedLogStore {
         max: usize,
     ) -> Result<u64, StoreError> {
         let bits = self.block_bits;
+        let (writer, open) = (self.writer.clone(), self.open.clone());
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(err)?;
+            let _writer = lock(&writer);
             let deleted;
+            // Victims whose entries are in memory.
+            let mut unindexed = HashSet::new();
             {
+                let (_, indexed, _) = watermarks(&txn.open_table(META).map_err(err)?)?;
                 let mut table = txn.open_table(RECORDS).map_err(err)?;
                 let count = table.len().map_err(err)?;
                 let over = count.saturating_sub(keep_at_most);
@@ -546,7 +736,9 @@ impl LogStore for EmbeddedLogStore {
                     .map_err(err)?;
                 let mut entry = Vec::with_capacity(128);
                 for (key, record) in &victims {
-                    if let Some(r) = record {
+                    if key.1 >= indexed {
+                        unindexed.insert(key.1);
+                    } else if let Some(r) = record {
                         for (f, (t, legacy)) in Field::ALL.iter().zip(idx.iter_mut()) {
                             if let Some(v) = f.value(r) {
                                 entry_key(&mut entry, key.1 >> bits, &v, key.0, key.1);
@@ -562,13 +754,16 @@ impl LogStore for EmbeddedLogStore {
                 deleted = victims.len() as u64;
             }
             txn.commit().map_err(err)?;
+            if !unindexed.is_empty() {
+                lock(&open).forget_seqs(&unindexed);
+            }
             Ok(deleted)
         })
         .await
     }
 
     async fn forget_hours_before(&self, hour: i64) -> Result<(), StoreError> {
-        let sketches = self.sketches.clone();
+        let writer = self.writer.clone();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(err)?;
             {
@@ -576,10 +771,7 @@ impl LogStore for EmbeddedLogStore {
                 d.retain_in(..hour, |_, _| false).map_err(err)?;
                 let mut v = txn.open_table(VISITORS).map_err(err)?;
                 v.retain(|(_, h), _| h >= hour).map_err(err)?;
-                sketches
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .retain(|(_, h), _| *h >= hour);
+                lock(&writer).sketches.retain(|(_, h), _| *h >= hour);
                 // A stream silent for the whole retention belongs to a process long gone.
                 let mut streams = txn.open_table(STREAMS).map_err(err)?;
                 streams.retain(|_, (_, _, h)| h >= hour).map_err(err)?;
@@ -591,9 +783,14 @@ impl LogStore for EmbeddedLogStore {
     }
 
     async fn index_entries(&self) -> Result<u64, StoreError> {
-        self.blocking(|db| {
-            let txn = db.begin_read().map_err(err)?;
-            let mut n = 0;
+        let open = self.open.clone();
+        self.blocking(move |db| {
+            let (txn, mut n) = {
+                let open = lock(&open);
+                let txn = db.begin_read().map_err(err)?;
+                let (seq, indexed, _) = watermarks(&txn.open_table(META).map_err(err)?)?;
+                (txn, open.count(indexed..=seq))
+            };
             for f in Field::ALL {
                 n += txn
                     .open_table(index_table(f))
