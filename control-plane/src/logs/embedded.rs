@@ -28,7 +28,8 @@
 //! migration runs. Files written before the in-memory open block have every entry in the
 //! tables: opening one sets `indexed` past its last record.
 
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::ops::Range;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -46,6 +47,7 @@ use super::{
 use crate::store::StoreError;
 
 mod open_block;
+mod rows;
 
 use open_block::OpenBlock;
 
@@ -55,6 +57,8 @@ const DROPPED: TableDefinition<i64, u64> = TableDefinition::new("dropped");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Per data-plane stream: (end_seq, dropped_total, hour last written).
 const STREAMS: TableDefinition<&str, (u64, u64, i64)> = TableDefinition::new("streams");
+/// Index rows of closed blocks, keyed (block, field, bucket): [`rows`].
+const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("ix_rows");
 const SEQ: &str = "seq";
 /// `meta`: the first `seq` whose index entries are not in the `ix_*` tables but in memory
 /// ([`OpenBlock`]); written when a block's entries are.
@@ -142,22 +146,60 @@ fn key_record(k: &[u8]) -> Option<(i64, u64)> {
     Some((t as i64, s))
 }
 
+/// The keys of `value` (field `slot`) with `since <= time` and `key < before` in each
+/// block's row, newest first: two look-ups per block present (at most ~30 at the default
+/// one million records), one row read each.
+fn row_keys(
+    rows: &ReadOnlyTable<&'static [u8], &'static [u8]>,
+    slot: usize,
+    value: &str,
+    since: i64,
+    before: LogKey,
+) -> Result<Vec<Vec<(i64, u64)>>, StoreError> {
+    let bucket = rows::bucket(value);
+    let mut out = Vec::new();
+    let mut next = Some(0u64);
+    while let Some(b) = next {
+        let start = rows::row_key(b, 0, 0);
+        let Some(first) = rows.range(start.as_slice()..).map_err(err)?.next() else {
+            break;
+        };
+        let b = key_block(first.map_err(err)?.0.value())
+            .ok_or_else(|| err("index row key without a block"))?;
+        if let Some(row) = rows
+            .get(rows::row_key(b, slot, bucket).as_slice())
+            .map_err(err)?
+        {
+            let mut keys = rows::keys_of(row.value(), value)
+                .ok_or_else(|| err(format!("torn index row in block {b}")))?;
+            keys.retain(|&(t, s)| t >= since && (t, s) < (before.time, before.seq));
+            keys.reverse();
+            out.push(keys);
+        }
+        next = b.checked_add(1);
+    }
+    Ok(out)
+}
+
 /// Up to `max` keys of `value`'s entries with `since <= time` and `key < before`, newest
-/// first: one range per block present (found by seeking past the previous one), plus the
-/// legacy table's and `open` (the in-memory entries' already selected), merged. Costs two
-/// seeks per block (at most ~30 at the default one million records) on top of the
-/// entries read.
+/// first: `known` (the in-memory entries' and the rows', already selected, each newest
+/// first), one range per block present in `idx` (found by seeking past the previous one)
+/// and the legacy table's, merged. Costs two seeks per block in `idx` (which nothing
+/// is added to any more) on top of the entries read.
 fn index_keys(
     idx: &ReadOnlyTable<IndexKey, ()>,
     legacy: &ReadOnlyTable<(&'static str, i64, u64), ()>,
-    open: Vec<(i64, u64)>,
+    known: Vec<Vec<(i64, u64)>>,
     value: &str,
     since: i64,
     before: LogKey,
     max: usize,
 ) -> Result<Vec<(i64, u64)>, StoreError> {
     type Source<'t> = Box<dyn Iterator<Item = Result<(i64, u64), redb::StorageError>> + 't>;
-    let mut sources: Vec<Source<'_>> = vec![Box::new(open.into_iter().map(Ok))];
+    let mut sources: Vec<Source<'_>> = known
+        .into_iter()
+        .map(|keys| Box::new(keys.into_iter().map(Ok)) as Source<'_>)
+        .collect();
     let (mut lo, mut hi) = (Vec::new(), Vec::new());
     let mut next = Some(0u64);
     while let Some(b) = next {
@@ -229,31 +271,40 @@ fn watermarks(meta: &impl ReadableTable<&'static str, u64>) -> Result<(u64, u64,
     Ok((seq, indexed, since))
 }
 
-/// Writes the in-memory entries of the records numbered `seqs` into the `ix_*` tables
-/// (`idx`, [`Field::ALL`] order), each table's in key order: a closed block's entries are
-/// appended to its tree, every leaf written once. Costs a B-tree insert per entry (about
-/// 4 per record) plus a sort, once per block instead of per batch.
+/// Writes the in-memory entries of the records numbered `seqs` into index rows
+/// ([`rows`]): per block, field and bucket one row (appended to if it exists). Costs a
+/// pass over the entries and at most [`rows::BUCKETS`] inserts per field and block.
 fn flush(
     open: &Mutex<Open>,
-    idx: &mut [redb::Table<'_, IndexKey, ()>],
+    table: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
     seqs: Range<u64>,
     bits: u32,
 ) -> Result<(), StoreError> {
-    let mut entry = Vec::with_capacity(128);
-    for (slot, table) in idx.iter_mut().enumerate() {
-        let mut rows = lock(open).entries(slot, seqs.clone());
-        // Key order: block, value (length, then bytes), time, seq.
-        rows.sort_unstable_by(|a, b| (a.0.len(), a.0.as_bytes()).cmp(&(b.0.len(), b.0.as_bytes())));
-        let mut order: Vec<(u64, usize, i64, u64)> = rows
-            .iter()
-            .enumerate()
-            .flat_map(|(i, (_, keys))| keys.iter().map(move |&(t, s)| (s >> bits, i, t, s)))
-            .collect();
-        order.sort_unstable();
-        for (block, i, time, seq) in order {
-            entry_key(&mut entry, block, &rows[i].0, time, seq);
-            table.insert(entry.as_slice(), ()).map_err(err)?;
+    let mut built: BTreeMap<[u8; 11], Vec<u8>> = BTreeMap::new();
+    {
+        let open = lock(open);
+        let mut sorted = Vec::new();
+        for slot in 0..Field::ALL.len() {
+            for (value, keys) in open.values(slot, seqs.clone()) {
+                let bucket = rows::bucket(value);
+                // Keys are in seq order, so each block's are contiguous.
+                for block in keys.chunk_by(|a, b| a.1 >> bits == b.1 >> bits) {
+                    sorted.clear();
+                    sorted.extend_from_slice(block);
+                    sorted.sort_unstable();
+                    let key = rows::row_key(block[0].1 >> bits, slot, bucket);
+                    rows::append(built.entry(key).or_default(), value, &sorted);
+                }
+            }
         }
+    }
+    for (key, mut row) in built {
+        if let Some(old) = table.get(key.as_slice()).map_err(err)? {
+            let mut joined = old.value().to_vec();
+            joined.append(&mut row);
+            row = joined;
+        }
+        table.insert(key.as_slice(), row.as_slice()).map_err(err)?;
     }
     Ok(())
 }
@@ -393,6 +444,7 @@ impl EmbeddedLogStore {
         txn.open_table(DROPPED).map_err(err)?;
         txn.open_table(META).map_err(err)?;
         txn.open_table(STREAMS).map_err(err)?;
+        txn.open_table(ROWS).map_err(err)?;
         for f in Field::ALL {
             txn.open_table(index_table(f)).map_err(err)?;
             txn.open_table(legacy_index_table(f)).map_err(err)?;
@@ -483,12 +535,8 @@ impl LogStore for EmbeddedLogStore {
                 // entries go to the tables, in this transaction.
                 let open_start = ((seq + 1) >> bits) << bits;
                 if indexed < open_start {
-                    let mut idx: Vec<_> = Field::ALL
-                        .iter()
-                        .map(|f| txn.open_table(index_table(*f)))
-                        .collect::<Result<_, _>>()
-                        .map_err(err)?;
-                    flush(&open, &mut idx, indexed..open_start, bits)?;
+                    let mut rows = txn.open_table(ROWS).map_err(err)?;
+                    flush(&open, &mut rows, indexed..open_start, bits)?;
                     since = lock(&open).min_time(open_start..=seq).unwrap_or(i64::MAX);
                     meta.insert(INDEXED, open_start).map_err(err)?;
                     flushed = Some(open_start);
@@ -631,7 +679,10 @@ impl LogStore for EmbeddedLogStore {
                 Index::Field(f, value) => {
                     let idx = txn.open_table(index_table(f)).map_err(err)?;
                     let legacy = txn.open_table(legacy_index_table(f)).map_err(err)?;
-                    let keys = index_keys(&idx, &legacy, open_keys, &value, since, before, max)?;
+                    let rows = txn.open_table(ROWS).map_err(err)?;
+                    let mut known = row_keys(&rows, slot(f), &value, since, before)?;
+                    known.push(open_keys);
+                    let keys = index_keys(&idx, &legacy, known, &value, since, before, max)?;
                     for (t, s) in keys {
                         if let Some(v) = table.get((t, s)).map_err(err)? {
                             out.push(decode((t, s), v.value())?);
@@ -734,22 +785,58 @@ impl LogStore for EmbeddedLogStore {
                     })
                     .collect::<Result<_, redb::TableError>>()
                     .map_err(err)?;
-                let mut entry = Vec::with_capacity(128);
+                // Entries below `indexed`, by the row that holds them if this version
+                // wrote their block: one rewrite per row.
+                let mut by_row: BTreeMap<[u8; 11], Vec<(usize, Cow<'_, str>, (i64, u64))>> =
+                    BTreeMap::new();
                 for (key, record) in &victims {
                     if key.1 >= indexed {
                         unindexed.insert(key.1);
                     } else if let Some(r) = record {
-                        for (f, (t, legacy)) in Field::ALL.iter().zip(idx.iter_mut()) {
+                        for (i, f) in Field::ALL.iter().enumerate() {
                             if let Some(v) = f.value(r) {
-                                entry_key(&mut entry, key.1 >> bits, &v, key.0, key.1);
-                                let gone = t.remove(entry.as_slice()).map_err(err)?.is_some();
-                                if !gone {
-                                    legacy.remove((v.as_ref(), key.0, key.1)).map_err(err)?;
-                                }
+                                let row = rows::row_key(key.1 >> bits, i, rows::bucket(&v));
+                                by_row.entry(row).or_default().push((i, v, *key));
                             }
                         }
                     }
                     table.remove(*key).map_err(err)?;
+                }
+                let mut rows_table = txn.open_table(ROWS).map_err(err)?;
+                let mut entry = Vec::with_capacity(128);
+                for (row_key, entries) in by_row {
+                    let gone: HashSet<(&str, (i64, u64))> =
+                        entries.iter().map(|(_, v, k)| (v.as_ref(), *k)).collect();
+                    let mut removed = 0;
+                    let left = match rows_table.get(row_key.as_slice()).map_err(err)? {
+                        Some(row) => Some(
+                            rows::without(row.value(), &gone)
+                                .ok_or_else(|| err("torn index row"))?,
+                        ),
+                        None => None,
+                    };
+                    if let Some((left, n)) = left {
+                        removed = n;
+                        if left.is_empty() {
+                            rows_table.remove(row_key.as_slice()).map_err(err)?;
+                        } else {
+                            rows_table
+                                .insert(row_key.as_slice(), left.as_slice())
+                                .map_err(err)?;
+                        }
+                    }
+                    if removed == gone.len() {
+                        continue;
+                    }
+                    // Written by a version before rows: the entries are in `ix_*` or
+                    // `idx_*` (removing one that is not there changes nothing).
+                    for (i, v, key) in &entries {
+                        let (t, legacy) = &mut idx[*i];
+                        entry_key(&mut entry, key.1 >> bits, v, key.0, key.1);
+                        if t.remove(entry.as_slice()).map_err(err)?.is_none() {
+                            legacy.remove((v.as_ref(), key.0, key.1)).map_err(err)?;
+                        }
+                    }
                 }
                 deleted = victims.len() as u64;
             }
@@ -802,6 +889,10 @@ impl LogStore for EmbeddedLogStore {
                     .map_err(err)?
                     .len()
                     .map_err(err)?;
+            }
+            for row in txn.open_table(ROWS).map_err(err)?.iter().map_err(err)? {
+                let row = row.map_err(err)?.1;
+                n += rows::count(row.value()).ok_or_else(|| err("torn index row"))?;
             }
             Ok(n)
         })

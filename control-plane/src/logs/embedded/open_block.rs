@@ -92,18 +92,17 @@ impl<const N: usize> OpenBlock<N> {
             .min()
     }
 
-    /// A copy of field `slot`'s entries with `seq` in `seqs`, per value.
-    pub(super) fn entries(&self, slot: usize, seqs: Range<u64>) -> Vec<(Box<str>, Vec<Key>)> {
-        let Some(last) = seqs.end.checked_sub(1) else {
-            return Vec::new();
-        };
-        self.fields[slot]
-            .iter()
-            .filter_map(|(v, keys)| {
-                let keys = in_seqs(keys, seqs.start..=last);
-                (!keys.is_empty()).then(|| (v.clone(), keys.to_vec()))
-            })
-            .collect()
+    /// Field `slot`'s values with entries whose `seq` is in `seqs`, and those entries.
+    pub(super) fn values(
+        &self,
+        slot: usize,
+        seqs: Range<u64>,
+    ) -> impl Iterator<Item = (&str, &[Key])> {
+        let last = seqs.end.checked_sub(1);
+        self.fields[slot].iter().filter_map(move |(v, keys)| {
+            let keys = in_seqs(keys, seqs.start..=last?);
+            (!keys.is_empty()).then_some((&**v, keys))
+        })
     }
 
     /// Forgets every entry with `seq < end` (flushed to the tables).
@@ -176,7 +175,8 @@ mod tests {
         assert!(o.select(0, "b", 1..=4, 0, MAX, 10).is_empty());
         assert_eq!((o.count(1..=5), o.count(2..=4)), (5, 3));
         assert_eq!(o.min_time(3..=5), Some(20));
-        assert_eq!(o.entries(0, 3..5), [("a".into(), vec![(40, 3), (20, 4)])]);
+        let values: Vec<_> = o.values(0, 3..5).collect();
+        assert_eq!(values, [("a", &[(40, 3), (20, 4)][..])]);
 
         o.forget_seqs(&HashSet::from([3]));
         o.forget_before(2);
