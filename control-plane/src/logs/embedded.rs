@@ -932,87 +932,110 @@ mod tests {
         }
     }
 
-    /// A file whose index entries were written before blocks (`idx_*`, as the previous
-    /// release wrote them) opens; its records are found through every index together with
-    /// new ones, newest first and paged, and retention deletes them with their entries.
+    /// A file whose index entries were written by an earlier release (`idx_*` before
+    /// blocks, `ix_*` one entry per key after) opens; its records are found through every
+    /// index together with new ones (in rows and in memory), newest first and paged, and
+    /// retention deletes them with their entries wherever those are.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_file_indexed_before_blocks_is_searched_and_pruned() {
-        let dir = tempfile::tempdir().unwrap();
-        let now = now_nanos();
-        {
-            let db = Database::create(dir.path().join(FILE_NAME)).unwrap();
-            let txn = db.begin_write().unwrap();
+    async fn a_file_indexed_by_an_earlier_release_is_searched_and_pruned() {
+        for per_key in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let now = now_nanos();
             {
-                let mut records = txn.open_table(RECORDS).unwrap();
-                let mut idx: Vec<_> = Field::ALL
-                    .iter()
-                    .map(|f| txn.open_table(legacy_index_table(*f)).unwrap())
-                    .collect();
-                for i in 0..3 {
-                    let r = rec(i, now);
-                    let seq = i as u64 + 1;
-                    let raw = r.encode_to_vec();
-                    records
-                        .insert((r.time_unix_nanos, seq), raw.as_slice())
-                        .unwrap();
-                    for (f, t) in Field::ALL.iter().zip(idx.iter_mut()) {
-                        if let Some(v) = f.value(&r) {
-                            t.insert((v.as_ref(), r.time_unix_nanos, seq), ()).unwrap();
+                let db = Database::create(dir.path().join(FILE_NAME)).unwrap();
+                let txn = db.begin_write().unwrap();
+                {
+                    let mut records = txn.open_table(RECORDS).unwrap();
+                    let mut idx: Vec<_> = Field::ALL
+                        .iter()
+                        .map(|f| txn.open_table(legacy_index_table(*f)).unwrap())
+                        .collect();
+                    let mut ix: Vec<_> = Field::ALL
+                        .iter()
+                        .map(|f| txn.open_table(index_table(*f)).unwrap())
+                        .collect();
+                    let mut entry = Vec::new();
+                    for i in 0..3 {
+                        let r = rec(i, now);
+                        let (t, seq) = (r.time_unix_nanos, i as u64 + 1);
+                        let raw = r.encode_to_vec();
+                        records.insert((t, seq), raw.as_slice()).unwrap();
+                        for (j, f) in Field::ALL.iter().enumerate() {
+                            if let Some(v) = f.value(&r) {
+                                if per_key {
+                                    entry_key(&mut entry, seq >> 1, &v, t, seq);
+                                    ix[j].insert(entry.as_slice(), ()).unwrap();
+                                } else {
+                                    idx[j].insert((v.as_ref(), t, seq), ()).unwrap();
+                                }
+                            }
                         }
                     }
+                    txn.open_table(META).unwrap().insert(SEQ, 3).unwrap();
                 }
-                txn.open_table(META).unwrap().insert(SEQ, 3).unwrap();
+                txn.commit().unwrap();
             }
-            txn.commit().unwrap();
-        }
-        // Blocks of two records: the new ones span two blocks besides the old table.
-        let store = EmbeddedLogStore::open_with_blocks(dir.path(), 1).unwrap();
-        let logs = AccessLogs::new(Arc::new(store.clone()), LogSettings::default());
-        let batch = pb::AccessLogBatch {
-            records: (3..6).map(|i| rec(i, now)).collect(),
-            ..Default::default()
-        };
-        assert_eq!(logs.ingest("dp1", batch).await.unwrap(), 3);
-        // Client address, host, status and request id per record.
-        assert_eq!(store.index_entries().await.unwrap(), 6 * 4);
-        let all: Vec<String> = (0..6).rev().map(|i| format!("r{i}")).collect();
-        let queries = [
-            pb::AccessLogQuery {
+            // Blocks of two records, one record per batch: seqs 4 and 5 end in a row,
+            // 6 stays in memory.
+            let store = EmbeddedLogStore::open_with_blocks(dir.path(), 1).unwrap();
+            let logs = AccessLogs::new(Arc::new(store.clone()), LogSettings::default());
+            for i in 3..6 {
+                let batch = pb::AccessLogBatch {
+                    records: vec![rec(i, now)],
+                    ..Default::default()
+                };
+                assert_eq!(logs.ingest("dp1", batch).await.unwrap(), 1);
+            }
+            // Client address, host, status and request id per record.
+            assert_eq!(store.index_entries().await.unwrap(), 6 * 4);
+            let all: Vec<String> = (0..6).rev().map(|i| format!("r{i}")).collect();
+            let queries = [
+                pb::AccessLogQuery {
+                    client_ip: "10.0.0.1".into(),
+                    ..Default::default()
+                },
+                pb::AccessLogQuery {
+                    host: "a.test".into(),
+                    ..Default::default()
+                },
+                pb::AccessLogQuery {
+                    status: "200".into(),
+                    ..Default::default()
+                },
+            ];
+            for q in queries {
+                assert_eq!(ids(&logs, q.clone(), 100).await, all, "{q:?}");
+                assert_eq!(ids(&logs, q.clone(), 2).await, all, "{q:?} in pages of 2");
+            }
+            for i in [1, 4, 5] {
+                let q = pb::AccessLogQuery {
+                    request_id: format!("r{i}"),
+                    ..Default::default()
+                };
+                assert_eq!(ids(&logs, q, 10).await, [format!("r{i}")]);
+            }
+            let ip = pb::AccessLogQuery {
                 client_ip: "10.0.0.1".into(),
                 ..Default::default()
-            },
-            pb::AccessLogQuery {
-                host: "a.test".into(),
-                ..Default::default()
-            },
-            pb::AccessLogQuery {
-                status: "200".into(),
-                ..Default::default()
-            },
-        ];
-        for q in queries {
-            assert_eq!(ids(&logs, q.clone(), 100).await, all, "{q:?}");
-            assert_eq!(ids(&logs, q.clone(), 2).await, all, "{q:?} in pages of 2");
-        }
-        for i in [1, 4] {
-            let q = pb::AccessLogQuery {
-                request_id: format!("r{i}"),
-                ..Default::default()
             };
-            assert_eq!(ids(&logs, q, 10).await, [format!("r{i}")]);
-        }
-        // Retention: the three oldest go, with their entries in the old tables.
-        assert_eq!(store.delete_oldest(0, 3, 100).await.unwrap(), 3);
-        assert_eq!(store.index_entries().await.unwrap(), 3 * 4);
-        let q = pb::AccessLogQuery {
-            client_ip: "10.0.0.1".into(),
-            ..Default::default()
-        };
-        assert_eq!(ids(&logs, q, 100).await, ["r5", "r4", "r3"]);
-        let txn = store.db.begin_read().unwrap();
-        for f in Field::ALL {
-            let legacy = txn.open_table(legacy_index_table(f)).unwrap();
-            assert!(legacy.is_empty().unwrap(), "{f:?}");
+            // Retention: the three oldest go, with their entries in the old tables, then
+            // one whose entries are in a row, then the rest.
+            assert_eq!(store.delete_oldest(0, 3, 100).await.unwrap(), 3);
+            assert_eq!(store.index_entries().await.unwrap(), 3 * 4);
+            assert_eq!(ids(&logs, ip.clone(), 100).await, ["r5", "r4", "r3"]);
+            assert_eq!(store.delete_oldest(0, 2, 100).await.unwrap(), 1);
+            assert_eq!(store.index_entries().await.unwrap(), 2 * 4);
+            assert_eq!(ids(&logs, ip.clone(), 100).await, ["r5", "r4"]);
+            assert_eq!(store.delete_oldest(0, 0, 100).await.unwrap(), 2);
+            assert_eq!(store.index_entries().await.unwrap(), 0);
+            assert!(ids(&logs, ip, 100).await.is_empty());
+            let txn = store.db.begin_read().unwrap();
+            assert!(txn.open_table(ROWS).unwrap().is_empty().unwrap());
+            for f in Field::ALL {
+                let legacy = txn.open_table(legacy_index_table(f)).unwrap();
+                assert!(legacy.is_empty().unwrap(), "{f:?}");
+                assert!(txn.open_table(index_table(f)).unwrap().is_empty().unwrap());
+            }
         }
     }
 }
