@@ -42,7 +42,8 @@ use redb::{
 };
 
 use super::{
-    Field, HLL_ERROR, Index, LogKey, LogStore, Record, ShipPosition, Shipped, StreamState, hour_of,
+    Field, HLL_ERROR, Index, Indexed as _, LogKey, LogStore, Record, ShipPosition, Shipped,
+    StreamState, hour_of,
 };
 use crate::store::StoreError;
 
@@ -273,29 +274,40 @@ fn watermarks(meta: &impl ReadableTable<&'static str, u64>) -> Result<(u64, u64,
 
 /// Writes the in-memory entries of the records numbered `seqs` into index rows
 /// ([`rows`]): per block, field and bucket one row (appended to if it exists). Costs a
-/// pass over the entries and at most [`rows::BUCKETS`] inserts per field and block.
+/// sort of the entries (by block, field and bucket first: integers) and at most
+/// [`rows::BUCKETS`] inserts per field and block, in key order.
 fn flush(
     open: &Mutex<Open>,
     table: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
     seqs: Range<u64>,
     bits: u32,
 ) -> Result<(), StoreError> {
-    let mut built: BTreeMap<[u8; 11], Vec<u8>> = BTreeMap::new();
+    let Some(last) = seqs.end.checked_sub(1) else {
+        return Ok(());
+    };
+    let mut built: Vec<([u8; 11], Vec<u8>)> = Vec::new();
     {
         let open = lock(open);
-        let mut sorted = Vec::new();
-        for slot in 0..Field::ALL.len() {
-            for (value, keys) in open.values(slot, seqs.clone()) {
-                let bucket = rows::bucket(value);
-                // Keys are in seq order, so each block's are contiguous.
-                for block in keys.chunk_by(|a, b| a.1 >> bits == b.1 >> bits) {
-                    sorted.clear();
-                    sorted.extend_from_slice(block);
-                    sorted.sort_unstable();
-                    let key = rows::row_key(block[0].1 >> bits, slot, bucket);
-                    rows::append(built.entry(key).or_default(), value, &sorted);
-                }
+        let mut entries: Vec<(u64, usize, u16, &str, (i64, u64))> = open
+            .entries(seqs.start..=last)
+            .map(|(slot, v, k)| (k.1 >> bits, slot, rows::bucket(v), v, k))
+            .collect();
+        entries.sort_unstable_by(|a, b| {
+            (a.0, a.1, a.2)
+                .cmp(&(b.0, b.1, b.2))
+                .then_with(|| (a.3.len(), a.3).cmp(&(b.3.len(), b.3)))
+                .then_with(|| a.4.cmp(&b.4))
+        });
+        let mut keys = Vec::new();
+        for row in entries.chunk_by(|a, b| (a.0, a.1, a.2) == (b.0, b.1, b.2)) {
+            let (block, slot, bucket, _, _) = row[0];
+            let mut bytes = Vec::new();
+            for group in row.chunk_by(|a, b| a.3 == b.3) {
+                keys.clear();
+                keys.extend(group.iter().map(|e| e.4));
+                rows::append(&mut bytes, group[0].3, &keys);
             }
+            built.push((rows::row_key(block, slot, bucket), bytes));
         }
     }
     for (key, mut row) in built {
@@ -336,11 +348,7 @@ fn load_open(db: &Database) -> Result<Open, StoreError> {
         let Ok(r) = Record::decode(raw.value()) else {
             continue;
         };
-        for (i, f) in Field::ALL.iter().enumerate() {
-            if let Some(v) = f.value(&r) {
-                open.add(i, &v, (t, s));
-            }
-        }
+        open.add((t, s), Field::ALL.map(|f| r.field(f)));
     }
     Ok(open)
 }
@@ -598,11 +606,7 @@ impl LogStore for EmbeddedLogStore {
             {
                 let mut open = lock(&open);
                 for (seq, r) in (first + 1..).zip(records[skip..].iter().flatten()) {
-                    for (i, f) in Field::ALL.iter().enumerate() {
-                        if let Some(v) = f.value(r) {
-                            open.add(i, &v, (r.time(), seq));
-                        }
-                    }
+                    open.add((r.time(), seq), Field::ALL.map(|f| r.field(f)));
                 }
             }
             if let Err(e) = txn.commit() {

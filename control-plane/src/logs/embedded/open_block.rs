@@ -1,57 +1,90 @@
-//! The index entries of the records not yet in the `ix_*` tables: the open block's (and,
-//! for a moment after a large batch, the tail of the one before), kept in memory.
+//! The index entries of the records not yet in the index rows: the open block's (and,
+//! for a moment after a large batch, the tail of the one before), kept in memory as the
+//! records' indexed values.
 //!
 //! Why: an index entry inserted into a B-tree per record was most of the embedded store's
 //! ingest cost (a tree descent, a leaf rebuilt, its page copied on the batch's first touch,
-//! checksummed and written). Here a record's entries cost a hash look-up and a push each;
-//! when a block closes its entries go to the tables once, sorted (appended to the tree).
+//! checksummed and written). Here a record costs one allocation holding its indexed
+//! values; when a block closes its entries are grouped into rows once (`rows`).
 //!
 //! Invariants (kept by `embedded`, which alone mutates this):
-//! - It holds the entries of stored records with `seq` at or above `indexed` (`meta`), and
-//!   only those, up to the entries of a write being committed (added before its commit,
+//! - It holds the stored records with `seq` at or above `indexed` (`meta`), and only
+//!   those, up to the records of a write being committed (added before its commit,
 //!   removed again if it fails) and of records just deleted or flushed (removed right
-//!   after that commit). A reader therefore takes the entries in its snapshot's
+//!   after that commit). A reader therefore takes the records in its snapshot's
 //!   `indexed..=seq` only, under this lock taken before its snapshot.
-//! - Per value the record keys are in `seq` order (records are added in `seq` order), so a
-//!   flush takes a prefix and a lookup by `seq` is a binary search.
+//! - Records are in `seq` order (added so), so ranges of `seq` are binary searches.
 //!
-//! Memory: one entry (16 bytes) per indexed field of each record above `indexed`, plus each
-//! distinct value once: bounded by a block (2^15 records) plus one batch.
+//! Costs: a search of a value reads every record held (at most a block and a batch,
+//! ~40k: ~0.1 ms), instead of keeping a map per field updated on every record.
+//! Memory: a record's key and its indexed values (each capped): bounded by a block
+//! (2^15 records) plus one batch.
 
-use std::collections::{HashMap, HashSet};
-use std::ops::{Range, RangeInclusive};
+use std::collections::{HashSet, VecDeque};
+use std::ops::RangeInclusive;
 
 use crate::logs::LogKey;
 
 /// Record keys `(time, seq)`.
 type Key = (i64, u64);
 
-/// Per indexed field (by slot), value → keys of its records, in `seq` order.
+/// A record's key and the values of its `N` indexed fields (empty: not indexed).
+struct Held<const N: usize> {
+    key: Key,
+    /// The values, one after another.
+    values: Box<str>,
+    /// Where each value ends in `values`.
+    ends: [u16; N],
+}
+
+impl<const N: usize> Held<N> {
+    fn value(&self, slot: usize) -> &str {
+        let start = slot.checked_sub(1).map_or(0, |p| usize::from(self.ends[p]));
+        self.values
+            .get(start..usize::from(self.ends[slot]))
+            .unwrap_or_default()
+    }
+}
+
+/// The records above `indexed`, in `seq` order, with their indexed values by slot.
 pub(super) struct OpenBlock<const N: usize> {
-    fields: [HashMap<Box<str>, Vec<Key>>; N],
+    held: VecDeque<Held<N>>,
 }
 
 impl<const N: usize> OpenBlock<N> {
     pub(super) fn new() -> Self {
         Self {
-            fields: std::array::from_fn(|_| HashMap::new()),
+            held: VecDeque::new(),
         }
     }
 
-    /// Adds the entry of record `key` under `value` of field `slot`; records come in
-    /// `seq` order.
-    pub(super) fn add(&mut self, slot: usize, value: &str, key: Key) {
-        let map = &mut self.fields[slot];
-        match map.get_mut(value) {
-            Some(keys) => keys.push(key),
-            None => {
-                map.insert(value.into(), vec![key]);
+    /// Adds record `key` with its indexed values by slot (empty: none); records come in
+    /// `seq` order. Values are capped far below 64 KiB in all (`sanitize`).
+    pub(super) fn add(&mut self, key: Key, values: [&str; N]) {
+        let mut joined = String::with_capacity(values.iter().map(|v| v.len()).sum());
+        let mut ends = [0u16; N];
+        for (end, v) in ends.iter_mut().zip(values) {
+            if joined.len() + v.len() <= usize::from(u16::MAX) {
+                joined.push_str(v);
             }
+            *end = joined.len() as u16;
         }
+        self.held.push_back(Held {
+            key,
+            values: joined.into_boxed_str(),
+            ends,
+        });
     }
 
-    /// Up to `max` keys of `value` with `seq` in `seqs`, `since <= time` and
-    /// `key < before`, newest first.
+    /// The records with `seq` in `seqs`.
+    fn in_seqs(&self, seqs: RangeInclusive<u64>) -> impl Iterator<Item = &Held<N>> {
+        let lo = self.held.partition_point(|h| h.key.1 < *seqs.start());
+        let hi = self.held.partition_point(|h| h.key.1 <= *seqs.end());
+        self.held.range(lo..hi.max(lo))
+    }
+
+    /// Up to `max` keys of records whose field `slot` is `value`, with `seq` in `seqs`,
+    /// `since <= time` and `key < before`, newest first.
     pub(super) fn select(
         &self,
         slot: usize,
@@ -61,89 +94,61 @@ impl<const N: usize> OpenBlock<N> {
         before: LogKey,
         max: usize,
     ) -> Vec<Key> {
-        let Some(keys) = self.fields[slot].get(value) else {
-            return Vec::new();
-        };
-        let mut out: Vec<Key> = in_seqs(keys, seqs)
-            .iter()
-            .filter(|(t, s)| *t >= since && (*t, *s) < (before.time, before.seq))
-            .copied()
+        let mut out: Vec<Key> = self
+            .in_seqs(seqs)
+            .filter(|h| {
+                let (t, s) = h.key;
+                t >= since && (t, s) < (before.time, before.seq) && h.value(slot) == value
+            })
+            .map(|h| h.key)
             .collect();
         out.sort_unstable_by(|a, b| b.cmp(a));
         out.truncate(max);
         out
     }
 
-    /// Entries with `seq` in `seqs`, across all fields.
+    /// Entries (non-empty values) of the records with `seq` in `seqs`.
     pub(super) fn count(&self, seqs: RangeInclusive<u64>) -> u64 {
-        self.fields
-            .iter()
-            .flat_map(|m| m.values())
-            .map(|keys| in_seqs(keys, seqs.clone()).len() as u64)
+        self.in_seqs(seqs)
+            .map(|h| (0..N).filter(|i| !h.value(*i).is_empty()).count() as u64)
             .sum()
     }
 
-    /// The earliest record time among entries with `seq` in `seqs`.
+    /// The earliest time of the records with `seq` in `seqs`.
     pub(super) fn min_time(&self, seqs: RangeInclusive<u64>) -> Option<i64> {
-        self.fields
-            .iter()
-            .flat_map(|m| m.values())
-            .flat_map(|keys| in_seqs(keys, seqs.clone()).iter().map(|(t, _)| *t))
-            .min()
+        self.in_seqs(seqs).map(|h| h.key.0).min()
     }
 
-    /// Field `slot`'s values with entries whose `seq` is in `seqs`, and those entries.
-    pub(super) fn values(
+    /// The entries of the records with `seq` in `seqs`: `(slot, value, key)`, values
+    /// non-empty.
+    pub(super) fn entries(
         &self,
-        slot: usize,
-        seqs: Range<u64>,
-    ) -> impl Iterator<Item = (&str, &[Key])> {
-        let last = seqs.end.checked_sub(1);
-        self.fields[slot].iter().filter_map(move |(v, keys)| {
-            let keys = in_seqs(keys, seqs.start..=last?);
-            (!keys.is_empty()).then_some((&**v, keys))
+        seqs: RangeInclusive<u64>,
+    ) -> impl Iterator<Item = (usize, &str, Key)> {
+        self.in_seqs(seqs).flat_map(|h| {
+            (0..N).filter_map(move |i| {
+                let v = h.value(i);
+                (!v.is_empty()).then_some((i, v, h.key))
+            })
         })
     }
 
-    /// Forgets every entry with `seq < end` (flushed to the tables).
+    /// Forgets every record with `seq < end` (flushed to the rows).
     pub(super) fn forget_before(&mut self, end: u64) {
-        for map in &mut self.fields {
-            map.retain(|_, keys| {
-                let n = keys.partition_point(|(_, s)| *s < end);
-                keys.drain(..n);
-                !keys.is_empty()
-            });
-        }
+        let n = self.held.partition_point(|h| h.key.1 < end);
+        self.held.drain(..n);
     }
 
-    /// Forgets every entry with `seq >= start` (a write that did not commit).
+    /// Forgets every record with `seq >= start` (a write that did not commit).
     pub(super) fn forget_from(&mut self, start: u64) {
-        for map in &mut self.fields {
-            map.retain(|_, keys| {
-                let n = keys.partition_point(|(_, s)| *s < start);
-                keys.truncate(n);
-                !keys.is_empty()
-            });
-        }
+        let n = self.held.partition_point(|h| h.key.1 < start);
+        self.held.truncate(n);
     }
 
-    /// Forgets the entries of the records numbered in `seqs` (deleted). Costs a look-up
-    /// per entry held: retention deletes records this recent rarely.
+    /// Forgets the records numbered in `seqs` (deleted).
     pub(super) fn forget_seqs(&mut self, seqs: &HashSet<u64>) {
-        for map in &mut self.fields {
-            map.retain(|_, keys| {
-                keys.retain(|(_, s)| !seqs.contains(s));
-                !keys.is_empty()
-            });
-        }
+        self.held.retain(|h| !seqs.contains(&h.key.1));
     }
-}
-
-/// The keys with `seq` in `seqs` (`keys` in `seq` order).
-fn in_seqs(keys: &[Key], seqs: RangeInclusive<u64>) -> &[Key] {
-    let lo = keys.partition_point(|(_, s)| s < seqs.start());
-    let hi = keys.partition_point(|(_, s)| s <= seqs.end());
-    &keys[lo..hi.max(lo)]
 }
 
 #[cfg(test)]
@@ -157,9 +162,9 @@ mod tests {
         let mut o = OpenBlock::<2>::new();
         // Times out of seq order, as two data planes' records may come.
         for (t, s) in [(50, 1), (10, 2), (40, 3), (20, 4)] {
-            o.add(0, "a", (t, s));
+            o.add((t, s), ["a", ""]);
         }
-        o.add(1, "b", (30, 5));
+        o.add((30, 5), ["", "b"]);
         assert_eq!(
             o.select(0, "a", 1..=4, 0, MAX, 10),
             [(50, 1), (40, 3), (20, 4), (10, 2)]
@@ -172,11 +177,15 @@ mod tests {
         );
         let before = LogKey { time: 40, seq: 3 };
         assert_eq!(o.select(0, "a", 1..=4, 0, before, 1), [(20, 4)]);
-        assert!(o.select(0, "b", 1..=4, 0, MAX, 10).is_empty());
+        assert!(o.select(1, "a", 1..=5, 0, MAX, 10).is_empty());
+        assert_eq!(o.select(1, "b", 1..=5, 0, MAX, 10), [(30, 5)]);
         assert_eq!((o.count(1..=5), o.count(2..=4)), (5, 3));
         assert_eq!(o.min_time(3..=5), Some(20));
-        let values: Vec<_> = o.values(0, 3..5).collect();
-        assert_eq!(values, [("a", &[(40, 3), (20, 4)][..])]);
+        let entries: Vec<_> = o.entries(3..=5).collect();
+        assert_eq!(
+            entries,
+            [(0, "a", (40, 3)), (0, "a", (20, 4)), (1, "b", (30, 5))]
+        );
 
         o.forget_seqs(&HashSet::from([3]));
         o.forget_before(2);
@@ -185,9 +194,6 @@ mod tests {
         assert_eq!(o.select(0, "a", 0..=9, 0, MAX, 10), [(10, 2)]);
         o.forget_seqs(&HashSet::from([2, 7]));
         assert_eq!(o.count(0..=9), 0);
-        assert!(
-            o.fields.iter().all(HashMap::is_empty),
-            "empty values are dropped"
-        );
+        assert!(o.held.is_empty());
     }
 }
