@@ -1,32 +1,36 @@
 //! The embedded request-log store: `<data-dir>/logs.redb`, apart from the config store so
 //! log volume never bloats or slows config reads.
 //!
-//! Tables: `records` `(time, seq) -> prost bytes`; one index table per [`Field`] keyed
-//! `(block, value, time, seq)` as bytes (`ix_*`, [`IndexKey`]; the block is
-//! `seq` / 2^15, see [`BLOCK_BITS`]);
+//! Tables: `records` `(time, seq) -> prost bytes`; `ix_rows`: the index of closed blocks
+//! (a block is 2^15 consecutive `seq`, [`BLOCK_BITS`]), one row per (block, field, bucket
+//! of the value's hash) holding each value's record keys ([`rows`]);
 //! `visitors` `(host, hour) -> HyperLogLog (JSON)`; `dropped` `hour -> count`; `meta`
 //! (`seq`, [`INDEXED`], [`UNINDEXED_SINCE`]); `streams`.
 //!
-//! Index entries of the open block live in memory ([`OpenBlock`]), not in the tables: a
-//! record costs one B-tree insert (itself) and a hash push per indexed field. When the
-//! next record opens a new block, the closed block's entries are written to the `ix_*`
-//! tables, sorted, in that batch's transaction, and `indexed` moves past them. So the
-//! tables plus the in-memory entries index every record exactly once; a search merges the
-//! in-memory entries with one range per block. Crash safety: a batch's records, stream
-//! positions and `seq` commit in one transaction as before; the in-memory entries are
-//! derived from the records (`seq >= indexed`, found from `unindexed_since`) when the file
-//! is opened, so a crash loses none. Deleting a record deletes its entry in the same
-//! transaction (tables) or right after its commit (memory). Ingest costs one write
-//! transaction per batch and one B-tree insert per record (each stored as the data plane
-//! encoded it, index values borrowed from those bytes: [`super::wire`]), plus about four
-//! sorted inserts per record once per block; visitor sketches stay decoded in memory
-//! between batches (as committed) and are written back only when a batch changed them.
+//! The open block's index entries live in memory ([`OpenBlock`]: each record's indexed
+//! values), not in a table. When a batch's first record opens a new block, the closed
+//! block's entries are grouped into rows (at most [`rows::BUCKETS`] per field) in that
+//! batch's transaction and `indexed` moves past them. So rows plus memory index every
+//! record exactly once; a search merges the in-memory matches with one row per block.
+//! Crash safety: a batch's records, stream positions and `seq` commit in one transaction
+//! as before; the in-memory entries are derived from the records (`seq >= indexed`,
+//! found from `unindexed_since`) when the file is opened, so a crash loses none. Deleting
+//! a record deletes its entries in the same transaction (rows rewritten) or right after
+//! its commit (memory). Ingest costs one write transaction per batch, one B-tree insert
+//! per record (stored as the data plane encoded it, index values borrowed from those
+//! bytes: [`super::wire`]) and one small allocation for its values, plus a sort of the
+//! block's entries and a few thousand row inserts once per block; visitor sketches stay
+//! decoded in memory between batches (as committed) and are written back only when a
+//! batch changed them. Why rows and not one key per entry: a redb insert costs about the
+//! same wherever its key lands, and ~4 per record were most of the ingest cost
+//! (`bench/README.md`).
 //!
-//! Layout changes: files written before blocks hold their index entries in `idx_*`
-//! `(value, time, seq)`. Those tables are read as one more block and their entries deleted
-//! with their records (retention empties them); nothing new is written there, so no
-//! migration runs. Files written before the in-memory open block have every entry in the
-//! tables: opening one sets `indexed` past its last record.
+//! Layout changes: nothing is migrated. Files written before blocks hold their index
+//! entries in `idx_*` `(value, time, seq)`; files of the release before rows in `ix_*`
+//! `(block, value, time, seq)` as bytes ([`IndexKey`]), every record's entries there.
+//! Both are read as more sources of a search and their entries deleted with their
+//! records (retention empties them); nothing new is written there. Opening such a file
+//! sets `indexed` past its last record.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -157,7 +161,7 @@ fn row_keys(
     since: i64,
     before: LogKey,
 ) -> Result<Vec<Vec<(i64, u64)>>, StoreError> {
-    let bucket = rows::bucket(value);
+    let bucket = rows::bucket(rows::hash(value));
     let mut out = Vec::new();
     let mut next = Some(0u64);
     while let Some(b) = next {
@@ -274,8 +278,8 @@ fn watermarks(meta: &impl ReadableTable<&'static str, u64>) -> Result<(u64, u64,
 
 /// Writes the in-memory entries of the records numbered `seqs` into index rows
 /// ([`rows`]): per block, field and bucket one row (appended to if it exists). Costs a
-/// sort of the entries (by block, field and bucket first: integers) and at most
-/// [`rows::BUCKETS`] inserts per field and block, in key order.
+/// sort of the entries by integers only (block, field, value hash, time, seq) and at
+/// most [`rows::BUCKETS`] inserts per field and block, in key order.
 fn flush(
     open: &Mutex<Open>,
     table: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
@@ -288,25 +292,27 @@ fn flush(
     let mut built: Vec<([u8; 11], Vec<u8>)> = Vec::new();
     {
         let open = lock(open);
-        let mut entries: Vec<(u64, usize, u16, &str, (i64, u64))> = open
+        // (block, field and bucket, hash, key, value): sorted by integers only, equal
+        // values end up together within their row, their keys ascending.
+        let mut entries: Vec<_> = open
             .entries(seqs.start..=last)
-            .map(|(slot, v, k)| (k.1 >> bits, slot, rows::bucket(v), v, k))
+            .map(|(slot, v, k)| {
+                let h = rows::hash(v);
+                let row = (slot as u32) << 16 | u32::from(rows::bucket(h));
+                (k.1 >> bits, row, h, k, v)
+            })
             .collect();
-        entries.sort_unstable_by(|a, b| {
-            (a.0, a.1, a.2)
-                .cmp(&(b.0, b.1, b.2))
-                .then_with(|| (a.3.len(), a.3).cmp(&(b.3.len(), b.3)))
-                .then_with(|| a.4.cmp(&b.4))
-        });
+        entries.sort_unstable_by_key(|e| (e.0, e.1, e.2, e.3));
         let mut keys = Vec::new();
-        for row in entries.chunk_by(|a, b| (a.0, a.1, a.2) == (b.0, b.1, b.2)) {
-            let (block, slot, bucket, _, _) = row[0];
+        for row in entries.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+            let (block, slot_bucket, ..) = row[0];
             let mut bytes = Vec::new();
-            for group in row.chunk_by(|a, b| a.3 == b.3) {
+            for group in row.chunk_by(|a, b| a.2 == b.2 && a.4 == b.4) {
                 keys.clear();
-                keys.extend(group.iter().map(|e| e.4));
-                rows::append(&mut bytes, group[0].3, &keys);
+                keys.extend(group.iter().map(|e| e.3));
+                rows::append(&mut bytes, group[0].4, &keys);
             }
+            let (slot, bucket) = ((slot_bucket >> 16) as usize, slot_bucket as u16);
             built.push((rows::row_key(block, slot, bucket), bytes));
         }
     }
@@ -799,7 +805,8 @@ impl LogStore for EmbeddedLogStore {
                     } else if let Some(r) = record {
                         for (i, f) in Field::ALL.iter().enumerate() {
                             if let Some(v) = f.value(r) {
-                                let row = rows::row_key(key.1 >> bits, i, rows::bucket(&v));
+                                let bucket = rows::bucket(rows::hash(&v));
+                                let row = rows::row_key(key.1 >> bits, i, bucket);
                                 by_row.entry(row).or_default().push((i, v, *key));
                             }
                         }
