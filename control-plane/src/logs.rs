@@ -33,7 +33,7 @@
 //! id indexed by [`postings`] rows: a few dozen per batch instead of one per record). A
 //! record is stored as the bytes the data plane sent when sanitizing changes nothing
 //! ([`wire`]). Sustained ingest on the 2-core bench host (`bench/ingest.sh`, release
-//! build): 3.6-3.9 µs of control-plane CPU per record on the embedded store, 3 µs plus
+//! build): 3.4-3.9 µs of control-plane CPU per record on the embedded store, 3 µs plus
 //! 10-11 µs of redis-server CPU on Redis. A search walks the most selective index the
 //! filters name (request id, client id, user, IP, host, exact status, else time) newest
 //! first and filters the rest in memory; stats walk the window the same way. Retention and
