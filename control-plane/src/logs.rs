@@ -7,7 +7,8 @@
 //! Invariants:
 //! - Every record has a unique key `(time_unix_nanos, seq)`; every index entry points at a
 //!   stored record, and deleting a record deletes its index entries in the same
-//!   transaction (embedded) or MULTI/EXEC block (Redis).
+//!   transaction (embedded; its open block's entries, held in memory, right after that
+//!   commit) or MULTI/EXEC block (Redis).
 //! - Ingest never waits for a follower: followers read a bounded broadcast channel
 //!   ([`FOLLOW_BUFFER`] records) and one that falls behind is told how many it missed and
 //!   closed.
@@ -25,15 +26,15 @@
 //! - A stored record never holds a credential the data plane let through in its query
 //!   string (`access_token`, `code`, `state`, … are removed) and every string is capped.
 //!
-//! Costs: ingest is one write transaction per batch (up to 6 index writes per record,
-//! plus one visitor sketch per host and hour; on Redis a fixed number of commands per
-//! batch, and host, status, user and client id indexed by [`postings`] rows: a few dozen
-//! per batch instead of one per record). A record is stored as the bytes the data plane
-//! sent when sanitizing changes nothing ([`wire`]). Sustained ingest on the 2-core bench
-//! host (`bench/ingest.sh`, release build): 7.6-7.8 µs of control-plane CPU per record on
-//! the embedded store (index entries blocked by sequence number, so a batch's inserts
-//! stay within a few hundred pages whatever order the values come in), 3 µs plus 10-11 µs
-//! of redis-server CPU on Redis. A search walks the most selective index the
+//! Costs: ingest is one write transaction per batch (plus one visitor sketch per host and
+//! hour; on the embedded store one B-tree insert per record, its index entries held in
+//! memory until their block of 2^15 records closes and then written as a few thousand
+//! rows; on Redis a fixed number of commands per batch, and host, status, user and client
+//! id indexed by [`postings`] rows: a few dozen per batch instead of one per record). A
+//! record is stored as the bytes the data plane sent when sanitizing changes nothing
+//! ([`wire`]). Sustained ingest on the 2-core bench host (`bench/ingest.sh`, release
+//! build): 3.4-3.9 µs of control-plane CPU per record on the embedded store, 3 µs plus
+//! 10-11 µs of redis-server CPU on Redis. A search walks the most selective index the
 //! filters name (request id, client id, user, IP, host, exact status, else time) newest
 //! first and filters the rest in memory; stats walk the window the same way. Retention and
 //! the size cap run at start and every minute and delete the oldest records in chunks of
