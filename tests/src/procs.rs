@@ -256,6 +256,15 @@ impl ControlPlane {
     /// Protects `host` in `forward` mode through the CLI (`proxy auth enable HOST
     /// --auth-host AUTH_HOST --mode forward [--scope SCOPE]`); panics unless it succeeds.
     pub fn enable_forward_auth(&self, host: &str, auth_host: &str, scope: Option<&str>) {
+        match scope {
+            Some(scope) => self.enable_forward_auth_with(host, auth_host, &["--scope", scope]),
+            None => self.enable_forward_auth_with(host, auth_host, &[]),
+        }
+    }
+
+    /// [`Self::enable_forward_auth`] with more `proxy auth enable` flags (`extra`: allow
+    /// lists, `--forward-token`, `--identity-header`, …).
+    pub fn enable_forward_auth_with(&self, host: &str, auth_host: &str, extra: &[&str]) {
         let mut args = vec![
             "proxy",
             "auth",
@@ -266,9 +275,7 @@ impl ControlPlane {
             "--mode",
             "forward",
         ];
-        if let Some(scope) = scope {
-            args.extend(["--scope", scope]);
-        }
+        args.extend_from_slice(extra);
         self.cli_ok(&args);
     }
 

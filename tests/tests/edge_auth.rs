@@ -529,20 +529,9 @@ async fn allowlists_public_routes_and_route_scopes_apply_at_the_edge() {
     let dp = DataPlane::start(cp, "dp-edge-4").await;
     let protect = |host: &str, allow: &[&str]| {
         cp.cli_ok(&["proxy", "create", host, &backend.url]);
-        let mut args = vec![
-            "proxy",
-            "auth",
-            "enable",
-            host,
-            "--auth-host",
-            "auth.example.com",
-            "--mode",
-            "forward",
-            "--scope",
-            "mcp",
-        ];
-        args.extend_from_slice(allow);
-        cp.cli_ok(&args);
+        let mut extra = vec!["--scope", "mcp"];
+        extra.extend_from_slice(allow);
+        cp.enable_forward_auth_with(host, "auth.example.com", &extra);
     };
     // alice is in org acme, not in team acme/platform, and not bob.
     protect("team.example.com", &["--allow-org", "ACME"]);
@@ -679,21 +668,17 @@ async fn opted_in_token_and_renamed_identity_headers_reach_the_backend() {
     assert!(stderr.contains("identity_headers.user"), "{stderr}");
     let shown = cp.cli_ok(&["proxy", "auth", "show", host]);
     assert!(!shown.contains("Authorization"), "{shown}");
-    cp.cli_ok(&[
-        "proxy",
-        "auth",
-        "enable",
+    cp.enable_forward_auth_with(
         host,
-        "--auth-host",
         "auth.example.com",
-        "--mode",
-        "forward",
-        "--scope",
-        "mcp",
-        "--forward-token",
-        "--identity-header",
-        "user=X-Remote-User",
-    ]);
+        &[
+            "--scope",
+            "mcp",
+            "--forward-token",
+            "--identity-header",
+            "user=X-Remote-User",
+        ],
+    );
     let token = access_token(&l, "https://fwd.example.com").await;
     let bearer = format!("Bearer {token}");
     let resp = once_accepted(

@@ -613,26 +613,7 @@ async fn fast_requests_are_in_the_access_log_as_hyper_path_ones_are() {
         );
         let fast = record(&p.cp, &ids[0]).await;
         let slow = record(&p.cp, &ids[1]).await;
-        for field in [
-            "method",
-            "host",
-            "path",
-            "query",
-            "status",
-            "http_version",
-            "listener",
-            "client_ip",
-            "user_agent",
-            "mcp_session_id",
-            "upstream",
-            "proxy",
-            "route",
-            "auth",
-            "request_body_bytes",
-            "response_body_bytes",
-        ] {
-            assert_eq!(fast[field], slow[field], "{path} {field}: {fast} / {slow}");
-        }
+        assert_same_record(&fast, &slow, path);
         assert_eq!(fast["status"], status);
         assert_eq!(fast["path"], path);
         assert_eq!(fast["response_body_bytes"], bytes, "{fast}");
@@ -924,21 +905,17 @@ async fn protected_proxies_admit_valid_tokens_on_the_fast_path_and_refuse_as_bef
     }
 
     // Renamed identity headers and `--forward-token`: honoured alike by both paths.
-    p.cp.cli_ok(&[
-        "proxy",
-        "auth",
-        "enable",
+    p.cp.enable_forward_auth_with(
         "api.example.com",
-        "--auth-host",
         "auth.example.com",
-        "--mode",
-        "forward",
-        "--scope",
-        "mcp",
-        "--forward-token",
-        "--identity-header",
-        "user=X-Remote-User",
-    ]);
+        &[
+            "--scope",
+            "mcp",
+            "--forward-token",
+            "--identity-header",
+            "user=X-Remote-User",
+        ],
+    );
     let v = p.cp.version().await;
     p.cp.wait_applied(&fast.node_id, v).await;
     p.cp.wait_applied(&slow.node_id, v).await;
@@ -1207,23 +1184,35 @@ async fn https_requests_take_the_fast_path_with_the_https_listeners_rules() {
     let fast = record(&p.cp, "tls-fast").await;
     let slow = record(&p.cp, "tls-slow").await;
     assert_eq!(fast["listener"], "https", "{fast}");
-    for field in [
-        "method",
-        "host",
-        "path",
-        "query",
-        "status",
-        "http_version",
-        "listener",
-        "client_ip",
-        "user_agent",
-        "upstream",
-        "proxy",
-        "route",
-        "auth",
-        "response_body_bytes",
-    ] {
-        assert_eq!(fast[field], slow[field], "{field}: {fast} / {slow}");
+    assert_same_record(&fast, &slow, "tls");
+}
+
+/// The access-log fields a request's record has alike whichever path served it (all but
+/// the time, durations and ids).
+const SAME_ON_BOTH_PATHS: [&str; 16] = [
+    "method",
+    "host",
+    "path",
+    "query",
+    "status",
+    "http_version",
+    "listener",
+    "client_ip",
+    "user_agent",
+    "mcp_session_id",
+    "upstream",
+    "proxy",
+    "route",
+    "auth",
+    "request_body_bytes",
+    "response_body_bytes",
+];
+
+/// Asserts the records of the same request served by the fast path and by hyper's agree
+/// on [`SAME_ON_BOTH_PATHS`].
+fn assert_same_record(fast: &Value, slow: &Value, case: &str) {
+    for field in SAME_ON_BOTH_PATHS {
+        assert_eq!(fast[field], slow[field], "{case} {field}: {fast} / {slow}");
     }
 }
 
